@@ -1,0 +1,46 @@
+//! Doorman's agent: runs on the remote computer, keeps an outbound connection
+//! to the server, answers offers from its own settings file (read afresh for
+//! every offer, so changes apply without a restart), enforces email
+//! authorization itself, and runs the sessions it has agreed to.
+#![forbid(unsafe_code)]
+
+mod link;
+pub mod notify;
+mod session;
+pub mod settings_file;
+
+use std::future::Future;
+use std::path::PathBuf;
+
+pub use settings_file::SettingsFileError;
+
+/// Why the agent cannot run.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum AgentError {
+    #[error(transparent)]
+    Settings(#[from] SettingsFileError),
+    #[error("{0}")]
+    Server(#[from] doorman_proto::DialError),
+}
+
+/// Runs the agent with the settings file at `config` until `shutdown`
+/// completes. Reconnects whenever the server goes away.
+pub async fn run(config: PathBuf, shutdown: impl Future<Output = ()> + Send) -> Result<(), AgentError> {
+    let settings = settings_file::load(&config)?;
+    // Checked once up front so that a wrong URL fails at start, not in a loop.
+    doorman_proto::Dialer::new(&settings.server)?;
+    tracing::info!(
+        computer = %settings.name,
+        server = %settings.server,
+        email_authorization = settings.desktop_sharing.require_email_authorization,
+        "doorman agent starting"
+    );
+    tokio::select! {
+        () = link::run_forever(config) => Ok(()),
+        () = shutdown => {
+            tracing::info!("doorman agent stopped");
+            Ok(())
+        }
+    }
+}

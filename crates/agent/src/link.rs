@@ -1,0 +1,204 @@
+//! The agent's control connection: dial out, answer offers from the current
+//! settings, act on settled outcomes, and reconnect with jittered backoff
+//! whenever the server goes away.
+
+use crate::notify::{self, Notification};
+use crate::session;
+use crate::settings_file;
+use doorman_core::{AgentSettings, Outcome};
+use doorman_proto::connection::Connection;
+use doorman_proto::message::{AgentToServer, OfferReply, ServerToAgent, Service};
+use doorman_proto::{AGENT_NAME_HEADER, AGENT_PATH, Dialer};
+use hyper::header::{AUTHORIZATION, HeaderName, HeaderValue};
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+/// Most offers remembered at once; older ones are forgotten first.
+const MAX_REMEMBERED_OFFERS: usize = 1024;
+
+/// An offer this agent asked email authorization for.
+struct AwaitedOffer {
+    operator: String,
+    service: Service,
+}
+
+/// The headers that authenticate this agent.
+pub fn agent_headers(settings: &AgentSettings) -> Result<Vec<(HeaderName, HeaderValue)>, String> {
+    let name = HeaderValue::from_str(&settings.name).map_err(|_| "agent name is not a valid header value".to_string())?;
+    let mut key = HeaderValue::from_str(&format!("Bearer {}", settings.key.expose()))
+        .map_err(|_| "agent key is not a valid header value".to_string())?;
+    key.set_sensitive(true);
+    Ok(vec![(HeaderName::from_static(AGENT_NAME_HEADER), name), (AUTHORIZATION, key)])
+}
+
+/// Connects, serves, and reconnects, forever.
+pub async fn run_forever(config: PathBuf) {
+    let mut failures: u32 = 0;
+    loop {
+        match serve_once(&config).await {
+            Ok(()) => {
+                failures = 0;
+                tracing::warn!("server closed the connection; reconnecting");
+            }
+            Err(error) => {
+                failures = failures.saturating_add(1);
+                tracing::warn!(%error, "cannot stay connected to the server");
+            }
+        }
+        tokio::time::sleep(backoff(failures)).await;
+    }
+}
+
+/// 0.5 s after a clean close; then 1, 2, 4 … 30 s, each plus up to 50 % at
+/// random so that many agents do not reconnect in step.
+fn backoff(failures: u32) -> Duration {
+    let base_ms: u64 = if failures == 0 {
+        500
+    } else {
+        (1000u64 << failures.min(5).saturating_sub(1)).min(30_000)
+    };
+    Duration::from_millis(base_ms + jitter(base_ms / 2))
+}
+
+fn jitter(max: u64) -> u64 {
+    use std::hash::{BuildHasher, Hasher};
+    let mut hasher = std::collections::hash_map::RandomState::new().build_hasher();
+    hasher.write_u128(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_nanos())
+            .unwrap_or(0),
+    );
+    hasher.finish() % (max + 1)
+}
+
+async fn serve_once(config: &Path) -> Result<(), String> {
+    let settings = settings_file::load(config).map_err(|e| e.to_string())?;
+    let dialer = Dialer::new(&settings.server).map_err(|e| e.to_string())?;
+    let headers = agent_headers(&settings)?;
+    let io = dialer
+        .dial(AGENT_PATH, &headers)
+        .await
+        .map_err(|e| e.to_string())?;
+    let (mut reader, mut writer) = Connection::new(io).split();
+    match reader.read_message::<ServerToAgent>().await {
+        Ok(Some(ServerToAgent::Welcome)) => {}
+        Ok(_) => return Err("server did not welcome the agent".into()),
+        Err(e) => return Err(e.to_string()),
+    }
+    tracing::info!(computer = %settings.name, server = %settings.server, "agent online");
+    let mut awaited: HashMap<String, AwaitedOffer> = HashMap::new();
+    loop {
+        let message = match reader.read_message::<ServerToAgent>().await {
+            Ok(Some(message)) => message,
+            Ok(None) => return Ok(()),
+            Err(e) => return Err(e.to_string()),
+        };
+        match message {
+            ServerToAgent::Welcome => {}
+            ServerToAgent::Offer {
+                request_id,
+                operator,
+                operator_ip,
+                reason,
+                service,
+            } => {
+                let reply = answer_offer(config, &operator, &operator_ip, &reason, &service);
+                match &reply {
+                    OfferReply::RequireAuthorization { .. } => {
+                        if awaited.len() >= MAX_REMEMBERED_OFFERS {
+                            awaited.clear();
+                        }
+                        awaited.insert(request_id.clone(), AwaitedOffer { operator, service });
+                    }
+                    OfferReply::Admit => {
+                        session::spawn(config.to_path_buf(), request_id.clone(), operator, service);
+                    }
+                    OfferReply::Refuse { .. } => {}
+                }
+                writer
+                    .write_message(&AgentToServer::OfferReply { request_id, reply })
+                    .await
+                    .map_err(|e| e.to_string())?;
+            }
+            ServerToAgent::Settled { request_id, outcome } => {
+                // Only a request this agent asked for can start a session,
+                // whatever the server says.
+                let Some(offer) = awaited.remove(&request_id) else {
+                    tracing::warn!(request = %request_id, "ignoring an outcome for a request this agent did not ask for");
+                    continue;
+                };
+                notify::show(&Notification::Settled {
+                    operator: &offer.operator,
+                    outcome: &outcome,
+                });
+                if matches!(outcome, Outcome::Allowed { .. }) {
+                    session::spawn(config.to_path_buf(), request_id, offer.operator, offer.service);
+                }
+            }
+        }
+    }
+}
+
+/// Decides from the settings file as it is now.
+fn answer_offer(config: &Path, operator: &str, operator_ip: &str, reason: &str, service: &Service) -> OfferReply {
+    let refuse = |message: String| {
+        notify::show(&Notification::Refused {
+            operator,
+            message: &message,
+        });
+        OfferReply::Refuse { message }
+    };
+    let settings = match settings_file::load(config) {
+        Ok(settings) => settings,
+        Err(error) => {
+            tracing::error!(%error, "refusing connections until the settings file is fixed");
+            return refuse("the computer's settings file is invalid".into());
+        }
+    };
+    match service {
+        Service::Command { .. } if !settings.services.shell => {
+            return refuse("remote commands are not offered on this computer".into());
+        }
+        Service::Command { .. } => {}
+    }
+    let description = service.describe();
+    let sharing = &settings.desktop_sharing;
+    if sharing.require_email_authorization {
+        notify::show(&Notification::AwaitingAuthorization {
+            operator,
+            operator_ip,
+            reason,
+            service: &description,
+            recipients: &sharing.recipients,
+            timeout_secs: sharing.email_authorization_timeout,
+        });
+        OfferReply::RequireAuthorization {
+            recipients: sharing.recipients.clone(),
+            timeout_secs: sharing.email_authorization_timeout,
+        }
+    } else {
+        notify::show(&Notification::ConnectingWithoutAuthorization {
+            operator,
+            operator_ip,
+            reason,
+            service: &description,
+        });
+        OfferReply::Admit
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::backoff;
+    use std::time::Duration;
+
+    #[test]
+    fn backoff_grows_and_caps_with_jitter() {
+        assert!(backoff(0) <= Duration::from_millis(750));
+        assert!(backoff(1) >= Duration::from_secs(1));
+        assert!(backoff(3) >= Duration::from_secs(4));
+        assert!(backoff(40) <= Duration::from_secs(45));
+    }
+}

@@ -1,0 +1,60 @@
+//! Why a connection did not run a session, and the exit status each cause
+//! gives `doorman connect` (listed in its `--help`).
+
+/// Exit statuses of `doorman connect` for its own failures. They sit above
+/// the signal range (128 + n) so they rarely collide with a remote command's.
+pub mod exit {
+    pub const INVALID_REQUEST: i32 = 2;
+    pub const CANCELLED: i32 = 130;
+    pub const DENIED: i32 = 240;
+    pub const EXPIRED: i32 = 241;
+    pub const UNKNOWN_COMPUTER: i32 = 242;
+    pub const OFFLINE: i32 = 243;
+    pub const BAD_TOKEN: i32 = 244;
+    pub const NOT_OFFERED: i32 = 245;
+    pub const SESSION_FAILED: i32 = 246;
+    pub const SERVER: i32 = 255;
+}
+
+/// A connection that ended without a session, or a session that broke.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum ConnectError {
+    #[error("authorization denied by {by}")]
+    Denied { by: String },
+    #[error("authorization expired: nobody approved the request in time")]
+    Expired,
+    #[error("request cancelled")]
+    Cancelled,
+    #[error("unknown computer {0:?}")]
+    UnknownComputer(String),
+    #[error("computer {0:?} is offline")]
+    Offline(String),
+    #[error("the server refused the operator token")]
+    BadToken,
+    #[error("refused by the computer: {0}")]
+    NotOffered(String),
+    #[error("invalid request: {0}")]
+    InvalidRequest(String),
+    #[error("session failed: {0}")]
+    SessionFailed(String),
+    #[error("{0}")]
+    Server(String),
+}
+
+impl ConnectError {
+    pub fn exit_code(&self) -> i32 {
+        match self {
+            ConnectError::Denied { .. } => exit::DENIED,
+            ConnectError::Expired => exit::EXPIRED,
+            ConnectError::Cancelled => exit::CANCELLED,
+            ConnectError::UnknownComputer(_) => exit::UNKNOWN_COMPUTER,
+            ConnectError::Offline(_) => exit::OFFLINE,
+            ConnectError::BadToken => exit::BAD_TOKEN,
+            ConnectError::NotOffered(_) => exit::NOT_OFFERED,
+            ConnectError::InvalidRequest(_) => exit::INVALID_REQUEST,
+            ConnectError::SessionFailed(_) => exit::SESSION_FAILED,
+            ConnectError::Server(_) => exit::SERVER,
+        }
+    }
+}

@@ -1,0 +1,181 @@
+//! Doorman's operator side: asks the server for a connection, reports the
+//! authorization's progress (a live countdown, or JSON lines), and runs the
+//! session like `ssh` does.
+#![forbid(unsafe_code)]
+
+mod error;
+pub mod progress;
+mod session;
+
+pub use error::ConnectError;
+pub use progress::{Progress, ProgressStyle};
+
+use doorman_core::Secret;
+use doorman_core::names::{validate_name, validate_reason};
+use doorman_proto::connection::Connection;
+use doorman_proto::message::{OperatorMessage, Refusal, ServerToOperator, Service};
+use doorman_proto::{CONNECT_PATH, DialError, Dialer};
+use hyper::StatusCode;
+use hyper::header::{AUTHORIZATION, HeaderValue};
+use std::future::Future;
+use std::pin::pin;
+use std::time::{Duration, Instant};
+use tokio::io::{AsyncRead, AsyncWrite};
+
+/// What the operator asks for.
+#[derive(Clone, Debug)]
+pub struct ConnectRequest {
+    pub server: String,
+    pub token: Secret,
+    pub computer: String,
+    pub reason: String,
+    /// The remote command, executed directly (no shell) on the computer.
+    pub command: Vec<String>,
+}
+
+/// Where the session's streams go: the process's own in the binary, buffers
+/// in tests.
+pub struct Terminal {
+    pub stdin: Box<dyn AsyncRead + Send + Unpin>,
+    pub stdout: Box<dyn AsyncWrite + Send + Unpin>,
+    pub stderr: Box<dyn AsyncWrite + Send + Unpin>,
+}
+
+impl Terminal {
+    /// The process's standard streams.
+    pub fn stdio() -> Self {
+        Self {
+            stdin: Box::new(tokio::io::stdin()),
+            stdout: Box::new(tokio::io::stdout()),
+            stderr: Box::new(tokio::io::stderr()),
+        }
+    }
+}
+
+/// How long to wait for the server to confirm a cancellation.
+const CANCEL_CONFIRM_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Asks for the connection and, once allowed, runs the session. Returns the
+/// remote command's exit status (128 + signal when killed by a signal).
+/// `interrupt` completing (Ctrl-C) cancels a pending request or ends the session.
+pub async fn connect(
+    request: ConnectRequest,
+    progress: &mut Progress,
+    terminal: Terminal,
+    interrupt: impl Future<Output = ()>,
+) -> Result<i32, ConnectError> {
+    validate_name(&request.computer).map_err(|e| ConnectError::InvalidRequest(format!("computer name {e}")))?;
+    validate_reason(&request.reason).map_err(|e| ConnectError::InvalidRequest(format!("--reason {e}")))?;
+    if request.command.is_empty() {
+        return Err(ConnectError::InvalidRequest(
+            "give a command to run after --, e.g. `doorman connect office-pc -- uptime`".into(),
+        ));
+    }
+    let dialer = Dialer::new(&request.server).map_err(|e| ConnectError::Server(e.to_string()))?;
+    let mut auth = HeaderValue::from_str(&format!("Bearer {}", request.token.expose()))
+        .map_err(|_| ConnectError::BadToken)?;
+    auth.set_sensitive(true);
+    let io = match dialer.dial(CONNECT_PATH, &[(AUTHORIZATION, auth)]).await {
+        Ok(io) => io,
+        Err(DialError::Refused { status, .. }) if status == StatusCode::UNAUTHORIZED => {
+            return Err(ConnectError::BadToken);
+        }
+        Err(error) => return Err(ConnectError::Server(error.to_string())),
+    };
+    let mut connection = Connection::new(io);
+    connection
+        .write_message(&OperatorMessage::Connect {
+            computer: request.computer.clone(),
+            reason: request.reason.clone(),
+            service: Service::Command {
+                argv: request.command.clone(),
+            },
+        })
+        .await
+        .map_err(|e| ConnectError::Server(e.to_string()))?;
+
+    let mut interrupt = pin!(interrupt);
+    let mut deadline: Option<Instant> = None;
+    let mut ticker = tokio::time::interval(Duration::from_secs(1));
+    let mut cancelling: Option<Instant> = None;
+    loop {
+        let message = tokio::select! {
+            message = connection.read_message::<ServerToOperator>() => message,
+            _ = ticker.tick(), if deadline.is_some() => {
+                if let Some(deadline) = deadline {
+                    progress.tick(deadline.saturating_duration_since(Instant::now()));
+                }
+                if cancelling.is_some_and(|since| since.elapsed() > CANCEL_CONFIRM_TIMEOUT) {
+                    progress.cancelled();
+                    return Err(ConnectError::Cancelled);
+                }
+                continue;
+            }
+            () = &mut interrupt, if cancelling.is_none() => {
+                if deadline.is_none() {
+                    return Err(ConnectError::Cancelled);
+                }
+                cancelling = Some(Instant::now());
+                // The server settles the cancellation and tells us; the links then say so.
+                if connection.write_message(&OperatorMessage::Cancel).await.is_err() {
+                    progress.cancelled();
+                    return Err(ConnectError::Cancelled);
+                }
+                continue;
+            }
+        };
+        let message = match message {
+            Ok(Some(message)) => message,
+            Ok(None) if cancelling.is_some() => {
+                progress.cancelled();
+                return Err(ConnectError::Cancelled);
+            }
+            Ok(None) => return Err(ConnectError::Server("the server closed the connection".into())),
+            Err(error) => return Err(ConnectError::Server(error.to_string())),
+        };
+        match message {
+            ServerToOperator::Pending {
+                request_id,
+                expires_in,
+                recipients,
+            } => {
+                deadline = Some(Instant::now() + Duration::from_secs(expires_in));
+                progress.pending(&request_id, expires_in, &recipients);
+                ticker.reset();
+            }
+            ServerToOperator::Admitted => progress.admitted(),
+            ServerToOperator::Allowed { by, at } => progress.allowed(&by, at),
+            ServerToOperator::Denied { by, at } => {
+                progress.denied(&by, at);
+                return Err(ConnectError::Denied { by });
+            }
+            ServerToOperator::Expired { at } => {
+                progress.expired(at);
+                return Err(ConnectError::Expired);
+            }
+            ServerToOperator::Cancelled { at } => {
+                let _ = at;
+                progress.cancelled();
+                return Err(ConnectError::Cancelled);
+            }
+            ServerToOperator::Refused { reason, message } => {
+                progress.clear_line();
+                return Err(match reason {
+                    Refusal::UnknownComputer => ConnectError::UnknownComputer(request.computer),
+                    Refusal::ComputerOffline => ConnectError::Offline(request.computer),
+                    Refusal::NotOffered => ConnectError::NotOffered(message),
+                    Refusal::InvalidRequest => ConnectError::InvalidRequest(message),
+                    Refusal::SessionFailed => ConnectError::SessionFailed(message),
+                });
+            }
+            ServerToOperator::SessionStarted => {
+                progress.session_started();
+                let status = session::run_command(connection, terminal, interrupt).await;
+                if let Ok(code) = &status {
+                    progress.session_ended(*code);
+                }
+                return status;
+            }
+        }
+    }
+}

@@ -1,0 +1,136 @@
+//! Telling the operator how the connection goes: a human line with a live
+//! countdown on a terminal, or one JSON object per state change (`--json`).
+
+use serde_json::json;
+use std::io::Write;
+use std::time::Duration;
+
+/// How progress is shown.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ProgressStyle {
+    /// Human lines; `live` redraws a countdown line every second.
+    Human { live: bool },
+    /// One JSON object per line.
+    Json,
+}
+
+/// Writes progress to a stream (stderr in the binary).
+pub struct Progress {
+    style: ProgressStyle,
+    out: Box<dyn Write + Send>,
+    recipients: String,
+    line_open: bool,
+}
+
+impl Progress {
+    pub fn new(style: ProgressStyle, out: Box<dyn Write + Send>) -> Self {
+        Self {
+            style,
+            out,
+            recipients: String::new(),
+            line_open: false,
+        }
+    }
+
+    fn json(&mut self, value: serde_json::Value) {
+        let _ = writeln!(self.out, "{value}");
+        let _ = self.out.flush();
+    }
+
+    fn line(&mut self, text: &str) {
+        self.clear_line();
+        let _ = writeln!(self.out, "{text}");
+        let _ = self.out.flush();
+    }
+
+    /// Ends a live countdown line so that the next output starts clean.
+    pub fn clear_line(&mut self) {
+        if self.line_open {
+            let _ = write!(self.out, "\r\x1b[2K");
+            let _ = self.out.flush();
+            self.line_open = false;
+        }
+    }
+
+    pub fn pending(&mut self, request_id: &str, expires_in: u64, recipients: &[String]) {
+        self.recipients = recipients.join(", ");
+        match self.style {
+            ProgressStyle::Json => self.json(json!({
+                "event": "pending",
+                "request_id": request_id,
+                "expires_in": expires_in,
+                "recipients": recipients,
+            })),
+            ProgressStyle::Human { live: true } => self.tick(Duration::from_secs(expires_in)),
+            ProgressStyle::Human { live: false } => {
+                let text = format!(
+                    "Waiting for email authorization from {}: expires in {expires_in} s",
+                    self.recipients
+                );
+                self.line(&text);
+            }
+        }
+    }
+
+    /// Redraws the countdown (live terminals only).
+    pub fn tick(&mut self, left: Duration) {
+        if let ProgressStyle::Human { live: true } = self.style {
+            let secs = left.as_secs() + u64::from(left.subsec_nanos() > 0);
+            let _ = write!(
+                self.out,
+                "\r\x1b[2KWaiting for email authorization from {}: {secs} s left (Ctrl-C cancels)",
+                self.recipients
+            );
+            let _ = self.out.flush();
+            self.line_open = true;
+        }
+    }
+
+    pub fn admitted(&mut self) {
+        match self.style {
+            ProgressStyle::Json => self.json(json!({"event": "admitted"})),
+            ProgressStyle::Human { .. } => {}
+        }
+    }
+
+    pub fn allowed(&mut self, by: &str, at: i64) {
+        match self.style {
+            ProgressStyle::Json => self.json(json!({"event": "allowed", "by": by, "at": at})),
+            ProgressStyle::Human { .. } => self.line(&format!("Allowed by {by}.")),
+        }
+    }
+
+    pub fn denied(&mut self, by: &str, at: i64) {
+        match self.style {
+            ProgressStyle::Json => self.json(json!({"event": "denied", "by": by, "at": at})),
+            ProgressStyle::Human { .. } => self.clear_line(),
+        }
+    }
+
+    pub fn expired(&mut self, at: i64) {
+        match self.style {
+            ProgressStyle::Json => self.json(json!({"event": "expired", "at": at})),
+            ProgressStyle::Human { .. } => self.clear_line(),
+        }
+    }
+
+    pub fn cancelled(&mut self) {
+        match self.style {
+            ProgressStyle::Json => self.json(json!({"event": "cancelled"})),
+            ProgressStyle::Human { .. } => self.clear_line(),
+        }
+    }
+
+    pub fn session_started(&mut self) {
+        match self.style {
+            ProgressStyle::Json => self.json(json!({"event": "session_started"})),
+            ProgressStyle::Human { .. } => self.clear_line(),
+        }
+    }
+
+    pub fn session_ended(&mut self, exit_code: i32) {
+        if let ProgressStyle::Json = self.style {
+            self.json(json!({"event": "session_ended", "exit_code": exit_code}));
+        }
+    }
+}

@@ -1,0 +1,17 @@
+//! Doorman's authorization domain: the life of an authorization request, the
+//! decisions recipients make, the agent's settings and their validation.
+//!
+//! Pure: nothing here touches the network, the disk or the clock. Callers pass
+//! the time in, which keeps every rule testable with plain values.
+#![forbid(unsafe_code)]
+
+pub mod authorization;
+pub mod limits;
+pub mod mask;
+pub mod names;
+pub mod secret;
+pub mod settings;
+
+pub use authorization::{Decision, Event, Outcome, PendingRequest, Request, RequestState};
+pub use secret::Secret;
+pub use settings::{AgentSettings, SettingsChange, SettingsProblem};

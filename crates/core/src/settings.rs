@@ -1,0 +1,417 @@
+//! The agent's settings file: its shape, its validation, and edits to it that
+//! keep the owner's comments and layout.
+//!
+//! Reading and writing the file is the agent's job; this module only turns
+//! text into checked settings and text plus a change into new text.
+
+use crate::limits::{
+    DEFAULT_TIMEOUT_SECS, MAX_ADDRESS_LEN, MAX_RECIPIENTS, MAX_TIMEOUT_SECS, MIN_TIMEOUT_SECS,
+};
+use crate::names::validate_name;
+use crate::secret::Secret;
+use serde::{Deserialize, Serialize};
+use std::fmt;
+use std::path::PathBuf;
+
+/// Everything the agent reads from its settings file.
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct AgentSettings {
+    /// The server's base URL, `http://…` or `https://…`.
+    pub server: String,
+    /// This computer's name, as registered with `doorman admin agent add`.
+    pub name: String,
+    /// The key printed by `doorman admin agent add`.
+    pub key: Secret,
+    /// Certificates to trust for an `https://` server instead of the system's.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ca: Option<PathBuf>,
+    #[serde(default)]
+    pub desktop_sharing: DesktopSharing,
+    #[serde(default)]
+    pub services: Services,
+}
+
+/// "Require email authorization for incoming connections" and its recipients.
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct DesktopSharing {
+    #[serde(default)]
+    pub require_email_authorization: bool,
+    /// Seconds a request waits for a decision.
+    #[serde(default = "default_timeout")]
+    pub email_authorization_timeout: u32,
+    #[serde(default)]
+    pub recipients: Vec<String>,
+}
+
+fn default_timeout() -> u32 {
+    DEFAULT_TIMEOUT_SECS
+}
+
+impl Default for DesktopSharing {
+    fn default() -> Self {
+        Self {
+            require_email_authorization: false,
+            email_authorization_timeout: DEFAULT_TIMEOUT_SECS,
+            recipients: Vec::new(),
+        }
+    }
+}
+
+/// What an operator may reach once allowed.
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct Services {
+    /// Remote commands and interactive shells.
+    #[serde(default = "default_true")]
+    pub shell: bool,
+    /// `host:port` targets an operator may forward to.
+    #[serde(default)]
+    pub forward: Vec<String>,
+}
+
+fn default_true() -> bool {
+    true
+}
+
+impl Default for Services {
+    fn default() -> Self {
+        Self {
+            shell: true,
+            forward: Vec::new(),
+        }
+    }
+}
+
+/// One thing wrong with a settings file, named by its field.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SettingsProblem {
+    pub field: String,
+    pub message: String,
+}
+
+impl SettingsProblem {
+    fn new(field: &str, message: impl Into<String>) -> Self {
+        Self {
+            field: field.into(),
+            message: message.into(),
+        }
+    }
+}
+
+impl fmt::Display for SettingsProblem {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: {}", self.field, self.message)
+    }
+}
+
+/// Why a settings text is not usable.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SettingsError {
+    /// Not TOML of the expected shape (unknown field, wrong type, …).
+    #[error("{0}")]
+    Syntax(String),
+    /// Well-formed but invalid; every problem is listed.
+    #[error("{}", join_problems(.0))]
+    Invalid(Vec<SettingsProblem>),
+}
+
+fn join_problems(problems: &[SettingsProblem]) -> String {
+    problems
+        .iter()
+        .map(ToString::to_string)
+        .collect::<Vec<_>>()
+        .join("; ")
+}
+
+impl AgentSettings {
+    /// Parses and validates a settings file's text.
+    pub fn parse(text: &str) -> Result<Self, SettingsError> {
+        let settings: AgentSettings = toml::from_str(text)
+            .map_err(|e| SettingsError::Syntax(one_line(&e.to_string())))?;
+        let problems = settings.validate();
+        if problems.is_empty() {
+            Ok(settings)
+        } else {
+            Err(SettingsError::Invalid(problems))
+        }
+    }
+
+    /// Every problem with these settings, each with its field name.
+    pub fn validate(&self) -> Vec<SettingsProblem> {
+        let mut problems = Vec::new();
+        if !(self.server.starts_with("http://") || self.server.starts_with("https://")) {
+            problems.push(SettingsProblem::new(
+                "server",
+                "must be an http:// or https:// URL",
+            ));
+        }
+        if let Err(message) = validate_name(&self.name) {
+            problems.push(SettingsProblem::new("name", message));
+        }
+        if self.key.expose().trim().is_empty() {
+            problems.push(SettingsProblem::new(
+                "key",
+                "must be set (from `doorman admin agent add`)",
+            ));
+        }
+        problems.extend(self.desktop_sharing.validate());
+        for (index, target) in self.services.forward.iter().enumerate() {
+            if let Err(message) = validate_forward_target(target) {
+                problems.push(SettingsProblem::new(
+                    &format!("services.forward[{index}]"),
+                    message,
+                ));
+            }
+        }
+        problems
+    }
+}
+
+impl DesktopSharing {
+    fn validate(&self) -> Vec<SettingsProblem> {
+        let mut problems = Vec::new();
+        let timeout = self.email_authorization_timeout;
+        if !(MIN_TIMEOUT_SECS..=MAX_TIMEOUT_SECS).contains(&timeout) {
+            problems.push(SettingsProblem::new(
+                "desktop_sharing.email_authorization_timeout",
+                format!(
+                    "must be between {MIN_TIMEOUT_SECS} and {MAX_TIMEOUT_SECS} seconds (got {timeout})"
+                ),
+            ));
+        }
+        if self.require_email_authorization && self.recipients.is_empty() {
+            problems.push(SettingsProblem::new(
+                "desktop_sharing.recipients",
+                "at least one recipient is required when email authorization is on",
+            ));
+        }
+        if self.recipients.len() > MAX_RECIPIENTS {
+            problems.push(SettingsProblem::new(
+                "desktop_sharing.recipients",
+                format!("at most {MAX_RECIPIENTS} recipients"),
+            ));
+        }
+        for (index, recipient) in self.recipients.iter().enumerate() {
+            if let Err(message) = validate_recipient(recipient) {
+                problems.push(SettingsProblem::new(
+                    &format!("desktop_sharing.recipients[{index}]"),
+                    message,
+                ));
+            }
+        }
+        problems
+    }
+}
+
+/// Checks one recipient as an RFC 5322 mailbox (`a@example.com` or
+/// `Name <a@example.com>`).
+pub fn validate_recipient(recipient: &str) -> Result<(), String> {
+    if recipient.len() > MAX_ADDRESS_LEN {
+        return Err(format!("{recipient:?} is longer than {MAX_ADDRESS_LEN} bytes"));
+    }
+    if recipient.chars().any(char::is_control) {
+        return Err(format!("{recipient:?} contains a control character"));
+    }
+    recipient
+        .parse::<lettre::message::Mailbox>()
+        .map(drop)
+        .map_err(|_| format!("{recipient:?} is not a valid email address"))
+}
+
+/// Checks a forward target: `host:port` with a port from 1 to 65535.
+pub fn validate_forward_target(target: &str) -> Result<(), String> {
+    let Some((host, port)) = target.rsplit_once(':') else {
+        return Err(format!("{target:?} must be host:port"));
+    };
+    if host.is_empty() || host.chars().any(|c| c.is_whitespace() || c.is_control()) {
+        return Err(format!("{target:?} has no valid host"));
+    }
+    match port.parse::<u16>() {
+        Ok(port) if port > 0 => Ok(()),
+        _ => Err(format!("{target:?} has no valid port (1-65535)")),
+    }
+}
+
+fn one_line(text: &str) -> String {
+    text.split_whitespace().collect::<Vec<_>>().join(" ")
+}
+
+/// A change asked for with `doorman settings set`.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct SettingsChange {
+    pub require_email_authorization: Option<bool>,
+    pub email_authorization_timeout: Option<u32>,
+    pub recipients: Option<Vec<String>>,
+}
+
+impl SettingsChange {
+    pub fn is_empty(&self) -> bool {
+        self == &SettingsChange::default()
+    }
+
+    /// Applies the change to a settings file's text, keeping its comments and
+    /// layout, and returns the new text with the settings it now holds. The
+    /// result is validated as a whole: an invalid change returns every problem
+    /// and no text.
+    pub fn apply_to(&self, text: &str) -> Result<(String, AgentSettings), SettingsError> {
+        let mut document: toml_edit::DocumentMut = text
+            .parse()
+            .map_err(|e: toml_edit::TomlError| SettingsError::Syntax(one_line(&e.to_string())))?;
+        let table = document
+            .entry("desktop_sharing")
+            .or_insert_with(|| toml_edit::Item::Table(toml_edit::Table::new()))
+            .as_table_like_mut()
+            .ok_or_else(|| SettingsError::Syntax("desktop_sharing must be a table".into()))?;
+        if let Some(on) = self.require_email_authorization {
+            table.insert("require_email_authorization", toml_edit::value(on));
+        }
+        if let Some(timeout) = self.email_authorization_timeout {
+            table.insert(
+                "email_authorization_timeout",
+                toml_edit::value(i64::from(timeout)),
+            );
+        }
+        if let Some(recipients) = &self.recipients {
+            let array: toml_edit::Array = recipients.iter().map(String::as_str).collect();
+            table.insert("recipients", toml_edit::value(array));
+        }
+        let new_text = document.to_string();
+        let settings = AgentSettings::parse(&new_text)?;
+        Ok((new_text, settings))
+    }
+}
+
+/// Splits `a@x,b@y` into trimmed addresses; an empty string means none.
+pub fn split_recipients(list: &str) -> Vec<String> {
+    list.split(',')
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .map(String::from)
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const EXAMPLE: &str = r#"
+# The office computer.
+server = "https://doorman.example.com"
+name = "office-pc"
+key = "dak_secret"
+
+[desktop_sharing]
+require_email_authorization = true
+email_authorization_timeout = 180          # seconds
+recipients = ["it@example.com", "owner@example.com"]
+
+[services]
+shell = true
+forward = ["127.0.0.1:5900"]
+"#;
+
+    #[test]
+    fn design_example_parses() {
+        let settings = AgentSettings::parse(EXAMPLE).expect("valid");
+        assert_eq!(settings.name, "office-pc");
+        assert!(settings.desktop_sharing.require_email_authorization);
+        assert_eq!(settings.desktop_sharing.recipients.len(), 2);
+        assert_eq!(settings.services.forward, vec!["127.0.0.1:5900"]);
+    }
+
+    #[test]
+    fn unknown_field_is_named() {
+        let text = EXAMPLE.replace("shell = true", "shel = true");
+        let err = AgentSettings::parse(&text).unwrap_err().to_string();
+        assert!(err.contains("shel"), "{err}");
+        assert!(!err.contains('\n'), "{err}");
+    }
+
+    #[test]
+    fn every_problem_is_listed_with_its_field() {
+        let text = r#"
+server = "ftp://x"
+name = "bad name"
+key = ""
+[desktop_sharing]
+require_email_authorization = true
+email_authorization_timeout = 4
+"#;
+        let Err(SettingsError::Invalid(problems)) = AgentSettings::parse(text) else {
+            panic!("expected invalid")
+        };
+        let fields: Vec<_> = problems.iter().map(|p| p.field.as_str()).collect();
+        assert_eq!(
+            fields,
+            [
+                "server",
+                "name",
+                "key",
+                "desktop_sharing.email_authorization_timeout",
+                "desktop_sharing.recipients"
+            ]
+        );
+    }
+
+    #[test]
+    fn recipients_must_be_mailboxes() {
+        assert!(validate_recipient("it@example.com").is_ok());
+        assert!(validate_recipient("IT desk <it@example.com>").is_ok());
+        assert!(validate_recipient("not-an-address").is_err());
+        assert!(validate_recipient("a@b\r\nBcc: evil@x").is_err());
+    }
+
+    #[test]
+    fn change_keeps_comments_and_other_fields() {
+        let change = SettingsChange {
+            email_authorization_timeout: Some(60),
+            recipients: Some(vec!["a@x.example".into(), "b@y.example".into()]),
+            ..SettingsChange::default()
+        };
+        let (text, settings) = change.apply_to(EXAMPLE).expect("valid change");
+        assert!(text.contains("# The office computer."));
+        assert!(text.contains("key = \"dak_secret\""));
+        assert_eq!(settings.desktop_sharing.email_authorization_timeout, 60);
+        assert_eq!(
+            settings.desktop_sharing.recipients,
+            vec!["a@x.example", "b@y.example"]
+        );
+    }
+
+    #[test]
+    fn invalid_change_is_refused_whole() {
+        let change = SettingsChange {
+            email_authorization_timeout: Some(3601),
+            recipients: Some(vec![]),
+            ..SettingsChange::default()
+        };
+        let Err(SettingsError::Invalid(problems)) = change.apply_to(EXAMPLE) else {
+            panic!("expected invalid")
+        };
+        assert_eq!(problems.len(), 2, "{problems:?}");
+    }
+
+    #[test]
+    fn change_creates_the_table_when_missing() {
+        let text = "server = \"http://127.0.0.1:1\"\nname = \"pc\"\nkey = \"k\"\n";
+        let change = SettingsChange {
+            require_email_authorization: Some(true),
+            recipients: Some(split_recipients(" a@x.example , ")),
+            ..SettingsChange::default()
+        };
+        let (_, settings) = change.apply_to(text).expect("valid");
+        assert!(settings.desktop_sharing.require_email_authorization);
+        assert_eq!(settings.desktop_sharing.email_authorization_timeout, 180);
+    }
+
+    #[test]
+    fn forward_targets_need_host_and_port() {
+        assert!(validate_forward_target("127.0.0.1:5900").is_ok());
+        assert!(validate_forward_target("[::1]:22").is_ok());
+        assert!(validate_forward_target("localhost").is_err());
+        assert!(validate_forward_target("host:0").is_err());
+        assert!(validate_forward_target(":80").is_err());
+    }
+}

@@ -1,0 +1,184 @@
+//! The command line as the user types it (step one of two: `main` turns these
+//! into validated configurations for the library crates).
+
+use clap::{Args, Parser, Subcommand};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "doorman",
+    version,
+    about = "Self-hosted remote access that an emailed link must approve",
+    long_about = "Doorman lets an operator into an unattended computer only after one of the \
+computer's recipients approves the connection from an emailed link.\n\n\
+Start with `doorman demo` to see the whole story on this machine."
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the broker: agents, operators, emails, approval pages, relay, audit.
+    Server(ServerArgs),
+    /// Add operators and agents, read the audit trail.
+    Admin(AdminArgs),
+    /// Run the agent on the remote computer.
+    Agent(AgentArgs),
+    /// Show or change the agent's settings file.
+    Settings(SettingsArgs),
+    /// Connect to a computer (waits for email authorization when it requires it).
+    #[command(after_help = CONNECT_EXIT_STATUSES)]
+    Connect(ConnectArgs),
+    /// Run a server and an agent on loopback and print how to connect.
+    Demo(DemoArgs),
+}
+
+pub const CONNECT_EXIT_STATUSES: &str = "\
+Exit status:
+  0-255  the remote command's exit status (128+N when killed by signal N)
+  2      invalid arguments or request (bad computer name, reason too long, no command)
+  130    cancelled (Ctrl-C) while waiting for authorization or during the session
+  240    authorization denied
+  241    authorization expired: nobody decided in time
+  242    unknown computer
+  243    computer offline
+  244    bad operator token
+  245    refused by the computer: the service is not offered there
+  246    the session failed or was cut off
+  255    cannot reach or talk to the server";
+
+#[derive(Debug, Args)]
+pub struct ServerArgs {
+    /// TOML file with any of: listen, public_url, data_dir, database_url,
+    /// smtp_url, mail_from. Command-line options override it.
+    #[arg(long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// Address to listen on [default: 127.0.0.1:8080]
+    #[arg(long, value_name = "ADDR")]
+    pub listen: Option<SocketAddr>,
+    /// Base URL of the links in emails [default: http://LISTEN]
+    #[arg(long, value_name = "URL")]
+    pub public_url: Option<String>,
+    /// Where the database, server key and outbox live [default: ./doorman-data]
+    #[arg(long, value_name = "DIR")]
+    pub data_dir: Option<PathBuf>,
+    /// Database URL [default: sqlite://DATA_DIR/doorman.db]
+    #[arg(long, value_name = "URL")]
+    pub database_url: Option<String>,
+    /// SMTP server, e.g. smtp://127.0.0.1:2525 or smtps://user:pass@host; without it
+    /// emails are written to DATA_DIR/outbox/ and listed at /outbox
+    #[arg(long, value_name = "URL")]
+    pub smtp_url: Option<String>,
+    /// Sender address of the emails [default: doorman@localhost]
+    #[arg(long, value_name = "ADDR")]
+    pub mail_from: Option<String>,
+    /// TLS certificate chain (PEM)
+    #[arg(long, value_name = "PEM", requires = "tls_key")]
+    pub tls_cert: Option<PathBuf>,
+    /// TLS private key (PEM)
+    #[arg(long, value_name = "PEM", requires = "tls_cert")]
+    pub tls_key: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub struct AdminArgs {
+    /// The server's data directory [default: ./doorman-data]
+    #[arg(long, value_name = "DIR", global = true, conflicts_with = "database_url")]
+    pub data_dir: Option<PathBuf>,
+    /// The server's database URL
+    #[arg(long, value_name = "URL", global = true)]
+    pub database_url: Option<String>,
+    #[command(subcommand)]
+    pub command: AdminCommand,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum AdminCommand {
+    /// Operators: people who connect.
+    #[command(subcommand)]
+    Operator(AddCommand),
+    /// Agents: computers that can be connected to.
+    #[command(subcommand)]
+    Agent(AddCommand),
+    /// List the audit trail, oldest first.
+    Audit {
+        /// One JSON object per line.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum AddCommand {
+    /// Register NAME and print its secret, once, on one line.
+    Add { name: String },
+}
+
+#[derive(Debug, Args)]
+pub struct AgentArgs {
+    /// The agent's settings file
+    #[arg(long, value_name = "FILE", env = "DOORMAN_AGENT_CONFIG", default_value = "/etc/doorman/agent.toml")]
+    pub config: PathBuf,
+}
+
+#[derive(Debug, Args)]
+pub struct SettingsArgs {
+    /// The agent's settings file
+    #[arg(long, value_name = "FILE", env = "DOORMAN_AGENT_CONFIG", default_value = "/etc/doorman/agent.toml")]
+    pub config: PathBuf,
+    #[command(subcommand)]
+    pub command: SettingsCommand,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum SettingsCommand {
+    /// Print the effective settings (the key masked).
+    Show,
+    /// Change settings; the running agent uses them for the next connection.
+    Set {
+        /// Require email authorization for incoming connections (true/false)
+        #[arg(long, value_name = "BOOL", action = clap::ArgAction::Set)]
+        require_email_authorization: Option<bool>,
+        /// Seconds a request waits for a decision (5-3600)
+        #[arg(long, value_name = "SECONDS")]
+        email_timeout: Option<u32>,
+        /// Who may approve, comma-separated
+        #[arg(long, value_name = "ADDR[,ADDR...]")]
+        recipients: Option<String>,
+    },
+}
+
+#[derive(Debug, Args)]
+pub struct ConnectArgs {
+    /// The computer's name
+    pub computer: String,
+    /// The server's URL
+    #[arg(long, env = "DOORMAN_SERVER", value_name = "URL")]
+    pub server: String,
+    /// The operator token from `doorman admin operator add`
+    #[arg(long, env = "DOORMAN_TOKEN", value_name = "TOKEN", hide_env_values = true)]
+    pub token: String,
+    /// Certificates to trust for an https:// server
+    #[arg(long, value_name = "PEM")]
+    pub ca: Option<PathBuf>,
+    /// Why you connect; shown to the recipients
+    #[arg(long, value_name = "TEXT", default_value = "")]
+    pub reason: String,
+    /// Report each state change as one JSON object per line on stderr
+    #[arg(long)]
+    pub json: bool,
+    /// The command to run on the computer (executed directly, not by a shell;
+    /// use `sh -c '…'` for shell syntax)
+    #[arg(last = true, value_name = "COMMAND")]
+    pub command: Vec<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct DemoArgs {
+    /// Address to listen on [default: 127.0.0.1:8080, or any free port]
+    #[arg(long, value_name = "ADDR")]
+    pub listen: Option<SocketAddr>,
+}

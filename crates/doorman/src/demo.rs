@@ -1,0 +1,94 @@
+//! `doorman demo`: a server and an agent in one process on loopback, with
+//! email written to the outbox, and the exact commands to try the story.
+
+use crate::cli::DemoArgs;
+use anyhow::{Context, Result};
+use std::net::SocketAddr;
+
+const DEMO_COMPUTER: &str = "demo-pc";
+const DEMO_OPERATOR: &str = "demo-operator";
+
+pub async fn run(args: DemoArgs) -> Result<()> {
+    let listener = match args.listen {
+        Some(address) => tokio::net::TcpListener::bind(address)
+            .await
+            .with_context(|| format!("cannot listen on {address}"))?,
+        None => match tokio::net::TcpListener::bind("127.0.0.1:8080").await {
+            Ok(listener) => listener,
+            Err(_) => tokio::net::TcpListener::bind("127.0.0.1:0").await?,
+        },
+    };
+    let address: SocketAddr = listener.local_addr()?;
+    let url = format!("http://{address}");
+    let dir = tempfile::Builder::new().prefix("doorman-demo-").tempdir()?;
+    let data_dir = dir.path().join("server");
+    std::fs::create_dir_all(&data_dir)?;
+
+    let store = doorman_server::store::Store::open(&doorman_server::default_database_url(&data_dir)).await?;
+    let token = doorman_server::admin::add_operator(&store, DEMO_OPERATOR).await?;
+    let key = doorman_server::admin::add_agent(&store, DEMO_COMPUTER).await?;
+    drop(store);
+
+    let agent_config = dir.path().join("agent.toml");
+    let settings = format!(
+        r#"# Settings of the demo computer. Change them with `doorman settings`.
+server = "{url}"
+name = "{DEMO_COMPUTER}"
+key = "{key}"
+
+[desktop_sharing]
+require_email_authorization = true
+email_authorization_timeout = 180
+recipients = ["owner@example.com", "it@example.com"]
+
+[services]
+shell = true
+"#
+    );
+    doorman_agent::settings_file::write_atomically(&agent_config, settings.as_bytes())?;
+
+    let config = doorman_server::ServerConfig {
+        public_url: url.clone(),
+        data_dir: data_dir.clone(),
+        database_url: None,
+        smtp_url: None,
+        mail_from: "Doorman demo <doorman@localhost>".into(),
+    };
+    let exe = std::env::current_exe()
+        .map(|path| path.display().to_string())
+        .unwrap_or_else(|_| "doorman".into());
+    println!(
+        "\nDoorman demo: a server and the computer {DEMO_COMPUTER:?} are running on {url}.\n\
+         Email authorization is on; the emails go to the outbox instead of being sent.\n\n\
+         1. In a second terminal, connect as the operator:\n\n   \
+            {exe} connect {DEMO_COMPUTER} --server {url} --token {token} --reason \"demo\" -- sh -c 'echo hello from $(hostname); exit 7'\n\n\
+         2. Open the outbox in a browser, click Check Request, then Allow Session:\n\n   \
+            {url}/outbox\n\n\
+         3. The command runs at once and `connect` exits with its status (7).\n\
+            Deny instead, or let the {timeout} s pass, or press Ctrl-C in the second terminal.\n\n\
+         Settings: {exe} settings --config {config} set --email-timeout 60\n\
+         Audit:    {exe} admin --data-dir {data} audit\n\n\
+         Press Ctrl-C here to stop the demo.\n",
+        timeout = 180,
+        config = agent_config.display(),
+        data = data_dir.display(),
+    );
+
+    let (stop, stopped) = tokio::sync::watch::channel(false);
+    let mut server_stop = stopped.clone();
+    let server = doorman_server::run(config, listener, async move {
+        let _ = server_stop.wait_for(|stop| *stop).await;
+    });
+    let mut agent_stop = stopped;
+    let agent = doorman_agent::run(agent_config, async move {
+        let _ = agent_stop.wait_for(|stop| *stop).await;
+    });
+    let signal = async {
+        crate::shutdown_signal().await;
+        let _ = stop.send(true);
+    };
+    let (server, agent, ()) = tokio::join!(server, agent, signal);
+    server?;
+    agent?;
+    Ok(())
+}

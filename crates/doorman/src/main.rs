@@ -1,0 +1,260 @@
+//! The `doorman` binary: parses the command line, sets up logging, and calls
+//! the library crates. Nothing else lives here.
+
+mod cli;
+mod demo;
+
+use anyhow::{Context, Result, bail};
+use clap::Parser;
+use cli::{AddCommand, AdminCommand, Cli, Command, SettingsCommand};
+use doorman_core::settings::{SettingsChange, split_recipients};
+use serde::Deserialize;
+use std::io::IsTerminal;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(runtime) => runtime,
+        Err(error) => {
+            eprintln!("doorman: cannot start the async runtime: {error}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let code = runtime.block_on(dispatch(cli));
+    // Don't wait for a blocked stdin reader thread (connect) to finish.
+    std::process::exit(code);
+}
+
+fn init_logging(default: &str) {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("DOORMAN_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
+        .init();
+}
+
+async fn dispatch(cli: Cli) -> i32 {
+    let result = match cli.command {
+        Command::Connect(args) => return connect(args).await,
+        Command::Server(args) => {
+            init_logging("info");
+            server(args).await
+        }
+        Command::Agent(args) => {
+            init_logging("info");
+            agent(args).await
+        }
+        Command::Admin(args) => admin(args).await,
+        Command::Settings(args) => settings(args),
+        Command::Demo(args) => {
+            init_logging("info");
+            demo::run(args).await
+        }
+    };
+    match result {
+        Ok(()) => 0,
+        Err(error) => {
+            eprintln!("doorman: {}", one_line(&error));
+            1
+        }
+    }
+}
+
+/// An error chain on one line.
+fn one_line(error: &anyhow::Error) -> String {
+    error
+        .chain()
+        .map(ToString::to_string)
+        .collect::<Vec<_>>()
+        .join(": ")
+        .split_whitespace()
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+/// Completes on Ctrl-C or SIGTERM.
+pub async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {}
+        () = term => {}
+    }
+}
+
+/// The server's optional settings file.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ServerFile {
+    listen: Option<std::net::SocketAddr>,
+    public_url: Option<String>,
+    data_dir: Option<PathBuf>,
+    database_url: Option<String>,
+    smtp_url: Option<String>,
+    mail_from: Option<String>,
+}
+
+const DEFAULT_LISTEN: &str = "127.0.0.1:8080";
+const DEFAULT_DATA_DIR: &str = "doorman-data";
+const DEFAULT_MAIL_FROM: &str = "doorman@localhost";
+
+async fn server(args: cli::ServerArgs) -> Result<()> {
+    if args.tls_cert.is_some() {
+        bail!("--tls-cert/--tls-key: TLS is not supported yet; put a TLS-terminating proxy in front for now");
+    }
+    let file = match &args.config {
+        Some(path) => {
+            let text = std::fs::read_to_string(path)
+                .with_context(|| format!("cannot read {}", path.display()))?;
+            toml::from_str::<ServerFile>(&text)
+                .with_context(|| format!("invalid server config {}", path.display()))?
+        }
+        None => ServerFile::default(),
+    };
+    let listen = match args.listen.or(file.listen) {
+        Some(listen) => listen,
+        None => DEFAULT_LISTEN.parse()?,
+    };
+    let config = doorman_server::ServerConfig {
+        public_url: args
+            .public_url
+            .or(file.public_url)
+            .unwrap_or_else(|| format!("http://{listen}")),
+        data_dir: args
+            .data_dir
+            .or(file.data_dir)
+            .unwrap_or_else(|| PathBuf::from(DEFAULT_DATA_DIR)),
+        database_url: args.database_url.or(file.database_url),
+        smtp_url: args.smtp_url.or(file.smtp_url),
+        mail_from: args
+            .mail_from
+            .or(file.mail_from)
+            .unwrap_or_else(|| DEFAULT_MAIL_FROM.into()),
+    };
+    let listener = tokio::net::TcpListener::bind(listen)
+        .await
+        .with_context(|| format!("cannot listen on {listen}"))?;
+    doorman_server::run(config, listener, shutdown_signal()).await?;
+    Ok(())
+}
+
+async fn agent(args: cli::AgentArgs) -> Result<()> {
+    doorman_agent::run(args.config, shutdown_signal()).await?;
+    Ok(())
+}
+
+async fn open_store(data_dir: Option<PathBuf>, database_url: Option<String>) -> Result<doorman_server::store::Store> {
+    let url = match database_url {
+        Some(url) => url,
+        None => {
+            let dir = data_dir.unwrap_or_else(|| PathBuf::from(DEFAULT_DATA_DIR));
+            std::fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
+            doorman_server::default_database_url(&dir)
+        }
+    };
+    Ok(doorman_server::store::Store::open(&url).await?)
+}
+
+async fn admin(args: cli::AdminArgs) -> Result<()> {
+    let store = open_store(args.data_dir, args.database_url).await?;
+    match args.command {
+        AdminCommand::Operator(AddCommand::Add { name }) => {
+            println!("{}", doorman_server::admin::add_operator(&store, &name).await?);
+        }
+        AdminCommand::Agent(AddCommand::Add { name }) => {
+            println!("{}", doorman_server::admin::add_agent(&store, &name).await?);
+        }
+        AdminCommand::Audit { json } => {
+            for event in doorman_server::admin::audit(&store).await? {
+                if json {
+                    println!("{}", serde_json::to_string(&event)?);
+                } else {
+                    println!("{}", doorman_server::admin::format_audit_line(&event));
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+fn settings(args: cli::SettingsArgs) -> Result<()> {
+    match args.command {
+        SettingsCommand::Show => {
+            let settings = doorman_agent::settings_file::load(&args.config)?;
+            print!("{}", show_settings(&args.config, settings)?);
+        }
+        SettingsCommand::Set {
+            require_email_authorization,
+            email_timeout,
+            recipients,
+        } => {
+            let change = SettingsChange {
+                require_email_authorization,
+                email_authorization_timeout: email_timeout,
+                recipients: recipients.as_deref().map(split_recipients),
+            };
+            let settings = doorman_agent::settings_file::apply(&args.config, &change)?;
+            println!("saved {}; the agent uses it for the next connection", args.config.display());
+            print!("{}", show_settings(&args.config, settings)?);
+        }
+    }
+    Ok(())
+}
+
+fn show_settings(path: &Path, mut settings: doorman_core::AgentSettings) -> Result<String> {
+    settings.key = doorman_core::Secret::new("MASKED");
+    Ok(format!(
+        "# effective settings of {}\n{}",
+        path.display(),
+        toml::to_string(&settings)?
+    ))
+}
+
+async fn connect(args: cli::ConnectArgs) -> i32 {
+    init_logging("warn");
+    if args.ca.is_some() {
+        eprintln!("doorman: --ca: TLS is not supported yet");
+        return doorman_client::ConnectError::Server(String::new()).exit_code();
+    }
+    let style = if args.json {
+        doorman_client::ProgressStyle::Json
+    } else {
+        doorman_client::ProgressStyle::Human {
+            live: std::io::stderr().is_terminal(),
+        }
+    };
+    let mut progress = doorman_client::Progress::new(style, Box::new(std::io::stderr()));
+    let request = doorman_client::ConnectRequest {
+        server: args.server,
+        token: doorman_core::Secret::new(args.token),
+        computer: args.computer,
+        reason: args.reason,
+        command: args.command,
+    };
+    let interrupt = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    match doorman_client::connect(request, &mut progress, doorman_client::Terminal::stdio(), interrupt).await {
+        Ok(code) => code,
+        Err(error) => {
+            eprintln!("doorman: {error}");
+            error.exit_code()
+        }
+    }
+}

@@ -1,0 +1,148 @@
+//! Dialing the server: one TCP connection, one HTTP/1.1 request with
+//! `Upgrade: doorman/1`, and the upgraded byte stream that follows.
+//!
+//! Used by the agent and the operator's client alike. A refusal before the
+//! upgrade (bad token, unknown computer) comes back as the status and the
+//! server's one-line message.
+
+use crate::UPGRADE_PROTOCOL;
+use bytes::Bytes;
+use http_body_util::{BodyExt, Empty, Limited};
+use hyper::header::{CONNECTION, HOST, HeaderName, HeaderValue, UPGRADE};
+use hyper::{Request, StatusCode, Uri};
+use hyper_util::rt::TokioIo;
+use tokio::net::TcpStream;
+
+/// The byte stream of an upgraded connection.
+pub type Upgraded = TokioIo<hyper::upgrade::Upgraded>;
+
+/// Why a connection to the server could not be made.
+#[derive(Debug, thiserror::Error)]
+pub enum DialError {
+    #[error("invalid server URL {url:?}: {reason}")]
+    BadUrl { url: String, reason: String },
+    #[error("cannot reach the server at {address}: {source}")]
+    Unreachable {
+        address: String,
+        source: std::io::Error,
+    },
+    #[error("HTTP error talking to the server: {0}")]
+    Http(String),
+    /// The server answered without upgrading; `message` is its explanation.
+    #[error("server refused ({status}): {message}")]
+    Refused { status: StatusCode, message: String },
+}
+
+/// Where the server is, parsed once.
+#[derive(Clone, Debug)]
+pub struct Dialer {
+    host: String,
+    port: u16,
+    authority: String,
+}
+
+impl Dialer {
+    /// Parses `http://host[:port]`. `https://` is refused until TLS lands
+    /// (issue "Real remote-access sessions"), rather than silently sending
+    /// secrets in the clear.
+    pub fn new(url: &str) -> Result<Self, DialError> {
+        let bad = |reason: &str| DialError::BadUrl {
+            url: url.to_string(),
+            reason: reason.to_string(),
+        };
+        let uri: Uri = url.parse().map_err(|_| bad("not a URL"))?;
+        match uri.scheme_str() {
+            Some("http") => {}
+            Some("https") => return Err(bad("https:// is not supported yet; use http://")),
+            _ => return Err(bad("must start with http://")),
+        }
+        let authority = uri.authority().ok_or_else(|| bad("no host"))?;
+        let host = authority
+            .host()
+            .trim_start_matches('[')
+            .trim_end_matches(']')
+            .to_string();
+        if host.is_empty() {
+            return Err(bad("no host"));
+        }
+        let port = authority.port_u16().unwrap_or(80);
+        Ok(Self {
+            host,
+            port,
+            authority: authority.to_string(),
+        })
+    }
+
+    /// Opens `path` on the server with the given extra headers and returns the
+    /// upgraded stream.
+    pub async fn dial(
+        &self,
+        path: &str,
+        headers: &[(HeaderName, HeaderValue)],
+    ) -> Result<Upgraded, DialError> {
+        let address = format!("{}:{}", self.host, self.port);
+        let stream = TcpStream::connect((self.host.as_str(), self.port))
+            .await
+            .map_err(|source| DialError::Unreachable {
+                address: address.clone(),
+                source,
+            })?;
+        // Sessions are interactive; small writes must not wait.
+        stream
+            .set_nodelay(true)
+            .map_err(|source| DialError::Unreachable { address, source })?;
+        let (mut sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+            .await
+            .map_err(|e| DialError::Http(e.to_string()))?;
+        tokio::spawn(async move {
+            // Ends when the upgraded stream is dropped; errors surface on the request.
+            let _ = connection.with_upgrades().await;
+        });
+        let mut request = Request::builder()
+            .method("GET")
+            .uri(path)
+            .header(HOST, &self.authority)
+            .header(CONNECTION, "upgrade")
+            .header(UPGRADE, UPGRADE_PROTOCOL);
+        for (name, value) in headers {
+            request = request.header(name, value);
+        }
+        let request = request
+            .body(Empty::<Bytes>::new())
+            .map_err(|e| DialError::Http(e.to_string()))?;
+        let response = sender
+            .send_request(request)
+            .await
+            .map_err(|e| DialError::Http(e.to_string()))?;
+        let status = response.status();
+        if status != StatusCode::SWITCHING_PROTOCOLS {
+            let body = Limited::new(response.into_body(), 4096)
+                .collect()
+                .await
+                .map(|body| body.to_bytes())
+                .unwrap_or_default();
+            let message = String::from_utf8_lossy(&body).trim().to_string();
+            return Err(DialError::Refused { status, message });
+        }
+        let upgraded = hyper::upgrade::on(response)
+            .await
+            .map_err(|e| DialError::Http(e.to_string()))?;
+        Ok(TokioIo::new(upgraded))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Dialer;
+
+    #[test]
+    fn parses_http_urls_and_refuses_others() {
+        let dialer = Dialer::new("http://127.0.0.1:8080").unwrap();
+        assert_eq!((dialer.host.as_str(), dialer.port), ("127.0.0.1", 8080));
+        let dialer = Dialer::new("http://[::1]").unwrap();
+        assert_eq!((dialer.host.as_str(), dialer.port), ("::1", 80));
+        assert!(Dialer::new("ftp://x").is_err());
+        assert!(Dialer::new("https://x").is_err());
+        assert!(Dialer::new("not a url").is_err());
+    }
+}

@@ -1,0 +1,26 @@
+//! Doorman's wire: the messages agents, operators and the server exchange, the
+//! frames that carry them, and the upgraded HTTP connections the frames ride on.
+//!
+//! Every connection starts as an HTTP/1.1 request to the server's one port and
+//! is upgraded (`Upgrade: doorman/1`); from then on both ends speak frames
+//! (see [`frame`]). Session connections are relayed byte for byte by the
+//! server, so the operator and the agent speak frames to each other directly.
+#![forbid(unsafe_code)]
+
+pub mod connection;
+pub mod dial;
+pub mod frame;
+pub mod message;
+
+pub use connection::{Connection, ConnectionError};
+pub use dial::{DialError, Dialer};
+pub use frame::{Frame, FrameError};
+
+/// The `Upgrade` protocol token of every Doorman connection.
+pub const UPGRADE_PROTOCOL: &str = "doorman/1";
+/// Header carrying the agent's name on its upgrade requests.
+pub const AGENT_NAME_HEADER: &str = "x-doorman-agent";
+/// Paths of the upgrade endpoints.
+pub const AGENT_PATH: &str = "/v1/agent";
+pub const CONNECT_PATH: &str = "/v1/connect";
+pub const SESSION_PATH_PREFIX: &str = "/v1/session/";

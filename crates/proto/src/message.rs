@@ -1,0 +1,176 @@
+//! The messages carried in [`crate::Frame::Message`] frames, as JSON.
+//!
+//! Three conversations: operator ↔ server on `/v1/connect`, agent ↔ server on
+//! `/v1/agent`, and operator ↔ agent over a relayed session connection.
+
+pub use doorman_core::Outcome;
+pub use doorman_core::authorization::Millis;
+use serde::{Deserialize, Serialize};
+
+/// What an operator asks to reach on the remote computer.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
+pub enum Service {
+    /// Run a program (argv executed directly, not through a shell) and stream
+    /// its output back.
+    Command { argv: Vec<String> },
+}
+
+impl Service {
+    /// A short human description, for notifications, emails and the audit trail.
+    pub fn describe(&self) -> String {
+        match self {
+            Service::Command { argv } => format!("run `{}`", argv.join(" ")),
+        }
+    }
+}
+
+/// Operator → server, on `/v1/connect`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
+pub enum OperatorMessage {
+    Connect {
+        computer: String,
+        #[serde(default)]
+        reason: String,
+        service: Service,
+    },
+    /// The operator gives up while the request is pending.
+    Cancel,
+}
+
+/// Why the server will not go on with a connection.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Refusal {
+    UnknownComputer,
+    ComputerOffline,
+    /// The agent does not offer the service asked for.
+    NotOffered,
+    /// The request itself is malformed (name, reason, command too long …).
+    InvalidRequest,
+    /// The agent accepted, but the session could not be set up.
+    SessionFailed,
+}
+
+/// Server → operator, on `/v1/connect`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum ServerToOperator {
+    /// Email authorization is pending.
+    Pending {
+        request_id: String,
+        expires_in: u64,
+        /// Masked recipient addresses.
+        recipients: Vec<String>,
+    },
+    /// The computer does not require email authorization.
+    Admitted,
+    Allowed {
+        by: String,
+        at: Millis,
+    },
+    Denied {
+        by: String,
+        at: Millis,
+    },
+    Expired {
+        at: Millis,
+    },
+    Cancelled {
+        at: Millis,
+    },
+    Refused {
+        reason: Refusal,
+        message: String,
+    },
+    /// From the next byte on, this connection is relayed to the agent.
+    SessionStarted,
+}
+
+/// Server → agent, on `/v1/agent`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum ServerToAgent {
+    Welcome,
+    /// An operator asks for a session; the agent answers with [`AgentToServer::OfferReply`].
+    Offer {
+        request_id: String,
+        operator: String,
+        operator_ip: String,
+        reason: String,
+        service: Service,
+    },
+    /// A request the agent asked authorization for has ended.
+    Settled {
+        request_id: String,
+        outcome: Outcome,
+    },
+}
+
+/// Agent → server, on `/v1/agent`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
+pub enum AgentToServer {
+    OfferReply { request_id: String, reply: OfferReply },
+}
+
+/// The agent's answer to an offer, from its own settings.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "answer", rename_all = "snake_case", deny_unknown_fields)]
+pub enum OfferReply {
+    /// Not offered, or the settings are unusable.
+    Refuse { message: String },
+    /// Email authorization is on: ask these recipients, wait this long.
+    RequireAuthorization {
+        recipients: Vec<String>,
+        timeout_secs: u32,
+    },
+    /// Email authorization is off: the agent opens the session now.
+    Admit,
+}
+
+/// Operator ↔ agent, inside a relayed session connection.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum SessionMessage {
+    /// The operator's standard input is finished.
+    StdinEof,
+    /// The remote program ended.
+    Exit {
+        code: Option<i32>,
+        signal: Option<i32>,
+    },
+    /// The session could not run (program not found, …).
+    Error { message: String },
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn messages_have_stable_json() {
+        let json = serde_json::to_string(&ServerToOperator::Pending {
+            request_id: "r1".into(),
+            expires_in: 180,
+            recipients: vec!["i***@example.com".into()],
+        })
+        .unwrap();
+        assert_eq!(
+            json,
+            r#"{"type":"pending","request_id":"r1","expires_in":180,"recipients":["i***@example.com"]}"#
+        );
+        let connect: OperatorMessage = serde_json::from_str(
+            r#"{"type":"connect","computer":"pc","reason":"r","service":{"kind":"command","argv":["ls"]}}"#,
+        )
+        .unwrap();
+        assert!(matches!(connect, OperatorMessage::Connect { .. }));
+    }
+
+    #[test]
+    fn unknown_fields_are_refused() {
+        let err = serde_json::from_str::<OperatorMessage>(r#"{"type":"cancel","x":1}"#);
+        assert!(err.is_err());
+    }
+}

@@ -1,0 +1,64 @@
+//! What `doorman admin` does: register operators and agents (returning their
+//! secret once) and read the audit trail.
+
+use crate::broker::now_millis;
+use crate::secrets::{self, AGENT_KEY_PREFIX, OPERATOR_TOKEN_PREFIX};
+use crate::store::{AuditEvent, Store, StoreError};
+use doorman_core::names::validate_name;
+
+/// Why an admin command failed.
+#[derive(Debug, thiserror::Error)]
+pub enum AdminError {
+    #[error("invalid name {name:?}: {reason}")]
+    InvalidName { name: String, reason: String },
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error(transparent)]
+    Random(#[from] secrets::RandomError),
+}
+
+fn check_name(name: &str) -> Result<(), AdminError> {
+    validate_name(name).map_err(|reason| AdminError::InvalidName {
+        name: name.to_string(),
+        reason,
+    })
+}
+
+/// Registers an operator; returns its token (shown once, stored as a hash).
+pub async fn add_operator(store: &Store, name: &str) -> Result<String, AdminError> {
+    check_name(name)?;
+    let token = secrets::new_token(OPERATOR_TOKEN_PREFIX)?;
+    store.add_operator(name, &secrets::hash(&token), now_millis()).await?;
+    Ok(token)
+}
+
+/// Registers an agent; returns its key (shown once, stored as a hash).
+pub async fn add_agent(store: &Store, name: &str) -> Result<String, AdminError> {
+    check_name(name)?;
+    let key = secrets::new_token(AGENT_KEY_PREFIX)?;
+    store.add_agent(name, &secrets::hash(&key), now_millis()).await?;
+    Ok(key)
+}
+
+/// The audit trail, oldest first.
+pub async fn audit(store: &Store) -> Result<Vec<AuditEvent>, AdminError> {
+    Ok(store.audit_events().await?)
+}
+
+/// One line of the human audit listing.
+pub fn format_audit_line(event: &AuditEvent) -> String {
+    let mut line = format!("{}  {:<15}", crate::mail::format_time(event.at), event.event);
+    for (label, value) in [
+        ("request", &event.request_id),
+        ("computer", &event.computer),
+        ("by", &event.actor),
+        ("from", &event.address),
+        ("agent", &event.user_agent),
+        ("detail", &event.detail),
+    ] {
+        if let Some(value) = value {
+            line.push_str(&format!("  {label}={value:?}"));
+        }
+    }
+    line
+}

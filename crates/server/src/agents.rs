@@ -1,0 +1,54 @@
+//! An agent's control connection: registers the agent as online, carries
+//! offers to it and its answers back, and pushes settled outcomes.
+
+use crate::broker::{AgentCommand, Broker};
+use doorman_proto::connection::Connection;
+use doorman_proto::dial::Upgraded;
+use doorman_proto::message::{AgentToServer, OfferReply, ServerToAgent};
+use std::collections::HashMap;
+use std::sync::Arc;
+use tokio::sync::oneshot;
+
+/// Serves one agent connection until it closes or the server stops.
+pub async fn serve(broker: Arc<Broker>, io: Upgraded, name: String) {
+    let (mut reader, mut writer) = Connection::new(io).split();
+    let (link_id, mut commands) = broker.register_agent(&name);
+    tracing::info!(computer = %name, "agent online");
+    let mut shutdown = broker.shutdown.clone();
+    let mut offers: HashMap<String, oneshot::Sender<OfferReply>> = HashMap::new();
+    if writer.write_message(&ServerToAgent::Welcome).await.is_ok() {
+        loop {
+            tokio::select! {
+                command = commands.recv() => {
+                    let Some(command) = command else { break };
+                    let message = match command {
+                        AgentCommand::Offer { offer, request_id, reply } => {
+                            offers.insert(request_id, reply);
+                            offer
+                        }
+                        AgentCommand::Send(message) => message,
+                    };
+                    if let Err(error) = writer.write_message(&message).await {
+                        tracing::info!(computer = %name, %error, "agent connection lost");
+                        break;
+                    }
+                }
+                message = reader.read_message::<AgentToServer>() => match message {
+                    Ok(Some(AgentToServer::OfferReply { request_id, reply })) => {
+                        if let Some(waiting) = offers.remove(&request_id) {
+                            let _ = waiting.send(reply);
+                        }
+                    }
+                    Ok(None) => break,
+                    Err(error) => {
+                        tracing::warn!(computer = %name, %error, "agent sent a bad message; closing");
+                        break;
+                    }
+                },
+                _ = crate::broker::stopping(&mut shutdown) => break,
+            }
+        }
+    }
+    broker.unregister_agent(&name, link_id);
+    tracing::info!(computer = %name, "agent offline");
+}

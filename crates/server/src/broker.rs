@@ -1,0 +1,319 @@
+//! The broker's live state: which agents are online, who waits on which
+//! request, which session connections are expected; and the one path by which
+//! a request settles (decide, expire, cancel), which pushes the outcome to the
+//! waiting operator and to the agent at once.
+
+use crate::secrets::ServerKey;
+use crate::store::{AuditEvent, Millis, Store, StoreError};
+use doorman_core::{Outcome, RequestState};
+use doorman_proto::dial::Upgraded;
+use doorman_proto::message::{OfferReply, ServerToAgent};
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use tokio::sync::{Notify, mpsc, oneshot, watch};
+
+/// How long an agent has to answer an offer.
+pub const OFFER_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// The current time in milliseconds since the Unix epoch.
+pub fn now_millis() -> Millis {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+        .unwrap_or(0)
+}
+
+/// Completes once the server is shutting down.
+pub async fn stopping(shutdown: &mut watch::Receiver<bool>) {
+    let _ = shutdown.wait_for(|stop| *stop).await;
+}
+
+/// What the broker asks of an agent's connection task.
+#[derive(Debug)]
+pub enum AgentCommand {
+    Offer {
+        offer: ServerToAgent,
+        request_id: String,
+        reply: oneshot::Sender<OfferReply>,
+    },
+    Send(ServerToAgent),
+}
+
+#[derive(Debug)]
+struct AgentLink {
+    id: u64,
+    commands: mpsc::Sender<AgentCommand>,
+}
+
+#[derive(Debug)]
+struct SessionSlot {
+    computer: String,
+    deliver: oneshot::Sender<Upgraded>,
+}
+
+/// Why an offer got no answer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OfferError {
+    Offline,
+    NoAnswer,
+}
+
+/// Shared live state; one per server process.
+#[derive(Debug)]
+pub struct Broker {
+    pub store: Store,
+    pub key: ServerKey,
+    agents: Mutex<HashMap<String, AgentLink>>,
+    waiting: Mutex<HashMap<String, watch::Sender<Option<Outcome>>>>,
+    sessions: Mutex<HashMap<String, SessionSlot>>,
+    next_link_id: AtomicU64,
+    /// Wakes the outbox worker when new emails are queued.
+    pub outbox_wakeup: Notify,
+    pub shutdown: watch::Receiver<bool>,
+    /// Held by every task; `run` waits until all clones are dropped.
+    pub tasks: mpsc::Sender<()>,
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    // A panic while holding one of these maps leaves it consistent (each
+    // operation is a single insert or remove), so poisoning is not fatal.
+    mutex.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+impl Broker {
+    pub fn new(
+        store: Store,
+        key: ServerKey,
+        shutdown: watch::Receiver<bool>,
+        tasks: mpsc::Sender<()>,
+    ) -> Self {
+        Self {
+            store,
+            key,
+            agents: Mutex::default(),
+            waiting: Mutex::default(),
+            sessions: Mutex::default(),
+            next_link_id: AtomicU64::new(1),
+            outbox_wakeup: Notify::new(),
+            shutdown,
+            tasks,
+        }
+    }
+
+    /// Spawns a task that `run` waits for at shutdown.
+    pub fn spawn<F>(&self, future: F)
+    where
+        F: std::future::Future<Output = ()> + Send + 'static,
+    {
+        let guard = self.tasks.clone();
+        tokio::spawn(async move {
+            future.await;
+            drop(guard);
+        });
+    }
+
+    /// Registers an agent's connection, replacing an older one of the same name.
+    pub fn register_agent(&self, name: &str) -> (u64, mpsc::Receiver<AgentCommand>) {
+        let id = self.next_link_id.fetch_add(1, Ordering::Relaxed);
+        let (commands, receiver) = mpsc::channel(64);
+        lock(&self.agents).insert(name.to_string(), AgentLink { id, commands });
+        (id, receiver)
+    }
+
+    pub fn unregister_agent(&self, name: &str, id: u64) {
+        let mut agents = lock(&self.agents);
+        if agents.get(name).is_some_and(|link| link.id == id) {
+            agents.remove(name);
+        }
+    }
+
+    pub fn is_online(&self, name: &str) -> bool {
+        lock(&self.agents).contains_key(name)
+    }
+
+    fn agent_sender(&self, name: &str) -> Option<mpsc::Sender<AgentCommand>> {
+        lock(&self.agents).get(name).map(|link| link.commands.clone())
+    }
+
+    /// Offers a session to an agent and waits for its answer.
+    pub async fn offer(&self, computer: &str, request_id: &str, offer: ServerToAgent) -> Result<OfferReply, OfferError> {
+        let sender = self.agent_sender(computer).ok_or(OfferError::Offline)?;
+        let (reply, answer) = oneshot::channel();
+        sender
+            .send(AgentCommand::Offer {
+                offer,
+                request_id: request_id.to_string(),
+                reply,
+            })
+            .await
+            .map_err(|_| OfferError::Offline)?;
+        match tokio::time::timeout(OFFER_TIMEOUT, answer).await {
+            Ok(Ok(reply)) => Ok(reply),
+            Ok(Err(_)) => Err(OfferError::Offline),
+            Err(_) => Err(OfferError::NoAnswer),
+        }
+    }
+
+    /// Starts watching a request's outcome; the registration ends when the
+    /// returned guard is dropped.
+    pub fn watch_request(self: &Arc<Self>, request_id: &str) -> RequestWatch {
+        let (sender, receiver) = watch::channel(None);
+        lock(&self.waiting).insert(request_id.to_string(), sender);
+        RequestWatch {
+            broker: Arc::clone(self),
+            request_id: request_id.to_string(),
+            receiver,
+        }
+    }
+
+    /// Expects the agent's session connection for a request.
+    pub fn expect_session(self: &Arc<Self>, request_id: &str, computer: &str) -> ExpectedSession {
+        let (deliver, receiver) = oneshot::channel();
+        lock(&self.sessions).insert(
+            request_id.to_string(),
+            SessionSlot {
+                computer: computer.to_string(),
+                deliver,
+            },
+        );
+        ExpectedSession {
+            broker: Arc::clone(self),
+            request_id: request_id.to_string(),
+            receiver,
+        }
+    }
+
+    /// Hands an agent's session connection to the operator waiting for it, if
+    /// that agent is the one expected. `None`: nothing waits for it.
+    pub fn session_sender(&self, request_id: &str, computer: &str) -> Option<oneshot::Sender<Upgraded>> {
+        let mut sessions = lock(&self.sessions);
+        if sessions.get(request_id).is_some_and(|slot| slot.computer == computer) {
+            sessions.remove(request_id).map(|slot| slot.deliver)
+        } else {
+            None
+        }
+    }
+
+    /// Settles a request if it is still pending, records the audit event, and
+    /// pushes the outcome. Returns the request's outcome afterwards (whoever won).
+    pub async fn settle(
+        &self,
+        request_id: &str,
+        state: RequestState,
+        decided_by: Option<&str>,
+        audit: AuditEvent,
+    ) -> Result<Option<Outcome>, StoreError> {
+        let now = now_millis();
+        let won = self
+            .store
+            .settle(request_id, state, decided_by, now, &audit)
+            .await?;
+        let Some(mut row) = self.store.request(request_id).await? else {
+            return Ok(None);
+        };
+        if !won && row.state == RequestState::Pending && row.expires_at <= now {
+            // A late decision: the request has expired; settle it as such.
+            let expired = AuditEvent {
+                at: now,
+                event: "expired".into(),
+                request_id: Some(row.id.clone()),
+                computer: Some(row.computer.clone()),
+                ..AuditEvent::default()
+            };
+            if self
+                .store
+                .settle(request_id, RequestState::Expired, None, now, &expired)
+                .await?
+            {
+                row = self.store.request(request_id).await?.unwrap_or(row);
+                if let Some(outcome) = row.outcome() {
+                    self.publish(&row.id, &row.computer, &outcome).await;
+                }
+            }
+            return Ok(row.outcome());
+        }
+        let outcome = row.outcome();
+        if won && let Some(outcome) = &outcome {
+            self.publish(&row.id, &row.computer, outcome).await;
+        }
+        Ok(outcome)
+    }
+
+    async fn publish(&self, request_id: &str, computer: &str, outcome: &Outcome) {
+        if let Some(waiting) = lock(&self.waiting).get(request_id) {
+            waiting.send_replace(Some(outcome.clone()));
+        }
+        if let Some(agent) = self.agent_sender(computer) {
+            let _ = agent
+                .send(AgentCommand::Send(ServerToAgent::Settled {
+                    request_id: request_id.to_string(),
+                    outcome: outcome.clone(),
+                }))
+                .await;
+        }
+    }
+
+    /// Expires the request when its time comes (or at once if it has come).
+    pub fn schedule_expiry(self: &Arc<Self>, request_id: String, computer: String, expires_at: Millis) {
+        let broker = Arc::clone(self);
+        let mut shutdown = self.shutdown.clone();
+        self.spawn(async move {
+            let wait = u64::try_from(expires_at - now_millis()).unwrap_or(0);
+            tokio::select! {
+                _ = tokio::time::sleep(Duration::from_millis(wait)) => {}
+                _ = crate::broker::stopping(&mut shutdown) => return,
+            }
+            // The database refuses an expiry before `expires_at`; a timer that
+            // fires a hair early simply tries once more.
+            for _ in 0..50 {
+                let audit = AuditEvent {
+                    at: now_millis(),
+                    event: "expired".into(),
+                    request_id: Some(request_id.clone()),
+                    computer: Some(computer.clone()),
+                    ..AuditEvent::default()
+                };
+                match broker
+                    .settle(&request_id, RequestState::Expired, None, audit)
+                    .await
+                {
+                    Ok(Some(_)) => return,
+                    Ok(None) => {}
+                    Err(e) => tracing::warn!(error = %e, "could not expire request"),
+                }
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        });
+    }
+}
+
+/// A registration for a request's outcome; unregisters on drop.
+#[derive(Debug)]
+pub struct RequestWatch {
+    broker: Arc<Broker>,
+    request_id: String,
+    pub receiver: watch::Receiver<Option<Outcome>>,
+}
+
+impl Drop for RequestWatch {
+    fn drop(&mut self) {
+        lock(&self.broker.waiting).remove(&self.request_id);
+    }
+}
+
+/// The operator's side of a session connection still to come; the slot is
+/// removed on drop.
+#[derive(Debug)]
+pub struct ExpectedSession {
+    broker: Arc<Broker>,
+    request_id: String,
+    pub receiver: oneshot::Receiver<Upgraded>,
+}
+
+impl Drop for ExpectedSession {
+    fn drop(&mut self) {
+        lock(&self.broker.sessions).remove(&self.request_id);
+    }
+}

@@ -1,0 +1,189 @@
+//! Doorman's server: the broker that holds agents' connections and
+//! authorization requests, sends the emails, serves the approval pages,
+//! relays sessions and keeps the audit trail — all on one port.
+//!
+//! [`run`] takes a bound listener and a shutdown future, so tests bind port 0
+//! and stop it for real.
+#![forbid(unsafe_code)]
+
+pub mod admin;
+mod agents;
+pub mod broker;
+pub mod mail;
+mod operators;
+pub mod outbox;
+mod pages;
+pub mod secrets;
+pub mod store;
+mod upgrade;
+
+use broker::Broker;
+use lettre::message::Mailbox;
+use std::future::Future;
+use std::path::PathBuf;
+use std::sync::Arc;
+use store::{Store, StoreError};
+use tokio::net::TcpListener;
+use tokio::sync::{mpsc, watch};
+
+/// What `doorman server` is started with.
+#[derive(Clone, Debug)]
+pub struct ServerConfig {
+    /// Base URL of the links in emails, e.g. `https://doorman.example.com`.
+    pub public_url: String,
+    pub data_dir: PathBuf,
+    /// Defaults to `sqlite://DATA_DIR/doorman.db`.
+    pub database_url: Option<String>,
+    /// `smtp://host:port`, `smtps://…`; none: emails go to `DATA_DIR/outbox/`.
+    pub smtp_url: Option<String>,
+    pub mail_from: String,
+}
+
+/// Why the server could not start or stopped with an error.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ServerError {
+    #[error("invalid --public-url {0:?}: must be an http:// or https:// URL without a path")]
+    PublicUrl(String),
+    #[error("invalid --mail-from {0:?}: not an email address")]
+    MailFrom(String),
+    #[error("invalid --smtp-url: {0}")]
+    SmtpUrl(String),
+    #[error("cannot use data directory {path}: {source}")]
+    DataDir {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("server I/O error: {0}")]
+    Io(#[from] std::io::Error),
+}
+
+/// The state every handler shares.
+#[derive(Clone, Debug)]
+pub struct AppState {
+    pub broker: Arc<Broker>,
+    /// Where file-delivered emails are, when there is no SMTP server.
+    pub outbox_dir: Option<PathBuf>,
+}
+
+/// The database URL for a data directory.
+pub fn default_database_url(data_dir: &std::path::Path) -> String {
+    format!("sqlite://{}", data_dir.join("doorman.db").display())
+}
+
+/// Checks the public URL: scheme and host, no path, no trailing slash kept.
+pub fn normalize_public_url(url: &str) -> Result<String, ServerError> {
+    let trimmed = url.trim_end_matches('/');
+    let rest = trimmed
+        .strip_prefix("http://")
+        .or_else(|| trimmed.strip_prefix("https://"))
+        .ok_or_else(|| ServerError::PublicUrl(url.to_string()))?;
+    if rest.is_empty() || rest.contains(['/', '?', '#', ' ', '"', '<', '>']) {
+        return Err(ServerError::PublicUrl(url.to_string()));
+    }
+    Ok(trimmed.to_string())
+}
+
+/// The router with every page and endpoint.
+pub fn app(state: AppState) -> axum::Router {
+    use axum::routing::get;
+    axum::Router::new()
+        .route("/", get(pages::home))
+        .route("/assets/doorman.css", get(pages::stylesheet))
+        .route("/a/{token}", get(pages::show).post(pages::decide))
+        .route("/outbox", get(pages::outbox))
+        .route("/outbox/{file}", get(pages::outbox_file))
+        .route(doorman_proto::AGENT_PATH, get(upgrade::agent))
+        .route(doorman_proto::CONNECT_PATH, get(upgrade::operator))
+        .route("/v1/session/{request_id}", get(upgrade::session))
+        .layer(axum::extract::DefaultBodyLimit::max(16 * 1024))
+        .layer(axum::middleware::from_fn(pages::security_headers))
+        .with_state(state)
+}
+
+/// Runs the server on `listener` until `shutdown` completes, then waits for
+/// every connection and worker to finish.
+pub async fn run(
+    config: ServerConfig,
+    listener: TcpListener,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), ServerError> {
+    let public_url = normalize_public_url(&config.public_url)?;
+    let from: Mailbox = config
+        .mail_from
+        .parse()
+        .map_err(|_| ServerError::MailFrom(config.mail_from.clone()))?;
+    let delivery = match &config.smtp_url {
+        Some(url) => outbox::Delivery::Smtp(
+            lettre::AsyncSmtpTransport::<lettre::Tokio1Executor>::from_url(url)
+                .map_err(|e| ServerError::SmtpUrl(e.to_string()))?
+                .timeout(Some(std::time::Duration::from_secs(30)))
+                .build(),
+        ),
+        None => outbox::Delivery::Files(config.data_dir.join("outbox")),
+    };
+    std::fs::create_dir_all(&config.data_dir).map_err(|source| ServerError::DataDir {
+        path: config.data_dir.clone(),
+        source,
+    })?;
+    let key = secrets::ServerKey::load_or_create(&config.data_dir.join("server.key")).map_err(
+        |source| ServerError::DataDir {
+            path: config.data_dir.clone(),
+            source,
+        },
+    )?;
+    let database_url = config
+        .database_url
+        .clone()
+        .unwrap_or_else(|| default_database_url(&config.data_dir));
+    let store = Store::open(&database_url).await?;
+
+    let (stop, stopped) = watch::channel(false);
+    let (tasks, mut all_done) = mpsc::channel::<()>(1);
+    let broker = Arc::new(Broker::new(store, key, stopped, tasks));
+
+    for request in broker.store.pending_requests().await? {
+        broker.schedule_expiry(request.id, request.computer, request.expires_at);
+    }
+    let outbox_dir = match &delivery {
+        outbox::Delivery::Files(dir) => Some(dir.clone()),
+        outbox::Delivery::Smtp(_) => None,
+    };
+    let mail_settings = outbox::MailSettings {
+        from,
+        message_id_host: public_url
+            .split("://")
+            .nth(1)
+            .unwrap_or("doorman")
+            .split(':')
+            .next()
+            .unwrap_or("doorman")
+            .to_string(),
+        public_url: public_url.clone(),
+    };
+    broker.spawn(outbox::run(Arc::clone(&broker), delivery, mail_settings));
+
+    let state = AppState {
+        broker: Arc::clone(&broker),
+        outbox_dir,
+    };
+    let address = listener.local_addr()?;
+    tracing::info!(%address, %public_url, "doorman server listening");
+    let service = app(state).into_make_service_with_connect_info::<std::net::SocketAddr>();
+    let mut stopped = broker.shutdown.clone();
+    let served = axum::serve(listener, service)
+        .with_graceful_shutdown(async move { broker::stopping(&mut stopped).await });
+    let signal = async move {
+        shutdown.await;
+        let _ = stop.send(true);
+    };
+    let (served, ()) = tokio::join!(served, signal);
+    drop(broker);
+    // Every task holds a sender; recv returns None when the last one is gone.
+    let _ = all_done.recv().await;
+    served?;
+    tracing::info!("doorman server stopped");
+    Ok(())
+}

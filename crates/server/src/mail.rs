@@ -1,0 +1,155 @@
+//! The authorization email: its subject, plain-text and HTML bodies, and the
+//! headers that make it a well-formed message.
+
+use crate::store::RequestRow;
+use askama::Template;
+use lettre::Message;
+use lettre::message::{Mailbox, MultiPart, header::ContentType};
+
+/// A human-readable UTC time, e.g. `2026-11-28 21:07:33 UTC`.
+pub fn format_time(millis: i64) -> String {
+    let secs = u64::try_from(millis / 1000).unwrap_or(0);
+    let time = std::time::UNIX_EPOCH + std::time::Duration::from_secs(secs);
+    humantime::format_rfc3339_seconds(time)
+        .to_string()
+        .replace('T', " ")
+        .replace('Z', " UTC")
+}
+
+/// Values that go into the email; all operator-supplied text was validated
+/// to one printable line before the request was created.
+#[derive(Template)]
+#[template(path = "email.txt")]
+struct EmailText<'a> {
+    request: &'a RequestRow,
+    link: &'a str,
+    requested_at: String,
+    expires_at: String,
+    timeout_secs: i64,
+}
+
+#[derive(Template)]
+#[template(path = "email.html")]
+struct EmailHtml<'a> {
+    request: &'a RequestRow,
+    link: &'a str,
+    requested_at: String,
+    expires_at: String,
+    timeout_secs: i64,
+}
+
+/// Why an email could not be built.
+#[derive(Debug, thiserror::Error)]
+pub enum MailError {
+    #[error("invalid address {0:?}")]
+    Address(String),
+    #[error("cannot render email: {0}")]
+    Render(#[from] askama::Error),
+    #[error("cannot build email: {0}")]
+    Build(#[from] lettre::error::Error),
+}
+
+pub fn subject(request: &RequestRow) -> String {
+    // Names are validated to [A-Za-z0-9._-], so nothing here can break the header.
+    format!(
+        "Doorman: {} asks to connect to {}",
+        request.operator, request.computer
+    )
+}
+
+/// Builds the email to one recipient.
+pub fn build(
+    request: &RequestRow,
+    from: &Mailbox,
+    to: &str,
+    link: &str,
+    message_id: String,
+) -> Result<Message, MailError> {
+    let to: Mailbox = to.parse().map_err(|_| MailError::Address(to.to_string()))?;
+    let requested_at = format_time(request.created_at);
+    let expires_at = format_time(request.expires_at);
+    let timeout_secs = (request.expires_at - request.created_at) / 1000;
+    let text = EmailText {
+        request,
+        link,
+        requested_at: requested_at.clone(),
+        expires_at: expires_at.clone(),
+        timeout_secs,
+    }
+    .render()?;
+    let html = EmailHtml {
+        request,
+        link,
+        requested_at,
+        expires_at,
+        timeout_secs,
+    }
+    .render()?;
+    let message = Message::builder()
+        .from(from.clone())
+        .to(to)
+        .subject(subject(request))
+        .date_now()
+        .message_id(Some(message_id))
+        .multipart(
+            MultiPart::alternative()
+                .singlepart(
+                    lettre::message::SinglePart::builder()
+                        .header(ContentType::TEXT_PLAIN)
+                        .body(text),
+                )
+                .singlepart(
+                    lettre::message::SinglePart::builder()
+                        .header(ContentType::TEXT_HTML)
+                        .body(html),
+                ),
+        )?;
+    Ok(message)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use doorman_core::RequestState;
+
+    fn request(reason: &str) -> RequestRow {
+        RequestRow {
+            id: "r1".into(),
+            computer: "office-pc".into(),
+            operator: "alice".into(),
+            operator_ip: "192.0.2.7".into(),
+            reason: reason.into(),
+            service: "run `ls`".into(),
+            state: RequestState::Pending,
+            created_at: 1_795_000_000_000,
+            expires_at: 1_795_000_180_000,
+            settled_at: None,
+            decided_by: None,
+        }
+    }
+
+    #[test]
+    fn email_names_everything_and_escapes_html() {
+        let from: Mailbox = "Doorman <doorman@example.com>".parse().unwrap();
+        let message = build(
+            &request("<script>alert(1)</script> & more"),
+            &from,
+            "it@example.com",
+            "http://127.0.0.1:8080/a/TOKEN",
+            "<r1.0@example.com>".into(),
+        )
+        .unwrap();
+        let raw = String::from_utf8(message.formatted()).unwrap();
+        assert!(raw.contains("Subject: Doorman: alice asks to connect to office-pc"));
+        assert!(raw.contains("Message-ID: <r1.0@example.com>"));
+        assert!(raw.contains("Date: "));
+        assert!(raw.contains("http://127.0.0.1:8080/a/TOKEN"));
+        assert!(raw.contains("&lt;script&gt;"), "html part must escape");
+        assert!(raw.contains("192.0.2.7"));
+    }
+
+    #[test]
+    fn times_read_as_utc() {
+        assert_eq!(format_time(0), "1970-01-01 00:00:00 UTC");
+    }
+}

@@ -1,0 +1,360 @@
+//! An operator's connection: the connect request, the agent's answer, the
+//! authorization request with its emails, the pushed outcome, and then the
+//! byte relay between operator and agent.
+
+use crate::broker::{Broker, OfferError, now_millis};
+use crate::secrets;
+use crate::store::{AuditEvent, NewRequest, StoreError};
+use doorman_core::limits::{MAX_COMMAND_ARGS, MAX_COMMAND_BYTES, MAX_RECIPIENTS, MAX_TIMEOUT_SECS, MIN_TIMEOUT_SECS};
+use doorman_core::mask::mask_address;
+use doorman_core::names::{validate_name, validate_reason};
+use doorman_core::settings::validate_recipient;
+use doorman_core::{Outcome, RequestState};
+use doorman_proto::connection::Connection;
+use doorman_proto::dial::Upgraded;
+use doorman_proto::message::{OfferReply, OperatorMessage, Refusal, ServerToAgent, ServerToOperator, Service};
+use std::net::IpAddr;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::io::AsyncWriteExt;
+
+/// How long an operator has to send its connect message.
+const CONNECT_MESSAGE_TIMEOUT: Duration = Duration::from_secs(30);
+/// How long the agent has to open the session connection once allowed.
+const SESSION_OPEN_TIMEOUT: Duration = Duration::from_secs(15);
+
+#[derive(Debug, thiserror::Error)]
+enum OperatorError {
+    #[error(transparent)]
+    Connection(#[from] doorman_proto::ConnectionError),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error(transparent)]
+    Random(#[from] secrets::RandomError),
+}
+
+/// Serves one operator connection to its end.
+pub async fn serve(broker: Arc<Broker>, io: Upgraded, operator: String, ip: IpAddr) {
+    let connection = Connection::new(io);
+    if let Err(error) = serve_connection(&broker, connection, &operator, ip).await {
+        tracing::warn!(%operator, %error, "operator connection failed");
+    }
+}
+
+struct Ask<'a> {
+    operator: &'a str,
+    ip: String,
+    computer: String,
+    reason: String,
+    service: Service,
+}
+
+async fn refuse(
+    connection: &mut Connection<Upgraded>,
+    reason: Refusal,
+    message: impl Into<String>,
+) -> Result<(), OperatorError> {
+    let message = message.into();
+    connection
+        .write_message(&ServerToOperator::Refused { reason, message })
+        .await?;
+    Ok(())
+}
+
+fn validate_ask(computer: &str, reason: &str, service: &Service) -> Result<(), String> {
+    validate_name(computer).map_err(|e| format!("computer name {e}"))?;
+    validate_reason(reason).map_err(|e| format!("reason {e}"))?;
+    match service {
+        Service::Command { argv } => {
+            if argv.is_empty() || argv[0].is_empty() {
+                return Err("command must not be empty".into());
+            }
+            if argv.len() > MAX_COMMAND_ARGS {
+                return Err(format!("command has more than {MAX_COMMAND_ARGS} arguments"));
+            }
+            if argv.iter().map(String::len).sum::<usize>() > MAX_COMMAND_BYTES {
+                return Err(format!("command is longer than {MAX_COMMAND_BYTES} bytes"));
+            }
+            if argv.iter().any(|arg| arg.contains('\0')) {
+                return Err("command contains a NUL byte".into());
+            }
+        }
+    }
+    Ok(())
+}
+
+async fn serve_connection(
+    broker: &Arc<Broker>,
+    mut connection: Connection<Upgraded>,
+    operator: &str,
+    ip: IpAddr,
+) -> Result<(), OperatorError> {
+    let first = match tokio::time::timeout(CONNECT_MESSAGE_TIMEOUT, connection.read_message::<OperatorMessage>()).await {
+        Ok(Ok(Some(message))) => message,
+        Ok(Ok(None)) | Err(_) => return Ok(()),
+        Ok(Err(error)) => {
+            return refuse(&mut connection, Refusal::InvalidRequest, error.to_string()).await;
+        }
+    };
+    let OperatorMessage::Connect {
+        computer,
+        reason,
+        service,
+    } = first
+    else {
+        return refuse(&mut connection, Refusal::InvalidRequest, "expected a connect message").await;
+    };
+    if let Err(message) = validate_ask(&computer, &reason, &service) {
+        return refuse(&mut connection, Refusal::InvalidRequest, message).await;
+    }
+    if broker.store.agent_key_hash(&computer).await?.is_none() {
+        return refuse(
+            &mut connection,
+            Refusal::UnknownComputer,
+            format!("unknown computer {computer:?}"),
+        )
+        .await;
+    }
+    let ask = Ask {
+        operator,
+        ip: ip.to_string(),
+        computer,
+        reason,
+        service,
+    };
+    let request_id = secrets::new_id()?;
+    // Registered before the agent hears of the request, so that its session
+    // connection always finds the slot.
+    let expected = broker.expect_session(&request_id, &ask.computer);
+    let offer = ServerToAgent::Offer {
+        request_id: request_id.clone(),
+        operator: ask.operator.to_string(),
+        operator_ip: ask.ip.clone(),
+        reason: ask.reason.clone(),
+        service: ask.service.clone(),
+    };
+    let reply = match broker.offer(&ask.computer, &request_id, offer).await {
+        Ok(reply) => reply,
+        Err(OfferError::Offline | OfferError::NoAnswer) => {
+            return refuse(
+                &mut connection,
+                Refusal::ComputerOffline,
+                format!("computer {:?} is offline", ask.computer),
+            )
+            .await;
+        }
+    };
+    match reply {
+        OfferReply::Refuse { message } => {
+            broker
+                .store
+                .record(&audit(&ask, "refused", Some(&request_id), Some(message.clone())))
+                .await?;
+            refuse(&mut connection, Refusal::NotOffered, message).await
+        }
+        OfferReply::Admit => {
+            broker
+                .store
+                .record(&audit(
+                    &ask,
+                    "admitted",
+                    Some(&request_id),
+                    Some("email authorization is off on this computer".into()),
+                ))
+                .await?;
+            connection.write_message(&ServerToOperator::Admitted).await?;
+            relay_session(broker, connection, &ask, None, expected).await
+        }
+        OfferReply::RequireAuthorization {
+            recipients,
+            timeout_secs,
+        } => {
+            if let Err(message) = validate_agent_answer(&recipients, timeout_secs) {
+                tracing::warn!(computer = %ask.computer, %message, "agent sent unusable settings");
+                return refuse(
+                    &mut connection,
+                    Refusal::SessionFailed,
+                    format!("the computer's settings are unusable: {message}"),
+                )
+                .await;
+            }
+            let mut watch = broker.watch_request(&request_id);
+            let now = now_millis();
+            let expires_at = now + i64::from(timeout_secs) * 1000;
+            let new_request = NewRequest {
+                id: request_id.clone(),
+                computer: ask.computer.clone(),
+                operator: ask.operator.to_string(),
+                operator_ip: ask.ip.clone(),
+                reason: ask.reason.clone(),
+                service: ask.service.describe(),
+                created_at: now,
+                expires_at,
+                recipients: recipients
+                    .iter()
+                    .enumerate()
+                    .map(|(position, address)| {
+                        let position = i64::try_from(position).unwrap_or(i64::MAX);
+                        let token = broker.key.link_token(&request_id, position);
+                        (address.clone(), secrets::hash(&token))
+                    })
+                    .collect(),
+            };
+            broker.store.create_request(&new_request).await?;
+            broker.schedule_expiry(request_id.clone(), ask.computer.clone(), expires_at);
+            broker.outbox_wakeup.notify_one();
+            connection
+                .write_message(&ServerToOperator::Pending {
+                    request_id: request_id.clone(),
+                    expires_in: u64::from(timeout_secs),
+                    recipients: recipients.iter().map(|r| mask_address(r)).collect(),
+                })
+                .await?;
+            let outcome = wait_for_outcome(broker, &mut connection, &ask, &request_id, &mut watch).await?;
+            let Some(outcome) = outcome else {
+                return Ok(());
+            };
+            connection.write_message(&outcome_message(&outcome)).await?;
+            if matches!(outcome, Outcome::Allowed { .. }) {
+                relay_session(broker, connection, &ask, Some(&request_id), expected).await
+            } else {
+                Ok(())
+            }
+        }
+    }
+}
+
+fn validate_agent_answer(recipients: &[String], timeout_secs: u32) -> Result<(), String> {
+    if recipients.is_empty() || recipients.len() > MAX_RECIPIENTS {
+        return Err(format!("between 1 and {MAX_RECIPIENTS} recipients are required"));
+    }
+    for recipient in recipients {
+        validate_recipient(recipient)?;
+    }
+    if !(MIN_TIMEOUT_SECS..=MAX_TIMEOUT_SECS).contains(&timeout_secs) {
+        return Err(format!("timeout must be {MIN_TIMEOUT_SECS}-{MAX_TIMEOUT_SECS} seconds"));
+    }
+    Ok(())
+}
+
+/// Waits for the request to settle; cancels it if the operator gives up or
+/// goes away. `None` when the server is shutting down.
+async fn wait_for_outcome(
+    broker: &Arc<Broker>,
+    connection: &mut Connection<Upgraded>,
+    ask: &Ask<'_>,
+    request_id: &str,
+    watch: &mut crate::broker::RequestWatch,
+) -> Result<Option<Outcome>, OperatorError> {
+    let mut shutdown = broker.shutdown.clone();
+    let mut operator_gone = false;
+    loop {
+        if let Some(outcome) = watch.receiver.borrow_and_update().clone() {
+            return Ok(Some(outcome));
+        }
+        tokio::select! {
+            changed = watch.receiver.changed() => {
+                if changed.is_err() {
+                    return Ok(None);
+                }
+            }
+            message = connection.read_message::<OperatorMessage>(), if !operator_gone => {
+                // A cancel, a closed connection or garbage all end the wait.
+                let detail = match message {
+                    Ok(Some(OperatorMessage::Cancel)) => "cancelled by the operator",
+                    Ok(Some(_)) => "operator sent an unexpected message",
+                    Ok(None) | Err(_) => "operator disconnected",
+                };
+                operator_gone = true;
+                let mut event = audit(ask, "cancelled", Some(request_id), Some(detail.into()));
+                event.at = now_millis();
+                broker
+                    .settle(request_id, RequestState::Cancelled, Some(ask.operator), event)
+                    .await?;
+            }
+            _ = crate::broker::stopping(&mut shutdown) => return Ok(None),
+        }
+    }
+}
+
+fn outcome_message(outcome: &Outcome) -> ServerToOperator {
+    match outcome.clone() {
+        Outcome::Allowed { by, at } => ServerToOperator::Allowed { by, at },
+        Outcome::Denied { by, at } => ServerToOperator::Denied { by, at },
+        Outcome::Expired { at } => ServerToOperator::Expired { at },
+        Outcome::Cancelled { at } => ServerToOperator::Cancelled { at },
+    }
+}
+
+fn audit(ask: &Ask<'_>, event: &str, request_id: Option<&str>, detail: Option<String>) -> AuditEvent {
+    AuditEvent {
+        at: now_millis(),
+        event: event.into(),
+        request_id: request_id.map(String::from),
+        computer: Some(ask.computer.clone()),
+        actor: Some(ask.operator.to_string()),
+        address: Some(ask.ip.clone()),
+        user_agent: None,
+        detail,
+    }
+}
+
+/// Waits for the agent's session connection, then relays bytes both ways
+/// until either side closes.
+async fn relay_session(
+    broker: &Arc<Broker>,
+    mut connection: Connection<Upgraded>,
+    ask: &Ask<'_>,
+    request_id: Option<&str>,
+    mut expected: crate::broker::ExpectedSession,
+) -> Result<(), OperatorError> {
+    let mut agent_io = match tokio::time::timeout(SESSION_OPEN_TIMEOUT, &mut expected.receiver).await {
+        Ok(Ok(io)) => io,
+        _ => {
+            return refuse(
+                &mut connection,
+                Refusal::SessionFailed,
+                "the computer did not open the session",
+            )
+            .await;
+        }
+    };
+    drop(expected);
+    let session_id = match broker
+        .store
+        .start_session(request_id, &ask.computer, ask.operator, now_millis())
+        .await
+    {
+        Ok(id) => id,
+        Err(StoreError::SessionAlreadyStarted) => {
+            return refuse(&mut connection, Refusal::SessionFailed, "this approval was already used").await;
+        }
+        Err(e) => return Err(e.into()),
+    };
+    broker
+        .store
+        .record(&audit(ask, "session_started", request_id, None))
+        .await?;
+    connection.write_message(&ServerToOperator::SessionStarted).await?;
+
+    let (mut operator_io, early) = connection.into_parts();
+    let mut shutdown = broker.shutdown.clone();
+    let relayed = async {
+        // Bytes the operator sent right behind its last message belong to the agent.
+        agent_io.write_all(&early).await?;
+        tokio::io::copy_bidirectional_with_sizes(&mut operator_io, &mut agent_io, 64 * 1024, 64 * 1024).await
+    };
+    let detail = tokio::select! {
+        result = relayed => match result {
+            Ok((up, down)) => format!("{up} bytes to the computer, {down} bytes back"),
+            Err(e) => format!("ended by a connection error: {e}"),
+        },
+        _ = crate::broker::stopping(&mut shutdown) => "ended by server shutdown".to_string(),
+    };
+    broker.store.end_session(session_id, now_millis()).await?;
+    broker
+        .store
+        .record(&audit(ask, "session_ended", request_id, Some(detail)))
+        .await?;
+    Ok(())
+}

@@ -1,0 +1,199 @@
+//! The outbox worker: delivers queued emails over SMTP (or into
+//! `DATA_DIR/outbox/` when no SMTP server is configured), retrying temporary
+//! failures with jittered backoff until the request expires.
+
+use crate::broker::{Broker, now_millis};
+use crate::mail;
+use crate::store::{Millis, OutboxJob};
+use lettre::message::Mailbox;
+use lettre::{AsyncSmtpTransport, AsyncTransport, Tokio1Executor};
+use ring::rand::{SecureRandom, SystemRandom};
+use serde::{Deserialize, Serialize};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// Where emails go.
+#[derive(Clone)]
+pub enum Delivery {
+    Smtp(AsyncSmtpTransport<Tokio1Executor>),
+    /// `.eml` files (and a `.json` summary each) in this directory.
+    Files(PathBuf),
+}
+
+impl std::fmt::Debug for Delivery {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Delivery::Smtp(_) => f.write_str("Delivery::Smtp"),
+            Delivery::Files(dir) => write!(f, "Delivery::Files({})", dir.display()),
+        }
+    }
+}
+
+/// What `/outbox` lists for each email written to a file.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct OutboxEntry {
+    pub file: String,
+    pub to: String,
+    pub subject: String,
+    pub link: String,
+    pub written_at: Millis,
+}
+
+/// The outcome of one delivery attempt.
+enum Attempt {
+    Sent,
+    Temporary(String),
+    Permanent(String),
+}
+
+/// Settings the worker needs besides the broker.
+#[derive(Clone, Debug)]
+pub struct MailSettings {
+    pub from: Mailbox,
+    pub public_url: String,
+    /// Host part of Message-IDs.
+    pub message_id_host: String,
+}
+
+/// Runs until shutdown.
+pub async fn run(broker: Arc<Broker>, delivery: Delivery, settings: MailSettings) {
+    let mut shutdown = broker.shutdown.clone();
+    loop {
+        let now = now_millis();
+        match broker.store.due_emails(now, 32).await {
+            Ok(jobs) => {
+                for job in jobs {
+                    deliver_one(&broker, &delivery, &settings, job).await;
+                }
+            }
+            Err(error) => tracing::error!(%error, "cannot read the outbox"),
+        }
+        let wait = match broker.store.next_email_due().await {
+            Ok(Some(due)) => Duration::from_millis(u64::try_from(due - now_millis()).unwrap_or(0).min(30_000)),
+            _ => Duration::from_secs(30),
+        };
+        tokio::select! {
+            _ = broker.outbox_wakeup.notified() => {}
+            _ = tokio::time::sleep(wait) => {}
+            _ = crate::broker::stopping(&mut shutdown) => return,
+        }
+    }
+}
+
+async fn deliver_one(broker: &Broker, delivery: &Delivery, settings: &MailSettings, job: OutboxJob) {
+    let token = broker.key.link_token(&job.request.id, job.position);
+    let link = format!("{}/a/{token}", settings.public_url);
+    let message_id = format!("<{}.{}@{}>", job.request.id, job.position, settings.message_id_host);
+    let attempt = match mail::build(&job.request, &settings.from, &job.address, &link, message_id) {
+        Ok(message) => send(delivery, &job, message, &link).await,
+        Err(error) => Attempt::Permanent(error.to_string()),
+    };
+    let now = now_millis();
+    let result = match attempt {
+        Attempt::Sent => {
+            tracing::info!(request = %job.request.id, to = %job.address, "authorization email sent");
+            Ok(())
+        }
+        Attempt::Temporary(error) => {
+            let retry_at = now + backoff_millis(job.attempts);
+            if retry_at < job.request.expires_at {
+                tracing::warn!(request = %job.request.id, to = %job.address, %error, "email delivery failed; will retry");
+                Err((error, Some(retry_at)))
+            } else {
+                tracing::warn!(request = %job.request.id, to = %job.address, %error, "email delivery failed; request expires before a retry");
+                Err((error, None))
+            }
+        }
+        Attempt::Permanent(error) => {
+            tracing::warn!(request = %job.request.id, to = %job.address, %error, "email delivery failed permanently");
+            Err((error, None))
+        }
+    };
+    if let Err(error) = broker.store.email_attempted(&job, result, now).await {
+        tracing::error!(%error, "cannot record an email delivery");
+    }
+}
+
+/// 1 s, 2 s, 4 s … capped at 60 s, each with up to 50 % added at random so
+/// that many retries do not hit the SMTP server in step.
+fn backoff_millis(attempts: i64) -> i64 {
+    let base = 1000i64 << attempts.clamp(0, 6);
+    let base = base.min(60_000);
+    let mut byte = [0u8; 1];
+    let jitter = if SystemRandom::new().fill(&mut byte).is_ok() {
+        base * i64::from(byte[0]) / 510
+    } else {
+        0
+    };
+    base + jitter
+}
+
+async fn send(delivery: &Delivery, job: &OutboxJob, message: lettre::Message, link: &str) -> Attempt {
+    match delivery {
+        Delivery::Smtp(transport) => match transport.send(message).await {
+            Ok(_) => Attempt::Sent,
+            Err(error) if error.is_permanent() => Attempt::Permanent(error.to_string()),
+            // 4xx replies, refused connections, timeouts: worth another try.
+            Err(error) => Attempt::Temporary(error.to_string()),
+        },
+        Delivery::Files(dir) => match write_file(dir, job, &message, link).await {
+            Ok(()) => Attempt::Sent,
+            Err(error) => Attempt::Temporary(format!("cannot write to {}: {error}", dir.display())),
+        },
+    }
+}
+
+async fn write_file(dir: &std::path::Path, job: &OutboxJob, message: &lettre::Message, link: &str) -> std::io::Result<()> {
+    tokio::fs::create_dir_all(dir).await?;
+    let stem = format!("{}-{}-{}", job.request.created_at, job.request.id, job.position);
+    let entry = OutboxEntry {
+        file: format!("{stem}.eml"),
+        to: job.address.clone(),
+        subject: mail::subject(&job.request),
+        link: link.to_string(),
+        written_at: now_millis(),
+    };
+    let summary = serde_json::to_vec_pretty(&entry).map_err(std::io::Error::other)?;
+    write_atomically(&dir.join(format!("{stem}.eml")), &message.formatted()).await?;
+    write_atomically(&dir.join(format!("{stem}.json")), &summary).await
+}
+
+async fn write_atomically(path: &std::path::Path, bytes: &[u8]) -> std::io::Result<()> {
+    let tmp = path.with_extension("tmp");
+    tokio::fs::write(&tmp, bytes).await?;
+    tokio::fs::rename(&tmp, path).await
+}
+
+/// The emails written to `dir`, newest first.
+pub async fn list_files(dir: &std::path::Path) -> Vec<OutboxEntry> {
+    let mut entries = Vec::new();
+    let Ok(mut read_dir) = tokio::fs::read_dir(dir).await else {
+        return entries;
+    };
+    while let Ok(Some(item)) = read_dir.next_entry().await {
+        let path = item.path();
+        if path.extension().is_some_and(|ext| ext == "json")
+            && let Ok(bytes) = tokio::fs::read(&path).await
+            && let Ok(entry) = serde_json::from_slice::<OutboxEntry>(&bytes)
+        {
+            entries.push(entry);
+        }
+    }
+    entries.sort_by(|a, b| b.written_at.cmp(&a.written_at).then(b.file.cmp(&a.file)));
+    entries
+}
+
+#[cfg(test)]
+mod tests {
+    use super::backoff_millis;
+
+    #[test]
+    fn backoff_grows_with_jitter_and_caps() {
+        for attempts in 0..10 {
+            let base = (1000i64 << attempts.min(6)).min(60_000);
+            let wait = backoff_millis(attempts);
+            assert!(wait >= base && wait <= base * 3 / 2, "{attempts}: {wait}");
+        }
+    }
+}

@@ -1,0 +1,543 @@
+//! The database: operators, agents, requests with their recipients' token
+//! hashes, the outbox, sessions and the audit trail.
+//!
+//! Every state change is one statement or one transaction. Settling a request
+//! is a single conditional `UPDATE … WHERE state = 'pending'` that also checks
+//! the expiry time, so two clicks in the same millisecond, or a click after
+//! expiry, can never both win.
+
+use doorman_core::{Outcome, RequestState};
+use serde::Serialize;
+use sqlx::migrate::{Migration, MigrationType, Migrator};
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions};
+use sqlx::{Row, SqlitePool};
+use std::str::FromStr;
+use std::time::Duration;
+
+pub type Millis = i64;
+
+/// A database failure, with the expected cases as their own variants.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("{kind} {name:?} already exists")]
+    AlreadyExists { kind: &'static str, name: String },
+    #[error("this request has already started its session")]
+    SessionAlreadyStarted,
+    #[error("unsupported database URL {0:?}: only sqlite: URLs are supported so far")]
+    UnsupportedDatabase(String),
+    #[error("database error: {0}")]
+    Database(#[from] sqlx::Error),
+    #[error("database migration failed: {0}")]
+    Migration(#[from] sqlx::migrate::MigrateError),
+    #[error("database holds an unexpected value: {0}")]
+    Corrupt(String),
+}
+
+fn migrator() -> Migrator {
+    Migrator::with_migrations(vec![Migration::new(
+        1,
+        "initial".into(),
+        MigrationType::Simple,
+        sqlx::SqlSafeStr::into_sql_str(include_str!("../migrations/0001_initial.sql")),
+        false,
+    )])
+}
+
+/// A cheap-to-clone handle on the database.
+#[derive(Clone, Debug)]
+pub struct Store {
+    pool: SqlitePool,
+}
+
+/// A request as stored.
+#[derive(Clone, Debug)]
+pub struct RequestRow {
+    pub id: String,
+    pub computer: String,
+    pub operator: String,
+    pub operator_ip: String,
+    pub reason: String,
+    pub service: String,
+    pub state: RequestState,
+    pub created_at: Millis,
+    pub expires_at: Millis,
+    pub settled_at: Option<Millis>,
+    pub decided_by: Option<String>,
+}
+
+impl RequestRow {
+    /// The outcome of a settled request.
+    pub fn outcome(&self) -> Option<Outcome> {
+        let at = self.settled_at.unwrap_or(self.expires_at);
+        let by = self.decided_by.clone().unwrap_or_default();
+        match self.state {
+            RequestState::Pending => None,
+            RequestState::Allowed => Some(Outcome::Allowed { by, at }),
+            RequestState::Denied => Some(Outcome::Denied { by, at }),
+            RequestState::Expired => Some(Outcome::Expired { at }),
+            RequestState::Cancelled => Some(Outcome::Cancelled { at }),
+        }
+    }
+}
+
+/// A new request, its recipients with their token hashes.
+#[derive(Clone, Debug)]
+pub struct NewRequest {
+    pub id: String,
+    pub computer: String,
+    pub operator: String,
+    pub operator_ip: String,
+    pub reason: String,
+    pub service: String,
+    pub created_at: Millis,
+    pub expires_at: Millis,
+    pub recipients: Vec<(String, [u8; 32])>,
+}
+
+/// One audit trail entry.
+#[derive(Clone, Debug, Default, Serialize, PartialEq, Eq)]
+pub struct AuditEvent {
+    pub at: Millis,
+    pub event: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub request_id: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub computer: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub actor: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub address: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub user_agent: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub detail: Option<String>,
+}
+
+/// An email due for delivery.
+#[derive(Clone, Debug)]
+pub struct OutboxJob {
+    pub request: RequestRow,
+    pub position: i64,
+    pub address: String,
+    pub attempts: i64,
+}
+
+const REQUEST_COLUMNS: &str = "id, computer, operator, operator_ip, reason, service, state, created_at, expires_at, settled_at, decided_by";
+
+fn request_from_row(row: &sqlx::sqlite::SqliteRow) -> Result<RequestRow, StoreError> {
+    let state: String = row.try_get("state")?;
+    Ok(RequestRow {
+        id: row.try_get("id")?,
+        computer: row.try_get("computer")?,
+        operator: row.try_get("operator")?,
+        operator_ip: row.try_get("operator_ip")?,
+        reason: row.try_get("reason")?,
+        service: row.try_get("service")?,
+        state: RequestState::from_str(&state).map_err(StoreError::Corrupt)?,
+        created_at: row.try_get("created_at")?,
+        expires_at: row.try_get("expires_at")?,
+        settled_at: row.try_get("settled_at")?,
+        decided_by: row.try_get("decided_by")?,
+    })
+}
+
+fn unique_violation(error: &sqlx::Error) -> bool {
+    matches!(error, sqlx::Error::Database(db) if db.is_unique_violation())
+}
+
+impl Store {
+    /// Opens (creating if needed) the database and applies pending migrations.
+    pub async fn open(database_url: &str) -> Result<Self, StoreError> {
+        if !database_url.starts_with("sqlite:") {
+            return Err(StoreError::UnsupportedDatabase(database_url.to_string()));
+        }
+        let options = SqliteConnectOptions::from_str(database_url)?
+            .create_if_missing(true)
+            .journal_mode(SqliteJournalMode::Wal)
+            .busy_timeout(Duration::from_secs(10))
+            .foreign_keys(true);
+        let pool = SqlitePoolOptions::new()
+            .max_connections(4)
+            .connect_with(options)
+            .await?;
+        migrator().run(&pool).await?;
+        Ok(Self { pool })
+    }
+
+    pub async fn add_operator(&self, name: &str, token_hash: &[u8], now: Millis) -> Result<(), StoreError> {
+        sqlx::query("INSERT INTO operators (name, token_hash, created_at) VALUES (?, ?, ?)")
+            .bind(name)
+            .bind(token_hash)
+            .bind(now)
+            .execute(&self.pool)
+            .await
+            .map_err(|e| {
+                if unique_violation(&e) {
+                    StoreError::AlreadyExists {
+                        kind: "operator",
+                        name: name.to_string(),
+                    }
+                } else {
+                    e.into()
+                }
+            })?;
+        Ok(())
+    }
+
+    pub async fn add_agent(&self, name: &str, key_hash: &[u8], now: Millis) -> Result<(), StoreError> {
+        sqlx::query("INSERT INTO agents (name, key_hash, created_at) VALUES (?, ?, ?)")
+            .bind(name)
+            .bind(key_hash)
+            .bind(now)
+            .execute(&self.pool)
+            .await
+            .map_err(|e| {
+                if unique_violation(&e) {
+                    StoreError::AlreadyExists {
+                        kind: "agent",
+                        name: name.to_string(),
+                    }
+                } else {
+                    e.into()
+                }
+            })?;
+        Ok(())
+    }
+
+    /// The operator whose token has this hash.
+    pub async fn operator_by_token_hash(&self, hash: &[u8]) -> Result<Option<String>, StoreError> {
+        let row = sqlx::query("SELECT name FROM operators WHERE token_hash = ?")
+            .bind(hash)
+            .fetch_optional(&self.pool)
+            .await?;
+        Ok(row.map(|row| row.try_get("name")).transpose()?)
+    }
+
+    /// The stored key hash of an agent.
+    pub async fn agent_key_hash(&self, name: &str) -> Result<Option<Vec<u8>>, StoreError> {
+        let row = sqlx::query("SELECT key_hash FROM agents WHERE name = ?")
+            .bind(name)
+            .fetch_optional(&self.pool)
+            .await?;
+        Ok(row.map(|row| row.try_get("key_hash")).transpose()?)
+    }
+
+    /// Writes a request, its recipients, their queued emails and the audit
+    /// events, all or nothing.
+    pub async fn create_request(&self, request: &NewRequest) -> Result<(), StoreError> {
+        let mut tx = self.pool.begin().await?;
+        sqlx::query(
+            "INSERT INTO requests (id, computer, operator, operator_ip, reason, service, state, created_at, expires_at)
+             VALUES (?, ?, ?, ?, ?, ?, 'pending', ?, ?)",
+        )
+        .bind(&request.id)
+        .bind(&request.computer)
+        .bind(&request.operator)
+        .bind(&request.operator_ip)
+        .bind(&request.reason)
+        .bind(&request.service)
+        .bind(request.created_at)
+        .bind(request.expires_at)
+        .execute(&mut *tx)
+        .await?;
+        insert_audit(
+            &mut tx,
+            &AuditEvent {
+                at: request.created_at,
+                event: "requested".into(),
+                request_id: Some(request.id.clone()),
+                computer: Some(request.computer.clone()),
+                actor: Some(request.operator.clone()),
+                address: Some(request.operator_ip.clone()),
+                detail: Some(request.service.clone()),
+                ..AuditEvent::default()
+            },
+        )
+        .await?;
+        for (position, (address, token_hash)) in request.recipients.iter().enumerate() {
+            let position = i64::try_from(position).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+            sqlx::query("INSERT INTO recipients (request_id, position, address, token_hash) VALUES (?, ?, ?, ?)")
+                .bind(&request.id)
+                .bind(position)
+                .bind(address)
+                .bind(&token_hash[..])
+                .execute(&mut *tx)
+                .await?;
+            sqlx::query("INSERT INTO outbox (request_id, position, state, next_attempt_at) VALUES (?, ?, 'queued', ?)")
+                .bind(&request.id)
+                .bind(position)
+                .bind(request.created_at)
+                .execute(&mut *tx)
+                .await?;
+            insert_audit(
+                &mut tx,
+                &AuditEvent {
+                    at: request.created_at,
+                    event: "email_queued".into(),
+                    request_id: Some(request.id.clone()),
+                    computer: Some(request.computer.clone()),
+                    actor: Some(address.clone()),
+                    ..AuditEvent::default()
+                },
+            )
+            .await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    pub async fn request(&self, id: &str) -> Result<Option<RequestRow>, StoreError> {
+        let sql = format!("SELECT {REQUEST_COLUMNS} FROM requests WHERE id = ?");
+        let row = sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await?;
+        row.as_ref().map(request_from_row).transpose()
+    }
+
+    /// The request and recipient address a link token's hash belongs to.
+    pub async fn request_by_link(&self, token_hash: &[u8]) -> Result<Option<(RequestRow, String)>, StoreError> {
+        let row = sqlx::query("SELECT request_id, address FROM recipients WHERE token_hash = ?")
+            .bind(token_hash)
+            .fetch_optional(&self.pool)
+            .await?;
+        let Some(row) = row else { return Ok(None) };
+        let request_id: String = row.try_get("request_id")?;
+        let address: String = row.try_get("address")?;
+        Ok(self.request(&request_id).await?.map(|request| (request, address)))
+    }
+
+    pub async fn pending_requests(&self) -> Result<Vec<RequestRow>, StoreError> {
+        let sql = format!("SELECT {REQUEST_COLUMNS} FROM requests WHERE state = 'pending'");
+        let rows = sqlx::query(sqlx::AssertSqlSafe(sql)).fetch_all(&self.pool).await?;
+        rows.iter().map(request_from_row).collect()
+    }
+
+    /// Settles a pending request, if it still is pending at `now`, and records
+    /// the audit event in the same transaction. Returns whether this call won.
+    ///
+    /// Allow, deny and cancel only win before `expires_at`; expire only wins
+    /// from `expires_at` on. The database checks both, whatever the timers say.
+    pub async fn settle(
+        &self,
+        id: &str,
+        state: RequestState,
+        decided_by: Option<&str>,
+        now: Millis,
+        audit: &AuditEvent,
+    ) -> Result<bool, StoreError> {
+        let mut tx = self.pool.begin().await?;
+        let result = match state {
+            RequestState::Pending => return Err(StoreError::Corrupt("cannot settle to pending".into())),
+            RequestState::Expired => {
+                sqlx::query(
+                    "UPDATE requests SET state = 'expired', settled_at = expires_at
+                     WHERE id = ? AND state = 'pending' AND expires_at <= ?",
+                )
+                .bind(id)
+                .bind(now)
+                .execute(&mut *tx)
+                .await?
+            }
+            RequestState::Allowed | RequestState::Denied | RequestState::Cancelled => {
+                sqlx::query(
+                    "UPDATE requests SET state = ?, settled_at = ?, decided_by = ?
+                     WHERE id = ? AND state = 'pending' AND expires_at > ?",
+                )
+                .bind(state.as_str())
+                .bind(now)
+                .bind(decided_by)
+                .bind(id)
+                .bind(now)
+                .execute(&mut *tx)
+                .await?
+            }
+        };
+        let won = result.rows_affected() == 1;
+        if won {
+            insert_audit(&mut tx, audit).await?;
+            // Emails not yet sent are pointless now.
+            sqlx::query("UPDATE outbox SET state = 'dropped' WHERE request_id = ? AND state = 'queued'")
+                .bind(id)
+                .execute(&mut *tx)
+                .await?;
+        }
+        tx.commit().await?;
+        Ok(won)
+    }
+
+    pub async fn record(&self, event: &AuditEvent) -> Result<(), StoreError> {
+        let mut conn = self.pool.acquire().await?;
+        insert_audit(&mut conn, event).await
+    }
+
+    pub async fn audit_events(&self) -> Result<Vec<AuditEvent>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT at, event, request_id, computer, actor, address, user_agent, detail
+             FROM audit_events ORDER BY id",
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|row| {
+                Ok(AuditEvent {
+                    at: row.try_get("at")?,
+                    event: row.try_get("event")?,
+                    request_id: row.try_get("request_id")?,
+                    computer: row.try_get("computer")?,
+                    actor: row.try_get("actor")?,
+                    address: row.try_get("address")?,
+                    user_agent: row.try_get("user_agent")?,
+                    detail: row.try_get("detail")?,
+                })
+            })
+            .collect()
+    }
+
+    /// Emails due now whose request is still pending.
+    pub async fn due_emails(&self, now: Millis, limit: i64) -> Result<Vec<OutboxJob>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT o.request_id, o.position, o.attempts, r.address
+             FROM outbox o JOIN recipients r ON r.request_id = o.request_id AND r.position = o.position
+             WHERE o.state = 'queued' AND o.next_attempt_at <= ?
+             ORDER BY o.next_attempt_at LIMIT ?",
+        )
+        .bind(now)
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await?;
+        let mut jobs = Vec::with_capacity(rows.len());
+        for row in rows {
+            let request_id: String = row.try_get("request_id")?;
+            let Some(request) = self.request(&request_id).await? else {
+                continue;
+            };
+            jobs.push(OutboxJob {
+                request,
+                position: row.try_get("position")?,
+                address: row.try_get("address")?,
+                attempts: row.try_get("attempts")?,
+            });
+        }
+        Ok(jobs)
+    }
+
+    /// The earliest time a queued email is due, to sleep until then.
+    pub async fn next_email_due(&self) -> Result<Option<Millis>, StoreError> {
+        let row = sqlx::query("SELECT MIN(next_attempt_at) AS due FROM outbox WHERE state = 'queued'")
+            .fetch_one(&self.pool)
+            .await?;
+        Ok(row.try_get("due")?)
+    }
+
+    /// Records a delivery attempt's result: `Ok` sent, `Err((error, Some(retry_at)))`
+    /// to retry, `Err((error, None))` failed for good.
+    pub async fn email_attempted(
+        &self,
+        job: &OutboxJob,
+        result: Result<(), (String, Option<Millis>)>,
+        now: Millis,
+    ) -> Result<(), StoreError> {
+        let mut tx = self.pool.begin().await?;
+        let (event, detail) = match &result {
+            Ok(()) => {
+                sqlx::query("UPDATE outbox SET state = 'sent', attempts = attempts + 1, sent_at = ?, last_error = NULL WHERE request_id = ? AND position = ?")
+                    .bind(now)
+                    .bind(&job.request.id)
+                    .bind(job.position)
+                    .execute(&mut *tx)
+                    .await?;
+                ("email_sent", None)
+            }
+            Err((error, Some(retry_at))) => {
+                sqlx::query("UPDATE outbox SET attempts = attempts + 1, next_attempt_at = ?, last_error = ? WHERE request_id = ? AND position = ?")
+                    .bind(retry_at)
+                    .bind(error)
+                    .bind(&job.request.id)
+                    .bind(job.position)
+                    .execute(&mut *tx)
+                    .await?;
+                ("email_retrying", Some(error.clone()))
+            }
+            Err((error, None)) => {
+                sqlx::query("UPDATE outbox SET state = 'failed', attempts = attempts + 1, last_error = ? WHERE request_id = ? AND position = ?")
+                    .bind(error)
+                    .bind(&job.request.id)
+                    .bind(job.position)
+                    .execute(&mut *tx)
+                    .await?;
+                ("email_failed", Some(error.clone()))
+            }
+        };
+        insert_audit(
+            &mut tx,
+            &AuditEvent {
+                at: now,
+                event: event.into(),
+                request_id: Some(job.request.id.clone()),
+                computer: Some(job.request.computer.clone()),
+                actor: Some(job.address.clone()),
+                detail,
+                ..AuditEvent::default()
+            },
+        )
+        .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// Starts the session of a request (or of an unauthorised connection when
+    /// `request_id` is `None`). A request starts at most one session.
+    pub async fn start_session(
+        &self,
+        request_id: Option<&str>,
+        computer: &str,
+        operator: &str,
+        now: Millis,
+    ) -> Result<i64, StoreError> {
+        let row = sqlx::query(
+            "INSERT INTO sessions (request_id, computer, operator, started_at) VALUES (?, ?, ?, ?) RETURNING id",
+        )
+        .bind(request_id)
+        .bind(computer)
+        .bind(operator)
+        .bind(now)
+        .fetch_one(&self.pool)
+        .await
+        .map_err(|e| {
+            if unique_violation(&e) {
+                StoreError::SessionAlreadyStarted
+            } else {
+                e.into()
+            }
+        })?;
+        Ok(row.try_get("id")?)
+    }
+
+    pub async fn end_session(&self, id: i64, now: Millis) -> Result<(), StoreError> {
+        sqlx::query("UPDATE sessions SET ended_at = ? WHERE id = ? AND ended_at IS NULL")
+            .bind(now)
+            .bind(id)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+}
+
+async fn insert_audit(conn: &mut sqlx::SqliteConnection, event: &AuditEvent) -> Result<(), StoreError> {
+    sqlx::query(
+        "INSERT INTO audit_events (at, event, request_id, computer, actor, address, user_agent, detail)
+         VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+    )
+    .bind(event.at)
+    .bind(&event.event)
+    .bind(&event.request_id)
+    .bind(&event.computer)
+    .bind(&event.actor)
+    .bind(&event.address)
+    .bind(&event.user_agent)
+    .bind(&event.detail)
+    .execute(conn)
+    .await?;
+    Ok(())
+}

@@ -1,0 +1,136 @@
+//! The three upgrade endpoints (agent control, operator, session) and the
+//! authentication each performs before switching protocols.
+
+use crate::AppState;
+use crate::secrets;
+use axum::extract::{ConnectInfo, Path, Request, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use doorman_proto::{AGENT_NAME_HEADER, UPGRADE_PROTOCOL};
+use hyper_util::rt::TokioIo;
+use std::net::SocketAddr;
+
+fn bearer(headers: &HeaderMap) -> Option<&str> {
+    headers
+        .get(header::AUTHORIZATION)?
+        .to_str()
+        .ok()?
+        .strip_prefix("Bearer ")
+        .map(str::trim)
+}
+
+fn wants_upgrade(headers: &HeaderMap) -> bool {
+    headers
+        .get(header::UPGRADE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.eq_ignore_ascii_case(UPGRADE_PROTOCOL))
+}
+
+fn plain(status: StatusCode, message: &str) -> Response {
+    (status, format!("{message}\n")).into_response()
+}
+
+/// Answers `101 Switching Protocols` and hands the upgraded stream to `serve`.
+fn switch<F, Fut>(state: &AppState, mut request: Request, serve: F) -> Response
+where
+    F: FnOnce(doorman_proto::dial::Upgraded) -> Fut + Send + 'static,
+    Fut: std::future::Future<Output = ()> + Send + 'static,
+{
+    let on_upgrade = hyper::upgrade::on(&mut request);
+    state.broker.spawn(async move {
+        match on_upgrade.await {
+            Ok(upgraded) => serve(TokioIo::new(upgraded)).await,
+            Err(error) => tracing::warn!(%error, "upgrade failed"),
+        }
+    });
+    let mut response = StatusCode::SWITCHING_PROTOCOLS.into_response();
+    let headers = response.headers_mut();
+    headers.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
+    headers.insert(header::UPGRADE, HeaderValue::from_static(UPGRADE_PROTOCOL));
+    response
+}
+
+/// Checks an agent's name and key headers; the agent's name on success.
+async fn authenticate_agent(state: &AppState, headers: &HeaderMap) -> Result<String, Response> {
+    let name = headers
+        .get(AGENT_NAME_HEADER)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default();
+    let key = bearer(headers).unwrap_or_default();
+    let denied = || plain(StatusCode::UNAUTHORIZED, "invalid agent name or key");
+    if name.is_empty() || !secrets::plausible_token(key.trim_start_matches(secrets::AGENT_KEY_PREFIX)) {
+        return Err(denied());
+    }
+    match state.broker.store.agent_key_hash(name).await {
+        Ok(Some(stored)) if secrets::verify(key, &stored) => Ok(name.to_string()),
+        Ok(_) => Err(denied()),
+        Err(error) => {
+            tracing::error!(%error, "cannot check an agent key");
+            Err(plain(StatusCode::INTERNAL_SERVER_ERROR, "internal error"))
+        }
+    }
+}
+
+/// `GET /v1/agent`: an agent's control connection.
+pub async fn agent(State(state): State<AppState>, headers: HeaderMap, request: Request) -> Response {
+    if !wants_upgrade(&headers) {
+        return plain(StatusCode::BAD_REQUEST, "expected Upgrade: doorman/1");
+    }
+    let name = match authenticate_agent(&state, &headers).await {
+        Ok(name) => name,
+        Err(response) => return response,
+    };
+    let broker = state.broker.clone();
+    switch(&state, request, move |io| crate::agents::serve(broker, io, name))
+}
+
+/// `GET /v1/connect`: an operator's connection.
+pub async fn operator(
+    State(state): State<AppState>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+    request: Request,
+) -> Response {
+    if !wants_upgrade(&headers) {
+        return plain(StatusCode::BAD_REQUEST, "expected Upgrade: doorman/1");
+    }
+    let token = bearer(&headers).unwrap_or_default();
+    let denied = || plain(StatusCode::UNAUTHORIZED, "invalid operator token");
+    if !secrets::plausible_token(token) {
+        return denied();
+    }
+    let operator = match state.broker.store.operator_by_token_hash(&secrets::hash(token)).await {
+        Ok(Some(name)) => name,
+        Ok(None) => return denied(),
+        Err(error) => {
+            tracing::error!(%error, "cannot check an operator token");
+            return plain(StatusCode::INTERNAL_SERVER_ERROR, "internal error");
+        }
+    };
+    let broker = state.broker.clone();
+    switch(&state, request, move |io| {
+        crate::operators::serve(broker, io, operator, peer.ip())
+    })
+}
+
+/// `GET /v1/session/{request_id}`: the agent's side of a session.
+pub async fn session(
+    State(state): State<AppState>,
+    Path(request_id): Path<String>,
+    headers: HeaderMap,
+    request: Request,
+) -> Response {
+    if !wants_upgrade(&headers) {
+        return plain(StatusCode::BAD_REQUEST, "expected Upgrade: doorman/1");
+    }
+    let name = match authenticate_agent(&state, &headers).await {
+        Ok(name) => name,
+        Err(response) => return response,
+    };
+    let Some(deliver) = state.broker.session_sender(&request_id, &name) else {
+        return plain(StatusCode::NOT_FOUND, "no session is waiting for this request");
+    };
+    switch(&state, request, move |io| async move {
+        let _ = deliver.send(io);
+    })
+}
