@@ -33,7 +33,8 @@ impl Progress {
     }
 
     fn json(&mut self, value: serde_json::Value) {
-        let _ = writeln!(self.out, "{value}");
+        // One write per line, so a reader never sees half an object.
+        let _ = self.out.write_all(format!("{value}\n").as_bytes());
         let _ = self.out.flush();
     }
 

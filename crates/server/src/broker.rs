@@ -9,7 +9,7 @@ use doorman_core::{Outcome, RequestState};
 use doorman_proto::dial::Upgraded;
 use doorman_proto::message::{OfferReply, ServerToAgent};
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use tokio::sync::{Notify, mpsc, oneshot, watch};
@@ -69,11 +69,31 @@ pub struct Broker {
     waiting: Mutex<HashMap<String, watch::Sender<Option<Outcome>>>>,
     sessions: Mutex<HashMap<String, SessionSlot>>,
     next_link_id: AtomicU64,
+    /// Bumped whenever an agent comes or goes, so callers can await it.
+    agents_changed: watch::Sender<u64>,
     /// Wakes the outbox worker when new emails are queued.
     pub outbox_wakeup: Notify,
     pub shutdown: watch::Receiver<bool>,
-    /// Held by every task; `run` waits until all clones are dropped.
-    pub tasks: mpsc::Sender<()>,
+    tasks: Arc<TaskCount>,
+}
+
+/// Counts the tasks started with [`Broker::spawn`], so that shutdown can wait
+/// for them.
+#[derive(Debug, Default)]
+struct TaskCount {
+    running: AtomicUsize,
+    idle: Notify,
+}
+
+/// Decrements the count when a task ends, even by panic.
+struct TaskGuard(Arc<TaskCount>);
+
+impl Drop for TaskGuard {
+    fn drop(&mut self) {
+        if self.0.running.fetch_sub(1, Ordering::AcqRel) == 1 {
+            self.0.idle.notify_waiters();
+        }
+    }
 }
 
 fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -83,12 +103,7 @@ fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
 }
 
 impl Broker {
-    pub fn new(
-        store: Store,
-        key: ServerKey,
-        shutdown: watch::Receiver<bool>,
-        tasks: mpsc::Sender<()>,
-    ) -> Self {
+    pub fn new(store: Store, key: ServerKey, shutdown: watch::Receiver<bool>) -> Self {
         Self {
             store,
             key,
@@ -96,9 +111,10 @@ impl Broker {
             waiting: Mutex::default(),
             sessions: Mutex::default(),
             next_link_id: AtomicU64::new(1),
+            agents_changed: watch::channel(0).0,
             outbox_wakeup: Notify::new(),
             shutdown,
-            tasks,
+            tasks: Arc::default(),
         }
     }
 
@@ -107,11 +123,25 @@ impl Broker {
     where
         F: std::future::Future<Output = ()> + Send + 'static,
     {
-        let guard = self.tasks.clone();
+        self.tasks.running.fetch_add(1, Ordering::AcqRel);
+        let guard = TaskGuard(Arc::clone(&self.tasks));
         tokio::spawn(async move {
             future.await;
             drop(guard);
         });
+    }
+
+    /// Waits until every task started with [`Broker::spawn`] has ended.
+    pub async fn wait_for_tasks(&self) {
+        loop {
+            let idle = self.tasks.idle.notified();
+            tokio::pin!(idle);
+            idle.as_mut().enable();
+            if self.tasks.running.load(Ordering::Acquire) == 0 {
+                return;
+            }
+            idle.await;
+        }
     }
 
     /// Registers an agent's connection, replacing an older one of the same name.
@@ -119,6 +149,7 @@ impl Broker {
         let id = self.next_link_id.fetch_add(1, Ordering::Relaxed);
         let (commands, receiver) = mpsc::channel(64);
         lock(&self.agents).insert(name.to_string(), AgentLink { id, commands });
+        self.agents_changed.send_modify(|version| *version += 1);
         (id, receiver)
     }
 
@@ -126,6 +157,21 @@ impl Broker {
         let mut agents = lock(&self.agents);
         if agents.get(name).is_some_and(|link| link.id == id) {
             agents.remove(name);
+        }
+        drop(agents);
+        self.agents_changed.send_modify(|version| *version += 1);
+    }
+
+    /// Waits until the named agent is online (or offline, with `online = false`).
+    pub async fn wait_for_agent(&self, name: &str, online: bool) {
+        let mut changes = self.agents_changed.subscribe();
+        loop {
+            if self.is_online(name) == online {
+                return;
+            }
+            if changes.changed().await.is_err() {
+                return;
+            }
         }
     }
 

@@ -24,7 +24,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use store::{Store, StoreError};
 use tokio::net::TcpListener;
-use tokio::sync::{mpsc, watch};
+use tokio::sync::watch;
 
 /// What `doorman server` is started with.
 #[derive(Clone, Debug)]
@@ -110,80 +110,113 @@ pub async fn run(
     listener: TcpListener,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), ServerError> {
-    let public_url = normalize_public_url(&config.public_url)?;
-    let from: Mailbox = config
-        .mail_from
-        .parse()
-        .map_err(|_| ServerError::MailFrom(config.mail_from.clone()))?;
-    let delivery = match &config.smtp_url {
-        Some(url) => outbox::Delivery::Smtp(
-            lettre::AsyncSmtpTransport::<lettre::Tokio1Executor>::from_url(url)
-                .map_err(|e| ServerError::SmtpUrl(e.to_string()))?
-                .timeout(Some(std::time::Duration::from_secs(30)))
-                .build(),
-        ),
-        None => outbox::Delivery::Files(config.data_dir.join("outbox")),
-    };
-    std::fs::create_dir_all(&config.data_dir).map_err(|source| ServerError::DataDir {
-        path: config.data_dir.clone(),
-        source,
-    })?;
-    let key = secrets::ServerKey::load_or_create(&config.data_dir.join("server.key")).map_err(
-        |source| ServerError::DataDir {
+    Server::bind(config, listener).await?.run(shutdown).await
+}
+
+/// A server that is set up (database open, migrations applied) but not yet
+/// serving; tests use it to reach the [`Broker`].
+pub struct Server {
+    broker: Arc<Broker>,
+    listener: TcpListener,
+    stop: watch::Sender<bool>,
+    delivery: outbox::Delivery,
+    mail_settings: outbox::MailSettings,
+}
+
+impl Server {
+    /// Validates the configuration, opens the database and restores the
+    /// expiry timers of pending requests.
+    pub async fn bind(config: ServerConfig, listener: TcpListener) -> Result<Self, ServerError> {
+        let public_url = normalize_public_url(&config.public_url)?;
+        let from: Mailbox = config
+            .mail_from
+            .parse()
+            .map_err(|_| ServerError::MailFrom(config.mail_from.clone()))?;
+        let delivery = match &config.smtp_url {
+            Some(url) => outbox::Delivery::Smtp(
+                lettre::AsyncSmtpTransport::<lettre::Tokio1Executor>::from_url(url)
+                    .map_err(|e| ServerError::SmtpUrl(e.to_string()))?
+                    .timeout(Some(std::time::Duration::from_secs(30)))
+                    .build(),
+            ),
+            None => outbox::Delivery::Files(config.data_dir.join("outbox")),
+        };
+        std::fs::create_dir_all(&config.data_dir).map_err(|source| ServerError::DataDir {
             path: config.data_dir.clone(),
             source,
-        },
-    )?;
-    let database_url = config
-        .database_url
-        .clone()
-        .unwrap_or_else(|| default_database_url(&config.data_dir));
-    let store = Store::open(&database_url).await?;
+        })?;
+        let key = secrets::ServerKey::load_or_create(&config.data_dir.join("server.key"))
+            .map_err(|source| ServerError::DataDir {
+                path: config.data_dir.clone(),
+                source,
+            })?;
+        let database_url = config
+            .database_url
+            .clone()
+            .unwrap_or_else(|| default_database_url(&config.data_dir));
+        let store = Store::open(&database_url).await?;
 
-    let (stop, stopped) = watch::channel(false);
-    let (tasks, mut all_done) = mpsc::channel::<()>(1);
-    let broker = Arc::new(Broker::new(store, key, stopped, tasks));
-
-    for request in broker.store.pending_requests().await? {
-        broker.schedule_expiry(request.id, request.computer, request.expires_at);
-    }
-    let outbox_dir = match &delivery {
-        outbox::Delivery::Files(dir) => Some(dir.clone()),
-        outbox::Delivery::Smtp(_) => None,
-    };
-    let mail_settings = outbox::MailSettings {
-        from,
-        message_id_host: public_url
+        let (stop, stopped) = watch::channel(false);
+        let broker = Arc::new(Broker::new(store, key, stopped));
+        for request in broker.store.pending_requests().await? {
+            broker.schedule_expiry(request.id, request.computer, request.expires_at);
+        }
+        let message_id_host = public_url
             .split("://")
             .nth(1)
+            .and_then(|rest| rest.split(':').next())
             .unwrap_or("doorman")
-            .split(':')
-            .next()
-            .unwrap_or("doorman")
-            .to_string(),
-        public_url: public_url.clone(),
-    };
-    broker.spawn(outbox::run(Arc::clone(&broker), delivery, mail_settings));
+            .to_string();
+        Ok(Self {
+            broker,
+            listener,
+            stop,
+            delivery,
+            mail_settings: outbox::MailSettings {
+                from,
+                public_url,
+                message_id_host,
+            },
+        })
+    }
 
-    let state = AppState {
-        broker: Arc::clone(&broker),
-        outbox_dir,
-    };
-    let address = listener.local_addr()?;
-    tracing::info!(%address, %public_url, "doorman server listening");
-    let service = app(state).into_make_service_with_connect_info::<std::net::SocketAddr>();
-    let mut stopped = broker.shutdown.clone();
-    let served = axum::serve(listener, service)
-        .with_graceful_shutdown(async move { broker::stopping(&mut stopped).await });
-    let signal = async move {
-        shutdown.await;
-        let _ = stop.send(true);
-    };
-    let (served, ()) = tokio::join!(served, signal);
-    drop(broker);
-    // Every task holds a sender; recv returns None when the last one is gone.
-    let _ = all_done.recv().await;
-    served?;
-    tracing::info!("doorman server stopped");
-    Ok(())
+    pub fn broker(&self) -> Arc<Broker> {
+        Arc::clone(&self.broker)
+    }
+
+    /// Serves until `shutdown` completes; returns when every task is done.
+    pub async fn run(self, shutdown: impl Future<Output = ()> + Send + 'static) -> Result<(), ServerError> {
+        let Server {
+            broker,
+            listener,
+            stop,
+            delivery,
+            mail_settings,
+        } = self;
+        let outbox_dir = match &delivery {
+            outbox::Delivery::Files(dir) => Some(dir.clone()),
+            outbox::Delivery::Smtp(_) => None,
+        };
+        let public_url = mail_settings.public_url.clone();
+        broker.spawn(outbox::run(Arc::clone(&broker), delivery, mail_settings));
+        let state = AppState {
+            broker: Arc::clone(&broker),
+            outbox_dir,
+        };
+        let address = listener.local_addr()?;
+        tracing::info!(%address, %public_url, "doorman server listening");
+        let service = app(state).into_make_service_with_connect_info::<std::net::SocketAddr>();
+        let mut stopped = broker.shutdown.clone();
+        let served = axum::serve(listener, service)
+            .with_graceful_shutdown(async move { broker::stopping(&mut stopped).await });
+        let signal = async move {
+            shutdown.await;
+            let _ = stop.send(true);
+        };
+        let (served, ()) = tokio::join!(served, signal);
+        broker.wait_for_tasks().await;
+        served?;
+        tracing::info!("doorman server stopped");
+        Ok(())
+    }
 }

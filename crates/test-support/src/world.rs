@@ -1,0 +1,395 @@
+//! A whole Doorman on loopback in one test process: an SMTP sink, a server
+//! with its own data directory, a registered operator, and an agent running
+//! from a real settings file; plus an operator that connects through the real
+//! client library and a recipient that clicks through a real HTTP client.
+
+use crate::smtp::SmtpSink;
+use doorman_client::{ConnectError, ConnectRequest, Progress, ProgressStyle, Terminal};
+use doorman_core::Secret;
+use doorman_server::ServerConfig;
+use doorman_server::broker::Broker;
+use std::io::Write;
+use std::path::PathBuf;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
+use tokio::sync::{oneshot, watch};
+use tokio::task::JoinHandle;
+
+pub const COMPUTER: &str = "office-pc";
+pub const OPERATOR: &str = "alice";
+
+/// How the world's computer is set up.
+#[derive(Clone, Debug)]
+pub struct WorldBuilder {
+    pub require_email_authorization: bool,
+    pub recipients: Vec<String>,
+    pub timeout_secs: u32,
+    pub shell: bool,
+}
+
+impl Default for WorldBuilder {
+    fn default() -> Self {
+        Self {
+            require_email_authorization: true,
+            recipients: vec!["it@example.com".into(), "owner@example.com".into()],
+            timeout_secs: 180,
+            shell: true,
+        }
+    }
+}
+
+impl WorldBuilder {
+    pub fn recipients(mut self, recipients: &[&str]) -> Self {
+        self.recipients = recipients.iter().map(|r| r.to_string()).collect();
+        self
+    }
+
+    pub fn timeout_secs(mut self, secs: u32) -> Self {
+        self.timeout_secs = secs;
+        self
+    }
+
+    pub fn without_email_authorization(mut self) -> Self {
+        self.require_email_authorization = false;
+        self
+    }
+
+    pub fn without_shell(mut self) -> Self {
+        self.shell = false;
+        self
+    }
+
+    pub fn settings_text(&self, server: &str, key: &str) -> String {
+        let recipients = self
+            .recipients
+            .iter()
+            .map(|r| format!("{r:?}"))
+            .collect::<Vec<_>>()
+            .join(", ");
+        format!(
+            "server = \"{server}\"\nname = \"{COMPUTER}\"\nkey = \"{key}\"\n\n\
+             [desktop_sharing]\nrequire_email_authorization = {}\nemail_authorization_timeout = {}\nrecipients = [{recipients}]\n\n\
+             [services]\nshell = {}\n",
+            self.require_email_authorization, self.timeout_secs, self.shell
+        )
+    }
+
+    pub async fn start(self) -> World {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let smtp = SmtpSink::start().await;
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let address = listener.local_addr().expect("address");
+        let url = format!("http://{address}");
+        let config = ServerConfig {
+            public_url: url.clone(),
+            data_dir: dir.path().join("server"),
+            database_url: None,
+            smtp_url: Some(smtp.url()),
+            mail_from: "Doorman <doorman@example.com>".into(),
+        };
+        let server = doorman_server::Server::bind(config.clone(), listener)
+            .await
+            .expect("server starts");
+        let broker = server.broker();
+        let operator_token = doorman_server::admin::add_operator(&broker.store, OPERATOR)
+            .await
+            .expect("operator added");
+        let agent_key = doorman_server::admin::add_agent(&broker.store, COMPUTER)
+            .await
+            .expect("agent added");
+        let (server_stop, stopped) = oneshot::channel::<()>();
+        let server_task = tokio::spawn(server.run(async move {
+            let _ = stopped.await;
+        }));
+        let agent_config = dir.path().join("agent.toml");
+        std::fs::write(&agent_config, self.settings_text(&url, &agent_key)).expect("write settings");
+        let (agent_stop, agent_stopped) = oneshot::channel::<()>();
+        let agent_task = tokio::spawn(doorman_agent::run(agent_config.clone(), async move {
+            let _ = agent_stopped.await;
+        }));
+        broker.wait_for_agent(COMPUTER, true).await;
+        World {
+            dir,
+            smtp,
+            url,
+            config,
+            address,
+            broker,
+            operator_token,
+            agent_key,
+            agent_config,
+            server_stop: Some(server_stop),
+            server_task: Some(server_task),
+            agent_stop: Some(agent_stop),
+            agent_task: Some(agent_task),
+            http: reqwest::Client::builder()
+                .redirect(reqwest::redirect::Policy::none())
+                .build()
+                .expect("http client"),
+        }
+    }
+}
+
+/// A running world; dropping it stops everything.
+pub struct World {
+    pub dir: tempfile::TempDir,
+    pub smtp: SmtpSink,
+    pub url: String,
+    pub config: ServerConfig,
+    pub address: std::net::SocketAddr,
+    pub broker: Arc<Broker>,
+    pub operator_token: String,
+    pub agent_key: String,
+    pub agent_config: PathBuf,
+    server_stop: Option<oneshot::Sender<()>>,
+    server_task: Option<JoinHandle<Result<(), doorman_server::ServerError>>>,
+    agent_stop: Option<oneshot::Sender<()>>,
+    agent_task: Option<JoinHandle<Result<(), doorman_agent::AgentError>>>,
+    pub http: reqwest::Client,
+}
+
+impl World {
+    pub async fn start() -> World {
+        WorldBuilder::default().start().await
+    }
+
+    pub fn builder() -> WorldBuilder {
+        WorldBuilder::default()
+    }
+
+    /// Starts `doorman connect COMPUTER --json -- command…` as the operator.
+    pub fn connect(&self, command: &[&str], reason: &str) -> Connecting {
+        self.connect_to(COMPUTER, &self.operator_token, command, reason)
+    }
+
+    pub fn connect_to(&self, computer: &str, token: &str, command: &[&str], reason: &str) -> Connecting {
+        let progress_buf = SharedBuf::default();
+        let stdout = SharedBuf::default();
+        let stderr = SharedBuf::default();
+        let request = ConnectRequest {
+            server: self.url.clone(),
+            token: Secret::new(token),
+            computer: computer.to_string(),
+            reason: reason.to_string(),
+            command: command.iter().map(|s| s.to_string()).collect(),
+        };
+        let (cancel, cancelled) = oneshot::channel::<()>();
+        let terminal = Terminal {
+            stdin: Box::new(tokio::io::empty()),
+            stdout: Box::new(stdout.clone()),
+            stderr: Box::new(stderr.clone()),
+        };
+        let mut progress = Progress::new(ProgressStyle::Json, Box::new(progress_buf.clone()));
+        let task = tokio::spawn(async move {
+            doorman_client::connect(request, &mut progress, terminal, async move {
+                // A dropped sender is no interrupt.
+                if cancelled.await.is_err() {
+                    std::future::pending::<()>().await;
+                }
+            })
+            .await
+        });
+        Connecting {
+            task,
+            cancel: Some(cancel),
+            progress: progress_buf,
+            stdout,
+            stderr,
+        }
+    }
+
+    /// Opens the approval page like a browser does and clicks a button.
+    pub async fn click(&self, link: &str, decision: &str) -> reqwest::Response {
+        let page = self.http.get(link).send().await.expect("GET page").text().await.expect("page");
+        let nonce = extract_nonce(&page).expect("the page has a form with a nonce");
+        self.http
+            .post(link)
+            .form(&[("decision", decision), ("nonce", nonce.as_str())])
+            .send()
+            .await
+            .expect("POST decision")
+    }
+
+    /// The approval page's HTML.
+    pub async fn page(&self, link: &str) -> (reqwest::StatusCode, String) {
+        let response = self.http.get(link).send().await.expect("GET page");
+        let status = response.status();
+        (status, response.text().await.expect("page text"))
+    }
+
+    /// The request's state as stored.
+    pub async fn state_of(&self, request_id: &str) -> doorman_core::RequestState {
+        self.broker
+            .store
+            .request(request_id)
+            .await
+            .expect("store")
+            .expect("request exists")
+            .state
+    }
+
+    pub async fn audit_events(&self) -> Vec<doorman_server::store::AuditEvent> {
+        self.broker.store.audit_events().await.expect("audit")
+    }
+
+    /// Stops the server (for real: its `run` returns) and starts a new one on
+    /// the same address and data directory.
+    pub async fn restart_server(&mut self) {
+        self.stop_server().await;
+        let listener = tokio::net::TcpListener::bind(self.address).await.expect("rebind");
+        let server = doorman_server::Server::bind(self.config.clone(), listener)
+            .await
+            .expect("server restarts");
+        self.broker = server.broker();
+        let (server_stop, stopped) = oneshot::channel::<()>();
+        self.server_stop = Some(server_stop);
+        self.server_task = Some(tokio::spawn(server.run(async move {
+            let _ = stopped.await;
+        })));
+    }
+
+    pub async fn stop_server(&mut self) {
+        if let Some(stop) = self.server_stop.take() {
+            let _ = stop.send(());
+        }
+        if let Some(task) = self.server_task.take() {
+            task.await.expect("server task").expect("server stops cleanly");
+        }
+    }
+
+    pub async fn stop_agent(&mut self) {
+        if let Some(stop) = self.agent_stop.take() {
+            let _ = stop.send(());
+        }
+        if let Some(task) = self.agent_task.take() {
+            let _ = task.await;
+        }
+        self.broker.wait_for_agent(COMPUTER, false).await;
+    }
+}
+
+impl Drop for World {
+    fn drop(&mut self) {
+        if let Some(task) = &self.agent_task {
+            task.abort();
+        }
+        if let Some(stop) = self.server_stop.take() {
+            let _ = stop.send(());
+        }
+    }
+}
+
+/// The nonce of the approval page's form.
+pub fn extract_nonce(page: &str) -> Option<String> {
+    let start = page.find("name=\"nonce\" value=\"")? + "name=\"nonce\" value=\"".len();
+    let end = page[start..].find('"')? + start;
+    Some(page[start..end].to_string())
+}
+
+/// An operator's connection in progress.
+pub struct Connecting {
+    task: JoinHandle<Result<i32, ConnectError>>,
+    cancel: Option<oneshot::Sender<()>>,
+    pub progress: SharedBuf,
+    pub stdout: SharedBuf,
+    pub stderr: SharedBuf,
+}
+
+impl Connecting {
+    /// Presses Ctrl-C.
+    pub fn interrupt(&mut self) {
+        if let Some(cancel) = self.cancel.take() {
+            let _ = cancel.send(());
+        }
+    }
+
+    /// Waits until a progress event of this kind has been reported; returns it.
+    pub async fn event(&self, kind: &str) -> serde_json::Value {
+        let wanted = format!("\"event\":\"{kind}\"");
+        let complete = |text: &str| text.lines().any(|line| line.contains(&wanted)) && text.ends_with('\n');
+        let text = self.progress.wait_until(complete).await;
+        text.lines()
+            .find(|line| line.contains(&wanted))
+            .and_then(|line| serde_json::from_str(line).ok())
+            .expect("a JSON event line")
+    }
+
+    /// The result of `connect`: the exit status or why there was no session.
+    pub async fn finish(self) -> Result<i32, ConnectError> {
+        tokio::time::timeout(std::time::Duration::from_secs(20), self.task)
+            .await
+            .expect("connect finishes in time")
+            .expect("connect task")
+    }
+}
+
+/// A byte buffer shared between a writer under test and the test, which can
+/// await what gets written.
+#[derive(Clone, Default)]
+pub struct SharedBuf {
+    bytes: Arc<Mutex<Vec<u8>>>,
+    written: Arc<Mutex<Option<watch::Sender<usize>>>>,
+}
+
+impl SharedBuf {
+    fn notify(&self) {
+        let mut written = self.written.lock().expect("lock");
+        let sender = written.get_or_insert_with(|| watch::channel(0).0);
+        sender.send_modify(|n| *n += 1);
+    }
+
+    fn subscribe(&self) -> watch::Receiver<usize> {
+        let mut written = self.written.lock().expect("lock");
+        written.get_or_insert_with(|| watch::channel(0).0).subscribe()
+    }
+
+    pub fn text(&self) -> String {
+        String::from_utf8_lossy(&self.bytes.lock().expect("lock")).to_string()
+    }
+
+    /// Waits (10 s at most) until the text satisfies `done`.
+    pub async fn wait_until(&self, done: impl Fn(&str) -> bool) -> String {
+        let mut changes = self.subscribe();
+        let wait = async {
+            loop {
+                let text = self.text();
+                if done(&text) {
+                    return text;
+                }
+                if changes.changed().await.is_err() {
+                    return self.text();
+                }
+            }
+        };
+        tokio::time::timeout(std::time::Duration::from_secs(10), wait)
+            .await
+            .unwrap_or_else(|_| panic!("timed out; got so far: {}", self.text()))
+    }
+}
+
+impl Write for SharedBuf {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.bytes.lock().expect("lock").extend_from_slice(buf);
+        self.notify();
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl tokio::io::AsyncWrite for SharedBuf {
+    fn poll_write(self: Pin<&mut Self>, _: &mut Context<'_>, buf: &[u8]) -> Poll<std::io::Result<usize>> {
+        Poll::Ready(Write::write(self.get_mut(), buf))
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Poll::Ready(Ok(()))
+    }
+}
