@@ -26,7 +26,10 @@ pub enum AgentError {
 
 /// Runs the agent with the settings file at `config` until `shutdown`
 /// completes. Reconnects whenever the server goes away.
-pub async fn run(config: PathBuf, shutdown: impl Future<Output = ()> + Send) -> Result<(), AgentError> {
+pub async fn run(
+    config: PathBuf,
+    shutdown: impl Future<Output = ()> + Send,
+) -> Result<(), AgentError> {
     let settings = settings_file::load(&config)?;
     // Checked once up front so that a wrong URL fails at start, not in a loop.
     doorman_proto::Dialer::new(&settings.server)?;

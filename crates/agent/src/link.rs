@@ -25,11 +25,15 @@ struct AwaitedOffer {
 
 /// The headers that authenticate this agent.
 pub fn agent_headers(settings: &AgentSettings) -> Result<Vec<(HeaderName, HeaderValue)>, String> {
-    let name = HeaderValue::from_str(&settings.name).map_err(|_| "agent name is not a valid header value".to_string())?;
+    let name = HeaderValue::from_str(&settings.name)
+        .map_err(|_| "agent name is not a valid header value".to_string())?;
     let mut key = HeaderValue::from_str(&format!("Bearer {}", settings.key.expose()))
         .map_err(|_| "agent key is not a valid header value".to_string())?;
     key.set_sensitive(true);
-    Ok(vec![(HeaderName::from_static(AGENT_NAME_HEADER), name), (AUTHORIZATION, key)])
+    Ok(vec![
+        (HeaderName::from_static(AGENT_NAME_HEADER), name),
+        (AUTHORIZATION, key),
+    ])
 }
 
 /// Connects, serves, and reconnects, forever.
@@ -122,7 +126,10 @@ async fn serve_once(config: &Path) -> Result<(), String> {
                     .await
                     .map_err(|e| e.to_string())?;
             }
-            ServerToAgent::Settled { request_id, outcome } => {
+            ServerToAgent::Settled {
+                request_id,
+                outcome,
+            } => {
                 // Only a request this agent asked for can start a session,
                 // whatever the server says.
                 let Some(offer) = awaited.remove(&request_id) else {
@@ -134,7 +141,12 @@ async fn serve_once(config: &Path) -> Result<(), String> {
                     outcome: &outcome,
                 });
                 if matches!(outcome, Outcome::Allowed { .. }) {
-                    session::spawn(config.to_path_buf(), request_id, offer.operator, offer.service);
+                    session::spawn(
+                        config.to_path_buf(),
+                        request_id,
+                        offer.operator,
+                        offer.service,
+                    );
                 }
             }
         }
@@ -142,7 +154,13 @@ async fn serve_once(config: &Path) -> Result<(), String> {
 }
 
 /// Decides from the settings file as it is now.
-fn answer_offer(config: &Path, operator: &str, operator_ip: &str, reason: &str, service: &Service) -> OfferReply {
+fn answer_offer(
+    config: &Path,
+    operator: &str,
+    operator_ip: &str,
+    reason: &str,
+    service: &Service,
+) -> OfferReply {
     let refuse = |message: String| {
         notify::show(&Notification::Refused {
             operator,

@@ -23,11 +23,23 @@ pub enum Notification<'a> {
         service: &'a str,
     },
     /// A request the agent asked for has ended.
-    Settled { operator: &'a str, outcome: &'a Outcome },
-    SessionStarted { operator: &'a str, service: &'a str },
-    SessionEnded { operator: &'a str, status: &'a str },
+    Settled {
+        operator: &'a str,
+        outcome: &'a Outcome,
+    },
+    SessionStarted {
+        operator: &'a str,
+        service: &'a str,
+    },
+    SessionEnded {
+        operator: &'a str,
+        status: &'a str,
+    },
     /// An offer the settings do not allow.
-    Refused { operator: &'a str, message: &'a str },
+    Refused {
+        operator: &'a str,
+        message: &'a str,
+    },
 }
 
 /// Shows a notification.

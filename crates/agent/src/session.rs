@@ -36,7 +36,12 @@ pub fn spawn(config: PathBuf, request_id: String, operator: String, service: Ser
     });
 }
 
-async fn run(config: &std::path::Path, request_id: &str, operator: &str, service: Service) -> Result<String, String> {
+async fn run(
+    config: &std::path::Path,
+    request_id: &str,
+    operator: &str,
+    service: Service,
+) -> Result<String, String> {
     let settings = settings_file::load(config).map_err(|e| e.to_string())?;
     let dialer = Dialer::new(&settings.server).map_err(|e| e.to_string())?;
     let headers = agent_headers(&settings)?;
@@ -74,16 +79,29 @@ where
         Err(error) => {
             let message = format!("cannot run {:?}: {error}", argv[0]);
             let mut writer = writer.lock().await;
-            let _ = writer.write_message(&SessionMessage::Error { message: message.clone() }).await;
             let _ = writer
-                .write_message(&SessionMessage::Exit { code: Some(127), signal: None })
+                .write_message(&SessionMessage::Error {
+                    message: message.clone(),
+                })
+                .await;
+            let _ = writer
+                .write_message(&SessionMessage::Exit {
+                    code: Some(127),
+                    signal: None,
+                })
                 .await;
             let _ = writer.shutdown().await;
             return Err(message);
         }
     };
-    let stdout = child.stdout.take().map(|out| tokio::spawn(pump(out, writer.clone(), Frame::Stdout)));
-    let stderr = child.stderr.take().map(|err| tokio::spawn(pump(err, writer.clone(), Frame::Stderr)));
+    let stdout = child
+        .stdout
+        .take()
+        .map(|out| tokio::spawn(pump(out, writer.clone(), Frame::Stdout)));
+    let stderr = child
+        .stderr
+        .take()
+        .map(|err| tokio::spawn(pump(err, writer.clone(), Frame::Stderr)));
     let mut stdin = child.stdin.take();
 
     // Feed the operator's input until it ends; a closed connection means the

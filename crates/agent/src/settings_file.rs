@@ -22,7 +22,9 @@ pub enum SettingsFileError {
         path: PathBuf,
         source: std::io::Error,
     },
-    #[error("nothing to change: give at least one of --require-email-authorization, --email-timeout, --recipients")]
+    #[error(
+        "nothing to change: give at least one of --require-email-authorization, --email-timeout, --recipients"
+    )]
     NoChange,
 }
 
@@ -48,12 +50,13 @@ pub fn apply(path: &Path, change: &SettingsChange) -> Result<AgentSettings, Sett
         path: path.to_path_buf(),
         source,
     })?;
-    let (new_text, settings) = change
-        .apply_to(&text)
-        .map_err(|error| SettingsFileError::Invalid {
-            path: path.to_path_buf(),
-            error,
-        })?;
+    let (new_text, settings) =
+        change
+            .apply_to(&text)
+            .map_err(|error| SettingsFileError::Invalid {
+                path: path.to_path_buf(),
+                error,
+            })?;
     write_atomically(path, new_text.as_bytes()).map_err(|source| SettingsFileError::Write {
         path: path.to_path_buf(),
         source,
@@ -115,7 +118,11 @@ mod tests {
         let err = apply(&path, &change).unwrap_err().to_string();
         assert!(err.contains("desktop_sharing.recipients"), "{err}");
         assert_eq!(std::fs::read_to_string(&path).unwrap(), TEXT);
-        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 1, "no temporary file left");
+        assert_eq!(
+            std::fs::read_dir(dir.path()).unwrap().count(),
+            1,
+            "no temporary file left"
+        );
     }
 
     #[cfg(unix)]

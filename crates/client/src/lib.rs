@@ -64,8 +64,10 @@ pub async fn connect(
     terminal: Terminal,
     interrupt: impl Future<Output = ()>,
 ) -> Result<i32, ConnectError> {
-    validate_name(&request.computer).map_err(|e| ConnectError::InvalidRequest(format!("computer name {e}")))?;
-    validate_reason(&request.reason).map_err(|e| ConnectError::InvalidRequest(format!("--reason {e}")))?;
+    validate_name(&request.computer)
+        .map_err(|e| ConnectError::InvalidRequest(format!("computer name {e}")))?;
+    validate_reason(&request.reason)
+        .map_err(|e| ConnectError::InvalidRequest(format!("--reason {e}")))?;
     if request.command.is_empty() {
         return Err(ConnectError::InvalidRequest(
             "give a command to run after --, e.g. `doorman connect office-pc -- uptime`".into(),
@@ -130,7 +132,11 @@ pub async fn connect(
                 progress.cancelled();
                 return Err(ConnectError::Cancelled);
             }
-            Ok(None) => return Err(ConnectError::Server("the server closed the connection".into())),
+            Ok(None) => {
+                return Err(ConnectError::Server(
+                    "the server closed the connection".into(),
+                ));
+            }
             Err(error) => return Err(ConnectError::Server(error.to_string())),
         };
         match message {

@@ -233,7 +233,9 @@ impl Request {
     /// and says so.
     pub fn apply(self, event: Event) -> (Request, Applied) {
         match self {
-            Request::Pending(pending) => (Request::Settled(pending.settle(event)), Applied::Settled),
+            Request::Pending(pending) => {
+                (Request::Settled(pending.settle(event)), Applied::Settled)
+            }
             settled @ Request::Settled(_) => (settled, Applied::AlreadySettled),
         }
     }
@@ -327,7 +329,11 @@ mod tests {
         let at = 0i64..20_000;
         prop_oneof![
             (any::<bool>(), 0u8..3, at.clone()).prop_map(|(allow, who, at)| Event::Decide {
-                decision: if allow { Decision::Allow } else { Decision::Deny },
+                decision: if allow {
+                    Decision::Allow
+                } else {
+                    Decision::Deny
+                },
                 by: format!("r{who}@example.com"),
                 at,
             }),

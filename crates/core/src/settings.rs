@@ -128,8 +128,8 @@ fn join_problems(problems: &[SettingsProblem]) -> String {
 impl AgentSettings {
     /// Parses and validates a settings file's text.
     pub fn parse(text: &str) -> Result<Self, SettingsError> {
-        let settings: AgentSettings = toml::from_str(text)
-            .map_err(|e| SettingsError::Syntax(one_line(&e.to_string())))?;
+        let settings: AgentSettings =
+            toml::from_str(text).map_err(|e| SettingsError::Syntax(one_line(&e.to_string())))?;
         let problems = settings.validate();
         if problems.is_empty() {
             Ok(settings)
@@ -209,7 +209,9 @@ impl DesktopSharing {
 /// `Name <a@example.com>`).
 pub fn validate_recipient(recipient: &str) -> Result<(), String> {
     if recipient.len() > MAX_ADDRESS_LEN {
-        return Err(format!("{recipient:?} is longer than {MAX_ADDRESS_LEN} bytes"));
+        return Err(format!(
+            "{recipient:?} is longer than {MAX_ADDRESS_LEN} bytes"
+        ));
     }
     if recipient.chars().any(char::is_control) {
         return Err(format!("{recipient:?} contains a control character"));

@@ -86,7 +86,12 @@ pub struct ServerArgs {
 #[derive(Debug, Args)]
 pub struct AdminArgs {
     /// The server's data directory [default: ./doorman-data]
-    #[arg(long, value_name = "DIR", global = true, conflicts_with = "database_url")]
+    #[arg(
+        long,
+        value_name = "DIR",
+        global = true,
+        conflicts_with = "database_url"
+    )]
     pub data_dir: Option<PathBuf>,
     /// The server's database URL
     #[arg(long, value_name = "URL", global = true)]
@@ -120,14 +125,24 @@ pub enum AddCommand {
 #[derive(Debug, Args)]
 pub struct AgentArgs {
     /// The agent's settings file
-    #[arg(long, value_name = "FILE", env = "DOORMAN_AGENT_CONFIG", default_value = "/etc/doorman/agent.toml")]
+    #[arg(
+        long,
+        value_name = "FILE",
+        env = "DOORMAN_AGENT_CONFIG",
+        default_value = "/etc/doorman/agent.toml"
+    )]
     pub config: PathBuf,
 }
 
 #[derive(Debug, Args)]
 pub struct SettingsArgs {
     /// The agent's settings file
-    #[arg(long, value_name = "FILE", env = "DOORMAN_AGENT_CONFIG", default_value = "/etc/doorman/agent.toml")]
+    #[arg(
+        long,
+        value_name = "FILE",
+        env = "DOORMAN_AGENT_CONFIG",
+        default_value = "/etc/doorman/agent.toml"
+    )]
     pub config: PathBuf,
     #[command(subcommand)]
     pub command: SettingsCommand,
@@ -159,7 +174,12 @@ pub struct ConnectArgs {
     #[arg(long, env = "DOORMAN_SERVER", value_name = "URL")]
     pub server: String,
     /// The operator token from `doorman admin operator add`
-    #[arg(long, env = "DOORMAN_TOKEN", value_name = "TOKEN", hide_env_values = true)]
+    #[arg(
+        long,
+        env = "DOORMAN_TOKEN",
+        value_name = "TOKEN",
+        hide_env_values = true
+    )]
     pub token: String,
     /// Certificates to trust for an https:// server
     #[arg(long, value_name = "PEM")]

@@ -24,7 +24,9 @@ pub async fn run(args: DemoArgs) -> Result<()> {
     let data_dir = dir.path().join("server");
     std::fs::create_dir_all(&data_dir)?;
 
-    let store = doorman_server::store::Store::open(&doorman_server::default_database_url(&data_dir)).await?;
+    let store =
+        doorman_server::store::Store::open(&doorman_server::default_database_url(&data_dir))
+            .await?;
     let token = doorman_server::admin::add_operator(&store, DEMO_OPERATOR).await?;
     let key = doorman_server::admin::add_agent(&store, DEMO_COMPUTER).await?;
     drop(store);
@@ -64,7 +66,7 @@ shell = true
             {exe} connect {DEMO_COMPUTER} --server {url} --token {token} --reason \"demo\" -- sh -c 'echo hello from $(hostname); exit 7'\n\n\
          2. Open the outbox in a browser, click Check Request, then Allow Session:\n\n   \
             {url}/outbox\n\n\
-         3. The command runs at once and `connect` exits with its status (7).\n\
+         3. The command runs at once and `connect` exits with its status (7).\n   \
             Deny instead, or let the {timeout} s pass, or press Ctrl-C in the second terminal.\n\n\
          Settings: {exe} settings --config {config} set --email-timeout 60\n\
          Audit:    {exe} admin --data-dir {data} audit\n\n\

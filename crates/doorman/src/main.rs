@@ -15,7 +15,10 @@ use std::process::ExitCode;
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(runtime) => runtime,
         Err(error) => {
             eprintln!("doorman: cannot start the async runtime: {error}");
@@ -116,7 +119,9 @@ const DEFAULT_MAIL_FROM: &str = "doorman@localhost";
 
 async fn server(args: cli::ServerArgs) -> Result<()> {
     if args.tls_cert.is_some() {
-        bail!("--tls-cert/--tls-key: TLS is not supported yet; put a TLS-terminating proxy in front for now");
+        bail!(
+            "--tls-cert/--tls-key: TLS is not supported yet; put a TLS-terminating proxy in front for now"
+        );
     }
     let file = match &args.config {
         Some(path) => {
@@ -131,11 +136,16 @@ async fn server(args: cli::ServerArgs) -> Result<()> {
         Some(listen) => listen,
         None => DEFAULT_LISTEN.parse()?,
     };
+    let listener = tokio::net::TcpListener::bind(listen)
+        .await
+        .with_context(|| format!("cannot listen on {listen}"))?;
+    // With port 0 the links must name the port actually bound.
+    let bound = listener.local_addr()?;
     let config = doorman_server::ServerConfig {
         public_url: args
             .public_url
             .or(file.public_url)
-            .unwrap_or_else(|| format!("http://{listen}")),
+            .unwrap_or_else(|| format!("http://{bound}")),
         data_dir: args
             .data_dir
             .or(file.data_dir)
@@ -147,9 +157,6 @@ async fn server(args: cli::ServerArgs) -> Result<()> {
             .or(file.mail_from)
             .unwrap_or_else(|| DEFAULT_MAIL_FROM.into()),
     };
-    let listener = tokio::net::TcpListener::bind(listen)
-        .await
-        .with_context(|| format!("cannot listen on {listen}"))?;
     doorman_server::run(config, listener, shutdown_signal()).await?;
     Ok(())
 }
@@ -159,12 +166,16 @@ async fn agent(args: cli::AgentArgs) -> Result<()> {
     Ok(())
 }
 
-async fn open_store(data_dir: Option<PathBuf>, database_url: Option<String>) -> Result<doorman_server::store::Store> {
+async fn open_store(
+    data_dir: Option<PathBuf>,
+    database_url: Option<String>,
+) -> Result<doorman_server::store::Store> {
     let url = match database_url {
         Some(url) => url,
         None => {
             let dir = data_dir.unwrap_or_else(|| PathBuf::from(DEFAULT_DATA_DIR));
-            std::fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
+            std::fs::create_dir_all(&dir)
+                .with_context(|| format!("cannot create {}", dir.display()))?;
             doorman_server::default_database_url(&dir)
         }
     };
@@ -175,7 +186,10 @@ async fn admin(args: cli::AdminArgs) -> Result<()> {
     let store = open_store(args.data_dir, args.database_url).await?;
     match args.command {
         AdminCommand::Operator(AddCommand::Add { name }) => {
-            println!("{}", doorman_server::admin::add_operator(&store, &name).await?);
+            println!(
+                "{}",
+                doorman_server::admin::add_operator(&store, &name).await?
+            );
         }
         AdminCommand::Agent(AddCommand::Add { name }) => {
             println!("{}", doorman_server::admin::add_agent(&store, &name).await?);
@@ -210,7 +224,10 @@ fn settings(args: cli::SettingsArgs) -> Result<()> {
                 recipients: recipients.as_deref().map(split_recipients),
             };
             let settings = doorman_agent::settings_file::apply(&args.config, &change)?;
-            println!("saved {}; the agent uses it for the next connection", args.config.display());
+            println!(
+                "saved {}; the agent uses it for the next connection",
+                args.config.display()
+            );
             print!("{}", show_settings(&args.config, settings)?);
         }
     }
@@ -250,7 +267,14 @@ async fn connect(args: cli::ConnectArgs) -> i32 {
     let interrupt = async {
         let _ = tokio::signal::ctrl_c().await;
     };
-    match doorman_client::connect(request, &mut progress, doorman_client::Terminal::stdio(), interrupt).await {
+    match doorman_client::connect(
+        request,
+        &mut progress,
+        doorman_client::Terminal::stdio(),
+        interrupt,
+    )
+    .await
+    {
         Ok(code) => code,
         Err(error) => {
             eprintln!("doorman: {error}");

@@ -52,7 +52,9 @@ impl<R: AsyncRead + Unpin> FrameReader<R> {
     }
 
     /// The next message; any other frame kind is an error.
-    pub async fn read_message<T: DeserializeOwned>(&mut self) -> Result<Option<T>, ConnectionError> {
+    pub async fn read_message<T: DeserializeOwned>(
+        &mut self,
+    ) -> Result<Option<T>, ConnectionError> {
         match self.read_frame().await? {
             None => Ok(None),
             Some(Frame::Message(payload)) => decode_message(&payload).map(Some),
@@ -96,10 +98,14 @@ impl<W: AsyncWrite + Unpin> FrameWriter<W> {
         Ok(())
     }
 
-    pub async fn write_message<T: Serialize>(&mut self, message: &T) -> Result<(), ConnectionError> {
+    pub async fn write_message<T: Serialize>(
+        &mut self,
+        message: &T,
+    ) -> Result<(), ConnectionError> {
         let payload =
             serde_json::to_vec(message).map_err(|e| ConnectionError::Message(e.to_string()))?;
-        self.write_frame(&Frame::Message(Bytes::from(payload))).await
+        self.write_frame(&Frame::Message(Bytes::from(payload)))
+            .await
     }
 
     pub async fn shutdown(&mut self) -> Result<(), ConnectionError> {
@@ -132,14 +138,20 @@ impl<T: AsyncRead + AsyncWrite + Unpin> Connection<T> {
         self.reader.read_frame().await
     }
 
-    pub async fn read_message<M: DeserializeOwned>(&mut self) -> Result<Option<M>, ConnectionError> {
+    pub async fn read_message<M: DeserializeOwned>(
+        &mut self,
+    ) -> Result<Option<M>, ConnectionError> {
         self.reader.read_message().await
     }
 
-    pub async fn write_message<M: Serialize>(&mut self, message: &M) -> Result<(), ConnectionError> {
+    pub async fn write_message<M: Serialize>(
+        &mut self,
+        message: &M,
+    ) -> Result<(), ConnectionError> {
         let payload =
             serde_json::to_vec(message).map_err(|e| ConnectionError::Message(e.to_string()))?;
-        self.write_frame(&Frame::Message(Bytes::from(payload))).await
+        self.write_frame(&Frame::Message(Bytes::from(payload)))
+            .await
     }
 
     pub async fn write_frame(&mut self, frame: &Frame) -> Result<(), ConnectionError> {
@@ -163,12 +175,6 @@ impl<T: AsyncRead + AsyncWrite + Unpin> Connection<T> {
     pub fn split(self) -> (FrameReader<ReadHalf<T>>, FrameWriter<WriteHalf<T>>) {
         let (io, buffer) = self.reader.into_parts();
         let (read, write) = tokio::io::split(io);
-        (
-            FrameReader {
-                io: read,
-                buffer,
-            },
-            FrameWriter::new(write),
-        )
+        (FrameReader { io: read, buffer }, FrameWriter::new(write))
     }
 }

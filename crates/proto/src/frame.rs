@@ -120,7 +120,10 @@ mod tests {
     #[test]
     fn oversized_and_unknown_frames_are_refused() {
         let mut huge = BytesMut::from(&[0xff, 0xff, 0xff, 0xff, 1][..]);
-        assert!(matches!(Frame::decode(&mut huge), Err(FrameError::TooLong(_))));
+        assert!(matches!(
+            Frame::decode(&mut huge),
+            Err(FrameError::TooLong(_))
+        ));
         let mut unknown = BytesMut::from(&[0, 0, 0, 1, 9][..]);
         assert_eq!(Frame::decode(&mut unknown), Err(FrameError::UnknownKind(9)));
         let mut empty = BytesMut::from(&[0, 0, 0, 0][..]);

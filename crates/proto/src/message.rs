@@ -112,7 +112,10 @@ pub enum ServerToAgent {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
 pub enum AgentToServer {
-    OfferReply { request_id: String, reply: OfferReply },
+    OfferReply {
+        request_id: String,
+        reply: OfferReply,
+    },
 }
 
 /// The agent's answer to an offer, from its own settings.
@@ -170,7 +173,11 @@ mod tests {
 
     #[test]
     fn unknown_fields_are_refused() {
-        let err = serde_json::from_str::<OperatorMessage>(r#"{"type":"cancel","x":1}"#);
+        let err = serde_json::from_str::<OperatorMessage>(
+            r#"{"type":"connect","computer":"pc","service":{"kind":"command","argv":["ls"]},"x":1}"#,
+        );
+        assert!(err.is_err());
+        let err = serde_json::from_str::<OperatorMessage>(r#"{"type":"launch"}"#);
         assert!(err.is_err());
     }
 }

@@ -28,7 +28,9 @@ fn check_name(name: &str) -> Result<(), AdminError> {
 pub async fn add_operator(store: &Store, name: &str) -> Result<String, AdminError> {
     check_name(name)?;
     let token = secrets::new_token(OPERATOR_TOKEN_PREFIX)?;
-    store.add_operator(name, &secrets::hash(&token), now_millis()).await?;
+    store
+        .add_operator(name, &secrets::hash(&token), now_millis())
+        .await?;
     Ok(token)
 }
 
@@ -36,7 +38,9 @@ pub async fn add_operator(store: &Store, name: &str) -> Result<String, AdminErro
 pub async fn add_agent(store: &Store, name: &str) -> Result<String, AdminError> {
     check_name(name)?;
     let key = secrets::new_token(AGENT_KEY_PREFIX)?;
-    store.add_agent(name, &secrets::hash(&key), now_millis()).await?;
+    store
+        .add_agent(name, &secrets::hash(&key), now_millis())
+        .await?;
     Ok(key)
 }
 
@@ -47,7 +51,11 @@ pub async fn audit(store: &Store) -> Result<Vec<AuditEvent>, AdminError> {
 
 /// One line of the human audit listing.
 pub fn format_audit_line(event: &AuditEvent) -> String {
-    let mut line = format!("{}  {:<15}", crate::mail::format_time(event.at), event.event);
+    let mut line = format!(
+        "{}  {:<15}",
+        crate::mail::format_time(event.at),
+        event.event
+    );
     for (label, value) in [
         ("request", &event.request_id),
         ("computer", &event.computer),

@@ -99,7 +99,9 @@ impl Drop for TaskGuard {
 fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
     // A panic while holding one of these maps leaves it consistent (each
     // operation is a single insert or remove), so poisoning is not fatal.
-    mutex.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    mutex
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
 impl Broker {
@@ -180,11 +182,18 @@ impl Broker {
     }
 
     fn agent_sender(&self, name: &str) -> Option<mpsc::Sender<AgentCommand>> {
-        lock(&self.agents).get(name).map(|link| link.commands.clone())
+        lock(&self.agents)
+            .get(name)
+            .map(|link| link.commands.clone())
     }
 
     /// Offers a session to an agent and waits for its answer.
-    pub async fn offer(&self, computer: &str, request_id: &str, offer: ServerToAgent) -> Result<OfferReply, OfferError> {
+    pub async fn offer(
+        &self,
+        computer: &str,
+        request_id: &str,
+        offer: ServerToAgent,
+    ) -> Result<OfferReply, OfferError> {
         let sender = self.agent_sender(computer).ok_or(OfferError::Offline)?;
         let (reply, answer) = oneshot::channel();
         sender
@@ -233,9 +242,16 @@ impl Broker {
 
     /// Hands an agent's session connection to the operator waiting for it, if
     /// that agent is the one expected. `None`: nothing waits for it.
-    pub fn session_sender(&self, request_id: &str, computer: &str) -> Option<oneshot::Sender<Upgraded>> {
+    pub fn session_sender(
+        &self,
+        request_id: &str,
+        computer: &str,
+    ) -> Option<oneshot::Sender<Upgraded>> {
         let mut sessions = lock(&self.sessions);
-        if sessions.get(request_id).is_some_and(|slot| slot.computer == computer) {
+        if sessions
+            .get(request_id)
+            .is_some_and(|slot| slot.computer == computer)
+        {
             sessions.remove(request_id).map(|slot| slot.deliver)
         } else {
             None
@@ -302,7 +318,12 @@ impl Broker {
     }
 
     /// Expires the request when its time comes (or at once if it has come).
-    pub fn schedule_expiry(self: &Arc<Self>, request_id: String, computer: String, expires_at: Millis) {
+    pub fn schedule_expiry(
+        self: &Arc<Self>,
+        request_id: String,
+        computer: String,
+        expires_at: Millis,
+    ) {
         let broker = Arc::clone(self);
         let mut shutdown = self.shutdown.clone();
         self.spawn(async move {

@@ -145,11 +145,12 @@ impl Server {
             path: config.data_dir.clone(),
             source,
         })?;
-        let key = secrets::ServerKey::load_or_create(&config.data_dir.join("server.key"))
-            .map_err(|source| ServerError::DataDir {
+        let key = secrets::ServerKey::load_or_create(&config.data_dir.join("server.key")).map_err(
+            |source| ServerError::DataDir {
                 path: config.data_dir.clone(),
                 source,
-            })?;
+            },
+        )?;
         let database_url = config
             .database_url
             .clone()
@@ -185,7 +186,10 @@ impl Server {
     }
 
     /// Serves until `shutdown` completes; returns when every task is done.
-    pub async fn run(self, shutdown: impl Future<Output = ()> + Send + 'static) -> Result<(), ServerError> {
+    pub async fn run(
+        self,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> Result<(), ServerError> {
         let Server {
             broker,
             listener,

@@ -144,7 +144,12 @@ mod tests {
         assert!(raw.contains("Message-ID: <r1.0@example.com>"));
         assert!(raw.contains("Date: "));
         assert!(raw.contains("http://127.0.0.1:8080/a/TOKEN"));
-        assert!(raw.contains("&lt;script&gt;"), "html part must escape");
+        let html = raw
+            .split("Content-Type: text/html")
+            .nth(1)
+            .expect("an html part");
+        assert!(!html.contains("<script>"), "html part must escape");
+        assert!(html.contains("#60;script"), "html part must escape");
         assert!(raw.contains("192.0.2.7"));
     }
 

@@ -5,14 +5,18 @@
 use crate::broker::{Broker, OfferError, now_millis};
 use crate::secrets;
 use crate::store::{AuditEvent, NewRequest, StoreError};
-use doorman_core::limits::{MAX_COMMAND_ARGS, MAX_COMMAND_BYTES, MAX_RECIPIENTS, MAX_TIMEOUT_SECS, MIN_TIMEOUT_SECS};
+use doorman_core::limits::{
+    MAX_COMMAND_ARGS, MAX_COMMAND_BYTES, MAX_RECIPIENTS, MAX_TIMEOUT_SECS, MIN_TIMEOUT_SECS,
+};
 use doorman_core::mask::mask_address;
 use doorman_core::names::{validate_name, validate_reason};
 use doorman_core::settings::validate_recipient;
 use doorman_core::{Outcome, RequestState};
 use doorman_proto::connection::Connection;
 use doorman_proto::dial::Upgraded;
-use doorman_proto::message::{OfferReply, OperatorMessage, Refusal, ServerToAgent, ServerToOperator, Service};
+use doorman_proto::message::{
+    OfferReply, OperatorMessage, Refusal, ServerToAgent, ServerToOperator, Service,
+};
 use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::Duration;
@@ -70,7 +74,9 @@ fn validate_ask(computer: &str, reason: &str, service: &Service) -> Result<(), S
                 return Err("command must not be empty".into());
             }
             if argv.len() > MAX_COMMAND_ARGS {
-                return Err(format!("command has more than {MAX_COMMAND_ARGS} arguments"));
+                return Err(format!(
+                    "command has more than {MAX_COMMAND_ARGS} arguments"
+                ));
             }
             if argv.iter().map(String::len).sum::<usize>() > MAX_COMMAND_BYTES {
                 return Err(format!("command is longer than {MAX_COMMAND_BYTES} bytes"));
@@ -89,7 +95,12 @@ async fn serve_connection(
     operator: &str,
     ip: IpAddr,
 ) -> Result<(), OperatorError> {
-    let first = match tokio::time::timeout(CONNECT_MESSAGE_TIMEOUT, connection.read_message::<OperatorMessage>()).await {
+    let first = match tokio::time::timeout(
+        CONNECT_MESSAGE_TIMEOUT,
+        connection.read_message::<OperatorMessage>(),
+    )
+    .await
+    {
         Ok(Ok(Some(message))) => message,
         Ok(Ok(None)) | Err(_) => return Ok(()),
         Ok(Err(error)) => {
@@ -102,7 +113,12 @@ async fn serve_connection(
         service,
     } = first
     else {
-        return refuse(&mut connection, Refusal::InvalidRequest, "expected a connect message").await;
+        return refuse(
+            &mut connection,
+            Refusal::InvalidRequest,
+            "expected a connect message",
+        )
+        .await;
     };
     if let Err(message) = validate_ask(&computer, &reason, &service) {
         return refuse(&mut connection, Refusal::InvalidRequest, message).await;
@@ -148,7 +164,12 @@ async fn serve_connection(
         OfferReply::Refuse { message } => {
             broker
                 .store
-                .record(&audit(&ask, "refused", Some(&request_id), Some(message.clone())))
+                .record(&audit(
+                    &ask,
+                    "refused",
+                    Some(&request_id),
+                    Some(message.clone()),
+                ))
                 .await?;
             refuse(&mut connection, Refusal::NotOffered, message).await
         }
@@ -162,7 +183,9 @@ async fn serve_connection(
                     Some("email authorization is off on this computer".into()),
                 ))
                 .await?;
-            connection.write_message(&ServerToOperator::Admitted).await?;
+            connection
+                .write_message(&ServerToOperator::Admitted)
+                .await?;
             relay_session(broker, connection, &ask, None, expected).await
         }
         OfferReply::RequireAuthorization {
@@ -210,7 +233,8 @@ async fn serve_connection(
                     recipients: recipients.iter().map(|r| mask_address(r)).collect(),
                 })
                 .await?;
-            let outcome = wait_for_outcome(broker, &mut connection, &ask, &request_id, &mut watch).await?;
+            let outcome =
+                wait_for_outcome(broker, &mut connection, &ask, &request_id, &mut watch).await?;
             let Some(outcome) = outcome else {
                 return Ok(());
             };
@@ -226,13 +250,17 @@ async fn serve_connection(
 
 fn validate_agent_answer(recipients: &[String], timeout_secs: u32) -> Result<(), String> {
     if recipients.is_empty() || recipients.len() > MAX_RECIPIENTS {
-        return Err(format!("between 1 and {MAX_RECIPIENTS} recipients are required"));
+        return Err(format!(
+            "between 1 and {MAX_RECIPIENTS} recipients are required"
+        ));
     }
     for recipient in recipients {
         validate_recipient(recipient)?;
     }
     if !(MIN_TIMEOUT_SECS..=MAX_TIMEOUT_SECS).contains(&timeout_secs) {
-        return Err(format!("timeout must be {MIN_TIMEOUT_SECS}-{MAX_TIMEOUT_SECS} seconds"));
+        return Err(format!(
+            "timeout must be {MIN_TIMEOUT_SECS}-{MAX_TIMEOUT_SECS} seconds"
+        ));
     }
     Ok(())
 }
@@ -286,7 +314,12 @@ fn outcome_message(outcome: &Outcome) -> ServerToOperator {
     }
 }
 
-fn audit(ask: &Ask<'_>, event: &str, request_id: Option<&str>, detail: Option<String>) -> AuditEvent {
+fn audit(
+    ask: &Ask<'_>,
+    event: &str,
+    request_id: Option<&str>,
+    detail: Option<String>,
+) -> AuditEvent {
     AuditEvent {
         at: now_millis(),
         event: event.into(),
@@ -308,17 +341,18 @@ async fn relay_session(
     request_id: Option<&str>,
     mut expected: crate::broker::ExpectedSession,
 ) -> Result<(), OperatorError> {
-    let mut agent_io = match tokio::time::timeout(SESSION_OPEN_TIMEOUT, &mut expected.receiver).await {
-        Ok(Ok(io)) => io,
-        _ => {
-            return refuse(
-                &mut connection,
-                Refusal::SessionFailed,
-                "the computer did not open the session",
-            )
-            .await;
-        }
-    };
+    let mut agent_io =
+        match tokio::time::timeout(SESSION_OPEN_TIMEOUT, &mut expected.receiver).await {
+            Ok(Ok(io)) => io,
+            _ => {
+                return refuse(
+                    &mut connection,
+                    Refusal::SessionFailed,
+                    "the computer did not open the session",
+                )
+                .await;
+            }
+        };
     drop(expected);
     let session_id = match broker
         .store
@@ -327,7 +361,12 @@ async fn relay_session(
     {
         Ok(id) => id,
         Err(StoreError::SessionAlreadyStarted) => {
-            return refuse(&mut connection, Refusal::SessionFailed, "this approval was already used").await;
+            return refuse(
+                &mut connection,
+                Refusal::SessionFailed,
+                "this approval was already used",
+            )
+            .await;
         }
         Err(e) => return Err(e.into()),
     };
@@ -335,14 +374,22 @@ async fn relay_session(
         .store
         .record(&audit(ask, "session_started", request_id, None))
         .await?;
-    connection.write_message(&ServerToOperator::SessionStarted).await?;
+    connection
+        .write_message(&ServerToOperator::SessionStarted)
+        .await?;
 
     let (mut operator_io, early) = connection.into_parts();
     let mut shutdown = broker.shutdown.clone();
     let relayed = async {
         // Bytes the operator sent right behind its last message belong to the agent.
         agent_io.write_all(&early).await?;
-        tokio::io::copy_bidirectional_with_sizes(&mut operator_io, &mut agent_io, 64 * 1024, 64 * 1024).await
+        tokio::io::copy_bidirectional_with_sizes(
+            &mut operator_io,
+            &mut agent_io,
+            64 * 1024,
+            64 * 1024,
+        )
+        .await
     };
     let detail = tokio::select! {
         result = relayed => match result {

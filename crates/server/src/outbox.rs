@@ -70,7 +70,9 @@ pub async fn run(broker: Arc<Broker>, delivery: Delivery, settings: MailSettings
             Err(error) => tracing::error!(%error, "cannot read the outbox"),
         }
         let wait = match broker.store.next_email_due().await {
-            Ok(Some(due)) => Duration::from_millis(u64::try_from(due - now_millis()).unwrap_or(0).min(30_000)),
+            Ok(Some(due)) => {
+                Duration::from_millis(u64::try_from(due - now_millis()).unwrap_or(0).min(30_000))
+            }
             _ => Duration::from_secs(30),
         };
         tokio::select! {
@@ -81,11 +83,25 @@ pub async fn run(broker: Arc<Broker>, delivery: Delivery, settings: MailSettings
     }
 }
 
-async fn deliver_one(broker: &Broker, delivery: &Delivery, settings: &MailSettings, job: OutboxJob) {
+async fn deliver_one(
+    broker: &Broker,
+    delivery: &Delivery,
+    settings: &MailSettings,
+    job: OutboxJob,
+) {
     let token = broker.key.link_token(&job.request.id, job.position);
     let link = format!("{}/a/{token}", settings.public_url);
-    let message_id = format!("<{}.{}@{}>", job.request.id, job.position, settings.message_id_host);
-    let attempt = match mail::build(&job.request, &settings.from, &job.address, &link, message_id) {
+    let message_id = format!(
+        "<{}.{}@{}>",
+        job.request.id, job.position, settings.message_id_host
+    );
+    let attempt = match mail::build(
+        &job.request,
+        &settings.from,
+        &job.address,
+        &link,
+        message_id,
+    ) {
         Ok(message) => send(delivery, &job, message, &link).await,
         Err(error) => Attempt::Permanent(error.to_string()),
     };
@@ -129,7 +145,12 @@ fn backoff_millis(attempts: i64) -> i64 {
     base + jitter
 }
 
-async fn send(delivery: &Delivery, job: &OutboxJob, message: lettre::Message, link: &str) -> Attempt {
+async fn send(
+    delivery: &Delivery,
+    job: &OutboxJob,
+    message: lettre::Message,
+    link: &str,
+) -> Attempt {
     match delivery {
         Delivery::Smtp(transport) => match transport.send(message).await {
             Ok(_) => Attempt::Sent,
@@ -144,9 +165,17 @@ async fn send(delivery: &Delivery, job: &OutboxJob, message: lettre::Message, li
     }
 }
 
-async fn write_file(dir: &std::path::Path, job: &OutboxJob, message: &lettre::Message, link: &str) -> std::io::Result<()> {
+async fn write_file(
+    dir: &std::path::Path,
+    job: &OutboxJob,
+    message: &lettre::Message,
+    link: &str,
+) -> std::io::Result<()> {
     tokio::fs::create_dir_all(dir).await?;
-    let stem = format!("{}-{}-{}", job.request.created_at, job.request.id, job.position);
+    let stem = format!(
+        "{}-{}-{}",
+        job.request.created_at, job.request.id, job.position
+    );
     let entry = OutboxEntry {
         file: format!("{stem}.eml"),
         to: job.address.clone(),

@@ -30,9 +30,15 @@ pub async fn security_headers(request: Request, next: Next) -> Response {
         ),
     );
     headers.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
-    headers.insert(header::REFERRER_POLICY, HeaderValue::from_static("no-referrer"));
+    headers.insert(
+        header::REFERRER_POLICY,
+        HeaderValue::from_static("no-referrer"),
+    );
     headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
-    headers.insert(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
+    headers.insert(
+        header::X_CONTENT_TYPE_OPTIONS,
+        HeaderValue::from_static("nosniff"),
+    );
     response
 }
 
@@ -44,10 +50,13 @@ pub async fn stylesheet() -> impl IntoResponse {
 }
 
 pub async fn home() -> impl IntoResponse {
-    render(StatusCode::OK, &MessagePage {
-        title: "Doorman",
-        message: "This server relays remote-access sessions that are approved by email. Open the link from your email to see a request.",
-    })
+    render(
+        StatusCode::OK,
+        &MessagePage {
+            title: "Doorman",
+            message: "This server relays remote-access sessions that are approved by email. Open the link from your email to see a request.",
+        },
+    )
 }
 
 #[derive(Template)]
@@ -80,18 +89,24 @@ fn render<T: Template>(status: StatusCode, page: &T) -> Response {
 }
 
 fn not_found() -> Response {
-    render(StatusCode::NOT_FOUND, &MessagePage {
-        title: "Link not valid",
-        message: "This link is not valid. Check that you copied the whole link from the email.",
-    })
+    render(
+        StatusCode::NOT_FOUND,
+        &MessagePage {
+            title: "Link not valid",
+            message: "This link is not valid. Check that you copied the whole link from the email.",
+        },
+    )
 }
 
 fn server_error(error: impl std::fmt::Display) -> Response {
     tracing::error!(%error, "request failed");
-    render(StatusCode::INTERNAL_SERVER_ERROR, &MessagePage {
-        title: "Something went wrong",
-        message: "The server could not handle this request. Try again in a moment.",
-    })
+    render(
+        StatusCode::INTERNAL_SERVER_ERROR,
+        &MessagePage {
+            title: "Something went wrong",
+            message: "The server could not handle this request. Try again in a moment.",
+        },
+    )
 }
 
 fn user_agent(headers: &HeaderMap) -> Option<String> {
@@ -103,17 +118,26 @@ fn user_agent(headers: &HeaderMap) -> Option<String> {
 
 fn status_line(request: &RequestRow, now: i64) -> String {
     match request.outcome() {
-        None if request.expires_at <= now => format!("Expired at {}.", format_time(request.expires_at)),
+        None if request.expires_at <= now => {
+            format!("Expired at {}.", format_time(request.expires_at))
+        }
         None => "Waiting for a decision.".to_string(),
         Some(Outcome::Allowed { by, at }) => format!("Allowed by {by} at {}.", format_time(at)),
         Some(Outcome::Denied { by, at }) => format!("Denied by {by} at {}.", format_time(at)),
-        Some(Outcome::Expired { at }) => format!("Expired at {}: nobody decided in time.", format_time(at)),
-        Some(Outcome::Cancelled { at }) => format!("Cancelled by the operator at {}.", format_time(at)),
+        Some(Outcome::Expired { at }) => {
+            format!("Expired at {}: nobody decided in time.", format_time(at))
+        }
+        Some(Outcome::Cancelled { at }) => {
+            format!("Cancelled by the operator at {}.", format_time(at))
+        }
     }
 }
 
 /// Looks a link token up; `None` for anything that is not a live token.
-async fn find(state: &AppState, token: &str) -> Result<Option<(RequestRow, String, [u8; 32])>, Response> {
+async fn find(
+    state: &AppState,
+    token: &str,
+) -> Result<Option<(RequestRow, String, [u8; 32])>, Response> {
     if !secrets::plausible_token(token) {
         return Ok(None);
     }
@@ -151,15 +175,22 @@ pub async fn show(
         return server_error(error);
     }
     let live = request.state == RequestState::Pending && request.expires_at > now;
-    render(StatusCode::OK, &ApprovalPage {
-        request: &request,
-        recipient: &recipient,
-        requested_at: format_time(request.created_at),
-        expires_at: format_time(request.expires_at),
-        seconds_left: if live { (request.expires_at - now + 999) / 1000 } else { 0 },
-        nonce: state.broker.key.page_nonce(&hash),
-        status: status_line(&request, now),
-    })
+    render(
+        StatusCode::OK,
+        &ApprovalPage {
+            request: &request,
+            recipient: &recipient,
+            requested_at: format_time(request.created_at),
+            expires_at: format_time(request.expires_at),
+            seconds_left: if live {
+                (request.expires_at - now + 999) / 1000
+            } else {
+                0
+            },
+            nonce: state.broker.key.page_nonce(&hash),
+            status: status_line(&request, now),
+        },
+    )
 }
 
 /// The approval form's fields.
@@ -184,13 +215,25 @@ pub async fn decide(
         Err(response) => return response,
     };
     let Ok(Form(form)) = form else {
-        return (StatusCode::BAD_REQUEST, "bad form: expected the fields decision and nonce").into_response();
+        return (
+            StatusCode::BAD_REQUEST,
+            "bad form: expected the fields decision and nonce",
+        )
+            .into_response();
     };
     let Ok(decision) = form.decision.parse::<Decision>() else {
-        return (StatusCode::BAD_REQUEST, "bad form: decision must be \"allow\" or \"deny\"").into_response();
+        return (
+            StatusCode::BAD_REQUEST,
+            "bad form: decision must be \"allow\" or \"deny\"",
+        )
+            .into_response();
     };
     if !secrets::constant_time_eq(&form.nonce, &state.broker.key.page_nonce(&hash)) {
-        return (StatusCode::FORBIDDEN, "this form did not come from the approval page; open the link again").into_response();
+        return (
+            StatusCode::FORBIDDEN,
+            "this form did not come from the approval page; open the link again",
+        )
+            .into_response();
     }
     let (target, event) = match decision {
         Decision::Allow => (RequestState::Allowed, "allowed"),
@@ -225,20 +268,30 @@ struct OutboxPage {
 }
 
 /// `GET /outbox`: the emails written to files, for loopback clients only.
-pub async fn outbox(State(state): State<AppState>, ConnectInfo(peer): ConnectInfo<SocketAddr>) -> Response {
+pub async fn outbox(
+    State(state): State<AppState>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+) -> Response {
     if !peer.ip().is_loopback() {
-        return (StatusCode::FORBIDDEN, "the outbox is shown to loopback clients only").into_response();
+        return (
+            StatusCode::FORBIDDEN,
+            "the outbox is shown to loopback clients only",
+        )
+            .into_response();
     }
     let entries = match &state.outbox_dir {
         Some(dir) => crate::outbox::list_files(dir).await,
         None => Vec::new(),
     };
     let times = entries.iter().map(|e| format_time(e.written_at)).collect();
-    render(StatusCode::OK, &OutboxPage {
-        entries,
-        times,
-        smtp: state.outbox_dir.is_none(),
-    })
+    render(
+        StatusCode::OK,
+        &OutboxPage {
+            entries,
+            times,
+            smtp: state.outbox_dir.is_none(),
+        },
+    )
 }
 
 /// `GET /outbox/{file}`: one `.eml` file as text, for loopback clients only.
@@ -248,11 +301,17 @@ pub async fn outbox_file(
     Path(file): Path<String>,
 ) -> Response {
     if !peer.ip().is_loopback() {
-        return (StatusCode::FORBIDDEN, "the outbox is shown to loopback clients only").into_response();
+        return (
+            StatusCode::FORBIDDEN,
+            "the outbox is shown to loopback clients only",
+        )
+            .into_response();
     }
     let valid = file.ends_with(".eml")
         && file.len() < 200
-        && file.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'.')
+        && file
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'.')
         && !file.contains("..");
     let Some(dir) = state.outbox_dir.as_ref().filter(|_| valid) else {
         return not_found();

@@ -28,13 +28,18 @@ pub struct RandomError;
 
 fn random_bytes<const N: usize>() -> Result<[u8; N], RandomError> {
     let mut bytes = [0u8; N];
-    SystemRandom::new().fill(&mut bytes).map_err(|_| RandomError)?;
+    SystemRandom::new()
+        .fill(&mut bytes)
+        .map_err(|_| RandomError)?;
     Ok(bytes)
 }
 
 /// A new secret token: `prefix` followed by 256 random bits, base64url.
 pub fn new_token(prefix: &str) -> Result<String, RandomError> {
-    Ok(format!("{prefix}{}", URL_SAFE_NO_PAD.encode(random_bytes::<32>()?)))
+    Ok(format!(
+        "{prefix}{}",
+        URL_SAFE_NO_PAD.encode(random_bytes::<32>()?)
+    ))
 }
 
 /// A new public identifier (request ids): 128 random bits, hex.

@@ -164,7 +164,12 @@ impl Store {
         Ok(Self { pool })
     }
 
-    pub async fn add_operator(&self, name: &str, token_hash: &[u8], now: Millis) -> Result<(), StoreError> {
+    pub async fn add_operator(
+        &self,
+        name: &str,
+        token_hash: &[u8],
+        now: Millis,
+    ) -> Result<(), StoreError> {
         sqlx::query("INSERT INTO operators (name, token_hash, created_at) VALUES (?, ?, ?)")
             .bind(name)
             .bind(token_hash)
@@ -184,7 +189,12 @@ impl Store {
         Ok(())
     }
 
-    pub async fn add_agent(&self, name: &str, key_hash: &[u8], now: Millis) -> Result<(), StoreError> {
+    pub async fn add_agent(
+        &self,
+        name: &str,
+        key_hash: &[u8],
+        now: Millis,
+    ) -> Result<(), StoreError> {
         sqlx::query("INSERT INTO agents (name, key_hash, created_at) VALUES (?, ?, ?)")
             .bind(name)
             .bind(key_hash)
@@ -255,7 +265,8 @@ impl Store {
         )
         .await?;
         for (position, (address, token_hash)) in request.recipients.iter().enumerate() {
-            let position = i64::try_from(position).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+            let position =
+                i64::try_from(position).map_err(|e| StoreError::Corrupt(e.to_string()))?;
             sqlx::query("INSERT INTO recipients (request_id, position, address, token_hash) VALUES (?, ?, ?, ?)")
                 .bind(&request.id)
                 .bind(position)
@@ -296,7 +307,10 @@ impl Store {
     }
 
     /// The request and recipient address a link token's hash belongs to.
-    pub async fn request_by_link(&self, token_hash: &[u8]) -> Result<Option<(RequestRow, String)>, StoreError> {
+    pub async fn request_by_link(
+        &self,
+        token_hash: &[u8],
+    ) -> Result<Option<(RequestRow, String)>, StoreError> {
         let row = sqlx::query("SELECT request_id, address FROM recipients WHERE token_hash = ?")
             .bind(token_hash)
             .fetch_optional(&self.pool)
@@ -304,12 +318,17 @@ impl Store {
         let Some(row) = row else { return Ok(None) };
         let request_id: String = row.try_get("request_id")?;
         let address: String = row.try_get("address")?;
-        Ok(self.request(&request_id).await?.map(|request| (request, address)))
+        Ok(self
+            .request(&request_id)
+            .await?
+            .map(|request| (request, address)))
     }
 
     pub async fn pending_requests(&self) -> Result<Vec<RequestRow>, StoreError> {
         let sql = format!("SELECT {REQUEST_COLUMNS} FROM requests WHERE state = 'pending'");
-        let rows = sqlx::query(sqlx::AssertSqlSafe(sql)).fetch_all(&self.pool).await?;
+        let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
+            .fetch_all(&self.pool)
+            .await?;
         rows.iter().map(request_from_row).collect()
     }
 
@@ -328,7 +347,9 @@ impl Store {
     ) -> Result<bool, StoreError> {
         let mut tx = self.pool.begin().await?;
         let result = match state {
-            RequestState::Pending => return Err(StoreError::Corrupt("cannot settle to pending".into())),
+            RequestState::Pending => {
+                return Err(StoreError::Corrupt("cannot settle to pending".into()));
+            }
             RequestState::Expired => {
                 sqlx::query(
                     "UPDATE requests SET state = 'expired', settled_at = expires_at
@@ -357,10 +378,12 @@ impl Store {
         if won {
             insert_audit(&mut tx, audit).await?;
             // Emails not yet sent are pointless now.
-            sqlx::query("UPDATE outbox SET state = 'dropped' WHERE request_id = ? AND state = 'queued'")
-                .bind(id)
-                .execute(&mut *tx)
-                .await?;
+            sqlx::query(
+                "UPDATE outbox SET state = 'dropped' WHERE request_id = ? AND state = 'queued'",
+            )
+            .bind(id)
+            .execute(&mut *tx)
+            .await?;
         }
         tx.commit().await?;
         Ok(won)
@@ -424,9 +447,10 @@ impl Store {
 
     /// The earliest time a queued email is due, to sleep until then.
     pub async fn next_email_due(&self) -> Result<Option<Millis>, StoreError> {
-        let row = sqlx::query("SELECT MIN(next_attempt_at) AS due FROM outbox WHERE state = 'queued'")
-            .fetch_one(&self.pool)
-            .await?;
+        let row =
+            sqlx::query("SELECT MIN(next_attempt_at) AS due FROM outbox WHERE state = 'queued'")
+                .fetch_one(&self.pool)
+                .await?;
         Ok(row.try_get("due")?)
     }
 
@@ -524,7 +548,10 @@ impl Store {
     }
 }
 
-async fn insert_audit(conn: &mut sqlx::SqliteConnection, event: &AuditEvent) -> Result<(), StoreError> {
+async fn insert_audit(
+    conn: &mut sqlx::SqliteConnection,
+    event: &AuditEvent,
+) -> Result<(), StoreError> {
     sqlx::query(
         "INSERT INTO audit_events (at, event, request_id, computer, actor, address, user_agent, detail)
          VALUES (?, ?, ?, ?, ?, ?, ?, ?)",

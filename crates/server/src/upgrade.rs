@@ -58,7 +58,9 @@ async fn authenticate_agent(state: &AppState, headers: &HeaderMap) -> Result<Str
         .unwrap_or_default();
     let key = bearer(headers).unwrap_or_default();
     let denied = || plain(StatusCode::UNAUTHORIZED, "invalid agent name or key");
-    if name.is_empty() || !secrets::plausible_token(key.trim_start_matches(secrets::AGENT_KEY_PREFIX)) {
+    if name.is_empty()
+        || !secrets::plausible_token(key.trim_start_matches(secrets::AGENT_KEY_PREFIX))
+    {
         return Err(denied());
     }
     match state.broker.store.agent_key_hash(name).await {
@@ -72,7 +74,11 @@ async fn authenticate_agent(state: &AppState, headers: &HeaderMap) -> Result<Str
 }
 
 /// `GET /v1/agent`: an agent's control connection.
-pub async fn agent(State(state): State<AppState>, headers: HeaderMap, request: Request) -> Response {
+pub async fn agent(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    request: Request,
+) -> Response {
     if !wants_upgrade(&headers) {
         return plain(StatusCode::BAD_REQUEST, "expected Upgrade: doorman/1");
     }
@@ -81,7 +87,9 @@ pub async fn agent(State(state): State<AppState>, headers: HeaderMap, request: R
         Err(response) => return response,
     };
     let broker = state.broker.clone();
-    switch(&state, request, move |io| crate::agents::serve(broker, io, name))
+    switch(&state, request, move |io| {
+        crate::agents::serve(broker, io, name)
+    })
 }
 
 /// `GET /v1/connect`: an operator's connection.
@@ -99,7 +107,12 @@ pub async fn operator(
     if !secrets::plausible_token(token) {
         return denied();
     }
-    let operator = match state.broker.store.operator_by_token_hash(&secrets::hash(token)).await {
+    let operator = match state
+        .broker
+        .store
+        .operator_by_token_hash(&secrets::hash(token))
+        .await
+    {
         Ok(Some(name)) => name,
         Ok(None) => return denied(),
         Err(error) => {
@@ -128,7 +141,10 @@ pub async fn session(
         Err(response) => return response,
     };
     let Some(deliver) = state.broker.session_sender(&request_id, &name) else {
-        return plain(StatusCode::NOT_FOUND, "no session is waiting for this request");
+        return plain(
+            StatusCode::NOT_FOUND,
+            "no session is waiting for this request",
+        );
     };
     switch(&state, request, move |io| async move {
         let _ = deliver.send(io);

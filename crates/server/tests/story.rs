@@ -8,22 +8,35 @@ use doorman_test_support::world::extract_nonce;
 use reqwest::StatusCode;
 
 fn request_id(pending: &serde_json::Value) -> String {
-    pending["request_id"].as_str().expect("request_id").to_string()
+    pending["request_id"]
+        .as_str()
+        .expect("request_id")
+        .to_string()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn allow_runs_the_command_and_returns_its_exit_status() {
     let world = World::start().await;
-    let connecting = world.connect(&["sh", "-c", "echo hi; echo oops >&2; exit 7"], "printer is broken");
+    let connecting = world.connect(
+        &["sh", "-c", "echo hi; echo oops >&2; exit 7"],
+        "printer is broken",
+    );
     let pending = connecting.event("pending").await;
     assert_eq!(pending["expires_in"], 180);
-    assert_eq!(pending["recipients"], serde_json::json!(["i***@example.com", "o***@example.com"]));
+    assert_eq!(
+        pending["recipients"],
+        serde_json::json!(["i***@example.com", "o***@example.com"])
+    );
 
     let mails = world.smtp.wait_for(2).await;
     let mut to: Vec<_> = mails.iter().flat_map(|m| m.to.clone()).collect();
     to.sort();
     assert_eq!(to, ["it@example.com", "owner@example.com"]);
-    assert_ne!(mails[0].link(), mails[1].link(), "each recipient has a link of its own");
+    assert_ne!(
+        mails[0].link(),
+        mails[1].link(),
+        "each recipient has a link of its own"
+    );
 
     let response = world.click(&mails[0].link(), "allow").await;
     assert_eq!(response.status(), StatusCode::SEE_OTHER);
@@ -36,18 +49,43 @@ async fn allow_runs_the_command_and_returns_its_exit_status() {
     let events: Vec<String> = progress
         .text()
         .lines()
-        .map(|line| serde_json::from_str::<serde_json::Value>(line).unwrap()["event"].as_str().unwrap().to_string())
+        .map(|line| {
+            serde_json::from_str::<serde_json::Value>(line).unwrap()["event"]
+                .as_str()
+                .unwrap()
+                .to_string()
+        })
         .collect();
-    assert_eq!(events, ["pending", "allowed", "session_started", "session_ended"]);
-    let allowed: serde_json::Value = serde_json::from_str(progress.text().lines().nth(1).unwrap()).unwrap();
+    assert_eq!(
+        events,
+        ["pending", "allowed", "session_started", "session_ended"]
+    );
+    let allowed: serde_json::Value =
+        serde_json::from_str(progress.text().lines().nth(1).unwrap()).unwrap();
     assert_eq!(allowed["by"], mails[0].to[0].as_str());
 
     // Stopping the server waits for the relay to finish and record its end.
     let mut world = world;
     world.stop_server().await;
-    let kinds: Vec<String> = world.audit_events().await.into_iter().map(|e| e.event).collect();
-    for expected in ["requested", "email_queued", "email_sent", "page_viewed", "allowed", "session_started", "session_ended"] {
-        assert!(kinds.iter().any(|k| k == expected), "audit lacks {expected}: {kinds:?}");
+    let kinds: Vec<String> = world
+        .audit_events()
+        .await
+        .into_iter()
+        .map(|e| e.event)
+        .collect();
+    for expected in [
+        "requested",
+        "email_queued",
+        "email_sent",
+        "page_viewed",
+        "allowed",
+        "session_started",
+        "session_ended",
+    ] {
+        assert!(
+            kinds.iter().any(|k| k == expected),
+            "audit lacks {expected}: {kinds:?}"
+        );
     }
 }
 
@@ -59,16 +97,33 @@ async fn email_names_the_request_and_cannot_be_broken_by_operator_text() {
     let mails = world.smtp.wait_for(2).await;
     let mail = &mails[0];
     assert_eq!(mail.from, "doorman@example.com");
-    assert_eq!(mail.subject(), "Doorman: alice asks to connect to office-pc");
+    assert_eq!(
+        mail.subject(),
+        "Doorman: alice asks to connect to office-pc"
+    );
     assert!(mail.header("Date").is_some(), "Date header");
     let message_id = mail.header("Message-ID").expect("Message-ID header");
     assert!(message_id.contains(&request_id(&pending)), "{message_id}");
     let text = mail.text();
-    for needle in ["alice", "127.0.0.1", "fix <b>printer</b> & \"scanner\"", "office-pc", "Asked at:", "Expires at:", "Check Request: http://"] {
-        assert!(text.contains(needle), "plain text lacks {needle:?}:\n{text}");
+    for needle in [
+        "alice",
+        "127.0.0.1",
+        "fix <b>printer</b> & \"scanner\"",
+        "office-pc",
+        "Asked at:",
+        "Expires at:",
+        "Check Request: http://",
+    ] {
+        assert!(
+            text.contains(needle),
+            "plain text lacks {needle:?}:\n{text}"
+        );
     }
     let html = mail.html();
-    assert!(html.contains("fix &#60;b&#62;printer&#60;/b&#62; &#38; &#34;scanner&#34;"), "html must escape:\n{html}");
+    assert!(
+        html.contains("fix &#60;b&#62;printer&#60;/b&#62; &#38; &#34;scanner&#34;"),
+        "html must escape:\n{html}"
+    );
     assert!(html.contains(">Check Request</a>"));
     assert!(!html.contains("<b>printer"));
     let (_, page) = world.page(&mail.link()).await;
@@ -85,16 +140,33 @@ async fn deny_ends_the_request_without_a_session() {
     world.click(&mails[1].link(), "deny").await;
     let stdout = connecting.stdout.clone();
     let result = connecting.finish().await;
-    assert_eq!(result, Err(ConnectError::Denied { by: mails[1].to[0].clone() }));
+    assert_eq!(
+        result,
+        Err(ConnectError::Denied {
+            by: mails[1].to[0].clone()
+        })
+    );
     assert_eq!(result.unwrap_err().exit_code(), 240);
     assert_eq!(stdout.text(), "");
-    assert_eq!(world.state_of(&request_id(&pending)).await, RequestState::Denied);
+    assert_eq!(
+        world.state_of(&request_id(&pending)).await,
+        RequestState::Denied
+    );
     // The other recipient sees who decided, and no buttons.
     let (status, page) = world.page(&mails[0].link()).await;
     assert_eq!(status, StatusCode::OK);
-    assert!(page.contains(&format!("Denied by {}", mails[1].to[0])), "{page}");
+    assert!(
+        page.contains(&format!("Denied by {}", mails[1].to[0])),
+        "{page}"
+    );
     assert!(!page.contains("<form"), "settled page has no buttons");
-    assert!(!world.audit_events().await.iter().any(|e| e.event == "session_started"));
+    assert!(
+        !world
+            .audit_events()
+            .await
+            .iter()
+            .any(|e| e.event == "session_started")
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -105,7 +177,10 @@ async fn nobody_deciding_expires_the_request() {
     assert_eq!(pending["expires_in"], 5);
     let mails = world.smtp.wait_for(2).await;
     assert_eq!(connecting.finish().await, Err(ConnectError::Expired));
-    assert_eq!(world.state_of(&request_id(&pending)).await, RequestState::Expired);
+    assert_eq!(
+        world.state_of(&request_id(&pending)).await,
+        RequestState::Expired
+    );
     // A click after expiry decides nothing.
     let (_, page) = world.page(&mails[0].link()).await;
     assert!(page.contains("Expired at"), "{page}");
@@ -118,7 +193,10 @@ async fn nobody_deciding_expires_the_request() {
         .await
         .unwrap();
     assert_ne!(late.status(), StatusCode::OK);
-    assert_eq!(world.state_of(&request_id(&pending)).await, RequestState::Expired);
+    assert_eq!(
+        world.state_of(&request_id(&pending)).await,
+        RequestState::Expired
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -132,15 +210,27 @@ async fn ctrl_c_cancels_the_request_and_the_links_say_so() {
     let result = connecting.finish().await;
     assert_eq!(result, Err(ConnectError::Cancelled));
     assert_eq!(result.unwrap_err().exit_code(), 130);
-    assert_eq!(world.state_of(&request_id(&pending)).await, RequestState::Cancelled);
+    assert_eq!(
+        world.state_of(&request_id(&pending)).await,
+        RequestState::Cancelled
+    );
     let (_, page) = world.page(&mails[0].link()).await;
     assert!(page.contains("Cancelled by the operator"), "{page}");
     assert!(!page.contains("<form"));
     // A page opened before the cancellation can no longer allow.
     let nonce = extract_nonce(&open_page).unwrap();
-    let late = world.http.post(mails[1].link()).form(&[("decision", "allow"), ("nonce", nonce.as_str())]).send().await.unwrap();
+    let late = world
+        .http
+        .post(mails[1].link())
+        .form(&[("decision", "allow"), ("nonce", nonce.as_str())])
+        .send()
+        .await
+        .unwrap();
     assert_eq!(late.status(), StatusCode::SEE_OTHER);
-    assert_eq!(world.state_of(&request_id(&pending)).await, RequestState::Cancelled);
+    assert_eq!(
+        world.state_of(&request_id(&pending)).await,
+        RequestState::Cancelled
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -156,8 +246,16 @@ async fn two_recipients_clicking_at_once_give_exactly_one_decision() {
         let nonce_a = extract_nonce(&world.page(&link_a).await.1).unwrap();
         let nonce_b = extract_nonce(&world.page(&link_b).await.1).unwrap();
         let (first, second) = tokio::join!(
-            world.http.post(&link_a).form(&[("decision", "allow"), ("nonce", nonce_a.as_str())]).send(),
-            world.http.post(&link_b).form(&[("decision", "deny"), ("nonce", nonce_b.as_str())]).send(),
+            world
+                .http
+                .post(&link_a)
+                .form(&[("decision", "allow"), ("nonce", nonce_a.as_str())])
+                .send(),
+            world
+                .http
+                .post(&link_b)
+                .form(&[("decision", "deny"), ("nonce", nonce_b.as_str())])
+                .send(),
         );
         let (first, second) = (first.unwrap(), second.unwrap());
         assert_eq!(first.status(), StatusCode::SEE_OTHER);
@@ -167,7 +265,10 @@ async fn two_recipients_clicking_at_once_give_exactly_one_decision() {
             .audit_events()
             .await
             .into_iter()
-            .filter(|e| e.request_id.as_deref() == Some(id.as_str()) && (e.event == "allowed" || e.event == "denied"))
+            .filter(|e| {
+                e.request_id.as_deref() == Some(id.as_str())
+                    && (e.event == "allowed" || e.event == "denied")
+            })
             .collect();
         assert_eq!(decisions.len(), 1, "round {round}: {decisions:?}");
         let state = world.state_of(&id).await;
@@ -180,7 +281,12 @@ async fn two_recipients_clicking_at_once_give_exactly_one_decision() {
         // Both pages show the one outcome.
         let (_, a) = world.page(&mails[0].link()).await;
         let (_, b) = world.page(&mails[1].link()).await;
-        let line = |page: &str| page.lines().find(|l| l.contains("class=\"status")).unwrap().to_string();
+        let line = |page: &str| {
+            page.lines()
+                .find(|l| l.contains("class=\"status"))
+                .unwrap()
+                .to_string()
+        };
         assert_eq!(line(&a), line(&b));
     }
 }
@@ -193,15 +299,32 @@ async fn get_and_head_never_decide() {
     let mails = world.smtp.wait_for(2).await;
     let link = mails[0].link();
     for _ in 0..3 {
-        assert_eq!(world.http.get(&link).send().await.unwrap().status(), StatusCode::OK);
-        assert!(world.http.head(&link).send().await.unwrap().status().is_success());
+        assert_eq!(
+            world.http.get(&link).send().await.unwrap().status(),
+            StatusCode::OK
+        );
+        assert!(
+            world
+                .http
+                .head(&link)
+                .send()
+                .await
+                .unwrap()
+                .status()
+                .is_success()
+        );
         let with_query = format!("{link}?decision=allow");
         world.http.get(&with_query).send().await.unwrap();
     }
-    assert_eq!(world.state_of(&request_id(&pending)).await, RequestState::Pending);
+    assert_eq!(
+        world.state_of(&request_id(&pending)).await,
+        RequestState::Pending
+    );
     let (_, page) = world.page(&link).await;
     assert!(page.contains("<form method=\"post\">"));
-    assert!(page.contains("<button name=\"decision\" value=\"allow\" class=\"allow\">Allow Session</button>"));
+    assert!(page.contains(
+        "<button name=\"decision\" value=\"allow\" class=\"allow\">Allow Session</button>"
+    ));
     assert!(page.contains("<button name=\"decision\" value=\"deny\" class=\"deny\">Deny</button>"));
     assert!(page.contains("type=\"hidden\""));
     drop(connecting);
@@ -213,18 +336,28 @@ async fn pages_carry_strict_security_headers() {
     let connecting = world.connect(&["true"], "");
     connecting.event("pending").await;
     let mails = world.smtp.wait_for(2).await;
-    for url in [mails[0].link(), format!("{}/a/unknown", world.url), format!("{}/", world.url)] {
+    for url in [
+        mails[0].link(),
+        format!("{}/a/unknown", world.url),
+        format!("{}/", world.url),
+    ] {
         let response = world.http.get(&url).send().await.unwrap();
         let headers = response.headers();
         let csp = headers["content-security-policy"].to_str().unwrap();
-        assert!(csp.contains("frame-ancestors 'none'") && !csp.contains("unsafe-inline"), "{csp}");
+        assert!(
+            csp.contains("frame-ancestors 'none'") && !csp.contains("unsafe-inline"),
+            "{csp}"
+        );
         assert!(csp.contains("default-src 'none'"));
         assert_eq!(headers["referrer-policy"], "no-referrer");
         assert_eq!(headers["cache-control"], "no-store");
         assert_eq!(headers["x-content-type-options"], "nosniff");
         let body = response.text().await.unwrap();
         assert!(!body.contains("<script"), "no JavaScript");
-        assert!(!body.contains("src=\"http") && !body.contains("href=\"https://"), "nothing from other hosts");
+        assert!(
+            !body.contains("src=\"http") && !body.contains("href=\"https://"),
+            "nothing from other hosts"
+        );
     }
     drop(connecting);
 }
@@ -236,14 +369,25 @@ async fn bad_tokens_and_bad_forms_change_nothing() {
     let pending = connecting.event("pending").await;
     let mails = world.smtp.wait_for(2).await;
     let link = mails[0].link();
-    let unknown_page = world.page(&format!("{}/a/AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA", world.url)).await;
+    let unknown_page = world
+        .page(&format!(
+            "{}/a/AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA",
+            world.url
+        ))
+        .await;
     assert_eq!(unknown_page.0, StatusCode::NOT_FOUND);
     for token in ["x", "%00%0d%0a", &"A".repeat(5000), "..%2F..%2Fetc"] {
         let url = format!("{}/a/{token}", world.url);
         let (status, page) = world.page(&url).await;
         assert_eq!(status, StatusCode::NOT_FOUND, "{token}");
         assert_eq!(page, unknown_page.1, "all bad tokens get the same page");
-        let post = world.http.post(&url).form(&[("decision", "allow"), ("nonce", "x")]).send().await.unwrap();
+        let post = world
+            .http
+            .post(&url)
+            .form(&[("decision", "allow"), ("nonce", "x")])
+            .send()
+            .await
+            .unwrap();
         assert_eq!(post.status(), StatusCode::NOT_FOUND);
     }
     // A token that almost matches (one character changed).
@@ -255,12 +399,43 @@ async fn bad_tokens_and_bad_forms_change_nothing() {
     let page = world.page(&link).await.1;
     let nonce = extract_nonce(&page).unwrap();
     let post = |fields: Vec<(&'static str, String)>| world.http.post(&link).form(&fields).send();
-    assert_eq!(post(vec![("decision", "allow".into()), ("nonce", "wrong".into())]).await.unwrap().status(), StatusCode::FORBIDDEN);
-    assert_eq!(post(vec![("decision", "allow".into())]).await.unwrap().status(), StatusCode::BAD_REQUEST);
-    assert_eq!(post(vec![("decision", "maybe".into()), ("nonce", nonce.clone())]).await.unwrap().status(), StatusCode::BAD_REQUEST);
-    let huge = world.http.post(&link).body(vec![b'a'; 100_000]).header("content-type", "application/x-www-form-urlencoded").send().await.unwrap();
+    assert_eq!(
+        post(vec![
+            ("decision", "allow".into()),
+            ("nonce", "wrong".into())
+        ])
+        .await
+        .unwrap()
+        .status(),
+        StatusCode::FORBIDDEN
+    );
+    assert_eq!(
+        post(vec![("decision", "allow".into())])
+            .await
+            .unwrap()
+            .status(),
+        StatusCode::BAD_REQUEST
+    );
+    assert_eq!(
+        post(vec![("decision", "maybe".into()), ("nonce", nonce.clone())])
+            .await
+            .unwrap()
+            .status(),
+        StatusCode::BAD_REQUEST
+    );
+    let huge = world
+        .http
+        .post(&link)
+        .body(vec![b'a'; 100_000])
+        .header("content-type", "application/x-www-form-urlencoded")
+        .send()
+        .await
+        .unwrap();
     assert!(huge.status().is_client_error());
-    assert_eq!(world.state_of(&request_id(&pending)).await, RequestState::Pending);
+    assert_eq!(
+        world.state_of(&request_id(&pending)).await,
+        RequestState::Pending
+    );
     drop(connecting);
 }
 
@@ -276,7 +451,10 @@ async fn settings_changes_apply_to_the_next_connection_without_restart() {
     let connecting = world.connect(&["true"], "");
     let pending = connecting.event("pending").await;
     assert_eq!(pending["expires_in"], 60);
-    assert_eq!(pending["recipients"], serde_json::json!(["n***@example.org"]));
+    assert_eq!(
+        pending["recipients"],
+        serde_json::json!(["n***@example.org"])
+    );
     let mails = world.smtp.wait_for(1).await;
     assert_eq!(mails[0].to, ["new@example.org"]);
 
@@ -288,7 +466,11 @@ async fn settings_changes_apply_to_the_next_connection_without_restart() {
     doorman_agent::settings_file::apply(&world.agent_config, &off).unwrap();
     let second = world.connect(&["sh", "-c", "echo open"], "");
     assert_eq!(second.finish().await, Ok(0));
-    assert_eq!(world.smtp.mails().len(), 1, "no email when authorization is off");
+    assert_eq!(
+        world.smtp.mails().len(),
+        1,
+        "no email when authorization is off"
+    );
     drop(connecting);
 }
 
@@ -300,7 +482,12 @@ async fn without_email_authorization_the_session_starts_and_is_audited() {
     assert_eq!(connecting.finish().await, Ok(3));
     assert_eq!(stdout.text(), "direct\n");
     assert!(world.smtp.mails().is_empty());
-    let admitted = world.audit_events().await.into_iter().find(|e| e.event == "admitted").expect("admitted event");
+    let admitted = world
+        .audit_events()
+        .await
+        .into_iter()
+        .find(|e| e.event == "admitted")
+        .expect("admitted event");
     assert_eq!(admitted.actor.as_deref(), Some("alice"));
     assert_eq!(admitted.address.as_deref(), Some("127.0.0.1"));
 }
@@ -314,21 +501,41 @@ async fn a_service_the_computer_does_not_offer_is_refused_before_any_email() {
     };
     assert!(message.contains("not offered"), "{message}");
     assert!(world.smtp.mails().is_empty());
-    assert!(world.broker.store.pending_requests().await.unwrap().is_empty());
+    assert!(
+        world
+            .broker
+            .store
+            .pending_requests()
+            .await
+            .unwrap()
+            .is_empty()
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn unknown_offline_computers_and_bad_tokens_are_named() {
     let mut world = World::start().await;
-    let unknown = world.connect_to("no-such-pc", &world.operator_token, &["true"], "").finish().await;
-    assert_eq!(unknown, Err(ConnectError::UnknownComputer("no-such-pc".into())));
-    let bad_token = world.connect_to("office-pc", "dop_not-a-real-token", &["true"], "").finish().await;
+    let unknown = world
+        .connect_to("no-such-pc", &world.operator_token, &["true"], "")
+        .finish()
+        .await;
+    assert_eq!(
+        unknown,
+        Err(ConnectError::UnknownComputer("no-such-pc".into()))
+    );
+    let bad_token = world
+        .connect_to("office-pc", "dop_not-a-real-token", &["true"], "")
+        .finish()
+        .await;
     assert_eq!(bad_token, Err(ConnectError::BadToken));
     world.stop_agent().await;
     let offline = world.connect(&["true"], "").finish().await;
     assert_eq!(offline, Err(ConnectError::Offline("office-pc".into())));
     assert!(world.smtp.mails().is_empty());
-    let codes: Vec<i32> = [unknown, bad_token, offline].into_iter().map(|r| r.unwrap_err().exit_code()).collect();
+    let codes: Vec<i32> = [unknown, bad_token, offline]
+        .into_iter()
+        .map(|r| r.unwrap_err().exit_code())
+        .collect();
     assert_eq!(codes, [242, 244, 243]);
 }
 
@@ -342,12 +549,30 @@ async fn a_restart_loses_no_request_link_or_audit_event() {
     let before = world.audit_events().await;
     world.restart_server().await;
     let after = world.audit_events().await;
-    assert_eq!(&after[..before.len()], &before[..], "the audit trail survives");
-    assert_eq!(world.state_of(&id).await, RequestState::Pending, "the request survives");
+    assert_eq!(
+        &after[..before.len()],
+        &before[..],
+        "the audit trail survives"
+    );
+    assert_eq!(
+        world.state_of(&id).await,
+        RequestState::Pending,
+        "the request survives"
+    );
     let (status, page) = world.page(&mails[0].link()).await;
-    assert_eq!(status, StatusCode::OK, "the link still works after a restart");
+    assert_eq!(
+        status,
+        StatusCode::OK,
+        "the link still works after a restart"
+    );
     assert!(page.contains("Waiting for a decision"), "{page}");
-    assert_eq!(world.click(&mails[0].link(), "deny").await.status(), StatusCode::SEE_OTHER);
+    assert_eq!(
+        world.click(&mails[0].link(), "deny").await.status(),
+        StatusCode::SEE_OTHER
+    );
     assert_eq!(world.state_of(&id).await, RequestState::Denied);
-    assert!(matches!(connecting.finish().await, Err(ConnectError::Server(_))), "the operator was told the server went away");
+    assert!(
+        matches!(connecting.finish().await, Err(ConnectError::Server(_))),
+        "the operator was told the server went away"
+    );
 }

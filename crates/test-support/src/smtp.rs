@@ -48,7 +48,11 @@ impl ReceivedMail {
                 line.split_once(':')
                     .is_some_and(|(key, _)| key.eq_ignore_ascii_case(name))
             })
-            .map(|line| line.split_once(':').map(|(_, v)| v.trim().to_string()).unwrap_or_default())
+            .map(|line| {
+                line.split_once(':')
+                    .map(|(_, v)| v.trim().to_string())
+                    .unwrap_or_default()
+            })
     }
 
     /// The Check Request link of the plain-text body.
@@ -72,7 +76,9 @@ pub struct SmtpSink {
 
 impl SmtpSink {
     pub async fn start() -> Self {
-        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind smtp sink");
+        let listener = TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind smtp sink");
         let port = listener.local_addr().expect("local addr").port();
         let received = Arc::new(Mutex::new(Vec::new()));
         let (counter, count) = watch::channel(0usize);
@@ -133,7 +139,9 @@ async fn session(
         let command = line.trim_end().to_string();
         let upper = command.to_ascii_uppercase();
         if upper.starts_with("EHLO") {
-            write.write_all(b"250-sink.test\r\n250-8BITMIME\r\n250 SMTPUTF8\r\n").await?;
+            write
+                .write_all(b"250-sink.test\r\n250-8BITMIME\r\n250 SMTPUTF8\r\n")
+                .await?;
         } else if upper.starts_with("HELO") {
             write.write_all(b"250 sink.test\r\n").await?;
         } else if upper.starts_with("MAIL FROM:") {

@@ -78,7 +78,9 @@ impl WorldBuilder {
     pub async fn start(self) -> World {
         let dir = tempfile::tempdir().expect("temp dir");
         let smtp = SmtpSink::start().await;
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
         let address = listener.local_addr().expect("address");
         let url = format!("http://{address}");
         let config = ServerConfig {
@@ -103,7 +105,8 @@ impl WorldBuilder {
             let _ = stopped.await;
         }));
         let agent_config = dir.path().join("agent.toml");
-        std::fs::write(&agent_config, self.settings_text(&url, &agent_key)).expect("write settings");
+        std::fs::write(&agent_config, self.settings_text(&url, &agent_key))
+            .expect("write settings");
         let (agent_stop, agent_stopped) = oneshot::channel::<()>();
         let agent_task = tokio::spawn(doorman_agent::run(agent_config.clone(), async move {
             let _ = agent_stopped.await;
@@ -163,7 +166,13 @@ impl World {
         self.connect_to(COMPUTER, &self.operator_token, command, reason)
     }
 
-    pub fn connect_to(&self, computer: &str, token: &str, command: &[&str], reason: &str) -> Connecting {
+    pub fn connect_to(
+        &self,
+        computer: &str,
+        token: &str,
+        command: &[&str],
+        reason: &str,
+    ) -> Connecting {
         let progress_buf = SharedBuf::default();
         let stdout = SharedBuf::default();
         let stderr = SharedBuf::default();
@@ -201,7 +210,15 @@ impl World {
 
     /// Opens the approval page like a browser does and clicks a button.
     pub async fn click(&self, link: &str, decision: &str) -> reqwest::Response {
-        let page = self.http.get(link).send().await.expect("GET page").text().await.expect("page");
+        let page = self
+            .http
+            .get(link)
+            .send()
+            .await
+            .expect("GET page")
+            .text()
+            .await
+            .expect("page");
         let nonce = extract_nonce(&page).expect("the page has a form with a nonce");
         self.http
             .post(link)
@@ -237,7 +254,9 @@ impl World {
     /// the same address and data directory.
     pub async fn restart_server(&mut self) {
         self.stop_server().await;
-        let listener = tokio::net::TcpListener::bind(self.address).await.expect("rebind");
+        let listener = tokio::net::TcpListener::bind(self.address)
+            .await
+            .expect("rebind");
         let server = doorman_server::Server::bind(self.config.clone(), listener)
             .await
             .expect("server restarts");
@@ -254,7 +273,9 @@ impl World {
             let _ = stop.send(());
         }
         if let Some(task) = self.server_task.take() {
-            task.await.expect("server task").expect("server stops cleanly");
+            task.await
+                .expect("server task")
+                .expect("server stops cleanly");
         }
     }
 
@@ -307,7 +328,8 @@ impl Connecting {
     /// Waits until a progress event of this kind has been reported; returns it.
     pub async fn event(&self, kind: &str) -> serde_json::Value {
         let wanted = format!("\"event\":\"{kind}\"");
-        let complete = |text: &str| text.lines().any(|line| line.contains(&wanted)) && text.ends_with('\n');
+        let complete =
+            |text: &str| text.lines().any(|line| line.contains(&wanted)) && text.ends_with('\n');
         let text = self.progress.wait_until(complete).await;
         text.lines()
             .find(|line| line.contains(&wanted))
@@ -341,7 +363,9 @@ impl SharedBuf {
 
     fn subscribe(&self) -> watch::Receiver<usize> {
         let mut written = self.written.lock().expect("lock");
-        written.get_or_insert_with(|| watch::channel(0).0).subscribe()
+        written
+            .get_or_insert_with(|| watch::channel(0).0)
+            .subscribe()
     }
 
     pub fn text(&self) -> String {
@@ -381,7 +405,11 @@ impl Write for SharedBuf {
 }
 
 impl tokio::io::AsyncWrite for SharedBuf {
-    fn poll_write(self: Pin<&mut Self>, _: &mut Context<'_>, buf: &[u8]) -> Poll<std::io::Result<usize>> {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        _: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
         Poll::Ready(Write::write(self.get_mut(), buf))
     }
 

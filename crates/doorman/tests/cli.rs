@@ -1,0 +1,679 @@
+//! The `doorman` binary as a user runs it: real processes for server, agent
+//! and operator, a real SMTP exchange, real clicks; and bad input on every
+//! command line, which must fail with one clear line and change nothing.
+
+use doorman_test_support::SmtpSink;
+use doorman_test_support::world::{SharedBuf, extract_nonce};
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use tokio::io::AsyncReadExt;
+use tokio::process::{Child, Command};
+
+const DOORMAN: &str = env!("CARGO_BIN_EXE_doorman");
+
+/// Runs `doorman ARGS` to completion: (exit code, stdout, stderr).
+async fn doorman(args: &[&str]) -> (i32, String, String) {
+    let output = Command::new(DOORMAN)
+        .args(args)
+        .env_remove("DOORMAN_SERVER")
+        .env_remove("DOORMAN_TOKEN")
+        .stdin(Stdio::null())
+        .output()
+        .await
+        .expect("run doorman");
+    (
+        output.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&output.stdout).to_string(),
+        String::from_utf8_lossy(&output.stderr).to_string(),
+    )
+}
+
+/// A long-running `doorman` process whose stderr the test can await.
+struct Process {
+    child: Child,
+    stderr: SharedBuf,
+    stdout: SharedBuf,
+}
+
+impl Process {
+    fn start(args: &[&str]) -> Self {
+        let mut child = Command::new(DOORMAN)
+            .args(args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .kill_on_drop(true)
+            .spawn()
+            .expect("spawn doorman");
+        let stderr = SharedBuf::default();
+        let stdout = SharedBuf::default();
+        drain(child.stderr.take().expect("stderr"), stderr.clone());
+        drain(child.stdout.take().expect("stdout"), stdout.clone());
+        Self {
+            child,
+            stderr,
+            stdout,
+        }
+    }
+
+    async fn exit_code(&mut self) -> i32 {
+        let status = tokio::time::timeout(std::time::Duration::from_secs(20), self.child.wait())
+            .await
+            .expect("process exits in time")
+            .expect("wait");
+        status.code().unwrap_or(-1)
+    }
+}
+
+fn drain(mut source: impl tokio::io::AsyncRead + Unpin + Send + 'static, mut sink: SharedBuf) {
+    tokio::spawn(async move {
+        let mut buffer = [0u8; 4096];
+        while let Ok(n) = source.read(&mut buffer).await {
+            if n == 0 {
+                break;
+            }
+            let _ = std::io::Write::write_all(&mut sink, &buffer[..n]);
+        }
+    });
+}
+
+struct Deployment {
+    dir: tempfile::TempDir,
+    data: PathBuf,
+    url: String,
+    token: String,
+    key: String,
+    server: Process,
+    agent: Option<Process>,
+    agent_config: PathBuf,
+}
+
+fn path(p: &Path) -> &str {
+    p.to_str().expect("utf-8 path")
+}
+
+/// Registers an operator and an agent with `doorman admin`, starts `doorman
+/// server` on a free port and `doorman agent` against it.
+async fn deploy(smtp: Option<&SmtpSink>) -> Deployment {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let (code, token, err) = doorman(&[
+        "admin",
+        "--data-dir",
+        path(&data),
+        "operator",
+        "add",
+        "alice",
+    ])
+    .await;
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(token.lines().count(), 1, "the token is one line");
+    let token = token.trim().to_string();
+    let (code, key, err) = doorman(&[
+        "admin",
+        "--data-dir",
+        path(&data),
+        "agent",
+        "add",
+        "office-pc",
+    ])
+    .await;
+    assert_eq!(code, 0, "{err}");
+    let key = key.trim().to_string();
+
+    let smtp_url = smtp.map(SmtpSink::url);
+    let mut args = vec![
+        "server",
+        "--listen",
+        "127.0.0.1:0",
+        "--data-dir",
+        path(&data),
+        "--mail-from",
+        "doorman@example.com",
+    ];
+    if let Some(url) = &smtp_url {
+        args.extend(["--smtp-url", url.as_str()]);
+    }
+    let server = Process::start(&args);
+    let log = server
+        .stderr
+        .wait_until(|t| t.contains("doorman server listening"))
+        .await;
+    let line = log
+        .lines()
+        .find(|l| l.contains("doorman server listening"))
+        .unwrap();
+    let address = line
+        .split("address=")
+        .nth(1)
+        .unwrap()
+        .split_whitespace()
+        .next()
+        .unwrap();
+    let url = format!("http://{address}");
+
+    let agent_config = dir.path().join("agent.toml");
+    std::fs::write(
+        &agent_config,
+        format!(
+            "# the office computer\nserver = \"{url}\"\nname = \"office-pc\"\nkey = \"{key}\"\n\n[desktop_sharing]\nrequire_email_authorization = true\nemail_authorization_timeout = 180\nrecipients = [\"it@example.com\", \"owner@example.com\"]\n"
+        ),
+    )
+    .unwrap();
+    let agent = Process::start(&["agent", "--config", path(&agent_config)]);
+    agent
+        .stderr
+        .wait_until(|t| t.contains("agent online"))
+        .await;
+    Deployment {
+        dir,
+        data,
+        url,
+        token,
+        key,
+        server,
+        agent: Some(agent),
+        agent_config,
+    }
+}
+
+async fn click(link: &str, decision: &str) -> reqwest::StatusCode {
+    let http = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .user_agent("cli-test-browser/1.0")
+        .build()
+        .unwrap();
+    let page = http.get(link).send().await.unwrap().text().await.unwrap();
+    let nonce = extract_nonce(&page).expect("a form");
+    http.post(link)
+        .form(&[("decision", decision), ("nonce", nonce.as_str())])
+        .send()
+        .await
+        .unwrap()
+        .status()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_whole_story_through_the_binary() {
+    let smtp = SmtpSink::start().await;
+    let deployment = deploy(Some(&smtp)).await;
+    let mut connect = Process::start(&[
+        "connect",
+        "office-pc",
+        "--server",
+        &deployment.url,
+        "--token",
+        &deployment.token,
+        "--json",
+        "--reason",
+        "printer is broken",
+        "--",
+        "sh",
+        "-c",
+        "echo hi; exit 7",
+    ]);
+    let pending = connect
+        .stderr
+        .wait_until(|t| t.contains("\"pending\"") && t.ends_with('\n'))
+        .await;
+    let pending: serde_json::Value = serde_json::from_str(pending.lines().next().unwrap()).unwrap();
+    assert_eq!(pending["expires_in"], 180);
+    assert!(
+        pending["request_id"]
+            .as_str()
+            .is_some_and(|id| id.len() == 32)
+    );
+
+    let notification = deployment
+        .agent
+        .as_ref()
+        .unwrap()
+        .stderr
+        .wait_until(|t| t.contains("Email authorization pending"))
+        .await;
+    assert!(
+        notification.contains("alice (127.0.0.1) is connecting"),
+        "{notification}"
+    );
+    assert!(
+        notification.contains("it@example.com, owner@example.com"),
+        "{notification}"
+    );
+
+    let mails = smtp.wait_for(2).await;
+    assert_eq!(
+        click(&mails[0].link(), "allow").await,
+        reqwest::StatusCode::SEE_OTHER
+    );
+    assert_eq!(connect.exit_code().await, 7);
+    assert_eq!(connect.stdout.text(), "hi\n");
+    let events: Vec<String> = connect
+        .stderr
+        .text()
+        .lines()
+        .map(|l| {
+            serde_json::from_str::<serde_json::Value>(l).expect(l)["event"]
+                .as_str()
+                .unwrap()
+                .to_string()
+        })
+        .collect();
+    assert_eq!(
+        events,
+        ["pending", "allowed", "session_started", "session_ended"]
+    );
+
+    let (code, audit, _) = doorman(&[
+        "admin",
+        "--data-dir",
+        path(&deployment.data),
+        "audit",
+        "--json",
+    ])
+    .await;
+    assert_eq!(code, 0);
+    let kinds: Vec<String> = audit
+        .lines()
+        .map(|l| {
+            serde_json::from_str::<serde_json::Value>(l).unwrap()["event"]
+                .as_str()
+                .unwrap()
+                .to_string()
+        })
+        .collect();
+    for kind in [
+        "requested",
+        "email_sent",
+        "page_viewed",
+        "allowed",
+        "session_started",
+    ] {
+        assert!(
+            kinds.iter().any(|k| k == kind),
+            "{kind} missing from {kinds:?}"
+        );
+    }
+    let allowed = audit.lines().find(|l| l.contains("\"allowed\"")).unwrap();
+    assert!(
+        allowed.contains("127.0.0.1") && allowed.contains("cli-test-browser/1.0"),
+        "who, from where, with what: {allowed}"
+    );
+    let (_, human, _) = doorman(&["admin", "--data-dir", path(&deployment.data), "audit"]).await;
+    assert!(
+        human
+            .lines()
+            .any(|l| l.contains(" allowed ") && l.contains("UTC")),
+        "{human}"
+    );
+
+    // A settings change reaches the running agent's next connection.
+    let (code, _, err) = doorman(&[
+        "settings",
+        "--config",
+        path(&deployment.agent_config),
+        "set",
+        "--email-timeout",
+        "60",
+        "--recipients",
+        "new@example.org",
+    ])
+    .await;
+    assert_eq!(code, 0, "{err}");
+    let next = Process::start(&[
+        "connect",
+        "office-pc",
+        "--server",
+        &deployment.url,
+        "--token",
+        &deployment.token,
+        "--json",
+        "--",
+        "true",
+    ]);
+    let pending = next
+        .stderr
+        .wait_until(|t| t.contains("\"pending\"") && t.ends_with('\n'))
+        .await;
+    assert!(
+        pending.contains("\"expires_in\":60") && pending.contains("n***@example.org"),
+        "{pending}"
+    );
+    drop(next);
+
+    // No secret ever reaches a log.
+    let logs = format!(
+        "{}{}",
+        deployment.server.stderr.text(),
+        deployment.agent.as_ref().unwrap().stderr.text()
+    );
+    let link_token = mails[0].link().rsplit('/').next().unwrap().to_string();
+    for secret in [&deployment.token, &deployment.key, &link_token] {
+        assert!(
+            !logs.contains(secret.as_str()),
+            "a secret leaked into the logs"
+        );
+    }
+    drop(deployment.dir);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_smtp_emails_land_in_the_outbox_for_loopback_browsers() {
+    let deployment = deploy(None).await;
+    let mut connect = Process::start(&[
+        "connect",
+        "office-pc",
+        "--server",
+        &deployment.url,
+        "--token",
+        &deployment.token,
+        "--json",
+        "--",
+        "true",
+    ]);
+    connect
+        .stderr
+        .wait_until(|t| t.contains("\"pending\""))
+        .await;
+    let http = reqwest::Client::new();
+    let outbox_dir = deployment.data.join("outbox");
+    // The server logs each email it has written.
+    deployment
+        .server
+        .stderr
+        .wait_until(|t| t.matches("authorization email sent").count() == 2)
+        .await;
+    let page = http
+        .get(format!("{}/outbox", deployment.url))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert_eq!(page.matches(">Check Request</a>").count(), 2, "{page}");
+    let emls = std::fs::read_dir(&outbox_dir)
+        .unwrap()
+        .filter(|e| {
+            e.as_ref()
+                .unwrap()
+                .path()
+                .extension()
+                .is_some_and(|x| x == "eml")
+        })
+        .count();
+    assert_eq!(emls, 2);
+    let start = page.find("class=\"check\" href=\"").unwrap() + "class=\"check\" href=\"".len();
+    let link = &page[start..start + page[start..].find('"').unwrap()];
+    assert!(link.starts_with(&format!("{}/a/", deployment.url)));
+    assert_eq!(click(link, "deny").await, reqwest::StatusCode::SEE_OTHER);
+    assert_eq!(connect.exit_code().await, 240);
+    let last = connect.stderr.text();
+    assert!(last.contains("\"denied\""), "{last}");
+    assert!(
+        last.lines()
+            .last()
+            .unwrap()
+            .starts_with("doorman: authorization denied by "),
+        "{last}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connect_failures_name_their_cause_with_distinct_statuses() {
+    let mut deployment = deploy(None).await;
+    let url = deployment.url.clone();
+    let (code, _, err) = doorman(&[
+        "connect",
+        "office-pc",
+        "--server",
+        &url,
+        "--token",
+        "dop_wrong",
+        "--",
+        "true",
+    ])
+    .await;
+    assert_eq!(
+        (code, err.trim()),
+        (244, "doorman: the server refused the operator token")
+    );
+    let (code, _, err) = doorman(&[
+        "connect",
+        "nowhere",
+        "--server",
+        &url,
+        "--token",
+        &deployment.token,
+        "--",
+        "true",
+    ])
+    .await;
+    assert_eq!(
+        (code, err.trim()),
+        (242, "doorman: unknown computer \"nowhere\"")
+    );
+    let (code, _, err) = doorman(&[
+        "connect",
+        "office-pc",
+        "--server",
+        &url,
+        "--token",
+        &deployment.token,
+        "--reason",
+        &"x".repeat(501),
+        "--",
+        "true",
+    ])
+    .await;
+    assert_eq!(code, 2);
+    assert!(
+        err.contains("--reason must be at most 500 characters"),
+        "{err}"
+    );
+    let (code, _, err) = doorman(&[
+        "connect",
+        "office-pc",
+        "--server",
+        &url,
+        "--token",
+        &deployment.token,
+    ])
+    .await;
+    assert_eq!(code, 2);
+    assert!(err.contains("give a command"), "{err}");
+    let (code, _, err) = doorman(&[
+        "connect",
+        "office-pc",
+        "--server",
+        "http://127.0.0.1:1",
+        "--token",
+        "dop_x",
+        "--",
+        "true",
+    ])
+    .await;
+    assert_eq!(code, 255);
+    assert!(err.contains("cannot reach the server"), "{err}");
+    assert_eq!(err.trim().lines().count(), 1, "{err}");
+
+    let mut agent = deployment.agent.take().unwrap();
+    agent.child.kill().await.unwrap();
+    // The server notices the agent's connection closing.
+    let mut offline = (0, String::new());
+    for _ in 0..100 {
+        let (code, _, err) = doorman(&[
+            "connect",
+            "office-pc",
+            "--server",
+            &url,
+            "--token",
+            &deployment.token,
+            "--",
+            "true",
+        ])
+        .await;
+        offline = (code, err);
+        if offline.0 == 243 {
+            break;
+        }
+    }
+    assert_eq!(
+        (offline.0, offline.1.trim()),
+        (243, "doorman: computer \"office-pc\" is offline")
+    );
+
+    let (code, help, _) = doorman(&["connect", "--help"]).await;
+    assert_eq!(code, 0);
+    for status in ["240", "241", "242", "243", "244", "245", "130"] {
+        assert!(help.contains(status), "--help lists exit status {status}");
+    }
+    let _ = deployment.server.child.start_kill();
+}
+
+#[tokio::test]
+async fn settings_are_validated_and_written_atomically() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("agent.toml");
+    let original = "# mine\nserver = \"http://127.0.0.1:8080\"\nname = \"office-pc\"\nkey = \"dak_secret-key\"\n\n[desktop_sharing]\nrequire_email_authorization = false\n";
+    std::fs::write(&config, original).unwrap();
+    let config = path(&config).to_string();
+
+    let (code, out, _) = doorman(&["settings", "--config", &config, "show"]).await;
+    assert_eq!(code, 0);
+    assert!(
+        out.contains("name = \"office-pc\"") && out.contains("email_authorization_timeout = 180"),
+        "{out}"
+    );
+    assert!(!out.contains("dak_secret-key"), "show masks the key");
+
+    for (args, needle) in [
+        (
+            vec!["--email-timeout", "4"],
+            "desktop_sharing.email_authorization_timeout: must be between 5 and 3600 seconds",
+        ),
+        (
+            vec!["--email-timeout", "3601"],
+            "email_authorization_timeout",
+        ),
+        (
+            vec!["--require-email-authorization", "true"],
+            "desktop_sharing.recipients: at least one recipient",
+        ),
+        (
+            vec!["--recipients", "it@example.com,not-an-address"],
+            "desktop_sharing.recipients[1]: \"not-an-address\" is not a valid email address",
+        ),
+        (vec![], "nothing to change"),
+    ] {
+        let mut full = vec!["settings", "--config", &config, "set"];
+        full.extend(args.iter().copied());
+        let (code, _, err) = doorman(&full).await;
+        assert_eq!(code, 1, "{args:?}");
+        assert!(err.contains(needle), "{args:?}: {err}");
+        assert_eq!(err.trim().lines().count(), 1, "one line: {err}");
+        assert_eq!(
+            std::fs::read_to_string(&config).unwrap(),
+            original,
+            "the file is untouched"
+        );
+    }
+    let (code, _, err) = doorman(&[
+        "settings",
+        "--config",
+        &config,
+        "set",
+        "--require-email-authorization",
+        "maybe",
+    ])
+    .await;
+    assert_eq!(code, 2, "{err}");
+    assert_eq!(std::fs::read_to_string(&config).unwrap(), original);
+
+    let (code, out, err) = doorman(&[
+        "settings",
+        "--config",
+        &config,
+        "set",
+        "--recipients",
+        "a@example.com, b@example.org",
+        "--email-timeout",
+        "60",
+        "--require-email-authorization",
+        "true",
+    ])
+    .await;
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        out.contains("recipients = [\"a@example.com\", \"b@example.org\"]"),
+        "{out}"
+    );
+    let text = std::fs::read_to_string(&config).unwrap();
+    assert!(text.starts_with("# mine\n"), "comments kept");
+    assert!(text.contains("key = \"dak_secret-key\""));
+    assert!(text.contains("email_authorization_timeout = 60"));
+    assert_eq!(
+        std::fs::read_dir(dir.path()).unwrap().count(),
+        1,
+        "no temporary file left behind"
+    );
+
+    let (code, _, err) =
+        doorman(&["settings", "--config", "/nonexistent/agent.toml", "show"]).await;
+    assert_eq!(code, 1);
+    assert!(
+        err.contains("cannot read settings file /nonexistent/agent.toml"),
+        "{err}"
+    );
+}
+
+#[tokio::test]
+async fn admin_and_server_refuse_bad_input_with_one_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let data = path(&data);
+    let (code, _, _) = doorman(&["admin", "--data-dir", data, "operator", "add", "alice"]).await;
+    assert_eq!(code, 0);
+    let (code, out, err) =
+        doorman(&["admin", "--data-dir", data, "operator", "add", "alice"]).await;
+    assert_eq!(
+        (code, out.as_str(), err.trim()),
+        (1, "", "doorman: operator \"alice\" already exists")
+    );
+    let (code, _, err) = doorman(&["admin", "--data-dir", data, "agent", "add", "bad name"]).await;
+    assert_eq!(code, 1);
+    assert!(
+        err.starts_with("doorman: invalid name \"bad name\""),
+        "{err}"
+    );
+
+    let (code, _, err) = doorman(&[
+        "server",
+        "--listen",
+        "127.0.0.1:0",
+        "--data-dir",
+        data,
+        "--public-url",
+        "ftp://x",
+    ])
+    .await;
+    assert_eq!(code, 1);
+    assert!(err.contains("invalid --public-url \"ftp://x\""), "{err}");
+    let (code, _, err) = doorman(&[
+        "server",
+        "--listen",
+        "127.0.0.1:0",
+        "--data-dir",
+        data,
+        "--mail-from",
+        "nobody",
+    ])
+    .await;
+    assert_eq!(code, 1);
+    assert!(err.contains("invalid --mail-from \"nobody\""), "{err}");
+    let bad_config = dir.path().join("server.toml");
+    std::fs::write(&bad_config, "listen = \"127.0.0.1:0\"\nsmtp = \"x\"\n").unwrap();
+    let (code, _, err) = doorman(&["server", "--config", path(&bad_config)]).await;
+    assert_eq!(code, 1);
+    assert!(err.contains("unknown field `smtp`"), "{err}");
+    assert_eq!(err.trim().lines().count(), 1, "{err}");
+}

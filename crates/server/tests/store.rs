@@ -1,0 +1,218 @@
+//! The database's own guarantees: one winner per request, no decision after
+//! expiry, named errors for duplicates, one session per approval.
+
+use doorman_core::RequestState;
+use doorman_server::store::{AuditEvent, NewRequest, Store, StoreError};
+
+async fn store() -> (tempfile::TempDir, Store) {
+    let dir = tempfile::tempdir().unwrap();
+    let url = doorman_server::default_database_url(dir.path());
+    let store = Store::open(&url).await.unwrap();
+    (dir, store)
+}
+
+async fn request(store: &Store, id: &str, created_at: i64, expires_at: i64) {
+    store
+        .create_request(&NewRequest {
+            id: id.into(),
+            computer: "pc".into(),
+            operator: "alice".into(),
+            operator_ip: "127.0.0.1".into(),
+            reason: String::new(),
+            service: "run `true`".into(),
+            created_at,
+            expires_at,
+            recipients: vec![
+                ("a@example.com".into(), [id.as_bytes()[0]; 32]),
+                (
+                    "b@example.com".into(),
+                    [id.as_bytes()[0].wrapping_add(100); 32],
+                ),
+            ],
+        })
+        .await
+        .unwrap();
+}
+
+fn audit(event: &str) -> AuditEvent {
+    AuditEvent {
+        event: event.into(),
+        ..AuditEvent::default()
+    }
+}
+
+#[tokio::test]
+async fn a_click_at_or_after_expiry_never_wins() {
+    let (_dir, store) = store().await;
+    request(&store, "r1", 1_000, 2_000).await;
+    let at_expiry = store
+        .settle(
+            "r1",
+            RequestState::Allowed,
+            Some("a@example.com"),
+            2_000,
+            &audit("allowed"),
+        )
+        .await
+        .unwrap();
+    assert!(!at_expiry);
+    let early_expiry = store
+        .settle("r1", RequestState::Expired, None, 1_999, &audit("expired"))
+        .await
+        .unwrap();
+    assert!(!early_expiry, "expiry before its time is refused");
+    assert!(
+        store
+            .settle("r1", RequestState::Expired, None, 2_000, &audit("expired"))
+            .await
+            .unwrap()
+    );
+    let row = store.request("r1").await.unwrap().unwrap();
+    assert_eq!(row.state, RequestState::Expired);
+    assert_eq!(row.decided_by, None);
+    let kinds: Vec<_> = store
+        .audit_events()
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|e| e.event)
+        .collect();
+    assert!(
+        !kinds.contains(&"allowed".to_string()),
+        "a losing settle records nothing"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn many_simultaneous_decisions_have_exactly_one_winner() {
+    let (_dir, store) = store().await;
+    request(&store, "r2", 0, i64::MAX).await;
+    let mut tasks = Vec::new();
+    for i in 0..40 {
+        let store = store.clone();
+        tasks.push(tokio::spawn(async move {
+            let (state, event) = if i % 2 == 0 {
+                (RequestState::Allowed, "allowed")
+            } else {
+                (RequestState::Denied, "denied")
+            };
+            let by = format!("r{i}@example.com");
+            store
+                .settle("r2", state, Some(&by), 10, &audit(event))
+                .await
+                .unwrap()
+        }));
+    }
+    let mut winners = 0;
+    for task in tasks {
+        winners += usize::from(task.await.unwrap());
+    }
+    assert_eq!(winners, 1);
+    let decisions = store
+        .audit_events()
+        .await
+        .unwrap()
+        .into_iter()
+        .filter(|e| e.event == "allowed" || e.event == "denied")
+        .count();
+    assert_eq!(decisions, 1);
+}
+
+#[tokio::test]
+async fn a_settled_request_never_changes_again() {
+    let (_dir, store) = store().await;
+    request(&store, "r3", 0, 10_000).await;
+    assert!(
+        store
+            .settle(
+                "r3",
+                RequestState::Denied,
+                Some("a@example.com"),
+                5,
+                &audit("denied")
+            )
+            .await
+            .unwrap()
+    );
+    for state in [
+        RequestState::Allowed,
+        RequestState::Cancelled,
+        RequestState::Denied,
+    ] {
+        assert!(
+            !store
+                .settle("r3", state, Some("b@example.com"), 6, &audit("x"))
+                .await
+                .unwrap()
+        );
+    }
+    assert!(
+        !store
+            .settle("r3", RequestState::Expired, None, 20_000, &audit("expired"))
+            .await
+            .unwrap()
+    );
+    let row = store.request("r3").await.unwrap().unwrap();
+    assert_eq!(
+        (row.state, row.decided_by.as_deref()),
+        (RequestState::Denied, Some("a@example.com"))
+    );
+}
+
+#[tokio::test]
+async fn duplicate_names_and_second_sessions_are_named_errors() {
+    let (_dir, store) = store().await;
+    store.add_operator("alice", &[1; 32], 0).await.unwrap();
+    let err = store.add_operator("alice", &[2; 32], 0).await.unwrap_err();
+    assert!(
+        matches!(
+            err,
+            StoreError::AlreadyExists {
+                kind: "operator",
+                ..
+            }
+        ),
+        "{err}"
+    );
+    assert_eq!(err.to_string(), "operator \"alice\" already exists");
+    store.add_agent("pc", &[3; 32], 0).await.unwrap();
+    assert!(matches!(
+        store.add_agent("pc", &[4; 32], 0).await,
+        Err(StoreError::AlreadyExists { kind: "agent", .. })
+    ));
+
+    request(&store, "r4", 0, 10_000).await;
+    store
+        .start_session(Some("r4"), "pc", "alice", 1)
+        .await
+        .unwrap();
+    assert!(matches!(
+        store.start_session(Some("r4"), "pc", "alice", 2).await,
+        Err(StoreError::SessionAlreadyStarted)
+    ));
+    // Sessions without a request (authorization off) are not limited.
+    store.start_session(None, "pc", "alice", 3).await.unwrap();
+    store.start_session(None, "pc", "alice", 4).await.unwrap();
+}
+
+#[tokio::test]
+async fn reopening_applies_no_migration_twice_and_keeps_data() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = doorman_server::default_database_url(dir.path());
+    let store = Store::open(&url).await.unwrap();
+    store.add_operator("alice", &[1; 32], 0).await.unwrap();
+    drop(store);
+    let store = Store::open(&url).await.unwrap();
+    assert_eq!(
+        store
+            .operator_by_token_hash(&[1; 32])
+            .await
+            .unwrap()
+            .as_deref(),
+        Some("alice")
+    );
+    assert!(matches!(
+        Store::open("postgres://x").await,
+        Err(StoreError::UnsupportedDatabase(_))
+    ));
+}
