@@ -8,6 +8,7 @@ mod link;
 pub mod notify;
 mod session;
 pub mod settings_file;
+mod shell;
 
 use std::future::Future;
 use std::path::PathBuf;

@@ -12,7 +12,12 @@ use doorman_proto::{AGENT_NAME_HEADER, AGENT_PATH, Dialer};
 use hyper::header::{AUTHORIZATION, HeaderName, HeaderValue};
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
+use tokio::sync::mpsc;
+
+/// Forward sessions in progress: request id → the targets their approval covers.
+pub type ForwardGrants = Arc<Mutex<HashMap<String, Vec<String>>>>;
 
 /// Most offers remembered at once; older ones are forgotten first.
 const MAX_REMEMBERED_OFFERS: usize = 1024;
@@ -93,11 +98,20 @@ async fn serve_once(config: &Path) -> Result<(), String> {
     }
     tracing::info!(computer = %settings.name, server = %settings.server, "agent online");
     let mut awaited: HashMap<String, AwaitedOffer> = HashMap::new();
+    let grants = ForwardGrants::default();
+    // Messages from tasks (tunnel refusals) go out through this loop's writer.
+    let (outgoing, mut to_send) = mpsc::channel::<AgentToServer>(64);
     loop {
-        let message = match reader.read_message::<ServerToAgent>().await {
-            Ok(Some(message)) => message,
-            Ok(None) => return Ok(()),
-            Err(e) => return Err(e.to_string()),
+        let message = tokio::select! {
+            message = reader.read_message::<ServerToAgent>() => match message {
+                Ok(Some(message)) => message,
+                Ok(None) => return Ok(()),
+                Err(e) => return Err(e.to_string()),
+            },
+            Some(message) = to_send.recv() => {
+                writer.write_message(&message).await.map_err(|e| e.to_string())?;
+                continue;
+            }
         };
         match message {
             ServerToAgent::Welcome => {}
@@ -117,7 +131,13 @@ async fn serve_once(config: &Path) -> Result<(), String> {
                         awaited.insert(request_id.clone(), AwaitedOffer { operator, service });
                     }
                     OfferReply::Admit => {
-                        session::spawn(config.to_path_buf(), request_id.clone(), operator, service);
+                        session::spawn(
+                            config.to_path_buf(),
+                            request_id.clone(),
+                            operator,
+                            service,
+                            grants.clone(),
+                        );
                     }
                     OfferReply::Refuse { .. } => {}
                 }
@@ -146,7 +166,44 @@ async fn serve_once(config: &Path) -> Result<(), String> {
                         request_id,
                         offer.operator,
                         offer.service,
+                        grants.clone(),
                     );
+                }
+            }
+            ServerToAgent::OpenTunnel {
+                request_id,
+                tunnel_id,
+                target,
+            } => {
+                let granted = grants
+                    .lock()
+                    .map(|grants| {
+                        grants
+                            .get(&request_id)
+                            .is_some_and(|targets| targets.contains(&target))
+                    })
+                    .unwrap_or(false);
+                // The settings as they are now must still offer the target.
+                let offered = settings_file::load(config)
+                    .map(|settings| settings.services.forward.contains(&target))
+                    .unwrap_or(false);
+                if granted && offered {
+                    session::spawn_tunnel(
+                        config.to_path_buf(),
+                        tunnel_id,
+                        target,
+                        outgoing.clone(),
+                    );
+                } else {
+                    tracing::warn!(request = %request_id, %target, "refusing a tunnel that no allowed session covers");
+                    let refusal = AgentToServer::TunnelRefused {
+                        tunnel_id,
+                        message: format!("forwarding to {target} is not allowed"),
+                    };
+                    writer
+                        .write_message(&refusal)
+                        .await
+                        .map_err(|e| e.to_string())?;
                 }
             }
         }
@@ -179,7 +236,20 @@ fn answer_offer(
         Service::Command { .. } if !settings.services.shell => {
             return refuse("remote commands are not offered on this computer".into());
         }
-        Service::Command { .. } => {}
+        Service::Shell { .. } if !settings.services.shell => {
+            return refuse("interactive shells are not offered on this computer".into());
+        }
+        Service::Forward { targets } => {
+            if let Some(target) = targets
+                .iter()
+                .find(|t| !settings.services.forward.contains(t))
+            {
+                return refuse(format!(
+                    "forwarding to {target} is not offered on this computer"
+                ));
+            }
+        }
+        Service::Command { .. } | Service::Shell { .. } => {}
     }
     let description = service.describe();
     let sharing = &settings.desktop_sharing;

@@ -1,13 +1,15 @@
 //! Running an agreed session: open the session connection to the server and
-//! run the command with its output streamed back and its input fed from the
-//! operator, then report how it exited.
+//! run what was approved — a command with its output streamed back, a login
+//! shell in a pseudo-terminal, or a forward session whose tunnels each get a
+//! connection of their own — then report how it ended.
 
-use crate::link::agent_headers;
+use crate::link::{ForwardGrants, agent_headers};
 use crate::notify::{self, Notification};
 use crate::settings_file;
 use bytes::Bytes;
 use doorman_proto::connection::{Connection, FrameWriter, decode_message};
 use doorman_proto::frame::Frame;
+use doorman_proto::message::AgentToServer;
 use doorman_proto::message::{Service, SessionMessage};
 use doorman_proto::{Dialer, SESSION_PATH_PREFIX};
 use std::path::PathBuf;
@@ -16,13 +18,20 @@ use std::sync::Arc;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::process::Command;
 use tokio::sync::Mutex;
+use tokio::sync::mpsc;
 
 type SharedWriter<W> = Arc<Mutex<FrameWriter<W>>>;
 
 /// Starts the session in its own task.
-pub fn spawn(config: PathBuf, request_id: String, operator: String, service: Service) {
+pub fn spawn(
+    config: PathBuf,
+    request_id: String,
+    operator: String,
+    service: Service,
+    grants: ForwardGrants,
+) {
     tokio::spawn(async move {
-        let status = match run(&config, &request_id, &operator, service).await {
+        let status = match run(&config, &request_id, &operator, service, grants).await {
             Ok(status) => status,
             Err(error) => {
                 tracing::warn!(request = %request_id, %error, "session failed");
@@ -36,26 +45,95 @@ pub fn spawn(config: PathBuf, request_id: String, operator: String, service: Ser
     });
 }
 
+/// Opens `/v1/session/<id>` on the server as this agent.
+async fn dial_session(
+    config: &std::path::Path,
+    id: &str,
+) -> Result<doorman_proto::dial::Upgraded, String> {
+    let settings = settings_file::load(config).map_err(|e| e.to_string())?;
+    let dialer = Dialer::new(&settings.server).map_err(|e| e.to_string())?;
+    let headers = agent_headers(&settings)?;
+    dialer
+        .dial(&format!("{SESSION_PATH_PREFIX}{id}"), &headers)
+        .await
+        .map_err(|e| e.to_string())
+}
+
 async fn run(
     config: &std::path::Path,
     request_id: &str,
     operator: &str,
     service: Service,
+    grants: ForwardGrants,
 ) -> Result<String, String> {
-    let settings = settings_file::load(config).map_err(|e| e.to_string())?;
-    let dialer = Dialer::new(&settings.server).map_err(|e| e.to_string())?;
-    let headers = agent_headers(&settings)?;
-    let io = dialer
-        .dial(&format!("{SESSION_PATH_PREFIX}{request_id}"), &headers)
-        .await
-        .map_err(|e| e.to_string())?;
+    let io = dial_session(config, request_id).await?;
     notify::show(&Notification::SessionStarted {
         operator,
         service: &service.describe(),
     });
     match service {
         Service::Command { argv } => run_command(Connection::new(io), argv).await,
+        Service::Shell { term, rows, cols } => {
+            crate::shell::run(Connection::new(io), term, rows, cols).await
+        }
+        Service::Forward { targets } => {
+            if let Ok(mut grants) = grants.lock() {
+                grants.insert(request_id.to_string(), targets);
+            }
+            // The session lasts as long as the operator's connection.
+            let mut io = io;
+            let mut sink = [0u8; 1024];
+            while let Ok(n) = io.read(&mut sink).await {
+                if n == 0 {
+                    break;
+                }
+            }
+            if let Ok(mut grants) = grants.lock() {
+                grants.remove(request_id);
+            }
+            Ok("forwarding ended".into())
+        }
     }
+}
+
+/// Carries one forwarded connection: connects to `target`, opens the tunnel's
+/// session connection, and relays bytes both ways until both sides are done.
+pub fn spawn_tunnel(
+    config: PathBuf,
+    tunnel_id: String,
+    target: String,
+    outgoing: mpsc::Sender<AgentToServer>,
+) {
+    tokio::spawn(async move {
+        let mut stream = match tokio::net::TcpStream::connect(&target).await {
+            Ok(stream) => stream,
+            Err(error) => {
+                tracing::warn!(%target, %error, "cannot connect a forwarded connection");
+                let _ = outgoing
+                    .send(AgentToServer::TunnelRefused {
+                        tunnel_id,
+                        message: format!("cannot connect to {target}: {error}"),
+                    })
+                    .await;
+                return;
+            }
+        };
+        let _ = stream.set_nodelay(true);
+        let mut tunnel = match dial_session(&config, &tunnel_id).await {
+            Ok(io) => io,
+            Err(error) => {
+                tracing::warn!(%target, %error, "cannot open a tunnel");
+                return;
+            }
+        };
+        let _ = tokio::io::copy_bidirectional_with_sizes(
+            &mut stream,
+            &mut tunnel,
+            64 * 1024,
+            64 * 1024,
+        )
+        .await;
+    });
 }
 
 async fn run_command<T>(connection: Connection<T>, argv: Vec<String>) -> Result<String, String>

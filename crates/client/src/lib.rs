@@ -4,10 +4,13 @@
 #![forbid(unsafe_code)]
 
 mod error;
+pub mod forward;
 pub mod progress;
 mod session;
+pub mod tty;
 
-pub use error::ConnectError;
+pub use error::{ConnectError, exit};
+pub use forward::ForwardSpec;
 pub use progress::{Progress, ProgressStyle};
 
 use doorman_core::Secret;
@@ -29,8 +32,18 @@ pub struct ConnectRequest {
     pub token: Secret,
     pub computer: String,
     pub reason: String,
-    /// The remote command, executed directly (no shell) on the computer.
-    pub command: Vec<String>,
+    pub session: SessionKind,
+}
+
+/// What to do once allowed.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum SessionKind {
+    /// Run this argv directly (no shell) on the computer.
+    Command(Vec<String>),
+    /// The remote login shell in a pseudo-terminal of this size.
+    Shell { term: String, rows: u16, cols: u16 },
+    /// Carry local connections to targets on the computer's side.
+    Forward(Vec<ForwardSpec>),
 }
 
 /// Where the session's streams go: the process's own in the binary, buffers
@@ -39,6 +52,9 @@ pub struct Terminal {
     pub stdin: Box<dyn AsyncRead + Send + Unpin>,
     pub stdout: Box<dyn AsyncWrite + Send + Unpin>,
     pub stderr: Box<dyn AsyncWrite + Send + Unpin>,
+    /// The process's own terminal: raw mode and window-size changes apply
+    /// during a shell session.
+    pub is_tty: bool,
 }
 
 impl Terminal {
@@ -48,6 +64,7 @@ impl Terminal {
             stdin: Box::new(tokio::io::stdin()),
             stdout: Box::new(tokio::io::stdout()),
             stderr: Box::new(tokio::io::stderr()),
+            is_tty: tty::interactive(),
         }
     }
 }
@@ -68,16 +85,34 @@ pub async fn connect(
         .map_err(|e| ConnectError::InvalidRequest(format!("computer name {e}")))?;
     validate_reason(&request.reason)
         .map_err(|e| ConnectError::InvalidRequest(format!("--reason {e}")))?;
-    if request.command.is_empty() {
-        return Err(ConnectError::InvalidRequest(
-            "give a command to run after --, e.g. `doorman connect office-pc -- uptime`".into(),
-        ));
-    }
+    let service = match &request.session {
+        SessionKind::Command(argv) if argv.is_empty() => {
+            return Err(ConnectError::InvalidRequest(
+                "give a command to run after --, e.g. `doorman connect office-pc -- uptime`".into(),
+            ));
+        }
+        SessionKind::Command(argv) => Service::Command { argv: argv.clone() },
+        SessionKind::Shell { term, rows, cols } => Service::Shell {
+            term: term.clone(),
+            rows: *rows,
+            cols: *cols,
+        },
+        SessionKind::Forward(specs) => Service::Forward {
+            targets: specs.iter().map(|spec| spec.target.clone()).collect(),
+        },
+    };
+    let listeners = match &request.session {
+        SessionKind::Forward(specs) => forward::bind_all(specs).await?,
+        _ => Vec::new(),
+    };
     let dialer = Dialer::new(&request.server).map_err(|e| ConnectError::Server(e.to_string()))?;
     let mut auth = HeaderValue::from_str(&format!("Bearer {}", request.token.expose()))
         .map_err(|_| ConnectError::BadToken)?;
     auth.set_sensitive(true);
-    let io = match dialer.dial(CONNECT_PATH, &[(AUTHORIZATION, auth)]).await {
+    let io = match dialer
+        .dial(CONNECT_PATH, &[(AUTHORIZATION, auth.clone())])
+        .await
+    {
         Ok(io) => io,
         Err(DialError::Refused { status, .. }) if status == StatusCode::UNAUTHORIZED => {
             return Err(ConnectError::BadToken);
@@ -89,9 +124,7 @@ pub async fn connect(
         .write_message(&OperatorMessage::Connect {
             computer: request.computer.clone(),
             reason: request.reason.clone(),
-            service: Service::Command {
-                argv: request.command.clone(),
-            },
+            service,
         })
         .await
         .map_err(|e| ConnectError::Server(e.to_string()))?;
@@ -174,9 +207,33 @@ pub async fn connect(
                     Refusal::SessionFailed => ConnectError::SessionFailed(message),
                 });
             }
-            ServerToOperator::SessionStarted => {
+            ServerToOperator::SessionStarted { request_id } => {
                 progress.session_started();
-                let status = session::run_command(connection, terminal, interrupt).await;
+                let status = match request.session {
+                    SessionKind::Forward(_) => {
+                        let listening: Vec<String> = listeners
+                            .iter()
+                            .map(|(listener, target)| {
+                                let local = listener
+                                    .local_addr()
+                                    .map(|a| a.to_string())
+                                    .unwrap_or_default();
+                                format!("{local} -> {target}")
+                            })
+                            .collect();
+                        progress.forwarding(&listening);
+                        session::run_forward(
+                            connection, listeners, dialer, auth, request_id, terminal, interrupt,
+                        )
+                        .await
+                    }
+                    SessionKind::Shell { .. } => {
+                        session::run_stream(connection, terminal, interrupt, true).await
+                    }
+                    SessionKind::Command(_) => {
+                        session::run_stream(connection, terminal, interrupt, false).await
+                    }
+                };
                 if let Ok(code) = &status {
                     progress.session_ended(*code);
                 }

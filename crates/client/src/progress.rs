@@ -129,6 +129,18 @@ impl Progress {
         }
     }
 
+    /// A forward session listens; each entry is `local -> target`.
+    pub fn forwarding(&mut self, listening: &[String]) {
+        match self.style {
+            ProgressStyle::Json => self.json(json!({"event": "forwarding", "listen": listening})),
+            ProgressStyle::Human { .. } => {
+                for line in listening {
+                    self.line(&format!("Forwarding {line} (Ctrl-C stops)"));
+                }
+            }
+        }
+    }
+
     pub fn session_ended(&mut self, exit_code: i32) {
         if let ProgressStyle::Json = self.style {
             self.json(json!({"event": "session_ended", "exit_code": exit_code}));

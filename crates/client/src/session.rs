@@ -9,21 +9,35 @@ use doorman_proto::frame::{Frame, MAX_PAYLOAD_LEN};
 use doorman_proto::message::SessionMessage;
 use std::future::Future;
 use std::pin::Pin;
+use std::sync::Arc;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, WriteHalf};
 
-/// Runs until the remote program exits; returns its status.
-pub async fn run_command(
+/// Runs a command or shell session until the remote program exits; returns
+/// its status. `shell` puts the local terminal in raw mode (when it is one)
+/// and sends window-size changes.
+pub async fn run_stream(
     connection: Connection<Upgraded>,
     terminal: Terminal,
     interrupt: Pin<&mut impl Future<Output = ()>>,
+    shell: bool,
 ) -> Result<i32, ConnectError> {
     let Terminal {
         stdin,
         mut stdout,
         mut stderr,
+        is_tty,
     } = terminal;
+    let raw = if shell && is_tty {
+        Some(crate::tty::RawMode::enable().map_err(|e| {
+            ConnectError::SessionFailed(format!("cannot put the terminal in raw mode: {e}"))
+        })?)
+    } else {
+        None
+    };
     let (mut reader, writer) = connection.split();
-    let input = tokio::spawn(forward_input(stdin, writer));
+    let writer = Arc::new(tokio::sync::Mutex::new(writer));
+    let input = tokio::spawn(forward_input(stdin, writer.clone()));
+    let resize = (shell && is_tty).then(|| tokio::spawn(forward_resizes(writer.clone())));
     let mut interrupt = interrupt;
     let result = loop {
         let frame = tokio::select! {
@@ -40,7 +54,7 @@ pub async fn run_command(
                 Ok(SessionMessage::Error { message }) => {
                     write_out(&mut stderr, format!("doorman: {message}\n").as_bytes()).await;
                 }
-                Ok(SessionMessage::StdinEof) => {}
+                Ok(SessionMessage::StdinEof | SessionMessage::Resize { .. }) => {}
                 Err(error) => break Err(ConnectError::SessionFailed(error.to_string())),
             },
             Ok(Some(Frame::Stdin(_))) => {}
@@ -53,8 +67,47 @@ pub async fn run_command(
         }
     };
     input.abort();
+    if let Some(resize) = resize {
+        resize.abort();
+    }
     let _ = stdout.flush().await;
     let _ = stderr.flush().await;
+    drop(raw);
+    result
+}
+
+/// Runs a forward session until interrupted (status 0) or until the computer
+/// or server ends it.
+pub async fn run_forward(
+    connection: Connection<Upgraded>,
+    listeners: Vec<(tokio::net::TcpListener, String)>,
+    dialer: doorman_proto::Dialer,
+    auth: hyper::header::HeaderValue,
+    session: String,
+    terminal: Terminal,
+    interrupt: Pin<&mut impl Future<Output = ()>>,
+) -> Result<i32, ConnectError> {
+    let Terminal { mut stderr, .. } = terminal;
+    let (errors, mut failures) = tokio::sync::mpsc::unbounded_channel();
+    let acceptors = crate::forward::serve(listeners, dialer, auth, session, errors);
+    let (mut io, _) = connection.into_parts();
+    let mut interrupt = interrupt;
+    let mut sink = [0u8; 256];
+    let result = loop {
+        tokio::select! {
+            () = &mut interrupt => break Ok(0),
+            Some(message) = failures.recv() => {
+                write_out(&mut stderr, format!("doorman: {message}\n").as_bytes()).await;
+            }
+            read = io.read(&mut sink) => match read {
+                Ok(0) | Err(_) => break Err(ConnectError::SessionFailed("the computer ended the forward session".into())),
+                Ok(_) => {}
+            },
+        }
+    };
+    for acceptor in acceptors {
+        acceptor.abort();
+    }
     result
 }
 
@@ -65,20 +118,44 @@ async fn write_out(out: &mut (dyn AsyncWrite + Send + Unpin), data: &[u8]) {
     }
 }
 
-async fn forward_input(
-    mut stdin: Box<dyn AsyncRead + Send + Unpin>,
-    mut writer: FrameWriter<WriteHalf<Upgraded>>,
-) {
+type SharedWriter = Arc<tokio::sync::Mutex<FrameWriter<WriteHalf<Upgraded>>>>;
+
+/// Sends the terminal's size whenever it changes (SIGWINCH).
+async fn forward_resizes(writer: SharedWriter) {
+    let Ok(mut changes) =
+        tokio::signal::unix::signal(tokio::signal::unix::SignalKind::window_change())
+    else {
+        return;
+    };
+    while changes.recv().await.is_some() {
+        let (rows, cols) = crate::tty::size();
+        if writer
+            .lock()
+            .await
+            .write_message(&SessionMessage::Resize { rows, cols })
+            .await
+            .is_err()
+        {
+            return;
+        }
+    }
+}
+
+async fn forward_input(mut stdin: Box<dyn AsyncRead + Send + Unpin>, writer: SharedWriter) {
     let mut buffer = vec![0u8; 32 * 1024.min(MAX_PAYLOAD_LEN)];
     loop {
         match stdin.read(&mut buffer).await {
             Ok(0) | Err(_) => {
-                let _ = writer.write_message(&SessionMessage::StdinEof).await;
+                let _ = writer
+                    .lock()
+                    .await
+                    .write_message(&SessionMessage::StdinEof)
+                    .await;
                 return;
             }
             Ok(n) => {
                 let frame = Frame::Stdin(Bytes::copy_from_slice(&buffer[..n]));
-                if writer.write_frame(&frame).await.is_err() {
+                if writer.lock().await.write_frame(&frame).await.is_err() {
                     return;
                 }
             }

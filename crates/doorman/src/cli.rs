@@ -38,8 +38,10 @@ pub enum Command {
 
 pub const CONNECT_EXIT_STATUSES: &str = "\
 Exit status:
-  0-255  the remote command's exit status (128+N when killed by signal N)
-  2      invalid arguments or request (bad computer name, reason too long, no command)
+  0-255  the remote command's or shell's exit status (128+N when killed by signal N)
+  0      a forward session (-L) stopped with Ctrl-C
+  2      invalid arguments or request (bad computer name, reason too long,
+         no command and no terminal, a -L port that cannot be bound)
   130    cancelled (Ctrl-C) while waiting for authorization or during the session
   240    authorization denied
   241    authorization expired: nobody decided in time
@@ -190,8 +192,13 @@ pub struct ConnectArgs {
     /// Report each state change as one JSON object per line on stderr
     #[arg(long)]
     pub json: bool,
+    /// Forward local connections to HOST:PORT as seen from the computer, like
+    /// `ssh -L`; BIND defaults to loopback. Repeatable. Runs until Ctrl-C.
+    #[arg(short = 'L', value_name = "[BIND:]PORT:HOST:PORT")]
+    pub forward: Vec<doorman_client::ForwardSpec>,
     /// The command to run on the computer (executed directly, not by a shell;
-    /// use `sh -c '…'` for shell syntax)
+    /// use `sh -c '…'` for shell syntax). Without a command or -L, and on a
+    /// terminal: an interactive login shell.
     #[arg(last = true, value_name = "COMMAND")]
     pub command: Vec<String>,
 }

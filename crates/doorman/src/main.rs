@@ -257,12 +257,34 @@ async fn connect(args: cli::ConnectArgs) -> i32 {
         }
     };
     let mut progress = doorman_client::Progress::new(style, Box::new(std::io::stderr()));
+    let session = match (args.command.is_empty(), args.forward.is_empty()) {
+        (false, false) => {
+            eprintln!("doorman: give either a command or -L forwards, not both");
+            return doorman_client::exit::INVALID_REQUEST;
+        }
+        (false, true) => doorman_client::SessionKind::Command(args.command),
+        (true, false) => doorman_client::SessionKind::Forward(args.forward),
+        (true, true) if doorman_client::tty::interactive() => {
+            let (rows, cols) = doorman_client::tty::size();
+            doorman_client::SessionKind::Shell {
+                term: std::env::var("TERM").unwrap_or_else(|_| "xterm-256color".into()),
+                rows,
+                cols,
+            }
+        }
+        (true, true) => {
+            eprintln!(
+                "doorman: no command and no terminal: give a command after --, or -L forwards"
+            );
+            return doorman_client::exit::INVALID_REQUEST;
+        }
+    };
     let request = doorman_client::ConnectRequest {
         server: args.server,
         token: doorman_core::Secret::new(args.token),
         computer: args.computer,
         reason: args.reason,
-        command: args.command,
+        session,
     };
     let interrupt = async {
         let _ = tokio::signal::ctrl_c().await;

@@ -24,3 +24,6 @@ pub const AGENT_NAME_HEADER: &str = "x-doorman-agent";
 pub const AGENT_PATH: &str = "/v1/agent";
 pub const CONNECT_PATH: &str = "/v1/connect";
 pub const SESSION_PATH_PREFIX: &str = "/v1/session/";
+pub const TUNNEL_PATH_PREFIX: &str = "/v1/tunnel/";
+/// Header naming a tunnel's `host:port` target on `/v1/tunnel/…`.
+pub const TARGET_HEADER: &str = "x-doorman-target";

@@ -14,6 +14,11 @@ pub enum Service {
     /// Run a program (argv executed directly, not through a shell) and stream
     /// its output back.
     Command { argv: Vec<String> },
+    /// The user's login shell in a pseudo-terminal.
+    Shell { term: String, rows: u16, cols: u16 },
+    /// Carry TCP connections to these `host:port` targets, as seen from the
+    /// computer, one tunnel per connection.
+    Forward { targets: Vec<String> },
 }
 
 impl Service {
@@ -21,6 +26,8 @@ impl Service {
     pub fn describe(&self) -> String {
         match self {
             Service::Command { argv } => format!("run `{}`", argv.join(" ")),
+            Service::Shell { .. } => "open an interactive shell".to_string(),
+            Service::Forward { targets } => format!("forward TCP to {}", targets.join(", ")),
         }
     }
 }
@@ -85,7 +92,9 @@ pub enum ServerToOperator {
         message: String,
     },
     /// From the next byte on, this connection is relayed to the agent.
-    SessionStarted,
+    SessionStarted {
+        request_id: String,
+    },
 }
 
 /// Server → agent, on `/v1/agent`.
@@ -106,6 +115,13 @@ pub enum ServerToAgent {
         request_id: String,
         outcome: Outcome,
     },
+    /// The operator of a forward session opened a connection: connect to
+    /// `target` and open `/v1/session/<tunnel_id>` to carry it.
+    OpenTunnel {
+        request_id: String,
+        tunnel_id: String,
+        target: String,
+    },
 }
 
 /// Agent → server, on `/v1/agent`.
@@ -116,6 +132,8 @@ pub enum AgentToServer {
         request_id: String,
         reply: OfferReply,
     },
+    /// The agent will not (or cannot) carry this tunnel.
+    TunnelRefused { tunnel_id: String, message: String },
 }
 
 /// The agent's answer to an offer, from its own settings.
@@ -139,6 +157,8 @@ pub enum OfferReply {
 pub enum SessionMessage {
     /// The operator's standard input is finished.
     StdinEof,
+    /// The operator's terminal changed size.
+    Resize { rows: u16, cols: u16 },
     /// The remote program ended.
     Exit {
         code: Option<i32>,

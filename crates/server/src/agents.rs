@@ -39,6 +39,11 @@ pub async fn serve(broker: Arc<Broker>, io: Upgraded, name: String) {
                             let _ = waiting.send(reply);
                         }
                     }
+                    Ok(Some(AgentToServer::TunnelRefused { tunnel_id, message })) => {
+                        tracing::info!(computer = %name, %message, "tunnel refused by the agent");
+                        // Dropping the slot tells the waiting operator at once.
+                        drop(broker.session_sender(&tunnel_id, &name));
+                    }
                     Ok(None) => break,
                     Err(error) => {
                         tracing::warn!(computer = %name, %error, "agent sent a bad message; closing");

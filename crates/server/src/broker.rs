@@ -53,6 +53,14 @@ struct SessionSlot {
     deliver: oneshot::Sender<Upgraded>,
 }
 
+/// A forward session in progress: who may open tunnels, to where.
+#[derive(Clone, Debug)]
+pub struct ForwardGrant {
+    pub operator: String,
+    pub computer: String,
+    pub targets: Vec<String>,
+}
+
 /// Why an offer got no answer.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum OfferError {
@@ -68,6 +76,7 @@ pub struct Broker {
     agents: Mutex<HashMap<String, AgentLink>>,
     waiting: Mutex<HashMap<String, watch::Sender<Option<Outcome>>>>,
     sessions: Mutex<HashMap<String, SessionSlot>>,
+    forwards: Mutex<HashMap<String, ForwardGrant>>,
     next_link_id: AtomicU64,
     /// Bumped whenever an agent comes or goes, so callers can await it.
     agents_changed: watch::Sender<u64>,
@@ -112,6 +121,7 @@ impl Broker {
             agents: Mutex::default(),
             waiting: Mutex::default(),
             sessions: Mutex::default(),
+            forwards: Mutex::default(),
             next_link_id: AtomicU64::new(1),
             agents_changed: watch::channel(0).0,
             outbox_wakeup: Notify::new(),
@@ -258,6 +268,41 @@ impl Broker {
         }
     }
 
+    /// Lets the operator open tunnels for this session until the returned
+    /// guard is dropped.
+    pub fn grant_forwarding(
+        self: &Arc<Self>,
+        session: &str,
+        operator: &str,
+        computer: &str,
+        targets: Vec<String>,
+    ) -> ForwardingGuard {
+        lock(&self.forwards).insert(
+            session.to_string(),
+            ForwardGrant {
+                operator: operator.to_string(),
+                computer: computer.to_string(),
+                targets,
+            },
+        );
+        ForwardingGuard {
+            broker: Arc::clone(self),
+            session: session.to_string(),
+        }
+    }
+
+    pub fn forward_grant(&self, session: &str) -> Option<ForwardGrant> {
+        lock(&self.forwards).get(session).cloned()
+    }
+
+    /// Sends a message to an online agent; false if it is not online.
+    pub async fn send_to_agent(&self, computer: &str, message: ServerToAgent) -> bool {
+        match self.agent_sender(computer) {
+            Some(sender) => sender.send(AgentCommand::Send(message)).await.is_ok(),
+            None => false,
+        }
+    }
+
     /// Settles a request if it is still pending, records the audit event, and
     /// pushes the outcome. Returns the request's outcome afterwards (whoever won).
     pub async fn settle(
@@ -353,6 +398,19 @@ impl Broker {
                 tokio::time::sleep(Duration::from_millis(20)).await;
             }
         });
+    }
+}
+
+/// Ends a forward session's grant on drop.
+#[derive(Debug)]
+pub struct ForwardingGuard {
+    broker: Arc<Broker>,
+    session: String,
+}
+
+impl Drop for ForwardingGuard {
+    fn drop(&mut self) {
+        lock(&self.broker.forwards).remove(&self.session);
     }
 }
 

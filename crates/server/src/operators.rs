@@ -10,7 +10,10 @@ use doorman_core::limits::{
 };
 use doorman_core::mask::mask_address;
 use doorman_core::names::{validate_name, validate_reason};
-use doorman_core::settings::validate_recipient;
+use doorman_core::settings::{validate_forward_target, validate_recipient};
+
+/// Most `-L` targets one forward session may carry.
+const MAX_FORWARD_TARGETS: usize = 16;
 use doorman_core::{Outcome, RequestState};
 use doorman_proto::connection::Connection;
 use doorman_proto::dial::Upgraded;
@@ -83,6 +86,21 @@ fn validate_ask(computer: &str, reason: &str, service: &Service) -> Result<(), S
             }
             if argv.iter().any(|arg| arg.contains('\0')) {
                 return Err("command contains a NUL byte".into());
+            }
+        }
+        Service::Shell { term, .. } => {
+            if term.len() > 64 || term.chars().any(|c| c.is_control()) {
+                return Err("terminal name must be one short line".into());
+            }
+        }
+        Service::Forward { targets } => {
+            if targets.is_empty() || targets.len() > MAX_FORWARD_TARGETS {
+                return Err(format!(
+                    "between 1 and {MAX_FORWARD_TARGETS} forward targets"
+                ));
+            }
+            for target in targets {
+                validate_forward_target(target)?;
             }
         }
     }
@@ -186,7 +204,7 @@ async fn serve_connection(
             connection
                 .write_message(&ServerToOperator::Admitted)
                 .await?;
-            relay_session(broker, connection, &ask, None, expected).await
+            relay_session(broker, connection, &ask, &request_id, None, expected).await
         }
         OfferReply::RequireAuthorization {
             recipients,
@@ -240,7 +258,15 @@ async fn serve_connection(
             };
             connection.write_message(&outcome_message(&outcome)).await?;
             if matches!(outcome, Outcome::Allowed { .. }) {
-                relay_session(broker, connection, &ask, Some(&request_id), expected).await
+                relay_session(
+                    broker,
+                    connection,
+                    &ask,
+                    &request_id,
+                    Some(&request_id),
+                    expected,
+                )
+                .await
             } else {
                 Ok(())
             }
@@ -338,6 +364,7 @@ async fn relay_session(
     broker: &Arc<Broker>,
     mut connection: Connection<Upgraded>,
     ask: &Ask<'_>,
+    session_key: &str,
     request_id: Option<&str>,
     mut expected: crate::broker::ExpectedSession,
 ) -> Result<(), OperatorError> {
@@ -375,8 +402,17 @@ async fn relay_session(
         .record(&audit(ask, "session_started", request_id, None))
         .await?;
     connection
-        .write_message(&ServerToOperator::SessionStarted)
+        .write_message(&ServerToOperator::SessionStarted {
+            request_id: session_key.to_string(),
+        })
         .await?;
+    // Tunnels of a forward session are accepted while the session lasts.
+    let _grant = match &ask.service {
+        Service::Forward { targets } => {
+            Some(broker.grant_forwarding(session_key, ask.operator, &ask.computer, targets.clone()))
+        }
+        _ => None,
+    };
 
     let (mut operator_io, early) = connection.into_parts();
     let mut shutdown = broker.shutdown.clone();

@@ -73,6 +73,28 @@ async fn authenticate_agent(state: &AppState, headers: &HeaderMap) -> Result<Str
     }
 }
 
+/// Checks an operator's token; the operator's name on success.
+async fn authenticate_operator(state: &AppState, headers: &HeaderMap) -> Result<String, Response> {
+    let token = bearer(headers).unwrap_or_default();
+    let denied = || plain(StatusCode::UNAUTHORIZED, "invalid operator token");
+    if !secrets::plausible_token(token) {
+        return Err(denied());
+    }
+    match state
+        .broker
+        .store
+        .operator_by_token_hash(&secrets::hash(token))
+        .await
+    {
+        Ok(Some(name)) => Ok(name),
+        Ok(None) => Err(denied()),
+        Err(error) => {
+            tracing::error!(%error, "cannot check an operator token");
+            Err(plain(StatusCode::INTERNAL_SERVER_ERROR, "internal error"))
+        }
+    }
+}
+
 /// `GET /v1/agent`: an agent's control connection.
 pub async fn agent(
     State(state): State<AppState>,
@@ -102,27 +124,86 @@ pub async fn operator(
     if !wants_upgrade(&headers) {
         return plain(StatusCode::BAD_REQUEST, "expected Upgrade: doorman/1");
     }
-    let token = bearer(&headers).unwrap_or_default();
-    let denied = || plain(StatusCode::UNAUTHORIZED, "invalid operator token");
-    if !secrets::plausible_token(token) {
-        return denied();
-    }
-    let operator = match state
-        .broker
-        .store
-        .operator_by_token_hash(&secrets::hash(token))
-        .await
-    {
-        Ok(Some(name)) => name,
-        Ok(None) => return denied(),
-        Err(error) => {
-            tracing::error!(%error, "cannot check an operator token");
-            return plain(StatusCode::INTERNAL_SERVER_ERROR, "internal error");
-        }
+    let operator = match authenticate_operator(&state, &headers).await {
+        Ok(name) => name,
+        Err(response) => return response,
     };
     let broker = state.broker.clone();
     switch(&state, request, move |io| {
         crate::operators::serve(broker, io, operator, peer.ip())
+    })
+}
+
+/// How long the agent has to connect a tunnel's target.
+const TUNNEL_OPEN_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// `GET /v1/tunnel/{session}`: one forwarded connection of an operator's
+/// forward session, carried to the agent on a connection of its own.
+pub async fn tunnel(
+    State(state): State<AppState>,
+    Path(session): Path<String>,
+    headers: HeaderMap,
+    request: Request,
+) -> Response {
+    if !wants_upgrade(&headers) {
+        return plain(StatusCode::BAD_REQUEST, "expected Upgrade: doorman/1");
+    }
+    let operator = match authenticate_operator(&state, &headers).await {
+        Ok(name) => name,
+        Err(response) => return response,
+    };
+    let target = headers
+        .get(doorman_proto::TARGET_HEADER)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
+        .to_string();
+    let Some(grant) = state
+        .broker
+        .forward_grant(&session)
+        .filter(|grant| grant.operator == operator)
+    else {
+        return plain(
+            StatusCode::NOT_FOUND,
+            "no forward session with this id is running",
+        );
+    };
+    if !grant.targets.contains(&target) {
+        return plain(
+            StatusCode::FORBIDDEN,
+            &format!("{target:?} is not a target of this session"),
+        );
+    }
+    let Ok(tunnel_id) = secrets::new_id() else {
+        return plain(StatusCode::INTERNAL_SERVER_ERROR, "internal error");
+    };
+    let mut expected = state.broker.expect_session(&tunnel_id, &grant.computer);
+    let open = doorman_proto::message::ServerToAgent::OpenTunnel {
+        request_id: session,
+        tunnel_id,
+        target: target.clone(),
+    };
+    if !state.broker.send_to_agent(&grant.computer, open).await {
+        return plain(StatusCode::SERVICE_UNAVAILABLE, "the computer is offline");
+    }
+    let mut agent_io = match tokio::time::timeout(TUNNEL_OPEN_TIMEOUT, &mut expected.receiver).await
+    {
+        Ok(Ok(io)) => io,
+        _ => {
+            return plain(
+                StatusCode::BAD_GATEWAY,
+                &format!("the computer could not connect to {target}"),
+            );
+        }
+    };
+    drop(expected);
+    switch(&state, request, move |mut operator_io| async move {
+        let _ = tokio::io::copy_bidirectional_with_sizes(
+            &mut operator_io,
+            &mut agent_io,
+            64 * 1024,
+            64 * 1024,
+        )
+        .await;
     })
 }
 

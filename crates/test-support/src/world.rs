@@ -26,6 +26,7 @@ pub struct WorldBuilder {
     pub recipients: Vec<String>,
     pub timeout_secs: u32,
     pub shell: bool,
+    pub forward: Vec<String>,
 }
 
 impl Default for WorldBuilder {
@@ -35,6 +36,7 @@ impl Default for WorldBuilder {
             recipients: vec!["it@example.com".into(), "owner@example.com".into()],
             timeout_secs: 180,
             shell: true,
+            forward: Vec::new(),
         }
     }
 }
@@ -55,6 +57,12 @@ impl WorldBuilder {
         self
     }
 
+    /// Lets operators forward to these `host:port` targets.
+    pub fn forward(mut self, targets: &[&str]) -> Self {
+        self.forward = targets.iter().map(|t| t.to_string()).collect();
+        self
+    }
+
     pub fn without_shell(mut self) -> Self {
         self.shell = false;
         self
@@ -70,8 +78,15 @@ impl WorldBuilder {
         format!(
             "server = \"{server}\"\nname = \"{COMPUTER}\"\nkey = \"{key}\"\n\n\
              [desktop_sharing]\nrequire_email_authorization = {}\nemail_authorization_timeout = {}\nrecipients = [{recipients}]\n\n\
-             [services]\nshell = {}\n",
-            self.require_email_authorization, self.timeout_secs, self.shell
+             [services]\nshell = {}\nforward = [{}]\n",
+            self.require_email_authorization,
+            self.timeout_secs,
+            self.shell,
+            self.forward
+                .iter()
+                .map(|t| format!("{t:?}"))
+                .collect::<Vec<_>>()
+                .join(", ")
         )
     }
 
@@ -173,6 +188,26 @@ impl World {
         command: &[&str],
         reason: &str,
     ) -> Connecting {
+        let session =
+            doorman_client::SessionKind::Command(command.iter().map(|s| s.to_string()).collect());
+        self.connect_with(
+            computer,
+            token,
+            session,
+            reason,
+            Box::new(tokio::io::empty()),
+        )
+    }
+
+    /// Connects for any kind of session, with `stdin` as the operator's input.
+    pub fn connect_with(
+        &self,
+        computer: &str,
+        token: &str,
+        session: doorman_client::SessionKind,
+        reason: &str,
+        stdin: Box<dyn tokio::io::AsyncRead + Send + Unpin>,
+    ) -> Connecting {
         let progress_buf = SharedBuf::default();
         let stdout = SharedBuf::default();
         let stderr = SharedBuf::default();
@@ -181,13 +216,14 @@ impl World {
             token: Secret::new(token),
             computer: computer.to_string(),
             reason: reason.to_string(),
-            command: command.iter().map(|s| s.to_string()).collect(),
+            session,
         };
         let (cancel, cancelled) = oneshot::channel::<()>();
         let terminal = Terminal {
-            stdin: Box::new(tokio::io::empty()),
+            stdin,
             stdout: Box::new(stdout.clone()),
             stderr: Box::new(stderr.clone()),
+            is_tty: false,
         };
         let mut progress = Progress::new(ProgressStyle::Json, Box::new(progress_buf.clone()));
         let task = tokio::spawn(async move {

@@ -1,0 +1,149 @@
+//! An interactive shell session: the user's login shell in a pseudo-terminal,
+//! the operator's keystrokes in, the screen out, window-size changes applied.
+
+use bytes::Bytes;
+use doorman_proto::connection::{Connection, decode_message};
+use doorman_proto::frame::Frame;
+use doorman_proto::message::SessionMessage;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+
+/// The shell to start: `$SHELL`, else `/bin/sh`.
+fn login_shell() -> String {
+    std::env::var("SHELL")
+        .ok()
+        .filter(|shell| !shell.is_empty())
+        .unwrap_or_else(|| "/bin/sh".into())
+}
+
+/// A terminal name that is safe to put in the environment.
+fn sanitize_term(term: &str) -> String {
+    let ok = !term.is_empty()
+        && term.len() <= 64
+        && term
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'.' || b == b'+');
+    if ok {
+        term.to_string()
+    } else {
+        "xterm-256color".into()
+    }
+}
+
+pub async fn run<T>(
+    connection: Connection<T>,
+    term: String,
+    rows: u16,
+    cols: u16,
+) -> Result<String, String>
+where
+    T: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let (pty, pts) =
+        pty_process::open().map_err(|e| format!("cannot open a pseudo-terminal: {e}"))?;
+    pty.resize(pty_process::Size::new(rows.max(1), cols.max(1)))
+        .map_err(|e| format!("cannot size the pseudo-terminal: {e}"))?;
+    let shell = login_shell();
+    let mut command = pty_process::Command::new(&shell)
+        .arg("-l")
+        .env("TERM", sanitize_term(&term))
+        .kill_on_drop(true);
+    if let Some(home) = std::env::var_os("HOME") {
+        command = command.current_dir(home);
+    }
+    let (mut reader, mut writer) = connection.split();
+    let mut child = match command.spawn(pts) {
+        Ok(child) => child,
+        Err(error) => {
+            let message = format!("cannot start {shell}: {error}");
+            let _ = writer
+                .write_message(&SessionMessage::Error {
+                    message: message.clone(),
+                })
+                .await;
+            let _ = writer
+                .write_message(&SessionMessage::Exit {
+                    code: Some(127),
+                    signal: None,
+                })
+                .await;
+            return Err(message);
+        }
+    };
+    let (mut pty_out, mut pty_in) = pty.into_split();
+    let mut buffer = vec![0u8; 32 * 1024];
+    let mut output_done = false;
+    let mut input_open = true;
+    let status = loop {
+        tokio::select! {
+            read = pty_out.read(&mut buffer), if !output_done => match read {
+                Ok(n) if n > 0 => {
+                    let frame = Frame::Stdout(Bytes::copy_from_slice(&buffer[..n]));
+                    if writer.write_frame(&frame).await.is_err() {
+                        let _ = child.start_kill();
+                    }
+                }
+                // EIO once the shell and its children have closed the terminal.
+                _ => output_done = true,
+            },
+            frame = reader.read_frame(), if input_open => match frame {
+                Ok(Some(Frame::Stdin(data))) => {
+                    let _ = pty_in.write_all(&data).await;
+                }
+                Ok(Some(Frame::Message(payload))) => match decode_message(&payload) {
+                    Ok(SessionMessage::Resize { rows, cols }) => {
+                        let _ = pty_in.resize(pty_process::Size::new(rows.max(1), cols.max(1)));
+                    }
+                    Ok(SessionMessage::StdinEof) => {
+                        // Ctrl-D as a terminal would send it.
+                        let _ = pty_in.write_all(&[4]).await;
+                    }
+                    _ => {}
+                },
+                Ok(Some(_)) => {}
+                Ok(None) | Err(_) => {
+                    input_open = false;
+                    let _ = child.start_kill();
+                }
+            },
+            status = child.wait() => break status.map_err(|e| e.to_string())?,
+        }
+    };
+    // Drain what the shell printed last.
+    while !output_done {
+        match tokio::time::timeout(
+            std::time::Duration::from_millis(200),
+            pty_out.read(&mut buffer),
+        )
+        .await
+        {
+            Ok(Ok(n)) if n > 0 => {
+                let _ = writer
+                    .write_frame(&Frame::Stdout(Bytes::copy_from_slice(&buffer[..n])))
+                    .await;
+            }
+            _ => output_done = true,
+        }
+    }
+    let signal = std::os::unix::process::ExitStatusExt::signal(&status);
+    let _ = writer
+        .write_message(&SessionMessage::Exit {
+            code: status.code(),
+            signal,
+        })
+        .await;
+    let _ = writer.shutdown().await;
+    Ok(format!("{status}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::sanitize_term;
+
+    #[test]
+    fn terminal_names_are_sanitized() {
+        assert_eq!(sanitize_term("xterm-256color"), "xterm-256color");
+        assert_eq!(sanitize_term("screen.xterm"), "screen.xterm");
+        assert_eq!(sanitize_term("x\ny"), "xterm-256color");
+        assert_eq!(sanitize_term(""), "xterm-256color");
+    }
+}
