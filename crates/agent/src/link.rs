@@ -2,7 +2,7 @@
 //! settings, act on settled outcomes, and reconnect with jittered backoff
 //! whenever the server goes away.
 
-use crate::notify::{self, Notification};
+use crate::notify::{self, Event, Visitor};
 use crate::session;
 use crate::settings_file;
 use doorman_core::{AgentSettings, Outcome};
@@ -24,7 +24,7 @@ const MAX_REMEMBERED_OFFERS: usize = 1024;
 
 /// An offer this agent asked email authorization for.
 struct AwaitedOffer {
-    operator: String,
+    visitor: Visitor,
     service: Service,
 }
 
@@ -122,19 +122,25 @@ async fn serve_once(config: &Path) -> Result<(), String> {
                 reason,
                 service,
             } => {
-                let reply = answer_offer(config, &operator, &operator_ip, &reason, &service);
+                let visitor = Visitor {
+                    operator,
+                    operator_ip,
+                    reason,
+                    service: service.describe(),
+                };
+                let reply = answer_offer(config, &visitor, &service);
                 match &reply {
                     OfferReply::RequireAuthorization { .. } => {
                         if awaited.len() >= MAX_REMEMBERED_OFFERS {
                             awaited.clear();
                         }
-                        awaited.insert(request_id.clone(), AwaitedOffer { operator, service });
+                        awaited.insert(request_id.clone(), AwaitedOffer { visitor, service });
                     }
                     OfferReply::Admit => {
                         session::spawn(
                             config.to_path_buf(),
                             request_id.clone(),
-                            operator,
+                            visitor,
                             service,
                             grants.clone(),
                         );
@@ -156,15 +162,18 @@ async fn serve_once(config: &Path) -> Result<(), String> {
                     tracing::warn!(request = %request_id, "ignoring an outcome for a request this agent did not ask for");
                     continue;
                 };
-                notify::show(&Notification::Settled {
-                    operator: &offer.operator,
-                    outcome: &outcome,
-                });
+                let event = match &outcome {
+                    Outcome::Allowed { by, .. } => Event::Allowed { by: by.clone() },
+                    Outcome::Denied { by, .. } => Event::Denied { by: by.clone() },
+                    Outcome::Expired { .. } => Event::Expired,
+                    Outcome::Cancelled { .. } => Event::Cancelled,
+                };
+                notify::show(notify_command(config).as_deref(), &offer.visitor, &event);
                 if matches!(outcome, Outcome::Allowed { .. }) {
                     session::spawn(
                         config.to_path_buf(),
                         request_id,
-                        offer.operator,
+                        offer.visitor,
                         offer.service,
                         grants.clone(),
                     );
@@ -210,27 +219,38 @@ async fn serve_once(config: &Path) -> Result<(), String> {
     }
 }
 
+/// The `notify_command` of the settings as they are now.
+pub fn notify_command(config: &Path) -> Option<String> {
+    settings_file::load(config).ok()?.notify_command
+}
+
 /// Decides from the settings file as it is now.
-fn answer_offer(
-    config: &Path,
-    operator: &str,
-    operator_ip: &str,
-    reason: &str,
-    service: &Service,
-) -> OfferReply {
-    let refuse = |message: String| {
-        notify::show(&Notification::Refused {
-            operator,
-            message: &message,
-        });
-        OfferReply::Refuse { message }
-    };
+fn answer_offer(config: &Path, visitor: &Visitor, service: &Service) -> OfferReply {
     let settings = match settings_file::load(config) {
         Ok(settings) => settings,
         Err(error) => {
             tracing::error!(%error, "refusing connections until the settings file is fixed");
-            return refuse("the computer's settings file is invalid".into());
+            let message = "the computer's settings file is invalid".to_string();
+            notify::show(
+                None,
+                visitor,
+                &Event::Refused {
+                    message: message.clone(),
+                },
+            );
+            return OfferReply::Refuse { message };
         }
+    };
+    let command = settings.notify_command.as_deref();
+    let refuse = |message: String| {
+        notify::show(
+            command,
+            visitor,
+            &Event::Refused {
+                message: message.clone(),
+            },
+        );
+        OfferReply::Refuse { message }
     };
     match service {
         Service::Command { .. } if !settings.services.shell => {
@@ -251,28 +271,19 @@ fn answer_offer(
         }
         Service::Command { .. } | Service::Shell { .. } => {}
     }
-    let description = service.describe();
     let sharing = &settings.desktop_sharing;
     if sharing.require_email_authorization {
-        notify::show(&Notification::AwaitingAuthorization {
-            operator,
-            operator_ip,
-            reason,
-            service: &description,
-            recipients: &sharing.recipients,
-            timeout_secs: sharing.email_authorization_timeout,
-        });
+        let event = Event::AwaitingAuthorization {
+            recipients: sharing.recipients.clone(),
+            expires_in: sharing.email_authorization_timeout,
+        };
+        notify::show(command, visitor, &event);
         OfferReply::RequireAuthorization {
             recipients: sharing.recipients.clone(),
             timeout_secs: sharing.email_authorization_timeout,
         }
     } else {
-        notify::show(&Notification::ConnectingWithoutAuthorization {
-            operator,
-            operator_ip,
-            reason,
-            service: &description,
-        });
+        notify::show(command, visitor, &Event::Connecting);
         OfferReply::Admit
     }
 }

@@ -4,7 +4,7 @@
 //! connection of their own — then report how it ended.
 
 use crate::link::{ForwardGrants, agent_headers};
-use crate::notify::{self, Notification};
+use crate::notify::{self, Event, Visitor};
 use crate::settings_file;
 use bytes::Bytes;
 use doorman_proto::connection::{Connection, FrameWriter, decode_message};
@@ -26,22 +26,24 @@ type SharedWriter<W> = Arc<Mutex<FrameWriter<W>>>;
 pub fn spawn(
     config: PathBuf,
     request_id: String,
-    operator: String,
+    visitor: Visitor,
     service: Service,
     grants: ForwardGrants,
 ) {
     tokio::spawn(async move {
-        let status = match run(&config, &request_id, &operator, service, grants).await {
+        let status = match run(&config, &request_id, &visitor, service, grants).await {
             Ok(status) => status,
             Err(error) => {
                 tracing::warn!(request = %request_id, %error, "session failed");
                 format!("failed: {error}")
             }
         };
-        notify::show(&Notification::SessionEnded {
-            operator: &operator,
-            status: &status,
-        });
+        let command = crate::link::notify_command(&config);
+        notify::show(
+            command.as_deref(),
+            &visitor,
+            &Event::SessionEnded { status },
+        );
     });
 }
 
@@ -62,15 +64,13 @@ async fn dial_session(
 async fn run(
     config: &std::path::Path,
     request_id: &str,
-    operator: &str,
+    visitor: &Visitor,
     service: Service,
     grants: ForwardGrants,
 ) -> Result<String, String> {
     let io = dial_session(config, request_id).await?;
-    notify::show(&Notification::SessionStarted {
-        operator,
-        service: &service.describe(),
-    });
+    let command = crate::link::notify_command(config);
+    notify::show(command.as_deref(), visitor, &Event::SessionStarted);
     match service {
         Service::Command { argv } => run_command(Connection::new(io), argv).await,
         Service::Shell { term, rows, cols } => {

@@ -26,6 +26,10 @@ pub struct AgentSettings {
     /// Certificates to trust for an `https://` server instead of the system's.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ca: Option<PathBuf>,
+    /// A shell command run for every event, with its details in `DOORMAN_*`
+    /// environment variables.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub notify_command: Option<String>,
     #[serde(default)]
     pub desktop_sharing: DesktopSharing,
     #[serde(default)]

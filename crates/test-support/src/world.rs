@@ -27,6 +27,7 @@ pub struct WorldBuilder {
     pub timeout_secs: u32,
     pub shell: bool,
     pub forward: Vec<String>,
+    pub notify_command: Option<String>,
 }
 
 impl Default for WorldBuilder {
@@ -37,6 +38,7 @@ impl Default for WorldBuilder {
             timeout_secs: 180,
             shell: true,
             forward: Vec::new(),
+            notify_command: None,
         }
     }
 }
@@ -63,6 +65,11 @@ impl WorldBuilder {
         self
     }
 
+    pub fn notify_command(mut self, command: &str) -> Self {
+        self.notify_command = Some(command.to_string());
+        self
+    }
+
     pub fn without_shell(mut self) -> Self {
         self.shell = false;
         self
@@ -75,8 +82,13 @@ impl WorldBuilder {
             .map(|r| format!("{r:?}"))
             .collect::<Vec<_>>()
             .join(", ");
+        let notify = self
+            .notify_command
+            .as_ref()
+            .map(|command| format!("notify_command = {command:?}\n"))
+            .unwrap_or_default();
         format!(
-            "server = \"{server}\"\nname = \"{COMPUTER}\"\nkey = \"{key}\"\n\n\
+            "server = \"{server}\"\nname = \"{COMPUTER}\"\nkey = \"{key}\"\n{notify}\n\
              [desktop_sharing]\nrequire_email_authorization = {}\nemail_authorization_timeout = {}\nrecipients = [{recipients}]\n\n\
              [services]\nshell = {}\nforward = [{}]\n",
             self.require_email_authorization,
