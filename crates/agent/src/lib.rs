@@ -33,7 +33,7 @@ pub async fn run(
 ) -> Result<(), AgentError> {
     let settings = settings_file::load(&config)?;
     // Checked once up front so that a wrong URL fails at start, not in a loop.
-    doorman_proto::Dialer::new(&settings.server)?;
+    doorman_proto::Dialer::new(&settings.server, settings.ca.as_deref())?;
     tracing::info!(
         computer = %settings.name,
         server = %settings.server,

@@ -84,7 +84,8 @@ fn jitter(max: u64) -> u64 {
 
 async fn serve_once(config: &Path) -> Result<(), String> {
     let settings = settings_file::load(config).map_err(|e| e.to_string())?;
-    let dialer = Dialer::new(&settings.server).map_err(|e| e.to_string())?;
+    let dialer =
+        Dialer::new(&settings.server, settings.ca.as_deref()).map_err(|e| e.to_string())?;
     let headers = agent_headers(&settings)?;
     let io = dialer
         .dial(AGENT_PATH, &headers)

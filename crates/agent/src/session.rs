@@ -53,7 +53,8 @@ async fn dial_session(
     id: &str,
 ) -> Result<doorman_proto::dial::Upgraded, String> {
     let settings = settings_file::load(config).map_err(|e| e.to_string())?;
-    let dialer = Dialer::new(&settings.server).map_err(|e| e.to_string())?;
+    let dialer =
+        Dialer::new(&settings.server, settings.ca.as_deref()).map_err(|e| e.to_string())?;
     let headers = agent_headers(&settings)?;
     dialer
         .dial(&format!("{SESSION_PATH_PREFIX}{id}"), &headers)

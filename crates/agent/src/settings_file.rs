@@ -34,10 +34,17 @@ pub fn load(path: &Path) -> Result<AgentSettings, SettingsFileError> {
         path: path.to_path_buf(),
         source,
     })?;
-    AgentSettings::parse(&text).map_err(|error| SettingsFileError::Invalid {
+    let mut settings = AgentSettings::parse(&text).map_err(|error| SettingsFileError::Invalid {
         path: path.to_path_buf(),
         error,
-    })
+    })?;
+    // A relative `ca` is relative to the settings file, not the working directory.
+    if let (Some(ca), Some(dir)) = (&settings.ca, path.parent())
+        && ca.is_relative()
+    {
+        settings.ca = Some(dir.join(ca));
+    }
+    Ok(settings)
 }
 
 /// Applies a change to the file, keeping its comments; an invalid change

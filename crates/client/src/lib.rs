@@ -29,6 +29,8 @@ use tokio::io::{AsyncRead, AsyncWrite};
 #[derive(Clone, Debug)]
 pub struct ConnectRequest {
     pub server: String,
+    /// CA certificates to trust for an `https://` server instead of the system's.
+    pub ca: Option<std::path::PathBuf>,
     pub token: Secret,
     pub computer: String,
     pub reason: String,
@@ -105,7 +107,8 @@ pub async fn connect(
         SessionKind::Forward(specs) => forward::bind_all(specs).await?,
         _ => Vec::new(),
     };
-    let dialer = Dialer::new(&request.server).map_err(|e| ConnectError::Server(e.to_string()))?;
+    let dialer = Dialer::new(&request.server, request.ca.as_deref())
+        .map_err(|e| ConnectError::Server(e.to_string()))?;
     let mut auth = HeaderValue::from_str(&format!("Bearer {}", request.token.expose()))
         .map_err(|_| ConnectError::BadToken)?;
     auth.set_sensitive(true);

@@ -55,7 +55,7 @@ Exit status:
 #[derive(Debug, Args)]
 pub struct ServerArgs {
     /// TOML file with any of: listen, public_url, data_dir, database_url,
-    /// smtp_url, mail_from. Command-line options override it.
+    /// smtp_url, mail_from, tls_cert, tls_key. Command-line options override it.
     #[arg(long, value_name = "FILE")]
     pub config: Option<PathBuf>,
     /// Address to listen on [default: 127.0.0.1:8080]
@@ -77,7 +77,7 @@ pub struct ServerArgs {
     /// Sender address of the emails [default: doorman@localhost]
     #[arg(long, value_name = "ADDR")]
     pub mail_from: Option<String>,
-    /// TLS certificate chain (PEM)
+    /// Serve everything over TLS with this certificate chain (PEM)
     #[arg(long, value_name = "PEM", requires = "tls_key")]
     pub tls_cert: Option<PathBuf>,
     /// TLS private key (PEM)

@@ -55,6 +55,7 @@ shell = true
         database_url: None,
         smtp_url: None,
         mail_from: "Doorman demo <doorman@localhost>".into(),
+        tls: None,
     };
     let exe = std::env::current_exe()
         .map(|path| path.display().to_string())

@@ -111,6 +111,8 @@ struct ServerFile {
     database_url: Option<String>,
     smtp_url: Option<String>,
     mail_from: Option<String>,
+    tls_cert: Option<PathBuf>,
+    tls_key: Option<PathBuf>,
 }
 
 const DEFAULT_LISTEN: &str = "127.0.0.1:8080";
@@ -118,11 +120,6 @@ const DEFAULT_DATA_DIR: &str = "doorman-data";
 const DEFAULT_MAIL_FROM: &str = "doorman@localhost";
 
 async fn server(args: cli::ServerArgs) -> Result<()> {
-    if args.tls_cert.is_some() {
-        bail!(
-            "--tls-cert/--tls-key: TLS is not supported yet; put a TLS-terminating proxy in front for now"
-        );
-    }
     let file = match &args.config {
         Some(path) => {
             let text = std::fs::read_to_string(path)
@@ -141,11 +138,20 @@ async fn server(args: cli::ServerArgs) -> Result<()> {
         .with_context(|| format!("cannot listen on {listen}"))?;
     // With port 0 the links must name the port actually bound.
     let bound = listener.local_addr()?;
+    let tls = match (
+        args.tls_cert.or(file.tls_cert),
+        args.tls_key.or(file.tls_key),
+    ) {
+        (Some(cert), Some(key)) => Some(doorman_server::TlsFiles { cert, key }),
+        (None, None) => None,
+        _ => bail!("--tls-cert and --tls-key go together"),
+    };
+    let scheme = if tls.is_some() { "https" } else { "http" };
     let config = doorman_server::ServerConfig {
         public_url: args
             .public_url
             .or(file.public_url)
-            .unwrap_or_else(|| format!("http://{bound}")),
+            .unwrap_or_else(|| format!("{scheme}://{bound}")),
         data_dir: args
             .data_dir
             .or(file.data_dir)
@@ -156,6 +162,7 @@ async fn server(args: cli::ServerArgs) -> Result<()> {
             .mail_from
             .or(file.mail_from)
             .unwrap_or_else(|| DEFAULT_MAIL_FROM.into()),
+        tls,
     };
     doorman_server::run(config, listener, shutdown_signal()).await?;
     Ok(())
@@ -245,10 +252,6 @@ fn show_settings(path: &Path, mut settings: doorman_core::AgentSettings) -> Resu
 
 async fn connect(args: cli::ConnectArgs) -> i32 {
     init_logging("warn");
-    if args.ca.is_some() {
-        eprintln!("doorman: --ca: TLS is not supported yet");
-        return doorman_client::ConnectError::Server(String::new()).exit_code();
-    }
     let style = if args.json {
         doorman_client::ProgressStyle::Json
     } else {
@@ -281,6 +284,7 @@ async fn connect(args: cli::ConnectArgs) -> i32 {
     };
     let request = doorman_client::ConnectRequest {
         server: args.server,
+        ca: args.ca,
         token: doorman_core::Secret::new(args.token),
         computer: args.computer,
         reason: args.reason,

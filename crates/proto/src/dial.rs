@@ -6,12 +6,16 @@
 //! server's one-line message.
 
 use crate::UPGRADE_PROTOCOL;
+use crate::tls::MaybeTls;
 use bytes::Bytes;
 use http_body_util::{BodyExt, Empty, Limited};
 use hyper::header::{CONNECTION, HOST, HeaderName, HeaderValue, UPGRADE};
 use hyper::{Request, StatusCode, Uri};
 use hyper_util::rt::TokioIo;
+use rustls::pki_types::ServerName;
+use std::sync::Arc;
 use tokio::net::TcpStream;
+use tokio_rustls::TlsConnector;
 
 /// The byte stream of an upgraded connection.
 pub type Upgraded = TokioIo<hyper::upgrade::Upgraded>;
@@ -28,34 +32,48 @@ pub enum DialError {
     },
     #[error("HTTP error talking to the server: {0}")]
     Http(String),
+    #[error("TLS with the server at {address} failed: {message}")]
+    Tls { address: String, message: String },
+    #[error(transparent)]
+    TlsSetup(#[from] crate::tls::TlsError),
     /// The server answered without upgrading; `message` is its explanation.
     #[error("server refused ({status}): {message}")]
     Refused { status: StatusCode, message: String },
 }
 
 /// Where the server is, parsed once.
-#[derive(Clone, Debug)]
+#[derive(Clone)]
 pub struct Dialer {
     host: String,
     port: u16,
     authority: String,
+    /// Set for `https://` servers.
+    tls: Option<Arc<rustls::ClientConfig>>,
+}
+
+impl std::fmt::Debug for Dialer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Dialer")
+            .field("authority", &self.authority)
+            .field("tls", &self.tls.is_some())
+            .finish()
+    }
 }
 
 impl Dialer {
-    /// Parses `http://host[:port]`. `https://` is refused until TLS lands
-    /// (issue "Real remote-access sessions"), rather than silently sending
-    /// secrets in the clear.
-    pub fn new(url: &str) -> Result<Self, DialError> {
+    /// Parses `http://host[:port]` or `https://host[:port]`; an `https://`
+    /// server is verified against `ca` if given, else the system's roots.
+    pub fn new(url: &str, ca: Option<&std::path::Path>) -> Result<Self, DialError> {
         let bad = |reason: &str| DialError::BadUrl {
             url: url.to_string(),
             reason: reason.to_string(),
         };
         let uri: Uri = url.parse().map_err(|_| bad("not a URL"))?;
-        match uri.scheme_str() {
-            Some("http") => {}
-            Some("https") => return Err(bad("https:// is not supported yet; use http://")),
-            _ => return Err(bad("must start with http://")),
-        }
+        let tls = match uri.scheme_str() {
+            Some("http") => None,
+            Some("https") => Some(crate::tls::client_config(ca)?),
+            _ => return Err(bad("must start with http:// or https://")),
+        };
         let authority = uri.authority().ok_or_else(|| bad("no host"))?;
         let host = authority
             .host()
@@ -65,11 +83,14 @@ impl Dialer {
         if host.is_empty() {
             return Err(bad("no host"));
         }
-        let port = authority.port_u16().unwrap_or(80);
+        let port = authority
+            .port_u16()
+            .unwrap_or(if tls.is_some() { 443 } else { 80 });
         Ok(Self {
             host,
             port,
             authority: authority.to_string(),
+            tls,
         })
     }
 
@@ -90,7 +111,27 @@ impl Dialer {
         // Sessions are interactive; small writes must not wait.
         stream
             .set_nodelay(true)
-            .map_err(|source| DialError::Unreachable { address, source })?;
+            .map_err(|source| DialError::Unreachable {
+                address: address.clone(),
+                source,
+            })?;
+        let stream = match &self.tls {
+            None => MaybeTls::Plain(stream),
+            Some(config) => {
+                let name = ServerName::try_from(self.host.clone()).map_err(|e| DialError::Tls {
+                    address: address.clone(),
+                    message: e.to_string(),
+                })?;
+                let tls = TlsConnector::from(Arc::clone(config))
+                    .connect(name, stream)
+                    .await
+                    .map_err(|e| DialError::Tls {
+                        address: address.clone(),
+                        message: e.to_string(),
+                    })?;
+                MaybeTls::Tls(Box::new(tls))
+            }
+        };
         let (mut sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
             .await
             .map_err(|e| DialError::Http(e.to_string()))?;
@@ -137,12 +178,12 @@ mod tests {
 
     #[test]
     fn parses_http_urls_and_refuses_others() {
-        let dialer = Dialer::new("http://127.0.0.1:8080").unwrap();
+        let dialer = Dialer::new("http://127.0.0.1:8080", None).unwrap();
         assert_eq!((dialer.host.as_str(), dialer.port), ("127.0.0.1", 8080));
-        let dialer = Dialer::new("http://[::1]").unwrap();
+        let dialer = Dialer::new("http://[::1]", None).unwrap();
         assert_eq!((dialer.host.as_str(), dialer.port), ("::1", 80));
-        assert!(Dialer::new("ftp://x").is_err());
-        assert!(Dialer::new("https://x").is_err());
-        assert!(Dialer::new("not a url").is_err());
+        assert!(Dialer::new("ftp://x", None).is_err());
+        assert!(Dialer::new("https://x", Some(std::path::Path::new("/nonexistent.pem"))).is_err());
+        assert!(Dialer::new("not a url", None).is_err());
     }
 }

@@ -11,6 +11,7 @@ pub mod connection;
 pub mod dial;
 pub mod frame;
 pub mod message;
+pub mod tls;
 
 pub use connection::{Connection, ConnectionError};
 pub use dial::{DialError, Dialer};

@@ -9,6 +9,7 @@
 pub mod admin;
 mod agents;
 pub mod broker;
+mod listener;
 pub mod mail;
 mod operators;
 pub mod outbox;
@@ -37,6 +38,15 @@ pub struct ServerConfig {
     /// `smtp://host:port`, `smtps://…`; none: emails go to `DATA_DIR/outbox/`.
     pub smtp_url: Option<String>,
     pub mail_from: String,
+    /// Certificate chain and key (PEM) to serve everything over TLS.
+    pub tls: Option<TlsFiles>,
+}
+
+/// Where the server's certificate and key are.
+#[derive(Clone, Debug)]
+pub struct TlsFiles {
+    pub cert: PathBuf,
+    pub key: PathBuf,
 }
 
 /// Why the server could not start or stopped with an error.
@@ -54,6 +64,8 @@ pub enum ServerError {
         path: PathBuf,
         source: std::io::Error,
     },
+    #[error(transparent)]
+    Tls(#[from] doorman_proto::tls::TlsError),
     #[error(transparent)]
     Store(#[from] StoreError),
     #[error("server I/O error: {0}")]
@@ -122,6 +134,7 @@ pub struct Server {
     stop: watch::Sender<bool>,
     delivery: outbox::Delivery,
     mail_settings: outbox::MailSettings,
+    tls: Option<Arc<rustls::ServerConfig>>,
 }
 
 impl Server {
@@ -129,6 +142,10 @@ impl Server {
     /// expiry timers of pending requests.
     pub async fn bind(config: ServerConfig, listener: TcpListener) -> Result<Self, ServerError> {
         let public_url = normalize_public_url(&config.public_url)?;
+        let tls = match &config.tls {
+            Some(files) => Some(doorman_proto::tls::server_config(&files.cert, &files.key)?),
+            None => None,
+        };
         let from: Mailbox = config
             .mail_from
             .parse()
@@ -179,6 +196,7 @@ impl Server {
                 public_url,
                 message_id_host,
             },
+            tls,
         })
     }
 
@@ -197,6 +215,7 @@ impl Server {
             stop,
             delivery,
             mail_settings,
+            tls,
         } = self;
         let outbox_dir = match &delivery {
             outbox::Delivery::Files(dir) => Some(dir.clone()),
@@ -209,8 +228,18 @@ impl Server {
             outbox_dir,
         };
         let address = listener.local_addr()?;
-        tracing::info!(%address, %public_url, "doorman server listening");
-        let service = app(state).into_make_service_with_connect_info::<std::net::SocketAddr>();
+        let with_tls = tls.is_some();
+        tracing::info!(%address, %public_url, tls = with_tls, "doorman server listening");
+        let mut router = app(state);
+        if with_tls {
+            router = router.layer(axum::middleware::from_fn(pages::strict_transport_security));
+        }
+        let service = router.into_make_service_with_connect_info::<std::net::SocketAddr>();
+        // `tap_io` lends the listener axum's ConnectInfo<SocketAddr> support.
+        let listener = axum::serve::ListenerExt::tap_io(
+            listener::DoormanListener::new(listener, tls)?,
+            |_| {},
+        );
         let mut stopped = broker.shutdown.clone();
         let served = axum::serve(listener, service)
             .with_graceful_shutdown(async move { broker::stopping(&mut stopped).await });

@@ -3,6 +3,7 @@
 #![forbid(unsafe_code)]
 
 pub mod smtp;
+pub mod tls;
 pub mod world;
 
 pub use smtp::{ReceivedMail, SmtpSink};

@@ -28,6 +28,7 @@ pub struct WorldBuilder {
     pub shell: bool,
     pub forward: Vec<String>,
     pub notify_command: Option<String>,
+    pub tls: bool,
 }
 
 impl Default for WorldBuilder {
@@ -39,6 +40,7 @@ impl Default for WorldBuilder {
             shell: true,
             forward: Vec::new(),
             notify_command: None,
+            tls: false,
         }
     }
 }
@@ -65,6 +67,13 @@ impl WorldBuilder {
         self
     }
 
+    /// Serves over TLS with certificates made now; agent and operator trust
+    /// the test CA.
+    pub fn tls(mut self) -> Self {
+        self.tls = true;
+        self
+    }
+
     pub fn notify_command(mut self, command: &str) -> Self {
         self.notify_command = Some(command.to_string());
         self
@@ -87,6 +96,12 @@ impl WorldBuilder {
             .as_ref()
             .map(|command| format!("notify_command = {command:?}\n"))
             .unwrap_or_default();
+        // Relative to the settings file, which sits beside the certificates.
+        let notify = if self.tls {
+            format!("{notify}ca = \"ca.pem\"\n")
+        } else {
+            notify
+        };
         format!(
             "server = \"{server}\"\nname = \"{COMPUTER}\"\nkey = \"{key}\"\n{notify}\n\
              [desktop_sharing]\nrequire_email_authorization = {}\nemail_authorization_timeout = {}\nrecipients = [{recipients}]\n\n\
@@ -109,13 +124,19 @@ impl WorldBuilder {
             .await
             .expect("bind");
         let address = listener.local_addr().expect("address");
-        let url = format!("http://{address}");
+        let certificates = self.tls.then(|| crate::tls::generate(dir.path()));
+        let scheme = if self.tls { "https" } else { "http" };
+        let url = format!("{scheme}://{address}");
         let config = ServerConfig {
             public_url: url.clone(),
             data_dir: dir.path().join("server"),
             database_url: None,
             smtp_url: Some(smtp.url()),
             mail_from: "Doorman <doorman@example.com>".into(),
+            tls: certificates.as_ref().map(|c| doorman_server::TlsFiles {
+                cert: c.cert.clone(),
+                key: c.key.clone(),
+            }),
         };
         let server = doorman_server::Server::bind(config.clone(), listener)
             .await
@@ -149,6 +170,7 @@ impl WorldBuilder {
             operator_token,
             agent_key,
             agent_config,
+            ca: certificates.map(|c| c.ca),
             server_stop: Some(server_stop),
             server_task: Some(server_task),
             agent_stop: Some(agent_stop),
@@ -172,6 +194,8 @@ pub struct World {
     pub operator_token: String,
     pub agent_key: String,
     pub agent_config: PathBuf,
+    /// The CA the operator trusts, for a TLS world.
+    pub ca: Option<PathBuf>,
     server_stop: Option<oneshot::Sender<()>>,
     server_task: Option<JoinHandle<Result<(), doorman_server::ServerError>>>,
     agent_stop: Option<oneshot::Sender<()>>,
@@ -225,6 +249,7 @@ impl World {
         let stderr = SharedBuf::default();
         let request = ConnectRequest {
             server: self.url.clone(),
+            ca: self.ca.clone(),
             token: Secret::new(token),
             computer: computer.to_string(),
             reason: reason.to_string(),

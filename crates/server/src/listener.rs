@@ -1,0 +1,110 @@
+//! The server's one listening socket, plain or TLS. TLS handshakes run in
+//! their own tasks so a slow client cannot hold up the accept loop.
+
+use doorman_proto::tls::MaybeTls;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::mpsc;
+use tokio_rustls::server::TlsStream;
+
+/// How long a client has to finish the TLS handshake.
+const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// A connection as accepted.
+pub type ServerStream = MaybeTls<TlsStream<TcpStream>>;
+
+/// Accepts plain or TLS connections.
+pub enum DoormanListener {
+    Plain(TcpListener),
+    Tls {
+        local: SocketAddr,
+        accepted: mpsc::Receiver<(ServerStream, SocketAddr)>,
+        acceptor: tokio::task::JoinHandle<()>,
+    },
+}
+
+impl DoormanListener {
+    pub fn new(
+        listener: TcpListener,
+        tls: Option<Arc<rustls::ServerConfig>>,
+    ) -> std::io::Result<Self> {
+        let Some(config) = tls else {
+            return Ok(Self::Plain(listener));
+        };
+        let local = listener.local_addr()?;
+        let (sender, accepted) = mpsc::channel(64);
+        let acceptor = tokio_rustls::TlsAcceptor::from(config);
+        let acceptor = tokio::spawn(async move {
+            loop {
+                let (stream, peer) = match listener.accept().await {
+                    Ok(accepted) => accepted,
+                    Err(error) => {
+                        tracing::warn!(%error, "accept failed");
+                        tokio::time::sleep(Duration::from_millis(50)).await;
+                        continue;
+                    }
+                };
+                let _ = stream.set_nodelay(true);
+                let acceptor = acceptor.clone();
+                let sender = sender.clone();
+                tokio::spawn(async move {
+                    match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await {
+                        Ok(Ok(tls)) => {
+                            let _ = sender.send((MaybeTls::Tls(Box::new(tls)), peer)).await;
+                        }
+                        Ok(Err(error)) => tracing::debug!(%peer, %error, "TLS handshake failed"),
+                        Err(_) => tracing::debug!(%peer, "TLS handshake timed out"),
+                    }
+                });
+            }
+        });
+        Ok(Self::Tls {
+            local,
+            accepted,
+            acceptor,
+        })
+    }
+}
+
+impl Drop for DoormanListener {
+    fn drop(&mut self) {
+        if let DoormanListener::Tls { acceptor, .. } = self {
+            acceptor.abort();
+        }
+    }
+}
+
+impl axum::serve::Listener for DoormanListener {
+    type Io = ServerStream;
+    type Addr = SocketAddr;
+
+    async fn accept(&mut self) -> (Self::Io, Self::Addr) {
+        match self {
+            DoormanListener::Plain(listener) => loop {
+                match TcpListener::accept(listener).await {
+                    Ok((stream, peer)) => {
+                        let _ = stream.set_nodelay(true);
+                        return (MaybeTls::Plain(stream), peer);
+                    }
+                    Err(error) => {
+                        tracing::warn!(%error, "accept failed");
+                        tokio::time::sleep(Duration::from_millis(50)).await;
+                    }
+                }
+            },
+            DoormanListener::Tls { accepted, .. } => match accepted.recv().await {
+                Some(connection) => connection,
+                None => std::future::pending().await,
+            },
+        }
+    }
+
+    fn local_addr(&self) -> std::io::Result<Self::Addr> {
+        match self {
+            DoormanListener::Plain(listener) => listener.local_addr(),
+            DoormanListener::Tls { local, .. } => Ok(*local),
+        }
+    }
+}

@@ -1,0 +1,136 @@
+//! Everything over TLS on the one port: pages, agents, operators, tunnels;
+//! verification against the given CA, with no way around it.
+
+use doorman_client::{ConnectError, ForwardSpec, SessionKind};
+use doorman_test_support::World;
+use std::sync::Arc;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+/// `GET path` over TLS trusting `ca`; the raw response.
+async fn https_get(world: &World, path: &str) -> String {
+    let config = doorman_proto::tls::client_config(world.ca.as_deref()).unwrap();
+    let tcp = tokio::net::TcpStream::connect(world.address).await.unwrap();
+    let name = rustls::pki_types::ServerName::try_from("localhost").unwrap();
+    let mut tls = tokio_rustls::TlsConnector::from(Arc::clone(&config))
+        .connect(name, tcp)
+        .await
+        .unwrap();
+    tls.write_all(
+        format!("GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n").as_bytes(),
+    )
+    .await
+    .unwrap();
+    let mut response = String::new();
+    tls.read_to_string(&mut response).await.unwrap();
+    response
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn commands_and_tunnels_run_over_tls() {
+    let echo = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let target = echo.local_addr().unwrap().to_string();
+    tokio::spawn(async move {
+        while let Ok((mut stream, _)) = echo.accept().await {
+            tokio::spawn(async move {
+                let (mut r, mut w) = stream.split();
+                let _ = tokio::io::copy(&mut r, &mut w).await;
+            });
+        }
+    });
+    let world = World::builder()
+        .tls()
+        .without_email_authorization()
+        .forward(&[&target])
+        .start()
+        .await;
+    assert!(world.url.starts_with("https://"));
+
+    let command = world.connect(&["sh", "-c", "echo secure"], "");
+    let stdout = command.stdout.clone();
+    assert_eq!(command.finish().await, Ok(0));
+    assert_eq!(stdout.text(), "secure\n");
+
+    let spec: ForwardSpec = format!("0:{target}").parse().unwrap();
+    let mut forward = world.connect_with(
+        "office-pc",
+        &world.operator_token,
+        SessionKind::Forward(vec![spec]),
+        "",
+        Box::new(tokio::io::empty()),
+    );
+    let listening = forward.event("forwarding").await;
+    let local = listening["listen"][0]
+        .as_str()
+        .unwrap()
+        .split(" -> ")
+        .next()
+        .unwrap()
+        .to_string();
+    let mut stream = tokio::net::TcpStream::connect(local).await.unwrap();
+    stream.write_all(b"through tls").await.unwrap();
+    let mut answer = [0u8; 11];
+    stream.read_exact(&mut answer).await.unwrap();
+    assert_eq!(&answer, b"through tls");
+    forward.interrupt();
+    assert_eq!(forward.finish().await, Ok(0));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn links_are_https_and_pages_send_hsts() {
+    let world = World::builder().tls().start().await;
+    let connecting = world.connect(&["true"], "");
+    connecting.event("pending").await;
+    let mails = world.smtp.wait_for(2).await;
+    let link = mails[0].link();
+    assert!(
+        link.starts_with(&format!("https://{}/a/", world.address)),
+        "{link}"
+    );
+    let path = link
+        .split_once(&world.address.to_string())
+        .unwrap()
+        .1
+        .to_string();
+    let response = https_get(&world, &path).await;
+    assert!(response.starts_with("HTTP/1.1 200"), "{response}");
+    assert!(
+        response
+            .to_ascii_lowercase()
+            .contains("strict-transport-security: max-age="),
+        "{response}"
+    );
+    assert!(response.contains("Allow Session"));
+    drop(connecting);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_server_the_operator_does_not_trust_is_refused_with_the_reason() {
+    let mut world = World::builder()
+        .tls()
+        .without_email_authorization()
+        .start()
+        .await;
+    let other = tempfile::tempdir().unwrap();
+    let stranger = doorman_test_support::tls::generate(other.path());
+    world.ca = Some(stranger.ca);
+    let result = world.connect(&["true"], "").finish().await;
+    let Err(ConnectError::Server(message)) = &result else {
+        panic!("expected a TLS failure, got {result:?}")
+    };
+    assert!(
+        message.contains("TLS with the server at 127.0.0.1:")
+            && message.contains("invalid peer certificate"),
+        "{message}"
+    );
+    assert!(!message.contains('\n'));
+    assert_eq!(result.unwrap_err().exit_code(), 255);
+
+    // And with the system's roots, which do not include the test CA.
+    world.ca = None;
+    let result = world.connect(&["true"], "").finish().await;
+    let message = result.unwrap_err().to_string();
+    assert!(
+        message.contains("certificate") || message.contains("no trusted root"),
+        "{message}"
+    );
+}

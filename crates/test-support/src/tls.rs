@@ -1,0 +1,39 @@
+//! Certificates made at test time: a CA and a server certificate it signed,
+//! valid for `localhost` and `127.0.0.1`.
+
+use std::path::{Path, PathBuf};
+
+/// Paths of the generated PEM files.
+#[derive(Clone, Debug)]
+pub struct TestCertificates {
+    pub ca: PathBuf,
+    pub cert: PathBuf,
+    pub key: PathBuf,
+}
+
+/// Writes `ca.pem`, `server.pem` and `server.key` into `dir`.
+pub fn generate(dir: &Path) -> TestCertificates {
+    let mut ca_params = rcgen::CertificateParams::new(Vec::<String>::new()).expect("ca params");
+    ca_params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+    ca_params
+        .distinguished_name
+        .push(rcgen::DnType::CommonName, "Doorman test CA");
+    let ca_key = rcgen::KeyPair::generate().expect("ca key");
+    let ca = rcgen::CertifiedIssuer::self_signed(ca_params, ca_key).expect("ca cert");
+
+    let params =
+        rcgen::CertificateParams::new(vec!["localhost".to_string(), "127.0.0.1".to_string()])
+            .expect("server params");
+    let key = rcgen::KeyPair::generate().expect("server key");
+    let cert = params.signed_by(&key, &ca).expect("server cert");
+
+    let paths = TestCertificates {
+        ca: dir.join("ca.pem"),
+        cert: dir.join("server.pem"),
+        key: dir.join("server.key"),
+    };
+    std::fs::write(&paths.ca, ca.pem()).expect("write ca");
+    std::fs::write(&paths.cert, cert.pem()).expect("write cert");
+    std::fs::write(&paths.key, key.serialize_pem()).expect("write key");
+    paths
+}
