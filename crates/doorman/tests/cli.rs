@@ -3,11 +3,11 @@
 //! command line, which must fail with one clear line and change nothing.
 
 use doorman_test_support::SmtpSink;
-use doorman_test_support::world::{SharedBuf, extract_nonce};
+use doorman_test_support::process::{Process, listening_address};
+use doorman_test_support::world::extract_nonce;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
-use tokio::io::AsyncReadExt;
-use tokio::process::{Child, Command};
+use tokio::process::Command;
 
 const DOORMAN: &str = env!("CARGO_BIN_EXE_doorman");
 
@@ -28,53 +28,9 @@ async fn doorman(args: &[&str]) -> (i32, String, String) {
     )
 }
 
-/// A long-running `doorman` process whose stderr the test can await.
-struct Process {
-    child: Child,
-    stderr: SharedBuf,
-    stdout: SharedBuf,
-}
-
-impl Process {
-    fn start(args: &[&str]) -> Self {
-        let mut child = Command::new(DOORMAN)
-            .args(args)
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .kill_on_drop(true)
-            .spawn()
-            .expect("spawn doorman");
-        let stderr = SharedBuf::default();
-        let stdout = SharedBuf::default();
-        drain(child.stderr.take().expect("stderr"), stderr.clone());
-        drain(child.stdout.take().expect("stdout"), stdout.clone());
-        Self {
-            child,
-            stderr,
-            stdout,
-        }
-    }
-
-    async fn exit_code(&mut self) -> i32 {
-        let status = tokio::time::timeout(std::time::Duration::from_secs(20), self.child.wait())
-            .await
-            .expect("process exits in time")
-            .expect("wait");
-        status.code().unwrap_or(-1)
-    }
-}
-
-fn drain(mut source: impl tokio::io::AsyncRead + Unpin + Send + 'static, mut sink: SharedBuf) {
-    tokio::spawn(async move {
-        let mut buffer = [0u8; 4096];
-        while let Ok(n) = source.read(&mut buffer).await {
-            if n == 0 {
-                break;
-            }
-            let _ = std::io::Write::write_all(&mut sink, &buffer[..n]);
-        }
-    });
+/// A long-running `doorman` process whose output the test can await.
+fn start(args: &[&str]) -> Process {
+    Process::start(DOORMAN, args)
 }
 
 struct Deployment {
@@ -134,23 +90,8 @@ async fn deploy(smtp: Option<&SmtpSink>) -> Deployment {
     if let Some(url) = &smtp_url {
         args.extend(["--smtp-url", url.as_str()]);
     }
-    let server = Process::start(&args);
-    let log = server
-        .stderr
-        .wait_until(|t| t.contains("doorman server listening"))
-        .await;
-    let line = log
-        .lines()
-        .find(|l| l.contains("doorman server listening"))
-        .unwrap();
-    let address = line
-        .split("address=")
-        .nth(1)
-        .unwrap()
-        .split_whitespace()
-        .next()
-        .unwrap();
-    let url = format!("http://{address}");
+    let server = start(&args);
+    let url = format!("http://{}", listening_address(&server).await);
 
     let agent_config = dir.path().join("agent.toml");
     std::fs::write(
@@ -160,7 +101,7 @@ async fn deploy(smtp: Option<&SmtpSink>) -> Deployment {
         ),
     )
     .unwrap();
-    let agent = Process::start(&["agent", "--config", path(&agent_config)]);
+    let agent = start(&["agent", "--config", path(&agent_config)]);
     agent
         .stderr
         .wait_until(|t| t.contains("agent online"))
@@ -197,7 +138,7 @@ async fn click(link: &str, decision: &str) -> reqwest::StatusCode {
 async fn the_whole_story_through_the_binary() {
     let smtp = SmtpSink::start().await;
     let deployment = deploy(Some(&smtp)).await;
-    let mut connect = Process::start(&[
+    let mut connect = start(&[
         "connect",
         "office-pc",
         "--server",
@@ -319,7 +260,7 @@ async fn the_whole_story_through_the_binary() {
     ])
     .await;
     assert_eq!(code, 0, "{err}");
-    let next = Process::start(&[
+    let next = start(&[
         "connect",
         "office-pc",
         "--server",
@@ -359,7 +300,7 @@ async fn the_whole_story_through_the_binary() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn without_smtp_emails_land_in_the_outbox_for_loopback_browsers() {
     let deployment = deploy(None).await;
-    let mut connect = Process::start(&[
+    let mut connect = start(&[
         "connect",
         "office-pc",
         "--server",

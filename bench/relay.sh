@@ -1,0 +1,11 @@
+#!/usr/bin/env bash
+# The relay benchmark in one command: installs its peers (socat, OpenSSH's
+# server) when missing, then runs it. See docs/BENCHMARKS.md.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+if ! command -v socat >/dev/null || [ ! -x /usr/sbin/sshd ]; then
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get update -qq
+    apt-get install -y -qq socat openssh-server openssh-client >/dev/null
+fi
+exec cargo bench -p doorman --bench relay

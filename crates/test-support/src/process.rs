@@ -1,0 +1,79 @@
+//! Real `doorman` processes for tests and benchmarks: spawn one, capture its
+//! output into buffers the caller can await, and stop it on drop.
+
+use crate::world::SharedBuf;
+use std::process::Stdio;
+use tokio::io::AsyncReadExt;
+use tokio::process::{Child, Command};
+
+/// A running process whose stdout and stderr are captured.
+pub struct Process {
+    pub child: Child,
+    pub stdout: SharedBuf,
+    pub stderr: SharedBuf,
+}
+
+impl Process {
+    /// Starts `program args…` with stdin closed.
+    pub fn start(program: &str, args: &[&str]) -> Self {
+        let mut child = Command::new(program)
+            .args(args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .kill_on_drop(true)
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start {program}: {e}"));
+        let stdout = SharedBuf::default();
+        let stderr = SharedBuf::default();
+        drain(child.stdout.take().expect("stdout"), stdout.clone());
+        drain(child.stderr.take().expect("stderr"), stderr.clone());
+        Self {
+            child,
+            stdout,
+            stderr,
+        }
+    }
+
+    /// The exit code (20 s at most).
+    pub async fn exit_code(&mut self) -> i32 {
+        let status = tokio::time::timeout(std::time::Duration::from_secs(20), self.child.wait())
+            .await
+            .expect("process exits in time")
+            .expect("wait");
+        status.code().unwrap_or(-1)
+    }
+
+    pub fn pid(&self) -> Option<u32> {
+        self.child.id()
+    }
+}
+
+fn drain(mut source: impl tokio::io::AsyncRead + Unpin + Send + 'static, mut sink: SharedBuf) {
+    tokio::spawn(async move {
+        let mut buffer = [0u8; 4096];
+        while let Ok(n) = source.read(&mut buffer).await {
+            if n == 0 {
+                break;
+            }
+            let _ = std::io::Write::write_all(&mut sink, &buffer[..n]);
+        }
+    });
+}
+
+/// The `address=` a `doorman server` logs when it listens.
+pub async fn listening_address(server: &Process) -> String {
+    let log = server
+        .stderr
+        .wait_until(|t| t.contains("doorman server listening"))
+        .await;
+    let line = log
+        .lines()
+        .find(|l| l.contains("doorman server listening"))
+        .expect("a listening line");
+    line.split("address=")
+        .nth(1)
+        .and_then(|rest| rest.split_whitespace().next())
+        .expect("an address")
+        .to_string()
+}
