@@ -13,6 +13,7 @@ pub mod exit {
     pub const BAD_TOKEN: i32 = 244;
     pub const NOT_OFFERED: i32 = 245;
     pub const SESSION_FAILED: i32 = 246;
+    pub const LIMITED: i32 = 247;
     pub const SERVER: i32 = 255;
 }
 
@@ -30,6 +31,8 @@ pub enum ConnectError {
     UnknownComputer(String),
     #[error("computer {0:?} is offline")]
     Offline(String),
+    #[error("computer {0:?} went offline while waiting for authorization")]
+    WentOffline(String),
     #[error("the server refused the operator token")]
     BadToken,
     #[error("refused by the computer: {0}")]
@@ -38,6 +41,8 @@ pub enum ConnectError {
     InvalidRequest(String),
     #[error("session failed: {0}")]
     SessionFailed(String),
+    #[error("refused: {0}")]
+    Limited(String),
     #[error("{0}")]
     Server(String),
 }
@@ -49,11 +54,12 @@ impl ConnectError {
             ConnectError::Expired => exit::EXPIRED,
             ConnectError::Cancelled => exit::CANCELLED,
             ConnectError::UnknownComputer(_) => exit::UNKNOWN_COMPUTER,
-            ConnectError::Offline(_) => exit::OFFLINE,
+            ConnectError::Offline(_) | ConnectError::WentOffline(_) => exit::OFFLINE,
             ConnectError::BadToken => exit::BAD_TOKEN,
             ConnectError::NotOffered(_) => exit::NOT_OFFERED,
             ConnectError::InvalidRequest(_) => exit::INVALID_REQUEST,
             ConnectError::SessionFailed(_) => exit::SESSION_FAILED,
+            ConnectError::Limited(_) => exit::LIMITED,
             ConnectError::Server(_) => exit::SERVER,
         }
     }

@@ -20,6 +20,9 @@ pub type Millis = i64;
 pub enum Decision {
     Allow,
     Deny,
+    /// "I did not expect this": deny, and block the operator from this
+    /// computer for a while.
+    Report,
 }
 
 impl FromStr for Decision {
@@ -29,6 +32,7 @@ impl FromStr for Decision {
         match s {
             "allow" => Ok(Decision::Allow),
             "deny" => Ok(Decision::Deny),
+            "report" => Ok(Decision::Report),
             _ => Err(UnknownDecision),
         }
     }
@@ -36,7 +40,7 @@ impl FromStr for Decision {
 
 /// A decision value other than `allow` or `deny`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
-#[error("decision must be \"allow\" or \"deny\"")]
+#[error("decision must be \"allow\", \"deny\" or \"report\"")]
 pub struct UnknownDecision;
 
 /// The state of a request as stored and reported.
@@ -188,7 +192,7 @@ impl PendingRequest {
                 at,
             } => Outcome::Allowed { by, at },
             Event::Decide {
-                decision: Decision::Deny,
+                decision: Decision::Deny | Decision::Report,
                 by,
                 at,
             } => Outcome::Denied { by, at },

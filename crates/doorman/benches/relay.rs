@@ -272,7 +272,8 @@ fn splice_pump(from: &StdStream, to: &StdStream) {
     if unsafe { libc::pipe(fds.as_mut_ptr()) } != 0 {
         return;
     }
-    let flags = libc::SPLICE_F_MOVE | libc::SPLICE_F_MORE;
+    // No SPLICE_F_MORE: it corks small writes, which would stall round trips.
+    let flags = libc::SPLICE_F_MOVE;
     loop {
         // SAFETY: valid descriptors, null offsets (sockets and pipes have none).
         let n = unsafe {

@@ -50,6 +50,8 @@ Exit status:
   244    bad operator token
   245    refused by the computer: the service is not offered there
   246    the session failed or was cut off
+  247    refused by a limit: too many pending requests, the computer asked too
+         often, or a recipient reported the last request (\"I did not expect this\")
   255    cannot reach or talk to the server";
 
 #[derive(Debug, Args)]
@@ -77,6 +79,15 @@ pub struct ServerArgs {
     /// Sender address of the emails [default: doorman@localhost]
     #[arg(long, value_name = "ADDR")]
     pub mail_from: Option<String>,
+    /// Requests one operator may have pending at once [default: 3]
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=1000))]
+    pub max_pending_per_operator: Option<u32>,
+    /// Requests one computer may receive per hour [default: 30]
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=100000))]
+    pub max_requests_per_hour: Option<u32>,
+    /// How long "I did not expect this" blocks the operator from that computer [default: 20]
+    #[arg(long, value_name = "MINUTES", value_parser = clap::value_parser!(u32).range(1..=525600))]
+    pub block_minutes: Option<u32>,
     /// Serve everything over TLS with this certificate chain (PEM)
     #[arg(long, value_name = "PEM", requires = "tls_key")]
     pub tls_cert: Option<PathBuf>,

@@ -56,6 +56,7 @@ shell = true
         smtp_url: None,
         mail_from: "Doorman demo <doorman@localhost>".into(),
         tls: None,
+        limits: doorman_server::Limits::default(),
     };
     let exe = std::env::current_exe()
         .map(|path| path.display().to_string())

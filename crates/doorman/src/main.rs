@@ -163,6 +163,18 @@ async fn server(args: cli::ServerArgs) -> Result<()> {
             .or(file.mail_from)
             .unwrap_or_else(|| DEFAULT_MAIL_FROM.into()),
         tls,
+        limits: {
+            let defaults = doorman_server::Limits::default();
+            doorman_server::Limits {
+                max_pending_per_operator: args
+                    .max_pending_per_operator
+                    .unwrap_or(defaults.max_pending_per_operator),
+                max_requests_per_computer_per_hour: args
+                    .max_requests_per_hour
+                    .unwrap_or(defaults.max_requests_per_computer_per_hour),
+                block_minutes: args.block_minutes.unwrap_or(defaults.block_minutes),
+            }
+        },
     };
     doorman_server::run(config, listener, shutdown_signal()).await?;
     Ok(())

@@ -58,6 +58,9 @@ pub enum Refusal {
     InvalidRequest,
     /// The agent accepted, but the session could not be set up.
     SessionFailed,
+    /// Over a limit that protects the recipients from floods, or blocked by
+    /// a recipient's "I did not expect this".
+    Limited,
 }
 
 /// Server → operator, on `/v1/connect`.

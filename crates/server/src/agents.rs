@@ -54,6 +54,8 @@ pub async fn serve(broker: Arc<Broker>, io: Upgraded, name: String) {
             }
         }
     }
-    broker.unregister_agent(&name, link_id);
     tracing::info!(computer = %name, "agent offline");
+    if broker.unregister_agent(&name, link_id) {
+        broker.computer_went_offline(&name).await;
+    }
 }

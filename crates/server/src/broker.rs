@@ -84,6 +84,12 @@ pub struct Broker {
     pub outbox_wakeup: Notify,
     pub shutdown: watch::Receiver<bool>,
     tasks: Arc<TaskCount>,
+    pub limits: crate::Limits,
+    /// Serialises "check the limits, then create the request", so that two
+    /// simultaneous connects cannot both slip under a limit.
+    pub admission: tokio::sync::Mutex<()>,
+    /// Invalid link tokens per client address.
+    pub link_failures: crate::pages::FailureLimiter,
 }
 
 /// Counts the tasks started with [`Broker::spawn`], so that shutdown can wait
@@ -114,7 +120,12 @@ fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
 }
 
 impl Broker {
-    pub fn new(store: Store, key: ServerKey, shutdown: watch::Receiver<bool>) -> Self {
+    pub fn new(
+        store: Store,
+        key: ServerKey,
+        shutdown: watch::Receiver<bool>,
+        limits: crate::Limits,
+    ) -> Self {
         Self {
             store,
             key,
@@ -127,6 +138,9 @@ impl Broker {
             outbox_wakeup: Notify::new(),
             shutdown,
             tasks: Arc::default(),
+            limits,
+            admission: tokio::sync::Mutex::new(()),
+            link_failures: crate::pages::FailureLimiter::default(),
         }
     }
 
@@ -165,13 +179,49 @@ impl Broker {
         (id, receiver)
     }
 
-    pub fn unregister_agent(&self, name: &str, id: u64) {
+    /// Removes this connection of the agent; false when a newer one had
+    /// already replaced it (the agent is still online).
+    pub fn unregister_agent(&self, name: &str, id: u64) -> bool {
         let mut agents = lock(&self.agents);
-        if agents.get(name).is_some_and(|link| link.id == id) {
+        let removed = agents.get(name).is_some_and(|link| link.id == id);
+        if removed {
             agents.remove(name);
         }
         drop(agents);
         self.agents_changed.send_modify(|version| *version += 1);
+        removed
+    }
+
+    /// The computer went offline (not because the server stops): its pending
+    /// requests cannot lead to a session, so they are cancelled and their
+    /// operators told.
+    pub async fn computer_went_offline(&self, computer: &str) {
+        if *self.shutdown.borrow() {
+            return;
+        }
+        let pending = match self.store.pending_for_computer(computer).await {
+            Ok(pending) => pending,
+            Err(error) => {
+                tracing::error!(%error, "cannot list the pending requests of an offline computer");
+                return;
+            }
+        };
+        for request in pending {
+            let audit = AuditEvent {
+                at: now_millis(),
+                event: "cancelled".into(),
+                request_id: Some(request.id.clone()),
+                computer: Some(computer.to_string()),
+                detail: Some("the computer went offline".into()),
+                ..AuditEvent::default()
+            };
+            if let Err(error) = self
+                .settle(&request.id, RequestState::Cancelled, Some(computer), audit)
+                .await
+            {
+                tracing::error!(%error, "cannot cancel a request of an offline computer");
+            }
+        }
     }
 
     /// Waits until the named agent is online (or offline, with `online = false`).

@@ -40,6 +40,28 @@ pub struct ServerConfig {
     pub mail_from: String,
     /// Certificate chain and key (PEM) to serve everything over TLS.
     pub tls: Option<TlsFiles>,
+    pub limits: Limits,
+}
+
+/// Limits that keep recipients from being flooded (approval fatigue).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Limits {
+    /// Requests one operator may have pending at once.
+    pub max_pending_per_operator: u32,
+    /// Requests one computer may receive in any hour.
+    pub max_requests_per_computer_per_hour: u32,
+    /// How long "I did not expect this" blocks that operator from that computer.
+    pub block_minutes: u32,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self {
+            max_pending_per_operator: 3,
+            max_requests_per_computer_per_hour: 30,
+            block_minutes: 20,
+        }
+    }
 }
 
 /// Where the server's certificate and key are.
@@ -76,6 +98,8 @@ pub enum ServerError {
 #[derive(Clone, Debug)]
 pub struct AppState {
     pub broker: Arc<Broker>,
+    /// `scheme://host[:port]` of the public URL, for same-origin checks.
+    pub public_origin: String,
     /// Where file-delivered emails are, when there is no SMTP server.
     pub outbox_dir: Option<PathBuf>,
 }
@@ -176,7 +200,7 @@ impl Server {
         let store = Store::open(&database_url).await?;
 
         let (stop, stopped) = watch::channel(false);
-        let broker = Arc::new(Broker::new(store, key, stopped));
+        let broker = Arc::new(Broker::new(store, key, stopped, config.limits));
         for request in broker.store.pending_requests().await? {
             broker.schedule_expiry(request.id, request.computer, request.expires_at);
         }
@@ -225,6 +249,7 @@ impl Server {
         broker.spawn(outbox::run(Arc::clone(&broker), delivery, mail_settings));
         let state = AppState {
             broker: Arc::clone(&broker),
+            public_origin: public_url.clone(),
             outbox_dir,
         };
         let address = listener.local_addr()?;

@@ -156,6 +156,13 @@ async fn serve_connection(
         reason,
         service,
     };
+    if let Some(message) = over_limit(broker, &ask).await? {
+        broker
+            .store
+            .record(&audit(&ask, "refused_limit", None, Some(message.clone())))
+            .await?;
+        return refuse(&mut connection, Refusal::Limited, message).await;
+    }
     let request_id = secrets::new_id()?;
     // Registered before the agent hears of the request, so that its session
     // connection always finds the slot.
@@ -241,7 +248,19 @@ async fn serve_connection(
                     })
                     .collect(),
             };
-            broker.store.create_request(&new_request).await?;
+            {
+                // Checked again under the lock, now that the request is about
+                // to exist: two simultaneous connects cannot both slip under.
+                let _admission = broker.admission.lock().await;
+                if let Some(message) = over_limit(broker, &ask).await? {
+                    broker
+                        .store
+                        .record(&audit(&ask, "refused_limit", None, Some(message.clone())))
+                        .await?;
+                    return refuse(&mut connection, Refusal::Limited, message).await;
+                }
+                broker.store.create_request(&new_request).await?;
+            }
             broker.schedule_expiry(request_id.clone(), ask.computer.clone(), expires_at);
             broker.outbox_wakeup.notify_one();
             connection
@@ -256,6 +275,18 @@ async fn serve_connection(
             let Some(outcome) = outcome else {
                 return Ok(());
             };
+            if matches!(outcome, Outcome::Cancelled { .. }) && !broker.is_online(&ask.computer) {
+                // Not the operator's cancel: the computer went away.
+                return refuse(
+                    &mut connection,
+                    Refusal::ComputerOffline,
+                    format!(
+                        "computer {:?} went offline while waiting for authorization",
+                        ask.computer
+                    ),
+                )
+                .await;
+            }
             connection.write_message(&outcome_message(&outcome)).await?;
             if matches!(outcome, Outcome::Allowed { .. }) {
                 relay_session(
@@ -272,6 +303,41 @@ async fn serve_connection(
             }
         }
     }
+}
+
+/// Why this operator may not ask this computer now, if a limit says so.
+async fn over_limit(broker: &Broker, ask: &Ask<'_>) -> Result<Option<String>, OperatorError> {
+    let now = now_millis();
+    let limits = broker.limits;
+    if let Some(until) = broker
+        .store
+        .blocked_until(ask.operator, &ask.computer, now)
+        .await?
+    {
+        return Ok(Some(format!(
+            "a recipient of {:?} did not expect your last request; you may ask again after {}",
+            ask.computer,
+            crate::mail::format_time(until)
+        )));
+    }
+    let pending = broker.store.pending_of_operator(ask.operator, now).await?;
+    if pending >= i64::from(limits.max_pending_per_operator) {
+        return Ok(Some(format!(
+            "you already have {pending} requests waiting for authorization (limit {})",
+            limits.max_pending_per_operator
+        )));
+    }
+    let recent = broker
+        .store
+        .requests_to_computer_since(&ask.computer, now - 3_600_000)
+        .await?;
+    if recent >= i64::from(limits.max_requests_per_computer_per_hour) {
+        return Ok(Some(format!(
+            "computer {:?} was asked {recent} times in the last hour (limit {}); try again later",
+            ask.computer, limits.max_requests_per_computer_per_hour
+        )));
+    }
+    Ok(None)
 }
 
 fn validate_agent_answer(recipients: &[String], timeout_secs: u32) -> Result<(), String> {

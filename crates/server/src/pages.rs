@@ -86,6 +86,7 @@ struct ApprovalPage<'a> {
     seconds_left: i64,
     nonce: String,
     status: String,
+    block_minutes: u32,
 }
 
 fn render<T: Template>(status: StatusCode, page: &T) -> Response {
@@ -143,19 +144,99 @@ fn status_line(request: &RequestRow, now: i64) -> String {
     }
 }
 
+/// Whether a POST comes from our own page: a browser's `Sec-Fetch-Site`
+/// must say `same-origin`, and an `Origin` must be the public URL's. (Clients
+/// that send neither still need the page's nonce.)
+fn same_origin(headers: &HeaderMap, public_origin: &str) -> Result<(), &'static str> {
+    let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
+    if let Some(site) = header("sec-fetch-site")
+        && site != "same-origin"
+    {
+        return Err("cross-site requests cannot decide; open the link from the email");
+    }
+    if let Some(origin) = header("origin")
+        && origin != public_origin
+    {
+        return Err("requests from another origin cannot decide; open the link from the email");
+    }
+    Ok(())
+}
+
+/// Counts invalid link tokens per client address, so that guessing links
+/// is slow: at most [`FailureLimiter::MAX_FAILURES`] per window.
+#[derive(Debug, Default)]
+pub struct FailureLimiter {
+    failures: std::sync::Mutex<std::collections::HashMap<std::net::IpAddr, (i64, u32)>>,
+}
+
+impl FailureLimiter {
+    pub const MAX_FAILURES: u32 = 30;
+    const WINDOW_MILLIS: i64 = 10 * 60 * 1000;
+    const MAX_ADDRESSES: usize = 100_000;
+
+    fn lock(
+        &self,
+    ) -> std::sync::MutexGuard<'_, std::collections::HashMap<std::net::IpAddr, (i64, u32)>> {
+        self.failures
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// Whether this address has failed too often lately.
+    pub fn is_limited(&self, ip: std::net::IpAddr, now: i64) -> bool {
+        self.lock().get(&ip).is_some_and(|(since, count)| {
+            now - since < Self::WINDOW_MILLIS && *count >= Self::MAX_FAILURES
+        })
+    }
+
+    pub fn record_failure(&self, ip: std::net::IpAddr, now: i64) {
+        let mut failures = self.lock();
+        if failures.len() >= Self::MAX_ADDRESSES {
+            failures.retain(|_, (since, _)| now - *since < Self::WINDOW_MILLIS);
+        }
+        let entry = failures.entry(ip).or_insert((now, 0));
+        if now - entry.0 >= Self::WINDOW_MILLIS {
+            *entry = (now, 0);
+        }
+        entry.1 = entry.1.saturating_add(1);
+    }
+}
+
+fn too_many_failures() -> Response {
+    render(
+        StatusCode::TOO_MANY_REQUESTS,
+        &MessagePage {
+            title: "Too many invalid links",
+            message: "Too many invalid links were opened from your address. Try again in a few minutes.",
+        },
+    )
+}
+
 /// Looks a link token up; `None` for anything that is not a live token.
+/// Failures count against the client's address.
 async fn find(
     state: &AppState,
     token: &str,
+    peer: std::net::IpAddr,
 ) -> Result<Option<(RequestRow, String, [u8; 32])>, Response> {
-    if !secrets::plausible_token(token) {
-        return Ok(None);
+    let now = now_millis();
+    let limiter = &state.broker.link_failures;
+    if limiter.is_limited(peer, now) {
+        return Err(too_many_failures());
     }
-    let hash = secrets::hash(token);
-    match state.broker.store.request_by_link(&hash).await {
-        Ok(found) => Ok(found.map(|(request, address)| (request, address, hash))),
-        Err(error) => Err(server_error(error)),
+    let found = if secrets::plausible_token(token) {
+        let hash = secrets::hash(token);
+        match state.broker.store.request_by_link(&hash).await {
+            Ok(found) => found.map(|(request, address)| (request, address, hash)),
+            Err(error) => return Err(server_error(error)),
+        }
+    } else {
+        None
+    };
+    if found.is_none() {
+        limiter.record_failure(peer, now);
     }
+    Ok(found)
 }
 
 /// `GET /a/{token}`: shows the request. Never changes its state.
@@ -165,7 +246,7 @@ pub async fn show(
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
     headers: HeaderMap,
 ) -> Response {
-    let (request, recipient, hash) = match find(&state, &token).await {
+    let (request, recipient, hash) = match find(&state, &token, peer.ip()).await {
         Ok(Some(found)) => found,
         Ok(None) => return not_found(),
         Err(response) => return response,
@@ -199,6 +280,7 @@ pub async fn show(
             },
             nonce: state.broker.key.page_nonce(&hash),
             status: status_line(&request, now),
+            block_minutes: state.broker.limits.block_minutes,
         },
     )
 }
@@ -219,7 +301,7 @@ pub async fn decide(
     headers: HeaderMap,
     form: Result<Form<DecisionForm>, FormRejection>,
 ) -> Response {
-    let (request, recipient, hash) = match find(&state, &token).await {
+    let (request, recipient, hash) = match find(&state, &token, peer.ip()).await {
         Ok(Some(found)) => found,
         Ok(None) => return not_found(),
         Err(response) => return response,
@@ -234,10 +316,13 @@ pub async fn decide(
     let Ok(decision) = form.decision.parse::<Decision>() else {
         return (
             StatusCode::BAD_REQUEST,
-            "bad form: decision must be \"allow\" or \"deny\"",
+            "bad form: decision must be \"allow\", \"deny\" or \"report\"",
         )
             .into_response();
     };
+    if let Err(reason) = same_origin(&headers, &state.public_origin) {
+        return (StatusCode::FORBIDDEN, reason).into_response();
+    }
     if !secrets::constant_time_eq(&form.nonce, &state.broker.key.page_nonce(&hash)) {
         return (
             StatusCode::FORBIDDEN,
@@ -245,26 +330,51 @@ pub async fn decide(
         )
             .into_response();
     }
-    let (target, event) = match decision {
-        Decision::Allow => (RequestState::Allowed, "allowed"),
-        Decision::Deny => (RequestState::Denied, "denied"),
+    let block_minutes = state.broker.limits.block_minutes;
+    let (target, event, detail) = match decision {
+        Decision::Allow => (RequestState::Allowed, "allowed", None),
+        Decision::Deny => (RequestState::Denied, "denied", None),
+        Decision::Report => (
+            RequestState::Denied,
+            "reported",
+            Some(format!(
+                "recipient did not expect this request; {} blocked from {} for {block_minutes} minutes",
+                request.operator, request.computer
+            )),
+        ),
     };
+    let now = now_millis();
     let audit = AuditEvent {
-        at: now_millis(),
+        at: now,
         event: event.into(),
         request_id: Some(request.id.clone()),
         computer: Some(request.computer.clone()),
         actor: Some(recipient.clone()),
         address: Some(peer.ip().to_string()),
         user_agent: user_agent(&headers),
-        detail: None,
+        detail,
     };
-    if let Err(error) = state
+    let outcome = match state
         .broker
         .settle(&request.id, target, Some(&recipient), audit)
         .await
     {
-        return server_error(error);
+        Ok(outcome) => outcome,
+        Err(error) => return server_error(error),
+    };
+    // The block follows only a report that settled the request.
+    let reported =
+        matches!(&outcome, Some(Outcome::Denied { by, at }) if *by == recipient && *at == now);
+    if decision == Decision::Report && reported {
+        let until = now + i64::from(block_minutes) * 60_000;
+        if let Err(error) = state
+            .broker
+            .store
+            .block(&request.operator, &request.computer, until, &recipient, now)
+            .await
+        {
+            return server_error(error);
+        }
     }
     Redirect::to(&format!("/a/{token}")).into_response()
 }

@@ -34,13 +34,19 @@ pub enum StoreError {
 }
 
 fn migrator() -> Migrator {
-    Migrator::with_migrations(vec![Migration::new(
-        1,
-        "initial".into(),
-        MigrationType::Simple,
-        sqlx::SqlSafeStr::into_sql_str(include_str!("../migrations/0001_initial.sql")),
-        false,
-    )])
+    let migration = |version, description: &'static str, sql: &'static str| {
+        Migration::new(
+            version,
+            description.into(),
+            MigrationType::Simple,
+            sqlx::SqlSafeStr::into_sql_str(sql),
+            false,
+        )
+    };
+    Migrator::with_migrations(vec![
+        migration(1, "initial", include_str!("../migrations/0001_initial.sql")),
+        migration(2, "blocks", include_str!("../migrations/0002_blocks.sql")),
+    ])
 }
 
 /// A cheap-to-clone handle on the database.
@@ -536,6 +542,94 @@ impl Store {
             }
         })?;
         Ok(row.try_get("id")?)
+    }
+
+    /// Requests of this operator still pending at `now`.
+    pub async fn pending_of_operator(
+        &self,
+        operator: &str,
+        now: Millis,
+    ) -> Result<i64, StoreError> {
+        let row = sqlx::query(
+            "SELECT COUNT(*) AS n FROM requests WHERE operator = ? AND state = 'pending' AND expires_at > ?",
+        )
+        .bind(operator)
+        .bind(now)
+        .fetch_one(&self.pool)
+        .await?;
+        Ok(row.try_get("n")?)
+    }
+
+    /// Requests made to this computer since `since`.
+    pub async fn requests_to_computer_since(
+        &self,
+        computer: &str,
+        since: Millis,
+    ) -> Result<i64, StoreError> {
+        let row =
+            sqlx::query("SELECT COUNT(*) AS n FROM requests WHERE computer = ? AND created_at > ?")
+                .bind(computer)
+                .bind(since)
+                .fetch_one(&self.pool)
+                .await?;
+        Ok(row.try_get("n")?)
+    }
+
+    /// Blocks `operator` from asking `computer` until `until`.
+    pub async fn block(
+        &self,
+        operator: &str,
+        computer: &str,
+        until: Millis,
+        reported_by: &str,
+        now: Millis,
+    ) -> Result<(), StoreError> {
+        sqlx::query(
+            "INSERT INTO blocks (operator, computer, until, reported_by, created_at) VALUES (?, ?, ?, ?, ?)
+             ON CONFLICT (operator, computer) DO UPDATE SET until = MAX(until, excluded.until),
+                 reported_by = excluded.reported_by, created_at = excluded.created_at",
+        )
+        .bind(operator)
+        .bind(computer)
+        .bind(until)
+        .bind(reported_by)
+        .bind(now)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    /// Until when `operator` may not ask `computer`, if blocked at `now`.
+    pub async fn blocked_until(
+        &self,
+        operator: &str,
+        computer: &str,
+        now: Millis,
+    ) -> Result<Option<Millis>, StoreError> {
+        let row = sqlx::query(
+            "SELECT until FROM blocks WHERE operator = ? AND computer = ? AND until > ?",
+        )
+        .bind(operator)
+        .bind(computer)
+        .bind(now)
+        .fetch_optional(&self.pool)
+        .await?;
+        Ok(row.map(|row| row.try_get("until")).transpose()?)
+    }
+
+    /// Pending requests to a computer.
+    pub async fn pending_for_computer(
+        &self,
+        computer: &str,
+    ) -> Result<Vec<RequestRow>, StoreError> {
+        let sql = format!(
+            "SELECT {REQUEST_COLUMNS} FROM requests WHERE computer = ? AND state = 'pending'"
+        );
+        let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(computer)
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter().map(request_from_row).collect()
     }
 
     pub async fn end_session(&self, id: i64, now: Millis) -> Result<(), StoreError> {

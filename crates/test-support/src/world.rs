@@ -29,6 +29,7 @@ pub struct WorldBuilder {
     pub forward: Vec<String>,
     pub notify_command: Option<String>,
     pub tls: bool,
+    pub limits: doorman_server::Limits,
 }
 
 impl Default for WorldBuilder {
@@ -41,6 +42,7 @@ impl Default for WorldBuilder {
             forward: Vec::new(),
             notify_command: None,
             tls: false,
+            limits: doorman_server::Limits::default(),
         }
     }
 }
@@ -71,6 +73,11 @@ impl WorldBuilder {
     /// the test CA.
     pub fn tls(mut self) -> Self {
         self.tls = true;
+        self
+    }
+
+    pub fn limits(mut self, limits: doorman_server::Limits) -> Self {
+        self.limits = limits;
         self
     }
 
@@ -133,6 +140,7 @@ impl WorldBuilder {
             database_url: None,
             smtp_url: Some(smtp.url()),
             mail_from: "Doorman <doorman@example.com>".into(),
+            limits: self.limits,
             tls: certificates.as_ref().map(|c| doorman_server::TlsFiles {
                 cert: c.cert.clone(),
                 key: c.key.clone(),
