@@ -157,20 +157,7 @@ where
         Ok(child) => child,
         Err(error) => {
             let message = format!("cannot run {:?}: {error}", argv[0]);
-            let mut writer = writer.lock().await;
-            let _ = writer
-                .write_message(&SessionMessage::Error {
-                    message: message.clone(),
-                })
-                .await;
-            let _ = writer
-                .write_message(&SessionMessage::Exit {
-                    code: Some(127),
-                    signal: None,
-                })
-                .await;
-            let _ = writer.shutdown().await;
-            return Err(message);
+            return Err(report_start_failure(&mut *writer.lock().await, message).await);
         }
     };
     let stdout = child
@@ -229,6 +216,24 @@ where
         .map_err(|e| e.to_string())?;
     let _ = writer.shutdown().await;
     Ok(format!("{exit}"))
+}
+
+/// Tells the operator the program could not start (status 127, as a shell
+/// would say) and returns the message.
+pub async fn report_start_failure<W: AsyncWrite + Unpin>(writer: &mut FrameWriter<W>, message: String) -> String {
+    let _ = writer
+        .write_message(&SessionMessage::Error {
+            message: message.clone(),
+        })
+        .await;
+    let _ = writer
+        .write_message(&SessionMessage::Exit {
+            code: Some(127),
+            signal: None,
+        })
+        .await;
+    let _ = writer.shutdown().await;
+    message
 }
 
 async fn pump<R, W>(mut source: R, writer: SharedWriter<W>, frame: fn(Bytes) -> Frame)

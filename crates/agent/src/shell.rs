@@ -55,18 +55,7 @@ where
         Ok(child) => child,
         Err(error) => {
             let message = format!("cannot start {shell}: {error}");
-            let _ = writer
-                .write_message(&SessionMessage::Error {
-                    message: message.clone(),
-                })
-                .await;
-            let _ = writer
-                .write_message(&SessionMessage::Exit {
-                    code: Some(127),
-                    signal: None,
-                })
-                .await;
-            return Err(message);
+            return Err(crate::session::report_start_failure(&mut writer, message).await);
         }
     };
     let (mut pty_out, mut pty_in) = pty.into_split();

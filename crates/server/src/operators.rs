@@ -156,11 +156,7 @@ async fn serve_connection(
         reason,
         service,
     };
-    if let Some(message) = over_limit(broker, &ask).await? {
-        broker
-            .store
-            .record(&audit(&ask, "refused_limit", None, Some(message.clone())))
-            .await?;
+    if let Some(message) = check_limits(broker, &ask).await? {
         return refuse(&mut connection, Refusal::Limited, message).await;
     }
     let request_id = secrets::new_id()?;
@@ -252,11 +248,7 @@ async fn serve_connection(
                 // Checked again under the lock, now that the request is about
                 // to exist: two simultaneous connects cannot both slip under.
                 let _admission = broker.admission.lock().await;
-                if let Some(message) = over_limit(broker, &ask).await? {
-                    broker
-                        .store
-                        .record(&audit(&ask, "refused_limit", None, Some(message.clone())))
-                        .await?;
+                if let Some(message) = check_limits(broker, &ask).await? {
                     return refuse(&mut connection, Refusal::Limited, message).await;
                 }
                 broker.store.create_request(&new_request).await?;
@@ -305,7 +297,19 @@ async fn serve_connection(
     }
 }
 
-/// Why this operator may not ask this computer now, if a limit says so.
+/// Why this operator may not ask this computer now, if a limit says so;
+/// a refusal is recorded in the audit trail.
+async fn check_limits(broker: &Broker, ask: &Ask<'_>) -> Result<Option<String>, OperatorError> {
+    let refusal = over_limit(broker, ask).await?;
+    if let Some(message) = &refusal {
+        broker
+            .store
+            .record(&audit(ask, "refused_limit", None, Some(message.clone())))
+            .await?;
+    }
+    Ok(refusal)
+}
+
 async fn over_limit(broker: &Broker, ask: &Ask<'_>) -> Result<Option<String>, OperatorError> {
     let now = now_millis();
     let limits = broker.limits;

@@ -387,17 +387,26 @@ struct OutboxPage {
     smtp: bool,
 }
 
+/// The outbox holds live links: only this machine may see it.
+fn loopback_only(peer: SocketAddr) -> Result<(), Response> {
+    if peer.ip().is_loopback() {
+        Ok(())
+    } else {
+        Err((
+            StatusCode::FORBIDDEN,
+            "the outbox is shown to loopback clients only",
+        )
+            .into_response())
+    }
+}
+
 /// `GET /outbox`: the emails written to files, for loopback clients only.
 pub async fn outbox(
     State(state): State<AppState>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
 ) -> Response {
-    if !peer.ip().is_loopback() {
-        return (
-            StatusCode::FORBIDDEN,
-            "the outbox is shown to loopback clients only",
-        )
-            .into_response();
+    if let Err(refused) = loopback_only(peer) {
+        return refused;
     }
     let entries = match &state.outbox_dir {
         Some(dir) => crate::outbox::list_files(dir).await,
@@ -420,12 +429,8 @@ pub async fn outbox_file(
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
     Path(file): Path<String>,
 ) -> Response {
-    if !peer.ip().is_loopback() {
-        return (
-            StatusCode::FORBIDDEN,
-            "the outbox is shown to loopback clients only",
-        )
-            .into_response();
+    if let Err(refused) = loopback_only(peer) {
+        return refused;
     }
     let valid = file.ends_with(".eml")
         && file.len() < 200

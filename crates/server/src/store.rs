@@ -170,47 +170,35 @@ impl Store {
         Ok(Self { pool })
     }
 
-    pub async fn add_operator(
-        &self,
-        name: &str,
-        token_hash: &[u8],
-        now: Millis,
-    ) -> Result<(), StoreError> {
-        sqlx::query("INSERT INTO operators (name, token_hash, created_at) VALUES (?, ?, ?)")
-            .bind(name)
-            .bind(token_hash)
-            .bind(now)
-            .execute(&self.pool)
-            .await
-            .map_err(|e| {
-                if unique_violation(&e) {
-                    StoreError::AlreadyExists {
-                        kind: "operator",
-                        name: name.to_string(),
-                    }
-                } else {
-                    e.into()
-                }
-            })?;
-        Ok(())
+    pub async fn add_operator(&self, name: &str, token_hash: &[u8], now: Millis) -> Result<(), StoreError> {
+        let sql = "INSERT INTO operators (name, token_hash, created_at) VALUES (?, ?, ?)";
+        self.add_credential(sql, "operator", name, token_hash, now).await
     }
 
-    pub async fn add_agent(
+    pub async fn add_agent(&self, name: &str, key_hash: &[u8], now: Millis) -> Result<(), StoreError> {
+        let sql = "INSERT INTO agents (name, key_hash, created_at) VALUES (?, ?, ?)";
+        self.add_credential(sql, "agent", name, key_hash, now).await
+    }
+
+    /// Inserts a named secret's hash; a taken name is [`StoreError::AlreadyExists`].
+    async fn add_credential(
         &self,
+        sql: &'static str,
+        kind: &'static str,
         name: &str,
-        key_hash: &[u8],
+        hash: &[u8],
         now: Millis,
     ) -> Result<(), StoreError> {
-        sqlx::query("INSERT INTO agents (name, key_hash, created_at) VALUES (?, ?, ?)")
+        sqlx::query(sql)
             .bind(name)
-            .bind(key_hash)
+            .bind(hash)
             .bind(now)
             .execute(&self.pool)
             .await
             .map_err(|e| {
                 if unique_violation(&e) {
                     StoreError::AlreadyExists {
-                        kind: "agent",
+                        kind,
                         name: name.to_string(),
                     }
                 } else {

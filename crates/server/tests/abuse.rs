@@ -1,0 +1,209 @@
+//! Abuse the approval must withstand: cross-site and scripted POSTs, link
+//! guessing, flooding the recipients, an unexpected request, concurrent
+//! clicks by the hundred, and a computer vanishing mid-request. Each test
+//! fails without the protection it names.
+
+use doorman_client::ConnectError;
+use doorman_core::RequestState;
+use doorman_server::Limits;
+use doorman_test_support::World;
+use doorman_test_support::world::extract_nonce;
+use reqwest::StatusCode;
+
+fn request_id(pending: &serde_json::Value) -> String {
+    pending["request_id"].as_str().expect("request_id").to_string()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cross_site_posts_cannot_decide() {
+    let world = World::start().await;
+    let connecting = world.connect(&["true"], "");
+    let id = request_id(&connecting.event("pending").await);
+    let mails = world.smtp.wait_for(2).await;
+    let link = mails[0].link();
+    let nonce = extract_nonce(&world.page(&link).await.1).unwrap();
+    let form = [("decision", "allow"), ("nonce", nonce.as_str())];
+    for (header, value) in [
+        ("sec-fetch-site", "cross-site"),
+        ("sec-fetch-site", "same-site"),
+        ("origin", "https://evil.example"),
+        ("origin", "null"),
+    ] {
+        let response = world.http.post(&link).header(header, value).form(&form).send().await.unwrap();
+        assert_eq!(response.status(), StatusCode::FORBIDDEN, "{header}: {value}");
+    }
+    assert_eq!(world.state_of(&id).await, RequestState::Pending);
+    // The page's own form, as a browser sends it, still works.
+    let response = world
+        .http
+        .post(&link)
+        .header("sec-fetch-site", "same-origin")
+        .header("origin", world.url.as_str())
+        .form(&form)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::SEE_OTHER);
+    assert_eq!(world.state_of(&id).await, RequestState::Allowed);
+    assert_eq!(connecting.finish().await, Ok(0));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn guessing_links_is_rate_limited_per_address() {
+    let world = World::start().await;
+    let connecting = world.connect(&["true"], "");
+    connecting.event("pending").await;
+    let mails = world.smtp.wait_for(2).await;
+    for i in 0..30 {
+        let (status, _) = world.page(&format!("{}/a/guess{i:040}", world.url)).await;
+        assert_eq!(status, StatusCode::NOT_FOUND);
+    }
+    let (status, _) = world.page(&format!("{}/a/guess-after-limit", world.url)).await;
+    assert_eq!(status, StatusCode::TOO_MANY_REQUESTS);
+    // Even a valid link waits out the window from that address.
+    let (status, page) = world.page(&mails[0].link()).await;
+    assert_eq!(status, StatusCode::TOO_MANY_REQUESTS);
+    assert!(page.contains("Too many invalid links"));
+    drop(connecting);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_operator_may_not_flood_the_recipients() {
+    let limits = Limits {
+        max_pending_per_operator: 2,
+        max_requests_per_computer_per_hour: 3,
+        block_minutes: 20,
+    };
+    let world = World::builder().recipients(&["it@example.com"]).limits(limits).start().await;
+    let first = world.connect(&["true"], "1");
+    first.event("pending").await;
+    let second = world.connect(&["true"], "2");
+    second.event("pending").await;
+    let third = world.connect(&["true"], "3").finish().await;
+    let Err(ConnectError::Limited(message)) = &third else {
+        panic!("expected a limit, got {third:?}")
+    };
+    assert!(message.contains("2 requests waiting") && message.contains("limit 2"), "{message}");
+    assert_eq!(third.as_ref().unwrap_err().exit_code(), 247);
+    assert_eq!(world.smtp.wait_for(2).await.len(), 2, "no email for the refused request");
+
+    // Settle one; the per-computer hourly limit is next.
+    let mails = world.smtp.mails();
+    world.click(&mails[0].link(), "deny").await;
+    let first_result = first.finish().await;
+    assert!(matches!(first_result, Err(ConnectError::Denied { .. })));
+    let fourth = world.connect(&["true"], "4");
+    fourth.event("pending").await;
+    let fifth = world.connect(&["true"], "5").finish().await;
+    let Err(ConnectError::Limited(message)) = &fifth else {
+        panic!("expected a limit, got {fifth:?}")
+    };
+    assert!(message.contains("asked 3 times in the last hour"), "{message}");
+    let refusals = world.audit_events().await.into_iter().filter(|e| e.event == "refused_limit").count();
+    assert_eq!(refusals, 2, "each refusal is audited");
+    drop((second, fourth));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn i_did_not_expect_this_denies_and_blocks_the_operator() {
+    let world = World::builder().recipients(&["owner@example.com"]).start().await;
+    let connecting = world.connect(&["true"], "surprise");
+    let id = request_id(&connecting.event("pending").await);
+    let mails = world.smtp.wait_for(1).await;
+    let page = world.page(&mails[0].link()).await.1;
+    assert!(page.contains("<button name=\"decision\" value=\"report\" class=\"report\">I did not expect this</button>"));
+    world.click(&mails[0].link(), "report").await;
+    assert!(matches!(connecting.finish().await, Err(ConnectError::Denied { .. })));
+    assert_eq!(world.state_of(&id).await, RequestState::Denied);
+    let reported = world.audit_events().await.into_iter().find(|e| e.event == "reported").expect("audited");
+    assert_eq!(reported.actor.as_deref(), Some("owner@example.com"));
+    assert!(reported.detail.unwrap().contains("blocked from office-pc for 20 minutes"));
+
+    let again = world.connect(&["true"], "again").finish().await;
+    let Err(ConnectError::Limited(message)) = &again else {
+        panic!("expected the block, got {again:?}")
+    };
+    assert!(message.contains("did not expect your last request"), "{message}");
+    assert_eq!(world.smtp.mails().len(), 1, "no email while blocked");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_hundred_simultaneous_clicks_make_one_decision_and_one_session() {
+    let world = World::start().await;
+    let connecting = world.connect(&["sh", "-c", "echo once"], "");
+    let id = request_id(&connecting.event("pending").await);
+    let mails = world.smtp.wait_for(2).await;
+    let links = [mails[0].link(), mails[1].link()];
+    let nonces = [
+        extract_nonce(&world.page(&links[0]).await.1).unwrap(),
+        extract_nonce(&world.page(&links[1]).await.1).unwrap(),
+    ];
+    let posts = (0..100).map(|i| {
+        let link = links[i % 2].clone();
+        let nonce = nonces[i % 2].clone();
+        let http = world.http.clone();
+        tokio::spawn(async move {
+            let decision = if i % 3 == 0 { "deny" } else { "allow" };
+            http.post(&link).form(&[("decision", decision), ("nonce", nonce.as_str())]).send().await.unwrap().status()
+        })
+    });
+    for post in posts.collect::<Vec<_>>() {
+        assert_eq!(post.await.unwrap(), StatusCode::SEE_OTHER);
+    }
+    let decisions = world
+        .audit_events()
+        .await
+        .into_iter()
+        .filter(|e| e.request_id.as_deref() == Some(id.as_str()) && (e.event == "allowed" || e.event == "denied"))
+        .count();
+    assert_eq!(decisions, 1);
+    let stdout = connecting.stdout.clone();
+    let result = connecting.finish().await;
+    let mut world = world;
+    world.stop_server().await;
+    let sessions = world.audit_events().await.into_iter().filter(|e| e.event == "session_started").count();
+    match world.state_of(&id).await {
+        RequestState::Allowed => {
+            assert_eq!(result, Ok(0));
+            assert_eq!(stdout.text(), "once\n");
+            assert_eq!(sessions, 1);
+        }
+        RequestState::Denied => assert_eq!(sessions, 0),
+        other => panic!("unexpected {other}"),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_computer_going_offline_cancels_its_pending_request() {
+    let mut world = World::start().await;
+    let connecting = world.connect(&["true"], "");
+    let id = request_id(&connecting.event("pending").await);
+    let mails = world.smtp.wait_for(2).await;
+    world.stop_agent().await;
+    let result = connecting.finish().await;
+    assert_eq!(result, Err(ConnectError::WentOffline("office-pc".into())));
+    assert_eq!(result.unwrap_err().exit_code(), 243);
+    assert_eq!(world.state_of(&id).await, RequestState::Cancelled);
+    let (_, page) = world.page(&mails[0].link()).await;
+    assert!(page.contains("Cancelled"), "{page}");
+    assert!(!page.contains("<form"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn operator_text_cannot_break_headers_or_pages() {
+    let world = World::builder().recipients(&["it@example.com"]).start().await;
+    for reason in ["line\r\nBcc: victim@example.com", "nul\0byte", &"x".repeat(501)] {
+        let result = world.connect(&["true"], reason).finish().await;
+        assert!(matches!(result, Err(ConnectError::InvalidRequest(_))), "{reason:?}: {result:?}");
+    }
+    assert!(world.smtp.mails().is_empty());
+    let long = "é".repeat(500);
+    let connecting = world.connect(&["true"], &format!("<img src=x onerror=alert(1)> {long}"));
+    connecting.event("pending").await;
+    let mail = &world.smtp.wait_for(1).await[0];
+    assert!(!String::from_utf8_lossy(&mail.data).contains("Bcc"));
+    let (_, page) = world.page(&mail.link()).await;
+    assert!(page.contains("&#60;img src=x onerror=alert(1)&#62;"));
+    assert!(!page.contains("<img"));
+    drop(connecting);
+}
