@@ -220,7 +220,10 @@ where
 
 /// Tells the operator the program could not start (status 127, as a shell
 /// would say) and returns the message.
-pub async fn report_start_failure<W: AsyncWrite + Unpin>(writer: &mut FrameWriter<W>, message: String) -> String {
+pub async fn report_start_failure<W: AsyncWrite + Unpin>(
+    writer: &mut FrameWriter<W>,
+    message: String,
+) -> String {
     let _ = writer
         .write_message(&SessionMessage::Error {
             message: message.clone(),

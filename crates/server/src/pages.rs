@@ -388,16 +388,14 @@ struct OutboxPage {
 }
 
 /// The outbox holds live links: only this machine may see it.
-fn loopback_only(peer: SocketAddr) -> Result<(), Response> {
-    if peer.ip().is_loopback() {
-        Ok(())
-    } else {
-        Err((
+fn refuse_unless_loopback(peer: SocketAddr) -> Option<Response> {
+    (!peer.ip().is_loopback()).then(|| {
+        (
             StatusCode::FORBIDDEN,
             "the outbox is shown to loopback clients only",
         )
-            .into_response())
-    }
+            .into_response()
+    })
 }
 
 /// `GET /outbox`: the emails written to files, for loopback clients only.
@@ -405,7 +403,7 @@ pub async fn outbox(
     State(state): State<AppState>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
 ) -> Response {
-    if let Err(refused) = loopback_only(peer) {
+    if let Some(refused) = refuse_unless_loopback(peer) {
         return refused;
     }
     let entries = match &state.outbox_dir {
@@ -429,7 +427,7 @@ pub async fn outbox_file(
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
     Path(file): Path<String>,
 ) -> Response {
-    if let Err(refused) = loopback_only(peer) {
+    if let Some(refused) = refuse_unless_loopback(peer) {
         return refused;
     }
     let valid = file.ends_with(".eml")

@@ -170,12 +170,23 @@ impl Store {
         Ok(Self { pool })
     }
 
-    pub async fn add_operator(&self, name: &str, token_hash: &[u8], now: Millis) -> Result<(), StoreError> {
+    pub async fn add_operator(
+        &self,
+        name: &str,
+        token_hash: &[u8],
+        now: Millis,
+    ) -> Result<(), StoreError> {
         let sql = "INSERT INTO operators (name, token_hash, created_at) VALUES (?, ?, ?)";
-        self.add_credential(sql, "operator", name, token_hash, now).await
+        self.add_credential(sql, "operator", name, token_hash, now)
+            .await
     }
 
-    pub async fn add_agent(&self, name: &str, key_hash: &[u8], now: Millis) -> Result<(), StoreError> {
+    pub async fn add_agent(
+        &self,
+        name: &str,
+        key_hash: &[u8],
+        now: Millis,
+    ) -> Result<(), StoreError> {
         let sql = "INSERT INTO agents (name, key_hash, created_at) VALUES (?, ?, ?)";
         self.add_credential(sql, "agent", name, key_hash, now).await
     }
