@@ -14,6 +14,7 @@ pub mod exit {
     pub const NOT_OFFERED: i32 = 245;
     pub const SESSION_FAILED: i32 = 246;
     pub const LIMITED: i32 = 247;
+    pub const UNDELIVERABLE: i32 = 248;
     pub const SERVER: i32 = 255;
 }
 
@@ -44,6 +45,8 @@ pub enum ConnectError {
     #[error("refused: {0}")]
     Limited(String),
     #[error("{0}")]
+    Undeliverable(String),
+    #[error("{0}")]
     Server(String),
 }
 
@@ -60,6 +63,7 @@ impl ConnectError {
             ConnectError::InvalidRequest(_) => exit::INVALID_REQUEST,
             ConnectError::SessionFailed(_) => exit::SESSION_FAILED,
             ConnectError::Limited(_) => exit::LIMITED,
+            ConnectError::Undeliverable(_) => exit::UNDELIVERABLE,
             ConnectError::Server(_) => exit::SERVER,
         }
     }

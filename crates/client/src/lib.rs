@@ -186,6 +186,11 @@ pub async fn connect(
                 ticker.reset();
             }
             ServerToOperator::Admitted => progress.admitted(),
+            ServerToOperator::Delivery {
+                recipient,
+                state,
+                detail,
+            } => progress.delivery(&recipient, state, detail.as_deref()),
             ServerToOperator::Allowed { by, at } => progress.allowed(&by, at),
             ServerToOperator::Denied { by, at } => {
                 progress.denied(&by, at);
@@ -212,6 +217,7 @@ pub async fn connect(
                     Refusal::InvalidRequest => ConnectError::InvalidRequest(message),
                     Refusal::SessionFailed => ConnectError::SessionFailed(message),
                     Refusal::Limited => ConnectError::Limited(message),
+                    Refusal::DeliveryFailed => ConnectError::Undeliverable(message),
                 });
             }
             ServerToOperator::SessionStarted { request_id } => {

@@ -1,6 +1,7 @@
 //! Telling the operator how the connection goes: a human line with a live
 //! countdown on a terminal, or one JSON object per state change (`--json`).
 
+use doorman_proto::message::DeliveryState;
 use serde_json::json;
 use std::io::Write;
 use std::time::Duration;
@@ -84,6 +85,34 @@ impl Progress {
             );
             let _ = self.out.flush();
             self.line_open = true;
+        }
+    }
+
+    /// How the email to one recipient is doing.
+    pub fn delivery(&mut self, recipient: &str, state: DeliveryState, detail: Option<&str>) {
+        let name = match state {
+            DeliveryState::Sent => "sent",
+            DeliveryState::Retrying => "retrying",
+            DeliveryState::Failed => "failed",
+        };
+        match self.style {
+            ProgressStyle::Json => self.json(json!({
+                "event": "delivery",
+                "recipient": recipient,
+                "state": name,
+                "detail": detail,
+            })),
+            // The countdown line already names the recipients; only trouble is news.
+            ProgressStyle::Human { .. } => match (state, detail) {
+                (DeliveryState::Sent, _) => {}
+                (_, detail) => {
+                    let text = format!(
+                        "Email to {recipient} {name}: {}",
+                        detail.unwrap_or("no reason given")
+                    );
+                    self.line(&text);
+                }
+            },
         }
     }
 

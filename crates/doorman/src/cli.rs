@@ -50,6 +50,7 @@ Exit status:
   244    bad operator token
   245    refused by the computer: the service is not offered there
   246    the session failed or was cut off
+  248    no authorization email could be delivered
   247    refused by a limit: too many pending requests, the computer asked too
          often, or a recipient reported the last request (\"I did not expect this\")
   255    cannot reach or talk to the server";

@@ -198,6 +198,7 @@ async fn the_whole_story_through_the_binary() {
                 .unwrap()
                 .to_string()
         })
+        .filter(|event| event != "delivery")
         .collect();
     assert_eq!(
         events,

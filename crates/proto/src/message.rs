@@ -61,6 +61,8 @@ pub enum Refusal {
     /// Over a limit that protects the recipients from floods, or blocked by
     /// a recipient's "I did not expect this".
     Limited,
+    /// No authorization email could be delivered.
+    DeliveryFailed,
 }
 
 /// Server → operator, on `/v1/connect`.
@@ -98,6 +100,24 @@ pub enum ServerToOperator {
     SessionStarted {
         request_id: String,
     },
+    /// How the email to one recipient is doing.
+    Delivery {
+        /// Masked address.
+        recipient: String,
+        state: DeliveryState,
+        /// The SMTP server's reply for `retrying` and `failed`.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        detail: Option<String>,
+    },
+}
+
+/// The delivery state of one authorization email.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum DeliveryState {
+    Sent,
+    Retrying,
+    Failed,
 }
 
 /// Server → agent, on `/v1/agent`.

@@ -7,7 +7,7 @@ use crate::secrets::ServerKey;
 use crate::store::{AuditEvent, Millis, Store, StoreError};
 use doorman_core::{Outcome, RequestState};
 use doorman_proto::dial::Upgraded;
-use doorman_proto::message::{OfferReply, ServerToAgent};
+use doorman_proto::message::{DeliveryState, OfferReply, ServerToAgent, ServerToOperator};
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -61,6 +61,13 @@ pub struct ForwardGrant {
     pub targets: Vec<String>,
 }
 
+/// What an operator's connection waits on: the outcome, and delivery news.
+#[derive(Debug)]
+struct Waiter {
+    outcome: watch::Sender<Option<Outcome>>,
+    deliveries: mpsc::UnboundedSender<ServerToOperator>,
+}
+
 /// Why an offer got no answer.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum OfferError {
@@ -74,7 +81,7 @@ pub struct Broker {
     pub store: Store,
     pub key: ServerKey,
     agents: Mutex<HashMap<String, AgentLink>>,
-    waiting: Mutex<HashMap<String, watch::Sender<Option<Outcome>>>>,
+    waiting: Mutex<HashMap<String, Waiter>>,
     sessions: Mutex<HashMap<String, SessionSlot>>,
     forwards: Mutex<HashMap<String, ForwardGrant>>,
     next_link_id: AtomicU64,
@@ -274,12 +281,20 @@ impl Broker {
     /// Starts watching a request's outcome; the registration ends when the
     /// returned guard is dropped.
     pub fn watch_request(self: &Arc<Self>, request_id: &str) -> RequestWatch {
-        let (sender, receiver) = watch::channel(None);
-        lock(&self.waiting).insert(request_id.to_string(), sender);
+        let (outcome, receiver) = watch::channel(None);
+        let (deliveries, delivery_news) = mpsc::unbounded_channel();
+        lock(&self.waiting).insert(
+            request_id.to_string(),
+            Waiter {
+                outcome,
+                deliveries,
+            },
+        );
         RequestWatch {
             broker: Arc::clone(self),
             request_id: request_id.to_string(),
             receiver,
+            deliveries: delivery_news,
         }
     }
 
@@ -400,7 +415,7 @@ impl Broker {
 
     async fn publish(&self, request_id: &str, computer: &str, outcome: &Outcome) {
         if let Some(waiting) = lock(&self.waiting).get(request_id) {
-            waiting.send_replace(Some(outcome.clone()));
+            waiting.outcome.send_replace(Some(outcome.clone()));
         }
         if let Some(agent) = self.agent_sender(computer) {
             let _ = agent
@@ -409,6 +424,23 @@ impl Broker {
                     outcome: outcome.clone(),
                 }))
                 .await;
+        }
+    }
+
+    /// Tells the waiting operator how the email to `recipient` is doing.
+    pub fn report_delivery(
+        &self,
+        request_id: &str,
+        recipient: &str,
+        state: DeliveryState,
+        detail: Option<String>,
+    ) {
+        if let Some(waiting) = lock(&self.waiting).get(request_id) {
+            let _ = waiting.deliveries.send(ServerToOperator::Delivery {
+                recipient: doorman_core::mask::mask_address(recipient),
+                state,
+                detail,
+            });
         }
     }
 
@@ -470,6 +502,7 @@ pub struct RequestWatch {
     broker: Arc<Broker>,
     request_id: String,
     pub receiver: watch::Receiver<Option<Outcome>>,
+    pub deliveries: mpsc::UnboundedReceiver<ServerToOperator>,
 }
 
 impl Drop for RequestWatch {

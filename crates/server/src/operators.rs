@@ -267,6 +267,16 @@ async fn serve_connection(
             let Some(outcome) = outcome else {
                 return Ok(());
             };
+            if matches!(outcome, Outcome::Cancelled { .. })
+                && let Some(error) = broker.store.all_emails_failed(&request_id).await?
+            {
+                return refuse(
+                    &mut connection,
+                    Refusal::DeliveryFailed,
+                    format!("no authorization email could be delivered: {error}"),
+                )
+                .await;
+            }
             if matches!(outcome, Outcome::Cancelled { .. }) && !broker.is_online(&ask.computer) {
                 // Not the operator's cancel: the computer went away.
                 return refuse(
@@ -381,6 +391,9 @@ async fn wait_for_outcome(
                 if changed.is_err() {
                     return Ok(None);
                 }
+            }
+            Some(news) = watch.deliveries.recv() => {
+                connection.write_message(&news).await?;
             }
             message = connection.read_message::<OperatorMessage>(), if !operator_gone => {
                 // A cancel, a closed connection or garbage all end the wait.

@@ -4,7 +4,9 @@
 
 use crate::broker::{Broker, now_millis};
 use crate::mail;
-use crate::store::{Millis, OutboxJob};
+use crate::store::{AuditEvent, Millis, OutboxJob};
+use doorman_core::RequestState;
+use doorman_proto::message::DeliveryState;
 use lettre::message::Mailbox;
 use lettre::{AsyncSmtpTransport, AsyncTransport, Tokio1Executor};
 use ring::rand::{SecureRandom, SystemRandom};
@@ -126,8 +128,47 @@ async fn deliver_one(
             Err((error, None))
         }
     };
+    let (state, detail, permanent) = match &result {
+        Ok(()) => (DeliveryState::Sent, None, false),
+        Err((error, Some(_))) => (DeliveryState::Retrying, Some(error.clone()), false),
+        Err((error, None)) => (DeliveryState::Failed, Some(error.clone()), true),
+    };
     if let Err(error) = broker.store.email_attempted(&job, result, now).await {
         tracing::error!(%error, "cannot record an email delivery");
+        return;
+    }
+    broker.report_delivery(&job.request.id, &job.address, state, detail);
+    if permanent {
+        end_if_undeliverable(broker, &job).await;
+    }
+}
+
+/// Nobody can approve a request none of whose emails arrived: it ends now
+/// rather than at its timeout.
+async fn end_if_undeliverable(broker: &Broker, job: &OutboxJob) {
+    let error = match broker.store.all_emails_failed(&job.request.id).await {
+        Ok(Some(error)) => error,
+        Ok(None) => return,
+        Err(error) => {
+            tracing::error!(%error, "cannot read the outbox");
+            return;
+        }
+    };
+    let audit = AuditEvent {
+        at: now_millis(),
+        event: "cancelled".into(),
+        request_id: Some(job.request.id.clone()),
+        computer: Some(job.request.computer.clone()),
+        detail: Some(format!(
+            "no authorization email could be delivered: {error}"
+        )),
+        ..AuditEvent::default()
+    };
+    if let Err(error) = broker
+        .settle(&job.request.id, RequestState::Cancelled, None, audit)
+        .await
+    {
+        tracing::error!(%error, "cannot end an undeliverable request");
     }
 }
 

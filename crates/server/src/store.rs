@@ -543,6 +543,21 @@ impl Store {
         Ok(row.try_get("id")?)
     }
 
+    /// When every email of a request failed for good: one of their errors.
+    pub async fn all_emails_failed(&self, request_id: &str) -> Result<Option<String>, StoreError> {
+        let row = sqlx::query(
+            "SELECT COUNT(*) AS total, SUM(state = 'failed') AS failed, MAX(last_error) AS error
+             FROM outbox WHERE request_id = ?",
+        )
+        .bind(request_id)
+        .fetch_one(&self.pool)
+        .await?;
+        let total: i64 = row.try_get("total")?;
+        let failed: Option<i64> = row.try_get("failed")?;
+        let error: Option<String> = row.try_get("error")?;
+        Ok((total > 0 && failed == Some(total)).then(|| error.unwrap_or_default()))
+    }
+
     /// Requests of this operator still pending at `now`.
     pub async fn pending_of_operator(
         &self,

@@ -66,12 +66,22 @@ impl ReceivedMail {
     }
 }
 
+/// Replies the sink gives instead of accepting, so tests can make delivery
+/// fail: per recipient (at RCPT TO, one scripted reply per attempt, then
+/// 250), and for whole connections (at the greeting).
+#[derive(Debug, Default)]
+struct Script {
+    rcpt: std::collections::HashMap<String, std::collections::VecDeque<String>>,
+    greetings: std::collections::VecDeque<String>,
+}
+
 /// The sink: address to give the server, and the mail it got.
 #[derive(Clone, Debug)]
 pub struct SmtpSink {
     pub port: u16,
     received: Arc<Mutex<Vec<ReceivedMail>>>,
     count: watch::Receiver<usize>,
+    script: Arc<Mutex<Script>>,
 }
 
 impl SmtpSink {
@@ -84,12 +94,15 @@ impl SmtpSink {
         let (counter, count) = watch::channel(0usize);
         let counter = Arc::new(counter);
         let store = received.clone();
+        let script = Arc::new(Mutex::new(Script::default()));
+        let scripted = script.clone();
         tokio::spawn(async move {
             while let Ok((stream, _)) = listener.accept().await {
                 let store = store.clone();
                 let counter = counter.clone();
+                let script = scripted.clone();
                 tokio::spawn(async move {
-                    let _ = session(stream, store, counter).await;
+                    let _ = session(stream, store, counter, script).await;
                 });
             }
         });
@@ -97,7 +110,27 @@ impl SmtpSink {
             port,
             received,
             count,
+            script,
         }
+    }
+
+    /// Answers RCPT TO for `address` with these replies (e.g. `"451 4.3.0
+    /// try later"`, `"550 5.1.1 no such user"`), one per attempt, then 250.
+    pub fn reject_recipient(&self, address: &str, replies: &[&str]) {
+        self.script.lock().expect("script lock").rcpt.insert(
+            address.to_string(),
+            replies.iter().map(|r| r.to_string()).collect(),
+        );
+    }
+
+    /// Greets the next connections with these replies (e.g. `"421 busy"`)
+    /// and closes them.
+    pub fn refuse_connections(&self, replies: &[&str]) {
+        self.script
+            .lock()
+            .expect("script lock")
+            .greetings
+            .extend(replies.iter().map(|r| r.to_string()));
     }
 
     pub fn url(&self) -> String {
@@ -124,9 +157,15 @@ async fn session(
     stream: tokio::net::TcpStream,
     store: Arc<Mutex<Vec<ReceivedMail>>>,
     counter: Arc<watch::Sender<usize>>,
+    script: Arc<Mutex<Script>>,
 ) -> std::io::Result<()> {
     let (read, mut write) = stream.into_split();
     let mut lines = BufReader::new(read);
+    let refusal = script.lock().expect("script lock").greetings.pop_front();
+    if let Some(reply) = refusal {
+        write.write_all(format!("{reply}\r\n").as_bytes()).await?;
+        return Ok(());
+    }
     write.write_all(b"220 sink.test ESMTP ready\r\n").await?;
     let mut from = String::new();
     let mut to = Vec::new();
@@ -149,8 +188,20 @@ async fn session(
             to.clear();
             write.write_all(b"250 OK\r\n").await?;
         } else if upper.starts_with("RCPT TO:") {
-            to.push(command[8..].trim().trim_matches(['<', '>']).to_string());
-            write.write_all(b"250 OK\r\n").await?;
+            let address = command[8..].trim().trim_matches(['<', '>']).to_string();
+            let scripted = script
+                .lock()
+                .expect("script lock")
+                .rcpt
+                .get_mut(&address)
+                .and_then(|replies| replies.pop_front());
+            match scripted {
+                Some(reply) => write.write_all(format!("{reply}\r\n").as_bytes()).await?,
+                None => {
+                    to.push(address);
+                    write.write_all(b"250 OK\r\n").await?;
+                }
+            }
         } else if upper == "DATA" {
             write.write_all(b"354 go ahead\r\n").await?;
             let mut data = Vec::new();
