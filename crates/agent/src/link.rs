@@ -44,8 +44,12 @@ pub fn agent_headers(settings: &AgentSettings) -> Result<Vec<(HeaderName, Header
 /// Connects, serves, and reconnects, forever.
 pub async fn run_forever(config: PathBuf) {
     let mut failures: u32 = 0;
+    // Requests this agent asked authorization for outlive one connection: a
+    // request allowed after a server restart still starts its session.
+    let mut awaited: HashMap<String, AwaitedOffer> = HashMap::new();
+    let grants = ForwardGrants::default();
     loop {
-        match serve_once(&config).await {
+        match serve_once(&config, &mut awaited, &grants).await {
             Ok(()) => {
                 failures = 0;
                 tracing::warn!("server closed the connection; reconnecting");
@@ -82,7 +86,11 @@ fn jitter(max: u64) -> u64 {
     hasher.finish() % (max + 1)
 }
 
-async fn serve_once(config: &Path) -> Result<(), String> {
+async fn serve_once(
+    config: &Path,
+    awaited: &mut HashMap<String, AwaitedOffer>,
+    grants: &ForwardGrants,
+) -> Result<(), String> {
     let settings = settings_file::load(config).map_err(|e| e.to_string())?;
     let dialer =
         Dialer::new(&settings.server, settings.ca.as_deref()).map_err(|e| e.to_string())?;
@@ -98,8 +106,6 @@ async fn serve_once(config: &Path) -> Result<(), String> {
         Err(e) => return Err(e.to_string()),
     }
     tracing::info!(computer = %settings.name, server = %settings.server, "agent online");
-    let mut awaited: HashMap<String, AwaitedOffer> = HashMap::new();
-    let grants = ForwardGrants::default();
     // Messages from tasks (tunnel refusals) go out through this loop's writer.
     let (outgoing, mut to_send) = mpsc::channel::<AgentToServer>(64);
     loop {

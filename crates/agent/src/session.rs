@@ -62,6 +62,26 @@ async fn dial_session(
         .map_err(|e| e.to_string())
 }
 
+/// How long the agent keeps trying to open an allowed session: the operator
+/// may still be reconnecting (after a server restart) when the Allow lands.
+const SESSION_DIAL_PATIENCE: std::time::Duration = std::time::Duration::from_secs(20);
+
+/// Opens the session connection, retrying while nobody waits for it yet or
+/// the server is unreachable.
+async fn dial_session_patiently(
+    config: &std::path::Path,
+    id: &str,
+) -> Result<doorman_proto::dial::Upgraded, String> {
+    let deadline = tokio::time::Instant::now() + SESSION_DIAL_PATIENCE;
+    loop {
+        match dial_session(config, id).await {
+            Ok(io) => return Ok(io),
+            Err(error) if tokio::time::Instant::now() >= deadline => return Err(error),
+            Err(_) => tokio::time::sleep(std::time::Duration::from_millis(250)).await,
+        }
+    }
+}
+
 async fn run(
     config: &std::path::Path,
     request_id: &str,
@@ -69,7 +89,7 @@ async fn run(
     service: Service,
     grants: ForwardGrants,
 ) -> Result<String, String> {
-    let io = dial_session(config, request_id).await?;
+    let io = dial_session_patiently(config, request_id).await?;
     let command = crate::link::notify_command(config);
     notify::show(command.as_deref(), visitor, &Event::SessionStarted);
     match service {

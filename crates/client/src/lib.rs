@@ -71,6 +71,43 @@ impl Terminal {
     }
 }
 
+/// Dials the server again and resumes `request_id`, with growing pauses,
+/// until `deadline` (the request's expiry) or an interrupt.
+async fn reconnect(
+    dialer: &Dialer,
+    auth: &HeaderValue,
+    request_id: &str,
+    deadline: Instant,
+    mut interrupt: std::pin::Pin<&mut impl Future<Output = ()>>,
+) -> Result<Connection<doorman_proto::dial::Upgraded>, ConnectError> {
+    let mut pause = Duration::from_millis(200);
+    loop {
+        if Instant::now() >= deadline {
+            return Err(ConnectError::Server(
+                "lost the server and could not reach it again before the request expired".into(),
+            ));
+        }
+        tokio::select! {
+            () = tokio::time::sleep(pause) => {}
+            () = interrupt.as_mut() => return Err(ConnectError::Cancelled),
+        }
+        pause = (pause * 2).min(Duration::from_secs(2));
+        let Ok(io) = dialer
+            .dial(CONNECT_PATH, &[(AUTHORIZATION, auth.clone())])
+            .await
+        else {
+            continue;
+        };
+        let mut connection = Connection::new(io);
+        let resume = OperatorMessage::Resume {
+            request_id: request_id.to_string(),
+        };
+        if connection.write_message(&resume).await.is_ok() {
+            return Ok(connection);
+        }
+    }
+}
+
 /// How long to wait for the server to confirm a cancellation.
 const CANCEL_CONFIRM_TIMEOUT: Duration = Duration::from_secs(5);
 
@@ -136,6 +173,8 @@ pub async fn connect(
     let mut deadline: Option<Instant> = None;
     let mut ticker = tokio::time::interval(Duration::from_secs(1));
     let mut cancelling: Option<Instant> = None;
+    // Set once the server has the request; cleared when the session starts.
+    let mut resumable: Option<String> = None;
     loop {
         let message = tokio::select! {
             message = connection.read_message::<ServerToOperator>() => message,
@@ -168,6 +207,21 @@ pub async fn connect(
                 progress.cancelled();
                 return Err(ConnectError::Cancelled);
             }
+            // The request lives on in the server's database: reconnect and
+            // pick it up (a server restart, a network blip).
+            Ok(None) | Err(_) if resumable.is_some() && cancelling.is_none() => {
+                let request_id = resumable.clone().unwrap_or_default();
+                progress.reconnecting();
+                connection = reconnect(
+                    &dialer,
+                    &auth,
+                    &request_id,
+                    deadline.unwrap_or_else(Instant::now),
+                    interrupt.as_mut(),
+                )
+                .await?;
+                continue;
+            }
             Ok(None) => {
                 return Err(ConnectError::Server(
                     "the server closed the connection".into(),
@@ -183,6 +237,7 @@ pub async fn connect(
             } => {
                 deadline = Some(Instant::now() + Duration::from_secs(expires_in));
                 progress.pending(&request_id, expires_in, &recipients);
+                resumable = Some(request_id);
                 ticker.reset();
             }
             ServerToOperator::Admitted => progress.admitted(),

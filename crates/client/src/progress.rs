@@ -116,6 +116,16 @@ impl Progress {
         }
     }
 
+    /// The connection to the server was lost; the request is being resumed.
+    pub fn reconnecting(&mut self) {
+        match self.style {
+            ProgressStyle::Json => self.json(json!({"event": "reconnecting"})),
+            ProgressStyle::Human { .. } => {
+                self.line("Lost the connection to the server; reconnecting…")
+            }
+        }
+    }
+
     pub fn admitted(&mut self) {
         match self.style {
             ProgressStyle::Json => self.json(json!({"event": "admitted"})),

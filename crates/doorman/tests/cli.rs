@@ -619,3 +619,66 @@ async fn admin_and_server_refuse_bad_input_with_one_line() {
     assert!(err.contains("unknown field `smtp`"), "{err}");
     assert_eq!(err.trim().lines().count(), 1, "{err}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kill_9_of_the_server_loses_nothing() {
+    let smtp = SmtpSink::start().await;
+    let mut deployment = deploy(Some(&smtp)).await;
+    let mut connect = start(&[
+        "connect",
+        "office-pc",
+        "--server",
+        &deployment.url,
+        "--token",
+        &deployment.token,
+        "--json",
+        "--",
+        "sh",
+        "-c",
+        "echo survived; exit 3",
+    ]);
+    connect
+        .stderr
+        .wait_until(|t| t.contains("\"pending\""))
+        .await;
+    let mails = smtp.wait_for(2).await;
+
+    deployment.server.child.kill().await.unwrap(); // SIGKILL: no goodbye to anyone
+    let address = deployment.url.trim_start_matches("http://").to_string();
+    let smtp_url = smtp.url();
+    let server = start(&[
+        "server",
+        "--listen",
+        &address,
+        "--data-dir",
+        path(&deployment.data),
+        "--mail-from",
+        "doorman@example.com",
+        "--smtp-url",
+        &smtp_url,
+    ]);
+    listening_address(&server).await;
+    connect
+        .stderr
+        .wait_until(|t| t.contains("\"reconnecting\""))
+        .await;
+    deployment
+        .agent
+        .as_ref()
+        .unwrap()
+        .stderr
+        .wait_until(|t| t.matches("agent online").count() >= 2)
+        .await;
+    connect
+        .stderr
+        .wait_until(|t| t.matches("\"event\":\"pending\"").count() == 2)
+        .await;
+
+    assert_eq!(
+        click(&mails[0].link(), "allow").await,
+        reqwest::StatusCode::SEE_OTHER
+    );
+    assert_eq!(connect.exit_code().await, 3);
+    assert_eq!(connect.stdout.text(), "survived\n");
+    deployment.server = server;
+}

@@ -44,6 +44,9 @@ pub enum OperatorMessage {
     },
     /// The operator gives up while the request is pending.
     Cancel,
+    /// Picks up a request this operator made, after losing the connection
+    /// (e.g. to a server restart).
+    Resume { request_id: String },
 }
 
 /// Why the server will not go on with a connection.

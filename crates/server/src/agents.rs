@@ -1,7 +1,7 @@
 //! An agent's control connection: registers the agent as online, carries
 //! offers to it and its answers back, and pushes settled outcomes.
 
-use crate::broker::{AgentCommand, Broker};
+use crate::broker::{AgentCommand, Broker, now_millis};
 use doorman_proto::connection::Connection;
 use doorman_proto::dial::Upgraded;
 use doorman_proto::message::{AgentToServer, OfferReply, ServerToAgent};
@@ -16,7 +16,32 @@ pub async fn serve(broker: Arc<Broker>, io: Upgraded, name: String) {
     tracing::info!(computer = %name, "agent online");
     let mut shutdown = broker.shutdown.clone();
     let mut offers: HashMap<String, oneshot::Sender<OfferReply>> = HashMap::new();
-    if writer.write_message(&ServerToAgent::Welcome).await.is_ok() {
+    let mut welcome = vec![ServerToAgent::Welcome];
+    // Allowed while this agent was away (a server restart): it may be waiting.
+    match broker
+        .store
+        .allowed_without_session(&name, now_millis() - 10 * 60 * 1000)
+        .await
+    {
+        Ok(requests) => welcome.extend(requests.into_iter().filter_map(|request| {
+            let outcome = request.outcome()?;
+            Some(ServerToAgent::Settled {
+                request_id: request.id,
+                outcome,
+            })
+        })),
+        Err(error) => {
+            tracing::error!(%error, "cannot list requests allowed while the agent was away")
+        }
+    }
+    let mut greeted = true;
+    for message in &welcome {
+        if writer.write_message(message).await.is_err() {
+            greeted = false;
+            break;
+        }
+    }
+    if greeted {
         loop {
             tokio::select! {
                 command = commands.recv() => {

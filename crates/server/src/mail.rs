@@ -125,6 +125,7 @@ mod tests {
             expires_at: 1_795_000_180_000,
             settled_at: None,
             decided_by: None,
+            service_json: None,
         }
     }
 

@@ -125,18 +125,23 @@ async fn serve_connection(
             return refuse(&mut connection, Refusal::InvalidRequest, error.to_string()).await;
         }
     };
-    let OperatorMessage::Connect {
-        computer,
-        reason,
-        service,
-    } = first
-    else {
-        return refuse(
-            &mut connection,
-            Refusal::InvalidRequest,
-            "expected a connect message",
-        )
-        .await;
+    let (computer, reason, service) = match first {
+        OperatorMessage::Connect {
+            computer,
+            reason,
+            service,
+        } => (computer, reason, service),
+        OperatorMessage::Resume { request_id } => {
+            return resume(broker, connection, operator, ip, request_id).await;
+        }
+        OperatorMessage::Cancel => {
+            return refuse(
+                &mut connection,
+                Refusal::InvalidRequest,
+                "expected a connect message",
+            )
+            .await;
+        }
     };
     if let Err(message) = validate_ask(&computer, &reason, &service) {
         return refuse(&mut connection, Refusal::InvalidRequest, message).await;
@@ -222,7 +227,7 @@ async fn serve_connection(
                 )
                 .await;
             }
-            let mut watch = broker.watch_request(&request_id);
+            let watch = broker.watch_request(&request_id);
             let now = now_millis();
             let expires_at = now + i64::from(timeout_secs) * 1000;
             let new_request = NewRequest {
@@ -232,6 +237,7 @@ async fn serve_connection(
                 operator_ip: ask.ip.clone(),
                 reason: ask.reason.clone(),
                 service: ask.service.describe(),
+                service_json: serde_json::to_string(&ask.service).unwrap_or_default(),
                 created_at: now,
                 expires_at,
                 recipients: recipients
@@ -262,49 +268,128 @@ async fn serve_connection(
                     recipients: recipients.iter().map(|r| mask_address(r)).collect(),
                 })
                 .await?;
-            let outcome =
-                wait_for_outcome(broker, &mut connection, &ask, &request_id, &mut watch).await?;
-            let Some(outcome) = outcome else {
-                return Ok(());
-            };
-            if matches!(outcome, Outcome::Cancelled { .. })
-                && let Some(error) = broker.store.all_emails_failed(&request_id).await?
-            {
-                return refuse(
-                    &mut connection,
-                    Refusal::DeliveryFailed,
-                    format!("no authorization email could be delivered: {error}"),
-                )
-                .await;
-            }
-            if matches!(outcome, Outcome::Cancelled { .. }) && !broker.is_online(&ask.computer) {
-                // Not the operator's cancel: the computer went away.
-                return refuse(
-                    &mut connection,
-                    Refusal::ComputerOffline,
-                    format!(
-                        "computer {:?} went offline while waiting for authorization",
-                        ask.computer
-                    ),
-                )
-                .await;
-            }
-            connection.write_message(&outcome_message(&outcome)).await?;
-            if matches!(outcome, Outcome::Allowed { .. }) {
-                relay_session(
-                    broker,
-                    connection,
-                    &ask,
-                    &request_id,
-                    Some(&request_id),
-                    expected,
-                )
-                .await
-            } else {
-                Ok(())
-            }
+            conclude(broker, connection, &ask, &request_id, None, watch, expected).await
         }
     }
+}
+
+/// Waits for the request's outcome (unless it is already known), tells the
+/// operator, and on `allowed` relays the session.
+async fn conclude(
+    broker: &Arc<Broker>,
+    mut connection: Connection<Upgraded>,
+    ask: &Ask<'_>,
+    request_id: &str,
+    known: Option<Outcome>,
+    mut watch: crate::broker::RequestWatch,
+    expected: crate::broker::ExpectedSession,
+) -> Result<(), OperatorError> {
+    let outcome = match known {
+        Some(outcome) => outcome,
+        None => match wait_for_outcome(broker, &mut connection, ask, request_id, &mut watch).await?
+        {
+            Some(outcome) => outcome,
+            None => return Ok(()),
+        },
+    };
+    if matches!(outcome, Outcome::Cancelled { .. })
+        && let Some(error) = broker.store.all_emails_failed(request_id).await?
+    {
+        return refuse(
+            &mut connection,
+            Refusal::DeliveryFailed,
+            format!("no authorization email could be delivered: {error}"),
+        )
+        .await;
+    }
+    if matches!(outcome, Outcome::Cancelled { .. }) && !broker.is_online(&ask.computer) {
+        // Not the operator's cancel: the computer went away.
+        return refuse(
+            &mut connection,
+            Refusal::ComputerOffline,
+            format!(
+                "computer {:?} went offline while waiting for authorization",
+                ask.computer
+            ),
+        )
+        .await;
+    }
+    connection.write_message(&outcome_message(&outcome)).await?;
+    if matches!(outcome, Outcome::Allowed { .. }) {
+        relay_session(
+            broker,
+            connection,
+            ask,
+            request_id,
+            Some(request_id),
+            expected,
+        )
+        .await
+    } else {
+        Ok(())
+    }
+}
+
+/// An operator reconnecting (after losing its connection, e.g. to a server
+/// restart) to a request it made: picks it up where it is.
+async fn resume(
+    broker: &Arc<Broker>,
+    mut connection: Connection<Upgraded>,
+    operator: &str,
+    ip: IpAddr,
+    request_id: String,
+) -> Result<(), OperatorError> {
+    let unknown = "no such request of yours to resume";
+    let Some(row) = broker
+        .store
+        .request(&request_id)
+        .await?
+        .filter(|row| row.operator == operator)
+    else {
+        return refuse(&mut connection, Refusal::InvalidRequest, unknown).await;
+    };
+    let Some(service) = row
+        .service_json
+        .as_deref()
+        .and_then(|json| serde_json::from_str::<Service>(json).ok())
+    else {
+        return refuse(&mut connection, Refusal::InvalidRequest, unknown).await;
+    };
+    let ask = Ask {
+        operator,
+        ip: ip.to_string(),
+        computer: row.computer.clone(),
+        reason: row.reason.clone(),
+        service,
+    };
+    let expected = broker.expect_session(&request_id, &ask.computer);
+    let watch = broker.watch_request(&request_id);
+    // Read again now that the watch is registered: nothing can slip between.
+    let Some(row) = broker.store.request(&request_id).await? else {
+        return refuse(&mut connection, Refusal::InvalidRequest, unknown).await;
+    };
+    let known = row.outcome();
+    if known.is_none() {
+        let recipients = broker.store.recipients_of(&request_id).await?;
+        let left = (row.expires_at - now_millis()).max(0);
+        connection
+            .write_message(&ServerToOperator::Pending {
+                request_id: request_id.clone(),
+                expires_in: u64::try_from((left + 999) / 1000).unwrap_or(0),
+                recipients: recipients.iter().map(|r| mask_address(r)).collect(),
+            })
+            .await?;
+    }
+    conclude(
+        broker,
+        connection,
+        &ask,
+        &request_id,
+        known,
+        watch,
+        expected,
+    )
+    .await
 }
 
 /// Why this operator may not ask this computer now, if a limit says so;

@@ -46,6 +46,11 @@ fn migrator() -> Migrator {
     Migrator::with_migrations(vec![
         migration(1, "initial", include_str!("../migrations/0001_initial.sql")),
         migration(2, "blocks", include_str!("../migrations/0002_blocks.sql")),
+        migration(
+            3,
+            "request service",
+            include_str!("../migrations/0003_request_service.sql"),
+        ),
     ])
 }
 
@@ -69,6 +74,8 @@ pub struct RequestRow {
     pub expires_at: Millis,
     pub settled_at: Option<Millis>,
     pub decided_by: Option<String>,
+    /// The service asked for, as wire JSON (absent on rows from before it was kept).
+    pub service_json: Option<String>,
 }
 
 impl RequestRow {
@@ -95,6 +102,7 @@ pub struct NewRequest {
     pub operator_ip: String,
     pub reason: String,
     pub service: String,
+    pub service_json: String,
     pub created_at: Millis,
     pub expires_at: Millis,
     pub recipients: Vec<(String, [u8; 32])>,
@@ -128,7 +136,7 @@ pub struct OutboxJob {
     pub attempts: i64,
 }
 
-const REQUEST_COLUMNS: &str = "id, computer, operator, operator_ip, reason, service, state, created_at, expires_at, settled_at, decided_by";
+const REQUEST_COLUMNS: &str = "id, computer, operator, operator_ip, reason, service, state, created_at, expires_at, settled_at, decided_by, service_json";
 
 fn request_from_row(row: &sqlx::sqlite::SqliteRow) -> Result<RequestRow, StoreError> {
     let state: String = row.try_get("state")?;
@@ -144,6 +152,7 @@ fn request_from_row(row: &sqlx::sqlite::SqliteRow) -> Result<RequestRow, StoreEr
         expires_at: row.try_get("expires_at")?,
         settled_at: row.try_get("settled_at")?,
         decided_by: row.try_get("decided_by")?,
+        service_json: row.try_get("service_json")?,
     })
 }
 
@@ -242,8 +251,8 @@ impl Store {
     pub async fn create_request(&self, request: &NewRequest) -> Result<(), StoreError> {
         let mut tx = self.pool.begin().await?;
         sqlx::query(
-            "INSERT INTO requests (id, computer, operator, operator_ip, reason, service, state, created_at, expires_at)
-             VALUES (?, ?, ?, ?, ?, ?, 'pending', ?, ?)",
+            "INSERT INTO requests (id, computer, operator, operator_ip, reason, service, service_json, state, created_at, expires_at)
+             VALUES (?, ?, ?, ?, ?, ?, ?, 'pending', ?, ?)",
         )
         .bind(&request.id)
         .bind(&request.computer)
@@ -251,6 +260,7 @@ impl Store {
         .bind(&request.operator_ip)
         .bind(&request.reason)
         .bind(&request.service)
+        .bind(&request.service_json)
         .bind(request.created_at)
         .bind(request.expires_at)
         .execute(&mut *tx)
@@ -541,6 +551,35 @@ impl Store {
             }
         })?;
         Ok(row.try_get("id")?)
+    }
+
+    /// Requests to this computer allowed since `since` whose session has not
+    /// started: an agent that reconnects may still be waiting to hear of them.
+    pub async fn allowed_without_session(
+        &self,
+        computer: &str,
+        since: Millis,
+    ) -> Result<Vec<RequestRow>, StoreError> {
+        let sql = format!(
+            "SELECT {REQUEST_COLUMNS} FROM requests r WHERE computer = ? AND state = 'allowed' AND settled_at > ?
+             AND NOT EXISTS (SELECT 1 FROM sessions s WHERE s.request_id = r.id)"
+        );
+        let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(computer)
+            .bind(since)
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter().map(request_from_row).collect()
+    }
+
+    /// The recipient addresses of a request, in order.
+    pub async fn recipients_of(&self, request_id: &str) -> Result<Vec<String>, StoreError> {
+        let rows =
+            sqlx::query("SELECT address FROM recipients WHERE request_id = ? ORDER BY position")
+                .bind(request_id)
+                .fetch_all(&self.pool)
+                .await?;
+        rows.iter().map(|row| Ok(row.try_get("address")?)).collect()
     }
 
     /// When every email of a request failed for good: one of their errors.

@@ -20,6 +20,7 @@ async fn request(store: &Store, id: &str, created_at: i64, expires_at: i64) {
             operator_ip: "127.0.0.1".into(),
             reason: String::new(),
             service: "run `true`".into(),
+            service_json: r#"{"kind":"command","argv":["true"]}"#.into(),
             created_at,
             expires_at,
             recipients: vec![

@@ -582,7 +582,7 @@ async fn a_restart_loses_no_request_link_or_audit_event() {
     );
     assert_eq!(world.state_of(&id).await, RequestState::Denied);
     assert!(
-        matches!(connecting.finish().await, Err(ConnectError::Server(_))),
-        "the operator was told the server went away"
+        matches!(connecting.finish().await, Err(ConnectError::Denied { .. })),
+        "the operator reconnected and was told the decision"
     );
 }

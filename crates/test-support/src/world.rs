@@ -335,6 +335,11 @@ impl World {
     /// the same address and data directory.
     pub async fn restart_server(&mut self) {
         self.stop_server().await;
+        self.start_server().await;
+    }
+
+    /// Starts the server again on the same address and data directory.
+    pub async fn start_server(&mut self) {
         let listener = tokio::net::TcpListener::bind(self.address)
             .await
             .expect("rebind");

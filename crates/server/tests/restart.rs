@@ -1,0 +1,91 @@
+//! A server restart loses nothing: the waiting operator reconnects by itself
+//! and its session starts after the Allow click; the links keep working; a
+//! request that expired while the server was down is expired, not allowed.
+
+use doorman_core::RequestState;
+use doorman_server::store::NewRequest;
+use doorman_test_support::World;
+use doorman_test_support::world::COMPUTER;
+use reqwest::StatusCode;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_waiting_operator_survives_a_server_restart() {
+    let mut world = World::start().await;
+    let connecting = world.connect(&["sh", "-c", "echo after-restart"], "");
+    let pending = connecting.event("pending").await;
+    let id = pending["request_id"].as_str().unwrap().to_string();
+    let mails = world.smtp.wait_for(2).await;
+
+    world.restart_server().await;
+    connecting.event("reconnecting").await;
+    world.broker.wait_for_agent(COMPUTER, true).await;
+    // The operator is back and waiting for the same request.
+    connecting
+        .progress
+        .wait_until(|t| t.matches("\"event\":\"pending\"").count() == 2)
+        .await;
+    assert_eq!(world.state_of(&id).await, RequestState::Pending);
+
+    assert_eq!(
+        world.click(&mails[1].link(), "allow").await.status(),
+        StatusCode::SEE_OTHER
+    );
+    let stdout = connecting.stdout.clone();
+    assert_eq!(connecting.finish().await, Ok(0));
+    assert_eq!(stdout.text(), "after-restart\n");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_request_that_expired_while_the_server_was_down_is_expired() {
+    let mut world = World::start().await;
+    world.stop_server().await;
+    // Asked just before the server went down; its time ran out meanwhile.
+    let now = doorman_server::broker::now_millis();
+    let token = world.broker.key.link_token("r-expired", 0);
+    world
+        .broker
+        .store
+        .create_request(&NewRequest {
+            id: "r-expired".into(),
+            computer: COMPUTER.into(),
+            operator: "alice".into(),
+            operator_ip: "127.0.0.1".into(),
+            reason: String::new(),
+            service: "run `true`".into(),
+            service_json: r#"{"kind":"command","argv":["true"]}"#.into(),
+            created_at: now - 200_000,
+            expires_at: now - 20_000,
+            recipients: vec![(
+                "it@example.com".into(),
+                doorman_server::secrets::hash(&token),
+            )],
+        })
+        .await
+        .unwrap();
+    world.start_server().await;
+    let link = format!("{}/a/{token}", world.url);
+    // A click that was waiting for the server to come back decides nothing.
+    let (status, page) = world.page(&link).await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(page.contains("Expired at"), "{page}");
+    assert!(!page.contains("<form"));
+    let late = world
+        .http
+        .post(&link)
+        .form(&[
+            ("decision", "allow"),
+            (
+                "nonce",
+                world
+                    .broker
+                    .key
+                    .page_nonce(&doorman_server::secrets::hash(&token))
+                    .as_str(),
+            ),
+        ])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(late.status(), StatusCode::SEE_OTHER);
+    assert_eq!(world.state_of("r-expired").await, RequestState::Expired);
+}
