@@ -58,6 +58,9 @@ pub struct MailSettings {
     pub message_id_host: String,
 }
 
+/// Emails sent at the same time.
+const PARALLEL_DELIVERIES: usize = 8;
+
 /// Runs until shutdown.
 pub async fn run(broker: Arc<Broker>, delivery: Delivery, settings: MailSettings) {
     let mut shutdown = broker.shutdown.clone();
@@ -65,9 +68,21 @@ pub async fn run(broker: Arc<Broker>, delivery: Delivery, settings: MailSettings
         let now = now_millis();
         match broker.store.due_emails(now, 32).await {
             Ok(jobs) => {
+                // Several at once, so that one slow recipient's server does
+                // not hold up everyone else's approval; the batch ends before
+                // the next is read, so no email is picked up twice.
+                let mut sending = tokio::task::JoinSet::new();
                 for job in jobs {
-                    deliver_one(&broker, &delivery, &settings, job).await;
+                    if sending.len() >= PARALLEL_DELIVERIES {
+                        let _ = sending.join_next().await;
+                    }
+                    let (broker, delivery, settings) =
+                        (Arc::clone(&broker), delivery.clone(), settings.clone());
+                    sending.spawn(
+                        async move { deliver_one(&broker, &delivery, &settings, job).await },
+                    );
                 }
+                while sending.join_next().await.is_some() {}
             }
             Err(error) => tracing::error!(%error, "cannot read the outbox"),
         }

@@ -92,6 +92,11 @@ impl WorldBuilder {
     }
 
     pub fn settings_text(&self, server: &str, key: &str) -> String {
+        self.settings_text_for(COMPUTER, server, key)
+    }
+
+    /// The settings file of computer `name`.
+    pub fn settings_text_for(&self, name: &str, server: &str, key: &str) -> String {
         let recipients = self
             .recipients
             .iter()
@@ -110,7 +115,7 @@ impl WorldBuilder {
             notify
         };
         format!(
-            "server = \"{server}\"\nname = \"{COMPUTER}\"\nkey = \"{key}\"\n{notify}\n\
+            "server = \"{server}\"\nname = \"{name}\"\nkey = \"{key}\"\n{notify}\n\
              [desktop_sharing]\nrequire_email_authorization = {}\nemail_authorization_timeout = {}\nrecipients = [{recipients}]\n\n\
              [services]\nshell = {}\nforward = [{}]\n",
             self.require_email_authorization,
@@ -363,6 +368,19 @@ impl World {
                 .expect("server task")
                 .expect("server stops cleanly");
         }
+    }
+
+    /// Registers and starts one more agent, set up like the first, and
+    /// waits until it is online. It runs until the test ends.
+    pub async fn add_agent(&self, name: &str, builder: &WorldBuilder) {
+        let key = doorman_server::admin::add_agent(&self.broker.store, name)
+            .await
+            .expect("agent added");
+        let config = self.dir.path().join(format!("{name}.toml"));
+        std::fs::write(&config, builder.settings_text_for(name, &self.url, &key))
+            .expect("settings");
+        tokio::spawn(doorman_agent::run(config, std::future::pending::<()>()));
+        self.broker.wait_for_agent(name, true).await;
     }
 
     pub async fn stop_agent(&mut self) {
