@@ -144,22 +144,22 @@ fn status_line(request: &RequestRow, now: i64) -> String {
     }
 }
 
-/// Whether a POST comes from our own page: a browser's `Sec-Fetch-Site`
-/// must say `same-origin`, and an `Origin` must be the public URL's. (Clients
-/// that send neither still need the page's nonce.)
+/// Whether a POST comes from our own page. A browser's `Sec-Fetch-Site`
+/// (which pages cannot forge) must say `same-origin`; browsers that do not
+/// send it must send an `Origin` equal to the public URL's, if any. (Our
+/// `no-referrer` policy makes Chrome send `Origin: null` on our own form, so
+/// `Sec-Fetch-Site` decides when present.) Clients that send neither still
+/// need the page's nonce.
 fn same_origin(headers: &HeaderMap, public_origin: &str) -> Result<(), &'static str> {
     let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
-    if let Some(site) = header("sec-fetch-site")
-        && site != "same-origin"
-    {
-        return Err("cross-site requests cannot decide; open the link from the email");
+    match (header("sec-fetch-site"), header("origin")) {
+        (Some("same-origin"), _) => Ok(()),
+        (Some(_), _) => Err("cross-site requests cannot decide; open the link from the email"),
+        (None, Some(origin)) if origin != public_origin => {
+            Err("requests from another origin cannot decide; open the link from the email")
+        }
+        (None, _) => Ok(()),
     }
-    if let Some(origin) = header("origin")
-        && origin != public_origin
-    {
-        return Err("requests from another origin cannot decide; open the link from the email");
-    }
-    Ok(())
 }
 
 /// Counts invalid link tokens per client address, so that guessing links
