@@ -682,3 +682,40 @@ async fn kill_9_of_the_server_loses_nothing() {
     assert_eq!(connect.stdout.text(), "survived\n");
     deployment.server = server;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_agent_dying_mid_session_ends_it_with_a_clear_message() {
+    let smtp = SmtpSink::start().await;
+    let mut deployment = deploy(Some(&smtp)).await;
+    let mut connect = start(&[
+        "connect",
+        "office-pc",
+        "--server",
+        &deployment.url,
+        "--token",
+        &deployment.token,
+        "--",
+        "sh",
+        "-c",
+        "echo started; sleep 60",
+    ]);
+    let mails = smtp.wait_for(2).await;
+    click(&mails[0].link(), "allow").await;
+    connect.stdout.wait_until(|t| t.contains("started")).await;
+    deployment
+        .agent
+        .as_mut()
+        .unwrap()
+        .child
+        .kill()
+        .await
+        .unwrap();
+    assert_eq!(connect.exit_code().await, 246);
+    let err = connect.stderr.text();
+    let last = err.lines().last().unwrap_or_default();
+    assert_eq!(
+        last,
+        "doorman: session failed: the connection to the computer closed before the command finished",
+        "{err}"
+    );
+}

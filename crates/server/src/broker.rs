@@ -12,7 +12,7 @@ use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
-use tokio::sync::{Notify, mpsc, oneshot, watch};
+use tokio::sync::{Notify, broadcast, mpsc, oneshot, watch};
 
 /// How long an agent has to answer an offer.
 pub const OFFER_TIMEOUT: Duration = Duration::from_secs(10);
@@ -61,11 +61,14 @@ pub struct ForwardGrant {
     pub targets: Vec<String>,
 }
 
-/// What an operator's connection waits on: the outcome, and delivery news.
+/// What operators' connections wait on: the outcome, and delivery news.
+/// Several may wait on one request (an operator reconnecting while its old
+/// connection is still being torn down).
 #[derive(Debug)]
 struct Waiter {
     outcome: watch::Sender<Option<Outcome>>,
-    deliveries: mpsc::UnboundedSender<ServerToOperator>,
+    deliveries: broadcast::Sender<ServerToOperator>,
+    watchers: usize,
 }
 
 /// Why an offer got no answer.
@@ -281,20 +284,20 @@ impl Broker {
     /// Starts watching a request's outcome; the registration ends when the
     /// returned guard is dropped.
     pub fn watch_request(self: &Arc<Self>, request_id: &str) -> RequestWatch {
-        let (outcome, receiver) = watch::channel(None);
-        let (deliveries, delivery_news) = mpsc::unbounded_channel();
-        lock(&self.waiting).insert(
-            request_id.to_string(),
-            Waiter {
-                outcome,
-                deliveries,
-            },
-        );
+        let mut waiting = lock(&self.waiting);
+        let waiter = waiting
+            .entry(request_id.to_string())
+            .or_insert_with(|| Waiter {
+                outcome: watch::channel(None).0,
+                deliveries: broadcast::channel(64).0,
+                watchers: 0,
+            });
+        waiter.watchers += 1;
         RequestWatch {
             broker: Arc::clone(self),
             request_id: request_id.to_string(),
-            receiver,
-            deliveries: delivery_news,
+            receiver: waiter.outcome.subscribe(),
+            deliveries: waiter.deliveries.subscribe(),
         }
     }
 
@@ -502,12 +505,18 @@ pub struct RequestWatch {
     broker: Arc<Broker>,
     request_id: String,
     pub receiver: watch::Receiver<Option<Outcome>>,
-    pub deliveries: mpsc::UnboundedReceiver<ServerToOperator>,
+    pub deliveries: broadcast::Receiver<ServerToOperator>,
 }
 
 impl Drop for RequestWatch {
     fn drop(&mut self) {
-        lock(&self.broker.waiting).remove(&self.request_id);
+        let mut waiting = lock(&self.broker.waiting);
+        if let Some(waiter) = waiting.get_mut(&self.request_id) {
+            waiter.watchers = waiter.watchers.saturating_sub(1);
+            if waiter.watchers == 0 {
+                waiting.remove(&self.request_id);
+            }
+        }
     }
 }
 

@@ -477,7 +477,7 @@ async fn wait_for_outcome(
                     return Ok(None);
                 }
             }
-            Some(news) = watch.deliveries.recv() => {
+            Ok(news) = watch.deliveries.recv() => {
                 connection.write_message(&news).await?;
             }
             message = connection.read_message::<OperatorMessage>(), if !operator_gone => {

@@ -293,3 +293,21 @@ async fn operator_text_cannot_break_headers_or_pages() {
     assert!(!page.contains("<img"));
     drop(connecting);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_operator_vanishing_cancels_its_request_and_the_links_say_so() {
+    let world = World::start().await;
+    let connecting = world.connect(&["true"], "");
+    let id = request_id(&connecting.event("pending").await);
+    let mails = world.smtp.wait_for(2).await;
+    // From here on this test is the only one waiting for the outcome.
+    let mut watch = world.broker.watch_request(&id);
+    connecting.kill();
+    while world.state_of(&id).await == RequestState::Pending {
+        watch.receiver.changed().await.expect("the request settles");
+    }
+    assert_eq!(world.state_of(&id).await, RequestState::Cancelled);
+    let (_, page) = world.page(&mails[0].link()).await;
+    assert!(page.contains("Cancelled by the operator"), "{page}");
+    assert!(!page.contains("<form"));
+}

@@ -422,6 +422,11 @@ pub struct Connecting {
 }
 
 impl Connecting {
+    /// The operator's process dies: its connection closes without a word.
+    pub fn kill(self) {
+        self.task.abort();
+    }
+
     /// Presses Ctrl-C.
     pub fn interrupt(&mut self) {
         if let Some(cancel) = self.cancel.take() {
