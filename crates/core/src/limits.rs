@@ -14,6 +14,8 @@ pub const MIN_TIMEOUT_SECS: u32 = 5;
 pub const MAX_TIMEOUT_SECS: u32 = 3600;
 /// The timeout when the settings file names none.
 pub const DEFAULT_TIMEOUT_SECS: u32 = 180;
+/// Most `-L` targets one forward session may carry.
+pub const MAX_FORWARD_TARGETS: usize = 16;
 /// Most arguments, and most bytes over all arguments, in a remote command.
 pub const MAX_COMMAND_ARGS: usize = 256;
 pub const MAX_COMMAND_BYTES: usize = 64 * 1024;

@@ -6,14 +6,12 @@ use crate::broker::{Broker, OfferError, now_millis};
 use crate::secrets;
 use crate::store::{AuditEvent, NewRequest, StoreError};
 use doorman_core::limits::{
-    MAX_COMMAND_ARGS, MAX_COMMAND_BYTES, MAX_RECIPIENTS, MAX_TIMEOUT_SECS, MIN_TIMEOUT_SECS,
+    MAX_COMMAND_ARGS, MAX_COMMAND_BYTES, MAX_FORWARD_TARGETS, MAX_RECIPIENTS, MAX_TIMEOUT_SECS,
+    MIN_TIMEOUT_SECS,
 };
 use doorman_core::mask::mask_address;
 use doorman_core::names::{validate_name, validate_reason};
 use doorman_core::settings::{validate_forward_target, validate_recipient};
-
-/// Most `-L` targets one forward session may carry.
-const MAX_FORWARD_TARGETS: usize = 16;
 use doorman_core::{Outcome, RequestState};
 use doorman_proto::connection::Connection;
 use doorman_proto::dial::Upgraded;

@@ -607,13 +607,17 @@ impl Store {
         operator: &str,
         now: Millis,
     ) -> Result<i64, StoreError> {
-        let row = sqlx::query(
-            "SELECT COUNT(*) AS n FROM requests WHERE operator = ? AND state = 'pending' AND expires_at > ?",
-        )
-        .bind(operator)
-        .bind(now)
-        .fetch_one(&self.pool)
-        .await?;
+        let sql = "SELECT COUNT(*) AS n FROM requests WHERE operator = ? AND state = 'pending' AND expires_at > ?";
+        self.count(sql, operator, now).await
+    }
+
+    /// A `COUNT(*) AS n` query with a name and a time bound.
+    async fn count(&self, sql: &'static str, name: &str, time: Millis) -> Result<i64, StoreError> {
+        let row = sqlx::query(sql)
+            .bind(name)
+            .bind(time)
+            .fetch_one(&self.pool)
+            .await?;
         Ok(row.try_get("n")?)
     }
 
@@ -623,13 +627,8 @@ impl Store {
         computer: &str,
         since: Millis,
     ) -> Result<i64, StoreError> {
-        let row =
-            sqlx::query("SELECT COUNT(*) AS n FROM requests WHERE computer = ? AND created_at > ?")
-                .bind(computer)
-                .bind(since)
-                .fetch_one(&self.pool)
-                .await?;
-        Ok(row.try_get("n")?)
+        let sql = "SELECT COUNT(*) AS n FROM requests WHERE computer = ? AND created_at > ?";
+        self.count(sql, computer, since).await
     }
 
     /// Blocks `operator` from asking `computer` until `until`.

@@ -10,18 +10,11 @@ use doorman_test_support::World;
 use doorman_test_support::world::extract_nonce;
 use reqwest::StatusCode;
 
-fn request_id(pending: &serde_json::Value) -> String {
-    pending["request_id"]
-        .as_str()
-        .expect("request_id")
-        .to_string()
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn cross_site_posts_cannot_decide() {
     let world = World::start().await;
     let connecting = world.connect(&["true"], "");
-    let id = request_id(&connecting.event("pending").await);
+    let id = connecting.request_id().await;
     let mails = world.smtp.wait_for(2).await;
     let link = mails[0].link();
     let nonce = extract_nonce(&world.page(&link).await.1).unwrap();
@@ -153,7 +146,7 @@ async fn i_did_not_expect_this_denies_and_blocks_the_operator() {
         .start()
         .await;
     let connecting = world.connect(&["true"], "surprise");
-    let id = request_id(&connecting.event("pending").await);
+    let id = connecting.request_id().await;
     let mails = world.smtp.wait_for(1).await;
     let page = world.page(&mails[0].link()).await.1;
     assert!(page.contains(
@@ -194,7 +187,7 @@ async fn i_did_not_expect_this_denies_and_blocks_the_operator() {
 async fn a_hundred_simultaneous_clicks_make_one_decision_and_one_session() {
     let world = World::start().await;
     let connecting = world.connect(&["sh", "-c", "echo once"], "");
-    let id = request_id(&connecting.event("pending").await);
+    let id = connecting.request_id().await;
     let mails = world.smtp.wait_for(2).await;
     let links = [mails[0].link(), mails[1].link()];
     let nonces = [
@@ -253,7 +246,7 @@ async fn a_hundred_simultaneous_clicks_make_one_decision_and_one_session() {
 async fn a_computer_going_offline_cancels_its_pending_request() {
     let mut world = World::start().await;
     let connecting = world.connect(&["true"], "");
-    let id = request_id(&connecting.event("pending").await);
+    let id = connecting.request_id().await;
     let mails = world.smtp.wait_for(2).await;
     world.stop_agent().await;
     let result = connecting.finish().await;
@@ -298,7 +291,7 @@ async fn operator_text_cannot_break_headers_or_pages() {
 async fn an_operator_vanishing_cancels_its_request_and_the_links_say_so() {
     let world = World::start().await;
     let connecting = world.connect(&["true"], "");
-    let id = request_id(&connecting.event("pending").await);
+    let id = connecting.request_id().await;
     let mails = world.smtp.wait_for(2).await;
     // From here on this test is the only one waiting for the outcome.
     let mut watch = world.broker.watch_request(&id);

@@ -86,9 +86,7 @@ async fn forwarding_carries_many_connections_after_one_approval() {
     connecting.event("pending").await;
     let mails = world.smtp.wait_for(2).await;
     world.click(&mails[0].link(), "allow").await;
-    let forwarding = connecting.event("forwarding").await;
-    let listen = forwarding["listen"][0].as_str().unwrap();
-    let local: SocketAddr = listen.split(" -> ").next().unwrap().parse().unwrap();
+    let local = connecting.forwarding_address().await;
 
     // Many connections at once, each a tunnel of its own, each half-closed.
     let mut clients = Vec::new();

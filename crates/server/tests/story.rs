@@ -4,15 +4,8 @@
 use doorman_client::ConnectError;
 use doorman_core::RequestState;
 use doorman_test_support::World;
-use doorman_test_support::world::extract_nonce;
+use doorman_test_support::world::{extract_nonce, request_id};
 use reqwest::StatusCode;
-
-fn request_id(pending: &serde_json::Value) -> String {
-    pending["request_id"]
-        .as_str()
-        .expect("request_id")
-        .to_string()
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn allow_runs_the_command_and_returns_its_exit_status() {

@@ -58,14 +58,7 @@ async fn commands_and_tunnels_run_over_tls() {
         "",
         Box::new(tokio::io::empty()),
     );
-    let listening = forward.event("forwarding").await;
-    let local = listening["listen"][0]
-        .as_str()
-        .unwrap()
-        .split(" -> ")
-        .next()
-        .unwrap()
-        .to_string();
+    let local = forward.forwarding_address().await;
     let mut stream = tokio::net::TcpStream::connect(local).await.unwrap();
     stream.write_all(b"through tls").await.unwrap();
     let mut answer = [0u8; 11];

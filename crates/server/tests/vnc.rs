@@ -112,14 +112,7 @@ async fn a_vnc_viewer_reaches_the_remote_desktop_through_the_tunnel() {
     connecting.event("pending").await;
     let mails = world.smtp.wait_for(1).await;
     world.click(&mails[0].link(), "allow").await;
-    let forwarding = connecting.event("forwarding").await;
-    let local = forwarding["listen"][0]
-        .as_str()
-        .unwrap()
-        .split(" -> ")
-        .next()
-        .unwrap()
-        .to_string();
+    let local = connecting.forwarding_address().await;
 
     let mut viewer = TcpStream::connect(&local).await.unwrap();
     let (width, height, name) = rfb_handshake(&mut viewer).await;

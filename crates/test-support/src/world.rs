@@ -405,6 +405,14 @@ impl Drop for World {
     }
 }
 
+/// The request id in a `pending` event.
+pub fn request_id(pending: &serde_json::Value) -> String {
+    pending["request_id"]
+        .as_str()
+        .expect("request_id")
+        .to_string()
+}
+
 /// The nonce of the approval page's form.
 pub fn extract_nonce(page: &str) -> Option<String> {
     let start = page.find("name=\"nonce\" value=\"")? + "name=\"nonce\" value=\"".len();
@@ -444,6 +452,21 @@ impl Connecting {
             .find(|line| line.contains(&wanted))
             .and_then(|line| serde_json::from_str(line).ok())
             .expect("a JSON event line")
+    }
+
+    /// The request id of the `pending` event.
+    pub async fn request_id(&self) -> String {
+        request_id(&self.event("pending").await)
+    }
+
+    /// The local address of the first `-L` listener, once forwarding.
+    pub async fn forwarding_address(&self) -> std::net::SocketAddr {
+        let event = self.event("forwarding").await;
+        event["listen"][0]
+            .as_str()
+            .and_then(|listen| listen.split(" -> ").next())
+            .and_then(|local| local.parse().ok())
+            .expect("a listen address")
     }
 
     /// The result of `connect`: the exit status or why there was no session.
