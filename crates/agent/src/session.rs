@@ -150,8 +150,8 @@ pub fn spawn_tunnel(
         let _ = tokio::io::copy_bidirectional_with_sizes(
             &mut stream,
             &mut tunnel,
-            64 * 1024,
-            64 * 1024,
+            doorman_proto::RELAY_BUFFER,
+            doorman_proto::RELAY_BUFFER,
         )
         .await;
     });

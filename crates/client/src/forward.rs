@@ -123,8 +123,8 @@ pub fn serve(
                                 let _ = tokio::io::copy_bidirectional_with_sizes(
                                     &mut local,
                                     &mut tunnel,
-                                    64 * 1024,
-                                    64 * 1024,
+                                    doorman_proto::RELAY_BUFFER,
+                                    doorman_proto::RELAY_BUFFER,
                                 )
                                 .await;
                             }

@@ -15,14 +15,12 @@ use std::process::ExitCode;
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    // The server (and the demo, which contains one) serves many connections
-    // on every core; the agent and `connect` relay a few, and a single
-    // thread saves a cross-thread wake-up per relayed message.
-    let mut builder = match cli.command {
-        Command::Server(_) | Command::Demo(_) => tokio::runtime::Builder::new_multi_thread(),
-        _ => tokio::runtime::Builder::new_current_thread(),
-    };
-    let runtime = match builder.enable_all().build() {
+    // Multi-threaded everywhere: a single-threaded agent and `connect` saved
+    // a little round-trip latency but cost bulk throughput (bench/relay.sh).
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(runtime) => runtime,
         Err(error) => {
             eprintln!("doorman: cannot start the async runtime: {error}");

@@ -588,8 +588,8 @@ async fn relay_session(
         tokio::io::copy_bidirectional_with_sizes(
             &mut operator_io,
             &mut agent_io,
-            64 * 1024,
-            64 * 1024,
+            doorman_proto::RELAY_BUFFER,
+            doorman_proto::RELAY_BUFFER,
         )
         .await
     };

@@ -200,8 +200,8 @@ pub async fn tunnel(
         let _ = tokio::io::copy_bidirectional_with_sizes(
             &mut operator_io,
             &mut agent_io,
-            64 * 1024,
-            64 * 1024,
+            doorman_proto::RELAY_BUFFER,
+            doorman_proto::RELAY_BUFFER,
         )
         .await;
     })
