@@ -46,13 +46,13 @@ Exit status:
   240    authorization denied
   241    authorization expired: nobody decided in time
   242    unknown computer
-  243    computer offline
+  243    computer offline, or it went offline while waiting
   244    bad operator token
   245    refused by the computer: the service is not offered there
   246    the session failed or was cut off
-  248    no authorization email could be delivered
   247    refused by a limit: too many pending requests, the computer asked too
          often, or a recipient reported the last request (\"I did not expect this\")
+  248    no authorization email could be delivered
   255    cannot reach or talk to the server";
 
 #[derive(Debug, Args)]
