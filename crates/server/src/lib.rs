@@ -14,6 +14,7 @@ pub mod mail;
 mod operators;
 pub mod outbox;
 mod pages;
+mod relay;
 pub mod secrets;
 pub mod store;
 mod upgrade;

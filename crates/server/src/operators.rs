@@ -21,7 +21,6 @@ use doorman_proto::message::{
 use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::Duration;
-use tokio::io::AsyncWriteExt;
 
 /// How long an operator has to send its connect message.
 const CONNECT_MESSAGE_TIMEOUT: Duration = Duration::from_secs(30);
@@ -534,18 +533,17 @@ async fn relay_session(
     request_id: Option<&str>,
     mut expected: crate::broker::ExpectedSession,
 ) -> Result<(), OperatorError> {
-    let mut agent_io =
-        match tokio::time::timeout(SESSION_OPEN_TIMEOUT, &mut expected.receiver).await {
-            Ok(Ok(io)) => io,
-            _ => {
-                return refuse(
-                    &mut connection,
-                    Refusal::SessionFailed,
-                    "the computer did not open the session",
-                )
-                .await;
-            }
-        };
+    let agent_io = match tokio::time::timeout(SESSION_OPEN_TIMEOUT, &mut expected.receiver).await {
+        Ok(Ok(io)) => io,
+        _ => {
+            return refuse(
+                &mut connection,
+                Refusal::SessionFailed,
+                "the computer did not open the session",
+            )
+            .await;
+        }
+    };
     drop(expected);
     let session_id = match broker
         .store
@@ -580,19 +578,10 @@ async fn relay_session(
         _ => None,
     };
 
-    let (mut operator_io, early) = connection.into_parts();
+    // Bytes the operator sent right behind its last message belong to the agent.
+    let (operator_io, early) = connection.into_parts();
     let mut shutdown = broker.shutdown.clone();
-    let relayed = async {
-        // Bytes the operator sent right behind its last message belong to the agent.
-        agent_io.write_all(&early).await?;
-        tokio::io::copy_bidirectional_with_sizes(
-            &mut operator_io,
-            &mut agent_io,
-            doorman_proto::RELAY_BUFFER,
-            doorman_proto::RELAY_BUFFER,
-        )
-        .await
-    };
+    let relayed = crate::relay::relay(operator_io, &early, agent_io);
     let detail = tokio::select! {
         result = relayed => match result {
             Ok((up, down)) => format!("{up} bytes to the computer, {down} bytes back"),

@@ -185,8 +185,7 @@ pub async fn tunnel(
     if !state.broker.send_to_agent(&grant.computer, open).await {
         return plain(StatusCode::SERVICE_UNAVAILABLE, "the computer is offline");
     }
-    let mut agent_io = match tokio::time::timeout(TUNNEL_OPEN_TIMEOUT, &mut expected.receiver).await
-    {
+    let agent_io = match tokio::time::timeout(TUNNEL_OPEN_TIMEOUT, &mut expected.receiver).await {
         Ok(Ok(io)) => io,
         _ => {
             return plain(
@@ -196,14 +195,8 @@ pub async fn tunnel(
         }
     };
     drop(expected);
-    switch(&state, request, move |mut operator_io| async move {
-        let _ = tokio::io::copy_bidirectional_with_sizes(
-            &mut operator_io,
-            &mut agent_io,
-            doorman_proto::RELAY_BUFFER,
-            doorman_proto::RELAY_BUFFER,
-        )
-        .await;
+    switch(&state, request, move |operator_io| async move {
+        let _ = crate::relay::relay(operator_io, &[], agent_io).await;
     })
 }
 
