@@ -126,7 +126,7 @@ pub fn spawn_tunnel(
     outgoing: mpsc::Sender<AgentToServer>,
 ) {
     tokio::spawn(async move {
-        let mut stream = match tokio::net::TcpStream::connect(&target).await {
+        let stream = match tokio::net::TcpStream::connect(&target).await {
             Ok(stream) => stream,
             Err(error) => {
                 tracing::warn!(%target, %error, "cannot connect a forwarded connection");
@@ -140,20 +140,14 @@ pub fn spawn_tunnel(
             }
         };
         let _ = stream.set_nodelay(true);
-        let mut tunnel = match dial_session(&config, &tunnel_id).await {
+        let tunnel = match dial_session(&config, &tunnel_id).await {
             Ok(io) => io,
             Err(error) => {
                 tracing::warn!(%target, %error, "cannot open a tunnel");
                 return;
             }
         };
-        let _ = tokio::io::copy_bidirectional_with_sizes(
-            &mut stream,
-            &mut tunnel,
-            doorman_proto::RELAY_BUFFER,
-            doorman_proto::RELAY_BUFFER,
-        )
-        .await;
+        let _ = doorman_proto::dial::relay_with(tunnel, stream).await;
     });
 }
 

@@ -117,16 +117,9 @@ pub fn serve(
                     let errors = errors.clone();
                     let target = target.clone();
                     tokio::spawn(async move {
-                        let mut local = local;
                         match dialer.dial(&path, &headers).await {
-                            Ok(mut tunnel) => {
-                                let _ = tokio::io::copy_bidirectional_with_sizes(
-                                    &mut local,
-                                    &mut tunnel,
-                                    doorman_proto::RELAY_BUFFER,
-                                    doorman_proto::RELAY_BUFFER,
-                                )
-                                .await;
+                            Ok(tunnel) => {
+                                let _ = doorman_proto::dial::relay_with(tunnel, local).await;
                             }
                             Err(error) => {
                                 let _ =
