@@ -100,10 +100,13 @@ pub async fn relay(
 ) -> io::Result<(u64, u64)> {
     b.write_all(a_early).await?;
     a.write_all(b_early).await?;
-    let (forward, backward) = tokio::join!(pump(&a, &b), pump(&b, &a));
+    // An error either way (a reset) ends both: dropping the sockets closes
+    // them, so each peer learns at once. A clean end of one direction only
+    // half-closes the other side.
+    let (forward, backward) = tokio::try_join!(pump(&a, &b), pump(&b, &a))?;
     Ok((
-        forward? + a_early.len() as u64,
-        backward? + b_early.len() as u64,
+        forward + a_early.len() as u64,
+        backward + b_early.len() as u64,
     ))
 }
 
