@@ -380,13 +380,28 @@ impl Broker {
         decided_by: Option<&str>,
         audit: AuditEvent,
     ) -> Result<Option<Outcome>, StoreError> {
+        Ok(self
+            .settle_and_tell(request_id, state, decided_by, audit)
+            .await?
+            .1)
+    }
+
+    /// [`Broker::settle`], also saying whether this call was the one that
+    /// settled the request.
+    pub async fn settle_and_tell(
+        &self,
+        request_id: &str,
+        state: RequestState,
+        decided_by: Option<&str>,
+        audit: AuditEvent,
+    ) -> Result<(bool, Option<Outcome>), StoreError> {
         let now = now_millis();
         let won = self
             .store
             .settle(request_id, state, decided_by, now, &audit)
             .await?;
         let Some(mut row) = self.store.request(request_id).await? else {
-            return Ok(None);
+            return Ok((false, None));
         };
         if !won && row.state == RequestState::Pending && row.expires_at <= now {
             // A late decision: the request has expired; settle it as such.
@@ -407,13 +422,13 @@ impl Broker {
                     self.publish(&row.id, &row.computer, &outcome).await;
                 }
             }
-            return Ok(row.outcome());
+            return Ok((false, row.outcome()));
         }
         let outcome = row.outcome();
         if won && let Some(outcome) = &outcome {
             self.publish(&row.id, &row.computer, outcome).await;
         }
-        Ok(outcome)
+        Ok((won, outcome))
     }
 
     async fn publish(&self, request_id: &str, computer: &str, outcome: &Outcome) {

@@ -354,18 +354,16 @@ pub async fn decide(
         user_agent: user_agent(&headers),
         detail,
     };
-    let outcome = match state
+    let won = match state
         .broker
-        .settle(&request.id, target, Some(&recipient), audit)
+        .settle_and_tell(&request.id, target, Some(&recipient), audit)
         .await
     {
-        Ok(outcome) => outcome,
+        Ok((won, _)) => won,
         Err(error) => return server_error(error),
     };
     // The block follows only a report that settled the request.
-    let reported =
-        matches!(&outcome, Some(Outcome::Denied { by, at }) if *by == recipient && *at == now);
-    if decision == Decision::Report && reported {
+    if decision == Decision::Report && won {
         let until = now + i64::from(block_minutes) * 60_000;
         if let Err(error) = state
             .broker
