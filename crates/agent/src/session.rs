@@ -147,7 +147,7 @@ pub fn spawn_tunnel(
                 return;
             }
         };
-        let _ = doorman_proto::dial::relay_with(tunnel, stream).await;
+        let _ = doorman_proto::relay::relay_dialed(tunnel, stream).await;
     });
 }
 

@@ -119,7 +119,7 @@ pub fn serve(
                     tokio::spawn(async move {
                         match dialer.dial(&path, &headers).await {
                             Ok(tunnel) => {
-                                let _ = doorman_proto::dial::relay_with(tunnel, local).await;
+                                let _ = doorman_proto::relay::relay_dialed(tunnel, local).await;
                             }
                             Err(error) => {
                                 let _ =

@@ -264,9 +264,7 @@ pub async fn connect(
                 progress.clear_line();
                 return Err(match reason {
                     Refusal::UnknownComputer => ConnectError::UnknownComputer(request.computer),
-                    Refusal::ComputerOffline if message.contains("went offline") => {
-                        ConnectError::WentOffline(request.computer)
-                    }
+                    Refusal::ComputerWentOffline => ConnectError::WentOffline(request.computer),
                     Refusal::ComputerOffline => ConnectError::Offline(request.computer),
                     Refusal::NotOffered => ConnectError::NotOffered(message),
                     Refusal::InvalidRequest => ConnectError::InvalidRequest(message),

@@ -14,7 +14,6 @@ use hyper::{Request, StatusCode, Uri};
 use hyper_util::rt::TokioIo;
 use rustls::pki_types::ServerName;
 use std::sync::Arc;
-use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 use tokio_rustls::TlsConnector;
 
@@ -171,40 +170,6 @@ impl Dialer {
             .map_err(|e| DialError::Http(e.to_string()))?;
         Ok(TokioIo::new(upgraded))
     }
-}
-
-/// Carries a dialed upgraded connection and a plain TCP socket both ways
-/// until both directions end: zero-copy with splice(2) when the upgraded
-/// connection is plain TCP too, a buffered copy otherwise (TLS).
-pub async fn relay_with(tunnel: Upgraded, mut local: TcpStream) -> std::io::Result<(u64, u64)> {
-    let dialed = tunnel
-        .into_inner()
-        .downcast::<TokioIo<MaybeTls<tokio_rustls::client::TlsStream<TcpStream>>>>();
-    match dialed {
-        #[cfg(target_os = "linux")]
-        Ok(hyper::upgrade::Parts { io, read_buf, .. })
-            if matches!(io.inner(), MaybeTls::Plain(_)) =>
-        {
-            let MaybeTls::Plain(remote) = io.into_inner() else {
-                unreachable!("matched as plain above")
-            };
-            crate::splice::relay(local, &[], remote, &read_buf).await
-        }
-        Ok(hyper::upgrade::Parts { io, read_buf, .. }) => {
-            let mut remote = io.into_inner();
-            local.write_all(&read_buf).await?;
-            copy(&mut local, &mut remote).await
-        }
-        Err(upgraded) => copy(&mut local, &mut TokioIo::new(upgraded)).await,
-    }
-}
-
-async fn copy<A, B>(a: &mut A, b: &mut B) -> std::io::Result<(u64, u64)>
-where
-    A: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
-    B: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
-{
-    tokio::io::copy_bidirectional_with_sizes(a, b, crate::RELAY_BUFFER, crate::RELAY_BUFFER).await
 }
 
 #[cfg(test)]

@@ -12,6 +12,7 @@ pub mod connection;
 pub mod dial;
 pub mod frame;
 pub mod message;
+pub mod relay;
 #[cfg(target_os = "linux")]
 pub mod splice;
 pub mod tls;

@@ -55,6 +55,8 @@ pub enum OperatorMessage {
 pub enum Refusal {
     UnknownComputer,
     ComputerOffline,
+    /// The computer went offline while its request was pending.
+    ComputerWentOffline,
     /// The agent does not offer the service asked for.
     NotOffered,
     /// The request itself is malformed (name, reason, command too long …).

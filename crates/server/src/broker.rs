@@ -53,6 +53,15 @@ struct SessionSlot {
     deliver: oneshot::Sender<Upgraded>,
 }
 
+/// Why a request was cancelled when its operator did not cancel it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum CancelCause {
+    /// The computer went offline while the request was pending.
+    ComputerGone,
+    /// No authorization email could be delivered; the last server reply.
+    Undeliverable(String),
+}
+
 /// A forward session in progress: who may open tunnels, to where.
 #[derive(Clone, Debug)]
 pub struct ForwardGrant {
@@ -87,6 +96,7 @@ pub struct Broker {
     waiting: Mutex<HashMap<String, Waiter>>,
     sessions: Mutex<HashMap<String, SessionSlot>>,
     forwards: Mutex<HashMap<String, ForwardGrant>>,
+    cancel_causes: Mutex<HashMap<String, CancelCause>>,
     next_link_id: AtomicU64,
     /// Bumped whenever an agent comes or goes, so callers can await it.
     agents_changed: watch::Sender<u64>,
@@ -143,6 +153,7 @@ impl Broker {
             waiting: Mutex::default(),
             sessions: Mutex::default(),
             forwards: Mutex::default(),
+            cancel_causes: Mutex::default(),
             next_link_id: AtomicU64::new(1),
             agents_changed: watch::channel(0).0,
             outbox_wakeup: Notify::new(),
@@ -226,7 +237,12 @@ impl Broker {
                 ..AuditEvent::default()
             };
             if let Err(error) = self
-                .settle(&request.id, RequestState::Cancelled, Some(computer), audit)
+                .cancel_because(
+                    &request.id,
+                    Some(computer),
+                    CancelCause::ComputerGone,
+                    audit,
+                )
                 .await
             {
                 tracing::error!(%error, "cannot cancel a request of an offline computer");
@@ -369,6 +385,31 @@ impl Broker {
             Some(sender) => sender.send(AgentCommand::Send(message)).await.is_ok(),
             None => false,
         }
+    }
+
+    /// Cancels a request for a reason other than its operator's wish; the
+    /// operator's connection learns the cause from [`Broker::take_cancel_cause`].
+    pub async fn cancel_because(
+        &self,
+        request_id: &str,
+        decided_by: Option<&str>,
+        cause: CancelCause,
+        audit: AuditEvent,
+    ) -> Result<(), StoreError> {
+        // Recorded before settling, so that it is there when the operator wakes.
+        lock(&self.cancel_causes).insert(request_id.to_string(), cause);
+        let (won, _) = self
+            .settle_and_tell(request_id, RequestState::Cancelled, decided_by, audit)
+            .await?;
+        if !won {
+            lock(&self.cancel_causes).remove(request_id);
+        }
+        Ok(())
+    }
+
+    /// Why a request was cancelled, if not by its operator.
+    pub fn take_cancel_cause(&self, request_id: &str) -> Option<CancelCause> {
+        lock(&self.cancel_causes).remove(request_id)
     }
 
     /// Settles a request if it is still pending, records the audit event, and

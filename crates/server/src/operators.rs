@@ -2,7 +2,7 @@
 //! authorization request with its emails, the pushed outcome, and then the
 //! byte relay between operator and agent.
 
-use crate::broker::{Broker, OfferError, now_millis};
+use crate::broker::{Broker, CancelCause, OfferError, now_millis};
 use crate::secrets;
 use crate::store::{AuditEvent, NewRequest, StoreError};
 use doorman_core::limits::{
@@ -289,27 +289,24 @@ async fn conclude(
             None => return Ok(()),
         },
     };
-    if matches!(outcome, Outcome::Cancelled { .. })
-        && let Some(error) = broker.store.all_emails_failed(request_id).await?
-    {
-        return refuse(
-            &mut connection,
-            Refusal::DeliveryFailed,
-            format!("no authorization email could be delivered: {error}"),
-        )
-        .await;
-    }
-    if matches!(outcome, Outcome::Cancelled { .. }) && !broker.is_online(&ask.computer) {
-        // Not the operator's cancel: the computer went away.
-        return refuse(
-            &mut connection,
-            Refusal::ComputerOffline,
-            format!(
+    // A cancellation the operator did not ask for says why.
+    let cause = match outcome {
+        Outcome::Cancelled { .. } => broker.take_cancel_cause(request_id),
+        _ => None,
+    };
+    match cause {
+        Some(CancelCause::Undeliverable(error)) => {
+            let message = format!("no authorization email could be delivered: {error}");
+            return refuse(&mut connection, Refusal::DeliveryFailed, message).await;
+        }
+        Some(CancelCause::ComputerGone) => {
+            let message = format!(
                 "computer {:?} went offline while waiting for authorization",
                 ask.computer
-            ),
-        )
-        .await;
+            );
+            return refuse(&mut connection, Refusal::ComputerWentOffline, message).await;
+        }
+        None => {}
     }
     connection.write_message(&outcome_message(&outcome)).await?;
     if matches!(outcome, Outcome::Allowed { .. }) {

@@ -2,10 +2,9 @@
 //! `DATA_DIR/outbox/` when no SMTP server is configured), retrying temporary
 //! failures with jittered backoff until the request expires.
 
-use crate::broker::{Broker, now_millis};
+use crate::broker::{Broker, CancelCause, now_millis};
 use crate::mail;
 use crate::store::{AuditEvent, Millis, OutboxJob};
-use doorman_core::RequestState;
 use doorman_proto::message::DeliveryState;
 use lettre::message::Mailbox;
 use lettre::{AsyncSmtpTransport, AsyncTransport, Tokio1Executor};
@@ -179,8 +178,9 @@ async fn end_if_undeliverable(broker: &Broker, job: &OutboxJob) {
         )),
         ..AuditEvent::default()
     };
+    let cause = CancelCause::Undeliverable(error);
     if let Err(error) = broker
-        .settle(&job.request.id, RequestState::Cancelled, None, audit)
+        .cancel_because(&job.request.id, None, cause, audit)
         .await
     {
         tracing::error!(%error, "cannot end an undeliverable request");

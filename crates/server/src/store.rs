@@ -136,7 +136,8 @@ pub struct OutboxJob {
     pub attempts: i64,
 }
 
-const REQUEST_COLUMNS: &str = "id, computer, operator, operator_ip, reason, service, state, created_at, expires_at, settled_at, decided_by, service_json";
+/// The columns of `requests r`, in the order `request_from_row` reads them by name.
+const REQUEST_COLUMNS: &str = "r.id, r.computer, r.operator, r.operator_ip, r.reason, r.service, r.state, r.created_at, r.expires_at, r.settled_at, r.decided_by, r.service_json";
 
 fn request_from_row(row: &sqlx::sqlite::SqliteRow) -> Result<RequestRow, StoreError> {
     let state: String = row.try_get("state")?;
@@ -317,7 +318,7 @@ impl Store {
     }
 
     pub async fn request(&self, id: &str) -> Result<Option<RequestRow>, StoreError> {
-        let sql = format!("SELECT {REQUEST_COLUMNS} FROM requests WHERE id = ?");
+        let sql = format!("SELECT {REQUEST_COLUMNS} FROM requests r WHERE r.id = ?");
         let row = sqlx::query(sqlx::AssertSqlSafe(sql))
             .bind(id)
             .fetch_optional(&self.pool)
@@ -330,21 +331,21 @@ impl Store {
         &self,
         token_hash: &[u8],
     ) -> Result<Option<(RequestRow, String)>, StoreError> {
-        let row = sqlx::query("SELECT request_id, address FROM recipients WHERE token_hash = ?")
+        // One query on the approval page's path: the recipient and its request.
+        let sql = format!(
+            "SELECT {REQUEST_COLUMNS}, rc.address FROM recipients rc
+             JOIN requests r ON r.id = rc.request_id WHERE rc.token_hash = ?"
+        );
+        let row = sqlx::query(sqlx::AssertSqlSafe(sql))
             .bind(token_hash)
             .fetch_optional(&self.pool)
             .await?;
-        let Some(row) = row else { return Ok(None) };
-        let request_id: String = row.try_get("request_id")?;
-        let address: String = row.try_get("address")?;
-        Ok(self
-            .request(&request_id)
-            .await?
-            .map(|request| (request, address)))
+        row.map(|row| Ok((request_from_row(&row)?, row.try_get("address")?)))
+            .transpose()
     }
 
     pub async fn pending_requests(&self) -> Result<Vec<RequestRow>, StoreError> {
-        let sql = format!("SELECT {REQUEST_COLUMNS} FROM requests WHERE state = 'pending'");
+        let sql = format!("SELECT {REQUEST_COLUMNS} FROM requests r WHERE r.state = 'pending'");
         let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
             .fetch_all(&self.pool)
             .await?;
@@ -438,30 +439,29 @@ impl Store {
 
     /// Emails due now whose request is still pending.
     pub async fn due_emails(&self, now: Millis, limit: i64) -> Result<Vec<OutboxJob>, StoreError> {
-        let rows = sqlx::query(
-            "SELECT o.request_id, o.position, o.attempts, r.address
-             FROM outbox o JOIN recipients r ON r.request_id = o.request_id AND r.position = o.position
+        let sql = format!(
+            "SELECT {REQUEST_COLUMNS}, o.position, o.attempts, rc.address
+             FROM outbox o
+             JOIN recipients rc ON rc.request_id = o.request_id AND rc.position = o.position
+             JOIN requests r ON r.id = o.request_id
              WHERE o.state = 'queued' AND o.next_attempt_at <= ?
-             ORDER BY o.next_attempt_at LIMIT ?",
-        )
-        .bind(now)
-        .bind(limit)
-        .fetch_all(&self.pool)
-        .await?;
-        let mut jobs = Vec::with_capacity(rows.len());
-        for row in rows {
-            let request_id: String = row.try_get("request_id")?;
-            let Some(request) = self.request(&request_id).await? else {
-                continue;
-            };
-            jobs.push(OutboxJob {
-                request,
-                position: row.try_get("position")?,
-                address: row.try_get("address")?,
-                attempts: row.try_get("attempts")?,
-            });
-        }
-        Ok(jobs)
+             ORDER BY o.next_attempt_at LIMIT ?"
+        );
+        let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(now)
+            .bind(limit)
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter()
+            .map(|row| {
+                Ok(OutboxJob {
+                    request: request_from_row(row)?,
+                    position: row.try_get("position")?,
+                    address: row.try_get("address")?,
+                    attempts: row.try_get("attempts")?,
+                })
+            })
+            .collect()
     }
 
     /// The earliest time a queued email is due, to sleep until then.
@@ -565,7 +565,7 @@ impl Store {
         since: Millis,
     ) -> Result<Vec<RequestRow>, StoreError> {
         let sql = format!(
-            "SELECT {REQUEST_COLUMNS} FROM requests r WHERE computer = ? AND state = 'allowed' AND settled_at > ?
+            "SELECT {REQUEST_COLUMNS} FROM requests r WHERE r.computer = ? AND r.state = 'allowed' AND r.settled_at > ?
              AND NOT EXISTS (SELECT 1 FROM sessions s WHERE s.request_id = r.id)"
         );
         let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
@@ -679,7 +679,7 @@ impl Store {
         computer: &str,
     ) -> Result<Vec<RequestRow>, StoreError> {
         let sql = format!(
-            "SELECT {REQUEST_COLUMNS} FROM requests WHERE computer = ? AND state = 'pending'"
+            "SELECT {REQUEST_COLUMNS} FROM requests r WHERE r.computer = ? AND r.state = 'pending'"
         );
         let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
             .bind(computer)

@@ -26,6 +26,10 @@ fn wants_upgrade(headers: &HeaderMap) -> bool {
         .is_some_and(|v| v.eq_ignore_ascii_case(UPGRADE_PROTOCOL))
 }
 
+fn not_an_upgrade() -> Response {
+    plain(StatusCode::BAD_REQUEST, "expected Upgrade: doorman/1")
+}
+
 fn plain(status: StatusCode, message: &str) -> Response {
     (status, format!("{message}\n")).into_response()
 }
@@ -50,8 +54,12 @@ where
     response
 }
 
-/// Checks an agent's name and key headers; the agent's name on success.
+/// Checks an agent's upgrade request and its name and key headers; the
+/// agent's name on success.
 async fn authenticate_agent(state: &AppState, headers: &HeaderMap) -> Result<String, Response> {
+    if !wants_upgrade(headers) {
+        return Err(not_an_upgrade());
+    }
     let name = headers
         .get(AGENT_NAME_HEADER)
         .and_then(|v| v.to_str().ok())
@@ -73,8 +81,12 @@ async fn authenticate_agent(state: &AppState, headers: &HeaderMap) -> Result<Str
     }
 }
 
-/// Checks an operator's token; the operator's name on success.
+/// Checks an operator's upgrade request and token; the operator's name on
+/// success.
 async fn authenticate_operator(state: &AppState, headers: &HeaderMap) -> Result<String, Response> {
+    if !wants_upgrade(headers) {
+        return Err(not_an_upgrade());
+    }
     let token = bearer(headers).unwrap_or_default();
     let denied = || plain(StatusCode::UNAUTHORIZED, "invalid operator token");
     if !secrets::plausible_token(token) {
@@ -101,9 +113,6 @@ pub async fn agent(
     headers: HeaderMap,
     request: Request,
 ) -> Response {
-    if !wants_upgrade(&headers) {
-        return plain(StatusCode::BAD_REQUEST, "expected Upgrade: doorman/1");
-    }
     let name = match authenticate_agent(&state, &headers).await {
         Ok(name) => name,
         Err(response) => return response,
@@ -121,9 +130,6 @@ pub async fn operator(
     headers: HeaderMap,
     request: Request,
 ) -> Response {
-    if !wants_upgrade(&headers) {
-        return plain(StatusCode::BAD_REQUEST, "expected Upgrade: doorman/1");
-    }
     let operator = match authenticate_operator(&state, &headers).await {
         Ok(name) => name,
         Err(response) => return response,
@@ -145,9 +151,6 @@ pub async fn tunnel(
     headers: HeaderMap,
     request: Request,
 ) -> Response {
-    if !wants_upgrade(&headers) {
-        return plain(StatusCode::BAD_REQUEST, "expected Upgrade: doorman/1");
-    }
     let operator = match authenticate_operator(&state, &headers).await {
         Ok(name) => name,
         Err(response) => return response,
@@ -207,9 +210,6 @@ pub async fn session(
     headers: HeaderMap,
     request: Request,
 ) -> Response {
-    if !wants_upgrade(&headers) {
-        return plain(StatusCode::BAD_REQUEST, "expected Upgrade: doorman/1");
-    }
     let name = match authenticate_agent(&state, &headers).await {
         Ok(name) => name,
         Err(response) => return response,

@@ -1,0 +1,68 @@
+//! Relaying two byte streams both ways until both directions end: with
+//! splice(2) when both are plain TCP (the bytes never enter user space),
+//! with buffered copies otherwise (TLS, or a stream hyper keeps wrapped).
+
+use crate::dial::Upgraded;
+use crate::tls::MaybeTls;
+use hyper_util::rt::TokioIo;
+use std::io;
+use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+/// A dialed connection's stream, under hyper's upgrade wrapper.
+type DialedStream = MaybeTls<tokio_rustls::client::TlsStream<TcpStream>>;
+
+/// Relays `a` ↔ `b`. `a_early` are bytes already read from `a` that belong
+/// to `b` (sent first), and likewise `b_early`. Returns the bytes moved each
+/// way.
+pub async fn relay<S, T>(
+    a: MaybeTls<S>,
+    a_early: &[u8],
+    b: MaybeTls<T>,
+    b_early: &[u8],
+) -> io::Result<(u64, u64)>
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+    T: AsyncRead + AsyncWrite + Unpin,
+{
+    match (a, b) {
+        #[cfg(target_os = "linux")]
+        (MaybeTls::Plain(a), MaybeTls::Plain(b)) => {
+            crate::splice::relay(a, a_early, b, b_early).await
+        }
+        (a, b) => copy(a, a_early, b, b_early).await,
+    }
+}
+
+/// [`relay`] with buffered copies, for any two streams.
+pub async fn copy<A, B>(
+    mut a: A,
+    a_early: &[u8],
+    mut b: B,
+    b_early: &[u8],
+) -> io::Result<(u64, u64)>
+where
+    A: AsyncRead + AsyncWrite + Unpin,
+    B: AsyncRead + AsyncWrite + Unpin,
+{
+    b.write_all(a_early).await?;
+    a.write_all(b_early).await?;
+    let (up, down) = tokio::io::copy_bidirectional_with_sizes(
+        &mut a,
+        &mut b,
+        crate::RELAY_BUFFER,
+        crate::RELAY_BUFFER,
+    )
+    .await?;
+    Ok((up + a_early.len() as u64, down + b_early.len() as u64))
+}
+
+/// Carries a local TCP connection through a dialed tunnel (the operator's
+/// `-L` side, the agent's target side).
+pub async fn relay_dialed(tunnel: Upgraded, local: TcpStream) -> io::Result<(u64, u64)> {
+    let local = MaybeTls::<DialedStream>::Plain(local);
+    match tunnel.into_inner().downcast::<TokioIo<DialedStream>>() {
+        Ok(parts) => relay(local, &[], parts.io.into_inner(), &parts.read_buf).await,
+        Err(upgraded) => copy(local, &[], TokioIo::new(upgraded), &[]).await,
+    }
+}
