@@ -22,7 +22,8 @@ const DOORMAN: &str = env!("CARGO_BIN_EXE_doorman");
 const BULK_BYTES: u64 = 1 << 30;
 const PARALLEL: usize = 4;
 const PARALLEL_BYTES: u64 = 256 << 20;
-const RTT_ROUNDS: usize = 2000;
+const RTT_ROUNDS: usize = 10_000;
+const RTT_BATCH: usize = 250;
 const CHUNK: usize = 256 * 1024;
 
 /// Reads everything, then answers with the byte count.
@@ -90,26 +91,42 @@ async fn bulk_parallel(address: SocketAddr) -> f64 {
     (PARALLEL as u64 * PARALLEL_BYTES) as f64 / (1 << 20) as f64 / start.elapsed().as_secs_f64()
 }
 
-/// 64-byte request/response round trips: (p50, p99).
-async fn round_trips(address: SocketAddr) -> (Duration, Duration) {
-    let mut stream = TcpStream::connect(address).await.unwrap();
-    stream.set_nodelay(true).unwrap();
+/// 64-byte request/response round trips through every path, interleaved
+/// (a batch on each path in turn) so that the load of this shared machine
+/// weighs on every path alike: (p50, p99) per path.
+async fn round_trips(echoes: &[SocketAddr]) -> Vec<(Duration, Duration)> {
+    let mut streams = Vec::new();
+    for address in echoes {
+        let stream = TcpStream::connect(address).await.unwrap();
+        stream.set_nodelay(true).unwrap();
+        streams.push(stream);
+    }
     let request = [7u8; 64];
     let mut response = [0u8; 64];
-    let mut samples = Vec::with_capacity(RTT_ROUNDS);
-    for round in 0..RTT_ROUNDS + 100 {
-        let start = Instant::now();
-        stream.write_all(&request).await.unwrap();
-        stream.read_exact(&mut response).await.unwrap();
-        if round >= 100 {
-            samples.push(start.elapsed());
+    let mut samples = vec![Vec::with_capacity(RTT_ROUNDS); echoes.len()];
+    // The first batch warms up and is not counted.
+    for batch in 0..=RTT_ROUNDS / RTT_BATCH {
+        for (stream, samples) in streams.iter_mut().zip(&mut samples) {
+            for _ in 0..RTT_BATCH {
+                let start = Instant::now();
+                stream.write_all(&request).await.unwrap();
+                stream.read_exact(&mut response).await.unwrap();
+                if batch > 0 {
+                    samples.push(start.elapsed());
+                }
+            }
         }
     }
-    samples.sort();
-    (
-        samples[samples.len() / 2],
-        samples[samples.len() * 99 / 100],
-    )
+    samples
+        .into_iter()
+        .map(|mut samples| {
+            samples.sort();
+            (
+                samples[samples.len() / 2],
+                samples[samples.len() * 99 / 100],
+            )
+        })
+        .collect()
 }
 
 fn rss_kib(pid: Option<u32>) -> u64 {
@@ -429,25 +446,34 @@ async fn ssh(
     ))
 }
 
+/// One path's addresses and figures.
 struct Row {
     name: &'static str,
+    sink: SocketAddr,
+    echo: SocketAddr,
     one: f64,
     four: f64,
     p50: Duration,
     p99: Duration,
 }
 
-async fn measure(name: &'static str, sink: SocketAddr, echo: SocketAddr) -> Row {
-    let one = bulk_one(sink, BULK_BYTES).await;
-    let four = bulk_parallel(sink).await;
-    let (p50, p99) = round_trips(echo).await;
-    eprintln!("measured {name}");
-    Row {
-        name,
-        one,
-        four,
-        p50,
-        p99,
+impl Row {
+    fn new(name: &'static str, sink: SocketAddr, echo: SocketAddr) -> Self {
+        Row {
+            name,
+            sink,
+            echo,
+            one: 0.0,
+            four: 0.0,
+            p50: Duration::ZERO,
+            p99: Duration::ZERO,
+        }
+    }
+
+    async fn measure_bulk(&mut self) {
+        self.one = bulk_one(self.sink, BULK_BYTES).await;
+        self.four = bulk_parallel(self.sink).await;
+        eprintln!("measured bulk through {}", self.name);
     }
 }
 
@@ -456,61 +482,66 @@ async fn main() {
     let dir = tempfile::tempdir().unwrap();
     let sink = start_sink().await;
     let echo = start_echo().await;
-    let mut rows = vec![measure("direct TCP", sink, echo).await];
-
+    let mut rows = vec![Row::new("direct TCP", sink, echo)];
     let plain = start_doorman(&dir.path().join("plain"), false, sink, echo).await;
+    rows.push(Row::new("doorman -L (plain)", plain.sink, plain.echo));
+    let tls = start_doorman(&dir.path().join("tls"), true, sink, echo).await;
+    rows.push(Row::new("doorman -L (TLS)", tls.sink, tls.echo));
+    rows.push(Row::new(
+        "3 x splice(2) relay chain",
+        splice_chain(sink),
+        splice_chain(echo),
+    ));
+    let socat = match (socat(sink).await, socat(echo).await) {
+        (Some((sink_process, sink_socat)), Some((echo_process, echo_socat))) => {
+            rows.push(Row::new("socat", sink_socat, echo_socat));
+            Some((sink_process, echo_process))
+        }
+        _ => {
+            eprintln!("socat not available: skipped");
+            None
+        }
+    };
+    let ssh = ssh(&dir.path().join("ssh"), sink, echo).await;
+    match &ssh {
+        Some((_, sink_ssh, echo_ssh)) => rows.push(Row::new("ssh -L", *sink_ssh, *echo_ssh)),
+        None => eprintln!("ssh -L not available: skipped"),
+    }
+
     let idle = (rss_kib(plain.agent.pid()), rss_kib(plain.server.pid()));
     // Peak memory while the plain path carries its transfers.
     let (agent_pid, server_pid) = (plain.agent.pid(), plain.server.pid());
     let peaks = std::sync::Arc::new([AtomicU64::new(0), AtomicU64::new(0)]);
-    let sampler = {
-        let peaks = peaks.clone();
-        tokio::spawn(async move {
-            loop {
-                peaks[0].fetch_max(rss_kib(agent_pid), Ordering::Relaxed);
-                peaks[1].fetch_max(rss_kib(server_pid), Ordering::Relaxed);
-                tokio::time::sleep(Duration::from_millis(20)).await;
-            }
-        })
-    };
-    let row = measure("doorman -L (plain)", plain.sink, plain.echo).await;
-    sampler.abort();
+    for row in &mut rows {
+        let sampler = (row.name == "doorman -L (plain)").then(|| {
+            let peaks = peaks.clone();
+            tokio::spawn(async move {
+                loop {
+                    peaks[0].fetch_max(rss_kib(agent_pid), Ordering::Relaxed);
+                    peaks[1].fetch_max(rss_kib(server_pid), Ordering::Relaxed);
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                }
+            })
+        });
+        row.measure_bulk().await;
+        if let Some(sampler) = sampler {
+            sampler.abort();
+        }
+    }
     let busy = (
         peaks[0].load(Ordering::Relaxed),
         peaks[1].load(Ordering::Relaxed),
     );
-    rows.push(row);
-    drop(plain);
-
-    let tls = start_doorman(&dir.path().join("tls"), true, sink, echo).await;
-    rows.push(measure("doorman -L (TLS)", tls.sink, tls.echo).await);
-    drop(tls);
-
-    rows.push(
-        measure(
-            "3 x splice(2) relay chain",
-            splice_chain(sink),
-            splice_chain(echo),
-        )
-        .await,
-    );
-
-    if let (Some((_s1, sink_socat)), Some((_s2, echo_socat))) =
-        (socat(sink).await, socat(echo).await)
-    {
-        rows.push(measure("socat", sink_socat, echo_socat).await);
-    } else {
-        eprintln!("socat not available: skipped");
+    let echoes: Vec<SocketAddr> = rows.iter().map(|row| row.echo).collect();
+    for (row, (p50, p99)) in rows.iter_mut().zip(round_trips(&echoes).await) {
+        row.p50 = p50;
+        row.p99 = p99;
     }
-    if let Some((_processes, sink_ssh, echo_ssh)) = ssh(&dir.path().join("ssh"), sink, echo).await {
-        rows.push(measure("ssh -L", sink_ssh, echo_ssh).await);
-    } else {
-        eprintln!("ssh -L not available: skipped");
-    }
+    drop((plain, tls, socat, ssh));
 
     let direct = (rows[0].one, rows[0].four);
     println!(
-        "Relay benchmark: 1 connection × {} MiB, {PARALLEL} connections × {} MiB, {RTT_ROUNDS} round trips of 64 bytes",
+        "Relay benchmark: 1 connection × {} MiB, {PARALLEL} connections × {} MiB, {RTT_ROUNDS} round trips of 64 bytes on each path (interleaved, {RTT_BATCH} at a time)",
         BULK_BYTES >> 20,
         PARALLEL_BYTES >> 20
     );
@@ -548,6 +579,12 @@ async fn main() {
     }
     if let (Some(doorman), Some(ssh)) = (find("doorman -L (TLS)"), find("ssh -L")) {
         println!("doorman TLS / ssh -L: {:.2} (target > 1)", doorman / ssh);
+    }
+    if let Some(doorman) = rows.iter().find(|r| r.name == "doorman -L (plain)") {
+        println!(
+            "doorman plain RTT p50 − direct: {:.0} µs (target ≤ 100)",
+            (doorman.p50.as_secs_f64() - rows[0].p50.as_secs_f64()) * 1e6
+        );
     }
     println!(
         "RSS idle: agent {} KiB, server {} KiB; peak during the plain transfers: agent {} KiB, server {} KiB",

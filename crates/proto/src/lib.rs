@@ -5,7 +5,8 @@
 //! is upgraded (`Upgrade: doorman/1`); from then on both ends speak frames
 //! (see [`frame`]). Session connections are relayed byte for byte by the
 //! server, so the operator and the agent speak frames to each other directly.
-// Only `splice` (zero-copy relaying) needs `unsafe`; it says why.
+// Only `splice` (the system calls of zero-copy relaying) needs `unsafe`;
+// it says why.
 #![deny(unsafe_code)]
 
 pub mod connection;
@@ -15,6 +16,8 @@ pub mod message;
 pub mod relay;
 #[cfg(target_os = "linux")]
 pub mod splice;
+#[cfg(target_os = "linux")]
+pub mod threaded;
 pub mod tls;
 
 pub use connection::{Connection, ConnectionError};

@@ -1,5 +1,6 @@
-//! Relaying two byte streams both ways until both directions end: with
-//! splice(2) when both are plain TCP (the bytes never enter user space),
+//! Relaying two byte streams both ways until both directions end: on two
+//! threads of their own when both are plain TCP ([`crate::threaded`]), or
+//! with splice(2) on the event loop once too many relays run on threads;
 //! with buffered copies otherwise (TLS, or a stream hyper keeps wrapped).
 
 use crate::dial::Upgraded;
@@ -27,10 +28,18 @@ where
 {
     match (a, b) {
         #[cfg(target_os = "linux")]
-        (MaybeTls::Plain(a), MaybeTls::Plain(b)) => {
-            crate::splice::relay(a, a_early, b, b_early).await
+        (MaybeTls::Plain(a), MaybeTls::Plain(b)) => match crate::threaded::Slot::take() {
+            Some(slot) => crate::threaded::relay(slot, a, a_early, b, b_early).await,
+            None => crate::splice::relay(a, a_early, b, b_early).await,
+        },
+        (mut a, mut b) => {
+            let relayed = copy(&mut a, a_early, &mut b, b_early).await;
+            if relayed.is_err() {
+                a.reset_when_closed();
+                b.reset_when_closed();
+            }
+            relayed
         }
-        (a, b) => copy(a, a_early, b, b_early).await,
     }
 }
 
@@ -60,9 +69,15 @@ where
 /// Carries a local TCP connection through a dialed tunnel (the operator's
 /// `-L` side, the agent's target side).
 pub async fn relay_dialed(tunnel: Upgraded, local: TcpStream) -> io::Result<(u64, u64)> {
-    let local = MaybeTls::<DialedStream>::Plain(local);
+    let mut local = MaybeTls::<DialedStream>::Plain(local);
     match tunnel.into_inner().downcast::<TokioIo<DialedStream>>() {
         Ok(parts) => relay(local, &[], parts.io.into_inner(), &parts.read_buf).await,
-        Err(upgraded) => copy(local, &[], TokioIo::new(upgraded), &[]).await,
+        Err(upgraded) => {
+            let relayed = copy(&mut local, &[], TokioIo::new(upgraded), &[]).await;
+            if relayed.is_err() {
+                local.reset_when_closed();
+            }
+            relayed
+        }
     }
 }

@@ -14,18 +14,25 @@ use tokio::io::{AsyncWriteExt, Interest};
 use tokio::net::TcpStream;
 
 /// Most bytes one splice moves.
-const CHUNK: usize = 1 << 20;
+pub(crate) const CHUNK: usize = 1 << 20;
 
-struct Pipe {
-    read: OwnedFd,
-    write: OwnedFd,
+pub(crate) struct Pipe {
+    pub(crate) read: OwnedFd,
+    pub(crate) write: OwnedFd,
 }
 
 impl Pipe {
-    fn new() -> io::Result<Self> {
+    /// A pipe as large as the system allows up to [`CHUNK`]; `nonblocking`
+    /// for use under an event loop.
+    pub(crate) fn new(nonblocking: bool) -> io::Result<Self> {
         let mut fds = [0i32; 2];
+        let flags = if nonblocking {
+            libc::O_NONBLOCK | libc::O_CLOEXEC
+        } else {
+            libc::O_CLOEXEC
+        };
         // SAFETY: `fds` has room for the two descriptors pipe2(2) writes.
-        if unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_NONBLOCK | libc::O_CLOEXEC) } != 0 {
+        if unsafe { libc::pipe2(fds.as_mut_ptr(), flags) } != 0 {
             return Err(io::Error::last_os_error());
         }
         // SAFETY: pipe2 succeeded, so both descriptors are open and ours alone.
@@ -37,8 +44,14 @@ impl Pipe {
     }
 }
 
-fn splice(from: i32, to: i32, len: usize) -> io::Result<usize> {
-    let flags = libc::SPLICE_F_MOVE | libc::SPLICE_F_NONBLOCK;
+/// One splice(2) of at most `len` bytes; `nonblocking` for the pipe side
+/// (the sockets' side follows their own mode).
+pub(crate) fn splice(from: i32, to: i32, len: usize, nonblocking: bool) -> io::Result<usize> {
+    // No SPLICE_F_MORE: it corks small writes, which would stall round trips.
+    let mut flags = libc::SPLICE_F_MOVE;
+    if nonblocking {
+        flags |= libc::SPLICE_F_NONBLOCK;
+    }
     // SAFETY: both descriptors are open for the duration of the call; null
     // offsets are required for sockets and pipes.
     let n = unsafe {
@@ -54,15 +67,37 @@ fn splice(from: i32, to: i32, len: usize) -> io::Result<usize> {
     usize::try_from(n).map_err(|_| io::Error::last_os_error())
 }
 
+/// Whether the kernel has closed TCP socket `fd` outright: after a reset, or
+/// once both sides' FINs are through (TIME_WAIT leaves the socket closed).
+pub(crate) fn tcp_closed(fd: i32) -> bool {
+    /// `TCP_CLOSE` in the kernel's `tcp_states.h`.
+    const TCP_CLOSE: u8 = 7;
+    // `tcpi_state` is the first byte of `struct tcp_info`; the kernel copies
+    // only as much as asked for.
+    let mut state = 0u8;
+    let mut len: libc::socklen_t = 1;
+    // SAFETY: the kernel writes at most `len` (one) byte at `state`.
+    let done = unsafe {
+        libc::getsockopt(
+            fd,
+            libc::IPPROTO_TCP,
+            libc::TCP_INFO,
+            (&raw mut state).cast(),
+            &mut len,
+        )
+    };
+    done == 0 && state == TCP_CLOSE
+}
+
 /// Moves bytes from `from` to `to` until `from` ends, then half-closes `to`.
 async fn pump(from: &TcpStream, to: &TcpStream) -> io::Result<u64> {
-    let pipe = Pipe::new()?;
+    let pipe = Pipe::new(true)?;
     let mut total = 0u64;
     loop {
         let n = loop {
             from.readable().await?;
             match from.try_io(Interest::READABLE, || {
-                splice(from.as_raw_fd(), pipe.write.as_raw_fd(), CHUNK)
+                splice(from.as_raw_fd(), pipe.write.as_raw_fd(), CHUNK, true)
             }) {
                 Ok(n) => break n,
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
@@ -78,7 +113,7 @@ async fn pump(from: &TcpStream, to: &TcpStream) -> io::Result<u64> {
         while left > 0 {
             to.writable().await?;
             match to.try_io(Interest::WRITABLE, || {
-                splice(pipe.read.as_raw_fd(), to.as_raw_fd(), left)
+                splice(pipe.read.as_raw_fd(), to.as_raw_fd(), left, true)
             }) {
                 Ok(m) => left -= m,
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
@@ -100,10 +135,15 @@ pub async fn relay(
 ) -> io::Result<(u64, u64)> {
     b.write_all(a_early).await?;
     a.write_all(b_early).await?;
-    // An error either way (a reset) ends both: dropping the sockets closes
+    // An error either way (a reset) ends both: dropping the sockets resets
     // them, so each peer learns at once. A clean end of one direction only
     // half-closes the other side.
-    let (forward, backward) = tokio::try_join!(pump(&a, &b), pump(&b, &a))?;
+    let relayed = tokio::try_join!(pump(&a, &b), pump(&b, &a));
+    if relayed.is_err() {
+        let _ = a.set_zero_linger();
+        let _ = b.set_zero_linger();
+    }
+    let (forward, backward) = relayed?;
     Ok((
         forward + a_early.len() as u64,
         backward + b_early.len() as u64,

@@ -102,6 +102,17 @@ pub enum MaybeTls<T> {
     Tls(Box<T>),
 }
 
+impl<T> MaybeTls<T> {
+    /// Makes closing the connection reset it, after a relay error, so that
+    /// the peer learns of the failure as from a direct connection. (Dropping
+    /// TLS without `close_notify` already tells a TLS peer.)
+    pub fn reset_when_closed(&self) {
+        if let MaybeTls::Plain(socket) = self {
+            let _ = socket.set_zero_linger();
+        }
+    }
+}
+
 impl<T: AsyncRead + AsyncWrite + Unpin> AsyncRead for MaybeTls<T> {
     fn poll_read(
         self: Pin<&mut Self>,

@@ -147,6 +147,57 @@ async fn forwarding_carries_many_connections_after_one_approval() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reset_by_the_target_reaches_the_operator_as_a_reset() {
+    a_reset_by_the_target_reaches_the_operator(false).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reset_by_the_target_reaches_the_operator_as_a_reset_over_tls() {
+    a_reset_by_the_target_reaches_the_operator(true).await;
+}
+
+async fn a_reset_by_the_target_reaches_the_operator(tls: bool) {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let target = listener.local_addr().unwrap().to_string();
+    let (reset, reset_now) = tokio::sync::oneshot::channel::<()>();
+    tokio::spawn(async move {
+        let (mut stream, _) = listener.accept().await.unwrap();
+        stream.write_all(b"bye").await.unwrap();
+        let _ = reset_now.await;
+        stream.set_zero_linger().unwrap();
+    });
+    let mut builder = World::builder()
+        .without_email_authorization()
+        .forward(&[&target]);
+    if tls {
+        builder = builder.tls();
+    }
+    let world = builder.start().await;
+    let spec: ForwardSpec = format!("0:{target}").parse().unwrap();
+    let mut connecting = world.connect_with(
+        "office-pc",
+        &world.operator_token,
+        SessionKind::Forward(vec![spec]),
+        "",
+        Box::new(tokio::io::empty()),
+    );
+    let local = connecting.forwarding_address().await;
+
+    let mut stream = TcpStream::connect(local).await.unwrap();
+    let mut bye = [0u8; 3];
+    stream.read_exact(&mut bye).await.unwrap();
+    assert_eq!(&bye, b"bye");
+    reset.send(()).unwrap();
+    // As on a direct connection: not a clean end, which would pass a
+    // truncated answer off as whole.
+    let error = stream.read_to_end(&mut Vec::new()).await.unwrap_err();
+    assert_eq!(error.kind(), std::io::ErrorKind::ConnectionReset);
+
+    connecting.interrupt();
+    assert_eq!(connecting.finish().await, Ok(0));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn targets_outside_the_allowlist_are_refused_before_any_email() {
     let world = World::builder().forward(&["127.0.0.1:5900"]).start().await;
     let spec: ForwardSpec = "0:127.0.0.1:22".parse().unwrap();

@@ -31,6 +31,12 @@ async fn allow_runs_the_command_and_returns_its_exit_status() {
         "each recipient has a link of its own"
     );
 
+    // The operator hears of each delivery (the sink has the mail a moment
+    // before the server records it as sent).
+    connecting
+        .progress
+        .wait_until(|t| t.matches("\"delivery\"").count() == 2)
+        .await;
     let response = world.click(&mails[0].link(), "allow").await;
     assert_eq!(response.status(), StatusCode::SEE_OTHER);
     let status = connecting.stdout.wait_until(|t| t.contains("hi")).await;
