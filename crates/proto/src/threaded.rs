@@ -118,6 +118,10 @@ impl Relay {
                 n
             };
             if n == 0 {
+                if self.torn_down.load(Ordering::Acquire) {
+                    // Woken by `reset` or `close`, which deal with `to`.
+                    return Ok(total);
+                }
                 // A reset looks like the end to this read when the other
                 // direction's write took the reset's error first; the
                 // socket's state tells them apart.
