@@ -28,8 +28,9 @@ pub use frame::{Frame, FrameError};
 pub const UPGRADE_PROTOCOL: &str = "doorman/1";
 /// Header carrying the agent's name on its upgrade requests.
 pub const AGENT_NAME_HEADER: &str = "x-doorman-agent";
-/// Buffer size for each direction of a byte relay (tunnels, sessions). 64 KiB
-/// measured best here: 256 KiB was a third slower (bench/relay.sh).
+/// Buffer size for each direction of a relay that copies on the event loop
+/// (TLS hops). 64 KiB measured best here: 256 KiB was a third slower
+/// (bench/relay.sh).
 pub const RELAY_BUFFER: usize = 64 * 1024;
 /// Paths of the upgrade endpoints.
 pub const AGENT_PATH: &str = "/v1/agent";
