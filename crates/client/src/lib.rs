@@ -87,25 +87,72 @@ async fn reconnect(
                 "lost the server and could not reach it again before the request expired".into(),
             ));
         }
+        let attempt = async {
+            tokio::time::sleep(pause).await;
+            resume(dialer, auth, request_id).await
+        };
         tokio::select! {
-            () = tokio::time::sleep(pause) => {}
-            () = interrupt.as_mut() => return Err(ConnectError::Cancelled),
+            resumed = attempt => if let Some(connection) = resumed {
+                return Ok(connection);
+            },
+            () = interrupt.as_mut() => {
+                cancel_after_loss(dialer, auth, request_id).await;
+                return Err(ConnectError::Cancelled);
+            }
         }
         pause = (pause * 2).min(Duration::from_secs(2));
-        let Ok(io) = dialer
-            .dial(CONNECT_PATH, &[(AUTHORIZATION, auth.clone())])
-            .await
-        else {
-            continue;
-        };
-        let mut connection = Connection::new(io);
-        let resume = OperatorMessage::Resume {
-            request_id: request_id.to_string(),
-        };
-        if connection.write_message(&resume).await.is_ok() {
-            return Ok(connection);
-        }
     }
+}
+
+/// A connection that has resumed `request_id`, if the server answers.
+async fn resume(
+    dialer: &Dialer,
+    auth: &HeaderValue,
+    request_id: &str,
+) -> Option<Connection<doorman_proto::dial::Upgraded>> {
+    let io = dialer
+        .dial(CONNECT_PATH, &[(AUTHORIZATION, auth.clone())])
+        .await
+        .ok()?;
+    let mut connection = Connection::new(io);
+    let resume = OperatorMessage::Resume {
+        request_id: request_id.to_string(),
+    };
+    connection.write_message(&resume).await.ok()?;
+    Some(connection)
+}
+
+/// Ctrl-C while the server is out of reach: keeps trying to tell it for a
+/// few seconds, so that the links say "cancelled" now rather than the
+/// request waiting out its timeout.
+async fn cancel_after_loss(dialer: &Dialer, auth: &HeaderValue, request_id: &str) {
+    let tell = async {
+        let mut pause = Duration::from_millis(100);
+        loop {
+            if let Some(mut connection) = resume(dialer, auth, request_id).await
+                && connection
+                    .write_message(&OperatorMessage::Cancel)
+                    .await
+                    .is_ok()
+            {
+                // Until the server confirms, or says how the request ended.
+                while let Ok(Some(message)) = connection.read_message::<ServerToOperator>().await {
+                    if !matches!(
+                        message,
+                        ServerToOperator::Pending { .. }
+                            | ServerToOperator::Delivery { .. }
+                            | ServerToOperator::Admitted
+                    ) {
+                        break;
+                    }
+                }
+                return;
+            }
+            tokio::time::sleep(pause).await;
+            pause = (pause * 2).min(Duration::from_secs(1));
+        }
+    };
+    let _ = tokio::time::timeout(CANCEL_CONFIRM_TIMEOUT, tell).await;
 }
 
 /// How long to wait for the server to confirm a cancellation.
@@ -212,14 +259,22 @@ pub async fn connect(
             Ok(None) | Err(_) if resumable.is_some() && cancelling.is_none() => {
                 let request_id = resumable.clone().unwrap_or_default();
                 progress.reconnecting();
-                connection = reconnect(
+                let resumed = reconnect(
                     &dialer,
                     &auth,
                     &request_id,
                     deadline.unwrap_or_else(Instant::now),
                     interrupt.as_mut(),
                 )
-                .await?;
+                .await;
+                connection = match resumed {
+                    Ok(connection) => connection,
+                    Err(ConnectError::Cancelled) => {
+                        progress.cancelled();
+                        return Err(ConnectError::Cancelled);
+                    }
+                    Err(error) => return Err(error),
+                };
                 continue;
             }
             Ok(None) => {

@@ -2,6 +2,7 @@
 //! and its session starts after the Allow click; the links keep working; a
 //! request that expired while the server was down is expired, not allowed.
 
+use doorman_client::ConnectError;
 use doorman_core::RequestState;
 use doorman_server::store::NewRequest;
 use doorman_test_support::World;
@@ -33,6 +34,28 @@ async fn a_waiting_operator_survives_a_server_restart() {
     let stdout = connecting.stdout.clone();
     assert_eq!(connecting.finish().await, Ok(0));
     assert_eq!(stdout.text(), "after-restart\n");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ctrl_c_while_the_server_is_away_still_cancels_the_request() {
+    let mut world = World::start().await;
+    let mut connecting = world.connect(&["true"], "");
+    let pending = connecting.event("pending").await;
+    let id = pending["request_id"].as_str().unwrap().to_string();
+    let mails = world.smtp.wait_for(2).await;
+
+    world.stop_server().await;
+    connecting.event("reconnecting").await;
+    connecting.interrupt();
+    // The server is back within the few seconds `connect` keeps trying.
+    world.start_server().await;
+    let progress = connecting.progress.clone();
+    assert_eq!(connecting.finish().await, Err(ConnectError::Cancelled));
+    assert!(progress.text().contains("\"event\":\"cancelled\""));
+    assert_eq!(world.state_of(&id).await, RequestState::Cancelled);
+    let (_, page) = world.page(&mails[0].link()).await;
+    assert!(page.contains("Cancelled"), "{page}");
+    assert!(!page.contains("<form"));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
