@@ -237,9 +237,11 @@ pub async fn relay(
 #[cfg(test)]
 mod tests {
     use super::{MAX_THREADED, Slot, relay};
-    use std::io::ErrorKind;
+    use crate::tls::MaybeTls;
+    use std::io::{self, ErrorKind};
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     use tokio::net::{TcpListener, TcpStream};
+    use tokio::task::JoinHandle;
 
     /// The tests share the process's slots; one at a time.
     static SLOTS: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
@@ -253,48 +255,61 @@ mod tests {
         (client, server)
     }
 
-    /// `left` ↔ relay ↔ `right`, the relay running as a task.
-    async fn relayed(
-        a_early: &'static [u8],
-        b_early: &'static [u8],
-    ) -> (
-        TcpStream,
-        TcpStream,
-        tokio::task::JoinHandle<std::io::Result<(u64, u64)>>,
-    ) {
+    /// `left` ↔ relay ↔ `right`, the relay running as a task: on threads,
+    /// or with `threads` false as `proto::relay` runs it when no place is
+    /// left (on the event loop).
+    async fn relayed(threads: bool, a_early: &'static [u8], b_early: &'static [u8]) -> Relayed {
         let (left, left_inner) = pair().await;
         let (right_inner, right) = pair().await;
-        let slot = Slot::take().expect("a free slot");
-        let relaying = tokio::spawn(relay(slot, left_inner, a_early, right_inner, b_early));
-        (left, right, relaying)
+        if threads {
+            let slot = Slot::take().expect("a free place");
+            let relaying = tokio::spawn(relay(slot, left_inner, a_early, right_inner, b_early));
+            (left, right, relaying, Vec::new())
+        } else {
+            let taken = take_all();
+            let relaying = tokio::spawn(crate::relay::relay(
+                MaybeTls::<TcpStream>::Plain(left_inner),
+                a_early,
+                MaybeTls::<TcpStream>::Plain(right_inner),
+                b_early,
+            ));
+            (left, right, relaying, taken)
+        }
     }
 
-    #[tokio::test]
-    async fn small_messages_bulk_and_half_close_cross_both_ways() {
-        let _slots = SLOTS.lock().await;
-        let (mut left, mut right, relaying) = relayed(b"early-left ", b"early-right ").await;
-        // Round trips of small messages (copied)...
+    /// The two outer ends, the relay, and the places held
+    /// so that the relay runs on the event loop.
+    type Relayed = (
+        TcpStream,
+        TcpStream,
+        JoinHandle<io::Result<(u64, u64)>>,
+        Vec<Slot>,
+    );
+
+    fn take_all() -> Vec<Slot> {
+        std::iter::from_fn(Slot::take).collect()
+    }
+
+    /// Early bytes, round trips of small messages, a bulk transfer and a
+    /// half-close, through a relay made by [`relayed`].
+    async fn small_messages_bulk_and_half_close(threads: bool) {
+        let (mut left, mut right, relaying, _taken) =
+            relayed(threads, b"early-left ", b"early-right ").await;
+        let mut early = [0u8; 11];
+        right.read_exact(&mut early).await.unwrap();
+        assert_eq!(&early, b"early-left ");
+        let mut early = [0u8; 12];
+        left.read_exact(&mut early).await.unwrap();
+        assert_eq!(&early, b"early-right ");
         for round in 0..100u8 {
             left.write_all(&[round; 64]).await.unwrap();
             let mut got = [0u8; 64];
-            if round == 0 {
-                let mut early = [0u8; 11];
-                right.read_exact(&mut early).await.unwrap();
-                assert_eq!(&early, b"early-left ");
-            }
             right.read_exact(&mut got).await.unwrap();
             assert_eq!(got, [round; 64]);
             right.write_all(&got).await.unwrap();
-            let mut back = [0u8; 64];
-            if round == 0 {
-                let mut early = [0u8; 12];
-                left.read_exact(&mut early).await.unwrap();
-                assert_eq!(&early, b"early-right ");
-            }
-            left.read_exact(&mut back).await.unwrap();
-            assert_eq!(back, [round; 64]);
+            left.read_exact(&mut got).await.unwrap();
+            assert_eq!(got, [round; 64]);
         }
-        // ...then a bulk transfer (spliced) and a half-close.
         let big: Vec<u8> = (0..5_000_000u32).map(|i| (i % 251) as u8).collect();
         let sent = big.clone();
         let writer = tokio::spawn(async move {
@@ -316,22 +331,40 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn small_messages_bulk_and_half_close_cross_both_ways() {
+        let _slots = SLOTS.lock().await;
+        small_messages_bulk_and_half_close(true).await;
+    }
+
+    #[tokio::test]
+    async fn relays_beyond_the_thread_budget_run_on_the_event_loop() {
+        let _slots = SLOTS.lock().await;
+        small_messages_bulk_and_half_close(false).await;
+        assert_eq!(take_all().len(), MAX_THREADED, "places come back");
+    }
+
+    #[tokio::test]
     async fn a_reset_on_one_side_resets_the_other() {
         let _slots = SLOTS.lock().await;
-        let (mut left, right, relaying) = relayed(b"", b"").await;
-        left.write_all(b"hello").await.unwrap();
-        right.set_zero_linger().unwrap();
-        drop(right);
-        assert!(relaying.await.unwrap().is_err());
-        let mut rest = Vec::new();
-        let error = left.read_to_end(&mut rest).await.unwrap_err();
-        assert_eq!(error.kind(), ErrorKind::ConnectionReset);
+        for threads in [true, false] {
+            let (mut left, right, relaying, _taken) = relayed(threads, b"", b"").await;
+            left.write_all(b"hello").await.unwrap();
+            right.set_zero_linger().unwrap();
+            drop(right);
+            assert!(relaying.await.unwrap().is_err());
+            let error = left.read_to_end(&mut Vec::new()).await.unwrap_err();
+            assert_eq!(
+                error.kind(),
+                ErrorKind::ConnectionReset,
+                "threads: {threads}"
+            );
+        }
     }
 
     #[tokio::test]
     async fn dropping_the_relay_closes_both_connections() {
         let _slots = SLOTS.lock().await;
-        let (mut left, mut right, relaying) = relayed(b"", b"").await;
+        let (mut left, mut right, relaying, _) = relayed(true, b"", b"").await;
         left.write_all(b"ping").await.unwrap();
         let mut got = [0u8; 4];
         right.read_exact(&mut got).await.unwrap();
@@ -340,32 +373,5 @@ mod tests {
         left.read_to_end(&mut a).await.unwrap();
         right.read_to_end(&mut b).await.unwrap();
         assert!(a.is_empty() && b.is_empty());
-    }
-
-    #[tokio::test]
-    async fn relays_beyond_the_thread_budget_run_on_the_event_loop() {
-        let _slots = SLOTS.lock().await;
-        let mut taken = Vec::new();
-        while let Some(slot) = Slot::take() {
-            taken.push(slot);
-        }
-        assert!(taken.len() <= MAX_THREADED);
-        let (mut left, left_inner) = pair().await;
-        let (right_inner, mut right) = pair().await;
-        let relaying = tokio::spawn(crate::relay::relay(
-            crate::tls::MaybeTls::<TcpStream>::Plain(left_inner),
-            &[],
-            crate::tls::MaybeTls::<TcpStream>::Plain(right_inner),
-            &[],
-        ));
-        left.write_all(b"still relayed").await.unwrap();
-        left.shutdown().await.unwrap();
-        let mut got = Vec::new();
-        right.read_to_end(&mut got).await.unwrap();
-        assert_eq!(got, b"still relayed");
-        right.shutdown().await.unwrap();
-        assert_eq!(relaying.await.unwrap().unwrap(), (13, 0));
-        drop(taken);
-        assert!(Slot::take().is_some());
     }
 }

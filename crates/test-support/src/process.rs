@@ -3,14 +3,17 @@
 
 use crate::world::SharedBuf;
 use std::process::Stdio;
+use std::time::Duration;
 use tokio::io::AsyncReadExt;
 use tokio::process::{Child, Command};
+use tokio::task::JoinHandle;
 
 /// A running process whose stdout and stderr are captured.
 pub struct Process {
     pub child: Child,
     pub stdout: SharedBuf,
     pub stderr: SharedBuf,
+    drains: Vec<JoinHandle<()>>,
 }
 
 impl Process {
@@ -26,21 +29,30 @@ impl Process {
             .unwrap_or_else(|e| panic!("cannot start {program}: {e}"));
         let stdout = SharedBuf::default();
         let stderr = SharedBuf::default();
-        drain(child.stdout.take().expect("stdout"), stdout.clone());
-        drain(child.stderr.take().expect("stderr"), stderr.clone());
+        let drains = vec![
+            drain(child.stdout.take().expect("stdout"), stdout.clone()),
+            drain(child.stderr.take().expect("stderr"), stderr.clone()),
+        ];
         Self {
             child,
             stdout,
             stderr,
+            drains,
         }
     }
 
-    /// The exit code (20 s at most).
+    /// The exit code (20 s at most), once the output the process wrote is
+    /// in `stdout` and `stderr`.
     pub async fn exit_code(&mut self) -> i32 {
-        let status = tokio::time::timeout(std::time::Duration::from_secs(20), self.child.wait())
+        let status = tokio::time::timeout(Duration::from_secs(20), self.child.wait())
             .await
             .expect("process exits in time")
             .expect("wait");
+        // The pipes end with the process, unless a child of its own still
+        // holds them: then what is there is what there is.
+        for drain in self.drains.drain(..) {
+            let _ = tokio::time::timeout(Duration::from_secs(5), drain).await;
+        }
         status.code().unwrap_or(-1)
     }
 
@@ -49,7 +61,10 @@ impl Process {
     }
 }
 
-fn drain(mut source: impl tokio::io::AsyncRead + Unpin + Send + 'static, mut sink: SharedBuf) {
+fn drain(
+    mut source: impl tokio::io::AsyncRead + Unpin + Send + 'static,
+    mut sink: SharedBuf,
+) -> JoinHandle<()> {
     tokio::spawn(async move {
         let mut buffer = [0u8; 4096];
         while let Ok(n) = source.read(&mut buffer).await {
@@ -58,7 +73,7 @@ fn drain(mut source: impl tokio::io::AsyncRead + Unpin + Send + 'static, mut sin
             }
             let _ = std::io::Write::write_all(&mut sink, &buffer[..n]);
         }
-    });
+    })
 }
 
 /// The `address=` a `doorman server` logs when it listens.
