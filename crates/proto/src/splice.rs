@@ -1,11 +1,13 @@
 //! Zero-copy relaying of two plain TCP sockets with splice(2) through a
-//! pipe, so that relayed bytes never enter user space (Linux only).
+//! pipe, so that relayed bytes never enter user space (Linux only), on the
+//! event loop: the relay for connections beyond the threaded ones
+//! ([`crate::threaded`]), which borrows this module's system calls.
 //!
-//! This module uses `unsafe` for the three system calls it needs (`pipe2`,
-//! `splice`, `shutdown`) on descriptors owned by live tokio sockets; every
-//! other part of the crate stays safe. Readiness comes from tokio, so the
-//! relay is async like the rest: `readable()`/`writable()`, then a
-//! non-blocking splice inside `try_io`.
+//! This module uses `unsafe` for the system calls it needs (`pipe2`,
+//! `splice`, `shutdown`, `getsockopt(TCP_INFO)`) on descriptors owned by live
+//! sockets; every other part of the crate stays safe. Readiness comes from
+//! tokio: `readable()`/`writable()`, then a non-blocking splice inside
+//! `try_io`.
 #![allow(unsafe_code)]
 
 use std::io;

@@ -277,8 +277,8 @@ mod tests {
         }
     }
 
-    /// The two outer ends, the relay, and the places held
-    /// so that the relay runs on the event loop.
+    /// The two outer ends, the relay, and the places held so that the relay
+    /// runs on the event loop.
     type Relayed = (
         TcpStream,
         TcpStream,
