@@ -8,11 +8,11 @@
 
 use doorman_core::{Outcome, RequestState};
 use serde::Serialize;
+use sqlx::any::{AnyPoolOptions, AnyRow};
 use sqlx::migrate::{Migration, MigrationType, Migrator};
-use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
-use sqlx::{Row, SqlitePool};
+use sqlx::{AnyConnection, AnyPool};
+use sqlx::{Executor, Row};
 use std::str::FromStr;
-use std::time::Duration;
 
 pub type Millis = i64;
 
@@ -23,7 +23,7 @@ pub enum StoreError {
     AlreadyExists { kind: &'static str, name: String },
     #[error("this request has already started its session")]
     SessionAlreadyStarted,
-    #[error("unsupported database URL {0:?}: only sqlite: URLs are supported so far")]
+    #[error("unsupported database URL {0:?}: use sqlite://FILE or postgres://…")]
     UnsupportedDatabase(String),
     #[error("database error: {0}")]
     Database(#[from] sqlx::Error),
@@ -33,31 +33,96 @@ pub enum StoreError {
     Corrupt(String),
 }
 
-fn migrator() -> Migrator {
-    let migration = |version, description: &'static str, sql: &'static str| {
-        Migration::new(
-            version,
-            description.into(),
-            MigrationType::Simple,
-            sqlx::SqlSafeStr::into_sql_str(sql),
-            false,
-        )
-    };
-    Migrator::with_migrations(vec![
-        migration(1, "initial", include_str!("../migrations/0001_initial.sql")),
-        migration(2, "blocks", include_str!("../migrations/0002_blocks.sql")),
-        migration(
-            3,
-            "request service",
-            include_str!("../migrations/0003_request_service.sql"),
-        ),
-    ])
+/// The database systems the store runs on; each has its own migrations, in
+/// step (the same version adds the same thing to both).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Backend {
+    /// One server, the file in its data directory (the default).
+    Sqlite,
+    /// One state for several server replicas (see `server::leadership`).
+    Postgres,
+}
+
+impl Backend {
+    /// The backend a `--database-url` names.
+    pub fn of(database_url: &str) -> Result<Self, StoreError> {
+        if database_url.starts_with("sqlite:") {
+            Ok(Backend::Sqlite)
+        } else if database_url.starts_with("postgres://")
+            || database_url.starts_with("postgresql://")
+        {
+            Ok(Backend::Postgres)
+        } else {
+            Err(StoreError::UnsupportedDatabase(database_url.to_string()))
+        }
+    }
+
+    fn migrator(self) -> Migrator {
+        let migration = |version, description: &'static str, sql: &'static str| {
+            Migration::new(
+                version,
+                description.into(),
+                MigrationType::Simple,
+                sqlx::SqlSafeStr::into_sql_str(sql),
+                false,
+            )
+        };
+        let migrations = match self {
+            Backend::Sqlite => vec![
+                migration(
+                    1,
+                    "initial",
+                    include_str!("../migrations/sqlite/0001_initial.sql"),
+                ),
+                migration(
+                    2,
+                    "blocks",
+                    include_str!("../migrations/sqlite/0002_blocks.sql"),
+                ),
+                migration(
+                    3,
+                    "request service",
+                    include_str!("../migrations/sqlite/0003_request_service.sql"),
+                ),
+            ],
+            Backend::Postgres => vec![
+                migration(
+                    1,
+                    "initial",
+                    include_str!("../migrations/postgres/0001_initial.sql"),
+                ),
+                migration(
+                    2,
+                    "blocks",
+                    include_str!("../migrations/postgres/0002_blocks.sql"),
+                ),
+                migration(
+                    3,
+                    "request service",
+                    include_str!("../migrations/postgres/0003_request_service.sql"),
+                ),
+            ],
+        };
+        Migrator::with_migrations(migrations)
+    }
+}
+
+/// SQLite's URL with `mode=rwc` (create the file if missing) unless it says
+/// otherwise.
+fn sqlite_url_creating(database_url: &str) -> String {
+    if database_url.contains("mode=") {
+        database_url.to_string()
+    } else if database_url.contains('?') {
+        format!("{database_url}&mode=rwc")
+    } else {
+        format!("{database_url}?mode=rwc")
+    }
 }
 
 /// A cheap-to-clone handle on the database.
 #[derive(Clone, Debug)]
 pub struct Store {
-    pool: SqlitePool,
+    pool: AnyPool,
 }
 
 /// A request as stored.
@@ -139,7 +204,7 @@ pub struct OutboxJob {
 /// The columns of `requests r`, in the order `request_from_row` reads them by name.
 const REQUEST_COLUMNS: &str = "r.id, r.computer, r.operator, r.operator_ip, r.reason, r.service, r.state, r.created_at, r.expires_at, r.settled_at, r.decided_by, r.service_json";
 
-fn request_from_row(row: &sqlx::sqlite::SqliteRow) -> Result<RequestRow, StoreError> {
+fn request_from_row(row: &AnyRow) -> Result<RequestRow, StoreError> {
     let state: String = row.try_get("state")?;
     Ok(RequestRow {
         id: row.try_get("id")?,
@@ -164,23 +229,37 @@ fn unique_violation(error: &sqlx::Error) -> bool {
 impl Store {
     /// Opens (creating if needed) the database and applies pending migrations.
     pub async fn open(database_url: &str) -> Result<Self, StoreError> {
-        if !database_url.starts_with("sqlite:") {
-            return Err(StoreError::UnsupportedDatabase(database_url.to_string()));
-        }
-        let options = SqliteConnectOptions::from_str(database_url)?
-            .create_if_missing(true)
-            .journal_mode(SqliteJournalMode::Wal)
-            // WAL with NORMAL never corrupts the database; a power cut may
-            // lose the last commits, which the expiry check makes harmless
-            // (a lost decision leaves the request pending, never allowed).
-            .synchronous(SqliteSynchronous::Normal)
-            .busy_timeout(Duration::from_secs(10))
-            .foreign_keys(true);
-        let pool = SqlitePoolOptions::new()
-            .max_connections(4)
-            .connect_with(options)
-            .await?;
-        migrator().run(&pool).await?;
+        sqlx::any::install_default_drivers();
+        let backend = Backend::of(database_url)?;
+        let pool = match backend {
+            Backend::Sqlite => {
+                AnyPoolOptions::new()
+                    .max_connections(4)
+                    .after_connect(|conn, _| {
+                        Box::pin(async move {
+                            // WAL with NORMAL never corrupts the database; a power
+                            // cut may lose the last commits, which the expiry check
+                            // makes harmless (a lost decision leaves the request
+                            // pending, never allowed).
+                            conn.execute(
+                                "PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL;
+                                 PRAGMA busy_timeout = 10000; PRAGMA foreign_keys = ON;",
+                            )
+                            .await?;
+                            Ok(())
+                        })
+                    })
+                    .connect(&sqlite_url_creating(database_url))
+                    .await?
+            }
+            Backend::Postgres => {
+                AnyPoolOptions::new()
+                    .max_connections(8)
+                    .connect(database_url)
+                    .await?
+            }
+        };
+        backend.migrator().run(&pool).await?;
         Ok(Self { pool })
     }
 
@@ -190,7 +269,7 @@ impl Store {
         token_hash: &[u8],
         now: Millis,
     ) -> Result<(), StoreError> {
-        let sql = "INSERT INTO operators (name, token_hash, created_at) VALUES (?, ?, ?)";
+        let sql = "INSERT INTO operators (name, token_hash, created_at) VALUES ($1, $2, $3)";
         self.add_credential(sql, "operator", name, token_hash, now)
             .await
     }
@@ -201,7 +280,7 @@ impl Store {
         key_hash: &[u8],
         now: Millis,
     ) -> Result<(), StoreError> {
-        let sql = "INSERT INTO agents (name, key_hash, created_at) VALUES (?, ?, ?)";
+        let sql = "INSERT INTO agents (name, key_hash, created_at) VALUES ($1, $2, $3)";
         self.add_credential(sql, "agent", name, key_hash, now).await
     }
 
@@ -235,7 +314,7 @@ impl Store {
 
     /// The operator whose token has this hash.
     pub async fn operator_by_token_hash(&self, hash: &[u8]) -> Result<Option<String>, StoreError> {
-        let row = sqlx::query("SELECT name FROM operators WHERE token_hash = ?")
+        let row = sqlx::query("SELECT name FROM operators WHERE token_hash = $1")
             .bind(hash)
             .fetch_optional(&self.pool)
             .await?;
@@ -244,7 +323,7 @@ impl Store {
 
     /// The stored key hash of an agent.
     pub async fn agent_key_hash(&self, name: &str) -> Result<Option<Vec<u8>>, StoreError> {
-        let row = sqlx::query("SELECT key_hash FROM agents WHERE name = ?")
+        let row = sqlx::query("SELECT key_hash FROM agents WHERE name = $1")
             .bind(name)
             .fetch_optional(&self.pool)
             .await?;
@@ -257,7 +336,7 @@ impl Store {
         let mut tx = self.pool.begin().await?;
         sqlx::query(
             "INSERT INTO requests (id, computer, operator, operator_ip, reason, service, service_json, state, created_at, expires_at)
-             VALUES (?, ?, ?, ?, ?, ?, ?, 'pending', ?, ?)",
+             VALUES ($1, $2, $3, $4, $5, $6, $7, 'pending', $8, $9)",
         )
         .bind(&request.id)
         .bind(&request.computer)
@@ -287,14 +366,14 @@ impl Store {
         for (position, (address, token_hash)) in request.recipients.iter().enumerate() {
             let position =
                 i64::try_from(position).map_err(|e| StoreError::Corrupt(e.to_string()))?;
-            sqlx::query("INSERT INTO recipients (request_id, position, address, token_hash) VALUES (?, ?, ?, ?)")
+            sqlx::query("INSERT INTO recipients (request_id, position, address, token_hash) VALUES ($1, $2, $3, $4)")
                 .bind(&request.id)
                 .bind(position)
                 .bind(address)
                 .bind(&token_hash[..])
                 .execute(&mut *tx)
                 .await?;
-            sqlx::query("INSERT INTO outbox (request_id, position, state, next_attempt_at) VALUES (?, ?, 'queued', ?)")
+            sqlx::query("INSERT INTO outbox (request_id, position, state, next_attempt_at) VALUES ($1, $2, 'queued', $3)")
                 .bind(&request.id)
                 .bind(position)
                 .bind(request.created_at)
@@ -318,7 +397,7 @@ impl Store {
     }
 
     pub async fn request(&self, id: &str) -> Result<Option<RequestRow>, StoreError> {
-        let sql = format!("SELECT {REQUEST_COLUMNS} FROM requests r WHERE r.id = ?");
+        let sql = format!("SELECT {REQUEST_COLUMNS} FROM requests r WHERE r.id = $1");
         let row = sqlx::query(sqlx::AssertSqlSafe(sql))
             .bind(id)
             .fetch_optional(&self.pool)
@@ -334,7 +413,7 @@ impl Store {
         // One query on the approval page's path: the recipient and its request.
         let sql = format!(
             "SELECT {REQUEST_COLUMNS}, rc.address FROM recipients rc
-             JOIN requests r ON r.id = rc.request_id WHERE rc.token_hash = ?"
+             JOIN requests r ON r.id = rc.request_id WHERE rc.token_hash = $1"
         );
         let row = sqlx::query(sqlx::AssertSqlSafe(sql))
             .bind(token_hash)
@@ -373,7 +452,7 @@ impl Store {
             RequestState::Expired => {
                 sqlx::query(
                     "UPDATE requests SET state = 'expired', settled_at = expires_at
-                     WHERE id = ? AND state = 'pending' AND expires_at <= ?",
+                     WHERE id = $1 AND state = 'pending' AND expires_at <= $2",
                 )
                 .bind(id)
                 .bind(now)
@@ -382,8 +461,8 @@ impl Store {
             }
             RequestState::Allowed | RequestState::Denied | RequestState::Cancelled => {
                 sqlx::query(
-                    "UPDATE requests SET state = ?, settled_at = ?, decided_by = ?
-                     WHERE id = ? AND state = 'pending' AND expires_at > ?",
+                    "UPDATE requests SET state = $1, settled_at = $2, decided_by = $3
+                     WHERE id = $4 AND state = 'pending' AND expires_at > $5",
                 )
                 .bind(state.as_str())
                 .bind(now)
@@ -399,7 +478,7 @@ impl Store {
             insert_audit(&mut tx, audit).await?;
             // Emails not yet sent are pointless now.
             sqlx::query(
-                "UPDATE outbox SET state = 'dropped' WHERE request_id = ? AND state = 'queued'",
+                "UPDATE outbox SET state = 'dropped' WHERE request_id = $1 AND state = 'queued'",
             )
             .bind(id)
             .execute(&mut *tx)
@@ -444,8 +523,8 @@ impl Store {
              FROM outbox o
              JOIN recipients rc ON rc.request_id = o.request_id AND rc.position = o.position
              JOIN requests r ON r.id = o.request_id
-             WHERE o.state = 'queued' AND o.next_attempt_at <= ?
-             ORDER BY o.next_attempt_at LIMIT ?"
+             WHERE o.state = 'queued' AND o.next_attempt_at <= $1
+             ORDER BY o.next_attempt_at LIMIT $2"
         );
         let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
             .bind(now)
@@ -484,7 +563,7 @@ impl Store {
         let mut tx = self.pool.begin().await?;
         let (event, detail) = match &result {
             Ok(()) => {
-                sqlx::query("UPDATE outbox SET state = 'sent', attempts = attempts + 1, sent_at = ?, last_error = NULL WHERE request_id = ? AND position = ?")
+                sqlx::query("UPDATE outbox SET state = 'sent', attempts = attempts + 1, sent_at = $1, last_error = NULL WHERE request_id = $2 AND position = $3")
                     .bind(now)
                     .bind(&job.request.id)
                     .bind(job.position)
@@ -493,7 +572,7 @@ impl Store {
                 ("email_sent", None)
             }
             Err((error, Some(retry_at))) => {
-                sqlx::query("UPDATE outbox SET attempts = attempts + 1, next_attempt_at = ?, last_error = ? WHERE request_id = ? AND position = ?")
+                sqlx::query("UPDATE outbox SET attempts = attempts + 1, next_attempt_at = $1, last_error = $2 WHERE request_id = $3 AND position = $4")
                     .bind(retry_at)
                     .bind(error)
                     .bind(&job.request.id)
@@ -503,7 +582,7 @@ impl Store {
                 ("email_retrying", Some(error.clone()))
             }
             Err((error, None)) => {
-                sqlx::query("UPDATE outbox SET state = 'failed', attempts = attempts + 1, last_error = ? WHERE request_id = ? AND position = ?")
+                sqlx::query("UPDATE outbox SET state = 'failed', attempts = attempts + 1, last_error = $1 WHERE request_id = $2 AND position = $3")
                     .bind(error)
                     .bind(&job.request.id)
                     .bind(job.position)
@@ -539,7 +618,7 @@ impl Store {
         now: Millis,
     ) -> Result<i64, StoreError> {
         let row = sqlx::query(
-            "INSERT INTO sessions (request_id, computer, operator, started_at) VALUES (?, ?, ?, ?) RETURNING id",
+            "INSERT INTO sessions (request_id, computer, operator, started_at) VALUES ($1, $2, $3, $4) RETURNING id",
         )
         .bind(request_id)
         .bind(computer)
@@ -565,7 +644,7 @@ impl Store {
         since: Millis,
     ) -> Result<Vec<RequestRow>, StoreError> {
         let sql = format!(
-            "SELECT {REQUEST_COLUMNS} FROM requests r WHERE r.computer = ? AND r.state = 'allowed' AND r.settled_at > ?
+            "SELECT {REQUEST_COLUMNS} FROM requests r WHERE r.computer = $1 AND r.state = 'allowed' AND r.settled_at > $2
              AND NOT EXISTS (SELECT 1 FROM sessions s WHERE s.request_id = r.id)"
         );
         let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
@@ -579,7 +658,7 @@ impl Store {
     /// The recipient addresses of a request, in order.
     pub async fn recipients_of(&self, request_id: &str) -> Result<Vec<String>, StoreError> {
         let rows =
-            sqlx::query("SELECT address FROM recipients WHERE request_id = ? ORDER BY position")
+            sqlx::query("SELECT address FROM recipients WHERE request_id = $1 ORDER BY position")
                 .bind(request_id)
                 .fetch_all(&self.pool)
                 .await?;
@@ -589,8 +668,8 @@ impl Store {
     /// When every email of a request failed for good: one of their errors.
     pub async fn all_emails_failed(&self, request_id: &str) -> Result<Option<String>, StoreError> {
         let row = sqlx::query(
-            "SELECT COUNT(*) AS total, SUM(state = 'failed') AS failed, MAX(last_error) AS error
-             FROM outbox WHERE request_id = ?",
+            "SELECT COUNT(*) AS total, COUNT(CASE WHEN state = 'failed' THEN 1 END) AS failed, MAX(last_error) AS error
+             FROM outbox WHERE request_id = $1",
         )
         .bind(request_id)
         .fetch_one(&self.pool)
@@ -607,7 +686,7 @@ impl Store {
         operator: &str,
         now: Millis,
     ) -> Result<i64, StoreError> {
-        let sql = "SELECT COUNT(*) AS n FROM requests WHERE operator = ? AND state = 'pending' AND expires_at > ?";
+        let sql = "SELECT COUNT(*) AS n FROM requests WHERE operator = $1 AND state = 'pending' AND expires_at > $2";
         self.count(sql, operator, now).await
     }
 
@@ -627,7 +706,7 @@ impl Store {
         computer: &str,
         since: Millis,
     ) -> Result<i64, StoreError> {
-        let sql = "SELECT COUNT(*) AS n FROM requests WHERE computer = ? AND created_at > ?";
+        let sql = "SELECT COUNT(*) AS n FROM requests WHERE computer = $1 AND created_at > $2";
         self.count(sql, computer, since).await
     }
 
@@ -641,8 +720,8 @@ impl Store {
         now: Millis,
     ) -> Result<(), StoreError> {
         sqlx::query(
-            "INSERT INTO blocks (operator, computer, until, reported_by, created_at) VALUES (?, ?, ?, ?, ?)
-             ON CONFLICT (operator, computer) DO UPDATE SET until = MAX(until, excluded.until),
+            "INSERT INTO blocks (operator, computer, until, reported_by, created_at) VALUES ($1, $2, $3, $4, $5)
+             ON CONFLICT (operator, computer) DO UPDATE SET until = CASE WHEN excluded.until > blocks.until THEN excluded.until ELSE blocks.until END,
                  reported_by = excluded.reported_by, created_at = excluded.created_at",
         )
         .bind(operator)
@@ -663,7 +742,7 @@ impl Store {
         now: Millis,
     ) -> Result<Option<Millis>, StoreError> {
         let row = sqlx::query(
-            "SELECT until FROM blocks WHERE operator = ? AND computer = ? AND until > ?",
+            "SELECT until FROM blocks WHERE operator = $1 AND computer = $2 AND until > $3",
         )
         .bind(operator)
         .bind(computer)
@@ -679,7 +758,7 @@ impl Store {
         computer: &str,
     ) -> Result<Vec<RequestRow>, StoreError> {
         let sql = format!(
-            "SELECT {REQUEST_COLUMNS} FROM requests r WHERE r.computer = ? AND r.state = 'pending'"
+            "SELECT {REQUEST_COLUMNS} FROM requests r WHERE r.computer = $1 AND r.state = 'pending'"
         );
         let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
             .bind(computer)
@@ -689,7 +768,7 @@ impl Store {
     }
 
     pub async fn end_session(&self, id: i64, now: Millis) -> Result<(), StoreError> {
-        sqlx::query("UPDATE sessions SET ended_at = ? WHERE id = ? AND ended_at IS NULL")
+        sqlx::query("UPDATE sessions SET ended_at = $1 WHERE id = $2 AND ended_at IS NULL")
             .bind(now)
             .bind(id)
             .execute(&self.pool)
@@ -698,13 +777,10 @@ impl Store {
     }
 }
 
-async fn insert_audit(
-    conn: &mut sqlx::SqliteConnection,
-    event: &AuditEvent,
-) -> Result<(), StoreError> {
+async fn insert_audit(conn: &mut AnyConnection, event: &AuditEvent) -> Result<(), StoreError> {
     sqlx::query(
         "INSERT INTO audit_events (at, event, request_id, computer, actor, address, user_agent, detail)
-         VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
     )
     .bind(event.at)
     .bind(&event.event)

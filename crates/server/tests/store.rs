@@ -1,8 +1,10 @@
-//! The database's own guarantees: one winner per request, no decision after
-//! expiry, named errors for duplicates, one session per approval.
+//! The database's own guarantees, on SQLite and on PostgreSQL: one winner
+//! per request, no decision after expiry, named errors for duplicates, one
+//! session per approval.
 
 use doorman_core::RequestState;
 use doorman_server::store::{AuditEvent, NewRequest, Store, StoreError};
+use doorman_test_support::postgres::Postgres;
 
 async fn store() -> (tempfile::TempDir, Store) {
     let dir = tempfile::tempdir().unwrap();
@@ -42,9 +44,7 @@ fn audit(event: &str) -> AuditEvent {
     }
 }
 
-#[tokio::test]
-async fn a_click_at_or_after_expiry_never_wins() {
-    let (_dir, store) = store().await;
+async fn a_click_at_or_after_expiry_never_wins(store: Store) {
     request(&store, "r1", 1_000, 2_000).await;
     let at_expiry = store
         .settle(
@@ -84,9 +84,7 @@ async fn a_click_at_or_after_expiry_never_wins() {
     );
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn many_simultaneous_decisions_have_exactly_one_winner() {
-    let (_dir, store) = store().await;
+async fn many_simultaneous_decisions_have_exactly_one_winner(store: Store) {
     request(&store, "r2", 0, i64::MAX).await;
     let mut tasks = Vec::new();
     for i in 0..40 {
@@ -119,9 +117,7 @@ async fn many_simultaneous_decisions_have_exactly_one_winner() {
     assert_eq!(decisions, 1);
 }
 
-#[tokio::test]
-async fn a_settled_request_never_changes_again() {
-    let (_dir, store) = store().await;
+async fn a_settled_request_never_changes_again(store: Store) {
     request(&store, "r3", 0, 10_000).await;
     assert!(
         store
@@ -160,9 +156,7 @@ async fn a_settled_request_never_changes_again() {
     );
 }
 
-#[tokio::test]
-async fn duplicate_names_and_second_sessions_are_named_errors() {
-    let (_dir, store) = store().await;
+async fn duplicate_names_and_second_sessions_are_named_errors(store: Store) {
     store.add_operator("alice", &[1; 32], 0).await.unwrap();
     let err = store.add_operator("alice", &[2; 32], 0).await.unwrap_err();
     assert!(
@@ -196,14 +190,13 @@ async fn duplicate_names_and_second_sessions_are_named_errors() {
     store.start_session(None, "pc", "alice", 4).await.unwrap();
 }
 
-#[tokio::test]
-async fn reopening_applies_no_migration_twice_and_keeps_data() {
-    let dir = tempfile::tempdir().unwrap();
-    let url = doorman_server::default_database_url(dir.path());
-    let store = Store::open(&url).await.unwrap();
+/// Opens `url` twice: the second open applies no migration again and finds
+/// what the first wrote.
+async fn reopening_applies_no_migration_twice_and_keeps_data(url: &str) {
+    let store = Store::open(url).await.unwrap();
     store.add_operator("alice", &[1; 32], 0).await.unwrap();
     drop(store);
-    let store = Store::open(&url).await.unwrap();
+    let store = Store::open(url).await.unwrap();
     assert_eq!(
         store
             .operator_by_token_hash(&[1; 32])
@@ -212,8 +205,60 @@ async fn reopening_applies_no_migration_twice_and_keeps_data() {
             .as_deref(),
         Some("alice")
     );
-    assert!(matches!(
-        Store::open("postgres://x").await,
-        Err(StoreError::UnsupportedDatabase(_))
-    ));
+}
+
+#[tokio::test]
+async fn on_sqlite_a_click_at_or_after_expiry_never_wins() {
+    let (_dir, store) = store().await;
+    a_click_at_or_after_expiry_never_wins(store).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn on_sqlite_many_simultaneous_decisions_have_exactly_one_winner() {
+    let (_dir, store) = store().await;
+    many_simultaneous_decisions_have_exactly_one_winner(store).await;
+}
+
+#[tokio::test]
+async fn on_sqlite_a_settled_request_never_changes_again() {
+    let (_dir, store) = store().await;
+    a_settled_request_never_changes_again(store).await;
+}
+
+#[tokio::test]
+async fn on_sqlite_duplicate_names_and_second_sessions_are_named_errors() {
+    let (_dir, store) = store().await;
+    duplicate_names_and_second_sessions_are_named_errors(store).await;
+}
+
+#[tokio::test]
+async fn on_sqlite_reopening_applies_no_migration_twice_and_keeps_data() {
+    let dir = tempfile::tempdir().unwrap();
+    reopening_applies_no_migration_twice_and_keeps_data(&doorman_server::default_database_url(
+        dir.path(),
+    ))
+    .await;
+}
+
+/// Every guarantee above, on a real PostgreSQL server (one per run: each
+/// scenario gets a database of its own).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn on_postgresql_the_same_guarantees_hold() {
+    let postgres = Postgres::start().await;
+    let open = async || Store::open(&postgres.new_database().await).await.unwrap();
+    a_click_at_or_after_expiry_never_wins(open().await).await;
+    many_simultaneous_decisions_have_exactly_one_winner(open().await).await;
+    a_settled_request_never_changes_again(open().await).await;
+    duplicate_names_and_second_sessions_are_named_errors(open().await).await;
+    reopening_applies_no_migration_twice_and_keeps_data(&postgres.new_database().await).await;
+}
+
+#[tokio::test]
+async fn other_databases_are_refused_by_name() {
+    let error = Store::open("mysql://localhost/doorman").await.unwrap_err();
+    assert!(matches!(error, StoreError::UnsupportedDatabase(_)));
+    assert_eq!(
+        error.to_string(),
+        "unsupported database URL \"mysql://localhost/doorman\": use sqlite://FILE or postgres://…"
+    );
 }

@@ -59,7 +59,15 @@ async fn a_vnc_viewer_reaches_the_remote_desktop_through_the_tunnel() {
         let probe = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         probe.local_addr().unwrap().port()
     };
-    let display = format!(":{}", 100 + port % 400);
+    // A display nobody holds: a VNC server killed earlier leaves its lock
+    // and socket behind, and a new one on that display would stop.
+    let display = (100..1000)
+        .find(|n| {
+            !std::path::Path::new(&format!("/tmp/.X{n}-lock")).exists()
+                && !std::path::Path::new(&format!("/tmp/.X11-unix/X{n}")).exists()
+        })
+        .map(|n| format!(":{n}"))
+        .expect("a free X display");
     let mut vnc = tokio::process::Command::new("Xtigervnc")
         .args([
             &display,
@@ -121,7 +129,13 @@ async fn a_vnc_viewer_reaches_the_remote_desktop_through_the_tunnel() {
     drop(viewer);
     connecting.interrupt();
     assert_eq!(connecting.finish().await, Ok(0));
-    let _ = vnc.kill().await;
+    // SIGTERM, so that the server removes its lock and socket.
+    if let Some(pid) = vnc.id() {
+        let _ = std::process::Command::new("kill")
+            .arg(pid.to_string())
+            .status();
+    }
+    let _ = vnc.wait().await;
 }
 
 fn which(program: &str) -> Option<std::path::PathBuf> {

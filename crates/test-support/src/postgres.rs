@@ -1,0 +1,166 @@
+//! A throwaway PostgreSQL server for tests: `initdb` into a temporary
+//! directory, `postgres` on a free loopback port, killed on drop. Needs
+//! Debian's `postgresql` package (`.ci/run` installs it); as root, the server
+//! runs as the package's `postgres` user, since PostgreSQL refuses root.
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::{Duration, Instant};
+
+/// A running PostgreSQL server with a superuser `doorman` (trust auth on
+/// loopback).
+pub struct Postgres {
+    server: Child,
+    port: u16,
+    _dir: tempfile::TempDir,
+}
+
+/// Where Debian keeps a PostgreSQL program (the newest version installed).
+fn program(name: &str) -> PathBuf {
+    let mut versions: Vec<PathBuf> = std::fs::read_dir("/usr/lib/postgresql")
+        .map(|entries| entries.flatten().map(|e| e.path().join("bin")).collect())
+        .unwrap_or_default();
+    versions.sort();
+    versions
+        .into_iter()
+        .rev()
+        .map(|bin| bin.join(name))
+        .find(|path| path.exists())
+        .unwrap_or_else(|| {
+            panic!("PostgreSQL is not installed ({name} not found): apt-get install postgresql")
+        })
+}
+
+fn is_root() -> bool {
+    Command::new("id")
+        .arg("-u")
+        .output()
+        .map(|out| out.stdout.trim_ascii() == b"0")
+        .unwrap_or(false)
+}
+
+/// `program`, as the `postgres` user when we are root (`setpriv` execs it,
+/// so killing the child kills the program).
+fn command(program: &Path, as_postgres: bool) -> Command {
+    if as_postgres {
+        let mut command = Command::new("setpriv");
+        command
+            .args([
+                "--reuid=postgres",
+                "--regid=postgres",
+                "--init-groups",
+                "--",
+            ])
+            .arg(program);
+        command
+    } else {
+        Command::new(program)
+    }
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|listener| listener.local_addr())
+        .map(|address| address.port())
+        .expect("a free port")
+}
+
+impl Postgres {
+    /// Creates a cluster and starts its server; returns once it accepts
+    /// connections.
+    pub async fn start() -> Postgres {
+        let dir = tempfile::tempdir().expect("a temporary directory");
+        let as_postgres = is_root();
+        if as_postgres {
+            let owned = Command::new("chown")
+                .arg("postgres:postgres")
+                .arg(dir.path())
+                .status()
+                .is_ok_and(|s| s.success());
+            assert!(
+                owned,
+                "cannot hand {} to the postgres user",
+                dir.path().display()
+            );
+        }
+        let data = dir.path().join("data");
+        let initdb = command(&program("initdb"), as_postgres)
+            .arg("-D")
+            .arg(&data)
+            .args(["-U", "doorman", "--auth=trust", "-E", "UTF8", "--no-sync"])
+            .stdout(Stdio::null())
+            .output()
+            .expect("initdb runs");
+        assert!(
+            initdb.status.success(),
+            "initdb failed: {}",
+            String::from_utf8_lossy(&initdb.stderr)
+        );
+        let port = free_port();
+        let server = command(&program("postgres"), as_postgres)
+            .arg("-D")
+            .arg(&data)
+            .args(["-p", &port.to_string(), "-k"])
+            .arg(dir.path())
+            .args(["-c", "listen_addresses=127.0.0.1", "-c", "fsync=off"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("postgres starts");
+        let postgres = Postgres {
+            server,
+            port,
+            _dir: dir,
+        };
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while sqlx::query("SELECT 1")
+            .execute(&mut postgres.connect("postgres").await)
+            .await
+            .is_err()
+        {
+            assert!(Instant::now() < deadline, "postgres did not come up");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        postgres
+    }
+
+    /// The URL of database `name` on this server.
+    pub fn url(&self, name: &str) -> String {
+        format!("postgres://doorman@127.0.0.1:{}/{name}", self.port)
+    }
+
+    /// A connection to database `name`, retried until the server is up.
+    async fn connect(&self, name: &str) -> sqlx::PgConnection {
+        use sqlx::Connection;
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            match sqlx::PgConnection::connect(&self.url(name)).await {
+                Ok(connection) => return connection,
+                Err(error) => {
+                    assert!(Instant::now() < deadline, "cannot reach postgres: {error}");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+            }
+        }
+    }
+
+    /// The URL of a new, empty database.
+    pub async fn new_database(&self) -> String {
+        static NEXT: AtomicU32 = AtomicU32::new(0);
+        let name = format!("doorman_{}", NEXT.fetch_add(1, Ordering::Relaxed));
+        let create = format!("CREATE DATABASE {name}");
+        sqlx::query(sqlx::AssertSqlSafe(create))
+            .execute(&mut self.connect("postgres").await)
+            .await
+            .expect("CREATE DATABASE");
+        self.url(&name)
+    }
+}
+
+impl Drop for Postgres {
+    fn drop(&mut self) {
+        let _ = self.server.kill();
+        let _ = self.server.wait();
+    }
+}
