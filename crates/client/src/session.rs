@@ -3,7 +3,7 @@
 
 use crate::{ConnectError, Terminal};
 use bytes::Bytes;
-use doorman_proto::connection::{Connection, FrameWriter, decode_message};
+use doorman_proto::connection::{Connection, ConnectionError, FrameWriter, decode_message};
 use doorman_proto::dial::Upgraded;
 use doorman_proto::frame::{Frame, MAX_PAYLOAD_LEN};
 use doorman_proto::message::SessionMessage;
@@ -58,7 +58,9 @@ pub async fn run_stream(
                 Err(error) => break Err(ConnectError::SessionFailed(error.to_string())),
             },
             Ok(Some(Frame::Stdin(_))) => {}
-            Ok(None) => {
+            // A reset says the same as an end here: relays pass a computer's
+            // crash on as a reset.
+            Ok(None) | Err(ConnectionError::Io(_) | ConnectionError::Truncated) => {
                 break Err(ConnectError::SessionFailed(
                     "the connection to the computer closed before the command finished".into(),
                 ));

@@ -135,11 +135,10 @@ async fn server(args: cli::ServerArgs) -> Result<()> {
         Some(listen) => listen,
         None => DEFAULT_LISTEN.parse()?,
     };
-    let listener = tokio::net::TcpListener::bind(listen)
-        .await
-        .with_context(|| format!("cannot listen on {listen}"))?;
-    // With port 0 the links must name the port actually bound.
-    let bound = listener.local_addr()?;
+    // Bound now (a taken port is reported at once; with port 0 the links
+    // must name the port bound), listening only once this server is active.
+    let socket = bind_socket(listen).with_context(|| format!("cannot listen on {listen}"))?;
+    let bound = socket.local_addr()?;
     let tls = match (
         args.tls_cert.or(file.tls_cert),
         args.tls_key.or(file.tls_key),
@@ -178,8 +177,50 @@ async fn server(args: cli::ServerArgs) -> Result<()> {
             }
         },
     };
-    doorman_server::run(config, listener, shutdown_signal()).await?;
+    let prepared = doorman_server::Prepared::new(config)?;
+    let database_url = prepared.database_url();
+    let leadership = doorman_server::leadership::Leadership::acquire(&database_url, || {
+        tracing::info!(
+            "doorman server standby: another server is active on this database; taking over when it stops"
+        );
+    })
+    .await?;
+    let listener = socket
+        .listen(1024)
+        .with_context(|| format!("cannot listen on {listen}"))?;
+    let server = prepared.bind(listener).await?;
+    let Some(mut leadership) = leadership else {
+        server.run(shutdown_signal()).await?;
+        return Ok(());
+    };
+    // A server that may no longer hold the lock stops serving at once: a
+    // standby may already have taken over.
+    let (lost_tx, lost_rx) = tokio::sync::oneshot::channel();
+    let shutdown = async move {
+        tokio::select! {
+            () = shutdown_signal() => {}
+            reason = leadership.lost() => {
+                let _ = lost_tx.send(reason);
+            }
+        }
+    };
+    server.run(shutdown).await?;
+    if let Ok(reason) = lost_rx.await {
+        bail!("lost the database lock ({reason}); stopped so that a standby can take over");
+    }
     Ok(())
+}
+
+fn bind_socket(address: std::net::SocketAddr) -> std::io::Result<tokio::net::TcpSocket> {
+    let socket = if address.is_ipv4() {
+        tokio::net::TcpSocket::new_v4()?
+    } else {
+        tokio::net::TcpSocket::new_v6()?
+    };
+    // As `TcpListener::bind` does: a restarted server can bind at once.
+    socket.set_reuseaddr(true)?;
+    socket.bind(address)?;
+    Ok(socket)
 }
 
 async fn agent(args: cli::AgentArgs) -> Result<()> {

@@ -3,6 +3,7 @@
 //! command line, which must fail with one clear line and change nothing.
 
 use doorman_test_support::SmtpSink;
+use doorman_test_support::postgres::Postgres;
 use doorman_test_support::process::{Process, listening_address};
 use doorman_test_support::world::extract_nonce;
 use std::path::{Path, PathBuf};
@@ -718,4 +719,179 @@ async fn the_agent_dying_mid_session_ends_it_with_a_clear_message() {
         "doorman: session failed: the connection to the computer closed before the command finished",
         "{err}"
     );
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|listener| listener.local_addr())
+        .map(|address| address.port())
+        .expect("a free port")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_standby_server_takes_over_when_the_active_one_dies() {
+    let postgres = Postgres::start().await;
+    let database = postgres.new_database().await;
+    let smtp = SmtpSink::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    // Both replicas read one data directory: the same server key.
+    let data = dir.path().join("data");
+    let admin = |what: &'static str, name: &'static str| {
+        let database = database.clone();
+        async move {
+            let (code, out, err) =
+                doorman(&["admin", "--database-url", &database, what, "add", name]).await;
+            assert_eq!(code, 0, "{err}");
+            out.trim().to_string()
+        }
+    };
+    let token = admin("operator", "alice").await;
+    let key = admin("agent", "office-pc").await;
+
+    let (port_a, port_b) = (free_port(), free_port());
+    let front = doorman_test_support::front::Front::start(vec![
+        format!("127.0.0.1:{port_a}").parse().unwrap(),
+        format!("127.0.0.1:{port_b}").parse().unwrap(),
+    ])
+    .await;
+    let url = format!("http://{}", front.address);
+    let replica = |port: u16| {
+        let listen = format!("127.0.0.1:{port}");
+        start(&[
+            "server",
+            "--listen",
+            &listen,
+            "--public-url",
+            &url,
+            "--data-dir",
+            path(&data),
+            "--database-url",
+            &database,
+            "--smtp-url",
+            &smtp.url(),
+            "--mail-from",
+            "doorman@example.com",
+        ])
+    };
+    let mut active = replica(port_a);
+    active
+        .stderr
+        .wait_until(|t| t.contains("doorman server listening"))
+        .await;
+    let standby = replica(port_b);
+    standby.stderr.wait_until(|t| t.contains("standby")).await;
+    assert!(
+        std::net::TcpStream::connect(("127.0.0.1", port_b)).is_err(),
+        "a standby does not accept connections"
+    );
+
+    let agent_config = dir.path().join("agent.toml");
+    std::fs::write(
+        &agent_config,
+        format!(
+            "server = \"{url}\"\nname = \"office-pc\"\nkey = \"{key}\"\n\n[desktop_sharing]\nrequire_email_authorization = true\nrecipients = [\"it@example.com\"]\n"
+        ),
+    )
+    .unwrap();
+    let agent = start(&["agent", "--config", path(&agent_config)]);
+    agent
+        .stderr
+        .wait_until(|t| t.contains("agent online"))
+        .await;
+    let mut connect = start(&[
+        "connect",
+        "office-pc",
+        "--server",
+        &url,
+        "--token",
+        &token,
+        "--json",
+        "--",
+        "sh",
+        "-c",
+        "echo after-failover",
+    ]);
+    let mails = smtp.wait_for(1).await;
+
+    active.child.kill().await.unwrap();
+    standby
+        .stderr
+        .wait_until(|t| t.contains("doorman server listening"))
+        .await;
+    // The link from before the failover works on the replica that took over.
+    assert_eq!(
+        click(&mails[0].link(), "allow").await,
+        reqwest::StatusCode::SEE_OTHER
+    );
+    assert_eq!(connect.exit_code().await, 0, "{}", connect.stderr.text());
+    assert_eq!(connect.stdout.text(), "after-failover\n");
+    assert!(connect.stderr.text().contains("\"event\":\"reconnecting\""));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_server_that_loses_its_database_lock_stops_serving() {
+    let postgres = Postgres::start().await;
+    let database = postgres.new_database().await;
+    let dir = tempfile::tempdir().unwrap();
+    let mut server = start(&[
+        "server",
+        "--listen",
+        "127.0.0.1:0",
+        "--data-dir",
+        path(dir.path()),
+        "--database-url",
+        &database,
+    ]);
+    listening_address(&server).await;
+    // Its lock's connection cut, as by a network failure: a standby could
+    // take over now, so this server must not go on.
+    doorman_test_support::postgres::execute(
+        &database,
+        "SELECT pg_terminate_backend(pid) FROM pg_locks WHERE locktype = 'advisory' AND granted",
+    )
+    .await;
+    assert_eq!(server.exit_code().await, 1);
+    let err = server.stderr.text();
+    assert!(
+        err.lines()
+            .last()
+            .unwrap_or_default()
+            .contains("lost the database lock"),
+        "{err}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_server_whose_key_does_not_match_the_database_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let database = format!("sqlite://{}", dir.path().join("shared.db").display());
+    let first = dir.path().join("first");
+    let mut server = start(&[
+        "server",
+        "--listen",
+        "127.0.0.1:0",
+        "--data-dir",
+        path(&first),
+        "--database-url",
+        &database,
+    ]);
+    listening_address(&server).await;
+    server.child.kill().await.unwrap();
+
+    // Another data directory has another server key: the links already
+    // sent would all fail there.
+    let second = dir.path().join("second");
+    let (code, _, err) = doorman(&[
+        "server",
+        "--listen",
+        "127.0.0.1:0",
+        "--data-dir",
+        path(&second),
+        "--database-url",
+        &database,
+    ])
+    .await;
+    assert_eq!(code, 1);
+    assert_eq!(err.lines().count(), 1, "{err}");
+    assert!(err.contains("another server key"), "{err}");
 }

@@ -9,6 +9,7 @@
 pub mod admin;
 mod agents;
 pub mod broker;
+pub mod leadership;
 mod listener;
 pub mod mail;
 mod operators;
@@ -162,10 +163,21 @@ pub struct Server {
     tls: Option<Arc<rustls::ServerConfig>>,
 }
 
-impl Server {
-    /// Validates the configuration, opens the database and restores the
-    /// expiry timers of pending requests.
-    pub async fn bind(config: ServerConfig, listener: TcpListener) -> Result<Self, ServerError> {
+/// A configuration that has been checked (URLs, addresses, TLS files, data
+/// directory, server key) but holds no database or port yet, so that a
+/// standby replica reports bad settings at once rather than at takeover.
+pub struct Prepared {
+    config: ServerConfig,
+    public_url: String,
+    tls: Option<Arc<rustls::ServerConfig>>,
+    from: Mailbox,
+    delivery: outbox::Delivery,
+    key: secrets::ServerKey,
+}
+
+impl Prepared {
+    /// Checks `config` and loads (or creates) the server key.
+    pub fn new(config: ServerConfig) -> Result<Self, ServerError> {
         let public_url = normalize_public_url(&config.public_url)?;
         let tls = match &config.tls {
             Some(files) => Some(doorman_proto::tls::server_config(&files.cert, &files.key)?),
@@ -194,11 +206,36 @@ impl Server {
                 source,
             },
         )?;
-        let database_url = config
-            .database_url
-            .clone()
-            .unwrap_or_else(|| default_database_url(&config.data_dir));
-        let store = Store::open(&database_url).await?;
+        store::Backend::of(&database_url(&config))?;
+        Ok(Self {
+            config,
+            public_url,
+            tls,
+            from,
+            delivery,
+            key,
+        })
+    }
+
+    /// The database this server keeps its state in.
+    pub fn database_url(&self) -> String {
+        database_url(&self.config)
+    }
+
+    /// Opens the database (applying migrations), checks that its links were
+    /// made with this server key, and restores the expiry timers of pending
+    /// requests.
+    pub async fn bind(self, listener: TcpListener) -> Result<Server, ServerError> {
+        let Prepared {
+            config,
+            public_url,
+            tls,
+            from,
+            delivery,
+            key,
+        } = self;
+        let store = Store::open(&database_url(&config)).await?;
+        store.claim_key(&key.fingerprint()).await?;
 
         let (stop, stopped) = watch::channel(false);
         let broker = Arc::new(Broker::new(store, key, stopped, config.limits));
@@ -211,7 +248,7 @@ impl Server {
             .and_then(|rest| rest.split(':').next())
             .unwrap_or("doorman")
             .to_string();
-        Ok(Self {
+        Ok(Server {
             broker,
             listener,
             stop,
@@ -223,6 +260,20 @@ impl Server {
             },
             tls,
         })
+    }
+}
+
+fn database_url(config: &ServerConfig) -> String {
+    config
+        .database_url
+        .clone()
+        .unwrap_or_else(|| default_database_url(&config.data_dir))
+}
+
+impl Server {
+    /// [`Prepared::new`] and [`Prepared::bind`] in one step.
+    pub async fn bind(config: ServerConfig, listener: TcpListener) -> Result<Self, ServerError> {
+        Prepared::new(config)?.bind(listener).await
     }
 
     pub fn broker(&self) -> Arc<Broker> {

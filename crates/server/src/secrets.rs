@@ -138,6 +138,12 @@ impl ServerKey {
     pub fn page_nonce(&self, token_hash: &[u8]) -> String {
         self.derive(&[b"page-nonce", token_hash])
     }
+
+    /// Names this key without giving it away, so that a database can tell
+    /// a server started with another key (whose links would not match).
+    pub fn fingerprint(&self) -> String {
+        self.derive(&[b"fingerprint"])
+    }
 }
 
 /// Constant-time string equality.

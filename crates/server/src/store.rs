@@ -31,6 +31,10 @@ pub enum StoreError {
     Migration(#[from] sqlx::migrate::MigrateError),
     #[error("database holds an unexpected value: {0}")]
     Corrupt(String),
+    #[error(
+        "this database's links were made with another server key: give this server the same DATA_DIR/server.key as the others"
+    )]
+    KeyMismatch,
 }
 
 /// The database systems the store runs on; each has its own migrations, in
@@ -84,6 +88,11 @@ impl Backend {
                     "request service",
                     include_str!("../migrations/sqlite/0003_request_service.sql"),
                 ),
+                migration(
+                    4,
+                    "server identity",
+                    include_str!("../migrations/sqlite/0004_server_identity.sql"),
+                ),
             ],
             Backend::Postgres => vec![
                 migration(
@@ -100,6 +109,11 @@ impl Backend {
                     3,
                     "request service",
                     include_str!("../migrations/postgres/0003_request_service.sql"),
+                ),
+                migration(
+                    4,
+                    "server identity",
+                    include_str!("../migrations/postgres/0004_server_identity.sql"),
                 ),
             ],
         };
@@ -261,6 +275,27 @@ impl Store {
         };
         backend.migrator().run(&pool).await?;
         Ok(Self { pool })
+    }
+
+    /// Records `fingerprint` as the server key's if the database has none
+    /// yet; [`StoreError::KeyMismatch`] if it has another.
+    pub async fn claim_key(&self, fingerprint: &str) -> Result<(), StoreError> {
+        sqlx::query(
+            "INSERT INTO server_identity (id, key_fingerprint) VALUES (1, $1)
+             ON CONFLICT (id) DO NOTHING",
+        )
+        .bind(fingerprint)
+        .execute(&self.pool)
+        .await?;
+        let row = sqlx::query("SELECT key_fingerprint FROM server_identity WHERE id = 1")
+            .fetch_one(&self.pool)
+            .await?;
+        let known: String = row.try_get("key_fingerprint")?;
+        if crate::secrets::constant_time_eq(&known, fingerprint) {
+            Ok(())
+        } else {
+            Err(StoreError::KeyMismatch)
+        }
     }
 
     pub async fn add_operator(

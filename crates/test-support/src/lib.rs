@@ -2,6 +2,7 @@
 //! [`World`] of server, agent and operator wired together in one process.
 #![forbid(unsafe_code)]
 
+pub mod front;
 pub mod postgres;
 pub mod process;
 pub mod smtp;

@@ -158,9 +158,27 @@ impl Postgres {
     }
 }
 
+/// Runs one SQL statement on the database at `url`.
+pub async fn execute(url: &str, sql: &str) {
+    use sqlx::Connection;
+    let mut connection = sqlx::PgConnection::connect(url).await.expect("connect");
+    sqlx::raw_sql(sqlx::AssertSqlSafe(sql.to_string()))
+        .execute(&mut connection)
+        .await
+        .expect("SQL runs");
+}
+
 impl Drop for Postgres {
     fn drop(&mut self) {
-        let _ = self.server.kill();
+        // SIGQUIT: an immediate shutdown in which the server still reaps its
+        // own processes (SIGKILL would leave them to an init that may not).
+        let quit = Command::new("kill")
+            .args(["-QUIT", &self.server.id().to_string()])
+            .status()
+            .is_ok_and(|status| status.success());
+        if !quit {
+            let _ = self.server.kill();
+        }
         let _ = self.server.wait();
     }
 }
