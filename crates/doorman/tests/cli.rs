@@ -49,6 +49,18 @@ fn path(p: &Path) -> &str {
     p.to_str().expect("utf-8 path")
 }
 
+/// Writes an agent's settings file and starts `doorman agent` with it;
+/// returns once the agent is online.
+async fn start_agent(config: &Path, settings: String) -> Process {
+    std::fs::write(config, settings).unwrap();
+    let agent = start(&["agent", "--config", path(config)]);
+    agent
+        .stderr
+        .wait_until(|t| t.contains("agent online"))
+        .await;
+    agent
+}
+
 /// Registers an operator and an agent with `doorman admin`, starts `doorman
 /// server` on a free port and `doorman agent` against it.
 async fn deploy(smtp: Option<&SmtpSink>) -> Deployment {
@@ -95,18 +107,13 @@ async fn deploy(smtp: Option<&SmtpSink>) -> Deployment {
     let url = format!("http://{}", listening_address(&server).await);
 
     let agent_config = dir.path().join("agent.toml");
-    std::fs::write(
+    let agent = start_agent(
         &agent_config,
         format!(
             "# the office computer\nserver = \"{url}\"\nname = \"office-pc\"\nkey = \"{key}\"\n\n[desktop_sharing]\nrequire_email_authorization = true\nemail_authorization_timeout = 180\nrecipients = [\"it@example.com\", \"owner@example.com\"]\n"
         ),
     )
-    .unwrap();
-    let agent = start(&["agent", "--config", path(&agent_config)]);
-    agent
-        .stderr
-        .wait_until(|t| t.contains("agent online"))
-        .await;
+    .await;
     Deployment {
         dir,
         data,
@@ -785,19 +792,13 @@ async fn a_standby_server_takes_over_when_the_active_one_dies() {
         "a standby does not accept connections"
     );
 
-    let agent_config = dir.path().join("agent.toml");
-    std::fs::write(
-        &agent_config,
+    let _agent = start_agent(
+        &dir.path().join("agent.toml"),
         format!(
             "server = \"{url}\"\nname = \"office-pc\"\nkey = \"{key}\"\n\n[desktop_sharing]\nrequire_email_authorization = true\nrecipients = [\"it@example.com\"]\n"
         ),
     )
-    .unwrap();
-    let agent = start(&["agent", "--config", path(&agent_config)]);
-    agent
-        .stderr
-        .wait_until(|t| t.contains("agent online"))
-        .await;
+    .await;
     let mut connect = start(&[
         "connect",
         "office-pc",
