@@ -70,7 +70,9 @@ pub struct ServerArgs {
     /// Where the database, server key and outbox live [default: ./doorman-data]
     #[arg(long, value_name = "DIR")]
     pub data_dir: Option<PathBuf>,
-    /// Database URL [default: sqlite://DATA_DIR/doorman.db]
+    /// Database URL: sqlite://FILE, or postgres://… to let several replicas
+    /// share one state (one serves, the others wait as standbys)
+    /// [default: sqlite://DATA_DIR/doorman.db]
     #[arg(long, value_name = "URL")]
     pub database_url: Option<String>,
     /// SMTP server, e.g. smtp://127.0.0.1:2525 or smtps://user:pass@host; without it
