@@ -19,6 +19,8 @@ pub mod splice;
 #[cfg(target_os = "linux")]
 pub mod threaded;
 pub mod tls;
+#[cfg(target_os = "linux")]
+pub mod tls_threaded;
 
 pub use connection::{Connection, ConnectionError};
 pub use dial::{DialError, Dialer};

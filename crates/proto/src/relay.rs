@@ -1,10 +1,11 @@
-//! Relaying two byte streams both ways until both directions end: on two
-//! threads of their own when both are plain TCP ([`crate::threaded`]), or
-//! with splice(2) on the event loop once too many relays run on threads;
-//! with buffered copies otherwise (TLS, or a stream hyper keeps wrapped).
+//! Relaying two byte streams both ways until both directions end: on
+//! threads of their own ([`crate::threaded`] when both are plain TCP,
+//! [`crate::tls_threaded`] when either is TLS); once too many relays run on
+//! threads, on the event loop (splice(2) for plain TCP, buffered copies for
+//! TLS); buffered copies too for a stream hyper keeps wrapped.
 
 use crate::dial::Upgraded;
-use crate::tls::MaybeTls;
+use crate::tls::{MaybeTls, TlsParts};
 use hyper_util::rt::TokioIo;
 use std::io;
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
@@ -23,15 +24,23 @@ pub async fn relay<S, T>(
     b_early: &[u8],
 ) -> io::Result<(u64, u64)>
 where
-    S: AsyncRead + AsyncWrite + Unpin,
-    T: AsyncRead + AsyncWrite + Unpin,
+    S: AsyncRead + AsyncWrite + Unpin + TlsParts,
+    T: AsyncRead + AsyncWrite + Unpin + TlsParts,
 {
+    #[cfg(target_os = "linux")]
+    let slot = crate::threaded::Slot::take();
     match (a, b) {
         #[cfg(target_os = "linux")]
-        (MaybeTls::Plain(a), MaybeTls::Plain(b)) => match crate::threaded::Slot::take() {
+        (MaybeTls::Plain(a), MaybeTls::Plain(b)) => match slot {
             Some(slot) => crate::threaded::relay(slot, a, a_early, b, b_early).await,
             None => crate::splice::relay(a, a_early, b, b_early).await,
         },
+        #[cfg(target_os = "linux")]
+        (a, b) if slot.is_some() => {
+            use crate::tls_threaded::{Side, relay};
+            let slot = slot.ok_or_else(|| io::Error::other("no relay slot"))?;
+            relay(slot, Side::of(a)?, a_early, Side::of(b)?, b_early).await
+        }
         (mut a, mut b) => {
             let relayed = copy(&mut a, a_early, &mut b, b_early).await;
             if relayed.is_err() {
@@ -69,7 +78,7 @@ where
 /// Carries a local TCP connection through a dialed tunnel (the operator's
 /// `-L` side, the agent's target side).
 pub async fn relay_dialed(tunnel: Upgraded, local: TcpStream) -> io::Result<(u64, u64)> {
-    let mut local = MaybeTls::<DialedStream>::Plain(local);
+    let mut local = MaybeTls::<tokio_rustls::client::TlsStream<TcpStream>>::Plain(local);
     match tunnel.into_inner().downcast::<TokioIo<DialedStream>>() {
         Ok(parts) => relay(local, &[], parts.io.into_inner(), &parts.read_buf).await,
         Err(upgraded) => {

@@ -268,9 +268,9 @@ mod tests {
         } else {
             let taken = take_all();
             let relaying = tokio::spawn(crate::relay::relay(
-                MaybeTls::<TcpStream>::Plain(left_inner),
+                MaybeTls::<tokio_rustls::client::TlsStream<TcpStream>>::Plain(left_inner),
                 a_early,
-                MaybeTls::<TcpStream>::Plain(right_inner),
+                MaybeTls::<tokio_rustls::client::TlsStream<TcpStream>>::Plain(right_inner),
                 b_early,
             ));
             (left, right, relaying, taken)

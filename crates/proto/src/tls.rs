@@ -102,6 +102,26 @@ pub enum MaybeTls<T> {
     Tls(Box<T>),
 }
 
+/// A TLS stream that can give up its socket and TLS state (to a relay
+/// thread).
+pub trait TlsParts {
+    fn into_parts(self) -> (TcpStream, rustls::Connection);
+}
+
+impl TlsParts for tokio_rustls::client::TlsStream<TcpStream> {
+    fn into_parts(self) -> (TcpStream, rustls::Connection) {
+        let (socket, tls) = self.into_inner();
+        (socket, tls.into())
+    }
+}
+
+impl TlsParts for tokio_rustls::server::TlsStream<TcpStream> {
+    fn into_parts(self) -> (TcpStream, rustls::Connection) {
+        let (socket, tls) = self.into_inner();
+        (socket, tls.into())
+    }
+}
+
 impl<T> MaybeTls<T> {
     /// Makes closing the connection reset it, after a relay error, so that
     /// the peer learns of the failure as from a direct connection. (Dropping

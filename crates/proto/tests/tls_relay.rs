@@ -1,0 +1,184 @@
+//! The relay thread for TLS hops (`proto::tls_threaded`) with real rustls
+//! connections on loopback: small messages, bulk, half-close by close_notify,
+//! TLS on both sides (the server's hop), and an end without close_notify,
+//! which is a truncation and resets the other side.
+
+use doorman_proto::threaded::Slot;
+use doorman_proto::tls::{MaybeTls, client_config, server_config};
+use doorman_proto::tls_threaded::{Side, relay};
+use rustls::pki_types::ServerName;
+use std::io::ErrorKind;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+use tokio_rustls::{TlsAcceptor, TlsConnector, client, server};
+
+type ClientTls = client::TlsStream<TcpStream>;
+type ServerTls = server::TlsStream<TcpStream>;
+
+/// A TLS connection on loopback: (client end, server end).
+async fn tls_pair(dir: &std::path::Path) -> (ClientTls, ServerTls) {
+    std::fs::create_dir_all(dir).unwrap();
+    let certificates = doorman_test_support::tls::generate(dir);
+    let acceptor = TlsAcceptor::from(server_config(&certificates.cert, &certificates.key).unwrap());
+    let connector = TlsConnector::from(client_config(Some(&certificates.ca)).unwrap());
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let address = listener.local_addr().unwrap();
+    let connecting = async {
+        let socket = TcpStream::connect(address).await.unwrap();
+        socket.set_nodelay(true).unwrap();
+        let name = ServerName::try_from("localhost").unwrap();
+        connector.connect(name, socket).await.unwrap()
+    };
+    let accepting = async {
+        let (socket, _) = listener.accept().await.unwrap();
+        socket.set_nodelay(true).unwrap();
+        acceptor.accept(socket).await.unwrap()
+    };
+    tokio::join!(connecting, accepting)
+}
+
+async fn tcp_pair() -> (TcpStream, TcpStream) {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let client = TcpStream::connect(listener.local_addr().unwrap())
+        .await
+        .unwrap();
+    let (server, _) = listener.accept().await.unwrap();
+    (client, server)
+}
+
+/// Round trips of small messages, then `big` one way with a half-close and
+/// an answer after it; returns what `right` received in all.
+async fn exchange(
+    mut left: impl AsyncRead + AsyncWrite + Unpin + Send + 'static,
+    mut right: impl AsyncRead + AsyncWrite + Unpin,
+    big: Vec<u8>,
+) -> Vec<u8> {
+    for round in 0..50u8 {
+        left.write_all(&[round; 64]).await.unwrap();
+        left.flush().await.unwrap();
+        let mut got = [0u8; 64];
+        right.read_exact(&mut got).await.unwrap();
+        assert_eq!(got, [round; 64]);
+        right.write_all(&got).await.unwrap();
+        right.flush().await.unwrap();
+        left.read_exact(&mut got).await.unwrap();
+        assert_eq!(got, [round; 64]);
+    }
+    let writer = tokio::spawn(async move {
+        left.write_all(&big).await.unwrap();
+        // tokio-rustls: close_notify, then FIN.
+        left.shutdown().await.unwrap();
+        let mut back = Vec::new();
+        left.read_to_end(&mut back).await.unwrap();
+        back
+    });
+    let mut got = Vec::new();
+    right.read_to_end(&mut got).await.unwrap();
+    right.write_all(b"answer after half-close").await.unwrap();
+    right.shutdown().await.unwrap();
+    assert_eq!(writer.await.unwrap(), b"answer after half-close");
+    got
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tls_to_plain_carries_messages_bulk_and_half_close() {
+    let dir = tempfile::tempdir().unwrap();
+    let (left, relay_left) = tls_pair(dir.path()).await;
+    let (relay_right, right) = tcp_pair().await;
+    let relaying = tokio::spawn(async move {
+        relay(
+            Slot::take().unwrap(),
+            Side::of(MaybeTls::Tls(Box::new(relay_left))).unwrap(),
+            b"",
+            Side::of(MaybeTls::<ClientTls>::Plain(relay_right)).unwrap(),
+            b"early ",
+        )
+        .await
+    });
+    let big: Vec<u8> = (0..3_000_000u32).map(|i| (i % 251) as u8).collect();
+    let mut early = [0u8; 6];
+    let mut left = left;
+    left.read_exact(&mut early).await.unwrap();
+    assert_eq!(&early, b"early ");
+    let got = exchange(left, right, big.clone()).await;
+    assert!(got == big, "bulk arrives whole and in order");
+    let (forward, backward) = relaying.await.unwrap().unwrap();
+    assert_eq!(forward, 50 * 64 + big.len() as u64);
+    assert_eq!(backward, 6 + 50 * 64 + 23);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tls_on_both_sides_is_relayed_as_plaintext() {
+    let dir = tempfile::tempdir().unwrap();
+    let (left, relay_left) = tls_pair(&dir.path().join("a")).await;
+    let (relay_right, right) = tls_pair(&dir.path().join("b")).await;
+    let relaying = tokio::spawn(async move {
+        relay(
+            Slot::take().unwrap(),
+            Side::of(MaybeTls::Tls(Box::new(relay_left))).unwrap(),
+            b"",
+            Side::of(MaybeTls::Tls(Box::new(relay_right))).unwrap(),
+            b"",
+        )
+        .await
+    });
+    let big: Vec<u8> = (0..1_000_000u32).map(|i| (i % 241) as u8).collect();
+    let got = exchange(left, right, big.clone()).await;
+    assert!(got == big);
+    assert!(relaying.await.unwrap().is_ok());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_end_without_close_notify_resets_the_other_side() {
+    let dir = tempfile::tempdir().unwrap();
+    let (left, relay_left) = tls_pair(dir.path()).await;
+    let (relay_right, mut right) = tcp_pair().await;
+    let relaying = tokio::spawn(async move {
+        relay(
+            Slot::take().unwrap(),
+            Side::of(MaybeTls::Tls(Box::new(relay_left))).unwrap(),
+            b"",
+            Side::of(MaybeTls::<ClientTls>::Plain(relay_right)).unwrap(),
+            b"",
+        )
+        .await
+    });
+    let mut left = left;
+    left.write_all(b"partial").await.unwrap();
+    left.flush().await.unwrap();
+    let mut got = [0u8; 7];
+    right.read_exact(&mut got).await.unwrap();
+    // The TCP connection ends under TLS: a truncation, not an end.
+    let (socket, _) = left.into_inner();
+    drop(socket);
+    assert!(relaying.await.unwrap().is_err());
+    let error = right.read_to_end(&mut Vec::new()).await.unwrap_err();
+    assert_eq!(error.kind(), ErrorKind::ConnectionReset);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dropping_the_relay_ends_both_connections() {
+    let dir = tempfile::tempdir().unwrap();
+    let (mut left, relay_left) = tls_pair(dir.path()).await;
+    let (relay_right, mut right) = tcp_pair().await;
+    let relaying = tokio::spawn(async move {
+        relay(
+            Slot::take().unwrap(),
+            Side::of(MaybeTls::Tls(Box::new(relay_left))).unwrap(),
+            b"",
+            Side::of(MaybeTls::<ClientTls>::Plain(relay_right)).unwrap(),
+            b"",
+        )
+        .await
+    });
+    left.write_all(b"ping").await.unwrap();
+    left.flush().await.unwrap();
+    let mut got = [0u8; 4];
+    right.read_exact(&mut got).await.unwrap();
+    relaying.abort();
+    let mut rest = Vec::new();
+    right.read_to_end(&mut rest).await.unwrap();
+    assert!(rest.is_empty());
+    // The TLS side sees its connection end too (without close_notify).
+    assert!(left.read_to_end(&mut Vec::new()).await.is_err());
+}
