@@ -46,6 +46,24 @@ async fn tcp_pair() -> (TcpStream, TcpStream) {
     (client, server)
 }
 
+/// Relays `a` ↔ `b` on a relay thread, as a task.
+fn relaying(
+    a: Side,
+    a_early: &'static [u8],
+    b: Side,
+    b_early: &'static [u8],
+) -> tokio::task::JoinHandle<std::io::Result<(u64, u64)>> {
+    tokio::spawn(relay(Slot::take().unwrap(), a, a_early, b, b_early))
+}
+
+fn tls(stream: ServerTls) -> Side {
+    Side::of(MaybeTls::Tls(Box::new(stream))).unwrap()
+}
+
+fn plain(socket: TcpStream) -> Side {
+    Side::of(MaybeTls::<ClientTls>::Plain(socket)).unwrap()
+}
+
 /// Round trips of small messages, then `big` one way with a half-close and
 /// an answer after it; returns what `right` received in all.
 async fn exchange(
@@ -85,16 +103,7 @@ async fn tls_to_plain_carries_messages_bulk_and_half_close() {
     let dir = tempfile::tempdir().unwrap();
     let (left, relay_left) = tls_pair(dir.path()).await;
     let (relay_right, right) = tcp_pair().await;
-    let relaying = tokio::spawn(async move {
-        relay(
-            Slot::take().unwrap(),
-            Side::of(MaybeTls::Tls(Box::new(relay_left))).unwrap(),
-            b"",
-            Side::of(MaybeTls::<ClientTls>::Plain(relay_right)).unwrap(),
-            b"early ",
-        )
-        .await
-    });
+    let relaying = relaying(tls(relay_left), b"", plain(relay_right), b"early ");
     let big: Vec<u8> = (0..3_000_000u32).map(|i| (i % 251) as u8).collect();
     let mut early = [0u8; 6];
     let mut left = left;
@@ -112,16 +121,12 @@ async fn tls_on_both_sides_is_relayed_as_plaintext() {
     let dir = tempfile::tempdir().unwrap();
     let (left, relay_left) = tls_pair(&dir.path().join("a")).await;
     let (relay_right, right) = tls_pair(&dir.path().join("b")).await;
-    let relaying = tokio::spawn(async move {
-        relay(
-            Slot::take().unwrap(),
-            Side::of(MaybeTls::Tls(Box::new(relay_left))).unwrap(),
-            b"",
-            Side::of(MaybeTls::Tls(Box::new(relay_right))).unwrap(),
-            b"",
-        )
-        .await
-    });
+    let relaying = relaying(
+        tls(relay_left),
+        b"",
+        Side::of(MaybeTls::Tls(Box::new(relay_right))).unwrap(),
+        b"",
+    );
     let big: Vec<u8> = (0..1_000_000u32).map(|i| (i % 241) as u8).collect();
     let got = exchange(left, right, big.clone()).await;
     assert!(got == big);
@@ -133,16 +138,7 @@ async fn an_end_without_close_notify_resets_the_other_side() {
     let dir = tempfile::tempdir().unwrap();
     let (left, relay_left) = tls_pair(dir.path()).await;
     let (relay_right, mut right) = tcp_pair().await;
-    let relaying = tokio::spawn(async move {
-        relay(
-            Slot::take().unwrap(),
-            Side::of(MaybeTls::Tls(Box::new(relay_left))).unwrap(),
-            b"",
-            Side::of(MaybeTls::<ClientTls>::Plain(relay_right)).unwrap(),
-            b"",
-        )
-        .await
-    });
+    let relaying = relaying(tls(relay_left), b"", plain(relay_right), b"");
     let mut left = left;
     left.write_all(b"partial").await.unwrap();
     left.flush().await.unwrap();
@@ -161,16 +157,7 @@ async fn dropping_the_relay_ends_both_connections() {
     let dir = tempfile::tempdir().unwrap();
     let (mut left, relay_left) = tls_pair(dir.path()).await;
     let (relay_right, mut right) = tcp_pair().await;
-    let relaying = tokio::spawn(async move {
-        relay(
-            Slot::take().unwrap(),
-            Side::of(MaybeTls::Tls(Box::new(relay_left))).unwrap(),
-            b"",
-            Side::of(MaybeTls::<ClientTls>::Plain(relay_right)).unwrap(),
-            b"",
-        )
-        .await
-    });
+    let relaying = relaying(tls(relay_left), b"", plain(relay_right), b"");
     left.write_all(b"ping").await.unwrap();
     left.flush().await.unwrap();
     let mut got = [0u8; 4];
