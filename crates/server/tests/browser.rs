@@ -1,5 +1,6 @@
 //! A real browser: headless Chromium, driven over WebDriver (chromedriver),
-//! opens the emailed link at phone size, saves a screenshot into `docs/`,
+//! opens the emailed link at phone size, saves a screenshot (under target/,
+//! or into `docs/` with DOORMAN_UPDATE_SCREENSHOT=1),
 //! clicks Allow Session, and the operator's session starts. A page of another
 //! origin that frames the approval page gets nothing clickable.
 //!
@@ -210,9 +211,15 @@ async fn a_phone_browser_allows_the_session_and_framing_gets_nothing() {
         .decode(shot["value"].as_str().expect("a screenshot"))
         .expect("base64 PNG");
     assert!(png.starts_with(b"\x89PNG"));
-    let docs =
-        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../docs/approval-page.png");
-    std::fs::write(&docs, &png).expect("save the screenshot");
+    // Every run leaves its screenshot under target/; the one in docs/ is
+    // replaced only on request, so that running the tests changes no
+    // tracked file.
+    let shot_path = if std::env::var_os("DOORMAN_UPDATE_SCREENSHOT").is_some() {
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../docs/approval-page.png")
+    } else {
+        std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("approval-page.png")
+    };
+    std::fs::write(&shot_path, &png).expect("save the screenshot");
 
     let allow = browser
         .find(&session, "button[value=allow]")
