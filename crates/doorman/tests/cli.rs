@@ -29,6 +29,13 @@ async fn doorman(args: &[&str]) -> (i32, String, String) {
     )
 }
 
+/// `doorman connect --server SERVER --token TOKEN REST…` to completion.
+async fn connect_once(server: &str, token: &str, rest: &[&str]) -> (i32, String, String) {
+    let mut args = vec!["connect", "--server", server, "--token", token];
+    args.extend_from_slice(rest);
+    doorman(&args).await
+}
+
 /// A long-running `doorman` process whose output the test can await.
 fn start(args: &[&str]) -> Process {
     Process::start(DOORMAN, args)
@@ -372,97 +379,56 @@ async fn without_smtp_emails_land_in_the_outbox_for_loopback_browsers() {
 async fn connect_failures_name_their_cause_with_distinct_statuses() {
     let mut deployment = deploy(None).await;
     let url = deployment.url.clone();
-    let (code, _, err) = doorman(&[
-        "connect",
-        "office-pc",
-        "--server",
-        &url,
-        "--token",
-        "dop_wrong",
-        "--",
-        "true",
-    ])
-    .await;
-    assert_eq!(
-        (code, err.trim()),
-        (244, "doorman: the server refused the operator token")
-    );
-    let (code, _, err) = doorman(&[
-        "connect",
-        "nowhere",
-        "--server",
-        &url,
-        "--token",
-        &deployment.token,
-        "--",
-        "true",
-    ])
-    .await;
-    assert_eq!(
-        (code, err.trim()),
-        (242, "doorman: unknown computer \"nowhere\"")
-    );
-    let (code, _, err) = doorman(&[
-        "connect",
-        "office-pc",
-        "--server",
-        &url,
-        "--token",
-        &deployment.token,
-        "--reason",
-        &"x".repeat(501),
-        "--",
-        "true",
-    ])
-    .await;
-    assert_eq!(code, 2);
-    assert!(
-        err.contains("--reason must be at most 500 characters"),
-        "{err}"
-    );
-    let (code, _, err) = doorman(&[
-        "connect",
-        "office-pc",
-        "--server",
-        &url,
-        "--token",
-        &deployment.token,
-    ])
-    .await;
-    assert_eq!(code, 2);
-    assert!(err.contains("give a command"), "{err}");
-    let (code, _, err) = doorman(&[
-        "connect",
-        "office-pc",
-        "--server",
-        "http://127.0.0.1:1",
-        "--token",
-        "dop_x",
-        "--",
-        "true",
-    ])
-    .await;
-    assert_eq!(code, 255);
-    assert!(err.contains("cannot reach the server"), "{err}");
-    assert_eq!(err.trim().lines().count(), 1, "{err}");
+    let token = deployment.token.clone();
+    let long_reason = "x".repeat(501);
+    // (server, token, arguments after the token, status, what stderr says)
+    let cases: [(&str, &str, Vec<&str>, i32, &str); 5] = [
+        (
+            &url,
+            "dop_wrong",
+            vec!["office-pc", "--", "true"],
+            244,
+            "doorman: the server refused the operator token",
+        ),
+        (
+            &url,
+            &token,
+            vec!["nowhere", "--", "true"],
+            242,
+            "doorman: unknown computer \"nowhere\"",
+        ),
+        (
+            &url,
+            &token,
+            vec!["office-pc", "--reason", &long_reason, "--", "true"],
+            2,
+            "--reason must be at most 500 characters",
+        ),
+        (&url, &token, vec!["office-pc"], 2, "give a command"),
+        (
+            "http://127.0.0.1:1",
+            "dop_x",
+            vec!["office-pc", "--", "true"],
+            255,
+            "cannot reach the server",
+        ),
+    ];
+    for (server, token, rest, status, says) in cases {
+        let (code, _, err) = connect_once(server, token, &rest).await;
+        assert_eq!(code, status, "{rest:?}: {err}");
+        assert!(err.contains(says), "{rest:?}: {err}");
+        assert_eq!(err.trim().lines().count(), 1, "one line: {err}");
+    }
 
     let mut agent = deployment.agent.take().unwrap();
     agent.child.kill().await.unwrap();
     // The server notices the agent's connection closing.
     let mut offline = (0, String::new());
     for _ in 0..100 {
-        let (code, _, err) = doorman(&[
-            "connect",
-            "office-pc",
-            "--server",
-            &url,
-            "--token",
-            &deployment.token,
-            "--",
-            "true",
-        ])
-        .await;
-        offline = (code, err);
+        offline = {
+            let (code, _, err) = connect_once(&url, &token, &["office-pc", "--", "true"]).await;
+            (code, err)
+        };
         if offline.0 == 243 {
             break;
         }
@@ -596,30 +562,33 @@ async fn admin_and_server_refuse_bad_input_with_one_line() {
         "{err}"
     );
 
-    let (code, _, err) = doorman(&[
-        "server",
-        "--listen",
-        "127.0.0.1:0",
-        "--data-dir",
-        data,
-        "--public-url",
-        "ftp://x",
-    ])
-    .await;
-    assert_eq!(code, 1);
-    assert!(err.contains("invalid --public-url \"ftp://x\""), "{err}");
-    let (code, _, err) = doorman(&[
-        "server",
-        "--listen",
-        "127.0.0.1:0",
-        "--data-dir",
-        data,
-        "--mail-from",
-        "nobody",
-    ])
-    .await;
-    assert_eq!(code, 1);
-    assert!(err.contains("invalid --mail-from \"nobody\""), "{err}");
+    for (option, value, says) in [
+        (
+            "--public-url",
+            "ftp://x",
+            "invalid --public-url \"ftp://x\"",
+        ),
+        ("--mail-from", "nobody", "invalid --mail-from \"nobody\""),
+        (
+            "--database-url",
+            "mysql://db/doorman",
+            "unsupported database URL \"mysql://db/doorman\"",
+        ),
+    ] {
+        let (code, _, err) = doorman(&[
+            "server",
+            "--listen",
+            "127.0.0.1:0",
+            "--data-dir",
+            data,
+            option,
+            value,
+        ])
+        .await;
+        assert_eq!(code, 1, "{option}: {err}");
+        assert!(err.contains(says), "{option}: {err}");
+        assert_eq!(err.trim().lines().count(), 1, "one line: {err}");
+    }
     let bad_config = dir.path().join("server.toml");
     std::fs::write(&bad_config, "listen = \"127.0.0.1:0\"\nsmtp = \"x\"\n").unwrap();
     let (code, _, err) = doorman(&["server", "--config", path(&bad_config)]).await;
