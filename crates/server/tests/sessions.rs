@@ -76,13 +76,7 @@ async fn forwarding_carries_many_connections_after_one_approval() {
     let target = service.to_string();
     let world = World::builder().forward(&[&target]).start().await;
     let spec: ForwardSpec = format!("0:{target}").parse().unwrap();
-    let mut connecting = world.connect_with(
-        "office-pc",
-        &world.operator_token,
-        SessionKind::Forward(vec![spec]),
-        "vnc",
-        Box::new(tokio::io::empty()),
-    );
+    let mut connecting = world.connect_for(SessionKind::Forward(vec![spec]), "vnc");
     connecting.event("pending").await;
     let mails = world.smtp.wait_for(2).await;
     world.click(&mails[0].link(), "allow").await;
@@ -174,13 +168,7 @@ async fn a_reset_by_the_target_reaches_the_operator(tls: bool) {
     }
     let world = builder.start().await;
     let spec: ForwardSpec = format!("0:{target}").parse().unwrap();
-    let mut connecting = world.connect_with(
-        "office-pc",
-        &world.operator_token,
-        SessionKind::Forward(vec![spec]),
-        "",
-        Box::new(tokio::io::empty()),
-    );
+    let mut connecting = world.connect_for(SessionKind::Forward(vec![spec]), "");
     let local = connecting.forwarding_address().await;
 
     let mut stream = TcpStream::connect(local).await.unwrap();
@@ -202,13 +190,7 @@ async fn targets_outside_the_allowlist_are_refused_before_any_email() {
     let world = World::builder().forward(&["127.0.0.1:5900"]).start().await;
     let spec: ForwardSpec = "0:127.0.0.1:22".parse().unwrap();
     let result = world
-        .connect_with(
-            "office-pc",
-            &world.operator_token,
-            SessionKind::Forward(vec![spec]),
-            "",
-            Box::new(tokio::io::empty()),
-        )
+        .connect_for(SessionKind::Forward(vec![spec]), "")
         .finish()
         .await;
     let Err(ConnectError::NotOffered(message)) = result else {
@@ -226,16 +208,7 @@ async fn targets_outside_the_allowlist_are_refused_before_any_email() {
         rows: 24,
         cols: 80,
     };
-    let result = world
-        .connect_with(
-            "office-pc",
-            &world.operator_token,
-            shell,
-            "",
-            Box::new(tokio::io::empty()),
-        )
-        .finish()
-        .await;
+    let result = world.connect_for(shell, "").finish().await;
     assert!(
         matches!(result, Err(ConnectError::NotOffered(_))),
         "{result:?}"
@@ -251,13 +224,7 @@ async fn a_busy_local_port_fails_before_anyone_is_asked() {
         .parse()
         .unwrap();
     let result = world
-        .connect_with(
-            "office-pc",
-            &world.operator_token,
-            SessionKind::Forward(vec![spec]),
-            "",
-            Box::new(tokio::io::empty()),
-        )
+        .connect_for(SessionKind::Forward(vec![spec]), "")
         .finish()
         .await;
     let Err(error) = result else {

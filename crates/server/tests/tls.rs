@@ -51,13 +51,7 @@ async fn commands_and_tunnels_run_over_tls() {
     assert_eq!(stdout.text(), "secure\n");
 
     let spec: ForwardSpec = format!("0:{target}").parse().unwrap();
-    let mut forward = world.connect_with(
-        "office-pc",
-        &world.operator_token,
-        SessionKind::Forward(vec![spec]),
-        "",
-        Box::new(tokio::io::empty()),
-    );
+    let mut forward = world.connect_for(SessionKind::Forward(vec![spec]), "");
     let local = forward.forwarding_address().await;
     let mut stream = tokio::net::TcpStream::connect(local).await.unwrap();
     stream.write_all(b"through tls").await.unwrap();

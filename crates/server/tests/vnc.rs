@@ -110,13 +110,7 @@ async fn a_vnc_viewer_reaches_the_remote_desktop_through_the_tunnel() {
         .start()
         .await;
     let spec: ForwardSpec = format!("0:{target}").parse().unwrap();
-    let mut connecting = world.connect_with(
-        "office-pc",
-        &world.operator_token,
-        SessionKind::Forward(vec![spec]),
-        "desktop support",
-        Box::new(tokio::io::empty()),
-    );
+    let mut connecting = world.connect_for(SessionKind::Forward(vec![spec]), "desktop support");
     connecting.event("pending").await;
     let mails = world.smtp.wait_for(1).await;
     world.click(&mails[0].link(), "allow").await;

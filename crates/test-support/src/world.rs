@@ -248,6 +248,18 @@ impl World {
         )
     }
 
+    /// Connects to the world's computer as its operator for `session`, with
+    /// no input.
+    pub fn connect_for(&self, session: doorman_client::SessionKind, reason: &str) -> Connecting {
+        self.connect_with(
+            COMPUTER,
+            &self.operator_token,
+            session,
+            reason,
+            Box::new(tokio::io::empty()),
+        )
+    }
+
     /// Connects for any kind of session, with `stdin` as the operator's input.
     pub fn connect_with(
         &self,
