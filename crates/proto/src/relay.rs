@@ -16,33 +16,42 @@ type DialedStream = MaybeTls<tokio_rustls::client::TlsStream<TcpStream>>;
 
 /// Relays `a` ↔ `b`. `a_early` are bytes already read from `a` that belong
 /// to `b` (sent first), and likewise `b_early`. Returns the bytes moved each
-/// way.
+/// way; an error either way resets both connections.
 pub async fn relay<S, T>(
-    a: MaybeTls<S>,
+    mut a: MaybeTls<S>,
     a_early: &[u8],
-    b: MaybeTls<T>,
+    mut b: MaybeTls<T>,
     b_early: &[u8],
 ) -> io::Result<(u64, u64)>
 where
     S: AsyncRead + AsyncWrite + Unpin + TlsParts,
     T: AsyncRead + AsyncWrite + Unpin + TlsParts,
 {
+    send_early(&mut a, a_early, &mut b, b_early).await?;
+    let (up, down) = relay_streams(a, b).await?;
+    Ok((up + a_early.len() as u64, down + b_early.len() as u64))
+}
+
+/// The relay proper: on threads while there are places, else on the event
+/// loop.
+async fn relay_streams<S, T>(a: MaybeTls<S>, b: MaybeTls<T>) -> io::Result<(u64, u64)>
+where
+    S: AsyncRead + AsyncWrite + Unpin + TlsParts,
+    T: AsyncRead + AsyncWrite + Unpin + TlsParts,
+{
     #[cfg(target_os = "linux")]
-    let slot = crate::threaded::Slot::take();
+    if let Some(slot) = crate::threaded::Slot::take() {
+        use crate::tls_threaded::Side;
+        return match (a, b) {
+            (MaybeTls::Plain(a), MaybeTls::Plain(b)) => crate::threaded::relay(slot, a, b).await,
+            (a, b) => crate::tls_threaded::relay(slot, Side::of(a)?, Side::of(b)?).await,
+        };
+    }
     match (a, b) {
         #[cfg(target_os = "linux")]
-        (MaybeTls::Plain(a), MaybeTls::Plain(b)) => match slot {
-            Some(slot) => crate::threaded::relay(slot, a, a_early, b, b_early).await,
-            None => crate::splice::relay(a, a_early, b, b_early).await,
-        },
-        #[cfg(target_os = "linux")]
-        (a, b) if slot.is_some() => {
-            use crate::tls_threaded::{Side, relay};
-            let slot = slot.ok_or_else(|| io::Error::other("no relay slot"))?;
-            relay(slot, Side::of(a)?, a_early, Side::of(b)?, b_early).await
-        }
+        (MaybeTls::Plain(a), MaybeTls::Plain(b)) => crate::splice::relay(a, b).await,
         (mut a, mut b) => {
-            let relayed = copy(&mut a, a_early, &mut b, b_early).await;
+            let relayed = copy_bidirectional(&mut a, &mut b).await;
             if relayed.is_err() {
                 a.reset_when_closed();
                 b.reset_when_closed();
@@ -52,7 +61,28 @@ where
     }
 }
 
-/// [`relay`] with buffered copies, for any two streams.
+/// Writes the bytes each side had already sent, flushed (a TLS stream would
+/// hold them back otherwise).
+async fn send_early<A, B>(a: &mut A, a_early: &[u8], b: &mut B, b_early: &[u8]) -> io::Result<()>
+where
+    A: AsyncWrite + Unpin,
+    B: AsyncWrite + Unpin,
+{
+    b.write_all(a_early).await?;
+    b.flush().await?;
+    a.write_all(b_early).await?;
+    a.flush().await
+}
+
+async fn copy_bidirectional<A, B>(a: &mut A, b: &mut B) -> io::Result<(u64, u64)>
+where
+    A: AsyncRead + AsyncWrite + Unpin,
+    B: AsyncRead + AsyncWrite + Unpin,
+{
+    tokio::io::copy_bidirectional_with_sizes(a, b, crate::RELAY_BUFFER, crate::RELAY_BUFFER).await
+}
+
+/// [`relay`] with buffered copies on the event loop, for any two streams.
 pub async fn copy<A, B>(
     mut a: A,
     a_early: &[u8],
@@ -63,15 +93,8 @@ where
     A: AsyncRead + AsyncWrite + Unpin,
     B: AsyncRead + AsyncWrite + Unpin,
 {
-    b.write_all(a_early).await?;
-    a.write_all(b_early).await?;
-    let (up, down) = tokio::io::copy_bidirectional_with_sizes(
-        &mut a,
-        &mut b,
-        crate::RELAY_BUFFER,
-        crate::RELAY_BUFFER,
-    )
-    .await?;
+    send_early(&mut a, a_early, &mut b, b_early).await?;
+    let (up, down) = copy_bidirectional(&mut a, &mut b).await?;
     Ok((up + a_early.len() as u64, down + b_early.len() as u64))
 }
 

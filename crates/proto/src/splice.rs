@@ -12,7 +12,7 @@
 
 use std::io;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
-use tokio::io::{AsyncWriteExt, Interest};
+use tokio::io::Interest;
 use tokio::net::TcpStream;
 
 /// Most bytes one splice moves.
@@ -126,17 +126,9 @@ async fn pump(from: &TcpStream, to: &TcpStream) -> io::Result<u64> {
     }
 }
 
-/// Relays `a` ↔ `b` until both directions end. `a_early` are bytes already
-/// read from `a` (they go to `b` first), and likewise `b_early`. Returns the
-/// bytes moved each way.
-pub async fn relay(
-    mut a: TcpStream,
-    a_early: &[u8],
-    mut b: TcpStream,
-    b_early: &[u8],
-) -> io::Result<(u64, u64)> {
-    b.write_all(a_early).await?;
-    a.write_all(b_early).await?;
+/// Relays `a` ↔ `b` until both directions end; returns the bytes moved each
+/// way.
+pub async fn relay(a: TcpStream, b: TcpStream) -> io::Result<(u64, u64)> {
     // An error either way (a reset) ends both: dropping the sockets resets
     // them, so each peer learns at once. A clean end of one direction only
     // half-closes the other side.
@@ -145,9 +137,5 @@ pub async fn relay(
         let _ = a.set_zero_linger();
         let _ = b.set_zero_linger();
     }
-    let (forward, backward) = relayed?;
-    Ok((
-        forward + a_early.len() as u64,
-        backward + b_early.len() as u64,
-    ))
+    relayed
 }

@@ -15,7 +15,6 @@ use std::os::fd::AsRawFd;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::Duration;
-use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 use tokio::sync::oneshot;
 
@@ -203,18 +202,9 @@ fn spawn(relay: Arc<Relay>, forward: bool) -> io::Result<oneshot::Receiver<io::R
 }
 
 /// Relays `a` ↔ `b` until both directions end, on two threads that hold
-/// `slot`. `a_early` are bytes already read from `a` (they go to `b` first),
-/// and likewise `b_early`. Returns the bytes moved each way; an error either
-/// way resets both connections.
-pub async fn relay(
-    slot: Slot,
-    mut a: TcpStream,
-    a_early: &[u8],
-    mut b: TcpStream,
-    b_early: &[u8],
-) -> io::Result<(u64, u64)> {
-    b.write_all(a_early).await?;
-    a.write_all(b_early).await?;
+/// `slot`. Returns the bytes moved each way; an error either way resets both
+/// connections.
+pub async fn relay(slot: Slot, a: TcpStream, b: TcpStream) -> io::Result<(u64, u64)> {
     let relay = Arc::new(Relay {
         sockets: [blocking(a)?, blocking(b)?],
         write_closed: [AtomicBool::new(false), AtomicBool::new(false)],
@@ -228,15 +218,12 @@ pub async fn relay(
     // Both threads are done: nothing is left to close.
     guard.0 = None;
     let panicked = |_| io::Error::other("a relay thread panicked");
-    Ok((
-        forward.map_err(panicked)?? + a_early.len() as u64,
-        backward.map_err(panicked)?? + b_early.len() as u64,
-    ))
+    Ok((forward.map_err(panicked)??, backward.map_err(panicked)??))
 }
 
 #[cfg(test)]
 mod tests {
-    use super::{MAX_THREADED, Slot, relay};
+    use super::{MAX_THREADED, Slot};
     use crate::tls::MaybeTls;
     use std::io::{self, ErrorKind};
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -255,26 +242,20 @@ mod tests {
         (client, server)
     }
 
-    /// `left` ↔ relay ↔ `right`, the relay running as a task: on threads,
-    /// or with `threads` false as `proto::relay` runs it when no place is
-    /// left (on the event loop).
+    /// `left` ↔ relay ↔ `right`, the relay (`proto::relay`) running as a
+    /// task: on threads, or with `threads` false on the event loop, as when
+    /// no place is left.
     async fn relayed(threads: bool, a_early: &'static [u8], b_early: &'static [u8]) -> Relayed {
         let (left, left_inner) = pair().await;
         let (right_inner, right) = pair().await;
-        if threads {
-            let slot = Slot::take().expect("a free place");
-            let relaying = tokio::spawn(relay(slot, left_inner, a_early, right_inner, b_early));
-            (left, right, relaying, Vec::new())
-        } else {
-            let taken = take_all();
-            let relaying = tokio::spawn(crate::relay::relay(
-                MaybeTls::<tokio_rustls::client::TlsStream<TcpStream>>::Plain(left_inner),
-                a_early,
-                MaybeTls::<tokio_rustls::client::TlsStream<TcpStream>>::Plain(right_inner),
-                b_early,
-            ));
-            (left, right, relaying, taken)
-        }
+        let taken = if threads { Vec::new() } else { take_all() };
+        let relaying = tokio::spawn(crate::relay::relay(
+            MaybeTls::<tokio_rustls::client::TlsStream<TcpStream>>::Plain(left_inner),
+            a_early,
+            MaybeTls::<tokio_rustls::client::TlsStream<TcpStream>>::Plain(right_inner),
+            b_early,
+        ));
+        (left, right, relaying, taken)
     }
 
     /// The two outer ends, the relay, and the places held so that the relay

@@ -195,17 +195,15 @@ struct Direction {
 }
 
 impl Direction {
-    fn new(early: &[u8]) -> Self {
-        let mut buffer = vec![0u8; BUFFER.max(early.len())];
-        buffer[..early.len()].copy_from_slice(early);
+    fn new() -> Self {
         Direction {
-            buffer,
+            buffer: vec![0u8; BUFFER],
             start: 0,
-            end: early.len(),
+            end: 0,
             ended: false,
             closed: false,
             readable: true,
-            moved: early.len() as u64,
+            moved: 0,
         }
     }
 
@@ -341,20 +339,13 @@ impl Drop for StopOnDrop {
 }
 
 /// Relays `a` ↔ `b` (plaintext on both sides, whatever their TLS) until both
-/// directions end, on a thread that holds `slot`. `a_early` are bytes already
-/// read from `a` (they go to `b` first), and likewise `b_early`. Returns the
-/// plaintext bytes moved each way; an error either way resets both
-/// connections, and a TLS side that ends without close_notify is an error.
-pub async fn relay(
-    slot: Slot,
-    a: Side,
-    a_early: &[u8],
-    b: Side,
-    b_early: &[u8],
-) -> io::Result<(u64, u64)> {
+/// directions end, on a thread that holds `slot`. Returns the plaintext bytes
+/// moved each way; an error either way resets both connections, and a TLS
+/// side that ends without close_notify is an error.
+pub async fn relay(slot: Slot, a: Side, b: Side) -> io::Result<(u64, u64)> {
     let stop = Arc::new(eventfd(0, EventfdFlags::CLOEXEC | EventfdFlags::NONBLOCK)?);
-    let mut forward = Direction::new(a_early);
-    let mut backward = Direction::new(b_early);
+    let mut forward = Direction::new();
+    let mut backward = Direction::new();
     let (done, finished) = oneshot::channel();
     let mut guard = StopOnDrop(Some(stop.clone()));
     std::thread::Builder::new()
