@@ -1,5 +1,6 @@
 //! Relaying two upgraded connections byte for byte: unwraps each down to its
-//! socket, so that `doorman_proto::relay` can splice plain TCP.
+//! socket (and TLS state), so that `doorman_proto::relay` can take both off
+//! the event loop onto a relay thread.
 
 use crate::listener::ServerStream;
 use bytes::Bytes;
