@@ -396,14 +396,14 @@ impl Broker {
         cause: CancelCause,
         audit: AuditEvent,
     ) -> Result<(), StoreError> {
-        // Recorded before settling, so that it is there when the operator wakes.
-        lock(&self.cancel_causes).insert(request_id.to_string(), cause);
-        let (won, _) = self
-            .settle_and_tell(request_id, RequestState::Cancelled, decided_by, audit)
-            .await?;
-        if !won {
-            lock(&self.cancel_causes).remove(request_id);
-        }
+        self.settle_with_cause(
+            request_id,
+            RequestState::Cancelled,
+            decided_by,
+            audit,
+            Some(cause),
+        )
+        .await?;
         Ok(())
     }
 
@@ -436,6 +436,21 @@ impl Broker {
         decided_by: Option<&str>,
         audit: AuditEvent,
     ) -> Result<(bool, Option<Outcome>), StoreError> {
+        self.settle_with_cause(request_id, state, decided_by, audit, None)
+            .await
+    }
+
+    /// Only the call that settles the request records its cause, and before
+    /// the outcome is pushed, so the woken operator finds it; a losing call
+    /// (e.g. the second of two failed emails) leaves the winner's alone.
+    async fn settle_with_cause(
+        &self,
+        request_id: &str,
+        state: RequestState,
+        decided_by: Option<&str>,
+        audit: AuditEvent,
+        cause: Option<CancelCause>,
+    ) -> Result<(bool, Option<Outcome>), StoreError> {
         let now = now_millis();
         let won = self
             .store
@@ -467,6 +482,9 @@ impl Broker {
         }
         let outcome = row.outcome();
         if won && let Some(outcome) = &outcome {
+            if let Some(cause) = cause {
+                lock(&self.cancel_causes).insert(request_id.to_string(), cause);
+            }
             self.publish(&row.id, &row.computer, outcome).await;
         }
         Ok((won, outcome))
@@ -571,6 +589,8 @@ impl Drop for RequestWatch {
             waiter.watchers = waiter.watchers.saturating_sub(1);
             if waiter.watchers == 0 {
                 waiting.remove(&self.request_id);
+                // Nobody is left to take it.
+                lock(&self.broker.cancel_causes).remove(&self.request_id);
             }
         }
     }

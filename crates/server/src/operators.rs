@@ -21,6 +21,7 @@ use doorman_proto::message::{
 use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::Duration;
+use tokio::sync::broadcast;
 
 /// How long an operator has to send its connect message.
 const CONNECT_MESSAGE_TIMEOUT: Duration = Duration::from_secs(30);
@@ -462,7 +463,17 @@ async fn wait_for_outcome(
     let mut shutdown = broker.shutdown.clone();
     let mut operator_gone = false;
     loop {
-        if let Some(outcome) = watch.receiver.borrow_and_update().clone() {
+        let outcome = watch.receiver.borrow_and_update().clone();
+        if let Some(outcome) = outcome {
+            // News reported before the outcome (e.g. the last failed email
+            // that ended the request) reaches the operator before it.
+            loop {
+                match watch.deliveries.try_recv() {
+                    Ok(news) => connection.write_message(&news).await?,
+                    Err(broadcast::error::TryRecvError::Lagged(_)) => continue,
+                    Err(_) => break,
+                }
+            }
             return Ok(Some(outcome));
         }
         tokio::select! {
