@@ -58,7 +58,8 @@ Exit status:
 #[derive(Debug, Args)]
 pub struct ServerArgs {
     /// TOML file with any of: listen, public_url, data_dir, database_url,
-    /// smtp_url, mail_from, tls_cert, tls_key. Command-line options override it.
+    /// smtp_url, mail_from, tls_cert, tls_key, trusted_proxies (a list).
+    /// Command-line options override it.
     #[arg(long, value_name = "FILE")]
     pub config: Option<PathBuf>,
     /// Address to listen on [default: 127.0.0.1:8080]
@@ -97,6 +98,11 @@ pub struct ServerArgs {
     /// TLS private key (PEM)
     #[arg(long, value_name = "PEM", requires = "tls_cert")]
     pub tls_key: Option<PathBuf>,
+    /// A reverse proxy (address or ADDR/PREFIX network) whose X-Forwarded-For
+    /// names the client shown to recipients and kept in the audit trail;
+    /// repeatable
+    #[arg(long = "trusted-proxy", value_name = "ADDR[/PREFIX]")]
+    pub trusted_proxies: Vec<doorman_server::client_addr::TrustedProxy>,
 }
 
 #[derive(Debug, Args)]

@@ -57,6 +57,7 @@ shell = true
         mail_from: "Doorman demo <doorman@localhost>".into(),
         tls: None,
         limits: doorman_server::Limits::default(),
+        trusted_proxies: Vec::new(),
     };
     let exe = std::env::current_exe()
         .map(|path| path.display().to_string())

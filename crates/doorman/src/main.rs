@@ -115,6 +115,7 @@ struct ServerFile {
     mail_from: Option<String>,
     tls_cert: Option<PathBuf>,
     tls_key: Option<PathBuf>,
+    trusted_proxies: Option<Vec<doorman_server::client_addr::TrustedProxy>>,
 }
 
 const DEFAULT_LISTEN: &str = "127.0.0.1:8080";
@@ -175,6 +176,11 @@ async fn server(args: cli::ServerArgs) -> Result<()> {
                     .unwrap_or(defaults.max_requests_per_computer_per_hour),
                 block_minutes: args.block_minutes.unwrap_or(defaults.block_minutes),
             }
+        },
+        trusted_proxies: if args.trusted_proxies.is_empty() {
+            file.trusted_proxies.unwrap_or_default()
+        } else {
+            args.trusted_proxies
         },
     };
     let prepared = doorman_server::Prepared::new(config)?;

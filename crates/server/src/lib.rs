@@ -9,6 +9,7 @@
 pub mod admin;
 mod agents;
 pub mod broker;
+pub mod client_addr;
 pub mod leadership;
 mod listener;
 pub mod mail;
@@ -43,6 +44,8 @@ pub struct ServerConfig {
     /// Certificate chain and key (PEM) to serve everything over TLS.
     pub tls: Option<TlsFiles>,
     pub limits: Limits,
+    /// Reverse proxies whose `X-Forwarded-For` names the client.
+    pub trusted_proxies: Vec<client_addr::TrustedProxy>,
 }
 
 /// Limits that keep recipients from being flooded (approval fatigue).
@@ -104,6 +107,7 @@ pub struct AppState {
     pub public_origin: String,
     /// Where file-delivered emails are, when there is no SMTP server.
     pub outbox_dir: Option<PathBuf>,
+    pub trusted_proxies: client_addr::TrustedProxies,
 }
 
 /// The database URL for a data directory.
@@ -161,6 +165,7 @@ pub struct Server {
     delivery: outbox::Delivery,
     mail_settings: outbox::MailSettings,
     tls: Option<Arc<rustls::ServerConfig>>,
+    trusted_proxies: client_addr::TrustedProxies,
 }
 
 /// A configuration that has been checked (URLs, addresses, TLS files, data
@@ -259,6 +264,7 @@ impl Prepared {
                 message_id_host,
             },
             tls,
+            trusted_proxies: client_addr::TrustedProxies::new(config.trusted_proxies),
         })
     }
 }
@@ -292,6 +298,7 @@ impl Server {
             delivery,
             mail_settings,
             tls,
+            trusted_proxies,
         } = self;
         let outbox_dir = match &delivery {
             outbox::Delivery::Files(dir) => Some(dir.clone()),
@@ -303,6 +310,7 @@ impl Server {
             broker: Arc::clone(&broker),
             public_origin: public_url.clone(),
             outbox_dir,
+            trusted_proxies,
         };
         let address = listener.local_addr()?;
         let with_tls = tls.is_some();

@@ -6,18 +6,18 @@
 
 use crate::AppState;
 use crate::broker::now_millis;
+use crate::client_addr::{ClientAddr, Local};
 use crate::mail::format_time;
 use crate::secrets;
 use crate::store::{AuditEvent, RequestRow};
 use askama::Template;
 use axum::extract::rejection::FormRejection;
-use axum::extract::{ConnectInfo, Form, Path, Request, State};
+use axum::extract::{Form, Path, Request, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::middleware::Next;
 use axum::response::{Html, IntoResponse, Redirect, Response};
 use doorman_core::{Decision, Outcome, RequestState};
 use serde::Deserialize;
-use std::net::SocketAddr;
 
 /// Adds the security headers to every response.
 pub async fn security_headers(request: Request, next: Next) -> Response {
@@ -243,10 +243,10 @@ async fn find(
 pub async fn show(
     State(state): State<AppState>,
     Path(token): Path<String>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    ClientAddr(client): ClientAddr,
     headers: HeaderMap,
 ) -> Response {
-    let (request, recipient, hash) = match find(&state, &token, peer.ip()).await {
+    let (request, recipient, hash) = match find(&state, &token, client).await {
         Ok(Some(found)) => found,
         Ok(None) => return not_found(),
         Err(response) => return response,
@@ -258,7 +258,7 @@ pub async fn show(
         request_id: Some(request.id.clone()),
         computer: Some(request.computer.clone()),
         actor: Some(recipient.clone()),
-        address: Some(peer.ip().to_string()),
+        address: Some(client.to_string()),
         user_agent: user_agent(&headers),
         detail: None,
     };
@@ -297,11 +297,11 @@ pub struct DecisionForm {
 pub async fn decide(
     State(state): State<AppState>,
     Path(token): Path<String>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    ClientAddr(client): ClientAddr,
     headers: HeaderMap,
     form: Result<Form<DecisionForm>, FormRejection>,
 ) -> Response {
-    let (request, recipient, hash) = match find(&state, &token, peer.ip()).await {
+    let (request, recipient, hash) = match find(&state, &token, client).await {
         Ok(Some(found)) => found,
         Ok(None) => return not_found(),
         Err(response) => return response,
@@ -350,7 +350,7 @@ pub async fn decide(
         request_id: Some(request.id.clone()),
         computer: Some(request.computer.clone()),
         actor: Some(recipient.clone()),
-        address: Some(peer.ip().to_string()),
+        address: Some(client.to_string()),
         user_agent: user_agent(&headers),
         detail,
     };
@@ -386,8 +386,8 @@ struct OutboxPage {
 }
 
 /// The outbox holds live links: only this machine may see it.
-fn refuse_unless_loopback(peer: SocketAddr) -> Option<Response> {
-    (!peer.ip().is_loopback()).then(|| {
+fn refuse_unless_loopback(Local(local): Local) -> Option<Response> {
+    (!local).then(|| {
         (
             StatusCode::FORBIDDEN,
             "the outbox is shown to loopback clients only",
@@ -397,11 +397,8 @@ fn refuse_unless_loopback(peer: SocketAddr) -> Option<Response> {
 }
 
 /// `GET /outbox`: the emails written to files, for loopback clients only.
-pub async fn outbox(
-    State(state): State<AppState>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
-) -> Response {
-    if let Some(refused) = refuse_unless_loopback(peer) {
+pub async fn outbox(State(state): State<AppState>, local: Local) -> Response {
+    if let Some(refused) = refuse_unless_loopback(local) {
         return refused;
     }
     let entries = match &state.outbox_dir {
@@ -422,10 +419,10 @@ pub async fn outbox(
 /// `GET /outbox/{file}`: one `.eml` file as text, for loopback clients only.
 pub async fn outbox_file(
     State(state): State<AppState>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    local: Local,
     Path(file): Path<String>,
 ) -> Response {
-    if let Some(refused) = refuse_unless_loopback(peer) {
+    if let Some(refused) = refuse_unless_loopback(local) {
         return refused;
     }
     let valid = file.ends_with(".eml")

@@ -2,13 +2,13 @@
 //! authentication each performs before switching protocols.
 
 use crate::AppState;
+use crate::client_addr::ClientAddr;
 use crate::secrets;
-use axum::extract::{ConnectInfo, Path, Request, State};
+use axum::extract::{Path, Request, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use doorman_proto::{AGENT_NAME_HEADER, UPGRADE_PROTOCOL};
 use hyper_util::rt::TokioIo;
-use std::net::SocketAddr;
 
 fn bearer(headers: &HeaderMap) -> Option<&str> {
     headers
@@ -126,7 +126,7 @@ pub async fn agent(
 /// `GET /v1/connect`: an operator's connection.
 pub async fn operator(
     State(state): State<AppState>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    ClientAddr(client): ClientAddr,
     headers: HeaderMap,
     request: Request,
 ) -> Response {
@@ -136,7 +136,7 @@ pub async fn operator(
     };
     let broker = state.broker.clone();
     switch(&state, request, move |io| {
-        crate::operators::serve(broker, io, operator, peer.ip())
+        crate::operators::serve(broker, io, operator, client)
     })
 }
 

@@ -30,6 +30,7 @@ pub struct WorldBuilder {
     pub notify_command: Option<String>,
     pub tls: bool,
     pub limits: doorman_server::Limits,
+    pub trusted_proxies: Vec<String>,
 }
 
 impl Default for WorldBuilder {
@@ -43,6 +44,7 @@ impl Default for WorldBuilder {
             notify_command: None,
             tls: false,
             limits: doorman_server::Limits::default(),
+            trusted_proxies: Vec::new(),
         }
     }
 }
@@ -78,6 +80,12 @@ impl WorldBuilder {
 
     pub fn limits(mut self, limits: doorman_server::Limits) -> Self {
         self.limits = limits;
+        self
+    }
+
+    /// Believes `X-Forwarded-For` from these proxies.
+    pub fn trusted_proxies(mut self, proxies: &[&str]) -> Self {
+        self.trusted_proxies = proxies.iter().map(|p| p.to_string()).collect();
         self
     }
 
@@ -150,6 +158,11 @@ impl WorldBuilder {
                 cert: c.cert.clone(),
                 key: c.key.clone(),
             }),
+            trusted_proxies: self
+                .trusted_proxies
+                .iter()
+                .map(|p| p.parse().expect("a trusted proxy"))
+                .collect(),
         };
         let server = doorman_server::Server::bind(config.clone(), listener)
             .await
@@ -269,11 +282,25 @@ impl World {
         reason: &str,
         stdin: Box<dyn tokio::io::AsyncRead + Send + Unpin>,
     ) -> Connecting {
+        self.connect_via(&self.url, computer, token, session, reason, stdin)
+    }
+
+    /// [`World::connect_with`] through `server` (e.g. a proxy in front of
+    /// the world's server).
+    pub fn connect_via(
+        &self,
+        server: &str,
+        computer: &str,
+        token: &str,
+        session: doorman_client::SessionKind,
+        reason: &str,
+        stdin: Box<dyn tokio::io::AsyncRead + Send + Unpin>,
+    ) -> Connecting {
         let progress_buf = SharedBuf::default();
         let stdout = SharedBuf::default();
         let stderr = SharedBuf::default();
         let request = ConnectRequest {
-            server: self.url.clone(),
+            server: server.to_string(),
             ca: self.ca.clone(),
             token: Secret::new(token),
             computer: computer.to_string(),
