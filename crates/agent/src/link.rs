@@ -1,13 +1,14 @@
 //! The agent's control connection: dial out, answer offers from the current
-//! settings, act on settled outcomes, and reconnect with jittered backoff
-//! whenever the server goes away.
+//! settings, act on settled outcomes, answer the server's pings, and
+//! reconnect with jittered backoff whenever the server goes away or falls
+//! silent.
 
 use crate::notify::{self, Event, Visitor};
 use crate::session;
 use crate::settings_file;
 use doorman_core::{AgentSettings, Outcome};
 use doorman_proto::connection::Connection;
-use doorman_proto::message::{AgentToServer, OfferReply, ServerToAgent, Service};
+use doorman_proto::message::{AgentToServer, OfferReply, ServerToAgent, Service, silence_limit};
 use doorman_proto::{AGENT_NAME_HEADER, AGENT_PATH, Dialer};
 use hyper::header::{AUTHORIZATION, HeaderName, HeaderValue};
 use std::collections::HashMap;
@@ -63,6 +64,14 @@ pub async fn run_forever(config: PathBuf) {
     }
 }
 
+/// Completes at `deadline`, or never without one.
+async fn sleep_until(deadline: Option<tokio::time::Instant>) {
+    match deadline {
+        Some(deadline) => tokio::time::sleep_until(deadline).await,
+        None => std::future::pending().await,
+    }
+}
+
 /// 0.5 s after a clean close; then 1, 2, 4 … 30 s, each plus up to 50 % at
 /// random so that many agents do not reconnect in step.
 fn backoff(failures: u32) -> Duration {
@@ -100,11 +109,18 @@ async fn serve_once(
         .await
         .map_err(|e| e.to_string())?;
     let (mut reader, mut writer) = Connection::new(io).split();
-    match reader.read_message::<ServerToAgent>().await {
-        Ok(Some(ServerToAgent::Welcome)) => {}
+    let heartbeat = match reader.read_message::<ServerToAgent>().await {
+        Ok(Some(ServerToAgent::Welcome { heartbeat_ms })) => {
+            heartbeat_ms.map(Duration::from_millis)
+        }
         Ok(_) => return Err("server did not welcome the agent".into()),
         Err(e) => return Err(e.to_string()),
-    }
+    };
+    // A connection the server stopped pinging (a NAT that forgot it, a
+    // server host that vanished) is given up, so that the agent dials again
+    // instead of waiting on it forever.
+    let silence = heartbeat.map(silence_limit);
+    let mut heard_by = silence.map(|silence| tokio::time::Instant::now() + silence);
     tracing::info!(computer = %settings.name, server = %settings.server, "agent online");
     // Messages from tasks (tunnel refusals) go out through this loop's writer.
     let (outgoing, mut to_send) = mpsc::channel::<AgentToServer>(64);
@@ -115,13 +131,24 @@ async fn serve_once(
                 Ok(None) => return Ok(()),
                 Err(e) => return Err(e.to_string()),
             },
+            () = sleep_until(heard_by) => {
+                let silence = silence.unwrap_or_default();
+                return Err(format!("the server was silent for {} s", silence.as_secs_f32()));
+            }
             Some(message) = to_send.recv() => {
                 writer.write_message(&message).await.map_err(|e| e.to_string())?;
                 continue;
             }
         };
+        heard_by = silence.map(|silence| tokio::time::Instant::now() + silence);
         match message {
-            ServerToAgent::Welcome => {}
+            ServerToAgent::Welcome { .. } => {}
+            ServerToAgent::Ping => {
+                writer
+                    .write_message(&AgentToServer::Pong)
+                    .await
+                    .map_err(|e| e.to_string())?;
+            }
             ServerToAgent::Offer {
                 request_id,
                 operator,

@@ -16,7 +16,7 @@ pub use progress::{Progress, ProgressStyle};
 use doorman_core::Secret;
 use doorman_core::names::{validate_name, validate_reason};
 use doorman_proto::connection::Connection;
-use doorman_proto::message::{OperatorMessage, Refusal, ServerToOperator, Service};
+use doorman_proto::message::{OperatorMessage, Refusal, ServerToOperator, Service, silence_limit};
 use doorman_proto::{CONNECT_PATH, DialError, Dialer};
 use hyper::StatusCode;
 use hyper::header::{AUTHORIZATION, HeaderValue};
@@ -141,6 +141,7 @@ async fn cancel_after_loss(dialer: &Dialer, auth: &HeaderValue, request_id: &str
                         message,
                         ServerToOperator::Pending { .. }
                             | ServerToOperator::Delivery { .. }
+                            | ServerToOperator::Ping
                             | ServerToOperator::Admitted
                     ) {
                         break;
@@ -222,6 +223,10 @@ pub async fn connect(
     let mut cancelling: Option<Instant> = None;
     // Set once the server has the request; cleared when the session starts.
     let mut resumable: Option<String> = None;
+    // While pending, the server pings; a connection silent for longer is
+    // dead (a NAT or proxy dropped it) even if no error says so.
+    let mut silence: Option<Duration> = None;
+    let mut last_heard = Instant::now();
     loop {
         let message = tokio::select! {
             message = connection.read_message::<ServerToOperator>() => message,
@@ -233,7 +238,12 @@ pub async fn connect(
                     progress.cancelled();
                     return Err(ConnectError::Cancelled);
                 }
-                continue;
+                if cancelling.is_none() && silence.is_some_and(|silence| last_heard.elapsed() > silence) {
+                    // As if the connection had closed: reconnect and resume.
+                    Ok(None)
+                } else {
+                    continue;
+                }
             }
             () = &mut interrupt, if cancelling.is_none() => {
                 if deadline.is_none() {
@@ -267,6 +277,7 @@ pub async fn connect(
                     interrupt.as_mut(),
                 )
                 .await;
+                last_heard = Instant::now();
                 connection = match resumed {
                     Ok(connection) => connection,
                     Err(ConnectError::Cancelled) => {
@@ -284,24 +295,35 @@ pub async fn connect(
             }
             Err(error) => return Err(ConnectError::Server(error.to_string())),
         };
+        last_heard = Instant::now();
         match message {
+            ServerToOperator::Ping => {}
             ServerToOperator::Pending {
                 request_id,
                 expires_in,
                 recipients,
+                heartbeat_ms,
             } => {
+                silence = heartbeat_ms.map(|ms| silence_limit(Duration::from_millis(ms)));
                 deadline = Some(Instant::now() + Duration::from_secs(expires_in));
                 progress.pending(&request_id, expires_in, &recipients);
                 resumable = Some(request_id);
                 ticker.reset();
             }
-            ServerToOperator::Admitted => progress.admitted(),
+            // The pings stop with the decision; the session follows.
+            ServerToOperator::Admitted => {
+                silence = None;
+                progress.admitted();
+            }
             ServerToOperator::Delivery {
                 recipient,
                 state,
                 detail,
             } => progress.delivery(&recipient, state, detail.as_deref()),
-            ServerToOperator::Allowed { by, at } => progress.allowed(&by, at),
+            ServerToOperator::Allowed { by, at } => {
+                silence = None;
+                progress.allowed(&by, at);
+            }
             ServerToOperator::Denied { by, at } => {
                 progress.denied(&by, at);
                 return Err(ConnectError::Denied { by });

@@ -58,6 +58,7 @@ shell = true
         tls: None,
         limits: doorman_server::Limits::default(),
         trusted_proxies: Vec::new(),
+        heartbeat: doorman_server::DEFAULT_HEARTBEAT,
     };
     let exe = std::env::current_exe()
         .map(|path| path.display().to_string())

@@ -182,6 +182,7 @@ async fn server(args: cli::ServerArgs) -> Result<()> {
         } else {
             args.trusted_proxies
         },
+        heartbeat: doorman_server::DEFAULT_HEARTBEAT,
     };
     let prepared = doorman_server::Prepared::new(config)?;
     let database_url = prepared.database_url();

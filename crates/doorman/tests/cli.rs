@@ -746,7 +746,7 @@ async fn a_standby_server_takes_over_when_the_active_one_dies() {
         format!("127.0.0.1:{port_b}").parse().unwrap(),
     ])
     .await;
-    let url = format!("http://{}", front.address);
+    let url = front.url();
     let replica = |port: u16| {
         let listen = format!("127.0.0.1:{port}");
         start(&[

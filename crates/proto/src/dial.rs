@@ -108,13 +108,10 @@ impl Dialer {
                 address: address.clone(),
                 source,
             })?;
-        // Sessions are interactive; small writes must not wait.
-        stream
-            .set_nodelay(true)
-            .map_err(|source| DialError::Unreachable {
-                address: address.clone(),
-                source,
-            })?;
+        crate::socket::tune(&stream).map_err(|source| DialError::Unreachable {
+            address: address.clone(),
+            source,
+        })?;
         let stream = match &self.tls {
             None => MaybeTls::Plain(stream),
             Some(config) => {

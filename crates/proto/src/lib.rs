@@ -14,6 +14,7 @@ pub mod dial;
 pub mod frame;
 pub mod message;
 pub mod relay;
+pub mod socket;
 #[cfg(target_os = "linux")]
 pub mod splice;
 #[cfg(target_os = "linux")]

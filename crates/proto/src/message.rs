@@ -7,6 +7,14 @@ pub use doorman_core::Outcome;
 pub use doorman_core::authorization::Millis;
 use serde::{Deserialize, Serialize};
 
+/// How long a peer that promised a message every `heartbeat` may stay
+/// silent before its connection counts as dead: long enough for two pings
+/// to be late. A NAT that forgot the connection, a host that vanished or a
+/// proxy that stopped forwarding then ends it instead of leaving it open.
+pub fn silence_limit(heartbeat: std::time::Duration) -> std::time::Duration {
+    heartbeat.saturating_mul(3)
+}
+
 /// What an operator asks to reach on the remote computer.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
@@ -80,7 +88,13 @@ pub enum ServerToOperator {
         expires_in: u64,
         /// Masked recipient addresses.
         recipients: Vec<String>,
+        /// How often the server sends [`ServerToOperator::Ping`] while the
+        /// request is pending; see [`silence_limit`].
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        heartbeat_ms: Option<u64>,
     },
+    /// Nothing new; the connection is alive.
+    Ping,
     /// The computer does not require email authorization.
     Admitted,
     Allowed {
@@ -129,7 +143,14 @@ pub enum DeliveryState {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum ServerToAgent {
-    Welcome,
+    Welcome {
+        /// How often the server sends [`ServerToAgent::Ping`]; see
+        /// [`silence_limit`].
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        heartbeat_ms: Option<u64>,
+    },
+    /// Answered with [`AgentToServer::Pong`]; the connection is alive.
+    Ping,
     /// An operator asks for a session; the agent answers with [`AgentToServer::OfferReply`].
     Offer {
         request_id: String,
@@ -156,6 +177,8 @@ pub enum ServerToAgent {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
 pub enum AgentToServer {
+    /// The answer to [`ServerToAgent::Ping`].
+    Pong,
     OfferReply {
         request_id: String,
         reply: OfferReply,
@@ -206,11 +229,30 @@ mod tests {
             request_id: "r1".into(),
             expires_in: 180,
             recipients: vec!["i***@example.com".into()],
+            heartbeat_ms: Some(20_000),
         })
         .unwrap();
         assert_eq!(
             json,
-            r#"{"type":"pending","request_id":"r1","expires_in":180,"recipients":["i***@example.com"]}"#
+            r#"{"type":"pending","request_id":"r1","expires_in":180,"recipients":["i***@example.com"],"heartbeat_ms":20000}"#
+        );
+        // A server that does not ping says nothing of it.
+        let quiet: ServerToOperator = serde_json::from_str(
+            r#"{"type":"pending","request_id":"r1","expires_in":180,"recipients":[]}"#,
+        )
+        .unwrap();
+        assert!(matches!(
+            quiet,
+            ServerToOperator::Pending {
+                heartbeat_ms: None,
+                ..
+            }
+        ));
+        let welcome: ServerToAgent = serde_json::from_str(r#"{"type":"welcome"}"#).unwrap();
+        assert_eq!(welcome, ServerToAgent::Welcome { heartbeat_ms: None });
+        assert_eq!(
+            serde_json::to_string(&AgentToServer::Pong).unwrap(),
+            r#"{"type":"pong"}"#
         );
         let connect: OperatorMessage = serde_json::from_str(
             r#"{"type":"connect","computer":"pc","reason":"r","service":{"kind":"command","argv":["ls"]}}"#,

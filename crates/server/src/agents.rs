@@ -1,13 +1,15 @@
 //! An agent's control connection: registers the agent as online, carries
-//! offers to it and its answers back, and pushes settled outcomes.
+//! offers to it and its answers back, pushes settled outcomes, and pings it,
+//! taking it offline when it falls silent.
 
 use crate::broker::{AgentCommand, Broker, now_millis};
 use doorman_proto::connection::Connection;
 use doorman_proto::dial::Upgraded;
-use doorman_proto::message::{AgentToServer, OfferReply, ServerToAgent};
+use doorman_proto::message::{AgentToServer, OfferReply, ServerToAgent, silence_limit};
 use std::collections::HashMap;
 use std::sync::Arc;
 use tokio::sync::oneshot;
+use tokio::time::{Instant, MissedTickBehavior};
 
 /// Serves one agent connection until it closes or the server stops.
 pub async fn serve(broker: Arc<Broker>, io: Upgraded, name: String) {
@@ -16,7 +18,9 @@ pub async fn serve(broker: Arc<Broker>, io: Upgraded, name: String) {
     tracing::info!(computer = %name, "agent online");
     let mut shutdown = broker.shutdown.clone();
     let mut offers: HashMap<String, oneshot::Sender<OfferReply>> = HashMap::new();
-    let mut welcome = vec![ServerToAgent::Welcome];
+    let mut welcome = vec![ServerToAgent::Welcome {
+        heartbeat_ms: u64::try_from(broker.heartbeat.as_millis()).ok(),
+    }];
     // Allowed while this agent was away (a server restart): it may be waiting.
     match broker
         .store
@@ -41,9 +45,23 @@ pub async fn serve(broker: Arc<Broker>, io: Upgraded, name: String) {
             break;
         }
     }
+    let silence = silence_limit(broker.heartbeat);
+    let mut last_heard = Instant::now();
+    let mut heartbeat = tokio::time::interval_at(last_heard + broker.heartbeat, broker.heartbeat);
+    heartbeat.set_missed_tick_behavior(MissedTickBehavior::Delay);
     if greeted {
         loop {
             tokio::select! {
+                _ = heartbeat.tick() => {
+                    if last_heard.elapsed() > silence {
+                        tracing::warn!(computer = %name, silent_for = ?last_heard.elapsed(), "agent fell silent; closing its connection");
+                        break;
+                    }
+                    if let Err(error) = writer.write_message(&ServerToAgent::Ping).await {
+                        tracing::info!(computer = %name, %error, "agent connection lost");
+                        break;
+                    }
+                }
                 command = commands.recv() => {
                     let Some(command) = command else { break };
                     let message = match command {
@@ -58,23 +76,30 @@ pub async fn serve(broker: Arc<Broker>, io: Upgraded, name: String) {
                         break;
                     }
                 }
-                message = reader.read_message::<AgentToServer>() => match message {
-                    Ok(Some(AgentToServer::OfferReply { request_id, reply })) => {
-                        if let Some(waiting) = offers.remove(&request_id) {
-                            let _ = waiting.send(reply);
+                message = reader.read_message::<AgentToServer>() => {
+                    let message = match message {
+                        Ok(Some(message)) => message,
+                        Ok(None) => break,
+                        Err(error) => {
+                            tracing::warn!(computer = %name, %error, "agent sent a bad message; closing");
+                            break;
+                        }
+                    };
+                    last_heard = Instant::now();
+                    match message {
+                        AgentToServer::Pong => {}
+                        AgentToServer::OfferReply { request_id, reply } => {
+                            if let Some(waiting) = offers.remove(&request_id) {
+                                let _ = waiting.send(reply);
+                            }
+                        }
+                        AgentToServer::TunnelRefused { tunnel_id, message } => {
+                            tracing::info!(computer = %name, %message, "tunnel refused by the agent");
+                            // Dropping the slot tells the waiting operator at once.
+                            drop(broker.session_sender(&tunnel_id, &name));
                         }
                     }
-                    Ok(Some(AgentToServer::TunnelRefused { tunnel_id, message })) => {
-                        tracing::info!(computer = %name, %message, "tunnel refused by the agent");
-                        // Dropping the slot tells the waiting operator at once.
-                        drop(broker.session_sender(&tunnel_id, &name));
-                    }
-                    Ok(None) => break,
-                    Err(error) => {
-                        tracing::warn!(computer = %name, %error, "agent sent a bad message; closing");
-                        break;
-                    }
-                },
+                }
                 _ = crate::broker::stopping(&mut shutdown) => break,
             }
         }

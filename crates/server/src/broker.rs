@@ -49,6 +49,8 @@ struct AgentLink {
 
 #[derive(Debug)]
 struct SessionSlot {
+    /// Tells this slot from a later one for the same request.
+    id: u64,
     computer: String,
     deliver: oneshot::Sender<Upgraded>,
 }
@@ -97,7 +99,9 @@ pub struct Broker {
     sessions: Mutex<HashMap<String, SessionSlot>>,
     forwards: Mutex<HashMap<String, ForwardGrant>>,
     cancel_causes: Mutex<HashMap<String, CancelCause>>,
-    next_link_id: AtomicU64,
+    /// Tells an agent's connection, or a session slot, from a later one of
+    /// the same name.
+    next_id: AtomicU64,
     /// Bumped whenever an agent comes or goes, so callers can await it.
     agents_changed: watch::Sender<u64>,
     /// Wakes the outbox worker when new emails are queued.
@@ -105,6 +109,8 @@ pub struct Broker {
     pub shutdown: watch::Receiver<bool>,
     tasks: Arc<TaskCount>,
     pub limits: crate::Limits,
+    /// How often agents and waiting operators are pinged.
+    pub heartbeat: Duration,
     /// Serialises "check the limits, then create the request", so that two
     /// simultaneous connects cannot both slip under a limit.
     pub admission: tokio::sync::Mutex<()>,
@@ -145,8 +151,10 @@ impl Broker {
         key: ServerKey,
         shutdown: watch::Receiver<bool>,
         limits: crate::Limits,
+        heartbeat: Duration,
     ) -> Self {
         Self {
+            heartbeat,
             store,
             key,
             agents: Mutex::default(),
@@ -154,7 +162,7 @@ impl Broker {
             sessions: Mutex::default(),
             forwards: Mutex::default(),
             cancel_causes: Mutex::default(),
-            next_link_id: AtomicU64::new(1),
+            next_id: AtomicU64::new(1),
             agents_changed: watch::channel(0).0,
             outbox_wakeup: Notify::new(),
             shutdown,
@@ -193,7 +201,7 @@ impl Broker {
 
     /// Registers an agent's connection, replacing an older one of the same name.
     pub fn register_agent(&self, name: &str) -> (u64, mpsc::Receiver<AgentCommand>) {
-        let id = self.next_link_id.fetch_add(1, Ordering::Relaxed);
+        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         let (commands, receiver) = mpsc::channel(64);
         lock(&self.agents).insert(name.to_string(), AgentLink { id, commands });
         self.agents_changed.send_modify(|version| *version += 1);
@@ -320,15 +328,20 @@ impl Broker {
     /// Expects the agent's session connection for a request.
     pub fn expect_session(self: &Arc<Self>, request_id: &str, computer: &str) -> ExpectedSession {
         let (deliver, receiver) = oneshot::channel();
+        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+        // An operator that resumed (its old connection went dead) takes the
+        // slot over from the old connection's handler.
         lock(&self.sessions).insert(
             request_id.to_string(),
             SessionSlot {
+                id,
                 computer: computer.to_string(),
                 deliver,
             },
         );
         ExpectedSession {
             broker: Arc::clone(self),
+            id,
             request_id: request_id.to_string(),
             receiver,
         }
@@ -601,12 +614,20 @@ impl Drop for RequestWatch {
 #[derive(Debug)]
 pub struct ExpectedSession {
     broker: Arc<Broker>,
+    id: u64,
     request_id: String,
     pub receiver: oneshot::Receiver<Upgraded>,
 }
 
 impl Drop for ExpectedSession {
     fn drop(&mut self) {
-        lock(&self.broker.sessions).remove(&self.request_id);
+        let mut sessions = lock(&self.broker.sessions);
+        // Not a newer slot for the same request (see `expect_session`).
+        if sessions
+            .get(&self.request_id)
+            .is_some_and(|slot| slot.id == self.id)
+        {
+            sessions.remove(&self.request_id);
+        }
     }
 }

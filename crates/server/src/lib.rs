@@ -46,7 +46,14 @@ pub struct ServerConfig {
     pub limits: Limits,
     /// Reverse proxies whose `X-Forwarded-For` names the client.
     pub trusted_proxies: Vec<client_addr::TrustedProxy>,
+    /// How often agents and waiting operators are pinged
+    /// ([`DEFAULT_HEARTBEAT`]).
+    pub heartbeat: std::time::Duration,
 }
+
+/// Often enough to keep a proxy's idle timeout (nginx: 60 s) from closing
+/// a quiet connection; a peer silent for three of these is gone.
+pub const DEFAULT_HEARTBEAT: std::time::Duration = std::time::Duration::from_secs(20);
 
 /// Limits that keep recipients from being flooded (approval fatigue).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -243,7 +250,13 @@ impl Prepared {
         store.claim_key(&key.fingerprint()).await?;
 
         let (stop, stopped) = watch::channel(false);
-        let broker = Arc::new(Broker::new(store, key, stopped, config.limits));
+        let broker = Arc::new(Broker::new(
+            store,
+            key,
+            stopped,
+            config.limits,
+            config.heartbeat,
+        ));
         for request in broker.store.pending_requests().await? {
             broker.schedule_expiry(request.id, request.computer, request.expires_at);
         }

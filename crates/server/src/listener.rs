@@ -46,7 +46,7 @@ impl DoormanListener {
                         continue;
                     }
                 };
-                let _ = stream.set_nodelay(true);
+                let _ = doorman_proto::socket::tune(&stream);
                 let acceptor = acceptor.clone();
                 let sender = sender.clone();
                 tokio::spawn(async move {
@@ -85,7 +85,7 @@ impl axum::serve::Listener for DoormanListener {
             DoormanListener::Plain(listener) => loop {
                 match TcpListener::accept(listener).await {
                     Ok((stream, peer)) => {
-                        let _ = stream.set_nodelay(true);
+                        let _ = doorman_proto::socket::tune(&stream);
                         return (MaybeTls::Plain(stream), peer);
                     }
                     Err(error) => {

@@ -264,6 +264,7 @@ async fn serve_connection(
                     request_id: request_id.clone(),
                     expires_in: u64::from(timeout_secs),
                     recipients: recipients.iter().map(|r| mask_address(r)).collect(),
+                    heartbeat_ms: heartbeat_ms(broker),
                 })
                 .await?;
             conclude(broker, connection, &ask, &request_id, None, watch, expected).await
@@ -372,6 +373,7 @@ async fn resume(
                 request_id: request_id.clone(),
                 expires_in: u64::try_from((left + 999) / 1000).unwrap_or(0),
                 recipients: recipients.iter().map(|r| mask_address(r)).collect(),
+                heartbeat_ms: heartbeat_ms(broker),
             })
             .await?;
     }
@@ -462,6 +464,11 @@ async fn wait_for_outcome(
 ) -> Result<Option<Outcome>, OperatorError> {
     let mut shutdown = broker.shutdown.clone();
     let mut operator_gone = false;
+    let mut heartbeat = tokio::time::interval_at(
+        tokio::time::Instant::now() + broker.heartbeat,
+        broker.heartbeat,
+    );
+    heartbeat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         let outcome = watch.receiver.borrow_and_update().clone();
         if let Some(outcome) = outcome {
@@ -485,6 +492,11 @@ async fn wait_for_outcome(
             Ok(news) = watch.deliveries.recv() => {
                 connection.write_message(&news).await?;
             }
+            // Keeps proxies and NATs from closing the quiet wait, and lets
+            // the operator tell a dead connection from a slow decision.
+            _ = heartbeat.tick(), if !operator_gone => {
+                connection.write_message(&ServerToOperator::Ping).await?;
+            }
             message = connection.read_message::<OperatorMessage>(), if !operator_gone => {
                 // A cancel, a closed connection or garbage all end the wait.
                 let detail = match message {
@@ -502,6 +514,10 @@ async fn wait_for_outcome(
             _ = crate::broker::stopping(&mut shutdown) => return Ok(None),
         }
     }
+}
+
+fn heartbeat_ms(broker: &Broker) -> Option<u64> {
+    u64::try_from(broker.heartbeat.as_millis()).ok()
 }
 
 fn outcome_message(outcome: &Outcome) -> ServerToOperator {

@@ -23,7 +23,7 @@ fn audited_addresses(events: &[doorman_server::store::AuditEvent], kind: &str) -
 /// Connects the world's operator through `front`, running `true`.
 fn connect_through(world: &World, front: &Front) -> doorman_test_support::world::Connecting {
     world.connect_via(
-        &format!("http://{}", front.address),
+        &front.url(),
         COMPUTER,
         &world.operator_token,
         doorman_client::SessionKind::Command(vec!["true".into()]),

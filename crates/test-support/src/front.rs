@@ -1,81 +1,136 @@
 //! Fronts for servers in tests: a TCP front for replicas, where each
 //! connection goes to the first backend that accepts it, as a load balancer
-//! that skips dead or standby servers would; and a reverse proxy that names
-//! its client in `X-Forwarded-For`.
+//! that skips dead or standby servers would; a reverse proxy that names its
+//! client in `X-Forwarded-For`; and, for either, a way to make the
+//! connections open now go dead without closing, as a NAT that forgot them
+//! would.
 
 use std::net::SocketAddr;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
-/// The front; it stops on drop.
+/// What the connections of a front may do.
+#[derive(Clone, Copy, Debug, Default)]
+struct Flow {
+    /// Connections accepted before this many freezes carry nothing more.
+    freezes: u64,
+    /// The front is gone: every connection closes.
+    closed: bool,
+}
+
+/// The front; it stops on drop, closing every connection.
 pub struct Front {
     pub address: SocketAddr,
     accepting: JoinHandle<()>,
+    flow: watch::Sender<Flow>,
 }
 
 impl Front {
+    /// A front to the first of `backends` that accepts each connection.
     pub async fn start(backends: Vec<SocketAddr>) -> Front {
-        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
-        let address = listener.local_addr().expect("address");
-        let accepting = tokio::spawn(async move {
-            while let Ok((mut client, _)) = listener.accept().await {
-                let backends = backends.clone();
-                tokio::spawn(async move {
-                    for backend in backends {
-                        if let Ok(mut server) = TcpStream::connect(backend).await {
-                            let _ = server.set_nodelay(true);
-                            let _ = client.set_nodelay(true);
-                            let _ = tokio::io::copy_bidirectional(&mut client, &mut server).await;
-                            return;
-                        }
-                    }
-                    // Nobody serves: the client sees the connection close.
-                });
-            }
-        });
-        Front { address, accepting }
+        Self::spawn(backends, None).await
     }
 
     /// A reverse proxy to `backend` that adds `X-Forwarded-For: client` to
     /// the first request of each connection (which is all an upgraded
     /// connection sends), as nginx's `proxy_add_x_forwarded_for` would.
     pub async fn forwarding_for(backend: SocketAddr, client: &str) -> Front {
+        Self::spawn(
+            vec![backend],
+            Some(format!("X-Forwarded-For: {client}\r\n")),
+        )
+        .await
+    }
+
+    /// `http://ADDRESS`.
+    pub fn url(&self) -> String {
+        format!("http://{}", self.address)
+    }
+
+    /// The connections open now stop carrying bytes, both ways, but stay
+    /// open: neither end learns anything. Connections made later flow.
+    pub fn freeze(&self) {
+        self.flow.send_modify(|flow| flow.freezes += 1);
+    }
+
+    async fn spawn(backends: Vec<SocketAddr>, header: Option<String>) -> Front {
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
         let address = listener.local_addr().expect("address");
-        let header = format!("X-Forwarded-For: {client}\r\n");
+        let (flow, _) = watch::channel(Flow::default());
+        let flows = flow.clone();
         let accepting = tokio::spawn(async move {
-            while let Ok((mut client, _)) = listener.accept().await {
+            while let Ok((client, _)) = listener.accept().await {
+                let backends = backends.clone();
                 let header = header.clone();
-                tokio::spawn(async move {
-                    let Ok(mut server) = TcpStream::connect(backend).await else {
-                        return;
-                    };
-                    let mut head = Vec::new();
-                    let line_end = loop {
-                        if let Some(end) = head.windows(2).position(|w| w == b"\r\n") {
-                            break end + 2;
-                        }
-                        let mut chunk = [0u8; 1024];
-                        match client.read(&mut chunk).await {
-                            Ok(0) | Err(_) => return,
-                            Ok(n) => head.extend_from_slice(&chunk[..n]),
-                        }
-                    };
-                    head.splice(line_end..line_end, header.into_bytes());
-                    if server.write_all(&head).await.is_err() {
-                        return;
-                    }
-                    let _ = tokio::io::copy_bidirectional(&mut client, &mut server).await;
-                });
+                let flow = flows.subscribe();
+                tokio::spawn(carry(client, backends, header, flow));
             }
         });
-        Front { address, accepting }
+        Front {
+            address,
+            accepting,
+            flow,
+        }
     }
+}
+
+async fn carry(
+    mut client: TcpStream,
+    backends: Vec<SocketAddr>,
+    header: Option<String>,
+    mut flow: watch::Receiver<Flow>,
+) {
+    let born = flow.borrow().freezes;
+    let mut server = None;
+    for backend in backends {
+        if let Ok(stream) = TcpStream::connect(backend).await {
+            server = Some(stream);
+            break;
+        }
+    }
+    // Nobody serves: the client sees the connection close.
+    let Some(mut server) = server else { return };
+    let _ = server.set_nodelay(true);
+    let _ = client.set_nodelay(true);
+    if let Some(header) = header
+        && add_header(&mut client, &mut server, &header)
+            .await
+            .is_none()
+    {
+        return;
+    }
+    let frozen = tokio::select! {
+        _ = tokio::io::copy_bidirectional(&mut client, &mut server) => false,
+        _ = flow.wait_for(|flow| flow.freezes > born || flow.closed) => true,
+    };
+    if frozen {
+        // Both ends stay open, and nothing moves, until the front is dropped.
+        let _ = flow.wait_for(|flow| flow.closed).await;
+    }
+}
+
+/// Copies the client's first line to the server, then `header`.
+async fn add_header(client: &mut TcpStream, server: &mut TcpStream, header: &str) -> Option<()> {
+    let mut head = Vec::new();
+    let line_end = loop {
+        if let Some(end) = head.windows(2).position(|w| w == b"\r\n") {
+            break end + 2;
+        }
+        let mut chunk = [0u8; 1024];
+        match client.read(&mut chunk).await {
+            Ok(0) | Err(_) => return None,
+            Ok(n) => head.extend_from_slice(&chunk[..n]),
+        }
+    };
+    head.splice(line_end..line_end, header.bytes());
+    server.write_all(&head).await.ok()
 }
 
 impl Drop for Front {
     fn drop(&mut self) {
         self.accepting.abort();
+        self.flow.send_modify(|flow| flow.closed = true);
     }
 }

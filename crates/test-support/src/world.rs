@@ -31,6 +31,7 @@ pub struct WorldBuilder {
     pub tls: bool,
     pub limits: doorman_server::Limits,
     pub trusted_proxies: Vec<String>,
+    pub heartbeat: std::time::Duration,
 }
 
 impl Default for WorldBuilder {
@@ -45,6 +46,7 @@ impl Default for WorldBuilder {
             tls: false,
             limits: doorman_server::Limits::default(),
             trusted_proxies: Vec::new(),
+            heartbeat: doorman_server::DEFAULT_HEARTBEAT,
         }
     }
 }
@@ -80,6 +82,12 @@ impl WorldBuilder {
 
     pub fn limits(mut self, limits: doorman_server::Limits) -> Self {
         self.limits = limits;
+        self
+    }
+
+    /// Pings agents and waiting operators this often.
+    pub fn heartbeat(mut self, every: std::time::Duration) -> Self {
+        self.heartbeat = every;
         self
     }
 
@@ -163,6 +171,7 @@ impl WorldBuilder {
                 .iter()
                 .map(|p| p.parse().expect("a trusted proxy"))
                 .collect(),
+            heartbeat: self.heartbeat,
         };
         let server = doorman_server::Server::bind(config.clone(), listener)
             .await
@@ -412,12 +421,17 @@ impl World {
     /// Registers and starts one more agent, set up like the first, and
     /// waits until it is online. It runs until the test ends.
     pub async fn add_agent(&self, name: &str, builder: &WorldBuilder) {
+        self.add_agent_via(name, builder, &self.url).await;
+    }
+
+    /// [`World::add_agent`], with the agent dialing `server` (e.g. a front
+    /// to the world's server).
+    pub async fn add_agent_via(&self, name: &str, builder: &WorldBuilder, server: &str) {
         let key = doorman_server::admin::add_agent(&self.broker.store, name)
             .await
             .expect("agent added");
         let config = self.dir.path().join(format!("{name}.toml"));
-        std::fs::write(&config, builder.settings_text_for(name, &self.url, &key))
-            .expect("settings");
+        std::fs::write(&config, builder.settings_text_for(name, server, &key)).expect("settings");
         tokio::spawn(doorman_agent::run(config, std::future::pending::<()>()));
         self.broker.wait_for_agent(name, true).await;
     }

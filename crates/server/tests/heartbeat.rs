@@ -1,0 +1,72 @@
+//! Connections that go dead without closing (a NAT that forgot them, a host
+//! that vanished, a proxy that stopped forwarding): the server's pings let
+//! both ends notice within a few heartbeats, and each side carries on over
+//! a new connection. Without the pings each would wait forever.
+
+use doorman_client::SessionKind;
+use doorman_test_support::World;
+use doorman_test_support::front::Front;
+use doorman_test_support::world::COMPUTER;
+use std::time::Duration;
+
+const HEARTBEAT: Duration = Duration::from_millis(100);
+
+/// Runs `echo WORD` on `computer` after an approval; its output.
+async fn echo_on(world: &World, computer: &str, word: &str) -> String {
+    let before = world.smtp.mails().len();
+    let connecting = world.connect_to(computer, &world.operator_token, &["echo", word], "");
+    connecting.event("pending").await;
+    let mails = world.smtp.wait_for(before + 2).await;
+    world.click(&mails[before].link(), "allow").await;
+    let stdout = connecting.stdout.clone();
+    assert_eq!(connecting.finish().await, Ok(0));
+    stdout.text()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_agent_whose_connection_goes_dead_goes_offline_and_dials_again() {
+    let builder = World::builder().heartbeat(HEARTBEAT);
+    let world = builder.clone().start().await;
+    let front = Front::start(vec![world.address]).await;
+    world.add_agent_via("lab-pc", &builder, &front.url()).await;
+    assert_eq!(echo_on(&world, "lab-pc", "before").await, "before\n");
+
+    front.freeze();
+    // The server stops counting on the silent agent …
+    world.broker.wait_for_agent("lab-pc", false).await;
+    // … and the agent gives the dead connection up and dials again.
+    world.broker.wait_for_agent("lab-pc", true).await;
+    assert_eq!(echo_on(&world, "lab-pc", "after").await, "after\n");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_operator_whose_wait_goes_dead_resumes_and_gets_the_session() {
+    let world = World::builder().heartbeat(HEARTBEAT).start().await;
+    let front = Front::start(vec![world.address]).await;
+    let connecting = world.connect_via(
+        &front.url(),
+        COMPUTER,
+        &world.operator_token,
+        SessionKind::Command(vec!["echo".into(), "allowed".into()]),
+        "",
+        Box::new(tokio::io::empty()),
+    );
+    let request_id = connecting.request_id().await;
+
+    front.freeze();
+    connecting.event("reconnecting").await;
+    // Picked up again over a new connection: the server says it is pending.
+    connecting
+        .progress
+        .wait_until(|text| text.matches("\"pending\"").count() == 2)
+        .await;
+    let mails = world.smtp.wait_for(2).await;
+    world.click(&mails[0].link(), "allow").await;
+    let stdout = connecting.stdout.clone();
+    let progress = connecting.progress.clone();
+    assert_eq!(connecting.finish().await, Ok(0));
+    assert_eq!(stdout.text(), "allowed\n");
+    // One request, picked up again: not a second one.
+    assert!(progress.text().contains(&request_id));
+    assert_eq!(world.smtp.mails().len(), 2);
+}
