@@ -52,7 +52,11 @@ struct SessionSlot {
     /// Tells this slot from a later one for the same request.
     id: u64,
     computer: String,
-    deliver: oneshot::Sender<Upgraded>,
+    /// Taken when the agent's session connection arrives.
+    deliver: Option<oneshot::Sender<Upgraded>>,
+    /// Dropped when a later slot for the same request replaces this one,
+    /// which tells the operator connection holding it that it is superseded.
+    _current: oneshot::Sender<()>,
 }
 
 /// Why a request was cancelled when its operator did not cancel it.
@@ -328,15 +332,17 @@ impl Broker {
     /// Expects the agent's session connection for a request.
     pub fn expect_session(self: &Arc<Self>, request_id: &str, computer: &str) -> ExpectedSession {
         let (deliver, receiver) = oneshot::channel();
+        let (current, superseded) = oneshot::channel();
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         // An operator that resumed (its old connection went dead) takes the
-        // slot over from the old connection's handler.
+        // slot over from the old connection's handler, which then stops.
         lock(&self.sessions).insert(
             request_id.to_string(),
             SessionSlot {
                 id,
                 computer: computer.to_string(),
-                deliver,
+                deliver: Some(deliver),
+                _current: current,
             },
         );
         ExpectedSession {
@@ -344,6 +350,7 @@ impl Broker {
             id,
             request_id: request_id.to_string(),
             receiver,
+            superseded,
         }
     }
 
@@ -354,15 +361,10 @@ impl Broker {
         request_id: &str,
         computer: &str,
     ) -> Option<oneshot::Sender<Upgraded>> {
-        let mut sessions = lock(&self.sessions);
-        if sessions
-            .get(request_id)
-            .is_some_and(|slot| slot.computer == computer)
-        {
-            sessions.remove(request_id).map(|slot| slot.deliver)
-        } else {
-            None
-        }
+        lock(&self.sessions)
+            .get_mut(request_id)
+            .filter(|slot| slot.computer == computer)
+            .and_then(|slot| slot.deliver.take())
     }
 
     /// Lets the operator open tunnels for this session until the returned
@@ -609,14 +611,18 @@ impl Drop for RequestWatch {
     }
 }
 
-/// The operator's side of a session connection still to come; the slot is
-/// removed on drop.
+/// The operator connection that speaks for a request, from its wait to the
+/// end of its session: it receives the agent's session connection, and
+/// learns when the operator resumed the request on another connection. The
+/// slot is removed on drop.
 #[derive(Debug)]
 pub struct ExpectedSession {
     broker: Arc<Broker>,
     id: u64,
     request_id: String,
     pub receiver: oneshot::Receiver<Upgraded>,
+    /// Completes (with an error) once a later connection took over.
+    pub superseded: oneshot::Receiver<()>,
 }
 
 impl Drop for ExpectedSession {

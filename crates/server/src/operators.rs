@@ -281,11 +281,19 @@ async fn conclude(
     request_id: &str,
     known: Option<Outcome>,
     mut watch: crate::broker::RequestWatch,
-    expected: crate::broker::ExpectedSession,
+    mut expected: crate::broker::ExpectedSession,
 ) -> Result<(), OperatorError> {
     let outcome = match known {
         Some(outcome) => outcome,
-        None => match wait_for_outcome(broker, &mut connection, ask, request_id, &mut watch).await?
+        None => match wait_for_outcome(
+            broker,
+            &mut connection,
+            ask,
+            request_id,
+            &mut watch,
+            &mut expected.superseded,
+        )
+        .await?
         {
             Some(outcome) => outcome,
             None => return Ok(()),
@@ -365,6 +373,17 @@ async fn resume(
         return refuse(&mut connection, Refusal::InvalidRequest, unknown).await;
     };
     let known = row.outcome();
+    if matches!(known, Some(Outcome::Allowed { .. }))
+        && broker.store.session_started(&request_id).await?
+    {
+        // Its one session began on the connection the operator lost.
+        return refuse(
+            &mut connection,
+            Refusal::SessionFailed,
+            "the session started while the connection to the server was lost, and has ended; connect again for a new approval",
+        )
+        .await;
+    }
     if known.is_none() {
         let recipients = broker.store.recipients_of(&request_id).await?;
         let left = (row.expires_at - now_millis()).max(0);
@@ -461,6 +480,7 @@ async fn wait_for_outcome(
     ask: &Ask<'_>,
     request_id: &str,
     watch: &mut crate::broker::RequestWatch,
+    superseded: &mut tokio::sync::oneshot::Receiver<()>,
 ) -> Result<Option<Outcome>, OperatorError> {
     let mut shutdown = broker.shutdown.clone();
     let mut operator_gone = false;
@@ -511,6 +531,8 @@ async fn wait_for_outcome(
                     .settle(request_id, RequestState::Cancelled, Some(ask.operator), event)
                     .await?;
             }
+            // The operator resumed on another connection: this one is dead.
+            _ = &mut *superseded => return Ok(None),
             _ = crate::broker::stopping(&mut shutdown) => return Ok(None),
         }
     }
@@ -557,18 +579,18 @@ async fn relay_session(
     request_id: Option<&str>,
     mut expected: crate::broker::ExpectedSession,
 ) -> Result<(), OperatorError> {
-    let agent_io = match tokio::time::timeout(SESSION_OPEN_TIMEOUT, &mut expected.receiver).await {
-        Ok(Ok(io)) => io,
-        _ => {
-            return refuse(
-                &mut connection,
-                Refusal::SessionFailed,
-                "the computer did not open the session",
-            )
-            .await;
-        }
+    let opened = tokio::select! {
+        opened = tokio::time::timeout(SESSION_OPEN_TIMEOUT, &mut expected.receiver) => opened,
+        _ = &mut expected.superseded => return Ok(()),
     };
-    drop(expected);
+    let Ok(Ok(agent_io)) = opened else {
+        return refuse(
+            &mut connection,
+            Refusal::SessionFailed,
+            "the computer did not open the session",
+        )
+        .await;
+    };
     let session_id = match broker
         .store
         .start_session(request_id, &ask.computer, ask.operator, now_millis())
@@ -611,6 +633,9 @@ async fn relay_session(
             Ok((up, down)) => format!("{up} bytes to the computer, {down} bytes back"),
             Err(e) => format!("ended by a connection error: {e}"),
         },
+        // Relaying to a connection the operator has given up for dead
+        // would keep the session running for nobody.
+        _ = &mut expected.superseded => "ended: the operator resumed on another connection".to_string(),
         _ = crate::broker::stopping(&mut shutdown) => "ended by server shutdown".to_string(),
     };
     broker.store.end_session(session_id, now_millis()).await?;

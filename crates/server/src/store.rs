@@ -671,6 +671,15 @@ impl Store {
         Ok(row.try_get("id")?)
     }
 
+    /// Whether the session of this request has started (it may have ended).
+    pub async fn session_started(&self, request_id: &str) -> Result<bool, StoreError> {
+        let row = sqlx::query("SELECT 1 AS started FROM sessions WHERE request_id = $1")
+            .bind(request_id)
+            .fetch_optional(&self.pool)
+            .await?;
+        Ok(row.is_some())
+    }
+
     /// Requests to this computer allowed since `since` whose session has not
     /// started: an agent that reconnects may still be waiting to hear of them.
     pub async fn allowed_without_session(

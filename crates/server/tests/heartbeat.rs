@@ -1,7 +1,8 @@
 //! Connections that go dead without closing (a NAT that forgot them, a host
 //! that vanished, a proxy that stopped forwarding): the server's pings let
 //! both ends notice within a few heartbeats, and each side carries on over
-//! a new connection. Without the pings each would wait forever.
+//! a new connection. Without the pings each would wait forever. An operator
+//! that resumes over a new connection supersedes the dead one.
 
 use doorman_client::SessionKind;
 use doorman_test_support::World;
@@ -69,4 +70,43 @@ async fn an_operator_whose_wait_goes_dead_resumes_and_gets_the_session() {
     // One request, picked up again: not a second one.
     assert!(progress.text().contains(&request_id));
     assert_eq!(world.smtp.mails().len(), 2);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_session_that_started_on_the_dead_connection_ends_when_the_operator_resumes() {
+    let world = World::builder().heartbeat(HEARTBEAT).start().await;
+    let front = Front::start(vec![world.address]).await;
+    let connecting = world.connect_via(
+        &front.url(),
+        COMPUTER,
+        &world.operator_token,
+        SessionKind::Command(vec!["sleep".into(), "60".into()]),
+        "",
+        Box::new(tokio::io::empty()),
+    );
+    connecting.event("pending").await;
+
+    // The operator's network goes down; the approval comes meanwhile, and
+    // the session starts on the dead connection.
+    front.hold();
+    front.freeze();
+    let mails = world.smtp.wait_for(2).await;
+    world.click(&mails[0].link(), "allow").await;
+    world.wait_for_audit("session_started").await;
+    front.release();
+
+    let result = connecting.finish().await;
+    let Err(doorman_client::ConnectError::SessionFailed(message)) = &result else {
+        panic!("expected a failed session, got {result:?}");
+    };
+    assert!(
+        message.contains("started while the connection to the server was lost"),
+        "{message}"
+    );
+    // The session nobody could see was ended, not left running.
+    let ended = world.wait_for_audit("session_ended").await;
+    assert_eq!(
+        ended.detail.as_deref(),
+        Some("ended: the operator resumed on another connection")
+    );
 }

@@ -16,6 +16,8 @@ use tokio::task::JoinHandle;
 struct Flow {
     /// Connections accepted before this many freezes carry nothing more.
     freezes: u64,
+    /// New connections wait, unanswered, until released.
+    holding: bool,
     /// The front is gone: every connection closes.
     closed: bool,
 }
@@ -55,13 +57,32 @@ impl Front {
         self.flow.send_modify(|flow| flow.freezes += 1);
     }
 
+    /// New connections wait in the listen queue, unanswered (a network that
+    /// is down), until [`Front::release`].
+    pub fn hold(&self) {
+        self.flow.send_modify(|flow| flow.holding = true);
+    }
+
+    pub fn release(&self) {
+        self.flow.send_modify(|flow| flow.holding = false);
+    }
+
     async fn spawn(backends: Vec<SocketAddr>, header: Option<String>) -> Front {
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
         let address = listener.local_addr().expect("address");
         let (flow, _) = watch::channel(Flow::default());
         let flows = flow.clone();
+        let mut gate = flow.subscribe();
         let accepting = tokio::spawn(async move {
-            while let Ok((client, _)) = listener.accept().await {
+            loop {
+                if gate.wait_for(|flow| !flow.holding).await.is_err() {
+                    return;
+                }
+                let accepted = tokio::select! {
+                    accepted = listener.accept() => accepted,
+                    _ = gate.wait_for(|flow| flow.holding) => continue,
+                };
+                let Ok((client, _)) = accepted else { return };
                 let backends = backends.clone();
                 let header = header.clone();
                 let flow = flows.subscribe();

@@ -384,6 +384,23 @@ impl World {
         self.broker.store.audit_events().await.expect("audit")
     }
 
+    /// Waits for the first audit event of this kind. The audit trail is a
+    /// table written by the server's tasks, with nothing to await, so it is
+    /// read every 20 ms.
+    pub async fn wait_for_audit(&self, event: &str) -> doorman_server::store::AuditEvent {
+        loop {
+            if let Some(found) = self
+                .audit_events()
+                .await
+                .into_iter()
+                .find(|e| e.event == event)
+            {
+                return found;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+    }
+
     /// Stops the server (for real: its `run` returns) and starts a new one on
     /// the same address and data directory.
     pub async fn restart_server(&mut self) {
