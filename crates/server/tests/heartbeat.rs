@@ -4,13 +4,13 @@
 //! a new connection. Without the pings each would wait forever. An operator
 //! that resumes over a new connection supersedes the dead one.
 
-use doorman_client::SessionKind;
 use doorman_test_support::World;
 use doorman_test_support::front::Front;
-use doorman_test_support::world::COMPUTER;
 use std::time::Duration;
 
-const HEARTBEAT: Duration = Duration::from_millis(100);
+// Short, so that a dead connection is noticed in well under a second;
+// long enough that a busy test machine does not miss a ping.
+const HEARTBEAT: Duration = Duration::from_millis(200);
 
 /// Runs `echo WORD` on `computer` after an approval; its output.
 async fn echo_on(world: &World, computer: &str, word: &str) -> String {
@@ -44,14 +44,7 @@ async fn an_agent_whose_connection_goes_dead_goes_offline_and_dials_again() {
 async fn an_operator_whose_wait_goes_dead_resumes_and_gets_the_session() {
     let world = World::builder().heartbeat(HEARTBEAT).start().await;
     let front = Front::start(vec![world.address]).await;
-    let connecting = world.connect_via(
-        &front.url(),
-        COMPUTER,
-        &world.operator_token,
-        SessionKind::Command(vec!["echo".into(), "allowed".into()]),
-        "",
-        Box::new(tokio::io::empty()),
-    );
+    let connecting = world.connect_through(&front.url(), &["echo", "allowed"]);
     let request_id = connecting.request_id().await;
 
     front.freeze();
@@ -76,14 +69,7 @@ async fn an_operator_whose_wait_goes_dead_resumes_and_gets_the_session() {
 async fn a_session_that_started_on_the_dead_connection_ends_when_the_operator_resumes() {
     let world = World::builder().heartbeat(HEARTBEAT).start().await;
     let front = Front::start(vec![world.address]).await;
-    let connecting = world.connect_via(
-        &front.url(),
-        COMPUTER,
-        &world.operator_token,
-        SessionKind::Command(vec!["sleep".into(), "60".into()]),
-        "",
-        Box::new(tokio::io::empty()),
-    );
+    let connecting = world.connect_through(&front.url(), &["sleep", "60"]);
     connecting.event("pending").await;
 
     // The operator's network goes down; the approval comes meanwhile, and

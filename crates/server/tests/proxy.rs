@@ -6,7 +6,7 @@
 use doorman_core::RequestState;
 use doorman_test_support::World;
 use doorman_test_support::front::Front;
-use doorman_test_support::world::{COMPUTER, extract_nonce};
+use doorman_test_support::world::extract_nonce;
 use reqwest::StatusCode;
 
 const OPERATOR_IP: &str = "198.51.100.7";
@@ -20,18 +20,6 @@ fn audited_addresses(events: &[doorman_server::store::AuditEvent], kind: &str) -
         .collect()
 }
 
-/// Connects the world's operator through `front`, running `true`.
-fn connect_through(world: &World, front: &Front) -> doorman_test_support::world::Connecting {
-    world.connect_via(
-        &front.url(),
-        COMPUTER,
-        &world.operator_token,
-        doorman_client::SessionKind::Command(vec!["true".into()]),
-        "",
-        Box::new(tokio::io::empty()),
-    )
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn behind_a_trusted_proxy_everyone_is_seen_by_their_own_address() {
     let world = World::builder()
@@ -39,7 +27,7 @@ async fn behind_a_trusted_proxy_everyone_is_seen_by_their_own_address() {
         .start()
         .await;
     let front = Front::forwarding_for(world.address, OPERATOR_IP).await;
-    let connecting = connect_through(&world, &front);
+    let connecting = world.connect_through(&front.url(), &["true"]);
     let id = connecting.request_id().await;
     let mails = world.smtp.wait_for(2).await;
     assert!(mails[0].text().contains(OPERATOR_IP), "{}", mails[0].text());
@@ -106,7 +94,7 @@ async fn bad_links_are_counted_per_client_behind_a_trusted_proxy() {
 async fn without_trust_forwarded_addresses_are_ignored() {
     let world = World::start().await;
     let front = Front::forwarding_for(world.address, OPERATOR_IP).await;
-    let connecting = connect_through(&world, &front);
+    let connecting = world.connect_through(&front.url(), &["true"]);
     connecting.event("pending").await;
     let mails = world.smtp.wait_for(2).await;
     assert!(!mails[0].text().contains(OPERATOR_IP));

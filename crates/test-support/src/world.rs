@@ -294,9 +294,22 @@ impl World {
         self.connect_via(&self.url, computer, token, session, reason, stdin)
     }
 
+    /// Runs `command` on the world's computer as its operator, dialing
+    /// `server` (e.g. a front to the world's server) instead of the server.
+    pub fn connect_through(&self, server: &str, command: &[&str]) -> Connecting {
+        self.connect_via(
+            server,
+            COMPUTER,
+            &self.operator_token,
+            doorman_client::SessionKind::Command(command.iter().map(|s| s.to_string()).collect()),
+            "",
+            Box::new(tokio::io::empty()),
+        )
+    }
+
     /// [`World::connect_with`] through `server` (e.g. a proxy in front of
     /// the world's server).
-    pub fn connect_via(
+    fn connect_via(
         &self,
         server: &str,
         computer: &str,
