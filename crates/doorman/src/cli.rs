@@ -58,7 +58,8 @@ Exit status:
 #[derive(Debug, Args)]
 pub struct ServerArgs {
     /// TOML file with any of: listen, public_url, data_dir, database_url,
-    /// smtp_url, mail_from, tls_cert, tls_key, trusted_proxies (a list).
+    /// smtp_url, mail_from, tls_cert, tls_key, trusted_proxies (a list),
+    /// max_pending_per_operator, max_requests_per_hour, block_minutes.
     /// Command-line options override it.
     #[arg(long, value_name = "FILE")]
     pub config: Option<PathBuf>,
@@ -84,13 +85,13 @@ pub struct ServerArgs {
     #[arg(long, value_name = "ADDR")]
     pub mail_from: Option<String>,
     /// Requests one operator may have pending at once [default: 3]
-    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=1000))]
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(MAX_PENDING_PER_OPERATOR))]
     pub max_pending_per_operator: Option<u32>,
     /// Requests one computer may receive per hour [default: 30]
-    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=100000))]
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(MAX_REQUESTS_PER_HOUR))]
     pub max_requests_per_hour: Option<u32>,
     /// How long "I did not expect this" blocks the operator from that computer [default: 20]
-    #[arg(long, value_name = "MINUTES", value_parser = clap::value_parser!(u32).range(1..=525600))]
+    #[arg(long, value_name = "MINUTES", value_parser = clap::value_parser!(u32).range(BLOCK_MINUTES))]
     pub block_minutes: Option<u32>,
     /// Serve everything over TLS with this certificate chain (PEM)
     #[arg(long, value_name = "PEM", requires = "tls_key")]
@@ -104,6 +105,12 @@ pub struct ServerArgs {
     #[arg(long = "trusted-proxy", value_name = "ADDR[/PREFIX]")]
     pub trusted_proxies: Vec<doorman_server::client_addr::TrustedProxy>,
 }
+
+/// The values the server's limits may take, on the command line and in its
+/// settings file.
+pub const MAX_PENDING_PER_OPERATOR: std::ops::RangeInclusive<i64> = 1..=1000;
+pub const MAX_REQUESTS_PER_HOUR: std::ops::RangeInclusive<i64> = 1..=100_000;
+pub const BLOCK_MINUTES: std::ops::RangeInclusive<i64> = 1..=525_600;
 
 #[derive(Debug, Args)]
 pub struct AdminArgs {

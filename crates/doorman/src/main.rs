@@ -116,6 +116,39 @@ struct ServerFile {
     tls_cert: Option<PathBuf>,
     tls_key: Option<PathBuf>,
     trusted_proxies: Option<Vec<doorman_server::client_addr::TrustedProxy>>,
+    max_pending_per_operator: Option<u32>,
+    max_requests_per_hour: Option<u32>,
+    block_minutes: Option<u32>,
+}
+
+impl ServerFile {
+    /// The limits must lie where the command line's would.
+    fn check_limits(&self) -> Result<()> {
+        for (key, value, range) in [
+            (
+                "max_pending_per_operator",
+                self.max_pending_per_operator,
+                cli::MAX_PENDING_PER_OPERATOR,
+            ),
+            (
+                "max_requests_per_hour",
+                self.max_requests_per_hour,
+                cli::MAX_REQUESTS_PER_HOUR,
+            ),
+            ("block_minutes", self.block_minutes, cli::BLOCK_MINUTES),
+        ] {
+            if let Some(value) = value
+                && !range.contains(&i64::from(value))
+            {
+                bail!(
+                    "{key} = {value}: must be {} to {}",
+                    range.start(),
+                    range.end()
+                );
+            }
+        }
+        Ok(())
+    }
 }
 
 const DEFAULT_LISTEN: &str = "127.0.0.1:8080";
@@ -127,8 +160,11 @@ async fn server(args: cli::ServerArgs) -> Result<()> {
         Some(path) => {
             let text = std::fs::read_to_string(path)
                 .with_context(|| format!("cannot read {}", path.display()))?;
-            toml::from_str::<ServerFile>(&text)
-                .with_context(|| format!("invalid server config {}", path.display()))?
+            let file = toml::from_str::<ServerFile>(&text)
+                .with_context(|| format!("invalid server config {}", path.display()))?;
+            file.check_limits()
+                .with_context(|| format!("invalid server config {}", path.display()))?;
+            file
         }
         None => ServerFile::default(),
     };
@@ -170,11 +206,16 @@ async fn server(args: cli::ServerArgs) -> Result<()> {
             doorman_server::Limits {
                 max_pending_per_operator: args
                     .max_pending_per_operator
+                    .or(file.max_pending_per_operator)
                     .unwrap_or(defaults.max_pending_per_operator),
                 max_requests_per_computer_per_hour: args
                     .max_requests_per_hour
+                    .or(file.max_requests_per_hour)
                     .unwrap_or(defaults.max_requests_per_computer_per_hour),
-                block_minutes: args.block_minutes.unwrap_or(defaults.block_minutes),
+                block_minutes: args
+                    .block_minutes
+                    .or(file.block_minutes)
+                    .unwrap_or(defaults.block_minutes),
             }
         },
         trusted_proxies: if args.trusted_proxies.is_empty() {
@@ -368,5 +409,54 @@ async fn connect(args: cli::ConnectArgs) -> i32 {
             eprintln!("doorman: {error}");
             error.exit_code()
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::ServerFile;
+
+    fn parse(text: &str) -> anyhow::Result<ServerFile> {
+        let file = toml::from_str::<ServerFile>(text)?;
+        file.check_limits()?;
+        Ok(file)
+    }
+
+    #[test]
+    fn the_shipped_example_settings_file_is_valid() {
+        let file = parse(include_str!("../../../contrib/systemd/server.toml")).unwrap();
+        assert_eq!(file.data_dir.unwrap().to_str(), Some("/var/lib/doorman"));
+        assert!(file.smtp_url.unwrap().starts_with("smtps://"));
+    }
+
+    #[test]
+    fn limits_in_the_settings_file_are_checked_like_the_options() {
+        let file = parse(
+            "max_pending_per_operator = 5\nmax_requests_per_hour = 100\nblock_minutes = 60\n\
+             trusted_proxies = [\"10.0.0.0/8\", \"127.0.0.1\"]\n",
+        )
+        .unwrap();
+        assert_eq!(file.max_pending_per_operator, Some(5));
+        assert_eq!(file.max_requests_per_hour, Some(100));
+        assert_eq!(file.block_minutes, Some(60));
+        assert_eq!(file.trusted_proxies.unwrap().len(), 2);
+        for (text, says) in [
+            (
+                "max_pending_per_operator = 0",
+                "max_pending_per_operator = 0: must be 1 to 1000",
+            ),
+            (
+                "max_requests_per_hour = 100001",
+                "max_requests_per_hour = 100001: must be 1 to 100000",
+            ),
+            (
+                "block_minutes = 0",
+                "block_minutes = 0: must be 1 to 525600",
+            ),
+        ] {
+            let error = parse(text).unwrap_err().to_string();
+            assert_eq!(error, says);
+        }
+        assert!(parse("block_minutes = -1").is_err());
     }
 }

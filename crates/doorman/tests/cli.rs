@@ -595,14 +595,23 @@ async fn admin_and_server_refuse_bad_input_with_one_line() {
     assert_eq!(code, 1);
     assert!(err.contains("unknown field `smtp`"), "{err}");
     assert_eq!(err.trim().lines().count(), 1, "{err}");
-    std::fs::write(&bad_config, "trusted_proxies = [\"10.0.0.0/33\"]\n").unwrap();
-    let (code, _, err) = doorman(&["server", "--config", path(&bad_config)]).await;
-    assert_eq!(code, 1);
-    assert!(
-        err.contains("\"10.0.0.0/33\" is not an IP address or ADDRESS/PREFIX network"),
-        "{err}"
-    );
-    assert_eq!(err.trim().lines().count(), 1, "{err}");
+    for (text, says) in [
+        (
+            "trusted_proxies = [\"10.0.0.0/33\"]\n",
+            "\"10.0.0.0/33\" is not an IP address or ADDRESS/PREFIX network",
+        ),
+        (
+            "max_pending_per_operator = 0\n",
+            "max_pending_per_operator = 0: must be 1 to 1000",
+        ),
+    ] {
+        std::fs::write(&bad_config, text).unwrap();
+        let (code, _, err) = doorman(&["server", "--config", path(&bad_config)]).await;
+        assert_eq!(code, 1, "{text}");
+        assert!(err.contains("invalid server config"), "{err}");
+        assert!(err.contains(says), "{err}");
+        assert_eq!(err.trim().lines().count(), 1, "{err}");
+    }
     let (code, _, err) = doorman(&["server", "--trusted-proxy", "proxy.example.com"]).await;
     assert_eq!(code, 2, "a usage error: {err}");
     assert!(
