@@ -92,7 +92,7 @@ async fn reconnect(
             resume(dialer, auth, request_id).await
         };
         tokio::select! {
-            resumed = attempt => if let Some(connection) = resumed {
+            resumed = attempt => if let Some(connection) = resumed? {
                 return Ok(connection);
             },
             () = interrupt.as_mut() => {
@@ -104,22 +104,33 @@ async fn reconnect(
     }
 }
 
-/// A connection that has resumed `request_id`, if the server answers.
+/// A connection that has resumed `request_id`, if the server answers;
+/// `Ok(None)` to try again later. A token the server no longer takes (it was
+/// replaced or removed meanwhile) is final.
 async fn resume(
     dialer: &Dialer,
     auth: &HeaderValue,
     request_id: &str,
-) -> Option<Connection<doorman_proto::dial::Upgraded>> {
-    let io = dialer
+) -> Result<Option<Connection<doorman_proto::dial::Upgraded>>, ConnectError> {
+    let io = match dialer
         .dial(CONNECT_PATH, &[(AUTHORIZATION, auth.clone())])
         .await
-        .ok()?;
+    {
+        Ok(io) => io,
+        Err(DialError::Refused { status, .. }) if status == StatusCode::UNAUTHORIZED => {
+            return Err(ConnectError::BadToken);
+        }
+        Err(_) => return Ok(None),
+    };
     let mut connection = Connection::new(io);
     let resume = OperatorMessage::Resume {
         request_id: request_id.to_string(),
     };
-    connection.write_message(&resume).await.ok()?;
-    Some(connection)
+    Ok(connection
+        .write_message(&resume)
+        .await
+        .ok()
+        .map(|()| connection))
 }
 
 /// Ctrl-C while the server is out of reach: keeps trying to tell it for a
@@ -129,7 +140,7 @@ async fn cancel_after_loss(dialer: &Dialer, auth: &HeaderValue, request_id: &str
     let tell = async {
         let mut pause = Duration::from_millis(100);
         loop {
-            if let Some(mut connection) = resume(dialer, auth, request_id).await
+            if let Ok(Some(mut connection)) = resume(dialer, auth, request_id).await
                 && connection
                     .write_message(&OperatorMessage::Cancel)
                     .await

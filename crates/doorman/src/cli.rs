@@ -133,10 +133,10 @@ pub struct AdminArgs {
 pub enum AdminCommand {
     /// Operators: people who connect.
     #[command(subcommand)]
-    Operator(AddCommand),
+    Operator(PrincipalCommand),
     /// Agents: computers that can be connected to.
     #[command(subcommand)]
-    Agent(AddCommand),
+    Agent(PrincipalCommand),
     /// List the audit trail, oldest first.
     Audit {
         /// One JSON object per line.
@@ -146,9 +146,17 @@ pub enum AdminCommand {
 }
 
 #[derive(Debug, Subcommand)]
-pub enum AddCommand {
+pub enum PrincipalCommand {
     /// Register NAME and print its secret, once, on one line.
     Add { name: String },
+    /// List the names, with when each was added.
+    List,
+    /// Print a new secret for NAME, once, on one line. The old one stops
+    /// working: its connections are closed within a heartbeat (20 s) and its
+    /// pending requests cancelled.
+    Rotate { name: String },
+    /// Remove NAME, with the same effects on its connections and requests.
+    Remove { name: String },
 }
 
 #[derive(Debug, Args)]

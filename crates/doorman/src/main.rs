@@ -6,8 +6,9 @@ mod demo;
 
 use anyhow::{Context, Result, bail};
 use clap::Parser;
-use cli::{AddCommand, AdminCommand, Cli, Command, SettingsCommand};
+use cli::{AdminCommand, Cli, Command, PrincipalCommand, SettingsCommand};
 use doorman_core::settings::{SettingsChange, split_recipients};
+use doorman_server::store::Principal;
 use serde::Deserialize;
 use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
@@ -292,18 +293,47 @@ async fn open_store(
     Ok(doorman_server::store::Store::open(&url).await?)
 }
 
+/// `admin operator …` and `admin agent …`.
+async fn principal(
+    store: &doorman_server::store::Store,
+    kind: Principal,
+    command: PrincipalCommand,
+) -> Result<()> {
+    use doorman_server::admin;
+    match command {
+        PrincipalCommand::Add { name } => {
+            let secret = match kind {
+                Principal::Operator => admin::add_operator(store, &name).await?,
+                Principal::Agent => admin::add_agent(store, &name).await?,
+            };
+            println!("{secret}");
+        }
+        PrincipalCommand::List => {
+            for (name, added) in admin::list(store, kind).await? {
+                println!("{name}  added {}", doorman_server::mail::format_time(added));
+            }
+        }
+        PrincipalCommand::Rotate { name } => {
+            println!("{}", admin::replace_secret(store, kind, &name).await?);
+        }
+        PrincipalCommand::Remove { name } => {
+            let cancelled = admin::remove(store, kind, &name).await?;
+            eprintln!(
+                "removed {} {name:?}; {cancelled} pending request(s) cancelled",
+                kind.as_str()
+            );
+        }
+    }
+    Ok(())
+}
+
 async fn admin(args: cli::AdminArgs) -> Result<()> {
     let store = open_store(args.data_dir, args.database_url).await?;
     match args.command {
-        AdminCommand::Operator(AddCommand::Add { name }) => {
-            println!(
-                "{}",
-                doorman_server::admin::add_operator(&store, &name).await?
-            );
+        AdminCommand::Operator(command) => {
+            principal(&store, Principal::Operator, command).await?;
         }
-        AdminCommand::Agent(AddCommand::Add { name }) => {
-            println!("{}", doorman_server::admin::add_agent(&store, &name).await?);
-        }
+        AdminCommand::Agent(command) => principal(&store, Principal::Agent, command).await?,
         AdminCommand::Audit { json } => {
             for event in doorman_server::admin::audit(&store).await? {
                 if json {

@@ -555,6 +555,35 @@ async fn admin_and_server_refuse_bad_input_with_one_line() {
         (code, out.as_str(), err.trim()),
         (1, "", "doorman: operator \"alice\" already exists")
     );
+    let (code, out, err) = doorman(&["admin", "--data-dir", data, "operator", "list"]).await;
+    assert_eq!((code, out.lines().count()), (0, 1), "{err}");
+    assert!(out.starts_with("alice  added 20"), "{out}");
+    let (code, token, err) =
+        doorman(&["admin", "--data-dir", data, "operator", "rotate", "alice"]).await;
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        token.starts_with("dop_") && token.trim().lines().count() == 1,
+        "{token}"
+    );
+    for command in ["rotate", "remove"] {
+        let (code, out, err) =
+            doorman(&["admin", "--data-dir", data, "agent", command, "nobody"]).await;
+        assert_eq!(
+            (code, out.as_str(), err.trim()),
+            (1, "", "doorman: no agent named \"nobody\"")
+        );
+    }
+    let (code, _, err) =
+        doorman(&["admin", "--data-dir", data, "operator", "remove", "alice"]).await;
+    assert_eq!(
+        (code, err.trim()),
+        (
+            0,
+            "removed operator \"alice\"; 0 pending request(s) cancelled"
+        )
+    );
+    let (code, out, _) = doorman(&["admin", "--data-dir", data, "operator", "list"]).await;
+    assert_eq!((code, out.as_str()), (0, ""));
     let (code, _, err) = doorman(&["admin", "--data-dir", data, "agent", "add", "bad name"]).await;
     assert_eq!(code, 1);
     assert!(

@@ -1,9 +1,10 @@
 //! What `doorman admin` does: register operators and agents (returning their
-//! secret once) and read the audit trail.
+//! secret once), list them, replace or revoke their secrets, and read the
+//! audit trail.
 
 use crate::broker::now_millis;
 use crate::secrets::{self, AGENT_KEY_PREFIX, OPERATOR_TOKEN_PREFIX};
-use crate::store::{AuditEvent, Store, StoreError};
+use crate::store::{AuditEvent, Principal, Store, StoreError};
 use doorman_core::names::validate_name;
 
 /// Why an admin command failed.
@@ -42,6 +43,37 @@ pub async fn add_agent(store: &Store, name: &str) -> Result<String, AdminError> 
         .add_agent(name, &secrets::hash(&key), now_millis())
         .await?;
     Ok(key)
+}
+
+/// The registered operators or agents, by name, with when each was added.
+pub async fn list(store: &Store, kind: Principal) -> Result<Vec<(String, i64)>, AdminError> {
+    Ok(store.principals(kind).await?)
+}
+
+/// Gives an operator a new token or an agent a new key (returned, shown
+/// once): the old one stops working, the connections made with it are
+/// closed by the server within a heartbeat, and requests pending with it
+/// are cancelled.
+pub async fn replace_secret(
+    store: &Store,
+    kind: Principal,
+    name: &str,
+) -> Result<String, AdminError> {
+    let prefix = match kind {
+        Principal::Operator => OPERATOR_TOKEN_PREFIX,
+        Principal::Agent => AGENT_KEY_PREFIX,
+    };
+    let secret = secrets::new_token(prefix)?;
+    store
+        .revoke(kind, name, Some(&secrets::hash(&secret)), now_millis())
+        .await?;
+    Ok(secret)
+}
+
+/// Removes an operator or agent, with the same effects as replacing its
+/// secret; returns how many pending requests were cancelled.
+pub async fn remove(store: &Store, kind: Principal, name: &str) -> Result<u64, AdminError> {
+    Ok(store.revoke(kind, name, None, now_millis()).await?)
 }
 
 /// The audit trail, oldest first.

@@ -11,8 +11,9 @@ use std::sync::Arc;
 use tokio::sync::oneshot;
 use tokio::time::{Instant, MissedTickBehavior};
 
-/// Serves one agent connection until it closes or the server stops.
-pub async fn serve(broker: Arc<Broker>, io: Upgraded, name: String) {
+/// Serves one agent connection until it closes, the server stops, or the
+/// key it was opened with (`key_hash`, as stored) is replaced or removed.
+pub async fn serve(broker: Arc<Broker>, io: Upgraded, name: String, key_hash: Vec<u8>) {
     let (mut reader, mut writer) = Connection::new(io).split();
     let (link_id, mut commands) = broker.register_agent(&name);
     tracing::info!(computer = %name, "agent online");
@@ -55,6 +56,10 @@ pub async fn serve(broker: Arc<Broker>, io: Upgraded, name: String) {
                 _ = heartbeat.tick() => {
                     if last_heard.elapsed() > silence {
                         tracing::warn!(computer = %name, silent_for = ?last_heard.elapsed(), "agent fell silent; closing its connection");
+                        break;
+                    }
+                    if !key_still_current(&broker, &name, &key_hash).await {
+                        tracing::warn!(computer = %name, "agent's key was replaced or removed; closing its connection");
                         break;
                     }
                     if let Err(error) = writer.write_message(&ServerToAgent::Ping).await {
@@ -107,5 +112,18 @@ pub async fn serve(broker: Arc<Broker>, io: Upgraded, name: String) {
     tracing::info!(computer = %name, "agent offline");
     if broker.unregister_agent(&name, link_id) {
         broker.computer_went_offline(&name).await;
+    }
+}
+
+/// Whether `name`'s stored key is still the one its connection was opened
+/// with (`doorman admin agent rotate|remove` change it). A database that
+/// cannot answer revokes nothing.
+async fn key_still_current(broker: &Broker, name: &str, key_hash: &[u8]) -> bool {
+    match broker.store.agent_key_hash(name).await {
+        Ok(stored) => stored.as_deref() == Some(key_hash),
+        Err(error) => {
+            tracing::error!(%error, "cannot check an agent's key");
+            true
+        }
     }
 }

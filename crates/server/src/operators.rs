@@ -39,15 +39,23 @@ enum OperatorError {
 }
 
 /// Serves one operator connection to its end.
-pub async fn serve(broker: Arc<Broker>, io: Upgraded, operator: String, ip: IpAddr) {
+pub async fn serve(
+    broker: Arc<Broker>,
+    io: Upgraded,
+    operator: String,
+    token_hash: [u8; 32],
+    ip: IpAddr,
+) {
     let connection = Connection::new(io);
-    if let Err(error) = serve_connection(&broker, connection, &operator, ip).await {
+    if let Err(error) = serve_connection(&broker, connection, &operator, token_hash, ip).await {
         tracing::warn!(%operator, %error, "operator connection failed");
     }
 }
 
 struct Ask<'a> {
     operator: &'a str,
+    /// The hash of the token this connection was opened with.
+    token_hash: [u8; 32],
     ip: String,
     computer: String,
     reason: String,
@@ -109,6 +117,7 @@ async fn serve_connection(
     broker: &Arc<Broker>,
     mut connection: Connection<Upgraded>,
     operator: &str,
+    token_hash: [u8; 32],
     ip: IpAddr,
 ) -> Result<(), OperatorError> {
     let first = match tokio::time::timeout(
@@ -130,7 +139,7 @@ async fn serve_connection(
             service,
         } => (computer, reason, service),
         OperatorMessage::Resume { request_id } => {
-            return resume(broker, connection, operator, ip, request_id).await;
+            return resume(broker, connection, operator, token_hash, ip, request_id).await;
         }
         OperatorMessage::Cancel => {
             return refuse(
@@ -154,6 +163,7 @@ async fn serve_connection(
     }
     let ask = Ask {
         operator,
+        token_hash,
         ip: ip.to_string(),
         computer,
         reason,
@@ -340,6 +350,7 @@ async fn resume(
     broker: &Arc<Broker>,
     mut connection: Connection<Upgraded>,
     operator: &str,
+    token_hash: [u8; 32],
     ip: IpAddr,
     request_id: String,
 ) -> Result<(), OperatorError> {
@@ -361,6 +372,7 @@ async fn resume(
     };
     let ask = Ask {
         operator,
+        token_hash,
         ip: ip.to_string(),
         computer: row.computer.clone(),
         reason: row.reason.clone(),
@@ -484,6 +496,7 @@ async fn wait_for_outcome(
 ) -> Result<Option<Outcome>, OperatorError> {
     let mut shutdown = broker.shutdown.clone();
     let mut operator_gone = false;
+    let mut settled_elsewhere = false;
     let mut heartbeat = tokio::time::interval_at(
         tokio::time::Instant::now() + broker.heartbeat,
         broker.heartbeat,
@@ -516,6 +529,20 @@ async fn wait_for_outcome(
             // the operator tell a dead connection from a slow decision.
             _ = heartbeat.tick(), if !operator_gone => {
                 connection.write_message(&ServerToOperator::Ping).await?;
+                // Settled where this process's watch cannot see it
+                // (`doorman admin` revoking a secret cancels in the
+                // database). Seen on two ticks running, so that a decision
+                // of this process, whose watch fires a moment after its
+                // database write, keeps its own path (and its cause).
+                // A revoked token's requests were cancelled with it.
+                let stored = broker.store.request(request_id).await?;
+                let revoked = !token_still_current(broker, ask).await;
+                match stored.and_then(|row| row.outcome()) {
+                    Some(outcome) if settled_elsewhere || revoked => return Ok(Some(outcome)),
+                    Some(_) => settled_elsewhere = true,
+                    None if revoked => return Ok(None),
+                    None => {}
+                }
             }
             message = connection.read_message::<OperatorMessage>(), if !operator_gone => {
                 // A cancel, a closed connection or garbage all end the wait.
@@ -534,6 +561,19 @@ async fn wait_for_outcome(
             // The operator resumed on another connection: this one is dead.
             _ = &mut *superseded => return Ok(None),
             _ = crate::broker::stopping(&mut shutdown) => return Ok(None),
+        }
+    }
+}
+
+/// Whether the token this connection was opened with is still the
+/// operator's (`doorman admin operator rotate|remove` change it). A database
+/// that cannot answer revokes nothing.
+async fn token_still_current(broker: &Broker, ask: &Ask<'_>) -> bool {
+    match broker.store.operator_by_token_hash(&ask.token_hash).await {
+        Ok(name) => name.as_deref() == Some(ask.operator),
+        Err(error) => {
+            tracing::error!(%error, "cannot check an operator's token");
+            true
         }
     }
 }
@@ -628,15 +668,25 @@ async fn relay_session(
     let (operator_io, early) = connection.into_parts();
     let mut shutdown = broker.shutdown.clone();
     let relayed = crate::relay::relay(operator_io, &early, agent_io);
-    let detail = tokio::select! {
-        result = relayed => match result {
-            Ok((up, down)) => format!("{up} bytes to the computer, {down} bytes back"),
-            Err(e) => format!("ended by a connection error: {e}"),
-        },
-        // Relaying to a connection the operator has given up for dead
-        // would keep the session running for nobody.
-        _ = &mut expected.superseded => "ended: the operator resumed on another connection".to_string(),
-        _ = crate::broker::stopping(&mut shutdown) => "ended by server shutdown".to_string(),
+    tokio::pin!(relayed);
+    let mut check = tokio::time::interval_at(
+        tokio::time::Instant::now() + broker.heartbeat,
+        broker.heartbeat,
+    );
+    let detail = loop {
+        tokio::select! {
+            result = &mut relayed => break match result {
+                Ok((up, down)) => format!("{up} bytes to the computer, {down} bytes back"),
+                Err(e) => format!("ended by a connection error: {e}"),
+            },
+            _ = check.tick() => if !token_still_current(broker, ask).await {
+                break "ended: the operator's token was replaced or removed".to_string();
+            },
+            // Relaying to a connection the operator has given up for dead
+            // would keep the session running for nobody.
+            _ = &mut expected.superseded => break "ended: the operator resumed on another connection".to_string(),
+            _ = crate::broker::stopping(&mut shutdown) => break "ended by server shutdown".to_string(),
+        }
     };
     broker.store.end_session(session_id, now_millis()).await?;
     broker

@@ -21,6 +21,8 @@ pub type Millis = i64;
 pub enum StoreError {
     #[error("{kind} {name:?} already exists")]
     AlreadyExists { kind: &'static str, name: String },
+    #[error("no {kind} named {name:?}")]
+    NotFound { kind: &'static str, name: String },
     #[error("this request has already started its session")]
     SessionAlreadyStarted,
     #[error("unsupported database URL {0:?}: use sqlite://FILE or postgres://…")]
@@ -35,6 +37,44 @@ pub enum StoreError {
         "this database's links were made with another server key: give this server the same DATA_DIR/server.key as the others"
     )]
     KeyMismatch,
+}
+
+/// Who holds a secret: an operator (its token) or an agent (its key).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Principal {
+    Operator,
+    Agent,
+}
+
+impl Principal {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Principal::Operator => "operator",
+            Principal::Agent => "agent",
+        }
+    }
+
+    fn table(self) -> &'static str {
+        match self {
+            Principal::Operator => "operators",
+            Principal::Agent => "agents",
+        }
+    }
+
+    fn hash_column(self) -> &'static str {
+        match self {
+            Principal::Operator => "token_hash",
+            Principal::Agent => "key_hash",
+        }
+    }
+
+    /// The column of `requests` naming this principal.
+    fn request_column(self) -> &'static str {
+        match self {
+            Principal::Operator => "operator",
+            Principal::Agent => "computer",
+        }
+    }
 }
 
 /// The database systems the store runs on; each has its own migrations, in
@@ -345,6 +385,111 @@ impl Store {
                 }
             })?;
         Ok(())
+    }
+
+    /// The registered operators or agents, by name, with when each was added.
+    pub async fn principals(&self, kind: Principal) -> Result<Vec<(String, Millis)>, StoreError> {
+        let sql = format!(
+            "SELECT name, created_at FROM {} ORDER BY name",
+            kind.table()
+        );
+        let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter()
+            .map(|row| Ok((row.try_get("name")?, row.try_get("created_at")?)))
+            .collect()
+    }
+
+    /// Replaces an operator's token or an agent's key with `replacement`,
+    /// or removes the operator or agent (`None`). Either way the old secret
+    /// is dead, and so is every request still pending with it (made by that
+    /// operator, or to that computer): they are cancelled, in the same
+    /// transaction. Returns how many were.
+    pub async fn revoke(
+        &self,
+        kind: Principal,
+        name: &str,
+        replacement: Option<&[u8]>,
+        now: Millis,
+    ) -> Result<u64, StoreError> {
+        let mut tx = self.pool.begin().await?;
+        let changed = match replacement {
+            Some(hash) => {
+                let sql = format!(
+                    "UPDATE {} SET {} = $1 WHERE name = $2",
+                    kind.table(),
+                    kind.hash_column()
+                );
+                sqlx::query(sqlx::AssertSqlSafe(sql))
+                    .bind(hash)
+                    .bind(name)
+                    .execute(&mut *tx)
+                    .await?
+            }
+            None => {
+                let sql = format!("DELETE FROM {} WHERE name = $1", kind.table());
+                sqlx::query(sqlx::AssertSqlSafe(sql))
+                    .bind(name)
+                    .execute(&mut *tx)
+                    .await?
+            }
+        };
+        if changed.rows_affected() == 0 {
+            return Err(StoreError::NotFound {
+                kind: kind.as_str(),
+                name: name.to_string(),
+            });
+        }
+        let what = match replacement {
+            Some(_) => "replaced",
+            None => "removed",
+        };
+        let detail = format!("the {} {name:?} was {what}", kind.as_str());
+        let sql = format!(
+            "SELECT id, computer FROM requests WHERE {} = $1 AND state = 'pending'",
+            kind.request_column()
+        );
+        let pending = sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(name)
+            .fetch_all(&mut *tx)
+            .await?;
+        for row in &pending {
+            let id: String = row.try_get("id")?;
+            let computer: String = row.try_get("computer")?;
+            sqlx::query(
+                "UPDATE requests SET state = 'cancelled', settled_at = $1
+                 WHERE id = $2 AND state = 'pending'",
+            )
+            .bind(now)
+            .bind(&id)
+            .execute(&mut *tx)
+            .await?;
+            sqlx::query(
+                "UPDATE outbox SET state = 'dropped' WHERE request_id = $1 AND state = 'queued'",
+            )
+            .bind(&id)
+            .execute(&mut *tx)
+            .await?;
+            let cancelled = AuditEvent {
+                at: now,
+                event: "cancelled".into(),
+                request_id: Some(id),
+                computer: Some(computer),
+                detail: Some(detail.clone()),
+                ..AuditEvent::default()
+            };
+            insert_audit(&mut tx, &cancelled).await?;
+        }
+        let event = AuditEvent {
+            at: now,
+            event: format!("{}_{what}", kind.as_str()),
+            actor: Some(name.to_string()),
+            ..AuditEvent::default()
+        };
+        insert_audit(&mut tx, &event).await?;
+        tx.commit().await?;
+        Ok(pending.len() as u64)
     }
 
     /// The operator whose token has this hash.

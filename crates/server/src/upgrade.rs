@@ -56,7 +56,12 @@ where
 
 /// Checks an agent's upgrade request and its name and key headers; the
 /// agent's name on success.
-async fn authenticate_agent(state: &AppState, headers: &HeaderMap) -> Result<String, Response> {
+/// Checks an agent's upgrade request and key; the agent's name and the
+/// stored hash of the key it used, on success.
+async fn authenticate_agent(
+    state: &AppState,
+    headers: &HeaderMap,
+) -> Result<(String, Vec<u8>), Response> {
     if !wants_upgrade(headers) {
         return Err(not_an_upgrade());
     }
@@ -72,7 +77,7 @@ async fn authenticate_agent(state: &AppState, headers: &HeaderMap) -> Result<Str
         return Err(denied());
     }
     match state.broker.store.agent_key_hash(name).await {
-        Ok(Some(stored)) if secrets::verify(key, &stored) => Ok(name.to_string()),
+        Ok(Some(stored)) if secrets::verify(key, &stored) => Ok((name.to_string(), stored)),
         Ok(_) => Err(denied()),
         Err(error) => {
             tracing::error!(%error, "cannot check an agent key");
@@ -83,7 +88,10 @@ async fn authenticate_agent(state: &AppState, headers: &HeaderMap) -> Result<Str
 
 /// Checks an operator's upgrade request and token; the operator's name on
 /// success.
-async fn authenticate_operator(state: &AppState, headers: &HeaderMap) -> Result<String, Response> {
+async fn authenticate_operator(
+    state: &AppState,
+    headers: &HeaderMap,
+) -> Result<(String, [u8; 32]), Response> {
     if !wants_upgrade(headers) {
         return Err(not_an_upgrade());
     }
@@ -92,13 +100,9 @@ async fn authenticate_operator(state: &AppState, headers: &HeaderMap) -> Result<
     if !secrets::plausible_token(token) {
         return Err(denied());
     }
-    match state
-        .broker
-        .store
-        .operator_by_token_hash(&secrets::hash(token))
-        .await
-    {
-        Ok(Some(name)) => Ok(name),
+    let hash = secrets::hash(token);
+    match state.broker.store.operator_by_token_hash(&hash).await {
+        Ok(Some(name)) => Ok((name, hash)),
         Ok(None) => Err(denied()),
         Err(error) => {
             tracing::error!(%error, "cannot check an operator token");
@@ -113,13 +117,13 @@ pub async fn agent(
     headers: HeaderMap,
     request: Request,
 ) -> Response {
-    let name = match authenticate_agent(&state, &headers).await {
-        Ok(name) => name,
+    let (name, key_hash) = match authenticate_agent(&state, &headers).await {
+        Ok(authenticated) => authenticated,
         Err(response) => return response,
     };
     let broker = state.broker.clone();
     switch(&state, request, move |io| {
-        crate::agents::serve(broker, io, name)
+        crate::agents::serve(broker, io, name, key_hash)
     })
 }
 
@@ -130,13 +134,13 @@ pub async fn operator(
     headers: HeaderMap,
     request: Request,
 ) -> Response {
-    let operator = match authenticate_operator(&state, &headers).await {
-        Ok(name) => name,
+    let (operator, token_hash) = match authenticate_operator(&state, &headers).await {
+        Ok(authenticated) => authenticated,
         Err(response) => return response,
     };
     let broker = state.broker.clone();
     switch(&state, request, move |io| {
-        crate::operators::serve(broker, io, operator, client)
+        crate::operators::serve(broker, io, operator, token_hash, client)
     })
 }
 
@@ -152,7 +156,7 @@ pub async fn tunnel(
     request: Request,
 ) -> Response {
     let operator = match authenticate_operator(&state, &headers).await {
-        Ok(name) => name,
+        Ok((name, _)) => name,
         Err(response) => return response,
     };
     let target = headers
@@ -211,7 +215,7 @@ pub async fn session(
     request: Request,
 ) -> Response {
     let name = match authenticate_agent(&state, &headers).await {
-        Ok(name) => name,
+        Ok((name, _)) => name,
         Err(response) => return response,
     };
     let Some(deliver) = state.broker.session_sender(&request_id, &name) else {

@@ -1,0 +1,98 @@
+//! Replacing or removing a secret (`doorman admin operator|agent
+//! rotate|remove`) kills it: new connections with it are refused, the
+//! server closes the connections opened with it within a heartbeat, and the
+//! requests pending with it are cancelled.
+
+use doorman_client::ConnectError;
+use doorman_core::RequestState;
+use doorman_server::admin;
+use doorman_server::store::Principal;
+use doorman_test_support::World;
+use doorman_test_support::world::{COMPUTER, OPERATOR};
+use std::time::Duration;
+
+const HEARTBEAT: Duration = Duration::from_millis(200);
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_replaced_agent_key_takes_the_computer_offline_and_cancels_its_requests() {
+    let world = World::builder().heartbeat(HEARTBEAT).start().await;
+    let connecting = world.connect(&["true"], "");
+    let id = connecting.request_id().await;
+    let mails = world.smtp.wait_for(2).await;
+
+    let new_key = admin::replace_secret(&world.broker.store, Principal::Agent, COMPUTER)
+        .await
+        .unwrap();
+    assert!(new_key.starts_with("dak_"), "an agent key: {new_key}");
+    assert_ne!(new_key, world.agent_key);
+    world.broker.wait_for_agent(COMPUTER, false).await;
+    assert_eq!(connecting.finish().await, Err(ConnectError::Cancelled));
+    assert_eq!(world.state_of(&id).await, RequestState::Cancelled);
+    // The links say so, and cannot allow it any more.
+    let (_, page) = world.page(&mails[0].link()).await;
+    assert!(page.contains("cancelled"), "{page}");
+    assert!(!page.contains("Allow Session"), "{page}");
+    let events = world.audit_events().await;
+    assert!(
+        events
+            .iter()
+            .any(|e| e.event == "agent_replaced" && e.actor.as_deref() == Some(COMPUTER))
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_removed_operator_loses_its_session_and_its_token() {
+    let world = World::builder().heartbeat(HEARTBEAT).start().await;
+    let connecting = world.connect(&["sleep", "60"], "");
+    connecting.event("pending").await;
+    let mails = world.smtp.wait_for(2).await;
+    world.click(&mails[0].link(), "allow").await;
+    connecting.event("session_started").await;
+
+    let cancelled = admin::remove(&world.broker.store, Principal::Operator, OPERATOR)
+        .await
+        .unwrap();
+    assert_eq!(cancelled, 0, "nothing was pending");
+    let ended = world.wait_for_audit("session_ended").await;
+    assert_eq!(
+        ended.detail.as_deref(),
+        Some("ended: the operator's token was replaced or removed")
+    );
+    assert!(connecting.finish().await.is_err());
+    let again = world.connect(&["true"], "");
+    assert_eq!(again.finish().await, Err(ConnectError::BadToken));
+    let error = admin::remove(&world.broker.store, Principal::Operator, OPERATOR)
+        .await
+        .unwrap_err();
+    assert_eq!(error.to_string(), "no operator named \"alice\"");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rotated_operator_token_cancels_the_wait_made_with_the_old_one() {
+    let world = World::builder().heartbeat(HEARTBEAT).start().await;
+    let connecting = world.connect(&["true"], "");
+    let id = connecting.request_id().await;
+    let token = admin::replace_secret(&world.broker.store, Principal::Operator, OPERATOR)
+        .await
+        .unwrap();
+    assert_eq!(connecting.finish().await, Err(ConnectError::Cancelled));
+    assert_eq!(world.state_of(&id).await, RequestState::Cancelled);
+    // The new token works.
+    let connecting = world.connect_to(COMPUTER, &token, &["echo", "new"], "");
+    connecting.event("pending").await;
+    let mails = world.smtp.wait_for(4).await;
+    world.click(&mails[2].link(), "allow").await;
+    let stdout = connecting.stdout.clone();
+    assert_eq!(connecting.finish().await, Ok(0));
+    assert_eq!(stdout.text(), "new\n");
+    let names = admin::list(&world.broker.store, Principal::Operator)
+        .await
+        .unwrap();
+    assert_eq!(
+        names
+            .iter()
+            .map(|(name, _)| name.as_str())
+            .collect::<Vec<_>>(),
+        [OPERATOR]
+    );
+}
