@@ -1,9 +1,9 @@
 //! The database's own guarantees, on SQLite and on PostgreSQL: one winner
 //! per request, no decision after expiry, named errors for duplicates, one
-//! session per approval.
+//! session per approval, and a revoked secret's requests cancelled with it.
 
 use doorman_core::RequestState;
-use doorman_server::store::{AuditEvent, NewRequest, Store, StoreError};
+use doorman_server::store::{AuditEvent, NewRequest, Principal, Store, StoreError};
 use doorman_test_support::postgres::Postgres;
 
 async fn store() -> (tempfile::TempDir, Store) {
@@ -190,6 +190,82 @@ async fn duplicate_names_and_second_sessions_are_named_errors(store: Store) {
     store.start_session(None, "pc", "alice", 4).await.unwrap();
 }
 
+async fn revoking_a_secret_cancels_what_is_pending_with_it(store: Store) {
+    store.add_operator("alice", &[1; 32], 0).await.unwrap();
+    store.add_agent("pc", &[2; 32], 0).await.unwrap();
+    request(&store, "x5", 0, 10_000).await;
+    request(&store, "y6", 0, 10_000).await;
+    store
+        .settle(
+            "y6",
+            RequestState::Allowed,
+            Some("a@example.com"),
+            1,
+            &audit("allowed"),
+        )
+        .await
+        .unwrap();
+    // Replacing the agent's key cancels the pending request to it, not the
+    // settled one.
+    let cancelled = store
+        .revoke(Principal::Agent, "pc", Some(&[3; 32]), 5)
+        .await
+        .unwrap();
+    assert_eq!(cancelled, 1);
+    assert_eq!(
+        store.request("x5").await.unwrap().unwrap().state,
+        RequestState::Cancelled
+    );
+    assert_eq!(
+        store.request("y6").await.unwrap().unwrap().state,
+        RequestState::Allowed
+    );
+    assert_eq!(store.agent_key_hash("pc").await.unwrap(), Some(vec![3; 32]));
+    // Removing the operator: its token is gone; nothing left to cancel.
+    assert_eq!(
+        store
+            .revoke(Principal::Operator, "alice", None, 6)
+            .await
+            .unwrap(),
+        0
+    );
+    assert_eq!(store.operator_by_token_hash(&[1; 32]).await.unwrap(), None);
+    assert!(
+        store
+            .principals(Principal::Operator)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    assert_eq!(
+        store.principals(Principal::Agent).await.unwrap(),
+        [("pc".to_string(), 0)]
+    );
+    let error = store
+        .revoke(Principal::Operator, "alice", None, 7)
+        .await
+        .unwrap_err();
+    assert!(matches!(
+        error,
+        StoreError::NotFound {
+            kind: "operator",
+            ..
+        }
+    ));
+    let events: Vec<String> = store
+        .audit_events()
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|e| e.event)
+        .collect();
+    assert!(events.ends_with(&[
+        "cancelled".to_string(),
+        "agent_replaced".to_string(),
+        "operator_removed".to_string()
+    ]));
+}
+
 /// Opens `url` twice: the second open applies no migration again and finds
 /// what the first wrote.
 async fn reopening_applies_no_migration_twice_and_keeps_data(url: &str) {
@@ -232,6 +308,12 @@ async fn on_sqlite_duplicate_names_and_second_sessions_are_named_errors() {
 }
 
 #[tokio::test]
+async fn on_sqlite_revoking_a_secret_cancels_what_is_pending_with_it() {
+    let (_dir, store) = store().await;
+    revoking_a_secret_cancels_what_is_pending_with_it(store).await;
+}
+
+#[tokio::test]
 async fn on_sqlite_reopening_applies_no_migration_twice_and_keeps_data() {
     let dir = tempfile::tempdir().unwrap();
     reopening_applies_no_migration_twice_and_keeps_data(&doorman_server::default_database_url(
@@ -250,6 +332,7 @@ async fn on_postgresql_the_same_guarantees_hold() {
     many_simultaneous_decisions_have_exactly_one_winner(open().await).await;
     a_settled_request_never_changes_again(open().await).await;
     duplicate_names_and_second_sessions_are_named_errors(open().await).await;
+    revoking_a_secret_cancels_what_is_pending_with_it(open().await).await;
     reopening_applies_no_migration_twice_and_keeps_data(&postgres.new_database().await).await;
 }
 
