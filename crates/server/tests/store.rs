@@ -37,6 +37,12 @@ async fn request(store: &Store, id: &str, created_at: i64, expires_at: i64) {
         .unwrap();
 }
 
+/// The kinds of the audit trail's events, oldest first.
+async fn event_kinds(store: &Store) -> Vec<String> {
+    let events = store.audit_events().await.unwrap();
+    events.into_iter().map(|e| e.event).collect()
+}
+
 fn audit(event: &str) -> AuditEvent {
     AuditEvent {
         event: event.into(),
@@ -71,13 +77,7 @@ async fn a_click_at_or_after_expiry_never_wins(store: Store) {
     let row = store.request("r1").await.unwrap().unwrap();
     assert_eq!(row.state, RequestState::Expired);
     assert_eq!(row.decided_by, None);
-    let kinds: Vec<_> = store
-        .audit_events()
-        .await
-        .unwrap()
-        .into_iter()
-        .map(|e| e.event)
-        .collect();
+    let kinds = event_kinds(&store).await;
     assert!(
         !kinds.contains(&"allowed".to_string()),
         "a losing settle records nothing"
@@ -252,13 +252,7 @@ async fn revoking_a_secret_cancels_what_is_pending_with_it(store: Store) {
             ..
         }
     ));
-    let events: Vec<String> = store
-        .audit_events()
-        .await
-        .unwrap()
-        .into_iter()
-        .map(|e| e.event)
-        .collect();
+    let events = event_kinds(&store).await;
     assert!(events.ends_with(&[
         "cancelled".to_string(),
         "agent_replaced".to_string(),
