@@ -74,6 +74,9 @@ pub struct ForwardGrant {
     pub operator: String,
     pub computer: String,
     pub targets: Vec<String>,
+    /// Closes (`changed()` fails) when the forward session ends: its
+    /// tunnels end with it.
+    pub ended: watch::Receiver<()>,
 }
 
 /// What operators' connections wait on: the outcome, and delivery news.
@@ -376,17 +379,20 @@ impl Broker {
         computer: &str,
         targets: Vec<String>,
     ) -> ForwardingGuard {
+        let (alive, ended) = watch::channel(());
         lock(&self.forwards).insert(
             session.to_string(),
             ForwardGrant {
                 operator: operator.to_string(),
                 computer: computer.to_string(),
                 targets,
+                ended,
             },
         );
         ForwardingGuard {
             broker: Arc::clone(self),
             session: session.to_string(),
+            _alive: alive,
         }
     }
 
@@ -580,6 +586,8 @@ impl Broker {
 pub struct ForwardingGuard {
     broker: Arc<Broker>,
     session: String,
+    /// Dropped with the guard, which ends the session's tunnels.
+    _alive: watch::Sender<()>,
 }
 
 impl Drop for ForwardingGuard {

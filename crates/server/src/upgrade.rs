@@ -202,8 +202,14 @@ pub async fn tunnel(
         }
     };
     drop(expected);
+    let mut ended = grant.ended;
     switch(&state, request, move |operator_io| async move {
-        let _ = crate::relay::relay(operator_io, &[], agent_io).await;
+        tokio::select! {
+            _ = crate::relay::relay(operator_io, &[], agent_io) => {}
+            // The forward session ended (its `connect` stopped, or the
+            // operator's token was revoked): its tunnels end with it.
+            _ = ended.changed() => {}
+        }
     })
 }
 

@@ -3,13 +3,15 @@
 //! server closes the connections opened with it within a heartbeat, and the
 //! requests pending with it are cancelled.
 
-use doorman_client::ConnectError;
+use doorman_client::{ConnectError, ForwardSpec, SessionKind};
 use doorman_core::RequestState;
 use doorman_server::admin;
 use doorman_server::store::Principal;
 use doorman_test_support::World;
 use doorman_test_support::world::{COMPUTER, OPERATOR};
 use std::time::Duration;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
 
 const HEARTBEAT: Duration = Duration::from_millis(200);
 
@@ -95,4 +97,48 @@ async fn a_rotated_operator_token_cancels_the_wait_made_with_the_old_one() {
             .collect::<Vec<_>>(),
         [OPERATOR]
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_open_tunnels_of_a_removed_operator_close() {
+    let echo = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let target = echo.local_addr().unwrap().to_string();
+    tokio::spawn(async move {
+        while let Ok((mut stream, _)) = echo.accept().await {
+            tokio::spawn(async move {
+                let (mut reader, mut writer) = stream.split();
+                let _ = tokio::io::copy(&mut reader, &mut writer).await;
+            });
+        }
+    });
+    let world = World::builder()
+        .heartbeat(HEARTBEAT)
+        .forward(&[&target])
+        .start()
+        .await;
+    let spec: ForwardSpec = format!("0:{target}").parse().unwrap();
+    let mut connecting = world.connect_for(SessionKind::Forward(vec![spec]), "");
+    connecting.event("pending").await;
+    let mails = world.smtp.wait_for(2).await;
+    world.click(&mails[0].link(), "allow").await;
+    let local = connecting.forwarding_address().await;
+    let mut tunnel = TcpStream::connect(local).await.unwrap();
+    tunnel.write_all(b"ping").await.unwrap();
+    let mut answer = [0u8; 4];
+    tunnel.read_exact(&mut answer).await.unwrap();
+    assert_eq!(&answer, b"ping");
+
+    admin::remove(&world.broker.store, Principal::Operator, OPERATOR)
+        .await
+        .unwrap();
+    // The tunnel ends with its session: the operator reads its end.
+    let mut rest = Vec::new();
+    let _ = tunnel.read_to_end(&mut rest).await;
+    assert!(rest.is_empty(), "{rest:?}");
+    let ended = world.wait_for_audit("session_ended").await;
+    assert_eq!(
+        ended.detail.as_deref(),
+        Some("ended: the operator's token was replaced or removed")
+    );
+    connecting.interrupt();
 }
