@@ -112,14 +112,9 @@ async fn resume(
     auth: &HeaderValue,
     request_id: &str,
 ) -> Result<Option<Connection<doorman_proto::dial::Upgraded>>, ConnectError> {
-    let io = match dialer
-        .dial(CONNECT_PATH, &[(AUTHORIZATION, auth.clone())])
-        .await
-    {
+    let io = match dial_connect(dialer, auth).await {
         Ok(io) => io,
-        Err(DialError::Refused { status, .. }) if status == StatusCode::UNAUTHORIZED => {
-            return Err(ConnectError::BadToken);
-        }
+        Err(ConnectError::BadToken) => return Err(ConnectError::BadToken),
         Err(_) => return Ok(None),
     };
     let mut connection = Connection::new(io);
@@ -131,6 +126,24 @@ async fn resume(
         .await
         .ok()
         .map(|()| connection))
+}
+
+/// Opens an operator connection; a token the server does not take is
+/// [`ConnectError::BadToken`].
+async fn dial_connect(
+    dialer: &Dialer,
+    auth: &HeaderValue,
+) -> Result<doorman_proto::dial::Upgraded, ConnectError> {
+    match dialer
+        .dial(CONNECT_PATH, &[(AUTHORIZATION, auth.clone())])
+        .await
+    {
+        Ok(io) => Ok(io),
+        Err(DialError::Refused { status, .. }) if status == StatusCode::UNAUTHORIZED => {
+            Err(ConnectError::BadToken)
+        }
+        Err(error) => Err(ConnectError::Server(error.to_string())),
+    }
 }
 
 /// Ctrl-C while the server is out of reach: keeps trying to tell it for a
@@ -208,17 +221,7 @@ pub async fn connect(
     let mut auth = HeaderValue::from_str(&format!("Bearer {}", request.token.expose()))
         .map_err(|_| ConnectError::BadToken)?;
     auth.set_sensitive(true);
-    let io = match dialer
-        .dial(CONNECT_PATH, &[(AUTHORIZATION, auth.clone())])
-        .await
-    {
-        Ok(io) => io,
-        Err(DialError::Refused { status, .. }) if status == StatusCode::UNAUTHORIZED => {
-            return Err(ConnectError::BadToken);
-        }
-        Err(error) => return Err(ConnectError::Server(error.to_string())),
-    };
-    let mut connection = Connection::new(io);
+    let mut connection = Connection::new(dial_connect(&dialer, &auth).await?);
     connection
         .write_message(&OperatorMessage::Connect {
             computer: request.computer.clone(),

@@ -161,11 +161,10 @@ async fn server(args: cli::ServerArgs) -> Result<()> {
         Some(path) => {
             let text = std::fs::read_to_string(path)
                 .with_context(|| format!("cannot read {}", path.display()))?;
-            let file = toml::from_str::<ServerFile>(&text)
-                .with_context(|| format!("invalid server config {}", path.display()))?;
-            file.check_limits()
-                .with_context(|| format!("invalid server config {}", path.display()))?;
-            file
+            toml::from_str::<ServerFile>(&text)
+                .map_err(anyhow::Error::from)
+                .and_then(|file| file.check_limits().map(|()| file))
+                .with_context(|| format!("invalid server config {}", path.display()))?
         }
         None => ServerFile::default(),
     };
@@ -301,13 +300,7 @@ async fn principal(
 ) -> Result<()> {
     use doorman_server::admin;
     match command {
-        PrincipalCommand::Add { name } => {
-            let secret = match kind {
-                Principal::Operator => admin::add_operator(store, &name).await?,
-                Principal::Agent => admin::add_agent(store, &name).await?,
-            };
-            println!("{secret}");
-        }
+        PrincipalCommand::Add { name } => println!("{}", admin::add(store, kind, &name).await?),
         PrincipalCommand::List => {
             for (name, added) in admin::list(store, kind).await? {
                 println!("{name}  added {}", doorman_server::mail::format_time(added));

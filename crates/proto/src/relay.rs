@@ -101,7 +101,7 @@ where
 /// Carries a local TCP connection through a dialed tunnel (the operator's
 /// `-L` side, the agent's target side).
 pub async fn relay_dialed(tunnel: Upgraded, local: TcpStream) -> io::Result<(u64, u64)> {
-    let mut local = MaybeTls::<tokio_rustls::client::TlsStream<TcpStream>>::Plain(local);
+    let mut local = DialedStream::Plain(local);
     match tunnel.into_inner().downcast::<TokioIo<DialedStream>>() {
         Ok(parts) => relay(local, &[], parts.io.into_inner(), &parts.read_buf).await,
         Err(upgraded) => {

@@ -25,24 +25,34 @@ fn check_name(name: &str) -> Result<(), AdminError> {
     })
 }
 
-/// Registers an operator; returns its token (shown once, stored as a hash).
-pub async fn add_operator(store: &Store, name: &str) -> Result<String, AdminError> {
-    check_name(name)?;
-    let token = secrets::new_token(OPERATOR_TOKEN_PREFIX)?;
-    store
-        .add_operator(name, &secrets::hash(&token), now_millis())
-        .await?;
-    Ok(token)
+/// A new secret for `kind`: an operator token or an agent key.
+fn new_secret(kind: Principal) -> Result<String, AdminError> {
+    let prefix = match kind {
+        Principal::Operator => OPERATOR_TOKEN_PREFIX,
+        Principal::Agent => AGENT_KEY_PREFIX,
+    };
+    Ok(secrets::new_token(prefix)?)
 }
 
-/// Registers an agent; returns its key (shown once, stored as a hash).
-pub async fn add_agent(store: &Store, name: &str) -> Result<String, AdminError> {
+/// Registers an operator or agent; returns its secret (shown once, stored
+/// as a hash).
+pub async fn add(store: &Store, kind: Principal, name: &str) -> Result<String, AdminError> {
     check_name(name)?;
-    let key = secrets::new_token(AGENT_KEY_PREFIX)?;
+    let secret = new_secret(kind)?;
     store
-        .add_agent(name, &secrets::hash(&key), now_millis())
+        .add_principal(kind, name, &secrets::hash(&secret), now_millis())
         .await?;
-    Ok(key)
+    Ok(secret)
+}
+
+/// Registers an operator; returns its token.
+pub async fn add_operator(store: &Store, name: &str) -> Result<String, AdminError> {
+    add(store, Principal::Operator, name).await
+}
+
+/// Registers an agent; returns its key.
+pub async fn add_agent(store: &Store, name: &str) -> Result<String, AdminError> {
+    add(store, Principal::Agent, name).await
 }
 
 /// The registered operators or agents, by name, with when each was added.
@@ -59,11 +69,7 @@ pub async fn replace_secret(
     kind: Principal,
     name: &str,
 ) -> Result<String, AdminError> {
-    let prefix = match kind {
-        Principal::Operator => OPERATOR_TOKEN_PREFIX,
-        Principal::Agent => AGENT_KEY_PREFIX,
-    };
-    let secret = secrets::new_token(prefix)?;
+    let secret = new_secret(kind)?;
     store
         .revoke(kind, name, Some(&secrets::hash(&secret)), now_millis())
         .await?;

@@ -9,7 +9,7 @@ use doorman_proto::message::{AgentToServer, OfferReply, ServerToAgent, silence_l
 use std::collections::HashMap;
 use std::sync::Arc;
 use tokio::sync::oneshot;
-use tokio::time::{Instant, MissedTickBehavior};
+use tokio::time::Instant;
 
 /// Serves one agent connection until it closes, the server stops, or the
 /// key it was opened with (`key_hash`, as stored) is replaced or removed.
@@ -20,7 +20,7 @@ pub async fn serve(broker: Arc<Broker>, io: Upgraded, name: String, key_hash: Ve
     let mut shutdown = broker.shutdown.clone();
     let mut offers: HashMap<String, oneshot::Sender<OfferReply>> = HashMap::new();
     let mut welcome = vec![ServerToAgent::Welcome {
-        heartbeat_ms: u64::try_from(broker.heartbeat.as_millis()).ok(),
+        heartbeat_ms: broker.heartbeat_ms(),
     }];
     // Allowed while this agent was away (a server restart): it may be waiting.
     match broker
@@ -48,8 +48,7 @@ pub async fn serve(broker: Arc<Broker>, io: Upgraded, name: String, key_hash: Ve
     }
     let silence = silence_limit(broker.heartbeat);
     let mut last_heard = Instant::now();
-    let mut heartbeat = tokio::time::interval_at(last_heard + broker.heartbeat, broker.heartbeat);
-    heartbeat.set_missed_tick_behavior(MissedTickBehavior::Delay);
+    let mut heartbeat = broker.heartbeat_ticks();
     if greeted {
         loop {
             tokio::select! {

@@ -180,6 +180,20 @@ impl Broker {
         }
     }
 
+    /// Ticks once a heartbeat, the first a heartbeat from now; a late tick
+    /// does not bunch up the next ones.
+    pub fn heartbeat_ticks(&self) -> tokio::time::Interval {
+        let mut ticks =
+            tokio::time::interval_at(tokio::time::Instant::now() + self.heartbeat, self.heartbeat);
+        ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        ticks
+    }
+
+    /// The heartbeat as sent in `Welcome` and `Pending`.
+    pub fn heartbeat_ms(&self) -> Option<u64> {
+        u64::try_from(self.heartbeat.as_millis()).ok()
+    }
+
     /// Spawns a task that `run` waits for at shutdown.
     pub fn spawn<F>(&self, future: F)
     where

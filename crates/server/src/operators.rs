@@ -274,7 +274,7 @@ async fn serve_connection(
                     request_id: request_id.clone(),
                     expires_in: u64::from(timeout_secs),
                     recipients: recipients.iter().map(|r| mask_address(r)).collect(),
-                    heartbeat_ms: heartbeat_ms(broker),
+                    heartbeat_ms: broker.heartbeat_ms(),
                 })
                 .await?;
             conclude(broker, connection, &ask, &request_id, None, watch, expected).await
@@ -404,7 +404,7 @@ async fn resume(
                 request_id: request_id.clone(),
                 expires_in: u64::try_from((left + 999) / 1000).unwrap_or(0),
                 recipients: recipients.iter().map(|r| mask_address(r)).collect(),
-                heartbeat_ms: heartbeat_ms(broker),
+                heartbeat_ms: broker.heartbeat_ms(),
             })
             .await?;
     }
@@ -497,11 +497,7 @@ async fn wait_for_outcome(
     let mut shutdown = broker.shutdown.clone();
     let mut operator_gone = false;
     let mut settled_elsewhere = false;
-    let mut heartbeat = tokio::time::interval_at(
-        tokio::time::Instant::now() + broker.heartbeat,
-        broker.heartbeat,
-    );
-    heartbeat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut heartbeat = broker.heartbeat_ticks();
     loop {
         let outcome = watch.receiver.borrow_and_update().clone();
         if let Some(outcome) = outcome {
@@ -576,10 +572,6 @@ async fn token_still_current(broker: &Broker, ask: &Ask<'_>) -> bool {
             true
         }
     }
-}
-
-fn heartbeat_ms(broker: &Broker) -> Option<u64> {
-    u64::try_from(broker.heartbeat.as_millis()).ok()
 }
 
 fn outcome_message(outcome: &Outcome) -> ServerToOperator {
@@ -669,10 +661,7 @@ async fn relay_session(
     let mut shutdown = broker.shutdown.clone();
     let relayed = crate::relay::relay(operator_io, &early, agent_io);
     tokio::pin!(relayed);
-    let mut check = tokio::time::interval_at(
-        tokio::time::Instant::now() + broker.heartbeat,
-        broker.heartbeat,
-    );
+    let mut check = broker.heartbeat_ticks();
     let detail = loop {
         tokio::select! {
             result = &mut relayed => break match result {

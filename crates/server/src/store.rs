@@ -111,51 +111,36 @@ impl Backend {
                 false,
             )
         };
+        // The same versions for both backends, each from its own directory.
+        macro_rules! versions {
+            ($dir:literal) => {
+                vec![
+                    migration(
+                        1,
+                        "initial",
+                        include_str!(concat!("../migrations/", $dir, "/0001_initial.sql")),
+                    ),
+                    migration(
+                        2,
+                        "blocks",
+                        include_str!(concat!("../migrations/", $dir, "/0002_blocks.sql")),
+                    ),
+                    migration(
+                        3,
+                        "request service",
+                        include_str!(concat!("../migrations/", $dir, "/0003_request_service.sql")),
+                    ),
+                    migration(
+                        4,
+                        "server identity",
+                        include_str!(concat!("../migrations/", $dir, "/0004_server_identity.sql")),
+                    ),
+                ]
+            };
+        }
         let migrations = match self {
-            Backend::Sqlite => vec![
-                migration(
-                    1,
-                    "initial",
-                    include_str!("../migrations/sqlite/0001_initial.sql"),
-                ),
-                migration(
-                    2,
-                    "blocks",
-                    include_str!("../migrations/sqlite/0002_blocks.sql"),
-                ),
-                migration(
-                    3,
-                    "request service",
-                    include_str!("../migrations/sqlite/0003_request_service.sql"),
-                ),
-                migration(
-                    4,
-                    "server identity",
-                    include_str!("../migrations/sqlite/0004_server_identity.sql"),
-                ),
-            ],
-            Backend::Postgres => vec![
-                migration(
-                    1,
-                    "initial",
-                    include_str!("../migrations/postgres/0001_initial.sql"),
-                ),
-                migration(
-                    2,
-                    "blocks",
-                    include_str!("../migrations/postgres/0002_blocks.sql"),
-                ),
-                migration(
-                    3,
-                    "request service",
-                    include_str!("../migrations/postgres/0003_request_service.sql"),
-                ),
-                migration(
-                    4,
-                    "server identity",
-                    include_str!("../migrations/postgres/0004_server_identity.sql"),
-                ),
-            ],
+            Backend::Sqlite => versions!("sqlite"),
+            Backend::Postgres => versions!("postgres"),
         };
         Migrator::with_migrations(migrations)
     }
@@ -344,8 +329,7 @@ impl Store {
         token_hash: &[u8],
         now: Millis,
     ) -> Result<(), StoreError> {
-        let sql = "INSERT INTO operators (name, token_hash, created_at) VALUES ($1, $2, $3)";
-        self.add_credential(sql, "operator", name, token_hash, now)
+        self.add_principal(Principal::Operator, name, token_hash, now)
             .await
     }
 
@@ -355,20 +339,24 @@ impl Store {
         key_hash: &[u8],
         now: Millis,
     ) -> Result<(), StoreError> {
-        let sql = "INSERT INTO agents (name, key_hash, created_at) VALUES ($1, $2, $3)";
-        self.add_credential(sql, "agent", name, key_hash, now).await
+        self.add_principal(Principal::Agent, name, key_hash, now)
+            .await
     }
 
     /// Inserts a named secret's hash; a taken name is [`StoreError::AlreadyExists`].
-    async fn add_credential(
+    pub async fn add_principal(
         &self,
-        sql: &'static str,
-        kind: &'static str,
+        kind: Principal,
         name: &str,
         hash: &[u8],
         now: Millis,
     ) -> Result<(), StoreError> {
-        sqlx::query(sql)
+        let sql = format!(
+            "INSERT INTO {} (name, {}, created_at) VALUES ($1, $2, $3)",
+            kind.table(),
+            kind.hash_column()
+        );
+        sqlx::query(sqlx::AssertSqlSafe(sql))
             .bind(name)
             .bind(hash)
             .bind(now)
@@ -377,7 +365,7 @@ impl Store {
             .map_err(|e| {
                 if unique_violation(&e) {
                     StoreError::AlreadyExists {
-                        kind,
+                        kind: kind.as_str(),
                         name: name.to_string(),
                     }
                 } else {
