@@ -225,6 +225,7 @@ pub async fn relay(slot: Slot, a: TcpStream, b: TcpStream) -> io::Result<(u64, u
 mod tests {
     use super::{MAX_THREADED, Slot};
     use crate::tls::MaybeTls;
+    use doorman_test_support::streams;
     use std::io::{self, ErrorKind};
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     use tokio::net::{TcpListener, TcpStream};
@@ -282,33 +283,13 @@ mod tests {
         let mut early = [0u8; 12];
         left.read_exact(&mut early).await.unwrap();
         assert_eq!(&early, b"early-right ");
-        for round in 0..100u8 {
-            left.write_all(&[round; 64]).await.unwrap();
-            let mut got = [0u8; 64];
-            right.read_exact(&mut got).await.unwrap();
-            assert_eq!(got, [round; 64]);
-            right.write_all(&got).await.unwrap();
-            left.read_exact(&mut got).await.unwrap();
-            assert_eq!(got, [round; 64]);
-        }
         let big: Vec<u8> = (0..5_000_000u32).map(|i| (i % 251) as u8).collect();
-        let sent = big.clone();
-        let writer = tokio::spawn(async move {
-            left.write_all(&sent).await.unwrap();
-            left.shutdown().await.unwrap();
-            let mut back = Vec::new();
-            left.read_to_end(&mut back).await.unwrap();
-            back
-        });
-        let mut got = Vec::new();
-        right.read_to_end(&mut got).await.unwrap();
+        let got = streams::exchange(left, right, big.clone()).await;
         assert!(got == big, "bulk bytes arrive whole and in order");
-        right.write_all(b"answer after half-close").await.unwrap();
-        right.shutdown().await.unwrap();
-        assert_eq!(writer.await.unwrap(), b"answer after half-close");
         let (forward, backward) = relaying.await.unwrap().unwrap();
-        assert_eq!(forward, 11 + 100 * 64 + big.len() as u64);
-        assert_eq!(backward, 12 + 100 * 64 + 23);
+        let rounds = (streams::ROUNDS * 64) as u64;
+        assert_eq!(forward, 11 + rounds + big.len() as u64);
+        assert_eq!(backward, 12 + rounds + streams::ANSWER.len() as u64);
     }
 
     #[tokio::test]

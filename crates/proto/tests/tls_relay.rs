@@ -6,9 +6,10 @@
 
 use doorman_proto::relay::relay;
 use doorman_proto::tls::{MaybeTls, client_config, server_config};
+use doorman_test_support::streams::exchange;
 use rustls::pki_types::ServerName;
 use std::io::ErrorKind;
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio_rustls::{TlsAcceptor, TlsConnector, client, server};
 
@@ -63,40 +64,6 @@ fn tls<T>(stream: T) -> MaybeTls<T> {
 
 fn plain(socket: TcpStream) -> MaybeTls<ClientTls> {
     MaybeTls::Plain(socket)
-}
-
-/// Round trips of small messages, then `big` one way with a half-close and
-/// an answer after it; returns what `right` received in all.
-async fn exchange(
-    mut left: impl AsyncRead + AsyncWrite + Unpin + Send + 'static,
-    mut right: impl AsyncRead + AsyncWrite + Unpin,
-    big: Vec<u8>,
-) -> Vec<u8> {
-    for round in 0..50u8 {
-        left.write_all(&[round; 64]).await.unwrap();
-        left.flush().await.unwrap();
-        let mut got = [0u8; 64];
-        right.read_exact(&mut got).await.unwrap();
-        assert_eq!(got, [round; 64]);
-        right.write_all(&got).await.unwrap();
-        right.flush().await.unwrap();
-        left.read_exact(&mut got).await.unwrap();
-        assert_eq!(got, [round; 64]);
-    }
-    let writer = tokio::spawn(async move {
-        left.write_all(&big).await.unwrap();
-        // tokio-rustls: close_notify, then FIN.
-        left.shutdown().await.unwrap();
-        let mut back = Vec::new();
-        left.read_to_end(&mut back).await.unwrap();
-        back
-    });
-    let mut got = Vec::new();
-    right.read_to_end(&mut got).await.unwrap();
-    right.write_all(b"answer after half-close").await.unwrap();
-    right.shutdown().await.unwrap();
-    assert_eq!(writer.await.unwrap(), b"answer after half-close");
-    got
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

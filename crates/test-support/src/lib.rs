@@ -6,6 +6,7 @@ pub mod front;
 pub mod postgres;
 pub mod process;
 pub mod smtp;
+pub mod streams;
 pub mod tls;
 pub mod world;
 
