@@ -8,8 +8,8 @@
 
 use crate::AppState;
 use axum::extract::{ConnectInfo, FromRequestParts};
-use axum::http::HeaderMap;
 use axum::http::request::Parts;
+use axum::http::{HeaderMap, StatusCode};
 use ipnet::IpNet;
 use std::convert::Infallible;
 use std::net::{IpAddr, SocketAddr};
@@ -135,21 +135,26 @@ impl FromRequestParts<AppState> for ClientAddr {
     }
 }
 
-/// Whether the request comes from this host, as [`TrustedProxies::is_local`]
-/// finds it.
+/// Admits only requests from this host, as [`TrustedProxies::is_local`]
+/// finds them; any other gets `403`.
 #[derive(Clone, Copy, Debug)]
-pub struct Local(pub bool);
+pub struct LocalOnly;
 
-impl FromRequestParts<AppState> for Local {
-    type Rejection = Infallible;
+impl FromRequestParts<AppState> for LocalOnly {
+    type Rejection = (StatusCode, &'static str);
 
     async fn from_request_parts(
         parts: &mut Parts,
         state: &AppState,
     ) -> Result<Self, Self::Rejection> {
-        Ok(Local(
-            state.trusted_proxies.is_local(peer(parts), &parts.headers),
-        ))
+        if state.trusted_proxies.is_local(peer(parts), &parts.headers) {
+            Ok(LocalOnly)
+        } else {
+            Err((
+                StatusCode::FORBIDDEN,
+                "shown to this machine's own browsers only",
+            ))
+        }
     }
 }
 

@@ -6,7 +6,7 @@
 
 use crate::AppState;
 use crate::broker::now_millis;
-use crate::client_addr::{ClientAddr, Local};
+use crate::client_addr::{ClientAddr, LocalOnly};
 use crate::mail::format_time;
 use crate::secrets;
 use crate::store::{AuditEvent, RequestRow};
@@ -385,22 +385,9 @@ struct OutboxPage {
     smtp: bool,
 }
 
-/// The outbox holds live links: only this machine may see it.
-fn refuse_unless_loopback(Local(local): Local) -> Option<Response> {
-    (!local).then(|| {
-        (
-            StatusCode::FORBIDDEN,
-            "the outbox is shown to loopback clients only",
-        )
-            .into_response()
-    })
-}
-
-/// `GET /outbox`: the emails written to files, for loopback clients only.
-pub async fn outbox(State(state): State<AppState>, local: Local) -> Response {
-    if let Some(refused) = refuse_unless_loopback(local) {
-        return refused;
-    }
+/// `GET /outbox`: the emails written to files. They hold live links: only
+/// this machine may see them.
+pub async fn outbox(State(state): State<AppState>, _: LocalOnly) -> Response {
     let entries = match &state.outbox_dir {
         Some(dir) => crate::outbox::list_files(dir).await,
         None => Vec::new(),
@@ -416,15 +403,12 @@ pub async fn outbox(State(state): State<AppState>, local: Local) -> Response {
     )
 }
 
-/// `GET /outbox/{file}`: one `.eml` file as text, for loopback clients only.
+/// `GET /outbox/{file}`: one `.eml` file as text, for this machine only.
 pub async fn outbox_file(
     State(state): State<AppState>,
-    local: Local,
+    _: LocalOnly,
     Path(file): Path<String>,
 ) -> Response {
-    if let Some(refused) = refuse_unless_loopback(local) {
-        return refused;
-    }
     let valid = file.ends_with(".eml")
         && file.len() < 200
         && file
