@@ -179,7 +179,7 @@ async fn serve_once(
                             grants.clone(),
                         );
                     }
-                    OfferReply::Refuse { .. } => {}
+                    OfferReply::Refuse { .. } | OfferReply::ReasonRequired => {}
                 }
                 writer
                     .write_message(&AgentToServer::OfferReply { request_id, reply })
@@ -306,6 +306,11 @@ fn answer_offer(config: &Path, visitor: &Visitor, service: &Service) -> OfferRep
         Service::Command { .. } | Service::Shell { .. } => {}
     }
     let sharing = &settings.desktop_sharing;
+    if sharing.require_reason && visitor.reason.trim().is_empty() {
+        let message = "this computer requires a reason".to_string();
+        notify::show(command, visitor, &Event::Refused { message });
+        return OfferReply::ReasonRequired;
+    }
     if sharing.require_email_authorization {
         let event = Event::AwaitingAuthorization {
             recipients: sharing.recipients.clone(),
@@ -315,6 +320,7 @@ fn answer_offer(config: &Path, visitor: &Visitor, service: &Service) -> OfferRep
         OfferReply::RequireAuthorization {
             recipients: sharing.recipients.clone(),
             timeout_secs: sharing.email_authorization_timeout,
+            required_approvals: sharing.required_approvals,
         }
     } else {
         notify::show(command, visitor, &Event::Connecting);

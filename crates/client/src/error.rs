@@ -28,14 +28,17 @@ pub enum ConnectError {
     Expired,
     #[error("request cancelled")]
     Cancelled,
-    #[error("unknown computer {0:?}")]
+    #[error("unknown computer or not permitted: {0:?}")]
     UnknownComputer(String),
     #[error("computer {0:?} is offline")]
     Offline(String),
-    #[error("computer {0:?} went offline while waiting for authorization")]
+    /// The server's words: the computer went offline, or was removed.
+    #[error("{0}")]
     WentOffline(String),
     #[error("the server refused the operator token")]
     BadToken,
+    #[error("your operator token was replaced or removed")]
+    TokenRevoked,
     #[error("refused by the computer: {0}")]
     NotOffered(String),
     #[error("invalid request: {0}")]
@@ -58,7 +61,7 @@ impl ConnectError {
             ConnectError::Cancelled => exit::CANCELLED,
             ConnectError::UnknownComputer(_) => exit::UNKNOWN_COMPUTER,
             ConnectError::Offline(_) | ConnectError::WentOffline(_) => exit::OFFLINE,
-            ConnectError::BadToken => exit::BAD_TOKEN,
+            ConnectError::BadToken | ConnectError::TokenRevoked => exit::BAD_TOKEN,
             ConnectError::NotOffered(_) => exit::NOT_OFFERED,
             ConnectError::InvalidRequest(_) => exit::INVALID_REQUEST,
             ConnectError::SessionFailed(_) => exit::SESSION_FAILED,

@@ -334,6 +334,11 @@ pub async fn connect(
                 state,
                 detail,
             } => progress.delivery(&recipient, state, detail.as_deref()),
+            ServerToOperator::Approval {
+                approvals,
+                required,
+                by,
+            } => progress.approval(approvals, required, &by),
             ServerToOperator::Allowed { by, at } => {
                 silence = None;
                 progress.allowed(&by, at);
@@ -355,7 +360,8 @@ pub async fn connect(
                 progress.clear_line();
                 return Err(match reason {
                     Refusal::UnknownComputer => ConnectError::UnknownComputer(request.computer),
-                    Refusal::ComputerWentOffline => ConnectError::WentOffline(request.computer),
+                    Refusal::ComputerWentOffline => ConnectError::WentOffline(message),
+                    Refusal::TokenRevoked => ConnectError::TokenRevoked,
                     Refusal::ComputerOffline => ConnectError::Offline(request.computer),
                     Refusal::NotOffered => ConnectError::NotOffered(message),
                     Refusal::InvalidRequest => ConnectError::InvalidRequest(message),

@@ -77,7 +77,8 @@ impl Progress {
     /// Redraws the countdown (live terminals only).
     pub fn tick(&mut self, left: Duration) {
         if let ProgressStyle::Human { live: true } = self.style {
-            let secs = left.as_secs() + u64::from(left.subsec_nanos() > 0);
+            let millis = i64::try_from(left.as_millis()).unwrap_or(i64::MAX);
+            let secs = doorman_core::authorization::seconds_left(millis, 0);
             let _ = write!(
                 self.out,
                 "\r\x1b[2KWaiting for email authorization from {}: {secs} s left (Ctrl-C cancels)",
@@ -113,6 +114,21 @@ impl Progress {
                     self.line(&text);
                 }
             },
+        }
+    }
+
+    /// A recipient's Allow was counted; more are needed.
+    pub fn approval(&mut self, approvals: u32, required: u32, by: &str) {
+        match self.style {
+            ProgressStyle::Json => self.json(json!({
+                "event": "approval",
+                "approvals": approvals,
+                "required": required,
+                "by": by,
+            })),
+            ProgressStyle::Human { .. } => {
+                self.line(&format!("{approvals} of {required} approvals, by {by}"));
+            }
         }
     }
 

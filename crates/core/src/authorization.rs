@@ -1,11 +1,16 @@
-//! The life of one authorization request.
+//! The life of one authorization request: the one place its rules live.
 //!
 //! `pending → allowed | denied | expired | cancelled`, and a settled request
-//! never changes again. The types carry that rule: only a [`PendingRequest`]
-//! can be settled, settling consumes it, and a [`SettledRequest`] has no method
-//! that changes it. The server's database applies the same rule with one
-//! conditional update (see `doorman-server`'s store); this module is the
-//! specification both follow, and its tests are the proof.
+//! never changes again. A [`PendingRequest`] counts distinct approvals until
+//! its policy's `required_approvals` is reached; one Deny vetoes. The types
+//! carry the rules: only a pending request can take an [`Event`], applying
+//! one consumes it, and a [`SettledRequest`] has no method that changes it.
+//!
+//! This is the code that runs: every part of the server that settles a
+//! request (a recipient's click, the expiry timer, the operator's Ctrl-C, an
+//! offline computer, undeliverable emails, a revocation) loads the pending
+//! request, applies its event here, and has the store persist the [`Step`]
+//! with one conditional write that fails if anything changed meanwhile.
 
 use serde::{Deserialize, Serialize};
 use std::fmt;
@@ -13,6 +18,14 @@ use std::str::FromStr;
 
 /// Milliseconds since the Unix epoch. The caller supplies the clock.
 pub type Millis = i64;
+
+/// Whole seconds left until `expires_at` at `now`, rounded up so that the
+/// last second shows as 1, not 0; 0 once it has passed. Every countdown
+/// (the operator's, the approval page's) is this number.
+pub fn seconds_left(expires_at: Millis, now: Millis) -> u64 {
+    let left = expires_at.saturating_sub(now);
+    u64::try_from(left).unwrap_or(0).div_ceil(1000)
+}
 
 /// What a recipient chose on the approval page.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -38,7 +51,7 @@ impl FromStr for Decision {
     }
 }
 
-/// A decision value other than `allow` or `deny`.
+/// A decision value other than `allow`, `deny` or `report`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 #[error("decision must be \"allow\", \"deny\" or \"report\"")]
 pub struct UnknownDecision;
@@ -95,14 +108,77 @@ impl FromStr for RequestState {
     }
 }
 
+/// Why a request was cancelled.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum CancelCause {
+    /// The operator gave up (Ctrl-C, or its connection went away).
+    #[default]
+    Operator,
+    /// The computer went offline while the request was pending.
+    ComputerGone,
+    /// No authorization email could be delivered; the last server reply.
+    Undeliverable { error: String },
+    /// The operator's token, the computer's key or the operator's access
+    /// to the computer was taken away.
+    Revoked { what: Revoked },
+}
+
+/// What a revocation took away.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Revoked {
+    /// `doorman admin operator rotate|remove`.
+    OperatorToken,
+    /// `doorman admin agent rotate|remove`.
+    Computer,
+    /// `doorman admin access revoke`.
+    Access,
+}
+
+impl CancelCause {
+    /// One line for the audit trail and the approval page.
+    pub fn describe(&self) -> String {
+        match self {
+            CancelCause::Operator => "cancelled by the operator".into(),
+            CancelCause::ComputerGone => "the computer went offline".into(),
+            CancelCause::Undeliverable { error } => {
+                format!("no authorization email could be delivered: {error}")
+            }
+            CancelCause::Revoked {
+                what: Revoked::OperatorToken,
+            } => "the operator's token was replaced or removed".into(),
+            CancelCause::Revoked {
+                what: Revoked::Computer,
+            } => "the computer's key was replaced or removed".into(),
+            CancelCause::Revoked {
+                what: Revoked::Access,
+            } => "the operator's access to this computer was revoked".into(),
+        }
+    }
+}
+
 /// How a request ended, with what the approval page and the operator are told.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "state", rename_all = "lowercase")]
 pub enum Outcome {
-    Allowed { by: String, at: Millis },
-    Denied { by: String, at: Millis },
-    Expired { at: Millis },
-    Cancelled { at: Millis },
+    /// `by` names every approver, in the order they approved.
+    Allowed {
+        by: String,
+        at: Millis,
+    },
+    Denied {
+        by: String,
+        at: Millis,
+    },
+    Expired {
+        at: Millis,
+    },
+    Cancelled {
+        at: Millis,
+        #[serde(default)]
+        cause: CancelCause,
+    },
 }
 
 impl Outcome {
@@ -120,7 +196,7 @@ impl Outcome {
             Outcome::Allowed { at, .. }
             | Outcome::Denied { at, .. }
             | Outcome::Expired { at }
-            | Outcome::Cancelled { at } => *at,
+            | Outcome::Cancelled { at, .. } => *at,
         }
     }
 
@@ -133,10 +209,10 @@ impl Outcome {
     }
 }
 
-/// Something that may settle a pending request.
+/// Something that may change a pending request.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Event {
-    /// A recipient clicked Allow Session or Deny.
+    /// A recipient clicked Allow Session, Deny or "I did not expect this".
     Decide {
         decision: Decision,
         by: String,
@@ -144,8 +220,24 @@ pub enum Event {
     },
     /// The expiry timer fired.
     Expire { at: Millis },
-    /// The operator gave up.
-    Cancel { at: Millis },
+    /// The request can no longer lead to a session, for `cause`.
+    Cancel { cause: CancelCause, at: Millis },
+}
+
+impl Event {
+    /// When it happened.
+    pub fn at(&self) -> Millis {
+        match self {
+            Event::Decide { at, .. } | Event::Expire { at } | Event::Cancel { at, .. } => *at,
+        }
+    }
+}
+
+/// One recipient's counted Allow.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Approval {
+    pub by: String,
+    pub at: Millis,
 }
 
 /// A request that nobody has settled yet.
@@ -153,57 +245,112 @@ pub enum Event {
 pub struct PendingRequest {
     pub created_at: Millis,
     pub expires_at: Millis,
+    /// Distinct Allows that settle it (at least 1).
+    pub required_approvals: u32,
+    /// The Allows counted so far, fewer than `required_approvals`.
+    pub approvals: Vec<Approval>,
+}
+
+/// Why an event changed nothing.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Unchanged {
+    /// This recipient's Allow was counted already.
+    AlreadyApproved,
+    /// An expiry timer fired before the expiry instant (clock skew between
+    /// replicas, a timer a hair early): the request keeps its full time.
+    NotYetExpired,
+}
+
+/// What applying an event to a pending request did.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Step {
+    /// One more distinct Allow counted; more are needed.
+    Approved(PendingRequest),
+    /// Nothing changed.
+    Unchanged(PendingRequest, Unchanged),
+    /// The request is settled for good.
+    Settled(SettledRequest),
 }
 
 impl PendingRequest {
-    /// Starts a request that expires `timeout_secs` after `now`.
-    pub fn new(now: Millis, timeout_secs: u32) -> Self {
+    /// Starts a request that expires `timeout_secs` after `now` and needs
+    /// `required_approvals` distinct Allows (0 counts as 1).
+    pub fn new(now: Millis, timeout_secs: u32, required_approvals: u32) -> Self {
         Self {
             created_at: now,
             expires_at: now + i64::from(timeout_secs) * 1000,
+            required_approvals: required_approvals.max(1),
+            approvals: Vec::new(),
         }
     }
 
-    /// Seconds left at `now`, rounded up so the last second shows as 1, not 0.
+    /// Seconds left at `now`; see [`seconds_left`].
     pub fn seconds_left(&self, now: Millis) -> u64 {
-        let left = (self.expires_at - now).max(0);
-        u64::try_from((left + 999) / 1000).unwrap_or(0)
+        seconds_left(self.expires_at, now)
     }
 
-    /// Settles the request. Whatever happens at or after the expiry instant
-    /// is an expiry: a late click can never allow.
-    pub fn settle(self, event: Event) -> SettledRequest {
-        let outcome = match event {
-            Event::Decide { at, .. } | Event::Cancel { at } if at >= self.expires_at => {
-                Outcome::Expired {
-                    at: self.expires_at,
-                }
-            }
+    /// Allows still needed.
+    pub fn approvals_missing(&self) -> u32 {
+        let have = u32::try_from(self.approvals.len()).unwrap_or(u32::MAX);
+        self.required_approvals.saturating_sub(have)
+    }
+
+    /// Applies an event. Whatever happens at or after the expiry instant is
+    /// an expiry: a late click can never allow, deny or cancel.
+    pub fn apply(mut self, event: Event) -> Step {
+        let expired = |request: PendingRequest| {
+            let at = request.expires_at;
+            Step::Settled(SettledRequest::new(request, Outcome::Expired { at }, false))
+        };
+        match event {
             Event::Expire { at } if at < self.expires_at => {
-                // A timer that fires early (clock skew between replicas) must
-                // not cut the request short; it is treated as the expiry instant.
-                Outcome::Expired {
-                    at: self.expires_at,
-                }
+                Step::Unchanged(self, Unchanged::NotYetExpired)
+            }
+            Event::Expire { .. } => expired(self),
+            Event::Decide { at, .. } | Event::Cancel { at, .. } if at >= self.expires_at => {
+                expired(self)
+            }
+            Event::Cancel { cause, at } => Step::Settled(SettledRequest::new(
+                self,
+                Outcome::Cancelled { at, cause },
+                false,
+            )),
+            Event::Decide {
+                decision: decision @ (Decision::Deny | Decision::Report),
+                by,
+                at,
+            } => {
+                let reported = decision == Decision::Report;
+                Step::Settled(SettledRequest::new(
+                    self,
+                    Outcome::Denied { by, at },
+                    reported,
+                ))
             }
             Event::Decide {
                 decision: Decision::Allow,
                 by,
                 at,
-            } => Outcome::Allowed { by, at },
-            Event::Decide {
-                decision: Decision::Deny | Decision::Report,
-                by,
-                at,
-            } => Outcome::Denied { by, at },
-            Event::Expire { .. } => Outcome::Expired {
-                at: self.expires_at,
-            },
-            Event::Cancel { at } => Outcome::Cancelled { at },
-        };
-        SettledRequest {
-            request: self,
-            outcome,
+            } => {
+                if self.approvals.iter().any(|a| a.by == by) {
+                    return Step::Unchanged(self, Unchanged::AlreadyApproved);
+                }
+                self.approvals.push(Approval { by, at });
+                if self.approvals_missing() > 0 {
+                    return Step::Approved(self);
+                }
+                let by = self
+                    .approvals
+                    .iter()
+                    .map(|a| a.by.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", ");
+                Step::Settled(SettledRequest::new(
+                    self,
+                    Outcome::Allowed { by, at },
+                    false,
+                ))
+            }
         }
     }
 }
@@ -213,15 +360,36 @@ impl PendingRequest {
 pub struct SettledRequest {
     request: PendingRequest,
     outcome: Outcome,
+    reported: bool,
 }
 
 impl SettledRequest {
+    fn new(request: PendingRequest, outcome: Outcome, reported: bool) -> Self {
+        Self {
+            request,
+            outcome,
+            reported,
+        }
+    }
+
+    /// A request read back from storage in its settled state.
+    pub fn stored(request: PendingRequest, outcome: Outcome) -> Self {
+        Self::new(request, outcome, false)
+    }
+
     pub fn outcome(&self) -> &Outcome {
         &self.outcome
     }
 
-    pub fn created_at(&self) -> Millis {
-        self.request.created_at
+    /// The request as it was when it settled, with every counted Allow.
+    pub fn request(&self) -> &PendingRequest {
+        &self.request
+    }
+
+    /// Denied through "I did not expect this": the operator is to be
+    /// blocked from the computer, in the same write that settles it.
+    pub fn reported(&self) -> bool {
+        self.reported
     }
 }
 
@@ -233,30 +401,19 @@ pub enum Request {
 }
 
 impl Request {
-    /// Applies an event: a pending request settles; a settled one ignores it
-    /// and says so.
-    pub fn apply(self, event: Event) -> (Request, Applied) {
-        match self {
-            Request::Pending(pending) => {
-                (Request::Settled(pending.settle(event)), Applied::Settled)
-            }
-            settled @ Request::Settled(_) => (settled, Applied::AlreadySettled),
-        }
-    }
-
     pub fn state(&self) -> RequestState {
         match self {
             Request::Pending(_) => RequestState::Pending,
             Request::Settled(settled) => settled.outcome.state(),
         }
     }
-}
 
-/// Whether [`Request::apply`] changed anything.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Applied {
-    Settled,
-    AlreadySettled,
+    pub fn outcome(&self) -> Option<&Outcome> {
+        match self {
+            Request::Pending(_) => None,
+            Request::Settled(settled) => Some(settled.outcome()),
+        }
+    }
 }
 
 #[cfg(test)]
@@ -264,30 +421,37 @@ mod tests {
     use super::*;
     use proptest::prelude::*;
 
-    fn allow(by: &str, at: Millis) -> Event {
+    fn decide(decision: Decision, by: &str, at: Millis) -> Event {
         Event::Decide {
-            decision: Decision::Allow,
+            decision,
             by: by.into(),
             at,
         }
     }
 
+    fn allow(by: &str, at: Millis) -> Event {
+        decide(Decision::Allow, by, at)
+    }
+
+    fn settled(step: Step) -> SettledRequest {
+        match step {
+            Step::Settled(settled) => settled,
+            other => panic!("not settled: {other:?}"),
+        }
+    }
+
+    fn pending(step: Step) -> PendingRequest {
+        match step {
+            Step::Approved(pending) | Step::Unchanged(pending, _) => pending,
+            other => panic!("settled: {other:?}"),
+        }
+    }
+
     #[test]
-    fn first_decision_wins_and_later_ones_change_nothing() {
-        let request = Request::Pending(PendingRequest::new(0, 180));
-        let (request, applied) = request.apply(allow("it@example.com", 1_000));
-        assert_eq!(applied, Applied::Settled);
-        let (request, applied) = request.apply(Event::Decide {
-            decision: Decision::Deny,
-            by: "owner@example.com".into(),
-            at: 1_001,
-        });
-        assert_eq!(applied, Applied::AlreadySettled);
-        let Request::Settled(settled) = request else {
-            panic!("still pending")
-        };
+    fn one_approval_settles_by_default() {
+        let done = settled(PendingRequest::new(0, 180, 1).apply(allow("it@example.com", 1_000)));
         assert_eq!(
-            settled.outcome(),
+            done.outcome(),
             &Outcome::Allowed {
                 by: "it@example.com".into(),
                 at: 1_000
@@ -296,27 +460,96 @@ mod tests {
     }
 
     #[test]
+    fn quorum_needs_distinct_recipients_and_a_repeat_click_counts_once() {
+        let request = PendingRequest::new(0, 180, 2);
+        let step = request.apply(allow("a@example.com", 1_000));
+        assert!(matches!(step, Step::Approved(_)));
+        let step = pending(step).apply(allow("a@example.com", 1_500));
+        assert!(matches!(
+            step,
+            Step::Unchanged(_, Unchanged::AlreadyApproved)
+        ));
+        let request = pending(step);
+        assert_eq!(request.approvals_missing(), 1);
+        let done = settled(request.apply(allow("b@example.com", 2_000)));
+        assert_eq!(
+            done.outcome(),
+            &Outcome::Allowed {
+                by: "a@example.com, b@example.com".into(),
+                at: 2_000
+            }
+        );
+        assert_eq!(done.request().approvals.len(), 2);
+    }
+
+    #[test]
+    fn one_deny_vetoes_after_approvals() {
+        let request = pending(PendingRequest::new(0, 180, 3).apply(allow("a@x.example", 10)));
+        let request = pending(request.apply(allow("b@x.example", 20)));
+        let done = settled(request.apply(decide(Decision::Deny, "c@x.example", 30)));
+        assert_eq!(
+            done.outcome(),
+            &Outcome::Denied {
+                by: "c@x.example".into(),
+                at: 30
+            }
+        );
+        assert!(!done.reported());
+    }
+
+    #[test]
+    fn a_report_denies_and_asks_for_a_block() {
+        let done = settled(PendingRequest::new(0, 180, 1).apply(decide(
+            Decision::Report,
+            "a@x.example",
+            5,
+        )));
+        assert_eq!(done.outcome().state(), RequestState::Denied);
+        assert!(done.reported());
+    }
+
+    #[test]
     fn click_at_or_after_expiry_expires_instead_of_allowing() {
-        let pending = PendingRequest::new(0, 5);
-        let settled = pending.clone().settle(allow("it@example.com", 5_000));
-        assert_eq!(settled.outcome(), &Outcome::Expired { at: 5_000 });
-        let settled = pending.settle(allow("it@example.com", 4_999));
-        assert_eq!(settled.outcome().state(), RequestState::Allowed);
+        let request = PendingRequest::new(0, 5, 1);
+        let done = settled(request.clone().apply(allow("it@example.com", 5_000)));
+        assert_eq!(done.outcome(), &Outcome::Expired { at: 5_000 });
+        let done = settled(request.apply(allow("it@example.com", 4_999)));
+        assert_eq!(done.outcome().state(), RequestState::Allowed);
     }
 
     #[test]
     fn early_timer_does_not_shorten_the_request() {
-        let settled = PendingRequest::new(0, 5).settle(Event::Expire { at: 10 });
-        assert_eq!(settled.outcome(), &Outcome::Expired { at: 5_000 });
+        let step = PendingRequest::new(0, 5, 1).apply(Event::Expire { at: 10 });
+        assert!(matches!(step, Step::Unchanged(_, Unchanged::NotYetExpired)));
+        let done = settled(pending(step).apply(Event::Expire { at: 5_000 }));
+        assert_eq!(done.outcome(), &Outcome::Expired { at: 5_000 });
+    }
+
+    #[test]
+    fn cancel_between_approvals_keeps_its_cause() {
+        let request = pending(PendingRequest::new(0, 60, 2).apply(allow("a@x.example", 1)));
+        let cause = CancelCause::Undeliverable {
+            error: "550 no such user".into(),
+        };
+        let done = settled(request.apply(Event::Cancel {
+            cause: cause.clone(),
+            at: 2,
+        }));
+        assert_eq!(done.outcome(), &Outcome::Cancelled { at: 2, cause });
     }
 
     #[test]
     fn seconds_left_rounds_up_and_stops_at_zero() {
-        let pending = PendingRequest::new(0, 180);
+        let pending = PendingRequest::new(0, 180, 1);
         assert_eq!(pending.seconds_left(0), 180);
         assert_eq!(pending.seconds_left(179_001), 1);
         assert_eq!(pending.seconds_left(180_000), 0);
         assert_eq!(pending.seconds_left(999_999), 0);
+        assert_eq!(
+            seconds_left(i64::MAX, i64::MIN),
+            u64::try_from(i64::MAX / 1000 + 1).unwrap()
+        );
+        assert_eq!(seconds_left(0, 1), 0);
     }
 
     #[test]
@@ -329,46 +562,128 @@ mod tests {
         assert_eq!("Allow".parse::<Decision>(), Err(UnknownDecision));
     }
 
+    #[test]
+    fn outcomes_keep_their_wire_form_and_cause() {
+        let json = serde_json::to_string(&Outcome::Cancelled {
+            at: 7,
+            cause: CancelCause::Undeliverable { error: "x".into() },
+        })
+        .unwrap();
+        assert_eq!(
+            json,
+            r#"{"state":"cancelled","at":7,"cause":{"kind":"undeliverable","error":"x"}}"#
+        );
+        // An outcome from a peer that sends no cause is the operator's.
+        let old: Outcome = serde_json::from_str(r#"{"state":"cancelled","at":7}"#).unwrap();
+        assert_eq!(
+            old,
+            Outcome::Cancelled {
+                at: 7,
+                cause: CancelCause::Operator
+            }
+        );
+    }
+
+    const RECIPIENTS: u8 = 3;
+
     fn event() -> impl Strategy<Value = Event> {
         let at = 0i64..20_000;
         prop_oneof![
-            (any::<bool>(), 0u8..3, at.clone()).prop_map(|(allow, who, at)| Event::Decide {
-                decision: if allow {
-                    Decision::Allow
-                } else {
-                    Decision::Deny
-                },
+            4 => (0u8..3, 0u8..RECIPIENTS, at.clone()).prop_map(|(kind, who, at)| Event::Decide {
+                decision: [Decision::Allow, Decision::Deny, Decision::Report][usize::from(kind % 3)],
                 by: format!("r{who}@example.com"),
                 at,
             }),
-            at.clone().prop_map(|at| Event::Expire { at }),
-            at.prop_map(|at| Event::Cancel { at }),
+            // Mostly Allows, so that quorums are reached.
+            4 => (0u8..RECIPIENTS, at.clone()).prop_map(|(who, at)| Event::Decide {
+                decision: Decision::Allow,
+                by: format!("r{who}@example.com"),
+                at,
+            }),
+            1 => at.clone().prop_map(|at| Event::Expire { at }),
+            1 => at.prop_map(|at| Event::Cancel { cause: CancelCause::Operator, at }),
         ]
     }
 
-    proptest! {
-        /// Any interleaving of decisions, expiry and cancellation yields exactly
-        /// one terminal state, fixed by the first event, and never changes after.
-        #[test]
-        fn any_interleaving_settles_once(events in proptest::collection::vec(event(), 1..12)) {
-            let pending = PendingRequest::new(0, 10);
-            let expected = pending.clone().settle(events[0].clone()).outcome().clone();
-            let mut request = Request::Pending(pending);
-            let mut settled_count = 0;
-            for event in events {
-                let (next, applied) = request.apply(event);
-                request = next;
-                if applied == Applied::Settled {
-                    settled_count += 1;
+    /// The rules, written the other way round: from the whole history of
+    /// events, what the outcome must be.
+    fn expected_outcome(required: u32, events: &[Event]) -> Option<Outcome> {
+        let expires_at = 10_000;
+        let mut approvers: Vec<&str> = Vec::new();
+        for event in events {
+            match event {
+                Event::Expire { at } if *at < expires_at => {}
+                Event::Expire { .. } => return Some(Outcome::Expired { at: expires_at }),
+                Event::Decide { at, .. } | Event::Cancel { at, .. } if *at >= expires_at => {
+                    return Some(Outcome::Expired { at: expires_at });
                 }
-                prop_assert!(request.state().is_settled());
+                Event::Cancel { cause, at } => {
+                    return Some(Outcome::Cancelled {
+                        at: *at,
+                        cause: cause.clone(),
+                    });
+                }
+                Event::Decide {
+                    decision: Decision::Allow,
+                    by,
+                    at,
+                } => {
+                    if !approvers.contains(&by.as_str()) {
+                        approvers.push(by);
+                    }
+                    if approvers.len() == required as usize {
+                        return Some(Outcome::Allowed {
+                            by: approvers.join(", "),
+                            at: *at,
+                        });
+                    }
+                }
+                Event::Decide { by, at, .. } => {
+                    return Some(Outcome::Denied {
+                        by: by.clone(),
+                        at: *at,
+                    });
+                }
             }
-            prop_assert_eq!(settled_count, 1);
-            let Request::Settled(settled) = request else { unreachable!() };
-            prop_assert_eq!(settled.outcome(), &expected);
-            // Nothing after the expiry instant is ever an allow or deny.
-            if let Some(_by) = expected.decided_by() {
-                prop_assert!(expected.at() < 10_000);
+        }
+        None
+    }
+
+    proptest! {
+        /// Any interleaving of approvals, vetoes, expiry and cancellation:
+        /// the machine settles exactly once, as the rules say, and nothing
+        /// after that changes it; an allow always has N distinct approvers
+        /// and never comes at or after the expiry instant.
+        #[test]
+        fn any_interleaving_settles_once_as_the_rules_say(
+            required in 1u32..=u32::from(RECIPIENTS),
+            events in proptest::collection::vec(event(), 1..16),
+        ) {
+            let mut request = Request::Pending(PendingRequest::new(0, 10, required));
+            let mut settles = 0;
+            for event in &events {
+                request = match request {
+                    Request::Pending(pending) => match pending.apply(event.clone()) {
+                        Step::Approved(pending) | Step::Unchanged(pending, _) => {
+                            prop_assert!(pending.approvals_missing() > 0);
+                            Request::Pending(pending)
+                        }
+                        Step::Settled(done) => {
+                            settles += 1;
+                            Request::Settled(done)
+                        }
+                    },
+                    settled @ Request::Settled(_) => settled,
+                };
+            }
+            let expected = expected_outcome(required, &events);
+            prop_assert_eq!(request.outcome(), expected.as_ref());
+            prop_assert_eq!(settles, usize::from(expected.is_some()));
+            if let Request::Settled(done) = &request
+                && let Outcome::Allowed { at, .. } = done.outcome()
+            {
+                prop_assert!(*at < 10_000);
+                prop_assert_eq!(done.request().approvals.len(), required as usize);
             }
         }
     }

@@ -5,6 +5,8 @@
 //! the time in, which keeps every rule testable with plain values.
 #![forbid(unsafe_code)]
 
+pub mod access;
+pub mod audit;
 pub mod authorization;
 pub mod limits;
 pub mod mask;
@@ -12,6 +14,9 @@ pub mod names;
 pub mod secret;
 pub mod settings;
 
-pub use authorization::{Decision, Event, Outcome, PendingRequest, Request, RequestState};
+pub use audit::AuditKind;
+pub use authorization::{
+    CancelCause, Decision, Event, Outcome, PendingRequest, Request, RequestState, Revoked, Step,
+};
 pub use secret::Secret;
 pub use settings::{AgentSettings, SettingsChange, SettingsProblem};

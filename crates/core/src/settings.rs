@@ -47,6 +47,16 @@ pub struct DesktopSharing {
     pub email_authorization_timeout: u32,
     #[serde(default)]
     pub recipients: Vec<String>,
+    /// Distinct recipients that must Allow; one Deny vetoes.
+    #[serde(default = "default_required_approvals")]
+    pub required_approvals: u32,
+    /// A connect without a reason is refused before any email.
+    #[serde(default)]
+    pub require_reason: bool,
+}
+
+fn default_required_approvals() -> u32 {
+    1
 }
 
 fn default_timeout() -> u32 {
@@ -59,6 +69,8 @@ impl Default for DesktopSharing {
             require_email_authorization: false,
             email_authorization_timeout: DEFAULT_TIMEOUT_SECS,
             recipients: Vec::new(),
+            required_approvals: 1,
+            require_reason: false,
         }
     }
 }
@@ -197,6 +209,16 @@ impl DesktopSharing {
                 format!("at most {MAX_RECIPIENTS} recipients"),
             ));
         }
+        let approvals = self.required_approvals;
+        let most = u32::try_from(self.recipients.len().max(1)).unwrap_or(u32::MAX);
+        if approvals == 0 || approvals > most {
+            problems.push(SettingsProblem::new(
+                "desktop_sharing.required_approvals",
+                format!(
+                    "must be between 1 and the number of recipients ({most}) (got {approvals})"
+                ),
+            ));
+        }
         for (index, recipient) in self.recipients.iter().enumerate() {
             if let Err(message) = validate_recipient(recipient) {
                 problems.push(SettingsProblem::new(
@@ -250,6 +272,8 @@ pub struct SettingsChange {
     pub require_email_authorization: Option<bool>,
     pub email_authorization_timeout: Option<u32>,
     pub recipients: Option<Vec<String>>,
+    pub required_approvals: Option<u32>,
+    pub require_reason: Option<bool>,
 }
 
 impl SettingsChange {
@@ -282,6 +306,12 @@ impl SettingsChange {
         if let Some(recipients) = &self.recipients {
             let array: toml_edit::Array = recipients.iter().map(String::as_str).collect();
             table.insert("recipients", toml_edit::value(array));
+        }
+        if let Some(approvals) = self.required_approvals {
+            table.insert("required_approvals", toml_edit::value(i64::from(approvals)));
+        }
+        if let Some(on) = self.require_reason {
+            table.insert("require_reason", toml_edit::value(on));
         }
         let new_text = document.to_string();
         let settings = AgentSettings::parse(&new_text)?;
@@ -410,6 +440,37 @@ email_authorization_timeout = 4
         let (_, settings) = change.apply_to(text).expect("valid");
         assert!(settings.desktop_sharing.require_email_authorization);
         assert_eq!(settings.desktop_sharing.email_authorization_timeout, 180);
+    }
+
+    #[test]
+    fn required_approvals_is_bounded_by_the_recipients() {
+        let set = |approvals| SettingsChange {
+            required_approvals: Some(approvals),
+            ..SettingsChange::default()
+        };
+        let (text, settings) = set(2).apply_to(EXAMPLE).expect("two of two");
+        assert_eq!(settings.desktop_sharing.required_approvals, 2);
+        assert!(text.contains("required_approvals = 2"));
+        for bad in [0, 3] {
+            let Err(SettingsError::Invalid(problems)) = set(bad).apply_to(EXAMPLE) else {
+                panic!("{bad} approvals accepted")
+            };
+            assert_eq!(problems[0].field, "desktop_sharing.required_approvals");
+        }
+        // Fewer recipients than approvals is caught whichever changes.
+        let fewer = SettingsChange {
+            recipients: Some(vec!["a@x.example".into()]),
+            ..SettingsChange::default()
+        };
+        let (text, _) = set(2).apply_to(EXAMPLE).unwrap();
+        assert!(fewer.apply_to(&text).is_err());
+        assert_eq!(
+            AgentSettings::parse(EXAMPLE)
+                .unwrap()
+                .desktop_sharing
+                .required_approvals,
+            1
+        );
     }
 
     #[test]

@@ -2,6 +2,7 @@
 //! into validated configurations for the library crates).
 
 use clap::{Args, Parser, Subcommand};
+use doorman_core::access::{ComputerPattern, ServiceSet};
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
@@ -45,9 +46,10 @@ Exit status:
   130    cancelled (Ctrl-C) while waiting for authorization or during the session
   240    authorization denied
   241    authorization expired: nobody decided in time
-  242    unknown computer
+  242    unknown computer, or not permitted (an operator without a grant for
+         that computer and service sees the same)
   243    computer offline, or it went offline while waiting
-  244    bad operator token
+  244    bad operator token, or it was replaced or removed while waiting
   245    refused by the computer: the service is not offered there
   246    the session failed or was cut off
   247    refused by a limit: too many pending requests, the computer asked too
@@ -87,7 +89,7 @@ pub struct ServerArgs {
     /// Requests one operator may have pending at once [default: 3]
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(MAX_PENDING_PER_OPERATOR))]
     pub max_pending_per_operator: Option<u32>,
-    /// Requests one computer may receive per hour [default: 30]
+    /// Requests one operator may make to one computer per hour [default: 30]
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(MAX_REQUESTS_PER_HOUR))]
     pub max_requests_per_hour: Option<u32>,
     /// How long "I did not expect this" blocks the operator from that computer [default: 20]
@@ -133,12 +135,82 @@ pub struct AdminArgs {
 pub enum AdminCommand {
     /// Operators: people who connect.
     #[command(subcommand)]
-    Operator(PrincipalCommand),
+    Operator(OperatorCommand),
     /// Agents: computers that can be connected to.
     #[command(subcommand)]
     Agent(PrincipalCommand),
+    /// Which operators may reach which computers, for which services.
+    #[command(subcommand)]
+    Access(AccessCommand),
     /// List the audit trail, oldest first.
     Audit {
+        /// One JSON object per line.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum OperatorCommand {
+    /// Register NAME and print its token, once, on one line. Without
+    /// --computers it reaches nothing until `access grant`.
+    Add {
+        name: String,
+        /// Computers it may reach: name patterns (`*`, `office-*`), comma-separated
+        #[arg(long, value_name = "PATTERN[,PATTERN...]", value_delimiter = ',')]
+        computers: Vec<ComputerPattern>,
+        /// Services granted with --computers [default: shell,command,forward]
+        #[arg(long, value_name = "SERVICE[,SERVICE...]", requires = "computers")]
+        services: Option<ServiceSet>,
+        /// The operator's own address: never an approver of its requests
+        #[arg(long, value_name = "ADDR")]
+        email: Option<String>,
+    },
+    /// List the operators, with their email addresses and when each was added.
+    List,
+    /// Print a new token for NAME, once, on one line. The old one stops
+    /// working: its connections are closed within a heartbeat (20 s) and its
+    /// pending requests cancelled.
+    Rotate { name: String },
+    /// Remove NAME, with the same effects on its connections and requests.
+    Remove { name: String },
+    /// Set the operator's own address (never an approver of its requests);
+    /// without ADDR, clear it.
+    SetEmail { name: String, email: Option<String> },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum AccessCommand {
+    /// Let OPERATOR reach the computers the patterns match, for the services.
+    Grant {
+        operator: String,
+        /// Name patterns (`*`, `office-*`, `lab-??`), comma-separated
+        #[arg(
+            long,
+            required = true,
+            value_name = "PATTERN[,PATTERN...]",
+            value_delimiter = ','
+        )]
+        computers: Vec<ComputerPattern>,
+        /// [default: shell,command,forward]
+        #[arg(long, value_name = "SERVICE[,SERVICE...]")]
+        services: Option<ServiceSet>,
+    },
+    /// Take grants away: pending requests and running sessions on computers
+    /// OPERATOR no longer reaches end (sessions within a heartbeat).
+    Revoke {
+        operator: String,
+        /// The patterns granted before, comma-separated
+        #[arg(
+            long,
+            required = true,
+            value_name = "PATTERN[,PATTERN...]",
+            value_delimiter = ','
+        )]
+        computers: Vec<ComputerPattern>,
+    },
+    /// List every grant.
+    List {
         /// One JSON object per line.
         #[arg(long)]
         json: bool,
@@ -200,6 +272,13 @@ pub enum SettingsCommand {
         /// Who may approve, comma-separated
         #[arg(long, value_name = "ADDR[,ADDR...]")]
         recipients: Option<String>,
+        /// Distinct recipients that must allow; one Deny refuses (1 to the
+        /// number of recipients)
+        #[arg(long, value_name = "N")]
+        required_approvals: Option<u32>,
+        /// Refuse connections that give no --reason (true/false)
+        #[arg(long, value_name = "BOOL", action = clap::ArgAction::Set)]
+        require_reason: Option<bool>,
     },
 }
 

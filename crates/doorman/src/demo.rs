@@ -27,7 +27,14 @@ pub async fn run(args: DemoArgs) -> Result<()> {
     let store =
         doorman_server::store::Store::open(&doorman_server::default_database_url(&data_dir))
             .await?;
-    let token = doorman_server::admin::add_operator(&store, DEMO_OPERATOR).await?;
+    // The demo operator may reach the demo computer, as `doorman admin
+    // operator add … --computers demo-pc` would grant.
+    let grant = doorman_server::admin::NewOperator {
+        computers: vec![DEMO_COMPUTER.parse().map_err(anyhow::Error::msg)?],
+        services: doorman_core::access::ServiceSet::ALL,
+        email: None,
+    };
+    let token = doorman_server::admin::add_operator_with(&store, DEMO_OPERATOR, &grant).await?;
     let key = doorman_server::admin::add_agent(&store, DEMO_COMPUTER).await?;
     drop(store);
 

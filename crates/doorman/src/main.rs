@@ -6,7 +6,10 @@ mod demo;
 
 use anyhow::{Context, Result, bail};
 use clap::Parser;
-use cli::{AdminCommand, Cli, Command, PrincipalCommand, SettingsCommand};
+use cli::{
+    AccessCommand, AdminCommand, Cli, Command, OperatorCommand, PrincipalCommand, SettingsCommand,
+};
+use doorman_core::access::ServiceSet;
 use doorman_core::settings::{SettingsChange, split_recipients};
 use doorman_server::store::Principal;
 use serde::Deserialize;
@@ -208,10 +211,10 @@ async fn server(args: cli::ServerArgs) -> Result<()> {
                     .max_pending_per_operator
                     .or(file.max_pending_per_operator)
                     .unwrap_or(defaults.max_pending_per_operator),
-                max_requests_per_computer_per_hour: args
+                max_requests_per_hour: args
                     .max_requests_per_hour
                     .or(file.max_requests_per_hour)
-                    .unwrap_or(defaults.max_requests_per_computer_per_hour),
+                    .unwrap_or(defaults.max_requests_per_hour),
                 block_minutes: args
                     .block_minutes
                     .or(file.block_minutes)
@@ -292,7 +295,122 @@ async fn open_store(
     Ok(doorman_server::store::Store::open(&url).await?)
 }
 
-/// `admin operator …` and `admin agent …`.
+/// `admin operator …`.
+async fn operator(store: &doorman_server::store::Store, command: OperatorCommand) -> Result<()> {
+    use doorman_server::admin;
+    match command {
+        OperatorCommand::Add {
+            name,
+            computers,
+            services,
+            email,
+        } => {
+            let new = admin::NewOperator {
+                services: services.unwrap_or(ServiceSet::ALL),
+                computers,
+                email,
+            };
+            println!("{}", admin::add_operator_with(store, &name, &new).await?);
+            if new.computers.is_empty() {
+                eprintln!(
+                    "operator {name:?} reaches no computer until granted: doorman admin access grant {name} --computers PATTERN"
+                );
+            }
+        }
+        OperatorCommand::List => {
+            let emails = admin::operator_emails(store).await?;
+            for (name, added) in admin::list(store, Principal::Operator).await? {
+                let email = emails
+                    .get(&name)
+                    .map(|email| format!("  email {email}"))
+                    .unwrap_or_default();
+                println!(
+                    "{name}  added {}{email}",
+                    doorman_server::clock::format_time(added)
+                );
+            }
+        }
+        OperatorCommand::Rotate { name } => {
+            principal(
+                store,
+                Principal::Operator,
+                PrincipalCommand::Rotate { name },
+            )
+            .await?;
+        }
+        OperatorCommand::Remove { name } => {
+            principal(
+                store,
+                Principal::Operator,
+                PrincipalCommand::Remove { name },
+            )
+            .await?;
+        }
+        OperatorCommand::SetEmail { name, email } => {
+            admin::set_operator_email(store, &name, email.as_deref()).await?;
+            match email {
+                Some(email) => eprintln!(
+                    "operator {name:?}: email {email}; it never approves this operator's requests"
+                ),
+                None => eprintln!("operator {name:?}: email cleared"),
+            }
+        }
+    }
+    Ok(())
+}
+
+/// `admin access …`.
+async fn access(store: &doorman_server::store::Store, command: AccessCommand) -> Result<()> {
+    use doorman_server::admin;
+    match command {
+        AccessCommand::Grant {
+            operator,
+            computers,
+            services,
+        } => {
+            let services = services.unwrap_or(ServiceSet::ALL);
+            admin::grant(store, &operator, &computers, services).await?;
+            let patterns: Vec<&str> = computers.iter().map(|p| p.as_str()).collect();
+            eprintln!(
+                "operator {operator:?} may reach {} for {services}",
+                patterns.join(", ")
+            );
+        }
+        AccessCommand::Revoke {
+            operator,
+            computers,
+        } => {
+            let cancelled = admin::revoke_grant(store, &operator, &computers).await?;
+            eprintln!(
+                "revoked; {cancelled} pending request(s) cancelled; running sessions on computers {operator:?} no longer reaches end within a heartbeat"
+            );
+        }
+        AccessCommand::List { json } => {
+            for row in admin::grants(store).await? {
+                if json {
+                    let line = serde_json::json!({
+                        "operator": row.operator,
+                        "computers": row.grant.computers.as_str(),
+                        "services": row.grant.services.kinds().map(|k| k.as_str()).collect::<Vec<_>>(),
+                        "created_at": row.created_at,
+                    });
+                    println!("{line}");
+                } else {
+                    println!(
+                        "{}  {}  {}  added {}",
+                        row.operator,
+                        row.grant.computers,
+                        row.grant.services,
+                        doorman_server::clock::format_time(row.created_at)
+                    );
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+/// `admin agent …`, and what operators share with agents.
 async fn principal(
     store: &doorman_server::store::Store,
     kind: Principal,
@@ -303,7 +421,10 @@ async fn principal(
         PrincipalCommand::Add { name } => println!("{}", admin::add(store, kind, &name).await?),
         PrincipalCommand::List => {
             for (name, added) in admin::list(store, kind).await? {
-                println!("{name}  added {}", doorman_server::mail::format_time(added));
+                println!(
+                    "{name}  added {}",
+                    doorman_server::clock::format_time(added)
+                );
             }
         }
         PrincipalCommand::Rotate { name } => {
@@ -323,9 +444,8 @@ async fn principal(
 async fn admin(args: cli::AdminArgs) -> Result<()> {
     let store = open_store(args.data_dir, args.database_url).await?;
     match args.command {
-        AdminCommand::Operator(command) => {
-            principal(&store, Principal::Operator, command).await?;
-        }
+        AdminCommand::Operator(command) => operator(&store, command).await?,
+        AdminCommand::Access(command) => access(&store, command).await?,
         AdminCommand::Agent(command) => principal(&store, Principal::Agent, command).await?,
         AdminCommand::Audit { json } => {
             for event in doorman_server::admin::audit(&store).await? {
@@ -350,11 +470,15 @@ fn settings(args: cli::SettingsArgs) -> Result<()> {
             require_email_authorization,
             email_timeout,
             recipients,
+            required_approvals,
+            require_reason,
         } => {
             let change = SettingsChange {
                 require_email_authorization,
                 email_authorization_timeout: email_timeout,
                 recipients: recipients.as_deref().map(split_recipients),
+                required_approvals,
+                require_reason,
             };
             let settings = doorman_agent::settings_file::apply(&args.config, &change)?;
             println!(

@@ -80,6 +80,8 @@ async fn deploy(smtp: Option<&SmtpSink>) -> Deployment {
         "operator",
         "add",
         "alice",
+        "--computers",
+        "office-*",
     ])
     .await;
     assert_eq!(code, 0, "{err}");
@@ -395,7 +397,7 @@ async fn connect_failures_name_their_cause_with_distinct_statuses() {
             &token,
             vec!["nowhere", "--", "true"],
             242,
-            "doorman: unknown computer \"nowhere\"",
+            "doorman: unknown computer or not permitted: \"nowhere\"",
         ),
         (
             &url,
@@ -769,8 +771,11 @@ async fn a_standby_server_takes_over_when_the_active_one_dies() {
     let admin = |what: &'static str, name: &'static str| {
         let database = database.clone();
         async move {
-            let (code, out, err) =
-                doorman(&["admin", "--database-url", &database, what, "add", name]).await;
+            let mut args = vec!["admin", "--database-url", &database, what, "add", name];
+            if what == "operator" {
+                args.extend(["--computers", "*"]);
+            }
+            let (code, out, err) = doorman(&args).await;
             assert_eq!(code, 0, "{err}");
             out.trim().to_string()
         }

@@ -4,6 +4,7 @@
 //! `/v1/agent`, and operator ↔ agent over a relayed session connection.
 
 pub use doorman_core::Outcome;
+use doorman_core::access::ServiceKind;
 pub use doorman_core::authorization::Millis;
 use serde::{Deserialize, Serialize};
 
@@ -30,6 +31,15 @@ pub enum Service {
 }
 
 impl Service {
+    /// What access rules call this service.
+    pub fn kind(&self) -> ServiceKind {
+        match self {
+            Service::Command { .. } => ServiceKind::Command,
+            Service::Shell { .. } => ServiceKind::Shell,
+            Service::Forward { .. } => ServiceKind::Forward,
+        }
+    }
+
     /// A short human description, for notifications, emails and the audit trail.
     pub fn describe(&self) -> String {
         match self {
@@ -61,6 +71,8 @@ pub enum OperatorMessage {
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Refusal {
+    /// No such computer, or the operator has no grant for it and this
+    /// service: the two look the same, so names cannot be probed.
     UnknownComputer,
     ComputerOffline,
     /// The computer went offline while its request was pending.
@@ -76,6 +88,8 @@ pub enum Refusal {
     Limited,
     /// No authorization email could be delivered.
     DeliveryFailed,
+    /// The operator's token was replaced or removed while it waited.
+    TokenRevoked,
 }
 
 /// Server → operator, on `/v1/connect`.
@@ -95,6 +109,13 @@ pub enum ServerToOperator {
     },
     /// Nothing new; the connection is alive.
     Ping,
+    /// A recipient's Allow was counted; more are needed.
+    Approval {
+        approvals: u32,
+        required: u32,
+        /// Masked address of the recipient who approved.
+        by: String,
+    },
     /// The computer does not require email authorization.
     Admitted,
     Allowed {
@@ -197,9 +218,18 @@ pub enum OfferReply {
     RequireAuthorization {
         recipients: Vec<String>,
         timeout_secs: u32,
+        /// Distinct recipients that must Allow; one Deny vetoes.
+        #[serde(default = "one")]
+        required_approvals: u32,
     },
+    /// This computer requires a reason and the operator gave none.
+    ReasonRequired,
     /// Email authorization is off: the agent opens the session now.
     Admit,
+}
+
+fn one() -> u32 {
+    1
 }
 
 /// Operator ↔ agent, inside a relayed session connection.

@@ -30,7 +30,7 @@ async fn main() {
     let world = World::builder()
         .recipients(&["it@example.com"])
         .limits(doorman_server::Limits {
-            max_requests_per_computer_per_hour: 1000,
+            max_requests_per_hour: 1000,
             ..doorman_server::Limits::default()
         })
         .start()

@@ -1,17 +1,23 @@
 //! What `doorman admin` does: register operators and agents (returning their
-//! secret once), list them, replace or revoke their secrets, and read the
-//! audit trail.
+//! secret once), list them, replace or revoke their secrets, grant and
+//! revoke operators' access to computers, and read the audit trail.
 
-use crate::broker::now_millis;
+use crate::clock::now_millis;
 use crate::secrets::{self, AGENT_KEY_PREFIX, OPERATOR_TOKEN_PREFIX};
-use crate::store::{AuditEvent, Principal, Store, StoreError};
+use crate::store::{AuditEvent, GrantRow, Principal, Store, StoreError};
+use doorman_core::access::{ComputerPattern, ServiceSet};
 use doorman_core::names::validate_name;
+use doorman_core::settings::validate_recipient;
 
 /// Why an admin command failed.
 #[derive(Debug, thiserror::Error)]
 pub enum AdminError {
     #[error("invalid name {name:?}: {reason}")]
     InvalidName { name: String, reason: String },
+    #[error("invalid email address: {0}")]
+    InvalidEmail(String),
+    #[error("name at least one computer pattern")]
+    NoPatterns,
     #[error(transparent)]
     Store(#[from] StoreError),
     #[error(transparent)]
@@ -45,9 +51,100 @@ pub async fn add(store: &Store, kind: Principal, name: &str) -> Result<String, A
     Ok(secret)
 }
 
-/// Registers an operator; returns its token.
+/// Registers an operator that reaches every computer for every service
+/// (tests and the demo); returns its token.
 pub async fn add_operator(store: &Store, name: &str) -> Result<String, AdminError> {
-    add(store, Principal::Operator, name).await
+    let everything = NewOperator {
+        computers: vec![ComputerPattern::any()],
+        services: ServiceSet::ALL,
+        email: None,
+    };
+    add_operator_with(store, name, &everything).await
+}
+
+/// What `doorman admin operator add` may set besides the name.
+#[derive(Clone, Debug, Default)]
+pub struct NewOperator {
+    /// Computers it may reach from the start; none: nothing until granted.
+    pub computers: Vec<ComputerPattern>,
+    pub services: ServiceSet,
+    /// Its own address, which never approves its requests.
+    pub email: Option<String>,
+}
+
+/// Registers an operator with its first grants and its email address;
+/// returns its token. Everything is checked before anything is written.
+pub async fn add_operator_with(
+    store: &Store,
+    name: &str,
+    operator: &NewOperator,
+) -> Result<String, AdminError> {
+    check_name(name)?;
+    if let Some(email) = &operator.email {
+        validate_recipient(email).map_err(AdminError::InvalidEmail)?;
+    }
+    let token = add(store, Principal::Operator, name).await?;
+    let now = now_millis();
+    if !operator.computers.is_empty() {
+        store
+            .grant(name, &operator.computers, operator.services, now)
+            .await?;
+    }
+    if let Some(email) = &operator.email {
+        store.set_operator_email(name, Some(email), now).await?;
+    }
+    Ok(token)
+}
+
+/// Sets or clears an operator's own email address.
+pub async fn set_operator_email(
+    store: &Store,
+    name: &str,
+    email: Option<&str>,
+) -> Result<(), AdminError> {
+    if let Some(email) = email {
+        validate_recipient(email).map_err(AdminError::InvalidEmail)?;
+    }
+    Ok(store.set_operator_email(name, email, now_millis()).await?)
+}
+
+/// Lets an operator reach the computers `patterns` match, for `services`.
+pub async fn grant(
+    store: &Store,
+    operator: &str,
+    patterns: &[ComputerPattern],
+    services: ServiceSet,
+) -> Result<(), AdminError> {
+    if patterns.is_empty() {
+        return Err(AdminError::NoPatterns);
+    }
+    Ok(store
+        .grant(operator, patterns, services, now_millis())
+        .await?)
+}
+
+/// Takes grants away; returns how many pending requests that cancelled.
+pub async fn revoke_grant(
+    store: &Store,
+    operator: &str,
+    patterns: &[ComputerPattern],
+) -> Result<u64, AdminError> {
+    if patterns.is_empty() {
+        return Err(AdminError::NoPatterns);
+    }
+    Ok(store.revoke_grant(operator, patterns, now_millis()).await?)
+}
+
+/// The operators that have an email address, with it.
+pub async fn operator_emails(
+    store: &Store,
+) -> Result<std::collections::HashMap<String, String>, AdminError> {
+    Ok(store.operator_emails().await?)
+}
+
+/// Every grant, by operator and pattern.
+pub async fn grants(store: &Store) -> Result<Vec<GrantRow>, AdminError> {
+    Ok(store.grants().await?)
 }
 
 /// Registers an agent; returns its key.
@@ -91,7 +188,7 @@ pub async fn audit(store: &Store) -> Result<Vec<AuditEvent>, AdminError> {
 pub fn format_audit_line(event: &AuditEvent) -> String {
     let mut line = format!(
         "{}  {:<15}",
-        crate::mail::format_time(event.at),
+        crate::clock::format_time(event.at),
         event.event
     );
     for (label, value) in [

@@ -2,7 +2,8 @@
 //! offers to it and its answers back, pushes settled outcomes, and pings it,
 //! taking it offline when it falls silent.
 
-use crate::broker::{AgentCommand, Broker, now_millis};
+use crate::broker::{AgentCommand, Broker};
+use crate::clock::now_millis;
 use doorman_proto::connection::Connection;
 use doorman_proto::dial::Upgraded;
 use doorman_proto::message::{AgentToServer, OfferReply, ServerToAgent, silence_limit};

@@ -1,29 +1,25 @@
 //! The broker's live state: which agents are online, who waits on which
 //! request, which session connections are expected; and the one path by which
-//! a request settles (decide, expire, cancel), which pushes the outcome to the
-//! waiting operator and to the agent at once.
+//! a request changes ([`Broker::apply`]: an approval, a decision, expiry, a
+//! cancellation), which runs the state machine, persists its step, and
+//! pushes the news to the waiting operator and to the agent at once.
 
+use crate::clock::now_millis;
 use crate::secrets::ServerKey;
-use crate::store::{AuditEvent, Millis, Store, StoreError};
-use doorman_core::{Outcome, RequestState};
+use crate::store::requests::transition_audit;
+use crate::store::{Block, Millis, Store, StoreError};
+use doorman_core::authorization::{Event, Step, Unchanged};
+use doorman_core::{CancelCause, Outcome, Request};
 use doorman_proto::dial::Upgraded;
 use doorman_proto::message::{DeliveryState, OfferReply, ServerToAgent, ServerToOperator};
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 use tokio::sync::{Notify, broadcast, mpsc, oneshot, watch};
 
 /// How long an agent has to answer an offer.
 pub const OFFER_TIMEOUT: Duration = Duration::from_secs(10);
-
-/// The current time in milliseconds since the Unix epoch.
-pub fn now_millis() -> Millis {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
-        .unwrap_or(0)
-}
 
 /// Completes once the server is shutting down.
 pub async fn stopping(shutdown: &mut watch::Receiver<bool>) {
@@ -59,13 +55,30 @@ struct SessionSlot {
     _current: oneshot::Sender<()>,
 }
 
-/// Why a request was cancelled when its operator did not cancel it.
+/// Where an event came from, for the audit trail: who (an operator, a
+/// recipient's address), from which address and browser, and a note that
+/// replaces the transition's own.
+#[derive(Clone, Debug, Default)]
+pub struct Witness {
+    pub actor: Option<String>,
+    pub address: Option<String>,
+    pub user_agent: Option<String>,
+    pub detail: Option<String>,
+}
+
+/// What [`Broker::apply`] did.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub enum CancelCause {
-    /// The computer went offline while the request was pending.
-    ComputerGone,
-    /// No authorization email could be delivered; the last server reply.
-    Undeliverable(String),
+pub enum Applied {
+    /// An Allow was counted; more are needed.
+    Approved { approvals: u32, required: u32 },
+    /// This call settled the request.
+    Settled(Outcome),
+    /// It was settled before.
+    AlreadySettled(Outcome),
+    /// Nothing changed.
+    Unchanged(Unchanged),
+    /// No such request.
+    Unknown,
 }
 
 /// A forward session in progress: who may open tunnels, to where.
@@ -79,13 +92,14 @@ pub struct ForwardGrant {
     pub ended: watch::Receiver<()>,
 }
 
-/// What operators' connections wait on: the outcome, and delivery news.
+/// What operators' connections wait on: the outcome, and news (deliveries,
+/// approvals).
 /// Several may wait on one request (an operator reconnecting while its old
 /// connection is still being torn down).
 #[derive(Debug)]
 struct Waiter {
     outcome: watch::Sender<Option<Outcome>>,
-    deliveries: broadcast::Sender<ServerToOperator>,
+    news: broadcast::Sender<ServerToOperator>,
     watchers: usize,
 }
 
@@ -105,7 +119,6 @@ pub struct Broker {
     waiting: Mutex<HashMap<String, Waiter>>,
     sessions: Mutex<HashMap<String, SessionSlot>>,
     forwards: Mutex<HashMap<String, ForwardGrant>>,
-    cancel_causes: Mutex<HashMap<String, CancelCause>>,
     /// Tells an agent's connection, or a session slot, from a later one of
     /// the same name.
     next_id: AtomicU64,
@@ -122,7 +135,7 @@ pub struct Broker {
     /// simultaneous connects cannot both slip under a limit.
     pub admission: tokio::sync::Mutex<()>,
     /// Invalid link tokens per client address.
-    pub link_failures: crate::pages::FailureLimiter,
+    pub link_failures: crate::link_limit::FailureLimiter,
 }
 
 /// Counts the tasks started with [`Broker::spawn`], so that shutdown can wait
@@ -168,7 +181,6 @@ impl Broker {
             waiting: Mutex::default(),
             sessions: Mutex::default(),
             forwards: Mutex::default(),
-            cancel_causes: Mutex::default(),
             next_id: AtomicU64::new(1),
             agents_changed: watch::channel(0).0,
             outbox_wakeup: Notify::new(),
@@ -176,7 +188,7 @@ impl Broker {
             tasks: Arc::default(),
             limits,
             admission: tokio::sync::Mutex::new(()),
-            link_failures: crate::pages::FailureLimiter::default(),
+            link_failures: crate::link_limit::FailureLimiter::default(),
         }
     }
 
@@ -257,23 +269,15 @@ impl Broker {
             }
         };
         for request in pending {
-            let audit = AuditEvent {
+            let cancel = Event::Cancel {
+                cause: CancelCause::ComputerGone,
                 at: now_millis(),
-                event: "cancelled".into(),
-                request_id: Some(request.id.clone()),
-                computer: Some(computer.to_string()),
-                detail: Some("the computer went offline".into()),
-                ..AuditEvent::default()
             };
-            if let Err(error) = self
-                .cancel_because(
-                    &request.id,
-                    Some(computer),
-                    CancelCause::ComputerGone,
-                    audit,
-                )
-                .await
-            {
+            let witness = Witness {
+                actor: Some(computer.to_string()),
+                ..Witness::default()
+            };
+            if let Err(error) = self.apply(&request.id, cancel, witness).await {
                 tracing::error!(%error, "cannot cancel a request of an offline computer");
             }
         }
@@ -334,7 +338,7 @@ impl Broker {
             .entry(request_id.to_string())
             .or_insert_with(|| Waiter {
                 outcome: watch::channel(None).0,
-                deliveries: broadcast::channel(64).0,
+                news: broadcast::channel(64).0,
                 watchers: 0,
             });
         waiter.watchers += 1;
@@ -342,7 +346,7 @@ impl Broker {
             broker: Arc::clone(self),
             request_id: request_id.to_string(),
             receiver: waiter.outcome.subscribe(),
-            deliveries: waiter.deliveries.subscribe(),
+            news: waiter.news.subscribe(),
         }
     }
 
@@ -422,107 +426,93 @@ impl Broker {
         }
     }
 
-    /// Cancels a request for a reason other than its operator's wish; the
-    /// operator's connection learns the cause from [`Broker::take_cancel_cause`].
-    pub async fn cancel_because(
+    /// Applies an event to a request: runs the state machine on the request
+    /// as stored, persists its step with one conditional write (reading
+    /// again and reapplying when something else changed it first), and
+    /// pushes the news: an approval to the waiting operator, an outcome to
+    /// the operator and the agent.
+    pub async fn apply(
         &self,
         request_id: &str,
-        decided_by: Option<&str>,
-        cause: CancelCause,
-        audit: AuditEvent,
-    ) -> Result<(), StoreError> {
-        self.settle_with_cause(
-            request_id,
-            RequestState::Cancelled,
-            decided_by,
-            audit,
-            Some(cause),
-        )
-        .await?;
-        Ok(())
-    }
-
-    /// Why a request was cancelled, if not by its operator.
-    pub fn take_cancel_cause(&self, request_id: &str) -> Option<CancelCause> {
-        lock(&self.cancel_causes).remove(request_id)
-    }
-
-    /// Settles a request if it is still pending, records the audit event, and
-    /// pushes the outcome. Returns the request's outcome afterwards (whoever won).
-    pub async fn settle(
-        &self,
-        request_id: &str,
-        state: RequestState,
-        decided_by: Option<&str>,
-        audit: AuditEvent,
-    ) -> Result<Option<Outcome>, StoreError> {
-        Ok(self
-            .settle_and_tell(request_id, state, decided_by, audit)
-            .await?
-            .1)
-    }
-
-    /// [`Broker::settle`], also saying whether this call was the one that
-    /// settled the request.
-    pub async fn settle_and_tell(
-        &self,
-        request_id: &str,
-        state: RequestState,
-        decided_by: Option<&str>,
-        audit: AuditEvent,
-    ) -> Result<(bool, Option<Outcome>), StoreError> {
-        self.settle_with_cause(request_id, state, decided_by, audit, None)
-            .await
-    }
-
-    /// Only the call that settles the request records its cause, and before
-    /// the outcome is pushed, so the woken operator finds it; a losing call
-    /// (e.g. the second of two failed emails) leaves the winner's alone.
-    async fn settle_with_cause(
-        &self,
-        request_id: &str,
-        state: RequestState,
-        decided_by: Option<&str>,
-        audit: AuditEvent,
-        cause: Option<CancelCause>,
-    ) -> Result<(bool, Option<Outcome>), StoreError> {
-        let now = now_millis();
-        let won = self
-            .store
-            .settle(request_id, state, decided_by, now, &audit)
-            .await?;
-        let Some(mut row) = self.store.request(request_id).await? else {
-            return Ok((false, None));
-        };
-        if !won && row.state == RequestState::Pending && row.expires_at <= now {
-            // A late decision: the request has expired; settle it as such.
-            let expired = AuditEvent {
-                at: now,
-                event: "expired".into(),
-                request_id: Some(row.id.clone()),
-                computer: Some(row.computer.clone()),
-                ..AuditEvent::default()
+        event: Event,
+        witness: Witness,
+    ) -> Result<Applied, StoreError> {
+        // Each retry means another transition won in between; a request
+        // has at most a few dozen recipients.
+        for _ in 0..64 {
+            let Some((row, machine)) = self.store.load(request_id).await? else {
+                return Ok(Applied::Unknown);
             };
-            if self
+            let pending = match machine {
+                Request::Pending(pending) => pending,
+                Request::Settled(settled) => {
+                    return Ok(Applied::AlreadySettled(settled.outcome().clone()));
+                }
+            };
+            let at = event.at();
+            let step = pending.apply(event.clone());
+            let Some(mut audit) = transition_audit(&row, &step, at) else {
+                if let Step::Unchanged(_, why) = step {
+                    return Ok(Applied::Unchanged(why));
+                }
+                continue;
+            };
+            audit.actor = witness.actor.clone();
+            audit.address = witness.address.clone();
+            audit.user_agent = witness.user_agent.clone();
+            if witness.detail.is_some() {
+                audit.detail = witness.detail.clone();
+            }
+            let block = match &step {
+                Step::Settled(settled) if settled.reported() => {
+                    let minutes = self.limits.block_minutes;
+                    audit.detail = Some(format!(
+                        "recipient did not expect this request; {} blocked from {} for {minutes} minutes",
+                        row.operator, row.computer
+                    ));
+                    Some(Block {
+                        operator: row.operator.clone(),
+                        computer: row.computer.clone(),
+                        until: at + i64::from(minutes) * 60_000,
+                        reported_by: witness.actor.clone().unwrap_or_default(),
+                    })
+                }
+                _ => None,
+            };
+            if !self
                 .store
-                .settle(request_id, RequestState::Expired, None, now, &expired)
+                .persist(&row, &step, at, &audit, block.as_ref())
                 .await?
             {
-                row = self.store.request(request_id).await?.unwrap_or(row);
-                if let Some(outcome) = row.outcome() {
-                    self.publish(&row.id, &row.computer, &outcome).await;
+                continue;
+            }
+            return Ok(match step {
+                Step::Approved(pending) => {
+                    let approvals = u32::try_from(pending.approvals.len()).unwrap_or(u32::MAX);
+                    let required = pending.required_approvals;
+                    let by = witness.actor.as_deref().unwrap_or_default();
+                    self.tell_operator(
+                        request_id,
+                        ServerToOperator::Approval {
+                            approvals,
+                            required,
+                            by: doorman_core::mask::mask_address(by),
+                        },
+                    );
+                    Applied::Approved {
+                        approvals,
+                        required,
+                    }
                 }
-            }
-            return Ok((false, row.outcome()));
+                Step::Settled(settled) => {
+                    self.publish(&row.id, &row.computer, settled.outcome())
+                        .await;
+                    Applied::Settled(settled.outcome().clone())
+                }
+                Step::Unchanged(_, why) => Applied::Unchanged(why),
+            });
         }
-        let outcome = row.outcome();
-        if won && let Some(outcome) = &outcome {
-            if let Some(cause) = cause {
-                lock(&self.cancel_causes).insert(request_id.to_string(), cause);
-            }
-            self.publish(&row.id, &row.computer, outcome).await;
-        }
-        Ok((won, outcome))
+        Err(StoreError::Contended(request_id.to_string()))
     }
 
     async fn publish(&self, request_id: &str, computer: &str, outcome: &Outcome) {
@@ -547,22 +537,25 @@ impl Broker {
         state: DeliveryState,
         detail: Option<String>,
     ) {
-        if let Some(waiting) = lock(&self.waiting).get(request_id) {
-            let _ = waiting.deliveries.send(ServerToOperator::Delivery {
+        self.tell_operator(
+            request_id,
+            ServerToOperator::Delivery {
                 recipient: doorman_core::mask::mask_address(recipient),
                 state,
                 detail,
-            });
+            },
+        );
+    }
+
+    /// Sends news to the operators waiting on a request, if any.
+    fn tell_operator(&self, request_id: &str, news: ServerToOperator) {
+        if let Some(waiting) = lock(&self.waiting).get(request_id) {
+            let _ = waiting.news.send(news);
         }
     }
 
     /// Expires the request when its time comes (or at once if it has come).
-    pub fn schedule_expiry(
-        self: &Arc<Self>,
-        request_id: String,
-        computer: String,
-        expires_at: Millis,
-    ) {
+    pub fn schedule_expiry(self: &Arc<Self>, request_id: String, expires_at: Millis) {
         let broker = Arc::clone(self);
         let mut shutdown = self.shutdown.clone();
         self.spawn(async move {
@@ -571,22 +564,13 @@ impl Broker {
                 _ = tokio::time::sleep(Duration::from_millis(wait)) => {}
                 _ = crate::broker::stopping(&mut shutdown) => return,
             }
-            // The database refuses an expiry before `expires_at`; a timer that
-            // fires a hair early simply tries once more.
+            // A timer that fires a hair before `expires_at` changes nothing
+            // (the state machine keeps the request's full time): try again.
             for _ in 0..50 {
-                let audit = AuditEvent {
-                    at: now_millis(),
-                    event: "expired".into(),
-                    request_id: Some(request_id.clone()),
-                    computer: Some(computer.clone()),
-                    ..AuditEvent::default()
-                };
-                match broker
-                    .settle(&request_id, RequestState::Expired, None, audit)
-                    .await
-                {
-                    Ok(Some(_)) => return,
-                    Ok(None) => {}
+                let expire = Event::Expire { at: now_millis() };
+                match broker.apply(&request_id, expire, Witness::default()).await {
+                    Ok(Applied::Unchanged(Unchanged::NotYetExpired)) => {}
+                    Ok(_) => return,
                     Err(e) => tracing::warn!(error = %e, "could not expire request"),
                 }
                 tokio::time::sleep(Duration::from_millis(20)).await;
@@ -616,7 +600,7 @@ pub struct RequestWatch {
     broker: Arc<Broker>,
     request_id: String,
     pub receiver: watch::Receiver<Option<Outcome>>,
-    pub deliveries: broadcast::Receiver<ServerToOperator>,
+    pub news: broadcast::Receiver<ServerToOperator>,
 }
 
 impl Drop for RequestWatch {
@@ -626,8 +610,6 @@ impl Drop for RequestWatch {
             waiter.watchers = waiter.watchers.saturating_sub(1);
             if waiter.watchers == 0 {
                 waiting.remove(&self.request_id);
-                // Nobody is left to take it.
-                lock(&self.broker.cancel_causes).remove(&self.request_id);
             }
         }
     }

@@ -10,7 +10,9 @@ pub mod admin;
 mod agents;
 pub mod broker;
 pub mod client_addr;
+pub mod clock;
 pub mod leadership;
+mod link_limit;
 mod listener;
 pub mod mail;
 mod operators;
@@ -60,8 +62,8 @@ pub const DEFAULT_HEARTBEAT: std::time::Duration = std::time::Duration::from_sec
 pub struct Limits {
     /// Requests one operator may have pending at once.
     pub max_pending_per_operator: u32,
-    /// Requests one computer may receive in any hour.
-    pub max_requests_per_computer_per_hour: u32,
+    /// Requests one operator may make to one computer in any hour.
+    pub max_requests_per_hour: u32,
     /// How long "I did not expect this" blocks that operator from that computer.
     pub block_minutes: u32,
 }
@@ -70,7 +72,7 @@ impl Default for Limits {
     fn default() -> Self {
         Self {
             max_pending_per_operator: 3,
-            max_requests_per_computer_per_hour: 30,
+            max_requests_per_hour: 30,
             block_minutes: 20,
         }
     }
@@ -248,6 +250,9 @@ impl Prepared {
         } = self;
         let store = Store::open(&database_url(&config)).await?;
         store.claim_key(&key.fingerprint()).await?;
+        for notice in store.take_upgrade_notices().await? {
+            tracing::warn!("{notice}");
+        }
 
         let (stop, stopped) = watch::channel(false);
         let broker = Arc::new(Broker::new(
@@ -258,7 +263,7 @@ impl Prepared {
             config.heartbeat,
         ));
         for request in broker.store.pending_requests().await? {
-            broker.schedule_expiry(request.id, request.computer, request.expires_at);
+            broker.schedule_expiry(request.id, request.expires_at);
         }
         let message_id_host = public_url
             .split("://")

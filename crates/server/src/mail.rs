@@ -1,20 +1,11 @@
 //! The authorization email: its subject, plain-text and HTML bodies, and the
 //! headers that make it a well-formed message.
 
+use crate::clock::format_time;
 use crate::store::RequestRow;
 use askama::Template;
 use lettre::Message;
 use lettre::message::{Mailbox, MultiPart, header::ContentType};
-
-/// A human-readable UTC time, e.g. `2026-11-28 21:07:33 UTC`.
-pub fn format_time(millis: i64) -> String {
-    let secs = u64::try_from(millis / 1000).unwrap_or(0);
-    let time = std::time::UNIX_EPOCH + std::time::Duration::from_secs(secs);
-    humantime::format_rfc3339_seconds(time)
-        .to_string()
-        .replace('T', " ")
-        .replace('Z', " UTC")
-}
 
 /// Values that go into the email; all operator-supplied text was validated
 /// to one printable line before the request was created.
@@ -126,6 +117,9 @@ mod tests {
             settled_at: None,
             decided_by: None,
             service_json: None,
+            required_approvals: 1,
+            approval_count: 0,
+            cancel_cause: None,
         }
     }
 

@@ -2,9 +2,13 @@
 //! authorization request with its emails, the pushed outcome, and then the
 //! byte relay between operator and agent.
 
-use crate::broker::{Broker, CancelCause, OfferError, now_millis};
+use crate::broker::{Broker, OfferError, Witness};
+use crate::clock::now_millis;
 use crate::secrets;
 use crate::store::{AuditEvent, NewRequest, StoreError};
+use doorman_core::Outcome;
+use doorman_core::access::permits;
+use doorman_core::authorization::{Event, seconds_left};
 use doorman_core::limits::{
     MAX_COMMAND_ARGS, MAX_COMMAND_BYTES, MAX_FORWARD_TARGETS, MAX_RECIPIENTS, MAX_TIMEOUT_SECS,
     MIN_TIMEOUT_SECS,
@@ -12,7 +16,7 @@ use doorman_core::limits::{
 use doorman_core::mask::mask_address;
 use doorman_core::names::{validate_name, validate_reason};
 use doorman_core::settings::{validate_forward_target, validate_recipient};
-use doorman_core::{Outcome, RequestState};
+use doorman_core::{AuditKind, CancelCause, Revoked};
 use doorman_proto::connection::Connection;
 use doorman_proto::dial::Upgraded;
 use doorman_proto::message::{
@@ -153,14 +157,6 @@ async fn serve_connection(
     if let Err(message) = validate_ask(&computer, &reason, &service) {
         return refuse(&mut connection, Refusal::InvalidRequest, message).await;
     }
-    if broker.store.agent_key_hash(&computer).await?.is_none() {
-        return refuse(
-            &mut connection,
-            Refusal::UnknownComputer,
-            format!("unknown computer {computer:?}"),
-        )
-        .await;
-    }
     let ask = Ask {
         operator,
         token_hash,
@@ -169,6 +165,24 @@ async fn serve_connection(
         reason,
         service,
     };
+    // An unknown computer and a forbidden one look the same, so that names
+    // cannot be probed; only the audit trail tells them apart.
+    let known = broker.store.agent_key_hash(&ask.computer).await?.is_some();
+    if !known || !permitted(broker, &ask).await? {
+        if known {
+            let detail = format!("no grant for {} on this computer", ask.service.kind());
+            broker
+                .store
+                .record(&audit(&ask, AuditKind::RefusedAccess, None, Some(detail)))
+                .await?;
+        }
+        return refuse(
+            &mut connection,
+            Refusal::UnknownComputer,
+            format!("unknown computer or not permitted: {:?}", ask.computer),
+        )
+        .await;
+    }
     if let Some(message) = check_limits(broker, &ask).await? {
         return refuse(&mut connection, Refusal::Limited, message).await;
     }
@@ -200,19 +214,35 @@ async fn serve_connection(
                 .store
                 .record(&audit(
                     &ask,
-                    "refused",
+                    AuditKind::Refused,
                     Some(&request_id),
                     Some(message.clone()),
                 ))
                 .await?;
             refuse(&mut connection, Refusal::NotOffered, message).await
         }
+        OfferReply::ReasonRequired => {
+            let message = format!(
+                "computer {:?} requires a reason: connect again with --reason TEXT",
+                ask.computer
+            );
+            broker
+                .store
+                .record(&audit(
+                    &ask,
+                    AuditKind::Refused,
+                    Some(&request_id),
+                    Some("no reason given; this computer requires one".into()),
+                ))
+                .await?;
+            refuse(&mut connection, Refusal::InvalidRequest, message).await
+        }
         OfferReply::Admit => {
             broker
                 .store
                 .record(&audit(
                     &ask,
-                    "admitted",
+                    AuditKind::Admitted,
                     Some(&request_id),
                     Some("email authorization is off on this computer".into()),
                 ))
@@ -225,8 +255,11 @@ async fn serve_connection(
         OfferReply::RequireAuthorization {
             recipients,
             timeout_secs,
+            required_approvals,
         } => {
-            if let Err(message) = validate_agent_answer(&recipients, timeout_secs) {
+            if let Err(message) =
+                validate_agent_answer(&recipients, timeout_secs, required_approvals)
+            {
                 tracing::warn!(computer = %ask.computer, %message, "agent sent unusable settings");
                 return refuse(
                     &mut connection,
@@ -234,6 +267,30 @@ async fn serve_connection(
                     format!("the computer's settings are unusable: {message}"),
                 )
                 .await;
+            }
+            // An operator never approves its own request: its own address
+            // gets no email and cannot count.
+            let own = broker.store.operator_email(ask.operator).await?;
+            let recipients: Vec<String> = recipients
+                .into_iter()
+                .filter(|r| !own.as_deref().is_some_and(|own| same_mailbox(r, own)))
+                .collect();
+            let eligible = u32::try_from(recipients.len()).unwrap_or(u32::MAX);
+            if eligible < required_approvals {
+                let message = format!(
+                    "computer {:?} needs {required_approvals} approvals but only {eligible} of its recipients may approve your requests (your own address cannot)",
+                    ask.computer
+                );
+                broker
+                    .store
+                    .record(&audit(
+                        &ask,
+                        AuditKind::Refused,
+                        Some(&request_id),
+                        Some(message.clone()),
+                    ))
+                    .await?;
+                return refuse(&mut connection, Refusal::NotOffered, message).await;
             }
             let watch = broker.watch_request(&request_id);
             let now = now_millis();
@@ -248,6 +305,7 @@ async fn serve_connection(
                 service_json: serde_json::to_string(&ask.service).unwrap_or_default(),
                 created_at: now,
                 expires_at,
+                required_approvals,
                 recipients: recipients
                     .iter()
                     .enumerate()
@@ -267,7 +325,7 @@ async fn serve_connection(
                 }
                 broker.store.create_request(&new_request).await?;
             }
-            broker.schedule_expiry(request_id.clone(), ask.computer.clone(), expires_at);
+            broker.schedule_expiry(request_id.clone(), expires_at);
             broker.outbox_wakeup.notify_one();
             connection
                 .write_message(&ServerToOperator::Pending {
@@ -310,23 +368,10 @@ async fn conclude(
         },
     };
     // A cancellation the operator did not ask for says why.
-    let cause = match outcome {
-        Outcome::Cancelled { .. } => broker.take_cancel_cause(request_id),
-        _ => None,
-    };
-    match cause {
-        Some(CancelCause::Undeliverable(error)) => {
-            let message = format!("no authorization email could be delivered: {error}");
-            return refuse(&mut connection, Refusal::DeliveryFailed, message).await;
-        }
-        Some(CancelCause::ComputerGone) => {
-            let message = format!(
-                "computer {:?} went offline while waiting for authorization",
-                ask.computer
-            );
-            return refuse(&mut connection, Refusal::ComputerWentOffline, message).await;
-        }
-        None => {}
+    if let Outcome::Cancelled { cause, .. } = &outcome
+        && let Some((reason, message)) = cancel_refusal(cause, &ask.computer)
+    {
+        return refuse(&mut connection, reason, message).await;
     }
     connection.write_message(&outcome_message(&outcome)).await?;
     if matches!(outcome, Outcome::Allowed { .. }) {
@@ -398,15 +443,25 @@ async fn resume(
     }
     if known.is_none() {
         let recipients = broker.store.recipients_of(&request_id).await?;
-        let left = (row.expires_at - now_millis()).max(0);
         connection
             .write_message(&ServerToOperator::Pending {
                 request_id: request_id.clone(),
-                expires_in: u64::try_from((left + 999) / 1000).unwrap_or(0),
+                expires_in: seconds_left(row.expires_at, now_millis()),
                 recipients: recipients.iter().map(|r| mask_address(r)).collect(),
                 heartbeat_ms: broker.heartbeat_ms(),
             })
             .await?;
+        // The approvals counted while it was away.
+        let approvals = broker.store.approvals_of(&request_id).await?;
+        for (count, approval) in approvals.iter().enumerate() {
+            connection
+                .write_message(&ServerToOperator::Approval {
+                    approvals: u32::try_from(count + 1).unwrap_or(u32::MAX),
+                    required: row.required_approvals,
+                    by: mask_address(&approval.by),
+                })
+                .await?;
+        }
     }
     conclude(
         broker,
@@ -427,7 +482,12 @@ async fn check_limits(broker: &Broker, ask: &Ask<'_>) -> Result<Option<String>, 
     if let Some(message) = &refusal {
         broker
             .store
-            .record(&audit(ask, "refused_limit", None, Some(message.clone())))
+            .record(&audit(
+                ask,
+                AuditKind::RefusedLimit,
+                None,
+                Some(message.clone()),
+            ))
             .await?;
     }
     Ok(refusal)
@@ -444,7 +504,7 @@ async fn over_limit(broker: &Broker, ask: &Ask<'_>) -> Result<Option<String>, Op
         return Ok(Some(format!(
             "a recipient of {:?} did not expect your last request; you may ask again after {}",
             ask.computer,
-            crate::mail::format_time(until)
+            crate::clock::format_time(until)
         )));
     }
     let pending = broker.store.pending_of_operator(ask.operator, now).await?;
@@ -454,20 +514,26 @@ async fn over_limit(broker: &Broker, ask: &Ask<'_>) -> Result<Option<String>, Op
             limits.max_pending_per_operator
         )));
     }
+    // Counted per operator: one operator's requests (cancelled at once,
+    // say) never lock the others out of the computer.
     let recent = broker
         .store
-        .requests_to_computer_since(&ask.computer, now - 3_600_000)
+        .requests_by_operator_since(ask.operator, &ask.computer, now - 3_600_000)
         .await?;
-    if recent >= i64::from(limits.max_requests_per_computer_per_hour) {
+    if recent >= i64::from(limits.max_requests_per_hour) {
         return Ok(Some(format!(
-            "computer {:?} was asked {recent} times in the last hour (limit {}); try again later",
-            ask.computer, limits.max_requests_per_computer_per_hour
+            "you asked computer {:?} {recent} times in the last hour (limit {}); try again later",
+            ask.computer, limits.max_requests_per_hour
         )));
     }
     Ok(None)
 }
 
-fn validate_agent_answer(recipients: &[String], timeout_secs: u32) -> Result<(), String> {
+fn validate_agent_answer(
+    recipients: &[String],
+    timeout_secs: u32,
+    required_approvals: u32,
+) -> Result<(), String> {
     if recipients.is_empty() || recipients.len() > MAX_RECIPIENTS {
         return Err(format!(
             "between 1 and {MAX_RECIPIENTS} recipients are required"
@@ -481,7 +547,55 @@ fn validate_agent_answer(recipients: &[String], timeout_secs: u32) -> Result<(),
             "timeout must be {MIN_TIMEOUT_SECS}-{MAX_TIMEOUT_SECS} seconds"
         ));
     }
+    if required_approvals == 0 || required_approvals as usize > recipients.len() {
+        return Err("required approvals must be between 1 and the number of recipients".into());
+    }
     Ok(())
+}
+
+/// Whether two recipient entries name the same mailbox (`Name <a@x>` and
+/// `a@x` do), ignoring case.
+fn same_mailbox(a: &str, b: &str) -> bool {
+    let address = |text: &str| {
+        text.parse::<lettre::message::Mailbox>()
+            .map(|mailbox| mailbox.email.to_string().to_ascii_lowercase())
+            .unwrap_or_else(|_| text.trim().to_ascii_lowercase())
+    };
+    address(a) == address(b)
+}
+
+/// What the operator is told when its request was cancelled by something
+/// other than its own wish; `None` for its own.
+fn cancel_refusal(cause: &CancelCause, computer: &str) -> Option<(Refusal, String)> {
+    Some(match cause {
+        CancelCause::Operator => return None,
+        CancelCause::Undeliverable { error } => (
+            Refusal::DeliveryFailed,
+            format!("no authorization email could be delivered: {error}"),
+        ),
+        CancelCause::ComputerGone => (
+            Refusal::ComputerWentOffline,
+            format!("computer {computer:?} went offline while waiting for authorization"),
+        ),
+        CancelCause::Revoked {
+            what: Revoked::OperatorToken,
+        } => (
+            Refusal::TokenRevoked,
+            "your operator token was replaced or removed".into(),
+        ),
+        CancelCause::Revoked {
+            what: Revoked::Computer,
+        } => (
+            Refusal::ComputerWentOffline,
+            format!("computer {computer:?} was removed from the server"),
+        ),
+        CancelCause::Revoked {
+            what: Revoked::Access,
+        } => (
+            Refusal::UnknownComputer,
+            format!("unknown computer or not permitted: {computer:?} (your access was revoked)"),
+        ),
+    })
 }
 
 /// Waits for the request to settle; cancels it if the operator gives up or
@@ -504,7 +618,7 @@ async fn wait_for_outcome(
             // News reported before the outcome (e.g. the last failed email
             // that ended the request) reaches the operator before it.
             loop {
-                match watch.deliveries.try_recv() {
+                match watch.news.try_recv() {
                     Ok(news) => connection.write_message(&news).await?,
                     Err(broadcast::error::TryRecvError::Lagged(_)) => continue,
                     Err(_) => break,
@@ -518,7 +632,7 @@ async fn wait_for_outcome(
                     return Ok(None);
                 }
             }
-            Ok(news) = watch.deliveries.recv() => {
+            Ok(news) = watch.news.recv() => {
                 connection.write_message(&news).await?;
             }
             // Keeps proxies and NATs from closing the quiet wait, and lets
@@ -532,7 +646,7 @@ async fn wait_for_outcome(
                 // database write, keeps its own path (and its cause).
                 // A revoked token's requests were cancelled with it.
                 let stored = broker.store.request(request_id).await?;
-                let revoked = !token_still_current(broker, ask).await;
+                let revoked = still_permitted(broker, ask).await.is_some();
                 match stored.and_then(|row| row.outcome()) {
                     Some(outcome) if settled_elsewhere || revoked => return Ok(Some(outcome)),
                     Some(_) => settled_elsewhere = true,
@@ -548,11 +662,14 @@ async fn wait_for_outcome(
                     Ok(None) | Err(_) => "operator disconnected",
                 };
                 operator_gone = true;
-                let mut event = audit(ask, "cancelled", Some(request_id), Some(detail.into()));
-                event.at = now_millis();
-                broker
-                    .settle(request_id, RequestState::Cancelled, Some(ask.operator), event)
-                    .await?;
+                let cancel = Event::Cancel { cause: CancelCause::Operator, at: now_millis() };
+                let witness = Witness {
+                    actor: Some(ask.operator.to_string()),
+                    address: Some(ask.ip.clone()),
+                    user_agent: None,
+                    detail: Some(detail.into()),
+                };
+                broker.apply(request_id, cancel, witness).await?;
             }
             // The operator resumed on another connection: this one is dead.
             _ = &mut *superseded => return Ok(None),
@@ -561,15 +678,29 @@ async fn wait_for_outcome(
     }
 }
 
-/// Whether the token this connection was opened with is still the
-/// operator's (`doorman admin operator rotate|remove` change it). A database
-/// that cannot answer revokes nothing.
-async fn token_still_current(broker: &Broker, ask: &Ask<'_>) -> bool {
-    match broker.store.operator_by_token_hash(&ask.token_hash).await {
-        Ok(name) => name.as_deref() == Some(ask.operator),
+/// Whether the operator's grants let it reach this computer for this service.
+async fn permitted(broker: &Broker, ask: &Ask<'_>) -> Result<bool, StoreError> {
+    let grants = broker.store.grants_of(ask.operator).await?;
+    Ok(permits(&grants, &ask.computer, ask.service.kind()))
+}
+
+/// What ended the operator's right to this connection, if anything did:
+/// its token was replaced or removed (`doorman admin operator
+/// rotate|remove`), or its grant revoked (`doorman admin access revoke`).
+/// A database that cannot answer revokes nothing.
+async fn still_permitted(broker: &Broker, ask: &Ask<'_>) -> Option<Revoked> {
+    let checked = async {
+        let name = broker.store.operator_by_token_hash(&ask.token_hash).await?;
+        if name.as_deref() != Some(ask.operator) {
+            return Ok(Some(Revoked::OperatorToken));
+        }
+        Ok::<_, StoreError>((!permitted(broker, ask).await?).then_some(Revoked::Access))
+    };
+    match checked.await {
+        Ok(revoked) => revoked,
         Err(error) => {
-            tracing::error!(%error, "cannot check an operator's token");
-            true
+            tracing::error!(%error, "cannot check an operator's token and grants");
+            None
         }
     }
 }
@@ -579,19 +710,19 @@ fn outcome_message(outcome: &Outcome) -> ServerToOperator {
         Outcome::Allowed { by, at } => ServerToOperator::Allowed { by, at },
         Outcome::Denied { by, at } => ServerToOperator::Denied { by, at },
         Outcome::Expired { at } => ServerToOperator::Expired { at },
-        Outcome::Cancelled { at } => ServerToOperator::Cancelled { at },
+        Outcome::Cancelled { at, .. } => ServerToOperator::Cancelled { at },
     }
 }
 
 fn audit(
     ask: &Ask<'_>,
-    event: &str,
+    event: AuditKind,
     request_id: Option<&str>,
     detail: Option<String>,
 ) -> AuditEvent {
     AuditEvent {
         at: now_millis(),
-        event: event.into(),
+        event,
         request_id: request_id.map(String::from),
         computer: Some(ask.computer.clone()),
         actor: Some(ask.operator.to_string()),
@@ -641,7 +772,7 @@ async fn relay_session(
     };
     broker
         .store
-        .record(&audit(ask, "session_started", request_id, None))
+        .record(&audit(ask, AuditKind::SessionStarted, request_id, None))
         .await?;
     connection
         .write_message(&ServerToOperator::SessionStarted {
@@ -668,8 +799,10 @@ async fn relay_session(
                 Ok((up, down)) => format!("{up} bytes to the computer, {down} bytes back"),
                 Err(e) => format!("ended by a connection error: {e}"),
             },
-            _ = check.tick() => if !token_still_current(broker, ask).await {
-                break "ended: the operator's token was replaced or removed".to_string();
+            _ = check.tick() => match still_permitted(broker, ask).await {
+                Some(Revoked::Access) => break "ended: the operator's access to this computer was revoked".to_string(),
+                Some(_) => break "ended: the operator's token was replaced or removed".to_string(),
+                None => {}
             },
             // Relaying to a connection the operator has given up for dead
             // would keep the session running for nobody.
@@ -680,7 +813,12 @@ async fn relay_session(
     broker.store.end_session(session_id, now_millis()).await?;
     broker
         .store
-        .record(&audit(ask, "session_ended", request_id, Some(detail)))
+        .record(&audit(
+            ask,
+            AuditKind::SessionEnded,
+            request_id,
+            Some(detail),
+        ))
         .await?;
     Ok(())
 }

@@ -2,9 +2,12 @@
 //! `DATA_DIR/outbox/` when no SMTP server is configured), retrying temporary
 //! failures with jittered backoff until the request expires.
 
-use crate::broker::{Broker, CancelCause, now_millis};
+use crate::broker::{Broker, Witness};
+use crate::clock::now_millis;
 use crate::mail;
-use crate::store::{AuditEvent, Millis, OutboxJob};
+use crate::store::{Millis, OutboxJob};
+use doorman_core::CancelCause;
+use doorman_core::authorization::Event;
 use doorman_proto::message::DeliveryState;
 use lettre::message::Mailbox;
 use lettre::{AsyncSmtpTransport, AsyncTransport, Tokio1Executor};
@@ -168,19 +171,12 @@ async fn end_if_undeliverable(broker: &Broker, job: &OutboxJob) {
             return;
         }
     };
-    let audit = AuditEvent {
+    let cancel = Event::Cancel {
+        cause: CancelCause::Undeliverable { error },
         at: now_millis(),
-        event: "cancelled".into(),
-        request_id: Some(job.request.id.clone()),
-        computer: Some(job.request.computer.clone()),
-        detail: Some(format!(
-            "no authorization email could be delivered: {error}"
-        )),
-        ..AuditEvent::default()
     };
-    let cause = CancelCause::Undeliverable(error);
     if let Err(error) = broker
-        .cancel_because(&job.request.id, None, cause, audit)
+        .apply(&job.request.id, cancel, Witness::default())
         .await
     {
         tracing::error!(%error, "cannot end an undeliverable request");

@@ -5,9 +5,10 @@
 //! malformed and oversized tokens all get the same 404 page.
 
 use crate::AppState;
-use crate::broker::now_millis;
+use crate::broker::Witness;
 use crate::client_addr::{ClientAddr, LocalOnly};
-use crate::mail::format_time;
+use crate::clock::format_time;
+use crate::clock::now_millis;
 use crate::secrets;
 use crate::store::{AuditEvent, RequestRow};
 use askama::Template;
@@ -16,6 +17,8 @@ use axum::extract::{Form, Path, Request, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::middleware::Next;
 use axum::response::{Html, IntoResponse, Redirect, Response};
+use doorman_core::authorization::{Approval, Event, seconds_left};
+use doorman_core::{AuditKind, CancelCause};
 use doorman_core::{Decision, Outcome, RequestState};
 use serde::Deserialize;
 
@@ -83,10 +86,21 @@ struct ApprovalPage<'a> {
     recipient: &'a str,
     requested_at: String,
     expires_at: String,
-    seconds_left: i64,
+    seconds_left: u64,
+    /// Who allowed so far (of a request that needs several approvals).
+    approvals: Vec<ApprovalLine>,
+    /// Allows still needed; 0 once settled.
+    approvals_missing: u32,
+    /// Whether this recipient's Allow is among them.
+    approved_by_you: bool,
     nonce: String,
     status: String,
     block_minutes: u32,
+}
+
+struct ApprovalLine {
+    by: String,
+    at: String,
 }
 
 fn render<T: Template>(status: StatusCode, page: &T) -> Response {
@@ -138,8 +152,12 @@ fn status_line(request: &RequestRow, now: i64) -> String {
         Some(Outcome::Expired { at }) => {
             format!("Expired at {}: nobody decided in time.", format_time(at))
         }
-        Some(Outcome::Cancelled { at }) => {
-            format!("Cancelled by the operator at {}.", format_time(at))
+        Some(Outcome::Cancelled {
+            at,
+            cause: CancelCause::Operator,
+        }) => format!("Cancelled by the operator at {}.", format_time(at)),
+        Some(Outcome::Cancelled { at, cause }) => {
+            format!("Cancelled at {}: {}.", format_time(at), cause.describe())
         }
     }
 }
@@ -159,46 +177,6 @@ fn same_origin(headers: &HeaderMap, public_origin: &str) -> Result<(), &'static 
             Err("requests from another origin cannot decide; open the link from the email")
         }
         (None, _) => Ok(()),
-    }
-}
-
-/// Counts invalid link tokens per client address, so that guessing links
-/// is slow: at most [`FailureLimiter::MAX_FAILURES`] per window.
-#[derive(Debug, Default)]
-pub struct FailureLimiter {
-    failures: std::sync::Mutex<std::collections::HashMap<std::net::IpAddr, (i64, u32)>>,
-}
-
-impl FailureLimiter {
-    pub const MAX_FAILURES: u32 = 30;
-    const WINDOW_MILLIS: i64 = 10 * 60 * 1000;
-    const MAX_ADDRESSES: usize = 100_000;
-
-    fn lock(
-        &self,
-    ) -> std::sync::MutexGuard<'_, std::collections::HashMap<std::net::IpAddr, (i64, u32)>> {
-        self.failures
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
-    }
-
-    /// Whether this address has failed too often lately.
-    pub fn is_limited(&self, ip: std::net::IpAddr, now: i64) -> bool {
-        self.lock().get(&ip).is_some_and(|(since, count)| {
-            now - since < Self::WINDOW_MILLIS && *count >= Self::MAX_FAILURES
-        })
-    }
-
-    pub fn record_failure(&self, ip: std::net::IpAddr, now: i64) {
-        let mut failures = self.lock();
-        if failures.len() >= Self::MAX_ADDRESSES {
-            failures.retain(|_, (since, _)| now - *since < Self::WINDOW_MILLIS);
-        }
-        let entry = failures.entry(ip).or_insert((now, 0));
-        if now - entry.0 >= Self::WINDOW_MILLIS {
-            *entry = (now, 0);
-        }
-        entry.1 = entry.1.saturating_add(1);
     }
 }
 
@@ -252,20 +230,20 @@ pub async fn show(
         Err(response) => return response,
     };
     let now = now_millis();
-    let viewed = AuditEvent {
-        at: now,
-        event: "page_viewed".into(),
-        request_id: Some(request.id.clone()),
-        computer: Some(request.computer.clone()),
-        actor: Some(recipient.clone()),
-        address: Some(client.to_string()),
-        user_agent: user_agent(&headers),
-        detail: None,
-    };
+    let viewed = AuditEvent::new(AuditKind::PageViewed, now)
+        .request(&request.id, &request.computer)
+        .actor(&recipient)
+        .address(&client.to_string())
+        .user_agent(user_agent(&headers));
     if let Err(error) = state.broker.store.record(&viewed).await {
         return server_error(error);
     }
+    let approvals: Vec<Approval> = match state.broker.store.approvals_of(&request.id).await {
+        Ok(approvals) => approvals,
+        Err(error) => return server_error(error),
+    };
     let live = request.state == RequestState::Pending && request.expires_at > now;
+    let counted = u32::try_from(approvals.len()).unwrap_or(u32::MAX);
     render(
         StatusCode::OK,
         &ApprovalPage {
@@ -274,10 +252,23 @@ pub async fn show(
             requested_at: format_time(request.created_at),
             expires_at: format_time(request.expires_at),
             seconds_left: if live {
-                (request.expires_at - now + 999) / 1000
+                seconds_left(request.expires_at, now)
             } else {
                 0
             },
+            approved_by_you: approvals.iter().any(|a| a.by == recipient),
+            approvals_missing: if live {
+                request.required_approvals.saturating_sub(counted)
+            } else {
+                0
+            },
+            approvals: approvals
+                .into_iter()
+                .map(|a| ApprovalLine {
+                    by: a.by,
+                    at: format_time(a.at),
+                })
+                .collect(),
             nonce: state.broker.key.page_nonce(&hash),
             status: status_line(&request, now),
             block_minutes: state.broker.limits.block_minutes,
@@ -330,49 +321,19 @@ pub async fn decide(
         )
             .into_response();
     }
-    let block_minutes = state.broker.limits.block_minutes;
-    let (target, event, detail) = match decision {
-        Decision::Allow => (RequestState::Allowed, "allowed", None),
-        Decision::Deny => (RequestState::Denied, "denied", None),
-        Decision::Report => (
-            RequestState::Denied,
-            "reported",
-            Some(format!(
-                "recipient did not expect this request; {} blocked from {} for {block_minutes} minutes",
-                request.operator, request.computer
-            )),
-        ),
+    let event = Event::Decide {
+        decision,
+        by: recipient.clone(),
+        at: now_millis(),
     };
-    let now = now_millis();
-    let audit = AuditEvent {
-        at: now,
-        event: event.into(),
-        request_id: Some(request.id.clone()),
-        computer: Some(request.computer.clone()),
-        actor: Some(recipient.clone()),
+    let witness = Witness {
+        actor: Some(recipient),
         address: Some(client.to_string()),
         user_agent: user_agent(&headers),
-        detail,
+        detail: None,
     };
-    let won = match state
-        .broker
-        .settle_and_tell(&request.id, target, Some(&recipient), audit)
-        .await
-    {
-        Ok((won, _)) => won,
-        Err(error) => return server_error(error),
-    };
-    // The block follows only a report that settled the request.
-    if decision == Decision::Report && won {
-        let until = now + i64::from(block_minutes) * 60_000;
-        if let Err(error) = state
-            .broker
-            .store
-            .block(&request.operator, &request.computer, until, &recipient, now)
-            .await
-        {
-            return server_error(error);
-        }
+    if let Err(error) = state.broker.apply(&request.id, event, witness).await {
+        return server_error(error);
     }
     Redirect::to(&format!("/a/{token}")).into_response()
 }

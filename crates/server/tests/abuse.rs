@@ -80,7 +80,7 @@ async fn guessing_links_is_rate_limited_per_address() {
 async fn an_operator_may_not_flood_the_recipients() {
     let limits = Limits {
         max_pending_per_operator: 2,
-        max_requests_per_computer_per_hour: 3,
+        max_requests_per_hour: 3,
         block_minutes: 20,
     };
     let world = World::builder()
@@ -107,7 +107,7 @@ async fn an_operator_may_not_flood_the_recipients() {
         "no email for the refused request"
     );
 
-    // Settle both; the per-computer hourly limit is next.
+    // Settle both; the hourly limit per operator and computer is next.
     let mails = world.smtp.mails();
     world.click(&mails[0].link(), "deny").await;
     world.click(&mails[1].link(), "deny").await;
@@ -126,7 +126,7 @@ async fn an_operator_may_not_flood_the_recipients() {
         panic!("expected a limit, got {fifth:?}")
     };
     assert!(
-        message.contains("asked 3 times in the last hour"),
+        message.contains("you asked computer \"office-pc\" 3 times in the last hour"),
         "{message}"
     );
     let refusals = world
@@ -250,7 +250,12 @@ async fn a_computer_going_offline_cancels_its_pending_request() {
     let mails = world.smtp.wait_for(2).await;
     world.stop_agent().await;
     let result = connecting.finish().await;
-    assert_eq!(result, Err(ConnectError::WentOffline("office-pc".into())));
+    assert_eq!(
+        result,
+        Err(ConnectError::WentOffline(
+            "computer \"office-pc\" went offline while waiting for authorization".into()
+        ))
+    );
     assert_eq!(result.unwrap_err().exit_code(), 243);
     assert_eq!(world.state_of(&id).await, RequestState::Cancelled);
     let (_, page) = world.page(&mails[0].link()).await;

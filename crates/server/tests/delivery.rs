@@ -97,7 +97,10 @@ async fn temporary_failures_are_retried_and_reported() {
         .into_iter()
         .map(|e| e.event)
         .collect();
-    assert!(kinds.contains(&"email_retrying".to_string()), "{kinds:?}");
+    assert!(
+        kinds.contains(&doorman_core::AuditKind::EmailRetrying),
+        "{kinds:?}"
+    );
     world.click(&mails[0].link(), "allow").await;
     assert_eq!(connecting.finish().await, Ok(0));
 }

@@ -20,7 +20,7 @@ async fn a_thousand_requests_to_fifty_computers() {
         .recipients(&["it@example.com"])
         .limits(Limits {
             max_pending_per_operator: 1000,
-            max_requests_per_computer_per_hour: 1000,
+            max_requests_per_hour: 1000,
             block_minutes: 20,
         });
     let world = World::builder()

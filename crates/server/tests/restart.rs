@@ -63,7 +63,7 @@ async fn a_request_that_expired_while_the_server_was_down_is_expired() {
     let mut world = World::start().await;
     world.stop_server().await;
     // Asked just before the server went down; its time ran out meanwhile.
-    let now = doorman_server::broker::now_millis();
+    let now = doorman_server::clock::now_millis();
     let token = world.broker.key.link_token("r-expired", 0);
     world
         .broker
@@ -78,6 +78,7 @@ async fn a_request_that_expired_while_the_server_was_down_is_expired() {
             service_json: r#"{"kind":"command","argv":["true"]}"#.into(),
             created_at: now - 200_000,
             expires_at: now - 20_000,
+            required_approvals: 1,
             recipients: vec![(
                 "it@example.com".into(),
                 doorman_server::secrets::hash(&token),

@@ -28,7 +28,15 @@ async fn a_replaced_agent_key_takes_the_computer_offline_and_cancels_its_request
     assert!(new_key.starts_with("dak_"), "an agent key: {new_key}");
     assert_ne!(new_key, world.agent_key);
     world.broker.wait_for_agent(COMPUTER, false).await;
-    assert_eq!(connecting.finish().await, Err(ConnectError::Cancelled));
+    // The operator is told what happened, not just "cancelled".
+    let result = connecting.finish().await;
+    assert_eq!(
+        result,
+        Err(ConnectError::WentOffline(
+            "computer \"office-pc\" was removed from the server".into()
+        ))
+    );
+    assert_eq!(result.unwrap_err().exit_code(), 243);
     assert_eq!(world.state_of(&id).await, RequestState::Cancelled);
     // The links say so, and cannot allow it any more.
     let (_, page) = world.page(&mails[0].link()).await;
@@ -77,7 +85,10 @@ async fn a_rotated_operator_token_cancels_the_wait_made_with_the_old_one() {
     let token = admin::replace_secret(&world.broker.store, Principal::Operator, OPERATOR)
         .await
         .unwrap();
-    assert_eq!(connecting.finish().await, Err(ConnectError::Cancelled));
+    // Told why, with the bad-token status rather than Ctrl-C's.
+    let result = connecting.finish().await;
+    assert_eq!(result, Err(ConnectError::TokenRevoked));
+    assert_eq!(result.unwrap_err().exit_code(), 244);
     assert_eq!(world.state_of(&id).await, RequestState::Cancelled);
     // The new token works.
     let connecting = world.connect_to(COMPUTER, &token, &["echo", "new"], "");

@@ -1,9 +1,13 @@
 //! The database's own guarantees, on SQLite and on PostgreSQL: one winner
-//! per request, no decision after expiry, named errors for duplicates, one
-//! session per approval, and a revoked secret's requests cancelled with it.
+//! per request, a quorum reached once, no decision after expiry, a step
+//! computed from a stale read never written, named errors for duplicates,
+//! one session per approval, and a revoked secret's requests cancelled
+//! with it.
 
-use doorman_core::RequestState;
-use doorman_server::store::{AuditEvent, NewRequest, Principal, Store, StoreError};
+use doorman_core::authorization::{Event, Step};
+use doorman_core::{AuditKind, CancelCause, Decision, Outcome, Request, RequestState, Revoked};
+use doorman_server::store::requests::transition_audit;
+use doorman_server::store::{NewRequest, Principal, RequestRow, Store, StoreError};
 use doorman_test_support::postgres::Postgres;
 
 async fn store() -> (tempfile::TempDir, Store) {
@@ -14,6 +18,16 @@ async fn store() -> (tempfile::TempDir, Store) {
 }
 
 async fn request(store: &Store, id: &str, created_at: i64, expires_at: i64) {
+    request_needing(store, id, created_at, expires_at, 1).await;
+}
+
+async fn request_needing(
+    store: &Store,
+    id: &str,
+    created_at: i64,
+    expires_at: i64,
+    required_approvals: u32,
+) {
     store
         .create_request(&NewRequest {
             id: id.into(),
@@ -25,81 +39,96 @@ async fn request(store: &Store, id: &str, created_at: i64, expires_at: i64) {
             service_json: r#"{"kind":"command","argv":["true"]}"#.into(),
             created_at,
             expires_at,
-            recipients: vec![
-                ("a@example.com".into(), [id.as_bytes()[0]; 32]),
-                (
-                    "b@example.com".into(),
-                    [id.as_bytes()[0].wrapping_add(100); 32],
-                ),
-            ],
+            required_approvals,
+            recipients: (0..3u8)
+                .map(|n| {
+                    let hash = [id.as_bytes()[0].wrapping_add(n * 50); 32];
+                    (format!("r{n}@example.com"), hash)
+                })
+                .collect(),
         })
         .await
         .unwrap();
 }
 
 /// The kinds of the audit trail's events, oldest first.
-async fn event_kinds(store: &Store) -> Vec<String> {
+async fn event_kinds(store: &Store) -> Vec<AuditKind> {
     let events = store.audit_events().await.unwrap();
     events.into_iter().map(|e| e.event).collect()
 }
 
-fn audit(event: &str) -> AuditEvent {
-    AuditEvent {
-        event: event.into(),
-        ..AuditEvent::default()
+fn decide(decision: Decision, by: &str, at: i64) -> Event {
+    Event::Decide {
+        decision,
+        by: by.into(),
+        at,
     }
 }
 
-async fn a_click_at_or_after_expiry_never_wins(store: Store) {
+/// A step computed by the state machine from the request as stored now,
+/// ready to persist.
+async fn step_of(store: &Store, id: &str, event: Event) -> (RequestRow, Step, i64) {
+    let (row, machine) = store.load(id).await.unwrap().unwrap();
+    let Request::Pending(pending) = machine else {
+        panic!("{id} is settled already")
+    };
+    let at = event.at();
+    (row, pending.apply(event), at)
+}
+
+/// Persists a step once (no retry); whether the database took it.
+async fn persist(store: &Store, (row, step, at): &(RequestRow, Step, i64)) -> bool {
+    let audit = transition_audit(row, step, *at).expect("a step that changes something");
+    store.persist(row, step, *at, &audit, None).await.unwrap()
+}
+
+async fn a_decision_at_or_after_expiry_never_wins(store: Store) {
     request(&store, "r1", 1_000, 2_000).await;
-    let at_expiry = store
-        .settle(
-            "r1",
-            RequestState::Allowed,
-            Some("a@example.com"),
-            2_000,
-            &audit("allowed"),
-        )
-        .await
-        .unwrap();
-    assert!(!at_expiry);
-    let early_expiry = store
-        .settle("r1", RequestState::Expired, None, 1_999, &audit("expired"))
-        .await
-        .unwrap();
-    assert!(!early_expiry, "expiry before its time is refused");
-    assert!(
-        store
-            .settle("r1", RequestState::Expired, None, 2_000, &audit("expired"))
-            .await
-            .unwrap()
-    );
+    // Computed a moment before expiry, written at it: refused.
+    let (row, allow, _) = step_of(
+        &store,
+        "r1",
+        decide(Decision::Allow, "r0@example.com", 1_999),
+    )
+    .await;
+    assert!(!persist(&store, &(row.clone(), allow, 2_000)).await);
+    // An expiry written before its time: refused.
+    let (_, expire, _) = step_of(&store, "r1", Event::Expire { at: 2_000 }).await;
+    assert!(!persist(&store, &(row.clone(), expire.clone(), 1_999)).await);
+    assert!(persist(&store, &(row, expire, 2_000)).await);
     let row = store.request("r1").await.unwrap().unwrap();
     assert_eq!(row.state, RequestState::Expired);
     assert_eq!(row.decided_by, None);
     let kinds = event_kinds(&store).await;
     assert!(
-        !kinds.contains(&"allowed".to_string()),
-        "a losing settle records nothing"
+        !kinds.contains(&AuditKind::Allowed),
+        "a losing write records nothing"
     );
 }
 
 async fn many_simultaneous_decisions_have_exactly_one_winner(store: Store) {
     request(&store, "r2", 0, i64::MAX).await;
+    // Every task reads the request before any writes: all hold a step made
+    // from the same pending request, then persist at once.
+    let ready = std::sync::Arc::new(tokio::sync::Barrier::new(40));
     let mut tasks = Vec::new();
     for i in 0..40 {
         let store = store.clone();
+        let ready = std::sync::Arc::clone(&ready);
         tasks.push(tokio::spawn(async move {
-            let (state, event) = if i % 2 == 0 {
-                (RequestState::Allowed, "allowed")
+            let decision = if i % 2 == 0 {
+                Decision::Allow
             } else {
-                (RequestState::Denied, "denied")
+                Decision::Deny
             };
-            let by = format!("r{i}@example.com");
-            store
-                .settle("r2", state, Some(&by), 10, &audit(event))
-                .await
-                .unwrap()
+            let step = step_of(
+                &store,
+                "r2",
+                decide(decision, &format!("r{i}@example.com"), 10),
+            )
+            .await;
+            ready.wait().await;
+            persist(&store, &step).await
         }));
     }
     let mut winners = 0;
@@ -117,43 +146,72 @@ async fn many_simultaneous_decisions_have_exactly_one_winner(store: Store) {
     assert_eq!(decisions, 1);
 }
 
+async fn simultaneous_approvals_reach_a_quorum_exactly_once(store: Store) {
+    request_needing(&store, "q7", 0, i64::MAX, 2).await;
+    let ready = std::sync::Arc::new(tokio::sync::Barrier::new(3));
+    let mut tasks = Vec::new();
+    for i in 0..3 {
+        let store = store.clone();
+        let ready = std::sync::Arc::clone(&ready);
+        tasks.push(tokio::spawn(async move {
+            ready.wait().await;
+            // As the broker does: a lost write means someone else changed
+            // the request; read it again and reapply.
+            loop {
+                let (row, machine) = store.load("q7").await.unwrap().unwrap();
+                let Request::Pending(pending) = machine else {
+                    return;
+                };
+                let event = decide(Decision::Allow, &format!("r{i}@example.com"), 5 + i);
+                let step = pending.apply(event);
+                if persist(&store, &(row, step, 5 + i)).await {
+                    return;
+                }
+            }
+        }));
+    }
+    for task in tasks {
+        task.await.unwrap();
+    }
+    let row = store.request("q7").await.unwrap().unwrap();
+    assert_eq!(row.state, RequestState::Allowed);
+    assert_eq!(row.approval_count, 2);
+    assert_eq!(store.approvals_of("q7").await.unwrap().len(), 2);
+    let kinds = event_kinds(&store).await;
+    let count = |kind| kinds.iter().filter(|k| **k == kind).count();
+    assert_eq!(
+        (count(AuditKind::Approved), count(AuditKind::Allowed)),
+        (1, 1)
+    );
+}
+
 async fn a_settled_request_never_changes_again(store: Store) {
     request(&store, "r3", 0, 10_000).await;
-    assert!(
-        store
-            .settle(
-                "r3",
-                RequestState::Denied,
-                Some("a@example.com"),
-                5,
-                &audit("denied")
-            )
-            .await
-            .unwrap()
-    );
-    for state in [
-        RequestState::Allowed,
-        RequestState::Cancelled,
-        RequestState::Denied,
-    ] {
-        assert!(
-            !store
-                .settle("r3", state, Some("b@example.com"), 6, &audit("x"))
-                .await
-                .unwrap()
-        );
-    }
-    assert!(
-        !store
-            .settle("r3", RequestState::Expired, None, 20_000, &audit("expired"))
-            .await
-            .unwrap()
-    );
+    let stale = step_of(&store, "r3", decide(Decision::Allow, "r1@example.com", 6)).await;
+    let deny = step_of(&store, "r3", decide(Decision::Deny, "r0@example.com", 5)).await;
+    assert!(persist(&store, &deny).await);
+    // Steps computed before the Deny, written after it, change nothing.
+    assert!(!persist(&store, &stale).await);
+    let expire = step_of_pending_copy(&deny.0, Event::Expire { at: 20_000 });
+    assert!(!persist(&store, &expire).await);
     let row = store.request("r3").await.unwrap().unwrap();
     assert_eq!(
         (row.state, row.decided_by.as_deref()),
-        (RequestState::Denied, Some("a@example.com"))
+        (RequestState::Denied, Some("r0@example.com"))
     );
+    assert!(matches!(
+        store.load("r3").await.unwrap().unwrap().1,
+        Request::Settled(_)
+    ));
+}
+
+/// A step made from a row read earlier (while it was pending).
+fn step_of_pending_copy(row: &RequestRow, event: Event) -> (RequestRow, Step, i64) {
+    let Request::Pending(pending) = row.machine(Vec::new()) else {
+        panic!("not pending")
+    };
+    let at = event.at();
+    (row.clone(), pending.apply(event), at)
 }
 
 async fn duplicate_names_and_second_sessions_are_named_errors(store: Store) {
@@ -195,16 +253,8 @@ async fn revoking_a_secret_cancels_what_is_pending_with_it(store: Store) {
     store.add_agent("pc", &[2; 32], 0).await.unwrap();
     request(&store, "x5", 0, 10_000).await;
     request(&store, "y6", 0, 10_000).await;
-    store
-        .settle(
-            "y6",
-            RequestState::Allowed,
-            Some("a@example.com"),
-            1,
-            &audit("allowed"),
-        )
-        .await
-        .unwrap();
+    let allow = step_of(&store, "y6", decide(Decision::Allow, "r0@example.com", 1)).await;
+    assert!(persist(&store, &allow).await);
     // Replacing the agent's key cancels the pending request to it, not the
     // settled one.
     let cancelled = store
@@ -212,9 +262,15 @@ async fn revoking_a_secret_cancels_what_is_pending_with_it(store: Store) {
         .await
         .unwrap();
     assert_eq!(cancelled, 1);
+    let x5 = store.request("x5").await.unwrap().unwrap();
     assert_eq!(
-        store.request("x5").await.unwrap().unwrap().state,
-        RequestState::Cancelled
+        x5.outcome(),
+        Some(Outcome::Cancelled {
+            at: 5,
+            cause: CancelCause::Revoked {
+                what: Revoked::Computer
+            }
+        })
     );
     assert_eq!(
         store.request("y6").await.unwrap().unwrap().state,
@@ -254,9 +310,9 @@ async fn revoking_a_secret_cancels_what_is_pending_with_it(store: Store) {
     ));
     let events = event_kinds(&store).await;
     assert!(events.ends_with(&[
-        "cancelled".to_string(),
-        "agent_replaced".to_string(),
-        "operator_removed".to_string()
+        AuditKind::Cancelled,
+        AuditKind::AgentReplaced,
+        AuditKind::OperatorRemoved
     ]));
 }
 
@@ -278,9 +334,15 @@ async fn reopening_applies_no_migration_twice_and_keeps_data(url: &str) {
 }
 
 #[tokio::test]
-async fn on_sqlite_a_click_at_or_after_expiry_never_wins() {
+async fn on_sqlite_a_decision_at_or_after_expiry_never_wins() {
     let (_dir, store) = store().await;
-    a_click_at_or_after_expiry_never_wins(store).await;
+    a_decision_at_or_after_expiry_never_wins(store).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn on_sqlite_simultaneous_approvals_reach_a_quorum_exactly_once() {
+    let (_dir, store) = store().await;
+    simultaneous_approvals_reach_a_quorum_exactly_once(store).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -322,8 +384,9 @@ async fn on_sqlite_reopening_applies_no_migration_twice_and_keeps_data() {
 async fn on_postgresql_the_same_guarantees_hold() {
     let postgres = Postgres::start().await;
     let open = async || Store::open(&postgres.new_database().await).await.unwrap();
-    a_click_at_or_after_expiry_never_wins(open().await).await;
+    a_decision_at_or_after_expiry_never_wins(open().await).await;
     many_simultaneous_decisions_have_exactly_one_winner(open().await).await;
+    simultaneous_approvals_reach_a_quorum_exactly_once(open().await).await;
     a_settled_request_never_changes_again(open().await).await;
     duplicate_names_and_second_sessions_are_named_errors(open().await).await;
     revoking_a_secret_cancels_what_is_pending_with_it(open().await).await;

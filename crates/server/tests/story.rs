@@ -80,7 +80,7 @@ async fn allow_runs_the_command_and_returns_its_exit_status() {
         .audit_events()
         .await
         .into_iter()
-        .map(|e| e.event)
+        .map(|e| e.event.to_string())
         .collect();
     for expected in [
         "requested",

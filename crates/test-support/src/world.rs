@@ -406,7 +406,7 @@ impl World {
                 .audit_events()
                 .await
                 .into_iter()
-                .find(|e| e.event == event)
+                .find(|e| e.event.as_str() == event)
             {
                 return found;
             }

@@ -1,12 +1,21 @@
 //! The database: operators, agents, requests with their recipients' token
-//! hashes, the outbox, sessions and the audit trail.
+//! hashes, the outbox, sessions and the audit trail; access rules in
+//! [`access`], a request's transitions in [`requests`].
 //!
-//! Every state change is one statement or one transaction. Settling a request
-//! is a single conditional `UPDATE … WHERE state = 'pending'` that also checks
-//! the expiry time, so two clicks in the same millisecond, or a click after
-//! expiry, can never both win.
+//! Every state change is one statement or one transaction. A request's
+//! transition (computed by `doorman_core::authorization`) is persisted with
+//! one conditional `UPDATE … WHERE state = 'pending' AND approval_count = N`
+//! that also checks the expiry time, so two clicks in the same millisecond,
+//! or a click after expiry, can never both win.
 
-use doorman_core::{Outcome, RequestState};
+mod access;
+pub mod requests;
+
+pub use access::GrantRow;
+pub use requests::Block;
+
+use doorman_core::authorization::{Approval, PendingRequest, SettledRequest};
+use doorman_core::{AuditKind, CancelCause, Outcome, Request, RequestState, Revoked};
 use serde::Serialize;
 use sqlx::any::{AnyPoolOptions, AnyRow};
 use sqlx::migrate::{Migration, MigrationType, Migrator};
@@ -31,6 +40,8 @@ pub enum StoreError {
     Database(#[from] sqlx::Error),
     #[error("database migration failed: {0}")]
     Migration(#[from] sqlx::migrate::MigrateError),
+    #[error("request {0} kept changing while it was being updated; try again")]
+    Contended(String),
     #[error("database holds an unexpected value: {0}")]
     Corrupt(String),
     #[error(
@@ -118,22 +129,39 @@ impl Backend {
                     migration(
                         1,
                         "initial",
-                        include_str!(concat!("../migrations/", $dir, "/0001_initial.sql")),
+                        include_str!(concat!("../../migrations/", $dir, "/0001_initial.sql")),
                     ),
                     migration(
                         2,
                         "blocks",
-                        include_str!(concat!("../migrations/", $dir, "/0002_blocks.sql")),
+                        include_str!(concat!("../../migrations/", $dir, "/0002_blocks.sql")),
                     ),
                     migration(
                         3,
                         "request service",
-                        include_str!(concat!("../migrations/", $dir, "/0003_request_service.sql")),
+                        include_str!(concat!(
+                            "../../migrations/",
+                            $dir,
+                            "/0003_request_service.sql"
+                        )),
                     ),
                     migration(
                         4,
                         "server identity",
-                        include_str!(concat!("../migrations/", $dir, "/0004_server_identity.sql")),
+                        include_str!(concat!(
+                            "../../migrations/",
+                            $dir,
+                            "/0004_server_identity.sql"
+                        )),
+                    ),
+                    migration(
+                        5,
+                        "access and policies",
+                        include_str!(concat!(
+                            "../../migrations/",
+                            $dir,
+                            "/0005_access_and_policies.sql"
+                        )),
                     ),
                 ]
             };
@@ -180,6 +208,10 @@ pub struct RequestRow {
     pub decided_by: Option<String>,
     /// The service asked for, as wire JSON (absent on rows from before it was kept).
     pub service_json: Option<String>,
+    pub required_approvals: u32,
+    /// Distinct Allows counted; the version each transition checks.
+    pub approval_count: i64,
+    pub cancel_cause: Option<CancelCause>,
 }
 
 impl RequestRow {
@@ -192,7 +224,24 @@ impl RequestRow {
             RequestState::Allowed => Some(Outcome::Allowed { by, at }),
             RequestState::Denied => Some(Outcome::Denied { by, at }),
             RequestState::Expired => Some(Outcome::Expired { at }),
-            RequestState::Cancelled => Some(Outcome::Cancelled { at }),
+            RequestState::Cancelled => Some(Outcome::Cancelled {
+                at,
+                cause: self.cancel_cause.clone().unwrap_or_default(),
+            }),
+        }
+    }
+
+    /// The request as the state machine sees it, with its counted Allows.
+    pub fn machine(&self, approvals: Vec<Approval>) -> Request {
+        let pending = PendingRequest {
+            created_at: self.created_at,
+            expires_at: self.expires_at,
+            required_approvals: self.required_approvals.max(1),
+            approvals,
+        };
+        match self.outcome() {
+            None => Request::Pending(pending),
+            Some(outcome) => Request::Settled(SettledRequest::stored(pending, outcome)),
         }
     }
 }
@@ -209,14 +258,15 @@ pub struct NewRequest {
     pub service_json: String,
     pub created_at: Millis,
     pub expires_at: Millis,
+    pub required_approvals: u32,
     pub recipients: Vec<(String, [u8; 32])>,
 }
 
 /// One audit trail entry.
-#[derive(Clone, Debug, Default, Serialize, PartialEq, Eq)]
+#[derive(Clone, Debug, Serialize, PartialEq, Eq)]
 pub struct AuditEvent {
     pub at: Millis,
-    pub event: String,
+    pub event: AuditKind,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub request_id: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -231,6 +281,54 @@ pub struct AuditEvent {
     pub detail: Option<String>,
 }
 
+impl AuditEvent {
+    pub fn new(event: AuditKind, at: Millis) -> Self {
+        Self {
+            at,
+            event,
+            request_id: None,
+            computer: None,
+            actor: None,
+            address: None,
+            user_agent: None,
+            detail: None,
+        }
+    }
+
+    /// About this request to this computer.
+    pub fn request(mut self, id: &str, computer: &str) -> Self {
+        self.request_id = Some(id.to_string());
+        self.computer = Some(computer.to_string());
+        self
+    }
+
+    pub fn computer(mut self, computer: &str) -> Self {
+        self.computer = Some(computer.to_string());
+        self
+    }
+
+    /// Who did it: an operator, a recipient's address, an administrator's name.
+    pub fn actor(mut self, actor: &str) -> Self {
+        self.actor = Some(actor.to_string());
+        self
+    }
+
+    pub fn address(mut self, address: &str) -> Self {
+        self.address = Some(address.to_string());
+        self
+    }
+
+    pub fn user_agent(mut self, user_agent: Option<String>) -> Self {
+        self.user_agent = user_agent;
+        self
+    }
+
+    pub fn detail(mut self, detail: impl Into<String>) -> Self {
+        self.detail = Some(detail.into());
+        self
+    }
+}
+
 /// An email due for delivery.
 #[derive(Clone, Debug)]
 pub struct OutboxJob {
@@ -241,7 +339,7 @@ pub struct OutboxJob {
 }
 
 /// The columns of `requests r`, in the order `request_from_row` reads them by name.
-const REQUEST_COLUMNS: &str = "r.id, r.computer, r.operator, r.operator_ip, r.reason, r.service, r.state, r.created_at, r.expires_at, r.settled_at, r.decided_by, r.service_json";
+const REQUEST_COLUMNS: &str = "r.id, r.computer, r.operator, r.operator_ip, r.reason, r.service, r.state, r.created_at, r.expires_at, r.settled_at, r.decided_by, r.service_json, r.required_approvals, r.approval_count, r.cancel_cause";
 
 fn request_from_row(row: &AnyRow) -> Result<RequestRow, StoreError> {
     let state: String = row.try_get("state")?;
@@ -258,6 +356,14 @@ fn request_from_row(row: &AnyRow) -> Result<RequestRow, StoreError> {
         settled_at: row.try_get("settled_at")?,
         decided_by: row.try_get("decided_by")?,
         service_json: row.try_get("service_json")?,
+        required_approvals: u32::try_from(row.try_get::<i64, _>("required_approvals")?)
+            .map_err(|e| StoreError::Corrupt(format!("required_approvals: {e}")))?,
+        approval_count: row.try_get("approval_count")?,
+        cancel_cause: row
+            .try_get::<Option<String>, _>("cancel_cause")?
+            .map(|json| serde_json::from_str(&json))
+            .transpose()
+            .map_err(|e| StoreError::Corrupt(format!("cancel_cause: {e}")))?,
     })
 }
 
@@ -429,55 +535,40 @@ impl Store {
                 name: name.to_string(),
             });
         }
-        let what = match replacement {
-            Some(_) => "replaced",
-            None => "removed",
+        let (what, event) = match (kind, replacement) {
+            (Principal::Operator, Some(_)) => ("replaced", AuditKind::OperatorReplaced),
+            (Principal::Operator, None) => ("removed", AuditKind::OperatorRemoved),
+            (Principal::Agent, Some(_)) => ("replaced", AuditKind::AgentReplaced),
+            (Principal::Agent, None) => ("removed", AuditKind::AgentRemoved),
         };
-        let detail = format!("the {} {name:?} was {what}", kind.as_str());
         let sql = format!(
-            "SELECT id, computer FROM requests WHERE {} = $1 AND state = 'pending'",
+            "SELECT {REQUEST_COLUMNS} FROM requests r WHERE r.{} = $1 AND r.state = 'pending'",
             kind.request_column()
         );
         let pending = sqlx::query(sqlx::AssertSqlSafe(sql))
             .bind(name)
             .fetch_all(&mut *tx)
-            .await?;
-        for row in &pending {
-            let id: String = row.try_get("id")?;
-            let computer: String = row.try_get("computer")?;
-            sqlx::query(
-                "UPDATE requests SET state = 'cancelled', settled_at = $1
-                 WHERE id = $2 AND state = 'pending'",
-            )
-            .bind(now)
-            .bind(&id)
-            .execute(&mut *tx)
-            .await?;
-            sqlx::query(
-                "UPDATE outbox SET state = 'dropped' WHERE request_id = $1 AND state = 'queued'",
-            )
-            .bind(&id)
-            .execute(&mut *tx)
-            .await?;
-            let cancelled = AuditEvent {
-                at: now,
-                event: "cancelled".into(),
-                request_id: Some(id),
-                computer: Some(computer),
-                detail: Some(detail.clone()),
-                ..AuditEvent::default()
-            };
-            insert_audit(&mut tx, &cancelled).await?;
-        }
-        let event = AuditEvent {
-            at: now,
-            event: format!("{}_{what}", kind.as_str()),
-            actor: Some(name.to_string()),
-            ..AuditEvent::default()
+            .await?
+            .iter()
+            .map(request_from_row)
+            .collect::<Result<Vec<_>, _>>()?;
+        let what_went = match kind {
+            Principal::Operator => Revoked::OperatorToken,
+            Principal::Agent => Revoked::Computer,
         };
+        let cancelled = requests::cancel_in(
+            &mut tx,
+            pending,
+            CancelCause::Revoked { what: what_went },
+            now,
+        )
+        .await?;
+        let event = AuditEvent::new(event, now)
+            .actor(name)
+            .detail(format!("the {} {name:?} was {what}", kind.as_str()));
         insert_audit(&mut tx, &event).await?;
         tx.commit().await?;
-        Ok(pending.len() as u64)
+        Ok(cancelled)
     }
 
     /// The operator whose token has this hash.
@@ -498,164 +589,6 @@ impl Store {
         Ok(row.map(|row| row.try_get("key_hash")).transpose()?)
     }
 
-    /// Writes a request, its recipients, their queued emails and the audit
-    /// events, all or nothing.
-    pub async fn create_request(&self, request: &NewRequest) -> Result<(), StoreError> {
-        let mut tx = self.pool.begin().await?;
-        sqlx::query(
-            "INSERT INTO requests (id, computer, operator, operator_ip, reason, service, service_json, state, created_at, expires_at)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, 'pending', $8, $9)",
-        )
-        .bind(&request.id)
-        .bind(&request.computer)
-        .bind(&request.operator)
-        .bind(&request.operator_ip)
-        .bind(&request.reason)
-        .bind(&request.service)
-        .bind(&request.service_json)
-        .bind(request.created_at)
-        .bind(request.expires_at)
-        .execute(&mut *tx)
-        .await?;
-        insert_audit(
-            &mut tx,
-            &AuditEvent {
-                at: request.created_at,
-                event: "requested".into(),
-                request_id: Some(request.id.clone()),
-                computer: Some(request.computer.clone()),
-                actor: Some(request.operator.clone()),
-                address: Some(request.operator_ip.clone()),
-                detail: Some(request.service.clone()),
-                ..AuditEvent::default()
-            },
-        )
-        .await?;
-        for (position, (address, token_hash)) in request.recipients.iter().enumerate() {
-            let position =
-                i64::try_from(position).map_err(|e| StoreError::Corrupt(e.to_string()))?;
-            sqlx::query("INSERT INTO recipients (request_id, position, address, token_hash) VALUES ($1, $2, $3, $4)")
-                .bind(&request.id)
-                .bind(position)
-                .bind(address)
-                .bind(&token_hash[..])
-                .execute(&mut *tx)
-                .await?;
-            sqlx::query("INSERT INTO outbox (request_id, position, state, next_attempt_at) VALUES ($1, $2, 'queued', $3)")
-                .bind(&request.id)
-                .bind(position)
-                .bind(request.created_at)
-                .execute(&mut *tx)
-                .await?;
-            insert_audit(
-                &mut tx,
-                &AuditEvent {
-                    at: request.created_at,
-                    event: "email_queued".into(),
-                    request_id: Some(request.id.clone()),
-                    computer: Some(request.computer.clone()),
-                    actor: Some(address.clone()),
-                    ..AuditEvent::default()
-                },
-            )
-            .await?;
-        }
-        tx.commit().await?;
-        Ok(())
-    }
-
-    pub async fn request(&self, id: &str) -> Result<Option<RequestRow>, StoreError> {
-        let sql = format!("SELECT {REQUEST_COLUMNS} FROM requests r WHERE r.id = $1");
-        let row = sqlx::query(sqlx::AssertSqlSafe(sql))
-            .bind(id)
-            .fetch_optional(&self.pool)
-            .await?;
-        row.as_ref().map(request_from_row).transpose()
-    }
-
-    /// The request and recipient address a link token's hash belongs to.
-    pub async fn request_by_link(
-        &self,
-        token_hash: &[u8],
-    ) -> Result<Option<(RequestRow, String)>, StoreError> {
-        // One query on the approval page's path: the recipient and its request.
-        let sql = format!(
-            "SELECT {REQUEST_COLUMNS}, rc.address FROM recipients rc
-             JOIN requests r ON r.id = rc.request_id WHERE rc.token_hash = $1"
-        );
-        let row = sqlx::query(sqlx::AssertSqlSafe(sql))
-            .bind(token_hash)
-            .fetch_optional(&self.pool)
-            .await?;
-        row.map(|row| Ok((request_from_row(&row)?, row.try_get("address")?)))
-            .transpose()
-    }
-
-    pub async fn pending_requests(&self) -> Result<Vec<RequestRow>, StoreError> {
-        let sql = format!("SELECT {REQUEST_COLUMNS} FROM requests r WHERE r.state = 'pending'");
-        let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
-            .fetch_all(&self.pool)
-            .await?;
-        rows.iter().map(request_from_row).collect()
-    }
-
-    /// Settles a pending request, if it still is pending at `now`, and records
-    /// the audit event in the same transaction. Returns whether this call won.
-    ///
-    /// Allow, deny and cancel only win before `expires_at`; expire only wins
-    /// from `expires_at` on. The database checks both, whatever the timers say.
-    pub async fn settle(
-        &self,
-        id: &str,
-        state: RequestState,
-        decided_by: Option<&str>,
-        now: Millis,
-        audit: &AuditEvent,
-    ) -> Result<bool, StoreError> {
-        let mut tx = self.pool.begin().await?;
-        let result = match state {
-            RequestState::Pending => {
-                return Err(StoreError::Corrupt("cannot settle to pending".into()));
-            }
-            RequestState::Expired => {
-                sqlx::query(
-                    "UPDATE requests SET state = 'expired', settled_at = expires_at
-                     WHERE id = $1 AND state = 'pending' AND expires_at <= $2",
-                )
-                .bind(id)
-                .bind(now)
-                .execute(&mut *tx)
-                .await?
-            }
-            RequestState::Allowed | RequestState::Denied | RequestState::Cancelled => {
-                sqlx::query(
-                    "UPDATE requests SET state = $1, settled_at = $2, decided_by = $3
-                     WHERE id = $4 AND state = 'pending' AND expires_at > $5",
-                )
-                .bind(state.as_str())
-                .bind(now)
-                .bind(decided_by)
-                .bind(id)
-                .bind(now)
-                .execute(&mut *tx)
-                .await?
-            }
-        };
-        let won = result.rows_affected() == 1;
-        if won {
-            insert_audit(&mut tx, audit).await?;
-            // Emails not yet sent are pointless now.
-            sqlx::query(
-                "UPDATE outbox SET state = 'dropped' WHERE request_id = $1 AND state = 'queued'",
-            )
-            .bind(id)
-            .execute(&mut *tx)
-            .await?;
-        }
-        tx.commit().await?;
-        Ok(won)
-    }
-
     pub async fn record(&self, event: &AuditEvent) -> Result<(), StoreError> {
         let mut conn = self.pool.acquire().await?;
         insert_audit(&mut conn, event).await
@@ -670,9 +603,10 @@ impl Store {
         .await?;
         rows.iter()
             .map(|row| {
+                let event: String = row.try_get("event")?;
                 Ok(AuditEvent {
                     at: row.try_get("at")?,
-                    event: row.try_get("event")?,
+                    event: event.parse().map_err(StoreError::Corrupt)?,
                     request_id: row.try_get("request_id")?,
                     computer: row.try_get("computer")?,
                     actor: row.try_get("actor")?,
@@ -737,7 +671,7 @@ impl Store {
                     .bind(job.position)
                     .execute(&mut *tx)
                     .await?;
-                ("email_sent", None)
+                (AuditKind::EmailSent, None)
             }
             Err((error, Some(retry_at))) => {
                 sqlx::query("UPDATE outbox SET attempts = attempts + 1, next_attempt_at = $1, last_error = $2 WHERE request_id = $3 AND position = $4")
@@ -747,7 +681,7 @@ impl Store {
                     .bind(job.position)
                     .execute(&mut *tx)
                     .await?;
-                ("email_retrying", Some(error.clone()))
+                (AuditKind::EmailRetrying, Some(error.clone()))
             }
             Err((error, None)) => {
                 sqlx::query("UPDATE outbox SET state = 'failed', attempts = attempts + 1, last_error = $1 WHERE request_id = $2 AND position = $3")
@@ -756,19 +690,16 @@ impl Store {
                     .bind(job.position)
                     .execute(&mut *tx)
                     .await?;
-                ("email_failed", Some(error.clone()))
+                (AuditKind::EmailFailed, Some(error.clone()))
             }
         };
         insert_audit(
             &mut tx,
             &AuditEvent {
-                at: now,
-                event: event.into(),
-                request_id: Some(job.request.id.clone()),
-                computer: Some(job.request.computer.clone()),
-                actor: Some(job.address.clone()),
                 detail,
-                ..AuditEvent::default()
+                ..AuditEvent::new(event, now)
+                    .request(&job.request.id, &job.request.computer)
+                    .actor(&job.address)
             },
         )
         .await?;
@@ -813,35 +744,6 @@ impl Store {
         Ok(row.is_some())
     }
 
-    /// Requests to this computer allowed since `since` whose session has not
-    /// started: an agent that reconnects may still be waiting to hear of them.
-    pub async fn allowed_without_session(
-        &self,
-        computer: &str,
-        since: Millis,
-    ) -> Result<Vec<RequestRow>, StoreError> {
-        let sql = format!(
-            "SELECT {REQUEST_COLUMNS} FROM requests r WHERE r.computer = $1 AND r.state = 'allowed' AND r.settled_at > $2
-             AND NOT EXISTS (SELECT 1 FROM sessions s WHERE s.request_id = r.id)"
-        );
-        let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
-            .bind(computer)
-            .bind(since)
-            .fetch_all(&self.pool)
-            .await?;
-        rows.iter().map(request_from_row).collect()
-    }
-
-    /// The recipient addresses of a request, in order.
-    pub async fn recipients_of(&self, request_id: &str) -> Result<Vec<String>, StoreError> {
-        let rows =
-            sqlx::query("SELECT address FROM recipients WHERE request_id = $1 ORDER BY position")
-                .bind(request_id)
-                .fetch_all(&self.pool)
-                .await?;
-        rows.iter().map(|row| Ok(row.try_get("address")?)).collect()
-    }
-
     /// When every email of a request failed for good: one of their errors.
     pub async fn all_emails_failed(&self, request_id: &str) -> Result<Option<String>, StoreError> {
         let row = sqlx::query(
@@ -855,93 +757,6 @@ impl Store {
         let failed: Option<i64> = row.try_get("failed")?;
         let error: Option<String> = row.try_get("error")?;
         Ok((total > 0 && failed == Some(total)).then(|| error.unwrap_or_default()))
-    }
-
-    /// Requests of this operator still pending at `now`.
-    pub async fn pending_of_operator(
-        &self,
-        operator: &str,
-        now: Millis,
-    ) -> Result<i64, StoreError> {
-        let sql = "SELECT COUNT(*) AS n FROM requests WHERE operator = $1 AND state = 'pending' AND expires_at > $2";
-        self.count(sql, operator, now).await
-    }
-
-    /// A `COUNT(*) AS n` query with a name and a time bound.
-    async fn count(&self, sql: &'static str, name: &str, time: Millis) -> Result<i64, StoreError> {
-        let row = sqlx::query(sql)
-            .bind(name)
-            .bind(time)
-            .fetch_one(&self.pool)
-            .await?;
-        Ok(row.try_get("n")?)
-    }
-
-    /// Requests made to this computer since `since`.
-    pub async fn requests_to_computer_since(
-        &self,
-        computer: &str,
-        since: Millis,
-    ) -> Result<i64, StoreError> {
-        let sql = "SELECT COUNT(*) AS n FROM requests WHERE computer = $1 AND created_at > $2";
-        self.count(sql, computer, since).await
-    }
-
-    /// Blocks `operator` from asking `computer` until `until`.
-    pub async fn block(
-        &self,
-        operator: &str,
-        computer: &str,
-        until: Millis,
-        reported_by: &str,
-        now: Millis,
-    ) -> Result<(), StoreError> {
-        sqlx::query(
-            "INSERT INTO blocks (operator, computer, until, reported_by, created_at) VALUES ($1, $2, $3, $4, $5)
-             ON CONFLICT (operator, computer) DO UPDATE SET until = CASE WHEN excluded.until > blocks.until THEN excluded.until ELSE blocks.until END,
-                 reported_by = excluded.reported_by, created_at = excluded.created_at",
-        )
-        .bind(operator)
-        .bind(computer)
-        .bind(until)
-        .bind(reported_by)
-        .bind(now)
-        .execute(&self.pool)
-        .await?;
-        Ok(())
-    }
-
-    /// Until when `operator` may not ask `computer`, if blocked at `now`.
-    pub async fn blocked_until(
-        &self,
-        operator: &str,
-        computer: &str,
-        now: Millis,
-    ) -> Result<Option<Millis>, StoreError> {
-        let row = sqlx::query(
-            "SELECT until FROM blocks WHERE operator = $1 AND computer = $2 AND until > $3",
-        )
-        .bind(operator)
-        .bind(computer)
-        .bind(now)
-        .fetch_optional(&self.pool)
-        .await?;
-        Ok(row.map(|row| row.try_get("until")).transpose()?)
-    }
-
-    /// Pending requests to a computer.
-    pub async fn pending_for_computer(
-        &self,
-        computer: &str,
-    ) -> Result<Vec<RequestRow>, StoreError> {
-        let sql = format!(
-            "SELECT {REQUEST_COLUMNS} FROM requests r WHERE r.computer = $1 AND r.state = 'pending'"
-        );
-        let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
-            .bind(computer)
-            .fetch_all(&self.pool)
-            .await?;
-        rows.iter().map(request_from_row).collect()
     }
 
     pub async fn end_session(&self, id: i64, now: Millis) -> Result<(), StoreError> {
@@ -960,7 +775,7 @@ async fn insert_audit(conn: &mut AnyConnection, event: &AuditEvent) -> Result<()
          VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
     )
     .bind(event.at)
-    .bind(&event.event)
+    .bind(event.event.as_str())
     .bind(&event.request_id)
     .bind(&event.computer)
     .bind(&event.actor)

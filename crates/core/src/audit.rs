@@ -1,0 +1,106 @@
+//! The kinds of event the audit trail records, by their stored names.
+
+use serde::{Deserialize, Serialize};
+use std::fmt;
+use std::str::FromStr;
+
+macro_rules! audit_kinds {
+    ($($(#[$doc:meta])* $variant:ident = $name:literal,)*) => {
+        /// What happened, as `doorman admin audit` names it.
+        #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+        #[serde(rename_all = "snake_case")]
+        pub enum AuditKind {
+            $($(#[$doc])* $variant,)*
+        }
+
+        impl AuditKind {
+            pub const ALL: &'static [AuditKind] = &[$(AuditKind::$variant,)*];
+
+            pub fn as_str(self) -> &'static str {
+                match self {
+                    $(AuditKind::$variant => $name,)*
+                }
+            }
+        }
+    };
+}
+
+audit_kinds! {
+    /// An operator asked for a session that needs approval.
+    Requested = "requested",
+    EmailQueued = "email_queued",
+    EmailSent = "email_sent",
+    EmailRetrying = "email_retrying",
+    EmailFailed = "email_failed",
+    /// A recipient opened the approval page.
+    PageViewed = "page_viewed",
+    /// A recipient's Allow was counted; more are needed.
+    Approved = "approved",
+    Allowed = "allowed",
+    Denied = "denied",
+    /// Denied through "I did not expect this"; the operator is blocked.
+    Reported = "reported",
+    Expired = "expired",
+    Cancelled = "cancelled",
+    /// The computer refused the request (service not offered, no reason, …).
+    Refused = "refused",
+    /// A limit refused the request before it was made.
+    RefusedLimit = "refused_limit",
+    /// The operator has no grant for that computer and service.
+    RefusedAccess = "refused_access",
+    /// Email authorization is off on the computer: no approval needed.
+    Admitted = "admitted",
+    SessionStarted = "session_started",
+    SessionEnded = "session_ended",
+    OperatorAdded = "operator_added",
+    OperatorReplaced = "operator_replaced",
+    OperatorRemoved = "operator_removed",
+    OperatorEmailSet = "operator_email_set",
+    AgentAdded = "agent_added",
+    AgentReplaced = "agent_replaced",
+    AgentRemoved = "agent_removed",
+    AccessGranted = "access_granted",
+    AccessRevoked = "access_revoked",
+}
+
+impl fmt::Display for AuditKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Compares with a stored name (`kind == "allowed"`).
+impl PartialEq<&str> for AuditKind {
+    fn eq(&self, name: &&str) -> bool {
+        self.as_str() == *name
+    }
+}
+
+impl FromStr for AuditKind {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        AuditKind::ALL
+            .iter()
+            .copied()
+            .find(|kind| kind.as_str() == s)
+            .ok_or_else(|| format!("unknown audit event kind {s:?}"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn kinds_round_trip_through_their_names_and_json() {
+        for kind in AuditKind::ALL {
+            assert_eq!(kind.as_str().parse::<AuditKind>(), Ok(*kind));
+            assert_eq!(
+                serde_json::to_string(kind).unwrap(),
+                format!("\"{}\"", kind.as_str())
+            );
+        }
+        assert!("Allowed".parse::<AuditKind>().is_err());
+    }
+}
