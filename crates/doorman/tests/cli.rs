@@ -924,3 +924,127 @@ async fn a_server_whose_key_does_not_match_the_database_is_refused() {
     assert_eq!(err.lines().count(), 1, "{err}");
     assert!(err.contains("another server key"), "{err}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn access_rules_through_the_binary() {
+    let deployment = deploy(None).await;
+    let data = path(&deployment.data);
+    let (code, token, err) =
+        doorman(&["admin", "--data-dir", data, "operator", "add", "bob"]).await;
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        err.contains("reaches no computer until granted: doorman admin access grant bob"),
+        "{err}"
+    );
+    let bob = token.trim();
+    // Without a grant: exactly what an unknown computer looks like.
+    let forbidden = connect_once(&deployment.url, bob, &["office-pc", "--", "true"]).await;
+    let unknown = connect_once(&deployment.url, bob, &["nowhere", "--", "true"]).await;
+    assert_eq!(forbidden.0, 242);
+    assert_eq!(unknown.0, 242);
+    assert_eq!(
+        forbidden.2.replace("office-pc", "NAME"),
+        unknown.2.replace("nowhere", "NAME")
+    );
+    assert_eq!(
+        forbidden.2.trim(),
+        "doorman: unknown computer or not permitted: \"office-pc\""
+    );
+
+    let (code, _, err) = doorman(&[
+        "admin",
+        "--data-dir",
+        data,
+        "access",
+        "grant",
+        "bob",
+        "--computers",
+        "office-*",
+        "--services",
+        "command",
+    ])
+    .await;
+    assert_eq!(code, 0, "{err}");
+    let (code, out, _) = doorman(&["admin", "--data-dir", data, "access", "list", "--json"]).await;
+    assert_eq!(code, 0);
+    let bobs: Vec<serde_json::Value> = out
+        .lines()
+        .map(|line| serde_json::from_str(line).unwrap())
+        .filter(|grant: &serde_json::Value| grant["operator"] == "bob")
+        .collect();
+    assert_eq!(bobs.len(), 1, "{out}");
+    assert_eq!(bobs[0]["computers"], "office-*");
+    assert_eq!(bobs[0]["services"], serde_json::json!(["command"]));
+    // A granted computer asks for approval now; a shell is still refused
+    // (no terminal here: forward is the other ungranted service).
+    let mut asking = start(&[
+        "connect",
+        "office-pc",
+        "--server",
+        &deployment.url,
+        "--token",
+        bob,
+        "--json",
+        "--",
+        "true",
+    ]);
+    asking
+        .stderr
+        .wait_until(|t| t.contains("\"pending\""))
+        .await;
+    let forward = connect_once(&deployment.url, bob, &["office-pc", "-L", "0:127.0.0.1:9"]).await;
+    assert_eq!(forward.0, 242, "{}", forward.2);
+
+    // Bad input names the problem and changes nothing.
+    for (args, says) in [
+        (
+            vec!["grant", "bob", "--computers", "a b"],
+            "computer pattern",
+        ),
+        (
+            vec!["grant", "bob", "--computers", "x", "--services", "desk"],
+            "unknown service \"desk\"",
+        ),
+        (
+            vec!["revoke", "bob", "--computers", "lab-*"],
+            "no grant of computers named \"lab-*\"",
+        ),
+        (
+            vec!["grant", "nobody", "--computers", "*"],
+            "no operator named \"nobody\"",
+        ),
+    ] {
+        let mut full = vec!["admin", "--data-dir", data, "access"];
+        full.extend(args.iter().copied());
+        let (code, _, err) = doorman(&full).await;
+        assert_ne!(code, 0, "{args:?}");
+        assert!(err.contains(says), "{args:?}: {err}");
+    }
+    let (_, after, _) = doorman(&["admin", "--data-dir", data, "access", "list", "--json"]).await;
+    assert_eq!(after, out, "refused commands changed nothing");
+
+    let (code, _, err) = doorman(&[
+        "admin",
+        "--data-dir",
+        data,
+        "access",
+        "revoke",
+        "bob",
+        "--computers",
+        "office-*",
+    ])
+    .await;
+    assert_eq!(code, 0, "{err}");
+    assert!(err.contains("1 pending request(s) cancelled"), "{err}");
+    // (The waiting connect hears of it within a heartbeat, 20 s here; the
+    // in-process tests pin that with a short one.)
+    let (_, audit, _) = doorman(&["admin", "--data-dir", data, "audit", "--json"]).await;
+    assert!(
+        audit
+            .lines()
+            .any(|line| line.contains("\"event\":\"cancelled\"")
+                && line.contains("the operator's access to this computer was revoked")),
+        "{audit}"
+    );
+    asking.child.kill().await.unwrap();
+}

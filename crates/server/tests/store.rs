@@ -391,6 +391,8 @@ async fn on_postgresql_the_same_guarantees_hold() {
     duplicate_names_and_second_sessions_are_named_errors(open().await).await;
     revoking_a_secret_cancels_what_is_pending_with_it(open().await).await;
     reopening_applies_no_migration_twice_and_keeps_data(&postgres.new_database().await).await;
+    operators_from_before_access_rules_keep_reaching_everything(&postgres.new_database().await)
+        .await;
 }
 
 #[tokio::test]
@@ -401,4 +403,36 @@ async fn other_databases_are_refused_by_name() {
         error.to_string(),
         "unsupported database URL \"mysql://localhost/doorman\": use sqlite://FILE or postgres://…"
     );
+}
+
+/// Operators that existed before access rules keep reaching everything,
+/// and the server is told so once.
+async fn operators_from_before_access_rules_keep_reaching_everything(url: &str) {
+    let old = Store::open_migrated_to(url, 4).await.unwrap();
+    old.add_operator("alice", &[1; 32], 0).await.unwrap();
+    drop(old);
+    let store = Store::open(url).await.unwrap();
+    let grants = store.grants_of("alice").await.unwrap();
+    assert_eq!(grants.len(), 1);
+    assert_eq!(grants[0].computers.as_str(), "*");
+    assert_eq!(grants[0].services, doorman_core::access::ServiceSet::ALL);
+    let notices = store.take_upgrade_notices().await.unwrap();
+    assert_eq!(notices.len(), 1, "{notices:?}");
+    assert!(
+        notices[0].contains("granted every computer (*)"),
+        "{notices:?}"
+    );
+    assert!(store.take_upgrade_notices().await.unwrap().is_empty());
+    // An operator added after the upgrade gets nothing by itself.
+    store.add_operator("bob", &[2; 32], 1).await.unwrap();
+    assert!(store.grants_of("bob").await.unwrap().is_empty());
+}
+
+#[tokio::test]
+async fn on_sqlite_operators_from_before_access_rules_keep_reaching_everything() {
+    let dir = tempfile::tempdir().unwrap();
+    operators_from_before_access_rules_keep_reaching_everything(
+        &doorman_server::default_database_url(dir.path()),
+    )
+    .await;
 }

@@ -32,6 +32,8 @@ pub struct WorldBuilder {
     pub limits: doorman_server::Limits,
     pub trusted_proxies: Vec<String>,
     pub heartbeat: std::time::Duration,
+    /// More `[desktop_sharing]` lines (approval policies), as TOML.
+    pub policies: Vec<String>,
 }
 
 impl Default for WorldBuilder {
@@ -47,6 +49,7 @@ impl Default for WorldBuilder {
             limits: doorman_server::Limits::default(),
             trusted_proxies: Vec::new(),
             heartbeat: doorman_server::DEFAULT_HEARTBEAT,
+            policies: Vec::new(),
         }
     }
 }
@@ -102,6 +105,13 @@ impl WorldBuilder {
         self
     }
 
+    /// Adds an approval policy to the computer's `[desktop_sharing]`,
+    /// e.g. `policy("required_approvals", 2)`.
+    pub fn policy(mut self, key: &str, value: impl std::fmt::Display) -> Self {
+        self.policies.push(format!("{key} = {value}"));
+        self
+    }
+
     pub fn without_shell(mut self) -> Self {
         self.shell = false;
         self
@@ -132,10 +142,14 @@ impl WorldBuilder {
         };
         format!(
             "server = \"{server}\"\nname = \"{name}\"\nkey = \"{key}\"\n{notify}\n\
-             [desktop_sharing]\nrequire_email_authorization = {}\nemail_authorization_timeout = {}\nrecipients = [{recipients}]\n\n\
+             [desktop_sharing]\nrequire_email_authorization = {}\nemail_authorization_timeout = {}\nrecipients = [{recipients}]\n{}\n\
              [services]\nshell = {}\nforward = [{}]\n",
             self.require_email_authorization,
             self.timeout_secs,
+            self.policies
+                .iter()
+                .map(|line| format!("{line}\n"))
+                .collect::<String>(),
             self.shell,
             self.forward
                 .iter()

@@ -112,7 +112,8 @@ impl Backend {
         }
     }
 
-    fn migrator(self) -> Migrator {
+    /// The migrations up to `version` (all with `i64::MAX`).
+    fn migrator(self, version: i64) -> Migrator {
         let migration = |version, description: &'static str, sql: &'static str| {
             Migration::new(
                 version,
@@ -170,7 +171,12 @@ impl Backend {
             Backend::Sqlite => versions!("sqlite"),
             Backend::Postgres => versions!("postgres"),
         };
-        Migrator::with_migrations(migrations)
+        Migrator::with_migrations(
+            migrations
+                .into_iter()
+                .filter(|m| m.version <= version)
+                .collect(),
+        )
     }
 }
 
@@ -374,6 +380,13 @@ fn unique_violation(error: &sqlx::Error) -> bool {
 impl Store {
     /// Opens (creating if needed) the database and applies pending migrations.
     pub async fn open(database_url: &str) -> Result<Self, StoreError> {
+        Self::open_migrated_to(database_url, i64::MAX).await
+    }
+
+    /// Opens the database migrated only up to `version`: what an older
+    /// release left, for upgrade tests.
+    #[doc(hidden)]
+    pub async fn open_migrated_to(database_url: &str, version: i64) -> Result<Self, StoreError> {
         sqlx::any::install_default_drivers();
         let backend = Backend::of(database_url)?;
         let pool = match backend {
@@ -404,7 +417,7 @@ impl Store {
                     .await?
             }
         };
-        backend.migrator().run(&pool).await?;
+        backend.migrator(version).run(&pool).await?;
         Ok(Self { pool })
     }
 

@@ -1,0 +1,188 @@
+//! Approval policies set on the remote computer: how many recipients must
+//! allow, that a reason is required, and that an operator never approves
+//! its own request. Each test goes through the real agent, server, client
+//! and emails.
+
+use doorman_client::ConnectError;
+use doorman_core::{AuditKind, RequestState};
+use doorman_test_support::World;
+use doorman_test_support::smtp::ReceivedMail;
+use doorman_test_support::world::OPERATOR;
+
+fn mail_to<'a>(mails: &'a [ReceivedMail], address: &str) -> &'a ReceivedMail {
+    mails
+        .iter()
+        .find(|mail| mail.to.iter().any(|to| to.contains(address)))
+        .unwrap_or_else(|| panic!("no mail to {address}"))
+}
+
+async fn kinds(world: &World) -> Vec<AuditKind> {
+    world
+        .audit_events()
+        .await
+        .into_iter()
+        .map(|e| e.event)
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_approvals_are_needed_and_a_repeated_click_counts_once() {
+    let world = World::builder()
+        .policy("required_approvals", 2)
+        .start()
+        .await;
+    let connecting = world.connect(&["echo", "in"], "two keys");
+    let id = connecting.request_id().await;
+    let mails = world.smtp.wait_for(2).await;
+    let it = mail_to(&mails, "it@example.com").link();
+    let owner = mail_to(&mails, "owner@example.com").link();
+    assert!(
+        mails[0].text().contains("2 recipients must allow"),
+        "{}",
+        mails[0].text()
+    );
+
+    world.click(&it, "allow").await;
+    let approval = connecting.event("approval").await;
+    assert_eq!(approval["approvals"], 1);
+    assert_eq!(approval["required"], 2);
+    assert_eq!(approval["by"], "i***@example.com");
+    assert_eq!(world.state_of(&id).await, RequestState::Pending);
+    // The same recipient again: still one approval.
+    let (_, page) = world.page(&it).await;
+    assert!(page.contains("Your approval is counted"), "{page}");
+    let nonce = doorman_test_support::world::extract_nonce(&page).unwrap();
+    world
+        .http
+        .post(&it)
+        .form(&[("decision", "allow"), ("nonce", nonce.as_str())])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(world.state_of(&id).await, RequestState::Pending);
+    let (_, page) = world.page(&owner).await;
+    assert!(page.contains("1 more approval is needed"), "{page}");
+    assert!(page.contains("it@example.com at"), "{page}");
+    assert!(page.contains("Allow Session"), "{page}");
+
+    world.click(&owner, "allow").await;
+    let stdout = connecting.stdout.clone();
+    assert_eq!(connecting.finish().await, Ok(0));
+    assert_eq!(stdout.text(), "in\n");
+    let allowed = world.wait_for_audit("allowed").await;
+    assert_eq!(allowed.actor.as_deref(), Some("owner@example.com"));
+    let kinds = kinds(&world).await;
+    assert_eq!(
+        kinds.iter().filter(|k| **k == AuditKind::Approved).count(),
+        1
+    );
+    let (_, page) = world.page(&it).await;
+    assert!(
+        page.contains("Allowed by it@example.com, owner@example.com"),
+        "{page}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_deny_vetoes_after_an_approval() {
+    let world = World::builder()
+        .policy("required_approvals", 2)
+        .start()
+        .await;
+    let connecting = world.connect(&["true"], "");
+    let id = connecting.request_id().await;
+    let mails = world.smtp.wait_for(2).await;
+    world
+        .click(&mail_to(&mails, "it@example.com").link(), "allow")
+        .await;
+    connecting.event("approval").await;
+    world
+        .click(&mail_to(&mails, "owner@example.com").link(), "deny")
+        .await;
+    assert_eq!(
+        connecting.finish().await,
+        Err(ConnectError::Denied {
+            by: "owner@example.com".into()
+        })
+    );
+    assert_eq!(world.state_of(&id).await, RequestState::Denied);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_operators_own_address_gets_no_email_and_cannot_approve() {
+    let world = World::start().await;
+    world
+        .broker
+        .store
+        .set_operator_email(OPERATOR, Some("IT@example.com"), 0)
+        .await
+        .unwrap();
+    let connecting = world.connect(&["true"], "");
+    let pending = connecting.event("pending").await;
+    assert_eq!(
+        pending["recipients"],
+        serde_json::json!(["o***@example.com"])
+    );
+    world.smtp.wait_for(1).await;
+    world.wait_for_audit("email_sent").await;
+    let queued: Vec<_> = world
+        .audit_events()
+        .await
+        .into_iter()
+        .filter(|e| e.event == AuditKind::EmailQueued)
+        .map(|e| e.actor)
+        .collect();
+    assert_eq!(queued, [Some("owner@example.com".to_string())]);
+    let mails = world.smtp.mails();
+    world.click(&mails[0].link(), "allow").await;
+    assert_eq!(connecting.finish().await, Ok(0));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn too_few_other_approvers_refuses_at_once() {
+    let world = World::builder()
+        .policy("required_approvals", 2)
+        .start()
+        .await;
+    world
+        .broker
+        .store
+        .set_operator_email(OPERATOR, Some("owner@example.com"), 0)
+        .await
+        .unwrap();
+    let result = world.connect(&["true"], "").finish().await;
+    let Err(ConnectError::NotOffered(message)) = &result else {
+        panic!("expected a refusal, got {result:?}")
+    };
+    assert!(
+        message.contains("needs 2 approvals but only 1 of its recipients may approve"),
+        "{message}"
+    );
+    assert_eq!(result.unwrap_err().exit_code(), 245);
+    let kinds = kinds(&world).await;
+    assert!(!kinds.contains(&AuditKind::Requested), "{kinds:?}");
+    assert!(!kinds.contains(&AuditKind::EmailQueued), "{kinds:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_computer_that_requires_a_reason_refuses_a_connect_without_one() {
+    let world = World::builder()
+        .policy("require_reason", true)
+        .start()
+        .await;
+    let result = world.connect(&["true"], "  ").finish().await;
+    let Err(ConnectError::InvalidRequest(message)) = &result else {
+        panic!("expected an invalid request, got {result:?}")
+    };
+    assert_eq!(
+        message,
+        "computer \"office-pc\" requires a reason: connect again with --reason TEXT"
+    );
+    assert_eq!(result.unwrap_err().exit_code(), 2);
+    let kinds = kinds(&world).await;
+    assert!(kinds.contains(&AuditKind::Refused), "{kinds:?}");
+    assert!(!kinds.contains(&AuditKind::EmailQueued), "{kinds:?}");
+    // With a reason it goes ahead.
+    let connecting = world.connect(&["true"], "ticket 7");
+    connecting.event("pending").await;
+}
