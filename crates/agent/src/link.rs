@@ -27,6 +27,53 @@ const MAX_REMEMBERED_OFFERS: usize = 1024;
 struct AwaitedOffer {
     visitor: Visitor,
     service: Service,
+    /// The earlier approval this agent offered to reuse for it.
+    reuse_of: Option<String>,
+    /// The session's time limit in seconds (0: none).
+    limit: u32,
+}
+
+/// An allowed request whose approval may let the same operator in again
+/// (`approval_valid_for`), as this agent saw it.
+struct RememberedApproval {
+    operator: String,
+    service: Service,
+    at: std::time::Instant,
+}
+
+/// What the agent remembers across connections: the requests it asked
+/// authorization for, and the approvals it may reuse.
+#[derive(Default)]
+struct Memory {
+    awaited: HashMap<String, AwaitedOffer>,
+    approved: HashMap<String, RememberedApproval>,
+}
+
+impl Memory {
+    /// An approval that covers `service` for `operator` within `window`.
+    fn reusable(&self, operator: &str, service: &Service, window: u32) -> Option<String> {
+        let window = Duration::from_secs(u64::from(window));
+        self.approved
+            .iter()
+            .filter(|(_, approval)| {
+                approval.operator == operator
+                    && approval.at.elapsed() < window
+                    && covers(&approval.service, service)
+            })
+            .max_by_key(|(_, approval)| approval.at)
+            .map(|(id, _)| id.clone())
+    }
+}
+
+/// Whether an approval of `approved` covers a session of `asked`: the same
+/// kind, and a forward only to targets it covered.
+fn covers(approved: &Service, asked: &Service) -> bool {
+    match (approved, asked) {
+        (Service::Forward { targets: ok }, Service::Forward { targets }) => {
+            targets.iter().all(|t| ok.contains(t))
+        }
+        (approved, asked) => approved.kind() == asked.kind(),
+    }
 }
 
 /// The headers that authenticate this agent.
@@ -47,10 +94,10 @@ pub async fn run_forever(config: PathBuf) {
     let mut failures: u32 = 0;
     // Requests this agent asked authorization for outlive one connection: a
     // request allowed after a server restart still starts its session.
-    let mut awaited: HashMap<String, AwaitedOffer> = HashMap::new();
+    let mut memory = Memory::default();
     let grants = ForwardGrants::default();
     loop {
-        match serve_once(&config, &mut awaited, &grants).await {
+        match serve_once(&config, &mut memory, &grants).await {
             Ok(()) => {
                 failures = 0;
                 tracing::warn!("server closed the connection; reconnecting");
@@ -97,7 +144,7 @@ fn jitter(max: u64) -> u64 {
 
 async fn serve_once(
     config: &Path,
-    awaited: &mut HashMap<String, AwaitedOffer>,
+    memory: &mut Memory,
     grants: &ForwardGrants,
 ) -> Result<(), String> {
     let settings = settings_file::load(config).map_err(|e| e.to_string())?;
@@ -162,21 +209,34 @@ async fn serve_once(
                     reason,
                     service: service.describe(),
                 };
-                let reply = answer_offer(config, &visitor, &service);
+                let reply = answer_offer(config, &visitor, &service, memory);
                 match &reply {
-                    OfferReply::RequireAuthorization { .. } => {
-                        if awaited.len() >= MAX_REMEMBERED_OFFERS {
-                            awaited.clear();
+                    OfferReply::RequireAuthorization {
+                        reuse,
+                        max_session_seconds,
+                        ..
+                    } => {
+                        if memory.awaited.len() >= MAX_REMEMBERED_OFFERS {
+                            memory.awaited.clear();
                         }
-                        awaited.insert(request_id.clone(), AwaitedOffer { visitor, service });
+                        let offer = AwaitedOffer {
+                            visitor,
+                            service,
+                            reuse_of: reuse.clone(),
+                            limit: *max_session_seconds,
+                        };
+                        memory.awaited.insert(request_id.clone(), offer);
                     }
-                    OfferReply::Admit => {
+                    OfferReply::Admit {
+                        max_session_seconds,
+                    } => {
                         session::spawn(
                             config.to_path_buf(),
                             request_id.clone(),
                             visitor,
                             service,
                             grants.clone(),
+                            *max_session_seconds,
                         );
                     }
                     OfferReply::Refuse { .. } | OfferReply::ReasonRequired => {}
@@ -192,17 +252,62 @@ async fn serve_once(
             } => {
                 // Only a request this agent asked for can start a session,
                 // whatever the server says.
-                let Some(offer) = awaited.remove(&request_id) else {
+                let Some(offer) = memory.awaited.remove(&request_id) else {
                     tracing::warn!(request = %request_id, "ignoring an outcome for a request this agent did not ask for");
                     continue;
                 };
+                let command = notify_command(config);
+                if let Outcome::Allowed {
+                    reused_from: Some(earlier),
+                    ..
+                } = &outcome
+                {
+                    // A reuse stands only if this agent offered that very
+                    // approval and its own settings still cover it.
+                    let window = settings_file::load(config)
+                        .map(|s| s.desktop_sharing.approval_valid_for)
+                        .unwrap_or(0);
+                    let still = memory.reusable(&offer.visitor.operator, &offer.service, window);
+                    if offer.reuse_of.as_ref() != Some(earlier) || still.as_ref() != Some(earlier) {
+                        tracing::warn!(request = %request_id, %earlier, "ignoring the reuse of an approval this computer does not hold valid");
+                        let message =
+                            "the reuse of an earlier approval was refused by this computer"
+                                .to_string();
+                        notify::show(
+                            command.as_deref(),
+                            &offer.visitor,
+                            &Event::Refused { message },
+                        );
+                        continue;
+                    }
+                }
                 let event = match &outcome {
                     Outcome::Allowed { by, .. } => Event::Allowed { by: by.clone() },
                     Outcome::Denied { by, .. } => Event::Denied { by: by.clone() },
                     Outcome::Expired { .. } => Event::Expired,
                     Outcome::Cancelled { .. } => Event::Cancelled,
                 };
-                notify::show(notify_command(config).as_deref(), &offer.visitor, &event);
+                notify::show(command.as_deref(), &offer.visitor, &event);
+                match &outcome {
+                    // A Deny on this computer ends every reuse window.
+                    Outcome::Denied { .. } => memory.approved.clear(),
+                    Outcome::Allowed {
+                        reused_from: None, ..
+                    } => {
+                        if memory.approved.len() >= MAX_REMEMBERED_OFFERS {
+                            memory.approved.clear();
+                        }
+                        memory.approved.insert(
+                            request_id.clone(),
+                            RememberedApproval {
+                                operator: offer.visitor.operator.clone(),
+                                service: offer.service.clone(),
+                                at: std::time::Instant::now(),
+                            },
+                        );
+                    }
+                    _ => {}
+                }
                 if matches!(outcome, Outcome::Allowed { .. }) {
                     session::spawn(
                         config.to_path_buf(),
@@ -210,6 +315,7 @@ async fn serve_once(
                         offer.visitor,
                         offer.service,
                         grants.clone(),
+                        offer.limit,
                     );
                 }
             }
@@ -259,7 +365,12 @@ pub fn notify_command(config: &Path) -> Option<String> {
 }
 
 /// Decides from the settings file as it is now.
-fn answer_offer(config: &Path, visitor: &Visitor, service: &Service) -> OfferReply {
+fn answer_offer(
+    config: &Path,
+    visitor: &Visitor,
+    service: &Service,
+    memory: &Memory,
+) -> OfferReply {
     let settings = match settings_file::load(config) {
         Ok(settings) => settings,
         Err(error) => {
@@ -312,19 +423,31 @@ fn answer_offer(config: &Path, visitor: &Visitor, service: &Service) -> OfferRep
         return OfferReply::ReasonRequired;
     }
     if sharing.require_email_authorization {
-        let event = Event::AwaitingAuthorization {
-            recipients: sharing.recipients.clone(),
-            expires_in: sharing.email_authorization_timeout,
-        };
-        notify::show(command, visitor, &event);
+        let reuse = (sharing.approval_valid_for > 0)
+            .then(|| memory.reusable(&visitor.operator, service, sharing.approval_valid_for))
+            .flatten();
+        // A reuse is announced when the server agrees (the outcome says
+        // "allowed"); otherwise the emails go out as usual.
+        if reuse.is_none() {
+            let event = Event::AwaitingAuthorization {
+                recipients: sharing.recipients.clone(),
+                expires_in: sharing.email_authorization_timeout,
+            };
+            notify::show(command, visitor, &event);
+        }
         OfferReply::RequireAuthorization {
             recipients: sharing.recipients.clone(),
             timeout_secs: sharing.email_authorization_timeout,
             required_approvals: sharing.required_approvals,
+            approval_valid_for: sharing.approval_valid_for,
+            max_session_seconds: sharing.max_session_seconds,
+            reuse,
         }
     } else {
         notify::show(command, visitor, &Event::Connecting);
-        OfferReply::Admit
+        OfferReply::Admit {
+            max_session_seconds: sharing.max_session_seconds,
+        }
     }
 }
 

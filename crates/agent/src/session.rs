@@ -22,16 +22,29 @@ use tokio::sync::mpsc;
 
 type SharedWriter<W> = Arc<Mutex<FrameWriter<W>>>;
 
-/// Starts the session in its own task.
+/// Starts the session in its own task; it ends after `limit` seconds
+/// (0: no limit) whatever the operator does, its program killed. The server
+/// cuts the session at the limit and records it; the agent's own cut, a
+/// moment later, holds even if the server does not.
 pub fn spawn(
     config: PathBuf,
     request_id: String,
     visitor: Visitor,
     service: Service,
     grants: ForwardGrants,
+    limit: u32,
 ) {
     tokio::spawn(async move {
-        let status = match run(&config, &request_id, &visitor, service, grants).await {
+        let session = run(&config, &request_id, &visitor, service, grants);
+        let ran = if limit > 0 {
+            let limit = std::time::Duration::from_secs(u64::from(limit) + 2);
+            tokio::time::timeout(limit, session)
+                .await
+                .unwrap_or_else(|_| Ok("ended: time limit".into()))
+        } else {
+            session.await
+        };
+        let status = match ran {
             Ok(status) => status,
             Err(error) => {
                 tracing::warn!(request = %request_id, %error, "session failed");
@@ -60,6 +73,33 @@ async fn dial_session(
         .dial(&format!("{SESSION_PATH_PREFIX}{id}"), &headers)
         .await
         .map_err(|e| e.to_string())
+}
+
+/// The tunnels a forward session may open, for as long as it lives: the
+/// entry goes with the guard, also when a time limit drops the session.
+struct ForwardGrant {
+    grants: ForwardGrants,
+    request_id: String,
+}
+
+impl ForwardGrant {
+    fn insert(grants: ForwardGrants, request_id: &str, targets: Vec<String>) -> Self {
+        if let Ok(mut map) = grants.lock() {
+            map.insert(request_id.to_string(), targets);
+        }
+        Self {
+            grants,
+            request_id: request_id.to_string(),
+        }
+    }
+}
+
+impl Drop for ForwardGrant {
+    fn drop(&mut self) {
+        if let Ok(mut map) = self.grants.lock() {
+            map.remove(&self.request_id);
+        }
+    }
 }
 
 /// How long the agent keeps trying to open an allowed session: the operator
@@ -98,9 +138,7 @@ async fn run(
             crate::shell::run(Connection::new(io), term, rows, cols).await
         }
         Service::Forward { targets } => {
-            if let Ok(mut grants) = grants.lock() {
-                grants.insert(request_id.to_string(), targets);
-            }
+            let _grant = ForwardGrant::insert(grants, request_id, targets);
             // The session lasts as long as the operator's connection.
             let mut io = io;
             let mut sink = [0u8; 1024];
@@ -108,9 +146,6 @@ async fn run(
                 if n == 0 {
                     break;
                 }
-            }
-            if let Ok(mut grants) = grants.lock() {
-                grants.remove(request_id);
             }
             Ok("forwarding ended".into())
         }

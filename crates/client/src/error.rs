@@ -47,6 +47,8 @@ pub enum ConnectError {
     SessionFailed(String),
     #[error("refused: {0}")]
     Limited(String),
+    #[error("the session reached the computer's time limit of {0} s")]
+    TimeLimit(u64),
     #[error("{0}")]
     Undeliverable(String),
     #[error("{0}")]
@@ -64,7 +66,7 @@ impl ConnectError {
             ConnectError::BadToken | ConnectError::TokenRevoked => exit::BAD_TOKEN,
             ConnectError::NotOffered(_) => exit::NOT_OFFERED,
             ConnectError::InvalidRequest(_) => exit::INVALID_REQUEST,
-            ConnectError::SessionFailed(_) => exit::SESSION_FAILED,
+            ConnectError::SessionFailed(_) | ConnectError::TimeLimit(_) => exit::SESSION_FAILED,
             ConnectError::Limited(_) => exit::LIMITED,
             ConnectError::Undeliverable(_) => exit::UNDELIVERABLE,
             ConnectError::Server(_) => exit::SERVER,

@@ -23,6 +23,9 @@ use hyper::header::{AUTHORIZATION, HeaderValue};
 use std::future::Future;
 use std::pin::pin;
 use std::time::{Duration, Instant};
+
+/// How long before a session's time limit the operator is warned.
+const TIME_LIMIT_WARNING: Duration = Duration::from_secs(60);
 use tokio::io::{AsyncRead, AsyncWrite};
 
 /// What the operator asks for.
@@ -339,6 +342,11 @@ pub async fn connect(
                 required,
                 by,
             } => progress.approval(approvals, required, &by),
+            ServerToOperator::ApprovedEarlier {
+                request_id,
+                by,
+                valid_for,
+            } => progress.approved_earlier(&request_id, &by, valid_for),
             ServerToOperator::Allowed { by, at } => {
                 silence = None;
                 progress.allowed(&by, at);
@@ -370,32 +378,66 @@ pub async fn connect(
                     Refusal::DeliveryFailed => ConnectError::Undeliverable(message),
                 });
             }
-            ServerToOperator::SessionStarted { request_id } => {
-                progress.session_started();
-                let status = match request.session {
-                    SessionKind::Forward(_) => {
-                        let listening: Vec<String> = listeners
-                            .iter()
-                            .map(|(listener, target)| {
-                                let local = listener
-                                    .local_addr()
-                                    .map(|a| a.to_string())
-                                    .unwrap_or_default();
-                                format!("{local} -> {target}")
-                            })
-                            .collect();
-                        progress.forwarding(&listening);
-                        session::run_forward(
-                            connection, listeners, dialer, auth, request_id, terminal, interrupt,
-                        )
-                        .await
+            ServerToOperator::SessionStarted {
+                request_id,
+                time_limit_secs,
+            } => {
+                progress.session_started(time_limit_secs);
+                if let SessionKind::Forward(_) = request.session {
+                    let listening: Vec<String> = listeners
+                        .iter()
+                        .map(|(listener, target)| {
+                            let local = listener
+                                .local_addr()
+                                .map(|a| a.to_string())
+                                .unwrap_or_default();
+                            format!("{local} -> {target}")
+                        })
+                        .collect();
+                    progress.forwarding(&listening);
+                }
+                let started = Instant::now();
+                let session = async move {
+                    match request.session {
+                        SessionKind::Forward(_) => {
+                            session::run_forward(
+                                connection, listeners, dialer, auth, request_id, terminal,
+                                interrupt,
+                            )
+                            .await
+                        }
+                        SessionKind::Shell { .. } => {
+                            session::run_stream(connection, terminal, interrupt, true).await
+                        }
+                        SessionKind::Command(_) => {
+                            session::run_stream(connection, terminal, interrupt, false).await
+                        }
                     }
-                    SessionKind::Shell { .. } => {
-                        session::run_stream(connection, terminal, interrupt, true).await
+                };
+                tokio::pin!(session);
+                // Warned a minute before the computer's time limit (at once
+                // when the limit is shorter).
+                let limit = time_limit_secs.map(Duration::from_secs);
+                let warn_at = limit.map(|limit| started + limit.saturating_sub(TIME_LIMIT_WARNING));
+                let mut warned = false;
+                let status = loop {
+                    tokio::select! {
+                        status = &mut session => break status,
+                        _ = tokio::time::sleep_until(warn_at.unwrap_or(started).into()), if warn_at.is_some() && !warned => {
+                            warned = true;
+                            let left = limit.unwrap_or_default().saturating_sub(started.elapsed());
+                            progress.time_warning(left);
+                        }
                     }
-                    SessionKind::Command(_) => {
-                        session::run_stream(connection, terminal, interrupt, false).await
+                };
+                // Cut off by the time limit rather than by a failure.
+                let status = match (status, limit) {
+                    (Err(ConnectError::SessionFailed(_)), Some(limit))
+                        if started.elapsed() + Duration::from_secs(1) >= limit =>
+                    {
+                        Err(ConnectError::TimeLimit(limit.as_secs()))
                     }
+                    (status, _) => status,
                 };
                 if let Ok(code) = &status {
                     progress.session_ended(*code);

@@ -177,10 +177,48 @@ impl Progress {
         }
     }
 
-    pub fn session_started(&mut self) {
+    pub fn session_started(&mut self, time_limit_secs: Option<u64>) {
+        match (self.style, time_limit_secs) {
+            (ProgressStyle::Json, _) => self.json(json!({
+                "event": "session_started",
+                "time_limit_secs": time_limit_secs,
+            })),
+            (ProgressStyle::Human { .. }, Some(secs)) => {
+                self.line(&format!("This computer ends sessions after {secs} s."));
+            }
+            (ProgressStyle::Human { .. }, None) => self.clear_line(),
+        }
+    }
+
+    /// The session's time limit is near.
+    pub fn time_warning(&mut self, left: Duration) {
+        let secs = left.as_secs();
         match self.style {
-            ProgressStyle::Json => self.json(json!({"event": "session_started"})),
-            ProgressStyle::Human { .. } => self.clear_line(),
+            ProgressStyle::Json => {
+                self.json(json!({"event": "time_warning", "seconds_left": secs}))
+            }
+            ProgressStyle::Human { .. } => {
+                self.line(&format!(
+                    "\r\nThe session ends in {secs} s (the computer's time limit).\r"
+                ));
+            }
+        }
+    }
+
+    /// An earlier approval covers this connection: no emails.
+    pub fn approved_earlier(&mut self, request_id: &str, by: &str, valid_for: u64) {
+        match self.style {
+            ProgressStyle::Json => self.json(json!({
+                "event": "approved_earlier",
+                "request_id": request_id,
+                "by": by,
+                "valid_for": valid_for,
+            })),
+            ProgressStyle::Human { .. } => {
+                self.line(&format!(
+                    "Approved earlier by {by}, valid {valid_for} more seconds."
+                ));
+            }
         }
     }
 

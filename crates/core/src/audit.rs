@@ -37,6 +37,8 @@ audit_kinds! {
     /// A recipient's Allow was counted; more are needed.
     Approved = "approved",
     Allowed = "allowed",
+    /// An earlier approval let the request in (`approval_valid_for`).
+    Reused = "reused",
     Denied = "denied",
     /// Denied through "I did not expect this"; the operator is blocked.
     Reported = "reported",

@@ -162,10 +162,14 @@ impl CancelCause {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "state", rename_all = "lowercase")]
 pub enum Outcome {
-    /// `by` names every approver, in the order they approved.
+    /// `by` names every approver, in the order they approved; a request
+    /// let in by an earlier approval (the computer's `approval_valid_for`)
+    /// names that request in `reused_from` and its approvers in `by`.
     Allowed {
         by: String,
         at: Millis,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        reused_from: Option<String>,
     },
     Denied {
         by: String,
@@ -222,13 +226,24 @@ pub enum Event {
     Expire { at: Millis },
     /// The request can no longer lead to a session, for `cause`.
     Cancel { cause: CancelCause, at: Millis },
+    /// An earlier allowed request of the same operator, for the same
+    /// service, still inside the computer's `approval_valid_for` window,
+    /// lets this one in without new approvals.
+    Reuse {
+        request_id: String,
+        by: String,
+        at: Millis,
+    },
 }
 
 impl Event {
     /// When it happened.
     pub fn at(&self) -> Millis {
         match self {
-            Event::Decide { at, .. } | Event::Expire { at } | Event::Cancel { at, .. } => *at,
+            Event::Decide { at, .. }
+            | Event::Expire { at }
+            | Event::Cancel { at, .. }
+            | Event::Reuse { at, .. } => *at,
         }
     }
 }
@@ -307,9 +322,20 @@ impl PendingRequest {
                 Step::Unchanged(self, Unchanged::NotYetExpired)
             }
             Event::Expire { .. } => expired(self),
-            Event::Decide { at, .. } | Event::Cancel { at, .. } if at >= self.expires_at => {
+            Event::Decide { at, .. } | Event::Cancel { at, .. } | Event::Reuse { at, .. }
+                if at >= self.expires_at =>
+            {
                 expired(self)
             }
+            Event::Reuse { request_id, by, at } => Step::Settled(SettledRequest::new(
+                self,
+                Outcome::Allowed {
+                    by,
+                    at,
+                    reused_from: Some(request_id),
+                },
+                false,
+            )),
             Event::Cancel { cause, at } => Step::Settled(SettledRequest::new(
                 self,
                 Outcome::Cancelled { at, cause },
@@ -345,11 +371,12 @@ impl PendingRequest {
                     .map(|a| a.by.as_str())
                     .collect::<Vec<_>>()
                     .join(", ");
-                Step::Settled(SettledRequest::new(
-                    self,
-                    Outcome::Allowed { by, at },
-                    false,
-                ))
+                let allowed = Outcome::Allowed {
+                    by,
+                    at,
+                    reused_from: None,
+                };
+                Step::Settled(SettledRequest::new(self, allowed, false))
             }
         }
     }
@@ -454,7 +481,8 @@ mod tests {
             done.outcome(),
             &Outcome::Allowed {
                 by: "it@example.com".into(),
-                at: 1_000
+                at: 1_000,
+                reused_from: None,
             }
         );
     }
@@ -476,7 +504,8 @@ mod tests {
             done.outcome(),
             &Outcome::Allowed {
                 by: "a@example.com, b@example.com".into(),
-                at: 2_000
+                at: 2_000,
+                reused_from: None,
             }
         );
         assert_eq!(done.request().approvals.len(), 2);
@@ -536,6 +565,26 @@ mod tests {
             at: 2,
         }));
         assert_eq!(done.outcome(), &Outcome::Cancelled { at: 2, cause });
+    }
+
+    #[test]
+    fn a_reused_approval_allows_at_once_but_never_after_expiry() {
+        let reuse = |at| Event::Reuse {
+            request_id: "r0".into(),
+            by: "it@example.com".into(),
+            at,
+        };
+        let done = settled(PendingRequest::new(0, 10, 2).apply(reuse(5)));
+        assert_eq!(
+            done.outcome(),
+            &Outcome::Allowed {
+                by: "it@example.com".into(),
+                at: 5,
+                reused_from: Some("r0".into())
+            }
+        );
+        let late = settled(PendingRequest::new(0, 10, 1).apply(reuse(10_000)));
+        assert_eq!(late.outcome(), &Outcome::Expired { at: 10_000 });
     }
 
     #[test]
@@ -601,7 +650,8 @@ mod tests {
                 at,
             }),
             1 => at.clone().prop_map(|at| Event::Expire { at }),
-            1 => at.prop_map(|at| Event::Cancel { cause: CancelCause::Operator, at }),
+            1 => at.clone().prop_map(|at| Event::Cancel { cause: CancelCause::Operator, at }),
+            1 => at.prop_map(|at| Event::Reuse { request_id: "r0".into(), by: "r0@example.com".into(), at }),
         ]
     }
 
@@ -614,8 +664,17 @@ mod tests {
             match event {
                 Event::Expire { at } if *at < expires_at => {}
                 Event::Expire { .. } => return Some(Outcome::Expired { at: expires_at }),
-                Event::Decide { at, .. } | Event::Cancel { at, .. } if *at >= expires_at => {
+                Event::Decide { at, .. } | Event::Cancel { at, .. } | Event::Reuse { at, .. }
+                    if *at >= expires_at =>
+                {
                     return Some(Outcome::Expired { at: expires_at });
+                }
+                Event::Reuse { request_id, by, at } => {
+                    return Some(Outcome::Allowed {
+                        by: by.clone(),
+                        at: *at,
+                        reused_from: Some(request_id.clone()),
+                    });
                 }
                 Event::Cancel { cause, at } => {
                     return Some(Outcome::Cancelled {
@@ -635,6 +694,7 @@ mod tests {
                         return Some(Outcome::Allowed {
                             by: approvers.join(", "),
                             at: *at,
+                            reused_from: None,
                         });
                     }
                 }
@@ -683,7 +743,9 @@ mod tests {
                 && let Outcome::Allowed { at, .. } = done.outcome()
             {
                 prop_assert!(*at < 10_000);
-                prop_assert_eq!(done.request().approvals.len(), required as usize);
+                if !matches!(done.outcome(), Outcome::Allowed { reused_from: Some(_), .. }) {
+                    prop_assert_eq!(done.request().approvals.len(), required as usize);
+                }
             }
         }
     }

@@ -19,3 +19,7 @@ pub const MAX_FORWARD_TARGETS: usize = 16;
 /// Most arguments, and most bytes over all arguments, in a remote command.
 pub const MAX_COMMAND_ARGS: usize = 256;
 pub const MAX_COMMAND_BYTES: usize = 64 * 1024;
+/// Longest `approval_valid_for`: a day.
+pub const MAX_APPROVAL_VALID_FOR_SECS: u32 = 24 * 3600;
+/// Longest `max_session_seconds`: a week.
+pub const MAX_SESSION_SECS: u32 = 7 * 24 * 3600;

@@ -5,7 +5,8 @@
 //! text into checked settings and text plus a change into new text.
 
 use crate::limits::{
-    DEFAULT_TIMEOUT_SECS, MAX_ADDRESS_LEN, MAX_RECIPIENTS, MAX_TIMEOUT_SECS, MIN_TIMEOUT_SECS,
+    DEFAULT_TIMEOUT_SECS, MAX_ADDRESS_LEN, MAX_APPROVAL_VALID_FOR_SECS, MAX_RECIPIENTS,
+    MAX_SESSION_SECS, MAX_TIMEOUT_SECS, MIN_TIMEOUT_SECS,
 };
 use crate::names::validate_name;
 use crate::secret::Secret;
@@ -53,6 +54,13 @@ pub struct DesktopSharing {
     /// A connect without a reason is refused before any email.
     #[serde(default)]
     pub require_reason: bool,
+    /// Seconds an Allow also covers the same operator's further sessions
+    /// of the same service (0: every session needs its own approval).
+    #[serde(default)]
+    pub approval_valid_for: u32,
+    /// Seconds a session may last (0: no limit).
+    #[serde(default)]
+    pub max_session_seconds: u32,
 }
 
 fn default_required_approvals() -> u32 {
@@ -71,6 +79,8 @@ impl Default for DesktopSharing {
             recipients: Vec::new(),
             required_approvals: 1,
             require_reason: false,
+            approval_valid_for: 0,
+            max_session_seconds: 0,
         }
     }
 }
@@ -219,6 +229,24 @@ impl DesktopSharing {
                 ),
             ));
         }
+        if self.approval_valid_for > MAX_APPROVAL_VALID_FOR_SECS {
+            problems.push(SettingsProblem::new(
+                "desktop_sharing.approval_valid_for",
+                format!(
+                    "must be between 0 and {MAX_APPROVAL_VALID_FOR_SECS} seconds (got {})",
+                    self.approval_valid_for
+                ),
+            ));
+        }
+        if self.max_session_seconds > MAX_SESSION_SECS {
+            problems.push(SettingsProblem::new(
+                "desktop_sharing.max_session_seconds",
+                format!(
+                    "must be between 0 (no limit) and {MAX_SESSION_SECS} seconds (got {})",
+                    self.max_session_seconds
+                ),
+            ));
+        }
         for (index, recipient) in self.recipients.iter().enumerate() {
             if let Err(message) = validate_recipient(recipient) {
                 problems.push(SettingsProblem::new(
@@ -274,6 +302,8 @@ pub struct SettingsChange {
     pub recipients: Option<Vec<String>>,
     pub required_approvals: Option<u32>,
     pub require_reason: Option<bool>,
+    pub approval_valid_for: Option<u32>,
+    pub max_session_seconds: Option<u32>,
 }
 
 impl SettingsChange {
@@ -312,6 +342,14 @@ impl SettingsChange {
         }
         if let Some(on) = self.require_reason {
             table.insert("require_reason", toml_edit::value(on));
+        }
+        for (key, seconds) in [
+            ("approval_valid_for", self.approval_valid_for),
+            ("max_session_seconds", self.max_session_seconds),
+        ] {
+            if let Some(seconds) = seconds {
+                table.insert(key, toml_edit::value(i64::from(seconds)));
+            }
         }
         let new_text = document.to_string();
         let settings = AgentSettings::parse(&new_text)?;

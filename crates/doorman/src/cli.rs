@@ -279,6 +279,13 @@ pub enum SettingsCommand {
         /// Refuse connections that give no --reason (true/false)
         #[arg(long, value_name = "BOOL", action = clap::ArgAction::Set)]
         require_reason: Option<bool>,
+        /// Seconds an Allow also covers the same operator's further sessions
+        /// of the same service (0: never)
+        #[arg(long, value_name = "SECONDS")]
+        approval_valid_for: Option<u32>,
+        /// Seconds a session may last (0: no limit)
+        #[arg(long, value_name = "SECONDS")]
+        max_session_seconds: Option<u32>,
     },
 }
 

@@ -472,6 +472,8 @@ fn settings(args: cli::SettingsArgs) -> Result<()> {
             recipients,
             required_approvals,
             require_reason,
+            approval_valid_for,
+            max_session_seconds,
         } => {
             let change = SettingsChange {
                 require_email_authorization,
@@ -479,6 +481,8 @@ fn settings(args: cli::SettingsArgs) -> Result<()> {
                 recipients: recipients.as_deref().map(split_recipients),
                 required_approvals,
                 require_reason,
+                approval_valid_for,
+                max_session_seconds,
             };
             let settings = doorman_agent::settings_file::apply(&args.config, &change)?;
             println!(

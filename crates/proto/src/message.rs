@@ -136,9 +136,22 @@ pub enum ServerToOperator {
         reason: Refusal,
         message: String,
     },
+    /// An earlier approval covers this request (the computer's
+    /// `approval_valid_for`): no emails; the session follows.
+    ApprovedEarlier {
+        /// The earlier request and who allowed it.
+        request_id: String,
+        by: String,
+        /// Seconds the earlier approval still covers new sessions.
+        valid_for: u64,
+    },
     /// From the next byte on, this connection is relayed to the agent.
     SessionStarted {
         request_id: String,
+        /// The session ends after this many seconds (the computer's
+        /// `max_session_seconds`).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        time_limit_secs: Option<u64>,
     },
     /// How the email to one recipient is doing.
     Delivery {
@@ -221,11 +234,27 @@ pub enum OfferReply {
         /// Distinct recipients that must Allow; one Deny vetoes.
         #[serde(default = "one")]
         required_approvals: u32,
+        /// Seconds an Allow also covers the same operator's further
+        /// sessions of the same service.
+        #[serde(default)]
+        approval_valid_for: u32,
+        /// Seconds the session may last (0: no limit).
+        #[serde(default)]
+        max_session_seconds: u32,
+        /// An earlier allowed request this agent remembers and would let
+        /// this one in on (its `approval_valid_for`); the server uses it
+        /// only if its own records agree, and asks the recipients otherwise.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        reuse: Option<String>,
     },
     /// This computer requires a reason and the operator gave none.
     ReasonRequired,
     /// Email authorization is off: the agent opens the session now.
-    Admit,
+    Admit {
+        /// Seconds the session may last (0: no limit).
+        #[serde(default)]
+        max_session_seconds: u32,
+    },
 }
 
 fn one() -> u32 {

@@ -120,6 +120,10 @@ mod tests {
             required_approvals: 1,
             approval_count: 0,
             cancel_cause: None,
+            approval_valid_for: 0,
+            reusable_until: None,
+            reused_from: None,
+            max_session_seconds: 0,
         }
     }
 

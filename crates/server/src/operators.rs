@@ -2,7 +2,7 @@
 //! authorization request with its emails, the pushed outcome, and then the
 //! byte relay between operator and agent.
 
-use crate::broker::{Broker, OfferError, Witness};
+use crate::broker::{Applied, Broker, OfferError, Witness};
 use crate::clock::now_millis;
 use crate::secrets;
 use crate::store::{AuditEvent, NewRequest, StoreError};
@@ -64,6 +64,8 @@ struct Ask<'a> {
     computer: String,
     reason: String,
     service: Service,
+    /// The computer's session time limit in seconds (0: none), once it said.
+    max_session_seconds: u32,
 }
 
 async fn refuse(
@@ -157,13 +159,14 @@ async fn serve_connection(
     if let Err(message) = validate_ask(&computer, &reason, &service) {
         return refuse(&mut connection, Refusal::InvalidRequest, message).await;
     }
-    let ask = Ask {
+    let mut ask = Ask {
         operator,
         token_hash,
         ip: ip.to_string(),
         computer,
         reason,
         service,
+        max_session_seconds: 0,
     };
     // An unknown computer and a forbidden one look the same, so that names
     // cannot be probed; only the audit trail tells them apart.
@@ -237,7 +240,10 @@ async fn serve_connection(
                 .await?;
             refuse(&mut connection, Refusal::InvalidRequest, message).await
         }
-        OfferReply::Admit => {
+        OfferReply::Admit {
+            max_session_seconds,
+        } => {
+            ask.max_session_seconds = max_session_seconds;
             broker
                 .store
                 .record(&audit(
@@ -256,7 +262,11 @@ async fn serve_connection(
             recipients,
             timeout_secs,
             required_approvals,
+            approval_valid_for,
+            max_session_seconds,
+            reuse,
         } => {
+            ask.max_session_seconds = max_session_seconds;
             if let Err(message) =
                 validate_agent_answer(&recipients, timeout_secs, required_approvals)
             {
@@ -295,6 +305,17 @@ async fn serve_connection(
             let watch = broker.watch_request(&request_id);
             let now = now_millis();
             let expires_at = now + i64::from(timeout_secs) * 1000;
+            // An earlier approval the agent offers to reuse, if the server's
+            // records agree: then no emails.
+            let earlier = match &reuse {
+                Some(id) if approval_valid_for > 0 => reusable(broker, &ask, id, now).await?,
+                _ => None,
+            };
+            let recipients = if earlier.is_some() {
+                Vec::new()
+            } else {
+                recipients
+            };
             let new_request = NewRequest {
                 id: request_id.clone(),
                 computer: ask.computer.clone(),
@@ -306,6 +327,8 @@ async fn serve_connection(
                 created_at: now,
                 expires_at,
                 required_approvals,
+                approval_valid_for,
+                max_session_seconds,
                 recipients: recipients
                     .iter()
                     .enumerate()
@@ -316,6 +339,19 @@ async fn serve_connection(
                     })
                     .collect(),
             };
+            if let Some(earlier) = earlier {
+                broker.store.create_request(&new_request).await?;
+                return reuse_approval(
+                    broker,
+                    connection,
+                    &ask,
+                    &request_id,
+                    &earlier,
+                    watch,
+                    expected,
+                )
+                .await;
+            }
             {
                 // Checked again under the lock, now that the request is about
                 // to exist: two simultaneous connects cannot both slip under.
@@ -338,6 +374,92 @@ async fn serve_connection(
             conclude(broker, connection, &ask, &request_id, None, watch, expected).await
         }
     }
+}
+
+/// The earlier request `id` if its approval still lets this operator in
+/// for this service (same kind; a forward only to targets it covered).
+async fn reusable(
+    broker: &Broker,
+    ask: &Ask<'_>,
+    id: &str,
+    now: i64,
+) -> Result<Option<crate::store::RequestRow>, OperatorError> {
+    let Some(earlier) = broker
+        .store
+        .reusable_approval(id, ask.operator, &ask.computer, now)
+        .await?
+    else {
+        return Ok(None);
+    };
+    let service = earlier
+        .service_json
+        .as_deref()
+        .and_then(|json| serde_json::from_str::<Service>(json).ok());
+    let covered = match (&ask.service, service) {
+        (Service::Forward { targets }, Some(Service::Forward { targets: approved })) => {
+            targets.iter().all(|t| approved.contains(t))
+        }
+        (asked, Some(approved)) => asked.kind() == approved.kind(),
+        (_, None) => false,
+    };
+    Ok(covered.then_some(earlier))
+}
+
+/// Lets the request in on an earlier approval: settles it through the state
+/// machine (audited as a reuse of that request), tells the operator, and
+/// relays the session.
+async fn reuse_approval(
+    broker: &Arc<Broker>,
+    mut connection: Connection<Upgraded>,
+    ask: &Ask<'_>,
+    request_id: &str,
+    earlier: &crate::store::RequestRow,
+    watch: crate::broker::RequestWatch,
+    expected: crate::broker::ExpectedSession,
+) -> Result<(), OperatorError> {
+    let now = now_millis();
+    let by = earlier.decided_by.clone().unwrap_or_default();
+    let reuse = Event::Reuse {
+        request_id: earlier.id.clone(),
+        by: by.clone(),
+        at: now,
+    };
+    let witness = Witness {
+        actor: Some(ask.operator.to_string()),
+        address: Some(ask.ip.clone()),
+        ..Witness::default()
+    };
+    let outcome = match broker.apply(request_id, reuse, witness).await? {
+        Applied::Settled(outcome) | Applied::AlreadySettled(outcome) => outcome,
+        other => {
+            tracing::error!(?other, "a reuse did not settle its request");
+            return refuse(
+                &mut connection,
+                Refusal::SessionFailed,
+                "the earlier approval could not be used",
+            )
+            .await;
+        }
+    };
+    if let Outcome::Allowed { .. } = outcome {
+        connection
+            .write_message(&ServerToOperator::ApprovedEarlier {
+                request_id: earlier.id.clone(),
+                by,
+                valid_for: seconds_left(earlier.reusable_until.unwrap_or(now), now),
+            })
+            .await?;
+    }
+    conclude(
+        broker,
+        connection,
+        ask,
+        request_id,
+        Some(outcome),
+        watch,
+        expected,
+    )
+    .await
 }
 
 /// Waits for the request's outcome (unless it is already known), tells the
@@ -422,6 +544,7 @@ async fn resume(
         computer: row.computer.clone(),
         reason: row.reason.clone(),
         service,
+        max_session_seconds: row.max_session_seconds,
     };
     let expected = broker.expect_session(&request_id, &ask.computer);
     let watch = broker.watch_request(&request_id);
@@ -707,7 +830,7 @@ async fn still_permitted(broker: &Broker, ask: &Ask<'_>) -> Option<Revoked> {
 
 fn outcome_message(outcome: &Outcome) -> ServerToOperator {
     match outcome.clone() {
-        Outcome::Allowed { by, at } => ServerToOperator::Allowed { by, at },
+        Outcome::Allowed { by, at, .. } => ServerToOperator::Allowed { by, at },
         Outcome::Denied { by, at } => ServerToOperator::Denied { by, at },
         Outcome::Expired { at } => ServerToOperator::Expired { at },
         Outcome::Cancelled { at, .. } => ServerToOperator::Cancelled { at },
@@ -774,11 +897,21 @@ async fn relay_session(
         .store
         .record(&audit(ask, AuditKind::SessionStarted, request_id, None))
         .await?;
+    let limit = ask.max_session_seconds;
     connection
         .write_message(&ServerToOperator::SessionStarted {
             request_id: session_key.to_string(),
+            time_limit_secs: (limit > 0).then_some(u64::from(limit)),
         })
         .await?;
+    let time_up = async {
+        if limit > 0 {
+            tokio::time::sleep(Duration::from_secs(u64::from(limit))).await;
+        } else {
+            std::future::pending::<()>().await;
+        }
+    };
+    tokio::pin!(time_up);
     // Tunnels of a forward session are accepted while the session lasts.
     let _grant = match &ask.service {
         Service::Forward { targets } => {
@@ -807,6 +940,7 @@ async fn relay_session(
             // Relaying to a connection the operator has given up for dead
             // would keep the session running for nobody.
             _ = &mut expected.superseded => break "ended: the operator resumed on another connection".to_string(),
+            _ = &mut time_up => break "ended: time limit".to_string(),
             _ = crate::broker::stopping(&mut shutdown) => break "ended by server shutdown".to_string(),
         }
     };

@@ -147,7 +147,7 @@ fn status_line(request: &RequestRow, now: i64) -> String {
             format!("Expired at {}.", format_time(request.expires_at))
         }
         None => "Waiting for a decision.".to_string(),
-        Some(Outcome::Allowed { by, at }) => format!("Allowed by {by} at {}.", format_time(at)),
+        Some(Outcome::Allowed { by, at, .. }) => format!("Allowed by {by} at {}.", format_time(at)),
         Some(Outcome::Denied { by, at }) => format!("Denied by {by} at {}.", format_time(at)),
         Some(Outcome::Expired { at }) => {
             format!("Expired at {}: nobody decided in time.", format_time(at))

@@ -7,7 +7,7 @@ use doorman_client::ConnectError;
 use doorman_core::{AuditKind, RequestState};
 use doorman_test_support::World;
 use doorman_test_support::smtp::ReceivedMail;
-use doorman_test_support::world::OPERATOR;
+use doorman_test_support::world::{COMPUTER, OPERATOR};
 
 fn mail_to<'a>(mails: &'a [ReceivedMail], address: &str) -> &'a ReceivedMail {
     mails
@@ -185,4 +185,86 @@ async fn a_computer_that_requires_a_reason_refuses_a_connect_without_one() {
     // With a reason it goes ahead.
     let connecting = world.connect(&["true"], "ticket 7");
     connecting.event("pending").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_approval_covers_further_sessions_inside_its_window() {
+    let world = World::builder()
+        .policy("approval_valid_for", 600)
+        .start()
+        .await;
+    let first = world.connect(&["echo", "one"], "");
+    let first_id = first.request_id().await;
+    let mails = world.smtp.wait_for(2).await;
+    world.click(&mails[0].link(), "allow").await;
+    assert_eq!(first.finish().await, Ok(0));
+
+    // Same operator, same service: in at once, no email.
+    let second = world.connect(&["echo", "two"], "");
+    let earlier = second.event("approved_earlier").await;
+    assert_eq!(earlier["request_id"], first_id.as_str());
+    assert_eq!(earlier["by"], mails[0].to[0].as_str());
+    assert!(earlier["valid_for"].as_u64().unwrap() > 590, "{earlier}");
+    let stdout = second.stdout.clone();
+    assert_eq!(second.finish().await, Ok(0));
+    assert_eq!(stdout.text(), "two\n");
+    let reused = world.wait_for_audit("reused").await;
+    assert!(
+        reused.detail.as_deref().unwrap().contains(&first_id),
+        "{reused:?}"
+    );
+    assert_eq!(world.smtp.mails().len(), 2, "no new emails");
+
+    // A Deny on the computer (of another operator's request) ends the window.
+    let bob = doorman_server::admin::add_operator(&world.broker.store, "bob")
+        .await
+        .unwrap();
+    let denied = world.connect_to(COMPUTER, &bob, &["true"], "");
+    denied.event("pending").await;
+    let mails = world.smtp.wait_for(4).await;
+    world.click(&mails[2].link(), "deny").await;
+    assert!(denied.finish().await.is_err());
+    let third = world.connect(&["true"], "");
+    third.event("pending").await;
+    world.smtp.wait_for(6).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_approval_covers_nothing_after_its_window() {
+    let world = World::builder()
+        .policy("approval_valid_for", 1)
+        .start()
+        .await;
+    let first = world.connect(&["true"], "");
+    first.event("pending").await;
+    let mails = world.smtp.wait_for(2).await;
+    world.click(&mails[0].link(), "allow").await;
+    assert_eq!(first.finish().await, Ok(0));
+    // Waiting out the one-second window is what this test is about.
+    tokio::time::sleep(std::time::Duration::from_millis(1500)).await;
+    let second = world.connect(&["true"], "");
+    second.event("pending").await;
+    world.smtp.wait_for(4).await;
+    let kinds = kinds(&world).await;
+    assert!(!kinds.contains(&AuditKind::Reused), "{kinds:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_session_ends_at_the_computers_time_limit() {
+    let world = World::builder()
+        .without_email_authorization()
+        .policy("max_session_seconds", 2)
+        .start()
+        .await;
+    let connecting = world.connect(&["sleep", "30"], "");
+    let started = connecting.event("session_started").await;
+    assert_eq!(started["time_limit_secs"], 2);
+    // Shorter than a minute: warned at once.
+    let warning = connecting.event("time_warning").await;
+    assert!(warning["seconds_left"].as_u64().unwrap() <= 2, "{warning}");
+    let result = connecting.finish().await;
+    assert_eq!(result, Err(ConnectError::TimeLimit(2)));
+    assert_eq!(result.unwrap_err().exit_code(), 246);
+    let ended = world.wait_for_audit("session_ended").await;
+    assert_eq!(ended.detail.as_deref(), Some("ended: time limit"));
 }

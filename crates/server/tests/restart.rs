@@ -79,6 +79,8 @@ async fn a_request_that_expired_while_the_server_was_down_is_expired() {
             created_at: now - 200_000,
             expires_at: now - 20_000,
             required_approvals: 1,
+            approval_valid_for: 0,
+            max_session_seconds: 0,
             recipients: vec![(
                 "it@example.com".into(),
                 doorman_server::secrets::hash(&token),

@@ -40,6 +40,8 @@ async fn request_needing(
             created_at,
             expires_at,
             required_approvals,
+            approval_valid_for: 0,
+            max_session_seconds: 0,
             recipients: (0..3u8)
                 .map(|n| {
                     let hash = [id.as_bytes()[0].wrapping_add(n * 50); 32];

@@ -40,3 +40,12 @@ CREATE TABLE approvals (
     at          INTEGER  NOT NULL,
     PRIMARY KEY (request_id, address)
 );
+
+-- approval_valid_for: an Allow also covers the same operator's further
+-- sessions until `reusable_until`; a Deny on the computer or a revocation
+-- clears it. A request let in that way names the approval it reused.
+ALTER TABLE requests ADD COLUMN approval_valid_for INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE requests ADD COLUMN reusable_until INTEGER;
+ALTER TABLE requests ADD COLUMN reused_from TEXT;
+-- The computer's max_session_seconds when it was asked (0: no limit).
+ALTER TABLE requests ADD COLUMN max_session_seconds INTEGER NOT NULL DEFAULT 0;

@@ -119,6 +119,7 @@ impl Store {
                 .computer(pattern.as_str());
             insert_audit(&mut tx, &event).await?;
         }
+        super::requests::end_reuse_in(&mut tx, "operator", operator).await?;
         let remaining = grants_in(&mut tx, operator).await?;
         let sql = format!(
             "SELECT {REQUEST_COLUMNS} FROM requests r WHERE r.operator = $1 AND r.state = 'pending'"

@@ -218,6 +218,14 @@ pub struct RequestRow {
     /// Distinct Allows counted; the version each transition checks.
     pub approval_count: i64,
     pub cancel_cause: Option<CancelCause>,
+    /// Seconds an Allow of this request covers further sessions.
+    pub approval_valid_for: u32,
+    /// Until when it does (cleared by a Deny on the computer or a revocation).
+    pub reusable_until: Option<Millis>,
+    /// The earlier request whose approval let this one in.
+    pub reused_from: Option<String>,
+    /// The session's time limit in seconds (0: none).
+    pub max_session_seconds: u32,
 }
 
 impl RequestRow {
@@ -227,7 +235,11 @@ impl RequestRow {
         let by = self.decided_by.clone().unwrap_or_default();
         match self.state {
             RequestState::Pending => None,
-            RequestState::Allowed => Some(Outcome::Allowed { by, at }),
+            RequestState::Allowed => Some(Outcome::Allowed {
+                by,
+                at,
+                reused_from: self.reused_from.clone(),
+            }),
             RequestState::Denied => Some(Outcome::Denied { by, at }),
             RequestState::Expired => Some(Outcome::Expired { at }),
             RequestState::Cancelled => Some(Outcome::Cancelled {
@@ -265,6 +277,8 @@ pub struct NewRequest {
     pub created_at: Millis,
     pub expires_at: Millis,
     pub required_approvals: u32,
+    pub approval_valid_for: u32,
+    pub max_session_seconds: u32,
     pub recipients: Vec<(String, [u8; 32])>,
 }
 
@@ -345,7 +359,7 @@ pub struct OutboxJob {
 }
 
 /// The columns of `requests r`, in the order `request_from_row` reads them by name.
-const REQUEST_COLUMNS: &str = "r.id, r.computer, r.operator, r.operator_ip, r.reason, r.service, r.state, r.created_at, r.expires_at, r.settled_at, r.decided_by, r.service_json, r.required_approvals, r.approval_count, r.cancel_cause";
+const REQUEST_COLUMNS: &str = "r.id, r.computer, r.operator, r.operator_ip, r.reason, r.service, r.state, r.created_at, r.expires_at, r.settled_at, r.decided_by, r.service_json, r.required_approvals, r.approval_count, r.cancel_cause, r.approval_valid_for, r.reusable_until, r.reused_from, r.max_session_seconds";
 
 fn request_from_row(row: &AnyRow) -> Result<RequestRow, StoreError> {
     let state: String = row.try_get("state")?;
@@ -362,15 +376,24 @@ fn request_from_row(row: &AnyRow) -> Result<RequestRow, StoreError> {
         settled_at: row.try_get("settled_at")?,
         decided_by: row.try_get("decided_by")?,
         service_json: row.try_get("service_json")?,
-        required_approvals: u32::try_from(row.try_get::<i64, _>("required_approvals")?)
-            .map_err(|e| StoreError::Corrupt(format!("required_approvals: {e}")))?,
+        required_approvals: seconds(row, "required_approvals")?,
         approval_count: row.try_get("approval_count")?,
+        approval_valid_for: seconds(row, "approval_valid_for")?,
+        reusable_until: row.try_get("reusable_until")?,
+        reused_from: row.try_get("reused_from")?,
+        max_session_seconds: seconds(row, "max_session_seconds")?,
         cancel_cause: row
             .try_get::<Option<String>, _>("cancel_cause")?
             .map(|json| serde_json::from_str(&json))
             .transpose()
             .map_err(|e| StoreError::Corrupt(format!("cancel_cause: {e}")))?,
     })
+}
+
+/// A non-negative count (seconds, approvals) stored as an integer.
+fn seconds(row: &AnyRow, column: &str) -> Result<u32, StoreError> {
+    u32::try_from(row.try_get::<i64, _>(column)?)
+        .map_err(|e| StoreError::Corrupt(format!("{column}: {e}")))
 }
 
 fn unique_violation(error: &sqlx::Error) -> bool {
@@ -569,6 +592,7 @@ impl Store {
             Principal::Operator => Revoked::OperatorToken,
             Principal::Agent => Revoked::Computer,
         };
+        requests::end_reuse_in(&mut tx, kind.request_column(), name).await?;
         let cancelled = requests::cancel_in(
             &mut tx,
             pending,

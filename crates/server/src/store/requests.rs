@@ -26,8 +26,8 @@ impl Store {
     pub async fn create_request(&self, request: &NewRequest) -> Result<(), StoreError> {
         let mut tx = self.pool.begin().await?;
         sqlx::query(
-            "INSERT INTO requests (id, computer, operator, operator_ip, reason, service, service_json, state, created_at, expires_at, required_approvals)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, 'pending', $8, $9, $10)",
+            "INSERT INTO requests (id, computer, operator, operator_ip, reason, service, service_json, state, created_at, expires_at, required_approvals, approval_valid_for, max_session_seconds)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, 'pending', $8, $9, $10, $11, $12)",
         )
         .bind(&request.id)
         .bind(&request.computer)
@@ -39,6 +39,8 @@ impl Store {
         .bind(request.created_at)
         .bind(request.expires_at)
         .bind(i64::from(request.required_approvals))
+        .bind(i64::from(request.approval_valid_for))
+        .bind(i64::from(request.max_session_seconds))
         .execute(&mut *tx)
         .await?;
         insert_audit(
@@ -209,6 +211,29 @@ impl Store {
         Ok(won)
     }
 
+    /// The allowed request `id` if it still lets `operator` into
+    /// `computer` at `now` without new approvals.
+    pub async fn reusable_approval(
+        &self,
+        id: &str,
+        operator: &str,
+        computer: &str,
+        now: Millis,
+    ) -> Result<Option<RequestRow>, StoreError> {
+        let sql = format!(
+            "SELECT {REQUEST_COLUMNS} FROM requests r WHERE r.id = $1 AND r.operator = $2 AND r.computer = $3
+             AND r.state = 'allowed' AND r.reusable_until > $4"
+        );
+        let row = sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(id)
+            .bind(operator)
+            .bind(computer)
+            .bind(now)
+            .fetch_optional(&self.pool)
+            .await?;
+        row.as_ref().map(request_from_row).transpose()
+    }
+
     /// Requests `operator` made to `computer` since `since`.
     pub async fn requests_by_operator_since(
         &self,
@@ -260,6 +285,23 @@ async fn approvals_in(conn: &mut AnyConnection, id: &str) -> Result<Vec<Approval
         .collect()
 }
 
+/// Ends the reuse windows of the allowed requests whose `column`
+/// (`operator` or `computer`) is `name`.
+pub(super) async fn end_reuse_in(
+    conn: &mut AnyConnection,
+    column: &'static str,
+    name: &str,
+) -> Result<(), StoreError> {
+    let sql = format!(
+        "UPDATE requests SET reusable_until = NULL WHERE {column} = $1 AND reusable_until IS NOT NULL"
+    );
+    sqlx::query(sqlx::AssertSqlSafe(sql))
+        .bind(name)
+        .execute(conn)
+        .await?;
+    Ok(())
+}
+
 /// The audit event of a transition (its kind, request and computer, and
 /// what a reader needs to know); `None` when nothing changed. Callers add
 /// who did it and from where.
@@ -273,6 +315,13 @@ pub fn transition_audit(row: &RequestRow, step: &Step, at: Millis) -> Option<Aud
             pending.required_approvals
         ))),
         Step::Settled(settled) => Some(match settled.outcome() {
+            Outcome::Allowed {
+                reused_from: Some(earlier),
+                by,
+                ..
+            } => event(AuditKind::Reused).detail(format!(
+                "the approval of request {earlier} by {by} was reused"
+            )),
             Outcome::Allowed { .. } => event(AuditKind::Allowed),
             Outcome::Denied { .. } if settled.reported() => event(AuditKind::Reported),
             Outcome::Denied { .. } => event(AuditKind::Denied),
@@ -377,15 +426,29 @@ pub(super) async fn persist_in(
                 let approvals = &settled.request().approvals;
                 let count = i64::try_from(approvals.len())
                     .map_err(|e| StoreError::Corrupt(e.to_string()))?;
+                // A fresh Allow opens the reuse window; a reused one does not
+                // stretch the window it came from.
+                let (reused_from, reusable_until) = match outcome {
+                    Outcome::Allowed {
+                        reused_from: None, ..
+                    } if row.approval_valid_for > 0 => {
+                        (None, Some(at + i64::from(row.approval_valid_for) * 1000))
+                    }
+                    Outcome::Allowed { reused_from, .. } => (reused_from.clone(), None),
+                    _ => (None, None),
+                };
                 let result = sqlx::query(
-                    "UPDATE requests SET state = $1, settled_at = $2, decided_by = $3, cancel_cause = $4, approval_count = $5
-                     WHERE id = $6 AND state = 'pending' AND approval_count = $7 AND expires_at > $8",
+                    "UPDATE requests SET state = $1, settled_at = $2, decided_by = $3, cancel_cause = $4, approval_count = $5,
+                         reused_from = $6, reusable_until = $7
+                     WHERE id = $8 AND state = 'pending' AND approval_count = $9 AND expires_at > $10",
                 )
                 .bind(outcome.state().as_str())
                 .bind(outcome.at())
                 .bind(outcome.decided_by())
                 .bind(cause)
                 .bind(count)
+                .bind(reused_from)
+                .bind(reusable_until)
                 .bind(&row.id)
                 .bind(seen)
                 .bind(at)
@@ -415,6 +478,13 @@ pub(super) async fn persist_in(
         .bind(&row.id)
         .execute(&mut *tx)
         .await?;
+    }
+    if let Step::Settled(settled) = step
+        && let Outcome::Denied { .. } = settled.outcome()
+    {
+        // A Deny (or "I did not expect this") on a computer ends every
+        // earlier approval's reuse window there.
+        end_reuse_in(tx, "computer", &row.computer).await?;
     }
     if let Some(block) = block {
         sqlx::query(
