@@ -4,6 +4,7 @@
 //! authorization itself, and runs the sessions it has agreed to.
 #![forbid(unsafe_code)]
 
+pub mod consent;
 mod link;
 pub mod notify;
 mod session;
@@ -14,6 +15,15 @@ use std::future::Future;
 use std::path::PathBuf;
 
 pub use settings_file::SettingsFileError;
+
+/// Stops a task when dropped.
+struct AbortOnDrop(tokio::task::AbortHandle);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
 
 /// Why the agent cannot run.
 #[derive(Debug, thiserror::Error)]
@@ -40,8 +50,23 @@ pub async fn run(
         email_authorization = settings.desktop_sharing.require_email_authorization,
         "doorman agent starting"
     );
+    let (decisions, decided) = tokio::sync::mpsc::unbounded_channel();
+    let board = consent::ConsentBoard::new(decisions);
+    // The socket `doorman consent` talks to; an agent that cannot have one
+    // still runs, without local answers.
+    let socket = consent::socket_path(&config, settings.consent_socket.as_deref());
+    let consent_server = match consent::listen(&socket) {
+        Ok(listener) => Some(tokio::spawn(consent::serve(listener, board.clone()))),
+        Err(error) => {
+            tracing::warn!(path = %socket.display(), %error, "local consent unavailable: cannot listen on its socket");
+            None
+        }
+    };
+    let _stop_consent = consent_server
+        .map(|task| task.abort_handle())
+        .map(AbortOnDrop);
     tokio::select! {
-        () = link::run_forever(config) => Ok(()),
+        () = link::run_forever(config, board, decided) => Ok(()),
         () = shutdown => {
             tracing::info!("doorman agent stopped");
             Ok(())

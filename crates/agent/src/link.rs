@@ -3,10 +3,11 @@
 //! reconnect with jittered backoff whenever the server goes away or falls
 //! silent.
 
+use crate::consent::ConsentBoard;
 use crate::notify::{self, Event, Visitor};
 use crate::session;
 use crate::settings_file;
-use doorman_core::{AgentSettings, Outcome};
+use doorman_core::{AgentSettings, Decision, LocalConsent, Outcome};
 use doorman_proto::connection::Connection;
 use doorman_proto::message::{AgentToServer, OfferReply, ServerToAgent, Service, silence_limit};
 use doorman_proto::{AGENT_NAME_HEADER, AGENT_PATH, Dialer};
@@ -31,6 +32,8 @@ struct AwaitedOffer {
     reuse_of: Option<String>,
     /// The session's time limit in seconds (0: none).
     limit: u32,
+    /// Whether a person at the computer answers too.
+    local_consent: LocalConsent,
 }
 
 /// An allowed request whose approval may let the same operator in again
@@ -89,15 +92,20 @@ pub fn agent_headers(settings: &AgentSettings) -> Result<Vec<(HeaderName, Header
     ])
 }
 
-/// Connects, serves, and reconnects, forever.
-pub async fn run_forever(config: PathBuf) {
+/// Connects, serves, and reconnects, forever. Local answers from `board`
+/// arrive on `decisions` and go to the server on whichever connection is up.
+pub async fn run_forever(
+    config: PathBuf,
+    board: ConsentBoard,
+    mut decisions: mpsc::UnboundedReceiver<AgentToServer>,
+) {
     let mut failures: u32 = 0;
     // Requests this agent asked authorization for outlive one connection: a
     // request allowed after a server restart still starts its session.
     let mut memory = Memory::default();
     let grants = ForwardGrants::default();
     loop {
-        match serve_once(&config, &mut memory, &grants).await {
+        match serve_once(&config, &mut memory, &grants, &board, &mut decisions).await {
             Ok(()) => {
                 failures = 0;
                 tracing::warn!("server closed the connection; reconnecting");
@@ -146,6 +154,8 @@ async fn serve_once(
     config: &Path,
     memory: &mut Memory,
     grants: &ForwardGrants,
+    board: &ConsentBoard,
+    decisions: &mut mpsc::UnboundedReceiver<AgentToServer>,
 ) -> Result<(), String> {
     let settings = settings_file::load(config).map_err(|e| e.to_string())?;
     let dialer =
@@ -186,6 +196,10 @@ async fn serve_once(
                 writer.write_message(&message).await.map_err(|e| e.to_string())?;
                 continue;
             }
+            Some(message) = decisions.recv() => {
+                writer.write_message(&message).await.map_err(|e| e.to_string())?;
+                continue;
+            }
         };
         heard_by = silence.map(|silence| tokio::time::Instant::now() + silence);
         match message {
@@ -214,16 +228,22 @@ async fn serve_once(
                     OfferReply::RequireAuthorization {
                         reuse,
                         max_session_seconds,
+                        local_consent,
+                        timeout_secs,
                         ..
                     } => {
                         if memory.awaited.len() >= MAX_REMEMBERED_OFFERS {
                             memory.awaited.clear();
+                        }
+                        if reuse.is_none() {
+                            board.add(&request_id, &visitor, *local_consent, *timeout_secs);
                         }
                         let offer = AwaitedOffer {
                             visitor,
                             service,
                             reuse_of: reuse.clone(),
                             limit: *max_session_seconds,
+                            local_consent: *local_consent,
                         };
                         memory.awaited.insert(request_id.clone(), offer);
                     }
@@ -257,6 +277,27 @@ async fn serve_once(
                     continue;
                 };
                 let command = notify_command(config);
+                let local_answer = board.settle(&request_id);
+                if matches!(
+                    outcome,
+                    Outcome::Allowed {
+                        reused_from: None,
+                        ..
+                    }
+                ) && offer.local_consent == LocalConsent::Required
+                    && local_answer != Some(Decision::Allow)
+                {
+                    // The person at the computer must have allowed it here.
+                    tracing::warn!(request = %request_id, "ignoring an allowed request that nobody at this computer allowed");
+                    let message =
+                        "allowed without the local consent this computer requires".to_string();
+                    notify::show(
+                        command.as_deref(),
+                        &offer.visitor,
+                        &Event::Refused { message },
+                    );
+                    continue;
+                }
                 if let Outcome::Allowed {
                     reused_from: Some(earlier),
                     ..
@@ -442,6 +483,7 @@ fn answer_offer(
             approval_valid_for: sharing.approval_valid_for,
             max_session_seconds: sharing.max_session_seconds,
             reuse,
+            local_consent: sharing.local_consent,
         }
     } else {
         notify::show(command, visitor, &Event::Connecting);

@@ -226,6 +226,13 @@ pub enum Event {
     Expire { at: Millis },
     /// The request can no longer lead to a session, for `cause`.
     Cancel { cause: CancelCause, at: Millis },
+    /// A person at the computer answered (`doorman consent`); `by` names
+    /// them, e.g. `jane (at office-pc)`.
+    LocalDecide {
+        decision: Decision,
+        by: String,
+        at: Millis,
+    },
     /// An earlier allowed request of the same operator, for the same
     /// service, still inside the computer's `approval_valid_for` window,
     /// lets this one in without new approvals.
@@ -241,10 +248,51 @@ impl Event {
     pub fn at(&self) -> Millis {
         match self {
             Event::Decide { at, .. }
+            | Event::LocalDecide { at, .. }
             | Event::Expire { at }
             | Event::Cancel { at, .. }
             | Event::Reuse { at, .. } => *at,
         }
+    }
+}
+
+/// Whether a person at the computer answers too (`local_consent`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LocalConsent {
+    /// Only the recipients decide.
+    #[default]
+    Off,
+    /// A local answer settles the request like a recipient's.
+    Alternative,
+    /// A session needs the local Allow as well as the recipients' approvals.
+    Required,
+}
+
+impl LocalConsent {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            LocalConsent::Off => "off",
+            LocalConsent::Alternative => "alternative",
+            LocalConsent::Required => "required",
+        }
+    }
+}
+
+impl FromStr for LocalConsent {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        [
+            LocalConsent::Off,
+            LocalConsent::Alternative,
+            LocalConsent::Required,
+        ]
+        .into_iter()
+        .find(|mode| mode.as_str() == s)
+        .ok_or_else(|| {
+            format!("unknown local consent {s:?}: expected off, alternative or required")
+        })
     }
 }
 
@@ -262,8 +310,12 @@ pub struct PendingRequest {
     pub expires_at: Millis,
     /// Distinct Allows that settle it (at least 1).
     pub required_approvals: u32,
-    /// The Allows counted so far, fewer than `required_approvals`.
+    /// The Allows counted so far, fewer than `required_approvals` (or
+    /// all of them, waiting for the local Allow).
     pub approvals: Vec<Approval>,
+    pub local_consent: LocalConsent,
+    /// The local Allow, once given (`local_consent = "required"`).
+    pub local_approval: Option<Approval>,
 }
 
 /// Why an event changed nothing.
@@ -271,6 +323,8 @@ pub struct PendingRequest {
 pub enum Unchanged {
     /// This recipient's Allow was counted already.
     AlreadyApproved,
+    /// A local answer on a computer that does not take them.
+    LocalConsentOff,
     /// An expiry timer fired before the expiry instant (clock skew between
     /// replicas, a timer a hair early): the request keeps its full time.
     NotYetExpired,
@@ -296,7 +350,15 @@ impl PendingRequest {
             expires_at: now + i64::from(timeout_secs) * 1000,
             required_approvals: required_approvals.max(1),
             approvals: Vec::new(),
+            local_consent: LocalConsent::Off,
+            local_approval: None,
         }
+    }
+
+    /// The same request, with a person at the computer answering too.
+    pub fn with_local_consent(mut self, local_consent: LocalConsent) -> Self {
+        self.local_consent = local_consent;
+        self
     }
 
     /// Seconds left at `now`; see [`seconds_left`].
@@ -304,10 +366,36 @@ impl PendingRequest {
         seconds_left(self.expires_at, now)
     }
 
-    /// Allows still needed.
+    /// Recipients' Allows still needed.
     pub fn approvals_missing(&self) -> u32 {
         let have = u32::try_from(self.approvals.len()).unwrap_or(u32::MAX);
         self.required_approvals.saturating_sub(have)
+    }
+
+    /// Whether the local Allow is still needed.
+    pub fn local_approval_missing(&self) -> bool {
+        self.local_consent == LocalConsent::Required && self.local_approval.is_none()
+    }
+
+    /// Settles as allowed if nothing is missing any more, else counts the
+    /// step as an approval.
+    fn allow_if_complete(self, at: Millis) -> Step {
+        if self.approvals_missing() > 0 || self.local_approval_missing() {
+            return Step::Approved(self);
+        }
+        let by = self
+            .approvals
+            .iter()
+            .chain(&self.local_approval)
+            .map(|a| a.by.as_str())
+            .collect::<Vec<_>>()
+            .join(", ");
+        let allowed = Outcome::Allowed {
+            by,
+            at,
+            reused_from: None,
+        };
+        Step::Settled(SettledRequest::new(self, allowed, false))
     }
 
     /// Applies an event. Whatever happens at or after the expiry instant is
@@ -322,10 +410,47 @@ impl PendingRequest {
                 Step::Unchanged(self, Unchanged::NotYetExpired)
             }
             Event::Expire { .. } => expired(self),
-            Event::Decide { at, .. } | Event::Cancel { at, .. } | Event::Reuse { at, .. }
+            Event::Decide { at, .. }
+            | Event::LocalDecide { at, .. }
+            | Event::Cancel { at, .. }
+            | Event::Reuse { at, .. }
                 if at >= self.expires_at =>
             {
                 expired(self)
+            }
+            Event::LocalDecide { .. } if self.local_consent == LocalConsent::Off => {
+                Step::Unchanged(self, Unchanged::LocalConsentOff)
+            }
+            Event::LocalDecide {
+                decision: decision @ (Decision::Deny | Decision::Report),
+                by,
+                at,
+            } => {
+                let reported = decision == Decision::Report;
+                Step::Settled(SettledRequest::new(
+                    self,
+                    Outcome::Denied { by, at },
+                    reported,
+                ))
+            }
+            Event::LocalDecide {
+                decision: Decision::Allow,
+                by,
+                at,
+            } => {
+                if self.local_consent == LocalConsent::Alternative {
+                    let allowed = Outcome::Allowed {
+                        by,
+                        at,
+                        reused_from: None,
+                    };
+                    return Step::Settled(SettledRequest::new(self, allowed, false));
+                }
+                if self.local_approval.is_some() {
+                    return Step::Unchanged(self, Unchanged::AlreadyApproved);
+                }
+                self.local_approval = Some(Approval { by, at });
+                self.allow_if_complete(at)
             }
             Event::Reuse { request_id, by, at } => Step::Settled(SettledRequest::new(
                 self,
@@ -358,25 +483,11 @@ impl PendingRequest {
                 by,
                 at,
             } => {
-                if self.approvals.iter().any(|a| a.by == by) {
+                if self.approvals.iter().any(|a| a.by == by) || self.approvals_missing() == 0 {
                     return Step::Unchanged(self, Unchanged::AlreadyApproved);
                 }
                 self.approvals.push(Approval { by, at });
-                if self.approvals_missing() > 0 {
-                    return Step::Approved(self);
-                }
-                let by = self
-                    .approvals
-                    .iter()
-                    .map(|a| a.by.as_str())
-                    .collect::<Vec<_>>()
-                    .join(", ");
-                let allowed = Outcome::Allowed {
-                    by,
-                    at,
-                    reused_from: None,
-                };
-                Step::Settled(SettledRequest::new(self, allowed, false))
+                self.allow_if_complete(at)
             }
         }
     }
@@ -587,6 +698,51 @@ mod tests {
         assert_eq!(late.outcome(), &Outcome::Expired { at: 10_000 });
     }
 
+    fn local(decision: Decision, at: Millis) -> Event {
+        Event::LocalDecide {
+            decision,
+            by: "jane (at office-pc)".into(),
+            at,
+        }
+    }
+
+    #[test]
+    fn a_local_answer_counts_only_where_the_computer_takes_one() {
+        let off = PendingRequest::new(0, 60, 1);
+        assert!(matches!(
+            off.apply(local(Decision::Allow, 1)),
+            Step::Unchanged(_, Unchanged::LocalConsentOff)
+        ));
+        let alternative =
+            PendingRequest::new(0, 60, 2).with_local_consent(LocalConsent::Alternative);
+        let done = settled(alternative.apply(local(Decision::Allow, 1)));
+        assert_eq!(done.outcome().decided_by(), Some("jane (at office-pc)"));
+    }
+
+    #[test]
+    fn a_required_local_allow_comes_on_top_of_the_approvals_in_any_order() {
+        let required = PendingRequest::new(0, 60, 1).with_local_consent(LocalConsent::Required);
+        // Recipients first: still pending until the person at the computer allows.
+        let waiting = pending(required.clone().apply(allow("it@example.com", 1)));
+        assert!(waiting.local_approval_missing());
+        assert!(matches!(
+            waiting.clone().apply(allow("owner@example.com", 2)),
+            Step::Unchanged(_, Unchanged::AlreadyApproved)
+        ));
+        let done = settled(waiting.apply(local(Decision::Allow, 3)));
+        assert_eq!(
+            done.outcome().decided_by(),
+            Some("it@example.com, jane (at office-pc)")
+        );
+        // The person at the computer first.
+        let waiting = pending(required.clone().apply(local(Decision::Allow, 1)));
+        let done = settled(waiting.apply(allow("it@example.com", 2)));
+        assert_eq!(done.outcome().state(), RequestState::Allowed);
+        // A local Deny vetoes.
+        let done = settled(required.apply(local(Decision::Deny, 1)));
+        assert_eq!(done.outcome().state(), RequestState::Denied);
+    }
+
     #[test]
     fn seconds_left_rounds_up_and_stops_at_zero() {
         let pending = PendingRequest::new(0, 180, 1);
@@ -651,17 +807,66 @@ mod tests {
             }),
             1 => at.clone().prop_map(|at| Event::Expire { at }),
             1 => at.clone().prop_map(|at| Event::Cancel { cause: CancelCause::Operator, at }),
+            2 => (any::<bool>(), at.clone()).prop_map(|(allow, at)| Event::LocalDecide {
+                decision: if allow { Decision::Allow } else { Decision::Deny },
+                by: "local".into(),
+                at,
+            }),
             1 => at.prop_map(|at| Event::Reuse { request_id: "r0".into(), by: "r0@example.com".into(), at }),
         ]
     }
 
     /// The rules, written the other way round: from the whole history of
     /// events, what the outcome must be.
-    fn expected_outcome(required: u32, events: &[Event]) -> Option<Outcome> {
+    fn expected_outcome(required: u32, local: LocalConsent, events: &[Event]) -> Option<Outcome> {
         let expires_at = 10_000;
         let mut approvers: Vec<&str> = Vec::new();
+        let mut local_allow: Option<&str> = None;
+        let allowed = |approvers: &[&str], local_allow: Option<&str>, at: Millis| {
+            let quorum = approvers.len() == required as usize;
+            let local_ok = local != LocalConsent::Required || local_allow.is_some();
+            (quorum && local_ok).then(|| Outcome::Allowed {
+                by: approvers
+                    .iter()
+                    .copied()
+                    .chain(local_allow)
+                    .collect::<Vec<_>>()
+                    .join(", "),
+                at,
+                reused_from: None,
+            })
+        };
         for event in events {
             match event {
+                Event::LocalDecide { at, .. } if *at >= expires_at => {
+                    return Some(Outcome::Expired { at: expires_at });
+                }
+                Event::LocalDecide { .. } if local == LocalConsent::Off => {}
+                Event::LocalDecide {
+                    decision: Decision::Allow,
+                    by,
+                    at,
+                } => {
+                    if local == LocalConsent::Alternative {
+                        return Some(Outcome::Allowed {
+                            by: by.clone(),
+                            at: *at,
+                            reused_from: None,
+                        });
+                    }
+                    if local_allow.is_none() {
+                        local_allow = Some(by);
+                        if let Some(outcome) = allowed(&approvers, local_allow, *at) {
+                            return Some(outcome);
+                        }
+                    }
+                }
+                Event::LocalDecide { by, at, .. } => {
+                    return Some(Outcome::Denied {
+                        by: by.clone(),
+                        at: *at,
+                    });
+                }
                 Event::Expire { at } if *at < expires_at => {}
                 Event::Expire { .. } => return Some(Outcome::Expired { at: expires_at }),
                 Event::Decide { at, .. } | Event::Cancel { at, .. } | Event::Reuse { at, .. }
@@ -687,15 +892,11 @@ mod tests {
                     by,
                     at,
                 } => {
-                    if !approvers.contains(&by.as_str()) {
+                    if !approvers.contains(&by.as_str()) && approvers.len() < required as usize {
                         approvers.push(by);
-                    }
-                    if approvers.len() == required as usize {
-                        return Some(Outcome::Allowed {
-                            by: approvers.join(", "),
-                            at: *at,
-                            reused_from: None,
-                        });
+                        if let Some(outcome) = allowed(&approvers, local_allow, *at) {
+                            return Some(outcome);
+                        }
                     }
                 }
                 Event::Decide { by, at, .. } => {
@@ -717,15 +918,23 @@ mod tests {
         #[test]
         fn any_interleaving_settles_once_as_the_rules_say(
             required in 1u32..=u32::from(RECIPIENTS),
+            local in prop_oneof![
+                Just(LocalConsent::Off),
+                Just(LocalConsent::Alternative),
+                Just(LocalConsent::Required)
+            ],
             events in proptest::collection::vec(event(), 1..16),
         ) {
-            let mut request = Request::Pending(PendingRequest::new(0, 10, required));
+            let start = PendingRequest::new(0, 10, required).with_local_consent(local);
+            let mut request = Request::Pending(start);
             let mut settles = 0;
             for event in &events {
                 request = match request {
                     Request::Pending(pending) => match pending.apply(event.clone()) {
                         Step::Approved(pending) | Step::Unchanged(pending, _) => {
-                            prop_assert!(pending.approvals_missing() > 0);
+                            prop_assert!(
+                                pending.approvals_missing() > 0 || pending.local_approval_missing()
+                            );
                             Request::Pending(pending)
                         }
                         Step::Settled(done) => {
@@ -736,14 +945,17 @@ mod tests {
                     settled @ Request::Settled(_) => settled,
                 };
             }
-            let expected = expected_outcome(required, &events);
+            let expected = expected_outcome(required, local, &events);
             prop_assert_eq!(request.outcome(), expected.as_ref());
             prop_assert_eq!(settles, usize::from(expected.is_some()));
             if let Request::Settled(done) = &request
                 && let Outcome::Allowed { at, .. } = done.outcome()
             {
                 prop_assert!(*at < 10_000);
-                if !matches!(done.outcome(), Outcome::Allowed { reused_from: Some(_), .. }) {
+                let local_alone = local == LocalConsent::Alternative
+                    && done.outcome().decided_by() == Some("local");
+                let reused = matches!(done.outcome(), Outcome::Allowed { reused_from: Some(_), .. });
+                if !reused && !local_alone {
                     prop_assert_eq!(done.request().approvals.len(), required as usize);
                 }
             }

@@ -16,7 +16,8 @@ pub mod settings;
 
 pub use audit::AuditKind;
 pub use authorization::{
-    CancelCause, Decision, Event, Outcome, PendingRequest, Request, RequestState, Revoked, Step,
+    CancelCause, Decision, Event, LocalConsent, Outcome, PendingRequest, Request, RequestState,
+    Revoked, Step,
 };
 pub use secret::Secret;
 pub use settings::{AgentSettings, SettingsChange, SettingsProblem};

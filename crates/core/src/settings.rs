@@ -4,6 +4,7 @@
 //! Reading and writing the file is the agent's job; this module only turns
 //! text into checked settings and text plus a change into new text.
 
+use crate::authorization::LocalConsent;
 use crate::limits::{
     DEFAULT_TIMEOUT_SECS, MAX_ADDRESS_LEN, MAX_APPROVAL_VALID_FOR_SECS, MAX_RECIPIENTS,
     MAX_SESSION_SECS, MAX_TIMEOUT_SECS, MIN_TIMEOUT_SECS,
@@ -31,6 +32,10 @@ pub struct AgentSettings {
     /// environment variables.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub notify_command: Option<String>,
+    /// Where `doorman consent` reaches the running agent (a Unix socket);
+    /// beside this file when not set.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub consent_socket: Option<PathBuf>,
     #[serde(default)]
     pub desktop_sharing: DesktopSharing,
     #[serde(default)]
@@ -61,6 +66,11 @@ pub struct DesktopSharing {
     /// Seconds a session may last (0: no limit).
     #[serde(default)]
     pub max_session_seconds: u32,
+    /// Whether a person at the computer answers too: "off",
+    /// "alternative" (a local answer settles like a recipient's) or
+    /// "required" (a session needs the local Allow as well).
+    #[serde(default)]
+    pub local_consent: LocalConsent,
 }
 
 fn default_required_approvals() -> u32 {
@@ -81,6 +91,7 @@ impl Default for DesktopSharing {
             require_reason: false,
             approval_valid_for: 0,
             max_session_seconds: 0,
+            local_consent: LocalConsent::Off,
         }
     }
 }
@@ -229,6 +240,12 @@ impl DesktopSharing {
                 ),
             ));
         }
+        if self.local_consent != LocalConsent::Off && !self.require_email_authorization {
+            problems.push(SettingsProblem::new(
+                "desktop_sharing.local_consent",
+                "needs require_email_authorization = true (local answers settle authorization requests)",
+            ));
+        }
         if self.approval_valid_for > MAX_APPROVAL_VALID_FOR_SECS {
             problems.push(SettingsProblem::new(
                 "desktop_sharing.approval_valid_for",
@@ -304,6 +321,7 @@ pub struct SettingsChange {
     pub require_reason: Option<bool>,
     pub approval_valid_for: Option<u32>,
     pub max_session_seconds: Option<u32>,
+    pub local_consent: Option<LocalConsent>,
 }
 
 impl SettingsChange {
@@ -342,6 +360,9 @@ impl SettingsChange {
         }
         if let Some(on) = self.require_reason {
             table.insert("require_reason", toml_edit::value(on));
+        }
+        if let Some(mode) = self.local_consent {
+            table.insert("local_consent", toml_edit::value(mode.as_str()));
         }
         for (key, seconds) in [
             ("approval_valid_for", self.approval_valid_for),

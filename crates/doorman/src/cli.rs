@@ -30,6 +30,8 @@ pub enum Command {
     Agent(AgentArgs),
     /// Show or change the agent's settings file.
     Settings(SettingsArgs),
+    /// Answer, at the remote computer, the requests waiting for local consent.
+    Consent(ConsentArgs),
     /// Connect to a computer (waits for email authorization when it requires it).
     #[command(after_help = CONNECT_EXIT_STATUSES)]
     Connect(ConnectArgs),
@@ -286,7 +288,41 @@ pub enum SettingsCommand {
         /// Seconds a session may last (0: no limit)
         #[arg(long, value_name = "SECONDS")]
         max_session_seconds: Option<u32>,
+        /// Whether a person at the computer answers too: off, alternative
+        /// (a local answer settles like a recipient's) or required (a
+        /// session needs the local Allow as well)
+        #[arg(long, value_name = "MODE")]
+        local_consent: Option<doorman_core::LocalConsent>,
     },
+}
+
+#[derive(Debug, Args)]
+pub struct ConsentArgs {
+    /// The agent's settings file (its consent socket is beside it, or at
+    /// `consent_socket`)
+    #[arg(
+        long,
+        value_name = "FILE",
+        env = "DOORMAN_AGENT_CONFIG",
+        default_value = "/etc/doorman/agent.toml"
+    )]
+    pub config: PathBuf,
+    #[command(subcommand)]
+    pub command: ConsentCommand,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ConsentCommand {
+    /// The requests waiting for an answer at this computer.
+    List {
+        /// One JSON object per line.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Allow request ID (or a unique prefix of at least 6 characters).
+    Allow { id: String },
+    /// Deny request ID (or a unique prefix of at least 6 characters).
+    Deny { id: String },
 }
 
 #[derive(Debug, Args)]

@@ -7,7 +7,8 @@ mod demo;
 use anyhow::{Context, Result, bail};
 use clap::Parser;
 use cli::{
-    AccessCommand, AdminCommand, Cli, Command, OperatorCommand, PrincipalCommand, SettingsCommand,
+    AccessCommand, AdminCommand, Cli, Command, ConsentCommand, OperatorCommand, PrincipalCommand,
+    SettingsCommand,
 };
 use doorman_core::access::ServiceSet;
 use doorman_core::settings::{SettingsChange, split_recipients};
@@ -58,6 +59,7 @@ async fn dispatch(cli: Cli) -> i32 {
             agent(args).await
         }
         Command::Admin(args) => admin(args).await,
+        Command::Consent(args) => consent(args).await,
         Command::Settings(args) => settings(args),
         Command::Demo(args) => {
             init_logging("info");
@@ -460,6 +462,53 @@ async fn admin(args: cli::AdminArgs) -> Result<()> {
     Ok(())
 }
 
+/// `doorman consent`: talks to the running agent over its socket.
+async fn consent(args: cli::ConsentArgs) -> Result<()> {
+    use doorman_agent::consent::{self, ConsentRequest, ConsentResponse};
+    let settings = doorman_agent::settings_file::load(&args.config)?;
+    let socket = consent::socket_path(&args.config, settings.consent_socket.as_deref());
+    let (request, json) = match args.command {
+        ConsentCommand::List { json } => (ConsentRequest::List, json),
+        ConsentCommand::Allow { id } => (ConsentRequest::Allow { id }, false),
+        ConsentCommand::Deny { id } => (ConsentRequest::Deny { id }, false),
+    };
+    match consent::call(&socket, &request).await? {
+        ConsentResponse::Waiting { requests } => {
+            if requests.is_empty() && !json {
+                eprintln!("no request is waiting for an answer at this computer");
+            }
+            for waiting in requests {
+                if json {
+                    println!("{}", serde_json::to_string(&waiting)?);
+                } else {
+                    let reason = if waiting.reason.is_empty() {
+                        "(no reason given)".to_string()
+                    } else {
+                        format!("{:?}", waiting.reason)
+                    };
+                    println!(
+                        "{}  {} ({}) wants to {}; reason {reason}; expires in {} s",
+                        waiting.id,
+                        waiting.operator,
+                        waiting.operator_ip,
+                        waiting.service,
+                        waiting.expires_in
+                    );
+                }
+            }
+        }
+        ConsentResponse::Answered { id, decision } => {
+            let done = match decision {
+                doorman_core::Decision::Allow => "allowed",
+                _ => "denied",
+            };
+            eprintln!("{done} request {id}");
+        }
+        ConsentResponse::Error { message } => anyhow::bail!(message),
+    }
+    Ok(())
+}
+
 fn settings(args: cli::SettingsArgs) -> Result<()> {
     match args.command {
         SettingsCommand::Show => {
@@ -474,6 +523,7 @@ fn settings(args: cli::SettingsArgs) -> Result<()> {
             require_reason,
             approval_valid_for,
             max_session_seconds,
+            local_consent,
         } => {
             let change = SettingsChange {
                 require_email_authorization,
@@ -483,6 +533,7 @@ fn settings(args: cli::SettingsArgs) -> Result<()> {
                 require_reason,
                 approval_valid_for,
                 max_session_seconds,
+                local_consent,
             };
             let settings = doorman_agent::settings_file::apply(&args.config, &change)?;
             println!(

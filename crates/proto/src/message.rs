@@ -6,6 +6,7 @@
 pub use doorman_core::Outcome;
 use doorman_core::access::ServiceKind;
 pub use doorman_core::authorization::Millis;
+use doorman_core::{Decision, LocalConsent};
 use serde::{Deserialize, Serialize};
 
 /// How long a peer that promised a message every `heartbeat` may stay
@@ -219,6 +220,13 @@ pub enum AgentToServer {
     },
     /// The agent will not (or cannot) carry this tunnel.
     TunnelRefused { tunnel_id: String, message: String },
+    /// A person at the computer answered a request it asked authorization
+    /// for (`doorman consent allow|deny`); `user` is their login name.
+    LocalDecision {
+        request_id: String,
+        decision: Decision,
+        user: String,
+    },
 }
 
 /// The agent's answer to an offer, from its own settings.
@@ -246,6 +254,9 @@ pub enum OfferReply {
         /// only if its own records agree, and asks the recipients otherwise.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         reuse: Option<String>,
+        /// Whether a person at the computer answers too.
+        #[serde(default)]
+        local_consent: LocalConsent,
     },
     /// This computer requires a reason and the operator gave none.
     ReasonRequired,

@@ -2,8 +2,11 @@
 //! offers to it and its answers back, pushes settled outcomes, and pings it,
 //! taking it offline when it falls silent.
 
-use crate::broker::{AgentCommand, Broker};
+use crate::broker::{AgentCommand, Applied, Broker, Witness};
 use crate::clock::now_millis;
+use doorman_core::Decision;
+use doorman_core::authorization::Event;
+use doorman_core::limits::MAX_NAME_LEN;
 use doorman_proto::connection::Connection;
 use doorman_proto::dial::Upgraded;
 use doorman_proto::message::{AgentToServer, OfferReply, ServerToAgent, silence_limit};
@@ -103,6 +106,15 @@ pub async fn serve(broker: Arc<Broker>, io: Upgraded, name: String, key_hash: Ve
                             // Dropping the slot tells the waiting operator at once.
                             drop(broker.session_sender(&tunnel_id, &name));
                         }
+                        AgentToServer::LocalDecision { request_id, decision, user } => {
+                            // Applied beside this loop: settling pushes the
+                            // outcome back through this agent's channel.
+                            let broker_for_task = Arc::clone(&broker);
+                            let name = name.clone();
+                            broker.spawn(async move {
+                                local_decision(&broker_for_task, &name, &request_id, decision, &user).await;
+                            });
+                        }
                     }
                 }
                 _ = crate::broker::stopping(&mut shutdown) => break,
@@ -112,6 +124,44 @@ pub async fn serve(broker: Arc<Broker>, io: Upgraded, name: String, key_hash: Ve
     tracing::info!(computer = %name, "agent offline");
     if broker.unregister_agent(&name, link_id) {
         broker.computer_went_offline(&name).await;
+    }
+}
+
+/// A person at computer `name` answered one of its requests: applied as a
+/// local decision, audited with their login name.
+async fn local_decision(
+    broker: &Broker,
+    name: &str,
+    request_id: &str,
+    decision: Decision,
+    user: &str,
+) {
+    let user_ok = !user.is_empty()
+        && user.len() <= MAX_NAME_LEN
+        && !user.chars().any(|c| c.is_control() || c == ',');
+    // Only the computer a request was made to answers it locally.
+    let ours =
+        matches!(broker.store.request(request_id).await, Ok(Some(row)) if row.computer == name);
+    if !user_ok || !ours {
+        tracing::warn!(computer = %name, request = %request_id, "ignoring a local decision for another computer's request or with a bad user name");
+        return;
+    }
+    let event = Event::LocalDecide {
+        decision,
+        by: format!("{user} (at {name})"),
+        at: now_millis(),
+    };
+    let witness = Witness {
+        actor: Some(format!("{user} (at {name})")),
+        detail: Some(format!("local decision by {user} at the computer")),
+        ..Witness::default()
+    };
+    match broker.apply(request_id, event, witness).await {
+        Ok(Applied::Unchanged(why)) => {
+            tracing::info!(computer = %name, request = %request_id, ?why, "local decision changed nothing");
+        }
+        Ok(_) => {}
+        Err(error) => tracing::error!(%error, "cannot apply a local decision"),
     }
 }
 

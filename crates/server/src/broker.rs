@@ -490,13 +490,20 @@ impl Broker {
                 Step::Approved(pending) => {
                     let approvals = u32::try_from(pending.approvals.len()).unwrap_or(u32::MAX);
                     let required = pending.required_approvals;
+                    // A recipient's address is masked; a person at the
+                    // computer is named as the computer names them.
                     let by = witness.actor.as_deref().unwrap_or_default();
+                    let by = if by.contains('@') {
+                        doorman_core::mask::mask_address(by)
+                    } else {
+                        by.to_string()
+                    };
                     self.tell_operator(
                         request_id,
                         ServerToOperator::Approval {
                             approvals,
                             required,
-                            by: doorman_core::mask::mask_address(by),
+                            by,
                         },
                     );
                     Applied::Approved {

@@ -124,6 +124,8 @@ mod tests {
             reusable_until: None,
             reused_from: None,
             max_session_seconds: 0,
+            local_consent: doorman_core::LocalConsent::Off,
+            local_approval: None,
         }
     }
 

@@ -265,6 +265,7 @@ async fn serve_connection(
             approval_valid_for,
             max_session_seconds,
             reuse,
+            local_consent,
         } => {
             ask.max_session_seconds = max_session_seconds;
             if let Err(message) =
@@ -329,6 +330,7 @@ async fn serve_connection(
                 required_approvals,
                 approval_valid_for,
                 max_session_seconds,
+                local_consent,
                 recipients: recipients
                     .iter()
                     .enumerate()

@@ -3,8 +3,9 @@
 //! its own request. Each test goes through the real agent, server, client
 //! and emails.
 
+use doorman_agent::consent::{ConsentRequest, ConsentResponse};
 use doorman_client::ConnectError;
-use doorman_core::{AuditKind, RequestState};
+use doorman_core::{AuditKind, Decision, RequestState};
 use doorman_test_support::World;
 use doorman_test_support::smtp::ReceivedMail;
 use doorman_test_support::world::{COMPUTER, OPERATOR};
@@ -267,4 +268,113 @@ async fn a_session_ends_at_the_computers_time_limit() {
     assert_eq!(result.unwrap_err().exit_code(), 246);
     let ended = world.wait_for_audit("session_ended").await;
     assert_eq!(ended.detail.as_deref(), Some("ended: time limit"));
+}
+
+/// Answers at the computer, as `doorman consent` does.
+async fn consent(
+    world: &World,
+    request: ConsentRequest,
+) -> Result<ConsentResponse, doorman_agent::consent::ConsentError> {
+    let socket = doorman_agent::consent::socket_path(&world.agent_config, None);
+    doorman_agent::consent::call(&socket, &request).await
+}
+
+fn local_user() -> String {
+    // Who the tests run as, as the agent names them.
+    let uid = std::fs::metadata("/proc/self").map(|m| {
+        use std::os::unix::fs::MetadataExt;
+        m.uid()
+    });
+    std::fs::read_to_string("/etc/passwd")
+        .ok()
+        .and_then(|passwd| {
+            passwd.lines().find_map(|line| {
+                let fields: Vec<&str> = line.split(':').collect();
+                (fields.get(2)?.parse::<u32>().ok()? == *uid.as_ref().ok()?)
+                    .then(|| fields[0].to_string())
+            })
+        })
+        .unwrap_or_default()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_local_allow_settles_the_request_where_it_is_an_alternative() {
+    let world = World::builder()
+        .policy("local_consent", "\"alternative\"")
+        .start()
+        .await;
+    let connecting = world.connect(&["echo", "local"], "at the desk");
+    let id = connecting.request_id().await;
+    let Ok(ConsentResponse::Waiting { requests }) = consent(&world, ConsentRequest::List).await
+    else {
+        panic!("no list")
+    };
+    assert_eq!(requests.len(), 1);
+    assert_eq!(requests[0].id, id);
+    assert_eq!(requests[0].reason, "at the desk");
+    // A prefix of the id is enough.
+    let answered = consent(&world, ConsentRequest::Allow { id: id[..8].into() })
+        .await
+        .unwrap();
+    assert_eq!(
+        answered,
+        ConsentResponse::Answered {
+            id: id.clone(),
+            decision: Decision::Allow
+        }
+    );
+    let stdout = connecting.stdout.clone();
+    assert_eq!(connecting.finish().await, Ok(0));
+    assert_eq!(stdout.text(), "local\n");
+    let allowed = world.wait_for_audit("allowed").await;
+    let by = format!("{} (at {COMPUTER})", local_user());
+    assert_eq!(allowed.actor.as_deref(), Some(by.as_str()));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_required_local_allow_comes_on_top_of_the_email_approval() {
+    let world = World::builder()
+        .policy("local_consent", "\"required\"")
+        .start()
+        .await;
+    let connecting = world.connect(&["true"], "");
+    let id = connecting.request_id().await;
+    let mails = world.smtp.wait_for(2).await;
+    world.click(&mails[0].link(), "allow").await;
+    connecting.event("approval").await;
+    assert_eq!(world.state_of(&id).await, RequestState::Pending);
+    consent(&world, ConsentRequest::Allow { id: id.clone() })
+        .await
+        .unwrap();
+    assert_eq!(connecting.finish().await, Ok(0));
+    assert_eq!(world.state_of(&id).await, RequestState::Allowed);
+
+    // And a local Deny vetoes.
+    let connecting = world.connect(&["true"], "");
+    let id = connecting.request_id().await;
+    consent(&world, ConsentRequest::Deny { id: id.clone() })
+        .await
+        .unwrap();
+    assert!(matches!(
+        connecting.finish().await,
+        Err(ConnectError::Denied { .. })
+    ));
+    let denied = world.wait_for_audit("denied").await;
+    let detail = format!("local decision by {} at the computer", local_user());
+    assert_eq!(denied.detail.as_deref(), Some(detail.as_str()));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_computer_without_local_consent_takes_no_local_answer() {
+    let world = World::start().await;
+    let connecting = world.connect(&["true"], "");
+    let id = connecting.request_id().await;
+    let error = consent(&world, ConsentRequest::Allow { id: id.clone() })
+        .await
+        .unwrap_err();
+    assert!(
+        error.to_string().contains("is waiting for an answer here"),
+        "{error}"
+    );
+    assert_eq!(world.state_of(&id).await, RequestState::Pending);
 }

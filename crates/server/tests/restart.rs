@@ -81,6 +81,7 @@ async fn a_request_that_expired_while_the_server_was_down_is_expired() {
             required_approvals: 1,
             approval_valid_for: 0,
             max_session_seconds: 0,
+            local_consent: doorman_core::LocalConsent::Off,
             recipients: vec![(
                 "it@example.com".into(),
                 doorman_server::secrets::hash(&token),

@@ -42,6 +42,7 @@ async fn request_needing(
             required_approvals,
             approval_valid_for: 0,
             max_session_seconds: 0,
+            local_consent: doorman_core::LocalConsent::Off,
             recipients: (0..3u8)
                 .map(|n| {
                     let hash = [id.as_bytes()[0].wrapping_add(n * 50); 32];

@@ -49,3 +49,9 @@ ALTER TABLE requests ADD COLUMN reusable_until INTEGER;
 ALTER TABLE requests ADD COLUMN reused_from TEXT;
 -- The computer's max_session_seconds when it was asked (0: no limit).
 ALTER TABLE requests ADD COLUMN max_session_seconds INTEGER NOT NULL DEFAULT 0;
+
+-- local_consent: whether a person at the computer answers too, and their
+-- Allow once given (required mode).
+ALTER TABLE requests ADD COLUMN local_consent TEXT NOT NULL DEFAULT 'off';
+ALTER TABLE requests ADD COLUMN local_approved_by TEXT;
+ALTER TABLE requests ADD COLUMN local_approved_at INTEGER;

@@ -15,7 +15,7 @@ pub use access::GrantRow;
 pub use requests::Block;
 
 use doorman_core::authorization::{Approval, PendingRequest, SettledRequest};
-use doorman_core::{AuditKind, CancelCause, Outcome, Request, RequestState, Revoked};
+use doorman_core::{AuditKind, CancelCause, LocalConsent, Outcome, Request, RequestState, Revoked};
 use serde::Serialize;
 use sqlx::any::{AnyPoolOptions, AnyRow};
 use sqlx::migrate::{Migration, MigrationType, Migrator};
@@ -226,6 +226,9 @@ pub struct RequestRow {
     pub reused_from: Option<String>,
     /// The session's time limit in seconds (0: none).
     pub max_session_seconds: u32,
+    pub local_consent: LocalConsent,
+    /// The local Allow, once given.
+    pub local_approval: Option<Approval>,
 }
 
 impl RequestRow {
@@ -256,6 +259,8 @@ impl RequestRow {
             expires_at: self.expires_at,
             required_approvals: self.required_approvals.max(1),
             approvals,
+            local_consent: self.local_consent,
+            local_approval: self.local_approval.clone(),
         };
         match self.outcome() {
             None => Request::Pending(pending),
@@ -279,6 +284,7 @@ pub struct NewRequest {
     pub required_approvals: u32,
     pub approval_valid_for: u32,
     pub max_session_seconds: u32,
+    pub local_consent: LocalConsent,
     pub recipients: Vec<(String, [u8; 32])>,
 }
 
@@ -359,7 +365,7 @@ pub struct OutboxJob {
 }
 
 /// The columns of `requests r`, in the order `request_from_row` reads them by name.
-const REQUEST_COLUMNS: &str = "r.id, r.computer, r.operator, r.operator_ip, r.reason, r.service, r.state, r.created_at, r.expires_at, r.settled_at, r.decided_by, r.service_json, r.required_approvals, r.approval_count, r.cancel_cause, r.approval_valid_for, r.reusable_until, r.reused_from, r.max_session_seconds";
+const REQUEST_COLUMNS: &str = "r.id, r.computer, r.operator, r.operator_ip, r.reason, r.service, r.state, r.created_at, r.expires_at, r.settled_at, r.decided_by, r.service_json, r.required_approvals, r.approval_count, r.cancel_cause, r.approval_valid_for, r.reusable_until, r.reused_from, r.max_session_seconds, r.local_consent, r.local_approved_by, r.local_approved_at";
 
 fn request_from_row(row: &AnyRow) -> Result<RequestRow, StoreError> {
     let state: String = row.try_get("state")?;
@@ -382,6 +388,17 @@ fn request_from_row(row: &AnyRow) -> Result<RequestRow, StoreError> {
         reusable_until: row.try_get("reusable_until")?,
         reused_from: row.try_get("reused_from")?,
         max_session_seconds: seconds(row, "max_session_seconds")?,
+        local_consent: row
+            .try_get::<String, _>("local_consent")?
+            .parse()
+            .map_err(StoreError::Corrupt)?,
+        local_approval: match (
+            row.try_get::<Option<String>, _>("local_approved_by")?,
+            row.try_get::<Option<i64>, _>("local_approved_at")?,
+        ) {
+            (Some(by), Some(at)) => Some(Approval { by, at }),
+            _ => None,
+        },
         cancel_cause: row
             .try_get::<Option<String>, _>("cancel_cause")?
             .map(|json| serde_json::from_str(&json))

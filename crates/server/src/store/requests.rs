@@ -26,8 +26,8 @@ impl Store {
     pub async fn create_request(&self, request: &NewRequest) -> Result<(), StoreError> {
         let mut tx = self.pool.begin().await?;
         sqlx::query(
-            "INSERT INTO requests (id, computer, operator, operator_ip, reason, service, service_json, state, created_at, expires_at, required_approvals, approval_valid_for, max_session_seconds)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, 'pending', $8, $9, $10, $11, $12)",
+            "INSERT INTO requests (id, computer, operator, operator_ip, reason, service, service_json, state, created_at, expires_at, required_approvals, approval_valid_for, max_session_seconds, local_consent)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, 'pending', $8, $9, $10, $11, $12, $13)",
         )
         .bind(&request.id)
         .bind(&request.computer)
@@ -41,6 +41,7 @@ impl Store {
         .bind(i64::from(request.required_approvals))
         .bind(i64::from(request.approval_valid_for))
         .bind(i64::from(request.max_session_seconds))
+        .bind(request.local_consent.as_str())
         .execute(&mut *tx)
         .await?;
         insert_audit(
@@ -388,31 +389,58 @@ pub(super) async fn persist_in(
     block: Option<&Block>,
 ) -> Result<bool, StoreError> {
     let seen = row.approval_count;
+    // The version a transition checks: the recipients' Allows counted, and
+    // whether the local Allow was given.
+    let version = if row.local_approval.is_some() {
+        "approval_count = $2 AND local_approved_by IS NOT NULL"
+    } else {
+        "approval_count = $2 AND local_approved_by IS NULL"
+    };
     let (result, approval) = match step {
         Step::Unchanged(..) => return Ok(false),
-        Step::Approved(pending) => {
-            let result = sqlx::query(
-                "UPDATE requests SET approval_count = approval_count + 1
-                 WHERE id = $1 AND state = 'pending' AND approval_count = $2 AND expires_at > $3",
-            )
-            .bind(&row.id)
-            .bind(seen)
-            .bind(at)
-            .execute(&mut *tx)
-            .await?;
-            (result, pending.approvals.last())
+        Step::Approved(pending)
+            if row.local_approval.is_none() && pending.local_approval.is_some() =>
+        {
+            let local = pending.local_approval.as_ref();
+            let sql = format!(
+                "UPDATE requests SET local_approved_by = $3, local_approved_at = $4
+                 WHERE id = $1 AND state = 'pending' AND {version} AND expires_at > $5"
+            );
+            let result = sqlx::query(sqlx::AssertSqlSafe(sql))
+                .bind(&row.id)
+                .bind(seen)
+                .bind(local.map(|a| a.by.as_str()))
+                .bind(local.map(|a| a.at))
+                .bind(at)
+                .execute(&mut *tx)
+                .await?;
+            (result, None)
         }
-        Step::Settled(settled) => match settled.outcome() {
-            Outcome::Expired { .. } => {
-                let result = sqlx::query(
-                    "UPDATE requests SET state = 'expired', settled_at = expires_at
-                     WHERE id = $1 AND state = 'pending' AND approval_count = $2 AND expires_at <= $3",
-                )
+        Step::Approved(pending) => {
+            let sql = format!(
+                "UPDATE requests SET approval_count = approval_count + 1
+                 WHERE id = $1 AND state = 'pending' AND {version} AND expires_at > $3"
+            );
+            let result = sqlx::query(sqlx::AssertSqlSafe(sql))
                 .bind(&row.id)
                 .bind(seen)
                 .bind(at)
                 .execute(&mut *tx)
                 .await?;
+            (result, pending.approvals.last())
+        }
+        Step::Settled(settled) => match settled.outcome() {
+            Outcome::Expired { .. } => {
+                let sql = format!(
+                    "UPDATE requests SET state = 'expired', settled_at = expires_at
+                     WHERE id = $1 AND state = 'pending' AND {version} AND expires_at <= $3"
+                );
+                let result = sqlx::query(sqlx::AssertSqlSafe(sql))
+                    .bind(&row.id)
+                    .bind(seen)
+                    .bind(at)
+                    .execute(&mut *tx)
+                    .await?;
                 (result, None)
             }
             outcome => {
@@ -423,8 +451,8 @@ pub(super) async fn persist_in(
                     ),
                     _ => None,
                 };
-                let approvals = &settled.request().approvals;
-                let count = i64::try_from(approvals.len())
+                let request = settled.request();
+                let count = i64::try_from(request.approvals.len())
                     .map_err(|e| StoreError::Corrupt(e.to_string()))?;
                 // A fresh Allow opens the reuse window; a reused one does not
                 // stretch the window it came from.
@@ -437,24 +465,28 @@ pub(super) async fn persist_in(
                     Outcome::Allowed { reused_from, .. } => (reused_from.clone(), None),
                     _ => (None, None),
                 };
-                let result = sqlx::query(
-                    "UPDATE requests SET state = $1, settled_at = $2, decided_by = $3, cancel_cause = $4, approval_count = $5,
-                         reused_from = $6, reusable_until = $7
-                     WHERE id = $8 AND state = 'pending' AND approval_count = $9 AND expires_at > $10",
-                )
-                .bind(outcome.state().as_str())
-                .bind(outcome.at())
-                .bind(outcome.decided_by())
-                .bind(cause)
-                .bind(count)
-                .bind(reused_from)
-                .bind(reusable_until)
-                .bind(&row.id)
-                .bind(seen)
-                .bind(at)
-                .execute(&mut *tx)
-                .await?;
-                let last = (count > seen).then(|| approvals.last()).flatten();
+                let local = request.local_approval.as_ref();
+                let sql = format!(
+                    "UPDATE requests SET state = $3, settled_at = $4, decided_by = $5, cancel_cause = $6, approval_count = $7,
+                         reused_from = $8, reusable_until = $9, local_approved_by = $10, local_approved_at = $11
+                     WHERE id = $1 AND state = 'pending' AND {version} AND expires_at > $12"
+                );
+                let result = sqlx::query(sqlx::AssertSqlSafe(sql))
+                    .bind(&row.id)
+                    .bind(seen)
+                    .bind(outcome.state().as_str())
+                    .bind(outcome.at())
+                    .bind(outcome.decided_by())
+                    .bind(cause)
+                    .bind(count)
+                    .bind(reused_from)
+                    .bind(reusable_until)
+                    .bind(local.map(|a| a.by.as_str()))
+                    .bind(local.map(|a| a.at))
+                    .bind(at)
+                    .execute(&mut *tx)
+                    .await?;
+                let last = (count > seen).then(|| request.approvals.last()).flatten();
                 (result, last)
             }
         },

@@ -1,0 +1,315 @@
+//! Local consent: a person at the computer answers requests there
+//! (`local_consent` in the settings). The running agent keeps a board of
+//! the requests waiting for a local answer and serves it on a Unix socket
+//! that only its own user may open; `doorman consent list|allow|deny` and
+//! the desktop notification's actions talk to it. Answers go to the server
+//! as local decisions, and the agent remembers them, so that with
+//! `local_consent = "required"` it starts no session the person at the
+//! computer did not allow, whatever the server says.
+
+use crate::notify::Visitor;
+use doorman_core::{Decision, LocalConsent};
+use doorman_proto::message::AgentToServer;
+use serde::{Deserialize, Serialize};
+use std::collections::HashMap;
+use std::os::unix::fs::{FileTypeExt, MetadataExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
+use tokio::net::{UnixListener, UnixStream};
+use tokio::sync::mpsc;
+
+/// Longest request line a consent client may send.
+const MAX_LINE: usize = 4096;
+
+/// What `doorman consent` asks the agent.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "command", rename_all = "snake_case", deny_unknown_fields)]
+pub enum ConsentRequest {
+    List,
+    Allow { id: String },
+    Deny { id: String },
+}
+
+/// One request waiting for a local answer, as listed.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Waiting {
+    pub id: String,
+    pub operator: String,
+    pub operator_ip: String,
+    pub reason: String,
+    pub service: String,
+    pub mode: LocalConsent,
+    pub expires_in: u64,
+}
+
+/// The agent's answer.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "result", rename_all = "snake_case")]
+pub enum ConsentResponse {
+    Waiting { requests: Vec<Waiting> },
+    Answered { id: String, decision: Decision },
+    Error { message: String },
+}
+
+/// Why `doorman consent` could not get an answer.
+#[derive(Debug, thiserror::Error)]
+pub enum ConsentError {
+    #[error(
+        "cannot reach the running agent at {path}: {source} (is `doorman agent` running with this settings file, as this user?)"
+    )]
+    Unreachable {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("the agent's answer was not understood: {0}")]
+    BadAnswer(String),
+    #[error("{0}")]
+    Refused(String),
+}
+
+struct Item {
+    visitor: Visitor,
+    mode: LocalConsent,
+    expires: Instant,
+    answer: Option<Decision>,
+}
+
+/// The requests waiting for a local answer, shared by the agent's control
+/// connection (which adds and settles them) and the consent socket.
+#[derive(Clone)]
+pub struct ConsentBoard {
+    items: Arc<Mutex<HashMap<String, Item>>>,
+    decisions: mpsc::UnboundedSender<AgentToServer>,
+}
+
+impl ConsentBoard {
+    /// A board whose answers go out through `decisions`.
+    pub fn new(decisions: mpsc::UnboundedSender<AgentToServer>) -> Self {
+        Self {
+            items: Arc::default(),
+            decisions,
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, Item>> {
+        self.items
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// A request this agent asked authorization for, which a person at the
+    /// computer may answer until it expires.
+    pub fn add(&self, id: &str, visitor: &Visitor, mode: LocalConsent, timeout_secs: u32) {
+        if mode == LocalConsent::Off {
+            return;
+        }
+        let mut items = self.lock();
+        let now = Instant::now();
+        items.retain(|_, item| item.expires > now);
+        items.insert(
+            id.to_string(),
+            Item {
+                visitor: visitor.clone(),
+                mode,
+                expires: now + Duration::from_secs(u64::from(timeout_secs)),
+                answer: None,
+            },
+        );
+    }
+
+    /// The request ended: returns the local answer it got, if any.
+    pub fn settle(&self, id: &str) -> Option<Decision> {
+        self.lock().remove(id).and_then(|item| item.answer)
+    }
+
+    fn list(&self) -> Vec<Waiting> {
+        let now = Instant::now();
+        let mut waiting: Vec<Waiting> = self
+            .lock()
+            .iter()
+            .filter(|(_, item)| item.expires > now && item.answer.is_none())
+            .map(|(id, item)| Waiting {
+                id: id.clone(),
+                operator: item.visitor.operator.clone(),
+                operator_ip: item.visitor.operator_ip.clone(),
+                reason: item.visitor.reason.clone(),
+                service: item.visitor.service.clone(),
+                mode: item.mode,
+                expires_in: item.expires.saturating_duration_since(now).as_secs(),
+            })
+            .collect();
+        waiting.sort_by_key(|w| w.expires_in);
+        waiting
+    }
+
+    /// Records a local answer and sends it to the server. `id` may be a
+    /// unique prefix of at least 6 characters.
+    pub fn answer(&self, id: &str, decision: Decision, user: &str) -> Result<String, String> {
+        let mut items = self.lock();
+        let now = Instant::now();
+        let matching: Vec<String> = items
+            .iter()
+            .filter(|(key, item)| {
+                item.expires > now && item.answer.is_none() && id.len() >= 6 && key.starts_with(id)
+            })
+            .map(|(key, _)| key.clone())
+            .collect();
+        let [full] = matching.as_slice() else {
+            return Err(if matching.is_empty() {
+                format!(
+                    "no request {id:?} is waiting for an answer here (see `doorman consent list`)"
+                )
+            } else {
+                format!("{id:?} matches several requests; give more of the id")
+            });
+        };
+        if let Some(item) = items.get_mut(full) {
+            item.answer = Some(decision);
+        }
+        let message = AgentToServer::LocalDecision {
+            request_id: full.clone(),
+            decision,
+            user: user.to_string(),
+        };
+        self.decisions
+            .send(message)
+            .map_err(|_| "the agent is stopping".to_string())?;
+        Ok(full.clone())
+    }
+}
+
+/// Where the consent socket is: `consent_socket` from the settings, or
+/// beside the settings file (`agent.toml` → `agent.consent.sock`).
+pub fn socket_path(config: &Path, configured: Option<&Path>) -> PathBuf {
+    if let Some(path) = configured {
+        return path.to_path_buf();
+    }
+    let stem = config
+        .file_stem()
+        .map(|s| s.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "agent".into());
+    config.with_file_name(format!("{stem}.consent.sock"))
+}
+
+/// Listens on `path` (replacing a stale socket, mode 0600) and answers
+/// consent clients of this user until dropped.
+pub fn listen(path: &Path) -> std::io::Result<UnixListener> {
+    if let Ok(meta) = std::fs::symlink_metadata(path)
+        && meta.file_type().is_socket()
+    {
+        std::fs::remove_file(path)?;
+    }
+    let listener = UnixListener::bind(path)?;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))?;
+    Ok(listener)
+}
+
+/// Serves consent clients on `listener` forever.
+pub async fn serve(listener: UnixListener, board: ConsentBoard) {
+    let own_uid = std::fs::metadata(
+        listener
+            .local_addr()
+            .ok()
+            .and_then(|a| a.as_pathname().map(Path::to_path_buf))
+            .unwrap_or_default(),
+    )
+    .map(|meta| meta.uid())
+    .ok();
+    loop {
+        let Ok((stream, _)) = listener.accept().await else {
+            continue;
+        };
+        let board = board.clone();
+        tokio::spawn(async move {
+            if let Err(error) = serve_client(stream, &board, own_uid).await {
+                tracing::debug!(%error, "consent client failed");
+            }
+        });
+    }
+}
+
+async fn serve_client(
+    stream: UnixStream,
+    board: &ConsentBoard,
+    own_uid: Option<u32>,
+) -> std::io::Result<()> {
+    // The socket's mode already keeps other users out; the peer's
+    // credentials say it again, and name who answers.
+    let peer = stream.peer_cred()?.uid();
+    let (reader, mut writer) = stream.into_split();
+    let response = if own_uid != Some(peer) {
+        ConsentResponse::Error {
+            message: "only the agent's own user may answer its requests".into(),
+        }
+    } else {
+        let mut line = String::new();
+        let mut reader = BufReader::new(reader).take(MAX_LINE as u64);
+        reader.read_line(&mut line).await?;
+        match serde_json::from_str::<ConsentRequest>(&line) {
+            Ok(ConsentRequest::List) => ConsentResponse::Waiting {
+                requests: board.list(),
+            },
+            Ok(ConsentRequest::Allow { id }) => answer(board, &id, Decision::Allow, peer),
+            Ok(ConsentRequest::Deny { id }) => answer(board, &id, Decision::Deny, peer),
+            Err(error) => ConsentResponse::Error {
+                message: format!("bad consent request: {error}"),
+            },
+        }
+    };
+    let mut text = serde_json::to_string(&response).unwrap_or_default();
+    text.push('\n');
+    writer.write_all(text.as_bytes()).await?;
+    writer.shutdown().await
+}
+
+fn answer(board: &ConsentBoard, id: &str, decision: Decision, uid: u32) -> ConsentResponse {
+    match board.answer(id, decision, &user_name(uid)) {
+        Ok(id) => ConsentResponse::Answered { id, decision },
+        Err(message) => ConsentResponse::Error { message },
+    }
+}
+
+/// The login name of `uid` from `/etc/passwd`, or `uid N`.
+fn user_name(uid: u32) -> String {
+    std::fs::read_to_string("/etc/passwd")
+        .ok()
+        .and_then(|passwd| {
+            passwd.lines().find_map(|line| {
+                let mut fields = line.split(':');
+                let name = fields.next()?;
+                let id = fields.nth(1)?;
+                (id.parse::<u32>().ok()? == uid).then(|| name.to_string())
+            })
+        })
+        .unwrap_or_else(|| format!("uid {uid}"))
+}
+
+/// `doorman consent`: asks the running agent over its socket.
+pub async fn call(path: &Path, request: &ConsentRequest) -> Result<ConsentResponse, ConsentError> {
+    let unreachable = |source| ConsentError::Unreachable {
+        path: path.to_path_buf(),
+        source,
+    };
+    let stream = UnixStream::connect(path).await.map_err(unreachable)?;
+    let (reader, mut writer) = stream.into_split();
+    let mut text =
+        serde_json::to_string(request).map_err(|e| ConsentError::BadAnswer(e.to_string()))?;
+    text.push('\n');
+    writer
+        .write_all(text.as_bytes())
+        .await
+        .map_err(unreachable)?;
+    let mut line = String::new();
+    BufReader::new(reader)
+        .take(1 << 20)
+        .read_line(&mut line)
+        .await
+        .map_err(unreachable)?;
+    match serde_json::from_str(&line) {
+        Ok(ConsentResponse::Error { message }) => Err(ConsentError::Refused(message)),
+        Ok(response) => Ok(response),
+        Err(error) => Err(ConsentError::BadAnswer(error.to_string())),
+    }
+}
