@@ -180,6 +180,64 @@ impl ConsentBoard {
     }
 }
 
+/// Offers Allow and Deny on a desktop notification, where a session bus and
+/// a `notify-send` that takes actions (libnotify 0.7.10 and later) are
+/// there; the person who clicks is the desktop's, the agent's own user.
+/// Silently nothing otherwise: `doorman consent` always works.
+pub fn ask_on_desktop(board: &ConsentBoard, id: &str, visitor: &Visitor, timeout_secs: u32) {
+    if std::env::var_os("DBUS_SESSION_BUS_ADDRESS").is_none() {
+        return;
+    }
+    let text = format!(
+        "{} ({}) asks to {}; reason: {}",
+        visitor.operator,
+        visitor.operator_ip,
+        visitor.service,
+        if visitor.reason.is_empty() {
+            "(none given)"
+        } else {
+            &visitor.reason
+        }
+    );
+    let spawned = tokio::process::Command::new("notify-send")
+        .args([
+            "--app-name=Doorman",
+            "--wait",
+            "--action=allow=Allow",
+            "--action=deny=Deny",
+            "Doorman: allow this connection?",
+            &text,
+        ])
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .kill_on_drop(true)
+        .spawn();
+    let Ok(child) = spawned else {
+        return;
+    };
+    let board = board.clone();
+    let id = id.to_string();
+    tokio::spawn(async move {
+        let wait = Duration::from_secs(u64::from(timeout_secs));
+        let Ok(Ok(output)) = tokio::time::timeout(wait, child.wait_with_output()).await else {
+            return;
+        };
+        let decision = match String::from_utf8_lossy(&output.stdout).trim() {
+            "allow" => Decision::Allow,
+            "deny" => Decision::Deny,
+            _ => return,
+        };
+        let uid = std::fs::metadata("/proc/self").map(|meta| meta.uid()).ok();
+        let user = uid
+            .map(user_name)
+            .unwrap_or_else(|| "the desktop's user".into());
+        if let Err(message) = board.answer(&id, decision, &user) {
+            tracing::info!(%message, "desktop answer not taken");
+        }
+    });
+}
+
 /// Where the consent socket is: `consent_socket` from the settings, or
 /// beside the settings file (`agent.toml` → `agent.consent.sock`).
 pub fn socket_path(config: &Path, configured: Option<&Path>) -> PathBuf {

@@ -235,8 +235,14 @@ async fn serve_once(
                         if memory.awaited.len() >= MAX_REMEMBERED_OFFERS {
                             memory.awaited.clear();
                         }
-                        if reuse.is_none() {
+                        if reuse.is_none() && *local_consent != LocalConsent::Off {
                             board.add(&request_id, &visitor, *local_consent, *timeout_secs);
+                            crate::consent::ask_on_desktop(
+                                board,
+                                &request_id,
+                                &visitor,
+                                *timeout_secs,
+                            );
                         }
                         let offer = AwaitedOffer {
                             visitor,

@@ -53,7 +53,7 @@ Exit status:
   243    computer offline, or it went offline while waiting
   244    bad operator token, or it was replaced or removed while waiting
   245    refused by the computer: the service is not offered there
-  246    the session failed or was cut off
+  246    the session failed, was cut off, or reached the computer's time limit
   247    refused by a limit: too many pending requests, the computer asked too
          often, or a recipient reported the last request (\"I did not expect this\")
   248    no authorization email could be delivered

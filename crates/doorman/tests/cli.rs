@@ -1048,3 +1048,78 @@ async fn access_rules_through_the_binary() {
     );
     asking.child.kill().await.unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn local_consent_through_the_binary() {
+    let deployment = deploy(None).await;
+    let config = path(&deployment.agent_config);
+    // Set through `doorman settings`, applied to the next request.
+    let (code, out, err) = doorman(&[
+        "settings",
+        "--config",
+        config,
+        "set",
+        "--local-consent",
+        "alternative",
+        "--max-session-seconds",
+        "600",
+    ])
+    .await;
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("local_consent = \"alternative\""), "{out}");
+    let (code, _, err) = doorman(&[
+        "settings",
+        "--config",
+        config,
+        "set",
+        "--local-consent",
+        "sometimes",
+    ])
+    .await;
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("local consent"), "{err}");
+
+    let (code, _, err) = doorman(&["consent", "--config", config, "list"]).await;
+    assert_eq!(code, 0, "{err}");
+    assert!(err.contains("no request is waiting"), "{err}");
+
+    let mut connect = start(&[
+        "connect",
+        "office-pc",
+        "--server",
+        &deployment.url,
+        "--token",
+        &deployment.token,
+        "--json",
+        "--reason",
+        "at the desk",
+        "--",
+        "echo",
+        "hello",
+    ]);
+    let pending = connect
+        .stderr
+        .wait_until(|t| t.contains("\"pending\"") && t.ends_with('\n'))
+        .await;
+    let pending: serde_json::Value = serde_json::from_str(pending.lines().next().unwrap()).unwrap();
+    let id = pending["request_id"].as_str().unwrap().to_string();
+    let (code, out, err) = doorman(&["consent", "--config", config, "list"]).await;
+    assert_eq!(code, 0, "{err}");
+    assert!(out.starts_with(&id), "{out}");
+    assert!(
+        out.contains("alice (127.0.0.1) wants to run `echo hello`"),
+        "{out}"
+    );
+    assert!(out.contains("\"at the desk\""), "{out}");
+
+    let (code, _, err) = doorman(&["consent", "--config", config, "allow", "nope"]).await;
+    assert_eq!(code, 1, "{err}");
+    assert!(err.contains("no request \"nope\" is waiting"), "{err}");
+    let (code, _, err) = doorman(&["consent", "--config", config, "allow", &id[..8]]).await;
+    assert_eq!(code, 0, "{err}");
+    assert!(err.contains(&format!("allowed request {id}")), "{err}");
+    assert_eq!(connect.exit_code().await, 0);
+    assert_eq!(connect.stdout.text(), "hello\n");
+    let session = connect.stderr.text();
+    assert!(session.contains("\"time_limit_secs\":600"), "{session}");
+}

@@ -72,8 +72,8 @@ pub struct NewOperator {
     pub email: Option<String>,
 }
 
-/// Registers an operator with its first grants and its email address;
-/// returns its token. Everything is checked before anything is written.
+/// Registers an operator with its first grants and its email address, all
+/// or nothing; returns its token.
 pub async fn add_operator_with(
     store: &Store,
     name: &str,
@@ -83,16 +83,17 @@ pub async fn add_operator_with(
     if let Some(email) = &operator.email {
         validate_recipient(email).map_err(AdminError::InvalidEmail)?;
     }
-    let token = add(store, Principal::Operator, name).await?;
-    let now = now_millis();
-    if !operator.computers.is_empty() {
-        store
-            .grant(name, &operator.computers, operator.services, now)
-            .await?;
-    }
-    if let Some(email) = &operator.email {
-        store.set_operator_email(name, Some(email), now).await?;
-    }
+    let token = new_secret(Principal::Operator)?;
+    store
+        .add_operator_with(
+            name,
+            &secrets::hash(&token),
+            &operator.computers,
+            operator.services,
+            operator.email.as_deref(),
+            now_millis(),
+        )
+        .await?;
     Ok(token)
 }
 

@@ -1,7 +1,7 @@
 //! The server's clock: milliseconds since the Unix epoch, as the database
 //! and the state machine count time, and how a time is shown to people.
 
-use crate::store::Millis;
+use doorman_core::authorization::Millis;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 /// The current time in milliseconds since the Unix epoch.

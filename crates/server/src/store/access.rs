@@ -4,7 +4,8 @@
 
 use super::requests::cancel_in;
 use super::{
-    AuditEvent, Millis, REQUEST_COLUMNS, Store, StoreError, insert_audit, request_from_row,
+    AuditEvent, Millis, Principal, REQUEST_COLUMNS, Store, StoreError, insert_audit,
+    insert_principal_in, request_from_row,
 };
 use doorman_core::access::{ComputerPattern, Grant, ServiceSet, permits};
 use doorman_core::{AuditKind, CancelCause, Revoked};
@@ -58,6 +59,56 @@ async fn grants_in(conn: &mut AnyConnection, operator: &str) -> Result<Vec<Grant
         .collect()
 }
 
+async fn grant_in(
+    conn: &mut AnyConnection,
+    operator: &str,
+    patterns: &[ComputerPattern],
+    services: ServiceSet,
+    now: Millis,
+) -> Result<(), StoreError> {
+    for pattern in patterns {
+        sqlx::query(
+            "INSERT INTO grants (operator, computers, services, created_at) VALUES ($1, $2, $3, $4)
+             ON CONFLICT (operator, computers) DO UPDATE SET services = excluded.services",
+        )
+        .bind(operator)
+        .bind(pattern.as_str())
+        .bind(services.to_string())
+        .bind(now)
+        .execute(&mut *conn)
+        .await?;
+        let event = AuditEvent::new(AuditKind::AccessGranted, now)
+            .actor(operator)
+            .computer(pattern.as_str())
+            .detail(services.to_string());
+        insert_audit(conn, &event).await?;
+    }
+    Ok(())
+}
+
+async fn set_email_in(
+    conn: &mut AnyConnection,
+    operator: &str,
+    email: Option<&str>,
+    now: Millis,
+) -> Result<(), StoreError> {
+    let changed = sqlx::query("UPDATE operators SET email = $1 WHERE name = $2")
+        .bind(email)
+        .bind(operator)
+        .execute(&mut *conn)
+        .await?;
+    if changed.rows_affected() == 0 {
+        return Err(StoreError::NotFound {
+            kind: "operator",
+            name: operator.to_string(),
+        });
+    }
+    let event = AuditEvent::new(AuditKind::OperatorEmailSet, now)
+        .actor(operator)
+        .detail(email.unwrap_or("(none)"));
+    insert_audit(conn, &event).await
+}
+
 impl Store {
     /// Lets `operator` reach the computers `patterns` match, for `services`
     /// (a pattern granted before gets these services instead).
@@ -70,22 +121,27 @@ impl Store {
     ) -> Result<(), StoreError> {
         let mut tx = self.pool.begin().await?;
         operator_exists(&mut tx, operator).await?;
-        for pattern in patterns {
-            sqlx::query(
-                "INSERT INTO grants (operator, computers, services, created_at) VALUES ($1, $2, $3, $4)
-                 ON CONFLICT (operator, computers) DO UPDATE SET services = excluded.services",
-            )
-            .bind(operator)
-            .bind(pattern.as_str())
-            .bind(services.to_string())
-            .bind(now)
-            .execute(&mut *tx)
-            .await?;
-            let event = AuditEvent::new(AuditKind::AccessGranted, now)
-                .actor(operator)
-                .computer(pattern.as_str())
-                .detail(services.to_string());
-            insert_audit(&mut tx, &event).await?;
+        grant_in(&mut tx, operator, patterns, services, now).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// Registers an operator with its token's hash, its first grants and
+    /// its own email address, all or nothing.
+    pub async fn add_operator_with(
+        &self,
+        name: &str,
+        token_hash: &[u8],
+        patterns: &[ComputerPattern],
+        services: ServiceSet,
+        email: Option<&str>,
+        now: Millis,
+    ) -> Result<(), StoreError> {
+        let mut tx = self.pool.begin().await?;
+        insert_principal_in(&mut tx, Principal::Operator, name, token_hash, now).await?;
+        grant_in(&mut tx, name, patterns, services, now).await?;
+        if email.is_some() {
+            set_email_in(&mut tx, name, email, now).await?;
         }
         tx.commit().await?;
         Ok(())
@@ -174,21 +230,7 @@ impl Store {
         now: Millis,
     ) -> Result<(), StoreError> {
         let mut tx = self.pool.begin().await?;
-        let changed = sqlx::query("UPDATE operators SET email = $1 WHERE name = $2")
-            .bind(email)
-            .bind(operator)
-            .execute(&mut *tx)
-            .await?;
-        if changed.rows_affected() == 0 {
-            return Err(StoreError::NotFound {
-                kind: "operator",
-                name: operator.to_string(),
-            });
-        }
-        let event = AuditEvent::new(AuditKind::OperatorEmailSet, now)
-            .actor(operator)
-            .detail(email.unwrap_or("(none)"));
-        insert_audit(&mut tx, &event).await?;
+        set_email_in(&mut tx, operator, email, now).await?;
         tx.commit().await?;
         Ok(())
     }

@@ -23,7 +23,7 @@ use sqlx::{AnyConnection, AnyPool};
 use sqlx::{Executor, Row};
 use std::str::FromStr;
 
-pub type Millis = i64;
+pub use doorman_core::authorization::Millis;
 
 /// A database failure, with the expected cases as their own variants.
 #[derive(Debug, thiserror::Error)]
@@ -510,27 +510,9 @@ impl Store {
         hash: &[u8],
         now: Millis,
     ) -> Result<(), StoreError> {
-        let sql = format!(
-            "INSERT INTO {} (name, {}, created_at) VALUES ($1, $2, $3)",
-            kind.table(),
-            kind.hash_column()
-        );
-        sqlx::query(sqlx::AssertSqlSafe(sql))
-            .bind(name)
-            .bind(hash)
-            .bind(now)
-            .execute(&self.pool)
-            .await
-            .map_err(|e| {
-                if unique_violation(&e) {
-                    StoreError::AlreadyExists {
-                        kind: kind.as_str(),
-                        name: name.to_string(),
-                    }
-                } else {
-                    e.into()
-                }
-            })?;
+        let mut tx = self.pool.begin().await?;
+        insert_principal_in(&mut tx, kind, name, hash, now).await?;
+        tx.commit().await?;
         Ok(())
     }
 
@@ -821,6 +803,43 @@ impl Store {
             .await?;
         Ok(())
     }
+}
+
+/// Inserts a named secret's hash and audits it; a taken name is
+/// [`StoreError::AlreadyExists`].
+async fn insert_principal_in(
+    conn: &mut AnyConnection,
+    kind: Principal,
+    name: &str,
+    hash: &[u8],
+    now: Millis,
+) -> Result<(), StoreError> {
+    let sql = format!(
+        "INSERT INTO {} (name, {}, created_at) VALUES ($1, $2, $3)",
+        kind.table(),
+        kind.hash_column()
+    );
+    sqlx::query(sqlx::AssertSqlSafe(sql))
+        .bind(name)
+        .bind(hash)
+        .bind(now)
+        .execute(&mut *conn)
+        .await
+        .map_err(|e| {
+            if unique_violation(&e) {
+                StoreError::AlreadyExists {
+                    kind: kind.as_str(),
+                    name: name.to_string(),
+                }
+            } else {
+                e.into()
+            }
+        })?;
+    let event = match kind {
+        Principal::Operator => AuditKind::OperatorAdded,
+        Principal::Agent => AuditKind::AgentAdded,
+    };
+    insert_audit(conn, &AuditEvent::new(event, now).actor(name)).await
 }
 
 async fn insert_audit(conn: &mut AnyConnection, event: &AuditEvent) -> Result<(), StoreError> {

@@ -180,12 +180,20 @@ impl Store {
     }
     /// A request with its counted Allows, as the state machine sees it.
     pub async fn load(&self, id: &str) -> Result<Option<(RequestRow, Request)>, StoreError> {
-        let Some(row) = self.request(id).await? else {
-            return Ok(None);
-        };
-        let approvals = self.approvals_of(id).await?;
-        let machine = row.machine(approvals);
-        Ok(Some((row, machine)))
+        // The row and its approvals are two reads; a transition committed
+        // between them shows as more approvals than the row counts. Read
+        // again until they agree.
+        for _ in 0..64 {
+            let Some(row) = self.request(id).await? else {
+                return Ok(None);
+            };
+            let approvals = self.approvals_of(id).await?;
+            if i64::try_from(approvals.len()).ok() == Some(row.approval_count) {
+                let machine = row.machine(approvals);
+                return Ok(Some((row, machine)));
+            }
+        }
+        Err(StoreError::Contended(id.to_string()))
     }
 
     /// The counted Allows of a request, in the order they came.
