@@ -1,0 +1,179 @@
+//! The checks a connect passes before and while it waits: the request's
+//! shape, the agent's answer, the operator's access (its token and grants,
+//! re-checked every heartbeat), the limits that protect recipients, and who
+//! may not approve.
+
+use super::{Ask, OperatorError, audit};
+use crate::broker::Broker;
+use crate::clock::now_millis;
+use crate::store::StoreError;
+use doorman_core::access::permits;
+use doorman_core::limits::{
+    MAX_COMMAND_ARGS, MAX_COMMAND_BYTES, MAX_FORWARD_TARGETS, MAX_RECIPIENTS, MAX_TIMEOUT_SECS,
+    MIN_TIMEOUT_SECS,
+};
+use doorman_core::names::{validate_name, validate_reason};
+use doorman_core::settings::{validate_forward_target, validate_recipient};
+use doorman_core::{AuditKind, Revoked};
+use doorman_proto::message::Service;
+
+pub(super) fn validate_ask(computer: &str, reason: &str, service: &Service) -> Result<(), String> {
+    validate_name(computer).map_err(|e| format!("computer name {e}"))?;
+    validate_reason(reason).map_err(|e| format!("reason {e}"))?;
+    match service {
+        Service::Command { argv } => {
+            if argv.is_empty() || argv[0].is_empty() {
+                return Err("command must not be empty".into());
+            }
+            if argv.len() > MAX_COMMAND_ARGS {
+                return Err(format!(
+                    "command has more than {MAX_COMMAND_ARGS} arguments"
+                ));
+            }
+            if argv.iter().map(String::len).sum::<usize>() > MAX_COMMAND_BYTES {
+                return Err(format!("command is longer than {MAX_COMMAND_BYTES} bytes"));
+            }
+            if argv.iter().any(|arg| arg.contains('\0')) {
+                return Err("command contains a NUL byte".into());
+            }
+        }
+        Service::Shell { term, .. } => {
+            if term.len() > 64 || term.chars().any(|c| c.is_control()) {
+                return Err("terminal name must be one short line".into());
+            }
+        }
+        Service::Forward { targets } => {
+            if targets.is_empty() || targets.len() > MAX_FORWARD_TARGETS {
+                return Err(format!(
+                    "between 1 and {MAX_FORWARD_TARGETS} forward targets"
+                ));
+            }
+            for target in targets {
+                validate_forward_target(target)?;
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Why this operator may not ask this computer now, if a limit says so;
+/// a refusal is recorded in the audit trail.
+pub(super) async fn check_limits(
+    broker: &Broker,
+    ask: &Ask<'_>,
+) -> Result<Option<String>, OperatorError> {
+    let refusal = over_limit(broker, ask).await?;
+    if let Some(message) = &refusal {
+        broker
+            .store
+            .record(&audit(
+                ask,
+                AuditKind::RefusedLimit,
+                None,
+                Some(message.clone()),
+            ))
+            .await?;
+    }
+    Ok(refusal)
+}
+
+pub(super) async fn over_limit(
+    broker: &Broker,
+    ask: &Ask<'_>,
+) -> Result<Option<String>, OperatorError> {
+    let now = now_millis();
+    let limits = broker.limits;
+    if let Some(until) = broker
+        .store
+        .blocked_until(ask.operator, &ask.computer, now)
+        .await?
+    {
+        return Ok(Some(format!(
+            "a recipient of {:?} did not expect your last request; you may ask again after {}",
+            ask.computer,
+            crate::clock::format_time(until)
+        )));
+    }
+    let pending = broker.store.pending_of_operator(ask.operator, now).await?;
+    if pending >= i64::from(limits.max_pending_per_operator) {
+        return Ok(Some(format!(
+            "you already have {pending} requests waiting for authorization (limit {})",
+            limits.max_pending_per_operator
+        )));
+    }
+    // Counted per operator: one operator's requests (cancelled at once,
+    // say) never lock the others out of the computer.
+    let recent = broker
+        .store
+        .requests_by_operator_since(ask.operator, &ask.computer, now - 3_600_000)
+        .await?;
+    if recent >= i64::from(limits.max_requests_per_hour) {
+        return Ok(Some(format!(
+            "you asked computer {:?} {recent} times in the last hour (limit {}); try again later",
+            ask.computer, limits.max_requests_per_hour
+        )));
+    }
+    Ok(None)
+}
+
+pub(super) fn validate_agent_answer(
+    recipients: &[String],
+    timeout_secs: u32,
+    required_approvals: u32,
+) -> Result<(), String> {
+    if recipients.is_empty() || recipients.len() > MAX_RECIPIENTS {
+        return Err(format!(
+            "between 1 and {MAX_RECIPIENTS} recipients are required"
+        ));
+    }
+    for recipient in recipients {
+        validate_recipient(recipient)?;
+    }
+    if !(MIN_TIMEOUT_SECS..=MAX_TIMEOUT_SECS).contains(&timeout_secs) {
+        return Err(format!(
+            "timeout must be {MIN_TIMEOUT_SECS}-{MAX_TIMEOUT_SECS} seconds"
+        ));
+    }
+    if required_approvals == 0 || required_approvals as usize > recipients.len() {
+        return Err("required approvals must be between 1 and the number of recipients".into());
+    }
+    Ok(())
+}
+
+/// Whether two recipient entries name the same mailbox (`Name <a@x>` and
+/// `a@x` do), ignoring case.
+pub(super) fn same_mailbox(a: &str, b: &str) -> bool {
+    let address = |text: &str| {
+        text.parse::<lettre::message::Mailbox>()
+            .map(|mailbox| mailbox.email.to_string().to_ascii_lowercase())
+            .unwrap_or_else(|_| text.trim().to_ascii_lowercase())
+    };
+    address(a) == address(b)
+}
+
+/// Whether the operator's grants let it reach this computer for this service.
+pub(super) async fn permitted(broker: &Broker, ask: &Ask<'_>) -> Result<bool, StoreError> {
+    let grants = broker.store.grants_of(ask.operator).await?;
+    Ok(permits(&grants, &ask.computer, ask.service.kind()))
+}
+
+/// What ended the operator's right to this connection, if anything did:
+/// its token was replaced or removed (`doorman admin operator
+/// rotate|remove`), or its grant revoked (`doorman admin access revoke`).
+/// A database that cannot answer revokes nothing.
+pub(super) async fn still_permitted(broker: &Broker, ask: &Ask<'_>) -> Option<Revoked> {
+    let checked = async {
+        let name = broker.store.operator_by_token_hash(&ask.token_hash).await?;
+        if name.as_deref() != Some(ask.operator) {
+            return Ok(Some(Revoked::OperatorToken));
+        }
+        Ok::<_, StoreError>((!permitted(broker, ask).await?).then_some(Revoked::Access))
+    };
+    match checked.await {
+        Ok(revoked) => revoked,
+        Err(error) => {
+            tracing::error!(%error, "cannot check an operator's token and grants");
+            None
+        }
+    }
+}

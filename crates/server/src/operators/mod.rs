@@ -1,0 +1,145 @@
+//! An operator's connection on `/v1/connect`, one module per step, as the
+//! flow runs: [`offer`] (a connect: checks, access rules, limits, the
+//! agent's answer, the request with its emails or a reused approval),
+//! [`wait`] (the pushed outcome, the operator's Ctrl-C, revocations),
+//! [`resume`] (an operator back on a new connection) and [`session`] (the
+//! byte relay between operator and agent). [`admission`] holds the checks
+//! they share.
+
+mod admission;
+mod offer;
+mod resume;
+mod session;
+mod wait;
+
+use crate::broker::Broker;
+use crate::clock::now_millis;
+use crate::secrets;
+use crate::store::{AuditEvent, StoreError};
+use doorman_core::AuditKind;
+use doorman_proto::connection::Connection;
+use doorman_proto::dial::Upgraded;
+use doorman_proto::message::{OperatorMessage, Refusal, ServerToOperator, Service};
+use std::net::IpAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// How long an operator has to send its connect message.
+const CONNECT_MESSAGE_TIMEOUT: Duration = Duration::from_secs(30);
+
+#[derive(Debug, thiserror::Error)]
+enum OperatorError {
+    #[error(transparent)]
+    Connection(#[from] doorman_proto::ConnectionError),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error(transparent)]
+    Random(#[from] secrets::RandomError),
+}
+
+/// Serves one operator connection to its end.
+pub async fn serve(
+    broker: Arc<Broker>,
+    io: Upgraded,
+    operator: String,
+    token_hash: [u8; 32],
+    ip: IpAddr,
+) {
+    let connection = Connection::new(io);
+    if let Err(error) = serve_connection(&broker, connection, &operator, token_hash, ip).await {
+        tracing::warn!(%operator, %error, "operator connection failed");
+    }
+}
+
+struct Ask<'a> {
+    operator: &'a str,
+    /// The hash of the token this connection was opened with.
+    token_hash: [u8; 32],
+    ip: String,
+    computer: String,
+    reason: String,
+    service: Service,
+    /// The computer's session time limit in seconds (0: none), once it said.
+    max_session_seconds: u32,
+}
+
+async fn refuse(
+    connection: &mut Connection<Upgraded>,
+    reason: Refusal,
+    message: impl Into<String>,
+) -> Result<(), OperatorError> {
+    let message = message.into();
+    connection
+        .write_message(&ServerToOperator::Refused { reason, message })
+        .await?;
+    Ok(())
+}
+
+fn audit(
+    ask: &Ask<'_>,
+    event: AuditKind,
+    request_id: Option<&str>,
+    detail: Option<String>,
+) -> AuditEvent {
+    AuditEvent {
+        at: now_millis(),
+        event,
+        request_id: request_id.map(String::from),
+        computer: Some(ask.computer.clone()),
+        actor: Some(ask.operator.to_string()),
+        address: Some(ask.ip.clone()),
+        user_agent: None,
+        detail,
+    }
+}
+
+/// Reads the operator's first message and hands the connection to its verb.
+async fn serve_connection(
+    broker: &Arc<Broker>,
+    mut connection: Connection<Upgraded>,
+    operator: &str,
+    token_hash: [u8; 32],
+    ip: IpAddr,
+) -> Result<(), OperatorError> {
+    let first = match tokio::time::timeout(
+        CONNECT_MESSAGE_TIMEOUT,
+        connection.read_message::<OperatorMessage>(),
+    )
+    .await
+    {
+        Ok(Ok(Some(message))) => message,
+        Ok(Ok(None)) | Err(_) => return Ok(()),
+        Ok(Err(error)) => {
+            return refuse(&mut connection, Refusal::InvalidRequest, error.to_string()).await;
+        }
+    };
+    match first {
+        OperatorMessage::Connect {
+            computer,
+            reason,
+            service,
+        } => {
+            let ask = Ask {
+                operator,
+                token_hash,
+                ip: ip.to_string(),
+                computer,
+                reason,
+                service,
+                max_session_seconds: 0,
+            };
+            offer::connect(broker, connection, ask).await
+        }
+        OperatorMessage::Resume { request_id } => {
+            resume::resume(broker, connection, operator, token_hash, ip, request_id).await
+        }
+        OperatorMessage::Cancel => {
+            refuse(
+                &mut connection,
+                Refusal::InvalidRequest,
+                "expected a connect message",
+            )
+            .await
+        }
+    }
+}

@@ -1,0 +1,102 @@
+//! An operator back on a new connection (its old one died, or the server
+//! restarted) picks up a request it made, where it is.
+
+use super::wait::conclude;
+use super::{Ask, OperatorError, refuse};
+use crate::broker::Broker;
+use crate::clock::now_millis;
+use doorman_core::Outcome;
+use doorman_core::authorization::seconds_left;
+use doorman_core::mask::mask_address;
+use doorman_proto::connection::Connection;
+use doorman_proto::dial::Upgraded;
+use doorman_proto::message::{Refusal, ServerToOperator, Service};
+use std::net::IpAddr;
+use std::sync::Arc;
+
+/// An operator reconnecting (after losing its connection, e.g. to a server
+/// restart) to a request it made: picks it up where it is.
+pub(super) async fn resume(
+    broker: &Arc<Broker>,
+    mut connection: Connection<Upgraded>,
+    operator: &str,
+    token_hash: [u8; 32],
+    ip: IpAddr,
+    request_id: String,
+) -> Result<(), OperatorError> {
+    let unknown = "no such request of yours to resume";
+    let Some(row) = broker
+        .store
+        .request(&request_id)
+        .await?
+        .filter(|row| row.operator == operator)
+    else {
+        return refuse(&mut connection, Refusal::InvalidRequest, unknown).await;
+    };
+    let Some(service) = row
+        .service_json
+        .as_deref()
+        .and_then(|json| serde_json::from_str::<Service>(json).ok())
+    else {
+        return refuse(&mut connection, Refusal::InvalidRequest, unknown).await;
+    };
+    let ask = Ask {
+        operator,
+        token_hash,
+        ip: ip.to_string(),
+        computer: row.computer.clone(),
+        reason: row.reason.clone(),
+        service,
+        max_session_seconds: row.max_session_seconds,
+    };
+    let expected = broker.expect_session(&request_id, &ask.computer);
+    let watch = broker.watch_request(&request_id);
+    // Read again now that the watch is registered: nothing can slip between.
+    let Some(row) = broker.store.request(&request_id).await? else {
+        return refuse(&mut connection, Refusal::InvalidRequest, unknown).await;
+    };
+    let known = row.outcome();
+    if matches!(known, Some(Outcome::Allowed { .. }))
+        && broker.store.session_started(&request_id).await?
+    {
+        // Its one session began on the connection the operator lost.
+        return refuse(
+            &mut connection,
+            Refusal::SessionFailed,
+            "the session started while the connection to the server was lost, and has ended; connect again for a new approval",
+        )
+        .await;
+    }
+    if known.is_none() {
+        let recipients = broker.store.recipients_of(&request_id).await?;
+        connection
+            .write_message(&ServerToOperator::Pending {
+                request_id: request_id.clone(),
+                expires_in: seconds_left(row.expires_at, now_millis()),
+                recipients: recipients.iter().map(|r| mask_address(r)).collect(),
+                heartbeat_ms: broker.heartbeat_ms(),
+            })
+            .await?;
+        // The approvals counted while it was away.
+        let approvals = broker.store.approvals_of(&request_id).await?;
+        for (count, approval) in approvals.iter().enumerate() {
+            connection
+                .write_message(&ServerToOperator::Approval {
+                    approvals: u32::try_from(count + 1).unwrap_or(u32::MAX),
+                    required: row.required_approvals,
+                    by: mask_address(&approval.by),
+                })
+                .await?;
+        }
+    }
+    conclude(
+        broker,
+        connection,
+        &ask,
+        &request_id,
+        known,
+        watch,
+        expected,
+    )
+    .await
+}

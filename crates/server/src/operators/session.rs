@@ -1,0 +1,121 @@
+//! A session: waits for the agent's session connection, then relays bytes
+//! both ways until either side closes, the time limit passes, the
+//! operator's token or grant is revoked, the operator resumes elsewhere, or
+//! the server stops; records how it ended.
+
+use super::admission::still_permitted;
+use super::{Ask, OperatorError, audit, refuse};
+use crate::broker::{Broker, ExpectedSession};
+use crate::clock::now_millis;
+use crate::store::StoreError;
+use doorman_core::{AuditKind, Revoked};
+use doorman_proto::connection::Connection;
+use doorman_proto::dial::Upgraded;
+use doorman_proto::message::{Refusal, ServerToOperator, Service};
+use std::sync::Arc;
+use std::time::Duration;
+
+/// How long the agent has to open the session connection once allowed.
+const SESSION_OPEN_TIMEOUT: Duration = Duration::from_secs(15);
+
+/// Waits for the agent's session connection, then relays bytes both ways
+/// until either side closes.
+pub(super) async fn relay_session(
+    broker: &Arc<Broker>,
+    mut connection: Connection<Upgraded>,
+    ask: &Ask<'_>,
+    session_key: &str,
+    request_id: Option<&str>,
+    mut expected: ExpectedSession,
+) -> Result<(), OperatorError> {
+    let opened = tokio::select! {
+        opened = tokio::time::timeout(SESSION_OPEN_TIMEOUT, &mut expected.receiver) => opened,
+        _ = &mut expected.superseded => return Ok(()),
+    };
+    let Ok(Ok(agent_io)) = opened else {
+        return refuse(
+            &mut connection,
+            Refusal::SessionFailed,
+            "the computer did not open the session",
+        )
+        .await;
+    };
+    let session_id = match broker
+        .store
+        .start_session(request_id, &ask.computer, ask.operator, now_millis())
+        .await
+    {
+        Ok(id) => id,
+        Err(StoreError::SessionAlreadyStarted) => {
+            return refuse(
+                &mut connection,
+                Refusal::SessionFailed,
+                "this approval was already used",
+            )
+            .await;
+        }
+        Err(e) => return Err(e.into()),
+    };
+    broker
+        .store
+        .record(&audit(ask, AuditKind::SessionStarted, request_id, None))
+        .await?;
+    let limit = ask.max_session_seconds;
+    connection
+        .write_message(&ServerToOperator::SessionStarted {
+            request_id: session_key.to_string(),
+            time_limit_secs: (limit > 0).then_some(u64::from(limit)),
+        })
+        .await?;
+    let time_up = async {
+        if limit > 0 {
+            tokio::time::sleep(Duration::from_secs(u64::from(limit))).await;
+        } else {
+            std::future::pending::<()>().await;
+        }
+    };
+    tokio::pin!(time_up);
+    // Tunnels of a forward session are accepted while the session lasts.
+    let _grant = match &ask.service {
+        Service::Forward { targets } => {
+            Some(broker.grant_forwarding(session_key, ask.operator, &ask.computer, targets.clone()))
+        }
+        _ => None,
+    };
+
+    // Bytes the operator sent right behind its last message belong to the agent.
+    let (operator_io, early) = connection.into_parts();
+    let mut shutdown = broker.shutdown.clone();
+    let relayed = crate::relay::relay(operator_io, &early, agent_io);
+    tokio::pin!(relayed);
+    let mut check = broker.heartbeat_ticks();
+    let detail = loop {
+        tokio::select! {
+            result = &mut relayed => break match result {
+                Ok((up, down)) => format!("{up} bytes to the computer, {down} bytes back"),
+                Err(e) => format!("ended by a connection error: {e}"),
+            },
+            _ = check.tick() => match still_permitted(broker, ask).await {
+                Some(Revoked::Access) => break "ended: the operator's access to this computer was revoked".to_string(),
+                Some(_) => break "ended: the operator's token was replaced or removed".to_string(),
+                None => {}
+            },
+            // Relaying to a connection the operator has given up for dead
+            // would keep the session running for nobody.
+            _ = &mut expected.superseded => break "ended: the operator resumed on another connection".to_string(),
+            _ = &mut time_up => break "ended: time limit".to_string(),
+            _ = crate::broker::stopping(&mut shutdown) => break "ended by server shutdown".to_string(),
+        }
+    };
+    broker.store.end_session(session_id, now_millis()).await?;
+    broker
+        .store
+        .record(&audit(
+            ask,
+            AuditKind::SessionEnded,
+            request_id,
+            Some(detail),
+        ))
+        .await?;
+    Ok(())
+}

@@ -1,0 +1,189 @@
+//! Waiting for a request's outcome: pushed news and the outcome reach the
+//! operator; its Ctrl-C or disappearance cancels the request; a revoked
+//! token or grant, or a decision made by another process, ends the wait.
+//! An allowed request goes on to its session.
+
+use super::admission::still_permitted;
+use super::session::relay_session;
+use super::{Ask, OperatorError, refuse};
+use crate::broker::{Broker, ExpectedSession, RequestWatch, Witness};
+use crate::clock::now_millis;
+use doorman_core::authorization::Event;
+use doorman_core::{CancelCause, Outcome, Revoked};
+use doorman_proto::connection::Connection;
+use doorman_proto::dial::Upgraded;
+use doorman_proto::message::{OperatorMessage, Refusal, ServerToOperator};
+use std::sync::Arc;
+use tokio::sync::broadcast;
+
+/// Waits for the request's outcome (unless it is already known), tells the
+/// operator, and on `allowed` relays the session.
+pub(super) async fn conclude(
+    broker: &Arc<Broker>,
+    mut connection: Connection<Upgraded>,
+    ask: &Ask<'_>,
+    request_id: &str,
+    known: Option<Outcome>,
+    mut watch: RequestWatch,
+    mut expected: ExpectedSession,
+) -> Result<(), OperatorError> {
+    let outcome = match known {
+        Some(outcome) => outcome,
+        None => match wait_for_outcome(
+            broker,
+            &mut connection,
+            ask,
+            request_id,
+            &mut watch,
+            &mut expected.superseded,
+        )
+        .await?
+        {
+            Some(outcome) => outcome,
+            None => return Ok(()),
+        },
+    };
+    // A cancellation the operator did not ask for says why.
+    if let Outcome::Cancelled { cause, .. } = &outcome
+        && let Some((reason, message)) = cancel_refusal(cause, &ask.computer)
+    {
+        return refuse(&mut connection, reason, message).await;
+    }
+    connection.write_message(&outcome_message(&outcome)).await?;
+    if matches!(outcome, Outcome::Allowed { .. }) {
+        relay_session(
+            broker,
+            connection,
+            ask,
+            request_id,
+            Some(request_id),
+            expected,
+        )
+        .await
+    } else {
+        Ok(())
+    }
+}
+
+/// Waits for the request to settle; cancels it if the operator gives up or
+/// goes away. `None` when the server is shutting down.
+async fn wait_for_outcome(
+    broker: &Arc<Broker>,
+    connection: &mut Connection<Upgraded>,
+    ask: &Ask<'_>,
+    request_id: &str,
+    watch: &mut RequestWatch,
+    superseded: &mut tokio::sync::oneshot::Receiver<()>,
+) -> Result<Option<Outcome>, OperatorError> {
+    let mut shutdown = broker.shutdown.clone();
+    let mut operator_gone = false;
+    let mut settled_elsewhere = false;
+    let mut heartbeat = broker.heartbeat_ticks();
+    loop {
+        let outcome = watch.receiver.borrow_and_update().clone();
+        if let Some(outcome) = outcome {
+            // News reported before the outcome (e.g. the last failed email
+            // that ended the request) reaches the operator before it.
+            loop {
+                match watch.news.try_recv() {
+                    Ok(news) => connection.write_message(&news).await?,
+                    Err(broadcast::error::TryRecvError::Lagged(_)) => continue,
+                    Err(_) => break,
+                }
+            }
+            return Ok(Some(outcome));
+        }
+        tokio::select! {
+            changed = watch.receiver.changed() => {
+                if changed.is_err() {
+                    return Ok(None);
+                }
+            }
+            Ok(news) = watch.news.recv() => {
+                connection.write_message(&news).await?;
+            }
+            // Keeps proxies and NATs from closing the quiet wait, and lets
+            // the operator tell a dead connection from a slow decision.
+            _ = heartbeat.tick(), if !operator_gone => {
+                connection.write_message(&ServerToOperator::Ping).await?;
+                // Settled where this process's watch cannot see it
+                // (`doorman admin` revoking a secret cancels in the
+                // database). Seen on two ticks running, so that a decision
+                // of this process, whose watch fires a moment after its
+                // database write, keeps its own path (and its cause).
+                // A revoked token's requests were cancelled with it.
+                let stored = broker.store.request(request_id).await?;
+                let revoked = still_permitted(broker, ask).await.is_some();
+                match stored.and_then(|row| row.outcome()) {
+                    Some(outcome) if settled_elsewhere || revoked => return Ok(Some(outcome)),
+                    Some(_) => settled_elsewhere = true,
+                    None if revoked => return Ok(None),
+                    None => {}
+                }
+            }
+            message = connection.read_message::<OperatorMessage>(), if !operator_gone => {
+                // A cancel, a closed connection or garbage all end the wait.
+                let detail = match message {
+                    Ok(Some(OperatorMessage::Cancel)) => "cancelled by the operator",
+                    Ok(Some(_)) => "operator sent an unexpected message",
+                    Ok(None) | Err(_) => "operator disconnected",
+                };
+                operator_gone = true;
+                let cancel = Event::Cancel { cause: CancelCause::Operator, at: now_millis() };
+                let witness = Witness {
+                    actor: Some(ask.operator.to_string()),
+                    address: Some(ask.ip.clone()),
+                    user_agent: None,
+                    detail: Some(detail.into()),
+                };
+                broker.apply(request_id, cancel, witness).await?;
+            }
+            // The operator resumed on another connection: this one is dead.
+            _ = &mut *superseded => return Ok(None),
+            _ = crate::broker::stopping(&mut shutdown) => return Ok(None),
+        }
+    }
+}
+
+/// What the operator is told when its request was cancelled by something
+/// other than its own wish; `None` for its own.
+fn cancel_refusal(cause: &CancelCause, computer: &str) -> Option<(Refusal, String)> {
+    Some(match cause {
+        CancelCause::Operator => return None,
+        CancelCause::Undeliverable { error } => (
+            Refusal::DeliveryFailed,
+            format!("no authorization email could be delivered: {error}"),
+        ),
+        CancelCause::ComputerGone => (
+            Refusal::ComputerWentOffline,
+            format!("computer {computer:?} went offline while waiting for authorization"),
+        ),
+        CancelCause::Revoked {
+            what: Revoked::OperatorToken,
+        } => (
+            Refusal::TokenRevoked,
+            "your operator token was replaced or removed".into(),
+        ),
+        CancelCause::Revoked {
+            what: Revoked::Computer,
+        } => (
+            Refusal::ComputerWentOffline,
+            format!("computer {computer:?} was removed from the server"),
+        ),
+        CancelCause::Revoked {
+            what: Revoked::Access,
+        } => (
+            Refusal::UnknownComputer,
+            format!("unknown computer or not permitted: {computer:?} (your access was revoked)"),
+        ),
+    })
+}
+
+fn outcome_message(outcome: &Outcome) -> ServerToOperator {
+    match outcome.clone() {
+        Outcome::Allowed { by, at, .. } => ServerToOperator::Allowed { by, at },
+        Outcome::Denied { by, at } => ServerToOperator::Denied { by, at },
+        Outcome::Expired { at } => ServerToOperator::Expired { at },
+        Outcome::Cancelled { at, .. } => ServerToOperator::Cancelled { at },
+    }
+}
