@@ -6,7 +6,7 @@
 
 use crate::clock::now_millis;
 use crate::secrets::ServerKey;
-use crate::store::requests::transition_audit;
+use crate::store::transitions::transition_audit;
 use crate::store::{Block, Millis, Store, StoreError};
 use doorman_core::authorization::{Event, Step, Unchanged};
 use doorman_core::{CancelCause, Outcome, Request};

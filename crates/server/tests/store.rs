@@ -6,7 +6,7 @@
 
 use doorman_core::authorization::{Event, Step};
 use doorman_core::{AuditKind, CancelCause, Decision, Outcome, Request, RequestState, Revoked};
-use doorman_server::store::requests::transition_audit;
+use doorman_server::store::transitions::transition_audit;
 use doorman_server::store::{NewRequest, Principal, RequestRow, Store, StoreError};
 use doorman_test_support::postgres::Postgres;
 

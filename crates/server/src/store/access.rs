@@ -2,7 +2,7 @@
 //! services), operators' own email addresses, and the notices an upgrade
 //! leaves for the server's log.
 
-use super::requests::cancel_in;
+use super::transitions::cancel_in;
 use super::{
     AuditEvent, Millis, Principal, REQUEST_COLUMNS, Store, StoreError, insert_audit,
     insert_principal_in, request_from_row,
@@ -175,7 +175,7 @@ impl Store {
                 .computer(pattern.as_str());
             insert_audit(&mut tx, &event).await?;
         }
-        super::requests::end_reuse_in(&mut tx, "operator", operator).await?;
+        super::transitions::end_reuse_in(&mut tx, "operator", operator).await?;
         let remaining = grants_in(&mut tx, operator).await?;
         let sql = format!(
             "SELECT {REQUEST_COLUMNS} FROM requests r WHERE r.operator = $1 AND r.state = 'pending'"

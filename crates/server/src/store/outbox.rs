@@ -1,0 +1,124 @@
+//! The outbox: one row per email, written with its request, and each
+//! delivery attempt's result with its audit event.
+
+use super::{
+    AuditEvent, Millis, REQUEST_COLUMNS, RequestRow, Store, StoreError, insert_audit,
+    request_from_row,
+};
+use doorman_core::AuditKind;
+use sqlx::Row;
+
+/// An email due for delivery.
+#[derive(Clone, Debug)]
+pub struct OutboxJob {
+    pub request: RequestRow,
+    pub position: i64,
+    pub address: String,
+    pub attempts: i64,
+}
+
+impl Store {
+    /// Emails due now whose request is still pending.
+    pub async fn due_emails(&self, now: Millis, limit: i64) -> Result<Vec<OutboxJob>, StoreError> {
+        let sql = format!(
+            "SELECT {REQUEST_COLUMNS}, o.position, o.attempts, rc.address
+             FROM outbox o
+             JOIN recipients rc ON rc.request_id = o.request_id AND rc.position = o.position
+             JOIN requests r ON r.id = o.request_id
+             WHERE o.state = 'queued' AND o.next_attempt_at <= $1
+             ORDER BY o.next_attempt_at LIMIT $2"
+        );
+        let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(now)
+            .bind(limit)
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter()
+            .map(|row| {
+                Ok(OutboxJob {
+                    request: request_from_row(row)?,
+                    position: row.try_get("position")?,
+                    address: row.try_get("address")?,
+                    attempts: row.try_get("attempts")?,
+                })
+            })
+            .collect()
+    }
+
+    /// The earliest time a queued email is due, to sleep until then.
+    pub async fn next_email_due(&self) -> Result<Option<Millis>, StoreError> {
+        let row =
+            sqlx::query("SELECT MIN(next_attempt_at) AS due FROM outbox WHERE state = 'queued'")
+                .fetch_one(&self.pool)
+                .await?;
+        Ok(row.try_get("due")?)
+    }
+
+    /// Records a delivery attempt's result: `Ok` sent, `Err((error, Some(retry_at)))`
+    /// to retry, `Err((error, None))` failed for good.
+    pub async fn email_attempted(
+        &self,
+        job: &OutboxJob,
+        result: Result<(), (String, Option<Millis>)>,
+        now: Millis,
+    ) -> Result<(), StoreError> {
+        let mut tx = self.pool.begin().await?;
+        let (event, detail) = match &result {
+            Ok(()) => {
+                sqlx::query("UPDATE outbox SET state = 'sent', attempts = attempts + 1, sent_at = $1, last_error = NULL WHERE request_id = $2 AND position = $3")
+                    .bind(now)
+                    .bind(&job.request.id)
+                    .bind(job.position)
+                    .execute(&mut *tx)
+                    .await?;
+                (AuditKind::EmailSent, None)
+            }
+            Err((error, Some(retry_at))) => {
+                sqlx::query("UPDATE outbox SET attempts = attempts + 1, next_attempt_at = $1, last_error = $2 WHERE request_id = $3 AND position = $4")
+                    .bind(retry_at)
+                    .bind(error)
+                    .bind(&job.request.id)
+                    .bind(job.position)
+                    .execute(&mut *tx)
+                    .await?;
+                (AuditKind::EmailRetrying, Some(error.clone()))
+            }
+            Err((error, None)) => {
+                sqlx::query("UPDATE outbox SET state = 'failed', attempts = attempts + 1, last_error = $1 WHERE request_id = $2 AND position = $3")
+                    .bind(error)
+                    .bind(&job.request.id)
+                    .bind(job.position)
+                    .execute(&mut *tx)
+                    .await?;
+                (AuditKind::EmailFailed, Some(error.clone()))
+            }
+        };
+        insert_audit(
+            &mut tx,
+            &AuditEvent {
+                detail,
+                ..AuditEvent::new(event, now)
+                    .request(&job.request.id, &job.request.computer)
+                    .actor(&job.address)
+            },
+        )
+        .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// When every email of a request failed for good: one of their errors.
+    pub async fn all_emails_failed(&self, request_id: &str) -> Result<Option<String>, StoreError> {
+        let row = sqlx::query(
+            "SELECT COUNT(*) AS total, COUNT(CASE WHEN state = 'failed' THEN 1 END) AS failed, MAX(last_error) AS error
+             FROM outbox WHERE request_id = $1",
+        )
+        .bind(request_id)
+        .fetch_one(&self.pool)
+        .await?;
+        let total: i64 = row.try_get("total")?;
+        let failed: Option<i64> = row.try_get("failed")?;
+        let error: Option<String> = row.try_get("error")?;
+        Ok((total > 0 && failed == Some(total)).then(|| error.unwrap_or_default()))
+    }
+}

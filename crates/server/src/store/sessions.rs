@@ -1,0 +1,53 @@
+//! Sessions: one per allowed request (the unique `request_id` is the
+//! guarantee), with when each started and ended.
+
+use super::{Millis, Store, StoreError, unique_violation};
+use sqlx::Row;
+
+impl Store {
+    /// Starts the session of a request (or of an unauthorised connection when
+    /// `request_id` is `None`). A request starts at most one session.
+    pub async fn start_session(
+        &self,
+        request_id: Option<&str>,
+        computer: &str,
+        operator: &str,
+        now: Millis,
+    ) -> Result<i64, StoreError> {
+        let row = sqlx::query(
+            "INSERT INTO sessions (request_id, computer, operator, started_at) VALUES ($1, $2, $3, $4) RETURNING id",
+        )
+        .bind(request_id)
+        .bind(computer)
+        .bind(operator)
+        .bind(now)
+        .fetch_one(&self.pool)
+        .await
+        .map_err(|e| {
+            if unique_violation(&e) {
+                StoreError::SessionAlreadyStarted
+            } else {
+                e.into()
+            }
+        })?;
+        Ok(row.try_get("id")?)
+    }
+
+    /// Whether the session of this request has started (it may have ended).
+    pub async fn session_started(&self, request_id: &str) -> Result<bool, StoreError> {
+        let row = sqlx::query("SELECT 1 AS started FROM sessions WHERE request_id = $1")
+            .bind(request_id)
+            .fetch_optional(&self.pool)
+            .await?;
+        Ok(row.is_some())
+    }
+
+    pub async fn end_session(&self, id: i64, now: Millis) -> Result<(), StoreError> {
+        sqlx::query("UPDATE sessions SET ended_at = $1 WHERE id = $2 AND ended_at IS NULL")
+            .bind(now)
+            .bind(id)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+}

@@ -1,0 +1,332 @@
+//! A request's transitions in the database: loading the request as the
+//! state machine (`doorman_core::authorization`) sees it, and persisting
+//! each step it computes with one conditional write, with its audit event,
+//! its approval row, the block of a report and the end of reuse windows.
+
+use super::{
+    AuditEvent, Millis, REQUEST_COLUMNS, RequestRow, Store, StoreError, insert_audit,
+    request_from_row,
+};
+use doorman_core::authorization::{Approval, Event, Step};
+use doorman_core::{AuditKind, CancelCause, Outcome, Request};
+use sqlx::{AnyConnection, Row};
+
+/// "I did not expect this": keeps `operator` from asking `computer` until
+/// `until`; written with the Deny that settles the request.
+#[derive(Clone, Debug)]
+pub struct Block {
+    pub operator: String,
+    pub computer: String,
+    pub until: Millis,
+    pub reported_by: String,
+}
+
+impl Store {
+    /// A request with its counted Allows, as the state machine sees it.
+    pub async fn load(&self, id: &str) -> Result<Option<(RequestRow, Request)>, StoreError> {
+        // The row and its approvals are two reads; a transition committed
+        // between them shows as more approvals than the row counts. Read
+        // again until they agree.
+        for _ in 0..64 {
+            let Some(row) = self.request(id).await? else {
+                return Ok(None);
+            };
+            let approvals = self.approvals_of(id).await?;
+            if i64::try_from(approvals.len()).ok() == Some(row.approval_count) {
+                let machine = row.machine(approvals);
+                return Ok(Some((row, machine)));
+            }
+        }
+        Err(StoreError::Contended(id.to_string()))
+    }
+
+    /// The counted Allows of a request, in the order they came.
+    pub async fn approvals_of(&self, id: &str) -> Result<Vec<Approval>, StoreError> {
+        let mut conn = self.pool.acquire().await?;
+        approvals_in(&mut conn, id).await
+    }
+
+    /// Persists one transition of the request `row` (read with
+    /// `approval_count = row.approval_count`), with its audit event and, for
+    /// a report, the block. Returns false, writing nothing, when the request
+    /// changed since it was read: the caller reads it again and reapplies.
+    pub async fn persist(
+        &self,
+        row: &RequestRow,
+        step: &Step,
+        at: Millis,
+        audit: &AuditEvent,
+        block: Option<&Block>,
+    ) -> Result<bool, StoreError> {
+        let mut tx = self.pool.begin().await?;
+        let won = persist_in(&mut tx, row, step, at, audit, block).await?;
+        tx.commit().await?;
+        Ok(won)
+    }
+}
+
+async fn approvals_in(conn: &mut AnyConnection, id: &str) -> Result<Vec<Approval>, StoreError> {
+    let rows =
+        sqlx::query("SELECT address, at FROM approvals WHERE request_id = $1 ORDER BY at, address")
+            .bind(id)
+            .fetch_all(conn)
+            .await?;
+    rows.iter()
+        .map(|row| {
+            Ok(Approval {
+                by: row.try_get("address")?,
+                at: row.try_get("at")?,
+            })
+        })
+        .collect()
+}
+
+/// Ends the reuse windows of the allowed requests whose `column`
+/// (`operator` or `computer`) is `name`.
+pub(super) async fn end_reuse_in(
+    conn: &mut AnyConnection,
+    column: &'static str,
+    name: &str,
+) -> Result<(), StoreError> {
+    let sql = format!(
+        "UPDATE requests SET reusable_until = NULL WHERE {column} = $1 AND reusable_until IS NOT NULL"
+    );
+    sqlx::query(sqlx::AssertSqlSafe(sql))
+        .bind(name)
+        .execute(conn)
+        .await?;
+    Ok(())
+}
+
+/// The audit event of a transition (its kind, request and computer, and
+/// what a reader needs to know); `None` when nothing changed. Callers add
+/// who did it and from where.
+pub fn transition_audit(row: &RequestRow, step: &Step, at: Millis) -> Option<AuditEvent> {
+    let event = |kind| AuditEvent::new(kind, at).request(&row.id, &row.computer);
+    match step {
+        Step::Unchanged(..) => None,
+        Step::Approved(pending) => Some(event(AuditKind::Approved).detail(format!(
+            "{} of {} approvals",
+            pending.approvals.len(),
+            pending.required_approvals
+        ))),
+        Step::Settled(settled) => Some(match settled.outcome() {
+            Outcome::Allowed {
+                reused_from: Some(earlier),
+                by,
+                ..
+            } => event(AuditKind::Reused).detail(format!(
+                "the approval of request {earlier} by {by} was reused"
+            )),
+            Outcome::Allowed { .. } => event(AuditKind::Allowed),
+            Outcome::Denied { .. } if settled.reported() => event(AuditKind::Reported),
+            Outcome::Denied { .. } => event(AuditKind::Denied),
+            Outcome::Expired { at } => {
+                AuditEvent::new(AuditKind::Expired, *at).request(&row.id, &row.computer)
+            }
+            Outcome::Cancelled { cause, .. } => {
+                event(AuditKind::Cancelled).detail(cause.describe())
+            }
+        }),
+    }
+}
+
+/// Cancels these pending requests for `cause`, inside the caller's
+/// transaction; returns how many it cancelled.
+pub(super) async fn cancel_in(
+    tx: &mut AnyConnection,
+    rows: Vec<RequestRow>,
+    cause: CancelCause,
+    now: Millis,
+) -> Result<u64, StoreError> {
+    let mut cancelled = 0;
+    for mut row in rows {
+        // A click racing the revocation (on PostgreSQL) changes the row's
+        // version: read it again.
+        for _ in 0..5 {
+            let approvals = approvals_in(tx, &row.id).await?;
+            let Request::Pending(pending) = row.machine(approvals) else {
+                break;
+            };
+            let step = pending.apply(Event::Cancel {
+                cause: cause.clone(),
+                at: now,
+            });
+            let Some(audit) = transition_audit(&row, &step, now) else {
+                break;
+            };
+            if persist_in(tx, &row, &step, now, &audit, None).await? {
+                cancelled += 1;
+                break;
+            }
+            let sql = format!("SELECT {REQUEST_COLUMNS} FROM requests r WHERE r.id = $1");
+            match sqlx::query(sqlx::AssertSqlSafe(sql))
+                .bind(&row.id)
+                .fetch_optional(&mut *tx)
+                .await?
+            {
+                Some(fresh) => row = request_from_row(&fresh)?,
+                None => break,
+            }
+        }
+    }
+    Ok(cancelled)
+}
+
+/// [`Store::persist`] inside a transaction the caller owns (a revocation
+/// cancels many requests in the one that revokes).
+pub(super) async fn persist_in(
+    tx: &mut AnyConnection,
+    row: &RequestRow,
+    step: &Step,
+    at: Millis,
+    audit: &AuditEvent,
+    block: Option<&Block>,
+) -> Result<bool, StoreError> {
+    let seen = row.approval_count;
+    // The version a transition checks: the recipients' Allows counted, and
+    // whether the local Allow was given.
+    let version = if row.local_approval.is_some() {
+        "approval_count = $2 AND local_approved_by IS NOT NULL"
+    } else {
+        "approval_count = $2 AND local_approved_by IS NULL"
+    };
+    let (result, approval) = match step {
+        Step::Unchanged(..) => return Ok(false),
+        Step::Approved(pending)
+            if row.local_approval.is_none() && pending.local_approval.is_some() =>
+        {
+            let local = pending.local_approval.as_ref();
+            let sql = format!(
+                "UPDATE requests SET local_approved_by = $3, local_approved_at = $4
+                 WHERE id = $1 AND state = 'pending' AND {version} AND expires_at > $5"
+            );
+            let result = sqlx::query(sqlx::AssertSqlSafe(sql))
+                .bind(&row.id)
+                .bind(seen)
+                .bind(local.map(|a| a.by.as_str()))
+                .bind(local.map(|a| a.at))
+                .bind(at)
+                .execute(&mut *tx)
+                .await?;
+            (result, None)
+        }
+        Step::Approved(pending) => {
+            let sql = format!(
+                "UPDATE requests SET approval_count = approval_count + 1
+                 WHERE id = $1 AND state = 'pending' AND {version} AND expires_at > $3"
+            );
+            let result = sqlx::query(sqlx::AssertSqlSafe(sql))
+                .bind(&row.id)
+                .bind(seen)
+                .bind(at)
+                .execute(&mut *tx)
+                .await?;
+            (result, pending.approvals.last())
+        }
+        Step::Settled(settled) => match settled.outcome() {
+            Outcome::Expired { .. } => {
+                let sql = format!(
+                    "UPDATE requests SET state = 'expired', settled_at = expires_at
+                     WHERE id = $1 AND state = 'pending' AND {version} AND expires_at <= $3"
+                );
+                let result = sqlx::query(sqlx::AssertSqlSafe(sql))
+                    .bind(&row.id)
+                    .bind(seen)
+                    .bind(at)
+                    .execute(&mut *tx)
+                    .await?;
+                (result, None)
+            }
+            outcome => {
+                let cause = match outcome {
+                    Outcome::Cancelled { cause, .. } => Some(
+                        serde_json::to_string(cause)
+                            .map_err(|e| StoreError::Corrupt(e.to_string()))?,
+                    ),
+                    _ => None,
+                };
+                let request = settled.request();
+                let count = i64::try_from(request.approvals.len())
+                    .map_err(|e| StoreError::Corrupt(e.to_string()))?;
+                // A fresh Allow opens the reuse window; a reused one does not
+                // stretch the window it came from.
+                let (reused_from, reusable_until) = match outcome {
+                    Outcome::Allowed {
+                        reused_from: None, ..
+                    } if row.approval_valid_for > 0 => {
+                        (None, Some(at + i64::from(row.approval_valid_for) * 1000))
+                    }
+                    Outcome::Allowed { reused_from, .. } => (reused_from.clone(), None),
+                    _ => (None, None),
+                };
+                let local = request.local_approval.as_ref();
+                let sql = format!(
+                    "UPDATE requests SET state = $3, settled_at = $4, decided_by = $5, cancel_cause = $6, approval_count = $7,
+                         reused_from = $8, reusable_until = $9, local_approved_by = $10, local_approved_at = $11
+                     WHERE id = $1 AND state = 'pending' AND {version} AND expires_at > $12"
+                );
+                let result = sqlx::query(sqlx::AssertSqlSafe(sql))
+                    .bind(&row.id)
+                    .bind(seen)
+                    .bind(outcome.state().as_str())
+                    .bind(outcome.at())
+                    .bind(outcome.decided_by())
+                    .bind(cause)
+                    .bind(count)
+                    .bind(reused_from)
+                    .bind(reusable_until)
+                    .bind(local.map(|a| a.by.as_str()))
+                    .bind(local.map(|a| a.at))
+                    .bind(at)
+                    .execute(&mut *tx)
+                    .await?;
+                let last = (count > seen).then(|| request.approvals.last()).flatten();
+                (result, last)
+            }
+        },
+    };
+    if result.rows_affected() != 1 {
+        return Ok(false);
+    }
+    if let Some(approval) = approval {
+        sqlx::query("INSERT INTO approvals (request_id, address, at) VALUES ($1, $2, $3)")
+            .bind(&row.id)
+            .bind(&approval.by)
+            .bind(approval.at)
+            .execute(&mut *tx)
+            .await?;
+    }
+    if matches!(step, Step::Settled(_)) {
+        // Emails not yet sent are pointless now.
+        sqlx::query(
+            "UPDATE outbox SET state = 'dropped' WHERE request_id = $1 AND state = 'queued'",
+        )
+        .bind(&row.id)
+        .execute(&mut *tx)
+        .await?;
+    }
+    if let Step::Settled(settled) = step
+        && let Outcome::Denied { .. } = settled.outcome()
+    {
+        // A Deny (or "I did not expect this") on a computer ends every
+        // earlier approval's reuse window there.
+        end_reuse_in(tx, "computer", &row.computer).await?;
+    }
+    if let Some(block) = block {
+        sqlx::query(
+            "INSERT INTO blocks (operator, computer, until, reported_by, created_at) VALUES ($1, $2, $3, $4, $5)
+             ON CONFLICT (operator, computer) DO UPDATE SET until = CASE WHEN excluded.until > blocks.until THEN excluded.until ELSE blocks.until END,
+                 reported_by = excluded.reported_by, created_at = excluded.created_at",
+        )
+        .bind(&block.operator)
+        .bind(&block.computer)
+        .bind(block.until)
+        .bind(&block.reported_by)
+        .bind(at)
+        .execute(&mut *tx)
+        .await?;
+    }
+    insert_audit(tx, audit).await?;
+    Ok(true)
+}
