@@ -19,9 +19,8 @@ use tokio::time::Instant;
 /// key it was opened with (`key_hash`, as stored) is replaced or removed.
 pub async fn serve(broker: Arc<Broker>, io: Upgraded, name: String, key_hash: Vec<u8>) {
     let (mut reader, mut writer) = Connection::new(io).split();
-    let (link_id, mut commands) = broker.register_agent(&name);
+    let (link_id, mut commands) = broker.agents.register(&name);
     tracing::info!(computer = %name, "agent online");
-    let mut shutdown = broker.shutdown.clone();
     let mut offers: HashMap<String, oneshot::Sender<OfferReply>> = HashMap::new();
     let mut welcome = vec![ServerToAgent::Welcome {
         heartbeat_ms: broker.heartbeat_ms(),
@@ -104,25 +103,25 @@ pub async fn serve(broker: Arc<Broker>, io: Upgraded, name: String, key_hash: Ve
                         AgentToServer::TunnelRefused { tunnel_id, message } => {
                             tracing::info!(computer = %name, %message, "tunnel refused by the agent");
                             // Dropping the slot tells the waiting operator at once.
-                            drop(broker.session_sender(&tunnel_id, &name));
+                            drop(broker.sessions.take_sender(&tunnel_id, &name));
                         }
                         AgentToServer::LocalDecision { request_id, decision, user } => {
                             // Applied beside this loop: settling pushes the
                             // outcome back through this agent's channel.
                             let broker_for_task = Arc::clone(&broker);
                             let name = name.clone();
-                            broker.spawn(async move {
+                            broker.lifecycle.spawn(async move {
                                 local_decision(&broker_for_task, &name, &request_id, decision, &user).await;
                             });
                         }
                     }
                 }
-                _ = crate::broker::stopping(&mut shutdown) => break,
+                _ = broker.lifecycle.stopping() => break,
             }
         }
     }
     tracing::info!(computer = %name, "agent offline");
-    if broker.unregister_agent(&name, link_id) {
+    if broker.agents.unregister(&name, link_id) {
         broker.computer_went_offline(&name).await;
     }
 }

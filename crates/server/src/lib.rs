@@ -30,7 +30,6 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use store::{Store, StoreError};
 use tokio::net::TcpListener;
-use tokio::sync::watch;
 
 /// What `doorman server` is started with.
 #[derive(Clone, Debug)]
@@ -170,7 +169,6 @@ pub async fn run(
 pub struct Server {
     broker: Arc<Broker>,
     listener: TcpListener,
-    stop: watch::Sender<bool>,
     delivery: outbox::Delivery,
     mail_settings: outbox::MailSettings,
     tls: Option<Arc<rustls::ServerConfig>>,
@@ -254,14 +252,7 @@ impl Prepared {
             tracing::warn!("{notice}");
         }
 
-        let (stop, stopped) = watch::channel(false);
-        let broker = Arc::new(Broker::new(
-            store,
-            key,
-            stopped,
-            config.limits,
-            config.heartbeat,
-        ));
+        let broker = Arc::new(Broker::new(store, key, config.limits, config.heartbeat));
         for request in broker.store.pending_requests().await? {
             broker.schedule_expiry(request.id, request.expires_at);
         }
@@ -274,7 +265,6 @@ impl Prepared {
         Ok(Server {
             broker,
             listener,
-            stop,
             delivery,
             mail_settings: outbox::MailSettings {
                 from,
@@ -312,7 +302,6 @@ impl Server {
         let Server {
             broker,
             listener,
-            stop,
             delivery,
             mail_settings,
             tls,
@@ -323,7 +312,9 @@ impl Server {
             outbox::Delivery::Smtp(_) => None,
         };
         let public_url = mail_settings.public_url.clone();
-        broker.spawn(outbox::run(Arc::clone(&broker), delivery, mail_settings));
+        broker
+            .lifecycle
+            .spawn(outbox::run(Arc::clone(&broker), delivery, mail_settings));
         let state = AppState {
             broker: Arc::clone(&broker),
             public_origin: public_url.clone(),
@@ -343,15 +334,15 @@ impl Server {
             listener::DoormanListener::new(listener, tls)?,
             |_| {},
         );
-        let mut stopped = broker.shutdown.clone();
+        let lifecycle = broker.lifecycle.clone();
         let served = axum::serve(listener, service)
-            .with_graceful_shutdown(async move { broker::stopping(&mut stopped).await });
-        let signal = async move {
+            .with_graceful_shutdown(async move { lifecycle.stopping().await });
+        let signal = async {
             shutdown.await;
-            let _ = stop.send(true);
+            broker.lifecycle.stop();
         };
         let (served, ()) = tokio::join!(served, signal);
-        broker.wait_for_tasks().await;
+        broker.lifecycle.wait_for_tasks().await;
         served?;
         tracing::info!("doorman server stopped");
         Ok(())

@@ -65,7 +65,6 @@ const PARALLEL_DELIVERIES: usize = 8;
 
 /// Runs until shutdown.
 pub async fn run(broker: Arc<Broker>, delivery: Delivery, settings: MailSettings) {
-    let mut shutdown = broker.shutdown.clone();
     loop {
         let now = now_millis();
         match broker.store.due_emails(now, 32).await {
@@ -97,7 +96,7 @@ pub async fn run(broker: Arc<Broker>, delivery: Delivery, settings: MailSettings
         tokio::select! {
             _ = broker.outbox_wakeup.notified() => {}
             _ = tokio::time::sleep(wait) => {}
-            _ = crate::broker::stopping(&mut shutdown) => return,
+            _ = broker.lifecycle.stopping() => return,
         }
     }
 }

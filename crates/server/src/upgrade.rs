@@ -41,7 +41,7 @@ where
     Fut: std::future::Future<Output = ()> + Send + 'static,
 {
     let on_upgrade = hyper::upgrade::on(&mut request);
-    state.broker.spawn(async move {
+    state.broker.lifecycle.spawn(async move {
         match on_upgrade.await {
             Ok(upgraded) => serve(TokioIo::new(upgraded)).await,
             Err(error) => tracing::warn!(%error, "upgrade failed"),
@@ -166,7 +166,8 @@ pub async fn tunnel(
         .to_string();
     let Some(grant) = state
         .broker
-        .forward_grant(&session)
+        .forwards
+        .get(&session)
         .filter(|grant| grant.operator == operator)
     else {
         return plain(
@@ -183,13 +184,13 @@ pub async fn tunnel(
     let Ok(tunnel_id) = secrets::new_id() else {
         return plain(StatusCode::INTERNAL_SERVER_ERROR, "internal error");
     };
-    let mut expected = state.broker.expect_session(&tunnel_id, &grant.computer);
+    let mut expected = state.broker.sessions.expect(&tunnel_id, &grant.computer);
     let open = doorman_proto::message::ServerToAgent::OpenTunnel {
         request_id: session,
         tunnel_id,
         target: target.clone(),
     };
-    if !state.broker.send_to_agent(&grant.computer, open).await {
+    if !state.broker.agents.send(&grant.computer, open).await {
         return plain(StatusCode::SERVICE_UNAVAILABLE, "the computer is offline");
     }
     let agent_io = match tokio::time::timeout(TUNNEL_OPEN_TIMEOUT, &mut expected.receiver).await {
@@ -224,7 +225,7 @@ pub async fn session(
         Ok((name, _)) => name,
         Err(response) => return response,
     };
-    let Some(deliver) = state.broker.session_sender(&request_id, &name) else {
+    let Some(deliver) = state.broker.sessions.take_sender(&request_id, &name) else {
         return plain(
             StatusCode::NOT_FOUND,
             "no session is waiting for this request",

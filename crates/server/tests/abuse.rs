@@ -299,7 +299,7 @@ async fn an_operator_vanishing_cancels_its_request_and_the_links_say_so() {
     let id = connecting.request_id().await;
     let mails = world.smtp.wait_for(2).await;
     // From here on this test is the only one waiting for the outcome.
-    let mut watch = world.broker.watch_request(&id);
+    let mut watch = world.broker.waiters.watch(&id);
     connecting.kill();
     while world.state_of(&id).await == RequestState::Pending {
         watch.receiver.changed().await.expect("the request settles");

@@ -208,7 +208,7 @@ impl WorldBuilder {
         let agent_task = tokio::spawn(doorman_agent::run(agent_config.clone(), async move {
             let _ = agent_stopped.await;
         }));
-        broker.wait_for_agent(COMPUTER, true).await;
+        broker.agents.wait_for(COMPUTER, true).await;
         World {
             dir,
             smtp,
@@ -477,7 +477,7 @@ impl World {
         let config = self.dir.path().join(format!("{name}.toml"));
         std::fs::write(&config, builder.settings_text_for(name, server, &key)).expect("settings");
         tokio::spawn(doorman_agent::run(config, std::future::pending::<()>()));
-        self.broker.wait_for_agent(name, true).await;
+        self.broker.agents.wait_for(name, true).await;
     }
 
     pub async fn stop_agent(&mut self) {
@@ -487,7 +487,7 @@ impl World {
         if let Some(task) = self.agent_task.take() {
             let _ = task.await;
         }
-        self.broker.wait_for_agent(COMPUTER, false).await;
+        self.broker.agents.wait_for(COMPUTER, false).await;
     }
 }
 

@@ -54,7 +54,7 @@ pub(super) async fn connect(
     let request_id = secrets::new_id()?;
     // Registered before the agent hears of the request, so that its session
     // connection always finds the slot.
-    let expected = broker.expect_session(&request_id, &ask.computer);
+    let expected = broker.sessions.expect(&request_id, &ask.computer);
     let offer = ServerToAgent::Offer {
         request_id: request_id.clone(),
         operator: ask.operator.to_string(),
@@ -62,7 +62,7 @@ pub(super) async fn connect(
         reason: ask.reason.clone(),
         service: ask.service.clone(),
     };
-    let reply = match broker.offer(&ask.computer, &request_id, offer).await {
+    let reply = match broker.agents.offer(&ask.computer, &request_id, offer).await {
         Ok(reply) => reply,
         Err(OfferError::Offline | OfferError::NoAnswer) => {
             return refuse(
@@ -208,7 +208,7 @@ async fn require_authorization(
             .await?;
         return refuse(&mut connection, Refusal::NotOffered, message).await;
     }
-    let watch = broker.watch_request(&request_id);
+    let watch = broker.waiters.watch(&request_id);
     let now = now_millis();
     let expires_at = now + i64::from(timeout_secs) * 1000;
     // An earlier approval the agent offers to reuse, if the server's

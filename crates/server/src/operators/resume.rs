@@ -49,8 +49,8 @@ pub(super) async fn resume(
         service,
         max_session_seconds: row.max_session_seconds,
     };
-    let expected = broker.expect_session(&request_id, &ask.computer);
-    let watch = broker.watch_request(&request_id);
+    let expected = broker.sessions.expect(&request_id, &ask.computer);
+    let watch = broker.waiters.watch(&request_id);
     // Read again now that the watch is registered: nothing can slip between.
     let Some(row) = broker.store.request(&request_id).await? else {
         return refuse(&mut connection, Refusal::InvalidRequest, unknown).await;

@@ -77,15 +77,17 @@ pub(super) async fn relay_session(
     tokio::pin!(time_up);
     // Tunnels of a forward session are accepted while the session lasts.
     let _grant = match &ask.service {
-        Service::Forward { targets } => {
-            Some(broker.grant_forwarding(session_key, ask.operator, &ask.computer, targets.clone()))
-        }
+        Service::Forward { targets } => Some(broker.forwards.grant(
+            session_key,
+            ask.operator,
+            &ask.computer,
+            targets.clone(),
+        )),
         _ => None,
     };
 
     // Bytes the operator sent right behind its last message belong to the agent.
     let (operator_io, early) = connection.into_parts();
-    let mut shutdown = broker.shutdown.clone();
     let relayed = crate::relay::relay(operator_io, &early, agent_io);
     tokio::pin!(relayed);
     let mut check = broker.heartbeat_ticks();
@@ -104,7 +106,7 @@ pub(super) async fn relay_session(
             // would keep the session running for nobody.
             _ = &mut expected.superseded => break "ended: the operator resumed on another connection".to_string(),
             _ = &mut time_up => break "ended: time limit".to_string(),
-            _ = crate::broker::stopping(&mut shutdown) => break "ended by server shutdown".to_string(),
+            _ = broker.lifecycle.stopping() => break "ended by server shutdown".to_string(),
         }
     };
     broker.store.end_session(session_id, now_millis()).await?;

@@ -75,7 +75,6 @@ async fn wait_for_outcome(
     watch: &mut RequestWatch,
     superseded: &mut tokio::sync::oneshot::Receiver<()>,
 ) -> Result<Option<Outcome>, OperatorError> {
-    let mut shutdown = broker.shutdown.clone();
     let mut operator_gone = false;
     let mut settled_elsewhere = false;
     let mut heartbeat = broker.heartbeat_ticks();
@@ -140,7 +139,7 @@ async fn wait_for_outcome(
             }
             // The operator resumed on another connection: this one is dead.
             _ = &mut *superseded => return Ok(None),
-            _ = crate::broker::stopping(&mut shutdown) => return Ok(None),
+            _ = broker.lifecycle.stopping() => return Ok(None),
         }
     }
 }

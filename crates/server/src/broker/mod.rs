@@ -1,0 +1,293 @@
+//! The broker's live state, one handle per concern: the server's
+//! [`Lifecycle`], the online agents ([`AgentRegistry`]), who waits on which
+//! request ([`Waiters`]), the session connections expected
+//! ([`SessionSlots`], [`Forwards`]); and the one path by which a request
+//! changes ([`Broker::apply`]: an approval, a decision, expiry, a
+//! cancellation, a reuse), which runs the state machine, persists its step,
+//! and pushes the news to the waiting operator and to the agent at once.
+
+mod agents;
+mod lifecycle;
+mod sessions;
+mod waiters;
+
+pub use agents::{AgentCommand, AgentRegistry, OFFER_TIMEOUT, OfferError};
+pub use lifecycle::Lifecycle;
+pub use sessions::{ExpectedSession, ForwardGrant, ForwardingGuard, Forwards, SessionSlots};
+pub use waiters::{RequestWatch, Waiters};
+
+use crate::clock::now_millis;
+use crate::secrets::ServerKey;
+use crate::store::transitions::transition_audit;
+use crate::store::{Block, Millis, Store, StoreError};
+use doorman_core::authorization::{Event, Step, Unchanged};
+use doorman_core::{CancelCause, Outcome, Request};
+use doorman_proto::message::{DeliveryState, ServerToAgent, ServerToOperator};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+use tokio::sync::Notify;
+
+fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    // A panic while holding one of these maps leaves it consistent (each
+    // operation is a single insert or remove), so poisoning is not fatal.
+    mutex
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+/// Where an event came from, for the audit trail: who (an operator, a
+/// recipient's address), from which address and browser, and a note that
+/// replaces the transition's own.
+#[derive(Clone, Debug, Default)]
+pub struct Witness {
+    pub actor: Option<String>,
+    pub address: Option<String>,
+    pub user_agent: Option<String>,
+    pub detail: Option<String>,
+}
+
+/// What [`Broker::apply`] did.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Applied {
+    /// An Allow was counted; more are needed.
+    Approved { approvals: u32, required: u32 },
+    /// This call settled the request.
+    Settled(Outcome),
+    /// It was settled before.
+    AlreadySettled(Outcome),
+    /// Nothing changed.
+    Unchanged(Unchanged),
+    /// No such request.
+    Unknown,
+}
+
+/// Shared live state; one per server process.
+#[derive(Debug)]
+pub struct Broker {
+    pub store: Store,
+    pub key: ServerKey,
+    pub lifecycle: Lifecycle,
+    pub agents: AgentRegistry,
+    pub waiters: Arc<Waiters>,
+    pub sessions: Arc<SessionSlots>,
+    pub forwards: Arc<Forwards>,
+    pub limits: crate::Limits,
+    /// How often agents and waiting operators are pinged.
+    pub heartbeat: Duration,
+    /// Wakes the outbox worker when new emails are queued.
+    pub outbox_wakeup: Notify,
+    /// Serialises "check the limits, then create the request", so that two
+    /// simultaneous connects cannot both slip under a limit.
+    pub admission: tokio::sync::Mutex<()>,
+    /// Invalid link tokens per client address.
+    pub link_failures: crate::link_limit::FailureLimiter,
+}
+
+impl Broker {
+    pub fn new(store: Store, key: ServerKey, limits: crate::Limits, heartbeat: Duration) -> Self {
+        Self {
+            store,
+            key,
+            lifecycle: Lifecycle::default(),
+            agents: AgentRegistry::default(),
+            waiters: Arc::default(),
+            sessions: Arc::default(),
+            forwards: Arc::default(),
+            limits,
+            heartbeat,
+            outbox_wakeup: Notify::new(),
+            admission: tokio::sync::Mutex::new(()),
+            link_failures: crate::link_limit::FailureLimiter::default(),
+        }
+    }
+
+    /// Ticks once a heartbeat, the first a heartbeat from now; a late tick
+    /// does not bunch up the next ones.
+    pub fn heartbeat_ticks(&self) -> tokio::time::Interval {
+        let mut ticks =
+            tokio::time::interval_at(tokio::time::Instant::now() + self.heartbeat, self.heartbeat);
+        ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        ticks
+    }
+
+    /// The heartbeat as sent in `Welcome` and `Pending`.
+    pub fn heartbeat_ms(&self) -> Option<u64> {
+        u64::try_from(self.heartbeat.as_millis()).ok()
+    }
+
+    /// The computer went offline (not because the server stops): its pending
+    /// requests cannot lead to a session, so they are cancelled and their
+    /// operators told.
+    pub async fn computer_went_offline(&self, computer: &str) {
+        if self.lifecycle.is_stopping() {
+            return;
+        }
+        let pending = match self.store.pending_for_computer(computer).await {
+            Ok(pending) => pending,
+            Err(error) => {
+                tracing::error!(%error, "cannot list the pending requests of an offline computer");
+                return;
+            }
+        };
+        for request in pending {
+            let cancel = Event::Cancel {
+                cause: CancelCause::ComputerGone,
+                at: now_millis(),
+            };
+            let witness = Witness {
+                actor: Some(computer.to_string()),
+                ..Witness::default()
+            };
+            if let Err(error) = self.apply(&request.id, cancel, witness).await {
+                tracing::error!(%error, "cannot cancel a request of an offline computer");
+            }
+        }
+    }
+
+    /// Applies an event to a request: runs the state machine on the request
+    /// as stored, persists its step with one conditional write (reading
+    /// again and reapplying when something else changed it first), and
+    /// pushes the news: an approval to the waiting operator, an outcome to
+    /// the operator and the agent.
+    pub async fn apply(
+        &self,
+        request_id: &str,
+        event: Event,
+        witness: Witness,
+    ) -> Result<Applied, StoreError> {
+        // Each retry means another transition won in between; a request
+        // has at most a few dozen recipients.
+        for _ in 0..64 {
+            let Some((row, machine)) = self.store.load(request_id).await? else {
+                return Ok(Applied::Unknown);
+            };
+            let pending = match machine {
+                Request::Pending(pending) => pending,
+                Request::Settled(settled) => {
+                    return Ok(Applied::AlreadySettled(settled.outcome().clone()));
+                }
+            };
+            let at = event.at();
+            let step = pending.apply(event.clone());
+            let Some(mut audit) = transition_audit(&row, &step, at) else {
+                if let Step::Unchanged(_, why) = step {
+                    return Ok(Applied::Unchanged(why));
+                }
+                continue;
+            };
+            audit.actor = witness.actor.clone();
+            audit.address = witness.address.clone();
+            audit.user_agent = witness.user_agent.clone();
+            if witness.detail.is_some() {
+                audit.detail = witness.detail.clone();
+            }
+            let block = match &step {
+                Step::Settled(settled) if settled.reported() => {
+                    let minutes = self.limits.block_minutes;
+                    audit.detail = Some(format!(
+                        "recipient did not expect this request; {} blocked from {} for {minutes} minutes",
+                        row.operator, row.computer
+                    ));
+                    Some(Block {
+                        operator: row.operator.clone(),
+                        computer: row.computer.clone(),
+                        until: at + i64::from(minutes) * 60_000,
+                        reported_by: witness.actor.clone().unwrap_or_default(),
+                    })
+                }
+                _ => None,
+            };
+            if !self
+                .store
+                .persist(&row, &step, at, &audit, block.as_ref())
+                .await?
+            {
+                continue;
+            }
+            return Ok(match step {
+                Step::Approved(pending) => {
+                    let approvals = u32::try_from(pending.approvals.len()).unwrap_or(u32::MAX);
+                    let required = pending.required_approvals;
+                    // A recipient's address is masked; a person at the
+                    // computer is named as the computer names them.
+                    let by = witness.actor.as_deref().unwrap_or_default();
+                    let by = if by.contains('@') {
+                        doorman_core::mask::mask_address(by)
+                    } else {
+                        by.to_string()
+                    };
+                    self.waiters.tell(
+                        request_id,
+                        ServerToOperator::Approval {
+                            approvals,
+                            required,
+                            by,
+                        },
+                    );
+                    Applied::Approved {
+                        approvals,
+                        required,
+                    }
+                }
+                Step::Settled(settled) => {
+                    self.publish(&row.id, &row.computer, settled.outcome())
+                        .await;
+                    Applied::Settled(settled.outcome().clone())
+                }
+                Step::Unchanged(_, why) => Applied::Unchanged(why),
+            });
+        }
+        Err(StoreError::Contended(request_id.to_string()))
+    }
+
+    async fn publish(&self, request_id: &str, computer: &str, outcome: &Outcome) {
+        self.waiters.settle(request_id, outcome);
+        let settled = ServerToAgent::Settled {
+            request_id: request_id.to_string(),
+            outcome: outcome.clone(),
+        };
+        self.agents.send(computer, settled).await;
+    }
+
+    /// Tells the waiting operator how the email to `recipient` is doing.
+    pub fn report_delivery(
+        &self,
+        request_id: &str,
+        recipient: &str,
+        state: DeliveryState,
+        detail: Option<String>,
+    ) {
+        self.waiters.tell(
+            request_id,
+            ServerToOperator::Delivery {
+                recipient: doorman_core::mask::mask_address(recipient),
+                state,
+                detail,
+            },
+        );
+    }
+
+    /// Expires the request when its time comes (or at once if it has come).
+    pub fn schedule_expiry(self: &Arc<Self>, request_id: String, expires_at: Millis) {
+        let broker = Arc::clone(self);
+        let lifecycle = self.lifecycle.clone();
+        self.lifecycle.spawn(async move {
+            let wait = u64::try_from(expires_at - now_millis()).unwrap_or(0);
+            tokio::select! {
+                _ = tokio::time::sleep(Duration::from_millis(wait)) => {}
+                _ = lifecycle.stopping() => return,
+            }
+            // A timer that fires a hair before `expires_at` changes nothing
+            // (the state machine keeps the request's full time): try again.
+            for _ in 0..50 {
+                let expire = Event::Expire { at: now_millis() };
+                match broker.apply(&request_id, expire, Witness::default()).await {
+                    Ok(Applied::Unchanged(Unchanged::NotYetExpired)) => {}
+                    Ok(_) => return,
+                    Err(e) => tracing::warn!(error = %e, "could not expire request"),
+                }
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        });
+    }
+}
