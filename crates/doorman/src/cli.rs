@@ -3,6 +3,9 @@
 
 use clap::{Args, Parser, Subcommand};
 use doorman_core::access::{ComputerPattern, ServiceSet};
+use doorman_server::config::{
+    BLOCK_MINUTES, MAX_PENDING_PER_OPERATOR, MAX_REQUESTS_PER_HOUR, ServerSettings,
+};
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
@@ -110,11 +113,26 @@ pub struct ServerArgs {
     pub trusted_proxies: Vec<doorman_server::client_addr::TrustedProxy>,
 }
 
-/// The values the server's limits may take, on the command line and in its
-/// settings file.
-pub const MAX_PENDING_PER_OPERATOR: std::ops::RangeInclusive<i64> = 1..=1000;
-pub const MAX_REQUESTS_PER_HOUR: std::ops::RangeInclusive<i64> = 1..=100_000;
-pub const BLOCK_MINUTES: std::ops::RangeInclusive<i64> = 1..=525_600;
+impl ServerArgs {
+    /// The settings given on the command line (they win over the file's).
+    pub fn settings(&self) -> ServerSettings {
+        ServerSettings {
+            listen: self.listen,
+            public_url: self.public_url.clone(),
+            data_dir: self.data_dir.clone(),
+            database_url: self.database_url.clone(),
+            smtp_url: self.smtp_url.clone(),
+            mail_from: self.mail_from.clone(),
+            tls_cert: self.tls_cert.clone(),
+            tls_key: self.tls_key.clone(),
+            trusted_proxies: (!self.trusted_proxies.is_empty())
+                .then(|| self.trusted_proxies.clone()),
+            max_pending_per_operator: self.max_pending_per_operator,
+            max_requests_per_hour: self.max_requests_per_hour,
+            block_minutes: self.block_minutes,
+        }
+    }
+}
 
 #[derive(Debug, Args)]
 pub struct AdminArgs {

@@ -4,7 +4,7 @@
 mod cli;
 mod demo;
 
-use anyhow::{Context, Result, bail};
+use anyhow::{Context, Result};
 use clap::Parser;
 use cli::{
     AccessCommand, AdminCommand, Cli, Command, ConsentCommand, OperatorCommand, PrincipalCommand,
@@ -13,7 +13,6 @@ use cli::{
 use doorman_core::access::ServiceSet;
 use doorman_core::settings::{SettingsChange, split_recipients};
 use doorman_server::store::Principal;
-use serde::Deserialize;
 use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -109,171 +108,22 @@ pub async fn shutdown_signal() {
     }
 }
 
-/// The server's optional settings file.
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct ServerFile {
-    listen: Option<std::net::SocketAddr>,
-    public_url: Option<String>,
-    data_dir: Option<PathBuf>,
-    database_url: Option<String>,
-    smtp_url: Option<String>,
-    mail_from: Option<String>,
-    tls_cert: Option<PathBuf>,
-    tls_key: Option<PathBuf>,
-    trusted_proxies: Option<Vec<doorman_server::client_addr::TrustedProxy>>,
-    max_pending_per_operator: Option<u32>,
-    max_requests_per_hour: Option<u32>,
-    block_minutes: Option<u32>,
-}
-
-impl ServerFile {
-    /// The limits must lie where the command line's would.
-    fn check_limits(&self) -> Result<()> {
-        for (key, value, range) in [
-            (
-                "max_pending_per_operator",
-                self.max_pending_per_operator,
-                cli::MAX_PENDING_PER_OPERATOR,
-            ),
-            (
-                "max_requests_per_hour",
-                self.max_requests_per_hour,
-                cli::MAX_REQUESTS_PER_HOUR,
-            ),
-            ("block_minutes", self.block_minutes, cli::BLOCK_MINUTES),
-        ] {
-            if let Some(value) = value
-                && !range.contains(&i64::from(value))
-            {
-                bail!(
-                    "{key} = {value}: must be {} to {}",
-                    range.start(),
-                    range.end()
-                );
-            }
-        }
-        Ok(())
-    }
-}
-
-const DEFAULT_LISTEN: &str = "127.0.0.1:8080";
-const DEFAULT_DATA_DIR: &str = "doorman-data";
-const DEFAULT_MAIL_FROM: &str = "doorman@localhost";
-
 async fn server(args: cli::ServerArgs) -> Result<()> {
+    use doorman_server::config::{self, ServerSettings};
     let file = match &args.config {
-        Some(path) => {
-            let text = std::fs::read_to_string(path)
-                .with_context(|| format!("cannot read {}", path.display()))?;
-            toml::from_str::<ServerFile>(&text)
-                .map_err(anyhow::Error::from)
-                .and_then(|file| file.check_limits().map(|()| file))
-                .with_context(|| format!("invalid server config {}", path.display()))?
-        }
-        None => ServerFile::default(),
+        Some(path) => ServerSettings::read(path)?,
+        None => ServerSettings::default(),
     };
-    let listen = match args.listen.or(file.listen) {
-        Some(listen) => listen,
-        None => DEFAULT_LISTEN.parse()?,
-    };
+    let settings = args.settings().over(file);
+    let listen = settings.listen();
     // Bound now (a taken port is reported at once; with port 0 the links
     // must name the port bound), listening only once this server is active.
-    let socket = bind_socket(listen).with_context(|| format!("cannot listen on {listen}"))?;
+    let socket =
+        config::bind_socket(listen).with_context(|| format!("cannot listen on {listen}"))?;
     let bound = socket.local_addr()?;
-    let tls = match (
-        args.tls_cert.or(file.tls_cert),
-        args.tls_key.or(file.tls_key),
-    ) {
-        (Some(cert), Some(key)) => Some(doorman_server::TlsFiles { cert, key }),
-        (None, None) => None,
-        _ => bail!("--tls-cert and --tls-key go together"),
-    };
-    let scheme = if tls.is_some() { "https" } else { "http" };
-    let config = doorman_server::ServerConfig {
-        public_url: args
-            .public_url
-            .or(file.public_url)
-            .unwrap_or_else(|| format!("{scheme}://{bound}")),
-        data_dir: args
-            .data_dir
-            .or(file.data_dir)
-            .unwrap_or_else(|| PathBuf::from(DEFAULT_DATA_DIR)),
-        database_url: args.database_url.or(file.database_url),
-        smtp_url: args.smtp_url.or(file.smtp_url),
-        mail_from: args
-            .mail_from
-            .or(file.mail_from)
-            .unwrap_or_else(|| DEFAULT_MAIL_FROM.into()),
-        tls,
-        limits: {
-            let defaults = doorman_server::Limits::default();
-            doorman_server::Limits {
-                max_pending_per_operator: args
-                    .max_pending_per_operator
-                    .or(file.max_pending_per_operator)
-                    .unwrap_or(defaults.max_pending_per_operator),
-                max_requests_per_hour: args
-                    .max_requests_per_hour
-                    .or(file.max_requests_per_hour)
-                    .unwrap_or(defaults.max_requests_per_hour),
-                block_minutes: args
-                    .block_minutes
-                    .or(file.block_minutes)
-                    .unwrap_or(defaults.block_minutes),
-            }
-        },
-        trusted_proxies: if args.trusted_proxies.is_empty() {
-            file.trusted_proxies.unwrap_or_default()
-        } else {
-            args.trusted_proxies
-        },
-        heartbeat: doorman_server::DEFAULT_HEARTBEAT,
-    };
-    let prepared = doorman_server::Prepared::new(config)?;
-    let database_url = prepared.database_url();
-    let leadership = doorman_server::leadership::Leadership::acquire(&database_url, || {
-        tracing::info!(
-            "doorman server standby: another server is active on this database; taking over when it stops"
-        );
-    })
-    .await?;
-    let listener = socket
-        .listen(1024)
-        .with_context(|| format!("cannot listen on {listen}"))?;
-    let server = prepared.bind(listener).await?;
-    let Some(mut leadership) = leadership else {
-        server.run(shutdown_signal()).await?;
-        return Ok(());
-    };
-    // A server that may no longer hold the lock stops serving at once: a
-    // standby may already have taken over.
-    let (lost_tx, lost_rx) = tokio::sync::oneshot::channel();
-    let shutdown = async move {
-        tokio::select! {
-            () = shutdown_signal() => {}
-            reason = leadership.lost() => {
-                let _ = lost_tx.send(reason);
-            }
-        }
-    };
-    server.run(shutdown).await?;
-    if let Ok(reason) = lost_rx.await {
-        bail!("lost the database lock ({reason}); stopped so that a standby can take over");
-    }
+    let prepared = doorman_server::Prepared::new(settings.into_config(bound)?)?;
+    config::run_replica(prepared, socket, shutdown_signal()).await?;
     Ok(())
-}
-
-fn bind_socket(address: std::net::SocketAddr) -> std::io::Result<tokio::net::TcpSocket> {
-    let socket = if address.is_ipv4() {
-        tokio::net::TcpSocket::new_v4()?
-    } else {
-        tokio::net::TcpSocket::new_v6()?
-    };
-    // As `TcpListener::bind` does: a restarted server can bind at once.
-    socket.set_reuseaddr(true)?;
-    socket.bind(address)?;
-    Ok(socket)
 }
 
 async fn agent(args: cli::AgentArgs) -> Result<()> {
@@ -288,7 +138,8 @@ async fn open_store(
     let url = match database_url {
         Some(url) => url,
         None => {
-            let dir = data_dir.unwrap_or_else(|| PathBuf::from(DEFAULT_DATA_DIR));
+            let dir =
+                data_dir.unwrap_or_else(|| PathBuf::from(doorman_server::config::DEFAULT_DATA_DIR));
             std::fs::create_dir_all(&dir)
                 .with_context(|| format!("cannot create {}", dir.display()))?;
             doorman_server::default_database_url(&dir)
@@ -611,54 +462,5 @@ async fn connect(args: cli::ConnectArgs) -> i32 {
             eprintln!("doorman: {error}");
             error.exit_code()
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::ServerFile;
-
-    fn parse(text: &str) -> anyhow::Result<ServerFile> {
-        let file = toml::from_str::<ServerFile>(text)?;
-        file.check_limits()?;
-        Ok(file)
-    }
-
-    #[test]
-    fn the_shipped_example_settings_file_is_valid() {
-        let file = parse(include_str!("../../../contrib/systemd/server.toml")).unwrap();
-        assert_eq!(file.data_dir.unwrap().to_str(), Some("/var/lib/doorman"));
-        assert!(file.smtp_url.unwrap().starts_with("smtps://"));
-    }
-
-    #[test]
-    fn limits_in_the_settings_file_are_checked_like_the_options() {
-        let file = parse(
-            "max_pending_per_operator = 5\nmax_requests_per_hour = 100\nblock_minutes = 60\n\
-             trusted_proxies = [\"10.0.0.0/8\", \"127.0.0.1\"]\n",
-        )
-        .unwrap();
-        assert_eq!(file.max_pending_per_operator, Some(5));
-        assert_eq!(file.max_requests_per_hour, Some(100));
-        assert_eq!(file.block_minutes, Some(60));
-        assert_eq!(file.trusted_proxies.unwrap().len(), 2);
-        for (text, says) in [
-            (
-                "max_pending_per_operator = 0",
-                "max_pending_per_operator = 0: must be 1 to 1000",
-            ),
-            (
-                "max_requests_per_hour = 100001",
-                "max_requests_per_hour = 100001: must be 1 to 100000",
-            ),
-            (
-                "block_minutes = 0",
-                "block_minutes = 0: must be 1 to 525600",
-            ),
-        ] {
-            let error = parse(text).unwrap_err().to_string();
-            assert_eq!(error, says);
-        }
-        assert!(parse("block_minutes = -1").is_err());
     }
 }

@@ -11,6 +11,7 @@ mod agents;
 pub mod broker;
 pub mod client_addr;
 pub mod clock;
+pub mod config;
 pub mod leadership;
 mod link_limit;
 mod listener;

@@ -1,0 +1,299 @@
+//! The server's configuration as an administrator writes it: the optional
+//! settings file (`--config`, TOML), the command line's values that win
+//! over it, the defaults both share, and the checked [`ServerConfig`] they
+//! make together. Also [`run_replica`]: serving as the active server or
+//! waiting as a standby on a shared database.
+
+use crate::client_addr::TrustedProxy;
+use crate::leadership::Leadership;
+use crate::{DEFAULT_HEARTBEAT, Limits, Prepared, ServerConfig, ServerError, TlsFiles};
+use serde::Deserialize;
+use std::future::Future;
+use std::net::SocketAddr;
+use std::ops::RangeInclusive;
+use std::path::{Path, PathBuf};
+
+/// Where the server listens when nothing says otherwise.
+pub const DEFAULT_LISTEN: &str = "127.0.0.1:8080";
+/// The data directory of `doorman server` and `doorman admin` when neither
+/// `--data-dir` nor `--database-url` is given (relative to the working
+/// directory).
+pub const DEFAULT_DATA_DIR: &str = "doorman-data";
+/// The emails' sender when nothing says otherwise.
+pub const DEFAULT_MAIL_FROM: &str = "doorman@localhost";
+
+/// The values the limits may take, on the command line and in the file.
+pub const MAX_PENDING_PER_OPERATOR: RangeInclusive<i64> = 1..=1000;
+pub const MAX_REQUESTS_PER_HOUR: RangeInclusive<i64> = 1..=100_000;
+pub const BLOCK_MINUTES: RangeInclusive<i64> = 1..=525_600;
+
+/// Why the configuration cannot be used.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read {path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("invalid server config {path}: {message}")]
+    Invalid { path: PathBuf, message: String },
+    #[error("--tls-cert and --tls-key go together")]
+    TlsPair,
+}
+
+/// The settings one may give, from the file or the command line; every one
+/// optional.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServerSettings {
+    pub listen: Option<SocketAddr>,
+    pub public_url: Option<String>,
+    pub data_dir: Option<PathBuf>,
+    pub database_url: Option<String>,
+    pub smtp_url: Option<String>,
+    pub mail_from: Option<String>,
+    pub tls_cert: Option<PathBuf>,
+    pub tls_key: Option<PathBuf>,
+    pub trusted_proxies: Option<Vec<TrustedProxy>>,
+    pub max_pending_per_operator: Option<u32>,
+    pub max_requests_per_hour: Option<u32>,
+    pub block_minutes: Option<u32>,
+}
+
+impl ServerSettings {
+    /// Reads and checks a settings file.
+    pub fn read(path: &Path) -> Result<Self, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        Self::parse(&text).map_err(|message| ConfigError::Invalid {
+            path: path.to_path_buf(),
+            message,
+        })
+    }
+
+    /// Parses a settings file's text; the limits must lie where the command
+    /// line's would.
+    pub fn parse(text: &str) -> Result<Self, String> {
+        let settings: ServerSettings = toml::from_str(text).map_err(|e| e.to_string())?;
+        for (key, value, range) in [
+            (
+                "max_pending_per_operator",
+                settings.max_pending_per_operator,
+                MAX_PENDING_PER_OPERATOR,
+            ),
+            (
+                "max_requests_per_hour",
+                settings.max_requests_per_hour,
+                MAX_REQUESTS_PER_HOUR,
+            ),
+            ("block_minutes", settings.block_minutes, BLOCK_MINUTES),
+        ] {
+            if let Some(value) = value
+                && !range.contains(&i64::from(value))
+            {
+                return Err(format!(
+                    "{key} = {value}: must be {} to {}",
+                    range.start(),
+                    range.end()
+                ));
+            }
+        }
+        Ok(settings)
+    }
+
+    /// These settings over `file`'s: each value given here wins.
+    pub fn over(self, file: ServerSettings) -> ServerSettings {
+        ServerSettings {
+            listen: self.listen.or(file.listen),
+            public_url: self.public_url.or(file.public_url),
+            data_dir: self.data_dir.or(file.data_dir),
+            database_url: self.database_url.or(file.database_url),
+            smtp_url: self.smtp_url.or(file.smtp_url),
+            mail_from: self.mail_from.or(file.mail_from),
+            tls_cert: self.tls_cert.or(file.tls_cert),
+            tls_key: self.tls_key.or(file.tls_key),
+            trusted_proxies: self.trusted_proxies.or(file.trusted_proxies),
+            max_pending_per_operator: self
+                .max_pending_per_operator
+                .or(file.max_pending_per_operator),
+            max_requests_per_hour: self.max_requests_per_hour.or(file.max_requests_per_hour),
+            block_minutes: self.block_minutes.or(file.block_minutes),
+        }
+    }
+
+    /// Where to listen.
+    pub fn listen(&self) -> SocketAddr {
+        self.listen.unwrap_or_else(|| {
+            DEFAULT_LISTEN
+                .parse()
+                .unwrap_or_else(|_| SocketAddr::from(([127, 0, 0, 1], 8080)))
+        })
+    }
+
+    /// The configuration, with the defaults filled in; `bound` is the
+    /// address actually bound (the default public URL names its port).
+    pub fn into_config(self, bound: SocketAddr) -> Result<ServerConfig, ConfigError> {
+        let tls = match (self.tls_cert, self.tls_key) {
+            (Some(cert), Some(key)) => Some(TlsFiles { cert, key }),
+            (None, None) => None,
+            _ => return Err(ConfigError::TlsPair),
+        };
+        let scheme = if tls.is_some() { "https" } else { "http" };
+        let defaults = Limits::default();
+        Ok(ServerConfig {
+            public_url: self
+                .public_url
+                .unwrap_or_else(|| format!("{scheme}://{bound}")),
+            data_dir: self
+                .data_dir
+                .unwrap_or_else(|| PathBuf::from(DEFAULT_DATA_DIR)),
+            database_url: self.database_url,
+            smtp_url: self.smtp_url,
+            mail_from: self.mail_from.unwrap_or_else(|| DEFAULT_MAIL_FROM.into()),
+            tls,
+            limits: Limits {
+                max_pending_per_operator: self
+                    .max_pending_per_operator
+                    .unwrap_or(defaults.max_pending_per_operator),
+                max_requests_per_hour: self
+                    .max_requests_per_hour
+                    .unwrap_or(defaults.max_requests_per_hour),
+                block_minutes: self.block_minutes.unwrap_or(defaults.block_minutes),
+            },
+            trusted_proxies: self.trusted_proxies.unwrap_or_default(),
+            heartbeat: DEFAULT_HEARTBEAT,
+        })
+    }
+}
+
+/// Why a replica stopped.
+#[derive(Debug, thiserror::Error)]
+pub enum ReplicaError {
+    #[error(transparent)]
+    Server(#[from] ServerError),
+    #[error("cannot listen on {address}: {source}")]
+    Listen {
+        address: SocketAddr,
+        source: std::io::Error,
+    },
+    #[error("lost the database lock ({0}); stopped so that a standby can take over")]
+    LostLock(String),
+}
+
+/// Serves on `socket` (bound, not yet listening) until `shutdown`. With a
+/// database that several replicas share, waits as a standby until this one
+/// holds the database's lock, listening only then, and stops at once if it
+/// loses the lock: a standby may already have taken over.
+pub async fn run_replica(
+    prepared: Prepared,
+    socket: tokio::net::TcpSocket,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), ReplicaError> {
+    let address = socket.local_addr().map_err(|source| ReplicaError::Listen {
+        address: SocketAddr::from(([0, 0, 0, 0], 0)),
+        source,
+    })?;
+    let leadership = Leadership::acquire(&prepared.database_url(), || {
+        tracing::info!(
+            "doorman server standby: another server is active on this database; taking over when it stops"
+        );
+    })
+    .await
+    .map_err(ServerError::from)?;
+    let listener = socket
+        .listen(1024)
+        .map_err(|source| ReplicaError::Listen { address, source })?;
+    let server = prepared.bind(listener).await?;
+    let Some(mut leadership) = leadership else {
+        server.run(shutdown).await?;
+        return Ok(());
+    };
+    let (lost_tx, lost_rx) = tokio::sync::oneshot::channel();
+    let shutdown = async move {
+        tokio::select! {
+            () = shutdown => {}
+            reason = leadership.lost() => {
+                let _ = lost_tx.send(reason);
+            }
+        }
+    };
+    server.run(shutdown).await?;
+    match lost_rx.await {
+        Ok(reason) => Err(ReplicaError::LostLock(reason.to_string())),
+        Err(_) => Ok(()),
+    }
+}
+
+/// A socket bound to `address` but not listening yet, as `TcpListener::bind`
+/// would bind it (a restarted server can bind at once).
+pub fn bind_socket(address: SocketAddr) -> std::io::Result<tokio::net::TcpSocket> {
+    let socket = if address.is_ipv4() {
+        tokio::net::TcpSocket::new_v4()?
+    } else {
+        tokio::net::TcpSocket::new_v6()?
+    };
+    socket.set_reuseaddr(true)?;
+    socket.bind(address)?;
+    Ok(socket)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::ServerSettings;
+
+    #[test]
+    fn the_shipped_example_settings_file_is_valid() {
+        let file =
+            ServerSettings::parse(include_str!("../../../contrib/systemd/server.toml")).unwrap();
+        assert_eq!(file.data_dir.unwrap().to_str(), Some("/var/lib/doorman"));
+        assert!(file.smtp_url.unwrap().starts_with("smtps://"));
+    }
+
+    #[test]
+    fn limits_in_the_settings_file_are_checked_like_the_options() {
+        let file = ServerSettings::parse(
+            "max_pending_per_operator = 5\nmax_requests_per_hour = 100\nblock_minutes = 60\n\
+             trusted_proxies = [\"10.0.0.0/8\", \"127.0.0.1\"]\n",
+        )
+        .unwrap();
+        assert_eq!(file.max_pending_per_operator, Some(5));
+        assert_eq!(file.max_requests_per_hour, Some(100));
+        assert_eq!(file.block_minutes, Some(60));
+        assert_eq!(file.trusted_proxies.unwrap().len(), 2);
+        for (text, says) in [
+            (
+                "max_pending_per_operator = 0",
+                "max_pending_per_operator = 0: must be 1 to 1000",
+            ),
+            (
+                "max_requests_per_hour = 100001",
+                "max_requests_per_hour = 100001: must be 1 to 100000",
+            ),
+            (
+                "block_minutes = 0",
+                "block_minutes = 0: must be 1 to 525600",
+            ),
+        ] {
+            assert_eq!(ServerSettings::parse(text).unwrap_err(), says);
+        }
+        assert!(ServerSettings::parse("block_minutes = -1").is_err());
+    }
+
+    #[test]
+    fn the_command_line_wins_over_the_file() {
+        let file = ServerSettings::parse("mail_from = \"a@x.example\"\nblock_minutes = 5").unwrap();
+        let line = ServerSettings {
+            block_minutes: Some(9),
+            ..ServerSettings::default()
+        };
+        let config = line
+            .over(file)
+            .into_config("127.0.0.1:1".parse().unwrap())
+            .unwrap();
+        assert_eq!(config.mail_from, "a@x.example");
+        assert_eq!(config.limits.block_minutes, 9);
+        assert_eq!(config.public_url, "http://127.0.0.1:1");
+    }
+}
