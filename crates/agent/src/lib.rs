@@ -4,8 +4,10 @@
 //! authorization itself, and runs the sessions it has agreed to.
 #![forbid(unsafe_code)]
 
+mod command;
 pub mod consent;
-mod link;
+mod control;
+mod dialing;
 pub mod notify;
 mod session;
 pub mod settings_file;
@@ -66,7 +68,7 @@ pub async fn run(
         .map(|task| task.abort_handle())
         .map(AbortOnDrop);
     tokio::select! {
-        () = link::run_forever(config, board, decided) => Ok(()),
+        () = control::run_forever(config, board, decided) => Ok(()),
         () = shutdown => {
             tracing::info!("doorman agent stopped");
             Ok(())

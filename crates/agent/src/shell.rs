@@ -55,7 +55,7 @@ where
         Ok(child) => child,
         Err(error) => {
             let message = format!("cannot start {shell}: {error}");
-            return Err(crate::session::report_start_failure(&mut writer, message).await);
+            return Err(crate::command::report_start_failure(&mut writer, message).await);
         }
     };
     let (mut pty_out, mut pty_in) = pty.into_split();

@@ -1,25 +1,21 @@
-//! The agent's control connection: dial out, answer offers from the current
-//! settings, act on settled outcomes, answer the server's pings, and
-//! reconnect with jittered backoff whenever the server goes away or falls
-//! silent.
+//! The agent's control connection: dial out, answer offers from the
+//! settings as they are (read once per offer), act on settled outcomes,
+//! answer the server's pings, and reconnect with jittered backoff whenever
+//! the server goes away or falls silent.
 
 use crate::consent::ConsentBoard;
 use crate::notify::{self, Event, Visitor};
-use crate::session;
+use crate::session::{self, ForwardGrants};
 use crate::settings_file;
 use doorman_core::{AgentSettings, Decision, LocalConsent, Outcome};
+use doorman_proto::AGENT_PATH;
 use doorman_proto::connection::Connection;
 use doorman_proto::message::{AgentToServer, OfferReply, ServerToAgent, Service, silence_limit};
-use doorman_proto::{AGENT_NAME_HEADER, AGENT_PATH, Dialer};
-use hyper::header::{AUTHORIZATION, HeaderName, HeaderValue};
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::mpsc;
-
-/// Forward sessions in progress: request id → the targets their approval covers.
-pub type ForwardGrants = Arc<Mutex<HashMap<String, Vec<String>>>>;
 
 /// Most offers remembered at once; older ones are forgotten first.
 const MAX_REMEMBERED_OFFERS: usize = 1024;
@@ -34,6 +30,8 @@ struct AwaitedOffer {
     limit: u32,
     /// Whether a person at the computer answers too.
     local_consent: LocalConsent,
+    /// The settings the offer was answered from.
+    settings: Arc<AgentSettings>,
 }
 
 /// An allowed request whose approval may let the same operator in again
@@ -77,19 +75,6 @@ fn covers(approved: &Service, asked: &Service) -> bool {
         }
         (approved, asked) => approved.kind() == asked.kind(),
     }
-}
-
-/// The headers that authenticate this agent.
-pub fn agent_headers(settings: &AgentSettings) -> Result<Vec<(HeaderName, HeaderValue)>, String> {
-    let name = HeaderValue::from_str(&settings.name)
-        .map_err(|_| "agent name is not a valid header value".to_string())?;
-    let mut key = HeaderValue::from_str(&format!("Bearer {}", settings.key.expose()))
-        .map_err(|_| "agent key is not a valid header value".to_string())?;
-    key.set_sensitive(true);
-    Ok(vec![
-        (HeaderName::from_static(AGENT_NAME_HEADER), name),
-        (AUTHORIZATION, key),
-    ])
 }
 
 /// Connects, serves, and reconnects, forever. Local answers from `board`
@@ -158,13 +143,7 @@ async fn serve_once(
     decisions: &mut mpsc::UnboundedReceiver<AgentToServer>,
 ) -> Result<(), String> {
     let settings = settings_file::load(config).map_err(|e| e.to_string())?;
-    let dialer =
-        Dialer::new(&settings.server, settings.ca.as_deref()).map_err(|e| e.to_string())?;
-    let headers = agent_headers(&settings)?;
-    let io = dialer
-        .dial(AGENT_PATH, &headers)
-        .await
-        .map_err(|e| e.to_string())?;
+    let io = crate::dialing::dial(&settings, AGENT_PATH).await?;
     let (mut reader, mut writer) = Connection::new(io).split();
     let heartbeat = match reader.read_message::<ServerToAgent>().await {
         Ok(Some(ServerToAgent::Welcome { heartbeat_ms })) => {
@@ -223,15 +202,24 @@ async fn serve_once(
                     reason,
                     service: service.describe(),
                 };
-                let reply = answer_offer(config, &visitor, &service, memory);
-                match &reply {
-                    OfferReply::RequireAuthorization {
-                        reuse,
-                        max_session_seconds,
-                        local_consent,
-                        timeout_secs,
-                        ..
-                    } => {
+                let (reply, settings) = match settings_file::load(config) {
+                    Ok(settings) => {
+                        let reply = answer_offer(&settings, &visitor, &service, memory);
+                        (reply, Some(Arc::new(settings)))
+                    }
+                    Err(error) => (refuse_unreadable_settings(&error, &visitor), None),
+                };
+                match (&reply, settings) {
+                    (
+                        OfferReply::RequireAuthorization {
+                            reuse,
+                            max_session_seconds,
+                            local_consent,
+                            timeout_secs,
+                            ..
+                        },
+                        Some(settings),
+                    ) => {
                         if memory.awaited.len() >= MAX_REMEMBERED_OFFERS {
                             memory.awaited.clear();
                         }
@@ -250,14 +238,18 @@ async fn serve_once(
                             reuse_of: reuse.clone(),
                             limit: *max_session_seconds,
                             local_consent: *local_consent,
+                            settings,
                         };
                         memory.awaited.insert(request_id.clone(), offer);
                     }
-                    OfferReply::Admit {
-                        max_session_seconds,
-                    } => {
+                    (
+                        OfferReply::Admit {
+                            max_session_seconds,
+                        },
+                        Some(settings),
+                    ) => {
                         session::spawn(
-                            config.to_path_buf(),
+                            settings,
                             request_id.clone(),
                             visitor,
                             service,
@@ -265,7 +257,7 @@ async fn serve_once(
                             *max_session_seconds,
                         );
                     }
-                    OfferReply::Refuse { .. } | OfferReply::ReasonRequired => {}
+                    _ => {}
                 }
                 writer
                     .write_message(&AgentToServer::OfferReply { request_id, reply })
@@ -282,7 +274,7 @@ async fn serve_once(
                     tracing::warn!(request = %request_id, "ignoring an outcome for a request this agent did not ask for");
                     continue;
                 };
-                let command = notify_command(config);
+                let command = offer.settings.notify_command.clone();
                 let local_answer = board.settle(&request_id);
                 if matches!(
                     outcome,
@@ -311,9 +303,7 @@ async fn serve_once(
                 {
                     // A reuse stands only if this agent offered that very
                     // approval and its own settings still cover it.
-                    let window = settings_file::load(config)
-                        .map(|s| s.desktop_sharing.approval_valid_for)
-                        .unwrap_or(0);
+                    let window = offer.settings.desktop_sharing.approval_valid_for;
                     let still = memory.reusable(&offer.visitor.operator, &offer.service, window);
                     if offer.reuse_of.as_ref() != Some(earlier) || still.as_ref() != Some(earlier) {
                         tracing::warn!(request = %request_id, %earlier, "ignoring the reuse of an approval this computer does not hold valid");
@@ -357,7 +347,7 @@ async fn serve_once(
                 }
                 if matches!(outcome, Outcome::Allowed { .. }) {
                     session::spawn(
-                        config.to_path_buf(),
+                        offer.settings,
                         request_id,
                         offer.visitor,
                         offer.service,
@@ -380,16 +370,11 @@ async fn serve_once(
                     })
                     .unwrap_or(false);
                 // The settings as they are now must still offer the target.
-                let offered = settings_file::load(config)
-                    .map(|settings| settings.services.forward.contains(&target))
-                    .unwrap_or(false);
-                if granted && offered {
-                    session::spawn_tunnel(
-                        config.to_path_buf(),
-                        tunnel_id,
-                        target,
-                        outgoing.clone(),
-                    );
+                let settings = settings_file::load(config)
+                    .ok()
+                    .filter(|settings| settings.services.forward.contains(&target));
+                if let Some(settings) = settings.filter(|_| granted) {
+                    session::spawn_tunnel(settings, tunnel_id, target, outgoing.clone());
                 } else {
                     tracing::warn!(request = %request_id, %target, "refusing a tunnel that no allowed session covers");
                     let refusal = AgentToServer::TunnelRefused {
@@ -406,33 +391,31 @@ async fn serve_once(
     }
 }
 
-/// The `notify_command` of the settings as they are now.
-pub fn notify_command(config: &Path) -> Option<String> {
-    settings_file::load(config).ok()?.notify_command
+/// A settings file that cannot be read refuses every connection until it
+/// is fixed.
+fn refuse_unreadable_settings(
+    error: &settings_file::SettingsFileError,
+    visitor: &Visitor,
+) -> OfferReply {
+    tracing::error!(%error, "refusing connections until the settings file is fixed");
+    let message = "the computer's settings file is invalid".to_string();
+    notify::show(
+        None,
+        visitor,
+        &Event::Refused {
+            message: message.clone(),
+        },
+    );
+    OfferReply::Refuse { message }
 }
 
-/// Decides from the settings file as it is now.
+/// Decides from the settings as they were read for this offer.
 fn answer_offer(
-    config: &Path,
+    settings: &AgentSettings,
     visitor: &Visitor,
     service: &Service,
     memory: &Memory,
 ) -> OfferReply {
-    let settings = match settings_file::load(config) {
-        Ok(settings) => settings,
-        Err(error) => {
-            tracing::error!(%error, "refusing connections until the settings file is fixed");
-            let message = "the computer's settings file is invalid".to_string();
-            notify::show(
-                None,
-                visitor,
-                &Event::Refused {
-                    message: message.clone(),
-                },
-            );
-            return OfferReply::Refuse { message };
-        }
-    };
     let command = settings.notify_command.as_deref();
     let refuse = |message: String| {
         notify::show(
