@@ -75,32 +75,18 @@ pub(super) async fn connect(
     };
     match reply {
         OfferReply::Refuse { message } => {
-            broker
-                .store
-                .record(&audit(
-                    &ask,
-                    AuditKind::Refused,
-                    Some(&request_id),
-                    Some(message.clone()),
-                ))
-                .await?;
-            refuse(&mut connection, Refusal::NotOffered, message).await
+            let detail = message.clone();
+            let refusal = (Refusal::NotOffered, message);
+            refuse_audited(broker, connection, &ask, &request_id, refusal, detail).await
         }
         OfferReply::ReasonRequired => {
             let message = format!(
                 "computer {:?} requires a reason: connect again with --reason TEXT",
                 ask.computer
             );
-            broker
-                .store
-                .record(&audit(
-                    &ask,
-                    AuditKind::Refused,
-                    Some(&request_id),
-                    Some("no reason given; this computer requires one".into()),
-                ))
-                .await?;
-            refuse(&mut connection, Refusal::InvalidRequest, message).await
+            let detail = "no reason given; this computer requires one".to_string();
+            let refusal = (Refusal::InvalidRequest, message);
+            refuse_audited(broker, connection, &ask, &request_id, refusal, detail).await
         }
         OfferReply::Admit {
             max_session_seconds,
@@ -141,6 +127,20 @@ pub(super) async fn connect(
             require_authorization(broker, connection, ask, request_id, expected, policy).await
         }
     }
+}
+
+/// Refuses the request after the agent saw it, and records why.
+async fn refuse_audited(
+    broker: &Broker,
+    mut connection: Connection<Upgraded>,
+    ask: &Ask<'_>,
+    request_id: &str,
+    (reason, message): (Refusal, String),
+    detail: String,
+) -> Result<(), OperatorError> {
+    let event = audit(ask, AuditKind::Refused, Some(request_id), Some(detail));
+    broker.store.record(&event).await?;
+    refuse(&mut connection, reason, message).await
 }
 
 /// What the agent asks for when email authorization is on.
@@ -197,16 +197,9 @@ async fn require_authorization(
             "computer {:?} needs {required_approvals} approvals but only {eligible} of its recipients may approve your requests (your own address cannot)",
             ask.computer
         );
-        broker
-            .store
-            .record(&audit(
-                &ask,
-                AuditKind::Refused,
-                Some(&request_id),
-                Some(message.clone()),
-            ))
-            .await?;
-        return refuse(&mut connection, Refusal::NotOffered, message).await;
+        let detail = message.clone();
+        let refusal = (Refusal::NotOffered, message);
+        return refuse_audited(broker, connection, &ask, &request_id, refusal, detail).await;
     }
     let watch = broker.waiters.watch(&request_id);
     let now = now_millis();
