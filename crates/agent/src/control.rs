@@ -357,7 +357,7 @@ async fn serve_once(
                 }
             }
             ServerToAgent::OpenTunnel {
-                request_id,
+                session_id,
                 tunnel_id,
                 target,
             } => {
@@ -365,7 +365,7 @@ async fn serve_once(
                     .lock()
                     .map(|grants| {
                         grants
-                            .get(&request_id)
+                            .get(&session_id)
                             .is_some_and(|targets| targets.contains(&target))
                     })
                     .unwrap_or(false);
@@ -376,7 +376,7 @@ async fn serve_once(
                 if let Some(settings) = settings.filter(|_| granted) {
                     session::spawn_tunnel(settings, tunnel_id, target, outgoing.clone());
                 } else {
-                    tracing::warn!(request = %request_id, %target, "refusing a tunnel that no allowed session covers");
+                    tracing::warn!(session = %session_id, %target, "refusing a tunnel that no allowed session covers");
                     let refusal = AgentToServer::TunnelRefused {
                         tunnel_id,
                         message: format!("forwarding to {target} is not allowed"),

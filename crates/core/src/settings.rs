@@ -37,15 +37,17 @@ pub struct AgentSettings {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub consent_socket: Option<PathBuf>,
     #[serde(default)]
-    pub desktop_sharing: DesktopSharing,
+    pub desktop_sharing: EmailAuthorization,
     #[serde(default)]
     pub services: Services,
 }
 
-/// "Require email authorization for incoming connections" and its recipients.
+/// "Require email authorization for incoming connections", its recipients
+/// and its approval policies. The file calls it `[desktop_sharing]`, as the
+/// remote-desktop products it comes from do.
 #[derive(Clone, Debug, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
-pub struct DesktopSharing {
+pub struct EmailAuthorization {
     #[serde(default)]
     pub require_email_authorization: bool,
     /// Seconds a request waits for a decision.
@@ -81,7 +83,7 @@ fn default_timeout() -> u32 {
     DEFAULT_TIMEOUT_SECS
 }
 
-impl Default for DesktopSharing {
+impl Default for EmailAuthorization {
     fn default() -> Self {
         Self {
             require_email_authorization: false,
@@ -206,7 +208,7 @@ impl AgentSettings {
     }
 }
 
-impl DesktopSharing {
+impl EmailAuthorization {
     fn validate(&self) -> Vec<SettingsProblem> {
         let mut problems = Vec::new();
         let timeout = self.email_authorization_timeout;

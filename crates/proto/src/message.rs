@@ -202,7 +202,10 @@ pub enum ServerToAgent {
     /// The operator of a forward session opened a connection: connect to
     /// `target` and open `/v1/session/<tunnel_id>` to carry it.
     OpenTunnel {
-        request_id: String,
+        /// The forward session, named by the id of the request (or offer)
+        /// that started it.
+        #[serde(alias = "request_id")]
+        session_id: String,
         tunnel_id: String,
         target: String,
     },

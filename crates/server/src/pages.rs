@@ -113,25 +113,52 @@ fn render<T: Template>(status: StatusCode, page: &T) -> Response {
     }
 }
 
-fn not_found() -> Response {
-    render(
-        StatusCode::NOT_FOUND,
-        &MessagePage {
-            title: "Link not valid",
-            message: "This link is not valid. Check that you copied the whole link from the email.",
-        },
-    )
+/// Why a page request failed, as the visitor is told: a page, or one line
+/// for a form that did not come from our page. Internals are logged, never
+/// sent.
+#[derive(Debug)]
+pub enum PageError {
+    /// Unknown, malformed and oversized tokens alike.
+    NotFound,
+    /// The bad-link limit for this address.
+    TooManyFailures,
+    BadForm(&'static str),
+    Forbidden(&'static str),
+    Internal(String),
 }
 
-fn server_error(error: impl std::fmt::Display) -> Response {
-    tracing::error!(%error, "request failed");
-    render(
-        StatusCode::INTERNAL_SERVER_ERROR,
-        &MessagePage {
-            title: "Something went wrong",
-            message: "The server could not handle this request. Try again in a moment.",
-        },
-    )
+impl From<crate::store::StoreError> for PageError {
+    fn from(error: crate::store::StoreError) -> Self {
+        PageError::Internal(error.to_string())
+    }
+}
+
+impl IntoResponse for PageError {
+    fn into_response(self) -> Response {
+        let (status, title, message) = match self {
+            PageError::NotFound => (
+                StatusCode::NOT_FOUND,
+                "Link not valid",
+                "This link is not valid. Check that you copied the whole link from the email.",
+            ),
+            PageError::TooManyFailures => (
+                StatusCode::TOO_MANY_REQUESTS,
+                "Too many invalid links",
+                "Too many invalid links were opened from your address. Try again in a few minutes.",
+            ),
+            PageError::BadForm(reason) => return (StatusCode::BAD_REQUEST, reason).into_response(),
+            PageError::Forbidden(reason) => return (StatusCode::FORBIDDEN, reason).into_response(),
+            PageError::Internal(error) => {
+                tracing::error!(%error, "request failed");
+                (
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "Something went wrong",
+                    "The server could not handle this request. Try again in a moment.",
+                )
+            }
+        };
+        render(status, &MessagePage { title, message })
+    }
 }
 
 fn user_agent(headers: &HeaderMap) -> Option<String> {
@@ -180,41 +207,29 @@ fn same_origin(headers: &HeaderMap, public_origin: &str) -> Result<(), &'static 
     }
 }
 
-fn too_many_failures() -> Response {
-    render(
-        StatusCode::TOO_MANY_REQUESTS,
-        &MessagePage {
-            title: "Too many invalid links",
-            message: "Too many invalid links were opened from your address. Try again in a few minutes.",
-        },
-    )
-}
-
-/// Looks a link token up; `None` for anything that is not a live token.
+/// Looks a link token up; not found for anything that is not a live token.
 /// Failures count against the client's address.
 async fn find(
     state: &AppState,
     token: &str,
     peer: std::net::IpAddr,
-) -> Result<Option<(RequestRow, String, [u8; 32])>, Response> {
+) -> Result<(RequestRow, String, [u8; 32]), PageError> {
     let now = now_millis();
     let limiter = &state.broker.link_failures;
     if limiter.is_limited(peer, now) {
-        return Err(too_many_failures());
+        return Err(PageError::TooManyFailures);
     }
     let found = if secrets::plausible_token(token) {
         let hash = secrets::hash(token);
-        match state.broker.store.request_by_link(&hash).await {
-            Ok(found) => found.map(|(request, address)| (request, address, hash)),
-            Err(error) => return Err(server_error(error)),
-        }
+        let found = state.broker.store.request_by_link(&hash).await?;
+        found.map(|(request, address)| (request, address, hash))
     } else {
         None
     };
     if found.is_none() {
         limiter.record_failure(peer, now);
     }
-    Ok(found)
+    found.ok_or(PageError::NotFound)
 }
 
 /// `GET /a/{token}`: shows the request. Never changes its state.
@@ -223,28 +238,19 @@ pub async fn show(
     Path(token): Path<String>,
     ClientAddr(client): ClientAddr,
     headers: HeaderMap,
-) -> Response {
-    let (request, recipient, hash) = match find(&state, &token, client).await {
-        Ok(Some(found)) => found,
-        Ok(None) => return not_found(),
-        Err(response) => return response,
-    };
+) -> Result<Response, PageError> {
+    let (request, recipient, hash) = find(&state, &token, client).await?;
     let now = now_millis();
     let viewed = AuditEvent::new(AuditKind::PageViewed, now)
         .request(&request.id, &request.computer)
         .actor(&recipient)
         .address(&client.to_string())
         .user_agent(user_agent(&headers));
-    if let Err(error) = state.broker.store.record(&viewed).await {
-        return server_error(error);
-    }
-    let approvals: Vec<Approval> = match state.broker.store.approvals_of(&request.id).await {
-        Ok(approvals) => approvals,
-        Err(error) => return server_error(error),
-    };
+    state.broker.store.record(&viewed).await?;
+    let approvals: Vec<Approval> = state.broker.store.approvals_of(&request.id).await?;
     let live = request.state == RequestState::Pending && request.expires_at > now;
     let counted = u32::try_from(approvals.len()).unwrap_or(u32::MAX);
-    render(
+    Ok(render(
         StatusCode::OK,
         &ApprovalPage {
             request: &request,
@@ -273,7 +279,7 @@ pub async fn show(
             status: status_line(&request, now),
             block_minutes: state.broker.limits.block_minutes,
         },
-    )
+    ))
 }
 
 /// The approval form's fields.
@@ -291,35 +297,23 @@ pub async fn decide(
     ClientAddr(client): ClientAddr,
     headers: HeaderMap,
     form: Result<Form<DecisionForm>, FormRejection>,
-) -> Response {
-    let (request, recipient, hash) = match find(&state, &token, client).await {
-        Ok(Some(found)) => found,
-        Ok(None) => return not_found(),
-        Err(response) => return response,
-    };
+) -> Result<Response, PageError> {
+    let (request, recipient, hash) = find(&state, &token, client).await?;
     let Ok(Form(form)) = form else {
-        return (
-            StatusCode::BAD_REQUEST,
+        return Err(PageError::BadForm(
             "bad form: expected the fields decision and nonce",
-        )
-            .into_response();
+        ));
     };
     let Ok(decision) = form.decision.parse::<Decision>() else {
-        return (
-            StatusCode::BAD_REQUEST,
+        return Err(PageError::BadForm(
             "bad form: decision must be \"allow\", \"deny\" or \"report\"",
-        )
-            .into_response();
+        ));
     };
-    if let Err(reason) = same_origin(&headers, &state.public_origin) {
-        return (StatusCode::FORBIDDEN, reason).into_response();
-    }
+    same_origin(&headers, &state.public_origin).map_err(PageError::Forbidden)?;
     if !secrets::constant_time_eq(&form.nonce, &state.broker.key.page_nonce(&hash)) {
-        return (
-            StatusCode::FORBIDDEN,
+        return Err(PageError::Forbidden(
             "this form did not come from the approval page; open the link again",
-        )
-            .into_response();
+        ));
     }
     let event = Event::Decide {
         decision,
@@ -332,10 +326,8 @@ pub async fn decide(
         user_agent: user_agent(&headers),
         detail: None,
     };
-    if let Err(error) = state.broker.apply(&request.id, event, witness).await {
-        return server_error(error);
-    }
-    Redirect::to(&format!("/a/{token}")).into_response()
+    state.broker.apply(&request.id, event, witness).await?;
+    Ok(Redirect::to(&format!("/a/{token}")).into_response())
 }
 
 #[derive(Template)]
@@ -377,10 +369,10 @@ pub async fn outbox_file(
             .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'.')
         && !file.contains("..");
     let Some(dir) = state.outbox_dir.as_ref().filter(|_| valid) else {
-        return not_found();
+        return PageError::NotFound.into_response();
     };
     match tokio::fs::read(dir.join(&file)).await {
         Ok(bytes) => ([(header::CONTENT_TYPE, "text/plain; charset=utf-8")], bytes).into_response(),
-        Err(_) => not_found(),
+        Err(_) => PageError::NotFound.into_response(),
     }
 }

@@ -186,7 +186,7 @@ pub async fn tunnel(
     };
     let mut expected = state.broker.sessions.expect(&tunnel_id, &grant.computer);
     let open = doorman_proto::message::ServerToAgent::OpenTunnel {
-        request_id: session,
+        session_id: session,
         tunnel_id,
         target: target.clone(),
     };
