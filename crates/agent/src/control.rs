@@ -112,27 +112,21 @@ async fn sleep_until(deadline: Option<tokio::time::Instant>) {
     }
 }
 
-/// 0.5 s after a clean close; then 1, 2, 4 … 30 s, each plus up to 50 % at
-/// random so that many agents do not reconnect in step.
+/// The wait before dialing again after `failures` failures in a row (0:
+/// after a clean close): 0.5 s, then 1, 2, 4 … up to 30 s, each plus up to
+/// as much again at random (so at most a minute), so that many agents do
+/// not reconnect in step.
 fn backoff(failures: u32) -> Duration {
-    let base_ms: u64 = if failures == 0 {
-        500
-    } else {
-        (1000u64 << failures.min(5).saturating_sub(1)).min(30_000)
-    };
-    Duration::from_millis(base_ms + jitter(base_ms / 2))
-}
-
-fn jitter(max: u64) -> u64 {
-    use std::hash::{BuildHasher, Hasher};
-    let mut hasher = std::collections::hash_map::RandomState::new().build_hasher();
-    hasher.write_u128(
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_nanos())
-            .unwrap_or(0),
-    );
-    hasher.finish() % (max + 1)
+    use backon::BackoffBuilder;
+    let cap = Duration::from_secs(30);
+    backon::ExponentialBuilder::default()
+        .with_min_delay(Duration::from_millis(500))
+        .with_max_delay(cap)
+        .with_jitter()
+        .without_max_times()
+        .build()
+        .nth(usize::try_from(failures).unwrap_or(usize::MAX))
+        .unwrap_or(cap)
 }
 
 async fn serve_once(
@@ -488,10 +482,21 @@ mod tests {
     use std::time::Duration;
 
     #[test]
-    fn backoff_grows_and_caps_with_jitter() {
-        assert!(backoff(0) <= Duration::from_millis(750));
-        assert!(backoff(1) >= Duration::from_secs(1));
-        assert!(backoff(3) >= Duration::from_secs(4));
-        assert!(backoff(40) <= Duration::from_secs(45));
+    fn backoff_doubles_from_half_a_second_up_to_its_30_second_cap() {
+        for (failures, base) in [(0, 500), (1, 1_000), (2, 2_000), (5, 16_000), (6, 30_000)] {
+            let base = Duration::from_millis(base);
+            for _ in 0..20 {
+                let wait = backoff(failures);
+                assert!(wait >= base && wait <= base * 2, "{failures}: {wait:?}");
+            }
+        }
+        // The cap is reached and held.
+        for _ in 0..20 {
+            let wait = backoff(40);
+            assert!(
+                wait >= Duration::from_secs(30) && wait <= Duration::from_secs(60),
+                "{wait:?}"
+            );
+        }
     }
 }

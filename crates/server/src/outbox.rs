@@ -11,7 +11,6 @@ use doorman_core::authorization::Event;
 use doorman_proto::message::DeliveryState;
 use lettre::message::Mailbox;
 use lettre::{AsyncSmtpTransport, AsyncTransport, Tokio1Executor};
-use ring::rand::{SecureRandom, SystemRandom};
 use serde::{Deserialize, Serialize};
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -182,18 +181,21 @@ async fn end_if_undeliverable(broker: &Broker, job: &OutboxJob) {
     }
 }
 
-/// 1 s, 2 s, 4 s … capped at 60 s, each with up to 50 % added at random so
-/// that many retries do not hit the SMTP server in step.
+/// The wait before retry number `attempts + 1`: 1 s, 2 s, 4 s … up to 60 s,
+/// each plus up to as much again at random, so that many retries do not hit
+/// the SMTP server in step.
 fn backoff_millis(attempts: i64) -> i64 {
-    let base = 1000i64 << attempts.clamp(0, 6);
-    let base = base.min(60_000);
-    let mut byte = [0u8; 1];
-    let jitter = if SystemRandom::new().fill(&mut byte).is_ok() {
-        base * i64::from(byte[0]) / 510
-    } else {
-        0
-    };
-    base + jitter
+    use backon::BackoffBuilder;
+    let cap = Duration::from_secs(60);
+    let wait = backon::ExponentialBuilder::default()
+        .with_min_delay(Duration::from_secs(1))
+        .with_max_delay(cap)
+        .with_jitter()
+        .without_max_times()
+        .build()
+        .nth(usize::try_from(attempts).unwrap_or(0))
+        .unwrap_or(cap);
+    i64::try_from(wait.as_millis()).unwrap_or(i64::MAX)
 }
 
 async fn send(
@@ -281,11 +283,19 @@ mod tests {
     use super::backoff_millis;
 
     #[test]
-    fn backoff_grows_with_jitter_and_caps() {
-        for attempts in 0..10 {
-            let base = (1000i64 << attempts.min(6)).min(60_000);
-            let wait = backoff_millis(attempts);
-            assert!(wait >= base && wait <= base * 3 / 2, "{attempts}: {wait}");
+    fn retries_wait_one_two_four_seconds_up_to_a_minute() {
+        for (attempts, base) in [
+            (0, 1_000),
+            (1, 2_000),
+            (2, 4_000),
+            (5, 32_000),
+            (6, 60_000),
+            (30, 60_000),
+        ] {
+            for _ in 0..20 {
+                let wait = backoff_millis(attempts);
+                assert!(wait >= base && wait <= base * 2, "{attempts}: {wait}");
+            }
         }
     }
 }
