@@ -116,6 +116,15 @@ async fn run(
     service: Service,
     grants: ForwardGrants,
 ) -> Result<String, String> {
+    // A forward session's tunnels are allowed before its session connection
+    // opens: the operator may open one as soon as the server says the
+    // session started, which it says once that connection arrives.
+    let _grant = match &service {
+        Service::Forward { targets } => {
+            Some(ForwardGrant::insert(grants, request_id, targets.clone()))
+        }
+        Service::Command { .. } | Service::Shell { .. } => None,
+    };
     let io = dial_session_patiently(settings, request_id).await?;
     notify::show(
         settings.notify_command.as_deref(),
@@ -127,8 +136,7 @@ async fn run(
         Service::Shell { term, rows, cols } => {
             crate::shell::run(Connection::new(io), term, rows, cols).await
         }
-        Service::Forward { targets } => {
-            let _grant = ForwardGrant::insert(grants, request_id, targets);
+        Service::Forward { .. } => {
             // The session lasts as long as the operator's connection.
             let mut io = io;
             let mut sink = [0u8; 1024];

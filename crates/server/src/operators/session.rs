@@ -60,6 +60,17 @@ pub(super) async fn relay_session(
         .store
         .record(&audit(ask, AuditKind::SessionStarted, request_id, None))
         .await?;
+    // Tunnels of a forward session are accepted while the session lasts,
+    // from before the operator hears that it started.
+    let _grant = match &ask.service {
+        Service::Forward { targets } => Some(broker.forwards.grant(
+            session_key,
+            ask.operator,
+            &ask.computer,
+            targets.clone(),
+        )),
+        _ => None,
+    };
     let limit = ask.max_session_seconds;
     connection
         .write_message(&ServerToOperator::SessionStarted {
@@ -75,16 +86,6 @@ pub(super) async fn relay_session(
         }
     };
     tokio::pin!(time_up);
-    // Tunnels of a forward session are accepted while the session lasts.
-    let _grant = match &ask.service {
-        Service::Forward { targets } => Some(broker.forwards.grant(
-            session_key,
-            ask.operator,
-            &ask.computer,
-            targets.clone(),
-        )),
-        _ => None,
-    };
 
     // Bytes the operator sent right behind its last message belong to the agent.
     let (operator_io, early) = connection.into_parts();
