@@ -1,6 +1,7 @@
 //! Running one command for the operator: its standard streams carried as
 //! frames, its exit status (or why it could not start) reported at the end.
 
+use crate::error::{LinkError, SessionError};
 use bytes::Bytes;
 use doorman_proto::connection::{Connection, FrameWriter, decode_message};
 use doorman_proto::frame::Frame;
@@ -13,14 +14,15 @@ use tokio::sync::Mutex;
 
 type SharedWriter<W> = Arc<Mutex<FrameWriter<W>>>;
 
-pub async fn run<T>(connection: Connection<T>, argv: Vec<String>) -> Result<String, String>
+pub async fn run<T>(connection: Connection<T>, argv: Vec<String>) -> Result<String, SessionError>
 where
     T: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
     let (mut reader, mut writer) = connection.split();
     // The server refuses an empty command; the agent does not rely on it.
     let Some((program, args)) = argv.split_first() else {
-        return Err(report_start_failure(&mut writer, "the command is empty".into()).await);
+        let message = report_start_failure(&mut writer, "the command is empty".into()).await;
+        return Err(SessionError::NotStarted(message));
     };
     let writer: SharedWriter<_> = Arc::new(Mutex::new(writer));
     let mut command = Command::new(program);
@@ -37,7 +39,8 @@ where
         Ok(child) => child,
         Err(error) => {
             let message = format!("cannot run {:?}: {error}", argv[0]);
-            return Err(report_start_failure(&mut *writer.lock().await, message).await);
+            let message = report_start_failure(&mut *writer.lock().await, message).await;
+            return Err(SessionError::NotStarted(message));
         }
     };
     let stdout = child
@@ -74,7 +77,7 @@ where
                     return Ok("operator disconnected".into());
                 }
             },
-            status = child.wait() => break status.map_err(|e| e.to_string())?,
+            status = child.wait() => break status.map_err(SessionError::Wait)?,
         }
     };
     drop(stdin);
@@ -93,7 +96,7 @@ where
             signal,
         })
         .await
-        .map_err(|e| e.to_string())?;
+        .map_err(LinkError::from)?;
     let _ = writer.shutdown().await;
     Ok(format!("{exit}"))
 }

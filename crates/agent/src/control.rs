@@ -4,6 +4,7 @@
 //! the server goes away or falls silent.
 
 use crate::consent::ConsentBoard;
+use crate::error::LinkError;
 use crate::notify::{self, Event, Visitor};
 use crate::session::{self, ForwardGrants};
 use crate::settings_file;
@@ -135,16 +136,16 @@ async fn serve_once(
     grants: &ForwardGrants,
     board: &ConsentBoard,
     decisions: &mut mpsc::UnboundedReceiver<AgentToServer>,
-) -> Result<(), String> {
-    let settings = settings_file::load(config).map_err(|e| e.to_string())?;
+) -> Result<(), LinkError> {
+    let settings = settings_file::load(config)?;
     let io = crate::dialing::dial(&settings, AGENT_PATH).await?;
     let (mut reader, mut writer) = Connection::new(io).split();
     let heartbeat = match reader.read_message::<ServerToAgent>().await {
         Ok(Some(ServerToAgent::Welcome { heartbeat_ms })) => {
             heartbeat_ms.map(Duration::from_millis)
         }
-        Ok(_) => return Err("server did not welcome the agent".into()),
-        Err(e) => return Err(e.to_string()),
+        Ok(_) => return Err(LinkError::NoWelcome),
+        Err(e) => return Err(e.into()),
     };
     // A connection the server stopped pinging (a NAT that forgot it, a
     // server host that vanished) is given up, so that the agent dials again
@@ -159,18 +160,18 @@ async fn serve_once(
             message = reader.read_message::<ServerToAgent>() => match message {
                 Ok(Some(message)) => message,
                 Ok(None) => return Ok(()),
-                Err(e) => return Err(e.to_string()),
+                Err(e) => return Err(e.into()),
             },
             () = sleep_until(heard_by) => {
                 let silence = silence.unwrap_or_default();
-                return Err(format!("the server was silent for {} s", silence.as_secs_f32()));
+                return Err(LinkError::Silent(silence));
             }
             Some(message) = to_send.recv() => {
-                writer.write_message(&message).await.map_err(|e| e.to_string())?;
+                writer.write_message(&message).await?;
                 continue;
             }
             Some(message) = decisions.recv() => {
-                writer.write_message(&message).await.map_err(|e| e.to_string())?;
+                writer.write_message(&message).await?;
                 continue;
             }
         };
@@ -178,10 +179,7 @@ async fn serve_once(
         match message {
             ServerToAgent::Welcome { .. } => {}
             ServerToAgent::Ping => {
-                writer
-                    .write_message(&AgentToServer::Pong)
-                    .await
-                    .map_err(|e| e.to_string())?;
+                writer.write_message(&AgentToServer::Pong).await?;
             }
             ServerToAgent::Offer {
                 request_id,
@@ -255,8 +253,7 @@ async fn serve_once(
                 }
                 writer
                     .write_message(&AgentToServer::OfferReply { request_id, reply })
-                    .await
-                    .map_err(|e| e.to_string())?;
+                    .await?;
             }
             ServerToAgent::Settled {
                 request_id,
@@ -375,10 +372,7 @@ async fn serve_once(
                         tunnel_id,
                         message: format!("forwarding to {target} is not allowed"),
                     };
-                    writer
-                        .write_message(&refusal)
-                        .await
-                        .map_err(|e| e.to_string())?;
+                    writer.write_message(&refusal).await?;
                 }
             }
         }

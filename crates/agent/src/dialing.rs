@@ -1,17 +1,19 @@
 //! How the agent reaches the server: a dialer for its URL and CA, and the
 //! headers that authenticate it, from its settings.
 
+use crate::error::LinkError;
 use doorman_core::AgentSettings;
 use doorman_proto::dial::Upgraded;
 use doorman_proto::{AGENT_NAME_HEADER, Dialer};
 use hyper::header::{AUTHORIZATION, HeaderName, HeaderValue};
 
 /// The headers that authenticate this agent.
-pub fn agent_headers(settings: &AgentSettings) -> Result<Vec<(HeaderName, HeaderValue)>, String> {
-    let name = HeaderValue::from_str(&settings.name)
-        .map_err(|_| "agent name is not a valid header value".to_string())?;
+pub fn agent_headers(
+    settings: &AgentSettings,
+) -> Result<Vec<(HeaderName, HeaderValue)>, LinkError> {
+    let name = HeaderValue::from_str(&settings.name).map_err(|_| LinkError::BadHeader("name"))?;
     let mut key = HeaderValue::from_str(&format!("Bearer {}", settings.key.expose()))
-        .map_err(|_| "agent key is not a valid header value".to_string())?;
+        .map_err(|_| LinkError::BadHeader("key"))?;
     key.set_sensitive(true);
     Ok(vec![
         (HeaderName::from_static(AGENT_NAME_HEADER), name),
@@ -20,9 +22,8 @@ pub fn agent_headers(settings: &AgentSettings) -> Result<Vec<(HeaderName, Header
 }
 
 /// Opens `path` on the server as this agent.
-pub async fn dial(settings: &AgentSettings, path: &str) -> Result<Upgraded, String> {
-    let dialer =
-        Dialer::new(&settings.server, settings.ca.as_deref()).map_err(|e| e.to_string())?;
+pub async fn dial(settings: &AgentSettings, path: &str) -> Result<Upgraded, LinkError> {
+    let dialer = Dialer::new(&settings.server, settings.ca.as_deref())?;
     let headers = agent_headers(settings)?;
-    dialer.dial(path, &headers).await.map_err(|e| e.to_string())
+    Ok(dialer.dial(path, &headers).await?)
 }

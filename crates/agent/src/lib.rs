@@ -8,6 +8,7 @@ mod command;
 pub mod consent;
 mod control;
 mod dialing;
+pub mod error;
 pub mod notify;
 mod session;
 pub mod settings_file;

@@ -3,6 +3,7 @@
 //! shell in a pseudo-terminal, or a forward session whose tunnels each get a
 //! connection of their own — then report how it ended.
 
+use crate::error::{LinkError, SessionError};
 use crate::notify::{self, Event, Visitor};
 use doorman_core::AgentSettings;
 use doorman_proto::SESSION_PATH_PREFIX;
@@ -55,7 +56,7 @@ pub fn spawn(
 async fn dial_session(
     settings: &AgentSettings,
     id: &str,
-) -> Result<doorman_proto::dial::Upgraded, String> {
+) -> Result<doorman_proto::dial::Upgraded, LinkError> {
     crate::dialing::dial(settings, &format!("{SESSION_PATH_PREFIX}{id}")).await
 }
 
@@ -98,7 +99,7 @@ const SESSION_DIAL_PATIENCE: std::time::Duration = std::time::Duration::from_sec
 async fn dial_session_patiently(
     settings: &AgentSettings,
     id: &str,
-) -> Result<doorman_proto::dial::Upgraded, String> {
+) -> Result<doorman_proto::dial::Upgraded, LinkError> {
     let deadline = tokio::time::Instant::now() + SESSION_DIAL_PATIENCE;
     loop {
         match dial_session(settings, id).await {
@@ -115,7 +116,7 @@ async fn run(
     visitor: &Visitor,
     service: Service,
     grants: ForwardGrants,
-) -> Result<String, String> {
+) -> Result<String, SessionError> {
     // A forward session's tunnels are allowed before its session connection
     // opens: the operator may open one as soon as the server says the
     // session started, which it says once that connection arrives.

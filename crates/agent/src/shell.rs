@@ -1,6 +1,7 @@
 //! An interactive shell session: the user's login shell in a pseudo-terminal,
 //! the operator's keystrokes in, the screen out, window-size changes applied.
 
+use crate::error::SessionError;
 use bytes::Bytes;
 use doorman_proto::connection::{Connection, decode_message};
 use doorman_proto::frame::Frame;
@@ -34,14 +35,13 @@ pub async fn run<T>(
     term: String,
     rows: u16,
     cols: u16,
-) -> Result<String, String>
+) -> Result<String, SessionError>
 where
     T: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
-    let (pty, pts) =
-        pty_process::open().map_err(|e| format!("cannot open a pseudo-terminal: {e}"))?;
+    let (pty, pts) = pty_process::open().map_err(|e| SessionError::Pty(e.to_string()))?;
     pty.resize(pty_process::Size::new(rows.max(1), cols.max(1)))
-        .map_err(|e| format!("cannot size the pseudo-terminal: {e}"))?;
+        .map_err(|e| SessionError::Pty(format!("cannot size it: {e}")))?;
     let shell = login_shell();
     let mut command = pty_process::Command::new(&shell)
         .arg("-l")
@@ -55,7 +55,8 @@ where
         Ok(child) => child,
         Err(error) => {
             let message = format!("cannot start {shell}: {error}");
-            return Err(crate::command::report_start_failure(&mut writer, message).await);
+            let message = crate::command::report_start_failure(&mut writer, message).await;
+            return Err(SessionError::NotStarted(message));
         }
     };
     let (mut pty_out, mut pty_in) = pty.into_split();
@@ -94,7 +95,7 @@ where
                     let _ = child.start_kill();
                 }
             },
-            status = child.wait() => break status.map_err(|e| e.to_string())?,
+            status = child.wait() => break status.map_err(SessionError::Wait)?,
         }
     };
     // Drain what the shell printed last.
