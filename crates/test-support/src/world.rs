@@ -389,6 +389,14 @@ impl World {
             .expect("POST decision")
     }
 
+    /// The link the email to recipient number `position` of a request
+    /// carries, derived as the server derives it: for tests in which that
+    /// email may never be sent (the request ended first).
+    pub fn link_of(&self, request_id: &str, position: i64) -> String {
+        let token = self.broker.key.link_token(request_id, position);
+        format!("{}/a/{token}", self.url)
+    }
+
     /// The approval page's HTML.
     pub async fn page(&self, link: &str) -> (reqwest::StatusCode, String) {
         let response = self.http.get(link).send().await.expect("GET page");
