@@ -63,6 +63,8 @@ audit_kinds! {
     AgentRemoved = "agent_removed",
     AccessGranted = "access_granted",
     AccessRevoked = "access_revoked",
+    /// An administrator lifted an "I did not expect this" block.
+    BlockLifted = "block_lifted",
 }
 
 impl fmt::Display for AuditKind {

@@ -162,6 +162,9 @@ pub enum AdminCommand {
     /// Which operators may reach which computers, for which services.
     #[command(subcommand)]
     Access(AccessCommand),
+    /// The blocks "I did not expect this" left: operator kept from computer.
+    #[command(subcommand)]
+    Blocks(BlocksCommand),
     /// List the audit trail, oldest first.
     Audit {
         /// One JSON object per line.
@@ -235,6 +238,18 @@ pub enum AccessCommand {
         #[arg(long)]
         json: bool,
     },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum BlocksCommand {
+    /// The blocks in force.
+    List {
+        /// One JSON object per line.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Let OPERATOR ask COMPUTER again at once.
+    Lift { operator: String, computer: String },
 }
 
 #[derive(Debug, Subcommand)]

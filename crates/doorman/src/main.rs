@@ -4,11 +4,11 @@
 mod cli;
 mod demo;
 
-use anyhow::{Context, Result};
+use anyhow::{Context, Result, bail};
 use clap::Parser;
 use cli::{
-    AccessCommand, AdminCommand, Cli, Command, ConsentCommand, OperatorCommand, PrincipalCommand,
-    SettingsCommand,
+    AccessCommand, AdminCommand, BlocksCommand, Cli, Command, ConsentCommand, OperatorCommand,
+    PrincipalCommand, SettingsCommand,
 };
 use doorman_core::access::ServiceSet;
 use doorman_core::settings::{SettingsChange, split_recipients};
@@ -131,17 +131,37 @@ async fn agent(args: cli::AgentArgs) -> Result<()> {
     Ok(())
 }
 
+/// The database an admin command works on. Only the commands that add
+/// something (`operator add`, `agent add`) may create one, and say so; the
+/// others refuse a data directory without a Doorman database, naming it,
+/// instead of creating an empty one by accident.
 async fn open_store(
     data_dir: Option<PathBuf>,
     database_url: Option<String>,
+    may_create: bool,
 ) -> Result<doorman_server::store::Store> {
     let url = match database_url {
         Some(url) => url,
         None => {
             let dir =
                 data_dir.unwrap_or_else(|| PathBuf::from(doorman_server::config::DEFAULT_DATA_DIR));
-            std::fs::create_dir_all(&dir)
-                .with_context(|| format!("cannot create {}", dir.display()))?;
+            let file = dir.join("doorman.db");
+            if !file.exists() {
+                if !may_create {
+                    bail!(
+                        "no Doorman database in {} ({} does not exist): pass the server's --data-dir or --database-url",
+                        dir.display(),
+                        file.display()
+                    );
+                }
+                std::fs::create_dir_all(&dir)
+                    .with_context(|| format!("cannot create {}", dir.display()))?;
+                eprintln!(
+                    "created a new Doorman database {}; start the server with --data-dir {}",
+                    file.display(),
+                    dir.display()
+                );
+            }
             doorman_server::default_database_url(&dir)
         }
     };
@@ -295,11 +315,17 @@ async fn principal(
 }
 
 async fn admin(args: cli::AdminArgs) -> Result<()> {
-    let store = open_store(args.data_dir, args.database_url).await?;
+    let may_create = matches!(
+        args.command,
+        AdminCommand::Operator(OperatorCommand::Add { .. })
+            | AdminCommand::Agent(PrincipalCommand::Add { .. })
+    );
+    let store = open_store(args.data_dir, args.database_url, may_create).await?;
     match args.command {
         AdminCommand::Operator(command) => operator(&store, command).await?,
         AdminCommand::Access(command) => access(&store, command).await?,
         AdminCommand::Agent(command) => principal(&store, Principal::Agent, command).await?,
+        AdminCommand::Blocks(command) => blocks(&store, command).await?,
         AdminCommand::Audit { json } => {
             for event in doorman_server::admin::audit(&store).await? {
                 if json {
@@ -308,6 +334,39 @@ async fn admin(args: cli::AdminArgs) -> Result<()> {
                     println!("{}", doorman_server::admin::format_audit_line(&event));
                 }
             }
+        }
+    }
+    Ok(())
+}
+
+/// `admin blocks …`: the blocks "I did not expect this" left.
+async fn blocks(store: &doorman_server::store::Store, command: BlocksCommand) -> Result<()> {
+    use doorman_server::clock::{format_time, now_millis};
+    match command {
+        BlocksCommand::List { json } => {
+            for block in store.blocks(now_millis()).await? {
+                if json {
+                    let line = serde_json::json!({
+                        "operator": block.operator,
+                        "computer": block.computer,
+                        "until": block.until,
+                        "reported_by": block.reported_by,
+                    });
+                    println!("{line}");
+                } else {
+                    println!(
+                        "{}  {}  until {}  reported by {}",
+                        block.operator,
+                        block.computer,
+                        format_time(block.until),
+                        block.reported_by
+                    );
+                }
+            }
+        }
+        BlocksCommand::Lift { operator, computer } => {
+            store.lift_block(&operator, &computer, now_millis()).await?;
+            eprintln!("{operator:?} may ask {computer:?} again");
         }
     }
     Ok(())

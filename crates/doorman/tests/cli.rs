@@ -1123,3 +1123,69 @@ async fn local_consent_through_the_binary() {
     let session = connect.stderr.text();
     assert!(session.contains("\"time_limit_secs\":600"), "{session}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn admin_never_creates_a_database_by_accident_and_one_server_holds_a_data_directory() {
+    let dir = tempfile::tempdir().unwrap();
+    let typo = dir.path().join("dat");
+    // Read-only commands refuse a directory without a database, and create nothing.
+    for command in [
+        vec!["audit"],
+        vec!["operator", "list"],
+        vec!["blocks", "list"],
+    ] {
+        let mut args = vec!["admin", "--data-dir", path(&typo)];
+        args.extend(command.iter().copied());
+        let (code, out, err) = doorman(&args).await;
+        assert_eq!((code, out.as_str()), (1, ""), "{command:?}");
+        assert!(err.contains("no Doorman database in"), "{command:?}: {err}");
+        assert!(!typo.exists(), "{command:?} created {}", typo.display());
+    }
+    // Adding says which database it created.
+    let data = dir.path().join("data");
+    let (code, _, err) = doorman(&["admin", "--data-dir", path(&data), "agent", "add", "pc"]).await;
+    assert_eq!(code, 0, "{err}");
+    assert!(err.contains("created a new Doorman database"), "{err}");
+    assert!(
+        err.contains(&format!("--data-dir {}", data.display())),
+        "{err}"
+    );
+    let (_, _, err) = doorman(&["admin", "--data-dir", path(&data), "agent", "add", "pc2"]).await;
+    assert!(!err.contains("created"), "{err}");
+    let (code, _, err) = doorman(&[
+        "admin",
+        "--data-dir",
+        path(&data),
+        "blocks",
+        "lift",
+        "alice",
+        "pc",
+    ])
+    .await;
+    assert_eq!(code, 1);
+    assert!(err.contains("no block of operator"), "{err}");
+
+    // A second server on the same data directory is refused while the first runs.
+    let first = start(&[
+        "server",
+        "--listen",
+        "127.0.0.1:0",
+        "--data-dir",
+        path(&data),
+    ]);
+    listening_address(&first).await;
+    let (code, _, err) = doorman(&[
+        "server",
+        "--listen",
+        "127.0.0.1:0",
+        "--data-dir",
+        path(&data),
+    ])
+    .await;
+    assert_eq!(code, 1, "{err}");
+    assert!(
+        err.contains("another doorman server is running on this data directory"),
+        "{err}"
+    );
+    assert_eq!(err.trim().lines().count(), 1, "{err}");
+}

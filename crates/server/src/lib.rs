@@ -95,6 +95,10 @@ pub enum ServerError {
     MailFrom(String),
     #[error("invalid --smtp-url: {0}")]
     SmtpUrl(String),
+    #[error(
+        "another doorman server is running on this data directory ({0} is locked): stop it first, or give this one a --data-dir of its own"
+    )]
+    AlreadyRunning(PathBuf),
     #[error("cannot use data directory {path}: {source}")]
     DataDir {
         path: PathBuf,
@@ -174,6 +178,8 @@ pub struct Server {
     mail_settings: outbox::MailSettings,
     tls: Option<Arc<rustls::ServerConfig>>,
     trusted_proxies: client_addr::TrustedProxies,
+    /// The data directory's lock, released when the server has stopped.
+    lock: Option<std::fs::File>,
 }
 
 /// A configuration that has been checked (URLs, addresses, TLS files, data
@@ -186,6 +192,33 @@ pub struct Prepared {
     from: Mailbox,
     delivery: outbox::Delivery,
     key: secrets::ServerKey,
+    /// Held while this server runs on a SQLite data directory.
+    lock: Option<std::fs::File>,
+}
+
+/// Locks `DATA_DIR/server.lock` for this process: two servers on one SQLite
+/// database would each believe their in-process state (agents, waits) is
+/// the whole truth. The operating system releases it when the process ends,
+/// however it ends.
+fn lock_data_dir(dir: &std::path::Path) -> Result<std::fs::File, ServerError> {
+    let path = dir.join("server.lock");
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .map_err(|source| ServerError::DataDir {
+            path: dir.to_path_buf(),
+            source,
+        })?;
+    match file.try_lock() {
+        Ok(()) => Ok(file),
+        Err(std::fs::TryLockError::WouldBlock) => Err(ServerError::AlreadyRunning(path)),
+        Err(std::fs::TryLockError::Error(source)) => Err(ServerError::DataDir {
+            path: dir.to_path_buf(),
+            source,
+        }),
+    }
 }
 
 impl Prepared {
@@ -219,7 +252,10 @@ impl Prepared {
                 source,
             },
         )?;
-        store::Backend::of(&database_url(&config))?;
+        let lock = match store::Backend::of(&database_url(&config))? {
+            store::Backend::Sqlite => Some(lock_data_dir(&config.data_dir)?),
+            store::Backend::Postgres => None,
+        };
         Ok(Self {
             config,
             public_url,
@@ -227,6 +263,7 @@ impl Prepared {
             from,
             delivery,
             key,
+            lock,
         })
     }
 
@@ -246,6 +283,7 @@ impl Prepared {
             from,
             delivery,
             key,
+            lock,
         } = self;
         let store = Store::open(&database_url(&config)).await?;
         store.claim_key(&key.fingerprint()).await?;
@@ -274,6 +312,7 @@ impl Prepared {
             },
             tls,
             trusted_proxies: client_addr::TrustedProxies::new(config.trusted_proxies),
+            lock,
         })
     }
 }
@@ -307,6 +346,7 @@ impl Server {
             mail_settings,
             tls,
             trusted_proxies,
+            lock,
         } = self;
         let outbox_dir = match &delivery {
             outbox::Delivery::Files(dir) => Some(dir.clone()),
@@ -346,6 +386,7 @@ impl Server {
         broker.lifecycle.wait_for_tasks().await;
         served?;
         tracing::info!("doorman server stopped");
+        drop(lock);
         Ok(())
     }
 }

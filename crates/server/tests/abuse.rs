@@ -181,6 +181,26 @@ async fn i_did_not_expect_this_denies_and_blocks_the_operator() {
         "{message}"
     );
     assert_eq!(world.smtp.mails().len(), 1, "no email while blocked");
+
+    // An administrator lifts the block; the operator may ask again.
+    let now = doorman_server::clock::now_millis();
+    let blocks = world.broker.store.blocks(now).await.unwrap();
+    assert_eq!(blocks.len(), 1);
+    assert_eq!(
+        (blocks[0].operator.as_str(), blocks[0].computer.as_str()),
+        ("alice", "office-pc")
+    );
+    assert_eq!(blocks[0].reported_by, "owner@example.com");
+    world
+        .broker
+        .store
+        .lift_block("alice", "office-pc", now)
+        .await
+        .unwrap();
+    assert!(world.broker.store.blocks(now).await.unwrap().is_empty());
+    let asking = world.connect(&["true"], "after the lift");
+    asking.event("pending").await;
+    world.wait_for_audit("block_lifted").await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -25,6 +25,7 @@ pub use audit::AuditEvent;
 pub use backend::Backend;
 pub use outbox::OutboxJob;
 pub use principals::Principal;
+pub use requests::BlockRow;
 pub use rows::{NewRequest, RequestRow};
 pub use transitions::Block;
 

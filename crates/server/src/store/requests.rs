@@ -9,7 +9,67 @@ use crate::store::AuditEvent;
 use doorman_core::AuditKind;
 use sqlx::Row;
 
+/// A block in force: "I did not expect this" keeps `operator` from asking
+/// `computer` until `until`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct BlockRow {
+    pub operator: String,
+    pub computer: String,
+    pub until: Millis,
+    pub reported_by: String,
+}
+
 impl Store {
+    /// The blocks in force at `now`.
+    pub async fn blocks(&self, now: Millis) -> Result<Vec<BlockRow>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT operator, computer, until, reported_by FROM blocks WHERE until > $1 ORDER BY operator, computer",
+        )
+        .bind(now)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|row| {
+                Ok(BlockRow {
+                    operator: row.try_get("operator")?,
+                    computer: row.try_get("computer")?,
+                    until: row.try_get("until")?,
+                    reported_by: row.try_get("reported_by")?,
+                })
+            })
+            .collect()
+    }
+
+    /// Lets `operator` ask `computer` again; a block not in force is
+    /// [`StoreError::NotFound`].
+    pub async fn lift_block(
+        &self,
+        operator: &str,
+        computer: &str,
+        now: Millis,
+    ) -> Result<(), StoreError> {
+        let mut tx = self.pool.begin().await?;
+        let lifted =
+            sqlx::query("DELETE FROM blocks WHERE operator = $1 AND computer = $2 AND until > $3")
+                .bind(operator)
+                .bind(computer)
+                .bind(now)
+                .execute(&mut *tx)
+                .await?;
+        if lifted.rows_affected() == 0 {
+            return Err(StoreError::NotFound {
+                kind: "block of operator",
+                name: format!("{operator} on {computer}"),
+            });
+        }
+        let event = AuditEvent::new(AuditKind::BlockLifted, now)
+            .actor(operator)
+            .computer(computer);
+        insert_audit(&mut tx, &event).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
     /// Writes a request, its recipients, their queued emails and the audit
     /// events, all or nothing.
     pub async fn create_request(&self, request: &NewRequest) -> Result<(), StoreError> {
