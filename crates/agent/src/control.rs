@@ -9,9 +9,9 @@ use crate::notify::{self, Event, Visitor};
 use crate::session::{self, ForwardGrants};
 use crate::settings_file;
 use doorman_core::{AgentSettings, Decision, LocalConsent, Outcome};
-use doorman_proto::AGENT_PATH;
 use doorman_proto::connection::Connection;
 use doorman_proto::message::{AgentToServer, OfferReply, ServerToAgent, Service, silence_limit};
+use doorman_proto::{AGENT_PATH, DialError};
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -91,10 +91,24 @@ pub async fn run_forever(
     let mut memory = Memory::default();
     let grants = ForwardGrants::default();
     loop {
+        let tried = current_key(&config);
         match serve_once(&config, &mut memory, &grants, &board, &mut decisions).await {
             Ok(()) => {
                 failures = 0;
                 tracing::warn!("server closed the connection; reconnecting");
+            }
+            Err(LinkError::Dial(DialError::Refused { status, message }))
+                if status == hyper::StatusCode::UNAUTHORIZED =>
+            {
+                // Retrying at once cannot help; a fixed key can, so it is
+                // watched for.
+                tracing::error!(
+                    %message,
+                    settings = %config.display(),
+                    "the server refused this agent's key: put the key that `doorman admin agent add` or `agent rotate` printed in the settings file (key = ...); trying again in 5 minutes, or as soon as the key there changes"
+                );
+                wait_for_new_key(&config, tried, KEY_REFUSED_WAIT).await;
+                continue;
             }
             Err(error) => {
                 failures = failures.saturating_add(1);
@@ -102,6 +116,31 @@ pub async fn run_forever(
             }
         }
         tokio::time::sleep(backoff(failures)).await;
+    }
+}
+
+/// How long an agent whose key was refused waits before trying it again.
+const KEY_REFUSED_WAIT: Duration = Duration::from_secs(300);
+
+fn current_key(config: &Path) -> Option<doorman_core::Secret> {
+    settings_file::load(config)
+        .ok()
+        .map(|settings| settings.key)
+}
+
+/// Waits up to `wait`, returning early once the settings file holds a key
+/// other than the one refused.
+async fn wait_for_new_key(config: &Path, refused: Option<doorman_core::Secret>, wait: Duration) {
+    let deadline = tokio::time::Instant::now() + wait;
+    loop {
+        let now = current_key(config);
+        if now.is_some() && now != refused {
+            return;
+        }
+        if tokio::time::Instant::now() >= deadline {
+            return;
+        }
+        tokio::time::sleep(Duration::from_secs(1)).await;
     }
 }
 

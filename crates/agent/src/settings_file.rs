@@ -93,7 +93,7 @@ pub fn write_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
 mod tests {
     use super::*;
 
-    const TEXT: &str = "# mine\nserver = \"http://127.0.0.1:9\"\nname = \"pc\"\nkey = \"dak_x\"\n";
+    const TEXT: &str = "# mine\nserver = \"http://127.0.0.1:9\"\nname = \"pc\"\nkey = \"dak_AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA\"\n";
 
     #[test]
     fn invalid_change_leaves_the_file_untouched() {

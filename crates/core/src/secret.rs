@@ -4,6 +4,25 @@
 use serde::{Deserialize, Serialize};
 use std::fmt;
 
+/// What an operator token issued by `doorman admin operator add` starts with.
+pub const OPERATOR_TOKEN_PREFIX: &str = "dop_";
+/// What an agent key issued by `doorman admin agent add` starts with.
+pub const AGENT_KEY_PREFIX: &str = "dak_";
+/// URL-safe base64 characters after the prefix: 256 random bits.
+pub const SECRET_CHARS: usize = 43;
+
+/// Whether `value` has the form of a secret issued with `prefix`: the prefix
+/// and [`SECRET_CHARS`] URL-safe base64 characters. A typo or a placeholder
+/// is caught where the secret is written, not at the server's 401.
+pub fn has_secret_form(value: &str, prefix: &str) -> bool {
+    value.strip_prefix(prefix).is_some_and(|rest| {
+        rest.len() == SECRET_CHARS
+            && rest
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+    })
+}
+
 /// A secret string (agent key, operator token, link token).
 #[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(transparent)]

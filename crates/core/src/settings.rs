@@ -10,7 +10,7 @@ use crate::limits::{
     MAX_SESSION_SECS, MAX_TIMEOUT_SECS, MIN_TIMEOUT_SECS,
 };
 use crate::names::validate_name;
-use crate::secret::Secret;
+use crate::secret::{AGENT_KEY_PREFIX, SECRET_CHARS, Secret, has_secret_form};
 use serde::{Deserialize, Serialize};
 use std::fmt;
 use std::path::PathBuf;
@@ -193,6 +193,13 @@ impl AgentSettings {
             problems.push(SettingsProblem::new(
                 "key",
                 "must be set (from `doorman admin agent add`)",
+            ));
+        } else if !has_secret_form(self.key.expose(), AGENT_KEY_PREFIX) {
+            problems.push(SettingsProblem::new(
+                "key",
+                format!(
+                    "is not an agent key: the one `doorman admin agent add` (or `agent rotate`) printed starts with {AGENT_KEY_PREFIX} and has {SECRET_CHARS} more characters"
+                ),
             ));
         }
         problems.extend(self.desktop_sharing.validate());
@@ -393,11 +400,13 @@ pub fn split_recipients(list: &str) -> Vec<String> {
 mod tests {
     use super::*;
 
+    const TEST_KEY: &str = "dak_AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA";
+
     const EXAMPLE: &str = r#"
 # The office computer.
 server = "https://doorman.example.com"
 name = "office-pc"
-key = "dak_secret"
+key = "dak_AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA"
 
 [desktop_sharing]
 require_email_authorization = true
@@ -469,7 +478,7 @@ email_authorization_timeout = 4
         };
         let (text, settings) = change.apply_to(EXAMPLE).expect("valid change");
         assert!(text.contains("# The office computer."));
-        assert!(text.contains("key = \"dak_secret\""));
+        assert!(text.contains(&format!("key = \"{TEST_KEY}\"")));
         assert_eq!(settings.desktop_sharing.email_authorization_timeout, 60);
         assert_eq!(
             settings.desktop_sharing.recipients,
@@ -492,7 +501,7 @@ email_authorization_timeout = 4
 
     #[test]
     fn change_creates_the_table_when_missing() {
-        let text = "server = \"http://127.0.0.1:1\"\nname = \"pc\"\nkey = \"k\"\n";
+        let text = "server = \"http://127.0.0.1:1\"\nname = \"pc\"\nkey = \"dak_AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA\"\n";
         let change = SettingsChange {
             require_email_authorization: Some(true),
             recipients: Some(split_recipients(" a@x.example , ")),
@@ -501,6 +510,25 @@ email_authorization_timeout = 4
         let (_, settings) = change.apply_to(text).expect("valid");
         assert!(settings.desktop_sharing.require_email_authorization);
         assert_eq!(settings.desktop_sharing.email_authorization_timeout, 180);
+    }
+
+    #[test]
+    fn a_key_that_is_not_an_agent_key_is_named() {
+        for bad in [
+            "hello",
+            "dak_short",
+            "dop_AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA",
+        ] {
+            let text = EXAMPLE.replace(TEST_KEY, bad);
+            let Err(SettingsError::Invalid(problems)) = AgentSettings::parse(&text) else {
+                panic!("{bad} accepted")
+            };
+            assert_eq!(problems[0].field, "key");
+            assert!(
+                problems[0].message.contains("doorman admin agent add"),
+                "{problems:?}"
+            );
+        }
     }
 
     #[test]

@@ -362,9 +362,9 @@ pub enum ConsentCommand {
 pub struct ConnectArgs {
     /// The computer's name
     pub computer: String,
-    /// The server's URL
+    /// The server's URL [env: DOORMAN_SERVER]
     #[arg(long, env = "DOORMAN_SERVER", value_name = "URL")]
-    pub server: String,
+    pub server: Option<String>,
     /// The operator token from `doorman admin operator add`
     #[arg(
         long,
@@ -372,7 +372,7 @@ pub struct ConnectArgs {
         value_name = "TOKEN",
         hide_env_values = true
     )]
-    pub token: String,
+    pub token: Option<String>,
     /// Certificates to trust for an https:// server
     #[arg(long, value_name = "PEM")]
     pub ca: Option<PathBuf>,

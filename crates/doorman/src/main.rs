@@ -467,6 +467,16 @@ fn show_settings(path: &Path, mut settings: doorman_core::AgentSettings) -> Resu
 
 async fn connect(args: cli::ConnectArgs) -> i32 {
     init_logging("warn");
+    let Some(server) = args.server else {
+        eprintln!("doorman: no server: pass --server URL or set DOORMAN_SERVER");
+        return doorman_client::exit::INVALID_REQUEST;
+    };
+    let Some(token) = args.token else {
+        eprintln!(
+            "doorman: no operator token: pass --token TOKEN or set DOORMAN_TOKEN (from `doorman admin operator add`)"
+        );
+        return doorman_client::exit::INVALID_REQUEST;
+    };
     let style = if args.json {
         doorman_client::ProgressStyle::Json
     } else {
@@ -498,9 +508,9 @@ async fn connect(args: cli::ConnectArgs) -> i32 {
         }
     };
     let request = doorman_client::ConnectRequest {
-        server: args.server,
+        server,
         ca: args.ca,
-        token: doorman_core::Secret::new(args.token),
+        token: doorman_core::Secret::new(token),
         computer: args.computer,
         reason: args.reason,
         session,

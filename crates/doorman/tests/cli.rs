@@ -452,7 +452,7 @@ async fn connect_failures_name_their_cause_with_distinct_statuses() {
 async fn settings_are_validated_and_written_atomically() {
     let dir = tempfile::tempdir().unwrap();
     let config = dir.path().join("agent.toml");
-    let original = "# mine\nserver = \"http://127.0.0.1:8080\"\nname = \"office-pc\"\nkey = \"dak_secret-key\"\n\n[desktop_sharing]\nrequire_email_authorization = false\n";
+    let original = "# mine\nserver = \"http://127.0.0.1:8080\"\nname = \"office-pc\"\nkey = \"dak_secret-key-AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA\"\n\n[desktop_sharing]\nrequire_email_authorization = false\n";
     std::fs::write(&config, original).unwrap();
     let config = path(&config).to_string();
 
@@ -462,7 +462,10 @@ async fn settings_are_validated_and_written_atomically() {
         out.contains("name = \"office-pc\"") && out.contains("email_authorization_timeout = 180"),
         "{out}"
     );
-    assert!(!out.contains("dak_secret-key"), "show masks the key");
+    assert!(
+        !out.contains("dak_secret-key-AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA"),
+        "show masks the key"
+    );
 
     for (args, needle) in [
         (
@@ -527,7 +530,7 @@ async fn settings_are_validated_and_written_atomically() {
     );
     let text = std::fs::read_to_string(&config).unwrap();
     assert!(text.starts_with("# mine\n"), "comments kept");
-    assert!(text.contains("key = \"dak_secret-key\""));
+    assert!(text.contains("key = \"dak_secret-key-AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA\""));
     assert!(text.contains("email_authorization_timeout = 60"));
     assert_eq!(
         std::fs::read_dir(dir.path()).unwrap().count(),
@@ -1187,5 +1190,56 @@ async fn admin_never_creates_a_database_by_accident_and_one_server_holds_a_data_
         err.contains("another doorman server is running on this data directory"),
         "{err}"
     );
+    assert_eq!(err.trim().lines().count(), 1, "{err}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_agent_whose_key_is_refused_says_how_to_fix_it_and_takes_the_fix_at_once() {
+    let mut deployment = deploy(None).await;
+    let mut agent = deployment.agent.take().unwrap();
+    agent.child.kill().await.unwrap();
+    let config = deployment.dir.path().join("wrong.toml");
+    let settings = |key: &str| {
+        format!(
+            "server = \"{}\"\nname = \"office-pc\"\nkey = \"{key}\"\n",
+            deployment.url
+        )
+    };
+    let wrong = format!("dak_{}", "B".repeat(43));
+    std::fs::write(&config, settings(&wrong)).unwrap();
+    let agent = start(&["agent", "--config", path(&config)]);
+    let log = agent
+        .stderr
+        .wait_until(|t| t.contains("the server refused this agent's key"))
+        .await;
+    assert!(log.contains("ERROR"), "{log}");
+    assert!(log.contains("doorman admin agent add"), "{log}");
+    // The right key is taken without waiting out the five minutes.
+    std::fs::write(&config, settings(&deployment.key)).unwrap();
+    agent
+        .stderr
+        .wait_until(|t| t.contains("agent online"))
+        .await;
+}
+
+#[tokio::test]
+async fn a_missing_server_or_token_names_its_environment_variable() {
+    let (code, _, err) = doorman(&["connect", "office-pc", "--", "true"]).await;
+    assert_eq!(code, 2, "{err}");
+    assert_eq!(
+        err.trim(),
+        "doorman: no server: pass --server URL or set DOORMAN_SERVER"
+    );
+    let (code, _, err) = doorman(&[
+        "connect",
+        "office-pc",
+        "--server",
+        "http://127.0.0.1:1",
+        "--",
+        "true",
+    ])
+    .await;
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("set DOORMAN_TOKEN"), "{err}");
     assert_eq!(err.trim().lines().count(), 1, "{err}");
 }

@@ -34,11 +34,37 @@ pub enum DialError {
     Http(String),
     #[error("TLS with the server at {address} failed: {message}")]
     Tls { address: String, message: String },
+    #[error(
+        "the server at {address} presented a certificate that is not trusted here ({message}): pass --ca (doorman connect) or set ca = in the agent's settings to the CA certificate that signed it"
+    )]
+    Untrusted { address: String, message: String },
+    #[error("the server at {address} speaks TLS: use an https:// URL")]
+    SpeaksTls { address: String },
     #[error(transparent)]
     TlsSetup(#[from] crate::tls::TlsError),
     /// The server answered without upgrading; `message` is its explanation.
     #[error("server refused ({status}): {message}")]
     Refused { status: StatusCode, message: String },
+}
+
+/// A failed TLS handshake; a certificate this side does not trust says
+/// what to do about it.
+fn tls_error(address: &str, error: std::io::Error) -> DialError {
+    let untrusted = error
+        .get_ref()
+        .and_then(|inner| inner.downcast_ref::<rustls::Error>())
+        .is_some_and(|e| matches!(e, rustls::Error::InvalidCertificate(_)));
+    if untrusted {
+        DialError::Untrusted {
+            address: address.to_string(),
+            message: error.to_string(),
+        }
+    } else {
+        DialError::Tls {
+            address: address.to_string(),
+            message: error.to_string(),
+        }
+    }
 }
 
 /// Where the server is, parsed once.
@@ -122,10 +148,7 @@ impl Dialer {
                 let tls = TlsConnector::from(Arc::clone(config))
                     .connect(name, stream)
                     .await
-                    .map_err(|e| DialError::Tls {
-                        address: address.clone(),
-                        message: e.to_string(),
-                    })?;
+                    .map_err(|e| tls_error(&address, e))?;
                 MaybeTls::Tls(Box::new(tls))
             }
         };
@@ -148,10 +171,17 @@ impl Dialer {
         let request = request
             .body(Empty::<Bytes>::new())
             .map_err(|e| DialError::Http(e.to_string()))?;
-        let response = sender
-            .send_request(request)
-            .await
-            .map_err(|e| DialError::Http(e.to_string()))?;
+        let response = sender.send_request(request).await.map_err(|e| {
+            // A TLS server answers a plain request with a TLS record, which
+            // does not parse as HTTP.
+            if self.tls.is_none() && e.is_parse() {
+                DialError::SpeaksTls {
+                    address: address.clone(),
+                }
+            } else {
+                DialError::Http(e.to_string())
+            }
+        })?;
         let status = response.status();
         if status != StatusCode::SWITCHING_PROTOCOLS {
             let body = Limited::new(response.into_body(), 4096)

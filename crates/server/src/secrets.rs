@@ -15,8 +15,7 @@ use std::io::Write;
 use std::path::Path;
 
 /// Prefixes make a leaked secret recognisable (and greppable by scanners).
-pub const OPERATOR_TOKEN_PREFIX: &str = "dop_";
-pub const AGENT_KEY_PREFIX: &str = "dak_";
+pub use doorman_core::secret::{AGENT_KEY_PREFIX, OPERATOR_TOKEN_PREFIX};
 
 /// Longest token accepted from the outside, before any work is done on it.
 pub const MAX_TOKEN_LEN: usize = 128;

@@ -105,8 +105,9 @@ async fn a_server_the_operator_does_not_trust_is_refused_with_the_reason() {
         panic!("expected a TLS failure, got {result:?}")
     };
     assert!(
-        message.contains("TLS with the server at 127.0.0.1:")
-            && message.contains("invalid peer certificate"),
+        message.contains("the server at 127.0.0.1:")
+            && message.contains("invalid peer certificate")
+            && message.contains("pass --ca"),
         "{message}"
     );
     assert!(!message.contains('\n'));
@@ -118,6 +119,24 @@ async fn a_server_the_operator_does_not_trust_is_refused_with_the_reason() {
     let message = result.unwrap_err().to_string();
     assert!(
         message.contains("certificate") || message.contains("no trusted root"),
+        "{message}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_http_url_for_a_tls_server_says_to_use_https() {
+    let world = World::builder()
+        .tls()
+        .without_email_authorization()
+        .start()
+        .await;
+    let plain = world.url.replacen("https://", "http://", 1);
+    let result = world.connect_through(&plain, &["true"]).finish().await;
+    let Err(ConnectError::Server(message)) = &result else {
+        panic!("expected a failure, got {result:?}")
+    };
+    assert!(
+        message.ends_with("speaks TLS: use an https:// URL"),
         "{message}"
     );
 }
