@@ -5,7 +5,7 @@ use crate::error::{LinkError, SessionError};
 use bytes::Bytes;
 use doorman_proto::connection::{Connection, FrameWriter, decode_message};
 use doorman_proto::frame::Frame;
-use doorman_proto::message::SessionMessage;
+use doorman_proto::message::{SessionEnd, SessionMessage};
 use std::process::Stdio;
 use std::sync::Arc;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
@@ -14,7 +14,10 @@ use tokio::sync::Mutex;
 
 type SharedWriter<W> = Arc<Mutex<FrameWriter<W>>>;
 
-pub async fn run<T>(connection: Connection<T>, argv: Vec<String>) -> Result<String, SessionError>
+pub async fn run<T>(
+    connection: Connection<T>,
+    argv: Vec<String>,
+) -> Result<SessionEnd, SessionError>
 where
     T: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
@@ -74,7 +77,7 @@ where
                 Ok(None) | Err(_) => {
                     let _ = child.start_kill();
                     let _ = child.wait().await;
-                    return Ok("operator disconnected".into());
+                    return Ok(SessionEnd::OperatorLeft);
                 }
             },
             status = child.wait() => break status.map_err(SessionError::Wait)?,
@@ -98,7 +101,7 @@ where
         .await
         .map_err(LinkError::from)?;
     let _ = writer.shutdown().await;
-    Ok(format!("{exit}"))
+    Ok(SessionEnd::of(exit))
 }
 
 /// Tells the operator the program could not start (status 127, as a shell

@@ -78,12 +78,14 @@ fn covers(approved: &Service, asked: &Service) -> bool {
     }
 }
 
-/// Connects, serves, and reconnects, forever. Local answers from `board`
-/// arrive on `decisions` and go to the server on whichever connection is up.
+/// Connects, serves, and reconnects, forever. Messages queued on
+/// `to_server` (local answers from `board`, sessions' ends) go to the server
+/// on whichever connection is up.
 pub async fn run_forever(
     config: PathBuf,
     board: ConsentBoard,
-    mut decisions: mpsc::UnboundedReceiver<AgentToServer>,
+    to_server: mpsc::UnboundedSender<AgentToServer>,
+    mut queued: mpsc::UnboundedReceiver<AgentToServer>,
 ) {
     let mut failures: u32 = 0;
     // Requests this agent asked authorization for outlive one connection: a
@@ -92,7 +94,12 @@ pub async fn run_forever(
     let grants = ForwardGrants::default();
     loop {
         let tried = current_key(&config);
-        match serve_once(&config, &mut memory, &grants, &board, &mut decisions).await {
+        let link = Link {
+            board: &board,
+            to_server: &to_server,
+            queued: &mut queued,
+        };
+        match serve_once(&config, &mut memory, &grants, link).await {
             Ok(()) => {
                 failures = 0;
                 tracing::warn!("server closed the connection; reconnecting");
@@ -169,13 +176,24 @@ fn backoff(failures: u32) -> Duration {
         .unwrap_or(cap)
 }
 
+/// What the control connection shares with the rest of the agent.
+struct Link<'a> {
+    board: &'a ConsentBoard,
+    to_server: &'a mpsc::UnboundedSender<AgentToServer>,
+    queued: &'a mut mpsc::UnboundedReceiver<AgentToServer>,
+}
+
 async fn serve_once(
     config: &Path,
     memory: &mut Memory,
     grants: &ForwardGrants,
-    board: &ConsentBoard,
-    decisions: &mut mpsc::UnboundedReceiver<AgentToServer>,
+    link: Link<'_>,
 ) -> Result<(), LinkError> {
+    let Link {
+        board,
+        to_server,
+        queued,
+    } = link;
     let settings = settings_file::load(config)?;
     let io = crate::dialing::dial(&settings, AGENT_PATH).await?;
     let (mut reader, mut writer) = Connection::new(io).split();
@@ -209,7 +227,7 @@ async fn serve_once(
                 writer.write_message(&message).await?;
                 continue;
             }
-            Some(message) = decisions.recv() => {
+            Some(message) = queued.recv() => {
                 writer.write_message(&message).await?;
                 continue;
             }
@@ -286,6 +304,7 @@ async fn serve_once(
                             service,
                             grants.clone(),
                             *max_session_seconds,
+                            to_server.clone(),
                         );
                     }
                     _ => {}
@@ -383,6 +402,7 @@ async fn serve_once(
                         offer.service,
                         grants.clone(),
                         offer.limit,
+                        to_server.clone(),
                     );
                 }
             }

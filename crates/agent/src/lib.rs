@@ -53,8 +53,8 @@ pub async fn run(
         email_authorization = settings.desktop_sharing.require_email_authorization,
         "doorman agent starting"
     );
-    let (decisions, decided) = tokio::sync::mpsc::unbounded_channel();
-    let board = consent::ConsentBoard::new(decisions);
+    let (to_server, queued) = tokio::sync::mpsc::unbounded_channel();
+    let board = consent::ConsentBoard::new(to_server.clone());
     // The socket `doorman consent` talks to; an agent that cannot have one
     // still runs, without local answers.
     let socket = consent::socket_path(&config, settings.consent_socket.as_deref());
@@ -69,7 +69,7 @@ pub async fn run(
         .map(|task| task.abort_handle())
         .map(AbortOnDrop);
     tokio::select! {
-        () = control::run_forever(config, board, decided) => Ok(()),
+        () = control::run_forever(config, board, to_server, queued) => Ok(()),
         () = shutdown => {
             tracing::info!("doorman agent stopped");
             Ok(())

@@ -9,7 +9,7 @@ use doorman_core::AgentSettings;
 use doorman_proto::SESSION_PATH_PREFIX;
 use doorman_proto::connection::Connection;
 use doorman_proto::message::AgentToServer;
-use doorman_proto::message::Service;
+use doorman_proto::message::{Service, SessionEnd};
 use std::collections::HashMap;
 use std::sync::Arc;
 use tokio::io::AsyncReadExt;
@@ -26,6 +26,7 @@ pub fn spawn(
     service: Service,
     grants: ForwardGrants,
     limit: u32,
+    to_server: mpsc::UnboundedSender<AgentToServer>,
 ) {
     tokio::spawn(async move {
         let session = run(&settings, &request_id, &visitor, service, grants);
@@ -33,22 +34,28 @@ pub fn spawn(
             let limit = std::time::Duration::from_secs(u64::from(limit) + 2);
             tokio::time::timeout(limit, session)
                 .await
-                .unwrap_or_else(|_| Ok("ended: time limit".into()))
+                .unwrap_or(Ok(SessionEnd::TimeLimit))
         } else {
             session.await
         };
-        let status = match ran {
-            Ok(status) => status,
-            Err(error) => {
-                tracing::warn!(request = %request_id, %error, "session failed");
-                format!("failed: {error}")
+        let end = ran.unwrap_or_else(|error| {
+            tracing::warn!(request = %request_id, %error, "session failed");
+            SessionEnd::Failed {
+                message: error.to_string(),
             }
-        };
+        });
         notify::show(
             settings.notify_command.as_deref(),
             &visitor,
-            &Event::SessionEnded { status },
+            &Event::SessionEnded {
+                status: end.to_string(),
+            },
         );
+        // For the audit trail; the server records it with the session's end.
+        let _ = to_server.send(AgentToServer::SessionEnded {
+            session_id: request_id,
+            end,
+        });
     });
 }
 
@@ -116,7 +123,7 @@ async fn run(
     visitor: &Visitor,
     service: Service,
     grants: ForwardGrants,
-) -> Result<String, SessionError> {
+) -> Result<SessionEnd, SessionError> {
     // A forward session's tunnels are allowed before its session connection
     // opens: the operator may open one as soon as the server says the
     // session started, which it says once that connection arrives.
@@ -146,7 +153,7 @@ async fn run(
                     break;
                 }
             }
-            Ok("forwarding ended".into())
+            Ok(SessionEnd::ForwardingStopped)
         }
     }
 }

@@ -5,7 +5,7 @@ use crate::error::SessionError;
 use bytes::Bytes;
 use doorman_proto::connection::{Connection, decode_message};
 use doorman_proto::frame::Frame;
-use doorman_proto::message::SessionMessage;
+use doorman_proto::message::{SessionEnd, SessionMessage};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
 /// The shell to start: `$SHELL`, else `/bin/sh`.
@@ -35,7 +35,7 @@ pub async fn run<T>(
     term: String,
     rows: u16,
     cols: u16,
-) -> Result<String, SessionError>
+) -> Result<SessionEnd, SessionError>
 where
     T: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
@@ -122,7 +122,7 @@ where
         })
         .await;
     let _ = writer.shutdown().await;
-    Ok(format!("{status}"))
+    Ok(SessionEnd::of(status))
 }
 
 #[cfg(test)]

@@ -223,6 +223,9 @@ pub enum AgentToServer {
     },
     /// The agent will not (or cannot) carry this tunnel.
     TunnelRefused { tunnel_id: String, message: String },
+    /// A session (or tunnel-carrying forward session) of this agent ended,
+    /// and how, for the audit trail.
+    SessionEnded { session_id: String, end: SessionEnd },
     /// A person at the computer answered a request it asked authorization
     /// for (`doorman consent allow|deny`); `user` is their login name.
     LocalDecision {
@@ -230,6 +233,51 @@ pub enum AgentToServer {
         decision: Decision,
         user: String,
     },
+}
+
+/// How a session ended, as the computer saw it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "how", rename_all = "snake_case", deny_unknown_fields)]
+pub enum SessionEnd {
+    /// The program (command or shell) exited with this status.
+    Exited { code: i32 },
+    /// The program was killed by this signal.
+    Signalled { signal: i32 },
+    /// The operator closed a forward session (Ctrl-C).
+    ForwardingStopped,
+    /// The operator's side went away before the program ended; it was
+    /// stopped.
+    OperatorLeft,
+    /// The computer's `max_session_seconds` was reached.
+    TimeLimit,
+    /// The session could not run (program not found, no pseudo-terminal…).
+    Failed { message: String },
+}
+
+impl std::fmt::Display for SessionEnd {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            SessionEnd::Exited { code } => write!(f, "exit status {code}"),
+            SessionEnd::Signalled { signal } => write!(f, "killed by signal {signal}"),
+            SessionEnd::ForwardingStopped => f.write_str("forwarding stopped by the operator"),
+            SessionEnd::OperatorLeft => f.write_str("the operator left; the program was stopped"),
+            SessionEnd::TimeLimit => f.write_str("time limit"),
+            SessionEnd::Failed { message } => write!(f, "failed: {message}"),
+        }
+    }
+}
+
+impl SessionEnd {
+    /// From a finished program's status.
+    pub fn of(status: std::process::ExitStatus) -> Self {
+        #[cfg(unix)]
+        if let Some(signal) = std::os::unix::process::ExitStatusExt::signal(&status) {
+            return SessionEnd::Signalled { signal };
+        }
+        SessionEnd::Exited {
+            code: status.code().unwrap_or(-1),
+        }
+    }
 }
 
 /// The agent's answer to an offer, from its own settings.

@@ -105,6 +105,9 @@ pub async fn serve(broker: Arc<Broker>, io: Upgraded, name: String, key_hash: Ve
                             // Dropping the slot tells the waiting operator at once.
                             drop(broker.sessions.take_sender(&tunnel_id, &name));
                         }
+                        AgentToServer::SessionEnded { session_id, end } => {
+                            broker.sessions.report_end(&session_id, &name, end);
+                        }
                         AgentToServer::LocalDecision { request_id, decision, user } => {
                             // Applied beside this loop: settling pushes the
                             // outcome back through this agent's channel.

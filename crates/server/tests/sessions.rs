@@ -234,3 +234,55 @@ async fn a_busy_local_port_fails_before_anyone_is_asked() {
     assert!(error.to_string().contains("cannot listen on"), "{error}");
     assert!(world.smtp.mails().is_empty());
 }
+
+/// How each session ended, as the audit trail says, plain and over TLS.
+async fn the_audit_trail_says_how_sessions_ended(tls: bool) {
+    let mut builder = World::builder()
+        .without_email_authorization()
+        .forward(&["127.0.0.1:9"]);
+    if tls {
+        builder = builder.tls();
+    }
+    let world = builder.start().await;
+    let five = world.connect(&["sh", "-c", "exit 5"], "");
+    assert_eq!(five.finish().await, Ok(5));
+    let ended = world.wait_for_audit("session_ended").await;
+    assert_eq!(ended.detail.as_deref(), Some("ended: exit status 5"));
+
+    let spec: ForwardSpec = "0:127.0.0.1:9".parse().unwrap();
+    let mut forwarding = world.connect_for(SessionKind::Forward(vec![spec]), "");
+    forwarding.forwarding_address().await;
+    forwarding.interrupt();
+    assert_eq!(forwarding.finish().await, Ok(0));
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(20);
+    let details = loop {
+        let details: Vec<String> = world
+            .audit_events()
+            .await
+            .into_iter()
+            .filter(|e| e.event == "session_ended")
+            .filter_map(|e| e.detail)
+            .collect();
+        if details.len() == 2 || tokio::time::Instant::now() >= deadline {
+            break details;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    };
+    assert_eq!(
+        details,
+        [
+            "ended: exit status 5",
+            "ended: forwarding stopped by the operator"
+        ]
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_audit_trail_says_how_sessions_ended_over_plain_http() {
+    the_audit_trail_says_how_sessions_ended(false).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_audit_trail_says_how_sessions_ended_over_tls() {
+    the_audit_trail_says_how_sessions_ended(true).await;
+}

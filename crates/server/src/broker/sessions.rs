@@ -4,6 +4,7 @@
 
 use super::lock;
 use doorman_proto::dial::Upgraded;
+use doorman_proto::message::SessionEnd;
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -21,10 +22,12 @@ struct SessionSlot {
     _current: oneshot::Sender<()>,
 }
 
-/// The expected session connections, by request (or tunnel) id.
+/// The expected session connections, by request (or tunnel) id, and the
+/// agents' reports of how running sessions ended.
 #[derive(Debug)]
 pub struct SessionSlots {
     slots: Mutex<HashMap<String, SessionSlot>>,
+    ends: Mutex<HashMap<String, (String, oneshot::Sender<SessionEnd>)>>,
     next_id: AtomicU64,
 }
 
@@ -32,12 +35,37 @@ impl Default for SessionSlots {
     fn default() -> Self {
         Self {
             slots: Mutex::default(),
+            ends: Mutex::default(),
             next_id: AtomicU64::new(1),
         }
     }
 }
 
 impl SessionSlots {
+    /// Awaits the agent's word on how this running session ends; the
+    /// registration goes with the returned guard.
+    pub fn expect_end(self: &Arc<Self>, session: &str, computer: &str) -> SessionEndReport {
+        let (sender, receiver) = oneshot::channel();
+        lock(&self.ends).insert(session.to_string(), (computer.to_string(), sender));
+        SessionEndReport {
+            slots: Arc::clone(self),
+            session: session.to_string(),
+            receiver,
+        }
+    }
+
+    /// The agent of `computer` says how `session` ended.
+    pub fn report_end(&self, session: &str, computer: &str, end: SessionEnd) {
+        let mut ends = lock(&self.ends);
+        if ends
+            .get(session)
+            .is_some_and(|(expected, _)| expected == computer)
+            && let Some((_, sender)) = ends.remove(session)
+        {
+            let _ = sender.send(end);
+        }
+    }
+
     /// Expects the agent's session connection for a request.
     pub fn expect(self: &Arc<Self>, request_id: &str, computer: &str) -> ExpectedSession {
         let (deliver, receiver) = oneshot::channel();
@@ -101,6 +129,20 @@ impl Drop for ExpectedSession {
         {
             slots.remove(&self.request_id);
         }
+    }
+}
+
+/// Where the agent's report of a session's end arrives.
+#[derive(Debug)]
+pub struct SessionEndReport {
+    slots: Arc<SessionSlots>,
+    session: String,
+    pub receiver: oneshot::Receiver<SessionEnd>,
+}
+
+impl Drop for SessionEndReport {
+    fn drop(&mut self) {
+        lock(&self.slots.ends).remove(&self.session);
     }
 }
 

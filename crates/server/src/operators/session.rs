@@ -15,6 +15,9 @@ use doorman_proto::message::{Refusal, ServerToOperator, Service};
 use std::sync::Arc;
 use std::time::Duration;
 
+/// How long the agent's report of a session's end may trail its last bytes.
+const END_REPORT_WAIT: Duration = Duration::from_secs(5);
+
 /// How long the agent has to open the session connection once allowed.
 const SESSION_OPEN_TIMEOUT: Duration = Duration::from_secs(15);
 
@@ -28,6 +31,11 @@ pub(super) async fn relay_session(
     request_id: Option<&str>,
     mut expected: ExpectedSession,
 ) -> Result<(), OperatorError> {
+    // The agent says how the session ended (exit status, signal, …), over
+    // its control connection: the relay itself carries bytes, not meaning.
+    // Awaited from before the session opens, since a short one may end
+    // before this side has recorded its start.
+    let mut report = broker.sessions.expect_end(session_key, &ask.computer);
     let opened = tokio::select! {
         opened = tokio::time::timeout(SESSION_OPEN_TIMEOUT, &mut expected.receiver) => opened,
         _ = &mut expected.superseded => return Ok(()),
@@ -94,10 +102,17 @@ pub(super) async fn relay_session(
     let mut check = broker.heartbeat_ticks();
     let detail = loop {
         tokio::select! {
-            result = &mut relayed => break match result {
-                Ok((up, down)) => format!("{up} bytes to the computer, {down} bytes back"),
-                Err(e) => format!("ended by a connection error: {e}"),
-            },
+            result = &mut relayed => {
+                // The report follows the session's last bytes closely.
+                let end = tokio::time::timeout(END_REPORT_WAIT, &mut report.receiver).await;
+                break match (end, result) {
+                    (Ok(Ok(end)), _) => format!("ended: {end}"),
+                    (_, Ok((up, down))) => format!(
+                        "ended: the connection closed without word from the computer ({up} bytes to the computer, {down} bytes back)"
+                    ),
+                    (_, Err(e)) => format!("ended: the connection to the computer was lost ({e})"),
+                };
+            }
             _ = check.tick() => match still_permitted(broker, ask).await {
                 Some(Revoked::Access) => break "ended: the operator's access to this computer was revoked".to_string(),
                 Some(_) => break "ended: the operator's token was replaced or removed".to_string(),

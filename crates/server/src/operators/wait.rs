@@ -76,20 +76,11 @@ async fn wait_for_outcome(
     superseded: &mut tokio::sync::oneshot::Receiver<()>,
 ) -> Result<Option<Outcome>, OperatorError> {
     let mut operator_gone = false;
-    let mut settled_elsewhere = false;
     let mut heartbeat = broker.heartbeat_ticks();
     loop {
         let outcome = watch.receiver.borrow_and_update().clone();
         if let Some(outcome) = outcome {
-            // News reported before the outcome (e.g. the last failed email
-            // that ended the request) reaches the operator before it.
-            loop {
-                match watch.news.try_recv() {
-                    Ok(news) => connection.write_message(&news).await?,
-                    Err(broadcast::error::TryRecvError::Lagged(_)) => continue,
-                    Err(_) => break,
-                }
-            }
+            pass_on_news(connection, watch).await?;
             return Ok(Some(outcome));
         }
         tokio::select! {
@@ -106,18 +97,15 @@ async fn wait_for_outcome(
             _ = heartbeat.tick(), if !operator_gone => {
                 connection.write_message(&ServerToOperator::Ping).await?;
                 // Settled where this process's watch cannot see it
-                // (`doorman admin` revoking a secret cancels in the
-                // database). Seen on two ticks running, so that a decision
-                // of this process, whose watch fires a moment after its
-                // database write, keeps its own path (and its cause).
-                // A revoked token's requests were cancelled with it.
+                // (`doorman admin` revoking a secret or a grant cancels in
+                // the database); the stored outcome carries its cause.
                 let stored = broker.store.request(request_id).await?;
-                let revoked = still_permitted(broker, ask).await.is_some();
-                match stored.and_then(|row| row.outcome()) {
-                    Some(outcome) if settled_elsewhere || revoked => return Ok(Some(outcome)),
-                    Some(_) => settled_elsewhere = true,
-                    None if revoked => return Ok(None),
-                    None => {}
+                if let Some(outcome) = stored.and_then(|row| row.outcome()) {
+                    pass_on_news(connection, watch).await?;
+                    return Ok(Some(outcome));
+                }
+                if still_permitted(broker, ask).await.is_some() {
+                    return Ok(None);
                 }
             }
             message = connection.read_message::<OperatorMessage>(), if !operator_gone => {
@@ -140,6 +128,21 @@ async fn wait_for_outcome(
             // The operator resumed on another connection: this one is dead.
             _ = &mut *superseded => return Ok(None),
             _ = broker.lifecycle.stopping() => return Ok(None),
+        }
+    }
+}
+
+/// News reported before the outcome (e.g. the last failed email that ended
+/// the request) reaches the operator before it.
+async fn pass_on_news(
+    connection: &mut Connection<Upgraded>,
+    watch: &mut RequestWatch,
+) -> Result<(), OperatorError> {
+    loop {
+        match watch.news.try_recv() {
+            Ok(news) => connection.write_message(&news).await?,
+            Err(broadcast::error::TryRecvError::Lagged(_)) => continue,
+            Err(_) => return Ok(()),
         }
     }
 }
