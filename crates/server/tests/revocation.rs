@@ -153,3 +153,29 @@ async fn the_open_tunnels_of_a_removed_operator_close() {
     );
     connecting.interrupt();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_forward_session_ends_when_its_computer_is_removed() {
+    let world = World::builder()
+        .heartbeat(HEARTBEAT)
+        .without_email_authorization()
+        .forward(&["127.0.0.1:9"])
+        .start()
+        .await;
+    let spec: ForwardSpec = "0:127.0.0.1:9".parse().unwrap();
+    let forwarding = world.connect_for(SessionKind::Forward(vec![spec]), "");
+    forwarding.forwarding_address().await;
+    admin::remove(&world.broker.store, Principal::Agent, COMPUTER)
+        .await
+        .unwrap();
+    let ended = world.wait_for_audit("session_ended").await;
+    assert_eq!(
+        ended.detail.as_deref(),
+        Some("ended: the computer was removed")
+    );
+    let result = forwarding.finish().await;
+    assert!(
+        matches!(result, Err(ConnectError::SessionFailed(_))),
+        "{result:?}"
+    );
+}

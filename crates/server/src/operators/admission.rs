@@ -159,13 +159,17 @@ pub(super) async fn permitted(broker: &Broker, ask: &Ask<'_>) -> Result<bool, St
 
 /// What ended the operator's right to this connection, if anything did:
 /// its token was replaced or removed (`doorman admin operator
-/// rotate|remove`), or its grant revoked (`doorman admin access revoke`).
+/// rotate|remove`), the computer removed (`doorman admin agent remove`), or
+/// its grant revoked (`doorman admin access revoke`).
 /// A database that cannot answer revokes nothing.
 pub(super) async fn still_permitted(broker: &Broker, ask: &Ask<'_>) -> Option<Revoked> {
     let checked = async {
         let name = broker.store.operator_by_token_hash(&ask.token_hash).await?;
         if name.as_deref() != Some(ask.operator) {
             return Ok(Some(Revoked::OperatorToken));
+        }
+        if broker.store.agent_key_hash(&ask.computer).await?.is_none() {
+            return Ok(Some(Revoked::Computer));
         }
         Ok::<_, StoreError>((!permitted(broker, ask).await?).then_some(Revoked::Access))
     };

@@ -115,7 +115,8 @@ pub(super) async fn relay_session(
             }
             _ = check.tick() => match still_permitted(broker, ask).await {
                 Some(Revoked::Access) => break "ended: the operator's access to this computer was revoked".to_string(),
-                Some(_) => break "ended: the operator's token was replaced or removed".to_string(),
+                Some(Revoked::Computer) => break "ended: the computer was removed".to_string(),
+                Some(Revoked::OperatorToken) => break "ended: the operator's token was replaced or removed".to_string(),
                 None => {}
             },
             // Relaying to a connection the operator has given up for dead
