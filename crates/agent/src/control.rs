@@ -117,6 +117,17 @@ pub async fn run_forever(
                 wait_for_new_key(&config, tried, KEY_REFUSED_WAIT).await;
                 continue;
             }
+            Err(LinkError::Displaced { address }) => {
+                // Two agents with one name and key would take each other's
+                // place every few seconds; this one stands aside.
+                tracing::error!(
+                    other = %address,
+                    settings = %config.display(),
+                    "another agent connected with this computer's name and key and took this one's place: give each computer its own name and key (doorman admin agent add); trying again in 5 minutes"
+                );
+                tokio::time::sleep(STAND_ASIDE_WAIT).await;
+                continue;
+            }
             Err(error) => {
                 failures = failures.saturating_add(1);
                 tracing::warn!(%error, "cannot stay connected to the server");
@@ -128,6 +139,8 @@ pub async fn run_forever(
 
 /// How long an agent whose key was refused waits before trying it again.
 const KEY_REFUSED_WAIT: Duration = Duration::from_secs(300);
+/// How long an agent that another one displaced waits before connecting again.
+const STAND_ASIDE_WAIT: Duration = Duration::from_secs(300);
 
 fn current_key(config: &Path) -> Option<doorman_core::Secret> {
     settings_file::load(config)
@@ -235,6 +248,9 @@ async fn serve_once(
         heard_by = silence.map(|silence| tokio::time::Instant::now() + silence);
         match message {
             ServerToAgent::Welcome { .. } => {}
+            ServerToAgent::Displaced { address } => {
+                return Err(LinkError::Displaced { address });
+            }
             ServerToAgent::Ping => {
                 writer.write_message(&AgentToServer::Pong).await?;
             }

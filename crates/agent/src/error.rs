@@ -20,6 +20,8 @@ pub enum LinkError {
     NoWelcome,
     #[error("the server was silent for {} s", .0.as_secs_f32())]
     Silent(Duration),
+    #[error("another agent connected as this computer from {address}")]
+    Displaced { address: String },
 }
 
 /// Why a session failed (its program's own exit status is not a failure).

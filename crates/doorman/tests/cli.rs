@@ -1243,3 +1243,31 @@ async fn a_missing_server_or_token_names_its_environment_variable() {
     assert!(err.contains("set DOORMAN_TOKEN"), "{err}");
     assert_eq!(err.trim().lines().count(), 1, "{err}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_second_agent_with_the_same_key_displaces_the_first_which_says_so_and_stands_aside() {
+    let deployment = deploy(None).await;
+    let first = deployment.agent.as_ref().unwrap();
+    let copy = deployment.dir.path().join("copy.toml");
+    std::fs::copy(&deployment.agent_config, &copy).unwrap();
+    let second = start(&["agent", "--config", path(&copy)]);
+    second
+        .stderr
+        .wait_until(|t| t.contains("agent online"))
+        .await;
+    let log = first
+        .stderr
+        .wait_until(|t| t.contains("took this one's place"))
+        .await;
+    assert!(log.contains("ERROR"), "{log}");
+    assert!(
+        log.contains("give each computer its own name and key"),
+        "{log}"
+    );
+    let server_log = deployment
+        .server
+        .stderr
+        .wait_until(|t| t.contains("two agents sharing a key?"))
+        .await;
+    assert_eq!(server_log.matches("two agents sharing a key?").count(), 1);
+}

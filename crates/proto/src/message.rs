@@ -186,6 +186,9 @@ pub enum ServerToAgent {
     },
     /// Answered with [`AgentToServer::Pong`]; the connection is alive.
     Ping,
+    /// Another agent connected with this computer's name and key (from
+    /// `address`) and took its place; this connection is closed next.
+    Displaced { address: String },
     /// An operator asks for a session; the agent answers with [`AgentToServer::OfferReply`].
     Offer {
         request_id: String,

@@ -17,9 +17,15 @@ use tokio::time::Instant;
 
 /// Serves one agent connection until it closes, the server stops, or the
 /// key it was opened with (`key_hash`, as stored) is replaced or removed.
-pub async fn serve(broker: Arc<Broker>, io: Upgraded, name: String, key_hash: Vec<u8>) {
+pub async fn serve(
+    broker: Arc<Broker>,
+    io: Upgraded,
+    name: String,
+    key_hash: Vec<u8>,
+    address: std::net::IpAddr,
+) {
     let (mut reader, mut writer) = Connection::new(io).split();
-    let (link_id, mut commands) = broker.agents.register(&name);
+    let (link_id, mut commands) = broker.agents.register(&name, &address.to_string());
     tracing::info!(computer = %name, "agent online");
     let mut offers: HashMap<String, oneshot::Sender<OfferReply>> = HashMap::new();
     let mut welcome = vec![ServerToAgent::Welcome {

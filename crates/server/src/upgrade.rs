@@ -114,6 +114,7 @@ async fn authenticate_operator(
 /// `GET /v1/agent`: an agent's control connection.
 pub async fn agent(
     State(state): State<AppState>,
+    ClientAddr(client): ClientAddr,
     headers: HeaderMap,
     request: Request,
 ) -> Response {
@@ -123,7 +124,7 @@ pub async fn agent(
     };
     let broker = state.broker.clone();
     switch(&state, request, move |io| {
-        crate::agents::serve(broker, io, name, key_hash)
+        crate::agents::serve(broker, io, name, key_hash, client)
     })
 }
 

@@ -35,12 +35,20 @@ struct AgentConnection {
     /// Tells this connection from a later one of the same name.
     id: u64,
     commands: mpsc::Sender<AgentCommand>,
+    address: String,
 }
+
+/// How long after a logged displacement the next one of the same computer
+/// goes unlogged: two agents with one key make one episode, not a log line
+/// every few seconds.
+const DISPLACEMENT_LOG_QUIET: std::time::Duration = std::time::Duration::from_secs(600);
 
 /// The online agents, by computer name.
 #[derive(Debug)]
 pub struct AgentRegistry {
     online: Mutex<HashMap<String, AgentConnection>>,
+    /// When a displacement of each computer was last logged.
+    displacements_logged: Mutex<HashMap<String, std::time::Instant>>,
     next_id: AtomicU64,
     /// Bumped whenever an agent comes or goes, so callers can await it.
     changed: watch::Sender<u64>,
@@ -50,6 +58,7 @@ impl Default for AgentRegistry {
     fn default() -> Self {
         Self {
             online: Mutex::default(),
+            displacements_logged: Mutex::default(),
             next_id: AtomicU64::new(1),
             changed: watch::channel(0).0,
         }
@@ -57,11 +66,36 @@ impl Default for AgentRegistry {
 }
 
 impl AgentRegistry {
-    /// Registers an agent's connection, replacing an older one of the same name.
-    pub fn register(&self, name: &str) -> (u64, mpsc::Receiver<AgentCommand>) {
+    /// Registers an agent's connection from `address`, replacing an older
+    /// one of the same name, which is told who took its place.
+    pub fn register(&self, name: &str, address: &str) -> (u64, mpsc::Receiver<AgentCommand>) {
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         let (commands, receiver) = mpsc::channel(64);
-        lock(&self.online).insert(name.to_string(), AgentConnection { id, commands });
+        let connection = AgentConnection {
+            id,
+            commands,
+            address: address.to_string(),
+        };
+        let older = lock(&self.online).insert(name.to_string(), connection);
+        if let Some(older) = older {
+            let displaced = ServerToAgent::Displaced {
+                address: address.to_string(),
+            };
+            let _ = older.commands.try_send(AgentCommand::Send(displaced));
+            let mut logged = lock(&self.displacements_logged);
+            let quiet = logged
+                .get(name)
+                .is_some_and(|at| at.elapsed() < DISPLACEMENT_LOG_QUIET);
+            if !quiet {
+                logged.insert(name.to_string(), std::time::Instant::now());
+                tracing::warn!(
+                    computer = %name,
+                    new = %address,
+                    old = %older.address,
+                    "another agent connected with this computer's name and key and replaced the connected one (two agents sharing a key?)"
+                );
+            }
+        }
         self.changed.send_modify(|version| *version += 1);
         (id, receiver)
     }
