@@ -17,13 +17,17 @@ pub enum SettingsFileError {
     },
     #[error("invalid settings file {path}: {error}")]
     Invalid { path: PathBuf, error: SettingsError },
+    #[error("nothing was written to {path}: {error}")]
+    Refused { path: PathBuf, error: SettingsError },
+    #[error("settings file {path}: ca = {ca:?} does not exist")]
+    MissingCa { path: PathBuf, ca: PathBuf },
     #[error("cannot write settings file {path}: {source}")]
     Write {
         path: PathBuf,
         source: std::io::Error,
     },
     #[error(
-        "nothing to change: give at least one of --require-email-authorization, --email-timeout, --recipients"
+        "nothing to change: give at least one of the settings (see `doorman settings set --help`)"
     )]
     NoChange,
 }
@@ -44,6 +48,14 @@ pub fn load(path: &Path) -> Result<AgentSettings, SettingsFileError> {
     {
         settings.ca = Some(dir.join(ca));
     }
+    if let Some(ca) = &settings.ca
+        && !ca.exists()
+    {
+        return Err(SettingsFileError::MissingCa {
+            path: path.to_path_buf(),
+            ca: ca.clone(),
+        });
+    }
     Ok(settings)
 }
 
@@ -60,7 +72,7 @@ pub fn apply(path: &Path, change: &SettingsChange) -> Result<AgentSettings, Sett
     let (new_text, settings) =
         change
             .apply_to(&text)
-            .map_err(|error| SettingsFileError::Invalid {
+            .map_err(|error| SettingsFileError::Refused {
                 path: path.to_path_buf(),
                 error,
             })?;

@@ -352,39 +352,47 @@ impl SettingsChange {
             .as_table_like_mut()
             .ok_or_else(|| SettingsError::Syntax("desktop_sharing must be a table".into()))?;
         if let Some(on) = self.require_email_authorization {
-            table.insert("require_email_authorization", toml_edit::value(on));
+            set_keeping_comment(table, "require_email_authorization", on.into());
         }
         if let Some(timeout) = self.email_authorization_timeout {
-            table.insert(
-                "email_authorization_timeout",
-                toml_edit::value(i64::from(timeout)),
-            );
+            let timeout = i64::from(timeout).into();
+            set_keeping_comment(table, "email_authorization_timeout", timeout);
         }
         if let Some(recipients) = &self.recipients {
             let array: toml_edit::Array = recipients.iter().map(String::as_str).collect();
-            table.insert("recipients", toml_edit::value(array));
+            set_keeping_comment(table, "recipients", array.into());
         }
         if let Some(approvals) = self.required_approvals {
-            table.insert("required_approvals", toml_edit::value(i64::from(approvals)));
+            set_keeping_comment(table, "required_approvals", i64::from(approvals).into());
         }
         if let Some(on) = self.require_reason {
-            table.insert("require_reason", toml_edit::value(on));
+            set_keeping_comment(table, "require_reason", on.into());
         }
         if let Some(mode) = self.local_consent {
-            table.insert("local_consent", toml_edit::value(mode.as_str()));
+            set_keeping_comment(table, "local_consent", mode.as_str().into());
         }
         for (key, seconds) in [
             ("approval_valid_for", self.approval_valid_for),
             ("max_session_seconds", self.max_session_seconds),
         ] {
             if let Some(seconds) = seconds {
-                table.insert(key, toml_edit::value(i64::from(seconds)));
+                set_keeping_comment(table, key, i64::from(seconds).into());
             }
         }
         let new_text = document.to_string();
         let settings = AgentSettings::parse(&new_text)?;
         Ok((new_text, settings))
     }
+}
+
+/// Sets `key` to `value`, keeping the comment and spacing around the old
+/// value (`timeout = 60   # seconds` stays commented).
+fn set_keeping_comment(table: &mut dyn toml_edit::TableLike, key: &str, value: toml_edit::Value) {
+    let mut value = value;
+    if let Some(old) = table.get(key).and_then(toml_edit::Item::as_value) {
+        *value.decor_mut() = old.decor().clone();
+    }
+    table.insert(key, toml_edit::Item::Value(value));
 }
 
 /// Splits `a@x,b@y` into trimmed addresses; an empty string means none.
@@ -467,6 +475,19 @@ email_authorization_timeout = 4
         assert!(validate_recipient("IT desk <it@example.com>").is_ok());
         assert!(validate_recipient("not-an-address").is_err());
         assert!(validate_recipient("a@b\r\nBcc: evil@x").is_err());
+    }
+
+    #[test]
+    fn change_keeps_the_comment_on_the_line_it_changes() {
+        let change = SettingsChange {
+            email_authorization_timeout: Some(60),
+            ..SettingsChange::default()
+        };
+        let (text, _) = change.apply_to(EXAMPLE).expect("valid change");
+        assert!(
+            text.contains("email_authorization_timeout = 60          # seconds"),
+            "{text}"
+        );
     }
 
     #[test]

@@ -55,7 +55,9 @@ Exit status:
          that computer and service sees the same)
   243    computer offline, or it went offline while waiting
   244    bad operator token, or it was replaced or removed while waiting
-  245    refused by the computer: the service is not offered there
+  245    refused by the computer: the service is not offered there, too few of
+         its recipients may approve your requests, or its settings file is
+         broken (the message says which)
   246    the session failed, was cut off, or reached the computer's time limit
   247    refused by a limit: too many pending requests, the computer asked too
          often, or a recipient reported the last request (\"I did not expect this\")

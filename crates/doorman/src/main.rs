@@ -74,12 +74,16 @@ async fn dispatch(cli: Cli) -> i32 {
     }
 }
 
-/// An error chain on one line.
+/// An error chain on one line; a cause its wrapper already quotes is not
+/// repeated.
 fn one_line(error: &anyhow::Error) -> String {
-    error
-        .chain()
-        .map(ToString::to_string)
-        .collect::<Vec<_>>()
+    let mut parts: Vec<String> = Vec::new();
+    for cause in error.chain().map(ToString::to_string) {
+        if !parts.iter().any(|part| part.contains(&cause)) {
+            parts.push(cause);
+        }
+    }
+    parts
         .join(": ")
         .split_whitespace()
         .collect::<Vec<_>>()

@@ -339,7 +339,11 @@ async fn without_smtp_emails_land_in_the_outbox_for_loopback_browsers() {
     deployment
         .server
         .stderr
-        .wait_until(|t| t.matches("authorization email sent").count() == 2)
+        .wait_until(|t| {
+            t.matches("authorization email written to the outbox")
+                .count()
+                == 2
+        })
         .await;
     let page = http
         .get(format!("{}/outbox", deployment.url))
@@ -822,6 +826,21 @@ async fn a_standby_server_takes_over_when_the_active_one_dies() {
         std::net::TcpStream::connect(("127.0.0.1", port_b)).is_err(),
         "a standby does not accept connections"
     );
+    // A replica with another server key is refused when it starts, not when
+    // it would take over.
+    let other = dir.path().join("other");
+    let (code, _, err) = doorman(&[
+        "server",
+        "--listen",
+        "127.0.0.1:0",
+        "--data-dir",
+        path(&other),
+        "--database-url",
+        &database,
+    ])
+    .await;
+    assert_eq!(code, 1, "{err}");
+    assert!(err.contains("made with another server key"), "{err}");
 
     let _agent = start_agent(
         &dir.path().join("agent.toml"),
@@ -1270,4 +1289,64 @@ async fn a_second_agent_with_the_same_key_displaces_the_first_which_says_so_and_
         .wait_until(|t| t.contains("two agents sharing a key?"))
         .await;
     assert_eq!(server_log.matches("two agents sharing a key?").count(), 1);
+}
+
+#[tokio::test]
+async fn errors_say_what_to_do_without_repeating_themselves() {
+    let dir = tempfile::tempdir().unwrap();
+    let missing = dir.path().join("nope.toml");
+    let (code, _, err) = doorman(&["settings", "--config", path(&missing), "show"]).await;
+    assert_eq!(code, 1);
+    assert_eq!(err.matches("No such file or directory").count(), 1, "{err}");
+
+    let config = dir.path().join("agent.toml");
+    let key = format!("dak_{}", "A".repeat(43));
+    std::fs::write(
+        &config,
+        format!(
+            "server = \"https://x.example\"\nname = \"pc\"\nkey = \"{key}\"\nca = \"ca.pem\"\n"
+        ),
+    )
+    .unwrap();
+    let (code, _, err) = doorman(&["settings", "--config", path(&config), "show"]).await;
+    assert_eq!(code, 1);
+    assert!(
+        err.contains("ca = ") && err.contains("does not exist"),
+        "{err}"
+    );
+
+    std::fs::write(
+        &config,
+        format!("server = \"http://x.example\"\nname = \"pc\"\nkey = \"{key}\"\n"),
+    )
+    .unwrap();
+    let (code, _, err) = doorman(&[
+        "settings",
+        "--config",
+        path(&config),
+        "set",
+        "--email-timeout",
+        "2",
+    ])
+    .await;
+    assert_eq!(code, 1);
+    assert!(err.contains("nothing was written"), "{err}");
+
+    let data = dir.path().join("data");
+    let server_key = data.join("server.key");
+    let (code, _, err) = doorman(&[
+        "server",
+        "--listen",
+        "127.0.0.1:0",
+        "--data-dir",
+        path(&data),
+        "--tls-cert",
+        path(&server_key),
+        "--tls-key",
+        path(&server_key),
+    ])
+    .await;
+    assert_eq!(code, 1);
+    assert!(err.contains("is DATA_DIR/server.key"), "{err}");
+    assert_eq!(err.trim().lines().count(), 1, "{err}");
 }

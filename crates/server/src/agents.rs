@@ -7,6 +7,7 @@ use crate::clock::now_millis;
 use doorman_core::Decision;
 use doorman_core::authorization::Event;
 use doorman_core::limits::MAX_NAME_LEN;
+use doorman_proto::ConnectionError;
 use doorman_proto::connection::Connection;
 use doorman_proto::dial::Upgraded;
 use doorman_proto::message::{AgentToServer, OfferReply, ServerToAgent, silence_limit};
@@ -93,6 +94,11 @@ pub async fn serve(
                     let message = match message {
                         Ok(Some(message)) => message,
                         Ok(None) => break,
+                        // A stopped agent ends its connection this way too.
+                        Err(error @ (ConnectionError::Io(_) | ConnectionError::Truncated)) => {
+                            tracing::info!(computer = %name, %error, "agent connection closed");
+                            break;
+                        }
                         Err(error) => {
                             tracing::warn!(computer = %name, %error, "agent sent a bad message; closing");
                             break;

@@ -195,6 +195,7 @@ pub async fn run_replica(
         address: SocketAddr::from(([0, 0, 0, 0], 0)),
         source,
     })?;
+    prepared.check_database().await?;
     let leadership = Leadership::acquire(&prepared.database_url(), || {
         tracing::info!(
             "doorman server standby: another server is active on this database; taking over when it stops"

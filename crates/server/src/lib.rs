@@ -99,6 +99,10 @@ pub enum ServerError {
         "another doorman server is running on this data directory ({0} is locked): stop it first, or give this one a --data-dir of its own"
     )]
     AlreadyRunning(PathBuf),
+    #[error(
+        "--tls-key {0} is DATA_DIR/server.key, the file the server keeps its link key in: keep the TLS key in a file of its own (e.g. tls-key.pem)"
+    )]
+    TlsKeyIsServerKey(PathBuf),
     #[error("cannot use data directory {path}: {source}")]
     DataDir {
         path: PathBuf,
@@ -196,6 +200,15 @@ pub struct Prepared {
     lock: Option<std::fs::File>,
 }
 
+/// Whether two paths name one file (the same path, or one that exists under
+/// both names).
+fn same_file(a: &std::path::Path, b: &std::path::Path) -> bool {
+    match (std::fs::canonicalize(a), std::fs::canonicalize(b)) {
+        (Ok(a), Ok(b)) => a == b,
+        _ => a == b,
+    }
+}
+
 /// Locks `DATA_DIR/server.lock` for this process: two servers on one SQLite
 /// database would each believe their in-process state (agents, waits) is
 /// the whole truth. The operating system releases it when the process ends,
@@ -225,6 +238,12 @@ impl Prepared {
     /// Checks `config` and loads (or creates) the server key.
     pub fn new(config: ServerConfig) -> Result<Self, ServerError> {
         let public_url = normalize_public_url(&config.public_url)?;
+        let server_key = config.data_dir.join("server.key");
+        if let Some(files) = &config.tls
+            && same_file(&files.key, &server_key)
+        {
+            return Err(ServerError::TlsKeyIsServerKey(files.key.clone()));
+        }
         let tls = match &config.tls {
             Some(files) => Some(doorman_proto::tls::server_config(&files.cert, &files.key)?),
             None => None,
@@ -246,12 +265,12 @@ impl Prepared {
             path: config.data_dir.clone(),
             source,
         })?;
-        let key = secrets::ServerKey::load_or_create(&config.data_dir.join("server.key")).map_err(
-            |source| ServerError::DataDir {
+        let key = secrets::ServerKey::load_or_create(&server_key).map_err(|source| {
+            ServerError::DataDir {
                 path: config.data_dir.clone(),
                 source,
-            },
-        )?;
+            }
+        })?;
         let lock = match store::Backend::of(&database_url(&config))? {
             store::Backend::Sqlite => Some(lock_data_dir(&config.data_dir)?),
             store::Backend::Postgres => None,
@@ -265,6 +284,15 @@ impl Prepared {
             key,
             lock,
         })
+    }
+
+    /// Opens the database (applying migrations) and checks that its links
+    /// were made with this server key: a standby replica with another key
+    /// is refused when it starts, not when it takes over.
+    pub async fn check_database(&self) -> Result<(), ServerError> {
+        let store = Store::open(&self.database_url()).await?;
+        store.claim_key(&self.key.fingerprint()).await?;
+        Ok(())
     }
 
     /// The database this server keeps its state in.

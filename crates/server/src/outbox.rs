@@ -125,7 +125,14 @@ async fn deliver_one(
     let now = now_millis();
     let result = match attempt {
         Attempt::Sent => {
-            tracing::info!(request = %job.request.id, to = %job.address, "authorization email sent");
+            match delivery {
+                Delivery::Smtp(_) => {
+                    tracing::info!(request = %job.request.id, to = %job.address, "authorization email sent");
+                }
+                Delivery::Files(dir) => {
+                    tracing::info!(request = %job.request.id, to = %job.address, outbox = %dir.display(), "authorization email written to the outbox");
+                }
+            }
             Ok(())
         }
         Attempt::Temporary(error) => {
