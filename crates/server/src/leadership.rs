@@ -10,7 +10,8 @@
 //! a standby may already have taken over.
 
 use crate::store::{Backend, StoreError};
-use sqlx::{Connection, PgConnection};
+use sqlx::postgres::PgConnectOptions;
+use sqlx::{ConnectOptions, Connection, PgConnection};
 use std::time::Duration;
 
 /// The advisory lock's key: "doorman" in ASCII.
@@ -21,6 +22,13 @@ const CHECK_EVERY: Duration = Duration::from_secs(2);
 const CHECK_TIMEOUT: Duration = Duration::from_secs(5);
 /// Pause before a standby whose own connection failed tries again.
 const RETRY_AFTER: Duration = Duration::from_secs(1);
+
+/// The lock's connection: waiting in `pg_advisory_lock` is what a standby
+/// does, not a slow statement to warn about.
+fn lock_connection_options(database_url: &str) -> Result<PgConnectOptions, StoreError> {
+    let options: PgConnectOptions = database_url.parse()?;
+    Ok(options.disable_statement_logging())
+}
 
 /// The lock, held on a connection of its own for as long as this lives.
 #[derive(Debug)]
@@ -39,7 +47,8 @@ impl Leadership {
         if Backend::of(database_url)? == Backend::Sqlite {
             return Ok(None);
         }
-        let mut connection = PgConnection::connect(database_url).await?;
+        let options = lock_connection_options(database_url)?;
+        let mut connection = PgConnection::connect_with(&options).await?;
         let free: bool = sqlx::query_scalar("SELECT pg_try_advisory_lock($1)")
             .bind(LOCK_KEY)
             .fetch_one(&mut connection)
@@ -54,7 +63,7 @@ impl Leadership {
             let attempt = async {
                 let mut conn = match connection.take() {
                     Some(conn) => conn,
-                    None => PgConnection::connect(database_url).await?,
+                    None => PgConnection::connect_with(&options).await?,
                 };
                 sqlx::query("SELECT pg_advisory_lock($1)")
                     .bind(LOCK_KEY)
