@@ -79,11 +79,9 @@ impl Progress {
         if let ProgressStyle::Human { live: true } = self.style {
             let millis = i64::try_from(left.as_millis()).unwrap_or(i64::MAX);
             let secs = doorman_core::authorization::seconds_left(millis, 0);
-            let _ = write!(
-                self.out,
-                "\r\x1b[2KWaiting for email authorization from {}: {secs} s left (Ctrl-C cancels)",
-                self.recipients
-            );
+            let width = crate::tty::stderr_width();
+            let line = countdown_line(&self.recipients, secs, width);
+            let _ = write!(self.out, "\r\x1b[2K{line}");
             let _ = self.out.flush();
             self.line_open = true;
         }
@@ -238,5 +236,42 @@ impl Progress {
         if let ProgressStyle::Json = self.style {
             self.json(json!({"event": "session_ended", "exit_code": exit_code}));
         }
+    }
+}
+
+/// The live countdown, fitted to a terminal `width` columns wide: a line
+/// that wrapped would be redrawn below itself on every tick. The longest
+/// form that fits wins; the last resort is cut.
+fn countdown_line(recipients: &str, secs: u64, width: usize) -> String {
+    let forms = [
+        format!(
+            "Waiting for email authorization from {recipients}: {secs} s left (Ctrl-C cancels)"
+        ),
+        format!("Waiting for email authorization: {secs} s left (Ctrl-C cancels)"),
+        format!("Waiting for email authorization: {secs} s left"),
+        format!("Waiting: {secs} s left"),
+    ];
+    // One column spare: a line that fills the last column wraps on some terminals.
+    let room = width.saturating_sub(1).max(1);
+    forms
+        .iter()
+        .find(|form| form.chars().count() <= room)
+        .cloned()
+        .unwrap_or_else(|| forms[3].chars().take(room).collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::countdown_line;
+
+    #[test]
+    fn the_countdown_fits_the_terminal() {
+        let recipients = "i***@example.com, o***@example.com";
+        for width in [200, 80, 60, 40, 20, 5] {
+            let line = countdown_line(recipients, 179, width);
+            assert!(line.chars().count() < width, "{width}: {line:?}");
+            assert!(line.contains("179") || width < 10, "{width}: {line:?}");
+        }
+        assert!(countdown_line(recipients, 179, 200).contains(recipients));
     }
 }

@@ -21,6 +21,15 @@ pub fn size() -> (u16, u16) {
     }
 }
 
+/// How many columns the terminal on stderr (where progress goes) has; 80
+/// when unknown.
+pub fn stderr_width() -> usize {
+    match rustix::termios::tcgetwinsize(std::io::stderr().as_fd()) {
+        Ok(size) if size.ws_col > 0 => usize::from(size.ws_col),
+        _ => 80,
+    }
+}
+
 fn restore() {
     if let Ok(mut saved) = SAVED.lock()
         && let Some(termios) = saved.take()
