@@ -46,8 +46,15 @@ pub async fn serve(
     ip: IpAddr,
 ) {
     let connection = Connection::new(io);
-    if let Err(error) = serve_connection(&broker, connection, &operator, token_hash, ip).await {
-        tracing::warn!(%operator, %error, "operator connection failed");
+    match serve_connection(&broker, connection, &operator, token_hash, ip).await {
+        Ok(()) => {}
+        // An operator that goes away (Ctrl-C, a closed laptop, a TLS peer
+        // that skips close_notify) is an ordinary end.
+        Err(OperatorError::Connection(
+            error @ (doorman_proto::ConnectionError::Io(_)
+            | doorman_proto::ConnectionError::Truncated),
+        )) => tracing::info!(%operator, %error, "operator connection closed"),
+        Err(error) => tracing::warn!(%operator, %error, "operator connection failed"),
     }
 }
 
