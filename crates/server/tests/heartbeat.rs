@@ -61,7 +61,13 @@ async fn an_operator_whose_wait_goes_dead_resumes_and_gets_the_session() {
     assert_eq!(connecting.finish().await, Ok(0));
     assert_eq!(stdout.text(), "allowed\n");
     // One request, picked up again: not a second one.
-    assert!(progress.text().contains(&request_id));
+    let pending_ids: Vec<String> = progress
+        .text()
+        .lines()
+        .filter(|line| line.contains("\"pending\""))
+        .map(|line| doorman_test_support::world::request_id(&serde_json::from_str(line).unwrap()))
+        .collect();
+    assert_eq!(pending_ids, [request_id.clone(), request_id]);
     assert_eq!(world.smtp.mails().len(), 2);
 }
 

@@ -1,13 +1,13 @@
 //! Load: a thousand requests to fifty computers, each settled by two
 //! simultaneous clicks; nothing lost, nothing doubled, every email delivered
-//! once. Prints requests per second and the p99 latency from click to
-//! session.
+//! once. It prints requests per second and the p99 latency from click to
+//! session for information only: speed is for benchmarks, not tests.
 
 use doorman_server::Limits;
 use doorman_test_support::World;
 use doorman_test_support::world::extract_nonce;
 use std::collections::HashSet;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 const COMPUTERS: usize = 50;
 const REQUESTS: usize = 1000;
@@ -134,7 +134,6 @@ async fn a_thousand_requests_to_fifty_computers() {
         REQUESTS as f64 / elapsed.as_secs_f64(),
         p99.as_secs_f64() * 1000.0
     );
-    assert!(p99 < Duration::from_secs(30));
 }
 
 async fn join_all<T: Send + 'static>(tasks: Vec<tokio::task::JoinHandle<T>>) -> Vec<T> {

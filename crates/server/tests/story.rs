@@ -194,14 +194,22 @@ async fn nobody_deciding_expires_the_request() {
     let (_, page) = world.page(&mails[0].link()).await;
     assert!(page.contains("Expired at"), "{page}");
     assert!(!page.contains("<form"));
+    // With the form's real nonce, as a page loaded before expiry would send.
+    let link = mails[0].link();
+    let token = link.rsplit('/').next().unwrap();
+    let nonce = world
+        .broker
+        .key
+        .page_nonce(&doorman_server::secrets::hash(token));
     let late = world
         .http
-        .post(mails[0].link())
-        .form(&[("decision", "allow"), ("nonce", "whatever")])
+        .post(&link)
+        .form(&[("decision", "allow"), ("nonce", nonce.as_str())])
         .send()
         .await
         .unwrap();
-    assert_ne!(late.status(), StatusCode::OK);
+    // Sent back to the page, which still says expired.
+    assert_eq!(late.status(), StatusCode::SEE_OTHER);
     assert_eq!(
         world.state_of(&request_id(&pending)).await,
         RequestState::Expired

@@ -423,7 +423,17 @@ impl World {
     /// table written by the server's tasks, with nothing to await, so it is
     /// read every 20 ms.
     pub async fn wait_for_audit(&self, event: &str) -> doorman_server::store::AuditEvent {
+        let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(20);
         loop {
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "no {event:?} audit event within 20 s; the trail: {:?}",
+                self.audit_events()
+                    .await
+                    .iter()
+                    .map(|e| e.event.as_str())
+                    .collect::<Vec<_>>()
+            );
             if let Some(found) = self
                 .audit_events()
                 .await
