@@ -32,6 +32,15 @@ fuzz_target!(|data: &[u8]| {
         settled_at: None,
         decided_by: None,
         service_json: None,
+        required_approvals: 2,
+        approval_count: 0,
+        cancel_cause: None,
+        approval_valid_for: 0,
+        reusable_until: None,
+        reused_from: None,
+        max_session_seconds: 0,
+        local_consent: doorman_core::LocalConsent::Off,
+        local_approval: None,
     };
     let from = "Doorman <doorman@example.com>".parse().expect("sender");
     let message = mail::build(&request, &from, "it@example.com", "https://doorman.example/a/TOKEN", "<id@doorman.example>".into())

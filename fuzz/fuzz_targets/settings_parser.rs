@@ -14,6 +14,8 @@ fuzz_target!(|data: &[u8]| {
             require_email_authorization: Some(true),
             email_authorization_timeout: Some(60),
             recipients: Some(vec!["it@example.com".into()]),
+            required_approvals: Some(1),
+            ..SettingsChange::default()
         };
         if let Ok((new_text, changed)) = change.apply_to(text) {
             assert_eq!(AgentSettings::parse(&new_text).as_ref(), Ok(&changed));
