@@ -36,6 +36,16 @@ async fn connect_once(server: &str, token: &str, rest: &[&str]) -> (i32, String,
     doorman(&args).await
 }
 
+/// The `pending` event a `doorman connect --json` process printed.
+async fn pending_event(connect: &Process) -> serde_json::Value {
+    let text = connect
+        .stderr
+        .wait_until(|t| t.contains("\"pending\"") && t.ends_with('\n'))
+        .await;
+    let line = text.lines().find(|l| l.contains("\"pending\"")).unwrap();
+    serde_json::from_str(line).unwrap()
+}
+
 /// A long-running `doorman` process whose output the test can await.
 fn start(args: &[&str]) -> Process {
     Process::start(DOORMAN, args)
@@ -170,11 +180,7 @@ async fn the_whole_story_through_the_binary() {
         "-c",
         "echo hi; exit 7",
     ]);
-    let pending = connect
-        .stderr
-        .wait_until(|t| t.contains("\"pending\"") && t.ends_with('\n'))
-        .await;
-    let pending: serde_json::Value = serde_json::from_str(pending.lines().next().unwrap()).unwrap();
+    let pending = pending_event(&connect).await;
     assert_eq!(pending["expires_in"], 180);
     assert!(
         pending["request_id"]
@@ -1122,11 +1128,7 @@ async fn local_consent_through_the_binary() {
         "echo",
         "hello",
     ]);
-    let pending = connect
-        .stderr
-        .wait_until(|t| t.contains("\"pending\"") && t.ends_with('\n'))
-        .await;
-    let pending: serde_json::Value = serde_json::from_str(pending.lines().next().unwrap()).unwrap();
+    let pending = pending_event(&connect).await;
     let id = pending["request_id"].as_str().unwrap().to_string();
     let (code, out, err) = doorman(&["consent", "--config", config, "list"]).await;
     assert_eq!(code, 0, "{err}");
