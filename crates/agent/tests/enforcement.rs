@@ -1,0 +1,200 @@
+//! What the agent enforces by itself, whatever the server says: pinned
+//! against a fake server that sends what the real one never would.
+
+use doorman_core::Outcome;
+use doorman_proto::message::{AgentToServer, OfferReply, ServerToAgent, Service, SessionMessage};
+use doorman_proto::{Connection, Frame};
+use doorman_test_support::fake_server::{Accepted, FakeServer};
+use tokio::net::TcpStream;
+
+const KEY: &str = "dak_AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA";
+
+/// An agent with these `[desktop_sharing]` and `[services]` lines, dialing
+/// the fake server; returns its control connection, welcomed.
+async fn agent(
+    server: &FakeServer,
+    dir: &tempfile::TempDir,
+    sharing: &str,
+    services: &str,
+) -> Connection<TcpStream> {
+    let config = dir.path().join("agent.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "server = \"{}\"\nname = \"pc\"\nkey = \"{KEY}\"\n\n[desktop_sharing]\n{sharing}\n\n[services]\n{services}\n",
+            server.url
+        ),
+    )
+    .unwrap();
+    tokio::spawn(doorman_agent::run(config, std::future::pending()));
+    let Accepted {
+        path,
+        mut connection,
+    } = server.accept().await;
+    assert_eq!(path, "/v1/agent");
+    connection
+        .write_message(&ServerToAgent::Welcome { heartbeat_ms: None })
+        .await
+        .unwrap();
+    connection
+}
+
+async fn offer(control: &mut Connection<TcpStream>, id: &str, service: Service) -> OfferReply {
+    control
+        .write_message(&ServerToAgent::Offer {
+            request_id: id.into(),
+            operator: "alice".into(),
+            operator_ip: "127.0.0.1".into(),
+            reason: String::new(),
+            service,
+        })
+        .await
+        .unwrap();
+    loop {
+        match control.read_message::<AgentToServer>().await.unwrap() {
+            Some(AgentToServer::OfferReply { request_id, reply }) if request_id == id => {
+                return reply;
+            }
+            Some(_) => continue,
+            None => panic!("the agent closed its control connection"),
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_outcome_for_a_request_the_agent_never_asked_about_starts_nothing() {
+    let server = FakeServer::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let mut control = agent(
+        &server,
+        &dir,
+        "require_email_authorization = true\nrecipients = [\"it@example.com\"]",
+        "shell = true",
+    )
+    .await;
+    control
+        .write_message(&ServerToAgent::Settled {
+            request_id: "never-seen".into(),
+            outcome: Outcome::Allowed {
+                by: "it@example.com".into(),
+                at: 1,
+                reused_from: None,
+            },
+        })
+        .await
+        .unwrap();
+    // A request it did ask about, allowed: the session it opens is that one.
+    let service = Service::Command {
+        argv: vec!["true".into()],
+    };
+    let reply = offer(&mut control, "asked", service).await;
+    assert!(
+        matches!(reply, OfferReply::RequireAuthorization { .. }),
+        "{reply:?}"
+    );
+    control
+        .write_message(&ServerToAgent::Settled {
+            request_id: "asked".into(),
+            outcome: Outcome::Allowed {
+                by: "it@example.com".into(),
+                at: 2,
+                reused_from: None,
+            },
+        })
+        .await
+        .unwrap();
+    // The first session connection the agent opens is the one it asked
+    // about: an outcome it never asked about would have been acted on first.
+    let session = server.accept().await;
+    assert_eq!(session.path, "/v1/session/asked");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_empty_command_is_refused_without_a_panic() {
+    let server = FakeServer::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let mut control = agent(
+        &server,
+        &dir,
+        "require_email_authorization = false",
+        "shell = true",
+    )
+    .await;
+    let reply = offer(&mut control, "empty", Service::Command { argv: Vec::new() }).await;
+    assert!(matches!(reply, OfferReply::Admit { .. }), "{reply:?}");
+    let Accepted {
+        path,
+        mut connection,
+    } = server.accept().await;
+    assert_eq!(path, "/v1/session/empty");
+    let mut said = Vec::new();
+    while let Ok(Some(frame)) = connection.read_frame().await {
+        if let Frame::Message(payload) = frame {
+            said.push(
+                doorman_proto::connection::decode_message::<SessionMessage>(&payload).unwrap(),
+            );
+        }
+    }
+    assert_eq!(
+        said,
+        [
+            SessionMessage::Error {
+                message: "the command is empty".into()
+            },
+            SessionMessage::Exit {
+                code: Some(127),
+                signal: None
+            }
+        ]
+    );
+    // And the agent is still there.
+    control.write_message(&ServerToAgent::Ping).await.unwrap();
+    loop {
+        match control.read_message::<AgentToServer>().await.unwrap() {
+            Some(AgentToServer::Pong) => break,
+            Some(_) => continue,
+            None => panic!("the agent went away"),
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_tunnel_outside_the_approved_targets_is_refused() {
+    let server = FakeServer::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let mut control = agent(
+        &server,
+        &dir,
+        "require_email_authorization = false",
+        "forward = [\"127.0.0.1:9\", \"127.0.0.1:22\"]",
+    )
+    .await;
+    let service = Service::Forward {
+        targets: vec!["127.0.0.1:9".into()],
+    };
+    let reply = offer(&mut control, "fwd", service).await;
+    assert!(matches!(reply, OfferReply::Admit { .. }), "{reply:?}");
+    let session = server.accept().await;
+    assert_eq!(session.path, "/v1/session/fwd");
+    // Offered by the computer, but not what this session was approved for.
+    control
+        .write_message(&ServerToAgent::OpenTunnel {
+            session_id: "fwd".into(),
+            tunnel_id: "t1".into(),
+            target: "127.0.0.1:22".into(),
+        })
+        .await
+        .unwrap();
+    loop {
+        match control.read_message::<AgentToServer>().await.unwrap() {
+            Some(AgentToServer::TunnelRefused { tunnel_id, message }) => {
+                assert_eq!(tunnel_id, "t1");
+                assert!(message.contains("not allowed"), "{message}");
+                break;
+            }
+            Some(_) => continue,
+            None => panic!("the agent went away"),
+        }
+    }
+    drop(session);
+}

@@ -1,0 +1,59 @@
+//! A fake server that speaks the agent's side of the protocol and nothing
+//! else: it accepts upgraded connections on loopback, says what path each
+//! asked for, and lets a test send whatever the real server never would, to
+//! pin what the agent enforces by itself.
+
+use doorman_proto::Connection;
+use std::time::Duration;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+
+/// A listening fake server.
+pub struct FakeServer {
+    listener: TcpListener,
+    pub url: String,
+}
+
+/// One upgraded connection from the agent, and the path it asked for.
+pub struct Accepted {
+    pub path: String,
+    pub connection: Connection<TcpStream>,
+}
+
+impl FakeServer {
+    pub async fn start() -> FakeServer {
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let url = format!("http://{}", listener.local_addr().expect("address"));
+        FakeServer { listener, url }
+    }
+
+    /// The next connection the agent opens, upgraded (within 20 s).
+    pub async fn accept(&self) -> Accepted {
+        let accepted = async {
+            let (mut stream, _) = self.listener.accept().await.expect("accept");
+            let mut head = Vec::new();
+            let mut byte = [0u8; 1];
+            while !head.ends_with(b"\r\n\r\n") {
+                stream.read_exact(&mut byte).await.expect("request head");
+                head.push(byte[0]);
+            }
+            let head = String::from_utf8_lossy(&head).to_string();
+            let path = head
+                .split_whitespace()
+                .nth(1)
+                .expect("a request line")
+                .to_string();
+            stream
+                .write_all(b"HTTP/1.1 101 Switching Protocols\r\nConnection: upgrade\r\nUpgrade: doorman/1\r\n\r\n")
+                .await
+                .expect("upgrade");
+            Accepted {
+                path,
+                connection: Connection::new(stream),
+            }
+        };
+        tokio::time::timeout(Duration::from_secs(20), accepted)
+            .await
+            .expect("the agent connects within 20 s")
+    }
+}
