@@ -288,7 +288,10 @@ async fn serve_once(
                         if memory.awaited.len() >= MAX_REMEMBERED_OFFERS {
                             memory.awaited.clear();
                         }
-                        if reuse.is_none() && *local_consent != LocalConsent::Off {
+                        // Also when a reuse is offered: the server may decline
+                        // it and ask the recipients, and then the person at
+                        // the computer answers too.
+                        if *local_consent != LocalConsent::Off {
                             board.add(&request_id, &visitor, *local_consent, *timeout_secs);
                             crate::consent::ask_on_desktop(
                                 board,
