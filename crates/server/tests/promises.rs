@@ -1,0 +1,88 @@
+//! Promises the README and SECURITY.md make, each pinned: the server key's
+//! file mode and secrets kept only as hashes; every header the pages carry,
+//! in full; and pages that name no host but the public URL's, whatever
+//! `Host` says.
+
+use doorman_test_support::World;
+use std::os::unix::fs::PermissionsExt;
+
+const CSP: &str = "default-src 'none'; style-src 'self'; img-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'";
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn secrets_are_kept_only_as_hashes_and_the_server_key_is_private() {
+    let world = World::start().await;
+    let connecting = world.connect(&["true"], "");
+    connecting.event("pending").await;
+    let mails = world.smtp.wait_for(2).await;
+    let data = world.dir.path().join("server");
+    let mode = std::fs::metadata(data.join("server.key"))
+        .unwrap()
+        .permissions()
+        .mode();
+    assert_eq!(mode & 0o777, 0o600, "server.key is {mode:o}");
+    // The database files hold no secret in the clear: not the operator's
+    // token, not the agent's key, not a link token.
+    let link_token = mails[0].link().rsplit('/').next().unwrap().to_string();
+    let mut stored = Vec::new();
+    for entry in std::fs::read_dir(&data).unwrap() {
+        let path = entry.unwrap().path();
+        if path.to_string_lossy().contains("doorman.db") {
+            stored.extend(std::fs::read(&path).unwrap());
+        }
+    }
+    assert!(!stored.is_empty());
+    for secret in [&world.operator_token, &world.agent_key, &link_token] {
+        assert!(
+            !stored.windows(secret.len()).any(|w| w == secret.as_bytes()),
+            "a secret is stored in the clear"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_page_carries_every_security_header_and_names_only_the_public_url() {
+    let world = World::start().await;
+    let connecting = world.connect(&["true"], "");
+    connecting.event("pending").await;
+    let link = world.smtp.wait_for(2).await[0].link();
+    let unknown = format!("{}/a/not-a-token", world.url);
+    for url in [link.as_str(), unknown.as_str(), &format!("{}/", world.url)] {
+        let response = world
+            .http
+            .get(url)
+            .header("host", "evil.example")
+            .send()
+            .await
+            .unwrap();
+        let header = |name: &str| {
+            response
+                .headers()
+                .get(name)
+                .and_then(|v| v.to_str().ok())
+                .map(String::from)
+        };
+        assert_eq!(
+            header("content-security-policy").as_deref(),
+            Some(CSP),
+            "{url}"
+        );
+        assert_eq!(header("x-frame-options").as_deref(), Some("DENY"), "{url}");
+        assert_eq!(
+            header("referrer-policy").as_deref(),
+            Some("no-referrer"),
+            "{url}"
+        );
+        assert_eq!(
+            header("cache-control").as_deref(),
+            Some("no-store"),
+            "{url}"
+        );
+        assert_eq!(
+            header("x-content-type-options").as_deref(),
+            Some("nosniff"),
+            "{url}"
+        );
+        let page = response.text().await.unwrap();
+        assert!(!page.contains("evil.example"), "{url}: {page}");
+    }
+}
