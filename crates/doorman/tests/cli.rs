@@ -1355,3 +1355,61 @@ async fn errors_say_what_to_do_without_repeating_themselves() {
     assert!(err.contains("is DATA_DIR/server.key"), "{err}");
     assert_eq!(err.trim().lines().count(), 1, "{err}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn exit_statuses_241_245_and_128_plus_n_through_the_binary() {
+    let smtp = SmtpSink::start().await;
+    let deployment = deploy(Some(&smtp)).await;
+    let config = path(&deployment.agent_config);
+    // 245: a forward target the computer does not offer.
+    let (code, _, err) = connect_once(
+        &deployment.url,
+        &deployment.token,
+        &["office-pc", "-L", "0:127.0.0.1:9"],
+    )
+    .await;
+    assert_eq!(code, 245, "{err}");
+    assert!(err.contains("is not offered on this computer"), "{err}");
+
+    // 128+N: the remote command killed by signal 9.
+    let mut connect = start(&[
+        "connect",
+        "office-pc",
+        "--server",
+        &deployment.url,
+        "--token",
+        &deployment.token,
+        "--json",
+        "--",
+        "sh",
+        "-c",
+        "kill -9 $$",
+    ]);
+    pending_event(&connect).await;
+    let mails = smtp.wait_for(2).await;
+    assert_eq!(
+        click(&mails[0].link(), "allow").await,
+        reqwest::StatusCode::SEE_OTHER
+    );
+    assert_eq!(connect.exit_code().await, 128 + 9);
+
+    // 241: nobody decides within the (shortest) timeout.
+    let (code, _, err) = doorman(&[
+        "settings",
+        "--config",
+        config,
+        "set",
+        "--email-timeout",
+        "5",
+    ])
+    .await;
+    assert_eq!(code, 0, "{err}");
+    let (code, _, err) = connect_once(
+        &deployment.url,
+        &deployment.token,
+        &["office-pc", "--", "true"],
+    )
+    .await;
+    assert_eq!(code, 241, "{err}");
+    assert!(err.contains("authorization expired"), "{err}");
+}
