@@ -24,6 +24,25 @@ use std::future::Future;
 use std::pin::pin;
 use std::time::{Duration, Instant};
 
+/// Where a connect stands with the server before its session.
+enum Phase {
+    /// Asked; the server has not said it holds a request (or it admitted
+    /// the operator without one).
+    Asking,
+    /// A request waits for its decision, then for its session: counted
+    /// down, resumed over a new connection if this one is lost, cancelled
+    /// on Ctrl-C. While undecided the server pings; a connection silent for
+    /// `silence` is dead even if no error says so (a NAT or proxy dropped
+    /// it).
+    Waiting {
+        request_id: String,
+        deadline: Instant,
+        silence: Option<Duration>,
+    },
+    /// Ctrl-C sent the cancel; the server's word is awaited a little while.
+    Cancelling { since: Instant, deadline: Instant },
+}
+
 /// How long before a session's time limit the operator is warned.
 const TIME_LIMIT_WARNING: Duration = Duration::from_secs(60);
 use tokio::io::{AsyncRead, AsyncWrite};
@@ -235,38 +254,39 @@ pub async fn connect(
         .map_err(|e| ConnectError::Server(e.to_string()))?;
 
     let mut interrupt = pin!(interrupt);
-    let mut deadline: Option<Instant> = None;
     let mut ticker = tokio::time::interval(Duration::from_secs(1));
-    let mut cancelling: Option<Instant> = None;
-    // Set once the server has the request; cleared when the session starts.
-    let mut resumable: Option<String> = None;
-    // While pending, the server pings; a connection silent for longer is
-    // dead (a NAT or proxy dropped it) even if no error says so.
-    let mut silence: Option<Duration> = None;
+    let mut phase = Phase::Asking;
     let mut last_heard = Instant::now();
     loop {
+        let ticking = !matches!(phase, Phase::Asking);
+        let cancelling = matches!(phase, Phase::Cancelling { .. });
         let message = tokio::select! {
             message = connection.read_message::<ServerToOperator>() => message,
-            _ = ticker.tick(), if deadline.is_some() => {
-                if let Some(deadline) = deadline {
+            _ = ticker.tick(), if ticking => match &phase {
+                Phase::Waiting { deadline, silence, .. } => {
                     progress.tick(deadline.saturating_duration_since(Instant::now()));
+                    if silence.is_some_and(|silence| last_heard.elapsed() > silence) {
+                        // As if the connection had closed: reconnect and resume.
+                        Ok(None)
+                    } else {
+                        continue;
+                    }
                 }
-                if cancelling.is_some_and(|since| since.elapsed() > CANCEL_CONFIRM_TIMEOUT) {
-                    progress.cancelled();
-                    return Err(ConnectError::Cancelled);
-                }
-                if cancelling.is_none() && silence.is_some_and(|silence| last_heard.elapsed() > silence) {
-                    // As if the connection had closed: reconnect and resume.
-                    Ok(None)
-                } else {
+                Phase::Cancelling { since, deadline } => {
+                    progress.tick(deadline.saturating_duration_since(Instant::now()));
+                    if since.elapsed() > CANCEL_CONFIRM_TIMEOUT {
+                        progress.cancelled();
+                        return Err(ConnectError::Cancelled);
+                    }
                     continue;
                 }
-            }
-            () = &mut interrupt, if cancelling.is_none() => {
-                if deadline.is_none() {
+                Phase::Asking => continue,
+            },
+            () = &mut interrupt, if !cancelling => {
+                let Phase::Waiting { deadline, .. } = &phase else {
                     return Err(ConnectError::Cancelled);
-                }
-                cancelling = Some(Instant::now());
+                };
+                phase = Phase::Cancelling { since: Instant::now(), deadline: *deadline };
                 // The server settles the cancellation and tells us; the links then say so.
                 if connection.write_message(&OperatorMessage::Cancel).await.is_err() {
                     progress.cancelled();
@@ -275,25 +295,26 @@ pub async fn connect(
                 continue;
             }
         };
-        let message = match message {
-            Ok(Some(message)) => message,
-            Ok(None) if cancelling.is_some() => {
+        let resumable = match &phase {
+            Phase::Waiting {
+                request_id,
+                deadline,
+                ..
+            } => Some((request_id.clone(), *deadline)),
+            Phase::Asking | Phase::Cancelling { .. } => None,
+        };
+        let message = match (message, resumable) {
+            (Ok(Some(message)), _) => message,
+            (Ok(None), _) if cancelling => {
                 progress.cancelled();
                 return Err(ConnectError::Cancelled);
             }
             // The request lives on in the server's database: reconnect and
             // pick it up (a server restart, a network blip).
-            Ok(None) | Err(_) if resumable.is_some() && cancelling.is_none() => {
-                let request_id = resumable.clone().unwrap_or_default();
+            (Ok(None) | Err(_), Some((request_id, deadline))) => {
                 progress.reconnecting();
-                let resumed = reconnect(
-                    &dialer,
-                    &auth,
-                    &request_id,
-                    deadline.unwrap_or_else(Instant::now),
-                    interrupt.as_mut(),
-                )
-                .await;
+                let resumed =
+                    reconnect(&dialer, &auth, &request_id, deadline, interrupt.as_mut()).await;
                 last_heard = Instant::now();
                 connection = match resumed {
                     Ok(connection) => connection,
@@ -305,12 +326,12 @@ pub async fn connect(
                 };
                 continue;
             }
-            Ok(None) => {
+            (Ok(None), None) => {
                 return Err(ConnectError::Server(
                     "the server closed the connection".into(),
                 ));
             }
-            Err(error) => return Err(ConnectError::Server(error.to_string())),
+            (Err(error), None) => return Err(ConnectError::Server(error.to_string())),
         };
         last_heard = Instant::now();
         match message {
@@ -321,17 +342,18 @@ pub async fn connect(
                 recipients,
                 heartbeat_ms,
             } => {
-                silence = heartbeat_ms.map(|ms| silence_limit(Duration::from_millis(ms)));
-                deadline = Some(Instant::now() + Duration::from_secs(expires_in));
                 progress.pending(&request_id, expires_in, &recipients);
-                resumable = Some(request_id);
+                if !cancelling {
+                    phase = Phase::Waiting {
+                        request_id,
+                        deadline: Instant::now() + Duration::from_secs(expires_in),
+                        silence: heartbeat_ms.map(|ms| silence_limit(Duration::from_millis(ms))),
+                    };
+                }
                 ticker.reset();
             }
-            // The pings stop with the decision; the session follows.
-            ServerToOperator::Admitted => {
-                silence = None;
-                progress.admitted();
-            }
+            // No request to wait on: the session follows.
+            ServerToOperator::Admitted => progress.admitted(),
             ServerToOperator::Delivery {
                 recipient,
                 state,
@@ -348,7 +370,10 @@ pub async fn connect(
                 valid_for,
             } => progress.approved_earlier(&request_id, &by, valid_for),
             ServerToOperator::Allowed { by, at } => {
-                silence = None;
+                // The pings stop with the decision; the session follows.
+                if let Phase::Waiting { silence, .. } = &mut phase {
+                    *silence = None;
+                }
                 progress.allowed(&by, at);
             }
             ServerToOperator::Denied { by, at } => {
