@@ -5,6 +5,7 @@
 
 use crate::consent::ConsentBoard;
 use crate::error::LinkError;
+use crate::memory::{AwaitedOffer, MAX_REMEMBERED_OFFERS, Memory, RememberedApproval};
 use crate::notify::{self, Event, Visitor};
 use crate::session::{self, ForwardGrants};
 use crate::settings_file;
@@ -12,71 +13,10 @@ use doorman_core::{AgentSettings, Decision, LocalConsent, Outcome};
 use doorman_proto::connection::Connection;
 use doorman_proto::message::{AgentToServer, OfferReply, ServerToAgent, Service, silence_limit};
 use doorman_proto::{AGENT_PATH, DialError};
-use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::mpsc;
-
-/// Most offers remembered at once; older ones are forgotten first.
-const MAX_REMEMBERED_OFFERS: usize = 1024;
-
-/// An offer this agent asked email authorization for.
-struct AwaitedOffer {
-    visitor: Visitor,
-    service: Service,
-    /// The earlier approval this agent offered to reuse for it.
-    reuse_of: Option<String>,
-    /// The session's time limit in seconds (0: none).
-    limit: u32,
-    /// Whether a person at the computer answers too.
-    local_consent: LocalConsent,
-    /// The settings the offer was answered from.
-    settings: Arc<AgentSettings>,
-}
-
-/// An allowed request whose approval may let the same operator in again
-/// (`approval_valid_for`), as this agent saw it.
-struct RememberedApproval {
-    operator: String,
-    service: Service,
-    at: std::time::Instant,
-}
-
-/// What the agent remembers across connections: the requests it asked
-/// authorization for, and the approvals it may reuse.
-#[derive(Default)]
-struct Memory {
-    awaited: HashMap<String, AwaitedOffer>,
-    approved: HashMap<String, RememberedApproval>,
-}
-
-impl Memory {
-    /// An approval that covers `service` for `operator` within `window`.
-    fn reusable(&self, operator: &str, service: &Service, window: u32) -> Option<String> {
-        let window = Duration::from_secs(u64::from(window));
-        self.approved
-            .iter()
-            .filter(|(_, approval)| {
-                approval.operator == operator
-                    && approval.at.elapsed() < window
-                    && covers(&approval.service, service)
-            })
-            .max_by_key(|(_, approval)| approval.at)
-            .map(|(id, _)| id.clone())
-    }
-}
-
-/// Whether an approval of `approved` covers a session of `asked`: the same
-/// kind, and a forward only to targets it covered.
-fn covers(approved: &Service, asked: &Service) -> bool {
-    match (approved, asked) {
-        (Service::Forward { targets: ok }, Service::Forward { targets }) => {
-            targets.iter().all(|t| ok.contains(t))
-        }
-        (approved, asked) => approved.kind() == asked.kind(),
-    }
-}
 
 /// Connects, serves, and reconnects, forever. Messages queued on
 /// `to_server` (local answers from `board`, sessions' ends) go to the server

@@ -9,6 +9,7 @@ pub mod consent;
 mod control;
 mod dialing;
 pub mod error;
+mod memory;
 pub mod notify;
 mod session;
 pub mod settings_file;

@@ -39,6 +39,23 @@ async fn agent(
     connection
 }
 
+/// The agent's next message that `wanted` picks, skipping others.
+async fn next_from<T>(
+    control: &mut Connection<TcpStream>,
+    wanted: impl Fn(AgentToServer) -> Option<T>,
+) -> T {
+    loop {
+        match control.read_message::<AgentToServer>().await.unwrap() {
+            Some(message) => {
+                if let Some(found) = wanted(message) {
+                    return found;
+                }
+            }
+            None => panic!("the agent closed its control connection"),
+        }
+    }
+}
+
 async fn offer(control: &mut Connection<TcpStream>, id: &str, service: Service) -> OfferReply {
     control
         .write_message(&ServerToAgent::Offer {
@@ -50,15 +67,11 @@ async fn offer(control: &mut Connection<TcpStream>, id: &str, service: Service) 
         })
         .await
         .unwrap();
-    loop {
-        match control.read_message::<AgentToServer>().await.unwrap() {
-            Some(AgentToServer::OfferReply { request_id, reply }) if request_id == id => {
-                return reply;
-            }
-            Some(_) => continue,
-            None => panic!("the agent closed its control connection"),
-        }
-    }
+    next_from(control, |message| match message {
+        AgentToServer::OfferReply { request_id, reply } if request_id == id => Some(reply),
+        _ => None,
+    })
+    .await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -149,13 +162,10 @@ async fn an_empty_command_is_refused_without_a_panic() {
     );
     // And the agent is still there.
     control.write_message(&ServerToAgent::Ping).await.unwrap();
-    loop {
-        match control.read_message::<AgentToServer>().await.unwrap() {
-            Some(AgentToServer::Pong) => break,
-            Some(_) => continue,
-            None => panic!("the agent went away"),
-        }
-    }
+    next_from(&mut control, |message| {
+        matches!(message, AgentToServer::Pong).then_some(())
+    })
+    .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -185,16 +195,12 @@ async fn a_tunnel_outside_the_approved_targets_is_refused() {
         })
         .await
         .unwrap();
-    loop {
-        match control.read_message::<AgentToServer>().await.unwrap() {
-            Some(AgentToServer::TunnelRefused { tunnel_id, message }) => {
-                assert_eq!(tunnel_id, "t1");
-                assert!(message.contains("not allowed"), "{message}");
-                break;
-            }
-            Some(_) => continue,
-            None => panic!("the agent went away"),
-        }
-    }
+    let (tunnel_id, message) = next_from(&mut control, |message| match message {
+        AgentToServer::TunnelRefused { tunnel_id, message } => Some((tunnel_id, message)),
+        _ => None,
+    })
+    .await;
+    assert_eq!(tunnel_id, "t1");
+    assert!(message.contains("not allowed"), "{message}");
     drop(session);
 }

@@ -4,6 +4,7 @@
 //! own checks.
 #![forbid(unsafe_code)]
 
+pub mod connecting;
 pub mod fake_server;
 pub mod front;
 pub mod postgres;

@@ -3,17 +3,15 @@
 //! from a real settings file; plus an operator that connects through the real
 //! client library and a recipient that clicks through a real HTTP client.
 
+pub use crate::connecting::{Connecting, SharedBuf};
 use crate::smtp::SmtpSink;
-use doorman_client::{ConnectError, ConnectRequest, Progress, ProgressStyle, Terminal};
+use doorman_client::{ConnectRequest, Progress, ProgressStyle, Terminal};
 use doorman_core::Secret;
 use doorman_server::ServerConfig;
 use doorman_server::broker::Broker;
-use std::io::Write;
 use std::path::PathBuf;
-use std::pin::Pin;
-use std::sync::{Arc, Mutex};
-use std::task::{Context, Poll};
-use tokio::sync::{oneshot, watch};
+use std::sync::Arc;
+use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
 pub const COMPUTER: &str = "office-pc";
@@ -533,138 +531,4 @@ pub fn extract_nonce(page: &str) -> Option<String> {
     let start = page.find("name=\"nonce\" value=\"")? + "name=\"nonce\" value=\"".len();
     let end = page[start..].find('"')? + start;
     Some(page[start..end].to_string())
-}
-
-/// An operator's connection in progress.
-pub struct Connecting {
-    task: JoinHandle<Result<i32, ConnectError>>,
-    cancel: Option<oneshot::Sender<()>>,
-    pub progress: SharedBuf,
-    pub stdout: SharedBuf,
-    pub stderr: SharedBuf,
-}
-
-impl Connecting {
-    /// The operator's process dies: its connection closes without a word.
-    pub fn kill(self) {
-        self.task.abort();
-    }
-
-    /// Presses Ctrl-C.
-    pub fn interrupt(&mut self) {
-        if let Some(cancel) = self.cancel.take() {
-            let _ = cancel.send(());
-        }
-    }
-
-    /// Waits until a progress event of this kind has been reported; returns it.
-    pub async fn event(&self, kind: &str) -> serde_json::Value {
-        let wanted = format!("\"event\":\"{kind}\"");
-        let complete =
-            |text: &str| text.lines().any(|line| line.contains(&wanted)) && text.ends_with('\n');
-        let text = self.progress.wait_until(complete).await;
-        text.lines()
-            .find(|line| line.contains(&wanted))
-            .and_then(|line| serde_json::from_str(line).ok())
-            .expect("a JSON event line")
-    }
-
-    /// The request id of the `pending` event.
-    pub async fn request_id(&self) -> String {
-        request_id(&self.event("pending").await)
-    }
-
-    /// The local address of the first `-L` listener, once forwarding.
-    pub async fn forwarding_address(&self) -> std::net::SocketAddr {
-        let event = self.event("forwarding").await;
-        event["listen"][0]
-            .as_str()
-            .and_then(|listen| listen.split(" -> ").next())
-            .and_then(|local| local.parse().ok())
-            .expect("a listen address")
-    }
-
-    /// The result of `connect`: the exit status or why there was no session.
-    pub async fn finish(self) -> Result<i32, ConnectError> {
-        tokio::time::timeout(std::time::Duration::from_secs(20), self.task)
-            .await
-            .expect("connect finishes in time")
-            .expect("connect task")
-    }
-}
-
-/// A byte buffer shared between a writer under test and the test, which can
-/// await what gets written.
-#[derive(Clone, Default)]
-pub struct SharedBuf {
-    bytes: Arc<Mutex<Vec<u8>>>,
-    written: Arc<Mutex<Option<watch::Sender<usize>>>>,
-}
-
-impl SharedBuf {
-    fn notify(&self) {
-        let mut written = self.written.lock().expect("lock");
-        let sender = written.get_or_insert_with(|| watch::channel(0).0);
-        sender.send_modify(|n| *n += 1);
-    }
-
-    fn subscribe(&self) -> watch::Receiver<usize> {
-        let mut written = self.written.lock().expect("lock");
-        written
-            .get_or_insert_with(|| watch::channel(0).0)
-            .subscribe()
-    }
-
-    pub fn text(&self) -> String {
-        String::from_utf8_lossy(&self.bytes.lock().expect("lock")).to_string()
-    }
-
-    /// Waits (10 s at most) until the text satisfies `done`.
-    pub async fn wait_until(&self, done: impl Fn(&str) -> bool) -> String {
-        let mut changes = self.subscribe();
-        let wait = async {
-            loop {
-                let text = self.text();
-                if done(&text) {
-                    return text;
-                }
-                if changes.changed().await.is_err() {
-                    return self.text();
-                }
-            }
-        };
-        tokio::time::timeout(std::time::Duration::from_secs(10), wait)
-            .await
-            .unwrap_or_else(|_| panic!("timed out; got so far: {}", self.text()))
-    }
-}
-
-impl Write for SharedBuf {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.bytes.lock().expect("lock").extend_from_slice(buf);
-        self.notify();
-        Ok(buf.len())
-    }
-
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
-impl tokio::io::AsyncWrite for SharedBuf {
-    fn poll_write(
-        self: Pin<&mut Self>,
-        _: &mut Context<'_>,
-        buf: &[u8],
-    ) -> Poll<std::io::Result<usize>> {
-        Poll::Ready(Write::write(self.get_mut(), buf))
-    }
-
-    fn poll_flush(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<std::io::Result<()>> {
-        Poll::Ready(Ok(()))
-    }
-
-    fn poll_shutdown(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<std::io::Result<()>> {
-        Poll::Ready(Ok(()))
-    }
 }

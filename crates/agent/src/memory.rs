@@ -1,0 +1,70 @@
+//! What the agent remembers across connections to the server: the requests
+//! it asked authorization for (only those may start a session) and the
+//! approvals it saw, which `approval_valid_for` may let it reuse.
+
+use crate::notify::Visitor;
+use doorman_core::{AgentSettings, LocalConsent};
+use doorman_proto::message::Service;
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// Most offers remembered at once; older ones are forgotten first.
+pub const MAX_REMEMBERED_OFFERS: usize = 1024;
+
+/// An offer this agent asked email authorization for.
+pub struct AwaitedOffer {
+    pub visitor: Visitor,
+    pub service: Service,
+    /// The earlier approval this agent offered to reuse for it.
+    pub reuse_of: Option<String>,
+    /// The session's time limit in seconds (0: none).
+    pub limit: u32,
+    /// Whether a person at the computer answers too.
+    pub local_consent: LocalConsent,
+    /// The settings the offer was answered from.
+    pub settings: Arc<AgentSettings>,
+}
+
+/// An allowed request whose approval may let the same operator in again
+/// (`approval_valid_for`), as this agent saw it.
+pub struct RememberedApproval {
+    pub operator: String,
+    pub service: Service,
+    pub at: std::time::Instant,
+}
+
+/// What the agent remembers across connections: the requests it asked
+/// authorization for, and the approvals it may reuse.
+#[derive(Default)]
+pub struct Memory {
+    pub awaited: HashMap<String, AwaitedOffer>,
+    pub approved: HashMap<String, RememberedApproval>,
+}
+
+impl Memory {
+    /// An approval that covers `service` for `operator` within `window`.
+    pub fn reusable(&self, operator: &str, service: &Service, window: u32) -> Option<String> {
+        let window = Duration::from_secs(u64::from(window));
+        self.approved
+            .iter()
+            .filter(|(_, approval)| {
+                approval.operator == operator
+                    && approval.at.elapsed() < window
+                    && covers(&approval.service, service)
+            })
+            .max_by_key(|(_, approval)| approval.at)
+            .map(|(id, _)| id.clone())
+    }
+}
+
+/// Whether an approval of `approved` covers a session of `asked`: the same
+/// kind, and a forward only to targets it covered.
+fn covers(approved: &Service, asked: &Service) -> bool {
+    match (approved, asked) {
+        (Service::Forward { targets: ok }, Service::Forward { targets }) => {
+            targets.iter().all(|t| ok.contains(t))
+        }
+        (approved, asked) => approved.kind() == asked.kind(),
+    }
+}
