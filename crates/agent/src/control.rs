@@ -42,7 +42,10 @@ pub async fn run_forever(
         match serve_once(&config, &mut memory, &grants, link).await {
             Ok(()) => {
                 failures = 0;
-                tracing::warn!("server closed the connection; reconnecting");
+                // A server that stops or restarts ends its connections so.
+                tracing::info!(
+                    "the server closed the connection (it stopped or restarted); reconnecting"
+                );
             }
             Err(LinkError::Dial(DialError::Refused { status, message }))
                 if status == hyper::StatusCode::UNAUTHORIZED =>

@@ -45,7 +45,7 @@ enum Phase {
 
 /// How long before a session's time limit the operator is warned.
 const TIME_LIMIT_WARNING: Duration = Duration::from_secs(60);
-use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 
 /// What the operator asks for.
 #[derive(Clone, Debug)]
@@ -167,6 +167,23 @@ async fn dial_connect(
         Err(error) => Err(ConnectError::Server(error.to_string())),
     }
 }
+
+/// A session that broke off: the relay is raw bytes, so a session the server
+/// cut because this token was replaced or removed looks like any lost
+/// connection. One more dial with the token tells the two apart.
+async fn why_session_ended(dialer: &Dialer, auth: &HeaderValue, message: String) -> ConnectError {
+    match tokio::time::timeout(PROBE_TIMEOUT, dial_connect(dialer, auth)).await {
+        Ok(Err(ConnectError::BadToken)) => ConnectError::TokenRevoked,
+        Ok(Ok(mut io)) => {
+            let _ = io.shutdown().await;
+            ConnectError::SessionFailed(message)
+        }
+        Ok(Err(_)) | Err(_) => ConnectError::SessionFailed(message),
+    }
+}
+
+/// How long the probe after a broken session may take.
+const PROBE_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Ctrl-C while the server is out of reach: keeps trying to tell it for a
 /// few seconds, so that the links say "cancelled" now rather than the
@@ -422,6 +439,7 @@ pub async fn connect(
                     progress.forwarding(&listening);
                 }
                 let started = Instant::now();
+                let probe = (dialer.clone(), auth.clone());
                 let session = async move {
                     match request.session {
                         SessionKind::Forward(_) => {
@@ -461,6 +479,9 @@ pub async fn connect(
                         if started.elapsed() + Duration::from_secs(1) >= limit =>
                     {
                         Err(ConnectError::TimeLimit(limit.as_secs()))
+                    }
+                    (Err(ConnectError::SessionFailed(message)), _) => {
+                        Err(why_session_ended(&probe.0, &probe.1, message).await)
                     }
                     (status, _) => status,
                 };

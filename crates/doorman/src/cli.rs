@@ -54,7 +54,7 @@ Exit status:
   242    unknown computer, or not permitted (an operator without a grant for
          that computer and service sees the same)
   243    computer offline, or it went offline while waiting
-  244    bad operator token, or it was replaced or removed while waiting
+  244    bad operator token, or it was replaced or removed (waiting or in a session)
   245    refused by the computer: the service is not offered there, too few of
          its recipients may approve your requests, or its settings file is
          broken (the message says which)

@@ -1413,3 +1413,71 @@ async fn exit_statuses_241_245_and_128_plus_n_through_the_binary() {
     assert_eq!(code, 241, "{err}");
     assert!(err.contains("authorization expired"), "{err}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stopped_tls_server_closes_its_agents_cleanly_without_false_alarms() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let certs = dir.path().join("certs");
+    std::fs::create_dir(&certs).unwrap();
+    let certs = doorman_test_support::tls::generate(&certs);
+    let (code, key, err) = doorman(&[
+        "admin",
+        "--data-dir",
+        path(&data),
+        "agent",
+        "add",
+        "office-pc",
+    ])
+    .await;
+    assert_eq!(code, 0, "{err}");
+    let mut server = start(&[
+        "server",
+        "--listen",
+        "127.0.0.1:0",
+        "--data-dir",
+        path(&data),
+        "--tls-cert",
+        path(&certs.cert),
+        "--tls-key",
+        path(&certs.key),
+    ]);
+    let url = format!("https://{}", listening_address(&server).await);
+    let config = dir.path().join("agent.toml");
+    let agent = start_agent(
+        &config,
+        format!(
+            "server = \"{url}\"\nname = \"office-pc\"\nkey = \"{}\"\nca = \"{}\"\n",
+            key.trim(),
+            path(&certs.ca)
+        ),
+    )
+    .await;
+    server
+        .stderr
+        .wait_until(|t| t.contains("agent online"))
+        .await;
+
+    let pid = server.pid().expect("running").to_string();
+    let status = Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .await
+        .unwrap();
+    assert!(status.success());
+    assert_eq!(server.exit_code().await, 0);
+    let said = agent
+        .stderr
+        .wait_until(|t| t.contains("the server closed the connection"))
+        .await;
+    // Up to that line: a normal end at INFO, not a TLS truncation warning.
+    let before_reconnecting = said
+        .split("reconnecting")
+        .next()
+        .expect("the line is there");
+    assert!(!before_reconnecting.contains("WARN"), "{said}");
+    assert!(!said.contains("close_notify"), "{said}");
+    let logged = server.stderr.text();
+    assert!(!logged.contains("WARN"), "{logged}");
+    assert!(logged.contains("doorman server stopped"), "{logged}");
+}

@@ -13,6 +13,7 @@ use doorman_proto::dial::Upgraded;
 use doorman_proto::message::{AgentToServer, OfferReply, ServerToAgent, silence_limit};
 use std::collections::HashMap;
 use std::sync::Arc;
+use std::time::Duration;
 use tokio::sync::oneshot;
 use tokio::time::Instant;
 
@@ -135,11 +136,18 @@ pub async fn serve(
             }
         }
     }
+    // A clean end (TLS close_notify) tells the agent that the server closed
+    // the connection on purpose, e.g. when it stops, rather than losing it.
+    let _ = tokio::time::timeout(CLOSE_TIMEOUT, writer.shutdown()).await;
     tracing::info!(computer = %name, "agent offline");
     if broker.agents.unregister(&name, link_id) {
         broker.computer_went_offline(&name).await;
     }
 }
+
+/// How long closing an agent's connection cleanly may take; a peer that
+/// stopped reading must not hold up the server's stop.
+const CLOSE_TIMEOUT: Duration = Duration::from_secs(1);
 
 /// A person at computer `name` answered one of its requests: applied as a
 /// local decision, audited with their login name.

@@ -68,7 +68,10 @@ async fn a_removed_operator_loses_its_session_and_its_token() {
         ended.detail.as_deref(),
         Some("ended: the operator's token was replaced or removed")
     );
-    assert!(connecting.finish().await.is_err());
+    // Told why, with the bad-token status, not as a lost connection (246).
+    let result = connecting.finish().await;
+    assert_eq!(result, Err(ConnectError::TokenRevoked));
+    assert_eq!(result.unwrap_err().exit_code(), 244);
     let again = world.connect(&["true"], "");
     assert_eq!(again.finish().await, Err(ConnectError::BadToken));
     let error = admin::remove(&world.broker.store, Principal::Operator, OPERATOR)
@@ -128,7 +131,7 @@ async fn the_open_tunnels_of_a_removed_operator_close() {
         .start()
         .await;
     let spec: ForwardSpec = format!("0:{target}").parse().unwrap();
-    let mut connecting = world.connect_for(SessionKind::Forward(vec![spec]), "");
+    let connecting = world.connect_for(SessionKind::Forward(vec![spec]), "");
     connecting.event("pending").await;
     let mails = world.smtp.wait_for(2).await;
     world.click(&mails[0].link(), "allow").await;
@@ -151,7 +154,26 @@ async fn the_open_tunnels_of_a_removed_operator_close() {
         ended.detail.as_deref(),
         Some("ended: the operator's token was replaced or removed")
     );
-    connecting.interrupt();
+    assert_eq!(connecting.finish().await, Err(ConnectError::TokenRevoked));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_running_command_cut_by_a_rotated_token_says_so() {
+    let world = World::builder().heartbeat(HEARTBEAT).start().await;
+    let connecting = world.connect(&["sleep", "60"], "");
+    let id = connecting.request_id().await;
+    world.click(&world.link_of(&id, 0), "allow").await;
+    connecting.event("session_started").await;
+
+    admin::replace_secret(&world.broker.store, Principal::Operator, OPERATOR)
+        .await
+        .unwrap();
+    let result = connecting.finish().await;
+    assert_eq!(result, Err(ConnectError::TokenRevoked));
+    assert_eq!(
+        result.unwrap_err().to_string(),
+        "your operator token was replaced or removed"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
