@@ -1415,7 +1415,7 @@ async fn exit_statuses_241_245_and_128_plus_n_through_the_binary() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_stopped_tls_server_closes_its_agents_cleanly_without_false_alarms() {
+async fn stopping_a_tls_server_or_agent_is_an_ordinary_end_in_both_logs() {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
     let certs = dir.path().join("certs");
@@ -1444,27 +1444,30 @@ async fn a_stopped_tls_server_closes_its_agents_cleanly_without_false_alarms() {
     ]);
     let url = format!("https://{}", listening_address(&server).await);
     let config = dir.path().join("agent.toml");
-    let agent = start_agent(
-        &config,
-        format!(
-            "server = \"{url}\"\nname = \"office-pc\"\nkey = \"{}\"\nca = \"{}\"\n",
-            key.trim(),
-            path(&certs.ca)
-        ),
-    )
-    .await;
+    let settings = format!(
+        "server = \"{url}\"\nname = \"office-pc\"\nkey = \"{}\"\nca = \"{}\"\n",
+        key.trim(),
+        path(&certs.ca)
+    );
+    // A stopped agent is an ordinary end on the server's side.
+    let mut agent = start_agent(&config, settings.clone()).await;
+    terminate(&agent).await;
+    assert_eq!(agent.exit_code().await, 0);
     server
         .stderr
-        .wait_until(|t| t.contains("agent online"))
+        .wait_until(|t| t.contains("agent offline"))
+        .await;
+    let logged = server.stderr.text();
+    assert!(logged.contains("agent hung up"), "{logged}");
+    assert!(!logged.contains("close_notify"), "{logged}");
+
+    let agent = start_agent(&config, settings).await;
+    server
+        .stderr
+        .wait_until(|t| t.matches("agent online").count() == 2)
         .await;
 
-    let pid = server.pid().expect("running").to_string();
-    let status = Command::new("kill")
-        .args(["-TERM", &pid])
-        .status()
-        .await
-        .unwrap();
-    assert!(status.success());
+    terminate(&server).await;
     assert_eq!(server.exit_code().await, 0);
     let said = agent
         .stderr
@@ -1480,4 +1483,15 @@ async fn a_stopped_tls_server_closes_its_agents_cleanly_without_false_alarms() {
     let logged = server.stderr.text();
     assert!(!logged.contains("WARN"), "{logged}");
     assert!(logged.contains("doorman server stopped"), "{logged}");
+}
+
+/// Sends SIGTERM, as systemd stops a service.
+async fn terminate(process: &Process) {
+    let pid = process.pid().expect("running").to_string();
+    let status = Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .await
+        .unwrap();
+    assert!(status.success());
 }

@@ -20,6 +20,25 @@ pub enum ConnectionError {
     Truncated,
 }
 
+impl ConnectionError {
+    /// The peer went away without closing the connection: a stopped
+    /// process, a lost network, or a TLS peer that skipped close_notify. An
+    /// ordinary end for long-lived connections, not a protocol error.
+    pub fn is_hang_up(&self) -> bool {
+        match self {
+            ConnectionError::Truncated => true,
+            ConnectionError::Io(error) => matches!(
+                error.kind(),
+                std::io::ErrorKind::UnexpectedEof
+                    | std::io::ErrorKind::ConnectionReset
+                    | std::io::ErrorKind::ConnectionAborted
+                    | std::io::ErrorKind::BrokenPipe
+            ),
+            ConnectionError::Frame(_) | ConnectionError::Message(_) => false,
+        }
+    }
+}
+
 /// Reads frames from a byte stream.
 #[derive(Debug)]
 pub struct FrameReader<R> {

@@ -95,9 +95,12 @@ pub async fn serve(
                     let message = match message {
                         Ok(Some(message)) => message,
                         Ok(None) => break,
-                        // A stopped agent ends its connection this way too.
-                        Err(error @ (ConnectionError::Io(_) | ConnectionError::Truncated)) => {
-                            tracing::info!(computer = %name, %error, "agent connection closed");
+                        Err(error) if error.is_hang_up() => {
+                            tracing::info!(computer = %name, "agent hung up (it stopped, or its network went away)");
+                            break;
+                        }
+                        Err(error @ ConnectionError::Io(_)) => {
+                            tracing::info!(computer = %name, %error, "agent connection lost");
                             break;
                         }
                         Err(error) => {

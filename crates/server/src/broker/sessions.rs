@@ -27,7 +27,8 @@ struct SessionSlot {
 #[derive(Debug)]
 pub struct SessionSlots {
     slots: Mutex<HashMap<String, SessionSlot>>,
-    ends: Mutex<HashMap<String, (String, oneshot::Sender<SessionEnd>)>>,
+    /// By session: the slot's id, the computer, and where its report goes.
+    ends: Mutex<HashMap<String, (u64, String, oneshot::Sender<SessionEnd>)>>,
     next_id: AtomicU64,
 }
 
@@ -42,25 +43,13 @@ impl Default for SessionSlots {
 }
 
 impl SessionSlots {
-    /// Awaits the agent's word on how this running session ends; the
-    /// registration goes with the returned guard.
-    pub fn expect_end(self: &Arc<Self>, session: &str, computer: &str) -> SessionEndReport {
-        let (sender, receiver) = oneshot::channel();
-        lock(&self.ends).insert(session.to_string(), (computer.to_string(), sender));
-        SessionEndReport {
-            slots: Arc::clone(self),
-            session: session.to_string(),
-            receiver,
-        }
-    }
-
     /// The agent of `computer` says how `session` ended.
     pub fn report_end(&self, session: &str, computer: &str, end: SessionEnd) {
         let mut ends = lock(&self.ends);
         if ends
             .get(session)
-            .is_some_and(|(expected, _)| expected == computer)
-            && let Some((_, sender)) = ends.remove(session)
+            .is_some_and(|(_, expected, _)| expected == computer)
+            && let Some((_, _, sender)) = ends.remove(session)
         {
             let _ = sender.send(end);
         }
@@ -82,12 +71,18 @@ impl SessionSlots {
                 _current: current,
             },
         );
+        // The agent's word on how the session ends is awaited from now on:
+        // a short session admitted at once may end, and be reported, before
+        // the operator's side has started relaying.
+        let (report, end) = oneshot::channel();
+        lock(&self.ends).insert(request_id.to_string(), (id, computer.to_string(), report));
         ExpectedSession {
             slots: Arc::clone(self),
             id,
             request_id: request_id.to_string(),
             receiver,
             superseded,
+            end,
         }
     }
 
@@ -117,6 +112,10 @@ pub struct ExpectedSession {
     pub receiver: oneshot::Receiver<Upgraded>,
     /// Completes (with an error) once a later connection took over.
     pub superseded: oneshot::Receiver<()>,
+    /// The agent's report of how the session ended (exit status, signal,
+    /// …), sent over its control connection: the relay carries bytes, not
+    /// meaning.
+    pub end: oneshot::Receiver<SessionEnd>,
 }
 
 impl Drop for ExpectedSession {
@@ -129,20 +128,14 @@ impl Drop for ExpectedSession {
         {
             slots.remove(&self.request_id);
         }
-    }
-}
-
-/// Where the agent's report of a session's end arrives.
-#[derive(Debug)]
-pub struct SessionEndReport {
-    slots: Arc<SessionSlots>,
-    session: String,
-    pub receiver: oneshot::Receiver<SessionEnd>,
-}
-
-impl Drop for SessionEndReport {
-    fn drop(&mut self) {
-        lock(&self.slots.ends).remove(&self.session);
+        drop(slots);
+        let mut ends = lock(&self.slots.ends);
+        if ends
+            .get(&self.request_id)
+            .is_some_and(|(id, _, _)| *id == self.id)
+        {
+            ends.remove(&self.request_id);
+        }
     }
 }
 

@@ -48,12 +48,14 @@ pub async fn serve(
     let connection = Connection::new(io);
     match serve_connection(&broker, connection, &operator, token_hash, ip).await {
         Ok(()) => {}
-        // An operator that goes away (Ctrl-C, a closed laptop, a TLS peer
-        // that skips close_notify) is an ordinary end.
-        Err(OperatorError::Connection(
-            error @ (doorman_proto::ConnectionError::Io(_)
-            | doorman_proto::ConnectionError::Truncated),
-        )) => tracing::info!(%operator, %error, "operator connection closed"),
+        // An operator that goes away (Ctrl-C, a closed laptop) is an
+        // ordinary end.
+        Err(OperatorError::Connection(error)) if error.is_hang_up() => {
+            tracing::info!(%operator, "operator hung up (Ctrl-C, or its network went away)");
+        }
+        Err(OperatorError::Connection(error @ doorman_proto::ConnectionError::Io(_))) => {
+            tracing::info!(%operator, %error, "operator connection lost");
+        }
         Err(error) => tracing::warn!(%operator, %error, "operator connection failed"),
     }
 }

@@ -31,11 +31,6 @@ pub(super) async fn relay_session(
     request_id: Option<&str>,
     mut expected: ExpectedSession,
 ) -> Result<(), OperatorError> {
-    // The agent says how the session ended (exit status, signal, …), over
-    // its control connection: the relay itself carries bytes, not meaning.
-    // Awaited from before the session opens, since a short one may end
-    // before this side has recorded its start.
-    let mut report = broker.sessions.expect_end(session_key, &ask.computer);
     let opened = tokio::select! {
         opened = tokio::time::timeout(SESSION_OPEN_TIMEOUT, &mut expected.receiver) => opened,
         _ = &mut expected.superseded => return Ok(()),
@@ -104,7 +99,7 @@ pub(super) async fn relay_session(
         tokio::select! {
             result = &mut relayed => {
                 // The report follows the session's last bytes closely.
-                let end = tokio::time::timeout(END_REPORT_WAIT, &mut report.receiver).await;
+                let end = tokio::time::timeout(END_REPORT_WAIT, &mut expected.end).await;
                 break match (end, result) {
                     (Ok(Ok(end)), _) => format!("ended: {end}"),
                     (_, Ok((up, down))) => format!(
