@@ -22,13 +22,21 @@ struct SessionSlot {
     _current: oneshot::Sender<()>,
 }
 
+/// Where the agent's report of a session's end goes.
+#[derive(Debug)]
+struct EndSlot {
+    /// The [`SessionSlot`]'s id, for the same reason.
+    id: u64,
+    computer: String,
+    report: oneshot::Sender<SessionEnd>,
+}
+
 /// The expected session connections, by request (or tunnel) id, and the
 /// agents' reports of how running sessions ended.
 #[derive(Debug)]
 pub struct SessionSlots {
     slots: Mutex<HashMap<String, SessionSlot>>,
-    /// By session: the slot's id, the computer, and where its report goes.
-    ends: Mutex<HashMap<String, (u64, String, oneshot::Sender<SessionEnd>)>>,
+    ends: Mutex<HashMap<String, EndSlot>>,
     next_id: AtomicU64,
 }
 
@@ -48,10 +56,10 @@ impl SessionSlots {
         let mut ends = lock(&self.ends);
         if ends
             .get(session)
-            .is_some_and(|(_, expected, _)| expected == computer)
-            && let Some((_, _, sender)) = ends.remove(session)
+            .is_some_and(|slot| slot.computer == computer)
+            && let Some(slot) = ends.remove(session)
         {
-            let _ = sender.send(end);
+            let _ = slot.report.send(end);
         }
     }
 
@@ -75,7 +83,14 @@ impl SessionSlots {
         // a short session admitted at once may end, and be reported, before
         // the operator's side has started relaying.
         let (report, end) = oneshot::channel();
-        lock(&self.ends).insert(request_id.to_string(), (id, computer.to_string(), report));
+        lock(&self.ends).insert(
+            request_id.to_string(),
+            EndSlot {
+                id,
+                computer: computer.to_string(),
+                report,
+            },
+        );
         ExpectedSession {
             slots: Arc::clone(self),
             id,
@@ -132,7 +147,7 @@ impl Drop for ExpectedSession {
         let mut ends = lock(&self.slots.ends);
         if ends
             .get(&self.request_id)
-            .is_some_and(|(id, _, _)| *id == self.id)
+            .is_some_and(|slot| slot.id == self.id)
         {
             ends.remove(&self.request_id);
         }
