@@ -1,6 +1,7 @@
 //! The remote computer is told: `notify_command` runs for every event with
 //! the event's details in `DOORMAN_*` environment variables.
 
+use doorman_client::ConnectError;
 use doorman_test_support::World;
 use std::path::Path;
 use std::time::Duration;
@@ -79,7 +80,10 @@ async fn notify_command_gets_every_event_with_its_details() {
     denied.event("pending").await;
     let mails = world.smtp.wait_for(2).await;
     world.click(&mails[1].link(), "deny").await;
-    assert!(denied.finish().await.is_err());
+    assert!(
+        matches!(denied.finish().await, Err(ConnectError::Denied { by }) if by == "it@example.com"),
+        "denied by the recipient who clicked"
+    );
     let all = wait_for_events(&file, 6).await;
     assert_eq!(all[5]["DOORMAN_EVENT"], "denied");
     assert_eq!(all[5]["DOORMAN_REASON"], "again");

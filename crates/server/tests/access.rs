@@ -126,7 +126,11 @@ async fn revoking_a_grant_cancels_the_pending_request_and_ends_the_session() {
         ended.detail.as_deref(),
         Some("ended: the operator's access to this computer was revoked")
     );
-    assert!(running.finish().await.is_err());
+    let result = running.finish().await;
+    assert!(
+        matches!(result, Err(ConnectError::SessionFailed(_))),
+        "{result:?}"
+    );
     // The links of the cancelled request say why (its emails may never
     // have gone out).
     let (_, page) = world.page(&world.link_of(&id, 1)).await;

@@ -9,7 +9,7 @@
 
 use base64::Engine;
 use doorman_core::RequestState;
-use doorman_test_support::World;
+use doorman_test_support::{World, skip_without, which};
 use serde_json::{Value, json};
 use std::process::Stdio;
 use std::time::Duration;
@@ -25,7 +25,13 @@ struct Browser {
 }
 
 impl Browser {
-    async fn call(&self, method: reqwest::Method, path: &str, body: Option<Value>) -> Value {
+    /// One WebDriver command: its `value`, or the error it answered with.
+    async fn send(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<Value>,
+    ) -> Result<Value, Value> {
         let mut request = self.http.request(method, format!("{}{path}", self.base));
         if let Some(body) = body {
             request = request
@@ -33,7 +39,18 @@ impl Browser {
                 .body(body.to_string());
         }
         let response = request.send().await.expect("webdriver answers");
-        serde_json::from_str(&response.text().await.expect("body")).expect("json")
+        let ok = response.status().is_success();
+        let reply: Value =
+            serde_json::from_str(&response.text().await.expect("body")).expect("json");
+        if ok { Ok(reply) } else { Err(reply) }
+    }
+
+    /// A command that must succeed: a failed one (a frame not switched to,
+    /// a click that missed) fails the test rather than passing it quietly.
+    async fn call(&self, method: reqwest::Method, path: &str, body: Option<Value>) -> Value {
+        self.send(method, path, body)
+            .await
+            .unwrap_or_else(|error| panic!("webdriver {path}: {error}"))
     }
 
     async fn post(&self, path: &str, body: Value) -> Value {
@@ -47,22 +64,23 @@ impl Browser {
     /// The element's id, or `None` when there is no such element.
     async fn find(&self, session: &str, css: &str) -> Option<String> {
         let found = self
-            .post(
+            .send(
+                reqwest::Method::POST,
                 &format!("/session/{session}/element"),
-                json!({"using": "css selector", "value": css}),
+                Some(json!({"using": "css selector", "value": css})),
             )
             .await;
-        // An error ("no such element") comes back as a value without this key.
-        found["value"][ELEMENT].as_str().map(String::from)
+        match found {
+            Ok(found) => Some(
+                found["value"][ELEMENT]
+                    .as_str()
+                    .expect("an element reference")
+                    .to_string(),
+            ),
+            Err(error) if error["value"]["error"] == "no such element" => None,
+            Err(error) => panic!("webdriver find {css}: {error}"),
+        }
     }
-}
-
-fn which(program: &str) -> Option<std::path::PathBuf> {
-    std::env::var_os("PATH").and_then(|paths| {
-        std::env::split_paths(&paths)
-            .map(|dir| dir.join(program))
-            .find(|path| path.is_file())
-    })
 }
 
 /// Serves one page of HTML on another origin (another port of loopback).
@@ -89,36 +107,42 @@ async fn other_origin(html: String) -> String {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_phone_browser_allows_the_session_and_framing_gets_nothing() {
     let (Some(driver), Some(chromium)) = (which("chromedriver"), which("chromium")) else {
-        assert!(
-            std::env::var_os("CI").is_none(),
-            "CI must install chromium and chromium-driver"
+        skip_without(
+            "chromium or chromedriver",
+            "apt-get install chromium chromium-driver",
         );
-        eprintln!("skipped: chromium/chromedriver not installed");
         return;
     };
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    // Port 0: chromedriver picks a free port and names it, so no port is
+    // taken from under it between choosing and binding.
     let mut chromedriver = tokio::process::Command::new(driver)
-        .arg(format!("--port={port}"))
-        .stdout(Stdio::null())
+        .arg("--port=0")
+        .stdout(Stdio::piped())
         .stderr(Stdio::null())
         .kill_on_drop(true)
         .spawn()
         .expect("chromedriver starts");
+    let stdout = chromedriver.stdout.take().expect("stdout");
+    let mut lines = tokio::io::AsyncBufReadExt::lines(tokio::io::BufReader::new(stdout));
+    let started = async {
+        while let Some(line) = lines.next_line().await.expect("chromedriver output") {
+            if let Some(port) = line
+                .split("started successfully on port ")
+                .nth(1)
+                .map(|rest| rest.trim_end_matches('.').to_string())
+            {
+                return port;
+            }
+        }
+        panic!("chromedriver ended without starting");
+    };
+    let port = tokio::time::timeout(Duration::from_secs(20), started)
+        .await
+        .expect("chromedriver did not start");
+    // The rest of its output goes nowhere, without blocking it.
+    tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
     let base = format!("http://127.0.0.1:{port}");
     let http = reqwest::Client::new();
-    // An external process: answering /status is its readiness signal.
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
-    while http.get(format!("{base}/status")).send().await.is_err() {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "chromedriver did not start"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
     let browser = Browser { http, base };
     let profile = tempfile::tempdir().unwrap();
     let created = browser

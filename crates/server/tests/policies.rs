@@ -224,7 +224,10 @@ async fn an_approval_covers_further_sessions_inside_its_window() {
     denied.event("pending").await;
     let mails = world.smtp.wait_for(4).await;
     world.click(&mails[2].link(), "deny").await;
-    assert!(denied.finish().await.is_err());
+    assert!(
+        matches!(denied.finish().await, Err(ConnectError::Denied { .. })),
+        "denied"
+    );
     let third = world.connect(&["true"], "");
     third.event("pending").await;
     world.smtp.wait_for(6).await;

@@ -7,9 +7,8 @@
 //! it fails.
 
 use doorman_client::{ForwardSpec, SessionKind};
-use doorman_test_support::World;
+use doorman_test_support::{World, skip_without, which};
 use std::process::Stdio;
-use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
@@ -47,18 +46,9 @@ async fn rfb_handshake(stream: &mut TcpStream) -> (u16, u16, String) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_vnc_viewer_reaches_the_remote_desktop_through_the_tunnel() {
     if which("Xtigervnc").is_none() {
-        assert!(
-            std::env::var_os("CI").is_none(),
-            "CI must install tigervnc-standalone-server"
-        );
-        eprintln!("skipped: Xtigervnc not installed (apt-get install tigervnc-standalone-server)");
+        skip_without("Xtigervnc", "apt-get install tigervnc-standalone-server");
         return;
     }
-    // A free port for the VNC server, and a display number from it.
-    let port = {
-        let probe = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        probe.local_addr().unwrap().port()
-    };
     // A display nobody holds: a VNC server killed earlier leaves its lock
     // and socket behind, and a new one on that display would stop.
     let display = (100..1000)
@@ -68,41 +58,30 @@ async fn a_vnc_viewer_reaches_the_remote_desktop_through_the_tunnel() {
         })
         .map(|n| format!(":{n}"))
         .expect("a free X display");
-    let mut vnc = tokio::process::Command::new("Xtigervnc")
-        .args([
-            &display,
-            "-geometry",
-            "800x600",
-            "-depth",
-            "24",
-            "-rfbport",
-            &port.to_string(),
-        ])
-        .args([
-            "-SecurityTypes",
-            "None",
-            "-localhost",
-            "-desktop",
-            "doorman-test-desktop",
-            "-nolisten",
-            "tcp",
-        ])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .kill_on_drop(true)
-        .spawn()
-        .expect("start Xtigervnc");
-    let target = format!("127.0.0.1:{port}");
-    // An external process: its port opening is the only readiness signal.
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(15);
-    while TcpStream::connect(&target).await.is_err() {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "Xtigervnc did not start"
-        );
-        assert!(vnc.try_wait().unwrap().is_none(), "Xtigervnc exited");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    // The test holds the VNC port and hands the viewer's connection to
+    // Xtigervnc in inetd mode: no port is chosen, released and hoped for.
+    let vnc_port = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let target = vnc_port.local_addr().unwrap().to_string();
+    let vnc = tokio::spawn(async move {
+        let (viewer, _) = vnc_port
+            .accept()
+            .await
+            .expect("the tunnel reaches the VNC port");
+        let viewer = viewer.into_std().expect("a std socket");
+        viewer.set_nonblocking(false).expect("blocking");
+        let input = std::os::fd::OwnedFd::from(viewer);
+        let output = input.try_clone().expect("dup");
+        tokio::process::Command::new("Xtigervnc")
+            .args([&display, "-inetd", "-geometry", "800x600", "-depth", "24"])
+            .args(["-SecurityTypes", "None", "-desktop", "doorman-test-desktop"])
+            .args(["-nolisten", "tcp"])
+            .stdin(Stdio::from(input))
+            .stdout(Stdio::from(output))
+            .stderr(Stdio::null())
+            .kill_on_drop(true)
+            .spawn()
+            .expect("start Xtigervnc")
+    });
 
     let world = World::builder()
         .recipients(&["owner@example.com"])
@@ -124,18 +103,11 @@ async fn a_vnc_viewer_reaches_the_remote_desktop_through_the_tunnel() {
     connecting.interrupt();
     assert_eq!(connecting.finish().await, Ok(0));
     // SIGTERM, so that the server removes its lock and socket.
+    let mut vnc = vnc.await.expect("Xtigervnc started");
     if let Some(pid) = vnc.id() {
         let _ = std::process::Command::new("kill")
             .arg(pid.to_string())
             .status();
     }
     let _ = vnc.wait().await;
-}
-
-fn which(program: &str) -> Option<std::path::PathBuf> {
-    std::env::var_os("PATH").and_then(|paths| {
-        std::env::split_paths(&paths)
-            .map(|dir| dir.join(program))
-            .find(|path| path.is_file())
-    })
 }

@@ -6,6 +6,7 @@
 //! would.
 
 use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
@@ -27,7 +28,11 @@ pub struct Front {
     pub address: SocketAddr,
     accepting: JoinHandle<()>,
     flow: watch::Sender<Flow>,
+    backends: Backends,
 }
+
+/// Where a front's connections go, in order of preference.
+type Backends = Arc<Mutex<Vec<SocketAddr>>>;
 
 impl Front {
     /// A front to the first of `backends` that accepts each connection.
@@ -44,6 +49,12 @@ impl Front {
             Some(format!("X-Forwarded-For: {client}\r\n")),
         )
         .await
+    }
+
+    /// One more backend, tried after the others: a replica that listens
+    /// only once it takes over, on a port it chose then.
+    pub fn add_backend(&self, backend: SocketAddr) {
+        self.backends.lock().expect("backends").push(backend);
     }
 
     /// `http://ADDRESS`.
@@ -70,6 +81,8 @@ impl Front {
     async fn spawn(backends: Vec<SocketAddr>, header: Option<String>) -> Front {
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
         let address = listener.local_addr().expect("address");
+        let backends: Backends = Arc::new(Mutex::new(backends));
+        let shared = Arc::clone(&backends);
         let (flow, _) = watch::channel(Flow::default());
         let flows = flow.clone();
         let mut gate = flow.subscribe();
@@ -83,7 +96,7 @@ impl Front {
                     _ = gate.wait_for(|flow| flow.holding) => continue,
                 };
                 let Ok((client, _)) = accepted else { return };
-                let backends = backends.clone();
+                let backends = shared.lock().expect("backends").clone();
                 let header = header.clone();
                 let flow = flows.subscribe();
                 tokio::spawn(carry(client, backends, header, flow));
@@ -93,6 +106,7 @@ impl Front {
             address,
             accepting,
             flow,
+            backends,
         }
     }
 }

@@ -17,3 +17,28 @@ pub mod world;
 
 pub use smtp::{ReceivedMail, SmtpSink};
 pub use world::{World, WorldBuilder};
+
+/// Skips a test whose outside program is missing. The note goes straight to
+/// standard error, past the test harness's capture, so that `cargo test`
+/// shows it; under CI, which installs everything, a missing program fails
+/// the test instead.
+pub fn skip_without(program: &str, install: &str) {
+    assert!(
+        std::env::var_os("CI").is_none(),
+        "CI must install {program} ({install})"
+    );
+    use std::io::Write;
+    let _ = writeln!(
+        std::io::stderr(),
+        "SKIPPED: {program} is not installed ({install}); the test passes without running"
+    );
+}
+
+/// The program's path if it is on `PATH`.
+pub fn which(program: &str) -> Option<std::path::PathBuf> {
+    std::env::var_os("PATH").and_then(|paths| {
+        std::env::split_paths(&paths)
+            .map(|dir| dir.join(program))
+            .find(|path| path.is_file())
+    })
+}

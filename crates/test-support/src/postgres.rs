@@ -59,6 +59,18 @@ fn command(program: &Path, as_postgres: bool) -> Command {
     }
 }
 
+/// Whether the server at `url` runs a query.
+async fn answers(url: &str) -> bool {
+    use sqlx::Connection;
+    match sqlx::PgConnection::connect(url).await {
+        Ok(mut connection) => sqlx::query("SELECT 1")
+            .execute(&mut connection)
+            .await
+            .is_ok(),
+        Err(_) => false,
+    }
+}
+
 fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
         .and_then(|listener| listener.local_addr())
@@ -97,32 +109,39 @@ impl Postgres {
             "initdb failed: {}",
             String::from_utf8_lossy(&initdb.stderr)
         );
-        let port = free_port();
-        let server = command(&program("postgres"), as_postgres)
-            .arg("-D")
-            .arg(&data)
-            .args(["-p", &port.to_string(), "-k"])
-            .arg(dir.path())
-            .args(["-c", "listen_addresses=127.0.0.1", "-c", "fsync=off"])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("postgres starts");
-        let postgres = Postgres {
-            server,
-            port,
-            _dir: dir,
-        };
-        let deadline = Instant::now() + Duration::from_secs(30);
-        while sqlx::query("SELECT 1")
-            .execute(&mut postgres.connect("postgres").await)
-            .await
-            .is_err()
-        {
-            assert!(Instant::now() < deadline, "postgres did not come up");
-            tokio::time::sleep(Duration::from_millis(50)).await;
+        // A port is chosen, released and then bound by postgres: should
+        // another process take it in between, postgres exits and another
+        // port is tried.
+        for _ in 0..5 {
+            let port = free_port();
+            let mut server = command(&program("postgres"), as_postgres)
+                .arg("-D")
+                .arg(&data)
+                .args(["-p", &port.to_string(), "-k"])
+                .arg(dir.path())
+                .args(["-c", "listen_addresses=127.0.0.1", "-c", "fsync=off"])
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .expect("postgres starts");
+            let url = format!("postgres://doorman@127.0.0.1:{port}/postgres");
+            let deadline = Instant::now() + Duration::from_secs(30);
+            loop {
+                if answers(&url).await {
+                    return Postgres {
+                        server,
+                        port,
+                        _dir: dir,
+                    };
+                }
+                if server.try_wait().ok().flatten().is_some() {
+                    break;
+                }
+                assert!(Instant::now() < deadline, "postgres did not come up");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
         }
-        postgres
+        panic!("postgres could not bind a port in 5 tries");
     }
 
     /// The URL of database `name` on this server.

@@ -501,7 +501,9 @@ impl World {
             let _ = stop.send(());
         }
         if let Some(task) = self.agent_task.take() {
-            let _ = task.await;
+            task.await
+                .expect("agent task")
+                .expect("agent stops cleanly");
         }
         self.broker.agents.wait_for(COMPUTER, false).await;
     }
