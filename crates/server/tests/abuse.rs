@@ -180,7 +180,7 @@ async fn i_did_not_expect_this_denies_and_blocks_the_operator() {
         message.contains("did not expect your last request"),
         "{message}"
     );
-    assert_eq!(world.smtp.mails().len(), 1, "no email while blocked");
+    assert_eq!(world.emails_queued().await, 1, "no email while blocked");
 
     // An administrator lifts the block; the operator may ask again.
     let now = doorman_server::clock::now_millis();
@@ -300,7 +300,7 @@ async fn operator_text_cannot_break_headers_or_pages() {
             "{reason:?}: {result:?}"
         );
     }
-    assert!(world.smtp.mails().is_empty());
+    assert_eq!(world.emails_queued().await, 0);
     let long = "é".repeat(400);
     let connecting = world.connect(&["true"], &format!("<img src=x onerror=alert(1)> {long}"));
     connecting.event("pending").await;

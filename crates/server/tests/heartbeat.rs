@@ -68,7 +68,7 @@ async fn an_operator_whose_wait_goes_dead_resumes_and_gets_the_session() {
         .map(|line| doorman_test_support::world::request_id(&serde_json::from_str(line).unwrap()))
         .collect();
     assert_eq!(pending_ids, [request_id.clone(), request_id]);
-    assert_eq!(world.smtp.mails().len(), 2);
+    assert_eq!(world.emails_queued().await, 2);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

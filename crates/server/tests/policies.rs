@@ -214,7 +214,7 @@ async fn an_approval_covers_further_sessions_inside_its_window() {
         reused.detail.as_deref().unwrap().contains(&first_id),
         "{reused:?}"
     );
-    assert_eq!(world.smtp.mails().len(), 2, "no new emails");
+    assert_eq!(world.emails_queued().await, 2, "no new emails");
 
     // A Deny on the computer (of another operator's request) ends the window.
     let bob = doorman_server::admin::add_operator(&world.broker.store, "bob")

@@ -134,7 +134,7 @@ async fn forwarding_carries_many_connections_after_one_approval() {
         "Ctrl-C ends a forward session normally"
     );
     assert_eq!(
-        world.smtp.mails().len(),
+        world.emails_queued().await,
         2,
         "one approval for all connections"
     );
@@ -200,7 +200,7 @@ async fn targets_outside_the_allowlist_are_refused_before_any_email() {
         message.contains("forwarding to 127.0.0.1:22 is not offered"),
         "{message}"
     );
-    assert!(world.smtp.mails().is_empty());
+    assert_eq!(world.emails_queued().await, 0);
 
     let world = World::builder().without_shell().start().await;
     let shell = SessionKind::Shell {
@@ -213,7 +213,7 @@ async fn targets_outside_the_allowlist_are_refused_before_any_email() {
         matches!(result, Err(ConnectError::NotOffered(_))),
         "{result:?}"
     );
-    assert!(world.smtp.mails().is_empty());
+    assert_eq!(world.emails_queued().await, 0);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -232,7 +232,7 @@ async fn a_busy_local_port_fails_before_anyone_is_asked() {
     };
     assert_eq!(error.exit_code(), 2);
     assert!(error.to_string().contains("cannot listen on"), "{error}");
-    assert!(world.smtp.mails().is_empty());
+    assert_eq!(world.emails_queued().await, 0);
 }
 
 /// How each session ended, as the audit trail says, plain and over TLS.

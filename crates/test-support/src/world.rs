@@ -413,6 +413,13 @@ impl World {
             .state
     }
 
+    /// How many emails the server ever queued (the outbox, not the sink):
+    /// "no email" checked right after a connect ends cannot miss one still
+    /// on its way.
+    pub async fn emails_queued(&self) -> i64 {
+        self.broker.store.emails_queued().await.expect("outbox")
+    }
+
     pub async fn audit_events(&self) -> Vec<doorman_server::store::AuditEvent> {
         self.broker.store.audit_events().await.expect("audit")
     }

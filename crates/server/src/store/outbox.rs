@@ -45,6 +45,16 @@ impl Store {
             .collect()
     }
 
+    /// How many emails were ever queued, whatever became of them: written
+    /// with their request, so a refused or admitted connect that queued
+    /// none shows it at once, before any delivery could have happened.
+    pub async fn emails_queued(&self) -> Result<i64, StoreError> {
+        let row = sqlx::query("SELECT COUNT(*) AS n FROM outbox")
+            .fetch_one(&self.pool)
+            .await?;
+        Ok(row.try_get("n")?)
+    }
+
     /// The earliest time a queued email is due, to sleep until then.
     pub async fn next_email_due(&self) -> Result<Option<Millis>, StoreError> {
         let row =
