@@ -18,7 +18,13 @@ const ROUNDS: usize = 500;
 fn summary(mut samples: Vec<Duration>) -> [Duration; 5] {
     samples.sort();
     let at = |percent: usize| samples[(samples.len() * percent).div_ceil(100) - 1];
-    [samples[0], at(50), at(90), at(99), samples[samples.len() - 1]]
+    [
+        samples[0],
+        at(50),
+        at(90),
+        at(99),
+        samples[samples.len() - 1],
+    ]
 }
 
 fn ms(d: Duration) -> String {

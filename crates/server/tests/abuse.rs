@@ -321,9 +321,14 @@ async fn an_operator_vanishing_cancels_its_request_and_the_links_say_so() {
     // From here on this test is the only one waiting for the outcome.
     let mut watch = world.broker.waiters.watch(&id);
     connecting.kill();
-    while world.state_of(&id).await == RequestState::Pending {
-        watch.receiver.changed().await.expect("the request settles");
-    }
+    let settled = async {
+        while world.state_of(&id).await == RequestState::Pending {
+            watch.receiver.changed().await.expect("the request settles");
+        }
+    };
+    tokio::time::timeout(std::time::Duration::from_secs(20), settled)
+        .await
+        .expect("the request is cancelled within 20 s of its operator vanishing");
     assert_eq!(world.state_of(&id).await, RequestState::Cancelled);
     let (_, page) = world.page(&mails[0].link()).await;
     assert!(page.contains("Cancelled by the operator"), "{page}");

@@ -34,9 +34,9 @@ async fn an_agent_whose_connection_goes_dead_goes_offline_and_dials_again() {
 
     front.freeze();
     // The server stops counting on the silent agent …
-    world.broker.agents.wait_for("lab-pc", false).await;
+    world.wait_for_agent("lab-pc", false).await;
     // … and the agent gives the dead connection up and dials again.
-    world.broker.agents.wait_for("lab-pc", true).await;
+    world.wait_for_agent("lab-pc", true).await;
     assert_eq!(echo_on(&world, "lab-pc", "after").await, "after\n");
 }
 

@@ -19,7 +19,7 @@ async fn a_waiting_operator_survives_a_server_restart() {
 
     world.restart_server().await;
     connecting.event("reconnecting").await;
-    world.broker.agents.wait_for(COMPUTER, true).await;
+    world.wait_for_agent(COMPUTER, true).await;
     // The operator is back and waiting for the same request.
     connecting
         .progress

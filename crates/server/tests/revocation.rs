@@ -27,7 +27,7 @@ async fn a_replaced_agent_key_takes_the_computer_offline_and_cancels_its_request
         .unwrap();
     assert!(new_key.starts_with("dak_"), "an agent key: {new_key}");
     assert_ne!(new_key, world.agent_key);
-    world.broker.agents.wait_for(COMPUTER, false).await;
+    world.wait_for_agent(COMPUTER, false).await;
     // The operator is told what happened, not just "cancelled".
     let result = connecting.finish().await;
     assert_eq!(

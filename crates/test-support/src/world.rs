@@ -206,7 +206,7 @@ impl WorldBuilder {
         let agent_task = tokio::spawn(doorman_agent::run(agent_config.clone(), async move {
             let _ = agent_stopped.await;
         }));
-        broker.agents.wait_for(COMPUTER, true).await;
+        wait_for_agent(&broker, COMPUTER, true).await;
         World {
             dir,
             smtp,
@@ -413,6 +413,12 @@ impl World {
             .state
     }
 
+    /// Waits (20 s at most, then fails naming it) until `name` is online
+    /// or offline.
+    pub async fn wait_for_agent(&self, name: &str, online: bool) {
+        wait_for_agent(&self.broker, name, online).await;
+    }
+
     /// How many emails the server ever queued (the outbox, not the sink):
     /// "no email" checked right after a connect ends cannot miss one still
     /// on its way.
@@ -500,7 +506,7 @@ impl World {
         let config = self.dir.path().join(format!("{name}.toml"));
         std::fs::write(&config, builder.settings_text_for(name, server, &key)).expect("settings");
         tokio::spawn(doorman_agent::run(config, std::future::pending::<()>()));
-        self.broker.agents.wait_for(name, true).await;
+        self.wait_for_agent(name, true).await;
     }
 
     pub async fn stop_agent(&mut self) {
@@ -512,7 +518,7 @@ impl World {
                 .expect("agent task")
                 .expect("agent stops cleanly");
         }
-        self.broker.agents.wait_for(COMPUTER, false).await;
+        self.wait_for_agent(COMPUTER, false).await;
     }
 }
 
@@ -525,6 +531,16 @@ impl Drop for World {
             let _ = stop.send(());
         }
     }
+}
+
+async fn wait_for_agent(broker: &Broker, name: &str, online: bool) {
+    let state = if online { "online" } else { "offline" };
+    tokio::time::timeout(
+        std::time::Duration::from_secs(20),
+        broker.agents.wait_for(name, online),
+    )
+    .await
+    .unwrap_or_else(|_| panic!("agent {name} did not go {state} within 20 s"));
 }
 
 /// The request id in a `pending` event.
