@@ -67,7 +67,7 @@ Exit status:
 #[derive(Debug, Args)]
 pub struct ServerArgs {
     /// TOML file with any of: listen, public_url, data_dir, database_url,
-    /// smtp_url, mail_from, tls_cert, tls_key, trusted_proxies (a list),
+    /// smtp_url, smtp_ca, mail_from, tls_cert, tls_key, trusted_proxies (a list),
     /// max_pending_per_operator, max_requests_per_hour, block_minutes.
     /// Command-line options override it.
     #[arg(long, value_name = "FILE")]
@@ -90,6 +90,10 @@ pub struct ServerArgs {
     /// emails are written to DATA_DIR/outbox/ and listed at /outbox
     #[arg(long, value_name = "URL")]
     pub smtp_url: Option<String>,
+    /// The CA (PEM) that signed the SMTP server's certificate, trusted
+    /// instead of the built-in roots (smtps:// or ?tls=required)
+    #[arg(long, value_name = "PEM")]
+    pub smtp_ca: Option<PathBuf>,
     /// Sender address of the emails [default: doorman@localhost]
     #[arg(long, value_name = "ADDR")]
     pub mail_from: Option<String>,
@@ -124,6 +128,7 @@ impl ServerArgs {
             data_dir: self.data_dir.clone(),
             database_url: self.database_url.clone(),
             smtp_url: self.smtp_url.clone(),
+            smtp_ca: self.smtp_ca.clone(),
             mail_from: self.mail_from.clone(),
             tls_cert: self.tls_cert.clone(),
             tls_key: self.tls_key.clone(),

@@ -61,6 +61,7 @@ shell = true
         data_dir: data_dir.clone(),
         database_url: None,
         smtp_url: None,
+        smtp_ca: None,
         mail_from: "Doorman demo <doorman@localhost>".into(),
         tls: None,
         limits: doorman_server::Limits::default(),

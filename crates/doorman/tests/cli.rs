@@ -1478,3 +1478,129 @@ async fn terminate(process: &Process) {
         .unwrap();
     assert!(status.success());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_smtps_relay_of_a_private_ca_needs_smtp_ca_and_then_gets_the_emails() {
+    use doorman_test_support::smtp::{SinkTls, SmtpTls};
+    let dir = tempfile::tempdir().unwrap();
+    let certs = dir.path().join("certs");
+    std::fs::create_dir(&certs).unwrap();
+    let certs = doorman_test_support::tls::generate(&certs);
+    let sink = SmtpSink::start_with(SinkTls::new(SmtpTls::Implicit, &certs)).await;
+    let data = dir.path().join("data");
+    let admin = |what: &'static str, name: &'static str| {
+        let data = data.clone();
+        async move {
+            let mut args = vec!["admin", "--data-dir", path(&data), what, "add", name];
+            if what == "operator" {
+                args.extend(["--computers", "*"]);
+            }
+            let (code, out, err) = doorman(&args).await;
+            assert_eq!(code, 0, "{err}");
+            out.trim().to_string()
+        }
+    };
+    let token = admin("operator", "alice").await;
+    let key = admin("agent", "office-pc").await;
+
+    // A CA without a server to use it for, or for a plain connection, is a
+    // mistake named in one line.
+    let server_args = |extra: &[&str]| {
+        let mut args = vec![
+            "server".to_string(),
+            "--listen".into(),
+            "127.0.0.1:0".into(),
+            "--data-dir".into(),
+            path(&data).into(),
+        ];
+        args.extend(extra.iter().map(|s| s.to_string()));
+        args
+    };
+    for (extra, says) in [
+        (
+            vec!["--smtp-ca", path(&certs.ca)],
+            "--smtp-ca needs --smtp-url",
+        ),
+        (
+            vec![
+                "--smtp-url",
+                "smtp://127.0.0.1:25",
+                "--smtp-ca",
+                path(&certs.ca),
+            ],
+            "a CA is for a TLS connection",
+        ),
+    ] {
+        let args = server_args(&extra);
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        let (code, _, err) = doorman(&args).await;
+        assert_eq!(code, 1, "{err}");
+        assert!(err.contains(says), "{err}");
+        assert_eq!(err.trim().lines().count(), 1, "{err}");
+    }
+
+    let run = |extra: Vec<String>| {
+        let args = server_args(&[]);
+        let mut args: Vec<String> = args;
+        args.extend(extra);
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        start(&args)
+    };
+    let agent_config = dir.path().join("agent.toml");
+    let ask = |url: String| {
+        start(&[
+            "connect",
+            "office-pc",
+            "--server",
+            &url,
+            "--token",
+            &token,
+            "--json",
+            "--",
+            "echo",
+            "delivered",
+        ])
+    };
+
+    // Without the CA, the relay's certificate is not trusted: the operator
+    // sees the delivery retried with the reason, and nothing arrives.
+    let mut server = run(vec!["--smtp-url".into(), sink.url()]);
+    let url = format!("http://{}", listening_address(&server).await);
+    let settings = format!(
+        "server = \"{url}\"\nname = \"office-pc\"\nkey = \"{key}\"\n\n[desktop_sharing]\nrequire_email_authorization = true\nrecipients = [\"it@example.com\"]\n"
+    );
+    let agent = start_agent(&agent_config, settings).await;
+    let untrusted = ask(url);
+    let said = untrusted
+        .stderr
+        .wait_until(|t| t.contains("\"state\":\"retrying\""))
+        .await;
+    assert!(said.contains("certificate"), "{said}");
+    assert!(sink.mails().is_empty());
+    drop((untrusted, agent));
+    // Gone before the next one takes the data directory.
+    server.child.kill().await.unwrap();
+
+    let mut server = run(vec![
+        "--smtp-url".into(),
+        sink.url(),
+        "--smtp-ca".into(),
+        path(&certs.ca).into(),
+    ]);
+    let url = format!("http://{}", listening_address(&server).await);
+    let settings = format!(
+        "server = \"{url}\"\nname = \"office-pc\"\nkey = \"{key}\"\n\n[desktop_sharing]\nrequire_email_authorization = true\nrecipients = [\"it@example.com\"]\n"
+    );
+    let _agent = start_agent(&agent_config, settings).await;
+    let mut connect = ask(url);
+    let mails = sink.wait_for(1).await;
+    assert!(mails[0].encrypted);
+    assert_eq!(
+        click(&mails[0].link(), "allow").await,
+        reqwest::StatusCode::SEE_OTHER
+    );
+    assert_eq!(connect.exit_code().await, 0, "{}", connect.stderr.text());
+    assert_eq!(connect.stdout.text(), "delivered\n");
+    terminate(&server).await;
+    assert_eq!(server.exit_code().await, 0);
+}

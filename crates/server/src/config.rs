@@ -39,6 +39,10 @@ pub enum ConfigError {
     Invalid { path: PathBuf, message: String },
     #[error("--tls-cert and --tls-key go together")]
     TlsPair,
+    #[error(
+        "--smtp-ca needs --smtp-url: without an SMTP server, emails go to the outbox directory"
+    )]
+    SmtpCaWithoutUrl,
 }
 
 /// The settings one may give, from the file or the command line; every one
@@ -51,6 +55,7 @@ pub struct ServerSettings {
     pub data_dir: Option<PathBuf>,
     pub database_url: Option<String>,
     pub smtp_url: Option<String>,
+    pub smtp_ca: Option<PathBuf>,
     pub mail_from: Option<String>,
     pub tls_cert: Option<PathBuf>,
     pub tls_key: Option<PathBuf>,
@@ -111,6 +116,7 @@ impl ServerSettings {
             data_dir: self.data_dir.or(file.data_dir),
             database_url: self.database_url.or(file.database_url),
             smtp_url: self.smtp_url.or(file.smtp_url),
+            smtp_ca: self.smtp_ca.or(file.smtp_ca),
             mail_from: self.mail_from.or(file.mail_from),
             tls_cert: self.tls_cert.or(file.tls_cert),
             tls_key: self.tls_key.or(file.tls_key),
@@ -140,6 +146,9 @@ impl ServerSettings {
             (None, None) => None,
             _ => return Err(ConfigError::TlsPair),
         };
+        if self.smtp_ca.is_some() && self.smtp_url.is_none() {
+            return Err(ConfigError::SmtpCaWithoutUrl);
+        }
         let scheme = if tls.is_some() { "https" } else { "http" };
         let defaults = Limits::default();
         Ok(ServerConfig {
@@ -151,6 +160,7 @@ impl ServerSettings {
                 .unwrap_or_else(|| PathBuf::from(DEFAULT_DATA_DIR)),
             database_url: self.database_url,
             smtp_url: self.smtp_url,
+            smtp_ca: self.smtp_ca,
             mail_from: self.mail_from.unwrap_or_else(|| DEFAULT_MAIL_FROM.into()),
             tls,
             limits: Limits {

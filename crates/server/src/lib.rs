@@ -21,6 +21,7 @@ pub mod outbox;
 mod pages;
 mod relay;
 pub mod secrets;
+mod smtp;
 pub mod store;
 mod upgrade;
 
@@ -42,6 +43,9 @@ pub struct ServerConfig {
     pub database_url: Option<String>,
     /// `smtp://host:port`, `smtps://…`; none: emails go to `DATA_DIR/outbox/`.
     pub smtp_url: Option<String>,
+    /// The CA that signed the SMTP relay's certificate, instead of the
+    /// built-in roots (a relay inside the organisation).
+    pub smtp_ca: Option<PathBuf>,
     pub mail_from: String,
     /// Certificate chain and key (PEM) to serve everything over TLS.
     pub tls: Option<TlsFiles>,
@@ -95,6 +99,8 @@ pub enum ServerError {
     MailFrom(String),
     #[error("invalid --smtp-url: {0}")]
     SmtpUrl(String),
+    #[error("--smtp-ca {}: {message}", path.display())]
+    SmtpCa { path: PathBuf, message: String },
     #[error(
         "another doorman server is running on this data directory ({0} is locked): stop it first, or give this one a --data-dir of its own"
     )]
@@ -253,12 +259,7 @@ impl Prepared {
             .parse()
             .map_err(|_| ServerError::MailFrom(config.mail_from.clone()))?;
         let delivery = match &config.smtp_url {
-            Some(url) => outbox::Delivery::Smtp(
-                lettre::AsyncSmtpTransport::<lettre::Tokio1Executor>::from_url(url)
-                    .map_err(|e| ServerError::SmtpUrl(e.to_string()))?
-                    .timeout(Some(std::time::Duration::from_secs(30)))
-                    .build(),
-            ),
+            Some(url) => outbox::Delivery::Smtp(smtp::transport(url, config.smtp_ca.as_deref())?),
             None => outbox::Delivery::Files(config.data_dir.join("outbox")),
         };
         std::fs::create_dir_all(&config.data_dir).map_err(|source| ServerError::DataDir {

@@ -1,10 +1,13 @@
 //! Email delivery through faults: temporary SMTP failures are retried until
 //! the request expires, permanent ones fail that recipient, the operator sees
 //! each recipient's state, and a request nobody can receive ends at once.
+//! Emails also go over TLS: implicit (`smtps://`) and STARTTLS
+//! (`?tls=required`), verified against the CA the server was given.
 
 use doorman_client::ConnectError;
 use doorman_core::RequestState;
 use doorman_test_support::World;
+use doorman_test_support::world::SmtpTls;
 
 fn deliveries(progress: &str) -> Vec<serde_json::Value> {
     progress
@@ -128,4 +131,29 @@ async fn a_busy_smtp_server_is_tried_again() {
         connecting.finish().await,
         Err(ConnectError::Denied { .. })
     ));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn emails_go_over_smtps_and_starttls_to_a_relay_of_a_private_ca() {
+    for (mode, scheme) in [
+        (SmtpTls::Implicit, "smtps://"),
+        (SmtpTls::StartTls, "?tls=required"),
+    ] {
+        let world = World::builder()
+            .recipients(&["it@example.com"])
+            .smtp_tls(mode)
+            .start()
+            .await;
+        assert!(world.smtp.url().contains(scheme), "{}", world.smtp.url());
+        let connecting = world.connect(&["echo", "over tls"], "");
+        let mails = world.smtp.wait_for(1).await;
+        // The STARTTLS sink refuses MAIL FROM before the upgrade, so an
+        // email that arrived came encrypted; the flag says so for both.
+        assert!(mails[0].encrypted, "{mode:?}");
+        assert_eq!(mails[0].to, ["it@example.com"]);
+        world.click(&mails[0].link(), "allow").await;
+        let stdout = connecting.stdout.clone();
+        assert_eq!(connecting.finish().await, Ok(0));
+        assert_eq!(stdout.text(), "over tls\n");
+    }
 }

@@ -1,11 +1,46 @@
 //! An SMTP server for tests: accepts every message on loopback and lets tests
-//! await and read what arrived.
+//! await and read what arrived. It speaks plain SMTP, or TLS from the first
+//! byte (`smtps://`), or STARTTLS and then refuses mail until the client
+//! has upgraded (`?tls=required`).
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
-use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncWrite, AsyncWriteExt, BufReader};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
+use tokio_rustls::TlsAcceptor;
+
+/// How a TLS-speaking sink wants TLS.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SmtpTls {
+    /// `smtps://`: TLS from the first byte.
+    Implicit,
+    /// `smtp://…?tls=required`: STARTTLS, and no mail before it.
+    StartTls,
+}
+
+/// How the sink's connections are secured.
+#[derive(Clone)]
+pub enum SinkTls {
+    Plain,
+    /// TLS from the first byte, as `smtps://` expects.
+    Implicit(TlsAcceptor),
+    /// STARTTLS offered, and required before MAIL FROM.
+    StartTls(TlsAcceptor),
+}
+
+impl SinkTls {
+    /// `mode`, with the server certificate of `certs` (for `localhost`).
+    pub fn new(mode: SmtpTls, certs: &crate::tls::TestCertificates) -> SinkTls {
+        let config = doorman_proto::tls::server_config(&certs.cert, &certs.key)
+            .expect("the sink's certificate");
+        let acceptor = TlsAcceptor::from(config);
+        match mode {
+            SmtpTls::Implicit => SinkTls::Implicit(acceptor),
+            SmtpTls::StartTls => SinkTls::StartTls(acceptor),
+        }
+    }
+}
 
 /// One message as received.
 #[derive(Clone, Debug)]
@@ -13,6 +48,8 @@ pub struct ReceivedMail {
     pub from: String,
     pub to: Vec<String>,
     pub data: Vec<u8>,
+    /// Whether the message came over TLS.
+    pub encrypted: bool,
 }
 
 impl ReceivedMail {
@@ -79,6 +116,7 @@ struct Script {
 #[derive(Clone, Debug)]
 pub struct SmtpSink {
     pub port: u16,
+    scheme: &'static str,
     received: Arc<Mutex<Vec<ReceivedMail>>>,
     count: watch::Receiver<usize>,
     script: Arc<Mutex<Script>>,
@@ -86,6 +124,15 @@ pub struct SmtpSink {
 
 impl SmtpSink {
     pub async fn start() -> Self {
+        Self::start_with(SinkTls::Plain).await
+    }
+
+    pub async fn start_with(security: SinkTls) -> Self {
+        let scheme = match security {
+            SinkTls::Plain => "smtp://127.0.0.1:{}",
+            SinkTls::Implicit(_) => "smtps://localhost:{}",
+            SinkTls::StartTls(_) => "smtp://localhost:{}?tls=required",
+        };
         let listener = TcpListener::bind("127.0.0.1:0")
             .await
             .expect("bind smtp sink");
@@ -101,13 +148,20 @@ impl SmtpSink {
                 let store = store.clone();
                 let counter = counter.clone();
                 let script = scripted.clone();
+                let security = security.clone();
                 tokio::spawn(async move {
-                    let _ = session(stream, store, counter, script).await;
+                    let sink = Connection {
+                        store,
+                        counter,
+                        script,
+                    };
+                    let _ = sink.serve(stream, security).await;
                 });
             }
         });
         Self {
             port,
+            scheme,
             received,
             count,
             script,
@@ -134,7 +188,7 @@ impl SmtpSink {
     }
 
     pub fn url(&self) -> String {
-        format!("smtp://127.0.0.1:{}", self.port)
+        self.scheme.replace("{}", &self.port.to_string())
     }
 
     /// Everything received so far.
@@ -153,83 +207,160 @@ impl SmtpSink {
     }
 }
 
-async fn session(
-    stream: tokio::net::TcpStream,
+/// One connection to the sink.
+struct Connection {
     store: Arc<Mutex<Vec<ReceivedMail>>>,
     counter: Arc<watch::Sender<usize>>,
     script: Arc<Mutex<Script>>,
-) -> std::io::Result<()> {
-    let (read, mut write) = stream.into_split();
-    let mut lines = BufReader::new(read);
-    let refusal = script.lock().expect("script lock").greetings.pop_front();
-    if let Some(reply) = refusal {
-        write.write_all(format!("{reply}\r\n").as_bytes()).await?;
-        return Ok(());
-    }
-    write.write_all(b"220 sink.test ESMTP ready\r\n").await?;
-    let mut from = String::new();
-    let mut to = Vec::new();
-    let mut line = String::new();
-    loop {
-        line.clear();
-        if lines.read_line(&mut line).await? == 0 {
-            return Ok(());
-        }
-        let command = line.trim_end().to_string();
-        let upper = command.to_ascii_uppercase();
-        if upper.starts_with("EHLO") {
-            write
-                .write_all(b"250-sink.test\r\n250-8BITMIME\r\n250 SMTPUTF8\r\n")
-                .await?;
-        } else if upper.starts_with("HELO") {
-            write.write_all(b"250 sink.test\r\n").await?;
-        } else if upper.starts_with("MAIL FROM:") {
-            from = command[10..].trim().trim_matches(['<', '>']).to_string();
-            to.clear();
-            write.write_all(b"250 OK\r\n").await?;
-        } else if upper.starts_with("RCPT TO:") {
-            let address = command[8..].trim().trim_matches(['<', '>']).to_string();
-            let scripted = script
-                .lock()
-                .expect("script lock")
-                .rcpt
-                .get_mut(&address)
-                .and_then(|replies| replies.pop_front());
-            match scripted {
-                Some(reply) => write.write_all(format!("{reply}\r\n").as_bytes()).await?,
-                None => {
-                    to.push(address);
-                    write.write_all(b"250 OK\r\n").await?;
+}
+
+/// How a run of the SMTP dialogue ended.
+enum Ended {
+    Closed,
+    /// The client asked for STARTTLS and was told to go ahead.
+    StartTls,
+}
+
+impl Connection {
+    async fn serve(self, stream: tokio::net::TcpStream, security: SinkTls) -> std::io::Result<()> {
+        let refusal = self
+            .script
+            .lock()
+            .expect("script lock")
+            .greetings
+            .pop_front();
+        match security {
+            SinkTls::Plain => {
+                self.dialogue(stream, refusal, Stage::Plain).await?;
+            }
+            SinkTls::Implicit(acceptor) => {
+                let stream = acceptor.accept(stream).await?;
+                self.dialogue(stream, refusal, Stage::Encrypted).await?;
+            }
+            SinkTls::StartTls(acceptor) => {
+                let mut stream = stream;
+                if let Ended::StartTls = self
+                    .dialogue(&mut stream, refusal, Stage::BeforeStartTls)
+                    .await?
+                {
+                    let stream = acceptor.accept(stream).await?;
+                    self.dialogue(stream, None, Stage::AfterStartTls).await?;
                 }
             }
-        } else if upper == "DATA" {
-            write.write_all(b"354 go ahead\r\n").await?;
-            let mut data = Vec::new();
-            loop {
-                line.clear();
-                if lines.read_line(&mut line).await? == 0 {
-                    return Ok(());
-                }
-                if line == ".\r\n" || line == ".\n" {
-                    break;
-                }
-                let content = line.strip_prefix('.').unwrap_or(&line);
-                data.extend_from_slice(content.as_bytes());
+        }
+        Ok(())
+    }
+
+    async fn dialogue(
+        &self,
+        stream: impl AsyncRead + AsyncWrite + Unpin,
+        refusal: Option<String>,
+        stage: Stage,
+    ) -> std::io::Result<Ended> {
+        let (read, mut write) = tokio::io::split(stream);
+        let mut lines = BufReader::new(read);
+        if let Some(reply) = refusal {
+            write.write_all(format!("{reply}\r\n").as_bytes()).await?;
+            write.flush().await?;
+            return Ok(Ended::Closed);
+        }
+        // After STARTTLS the client speaks first (EHLO again).
+        if stage != Stage::AfterStartTls {
+            write.write_all(b"220 sink.test ESMTP ready\r\n").await?;
+            write.flush().await?;
+        }
+        let encrypted = matches!(stage, Stage::Encrypted | Stage::AfterStartTls);
+        let mut from = String::new();
+        let mut to = Vec::new();
+        let mut line = String::new();
+        loop {
+            write.flush().await?;
+            line.clear();
+            if lines.read_line(&mut line).await? == 0 {
+                return Ok(Ended::Closed);
             }
-            store.lock().expect("sink lock").push(ReceivedMail {
-                from: from.clone(),
-                to: to.clone(),
-                data,
-            });
-            counter.send_modify(|c| *c += 1);
-            write.write_all(b"250 OK queued\r\n").await?;
-        } else if upper == "QUIT" {
-            write.write_all(b"221 bye\r\n").await?;
-            return Ok(());
-        } else if upper == "RSET" || upper == "NOOP" {
-            write.write_all(b"250 OK\r\n").await?;
-        } else {
-            write.write_all(b"502 not implemented\r\n").await?;
+            let command = line.trim_end().to_string();
+            let upper = command.to_ascii_uppercase();
+            if upper.starts_with("EHLO") {
+                let extensions: &[u8] = if stage == Stage::BeforeStartTls {
+                    b"250-sink.test\r\n250-8BITMIME\r\n250-SMTPUTF8\r\n250 STARTTLS\r\n"
+                } else {
+                    b"250-sink.test\r\n250-8BITMIME\r\n250 SMTPUTF8\r\n"
+                };
+                write.write_all(extensions).await?;
+            } else if upper.starts_with("HELO") {
+                write.write_all(b"250 sink.test\r\n").await?;
+            } else if upper == "STARTTLS" && stage == Stage::BeforeStartTls {
+                write.write_all(b"220 go ahead\r\n").await?;
+                write.flush().await?;
+                return Ok(Ended::StartTls);
+            } else if stage == Stage::BeforeStartTls
+                && (upper.starts_with("MAIL FROM:") || upper.starts_with("RCPT TO:"))
+            {
+                write
+                    .write_all(b"530 5.7.0 Must issue a STARTTLS command first\r\n")
+                    .await?;
+            } else if upper.starts_with("MAIL FROM:") {
+                from = command[10..].trim().trim_matches(['<', '>']).to_string();
+                to.clear();
+                write.write_all(b"250 OK\r\n").await?;
+            } else if upper.starts_with("RCPT TO:") {
+                let address = command[8..].trim().trim_matches(['<', '>']).to_string();
+                let scripted = self
+                    .script
+                    .lock()
+                    .expect("script lock")
+                    .rcpt
+                    .get_mut(&address)
+                    .and_then(|replies| replies.pop_front());
+                match scripted {
+                    Some(reply) => write.write_all(format!("{reply}\r\n").as_bytes()).await?,
+                    None => {
+                        to.push(address);
+                        write.write_all(b"250 OK\r\n").await?;
+                    }
+                }
+            } else if upper == "DATA" && !from.is_empty() {
+                write.write_all(b"354 go ahead\r\n").await?;
+                write.flush().await?;
+                let mut data = Vec::new();
+                loop {
+                    line.clear();
+                    if lines.read_line(&mut line).await? == 0 {
+                        return Ok(Ended::Closed);
+                    }
+                    if line == ".\r\n" || line == ".\n" {
+                        break;
+                    }
+                    let content = line.strip_prefix('.').unwrap_or(&line);
+                    data.extend_from_slice(content.as_bytes());
+                }
+                self.store.lock().expect("sink lock").push(ReceivedMail {
+                    from: from.clone(),
+                    to: to.clone(),
+                    data,
+                    encrypted,
+                });
+                self.counter.send_modify(|c| *c += 1);
+                write.write_all(b"250 OK queued\r\n").await?;
+            } else if upper == "QUIT" {
+                write.write_all(b"221 bye\r\n").await?;
+                write.flush().await?;
+                return Ok(Ended::Closed);
+            } else if upper == "RSET" || upper == "NOOP" {
+                write.write_all(b"250 OK\r\n").await?;
+            } else {
+                write.write_all(b"502 not implemented\r\n").await?;
+            }
         }
     }
+}
+
+/// Where a connection's dialogue stands with regard to encryption.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Stage {
+    Plain,
+    Encrypted,
+    BeforeStartTls,
+    AfterStartTls,
 }

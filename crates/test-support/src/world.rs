@@ -4,7 +4,8 @@
 //! client library and a recipient that clicks through a real HTTP client.
 
 pub use crate::connecting::{Connecting, SharedBuf};
-use crate::smtp::SmtpSink;
+pub use crate::smtp::SmtpTls;
+use crate::smtp::{SinkTls, SmtpSink};
 use doorman_client::{ConnectRequest, Progress, ProgressStyle, Terminal};
 use doorman_core::Secret;
 use doorman_server::ServerConfig;
@@ -32,6 +33,9 @@ pub struct WorldBuilder {
     pub heartbeat: std::time::Duration,
     /// More `[desktop_sharing]` lines (approval policies), as TOML.
     pub policies: Vec<String>,
+    /// The SMTP sink speaks TLS this way, with a certificate of the test
+    /// CA, which the server is given as `smtp_ca`.
+    pub smtp_tls: Option<SmtpTls>,
 }
 
 impl Default for WorldBuilder {
@@ -48,6 +52,7 @@ impl Default for WorldBuilder {
             trusted_proxies: Vec::new(),
             heartbeat: doorman_server::DEFAULT_HEARTBEAT,
             policies: Vec::new(),
+            smtp_tls: None,
         }
     }
 }
@@ -78,6 +83,11 @@ impl WorldBuilder {
     /// the test CA.
     pub fn tls(mut self) -> Self {
         self.tls = true;
+        self
+    }
+
+    pub fn smtp_tls(mut self, mode: SmtpTls) -> Self {
+        self.smtp_tls = Some(mode);
         self
     }
 
@@ -159,7 +169,16 @@ impl WorldBuilder {
 
     pub async fn start(self) -> World {
         let dir = tempfile::tempdir().expect("temp dir");
-        let smtp = SmtpSink::start().await;
+        let (smtp, smtp_ca) = match self.smtp_tls {
+            None => (SmtpSink::start().await, None),
+            Some(mode) => {
+                let certs = dir.path().join("smtp-certs");
+                std::fs::create_dir(&certs).expect("certificate directory");
+                let certs = crate::tls::generate(&certs);
+                let security = SinkTls::new(mode, &certs);
+                (SmtpSink::start_with(security).await, Some(certs.ca))
+            }
+        };
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
             .await
             .expect("bind");
@@ -172,6 +191,7 @@ impl WorldBuilder {
             data_dir: dir.path().join("server"),
             database_url: None,
             smtp_url: Some(smtp.url()),
+            smtp_ca,
             mail_from: "Doorman <doorman@example.com>".into(),
             limits: self.limits,
             tls: certificates.as_ref().map(|c| doorman_server::TlsFiles {
