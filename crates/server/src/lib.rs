@@ -164,7 +164,7 @@ pub fn app(state: AppState) -> axum::Router {
         .route(doorman_proto::CONNECT_PATH, get(upgrade::operator))
         .route("/v1/session/{request_id}", get(upgrade::session))
         .route("/v1/tunnel/{session}", get(upgrade::tunnel))
-        .layer(axum::extract::DefaultBodyLimit::max(16 * 1024))
+        .layer(axum::extract::DefaultBodyLimit::max(pages::MAX_FORM_BYTES))
         .layer(axum::middleware::from_fn(pages::security_headers))
         .with_state(state)
 }

@@ -123,6 +123,8 @@ pub enum PageError {
     /// The bad-link limit for this address.
     TooManyFailures,
     BadForm(&'static str),
+    /// A form body over [`MAX_FORM_BYTES`].
+    FormTooLarge,
     Forbidden(&'static str),
     Internal(String),
 }
@@ -147,6 +149,13 @@ impl IntoResponse for PageError {
                 "Too many invalid links were opened from your address. Try again in a few minutes.",
             ),
             PageError::BadForm(reason) => return (StatusCode::BAD_REQUEST, reason).into_response(),
+            PageError::FormTooLarge => {
+                return (
+                    StatusCode::PAYLOAD_TOO_LARGE,
+                    "the form is larger than an approval form can be",
+                )
+                    .into_response();
+            }
             PageError::Forbidden(reason) => return (StatusCode::FORBIDDEN, reason).into_response(),
             PageError::Internal(error) => {
                 tracing::error!(%error, "request failed");
@@ -282,6 +291,10 @@ pub async fn show(
     ))
 }
 
+/// The largest request body the server reads (the approval form is a few
+/// dozen bytes).
+pub const MAX_FORM_BYTES: usize = 16 * 1024;
+
 /// The approval form's fields.
 #[derive(Debug, Deserialize)]
 pub struct DecisionForm {
@@ -299,10 +312,16 @@ pub async fn decide(
     form: Result<Form<DecisionForm>, FormRejection>,
 ) -> Result<Response, PageError> {
     let (request, recipient, hash) = find(&state, &token, client).await?;
-    let Ok(Form(form)) = form else {
-        return Err(PageError::BadForm(
-            "bad form: expected the fields decision and nonce",
-        ));
+    let form = match form {
+        Ok(Form(form)) => form,
+        Err(rejection) if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE => {
+            return Err(PageError::FormTooLarge);
+        }
+        Err(_) => {
+            return Err(PageError::BadForm(
+                "bad form: expected the fields decision and nonce",
+            ));
+        }
     };
     let Ok(decision) = form.decision.parse::<Decision>() else {
         return Err(PageError::BadForm(

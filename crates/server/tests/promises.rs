@@ -3,7 +3,11 @@
 //! in full; and pages that name no host but the public URL's, whatever
 //! `Host` says.
 
+use doorman_client::ConnectError;
+use doorman_core::RequestState;
 use doorman_test_support::World;
+use doorman_test_support::world::extract_nonce;
+use reqwest::StatusCode;
 use std::os::unix::fs::PermissionsExt;
 
 const CSP: &str = "default-src 'none'; style-src 'self'; img-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'";
@@ -85,4 +89,52 @@ async fn every_page_carries_every_security_header_and_names_only_the_public_url(
         let page = response.text().await.unwrap();
         assert!(!page.contains("evil.example"), "{url}: {page}");
     }
+}
+
+/// Posts an Allow form of exactly `size` bytes (padded with a field the
+/// server ignores); the response's status.
+async fn form_of(world: &World, link: &str, size: usize) -> StatusCode {
+    let (_, page) = world.page(link).await;
+    let nonce = extract_nonce(&page).expect("a form");
+    let body = format!("decision=allow&nonce={nonce}&pad=");
+    let body = format!("{body}{}", "x".repeat(size - body.len()));
+    assert_eq!(body.len(), size);
+    world
+        .http
+        .post(link)
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(body)
+        .send()
+        .await
+        .expect("POST")
+        .status()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_approval_form_is_read_up_to_16_kib_and_refused_beyond() {
+    let world = World::builder()
+        .recipients(&["it@example.com"])
+        .start()
+        .await;
+    let mut over = world.connect(&["true"], "");
+    let id = over.request_id().await;
+    let link = world.smtp.wait_for(1).await[0].link();
+    assert_eq!(
+        form_of(&world, &link, 16 * 1024 + 1).await,
+        StatusCode::PAYLOAD_TOO_LARGE
+    );
+    assert_eq!(world.state_of(&id).await, RequestState::Pending);
+    over.interrupt();
+    assert_eq!(over.finish().await, Err(ConnectError::Cancelled));
+
+    // A whole 16 KiB is still a form, and is taken.
+    let full = world.connect(&["true"], "");
+    let id = full.request_id().await;
+    let link = world.smtp.wait_for(2).await[1].link();
+    assert_eq!(
+        form_of(&world, &link, 16 * 1024).await,
+        StatusCode::SEE_OTHER
+    );
+    assert_eq!(world.state_of(&id).await, RequestState::Allowed);
+    assert_eq!(full.finish().await, Ok(0));
 }
