@@ -181,3 +181,32 @@ pub(super) async fn still_permitted(broker: &Broker, ask: &Ask<'_>) -> Option<Re
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::validate_agent_answer;
+
+    fn recipients(n: usize) -> Vec<String> {
+        (0..n).map(|i| format!("r{i}@example.com")).collect()
+    }
+
+    #[test]
+    fn an_agent_may_name_one_to_twenty_recipients() {
+        assert!(validate_agent_answer(&recipients(20), 180, 1).is_ok());
+        assert!(validate_agent_answer(&recipients(1), 180, 1).is_ok());
+        for bad in [0, 21] {
+            let error = validate_agent_answer(&recipients(bad), 180, 1).unwrap_err();
+            assert_eq!(error, "between 1 and 20 recipients are required");
+        }
+    }
+
+    #[test]
+    fn the_timeout_and_the_approvals_are_bounded() {
+        assert!(validate_agent_answer(&recipients(3), 4, 1).is_err());
+        assert!(validate_agent_answer(&recipients(3), 5, 1).is_ok());
+        assert!(validate_agent_answer(&recipients(3), 3600, 3).is_ok());
+        assert!(validate_agent_answer(&recipients(3), 3601, 1).is_err());
+        assert!(validate_agent_answer(&recipients(3), 180, 4).is_err());
+        assert!(validate_agent_answer(&recipients(3), 180, 0).is_err());
+    }
+}
