@@ -1,13 +1,19 @@
 //! Relay speed: bulk throughput (one connection, and four at once), 64-byte
-//! round-trip latency, and the agent's and server's memory, through every
-//! path in one run — direct TCP, `doorman connect -L` (plain and TLS), a
-//! chain of three minimal splice(2) relays (the yardstick for a three-hop
-//! relay), socat, and `ssh -L`.
+//! round-trip latency, and the agent's and server's memory and CPU, through
+//! every path in one run — direct TCP, `doorman connect -L` (plain and
+//! TLS), a chain of three minimal splice(2) relays (the yardstick for a
+//! three-hop relay), socat, and `ssh -L` with AES-256-GCM and with
+//! ChaCha20-Poly1305.
 //!
-//! Run: `bench/relay.sh` (installs socat and openssh-server, then
+//! Bulk transfers are iperf3's: its client and server are processes of
+//! their own, as in an outside measurement. Each round runs every path in
+//! turn, so that the load of this shared machine weighs on every path
+//! alike; the figures are the median of the rounds and their range.
+//!
+//! Run: `bench/relay.sh` (installs iperf3, socat and openssh-server, then
 //! `cargo bench -p doorman --bench relay`).
 
-#![allow(unsafe_code)] // splice(2) and pipe(2) for the yardstick relay chain.
+#![allow(unsafe_code)] // splice(2) and pipe(2) for the yardstick relay chain; sysconf(3).
 
 use doorman_test_support::process::{Process, listening_address};
 use std::net::{SocketAddr, TcpListener as StdListener, TcpStream as StdStream};
@@ -19,33 +25,91 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 
 const DOORMAN: &str = env!("CARGO_BIN_EXE_doorman");
-const BULK_BYTES: u64 = 1 << 30;
+/// Bulk rounds: each path runs once per round, in turn.
+const ROUNDS: usize = 5;
+/// Seconds of each iperf3 run.
+const SECONDS: u32 = 2;
 const PARALLEL: usize = 4;
-const PARALLEL_BYTES: u64 = 256 << 20;
 const RTT_ROUNDS: usize = 10_000;
 const RTT_BATCH: usize = 250;
-const CHUNK: usize = 256 * 1024;
 
-/// Reads everything, then answers with the byte count.
-async fn start_sink() -> SocketAddr {
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let address = listener.local_addr().unwrap();
-    tokio::spawn(async move {
-        while let Ok((mut stream, _)) = listener.accept().await {
-            tokio::spawn(async move {
-                let mut buffer = vec![0u8; CHUNK];
-                let mut total = 0u64;
-                while let Ok(n) = stream.read(&mut buffer).await {
-                    if n == 0 {
-                        break;
-                    }
-                    total += n as u64;
-                }
-                let _ = stream.write_u64(total).await;
-            });
-        }
-    });
-    address
+/// `iperf3 -s` on a port of its own, the target of every bulk transfer.
+async fn start_iperf_server() -> Option<(Process, SocketAddr)> {
+    if std::process::Command::new("iperf3")
+        .arg("--version")
+        .output()
+        .is_err()
+    {
+        return None;
+    }
+    let address: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+    let process = Process::start(
+        "iperf3",
+        &["-s", "-B", "127.0.0.1", "-p", &address.port().to_string()],
+    );
+    wait_listening(address).await.then_some((process, address))
+}
+
+/// One iperf3 run through `address` with `parallel` connections: MiB/s
+/// received.
+async fn iperf(address: SocketAddr, parallel: usize) -> f64 {
+    let output = tokio::process::Command::new("iperf3")
+        .args([
+            "-c",
+            &address.ip().to_string(),
+            "-p",
+            &address.port().to_string(),
+        ])
+        .args([
+            "-t",
+            &SECONDS.to_string(),
+            "-P",
+            &parallel.to_string(),
+            "-J",
+        ])
+        .output()
+        .await
+        .expect("iperf3 runs");
+    let report: serde_json::Value =
+        serde_json::from_slice(&output.stdout).expect("iperf3 writes JSON");
+    let bits = report["end"]["sum_received"]["bits_per_second"]
+        .as_f64()
+        .unwrap_or_else(|| panic!("iperf3 through {address}: {report}"));
+    bits / 8.0 / f64::from(1 << 20)
+}
+
+/// Median, minimum and maximum.
+fn spread(samples: &[f64]) -> (f64, f64, f64) {
+    let mut sorted = samples.to_vec();
+    sorted.sort_by(f64::total_cmp);
+    (
+        sorted[sorted.len() / 2],
+        sorted[0],
+        sorted[sorted.len() - 1],
+    )
+}
+
+/// CPU seconds (user + system) a process has used so far.
+fn cpu_seconds(pid: Option<u32>) -> f64 {
+    let Some(pid) = pid else { return 0.0 };
+    let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+        return 0.0;
+    };
+    // Fields after the command name, which is in parentheses.
+    let fields: Vec<&str> = stat
+        .rsplit_once(')')
+        .map(|(_, rest)| rest.split_whitespace().collect())
+        .unwrap_or_default();
+    let ticks = |i: usize| {
+        fields
+            .get(i)
+            .and_then(|v| v.parse::<f64>().ok())
+            .unwrap_or(0.0)
+    };
+    // utime and stime are fields 14 and 15 (1-based), 11 and 12 here.
+    // SAFETY: sysconf has no preconditions.
+    let per_second = unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as f64;
+    (ticks(11) + ticks(12)) / per_second
 }
 
 /// Echoes every byte back.
@@ -62,33 +126,6 @@ async fn start_echo() -> SocketAddr {
         }
     });
     address
-}
-
-/// Sends `bytes` and waits for the sink's count; returns MiB/s.
-async fn bulk_one(address: SocketAddr, bytes: u64) -> f64 {
-    let start = Instant::now();
-    let mut stream = TcpStream::connect(address).await.unwrap();
-    let chunk = vec![0x5au8; CHUNK];
-    let mut sent = 0u64;
-    while sent < bytes {
-        stream.write_all(&chunk).await.unwrap();
-        sent += CHUNK as u64;
-    }
-    stream.shutdown().await.unwrap();
-    let received = stream.read_u64().await.unwrap();
-    assert_eq!(received, sent, "every byte arrived");
-    sent as f64 / (1 << 20) as f64 / start.elapsed().as_secs_f64()
-}
-
-async fn bulk_parallel(address: SocketAddr) -> f64 {
-    let start = Instant::now();
-    let tasks: Vec<_> = (0..PARALLEL)
-        .map(|_| tokio::spawn(bulk_one(address, PARALLEL_BYTES)))
-        .collect();
-    for task in tasks {
-        task.await.unwrap();
-    }
-    (PARALLEL as u64 * PARALLEL_BYTES) as f64 / (1 << 20) as f64 / start.elapsed().as_secs_f64()
 }
 
 /// 64-byte request/response round trips through every path, interleaved
@@ -180,7 +217,7 @@ async fn doorman(args: &[&str]) -> String {
 struct Doorman {
     server: Process,
     agent: Process,
-    _connect: Process,
+    connect: Process,
     sink: SocketAddr,
     echo: SocketAddr,
 }
@@ -260,7 +297,7 @@ async fn start_doorman(dir: &Path, tls: bool, sink: SocketAddr, echo: SocketAddr
         agent,
         sink: local(0),
         echo: local(1),
-        _connect: connect,
+        connect,
     }
 }
 
@@ -363,9 +400,11 @@ async fn socat(target: SocketAddr) -> Option<(Process, SocketAddr)> {
     wait_listening(address).await.then_some((process, address))
 }
 
-/// sshd on loopback with a throwaway key, and `ssh -N -L` for both targets.
+/// sshd on loopback with a throwaway key, and `ssh -N -L` for both targets
+/// with `cipher`.
 async fn ssh(
     dir: &Path,
+    cipher: &str,
     sink: SocketAddr,
     echo: SocketAddr,
 ) -> Option<(Vec<Process>, SocketAddr, SocketAddr)> {
@@ -426,6 +465,8 @@ async fn ssh(
             "UserKnownHostsFile=/dev/null",
             "-o",
             "BatchMode=yes",
+            "-c",
+            cipher,
             "-i",
             user_key.to_str().unwrap(),
             "-p",
@@ -446,148 +487,243 @@ async fn ssh(
     ))
 }
 
-/// One path's addresses and figures.
-struct Row {
+/// One path: where its bulk and round-trip traffic goes, how many TLS (or
+/// SSH) hops a byte crosses encrypted, and what was measured.
+struct Route {
     name: &'static str,
-    sink: SocketAddr,
-    echo: SocketAddr,
-    one: f64,
-    four: f64,
-    p50: Duration,
-    p99: Duration,
+    /// Encrypted hops: each costs one encryption and one decryption per byte.
+    encrypted_hops: u32,
+    target: Result<(SocketAddr, SocketAddr), String>,
+    one: Vec<f64>,
+    four: Vec<f64>,
+    rtt: Option<(Duration, Duration)>,
 }
 
-impl Row {
-    fn new(name: &'static str, sink: SocketAddr, echo: SocketAddr) -> Self {
-        Row {
+impl Route {
+    fn new(name: &'static str, encrypted_hops: u32, bulk: SocketAddr, echo: SocketAddr) -> Self {
+        Route {
             name,
-            sink,
-            echo,
-            one: 0.0,
-            four: 0.0,
-            p50: Duration::ZERO,
-            p99: Duration::ZERO,
+            encrypted_hops,
+            target: Ok((bulk, echo)),
+            one: Vec::new(),
+            four: Vec::new(),
+            rtt: None,
         }
     }
 
-    async fn measure_bulk(&mut self) {
-        self.one = bulk_one(self.sink, BULK_BYTES).await;
-        self.four = bulk_parallel(self.sink).await;
-        eprintln!("measured bulk through {}", self.name);
+    fn not_run(name: &'static str, encrypted_hops: u32, why: &str) -> Self {
+        Route {
+            name,
+            encrypted_hops,
+            target: Err(why.to_string()),
+            one: Vec::new(),
+            four: Vec::new(),
+            rtt: None,
+        }
     }
+
+    fn median_one(&self) -> Option<f64> {
+        (!self.one.is_empty()).then(|| spread(&self.one).0)
+    }
+}
+
+/// CPU used by doorman's three processes on one path, per GiB carried.
+#[derive(Default)]
+struct CpuUse {
+    seconds: [f64; 3],
+    mib: f64,
+}
+
+impl CpuUse {
+    fn snapshot(stack: &Doorman) -> [f64; 3] {
+        [
+            cpu_seconds(stack.connect.pid()),
+            cpu_seconds(stack.server.pid()),
+            cpu_seconds(stack.agent.pid()),
+        ]
+    }
+
+    fn add(&mut self, before: [f64; 3], after: [f64; 3], mib: f64) {
+        for (total, (b, a)) in self.seconds.iter_mut().zip(before.iter().zip(after)) {
+            *total += a - b;
+        }
+        self.mib += mib;
+    }
+
+    fn per_gib(&self) -> String {
+        let gib = self.mib / 1024.0;
+        let [connect, server, agent] = self.seconds.map(|s| s / gib);
+        format!("connect {connect:.2} s, server {server:.2} s, agent {agent:.2} s per GiB")
+    }
+}
+
+fn cell((median, min, max): (f64, f64, f64)) -> String {
+    format!("{median:.0} ({min:.0}–{max:.0})")
 }
 
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() {
     let dir = tempfile::tempdir().unwrap();
-    let sink = start_sink().await;
-    let echo = start_echo().await;
-    let mut rows = vec![Row::new("direct TCP", sink, echo)];
-    let plain = start_doorman(&dir.path().join("plain"), false, sink, echo).await;
-    rows.push(Row::new("doorman -L (plain)", plain.sink, plain.echo));
-    let tls = start_doorman(&dir.path().join("tls"), true, sink, echo).await;
-    rows.push(Row::new("doorman -L (TLS)", tls.sink, tls.echo));
-    rows.push(Row::new(
-        "3 x splice(2) relay chain",
-        splice_chain(sink),
-        splice_chain(echo),
-    ));
-    let socat = match (socat(sink).await, socat(echo).await) {
-        (Some((sink_process, sink_socat)), Some((echo_process, echo_socat))) => {
-            rows.push(Row::new("socat", sink_socat, echo_socat));
-            Some((sink_process, echo_process))
-        }
-        _ => {
-            eprintln!("socat not available: skipped");
-            None
-        }
+    let Some((_iperf_server, bulk)) = start_iperf_server().await else {
+        println!("Relay benchmark not run: iperf3 is not installed (bench/relay.sh installs it)");
+        return;
     };
-    let ssh = ssh(&dir.path().join("ssh"), sink, echo).await;
-    match &ssh {
-        Some((_, sink_ssh, echo_ssh)) => rows.push(Row::new("ssh -L", *sink_ssh, *echo_ssh)),
-        None => eprintln!("ssh -L not available: skipped"),
+    let echo = start_echo().await;
+    let plain = start_doorman(&dir.path().join("plain"), false, bulk, echo).await;
+    let tls = start_doorman(&dir.path().join("tls"), true, bulk, echo).await;
+    let mut paths = vec![
+        Route::new("direct TCP", 0, bulk, echo),
+        Route::new("doorman -L (plain)", 0, plain.sink, plain.echo),
+        Route::new("doorman -L (TLS)", 2, tls.sink, tls.echo),
+        Route::new(
+            "3 x splice(2) relay chain",
+            0,
+            splice_chain(bulk),
+            splice_chain(echo),
+        ),
+    ];
+    let mut peers = Vec::new();
+    match (socat(bulk).await, socat(echo).await) {
+        (Some((bulk_process, bulk_socat)), Some((echo_process, echo_socat))) => {
+            paths.push(Route::new("socat", 0, bulk_socat, echo_socat));
+            peers.extend([bulk_process, echo_process]);
+        }
+        _ => paths.push(Route::not_run("socat", 0, "socat is not installed")),
+    }
+    for (name, cipher, sub) in [
+        ("ssh -L (aes256-gcm)", "aes256-gcm@openssh.com", "ssh-aes"),
+        (
+            "ssh -L (chacha20-poly1305)",
+            "chacha20-poly1305@openssh.com",
+            "ssh-chacha",
+        ),
+    ] {
+        match ssh(&dir.path().join(sub), cipher, bulk, echo).await {
+            Some((processes, bulk_ssh, echo_ssh)) => {
+                paths.push(Route::new(name, 1, bulk_ssh, echo_ssh));
+                peers.extend(processes);
+            }
+            None => paths.push(Route::not_run(name, 1, "sshd or ssh is not installed")),
+        }
     }
 
     let idle = (rss_kib(plain.agent.pid()), rss_kib(plain.server.pid()));
-    // Peak memory while the plain path carries its transfers.
     let (agent_pid, server_pid) = (plain.agent.pid(), plain.server.pid());
     let peaks = std::sync::Arc::new([AtomicU64::new(0), AtomicU64::new(0)]);
-    for row in &mut rows {
-        let sampler = (row.name == "doorman -L (plain)").then(|| {
-            let peaks = peaks.clone();
-            tokio::spawn(async move {
-                loop {
-                    peaks[0].fetch_max(rss_kib(agent_pid), Ordering::Relaxed);
-                    peaks[1].fetch_max(rss_kib(server_pid), Ordering::Relaxed);
-                    tokio::time::sleep(Duration::from_millis(20)).await;
-                }
-            })
-        });
-        row.measure_bulk().await;
-        if let Some(sampler) = sampler {
-            sampler.abort();
+    let sampler = {
+        let peaks = peaks.clone();
+        tokio::spawn(async move {
+            loop {
+                peaks[0].fetch_max(rss_kib(agent_pid), Ordering::Relaxed);
+                peaks[1].fetch_max(rss_kib(server_pid), Ordering::Relaxed);
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        })
+    };
+    let mut cpu_plain = CpuUse::default();
+    let mut cpu_tls = CpuUse::default();
+    for round in 1..=ROUNDS {
+        for path in &mut paths {
+            let Ok((target, _)) = path.target else {
+                continue;
+            };
+            let stack = match path.name {
+                "doorman -L (plain)" => Some((&plain, &mut cpu_plain)),
+                "doorman -L (TLS)" => Some((&tls, &mut cpu_tls)),
+                _ => None,
+            };
+            let before = stack.as_ref().map(|(stack, _)| CpuUse::snapshot(stack));
+            let one = iperf(target, 1).await;
+            let four = iperf(target, PARALLEL).await;
+            if let (Some((stack, cpu)), Some(before)) = (stack, before) {
+                let carried = (one + four) * f64::from(SECONDS);
+                cpu.add(before, CpuUse::snapshot(stack), carried);
+            }
+            path.one.push(one);
+            path.four.push(four);
         }
+        eprintln!("bulk round {round} of {ROUNDS} done");
     }
+    sampler.abort();
     let busy = (
         peaks[0].load(Ordering::Relaxed),
         peaks[1].load(Ordering::Relaxed),
     );
-    let echoes: Vec<SocketAddr> = rows.iter().map(|row| row.echo).collect();
-    for (row, (p50, p99)) in rows.iter_mut().zip(round_trips(&echoes).await) {
-        row.p50 = p50;
-        row.p99 = p99;
+    let measured: Vec<usize> = (0..paths.len())
+        .filter(|&i| paths[i].target.is_ok())
+        .collect();
+    let echoes: Vec<SocketAddr> = measured
+        .iter()
+        .filter_map(|&i| paths[i].target.as_ref().ok().map(|(_, echo)| *echo))
+        .collect();
+    for (&i, rtt) in measured.iter().zip(round_trips(&echoes).await) {
+        paths[i].rtt = Some(rtt);
     }
-    drop((plain, tls, socat, ssh));
+    drop((plain, tls, peers));
 
-    let direct = (rows[0].one, rows[0].four);
     println!(
-        "Relay benchmark: 1 connection × {} MiB, {PARALLEL} connections × {} MiB, {RTT_ROUNDS} round trips of 64 bytes on each path (interleaved, {RTT_BATCH} at a time)",
-        BULK_BYTES >> 20,
-        PARALLEL_BYTES >> 20
+        "Relay benchmark: iperf3 (client and server separate processes), {ROUNDS} rounds of {SECONDS} s runs on every path in turn, 1 connection and {PARALLEL} at once: median MiB/s (min–max); {RTT_ROUNDS} round trips of 64 bytes per path (interleaved, {RTT_BATCH} at a time)"
     );
     println!(
-        "| path | 1 conn MiB/s | ×direct | {PARALLEL} conns MiB/s | ×direct | RTT p50 | RTT p99 |"
+        "| path | encrypted hops | 1 conn MiB/s | ×direct | {PARALLEL} conns MiB/s | ×direct | RTT p50 | RTT p99 |"
     );
-    println!("|---|---|---|---|---|---|---|");
-    for row in &rows {
-        println!(
-            "| {} | {:.0} | {:.2} | {:.0} | {:.2} | {:.0} µs | {:.0} µs |",
-            row.name,
-            row.one,
-            row.one / direct.0,
-            row.four,
-            row.four / direct.1,
-            row.p50.as_secs_f64() * 1e6,
-            row.p99.as_secs_f64() * 1e6
-        );
+    println!("|---|---|---|---|---|---|---|---|");
+    let direct = (spread(&paths[0].one).0, spread(&paths[0].four).0);
+    for path in &paths {
+        match &path.target {
+            Err(why) => println!(
+                "| {} | {} | not run: {why} | | | | | |",
+                path.name, path.encrypted_hops
+            ),
+            Ok(_) => {
+                let (one, four) = (spread(&path.one), spread(&path.four));
+                let (p50, p99) = path.rtt.unwrap_or_default();
+                println!(
+                    "| {} | {} | {} | {:.2} | {} | {:.2} | {:.0} µs | {:.0} µs |",
+                    path.name,
+                    path.encrypted_hops,
+                    cell(one),
+                    one.0 / direct.0,
+                    cell(four),
+                    four.0 / direct.1,
+                    p50.as_secs_f64() * 1e6,
+                    p99.as_secs_f64() * 1e6
+                );
+            }
+        }
     }
-    let find = |name: &str| rows.iter().find(|r| r.name == name).map(|r| r.one);
-    if let (Some(doorman), Some(chain)) = (
-        find("doorman -L (plain)"),
-        find("3 x splice(2) relay chain"),
-    ) {
-        println!(
-            "doorman plain / splice chain: {:.2} (target ≥ 0.8)",
-            doorman / chain
-        );
-    }
-    if let (Some(doorman), Some(socat)) = (find("doorman -L (plain)"), find("socat")) {
-        println!(
-            "doorman plain / socat: {:.2} (target ≥ 1.2)",
-            doorman / socat
-        );
-    }
-    if let (Some(doorman), Some(ssh)) = (find("doorman -L (TLS)"), find("ssh -L")) {
-        println!("doorman TLS / ssh -L: {:.2} (target > 1)", doorman / ssh);
-    }
-    if let Some(doorman) = rows.iter().find(|r| r.name == "doorman -L (plain)") {
+    let median = |name: &str| {
+        paths
+            .iter()
+            .find(|p| p.name == name)
+            .and_then(Route::median_one)
+    };
+    let ratio = |a: &str, b: &str, target: &str| match (median(a), median(b)) {
+        (Some(x), Some(y)) => println!("{a} / {b}: {:.2} ({target})", x / y),
+        _ => println!("{a} / {b}: not measured (a path was not run)"),
+    };
+    ratio(
+        "doorman -L (plain)",
+        "3 x splice(2) relay chain",
+        "target ≥ 1",
+    );
+    ratio("doorman -L (plain)", "socat", "target ≥ 1.2");
+    ratio("doorman -L (TLS)", "ssh -L (aes256-gcm)", "target ≥ 1");
+    ratio(
+        "doorman -L (TLS)",
+        "ssh -L (chacha20-poly1305)",
+        "for reference",
+    );
+    if let (Some((direct, _)), Some((plain, _))) = (paths[0].rtt, paths[1].rtt) {
         println!(
             "doorman plain RTT p50 − direct: {:.0} µs (target ≤ 100)",
-            (doorman.p50.as_secs_f64() - rows[0].p50.as_secs_f64()) * 1e6
+            (plain.as_secs_f64() - direct.as_secs_f64()) * 1e6
         );
     }
+    println!("CPU, plain path: {}", cpu_plain.per_gib());
+    println!("CPU, TLS path: {}", cpu_tls.per_gib());
     println!(
-        "RSS idle: agent {} KiB, server {} KiB; peak during the plain transfers: agent {} KiB, server {} KiB",
+        "RSS idle: agent {} KiB, server {} KiB; peak during the transfers: agent {} KiB, server {} KiB",
         idle.0, idle.1, busy.0, busy.1
     );
 }
