@@ -1,11 +1,12 @@
 #!/usr/bin/env bash
-# The relay benchmark in one command: installs its peers (socat, OpenSSH's
-# server) when missing, then runs it. See docs/BENCHMARKS.md.
+# The relay benchmark in one command: installs its peers (iperf3 for the
+# bulk transfers, socat, OpenSSH's server) when missing, then runs it. See
+# docs/BENCHMARKS.md.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-if ! command -v socat >/dev/null || [ ! -x /usr/sbin/sshd ]; then
+if ! command -v iperf3 >/dev/null || ! command -v socat >/dev/null || [ ! -x /usr/sbin/sshd ]; then
     export DEBIAN_FRONTEND=noninteractive
     apt-get update -qq
-    apt-get install -y -qq socat openssh-server openssh-client >/dev/null
+    apt-get install -y -qq iperf3 socat openssh-server openssh-client >/dev/null
 fi
 exec cargo bench -p doorman --bench relay
