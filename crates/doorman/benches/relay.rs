@@ -226,7 +226,17 @@ async fn start_doorman(dir: &Path, tls: bool, sink: SocketAddr, echo: SocketAddr
     std::fs::create_dir_all(dir).unwrap();
     let data = dir.join("data");
     let data = data.to_str().unwrap();
-    let token = doorman(&["admin", "--data-dir", data, "operator", "add", "bench"]).await;
+    let token = doorman(&[
+        "admin",
+        "--data-dir",
+        data,
+        "operator",
+        "add",
+        "bench",
+        "--computers",
+        "bench-pc",
+    ])
+    .await;
     let key = doorman(&["admin", "--data-dir", data, "agent", "add", "bench-pc"]).await;
     let certificates = tls.then(|| doorman_test_support::tls::generate(dir));
     let mut args = vec![
