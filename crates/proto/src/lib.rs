@@ -5,8 +5,8 @@
 //! is upgraded (`Upgrade: doorman/1`); from then on both ends speak frames
 //! (see [`frame`]). Session connections are relayed byte for byte by the
 //! server, so the operator and the agent speak frames to each other directly.
-// Only `splice` (the system calls of zero-copy relaying) needs `unsafe`;
-// it says why.
+// Only `relay::sys` (the system calls of relaying) needs `unsafe`; it says
+// why.
 #![deny(unsafe_code)]
 
 pub mod connection;
@@ -15,13 +15,7 @@ pub mod frame;
 pub mod message;
 pub mod relay;
 pub mod socket;
-#[cfg(target_os = "linux")]
-pub mod splice;
-#[cfg(target_os = "linux")]
-pub mod threaded;
 pub mod tls;
-#[cfg(target_os = "linux")]
-pub mod tls_threaded;
 
 pub use connection::{Connection, ConnectionError};
 pub use dial::{DialError, Dialer};
@@ -31,10 +25,6 @@ pub use frame::{Frame, FrameError};
 pub const UPGRADE_PROTOCOL: &str = "doorman/1";
 /// Header carrying the agent's name on its upgrade requests.
 pub const AGENT_NAME_HEADER: &str = "x-doorman-agent";
-/// Buffer size for each direction of a relay that copies on the event loop
-/// (TLS hops). 64 KiB measured best here: 256 KiB was a third slower
-/// (bench/relay.sh).
-pub const RELAY_BUFFER: usize = 64 * 1024;
 /// Paths of the upgrade endpoints.
 pub const AGENT_PATH: &str = "/v1/agent";
 pub const CONNECT_PATH: &str = "/v1/connect";

@@ -1,5 +1,5 @@
-//! The relay thread for TLS hops (`proto::tls_threaded`, through
-//! `proto::relay`) with real rustls connections on loopback: early bytes,
+//! The relay (`proto::relay`) with TLS sides, on a relay thread, with real
+//! rustls connections on loopback: early bytes,
 //! small messages, bulk, half-close by close_notify, TLS on both sides (the
 //! server's hop), and an end without close_notify, which is a truncation and
 //! resets the other side.
@@ -131,4 +131,22 @@ async fn dropping_the_relay_ends_both_connections() {
     assert!(rest.is_empty());
     // The TLS side sees its connection end too (without close_notify).
     assert!(left.read_to_end(&mut Vec::new()).await.is_err());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn past_the_thread_budget_tls_is_relayed_on_the_event_loop_alike() {
+    // Every relay thread's place taken (this test binary's other tests
+    // then wait for none: they run on the event loop too, which they pass
+    // as well).
+    let taken: Vec<_> = std::iter::from_fn(doorman_proto::relay::Slot::take).collect();
+    assert_eq!(taken.len(), doorman_proto::relay::MAX_THREADED);
+    let dir = tempfile::tempdir().unwrap();
+    let (left, relay_left) = tls_pair(&dir.path().join("a")).await;
+    let (relay_right, right) = tls_pair(&dir.path().join("b")).await;
+    let relaying = relaying(tls(relay_left), b"", tls(relay_right), b"");
+    let big: Vec<u8> = (0..2_000_000u32).map(|i| (i % 239) as u8).collect();
+    let got = exchange(left, right, big.clone()).await;
+    assert!(got == big, "bulk arrives whole and in order");
+    let (forward, _) = relaying.await.unwrap().unwrap();
+    assert_eq!(forward, 50 * 64 + big.len() as u64);
 }

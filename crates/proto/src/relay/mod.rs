@@ -1,12 +1,27 @@
-//! Relaying two byte streams both ways until both directions end: on
-//! threads of their own ([`crate::threaded`] when both are plain TCP,
-//! [`crate::tls_threaded`] when either is TLS); once too many relays run on
-//! threads, on the event loop (splice(2) for plain TCP, buffered copies for
-//! TLS); buffered copies too for a stream hyper keeps wrapped.
+//! Relaying two byte streams both ways until both directions end, whatever
+//! each is (plain TCP or TLS): one [`engine`] moves the bytes and holds the
+//! half-close and reset policy, [`side`] does one side's non-blocking I/O
+//! (rustls for TLS; splice(2) between two plain sockets, so that bulk bytes
+//! stay in the kernel), [`sys`] holds the system calls, and [`drive`] waits
+//! for the sockets: on a thread of its own while the process has fewer than
+//! [`MAX_THREADED`] such relays, else on the event loop. Streams hyper keeps
+//! wrapped, which cannot give up their socket, are copied by tokio instead
+//! ([`copy`]).
+
+mod drive;
+mod engine;
+mod side;
+mod sys;
+#[cfg(test)]
+mod tests;
+
+pub use drive::{MAX_THREADED, Slot};
 
 use crate::dial::Upgraded;
 use crate::tls::{MaybeTls, TlsParts};
+use engine::Engine;
 use hyper_util::rt::TokioIo;
+use side::Side;
 use std::io;
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
@@ -14,9 +29,13 @@ use tokio::net::TcpStream;
 /// A dialed connection's stream, under hyper's upgrade wrapper.
 type DialedStream = MaybeTls<tokio_rustls::client::TlsStream<TcpStream>>;
 
+/// Buffer size of each direction of [`copy`].
+const COPY_BUFFER: usize = 64 * 1024;
+
 /// Relays `a` ↔ `b`. `a_early` are bytes already read from `a` that belong
 /// to `b` (sent first), and likewise `b_early`. Returns the bytes moved each
-/// way; an error either way resets both connections.
+/// way; an error either way resets both connections, and a TLS side that
+/// ends without close_notify is an error.
 pub async fn relay<S, T>(
     mut a: MaybeTls<S>,
     a_early: &[u8],
@@ -28,37 +47,12 @@ where
     T: AsyncRead + AsyncWrite + Unpin + TlsParts,
 {
     send_early(&mut a, a_early, &mut b, b_early).await?;
-    let (up, down) = relay_streams(a, b).await?;
+    let engine = Engine::new(Side::of(a)?, Side::of(b)?);
+    let (up, down) = match Slot::take() {
+        Some(slot) => drive::on_thread(slot, engine).await?,
+        None => drive::on_event_loop(engine).await?,
+    };
     Ok((up + a_early.len() as u64, down + b_early.len() as u64))
-}
-
-/// The relay proper: on threads while there are places, else on the event
-/// loop.
-async fn relay_streams<S, T>(a: MaybeTls<S>, b: MaybeTls<T>) -> io::Result<(u64, u64)>
-where
-    S: AsyncRead + AsyncWrite + Unpin + TlsParts,
-    T: AsyncRead + AsyncWrite + Unpin + TlsParts,
-{
-    #[cfg(target_os = "linux")]
-    if let Some(slot) = crate::threaded::Slot::take() {
-        use crate::tls_threaded::Side;
-        return match (a, b) {
-            (MaybeTls::Plain(a), MaybeTls::Plain(b)) => crate::threaded::relay(slot, a, b).await,
-            (a, b) => crate::tls_threaded::relay(slot, Side::of(a)?, Side::of(b)?).await,
-        };
-    }
-    match (a, b) {
-        #[cfg(target_os = "linux")]
-        (MaybeTls::Plain(a), MaybeTls::Plain(b)) => crate::splice::relay(a, b).await,
-        (mut a, mut b) => {
-            let relayed = copy_bidirectional(&mut a, &mut b).await;
-            if relayed.is_err() {
-                a.reset_when_closed();
-                b.reset_when_closed();
-            }
-            relayed
-        }
-    }
 }
 
 /// Writes the bytes each side had already sent, flushed (a TLS stream would
@@ -74,15 +68,8 @@ where
     a.flush().await
 }
 
-async fn copy_bidirectional<A, B>(a: &mut A, b: &mut B) -> io::Result<(u64, u64)>
-where
-    A: AsyncRead + AsyncWrite + Unpin,
-    B: AsyncRead + AsyncWrite + Unpin,
-{
-    tokio::io::copy_bidirectional_with_sizes(a, b, crate::RELAY_BUFFER, crate::RELAY_BUFFER).await
-}
-
-/// [`relay`] with buffered copies on the event loop, for any two streams.
+/// [`relay`] with tokio's buffered copies, for streams that cannot give up
+/// their socket.
 pub async fn copy<A, B>(
     mut a: A,
     a_early: &[u8],
@@ -94,7 +81,8 @@ where
     B: AsyncRead + AsyncWrite + Unpin,
 {
     send_early(&mut a, a_early, &mut b, b_early).await?;
-    let (up, down) = copy_bidirectional(&mut a, &mut b).await?;
+    let (up, down) =
+        tokio::io::copy_bidirectional_with_sizes(&mut a, &mut b, COPY_BUFFER, COPY_BUFFER).await?;
     Ok((up + a_early.len() as u64, down + b_early.len() as u64))
 }
 

@@ -1,0 +1,163 @@
+//! Who waits for a relay's sockets: a thread of its own in poll(2) (a
+//! message crossing the relay costs one thread wake-up, not a pass through
+//! the event loop), or, past the process's budget of relay threads, the
+//! event loop's readiness. Either way the [`Engine`] does the moving.
+
+use super::engine::Engine;
+use super::sys::readiness;
+use rustix::event::{EventfdFlags, PollFd, PollFlags, eventfd, poll};
+use std::io;
+use std::os::fd::OwnedFd;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use tokio::sync::oneshot;
+
+/// Most relays a process runs on threads at once.
+pub const MAX_THREADED: usize = 128;
+/// A relay thread's stack: rustls' record processing wants some room.
+const STACK: usize = 256 * 1024;
+
+static THREADED: AtomicUsize = AtomicUsize::new(0);
+
+/// One of the [`MAX_THREADED`] places; given back when its thread is gone.
+pub struct Slot(());
+
+impl Slot {
+    /// A free place, if there is one.
+    pub fn take() -> Option<Slot> {
+        THREADED
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
+                (n < MAX_THREADED).then_some(n + 1)
+            })
+            .ok()
+            .map(|_| Slot(()))
+    }
+}
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        THREADED.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+fn flags(reads: bool, writes: bool) -> PollFlags {
+    let mut flags = PollFlags::empty();
+    if reads {
+        flags |= PollFlags::IN;
+    }
+    if writes {
+        flags |= PollFlags::OUT;
+    }
+    flags
+}
+
+/// The thread's loop, until both directions end, an error, or `stop`.
+fn run(engine: &mut Engine, stop: &OwnedFd) -> io::Result<()> {
+    loop {
+        if engine.step()? {
+            continue;
+        }
+        if engine.is_done() {
+            return Ok(());
+        }
+        // A socket with nothing to wait for stays out: a closed one would
+        // report POLLHUP at once, again and again.
+        let mut fds = vec![PollFd::new(stop, PollFlags::IN)];
+        let mut polled = [None, None];
+        for (i, slot) in polled.iter_mut().enumerate() {
+            let (reads, writes) = engine.interest(i);
+            if reads || writes {
+                *slot = Some(fds.len());
+                fds.push(PollFd::new(engine.sides[i].socket(), flags(reads, writes)));
+            }
+        }
+        match poll(&mut fds, None) {
+            Ok(_) => {}
+            Err(rustix::io::Errno::INTR) => continue,
+            Err(errno) => return Err(errno.into()),
+        }
+        if !fds[0].revents().is_empty() {
+            return Err(io::Error::new(
+                io::ErrorKind::Interrupted,
+                "nobody awaits the relay any more",
+            ));
+        }
+        for (i, slot) in polled.into_iter().enumerate() {
+            if slot.is_some_and(|at| {
+                fds[at]
+                    .revents()
+                    .intersects(PollFlags::IN | PollFlags::HUP | PollFlags::ERR)
+            }) {
+                engine.directions[i].readable = true;
+            }
+        }
+    }
+}
+
+/// Wakes the relay's thread to stop it if the task awaiting it is dropped.
+struct StopOnDrop(Option<Arc<OwnedFd>>);
+
+impl Drop for StopOnDrop {
+    fn drop(&mut self) {
+        if let Some(stop) = self.0.take() {
+            let _ = rustix::io::write(&*stop, &1u64.to_ne_bytes());
+        }
+    }
+}
+
+/// Runs `engine` on a thread that holds `slot`.
+pub(super) async fn on_thread(slot: Slot, engine: Engine) -> io::Result<(u64, u64)> {
+    let stop = Arc::new(eventfd(0, EventfdFlags::CLOEXEC | EventfdFlags::NONBLOCK)?);
+    let (done, finished) = oneshot::channel();
+    let mut guard = StopOnDrop(Some(stop.clone()));
+    std::thread::Builder::new()
+        .name("doorman-relay".into())
+        .stack_size(STACK)
+        .spawn(move || {
+            let _slot = slot;
+            let mut engine = engine;
+            // Stopped, the engine is dropped unfinished: both peers see the end.
+            let result = run(&mut engine, &stop).map(|()| engine.moved());
+            let _ = done.send(result);
+        })?;
+    let result = finished
+        .await
+        .map_err(|_| io::Error::other("the relay thread panicked"))?;
+    guard.0 = None;
+    result
+}
+
+/// Runs `engine` on the event loop; dropping the future drops the engine.
+pub(super) async fn on_event_loop(mut engine: Engine) -> io::Result<(u64, u64)> {
+    let fds = [
+        readiness(engine.sides[0].socket())?,
+        readiness(engine.sides[1].socket())?,
+    ];
+    loop {
+        if engine.step()? {
+            // A long transfer still lets the loop's other tasks run.
+            tokio::task::consume_budget().await;
+            continue;
+        }
+        if engine.is_done() {
+            return Ok(engine.moved());
+        }
+        let (a_reads, a_writes) = engine.interest(0);
+        let (b_reads, b_writes) = engine.interest(1);
+        // Readiness is cleared before the engine tries again, so that what
+        // arrives meanwhile wakes the next wait.
+        tokio::select! {
+            ready = fds[0].readable(), if a_reads => {
+                ready?.clear_ready();
+                engine.directions[0].readable = true;
+            }
+            ready = fds[1].readable(), if b_reads => {
+                ready?.clear_ready();
+                engine.directions[1].readable = true;
+            }
+            ready = fds[0].writable(), if a_writes => ready?.clear_ready(),
+            ready = fds[1].writable(), if b_writes => ready?.clear_ready(),
+            else => return Err(io::Error::other("the relay waits for nothing")),
+        }
+    }
+}

@@ -1,0 +1,116 @@
+//! The relay as its users see it: early bytes, small messages, bulk,
+//! half-close, resets and teardown, on a relay thread and on the event loop.
+
+use super::{MAX_THREADED, Slot};
+use crate::tls::MaybeTls;
+use doorman_test_support::streams;
+use std::io::{self, ErrorKind};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::task::JoinHandle;
+
+/// The tests share the process's slots; one at a time.
+static SLOTS: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
+async fn pair() -> (TcpStream, TcpStream) {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let client = TcpStream::connect(listener.local_addr().unwrap())
+        .await
+        .unwrap();
+    let (server, _) = listener.accept().await.unwrap();
+    (client, server)
+}
+
+/// `left` ↔ relay ↔ `right`, the relay (`proto::relay`) running as a
+/// task: on threads, or with `threads` false on the event loop, as when
+/// no place is left.
+async fn relayed(threads: bool, a_early: &'static [u8], b_early: &'static [u8]) -> Relayed {
+    let (left, left_inner) = pair().await;
+    let (right_inner, right) = pair().await;
+    let taken = if threads { Vec::new() } else { take_all() };
+    let relaying = tokio::spawn(crate::relay::relay(
+        MaybeTls::<tokio_rustls::client::TlsStream<TcpStream>>::Plain(left_inner),
+        a_early,
+        MaybeTls::<tokio_rustls::client::TlsStream<TcpStream>>::Plain(right_inner),
+        b_early,
+    ));
+    (left, right, relaying, taken)
+}
+
+/// The two outer ends, the relay, and the places held so that the relay
+/// runs on the event loop.
+type Relayed = (
+    TcpStream,
+    TcpStream,
+    JoinHandle<io::Result<(u64, u64)>>,
+    Vec<Slot>,
+);
+
+fn take_all() -> Vec<Slot> {
+    std::iter::from_fn(Slot::take).collect()
+}
+
+/// Early bytes, round trips of small messages, a bulk transfer and a
+/// half-close, through a relay made by [`relayed`].
+async fn small_messages_bulk_and_half_close(threads: bool) {
+    let (mut left, mut right, relaying, _taken) =
+        relayed(threads, b"early-left ", b"early-right ").await;
+    let mut early = [0u8; 11];
+    right.read_exact(&mut early).await.unwrap();
+    assert_eq!(&early, b"early-left ");
+    let mut early = [0u8; 12];
+    left.read_exact(&mut early).await.unwrap();
+    assert_eq!(&early, b"early-right ");
+    let big: Vec<u8> = (0..5_000_000u32).map(|i| (i % 251) as u8).collect();
+    let got = streams::exchange(left, right, big.clone()).await;
+    assert!(got == big, "bulk bytes arrive whole and in order");
+    let (forward, backward) = relaying.await.unwrap().unwrap();
+    let rounds = (streams::ROUNDS * 64) as u64;
+    assert_eq!(forward, 11 + rounds + big.len() as u64);
+    assert_eq!(backward, 12 + rounds + streams::ANSWER.len() as u64);
+}
+
+#[tokio::test]
+async fn small_messages_bulk_and_half_close_cross_both_ways() {
+    let _slots = SLOTS.lock().await;
+    small_messages_bulk_and_half_close(true).await;
+}
+
+#[tokio::test]
+async fn relays_beyond_the_thread_budget_run_on_the_event_loop() {
+    let _slots = SLOTS.lock().await;
+    small_messages_bulk_and_half_close(false).await;
+    assert_eq!(take_all().len(), MAX_THREADED, "places come back");
+}
+
+#[tokio::test]
+async fn a_reset_on_one_side_resets_the_other() {
+    let _slots = SLOTS.lock().await;
+    for threads in [true, false] {
+        let (mut left, right, relaying, _taken) = relayed(threads, b"", b"").await;
+        left.write_all(b"hello").await.unwrap();
+        right.set_zero_linger().unwrap();
+        drop(right);
+        assert!(relaying.await.unwrap().is_err());
+        let error = left.read_to_end(&mut Vec::new()).await.unwrap_err();
+        assert_eq!(
+            error.kind(),
+            ErrorKind::ConnectionReset,
+            "threads: {threads}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn dropping_the_relay_closes_both_connections() {
+    let _slots = SLOTS.lock().await;
+    let (mut left, mut right, relaying, _) = relayed(true, b"", b"").await;
+    left.write_all(b"ping").await.unwrap();
+    let mut got = [0u8; 4];
+    right.read_exact(&mut got).await.unwrap();
+    relaying.abort();
+    let (mut a, mut b) = (Vec::new(), Vec::new());
+    left.read_to_end(&mut a).await.unwrap();
+    right.read_to_end(&mut b).await.unwrap();
+    assert!(a.is_empty() && b.is_empty());
+}
