@@ -51,8 +51,8 @@ async fn start_iperf_server() -> Option<(Process, SocketAddr)> {
 }
 
 /// One iperf3 run through `address` with `parallel` connections: MiB/s
-/// received.
-async fn iperf(address: SocketAddr, parallel: usize) -> f64 {
+/// received, or what iperf3 said went wrong.
+async fn iperf(address: SocketAddr, parallel: usize) -> Result<f64, String> {
     let output = tokio::process::Command::new("iperf3")
         .args([
             "-c",
@@ -69,13 +69,36 @@ async fn iperf(address: SocketAddr, parallel: usize) -> f64 {
         ])
         .output()
         .await
-        .expect("iperf3 runs");
+        .map_err(|e| format!("cannot run iperf3: {e}"))?;
     let report: serde_json::Value =
-        serde_json::from_slice(&output.stdout).expect("iperf3 writes JSON");
+        serde_json::from_slice(&output.stdout).map_err(|e| format!("iperf3 wrote no JSON: {e}"))?;
     let bits = report["end"]["sum_received"]["bits_per_second"]
         .as_f64()
-        .unwrap_or_else(|| panic!("iperf3 through {address}: {report}"));
-    bits / 8.0 / f64::from(1 << 20)
+        .ok_or_else(|| report["error"].to_string())?;
+    Ok(bits / 8.0 / f64::from(1 << 20))
+}
+
+/// [`iperf`], tried up to three times: a failed run is reported (and
+/// counted in the output), not fatal.
+async fn iperf_retried(
+    name: &str,
+    address: SocketAddr,
+    parallel: usize,
+    failures: &mut u32,
+) -> f64 {
+    let mut tries = 0;
+    loop {
+        match iperf(address, parallel).await {
+            Ok(mib) => return mib,
+            Err(error) if tries < 2 => {
+                tries += 1;
+                *failures += 1;
+                eprintln!("iperf3 through {name} ({parallel} connections) failed: {error}; again");
+                tokio::time::sleep(Duration::from_secs(1)).await;
+            }
+            Err(error) => panic!("iperf3 through {name} failed three times: {error}"),
+        }
+    }
 }
 
 /// Median, minimum and maximum.
@@ -507,6 +530,8 @@ struct Route {
     one: Vec<f64>,
     four: Vec<f64>,
     rtt: Option<(Duration, Duration)>,
+    /// iperf3 runs that failed and were run again.
+    failures: u32,
 }
 
 impl Route {
@@ -518,6 +543,7 @@ impl Route {
             one: Vec::new(),
             four: Vec::new(),
             rtt: None,
+            failures: 0,
         }
     }
 
@@ -529,6 +555,7 @@ impl Route {
             one: Vec::new(),
             four: Vec::new(),
             rtt: None,
+            failures: 0,
         }
     }
 
@@ -643,8 +670,8 @@ async fn main() {
                 _ => None,
             };
             let before = stack.as_ref().map(|(stack, _)| CpuUse::snapshot(stack));
-            let one = iperf(target, 1).await;
-            let four = iperf(target, PARALLEL).await;
+            let one = iperf_retried(path.name, target, 1, &mut path.failures).await;
+            let four = iperf_retried(path.name, target, PARALLEL, &mut path.failures).await;
             if let (Some((stack, cpu)), Some(before)) = (stack, before) {
                 let carried = (one + four) * f64::from(SECONDS);
                 cpu.add(before, CpuUse::snapshot(stack), carried);
@@ -728,6 +755,12 @@ async fn main() {
         println!(
             "doorman plain RTT p50 − direct: {:.0} µs (target ≤ 100)",
             (plain.as_secs_f64() - direct.as_secs_f64()) * 1e6
+        );
+    }
+    for path in paths.iter().filter(|p| p.failures > 0) {
+        println!(
+            "{}: {} iperf3 runs failed and were run again",
+            path.name, path.failures
         );
     }
     println!("CPU, plain path: {}", cpu_plain.per_gib());

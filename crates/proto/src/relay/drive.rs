@@ -62,16 +62,21 @@ fn run(engine: &mut Engine, stop: &OwnedFd) -> io::Result<()> {
         }
         // A socket with nothing to wait for stays out: a closed one would
         // report POLLHUP at once, again and again.
-        let mut fds = vec![PollFd::new(stop, PollFlags::IN)];
+        let [a, b] = &engine.sides;
+        let stop_fd = PollFd::new(stop, PollFlags::IN);
+        let mut fds = [stop_fd.clone(), stop_fd.clone(), stop_fd];
+        let mut count = 1;
         let mut polled = [None, None];
-        for (i, slot) in polled.iter_mut().enumerate() {
+        for (i, side) in [a, b].into_iter().enumerate() {
             let (reads, writes) = engine.interest(i);
             if reads || writes {
-                *slot = Some(fds.len());
-                fds.push(PollFd::new(engine.sides[i].socket(), flags(reads, writes)));
+                polled[i] = Some(count);
+                fds[count] = PollFd::new(side.socket(), flags(reads, writes));
+                count += 1;
             }
         }
-        match poll(&mut fds, None) {
+        let fds = &mut fds[..count];
+        match poll(fds, None) {
             Ok(_) => {}
             Err(rustix::io::Errno::INTR) => continue,
             Err(errno) => return Err(errno.into()),

@@ -18,8 +18,13 @@ use std::io;
 /// Plaintext moved per read, and held per direction at most.
 const BUFFER: usize = 64 * 1024;
 /// A read of at least this much between two plain sockets means bulk: the
-/// direction switches to splice(2), and back after a shorter one.
+/// direction switches to splice(2)...
 const BULK: usize = 16 * 1024;
+/// ...and back to copies after a splice shorter than this (a small message:
+/// through a pipe it would cost a few µs more). Lower than [`BULK`] so that
+/// a bulk transfer whose reads run a little short now and then stays in the
+/// kernel.
+const SMALL: usize = 4 * 1024;
 
 /// Bytes read from one side and not yet taken by the other.
 pub(super) struct Direction {
@@ -81,7 +86,7 @@ impl Direction {
                         Ok(0) => Got::End,
                         Ok(n) => {
                             self.in_pipe = n;
-                            self.bulk = n >= BULK;
+                            self.bulk = n >= SMALL;
                             Got::Data(n)
                         }
                         Err(e) if e.kind() == io::ErrorKind::WouldBlock => Got::WouldBlock,
