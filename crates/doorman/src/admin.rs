@@ -1,0 +1,252 @@
+//! `doorman admin`: operators, agents, access rules, blocks and the audit
+//! trail, on the database the server uses (created only by the commands
+//! that add someone).
+
+use crate::cli::{
+    self, AccessCommand, AdminCommand, BlocksCommand, OperatorCommand, PrincipalCommand,
+};
+use anyhow::{Context, Result, bail};
+use doorman_core::access::ServiceSet;
+use doorman_server::store::Principal;
+use std::path::PathBuf;
+
+/// The database an admin command works on. Only the commands that add
+/// something (`operator add`, `agent add`) may create one, and say so; the
+/// others refuse a data directory without a Doorman database, naming it,
+/// instead of creating an empty one by accident.
+async fn open_store(
+    data_dir: Option<PathBuf>,
+    database_url: Option<String>,
+    may_create: bool,
+) -> Result<doorman_server::store::Store> {
+    let url = match database_url {
+        Some(url) => url,
+        None => {
+            let dir =
+                data_dir.unwrap_or_else(|| PathBuf::from(doorman_server::config::DEFAULT_DATA_DIR));
+            let file = dir.join("doorman.db");
+            if !file.exists() {
+                if !may_create {
+                    bail!(
+                        "no Doorman database in {} ({} does not exist): pass the server's --data-dir or --database-url",
+                        dir.display(),
+                        file.display()
+                    );
+                }
+                std::fs::create_dir_all(&dir)
+                    .with_context(|| format!("cannot create {}", dir.display()))?;
+                eprintln!(
+                    "created a new Doorman database {}; start the server with --data-dir {}",
+                    file.display(),
+                    dir.display()
+                );
+            }
+            doorman_server::default_database_url(&dir)
+        }
+    };
+    Ok(doorman_server::store::Store::open(&url).await?)
+}
+
+/// `admin operator …`.
+async fn operator(store: &doorman_server::store::Store, command: OperatorCommand) -> Result<()> {
+    use doorman_server::admin;
+    match command {
+        OperatorCommand::Add {
+            name,
+            computers,
+            services,
+            email,
+        } => {
+            let new = admin::NewOperator {
+                services: services.unwrap_or(ServiceSet::ALL),
+                computers,
+                email,
+            };
+            println!("{}", admin::add_operator_with(store, &name, &new).await?);
+            if new.computers.is_empty() {
+                eprintln!(
+                    "operator {name:?} reaches no computer until granted: doorman admin access grant {name} --computers PATTERN"
+                );
+            }
+        }
+        OperatorCommand::List => {
+            let emails = admin::operator_emails(store).await?;
+            for (name, added) in admin::list(store, Principal::Operator).await? {
+                let email = emails
+                    .get(&name)
+                    .map(|email| format!("  email {email}"))
+                    .unwrap_or_default();
+                println!(
+                    "{name}  added {}{email}",
+                    doorman_server::clock::format_time(added)
+                );
+            }
+        }
+        OperatorCommand::Rotate { name } => {
+            principal(
+                store,
+                Principal::Operator,
+                PrincipalCommand::Rotate { name },
+            )
+            .await?;
+        }
+        OperatorCommand::Remove { name } => {
+            principal(
+                store,
+                Principal::Operator,
+                PrincipalCommand::Remove { name },
+            )
+            .await?;
+        }
+        OperatorCommand::SetEmail { name, email } => {
+            admin::set_operator_email(store, &name, email.as_deref()).await?;
+            match email {
+                Some(email) => eprintln!(
+                    "operator {name:?}: email {email}; it never approves this operator's requests"
+                ),
+                None => eprintln!("operator {name:?}: email cleared"),
+            }
+        }
+    }
+    Ok(())
+}
+
+/// `admin access …`.
+async fn access(store: &doorman_server::store::Store, command: AccessCommand) -> Result<()> {
+    use doorman_server::admin;
+    match command {
+        AccessCommand::Grant {
+            operator,
+            computers,
+            services,
+        } => {
+            let services = services.unwrap_or(ServiceSet::ALL);
+            admin::grant(store, &operator, &computers, services).await?;
+            let patterns: Vec<&str> = computers.iter().map(|p| p.as_str()).collect();
+            eprintln!(
+                "operator {operator:?} may reach {} for {services}",
+                patterns.join(", ")
+            );
+        }
+        AccessCommand::Revoke {
+            operator,
+            computers,
+        } => {
+            let cancelled = admin::revoke_grant(store, &operator, &computers).await?;
+            eprintln!(
+                "revoked; {cancelled} pending request(s) cancelled; running sessions on computers {operator:?} no longer reaches end within a heartbeat"
+            );
+        }
+        AccessCommand::List { json } => {
+            for row in admin::grants(store).await? {
+                if json {
+                    let line = serde_json::json!({
+                        "operator": row.operator,
+                        "computers": row.grant.computers.as_str(),
+                        "services": row.grant.services.kinds().map(|k| k.as_str()).collect::<Vec<_>>(),
+                        "created_at": row.created_at,
+                    });
+                    println!("{line}");
+                } else {
+                    println!(
+                        "{}  {}  {}  added {}",
+                        row.operator,
+                        row.grant.computers,
+                        row.grant.services,
+                        doorman_server::clock::format_time(row.created_at)
+                    );
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+/// `admin agent …`, and what operators share with agents.
+async fn principal(
+    store: &doorman_server::store::Store,
+    kind: Principal,
+    command: PrincipalCommand,
+) -> Result<()> {
+    use doorman_server::admin;
+    match command {
+        PrincipalCommand::Add { name } => println!("{}", admin::add(store, kind, &name).await?),
+        PrincipalCommand::List => {
+            for (name, added) in admin::list(store, kind).await? {
+                println!(
+                    "{name}  added {}",
+                    doorman_server::clock::format_time(added)
+                );
+            }
+        }
+        PrincipalCommand::Rotate { name } => {
+            println!("{}", admin::replace_secret(store, kind, &name).await?);
+        }
+        PrincipalCommand::Remove { name } => {
+            let cancelled = admin::remove(store, kind, &name).await?;
+            eprintln!(
+                "removed {} {name:?}; {cancelled} pending request(s) cancelled",
+                kind.as_str()
+            );
+        }
+    }
+    Ok(())
+}
+
+pub async fn admin(args: cli::AdminArgs) -> Result<()> {
+    let may_create = matches!(
+        args.command,
+        AdminCommand::Operator(OperatorCommand::Add { .. })
+            | AdminCommand::Agent(PrincipalCommand::Add { .. })
+    );
+    let store = open_store(args.data_dir, args.database_url, may_create).await?;
+    match args.command {
+        AdminCommand::Operator(command) => operator(&store, command).await?,
+        AdminCommand::Access(command) => access(&store, command).await?,
+        AdminCommand::Agent(command) => principal(&store, Principal::Agent, command).await?,
+        AdminCommand::Blocks(command) => blocks(&store, command).await?,
+        AdminCommand::Audit { json } => {
+            for event in doorman_server::admin::audit(&store).await? {
+                if json {
+                    println!("{}", serde_json::to_string(&event)?);
+                } else {
+                    println!("{}", doorman_server::admin::format_audit_line(&event));
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+/// `admin blocks …`: the blocks "I did not expect this" left.
+async fn blocks(store: &doorman_server::store::Store, command: BlocksCommand) -> Result<()> {
+    use doorman_server::clock::{format_time, now_millis};
+    match command {
+        BlocksCommand::List { json } => {
+            for block in store.blocks(now_millis()).await? {
+                if json {
+                    let line = serde_json::json!({
+                        "operator": block.operator,
+                        "computer": block.computer,
+                        "until": block.until,
+                        "reported_by": block.reported_by,
+                    });
+                    println!("{line}");
+                } else {
+                    println!(
+                        "{}  {}  until {}  reported by {}",
+                        block.operator,
+                        block.computer,
+                        format_time(block.until),
+                        block.reported_by
+                    );
+                }
+            }
+        }
+        BlocksCommand::Lift { operator, computer } => {
+            store.lift_block(&operator, &computer, now_millis()).await?;
+            eprintln!("{operator:?} may ask {computer:?} again");
+        }
+    }
+    Ok(())
+}
