@@ -78,6 +78,24 @@ async fn start_agent(config: &Path, settings: String) -> Process {
     agent
 }
 
+/// `doorman admin WHERE… operator add alice --computers '*'` and `agent add
+/// office-pc` (WHERE: `--data-dir DIR` or `--database-url URL`): the token
+/// and the key.
+async fn operator_and_agent(place: &[&str]) -> (String, String) {
+    let mut printed = Vec::new();
+    for what in [
+        &["operator", "add", "alice", "--computers", "*"][..],
+        &["agent", "add", "office-pc"],
+    ] {
+        let args: Vec<&str> = ["admin"].iter().chain(place).chain(what).copied().collect();
+        let (code, out, err) = doorman(&args).await;
+        assert_eq!(code, 0, "{err}");
+        printed.push(out.trim().to_string());
+    }
+    let key = printed.pop().expect("a key");
+    (printed.pop().expect("a token"), key)
+}
+
 /// Registers an operator and an agent with `doorman admin`, starts `doorman
 /// server` on a free port and `doorman agent` against it.
 async fn deploy(smtp: Option<&SmtpSink>) -> Deployment {
@@ -774,20 +792,7 @@ async fn a_standby_server_takes_over_when_the_active_one_dies() {
     let dir = tempfile::tempdir().unwrap();
     // Both replicas read one data directory: the same server key.
     let data = dir.path().join("data");
-    let admin = |what: &'static str, name: &'static str| {
-        let database = database.clone();
-        async move {
-            let mut args = vec!["admin", "--database-url", &database, what, "add", name];
-            if what == "operator" {
-                args.extend(["--computers", "*"]);
-            }
-            let (code, out, err) = doorman(&args).await;
-            assert_eq!(code, 0, "{err}");
-            out.trim().to_string()
-        }
-    };
-    let token = admin("operator", "alice").await;
-    let key = admin("agent", "office-pc").await;
+    let (token, key) = operator_and_agent(&["--database-url", &database]).await;
 
     // Each replica listens on a port of its own choosing (port 0) once it
     // serves; the front learns it from the log line that names it.
@@ -1488,20 +1493,7 @@ async fn an_smtps_relay_of_a_private_ca_needs_smtp_ca_and_then_gets_the_emails()
     let certs = doorman_test_support::tls::generate(&certs);
     let sink = SmtpSink::start_with(SinkTls::new(SmtpTls::Implicit, &certs)).await;
     let data = dir.path().join("data");
-    let admin = |what: &'static str, name: &'static str| {
-        let data = data.clone();
-        async move {
-            let mut args = vec!["admin", "--data-dir", path(&data), what, "add", name];
-            if what == "operator" {
-                args.extend(["--computers", "*"]);
-            }
-            let (code, out, err) = doorman(&args).await;
-            assert_eq!(code, 0, "{err}");
-            out.trim().to_string()
-        }
-    };
-    let token = admin("operator", "alice").await;
-    let key = admin("agent", "office-pc").await;
+    let (token, key) = operator_and_agent(&["--data-dir", path(&data)]).await;
 
     // A CA without a server to use it for, or for a plain connection, is a
     // mistake named in one line.

@@ -6,7 +6,7 @@
 
 use doorman_proto::relay::relay;
 use doorman_proto::tls::{MaybeTls, client_config, server_config};
-use doorman_test_support::streams::exchange;
+use doorman_test_support::streams::{exchange, tcp_pair};
 use rustls::pki_types::ServerName;
 use std::io::ErrorKind;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -36,15 +36,6 @@ async fn tls_pair(dir: &std::path::Path) -> (ClientTls, ServerTls) {
         acceptor.accept(socket).await.unwrap()
     };
     tokio::join!(connecting, accepting)
-}
-
-async fn tcp_pair() -> (TcpStream, TcpStream) {
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let client = TcpStream::connect(listener.local_addr().unwrap())
-        .await
-        .unwrap();
-    let (server, _) = listener.accept().await.unwrap();
-    (client, server)
 }
 
 /// Relays `a` ↔ `b` with `proto::relay` (on a relay thread: this test has

@@ -45,3 +45,15 @@ pub async fn exchange(
     assert_eq!(writer.await.unwrap(), ANSWER);
     got
 }
+
+/// Both ends of one TCP connection on loopback: (client, server).
+pub async fn tcp_pair() -> (tokio::net::TcpStream, tokio::net::TcpStream) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let client = tokio::net::TcpStream::connect(listener.local_addr().expect("address"))
+        .await
+        .expect("connect");
+    let (server, _) = listener.accept().await.expect("accept");
+    (client, server)
+}

@@ -6,27 +6,18 @@ use crate::tls::MaybeTls;
 use doorman_test_support::streams;
 use std::io::{self, ErrorKind};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::TcpStream;
 use tokio::task::JoinHandle;
 
 /// The tests share the process's slots; one at a time.
 static SLOTS: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
-async fn pair() -> (TcpStream, TcpStream) {
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let client = TcpStream::connect(listener.local_addr().unwrap())
-        .await
-        .unwrap();
-    let (server, _) = listener.accept().await.unwrap();
-    (client, server)
-}
-
 /// `left` ↔ relay ↔ `right`, the relay (`proto::relay`) running as a
 /// task: on threads, or with `threads` false on the event loop, as when
 /// no place is left.
 async fn relayed(threads: bool, a_early: &'static [u8], b_early: &'static [u8]) -> Relayed {
-    let (left, left_inner) = pair().await;
-    let (right_inner, right) = pair().await;
+    let (left, left_inner) = streams::tcp_pair().await;
+    let (right_inner, right) = streams::tcp_pair().await;
     let taken = if threads { Vec::new() } else { take_all() };
     let relaying = tokio::spawn(crate::relay::relay(
         MaybeTls::<tokio_rustls::client::TlsStream<TcpStream>>::Plain(left_inner),
