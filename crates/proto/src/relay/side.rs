@@ -14,7 +14,52 @@ pub(super) enum Side {
         tls: Box<rustls::Connection>,
         /// `close_notify` is queued; the write half closes once it is out.
         closing: bool,
+        /// Ciphertext read from the socket and not yet given to rustls.
+        incoming: Incoming,
     },
+}
+
+/// One large read from the socket, handed to rustls from memory: rustls
+/// reads at most 4 KiB per call into its own buffer, which would cost four
+/// or five system calls per 16 KiB record if it read the socket itself.
+pub(super) struct Incoming {
+    buffer: Vec<u8>,
+    start: usize,
+    end: usize,
+    /// The socket has ended (read returned 0).
+    ended: bool,
+}
+
+/// Ciphertext read from a TLS side's socket per system call, at most.
+const INCOMING: usize = 64 * 1024;
+
+impl Incoming {
+    fn new() -> Self {
+        Incoming {
+            buffer: vec![0u8; INCOMING],
+            start: 0,
+            end: 0,
+            ended: false,
+        }
+    }
+
+    /// Gives rustls what it will take of the ciphertext held, reading the
+    /// socket first when nothing is; `Ok(false)` when the socket has
+    /// nothing now.
+    fn feed(&mut self, socket: &StdStream, tls: &mut rustls::Connection) -> io::Result<bool> {
+        if self.start == self.end && !self.ended {
+            match (&*socket).read(&mut self.buffer) {
+                Ok(0) => self.ended = true,
+                Ok(n) => (self.start, self.end) = (0, n),
+                Err(e) if would_block(&e) => return Ok(false),
+                Err(e) => return Err(e),
+            }
+        }
+        // An empty slice tells rustls the connection ended: only then.
+        let n = tls.read_tls(&mut &self.buffer[self.start..self.end])?;
+        self.start += n;
+        Ok(true)
+    }
 }
 
 /// What a read found.
@@ -43,6 +88,7 @@ impl Side {
                     socket: socket.into_std()?,
                     tls: Box::new(tls),
                     closing: false,
+                    incoming: Incoming::new(),
                 }
             }
         })
@@ -63,7 +109,12 @@ impl Side {
                 Err(e) if would_block(&e) => Ok(Got::WouldBlock),
                 Err(e) => Err(e),
             },
-            Side::Tls { socket, tls, .. } => loop {
+            Side::Tls {
+                socket,
+                tls,
+                incoming,
+                ..
+            } => loop {
                 match tls.reader().read(buffer) {
                     // Ok(0) only after the peer's close_notify; an end
                     // without one is an error (a truncation).
@@ -72,16 +123,13 @@ impl Side {
                     Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
                     Err(e) => return Err(e),
                 }
-                match tls.read_tls(&mut &*socket) {
-                    Ok(_) => {
-                        if let Err(error) = tls.process_new_packets() {
-                            // Send the alert rustls queued, if the socket takes it.
-                            let _ = tls.write_tls(&mut &*socket);
-                            return Err(io::Error::new(io::ErrorKind::InvalidData, error));
-                        }
-                    }
-                    Err(e) if would_block(&e) => return Ok(Got::WouldBlock),
-                    Err(e) => return Err(e),
+                if !incoming.feed(socket, tls)? {
+                    return Ok(Got::WouldBlock);
+                }
+                if let Err(error) = tls.process_new_packets() {
+                    // Send the alert rustls queued, if the socket takes it.
+                    let _ = tls.write_tls(&mut &*socket);
+                    return Err(io::Error::new(io::ErrorKind::InvalidData, error));
                 }
             },
         }
@@ -113,6 +161,7 @@ impl Side {
             socket,
             tls,
             closing,
+            ..
         } = self
         {
             while tls.wants_write() {
