@@ -223,17 +223,7 @@ async fn wait_listening(address: SocketAddr) -> bool {
 }
 
 async fn doorman(args: &[&str]) -> String {
-    let output = tokio::process::Command::new(DOORMAN)
-        .args(args)
-        .output()
-        .await
-        .unwrap();
-    assert!(
-        output.status.success(),
-        "{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    String::from_utf8(output.stdout).unwrap().trim().to_string()
+    doorman_test_support::process::output_of(DOORMAN, args).await
 }
 
 /// A doorman server, agent and `connect -L` for both targets.

@@ -7,26 +7,13 @@ use doorman_test_support::postgres::Postgres;
 use doorman_test_support::process::{Process, listening_address};
 use doorman_test_support::world::extract_nonce;
 use std::path::{Path, PathBuf};
-use std::process::Stdio;
 use tokio::process::Command;
 
 const DOORMAN: &str = env!("CARGO_BIN_EXE_doorman");
 
 /// Runs `doorman ARGS` to completion: (exit code, stdout, stderr).
 async fn doorman(args: &[&str]) -> (i32, String, String) {
-    let output = Command::new(DOORMAN)
-        .args(args)
-        .env_remove("DOORMAN_SERVER")
-        .env_remove("DOORMAN_TOKEN")
-        .stdin(Stdio::null())
-        .output()
-        .await
-        .expect("run doorman");
-    (
-        output.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&output.stdout).to_string(),
-        String::from_utf8_lossy(&output.stderr).to_string(),
-    )
+    doorman_test_support::process::run(DOORMAN, args).await
 }
 
 /// `doorman connect --server SERVER --token TOKEN REST…` to completion.
@@ -34,6 +21,13 @@ async fn connect_once(server: &str, token: &str, rest: &[&str]) -> (i32, String,
     let mut args = vec!["connect", "--server", server, "--token", token];
     args.extend_from_slice(rest);
     doorman(&args).await
+}
+
+/// Starts `doorman connect --server SERVER --token TOKEN REST…`.
+fn start_connect(server: &str, token: &str, rest: &[&str]) -> Process {
+    let mut args = vec!["connect", "--server", server, "--token", token];
+    args.extend_from_slice(rest);
+    start(&args)
 }
 
 /// The `pending` event a `doorman connect --json` process printed.
@@ -82,18 +76,19 @@ async fn start_agent(config: &Path, settings: String) -> Process {
 /// office-pc` (WHERE: `--data-dir DIR` or `--database-url URL`): the token
 /// and the key.
 async fn operator_and_agent(place: &[&str]) -> (String, String) {
-    let mut printed = Vec::new();
-    for what in [
-        &["operator", "add", "alice", "--computers", "*"][..],
-        &["agent", "add", "office-pc"],
-    ] {
-        let args: Vec<&str> = ["admin"].iter().chain(place).chain(what).copied().collect();
-        let (code, out, err) = doorman(&args).await;
-        assert_eq!(code, 0, "{err}");
-        printed.push(out.trim().to_string());
-    }
-    let key = printed.pop().expect("a key");
-    (printed.pop().expect("a token"), key)
+    let token = admin_add(place, &["operator", "add", "alice", "--computers", "*"]).await;
+    let key = admin_add(place, &["agent", "add", "office-pc"]).await;
+    (token, key)
+}
+
+/// `doorman admin PLACE… WHAT…`, which must succeed and print one line (a
+/// token or a key): that line.
+async fn admin_add(place: &[&str], what: &[&str]) -> String {
+    let args: Vec<&str> = ["admin"].iter().chain(place).chain(what).copied().collect();
+    let (code, out, err) = doorman(&args).await;
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(out.lines().count(), 1, "one line: {out}");
+    out.trim().to_string()
 }
 
 /// Registers an operator and an agent with `doorman admin`, starts `doorman
@@ -101,31 +96,13 @@ async fn operator_and_agent(place: &[&str]) -> (String, String) {
 async fn deploy(smtp: Option<&SmtpSink>) -> Deployment {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
-    let (code, token, err) = doorman(&[
-        "admin",
-        "--data-dir",
-        path(&data),
-        "operator",
-        "add",
-        "alice",
-        "--computers",
-        "office-*",
-    ])
+    let place = ["--data-dir", path(&data)];
+    let token = admin_add(
+        &place,
+        &["operator", "add", "alice", "--computers", "office-*"],
+    )
     .await;
-    assert_eq!(code, 0, "{err}");
-    assert_eq!(token.lines().count(), 1, "the token is one line");
-    let token = token.trim().to_string();
-    let (code, key, err) = doorman(&[
-        "admin",
-        "--data-dir",
-        path(&data),
-        "agent",
-        "add",
-        "office-pc",
-    ])
-    .await;
-    assert_eq!(code, 0, "{err}");
-    let key = key.trim().to_string();
+    let key = admin_add(&place, &["agent", "add", "office-pc"]).await;
 
     let smtp_url = smtp.map(SmtpSink::url);
     let mut args = vec![
@@ -183,21 +160,20 @@ async fn click(link: &str, decision: &str) -> reqwest::StatusCode {
 async fn the_whole_story_through_the_binary() {
     let smtp = SmtpSink::start().await;
     let deployment = deploy(Some(&smtp)).await;
-    let mut connect = start(&[
-        "connect",
-        "office-pc",
-        "--server",
+    let mut connect = start_connect(
         &deployment.url,
-        "--token",
         &deployment.token,
-        "--json",
-        "--reason",
-        "printer is broken",
-        "--",
-        "sh",
-        "-c",
-        "echo hi; exit 7",
-    ]);
+        &[
+            "office-pc",
+            "--json",
+            "--reason",
+            "printer is broken",
+            "--",
+            "sh",
+            "-c",
+            "echo hi; exit 7",
+        ],
+    );
     let pending = pending_event(&connect).await;
     assert_eq!(pending["expires_in"], 180);
     assert!(
@@ -302,17 +278,11 @@ async fn the_whole_story_through_the_binary() {
     ])
     .await;
     assert_eq!(code, 0, "{err}");
-    let next = start(&[
-        "connect",
-        "office-pc",
-        "--server",
+    let next = start_connect(
         &deployment.url,
-        "--token",
         &deployment.token,
-        "--json",
-        "--",
-        "true",
-    ]);
+        &["office-pc", "--json", "--", "true"],
+    );
     let pending = next
         .stderr
         .wait_until(|t| t.contains("\"pending\"") && t.ends_with('\n'))
@@ -342,17 +312,11 @@ async fn the_whole_story_through_the_binary() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn without_smtp_emails_land_in_the_outbox_for_loopback_browsers() {
     let deployment = deploy(None).await;
-    let mut connect = start(&[
-        "connect",
-        "office-pc",
-        "--server",
+    let mut connect = start_connect(
         &deployment.url,
-        "--token",
         &deployment.token,
-        "--json",
-        "--",
-        "true",
-    ]);
+        &["office-pc", "--json", "--", "true"],
+    );
     connect
         .stderr
         .wait_until(|t| t.contains("\"pending\""))
@@ -688,19 +652,18 @@ async fn admin_and_server_refuse_bad_input_with_one_line() {
 async fn kill_9_of_the_server_loses_nothing() {
     let smtp = SmtpSink::start().await;
     let mut deployment = deploy(Some(&smtp)).await;
-    let mut connect = start(&[
-        "connect",
-        "office-pc",
-        "--server",
+    let mut connect = start_connect(
         &deployment.url,
-        "--token",
         &deployment.token,
-        "--json",
-        "--",
-        "sh",
-        "-c",
-        "echo survived; exit 3",
-    ]);
+        &[
+            "office-pc",
+            "--json",
+            "--",
+            "sh",
+            "-c",
+            "echo survived; exit 3",
+        ],
+    );
     connect
         .stderr
         .wait_until(|t| t.contains("\"pending\""))
@@ -751,18 +714,11 @@ async fn kill_9_of_the_server_loses_nothing() {
 async fn the_agent_dying_mid_session_ends_it_with_a_clear_message() {
     let smtp = SmtpSink::start().await;
     let mut deployment = deploy(Some(&smtp)).await;
-    let mut connect = start(&[
-        "connect",
-        "office-pc",
-        "--server",
+    let mut connect = start_connect(
         &deployment.url,
-        "--token",
         &deployment.token,
-        "--",
-        "sh",
-        "-c",
-        "echo started; sleep 60",
-    ]);
+        &["office-pc", "--", "sh", "-c", "echo started; sleep 60"],
+    );
     let mails = smtp.wait_for(2).await;
     click(&mails[0].link(), "allow").await;
     connect.stdout.wait_until(|t| t.contains("started")).await;
@@ -846,19 +802,18 @@ async fn a_standby_server_takes_over_when_the_active_one_dies() {
         ),
     )
     .await;
-    let mut connect = start(&[
-        "connect",
-        "office-pc",
-        "--server",
+    let mut connect = start_connect(
         &url,
-        "--token",
         &token,
-        "--json",
-        "--",
-        "sh",
-        "-c",
-        "echo after-failover",
-    ]);
+        &[
+            "office-pc",
+            "--json",
+            "--",
+            "sh",
+            "-c",
+            "echo after-failover",
+        ],
+    );
     let mails = smtp.wait_for(1).await;
 
     active.child.kill().await.unwrap();
@@ -996,17 +951,7 @@ async fn access_rules_through_the_binary() {
     assert_eq!(bobs[0]["services"], serde_json::json!(["command"]));
     // A granted computer asks for approval now; a shell is still refused
     // (no terminal here: forward is the other ungranted service).
-    let mut asking = start(&[
-        "connect",
-        "office-pc",
-        "--server",
-        &deployment.url,
-        "--token",
-        bob,
-        "--json",
-        "--",
-        "true",
-    ]);
+    let mut asking = start_connect(&deployment.url, bob, &["office-pc", "--json", "--", "true"]);
     asking
         .stderr
         .wait_until(|t| t.contains("\"pending\""))
@@ -1102,20 +1047,19 @@ async fn local_consent_through_the_binary() {
     assert_eq!(code, 0, "{err}");
     assert!(err.contains("no request is waiting"), "{err}");
 
-    let mut connect = start(&[
-        "connect",
-        "office-pc",
-        "--server",
+    let mut connect = start_connect(
         &deployment.url,
-        "--token",
         &deployment.token,
-        "--json",
-        "--reason",
-        "at the desk",
-        "--",
-        "echo",
-        "hello",
-    ]);
+        &[
+            "office-pc",
+            "--json",
+            "--reason",
+            "at the desk",
+            "--",
+            "echo",
+            "hello",
+        ],
+    );
     let pending = pending_event(&connect).await;
     let id = pending["request_id"].as_str().unwrap().to_string();
     let (code, out, err) = doorman(&["consent", "--config", config, "list"]).await;
@@ -1360,19 +1304,11 @@ async fn exit_statuses_241_245_and_128_plus_n_through_the_binary() {
     assert!(err.contains("is not offered on this computer"), "{err}");
 
     // 128+N: the remote command killed by signal 9.
-    let mut connect = start(&[
-        "connect",
-        "office-pc",
-        "--server",
+    let mut connect = start_connect(
         &deployment.url,
-        "--token",
         &deployment.token,
-        "--json",
-        "--",
-        "sh",
-        "-c",
-        "kill -9 $$",
-    ]);
+        &["office-pc", "--json", "--", "sh", "-c", "kill -9 $$"],
+    );
     pending_event(&connect).await;
     let mails = smtp.wait_for(2).await;
     assert_eq!(
@@ -1406,19 +1342,8 @@ async fn exit_statuses_241_245_and_128_plus_n_through_the_binary() {
 async fn stopping_a_tls_server_or_agent_is_an_ordinary_end_in_both_logs() {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
-    let certs = dir.path().join("certs");
-    std::fs::create_dir(&certs).unwrap();
-    let certs = doorman_test_support::tls::generate(&certs);
-    let (code, key, err) = doorman(&[
-        "admin",
-        "--data-dir",
-        path(&data),
-        "agent",
-        "add",
-        "office-pc",
-    ])
-    .await;
-    assert_eq!(code, 0, "{err}");
+    let certs = doorman_test_support::tls::generate(&dir.path().join("certs"));
+    let key = admin_add(&["--data-dir", path(&data)], &["agent", "add", "office-pc"]).await;
     let mut server = start(&[
         "server",
         "--listen",
@@ -1433,8 +1358,7 @@ async fn stopping_a_tls_server_or_agent_is_an_ordinary_end_in_both_logs() {
     let url = format!("https://{}", listening_address(&server).await);
     let config = dir.path().join("agent.toml");
     let settings = format!(
-        "server = \"{url}\"\nname = \"office-pc\"\nkey = \"{}\"\nca = \"{}\"\n",
-        key.trim(),
+        "server = \"{url}\"\nname = \"office-pc\"\nkey = \"{key}\"\nca = \"{}\"\n",
         path(&certs.ca)
     );
     // A stopped agent is an ordinary end on the server's side.
@@ -1488,9 +1412,7 @@ async fn terminate(process: &Process) {
 async fn an_smtps_relay_of_a_private_ca_needs_smtp_ca_and_then_gets_the_emails() {
     use doorman_test_support::smtp::{SinkTls, SmtpTls};
     let dir = tempfile::tempdir().unwrap();
-    let certs = dir.path().join("certs");
-    std::fs::create_dir(&certs).unwrap();
-    let certs = doorman_test_support::tls::generate(&certs);
+    let certs = doorman_test_support::tls::generate(&dir.path().join("certs"));
     let sink = SmtpSink::start_with(SinkTls::new(SmtpTls::Implicit, &certs)).await;
     let data = dir.path().join("data");
     let (token, key) = operator_and_agent(&["--data-dir", path(&data)]).await;
@@ -1540,18 +1462,11 @@ async fn an_smtps_relay_of_a_private_ca_needs_smtp_ca_and_then_gets_the_emails()
     };
     let agent_config = dir.path().join("agent.toml");
     let ask = |url: String| {
-        start(&[
-            "connect",
-            "office-pc",
-            "--server",
+        start_connect(
             &url,
-            "--token",
             &token,
-            "--json",
-            "--",
-            "echo",
-            "delivered",
-        ])
+            &["office-pc", "--json", "--", "echo", "delivered"],
+        )
     };
 
     // Without the CA, the relay's certificate is not trusted: the operator

@@ -19,13 +19,7 @@ fn path(p: &Path) -> &str {
 }
 
 async fn doorman(args: &[&str]) -> String {
-    let output = Command::new(DOORMAN).args(args).output().await.unwrap();
-    assert!(
-        output.status.success(),
-        "{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    String::from_utf8_lossy(&output.stdout).trim().to_string()
+    doorman_test_support::process::output_of(DOORMAN, args).await
 }
 
 /// A tmux server of this test's own, with one window running `sh`.

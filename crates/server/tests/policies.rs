@@ -17,15 +17,6 @@ fn mail_to<'a>(mails: &'a [ReceivedMail], address: &str) -> &'a ReceivedMail {
         .unwrap_or_else(|| panic!("no mail to {address}"))
 }
 
-async fn kinds(world: &World) -> Vec<AuditKind> {
-    world
-        .audit_events()
-        .await
-        .into_iter()
-        .map(|e| e.event)
-        .collect()
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_approvals_are_needed_and_a_repeated_click_counts_once() {
     let world = World::builder()
@@ -72,7 +63,7 @@ async fn two_approvals_are_needed_and_a_repeated_click_counts_once() {
     assert_eq!(stdout.text(), "in\n");
     let allowed = world.wait_for_audit("allowed").await;
     assert_eq!(allowed.actor.as_deref(), Some("owner@example.com"));
-    let kinds = kinds(&world).await;
+    let kinds = world.audit_kinds().await;
     assert_eq!(
         kinds.iter().filter(|k| **k == AuditKind::Approved).count(),
         1
@@ -160,7 +151,7 @@ async fn too_few_other_approvers_refuses_at_once() {
         "{message}"
     );
     assert_eq!(result.unwrap_err().exit_code(), 245);
-    let kinds = kinds(&world).await;
+    let kinds = world.audit_kinds().await;
     assert!(!kinds.contains(&AuditKind::Requested), "{kinds:?}");
     assert!(!kinds.contains(&AuditKind::EmailQueued), "{kinds:?}");
 }
@@ -180,7 +171,7 @@ async fn a_computer_that_requires_a_reason_refuses_a_connect_without_one() {
         "computer \"office-pc\" requires a reason: connect again with --reason TEXT"
     );
     assert_eq!(result.unwrap_err().exit_code(), 2);
-    let kinds = kinds(&world).await;
+    let kinds = world.audit_kinds().await;
     assert!(kinds.contains(&AuditKind::Refused), "{kinds:?}");
     assert!(!kinds.contains(&AuditKind::EmailQueued), "{kinds:?}");
     // With a reason it goes ahead.
@@ -249,7 +240,7 @@ async fn an_approval_covers_nothing_after_its_window() {
     let second = world.connect(&["true"], "");
     second.event("pending").await;
     world.smtp.wait_for(4).await;
-    let kinds = kinds(&world).await;
+    let kinds = world.audit_kinds().await;
     assert!(!kinds.contains(&AuditKind::Reused), "{kinds:?}");
 }
 

@@ -76,6 +76,32 @@ fn drain(
     })
 }
 
+/// Runs `program args…` to completion, with stdin closed and without the
+/// environment's `DOORMAN_SERVER` and `DOORMAN_TOKEN`: (exit code, stdout,
+/// stderr).
+pub async fn run(program: &str, args: &[&str]) -> (i32, String, String) {
+    let output = Command::new(program)
+        .args(args)
+        .env_remove("DOORMAN_SERVER")
+        .env_remove("DOORMAN_TOKEN")
+        .stdin(Stdio::null())
+        .output()
+        .await
+        .unwrap_or_else(|e| panic!("cannot run {program}: {e}"));
+    (
+        output.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&output.stdout).to_string(),
+        String::from_utf8_lossy(&output.stderr).to_string(),
+    )
+}
+
+/// [`run`], which must succeed: what it printed, trimmed.
+pub async fn output_of(program: &str, args: &[&str]) -> String {
+    let (code, out, err) = run(program, args).await;
+    assert_eq!(code, 0, "{program} {args:?}: {err}");
+    out.trim().to_string()
+}
+
 /// The `address=` a `doorman server` logs when it listens.
 pub async fn listening_address(server: &Process) -> String {
     let log = server

@@ -11,8 +11,10 @@ pub struct TestCertificates {
     pub key: PathBuf,
 }
 
-/// Writes `ca.pem`, `server.pem` and `server.key` into `dir`.
+/// Writes `ca.pem`, `server.pem` and `server.key` into `dir`, created if
+/// need be.
 pub fn generate(dir: &Path) -> TestCertificates {
+    std::fs::create_dir_all(dir).expect("certificate directory");
     let mut ca_params = rcgen::CertificateParams::new(Vec::<String>::new()).expect("ca params");
     ca_params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
     ca_params

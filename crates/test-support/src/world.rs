@@ -3,9 +3,12 @@
 //! from a real settings file; plus an operator that connects through the real
 //! client library and a recipient that clicks through a real HTTP client.
 
+mod builder;
+
 pub use crate::connecting::{Connecting, SharedBuf};
 pub use crate::smtp::SmtpTls;
 use crate::smtp::{SinkTls, SmtpSink};
+pub use builder::WorldBuilder;
 use doorman_client::{ConnectRequest, Progress, ProgressStyle, Terminal};
 use doorman_core::Secret;
 use doorman_server::ServerConfig;
@@ -17,238 +20,6 @@ use tokio::task::JoinHandle;
 
 pub const COMPUTER: &str = "office-pc";
 pub const OPERATOR: &str = "alice";
-
-/// How the world's computer is set up.
-#[derive(Clone, Debug)]
-pub struct WorldBuilder {
-    pub require_email_authorization: bool,
-    pub recipients: Vec<String>,
-    pub timeout_secs: u32,
-    pub shell: bool,
-    pub forward: Vec<String>,
-    pub notify_command: Option<String>,
-    pub tls: bool,
-    pub limits: doorman_server::Limits,
-    pub trusted_proxies: Vec<String>,
-    pub heartbeat: std::time::Duration,
-    /// More `[desktop_sharing]` lines (approval policies), as TOML.
-    pub policies: Vec<String>,
-    /// The SMTP sink speaks TLS this way, with a certificate of the test
-    /// CA, which the server is given as `smtp_ca`.
-    pub smtp_tls: Option<SmtpTls>,
-}
-
-impl Default for WorldBuilder {
-    fn default() -> Self {
-        Self {
-            require_email_authorization: true,
-            recipients: vec!["it@example.com".into(), "owner@example.com".into()],
-            timeout_secs: 180,
-            shell: true,
-            forward: Vec::new(),
-            notify_command: None,
-            tls: false,
-            limits: doorman_server::Limits::default(),
-            trusted_proxies: Vec::new(),
-            heartbeat: doorman_server::DEFAULT_HEARTBEAT,
-            policies: Vec::new(),
-            smtp_tls: None,
-        }
-    }
-}
-
-impl WorldBuilder {
-    pub fn recipients(mut self, recipients: &[&str]) -> Self {
-        self.recipients = recipients.iter().map(|r| r.to_string()).collect();
-        self
-    }
-
-    pub fn timeout_secs(mut self, secs: u32) -> Self {
-        self.timeout_secs = secs;
-        self
-    }
-
-    pub fn without_email_authorization(mut self) -> Self {
-        self.require_email_authorization = false;
-        self
-    }
-
-    /// Lets operators forward to these `host:port` targets.
-    pub fn forward(mut self, targets: &[&str]) -> Self {
-        self.forward = targets.iter().map(|t| t.to_string()).collect();
-        self
-    }
-
-    /// Serves over TLS with certificates made now; agent and operator trust
-    /// the test CA.
-    pub fn tls(mut self) -> Self {
-        self.tls = true;
-        self
-    }
-
-    pub fn smtp_tls(mut self, mode: SmtpTls) -> Self {
-        self.smtp_tls = Some(mode);
-        self
-    }
-
-    pub fn limits(mut self, limits: doorman_server::Limits) -> Self {
-        self.limits = limits;
-        self
-    }
-
-    /// Pings agents and waiting operators this often.
-    pub fn heartbeat(mut self, every: std::time::Duration) -> Self {
-        self.heartbeat = every;
-        self
-    }
-
-    /// Believes `X-Forwarded-For` from these proxies.
-    pub fn trusted_proxies(mut self, proxies: &[&str]) -> Self {
-        self.trusted_proxies = proxies.iter().map(|p| p.to_string()).collect();
-        self
-    }
-
-    pub fn notify_command(mut self, command: &str) -> Self {
-        self.notify_command = Some(command.to_string());
-        self
-    }
-
-    /// Adds an approval policy to the computer's `[desktop_sharing]`,
-    /// e.g. `policy("required_approvals", 2)`.
-    pub fn policy(mut self, key: &str, value: impl std::fmt::Display) -> Self {
-        self.policies.push(format!("{key} = {value}"));
-        self
-    }
-
-    pub fn without_shell(mut self) -> Self {
-        self.shell = false;
-        self
-    }
-
-    pub fn settings_text(&self, server: &str, key: &str) -> String {
-        self.settings_text_for(COMPUTER, server, key)
-    }
-
-    /// The settings file of computer `name`.
-    pub fn settings_text_for(&self, name: &str, server: &str, key: &str) -> String {
-        let recipients = self
-            .recipients
-            .iter()
-            .map(|r| format!("{r:?}"))
-            .collect::<Vec<_>>()
-            .join(", ");
-        let notify = self
-            .notify_command
-            .as_ref()
-            .map(|command| format!("notify_command = {command:?}\n"))
-            .unwrap_or_default();
-        // Relative to the settings file, which sits beside the certificates.
-        let notify = if self.tls {
-            format!("{notify}ca = \"ca.pem\"\n")
-        } else {
-            notify
-        };
-        format!(
-            "server = \"{server}\"\nname = \"{name}\"\nkey = \"{key}\"\n{notify}\n\
-             [desktop_sharing]\nrequire_email_authorization = {}\nemail_authorization_timeout = {}\nrecipients = [{recipients}]\n{}\n\
-             [services]\nshell = {}\nforward = [{}]\n",
-            self.require_email_authorization,
-            self.timeout_secs,
-            self.policies
-                .iter()
-                .map(|line| format!("{line}\n"))
-                .collect::<String>(),
-            self.shell,
-            self.forward
-                .iter()
-                .map(|t| format!("{t:?}"))
-                .collect::<Vec<_>>()
-                .join(", ")
-        )
-    }
-
-    pub async fn start(self) -> World {
-        let dir = tempfile::tempdir().expect("temp dir");
-        let (smtp, smtp_ca) = match self.smtp_tls {
-            None => (SmtpSink::start().await, None),
-            Some(mode) => {
-                let certs = dir.path().join("smtp-certs");
-                std::fs::create_dir(&certs).expect("certificate directory");
-                let certs = crate::tls::generate(&certs);
-                let security = SinkTls::new(mode, &certs);
-                (SmtpSink::start_with(security).await, Some(certs.ca))
-            }
-        };
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-            .await
-            .expect("bind");
-        let address = listener.local_addr().expect("address");
-        let certificates = self.tls.then(|| crate::tls::generate(dir.path()));
-        let scheme = if self.tls { "https" } else { "http" };
-        let url = format!("{scheme}://{address}");
-        let config = ServerConfig {
-            public_url: url.clone(),
-            data_dir: dir.path().join("server"),
-            database_url: None,
-            smtp_url: Some(smtp.url()),
-            smtp_ca,
-            mail_from: "Doorman <doorman@example.com>".into(),
-            limits: self.limits,
-            tls: certificates.as_ref().map(|c| doorman_server::TlsFiles {
-                cert: c.cert.clone(),
-                key: c.key.clone(),
-            }),
-            trusted_proxies: self
-                .trusted_proxies
-                .iter()
-                .map(|p| p.parse().expect("a trusted proxy"))
-                .collect(),
-            heartbeat: self.heartbeat,
-        };
-        let server = doorman_server::Server::bind(config.clone(), listener)
-            .await
-            .expect("server starts");
-        let broker = server.broker();
-        let operator_token = doorman_server::admin::add_operator(&broker.store, OPERATOR)
-            .await
-            .expect("operator added");
-        let agent_key = doorman_server::admin::add_agent(&broker.store, COMPUTER)
-            .await
-            .expect("agent added");
-        let (server_stop, stopped) = oneshot::channel::<()>();
-        let server_task = tokio::spawn(server.run(async move {
-            let _ = stopped.await;
-        }));
-        let agent_config = dir.path().join("agent.toml");
-        std::fs::write(&agent_config, self.settings_text(&url, &agent_key))
-            .expect("write settings");
-        let (agent_stop, agent_stopped) = oneshot::channel::<()>();
-        let agent_task = tokio::spawn(doorman_agent::run(agent_config.clone(), async move {
-            let _ = agent_stopped.await;
-        }));
-        wait_for_agent(&broker, COMPUTER, true).await;
-        World {
-            dir,
-            smtp,
-            url,
-            config,
-            address,
-            broker,
-            operator_token,
-            agent_key,
-            agent_config,
-            ca: certificates.map(|c| c.ca),
-            server_stop: Some(server_stop),
-            server_task: Some(server_task),
-            agent_stop: Some(agent_stop),
-            agent_task: Some(agent_task),
-            http: reqwest::Client::builder()
-                .redirect(reqwest::redirect::Policy::none())
-                .build()
-                .expect("http client"),
-        }
-    }
-}
 
 /// A running world; dropping it stops everything.
 pub struct World {
@@ -271,6 +42,83 @@ pub struct World {
 }
 
 impl World {
+    /// Starts the world `builder` describes and returns once its agent is
+    /// online.
+    async fn from_builder(builder: WorldBuilder) -> World {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let (smtp, smtp_ca) = match builder.smtp_tls {
+            None => (SmtpSink::start().await, None),
+            Some(mode) => {
+                let certs = crate::tls::generate(&dir.path().join("smtp-certs"));
+                let security = SinkTls::new(mode, &certs);
+                (SmtpSink::start_with(security).await, Some(certs.ca))
+            }
+        };
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let address = listener.local_addr().expect("address");
+        let certificates = builder.tls.then(|| crate::tls::generate(dir.path()));
+        let scheme = if builder.tls { "https" } else { "http" };
+        let url = format!("{scheme}://{address}");
+        let config = ServerConfig {
+            public_url: url.clone(),
+            data_dir: dir.path().join("server"),
+            database_url: None,
+            smtp_url: Some(smtp.url()),
+            smtp_ca,
+            mail_from: "Doorman <doorman@example.com>".into(),
+            limits: builder.limits,
+            tls: certificates.as_ref().map(|c| doorman_server::TlsFiles {
+                cert: c.cert.clone(),
+                key: c.key.clone(),
+            }),
+            trusted_proxies: builder
+                .trusted_proxies
+                .iter()
+                .map(|p| p.parse().expect("a trusted proxy"))
+                .collect(),
+            heartbeat: builder.heartbeat,
+        };
+        let server = doorman_server::Server::bind(config.clone(), listener)
+            .await
+            .expect("server starts");
+        let broker = server.broker();
+        let operator_token = doorman_server::admin::add_operator(&broker.store, OPERATOR)
+            .await
+            .expect("operator added");
+        let agent_key = doorman_server::admin::add_agent(&broker.store, COMPUTER)
+            .await
+            .expect("agent added");
+        let (server_stop, server_task) = stoppable(|stopped| server.run(stopped));
+        let agent_config = dir.path().join("agent.toml");
+        std::fs::write(&agent_config, builder.settings_text(&url, &agent_key))
+            .expect("write settings");
+        let (agent_stop, agent_task) =
+            stoppable(|stopped| doorman_agent::run(agent_config.clone(), stopped));
+        wait_for_agent(&broker, COMPUTER, true).await;
+        World {
+            dir,
+            smtp,
+            url,
+            config,
+            address,
+            broker,
+            operator_token,
+            agent_key,
+            agent_config,
+            ca: certificates.map(|c| c.ca),
+            server_stop: Some(server_stop),
+            server_task: Some(server_task),
+            agent_stop: Some(agent_stop),
+            agent_task: Some(agent_task),
+            http: reqwest::Client::builder()
+                .redirect(reqwest::redirect::Policy::none())
+                .build()
+                .expect("http client"),
+        }
+    }
+
     pub async fn start() -> World {
         WorldBuilder::default().start().await
     }
@@ -450,6 +298,15 @@ impl World {
         self.broker.store.audit_events().await.expect("audit")
     }
 
+    /// The kinds of the audit trail's events, oldest first.
+    pub async fn audit_kinds(&self) -> Vec<doorman_core::AuditKind> {
+        self.audit_events()
+            .await
+            .into_iter()
+            .map(|e| e.event)
+            .collect()
+    }
+
     /// Waits for the first audit event of this kind. The audit trail is a
     /// table written by the server's tasks, with nothing to await, so it is
     /// read every 20 ms.
@@ -493,11 +350,9 @@ impl World {
             .await
             .expect("server restarts");
         self.broker = server.broker();
-        let (server_stop, stopped) = oneshot::channel::<()>();
+        let (server_stop, server_task) = stoppable(|stopped| server.run(stopped));
         self.server_stop = Some(server_stop);
-        self.server_task = Some(tokio::spawn(server.run(async move {
-            let _ = stopped.await;
-        })));
+        self.server_task = Some(server_task);
     }
 
     pub async fn stop_server(&mut self) {
@@ -551,6 +406,22 @@ impl Drop for World {
             let _ = stop.send(());
         }
     }
+}
+
+/// Spawns what `start` returns, given a future that completes when the
+/// returned sender sends (or is dropped): a server's or agent's stop.
+fn stoppable<F>(
+    start: impl FnOnce(std::pin::Pin<Box<dyn Future<Output = ()> + Send>>) -> F,
+) -> (oneshot::Sender<()>, JoinHandle<F::Output>)
+where
+    F: Future + Send + 'static,
+    F::Output: Send + 'static,
+{
+    let (stop, stopped) = oneshot::channel::<()>();
+    let task = tokio::spawn(start(Box::pin(async move {
+        let _ = stopped.await;
+    })));
+    (stop, task)
 }
 
 async fn wait_for_agent(broker: &Broker, name: &str, online: bool) {

@@ -34,6 +34,8 @@ pub(super) struct Direction {
     /// Spliced bytes waiting in `pipe` (plain to plain only).
     pipe: Option<Pipe>,
     in_pipe: usize,
+    /// Both sides are plain sockets on Linux: bulk may go through `pipe`.
+    can_splice: bool,
     bulk: bool,
     /// The source has ended.
     ended: bool,
@@ -47,13 +49,14 @@ pub(super) struct Direction {
 }
 
 impl Direction {
-    fn new() -> Self {
+    fn new(can_splice: bool) -> Self {
         Direction {
             buffer: vec![0u8; BUFFER],
             start: 0,
             end: 0,
             pipe: None,
             in_pipe: 0,
+            can_splice,
             bulk: false,
             ended: false,
             closed: false,
@@ -76,8 +79,8 @@ impl Direction {
     fn step(&mut self, from: &mut Side, to: &mut Side, from_closed: bool) -> io::Result<bool> {
         let mut progress = false;
         if self.wants_input() && self.readable {
-            let got = match (&*from, &*to) {
-                (Side::Plain(source), Side::Plain(_)) if self.bulk => {
+            let got = match &*from {
+                Side::Plain(source) if self.bulk => {
                     let pipe = match &self.pipe {
                         Some(pipe) => pipe,
                         None => self.pipe.insert(Pipe::new()?),
@@ -97,9 +100,7 @@ impl Direction {
                     let got = from.read(&mut self.buffer)?;
                     if let Got::Data(n) = got {
                         (self.start, self.end) = (0, n);
-                        self.bulk = n >= BULK
-                            && matches!((&*from, &*to), (Side::Plain(_), Side::Plain(_)))
-                            && (self.pipe.is_some() || cfg!(target_os = "linux"));
+                        self.bulk = self.can_splice && n >= BULK;
                     }
                     got
                 }
@@ -168,9 +169,11 @@ pub(super) struct Engine {
 
 impl Engine {
     pub(super) fn new(a: Side, b: Side) -> Self {
+        let can_splice =
+            cfg!(target_os = "linux") && matches!((&a, &b), (Side::Plain(_), Side::Plain(_)));
         Engine {
             sides: [a, b],
-            directions: [Direction::new(), Direction::new()],
+            directions: [Direction::new(can_splice), Direction::new(can_splice)],
             finished: false,
         }
     }
