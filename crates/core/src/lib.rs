@@ -8,6 +8,7 @@
 pub mod access;
 pub mod audit;
 pub mod authorization;
+pub mod display;
 pub mod limits;
 pub mod mask;
 pub mod names;

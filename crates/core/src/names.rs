@@ -1,6 +1,7 @@
 //! What a computer or operator name may be: short, printable, and safe to put
 //! in a subject line, a log line or a URL without escaping surprises.
 
+use crate::display::check_visible;
 use crate::limits::{MAX_NAME_LEN, MAX_REASON_CHARS};
 
 /// Checks a computer or operator name: 1 to 64 of `A-Z a-z 0-9 . _ -`,
@@ -26,17 +27,15 @@ pub fn validate_name(name: &str) -> Result<(), String> {
     Ok(())
 }
 
-/// Checks the reason an operator gives: one line of printable text, at most
-/// 500 characters. Control characters (CR, LF, NUL, …) are refused rather than
+/// Checks the reason an operator gives: one line of visible text, at most
+/// 500 characters. Control characters, bidirectional controls, line
+/// separators and other invisible characters are refused rather than
 /// rewritten, so what recipients read is exactly what the operator typed.
 pub fn validate_reason(reason: &str) -> Result<(), String> {
     if reason.chars().count() > MAX_REASON_CHARS {
         return Err(format!("must be at most {MAX_REASON_CHARS} characters"));
     }
-    if reason.chars().any(char::is_control) {
-        return Err("must be one line of printable text (no control characters)".into());
-    }
-    Ok(())
+    check_visible(reason)
 }
 
 #[cfg(test)]
@@ -63,6 +62,8 @@ mod tests {
         assert!(validate_reason("").is_ok());
         assert!(validate_reason("a\r\nBcc: x@y").is_err());
         assert!(validate_reason("nul\0").is_err());
+        assert!(validate_reason("ticket \u{202E}24").is_err());
+        assert!(validate_reason("two\u{2028}lines").is_err());
         assert!(validate_reason(&"é".repeat(500)).is_ok());
         assert!(validate_reason(&"é".repeat(501)).is_err());
     }

@@ -5,6 +5,7 @@
 //! text into checked settings and text plus a change into new text.
 
 use crate::authorization::LocalConsent;
+use crate::display::{check_visible, hidden_kind};
 use crate::limits::{
     DEFAULT_TIMEOUT_SECS, MAX_ADDRESS_LEN, MAX_APPROVAL_VALID_FOR_SECS, MAX_RECIPIENTS,
     MAX_SESSION_SECS, MAX_TIMEOUT_SECS, MIN_TIMEOUT_SECS,
@@ -293,8 +294,8 @@ pub fn validate_recipient(recipient: &str) -> Result<(), String> {
             "{recipient:?} is longer than {MAX_ADDRESS_LEN} bytes"
         ));
     }
-    if recipient.chars().any(char::is_control) {
-        return Err(format!("{recipient:?} contains a control character"));
+    if let Err(problem) = check_visible(recipient) {
+        return Err(format!("{recipient:?} {problem}"));
     }
     recipient
         .parse::<lettre::message::Mailbox>()
@@ -307,7 +308,11 @@ pub fn validate_forward_target(target: &str) -> Result<(), String> {
     let Some((host, port)) = target.rsplit_once(':') else {
         return Err(format!("{target:?} must be host:port"));
     };
-    if host.is_empty() || host.chars().any(|c| c.is_whitespace() || c.is_control()) {
+    if host.is_empty()
+        || host
+            .chars()
+            .any(|c| c.is_whitespace() || hidden_kind(c).is_some())
+    {
         return Err(format!("{target:?} has no valid host"));
     }
     match port.parse::<u16>() {

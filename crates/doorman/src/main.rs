@@ -5,6 +5,7 @@
 mod admin;
 mod cli;
 mod demo;
+mod logging;
 
 use anyhow::{Context, Result};
 use clap::Parser;
@@ -33,32 +34,22 @@ fn main() -> ExitCode {
     std::process::exit(code);
 }
 
-fn init_logging(default: &str) {
-    let filter = tracing_subscriber::EnvFilter::try_from_env("DOORMAN_LOG")
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
-    tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::stderr().is_terminal())
-        .init();
-}
-
 async fn dispatch(cli: Cli) -> i32 {
     let result = match cli.command {
         Command::Connect(args) => return connect(args).await,
         Command::Server(args) => {
-            init_logging("info");
+            logging::init("info");
             server(args).await
         }
         Command::Agent(args) => {
-            init_logging("info");
+            logging::init("info");
             agent(args).await
         }
         Command::Admin(args) => admin::admin(args).await,
         Command::Consent(args) => consent(args).await,
         Command::Settings(args) => settings(args),
         Command::Demo(args) => {
-            init_logging("info");
+            logging::init("info");
             demo::run(args).await
         }
     };
@@ -226,7 +217,7 @@ fn show_settings(path: &Path, mut settings: doorman_core::AgentSettings) -> Resu
 }
 
 async fn connect(args: cli::ConnectArgs) -> i32 {
-    init_logging("warn");
+    logging::init("warn");
     let Some(server) = args.server else {
         eprintln!("doorman: no server: pass --server URL or set DOORMAN_SERVER");
         return doorman_client::exit::INVALID_REQUEST;

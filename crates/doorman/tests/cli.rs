@@ -1066,7 +1066,7 @@ async fn local_consent_through_the_binary() {
     assert_eq!(code, 0, "{err}");
     assert!(out.starts_with(&id), "{out}");
     assert!(
-        out.contains("alice (127.0.0.1) wants to run `echo hello`"),
+        out.contains("alice (127.0.0.1) wants to run echo hello"),
         "{out}"
     );
     assert!(out.contains("\"at the desk\""), "{out}");

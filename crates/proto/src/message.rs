@@ -6,6 +6,7 @@
 pub use doorman_core::Outcome;
 use doorman_core::access::ServiceKind;
 pub use doorman_core::authorization::Millis;
+use doorman_core::display::{escape_hidden, shell_quote};
 use doorman_core::{Decision, LocalConsent};
 use serde::{Deserialize, Serialize};
 
@@ -41,12 +42,17 @@ impl Service {
         }
     }
 
-    /// A short human description, for notifications, emails and the audit trail.
+    /// A short human description, for notifications, emails, pages, logs
+    /// and the audit trail: always one line, every character in it visible,
+    /// a command shell-quoted, whatever the operator (or a peer) sent.
     pub fn describe(&self) -> String {
         match self {
-            Service::Command { argv } => format!("run `{}`", argv.join(" ")),
+            Service::Command { argv } => format!("run {}", shell_quote(argv)),
             Service::Shell { .. } => "open an interactive shell".to_string(),
-            Service::Forward { targets } => format!("forward TCP to {}", targets.join(", ")),
+            Service::Forward { targets } => {
+                let targets: Vec<String> = targets.iter().map(|t| escape_hidden(t)).collect();
+                format!("forward TCP to {}", targets.join(", "))
+            }
         }
     }
 }

@@ -110,7 +110,7 @@ mod tests {
             operator: "alice".into(),
             operator_ip: "192.0.2.7".into(),
             reason: reason.into(),
-            service: "run `ls`".into(),
+            service: "run ls".into(),
             state: RequestState::Pending,
             created_at: 1_795_000_000_000,
             expires_at: 1_795_000_180_000,

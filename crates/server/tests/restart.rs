@@ -74,7 +74,7 @@ async fn a_request_that_expired_while_the_server_was_down_is_expired() {
             operator: "alice".into(),
             operator_ip: "127.0.0.1".into(),
             reason: String::new(),
-            service: "run `true`".into(),
+            service: "run true".into(),
             service_json: r#"{"kind":"command","argv":["true"]}"#.into(),
             created_at: now - 200_000,
             expires_at: now - 20_000,

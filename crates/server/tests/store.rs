@@ -35,7 +35,7 @@ async fn request_needing(
             operator: "alice".into(),
             operator_ip: "127.0.0.1".into(),
             reason: String::new(),
-            service: "run `true`".into(),
+            service: "run true".into(),
             service_json: r#"{"kind":"command","argv":["true"]}"#.into(),
             created_at,
             expires_at,

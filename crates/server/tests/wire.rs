@@ -49,6 +49,18 @@ async fn the_server_checks_every_field_itself_and_each_bound_at_its_edge() {
     .await;
     refused(
         &world,
+        connect(COMPUTER, "ticket \u{202E}24", command(word(1))),
+        "U+202E, a bidirectional control",
+    )
+    .await;
+    refused(
+        &world,
+        connect(COMPUTER, "two\u{2029}paragraphs", command(word(1))),
+        "U+2029, a paragraph separator",
+    )
+    .await;
+    refused(
+        &world,
         connect(COMPUTER, &"é".repeat(501), command(word(1))),
         "reason must be at most 500 characters",
     )

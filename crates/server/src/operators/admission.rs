@@ -8,6 +8,7 @@ use crate::broker::Broker;
 use crate::clock::now_millis;
 use crate::store::StoreError;
 use doorman_core::access::permits;
+use doorman_core::display::hidden_kind;
 use doorman_core::limits::{
     MAX_COMMAND_ARGS, MAX_COMMAND_BYTES, MAX_FORWARD_TARGETS, MAX_RECIPIENTS, MAX_TIMEOUT_SECS,
     MIN_TIMEOUT_SECS,
@@ -38,7 +39,7 @@ pub(super) fn validate_ask(computer: &str, reason: &str, service: &Service) -> R
             }
         }
         Service::Shell { term, .. } => {
-            if term.len() > 64 || term.chars().any(|c| c.is_control()) {
+            if term.len() > 64 || term.chars().any(|c| hidden_kind(c).is_some()) {
                 return Err("terminal name must be one short line".into());
             }
         }
