@@ -5,7 +5,8 @@
 use doorman_core::Outcome;
 use doorman_proto::message::ServerToAgent;
 use doorman_test_support::fake_server::FakeServer;
-use doorman_test_support::process::Process;
+use doorman_test_support::process::{Process, listening_address};
+use reqwest::StatusCode;
 use std::path::Path;
 
 const DOORMAN: &str = env!("CARGO_BIN_EXE_doorman");
@@ -57,4 +58,59 @@ async fn what_a_server_sends_cannot_forge_lines_in_the_agents_log() {
     assert!(logged.contains(r"x\r\n2026-01-01"), "{logged}");
     assert!(logged.contains(r"\u{202e}"), "{logged}");
     assert!(!logged.contains('\u{202E}'), "{logged}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_trusted_proxy_that_names_no_client_is_never_local_and_the_log_says_so_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let server = Process::start(
+        DOORMAN,
+        &[
+            "server",
+            "--listen",
+            "127.0.0.1:0",
+            "--data-dir",
+            path(&data),
+            "--trusted-proxy",
+            "127.0.0.1",
+        ],
+    );
+    let outbox = format!("http://{}/outbox", listening_address(&server).await);
+    let http = reqwest::Client::new();
+    let status = |headers: &[(&'static str, &'static str)]| {
+        let mut request = http.get(&outbox);
+        for (name, value) in headers {
+            request = request.header(*name, *value);
+        }
+        async move { request.send().await.unwrap().status() }
+    };
+    for headers in [
+        &[][..],
+        &[("x-real-ip", "127.0.0.1")],
+        &[("x-forwarded-for", "unknown")],
+        &[("forwarded", "for=unknown")],
+        &[("forwarded", "for=203.0.113.9")],
+        &[
+            ("forwarded", "for=127.0.0.1"),
+            ("x-forwarded-for", "203.0.113.9"),
+        ],
+    ] {
+        assert_eq!(status(headers).await, StatusCode::FORBIDDEN, "{headers:?}");
+    }
+    // A proxy that names a client on this host, in either header.
+    for headers in [
+        &[("x-forwarded-for", "127.0.0.1")][..],
+        &[("forwarded", "for=127.0.0.1")],
+        &[("forwarded", r#"for="[::1]:4711""#)],
+    ] {
+        assert_eq!(status(headers).await, StatusCode::OK, "{headers:?}");
+    }
+    let said = server.stderr.text();
+    assert_eq!(
+        said.matches("without a usable X-Forwarded-For or Forwarded header")
+            .count(),
+        1,
+        "{said}"
+    );
 }

@@ -17,6 +17,7 @@ mod link_limit;
 mod listener;
 pub mod mail;
 mod operators;
+mod origin;
 pub mod outbox;
 mod pages;
 mod relay;
@@ -127,7 +128,7 @@ pub enum ServerError {
 pub struct AppState {
     pub broker: Arc<Broker>,
     /// `scheme://host[:port]` of the public URL, for same-origin checks.
-    pub public_origin: String,
+    pub public: origin::PublicOrigin,
     /// Where file-delivered emails are, when there is no SMTP server.
     pub outbox_dir: Option<PathBuf>,
     pub trusted_proxies: client_addr::TrustedProxies,
@@ -165,6 +166,10 @@ pub fn app(state: AppState) -> axum::Router {
         .route("/v1/session/{request_id}", get(upgrade::session))
         .route("/v1/tunnel/{session}", get(upgrade::tunnel))
         .layer(axum::extract::DefaultBodyLimit::max(pages::MAX_FORM_BYTES))
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            origin::check_host,
+        ))
         .layer(axum::middleware::from_fn(pages::security_headers))
         .with_state(state)
 }
@@ -387,7 +392,7 @@ impl Server {
             .spawn(outbox::run(Arc::clone(&broker), delivery, mail_settings));
         let state = AppState {
             broker: Arc::clone(&broker),
-            public_origin: public_url.clone(),
+            public: origin::PublicOrigin::new(&public_url),
             outbox_dir,
             trusted_proxies,
         };

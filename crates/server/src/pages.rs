@@ -35,7 +35,7 @@ pub async fn security_headers(request: Request, next: Next) -> Response {
     headers.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
     headers.insert(
         header::REFERRER_POLICY,
-        HeaderValue::from_static("no-referrer"),
+        HeaderValue::from_static("same-origin"),
     );
     headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     headers.insert(
@@ -199,20 +199,27 @@ fn status_line(request: &RequestRow, now: i64) -> String {
 }
 
 /// Whether a POST comes from our own page. A browser's `Sec-Fetch-Site`
-/// (which pages cannot forge) must say `same-origin`; browsers that do not
-/// send it must send an `Origin` equal to the public URL's, if any. (Our
-/// `no-referrer` policy makes Chrome send `Origin: null` on our own form, so
-/// `Sec-Fetch-Site` decides when present.) Clients that send neither still
-/// need the page's nonce.
-fn same_origin(headers: &HeaderMap, public_origin: &str) -> Result<(), &'static str> {
+/// (which pages cannot forge) must say `same-origin` when sent, and an
+/// `Origin`, when sent, must be the public URL's (or, for a browser on this
+/// host, a loopback one). Our `same-origin` referrer policy lets browsers
+/// send their real `Origin` on our own form. Clients that send neither
+/// still need the page's nonce.
+fn same_origin(
+    headers: &HeaderMap,
+    public: &crate::origin::PublicOrigin,
+    peer_is_loopback: bool,
+) -> Result<(), &'static str> {
     let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
-    match (header("sec-fetch-site"), header("origin")) {
-        (Some("same-origin"), _) => Ok(()),
-        (Some(_), _) => Err("cross-site requests cannot decide; open the link from the email"),
-        (None, Some(origin)) if origin != public_origin => {
+    if let Some(site) = header("sec-fetch-site")
+        && site != "same-origin"
+    {
+        return Err("cross-site requests cannot decide; open the link from the email");
+    }
+    match header("origin") {
+        Some(origin) if !public.allows(origin, peer_is_loopback) => {
             Err("requests from another origin cannot decide; open the link from the email")
         }
-        (None, _) => Ok(()),
+        _ => Ok(()),
     }
 }
 
@@ -328,7 +335,7 @@ pub async fn decide(
             "bad form: decision must be \"allow\", \"deny\" or \"report\"",
         ));
     };
-    same_origin(&headers, &state.public_origin).map_err(PageError::Forbidden)?;
+    same_origin(&headers, &state.public, client.is_loopback()).map_err(PageError::Forbidden)?;
     if !secrets::constant_time_eq(&form.nonce, &state.broker.key.page_nonce(&hash)) {
         return Err(PageError::Forbidden(
             "this form did not come from the approval page; open the link again",

@@ -39,6 +39,17 @@ async fn cross_site_posts_cannot_decide() {
             "{header}: {value}"
         );
     }
+    // A browser that says "same-origin" must also send our own Origin.
+    let response = world
+        .http
+        .post(&link)
+        .header("sec-fetch-site", "same-origin")
+        .header("origin", "https://evil.example")
+        .form(&form)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::FORBIDDEN);
     assert_eq!(world.state_of(&id).await, RequestState::Pending);
     // The page's own form, as a browser sends it, still works.
     let response = world
@@ -53,6 +64,51 @@ async fn cross_site_posts_cannot_decide() {
     assert_eq!(response.status(), StatusCode::SEE_OTHER);
     assert_eq!(world.state_of(&id).await, RequestState::Allowed);
     assert_eq!(connecting.finish().await, Ok(0));
+}
+
+/// A page on another name that resolves to the server (DNS rebinding)
+/// reaches nothing: not the outbox, not a link, not a decision.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_request_for_another_host_name_is_misdirected() {
+    let world = World::start().await;
+    let connecting = world.connect(&["true"], "");
+    let id = connecting.request_id().await;
+    let link = world.smtp.wait_for(2).await[0].link();
+    let nonce = extract_nonce(&world.page(&link).await.1).unwrap();
+    let outbox = format!("{}/outbox", world.url);
+    for url in [&outbox, &link] {
+        let response = world
+            .http
+            .get(url)
+            .header("host", "evil.example")
+            .header("sec-fetch-site", "same-origin")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), StatusCode::MISDIRECTED_REQUEST, "{url}");
+    }
+    let response = world
+        .http
+        .post(&link)
+        .header("host", "evil.example:80")
+        .header("sec-fetch-site", "same-origin")
+        .header("origin", "http://evil.example")
+        .form(&[("decision", "allow"), ("nonce", nonce.as_str())])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::MISDIRECTED_REQUEST);
+    assert_eq!(world.state_of(&id).await, RequestState::Pending);
+    // Loopback names still serve a browser on this host.
+    let response = world
+        .http
+        .get(&outbox)
+        .header("host", "localhost")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    drop(connecting);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -50,14 +50,23 @@ async fn every_page_carries_every_security_header_and_names_only_the_public_url(
     connecting.event("pending").await;
     let link = world.smtp.wait_for(2).await[0].link();
     let unknown = format!("{}/a/not-a-token", world.url);
-    for url in [link.as_str(), unknown.as_str(), &format!("{}/", world.url)] {
+    let home = format!("{}/", world.url);
+    let served = world.address.to_string();
+    // Pages for our own name, and the 421 for another name a rebinding
+    // page would send.
+    for (url, host) in [link.as_str(), unknown.as_str(), home.as_str()]
+        .into_iter()
+        .flat_map(|url| [(url, served.as_str()), (url, "evil.example")])
+    {
         let response = world
             .http
             .get(url)
-            .header("host", "evil.example")
+            .header("host", host)
             .send()
             .await
             .unwrap();
+        let misdirected = response.status() == StatusCode::MISDIRECTED_REQUEST;
+        assert_eq!(misdirected, host == "evil.example", "{url} {host}");
         let header = |name: &str| {
             response
                 .headers()
@@ -73,7 +82,7 @@ async fn every_page_carries_every_security_header_and_names_only_the_public_url(
         assert_eq!(header("x-frame-options").as_deref(), Some("DENY"), "{url}");
         assert_eq!(
             header("referrer-policy").as_deref(),
-            Some("no-referrer"),
+            Some("same-origin"),
             "{url}"
         );
         assert_eq!(

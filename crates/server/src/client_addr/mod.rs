@@ -1,6 +1,6 @@
 //! Which address a request came from: the TCP peer, or, when that peer is a
 //! reverse proxy the administrator trusts (`--trusted-proxy`), the client it
-//! names in `X-Forwarded-For`.
+//! names in `X-Forwarded-For` or `Forwarded`; and whether it is local.
 //!
 //! The address is what recipients see ("from which address"), what the audit
 //! trail records, and what the per-client limit on bad links counts; behind a
@@ -10,10 +10,15 @@ use crate::AppState;
 use axum::extract::{ConnectInfo, FromRequestParts};
 use axum::http::request::Parts;
 use axum::http::{HeaderMap, StatusCode};
+use hops::canonical;
 use ipnet::IpNet;
 use std::convert::Infallible;
 use std::net::{IpAddr, SocketAddr};
 use std::str::FromStr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+mod hops;
 
 /// An address or network (`10.0.0.1`, `10.0.0.0/8`, `fd00::/8`) whose
 /// `X-Forwarded-For` is believed.
@@ -47,37 +52,88 @@ impl<'de> serde::Deserialize<'de> for TrustedProxy {
 
 /// The proxies whose word is taken; empty means none.
 #[derive(Clone, Debug, Default)]
-pub struct TrustedProxies(Vec<TrustedProxy>);
+pub struct TrustedProxies {
+    proxies: Vec<TrustedProxy>,
+    /// Set once a trusted proxy has sent a request that names no client,
+    /// so the log says it once rather than on every request.
+    said_unnamed: Arc<AtomicBool>,
+}
+
+/// Who sent a request, as far as the server can tell.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Client {
+    /// The TCP peer, or the client a trusted proxy named.
+    Known(IpAddr),
+    /// A trusted proxy forwarded the request without naming its client in
+    /// a way we can read: no `X-Forwarded-For` or `Forwarded` (only
+    /// `X-Real-IP`, which a proxy may pass through from the client
+    /// unchanged), a hop like `unknown`, or two headers that disagree. The
+    /// proxy's address stands in for counting; such a request is never
+    /// local.
+    Unnamed { proxy: IpAddr },
+}
+
+impl Client {
+    /// The address to show, record and count.
+    pub fn ip(self) -> IpAddr {
+        match self {
+            Client::Known(ip) | Client::Unnamed { proxy: ip } => ip,
+        }
+    }
+}
 
 impl TrustedProxies {
     pub fn new(proxies: Vec<TrustedProxy>) -> Self {
-        Self(proxies)
+        Self {
+            proxies,
+            said_unnamed: Arc::default(),
+        }
     }
 
     fn trust(&self, ip: IpAddr) -> bool {
         let ip = canonical(ip);
-        self.0.iter().any(|proxy| proxy.0.contains(&ip))
+        self.proxies.iter().any(|proxy| proxy.0.contains(&ip))
     }
 
-    /// The client's address. From a trusted peer, `X-Forwarded-For` is read
-    /// from its right end (the hop nearest us), skipping trusted proxies: the
-    /// first address no trusted proxy vouches for is the client. Entries to
-    /// its left were written by the client itself and prove nothing.
-    pub fn client(&self, peer: IpAddr, headers: &HeaderMap) -> IpAddr {
-        let mut client = canonical(peer);
-        if !self.trust(client) {
-            return client;
+    /// The client. From a trusted peer, `X-Forwarded-For` and `Forwarded`
+    /// are each read from their right end (the hop nearest us), skipping
+    /// trusted proxies: the first address no trusted proxy vouches for is
+    /// the client. Entries to its left were written by the client itself
+    /// and prove nothing. When both headers are present they must agree,
+    /// since a proxy that writes one passes the other through from the
+    /// client.
+    pub fn client(&self, peer: IpAddr, headers: &HeaderMap) -> Client {
+        let peer = canonical(peer);
+        if !self.trust(peer) {
+            return Client::Known(peer);
         }
-        let hops: Vec<&str> = headers
-            .get_all("x-forwarded-for")
-            .iter()
-            .filter_map(|value| value.to_str().ok())
-            .flat_map(|value| value.split(','))
-            .collect();
-        for hop in hops.iter().rev() {
-            // A hop we cannot read ends the walk at the last one we could.
-            let Some(ip) = parse_hop(hop) else { break };
-            client = ip;
+        let by_x_forwarded_for = hops::x_forwarded_for(headers).map(|h| self.walk(peer, h));
+        let by_forwarded = hops::forwarded(headers).map(|h| self.walk(peer, h));
+        let client = match (by_x_forwarded_for, by_forwarded) {
+            (Some(one), Some(other)) if one == other => one,
+            (Some(one), None) | (None, Some(one)) => one,
+            _ => Client::Unnamed { proxy: peer },
+        };
+        if matches!(client, Client::Unnamed { .. })
+            && !self.said_unnamed.swap(true, Ordering::Relaxed)
+        {
+            tracing::warn!(
+                proxy = %peer,
+                "a trusted proxy sent a request without a usable X-Forwarded-For or Forwarded \
+                 header; such requests count as remote, under the proxy's address"
+            );
+        }
+        client
+    }
+
+    /// The client a list of hops names, read from the right.
+    fn walk(&self, peer: IpAddr, hops: hops::Hops) -> Client {
+        let mut client = Client::Unnamed { proxy: peer };
+        for hop in hops.into_iter().rev() {
+            let Some(ip) = hop else {
+                return Client::Unnamed { proxy: peer };
+            };
+            client = Client::Known(ip);
             if !self.trust(ip) {
                 break;
             }
@@ -86,9 +142,10 @@ impl TrustedProxies {
     }
 
     /// Whether a request may be treated as coming from this host: the
-    /// client is loopback, and a peer we do not trust did not say it was
-    /// forwarding someone else's request (a proxy on this host that is not
-    /// configured as trusted would otherwise make every client local).
+    /// client is known and loopback, and a peer we do not trust did not say
+    /// it was forwarding someone else's request (a proxy on this host that
+    /// is not configured as trusted would otherwise make every client
+    /// local).
     pub fn is_local(&self, peer: IpAddr, headers: &HeaderMap) -> bool {
         let forwarded = ["forwarded", "x-forwarded-for", "x-real-ip"]
             .iter()
@@ -96,26 +153,8 @@ impl TrustedProxies {
         if forwarded && !self.trust(peer) {
             return false;
         }
-        self.client(peer, headers).is_loopback()
+        matches!(self.client(peer, headers), Client::Known(ip) if ip.is_loopback())
     }
-}
-
-/// An IPv4 peer on a dual-stack socket arrives as `::ffff:a.b.c.d`.
-fn canonical(ip: IpAddr) -> IpAddr {
-    match ip {
-        IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(ip, IpAddr::V4),
-        IpAddr::V4(_) => ip,
-    }
-}
-
-/// `203.0.113.7`, `2001:db8::1`, or with a port: `203.0.113.7:4711`,
-/// `[2001:db8::1]:4711`.
-fn parse_hop(hop: &str) -> Option<IpAddr> {
-    let hop = hop.trim();
-    hop.parse::<IpAddr>()
-        .or_else(|_| hop.parse::<SocketAddr>().map(|address| address.ip()))
-        .ok()
-        .map(canonical)
 }
 
 /// The client address of a request, as [`TrustedProxies::client`] finds it.
@@ -130,7 +169,10 @@ impl FromRequestParts<AppState> for ClientAddr {
         state: &AppState,
     ) -> Result<Self, Self::Rejection> {
         Ok(ClientAddr(
-            state.trusted_proxies.client(peer(parts), &parts.headers),
+            state
+                .trusted_proxies
+                .client(peer(parts), &parts.headers)
+                .ip(),
         ))
     }
 }
@@ -161,10 +203,19 @@ impl FromRequestParts<AppState> for LocalOnly {
 /// The TCP peer; a router served without connect info (never the case in
 /// `Server::run`) counts as unspecified, which nothing trusts.
 fn peer(parts: &Parts) -> IpAddr {
-    parts
-        .extensions
+    peer_in(&parts.extensions)
+}
+
+/// [`peer`], for a middleware that holds the whole request.
+pub(crate) fn peer_of(request: &axum::extract::Request) -> IpAddr {
+    peer_in(request.extensions())
+}
+
+fn peer_in(extensions: &axum::http::Extensions) -> IpAddr {
+    let peer = extensions
         .get::<ConnectInfo<SocketAddr>>()
-        .map_or(IpAddr::from([0, 0, 0, 0]), |ConnectInfo(peer)| peer.ip())
+        .map_or(IpAddr::from([0, 0, 0, 0]), |ConnectInfo(peer)| peer.ip());
+    canonical(peer)
 }
 
 #[cfg(test)]
@@ -186,6 +237,16 @@ mod tests {
 
     fn ip(text: &str) -> IpAddr {
         text.parse().unwrap()
+    }
+
+    fn known(text: &str) -> Client {
+        Client::Known(ip(text))
+    }
+
+    fn header(name: &'static str, value: &'static str) -> HeaderMap {
+        let mut headers = HeaderMap::new();
+        headers.append(name, HeaderValue::from_static(value));
+        headers
     }
 
     #[test]
@@ -219,11 +280,11 @@ mod tests {
         let headers = forwarded(&["198.51.100.1"]);
         assert_eq!(
             trusted.client(ip("203.0.113.9"), &headers),
-            ip("203.0.113.9")
+            known("203.0.113.9")
         );
         assert_eq!(
             TrustedProxies::default().client(ip("10.0.0.1"), &headers),
-            ip("10.0.0.1")
+            known("10.0.0.1")
         );
     }
 
@@ -231,11 +292,15 @@ mod tests {
     fn a_trusted_proxy_names_the_client() {
         let trusted = proxies(&["10.0.0.0/8"]);
         let headers = forwarded(&["198.51.100.1"]);
-        assert_eq!(trusted.client(ip("10.0.0.1"), &headers), ip("198.51.100.1"));
-        // Without the header, the proxy itself is all we know.
         assert_eq!(
-            trusted.client(ip("10.0.0.1"), &HeaderMap::new()),
-            ip("10.0.0.1")
+            trusted.client(ip("10.0.0.1"), &headers),
+            known("198.51.100.1")
+        );
+        // RFC 7239's header says the same.
+        let headers = header("forwarded", "for=198.51.100.1;proto=https");
+        assert_eq!(
+            trusted.client(ip("10.0.0.1"), &headers),
+            known("198.51.100.1")
         );
     }
 
@@ -244,7 +309,10 @@ mod tests {
         let trusted = proxies(&["10.0.0.0/8"]);
         // The client sent "X-Forwarded-For: 127.0.0.1"; the proxy appended it.
         let headers = forwarded(&["127.0.0.1, 198.51.100.1"]);
-        assert_eq!(trusted.client(ip("10.0.0.1"), &headers), ip("198.51.100.1"));
+        assert_eq!(
+            trusted.client(ip("10.0.0.1"), &headers),
+            known("198.51.100.1")
+        );
         assert!(!trusted.is_local(ip("10.0.0.1"), &headers));
     }
 
@@ -252,10 +320,13 @@ mod tests {
     fn chains_of_trusted_proxies_are_walked() {
         let trusted = proxies(&["10.0.0.0/8", "192.0.2.5"]);
         let headers = forwarded(&["1.1.1.1, 198.51.100.1", "192.0.2.5, 10.9.9.9"]);
-        assert_eq!(trusted.client(ip("10.0.0.1"), &headers), ip("198.51.100.1"));
+        assert_eq!(
+            trusted.client(ip("10.0.0.1"), &headers),
+            known("198.51.100.1")
+        );
         // All hops trusted: the leftmost is the best we have.
         let headers = forwarded(&["10.2.2.2, 10.3.3.3"]);
-        assert_eq!(trusted.client(ip("10.0.0.1"), &headers), ip("10.2.2.2"));
+        assert_eq!(trusted.client(ip("10.0.0.1"), &headers), known("10.2.2.2"));
     }
 
     #[test]
@@ -264,20 +335,57 @@ mod tests {
         let headers = forwarded(&["[2001:db8::7]:4711"]);
         assert_eq!(
             trusted.client(ip("::ffff:127.0.0.1"), &headers),
-            ip("2001:db8::7")
+            known("2001:db8::7")
         );
         let headers = forwarded(&["198.51.100.1:4711"]);
         assert_eq!(
             trusted.client(ip("127.0.0.1"), &headers),
-            ip("198.51.100.1")
+            known("198.51.100.1")
         );
     }
 
     #[test]
-    fn an_unreadable_hop_stops_the_walk() {
-        let trusted = proxies(&["10.0.0.0/8"]);
-        let headers = forwarded(&["198.51.100.1, unknown, 10.0.0.2"]);
-        assert_eq!(trusted.client(ip("10.0.0.1"), &headers), ip("10.0.0.2"));
+    fn a_trusted_proxy_that_names_nobody_leaves_the_client_unnamed_and_remote() {
+        let trusted = proxies(&["127.0.0.1", "10.0.0.0/8"]);
+        let unnamed = Client::Unnamed {
+            proxy: ip("127.0.0.1"),
+        };
+        for headers in [
+            HeaderMap::new(),
+            header("x-real-ip", "127.0.0.1"),
+            header("x-forwarded-for", "unknown"),
+            header("x-forwarded-for", "127.0.0.1, unknown"),
+            header("x-forwarded-for", "unknown, 10.0.0.2"),
+            header("forwarded", "for=unknown"),
+            header("forwarded", "for=_hidden"),
+            header("forwarded", "proto=https"),
+        ] {
+            assert_eq!(
+                trusted.client(ip("127.0.0.1"), &headers),
+                unnamed,
+                "{headers:?}"
+            );
+            assert!(!trusted.is_local(ip("127.0.0.1"), &headers), "{headers:?}");
+        }
+    }
+
+    #[test]
+    fn two_headers_that_disagree_name_nobody() {
+        let trusted = proxies(&["127.0.0.1"]);
+        // The proxy appends X-Forwarded-For; the client wrote Forwarded.
+        let mut headers = header("forwarded", "for=127.0.0.1");
+        headers.append("x-forwarded-for", HeaderValue::from_static("198.51.100.1"));
+        assert!(matches!(
+            trusted.client(ip("127.0.0.1"), &headers),
+            Client::Unnamed { .. }
+        ));
+        assert!(!trusted.is_local(ip("127.0.0.1"), &headers));
+        let mut headers = header("forwarded", "for=198.51.100.1");
+        headers.append("x-forwarded-for", HeaderValue::from_static("198.51.100.1"));
+        assert_eq!(
+            trusted.client(ip("127.0.0.1"), &headers),
+            known("198.51.100.1")
+        );
     }
 
     #[test]
@@ -291,6 +399,7 @@ mod tests {
         let trusted = proxies(&["127.0.0.1"]);
         assert!(!trusted.is_local(ip("127.0.0.1"), &forwarded(&["198.51.100.1"])));
         assert!(trusted.is_local(ip("127.0.0.1"), &forwarded(&["127.0.0.1"])));
+        assert!(trusted.is_local(ip("127.0.0.1"), &header("forwarded", "for=127.0.0.1")));
         assert!(!untrusted.is_local(ip("203.0.113.9"), &HeaderMap::new()));
     }
 }
