@@ -33,7 +33,7 @@ async fn open_store(
                         file.display()
                     );
                 }
-                std::fs::create_dir_all(&dir)
+                doorman_server::private::create_dir(&dir)
                     .with_context(|| format!("cannot create {}", dir.display()))?;
                 eprintln!(
                     "created a new Doorman database {}; start the server with --data-dir {}",

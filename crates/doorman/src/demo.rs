@@ -22,7 +22,7 @@ pub async fn run(args: DemoArgs) -> Result<()> {
     let url = format!("http://{address}");
     let dir = tempfile::Builder::new().prefix("doorman-demo-").tempdir()?;
     let data_dir = dir.path().join("server");
-    std::fs::create_dir_all(&data_dir)?;
+    doorman_server::private::create_dir(&data_dir)?;
 
     let store =
         doorman_server::store::Store::open(&doorman_server::default_database_url(&data_dir))

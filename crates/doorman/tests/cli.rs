@@ -311,6 +311,10 @@ async fn the_whole_story_through_the_binary() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn without_smtp_emails_land_in_the_outbox_for_loopback_browsers() {
+    // The usual umask, under which files are world-readable unless their
+    // creator says otherwise.
+    // SAFETY: umask has no memory effects; every test here wants 022.
+    unsafe { libc::umask(0o022) };
     let deployment = deploy(None).await;
     let mut connect = start_connect(
         &deployment.url,
@@ -353,6 +357,25 @@ async fn without_smtp_emails_land_in_the_outbox_for_loopback_browsers() {
         })
         .count();
     assert_eq!(emls, 2);
+    // Live links, the key and the database are the server's alone.
+    let mode = |path: &Path| {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::metadata(path).unwrap().permissions().mode() & 0o777
+    };
+    let data = &deployment.data;
+    for dir in [data.clone(), outbox_dir.clone()] {
+        assert_eq!(mode(&dir), 0o700, "{}", dir.display());
+    }
+    for entry in std::fs::read_dir(data)
+        .unwrap()
+        .chain(std::fs::read_dir(&outbox_dir).unwrap())
+    {
+        let path = entry.unwrap().path();
+        if path.is_file() {
+            assert_eq!(mode(&path), 0o600, "{}", path.display());
+        }
+    }
+    assert!(data.join("doorman.db-wal").exists());
     let start = page.find("class=\"check\" href=\"").unwrap() + "class=\"check\" href=\"".len();
     let link = &page[start..start + page[start..].find('"').unwrap()];
     assert!(link.starts_with(&format!("{}/a/", deployment.url)));

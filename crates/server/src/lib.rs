@@ -20,6 +20,7 @@ mod operators;
 mod origin;
 pub mod outbox;
 mod pages;
+pub mod private;
 mod relay;
 pub mod secrets;
 mod smtp;
@@ -226,12 +227,7 @@ fn same_file(a: &std::path::Path, b: &std::path::Path) -> bool {
 /// however it ends.
 fn lock_data_dir(dir: &std::path::Path) -> Result<std::fs::File, ServerError> {
     let path = dir.join("server.lock");
-    let file = std::fs::OpenOptions::new()
-        .create(true)
-        .truncate(false)
-        .write(true)
-        .open(&path)
-        .map_err(|source| ServerError::DataDir {
+    let file = private::open_file(&path).map_err(|source| ServerError::DataDir {
             path: dir.to_path_buf(),
             source,
         })?;
@@ -267,7 +263,7 @@ impl Prepared {
             Some(url) => outbox::Delivery::Smtp(smtp::transport(url, config.smtp_ca.as_deref())?),
             None => outbox::Delivery::Files(config.data_dir.join("outbox")),
         };
-        std::fs::create_dir_all(&config.data_dir).map_err(|source| ServerError::DataDir {
+        private::create_dir(&config.data_dir).map_err(|source| ServerError::DataDir {
             path: config.data_dir.clone(),
             source,
         })?;

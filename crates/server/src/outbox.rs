@@ -231,7 +231,7 @@ async fn write_file(
     message: &lettre::Message,
     link: &str,
 ) -> std::io::Result<()> {
-    tokio::fs::create_dir_all(dir).await?;
+    crate::private::create_dir(dir)?;
     let stem = format!(
         "{}-{}-{}",
         job.request.created_at, job.request.id, job.position

@@ -93,6 +93,7 @@ impl Store {
         let backend = Backend::of(database_url)?;
         let pool = match backend {
             Backend::Sqlite => {
+                crate::private::create_sqlite_file(database_url).map_err(sqlx::Error::Io)?;
                 AnyPoolOptions::new()
                     .max_connections(4)
                     .after_connect(|conn, _| {
