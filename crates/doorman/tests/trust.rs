@@ -114,3 +114,124 @@ async fn a_trusted_proxy_that_names_no_client_is_never_local_and_the_log_says_so
         "{said}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tokens_and_keys_never_travel_in_clear_to_another_machine() {
+    let (code, _, err) = doorman_test_support::process::run(
+        DOORMAN,
+        &[
+            "connect",
+            "--server",
+            "http://doorman.example.com:8080",
+            "--token",
+            "dop_x",
+            "office-pc",
+            "--",
+            "true",
+        ],
+    )
+    .await;
+    assert_ne!(code, 0);
+    assert_eq!(err.lines().count(), 1, "{err}");
+    assert!(
+        err.contains("refusing to send credentials in clear to doorman.example.com"),
+        "{err}"
+    );
+    assert!(err.contains("use https://"), "{err}");
+
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("agent.toml");
+    std::fs::write(
+        &config,
+        format!("server = \"http://10.0.0.5:8080\"\nname = \"pc\"\nkey = \"{KEY}\"\n"),
+    )
+    .unwrap();
+    let (code, _, err) =
+        doorman_test_support::process::run(DOORMAN, &["agent", "--config", path(&config)]).await;
+    assert_eq!(code, 1, "{err}");
+    assert!(
+        err.contains("refusing to send credentials in clear to 10.0.0.5"),
+        "{err}"
+    );
+}
+
+/// `doorman server` on `ip` with this certificate and key; its `https://`
+/// URL.
+async fn tls_server(ip: &str, dir: &Path, cert: &Path, key: &Path) -> (Process, String) {
+    let server = Process::start(
+        DOORMAN,
+        &[
+            "server",
+            "--listen",
+            &format!("{ip}:0"),
+            "--data-dir",
+            path(&dir.join("data")),
+            "--tls-cert",
+            path(cert),
+            "--tls-key",
+            path(key),
+        ],
+    );
+    let url = format!("https://{}", listening_address(&server).await);
+    (server, url)
+}
+
+/// What `doorman connect --ca CA` says to the server at `url`.
+async fn connect_error(url: &str, ca: &Path) -> String {
+    let args = [
+        "connect",
+        "--server",
+        url,
+        "--token",
+        "dop_x",
+        "--ca",
+        path(ca),
+        "pc",
+        "--",
+        "true",
+    ];
+    let (code, _, err) = doorman_test_support::process::run(DOORMAN, &args).await;
+    assert_ne!(code, 0, "{err}");
+    assert_eq!(err.lines().count(), 1, "{err}");
+    err
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn certificate_errors_are_explained_in_plain_words() {
+    let dir = tempfile::tempdir().unwrap();
+    // What `openssl req -x509` makes: a certificate that is its own CA.
+    let (cert, key) = doorman_test_support::tls::openssl_style_self_signed(dir.path());
+    let (_server, url) = tls_server("127.0.0.1", &dir.path().join("one"), &cert, &key).await;
+    let err = connect_error(&url, &cert).await;
+    assert!(
+        err.contains("is a CA certificate, not a server certificate"),
+        "{err}"
+    );
+    assert!(err.contains("doorman admin tls init"), "{err}");
+    assert!(!err.contains("CaUsedAsEndEntity"), "{err}");
+    // A server certificate, checked against another CA than its own.
+    let made = doorman_test_support::tls::generate(&dir.path().join("certs"));
+    let other = doorman_test_support::tls::generate(&dir.path().join("other"));
+    let (_server, url) =
+        tls_server("127.0.0.1", &dir.path().join("two"), &made.cert, &made.key).await;
+    let err = connect_error(&url, &other.ca).await;
+    assert!(
+        err.contains("does not verify against the CA trusted here"),
+        "{err}"
+    );
+    assert!(err.contains("pass --ca"), "{err}");
+    assert!(!err.contains("BadSignature"), "{err}");
+    // The right CA, but an address the certificate does not carry.
+    let (_server, url) = tls_server(
+        "127.0.0.2",
+        &dir.path().join("three"),
+        &made.cert,
+        &made.key,
+    )
+    .await;
+    let err = connect_error(&url, &made.ca).await;
+    assert!(
+        err.contains("is for another name than the one in the server URL"),
+        "{err}"
+    );
+}

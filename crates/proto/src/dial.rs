@@ -34,10 +34,14 @@ pub enum DialError {
     Http(String),
     #[error("TLS with the server at {address} failed: {message}")]
     Tls { address: String, message: String },
+    #[error("the certificate of the server at {address} {problem}")]
+    Untrusted { address: String, problem: String },
     #[error(
-        "the server at {address} presented a certificate that is not trusted here ({message}): pass --ca (doorman connect) or set ca = in the agent's settings to the CA certificate that signed it"
+        "refusing to send credentials in clear to {host} over http://: use https:// (the server \
+         takes --acme-domain, or `doorman admin tls init` and --tls-cert/--tls-key); plain \
+         http:// is only for a server on this machine (127.0.0.1, ::1, localhost)"
     )]
-    Untrusted { address: String, message: String },
+    PlainToRemote { host: String },
     #[error("the server at {address} speaks TLS: use an https:// URL")]
     SpeaksTls { address: String },
     #[error(transparent)]
@@ -50,20 +54,22 @@ pub enum DialError {
 /// A failed TLS handshake; a certificate this side does not trust says
 /// what to do about it.
 fn tls_error(address: &str, error: std::io::Error) -> DialError {
-    let untrusted = error
+    let certificate = error
         .get_ref()
         .and_then(|inner| inner.downcast_ref::<rustls::Error>())
-        .is_some_and(|e| matches!(e, rustls::Error::InvalidCertificate(_)));
-    if untrusted {
-        DialError::Untrusted {
+        .and_then(|e| match e {
+            rustls::Error::InvalidCertificate(problem) => Some(problem),
+            _ => None,
+        });
+    match certificate {
+        Some(problem) => DialError::Untrusted {
+            address: address.to_string(),
+            problem: crate::cert_problem::describe(problem),
+        },
+        None => DialError::Tls {
             address: address.to_string(),
             message: error.to_string(),
-        }
-    } else {
-        DialError::Tls {
-            address: address.to_string(),
-            message: error.to_string(),
-        }
+        },
     }
 }
 
@@ -108,6 +114,9 @@ impl Dialer {
             .to_string();
         if host.is_empty() {
             return Err(bad("no host"));
+        }
+        if tls.is_none() && !is_loopback(&host) {
+            return Err(DialError::PlainToRemote { host });
         }
         let port = authority
             .port_u16()
@@ -199,9 +208,17 @@ impl Dialer {
     }
 }
 
+/// Whether `host` is this machine: a loopback address or `localhost`.
+fn is_loopback(host: &str) -> bool {
+    host.eq_ignore_ascii_case("localhost")
+        || host
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback())
+}
+
 #[cfg(test)]
 mod tests {
-    use super::Dialer;
+    use super::{DialError, Dialer};
 
     #[test]
     fn parses_http_urls_and_refuses_others() {
@@ -212,5 +229,26 @@ mod tests {
         assert!(Dialer::new("ftp://x", None).is_err());
         assert!(Dialer::new("https://x", Some(std::path::Path::new("/nonexistent.pem"))).is_err());
         assert!(Dialer::new("not a url", None).is_err());
+    }
+
+    #[test]
+    fn plain_http_is_only_for_this_machine() {
+        for url in [
+            "http://localhost:8080",
+            "http://127.0.0.2",
+            "http://[::1]:80",
+        ] {
+            assert!(Dialer::new(url, None).is_ok(), "{url}");
+        }
+        for url in [
+            "http://doorman.example.com:8080",
+            "http://10.0.0.5",
+            "http://[2001:db8::1]",
+            "http://localhost.example.com",
+        ] {
+            let error = Dialer::new(url, None).unwrap_err();
+            assert!(matches!(error, DialError::PlainToRemote { .. }), "{url}");
+            assert!(error.to_string().contains("use https://"), "{error}");
+        }
     }
 }

@@ -228,9 +228,9 @@ fn same_file(a: &std::path::Path, b: &std::path::Path) -> bool {
 fn lock_data_dir(dir: &std::path::Path) -> Result<std::fs::File, ServerError> {
     let path = dir.join("server.lock");
     let file = private::open_file(&path).map_err(|source| ServerError::DataDir {
-            path: dir.to_path_buf(),
-            source,
-        })?;
+        path: dir.to_path_buf(),
+        source,
+    })?;
     match file.try_lock() {
         Ok(()) => Ok(file),
         Err(std::fs::TryLockError::WouldBlock) => Err(ServerError::AlreadyRunning(path)),

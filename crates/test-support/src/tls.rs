@@ -39,3 +39,24 @@ pub fn generate(dir: &Path) -> TestCertificates {
     std::fs::write(&paths.key, key.serialize_pem()).expect("write key");
     paths
 }
+
+/// What the usual `openssl req -x509 -subj /CN=localhost` one-liner makes:
+/// a self-signed certificate that is its own CA (`basicConstraints
+/// CA:TRUE`), for `localhost` and `127.0.0.1`. Writes `self-signed.pem`
+/// and `self-signed.key` into `dir`: (certificate, key).
+pub fn openssl_style_self_signed(dir: &Path) -> (PathBuf, PathBuf) {
+    std::fs::create_dir_all(dir).expect("certificate directory");
+    let mut params =
+        rcgen::CertificateParams::new(vec!["localhost".to_string(), "127.0.0.1".to_string()])
+            .expect("params");
+    params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+    params
+        .distinguished_name
+        .push(rcgen::DnType::CommonName, "localhost");
+    let key = rcgen::KeyPair::generate().expect("key");
+    let cert = params.self_signed(&key).expect("self-signed cert");
+    let (cert_path, key_path) = (dir.join("self-signed.pem"), dir.join("self-signed.key"));
+    std::fs::write(&cert_path, cert.pem()).expect("write cert");
+    std::fs::write(&key_path, key.serialize_pem()).expect("write key");
+    (cert_path, key_path)
+}
