@@ -3,7 +3,7 @@
 //! that add someone).
 
 use crate::cli::{
-    self, AccessCommand, AdminCommand, BlocksCommand, OperatorCommand, PrincipalCommand,
+    self, AccessCommand, AdminCommand, BlocksCommand, OperatorCommand, PrincipalCommand, TlsCommand,
 };
 use anyhow::{Context, Result, bail};
 use doorman_core::access::ServiceSet;
@@ -194,6 +194,15 @@ async fn principal(
 }
 
 pub async fn admin(args: cli::AdminArgs) -> Result<()> {
+    if let AdminCommand::Tls(TlsCommand::Init { names, ips }) = &args.command {
+        if args.database_url.is_some() {
+            bail!("tls init writes into a data directory: pass --data-dir, not --database-url");
+        }
+        let dir = args
+            .data_dir
+            .unwrap_or_else(|| PathBuf::from(doorman_server::config::DEFAULT_DATA_DIR));
+        return tls_init(&dir, names, ips);
+    }
     let may_create = matches!(
         args.command,
         AdminCommand::Operator(OperatorCommand::Add { .. })
@@ -205,6 +214,7 @@ pub async fn admin(args: cli::AdminArgs) -> Result<()> {
         AdminCommand::Access(command) => access(&store, command).await?,
         AdminCommand::Agent(command) => principal(&store, Principal::Agent, command).await?,
         AdminCommand::Blocks(command) => blocks(&store, command).await?,
+        AdminCommand::Tls(_) => unreachable!("handled before opening the database"),
         AdminCommand::Audit { json } => {
             for event in doorman_server::admin::audit(&store).await? {
                 if json {
@@ -215,6 +225,39 @@ pub async fn admin(args: cli::AdminArgs) -> Result<()> {
             }
         }
     }
+    Ok(())
+}
+
+/// `admin tls init`: the CA and server certificate, and what to do with them.
+fn tls_init(data_dir: &std::path::Path, names: &[String], ips: &[std::net::IpAddr]) -> Result<()> {
+    let made = doorman_server::private_ca::init(data_dir, names, ips)?;
+    let absolute = |path: &std::path::Path| std::path::absolute(path).unwrap_or(path.to_path_buf());
+    let ca = absolute(&made.ca_file);
+    let for_names: Vec<String> = names
+        .iter()
+        .cloned()
+        .chain(ips.iter().map(ToString::to_string))
+        .collect();
+    println!(
+        "CA certificate:      {} ({})",
+        ca.display(),
+        if made.kept_ca { "kept" } else { "new" }
+    );
+    println!("SHA-256 fingerprint: {}", made.ca_fingerprint);
+    println!(
+        "Server certificate:  {} for {}, valid until the end of {}",
+        absolute(&made.server.cert).display(),
+        for_names.join(", "),
+        made.valid_until_year
+    );
+    println!();
+    println!(
+        "The server serves with it when started with --data-dir {} and no --tls-cert.",
+        absolute(data_dir).display()
+    );
+    println!("Copy the CA certificate to each computer and operator, and check its fingerprint:");
+    println!("  agents:    ca = \"/path/to/ca.pem\" in the agent's settings");
+    println!("  operators: doorman connect --ca /path/to/ca.pem …");
     Ok(())
 }
 

@@ -172,11 +172,31 @@ pub enum AdminCommand {
     /// The blocks "I did not expect this" left: operator kept from computer.
     #[command(subcommand)]
     Blocks(BlocksCommand),
+    /// TLS without a public CA: `tls init` makes a private CA and a
+    /// server certificate in the data directory.
+    #[command(subcommand)]
+    Tls(TlsCommand),
     /// List the audit trail, oldest first.
     Audit {
         /// One JSON object per line.
         #[arg(long)]
         json: bool,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum TlsCommand {
+    /// Make a private CA (kept if there is one) and a server certificate it
+    /// signs, in DATA_DIR/tls/; the server serves with it when given no
+    /// --tls-cert. Prints the CA file for agents and operators, and its
+    /// SHA-256 fingerprint.
+    Init {
+        /// A DNS name the server is reached by; repeatable
+        #[arg(long = "name", value_name = "DNS-NAME")]
+        names: Vec<String>,
+        /// An IP address the server is reached by; repeatable
+        #[arg(long = "ip", value_name = "ADDRESS")]
+        ips: Vec<std::net::IpAddr>,
     },
 }
 

@@ -235,3 +235,82 @@ async fn certificate_errors_are_explained_in_plain_words() {
         "{err}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tls_init_makes_a_private_ca_the_server_serves_with_and_clients_trust() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let admin = |args: &[&str]| {
+        let mut all = vec!["admin", "--data-dir", path(&data)];
+        all.extend_from_slice(args);
+        let all: Vec<String> = all.iter().map(|s| s.to_string()).collect();
+        async move {
+            let all: Vec<&str> = all.iter().map(String::as_str).collect();
+            doorman_test_support::process::run(DOORMAN, &all).await
+        }
+    };
+    let (code, _, err) = admin(&["tls", "init", "--name", "bad name"]).await;
+    assert_eq!(code, 1);
+    assert_eq!(err.lines().count(), 1, "{err}");
+    assert!(
+        err.contains("\"bad name\" is not a valid DNS name"),
+        "{err}"
+    );
+    assert!(!data.join("tls").exists());
+
+    let (code, out, err) =
+        admin(&["tls", "init", "--name", "localhost", "--ip", "127.0.0.1"]).await;
+    assert_eq!(code, 0, "{err}");
+    let ca = data.join("tls/ca.pem");
+    assert!(out.contains(&format!("{} (new)", ca.display())), "{out}");
+    let fingerprint = out
+        .lines()
+        .find_map(|l| l.strip_prefix("SHA-256 fingerprint: "))
+        .expect("a fingerprint")
+        .to_string();
+    assert_eq!(fingerprint.len(), 95, "{fingerprint}");
+    assert!(out.contains("ca = "), "{out}");
+    assert!(out.contains("--ca"), "{out}");
+
+    let (code, _, err) = admin(&["operator", "add", "alice", "--computers", "*"]).await;
+    assert_eq!(code, 0, "{err}");
+    let server = Process::start(
+        DOORMAN,
+        &[
+            "server",
+            "--listen",
+            "127.0.0.1:0",
+            "--data-dir",
+            path(&data),
+        ],
+    );
+    let url = format!("https://{}", listening_address(&server).await);
+    let logged = server.stderr.text();
+    assert!(logged.contains("tls=true"), "{logged}");
+    // The token is checked over TLS the CA vouches for: the computer is
+    // what is unknown.
+    let (_, token, _) = admin(&["operator", "rotate", "alice"]).await;
+    let (code, _, err) = doorman_test_support::process::run(
+        DOORMAN,
+        &[
+            "connect",
+            "--server",
+            &url,
+            "--token",
+            token.trim(),
+            "--ca",
+            path(&ca),
+            "nowhere",
+            "--",
+            "true",
+        ],
+    )
+    .await;
+    assert_eq!(code, 242, "{err}");
+
+    // Again, for another name: the CA stays, so clients keep trusting it.
+    let (code, out, _) = admin(&["tls", "init", "--name", "doorman.example.com"]).await;
+    assert_eq!(code, 0);
+    assert!(out.contains("(kept)"), "{out}");
+    assert!(out.contains(&fingerprint), "{out}");
+}

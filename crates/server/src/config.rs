@@ -141,9 +141,13 @@ impl ServerSettings {
     /// The configuration, with the defaults filled in; `bound` is the
     /// address actually bound (the default public URL names its port).
     pub fn into_config(self, bound: SocketAddr) -> Result<ServerConfig, ConfigError> {
+        let data_dir = self
+            .data_dir
+            .unwrap_or_else(|| PathBuf::from(DEFAULT_DATA_DIR));
         let tls = match (self.tls_cert, self.tls_key) {
             (Some(cert), Some(key)) => Some(TlsFiles { cert, key }),
-            (None, None) => None,
+            // What `doorman admin tls init` made, when nothing else is given.
+            (None, None) => crate::private_ca::server_files(&data_dir),
             _ => return Err(ConfigError::TlsPair),
         };
         if self.smtp_ca.is_some() && self.smtp_url.is_none() {
@@ -155,9 +159,7 @@ impl ServerSettings {
             public_url: self
                 .public_url
                 .unwrap_or_else(|| format!("{scheme}://{bound}")),
-            data_dir: self
-                .data_dir
-                .unwrap_or_else(|| PathBuf::from(DEFAULT_DATA_DIR)),
+            data_dir,
             database_url: self.database_url,
             smtp_url: self.smtp_url,
             smtp_ca: self.smtp_ca,

@@ -21,6 +21,7 @@ mod origin;
 pub mod outbox;
 mod pages;
 pub mod private;
+pub mod private_ca;
 mod relay;
 pub mod secrets;
 mod smtp;
