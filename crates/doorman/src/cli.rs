@@ -26,7 +26,7 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Run the broker: agents, operators, emails, approval pages, relay, audit.
-    Server(ServerArgs),
+    Server(Box<ServerArgs>),
     /// Add operators and agents, read the audit trail.
     Admin(AdminArgs),
     /// Run the agent on the remote computer.
@@ -67,7 +67,8 @@ Exit status:
 #[derive(Debug, Args)]
 pub struct ServerArgs {
     /// TOML file with any of: listen, public_url, data_dir, database_url,
-    /// smtp_url, smtp_ca, mail_from, tls_cert, tls_key, trusted_proxies (a list),
+    /// smtp_url, smtp_ca, mail_from, tls_cert, tls_key, acme_domains (a list),
+    /// acme_email, acme_directory, acme_ca, acme_renew_days, trusted_proxies (a list),
     /// max_pending_per_operator, max_requests_per_hour, block_minutes.
     /// Command-line options override it.
     #[arg(long, value_name = "FILE")]
@@ -112,6 +113,24 @@ pub struct ServerArgs {
     /// TLS private key (PEM)
     #[arg(long, value_name = "PEM", requires = "tls_cert")]
     pub tls_key: Option<PathBuf>,
+    /// Obtain and renew the certificate for this domain over ACME (Let's
+    /// Encrypt unless --acme-directory says otherwise), answering the
+    /// CA's check on this same port (TLS-ALPN-01: the domain's port 443
+    /// must reach it); repeatable
+    #[arg(long = "acme-domain", value_name = "DOMAIN", conflicts_with_all = ["tls_cert", "tls_key"])]
+    pub acme_domains: Vec<String>,
+    /// Contact address for the ACME account (expiry notices)
+    #[arg(long, value_name = "ADDR")]
+    pub acme_email: Option<String>,
+    /// The ACME directory URL [default: Let's Encrypt]
+    #[arg(long, value_name = "URL")]
+    pub acme_directory: Option<String>,
+    /// The CA (PEM) of the ACME directory's own HTTPS, instead of the system's roots
+    #[arg(long, value_name = "PEM")]
+    pub acme_ca: Option<PathBuf>,
+    /// Renew when fewer days than this remain [default: 30]
+    #[arg(long, value_name = "DAYS", value_parser = clap::value_parser!(u32).range(1..=3650))]
+    pub acme_renew_days: Option<u32>,
     /// A reverse proxy (address or ADDR/PREFIX network) whose X-Forwarded-For
     /// names the client shown to recipients and kept in the audit trail;
     /// repeatable
@@ -132,6 +151,11 @@ impl ServerArgs {
             mail_from: self.mail_from.clone(),
             tls_cert: self.tls_cert.clone(),
             tls_key: self.tls_key.clone(),
+            acme_domains: (!self.acme_domains.is_empty()).then(|| self.acme_domains.clone()),
+            acme_email: self.acme_email.clone(),
+            acme_directory: self.acme_directory.clone(),
+            acme_ca: self.acme_ca.clone(),
+            acme_renew_days: self.acme_renew_days,
             trusted_proxies: (!self.trusted_proxies.is_empty())
                 .then(|| self.trusted_proxies.clone()),
             max_pending_per_operator: self.max_pending_per_operator,

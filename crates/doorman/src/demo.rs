@@ -64,6 +64,7 @@ shell = true
         smtp_ca: None,
         mail_from: "Doorman demo <doorman@localhost>".into(),
         tls: None,
+        acme: None,
         limits: doorman_server::Limits::default(),
         trusted_proxies: Vec::new(),
         heartbeat: doorman_server::DEFAULT_HEARTBEAT,

@@ -39,7 +39,7 @@ async fn dispatch(cli: Cli) -> i32 {
         Command::Connect(args) => return connect(args).await,
         Command::Server(args) => {
             logging::init("info");
-            server(args).await
+            server(*args).await
         }
         Command::Agent(args) => {
             logging::init("info");

@@ -4,6 +4,7 @@
 //! make together. Also [`run_replica`]: serving as the active server or
 //! waiting as a standby on a shared database.
 
+use crate::acme::AcmeSettings;
 use crate::client_addr::TrustedProxy;
 use crate::leadership::Leadership;
 use crate::{DEFAULT_HEARTBEAT, Limits, Prepared, ServerConfig, ServerError, TlsFiles};
@@ -43,6 +44,16 @@ pub enum ConfigError {
         "--smtp-ca needs --smtp-url: without an SMTP server, emails go to the outbox directory"
     )]
     SmtpCaWithoutUrl,
+    #[error(
+        "--acme-domain and --tls-cert do not go together: the certificate comes from one or the other"
+    )]
+    AcmeAndTlsFiles,
+    #[error("--acme-email, --acme-directory, --acme-ca and --acme-renew-days need --acme-domain")]
+    AcmeWithoutDomain,
+    #[error("--acme-domain {0:?} is not a DNS name")]
+    AcmeDomain(String),
+    #[error("--acme-directory {0:?} must be an https:// URL")]
+    AcmeDirectory(String),
 }
 
 /// The settings one may give, from the file or the command line; every one
@@ -59,6 +70,11 @@ pub struct ServerSettings {
     pub mail_from: Option<String>,
     pub tls_cert: Option<PathBuf>,
     pub tls_key: Option<PathBuf>,
+    pub acme_domains: Option<Vec<String>>,
+    pub acme_email: Option<String>,
+    pub acme_directory: Option<String>,
+    pub acme_ca: Option<PathBuf>,
+    pub acme_renew_days: Option<u32>,
     pub trusted_proxies: Option<Vec<TrustedProxy>>,
     pub max_pending_per_operator: Option<u32>,
     pub max_requests_per_hour: Option<u32>,
@@ -120,6 +136,11 @@ impl ServerSettings {
             mail_from: self.mail_from.or(file.mail_from),
             tls_cert: self.tls_cert.or(file.tls_cert),
             tls_key: self.tls_key.or(file.tls_key),
+            acme_domains: self.acme_domains.or(file.acme_domains),
+            acme_email: self.acme_email.or(file.acme_email),
+            acme_directory: self.acme_directory.or(file.acme_directory),
+            acme_ca: self.acme_ca.or(file.acme_ca),
+            acme_renew_days: self.acme_renew_days.or(file.acme_renew_days),
             trusted_proxies: self.trusted_proxies.or(file.trusted_proxies),
             max_pending_per_operator: self
                 .max_pending_per_operator
@@ -141,11 +162,14 @@ impl ServerSettings {
     /// The configuration, with the defaults filled in; `bound` is the
     /// address actually bound (the default public URL names its port).
     pub fn into_config(self, bound: SocketAddr) -> Result<ServerConfig, ConfigError> {
+        let acme = self.acme()?;
         let data_dir = self
             .data_dir
             .unwrap_or_else(|| PathBuf::from(DEFAULT_DATA_DIR));
         let tls = match (self.tls_cert, self.tls_key) {
+            (Some(_), Some(_)) if acme.is_some() => return Err(ConfigError::AcmeAndTlsFiles),
             (Some(cert), Some(key)) => Some(TlsFiles { cert, key }),
+            (None, None) if acme.is_some() => None,
             // What `doorman admin tls init` made, when nothing else is given.
             (None, None) => crate::private_ca::server_files(&data_dir),
             _ => return Err(ConfigError::TlsPair),
@@ -153,18 +177,29 @@ impl ServerSettings {
         if self.smtp_ca.is_some() && self.smtp_url.is_none() {
             return Err(ConfigError::SmtpCaWithoutUrl);
         }
-        let scheme = if tls.is_some() { "https" } else { "http" };
+        let scheme = if tls.is_some() || acme.is_some() {
+            "https"
+        } else {
+            "http"
+        };
+        // With ACME the links name the domain, not the address bound.
+        let default_host = match &acme {
+            Some(acme) if bound.port() == 443 => acme.domains[0].clone(),
+            Some(acme) => format!("{}:{}", acme.domains[0], bound.port()),
+            None => bound.to_string(),
+        };
         let defaults = Limits::default();
         Ok(ServerConfig {
             public_url: self
                 .public_url
-                .unwrap_or_else(|| format!("{scheme}://{bound}")),
+                .unwrap_or_else(|| format!("{scheme}://{default_host}")),
             data_dir,
             database_url: self.database_url,
             smtp_url: self.smtp_url,
             smtp_ca: self.smtp_ca,
             mail_from: self.mail_from.unwrap_or_else(|| DEFAULT_MAIL_FROM.into()),
             tls,
+            acme,
             limits: Limits {
                 max_pending_per_operator: self
                     .max_pending_per_operator
@@ -177,6 +212,46 @@ impl ServerSettings {
             trusted_proxies: self.trusted_proxies.unwrap_or_default(),
             heartbeat: DEFAULT_HEARTBEAT,
         })
+    }
+}
+
+impl ServerSettings {
+    /// The ACME settings, checked, if `--acme-domain` is given.
+    fn acme(&self) -> Result<Option<AcmeSettings>, ConfigError> {
+        let domains = self.acme_domains.clone().unwrap_or_default();
+        if domains.is_empty() {
+            let others = self.acme_email.is_some()
+                || self.acme_directory.is_some()
+                || self.acme_ca.is_some()
+                || self.acme_renew_days.is_some();
+            return if others {
+                Err(ConfigError::AcmeWithoutDomain)
+            } else {
+                Ok(None)
+            };
+        }
+        for domain in &domains {
+            let dns = rustls::pki_types::DnsName::try_from(domain.as_str()).is_ok();
+            if !dns || domain.parse::<std::net::IpAddr>().is_ok() {
+                return Err(ConfigError::AcmeDomain(domain.clone()));
+            }
+        }
+        let directory = self
+            .acme_directory
+            .clone()
+            .unwrap_or_else(|| crate::acme::LETS_ENCRYPT.to_string());
+        if !directory.starts_with("https://") {
+            return Err(ConfigError::AcmeDirectory(directory));
+        }
+        Ok(Some(AcmeSettings {
+            domains,
+            email: self.acme_email.clone(),
+            directory,
+            ca: self.acme_ca.clone(),
+            renew_days: self
+                .acme_renew_days
+                .unwrap_or(crate::acme::DEFAULT_RENEW_DAYS),
+        }))
     }
 }
 

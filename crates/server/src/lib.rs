@@ -6,6 +6,7 @@
 //! and stop it for real.
 #![forbid(unsafe_code)]
 
+pub mod acme;
 pub mod admin;
 mod agents;
 pub mod broker;
@@ -52,6 +53,8 @@ pub struct ServerConfig {
     pub mail_from: String,
     /// Certificate chain and key (PEM) to serve everything over TLS.
     pub tls: Option<TlsFiles>,
+    /// Or a certificate obtained and renewed over ACME.
+    pub acme: Option<acme::AcmeSettings>,
     pub limits: Limits,
     /// Reverse proxies whose `X-Forwarded-For` names the client.
     pub trusted_proxies: Vec<client_addr::TrustedProxy>,
@@ -119,6 +122,8 @@ pub enum ServerError {
     },
     #[error(transparent)]
     Tls(#[from] doorman_proto::tls::TlsError),
+    #[error(transparent)]
+    Acme(#[from] acme::AcmeError),
     #[error(transparent)]
     Store(#[from] StoreError),
     #[error("server I/O error: {0}")]
@@ -194,6 +199,7 @@ pub struct Server {
     delivery: outbox::Delivery,
     mail_settings: outbox::MailSettings,
     tls: Option<Arc<rustls::ServerConfig>>,
+    acme: Option<Arc<acme::Acme>>,
     trusted_proxies: client_addr::TrustedProxies,
     /// The data directory's lock, released when the server has stopped.
     lock: Option<std::fs::File>,
@@ -206,6 +212,7 @@ pub struct Prepared {
     config: ServerConfig,
     public_url: String,
     tls: Option<Arc<rustls::ServerConfig>>,
+    acme: Option<Arc<acme::Acme>>,
     from: Mailbox,
     delivery: outbox::Delivery,
     key: secrets::ServerKey,
@@ -252,9 +259,14 @@ impl Prepared {
         {
             return Err(ServerError::TlsKeyIsServerKey(files.key.clone()));
         }
-        let tls = match &config.tls {
-            Some(files) => Some(doorman_proto::tls::server_config(&files.cert, &files.key)?),
+        let acme = match &config.acme {
+            Some(settings) => Some(Arc::new(acme::Acme::new(settings.clone())?)),
             None => None,
+        };
+        let tls = match (&config.tls, &acme) {
+            (Some(files), _) => Some(doorman_proto::tls::server_config(&files.cert, &files.key)?),
+            (None, Some(acme)) => Some(acme.tls_config()),
+            (None, None) => None,
         };
         let from: Mailbox = config
             .mail_from
@@ -282,6 +294,7 @@ impl Prepared {
             config,
             public_url,
             tls,
+            acme,
             from,
             delivery,
             key,
@@ -311,6 +324,7 @@ impl Prepared {
             config,
             public_url,
             tls,
+            acme,
             from,
             delivery,
             key,
@@ -342,6 +356,7 @@ impl Prepared {
                 message_id_host,
             },
             tls,
+            acme,
             trusted_proxies: client_addr::TrustedProxies::new(config.trusted_proxies),
             lock,
         })
@@ -376,6 +391,7 @@ impl Server {
             delivery,
             mail_settings,
             tls,
+            acme,
             trusted_proxies,
             lock,
         } = self;
@@ -410,12 +426,26 @@ impl Server {
         let served = axum::serve(listener, service)
             .with_graceful_shutdown(async move { lifecycle.stopping().await });
         let signal = async {
-            shutdown.await;
-            broker.lifecycle.stop();
+            tokio::select! {
+                () = shutdown => broker.lifecycle.stop(),
+                () = broker.lifecycle.stopping() => {}
+            }
         };
-        let (served, ()) = tokio::join!(served, signal);
+        // A first certificate the CA refuses stops the server: it has
+        // nothing to serve with.
+        let certificates = async {
+            let Some(acme) = acme else { return Ok(()) };
+            let (store, key) = (broker.store.clone(), broker.key.clone());
+            let result = acme.maintain(store, key, broker.lifecycle.stopping()).await;
+            if result.is_err() {
+                broker.lifecycle.stop();
+            }
+            result
+        };
+        let (served, (), certificates) = tokio::join!(served, signal, certificates);
         broker.lifecycle.wait_for_tasks().await;
         served?;
+        certificates?;
         tracing::info!("doorman server stopped");
         drop(lock);
         Ok(())

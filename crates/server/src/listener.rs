@@ -1,6 +1,7 @@
 //! The server's one listening socket, plain or TLS. TLS handshakes run in
 //! their own tasks so a slow client cannot hold up the accept loop.
 
+use crate::acme::served::ACME_TLS_ALPN;
 use doorman_proto::tls::MaybeTls;
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -51,7 +52,13 @@ impl DoormanListener {
                 let sender = sender.clone();
                 tokio::spawn(async move {
                     match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await {
-                        Ok(Ok(tls)) => {
+                        Ok(Ok(mut tls)) => {
+                            // An ACME validation handshake has done its
+                            // work once it completes (RFC 8737 §3).
+                            if tls.get_ref().1.alpn_protocol() == Some(ACME_TLS_ALPN) {
+                                let _ = tokio::io::AsyncWriteExt::shutdown(&mut tls).await;
+                                return;
+                            }
                             let _ = sender.send((MaybeTls::Tls(Box::new(tls)), peer)).await;
                         }
                         Ok(Err(error)) => tracing::debug!(%peer, %error, "TLS handshake failed"),

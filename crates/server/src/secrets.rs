@@ -10,7 +10,7 @@
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use ring::rand::{SecureRandom, SystemRandom};
-use ring::{digest, hmac};
+use ring::{aead, digest, hmac};
 use std::io::Write;
 use std::path::Path;
 
@@ -138,6 +138,51 @@ impl ServerKey {
         self.derive(&[b"page-nonce", token_hash])
     }
 
+    /// `plain` encrypted and authenticated (AES-256-GCM) under a key
+    /// derived from this one for `purpose`, for secrets the database keeps
+    /// that must be read back (a TLS private key, an ACME account key):
+    /// a copy of the database alone does not give them away.
+    pub fn seal(&self, purpose: &str, plain: &[u8]) -> Result<String, RandomError> {
+        let nonce = random_bytes::<{ aead::NONCE_LEN }>()?;
+        let mut sealed = plain.to_vec();
+        self.sealing_key(purpose)
+            .seal_in_place_append_tag(
+                aead::Nonce::assume_unique_for_key(nonce),
+                aead::Aad::from(purpose.as_bytes()),
+                &mut sealed,
+            )
+            .map_err(|_| RandomError)?;
+        let mut out = nonce.to_vec();
+        out.extend_from_slice(&sealed);
+        Ok(URL_SAFE_NO_PAD.encode(out))
+    }
+
+    /// What [`ServerKey::seal`] sealed for `purpose`; `None` if it was
+    /// sealed under another key or purpose, or altered.
+    pub fn open(&self, purpose: &str, sealed: &str) -> Option<Vec<u8>> {
+        let bytes = URL_SAFE_NO_PAD.decode(sealed).ok()?;
+        if bytes.len() < aead::NONCE_LEN {
+            return None;
+        }
+        let (nonce, rest) = bytes.split_at(aead::NONCE_LEN);
+        let nonce = aead::Nonce::try_assume_unique_for_key(nonce).ok()?;
+        let mut rest = rest.to_vec();
+        let plain = self
+            .sealing_key(purpose)
+            .open_in_place(nonce, aead::Aad::from(purpose.as_bytes()), &mut rest)
+            .ok()?;
+        Some(plain.to_vec())
+    }
+
+    fn sealing_key(&self, purpose: &str) -> aead::LessSafeKey {
+        let mut context = hmac::Context::with_key(&self.0);
+        context.update(b"seal");
+        context.update(purpose.as_bytes());
+        let key = aead::UnboundKey::new(&aead::AES_256_GCM, context.sign().as_ref())
+            .expect("HMAC-SHA256 output is an AES-256 key");
+        aead::LessSafeKey::new(key)
+    }
+
     /// Names this key without giving it away, so that a database can tell
     /// a server started with another key (whose links would not match).
     pub fn fingerprint(&self) -> String {
@@ -154,6 +199,31 @@ pub fn constant_time_eq(a: &str, b: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn sealed_secrets_open_only_under_the_same_key_and_purpose() {
+        let dir = tempfile::tempdir().unwrap();
+        let key = ServerKey::load_or_create(&dir.path().join("a")).unwrap();
+        let other = ServerKey::load_or_create(&dir.path().join("b")).unwrap();
+        let sealed = key.seal("tls key", b"-----BEGIN PRIVATE KEY-----").unwrap();
+        assert!(!sealed.contains("PRIVATE"));
+        assert_eq!(
+            key.open("tls key", &sealed).unwrap(),
+            b"-----BEGIN PRIVATE KEY-----"
+        );
+        assert_eq!(key.open("account", &sealed), None);
+        assert_eq!(other.open("tls key", &sealed), None);
+        let mut altered = sealed.clone().into_bytes();
+        altered[20] = if altered[20] == b'A' { b'B' } else { b'A' };
+        assert_eq!(
+            key.open("tls key", &String::from_utf8(altered).unwrap()),
+            None
+        );
+        assert_ne!(
+            key.seal("tls key", b"x").unwrap(),
+            key.seal("tls key", b"x").unwrap()
+        );
+    }
 
     #[test]
     fn tokens_are_long_random_and_prefixed() {

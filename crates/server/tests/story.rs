@@ -366,7 +366,7 @@ async fn pages_carry_strict_security_headers() {
             "{csp}"
         );
         assert!(csp.contains("default-src 'none'"));
-        assert_eq!(headers["referrer-policy"], "no-referrer");
+        assert_eq!(headers["referrer-policy"], "same-origin");
         assert_eq!(headers["cache-control"], "no-store");
         assert_eq!(headers["x-content-type-options"], "nosniff");
         let body = response.text().await.unwrap();

@@ -7,6 +7,7 @@
 pub mod connecting;
 pub mod fake_server;
 pub mod front;
+pub mod pebble;
 pub mod postgres;
 pub mod process;
 pub mod raw;

@@ -19,8 +19,14 @@ pub struct Process {
 impl Process {
     /// Starts `program args…` with stdin closed.
     pub fn start(program: &str, args: &[&str]) -> Self {
+        Self::start_with_env(program, args, &[])
+    }
+
+    /// [`Process::start`] with these environment variables set.
+    pub fn start_with_env(program: &str, args: &[&str], env: &[(&str, &str)]) -> Self {
         let mut child = Command::new(program)
             .args(args)
+            .envs(env.iter().copied())
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
@@ -117,4 +123,42 @@ pub async fn listening_address(server: &Process) -> String {
         .and_then(|rest| rest.split_whitespace().next())
         .expect("an address")
         .to_string()
+}
+
+/// The TCP ports process `pid` listens on, from `/proc`: its sockets'
+/// inodes matched against the kernel's table of listening sockets.
+pub fn listening_ports(pid: u32) -> Vec<u16> {
+    let inodes: Vec<String> = std::fs::read_dir(format!("/proc/{pid}/fd"))
+        .map(|entries| {
+            entries
+                .filter_map(|entry| std::fs::read_link(entry.ok()?.path()).ok())
+                .filter_map(|link| {
+                    let link = link.to_string_lossy().to_string();
+                    Some(
+                        link.strip_prefix("socket:[")?
+                            .strip_suffix(']')?
+                            .to_string(),
+                    )
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    let mut ports = Vec::new();
+    for table in ["/proc/net/tcp", "/proc/net/tcp6"] {
+        let text = std::fs::read_to_string(table).unwrap_or_default();
+        for line in text.lines().skip(1) {
+            let fields: Vec<&str> = line.split_whitespace().collect();
+            // local_address is fields[1] ("0100007F:1F90"), st fields[3]
+            // ("0A" is LISTEN), inode fields[9].
+            if fields.len() > 9 && fields[3] == "0A" && inodes.iter().any(|i| i == fields[9]) {
+                let port = fields[1].rsplit(':').next().unwrap_or("");
+                if let Ok(port) = u16::from_str_radix(port, 16) {
+                    ports.push(port);
+                }
+            }
+        }
+    }
+    ports.sort_unstable();
+    ports.dedup();
+    ports
 }

@@ -69,6 +69,7 @@ impl World {
             smtp_ca,
             mail_from: "Doorman <doorman@example.com>".into(),
             limits: builder.limits,
+            acme: None,
             tls: certificates.as_ref().map(|c| doorman_server::TlsFiles {
                 cert: c.cert.clone(),
                 key: c.key.clone(),

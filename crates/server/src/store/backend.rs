@@ -79,6 +79,11 @@ impl Backend {
                             "/0005_access_and_policies.sql"
                         )),
                     ),
+                    migration(
+                        6,
+                        "acme",
+                        include_str!(concat!("../../migrations/", $dir, "/0006_acme.sql")),
+                    ),
                 ]
             };
         }

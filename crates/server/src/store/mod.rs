@@ -1,7 +1,8 @@
 //! The database, one module for each thing it stores: operators and agents
 //! ([`principals`]), access rules ([`access`]), requests with their
 //! recipients ([`rows`], [`requests`]) and transitions ([`transitions`]), the outbox
-//! ([`outbox`]), sessions ([`sessions`]) and the audit trail ([`audit`]);
+//! ([`outbox`]), sessions ([`sessions`]), the audit trail ([`audit`]) and
+//! ACME certificates ([`acme`]);
 //! [`backend`] knows SQLite and PostgreSQL and their migrations.
 //!
 //! Every state change is one statement or one transaction. A request's
@@ -11,6 +12,7 @@
 //! or a click after expiry, can never both win.
 
 mod access;
+pub mod acme;
 mod audit;
 mod backend;
 mod outbox;

@@ -1,0 +1,113 @@
+//! The HTTPS client the ACME protocol runs over: one HTTP/1.1 connection
+//! per request, with the same rustls (ring) configuration as the rest of
+//! Doorman, trusting the system's roots or `--acme-ca`. ACME takes a
+//! handful of requests per certificate, so nothing is pooled.
+
+use bytes::Bytes;
+use http_body_util::BodyExt;
+use hyper::Request;
+use hyper_util::rt::TokioIo;
+use instant_acme::{BodyWrapper, BytesResponse, Error, HttpClient};
+use rustls::pki_types::ServerName;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// How long one ACME request may take, connection included.
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
+
+#[derive(Clone)]
+pub struct AcmeHttp {
+    tls: tokio_rustls::TlsConnector,
+}
+
+impl AcmeHttp {
+    pub fn new(tls: Arc<rustls::ClientConfig>) -> Self {
+        Self {
+            tls: tokio_rustls::TlsConnector::from(tls),
+        }
+    }
+}
+
+fn other(message: String) -> Error {
+    Error::Other(message.into())
+}
+
+impl HttpClient for AcmeHttp {
+    fn request(
+        &self,
+        request: Request<BodyWrapper<Bytes>>,
+    ) -> Pin<Box<dyn Future<Output = Result<BytesResponse, Error>> + Send>> {
+        let tls = self.tls.clone();
+        Box::pin(async move {
+            tokio::time::timeout(REQUEST_TIMEOUT, send(tls, request))
+                .await
+                .map_err(|_| other("the ACME server did not answer within 30 s".into()))?
+        })
+    }
+}
+
+async fn send(
+    tls: tokio_rustls::TlsConnector,
+    mut request: Request<BodyWrapper<Bytes>>,
+) -> Result<BytesResponse, Error> {
+    let uri = request.uri().clone();
+    if uri.scheme_str() != Some("https") {
+        return Err(other(format!("ACME URLs must be https:// (got {uri})")));
+    }
+    let host = uri
+        .host()
+        .ok_or_else(|| other(format!("no host in {uri}")))?;
+    let host = host
+        .trim_start_matches('[')
+        .trim_end_matches(']')
+        .to_string();
+    let port = uri.port_u16().unwrap_or(443);
+    let tcp = tokio::net::TcpStream::connect((host.as_str(), port))
+        .await
+        .map_err(|e| {
+            other(format!(
+                "cannot reach the ACME server at {host}:{port}: {e}"
+            ))
+        })?;
+    let name = ServerName::try_from(host.clone()).map_err(|e| other(e.to_string()))?;
+    let stream = tls.connect(name, tcp).await.map_err(|e| {
+        other(format!(
+            "TLS with the ACME server at {host}:{port} failed: {e}"
+        ))
+    })?;
+    let (mut sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+        .await
+        .map_err(|e| other(e.to_string()))?;
+    tokio::spawn(connection);
+    let authority = uri
+        .authority()
+        .map(|a| a.as_str().to_string())
+        .unwrap_or(host);
+    let path = uri.path_and_query().map_or("/", |p| p.as_str());
+    *request.uri_mut() = path
+        .parse()
+        .map_err(|e: hyper::http::uri::InvalidUri| other(e.to_string()))?;
+    request.headers_mut().insert(
+        hyper::header::HOST,
+        authority
+            .parse()
+            .map_err(|e: hyper::header::InvalidHeaderValue| other(e.to_string()))?,
+    );
+    let response = sender
+        .send_request(request)
+        .await
+        .map_err(|e| other(e.to_string()))?;
+    // Read the whole body now, while the connection task runs.
+    let (parts, body) = response.into_parts();
+    let body = body
+        .collect()
+        .await
+        .map_err(|e| other(e.to_string()))?
+        .to_bytes();
+    Ok(BytesResponse::from(hyper::Response::from_parts(
+        parts,
+        http_body_util::Full::new(body),
+    )))
+}
