@@ -68,7 +68,8 @@ Exit status:
 pub struct ServerArgs {
     /// TOML file with any of: listen, public_url, data_dir, database_url,
     /// smtp_url, smtp_ca, mail_from, tls_cert, tls_key, acme_domains (a list),
-    /// acme_email, acme_directory, acme_ca, acme_renew_days, trusted_proxies (a list),
+    /// acme_email, acme_directory, acme_ca, acme_renew_days, max_connections,
+    /// max_connections_per_address, trusted_proxies (a list),
     /// max_pending_per_operator, max_requests_per_hour, block_minutes.
     /// Command-line options override it.
     #[arg(long, value_name = "FILE")]
@@ -104,6 +105,14 @@ pub struct ServerArgs {
     /// Requests one operator may make to one computer per hour [default: 30]
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(MAX_REQUESTS_PER_HOUR))]
     pub max_requests_per_hour: Option<u32>,
+    /// Connections held at once: agents, operators, sessions, pages
+    /// [default: 30000, lowered to fit the open-file limit]
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(8..))]
+    pub max_connections: Option<u32>,
+    /// Connections held at once from one address (an IPv6 /64) [default: a
+    /// tenth of --max-connections]
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
+    pub max_connections_per_address: Option<u32>,
     /// How long "I did not expect this" blocks the operator from that computer [default: 20]
     #[arg(long, value_name = "MINUTES", value_parser = clap::value_parser!(u32).range(BLOCK_MINUTES))]
     pub block_minutes: Option<u32>,
@@ -156,6 +165,8 @@ impl ServerArgs {
             acme_directory: self.acme_directory.clone(),
             acme_ca: self.acme_ca.clone(),
             acme_renew_days: self.acme_renew_days,
+            max_connections: self.max_connections,
+            max_connections_per_address: self.max_connections_per_address,
             trusted_proxies: (!self.trusted_proxies.is_empty())
                 .then(|| self.trusted_proxies.clone()),
             max_pending_per_operator: self.max_pending_per_operator,

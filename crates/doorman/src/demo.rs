@@ -68,6 +68,7 @@ shell = true
         limits: doorman_server::Limits::default(),
         trusted_proxies: Vec::new(),
         heartbeat: doorman_server::DEFAULT_HEARTBEAT,
+        connections: doorman_server::serve::ConnectionLimits::default(),
     };
     let exe = std::env::current_exe()
         .map(|path| path.display().to_string())

@@ -7,6 +7,7 @@
 use crate::acme::AcmeSettings;
 use crate::client_addr::TrustedProxy;
 use crate::leadership::Leadership;
+use crate::serve::ConnectionLimits;
 use crate::{DEFAULT_HEARTBEAT, Limits, Prepared, ServerConfig, ServerError, TlsFiles};
 use serde::Deserialize;
 use std::future::Future;
@@ -75,6 +76,8 @@ pub struct ServerSettings {
     pub acme_directory: Option<String>,
     pub acme_ca: Option<PathBuf>,
     pub acme_renew_days: Option<u32>,
+    pub max_connections: Option<u32>,
+    pub max_connections_per_address: Option<u32>,
     pub trusted_proxies: Option<Vec<TrustedProxy>>,
     pub max_pending_per_operator: Option<u32>,
     pub max_requests_per_hour: Option<u32>,
@@ -141,6 +144,10 @@ impl ServerSettings {
             acme_directory: self.acme_directory.or(file.acme_directory),
             acme_ca: self.acme_ca.or(file.acme_ca),
             acme_renew_days: self.acme_renew_days.or(file.acme_renew_days),
+            max_connections: self.max_connections.or(file.max_connections),
+            max_connections_per_address: self
+                .max_connections_per_address
+                .or(file.max_connections_per_address),
             trusted_proxies: self.trusted_proxies.or(file.trusted_proxies),
             max_pending_per_operator: self
                 .max_pending_per_operator
@@ -163,6 +170,7 @@ impl ServerSettings {
     /// address actually bound (the default public URL names its port).
     pub fn into_config(self, bound: SocketAddr) -> Result<ServerConfig, ConfigError> {
         let acme = self.acme()?;
+        let connections = self.connection_limits();
         let data_dir = self
             .data_dir
             .unwrap_or_else(|| PathBuf::from(DEFAULT_DATA_DIR));
@@ -211,11 +219,24 @@ impl ServerSettings {
             },
             trusted_proxies: self.trusted_proxies.unwrap_or_default(),
             heartbeat: DEFAULT_HEARTBEAT,
+            connections,
         })
     }
 }
 
 impl ServerSettings {
+    fn connection_limits(&self) -> ConnectionLimits {
+        let defaults = ConnectionLimits::default();
+        let or = |value: Option<u32>, default: usize| {
+            value.map_or(default, |v| usize::try_from(v).unwrap_or(usize::MAX))
+        };
+        ConnectionLimits {
+            max_connections: or(self.max_connections, defaults.max_connections),
+            max_per_address: or(self.max_connections_per_address, defaults.max_per_address),
+            header_timeout: defaults.header_timeout,
+        }
+    }
+
     /// The ACME settings, checked, if `--acme-domain` is given.
     fn acme(&self) -> Result<Option<AcmeSettings>, ConfigError> {
         let domains = self.acme_domains.clone().unwrap_or_default();

@@ -13,8 +13,8 @@ pub mod broker;
 pub mod client_addr;
 pub mod clock;
 pub mod config;
+pub mod failures;
 pub mod leadership;
-mod link_limit;
 mod listener;
 pub mod mail;
 mod operators;
@@ -25,6 +25,7 @@ pub mod private;
 pub mod private_ca;
 mod relay;
 pub mod secrets;
+pub mod serve;
 mod smtp;
 pub mod store;
 mod upgrade;
@@ -61,6 +62,8 @@ pub struct ServerConfig {
     /// How often agents and waiting operators are pinged
     /// ([`DEFAULT_HEARTBEAT`]).
     pub heartbeat: std::time::Duration,
+    /// Simultaneous connections and the deadline for a request head.
+    pub connections: serve::ConnectionLimits,
 }
 
 /// Often enough to keep a proxy's idle timeout (nginx: 60 s) from closing
@@ -201,6 +204,7 @@ pub struct Server {
     tls: Option<Arc<rustls::ServerConfig>>,
     acme: Option<Arc<acme::Acme>>,
     trusted_proxies: client_addr::TrustedProxies,
+    connections: serve::ConnectionLimits,
     /// The data directory's lock, released when the server has stopped.
     lock: Option<std::fs::File>,
 }
@@ -332,6 +336,14 @@ impl Prepared {
         } = self;
         let store = Store::open(&database_url(&config)).await?;
         store.claim_key(&key.fingerprint()).await?;
+        let open_files = serve::raise_open_file_limit();
+        let connections = config.connections.within(open_files);
+        tracing::info!(
+            open_files,
+            max_connections = connections.max_connections,
+            max_per_address = connections.max_per_address,
+            "connection limits"
+        );
         for notice in store.take_upgrade_notices().await? {
             tracing::warn!("{notice}");
         }
@@ -358,6 +370,7 @@ impl Prepared {
             tls,
             acme,
             trusted_proxies: client_addr::TrustedProxies::new(config.trusted_proxies),
+            connections,
             lock,
         })
     }
@@ -393,6 +406,7 @@ impl Server {
             tls,
             acme,
             trusted_proxies,
+            connections,
             lock,
         } = self;
         let outbox_dir = match &delivery {
@@ -416,15 +430,8 @@ impl Server {
         if with_tls {
             router = router.layer(axum::middleware::from_fn(pages::strict_transport_security));
         }
-        let service = router.into_make_service_with_connect_info::<std::net::SocketAddr>();
-        // `tap_io` lends the listener axum's ConnectInfo<SocketAddr> support.
-        let listener = axum::serve::ListenerExt::tap_io(
-            listener::DoormanListener::new(listener, tls)?,
-            |_| {},
-        );
-        let lifecycle = broker.lifecycle.clone();
-        let served = axum::serve(listener, service)
-            .with_graceful_shutdown(async move { lifecycle.stopping().await });
+        let listener = listener::DoormanListener::new(listener, tls)?;
+        let served = serve::serve(listener, router, connections, broker.lifecycle.clone());
         let signal = async {
             tokio::select! {
                 () = shutdown => broker.lifecycle.stop(),
@@ -442,9 +449,8 @@ impl Server {
             }
             result
         };
-        let (served, (), certificates) = tokio::join!(served, signal, certificates);
+        let ((), (), certificates) = tokio::join!(served, signal, certificates);
         broker.lifecycle.wait_for_tasks().await;
-        served?;
         certificates?;
         tracing::info!("doorman server stopped");
         drop(lock);

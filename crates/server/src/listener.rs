@@ -38,12 +38,15 @@ impl DoormanListener {
         let (sender, accepted) = mpsc::channel(64);
         let acceptor = tokio_rustls::TlsAcceptor::from(config);
         let acceptor = tokio::spawn(async move {
+            let mut backoff = AcceptBackoff::default();
             loop {
                 let (stream, peer) = match listener.accept().await {
-                    Ok(accepted) => accepted,
+                    Ok(accepted) => {
+                        backoff.succeeded();
+                        accepted
+                    }
                     Err(error) => {
-                        tracing::warn!(%error, "accept failed");
-                        tokio::time::sleep(Duration::from_millis(50)).await;
+                        backoff.failed(&error).await;
                         continue;
                     }
                 };
@@ -75,6 +78,32 @@ impl DoormanListener {
     }
 }
 
+/// Waits after a failed accept (out of descriptors, most often), longer
+/// each time up to a second, and says so once per run of failures rather
+/// than once per attempt.
+#[derive(Default)]
+pub struct AcceptBackoff {
+    failures: u32,
+}
+
+impl AcceptBackoff {
+    pub async fn failed(&mut self, error: &std::io::Error) {
+        if self.failures == 0 {
+            tracing::warn!(%error, "cannot accept connections; waiting for descriptors to free up");
+        }
+        self.failures = self.failures.saturating_add(1);
+        let wait = 50u64.saturating_mul(1 << self.failures.min(5)).min(1000);
+        tokio::time::sleep(Duration::from_millis(wait)).await;
+    }
+
+    pub fn succeeded(&mut self) {
+        if self.failures > 0 {
+            tracing::info!(failed = self.failures, "accepting connections again");
+            self.failures = 0;
+        }
+    }
+}
+
 impl Drop for DoormanListener {
     fn drop(&mut self) {
         if let DoormanListener::Tls { acceptor, .. } = self {
@@ -89,18 +118,19 @@ impl axum::serve::Listener for DoormanListener {
 
     async fn accept(&mut self) -> (Self::Io, Self::Addr) {
         match self {
-            DoormanListener::Plain(listener) => loop {
-                match TcpListener::accept(listener).await {
-                    Ok((stream, peer)) => {
-                        let _ = doorman_proto::socket::tune(&stream);
-                        return (MaybeTls::Plain(stream), peer);
-                    }
-                    Err(error) => {
-                        tracing::warn!(%error, "accept failed");
-                        tokio::time::sleep(Duration::from_millis(50)).await;
+            DoormanListener::Plain(listener) => {
+                let mut backoff = AcceptBackoff::default();
+                loop {
+                    match TcpListener::accept(listener).await {
+                        Ok((stream, peer)) => {
+                            backoff.succeeded();
+                            let _ = doorman_proto::socket::tune(&stream);
+                            return (MaybeTls::Plain(stream), peer);
+                        }
+                        Err(error) => backoff.failed(&error).await,
                     }
                 }
-            },
+            }
             DoormanListener::Tls { accepted, .. } => match accepted.recv().await {
                 Some(connection) => connection,
                 None => std::future::pending().await,

@@ -224,28 +224,26 @@ fn same_origin(
 }
 
 /// Looks a link token up; not found for anything that is not a live token.
-/// Failures count against the client's address.
+/// Only failures count against the client's network: a live link works
+/// whatever others behind the same address guessed.
 async fn find(
     state: &AppState,
     token: &str,
     peer: std::net::IpAddr,
 ) -> Result<(RequestRow, String, [u8; 32]), PageError> {
+    if secrets::plausible_token(token) {
+        let hash = secrets::hash(token);
+        if let Some((request, address)) = state.broker.store.request_by_link(&hash).await? {
+            return Ok((request, address, hash));
+        }
+    }
     let now = now_millis();
     let limiter = &state.broker.link_failures;
     if limiter.is_limited(peer, now) {
         return Err(PageError::TooManyFailures);
     }
-    let found = if secrets::plausible_token(token) {
-        let hash = secrets::hash(token);
-        let found = state.broker.store.request_by_link(&hash).await?;
-        found.map(|(request, address)| (request, address, hash))
-    } else {
-        None
-    };
-    if found.is_none() {
-        limiter.record_failure(peer, now);
-    }
-    found.ok_or(PageError::NotFound)
+    limiter.record_failure(peer, now);
+    Err(PageError::NotFound)
 }
 
 /// `GET /a/{token}`: shows the request. Never changes its state.

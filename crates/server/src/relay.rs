@@ -3,19 +3,23 @@
 //! the event loop onto a relay thread.
 
 use crate::listener::ServerStream;
+use crate::serve::{Counted, Slot};
 use bytes::Bytes;
 use doorman_proto::dial::Upgraded;
 use doorman_proto::relay::{copy, relay as relay_streams};
 use hyper_util::rt::TokioIo;
 use std::io;
 
-/// The socket under an upgraded connection and the bytes hyper had already
-/// read from it; the connection itself when it cannot be unwrapped.
-fn unwrap(io: Upgraded) -> Result<(ServerStream, Bytes), Upgraded> {
-    // axum serves through hyper-util's auto builder, which wraps the socket;
-    // its own downcast sees through that.
-    hyper_util::server::conn::auto::upgrade::downcast::<TokioIo<ServerStream>>(io.into_inner())
-        .map(|parts| (parts.io.into_inner(), parts.read_buf))
+/// The socket under an upgraded connection, its connection slot (held
+/// until the relay ends) and the bytes hyper had already read from it; the
+/// connection itself when it cannot be unwrapped.
+fn unwrap(io: Upgraded) -> Result<(ServerStream, Slot, Bytes), Upgraded> {
+    io.into_inner()
+        .downcast::<TokioIo<Counted>>()
+        .map(|parts| {
+            let Counted { stream, slot } = parts.io.into_inner();
+            (stream, slot, parts.read_buf)
+        })
         .map_err(TokioIo::new)
 }
 
@@ -23,12 +27,14 @@ fn unwrap(io: Upgraded) -> Result<(ServerStream, Bytes), Upgraded> {
 /// read from `a` that belong to `b`. Returns the bytes moved each way.
 pub async fn relay(a: Upgraded, a_early: &[u8], b: Upgraded) -> io::Result<(u64, u64)> {
     match (unwrap(a), unwrap(b)) {
-        (Ok((a, a_buffered)), Ok((b, b_buffered))) => {
+        (Ok((a, _a_slot, a_buffered)), Ok((b, _b_slot, b_buffered))) => {
             let a_first = [a_early, &a_buffered].concat();
             relay_streams(a, &a_first, b, &b_buffered).await
         }
-        (Ok((a, a_buffered)), Err(b)) => copy(a, &[a_early, &a_buffered].concat(), b, &[]).await,
-        (Err(a), Ok((b, b_buffered))) => copy(a, a_early, b, &b_buffered).await,
+        (Ok((a, _slot, a_buffered)), Err(b)) => {
+            copy(a, &[a_early, &a_buffered].concat(), b, &[]).await
+        }
+        (Err(a), Ok((b, _slot, b_buffered))) => copy(a, a_early, b, &b_buffered).await,
         (Err(a), Err(b)) => copy(a, a_early, b, &[]).await,
     }
 }

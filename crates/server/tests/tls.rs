@@ -106,7 +106,7 @@ async fn a_server_the_operator_does_not_trust_is_refused_with_the_reason() {
     };
     assert!(
         message.contains("the server at 127.0.0.1:")
-            && message.contains("invalid peer certificate")
+            && message.contains("does not verify against the CA trusted here")
             && message.contains("pass --ca"),
         "{message}"
     );

@@ -80,6 +80,7 @@ impl World {
                 .map(|p| p.parse().expect("a trusted proxy"))
                 .collect(),
             heartbeat: builder.heartbeat,
+            connections: builder.connections,
         };
         let server = doorman_server::Server::bind(config.clone(), listener)
             .await

@@ -80,7 +80,7 @@ pub struct Broker {
     /// simultaneous connects cannot both slip under a limit.
     pub admission: tokio::sync::Mutex<()>,
     /// Invalid link tokens per client address.
-    pub link_failures: crate::link_limit::FailureLimiter,
+    pub link_failures: crate::failures::FailureLimiter,
 }
 
 impl Broker {
@@ -97,7 +97,7 @@ impl Broker {
             heartbeat,
             outbox_wakeup: Notify::new(),
             admission: tokio::sync::Mutex::new(()),
-            link_failures: crate::link_limit::FailureLimiter::default(),
+            link_failures: crate::failures::FailureLimiter::for_links(),
         }
     }
 

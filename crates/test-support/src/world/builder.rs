@@ -17,6 +17,7 @@ pub struct WorldBuilder {
     pub limits: doorman_server::Limits,
     pub trusted_proxies: Vec<String>,
     pub heartbeat: std::time::Duration,
+    pub connections: doorman_server::serve::ConnectionLimits,
     /// More `[desktop_sharing]` lines (approval policies), as TOML.
     pub policies: Vec<String>,
     /// The SMTP sink speaks TLS this way, with a certificate of the test
@@ -37,6 +38,7 @@ impl Default for WorldBuilder {
             limits: doorman_server::Limits::default(),
             trusted_proxies: Vec::new(),
             heartbeat: doorman_server::DEFAULT_HEARTBEAT,
+            connections: doorman_server::serve::ConnectionLimits::default(),
             policies: Vec::new(),
             smtp_tls: None,
         }
@@ -83,6 +85,12 @@ impl WorldBuilder {
     }
 
     /// Pings agents and waiting operators this often.
+    /// The server's connection limits and request-head deadline.
+    pub fn connections(mut self, limits: doorman_server::serve::ConnectionLimits) -> Self {
+        self.connections = limits;
+        self
+    }
+
     pub fn heartbeat(mut self, every: std::time::Duration) -> Self {
         self.heartbeat = every;
         self

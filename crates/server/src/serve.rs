@@ -1,0 +1,278 @@
+//! The accept loop. Each connection is served as HTTP/1.1 with a deadline
+//! for its request head (plain and TLS alike, the first request and an idle
+//! keep-alive wait alike), so a client that never finishes a request is
+//! closed; simultaneous connections are capped per source network and
+//! overall; and a stop lets every connection finish its request.
+
+use crate::broker::Lifecycle;
+use crate::failures::Network;
+use crate::listener::{DoormanListener, ServerStream};
+use axum::extract::ConnectInfo;
+use hyper_util::rt::{TokioIo, TokioTimer};
+use std::collections::HashMap;
+use std::io;
+use std::net::{IpAddr, SocketAddr};
+use std::pin::Pin;
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tower::ServiceExt;
+
+/// How many connections the server holds, and how long a request head may
+/// take.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ConnectionLimits {
+    /// All connections at once: agents, waiting operators, sessions, pages.
+    pub max_connections: usize,
+    /// From one source network (an IPv4 address, an IPv6 /64): an office
+    /// behind one NAT holds one per computer.
+    pub max_per_address: usize,
+    /// From accepting a connection (or finishing a response) to the end of
+    /// the next request head.
+    pub header_timeout: Duration,
+}
+
+impl Default for ConnectionLimits {
+    /// Room for 10,000 computers with a session each, a tenth of that from
+    /// one network.
+    fn default() -> Self {
+        Self {
+            max_connections: 30_000,
+            max_per_address: 3_000,
+            header_timeout: Duration::from_secs(10),
+        }
+    }
+}
+
+impl ConnectionLimits {
+    /// These limits within `open_files` descriptors: some are kept for the
+    /// database, the outbox and the log; when that lowers the overall
+    /// limit, one network gets at most a tenth of it.
+    pub fn within(self, open_files: u64) -> Self {
+        let usable = usize::try_from(open_files.saturating_sub(64))
+            .unwrap_or(usize::MAX)
+            .max(8);
+        if usable >= self.max_connections {
+            return Self {
+                max_per_address: self.max_per_address.min(self.max_connections),
+                ..self
+            };
+        }
+        Self {
+            max_connections: usable,
+            max_per_address: self.max_per_address.min((usable / 10).max(4)),
+            header_timeout: self.header_timeout,
+        }
+    }
+}
+
+/// Raises this process's soft open-file limit to its hard limit; the soft
+/// limit after that.
+pub fn raise_open_file_limit() -> u64 {
+    use rustix::process::{Resource, getrlimit, setrlimit};
+    let limit = getrlimit(Resource::Nofile);
+    if limit.current != limit.maximum {
+        let raised = rustix::process::Rlimit {
+            current: limit.maximum,
+            maximum: limit.maximum,
+        };
+        if setrlimit(Resource::Nofile, raised).is_ok() {
+            return limit.maximum.unwrap_or(u64::MAX);
+        }
+    }
+    limit.current.unwrap_or(u64::MAX)
+}
+
+/// The connections held now, per network and overall.
+struct Slots {
+    limits: ConnectionLimits,
+    held: Mutex<Held>,
+}
+
+#[derive(Default)]
+struct Held {
+    total: usize,
+    per_network: HashMap<Network, usize>,
+    refused: u64,
+    last_said: Option<Instant>,
+}
+
+impl Slots {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Held> {
+        self.held.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// A slot for a connection from `ip`, if the limits leave one.
+    fn take(self: &Arc<Self>, ip: IpAddr) -> Option<Slot> {
+        let network = Network::of(ip);
+        let mut held = self.lock();
+        let mine = held.per_network.get(&network).copied().unwrap_or(0);
+        if held.total >= self.limits.max_connections || mine >= self.limits.max_per_address {
+            held.refused += 1;
+            // Said at most once a minute, with how many since.
+            if held
+                .last_said
+                .is_none_or(|at| at.elapsed() >= Duration::from_secs(60))
+            {
+                let over_all = held.total >= self.limits.max_connections;
+                tracing::warn!(
+                    source = %ip,
+                    refused = held.refused,
+                    limit = if over_all { self.limits.max_connections } else { self.limits.max_per_address },
+                    "connection refused: {}",
+                    if over_all { "the server holds its most connections" } else { "this source holds its most connections" }
+                );
+                held.last_said = Some(Instant::now());
+                held.refused = 0;
+            }
+            return None;
+        }
+        held.total += 1;
+        *held.per_network.entry(network).or_insert(0) += 1;
+        Some(Slot {
+            slots: Arc::clone(self),
+            network,
+        })
+    }
+}
+
+/// One connection's place in the limits, given back when it closes.
+pub struct Slot {
+    slots: Arc<Slots>,
+    network: Network,
+}
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        let mut held = self.slots.lock();
+        held.total = held.total.saturating_sub(1);
+        if let Some(count) = held.per_network.get_mut(&self.network) {
+            *count -= 1;
+            if *count == 0 {
+                held.per_network.remove(&self.network);
+            }
+        }
+    }
+}
+
+/// An accepted connection with its slot: the slot goes with the stream
+/// when the connection is upgraded (an agent's stays held as long as the
+/// agent is connected).
+pub struct Counted {
+    pub stream: ServerStream,
+    pub slot: Slot,
+}
+
+impl AsyncRead for Counted {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.stream).poll_read(cx, buf)
+    }
+}
+
+impl AsyncWrite for Counted {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.stream).poll_write(cx, buf)
+    }
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.stream).poll_flush(cx)
+    }
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.stream).poll_shutdown(cx)
+    }
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.stream).poll_write_vectored(cx, bufs)
+    }
+    fn is_write_vectored(&self) -> bool {
+        self.stream.is_write_vectored()
+    }
+}
+
+/// Serves `router` on `listener` until `stopping` completes, then waits
+/// for every connection's request to finish.
+pub async fn serve(
+    mut listener: DoormanListener,
+    router: axum::Router,
+    limits: ConnectionLimits,
+    lifecycle: Lifecycle,
+) {
+    let slots = Arc::new(Slots {
+        limits,
+        held: Mutex::new(Held::default()),
+    });
+    let connections = tokio_util::task::TaskTracker::new();
+    loop {
+        let (stream, peer) = tokio::select! {
+            accepted = axum::serve::Listener::accept(&mut listener) => accepted,
+            () = lifecycle.stopping() => break,
+        };
+        let Some(slot) = slots.take(peer.ip()) else {
+            drop(stream);
+            continue;
+        };
+        let service = router
+            .clone()
+            .map_request(move |mut request: axum::extract::Request<_>| {
+                request
+                    .extensions_mut()
+                    .insert(ConnectInfo::<SocketAddr>(peer));
+                request
+            });
+        let lifecycle = lifecycle.clone();
+        connections.spawn(async move {
+            let mut http = hyper::server::conn::http1::Builder::new();
+            http.timer(TokioTimer::new())
+                .header_read_timeout(limits.header_timeout);
+            let connection = http
+                .serve_connection(
+                    TokioIo::new(Counted { stream, slot }),
+                    hyper_util::service::TowerToHyperService::new(service),
+                )
+                .with_upgrades();
+            tokio::pin!(connection);
+            tokio::select! {
+                _ = connection.as_mut() => {}
+                () = lifecycle.stopping() => {
+                    connection.as_mut().graceful_shutdown();
+                    let _ = connection.await;
+                }
+            }
+        });
+    }
+    connections.close();
+    connections.wait().await;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn limits_shrink_to_fit_the_open_file_limit() {
+        let wanted = ConnectionLimits::default();
+        assert_eq!(wanted.within(1_048_576), wanted);
+        let fitted = wanted.within(1024);
+        assert_eq!(fitted.max_connections, 960);
+        assert_eq!(fitted.max_per_address, 96);
+        let tiny = wanted.within(20);
+        assert_eq!((tiny.max_connections, tiny.max_per_address), (8, 4));
+        let own = ConnectionLimits {
+            max_connections: 6,
+            max_per_address: 100,
+            header_timeout: wanted.header_timeout,
+        };
+        assert_eq!(own.within(1_048_576).max_per_address, 6);
+    }
+}

@@ -1,0 +1,166 @@
+//! Connections an attacker holds open: a request head never finished (over
+//! plain TCP and over TLS, first or after a keep-alive response) is closed
+//! at its deadline, and simultaneous connections are capped per source
+//! address and overall, so that one source cannot take every descriptor.
+
+use doorman_server::serve::ConnectionLimits;
+use doorman_test_support::World;
+use std::net::SocketAddr;
+use std::time::Duration;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::net::{TcpSocket, TcpStream};
+
+const PARTIAL: &[u8] = b"GET / HTTP/1.1\r\nHost: 127.0.0.1\r\n";
+
+fn limits(
+    max_connections: usize,
+    max_per_address: usize,
+    header_timeout: Duration,
+) -> ConnectionLimits {
+    ConnectionLimits {
+        max_connections,
+        max_per_address,
+        header_timeout,
+    }
+}
+
+/// A TCP connection to `server` from the loopback address `127.0.0.N`.
+async fn from(n: u8, server: SocketAddr) -> TcpStream {
+    let socket = TcpSocket::new_v4().unwrap();
+    socket.bind(SocketAddr::from(([127, 0, 0, n], 0))).unwrap();
+    socket.connect(server).await.unwrap()
+}
+
+/// Reads until the server closes the connection (within 20 s); what it
+/// sent before.
+async fn closed_by_server(stream: &mut (impl AsyncRead + Unpin)) -> Vec<u8> {
+    let mut seen = Vec::new();
+    let read = tokio::time::timeout(Duration::from_secs(20), async {
+        let mut buffer = [0u8; 4096];
+        loop {
+            match stream.read(&mut buffer).await {
+                Ok(0) | Err(_) => break,
+                Ok(n) => seen.extend_from_slice(&buffer[..n]),
+            }
+        }
+    })
+    .await;
+    assert!(read.is_ok(), "the server kept the connection open");
+    seen
+}
+
+/// Sends the rest of the request; whether an HTTP response came back (the
+/// connection was being served) or the connection was closed (refused).
+async fn finish_request(stream: &mut (impl AsyncRead + AsyncWrite + Unpin)) -> bool {
+    let _ = stream.write_all(b"Connection: close\r\n\r\n").await;
+    let answer = closed_by_server(stream).await;
+    answer.starts_with(b"HTTP/1.1 ")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_request_head_never_finished_is_closed_at_its_deadline() {
+    let world = World::builder()
+        .connections(limits(1000, 1000, Duration::from_millis(300)))
+        .start()
+        .await;
+    let mut slow = Vec::new();
+    for _ in 0..50 {
+        let mut stream = from(1, world.address).await;
+        stream.write_all(PARTIAL).await.unwrap();
+        slow.push(stream);
+    }
+    for stream in &mut slow {
+        let said = closed_by_server(stream).await;
+        // hyper answers a timed-out head with 408 or nothing at all.
+        assert!(
+            said.is_empty() || said.starts_with(b"HTTP/1.1 408"),
+            "{said:?}"
+        );
+    }
+    // A keep-alive connection left idle after its response is closed too.
+    let mut idle = from(1, world.address).await;
+    idle.write_all(b"GET / HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+        .await
+        .unwrap();
+    let said = closed_by_server(&mut idle).await;
+    assert!(
+        said.starts_with(b"HTTP/1.1 200"),
+        "{}",
+        String::from_utf8_lossy(&said)
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn over_tls_a_head_never_finished_after_the_handshake_is_closed_too() {
+    let world = World::builder()
+        .tls()
+        .connections(limits(1000, 1000, Duration::from_millis(300)))
+        .start()
+        .await;
+    let config = doorman_proto::tls::client_config(world.ca.as_deref()).unwrap();
+    let tcp = from(1, world.address).await;
+    let name = rustls::pki_types::ServerName::try_from("127.0.0.1").unwrap();
+    let mut tls = tokio_rustls::TlsConnector::from(config)
+        .connect(name, tcp)
+        .await
+        .unwrap();
+    tls.write_all(PARTIAL).await.unwrap();
+    tls.flush().await.unwrap();
+    closed_by_server(&mut tls).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_source_cannot_hold_more_than_its_share_of_connections() {
+    let world = World::builder()
+        .connections(limits(1000, 5, Duration::from_secs(60)))
+        .start()
+        .await;
+    let mut held = Vec::new();
+    for _ in 0..5 {
+        let mut stream = from(9, world.address).await;
+        stream.write_all(PARTIAL).await.unwrap();
+        held.push(stream);
+    }
+    // The sixth from that address is closed without a word.
+    let mut sixth = from(9, world.address).await;
+    let _ = sixth.write_all(PARTIAL).await;
+    assert!(closed_by_server(&mut sixth).await.is_empty());
+    // Another address is served meanwhile.
+    let mut other = from(10, world.address).await;
+    other.write_all(PARTIAL).await.unwrap();
+    assert!(finish_request(&mut other).await);
+    // The five held ones were being served all along.
+    for stream in &mut held {
+        assert!(finish_request(stream).await);
+    }
+    // With them gone, the address may connect again.
+    let mut again = from(9, world.address).await;
+    again.write_all(PARTIAL).await.unwrap();
+    assert!(finish_request(&mut again).await);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_server_holds_at_most_its_limit_of_connections() {
+    // The agent's connection is one of the eight.
+    let world = World::builder()
+        .connections(limits(8, 100, Duration::from_secs(60)))
+        .start()
+        .await;
+    let mut streams = Vec::new();
+    for n in 0..12u8 {
+        let mut stream = from(20 + n, world.address).await;
+        let _ = stream.write_all(PARTIAL).await;
+        streams.push(stream);
+    }
+    // Accepted in order: the first seven are held, the rest closed at once.
+    for stream in &mut streams[7..] {
+        assert!(closed_by_server(stream).await.is_empty());
+    }
+    for stream in &mut streams[..7] {
+        assert!(finish_request(stream).await);
+    }
+    // Freed again, the server serves.
+    let mut later = from(40, world.address).await;
+    later.write_all(PARTIAL).await.unwrap();
+    assert!(finish_request(&mut later).await);
+}
