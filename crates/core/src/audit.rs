@@ -65,6 +65,24 @@ audit_kinds! {
     AccessRevoked = "access_revoked",
     /// An administrator lifted an "I did not expect this" block.
     BlockLifted = "block_lifted",
+    /// Wrong operator tokens or agent keys from one address, counted per
+    /// minute.
+    AuthFailed = "auth_failed",
+    /// An administrator pruned the audit trail (or the server did, past
+    /// its retention).
+    AuditPruned = "audit_pruned",
+}
+
+impl AuditKind {
+    /// Whether repeats of this event (same kind, actor, computer and
+    /// address within one minute) are kept as one row with a count, so a
+    /// flood of refusals cannot grow the trail without bound.
+    pub fn collapses(self) -> bool {
+        matches!(
+            self,
+            AuditKind::RefusedLimit | AuditKind::RefusedAccess | AuditKind::AuthFailed
+        )
+    }
 }
 
 impl fmt::Display for AuditKind {

@@ -3,7 +3,8 @@
 //! that add someone).
 
 use crate::cli::{
-    self, AccessCommand, AdminCommand, BlocksCommand, OperatorCommand, PrincipalCommand, TlsCommand,
+    self, AccessCommand, AdminCommand, AuditCommand, BlocksCommand, OperatorCommand,
+    PrincipalCommand, TlsCommand,
 };
 use anyhow::{Context, Result, bail};
 use doorman_core::access::ServiceSet;
@@ -215,7 +216,17 @@ pub async fn admin(args: cli::AdminArgs) -> Result<()> {
         AdminCommand::Agent(command) => principal(&store, Principal::Agent, command).await?,
         AdminCommand::Blocks(command) => blocks(&store, command).await?,
         AdminCommand::Tls(_) => unreachable!("handled before opening the database"),
-        AdminCommand::Audit { json } => {
+        AdminCommand::Audit {
+            prune: Some(AuditCommand::Prune { older_than }),
+            ..
+        } => {
+            use doorman_server::clock::now_millis;
+            let now = now_millis();
+            let before = now - i64::from(older_than) * 86_400_000;
+            let pruned = store.prune_audit(before, "admin", now).await?;
+            eprintln!("deleted {pruned} audit events older than {older_than} days");
+        }
+        AdminCommand::Audit { json, prune: None } => {
             for event in doorman_server::admin::audit(&store).await? {
                 if json {
                     println!("{}", serde_json::to_string(&event)?);

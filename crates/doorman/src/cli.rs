@@ -69,7 +69,7 @@ pub struct ServerArgs {
     /// TOML file with any of: listen, public_url, data_dir, database_url,
     /// smtp_url, smtp_ca, mail_from, tls_cert, tls_key, acme_domains (a list),
     /// acme_email, acme_directory, acme_ca, acme_renew_days, max_connections,
-    /// max_connections_per_address, trusted_proxies (a list),
+    /// max_connections_per_address, audit_retention_days, trusted_proxies (a list),
     /// max_pending_per_operator, max_requests_per_hour, block_minutes.
     /// Command-line options override it.
     #[arg(long, value_name = "FILE")]
@@ -113,6 +113,9 @@ pub struct ServerArgs {
     /// tenth of --max-connections]
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
     pub max_connections_per_address: Option<u32>,
+    /// Delete audit events older than this, once a day [default: 365]
+    #[arg(long, value_name = "DAYS", value_parser = clap::value_parser!(u32).range(1..=36500))]
+    pub audit_retention_days: Option<u32>,
     /// How long "I did not expect this" blocks the operator from that computer [default: 20]
     #[arg(long, value_name = "MINUTES", value_parser = clap::value_parser!(u32).range(BLOCK_MINUTES))]
     pub block_minutes: Option<u32>,
@@ -167,6 +170,7 @@ impl ServerArgs {
             acme_renew_days: self.acme_renew_days,
             max_connections: self.max_connections,
             max_connections_per_address: self.max_connections_per_address,
+            audit_retention_days: self.audit_retention_days,
             trusted_proxies: (!self.trusted_proxies.is_empty())
                 .then(|| self.trusted_proxies.clone()),
             max_pending_per_operator: self.max_pending_per_operator,
@@ -211,11 +215,24 @@ pub enum AdminCommand {
     /// server certificate in the data directory.
     #[command(subcommand)]
     Tls(TlsCommand),
-    /// List the audit trail, oldest first.
+    /// List the audit trail, oldest first (`audit prune` deletes old events).
+    #[command(args_conflicts_with_subcommands = true)]
     Audit {
         /// One JSON object per line.
         #[arg(long)]
         json: bool,
+        #[command(subcommand)]
+        prune: Option<AuditCommand>,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum AuditCommand {
+    /// Delete the events older than DAYS (the server itself deletes those
+    /// older than its --audit-retention-days, 365 unless told otherwise).
+    Prune {
+        #[arg(long, value_name = "DAYS", value_parser = clap::value_parser!(u32).range(1..=36500))]
+        older_than: u32,
     },
 }
 

@@ -69,6 +69,7 @@ shell = true
         trusted_proxies: Vec::new(),
         heartbeat: doorman_server::DEFAULT_HEARTBEAT,
         connections: doorman_server::serve::ConnectionLimits::default(),
+        audit_retention_days: doorman_server::DEFAULT_AUDIT_RETENTION_DAYS,
     };
     let exe = std::env::current_exe()
         .map(|path| path.display().to_string())

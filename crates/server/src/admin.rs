@@ -204,5 +204,8 @@ pub fn format_audit_line(event: &AuditEvent) -> String {
             line.push_str(&format!("  {label}={value:?}"));
         }
     }
+    if event.count != 1 {
+        line.push_str(&format!("  times={} (within the minute)", event.count));
+    }
     line
 }

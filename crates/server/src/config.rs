@@ -78,6 +78,7 @@ pub struct ServerSettings {
     pub acme_renew_days: Option<u32>,
     pub max_connections: Option<u32>,
     pub max_connections_per_address: Option<u32>,
+    pub audit_retention_days: Option<u32>,
     pub trusted_proxies: Option<Vec<TrustedProxy>>,
     pub max_pending_per_operator: Option<u32>,
     pub max_requests_per_hour: Option<u32>,
@@ -148,6 +149,7 @@ impl ServerSettings {
             max_connections_per_address: self
                 .max_connections_per_address
                 .or(file.max_connections_per_address),
+            audit_retention_days: self.audit_retention_days.or(file.audit_retention_days),
             trusted_proxies: self.trusted_proxies.or(file.trusted_proxies),
             max_pending_per_operator: self
                 .max_pending_per_operator
@@ -220,6 +222,9 @@ impl ServerSettings {
             trusted_proxies: self.trusted_proxies.unwrap_or_default(),
             heartbeat: DEFAULT_HEARTBEAT,
             connections,
+            audit_retention_days: self
+                .audit_retention_days
+                .unwrap_or(crate::DEFAULT_AUDIT_RETENTION_DAYS),
         })
     }
 }

@@ -64,7 +64,12 @@ pub struct ServerConfig {
     pub heartbeat: std::time::Duration,
     /// Simultaneous connections and the deadline for a request head.
     pub connections: serve::ConnectionLimits,
+    /// Audit events older than this are deleted, once a day.
+    pub audit_retention_days: u32,
 }
+
+/// How long the audit trail keeps events unless told otherwise.
+pub const DEFAULT_AUDIT_RETENTION_DAYS: u32 = 365;
 
 /// Often enough to keep a proxy's idle timeout (nginx: 60 s) from closing
 /// a quiet connection; a peer silent for three of these is gone.
@@ -349,6 +354,10 @@ impl Prepared {
         }
 
         let broker = Arc::new(Broker::new(store, key, config.limits, config.heartbeat));
+        broker.lifecycle.spawn(prune_audit(
+            Arc::clone(&broker),
+            config.audit_retention_days,
+        ));
         for request in broker.store.pending_requests().await? {
             broker.schedule_expiry(request.id, request.expires_at);
         }
@@ -373,6 +382,24 @@ impl Prepared {
             connections,
             lock,
         })
+    }
+}
+
+/// Deletes audit events past the retention, at start and then daily.
+async fn prune_audit(broker: Arc<Broker>, retention_days: u32) {
+    let day = std::time::Duration::from_secs(86_400);
+    loop {
+        let now = clock::now_millis();
+        let before = now - i64::from(retention_days) * 86_400_000;
+        match broker.store.prune_audit(before, "retention", now).await {
+            Ok(0) => {}
+            Ok(pruned) => tracing::info!(pruned, retention_days, "old audit events deleted"),
+            Err(error) => tracing::warn!(%error, "cannot prune the audit trail"),
+        }
+        tokio::select! {
+            () = tokio::time::sleep(day) => {}
+            () = broker.lifecycle.stopping() => return,
+        }
     }
 }
 

@@ -260,7 +260,7 @@ pub async fn show(
         .actor(&recipient)
         .address(&client.to_string())
         .user_agent(user_agent(&headers));
-    state.broker.store.record(&viewed).await?;
+    state.broker.store.record_once(&viewed).await?;
     let approvals: Vec<Approval> = state.broker.store.approvals_of(&request.id).await?;
     let live = request.state == RequestState::Pending && request.expires_at > now;
     let counted = u32::try_from(approvals.len()).unwrap_or(u32::MAX);

@@ -54,12 +54,46 @@ where
     response
 }
 
-/// Checks an agent's upgrade request and its name and key headers; the
-/// agent's name on success.
+/// A wrong token or key from `client`: counted against its network, logged
+/// now and then (the first, the tenth, the hundredth …) with the count, and
+/// audited as one row per address and minute. Over the limit, the answer
+/// is 429 instead of 401. A right credential is never refused for what
+/// others on its network got wrong.
+async fn wrong_credential(
+    state: &AppState,
+    client: std::net::IpAddr,
+    what: &'static str,
+    answer: &'static str,
+) -> Response {
+    let now = crate::clock::now_millis();
+    let limiter = &state.broker.credential_failures;
+    let limited = limiter.is_limited(client, now);
+    let count = limiter.record_failure(client, now);
+    if count == 1 || count.is_power_of_two() && count >= 16 {
+        tracing::warn!(source = %client, failures = count, "wrong {what} (failures from this address in 10 minutes)");
+    }
+    let event = crate::store::AuditEvent::new(doorman_core::AuditKind::AuthFailed, now)
+        .actor(what)
+        .address(&client.to_string())
+        .detail(format!("wrong {what}"));
+    if let Err(error) = state.broker.store.record(&event).await {
+        tracing::error!(%error, "cannot audit a failed login");
+    }
+    if limited {
+        plain(
+            StatusCode::TOO_MANY_REQUESTS,
+            "too many wrong tokens or keys from this address: wait 10 minutes",
+        )
+    } else {
+        plain(StatusCode::UNAUTHORIZED, answer)
+    }
+}
+
 /// Checks an agent's upgrade request and key; the agent's name and the
 /// stored hash of the key it used, on success.
 async fn authenticate_agent(
     state: &AppState,
+    client: std::net::IpAddr,
     headers: &HeaderMap,
 ) -> Result<(String, Vec<u8>), Response> {
     if !wants_upgrade(headers) {
@@ -70,15 +104,15 @@ async fn authenticate_agent(
         .and_then(|v| v.to_str().ok())
         .unwrap_or_default();
     let key = bearer(headers).unwrap_or_default();
-    let denied = || plain(StatusCode::UNAUTHORIZED, "invalid agent name or key");
+    let denied = || wrong_credential(state, client, "agent key", "invalid agent name or key");
     if name.is_empty()
         || !secrets::plausible_token(key.trim_start_matches(secrets::AGENT_KEY_PREFIX))
     {
-        return Err(denied());
+        return Err(denied().await);
     }
     match state.broker.store.agent_key_hash(name).await {
         Ok(Some(stored)) if secrets::verify(key, &stored) => Ok((name.to_string(), stored)),
-        Ok(_) => Err(denied()),
+        Ok(_) => Err(denied().await),
         Err(error) => {
             tracing::error!(%error, "cannot check an agent key");
             Err(plain(StatusCode::INTERNAL_SERVER_ERROR, "internal error"))
@@ -90,20 +124,21 @@ async fn authenticate_agent(
 /// success.
 async fn authenticate_operator(
     state: &AppState,
+    client: std::net::IpAddr,
     headers: &HeaderMap,
 ) -> Result<(String, [u8; 32]), Response> {
     if !wants_upgrade(headers) {
         return Err(not_an_upgrade());
     }
     let token = bearer(headers).unwrap_or_default();
-    let denied = || plain(StatusCode::UNAUTHORIZED, "invalid operator token");
+    let denied = || wrong_credential(state, client, "operator token", "invalid operator token");
     if !secrets::plausible_token(token) {
-        return Err(denied());
+        return Err(denied().await);
     }
     let hash = secrets::hash(token);
     match state.broker.store.operator_by_token_hash(&hash).await {
         Ok(Some(name)) => Ok((name, hash)),
-        Ok(None) => Err(denied()),
+        Ok(None) => Err(denied().await),
         Err(error) => {
             tracing::error!(%error, "cannot check an operator token");
             Err(plain(StatusCode::INTERNAL_SERVER_ERROR, "internal error"))
@@ -118,7 +153,7 @@ pub async fn agent(
     headers: HeaderMap,
     request: Request,
 ) -> Response {
-    let (name, key_hash) = match authenticate_agent(&state, &headers).await {
+    let (name, key_hash) = match authenticate_agent(&state, client, &headers).await {
         Ok(authenticated) => authenticated,
         Err(response) => return response,
     };
@@ -135,7 +170,7 @@ pub async fn operator(
     headers: HeaderMap,
     request: Request,
 ) -> Response {
-    let (operator, token_hash) = match authenticate_operator(&state, &headers).await {
+    let (operator, token_hash) = match authenticate_operator(&state, client, &headers).await {
         Ok(authenticated) => authenticated,
         Err(response) => return response,
     };
@@ -152,11 +187,12 @@ const TUNNEL_OPEN_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(
 /// forward session, carried to the agent on a connection of its own.
 pub async fn tunnel(
     State(state): State<AppState>,
+    ClientAddr(client): ClientAddr,
     Path(session): Path<String>,
     headers: HeaderMap,
     request: Request,
 ) -> Response {
-    let operator = match authenticate_operator(&state, &headers).await {
+    let operator = match authenticate_operator(&state, client, &headers).await {
         Ok((name, _)) => name,
         Err(response) => return response,
     };
@@ -218,11 +254,12 @@ pub async fn tunnel(
 /// `GET /v1/session/{request_id}`: the agent's side of a session.
 pub async fn session(
     State(state): State<AppState>,
+    ClientAddr(client): ClientAddr,
     Path(request_id): Path<String>,
     headers: HeaderMap,
     request: Request,
 ) -> Response {
-    let name = match authenticate_agent(&state, &headers).await {
+    let name = match authenticate_agent(&state, client, &headers).await {
         Ok((name, _)) => name,
         Err(response) => return response,
     };

@@ -164,3 +164,107 @@ async fn the_server_holds_at_most_its_limit_of_connections() {
     later.write_all(PARTIAL).await.unwrap();
     assert!(finish_request(&mut later).await);
 }
+
+/// What the server answers a dial of `path` with this bearer credential
+/// (and agent name): the refusal's status, or 101.
+async fn dial_status(world: &World, path: &str, credential: &str, agent: Option<&str>) -> u16 {
+    use hyper::header::{AUTHORIZATION, HeaderName, HeaderValue};
+    let dialer = doorman_proto::Dialer::new(&world.url, None).unwrap();
+    let mut headers = vec![(
+        AUTHORIZATION,
+        HeaderValue::from_str(&format!("Bearer {credential}")).unwrap(),
+    )];
+    if let Some(name) = agent {
+        headers.push((
+            HeaderName::from_static(doorman_proto::AGENT_NAME_HEADER),
+            HeaderValue::from_str(name).unwrap(),
+        ));
+    }
+    match dialer.dial(path, &headers).await {
+        Ok(_) => 101,
+        Err(doorman_proto::DialError::Refused { status, .. }) => status.as_u16(),
+        Err(other) => panic!("{other}"),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn wrong_tokens_and_keys_are_limited_and_audited_per_minute_and_right_ones_pass() {
+    let world = World::builder().without_email_authorization().start().await;
+    let wrong = format!("dop_{}", "A".repeat(43));
+    let mut statuses = Vec::new();
+    for _ in 0..30 {
+        statuses.push(dial_status(&world, doorman_proto::CONNECT_PATH, &wrong, None).await);
+    }
+    assert!(statuses[..20].iter().all(|s| *s == 401), "{statuses:?}");
+    assert!(statuses[20..].iter().all(|s| *s == 429), "{statuses:?}");
+    let key = format!("dak_{}", "B".repeat(43));
+    assert_eq!(
+        dial_status(&world, doorman_proto::AGENT_PATH, &key, Some("pc")).await,
+        429
+    );
+    // The right token from the same address still gets in.
+    assert_eq!(world.connect(&["true"], "").finish().await, Ok(0));
+    // One row per address and minute, with the count.
+    let failed: Vec<_> = world
+        .audit_events()
+        .await
+        .into_iter()
+        .filter(|e| e.event == doorman_core::AuditKind::AuthFailed)
+        .collect();
+    let tokens: i64 = failed
+        .iter()
+        .filter(|e| e.actor.as_deref() == Some("operator token"))
+        .map(|e| e.count)
+        .sum();
+    assert_eq!(tokens, 30, "{failed:?}");
+    assert!(failed.len() <= 4, "{failed:?}");
+    assert!(
+        failed
+            .iter()
+            .all(|e| e.address.as_deref() == Some("127.0.0.1"))
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn repeated_refusals_and_page_views_do_not_grow_the_trail() {
+    let world = World::builder()
+        .recipients(&["it@example.com"])
+        .limits(doorman_server::Limits {
+            max_pending_per_operator: 1,
+            ..doorman_server::Limits::default()
+        })
+        .start()
+        .await;
+    let pending = world.connect(&["true"], "");
+    pending.event("pending").await;
+    let before = world.audit_events().await.len();
+    for _ in 0..50 {
+        let refused = world.connect(&["true"], "").finish().await;
+        assert!(
+            matches!(refused, Err(doorman_client::ConnectError::Limited(_))),
+            "{refused:?}"
+        );
+    }
+    let link = world.smtp.wait_for(1).await[0].link();
+    for _ in 0..20 {
+        world.page(&link).await;
+    }
+    let events = world.audit_events().await;
+    let limited: Vec<_> = events
+        .iter()
+        .filter(|e| e.event == doorman_core::AuditKind::RefusedLimit)
+        .collect();
+    assert_eq!(limited.iter().map(|e| e.count).sum::<i64>(), 50);
+    assert!(limited.len() <= 2, "one row a minute: {limited:?}");
+    let viewed = events
+        .iter()
+        .filter(|e| e.event == doorman_core::AuditKind::PageViewed)
+        .count();
+    assert_eq!(viewed, 1);
+    assert!(
+        events.len() - before <= 6,
+        "{} new rows",
+        events.len() - before
+    );
+    drop(pending);
+}

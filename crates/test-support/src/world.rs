@@ -81,6 +81,7 @@ impl World {
                 .collect(),
             heartbeat: builder.heartbeat,
             connections: builder.connections,
+            audit_retention_days: doorman_server::DEFAULT_AUDIT_RETENTION_DAYS,
         };
         let server = doorman_server::Server::bind(config.clone(), listener)
             .await

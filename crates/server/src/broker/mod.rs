@@ -81,6 +81,8 @@ pub struct Broker {
     pub admission: tokio::sync::Mutex<()>,
     /// Invalid link tokens per client address.
     pub link_failures: crate::failures::FailureLimiter,
+    /// Wrong operator tokens and agent keys, per client network.
+    pub credential_failures: crate::failures::FailureLimiter,
 }
 
 impl Broker {
@@ -98,6 +100,7 @@ impl Broker {
             outbox_wakeup: Notify::new(),
             admission: tokio::sync::Mutex::new(()),
             link_failures: crate::failures::FailureLimiter::for_links(),
+            credential_failures: crate::failures::FailureLimiter::for_credentials(),
         }
     }
 

@@ -99,6 +99,7 @@ fn audit(
         address: Some(ask.ip.clone()),
         user_agent: None,
         detail,
+        count: 1,
     }
 }
 

@@ -1,5 +1,6 @@
 //! The audit trail: one row per event, written in the transaction of what
-//! it records wherever there is one.
+//! it records wherever there is one; repeats of a collapsing kind within a
+//! minute are one row with a count, and old rows are pruned by age.
 
 use super::{Millis, Store, StoreError};
 use doorman_core::AuditKind;
@@ -23,6 +24,14 @@ pub struct AuditEvent {
     pub user_agent: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub detail: Option<String>,
+    /// How many times it happened (in the minute from `at`, for a kind
+    /// that collapses).
+    #[serde(skip_serializing_if = "is_one")]
+    pub count: i64,
+}
+
+fn is_one(count: &i64) -> bool {
+    *count == 1
 }
 
 impl AuditEvent {
@@ -36,6 +45,7 @@ impl AuditEvent {
             address: None,
             user_agent: None,
             detail: None,
+            count: 1,
         }
     }
 
@@ -74,14 +84,85 @@ impl AuditEvent {
 }
 
 impl Store {
+    /// Records `event`; one of a kind that collapses adds to the count of
+    /// its row for the same minute, actor, computer and address, if any.
     pub async fn record(&self, event: &AuditEvent) -> Result<(), StoreError> {
         let mut conn = self.pool.acquire().await?;
+        if event.event.collapses() {
+            let minute = event.at - event.at.rem_euclid(60_000);
+            let counted = sqlx::query(
+                "UPDATE audit_events SET count = count + 1
+                 WHERE event = $1 AND at >= $2 AND at < $3
+                   AND COALESCE(actor, '') = $4 AND COALESCE(computer, '') = $5
+                   AND COALESCE(address, '') = $6",
+            )
+            .bind(event.event.as_str())
+            .bind(minute)
+            .bind(minute + 60_000)
+            .bind(event.actor.as_deref().unwrap_or(""))
+            .bind(event.computer.as_deref().unwrap_or(""))
+            .bind(event.address.as_deref().unwrap_or(""))
+            .execute(&mut *conn)
+            .await?;
+            if counted.rows_affected() > 0 {
+                return Ok(());
+            }
+        }
         insert_audit(&mut conn, event).await
+    }
+
+    /// Records `event` unless this actor already has one of its kind for
+    /// its request (a recipient opening the same link again).
+    pub async fn record_once(&self, event: &AuditEvent) -> Result<(), StoreError> {
+        sqlx::query(
+            "INSERT INTO audit_events (at, event, request_id, computer, actor, address, user_agent, detail)
+             SELECT $1, $2, $3, $4, $5, $6, $7, $8
+             WHERE NOT EXISTS (SELECT 1 FROM audit_events
+                               WHERE request_id = $3 AND event = $2 AND actor = $5)",
+        )
+        .bind(event.at)
+        .bind(event.event.as_str())
+        .bind(&event.request_id)
+        .bind(&event.computer)
+        .bind(&event.actor)
+        .bind(&event.address)
+        .bind(&event.user_agent)
+        .bind(&event.detail)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    /// Deletes the events before `before`, and records that it did (with
+    /// `by`); how many were deleted.
+    pub async fn prune_audit(
+        &self,
+        before: Millis,
+        by: &str,
+        now: Millis,
+    ) -> Result<u64, StoreError> {
+        let mut tx = self.pool.begin().await?;
+        let pruned = sqlx::query("DELETE FROM audit_events WHERE at < $1")
+            .bind(before)
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
+        if pruned > 0 {
+            let event = AuditEvent::new(AuditKind::AuditPruned, now)
+                .actor(by)
+                .detail(format!(
+                    "{pruned} events before {}",
+                    crate::clock::format_time(before)
+                ));
+            insert_audit(&mut tx, &event).await?;
+        }
+        tx.commit().await?;
+        Ok(pruned)
     }
 
     pub async fn audit_events(&self) -> Result<Vec<AuditEvent>, StoreError> {
         let rows = sqlx::query(
-            "SELECT at, event, request_id, computer, actor, address, user_agent, detail
+            "SELECT at, event, request_id, computer, actor, address, user_agent, detail, count
              FROM audit_events ORDER BY id",
         )
         .fetch_all(&self.pool)
@@ -98,6 +179,7 @@ impl Store {
                     address: row.try_get("address")?,
                     user_agent: row.try_get("user_agent")?,
                     detail: row.try_get("detail")?,
+                    count: row.try_get("count")?,
                 })
             })
             .collect()
@@ -108,19 +190,27 @@ pub(super) async fn insert_audit(
     conn: &mut AnyConnection,
     event: &AuditEvent,
 ) -> Result<(), StoreError> {
-    sqlx::query(
+    // A count of one is the column's default: left out, the statement also
+    // suits a database migrated only as far as an older release went.
+    let sql = if event.count == 1 {
         "INSERT INTO audit_events (at, event, request_id, computer, actor, address, user_agent, detail)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
-    )
-    .bind(event.at)
-    .bind(event.event.as_str())
-    .bind(&event.request_id)
-    .bind(&event.computer)
-    .bind(&event.actor)
-    .bind(&event.address)
-    .bind(&event.user_agent)
-    .bind(&event.detail)
-    .execute(conn)
-    .await?;
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8)"
+    } else {
+        "INSERT INTO audit_events (at, event, request_id, computer, actor, address, user_agent, detail, count)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)"
+    };
+    let mut query = sqlx::query(sql)
+        .bind(event.at)
+        .bind(event.event.as_str())
+        .bind(&event.request_id)
+        .bind(&event.computer)
+        .bind(&event.actor)
+        .bind(&event.address)
+        .bind(&event.user_agent)
+        .bind(&event.detail);
+    if event.count != 1 {
+        query = query.bind(event.count);
+    }
+    query.execute(conn).await?;
     Ok(())
 }

@@ -84,6 +84,11 @@ impl Backend {
                         "acme",
                         include_str!(concat!("../../migrations/", $dir, "/0006_acme.sql")),
                     ),
+                    migration(
+                        7,
+                        "audit counts",
+                        include_str!(concat!("../../migrations/", $dir, "/0007_audit_counts.sql")),
+                    ),
                 ]
             };
         }
