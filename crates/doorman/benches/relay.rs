@@ -13,7 +13,7 @@
 //! Run: `bench/relay.sh` (installs iperf3, socat and openssh-server, then
 //! `cargo bench -p doorman --bench relay`).
 
-#![allow(unsafe_code)] // splice(2) and pipe(2) for the yardstick relay chain; sysconf(3).
+#![allow(unsafe_code)] // splice(2) and pipe(2) for the yardstick relay chain.
 
 use doorman_test_support::process::{Process, listening_address};
 use std::net::{SocketAddr, TcpListener as StdListener, TcpStream as StdStream};
@@ -114,25 +114,7 @@ fn spread(samples: &[f64]) -> (f64, f64, f64) {
 
 /// CPU seconds (user + system) a process has used so far.
 fn cpu_seconds(pid: Option<u32>) -> f64 {
-    let Some(pid) = pid else { return 0.0 };
-    let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
-        return 0.0;
-    };
-    // Fields after the command name, which is in parentheses.
-    let fields: Vec<&str> = stat
-        .rsplit_once(')')
-        .map(|(_, rest)| rest.split_whitespace().collect())
-        .unwrap_or_default();
-    let ticks = |i: usize| {
-        fields
-            .get(i)
-            .and_then(|v| v.parse::<f64>().ok())
-            .unwrap_or(0.0)
-    };
-    // utime and stime are fields 14 and 15 (1-based), 11 and 12 here.
-    // SAFETY: sysconf has no preconditions.
-    let per_second = unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as f64;
-    (ticks(11) + ticks(12)) / per_second
+    pid.map_or(0.0, doorman_test_support::process::cpu_seconds)
 }
 
 /// Echoes every byte back.
@@ -190,17 +172,7 @@ async fn round_trips(echoes: &[SocketAddr]) -> Vec<(Duration, Duration)> {
 }
 
 fn rss_kib(pid: Option<u32>) -> u64 {
-    let Some(pid) = pid else { return 0 };
-    std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .ok()
-        .and_then(|status| {
-            status
-                .lines()
-                .find(|l| l.starts_with("VmRSS:"))
-                .and_then(|l| l.split_whitespace().nth(1))
-                .and_then(|v| v.parse().ok())
-        })
-        .unwrap_or(0)
+    pid.map_or(0, doorman_test_support::process::rss_kib)
 }
 
 fn free_port() -> u16 {

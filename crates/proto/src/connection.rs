@@ -46,11 +46,23 @@ pub struct FrameReader<R> {
     buffer: BytesMut,
 }
 
+/// What an idle reader holds while it waits: enough for the messages of a
+/// quiet connection (pings, offers), so that ten thousand idle agents cost
+/// the server little; a longer frame gets room for all of it at once when
+/// its length arrives.
+const IDLE_READ: usize = 512;
+
 impl<R: AsyncRead + Unpin> FrameReader<R> {
     pub fn new(io: R) -> Self {
+        Self::with_buffered(io, &[])
+    }
+
+    /// A reader whose stream's first bytes were already read (by the HTTP
+    /// layer, past an upgrade).
+    pub fn with_buffered(io: R, buffered: &[u8]) -> Self {
         Self {
             io,
-            buffer: BytesMut::with_capacity(16 * 1024),
+            buffer: BytesMut::from(buffered),
         }
     }
 
@@ -60,6 +72,8 @@ impl<R: AsyncRead + Unpin> FrameReader<R> {
             if let Some(frame) = Frame::decode(&mut self.buffer)? {
                 return Ok(Some(frame));
             }
+            // (A partial frame's decode reserved room for all of it.)
+            self.buffer.reserve(IDLE_READ);
             if self.io.read_buf(&mut self.buffer).await? == 0 {
                 return if self.buffer.is_empty() {
                     Ok(None)
@@ -147,8 +161,13 @@ pub struct Connection<T> {
 
 impl<T: AsyncRead + AsyncWrite + Unpin> Connection<T> {
     pub fn new(io: T) -> Self {
+        Self::with_buffered(io, &[])
+    }
+
+    /// A connection whose stream's first bytes were already read.
+    pub fn with_buffered(io: T, buffered: &[u8]) -> Self {
         Self {
-            reader: FrameReader::new(io),
+            reader: FrameReader::with_buffered(io, buffered),
             write_buffer: BytesMut::new(),
         }
     }

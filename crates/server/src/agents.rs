@@ -8,7 +8,6 @@ use doorman_core::Decision;
 use doorman_core::authorization::Event;
 use doorman_core::limits::MAX_NAME_LEN;
 use doorman_proto::ConnectionError;
-use doorman_proto::connection::Connection;
 use doorman_proto::dial::Upgraded;
 use doorman_proto::message::{AgentToServer, OfferReply, ServerToAgent, silence_limit};
 use std::collections::HashMap;
@@ -26,7 +25,7 @@ pub async fn serve(
     key_hash: Vec<u8>,
     address: std::net::IpAddr,
 ) {
-    let (mut reader, mut writer) = Connection::new(io).split();
+    let (mut reader, mut writer) = crate::relay::framed(io).split();
     let (link_id, mut commands) = broker.agents.register(&name, &address.to_string());
     tracing::info!(computer = %name, "agent online");
     let mut offers: HashMap<String, oneshot::Sender<OfferReply>> = HashMap::new();
@@ -79,7 +78,7 @@ pub async fn serve(
                 }
                 command = commands.recv() => {
                     let Some(command) = command else { break };
-                    let message = match command {
+                    let message = match *command {
                         AgentCommand::Offer { offer, request_id, reply } => {
                             offers.insert(request_id, reply);
                             offer

@@ -34,7 +34,7 @@ pub enum OfferError {
 struct AgentConnection {
     /// Tells this connection from a later one of the same name.
     id: u64,
-    commands: mpsc::Sender<AgentCommand>,
+    commands: mpsc::Sender<Box<AgentCommand>>,
     address: String,
 }
 
@@ -68,7 +68,9 @@ impl Default for AgentRegistry {
 impl AgentRegistry {
     /// Registers an agent's connection from `address`, replacing an older
     /// one of the same name, which is told who took its place.
-    pub fn register(&self, name: &str, address: &str) -> (u64, mpsc::Receiver<AgentCommand>) {
+    /// Commands travel boxed: a channel allocates room for 32 of what it
+    /// carries at once, and every online agent has one.
+    pub fn register(&self, name: &str, address: &str) -> (u64, mpsc::Receiver<Box<AgentCommand>>) {
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         let (commands, receiver) = mpsc::channel(64);
         let connection = AgentConnection {
@@ -81,7 +83,9 @@ impl AgentRegistry {
             let displaced = ServerToAgent::Displaced {
                 address: address.to_string(),
             };
-            let _ = older.commands.try_send(AgentCommand::Send(displaced));
+            let _ = older
+                .commands
+                .try_send(Box::new(AgentCommand::Send(displaced)));
             let mut logged = lock(&self.displacements_logged);
             let quiet = logged
                 .get(name)
@@ -130,7 +134,7 @@ impl AgentRegistry {
         lock(&self.online).contains_key(name)
     }
 
-    fn sender(&self, name: &str) -> Option<mpsc::Sender<AgentCommand>> {
+    fn sender(&self, name: &str) -> Option<mpsc::Sender<Box<AgentCommand>>> {
         lock(&self.online)
             .get(name)
             .map(|link| link.commands.clone())
@@ -146,11 +150,11 @@ impl AgentRegistry {
         let sender = self.sender(computer).ok_or(OfferError::Offline)?;
         let (reply, answer) = oneshot::channel();
         sender
-            .send(AgentCommand::Offer {
+            .send(Box::new(AgentCommand::Offer {
                 offer,
                 request_id: request_id.to_string(),
                 reply,
-            })
+            }))
             .await
             .map_err(|_| OfferError::Offline)?;
         match tokio::time::timeout(OFFER_TIMEOUT, answer).await {
@@ -163,7 +167,10 @@ impl AgentRegistry {
     /// Sends a message to an online agent; false if it is not online.
     pub async fn send(&self, computer: &str, message: ServerToAgent) -> bool {
         match self.sender(computer) {
-            Some(sender) => sender.send(AgentCommand::Send(message)).await.is_ok(),
+            Some(sender) => sender
+                .send(Box::new(AgentCommand::Send(message)))
+                .await
+                .is_ok(),
             None => false,
         }
     }
