@@ -16,6 +16,14 @@ fn path(p: &Path) -> &str {
     p.to_str().expect("utf-8 path")
 }
 
+/// `doorman server --listen IP:0 --data-dir DATA EXTRA…`.
+fn start_server(ip: &str, data: &Path, extra: &[&str]) -> Process {
+    let listen = format!("{ip}:0");
+    let mut args = vec!["server", "--listen", &listen, "--data-dir", path(data)];
+    args.extend_from_slice(extra);
+    Process::start(DOORMAN, &args)
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn what_a_server_sends_cannot_forge_lines_in_the_agents_log() {
     let server = FakeServer::start().await;
@@ -64,18 +72,7 @@ async fn what_a_server_sends_cannot_forge_lines_in_the_agents_log() {
 async fn a_trusted_proxy_that_names_no_client_is_never_local_and_the_log_says_so_once() {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
-    let server = Process::start(
-        DOORMAN,
-        &[
-            "server",
-            "--listen",
-            "127.0.0.1:0",
-            "--data-dir",
-            path(&data),
-            "--trusted-proxy",
-            "127.0.0.1",
-        ],
-    );
+    let server = start_server("127.0.0.1", &data, &["--trusted-proxy", "127.0.0.1"]);
     let outbox = format!("http://{}/outbox", listening_address(&server).await);
     let http = reqwest::Client::new();
     let status = |headers: &[(&'static str, &'static str)]| {
@@ -158,19 +155,10 @@ async fn tokens_and_keys_never_travel_in_clear_to_another_machine() {
 /// `doorman server` on `ip` with this certificate and key; its `https://`
 /// URL.
 async fn tls_server(ip: &str, dir: &Path, cert: &Path, key: &Path) -> (Process, String) {
-    let server = Process::start(
-        DOORMAN,
-        &[
-            "server",
-            "--listen",
-            &format!("{ip}:0"),
-            "--data-dir",
-            path(&dir.join("data")),
-            "--tls-cert",
-            path(cert),
-            "--tls-key",
-            path(key),
-        ],
+    let server = start_server(
+        ip,
+        &dir.join("data"),
+        &["--tls-cert", path(cert), "--tls-key", path(key)],
     );
     let url = format!("https://{}", listening_address(&server).await);
     (server, url)
@@ -274,16 +262,7 @@ async fn tls_init_makes_a_private_ca_the_server_serves_with_and_clients_trust() 
 
     let (code, _, err) = admin(&["operator", "add", "alice", "--computers", "*"]).await;
     assert_eq!(code, 0, "{err}");
-    let server = Process::start(
-        DOORMAN,
-        &[
-            "server",
-            "--listen",
-            "127.0.0.1:0",
-            "--data-dir",
-            path(&data),
-        ],
-    );
+    let server = start_server("127.0.0.1", &data, &[]);
     let url = format!("https://{}", listening_address(&server).await);
     let logged = server.stderr.text();
     assert!(logged.contains("tls=true"), "{logged}");

@@ -114,22 +114,13 @@ impl Store {
     /// Records `event` unless this actor already has one of its kind for
     /// its request (a recipient opening the same link again).
     pub async fn record_once(&self, event: &AuditEvent) -> Result<(), StoreError> {
-        sqlx::query(
+        let query = sqlx::query(
             "INSERT INTO audit_events (at, event, request_id, computer, actor, address, user_agent, detail)
              SELECT $1, $2, $3, $4, $5, $6, $7, $8
              WHERE NOT EXISTS (SELECT 1 FROM audit_events
                                WHERE request_id = $3 AND event = $2 AND actor = $5)",
-        )
-        .bind(event.at)
-        .bind(event.event.as_str())
-        .bind(&event.request_id)
-        .bind(&event.computer)
-        .bind(&event.actor)
-        .bind(&event.address)
-        .bind(&event.user_agent)
-        .bind(&event.detail)
-        .execute(&self.pool)
-        .await?;
+        );
+        bind_columns(query, event).execute(&self.pool).await?;
         Ok(())
     }
 
@@ -199,7 +190,19 @@ pub(super) async fn insert_audit(
         "INSERT INTO audit_events (at, event, request_id, computer, actor, address, user_agent, detail, count)
          VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)"
     };
-    let mut query = sqlx::query(sql)
+    let mut query = bind_columns(sqlx::query(sql), event);
+    if event.count != 1 {
+        query = query.bind(event.count);
+    }
+    query.execute(conn).await?;
+    Ok(())
+}
+
+type AnyQuery<'q> = sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments>;
+
+/// Binds an event's eight columns as `$1` … `$8`, in table order.
+fn bind_columns<'q>(query: AnyQuery<'q>, event: &'q AuditEvent) -> AnyQuery<'q> {
+    query
         .bind(event.at)
         .bind(event.event.as_str())
         .bind(&event.request_id)
@@ -207,10 +210,5 @@ pub(super) async fn insert_audit(
         .bind(&event.actor)
         .bind(&event.address)
         .bind(&event.user_agent)
-        .bind(&event.detail);
-    if event.count != 1 {
-        query = query.bind(event.count);
-    }
-    query.execute(conn).await?;
-    Ok(())
+        .bind(&event.detail)
 }
