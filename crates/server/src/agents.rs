@@ -59,16 +59,20 @@ pub async fn serve(
     let silence = silence_limit(broker.heartbeat);
     let mut last_heard = Instant::now();
     let mut heartbeat = broker.heartbeat_ticks();
+    let mut key_changes = broker.agent_keys_changed.subscribe();
+    key_changes.mark_unchanged();
     if greeted {
         loop {
             tokio::select! {
+                Ok(()) = key_changes.changed() => {
+                    if !key_still_current(&broker, &name, &key_hash).await {
+                        tracing::warn!(computer = %name, "agent's key was replaced or removed; closing its connection");
+                        break;
+                    }
+                }
                 _ = heartbeat.tick() => {
                     if last_heard.elapsed() > silence {
                         tracing::warn!(computer = %name, silent_for = ?last_heard.elapsed(), "agent fell silent; closing its connection");
-                        break;
-                    }
-                    if !key_still_current(&broker, &name, &key_hash).await {
-                        tracing::warn!(computer = %name, "agent's key was replaced or removed; closing its connection");
                         break;
                     }
                     if let Err(error) = writer.write_message(&ServerToAgent::Ping).await {
@@ -192,6 +196,30 @@ async fn local_decision(
 /// Whether `name`'s stored key is still the one its connection was opened
 /// with (`doorman admin agent rotate|remove` change it). A database that
 /// cannot answer revokes nothing.
+/// Watches the database for agent keys replaced or removed (by `doorman
+/// admin`, another process) with one query a heartbeat, and wakes the agent
+/// loops to check their own key only then: ten thousand connected agents
+/// cost one query a heartbeat, not ten thousand.
+pub async fn watch_keys(broker: Arc<Broker>) {
+    let mut ticks = broker.heartbeat_ticks();
+    loop {
+        match broker.store.last_agent_key_change().await {
+            Ok(last) => {
+                broker.agent_keys_changed.send_if_modified(|known| {
+                    let changed = *known != last;
+                    *known = last;
+                    changed
+                });
+            }
+            Err(error) => tracing::warn!(%error, "cannot check for replaced agent keys"),
+        }
+        tokio::select! {
+            _ = ticks.tick() => {}
+            () = broker.lifecycle.stopping() => return,
+        }
+    }
+}
+
 async fn key_still_current(broker: &Broker, name: &str, key_hash: &[u8]) -> bool {
     match broker.store.agent_key_hash(name).await {
         Ok(stored) => stored.as_deref() == Some(key_hash),

@@ -358,6 +358,9 @@ impl Prepared {
             Arc::clone(&broker),
             config.audit_retention_days,
         ));
+        broker
+            .lifecycle
+            .spawn(agents::watch_keys(Arc::clone(&broker)));
         for request in broker.store.pending_requests().await? {
             broker.schedule_expiry(request.id, request.expires_at);
         }

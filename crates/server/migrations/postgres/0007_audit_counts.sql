@@ -4,3 +4,4 @@
 ALTER TABLE audit_events ADD COLUMN count BIGINT NOT NULL DEFAULT 1;
 CREATE INDEX audit_events_at ON audit_events (at);
 CREATE INDEX audit_events_request ON audit_events (request_id, event);
+CREATE INDEX audit_events_event ON audit_events (event, id);

@@ -83,6 +83,10 @@ pub struct Broker {
     pub link_failures: crate::failures::FailureLimiter,
     /// Wrong operator tokens and agent keys, per client network.
     pub credential_failures: crate::failures::FailureLimiter,
+    /// The last replacement or removal of an agent key the database
+    /// records (see `agents::watch_keys`); agent loops check their key
+    /// when it changes.
+    pub agent_keys_changed: tokio::sync::watch::Sender<i64>,
 }
 
 impl Broker {
@@ -101,6 +105,7 @@ impl Broker {
             admission: tokio::sync::Mutex::new(()),
             link_failures: crate::failures::FailureLimiter::for_links(),
             credential_failures: crate::failures::FailureLimiter::for_credentials(),
+            agent_keys_changed: tokio::sync::watch::Sender::new(0),
         }
     }
 

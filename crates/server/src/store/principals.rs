@@ -228,3 +228,18 @@ pub(super) async fn insert_principal_in(
     };
     insert_audit(conn, &AuditEvent::new(event, now).actor(name)).await
 }
+
+impl Store {
+    /// The audit id of the last agent key replaced or removed (0 if none):
+    /// one cheap query tells the server whether any connected agent's key
+    /// may have changed.
+    pub async fn last_agent_key_change(&self) -> Result<i64, StoreError> {
+        let row = sqlx::query(
+            "SELECT COALESCE(MAX(id), 0) AS last FROM audit_events
+             WHERE event IN ('agent_replaced', 'agent_removed')",
+        )
+        .fetch_one(&self.pool)
+        .await?;
+        Ok(sqlx::Row::try_get(&row, "last")?)
+    }
+}
