@@ -12,7 +12,9 @@
 
 use doorman_proto::Connection;
 use doorman_proto::message::{AgentToServer, ServerToAgent};
-use doorman_test_support::process::{Process, cpu_seconds, listening_address, rss_kib};
+use doorman_test_support::process::{
+    Process, cpu_seconds, listening_address, rss_kib, start_agent,
+};
 use std::net::SocketAddr;
 use std::path::Path;
 use std::sync::Arc;
@@ -243,16 +245,8 @@ async fn doorman_agent_rss(data: &Path) -> u64 {
     let server = server(data, "127.0.0.1:0");
     let url = format!("http://{}", listening_address(&server).await);
     let config = data.join("agent.toml");
-    std::fs::write(
-        &config,
-        format!("server = \"{url}\"\nname = \"real-pc\"\nkey = \"{key}\"\n"),
-    )
-    .unwrap();
-    let agent = Process::start(DOORMAN, &["agent", "--config", config.to_str().unwrap()]);
-    agent
-        .stderr
-        .wait_until(|t| t.contains("agent online"))
-        .await;
+    let settings = format!("server = \"{url}\"\nname = \"real-pc\"\nkey = \"{key}\"\n");
+    let agent = start_agent(DOORMAN, &config, &settings).await;
     tokio::time::sleep(Duration::from_secs(3)).await;
     rss_kib(agent.pid().unwrap())
 }

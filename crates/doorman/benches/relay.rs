@@ -248,18 +248,10 @@ async fn start_doorman(dir: &Path, tls: bool, sink: SocketAddr, echo: SocketAddr
         .map(|c| format!("ca = {:?}\n", c.ca.display().to_string()))
         .unwrap_or_default();
     let config = dir.join("agent.toml");
-    std::fs::write(
-        &config,
-        format!(
-            "server = \"{url}\"\nname = \"bench-pc\"\nkey = \"{key}\"\n{ca_line}\n[desktop_sharing]\nrequire_email_authorization = false\n\n[services]\nshell = false\nforward = [\"{sink}\", \"{echo}\"]\n"
-        ),
-    )
-    .unwrap();
-    let agent = Process::start(DOORMAN, &["agent", "--config", config.to_str().unwrap()]);
-    agent
-        .stderr
-        .wait_until(|t| t.contains("agent online"))
-        .await;
+    let settings = format!(
+        "server = \"{url}\"\nname = \"bench-pc\"\nkey = \"{key}\"\n{ca_line}\n[desktop_sharing]\nrequire_email_authorization = false\n\n[services]\nshell = false\nforward = [\"{sink}\", \"{echo}\"]\n"
+    );
+    let agent = doorman_test_support::process::start_agent(DOORMAN, &config, &settings).await;
     let sink_spec = format!("0:{sink}");
     let echo_spec = format!("0:{echo}");
     let mut connect_args = vec![

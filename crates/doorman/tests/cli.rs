@@ -63,13 +63,7 @@ fn path(p: &Path) -> &str {
 /// Writes an agent's settings file and starts `doorman agent` with it;
 /// returns once the agent is online.
 async fn start_agent(config: &Path, settings: String) -> Process {
-    std::fs::write(config, settings).unwrap();
-    let agent = start(&["agent", "--config", path(config)]);
-    agent
-        .stderr
-        .wait_until(|t| t.contains("agent online"))
-        .await;
-    agent
+    doorman_test_support::process::start_agent(DOORMAN, config, &settings).await
 }
 
 /// `doorman admin WHERE… operator add alice --computers '*'` and `agent add

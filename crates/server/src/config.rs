@@ -256,11 +256,8 @@ impl ServerSettings {
                 Ok(None)
             };
         }
-        for domain in &domains {
-            let dns = rustls::pki_types::DnsName::try_from(domain.as_str()).is_ok();
-            if !dns || domain.parse::<std::net::IpAddr>().is_ok() {
-                return Err(ConfigError::AcmeDomain(domain.clone()));
-            }
+        if let Some(domain) = domains.iter().find(|d| !crate::private_ca::is_dns_name(d)) {
+            return Err(ConfigError::AcmeDomain(domain.clone()));
         }
         let directory = self
             .acme_directory

@@ -36,6 +36,15 @@ impl Network {
     }
 }
 
+/// What counting one failure found.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Failure {
+    /// The network (or everyone) was over the limit before this one.
+    pub limited: bool,
+    /// This network's failures in the current window, this one included.
+    pub count: u32,
+}
+
 /// Failures per network and overall within a window.
 #[derive(Debug)]
 pub struct FailureLimiter {
@@ -99,11 +108,17 @@ impl FailureLimiter {
                 .is_some_and(|&entry| self.live(entry, now, self.per_network))
     }
 
-    /// Counts one failure from `ip`; returns its network's count in the
-    /// current window.
-    pub fn record_failure(&self, ip: IpAddr, now: i64) -> u32 {
+    /// Counts one failure from `ip`: whether its network (or everyone) was
+    /// already over the limit, and its network's count in the window.
+    pub fn record_failure(&self, ip: IpAddr, now: i64) -> Failure {
         let window = self.window_millis;
+        let network = Network::of(ip);
         let mut counts = self.lock();
+        let limited = self.live(counts.overall, now, self.overall)
+            || counts
+                .networks
+                .get(&network)
+                .is_some_and(|&entry| self.live(entry, now, self.per_network));
         let bump = |entry: &mut (i64, u32)| {
             if now - entry.0 >= window {
                 *entry = (now, 0);
@@ -117,13 +132,15 @@ impl FailureLimiter {
                 .networks
                 .retain(|_, (since, _)| now - *since < window);
         }
-        let network = Network::of(ip);
-        if counts.networks.len() >= MAX_NETWORKS && !counts.networks.contains_key(&network) {
-            // Still full of live windows: this network is counted only
-            // overall, which the flood filling the table also fills.
-            return 1;
-        }
-        bump(counts.networks.entry(network).or_insert((now, 0)))
+        let count =
+            if counts.networks.len() >= MAX_NETWORKS && !counts.networks.contains_key(&network) {
+                // Still full of live windows: this network is counted only
+                // overall, which the flood filling the table also fills.
+                1
+            } else {
+                bump(counts.networks.entry(network).or_insert((now, 0)))
+            };
+        Failure { limited, count }
     }
 
     /// How many networks are remembered.

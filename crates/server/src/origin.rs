@@ -76,17 +76,16 @@ pub async fn check_host(State(state): State<AppState>, request: Request, next: N
     if request.uri().path().starts_with("/v1/") {
         return next.run(request).await;
     }
-    let host = request
-        .uri()
-        .authority()
-        .map(|a| a.as_str().to_string())
-        .or_else(|| {
-            let value = request.headers().get(header::HOST)?;
-            value.to_str().ok().map(str::to_string)
-        });
+    let host = match request.uri().authority() {
+        Some(authority) => Some(authority.as_str()),
+        None => request
+            .headers()
+            .get(header::HOST)
+            .and_then(|v| v.to_str().ok()),
+    };
     let loopback = crate::client_addr::peer_of(&request).is_loopback();
     match host {
-        Some(host) if state.public.serves(&host, loopback) => next.run(request).await,
+        Some(host) if state.public.serves(host, loopback) => next.run(request).await,
         _ => (
             StatusCode::MISDIRECTED_REQUEST,
             "this server answers only to the name in its public URL\n",

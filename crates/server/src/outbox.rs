@@ -248,22 +248,13 @@ async fn write_file(
     write_atomically(&dir.join(format!("{stem}.json")), &summary).await
 }
 
-/// Writes the file whole or not at all (the outbox page never lists half
-/// an email): a temporary file beside it, synced, then renamed.
+/// [`crate::private::write_atomically`] off the event loop: the outbox page
+/// never lists half an email.
 async fn write_atomically(path: &std::path::Path, bytes: &[u8]) -> std::io::Result<()> {
-    let path = path.to_path_buf();
-    let bytes = bytes.to_vec();
-    tokio::task::spawn_blocking(move || {
-        use std::io::Write;
-        let dir = path.parent().unwrap_or(std::path::Path::new("."));
-        let mut file = tempfile::NamedTempFile::new_in(dir)?;
-        file.write_all(&bytes)?;
-        file.as_file().sync_all()?;
-        file.persist(&path).map_err(|error| error.error)?;
-        Ok(())
-    })
-    .await
-    .map_err(std::io::Error::other)?
+    let (path, bytes) = (path.to_path_buf(), bytes.to_vec());
+    tokio::task::spawn_blocking(move || crate::private::write_atomically(&path, &bytes))
+        .await
+        .map_err(std::io::Error::other)?
 }
 
 /// The emails written to `dir`, newest first.

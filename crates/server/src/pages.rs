@@ -237,12 +237,14 @@ async fn find(
             return Ok((request, address, hash));
         }
     }
-    let now = now_millis();
-    let limiter = &state.broker.link_failures;
-    if limiter.is_limited(peer, now) {
+    if state
+        .broker
+        .link_failures
+        .record_failure(peer, now_millis())
+        .limited
+    {
         return Err(PageError::TooManyFailures);
     }
-    limiter.record_failure(peer, now);
     Err(PageError::NotFound)
 }
 

@@ -24,6 +24,18 @@ pub fn open_file(path: &Path) -> std::io::Result<std::fs::File> {
         .open(path)
 }
 
+/// Writes `bytes` to `path` whole or not at all (a temporary file beside it,
+/// synced, then renamed), 0600: a reader never sees half a file.
+pub fn write_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    use std::io::Write;
+    let dir = path.parent().unwrap_or(Path::new("."));
+    let mut file = tempfile::NamedTempFile::new_in(dir)?;
+    file.write_all(bytes)?;
+    file.as_file().sync_all()?;
+    file.persist(path).map_err(|error| error.error)?;
+    Ok(())
+}
+
 /// Creates the SQLite file a `sqlite:` URL names, 0600, if it is missing
 /// and the URL lets SQLite create it: SQLite would create it 0644 under the
 /// usual umask, and gives its `-wal` and `-shm` files the database's mode.

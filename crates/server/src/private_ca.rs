@@ -11,7 +11,6 @@ use rcgen::{
     Issuer, KeyPair, KeyUsagePurpose, SanType,
 };
 use ring::digest;
-use std::io::Write;
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 
@@ -93,7 +92,7 @@ pub fn init(data_dir: &Path, names: &[String], ips: &[IpAddr]) -> Result<Made, C
         KeyPair::generate().map_err(make)?
     };
     let this_year = this_year();
-    let ca_params = ca_params(&ca_key, this_year)?;
+    let ca_params = ca_params(&ca_key, this_year);
     if !kept_ca {
         let ca_cert = ca_params.self_signed(&ca_key).map_err(make)?;
         write_private(&ca_key_path, ca_key.serialize_pem().as_bytes())?;
@@ -143,7 +142,7 @@ pub fn init(data_dir: &Path, names: &[String], ips: &[IpAddr]) -> Result<Made, C
 /// The CA's parameters, the same every time for the same key: the name
 /// carries a digest of the key, so two installations' CAs never share a
 /// name, and a kept CA signs with the issuer name its certificate has.
-fn ca_params(key: &KeyPair, this_year: i32) -> Result<CertificateParams, CaError> {
+fn ca_params(key: &KeyPair, this_year: i32) -> CertificateParams {
     let mut params = CertificateParams::default();
     let id = digest::digest(&digest::SHA256, key.public_key_raw());
     let id: String = id.as_ref()[..6]
@@ -163,7 +162,13 @@ fn ca_params(key: &KeyPair, this_year: i32) -> Result<CertificateParams, CaError
     params.not_before = rcgen::date_time_ymd(this_year - 1, 12, 1);
     params.not_after = rcgen::date_time_ymd(this_year + 20, 12, 31);
     params.use_authority_key_identifier_extension = true;
-    Ok(params)
+    params
+}
+
+/// Whether `name` is a DNS name a certificate can carry (an IP address is
+/// not: it goes in as an address).
+pub fn is_dns_name(name: &str) -> bool {
+    rustls::pki_types::DnsName::try_from(name).is_ok() && name.parse::<IpAddr>().is_err()
 }
 
 /// SHA-256 of the first certificate in a PEM file, `AB:CD:…`.
@@ -183,18 +188,11 @@ pub fn fingerprint(pem: &[u8]) -> String {
         .join(":")
 }
 
-/// Writes `bytes` to `path` whole or not at all, 0600.
 fn write_private(path: &Path, bytes: &[u8]) -> Result<(), CaError> {
-    let error = |source| CaError::Write {
+    crate::private::write_atomically(path, bytes).map_err(|source| CaError::Write {
         path: path.to_path_buf(),
         source,
-    };
-    let dir = path.parent().unwrap_or(Path::new("."));
-    let mut file = tempfile::NamedTempFile::new_in(dir).map_err(error)?;
-    file.write_all(bytes).map_err(error)?;
-    file.as_file().sync_all().map_err(error)?;
-    file.persist(path).map_err(|e| error(e.error))?;
-    Ok(())
+    })
 }
 
 fn make(error: impl std::fmt::Display) -> CaError {

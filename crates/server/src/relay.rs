@@ -9,6 +9,7 @@ use doorman_proto::dial::Upgraded;
 use doorman_proto::relay::{copy, relay as relay_streams};
 use hyper_util::rt::TokioIo;
 use std::io;
+use tokio_util::either::Either;
 
 /// The socket under an upgraded connection, its connection slot (held
 /// until the relay ends) and the bytes hyper had already read from it; the
@@ -26,63 +27,13 @@ fn unwrap(io: Upgraded) -> Result<(ServerStream, Slot, Bytes), Upgraded> {
 /// A framed connection over an upgraded one, holding only the socket and
 /// the bytes read past the upgrade, not the HTTP layer's read buffer (8 KiB
 /// that an idle agent would otherwise keep for as long as it is connected).
-pub fn framed(io: Upgraded) -> doorman_proto::Connection<Unwrapped> {
+pub fn framed(io: Upgraded) -> doorman_proto::Connection<Either<Counted, Upgraded>> {
     match unwrap(io) {
         Ok((stream, slot, buffered)) => doorman_proto::Connection::with_buffered(
-            Unwrapped::Counted(Counted { stream, slot }),
+            Either::Left(Counted { stream, slot }),
             &buffered,
         ),
-        Err(io) => doorman_proto::Connection::new(Unwrapped::Upgraded(io)),
-    }
-}
-
-/// An upgraded connection, unwrapped to its socket when possible.
-pub enum Unwrapped {
-    Counted(Counted),
-    Upgraded(Upgraded),
-}
-
-impl tokio::io::AsyncRead for Unwrapped {
-    fn poll_read(
-        self: std::pin::Pin<&mut Self>,
-        cx: &mut std::task::Context<'_>,
-        buf: &mut tokio::io::ReadBuf<'_>,
-    ) -> std::task::Poll<io::Result<()>> {
-        match self.get_mut() {
-            Unwrapped::Counted(io) => std::pin::Pin::new(io).poll_read(cx, buf),
-            Unwrapped::Upgraded(io) => std::pin::Pin::new(io).poll_read(cx, buf),
-        }
-    }
-}
-
-impl tokio::io::AsyncWrite for Unwrapped {
-    fn poll_write(
-        self: std::pin::Pin<&mut Self>,
-        cx: &mut std::task::Context<'_>,
-        buf: &[u8],
-    ) -> std::task::Poll<io::Result<usize>> {
-        match self.get_mut() {
-            Unwrapped::Counted(io) => std::pin::Pin::new(io).poll_write(cx, buf),
-            Unwrapped::Upgraded(io) => std::pin::Pin::new(io).poll_write(cx, buf),
-        }
-    }
-    fn poll_flush(
-        self: std::pin::Pin<&mut Self>,
-        cx: &mut std::task::Context<'_>,
-    ) -> std::task::Poll<io::Result<()>> {
-        match self.get_mut() {
-            Unwrapped::Counted(io) => std::pin::Pin::new(io).poll_flush(cx),
-            Unwrapped::Upgraded(io) => std::pin::Pin::new(io).poll_flush(cx),
-        }
-    }
-    fn poll_shutdown(
-        self: std::pin::Pin<&mut Self>,
-        cx: &mut std::task::Context<'_>,
-    ) -> std::task::Poll<io::Result<()>> {
-        match self.get_mut() {
-            Unwrapped::Counted(io) => std::pin::Pin::new(io).poll_shutdown(cx),
-            Unwrapped::Upgraded(io) => std::pin::Pin::new(io).poll_shutdown(cx),
-        }
+        Err(io) => doorman_proto::Connection::new(Either::Right(io)),
     }
 }
 

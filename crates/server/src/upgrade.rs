@@ -66,9 +66,8 @@ async fn wrong_credential(
     answer: &'static str,
 ) -> Response {
     let now = crate::clock::now_millis();
-    let limiter = &state.broker.credential_failures;
-    let limited = limiter.is_limited(client, now);
-    let count = limiter.record_failure(client, now);
+    let crate::failures::Failure { limited, count } =
+        state.broker.credential_failures.record_failure(client, now);
     if count == 1 || count.is_power_of_two() && count >= 16 {
         tracing::warn!(source = %client, failures = count, "wrong {what} (failures from this address in 10 minutes)");
     }

@@ -108,6 +108,19 @@ pub async fn output_of(program: &str, args: &[&str]) -> String {
     out.trim().to_string()
 }
 
+/// Writes an agent's settings file and starts `DOORMAN agent` with it;
+/// returns once the agent is online.
+pub async fn start_agent(doorman: &str, config: &std::path::Path, settings: &str) -> Process {
+    std::fs::write(config, settings).expect("write the agent's settings");
+    let path = config.to_str().expect("utf-8 path");
+    let agent = Process::start(doorman, &["agent", "--config", path]);
+    agent
+        .stderr
+        .wait_until(|t| t.contains("agent online"))
+        .await;
+    agent
+}
+
 /// The `address=` a `doorman server` logs when it listens.
 pub async fn listening_address(server: &Process) -> String {
     let log = server
