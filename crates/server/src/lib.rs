@@ -282,7 +282,10 @@ impl Prepared {
             .parse()
             .map_err(|_| ServerError::MailFrom(config.mail_from.clone()))?;
         let delivery = match &config.smtp_url {
-            Some(url) => outbox::Delivery::Smtp(smtp::transport(url, config.smtp_ca.as_deref())?),
+            Some(url) => outbox::Delivery::Smtp(Arc::new(smtp::SmtpRelay::new(
+                url,
+                config.smtp_ca.as_deref(),
+            )?)),
             None => outbox::Delivery::Files(config.data_dir.join("outbox")),
         };
         private::create_dir(&config.data_dir).map_err(|source| ServerError::DataDir {

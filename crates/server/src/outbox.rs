@@ -5,32 +5,23 @@
 use crate::broker::{Broker, Witness};
 use crate::clock::now_millis;
 use crate::mail;
+use crate::smtp::SmtpRelay;
 use crate::store::{Millis, OutboxJob};
 use doorman_core::CancelCause;
 use doorman_core::authorization::Event;
 use doorman_proto::message::DeliveryState;
 use lettre::message::Mailbox;
-use lettre::{AsyncSmtpTransport, AsyncTransport, Tokio1Executor};
 use serde::{Deserialize, Serialize};
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
 /// Where emails go.
-#[derive(Clone)]
+#[derive(Clone, Debug)]
 pub enum Delivery {
-    Smtp(AsyncSmtpTransport<Tokio1Executor>),
+    Smtp(Arc<SmtpRelay>),
     /// `.eml` files (and a `.json` summary each) in this directory.
     Files(PathBuf),
-}
-
-impl std::fmt::Debug for Delivery {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            Delivery::Smtp(_) => f.write_str("Delivery::Smtp"),
-            Delivery::Files(dir) => write!(f, "Delivery::Files({})", dir.display()),
-        }
-    }
 }
 
 /// What `/outbox` lists for each email written to a file.
@@ -212,7 +203,7 @@ async fn send(
     link: &str,
 ) -> Attempt {
     match delivery {
-        Delivery::Smtp(transport) => match transport.send(message).await {
+        Delivery::Smtp(relay) => match relay.send(&message).await {
             Ok(_) => Attempt::Sent,
             Err(error) if error.is_permanent() => Attempt::Permanent(error.to_string()),
             // 4xx replies, refused connections, timeouts: worth another try.

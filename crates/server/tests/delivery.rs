@@ -152,3 +152,44 @@ async fn emails_go_over_smtps_and_starttls_to_a_relay_of_a_private_ca() {
         assert_eq!(stdout.text(), "over tls\n");
     }
 }
+
+/// Requests one after another, each with one email, denied at once: the
+/// delivery news each one's operator saw.
+async fn three_requests_in_turn(world: &World) -> Vec<Vec<serde_json::Value>> {
+    let mut seen = Vec::new();
+    for n in 1..=3 {
+        let connecting = world.connect(&["true"], "");
+        let mails = world.smtp.wait_for(n).await;
+        let progress = connecting.progress.clone();
+        world.click(&mails[n - 1].link(), "deny").await;
+        assert!(matches!(
+            connecting.finish().await,
+            Err(ConnectError::Denied { .. })
+        ));
+        seen.push(deliveries(&progress.text()));
+    }
+    seen
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn emails_share_one_connection_to_the_relay() {
+    let world = World::builder()
+        .recipients(&["it@example.com"])
+        .start()
+        .await;
+    three_requests_in_turn(&world).await;
+    assert_eq!(world.smtp.connections(), 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_relay_that_hung_up_gets_the_next_email_without_a_retry() {
+    let world = World::builder()
+        .recipients(&["it@example.com"])
+        .start()
+        .await;
+    world.smtp.hang_up_after_each_message();
+    for news in three_requests_in_turn(&world).await {
+        assert!(news.iter().all(|n| n["state"] == "sent"), "{news:?}");
+    }
+    assert_eq!(world.smtp.connections(), 3);
+}

@@ -18,6 +18,12 @@ pub struct Postgres {
 
 /// Where Debian keeps a PostgreSQL program (the newest version installed).
 fn program(name: &str) -> PathBuf {
+    find_program(name).unwrap_or_else(|| {
+        panic!("PostgreSQL is not installed ({name} not found): apt-get install postgresql")
+    })
+}
+
+fn find_program(name: &str) -> Option<PathBuf> {
     let mut versions: Vec<PathBuf> = std::fs::read_dir("/usr/lib/postgresql")
         .map(|entries| entries.flatten().map(|e| e.path().join("bin")).collect())
         .unwrap_or_default();
@@ -27,9 +33,6 @@ fn program(name: &str) -> PathBuf {
         .rev()
         .map(|bin| bin.join(name))
         .find(|path| path.exists())
-        .unwrap_or_else(|| {
-            panic!("PostgreSQL is not installed ({name} not found): apt-get install postgresql")
-        })
 }
 
 fn is_root() -> bool {
@@ -79,6 +82,12 @@ fn free_port() -> u16 {
 }
 
 impl Postgres {
+    /// Whether Debian's PostgreSQL server is installed here: for a benchmark
+    /// that reports a peer it cannot run instead of failing.
+    pub fn installed() -> bool {
+        find_program("initdb").is_some() && find_program("postgres").is_some()
+    }
+
     /// Creates a cluster and starts its server; returns once it accepts
     /// connections.
     pub async fn start() -> Postgres {

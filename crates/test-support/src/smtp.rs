@@ -110,6 +110,9 @@ impl ReceivedMail {
 struct Script {
     rcpt: std::collections::HashMap<String, std::collections::VecDeque<String>>,
     greetings: std::collections::VecDeque<String>,
+    /// Close each connection after the message it carried, as a relay that
+    /// drops idle clients does.
+    hang_up_after_message: bool,
 }
 
 /// The sink: address to give the server, and the mail it got.
@@ -120,6 +123,7 @@ pub struct SmtpSink {
     received: Arc<Mutex<Vec<ReceivedMail>>>,
     count: watch::Receiver<usize>,
     script: Arc<Mutex<Script>>,
+    accepted: Arc<std::sync::atomic::AtomicUsize>,
 }
 
 impl SmtpSink {
@@ -143,8 +147,11 @@ impl SmtpSink {
         let store = received.clone();
         let script = Arc::new(Mutex::new(Script::default()));
         let scripted = script.clone();
+        let accepted = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let accepting = accepted.clone();
         tokio::spawn(async move {
             while let Ok((stream, _)) = listener.accept().await {
+                accepting.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                 let store = store.clone();
                 let counter = counter.clone();
                 let script = scripted.clone();
@@ -165,6 +172,7 @@ impl SmtpSink {
             received,
             count,
             script,
+            accepted,
         }
     }
 
@@ -187,6 +195,20 @@ impl SmtpSink {
             .extend(replies.iter().map(|r| r.to_string()));
     }
 
+    /// Closes every connection once a message has been accepted on it,
+    /// without waiting for QUIT.
+    pub fn hang_up_after_each_message(&self) {
+        self.script
+            .lock()
+            .expect("script lock")
+            .hang_up_after_message = true;
+    }
+
+    /// How many connections the sink has accepted.
+    pub fn connections(&self) -> usize {
+        self.accepted.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
     pub fn url(&self) -> String {
         self.scheme.replace("{}", &self.port.to_string())
     }
@@ -204,6 +226,17 @@ impl SmtpSink {
             .unwrap_or_else(|_| panic!("expected {n} emails, got {}", self.mails().len()))
             .expect("sink alive");
         self.mails()
+    }
+
+    /// Waits (10 s at most) for messages after the first `seen` and returns
+    /// just those: for a reader that hands each message out once.
+    pub async fn wait_for_more(&self, seen: usize) -> Vec<ReceivedMail> {
+        let mut count = self.count.clone();
+        tokio::time::timeout(Duration::from_secs(10), count.wait_for(|c| *c > seen))
+            .await
+            .unwrap_or_else(|_| panic!("no email after the first {seen} within 10 s"))
+            .expect("sink alive");
+        self.received.lock().expect("sink lock")[seen..].to_vec()
     }
 }
 
@@ -343,6 +376,15 @@ impl Connection {
                 });
                 self.counter.send_modify(|c| *c += 1);
                 write.write_all(b"250 OK queued\r\n").await?;
+                if self
+                    .script
+                    .lock()
+                    .expect("script lock")
+                    .hang_up_after_message
+                {
+                    write.flush().await?;
+                    return Ok(Ended::Closed);
+                }
             } else if upper == "QUIT" {
                 write.write_all(b"221 bye\r\n").await?;
                 write.flush().await?;

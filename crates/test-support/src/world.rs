@@ -64,7 +64,7 @@ impl World {
         let config = ServerConfig {
             public_url: url.clone(),
             data_dir: dir.path().join("server"),
-            database_url: None,
+            database_url: builder.database_url.clone(),
             smtp_url: Some(smtp.url()),
             smtp_ca,
             mail_from: "Doorman <doorman@example.com>".into(),

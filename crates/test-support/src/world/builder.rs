@@ -23,6 +23,8 @@ pub struct WorldBuilder {
     /// The SMTP sink speaks TLS this way, with a certificate of the test
     /// CA, which the server is given as `smtp_ca`.
     pub smtp_tls: Option<SmtpTls>,
+    /// The server's database; SQLite in its data directory when `None`.
+    pub database_url: Option<String>,
 }
 
 impl Default for WorldBuilder {
@@ -41,6 +43,7 @@ impl Default for WorldBuilder {
             connections: doorman_server::serve::ConnectionLimits::default(),
             policies: Vec::new(),
             smtp_tls: None,
+            database_url: None,
         }
     }
 }
@@ -84,13 +87,20 @@ impl WorldBuilder {
         self
     }
 
-    /// Pings agents and waiting operators this often.
     /// The server's connection limits and request-head deadline.
     pub fn connections(mut self, limits: doorman_server::serve::ConnectionLimits) -> Self {
         self.connections = limits;
         self
     }
 
+    /// Keeps the server's state in this database (e.g. PostgreSQL) instead
+    /// of SQLite in its data directory.
+    pub fn database(mut self, url: &str) -> Self {
+        self.database_url = Some(url.to_string());
+        self
+    }
+
+    /// Pings agents and waiting operators this often.
     pub fn heartbeat(mut self, every: std::time::Duration) -> Self {
         self.heartbeat = every;
         self
