@@ -4,7 +4,8 @@
 use clap::{Args, Parser, Subcommand};
 use doorman_core::access::{ComputerPattern, ServiceSet};
 use doorman_server::config::{
-    BLOCK_MINUTES, MAX_PENDING_PER_OPERATOR, MAX_REQUESTS_PER_HOUR, ServerSettings,
+    BLOCK_MINUTES, CONSOLE_IDLE_MINUTES, MAX_PENDING_PER_OPERATOR, MAX_REQUESTS_PER_HOUR,
+    ServerSettings,
 };
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -69,7 +70,8 @@ pub struct ServerArgs {
     /// TOML file with any of: listen, public_url, data_dir, database_url,
     /// smtp_url, smtp_ca, mail_from, tls_cert, tls_key, acme_domains (a list),
     /// acme_email, acme_directory, acme_ca, acme_renew_days, max_connections,
-    /// max_connections_per_address, audit_retention_days, trusted_proxies (a list),
+    /// max_connections_per_address, audit_retention_days, console_idle_minutes,
+    /// trusted_proxies (a list),
     /// max_pending_per_operator, max_requests_per_hour, block_minutes.
     /// Command-line options override it.
     #[arg(long, value_name = "FILE")]
@@ -116,6 +118,9 @@ pub struct ServerArgs {
     /// Delete audit events older than this, once a day [default: 365]
     #[arg(long, value_name = "DAYS", value_parser = clap::value_parser!(u32).range(1..=36500))]
     pub audit_retention_days: Option<u32>,
+    /// End a web console session unused this long [default: 30]
+    #[arg(long, value_name = "MINUTES", value_parser = clap::value_parser!(u32).range(CONSOLE_IDLE_MINUTES))]
+    pub console_idle_minutes: Option<u32>,
     /// How long "I did not expect this" blocks the operator from that computer [default: 20]
     #[arg(long, value_name = "MINUTES", value_parser = clap::value_parser!(u32).range(BLOCK_MINUTES))]
     pub block_minutes: Option<u32>,
@@ -171,6 +176,7 @@ impl ServerArgs {
             max_connections: self.max_connections,
             max_connections_per_address: self.max_connections_per_address,
             audit_retention_days: self.audit_retention_days,
+            console_idle_minutes: self.console_idle_minutes,
             trusted_proxies: (!self.trusted_proxies.is_empty())
                 .then(|| self.trusted_proxies.clone()),
             max_pending_per_operator: self.max_pending_per_operator,

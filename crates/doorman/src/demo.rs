@@ -70,6 +70,7 @@ shell = true
         heartbeat: doorman_server::DEFAULT_HEARTBEAT,
         connections: doorman_server::serve::ConnectionLimits::default(),
         audit_retention_days: doorman_server::DEFAULT_AUDIT_RETENTION_DAYS,
+        console_idle_minutes: doorman_server::console::DEFAULT_IDLE_MINUTES,
     };
     let exe = std::env::current_exe()
         .map(|path| path.display().to_string())

@@ -28,6 +28,8 @@ pub const DEFAULT_MAIL_FROM: &str = "doorman@localhost";
 pub const MAX_PENDING_PER_OPERATOR: RangeInclusive<i64> = 1..=1000;
 pub const MAX_REQUESTS_PER_HOUR: RangeInclusive<i64> = 1..=100_000;
 pub const BLOCK_MINUTES: RangeInclusive<i64> = 1..=525_600;
+/// A web console session's idle time: a minute to a week.
+pub const CONSOLE_IDLE_MINUTES: RangeInclusive<i64> = 1..=10080;
 
 /// Why the configuration cannot be used.
 #[derive(Debug, thiserror::Error)]
@@ -79,6 +81,7 @@ pub struct ServerSettings {
     pub max_connections: Option<u32>,
     pub max_connections_per_address: Option<u32>,
     pub audit_retention_days: Option<u32>,
+    pub console_idle_minutes: Option<u32>,
     pub trusted_proxies: Option<Vec<TrustedProxy>>,
     pub max_pending_per_operator: Option<u32>,
     pub max_requests_per_hour: Option<u32>,
@@ -114,6 +117,11 @@ impl ServerSettings {
                 MAX_REQUESTS_PER_HOUR,
             ),
             ("block_minutes", settings.block_minutes, BLOCK_MINUTES),
+            (
+                "console_idle_minutes",
+                settings.console_idle_minutes,
+                CONSOLE_IDLE_MINUTES,
+            ),
         ] {
             if let Some(value) = value
                 && !range.contains(&i64::from(value))
@@ -150,6 +158,7 @@ impl ServerSettings {
                 .max_connections_per_address
                 .or(file.max_connections_per_address),
             audit_retention_days: self.audit_retention_days.or(file.audit_retention_days),
+            console_idle_minutes: self.console_idle_minutes.or(file.console_idle_minutes),
             trusted_proxies: self.trusted_proxies.or(file.trusted_proxies),
             max_pending_per_operator: self
                 .max_pending_per_operator
@@ -225,6 +234,9 @@ impl ServerSettings {
             audit_retention_days: self
                 .audit_retention_days
                 .unwrap_or(crate::DEFAULT_AUDIT_RETENTION_DAYS),
+            console_idle_minutes: self
+                .console_idle_minutes
+                .unwrap_or(crate::console::DEFAULT_IDLE_MINUTES),
         })
     }
 }

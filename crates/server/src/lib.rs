@@ -13,6 +13,7 @@ pub mod broker;
 pub mod client_addr;
 pub mod clock;
 pub mod config;
+pub mod console;
 pub mod failures;
 pub mod leadership;
 mod listener;
@@ -66,6 +67,9 @@ pub struct ServerConfig {
     pub connections: serve::ConnectionLimits,
     /// Audit events older than this are deleted, once a day.
     pub audit_retention_days: u32,
+    /// A web console session unused this long ends
+    /// ([`console::DEFAULT_IDLE_MINUTES`]).
+    pub console_idle_minutes: u32,
 }
 
 /// How long the audit trail keeps events unless told otherwise.
@@ -147,6 +151,8 @@ pub struct AppState {
     /// Where file-delivered emails are, when there is no SMTP server.
     pub outbox_dir: Option<PathBuf>,
     pub trusted_proxies: client_addr::TrustedProxies,
+    /// Who is signed in to the web console.
+    pub console: Arc<console::ConsoleSessions>,
 }
 
 /// The database URL for a data directory.
@@ -180,6 +186,7 @@ pub fn app(state: AppState) -> axum::Router {
         .route(doorman_proto::CONNECT_PATH, get(upgrade::operator))
         .route("/v1/session/{request_id}", get(upgrade::session))
         .route("/v1/tunnel/{session}", get(upgrade::tunnel))
+        .merge(console::routes())
         .layer(axum::extract::DefaultBodyLimit::max(pages::MAX_FORM_BYTES))
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),
@@ -210,6 +217,7 @@ pub struct Server {
     acme: Option<Arc<acme::Acme>>,
     trusted_proxies: client_addr::TrustedProxies,
     connections: serve::ConnectionLimits,
+    console_idle: std::time::Duration,
     /// The data directory's lock, released when the server has stopped.
     lock: Option<std::fs::File>,
 }
@@ -386,6 +394,9 @@ impl Prepared {
             acme,
             trusted_proxies: client_addr::TrustedProxies::new(config.trusted_proxies),
             connections,
+            console_idle: std::time::Duration::from_secs(
+                u64::from(config.console_idle_minutes) * 60,
+            ),
             lock,
         })
     }
@@ -440,6 +451,7 @@ impl Server {
             acme,
             trusted_proxies,
             connections,
+            console_idle,
             lock,
         } = self;
         let outbox_dir = match &delivery {
@@ -455,6 +467,7 @@ impl Server {
             public: origin::PublicOrigin::new(&public_url),
             outbox_dir,
             trusted_proxies,
+            console: Arc::new(console::ConsoleSessions::new(console_idle)),
         };
         let address = listener.local_addr()?;
         let with_tls = tls.is_some();

@@ -27,6 +27,11 @@ impl PublicOrigin {
         }
     }
 
+    /// Whether the public URL is `https://`.
+    pub fn is_https(&self) -> bool {
+        self.origin.starts_with("https://")
+    }
+
     /// Whether a request naming `host` (a `Host` header or an HTTP/2
     /// authority) is for this server.
     pub fn serves(&self, host: &str, peer_is_loopback: bool) -> bool {

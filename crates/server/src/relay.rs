@@ -37,9 +37,22 @@ pub fn framed(io: Upgraded) -> doorman_proto::Connection<Either<Counted, Upgrade
     }
 }
 
+/// An operator's connection: upgraded from HTTP (`doorman connect`), or a
+/// pipe from the web console's WebSocket bridge in this process.
+pub type OperatorStream = Either<Upgraded, tokio::io::DuplexStream>;
+
 /// Relays `a` ↔ `b` until both directions end; `a_early` are bytes already
 /// read from `a` that belong to `b`. Returns the bytes moved each way.
-pub async fn relay(a: Upgraded, a_early: &[u8], b: Upgraded) -> io::Result<(u64, u64)> {
+pub async fn relay(a: OperatorStream, a_early: &[u8], b: Upgraded) -> io::Result<(u64, u64)> {
+    let a = match a {
+        Either::Left(upgraded) => upgraded,
+        Either::Right(pipe) => {
+            return match unwrap(b) {
+                Ok((b, _slot, b_buffered)) => copy(pipe, a_early, b, &b_buffered).await,
+                Err(b) => copy(pipe, a_early, b, &[]).await,
+            };
+        }
+    };
     match (unwrap(a), unwrap(b)) {
         (Ok((a, _a_slot, a_buffered)), Ok((b, _b_slot, b_buffered))) => {
             let a_first = [a_early, &a_buffered].concat();

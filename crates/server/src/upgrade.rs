@@ -9,6 +9,7 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use doorman_proto::{AGENT_NAME_HEADER, UPGRADE_PROTOCOL};
 use hyper_util::rt::TokioIo;
+use tokio_util::either::Either;
 
 fn bearer(headers: &HeaderMap) -> Option<&str> {
     headers
@@ -65,6 +66,23 @@ async fn wrong_credential(
     what: &'static str,
     answer: &'static str,
 ) -> Response {
+    if count_wrong_credential(state, client, what).await {
+        plain(
+            StatusCode::TOO_MANY_REQUESTS,
+            "too many wrong tokens or keys from this address: wait 10 minutes",
+        )
+    } else {
+        plain(StatusCode::UNAUTHORIZED, answer)
+    }
+}
+
+/// Counts, logs and audits a wrong token or key from `client`; whether the
+/// address is now limited.
+pub(crate) async fn count_wrong_credential(
+    state: &AppState,
+    client: std::net::IpAddr,
+    what: &'static str,
+) -> bool {
     let now = crate::clock::now_millis();
     let crate::failures::Failure { limited, count } =
         state.broker.credential_failures.record_failure(client, now);
@@ -78,14 +96,7 @@ async fn wrong_credential(
     if let Err(error) = state.broker.store.record(&event).await {
         tracing::error!(%error, "cannot audit a failed login");
     }
-    if limited {
-        plain(
-            StatusCode::TOO_MANY_REQUESTS,
-            "too many wrong tokens or keys from this address: wait 10 minutes",
-        )
-    } else {
-        plain(StatusCode::UNAUTHORIZED, answer)
-    }
+    limited
 }
 
 /// Checks an agent's upgrade request and key; the agent's name and the
@@ -175,7 +186,14 @@ pub async fn operator(
     };
     let broker = state.broker.clone();
     switch(&state, request, move |io| {
-        crate::operators::serve(broker, io, operator, token_hash, client)
+        crate::operators::serve(
+            broker,
+            Either::Left(io),
+            operator,
+            token_hash,
+            client,
+            crate::operators::Via::Client,
+        )
     })
 }
 
@@ -242,7 +260,7 @@ pub async fn tunnel(
     let mut ended = grant.ended;
     switch(&state, request, move |operator_io| async move {
         tokio::select! {
-            _ = crate::relay::relay(operator_io, &[], agent_io) => {}
+            _ = crate::relay::relay(Either::Left(operator_io), &[], agent_io) => {}
             // The forward session ended (its `connect` stopped, or the
             // operator's token was revoked): its tunnels end with it.
             _ = ended.changed() => {}

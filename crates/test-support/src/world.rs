@@ -82,6 +82,7 @@ impl World {
             heartbeat: builder.heartbeat,
             connections: builder.connections,
             audit_retention_days: doorman_server::DEFAULT_AUDIT_RETENTION_DAYS,
+            console_idle_minutes: doorman_server::console::DEFAULT_IDLE_MINUTES,
         };
         let server = doorman_server::Server::bind(config.clone(), listener)
             .await

@@ -14,11 +14,11 @@ mod wait;
 
 use crate::broker::Broker;
 use crate::clock::now_millis;
+use crate::relay::OperatorStream;
 use crate::secrets;
 use crate::store::{AuditEvent, StoreError};
 use doorman_core::AuditKind;
 use doorman_proto::connection::Connection;
-use doorman_proto::dial::Upgraded;
 use doorman_proto::message::{OperatorMessage, Refusal, ServerToOperator, Service};
 use std::net::IpAddr;
 use std::sync::Arc;
@@ -37,16 +37,32 @@ enum OperatorError {
     Random(#[from] secrets::RandomError),
 }
 
+/// Where an operator's connection comes from, as the audit trail says.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Via {
+    /// `doorman connect` (or any client of the wire protocol).
+    Client,
+    /// The web console, bridged from its WebSocket.
+    Console,
+}
+
 /// Serves one operator connection to its end.
 pub async fn serve(
     broker: Arc<Broker>,
-    io: Upgraded,
+    io: OperatorStream,
     operator: String,
     token_hash: [u8; 32],
     ip: IpAddr,
+    via: Via,
 ) {
     let connection = Connection::new(io);
-    match serve_connection(&broker, connection, &operator, token_hash, ip).await {
+    let who = Who {
+        operator: &operator,
+        token_hash,
+        ip,
+        via,
+    };
+    match serve_connection(&broker, connection, who).await {
         Ok(()) => {}
         // An operator that goes away (Ctrl-C, a closed laptop) is an
         // ordinary end.
@@ -60,8 +76,19 @@ pub async fn serve(
     }
 }
 
+/// The operator behind a connection.
+#[derive(Clone, Copy)]
+struct Who<'a> {
+    operator: &'a str,
+    /// The hash of the token this connection was opened with.
+    token_hash: [u8; 32],
+    ip: IpAddr,
+    via: Via,
+}
+
 struct Ask<'a> {
     operator: &'a str,
+    via: Via,
     /// The hash of the token this connection was opened with.
     token_hash: [u8; 32],
     ip: String,
@@ -73,7 +100,7 @@ struct Ask<'a> {
 }
 
 async fn refuse(
-    connection: &mut Connection<Upgraded>,
+    connection: &mut Connection<OperatorStream>,
     reason: Refusal,
     message: impl Into<String>,
 ) -> Result<(), OperatorError> {
@@ -97,7 +124,7 @@ fn audit(
         computer: Some(ask.computer.clone()),
         actor: Some(ask.operator.to_string()),
         address: Some(ask.ip.clone()),
-        user_agent: None,
+        user_agent: (ask.via == Via::Console).then(|| "via console".to_string()),
         detail,
         count: 1,
     }
@@ -106,10 +133,8 @@ fn audit(
 /// Reads the operator's first message and hands the connection to its verb.
 async fn serve_connection(
     broker: &Arc<Broker>,
-    mut connection: Connection<Upgraded>,
-    operator: &str,
-    token_hash: [u8; 32],
-    ip: IpAddr,
+    mut connection: Connection<OperatorStream>,
+    who: Who<'_>,
 ) -> Result<(), OperatorError> {
     let first = match tokio::time::timeout(
         CONNECT_MESSAGE_TIMEOUT,
@@ -130,9 +155,10 @@ async fn serve_connection(
             service,
         } => {
             let ask = Ask {
-                operator,
-                token_hash,
-                ip: ip.to_string(),
+                operator: who.operator,
+                via: who.via,
+                token_hash: who.token_hash,
+                ip: who.ip.to_string(),
                 computer,
                 reason,
                 service,
@@ -141,7 +167,7 @@ async fn serve_connection(
             offer::connect(broker, connection, ask).await
         }
         OperatorMessage::Resume { request_id } => {
-            resume::resume(broker, connection, operator, token_hash, ip, request_id).await
+            resume::resume(broker, connection, who, request_id).await
         }
         OperatorMessage::Cancel => {
             refuse(

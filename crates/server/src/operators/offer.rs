@@ -11,20 +11,20 @@ use super::wait::conclude;
 use super::{Ask, OperatorError, audit, refuse};
 use crate::broker::{Applied, Broker, ExpectedSession, OfferError, RequestWatch, Witness};
 use crate::clock::now_millis;
+use crate::relay::OperatorStream;
 use crate::secrets;
 use crate::store::{NewRequest, RequestRow};
 use doorman_core::authorization::{Event, seconds_left};
 use doorman_core::mask::mask_address;
 use doorman_core::{AuditKind, LocalConsent, Outcome};
 use doorman_proto::connection::Connection;
-use doorman_proto::dial::Upgraded;
 use doorman_proto::message::{OfferReply, Refusal, ServerToAgent, ServerToOperator, Service};
 use std::sync::Arc;
 
 /// A connect: checks it, asks the agent, and goes on as the agent answers.
 pub(super) async fn connect(
     broker: &Arc<Broker>,
-    mut connection: Connection<Upgraded>,
+    mut connection: Connection<OperatorStream>,
     mut ask: Ask<'_>,
 ) -> Result<(), OperatorError> {
     if let Err(message) = validate_ask(&ask.computer, &ask.reason, &ask.service) {
@@ -132,7 +132,7 @@ pub(super) async fn connect(
 /// Refuses the request after the agent saw it, and records why.
 async fn refuse_audited(
     broker: &Broker,
-    mut connection: Connection<Upgraded>,
+    mut connection: Connection<OperatorStream>,
     ask: &Ask<'_>,
     request_id: &str,
     (reason, message): (Refusal, String),
@@ -159,7 +159,7 @@ struct Policy {
 /// writes it with its emails and waits for the outcome.
 async fn require_authorization(
     broker: &Arc<Broker>,
-    mut connection: Connection<Upgraded>,
+    mut connection: Connection<OperatorStream>,
     mut ask: Ask<'_>,
     request_id: String,
     expected: ExpectedSession,
@@ -308,7 +308,7 @@ async fn reusable(
 /// relays the session.
 async fn reuse_approval(
     broker: &Arc<Broker>,
-    mut connection: Connection<Upgraded>,
+    mut connection: Connection<OperatorStream>,
     ask: &Ask<'_>,
     request_id: &str,
     earlier: &RequestRow,

@@ -2,26 +2,23 @@
 //! restarted) picks up a request it made, where it is.
 
 use super::wait::conclude;
-use super::{Ask, OperatorError, refuse};
+use super::{Ask, OperatorError, Who, refuse};
 use crate::broker::Broker;
 use crate::clock::now_millis;
+use crate::relay::OperatorStream;
 use doorman_core::Outcome;
 use doorman_core::authorization::seconds_left;
 use doorman_core::mask::mask_address;
 use doorman_proto::connection::Connection;
-use doorman_proto::dial::Upgraded;
 use doorman_proto::message::{Refusal, ServerToOperator, Service};
-use std::net::IpAddr;
 use std::sync::Arc;
 
 /// An operator reconnecting (after losing its connection, e.g. to a server
 /// restart) to a request it made: picks it up where it is.
 pub(super) async fn resume(
     broker: &Arc<Broker>,
-    mut connection: Connection<Upgraded>,
-    operator: &str,
-    token_hash: [u8; 32],
-    ip: IpAddr,
+    mut connection: Connection<OperatorStream>,
+    who: Who<'_>,
     request_id: String,
 ) -> Result<(), OperatorError> {
     let unknown = "no such request of yours to resume";
@@ -29,7 +26,7 @@ pub(super) async fn resume(
         .store
         .request(&request_id)
         .await?
-        .filter(|row| row.operator == operator)
+        .filter(|row| row.operator == who.operator)
     else {
         return refuse(&mut connection, Refusal::InvalidRequest, unknown).await;
     };
@@ -41,9 +38,10 @@ pub(super) async fn resume(
         return refuse(&mut connection, Refusal::InvalidRequest, unknown).await;
     };
     let ask = Ask {
-        operator,
-        token_hash,
-        ip: ip.to_string(),
+        operator: who.operator,
+        via: who.via,
+        token_hash: who.token_hash,
+        ip: who.ip.to_string(),
         computer: row.computer.clone(),
         reason: row.reason.clone(),
         service,

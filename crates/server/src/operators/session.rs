@@ -7,10 +7,10 @@ use super::admission::still_permitted;
 use super::{Ask, OperatorError, audit, refuse};
 use crate::broker::{Broker, ExpectedSession};
 use crate::clock::now_millis;
+use crate::relay::OperatorStream;
 use crate::store::StoreError;
 use doorman_core::{AuditKind, Revoked};
 use doorman_proto::connection::Connection;
-use doorman_proto::dial::Upgraded;
 use doorman_proto::message::{Refusal, ServerToOperator, Service};
 use std::sync::Arc;
 use std::time::Duration;
@@ -25,7 +25,7 @@ const SESSION_OPEN_TIMEOUT: Duration = Duration::from_secs(15);
 /// until either side closes.
 pub(super) async fn relay_session(
     broker: &Arc<Broker>,
-    mut connection: Connection<Upgraded>,
+    mut connection: Connection<OperatorStream>,
     ask: &Ask<'_>,
     session_key: &str,
     request_id: Option<&str>,

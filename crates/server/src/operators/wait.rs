@@ -8,10 +8,10 @@ use super::session::relay_session;
 use super::{Ask, OperatorError, refuse};
 use crate::broker::{Broker, ExpectedSession, RequestWatch, Witness};
 use crate::clock::now_millis;
+use crate::relay::OperatorStream;
 use doorman_core::authorization::Event;
 use doorman_core::{CancelCause, Outcome, Revoked};
 use doorman_proto::connection::Connection;
-use doorman_proto::dial::Upgraded;
 use doorman_proto::message::{OperatorMessage, Refusal, ServerToOperator};
 use std::sync::Arc;
 use tokio::sync::broadcast;
@@ -20,7 +20,7 @@ use tokio::sync::broadcast;
 /// operator, and on `allowed` relays the session.
 pub(super) async fn conclude(
     broker: &Arc<Broker>,
-    mut connection: Connection<Upgraded>,
+    mut connection: Connection<OperatorStream>,
     ask: &Ask<'_>,
     request_id: &str,
     known: Option<Outcome>,
@@ -69,7 +69,7 @@ pub(super) async fn conclude(
 /// goes away. `None` when the server is shutting down.
 async fn wait_for_outcome(
     broker: &Arc<Broker>,
-    connection: &mut Connection<Upgraded>,
+    connection: &mut Connection<OperatorStream>,
     ask: &Ask<'_>,
     request_id: &str,
     watch: &mut RequestWatch,
@@ -135,7 +135,7 @@ async fn wait_for_outcome(
 /// News reported before the outcome (e.g. the last failed email that ended
 /// the request) reaches the operator before it.
 async fn pass_on_news(
-    connection: &mut Connection<Upgraded>,
+    connection: &mut Connection<OperatorStream>,
     watch: &mut RequestWatch,
 ) -> Result<(), OperatorError> {
     loop {

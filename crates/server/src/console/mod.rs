@@ -1,0 +1,313 @@
+//! The operator's web console at `/console`: sign-in with the operator token
+//! (a cookie session, [`sessions`]), the computers this operator may reach
+//! with their online state, and the browser's own scripts and styles,
+//! embedded in the binary. Pages keep the approval page's headers; scripts
+//! come only from this server (`script-src 'self'`, no inline script).
+
+pub mod sessions;
+
+use crate::AppState;
+use crate::client_addr::ClientAddr;
+use crate::store::Principal;
+use askama::Template;
+use axum::Json;
+use axum::extract::{Form, Path, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{Html, IntoResponse, Redirect, Response};
+use doorman_core::access::{ServiceKind, permits};
+use serde::{Deserialize, Serialize};
+pub use sessions::{ConsoleSessions, SignedIn};
+
+/// How long a console session may sit unused unless told otherwise.
+pub const DEFAULT_IDLE_MINUTES: u32 = 30;
+
+/// The console pages' policy: the approval page's, plus this server's own
+/// scripts and connections back to it.
+const CONSOLE_POLICY: &str = "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self'; connect-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'";
+
+pub fn routes() -> axum::Router<AppState> {
+    use axum::routing::{get, post};
+    axum::Router::new()
+        .route("/console", get(home))
+        .route("/console/sign-in", post(sign_in))
+        .route("/console/sign-out", post(sign_out))
+        .route("/console/computers", get(computers_json))
+        .route("/console/assets/{file}", get(asset))
+}
+
+/// The cookie's name: `__Host-` under TLS, so that it is only ever set by
+/// this origin over HTTPS for the whole site.
+fn cookie_name(state: &AppState) -> &'static str {
+    if state.public.is_https() {
+        "__Host-doorman_console"
+    } else {
+        "doorman_console"
+    }
+}
+
+fn cookie_value<'h>(state: &AppState, headers: &'h HeaderMap) -> Option<&'h str> {
+    let name = cookie_name(state);
+    headers
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|value| value.to_str().ok())
+        .flat_map(|value| value.split(';'))
+        .filter_map(|pair| pair.trim().split_once('='))
+        .find(|(key, _)| *key == name)
+        .map(|(_, value)| value)
+}
+
+/// The operator signed in with this request's cookie, while its token is
+/// still the one it signed in with.
+pub async fn signed_in(state: &AppState, headers: &HeaderMap) -> Option<SignedIn> {
+    let cookie = cookie_value(state, headers)?;
+    let who = state.console.find(cookie)?;
+    match state
+        .broker
+        .store
+        .operator_by_token_hash(&who.token_hash)
+        .await
+    {
+        Ok(Some(name)) if name == who.operator => Some(who),
+        Ok(_) => {
+            state.console.close(cookie);
+            None
+        }
+        Err(error) => {
+            tracing::error!(%error, "cannot check a console session's token");
+            None
+        }
+    }
+}
+
+fn with_policy(mut response: Response) -> Response {
+    response.headers_mut().insert(
+        header::CONTENT_SECURITY_POLICY,
+        HeaderValue::from_static(CONSOLE_POLICY),
+    );
+    response
+}
+
+fn page(status: StatusCode, template: &impl Template) -> Response {
+    match template.render() {
+        Ok(html) => with_policy((status, Html(html)).into_response()),
+        Err(error) => {
+            tracing::error!(%error, "cannot render a console page");
+            (StatusCode::INTERNAL_SERVER_ERROR, "internal error").into_response()
+        }
+    }
+}
+
+#[derive(Template)]
+#[template(path = "console_sign_in.html")]
+struct SignInPage<'a> {
+    problem: Option<&'a str>,
+}
+
+#[derive(Template)]
+#[template(path = "console_computers.html")]
+struct ComputersPage {
+    operator: String,
+    computers: Vec<Computer>,
+}
+
+/// A computer as the console lists it.
+#[derive(Clone, Debug, Serialize)]
+pub struct Computer {
+    pub name: String,
+    pub online: bool,
+    /// Whether this operator may open a terminal on it.
+    pub shell: bool,
+}
+
+/// The computers `operator` may reach for any service, by name.
+async fn reachable(state: &AppState, operator: &str) -> Result<Vec<Computer>, Response> {
+    let store = &state.broker.store;
+    let loaded = async {
+        let agents = store.principals(Principal::Agent).await?;
+        let grants = store.grants_of(operator).await?;
+        Ok::<_, crate::store::StoreError>((agents, grants))
+    };
+    let (agents, grants) = loaded.await.map_err(|error| {
+        tracing::error!(%error, "cannot list the console's computers");
+        (StatusCode::INTERNAL_SERVER_ERROR, "internal error").into_response()
+    })?;
+    let mut computers: Vec<Computer> = agents
+        .into_iter()
+        .filter(|(name, _)| {
+            [
+                ServiceKind::Shell,
+                ServiceKind::Command,
+                ServiceKind::Forward,
+            ]
+            .into_iter()
+            .any(|kind| permits(&grants, name, kind))
+        })
+        .map(|(name, _)| Computer {
+            online: state.broker.agents.is_online(&name),
+            shell: permits(&grants, &name, ServiceKind::Shell),
+            name,
+        })
+        .collect();
+    computers.sort_by(|a, b| a.name.cmp(&b.name));
+    Ok(computers)
+}
+
+/// `GET /console`: the computers, or the sign-in form.
+async fn home(State(state): State<AppState>, headers: HeaderMap) -> Response {
+    let Some(who) = signed_in(&state, &headers).await else {
+        return page(StatusCode::OK, &SignInPage { problem: None });
+    };
+    match reachable(&state, &who.operator).await {
+        Ok(computers) => page(
+            StatusCode::OK,
+            &ComputersPage {
+                operator: who.operator,
+                computers,
+            },
+        ),
+        Err(response) => response,
+    }
+}
+
+/// `GET /console/computers`: the list again, for the page to update itself.
+async fn computers_json(State(state): State<AppState>, headers: HeaderMap) -> Response {
+    let Some(who) = signed_in(&state, &headers).await else {
+        return (StatusCode::UNAUTHORIZED, "signed out").into_response();
+    };
+    match reachable(&state, &who.operator).await {
+        Ok(computers) => Json(computers).into_response(),
+        Err(response) => response,
+    }
+}
+
+#[derive(Deserialize)]
+struct SignInForm {
+    token: String,
+}
+
+/// `POST /console/sign-in`.
+async fn sign_in(
+    State(state): State<AppState>,
+    ClientAddr(client): ClientAddr,
+    headers: HeaderMap,
+    form: Result<Form<SignInForm>, axum::extract::rejection::FormRejection>,
+) -> Response {
+    let token = form.map(|Form(form)| form.token).unwrap_or_default();
+    let token = token.trim();
+    if !from_this_site(&state, &headers, client) {
+        return (StatusCode::FORBIDDEN, "sign in from the console's own page").into_response();
+    }
+    let found = if crate::secrets::plausible_token(token) {
+        let hash = crate::secrets::hash(token);
+        match state.broker.store.operator_by_token_hash(&hash).await {
+            Ok(found) => found.map(|operator| SignedIn {
+                operator,
+                token_hash: hash,
+            }),
+            Err(error) => {
+                tracing::error!(%error, "cannot check a console sign-in");
+                return (StatusCode::INTERNAL_SERVER_ERROR, "internal error").into_response();
+            }
+        }
+    } else {
+        None
+    };
+    let Some(who) = found else {
+        let limited =
+            crate::upgrade::count_wrong_credential(&state, client, "operator token").await;
+        let (status, problem) = if limited {
+            (
+                StatusCode::TOO_MANY_REQUESTS,
+                "Too many wrong tokens from this address: wait 10 minutes.",
+            )
+        } else {
+            (
+                StatusCode::UNAUTHORIZED,
+                "That is not a valid operator token.",
+            )
+        };
+        return page(
+            status,
+            &SignInPage {
+                problem: Some(problem),
+            },
+        );
+    };
+    tracing::info!(operator = %who.operator, source = %client, "signed in to the console");
+    let cookie = match state.console.open(who) {
+        Ok(cookie) => cookie,
+        Err(_) => return (StatusCode::INTERNAL_SERVER_ERROR, "internal error").into_response(),
+    };
+    let secure = if state.public.is_https() {
+        "; Secure"
+    } else {
+        ""
+    };
+    let set = format!(
+        "{}={cookie}; Path=/; HttpOnly; SameSite=Strict{secure}",
+        cookie_name(&state)
+    );
+    let mut response = Redirect::to("/console").into_response();
+    if let Ok(value) = HeaderValue::from_str(&set) {
+        response.headers_mut().insert(header::SET_COOKIE, value);
+    }
+    response
+}
+
+/// Whether a POST comes from this server's own pages: no other site may
+/// sign anyone in or out.
+fn from_this_site(state: &AppState, headers: &HeaderMap, client: std::net::IpAddr) -> bool {
+    let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
+    let site_ok = header("sec-fetch-site").is_none_or(|site| site == "same-origin");
+    let origin_ok =
+        header("origin").is_none_or(|origin| state.public.allows(origin, client.is_loopback()));
+    site_ok && origin_ok
+}
+
+/// `POST /console/sign-out`.
+async fn sign_out(
+    State(state): State<AppState>,
+    ClientAddr(client): ClientAddr,
+    headers: HeaderMap,
+) -> Response {
+    if !from_this_site(&state, &headers, client) {
+        return (
+            StatusCode::FORBIDDEN,
+            "sign out from the console's own page",
+        )
+            .into_response();
+    }
+    if let Some(cookie) = cookie_value(&state, &headers) {
+        state.console.close(cookie);
+    }
+    let secure = if state.public.is_https() {
+        "; Secure"
+    } else {
+        ""
+    };
+    let clear = format!(
+        "{}=; Path=/; Max-Age=0; HttpOnly; SameSite=Strict{secure}",
+        cookie_name(&state)
+    );
+    let mut response = Redirect::to("/console").into_response();
+    if let Ok(value) = HeaderValue::from_str(&clear) {
+        response.headers_mut().insert(header::SET_COOKIE, value);
+    }
+    response
+}
+
+/// The console's scripts and styles, embedded at build time.
+const ASSETS: &[(&str, &str, &[u8])] = &[(
+    "computers.js",
+    "text/javascript; charset=utf-8",
+    include_bytes!("../../assets/console/computers.js"),
+)];
+
+/// `GET /console/assets/{file}`.
+async fn asset(Path(file): Path<String>) -> Response {
+    match ASSETS.iter().find(|(name, _, _)| *name == file) {
+        Some((_, kind, bytes)) => ([(header::CONTENT_TYPE, *kind)], *bytes).into_response(),
+        None => (StatusCode::NOT_FOUND, "no such file").into_response(),
+    }
+}
