@@ -161,6 +161,11 @@ async fn three_requests_in_turn(world: &World) -> Vec<Vec<serde_json::Value>> {
         let connecting = world.connect(&["true"], "");
         let mails = world.smtp.wait_for(n).await;
         let progress = connecting.progress.clone();
+        // Reported once the send returned, so after its connection was
+        // put back for the next email.
+        progress
+            .wait_until(|t| deliveries(t).iter().any(|n| n["state"] != "retrying"))
+            .await;
         world.click(&mails[n - 1].link(), "deny").await;
         assert!(matches!(
             connecting.finish().await,
