@@ -239,14 +239,20 @@ async fn sign_in(
         Ok(cookie) => cookie,
         Err(_) => return (StatusCode::INTERNAL_SERVER_ERROR, "internal error").into_response(),
     };
+    back_to_console(&state, &cookie, "")
+}
+
+/// A redirect to `/console` that sets the session cookie to `value` with
+/// `extra` attributes (an expiry to clear it).
+fn back_to_console(state: &AppState, value: &str, extra: &str) -> Response {
     let secure = if state.public.is_https() {
         "; Secure"
     } else {
         ""
     };
     let set = format!(
-        "{}={cookie}; Path=/; HttpOnly; SameSite=Strict{secure}",
-        cookie_name(&state)
+        "{}={value}; Path=/{extra}; HttpOnly; SameSite=Strict{secure}",
+        cookie_name(state)
     );
     let mut response = Redirect::to("/console").into_response();
     if let Ok(value) = HeaderValue::from_str(&set) {
@@ -281,20 +287,7 @@ async fn sign_out(
     if let Some(cookie) = cookie_value(&state, &headers) {
         state.console.close(cookie);
     }
-    let secure = if state.public.is_https() {
-        "; Secure"
-    } else {
-        ""
-    };
-    let clear = format!(
-        "{}=; Path=/; Max-Age=0; HttpOnly; SameSite=Strict{secure}",
-        cookie_name(&state)
-    );
-    let mut response = Redirect::to("/console").into_response();
-    if let Ok(value) = HeaderValue::from_str(&clear) {
-        response.headers_mut().insert(header::SET_COOKIE, value);
-    }
-    response
+    back_to_console(&state, "", "; Max-Age=0")
 }
 
 /// The console's scripts and styles, embedded at build time.
