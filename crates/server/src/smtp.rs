@@ -98,9 +98,15 @@ impl SmtpRelay {
             .query_pairs()
             .find(|(key, _)| key == "tls")
             .map(|(_, value)| value.into_owned());
-        let bad_ca = |message: String| ServerError::SmtpCa {
-            path: ca.map(Path::to_path_buf).unwrap_or_default(),
-            message,
+        // Without --smtp-ca, the system's roots were at fault.
+        let bad_ca = |message: String| match ca {
+            Some(path) => ServerError::SmtpCa {
+                path: path.to_path_buf(),
+                message,
+            },
+            None => ServerError::SmtpUrl(format!(
+                "no trusted root certificates for TLS with the relay ({message}): install ca-certificates or give --smtp-ca"
+            )),
         };
         let (default_port, security) = match (parsed.scheme(), tls.as_deref()) {
             ("smtp", None) => {
@@ -122,8 +128,12 @@ impl SmtpRelay {
             ("smtps", _) => (
                 465,
                 Security::Implicit {
-                    config: doorman_proto::tls::client_config(ca)
-                        .map_err(|e| bad_ca(e.to_string()))?,
+                    config: doorman_proto::tls::client_config(ca).map_err(|e| match e {
+                        doorman_proto::tls::TlsError::NoRoots(_) => {
+                            bad_ca("the system has none".into())
+                        }
+                        other => bad_ca(other.to_string()),
+                    })?,
                     name: ServerName::try_from(host.clone())
                         .map_err(|_| bad_url("its host is not a valid server name"))?,
                 },
@@ -248,6 +258,9 @@ fn starttls_parameters(host: &str, ca: Option<&Path>) -> Result<TlsParameters, S
         Some(path) => doorman_proto::tls::load_certificates(path).map_err(|e| e.to_string())?,
         None => rustls_native_certs::load_native_certs().certs,
     };
+    if certificates.is_empty() {
+        return Err("the system has none".into());
+    }
     let mut builder =
         TlsParameters::builder(host.to_string()).certificate_store(CertificateStore::None);
     for certificate in certificates {
