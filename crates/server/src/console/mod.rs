@@ -5,6 +5,7 @@
 //! come only from this server (`script-src 'self'`, no inline script).
 
 pub mod sessions;
+mod socket;
 
 use crate::AppState;
 use crate::client_addr::ClientAddr;
@@ -32,6 +33,7 @@ pub fn routes() -> axum::Router<AppState> {
         .route("/console/sign-in", post(sign_in))
         .route("/console/sign-out", post(sign_out))
         .route("/console/computers", get(computers_json))
+        .route("/console/socket", get(socket::socket))
         .route("/console/assets/{file}", get(asset))
 }
 
