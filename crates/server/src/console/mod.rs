@@ -26,6 +26,10 @@ pub const DEFAULT_IDLE_MINUTES: u32 = 30;
 /// scripts and connections back to it.
 const CONSOLE_POLICY: &str = "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self'; connect-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'";
 
+/// The terminal page's: xterm.js styles its rows with `<style>` elements
+/// it creates, so inline styles are allowed there; scripts stay our own.
+const TERMINAL_POLICY: &str = "default-src 'none'; script-src 'self'; style-src 'self' 'unsafe-inline'; img-src 'self'; connect-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'";
+
 pub fn routes() -> axum::Router<AppState> {
     use axum::routing::{get, post};
     axum::Router::new()
@@ -34,6 +38,7 @@ pub fn routes() -> axum::Router<AppState> {
         .route("/console/sign-out", post(sign_out))
         .route("/console/computers", get(computers_json))
         .route("/console/socket", get(socket::socket))
+        .route("/console/terminal/{computer}", get(terminal))
         .route("/console/assets/{file}", get(asset))
 }
 
@@ -107,6 +112,13 @@ struct SignInPage<'a> {
 }
 
 #[derive(Template)]
+#[template(path = "console_terminal.html")]
+struct TerminalPage {
+    operator: String,
+    computer: String,
+}
+
+#[derive(Template)]
 #[template(path = "console_computers.html")]
 struct ComputersPage {
     operator: String,
@@ -170,6 +182,30 @@ async fn home(State(state): State<AppState>, headers: HeaderMap) -> Response {
         ),
         Err(response) => response,
     }
+}
+
+/// `GET /console/terminal/{computer}`: the terminal, after the reason and
+/// the wait for approval.
+async fn terminal(
+    State(state): State<AppState>,
+    Path(computer): Path<String>,
+    headers: HeaderMap,
+) -> Response {
+    let Some(who) = signed_in(&state, &headers).await else {
+        return Redirect::to("/console").into_response();
+    };
+    let mut response = page(
+        StatusCode::OK,
+        &TerminalPage {
+            operator: who.operator,
+            computer,
+        },
+    );
+    response.headers_mut().insert(
+        header::CONTENT_SECURITY_POLICY,
+        HeaderValue::from_static(TERMINAL_POLICY),
+    );
+    response
 }
 
 /// `GET /console/computers`: the list again, for the page to update itself.
@@ -293,11 +329,41 @@ async fn sign_out(
 }
 
 /// The console's scripts and styles, embedded at build time.
-const ASSETS: &[(&str, &str, &[u8])] = &[(
-    "computers.js",
-    "text/javascript; charset=utf-8",
-    include_bytes!("../../assets/console/computers.js"),
-)];
+const ASSETS: &[(&str, &str, &[u8])] = &[
+    (
+        "computers.js",
+        JAVASCRIPT,
+        include_bytes!("../../assets/console/computers.js"),
+    ),
+    (
+        "terminal.js",
+        JAVASCRIPT,
+        include_bytes!("../../assets/console/terminal.js"),
+    ),
+    (
+        "console.css",
+        CSS,
+        include_bytes!("../../assets/console/console.css"),
+    ),
+    (
+        "xterm.js",
+        JAVASCRIPT,
+        include_bytes!("../../assets/console/vendor/xterm.js"),
+    ),
+    (
+        "addon-fit.js",
+        JAVASCRIPT,
+        include_bytes!("../../assets/console/vendor/addon-fit.js"),
+    ),
+    (
+        "xterm.css",
+        CSS,
+        include_bytes!("../../assets/console/vendor/xterm.css"),
+    ),
+];
+
+const JAVASCRIPT: &str = "text/javascript; charset=utf-8";
+const CSS: &str = "text/css; charset=utf-8";
 
 /// `GET /console/assets/{file}`.
 async fn asset(Path(file): Path<String>) -> Response {

@@ -1,0 +1,146 @@
+//! The web console in a real browser: headless Chromium over WebDriver signs
+//! in, sees the computer online, opens a terminal with a reason, watches the
+//! wait for email authorization (countdown, recipients), gets in once the
+//! emailed link is allowed, types into xterm.js and reads the shell's answer
+//! back from the page, resizes the window and sees `stty size` follow, and
+//! reads the exit status; then the computer going offline shows without a
+//! reload. A screenshot of the terminal is saved under target/.
+//!
+//! Needs Debian's `chromium` and `chromium-driver` (`.ci/run` installs them).
+
+use doorman_test_support::World;
+use doorman_test_support::webdriver::Browser;
+
+/// The terminal's screen as text, one line per row (a JavaScript
+/// expression).
+const SCREEN: &str = "Array.from(document.querySelectorAll('.xterm-rows > div')).map(row => row.textContent).join('\\n')";
+
+/// How many `ROWS COLS` lines `stty size` has printed (JavaScript).
+const SIZE_LINES: &str = ".split('\\n').filter(line => /^\\d+ \\d+$/.test(line.trim())).length";
+
+/// The `ROWS COLS` lines `stty size` printed so far.
+async fn sizes(browser: &Browser) -> Vec<String> {
+    let screen = browser.script(&format!("return {SCREEN}")).await;
+    screen
+        .as_str()
+        .unwrap_or_default()
+        .lines()
+        .map(str::trim)
+        .filter(|line| {
+            let parts: Vec<&str> = line.split(' ').collect();
+            parts.len() == 2 && parts.iter().all(|p| p.parse::<u16>().is_ok())
+        })
+        .map(String::from)
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_operator_works_in_a_terminal_in_the_browser() {
+    let Some(browser) = Browser::start(1100, 800, false).await else {
+        return;
+    };
+    let mut world = World::builder()
+        .recipients(&["it@example.com"])
+        .start()
+        .await;
+
+    browser.open(&format!("{}/console", world.url)).await;
+    browser.type_into("#token", &world.operator_token).await;
+    browser.click("form.console button[type=submit]").await;
+    browser
+        .wait_until(
+            "return document.querySelector('li[data-computer=\"office-pc\"] .state')?.textContent === 'online'",
+            "the computer listed online",
+        )
+        .await;
+
+    browser.click("li[data-computer=\"office-pc\"] a").await;
+    browser.type_into("#reason", "printer ticket 42").await;
+    browser.click("#ask button[type=submit]").await;
+    browser
+        .wait_until(
+            "return document.getElementById('status').textContent === 'Waiting for email authorization' && /^\\d+:\\d\\d left$/.test(document.getElementById('countdown').textContent)",
+            "the wait with its countdown",
+        )
+        .await;
+    let recipients = browser
+        .script("return document.getElementById('recipients').textContent")
+        .await;
+    assert!(
+        recipients.as_str().unwrap().contains("i***@example.com"),
+        "{recipients}"
+    );
+
+    // The recipient allows it from the emailed link.
+    let mails = world.smtp.wait_for(1).await;
+    assert!(mails[0].text().contains("printer ticket 42"));
+    assert_eq!(
+        world.click(&mails[0].link(), "allow").await.status(),
+        reqwest::StatusCode::SEE_OTHER
+    );
+    browser
+        .wait_until(
+            "return document.getElementById('outcome').textContent.startsWith('Connected')",
+            "the session starting",
+        )
+        .await;
+
+    browser.click("#terminal").await;
+    browser.keys("stty size; echo console-$((6*7))\n").await;
+    browser
+        .wait_until(
+            &format!("return {SCREEN}.includes('console-42')"),
+            "the shell's answer on the page",
+        )
+        .await;
+    let before = sizes(&browser).await;
+    assert_eq!(before.len(), 1, "{before:?}");
+
+    let rows = browser
+        .script("return document.querySelector('.xterm-rows').children.length")
+        .await;
+    browser.resize(700, 600).await;
+    // The page refits the terminal, then tells the computer before any
+    // later keystroke.
+    browser
+        .wait_until(
+            &format!("return document.querySelector('.xterm-rows').children.length !== {rows}"),
+            "the terminal refitted to the window",
+        )
+        .await;
+    browser.keys("stty size\n").await;
+    browser
+        .wait_until(
+            &format!("return {SCREEN}{SIZE_LINES} === 2"),
+            "the second stty size",
+        )
+        .await;
+    let after = sizes(&browser).await;
+    assert_ne!(after[1], before[0], "stty size follows the window: {after:?}");
+
+    let shot = browser.screenshot().await;
+    assert!(shot.starts_with(b"\x89PNG"));
+    std::fs::write(
+        std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("console-terminal.png"),
+        &shot,
+    )
+    .expect("save the screenshot");
+
+    browser.keys("exit 3\n").await;
+    browser
+        .wait_until(
+            "return document.getElementById('outcome').textContent === 'The shell ended with status 3.'",
+            "the exit status shown",
+        )
+        .await;
+
+    browser.open(&format!("{}/console", world.url)).await;
+    world.stop_agent().await;
+    browser
+        .wait_until(
+            "return document.querySelector('li[data-computer=\"office-pc\"] .state')?.textContent === 'offline'",
+            "the computer shown offline without a reload",
+        )
+        .await;
+    browser.quit().await;
+}
