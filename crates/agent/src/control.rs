@@ -453,7 +453,10 @@ fn answer_offer(
                 ));
             }
         }
-        Service::Command { .. } | Service::Shell { .. } => {}
+        Service::Desktop if settings.services.desktop.is_none() => {
+            return refuse("the desktop is not offered on this computer".into());
+        }
+        Service::Command { .. } | Service::Shell { .. } | Service::Desktop => {}
     }
     let sharing = &settings.desktop_sharing;
     if sharing.require_reason && visitor.reason.trim().is_empty() {

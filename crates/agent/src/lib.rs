@@ -7,6 +7,7 @@
 mod command;
 pub mod consent;
 mod control;
+mod desktop;
 mod dialing;
 pub mod error;
 mod memory;

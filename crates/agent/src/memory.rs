@@ -51,20 +51,9 @@ impl Memory {
             .filter(|(_, approval)| {
                 approval.operator == operator
                     && approval.at.elapsed() < window
-                    && covers(&approval.service, service)
+                    && service.covered_by(&approval.service)
             })
             .max_by_key(|(_, approval)| approval.at)
             .map(|(id, _)| id.clone())
-    }
-}
-
-/// Whether an approval of `approved` covers a session of `asked`: the same
-/// kind, and a forward only to targets it covered.
-fn covers(approved: &Service, asked: &Service) -> bool {
-    match (approved, asked) {
-        (Service::Forward { targets: ok }, Service::Forward { targets }) => {
-            targets.iter().all(|t| ok.contains(t))
-        }
-        (approved, asked) => approved.kind() == asked.kind(),
     }
 }

@@ -131,7 +131,7 @@ async fn run(
         Service::Forward { targets } => {
             Some(ForwardGrant::insert(grants, request_id, targets.clone()))
         }
-        Service::Command { .. } | Service::Shell { .. } => None,
+        Service::Command { .. } | Service::Shell { .. } | Service::Desktop => None,
     };
     let io = dial_session_patiently(settings, request_id).await?;
     notify::show(
@@ -143,6 +143,17 @@ async fn run(
         Service::Command { argv } => crate::command::run(Connection::new(io), argv).await,
         Service::Shell { term, rows, cols } => {
             crate::shell::run(Connection::new(io), term, rows, cols).await
+        }
+        Service::Desktop => {
+            // The offer was checked against these same settings; this only
+            // keeps a missing desktop from being a panic.
+            let Some(target) = settings.services.desktop.clone() else {
+                let (_, mut writer) = Connection::new(io).split();
+                let message = "the desktop is not offered on this computer".to_string();
+                crate::command::report_start_failure(&mut writer, message.clone()).await;
+                return Err(SessionError::NotStarted(message));
+            };
+            crate::desktop::run(Connection::new(io), target).await
         }
         Service::Forward { .. } => {
             // The session lasts as long as the operator's connection.

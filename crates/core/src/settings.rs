@@ -109,6 +109,10 @@ pub struct Services {
     /// `host:port` targets an operator may forward to.
     #[serde(default)]
     pub forward: Vec<String>,
+    /// The VNC server (`host:port`, usually `127.0.0.1:5900`) the web
+    /// console's desktop viewer reaches; no desktop when unset.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub desktop: Option<String>,
 }
 
 fn default_true() -> bool {
@@ -120,6 +124,7 @@ impl Default for Services {
         Self {
             shell: true,
             forward: Vec::new(),
+            desktop: None,
         }
     }
 }
@@ -211,6 +216,14 @@ impl AgentSettings {
                     message,
                 ));
             }
+        }
+        if let Some(Err(message)) = self
+            .services
+            .desktop
+            .as_deref()
+            .map(validate_forward_target)
+        {
+            problems.push(SettingsProblem::new("services.desktop", message));
         }
         problems
     }

@@ -30,6 +30,10 @@ pub enum Service {
     /// Carry TCP connections to these `host:port` targets, as seen from the
     /// computer, one tunnel per connection.
     Forward { targets: Vec<String> },
+    /// The computer's desktop: a stream to the VNC server the agent's
+    /// settings name (`[services] desktop`), for the web console's viewer.
+    /// Access rules count it as forwarding.
+    Desktop,
 }
 
 impl Service {
@@ -38,7 +42,21 @@ impl Service {
         match self {
             Service::Command { .. } => ServiceKind::Command,
             Service::Shell { .. } => ServiceKind::Shell,
-            Service::Forward { .. } => ServiceKind::Forward,
+            Service::Forward { .. } | Service::Desktop => ServiceKind::Forward,
+        }
+    }
+
+    /// Whether an approval of `approved` covers a session of this service:
+    /// the same service, and a forward only to targets it covered (the
+    /// desktop, which access rules count as forwarding, only by the desktop).
+    pub fn covered_by(&self, approved: &Service) -> bool {
+        match (approved, self) {
+            (Service::Forward { targets: ok }, Service::Forward { targets }) => {
+                targets.iter().all(|t| ok.contains(t))
+            }
+            (Service::Desktop, Service::Desktop) => true,
+            (Service::Desktop, _) | (_, Service::Desktop) => false,
+            (approved, asked) => approved.kind() == asked.kind(),
         }
     }
 
@@ -53,6 +71,7 @@ impl Service {
                 let targets: Vec<String> = targets.iter().map(|t| escape_hidden(t)).collect();
                 format!("forward TCP to {}", targets.join(", "))
             }
+            Service::Desktop => "view and control the desktop".to_string(),
         }
     }
 }
@@ -352,6 +371,37 @@ pub enum SessionMessage {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_approval_covers_the_same_service_only() {
+        let forward = |targets: &[&str]| Service::Forward {
+            targets: targets.iter().map(|t| t.to_string()).collect(),
+        };
+        let shell = Service::Shell {
+            term: "xterm".into(),
+            rows: 24,
+            cols: 80,
+        };
+        let vnc = forward(&["127.0.0.1:5900"]);
+        assert!(Service::Desktop.covered_by(&Service::Desktop));
+        assert!(
+            !Service::Desktop.covered_by(&vnc),
+            "a forward does not cover the desktop"
+        );
+        assert!(
+            !vnc.covered_by(&Service::Desktop),
+            "nor the desktop a forward"
+        );
+        assert!(!Service::Desktop.covered_by(&shell));
+        assert!(forward(&["a:1"]).covered_by(&forward(&["a:1", "b:2"])));
+        assert!(!forward(&["a:1", "c:3"]).covered_by(&forward(&["a:1", "b:2"])));
+        assert!(shell.covered_by(&Service::Shell {
+            term: "vt100".into(),
+            rows: 1,
+            cols: 1
+        }));
+        assert_eq!(Service::Desktop.describe(), "view and control the desktop");
+    }
 
     #[test]
     fn messages_have_stable_json() {

@@ -58,10 +58,7 @@ async fn a_phone_browser_allows_the_session_and_framing_gets_nothing() {
     browser
         .post(&format!("/session/{session}/url"), json!({"url": attacker}))
         .await;
-    let frame = browser
-        .find("iframe")
-        .await
-        .expect("the attacker's iframe");
+    let frame = browser.find("iframe").await.expect("the attacker's iframe");
     browser
         .post(
             &format!("/session/{session}/frame"),
@@ -71,10 +68,7 @@ async fn a_phone_browser_allows_the_session_and_framing_gets_nothing() {
     // The browser refused to render the page in the frame (its own error
     // page stands there instead): none of our form is reachable.
     assert!(
-        browser
-            .find("button[value=allow]")
-            .await
-            .is_none(),
+        browser.find("button[value=allow]").await.is_none(),
         "Allow is not clickable inside the frame"
     );
     assert!(

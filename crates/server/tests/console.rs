@@ -423,3 +423,76 @@ async fn cancelling_in_the_console_cancels_the_request() {
         doorman_core::RequestState::Cancelled
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_desktop_carries_the_vnc_servers_bytes_both_ways() {
+    use futures_util::SinkExt;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio_tungstenite::tungstenite::Message;
+    // Stands for a VNC server: greets, then echoes.
+    let vnc = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let target = vnc.local_addr().unwrap().to_string();
+    tokio::spawn(async move {
+        let (mut stream, _) = vnc.accept().await.unwrap();
+        stream.write_all(b"RFB 003.008\n").await.unwrap();
+        let mut buffer = [0u8; 1024];
+        while let Ok(n) = stream.read(&mut buffer).await {
+            if n == 0 || stream.write_all(&buffer[..n]).await.is_err() {
+                break;
+            }
+        }
+    });
+    let world = World::builder()
+        .recipients(&["it@example.com"])
+        .desktop(&target)
+        .start()
+        .await;
+    let cookie = session_cookie(&sign_in(&world, &world.operator_token).await);
+    let mut socket = open_socket(
+        &world,
+        &cookie,
+        &world.url,
+        "computer=office-pc&kind=desktop",
+    )
+    .await
+    .unwrap();
+    let mut output = String::new();
+    next_message(&mut socket, "pending", &mut output).await;
+    let mails = world.smtp.wait_for(1).await;
+    assert!(
+        mails[0].text().contains("view and control the desktop"),
+        "{}",
+        mails[0].text()
+    );
+    world.click(&mails[0].link(), "allow").await;
+    next_message(&mut socket, "session_started", &mut output).await;
+    read_until(&mut socket, "RFB 003.008\n", &mut output).await;
+    socket
+        .send(Message::Binary("RFB 003.008\n".into()))
+        .await
+        .unwrap();
+    read_until(&mut socket, "RFB 003.008\nRFB 003.008\n", &mut output).await;
+    drop(socket);
+    let ended = world.wait_for_audit("session_ended").await;
+    assert_eq!(ended.user_agent.as_deref(), Some("via console"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_computer_without_a_desktop_refuses_it() {
+    let world = World::builder().without_email_authorization().start().await;
+    let cookie = session_cookie(&sign_in(&world, &world.operator_token).await);
+    let mut socket = open_socket(
+        &world,
+        &cookie,
+        &world.url,
+        "computer=office-pc&kind=desktop",
+    )
+    .await
+    .unwrap();
+    let mut output = String::new();
+    let refused = next_message(&mut socket, "refused", &mut output).await;
+    assert_eq!(
+        refused["message"], "the desktop is not offered on this computer",
+        "{refused}"
+    );
+}

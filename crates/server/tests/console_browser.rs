@@ -4,11 +4,14 @@
 //! emailed link is allowed, types into xterm.js and reads the shell's answer
 //! back from the page, resizes the window and sees `stty size` follow, and
 //! reads the exit status; then the computer going offline shows without a
-//! reload. A screenshot of the terminal is saved under target/.
+//! reload. The desktop: noVNC reaches a real VNC server (Xtigervnc) through
+//! the agent and draws it. Screenshots of both are saved under target/.
 //!
-//! Needs Debian's `chromium` and `chromium-driver` (`.ci/run` installs them).
+//! Needs Debian's `chromium`, `chromium-driver` and
+//! `tigervnc-standalone-server` (`.ci/run` installs them).
 
 use doorman_test_support::World;
+use doorman_test_support::vnc::Vnc;
 use doorman_test_support::webdriver::Browser;
 
 /// The terminal's screen as text, one line per row (a JavaScript
@@ -34,6 +37,32 @@ async fn sizes(browser: &Browser) -> Vec<String> {
         .collect()
 }
 
+/// Signs in on the console's page and waits for the computer to be listed
+/// online.
+async fn sign_in(browser: &Browser, world: &World) {
+    browser.open(&format!("{}/console", world.url)).await;
+    browser.type_into("#token", &world.operator_token).await;
+    browser.click("form.console button[type=submit]").await;
+    browser
+        .wait_until(
+            "return document.querySelector('li[data-computer=\"office-pc\"] .state')?.textContent === 'online'",
+            "the computer listed online",
+        )
+        .await;
+}
+
+/// Gives a reason, asks, and waits for the wait for email authorization.
+async fn ask(browser: &Browser, reason: &str) {
+    browser.type_into("#reason", reason).await;
+    browser.click("#ask button[type=submit]").await;
+    browser
+        .wait_until(
+            "return document.getElementById('status').textContent === 'Waiting for email authorization' && /^\\d+:\\d\\d left$/.test(document.getElementById('countdown').textContent)",
+            "the wait with its countdown",
+        )
+        .await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_operator_works_in_a_terminal_in_the_browser() {
     let Some(browser) = Browser::start(1100, 800, false).await else {
@@ -44,25 +73,11 @@ async fn an_operator_works_in_a_terminal_in_the_browser() {
         .start()
         .await;
 
-    browser.open(&format!("{}/console", world.url)).await;
-    browser.type_into("#token", &world.operator_token).await;
-    browser.click("form.console button[type=submit]").await;
+    sign_in(&browser, &world).await;
     browser
-        .wait_until(
-            "return document.querySelector('li[data-computer=\"office-pc\"] .state')?.textContent === 'online'",
-            "the computer listed online",
-        )
+        .click("li[data-computer=\"office-pc\"] a.terminal-link")
         .await;
-
-    browser.click("li[data-computer=\"office-pc\"] a").await;
-    browser.type_into("#reason", "printer ticket 42").await;
-    browser.click("#ask button[type=submit]").await;
-    browser
-        .wait_until(
-            "return document.getElementById('status').textContent === 'Waiting for email authorization' && /^\\d+:\\d\\d left$/.test(document.getElementById('countdown').textContent)",
-            "the wait with its countdown",
-        )
-        .await;
+    ask(&browser, "printer ticket 42").await;
     let recipients = browser
         .script("return document.getElementById('recipients').textContent")
         .await;
@@ -116,7 +131,10 @@ async fn an_operator_works_in_a_terminal_in_the_browser() {
         )
         .await;
     let after = sizes(&browser).await;
-    assert_ne!(after[1], before[0], "stty size follows the window: {after:?}");
+    assert_ne!(
+        after[1], before[0],
+        "stty size follows the window: {after:?}"
+    );
 
     let shot = browser.screenshot().await;
     assert!(shot.starts_with(b"\x89PNG"));
@@ -143,4 +161,56 @@ async fn an_operator_works_in_a_terminal_in_the_browser() {
         )
         .await;
     browser.quit().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_desktop_shows_in_the_browser() {
+    let Some(browser) = Browser::start(1100, 800, false).await else {
+        return;
+    };
+    let Some(vnc) = Vnc::start(800, 600, "doorman-console-desktop").await else {
+        return;
+    };
+    let world = World::builder()
+        .recipients(&["it@example.com"])
+        .desktop(&vnc.target)
+        .start()
+        .await;
+    sign_in(&browser, &world).await;
+    browser
+        .click("li[data-computer=\"office-pc\"] a.desktop-link")
+        .await;
+    ask(&browser, "help with the printer dialog").await;
+    let mails = world.smtp.wait_for(1).await;
+    world.click(&mails[0].link(), "allow").await;
+    browser
+        .wait_until(
+            "return document.getElementById('outcome').textContent === 'Connected to the desktop.'",
+            "noVNC connected through the agent",
+        )
+        .await;
+    // The desktop's pixels reach the page: X's weave on the root window,
+    // not one flat colour.
+    browser
+        .wait_until(
+            "const canvas = document.querySelector('#screen canvas'); \
+             if (!canvas || canvas.width < 100) return false; \
+             const pixels = canvas.getContext('2d').getImageData(0, 0, canvas.width, canvas.height).data; \
+             const seen = new Set(); \
+             for (let i = 0; i < pixels.length; i += 4 * 97) { \
+               seen.add((pixels[i] << 16) | (pixels[i + 1] << 8) | pixels[i + 2]); \
+               if (seen.size > 1) return true; \
+             } \
+             return false;",
+            "the desktop drawn on the canvas",
+        )
+        .await;
+    let shot = browser.screenshot().await;
+    std::fs::write(
+        std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("console-desktop.png"),
+        &shot,
+    )
+    .expect("save the screenshot");
+    browser.quit().await;
+    vnc.stop().await;
 }

@@ -7,8 +7,8 @@
 //! it fails.
 
 use doorman_client::{ForwardSpec, SessionKind};
-use doorman_test_support::{World, skip_without, which};
-use std::process::Stdio;
+use doorman_test_support::World;
+use doorman_test_support::vnc::Vnc;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
@@ -45,43 +45,10 @@ async fn rfb_handshake(stream: &mut TcpStream) -> (u16, u16, String) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_vnc_viewer_reaches_the_remote_desktop_through_the_tunnel() {
-    if which("Xtigervnc").is_none() {
-        skip_without("Xtigervnc", "apt-get install tigervnc-standalone-server");
+    let Some(vnc) = Vnc::start(800, 600, "doorman-test-desktop").await else {
         return;
-    }
-    // A display nobody holds: a VNC server killed earlier leaves its lock
-    // and socket behind, and a new one on that display would stop.
-    let display = (100..1000)
-        .find(|n| {
-            !std::path::Path::new(&format!("/tmp/.X{n}-lock")).exists()
-                && !std::path::Path::new(&format!("/tmp/.X11-unix/X{n}")).exists()
-        })
-        .map(|n| format!(":{n}"))
-        .expect("a free X display");
-    // The test holds the VNC port and hands the viewer's connection to
-    // Xtigervnc in inetd mode: no port is chosen, released and hoped for.
-    let vnc_port = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let target = vnc_port.local_addr().unwrap().to_string();
-    let vnc = tokio::spawn(async move {
-        let (viewer, _) = vnc_port
-            .accept()
-            .await
-            .expect("the tunnel reaches the VNC port");
-        let viewer = viewer.into_std().expect("a std socket");
-        viewer.set_nonblocking(false).expect("blocking");
-        let input = std::os::fd::OwnedFd::from(viewer);
-        let output = input.try_clone().expect("dup");
-        tokio::process::Command::new("Xtigervnc")
-            .args([&display, "-inetd", "-geometry", "800x600", "-depth", "24"])
-            .args(["-SecurityTypes", "None", "-desktop", "doorman-test-desktop"])
-            .args(["-nolisten", "tcp"])
-            .stdin(Stdio::from(input))
-            .stdout(Stdio::from(output))
-            .stderr(Stdio::null())
-            .kill_on_drop(true)
-            .spawn()
-            .expect("start Xtigervnc")
-    });
+    };
+    let target = vnc.target.clone();
 
     let world = World::builder()
         .recipients(&["owner@example.com"])
@@ -102,12 +69,5 @@ async fn a_vnc_viewer_reaches_the_remote_desktop_through_the_tunnel() {
     drop(viewer);
     connecting.interrupt();
     assert_eq!(connecting.finish().await, Ok(0));
-    // SIGTERM, so that the server removes its lock and socket.
-    let mut vnc = vnc.await.expect("Xtigervnc started");
-    if let Some(pid) = vnc.id() {
-        let _ = std::process::Command::new("kill")
-            .arg(pid.to_string())
-            .status();
-    }
-    let _ = vnc.wait().await;
+    vnc.stop().await;
 }

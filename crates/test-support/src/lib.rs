@@ -14,6 +14,7 @@ pub mod raw;
 pub mod smtp;
 pub mod streams;
 pub mod tls;
+pub mod vnc;
 pub mod webdriver;
 pub mod world;
 

@@ -266,9 +266,7 @@ impl Browser {
 
     /// Ends the session and chromedriver.
     pub async fn quit(mut self) {
-        let _ = self
-            .send(reqwest::Method::DELETE, &self.at(""), None)
-            .await;
+        let _ = self.send(reqwest::Method::DELETE, &self.at(""), None).await;
         let _ = self.driver.kill().await;
     }
 }

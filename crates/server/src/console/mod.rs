@@ -39,7 +39,8 @@ pub fn routes() -> axum::Router<AppState> {
         .route("/console/computers", get(computers_json))
         .route("/console/socket", get(socket::socket))
         .route("/console/terminal/{computer}", get(terminal))
-        .route("/console/assets/{file}", get(asset))
+        .route("/console/desktop/{computer}", get(desktop))
+        .route("/console/assets/{*path}", get(asset))
 }
 
 /// The cookie's name: `__Host-` under TLS, so that it is only ever set by
@@ -119,6 +120,13 @@ struct TerminalPage {
 }
 
 #[derive(Template)]
+#[template(path = "console_desktop.html")]
+struct DesktopPage {
+    operator: String,
+    computer: String,
+}
+
+#[derive(Template)]
 #[template(path = "console_computers.html")]
 struct ComputersPage {
     operator: String,
@@ -132,6 +140,9 @@ pub struct Computer {
     pub online: bool,
     /// Whether this operator may open a terminal on it.
     pub shell: bool,
+    /// Whether this operator may ask for its desktop (access rules count
+    /// it as forwarding; the computer says whether it offers one).
+    pub desktop: bool,
 }
 
 /// The computers `operator` may reach for any service, by name.
@@ -160,6 +171,7 @@ async fn reachable(state: &AppState, operator: &str) -> Result<Vec<Computer>, Re
         .map(|(name, _)| Computer {
             online: state.broker.agents.is_online(&name),
             shell: permits(&grants, &name, ServiceKind::Shell),
+            desktop: permits(&grants, &name, ServiceKind::Forward),
             name,
         })
         .collect();
@@ -206,6 +218,25 @@ async fn terminal(
         HeaderValue::from_static(TERMINAL_POLICY),
     );
     response
+}
+
+/// `GET /console/desktop/{computer}`: the desktop viewer, after the reason
+/// and the wait for approval.
+async fn desktop(
+    State(state): State<AppState>,
+    Path(computer): Path<String>,
+    headers: HeaderMap,
+) -> Response {
+    let Some(who) = signed_in(&state, &headers).await else {
+        return Redirect::to("/console").into_response();
+    };
+    page(
+        StatusCode::OK,
+        &DesktopPage {
+            operator: who.operator,
+            computer,
+        },
+    )
 }
 
 /// `GET /console/computers`: the list again, for the page to update itself.
@@ -328,47 +359,19 @@ async fn sign_out(
     back_to_console(&state, "", "; Max-Age=0")
 }
 
-/// The console's scripts and styles, embedded at build time.
-const ASSETS: &[(&str, &str, &[u8])] = &[
-    (
-        "computers.js",
-        JAVASCRIPT,
-        include_bytes!("../../assets/console/computers.js"),
-    ),
-    (
-        "terminal.js",
-        JAVASCRIPT,
-        include_bytes!("../../assets/console/terminal.js"),
-    ),
-    (
-        "console.css",
-        CSS,
-        include_bytes!("../../assets/console/console.css"),
-    ),
-    (
-        "xterm.js",
-        JAVASCRIPT,
-        include_bytes!("../../assets/console/vendor/xterm.js"),
-    ),
-    (
-        "addon-fit.js",
-        JAVASCRIPT,
-        include_bytes!("../../assets/console/vendor/addon-fit.js"),
-    ),
-    (
-        "xterm.css",
-        CSS,
-        include_bytes!("../../assets/console/vendor/xterm.css"),
-    ),
-];
+/// The console's scripts and styles by their path under
+/// `assets/console/` (see `build.rs`), embedded at build time.
+const ASSETS: &[(&str, &[u8])] = include!(concat!(env!("OUT_DIR"), "/console_assets.rs"));
 
-const JAVASCRIPT: &str = "text/javascript; charset=utf-8";
-const CSS: &str = "text/css; charset=utf-8";
-
-/// `GET /console/assets/{file}`.
-async fn asset(Path(file): Path<String>) -> Response {
-    match ASSETS.iter().find(|(name, _, _)| *name == file) {
-        Some((_, kind, bytes)) => ([(header::CONTENT_TYPE, *kind)], *bytes).into_response(),
+/// `GET /console/assets/{*path}`.
+async fn asset(Path(path): Path<String>) -> Response {
+    let kind = if path.ends_with(".css") {
+        "text/css; charset=utf-8"
+    } else {
+        "text/javascript; charset=utf-8"
+    };
+    match ASSETS.iter().find(|(name, _)| *name == path) {
+        Some((_, bytes)) => ([(header::CONTENT_TYPE, kind)], *bytes).into_response(),
         None => (StatusCode::NOT_FOUND, "no such file").into_response(),
     }
 }

@@ -33,12 +33,36 @@ const PIPE_BUFFER: usize = 64 * 1024;
 
 /// What the page asks for when it opens the socket.
 #[derive(Debug, Deserialize)]
-pub struct TerminalAsk {
+pub struct SessionAsk {
     computer: String,
     #[serde(default)]
     reason: String,
+    #[serde(default)]
+    kind: SessionKind,
+    /// The terminal's size; not used for the desktop.
+    #[serde(default = "default_rows")]
     rows: u16,
+    #[serde(default = "default_cols")]
     cols: u16,
+}
+
+fn default_rows() -> u16 {
+    24
+}
+
+fn default_cols() -> u16 {
+    80
+}
+
+/// The console's two kinds of session.
+#[derive(Clone, Copy, Debug, Default, Deserialize)]
+#[serde(rename_all = "snake_case")]
+enum SessionKind {
+    /// The remote login shell, for xterm.js.
+    #[default]
+    Terminal,
+    /// The computer's VNC server, for noVNC.
+    Desktop,
 }
 
 /// What the browser may say once the socket is open.
@@ -49,12 +73,12 @@ enum BrowserMessage {
     Cancel,
 }
 
-/// `GET /console/socket?computer=…&reason=…&rows=…&cols=…`.
+/// `GET /console/socket?computer=…&reason=…&kind=terminal|desktop&rows=…&cols=…`.
 pub async fn socket(
     State(state): State<AppState>,
     ClientAddr(client): ClientAddr,
     headers: HeaderMap,
-    ask: Result<Query<TerminalAsk>, axum::extract::rejection::QueryRejection>,
+    ask: Result<Query<SessionAsk>, axum::extract::rejection::QueryRejection>,
     upgrade: Result<WebSocketUpgrade, axum::extract::ws::rejection::WebSocketUpgradeRejection>,
 ) -> Response {
     // A page of another site could open a WebSocket with our cookie
@@ -76,7 +100,7 @@ pub async fn socket(
     let Ok(Query(ask)) = ask else {
         return (
             StatusCode::BAD_REQUEST,
-            "give computer, rows and cols (and a reason)",
+            "give the computer, and for a terminal its rows and cols",
         )
             .into_response();
     };
@@ -96,7 +120,7 @@ async fn bridge(
     socket: WebSocket,
     who: SignedIn,
     client: IpAddr,
-    ask: TerminalAsk,
+    ask: SessionAsk,
 ) {
     let (flow_end, bridge_end) = tokio::io::duplex(PIPE_BUFFER);
     let flow = tokio::spawn(operators::serve(
@@ -111,10 +135,13 @@ async fn bridge(
     let connect = OperatorMessage::Connect {
         computer: ask.computer,
         reason: ask.reason,
-        service: Service::Shell {
-            term: "xterm-256color".into(),
-            rows: ask.rows,
-            cols: ask.cols,
+        service: match ask.kind {
+            SessionKind::Terminal => Service::Shell {
+                term: "xterm-256color".into(),
+                rows: ask.rows,
+                cols: ask.cols,
+            },
+            SessionKind::Desktop => Service::Desktop,
         },
     };
     if connection.write_message(&connect).await.is_ok() {

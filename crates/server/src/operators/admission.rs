@@ -53,6 +53,7 @@ pub(super) fn validate_ask(computer: &str, reason: &str, service: &Service) -> R
                 validate_forward_target(target)?;
             }
         }
+        Service::Desktop => {}
     }
     Ok(())
 }

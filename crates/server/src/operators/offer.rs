@@ -293,13 +293,7 @@ async fn reusable(
         .service_json
         .as_deref()
         .and_then(|json| serde_json::from_str::<Service>(json).ok());
-    let covered = match (&ask.service, service) {
-        (Service::Forward { targets }, Some(Service::Forward { targets: approved })) => {
-            targets.iter().all(|t| approved.contains(t))
-        }
-        (asked, Some(approved)) => asked.kind() == approved.kind(),
-        (_, None) => false,
-    };
+    let covered = service.is_some_and(|approved| ask.service.covered_by(&approved));
     Ok(covered.then_some(earlier))
 }
 

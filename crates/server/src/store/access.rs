@@ -119,7 +119,7 @@ impl Store {
         services: ServiceSet,
         now: Millis,
     ) -> Result<(), StoreError> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.begin_write().await?;
         operator_exists(&mut tx, operator).await?;
         grant_in(&mut tx, operator, patterns, services, now).await?;
         tx.commit().await?;
@@ -137,7 +137,7 @@ impl Store {
         email: Option<&str>,
         now: Millis,
     ) -> Result<(), StoreError> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.begin_write().await?;
         insert_principal_in(&mut tx, Principal::Operator, name, token_hash, now).await?;
         grant_in(&mut tx, name, patterns, services, now).await?;
         if email.is_some() {
@@ -156,7 +156,7 @@ impl Store {
         patterns: &[ComputerPattern],
         now: Millis,
     ) -> Result<u64, StoreError> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.begin_write().await?;
         operator_exists(&mut tx, operator).await?;
         for pattern in patterns {
             let deleted = sqlx::query("DELETE FROM grants WHERE operator = $1 AND computers = $2")
@@ -229,7 +229,7 @@ impl Store {
         email: Option<&str>,
         now: Millis,
     ) -> Result<(), StoreError> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.begin_write().await?;
         set_email_in(&mut tx, operator, email, now).await?;
         tx.commit().await?;
         Ok(())
@@ -261,7 +261,7 @@ impl Store {
 
     /// The notices an upgrade left for the log; each is returned once.
     pub async fn take_upgrade_notices(&self) -> Result<Vec<String>, StoreError> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.begin_write().await?;
         let rows = sqlx::query("SELECT message FROM upgrade_notices ORDER BY id")
             .fetch_all(&mut *tx)
             .await?;

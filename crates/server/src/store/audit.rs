@@ -132,7 +132,7 @@ impl Store {
         by: &str,
         now: Millis,
     ) -> Result<u64, StoreError> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.begin_write().await?;
         let pruned = sqlx::query("DELETE FROM audit_events WHERE at < $1")
             .bind(before)
             .execute(&mut *tx)

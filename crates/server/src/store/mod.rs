@@ -69,6 +69,7 @@ pub enum StoreError {
 #[derive(Clone, Debug)]
 pub struct Store {
     pool: AnyPool,
+    backend: Backend,
 }
 
 /// A non-negative count (seconds, approvals) stored as an integer.
@@ -123,7 +124,18 @@ impl Store {
             }
         };
         backend.migrator(version).run(&pool).await?;
-        Ok(Self { pool })
+        Ok(Self { pool, backend })
+    }
+
+    /// A transaction that will write. On SQLite it takes the write lock at
+    /// once (`BEGIN IMMEDIATE`): a transaction that read first and wrote
+    /// after another connection's commit would fail with "database is
+    /// locked" (SQLITE_BUSY_SNAPSHOT), which no busy timeout waits out.
+    async fn begin_write(&self) -> Result<sqlx::Transaction<'static, sqlx::Any>, sqlx::Error> {
+        match self.backend {
+            Backend::Sqlite => self.pool.begin_with("BEGIN IMMEDIATE").await,
+            Backend::Postgres => self.pool.begin().await,
+        }
     }
 
     /// Records `fingerprint` as the server key's if the database has none

@@ -72,7 +72,7 @@ impl Store {
         result: Result<(), (String, Option<Millis>)>,
         now: Millis,
     ) -> Result<(), StoreError> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.begin_write().await?;
         let (event, detail) = match &result {
             Ok(()) => {
                 sqlx::query("UPDATE outbox SET state = 'sent', attempts = attempts + 1, sent_at = $1, last_error = NULL WHERE request_id = $2 AND position = $3")

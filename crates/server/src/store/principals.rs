@@ -76,7 +76,7 @@ impl Store {
         hash: &[u8],
         now: Millis,
     ) -> Result<(), StoreError> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.begin_write().await?;
         insert_principal_in(&mut tx, kind, name, hash, now).await?;
         tx.commit().await?;
         Ok(())
@@ -108,7 +108,7 @@ impl Store {
         replacement: Option<&[u8]>,
         now: Millis,
     ) -> Result<u64, StoreError> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.begin_write().await?;
         let changed = match replacement {
             Some(hash) => {
                 let sql = format!(

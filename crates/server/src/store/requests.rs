@@ -48,7 +48,7 @@ impl Store {
         computer: &str,
         now: Millis,
     ) -> Result<(), StoreError> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.begin_write().await?;
         let lifted =
             sqlx::query("DELETE FROM blocks WHERE operator = $1 AND computer = $2 AND until > $3")
                 .bind(operator)
@@ -73,7 +73,7 @@ impl Store {
     /// Writes a request, its recipients, their queued emails and the audit
     /// events, all or nothing.
     pub async fn create_request(&self, request: &NewRequest) -> Result<(), StoreError> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.begin_write().await?;
         sqlx::query(
             "INSERT INTO requests (id, computer, operator, operator_ip, reason, service, service_json, state, created_at, expires_at, required_approvals, approval_valid_for, max_session_seconds, local_consent)
              VALUES ($1, $2, $3, $4, $5, $6, $7, 'pending', $8, $9, $10, $11, $12, $13)",

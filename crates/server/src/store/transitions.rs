@@ -58,7 +58,7 @@ impl Store {
         audit: &AuditEvent,
         block: Option<&Block>,
     ) -> Result<bool, StoreError> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.begin_write().await?;
         let won = persist_in(&mut tx, row, step, at, audit, block).await?;
         tx.commit().await?;
         Ok(won)

@@ -12,6 +12,8 @@ pub struct WorldBuilder {
     pub timeout_secs: u32,
     pub shell: bool,
     pub forward: Vec<String>,
+    /// The VNC server of `[services] desktop`.
+    pub desktop: Option<String>,
     pub notify_command: Option<String>,
     pub tls: bool,
     pub limits: doorman_server::Limits,
@@ -35,6 +37,7 @@ impl Default for WorldBuilder {
             timeout_secs: 180,
             shell: true,
             forward: Vec::new(),
+            desktop: None,
             notify_command: None,
             tls: false,
             limits: doorman_server::Limits::default(),
@@ -67,6 +70,12 @@ impl WorldBuilder {
     /// Lets operators forward to these `host:port` targets.
     pub fn forward(mut self, targets: &[&str]) -> Self {
         self.forward = targets.iter().map(|t| t.to_string()).collect();
+        self
+    }
+
+    /// Offers the desktop at this VNC server (`host:port`).
+    pub fn desktop(mut self, target: &str) -> Self {
+        self.desktop = Some(target.to_string());
         self
     }
 
@@ -155,7 +164,7 @@ impl WorldBuilder {
         format!(
             "server = \"{server}\"\nname = \"{name}\"\nkey = \"{key}\"\n{notify}\n\
              [desktop_sharing]\nrequire_email_authorization = {}\nemail_authorization_timeout = {}\nrecipients = [{recipients}]\n{}\n\
-             [services]\nshell = {}\nforward = [{}]\n",
+             [services]\nshell = {}\nforward = [{}]\n{}",
             self.require_email_authorization,
             self.timeout_secs,
             self.policies
@@ -167,7 +176,11 @@ impl WorldBuilder {
                 .iter()
                 .map(|t| format!("{t:?}"))
                 .collect::<Vec<_>>()
-                .join(", ")
+                .join(", "),
+            self.desktop
+                .as_ref()
+                .map(|target| format!("desktop = {target:?}\n"))
+                .unwrap_or_default()
         )
     }
 
