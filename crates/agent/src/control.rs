@@ -11,7 +11,9 @@ use crate::session::{self, ForwardGrants};
 use crate::settings_file;
 use doorman_core::{AgentSettings, Decision, LocalConsent, Outcome};
 use doorman_proto::connection::Connection;
-use doorman_proto::message::{AgentToServer, OfferReply, ServerToAgent, Service, silence_limit};
+use doorman_proto::message::{
+    AgentToServer, ComputerStatus, OfferReply, ServerToAgent, Service, silence_limit,
+};
 use doorman_proto::{AGENT_PATH, DialError};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -139,6 +141,16 @@ struct Link<'a> {
     queued: &'a mut mpsc::UnboundedReceiver<AgentToServer>,
 }
 
+/// What the settings say, as the web console lists the computer.
+fn status_of(settings: &AgentSettings) -> ComputerStatus {
+    ComputerStatus {
+        email_authorization: settings.desktop_sharing.require_email_authorization,
+        shell: settings.services.shell,
+        forward: !settings.services.forward.is_empty(),
+        desktop: settings.services.desktop.is_some(),
+    }
+}
+
 async fn serve_once(
     config: &Path,
     memory: &mut Memory,
@@ -153,13 +165,22 @@ async fn serve_once(
     let settings = settings_file::load(config)?;
     let io = crate::dialing::dial(&settings, AGENT_PATH).await?;
     let (mut reader, mut writer) = Connection::new(io).split();
-    let heartbeat = match reader.read_message::<ServerToAgent>().await {
-        Ok(Some(ServerToAgent::Welcome { heartbeat_ms })) => {
-            heartbeat_ms.map(Duration::from_millis)
-        }
+    let (heartbeat, takes_status) = match reader.read_message::<ServerToAgent>().await {
+        Ok(Some(ServerToAgent::Welcome {
+            heartbeat_ms,
+            takes_status,
+        })) => (heartbeat_ms.map(Duration::from_millis), takes_status),
         Ok(_) => return Err(LinkError::NoWelcome),
         Err(e) => return Err(e.into()),
     };
+    // What the console shows of this computer: told now, and again when a
+    // heartbeat finds the settings changed.
+    let mut told = None;
+    if takes_status {
+        let status = status_of(&settings);
+        writer.write_message(&AgentToServer::Status(status)).await?;
+        told = Some(status);
+    }
     // A connection the server stopped pinging (a NAT that forgot it, a
     // server host that vanished) is given up, so that the agent dials again
     // instead of waiting on it forever.
@@ -196,6 +217,13 @@ async fn serve_once(
             }
             ServerToAgent::Ping => {
                 writer.write_message(&AgentToServer::Pong).await?;
+                if let (Some(before), Ok(settings)) = (told, settings_file::load(config)) {
+                    let now = status_of(&settings);
+                    if now != before {
+                        writer.write_message(&AgentToServer::Status(now)).await?;
+                        told = Some(now);
+                    }
+                }
             }
             ServerToAgent::Offer {
                 request_id,

@@ -33,7 +33,10 @@ async fn agent(
     } = server.accept().await;
     assert_eq!(path, "/v1/agent");
     connection
-        .write_message(&ServerToAgent::Welcome { heartbeat_ms: None })
+        .write_message(&ServerToAgent::Welcome {
+            heartbeat_ms: None,
+            takes_status: false,
+        })
         .await
         .unwrap();
     connection

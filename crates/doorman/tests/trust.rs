@@ -40,7 +40,10 @@ async fn what_a_server_sends_cannot_forge_lines_in_the_agents_log() {
     let agent = Process::start(DOORMAN, &["agent", "--config", path(&config)]);
     let mut control = server.accept().await.connection;
     control
-        .write_message(&ServerToAgent::Welcome { heartbeat_ms: None })
+        .write_message(&ServerToAgent::Welcome {
+            heartbeat_ms: None,
+            takes_status: false,
+        })
         .await
         .unwrap();
     let forged = "2026-01-01T00:00:00.000000Z  INFO doorman_agent: session allowed by boss";

@@ -190,6 +190,19 @@ pub enum ServerToOperator {
     },
 }
 
+/// What a computer's settings say, as the console lists it.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ComputerStatus {
+    /// Whether a connection needs a recipient's approval by email.
+    pub email_authorization: bool,
+    /// Commands and interactive shells are offered.
+    pub shell: bool,
+    /// Some TCP forward targets are offered.
+    pub forward: bool,
+    /// A desktop (VNC server) is offered.
+    pub desktop: bool,
+}
+
 /// The delivery state of one authorization email.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -208,6 +221,11 @@ pub enum ServerToAgent {
         /// [`silence_limit`].
         #[serde(default, skip_serializing_if = "Option::is_none")]
         heartbeat_ms: Option<u64>,
+        /// The server takes [`AgentToServer::Status`]; an older one closes
+        /// the connection on a message it does not know, so an agent sends
+        /// it only when told.
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        takes_status: bool,
     },
     /// Answered with [`AgentToServer::Pong`]; the connection is alive.
     Ping,
@@ -244,16 +262,25 @@ pub enum ServerToAgent {
 #[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
 pub enum AgentToServer {
     /// The answer to [`ServerToAgent::Ping`].
+    /// What this computer asks and offers, for the web console's list:
+    /// sent after the welcome and whenever the settings change.
+    Status(ComputerStatus),
     Pong,
     OfferReply {
         request_id: String,
         reply: OfferReply,
     },
     /// The agent will not (or cannot) carry this tunnel.
-    TunnelRefused { tunnel_id: String, message: String },
+    TunnelRefused {
+        tunnel_id: String,
+        message: String,
+    },
     /// A session (or tunnel-carrying forward session) of this agent ended,
     /// and how, for the audit trail.
-    SessionEnded { session_id: String, end: SessionEnd },
+    SessionEnded {
+        session_id: String,
+        end: SessionEnd,
+    },
     /// A person at the computer answered a request it asked authorization
     /// for (`doorman consent allow|deny`); `user` is their login name.
     LocalDecision {
@@ -429,7 +456,13 @@ mod tests {
             }
         ));
         let welcome: ServerToAgent = serde_json::from_str(r#"{"type":"welcome"}"#).unwrap();
-        assert_eq!(welcome, ServerToAgent::Welcome { heartbeat_ms: None });
+        assert_eq!(
+            welcome,
+            ServerToAgent::Welcome {
+                heartbeat_ms: None,
+                takes_status: false
+            }
+        );
         assert_eq!(
             serde_json::to_string(&AgentToServer::Pong).unwrap(),
             r#"{"type":"pong"}"#

@@ -31,6 +31,7 @@ pub async fn serve(
     let mut offers: HashMap<String, oneshot::Sender<OfferReply>> = HashMap::new();
     let mut welcome = vec![ServerToAgent::Welcome {
         heartbeat_ms: broker.heartbeat_ms(),
+        takes_status: true,
     }];
     // Allowed while this agent was away (a server restart): it may be waiting.
     match broker
@@ -114,6 +115,9 @@ pub async fn serve(
                     last_heard = Instant::now();
                     match message {
                         AgentToServer::Pong => {}
+                        AgentToServer::Status(status) => {
+                            broker.agents.set_status(&name, link_id, status);
+                        }
                         AgentToServer::OfferReply { request_id, reply } => {
                             if let Some(waiting) = offers.remove(&request_id) {
                                 let _ = waiting.send(reply);

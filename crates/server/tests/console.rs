@@ -92,6 +92,9 @@ async fn an_operator_signs_in_and_sees_its_computers_come_and_go() {
     assert_eq!(listed[0]["name"], COMPUTER);
     assert_eq!(listed[0]["online"], true);
     assert_eq!(listed[0]["shell"], true);
+    assert_eq!(listed[0]["email_authorization"], true);
+    assert_eq!(listed[0]["desktop"], false, "no desktop in its settings");
+    assert!(page.contains("asks by email"), "{page}");
 
     world.stop_agent().await;
     let (_, listed) = computers(&world, &cookie).await;
@@ -495,4 +498,40 @@ async fn a_computer_without_a_desktop_refuses_it() {
         refused["message"], "the desktop is not offered on this computer",
         "{refused}"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_list_follows_the_computers_settings() {
+    let world = World::builder()
+        .heartbeat(std::time::Duration::from_millis(200))
+        .start()
+        .await;
+    let cookie = session_cookie(&sign_in(&world, &world.operator_token).await);
+    let (_, listed) = computers(&world, &cookie).await;
+    assert_eq!(listed[0]["email_authorization"], true);
+    assert_eq!(listed[0]["desktop"], false);
+
+    // The owner turns email authorization off and offers the desktop.
+    let text = std::fs::read_to_string(&world.agent_config).unwrap();
+    let text = text
+        .replace(
+            "require_email_authorization = true",
+            "require_email_authorization = false",
+        )
+        .replace("[services]\n", "[services]\ndesktop = \"127.0.0.1:5900\"\n");
+    std::fs::write(&world.agent_config, text).unwrap();
+    let wait = world
+        .broker
+        .agents
+        .wait_for_status(COMPUTER, |status| !status.email_authorization);
+    let status = tokio::time::timeout(std::time::Duration::from_secs(10), wait)
+        .await
+        .expect("the computer tells its new settings within a few heartbeats");
+    assert!(status.desktop);
+    let (_, listed) = computers(&world, &cookie).await;
+    assert_eq!(listed[0]["email_authorization"], false, "{listed:?}");
+    assert_eq!(listed[0]["desktop"], true, "{listed:?}");
+    let (_, page) = get(&world, "/console", &cookie).await;
+    assert!(page.contains("no email authorization"), "{page}");
+    assert!(page.contains("/console/desktop/office-pc"), "{page}");
 }

@@ -214,3 +214,68 @@ async fn the_desktop_shows_in_the_browser() {
     browser.quit().await;
     vnc.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn denial_cancellation_and_expiry_are_told_in_words() {
+    let Some(browser) = Browser::start(1100, 800, false).await else {
+        return;
+    };
+    let world = World::builder()
+        .recipients(&["it@example.com"])
+        .timeout_secs(5)
+        .start()
+        .await;
+    sign_in(&browser, &world).await;
+    let terminal = format!("{}/console/terminal/office-pc", world.url);
+    let outcome = |words: &str| {
+        format!("return document.getElementById('outcome').textContent === {words:?}")
+    };
+
+    browser.open(&terminal).await;
+    ask(&browser, "denied").await;
+    let mails = world.smtp.wait_for(1).await;
+    world.click(&mails[0].link(), "deny").await;
+    browser
+        .wait_until(
+            "return document.getElementById('outcome').textContent.startsWith('Denied by ')",
+            "the denial told",
+        )
+        .await;
+
+    browser.open(&terminal).await;
+    ask(&browser, "cancelled").await;
+    browser.click("#cancel").await;
+    browser
+        .wait_until(
+            &outcome("Cancelled: the recipients' links say so."),
+            "the cancellation told",
+        )
+        .await;
+
+    browser.open(&terminal).await;
+    ask(&browser, "expired").await;
+    browser
+        .wait_until(
+            &outcome("Nobody answered in time: the request expired."),
+            "the expiry told",
+        )
+        .await;
+    browser.quit().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_console_fits_a_phone() {
+    let Some(browser) = Browser::start(390, 844, true).await else {
+        return;
+    };
+    let world = World::start().await;
+    let fits = "return document.documentElement.scrollWidth <= window.innerWidth";
+    sign_in(&browser, &world).await;
+    assert_eq!(browser.script(fits).await, true, "the computers list fits");
+    browser
+        .click("li[data-computer=\"office-pc\"] a.terminal-link")
+        .await;
+    ask(&browser, "from my phone").await;
+    assert_eq!(browser.script(fits).await, true, "the wait fits");
+    browser.quit().await;
+}

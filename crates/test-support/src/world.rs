@@ -428,14 +428,18 @@ where
     (stop, task)
 }
 
+/// Waits for the agent to go online (and say what it offers) or offline.
 async fn wait_for_agent(broker: &Broker, name: &str, online: bool) {
     let state = if online { "online" } else { "offline" };
-    tokio::time::timeout(
-        std::time::Duration::from_secs(20),
-        broker.agents.wait_for(name, online),
-    )
-    .await
-    .unwrap_or_else(|_| panic!("agent {name} did not go {state} within 20 s"));
+    let changed = async {
+        broker.agents.wait_for(name, online).await;
+        if online {
+            broker.agents.wait_for_status(name, |_| true).await;
+        }
+    };
+    tokio::time::timeout(std::time::Duration::from_secs(20), changed)
+        .await
+        .unwrap_or_else(|_| panic!("agent {name} did not go {state} within 20 s"));
 }
 
 /// The request id in a `pending` event.

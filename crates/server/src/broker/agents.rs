@@ -2,7 +2,7 @@
 //! to its task, offers sent to it and their answers.
 
 use super::lock;
-use doorman_proto::message::{OfferReply, ServerToAgent};
+use doorman_proto::message::{ComputerStatus, OfferReply, ServerToAgent};
 use std::collections::HashMap;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -36,6 +36,8 @@ struct AgentConnection {
     id: u64,
     commands: mpsc::Sender<Box<AgentCommand>>,
     address: String,
+    /// What its settings say, once it told.
+    status: Option<ComputerStatus>,
 }
 
 /// How long after a logged displacement the next one of the same computer
@@ -77,6 +79,7 @@ impl AgentRegistry {
             id,
             commands,
             address: address.to_string(),
+            status: None,
         };
         let older = lock(&self.online).insert(name.to_string(), connection);
         if let Some(older) = older {
@@ -128,6 +131,39 @@ impl AgentRegistry {
                 return;
             }
         }
+    }
+
+    /// Records what this connection's agent says of its settings.
+    pub fn set_status(&self, name: &str, id: u64, status: ComputerStatus) {
+        if let Some(link) = lock(&self.online).get_mut(name)
+            && link.id == id
+        {
+            link.status = Some(status);
+        }
+        self.changed.send_modify(|version| *version += 1);
+    }
+
+    /// Waits until the named agent is online and has said what its
+    /// settings offer, and that satisfies `wanted`.
+    pub async fn wait_for_status(
+        &self,
+        name: &str,
+        wanted: impl Fn(&ComputerStatus) -> bool,
+    ) -> ComputerStatus {
+        let mut changes = self.changed.subscribe();
+        loop {
+            if let Some(status) = self.status(name).filter(|status| wanted(status)) {
+                return status;
+            }
+            if changes.changed().await.is_err() {
+                std::future::pending::<()>().await;
+            }
+        }
+    }
+
+    /// What the online agent said of its settings, if it did.
+    pub fn status(&self, name: &str) -> Option<ComputerStatus> {
+        lock(&self.online).get(name).and_then(|link| link.status)
     }
 
     pub fn is_online(&self, name: &str) -> bool {

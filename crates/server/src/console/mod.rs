@@ -16,6 +16,7 @@ use axum::extract::{Form, Path, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{Html, IntoResponse, Redirect, Response};
 use doorman_core::access::{ServiceKind, permits};
+use doorman_proto::message::ComputerStatus;
 use serde::{Deserialize, Serialize};
 pub use sessions::{ConsoleSessions, SignedIn};
 
@@ -138,11 +139,17 @@ struct ComputersPage {
 pub struct Computer {
     pub name: String,
     pub online: bool,
-    /// Whether this operator may open a terminal on it.
+    /// Whether a connection needs a recipient's approval by email; `None`
+    /// until the computer has said (offline, or an older agent).
+    pub email_authorization: Option<bool>,
+    /// Whether this operator may open a terminal on it: its access rules
+    /// allow it, and the computer offers shells (or has not said).
     pub shell: bool,
-    /// Whether this operator may ask for its desktop (access rules count
-    /// it as forwarding; the computer says whether it offers one).
+    /// Whether this operator may ask for its desktop: access rules count it
+    /// as forwarding, and the computer must have said it offers one.
     pub desktop: bool,
+    /// Whether it offers TCP forwarding (`connect -L`) to this operator.
+    pub forward: bool,
 }
 
 /// The computers `operator` may reach for any service, by name.
@@ -168,11 +175,18 @@ async fn reachable(state: &AppState, operator: &str) -> Result<Vec<Computer>, Re
             .into_iter()
             .any(|kind| permits(&grants, name, kind))
         })
-        .map(|(name, _)| Computer {
-            online: state.broker.agents.is_online(&name),
-            shell: permits(&grants, &name, ServiceKind::Shell),
-            desktop: permits(&grants, &name, ServiceKind::Forward),
-            name,
+        .map(|(name, _)| {
+            let status = state.broker.agents.status(&name);
+            let offers = |offered: fn(&ComputerStatus) -> bool| status.as_ref().is_none_or(offered);
+            let forwarding = permits(&grants, &name, ServiceKind::Forward);
+            Computer {
+                online: state.broker.agents.is_online(&name),
+                email_authorization: status.map(|s| s.email_authorization),
+                shell: permits(&grants, &name, ServiceKind::Shell) && offers(|s| s.shell),
+                desktop: forwarding && status.is_some_and(|s| s.desktop),
+                forward: forwarding && offers(|s| s.forward),
+                name,
+            }
         })
         .collect();
     computers.sort_by(|a, b| a.name.cmp(&b.name));
