@@ -222,6 +222,17 @@ impl Browser {
             .clone()
     }
 
+    /// Runs `script` (a function body whose last argument is the callback
+    /// that ends it) in the page with `args`; what it passed back.
+    pub async fn script_async(&self, script: &str, args: Value) -> Value {
+        self.post(
+            &self.at("/execute/async"),
+            json!({"script": script, "args": args}),
+        )
+        .await["value"]
+            .clone()
+    }
+
     /// Waits (10 s at most, then fails naming `what`) until `script`
     /// returns something true.
     pub async fn wait_until(&self, script: &str, what: &str) -> Value {
