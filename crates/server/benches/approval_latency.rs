@@ -6,6 +6,7 @@
 //! Run: `cargo bench -p doorman-server --bench approval_latency`
 
 use doorman_test_support::World;
+use doorman_test_support::figures::{ms, summary};
 use doorman_test_support::world::extract_nonce;
 use std::time::{Duration, Instant};
 use tokio::io::AsyncReadExt;
@@ -13,23 +14,6 @@ use tokio::io::AsyncReadExt;
 /// Enough samples that the 99th percentile is not the maximum: five lie
 /// above it.
 const ROUNDS: usize = 500;
-
-/// min, median, p90, p99 and max.
-fn summary(mut samples: Vec<Duration>) -> [Duration; 5] {
-    samples.sort();
-    let at = |percent: usize| samples[(samples.len() * percent).div_ceil(100) - 1];
-    [
-        samples[0],
-        at(50),
-        at(90),
-        at(99),
-        samples[samples.len() - 1],
-    ]
-}
-
-fn ms(d: Duration) -> String {
-    format!("{:.2} ms", d.as_secs_f64() * 1000.0)
-}
 
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() {

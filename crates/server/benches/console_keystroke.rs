@@ -11,6 +11,7 @@
 //! Run: `cargo bench -p doorman-server --bench console_keystroke`
 
 use doorman_test_support::World;
+use doorman_test_support::figures::{ms, summary};
 use doorman_test_support::webdriver::Browser;
 use serde_json::json;
 use std::time::{Duration, Instant};
@@ -46,22 +47,8 @@ function type() {
 type();
 "#;
 
-/// min, median, p90, p99 and max.
-fn summary(mut samples: Vec<Duration>) -> [Duration; 5] {
-    samples.sort();
-    let at = |percent: usize| samples[(samples.len() * percent).div_ceil(100) - 1];
-    [
-        samples[0],
-        at(50),
-        at(90),
-        at(99),
-        samples[samples.len() - 1],
-    ]
-}
-
 fn row(path: &str, figures: [Duration; 5]) {
-    let [min, median, p90, p99, max] =
-        figures.map(|d| format!("{:.2} ms", d.as_secs_f64() * 1000.0));
+    let [min, median, p90, p99, max] = figures.map(ms);
     println!("{path:<46} {min:>10} {median:>10} {p90:>10} {p99:>10} {max:>10}");
 }
 

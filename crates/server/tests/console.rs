@@ -271,6 +271,14 @@ async fn open_socket(
         .map(|(socket, _)| socket)
 }
 
+/// Signs in and opens the terminal socket from the console's own page.
+async fn console_socket(world: &World, query: &str) -> Socket {
+    let cookie = session_cookie(&sign_in(world, &world.operator_token).await);
+    open_socket(world, &cookie, &world.url, query)
+        .await
+        .expect("the socket opens")
+}
+
 /// The next text message of the given type, skipping others (pings,
 /// deliveries); terminal output read meanwhile is appended to `output`.
 async fn next_message(socket: &mut Socket, kind: &str, output: &mut String) -> serde_json::Value {
@@ -328,15 +336,11 @@ async fn a_terminal_in_the_console_waits_for_the_email_then_runs_the_shell() {
         .recipients(&["it@example.com"])
         .start()
         .await;
-    let cookie = session_cookie(&sign_in(&world, &world.operator_token).await);
-    let mut socket = open_socket(
+    let mut socket = console_socket(
         &world,
-        &cookie,
-        &world.url,
         "computer=office-pc&reason=printer%20ticket&rows=30&cols=100",
     )
-    .await
-    .expect("the socket opens");
+    .await;
     let mut output = String::new();
     let pending = next_message(&mut socket, "pending", &mut output).await;
     assert_eq!(pending["recipients"][0], "i***@example.com", "{pending}");
@@ -404,15 +408,7 @@ async fn cancelling_in_the_console_cancels_the_request() {
         .recipients(&["it@example.com"])
         .start()
         .await;
-    let cookie = session_cookie(&sign_in(&world, &world.operator_token).await);
-    let mut socket = open_socket(
-        &world,
-        &cookie,
-        &world.url,
-        "computer=office-pc&rows=24&cols=80",
-    )
-    .await
-    .unwrap();
+    let mut socket = console_socket(&world, "computer=office-pc&rows=24&cols=80").await;
     let mut output = String::new();
     let pending = next_message(&mut socket, "pending", &mut output).await;
     socket
@@ -450,15 +446,7 @@ async fn the_desktop_carries_the_vnc_servers_bytes_both_ways() {
         .desktop(&target)
         .start()
         .await;
-    let cookie = session_cookie(&sign_in(&world, &world.operator_token).await);
-    let mut socket = open_socket(
-        &world,
-        &cookie,
-        &world.url,
-        "computer=office-pc&kind=desktop",
-    )
-    .await
-    .unwrap();
+    let mut socket = console_socket(&world, "computer=office-pc&kind=desktop").await;
     let mut output = String::new();
     next_message(&mut socket, "pending", &mut output).await;
     let mails = world.smtp.wait_for(1).await;
@@ -483,15 +471,7 @@ async fn the_desktop_carries_the_vnc_servers_bytes_both_ways() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_computer_without_a_desktop_refuses_it() {
     let world = World::builder().without_email_authorization().start().await;
-    let cookie = session_cookie(&sign_in(&world, &world.operator_token).await);
-    let mut socket = open_socket(
-        &world,
-        &cookie,
-        &world.url,
-        "computer=office-pc&kind=desktop",
-    )
-    .await
-    .unwrap();
+    let mut socket = console_socket(&world, "computer=office-pc&kind=desktop").await;
     let mut output = String::new();
     let refused = next_message(&mut socket, "refused", &mut output).await;
     assert_eq!(

@@ -6,6 +6,7 @@
 
 pub mod connecting;
 pub mod fake_server;
+pub mod figures;
 pub mod front;
 pub mod pebble;
 pub mod postgres;

@@ -113,18 +113,15 @@ struct SignInPage<'a> {
     problem: Option<&'a str>,
 }
 
+/// The terminal's or the desktop's page: the reason, the wait for
+/// approval, then the session.
 #[derive(Template)]
-#[template(path = "console_terminal.html")]
-struct TerminalPage {
+#[template(path = "console_session.html")]
+struct SessionPage {
     operator: String,
     computer: String,
-}
-
-#[derive(Template)]
-#[template(path = "console_desktop.html")]
-struct DesktopPage {
-    operator: String,
-    computer: String,
+    desktop: bool,
+    heading: &'static str,
 }
 
 #[derive(Template)]
@@ -210,47 +207,47 @@ async fn home(State(state): State<AppState>, headers: HeaderMap) -> Response {
     }
 }
 
-/// `GET /console/terminal/{computer}`: the terminal, after the reason and
-/// the wait for approval.
+/// `GET /console/terminal/{computer}`.
 async fn terminal(
     State(state): State<AppState>,
     Path(computer): Path<String>,
     headers: HeaderMap,
 ) -> Response {
-    let Some(who) = signed_in(&state, &headers).await else {
-        return Redirect::to("/console").into_response();
-    };
-    let mut response = page(
-        StatusCode::OK,
-        &TerminalPage {
-            operator: who.operator,
-            computer,
-        },
-    );
-    response.headers_mut().insert(
-        header::CONTENT_SECURITY_POLICY,
-        HeaderValue::from_static(TERMINAL_POLICY),
-    );
-    response
+    session_page(&state, &headers, computer, false).await
 }
 
-/// `GET /console/desktop/{computer}`: the desktop viewer, after the reason
-/// and the wait for approval.
+/// `GET /console/desktop/{computer}`.
 async fn desktop(
     State(state): State<AppState>,
     Path(computer): Path<String>,
     headers: HeaderMap,
 ) -> Response {
-    let Some(who) = signed_in(&state, &headers).await else {
+    session_page(&state, &headers, computer, true).await
+}
+
+async fn session_page(
+    state: &AppState,
+    headers: &HeaderMap,
+    computer: String,
+    desktop: bool,
+) -> Response {
+    let Some(who) = signed_in(state, headers).await else {
         return Redirect::to("/console").into_response();
     };
-    page(
-        StatusCode::OK,
-        &DesktopPage {
-            operator: who.operator,
-            computer,
-        },
-    )
+    let page = SessionPage {
+        operator: who.operator,
+        computer,
+        desktop,
+        heading: if desktop { "Desktop of" } else { "Terminal on" },
+    };
+    let mut response = self::page(StatusCode::OK, &page);
+    if !desktop {
+        response.headers_mut().insert(
+            header::CONTENT_SECURITY_POLICY,
+            HeaderValue::from_static(TERMINAL_POLICY),
+        );
+    }
+    response
 }
 
 /// `GET /console/computers`: the list again, for the page to update itself.
