@@ -86,13 +86,20 @@ async fn an_operator_works_in_a_terminal_in_the_browser() {
         "{recipients}"
     );
 
-    // The recipient allows it from the emailed link.
+    // The recipient allows it from the emailed link, in a second tab.
     let mails = world.smtp.wait_for(1).await;
     assert!(mails[0].text().contains("printer ticket 42"));
-    assert_eq!(
-        world.click(&mails[0].link(), "allow").await.status(),
-        reqwest::StatusCode::SEE_OTHER
-    );
+    let console = browser.tab().await;
+    browser.new_tab().await;
+    browser.open(&mails[0].link()).await;
+    browser.click("button[value=allow]").await;
+    browser
+        .wait_until(
+            "return document.querySelector('.status-allowed') !== null",
+            "the approval page saying it is allowed",
+        )
+        .await;
+    browser.switch_to(&console).await;
     browser
         .wait_until(
             "return document.getElementById('outcome').textContent.startsWith('Connected')",
@@ -110,6 +117,24 @@ async fn an_operator_works_in_a_terminal_in_the_browser() {
         .await;
     let before = sizes(&browser).await;
     assert_eq!(before.len(), 1, "{before:?}");
+
+    // Pasting goes to the shell as typing does (bash takes a paste
+    // without running it: Enter runs it).
+    browser
+        .script(
+            "const data = new DataTransfer(); \
+             data.setData('text/plain', 'echo pasted-$((2+3))'); \
+             document.querySelector('.xterm-helper-textarea').dispatchEvent( \
+               new ClipboardEvent('paste', { clipboardData: data, bubbles: true, cancelable: true }));",
+        )
+        .await;
+    browser.keys("\n").await;
+    browser
+        .wait_until(
+            &format!("return {SCREEN}.includes('pasted-5')"),
+            "the pasted command's answer",
+        )
+        .await;
 
     let rows = browser
         .script("return document.querySelector('.xterm-rows').children.length")
@@ -277,5 +302,33 @@ async fn the_console_fits_a_phone() {
         .await;
     ask(&browser, "from my phone").await;
     assert_eq!(browser.script(fits).await, true, "the wait fits");
+    browser.quit().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cut_connection_says_so() {
+    let Some(browser) = Browser::start(1100, 800, false).await else {
+        return;
+    };
+    let mut world = World::builder().without_email_authorization().start().await;
+    sign_in(&browser, &world).await;
+    browser
+        .open(&format!("{}/console/terminal/office-pc", world.url))
+        .await;
+    browser.click("#ask button[type=submit]").await;
+    browser
+        .wait_until(
+            "return document.getElementById('outcome').textContent === 'Connected.'",
+            "the session starting",
+        )
+        .await;
+    // The server goes away under the session.
+    world.stop_server().await;
+    browser
+        .wait_until(
+            "return document.getElementById('outcome').textContent === 'The connection was cut.'",
+            "the cut told",
+        )
+        .await;
     browser.quit().await;
 }

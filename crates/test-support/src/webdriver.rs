@@ -257,6 +257,31 @@ impl Browser {
         }
     }
 
+    /// The current tab's handle.
+    pub async fn tab(&self) -> String {
+        self.get(&self.at("/window")).await["value"]
+            .as_str()
+            .expect("a window handle")
+            .to_string()
+    }
+
+    /// Opens a new tab and switches to it; its handle.
+    pub async fn new_tab(&self) -> String {
+        let created = self
+            .post(&self.at("/window/new"), json!({"type": "tab"}))
+            .await;
+        let handle = created["value"]["handle"]
+            .as_str()
+            .expect("a new tab")
+            .to_string();
+        self.switch_to(&handle).await;
+        handle
+    }
+
+    pub async fn switch_to(&self, tab: &str) {
+        self.post(&self.at("/window"), json!({"handle": tab})).await;
+    }
+
     /// Resizes the browser window.
     pub async fn resize(&self, width: u32, height: u32) {
         self.post(
