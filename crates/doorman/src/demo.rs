@@ -84,6 +84,8 @@ shell = true
             {url}/outbox\n\n\
          3. The command runs at once and `connect` exits with its status (7).\n   \
             Deny instead, or let the {timeout} s pass, or press Ctrl-C in the second terminal.\n\n\
+         Or from a browser: {url}/console, sign in with the token above, and open\n   \
+            the Terminal of {DEMO_COMPUTER:?}; allow it from the outbox the same way.\n\n\
          Settings: {exe} settings --config {config} set --email-timeout 60\n\
          Audit:    {exe} admin --data-dir {data} audit\n\n\
          Press Ctrl-C here to stop the demo.\n",
