@@ -349,6 +349,12 @@ pub struct SettingsChange {
     pub approval_valid_for: Option<u32>,
     pub max_session_seconds: Option<u32>,
     pub local_consent: Option<LocalConsent>,
+    /// `[services] shell`.
+    pub shell: Option<bool>,
+    /// `[services] forward`.
+    pub forward: Option<Vec<String>>,
+    /// `[services] desktop`: `Some(None)` takes the desktop away.
+    pub desktop: Option<Option<String>>,
 }
 
 impl SettingsChange {
@@ -397,6 +403,29 @@ impl SettingsChange {
                 set_keeping_comment(table, key, i64::from(seconds).into());
             }
         }
+        if self.shell.is_some() || self.forward.is_some() || self.desktop.is_some() {
+            let services = document
+                .entry("services")
+                .or_insert_with(|| toml_edit::Item::Table(toml_edit::Table::new()))
+                .as_table_like_mut()
+                .ok_or_else(|| SettingsError::Syntax("services must be a table".into()))?;
+            if let Some(on) = self.shell {
+                set_keeping_comment(services, "shell", on.into());
+            }
+            if let Some(targets) = &self.forward {
+                let array: toml_edit::Array = targets.iter().map(String::as_str).collect();
+                set_keeping_comment(services, "forward", array.into());
+            }
+            match &self.desktop {
+                Some(Some(target)) => {
+                    set_keeping_comment(services, "desktop", target.as_str().into())
+                }
+                Some(None) => {
+                    services.remove("desktop");
+                }
+                None => {}
+            }
+        }
         let new_text = document.to_string();
         let settings = AgentSettings::parse(&new_text)?;
         Ok((new_text, settings))
@@ -413,8 +442,9 @@ fn set_keeping_comment(table: &mut dyn toml_edit::TableLike, key: &str, value: t
     table.insert(key, toml_edit::Item::Value(value));
 }
 
-/// Splits `a@x,b@y` into trimmed addresses; an empty string means none.
-pub fn split_recipients(list: &str) -> Vec<String> {
+/// Splits a comma-separated list (`a@x,b@y`, `host:1,host:2`) into trimmed
+/// items; an empty string means none.
+pub fn split_list(list: &str) -> Vec<String> {
     list.split(',')
         .map(str::trim)
         .filter(|s| !s.is_empty())

@@ -381,6 +381,13 @@ pub struct SettingsArgs {
 pub enum SettingsCommand {
     /// Print the effective settings (the key masked).
     Show,
+    /// Change them in a browser window: a page on this computer only, at a
+    /// one-time address (opened in the desktop's browser).
+    Open {
+        /// Print the address instead of opening a browser
+        #[arg(long)]
+        no_browser: bool,
+    },
     /// Change settings; the running agent uses them for the next connection.
     Set {
         /// Require email authorization for incoming connections (true/false)
@@ -411,6 +418,16 @@ pub enum SettingsCommand {
         /// session needs the local Allow as well)
         #[arg(long, value_name = "MODE")]
         local_consent: Option<doorman_core::LocalConsent>,
+        /// Offer remote commands and interactive shells (true/false)
+        #[arg(long, value_name = "BOOL", action = clap::ArgAction::Set)]
+        shell: Option<bool>,
+        /// The host:port targets operators may forward to, comma-separated
+        /// ("" for none)
+        #[arg(long, value_name = "HOST:PORT[,...]")]
+        forward: Option<String>,
+        /// The VNC server the web console's Desktop shows ("" for none)
+        #[arg(long, value_name = "HOST:PORT")]
+        desktop: Option<String>,
     },
 }
 

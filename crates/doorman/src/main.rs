@@ -10,7 +10,7 @@ mod logging;
 use anyhow::{Context, Result};
 use clap::Parser;
 use cli::{Cli, Command, ConsentCommand, SettingsCommand};
-use doorman_core::settings::{SettingsChange, split_recipients};
+use doorman_core::settings::{SettingsChange, split_list};
 use std::io::IsTerminal;
 use std::path::Path;
 use std::process::ExitCode;
@@ -47,7 +47,7 @@ async fn dispatch(cli: Cli) -> i32 {
         }
         Command::Admin(args) => admin::admin(args).await,
         Command::Consent(args) => consent(args).await,
-        Command::Settings(args) => settings(args),
+        Command::Settings(args) => settings(args).await,
         Command::Demo(args) => {
             logging::init("info");
             demo::run(args).await
@@ -170,8 +170,9 @@ async fn consent(args: cli::ConsentArgs) -> Result<()> {
     Ok(())
 }
 
-fn settings(args: cli::SettingsArgs) -> Result<()> {
+async fn settings(args: cli::SettingsArgs) -> Result<()> {
     match args.command {
+        SettingsCommand::Open { no_browser } => open_settings(&args.config, no_browser).await?,
         SettingsCommand::Show => {
             let settings = doorman_agent::settings_file::load(&args.config)?;
             print!("{}", show_settings(&args.config, settings)?);
@@ -185,11 +186,17 @@ fn settings(args: cli::SettingsArgs) -> Result<()> {
             approval_valid_for,
             max_session_seconds,
             local_consent,
+            shell,
+            forward,
+            desktop,
         } => {
             let change = SettingsChange {
+                shell,
+                forward: forward.as_deref().map(split_list),
+                desktop: desktop.map(|target| Some(target).filter(|t| !t.trim().is_empty())),
                 require_email_authorization,
                 email_authorization_timeout: email_timeout,
-                recipients: recipients.as_deref().map(split_recipients),
+                recipients: recipients.as_deref().map(split_list),
                 required_approvals,
                 require_reason,
                 approval_valid_for,
@@ -203,6 +210,40 @@ fn settings(args: cli::SettingsArgs) -> Result<()> {
             );
             print!("{}", show_settings(&args.config, settings)?);
         }
+    }
+    Ok(())
+}
+
+/// `doorman settings open`: the settings window, in the desktop's browser
+/// or at a printed one-time address.
+async fn open_settings(config: &Path, no_browser: bool) -> Result<()> {
+    let window = doorman_owner::SettingsWindow::open(
+        config.to_path_buf(),
+        doorman_owner::window::DEFAULT_IDLE,
+    )
+    .await?;
+    let opened = !no_browser
+        && std::process::Command::new("xdg-open")
+            .arg(&window.url)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .status()
+            .is_ok_and(|status| status.success());
+    if opened {
+        println!(
+            "The settings of {} are open in your browser.",
+            config.display()
+        );
+    } else {
+        println!(
+            "Open this address in a browser on this computer (it works once):\n\n  {}\n",
+            window.url
+        );
+    }
+    println!("It stops after 15 minutes without use, or press Ctrl-C.");
+    tokio::select! {
+        () = window.closed() => println!("The settings window stopped: unused for 15 minutes."),
+        _ = tokio::signal::ctrl_c() => {}
     }
     Ok(())
 }

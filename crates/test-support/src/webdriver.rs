@@ -192,6 +192,30 @@ impl Browser {
         .await;
     }
 
+    /// Empties an input or text area.
+    pub async fn clear(&self, css: &str) {
+        let element = self
+            .find(css)
+            .await
+            .unwrap_or_else(Self::expect_element(css));
+        self.post(&self.at(&format!("/element/{element}/clear")), json!({}))
+            .await;
+    }
+
+    /// The value of the cookie `name` of the current page (HttpOnly ones
+    /// too).
+    pub async fn cookie(&self, name: &str) -> Option<String> {
+        let found = self
+            .send(
+                reqwest::Method::GET,
+                &self.at(&format!("/cookie/{name}")),
+                None,
+            )
+            .await
+            .ok()?;
+        found["value"]["value"].as_str().map(String::from)
+    }
+
     /// Types `text` into whatever has the focus, key by key (a newline is
     /// Enter): for widgets such as a terminal that read keys themselves.
     pub async fn keys(&self, text: &str) {

@@ -119,7 +119,7 @@ fn change_creates_the_table_when_missing() {
     let text = "server = \"http://127.0.0.1:1\"\nname = \"pc\"\nkey = \"dak_AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA\"\n";
     let change = SettingsChange {
         require_email_authorization: Some(true),
-        recipients: Some(split_recipients(" a@x.example , ")),
+        recipients: Some(split_list(" a@x.example , ")),
         ..SettingsChange::default()
     };
     let (_, settings) = change.apply_to(text).expect("valid");
@@ -184,4 +184,35 @@ fn forward_targets_need_host_and_port() {
     assert!(validate_forward_target("localhost").is_err());
     assert!(validate_forward_target("host:0").is_err());
     assert!(validate_forward_target(":80").is_err());
+}
+
+#[test]
+fn the_services_change_too_and_a_bad_target_is_named() {
+    let change = SettingsChange {
+        shell: Some(false),
+        forward: Some(vec!["127.0.0.1:22".into(), "10.0.0.5:3389".into()]),
+        desktop: Some(Some("127.0.0.1:5900".into())),
+        ..SettingsChange::default()
+    };
+    let (text, settings) = change.apply_to(EXAMPLE).expect("valid change");
+    assert!(!settings.services.shell);
+    assert_eq!(settings.services.forward, ["127.0.0.1:22", "10.0.0.5:3389"]);
+    assert_eq!(settings.services.desktop.as_deref(), Some("127.0.0.1:5900"));
+    assert!(text.contains("# The office computer."), "{text}");
+    let removed = SettingsChange {
+        desktop: Some(None),
+        ..SettingsChange::default()
+    };
+    let (text, settings) = removed.apply_to(&text).expect("valid change");
+    assert_eq!(settings.services.desktop, None);
+    assert!(!text.contains("desktop ="), "{text}");
+
+    let bad = SettingsChange {
+        desktop: Some(Some("not a target".into())),
+        ..SettingsChange::default()
+    };
+    let Err(SettingsError::Invalid(problems)) = bad.apply_to(EXAMPLE) else {
+        panic!("a bad desktop target is refused");
+    };
+    assert_eq!(problems[0].field, "services.desktop");
 }
