@@ -28,8 +28,15 @@ const MAX_LINE: usize = 4096;
 #[serde(tag = "command", rename_all = "snake_case", deny_unknown_fields)]
 pub enum ConsentRequest {
     List,
-    Allow { id: String },
-    Deny { id: String },
+    Allow {
+        id: String,
+    },
+    Deny {
+        id: String,
+    },
+    /// Whether the agent is connected, and how many requests wait here:
+    /// what the owner's tray icon shows.
+    Status,
 }
 
 /// One request waiting for a local answer, as listed.
@@ -50,6 +57,7 @@ pub struct Waiting {
 pub enum ConsentResponse {
     Waiting { requests: Vec<Waiting> },
     Answered { id: String, decision: Decision },
+    Status { online: bool, waiting: usize },
     Error { message: String },
 }
 
@@ -82,6 +90,8 @@ struct Item {
 pub struct ConsentBoard {
     items: Arc<Mutex<HashMap<String, Item>>>,
     decisions: mpsc::UnboundedSender<AgentToServer>,
+    /// Whether the control connection is up.
+    online: Arc<std::sync::atomic::AtomicBool>,
 }
 
 impl ConsentBoard {
@@ -90,7 +100,14 @@ impl ConsentBoard {
         Self {
             items: Arc::default(),
             decisions,
+            online: Arc::default(),
         }
+    }
+
+    /// The control connection came up or went down.
+    pub fn set_online(&self, online: bool) {
+        self.online
+            .store(online, std::sync::atomic::Ordering::Relaxed);
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, Item>> {
@@ -311,6 +328,10 @@ async fn serve_client(
             },
             Ok(ConsentRequest::Allow { id }) => answer(board, &id, Decision::Allow, peer),
             Ok(ConsentRequest::Deny { id }) => answer(board, &id, Decision::Deny, peer),
+            Ok(ConsentRequest::Status) => ConsentResponse::Status {
+                online: board.online.load(std::sync::atomic::Ordering::Relaxed),
+                waiting: board.list().len(),
+            },
             Err(error) => ConsentResponse::Error {
                 message: format!("bad consent request: {error}"),
             },

@@ -41,7 +41,9 @@ pub async fn run_forever(
             to_server: &to_server,
             queued: &mut queued,
         };
-        match serve_once(&config, &mut memory, &grants, link).await {
+        let served = serve_once(&config, &mut memory, &grants, link).await;
+        board.set_online(false);
+        match served {
             Ok(()) => {
                 failures = 0;
                 // A server that stops or restarts ends its connections so.
@@ -187,6 +189,7 @@ async fn serve_once(
     let silence = heartbeat.map(silence_limit);
     let mut heard_by = silence.map(|silence| tokio::time::Instant::now() + silence);
     tracing::info!(computer = %settings.name, server = %settings.server, "agent online");
+    board.set_online(true);
     // Messages from tasks (tunnel refusals) go out through this loop's writer.
     let (outgoing, mut to_send) = mpsc::channel::<AgentToServer>(64);
     loop {

@@ -119,7 +119,12 @@ async fn server(args: cli::ServerArgs) -> Result<()> {
 }
 
 async fn agent(args: cli::AgentArgs) -> Result<()> {
-    doorman_agent::run(args.config, shutdown_signal()).await?;
+    // The owner's tray icon, where the agent runs on a desktop that has a
+    // tray; it ends with the agent.
+    let tray = tokio::spawn(doorman_owner::tray::show(args.config.clone()));
+    let ran = doorman_agent::run(args.config, shutdown_signal()).await;
+    tray.abort();
+    ran?;
     Ok(())
 }
 
@@ -164,6 +169,10 @@ async fn consent(args: cli::ConsentArgs) -> Result<()> {
                 _ => "denied",
             };
             eprintln!("{done} request {id}");
+        }
+        ConsentResponse::Status { online, waiting } => {
+            let state = if online { "online" } else { "offline" };
+            println!("{state}; {waiting} request(s) waiting here");
         }
         ConsentResponse::Error { message } => anyhow::bail!(message),
     }

@@ -6,6 +6,7 @@
 
 mod access;
 mod page;
+pub mod tray;
 pub mod window;
 
 pub use window::{SettingsWindow, WindowError};
