@@ -59,14 +59,7 @@ async fn headers(request: axum::extract::Request, next: axum::middleware::Next) 
 }
 
 fn cookie(headers: &HeaderMap) -> Option<&str> {
-    headers
-        .get_all(header::COOKIE)
-        .iter()
-        .filter_map(|value| value.to_str().ok())
-        .flat_map(|value| value.split(';'))
-        .filter_map(|pair| pair.trim().split_once('='))
-        .find(|(name, _)| *name == COOKIE)
-        .map(|(_, value)| value)
+    doorman_proto::cookie::value(headers, COOKIE)
 }
 
 fn forbidden() -> Response {

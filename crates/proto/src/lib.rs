@@ -11,6 +11,7 @@
 
 pub mod cert_problem;
 pub mod connection;
+pub mod cookie;
 pub mod dial;
 pub mod frame;
 pub mod message;

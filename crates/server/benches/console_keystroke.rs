@@ -63,9 +63,9 @@ async fn main() {
 
     match Browser::start(1100, 800, false).await {
         Some(browser) => {
-            browser.open(&format!("{}/console", world.url)).await;
-            browser.type_into("#token", &world.operator_token).await;
-            browser.click("form.console button[type=submit]").await;
+            browser
+                .sign_in_to_console(&world.url, &world.operator_token)
+                .await;
             browser
                 .open(&format!("{}/console/terminal/office-pc", world.url))
                 .await;

@@ -40,9 +40,9 @@ async fn sizes(browser: &Browser) -> Vec<String> {
 /// Signs in on the console's page and waits for the computer to be listed
 /// online.
 async fn sign_in(browser: &Browser, world: &World) {
-    browser.open(&format!("{}/console", world.url)).await;
-    browser.type_into("#token", &world.operator_token).await;
-    browser.click("form.console button[type=submit]").await;
+    browser
+        .sign_in_to_console(&world.url, &world.operator_token)
+        .await;
     browser
         .wait_until(
             "return document.querySelector('li[data-computer=\"office-pc\"] .state')?.textContent === 'online'",

@@ -192,6 +192,13 @@ impl Browser {
         .await;
     }
 
+    /// Signs in to the web console of the server at `url` with `token`.
+    pub async fn sign_in_to_console(&self, url: &str, token: &str) {
+        self.open(&format!("{url}/console")).await;
+        self.type_into("#token", token).await;
+        self.click("form.console button[type=submit]").await;
+    }
+
     /// Empties an input or text area.
     pub async fn clear(&self, css: &str) {
         let element = self

@@ -55,15 +55,7 @@ fn cookie_name(state: &AppState) -> &'static str {
 }
 
 fn cookie_value<'h>(state: &AppState, headers: &'h HeaderMap) -> Option<&'h str> {
-    let name = cookie_name(state);
-    headers
-        .get_all(header::COOKIE)
-        .iter()
-        .filter_map(|value| value.to_str().ok())
-        .flat_map(|value| value.split(';'))
-        .filter_map(|pair| pair.trim().split_once('='))
-        .find(|(key, _)| *key == name)
-        .map(|(_, value)| value)
+    doorman_proto::cookie::value(headers, cookie_name(state))
 }
 
 /// The operator signed in with this request's cookie, while its token is
