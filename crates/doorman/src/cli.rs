@@ -41,6 +41,15 @@ pub enum Command {
     Connect(ConnectArgs),
     /// Run a server and an agent on loopback and print how to connect.
     Demo(DemoArgs),
+    /// Print a shell completion script (e.g. `doorman completions bash >
+    /// /etc/bash_completion.d/doorman`).
+    Completions { shell: clap_complete::Shell },
+    /// Print the manual page of doorman or of one of its commands (roff;
+    /// `doorman man connect | man -l -`).
+    Man {
+        /// A command, or `admin operator` for one below it
+        command: Vec<String>,
+    },
 }
 
 pub const CONNECT_EXIT_STATUSES: &str = "\

@@ -5,6 +5,7 @@
 mod admin;
 mod cli;
 mod demo;
+mod docs;
 mod logging;
 
 use anyhow::{Context, Result};
@@ -52,6 +53,11 @@ async fn dispatch(cli: Cli) -> i32 {
             logging::init("info");
             demo::run(args).await
         }
+        Command::Completions { shell } => {
+            docs::completions(shell);
+            Ok(())
+        }
+        Command::Man { command } => docs::man(&command),
     };
     match result {
         Ok(()) => 0,

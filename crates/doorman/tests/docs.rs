@@ -1,6 +1,8 @@
-//! The repository stands alone: every link in the README and the docs
+//! The documentation users get: every link in the README and the docs
 //! resolves to a file inside the repository (people clone the project, not
-//! the files beside it), and every web link is one a reader can open.
+//! the files beside it) and every web link is https; the shell completions
+//! and manual pages the binary generates from its own command line parse
+//! (`bash -n`, `groff`).
 
 use std::path::{Path, PathBuf};
 
@@ -103,4 +105,97 @@ fn every_link_in_the_docs_resolves_inside_the_repository() {
 fn the_link_finder_finds_links_and_skips_code() {
     let found = links("see [a](docs/a.md) and `[b](c)`\n```\n[d](e)\n```\n[f](g.md#h)");
     assert_eq!(found, ["docs/a.md", "g.md#h"]);
+}
+
+/// Runs the binary; its standard output.
+fn doorman(args: &[&str]) -> Vec<u8> {
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_doorman"))
+        .args(args)
+        .output()
+        .expect("doorman runs");
+    assert!(
+        output.status.success(),
+        "doorman {args:?}: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    output.stdout
+}
+
+/// Pipes `input` into `program args`; whether it succeeded, and its stderr.
+fn check(program: &str, args: &[&str], input: &[u8]) -> (bool, String) {
+    use std::io::Write;
+    let mut child = std::process::Command::new(program)
+        .args(args)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("{program}: {e}"));
+    child.stdin.take().unwrap().write_all(input).unwrap();
+    let output = child.wait_with_output().unwrap();
+    (
+        output.status.success(),
+        String::from_utf8_lossy(&output.stderr).to_string(),
+    )
+}
+
+#[test]
+fn the_bash_completion_script_parses_and_knows_the_commands() {
+    let script = doorman(&["completions", "bash"]);
+    let (ok, said) = check("bash", &["-n"], &script);
+    assert!(ok, "{said}");
+    let text = String::from_utf8_lossy(&script);
+    for command in ["connect", "server", "agent", "settings", "consent", "admin"] {
+        assert!(text.contains(command), "{command} missing");
+    }
+    for shell in ["zsh", "fish"] {
+        assert!(!doorman(&["completions", shell]).is_empty());
+    }
+}
+
+#[test]
+fn every_manual_page_renders_without_a_warning() {
+    if doorman_test_support::which("groff").is_none() {
+        doorman_test_support::skip_without("groff", "apt-get install groff-base");
+        return;
+    }
+    for command in [
+        &[][..],
+        &["connect"],
+        &["server"],
+        &["agent"],
+        &["settings"],
+        &["settings", "open"],
+        &["consent"],
+        &["admin", "operator"],
+        &["demo"],
+    ] {
+        let mut args = vec!["man"];
+        args.extend_from_slice(command);
+        let page = doorman(&args);
+        let (ok, said) = check("groff", &["-k", "-man", "-Tutf8", "-ww", "-z"], &page);
+        assert!(ok && said.is_empty(), "doorman man {command:?}: {said}");
+        let name = ["doorman"]
+            .iter()
+            .chain(command)
+            .copied()
+            .collect::<Vec<_>>()
+            .join("\\-");
+        assert!(
+            String::from_utf8_lossy(&page).contains(&format!("{name} \\-")),
+            "doorman man {command:?} names itself"
+        );
+    }
+}
+
+#[test]
+fn man_for_an_unknown_command_says_so() {
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_doorman"))
+        .args(["man", "nothing"])
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(1));
+    let said = String::from_utf8_lossy(&output.stderr);
+    assert!(said.contains("no command doorman nothing"), "{said}");
+    assert_eq!(said.trim().lines().count(), 1, "{said}");
 }
