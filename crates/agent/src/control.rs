@@ -1,5 +1,5 @@
-//! The agent's control connection: dial out, answer offers from the
-//! settings as they are (read once per offer), act on settled outcomes,
+//! The agent's control connection: dial out, answer offers (from the
+//! settings as they are, read once per offer: [`crate::answer`]), act on settled outcomes,
 //! answer the server's pings, and reconnect with jittered backoff whenever
 //! the server goes away or falls silent.
 
@@ -9,11 +9,9 @@ use crate::memory::{AwaitedOffer, MAX_REMEMBERED_OFFERS, Memory, RememberedAppro
 use crate::notify::{self, Event, Visitor};
 use crate::session::{self, ForwardGrants};
 use crate::settings_file;
-use doorman_core::{AgentSettings, Decision, LocalConsent, Outcome};
+use doorman_core::{Decision, LocalConsent, Outcome};
 use doorman_proto::connection::Connection;
-use doorman_proto::message::{
-    AgentToServer, ComputerStatus, OfferReply, ServerToAgent, Service, silence_limit,
-};
+use doorman_proto::message::{AgentToServer, OfferReply, ServerToAgent, silence_limit};
 use doorman_proto::{AGENT_PATH, DialError};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -143,16 +141,6 @@ struct Link<'a> {
     queued: &'a mut mpsc::UnboundedReceiver<AgentToServer>,
 }
 
-/// What the settings say, as the web console lists the computer.
-fn status_of(settings: &AgentSettings) -> ComputerStatus {
-    ComputerStatus {
-        email_authorization: settings.desktop_sharing.require_email_authorization,
-        shell: settings.services.shell,
-        forward: !settings.services.forward.is_empty(),
-        desktop: settings.services.desktop.is_some(),
-    }
-}
-
 async fn serve_once(
     config: &Path,
     memory: &mut Memory,
@@ -179,7 +167,7 @@ async fn serve_once(
     // heartbeat finds the settings changed.
     let mut told = None;
     if takes_status {
-        let status = status_of(&settings);
+        let status = crate::answer::status_of(&settings);
         writer.write_message(&AgentToServer::Status(status)).await?;
         told = Some(status);
     }
@@ -221,7 +209,7 @@ async fn serve_once(
             ServerToAgent::Ping => {
                 writer.write_message(&AgentToServer::Pong).await?;
                 if let (Some(before), Ok(settings)) = (told, settings_file::load(config)) {
-                    let now = status_of(&settings);
+                    let now = crate::answer::status_of(&settings);
                     if now != before {
                         writer.write_message(&AgentToServer::Status(now)).await?;
                         told = Some(now);
@@ -243,10 +231,14 @@ async fn serve_once(
                 };
                 let (reply, settings) = match settings_file::load(config) {
                     Ok(settings) => {
-                        let reply = answer_offer(&settings, &visitor, &service, memory);
+                        let reply =
+                            crate::answer::answer_offer(&settings, &visitor, &service, memory);
                         (reply, Some(Arc::new(settings)))
                     }
-                    Err(error) => (refuse_unreadable_settings(&error, &visitor), None),
+                    Err(error) => (
+                        crate::answer::refuse_unreadable_settings(&error, &visitor),
+                        None,
+                    ),
                 };
                 match (&reply, settings) {
                     (
@@ -427,100 +419,6 @@ async fn serve_once(
                     writer.write_message(&refusal).await?;
                 }
             }
-        }
-    }
-}
-
-/// A settings file that cannot be read refuses every connection until it
-/// is fixed.
-fn refuse_unreadable_settings(
-    error: &settings_file::SettingsFileError,
-    visitor: &Visitor,
-) -> OfferReply {
-    tracing::error!(%error, "refusing connections until the settings file is fixed");
-    let message = "the computer's settings file is invalid".to_string();
-    notify::show(
-        None,
-        visitor,
-        &Event::Refused {
-            message: message.clone(),
-        },
-    );
-    OfferReply::Refuse { message }
-}
-
-/// Decides from the settings as they were read for this offer.
-fn answer_offer(
-    settings: &AgentSettings,
-    visitor: &Visitor,
-    service: &Service,
-    memory: &Memory,
-) -> OfferReply {
-    let command = settings.notify_command.as_deref();
-    let refuse = |message: String| {
-        notify::show(
-            command,
-            visitor,
-            &Event::Refused {
-                message: message.clone(),
-            },
-        );
-        OfferReply::Refuse { message }
-    };
-    match service {
-        Service::Command { .. } if !settings.services.shell => {
-            return refuse("remote commands are not offered on this computer".into());
-        }
-        Service::Shell { .. } if !settings.services.shell => {
-            return refuse("interactive shells are not offered on this computer".into());
-        }
-        Service::Forward { targets } => {
-            if let Some(target) = targets
-                .iter()
-                .find(|t| !settings.services.forward.contains(t))
-            {
-                return refuse(format!(
-                    "forwarding to {target} is not offered on this computer"
-                ));
-            }
-        }
-        Service::Desktop if settings.services.desktop.is_none() => {
-            return refuse("the desktop is not offered on this computer".into());
-        }
-        Service::Command { .. } | Service::Shell { .. } | Service::Desktop => {}
-    }
-    let sharing = &settings.desktop_sharing;
-    if sharing.require_reason && visitor.reason.trim().is_empty() {
-        let message = "this computer requires a reason".to_string();
-        notify::show(command, visitor, &Event::Refused { message });
-        return OfferReply::ReasonRequired;
-    }
-    if sharing.require_email_authorization {
-        let reuse = (sharing.approval_valid_for > 0)
-            .then(|| memory.reusable(&visitor.operator, service, sharing.approval_valid_for))
-            .flatten();
-        // A reuse is announced when the server agrees (the outcome says
-        // "allowed"); otherwise the emails go out as usual.
-        if reuse.is_none() {
-            let event = Event::AwaitingAuthorization {
-                recipients: sharing.recipients.clone(),
-                expires_in: sharing.email_authorization_timeout,
-            };
-            notify::show(command, visitor, &event);
-        }
-        OfferReply::RequireAuthorization {
-            recipients: sharing.recipients.clone(),
-            timeout_secs: sharing.email_authorization_timeout,
-            required_approvals: sharing.required_approvals,
-            approval_valid_for: sharing.approval_valid_for,
-            max_session_seconds: sharing.max_session_seconds,
-            reuse,
-            local_consent: sharing.local_consent,
-        }
-    } else {
-        notify::show(command, visitor, &Event::Connecting);
-        OfferReply::Admit {
-            max_session_seconds: sharing.max_session_seconds,
         }
     }
 }

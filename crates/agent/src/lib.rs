@@ -4,6 +4,7 @@
 //! authorization itself, and runs the sessions it has agreed to.
 #![forbid(unsafe_code)]
 
+mod answer;
 mod command;
 pub mod consent;
 mod control;

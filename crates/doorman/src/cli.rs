@@ -467,6 +467,8 @@ pub enum ConsentCommand {
     Allow { id: String },
     /// Deny request ID (or a unique prefix of at least 6 characters).
     Deny { id: String },
+    /// Whether the running agent is online, and how many requests wait here.
+    Status,
 }
 
 #[derive(Debug, Args)]

@@ -143,6 +143,7 @@ async fn consent(args: cli::ConsentArgs) -> Result<()> {
         ConsentCommand::List { json } => (ConsentRequest::List, json),
         ConsentCommand::Allow { id } => (ConsentRequest::Allow { id }, false),
         ConsentCommand::Deny { id } => (ConsentRequest::Deny { id }, false),
+        ConsentCommand::Status => (ConsentRequest::Status, false),
     };
     match consent::call(&socket, &request).await? {
         ConsentResponse::Waiting { requests } => {

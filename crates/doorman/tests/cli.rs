@@ -1087,6 +1087,9 @@ async fn local_consent_through_the_binary() {
         "{out}"
     );
     assert!(out.contains("\"at the desk\""), "{out}");
+    let (code, out, err) = doorman(&["consent", "--config", config, "status"]).await;
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(out.trim(), "online; 1 request(s) waiting here");
 
     let (code, _, err) = doorman(&["consent", "--config", config, "allow", "nope"]).await;
     assert_eq!(code, 1, "{err}");

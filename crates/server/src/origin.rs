@@ -5,10 +5,20 @@
 
 use crate::AppState;
 use axum::extract::{Request, State};
+use axum::http::HeaderMap;
 use axum::http::{StatusCode, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use std::net::IpAddr;
+
+/// How a request showed it came from another site.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum CrossSite {
+    /// The browser said so (`Sec-Fetch-Site`).
+    FetchSite,
+    /// Its `Origin` is not the public URL's.
+    Origin,
+}
 
 /// The public URL's origin (`https://doorman.example.com:8443`) and host.
 #[derive(Clone, Debug)]
@@ -25,6 +35,19 @@ impl PublicOrigin {
             origin: public_url.to_string(),
             host: host_of(authority).to_ascii_lowercase(),
         }
+    }
+
+    /// Why a POST did not come from this server's own pages, if it did not:
+    /// `Sec-Fetch-Site` other than `same-origin`, or an `Origin` that is
+    /// not ours. Clients that send neither still need a page's nonce.
+    pub fn cross_site(&self, headers: &HeaderMap, peer_is_loopback: bool) -> Option<CrossSite> {
+        let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
+        if header("sec-fetch-site").is_some_and(|site| site != "same-origin") {
+            return Some(CrossSite::FetchSite);
+        }
+        header("origin")
+            .is_some_and(|origin| !self.allows(origin, peer_is_loopback))
+            .then_some(CrossSite::Origin)
     }
 
     /// Whether the public URL is `https://`.

@@ -209,17 +209,14 @@ fn same_origin(
     public: &crate::origin::PublicOrigin,
     peer_is_loopback: bool,
 ) -> Result<(), &'static str> {
-    let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
-    if let Some(site) = header("sec-fetch-site")
-        && site != "same-origin"
-    {
-        return Err("cross-site requests cannot decide; open the link from the email");
-    }
-    match header("origin") {
-        Some(origin) if !public.allows(origin, peer_is_loopback) => {
+    match public.cross_site(headers, peer_is_loopback) {
+        None => Ok(()),
+        Some(crate::origin::CrossSite::FetchSite) => {
+            Err("cross-site requests cannot decide; open the link from the email")
+        }
+        Some(crate::origin::CrossSite::Origin) => {
             Err("requests from another origin cannot decide; open the link from the email")
         }
-        _ => Ok(()),
     }
 }
 

@@ -336,11 +336,10 @@ fn back_to_console(state: &AppState, value: &str, extra: &str) -> Response {
 /// Whether a POST comes from this server's own pages: no other site may
 /// sign anyone in or out.
 fn from_this_site(state: &AppState, headers: &HeaderMap, client: std::net::IpAddr) -> bool {
-    let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
-    let site_ok = header("sec-fetch-site").is_none_or(|site| site == "same-origin");
-    let origin_ok =
-        header("origin").is_none_or(|origin| state.public.allows(origin, client.is_loopback()));
-    site_ok && origin_ok
+    state
+        .public
+        .cross_site(headers, client.is_loopback())
+        .is_none()
 }
 
 /// `POST /console/sign-out`.

@@ -1,0 +1,113 @@
+//! What this computer's settings answer, read afresh each time: an offer
+//! (refused, asked of the recipients by email, or admitted, with the owner
+//! told), and the status the web console lists.
+
+use crate::memory::Memory;
+use crate::notify::{self, Event, Visitor};
+use crate::settings_file;
+use doorman_core::AgentSettings;
+use doorman_proto::message::{ComputerStatus, OfferReply, Service};
+
+/// What the settings say, as the web console lists the computer.
+pub(crate) fn status_of(settings: &AgentSettings) -> ComputerStatus {
+    ComputerStatus {
+        email_authorization: settings.desktop_sharing.require_email_authorization,
+        shell: settings.services.shell,
+        forward: !settings.services.forward.is_empty(),
+        desktop: settings.services.desktop.is_some(),
+    }
+}
+
+/// A settings file that cannot be read refuses every connection until it
+/// is fixed.
+pub(crate) fn refuse_unreadable_settings(
+    error: &settings_file::SettingsFileError,
+    visitor: &Visitor,
+) -> OfferReply {
+    tracing::error!(%error, "refusing connections until the settings file is fixed");
+    let message = "the computer's settings file is invalid".to_string();
+    notify::show(
+        None,
+        visitor,
+        &Event::Refused {
+            message: message.clone(),
+        },
+    );
+    OfferReply::Refuse { message }
+}
+
+/// Decides from the settings as they were read for this offer.
+pub(crate) fn answer_offer(
+    settings: &AgentSettings,
+    visitor: &Visitor,
+    service: &Service,
+    memory: &Memory,
+) -> OfferReply {
+    let command = settings.notify_command.as_deref();
+    let refuse = |message: String| {
+        notify::show(
+            command,
+            visitor,
+            &Event::Refused {
+                message: message.clone(),
+            },
+        );
+        OfferReply::Refuse { message }
+    };
+    match service {
+        Service::Command { .. } if !settings.services.shell => {
+            return refuse("remote commands are not offered on this computer".into());
+        }
+        Service::Shell { .. } if !settings.services.shell => {
+            return refuse("interactive shells are not offered on this computer".into());
+        }
+        Service::Forward { targets } => {
+            if let Some(target) = targets
+                .iter()
+                .find(|t| !settings.services.forward.contains(t))
+            {
+                return refuse(format!(
+                    "forwarding to {target} is not offered on this computer"
+                ));
+            }
+        }
+        Service::Desktop if settings.services.desktop.is_none() => {
+            return refuse("the desktop is not offered on this computer".into());
+        }
+        Service::Command { .. } | Service::Shell { .. } | Service::Desktop => {}
+    }
+    let sharing = &settings.desktop_sharing;
+    if sharing.require_reason && visitor.reason.trim().is_empty() {
+        let message = "this computer requires a reason".to_string();
+        notify::show(command, visitor, &Event::Refused { message });
+        return OfferReply::ReasonRequired;
+    }
+    if sharing.require_email_authorization {
+        let reuse = (sharing.approval_valid_for > 0)
+            .then(|| memory.reusable(&visitor.operator, service, sharing.approval_valid_for))
+            .flatten();
+        // A reuse is announced when the server agrees (the outcome says
+        // "allowed"); otherwise the emails go out as usual.
+        if reuse.is_none() {
+            let event = Event::AwaitingAuthorization {
+                recipients: sharing.recipients.clone(),
+                expires_in: sharing.email_authorization_timeout,
+            };
+            notify::show(command, visitor, &event);
+        }
+        OfferReply::RequireAuthorization {
+            recipients: sharing.recipients.clone(),
+            timeout_secs: sharing.email_authorization_timeout,
+            required_approvals: sharing.required_approvals,
+            approval_valid_for: sharing.approval_valid_for,
+            max_session_seconds: sharing.max_session_seconds,
+            reuse,
+            local_consent: sharing.local_consent,
+        }
+    } else {
+        notify::show(command, visitor, &Event::Connecting);
+        OfferReply::Admit {
+            max_session_seconds: sharing.max_session_seconds,
+        }
+    }
+}
