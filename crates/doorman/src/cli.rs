@@ -5,7 +5,7 @@ use clap::{Args, Parser, Subcommand};
 use doorman_core::access::{ComputerPattern, ServiceSet};
 use doorman_server::config::{
     BLOCK_MINUTES, CONSOLE_IDLE_MINUTES, MAX_PENDING_PER_OPERATOR, MAX_REQUESTS_PER_HOUR,
-    ServerSettings,
+    RECORDINGS_KEEP_DAYS, ServerSettings,
 };
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -81,7 +81,8 @@ pub struct ServerArgs {
     /// acme_email, acme_directory, acme_ca, acme_renew_days, max_connections,
     /// max_connections_per_address, audit_retention_days, console_idle_minutes,
     /// trusted_proxies (a list),
-    /// max_pending_per_operator, max_requests_per_hour, block_minutes.
+    /// max_pending_per_operator, max_requests_per_hour, block_minutes,
+    /// metrics_listen, record_sessions, recordings_keep_days.
     /// Command-line options override it.
     #[arg(long, value_name = "FILE")]
     pub config: Option<PathBuf>,
@@ -162,6 +163,17 @@ pub struct ServerArgs {
     /// repeatable
     #[arg(long = "trusted-proxy", value_name = "ADDR[/PREFIX]")]
     pub trusted_proxies: Vec<doorman_server::client_addr::TrustedProxy>,
+    /// Also serve /metrics (Prometheus) on this address, to anyone who
+    /// reaches it; the main port serves it to this host and the trusted
+    /// proxies' networks only
+    #[arg(long, value_name = "ADDR")]
+    pub metrics_listen: Option<SocketAddr>,
+    /// Record what shell sessions display (not what is typed) [default: true]
+    #[arg(long, value_name = "BOOL", value_parser = clap::value_parser!(bool))]
+    pub record_sessions: Option<bool>,
+    /// Delete session recordings older than this, once a day [default: 90]
+    #[arg(long, value_name = "DAYS", value_parser = clap::value_parser!(u32).range(RECORDINGS_KEEP_DAYS))]
+    pub recordings_keep_days: Option<u32>,
 }
 
 impl ServerArgs {
@@ -191,6 +203,9 @@ impl ServerArgs {
             max_pending_per_operator: self.max_pending_per_operator,
             max_requests_per_hour: self.max_requests_per_hour,
             block_minutes: self.block_minutes,
+            metrics_listen: self.metrics_listen,
+            record_sessions: self.record_sessions,
+            recordings_keep_days: self.recordings_keep_days,
         }
     }
 }

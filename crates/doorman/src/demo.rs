@@ -71,6 +71,9 @@ shell = true
         connections: doorman_server::serve::ConnectionLimits::default(),
         audit_retention_days: doorman_server::DEFAULT_AUDIT_RETENTION_DAYS,
         console_idle_minutes: doorman_server::console::DEFAULT_IDLE_MINUTES,
+        metrics: doorman_server::metrics::Metrics::new(),
+        metrics_listen: None,
+        recordings: doorman_server::Recordings::default(),
     };
     let exe = std::env::current_exe()
         .map(|path| path.display().to_string())

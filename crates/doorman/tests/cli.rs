@@ -4,7 +4,7 @@
 
 use doorman_test_support::SmtpSink;
 use doorman_test_support::postgres::Postgres;
-use doorman_test_support::process::{Process, listening_address};
+use doorman_test_support::process::{Process, listening_address, logged_address};
 use doorman_test_support::world::extract_nonce;
 use std::path::{Path, PathBuf};
 use tokio::process::Command;
@@ -771,8 +771,9 @@ async fn a_standby_server_takes_over_when_the_active_one_dies() {
     // serves; the front learns it from the log line that names it.
     let front = doorman_test_support::front::Front::start(Vec::new()).await;
     let url = front.url();
-    let replica = || {
-        start(&[
+    let smtp_url = smtp.url();
+    let replica = |more: &[&str]| {
+        let mut args = vec![
             "server",
             "--listen",
             "127.0.0.1:0",
@@ -783,15 +784,29 @@ async fn a_standby_server_takes_over_when_the_active_one_dies() {
             "--database-url",
             &database,
             "--smtp-url",
-            &smtp.url(),
+            &smtp_url,
             "--mail-from",
             "doorman@example.com",
-        ])
+        ];
+        args.extend_from_slice(more);
+        start(&args)
     };
-    let mut active = replica();
+    let mut active = replica(&[]);
     front.add_backend(listening_address(&active).await.parse().unwrap());
-    let standby = replica();
+    let standby = replica(&["--metrics-listen", "127.0.0.1:0"]);
     standby.stderr.wait_until(|t| t.contains("standby")).await;
+    // Its metrics are served from the start, and say that it waits.
+    let metrics = format!(
+        "http://{}/metrics",
+        logged_address(&standby, "serving /metrics").await
+    );
+    let leader = || async {
+        let text = reqwest::get(&metrics).await.unwrap().text().await.unwrap();
+        text.lines()
+            .find_map(|l| l.strip_prefix("doorman_leader "))
+            .map(str::to_string)
+    };
+    assert_eq!(leader().await.as_deref(), Some("0"));
     assert!(
         !standby.stderr.text().contains("listening"),
         "a standby does not accept connections"
@@ -842,6 +857,7 @@ async fn a_standby_server_takes_over_when_the_active_one_dies() {
     );
     assert_eq!(connect.exit_code().await, 0, "{}", connect.stderr.text());
     assert_eq!(connect.stdout.text(), "after-failover\n");
+    assert_eq!(leader().await.as_deref(), Some("1"));
     assert!(connect.stderr.text().contains("\"event\":\"reconnecting\""));
     // Waiting for the lock is what a standby does, not a slow statement.
     let log = standby.stderr.text();

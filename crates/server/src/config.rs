@@ -30,6 +30,8 @@ pub const MAX_REQUESTS_PER_HOUR: RangeInclusive<i64> = 1..=100_000;
 pub const BLOCK_MINUTES: RangeInclusive<i64> = 1..=525_600;
 /// A web console session's idle time: a minute to a week.
 pub const CONSOLE_IDLE_MINUTES: RangeInclusive<i64> = 1..=10080;
+/// How long session recordings are kept: a day to a hundred years.
+pub const RECORDINGS_KEEP_DAYS: RangeInclusive<i64> = 1..=36500;
 
 /// Why the configuration cannot be used.
 #[derive(Debug, thiserror::Error)]
@@ -86,6 +88,9 @@ pub struct ServerSettings {
     pub max_pending_per_operator: Option<u32>,
     pub max_requests_per_hour: Option<u32>,
     pub block_minutes: Option<u32>,
+    pub metrics_listen: Option<SocketAddr>,
+    pub record_sessions: Option<bool>,
+    pub recordings_keep_days: Option<u32>,
 }
 
 impl ServerSettings {
@@ -121,6 +126,11 @@ impl ServerSettings {
                 "console_idle_minutes",
                 settings.console_idle_minutes,
                 CONSOLE_IDLE_MINUTES,
+            ),
+            (
+                "recordings_keep_days",
+                settings.recordings_keep_days,
+                RECORDINGS_KEEP_DAYS,
             ),
         ] {
             if let Some(value) = value
@@ -165,6 +175,9 @@ impl ServerSettings {
                 .or(file.max_pending_per_operator),
             max_requests_per_hour: self.max_requests_per_hour.or(file.max_requests_per_hour),
             block_minutes: self.block_minutes.or(file.block_minutes),
+            metrics_listen: self.metrics_listen.or(file.metrics_listen),
+            record_sessions: self.record_sessions.or(file.record_sessions),
+            recordings_keep_days: self.recordings_keep_days.or(file.recordings_keep_days),
         }
     }
 
@@ -237,6 +250,14 @@ impl ServerSettings {
             console_idle_minutes: self
                 .console_idle_minutes
                 .unwrap_or(crate::console::DEFAULT_IDLE_MINUTES),
+            metrics: crate::metrics::Metrics::new(),
+            metrics_listen: self.metrics_listen,
+            recordings: crate::Recordings {
+                enabled: self.record_sessions.unwrap_or(true),
+                keep_days: self
+                    .recordings_keep_days
+                    .unwrap_or(crate::DEFAULT_RECORDINGS_KEEP_DAYS),
+            },
         })
     }
 }
@@ -317,8 +338,15 @@ pub async fn run_replica(
         address: SocketAddr::from(([0, 0, 0, 0], 0)),
         source,
     })?;
+    // Scraped from the start, so that a standby reports that it waits.
+    let metrics = prepared.metrics();
+    let _metrics_served = match prepared.metrics_listen() {
+        Some(address) => Some(serve_metrics(address, metrics.clone()).await?),
+        None => None,
+    };
     prepared.check_database().await?;
     let leadership = Leadership::acquire(&prepared.database_url(), || {
+        metrics.set_leader(false);
         tracing::info!(
             "doorman server standby: another server is active on this database; taking over when it stops"
         );
@@ -347,6 +375,28 @@ pub async fn run_replica(
         Ok(reason) => Err(ReplicaError::LostLock(reason.to_string())),
         Err(_) => Ok(()),
     }
+}
+
+/// Serves `/metrics` alone on `address` until the returned guard is dropped.
+async fn serve_metrics(
+    address: SocketAddr,
+    metrics: crate::metrics::Metrics,
+) -> Result<tokio_util::task::AbortOnDropHandle<()>, ReplicaError> {
+    let listener = tokio::net::TcpListener::bind(address)
+        .await
+        .map_err(|source| ReplicaError::Listen { address, source })?;
+    let address = listener
+        .local_addr()
+        .map_err(|source| ReplicaError::Listen { address, source })?;
+    tracing::info!(%address, "serving /metrics");
+    let router = crate::metrics::router(metrics);
+    Ok(tokio_util::task::AbortOnDropHandle::new(tokio::spawn(
+        async move {
+            if let Err(error) = axum::serve(listener, router).await {
+                tracing::error!(%error, "the metrics listener stopped");
+            }
+        },
+    )))
 }
 
 /// A socket bound to `address` but not listening yet, as `TcpListener::bind`

@@ -18,6 +18,7 @@ pub mod failures;
 pub mod leadership;
 mod listener;
 pub mod mail;
+pub mod metrics;
 mod operators;
 mod origin;
 pub mod outbox;
@@ -70,7 +71,31 @@ pub struct ServerConfig {
     /// A web console session unused this long ends
     /// ([`console::DEFAULT_IDLE_MINUTES`]).
     pub console_idle_minutes: u32,
+    /// Where the server counts what it does (`GET /metrics`).
+    pub metrics: metrics::Metrics,
+    /// A second port serving `/metrics` alone, to anyone who reaches it.
+    pub metrics_listen: Option<std::net::SocketAddr>,
+    pub recordings: Recordings,
 }
+
+/// Whether shell sessions are recorded, and for how long recordings are kept.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Recordings {
+    pub enabled: bool,
+    pub keep_days: u32,
+}
+
+impl Default for Recordings {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            keep_days: DEFAULT_RECORDINGS_KEEP_DAYS,
+        }
+    }
+}
+
+/// How long recordings are kept unless told otherwise.
+pub const DEFAULT_RECORDINGS_KEEP_DAYS: u32 = 90;
 
 /// How long the audit trail keeps events unless told otherwise.
 pub const DEFAULT_AUDIT_RETENTION_DAYS: u32 = 365;
@@ -182,6 +207,7 @@ pub fn app(state: AppState) -> axum::Router {
         .route("/a/{token}", get(pages::show).post(pages::decide))
         .route("/outbox", get(pages::outbox))
         .route("/outbox/{file}", get(pages::outbox_file))
+        .route("/metrics", get(metrics::scrape))
         .route(doorman_proto::AGENT_PATH, get(upgrade::agent))
         .route(doorman_proto::CONNECT_PATH, get(upgrade::operator))
         .route("/v1/session/{request_id}", get(upgrade::session))
@@ -336,6 +362,14 @@ impl Prepared {
         database_url(&self.config)
     }
 
+    pub fn metrics(&self) -> metrics::Metrics {
+        self.config.metrics.clone()
+    }
+
+    pub fn metrics_listen(&self) -> Option<std::net::SocketAddr> {
+        self.config.metrics_listen
+    }
+
     /// Opens the database (applying migrations), checks that its links were
     /// made with this server key, and restores the expiry timers of pending
     /// requests.
@@ -364,7 +398,14 @@ impl Prepared {
             tracing::warn!("{notice}");
         }
 
-        let broker = Arc::new(Broker::new(store, key, config.limits, config.heartbeat));
+        let broker = Arc::new(Broker::new(
+            store,
+            key,
+            config.limits,
+            config.heartbeat,
+            config.metrics.clone(),
+        ));
+        broker.metrics.set_leader(true);
         broker.lifecycle.spawn(prune_audit(
             Arc::clone(&broker),
             config.audit_retention_days,
@@ -477,7 +518,13 @@ impl Server {
             router = router.layer(axum::middleware::from_fn(pages::strict_transport_security));
         }
         let listener = listener::DoormanListener::new(listener, tls)?;
-        let served = serve::serve(listener, router, connections, broker.lifecycle.clone());
+        let served = serve::serve(
+            listener,
+            router,
+            connections,
+            broker.lifecycle.clone(),
+            broker.metrics.connection_refusals(),
+        );
         let signal = async {
             tokio::select! {
                 () = shutdown => broker.lifecycle.stop(),

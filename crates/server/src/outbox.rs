@@ -141,6 +141,10 @@ async fn deliver_one(
             Err((error, None))
         }
     };
+    match &result {
+        Ok(()) => broker.metrics.email_sent(),
+        Err((_, retry)) => broker.metrics.email_failed(retry.is_none()),
+    }
     let (state, detail, permanent) = match &result {
         Ok(()) => (DeliveryState::Sent, None, false),
         Err((error, Some(_))) => (DeliveryState::Retrying, Some(error.clone()), false),

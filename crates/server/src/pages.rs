@@ -234,12 +234,14 @@ async fn find(
             return Ok((request, address, hash));
         }
     }
+    state.broker.metrics.authentication_failed("approval link");
     if state
         .broker
         .link_failures
         .record_failure(peer, now_millis())
         .limited
     {
+        state.broker.metrics.rate_limited("approval_links");
         return Err(PageError::TooManyFailures);
     }
     Err(PageError::NotFound)

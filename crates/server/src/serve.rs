@@ -88,6 +88,8 @@ pub fn raise_open_file_limit() -> u64 {
 struct Slots {
     limits: ConnectionLimits,
     held: Mutex<Held>,
+    /// `doorman_rate_limited_total{limit="connections"}`.
+    refusals: metrics::Counter,
 }
 
 #[derive(Default)]
@@ -110,6 +112,7 @@ impl Slots {
         let mine = held.per_network.get(&network).copied().unwrap_or(0);
         if held.total >= self.limits.max_connections || mine >= self.limits.max_per_address {
             held.refused += 1;
+            self.refusals.increment(1);
             // Said at most once a minute, with how many since.
             if held
                 .last_said
@@ -207,10 +210,12 @@ pub async fn serve(
     router: axum::Router,
     limits: ConnectionLimits,
     lifecycle: Lifecycle,
+    refusals: metrics::Counter,
 ) {
     let slots = Arc::new(Slots {
         limits,
         held: Mutex::new(Held::default()),
+        refusals,
     });
     let connections = tokio_util::task::TaskTracker::new();
     loop {

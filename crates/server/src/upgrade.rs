@@ -86,6 +86,10 @@ pub(crate) async fn count_wrong_credential(
     let now = crate::clock::now_millis();
     let crate::failures::Failure { limited, count } =
         state.broker.credential_failures.record_failure(client, now);
+    state.broker.metrics.authentication_failed(what);
+    if limited {
+        state.broker.metrics.rate_limited("credentials");
+    }
     if count == 1 || count.is_power_of_two() && count >= 16 {
         tracing::warn!(source = %client, failures = count, "wrong {what} (failures from this address in 10 minutes)");
     }
@@ -258,9 +262,14 @@ pub async fn tunnel(
     };
     drop(expected);
     let mut ended = grant.ended;
+    let metrics = state.broker.metrics.clone();
     switch(&state, request, move |operator_io| async move {
         tokio::select! {
-            _ = crate::relay::relay(Either::Left(operator_io), &[], agent_io) => {}
+            relayed = crate::relay::relay(Either::Left(operator_io), &[], agent_io) => {
+                if let Ok((up, down)) = relayed {
+                    metrics.relayed(up, down);
+                }
+            }
             // The forward session ended (its `connect` stopped, or the
             // operator's token was revoked): its tunnels end with it.
             _ = ended.changed() => {}

@@ -123,14 +123,17 @@ pub async fn start_agent(doorman: &str, config: &std::path::Path, settings: &str
 
 /// The `address=` a `doorman server` logs when it listens.
 pub async fn listening_address(server: &Process) -> String {
-    let log = server
-        .stderr
-        .wait_until(|t| t.contains("doorman server listening"))
-        .await;
+    logged_address(server, "doorman server listening").await
+}
+
+/// The `address=` of the first line of `process`'s log that contains
+/// `marker`, once there is one.
+pub async fn logged_address(process: &Process, marker: &str) -> String {
+    let log = process.stderr.wait_until(|t| t.contains(marker)).await;
     let line = log
         .lines()
-        .find(|l| l.contains("doorman server listening"))
-        .expect("a listening line");
+        .find(|l| l.contains(marker))
+        .expect("the marked line");
     line.split("address=")
         .nth(1)
         .and_then(|rest| rest.split_whitespace().next())

@@ -83,6 +83,9 @@ impl World {
             connections: builder.connections,
             audit_retention_days: doorman_server::DEFAULT_AUDIT_RETENTION_DAYS,
             console_idle_minutes: doorman_server::console::DEFAULT_IDLE_MINUTES,
+            metrics: doorman_server::metrics::Metrics::new(),
+            metrics_listen: None,
+            recordings: builder.recordings,
         };
         let server = doorman_server::Server::bind(config.clone(), listener)
             .await

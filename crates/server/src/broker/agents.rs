@@ -54,20 +54,22 @@ pub struct AgentRegistry {
     next_id: AtomicU64,
     /// Bumped whenever an agent comes or goes, so callers can await it.
     changed: watch::Sender<u64>,
+    /// `doorman_computers_connected`.
+    connected: metrics::Gauge,
 }
 
-impl Default for AgentRegistry {
-    fn default() -> Self {
+impl AgentRegistry {
+    /// An empty registry that keeps `connected` at its size.
+    pub fn counted(connected: metrics::Gauge) -> Self {
         Self {
             online: Mutex::default(),
             displacements_logged: Mutex::default(),
             next_id: AtomicU64::new(1),
             changed: watch::channel(0).0,
+            connected,
         }
     }
-}
 
-impl AgentRegistry {
     /// Registers an agent's connection from `address`, replacing an older
     /// one of the same name, which is told who took its place.
     /// Commands travel boxed: a channel allocates room for 32 of what it
@@ -81,7 +83,10 @@ impl AgentRegistry {
             address: address.to_string(),
             status: None,
         };
-        let older = lock(&self.online).insert(name.to_string(), connection);
+        let mut online = lock(&self.online);
+        let older = online.insert(name.to_string(), connection);
+        self.connected.set(online.len() as f64);
+        drop(online);
         if let Some(older) = older {
             let displaced = ServerToAgent::Displaced {
                 address: address.to_string(),
@@ -115,6 +120,7 @@ impl AgentRegistry {
         if removed {
             online.remove(name);
         }
+        self.connected.set(online.len() as f64);
         drop(online);
         self.changed.send_modify(|version| *version += 1);
         removed

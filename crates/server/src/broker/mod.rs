@@ -87,15 +87,22 @@ pub struct Broker {
     /// records (see `agents::watch_keys`); agent loops check their key
     /// when it changes.
     pub agent_keys_changed: tokio::sync::watch::Sender<i64>,
+    pub metrics: crate::metrics::Metrics,
 }
 
 impl Broker {
-    pub fn new(store: Store, key: ServerKey, limits: crate::Limits, heartbeat: Duration) -> Self {
+    pub fn new(
+        store: Store,
+        key: ServerKey,
+        limits: crate::Limits,
+        heartbeat: Duration,
+        metrics: crate::metrics::Metrics,
+    ) -> Self {
         Self {
             store,
             key,
             lifecycle: Lifecycle::default(),
-            agents: AgentRegistry::default(),
+            agents: AgentRegistry::counted(metrics.computers_connected()),
             waiters: Arc::default(),
             sessions: Arc::default(),
             forwards: Arc::default(),
@@ -106,6 +113,7 @@ impl Broker {
             link_failures: crate::failures::FailureLimiter::for_links(),
             credential_failures: crate::failures::FailureLimiter::for_credentials(),
             agent_keys_changed: tokio::sync::watch::Sender::new(0),
+            metrics,
         }
     }
 
@@ -238,6 +246,8 @@ impl Broker {
                     }
                 }
                 Step::Settled(settled) => {
+                    let outcome = settled.outcome().state().as_str();
+                    self.metrics.request_settled(outcome, at - row.created_at);
                     self.publish(&row.id, &row.computer, settled.outcome())
                         .await;
                     Applied::Settled(settled.outcome().clone())

@@ -90,7 +90,7 @@ impl TrustedProxies {
         }
     }
 
-    fn trust(&self, ip: IpAddr) -> bool {
+    pub fn trust(&self, ip: IpAddr) -> bool {
         let ip = canonical(ip);
         self.proxies.iter().any(|proxy| proxy.0.contains(&ip))
     }

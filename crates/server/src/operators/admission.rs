@@ -90,6 +90,7 @@ pub(super) async fn over_limit(
         .blocked_until(ask.operator, &ask.computer, now)
         .await?
     {
+        broker.metrics.rate_limited("blocked");
         return Ok(Some(format!(
             "a recipient of {:?} did not expect your last request; you may ask again after {}",
             ask.computer,
@@ -98,6 +99,7 @@ pub(super) async fn over_limit(
     }
     let pending = broker.store.pending_of_operator(ask.operator, now).await?;
     if pending >= i64::from(limits.max_pending_per_operator) {
+        broker.metrics.rate_limited("pending_requests");
         return Ok(Some(format!(
             "you already have {pending} requests waiting for authorization (limit {})",
             limits.max_pending_per_operator
@@ -110,6 +112,7 @@ pub(super) async fn over_limit(
         .requests_by_operator_since(ask.operator, &ask.computer, now - 3_600_000)
         .await?;
     if recent >= i64::from(limits.max_requests_per_hour) {
+        broker.metrics.rate_limited("requests_per_hour");
         return Ok(Some(format!(
             "you asked computer {:?} {recent} times in the last hour (limit {}); try again later",
             ask.computer, limits.max_requests_per_hour

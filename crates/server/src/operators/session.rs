@@ -92,12 +92,16 @@ pub(super) async fn relay_session(
 
     // Bytes the operator sent right behind its last message belong to the agent.
     let (operator_io, early) = connection.into_parts();
+    let _active = broker.metrics.session_active(&ask.service);
     let relayed = crate::relay::relay(operator_io, &early, agent_io);
     tokio::pin!(relayed);
     let mut check = broker.heartbeat_ticks();
     let detail = loop {
         tokio::select! {
             result = &mut relayed => {
+                if let Ok((up, down)) = &result {
+                    broker.metrics.relayed(*up, *down);
+                }
                 // The report follows the session's last bytes closely.
                 let end = tokio::time::timeout(END_REPORT_WAIT, &mut expected.end).await;
                 break match (end, result) {

@@ -52,7 +52,7 @@ pub enum StoreError {
     #[error("unsupported database URL {0:?}: use sqlite://FILE or postgres://…")]
     UnsupportedDatabase(String),
     #[error("database error: {0}")]
-    Database(#[from] sqlx::Error),
+    Database(sqlx::Error),
     #[error("database migration failed: {0}")]
     Migration(#[from] sqlx::migrate::MigrateError),
     #[error("request {0} kept changing while it was being updated; try again")]
@@ -63,6 +63,30 @@ pub enum StoreError {
         "this database's links were made with another server key: give this server the same DATA_DIR/server.key as the others"
     )]
     KeyMismatch,
+}
+
+/// Failed database operations in this process, for
+/// `doorman_database_errors_total`. A process-wide count, because every
+/// query's error passes through one `From` and carries no server with it;
+/// a process runs one server outside tests.
+static DATABASE_ERRORS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
+/// How many database operations have failed in this process.
+pub fn database_errors() -> u64 {
+    DATABASE_ERRORS.load(std::sync::atomic::Ordering::Relaxed)
+}
+
+impl From<sqlx::Error> for StoreError {
+    fn from(error: sqlx::Error) -> Self {
+        // A duplicate name is an answer (`AlreadyExists`), not a failure.
+        let duplicate = error
+            .as_database_error()
+            .is_some_and(|e| e.is_unique_violation());
+        if !duplicate {
+            DATABASE_ERRORS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        }
+        StoreError::Database(error)
+    }
 }
 
 /// A cheap-to-clone handle on the database.

@@ -20,6 +20,7 @@ pub struct WorldBuilder {
     pub trusted_proxies: Vec<String>,
     pub heartbeat: std::time::Duration,
     pub connections: doorman_server::serve::ConnectionLimits,
+    pub recordings: doorman_server::Recordings,
     /// More `[desktop_sharing]` lines (approval policies), as TOML.
     pub policies: Vec<String>,
     /// The SMTP sink speaks TLS this way, with a certificate of the test
@@ -44,6 +45,7 @@ impl Default for WorldBuilder {
             trusted_proxies: Vec::new(),
             heartbeat: doorman_server::DEFAULT_HEARTBEAT,
             connections: doorman_server::serve::ConnectionLimits::default(),
+            recordings: doorman_server::Recordings::default(),
             policies: Vec::new(),
             smtp_tls: None,
             database_url: None,
@@ -110,6 +112,12 @@ impl WorldBuilder {
     }
 
     /// Pings agents and waiting operators this often.
+    /// Whether and how long the server records shell sessions.
+    pub fn recordings(mut self, recordings: doorman_server::Recordings) -> Self {
+        self.recordings = recordings;
+        self
+    }
+
     pub fn heartbeat(mut self, every: std::time::Duration) -> Self {
         self.heartbeat = every;
         self

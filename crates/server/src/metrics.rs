@@ -1,0 +1,306 @@
+//! The server's Prometheus metrics: one registry per [`Metrics`], made by
+//! whoever runs the server (so a standby replica reports too, and two
+//! servers in one test process count apart), rendered in the text format by
+//! `metrics-exporter-prometheus`. Nothing is installed as a global recorder.
+//!
+//! Every labelled series is registered when the registry is made, so a
+//! scrape shows zeros rather than missing series before the first event.
+
+use axum::extract::State;
+use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use doorman_proto::message::Service;
+use metrics::{Counter, Gauge, Histogram, Key, KeyName, Label, Level, Metadata, Recorder};
+use metrics_exporter_prometheus::{
+    Matcher, PrometheusBuilder, PrometheusHandle, PrometheusRecorder,
+};
+use std::sync::Arc;
+
+/// The kinds of session, as `doorman_sessions_active{kind}` names them.
+pub const SESSION_KINDS: [&str; 4] = ["shell", "command", "forward", "desktop"];
+const OUTCOMES: [&str; 4] = ["allowed", "denied", "expired", "cancelled"];
+/// Why an email was not sent: a retry is planned, or none will be.
+const EMAIL_FAILURES: [&str; 2] = ["temporary", "permanent"];
+/// What was wrong: as [`crate::upgrade::count_wrong_credential`] and the
+/// approval pages name them.
+const AUTH_FAILURES: [&str; 3] = ["operator_token", "agent_key", "approval_link"];
+const LIMITS: [&str; 6] = [
+    "credentials",
+    "approval_links",
+    "pending_requests",
+    "requests_per_hour",
+    "blocked",
+    "connections",
+];
+/// Upper bounds of the decision-time buckets, in seconds: a click within
+/// seconds of the email, or minutes later, up to the longest timeout.
+const DECISION_BUCKETS: [f64; 12] = [
+    1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0, 600.0, 1800.0, 3600.0, 86_400.0,
+];
+
+static METADATA: Metadata<'static> = Metadata::new("doorman_server", Level::INFO, None);
+
+/// The server's counters, gauges and histogram; cheap to clone.
+#[derive(Clone)]
+pub struct Metrics(Arc<Registry>);
+
+struct Registry {
+    recorder: PrometheusRecorder,
+    handle: PrometheusHandle,
+    computers_connected: Gauge,
+    leader: Gauge,
+    database_errors: Counter,
+    decision_seconds: Histogram,
+    emails_sent: Counter,
+}
+
+impl std::fmt::Debug for Metrics {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Metrics")
+    }
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Metrics {
+    pub fn new() -> Self {
+        let recorder = PrometheusBuilder::new()
+            .set_buckets_for_metric(
+                Matcher::Full("doorman_decision_seconds".into()),
+                &DECISION_BUCKETS,
+            )
+            .map(PrometheusBuilder::build_recorder)
+            // The buckets are constants; the builder refuses only an empty list.
+            .unwrap_or_else(|_| PrometheusBuilder::new().build_recorder());
+        let handle = recorder.handle();
+        let describe = |name: &'static str, help: &'static str| {
+            recorder.describe_counter(KeyName::from_const_str(name), None, help.into());
+        };
+        describe(
+            "doorman_computers_connected",
+            "Agents connected to this server now.",
+        );
+        describe(
+            "doorman_sessions_active",
+            "Sessions being relayed now, by kind.",
+        );
+        describe(
+            "doorman_authorization_requests_total",
+            "Authorization requests settled, by outcome.",
+        );
+        describe(
+            "doorman_decision_seconds",
+            "Time from an authorization request to its outcome.",
+        );
+        describe(
+            "doorman_emails_sent_total",
+            "Authorization emails handed to the relay (or written to the outbox).",
+        );
+        describe(
+            "doorman_emails_failed_total",
+            "Authorization email attempts that failed, by cause.",
+        );
+        describe(
+            "doorman_authentication_failures_total",
+            "Wrong credentials and approval links, by kind.",
+        );
+        describe(
+            "doorman_rate_limited_total",
+            "Requests refused by a limit, by limit.",
+        );
+        describe(
+            "doorman_relay_bytes_total",
+            "Bytes relayed between operators and computers, by direction, counted as each session or tunnel ends.",
+        );
+        describe(
+            "doorman_database_errors_total",
+            "Database operations that failed.",
+        );
+        describe(
+            "doorman_leader",
+            "1 while this server serves, 0 while it waits as a standby replica.",
+        );
+        let gauge =
+            |name: &'static str| recorder.register_gauge(&Key::from_static_name(name), &METADATA);
+        let counter =
+            |name: &'static str| recorder.register_counter(&Key::from_static_name(name), &METADATA);
+        let registry = Registry {
+            computers_connected: gauge("doorman_computers_connected"),
+            leader: gauge("doorman_leader"),
+            database_errors: counter("doorman_database_errors_total"),
+            emails_sent: counter("doorman_emails_sent_total"),
+            decision_seconds: recorder.register_histogram(
+                &Key::from_static_name("doorman_decision_seconds"),
+                &METADATA,
+            ),
+            handle,
+            recorder,
+        };
+        let metrics = Metrics(Arc::new(registry));
+        for kind in SESSION_KINDS {
+            metrics
+                .labelled_gauge("doorman_sessions_active", "kind", kind)
+                .set(0.0);
+        }
+        for (name, label, values) in [
+            (
+                "doorman_authorization_requests_total",
+                "outcome",
+                &OUTCOMES[..],
+            ),
+            ("doorman_emails_failed_total", "cause", &EMAIL_FAILURES[..]),
+            (
+                "doorman_authentication_failures_total",
+                "kind",
+                &AUTH_FAILURES[..],
+            ),
+            ("doorman_rate_limited_total", "limit", &LIMITS[..]),
+            (
+                "doorman_relay_bytes_total",
+                "direction",
+                &["to_computer", "to_operator"][..],
+            ),
+        ] {
+            for value in values {
+                metrics.labelled_counter(name, label, value).increment(0);
+            }
+        }
+        metrics
+    }
+
+    fn labelled_counter(&self, name: &'static str, label: &'static str, value: &str) -> Counter {
+        let key = Key::from_parts(name, vec![Label::new(label, value.to_string())]);
+        self.0.recorder.register_counter(&key, &METADATA)
+    }
+
+    fn labelled_gauge(&self, name: &'static str, label: &'static str, value: &str) -> Gauge {
+        let key = Key::from_parts(name, vec![Label::new(label, value.to_string())]);
+        self.0.recorder.register_gauge(&key, &METADATA)
+    }
+
+    /// The gauge of connected computers, kept by the agent registry.
+    pub fn computers_connected(&self) -> Gauge {
+        self.0.computers_connected.clone()
+    }
+
+    /// Whether this server serves (or waits as a standby).
+    pub fn set_leader(&self, leader: bool) {
+        self.0.leader.set(if leader { 1.0 } else { 0.0 });
+    }
+
+    /// A session of `service` is relayed until the guard is dropped.
+    pub fn session_active(&self, service: &Service) -> ActiveSession {
+        let kind = match service {
+            Service::Shell { .. } => SESSION_KINDS[0],
+            Service::Command { .. } => SESSION_KINDS[1],
+            Service::Forward { .. } => SESSION_KINDS[2],
+            Service::Desktop => SESSION_KINDS[3],
+        };
+        let gauge = self.labelled_gauge("doorman_sessions_active", "kind", kind);
+        gauge.increment(1.0);
+        ActiveSession(gauge)
+    }
+
+    /// A request settled with `outcome` after `millis`.
+    pub fn request_settled(&self, outcome: &str, millis: i64) {
+        self.labelled_counter("doorman_authorization_requests_total", "outcome", outcome)
+            .increment(1);
+        // Millisecond counts are far below 2^52: exact as f64.
+        #[allow(clippy::cast_precision_loss)]
+        self.0
+            .decision_seconds
+            .record(millis.max(0) as f64 / 1000.0);
+    }
+
+    pub fn email_sent(&self) {
+        self.0.emails_sent.increment(1);
+    }
+
+    /// An email attempt failed; `permanent` when no retry follows.
+    pub fn email_failed(&self, permanent: bool) {
+        let cause = EMAIL_FAILURES[usize::from(permanent)];
+        self.labelled_counter("doorman_emails_failed_total", "cause", cause)
+            .increment(1);
+    }
+
+    /// A wrong credential or link; `what` as the log says it ("operator token").
+    pub fn authentication_failed(&self, what: &str) {
+        let kind = what.replace(' ', "_");
+        self.labelled_counter("doorman_authentication_failures_total", "kind", &kind)
+            .increment(1);
+    }
+
+    /// A request refused by `limit` (one of the limits listed above).
+    pub fn rate_limited(&self, limit: &'static str) {
+        self.labelled_counter("doorman_rate_limited_total", "limit", limit)
+            .increment(1);
+    }
+
+    /// Connections refused because the server or their source held the most
+    /// it may.
+    pub fn connection_refusals(&self) -> Counter {
+        self.labelled_counter("doorman_rate_limited_total", "limit", "connections")
+    }
+
+    pub fn relayed(&self, to_computer: u64, to_operator: u64) {
+        self.labelled_counter("doorman_relay_bytes_total", "direction", "to_computer")
+            .increment(to_computer);
+        self.labelled_counter("doorman_relay_bytes_total", "direction", "to_operator")
+            .increment(to_operator);
+    }
+
+    /// The text exposition, with the database error count as of now.
+    pub fn render(&self) -> String {
+        self.0
+            .database_errors
+            .absolute(crate::store::database_errors());
+        self.0.handle.render()
+    }
+}
+
+/// Counts one active session while it lives.
+#[must_use]
+pub struct ActiveSession(Gauge);
+
+impl Drop for ActiveSession {
+    fn drop(&mut self) {
+        self.0.decrement(1.0);
+    }
+}
+
+/// The Prometheus text format's content type.
+const CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
+
+/// Answers a scrape.
+pub fn exposition(metrics: &Metrics) -> Response {
+    ([(header::CONTENT_TYPE, CONTENT_TYPE)], metrics.render()).into_response()
+}
+
+/// `GET /metrics` on the main port: for this host and the trusted proxies'
+/// networks only. The client is the one [`crate::client_addr`] finds, so a
+/// visitor whom a trusted proxy forwards is refused like any other.
+pub async fn scrape(
+    State(state): State<crate::AppState>,
+    crate::client_addr::ClientAddr(client): crate::client_addr::ClientAddr,
+) -> Response {
+    if client.is_loopback() || state.trusted_proxies.trust(client) {
+        exposition(&state.broker.metrics)
+    } else {
+        StatusCode::NOT_FOUND.into_response()
+    }
+}
+
+/// The router for `--metrics-listen`: `/metrics` and nothing else.
+pub fn router(metrics: Metrics) -> axum::Router {
+    axum::Router::new().route(
+        "/metrics",
+        axum::routing::get(move || {
+            let metrics = metrics.clone();
+            async move { exposition(&metrics) }
+        }),
+    )
+}
