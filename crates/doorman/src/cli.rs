@@ -1,6 +1,7 @@
 //! The command line as the user types it (step one of two: `main` turns these
 //! into validated configurations for the library crates).
 
+use crate::logging::LogFormat;
 use clap::{Args, Parser, Subcommand};
 use doorman_core::access::{ComputerPattern, ServiceSet};
 use doorman_server::config::{
@@ -174,6 +175,9 @@ pub struct ServerArgs {
     /// Delete session recordings older than this, once a day [default: 90]
     #[arg(long, value_name = "DAYS", value_parser = clap::value_parser!(u32).range(RECORDINGS_KEEP_DAYS))]
     pub recordings_keep_days: Option<u32>,
+    /// How log lines are written: text, or one JSON object a line
+    #[arg(long, value_enum, value_name = "FORMAT", default_value = "text")]
+    pub log_format: LogFormat,
 }
 
 impl ServerArgs {
@@ -385,6 +389,9 @@ pub struct AgentArgs {
         default_value = "/etc/doorman/agent.toml"
     )]
     pub config: PathBuf,
+    /// How log lines are written: text, or one JSON object a line
+    #[arg(long, value_enum, value_name = "FORMAT", default_value = "text")]
+    pub log_format: LogFormat,
 }
 
 #[derive(Debug, Args)]
@@ -526,4 +533,7 @@ pub struct DemoArgs {
     /// Address to listen on [default: 127.0.0.1:8080, or any free port]
     #[arg(long, value_name = "ADDR")]
     pub listen: Option<SocketAddr>,
+    /// How log lines are written: text, or one JSON object a line
+    #[arg(long, value_enum, value_name = "FORMAT", default_value = "text")]
+    pub log_format: LogFormat,
 }

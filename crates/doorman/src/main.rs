@@ -39,18 +39,18 @@ async fn dispatch(cli: Cli) -> i32 {
     let result = match cli.command {
         Command::Connect(args) => return connect(args).await,
         Command::Server(args) => {
-            logging::init("info");
+            logging::init("info", args.log_format);
             server(*args).await
         }
         Command::Agent(args) => {
-            logging::init("info");
+            logging::init("info", args.log_format);
             agent(args).await
         }
         Command::Admin(args) => admin::admin(args).await,
         Command::Consent(args) => consent(args).await,
         Command::Settings(args) => settings(args).await,
         Command::Demo(args) => {
-            logging::init("info");
+            logging::init("info", args.log_format);
             demo::run(args).await
         }
         Command::Completions { shell } => {
@@ -274,7 +274,7 @@ fn show_settings(path: &Path, mut settings: doorman_core::AgentSettings) -> Resu
 }
 
 async fn connect(args: cli::ConnectArgs) -> i32 {
-    logging::init("warn");
+    logging::init("warn", logging::LogFormat::Text);
     let Some(server) = args.server else {
         eprintln!("doorman: no server: pass --server URL or set DOORMAN_SERVER");
         return doorman_client::exit::INVALID_REQUEST;

@@ -15,6 +15,7 @@ use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::oneshot;
 use tokio::time::Instant;
+use tracing::Instrument;
 
 /// Serves one agent connection until it closes, the server stops, or the
 /// key it was opened with (`key_hash`, as stored) is replaced or removed.
@@ -25,9 +26,22 @@ pub async fn serve(
     key_hash: Vec<u8>,
     address: std::net::IpAddr,
 ) {
+    let span = tracing::info_span!("agent", computer = %name);
+    serve_agent(broker, io, name, key_hash, address)
+        .instrument(span)
+        .await;
+}
+
+async fn serve_agent(
+    broker: Arc<Broker>,
+    io: Upgraded,
+    name: String,
+    key_hash: Vec<u8>,
+    address: std::net::IpAddr,
+) {
     let (mut reader, mut writer) = crate::relay::framed(io).split();
     let (link_id, mut commands) = broker.agents.register(&name, &address.to_string());
-    tracing::info!(computer = %name, "agent online");
+    tracing::info!("agent online");
     let mut offers: HashMap<String, oneshot::Sender<OfferReply>> = HashMap::new();
     let mut welcome = vec![ServerToAgent::Welcome {
         heartbeat_ms: broker.heartbeat_ms(),
@@ -67,17 +81,17 @@ pub async fn serve(
             tokio::select! {
                 Ok(()) = key_changes.changed() => {
                     if !key_still_current(&broker, &name, &key_hash).await {
-                        tracing::warn!(computer = %name, "agent's key was replaced or removed; closing its connection");
+                        tracing::warn!("agent's key was replaced or removed; closing its connection");
                         break;
                     }
                 }
                 _ = heartbeat.tick() => {
                     if last_heard.elapsed() > silence {
-                        tracing::warn!(computer = %name, silent_for = ?last_heard.elapsed(), "agent fell silent; closing its connection");
+                        tracing::warn!(silent_for = ?last_heard.elapsed(), "agent fell silent; closing its connection");
                         break;
                     }
                     if let Err(error) = writer.write_message(&ServerToAgent::Ping).await {
-                        tracing::info!(computer = %name, %error, "agent connection lost");
+                        tracing::info!(%error, "agent connection lost");
                         break;
                     }
                 }
@@ -91,7 +105,7 @@ pub async fn serve(
                         AgentCommand::Send(message) => message,
                     };
                     if let Err(error) = writer.write_message(&message).await {
-                        tracing::info!(computer = %name, %error, "agent connection lost");
+                        tracing::info!(%error, "agent connection lost");
                         break;
                     }
                 }
@@ -100,15 +114,15 @@ pub async fn serve(
                         Ok(Some(message)) => message,
                         Ok(None) => break,
                         Err(error) if error.is_hang_up() => {
-                            tracing::info!(computer = %name, "agent hung up (it stopped, or its network went away)");
+                            tracing::info!("agent hung up (it stopped, or its network went away)");
                             break;
                         }
                         Err(error @ ConnectionError::Io(_)) => {
-                            tracing::info!(computer = %name, %error, "agent connection lost");
+                            tracing::info!(%error, "agent connection lost");
                             break;
                         }
                         Err(error) => {
-                            tracing::warn!(computer = %name, %error, "agent sent a bad message; closing");
+                            tracing::warn!(%error, "agent sent a bad message; closing");
                             break;
                         }
                     };
@@ -124,7 +138,7 @@ pub async fn serve(
                             }
                         }
                         AgentToServer::TunnelRefused { tunnel_id, message } => {
-                            tracing::info!(computer = %name, %message, "tunnel refused by the agent");
+                            tracing::info!(%message, "tunnel refused by the agent");
                             // Dropping the slot tells the waiting operator at once.
                             drop(broker.sessions.take_sender(&tunnel_id, &name));
                         }
@@ -149,7 +163,7 @@ pub async fn serve(
     // A clean end (TLS close_notify) tells the agent that the server closed
     // the connection on purpose, e.g. when it stops, rather than losing it.
     let _ = tokio::time::timeout(CLOSE_TIMEOUT, writer.shutdown()).await;
-    tracing::info!(computer = %name, "agent offline");
+    tracing::info!("agent offline");
     if broker.agents.unregister(&name, link_id) {
         broker.computer_went_offline(&name).await;
     }

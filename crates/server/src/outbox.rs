@@ -15,6 +15,7 @@ use serde::{Deserialize, Serialize};
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
+use tracing::Instrument;
 
 /// Where emails go.
 #[derive(Clone, Debug)]
@@ -69,8 +70,14 @@ pub async fn run(broker: Arc<Broker>, delivery: Delivery, settings: MailSettings
                     }
                     let (broker, delivery, settings) =
                         (Arc::clone(&broker), delivery.clone(), settings.clone());
+                    let span = tracing::info_span!(
+                        "email",
+                        request = %job.request.id,
+                        computer = %job.request.computer
+                    );
                     sending.spawn(
-                        async move { deliver_one(&broker, &delivery, &settings, job).await },
+                        async move { deliver_one(&broker, &delivery, &settings, job).await }
+                            .instrument(span),
                     );
                 }
                 while sending.join_next().await.is_some() {}
@@ -118,10 +125,10 @@ async fn deliver_one(
         Attempt::Sent => {
             match delivery {
                 Delivery::Smtp(_) => {
-                    tracing::info!(request = %job.request.id, to = %job.address, "authorization email sent");
+                    tracing::info!(to = %job.address, "authorization email sent");
                 }
                 Delivery::Files(dir) => {
-                    tracing::info!(request = %job.request.id, to = %job.address, outbox = %dir.display(), "authorization email written to the outbox");
+                    tracing::info!(to = %job.address, outbox = %dir.display(), "authorization email written to the outbox");
                 }
             }
             Ok(())
@@ -129,15 +136,15 @@ async fn deliver_one(
         Attempt::Temporary(error) => {
             let retry_at = now + backoff_millis(job.attempts);
             if retry_at < job.request.expires_at {
-                tracing::warn!(request = %job.request.id, to = %job.address, %error, "email delivery failed; will retry");
+                tracing::warn!(to = %job.address, %error, "email delivery failed; will retry");
                 Err((error, Some(retry_at)))
             } else {
-                tracing::warn!(request = %job.request.id, to = %job.address, %error, "email delivery failed; request expires before a retry");
+                tracing::warn!(to = %job.address, %error, "email delivery failed; request expires before a retry");
                 Err((error, None))
             }
         }
         Attempt::Permanent(error) => {
-            tracing::warn!(request = %job.request.id, to = %job.address, %error, "email delivery failed permanently");
+            tracing::warn!(to = %job.address, %error, "email delivery failed permanently");
             Err((error, None))
         }
     };

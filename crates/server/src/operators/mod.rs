@@ -23,6 +23,7 @@ use doorman_proto::message::{OperatorMessage, Refusal, ServerToOperator, Service
 use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::Duration;
+use tracing::Instrument;
 
 /// How long an operator has to send its connect message.
 const CONNECT_MESSAGE_TIMEOUT: Duration = Duration::from_secs(30);
@@ -62,18 +63,30 @@ pub async fn serve(
         ip,
         via,
     };
-    match serve_connection(&broker, connection, who).await {
-        Ok(()) => {}
-        // An operator that goes away (Ctrl-C, a closed laptop) is an
-        // ordinary end.
-        Err(OperatorError::Connection(error)) if error.is_hang_up() => {
-            tracing::info!(%operator, "operator hung up (Ctrl-C, or its network went away)");
+    // The log's lines about this connection carry who and what as span
+    // fields; `computer` and `request` are filled in once known.
+    let span = tracing::info_span!(
+        "operator",
+        operator = %operator,
+        computer = tracing::field::Empty,
+        request = tracing::field::Empty,
+    );
+    async {
+        match serve_connection(&broker, connection, who).await {
+            Ok(()) => {}
+            // An operator that goes away (Ctrl-C, a closed laptop) is an
+            // ordinary end.
+            Err(OperatorError::Connection(error)) if error.is_hang_up() => {
+                tracing::info!("operator hung up (Ctrl-C, or its network went away)");
+            }
+            Err(OperatorError::Connection(error @ doorman_proto::ConnectionError::Io(_))) => {
+                tracing::info!(%error, "operator connection lost");
+            }
+            Err(error) => tracing::warn!(%error, "operator connection failed"),
         }
-        Err(OperatorError::Connection(error @ doorman_proto::ConnectionError::Io(_))) => {
-            tracing::info!(%operator, %error, "operator connection lost");
-        }
-        Err(error) => tracing::warn!(%operator, %error, "operator connection failed"),
     }
+    .instrument(span)
+    .await;
 }
 
 /// The operator behind a connection.
@@ -154,6 +167,7 @@ async fn serve_connection(
             reason,
             service,
         } => {
+            tracing::Span::current().record("computer", computer.as_str());
             let ask = Ask {
                 operator: who.operator,
                 via: who.via,
@@ -167,6 +181,7 @@ async fn serve_connection(
             offer::connect(broker, connection, ask).await
         }
         OperatorMessage::Resume { request_id } => {
+            tracing::Span::current().record("request", request_id.as_str());
             resume::resume(broker, connection, who, request_id).await
         }
         OperatorMessage::Cancel => {

@@ -52,6 +52,7 @@ pub(super) async fn connect(
         return refuse(&mut connection, Refusal::Limited, message).await;
     }
     let request_id = secrets::new_id()?;
+    tracing::Span::current().record("request", request_id.as_str());
     // Registered before the agent hears of the request, so that its session
     // connection always finds the slot.
     let expected = broker.sessions.expect(&request_id, &ask.computer);
