@@ -54,6 +54,8 @@ audit_kinds! {
     Admitted = "admitted",
     SessionStarted = "session_started",
     SessionEnded = "session_ended",
+    /// A shell session's recording ended: its id, size, duration, SHA-256.
+    SessionRecorded = "session_recorded",
     OperatorAdded = "operator_added",
     OperatorReplaced = "operator_replaced",
     OperatorRemoved = "operator_removed",

@@ -226,6 +226,8 @@ pub async fn admin(args: cli::AdminArgs) -> Result<()> {
             let pruned = store.prune_audit(before, "admin", now).await?;
             eprintln!("deleted {pruned} audit events older than {older_than} days");
         }
+        AdminCommand::Recordings(command) => crate::recordings::manage(&store, command).await?,
+        AdminCommand::Play { id, speed } => crate::recordings::play(&store, id, speed).await?,
         AdminCommand::Audit { json, prune: None } => {
             for event in doorman_server::admin::audit(&store).await? {
                 if json {

@@ -249,6 +249,17 @@ pub enum AdminCommand {
     /// server certificate in the data directory.
     #[command(subcommand)]
     Tls(TlsCommand),
+    /// Session recordings: what shell sessions displayed.
+    #[command(subcommand)]
+    Recordings(RecordingsCommand),
+    /// Play a session recording in this terminal, at the pace it happened.
+    Play {
+        /// The recording's id, as `recordings list` shows it
+        id: i64,
+        /// Faster (2) or slower (0.5) than it happened
+        #[arg(long, value_name = "N", default_value_t = 1.0, value_parser = speed)]
+        speed: f64,
+    },
     /// List the audit trail, oldest first (`audit prune` deletes old events).
     #[command(args_conflicts_with_subcommands = true)]
     Audit {
@@ -258,6 +269,36 @@ pub enum AdminCommand {
         #[command(subcommand)]
         prune: Option<AuditCommand>,
     },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum RecordingsCommand {
+    /// List the recordings, newest first: id, start, computer, operator,
+    /// duration, size and SHA-256 of the recorded text.
+    List {
+        /// Only this computer's
+        #[arg(long, value_name = "NAME")]
+        computer: Option<String>,
+        /// One JSON object per line.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Delete the recordings of sessions started more than DAYS ago (the
+    /// server itself deletes those older than its --recordings-keep-days).
+    Prune {
+        #[arg(long, value_name = "DAYS", value_parser = clap::value_parser!(u32).range(0..=36500))]
+        older_than: u32,
+    },
+}
+
+/// A playback speed: a positive number up to 1000.
+fn speed(text: &str) -> Result<f64, String> {
+    match text.parse::<f64>() {
+        Ok(n) if n > 0.0 && n <= 1000.0 => Ok(n),
+        _ => Err(format!(
+            "{text:?} is not a speed: give a number above 0, up to 1000"
+        )),
+    }
 }
 
 #[derive(Debug, Subcommand)]

@@ -7,6 +7,7 @@ mod cli;
 mod demo;
 mod docs;
 mod logging;
+mod recordings;
 
 use anyhow::{Context, Result};
 use clap::Parser;

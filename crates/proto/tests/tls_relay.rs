@@ -46,7 +46,7 @@ fn relaying(
     b: MaybeTls<ClientTls>,
     b_early: &'static [u8],
 ) -> tokio::task::JoinHandle<std::io::Result<(u64, u64)>> {
-    tokio::spawn(relay(a, a_early, b, b_early))
+    tokio::spawn(async move { Ok(relay(a, a_early, b, b_early).await?) })
 }
 
 fn tls<T>(stream: T) -> MaybeTls<T> {

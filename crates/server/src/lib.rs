@@ -25,6 +25,7 @@ pub mod outbox;
 mod pages;
 pub mod private;
 pub mod private_ca;
+pub mod recording;
 mod relay;
 pub mod secrets;
 pub mod serve;
@@ -404,6 +405,7 @@ impl Prepared {
             config.limits,
             config.heartbeat,
             config.metrics.clone(),
+            config.recordings,
         ));
         broker.metrics.set_leader(true);
         broker.lifecycle.spawn(prune_audit(
@@ -413,6 +415,10 @@ impl Prepared {
         broker
             .lifecycle
             .spawn(agents::watch_keys(Arc::clone(&broker)));
+        broker.lifecycle.spawn(prune_recordings(
+            Arc::clone(&broker),
+            config.recordings.keep_days,
+        ));
         for request in broker.store.pending_requests().await? {
             broker.schedule_expiry(request.id, request.expires_at);
         }
@@ -453,6 +459,23 @@ async fn prune_audit(broker: Arc<Broker>, retention_days: u32) {
             Ok(0) => {}
             Ok(pruned) => tracing::info!(pruned, retention_days, "old audit events deleted"),
             Err(error) => tracing::warn!(%error, "cannot prune the audit trail"),
+        }
+        tokio::select! {
+            () = tokio::time::sleep(day) => {}
+            () = broker.lifecycle.stopping() => return,
+        }
+    }
+}
+
+/// Deletes recordings past their keeping time, at start and then daily.
+async fn prune_recordings(broker: Arc<Broker>, keep_days: u32) {
+    let day = std::time::Duration::from_secs(86_400);
+    loop {
+        let before = clock::now_millis() - i64::from(keep_days) * 86_400_000;
+        match broker.store.prune_recordings(before).await {
+            Ok(0) => {}
+            Ok(pruned) => tracing::info!(pruned, keep_days, "old session recordings deleted"),
+            Err(error) => tracing::warn!(%error, "cannot prune session recordings"),
         }
         tokio::select! {
             () = tokio::time::sleep(day) => {}

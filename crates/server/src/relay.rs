@@ -6,9 +6,8 @@ use crate::listener::ServerStream;
 use crate::serve::{Counted, Slot};
 use bytes::Bytes;
 use doorman_proto::dial::Upgraded;
-use doorman_proto::relay::{copy, relay as relay_streams};
+use doorman_proto::relay::{RelayError, copy, relay as relay_streams};
 use hyper_util::rt::TokioIo;
-use std::io;
 use tokio_util::either::Either;
 
 /// The socket under an upgraded connection, its connection slot (held
@@ -43,7 +42,11 @@ pub type OperatorStream = Either<Upgraded, tokio::io::DuplexStream>;
 
 /// Relays `a` ↔ `b` until both directions end; `a_early` are bytes already
 /// read from `a` that belong to `b`. Returns the bytes moved each way.
-pub async fn relay(a: OperatorStream, a_early: &[u8], b: Upgraded) -> io::Result<(u64, u64)> {
+pub async fn relay(
+    a: OperatorStream,
+    a_early: &[u8],
+    b: Upgraded,
+) -> Result<(u64, u64), RelayError> {
     let a = match a {
         Either::Left(upgraded) => upgraded,
         Either::Right(pipe) => {
@@ -64,4 +67,20 @@ pub async fn relay(a: OperatorStream, a_early: &[u8], b: Upgraded) -> io::Result
         (Err(a), Ok((b, _slot, b_buffered))) => copy(a, a_early, b, &b_buffered).await,
         (Err(a), Err(b)) => copy(a, a_early, b, &[]).await,
     }
+}
+
+/// [`relay`] through taps that show each side's bytes to `recording`: tokio's
+/// buffered copies, not the relay thread, since the bytes must be seen (a
+/// shell session's pace is a person's).
+pub async fn relay_recorded(
+    a: OperatorStream,
+    a_early: &[u8],
+    b: Upgraded,
+    recording: &crate::recording::Recording,
+) -> Result<(u64, u64), RelayError> {
+    use crate::recording::cast::Direction;
+    recording.observe(Direction::ToComputer, a_early);
+    let a = recording.tap(a, Direction::ToComputer);
+    let b = recording.tap(b, Direction::ToOperator);
+    copy(a, a_early, b, &[]).await
 }

@@ -266,9 +266,11 @@ pub async fn tunnel(
     switch(&state, request, move |operator_io| async move {
         tokio::select! {
             relayed = crate::relay::relay(Either::Left(operator_io), &[], agent_io) => {
-                if let Ok((up, down)) = relayed {
-                    metrics.relayed(up, down);
-                }
+                let (up, down) = match relayed {
+                    Ok(moved) => moved,
+                    Err(error) => error.moved,
+                };
+                metrics.relayed(up, down);
             }
             // The forward session ended (its `connect` stopped, or the
             // operator's token was revoked): its tunnels end with it.

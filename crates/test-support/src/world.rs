@@ -318,23 +318,35 @@ impl World {
     /// table written by the server's tasks, with nothing to await, so it is
     /// read every 20 ms.
     pub async fn wait_for_audit(&self, event: &str) -> doorman_server::store::AuditEvent {
+        self.wait_for_audits(event, 1).await.remove(0)
+    }
+
+    /// Waits for `count` audit events of this kind (read as
+    /// [`World::wait_for_audit`] reads them); the first `count`.
+    pub async fn wait_for_audits(
+        &self,
+        event: &str,
+        count: usize,
+    ) -> Vec<doorman_server::store::AuditEvent> {
         let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(20);
         loop {
             assert!(
                 tokio::time::Instant::now() < deadline,
-                "no {event:?} audit event within 20 s; the trail: {:?}",
+                "not {count} {event:?} audit events within 20 s; the trail: {:?}",
                 self.audit_events()
                     .await
                     .iter()
                     .map(|e| e.event.as_str())
                     .collect::<Vec<_>>()
             );
-            if let Some(found) = self
+            let found: Vec<_> = self
                 .audit_events()
                 .await
                 .into_iter()
-                .find(|e| e.event.as_str() == event)
-            {
+                .filter(|e| e.event.as_str() == event)
+                .take(count)
+                .collect();
+            if found.len() == count {
                 return found;
             }
             tokio::time::sleep(std::time::Duration::from_millis(20)).await;

@@ -3,6 +3,7 @@
 //! the event loop), or, past the process's budget of relay threads, the
 //! event loop's readiness. Either way the [`Engine`] does the moving.
 
+use super::RelayError;
 use super::engine::Engine;
 use super::sys::readiness;
 use rustix::event::{EventfdFlags, PollFd, PollFlags, eventfd, poll};
@@ -111,8 +112,10 @@ impl Drop for StopOnDrop {
 }
 
 /// Runs `engine` on a thread that holds `slot`.
-pub(super) async fn on_thread(slot: Slot, engine: Engine) -> io::Result<(u64, u64)> {
-    let stop = Arc::new(eventfd(0, EventfdFlags::CLOEXEC | EventfdFlags::NONBLOCK)?);
+pub(super) async fn on_thread(slot: Slot, engine: Engine) -> Result<(u64, u64), RelayError> {
+    let stop = eventfd(0, EventfdFlags::CLOEXEC | EventfdFlags::NONBLOCK)
+        .map_err(|e| RelayError::before_any(e.into()))?;
+    let stop = Arc::new(stop);
     let (done, finished) = oneshot::channel();
     let mut guard = StopOnDrop(Some(stop.clone()));
     std::thread::Builder::new()
@@ -122,18 +125,30 @@ pub(super) async fn on_thread(slot: Slot, engine: Engine) -> io::Result<(u64, u6
             let _slot = slot;
             let mut engine = engine;
             // Stopped, the engine is dropped unfinished: both peers see the end.
-            let result = run(&mut engine, &stop).map(|()| engine.moved());
-            let _ = done.send(result);
-        })?;
-    let result = finished
-        .await
-        .map_err(|_| io::Error::other("the relay thread panicked"))?;
+            let result = run(&mut engine, &stop);
+            let _ = done.send((result, engine.moved()));
+        })
+        .map_err(RelayError::before_any)?;
+    let (result, moved) = finished.await.map_err(|_| RelayError {
+        source: io::Error::other("the relay thread panicked"),
+        moved: (0, 0),
+    })?;
     guard.0 = None;
     result
+        .map(|()| moved)
+        .map_err(|source| RelayError { source, moved })
 }
 
 /// Runs `engine` on the event loop; dropping the future drops the engine.
-pub(super) async fn on_event_loop(mut engine: Engine) -> io::Result<(u64, u64)> {
+pub(super) async fn on_event_loop(mut engine: Engine) -> Result<(u64, u64), RelayError> {
+    let waited = wait_on_event_loop(&mut engine).await;
+    let moved = engine.moved();
+    waited
+        .map(|()| moved)
+        .map_err(|source| RelayError { source, moved })
+}
+
+async fn wait_on_event_loop(engine: &mut Engine) -> io::Result<()> {
     let fds = [
         readiness(engine.sides[0].socket())?,
         readiness(engine.sides[1].socket())?,
@@ -145,7 +160,7 @@ pub(super) async fn on_event_loop(mut engine: Engine) -> io::Result<(u64, u64)> 
             continue;
         }
         if engine.is_done() {
-            return Ok(engine.moved());
+            return Ok(());
         }
         let (a_reads, a_writes) = engine.interest(0);
         let (b_reads, b_writes) = engine.interest(1);

@@ -32,6 +32,37 @@ type DialedStream = MaybeTls<tokio_rustls::client::TlsStream<TcpStream>>;
 /// Buffer size of each direction of [`copy`].
 const COPY_BUFFER: usize = 64 * 1024;
 
+/// A relay that failed, and the bytes it had moved each way by then (what a
+/// meter of relayed bytes should count all the same).
+#[derive(Debug, thiserror::Error)]
+#[error("{source}")]
+pub struct RelayError {
+    pub source: io::Error,
+    pub moved: (u64, u64),
+}
+
+impl RelayError {
+    pub(super) fn before_any(source: io::Error) -> Self {
+        RelayError {
+            source,
+            moved: (0, 0),
+        }
+    }
+
+    /// Adds the early bytes, which were sent before the failure.
+    fn plus(mut self, up: usize, down: usize) -> Self {
+        self.moved.0 += up as u64;
+        self.moved.1 += down as u64;
+        self
+    }
+}
+
+impl From<RelayError> for io::Error {
+    fn from(error: RelayError) -> Self {
+        error.source
+    }
+}
+
 /// Relays `a` ↔ `b`. `a_early` are bytes already read from `a` that belong
 /// to `b` (sent first), and likewise `b_early`. Returns the bytes moved each
 /// way; an error either way resets both connections, and a TLS side that
@@ -41,17 +72,22 @@ pub async fn relay<S, T>(
     a_early: &[u8],
     mut b: MaybeTls<T>,
     b_early: &[u8],
-) -> io::Result<(u64, u64)>
+) -> Result<(u64, u64), RelayError>
 where
     S: AsyncRead + AsyncWrite + Unpin + TlsParts,
     T: AsyncRead + AsyncWrite + Unpin + TlsParts,
 {
-    send_early(&mut a, a_early, &mut b, b_early).await?;
-    let engine = Engine::new(Side::of(a)?, Side::of(b)?);
-    let (up, down) = match Slot::take() {
-        Some(slot) => drive::on_thread(slot, engine).await?,
-        None => drive::on_event_loop(engine).await?,
+    send_early(&mut a, a_early, &mut b, b_early)
+        .await
+        .map_err(RelayError::before_any)?;
+    let sides = Side::of(a).and_then(|a| Ok((a, Side::of(b)?)));
+    let (a, b) = sides.map_err(RelayError::before_any)?;
+    let engine = Engine::new(a, b);
+    let relayed = match Slot::take() {
+        Some(slot) => drive::on_thread(slot, engine).await,
+        None => drive::on_event_loop(engine).await,
     };
+    let (up, down) = relayed.map_err(|e| e.plus(a_early.len(), b_early.len()))?;
     Ok((up + a_early.len() as u64, down + b_early.len() as u64))
 }
 
@@ -75,14 +111,19 @@ pub async fn copy<A, B>(
     a_early: &[u8],
     mut b: B,
     b_early: &[u8],
-) -> io::Result<(u64, u64)>
+) -> Result<(u64, u64), RelayError>
 where
     A: AsyncRead + AsyncWrite + Unpin,
     B: AsyncRead + AsyncWrite + Unpin,
 {
-    send_early(&mut a, a_early, &mut b, b_early).await?;
+    send_early(&mut a, a_early, &mut b, b_early)
+        .await
+        .map_err(RelayError::before_any)?;
+    // tokio's copies tell nothing of what they moved before an error.
     let (up, down) =
-        tokio::io::copy_bidirectional_with_sizes(&mut a, &mut b, COPY_BUFFER, COPY_BUFFER).await?;
+        tokio::io::copy_bidirectional_with_sizes(&mut a, &mut b, COPY_BUFFER, COPY_BUFFER)
+            .await
+            .map_err(|e| RelayError::before_any(e).plus(a_early.len(), b_early.len()))?;
     Ok((up + a_early.len() as u64, down + b_early.len() as u64))
 }
 
@@ -91,13 +132,13 @@ where
 pub async fn relay_dialed(tunnel: Upgraded, local: TcpStream) -> io::Result<(u64, u64)> {
     let mut local = DialedStream::Plain(local);
     match tunnel.into_inner().downcast::<TokioIo<DialedStream>>() {
-        Ok(parts) => relay(local, &[], parts.io.into_inner(), &parts.read_buf).await,
+        Ok(parts) => Ok(relay(local, &[], parts.io.into_inner(), &parts.read_buf).await?),
         Err(upgraded) => {
             let relayed = copy(&mut local, &[], TokioIo::new(upgraded), &[]).await;
             if relayed.is_err() {
                 local.reset_when_closed();
             }
-            relayed
+            Ok(relayed?)
         }
     }
 }

@@ -4,7 +4,7 @@
 use super::{MAX_THREADED, Slot};
 use crate::tls::MaybeTls;
 use doorman_test_support::streams;
-use std::io::{self, ErrorKind};
+use std::io::ErrorKind;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::task::JoinHandle;
@@ -33,7 +33,7 @@ async fn relayed(threads: bool, a_early: &'static [u8], b_early: &'static [u8]) 
 type Relayed = (
     TcpStream,
     TcpStream,
-    JoinHandle<io::Result<(u64, u64)>>,
+    JoinHandle<Result<(u64, u64), crate::relay::RelayError>>,
     Vec<Slot>,
 );
 
@@ -78,11 +78,17 @@ async fn relays_beyond_the_thread_budget_run_on_the_event_loop() {
 async fn a_reset_on_one_side_resets_the_other() {
     let _slots = SLOTS.lock().await;
     for threads in [true, false] {
-        let (mut left, right, relaying, _taken) = relayed(threads, b"", b"").await;
+        let (mut left, mut right, relaying, _taken) = relayed(threads, b"early", b"").await;
+        right.read_exact(&mut [0u8; 5]).await.unwrap();
         left.write_all(b"hello").await.unwrap();
         right.set_zero_linger().unwrap();
         drop(right);
-        assert!(relaying.await.unwrap().is_err());
+        let failed = relaying.await.unwrap().unwrap_err();
+        assert!(
+            failed.moved.0 >= 5,
+            "what moved before the reset is told: {:?}",
+            failed.moved
+        );
         let error = left.read_to_end(&mut Vec::new()).await.unwrap_err();
         assert_eq!(
             error.kind(),

@@ -88,6 +88,8 @@ pub struct Broker {
     /// when it changes.
     pub agent_keys_changed: tokio::sync::watch::Sender<i64>,
     pub metrics: crate::metrics::Metrics,
+    /// Whether shell sessions are recorded.
+    pub recordings: crate::Recordings,
 }
 
 impl Broker {
@@ -97,6 +99,7 @@ impl Broker {
         limits: crate::Limits,
         heartbeat: Duration,
         metrics: crate::metrics::Metrics,
+        recordings: crate::Recordings,
     ) -> Self {
         Self {
             store,
@@ -114,6 +117,7 @@ impl Broker {
             credential_failures: crate::failures::FailureLimiter::for_credentials(),
             agent_keys_changed: tokio::sync::watch::Sender::new(0),
             metrics,
+            recordings,
         }
     }
 

@@ -7,6 +7,8 @@ use super::admission::still_permitted;
 use super::{Ask, OperatorError, audit, refuse};
 use crate::broker::{Broker, ExpectedSession};
 use crate::clock::now_millis;
+use crate::recording::Recording;
+use crate::recording::cast::Screen;
 use crate::relay::OperatorStream;
 use crate::store::StoreError;
 use doorman_core::{AuditKind, Revoked};
@@ -15,11 +17,55 @@ use doorman_proto::message::{Refusal, ServerToOperator, Service};
 use std::sync::Arc;
 use std::time::Duration;
 
+/// A relay under way.
+type Relaying<'a> = std::pin::Pin<
+    Box<dyn Future<Output = Result<(u64, u64), doorman_proto::relay::RelayError>> + Send + 'a>,
+>;
+
 /// How long the agent's report of a session's end may trail its last bytes.
 const END_REPORT_WAIT: Duration = Duration::from_secs(5);
 
 /// How long the agent has to open the session connection once allowed.
 const SESSION_OPEN_TIMEOUT: Duration = Duration::from_secs(15);
+
+/// Starts recording a shell session, when the server records them. A
+/// recording that cannot start is logged and the session goes on: refusing
+/// it would make the database a way to lock everyone out.
+async fn record(
+    broker: &Arc<Broker>,
+    session_id: i64,
+    request_id: Option<&str>,
+    ask: &Ask<'_>,
+) -> Option<Recording> {
+    let Service::Shell { term, rows, cols } = &ask.service else {
+        return None;
+    };
+    if !broker.recordings.enabled {
+        return None;
+    }
+    let screen = Screen {
+        term: term.clone(),
+        cols: *cols,
+        rows: *rows,
+        timestamp: now_millis() / 1000,
+    };
+    let started = Recording::start(
+        broker,
+        session_id,
+        request_id,
+        &ask.computer,
+        ask.operator,
+        screen,
+    )
+    .await;
+    match started {
+        Ok(recording) => Some(recording),
+        Err(error) => {
+            tracing::error!(%error, "cannot record the session; it goes on unrecorded");
+            None
+        }
+    }
+}
 
 /// Waits for the agent's session connection, then relays bytes both ways
 /// until either side closes.
@@ -93,15 +139,26 @@ pub(super) async fn relay_session(
     // Bytes the operator sent right behind its last message belong to the agent.
     let (operator_io, early) = connection.into_parts();
     let _active = broker.metrics.session_active(&ask.service);
-    let relayed = crate::relay::relay(operator_io, &early, agent_io);
-    tokio::pin!(relayed);
+    let recording = record(broker, session_id, request_id, ask).await;
+    let relayed: Relaying<'_> = match &recording {
+        Some(recording) => Box::pin(crate::relay::relay_recorded(
+            operator_io,
+            &early,
+            agent_io,
+            recording,
+        )),
+        None => Box::pin(crate::relay::relay(operator_io, &early, agent_io)),
+    };
+    let mut relayed = relayed;
     let mut check = broker.heartbeat_ticks();
     let detail = loop {
         tokio::select! {
             result = &mut relayed => {
-                if let Ok((up, down)) = &result {
-                    broker.metrics.relayed(*up, *down);
-                }
+                let (up, down) = match &result {
+                    Ok(moved) => *moved,
+                    Err(error) => error.moved,
+                };
+                broker.metrics.relayed(up, down);
                 // The report follows the session's last bytes closely.
                 let end = tokio::time::timeout(END_REPORT_WAIT, &mut expected.end).await;
                 break match (end, result) {
@@ -112,12 +169,16 @@ pub(super) async fn relay_session(
                     (_, Err(e)) => format!("ended: the connection to the computer was lost ({e})"),
                 };
             }
-            _ = check.tick() => match still_permitted(broker, ask).await {
+            _ = check.tick() => {
+                if let Some(recording) = &recording {
+                    recording.flush();
+                }
+                match still_permitted(broker, ask).await {
                 Some(Revoked::Access) => break "ended: the operator's access to this computer was revoked".to_string(),
                 Some(Revoked::Computer) => break "ended: the computer was removed".to_string(),
                 Some(Revoked::OperatorToken) => break "ended: the operator's token was replaced or removed".to_string(),
                 None => {}
-            },
+            }},
             // Relaying to a connection the operator has given up for dead
             // would keep the session running for nobody.
             _ = &mut expected.superseded => break "ended: the operator resumed on another connection".to_string(),
@@ -125,7 +186,20 @@ pub(super) async fn relay_session(
             _ = broker.lifecycle.stopping() => break "ended by server shutdown".to_string(),
         }
     };
+    drop(relayed);
     broker.store.end_session(session_id, now_millis()).await?;
+    if let Some(recording) = recording {
+        let recorded = recording.finish(broker).await?;
+        broker
+            .store
+            .record(&audit(
+                ask,
+                AuditKind::SessionRecorded,
+                request_id,
+                Some(recorded.detail),
+            ))
+            .await?;
+    }
     broker
         .store
         .record(&audit(

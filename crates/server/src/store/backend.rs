@@ -89,6 +89,11 @@ impl Backend {
                         "audit counts",
                         include_str!(concat!("../../migrations/", $dir, "/0007_audit_counts.sql")),
                     ),
+                    migration(
+                        8,
+                        "recordings",
+                        include_str!(concat!("../../migrations/", $dir, "/0008_recordings.sql")),
+                    ),
                 ]
             };
         }

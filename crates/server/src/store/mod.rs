@@ -17,6 +17,7 @@ mod audit;
 mod backend;
 mod outbox;
 mod principals;
+pub mod recordings;
 mod requests;
 mod rows;
 mod sessions;

@@ -1,0 +1,77 @@
+//! `doorman admin recordings list|prune` and `doorman admin play`: the
+//! session recordings the server stored, listed and played back in this
+//! terminal at the pace they happened.
+
+use crate::cli::RecordingsCommand;
+use anyhow::{Context, Result, bail};
+use doorman_server::clock::{format_time, now_millis};
+use doorman_server::recording::cast;
+use doorman_server::store::Store;
+use doorman_server::store::recordings::RecordingRow;
+use std::io::Write;
+use std::time::{Duration, Instant};
+
+/// `admin recordings …`.
+pub async fn manage(store: &Store, command: RecordingsCommand) -> Result<()> {
+    match command {
+        RecordingsCommand::List { computer, json } => {
+            for row in store.recordings(computer.as_deref(), None).await? {
+                if json {
+                    println!("{}", serde_json::to_string(&row)?);
+                } else {
+                    println!("{}", line(&row));
+                }
+            }
+        }
+        RecordingsCommand::Prune { older_than } => {
+            let before = now_millis() - i64::from(older_than) * 86_400_000;
+            let pruned = store.prune_recordings(before).await?;
+            eprintln!("deleted {pruned} recordings of sessions older than {older_than} days");
+        }
+    }
+    Ok(())
+}
+
+/// One recording as `recordings list` shows it.
+fn line(row: &RecordingRow) -> String {
+    #[allow(clippy::cast_precision_loss)]
+    let duration = match row.duration_ms {
+        Some(ms) => format!("{:.1} s", ms as f64 / 1000.0),
+        None => "unfinished".to_string(),
+    };
+    let size = row
+        .size
+        .map_or_else(|| "?".to_string(), |size| format!("{size} bytes"));
+    format!(
+        "{}  {}  {}  {}  {}  {}  sha256 {}",
+        row.id,
+        format_time(row.started_at),
+        row.computer,
+        row.operator,
+        duration,
+        size,
+        row.sha256.as_deref().unwrap_or("-")
+    )
+}
+
+/// `admin play ID`: writes what the session displayed to standard output,
+/// each output at its time (divided by `speed`).
+pub async fn play(store: &Store, id: i64, speed: f64) -> Result<()> {
+    let Some((_, stored)) = store.recording(id).await? else {
+        bail!("no recording {id}: `doorman admin recordings list` shows those there are");
+    };
+    let (_, events) = cast::decode(&stored).map_err(anyhow::Error::msg)?;
+    let start = Instant::now();
+    let mut out = std::io::stdout();
+    for event in events.iter().filter(|e| e.code == "o") {
+        let due = Duration::try_from_secs_f64(event.at / speed).unwrap_or_default();
+        if let Some(wait) = due.checked_sub(start.elapsed()) {
+            out.flush()?;
+            tokio::time::sleep(wait).await;
+        }
+        out.write_all(event.text.as_bytes())
+            .context("cannot write to standard output")?;
+    }
+    out.flush()?;
+    Ok(())
+}

@@ -1,0 +1,185 @@
+//! Session recordings: one row per recorded session (keyed by the
+//! session's id) and its compressed chunks in order. In PostgreSQL, as in
+//! SQLite, they live in the database, so every replica has them.
+
+use super::{Millis, Store, StoreError};
+use sqlx::Row;
+use sqlx::any::AnyRow;
+
+/// A recording as listed.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+pub struct RecordingRow {
+    /// The session's id: `doorman admin play ID`.
+    pub id: i64,
+    pub request_id: Option<String>,
+    pub computer: String,
+    pub operator: String,
+    pub started_at: Millis,
+    /// Unset while the session runs (or if the server stopped mid-way).
+    pub ended_at: Option<Millis>,
+    pub duration_ms: Option<i64>,
+    /// Bytes of asciicast text, uncompressed.
+    pub size: Option<i64>,
+    /// Bytes stored (compressed).
+    pub stored: i64,
+    pub sha256: Option<String>,
+}
+
+/// The columns [`recording`] reads, as a literal for `concat!`.
+macro_rules! columns {
+    () => {
+        "session_id, request_id, computer, operator, started_at, ended_at, duration_ms, size, stored, sha256"
+    };
+}
+
+fn recording(row: &AnyRow) -> Result<RecordingRow, StoreError> {
+    Ok(RecordingRow {
+        id: row.try_get("session_id")?,
+        request_id: row.try_get("request_id")?,
+        computer: row.try_get("computer")?,
+        operator: row.try_get("operator")?,
+        started_at: row.try_get("started_at")?,
+        ended_at: row.try_get("ended_at")?,
+        duration_ms: row.try_get("duration_ms")?,
+        size: row.try_get("size")?,
+        stored: row.try_get("stored")?,
+        sha256: row.try_get("sha256")?,
+    })
+}
+
+/// How a recording ended.
+#[derive(Clone, Debug)]
+pub struct RecordingEnd<'a> {
+    pub ended_at: Millis,
+    pub duration_ms: i64,
+    pub size: u64,
+    pub sha256: &'a str,
+}
+
+impl Store {
+    pub async fn start_recording(
+        &self,
+        session_id: i64,
+        request_id: Option<&str>,
+        computer: &str,
+        operator: &str,
+        started_at: Millis,
+    ) -> Result<(), StoreError> {
+        sqlx::query(
+            "INSERT INTO recordings (session_id, request_id, computer, operator, started_at) VALUES ($1, $2, $3, $4, $5)",
+        )
+        .bind(session_id)
+        .bind(request_id)
+        .bind(computer)
+        .bind(operator)
+        .bind(started_at)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    /// Appends chunk number `seq` (from 0) of a recording.
+    pub async fn append_recording(
+        &self,
+        session_id: i64,
+        seq: i64,
+        data: &[u8],
+    ) -> Result<(), StoreError> {
+        let mut tx = self.begin_write().await?;
+        sqlx::query("INSERT INTO recording_chunks (session_id, seq, data) VALUES ($1, $2, $3)")
+            .bind(session_id)
+            .bind(seq)
+            .bind(data.to_vec())
+            .execute(&mut *tx)
+            .await?;
+        sqlx::query("UPDATE recordings SET stored = stored + $1 WHERE session_id = $2")
+            .bind(i64::try_from(data.len()).unwrap_or(i64::MAX))
+            .bind(session_id)
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    pub async fn finish_recording(
+        &self,
+        session_id: i64,
+        end: &RecordingEnd<'_>,
+    ) -> Result<(), StoreError> {
+        sqlx::query(
+            "UPDATE recordings SET ended_at = $1, duration_ms = $2, size = $3, sha256 = $4 WHERE session_id = $5",
+        )
+        .bind(end.ended_at)
+        .bind(end.duration_ms)
+        .bind(i64::try_from(end.size).unwrap_or(i64::MAX))
+        .bind(end.sha256)
+        .bind(session_id)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    /// Recordings, newest first, of one computer or all.
+    pub async fn recordings(
+        &self,
+        computer: Option<&str>,
+        operator: Option<&str>,
+    ) -> Result<Vec<RecordingRow>, StoreError> {
+        let rows = sqlx::query(concat!(
+            "SELECT ",
+            columns!(),
+            " FROM recordings WHERE ($1 IS NULL OR computer = $1) AND ($2 IS NULL OR operator = $2) ORDER BY started_at DESC, session_id DESC"
+        ))
+        .bind(computer)
+        .bind(operator)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(recording).collect()
+    }
+
+    /// A recording and its stored bytes (its chunks joined in order).
+    pub async fn recording(
+        &self,
+        session_id: i64,
+    ) -> Result<Option<(RecordingRow, Vec<u8>)>, StoreError> {
+        let Some(row) = sqlx::query(concat!(
+            "SELECT ",
+            columns!(),
+            " FROM recordings WHERE session_id = $1"
+        ))
+        .bind(session_id)
+        .fetch_optional(&self.pool)
+        .await?
+        else {
+            return Ok(None);
+        };
+        let chunks =
+            sqlx::query("SELECT data FROM recording_chunks WHERE session_id = $1 ORDER BY seq")
+                .bind(session_id)
+                .fetch_all(&self.pool)
+                .await?;
+        let mut data = Vec::new();
+        for chunk in chunks {
+            data.extend_from_slice(&chunk.try_get::<Vec<u8>, _>("data")?);
+        }
+        Ok(Some((recording(&row)?, data)))
+    }
+
+    /// Deletes the recordings of sessions started before `before`; how many.
+    pub async fn prune_recordings(&self, before: Millis) -> Result<u64, StoreError> {
+        let mut tx = self.begin_write().await?;
+        sqlx::query(
+            "DELETE FROM recording_chunks WHERE session_id IN (SELECT session_id FROM recordings WHERE started_at < $1)",
+        )
+        .bind(before)
+        .execute(&mut *tx)
+        .await?;
+        let pruned = sqlx::query("DELETE FROM recordings WHERE started_at < $1")
+            .bind(before)
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
+        tx.commit().await?;
+        Ok(pruned)
+    }
+}
