@@ -332,3 +332,38 @@ async fn a_cut_connection_says_so() {
         .await;
     browser.quit().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_recorded_session_plays_back_in_the_browser() {
+    let Some(browser) = Browser::start(1100, 800, false).await else {
+        return;
+    };
+    let world = World::builder().without_email_authorization().start().await;
+    let input: &[u8] = b"echo played-back-$((6*7)); exit 0\n";
+    let connecting = world.connect_with(
+        "office-pc",
+        &world.operator_token,
+        doorman_client::SessionKind::Shell {
+            term: "xterm-256color".into(),
+            rows: 24,
+            cols: 80,
+        },
+        "",
+        Box::new(input),
+    );
+    assert_eq!(connecting.finish().await, Ok(0));
+    world.wait_for_audit("session_recorded").await;
+
+    sign_in(&browser, &world).await;
+    browser.click("a[href=\"/console/recordings\"]").await;
+    browser.click("#recordings li a").await;
+    browser
+        .wait_until(
+            &format!(
+                "return ({SCREEN}).includes('played-back-42') && document.getElementById('progress').textContent === 'Played to the end'"
+            ),
+            "the recorded screen played to its end",
+        )
+        .await;
+    browser.quit().await;
+}

@@ -314,6 +314,26 @@ impl World {
             .collect()
     }
 
+    /// Signs in to the web console with `token`; the session cookie
+    /// (`name=value`), to send back in a `Cookie` header.
+    pub async fn console_cookie(&self, token: &str) -> String {
+        let signed = self
+            .http
+            .post(format!("{}/console/sign-in", self.url))
+            .form(&[("token", token)])
+            .send()
+            .await
+            .expect("POST sign-in");
+        assert_eq!(signed.status(), reqwest::StatusCode::SEE_OTHER, "signed in");
+        let set = signed
+            .headers()
+            .get(reqwest::header::SET_COOKIE)
+            .expect("a cookie is set")
+            .to_str()
+            .expect("a text cookie");
+        set.split(';').next().unwrap_or_default().to_string()
+    }
+
     /// Waits for the first audit event of this kind. The audit trail is a
     /// table written by the server's tasks, with nothing to await, so it is
     /// read every 20 ms.

@@ -1,9 +1,11 @@
 //! The operator's web console at `/console`: sign-in with the operator token
 //! (a cookie session, [`sessions`]), the computers this operator may reach
-//! with their online state, and the browser's own scripts and styles,
+//! with their online state, the recordings of their shell sessions
+//! ([`recordings`]), and the browser's own scripts and styles,
 //! embedded in the binary. Pages keep the approval page's headers; scripts
 //! come only from this server (`script-src 'self'`, no inline script).
 
+mod recordings;
 pub mod sessions;
 mod socket;
 
@@ -41,6 +43,9 @@ pub fn routes() -> axum::Router<AppState> {
         .route("/console/socket", get(socket::socket))
         .route("/console/terminal/{computer}", get(terminal))
         .route("/console/desktop/{computer}", get(desktop))
+        .route("/console/recordings", get(recordings::list))
+        .route("/console/recordings/{id}", get(recordings::replay))
+        .route("/console/recordings/{id}/events", get(recordings::events))
         .route("/console/assets/{*path}", get(asset))
 }
 
