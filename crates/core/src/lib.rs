@@ -12,6 +12,7 @@ pub mod display;
 pub mod limits;
 pub mod mask;
 pub mod names;
+pub mod passkey;
 pub mod secret;
 pub mod settings;
 
