@@ -103,6 +103,9 @@ pub(crate) fn answer_offer(
             max_session_seconds: sharing.max_session_seconds,
             reuse,
             local_consent: sharing.local_consent,
+            passkey: sharing
+                .require_passkey
+                .then(|| crate::passkeys::requirement(sharing)),
         }
     } else {
         notify::show(command, visitor, &Event::Connecting);

@@ -11,7 +11,7 @@ use crate::session::{self, ForwardGrants};
 use crate::settings_file;
 use doorman_core::{Decision, LocalConsent, Outcome};
 use doorman_proto::connection::Connection;
-use doorman_proto::message::{AgentToServer, OfferReply, ServerToAgent, silence_limit};
+use doorman_proto::message::{AgentToServer, OfferReply, ServerToAgent, SessionEnd, silence_limit};
 use doorman_proto::{AGENT_PATH, DialError};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -247,6 +247,7 @@ async fn serve_once(
                             max_session_seconds,
                             local_consent,
                             timeout_secs,
+                            passkey,
                             ..
                         },
                         Some(settings),
@@ -273,6 +274,7 @@ async fn serve_once(
                             limit: *max_session_seconds,
                             local_consent: *local_consent,
                             settings,
+                            passkey: passkey.clone(),
                         };
                         memory.awaited.insert(request_id.clone(), offer);
                     }
@@ -301,6 +303,7 @@ async fn serve_once(
             ServerToAgent::Settled {
                 request_id,
                 outcome,
+                assertions,
             } => {
                 // Only a request this agent asked for can start a session,
                 // whatever the server says.
@@ -323,6 +326,38 @@ async fn serve_once(
                     tracing::warn!(request = %request_id, "ignoring an allowed request that nobody at this computer allowed");
                     let message =
                         "allowed without the local consent this computer requires".to_string();
+                    notify::show(
+                        command.as_deref(),
+                        &offer.visitor,
+                        &Event::Refused { message },
+                    );
+                    continue;
+                }
+                if matches!(
+                    outcome,
+                    Outcome::Allowed {
+                        reused_from: None,
+                        ..
+                    }
+                ) && let Some(why) = crate::passkeys::refusal(
+                    &offer,
+                    &request_id,
+                    &assertions,
+                    local_answer == Some(Decision::Allow),
+                    &mut memory.passkey_counters,
+                ) {
+                    // Whatever the server says: no verified passkey
+                    // approval, no session.
+                    tracing::warn!(request = %request_id, %why, "refusing an allowed request whose passkey approvals do not verify");
+                    let message = format!("this computer refused the approval: {why}");
+                    writer
+                        .write_message(&AgentToServer::SessionEnded {
+                            session_id: request_id.clone(),
+                            end: SessionEnd::Failed {
+                                message: message.clone(),
+                            },
+                        })
+                        .await?;
                     notify::show(
                         command.as_deref(),
                         &offer.visitor,

@@ -13,6 +13,7 @@ mod dialing;
 pub mod error;
 mod memory;
 pub mod notify;
+mod passkeys;
 mod session;
 pub mod settings_file;
 mod shell;

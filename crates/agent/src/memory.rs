@@ -24,6 +24,9 @@ pub struct AwaitedOffer {
     pub local_consent: LocalConsent,
     /// The settings the offer was answered from.
     pub settings: Arc<AgentSettings>,
+    /// What approvals must be made with, when the computer requires
+    /// passkeys: its nonce and deadline are part of the challenge.
+    pub passkey: Option<doorman_proto::message::PasskeyRequirement>,
 }
 
 /// An allowed request whose approval may let the same operator in again
@@ -40,6 +43,8 @@ pub struct RememberedApproval {
 pub struct Memory {
     pub awaited: HashMap<String, AwaitedOffer>,
     pub approved: HashMap<String, RememberedApproval>,
+    /// The last signature counter seen from each pinned passkey.
+    pub passkey_counters: HashMap<doorman_core::passkey::B64, u32>,
 }
 
 impl Memory {

@@ -96,6 +96,7 @@ async fn an_outcome_for_a_request_the_agent_never_asked_about_starts_nothing() {
                 at: 1,
                 reused_from: None,
             },
+            assertions: Vec::new(),
         })
         .await
         .unwrap();
@@ -116,6 +117,7 @@ async fn an_outcome_for_a_request_the_agent_never_asked_about_starts_nothing() {
                 at: 2,
                 reused_from: None,
             },
+            assertions: Vec::new(),
         })
         .await
         .unwrap();

@@ -74,6 +74,13 @@ pub struct EmailAuthorization {
     /// "required" (a session needs the local Allow as well).
     #[serde(default)]
     pub local_consent: LocalConsent,
+    /// Approvals count only when made with a passkey pinned below, which
+    /// this computer verifies itself.
+    #[serde(default)]
+    pub require_passkey: bool,
+    /// Passkeys pinned by `doorman settings approvers enroll`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub passkeys: Vec<crate::passkey::PinnedPasskey>,
 }
 
 fn default_required_approvals() -> u32 {
@@ -95,6 +102,8 @@ impl Default for EmailAuthorization {
             approval_valid_for: 0,
             max_session_seconds: 0,
             local_consent: LocalConsent::Off,
+            require_passkey: false,
+            passkeys: Vec::new(),
         }
     }
 }
@@ -126,6 +135,42 @@ impl Default for Services {
             forward: Vec::new(),
             desktop: None,
         }
+    }
+}
+
+impl EmailAuthorization {
+    fn validate_passkeys(&self) -> Vec<SettingsProblem> {
+        let mut problems = Vec::new();
+        for (index, key) in self.passkeys.iter().enumerate() {
+            if !self.recipients.contains(&key.recipient) {
+                problems.push(SettingsProblem::new(
+                    &format!("desktop_sharing.passkeys[{index}].recipient"),
+                    format!("{} is not one of the recipients", key.recipient),
+                ));
+            }
+        }
+        if self.require_passkey {
+            let mut with_keys: Vec<&str> =
+                self.passkeys.iter().map(|k| k.recipient.as_str()).collect();
+            with_keys.sort_unstable();
+            with_keys.dedup();
+            if !self.require_email_authorization {
+                problems.push(SettingsProblem::new(
+                    "desktop_sharing.require_passkey",
+                    "needs require_email_authorization = true",
+                ));
+            } else if with_keys.len() < self.required_approvals as usize {
+                problems.push(SettingsProblem::new(
+                    "desktop_sharing.require_passkey",
+                    format!(
+                        "{} recipients have a pinned passkey, fewer than required_approvals ({}): enroll with `doorman settings approvers enroll ADDRESS`",
+                        with_keys.len(),
+                        self.required_approvals
+                    ),
+                ));
+            }
+        }
+        problems
     }
 }
 
@@ -287,6 +332,7 @@ impl EmailAuthorization {
                 ),
             ));
         }
+        problems.extend(self.validate_passkeys());
         for (index, recipient) in self.recipients.iter().enumerate() {
             if let Err(message) = validate_recipient(recipient) {
                 problems.push(SettingsProblem::new(

@@ -55,6 +55,7 @@ async fn what_a_server_sends_cannot_forge_lines_in_the_agents_log() {
                 at: 1,
                 reused_from: None,
             },
+            assertions: Vec::new(),
         })
         .await
         .unwrap();

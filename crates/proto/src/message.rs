@@ -244,6 +244,10 @@ pub enum ServerToAgent {
     Settled {
         request_id: String,
         outcome: Outcome,
+        /// The passkey assertions of the approvals that allowed it, as the
+        /// browsers made them, for the computer to verify itself.
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        assertions: Vec<doorman_core::passkey::Assertion>,
     },
     /// The operator of a forward session opened a connection: connect to
     /// `target` and open `/v1/session/<tunnel_id>` to carry it.
@@ -335,6 +339,20 @@ impl SessionEnd {
     }
 }
 
+/// What a computer that requires passkey approvals tells the server: the
+/// keys it pinned and what the challenge binds besides the request itself
+/// ([`doorman_core::passkey::challenge`]).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PasskeyRequirement {
+    /// Chosen by the computer for this offer alone.
+    pub nonce: doorman_core::passkey::B64,
+    /// When the request expires (milliseconds since the epoch): the
+    /// computer's deadline, which the server keeps.
+    pub expires_at: i64,
+    pub passkeys: Vec<doorman_core::passkey::PinnedPasskey>,
+}
+
 /// The agent's answer to an offer, from its own settings.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "answer", rename_all = "snake_case", deny_unknown_fields)]
@@ -363,6 +381,10 @@ pub enum OfferReply {
         /// Whether a person at the computer answers too.
         #[serde(default)]
         local_consent: LocalConsent,
+        /// Approvals must be made with one of these passkeys
+        /// (`require_passkey`); the computer checks them itself.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        passkey: Option<PasskeyRequirement>,
     },
     /// This computer requires a reason and the operator gave none.
     ReasonRequired,

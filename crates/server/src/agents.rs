@@ -53,13 +53,19 @@ async fn serve_agent(
         .allowed_without_session(&name, now_millis() - 10 * 60 * 1000)
         .await
     {
-        Ok(requests) => welcome.extend(requests.into_iter().filter_map(|request| {
-            let outcome = request.outcome()?;
-            Some(ServerToAgent::Settled {
-                request_id: request.id,
-                outcome,
-            })
-        })),
+        Ok(requests) => {
+            for request in requests {
+                let Some(outcome) = request.outcome() else {
+                    continue;
+                };
+                let assertions = broker.assertions_of(&request.id).await;
+                welcome.push(ServerToAgent::Settled {
+                    request_id: request.id,
+                    outcome,
+                    assertions,
+                });
+            }
+        }
         Err(error) => {
             tracing::error!(%error, "cannot list requests allowed while the agent was away")
         }

@@ -23,6 +23,7 @@ mod operators;
 mod origin;
 pub mod outbox;
 mod pages;
+mod passkey_approval;
 pub mod private;
 pub mod private_ca;
 pub mod recording;
@@ -205,6 +206,7 @@ pub fn app(state: AppState) -> axum::Router {
     axum::Router::new()
         .route("/", get(pages::home))
         .route("/assets/doorman.css", get(pages::stylesheet))
+        .route("/assets/passkey.js", get(pages::passkey_script))
         .route("/a/{token}", get(pages::show).post(pages::decide))
         .route("/outbox", get(pages::outbox))
         .route("/outbox/{file}", get(pages::outbox_file))

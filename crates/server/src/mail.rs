@@ -126,6 +126,7 @@ mod tests {
             max_session_seconds: 0,
             local_consent: doorman_core::LocalConsent::Off,
             local_approval: None,
+            passkey: None,
         }
     }
 

@@ -50,6 +50,16 @@ impl PublicOrigin {
             .then_some(CrossSite::Origin)
     }
 
+    /// `scheme://host[:port]`, as a browser names the pages' origin.
+    pub fn origin(&self) -> &str {
+        &self.origin
+    }
+
+    /// The host alone: the relying party id of passkeys made here.
+    pub fn host(&self) -> &str {
+        &self.host
+    }
+
     /// Whether the public URL is `https://`.
     pub fn is_https(&self) -> bool {
         self.origin.starts_with("https://")

@@ -62,6 +62,18 @@ pub async fn stylesheet() -> impl IntoResponse {
     )
 }
 
+/// The approval page's script for computers that require passkeys.
+pub async fn passkey_script() -> impl IntoResponse {
+    (
+        [(header::CONTENT_TYPE, "text/javascript; charset=utf-8")],
+        include_str!("../assets/passkey.js"),
+    )
+}
+
+/// The approval page's policy when it runs the passkey script: the usual
+/// one, plus this server's own scripts.
+const PASSKEY_PAGE_POLICY: &str = "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'";
+
 pub async fn home() -> impl IntoResponse {
     render(
         StatusCode::OK,
@@ -96,6 +108,8 @@ struct ApprovalPage<'a> {
     nonce: String,
     status: String,
     block_minutes: u32,
+    /// The ceremony's data, when the computer requires passkeys.
+    passkey: Option<crate::passkey_approval::PasskeyPage>,
 }
 
 struct ApprovalLine {
@@ -126,6 +140,8 @@ pub enum PageError {
     /// A form body over [`MAX_FORM_BYTES`].
     FormTooLarge,
     Forbidden(&'static str),
+    /// An Allow without a passkey assertion that verifies.
+    Passkey(String),
     Internal(String),
 }
 
@@ -157,6 +173,9 @@ impl IntoResponse for PageError {
                     .into_response();
             }
             PageError::Forbidden(reason) => return (StatusCode::FORBIDDEN, reason).into_response(),
+            PageError::Passkey(reason) => {
+                return (StatusCode::FORBIDDEN, format!("not counted: {reason}")).into_response();
+            }
             PageError::Internal(error) => {
                 tracing::error!(%error, "request failed");
                 (
@@ -265,7 +284,9 @@ pub async fn show(
     let approvals: Vec<Approval> = state.broker.store.approvals_of(&request.id).await?;
     let live = request.state == RequestState::Pending && request.expires_at > now;
     let counted = u32::try_from(approvals.len()).unwrap_or(u32::MAX);
-    Ok(render(
+    let passkey = crate::passkey_approval::page(&request, &recipient, &state.public);
+    let scripted = passkey.is_some();
+    let mut response = render(
         StatusCode::OK,
         &ApprovalPage {
             request: &request,
@@ -293,8 +314,16 @@ pub async fn show(
             nonce: state.broker.key.page_nonce(&hash),
             status: status_line(&request, now),
             block_minutes: state.broker.limits.block_minutes,
+            passkey,
         },
-    ))
+    );
+    if scripted {
+        response.headers_mut().insert(
+            header::CONTENT_SECURITY_POLICY,
+            HeaderValue::from_static(PASSKEY_PAGE_POLICY),
+        );
+    }
+    Ok(response)
 }
 
 /// The largest request body the server reads (the approval form is a few
@@ -306,6 +335,9 @@ pub const MAX_FORM_BYTES: usize = 16 * 1024;
 pub struct DecisionForm {
     decision: String,
     nonce: String,
+    /// A passkey assertion (JSON), for a computer that requires one.
+    #[serde(default)]
+    assertion: Option<String>,
 }
 
 /// `POST /a/{token}`: records the recipient's decision (the first one wins),
@@ -340,16 +372,33 @@ pub async fn decide(
             "this form did not come from the approval page; open the link again",
         ));
     }
+    // A computer that requires passkeys counts only an Allow made with one
+    // pinned on it (a Deny needs none).
+    let checked = match (&request.passkey, decision) {
+        (Some(requirement), Decision::Allow) => Some(
+            crate::passkey_approval::check(
+                &request,
+                requirement,
+                &recipient,
+                form.assertion.as_deref(),
+                &state.public,
+            )
+            .map_err(PageError::Passkey)?,
+        ),
+        _ => None,
+    };
     let event = Event::Decide {
         decision,
         by: recipient.clone(),
         at: now_millis(),
     };
+    let (assertion, detail) = checked.map_or((None, None), |c| (Some(c.assertion), Some(c.detail)));
     let witness = Witness {
+        assertion,
         actor: Some(recipient),
         address: Some(client.to_string()),
         user_agent: user_agent(&headers),
-        detail: None,
+        detail,
     };
     state.broker.apply(&request.id, event, witness).await?;
     Ok(Redirect::to(&format!("/a/{token}")).into_response())

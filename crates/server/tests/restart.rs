@@ -86,6 +86,7 @@ async fn a_request_that_expired_while_the_server_was_down_is_expired() {
                 "it@example.com".into(),
                 doorman_server::secrets::hash(&token),
             )],
+            passkey: None,
         })
         .await
         .unwrap();

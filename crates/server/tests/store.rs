@@ -49,6 +49,7 @@ async fn request_needing(
                     (format!("r{n}@example.com"), hash)
                 })
                 .collect(),
+            passkey: None,
         })
         .await
         .unwrap();
@@ -82,7 +83,10 @@ async fn step_of(store: &Store, id: &str, event: Event) -> (RequestRow, Step, i6
 /// Persists a step once (no retry); whether the database took it.
 async fn persist(store: &Store, (row, step, at): &(RequestRow, Step, i64)) -> bool {
     let audit = transition_audit(row, step, *at).expect("a step that changes something");
-    store.persist(row, step, *at, &audit, None).await.unwrap()
+    store
+        .persist(row, step, *at, &audit, None, None)
+        .await
+        .unwrap()
 }
 
 async fn a_decision_at_or_after_expiry_never_wins(store: Store) {

@@ -112,7 +112,13 @@ impl SoftPasskey {
         let mut cose_bytes = Vec::new();
         ciborium::into_writer(&cose, &mut cose_bytes).expect("CBOR");
         let id_len = u16::try_from(self.id.0.len()).expect("a short id");
-        let attested = [&[0u8; 16][..], &id_len.to_be_bytes(), &self.id.0, &cose_bytes].concat();
+        let attested = [
+            &[0u8; 16][..],
+            &id_len.to_be_bytes(),
+            &self.id.0,
+            &cose_bytes,
+        ]
+        .concat();
         let auth_data = self.authenticator_data(0x45, &attested);
         let object = ciborium::Value::Map(vec![
             ("fmt".into(), "none".into()),

@@ -41,14 +41,36 @@ fn every_part_of_the_request_is_bound() {
     let base = parts("r1", "shell");
     let challenges = [
         challenge(&base),
-        challenge(&ChallengeParts { request_id: "r2", ..base.clone() }),
-        challenge(&ChallengeParts { computer: "other", ..base.clone() }),
-        challenge(&ChallengeParts { operator: "bob", ..base.clone() }),
-        challenge(&ChallengeParts { service: "forward", ..base.clone() }),
-        challenge(&ChallengeParts { expires_at: 1, ..base.clone() }),
-        challenge(&ChallengeParts { nonce: b"other", ..base.clone() }),
+        challenge(&ChallengeParts {
+            request_id: "r2",
+            ..base.clone()
+        }),
+        challenge(&ChallengeParts {
+            computer: "other",
+            ..base.clone()
+        }),
+        challenge(&ChallengeParts {
+            operator: "bob",
+            ..base.clone()
+        }),
+        challenge(&ChallengeParts {
+            service: "forward",
+            ..base.clone()
+        }),
+        challenge(&ChallengeParts {
+            expires_at: 1,
+            ..base.clone()
+        }),
+        challenge(&ChallengeParts {
+            nonce: b"other",
+            ..base.clone()
+        }),
         // Lengths are encoded: moving a byte between fields changes it.
-        challenge(&ChallengeParts { request_id: "r1s", service: "hell", ..base.clone() }),
+        challenge(&ChallengeParts {
+            request_id: "r1s",
+            service: "hell",
+            ..base.clone()
+        }),
     ];
     for (i, a) in challenges.iter().enumerate() {
         for b in &challenges[i + 1..] {
@@ -133,7 +155,10 @@ fn keys_and_assertions_travel_as_base64url_json() {
     let pinned = key.pinned("owner@example.com");
     let text = serde_json::to_string(&pinned).unwrap();
     assert!(text.contains("\"alg\":\"es256\""), "{text}");
-    assert_eq!(serde_json::from_str::<PinnedPasskey>(&text).unwrap(), pinned);
+    assert_eq!(
+        serde_json::from_str::<PinnedPasskey>(&text).unwrap(),
+        pinned
+    );
     let assertion = key.assert(b"x");
     let text = serde_json::to_string(&assertion).unwrap();
     assert!(!text.contains('='), "{text}");

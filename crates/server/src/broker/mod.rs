@@ -44,6 +44,9 @@ pub struct Witness {
     pub address: Option<String>,
     pub user_agent: Option<String>,
     pub detail: Option<String>,
+    /// The passkey assertion an Allow was made with (JSON), kept with the
+    /// approval for the computer to verify.
+    pub assertion: Option<String>,
 }
 
 /// What [`Broker::apply`] did.
@@ -219,7 +222,14 @@ impl Broker {
             };
             if !self
                 .store
-                .persist(&row, &step, at, &audit, block.as_ref())
+                .persist(
+                    &row,
+                    &step,
+                    at,
+                    &audit,
+                    block.as_ref(),
+                    witness.assertion.as_deref(),
+                )
                 .await?
             {
                 continue;
@@ -264,11 +274,32 @@ impl Broker {
 
     async fn publish(&self, request_id: &str, computer: &str, outcome: &Outcome) {
         self.waiters.settle(request_id, outcome);
+        let assertions = match outcome {
+            Outcome::Allowed { .. } => self.assertions_of(request_id).await,
+            _ => Vec::new(),
+        };
         let settled = ServerToAgent::Settled {
             request_id: request_id.to_string(),
             outcome: outcome.clone(),
+            assertions,
         };
         self.agents.send(computer, settled).await;
+    }
+
+    /// The passkey assertions an allowed request's approvals were made
+    /// with; none when it needed none. One that cannot be read is left out:
+    /// the computer then refuses for too few.
+    pub async fn assertions_of(&self, request_id: &str) -> Vec<doorman_core::passkey::Assertion> {
+        match self.store.approval_assertions(request_id).await {
+            Ok(stored) => stored
+                .iter()
+                .filter_map(|json| serde_json::from_str(json).ok())
+                .collect(),
+            Err(error) => {
+                tracing::error!(%error, "cannot read the passkey assertions of a request");
+                Vec::new()
+            }
+        }
     }
 
     /// Tells the waiting operator how the email to `recipient` is doing.

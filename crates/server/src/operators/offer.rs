@@ -115,6 +115,7 @@ pub(super) async fn connect(
             max_session_seconds,
             reuse,
             local_consent,
+            passkey,
         } => {
             let policy = Policy {
                 recipients,
@@ -124,6 +125,7 @@ pub(super) async fn connect(
                 max_session_seconds,
                 reuse,
                 local_consent,
+                passkey,
             };
             require_authorization(broker, connection, ask, request_id, expected, policy).await
         }
@@ -153,6 +155,7 @@ struct Policy {
     max_session_seconds: u32,
     reuse: Option<String>,
     local_consent: LocalConsent,
+    passkey: Option<doorman_proto::message::PasskeyRequirement>,
 }
 
 /// Email authorization: drops the operator's own address from the
@@ -174,6 +177,7 @@ async fn require_authorization(
         max_session_seconds,
         reuse,
         local_consent,
+        passkey,
     } = policy;
     ask.max_session_seconds = max_session_seconds;
     if let Err(message) = validate_agent_answer(&recipients, timeout_secs, required_approvals) {
@@ -204,7 +208,14 @@ async fn require_authorization(
     }
     let watch = broker.waiters.watch(&request_id);
     let now = now_millis();
-    let expires_at = now + i64::from(timeout_secs) * 1000;
+    // A computer that requires passkeys set the deadline itself: it is
+    // part of what the approvals sign (a clock a minute off is tolerated).
+    let expires_at = match &passkey {
+        Some(passkey) => passkey
+            .expires_at
+            .clamp(now, now + i64::from(timeout_secs) * 1000 + 60_000),
+        None => now + i64::from(timeout_secs) * 1000,
+    };
     // An earlier approval the agent offers to reuse, if the server's
     // records agree: then no emails.
     let earlier = match &reuse {
@@ -239,6 +250,7 @@ async fn require_authorization(
                 (address.clone(), secrets::hash(&token))
             })
             .collect(),
+        passkey: passkey.as_ref().and_then(|p| serde_json::to_string(p).ok()),
     };
     if let Some(earlier) = earlier {
         broker.store.create_request(&new_request).await?;

@@ -13,7 +13,7 @@ use crate::relay::OperatorStream;
 use crate::store::StoreError;
 use doorman_core::{AuditKind, Revoked};
 use doorman_proto::connection::Connection;
-use doorman_proto::message::{Refusal, ServerToOperator, Service};
+use doorman_proto::message::{Refusal, ServerToOperator, Service, SessionEnd};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -79,6 +79,15 @@ pub(super) async fn relay_session(
 ) -> Result<(), OperatorError> {
     let opened = tokio::select! {
         opened = tokio::time::timeout(SESSION_OPEN_TIMEOUT, &mut expected.receiver) => opened,
+        // The computer refused before opening anything (a passkey approval
+        // that did not verify there): the operator hears its words.
+        Ok(SessionEnd::Failed { message }) = &mut expected.end => {
+            broker
+                .store
+                .record(&audit(ask, AuditKind::Refused, request_id, Some(message.clone())))
+                .await?;
+            return refuse(&mut connection, Refusal::SessionFailed, message).await;
+        }
         _ = &mut expected.superseded => return Ok(()),
     };
     let Ok(Ok(agent_io)) = opened else {

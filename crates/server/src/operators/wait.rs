@@ -118,6 +118,7 @@ async fn wait_for_outcome(
                 operator_gone = true;
                 let cancel = Event::Cancel { cause: CancelCause::Operator, at: now_millis() };
                 let witness = Witness {
+                    assertion: None,
                     actor: Some(ask.operator.to_string()),
                     address: Some(ask.ip.clone()),
                     user_agent: None,

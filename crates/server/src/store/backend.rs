@@ -94,6 +94,11 @@ impl Backend {
                         "recordings",
                         include_str!(concat!("../../migrations/", $dir, "/0008_recordings.sql")),
                     ),
+                    migration(
+                        9,
+                        "passkeys",
+                        include_str!(concat!("../../migrations/", $dir, "/0009_passkeys.sql")),
+                    ),
                 ]
             };
         }

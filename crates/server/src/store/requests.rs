@@ -75,8 +75,8 @@ impl Store {
     pub async fn create_request(&self, request: &NewRequest) -> Result<(), StoreError> {
         let mut tx = self.begin_write().await?;
         sqlx::query(
-            "INSERT INTO requests (id, computer, operator, operator_ip, reason, service, service_json, state, created_at, expires_at, required_approvals, approval_valid_for, max_session_seconds, local_consent)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, 'pending', $8, $9, $10, $11, $12, $13)",
+            "INSERT INTO requests (id, computer, operator, operator_ip, reason, service, service_json, state, created_at, expires_at, required_approvals, approval_valid_for, max_session_seconds, local_consent, passkey)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, 'pending', $8, $9, $10, $11, $12, $13, $14)",
         )
         .bind(&request.id)
         .bind(&request.computer)
@@ -91,6 +91,7 @@ impl Store {
         .bind(i64::from(request.approval_valid_for))
         .bind(i64::from(request.max_session_seconds))
         .bind(request.local_consent.as_str())
+        .bind(request.passkey.as_deref())
         .execute(&mut *tx)
         .await?;
         insert_audit(

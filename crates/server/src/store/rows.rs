@@ -35,6 +35,9 @@ pub struct RequestRow {
     pub reused_from: Option<String>,
     /// The session's time limit in seconds (0: none).
     pub max_session_seconds: u32,
+    /// What approvals must be made with, when the computer requires
+    /// passkeys.
+    pub passkey: Option<doorman_proto::message::PasskeyRequirement>,
     pub local_consent: LocalConsent,
     /// The local Allow, once given.
     pub local_approval: Option<Approval>,
@@ -95,10 +98,12 @@ pub struct NewRequest {
     pub max_session_seconds: u32,
     pub local_consent: LocalConsent,
     pub recipients: Vec<(String, [u8; 32])>,
+    /// The computer's passkey requirement, as JSON.
+    pub passkey: Option<String>,
 }
 
 /// The columns of `requests r`, in the order `request_from_row` reads them by name.
-pub(super) const REQUEST_COLUMNS: &str = "r.id, r.computer, r.operator, r.operator_ip, r.reason, r.service, r.state, r.created_at, r.expires_at, r.settled_at, r.decided_by, r.service_json, r.required_approvals, r.approval_count, r.cancel_cause, r.approval_valid_for, r.reusable_until, r.reused_from, r.max_session_seconds, r.local_consent, r.local_approved_by, r.local_approved_at";
+pub(super) const REQUEST_COLUMNS: &str = "r.id, r.computer, r.operator, r.operator_ip, r.reason, r.service, r.state, r.created_at, r.expires_at, r.settled_at, r.decided_by, r.service_json, r.required_approvals, r.approval_count, r.cancel_cause, r.approval_valid_for, r.reusable_until, r.reused_from, r.max_session_seconds, r.local_consent, r.local_approved_by, r.local_approved_at, r.passkey";
 
 pub(super) fn request_from_row(row: &AnyRow) -> Result<RequestRow, StoreError> {
     let state: String = row.try_get("state")?;
@@ -137,5 +142,10 @@ pub(super) fn request_from_row(row: &AnyRow) -> Result<RequestRow, StoreError> {
             .map(|json| serde_json::from_str(&json))
             .transpose()
             .map_err(|e| StoreError::Corrupt(format!("cancel_cause: {e}")))?,
+        passkey: row
+            .try_get::<Option<String>, _>("passkey")?
+            .map(|json| serde_json::from_str(&json))
+            .transpose()
+            .map_err(|e| StoreError::Corrupt(format!("passkey: {e}")))?,
     })
 }

@@ -40,6 +40,20 @@ impl Store {
         Err(StoreError::Contended(id.to_string()))
     }
 
+    /// The passkey assertions of a request's approvals (JSON), in the order
+    /// they came.
+    pub async fn approval_assertions(&self, id: &str) -> Result<Vec<String>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT assertion FROM approvals WHERE request_id = $1 AND assertion IS NOT NULL ORDER BY at, address",
+        )
+        .bind(id)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|row| Ok(row.try_get("assertion")?))
+            .collect()
+    }
+
     /// The counted Allows of a request, in the order they came.
     pub async fn approvals_of(&self, id: &str) -> Result<Vec<Approval>, StoreError> {
         let mut conn = self.pool.acquire().await?;
@@ -57,9 +71,10 @@ impl Store {
         at: Millis,
         audit: &AuditEvent,
         block: Option<&Block>,
+        assertion: Option<&str>,
     ) -> Result<bool, StoreError> {
         let mut tx = self.begin_write().await?;
-        let won = persist_in(&mut tx, row, step, at, audit, block).await?;
+        let won = persist_in(&mut tx, row, step, at, audit, block, assertion).await?;
         tx.commit().await?;
         Ok(won)
     }
@@ -155,7 +170,7 @@ pub(super) async fn cancel_in(
             let Some(audit) = transition_audit(&row, &step, now) else {
                 break;
             };
-            if persist_in(tx, &row, &step, now, &audit, None).await? {
+            if persist_in(tx, &row, &step, now, &audit, None, None).await? {
                 cancelled += 1;
                 break;
             }
@@ -182,6 +197,7 @@ pub(super) async fn persist_in(
     at: Millis,
     audit: &AuditEvent,
     block: Option<&Block>,
+    assertion: Option<&str>,
 ) -> Result<bool, StoreError> {
     let seen = row.approval_count;
     // The version a transition checks: the recipients' Allows counted, and
@@ -290,12 +306,15 @@ pub(super) async fn persist_in(
         return Ok(false);
     }
     if let Some(approval) = approval {
-        sqlx::query("INSERT INTO approvals (request_id, address, at) VALUES ($1, $2, $3)")
-            .bind(&row.id)
-            .bind(&approval.by)
-            .bind(approval.at)
-            .execute(&mut *tx)
-            .await?;
+        sqlx::query(
+            "INSERT INTO approvals (request_id, address, at, assertion) VALUES ($1, $2, $3, $4)",
+        )
+        .bind(&row.id)
+        .bind(&approval.by)
+        .bind(approval.at)
+        .bind(assertion)
+        .execute(&mut *tx)
+        .await?;
     }
     if matches!(step, Step::Settled(_)) {
         // Emails not yet sent are pointless now.
