@@ -10,6 +10,7 @@ pub mod consent;
 mod control;
 mod desktop;
 mod dialing;
+pub mod enroll;
 pub mod error;
 mod memory;
 pub mod notify;

@@ -380,6 +380,22 @@ pub fn validate_forward_target(target: &str) -> Result<(), String> {
     }
 }
 
+/// A pinned passkey as the settings file writes it: one inline table.
+fn passkey_table(key: &crate::passkey::PinnedPasskey) -> toml_edit::InlineTable {
+    let (alg, public) = match &key.public_key {
+        crate::passkey::PublicKey::Es256(k) => ("es256", k),
+        crate::passkey::PublicKey::Ed25519(k) => ("ed25519", k),
+    };
+    let mut public_key = toml_edit::InlineTable::new();
+    public_key.insert("alg", alg.into());
+    public_key.insert("key", public.to_string().into());
+    let mut table = toml_edit::InlineTable::new();
+    table.insert("recipient", key.recipient.as_str().into());
+    table.insert("id", key.id.to_string().into());
+    table.insert("public_key", toml_edit::Value::InlineTable(public_key));
+    table
+}
+
 fn one_line(text: &str) -> String {
     text.split_whitespace().collect::<Vec<_>>().join(" ")
 }
@@ -401,6 +417,9 @@ pub struct SettingsChange {
     pub forward: Option<Vec<String>>,
     /// `[services] desktop`: `Some(None)` takes the desktop away.
     pub desktop: Option<Option<String>>,
+    pub require_passkey: Option<bool>,
+    /// The pinned passkeys, all of them (`settings approvers`).
+    pub passkeys: Option<Vec<crate::passkey::PinnedPasskey>>,
 }
 
 impl SettingsChange {
@@ -440,6 +459,21 @@ impl SettingsChange {
         }
         if let Some(mode) = self.local_consent {
             set_keeping_comment(table, "local_consent", mode.as_str().into());
+        }
+        if let Some(on) = self.require_passkey {
+            set_keeping_comment(table, "require_passkey", on.into());
+        }
+        if let Some(passkeys) = &self.passkeys {
+            let mut array = toml_edit::Array::new();
+            for key in passkeys {
+                array.push(passkey_table(key));
+            }
+            array.set_trailing_comma(true);
+            for value in array.iter_mut() {
+                value.decor_mut().set_prefix("\n    ");
+            }
+            array.set_trailing("\n");
+            set_keeping_comment(table, "passkeys", array.into());
         }
         for (key, seconds) in [
             ("approval_valid_for", self.approval_valid_for),

@@ -500,6 +500,32 @@ pub enum SettingsCommand {
         /// The VNC server the web console's Desktop shows ("" for none)
         #[arg(long, value_name = "HOST:PORT")]
         desktop: Option<String>,
+        /// Count only approvals made with a passkey pinned here, which this
+        /// computer verifies itself (true/false)
+        #[arg(long, value_name = "BOOL", action = clap::ArgAction::Set)]
+        require_passkey: Option<bool>,
+    },
+    /// The recipients' passkeys pinned on this computer.
+    #[command(subcommand)]
+    Approvers(ApproversCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ApproversCommand {
+    /// Email ADDRESS an enrolment link, show the code its page shows too,
+    /// wait for the passkey, show its fingerprint and pin it once you
+    /// confirm. Enrolment is the moment of trust: check the code and the
+    /// fingerprint with the recipient.
+    Enroll {
+        /// A recipient of this computer
+        address: String,
+    },
+    /// The pinned passkeys: recipient, credential id, key fingerprint.
+    List,
+    /// Unpin the passkeys of a recipient, or one by its credential id.
+    Remove {
+        /// A recipient's address or a credential id
+        which: String,
     },
 }
 

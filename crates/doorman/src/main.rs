@@ -206,8 +206,11 @@ async fn settings(args: cli::SettingsArgs) -> Result<()> {
             shell,
             forward,
             desktop,
+            require_passkey,
         } => {
             let change = SettingsChange {
+                require_passkey,
+                passkeys: None,
                 shell,
                 forward: forward.as_deref().map(split_list),
                 desktop: desktop.map(|target| Some(target).filter(|t| !t.trim().is_empty())),
@@ -226,6 +229,63 @@ async fn settings(args: cli::SettingsArgs) -> Result<()> {
                 args.config.display()
             );
             print!("{}", show_settings(&args.config, settings)?);
+        }
+        SettingsCommand::Approvers(command) => approvers(&args.config, command).await?,
+    }
+    Ok(())
+}
+
+/// `doorman settings approvers …`.
+async fn approvers(config: &Path, command: cli::ApproversCommand) -> Result<()> {
+    use doorman_agent::enroll;
+    match command {
+        cli::ApproversCommand::List => {
+            let settings = doorman_agent::settings_file::load(config)?;
+            for key in &settings.desktop_sharing.passkeys {
+                println!(
+                    "{}  {}  key {}",
+                    key.recipient,
+                    key.id,
+                    key.public_key.fingerprint()
+                );
+            }
+        }
+        cli::ApproversCommand::Remove { which } => {
+            let removed = enroll::unpin(config, &which)?;
+            if removed == 0 {
+                anyhow::bail!(
+                    "no pinned passkey of {which:?}: `doorman settings approvers list` shows them"
+                );
+            }
+            println!("unpinned {removed} passkey(s) of {which}");
+        }
+        cli::ApproversCommand::Enroll { address } => {
+            let settings = doorman_agent::settings_file::load(config)?;
+            let enrolment = enroll::start(&settings, &address).await?;
+            println!(
+                "An enrolment link is on its way to {address}; it works for {} minutes.\n\
+                 Code: {}  (the recipient's page must show the same code)\n\
+                 Waiting for the passkey…",
+                enrolment.expires_in / 60,
+                enrolment.code
+            );
+            let passkey = enrolment.passkey().await?;
+            println!(
+                "{address} created a passkey. Fingerprint: {}\n\
+                 Compare it with the one the recipient's page shows.",
+                passkey.public_key.fingerprint()
+            );
+            print!("Pin this passkey for {address}? Type yes to pin: ");
+            use std::io::Write;
+            std::io::stdout().flush()?;
+            let mut answer = String::new();
+            std::io::stdin().read_line(&mut answer)?;
+            if answer.trim() != "yes" {
+                anyhow::bail!("not pinned");
+            }
+            let id = passkey.id.clone();
+            enroll::pin(config, passkey)?;
+            println!("pinned passkey {id} for {address} in {}", config.display());
         }
     }
     Ok(())

@@ -175,6 +175,10 @@ impl Fields {
             shell: Some(self.shell.is_some()),
             forward: Some(lines(&self.forward)),
             desktop: Some((!desktop.is_empty()).then(|| desktop.to_string())),
+            // Passkeys are pinned at the command line, where enrolment
+            // shows its code and fingerprint.
+            require_passkey: None,
+            passkeys: None,
         })
     }
 }

@@ -29,6 +29,8 @@ pub const UPGRADE_PROTOCOL: &str = "doorman/1";
 pub const AGENT_NAME_HEADER: &str = "x-doorman-agent";
 /// Paths of the upgrade endpoints.
 pub const AGENT_PATH: &str = "/v1/agent";
+/// Where a computer enrols a recipient's passkey (agent credentials).
+pub const ENROLL_PATH: &str = "/v1/enroll";
 pub const CONNECT_PATH: &str = "/v1/connect";
 pub const SESSION_PATH_PREFIX: &str = "/v1/session/";
 pub const TUNNEL_PATH_PREFIX: &str = "/v1/tunnel/";

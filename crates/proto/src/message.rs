@@ -339,6 +339,29 @@ impl SessionEnd {
     }
 }
 
+/// Computer → server on [`crate::ENROLL_PATH`]: email this recipient an
+/// enrolment link.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EnrollAsk {
+    pub recipient: String,
+}
+
+/// Server → computer on [`crate::ENROLL_PATH`].
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
+pub enum EnrollNews {
+    /// The link is on its way; the page will show this code.
+    Started { code: String, expires_in: u64 },
+    /// The recipient made this passkey; the person at the computer decides
+    /// whether to pin it.
+    Enrolled {
+        passkey: doorman_core::passkey::PinnedPasskey,
+    },
+    /// The enrolment ended without a passkey.
+    Failed { message: String },
+}
+
 /// What a computer that requires passkey approvals tells the server: the
 /// keys it pinned and what the challenge binds besides the request itself
 /// ([`doorman_core::passkey::challenge`]).

@@ -14,6 +14,7 @@ pub mod client_addr;
 pub mod clock;
 pub mod config;
 pub mod console;
+mod enrollment;
 pub mod failures;
 pub mod leadership;
 mod listener;
@@ -180,6 +181,11 @@ pub struct AppState {
     pub trusted_proxies: client_addr::TrustedProxies,
     /// Who is signed in to the web console.
     pub console: Arc<console::ConsoleSessions>,
+    /// How emails leave (the enrolment links go out at once).
+    pub delivery: outbox::Delivery,
+    pub mail_from: Mailbox,
+    /// Passkey enrolments under way.
+    pub enrollments: Arc<enrollment::Enrollments>,
 }
 
 /// The database URL for a data directory.
@@ -215,6 +221,9 @@ pub fn app(state: AppState) -> axum::Router {
         .route(doorman_proto::CONNECT_PATH, get(upgrade::operator))
         .route("/v1/session/{request_id}", get(upgrade::session))
         .route("/v1/tunnel/{session}", get(upgrade::tunnel))
+        .route(doorman_proto::ENROLL_PATH, get(enrollment::upgrade))
+        .route("/e/{token}", get(enrollment::show).post(enrollment::made))
+        .route("/assets/enroll.js", get(pages::enroll_script))
         .merge(console::routes())
         .layer(axum::extract::DefaultBodyLimit::max(pages::MAX_FORM_BYTES))
         .layer(axum::middleware::from_fn_with_state(
@@ -525,15 +534,21 @@ impl Server {
             outbox::Delivery::Smtp(_) => None,
         };
         let public_url = mail_settings.public_url.clone();
-        broker
-            .lifecycle
-            .spawn(outbox::run(Arc::clone(&broker), delivery, mail_settings));
+        let mail_from = mail_settings.from.clone();
+        broker.lifecycle.spawn(outbox::run(
+            Arc::clone(&broker),
+            delivery.clone(),
+            mail_settings,
+        ));
         let state = AppState {
             broker: Arc::clone(&broker),
             public: origin::PublicOrigin::new(&public_url),
             outbox_dir,
             trusted_proxies,
             console: Arc::new(console::ConsoleSessions::new(console_idle)),
+            delivery,
+            mail_from,
+            enrollments: Arc::default(),
         };
         let address = listener.local_addr()?;
         let with_tls = tls.is_some();

@@ -233,7 +233,6 @@ async fn write_file(
     message: &lettre::Message,
     link: &str,
 ) -> std::io::Result<()> {
-    crate::private::create_dir(dir)?;
     let stem = format!(
         "{}-{}-{}",
         job.request.created_at, job.request.id, job.position
@@ -245,7 +244,18 @@ async fn write_file(
         link: link.to_string(),
         written_at: now_millis(),
     };
-    let summary = serde_json::to_vec_pretty(&entry).map_err(std::io::Error::other)?;
+    write_entry(dir, &stem, message, &entry).await
+}
+
+/// Writes an email and its summary into the outbox directory.
+async fn write_entry(
+    dir: &std::path::Path,
+    stem: &str,
+    message: &lettre::Message,
+    entry: &OutboxEntry,
+) -> std::io::Result<()> {
+    crate::private::create_dir(dir)?;
+    let summary = serde_json::to_vec_pretty(entry).map_err(std::io::Error::other)?;
     write_atomically(&dir.join(format!("{stem}.eml")), &message.formatted()).await?;
     write_atomically(&dir.join(format!("{stem}.json")), &summary).await
 }
@@ -276,6 +286,55 @@ pub async fn list_files(dir: &std::path::Path) -> Vec<OutboxEntry> {
     }
     entries.sort_by(|a, b| b.written_at.cmp(&a.written_at).then(b.file.cmp(&a.file)));
     entries
+}
+
+/// Sends a passkey enrolment link at once (no retries: the person at the
+/// computer is waiting and sees the failure).
+pub async fn send_enrollment(
+    state: &crate::AppState,
+    computer: &str,
+    recipient: &str,
+    link: &str,
+) -> Result<(), String> {
+    let subject = format!("Enrol a passkey for approving connections to {computer}");
+    let text = format!(
+        "The computer \"{computer}\" asks you to create a passkey for approving connections to it.\n\n\
+         Enrol: {link}\n\n\
+         The page shows a code; check that the computer shows the same one. Then create the\n\
+         passkey. Its fingerprint is shown to you and at the computer, where its owner pins it.\n\
+         If you did not expect this, ignore this email. The link works for ten minutes.\n"
+    );
+    let to: lettre::message::Mailbox = recipient
+        .parse()
+        .map_err(|_| format!("{recipient} is not an email address"))?;
+    let message = lettre::Message::builder()
+        .from(state.mail_from.clone())
+        .to(to)
+        .subject(&subject)
+        .header(lettre::message::header::ContentType::TEXT_PLAIN)
+        .body(text)
+        .map_err(|e| e.to_string())?;
+    match &state.delivery {
+        Delivery::Smtp(relay) => relay
+            .send(&message)
+            .await
+            .map(|_| ())
+            .map_err(|e| e.to_string()),
+        Delivery::Files(dir) => {
+            let now = now_millis();
+            let stem = format!("{now}-enroll-{computer}");
+            let entry = OutboxEntry {
+                file: format!("{stem}.eml"),
+                to: recipient.to_string(),
+                subject,
+                link: link.to_string(),
+                written_at: now,
+            };
+            write_entry(dir, &stem, &message, &entry)
+                .await
+                .map_err(|e| e.to_string())
+        }
+    }
 }
 
 #[cfg(test)]

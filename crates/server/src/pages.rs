@@ -70,9 +70,17 @@ pub async fn passkey_script() -> impl IntoResponse {
     )
 }
 
+/// The enrolment page's script.
+pub async fn enroll_script() -> impl IntoResponse {
+    (
+        [(header::CONTENT_TYPE, "text/javascript; charset=utf-8")],
+        include_str!("../assets/enroll.js"),
+    )
+}
+
 /// The approval page's policy when it runs the passkey script: the usual
 /// one, plus this server's own scripts.
-const PASSKEY_PAGE_POLICY: &str = "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'";
+pub(crate) const PASSKEY_PAGE_POLICY: &str = "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'";
 
 pub async fn home() -> impl IntoResponse {
     render(

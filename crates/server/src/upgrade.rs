@@ -36,7 +36,7 @@ fn plain(status: StatusCode, message: &str) -> Response {
 }
 
 /// Answers `101 Switching Protocols` and hands the upgraded stream to `serve`.
-fn switch<F, Fut>(state: &AppState, mut request: Request, serve: F) -> Response
+pub(crate) fn switch<F, Fut>(state: &AppState, mut request: Request, serve: F) -> Response
 where
     F: FnOnce(doorman_proto::dial::Upgraded) -> Fut + Send + 'static,
     Fut: std::future::Future<Output = ()> + Send + 'static,
@@ -105,7 +105,7 @@ pub(crate) async fn count_wrong_credential(
 
 /// Checks an agent's upgrade request and key; the agent's name and the
 /// stored hash of the key it used, on success.
-async fn authenticate_agent(
+pub(crate) async fn authenticate_agent(
     state: &AppState,
     client: std::net::IpAddr,
     headers: &HeaderMap,

@@ -93,6 +93,16 @@ impl ReceivedMail {
     }
 
     /// The Check Request link of the plain-text body.
+    /// The passkey enrolment link of an enrolment email.
+    pub fn enrolment_link(&self) -> String {
+        let text = self.text();
+        let line = text
+            .lines()
+            .find_map(|line| line.strip_prefix("Enrol: "))
+            .expect("an Enrol line");
+        line.trim().to_string()
+    }
+
     pub fn link(&self) -> String {
         let text = self.text();
         let line = text

@@ -135,6 +135,29 @@ impl Browser {
         self.call(reqwest::Method::GET, path, None).await
     }
 
+    /// Adds a virtual authenticator (CTAP2, built in, with resident keys
+    /// and user verification that always succeeds), as a platform passkey
+    /// would be; its id.
+    pub async fn add_virtual_authenticator(&self) -> String {
+        let reply = self
+            .post(
+                &self.at("/webauthn/authenticator"),
+                serde_json::json!({
+                    "protocol": "ctap2",
+                    "transport": "internal",
+                    "hasResidentKey": true,
+                    "hasUserVerification": true,
+                    "isUserConsenting": true,
+                    "isUserVerified": true,
+                }),
+            )
+            .await;
+        reply["value"]
+            .as_str()
+            .expect("an authenticator id")
+            .to_string()
+    }
+
     /// `/session/ID` + `rest`.
     fn at(&self, rest: &str) -> String {
         format!("/session/{}{rest}", self.session)

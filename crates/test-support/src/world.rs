@@ -60,7 +60,12 @@ impl World {
         let address = listener.local_addr().expect("address");
         let certificates = builder.tls.then(|| crate::tls::generate(dir.path()));
         let scheme = if builder.tls { "https" } else { "http" };
-        let url = format!("{scheme}://{address}");
+        // WebAuthn takes a domain as the relying party, never an address.
+        let url = if builder.localhost {
+            format!("{scheme}://localhost:{}", address.port())
+        } else {
+            format!("{scheme}://{address}")
+        };
         let config = ServerConfig {
             public_url: url.clone(),
             data_dir: dir.path().join("server"),

@@ -21,6 +21,8 @@ pub struct WorldBuilder {
     pub heartbeat: std::time::Duration,
     pub connections: doorman_server::serve::ConnectionLimits,
     pub recordings: doorman_server::Recordings,
+    /// The public URL names `localhost`, not the address.
+    pub localhost: bool,
     /// More `[desktop_sharing]` lines (approval policies), as TOML.
     pub policies: Vec<String>,
     /// The SMTP sink speaks TLS this way, with a certificate of the test
@@ -46,6 +48,7 @@ impl Default for WorldBuilder {
             heartbeat: doorman_server::DEFAULT_HEARTBEAT,
             connections: doorman_server::serve::ConnectionLimits::default(),
             recordings: doorman_server::Recordings::default(),
+            localhost: false,
             policies: Vec::new(),
             smtp_tls: None,
             database_url: None,
@@ -112,6 +115,12 @@ impl WorldBuilder {
     }
 
     /// Pings agents and waiting operators this often.
+    /// The public URL is `http://localhost:PORT` (passkeys need a domain).
+    pub fn localhost(mut self) -> Self {
+        self.localhost = true;
+        self
+    }
+
     /// Whether and how long the server records shell sessions.
     pub fn recordings(mut self, recordings: doorman_server::Recordings) -> Self {
         self.recordings = recordings;

@@ -1,0 +1,304 @@
+//! Passkey enrolment, started at the computer (`doorman settings approvers
+//! enroll ADDRESS`, on [`doorman_proto::ENROLL_PATH`] with the agent's
+//! key): the server emails the recipient a link and tells the computer a
+//! short code; the recipient's page shows the same code and creates a
+//! passkey for this server's domain; the computer gets the credential and
+//! its owner decides whether to pin it. Enrolment is the moment of trust:
+//! the server only carries the key, and the person at the computer compares
+//! the code and the key's fingerprint with the recipient.
+//!
+//! Enrolments live in memory for ten minutes; after a restart the computer
+//! asks again.
+
+use crate::AppState;
+use crate::pages::PageError;
+use askama::Template;
+use axum::extract::{Form, Path, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{Html, IntoResponse, Response};
+use doorman_core::passkey::{self, B64, Expected, PinnedPasskey};
+use doorman_proto::Connection;
+use doorman_proto::message::{EnrollAsk, EnrollNews};
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+use tokio::sync::oneshot;
+
+/// How long an enrolment link works.
+const LIFETIME: Duration = Duration::from_secs(600);
+
+/// The enrolments under way, by their link token's hash.
+#[derive(Default)]
+pub struct Enrollments {
+    pending: Mutex<HashMap<[u8; 32], Pending>>,
+}
+
+impl std::fmt::Debug for Enrollments {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Enrollments")
+    }
+}
+
+struct Pending {
+    computer: String,
+    recipient: String,
+    code: String,
+    challenge: [u8; 32],
+    user_id: [u8; 16],
+    until: Instant,
+    done: Option<oneshot::Sender<PinnedPasskey>>,
+}
+
+impl Enrollments {
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<[u8; 32], Pending>> {
+        self.pending
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+}
+
+fn random<const N: usize>() -> Option<[u8; N]> {
+    let mut bytes = [0u8; N];
+    ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), &mut bytes).ok()?;
+    Some(bytes)
+}
+
+/// `GET /v1/enroll`: a computer enrols a recipient's passkey.
+pub async fn upgrade(
+    State(state): State<AppState>,
+    crate::client_addr::ClientAddr(client): crate::client_addr::ClientAddr,
+    headers: HeaderMap,
+    request: axum::extract::Request,
+) -> Response {
+    let (computer, _) = match crate::upgrade::authenticate_agent(&state, client, &headers).await {
+        Ok(authenticated) => authenticated,
+        Err(response) => return response,
+    };
+    let for_task = state.clone();
+    crate::upgrade::switch(&state, request, move |io| async move {
+        let mut connection = Connection::new(io);
+        if let Err(error) = enroll(&for_task, &mut connection, &computer).await {
+            tracing::info!(%computer, %error, "passkey enrolment ended");
+        }
+    })
+}
+
+async fn enroll<S>(
+    state: &AppState,
+    connection: &mut Connection<S>,
+    computer: &str,
+) -> Result<(), doorman_proto::ConnectionError>
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+{
+    let Some(ask) = connection.read_message::<EnrollAsk>().await? else {
+        return Ok(());
+    };
+    let failed = |message: String| EnrollNews::Failed { message };
+    if let Err(message) = doorman_core::settings::validate_recipient(&ask.recipient) {
+        return connection.write_message(&failed(message)).await;
+    }
+    let (Some(token), Some(challenge), Some(user_id), Some(code)) = (
+        random::<24>(),
+        random::<32>(),
+        random::<16>(),
+        random::<4>(),
+    ) else {
+        return connection
+            .write_message(&failed("the server has no randomness".into()))
+            .await;
+    };
+    let code = format!(
+        "{:04}-{:04}",
+        u16::from_be_bytes([code[0], code[1]]) % 10_000,
+        u16::from_be_bytes([code[2], code[3]]) % 10_000
+    );
+    let token = B64(token.to_vec()).to_string();
+    let hash = crate::secrets::hash(&token);
+    let (done, finished) = oneshot::channel();
+    state.enrollments.lock().insert(
+        hash,
+        Pending {
+            computer: computer.to_string(),
+            recipient: ask.recipient.clone(),
+            code: code.clone(),
+            challenge,
+            user_id,
+            until: Instant::now() + LIFETIME,
+            done: Some(done),
+        },
+    );
+    let link = format!("{}/e/{token}", state.public.origin());
+    if let Err(message) =
+        crate::outbox::send_enrollment(state, computer, &ask.recipient, &link).await
+    {
+        state.enrollments.lock().remove(&hash);
+        return connection
+            .write_message(&failed(format!(
+                "cannot email {}: {message}",
+                ask.recipient
+            )))
+            .await;
+    }
+    tracing::info!(%computer, recipient = %ask.recipient, "passkey enrolment link sent");
+    connection
+        .write_message(&EnrollNews::Started {
+            code,
+            expires_in: LIFETIME.as_secs(),
+        })
+        .await?;
+    let outcome = tokio::select! {
+        made = tokio::time::timeout(LIFETIME, finished) => match made {
+            Ok(Ok(passkey)) => EnrollNews::Enrolled { passkey },
+            _ => failed("the enrolment link expired unused".into()),
+        },
+        // The computer gave up (Ctrl-C).
+        _ = connection.read_message::<EnrollAsk>() => {
+            state.enrollments.lock().remove(&hash);
+            return Ok(());
+        }
+    };
+    state.enrollments.lock().remove(&hash);
+    connection.write_message(&outcome).await
+}
+
+#[derive(Template)]
+#[template(path = "enroll.html")]
+struct EnrollPage<'a> {
+    computer: &'a str,
+    recipient: &'a str,
+    code: &'a str,
+    challenge: String,
+    rp_id: &'a str,
+    user_id: String,
+    nonce: String,
+    /// Once made: the new key's fingerprint.
+    made: Option<String>,
+    problem: Option<String>,
+}
+
+fn render(page: &EnrollPage<'_>) -> Response {
+    match page.render() {
+        Ok(html) => {
+            let mut response = Html(html).into_response();
+            response.headers_mut().insert(
+                header::CONTENT_SECURITY_POLICY,
+                HeaderValue::from_static(crate::pages::PASSKEY_PAGE_POLICY),
+            );
+            response
+        }
+        Err(error) => {
+            tracing::error!(%error, "cannot render the enrolment page");
+            (StatusCode::INTERNAL_SERVER_ERROR, "internal error").into_response()
+        }
+    }
+}
+
+/// The enrolment `token` names, while it lasts, with its page drawn by `f`.
+fn with_pending<R>(
+    state: &AppState,
+    token: &str,
+    f: impl FnOnce(&mut Pending, [u8; 32]) -> R,
+) -> Result<R, PageError> {
+    let hash = crate::secrets::hash(token);
+    let mut pending = state.enrollments.lock();
+    match pending.get_mut(&hash) {
+        Some(found) if found.until > Instant::now() => Ok(f(found, hash)),
+        _ => Err(PageError::NotFound),
+    }
+}
+
+fn page_of<'a>(state: &'a AppState, pending: &'a Pending, hash: &[u8; 32]) -> EnrollPage<'a> {
+    EnrollPage {
+        computer: &pending.computer,
+        recipient: &pending.recipient,
+        code: &pending.code,
+        challenge: B64(pending.challenge.to_vec()).to_string(),
+        rp_id: state.public.host(),
+        user_id: B64(pending.user_id.to_vec()).to_string(),
+        nonce: state.broker.key.page_nonce(hash),
+        made: None,
+        problem: None,
+    }
+}
+
+/// `GET /e/{token}`: the recipient's enrolment page.
+pub async fn show(
+    State(state): State<AppState>,
+    Path(token): Path<String>,
+) -> Result<Response, PageError> {
+    with_pending(&state, &token, |pending, hash| {
+        render(&page_of(&state, pending, &hash))
+    })
+}
+
+#[derive(serde::Deserialize)]
+pub struct Made {
+    nonce: String,
+    /// JSON: `attestation_object` and `client_data_json`, base64url.
+    credential: String,
+}
+
+#[derive(serde::Deserialize)]
+struct Credential {
+    attestation_object: B64,
+    client_data_json: B64,
+}
+
+/// `POST /e/{token}`: the passkey the recipient's browser made.
+pub async fn made(
+    State(state): State<AppState>,
+    Path(token): Path<String>,
+    crate::client_addr::ClientAddr(client): crate::client_addr::ClientAddr,
+    headers: HeaderMap,
+    Form(form): Form<Made>,
+) -> Result<Response, PageError> {
+    if state
+        .public
+        .cross_site(&headers, client.is_loopback())
+        .is_some()
+    {
+        return Err(PageError::Forbidden("enrol from the enrolment page itself"));
+    }
+    with_pending(&state, &token, |pending, hash| {
+        if !crate::secrets::constant_time_eq(&form.nonce, &state.broker.key.page_nonce(&hash)) {
+            return Err(PageError::Forbidden(
+                "this form did not come from the enrolment page",
+            ));
+        }
+        let read = serde_json::from_str::<Credential>(&form.credential)
+            .map_err(|e| e.to_string())
+            .and_then(|c| {
+                passkey::read_registration(
+                    &c.attestation_object.0,
+                    &c.client_data_json.0,
+                    &Expected {
+                        challenge: &pending.challenge,
+                        origin: state.public.origin(),
+                        rp_id: state.public.host(),
+                    },
+                )
+                .map_err(|e| e.to_string())
+            });
+        let (made, problem) = match read {
+            Ok(credential) => {
+                let fingerprint = credential.public_key.fingerprint();
+                let passkey = PinnedPasskey {
+                    recipient: pending.recipient.clone(),
+                    id: credential.id,
+                    public_key: credential.public_key,
+                };
+                tracing::info!(computer = %pending.computer, recipient = %pending.recipient, "passkey created for enrolment");
+                if let Some(done) = pending.done.take() {
+                    let _ = done.send(passkey);
+                }
+                (Some(fingerprint), None)
+            }
+            Err(problem) => (None, Some(problem)),
+        };
+        let mut page = page_of(&state, pending, &hash);
+        page.made = made;
+        page.problem = problem;
+        Ok(render(&page))
+    })?
+}
