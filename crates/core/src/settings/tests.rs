@@ -216,3 +216,48 @@ fn the_services_change_too_and_a_bad_target_is_named() {
     };
     assert_eq!(problems[0].field, "services.desktop");
 }
+
+#[test]
+fn pinned_passkeys_are_written_read_back_and_checked() {
+    let key = crate::passkey::soft::SoftPasskey::new("https://doorman.example.com");
+    let pinned = key.pinned("it@example.com");
+    let change = SettingsChange {
+        passkeys: Some(vec![pinned.clone()]),
+        require_passkey: Some(true),
+        ..SettingsChange::default()
+    };
+    let (text, settings) = change.apply_to(EXAMPLE).unwrap();
+    assert!(text.contains("# The office computer."), "{text}");
+    assert_eq!(settings.desktop_sharing.passkeys, [pinned.clone()]);
+    assert!(settings.desktop_sharing.require_passkey);
+    assert_eq!(AgentSettings::parse(&text).unwrap(), settings);
+
+    // Two approvals, one recipient with a key: refused whole.
+    let more = SettingsChange {
+        required_approvals: Some(2),
+        ..SettingsChange::default()
+    };
+    let SettingsError::Invalid(problems) = more.apply_to(&text).unwrap_err() else {
+        panic!("not a validation error");
+    };
+    assert_eq!(problems[0].field, "desktop_sharing.require_passkey");
+    assert!(
+        problems[0]
+            .message
+            .starts_with("1 recipients have a pinned passkey, fewer than required_approvals (2)")
+    );
+
+    // A key of someone who is not a recipient.
+    let stranger = SettingsChange {
+        passkeys: Some(vec![key.pinned("eve@example.com")]),
+        ..SettingsChange::default()
+    };
+    let SettingsError::Invalid(problems) = stranger.apply_to(&text).unwrap_err() else {
+        panic!("not a validation error");
+    };
+    assert!(
+        problems
+            .iter()
+            .any(|p| p.field == "desktop_sharing.passkeys[0].recipient")
+    );
+}
