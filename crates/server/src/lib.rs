@@ -28,6 +28,8 @@ mod passkey_approval;
 pub mod private;
 pub mod private_ca;
 pub mod recording;
+mod retention;
+pub use retention::{DEFAULT_RECORDINGS_KEEP_DAYS, Recordings};
 mod relay;
 pub mod secrets;
 pub mod serve;
@@ -80,25 +82,6 @@ pub struct ServerConfig {
     pub metrics_listen: Option<std::net::SocketAddr>,
     pub recordings: Recordings,
 }
-
-/// Whether shell sessions are recorded, and for how long recordings are kept.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Recordings {
-    pub enabled: bool,
-    pub keep_days: u32,
-}
-
-impl Default for Recordings {
-    fn default() -> Self {
-        Self {
-            enabled: true,
-            keep_days: DEFAULT_RECORDINGS_KEEP_DAYS,
-        }
-    }
-}
-
-/// How long recordings are kept unless told otherwise.
-pub const DEFAULT_RECORDINGS_KEEP_DAYS: u32 = 90;
 
 /// How long the audit trail keeps events unless told otherwise.
 pub const DEFAULT_AUDIT_RETENTION_DAYS: u32 = 365;
@@ -419,17 +402,14 @@ impl Prepared {
             config.recordings,
         ));
         broker.metrics.set_leader(true);
-        broker.lifecycle.spawn(prune_audit(
+        broker.lifecycle.spawn(retention::prune(
             Arc::clone(&broker),
             config.audit_retention_days,
+            config.recordings.keep_days,
         ));
         broker
             .lifecycle
             .spawn(agents::watch_keys(Arc::clone(&broker)));
-        broker.lifecycle.spawn(prune_recordings(
-            Arc::clone(&broker),
-            config.recordings.keep_days,
-        ));
         for request in broker.store.pending_requests().await? {
             broker.schedule_expiry(request.id, request.expires_at);
         }
@@ -457,41 +437,6 @@ impl Prepared {
             ),
             lock,
         })
-    }
-}
-
-/// Deletes audit events past the retention, at start and then daily.
-async fn prune_audit(broker: Arc<Broker>, retention_days: u32) {
-    let day = std::time::Duration::from_secs(86_400);
-    loop {
-        let now = clock::now_millis();
-        let before = now - i64::from(retention_days) * 86_400_000;
-        match broker.store.prune_audit(before, "retention", now).await {
-            Ok(0) => {}
-            Ok(pruned) => tracing::info!(pruned, retention_days, "old audit events deleted"),
-            Err(error) => tracing::warn!(%error, "cannot prune the audit trail"),
-        }
-        tokio::select! {
-            () = tokio::time::sleep(day) => {}
-            () = broker.lifecycle.stopping() => return,
-        }
-    }
-}
-
-/// Deletes recordings past their keeping time, at start and then daily.
-async fn prune_recordings(broker: Arc<Broker>, keep_days: u32) {
-    let day = std::time::Duration::from_secs(86_400);
-    loop {
-        let before = clock::now_millis() - i64::from(keep_days) * 86_400_000;
-        match broker.store.prune_recordings(before).await {
-            Ok(0) => {}
-            Ok(pruned) => tracing::info!(pruned, keep_days, "old session recordings deleted"),
-            Err(error) => tracing::warn!(%error, "cannot prune session recordings"),
-        }
-        tokio::select! {
-            () = tokio::time::sleep(day) => {}
-            () = broker.lifecycle.stopping() => return,
-        }
     }
 }
 

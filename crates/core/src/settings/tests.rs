@@ -228,7 +228,10 @@ fn pinned_passkeys_are_written_read_back_and_checked() {
     };
     let (text, settings) = change.apply_to(EXAMPLE).unwrap();
     assert!(text.contains("# The office computer."), "{text}");
-    assert_eq!(settings.desktop_sharing.passkeys, [pinned.clone()]);
+    assert_eq!(
+        settings.desktop_sharing.passkeys,
+        std::slice::from_ref(&pinned)
+    );
     assert!(settings.desktop_sharing.require_passkey);
     assert_eq!(AgentSettings::parse(&text).unwrap(), settings);
 
