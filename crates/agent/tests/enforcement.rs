@@ -17,29 +17,15 @@ async fn agent(
     sharing: &str,
     services: &str,
 ) -> Connection<TcpStream> {
-    let config = dir.path().join("agent.toml");
-    std::fs::write(
-        &config,
-        format!(
-            "server = \"{}\"\nname = \"pc\"\nkey = \"{KEY}\"\n\n[desktop_sharing]\n{sharing}\n\n[services]\n{services}\n",
-            server.url
-        ),
-    )
-    .unwrap();
-    tokio::spawn(doorman_agent::run(config, std::future::pending()));
-    let Accepted {
-        path,
-        mut connection,
-    } = server.accept().await;
-    assert_eq!(path, "/v1/agent");
-    connection
-        .write_message(&ServerToAgent::Welcome {
-            heartbeat_ms: None,
-            takes_status: false,
-        })
+    server
+        .welcome_agent(
+            dir.path(),
+            &format!(
+                "server = \"{}\"\nname = \"pc\"\nkey = \"{KEY}\"\n\n[desktop_sharing]\n{sharing}\n\n[services]\n{services}\n",
+                server.url
+            ),
+        )
         .await
-        .unwrap();
-    connection
 }
 
 /// The agent's next message that `wanted` picks, skipping others.

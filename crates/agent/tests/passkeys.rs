@@ -9,7 +9,7 @@ use doorman_proto::Connection;
 use doorman_proto::message::{
     AgentToServer, OfferReply, PasskeyRequirement, ServerToAgent, Service, SessionEnd,
 };
-use doorman_test_support::fake_server::{Accepted, FakeServer};
+use doorman_test_support::fake_server::FakeServer;
 use tokio::net::TcpStream;
 
 const KEY: &str = "dak_AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA";
@@ -28,31 +28,14 @@ async fn agent(pinned: impl Fn(&str) -> SoftPasskey) -> (Agent, SoftPasskey) {
     let pin = key.pinned("it@example.com");
     let public = serde_json::to_value(&pin.public_key).unwrap();
     let dir = tempfile::tempdir().unwrap();
-    let config = dir.path().join("agent.toml");
-    std::fs::write(
-        &config,
-        format!(
-            "server = \"{}\"\nname = \"pc\"\nkey = \"{KEY}\"\n\n[desktop_sharing]\nrequire_email_authorization = true\nrecipients = [\"it@example.com\"]\nrequire_passkey = true\npasskeys = [{{ recipient = \"it@example.com\", id = \"{}\", public_key = {{ alg = \"{}\", key = \"{}\" }} }}]\n",
-            server.url,
-            pin.id,
-            public["alg"].as_str().unwrap(),
-            public["key"].as_str().unwrap(),
-        ),
-    )
-    .unwrap();
-    tokio::spawn(doorman_agent::run(config, std::future::pending()));
-    let Accepted {
-        path,
-        mut connection,
-    } = server.accept().await;
-    assert_eq!(path, "/v1/agent");
-    connection
-        .write_message(&ServerToAgent::Welcome {
-            heartbeat_ms: None,
-            takes_status: false,
-        })
-        .await
-        .unwrap();
+    let settings = format!(
+        "server = \"{}\"\nname = \"pc\"\nkey = \"{KEY}\"\n\n[desktop_sharing]\nrequire_email_authorization = true\nrecipients = [\"it@example.com\"]\nrequire_passkey = true\npasskeys = [{{ recipient = \"it@example.com\", id = \"{}\", public_key = {{ alg = \"{}\", key = \"{}\" }} }}]\n",
+        server.url,
+        pin.id,
+        public["alg"].as_str().unwrap(),
+        public["key"].as_str().unwrap(),
+    );
+    let connection = server.welcome_agent(dir.path(), &settings).await;
     (
         Agent {
             control: connection,

@@ -3,19 +3,10 @@
 //! readable when the session is cut short; `--record-sessions false` and
 //! other kinds of session record nothing.
 
-use doorman_client::SessionKind;
 use doorman_test_support::World;
 use doorman_test_support::process::run;
 
 const DOORMAN: &str = env!("CARGO_BIN_EXE_doorman");
-
-fn shell() -> SessionKind {
-    SessionKind::Shell {
-        term: "xterm-256color".into(),
-        rows: 30,
-        cols: 100,
-    }
-}
 
 /// `doorman admin --data-dir WORLD'S ARGS…`: (exit code, stdout, stderr).
 async fn admin(world: &World, args: &[&str]) -> (i32, String, String) {
@@ -29,13 +20,7 @@ async fn admin(world: &World, args: &[&str]) -> (i32, String, String) {
 async fn a_recorded_shell_session_plays_back_the_same_text() {
     let world = World::builder().without_email_authorization().start().await;
     let input: &[u8] = b"stty -echo; echo recorded-$((6*7)); printf 'caf\\303\\251\\n'; exit 0\n";
-    let connecting = world.connect_with(
-        "office-pc",
-        &world.operator_token,
-        shell(),
-        "",
-        Box::new(input),
-    );
+    let connecting = world.connect_shell(Box::new(input));
     let stdout = connecting.stdout.clone();
     assert_eq!(connecting.finish().await, Ok(0));
     let screen = stdout.text();
@@ -109,13 +94,7 @@ async fn a_session_cut_short_leaves_a_readable_recording() {
     let mut world = World::builder().without_email_authorization().start().await;
     // The shell waits on input that never ends.
     let (input, mut typing) = tokio::io::duplex(64);
-    let connecting = world.connect_with(
-        "office-pc",
-        &world.operator_token,
-        shell(),
-        "",
-        Box::new(input),
-    );
+    let connecting = world.connect_shell(Box::new(input));
     let stdout = connecting.stdout.clone();
     tokio::io::AsyncWriteExt::write_all(&mut typing, b"echo before-the-cut\n")
         .await
@@ -147,13 +126,7 @@ async fn nothing_is_recorded_when_recording_is_off_or_the_session_is_a_command()
         .start()
         .await;
     let input: &[u8] = b"exit 0\n";
-    let connecting = world.connect_with(
-        "office-pc",
-        &world.operator_token,
-        shell(),
-        "",
-        Box::new(input),
-    );
+    let connecting = world.connect_shell(Box::new(input));
     assert_eq!(connecting.finish().await, Ok(0));
     let connecting = world.connect(&["echo", "hi"], "");
     assert_eq!(connecting.finish().await, Ok(0));
@@ -181,13 +154,7 @@ async fn with_postgresql_recordings_live_in_the_database() {
         .start()
         .await;
     let input: &[u8] = b"echo in-postgres; exit 0\n";
-    let connecting = world.connect_with(
-        "office-pc",
-        &world.operator_token,
-        shell(),
-        "",
-        Box::new(input),
-    );
+    let connecting = world.connect_shell(Box::new(input));
     let stdout = connecting.stdout.clone();
     assert_eq!(connecting.finish().await, Ok(0));
     world.wait_for_audit("session_recorded").await;

@@ -1,14 +1,9 @@
 // The enrolment page's only script: creates a passkey for this server's
 // domain and posts it back; the computer then pins it.
+import { decode, encode } from "./base64url.js";
+
 const form = document.getElementById("enroll-form");
 const problem = document.getElementById("enroll-problem");
-
-const decode = (text) => {
-  const base64 = text.replace(/-/g, "+").replace(/_/g, "/");
-  return Uint8Array.from(atob(base64 + "===".slice((base64.length + 3) % 4)), (c) => c.charCodeAt(0));
-};
-const encode = (buffer) =>
-  btoa(String.fromCharCode(...new Uint8Array(buffer))).replace(/\+/g, "-").replace(/\//g, "_").replace(/=+$/, "");
 
 form?.addEventListener("submit", async (event) => {
   if (form.elements.credential.value) return;

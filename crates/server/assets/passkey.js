@@ -1,15 +1,10 @@
 // The approval page's only script, for a computer that requires passkeys:
 // Allow runs the WebAuthn ceremony over the request's challenge, and the
 // form carries the assertion to the server (and on to the computer).
+import { decode, encode } from "./base64url.js";
+
 const form = document.getElementById("passkey-form");
 const problem = document.getElementById("passkey-problem");
-
-const decode = (text) => {
-  const base64 = text.replace(/-/g, "+").replace(/_/g, "/");
-  return Uint8Array.from(atob(base64 + "===".slice((base64.length + 3) % 4)), (c) => c.charCodeAt(0));
-};
-const encode = (buffer) =>
-  btoa(String.fromCharCode(...new Uint8Array(buffer))).replace(/\+/g, "-").replace(/\//g, "_").replace(/=+$/, "");
 
 form?.addEventListener("submit", async (event) => {
   if (event.submitter?.value !== "allow" || form.elements.assertion.value) return;

@@ -195,7 +195,7 @@ pub fn app(state: AppState) -> axum::Router {
     axum::Router::new()
         .route("/", get(pages::home))
         .route("/assets/doorman.css", get(pages::stylesheet))
-        .route("/assets/passkey.js", get(pages::passkey_script))
+        .route("/assets/{script}", get(pages::script))
         .route("/a/{token}", get(pages::show).post(pages::decide))
         .route("/outbox", get(pages::outbox))
         .route("/outbox/{file}", get(pages::outbox_file))
@@ -206,7 +206,6 @@ pub fn app(state: AppState) -> axum::Router {
         .route("/v1/tunnel/{session}", get(upgrade::tunnel))
         .route(doorman_proto::ENROLL_PATH, get(enrollment::upgrade))
         .route("/e/{token}", get(enrollment::show).post(enrollment::made))
-        .route("/assets/enroll.js", get(pages::enroll_script))
         .merge(console::routes())
         .layer(axum::extract::DefaultBodyLimit::max(pages::MAX_FORM_BYTES))
         .layer(axum::middleware::from_fn_with_state(

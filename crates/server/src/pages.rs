@@ -62,20 +62,24 @@ pub async fn stylesheet() -> impl IntoResponse {
     )
 }
 
-/// The approval page's script for computers that require passkeys.
-pub async fn passkey_script() -> impl IntoResponse {
-    (
-        [(header::CONTENT_TYPE, "text/javascript; charset=utf-8")],
-        include_str!("../assets/passkey.js"),
-    )
-}
+/// The scripts of the passkey pages (the approval page of a computer that
+/// requires passkeys, the enrolment page), by name.
+const SCRIPTS: [(&str, &str); 3] = [
+    ("passkey.js", include_str!("../assets/passkey.js")),
+    ("enroll.js", include_str!("../assets/enroll.js")),
+    ("base64url.js", include_str!("../assets/base64url.js")),
+];
 
-/// The enrolment page's script.
-pub async fn enroll_script() -> impl IntoResponse {
-    (
-        [(header::CONTENT_TYPE, "text/javascript; charset=utf-8")],
-        include_str!("../assets/enroll.js"),
-    )
+/// `GET /assets/{script}`.
+pub async fn script(Path(name): Path<String>) -> Response {
+    match SCRIPTS.iter().find(|(script, _)| *script == name) {
+        Some((_, text)) => (
+            [(header::CONTENT_TYPE, "text/javascript; charset=utf-8")],
+            *text,
+        )
+            .into_response(),
+        None => PageError::NotFound.into_response(),
+    }
 }
 
 /// The approval page's policy when it runs the passkey script: the usual

@@ -1,7 +1,6 @@
 //! Recorded sessions in the web console: an operator lists and replays the
 //! recordings of their own shell sessions, and reaches no one else's.
 
-use doorman_client::SessionKind;
 use doorman_test_support::World;
 use reqwest::StatusCode;
 use reqwest::header::{CONTENT_SECURITY_POLICY, COOKIE};
@@ -20,17 +19,7 @@ async fn get(world: &World, path: &str, cookie: &str) -> reqwest::Response {
 async fn an_operator_replays_their_own_recordings_and_no_one_elses() {
     let world = World::builder().without_email_authorization().start().await;
     let input: &[u8] = b"echo shown-in-the-console; exit 0\n";
-    let connecting = world.connect_with(
-        "office-pc",
-        &world.operator_token,
-        SessionKind::Shell {
-            term: "xterm".into(),
-            rows: 24,
-            cols: 80,
-        },
-        "",
-        Box::new(input),
-    );
+    let connecting = world.connect_shell(Box::new(input));
     let stdout = connecting.stdout.clone();
     assert_eq!(connecting.finish().await, Ok(0));
     world.wait_for_audit("session_recorded").await;

@@ -21,6 +21,32 @@ pub struct Accepted {
 }
 
 impl FakeServer {
+    /// Starts `doorman_agent::run` with `settings` (written to
+    /// `dir/agent.toml`), dialing this server; its control connection,
+    /// welcomed.
+    pub async fn welcome_agent(
+        &self,
+        dir: &std::path::Path,
+        settings: &str,
+    ) -> Connection<TcpStream> {
+        let config = dir.join("agent.toml");
+        std::fs::write(&config, settings).expect("settings written");
+        tokio::spawn(doorman_agent::run(config, std::future::pending()));
+        let Accepted {
+            path,
+            mut connection,
+        } = self.accept().await;
+        assert_eq!(path, "/v1/agent");
+        connection
+            .write_message(&doorman_proto::message::ServerToAgent::Welcome {
+                heartbeat_ms: None,
+                takes_status: false,
+            })
+            .await
+            .expect("welcome");
+        connection
+    }
+
     pub async fn start() -> FakeServer {
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
         let url = format!("http://{}", listener.local_addr().expect("address"));

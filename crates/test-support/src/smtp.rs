@@ -95,20 +95,20 @@ impl ReceivedMail {
     /// The Check Request link of the plain-text body.
     /// The passkey enrolment link of an enrolment email.
     pub fn enrolment_link(&self) -> String {
-        let text = self.text();
-        let line = text
-            .lines()
-            .find_map(|line| line.strip_prefix("Enrol: "))
-            .expect("an Enrol line");
-        line.trim().to_string()
+        self.line_after("Enrol: ")
     }
 
     pub fn link(&self) -> String {
+        self.line_after("Check Request: ")
+    }
+
+    /// The rest of the text's first line that starts with `label`.
+    fn line_after(&self, label: &str) -> String {
         let text = self.text();
         let line = text
             .lines()
-            .find_map(|line| line.strip_prefix("Check Request: "))
-            .expect("a Check Request line");
+            .find_map(|line| line.strip_prefix(label))
+            .unwrap_or_else(|| panic!("a {label:?} line"));
         line.trim().to_string()
     }
 }

@@ -186,6 +186,17 @@ impl World {
         self.connect_via(&self.url, computer, token, session, reason, stdin)
     }
 
+    /// Opens an interactive shell (xterm-256color, 24×80) on the world's
+    /// computer as its operator, typing what `stdin` gives.
+    pub fn connect_shell(&self, stdin: Box<dyn tokio::io::AsyncRead + Send + Unpin>) -> Connecting {
+        let shell = doorman_client::SessionKind::Shell {
+            term: "xterm-256color".into(),
+            rows: 24,
+            cols: 80,
+        };
+        self.connect_with(COMPUTER, &self.operator_token, shell, "", stdin)
+    }
+
     /// Runs `command` on the world's computer as its operator, dialing
     /// `server` (e.g. a front to the world's server) instead of the server.
     pub fn connect_through(&self, server: &str, command: &[&str]) -> Connecting {
