@@ -276,6 +276,11 @@ async fn require_authorization(
     }
     broker.schedule_expiry(request_id.clone(), expires_at);
     broker.outbox_wakeup.notify_one();
+    tracing::info!(
+        recipients = recipients.len(),
+        timeout_secs,
+        "authorization requested"
+    );
     connection
         .write_message(&ServerToOperator::Pending {
             request_id: request_id.clone(),
