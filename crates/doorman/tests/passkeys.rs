@@ -173,5 +173,27 @@ async fn a_recipient_enrols_a_passkey_and_approves_with_it() {
             .is_some_and(|d| d.starts_with(&format!("allowed with passkey {}", pinned.id))),
         "{allowed:?}"
     );
+    // The only pinned key cannot go while the computer requires passkeys;
+    // once it does not, it can.
+    let settings_cmd = |args: &'static [&'static str]| {
+        let config = world.agent_config.to_str().unwrap().to_string();
+        async move {
+            let mut all = vec!["settings", "--config", config.as_str()];
+            all.extend_from_slice(args);
+            doorman_test_support::process::run(DOORMAN, &all).await
+        }
+    };
+    let (code, _, err) = settings_cmd(&["approvers", "remove", "it@example.com"]).await;
+    assert_eq!(code, 1);
+    assert!(err.contains("fewer than required_approvals"), "{err}");
+    assert_eq!(
+        settings_cmd(&["set", "--require-passkey", "false"]).await.0,
+        0
+    );
+    let (code, out, err) = settings_cmd(&["approvers", "remove", "it@example.com"]).await;
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(out.trim(), "unpinned 1 passkey(s) of it@example.com");
+    let (_, list, _) = settings_cmd(&["approvers", "list"]).await;
+    assert_eq!(list, "");
     browser.quit().await;
 }
