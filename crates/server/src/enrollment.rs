@@ -26,6 +26,8 @@ use tokio::sync::oneshot;
 
 /// How long an enrolment link works.
 const LIFETIME: Duration = Duration::from_secs(600);
+/// Enrolments one computer may have under way at once.
+const MAX_PER_COMPUTER: usize = 3;
 
 /// The enrolments under way, by their link token's hash.
 #[derive(Default)]
@@ -108,6 +110,20 @@ where
             .write_message(&failed("the server has no randomness".into()))
             .await;
     };
+    // A computer's key must not become a way to flood mailboxes.
+    let under_way = state
+        .enrollments
+        .lock()
+        .values()
+        .filter(|p| p.computer == computer && p.until > Instant::now())
+        .count();
+    if under_way >= MAX_PER_COMPUTER {
+        return connection
+            .write_message(&failed(format!(
+                "{MAX_PER_COMPUTER} enrolments of this computer are under way already: finish or stop one first"
+            )))
+            .await;
+    }
     let code = format!(
         "{:04}-{:04}",
         u16::from_be_bytes([code[0], code[1]]) % 10_000,

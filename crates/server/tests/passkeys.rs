@@ -142,3 +142,35 @@ async fn a_deny_needs_no_passkey() {
     assert!(connecting.finish().await.is_err());
     world.wait_for_audit("denied").await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_computer_has_at_most_three_enrolments_under_way() {
+    let world = World::builder()
+        .localhost()
+        .recipients(&["it@example.com"])
+        .start()
+        .await;
+    let settings = doorman_agent::settings_file::load(&world.agent_config).unwrap();
+    let mut under_way = Vec::new();
+    for _ in 0..3 {
+        under_way.push(
+            doorman_agent::enroll::start(&settings, "it@example.com")
+                .await
+                .unwrap(),
+        );
+    }
+    let refused = doorman_agent::enroll::start(&settings, "it@example.com").await;
+    assert_eq!(
+        refused.err().map(|e| e.to_string()).as_deref(),
+        Some(
+            "the server ended the enrolment: 3 enrolments of this computer are under way already: finish or stop one first"
+        )
+    );
+    assert_eq!(world.smtp.wait_for(3).await.len(), 3);
+    // Not a recipient: refused at the computer, nothing sent.
+    let stranger = doorman_agent::enroll::start(&settings, "eve@example.com").await;
+    assert!(matches!(
+        stranger,
+        Err(doorman_agent::enroll::EnrollError::NotARecipient(_))
+    ));
+}
