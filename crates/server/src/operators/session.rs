@@ -77,18 +77,35 @@ pub(super) async fn relay_session(
     request_id: Option<&str>,
     mut expected: ExpectedSession,
 ) -> Result<(), OperatorError> {
-    let opened = tokio::select! {
-        opened = tokio::time::timeout(SESSION_OPEN_TIMEOUT, &mut expected.receiver) => opened,
-        // The computer refused before opening anything (a passkey approval
-        // that did not verify there): the operator hears its words.
-        Ok(SessionEnd::Failed { message }) = &mut expected.end => {
-            broker
-                .store
-                .record(&audit(ask, AuditKind::Refused, request_id, Some(message.clone())))
-                .await?;
-            return refuse(&mut connection, Refusal::SessionFailed, message).await;
+    // The agent's report of the end may come first: a short session can
+    // end before its connection reaches this task. It is kept, since the
+    // report can be read only once.
+    let mut reported = None;
+    let deadline = tokio::time::Instant::now() + SESSION_OPEN_TIMEOUT;
+    let opened = loop {
+        tokio::select! {
+            opened = tokio::time::timeout_at(deadline, &mut expected.receiver) => break opened,
+            end = &mut expected.end, if reported.is_none() => match end {
+                // The computer refused before opening anything (a passkey
+                // approval that did not verify there): the operator hears
+                // its words.
+                Ok(SessionEnd::Failed { message }) => {
+                    // Unless the session did open (its connection is here,
+                    // not yet taken): then it failed, as sessions do.
+                    if let Ok(io) = expected.receiver.try_recv() {
+                        reported = Some(Ok(SessionEnd::Failed { message }));
+                        break Ok(Ok(io));
+                    }
+                    broker
+                        .store
+                        .record(&audit(ask, AuditKind::Refused, request_id, Some(message.clone())))
+                        .await?;
+                    return refuse(&mut connection, Refusal::SessionFailed, message).await;
+                }
+                other => reported = Some(other),
+            },
+            _ = &mut expected.superseded => return Ok(()),
         }
-        _ = &mut expected.superseded => return Ok(()),
     };
     let Ok(Ok(agent_io)) = opened else {
         return refuse(
@@ -169,7 +186,10 @@ pub(super) async fn relay_session(
                 };
                 broker.metrics.relayed(up, down);
                 // The report follows the session's last bytes closely.
-                let end = tokio::time::timeout(END_REPORT_WAIT, &mut expected.end).await;
+                let end = match reported.take() {
+                    Some(end) => Ok(end),
+                    None => tokio::time::timeout(END_REPORT_WAIT, &mut expected.end).await,
+                };
                 break match (end, result) {
                     (Ok(Ok(end)), _) => format!("ended: {end}"),
                     (_, Ok((up, down))) => format!(
