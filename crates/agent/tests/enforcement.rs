@@ -4,7 +4,7 @@
 use doorman_core::Outcome;
 use doorman_proto::message::{AgentToServer, OfferReply, ServerToAgent, Service, SessionMessage};
 use doorman_proto::{Connection, Frame};
-use doorman_test_support::fake_server::{Accepted, FakeServer};
+use doorman_test_support::fake_server::{Accepted, FakeServer, next_from, offer};
 use tokio::net::TcpStream;
 
 const KEY: &str = "dak_AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA";
@@ -26,41 +26,6 @@ async fn agent(
             ),
         )
         .await
-}
-
-/// The agent's next message that `wanted` picks, skipping others.
-async fn next_from<T>(
-    control: &mut Connection<TcpStream>,
-    wanted: impl Fn(AgentToServer) -> Option<T>,
-) -> T {
-    loop {
-        match control.read_message::<AgentToServer>().await.unwrap() {
-            Some(message) => {
-                if let Some(found) = wanted(message) {
-                    return found;
-                }
-            }
-            None => panic!("the agent closed its control connection"),
-        }
-    }
-}
-
-async fn offer(control: &mut Connection<TcpStream>, id: &str, service: Service) -> OfferReply {
-    control
-        .write_message(&ServerToAgent::Offer {
-            request_id: id.into(),
-            operator: "alice".into(),
-            operator_ip: "127.0.0.1".into(),
-            reason: String::new(),
-            service,
-        })
-        .await
-        .unwrap();
-    next_from(control, |message| match message {
-        AgentToServer::OfferReply { request_id, reply } if request_id == id => Some(reply),
-        _ => None,
-    })
-    .await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -9,7 +9,7 @@ use doorman_proto::Connection;
 use doorman_proto::message::{
     AgentToServer, OfferReply, PasskeyRequirement, ServerToAgent, Service, SessionEnd,
 };
-use doorman_test_support::fake_server::FakeServer;
+use doorman_test_support::fake_server::{FakeServer, next_from, offer};
 use tokio::net::TcpStream;
 
 const KEY: &str = "dak_AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA";
@@ -53,37 +53,9 @@ fn command(argv: &str) -> Service {
 }
 
 impl Agent {
-    async fn next<T>(&mut self, wanted: impl Fn(AgentToServer) -> Option<T>) -> T {
-        loop {
-            match self.control.read_message::<AgentToServer>().await.unwrap() {
-                Some(message) => {
-                    if let Some(found) = wanted(message) {
-                        return found;
-                    }
-                }
-                None => panic!("the agent closed its control connection"),
-            }
-        }
-    }
-
     /// Offers request `id` for `service`: the agent's passkey requirement.
     async fn offer(&mut self, id: &str, service: Service) -> PasskeyRequirement {
-        self.control
-            .write_message(&ServerToAgent::Offer {
-                request_id: id.into(),
-                operator: "alice".into(),
-                operator_ip: "127.0.0.1".into(),
-                reason: String::new(),
-                service,
-            })
-            .await
-            .unwrap();
-        let reply = self
-            .next(|message| match message {
-                AgentToServer::OfferReply { request_id, reply } if request_id == id => Some(reply),
-                _ => None,
-            })
-            .await;
+        let reply = offer(&mut self.control, id, service).await;
         match reply {
             OfferReply::RequireAuthorization {
                 passkey: Some(passkey),
@@ -111,7 +83,7 @@ impl Agent {
 
     /// The agent's refusal of request `id`, as the operator will read it.
     async fn refusal(&mut self, id: &str) -> String {
-        self.next(|message| match message {
+        next_from(&mut self.control, |message| match message {
             AgentToServer::SessionEnded {
                 session_id,
                 end: SessionEnd::Failed { message },

@@ -58,7 +58,7 @@ async fn serve_agent(
                 let Some(outcome) = request.outcome() else {
                     continue;
                 };
-                let assertions = broker.assertions_of(&request.id).await;
+                let assertions = broker.assertions_of(&request, &outcome).await;
                 welcome.push(ServerToAgent::Settled {
                     request_id: request.id,
                     outcome,

@@ -12,6 +12,7 @@
 
 use crate::AppState;
 use crate::pages::PageError;
+use crate::secrets::random_bytes;
 use askama::Template;
 use axum::extract::{Form, Path, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
@@ -59,12 +60,6 @@ impl Enrollments {
     }
 }
 
-fn random<const N: usize>() -> Option<[u8; N]> {
-    let mut bytes = [0u8; N];
-    ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), &mut bytes).ok()?;
-    Some(bytes)
-}
-
 /// `GET /v1/enroll`: a computer enrols a recipient's passkey.
 pub async fn upgrade(
     State(state): State<AppState>,
@@ -101,10 +96,10 @@ where
         return connection.write_message(&failed(message)).await;
     }
     let (Some(token), Some(challenge), Some(user_id), Some(code)) = (
-        random::<24>(),
-        random::<32>(),
-        random::<16>(),
-        random::<4>(),
+        random_bytes::<24>().ok(),
+        random_bytes::<32>().ok(),
+        random_bytes::<16>().ok(),
+        random_bytes::<4>().ok(),
     ) else {
         return connection
             .write_message(&failed("the server has no randomness".into()))

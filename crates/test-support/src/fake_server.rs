@@ -83,3 +83,44 @@ impl FakeServer {
             .expect("the agent connects within 20 s")
     }
 }
+
+/// The agent's next message that `wanted` picks, skipping others.
+pub async fn next_from<T>(
+    control: &mut Connection<TcpStream>,
+    wanted: impl Fn(doorman_proto::message::AgentToServer) -> Option<T>,
+) -> T {
+    loop {
+        match control.read_message().await.expect("an agent message") {
+            Some(message) => {
+                if let Some(found) = wanted(message) {
+                    return found;
+                }
+            }
+            None => panic!("the agent closed its control connection"),
+        }
+    }
+}
+
+/// Offers request `id` for `service` from operator alice; the agent's answer.
+pub async fn offer(
+    control: &mut Connection<TcpStream>,
+    id: &str,
+    service: doorman_proto::message::Service,
+) -> doorman_proto::message::OfferReply {
+    use doorman_proto::message::{AgentToServer, ServerToAgent};
+    control
+        .write_message(&ServerToAgent::Offer {
+            request_id: id.into(),
+            operator: "alice".into(),
+            operator_ip: "127.0.0.1".into(),
+            reason: String::new(),
+            service,
+        })
+        .await
+        .expect("an offer sent");
+    next_from(control, |message| match message {
+        AgentToServer::OfferReply { request_id, reply } if request_id == id => Some(reply),
+        _ => None,
+    })
+    .await
+}

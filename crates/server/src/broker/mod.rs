@@ -262,8 +262,7 @@ impl Broker {
                 Step::Settled(settled) => {
                     let outcome = settled.outcome().state().as_str();
                     self.metrics.request_settled(outcome, at - row.created_at);
-                    self.publish(&row.id, &row.computer, settled.outcome())
-                        .await;
+                    self.publish(&row, settled.outcome()).await;
                     Applied::Settled(settled.outcome().clone())
                 }
                 Step::Unchanged(_, why) => Applied::Unchanged(why),
@@ -272,25 +271,28 @@ impl Broker {
         Err(StoreError::Contended(request_id.to_string()))
     }
 
-    async fn publish(&self, request_id: &str, computer: &str, outcome: &Outcome) {
-        self.waiters.settle(request_id, outcome);
-        let assertions = match outcome {
-            Outcome::Allowed { .. } => self.assertions_of(request_id).await,
-            _ => Vec::new(),
-        };
+    async fn publish(&self, row: &crate::store::RequestRow, outcome: &Outcome) {
+        self.waiters.settle(&row.id, outcome);
         let settled = ServerToAgent::Settled {
-            request_id: request_id.to_string(),
+            request_id: row.id.clone(),
             outcome: outcome.clone(),
-            assertions,
+            assertions: self.assertions_of(row, outcome).await,
         };
-        self.agents.send(computer, settled).await;
+        self.agents.send(&row.computer, settled).await;
     }
 
     /// The passkey assertions an allowed request's approvals were made
-    /// with; none when it needed none. One that cannot be read is left out:
-    /// the computer then refuses for too few.
-    pub async fn assertions_of(&self, request_id: &str) -> Vec<doorman_core::passkey::Assertion> {
-        match self.store.approval_assertions(request_id).await {
+    /// with; none (and no query) when the computer required none. One that
+    /// cannot be read is left out: the computer then refuses for too few.
+    pub async fn assertions_of(
+        &self,
+        request: &crate::store::RequestRow,
+        outcome: &Outcome,
+    ) -> Vec<doorman_core::passkey::Assertion> {
+        if request.passkey.is_none() || !matches!(outcome, Outcome::Allowed { .. }) {
+            return Vec::new();
+        }
+        match self.store.approval_assertions(&request.id).await {
             Ok(stored) => stored
                 .iter()
                 .filter_map(|json| serde_json::from_str(json).ok())
