@@ -4,6 +4,7 @@
 use crate::error::LinkError;
 use doorman_core::AgentSettings;
 use doorman_proto::dial::Upgraded;
+use doorman_proto::handover::HANDOVER_HEADER;
 use doorman_proto::{AGENT_NAME_HEADER, Dialer};
 use hyper::header::{AUTHORIZATION, HeaderName, HeaderValue};
 
@@ -26,4 +27,24 @@ pub async fn dial(settings: &AgentSettings, path: &str) -> Result<Upgraded, Link
     let dialer = Dialer::new(&settings.server, settings.ca.as_deref())?;
     let headers = agent_headers(settings)?;
     Ok(dialer.dial(path, &headers).await?)
+}
+
+/// Opens a forwarded connection's tunnel (`path`), offering to take the
+/// operator's TLS session over when the server is `https://`; whether the
+/// server said yes.
+pub async fn dial_tunnel(
+    settings: &AgentSettings,
+    path: &str,
+) -> Result<(Upgraded, bool), LinkError> {
+    let dialer = Dialer::new(&settings.server, settings.ca.as_deref())?;
+    let mut headers = agent_headers(settings)?;
+    let offer = settings.server.starts_with("https://");
+    if offer {
+        headers.push((
+            HeaderName::from_static(HANDOVER_HEADER),
+            HeaderValue::from_static("1"),
+        ));
+    }
+    let (io, answer) = dialer.dial_answered(path, &headers).await?;
+    Ok((io, offer && answer.contains_key(HANDOVER_HEADER)))
 }

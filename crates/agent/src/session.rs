@@ -192,13 +192,21 @@ pub fn spawn_tunnel(
             }
         };
         let _ = stream.set_nodelay(true);
-        let tunnel = match dial_session(&settings, &tunnel_id).await {
-            Ok(io) => io,
+        let path = format!("{SESSION_PATH_PREFIX}{tunnel_id}");
+        let (tunnel, taken_over) = match crate::dialing::dial_tunnel(&settings, &path).await {
+            Ok(dialed) => dialed,
             Err(error) => {
                 tracing::warn!(%target, %error, "cannot open a tunnel");
                 return;
             }
         };
-        let _ = doorman_proto::relay::relay_dialed(tunnel, stream).await;
+        let relayed = if taken_over {
+            doorman_proto::relay::relay_taken_over(tunnel, stream).await
+        } else {
+            doorman_proto::relay::relay_dialed(tunnel, stream).await
+        };
+        if let Err(error) = relayed {
+            tracing::debug!(%target, %error, "a forwarded connection failed");
+        }
     });
 }

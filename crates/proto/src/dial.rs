@@ -136,6 +136,15 @@ impl Dialer {
         path: &str,
         headers: &[(HeaderName, HeaderValue)],
     ) -> Result<Upgraded, DialError> {
+        Ok(self.dial_answered(path, headers).await?.0)
+    }
+
+    /// [`Dialer::dial`], with the headers of the server's `101`.
+    pub async fn dial_answered(
+        &self,
+        path: &str,
+        headers: &[(HeaderName, HeaderValue)],
+    ) -> Result<(Upgraded, hyper::HeaderMap), DialError> {
         let address = format!("{}:{}", self.host, self.port);
         let stream = TcpStream::connect((self.host.as_str(), self.port))
             .await
@@ -201,10 +210,11 @@ impl Dialer {
             let message = String::from_utf8_lossy(&body).trim().to_string();
             return Err(DialError::Refused { status, message });
         }
+        let answer = response.headers().clone();
         let upgraded = hyper::upgrade::on(response)
             .await
             .map_err(|e| DialError::Http(e.to_string()))?;
-        Ok(TokioIo::new(upgraded))
+        Ok((TokioIo::new(upgraded), answer))
     }
 }
 

@@ -92,6 +92,7 @@ pub fn server_config(cert: &Path, key: &Path) -> Result<Arc<rustls::ServerConfig
         .with_single_cert(chain, key)
         .map_err(|e| TlsError::Config(e.to_string()))?;
     config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    crate::handover::keep_secrets(&mut config);
     Ok(Arc::new(config))
 }
 
@@ -119,6 +120,13 @@ impl TlsParts for tokio_rustls::server::TlsStream<TcpStream> {
     fn into_parts(self) -> (TcpStream, rustls::Connection) {
         let (socket, tls) = self.into_inner();
         (socket, tls.into())
+    }
+}
+
+impl TlsParts for tokio_rustls::server::TlsStream<crate::handover::Tracked> {
+    fn into_parts(self) -> (TcpStream, rustls::Connection) {
+        let (tracked, tls) = self.into_inner();
+        (tracked.into_parts().0, tls.into())
     }
 }
 

@@ -2,19 +2,21 @@
 //! their own tasks so a slow client cannot hold up the accept loop.
 
 use crate::acme::served::ACME_TLS_ALPN;
+use doorman_proto::handover::Tracked;
 use doorman_proto::tls::MaybeTls;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::TcpListener;
 use tokio::sync::mpsc;
-use tokio_rustls::server::TlsStream;
 
 /// How long a client has to finish the TLS handshake.
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// A connection as accepted.
-pub type ServerStream = MaybeTls<TlsStream<TcpStream>>;
+/// A connection as accepted; TLS over a socket that follows its records,
+/// so that a forwarded connection's session can be handed to the agent
+/// (`doorman_proto::handover`).
+pub type ServerStream = doorman_proto::handover::ServerSide;
 
 /// Accepts plain or TLS connections.
 pub enum DoormanListener {
@@ -54,7 +56,12 @@ impl DoormanListener {
                 let acceptor = acceptor.clone();
                 let sender = sender.clone();
                 tokio::spawn(async move {
-                    match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await {
+                    match tokio::time::timeout(
+                        HANDSHAKE_TIMEOUT,
+                        acceptor.accept(Tracked::new(stream)),
+                    )
+                    .await
+                    {
                         Ok(Ok(mut tls)) => {
                             // An ACME validation handshake has done its
                             // work once it completes (RFC 8737 §3).

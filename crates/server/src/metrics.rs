@@ -117,6 +117,10 @@ impl Metrics {
             "Bytes relayed between operators and computers, by direction, counted as each session or tunnel ends.",
         );
         describe(
+            "doorman_tunnels_total",
+            "Forwarded connections opened, by who ends the operator's TLS: handed_over (the agent), server.",
+        );
+        describe(
             "doorman_database_errors_total",
             "Database operations that failed.",
         );
@@ -163,6 +167,11 @@ impl Metrics {
                 "doorman_relay_bytes_total",
                 "direction",
                 &["to_computer", "to_operator"][..],
+            ),
+            (
+                "doorman_tunnels_total",
+                "tls",
+                &["handed_over", "server"][..],
             ),
         ] {
             for value in values {
@@ -251,6 +260,14 @@ impl Metrics {
             .increment(to_computer);
         self.labelled_counter("doorman_relay_bytes_total", "direction", "to_operator")
             .increment(to_operator);
+    }
+
+    /// A forwarded connection's tunnel opened; `handed_over` when the
+    /// agent took the operator's TLS session over.
+    pub fn tunnel_opened(&self, handed_over: bool) {
+        let tls = if handed_over { "handed_over" } else { "server" };
+        self.labelled_counter("doorman_tunnels_total", "tls", tls)
+            .increment(1);
     }
 
     /// The text exposition, with the database error count as of now.

@@ -6,6 +6,7 @@ use crate::listener::ServerStream;
 use crate::serve::{Counted, Slot};
 use bytes::Bytes;
 use doorman_proto::dial::Upgraded;
+use doorman_proto::handover::hand_over;
 use doorman_proto::relay::{RelayError, copy, relay as relay_streams};
 use hyper_util::rt::TokioIo;
 use tokio_util::either::Either;
@@ -67,6 +68,33 @@ pub async fn relay(
         (Err(a), Ok((b, _slot, b_buffered))) => copy(a, a_early, b, &b_buffered).await,
         (Err(a), Err(b)) => copy(a, a_early, b, &[]).await,
     }
+}
+
+/// A forwarded connection's tunnel: when the agent takes the operator's
+/// TLS session over, the server hands it over first and then relays the
+/// two sockets, ciphertext and all (`doorman_proto::handover`); else
+/// [`relay`]. Bytes counted are then the records' bytes.
+pub async fn relay_tunnel(
+    operator: Upgraded,
+    agent: crate::broker::AgentConnection,
+    metrics: &crate::metrics::Metrics,
+) -> Result<(u64, u64), RelayError> {
+    if !agent.takes_over {
+        metrics.tunnel_opened(false);
+        return relay(Either::Left(operator), &[], agent.io).await;
+    }
+    let (Ok((operator, _operator_slot, operator_early)), Ok((agent, _agent_slot, agent_early))) =
+        (unwrap(operator), unwrap(agent.io))
+    else {
+        return Err(RelayError::before_any(std::io::Error::other(
+            "a tunnel to hand over must be the server's own connections",
+        )));
+    };
+    let handover = hand_over(operator, &operator_early, agent, &agent_early)
+        .await
+        .map_err(RelayError::before_any)?;
+    metrics.tunnel_opened(handover.handed);
+    relay_streams(handover.operator, &[], handover.agent, &[]).await
 }
 
 /// [`relay`] through taps that show each side's bytes to `recording`: tokio's

@@ -2,11 +2,13 @@
 //! authentication each performs before switching protocols.
 
 use crate::AppState;
+use crate::broker::AgentConnection;
 use crate::client_addr::ClientAddr;
 use crate::secrets;
 use axum::extract::{Path, Request, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
+use doorman_proto::handover::HANDOVER_HEADER;
 use doorman_proto::{AGENT_NAME_HEADER, UPGRADE_PROTOCOL};
 use hyper_util::rt::TokioIo;
 use tokio_util::either::Either;
@@ -36,7 +38,21 @@ fn plain(status: StatusCode, message: &str) -> Response {
 }
 
 /// Answers `101 Switching Protocols` and hands the upgraded stream to `serve`.
-pub(crate) fn switch<F, Fut>(state: &AppState, mut request: Request, serve: F) -> Response
+pub(crate) fn switch<F, Fut>(state: &AppState, request: Request, serve: F) -> Response
+where
+    F: FnOnce(doorman_proto::dial::Upgraded) -> Fut + Send + 'static,
+    Fut: std::future::Future<Output = ()> + Send + 'static,
+{
+    switch_with(state, request, &[], serve)
+}
+
+/// [`switch`], with `headers` on the `101`.
+fn switch_with<F, Fut>(
+    state: &AppState,
+    mut request: Request,
+    headers: &[(&'static str, &'static str)],
+    serve: F,
+) -> Response
 where
     F: FnOnce(doorman_proto::dial::Upgraded) -> Fut + Send + 'static,
     Fut: std::future::Future<Output = ()> + Send + 'static,
@@ -49,9 +65,12 @@ where
         }
     });
     let mut response = StatusCode::SWITCHING_PROTOCOLS.into_response();
-    let headers = response.headers_mut();
-    headers.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
-    headers.insert(header::UPGRADE, HeaderValue::from_static(UPGRADE_PROTOCOL));
+    let response_headers = response.headers_mut();
+    response_headers.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
+    response_headers.insert(header::UPGRADE, HeaderValue::from_static(UPGRADE_PROTOCOL));
+    for (name, value) in headers {
+        response_headers.insert(*name, HeaderValue::from_static(value));
+    }
     response
 }
 
@@ -251,8 +270,8 @@ pub async fn tunnel(
     if !state.broker.agents.send(&grant.computer, open).await {
         return plain(StatusCode::SERVICE_UNAVAILABLE, "the computer is offline");
     }
-    let agent_io = match tokio::time::timeout(TUNNEL_OPEN_TIMEOUT, &mut expected.receiver).await {
-        Ok(Ok(io)) => io,
+    let agent = match tokio::time::timeout(TUNNEL_OPEN_TIMEOUT, &mut expected.receiver).await {
+        Ok(Ok(agent)) => agent,
         _ => {
             return plain(
                 StatusCode::BAD_GATEWAY,
@@ -265,7 +284,7 @@ pub async fn tunnel(
     let metrics = state.broker.metrics.clone();
     switch(&state, request, move |operator_io| async move {
         tokio::select! {
-            relayed = crate::relay::relay(Either::Left(operator_io), &[], agent_io) => {
+            relayed = crate::relay::relay_tunnel(operator_io, agent, &metrics) => {
                 let (up, down) = match relayed {
                     Ok(moved) => moved,
                     Err(error) => error.moved,
@@ -297,7 +316,14 @@ pub async fn session(
             "no session is waiting for this request",
         );
     };
-    switch(&state, request, move |io| async move {
-        let _ = deliver.send(io);
+    // Only a tunnel's connection asks, and the tunnel's handler answers.
+    let takes_over = headers.contains_key(HANDOVER_HEADER);
+    let echo: &[_] = if takes_over {
+        &[(HANDOVER_HEADER, "1")]
+    } else {
+        &[]
+    };
+    switch_with(&state, request, echo, move |io| async move {
+        let _ = deliver.send(AgentConnection { io, takes_over });
     })
 }

@@ -58,6 +58,25 @@ async fn commands_and_tunnels_run_over_tls() {
     let mut answer = [0u8; 11];
     stream.read_exact(&mut answer).await.unwrap();
     assert_eq!(&answer, b"through tls");
+    // The agent took the operator's TLS session over: the server relayed
+    // records it no longer opens, and the bytes came through all the same.
+    let bulk: Vec<u8> = (0..2_000_000u32).map(|i| (i % 253) as u8).collect();
+    let (mut reading, mut writing) = stream.into_split();
+    let sent = bulk.clone();
+    let writer = tokio::spawn(async move {
+        writing.write_all(&sent).await.unwrap();
+        writing.shutdown().await.unwrap();
+    });
+    let mut echoed = Vec::new();
+    reading.read_to_end(&mut echoed).await.unwrap();
+    writer.await.unwrap();
+    assert!(echoed == bulk, "the bulk echoed whole and in order");
+    let metrics = https_get(&world, "/metrics").await;
+    assert!(
+        metrics.contains("doorman_tunnels_total{tls=\"handed_over\"} 1\n"),
+        "{metrics}"
+    );
+    assert!(metrics.contains("doorman_tunnels_total{tls=\"server\"} 0\n"));
     forward.interrupt();
     assert_eq!(forward.finish().await, Ok(0));
 }

@@ -10,6 +10,7 @@
 
 mod drive;
 mod engine;
+mod sealed;
 mod side;
 mod sys;
 #[cfg(test)]
@@ -18,10 +19,12 @@ mod tests;
 pub use drive::{MAX_THREADED, Slot};
 
 use crate::dial::Upgraded;
+use crate::handover::{TakenKeys, take_over};
 use crate::tls::{MaybeTls, TlsParts};
 use engine::Engine;
 use hyper_util::rt::TokioIo;
-use side::Side;
+use sealed::Sealed;
+use side::{Incoming, Side};
 use std::io;
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
@@ -42,7 +45,8 @@ pub struct RelayError {
 }
 
 impl RelayError {
-    pub(super) fn before_any(source: io::Error) -> Self {
+    /// A relay that failed before it moved anything.
+    pub fn before_any(source: io::Error) -> Self {
         RelayError {
             source,
             moved: (0, 0),
@@ -82,13 +86,18 @@ where
         .map_err(RelayError::before_any)?;
     let sides = Side::of(a).and_then(|a| Ok((a, Side::of(b)?)));
     let (a, b) = sides.map_err(RelayError::before_any)?;
+    let (up, down) = relay_sides(a, b)
+        .await
+        .map_err(|e| e.plus(a_early.len(), b_early.len()))?;
+    Ok((up + a_early.len() as u64, down + b_early.len() as u64))
+}
+
+async fn relay_sides(a: Side, b: Side) -> Result<(u64, u64), RelayError> {
     let engine = Engine::new(a, b);
-    let relayed = match Slot::take() {
+    match Slot::take() {
         Some(slot) => drive::on_thread(slot, engine).await,
         None => drive::on_event_loop(engine).await,
-    };
-    let (up, down) = relayed.map_err(|e| e.plus(a_early.len(), b_early.len()))?;
-    Ok((up + a_early.len() as u64, down + b_early.len() as u64))
+    }
 }
 
 /// Writes the bytes each side had already sent, flushed (a TLS stream would
@@ -141,4 +150,48 @@ pub async fn relay_dialed(tunnel: Upgraded, local: TcpStream) -> io::Result<(u64
             Ok(relayed?)
         }
     }
+}
+
+/// [`relay_dialed`] for a tunnel whose server answered the agent's
+/// [`crate::handover::HANDOVER_HEADER`]: takes the operator's TLS session
+/// over when the server hands it, else goes on with its own.
+pub async fn relay_taken_over(tunnel: Upgraded, local: TcpStream) -> io::Result<(u64, u64)> {
+    let parts = tunnel
+        .into_inner()
+        .downcast::<TokioIo<DialedStream>>()
+        .map_err(|_| io::Error::other("a handed-over tunnel must be a dialed connection"))?;
+    let MaybeTls::Tls(stream) = parts.io.into_inner() else {
+        return Err(io::Error::other("a handed-over tunnel must be TLS"));
+    };
+    relay_taken_over_tls(*stream, &parts.read_buf, local).await
+}
+
+/// [`relay_taken_over`] on the tunnel's TLS stream; `buffered` is what was
+/// read past its upgrade.
+pub async fn relay_taken_over_tls(
+    tunnel: tokio_rustls::client::TlsStream<TcpStream>,
+    buffered: &[u8],
+    mut local: TcpStream,
+) -> io::Result<(u64, u64)> {
+    let (socket, tls) = tunnel.into_parts();
+    let taken = take_over(socket, tls, buffered).await?;
+    local.write_all(&taken.early).await?;
+    let socket = taken.socket.into_std()?;
+    let tunnel = match taken.keys {
+        TakenKeys::Handed { rx, tx } => Side::Sealed(Box::new(Sealed::new(
+            socket,
+            rx,
+            tx,
+            &taken.ciphertext,
+            taken.closed,
+        ))),
+        TakenKeys::Kept(tls) => Side::Tls {
+            socket,
+            tls: Box::new(tls),
+            closing: false,
+            incoming: Incoming::new(&taken.ciphertext),
+        },
+    };
+    let (up, down) = relay_sides(Side::Plain(local.into_std()?), tunnel).await?;
+    Ok((up, down + taken.early.len() as u64))
 }

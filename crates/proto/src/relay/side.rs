@@ -2,6 +2,7 @@
 //! with its rustls state. Plaintext goes in and out; what a TLS side owes
 //! its peer (records, alerts, close_notify) is sent as the socket takes it.
 
+use super::sealed::Sealed;
 use crate::tls::{MaybeTls, TlsParts};
 use std::io::{self, Read, Write};
 use std::net::{Shutdown, TcpStream as StdStream};
@@ -17,6 +18,9 @@ pub(super) enum Side {
         /// Ciphertext read from the socket and not yet given to rustls.
         incoming: Incoming,
     },
+    /// TLS whose records this process seals and opens (a handed-over
+    /// session).
+    Sealed(Box<Sealed>),
 }
 
 /// One large read from the socket, handed to rustls from memory: rustls
@@ -34,11 +38,14 @@ pub(super) struct Incoming {
 const INCOMING: usize = 64 * 1024;
 
 impl Incoming {
-    fn new() -> Self {
+    /// Holding `ciphertext`, already read from the socket.
+    pub(super) fn new(ciphertext: &[u8]) -> Self {
+        let mut buffer = vec![0u8; INCOMING.max(ciphertext.len())];
+        buffer[..ciphertext.len()].copy_from_slice(ciphertext);
         Incoming {
-            buffer: vec![0u8; INCOMING],
+            buffer,
             start: 0,
-            end: 0,
+            end: ciphertext.len(),
             ended: false,
         }
     }
@@ -88,7 +95,7 @@ impl Side {
                     socket: socket.into_std()?,
                     tls: Box::new(tls),
                     closing: false,
-                    incoming: Incoming::new(),
+                    incoming: Incoming::new(&[]),
                 }
             }
         })
@@ -97,6 +104,7 @@ impl Side {
     pub(super) fn socket(&self) -> &StdStream {
         match self {
             Side::Plain(socket) | Side::Tls { socket, .. } => socket,
+            Side::Sealed(sealed) => &sealed.socket,
         }
     }
 
@@ -132,6 +140,7 @@ impl Side {
                     return Err(io::Error::new(io::ErrorKind::InvalidData, error));
                 }
             },
+            Side::Sealed(sealed) => sealed.read(buffer),
         }
     }
 
@@ -151,12 +160,16 @@ impl Side {
                 self.flush()?;
                 Ok((n > 0).then_some(n))
             }
+            Side::Sealed(sealed) => sealed.write(data),
         }
     }
 
     /// Sends what rustls has sealed, as far as the socket takes it; closes
     /// the write half once a queued close_notify is out.
     pub(super) fn flush(&mut self) -> io::Result<()> {
+        if let Side::Sealed(sealed) = self {
+            return sealed.flush();
+        }
         if let Side::Tls {
             socket,
             tls,
@@ -184,6 +197,7 @@ impl Side {
         match self {
             Side::Plain(_) => false,
             Side::Tls { tls, closing, .. } => tls.wants_write() || *closing,
+            Side::Sealed(sealed) => sealed.wants_write(),
         }
     }
 
@@ -199,6 +213,7 @@ impl Side {
                 *closing = true;
                 self.flush()
             }
+            Side::Sealed(sealed) => sealed.close_write(),
         }
     }
 

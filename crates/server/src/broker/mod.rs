@@ -13,7 +13,9 @@ mod waiters;
 
 pub use agents::{AgentCommand, AgentRegistry, OFFER_TIMEOUT, OfferError};
 pub use lifecycle::Lifecycle;
-pub use sessions::{ExpectedSession, ForwardGrant, ForwardingGuard, Forwards, SessionSlots};
+pub use sessions::{
+    AgentConnection, ExpectedSession, ForwardGrant, ForwardingGuard, Forwards, SessionSlots,
+};
 pub use waiters::{RequestWatch, Waiters};
 
 use crate::clock::now_millis;

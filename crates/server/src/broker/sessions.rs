@@ -10,13 +10,22 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use tokio::sync::{oneshot, watch};
 
+/// The agent's session connection as it arrived.
+#[derive(Debug)]
+pub struct AgentConnection {
+    pub io: Upgraded,
+    /// The agent offered to take a forwarded connection's TLS session over
+    /// and was told yes (`doorman_proto::handover`).
+    pub takes_over: bool,
+}
+
 #[derive(Debug)]
 struct SessionSlot {
     /// Tells this slot from a later one for the same request.
     id: u64,
     computer: String,
     /// Taken when the agent's session connection arrives.
-    deliver: Option<oneshot::Sender<Upgraded>>,
+    deliver: Option<oneshot::Sender<AgentConnection>>,
     /// Dropped when a later slot for the same request replaces this one,
     /// which tells the operator connection holding it that it is superseded.
     _current: oneshot::Sender<()>,
@@ -107,7 +116,7 @@ impl SessionSlots {
         &self,
         request_id: &str,
         computer: &str,
-    ) -> Option<oneshot::Sender<Upgraded>> {
+    ) -> Option<oneshot::Sender<AgentConnection>> {
         lock(&self.slots)
             .get_mut(request_id)
             .filter(|slot| slot.computer == computer)
@@ -124,7 +133,7 @@ pub struct ExpectedSession {
     slots: Arc<SessionSlots>,
     id: u64,
     request_id: String,
-    pub receiver: oneshot::Receiver<Upgraded>,
+    pub receiver: oneshot::Receiver<AgentConnection>,
     /// Completes (with an error) once a later connection took over.
     pub superseded: oneshot::Receiver<()>,
     /// The agent's report of how the session ended (exit status, signal,

@@ -5,7 +5,7 @@
 
 use super::admission::still_permitted;
 use super::{Ask, OperatorError, audit, refuse};
-use crate::broker::{Broker, ExpectedSession};
+use crate::broker::{AgentConnection, Broker, ExpectedSession};
 use crate::clock::now_millis;
 use crate::recording::Recording;
 use crate::recording::cast::Screen;
@@ -92,9 +92,9 @@ pub(super) async fn relay_session(
                 Ok(SessionEnd::Failed { message }) => {
                     // Unless the session did open (its connection is here,
                     // not yet taken): then it failed, as sessions do.
-                    if let Ok(io) = expected.receiver.try_recv() {
+                    if let Ok(agent) = expected.receiver.try_recv() {
                         reported = Some(Ok(SessionEnd::Failed { message }));
-                        break Ok(Ok(io));
+                        break Ok(Ok(agent));
                     }
                     broker
                         .store
@@ -107,7 +107,7 @@ pub(super) async fn relay_session(
             _ = &mut expected.superseded => return Ok(()),
         }
     };
-    let Ok(Ok(agent_io)) = opened else {
+    let Ok(Ok(AgentConnection { io: agent_io, .. })) = opened else {
         return refuse(
             &mut connection,
             Refusal::SessionFailed,

@@ -1,0 +1,200 @@
+//! A forwarded connection's TLS session handed from the server to the
+//! agent (`proto::handover`), with real rustls sessions on loopback: the
+//! operator's rustls client goes on as if nothing happened while the
+//! server relays sockets and the agent seals and opens the records.
+
+use doorman_proto::handover::{ServerSide, Tracked, hand_over};
+use doorman_proto::relay::{relay, relay_taken_over_tls};
+use doorman_proto::tls::{MaybeTls, client_config, server_config};
+use doorman_test_support::streams::{exchange, tcp_pair};
+use rustls::pki_types::ServerName;
+use std::path::Path;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+use tokio_rustls::{TlsAcceptor, TlsConnector, client};
+
+type ClientTls = client::TlsStream<TcpStream>;
+
+/// A TLS connection whose server end runs over a [`Tracked`] socket with
+/// the server's configuration: (client end, server end).
+async fn tls_pair(dir: &Path) -> (ClientTls, ServerSide) {
+    std::fs::create_dir_all(dir).unwrap();
+    let certificates = doorman_test_support::tls::generate(dir);
+    let acceptor = TlsAcceptor::from(server_config(&certificates.cert, &certificates.key).unwrap());
+    let connector = TlsConnector::from(client_config(Some(&certificates.ca)).unwrap());
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let address = listener.local_addr().unwrap();
+    let connecting = async {
+        let socket = TcpStream::connect(address).await.unwrap();
+        socket.set_nodelay(true).unwrap();
+        let name = ServerName::try_from("localhost").unwrap();
+        connector.connect(name, socket).await.unwrap()
+    };
+    let accepting = async {
+        let (socket, _) = listener.accept().await.unwrap();
+        socket.set_nodelay(true).unwrap();
+        acceptor.accept(Tracked::new(socket)).await.unwrap()
+    };
+    let (client, server) = tokio::join!(connecting, accepting);
+    (client, MaybeTls::Tls(Box::new(server)))
+}
+
+/// The server's part: hands over (reporting whether it did), then relays.
+fn serving(
+    operator: ServerSide,
+    operator_early: impl AsRef<[u8]> + Send + 'static,
+    agent: ServerSide,
+) -> tokio::task::JoinHandle<bool> {
+    tokio::spawn(async move {
+        let early = operator_early.as_ref();
+        let handover = hand_over(operator, early, agent, b"").await.unwrap();
+        let sockets = matches!(
+            (&handover.operator, &handover.agent),
+            (MaybeTls::Plain(_), MaybeTls::Plain(_))
+        );
+        assert_eq!(sockets, handover.handed);
+        relay(handover.operator, &[], handover.agent, &[])
+            .await
+            .unwrap();
+        handover.handed
+    })
+}
+
+/// The agent's part, towards `local` (its end of the target's connection).
+fn taking_over(agent: ClientTls, local: TcpStream) -> tokio::task::JoinHandle<(u64, u64)> {
+    tokio::spawn(async move { relay_taken_over_tls(agent, &[], local).await.unwrap() })
+}
+
+fn bulk(len: u32) -> Vec<u8> {
+    (0..len).map(|i| (i % 251) as u8).collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_agent_takes_the_operators_session_and_it_goes_on() {
+    let dir = tempfile::tempdir().unwrap();
+    let (mut operator, operator_at_server) = tls_pair(&dir.path().join("o")).await;
+    let (agent, agent_at_server) = tls_pair(&dir.path().join("a")).await;
+    let (local, mut target) = tcp_pair().await;
+    // Sent before the handover: the server opens these itself.
+    operator.write_all(b"early").await.unwrap();
+    operator.flush().await.unwrap();
+    let server = serving(operator_at_server, b"(read by http) ", agent_at_server);
+    let agent = taking_over(agent, local);
+    let mut early = [0u8; 20];
+    target.read_exact(&mut early).await.unwrap();
+    assert_eq!(&early, b"(read by http) early");
+    let big = bulk(3_000_000);
+    let got = exchange(operator, target, big.clone()).await;
+    assert!(got == big, "bulk arrives whole and in order");
+    assert!(server.await.unwrap(), "the server relayed sockets, not TLS");
+    let (_, to_target) = agent.await.unwrap();
+    assert_eq!(to_target, 20 + 50 * 64 + big.len() as u64);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_key_update_from_the_operator_is_followed() {
+    let dir = tempfile::tempdir().unwrap();
+    let (mut operator, operator_at_server) = tls_pair(&dir.path().join("o")).await;
+    let (agent, agent_at_server) = tls_pair(&dir.path().join("a")).await;
+    let (local, mut target) = tcp_pair().await;
+    let server = serving(operator_at_server, b"", agent_at_server);
+    let agent = taking_over(agent, local);
+    for round in 0..3u8 {
+        // rustls updates its keys and asks the peer to update its own.
+        operator.get_mut().1.refresh_traffic_keys().unwrap();
+        let message = [round; 1000];
+        operator.write_all(&message).await.unwrap();
+        operator.flush().await.unwrap();
+        let mut got = [0u8; 1000];
+        target.read_exact(&mut got).await.unwrap();
+        assert_eq!(got, message);
+        target.write_all(&got).await.unwrap();
+        operator.read_exact(&mut got).await.unwrap();
+        assert_eq!(
+            got, message,
+            "round {round}: the answer under the agent's new key"
+        );
+    }
+    operator.shutdown().await.unwrap();
+    assert_eq!(target.read_to_end(&mut Vec::new()).await.unwrap(), 0);
+    target.shutdown().await.unwrap();
+    assert_eq!(
+        operator.read_to_end(&mut Vec::new()).await.unwrap(),
+        0,
+        "close_notify, then the end"
+    );
+    assert!(server.await.unwrap());
+    agent.await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_operator_that_ended_before_the_handover_ends_at_the_target() {
+    let dir = tempfile::tempdir().unwrap();
+    let (mut operator, operator_at_server) = tls_pair(&dir.path().join("o")).await;
+    let (agent, agent_at_server) = tls_pair(&dir.path().join("a")).await;
+    let (local, mut target) = tcp_pair().await;
+    operator.write_all(b"last words").await.unwrap();
+    operator.shutdown().await.unwrap();
+    // The server's rustls reads the close_notify before it hands over (the
+    // bytes before it play the HTTP layer's read-ahead here).
+    let MaybeTls::Tls(mut at_server) = operator_at_server else {
+        unreachable!()
+    };
+    let mut read = Vec::new();
+    at_server.read_to_end(&mut read).await.unwrap();
+    let server = serving(MaybeTls::Tls(at_server), read, agent_at_server);
+    let agent = taking_over(agent, local);
+    let mut got = Vec::new();
+    target.read_to_end(&mut got).await.unwrap();
+    assert_eq!(got, b"last words", "the early bytes, then the end");
+    target.write_all(b"reply").await.unwrap();
+    target.shutdown().await.unwrap();
+    let mut reply = Vec::new();
+    operator.read_to_end(&mut reply).await.unwrap();
+    assert_eq!(reply, b"reply", "the other way stays open");
+    assert!(server.await.unwrap());
+    agent.await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_server_that_cannot_hand_over_keeps_the_session() {
+    let dir = tempfile::tempdir().unwrap();
+    // The operator's connection reached the server in plain TCP (its TLS
+    // ended in a proxy): nothing to hand over.
+    let (operator, operator_at_server) = tcp_pair().await;
+    let (agent, agent_at_server) = tls_pair(&dir.path().join("a")).await;
+    let (local, target) = tcp_pair().await;
+    let server = serving(MaybeTls::Plain(operator_at_server), b"", agent_at_server);
+    let agent = taking_over(agent, local);
+    let big = bulk(1_000_000);
+    let got = exchange(operator, target, big.clone()).await;
+    assert!(got == big);
+    assert!(
+        !server.await.unwrap(),
+        "kept: the agent's own session carries it"
+    );
+    agent.await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_record_forged_after_the_handover_resets_the_target() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_operator, operator_at_server) = tls_pair(&dir.path().join("o")).await;
+    let (agent, agent_at_server) = tls_pair(&dir.path().join("a")).await;
+    let (local, mut target) = tcp_pair().await;
+    let agent = tokio::spawn(async move { relay_taken_over_tls(agent, &[], local).await });
+    let handover = hand_over(operator_at_server, b"", agent_at_server, b"")
+        .await
+        .unwrap();
+    let MaybeTls::Plain(mut agent_socket) = handover.agent else {
+        panic!("handed over")
+    };
+    // Someone on the path writes a record of their own.
+    let mut forged = vec![23, 3, 3, 0, 40];
+    forged.extend_from_slice(&[0x55; 40]);
+    agent_socket.write_all(&forged).await.unwrap();
+    let error = agent.await.unwrap().unwrap_err();
+    assert!(error.to_string().contains("bad_record_mac"), "{error}");
+    let reset = target.read_to_end(&mut Vec::new()).await.unwrap_err();
+    assert_eq!(reset.kind(), std::io::ErrorKind::ConnectionReset);
+}
