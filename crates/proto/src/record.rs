@@ -11,6 +11,7 @@
 use ring::hkdf::KeyType as _;
 use ring::{aead, hkdf};
 use std::fmt;
+use zeroize::Zeroizing;
 
 /// The largest plaintext of one record (§5.1).
 pub const MAX_PLAINTEXT: usize = 1 << 14;
@@ -123,7 +124,7 @@ fn expand_label(suite: Suite, secret: &[u8], label: &[u8], out: &mut [u8]) {
 /// from it, and the sequence number of the next record.
 pub struct TrafficKeys {
     suite: Suite,
-    secret: Vec<u8>,
+    secret: Zeroizing<Vec<u8>>,
     key: aead::LessSafeKey,
     iv: [u8; NONCE],
     seq: u64,
@@ -145,7 +146,7 @@ impl TrafficKeys {
             return Err(RecordError::BadSecret(secret.len()));
         }
         let algorithm = suite.aead();
-        let mut key = vec![0u8; algorithm.key_len()];
+        let mut key = Zeroizing::new(vec![0u8; algorithm.key_len()]);
         expand_label(suite, secret, b"key", &mut key);
         let mut iv = [0u8; NONCE];
         expand_label(suite, secret, b"iv", &mut iv);
@@ -153,7 +154,7 @@ impl TrafficKeys {
             .map_err(|_| RecordError::BadSecret(secret.len()))?;
         Ok(TrafficKeys {
             suite,
-            secret: secret.to_vec(),
+            secret: Zeroizing::new(secret.to_vec()),
             key: aead::LessSafeKey::new(key),
             iv,
             seq,
@@ -167,19 +168,24 @@ impl TrafficKeys {
     /// Whether these are the key and IV rustls derived (a check that the
     /// secret is the session's current one).
     pub fn matches(&self, key: &[u8], iv: &[u8]) -> bool {
-        let mut derived = vec![0u8; self.suite.aead().key_len()];
+        let mut derived = Zeroizing::new(vec![0u8; self.suite.aead().key_len()]);
         expand_label(self.suite, &self.secret, b"key", &mut derived);
-        derived == key && self.iv == iv
+        derived[..] == *key && self.iv == iv
     }
 
     /// Moves to the next traffic secret (a key update), from record 0.
     pub fn update(&mut self) {
-        let mut next = vec![0u8; self.secret.len()];
+        let mut next = Zeroizing::new(vec![0u8; self.secret.len()]);
         expand_label(self.suite, &self.secret, b"traffic upd", &mut next);
         // The secret's own length fits its suite: this cannot fail.
         if let Ok(keys) = TrafficKeys::new(self.suite, &next, 0) {
             *self = keys;
         }
+    }
+
+    /// The number of the next record.
+    pub fn seq(&self) -> u64 {
+        self.seq
     }
 
     /// Whether this key has sealed as many records as it should.

@@ -8,6 +8,7 @@ use bytes::Bytes;
 use doorman_proto::dial::Upgraded;
 use doorman_proto::handover::hand_over;
 use doorman_proto::relay::{RelayError, copy, relay as relay_streams};
+use doorman_proto::tls::MaybeTls;
 use hyper_util::rt::TokioIo;
 use tokio_util::either::Either;
 
@@ -29,10 +30,16 @@ fn unwrap(io: Upgraded) -> Result<(ServerStream, Slot, Bytes), Upgraded> {
 /// that an idle agent would otherwise keep for as long as it is connected).
 pub fn framed(io: Upgraded) -> doorman_proto::Connection<Either<Counted, Upgraded>> {
     match unwrap(io) {
-        Ok((stream, slot, buffered)) => doorman_proto::Connection::with_buffered(
-            Either::Left(Counted { stream, slot }),
-            &buffered,
-        ),
+        Ok((mut stream, slot, buffered)) => {
+            // A control connection is never handed over.
+            if let MaybeTls::Tls(tls) = &mut stream {
+                tls.get_mut().0.forget_secrets();
+            }
+            doorman_proto::Connection::with_buffered(
+                Either::Left(Counted { stream, slot }),
+                &buffered,
+            )
+        }
         Err(io) => doorman_proto::Connection::new(Either::Right(io)),
     }
 }

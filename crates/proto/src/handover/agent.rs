@@ -9,6 +9,7 @@ use std::io::{self, Read, Write};
 use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
+use zeroize::Zeroizing;
 
 /// How long the server has to answer [`READY`].
 const ANSWER_TIMEOUT: Duration = Duration::from_secs(30);
@@ -60,7 +61,8 @@ pub async fn take_over(
 async fn answer(mut socket: TcpStream, mut tls: rustls::Connection) -> io::Result<Taken> {
     let mut incoming: Vec<u8> = Vec::with_capacity(32 * 1024);
     let mut opened = 0;
-    let mut plaintext = Vec::new();
+    // It holds the message, secrets and all.
+    let mut plaintext = Zeroizing::new(Vec::new());
     loop {
         while let Some(len) = record_len(&incoming[opened..]) {
             if incoming.len() - opened < len {

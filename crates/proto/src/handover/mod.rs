@@ -35,6 +35,7 @@ pub use secrets::{Tracked, TrafficSecrets, keep_secrets};
 pub use server::{Handover, ServerSide, hand_over};
 
 use crate::record::{Suite, TrafficKeys};
+use zeroize::Zeroizing;
 
 /// Header of an agent's tunnel request that offers to take the session
 /// over, echoed on the `101` by a server that will hand it over.
@@ -56,11 +57,12 @@ pub struct Message {
     pub keys: Option<HandedKeys>,
 }
 
-/// A handed-over session's two directions.
+/// A handed-over session's two directions: (next record number, traffic
+/// secret) each.
 pub struct HandedKeys {
     pub suite: Suite,
-    pub rx: (u64, Vec<u8>),
-    pub tx: (u64, Vec<u8>),
+    pub rx: (u64, Zeroizing<Vec<u8>>),
+    pub tx: (u64, Zeroizing<Vec<u8>>),
     /// The operator had already ended its side (close_notify read by the
     /// server).
     pub closed: bool,
@@ -92,8 +94,8 @@ pub enum MessageError {
 }
 
 impl Message {
-    pub fn encode(&self) -> Vec<u8> {
-        let mut out = Vec::with_capacity(self.early.len() + 128);
+    pub fn encode(&self) -> Zeroizing<Vec<u8>> {
+        let mut out = Zeroizing::new(Vec::with_capacity(self.early.len() + 128));
         out.extend_from_slice(MAGIC);
         out.push(u8::from(self.keys.is_some()));
         out.extend_from_slice(&(self.early.len() as u32).to_be_bytes());
@@ -160,7 +162,7 @@ impl Message {
             };
             let mut number = [0u8; 8];
             number.copy_from_slice(seq);
-            directions.push((u64::from_be_bytes(number), secret.to_vec()));
+            directions.push((u64::from_be_bytes(number), Zeroizing::new(secret.to_vec())));
         }
         let tx = directions.pop();
         let rx = directions.pop();

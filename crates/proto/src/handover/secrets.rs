@@ -12,15 +12,16 @@ use std::sync::{Arc, LazyLock, Mutex, MutexGuard};
 use std::task::{Context, Poll};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
+use zeroize::Zeroizing;
 
 const CLIENT_SECRET: &str = "CLIENT_TRAFFIC_SECRET_0";
 const SERVER_SECRET: &str = "SERVER_TRAFFIC_SECRET_0";
 
-/// A connection's first application traffic secrets.
+/// A connection's first application traffic secrets, wiped when dropped.
 #[derive(Default)]
 pub struct TrafficSecrets {
-    pub client: Vec<u8>,
-    pub server: Vec<u8>,
+    pub client: Zeroizing<Vec<u8>>,
+    pub server: Zeroizing<Vec<u8>>,
     /// A second handshake logged under the same random (a client that
     /// copied another's ClientHello): neither may be handed over.
     clashed: bool,
@@ -58,7 +59,7 @@ impl KeyLog for KeepTrafficSecrets {
             &mut entry.server
         };
         if slot.is_empty() {
-            *slot = secret.to_vec();
+            *slot = Zeroizing::new(secret.to_vec());
         } else {
             entry.clashed = true;
         }
@@ -123,6 +124,14 @@ impl Tracked {
                 .get(&random)
                 .is_some_and(|s| !s.clashed && !s.client.is_empty() && !s.server.is_empty())
         })
+    }
+
+    /// Forgets the connection's secrets: it will not be handed over (an
+    /// agent's or operator's control connection, which may live for days).
+    pub fn forget_secrets(&mut self) {
+        if let Some(random) = self.random.0.take() {
+            secrets().remove(&random);
+        }
     }
 
     /// The socket; the connection's secrets if it had any (and only it).
@@ -263,8 +272,8 @@ mod tests {
         let (_, secrets) = tracked.into_parts();
         let secrets = secrets.unwrap();
         assert_eq!(
-            (secrets.client, secrets.server),
-            (vec![1u8; 32], vec![2u8; 32])
+            (&secrets.client[..], &secrets.server[..]),
+            (&[1u8; 32][..], &[2u8; 32][..])
         );
         assert!(
             !super::secrets().contains_key(&[9u8; 32]),
@@ -290,5 +299,21 @@ mod tests {
             !super::secrets().contains_key(&[8u8; 32]),
             "forgotten when closed"
         );
+    }
+
+    #[tokio::test]
+    async fn a_control_connection_forgets_its_secrets_at_once() {
+        let (_peer, socket) = doorman_test_support::streams::tcp_pair().await;
+        let mut tracked = Tracked::new(socket);
+        let mut hello = vec![22, 3, 1, 0, 60, 1, 0, 0, 56, 3, 3];
+        hello.extend_from_slice(&[7u8; 32]);
+        tracked.follow(&hello);
+        let log = KeepTrafficSecrets;
+        log.log(CLIENT_SECRET, &[7u8; 32], &[1u8; 32]);
+        log.log(SERVER_SECRET, &[7u8; 32], &[2u8; 32]);
+        assert!(tracked.has_secrets());
+        tracked.forget_secrets();
+        assert!(!tracked.has_secrets());
+        assert!(!super::secrets().contains_key(&[7u8; 32]));
     }
 }

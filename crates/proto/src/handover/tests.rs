@@ -7,8 +7,8 @@ fn handed() -> Message {
         early: b"GET / HTTP/1.1\r\n".to_vec(),
         keys: Some(HandedKeys {
             suite: Suite::Aes256GcmSha384,
-            rx: (3, vec![1; 48]),
-            tx: (5, vec![2; 48]),
+            rx: (3, vec![1; 48].into()),
+            tx: (5, vec![2; 48].into()),
             closed: true,
         }),
     }

@@ -244,6 +244,12 @@ impl Sealed {
         self.sent < self.outgoing.len() || self.closing
     }
 
+    /// The next record numbers: (opening, sealing).
+    #[cfg(test)]
+    pub(super) fn record_numbers(&self) -> (u64, u64) {
+        (self.rx.seq(), self.tx.seq())
+    }
+
     /// Sends close_notify, then FIN.
     pub(super) fn close_write(&mut self) -> io::Result<()> {
         self.tx

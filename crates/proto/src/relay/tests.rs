@@ -111,3 +111,38 @@ async fn dropping_the_relay_closes_both_connections() {
     right.read_to_end(&mut b).await.unwrap();
     assert!(a.is_empty() && b.is_empty());
 }
+
+#[test]
+fn a_worn_sealing_key_is_updated_and_the_peer_follows() {
+    use super::sealed::Sealed;
+    use super::side::Got;
+    use crate::record::{Suite, TrafficKeys};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let a_socket = std::net::TcpStream::connect(listener.local_addr().unwrap()).unwrap();
+    let (b_socket, _) = listener.accept().unwrap();
+    let keys = |secret: u8, seq: u64| {
+        TrafficKeys::new(Suite::Aes128GcmSha256, &[secret; 32], seq).unwrap()
+    };
+    let last = (1 << 23) - 1;
+    let mut a = Sealed::new(a_socket, keys(1, 0), keys(2, last), &[], false);
+    let mut b = Sealed::new(b_socket, keys(2, last), keys(1, 0), &[], false);
+    // The first write wears the key out; the second goes under the next
+    // one, after a KeyUpdate.
+    assert_eq!(a.write(b"one ").unwrap(), Some(4));
+    assert_eq!(a.write(b"two").unwrap(), Some(3));
+    a.close_write().unwrap();
+    let mut got = Vec::new();
+    let mut buffer = [0u8; 64];
+    loop {
+        match b.read(&mut buffer).unwrap() {
+            Got::Data(n) => got.extend_from_slice(&buffer[..n]),
+            Got::End => break,
+            Got::WouldBlock => unreachable!("a blocking socket"),
+        }
+    }
+    assert_eq!(got, b"one two");
+    // Both moved to the next key: "two" and close_notify are its records
+    // 0 and 1.
+    assert_eq!(a.record_numbers().1, 2);
+    assert_eq!(b.record_numbers().0, 2);
+}
