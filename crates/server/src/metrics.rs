@@ -114,11 +114,11 @@ impl Metrics {
         );
         describe(
             "doorman_relay_bytes_total",
-            "Bytes relayed between operators and computers, by direction, counted as each session or tunnel ends.",
+            "Bytes relayed between operators and computers, by direction, counted as each session or tunnel ends (a tunnel handed over to its agent counts its TLS records' bytes).",
         );
         describe(
             "doorman_tunnels_total",
-            "Forwarded connections opened, by who ends the operator's TLS: handed_over (the agent), server.",
+            "Forwarded connections opened: tls=handed_over when the agent took the operator's TLS session over (the server relays records it does not open), else server.",
         );
         describe(
             "doorman_database_errors_total",
