@@ -5,37 +5,19 @@
 
 use doorman_proto::handover::{ServerSide, Tracked, hand_over};
 use doorman_proto::relay::{relay, relay_taken_over_tls};
-use doorman_proto::tls::{MaybeTls, client_config, server_config};
+use doorman_proto::tls::MaybeTls;
 use doorman_test_support::streams::{exchange, tcp_pair};
-use rustls::pki_types::ServerName;
 use std::path::Path;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpStream};
-use tokio_rustls::{TlsAcceptor, TlsConnector, client};
+use tokio::net::TcpStream;
+use tokio_rustls::client;
 
 type ClientTls = client::TlsStream<TcpStream>;
 
 /// A TLS connection whose server end runs over a [`Tracked`] socket with
 /// the server's configuration: (client end, server end).
 async fn tls_pair(dir: &Path) -> (ClientTls, ServerSide) {
-    std::fs::create_dir_all(dir).unwrap();
-    let certificates = doorman_test_support::tls::generate(dir);
-    let acceptor = TlsAcceptor::from(server_config(&certificates.cert, &certificates.key).unwrap());
-    let connector = TlsConnector::from(client_config(Some(&certificates.ca)).unwrap());
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let address = listener.local_addr().unwrap();
-    let connecting = async {
-        let socket = TcpStream::connect(address).await.unwrap();
-        socket.set_nodelay(true).unwrap();
-        let name = ServerName::try_from("localhost").unwrap();
-        connector.connect(name, socket).await.unwrap()
-    };
-    let accepting = async {
-        let (socket, _) = listener.accept().await.unwrap();
-        socket.set_nodelay(true).unwrap();
-        acceptor.accept(Tracked::new(socket)).await.unwrap()
-    };
-    let (client, server) = tokio::join!(connecting, accepting);
+    let (client, server) = doorman_test_support::tls::loopback_pair(dir, Tracked::new).await;
     (client, MaybeTls::Tls(Box::new(server)))
 }
 

@@ -5,37 +5,19 @@
 //! resets the other side.
 
 use doorman_proto::relay::relay;
-use doorman_proto::tls::{MaybeTls, client_config, server_config};
+use doorman_proto::tls::MaybeTls;
 use doorman_test_support::streams::{exchange, tcp_pair};
-use rustls::pki_types::ServerName;
 use std::io::ErrorKind;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpStream};
-use tokio_rustls::{TlsAcceptor, TlsConnector, client, server};
+use tokio::net::TcpStream;
+use tokio_rustls::{client, server};
 
 type ClientTls = client::TlsStream<TcpStream>;
 type ServerTls = server::TlsStream<TcpStream>;
 
 /// A TLS connection on loopback: (client end, server end).
 async fn tls_pair(dir: &std::path::Path) -> (ClientTls, ServerTls) {
-    std::fs::create_dir_all(dir).unwrap();
-    let certificates = doorman_test_support::tls::generate(dir);
-    let acceptor = TlsAcceptor::from(server_config(&certificates.cert, &certificates.key).unwrap());
-    let connector = TlsConnector::from(client_config(Some(&certificates.ca)).unwrap());
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let address = listener.local_addr().unwrap();
-    let connecting = async {
-        let socket = TcpStream::connect(address).await.unwrap();
-        socket.set_nodelay(true).unwrap();
-        let name = ServerName::try_from("localhost").unwrap();
-        connector.connect(name, socket).await.unwrap()
-    };
-    let accepting = async {
-        let (socket, _) = listener.accept().await.unwrap();
-        socket.set_nodelay(true).unwrap();
-        acceptor.accept(socket).await.unwrap()
-    };
-    tokio::join!(connecting, accepting)
+    doorman_test_support::tls::loopback_pair(dir, |socket| socket).await
 }
 
 /// Relays `a` ↔ `b` with `proto::relay` (on a relay thread: this test has

@@ -1,5 +1,6 @@
 //! Certificates made at test time: a CA and a server certificate it signed,
-//! valid for `localhost` and `127.0.0.1`.
+//! valid for `localhost` and `127.0.0.1`; and a TLS connection on loopback
+//! made with them.
 
 use std::path::{Path, PathBuf};
 
@@ -59,4 +60,47 @@ pub fn openssl_style_self_signed(dir: &Path) -> (PathBuf, PathBuf) {
     std::fs::write(&cert_path, cert.pem()).expect("write cert");
     std::fs::write(&key_path, key.serialize_pem()).expect("write key");
     (cert_path, key_path)
+}
+
+/// One TLS connection on loopback with Doorman's own configurations and a
+/// fresh CA in `dir`: (client end, server end), the server's socket first
+/// given to `wrap` (the server's own `Tracked`, say).
+pub async fn loopback_pair<IO>(
+    dir: &Path,
+    wrap: impl FnOnce(tokio::net::TcpStream) -> IO,
+) -> (
+    tokio_rustls::client::TlsStream<tokio::net::TcpStream>,
+    tokio_rustls::server::TlsStream<IO>,
+)
+where
+    IO: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+{
+    use doorman_proto::tls::{client_config, server_config};
+    std::fs::create_dir_all(dir).expect("certificate directory");
+    let certificates = generate(dir);
+    let acceptor = tokio_rustls::TlsAcceptor::from(
+        server_config(&certificates.cert, &certificates.key).expect("server config"),
+    );
+    let connector = tokio_rustls::TlsConnector::from(
+        client_config(Some(&certificates.ca)).expect("client config"),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let address = listener.local_addr().expect("address");
+    let connecting = async {
+        let socket = tokio::net::TcpStream::connect(address)
+            .await
+            .expect("connect");
+        socket.set_nodelay(true).expect("nodelay");
+        let name =
+            tokio_rustls::rustls::pki_types::ServerName::try_from("localhost").expect("name");
+        connector.connect(name, socket).await.expect("TLS client")
+    };
+    let accepting = async {
+        let (socket, _) = listener.accept().await.expect("accept");
+        socket.set_nodelay(true).expect("nodelay");
+        acceptor.accept(wrap(socket)).await.expect("TLS server")
+    };
+    tokio::join!(connecting, accepting)
 }

@@ -240,13 +240,32 @@ impl AsyncWrite for Tracked {
 mod tests {
     use super::*;
 
+    /// The start of a ClientHello record (55 bytes long) whose random is
+    /// `[byte; 32]`.
+    fn hello(byte: u8) -> Vec<u8> {
+        let mut hello = vec![22, 3, 1, 0, 55, 1, 0, 0, 51, 3, 3];
+        hello.extend_from_slice(&[byte; 32]);
+        hello
+    }
+
+    /// A server socket that has read a ClientHello with random
+    /// `[byte; 32]`, and both its secrets logged.
+    async fn logged(byte: u8) -> Tracked {
+        let (_peer, socket) = doorman_test_support::streams::tcp_pair().await;
+        let mut tracked = Tracked::new(socket);
+        tracked.follow(&hello(byte));
+        let log = KeepTrafficSecrets;
+        log.log(CLIENT_SECRET, &[byte; 32], &[1u8; 32]);
+        log.log(SERVER_SECRET, &[byte; 32], &[2u8; 32]);
+        tracked
+    }
+
     #[tokio::test]
     async fn the_servers_socket_knows_whether_a_record_is_partly_read() {
         use tokio::io::{AsyncReadExt, AsyncWriteExt};
         let (mut peer, socket) = doorman_test_support::streams::tcp_pair().await;
         let mut tracked = Tracked::new(socket);
-        let mut hello = vec![22, 3, 1, 0, 55, 1, 0, 0, 51, 3, 3];
-        hello.extend_from_slice(&[9u8; 32]);
+        let mut hello = hello(9);
         hello.extend_from_slice(&[0u8; 17]);
         let record = [23, 3, 3, 0, 4, 1, 2, 3, 4];
         peer.write_all(&hello).await.unwrap();
@@ -283,16 +302,11 @@ mod tests {
 
     #[tokio::test]
     async fn a_copied_random_hands_nothing_over_and_closing_forgets() {
-        let (_peer, socket) = doorman_test_support::streams::tcp_pair().await;
-        let mut tracked = Tracked::new(socket);
-        let mut hello = vec![22, 3, 1, 0, 60, 1, 0, 0, 56, 3, 3];
-        hello.extend_from_slice(&[8u8; 32]);
-        tracked.follow(&hello);
+        let tracked = logged(8).await;
+        assert!(tracked.has_secrets());
+        // A second handshake under the same random.
         let log = KeepTrafficSecrets;
-        for _ in 0..2 {
-            log.log(CLIENT_SECRET, &[8u8; 32], &[1u8; 32]);
-            log.log(SERVER_SECRET, &[8u8; 32], &[2u8; 32]);
-        }
+        log.log(CLIENT_SECRET, &[8u8; 32], &[3u8; 32]);
         assert!(!tracked.has_secrets(), "two handshakes under one random");
         drop(tracked);
         assert!(
@@ -303,14 +317,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_control_connection_forgets_its_secrets_at_once() {
-        let (_peer, socket) = doorman_test_support::streams::tcp_pair().await;
-        let mut tracked = Tracked::new(socket);
-        let mut hello = vec![22, 3, 1, 0, 60, 1, 0, 0, 56, 3, 3];
-        hello.extend_from_slice(&[7u8; 32]);
-        tracked.follow(&hello);
-        let log = KeepTrafficSecrets;
-        log.log(CLIENT_SECRET, &[7u8; 32], &[1u8; 32]);
-        log.log(SERVER_SECRET, &[7u8; 32], &[2u8; 32]);
+        let mut tracked = logged(7).await;
         assert!(tracked.has_secrets());
         tracked.forget_secrets();
         assert!(!tracked.has_secrets());
