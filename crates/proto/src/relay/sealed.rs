@@ -35,6 +35,8 @@ pub(super) struct Sealed {
     sent: usize,
     /// close_notify is queued; the write half closes once it is out.
     closing: bool,
+    /// close_notify was sealed: nothing more may be.
+    write_closed: bool,
 }
 
 fn invalid(error: impl ToString) -> io::Error {
@@ -73,6 +75,7 @@ impl Sealed {
             outgoing: Vec::with_capacity(HELD + 4 * record::OVERHEAD),
             sent: 0,
             closing: false,
+            write_closed: false,
         }
     }
 
@@ -179,7 +182,9 @@ impl Sealed {
                 (24, [requested @ (0 | 1)]) => {
                     let requested = *requested == 1;
                     self.rx.update();
-                    if requested {
+                    // After close_notify, nothing more is sealed, not even
+                    // the answer.
+                    if requested && !self.write_closed {
                         self.update_tx()?;
                     }
                 }
@@ -204,6 +209,9 @@ impl Sealed {
 
     /// Takes what it can of `data`; `None` when it holds too much unsent.
     pub(super) fn write(&mut self, data: &[u8]) -> io::Result<Option<usize>> {
+        if self.write_closed {
+            return Err(io::ErrorKind::BrokenPipe.into());
+        }
         self.flush()?;
         let held = self.outgoing.len() - self.sent;
         if held >= HELD {
@@ -255,6 +263,7 @@ impl Sealed {
         self.tx
             .seal(content::ALERT, &[1, 0], &mut self.outgoing)
             .map_err(invalid)?;
+        self.write_closed = true;
         self.closing = true;
         self.flush()
     }
