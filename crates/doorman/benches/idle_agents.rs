@@ -13,7 +13,7 @@
 use doorman_proto::Connection;
 use doorman_proto::message::{AgentToServer, ServerToAgent};
 use doorman_test_support::process::{
-    Process, cpu_seconds, listening_address, rss_kib, start_agent,
+    Process, cpu_seconds, listening_address, private_kib, rss_kib, start_agent,
 };
 use std::net::SocketAddr;
 use std::path::Path;
@@ -221,15 +221,20 @@ async fn main() {
     second.child.kill().await.unwrap();
 
     // One real agent, idle, for its own memory.
-    let real = doorman_agent_rss(&data).await;
+    let (rss, private) = doorman_agent_memory(&data).await;
     println!(
         "| one idle `doorman agent` (RSS) | {:.1} MiB | ≤ 7 MiB |",
-        real as f64 / 1024.0
+        rss as f64 / 1024.0
+    );
+    println!(
+        "| one idle `doorman agent` (its own pages: USS) | {:.1} MiB | — |",
+        private as f64 / 1024.0
     );
 }
 
-/// A real `doorman agent`'s resident memory once online and idle, in KiB.
-async fn doorman_agent_rss(data: &Path) -> u64 {
+/// A real `doorman agent`'s memory once online and idle, in KiB: resident,
+/// and its own (see `process::private_kib`).
+async fn doorman_agent_memory(data: &Path) -> (u64, u64) {
     let key = doorman_test_support::process::output_of(
         DOORMAN,
         &[
@@ -248,5 +253,6 @@ async fn doorman_agent_rss(data: &Path) -> u64 {
     let settings = format!("server = \"{url}\"\nname = \"real-pc\"\nkey = \"{key}\"\n");
     let agent = start_agent(DOORMAN, &config, &settings).await;
     tokio::time::sleep(Duration::from_secs(3)).await;
-    rss_kib(agent.pid().unwrap())
+    let pid = agent.pid().unwrap();
+    (rss_kib(pid), private_kib(pid))
 }

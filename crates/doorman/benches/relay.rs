@@ -628,6 +628,8 @@ async fn main() {
     }
 
     let idle = (rss_kib(plain.agent.pid()), rss_kib(plain.server.pid()));
+    let private = |pid: Option<u32>| pid.map_or(0, doorman_test_support::process::private_kib);
+    let idle_private = (private(plain.agent.pid()), private(plain.server.pid()));
     let (agent_pid, server_pid) = (plain.agent.pid(), plain.server.pid());
     let peaks = std::sync::Arc::new([AtomicU64::new(0), AtomicU64::new(0)]);
     let sampler = {
@@ -751,7 +753,7 @@ async fn main() {
     println!("CPU, TLS path: {}", cpu_tls.per_gib());
     println!("TLS path's tunnels: {tunnels}");
     println!(
-        "RSS idle: agent {} KiB, server {} KiB; peak during the transfers: agent {} KiB, server {} KiB",
-        idle.0, idle.1, busy.0, busy.1
+        "RSS idle: agent {} KiB, server {} KiB (their own pages, USS: {} and {} KiB); peak during the transfers: agent {} KiB, server {} KiB",
+        idle.0, idle.1, idle_private.0, idle_private.1, busy.0, busy.1
     );
 }

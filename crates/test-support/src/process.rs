@@ -201,6 +201,21 @@ pub fn cpu_seconds(pid: u32) -> f64 {
     (ticks(11) + ticks(12)) / per_second
 }
 
+/// Memory of process `pid`'s own in KiB (its unique set: private pages,
+/// clean or dirty), which RSS overstates by the pages of the binary and
+/// libraries it shares with the page cache; 0 once it is gone.
+pub fn private_kib(pid: u32) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/smaps_rollup"))
+        .map(|rollup| {
+            rollup
+                .lines()
+                .filter(|l| l.starts_with("Private_Clean:") || l.starts_with("Private_Dirty:"))
+                .filter_map(|l| l.split_whitespace().nth(1)?.parse::<u64>().ok())
+                .sum()
+        })
+        .unwrap_or(0)
+}
+
 /// Resident memory of process `pid` in KiB; 0 once it is gone.
 pub fn rss_kib(pid: u32) -> u64 {
     std::fs::read_to_string(format!("/proc/{pid}/status"))
