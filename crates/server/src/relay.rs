@@ -99,7 +99,10 @@ pub async fn relay_tunnel(
     };
     let handover = hand_over(operator, &operator_early, agent, &agent_early)
         .await
-        .map_err(RelayError::before_any)?;
+        .map_err(|error| {
+            tracing::warn!(%error, "a tunnel could not be handed to its agent");
+            RelayError::before_any(error)
+        })?;
     metrics.tunnel_opened(handover.handed);
     relay_streams(handover.operator, &[], handover.agent, &[]).await
 }
