@@ -23,6 +23,9 @@ pub const HEADER: usize = 5;
 /// What sealing adds to a plaintext: header, content type, AEAD tag.
 pub const OVERHEAD: usize = HEADER + 1 + TAG;
 const TAG: usize = 16;
+/// How many records one key may seal before it must be updated: well under
+/// every suite's limit (AES-GCM's is the lowest, 2^24.5 full records, §5.5).
+const RECORDS_PER_KEY: u64 = 1 << 23;
 const NONCE: usize = aead::NONCE_LEN;
 
 /// A record's content type (§5.1).
@@ -77,12 +80,6 @@ impl Suite {
     /// The length of its traffic secrets (its hash's output).
     pub fn secret_len(self) -> usize {
         self.hkdf().len()
-    }
-
-    /// How many records one key may seal before it must be updated, well
-    /// under each AEAD's limit (2^24.5 full records for AES-GCM, §5.5).
-    fn records_per_key(self) -> u64 {
-        1 << 23
     }
 }
 
@@ -190,7 +187,7 @@ impl TrafficKeys {
 
     /// Whether this key has sealed as many records as it should.
     pub fn is_worn(&self) -> bool {
-        self.seq >= self.suite.records_per_key()
+        self.seq >= RECORDS_PER_KEY
     }
 
     fn nonce(&self) -> aead::Nonce {

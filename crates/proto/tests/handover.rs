@@ -21,30 +21,67 @@ async fn tls_pair(dir: &Path) -> (ClientTls, ServerSide) {
     (client, MaybeTls::Tls(Box::new(server)))
 }
 
-/// The server's part: hands over (reporting whether it did), then relays.
-fn serving(
-    operator: ServerSide,
-    operator_early: impl AsRef<[u8]> + Send + 'static,
-    agent: ServerSide,
-) -> tokio::task::JoinHandle<bool> {
-    tokio::spawn(async move {
-        let early = operator_early.as_ref();
-        let handover = hand_over(operator, early, agent, b"").await.unwrap();
-        let sockets = matches!(
-            (&handover.operator, &handover.agent),
-            (MaybeTls::Plain(_), MaybeTls::Plain(_))
-        );
-        assert_eq!(sockets, handover.handed);
-        relay(handover.operator, &[], handover.agent, &[])
-            .await
-            .unwrap();
-        handover.handed
-    })
+/// A tunnel's connections before the handover, but the server's end of the
+/// operator's: the operator's end, the agent's TLS connection (each end),
+/// and the agent's to its target.
+struct Tunnel {
+    operator: ClientTls,
+    agent: ClientTls,
+    agent_at_server: ServerSide,
+    local: TcpStream,
+    target: TcpStream,
 }
 
-/// The agent's part, towards `local` (its end of the target's connection).
-fn taking_over(agent: ClientTls, local: TcpStream) -> tokio::task::JoinHandle<(u64, u64)> {
-    tokio::spawn(async move { relay_taken_over_tls(agent, &[], local).await.unwrap() })
+/// A [`Tunnel`], and the server's end of the operator's connection.
+async fn tunnel() -> (Tunnel, ServerSide) {
+    let dir = tempfile::tempdir().unwrap();
+    let (operator, operator_at_server) = tls_pair(&dir.path().join("o")).await;
+    let (agent, agent_at_server) = tls_pair(&dir.path().join("a")).await;
+    let (local, target) = tcp_pair().await;
+    let tunnel = Tunnel {
+        operator,
+        agent,
+        agent_at_server,
+        local,
+        target,
+    };
+    (tunnel, operator_at_server)
+}
+
+type Running = (
+    tokio::task::JoinHandle<bool>,
+    tokio::task::JoinHandle<(u64, u64)>,
+);
+
+impl Tunnel {
+    /// Starts the server's part (hand over, reporting whether it did, then
+    /// relay) with the operator's connection `operator_at_server`, and the
+    /// agent's part towards the target.
+    fn run(
+        self,
+        operator_at_server: ServerSide,
+        operator_early: impl AsRef<[u8]> + Send + 'static,
+    ) -> (ClientTls, TcpStream, Running) {
+        let (agent, agent_at_server, local) = (self.agent, self.agent_at_server, self.local);
+        let server = tokio::spawn(async move {
+            let early = operator_early.as_ref();
+            let handover = hand_over(operator_at_server, early, agent_at_server, b"")
+                .await
+                .unwrap();
+            let sockets = matches!(
+                (&handover.operator, &handover.agent),
+                (MaybeTls::Plain(_), MaybeTls::Plain(_))
+            );
+            assert_eq!(sockets, handover.handed);
+            relay(handover.operator, &[], handover.agent, &[])
+                .await
+                .unwrap();
+            handover.handed
+        });
+        let agent =
+            tokio::spawn(async move { relay_taken_over_tls(agent, &[], local).await.unwrap() });
+        (self.operator, self.target, (server, agent))
+    }
 }
 
 fn bulk(len: u32) -> Vec<u8> {
@@ -53,15 +90,11 @@ fn bulk(len: u32) -> Vec<u8> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_agent_takes_the_operators_session_and_it_goes_on() {
-    let dir = tempfile::tempdir().unwrap();
-    let (mut operator, operator_at_server) = tls_pair(&dir.path().join("o")).await;
-    let (agent, agent_at_server) = tls_pair(&dir.path().join("a")).await;
-    let (local, mut target) = tcp_pair().await;
+    let (mut tunnel, at_server) = tunnel().await;
     // Sent before the handover: the server opens these itself.
-    operator.write_all(b"early").await.unwrap();
-    operator.flush().await.unwrap();
-    let server = serving(operator_at_server, b"(read by http) ", agent_at_server);
-    let agent = taking_over(agent, local);
+    tunnel.operator.write_all(b"early").await.unwrap();
+    tunnel.operator.flush().await.unwrap();
+    let (operator, mut target, (server, agent)) = tunnel.run(at_server, b"(read by http) ");
     let mut early = [0u8; 20];
     target.read_exact(&mut early).await.unwrap();
     assert_eq!(&early, b"(read by http) early");
@@ -75,12 +108,8 @@ async fn the_agent_takes_the_operators_session_and_it_goes_on() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_key_update_from_the_operator_is_followed() {
-    let dir = tempfile::tempdir().unwrap();
-    let (mut operator, operator_at_server) = tls_pair(&dir.path().join("o")).await;
-    let (agent, agent_at_server) = tls_pair(&dir.path().join("a")).await;
-    let (local, mut target) = tcp_pair().await;
-    let server = serving(operator_at_server, b"", agent_at_server);
-    let agent = taking_over(agent, local);
+    let (tunnel, at_server) = tunnel().await;
+    let (mut operator, mut target, (server, agent)) = tunnel.run(at_server, b"");
     for round in 0..3u8 {
         // rustls updates its keys and asks the peer to update its own.
         operator.get_mut().1.refresh_traffic_keys().unwrap();
@@ -111,21 +140,17 @@ async fn a_key_update_from_the_operator_is_followed() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_operator_that_ended_before_the_handover_ends_at_the_target() {
-    let dir = tempfile::tempdir().unwrap();
-    let (mut operator, operator_at_server) = tls_pair(&dir.path().join("o")).await;
-    let (agent, agent_at_server) = tls_pair(&dir.path().join("a")).await;
-    let (local, mut target) = tcp_pair().await;
-    operator.write_all(b"last words").await.unwrap();
-    operator.shutdown().await.unwrap();
+    let (mut tunnel, at_server) = tunnel().await;
+    tunnel.operator.write_all(b"last words").await.unwrap();
+    tunnel.operator.shutdown().await.unwrap();
     // The server's rustls reads the close_notify before it hands over (the
     // bytes before it play the HTTP layer's read-ahead here).
-    let MaybeTls::Tls(mut at_server) = operator_at_server else {
+    let MaybeTls::Tls(mut at_server) = at_server else {
         unreachable!()
     };
     let mut read = Vec::new();
     at_server.read_to_end(&mut read).await.unwrap();
-    let server = serving(MaybeTls::Tls(at_server), read, agent_at_server);
-    let agent = taking_over(agent, local);
+    let (mut operator, mut target, (server, agent)) = tunnel.run(MaybeTls::Tls(at_server), read);
     let mut got = Vec::new();
     target.read_to_end(&mut got).await.unwrap();
     assert_eq!(got, b"last words", "the early bytes, then the end");
@@ -140,14 +165,13 @@ async fn an_operator_that_ended_before_the_handover_ends_at_the_target() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_server_that_cannot_hand_over_keeps_the_session() {
-    let dir = tempfile::tempdir().unwrap();
     // The operator's connection reached the server in plain TCP (its TLS
     // ended in a proxy): nothing to hand over.
     let (operator, operator_at_server) = tcp_pair().await;
-    let (agent, agent_at_server) = tls_pair(&dir.path().join("a")).await;
-    let (local, target) = tcp_pair().await;
-    let server = serving(MaybeTls::Plain(operator_at_server), b"", agent_at_server);
-    let agent = taking_over(agent, local);
+    let (_, target, (server, agent)) = tunnel()
+        .await
+        .0
+        .run(MaybeTls::Plain(operator_at_server), b"");
     let big = bulk(1_000_000);
     let got = exchange(operator, target, big.clone()).await;
     assert!(got == big);
@@ -160,10 +184,16 @@ async fn a_server_that_cannot_hand_over_keeps_the_session() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_record_forged_after_the_handover_resets_the_target() {
-    let dir = tempfile::tempdir().unwrap();
-    let (_operator, operator_at_server) = tls_pair(&dir.path().join("o")).await;
-    let (agent, agent_at_server) = tls_pair(&dir.path().join("a")).await;
-    let (local, mut target) = tcp_pair().await;
+    let (
+        Tunnel {
+            agent,
+            agent_at_server,
+            local,
+            mut target,
+            ..
+        },
+        operator_at_server,
+    ) = tunnel().await;
     let agent = tokio::spawn(async move { relay_taken_over_tls(agent, &[], local).await });
     let handover = hand_over(operator_at_server, b"", agent_at_server, b"")
         .await

@@ -14,8 +14,20 @@ use tokio_util::either::Either;
 
 /// The socket under an upgraded connection, its connection slot (held
 /// until the relay ends) and the bytes hyper had already read from it; the
-/// connection itself when it cannot be unwrapped.
+/// connection itself when it cannot be unwrapped. Its TLS secrets are
+/// forgotten: only an operator's tunnel is ever handed over (see
+/// [`unwrap_keeping_secrets`]), and an agent's control connection may live
+/// for days.
 fn unwrap(io: Upgraded) -> Result<(ServerStream, Slot, Bytes), Upgraded> {
+    let mut unwrapped = unwrap_keeping_secrets(io)?;
+    if let MaybeTls::Tls(tls) = &mut unwrapped.0 {
+        tls.get_mut().0.forget_secrets();
+    }
+    Ok(unwrapped)
+}
+
+/// [`unwrap`], keeping the TLS secrets for a handover.
+fn unwrap_keeping_secrets(io: Upgraded) -> Result<(ServerStream, Slot, Bytes), Upgraded> {
     io.into_inner()
         .downcast::<TokioIo<Counted>>()
         .map(|parts| {
@@ -30,16 +42,10 @@ fn unwrap(io: Upgraded) -> Result<(ServerStream, Slot, Bytes), Upgraded> {
 /// that an idle agent would otherwise keep for as long as it is connected).
 pub fn framed(io: Upgraded) -> doorman_proto::Connection<Either<Counted, Upgraded>> {
     match unwrap(io) {
-        Ok((mut stream, slot, buffered)) => {
-            // A control connection is never handed over.
-            if let MaybeTls::Tls(tls) = &mut stream {
-                tls.get_mut().0.forget_secrets();
-            }
-            doorman_proto::Connection::with_buffered(
-                Either::Left(Counted { stream, slot }),
-                &buffered,
-            )
-        }
+        Ok((stream, slot, buffered)) => doorman_proto::Connection::with_buffered(
+            Either::Left(Counted { stream, slot }),
+            &buffered,
+        ),
         Err(io) => doorman_proto::Connection::new(Either::Right(io)),
     }
 }
@@ -91,7 +97,7 @@ pub async fn relay_tunnel(
         return relay(Either::Left(operator), &[], agent.io).await;
     }
     let (Ok((operator, _operator_slot, operator_early)), Ok((agent, _agent_slot, agent_early))) =
-        (unwrap(operator), unwrap(agent.io))
+        (unwrap_keeping_secrets(operator), unwrap(agent.io))
     else {
         return Err(RelayError::before_any(std::io::Error::other(
             "a tunnel to hand over must be the server's own connections",

@@ -3,9 +3,9 @@
 //! reads none of the operator's records that follow) until the
 //! [`Message`] is whole.
 
-use super::{Message, READY};
+use super::{Message, READY, drain, invalid};
 use crate::record::{TrafficKeys, record_len};
-use std::io::{self, Read, Write};
+use std::io::{self, Write};
 use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
@@ -31,10 +31,6 @@ pub enum TakenKeys {
     Handed { rx: TrafficKeys, tx: TrafficKeys },
     /// The server kept it: the agent's own session goes on.
     Kept(rustls::Connection),
-}
-
-fn invalid(message: impl Into<String>) -> io::Error {
-    io::Error::new(io::ErrorKind::InvalidData, message.into())
 }
 
 /// Runs the agent's side on its upgraded tunnel connection: `socket` and
@@ -73,10 +69,9 @@ async fn answer(mut socket: TcpStream, mut tls: rustls::Connection) -> io::Resul
                 tls.read_tls(&mut record)?;
             }
             opened += len;
-            tls.process_new_packets()
-                .map_err(|e| invalid(e.to_string()))?;
-            drain(&mut tls, &mut plaintext)?;
-            let parsed = Message::parse(&plaintext).map_err(|e| invalid(e.to_string()))?;
+            tls.process_new_packets().map_err(invalid)?;
+            drain(tls.reader(), &mut plaintext)?;
+            let parsed = Message::parse(&plaintext).map_err(invalid)?;
             if let Some((message, used)) = parsed {
                 return taken(
                     socket,
@@ -97,18 +92,6 @@ async fn answer(mut socket: TcpStream, mut tls: rustls::Connection) -> io::Resul
     }
 }
 
-fn drain(tls: &mut rustls::Connection, into: &mut Vec<u8>) -> io::Result<()> {
-    let mut chunk = [0u8; 4096];
-    loop {
-        match tls.reader().read(&mut chunk) {
-            Ok(0) => return Ok(()),
-            Ok(n) => into.extend_from_slice(&chunk[..n]),
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(()),
-            Err(e) => return Err(e),
-        }
-    }
-}
-
 fn taken(
     socket: TcpStream,
     tls: rustls::Connection,
@@ -122,7 +105,7 @@ fn taken(
             if !plaintext_after.is_empty() {
                 return Err(invalid("the server sent bytes after handing over"));
             }
-            let (rx, tx) = handed.keys().map_err(|e| invalid(e.to_string()))?;
+            let (rx, tx) = handed.keys().map_err(invalid)?;
             (TakenKeys::Handed { rx, tx }, handed.closed)
         }
         None => {

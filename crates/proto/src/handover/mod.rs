@@ -35,6 +35,7 @@ pub use secrets::{Tracked, TrafficSecrets, keep_secrets};
 pub use server::{Handover, ServerSide, hand_over};
 
 use crate::record::{Suite, TrafficKeys};
+use std::io::{self, Read};
 use zeroize::Zeroizing;
 
 /// Header of an agent's tunnel request that offers to take the session
@@ -45,6 +46,31 @@ pub const READY: u8 = 0x52;
 /// The largest early-bytes part a message may carry.
 const MAX_EARLY: usize = 1 << 20;
 const MAGIC: &[u8; 4] = b"DMHO";
+
+/// A handover (or a handed-over session) that went wrong on the wire.
+pub(crate) fn invalid(error: impl ToString) -> io::Error {
+    io::Error::new(io::ErrorKind::InvalidData, error.to_string())
+}
+
+/// The suite a rustls session negotiated, if [`crate::record`] knows it.
+fn suite_of(session: &rustls::CommonState) -> Option<Suite> {
+    let suite = session.negotiated_cipher_suite()?;
+    Suite::from_code(suite.suite().into())
+}
+
+/// Everything rustls has opened and not yet given out, appended to `into`.
+fn drain(mut reader: rustls::Reader<'_>, into: &mut Vec<u8>) -> io::Result<()> {
+    let mut chunk = [0u8; 4096];
+    loop {
+        match reader.read(&mut chunk) {
+            // The end (close_notify), or nothing more for now.
+            Ok(0) => return Ok(()),
+            Ok(n) => into.extend_from_slice(&chunk[..n]),
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(()),
+            Err(e) => return Err(e),
+        }
+    }
+}
 
 /// The server's answer to [`READY`].
 pub struct Message {
@@ -57,12 +83,14 @@ pub struct Message {
     pub keys: Option<HandedKeys>,
 }
 
-/// A handed-over session's two directions: (next record number, traffic
-/// secret) each.
+/// One direction of a session: its next record number and traffic secret.
+pub type Direction = (u64, Zeroizing<Vec<u8>>);
+
+/// A handed-over session's two directions.
 pub struct HandedKeys {
     pub suite: Suite,
-    pub rx: (u64, Zeroizing<Vec<u8>>),
-    pub tx: (u64, Zeroizing<Vec<u8>>),
+    pub rx: Direction,
+    pub tx: Direction,
     /// The operator had already ended its side (close_notify read by the
     /// server).
     pub closed: bool,
@@ -149,24 +177,10 @@ impl Message {
         };
         let code = u16::from_be_bytes([code[0], code[1]]);
         let suite = Suite::from_code(code).ok_or(MessageError::Suite(code))?;
-        let mut directions = Vec::with_capacity(2);
-        for _ in 0..2 {
-            let (Some(seq), Some(len)) = (reader.take(8), reader.byte()) else {
-                return Ok(None);
-            };
-            if usize::from(len) != suite.secret_len() {
-                return Err(MessageError::Secret);
-            }
-            let Some(secret) = reader.take(len.into()) else {
-                return Ok(None);
-            };
-            let mut number = [0u8; 8];
-            number.copy_from_slice(seq);
-            directions.push((u64::from_be_bytes(number), Zeroizing::new(secret.to_vec())));
-        }
-        let tx = directions.pop();
-        let rx = directions.pop();
-        let (Some(rx), Some(tx)) = (rx, tx) else {
+        let Some(rx) = reader.direction(suite)? else {
+            return Ok(None);
+        };
+        let Some(tx) = reader.direction(suite)? else {
             return Ok(None);
         };
         let keys = HandedKeys {
@@ -175,13 +189,11 @@ impl Message {
             tx,
             closed: closed != 0,
         };
-        Ok(Some((
-            Message {
-                early,
-                keys: Some(keys),
-            },
-            reader.at,
-        )))
+        let message = Message {
+            early,
+            keys: Some(keys),
+        };
+        Ok(Some((message, reader.at)))
     }
 }
 
@@ -199,6 +211,26 @@ impl<'a> Reader<'a> {
 
     fn byte(&mut self) -> Option<u8> {
         self.take(1).map(|b| b[0])
+    }
+
+    /// One direction's next record number and traffic secret; `Ok(None)`
+    /// while incomplete.
+    fn direction(&mut self, suite: Suite) -> Result<Option<Direction>, MessageError> {
+        let (Some(seq), Some(len)) = (self.take(8), self.byte()) else {
+            return Ok(None);
+        };
+        if usize::from(len) != suite.secret_len() {
+            return Err(MessageError::Secret);
+        }
+        let Some(secret) = self.take(len.into()) else {
+            return Ok(None);
+        };
+        let mut number = [0u8; 8];
+        number.copy_from_slice(seq);
+        Ok(Some((
+            u64::from_be_bytes(number),
+            Zeroizing::new(secret.to_vec()),
+        )))
     }
 }
 

@@ -27,6 +27,13 @@ pub struct TrafficSecrets {
     clashed: bool,
 }
 
+impl TrafficSecrets {
+    /// Both logged, by one handshake only.
+    fn usable(&self) -> bool {
+        !self.clashed && !self.client.is_empty() && !self.server.is_empty()
+    }
+}
+
 type Random = [u8; 32];
 
 /// Secrets of the live server connections, by client random. An entry
@@ -119,11 +126,9 @@ impl Tracked {
     /// Whether the connection's secrets were kept (and no other handshake
     /// claimed its random).
     pub fn has_secrets(&self) -> bool {
-        self.random.0.is_some_and(|random| {
-            secrets()
-                .get(&random)
-                .is_some_and(|s| !s.clashed && !s.client.is_empty() && !s.server.is_empty())
-        })
+        self.random
+            .0
+            .is_some_and(|random| secrets().get(&random).is_some_and(TrafficSecrets::usable))
     }
 
     /// Forgets the connection's secrets: it will not be handed over (an
@@ -143,7 +148,7 @@ impl Tracked {
             .0
             .take()
             .and_then(|random| secrets().remove(&random))
-            .filter(|s| !s.clashed && !s.client.is_empty() && !s.server.is_empty());
+            .filter(TrafficSecrets::usable);
         (socket, secrets)
     }
 

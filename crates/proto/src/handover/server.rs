@@ -2,11 +2,11 @@
 //! answers with the operator session's keys when it can hand it over, or
 //! says it keeps it.
 
-use super::{HandedKeys, Message, READY, Tracked};
+use super::{HandedKeys, Message, READY, Tracked, TrafficSecrets, drain, invalid, suite_of};
 use crate::record::{Suite, TrafficKeys};
 use crate::tls::MaybeTls;
 use rustls::ConnectionTrafficSecrets;
-use std::io::{self, Read};
+use std::io;
 use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio_rustls::server::TlsStream;
@@ -16,10 +16,6 @@ pub type ServerSide = MaybeTls<TlsStream<Tracked>>;
 
 /// How long the agent has to say it is ready.
 const READY_TIMEOUT: Duration = Duration::from_secs(10);
-
-fn invalid(message: impl Into<String>) -> io::Error {
-    io::Error::new(io::ErrorKind::InvalidData, message.into())
-}
 
 /// A tunnel after [`hand_over`]: both connections, to relay byte for byte
 /// with nothing sent first (plain sockets when the session was handed
@@ -39,32 +35,37 @@ pub async fn hand_over(
     mut agent: ServerSide,
     agent_early: &[u8],
 ) -> io::Result<Handover> {
-    match agent_early {
+    let ready = match agent_early {
         [] => {
-            let mut ready = [0u8; 1];
-            tokio::time::timeout(READY_TIMEOUT, agent.read_exact(&mut ready))
+            let mut byte = [0u8; 1];
+            tokio::time::timeout(READY_TIMEOUT, agent.read_exact(&mut byte))
                 .await
                 .map_err(|_| {
                     io::Error::new(io::ErrorKind::TimedOut, "the agent never got ready")
                 })??;
-            if ready[0] != READY {
-                return Err(invalid("the agent sent something else than READY"));
-            }
+            byte[0]
         }
-        [READY] => {}
-        _ => return Err(invalid("the agent sent something else than READY")),
+        [byte] => *byte,
+        _ => return Err(invalid("the agent sent more than READY")),
+    };
+    if ready != READY {
+        return Err(invalid("the agent sent something else than READY"));
     }
     let agent_is_tls = matches!(agent, MaybeTls::Tls(_));
-    let (message, operator) = match operator {
-        MaybeTls::Tls(tls) if agent_is_tls && can_hand_over(&tls) => {
-            let (keys, early, socket) = take_keys(*tls, operator_early)?;
+    let suite = match &operator {
+        MaybeTls::Tls(tls) if agent_is_tls => suite_to_hand_over(tls),
+        _ => None,
+    };
+    let (message, operator) = match (operator, suite) {
+        (MaybeTls::Tls(tls), Some(suite)) => {
+            let (keys, early, socket) = take_keys(*tls, suite, operator_early)?;
             let message = Message {
                 early,
                 keys: Some(keys),
             };
             (message, MaybeTls::Plain(socket))
         }
-        kept => {
+        (kept, _) => {
             let message = Message {
                 early: operator_early.to_vec(),
                 keys: None,
@@ -91,57 +92,40 @@ pub async fn hand_over(
     })
 }
 
-/// Whether the operator's session can be handed over now: TLS 1.3 with a
-/// suite [`crate::record`] knows, its secrets kept, nothing of it waiting
+/// The operator session's suite if it can be handed over now: TLS 1.3 with
+/// a suite [`crate::record`] knows, its secrets kept, nothing of it waiting
 /// to be sent, and no part of a record read.
-fn can_hand_over(tls: &TlsStream<Tracked>) -> bool {
+fn suite_to_hand_over(tls: &TlsStream<Tracked>) -> Option<Suite> {
     let (tracked, connection) = tls.get_ref();
-    let suite = connection
-        .negotiated_cipher_suite()
-        .and_then(|suite| Suite::from_code(suite.suite().into()));
-    tracked.at_record_boundary()
+    let ready = tracked.at_record_boundary()
         && tracked.has_secrets()
         && connection.protocol_version() == Some(rustls::ProtocolVersion::TLSv1_3)
-        && suite.is_some()
-        && !connection.wants_write()
+        && !connection.wants_write();
+    suite_of(connection).filter(|_| ready)
 }
 
 /// Takes the operator's session apart: its keys (checked against rustls'
 /// own), the plaintext rustls had opened after `early`, and its socket.
 fn take_keys(
     tls: TlsStream<Tracked>,
+    suite: Suite,
     early: &[u8],
 ) -> io::Result<(HandedKeys, Vec<u8>, tokio::net::TcpStream)> {
     let (tracked, mut connection) = tls.into_inner();
     let (socket, secrets) = tracked.into_parts();
-    let secrets = secrets.ok_or_else(|| invalid("the operator session's secrets are gone"))?;
-    let suite = connection
-        .negotiated_cipher_suite()
-        .and_then(|suite| Suite::from_code(suite.suite().into()))
-        .ok_or_else(|| invalid("the operator session's cipher suite cannot be handed over"))?;
-    let state = connection
-        .process_new_packets()
-        .map_err(|e| invalid(e.to_string()))?;
+    let TrafficSecrets { client, server, .. } =
+        secrets.ok_or_else(|| invalid("the operator session's secrets are gone"))?;
+    let state = connection.process_new_packets().map_err(invalid)?;
     let mut early = early.to_vec();
-    let mut chunk = [0u8; 4096];
-    loop {
-        match connection.reader().read(&mut chunk) {
-            Ok(0) => break,
-            Ok(n) => early.extend_from_slice(&chunk[..n]),
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
-            Err(e) => return Err(e),
-        }
-    }
-    let extracted = connection
-        .dangerous_extract_secrets()
-        .map_err(|e| invalid(e.to_string()))?;
+    drain(connection.reader(), &mut early)?;
+    let extracted = connection.dangerous_extract_secrets().map_err(invalid)?;
     let keys = HandedKeys {
         suite,
-        rx: (extracted.rx.0, secrets.client.clone()),
-        tx: (extracted.tx.0, secrets.server.clone()),
+        rx: (extracted.rx.0, client),
+        tx: (extracted.tx.0, server),
         closed: state.peer_has_closed(),
     };
-    let (rx, tx) = keys.keys().map_err(|e| invalid(e.to_string()))?;
+    let (rx, tx) = keys.keys().map_err(invalid)?;
     if !same_keys(&rx, &extracted.rx.1) || !same_keys(&tx, &extracted.tx.1) {
         return Err(invalid(
             "the operator session's kept secrets are not its current ones",

@@ -4,9 +4,11 @@
 //! outgoing buffer, so the only copies are into and out of the kernel and
 //! one between the record and the other side.
 
-use super::side::Got;
+use super::side::{Got, would_block};
+use crate::handover::invalid;
 use crate::record::{
-    self, HEADER, MAX_CIPHERTEXT, MAX_PLAINTEXT, TrafficKeys, content, key_update, record_len,
+    HEADER, MAX_CIPHERTEXT, MAX_PLAINTEXT, OVERHEAD, RecordError, TrafficKeys, content, key_update,
+    record_len,
 };
 use std::io::{self, Read, Write};
 use std::net::{Shutdown, TcpStream as StdStream};
@@ -39,17 +41,6 @@ pub(super) struct Sealed {
     write_closed: bool,
 }
 
-fn invalid(error: impl ToString) -> io::Error {
-    io::Error::new(io::ErrorKind::InvalidData, error.to_string())
-}
-
-fn would_block(error: &io::Error) -> bool {
-    matches!(
-        error.kind(),
-        io::ErrorKind::WouldBlock | io::ErrorKind::Interrupted
-    )
-}
-
 impl Sealed {
     /// `ciphertext` was read from `socket` already; `peer_closed` when the
     /// peer ended before the handover.
@@ -72,7 +63,7 @@ impl Sealed {
             plaintext: 0..0,
             peer_closed,
             socket_ended: false,
-            outgoing: Vec::with_capacity(HELD + 4 * record::OVERHEAD),
+            outgoing: Vec::with_capacity(HELD + 4 * OVERHEAD),
             sent: 0,
             closing: false,
             write_closed: false,
@@ -94,9 +85,6 @@ impl Sealed {
                     return Ok(Got::Data(filled));
                 }
             }
-            if filled > 0 && !self.holds_record() {
-                return Ok(Got::Data(filled));
-            }
             if self.peer_closed {
                 return Ok(if filled > 0 {
                     Got::Data(filled)
@@ -104,15 +92,12 @@ impl Sealed {
                     Got::End
                 });
             }
-            let held = &self.incoming[self.start..self.end];
-            if let Some(len) = record_len(held) {
-                if len - HEADER > MAX_CIPHERTEXT {
-                    return Err(invalid(record::RecordError::Overflow(len - HEADER)));
-                }
-                if held.len() >= len {
-                    self.open(len)?;
-                    continue;
-                }
+            if let Some(len) = self.whole_record()? {
+                self.open(len)?;
+                continue;
+            }
+            if filled > 0 {
+                return Ok(Got::Data(filled));
             }
             if self.socket_ended {
                 return Err(io::Error::new(
@@ -134,10 +119,16 @@ impl Sealed {
         }
     }
 
-    /// Whether a whole record waits to be opened.
-    fn holds_record(&self) -> bool {
+    /// The length of the record at `start` once it is held whole.
+    fn whole_record(&self) -> io::Result<Option<usize>> {
         let held = &self.incoming[self.start..self.end];
-        record_len(held).is_some_and(|len| held.len() >= len)
+        let Some(len) = record_len(held) else {
+            return Ok(None);
+        };
+        if len - HEADER > MAX_CIPHERTEXT {
+            return Err(invalid(RecordError::Overflow(len - HEADER)));
+        }
+        Ok((held.len() >= len).then_some(len))
     }
 
     /// Opens the record of `len` bytes at `start`.

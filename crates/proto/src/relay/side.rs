@@ -76,7 +76,7 @@ pub(super) enum Got {
     WouldBlock,
 }
 
-fn would_block(error: &io::Error) -> bool {
+pub(super) fn would_block(error: &io::Error) -> bool {
     matches!(
         error.kind(),
         io::ErrorKind::WouldBlock | io::ErrorKind::Interrupted
