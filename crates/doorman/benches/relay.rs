@@ -211,23 +211,18 @@ struct Doorman {
 }
 
 impl Doorman {
-    /// The server's `doorman_tunnels_total` lines, by curl (`not read: why`
-    /// without it).
-    fn tunnels(&self) -> String {
-        let mut curl = std::process::Command::new("curl");
-        curl.args(["-sS", &format!("{}/metrics", self.url)]);
-        if let Some(ca) = &self.ca {
-            curl.args(["--cacert", ca]);
-        }
-        match curl.output() {
-            Ok(out) if out.status.success() => String::from_utf8_lossy(&out.stdout)
-                .lines()
-                .filter(|l| l.starts_with("doorman_tunnels_total{"))
-                .collect::<Vec<_>>()
-                .join(", "),
-            Ok(out) => format!("not read: {}", String::from_utf8_lossy(&out.stderr).trim()),
-            Err(error) => format!("not read: curl: {error}"),
-        }
+    /// The TLS server's `doorman_tunnels_total` lines.
+    async fn tunnels(&self) -> String {
+        let Some(ca) = &self.ca else {
+            return "not a TLS server".into();
+        };
+        let address = self.url.trim_start_matches("https://").parse().unwrap();
+        doorman_test_support::tls::https_get(address, Some(Path::new(ca)), "/metrics")
+            .await
+            .lines()
+            .filter(|l| l.starts_with("doorman_tunnels_total{"))
+            .collect::<Vec<_>>()
+            .join(", ")
     }
 }
 
@@ -681,7 +676,7 @@ async fn main() {
     for (&i, rtt) in measured.iter().zip(round_trips(&echoes).await) {
         paths[i].rtt = Some(rtt);
     }
-    let tunnels = tls.tunnels();
+    let tunnels = tls.tunnels().await;
     drop((plain, tls, peers));
 
     println!(

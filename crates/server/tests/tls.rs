@@ -3,26 +3,11 @@
 
 use doorman_client::{ConnectError, ForwardSpec, SessionKind};
 use doorman_test_support::World;
-use std::sync::Arc;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-/// `GET path` over TLS trusting `ca`; the raw response.
+/// `GET path` from the world's server; the raw response.
 async fn https_get(world: &World, path: &str) -> String {
-    let config = doorman_proto::tls::client_config(world.ca.as_deref()).unwrap();
-    let tcp = tokio::net::TcpStream::connect(world.address).await.unwrap();
-    let name = rustls::pki_types::ServerName::try_from("localhost").unwrap();
-    let mut tls = tokio_rustls::TlsConnector::from(Arc::clone(&config))
-        .connect(name, tcp)
-        .await
-        .unwrap();
-    tls.write_all(
-        format!("GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n").as_bytes(),
-    )
-    .await
-    .unwrap();
-    let mut response = String::new();
-    tls.read_to_string(&mut response).await.unwrap();
-    response
+    doorman_test_support::tls::https_get(world.address, world.ca.as_deref(), path).await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -1,6 +1,6 @@
 //! Certificates made at test time: a CA and a server certificate it signed,
-//! valid for `localhost` and `127.0.0.1`; and a TLS connection on loopback
-//! made with them.
+//! valid for `localhost` and `127.0.0.1`; a TLS connection on loopback
+//! made with them; and a plain HTTPS request.
 
 use std::path::{Path, PathBuf};
 
@@ -103,4 +103,24 @@ where
         acceptor.accept(wrap(socket)).await.expect("TLS server")
     };
     tokio::join!(connecting, accepting)
+}
+
+/// `GET path` from the server at `address` over TLS (as `localhost`),
+/// trusting `ca` (else the system's roots); the raw response.
+pub async fn https_get(address: std::net::SocketAddr, ca: Option<&Path>, path: &str) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let config = doorman_proto::tls::client_config(ca).expect("client config");
+    let tcp = tokio::net::TcpStream::connect(address)
+        .await
+        .expect("connect");
+    let name = tokio_rustls::rustls::pki_types::ServerName::try_from("localhost").expect("name");
+    let mut tls = tokio_rustls::TlsConnector::from(config)
+        .connect(name, tcp)
+        .await
+        .expect("TLS client");
+    let request = format!("GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n");
+    tls.write_all(request.as_bytes()).await.expect("request");
+    let mut response = String::new();
+    tls.read_to_string(&mut response).await.expect("response");
+    response
 }
