@@ -3,21 +3,33 @@
 //! operator's rustls client goes on as if nothing happened while the
 //! server relays sockets and the agent seals and opens the records.
 
-use doorman_proto::handover::{ServerSide, Tracked, hand_over};
+use doorman_proto::handover::{ServerSide, hand_over};
 use doorman_proto::relay::{relay, relay_taken_over_tls};
 use doorman_proto::tls::MaybeTls;
 use doorman_test_support::streams::{exchange, tcp_pair};
 use std::path::Path;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
-use tokio_rustls::client;
+use tokio_rustls::{client, rustls};
 
 type ClientTls = client::TlsStream<TcpStream>;
 
-/// A TLS connection whose server end runs over a [`Tracked`] socket with
+/// A TLS connection whose server end runs over a `Tracked` socket with
 /// the server's configuration: (client end, server end).
 async fn tls_pair(dir: &Path) -> (ClientTls, ServerSide) {
-    let (client, server) = doorman_test_support::tls::loopback_pair(dir, Tracked::new).await;
+    tls_pair_with(dir, |_| {}).await
+}
+
+/// [`tls_pair`] with the client's configuration changed by `client`.
+async fn tls_pair_with(
+    dir: &Path,
+    client: impl FnOnce(&mut rustls::ClientConfig),
+) -> (ClientTls, ServerSide) {
+    let (client, server) =
+        doorman_test_support::tls::loopback_pair_with(dir, client, |config, socket| async move {
+            doorman_proto::handover::accept(&config, socket).await
+        })
+        .await;
     (client, MaybeTls::Tls(Box::new(server)))
 }
 
@@ -34,8 +46,13 @@ struct Tunnel {
 
 /// A [`Tunnel`], and the server's end of the operator's connection.
 async fn tunnel() -> (Tunnel, ServerSide) {
+    tunnel_with(|_| {}).await
+}
+
+/// A [`Tunnel`] whose operator's client configuration `operator` changed.
+async fn tunnel_with(operator: impl FnOnce(&mut rustls::ClientConfig)) -> (Tunnel, ServerSide) {
     let dir = tempfile::tempdir().unwrap();
-    let (operator, operator_at_server) = tls_pair(&dir.path().join("o")).await;
+    let (operator, operator_at_server) = tls_pair_with(&dir.path().join("o"), operator).await;
     let (agent, agent_at_server) = tls_pair(&dir.path().join("a")).await;
     let (local, target) = tcp_pair().await;
     let tunnel = Tunnel {
@@ -104,6 +121,19 @@ async fn the_agent_takes_the_operators_session_and_it_goes_on() {
     assert!(server.await.unwrap(), "the server relayed sockets, not TLS");
     let (_, to_target) = agent.await.unwrap();
     assert_eq!(to_target, 20 + 50 * 64 + big.len() as u64);
+}
+
+/// Issue 25: a ClientHello split over small records once made the server
+/// look for the client random at the wrong place, so the session was not
+/// handed over and its secrets stayed in memory for good.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_hello_split_over_records_is_handed_over_all_the_same() {
+    let (tunnel, at_server) = tunnel_with(|client| client.max_fragment_size = Some(32)).await;
+    let (operator, target, (server, _agent)) = tunnel.run(at_server, b"");
+    let message = bulk(10_000);
+    let got = exchange(operator, target, message.clone()).await;
+    assert!(got == message);
+    assert!(server.await.unwrap(), "handed over");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

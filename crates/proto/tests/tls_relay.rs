@@ -17,7 +17,10 @@ type ServerTls = server::TlsStream<TcpStream>;
 
 /// A TLS connection on loopback: (client end, server end).
 async fn tls_pair(dir: &std::path::Path) -> (ClientTls, ServerTls) {
-    doorman_test_support::tls::loopback_pair(dir, |socket| socket).await
+    doorman_test_support::tls::loopback_pair(dir, |config, socket| {
+        tokio_rustls::TlsAcceptor::from(config).accept(socket)
+    })
+    .await
 }
 
 /// Relays `a` ↔ `b` with `proto::relay` (on a relay thread: this test has

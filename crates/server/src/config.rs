@@ -271,7 +271,7 @@ impl ServerSettings {
         ConnectionLimits {
             max_connections: or(self.max_connections, defaults.max_connections),
             max_per_address: or(self.max_connections_per_address, defaults.max_per_address),
-            header_timeout: defaults.header_timeout,
+            ..defaults
         }
     }
 

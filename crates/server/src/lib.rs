@@ -501,7 +501,7 @@ impl Server {
         if with_tls {
             router = router.layer(axum::middleware::from_fn(pages::strict_transport_security));
         }
-        let listener = listener::DoormanListener::new(listener, tls)?;
+        let listener = listener::DoormanListener::new(listener, tls);
         let served = serve::serve(
             listener,
             router,

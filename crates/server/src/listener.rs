@@ -1,87 +1,98 @@
-//! The server's one listening socket, plain or TLS. TLS handshakes run in
-//! their own tasks so a slow client cannot hold up the accept loop.
+//! The server's one listening socket, plain or TLS. The accept loop
+//! (`serve`) takes each connection's place in the limits first; the TLS
+//! handshake then runs in the connection's own task ([`Opening`]), within
+//! a cap on handshakes under way and a deadline, so a client that never
+//! sends its ClientHello holds one place until then and no more.
 
 use crate::acme::served::ACME_TLS_ALPN;
-use doorman_proto::handover::Tracked;
+use crate::serve::Slots;
 use doorman_proto::tls::MaybeTls;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
-use tokio::net::TcpListener;
-use tokio::sync::mpsc;
-
-/// How long a client has to finish the TLS handshake.
-const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+use tokio::net::{TcpListener, TcpStream};
 
 /// A connection as accepted; TLS over a socket that follows its records,
 /// so that a forwarded connection's session can be handed to the agent
 /// (`doorman_proto::handover`).
 pub type ServerStream = doorman_proto::handover::ServerSide;
 
-/// Accepts plain or TLS connections.
-pub enum DoormanListener {
-    Plain(TcpListener),
-    Tls {
-        local: SocketAddr,
-        accepted: mpsc::Receiver<(ServerStream, SocketAddr)>,
-        acceptor: tokio::task::JoinHandle<()>,
-    },
+/// Accepts connections, plain or TLS.
+pub struct DoormanListener {
+    socket: TcpListener,
+    tls: Option<Arc<rustls::ServerConfig>>,
 }
 
 impl DoormanListener {
-    pub fn new(
-        listener: TcpListener,
-        tls: Option<Arc<rustls::ServerConfig>>,
-    ) -> std::io::Result<Self> {
-        let Some(config) = tls else {
-            return Ok(Self::Plain(listener));
-        };
-        let local = listener.local_addr()?;
-        let (sender, accepted) = mpsc::channel(64);
-        let acceptor = tokio_rustls::TlsAcceptor::from(config);
-        let acceptor = tokio::spawn(async move {
-            let mut backoff = AcceptBackoff::default();
-            loop {
-                let (stream, peer) = match listener.accept().await {
-                    Ok(accepted) => {
-                        backoff.succeeded();
-                        accepted
-                    }
-                    Err(error) => {
-                        backoff.failed(&error).await;
-                        continue;
-                    }
-                };
-                let _ = doorman_proto::socket::tune(&stream);
-                let acceptor = acceptor.clone();
-                let sender = sender.clone();
-                tokio::spawn(async move {
-                    match tokio::time::timeout(
-                        HANDSHAKE_TIMEOUT,
-                        acceptor.accept(Tracked::new(stream)),
-                    )
-                    .await
-                    {
-                        Ok(Ok(mut tls)) => {
-                            // An ACME validation handshake has done its
-                            // work once it completes (RFC 8737 §3).
-                            if tls.get_ref().1.alpn_protocol() == Some(ACME_TLS_ALPN) {
-                                let _ = tokio::io::AsyncWriteExt::shutdown(&mut tls).await;
-                                return;
-                            }
-                            let _ = sender.send((MaybeTls::Tls(Box::new(tls)), peer)).await;
-                        }
-                        Ok(Err(error)) => tracing::debug!(%peer, %error, "TLS handshake failed"),
-                        Err(_) => tracing::debug!(%peer, "TLS handshake timed out"),
-                    }
-                });
+    pub fn new(socket: TcpListener, tls: Option<Arc<rustls::ServerConfig>>) -> Self {
+        Self { socket, tls }
+    }
+
+    /// The next TCP connection, tuned; waits out a shortage of
+    /// descriptors.
+    pub async fn accept(&self) -> (TcpStream, SocketAddr) {
+        let mut backoff = AcceptBackoff::default();
+        loop {
+            match self.socket.accept().await {
+                Ok((stream, peer)) => {
+                    backoff.succeeded();
+                    let _ = doorman_proto::socket::tune(&stream);
+                    return (stream, peer);
+                }
+                Err(error) => backoff.failed(&error).await,
             }
-        });
-        Ok(Self::Tls {
-            local,
-            accepted,
-            acceptor,
-        })
+        }
+    }
+
+    /// What turns this listener's accepted sockets into connections,
+    /// with at most `handshakes` TLS handshakes under way, each given
+    /// `deadline`.
+    pub(crate) fn opening(&self, handshakes: Arc<Slots>, deadline: Duration) -> Opening {
+        Opening {
+            tls: self.tls.clone(),
+            handshakes,
+            deadline,
+        }
+    }
+}
+
+/// Opens accepted sockets: plain ones as they are, TLS ones after their
+/// handshake.
+#[derive(Clone)]
+pub(crate) struct Opening {
+    tls: Option<Arc<rustls::ServerConfig>>,
+    handshakes: Arc<Slots>,
+    deadline: Duration,
+}
+
+impl Opening {
+    /// The connection, or none if its handshake found no place, failed,
+    /// missed its deadline or was an ACME validation (done once complete).
+    pub(crate) async fn open(&self, socket: TcpStream, peer: SocketAddr) -> Option<ServerStream> {
+        let Some(config) = &self.tls else {
+            return Some(MaybeTls::Plain(socket));
+        };
+        let _handshaking = self.handshakes.take(peer.ip())?;
+        let handshake = doorman_proto::handover::accept(config, socket);
+        match tokio::time::timeout(self.deadline, handshake).await {
+            Ok(Ok(mut tls)) => {
+                // An ACME validation handshake has done its work once it
+                // completes (RFC 8737 §3).
+                if tls.get_ref().1.alpn_protocol() == Some(ACME_TLS_ALPN) {
+                    let _ = tokio::io::AsyncWriteExt::shutdown(&mut tls).await;
+                    return None;
+                }
+                Some(MaybeTls::Tls(Box::new(tls)))
+            }
+            Ok(Err(error)) => {
+                tracing::debug!(%peer, %error, "TLS handshake failed");
+                None
+            }
+            Err(_) => {
+                tracing::debug!(%peer, "TLS handshake timed out");
+                None
+            }
+        }
     }
 }
 
@@ -107,48 +118,6 @@ impl AcceptBackoff {
         if self.failures > 0 {
             tracing::info!(failed = self.failures, "accepting connections again");
             self.failures = 0;
-        }
-    }
-}
-
-impl Drop for DoormanListener {
-    fn drop(&mut self) {
-        if let DoormanListener::Tls { acceptor, .. } = self {
-            acceptor.abort();
-        }
-    }
-}
-
-impl axum::serve::Listener for DoormanListener {
-    type Io = ServerStream;
-    type Addr = SocketAddr;
-
-    async fn accept(&mut self) -> (Self::Io, Self::Addr) {
-        match self {
-            DoormanListener::Plain(listener) => {
-                let mut backoff = AcceptBackoff::default();
-                loop {
-                    match TcpListener::accept(listener).await {
-                        Ok((stream, peer)) => {
-                            backoff.succeeded();
-                            let _ = doorman_proto::socket::tune(&stream);
-                            return (MaybeTls::Plain(stream), peer);
-                        }
-                        Err(error) => backoff.failed(&error).await,
-                    }
-                }
-            }
-            DoormanListener::Tls { accepted, .. } => match accepted.recv().await {
-                Some(connection) => connection,
-                None => std::future::pending().await,
-            },
-        }
-    }
-
-    fn local_addr(&self) -> std::io::Result<Self::Addr> {
-        match self {
-            DoormanListener::Plain(listener) => listener.local_addr(),
-            DoormanListener::Tls { local, .. } => Ok(*local),
         }
     }
 }

@@ -1,8 +1,10 @@
-//! The accept loop. Each connection is served as HTTP/1.1 with a deadline
-//! for its request head (plain and TLS alike, the first request and an idle
-//! keep-alive wait alike), so a client that never finishes a request is
-//! closed; simultaneous connections are capped per source network and
-//! overall; and a stop lets every connection finish its request.
+//! The accept loop. Each connection takes its place in the limits the
+//! moment it is accepted (simultaneous connections are capped per source
+//! network and overall, TLS handshakes under way too); its TLS handshake
+//! gets the deadline of a request head; it is then served as HTTP/1.1 with
+//! that deadline for every request head (the first and an idle keep-alive
+//! wait alike), so a client that never finishes one is closed; and a stop
+//! lets every connection finish its request.
 
 use crate::broker::Lifecycle;
 use crate::failures::Network;
@@ -28,8 +30,13 @@ pub struct ConnectionLimits {
     /// From one source network (an IPv4 address, an IPv6 /64): an office
     /// behind one NAT holds one per computer.
     pub max_per_address: usize,
+    /// TLS handshakes under way at once, overall and from one source
+    /// network: a handshake costs the server work, and a client that never
+    /// sends its ClientHello holds one until its deadline.
+    pub max_handshakes: usize,
+    pub max_handshakes_per_address: usize,
     /// From accepting a connection (or finishing a response) to the end of
-    /// the next request head.
+    /// the next request head; a TLS handshake gets as long.
     pub header_timeout: Duration,
 }
 
@@ -40,6 +47,8 @@ impl Default for ConnectionLimits {
         Self {
             max_connections: 30_000,
             max_per_address: 3_000,
+            max_handshakes: 1_024,
+            max_handshakes_per_address: 128,
             header_timeout: Duration::from_secs(10),
         }
     }
@@ -53,16 +62,26 @@ impl ConnectionLimits {
         let usable = usize::try_from(open_files.saturating_sub(64))
             .unwrap_or(usize::MAX)
             .max(8);
-        if usable >= self.max_connections {
-            return Self {
+        let fitted = if usable >= self.max_connections {
+            Self {
                 max_per_address: self.max_per_address.min(self.max_connections),
                 ..self
-            };
-        }
+            }
+        } else {
+            Self {
+                max_connections: usable,
+                max_per_address: self.max_per_address.min((usable / 10).max(4)),
+                ..self
+            }
+        };
+        let max_handshakes = fitted.max_handshakes.min(fitted.max_connections);
         Self {
-            max_connections: usable,
-            max_per_address: self.max_per_address.min((usable / 10).max(4)),
-            header_timeout: self.header_timeout,
+            max_handshakes,
+            max_handshakes_per_address: fitted
+                .max_handshakes_per_address
+                .min(fitted.max_per_address)
+                .min(max_handshakes),
+            ..fitted
         }
     }
 }
@@ -84,9 +103,12 @@ pub fn raise_open_file_limit() -> u64 {
     limit.current.unwrap_or(u64::MAX)
 }
 
-/// The connections held now, per network and overall.
-struct Slots {
-    limits: ConnectionLimits,
+/// Places held now, per network and overall: the connections, or the TLS
+/// handshakes under way.
+pub(crate) struct Slots {
+    what: &'static str,
+    total: usize,
+    per_network: usize,
     held: Mutex<Held>,
     /// `doorman_rate_limited_total{limit="connections"}`.
     refusals: metrics::Counter,
@@ -101,16 +123,31 @@ struct Held {
 }
 
 impl Slots {
+    pub(crate) fn new(
+        what: &'static str,
+        total: usize,
+        per_network: usize,
+        refusals: metrics::Counter,
+    ) -> Arc<Self> {
+        Arc::new(Self {
+            what,
+            total,
+            per_network,
+            held: Mutex::new(Held::default()),
+            refusals,
+        })
+    }
+
     fn lock(&self) -> std::sync::MutexGuard<'_, Held> {
         self.held.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     /// A slot for a connection from `ip`, if the limits leave one.
-    fn take(self: &Arc<Self>, ip: IpAddr) -> Option<Slot> {
+    pub(crate) fn take(self: &Arc<Self>, ip: IpAddr) -> Option<Slot> {
         let network = Network::of(ip);
         let mut held = self.lock();
         let mine = held.per_network.get(&network).copied().unwrap_or(0);
-        if held.total >= self.limits.max_connections || mine >= self.limits.max_per_address {
+        if held.total >= self.total || mine >= self.per_network {
             held.refused += 1;
             self.refusals.increment(1);
             // Said at most once a minute, with how many since.
@@ -118,13 +155,14 @@ impl Slots {
                 .last_said
                 .is_none_or(|at| at.elapsed() >= Duration::from_secs(60))
             {
-                let over_all = held.total >= self.limits.max_connections;
+                let over_all = held.total >= self.total;
                 tracing::warn!(
                     source = %ip,
                     refused = held.refused,
-                    limit = if over_all { self.limits.max_connections } else { self.limits.max_per_address },
-                    "connection refused: {}",
-                    if over_all { "the server holds its most connections" } else { "this source holds its most connections" }
+                    limit = if over_all { self.total } else { self.per_network },
+                    "connection refused: {} holds its most {}",
+                    if over_all { "the server" } else { "this source" },
+                    self.what,
                 );
                 held.last_said = Some(Instant::now());
                 held.refused = 0;
@@ -206,25 +244,33 @@ impl AsyncWrite for Counted {
 /// Serves `router` on `listener` until `stopping` completes, then waits
 /// for every connection's request to finish.
 pub async fn serve(
-    mut listener: DoormanListener,
+    listener: DoormanListener,
     router: axum::Router,
     limits: ConnectionLimits,
     lifecycle: Lifecycle,
     refusals: metrics::Counter,
 ) {
-    let slots = Arc::new(Slots {
-        limits,
-        held: Mutex::new(Held::default()),
+    let slots = Slots::new(
+        "connections",
+        limits.max_connections,
+        limits.max_per_address,
+        refusals.clone(),
+    );
+    let handshakes = Slots::new(
+        "TLS handshakes",
+        limits.max_handshakes,
+        limits.max_handshakes_per_address,
         refusals,
-    });
+    );
+    let opening = listener.opening(handshakes, limits.header_timeout);
     let connections = tokio_util::task::TaskTracker::new();
     loop {
-        let (stream, peer) = tokio::select! {
-            accepted = axum::serve::Listener::accept(&mut listener) => accepted,
+        let (socket, peer) = tokio::select! {
+            accepted = listener.accept() => accepted,
             () = lifecycle.stopping() => break,
         };
         let Some(slot) = slots.take(peer.ip()) else {
-            drop(stream);
+            drop(socket);
             continue;
         };
         let service = router
@@ -236,7 +282,15 @@ pub async fn serve(
                 request
             });
         let lifecycle = lifecycle.clone();
+        let opening = opening.clone();
         connections.spawn(async move {
+            let stream = tokio::select! {
+                opened = opening.open(socket, peer) => opened,
+                () = lifecycle.stopping() => None,
+            };
+            let Some(stream) = stream else {
+                return;
+            };
             let mut http = hyper::server::conn::http1::Builder::new();
             http.timer(TokioTimer::new())
                 .header_read_timeout(limits.header_timeout);
@@ -271,12 +325,20 @@ mod tests {
         let fitted = wanted.within(1024);
         assert_eq!(fitted.max_connections, 960);
         assert_eq!(fitted.max_per_address, 96);
+        assert_eq!(
+            (fitted.max_handshakes, fitted.max_handshakes_per_address),
+            (960, 96)
+        );
         let tiny = wanted.within(20);
         assert_eq!((tiny.max_connections, tiny.max_per_address), (8, 4));
+        assert_eq!(
+            (tiny.max_handshakes, tiny.max_handshakes_per_address),
+            (8, 4)
+        );
         let own = ConnectionLimits {
             max_connections: 6,
             max_per_address: 100,
-            header_timeout: wanted.header_timeout,
+            ..wanted
         };
         assert_eq!(own.within(1_048_576).max_per_address, 6);
     }

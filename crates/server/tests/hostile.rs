@@ -1,7 +1,8 @@
 //! Connections an attacker holds open: a request head never finished (over
 //! plain TCP and over TLS, first or after a keep-alive response) is closed
-//! at its deadline, and simultaneous connections are capped per source
-//! address and overall, so that one source cannot take every descriptor.
+//! at its deadline, and simultaneous connections and TLS handshakes are
+//! capped per source address and overall from the moment they are
+//! accepted, so that one source cannot take every descriptor.
 
 use doorman_server::serve::ConnectionLimits;
 use doorman_test_support::World;
@@ -21,6 +22,7 @@ fn limits(
         max_connections,
         max_per_address,
         header_timeout,
+        ..ConnectionLimits::default()
     }
 }
 
@@ -107,6 +109,72 @@ async fn over_tls_a_head_never_finished_after_the_handshake_is_closed_too() {
     tls.write_all(PARTIAL).await.unwrap();
     tls.flush().await.unwrap();
     closed_by_server(&mut tls).await;
+}
+
+/// Makes a TLS session over `tcp` and sends a whole request: whether an
+/// HTTP response came back.
+async fn tls_request(world: &World, tcp: TcpStream) -> bool {
+    let config = doorman_proto::tls::client_config(world.ca.as_deref()).unwrap();
+    let name = rustls::pki_types::ServerName::try_from("127.0.0.1").unwrap();
+    let Ok(mut tls) = tokio_rustls::TlsConnector::from(config)
+        .connect(name, tcp)
+        .await
+    else {
+        return false;
+    };
+    let _ = tls.write_all(PARTIAL).await;
+    finish_request(&mut tls).await
+}
+
+/// Issue 25: 20,000 connections that never sent a ClientHello took every
+/// descriptor of a server whose per-address cap was far lower, because a
+/// connection took its place only after its handshake.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_source_that_never_says_hello_holds_no_more_than_its_share() {
+    let world = World::builder()
+        .tls()
+        .connections(limits(1000, 3, Duration::from_secs(120)))
+        .start()
+        .await;
+    let mut silent = Vec::new();
+    for _ in 0..3 {
+        silent.push(from(9, world.address).await);
+    }
+    // The fourth from that address is closed at once, long before any
+    // handshake deadline.
+    let mut fourth = from(9, world.address).await;
+    assert!(closed_by_server(&mut fourth).await.is_empty());
+    // Another address is served meanwhile.
+    assert!(tls_request(&world, from(10, world.address).await).await);
+    // The three silent ones were waited for all along.
+    for tcp in silent {
+        assert!(tls_request(&world, tcp).await);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tls_handshakes_under_way_are_capped_per_source_and_overall() {
+    let world = World::builder()
+        .tls()
+        .connections(ConnectionLimits {
+            max_handshakes: 3,
+            max_handshakes_per_address: 2,
+            ..limits(1000, 100, Duration::from_secs(120))
+        })
+        .start()
+        .await;
+    let first = from(11, world.address).await;
+    let _second = from(11, world.address).await;
+    // Two handshakes from .11 are under way: a third from there is closed.
+    let mut third = from(11, world.address).await;
+    assert!(closed_by_server(&mut third).await.is_empty());
+    let _other = from(12, world.address).await;
+    // Three overall: one from yet another address is closed too.
+    let mut fourth = from(13, world.address).await;
+    assert!(closed_by_server(&mut fourth).await.is_empty());
+    // A handshake that completes gives its place back.
+    assert!(tls_request(&world, first).await);
+    assert!(tls_request(&world, from(13, world.address).await).await);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -2,7 +2,10 @@
 //! valid for `localhost` and `127.0.0.1`; a TLS connection on loopback
 //! made with them; and a plain HTTPS request.
 
+use std::future::Future;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use tokio_rustls::rustls;
 
 /// Paths of the generated PEM files.
 #[derive(Clone, Debug)]
@@ -63,27 +66,41 @@ pub fn openssl_style_self_signed(dir: &Path) -> (PathBuf, PathBuf) {
 }
 
 /// One TLS connection on loopback with Doorman's own configurations and a
-/// fresh CA in `dir`: (client end, server end), the server's socket first
-/// given to `wrap` (the server's own `Tracked`, say).
-pub async fn loopback_pair<IO>(
+/// fresh CA in `dir`: (client end, server end), the server's end accepted
+/// by `accept` (the server's own `handover::accept`, say).
+pub async fn loopback_pair<IO, A>(
     dir: &Path,
-    wrap: impl FnOnce(tokio::net::TcpStream) -> IO,
+    accept: impl FnOnce(Arc<rustls::ServerConfig>, tokio::net::TcpStream) -> A,
 ) -> (
     tokio_rustls::client::TlsStream<tokio::net::TcpStream>,
     tokio_rustls::server::TlsStream<IO>,
 )
 where
-    IO: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+    A: Future<Output = std::io::Result<tokio_rustls::server::TlsStream<IO>>>,
+{
+    loopback_pair_with(dir, |_| {}, accept).await
+}
+
+/// [`loopback_pair`] with the client's configuration changed by `client`
+/// first.
+pub async fn loopback_pair_with<IO, A>(
+    dir: &Path,
+    client: impl FnOnce(&mut rustls::ClientConfig),
+    accept: impl FnOnce(Arc<rustls::ServerConfig>, tokio::net::TcpStream) -> A,
+) -> (
+    tokio_rustls::client::TlsStream<tokio::net::TcpStream>,
+    tokio_rustls::server::TlsStream<IO>,
+)
+where
+    A: Future<Output = std::io::Result<tokio_rustls::server::TlsStream<IO>>>,
 {
     use doorman_proto::tls::{client_config, server_config};
     std::fs::create_dir_all(dir).expect("certificate directory");
     let certificates = generate(dir);
-    let acceptor = tokio_rustls::TlsAcceptor::from(
-        server_config(&certificates.cert, &certificates.key).expect("server config"),
-    );
-    let connector = tokio_rustls::TlsConnector::from(
-        client_config(Some(&certificates.ca)).expect("client config"),
-    );
+    let server = server_config(&certificates.cert, &certificates.key).expect("server config");
+    let mut client_tls = (*client_config(Some(&certificates.ca)).expect("client config")).clone();
+    client(&mut client_tls);
+    let connector = tokio_rustls::TlsConnector::from(Arc::new(client_tls));
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
         .await
         .expect("bind");
@@ -100,7 +117,7 @@ where
     let accepting = async {
         let (socket, _) = listener.accept().await.expect("accept");
         socket.set_nodelay(true).expect("nodelay");
-        acceptor.accept(wrap(socket)).await.expect("TLS server")
+        accept(server, socket).await.expect("TLS server")
     };
     tokio::join!(connecting, accepting)
 }

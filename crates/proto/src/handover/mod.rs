@@ -31,7 +31,7 @@ mod secrets;
 mod server;
 
 pub use agent::{Taken, TakenKeys, take_over};
-pub use secrets::{Tracked, TrafficSecrets, keep_secrets};
+pub use secrets::{Tracked, TrafficSecrets, accept, keep_secrets};
 pub use server::{Handover, ServerSide, hand_over};
 
 use crate::record::{Suite, TrafficKeys};
