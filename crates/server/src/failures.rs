@@ -56,9 +56,43 @@ pub struct FailureLimiter {
 
 #[derive(Debug, Default)]
 struct Counts {
-    networks: HashMap<Network, (i64, u32)>,
-    /// (window start, failures in it) over all networks.
-    overall: (i64, u32),
+    networks: HashMap<Network, Window>,
+    /// Failures over all networks.
+    overall: Window,
+}
+
+/// Events counted in a fixed window that opens with the first of them: the
+/// failure limits here, and the console's sign-ins per operator.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Window {
+    /// When the window opened, in milliseconds since the Unix epoch.
+    since: i64,
+    count: u32,
+}
+
+impl Window {
+    /// Whether the window, `length` milliseconds long, is still open at `now`.
+    pub fn is_open(self, now: i64, length: i64) -> bool {
+        now - self.since < length
+    }
+
+    /// Whether `limit` events were counted in a window still open at `now`.
+    pub fn is_full(self, now: i64, length: i64, limit: u32) -> bool {
+        self.is_open(now, length) && self.count >= limit
+    }
+
+    /// Counts one event at `now`, in a new window if the last one has
+    /// closed; the count in the window, this one included.
+    pub fn count(&mut self, now: i64, length: i64) -> u32 {
+        if !self.is_open(now, length) {
+            *self = Window {
+                since: now,
+                count: 0,
+            };
+        }
+        self.count = self.count.saturating_add(1);
+        self.count
+    }
 }
 
 /// How many networks are remembered at most (about 5 MiB).
@@ -94,8 +128,8 @@ impl FailureLimiter {
             .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
-    fn live(&self, (since, count): (i64, u32), now: i64, limit: u32) -> bool {
-        now - since < self.window_millis && count >= limit
+    fn live(&self, window: Window, now: i64, limit: u32) -> bool {
+        window.is_full(now, self.window_millis, limit)
     }
 
     /// Whether failures from `ip` (or from everywhere) are over the limit.
@@ -119,18 +153,11 @@ impl FailureLimiter {
                 .networks
                 .get(&network)
                 .is_some_and(|&entry| self.live(entry, now, self.per_network));
-        let bump = |entry: &mut (i64, u32)| {
-            if now - entry.0 >= window {
-                *entry = (now, 0);
-            }
-            entry.1 = entry.1.saturating_add(1);
-            entry.1
-        };
-        bump(&mut counts.overall);
+        counts.overall.count(now, window);
         if counts.networks.len() >= MAX_NETWORKS {
             counts
                 .networks
-                .retain(|_, (since, _)| now - *since < window);
+                .retain(|_, entry| entry.is_open(now, window));
         }
         let count =
             if counts.networks.len() >= MAX_NETWORKS && !counts.networks.contains_key(&network) {
@@ -138,7 +165,14 @@ impl FailureLimiter {
                 // overall, which the flood filling the table also fills.
                 1
             } else {
-                bump(counts.networks.entry(network).or_insert((now, 0)))
+                counts
+                    .networks
+                    .entry(network)
+                    .or_insert(Window {
+                        since: now,
+                        count: 0,
+                    })
+                    .count(now, window)
             };
         Failure { limited, count }
     }

@@ -24,13 +24,14 @@ const EMAIL_FAILURES: [&str; 2] = ["temporary", "permanent"];
 /// What was wrong: as [`crate::upgrade::count_wrong_credential`] and the
 /// approval pages name them.
 const AUTH_FAILURES: [&str; 3] = ["operator_token", "agent_key", "approval_link"];
-const LIMITS: [&str; 6] = [
+const LIMITS: [&str; 7] = [
     "credentials",
     "approval_links",
     "pending_requests",
     "requests_per_hour",
     "blocked",
     "connections",
+    "console_sign_ins",
 ];
 /// Upper bounds of the decision-time buckets, in seconds: a click within
 /// seconds of the email, or minutes later, up to the longest timeout.
@@ -297,14 +298,15 @@ pub fn exposition(metrics: &Metrics) -> Response {
     ([(header::CONTENT_TYPE, CONTENT_TYPE)], metrics.render()).into_response()
 }
 
-/// `GET /metrics` on the main port: for this host and the trusted proxies'
-/// networks only. The client is the one [`crate::client_addr`] finds, so a
-/// visitor whom a trusted proxy forwards is refused like any other.
+/// `GET /metrics` on the main port: for this host only, by the rule
+/// `/outbox` follows too ([`crate::client_addr::Local`]), so a visitor that
+/// a proxy forwards, trusted or not, is refused; others get 404, as if
+/// there were nothing here. Scrapers elsewhere use `--metrics-listen`.
 pub async fn scrape(
     State(state): State<crate::AppState>,
-    crate::client_addr::ClientAddr(client): crate::client_addr::ClientAddr,
+    crate::client_addr::Local(local): crate::client_addr::Local,
 ) -> Response {
-    if client.is_loopback() || state.trusted_proxies.trust(client) {
+    if local {
         exposition(&state.broker.metrics)
     } else {
         StatusCode::NOT_FOUND.into_response()

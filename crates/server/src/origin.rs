@@ -1,7 +1,9 @@
 //! Which names the server answers to (`Host`) and which pages may post to
 //! it (`Origin`): the public URL's, and loopback names for clients on this
 //! host. A page on another name that resolves here (DNS rebinding) gets
-//! `421 Misdirected Request` before any route sees it.
+//! `421 Misdirected Request` before any route sees it, and a request that
+//! names two hosts gets `400`. The console's socket is stricter: only the
+//! public URL's own origin, port included, opens it ([`PublicOrigin::is_exactly`]).
 
 use crate::AppState;
 use axum::extract::{Request, State};
@@ -40,13 +42,13 @@ impl PublicOrigin {
     /// Why a POST did not come from this server's own pages, if it did not:
     /// `Sec-Fetch-Site` other than `same-origin`, or an `Origin` that is
     /// not ours. Clients that send neither still need a page's nonce.
-    pub fn cross_site(&self, headers: &HeaderMap, peer_is_loopback: bool) -> Option<CrossSite> {
+    pub fn cross_site(&self, headers: &HeaderMap, client_is_local: bool) -> Option<CrossSite> {
         let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
         if header("sec-fetch-site").is_some_and(|site| site != "same-origin") {
             return Some(CrossSite::FetchSite);
         }
         header("origin")
-            .is_some_and(|origin| !self.allows(origin, peer_is_loopback))
+            .is_some_and(|origin| !self.allows(origin, client_is_local))
             .then_some(CrossSite::Origin)
     }
 
@@ -72,18 +74,50 @@ impl PublicOrigin {
         name.eq_ignore_ascii_case(&self.host) || (peer_is_loopback && is_loopback_name(name))
     }
 
-    /// Whether a page from `origin` (an `Origin` header) may post here.
-    pub fn allows(&self, origin: &str, peer_is_loopback: bool) -> bool {
-        if origin.eq_ignore_ascii_case(&self.origin) {
+    /// Whether a page from `origin` (an `Origin` header) may post here: the
+    /// public URL's, or for a client on this host
+    /// ([`crate::client_addr::Local`]) any loopback one.
+    pub fn allows(&self, origin: &str, client_is_local: bool) -> bool {
+        if self.is_exactly(origin) {
             return true;
         }
         let Some((scheme, authority)) = origin.split_once("://") else {
             return false;
         };
         matches!(scheme, "http" | "https")
-            && peer_is_loopback
+            && client_is_local
             && is_loopback_name(host_of(authority))
     }
+
+    /// Whether `origin` (an `Origin` header) is the public URL's own:
+    /// scheme, host and port alike, whoever the client is. Cookies are not
+    /// bound to ports, so a page served by anyone on another port of the
+    /// same host would otherwise act with the operator's cookie.
+    pub fn is_exactly(&self, origin: &str) -> bool {
+        origin_parts(origin).is_some_and(|parts| Some(parts) == origin_parts(&self.origin))
+    }
+}
+
+/// The scheme, host and port of an origin (`https://Example.com` gives
+/// `("https", "example.com", 443)`), the scheme's port filled in when none
+/// is written; `None` for anything else (`null`, another scheme, a bad port).
+fn origin_parts(origin: &str) -> Option<(String, String, u16)> {
+    let (scheme, authority) = origin.split_once("://")?;
+    let scheme = scheme.to_ascii_lowercase();
+    let default_port = match scheme.as_str() {
+        "http" => 80,
+        "https" => 443,
+        _ => return None,
+    };
+    let (host, port) = match authority.rsplit_once(':') {
+        // Not the inside of an IPv6 address: `[::1]` has no port.
+        Some((host, port)) if !port.contains(']') => (host, port.parse::<u16>().ok()?),
+        _ => (authority, default_port),
+    };
+    if host.is_empty() {
+        return None;
+    }
+    Some((scheme, host.to_ascii_lowercase(), port))
 }
 
 /// `name` of `name`, `name:port`, `[v6]` or `[v6]:port`, without a trailing dot.
@@ -105,12 +139,24 @@ fn is_loopback_name(name: &str) -> bool {
         || name.parse::<IpAddr>().is_ok_and(|ip| ip.is_loopback())
 }
 
-/// Answers `421` to a request for a name this server does not carry. The
+/// Answers `400` to a request with two `Host` headers, and `421` to a
+/// request for a name this server does not carry. The
 /// `/v1/` endpoints are left out: agents and operators may dial the server
 /// by another name or address than the public URL's, each of them proves
 /// itself with a key or token, and no page can open them (a browser cannot
 /// send `Upgrade: doorman/1`).
 pub async fn check_host(State(state): State<AppState>, request: Request, next: Next) -> Response {
+    // Two `Host` headers: a proxy in front and this server could each read
+    // another one. Refused on every path.
+    if request
+        .headers()
+        .get_all(header::HOST)
+        .iter()
+        .nth(1)
+        .is_some()
+    {
+        return (StatusCode::BAD_REQUEST, "a request names one Host\n").into_response();
+    }
     if request.uri().path().starts_with("/v1/") {
         return next.run(request).await;
     }
@@ -182,5 +228,31 @@ mod tests {
         assert!(!public.allows("http://localhost:8080", false));
         let ipv6 = PublicOrigin::new("http://[::1]:8080");
         assert!(ipv6.serves("[::1]:8080", false));
+    }
+
+    #[test]
+    fn exactly_the_public_origin_is_its_scheme_host_and_port() {
+        let public = PublicOrigin::new("http://127.0.0.1:8080");
+        assert!(public.is_exactly("http://127.0.0.1:8080"));
+        for other in [
+            "http://127.0.0.1:8081",
+            "http://127.0.0.1",
+            "https://127.0.0.1:8080",
+            "http://localhost:8080",
+            "http://127.0.0.2:8080",
+            "http://127.0.0.1:",
+            "null",
+        ] {
+            assert!(!public.is_exactly(other), "{other}");
+            assert!(!public.allows(other, false), "{other}");
+        }
+        let named = PublicOrigin::new("https://Doorman.example.com:443");
+        assert!(named.is_exactly("https://doorman.example.com"));
+        assert!(named.is_exactly("HTTPS://DOORMAN.EXAMPLE.COM:443"));
+        assert!(!named.is_exactly("https://doorman.example.com:8443"));
+        let ipv6 = PublicOrigin::new("http://[::1]:8080");
+        assert!(ipv6.is_exactly("http://[::1]:8080"));
+        assert!(!ipv6.is_exactly("http://[::1]"));
+        assert!(PublicOrigin::new("http://[::1]").is_exactly("http://[::1]:80"));
     }
 }

@@ -6,7 +6,7 @@
 
 use crate::AppState;
 use crate::broker::Witness;
-use crate::client_addr::{ClientAddr, LocalOnly};
+use crate::client_addr::{ClientAddr, Local, LocalOnly};
 use crate::clock::format_time;
 use crate::clock::now_millis;
 use crate::secrets;
@@ -232,15 +232,15 @@ fn status_line(request: &RequestRow, now: i64) -> String {
 /// Whether a POST comes from our own page. A browser's `Sec-Fetch-Site`
 /// (which pages cannot forge) must say `same-origin` when sent, and an
 /// `Origin`, when sent, must be the public URL's (or, for a browser on this
-/// host, a loopback one). Our `same-origin` referrer policy lets browsers
-/// send their real `Origin` on our own form. Clients that send neither
-/// still need the page's nonce.
+/// host as [`Local`] finds it, a loopback one). Our `same-origin` referrer
+/// policy lets browsers send their real `Origin` on our own form. Clients
+/// that send neither still need the page's nonce.
 fn same_origin(
     headers: &HeaderMap,
     public: &crate::origin::PublicOrigin,
-    peer_is_loopback: bool,
+    client_is_local: bool,
 ) -> Result<(), &'static str> {
-    match public.cross_site(headers, peer_is_loopback) {
+    match public.cross_site(headers, client_is_local) {
         None => Ok(()),
         Some(crate::origin::CrossSite::FetchSite) => {
             Err("cross-site requests cannot decide; open the link from the email")
@@ -358,6 +358,7 @@ pub async fn decide(
     State(state): State<AppState>,
     Path(token): Path<String>,
     ClientAddr(client): ClientAddr,
+    Local(local): Local,
     headers: HeaderMap,
     form: Result<Form<DecisionForm>, FormRejection>,
 ) -> Result<Response, PageError> {
@@ -378,7 +379,7 @@ pub async fn decide(
             "bad form: decision must be \"allow\", \"deny\" or \"report\"",
         ));
     };
-    same_origin(&headers, &state.public, client.is_loopback()).map_err(PageError::Forbidden)?;
+    same_origin(&headers, &state.public, local).map_err(PageError::Forbidden)?;
     if !secrets::constant_time_eq(&form.nonce, &state.broker.key.page_nonce(&hash)) {
         return Err(PageError::Forbidden(
             "this form did not come from the approval page; open the link again",

@@ -111,6 +111,39 @@ async fn a_request_for_another_host_name_is_misdirected() {
     drop(connecting);
 }
 
+/// Sends a `GET` of `path` with these header lines on a connection of its
+/// own, as no HTTP client library would; the whole response.
+async fn raw_get(world: &World, path: &str, headers: &str) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut stream = tokio::net::TcpStream::connect(world.address).await.unwrap();
+    let request = format!("GET {path} HTTP/1.1\r\n{headers}Connection: close\r\n\r\n");
+    stream.write_all(request.as_bytes()).await.unwrap();
+    let mut response = String::new();
+    stream.read_to_string(&mut response).await.unwrap();
+    response
+}
+
+/// A request that names two hosts is refused on every path: a proxy in
+/// front and this server could each read another one of them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_request_with_two_host_headers_is_refused() {
+    let world = World::start().await;
+    let public = world.address.to_string();
+    for path in ["/outbox", "/console", doorman_proto::CONNECT_PATH] {
+        for hosts in [
+            format!("Host: {public}\r\nHost: evil.example\r\n"),
+            format!("Host: {public}\r\nHost: {public}\r\n"),
+        ] {
+            let response = raw_get(&world, path, &hosts).await;
+            assert!(response.starts_with("HTTP/1.1 400"), "{path}: {response}");
+            assert!(response.contains("a request names one Host"), "{response}");
+        }
+    }
+    // One is served as before.
+    let response = raw_get(&world, "/outbox", &format!("Host: {public}\r\n")).await;
+    assert!(response.starts_with("HTTP/1.1 200"), "{response}");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn guessing_links_is_limited_per_address_and_good_links_still_work() {
     let world = World::start().await;

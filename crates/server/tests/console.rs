@@ -384,20 +384,92 @@ async fn a_terminal_in_the_console_waits_for_the_email_then_runs_the_shell() {
     assert_eq!(started.actor.as_deref(), Some("alice"));
 }
 
+/// The status of a socket the server refused to open.
+fn refused(result: Result<Socket, tokio_tungstenite::tungstenite::Error>) -> u16 {
+    match result {
+        Err(tokio_tungstenite::tungstenite::Error::Http(response)) => response.status().as_u16(),
+        other => panic!("expected a refusal, got {:?}", other.map(|_| "a socket")),
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_socket_opens_only_for_a_session_from_our_own_pages() {
     let world = World::start().await;
     let cookie = session_cookie(&sign_in(&world, &world.operator_token).await);
     let query = "computer=office-pc&rows=24&cols=80";
-    let refused = |result: Result<Socket, tokio_tungstenite::tungstenite::Error>| match result {
-        Err(tokio_tungstenite::tungstenite::Error::Http(response)) => response.status().as_u16(),
-        other => panic!("expected a refusal, got {:?}", other.map(|_| "a socket")),
-    };
     let other_site = open_socket(&world, &cookie, "http://evil.example", query).await;
     assert_eq!(refused(other_site), 403);
     let signed_out = open_socket(&world, "doorman_console=dcs_nope", &world.url, query).await;
     assert_eq!(refused(signed_out), 401);
     assert_eq!(world.emails_queued().await, 0, "no request was made");
+}
+
+/// Cookies are bound to neither ports nor names of this host: a page that
+/// anyone serves on another port of 127.0.0.1 gets the operator's cookie
+/// with its requests, and must not open a terminal with it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_socket_opens_only_from_the_public_origin_port_included() {
+    let world = World::start().await;
+    let cookie = session_cookie(&sign_in(&world, &world.operator_token).await);
+    let query = "computer=office-pc&rows=24&cols=80";
+    let port = world.address.port();
+    let other_port = port.checked_add(1).unwrap_or(port - 1);
+    for origin in [
+        format!("http://127.0.0.1:{other_port}"),
+        format!("http://localhost:{port}"),
+        format!("https://127.0.0.1:{port}"),
+        "http://127.0.0.1".to_string(),
+    ] {
+        let opened = open_socket(&world, &cookie, &origin, query).await;
+        assert_eq!(refused(opened), 403, "{origin}");
+    }
+    assert_eq!(world.emails_queued().await, 0, "no request was made");
+    let mut socket = open_socket(&world, &cookie, &world.url, query)
+        .await
+        .expect("the public origin opens the socket");
+    next_message(&mut socket, "pending", &mut String::new()).await;
+}
+
+/// One operator signing in again and again (10,001 times, in the attack
+/// that found it) ends only its own least recently used sessions, never
+/// another operator's, and is soon refused for a while.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_operator_signing_in_again_and_again_pushes_out_only_its_own_sessions() {
+    use doorman_server::console::sessions::{MAX_PER_OPERATOR, MAX_SIGN_INS};
+    let world = World::start().await;
+    let bob_token = doorman_server::admin::add_operator(&world.broker.store, "bob")
+        .await
+        .unwrap();
+    let bob = session_cookie(&sign_in(&world, &bob_token).await);
+    let mut alice = Vec::new();
+    for _ in 0..MAX_SIGN_INS {
+        let signed = sign_in(&world, &world.operator_token).await;
+        assert_eq!(signed.status(), StatusCode::SEE_OTHER);
+        alice.push(session_cookie(&signed));
+    }
+    let over = sign_in(&world, &world.operator_token).await;
+    assert_eq!(over.status(), StatusCode::TOO_MANY_REQUESTS);
+    assert!(over.headers().get(SET_COOKIE).is_none());
+    let text = over.text().await.unwrap();
+    assert!(text.contains("Too many sign-ins"), "{text}");
+
+    let pushed_out = alice.len() - MAX_PER_OPERATOR;
+    for (n, cookie) in alice.iter().enumerate() {
+        let expected = if n < pushed_out {
+            StatusCode::UNAUTHORIZED
+        } else {
+            StatusCode::OK
+        };
+        assert_eq!(computers(&world, cookie).await.0, expected, "sign-in {n}");
+    }
+    assert_eq!(
+        computers(&world, &bob).await.0,
+        StatusCode::OK,
+        "bob's session goes on"
+    );
+    // The limit is alice's alone.
+    let again = sign_in(&world, &bob_token).await;
+    assert_eq!(again.status(), StatusCode::SEE_OTHER);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

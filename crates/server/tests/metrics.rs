@@ -109,7 +109,7 @@ async fn a_client_a_trusted_proxy_forwards_gets_no_metrics() {
         .unwrap();
     assert_eq!(forwarded.status(), StatusCode::NOT_FOUND);
     assert!(!forwarded.text().await.unwrap().contains("doorman_"));
-    // The proxy's own network (here, this host) may scrape.
+    // A client on this host, named by the trusted proxy, may scrape.
     let local = world
         .http
         .get(format!("{}/metrics", world.url))
@@ -118,4 +118,43 @@ async fn a_client_a_trusted_proxy_forwards_gets_no_metrics() {
         .await
         .unwrap();
     assert_eq!(local.status(), StatusCode::OK);
+}
+
+/// A GET of `path` that says it was forwarded for someone else.
+async fn forwarded_get(world: &World, path: &str, header: &str, value: &str) -> reqwest::Response {
+    world
+        .http
+        .get(format!("{}{path}", world.url))
+        .header(header, value)
+        .send()
+        .await
+        .unwrap()
+}
+
+/// One rule says whether a client is on this host, for `/metrics` as for
+/// `/outbox`: a proxy on this host that is not trusted, forwarding someone
+/// else, opens neither.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_untrusted_local_proxy_opens_neither_the_metrics_nor_the_outbox() {
+    let world = World::start().await;
+    for (header, value) in [
+        ("x-forwarded-for", "8.8.8.8"),
+        ("forwarded", "for=8.8.8.8"),
+        ("x-real-ip", "8.8.8.8"),
+    ] {
+        let metrics = forwarded_get(&world, "/metrics", header, value).await;
+        assert_eq!(metrics.status(), StatusCode::NOT_FOUND, "{header}: {value}");
+        assert!(!metrics.text().await.unwrap().contains("doorman_"));
+        let outbox = forwarded_get(&world, "/outbox", header, value).await;
+        assert_eq!(outbox.status(), StatusCode::FORBIDDEN, "{header}: {value}");
+    }
+    // This host's own requests get both.
+    scrape(&world).await;
+    let outbox = world
+        .http
+        .get(format!("{}/outbox", world.url))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(outbox.status(), StatusCode::OK);
 }

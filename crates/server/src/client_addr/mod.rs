@@ -177,8 +177,29 @@ impl FromRequestParts<AppState> for ClientAddr {
     }
 }
 
-/// Admits only requests from this host, as [`TrustedProxies::is_local`]
-/// finds them; any other gets `403`.
+/// Whether a request comes from this host. The one rule for everything
+/// kept to this host (`/outbox`, `/metrics`) and for what its browsers
+/// alone may do (post from a loopback origin): [`TrustedProxies::is_local`].
+#[derive(Clone, Copy, Debug)]
+pub struct Local(pub bool);
+
+impl FromRequestParts<AppState> for Local {
+    type Rejection = Infallible;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &AppState,
+    ) -> Result<Self, Self::Rejection> {
+        Ok(Local(is_local(parts, state)))
+    }
+}
+
+fn is_local(parts: &Parts, state: &AppState) -> bool {
+    state.trusted_proxies.is_local(peer(parts), &parts.headers)
+}
+
+/// Admits only requests from this host, as [`Local`] finds them; any other
+/// gets `403`.
 #[derive(Clone, Copy, Debug)]
 pub struct LocalOnly;
 
@@ -189,7 +210,7 @@ impl FromRequestParts<AppState> for LocalOnly {
         parts: &mut Parts,
         state: &AppState,
     ) -> Result<Self, Self::Rejection> {
-        if state.trusted_proxies.is_local(peer(parts), &parts.headers) {
+        if is_local(parts, state) {
             Ok(LocalOnly)
         } else {
             Err((

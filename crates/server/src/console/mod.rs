@@ -10,7 +10,7 @@ pub mod sessions;
 mod socket;
 
 use crate::AppState;
-use crate::client_addr::ClientAddr;
+use crate::client_addr::{ClientAddr, Local};
 use crate::store::Principal;
 use askama::Template;
 use axum::Json;
@@ -267,12 +267,13 @@ struct SignInForm {
 async fn sign_in(
     State(state): State<AppState>,
     ClientAddr(client): ClientAddr,
+    Local(local): Local,
     headers: HeaderMap,
     form: Result<Form<SignInForm>, axum::extract::rejection::FormRejection>,
 ) -> Response {
     let token = form.map(|Form(form)| form.token).unwrap_or_default();
     let token = token.trim();
-    if !from_this_site(&state, &headers, client) {
+    if !from_this_site(&state, &headers, local) {
         return (StatusCode::FORBIDDEN, "sign in from the console's own page").into_response();
     }
     let found = if crate::secrets::plausible_token(token) {
@@ -311,11 +312,34 @@ async fn sign_in(
             },
         );
     };
-    tracing::info!(operator = %who.operator, source = %client, "signed in to the console");
+    let operator = who.operator.clone();
     let cookie = match state.console.open(who) {
         Ok(cookie) => cookie,
-        Err(_) => return (StatusCode::INTERNAL_SERVER_ERROR, "internal error").into_response(),
+        Err(sessions::OpenError::TooManySignIns) => {
+            // Counted, not logged at each refusal: a flood would fill the log.
+            state.broker.metrics.rate_limited("console_sign_ins");
+            tracing::debug!(%operator, source = %client, "console sign-in refused: too many sign-ins");
+            return page(
+                StatusCode::TOO_MANY_REQUESTS,
+                &SignInPage {
+                    problem: Some("Too many sign-ins for this operator: wait 10 minutes."),
+                },
+            );
+        }
+        Err(sessions::OpenError::Full) => {
+            tracing::warn!(%operator, "console sign-in refused: the server holds its most console sessions");
+            return (
+                StatusCode::SERVICE_UNAVAILABLE,
+                "too many console sessions: try again later",
+            )
+                .into_response();
+        }
+        Err(error) => {
+            tracing::error!(%error, "cannot open a console session");
+            return (StatusCode::INTERNAL_SERVER_ERROR, "internal error").into_response();
+        }
     };
+    tracing::info!(%operator, source = %client, "signed in to the console");
     back_to_console(&state, &cookie, "")
 }
 
@@ -340,20 +364,17 @@ fn back_to_console(state: &AppState, value: &str, extra: &str) -> Response {
 
 /// Whether a POST comes from this server's own pages: no other site may
 /// sign anyone in or out.
-fn from_this_site(state: &AppState, headers: &HeaderMap, client: std::net::IpAddr) -> bool {
-    state
-        .public
-        .cross_site(headers, client.is_loopback())
-        .is_none()
+fn from_this_site(state: &AppState, headers: &HeaderMap, client_is_local: bool) -> bool {
+    state.public.cross_site(headers, client_is_local).is_none()
 }
 
 /// `POST /console/sign-out`.
 async fn sign_out(
     State(state): State<AppState>,
-    ClientAddr(client): ClientAddr,
+    Local(local): Local,
     headers: HeaderMap,
 ) -> Response {
-    if !from_this_site(&state, &headers, client) {
+    if !from_this_site(&state, &headers, local) {
         return (
             StatusCode::FORBIDDEN,
             "sign out from the console's own page",

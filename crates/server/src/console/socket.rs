@@ -81,12 +81,13 @@ pub async fn socket(
     ask: Result<Query<SessionAsk>, axum::extract::rejection::QueryRejection>,
     upgrade: Result<WebSocketUpgrade, axum::extract::ws::rejection::WebSocketUpgradeRejection>,
 ) -> Response {
-    // A page of another site could open a WebSocket with our cookie
-    // (cookies are not bound to the opening page): only our own pages may.
+    // A page of another site, or of another port of this host (cookies
+    // are bound to neither), could open a WebSocket with our cookie: only
+    // the public URL's own origin may, even for a client on this host.
     let ours = headers
         .get(header::ORIGIN)
         .and_then(|v| v.to_str().ok())
-        .is_some_and(|origin| state.public.allows(origin, client.is_loopback()));
+        .is_some_and(|origin| state.public.is_exactly(origin));
     if !ours {
         return (
             StatusCode::FORBIDDEN,
