@@ -167,8 +167,8 @@ pub struct ServerArgs {
     #[arg(long = "trusted-proxy", value_name = "ADDR[/PREFIX]")]
     pub trusted_proxies: Vec<doorman_server::client_addr::TrustedProxy>,
     /// Also serve /metrics (Prometheus) on this address, to anyone who
-    /// reaches it; the main port serves it to this host and the trusted
-    /// proxies' networks only
+    /// reaches it; the main port serves it to clients on this host only
+    /// (a trusted proxy's forwarded clients are not on this host)
     #[arg(long, value_name = "ADDR")]
     pub metrics_listen: Option<SocketAddr>,
     /// Record what shell sessions display (not what is typed) [default: true]
