@@ -4,7 +4,7 @@
 use crate::logging::LogFormat;
 use clap::{Args, Parser, Subcommand};
 use doorman_server::config::{
-    BLOCK_MINUTES, CONSOLE_IDLE_MINUTES, MAX_PENDING_PER_OPERATOR, MAX_REQUESTS_PER_HOUR,
+    BLOCK_MINUTES, ByteSize, CONSOLE_IDLE_MINUTES, MAX_PENDING_PER_OPERATOR, MAX_REQUESTS_PER_HOUR,
     RECORDINGS_KEEP_DAYS, ServerSettings,
 };
 use std::net::SocketAddr;
@@ -85,7 +85,8 @@ pub struct ServerArgs {
     /// max_connections_per_address, audit_retention_days, console_idle_minutes,
     /// trusted_proxies (a list),
     /// max_pending_per_operator, max_requests_per_hour, block_minutes,
-    /// metrics_listen, record_sessions, recordings_keep_days.
+    /// metrics_listen, record_sessions, recordings_keep_days,
+    /// recording_max_bytes, recordings_max_total_bytes, insecure_public_url.
     /// Command-line options override it.
     #[arg(long, value_name = "FILE")]
     pub config: Option<PathBuf>,
@@ -177,6 +178,18 @@ pub struct ServerArgs {
     /// Delete session recordings older than this, once a day [default: 90]
     #[arg(long, value_name = "DAYS", value_parser = clap::value_parser!(u32).range(RECORDINGS_KEEP_DAYS))]
     pub recordings_keep_days: Option<u32>,
+    /// The most one session's recording holds (asciicast text); past it the
+    /// recording and the audit trail say "truncated" [default: 64MiB]
+    #[arg(long, value_name = "SIZE")]
+    pub recording_max_bytes: Option<ByteSize>,
+    /// The most all recordings take together (stored); past it the oldest
+    /// are deleted first [default: 10GiB]
+    #[arg(long, value_name = "SIZE")]
+    pub recordings_max_total_bytes: Option<ByteSize>,
+    /// Accept an http:// --public-url naming another host (a lab only:
+    /// operator tokens and agent keys then cross the network in clear)
+    #[arg(long)]
+    pub insecure_public_url: bool,
     /// How log lines are written: text, or one JSON object a line
     #[arg(long, value_enum, value_name = "FORMAT", default_value = "text")]
     pub log_format: LogFormat,
@@ -212,6 +225,9 @@ impl ServerArgs {
             metrics_listen: self.metrics_listen,
             record_sessions: self.record_sessions,
             recordings_keep_days: self.recordings_keep_days,
+            recording_max_bytes: self.recording_max_bytes,
+            recordings_max_total_bytes: self.recordings_max_total_bytes,
+            insecure_public_url: self.insecure_public_url.then_some(true),
         }
     }
 }

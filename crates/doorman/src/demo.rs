@@ -73,6 +73,7 @@ shell = true
         console_idle_minutes: doorman_server::console::DEFAULT_IDLE_MINUTES,
         metrics: doorman_server::metrics::Metrics::new(),
         metrics_listen: None,
+        insecure_public_url: false,
         recordings: doorman_server::Recordings::default(),
     };
     let exe = std::env::current_exe()

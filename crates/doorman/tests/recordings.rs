@@ -122,6 +122,7 @@ async fn nothing_is_recorded_when_recording_is_off_or_the_session_is_a_command()
         .recordings(doorman_server::Recordings {
             enabled: false,
             keep_days: 1,
+            ..Default::default()
         })
         .start()
         .await;

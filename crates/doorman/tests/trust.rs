@@ -297,3 +297,85 @@ async fn tls_init_makes_a_private_ca_the_server_serves_with_and_clients_trust() 
     assert!(out.contains("(kept)"), "{out}");
     assert!(out.contains(&fingerprint), "{out}");
 }
+
+/// `doorman server … ARGS` as it starts: its exit status and what it said.
+async fn server_refuses(args: &[&str]) -> (i32, String) {
+    let mut all = vec!["server", "--listen", "127.0.0.1:0"];
+    all.extend_from_slice(args);
+    let (code, _, err) = doorman_test_support::process::run(DOORMAN, &all).await;
+    (code, err)
+}
+
+/// Issue 25: a server started so that secrets would cross the network in
+/// clear stops at once and says what to do.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_server_that_would_take_secrets_in_clear_does_not_start() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let data = path(&data);
+    // Plain HTTP to another host.
+    let (code, err) = server_refuses(&[
+        "--data-dir",
+        data,
+        "--public-url",
+        "http://doorman.example.com",
+    ])
+    .await;
+    assert_eq!(code, 1, "{err}");
+    assert_eq!(err.trim().lines().count(), 1, "{err}");
+    assert!(err.contains("is plain HTTP to another host"), "{err}");
+    assert!(err.contains("--insecure-public-url"), "{err}");
+    // Listening on every address with no TLS and no public URL is the same.
+    let (code, _, err) = doorman_test_support::process::run(
+        DOORMAN,
+        &["server", "--listen", "0.0.0.0:0", "--data-dir", data],
+    )
+    .await;
+    assert_eq!(code, 1, "{err}");
+    assert!(err.contains("is plain HTTP to another host"), "{err}");
+    // A lab may say so.
+    let lab = start_server(
+        "127.0.0.1",
+        Path::new(data),
+        &[
+            "--public-url",
+            "http://lab.internal:8080",
+            "--insecure-public-url",
+        ],
+    );
+    listening_address(&lab).await;
+
+    // TLS, but links to http://.
+    let admin = |args: &[&str]| {
+        let mut all = vec!["admin", "--data-dir", data];
+        all.extend_from_slice(args);
+        let all: Vec<String> = all.iter().map(|s| s.to_string()).collect();
+        async move {
+            let all: Vec<&str> = all.iter().map(String::as_str).collect();
+            doorman_test_support::process::run(DOORMAN, &all).await
+        }
+    };
+    drop(lab);
+    let (code, _, err) = admin(&["tls", "init", "--name", "localhost"]).await;
+    assert_eq!(code, 0, "{err}");
+    let (code, err) =
+        server_refuses(&["--data-dir", data, "--public-url", "http://127.0.0.1:8080"]).await;
+    assert_eq!(code, 1, "{err}");
+    assert!(err.contains("this server speaks only TLS"), "{err}");
+
+    // TLS files the server cannot read: no quiet fallback to plain HTTP.
+    // (Root reads any file, so a file that cannot be opened at all stands
+    // for one of another account; contrib/debian/check tries the real
+    // thing with the service's account.)
+    let cert = Path::new(data).join("tls/server.pem");
+    std::fs::remove_file(&cert).unwrap();
+    std::os::unix::fs::symlink(&cert, &cert).unwrap();
+    let (code, err) = server_refuses(&["--data-dir", data]).await;
+    assert_eq!(code, 1, "{err}");
+    assert_eq!(err.trim().lines().count(), 1, "{err}");
+    assert!(
+        err.contains(&format!("cannot read {}", cert.display())),
+        "{err}"
+    );
+    assert!(err.contains("would serve plain HTTP"), "{err}");
+}

@@ -59,6 +59,68 @@ pub enum ConfigError {
     AcmeDomain(String),
     #[error("--acme-directory {0:?} must be an https:// URL")]
     AcmeDirectory(String),
+    #[error(
+        "cannot read {}: {source}; the server would serve plain HTTP without it: let the server's account read it (make it with `sudo -u doorman doorman admin tls init …`, or chown it), or remove it",
+        path.display()
+    )]
+    TlsFiles {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+}
+
+/// A size in bytes, written `67108864`, `64MiB`, `512KiB`, `10GiB` (or
+/// KB/MB/GB, powers of 1000).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ByteSize(pub u64);
+
+impl std::str::FromStr for ByteSize {
+    type Err = String;
+
+    fn from_str(text: &str) -> Result<Self, String> {
+        let text = text.trim();
+        let split = text
+            .find(|c: char| !c.is_ascii_digit())
+            .unwrap_or(text.len());
+        let (number, unit) = text.split_at(split);
+        let unit_size: u64 = match unit.trim() {
+            "" | "B" => 1,
+            "KB" => 1_000,
+            "MB" => 1_000_000,
+            "GB" => 1_000_000_000,
+            "KiB" => 1 << 10,
+            "MiB" => 1 << 20,
+            "GiB" => 1 << 30,
+            other => {
+                return Err(format!(
+                    "{text:?}: unknown unit {other:?} (B, KiB, MiB, GiB, KB, MB, GB)"
+                ));
+            }
+        };
+        number
+            .parse::<u64>()
+            .ok()
+            .and_then(|n| n.checked_mul(unit_size))
+            .filter(|&n| n > 0)
+            .map(ByteSize)
+            .ok_or_else(|| format!("{text:?} is not a size such as 64MiB"))
+    }
+}
+
+impl<'de> Deserialize<'de> for ByteSize {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Written {
+            Number(u64),
+            Text(String),
+        }
+        match Written::deserialize(deserializer)? {
+            Written::Number(0) => Err(serde::de::Error::custom("a size of 0 bytes")),
+            Written::Number(n) => Ok(ByteSize(n)),
+            Written::Text(text) => text.parse().map_err(serde::de::Error::custom),
+        }
+    }
 }
 
 /// The settings one may give, from the file or the command line; every one
@@ -91,6 +153,9 @@ pub struct ServerSettings {
     pub metrics_listen: Option<SocketAddr>,
     pub record_sessions: Option<bool>,
     pub recordings_keep_days: Option<u32>,
+    pub recording_max_bytes: Option<ByteSize>,
+    pub recordings_max_total_bytes: Option<ByteSize>,
+    pub insecure_public_url: Option<bool>,
 }
 
 impl ServerSettings {
@@ -178,6 +243,11 @@ impl ServerSettings {
             metrics_listen: self.metrics_listen.or(file.metrics_listen),
             record_sessions: self.record_sessions.or(file.record_sessions),
             recordings_keep_days: self.recordings_keep_days.or(file.recordings_keep_days),
+            recording_max_bytes: self.recording_max_bytes.or(file.recording_max_bytes),
+            recordings_max_total_bytes: self
+                .recordings_max_total_bytes
+                .or(file.recordings_max_total_bytes),
+            insecure_public_url: self.insecure_public_url.or(file.insecure_public_url),
         }
     }
 
@@ -203,7 +273,8 @@ impl ServerSettings {
             (Some(cert), Some(key)) => Some(TlsFiles { cert, key }),
             (None, None) if acme.is_some() => None,
             // What `doorman admin tls init` made, when nothing else is given.
-            (None, None) => crate::private_ca::server_files(&data_dir),
+            (None, None) => crate::private_ca::server_files(&data_dir)
+                .map_err(|(path, source)| ConfigError::TlsFiles { path, source })?,
             _ => return Err(ConfigError::TlsPair),
         };
         if self.smtp_ca.is_some() && self.smtp_url.is_none() {
@@ -257,7 +328,14 @@ impl ServerSettings {
                 keep_days: self
                     .recordings_keep_days
                     .unwrap_or(crate::DEFAULT_RECORDINGS_KEEP_DAYS),
+                max_bytes: self
+                    .recording_max_bytes
+                    .map_or(crate::DEFAULT_RECORDING_MAX_BYTES, |size| size.0),
+                max_total_bytes: self
+                    .recordings_max_total_bytes
+                    .map_or(crate::DEFAULT_RECORDINGS_MAX_TOTAL_BYTES, |size| size.0),
             },
+            insecure_public_url: self.insecure_public_url.unwrap_or(false),
         })
     }
 }

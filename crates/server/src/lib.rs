@@ -29,7 +29,10 @@ pub mod private;
 pub mod private_ca;
 pub mod recording;
 mod retention;
-pub use retention::{DEFAULT_RECORDINGS_KEEP_DAYS, Recordings};
+pub use retention::{
+    DEFAULT_RECORDING_MAX_BYTES, DEFAULT_RECORDINGS_KEEP_DAYS, DEFAULT_RECORDINGS_MAX_TOTAL_BYTES,
+    Recordings,
+};
 mod relay;
 pub mod secrets;
 pub mod serve;
@@ -81,6 +84,9 @@ pub struct ServerConfig {
     /// A second port serving `/metrics` alone, to anyone who reaches it.
     pub metrics_listen: Option<std::net::SocketAddr>,
     pub recordings: Recordings,
+    /// Accept an `http://` public URL naming another host (a lab): tokens
+    /// then cross the network in clear.
+    pub insecure_public_url: bool,
 }
 
 /// How long the audit trail keeps events unless told otherwise.
@@ -124,6 +130,14 @@ pub struct TlsFiles {
 pub enum ServerError {
     #[error("invalid --public-url {0:?}: must be an http:// or https:// URL without a path")]
     PublicUrl(String),
+    #[error(
+        "--public-url {0} is plain HTTP to another host: operator tokens and agent keys would cross the network in clear; serve TLS (--tls-cert/--tls-key, --acme-domain, or `doorman admin tls init`), give the https:// URL of a TLS proxy in front, or --insecure-public-url for a lab"
+    )]
+    ClearTextPublicUrl(String),
+    #[error(
+        "--public-url {0} is http://, but this server speaks only TLS: emailed links would not open; give its https:// URL"
+    )]
+    PlainUrlForTls(String),
     #[error("invalid --mail-from {0:?}: not an email address")]
     MailFrom(String),
     #[error("invalid --smtp-url: {0}")]
@@ -187,6 +201,31 @@ pub fn normalize_public_url(url: &str) -> Result<String, ServerError> {
         return Err(ServerError::PublicUrl(url.to_string()));
     }
     Ok(trimmed.to_string())
+}
+
+/// Refuses a public URL that would send secrets in clear: `http://` to
+/// another host (unless `insecure` says so), or `http://` for a server that
+/// speaks only TLS.
+fn check_clear_text(public_url: &str, tls: bool, insecure: bool) -> Result<(), ServerError> {
+    let Some(authority) = public_url.strip_prefix("http://") else {
+        return Ok(());
+    };
+    if tls {
+        return Err(ServerError::PlainUrlForTls(public_url.to_string()));
+    }
+    let host = match authority.strip_prefix('[') {
+        Some(bracketed) => bracketed.split(']').next().unwrap_or_default(),
+        None => authority.split(':').next().unwrap_or_default(),
+    };
+    let local = host.eq_ignore_ascii_case("localhost")
+        || host
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback());
+    if local || insecure {
+        Ok(())
+    } else {
+        Err(ServerError::ClearTextPublicUrl(public_url.to_string()))
+    }
 }
 
 /// The router with every page and endpoint.
@@ -305,6 +344,7 @@ impl Prepared {
             (None, Some(acme)) => Some(acme.tls_config()),
             (None, None) => None,
         };
+        check_clear_text(&public_url, tls.is_some(), config.insecure_public_url)?;
         let from: Mailbox = config
             .mail_from
             .parse()

@@ -50,13 +50,38 @@ pub struct Made {
 }
 
 /// The server certificate `init` left in `data_dir`, if any.
-pub fn server_files(data_dir: &Path) -> Option<TlsFiles> {
+///
+/// A file there that this process cannot reach is an error, with its path:
+/// serving plain HTTP instead would send every secret in clear.
+pub fn server_files(data_dir: &Path) -> Result<Option<TlsFiles>, (PathBuf, std::io::Error)> {
     let dir = data_dir.join(DIR);
     let files = TlsFiles {
         cert: dir.join("server.pem"),
         key: dir.join("server.key"),
     };
-    (files.cert.is_file() && files.key.is_file()).then_some(files)
+    let mut found = 0;
+    for path in [&files.cert, &files.key] {
+        match std::fs::File::open(path) {
+            Ok(_) => found += 1,
+            Err(error) if error.kind() == std::io::ErrorKind::NotFound => {}
+            Err(error) => return Err((path.clone(), error)),
+        }
+    }
+    match found {
+        0 => Ok(None),
+        2 => Ok(Some(files)),
+        _ => {
+            let missing = if files.cert.exists() {
+                &files.key
+            } else {
+                &files.cert
+            };
+            Err((
+                missing.clone(),
+                std::io::Error::new(std::io::ErrorKind::NotFound, "missing beside its pair"),
+            ))
+        }
+    }
 }
 
 /// Makes (or keeps) the CA in `DATA_DIR/tls/` and a server certificate for
@@ -130,6 +155,10 @@ pub fn init(data_dir: &Path, names: &[String], ips: &[IpAddr]) -> Result<Made, C
     };
     write_private(&server.key, key.serialize_pem().as_bytes())?;
     write_private(&server.cert, cert.pem().as_bytes())?;
+    give_to_data_dir_owner(
+        data_dir,
+        &[&dir, &ca_key_path, &ca_pem_path, &server.key, &server.cert],
+    )?;
     Ok(Made {
         ca_fingerprint: fingerprint(&ca_pem),
         ca_file: ca_pem_path,
@@ -137,6 +166,33 @@ pub fn init(data_dir: &Path, names: &[String], ips: &[IpAddr]) -> Result<Made, C
         server,
         valid_until_year,
     })
+}
+
+/// Gives `paths` to the data directory's owner when root made them there:
+/// `sudo doorman admin tls init` on the packaged service's data directory
+/// writes files its `doorman` account must read, or the server could not
+/// serve with them.
+fn give_to_data_dir_owner(data_dir: &Path, paths: &[&Path]) -> Result<(), CaError> {
+    use std::os::unix::fs::MetadataExt;
+    if !rustix::process::geteuid().is_root() {
+        return Ok(());
+    }
+    let owner = std::fs::metadata(data_dir).map_err(|source| CaError::Write {
+        path: data_dir.to_path_buf(),
+        source,
+    })?;
+    if owner.uid() == 0 {
+        return Ok(());
+    }
+    for path in paths {
+        std::os::unix::fs::chown(path, Some(owner.uid()), Some(owner.gid())).map_err(|source| {
+            CaError::Write {
+                path: path.to_path_buf(),
+                source,
+            }
+        })?;
+    }
+    Ok(())
 }
 
 /// The CA's parameters, the same every time for the same key: the name

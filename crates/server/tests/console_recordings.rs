@@ -82,3 +82,102 @@ async fn an_operator_replays_their_own_recordings_and_no_one_elses() {
         .unwrap();
     assert_eq!(events.status(), StatusCode::UNAUTHORIZED);
 }
+
+/// The player's events of recording `id`, as the console streams them.
+async fn played(world: &World, cookie: &str, id: i64) -> Vec<serde_json::Value> {
+    let events = get(world, &format!("/console/recordings/{id}/events"), cookie).await;
+    assert_eq!(events.status(), StatusCode::OK);
+    let cast: serde_json::Value = serde_json::from_str(&events.text().await.unwrap()).unwrap();
+    assert_eq!(cast["header"]["width"], 80);
+    cast["events"].as_array().unwrap().clone()
+}
+
+/// Issue 25: a shell printing 100 MB stored 250 MB of recording, and
+/// playing it decoded the whole in memory.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_recording_stops_at_its_limit_and_the_trail_and_the_player_say_truncated() {
+    let max_bytes = 600 * 1024;
+    let world = World::builder()
+        .without_email_authorization()
+        .recordings(doorman_server::Recordings {
+            max_bytes,
+            ..Default::default()
+        })
+        .start()
+        .await;
+    let input: &[u8] = b"yes 0123456789abcdef | head -c 2000000; exit 0\n";
+    let connecting = world.connect_shell(Box::new(input));
+    let stdout = connecting.stdout.clone();
+    assert_eq!(connecting.finish().await, Ok(0));
+    let recorded = world.wait_for_audit("session_recorded").await;
+    let detail = recorded.detail.unwrap_or_default();
+    assert!(detail.contains("truncated at the size limit"), "{detail}");
+    let row = &world.broker.store.recordings(None, None).await.unwrap()[0];
+    let size = u64::try_from(row.size.unwrap()).unwrap();
+    assert!(size <= max_bytes, "{size} bytes recorded");
+    assert!(size > max_bytes / 2, "recorded up to the limit: {size}");
+
+    // Played back a stored chunk at a time: the events up to the limit, in
+    // order, then the marker.
+    let alice = world.console_cookie(&world.operator_token).await;
+    let events = played(&world, &alice, row.id).await;
+    let last = events.last().unwrap();
+    assert_eq!(
+        (&last[1], &last[2]),
+        (
+            &"m".into(),
+            &doorman_server::recording::cast::TRUNCATED.into()
+        )
+    );
+    let shown: String = events
+        .iter()
+        .filter(|e| e[1] == "o")
+        .map(|e| e[2].as_str().unwrap())
+        .collect();
+    assert!(shown.len() > 300_000, "{} bytes shown", shown.len());
+    assert!(
+        stdout.text().starts_with(&shown),
+        "the start of what was shown"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn past_the_total_limit_the_oldest_recordings_go_first() {
+    let world = World::builder()
+        .without_email_authorization()
+        .recordings(doorman_server::Recordings {
+            max_total_bytes: 50_000,
+            ..Default::default()
+        })
+        .start()
+        .await;
+    // About 30 kB stored each: random text does not compress much.
+    let input: &[u8] = b"head -c 30000 /dev/urandom | base64; exit 0\n";
+    let mut ids = Vec::new();
+    for count in 1..=2 {
+        let connecting = world.connect_shell(Box::new(input));
+        assert_eq!(connecting.finish().await, Ok(0));
+        world.wait_for_audits("session_recorded", count).await;
+        let newest = &world.broker.store.recordings(None, None).await.unwrap()[0];
+        assert!(
+            newest.stored > 20_000 && newest.stored <= 50_000,
+            "{newest:?}"
+        );
+        ids.push(newest.id);
+    }
+    let kept = world.broker.store.recordings(None, None).await.unwrap();
+    assert_eq!(kept.len(), 1, "{kept:?}");
+    assert_eq!(kept[0].id, ids[1], "the newest is kept");
+    let alice = world.console_cookie(&world.operator_token).await;
+    assert_eq!(
+        get(
+            &world,
+            &format!("/console/recordings/{}/events", ids[0]),
+            &alice
+        )
+        .await
+        .status(),
+        StatusCode::NOT_FOUND,
+        "the older one is gone"
+    );
+}

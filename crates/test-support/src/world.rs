@@ -90,6 +90,7 @@ impl World {
             console_idle_minutes: doorman_server::console::DEFAULT_IDLE_MINUTES,
             metrics: doorman_server::metrics::Metrics::new(),
             metrics_listen: None,
+            insecure_public_url: false,
             recordings: builder.recordings,
         };
         let server = doorman_server::Server::bind(config.clone(), listener)

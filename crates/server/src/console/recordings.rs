@@ -7,10 +7,10 @@ use super::{TERMINAL_POLICY, page, signed_in};
 use crate::AppState;
 use crate::clock::format_time;
 use askama::Template;
-use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Redirect, Response};
+use futures_util::StreamExt;
 
 #[derive(Template)]
 #[template(path = "console_recordings.html")]
@@ -80,14 +80,14 @@ async fn own(
     state: &AppState,
     headers: &HeaderMap,
     id: &str,
-) -> Result<(String, crate::store::recordings::RecordingRow, Vec<u8>), Response> {
+) -> Result<(String, crate::store::recordings::RecordingRow), Response> {
     let Some(who) = signed_in(state, headers).await else {
         return Err((StatusCode::UNAUTHORIZED, "signed out").into_response());
     };
     let not_found = || (StatusCode::NOT_FOUND, "no such recording").into_response();
     let id: i64 = id.parse().map_err(|_| not_found())?;
-    match state.broker.store.recording(id).await {
-        Ok(Some((row, data))) if row.operator == who.operator => Ok((who.operator, row, data)),
+    match state.broker.store.recording_row(id).await {
+        Ok(Some(row)) if row.operator == who.operator => Ok((who.operator, row)),
         Ok(_) => Err(not_found()),
         Err(error) => Err(internal(&error)),
     }
@@ -99,7 +99,7 @@ pub async fn replay(
     Path(id): Path<String>,
     headers: HeaderMap,
 ) -> Response {
-    let (operator, row, _) = match own(&state, &headers, &id).await {
+    let (operator, row) = match own(&state, &headers, &id).await {
         Ok(found) => found,
         Err(response) => return response,
     };
@@ -120,22 +120,98 @@ pub async fn replay(
 }
 
 /// `GET /console/recordings/{id}/events`: the header and the events, for
-/// the player.
+/// the player, as one JSON object (`{"header": …, "events": [[at, code,
+/// text], …]}`) written one stored chunk at a time, so that playing a long
+/// recording holds one chunk in memory, not the whole.
 pub async fn events(
     State(state): State<AppState>,
     Path(id): Path<String>,
     headers: HeaderMap,
 ) -> Response {
-    let (_, _, data) = match own(&state, &headers, &id).await {
+    let (_, row) = match own(&state, &headers, &id).await {
         Ok(found) => found,
         Err(response) => return response,
     };
-    match crate::recording::cast::decode(&data) {
-        Ok((header, events)) => {
-            let events: Vec<(f64, String, String)> =
-                events.into_iter().map(|e| (e.at, e.code, e.text)).collect();
-            Json(serde_json::json!({ "header": header, "events": events })).into_response()
-        }
-        Err(message) => (StatusCode::UNPROCESSABLE_ENTITY, message).into_response(),
+    let first = match state.broker.store.recording_chunk(row.id, 0).await {
+        Ok(first) => first.unwrap_or_default(),
+        Err(error) => return internal(&error),
+    };
+    let opened = crate::recording::cast::chunk_text(&first).and_then(|text| {
+        let (header, rest) = crate::recording::cast::header(&text)?;
+        Ok((header, events_json(rest)))
+    });
+    let (header, events) = match opened {
+        Ok(opened) => opened,
+        Err(message) => return (StatusCode::UNPROCESSABLE_ENTITY, message).into_response(),
+    };
+    let start = format!("{{\"header\":{header},\"events\":[{events}");
+    let playback = Playback {
+        store: state.broker.store.clone(),
+        id: row.id,
+        next: Some(1),
+        written: !events.is_empty(),
+    };
+    let rest = futures_util::stream::unfold(playback, Playback::next_part);
+    let body = futures_util::stream::once(std::future::ready(Ok(start))).chain(rest);
+    let mut response = axum::body::Body::from_stream(body).into_response();
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    response
+}
+
+/// A recording's events being sent, one stored chunk at a time.
+struct Playback {
+    store: crate::store::Store,
+    id: i64,
+    /// The chunk to send next; none once the end is sent.
+    next: Option<i64>,
+    /// Whether an event was sent already (the next one needs a comma).
+    written: bool,
+}
+
+impl Playback {
+    /// The next part of the JSON body: a chunk's events, or the end.
+    async fn next_part(mut self) -> Option<(std::io::Result<String>, Self)> {
+        let seq = self.next.take()?;
+        let chunk = match self.store.recording_chunk(self.id, seq).await {
+            Ok(Some(chunk)) => chunk,
+            Ok(None) => return Some((Ok("]}".to_string()), self)),
+            Err(error) => {
+                tracing::error!(%error, "cannot read a session recording");
+                return Some((
+                    Err(std::io::Error::other("cannot read the recording")),
+                    self,
+                ));
+            }
+        };
+        let text = match crate::recording::cast::chunk_text(&chunk) {
+            Ok(text) => text,
+            Err(message) => {
+                tracing::error!(recording = self.id, %message, "cannot play a session recording");
+                return Some((Err(std::io::Error::other(message)), self));
+            }
+        };
+        self.next = Some(seq + 1);
+        let events = events_json(&text);
+        let part = match (events.is_empty(), self.written) {
+            (true, _) => String::new(),
+            (false, true) => format!(",{events}"),
+            (false, false) => {
+                self.written = true;
+                events
+            }
+        };
+        Some((Ok(part), self))
     }
+}
+
+/// The events in asciicast `text` as JSON array elements joined by commas
+/// (empty if there are none).
+fn events_json(text: &str) -> String {
+    crate::recording::cast::events(text)
+        .map(|e| serde_json::json!([e.at, e.code, e.text]).to_string())
+        .collect::<Vec<_>>()
+        .join(",")
 }

@@ -39,6 +39,9 @@ pub struct Cast {
     /// Uncompressed bytes so far, and their SHA-256.
     size: u64,
     digest: ring::digest::Context,
+    /// The most `size` may reach; past it nothing more is recorded.
+    max_size: u64,
+    truncated: bool,
     to_computer: Stream,
     to_operator: Stream,
     /// The start of a UTF-8 character split across two outputs.
@@ -60,15 +63,27 @@ pub struct Summary {
     pub size: u64,
     /// Its SHA-256, in hex.
     pub sha256: String,
+    /// It reached its size limit and the rest of the session went
+    /// unrecorded.
+    pub truncated: bool,
 }
 
+/// What the marker event of a truncated recording says.
+pub const TRUNCATED: &str = "truncated: the recording reached its size limit";
+/// Room kept under the limit for the marker line.
+const MARKER_ROOM: u64 = 128;
+
 impl Cast {
-    pub fn new(screen: &Screen) -> Cast {
+    /// A recording of `screen` that holds at most `max_size` bytes of
+    /// asciicast text.
+    pub fn new(screen: &Screen, max_size: u64) -> Cast {
         let mut cast = Cast {
             member: GzEncoder::new(Vec::new(), Compression::default()),
             member_size: 0,
             size: 0,
             digest: ring::digest::Context::new(&ring::digest::SHA256),
+            max_size,
+            truncated: false,
             to_computer: Stream::default(),
             to_operator: Stream::default(),
             partial_char: Vec::new(),
@@ -86,6 +101,9 @@ impl Cast {
 
     /// Takes bytes that passed the server `at` into the session.
     pub fn observe(&mut self, direction: Direction, bytes: &[u8], at: Duration) {
+        if self.truncated {
+            return;
+        }
         let stream = match direction {
             Direction::ToComputer => &mut self.to_computer,
             Direction::ToOperator => &mut self.to_operator,
@@ -141,11 +159,22 @@ impl Cast {
     }
 
     fn event(&mut self, at: Duration, code: &str, text: &str) {
+        if self.truncated {
+            return;
+        }
         // Microseconds: f64 holds them exactly for centuries.
         #[allow(clippy::cast_precision_loss)]
         let seconds = at.as_micros() as f64 / 1e6;
-        let line = serde_json::json!([seconds, code, text]);
-        self.write_line(&line.to_string());
+        let line = serde_json::json!([seconds, code, text]).to_string();
+        let after = self.size + line.len() as u64 + 1;
+        if after.saturating_add(MARKER_ROOM) > self.max_size {
+            self.truncated = true;
+            // A marker event (asciicast v2 "m"), which players show.
+            let marker = serde_json::json!([seconds, "m", TRUNCATED]).to_string();
+            self.write_line(&marker);
+            return;
+        }
+        self.write_line(&line);
     }
 
     fn write_line(&mut self, line: &str) {
@@ -178,7 +207,7 @@ impl Cast {
 
     /// The last chunk (if any) and what the whole recording measured.
     pub fn finish(mut self, at: Duration) -> (Option<Vec<u8>>, Summary) {
-        if !self.partial_char.is_empty() {
+        if !self.partial_char.is_empty() && !self.truncated {
             let rest = std::mem::take(&mut self.partial_char);
             self.event(at, "o", &String::from_utf8_lossy(&rest));
         }
@@ -190,6 +219,7 @@ impl Cast {
             Summary {
                 size: self.size,
                 sha256,
+                truncated: self.truncated,
             },
         )
     }
@@ -203,26 +233,51 @@ pub struct Event {
     pub text: String,
 }
 
-/// The asciicast text of a stored recording (its chunks, as stored, in
-/// order): the header's JSON and the events.
-pub fn decode(stored: &[u8]) -> Result<(serde_json::Value, Vec<Event>), String> {
+/// The most text one stored chunk may open to: a chunk holds about
+/// [`super::CHUNK_SIZE`] bytes and one event past it (a frame of output,
+/// escaped).
+const MAX_CHUNK_TEXT: u64 = 16 << 20;
+
+/// The asciicast text of one stored chunk (a gzip member, or several).
+pub fn chunk_text(chunk: &[u8]) -> Result<String, String> {
+    text_within(chunk, MAX_CHUNK_TEXT)
+}
+
+fn text_within(stored: &[u8], limit: u64) -> Result<String, String> {
     use std::io::Read;
     let mut text = String::new();
     flate2::read::MultiGzDecoder::new(stored)
+        .take(limit.saturating_add(1))
         .read_to_string(&mut text)
         .map_err(|e| format!("the recording is damaged: {e}"))?;
-    let mut lines = text.lines();
-    let header: serde_json::Value = lines
-        .next()
-        .and_then(|l| serde_json::from_str(l).ok())
-        .ok_or("the recording has no asciicast header")?;
-    let events = lines
-        .filter_map(|line| {
-            let (at, code, text): (f64, String, String) = serde_json::from_str(line).ok()?;
-            Some(Event { at, code, text })
-        })
-        .collect();
-    Ok((header, events))
+    if text.len() as u64 > limit {
+        return Err("the recording is damaged: a chunk opens to too much text".into());
+    }
+    Ok(text)
+}
+
+/// The header of a recording, from its first chunk's text; the rest of
+/// that text.
+pub fn header(first: &str) -> Result<(serde_json::Value, &str), String> {
+    let (line, rest) = first.split_once('\n').unwrap_or((first, ""));
+    let header = serde_json::from_str(line).map_err(|_| "the recording has no asciicast header")?;
+    Ok((header, rest))
+}
+
+/// The events in asciicast text (lines that are not events are skipped).
+pub fn events(text: &str) -> impl Iterator<Item = Event> + '_ {
+    text.lines().filter_map(|line| {
+        let (at, code, text): (f64, String, String) = serde_json::from_str(line).ok()?;
+        Some(Event { at, code, text })
+    })
+}
+
+/// The asciicast text of a stored recording (its chunks, as stored, in
+/// order): the header's JSON and the events.
+pub fn decode(stored: &[u8]) -> Result<(serde_json::Value, Vec<Event>), String> {
+    let text = text_within(stored, u64::MAX - 1)?;
+    let (header, rest) = header(&text)?;
+    Ok((header, events(rest).collect()))
 }
 
 #[cfg(test)]
@@ -253,7 +308,7 @@ mod tests {
 
     #[test]
     fn output_and_resizes_are_recorded_and_typing_is_not() {
-        let mut cast = Cast::new(&screen());
+        let mut cast = Cast::new(&screen(), u64::MAX);
         let typed = frames(&[
             Frame::Stdin(Bytes::from_static(b"secret-password\r")),
             Frame::Message(Bytes::from(
@@ -317,7 +372,7 @@ mod tests {
 
     #[test]
     fn a_character_split_between_outputs_is_written_whole() {
-        let mut cast = Cast::new(&screen());
+        let mut cast = Cast::new(&screen(), u64::MAX);
         let euro = "€".as_bytes();
         for (part, at) in [(&euro[..1], 1), (&euro[1..], 2)] {
             let bytes = frames(&[Frame::Stdout(Bytes::copy_from_slice(part))]);
@@ -333,7 +388,7 @@ mod tests {
 
     #[test]
     fn bytes_that_are_not_frames_stop_the_recording_of_that_direction() {
-        let mut cast = Cast::new(&screen());
+        let mut cast = Cast::new(&screen(), u64::MAX);
         cast.observe(Direction::ToOperator, &[0, 0, 0, 0], ms(1));
         let later = frames(&[Frame::Stdout(Bytes::from_static(b"x"))]);
         cast.observe(Direction::ToOperator, &later, ms(2));
@@ -344,7 +399,7 @@ mod tests {
 
     #[test]
     fn a_recording_cut_after_a_chunk_is_readable() {
-        let mut cast = Cast::new(&screen());
+        let mut cast = Cast::new(&screen(), u64::MAX);
         let out = frames(&[Frame::Stdout(Bytes::from_static(b"before the cut"))]);
         cast.observe(Direction::ToOperator, &out, ms(5));
         let first = cast.take_chunk().unwrap();
@@ -352,5 +407,25 @@ mod tests {
         let (_, events) = decode(&first).unwrap();
         assert_eq!(events[0].text, "before the cut");
         assert!(decode(&first[..first.len() - 3]).is_err());
+    }
+
+    #[test]
+    fn a_recording_stops_at_its_size_limit_and_says_so() {
+        let mut cast = Cast::new(&screen(), 4096);
+        let line = vec![b'x'; 100];
+        for n in 0..100 {
+            cast.observe(
+                Direction::ToOperator,
+                &frames(&[Frame::Stdout(line.clone().into())]),
+                ms(n),
+            );
+        }
+        let (chunk, summary) = cast.finish(ms(200));
+        assert!(summary.truncated);
+        assert!(summary.size <= 4096, "{}", summary.size);
+        let (_, events) = decode(&chunk.unwrap()).unwrap();
+        let last = events.last().unwrap();
+        assert_eq!((last.code.as_str(), last.text.as_str()), ("m", TRUNCATED));
+        assert!(events.len() > 20, "recorded up to the limit");
     }
 }

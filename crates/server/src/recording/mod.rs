@@ -83,7 +83,7 @@ impl Recording {
             started: Instant::now(),
             started_at,
             shared: Arc::new(Mutex::new(Shared {
-                cast: Some(Cast::new(&screen)),
+                cast: Some(Cast::new(&screen, broker.recordings.max_bytes)),
                 chunks: Some(chunks),
             })),
             writer,
@@ -129,6 +129,7 @@ impl Recording {
         let summary = summary.unwrap_or(cast::Summary {
             size: 0,
             sha256: String::new(),
+            truncated: false,
         });
         let _ = self.writer.await;
         let duration_ms = i64::try_from(elapsed.as_millis()).unwrap_or(i64::MAX);
@@ -144,13 +145,19 @@ impl Recording {
                 },
             )
             .await?;
+        crate::retention::keep_recordings_within(broker).await;
         Ok(Recorded {
             detail: format!(
-                "recording {}: {} bytes, {:.1} s, sha256 {}",
+                "recording {}: {} bytes, {:.1} s, sha256 {}{}",
                 self.session_id,
                 summary.size,
                 elapsed.as_secs_f64(),
-                summary.sha256
+                summary.sha256,
+                if summary.truncated {
+                    ", truncated at the size limit (--recording-max-bytes)"
+                } else {
+                    ""
+                }
             ),
         })
     }

@@ -137,20 +137,25 @@ impl Store {
         rows.iter().map(recording).collect()
     }
 
-    /// A recording and its stored bytes (its chunks joined in order).
-    pub async fn recording(
-        &self,
-        session_id: i64,
-    ) -> Result<Option<(RecordingRow, Vec<u8>)>, StoreError> {
-        let Some(row) = sqlx::query(concat!(
+    /// A recording's row.
+    pub async fn recording_row(&self, session_id: i64) -> Result<Option<RecordingRow>, StoreError> {
+        let row = sqlx::query(concat!(
             "SELECT ",
             columns!(),
             " FROM recordings WHERE session_id = $1"
         ))
         .bind(session_id)
         .fetch_optional(&self.pool)
-        .await?
-        else {
+        .await?;
+        row.as_ref().map(recording).transpose()
+    }
+
+    /// A recording and its stored bytes (its chunks joined in order).
+    pub async fn recording(
+        &self,
+        session_id: i64,
+    ) -> Result<Option<(RecordingRow, Vec<u8>)>, StoreError> {
+        let Some(row) = self.recording_row(session_id).await? else {
             return Ok(None);
         };
         let chunks =
@@ -162,7 +167,7 @@ impl Store {
         for chunk in chunks {
             data.extend_from_slice(&chunk.try_get::<Vec<u8>, _>("data")?);
         }
-        Ok(Some((recording(&row)?, data)))
+        Ok(Some((row, data)))
     }
 
     /// Deletes the recordings of sessions started before `before`; how many.
@@ -181,5 +186,58 @@ impl Store {
             .rows_affected();
         tx.commit().await?;
         Ok(pruned)
+    }
+
+    /// Deletes the oldest finished recordings until those left take at
+    /// most `max_total` bytes stored; how many went.
+    pub async fn prune_recordings_beyond(&self, max_total: i64) -> Result<u64, StoreError> {
+        let rows = sqlx::query(
+            "SELECT session_id, stored FROM recordings WHERE ended_at IS NOT NULL ORDER BY started_at DESC, session_id DESC",
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        let mut total: i64 = 0;
+        let mut doomed = Vec::new();
+        for row in &rows {
+            let stored: i64 = row.try_get("stored")?;
+            total = total.saturating_add(stored);
+            if total > max_total {
+                doomed.push(row.try_get::<i64, _>("session_id")?);
+            }
+        }
+        if doomed.is_empty() {
+            return Ok(0);
+        }
+        let mut tx = self.begin_write().await?;
+        for id in &doomed {
+            sqlx::query("DELETE FROM recording_chunks WHERE session_id = $1")
+                .bind(id)
+                .execute(&mut *tx)
+                .await?;
+            sqlx::query("DELETE FROM recordings WHERE session_id = $1")
+                .bind(id)
+                .execute(&mut *tx)
+                .await?;
+        }
+        tx.commit().await?;
+        Ok(u64::try_from(doomed.len()).unwrap_or(u64::MAX))
+    }
+
+    /// Chunk number `seq` of a recording, as stored, if there is one.
+    pub async fn recording_chunk(
+        &self,
+        session_id: i64,
+        seq: i64,
+    ) -> Result<Option<Vec<u8>>, StoreError> {
+        let row =
+            sqlx::query("SELECT data FROM recording_chunks WHERE session_id = $1 AND seq = $2")
+                .bind(session_id)
+                .bind(seq)
+                .fetch_optional(&self.pool)
+                .await?;
+        Ok(match row {
+            Some(row) => Some(row.try_get::<Vec<u8>, _>("data")?),
+            None => None,
+        })
     }
 }
