@@ -71,6 +71,10 @@ pub enum ConsentError {
         path: PathBuf,
         source: std::io::Error,
     },
+    #[error(
+        "refusing the consent socket at {path}: it is served by uid {peer}, not by this user (uid {own}), and the agent runs as its owner; something else holds that path (remove it, or set consent_socket to a path of this user's, such as $XDG_RUNTIME_DIR/doorman.sock)"
+    )]
+    NotTheAgent { path: PathBuf, peer: u32, own: u32 },
     #[error("the agent's answer was not understood: {0}")]
     BadAnswer(String),
     #[error("{0}")]
@@ -283,15 +287,7 @@ pub fn listen(path: &Path) -> std::io::Result<UnixListener> {
 
 /// Serves consent clients on `listener` forever.
 pub async fn serve(listener: UnixListener, board: ConsentBoard) {
-    let own_uid = std::fs::metadata(
-        listener
-            .local_addr()
-            .ok()
-            .and_then(|a| a.as_pathname().map(Path::to_path_buf))
-            .unwrap_or_default(),
-    )
-    .map(|meta| meta.uid())
-    .ok();
+    let own_uid = own_uid().ok();
     loop {
         let Ok((stream, _)) = listener.accept().await else {
             continue;
@@ -365,13 +361,41 @@ fn user_name(uid: u32) -> String {
         .unwrap_or_else(|| format!("uid {uid}"))
 }
 
-/// `doorman consent`: asks the running agent over its socket.
+/// `doorman consent`: asks the running agent over its socket, once the
+/// socket has shown that the agent, which runs as this user, is what
+/// answers there.
 pub async fn call(path: &Path, request: &ConsentRequest) -> Result<ConsentResponse, ConsentError> {
+    let own = own_uid().map_err(|source| ConsentError::Unreachable {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    call_expecting(path, request, own).await
+}
+
+/// [`call`], talking only to a socket whose server runs as `expected_uid`:
+/// whoever could bind the path first (a directory others may write to, an
+/// agent that could not take its socket) would otherwise read the answers
+/// and choose what `list` shows. Nothing is sent to any other peer.
+pub async fn call_expecting(
+    path: &Path,
+    request: &ConsentRequest,
+    expected_uid: u32,
+) -> Result<ConsentResponse, ConsentError> {
     let unreachable = |source| ConsentError::Unreachable {
         path: path.to_path_buf(),
         source,
     };
     let stream = UnixStream::connect(path).await.map_err(unreachable)?;
+    // The credentials of whoever listens there, as the kernel recorded
+    // them when it called listen().
+    let peer = stream.peer_cred().map_err(unreachable)?.uid();
+    if !peer_allowed(expected_uid, peer) {
+        return Err(ConsentError::NotTheAgent {
+            path: path.to_path_buf(),
+            peer,
+            own: expected_uid,
+        });
+    }
     let (reader, mut writer) = stream.into_split();
     let mut text =
         serde_json::to_string(request).map_err(|e| ConsentError::BadAnswer(e.to_string()))?;
@@ -390,5 +414,47 @@ pub async fn call(path: &Path, request: &ConsentRequest) -> Result<ConsentRespon
         Ok(ConsentResponse::Error { message }) => Err(ConsentError::Refused(message)),
         Ok(response) => Ok(response),
         Err(error) => Err(ConsentError::BadAnswer(error.to_string())),
+    }
+}
+
+/// Whether a consent client running as `own` may talk to a socket served
+/// by `peer`. The agent runs as the computer's owner and its clients
+/// (`doorman consent`, the settings window, the tray icon) as the same
+/// user, so only that user's own process answers; not even root's, which
+/// has no reason to hold this user's socket.
+pub fn peer_allowed(own: u32, peer: u32) -> bool {
+    own == peer
+}
+
+/// The user this process runs as, as the kernel reports it for a socket
+/// (the same measure as the peer's): std has no `getuid` without `unsafe`.
+fn own_uid() -> std::io::Result<u32> {
+    let (ours, _theirs) = UnixStream::pair()?;
+    Ok(ours.peer_cred()?.uid())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_client_talks_only_to_its_own_users_socket() {
+        let cases = [
+            (1000, 1000, true),
+            (1000, 1001, false),
+            (1000, 0, false),
+            (0, 1000, false),
+            (0, 0, true),
+        ];
+        for (own, peer, allowed) in cases {
+            assert_eq!(peer_allowed(own, peer), allowed, "own {own}, peer {peer}");
+        }
+    }
+
+    #[tokio::test]
+    async fn this_process_knows_its_own_uid() {
+        let dir = tempfile::tempdir().unwrap();
+        let made_by_us = std::fs::metadata(dir.path()).unwrap().uid();
+        assert_eq!(own_uid().unwrap(), made_by_us);
     }
 }

@@ -19,6 +19,7 @@ mod session;
 pub mod settings_file;
 mod shell;
 
+use doorman_core::LocalConsent;
 use std::future::Future;
 use std::path::PathBuf;
 
@@ -41,6 +42,15 @@ pub enum AgentError {
     Settings(#[from] SettingsFileError),
     #[error("{0}")]
     Server(#[from] doorman_proto::DialError),
+    /// Local consent is on, and its socket cannot be had: whatever holds
+    /// the path would otherwise stand where the agent should.
+    #[error(
+        "local consent is on, but the agent cannot listen on its consent socket {path}: {source} (something else holds that path, or its directory is not this user's to write; remove it, or set consent_socket to a path of this user's, such as $XDG_RUNTIME_DIR/doorman.sock)"
+    )]
+    ConsentSocket {
+        path: PathBuf,
+        source: std::io::Error,
+    },
 }
 
 /// Runs the agent with the settings file at `config` until `shutdown`
@@ -60,13 +70,22 @@ pub async fn run(
     );
     let (to_server, queued) = tokio::sync::mpsc::unbounded_channel();
     let board = consent::ConsentBoard::new(to_server.clone());
-    // The socket `doorman consent` talks to; an agent that cannot have one
-    // still runs, without local answers.
+    // The socket `doorman consent`, the settings window and the tray talk
+    // to. With local consent on, an agent that cannot have it does not
+    // start: something else may hold the path. With it off, the agent runs
+    // without local answers (turning local consent on later needs a
+    // restart that can take the socket), and says so.
     let socket = consent::socket_path(&config, settings.consent_socket.as_deref());
     let consent_server = match consent::listen(&socket) {
         Ok(listener) => Some(tokio::spawn(consent::serve(listener, board.clone()))),
+        Err(source) if settings.desktop_sharing.local_consent != LocalConsent::Off => {
+            return Err(AgentError::ConsentSocket {
+                path: socket,
+                source,
+            });
+        }
         Err(error) => {
-            tracing::warn!(path = %socket.display(), %error, "local consent unavailable: cannot listen on its socket");
+            tracing::warn!(path = %socket.display(), %error, "local consent unavailable: cannot listen on its socket (local consent is off; turning it on needs an agent that can)");
             None
         }
     };

@@ -266,9 +266,10 @@ pub enum SettingsCommand {
     /// Print the effective settings (the key masked).
     Show,
     /// Change them in a browser window: a page on this computer only, at a
-    /// one-time address (opened in the desktop's browser).
+    /// one-time address that works for 2 minutes (opened in the desktop's
+    /// browser through a private file, never on a command line).
     Open {
-        /// Print the address instead of opening a browser
+        /// Print the address (for this terminal only) instead of opening a browser
         #[arg(long)]
         no_browser: bool,
     },

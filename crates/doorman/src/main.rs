@@ -292,34 +292,44 @@ async fn approvers(config: &Path, command: cli::ApproversCommand) -> Result<()> 
 }
 
 /// `doorman settings open`: the settings window, in the desktop's browser
-/// or at a printed one-time address.
+/// (which gets the path of a redirect file of the owner's, never the
+/// one-time address: a process's arguments are public) or at an address
+/// printed for the owner alone.
 async fn open_settings(config: &Path, no_browser: bool) -> Result<()> {
-    let window = doorman_owner::SettingsWindow::open(
+    use doorman_owner::Stopped;
+    let mut window = doorman_owner::SettingsWindow::open(
         config.to_path_buf(),
         doorman_owner::window::DEFAULT_IDLE,
     )
     .await?;
+    let link_minutes = doorman_owner::DEFAULT_LINK_LIFETIME.as_secs() / 60;
     let opened = !no_browser
-        && std::process::Command::new("xdg-open")
-            .arg(&window.url)
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null())
-            .status()
-            .is_ok_and(|status| status.success());
+        && match window.browser_command("xdg-open") {
+            Ok(mut command) => command.status().is_ok_and(|status| status.success()),
+            Err(error) => {
+                eprintln!("doorman: cannot write the file that opens the browser: {error}");
+                false
+            }
+        };
     if opened {
         println!(
-            "The settings of {} are open in your browser.",
+            "The settings of {} are open in your browser.\n\
+             (No page? Run `doorman settings open --no-browser` and open the address it prints.)",
             config.display()
         );
     } else {
         println!(
-            "Open this address in a browser on this computer (it works once):\n\n  {}\n",
+            "Open this address in a browser on this computer, within {link_minutes} minutes (it works once):\n\n  {}\n",
             window.url
         );
     }
     println!("It stops after 15 minutes without use, or press Ctrl-C.");
     tokio::select! {
-        () = window.closed() => println!("The settings window stopped: unused for 15 minutes."),
+        stopped = window.closed() => match stopped {
+            Stopped::LinkExpired => println!("The settings window stopped: its address was not opened within {link_minutes} minutes."),
+            Stopped::Unused => println!("The settings window stopped: unused for 15 minutes."),
+            _ => println!("The settings window stopped."),
+        },
         _ = tokio::signal::ctrl_c() => {}
     }
     Ok(())

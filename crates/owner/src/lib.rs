@@ -1,12 +1,16 @@
 //! What the remote computer's owner sees: the settings window that
 //! `doorman settings open` serves on 127.0.0.1 ([`window`]), reached only
-//! through a one-time URL ([`access`]), with the Desktop Sharing settings
-//! and, where local consent is on, the requests waiting for the person at
-//! the computer ([`page`]).
+//! through a one-time link ([`access`]) that the browser gets from a file of
+//! the owner's, never from a process's arguments ([`browser`]), with the
+//! Desktop Sharing settings and, where local consent is on, the requests
+//! waiting for the person at the computer ([`page`]).
+#![forbid(unsafe_code)]
 
 mod access;
+mod browser;
 mod page;
 pub mod tray;
 pub mod window;
 
-pub use window::{SettingsWindow, WindowError};
+pub use access::DEFAULT_LINK_LIFETIME;
+pub use window::{Lifetimes, SettingsWindow, Stopped, WindowError};

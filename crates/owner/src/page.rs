@@ -3,40 +3,61 @@
 //! through the same check as `doorman settings set` (bad input is shown
 //! beside its field and nothing is written; a good save is written
 //! atomically, comments kept); and, where local consent is on, the requests
-//! waiting for the person at the computer, with Allow and Deny. A plain form:
-//! no script, no framing, nothing cached.
+//! waiting for the person at the computer, with Allow and Deny. No framing,
+//! nothing cached, and no script at all: plain forms, each carrying the
+//! page's session secret in a hidden field (see [`crate::access`]), which
+//! is what every answer but the first needs. A same-origin script sending
+//! it in a header would be as strong; a form field keeps the page working
+//! without script and its policy at `default-src 'none'`. The price: the
+//! address bar cannot reopen the page (a reload of `/open/…` is refused,
+//! `GET /` holds nothing), so the list of waiting requests has its own
+//! Refresh button.
+//!
+//! Every request must name the window itself in `Host` (127.0.0.1,
+//! localhost or [::1], at its port): a page of another site that DNS
+//! pointed at 127.0.0.1 reaches nothing.
 
-use crate::access::COOKIE;
+use crate::access::Refused;
 use crate::window::WindowState;
 use askama::Template;
-use axum::extract::{Form, Path, State};
+use axum::extract::{DefaultBodyLimit, Form, Path, Request, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
-use axum::response::{Html, IntoResponse, Redirect, Response};
+use axum::middleware::Next;
+use axum::response::{Html, IntoResponse, Response};
 use doorman_agent::consent::{self, ConsentRequest, ConsentResponse, Waiting};
 use doorman_agent::settings_file::{self, SettingsFileError};
 use doorman_core::settings::{SettingsChange, SettingsError, split_list};
-use doorman_core::{AgentSettings, LocalConsent};
+use doorman_core::{AgentSettings, Decision, LocalConsent};
 use serde::Deserialize;
 use std::collections::HashMap;
 use std::sync::Arc;
+use std::time::Instant;
 
 type Shared = Arc<WindowState>;
+
+/// The largest form the page takes.
+const MAX_FORM_BYTES: usize = 64 * 1024;
 
 pub(crate) fn routes(state: Shared) -> axum::Router {
     use axum::routing::{get, post};
     axum::Router::new()
         .route("/open/{secret}", get(open))
-        .route("/", get(show))
+        .route("/", get(show).post(refresh))
         .route("/save", post(save))
         .route("/consent/{id}/{decision}", post(answer))
         .route("/style.css", get(style))
+        .layer(DefaultBodyLimit::max(MAX_FORM_BYTES))
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            only_this_window,
+        ))
         .layer(axum::middleware::from_fn(headers))
         .with_state(state)
 }
 
-/// The approval page's headers: no framing, no caching, nothing but this
-/// page's own form and style.
-async fn headers(request: axum::extract::Request, next: axum::middleware::Next) -> Response {
+/// The page's headers: no framing, no caching, nothing but this page's own
+/// forms and style.
+async fn headers(request: Request, next: Next) -> Response {
     let mut response = next.run(request).await;
     let headers = response.headers_mut();
     headers.insert(
@@ -58,30 +79,76 @@ async fn headers(request: axum::extract::Request, next: axum::middleware::Next) 
     response
 }
 
-fn cookie(headers: &HeaderMap) -> Option<&str> {
-    doorman_proto::cookie::value(headers, COOKIE)
+/// Refuses a request whose `Host` is not the window's own: 400 without
+/// exactly one, 421 for any other name or port.
+async fn only_this_window(State(state): State<Shared>, request: Request, next: Next) -> Response {
+    if let Err(refused) = check_host(request.headers(), state.port) {
+        return refused;
+    }
+    next.run(request).await
+}
+
+fn check_host(headers: &HeaderMap, port: u16) -> Result<(), Response> {
+    let mut hosts = headers.get_all(header::HOST).iter();
+    let (Some(host), None) = (hosts.next(), hosts.next()) else {
+        return Err((
+            StatusCode::BAD_REQUEST,
+            "A request must name exactly one Host.\n",
+        )
+            .into_response());
+    };
+    if host
+        .to_str()
+        .is_ok_and(|host| host_is_this_window(host, port))
+    {
+        return Ok(());
+    }
+    Err((
+        StatusCode::MISDIRECTED_REQUEST,
+        "This is the Doorman settings window of this computer: open it at the address `doorman settings open` gives.\n",
+    )
+        .into_response())
+}
+
+/// Whether `host` names the window listening on 127.0.0.1 at `port`, as a
+/// browser on this computer writes it.
+fn host_is_this_window(host: &str, port: u16) -> bool {
+    let Some((name, given_port)) = host.rsplit_once(':') else {
+        return false;
+    };
+    let port = port.to_string();
+    given_port == port
+        && (name == "127.0.0.1" || name == "[::1]" || name.eq_ignore_ascii_case("localhost"))
 }
 
 fn forbidden() -> Response {
     (
         StatusCode::FORBIDDEN,
-        "Open the settings with `doorman settings open`: this address works only from the link it gives.\n",
+        "Open the settings with `doorman settings open`: this window opens only from the link it gives, once.\n",
     )
         .into_response()
 }
 
-/// `GET /open/{secret}`: the one-time URL.
+/// `GET /open/{secret}`: the one-time link. Opened in time, it shows the
+/// page, which holds the session secret from then on.
 async fn open(State(state): State<Shared>, Path(secret): Path<String>) -> Response {
-    state.touch();
-    let Some(session) = state.access.open(&secret) else {
-        return forbidden();
-    };
-    let mut response = Redirect::to("/").into_response();
-    let set = format!("{COOKIE}={session}; Path=/; HttpOnly; SameSite=Strict");
-    if let Ok(value) = HeaderValue::from_str(&set) {
-        response.headers_mut().insert(header::SET_COOKIE, value);
+    match state.access.open(&secret, Instant::now()) {
+        Ok(session) => {
+            state.touch();
+            page(&state, session, View::default()).await
+        }
+        Err(Refused::Wrong) => forbidden(),
+        Err(Refused::Used) => (
+            StatusCode::FORBIDDEN,
+            "This link worked once already. Use the page it opened, or run `doorman settings open` again.\n",
+        )
+            .into_response(),
+        Err(Refused::Expired) => (
+            StatusCode::FORBIDDEN,
+            "This link expired unopened. Run `doorman settings open` again.\n",
+        )
+            .into_response(),
     }
-    response
 }
 
 /// The form's fields as typed, kept when a save is refused.
@@ -109,8 +176,9 @@ struct Fields {
     forward: String,
     #[serde(default)]
     desktop: String,
+    /// The page's session secret.
     #[serde(default)]
-    nonce: String,
+    session: String,
 }
 
 impl Fields {
@@ -129,7 +197,7 @@ impl Fields {
             shell: on(settings.services.shell),
             forward: settings.services.forward.join("\n"),
             desktop: settings.services.desktop.clone().unwrap_or_default(),
-            nonce: String::new(),
+            session: String::new(),
         }
     }
 
@@ -195,7 +263,8 @@ fn field_of(problem_field: &str) -> String {
 struct SettingsPage {
     name: String,
     fields: Fields,
-    nonce: String,
+    /// The page's session secret, carried by each of its forms.
+    session: String,
     problems: HashMap<String, String>,
     /// A problem no field owns (the file itself).
     general: Option<String>,
@@ -203,6 +272,10 @@ struct SettingsPage {
     consent: bool,
     waiting: Vec<Waiting>,
     consent_problem: Option<String>,
+    /// What a local answer did.
+    answered: Option<String>,
+    /// Why a local answer was not taken.
+    answer_problem: Option<String>,
 }
 
 impl SettingsPage {
@@ -235,26 +308,40 @@ async fn waiting(state: &WindowState, settings: &AgentSettings) -> Result<Vec<Wa
     }
 }
 
-async fn page(
-    state: &WindowState,
-    nonce: String,
+/// What the page shows besides the settings file's contents.
+#[derive(Default)]
+struct View {
+    /// The fields as typed, when a save was refused.
     fields: Option<Fields>,
     problems: HashMap<String, String>,
     saved: Option<String>,
-) -> Response {
+    answered: Option<String>,
+    answer_problem: Option<String>,
+}
+
+async fn page(state: &WindowState, session: String, view: View) -> Response {
+    let View {
+        fields,
+        problems,
+        saved,
+        answered,
+        answer_problem,
+    } = view;
     let settings = match settings_file::load(&state.config) {
         Ok(settings) => settings,
         Err(error) => {
             let page = SettingsPage {
                 name: String::new(),
                 fields: fields.unwrap_or_default(),
-                nonce,
+                session,
                 problems,
                 general: Some(error.to_string()),
                 saved: None,
                 consent: false,
                 waiting: Vec::new(),
                 consent_problem: None,
+                answered: None,
+                answer_problem,
             };
             return render(&page, StatusCode::INTERNAL_SERVER_ERROR);
         }
@@ -268,46 +355,59 @@ async fn page(
     } else {
         (Vec::new(), None)
     };
-    let refused = !problems.is_empty();
+    let status = if !problems.is_empty() {
+        StatusCode::BAD_REQUEST
+    } else if answer_problem.is_some() {
+        StatusCode::CONFLICT
+    } else {
+        StatusCode::OK
+    };
     let page = SettingsPage {
         name: settings.name.clone(),
         fields: fields.unwrap_or_else(|| Fields::of(&settings)),
-        nonce,
+        session,
         problems,
         general: None,
         saved,
         consent,
         waiting,
         consent_problem,
-    };
-    let status = if refused {
-        StatusCode::BAD_REQUEST
-    } else {
-        StatusCode::OK
+        answered,
+        answer_problem,
     };
     render(&page, status)
 }
 
-/// `GET /`.
-async fn show(State(state): State<Shared>, headers: HeaderMap) -> Response {
-    state.touch();
-    let Some(nonce) = state.access.nonce_for(cookie(&headers)) else {
+/// `GET /`: the address bar holds no secret, so nothing here.
+async fn show() -> Response {
+    forbidden()
+}
+
+#[derive(Deserialize)]
+struct SessionOnly {
+    #[serde(default)]
+    session: String,
+}
+
+/// `POST /`: the page again (its Refresh button).
+async fn refresh(State(state): State<Shared>, Form(form): Form<SessionOnly>) -> Response {
+    if !state.authorized(&form.session) {
         return forbidden();
-    };
-    page(&state, nonce, None, HashMap::new(), None).await
+    }
+    page(&state, form.session, View::default()).await
 }
 
 /// `POST /save`.
-async fn save(
-    State(state): State<Shared>,
-    headers: HeaderMap,
-    Form(fields): Form<Fields>,
-) -> Response {
-    state.touch();
-    if !state.access.nonce_ok(cookie(&headers), &fields.nonce) {
+async fn save(State(state): State<Shared>, Form(fields): Form<Fields>) -> Response {
+    if !state.authorized(&fields.session) {
         return forbidden();
     }
-    let nonce = fields.nonce.clone();
+    let session = fields.session.clone();
+    let refused = |fields: Fields, problems: HashMap<String, String>| View {
+        fields: Some(fields),
+        problems,
+        ..View::default()
+    };
     let change = match fields.change() {
         Ok(change) => change,
         Err(problems) => {
@@ -315,13 +415,16 @@ async fn save(
                 .into_iter()
                 .map(|(field, message)| (field.to_string(), message))
                 .collect();
-            return page(&state, nonce, Some(fields), problems, None).await;
+            return page(&state, session, refused(fields, problems)).await;
         }
     };
     match settings_file::apply(&state.config, &change) {
         Ok(_) => {
-            let at = time_of_day();
-            page(&state, nonce, None, HashMap::new(), Some(at)).await
+            let view = View {
+                saved: Some(time_of_day()),
+                ..View::default()
+            };
+            page(&state, session, view).await
         }
         Err(SettingsFileError::Refused {
             error: SettingsError::Invalid(found),
@@ -333,13 +436,54 @@ async fn save(
                     .entry(field_of(&problem.field))
                     .or_insert(problem.message);
             }
-            page(&state, nonce, Some(fields), problems, None).await
+            page(&state, session, refused(fields, problems)).await
         }
         Err(error) => {
             let problems = HashMap::from([("file".to_string(), error.to_string())]);
-            page(&state, nonce, Some(fields), problems, None).await
+            page(&state, session, refused(fields, problems)).await
         }
     }
+}
+
+/// `POST /consent/{id}/allow|deny`.
+async fn answer(
+    State(state): State<Shared>,
+    Path((id, decision)): Path<(String, String)>,
+    Form(form): Form<SessionOnly>,
+) -> Response {
+    if !state.authorized(&form.session) {
+        return forbidden();
+    }
+    let request = match decision.as_str() {
+        "allow" => ConsentRequest::Allow { id },
+        "deny" => ConsentRequest::Deny { id },
+        _ => return (StatusCode::NOT_FOUND, "no such answer").into_response(),
+    };
+    let settings = match settings_file::load(&state.config) {
+        Ok(settings) => settings,
+        Err(error) => {
+            return (StatusCode::INTERNAL_SERVER_ERROR, error.to_string()).into_response();
+        }
+    };
+    let socket = consent::socket_path(&state.config, settings.consent_socket.as_deref());
+    let view = match consent::call(&socket, &request).await {
+        Ok(ConsentResponse::Answered { id, decision }) => {
+            let done = match decision {
+                Decision::Allow => "Allowed",
+                _ => "Denied",
+            };
+            View {
+                answered: Some(format!("{done} request {id}.")),
+                ..View::default()
+            }
+        }
+        Ok(_) => View::default(),
+        Err(error) => View {
+            answer_problem: Some(error.to_string()),
+            ..View::default()
+        },
+    };
+    page(&state, form.session, view).await
 }
 
 /// The local time of day, `HH:MM:SS`, for "Saved at".
@@ -357,41 +501,6 @@ fn time_of_day() -> String {
     )
 }
 
-#[derive(Deserialize)]
-struct NonceOnly {
-    #[serde(default)]
-    nonce: String,
-}
-
-/// `POST /consent/{id}/allow|deny`.
-async fn answer(
-    State(state): State<Shared>,
-    Path((id, decision)): Path<(String, String)>,
-    headers: HeaderMap,
-    Form(form): Form<NonceOnly>,
-) -> Response {
-    state.touch();
-    if !state.access.nonce_ok(cookie(&headers), &form.nonce) {
-        return forbidden();
-    }
-    let request = match decision.as_str() {
-        "allow" => ConsentRequest::Allow { id },
-        "deny" => ConsentRequest::Deny { id },
-        _ => return (StatusCode::NOT_FOUND, "no such answer").into_response(),
-    };
-    let settings = match settings_file::load(&state.config) {
-        Ok(settings) => settings,
-        Err(error) => {
-            return (StatusCode::INTERNAL_SERVER_ERROR, error.to_string()).into_response();
-        }
-    };
-    let socket = consent::socket_path(&state.config, settings.consent_socket.as_deref());
-    match consent::call(&socket, &request).await {
-        Ok(_) => Redirect::to("/").into_response(),
-        Err(error) => (StatusCode::CONFLICT, format!("{error}\n")).into_response(),
-    }
-}
-
 /// `GET /style.css`.
 async fn style() -> Response {
     (
@@ -399,4 +508,53 @@ async fn style() -> Response {
         include_str!("../templates/settings.css"),
     )
         .into_response()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_the_windows_own_host_and_port_are_answered() {
+        let cases = [
+            ("127.0.0.1:4321", true),
+            ("localhost:4321", true),
+            ("LocalHost:4321", true),
+            ("[::1]:4321", true),
+            ("127.0.0.1:4322", false),
+            ("127.0.0.1:04321", false),
+            ("127.0.0.1:+4321", false),
+            ("127.0.0.1", false),
+            ("localhost", false),
+            ("attacker.example:4321", false),
+            ("127.0.0.2:4321", false),
+            ("localhost.:4321", false),
+            ("::1:4321", false),
+            ("", false),
+        ];
+        for (host, answered) in cases {
+            assert_eq!(host_is_this_window(host, 4321), answered, "{host:?}");
+        }
+    }
+
+    #[test]
+    fn a_request_names_exactly_one_host() {
+        let status = |hosts: &[&str]| {
+            let mut headers = HeaderMap::new();
+            for host in hosts {
+                headers.append(header::HOST, HeaderValue::from_str(host).unwrap());
+            }
+            check_host(&headers, 4321).map_err(|refused| refused.status())
+        };
+        assert_eq!(status(&["127.0.0.1:4321"]), Ok(()));
+        assert_eq!(status(&[]), Err(StatusCode::BAD_REQUEST));
+        assert_eq!(
+            status(&["127.0.0.1:4321", "127.0.0.1:4321"]),
+            Err(StatusCode::BAD_REQUEST)
+        );
+        assert_eq!(
+            status(&["evil.example:4321"]),
+            Err(StatusCode::MISDIRECTED_REQUEST)
+        );
+    }
 }

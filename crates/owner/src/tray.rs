@@ -87,22 +87,28 @@ impl DoormanTray {
     }
 }
 
-/// Opens the settings window in the desktop's browser.
+/// Opens the settings window in the desktop's browser, as `doorman
+/// settings open` does: `xdg-open` gets the path of the owner's redirect
+/// file, never the one-time URL.
 fn open_settings(config: PathBuf) {
     tokio::spawn(async move {
         match SettingsWindow::open(config, DEFAULT_IDLE).await {
-            Ok(window) => {
-                let opened = tokio::process::Command::new("xdg-open")
-                    .arg(&window.url)
-                    .stdout(std::process::Stdio::null())
-                    .stderr(std::process::Stdio::null())
-                    .status()
-                    .await
-                    .is_ok_and(|status| status.success());
+            Ok(mut window) => {
+                let opened = match window.browser_command("xdg-open") {
+                    Ok(command) => tokio::process::Command::from(command)
+                        .status()
+                        .await
+                        .is_ok_and(|status| status.success()),
+                    Err(error) => {
+                        tracing::warn!(%error, "cannot write the settings window's redirect file");
+                        false
+                    }
+                };
                 if !opened {
                     tracing::warn!(
                         "cannot open a browser for the settings (xdg-open failed); run `doorman settings open`"
                     );
+                    return;
                 }
                 window.closed().await;
             }
