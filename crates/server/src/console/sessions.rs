@@ -1,11 +1,13 @@
 //! Who is signed in to the web console: a random cookie per sign-in, kept
-//! only as its hash, with the operator and the hash of the token the
-//! operator signed in with. A session ends on sign-out, after the idle time,
-//! or at once when that token is rotated or removed (checked on every use).
+//! only as its hash, with the operator (its id: the session is that
+//! operator's, not its name's) and the hash of the token the operator signed
+//! in with. A session ends on sign-out, after the idle time, or at once when
+//! that token is rotated or the operator removed (checked on every use).
 //! Sessions live in this server's memory: a restart or a replica taking over
 //! asks everyone to sign in again.
 
 use crate::secrets;
+use crate::store::OperatorId;
 use std::collections::HashMap;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
@@ -20,6 +22,7 @@ const COOKIE_PREFIX: &str = "dcs_";
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct SignedIn {
     pub operator: String,
+    pub operator_id: OperatorId,
     /// The hash of the token the operator signed in with.
     pub token_hash: [u8; 32],
 }
@@ -108,6 +111,7 @@ mod tests {
     fn alice() -> SignedIn {
         SignedIn {
             operator: "alice".into(),
+            operator_id: OperatorId(1),
             token_hash: [7; 32],
         }
     }
