@@ -23,6 +23,8 @@ fuzz_target!(|data: &[u8]| {
         id: "0123456789abcdef0123456789abcdef".into(),
         computer: computer.into(),
         operator: operator.into(),
+        operator_id: None,
+        computer_id: None,
         operator_ip: "192.0.2.1".into(),
         reason: reason.into(),
         service: "run `true`".into(),

@@ -185,8 +185,13 @@ async fn principal(
         }
         PrincipalCommand::Remove { name } => {
             let cancelled = admin::remove(store, kind, &name).await?;
+            // What it had goes with it: a name added again is someone new.
+            let (had, sessions) = match kind {
+                Principal::Operator => ("its grants and blocks", "its sessions"),
+                Principal::Agent => ("its blocks", "sessions on it"),
+            };
             eprintln!(
-                "removed {} {name:?}; {cancelled} pending request(s) cancelled",
+                "removed {} {name:?} with {had}; {cancelled} pending request(s) cancelled; {sessions} end within a heartbeat",
                 kind.as_str()
             );
         }

@@ -593,7 +593,7 @@ async fn admin_and_server_refuse_bad_input_with_one_line() {
         (code, err.trim()),
         (
             0,
-            "removed operator \"alice\"; 0 pending request(s) cancelled"
+            "removed operator \"alice\" with its grants and blocks; 0 pending request(s) cancelled; its sessions end within a heartbeat"
         )
     );
     let (code, out, _) = doorman(&["admin", "--data-dir", data, "operator", "list"]).await;
@@ -1044,6 +1044,27 @@ async fn access_rules_through_the_binary() {
         "{audit}"
     );
     asking.child.kill().await.unwrap();
+
+    // Issue 25: a name removed and added again is someone new, who reaches
+    // nothing the old one did (the old bob's grants went with him).
+    let admin = ["admin", "--data-dir", data];
+    let grant = [
+        &admin[..],
+        &["access", "grant", "bob", "--computers", "*"][..],
+    ]
+    .concat();
+    let (code, _, err) = doorman(&grant).await;
+    assert_eq!(code, 0, "{err}");
+    let (code, _, err) = doorman(&[&admin[..], &["operator", "remove", "bob"][..]].concat()).await;
+    assert_eq!(code, 0, "{err}");
+    assert!(err.contains("with its grants and blocks"), "{err}");
+    let (code, token, err) = doorman(&[&admin[..], &["operator", "add", "bob"][..]].concat()).await;
+    assert_eq!(code, 0, "{err}");
+    assert!(err.contains("reaches no computer until granted"), "{err}");
+    let (_, list, _) = doorman(&[&admin[..], &["access", "list", "--json"][..]].concat()).await;
+    assert!(!list.contains("\"bob\""), "{list}");
+    let refused = connect_once(&deployment.url, token.trim(), &["office-pc", "--", "true"]).await;
+    assert_eq!(refused.0, 242, "{}", refused.2);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -4,6 +4,7 @@
 
 use crate::broker::{AgentCommand, Applied, Broker, Witness};
 use crate::clock::now_millis;
+use crate::store::{AgentKey, ComputerId};
 use doorman_core::Decision;
 use doorman_core::authorization::Event;
 use doorman_core::limits::MAX_NAME_LEN;
@@ -18,16 +19,16 @@ use tokio::time::Instant;
 use tracing::Instrument;
 
 /// Serves one agent connection until it closes, the server stops, or the
-/// key it was opened with (`key_hash`, as stored) is replaced or removed.
+/// key it was opened with (`agent`, as stored) is replaced or removed.
 pub async fn serve(
     broker: Arc<Broker>,
     io: Upgraded,
     name: String,
-    key_hash: Vec<u8>,
+    agent: AgentKey,
     address: std::net::IpAddr,
 ) {
     let span = tracing::info_span!("agent", computer = %name);
-    serve_agent(broker, io, name, key_hash, address)
+    serve_agent(broker, io, name, agent, address)
         .instrument(span)
         .await;
 }
@@ -36,7 +37,7 @@ async fn serve_agent(
     broker: Arc<Broker>,
     io: Upgraded,
     name: String,
-    key_hash: Vec<u8>,
+    agent: AgentKey,
     address: std::net::IpAddr,
 ) {
     let (mut reader, mut writer) = crate::relay::framed(io).split();
@@ -47,10 +48,11 @@ async fn serve_agent(
         heartbeat_ms: broker.heartbeat_ms(),
         takes_status: true,
     }];
-    // Allowed while this agent was away (a server restart): it may be waiting.
+    // Allowed while this agent was away (a server restart): it may be
+    // waiting. Only this computer's: not those of an earlier one of its name.
     match broker
         .store
-        .allowed_without_session(&name, now_millis() - 10 * 60 * 1000)
+        .allowed_without_session(agent.id, now_millis() - 10 * 60 * 1000)
         .await
     {
         Ok(requests) => {
@@ -86,7 +88,7 @@ async fn serve_agent(
         loop {
             tokio::select! {
                 Ok(()) = key_changes.changed() => {
-                    if !key_still_current(&broker, &name, &key_hash).await {
+                    if !key_still_current(&broker, &name, &agent).await {
                         tracing::warn!("agent's key was replaced or removed; closing its connection");
                         break;
                     }
@@ -156,8 +158,9 @@ async fn serve_agent(
                             // outcome back through this agent's channel.
                             let broker_for_task = Arc::clone(&broker);
                             let name = name.clone();
+                            let id = agent.id;
                             broker.lifecycle.spawn(async move {
-                                local_decision(&broker_for_task, &name, &request_id, decision, &user).await;
+                                local_decision(&broker_for_task, &name, id, &request_id, decision, &user).await;
                             });
                         }
                     }
@@ -171,7 +174,7 @@ async fn serve_agent(
     let _ = tokio::time::timeout(CLOSE_TIMEOUT, writer.shutdown()).await;
     tracing::info!("agent offline");
     if broker.agents.unregister(&name, link_id) {
-        broker.computer_went_offline(&name).await;
+        broker.computer_went_offline(&name, agent.id).await;
     }
 }
 
@@ -179,11 +182,12 @@ async fn serve_agent(
 /// stopped reading must not hold up the server's stop.
 const CLOSE_TIMEOUT: Duration = Duration::from_secs(1);
 
-/// A person at computer `name` answered one of its requests: applied as a
-/// local decision, audited with their login name.
+/// A person at computer `name` (whose id is `id`) answered one of its
+/// requests: applied as a local decision, audited with their login name.
 async fn local_decision(
     broker: &Broker,
     name: &str,
+    id: ComputerId,
     request_id: &str,
     decision: Decision,
     user: &str,
@@ -192,8 +196,7 @@ async fn local_decision(
         && user.len() <= MAX_NAME_LEN
         && !user.chars().any(|c| c.is_control() || c == ',');
     // Only the computer a request was made to answers it locally.
-    let ours =
-        matches!(broker.store.request(request_id).await, Ok(Some(row)) if row.computer == name);
+    let ours = matches!(broker.store.request(request_id).await, Ok(Some(row)) if row.computer_id == Some(id));
     if !user_ok || !ours {
         tracing::warn!(computer = %name, request = %request_id, "ignoring a local decision for another computer's request or with a bad user name");
         return;
@@ -217,9 +220,6 @@ async fn local_decision(
     }
 }
 
-/// Whether `name`'s stored key is still the one its connection was opened
-/// with (`doorman admin agent rotate|remove` change it). A database that
-/// cannot answer revokes nothing.
 /// Watches the database for agent keys replaced or removed (by `doorman
 /// admin`, another process) with one query a heartbeat, and wakes the agent
 /// loops to check their own key only then: ten thousand connected agents
@@ -244,9 +244,13 @@ pub async fn watch_keys(broker: Arc<Broker>) {
     }
 }
 
-async fn key_still_current(broker: &Broker, name: &str, key_hash: &[u8]) -> bool {
-    match broker.store.agent_key_hash(name).await {
-        Ok(stored) => stored.as_deref() == Some(key_hash),
+/// Whether `name` is still the computer its connection was opened as, with
+/// the same key (`doorman admin agent rotate|remove` change it; a computer
+/// added again under the name is another one). A database that cannot
+/// answer revokes nothing.
+async fn key_still_current(broker: &Broker, name: &str, agent: &AgentKey) -> bool {
+    match broker.store.agent_key(name).await {
+        Ok(stored) => stored.as_ref() == Some(agent),
         Err(error) => {
             tracing::error!(%error, "cannot check an agent's key");
             true

@@ -108,6 +108,8 @@ mod tests {
             id: "r1".into(),
             computer: "office-pc".into(),
             operator: "alice".into(),
+            operator_id: None,
+            computer_id: None,
             operator_ip: "192.0.2.7".into(),
             reason: reason.into(),
             service: "run ls".into(),

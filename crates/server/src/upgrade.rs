@@ -122,13 +122,13 @@ pub(crate) async fn count_wrong_credential(
     limited
 }
 
-/// Checks an agent's upgrade request and key; the agent's name and the
-/// stored hash of the key it used, on success.
+/// Checks an agent's upgrade request and key; the agent's name, and its id
+/// with the stored hash of the key it used, on success.
 pub(crate) async fn authenticate_agent(
     state: &AppState,
     client: std::net::IpAddr,
     headers: &HeaderMap,
-) -> Result<(String, Vec<u8>), Response> {
+) -> Result<(String, crate::store::AgentKey), Response> {
     if !wants_upgrade(headers) {
         return Err(not_an_upgrade());
     }
@@ -143,8 +143,10 @@ pub(crate) async fn authenticate_agent(
     {
         return Err(denied().await);
     }
-    match state.broker.store.agent_key_hash(name).await {
-        Ok(Some(stored)) if secrets::verify(key, &stored) => Ok((name.to_string(), stored)),
+    match state.broker.store.agent_key(name).await {
+        Ok(Some(stored)) if secrets::verify(key, &stored.key_hash) => {
+            Ok((name.to_string(), stored))
+        }
         Ok(_) => Err(denied().await),
         Err(error) => {
             tracing::error!(%error, "cannot check an agent key");
@@ -153,13 +155,13 @@ pub(crate) async fn authenticate_agent(
     }
 }
 
-/// Checks an operator's upgrade request and token; the operator's name on
-/// success.
+/// Checks an operator's upgrade request and token; who the operator is, and
+/// the token's hash, on success.
 async fn authenticate_operator(
     state: &AppState,
     client: std::net::IpAddr,
     headers: &HeaderMap,
-) -> Result<(String, [u8; 32]), Response> {
+) -> Result<(crate::store::OperatorIdentity, [u8; 32]), Response> {
     if !wants_upgrade(headers) {
         return Err(not_an_upgrade());
     }
@@ -169,8 +171,8 @@ async fn authenticate_operator(
         return Err(denied().await);
     }
     let hash = secrets::hash(token);
-    match state.broker.store.operator_by_token_hash(&hash).await {
-        Ok(Some(name)) => Ok((name, hash)),
+    match state.broker.store.operator_by_token(&hash).await {
+        Ok(Some(operator)) => Ok((operator, hash)),
         Ok(None) => Err(denied().await),
         Err(error) => {
             tracing::error!(%error, "cannot check an operator token");
@@ -186,13 +188,13 @@ pub async fn agent(
     headers: HeaderMap,
     request: Request,
 ) -> Response {
-    let (name, key_hash) = match authenticate_agent(&state, client, &headers).await {
+    let (name, agent) = match authenticate_agent(&state, client, &headers).await {
         Ok(authenticated) => authenticated,
         Err(response) => return response,
     };
     let broker = state.broker.clone();
     switch(&state, request, move |io| {
-        crate::agents::serve(broker, io, name, key_hash, client)
+        crate::agents::serve(broker, io, name, agent, client)
     })
 }
 
@@ -233,7 +235,7 @@ pub async fn tunnel(
     request: Request,
 ) -> Response {
     let operator = match authenticate_operator(&state, client, &headers).await {
-        Ok((name, _)) => name,
+        Ok((operator, _)) => operator.id,
         Err(response) => return response,
     };
     let target = headers

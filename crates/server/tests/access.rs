@@ -1,11 +1,13 @@
 //! Access rules: an operator reaches only the computers and services its
 //! grants match; anything else looks exactly like an unknown computer and
-//! sends no email; revoking a grant ends what it allowed.
+//! sends no email; revoking a grant ends what it allowed; an operator
+//! removed and added again under its name has none of the old grants.
 
 use doorman_client::{ConnectError, SessionKind};
 use doorman_core::access::{ComputerPattern, ServiceSet};
 use doorman_core::{AuditKind, RequestState};
 use doorman_server::admin::{self, NewOperator};
+use doorman_server::store::Principal;
 use doorman_test_support::World;
 use doorman_test_support::world::COMPUTER;
 use std::time::Duration;
@@ -134,6 +136,66 @@ async fn revoking_a_grant_cancels_the_pending_request_and_ends_the_session() {
         "{page}"
     );
     assert!(!page.contains("Allow Session"), "{page}");
+}
+
+/// Issue 25: `operator remove bob` left bob's grants, so that a new
+/// `operator add bob` ("reaches no computer until granted") reached the
+/// computer and its connect sent emails. Removing bob ends everything he
+/// had; the new bob is someone else.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_operator_removed_and_added_again_reaches_nothing_the_old_one_did() {
+    let world = World::builder()
+        .heartbeat(Duration::from_millis(200))
+        .start()
+        .await;
+    let old_bob = operator(&world, "bob", Some(("*", "shell,command,forward"))).await;
+    let old_console = world.console_cookie(&old_bob).await;
+    // The old bob has a session running and a request pending.
+    let running = world.connect_to(COMPUTER, &old_bob, &["sleep", "60"], "");
+    let id = running.request_id().await;
+    world.click(&world.link_of(&id, 0), "allow").await;
+    running.event("session_started").await;
+    let waiting = world.connect_to(COMPUTER, &old_bob, &["true"], "");
+    let pending = waiting.request_id().await;
+
+    let cancelled = admin::remove(&world.broker.store, Principal::Operator, "bob")
+        .await
+        .unwrap();
+    assert_eq!(cancelled, 1);
+    assert_eq!(world.state_of(&pending).await, RequestState::Cancelled);
+    assert_eq!(waiting.finish().await, Err(ConnectError::TokenRevoked));
+    assert_eq!(running.finish().await, Err(ConnectError::TokenRevoked));
+    let ended = world.wait_for_audit("session_ended").await;
+    assert_eq!(
+        ended.detail.as_deref(),
+        Some("ended: the operator's token was replaced or removed")
+    );
+
+    let emails = world.emails_queued().await;
+    let new_bob = operator(&world, "bob", None).await;
+    let grants = admin::grants(&world.broker.store).await.unwrap();
+    assert!(grants.iter().all(|row| row.operator != "bob"), "{grants:?}");
+    let refused = world
+        .connect_to(COMPUTER, &new_bob, &["true"], "")
+        .finish()
+        .await;
+    assert_eq!(refused, Err(ConnectError::UnknownComputer(COMPUTER.into())));
+    assert_eq!(world.emails_queued().await, emails, "no email was sent");
+    // The old bob's console session is dead; the new bob's lists nothing.
+    let computers = |cookie: String| {
+        world
+            .http
+            .get(format!("{}/console/computers", world.url))
+            .header(reqwest::header::COOKIE, cookie)
+            .send()
+    };
+    let old = computers(old_console).await.unwrap();
+    assert_eq!(old.status(), reqwest::StatusCode::UNAUTHORIZED);
+    let new = computers(world.console_cookie(&new_bob).await)
+        .await
+        .unwrap();
+    assert_eq!(new.status(), reqwest::StatusCode::OK);
+    assert_eq!(new.text().await.unwrap(), "[]");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

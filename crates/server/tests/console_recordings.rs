@@ -1,7 +1,11 @@
 //! Recorded sessions in the web console: an operator lists and replays the
-//! recordings of their own shell sessions, and reaches no one else's.
+//! recordings of their own shell sessions, and reaches no one else's, not
+//! even those of an earlier operator of the same name.
 
+use doorman_server::admin;
+use doorman_server::store::Principal;
 use doorman_test_support::World;
+use doorman_test_support::world::OPERATOR;
 use reqwest::StatusCode;
 use reqwest::header::{CONTENT_SECURITY_POLICY, COOKIE};
 
@@ -180,4 +184,48 @@ async fn past_the_total_limit_the_oldest_recordings_go_first() {
         StatusCode::NOT_FOUND,
         "the older one is gone"
     );
+}
+
+/// Issue 25: the new bob saw the old bob's recordings. Recordings belong to
+/// the operator's id: an operator removed and added again under its name
+/// sees none of the old one's, whose console session is dead; the
+/// administrators keep them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_operator_added_again_under_an_old_name_sees_none_of_its_recordings() {
+    let world = World::builder().without_email_authorization().start().await;
+    let input: &[u8] = b"echo the-old-one; exit 0\n";
+    assert_eq!(world.connect_shell(Box::new(input)).finish().await, Ok(0));
+    world.wait_for_audit("session_recorded").await;
+    let id = world.broker.store.recordings(None, None).await.unwrap()[0].id;
+    let old = world.console_cookie(&world.operator_token).await;
+    let replay = format!("/console/recordings/{id}");
+    assert_eq!(get(&world, &replay, &old).await.status(), StatusCode::OK);
+
+    admin::remove(&world.broker.store, Principal::Operator, OPERATOR)
+        .await
+        .unwrap();
+    let token = admin::add_operator(&world.broker.store, OPERATOR)
+        .await
+        .unwrap();
+    let events = format!("/console/recordings/{id}/events");
+    assert_eq!(
+        get(&world, &events, &old).await.status(),
+        StatusCode::UNAUTHORIZED
+    );
+    let new = world.console_cookie(&token).await;
+    let list = get(&world, "/console/recordings", &new).await;
+    assert!(
+        list.text()
+            .await
+            .unwrap()
+            .contains("No recorded session yet.")
+    );
+    for path in [&replay, &events] {
+        assert_eq!(
+            get(&world, path, &new).await.status(),
+            StatusCode::NOT_FOUND,
+            "{path}"
+        );
+    }
+    assert!(world.broker.store.recording(id).await.unwrap().is_some());
 }

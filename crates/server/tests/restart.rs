@@ -65,6 +65,9 @@ async fn a_request_that_expired_while_the_server_was_down_is_expired() {
     // Asked just before the server went down; its time ran out meanwhile.
     let now = doorman_server::clock::now_millis();
     let token = world.broker.key.link_token("r-expired", 0);
+    let store = &world.broker.store;
+    let operator_id = store.operator_id("alice").await.unwrap().unwrap();
+    let computer_id = store.computer_id(COMPUTER).await.unwrap().unwrap();
     world
         .broker
         .store
@@ -72,6 +75,8 @@ async fn a_request_that_expired_while_the_server_was_down_is_expired() {
             id: "r-expired".into(),
             computer: COMPUTER.into(),
             operator: "alice".into(),
+            operator_id,
+            computer_id,
             operator_ip: "127.0.0.1".into(),
             reason: String::new(),
             service: "run true".into(),

@@ -1,7 +1,9 @@
 //! Replacing or removing a secret (`doorman admin operator|agent
 //! rotate|remove`) kills it: new connections with it are refused, the
 //! server closes the connections opened with it within a heartbeat, and the
-//! requests pending with it are cancelled.
+//! requests pending with it are cancelled. A computer removed and added
+//! again under its name is another computer, with none of the old one's
+//! blocks.
 
 use doorman_client::{ConnectError, ForwardSpec, SessionKind};
 use doorman_core::RequestState;
@@ -204,5 +206,44 @@ async fn a_forward_session_ends_when_its_computer_is_removed() {
     assert!(
         matches!(result, Err(ConnectError::SessionFailed(_))),
         "{result:?}"
+    );
+}
+
+/// Issue 25, for computers: what a removed computer had goes with it. The
+/// old office-pc's owner did not expect alice and blocked her; the new
+/// office-pc asks its recipient about her afresh.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_computer_removed_and_added_again_keeps_none_of_the_old_ones_blocks() {
+    let mut world = World::builder()
+        .recipients(&["owner@example.com"])
+        .start()
+        .await;
+    let connecting = world.connect(&["true"], "");
+    let id = connecting.request_id().await;
+    world.click(&world.link_of(&id, 0), "report").await;
+    assert!(matches!(
+        connecting.finish().await,
+        Err(ConnectError::Denied { .. })
+    ));
+    let blocked = world.connect(&["true"], "").finish().await;
+    assert!(
+        matches!(blocked, Err(ConnectError::Limited(_))),
+        "{blocked:?}"
+    );
+
+    world.stop_agent().await;
+    admin::remove(&world.broker.store, Principal::Agent, COMPUTER)
+        .await
+        .unwrap();
+    let now = doorman_server::clock::now_millis();
+    assert!(world.broker.store.blocks(now).await.unwrap().is_empty());
+    let again = World::builder().recipients(&["owner@example.com"]);
+    world.add_agent(COMPUTER, &again).await;
+    let asking = world.connect(&["true"], "");
+    asking.event("pending").await;
+    assert_eq!(
+        world.emails_queued().await,
+        2,
+        "one email for each computer"
     );
 }

@@ -21,7 +21,7 @@ pub use waiters::{RequestWatch, Waiters};
 use crate::clock::now_millis;
 use crate::secrets::ServerKey;
 use crate::store::transitions::transition_audit;
-use crate::store::{Block, Millis, Store, StoreError};
+use crate::store::{Block, ComputerId, Millis, Store, StoreError};
 use doorman_core::authorization::{Event, Step, Unchanged};
 use doorman_core::{CancelCause, Outcome, Request};
 use doorman_proto::message::{DeliveryState, ServerToAgent, ServerToOperator};
@@ -140,14 +140,14 @@ impl Broker {
         u64::try_from(self.heartbeat.as_millis()).ok()
     }
 
-    /// The computer went offline (not because the server stops): its pending
-    /// requests cannot lead to a session, so they are cancelled and their
-    /// operators told.
-    pub async fn computer_went_offline(&self, computer: &str) {
+    /// The computer `computer` (whose id is `id`) went offline (not because
+    /// the server stops): its pending requests cannot lead to a session, so
+    /// they are cancelled and their operators told.
+    pub async fn computer_went_offline(&self, computer: &str, id: ComputerId) {
         if self.lifecycle.is_stopping() {
             return;
         }
-        let pending = match self.store.pending_for_computer(computer).await {
+        let pending = match self.store.pending_for_computer(id).await {
             Ok(pending) => pending,
             Err(error) => {
                 tracing::error!(%error, "cannot list the pending requests of an offline computer");
@@ -213,12 +213,16 @@ impl Broker {
                         "recipient did not expect this request; {} blocked from {} for {minutes} minutes",
                         row.operator, row.computer
                     ));
-                    Some(Block {
-                        operator: row.operator.clone(),
-                        computer: row.computer.clone(),
-                        until: at + i64::from(minutes) * 60_000,
-                        reported_by: witness.actor.clone().unwrap_or_default(),
-                    })
+                    // A request whose operator or computer is gone (from
+                    // before ids were kept) blocks no one.
+                    row.operator_id
+                        .zip(row.computer_id)
+                        .map(|(operator, computer)| Block {
+                            operator,
+                            computer,
+                            until: at + i64::from(minutes) * 60_000,
+                            reported_by: witness.actor.clone().unwrap_or_default(),
+                        })
                 }
                 _ => None,
             };

@@ -166,7 +166,7 @@ impl Drop for ExpectedSession {
 /// A forward session in progress: who may open tunnels, to where.
 #[derive(Clone, Debug)]
 pub struct ForwardGrant {
-    pub operator: String,
+    pub operator: crate::store::OperatorId,
     pub computer: String,
     pub targets: Vec<String>,
     /// Closes (`changed()` fails) when the forward session ends: its
@@ -186,7 +186,7 @@ impl Forwards {
     pub fn grant(
         self: &Arc<Self>,
         session: &str,
-        operator: &str,
+        operator: crate::store::OperatorId,
         computer: &str,
         targets: Vec<String>,
     ) -> ForwardingGuard {
@@ -194,7 +194,7 @@ impl Forwards {
         lock(&self.grants).insert(
             session.to_string(),
             ForwardGrant {
-                operator: operator.to_string(),
+                operator,
                 computer: computer.to_string(),
                 targets,
                 ended,

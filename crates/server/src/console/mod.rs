@@ -11,7 +11,7 @@ mod socket;
 
 use crate::AppState;
 use crate::client_addr::{ClientAddr, Local};
-use crate::store::Principal;
+use crate::store::{OperatorId, Principal};
 use askama::Template;
 use axum::Json;
 use axum::extract::{Form, Path, State};
@@ -64,17 +64,13 @@ fn cookie_value<'h>(state: &AppState, headers: &'h HeaderMap) -> Option<&'h str>
 }
 
 /// The operator signed in with this request's cookie, while its token is
-/// still the one it signed in with.
+/// still the one it signed in with (and the operator the same one, not
+/// another added under its name).
 pub async fn signed_in(state: &AppState, headers: &HeaderMap) -> Option<SignedIn> {
     let cookie = cookie_value(state, headers)?;
     let who = state.console.find(cookie)?;
-    match state
-        .broker
-        .store
-        .operator_by_token_hash(&who.token_hash)
-        .await
-    {
-        Ok(Some(name)) if name == who.operator => Some(who),
+    match state.broker.store.operator_by_token(&who.token_hash).await {
+        Ok(Some(operator)) if operator.id == who.operator_id => Some(who),
         Ok(_) => {
             state.console.close(cookie);
             None
@@ -147,11 +143,11 @@ pub struct Computer {
 }
 
 /// The computers `operator` may reach for any service, by name.
-async fn reachable(state: &AppState, operator: &str) -> Result<Vec<Computer>, Response> {
+async fn reachable(state: &AppState, operator: OperatorId) -> Result<Vec<Computer>, Response> {
     let store = &state.broker.store;
     let loaded = async {
         let agents = store.principals(Principal::Agent).await?;
-        let grants = store.grants_of(operator).await?;
+        let grants = store.grants_of_operator(operator).await?;
         Ok::<_, crate::store::StoreError>((agents, grants))
     };
     let (agents, grants) = loaded.await.map_err(|error| {
@@ -192,7 +188,7 @@ async fn home(State(state): State<AppState>, headers: HeaderMap) -> Response {
     let Some(who) = signed_in(&state, &headers).await else {
         return page(StatusCode::OK, &SignInPage { problem: None });
     };
-    match reachable(&state, &who.operator).await {
+    match reachable(&state, who.operator_id).await {
         Ok(computers) => page(
             StatusCode::OK,
             &ComputersPage {
@@ -252,7 +248,7 @@ async fn computers_json(State(state): State<AppState>, headers: HeaderMap) -> Re
     let Some(who) = signed_in(&state, &headers).await else {
         return (StatusCode::UNAUTHORIZED, "signed out").into_response();
     };
-    match reachable(&state, &who.operator).await {
+    match reachable(&state, who.operator_id).await {
         Ok(computers) => Json(computers).into_response(),
         Err(response) => response,
     }
@@ -278,9 +274,10 @@ async fn sign_in(
     }
     let found = if crate::secrets::plausible_token(token) {
         let hash = crate::secrets::hash(token);
-        match state.broker.store.operator_by_token_hash(&hash).await {
+        match state.broker.store.operator_by_token(&hash).await {
             Ok(found) => found.map(|operator| SignedIn {
-                operator,
+                operator: operator.name,
+                operator_id: operator.id,
                 token_hash: hash,
             }),
             Err(error) => {

@@ -1,7 +1,8 @@
 //! The console's session recordings: an operator sees the recordings of
 //! their own shell sessions and plays them back in xterm.js at the pace
 //! they happened. Administrators see everyone's with `doorman admin
-//! recordings`; an operator reaches no one else's (another's id is 404).
+//! recordings`; an operator reaches no one else's (another's id is 404),
+//! nor those of an earlier operator of the same name.
 
 use super::{TERMINAL_POLICY, page, signed_in};
 use crate::AppState;
@@ -48,7 +49,7 @@ pub async fn list(State(state): State<AppState>, headers: HeaderMap) -> Response
     let rows = match state
         .broker
         .store
-        .recordings(None, Some(&who.operator))
+        .operator_recordings(who.operator_id)
         .await
     {
         Ok(rows) => rows,
@@ -87,7 +88,7 @@ async fn own(
     let not_found = || (StatusCode::NOT_FOUND, "no such recording").into_response();
     let id: i64 = id.parse().map_err(|_| not_found())?;
     match state.broker.store.recording_row(id).await {
-        Ok(Some(row)) if row.operator == who.operator => Ok((who.operator, row)),
+        Ok(Some(row)) if row.operator_id == Some(who.operator_id) => Ok((who.operator, row)),
         Ok(_) => Err(not_found()),
         Err(error) => Err(internal(&error)),
     }

@@ -1,7 +1,8 @@
 //! Who is signed in to the web console: a random cookie per sign-in, kept
-//! only as its hash, with the operator and the hash of the token the
-//! operator signed in with. A session ends on sign-out, after the idle time,
-//! or at once when that token is rotated or removed (checked on every use).
+//! only as its hash, with the operator (its id: the session is that
+//! operator's, not its name's) and the hash of the token the operator signed
+//! in with. A session ends on sign-out, after the idle time, or at once when
+//! that token is rotated or the operator removed (checked on every use).
 //! Sessions live in this server's memory: a restart or a replica taking over
 //! asks everyone to sign in again.
 //!
@@ -13,6 +14,7 @@
 
 use crate::failures::Window;
 use crate::secrets;
+use crate::store::OperatorId;
 use std::collections::HashMap;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
@@ -36,6 +38,7 @@ const COOKIE_PREFIX: &str = "dcs_";
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct SignedIn {
     pub operator: String,
+    pub operator_id: OperatorId,
     /// The hash of the token the operator signed in with.
     pub token_hash: [u8; 32],
 }
@@ -63,7 +66,7 @@ struct Session {
 struct Table {
     sessions: HashMap<[u8; 32], Session>,
     /// Each operator's sign-ins in its current window.
-    sign_ins: HashMap<String, Window>,
+    sign_ins: HashMap<OperatorId, Window>,
 }
 
 pub struct ConsoleSessions {
@@ -104,7 +107,7 @@ impl ConsoleSessions {
         let Table { sessions, sign_ins } = &mut *table;
         sign_ins.retain(|_, count| count.is_open(now_millis, window));
         if sign_ins
-            .get(&who.operator)
+            .get(&who.operator_id)
             .is_some_and(|count| count.is_full(now_millis, window, MAX_SIGN_INS))
         {
             return Err(OpenError::TooManySignIns);
@@ -114,7 +117,7 @@ impl ConsoleSessions {
         // new one; no one else's.
         let mut mine: Vec<([u8; 32], Instant)> = sessions
             .iter()
-            .filter(|(_, session)| session.who.operator == who.operator)
+            .filter(|(_, session)| session.who.operator_id == who.operator_id)
             .map(|(key, session)| (*key, session.last_seen))
             .collect();
         mine.sort_by_key(|&(_, last_seen)| last_seen);
@@ -127,7 +130,7 @@ impl ConsoleSessions {
         }
         let cookie = secrets::new_token(COOKIE_PREFIX)?;
         sign_ins
-            .entry(who.operator.clone())
+            .entry(who.operator_id)
             .or_default()
             .count(now_millis, window);
         sessions.insert(
@@ -172,6 +175,7 @@ mod tests {
     fn alice() -> SignedIn {
         SignedIn {
             operator: "alice".into(),
+            operator_id: OperatorId(1),
             token_hash: [7; 32],
         }
     }
@@ -188,9 +192,11 @@ mod tests {
         assert_eq!(sessions.find(&cookie), None);
     }
 
+    /// Another operator than alice.
     fn operator(name: &str) -> SignedIn {
         SignedIn {
             operator: name.into(),
+            operator_id: OperatorId(2),
             token_hash: [9; 32],
         }
     }
@@ -209,6 +215,19 @@ mod tests {
         assert_eq!(sessions.find(&alices[0]), Some(alice()));
         assert_eq!(sessions.find(&alices[MAX_PER_OPERATOR]), Some(alice()));
         assert_eq!(sessions.find(&bob), Some(operator("bob")), "not bob's");
+    }
+
+    #[test]
+    fn a_new_operator_under_an_old_name_shares_nothing_with_it() {
+        let sessions = ConsoleSessions::new(Duration::from_secs(60));
+        for _ in 0..MAX_SIGN_INS {
+            sessions.open(alice()).unwrap();
+        }
+        let again = SignedIn {
+            operator_id: OperatorId(3),
+            ..alice()
+        };
+        assert!(sessions.open(again).is_ok(), "its own sign-ins");
     }
 
     #[test]

@@ -124,10 +124,14 @@ async fn bridge(
     ask: SessionAsk,
 ) {
     let (flow_end, bridge_end) = tokio::io::duplex(PIPE_BUFFER);
+    let operator = crate::store::OperatorIdentity {
+        id: who.operator_id,
+        name: who.operator,
+    };
     let flow = tokio::spawn(operators::serve(
         broker,
         Either::Right(flow_end),
-        who.operator,
+        operator,
         who.token_hash,
         client,
         Via::Console,

@@ -87,7 +87,7 @@ pub(super) async fn over_limit(
     let limits = broker.limits;
     if let Some(until) = broker
         .store
-        .blocked_until(ask.operator, &ask.computer, now)
+        .blocked_until(ask.operator_id, ask.computer_id, now)
         .await?
     {
         broker.metrics.rate_limited("blocked");
@@ -97,7 +97,10 @@ pub(super) async fn over_limit(
             crate::clock::format_time(until)
         )));
     }
-    let pending = broker.store.pending_of_operator(ask.operator, now).await?;
+    let pending = broker
+        .store
+        .pending_of_operator(ask.operator_id, now)
+        .await?;
     if pending >= i64::from(limits.max_pending_per_operator) {
         broker.metrics.rate_limited("pending_requests");
         return Ok(Some(format!(
@@ -109,7 +112,7 @@ pub(super) async fn over_limit(
     // say) never lock the others out of the computer.
     let recent = broker
         .store
-        .requests_by_operator_since(ask.operator, &ask.computer, now - 3_600_000)
+        .requests_by_operator_since(ask.operator_id, ask.computer_id, now - 3_600_000)
         .await?;
     if recent >= i64::from(limits.max_requests_per_hour) {
         broker.metrics.rate_limited("requests_per_hour");
@@ -158,22 +161,23 @@ pub(super) fn same_mailbox(a: &str, b: &str) -> bool {
 
 /// Whether the operator's grants let it reach this computer for this service.
 pub(super) async fn permitted(broker: &Broker, ask: &Ask<'_>) -> Result<bool, StoreError> {
-    let grants = broker.store.grants_of(ask.operator).await?;
+    let grants = broker.store.grants_of_operator(ask.operator_id).await?;
     Ok(permits(&grants, &ask.computer, ask.service.kind()))
 }
 
 /// What ended the operator's right to this connection, if anything did:
 /// its token was replaced or removed (`doorman admin operator
-/// rotate|remove`), the computer removed (`doorman admin agent remove`), or
-/// its grant revoked (`doorman admin access revoke`).
+/// rotate|remove`), the computer removed (`doorman admin agent remove`,
+/// even if another was added under its name since), or its grant revoked
+/// (`doorman admin access revoke`).
 /// A database that cannot answer revokes nothing.
 pub(super) async fn still_permitted(broker: &Broker, ask: &Ask<'_>) -> Option<Revoked> {
     let checked = async {
-        let name = broker.store.operator_by_token_hash(&ask.token_hash).await?;
-        if name.as_deref() != Some(ask.operator) {
+        let operator = broker.store.operator_by_token(&ask.token_hash).await?;
+        if operator.map(|operator| operator.id) != Some(ask.operator_id) {
             return Ok(Some(Revoked::OperatorToken));
         }
-        if broker.store.agent_key_hash(&ask.computer).await?.is_none() {
+        if broker.store.computer_id(&ask.computer).await? != Some(ask.computer_id) {
             return Ok(Some(Revoked::Computer));
         }
         Ok::<_, StoreError>((!permitted(broker, ask).await?).then_some(Revoked::Access))

@@ -16,7 +16,7 @@ use crate::broker::Broker;
 use crate::clock::now_millis;
 use crate::relay::OperatorStream;
 use crate::secrets;
-use crate::store::{AuditEvent, StoreError};
+use crate::store::{AuditEvent, ComputerId, OperatorId, OperatorIdentity, StoreError};
 use doorman_core::AuditKind;
 use doorman_proto::connection::Connection;
 use doorman_proto::message::{OperatorMessage, Refusal, ServerToOperator, Service};
@@ -47,18 +47,20 @@ pub enum Via {
     Console,
 }
 
-/// Serves one operator connection to its end.
+/// Serves one operator connection to its end: `operator` is who the token
+/// (whose hash is `token_hash`) belonged to when the connection opened.
 pub async fn serve(
     broker: Arc<Broker>,
     io: OperatorStream,
-    operator: String,
+    operator: OperatorIdentity,
     token_hash: [u8; 32],
     ip: IpAddr,
     via: Via,
 ) {
     let connection = Connection::new(io);
     let who = Who {
-        operator: &operator,
+        operator: &operator.name,
+        operator_id: operator.id,
         token_hash,
         ip,
         via,
@@ -67,7 +69,7 @@ pub async fn serve(
     // fields; `computer` and `request` are filled in once known.
     let span = tracing::info_span!(
         "operator",
-        operator = %operator,
+        operator = %operator.name,
         computer = tracing::field::Empty,
         request = tracing::field::Empty,
     );
@@ -93,19 +95,27 @@ pub async fn serve(
 #[derive(Clone, Copy)]
 struct Who<'a> {
     operator: &'a str,
+    /// Who the operator is: its requests, grants and blocks are this id's.
+    operator_id: OperatorId,
     /// The hash of the token this connection was opened with.
     token_hash: [u8; 32],
     ip: IpAddr,
     via: Via,
 }
 
+/// What an operator asks of a computer (both known to exist when it was
+/// made), as the steps of a connection carry it.
 struct Ask<'a> {
     operator: &'a str,
+    operator_id: OperatorId,
     via: Via,
     /// The hash of the token this connection was opened with.
     token_hash: [u8; 32],
     ip: String,
     computer: String,
+    /// Who the computer is: a computer removed and added again under the
+    /// same name is another one.
+    computer_id: ComputerId,
     reason: String,
     service: Service,
     /// The computer's session time limit in seconds (0: none), once it said.
@@ -168,17 +178,7 @@ async fn serve_connection(
             service,
         } => {
             tracing::Span::current().record("computer", computer.as_str());
-            let ask = Ask {
-                operator: who.operator,
-                via: who.via,
-                token_hash: who.token_hash,
-                ip: who.ip.to_string(),
-                computer,
-                reason,
-                service,
-                max_session_seconds: 0,
-            };
-            offer::connect(broker, connection, ask).await
+            offer::connect(broker, connection, who, computer, reason, service).await
         }
         OperatorMessage::Resume { request_id } => {
             tracing::Span::current().record("request", request_id.as_str());

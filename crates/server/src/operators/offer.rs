@@ -8,7 +8,7 @@ use super::admission::{
 };
 use super::session::relay_session;
 use super::wait::conclude;
-use super::{Ask, OperatorError, audit, refuse};
+use super::{Ask, OperatorError, Who, audit, refuse};
 use crate::broker::{Applied, Broker, ExpectedSession, OfferError, RequestWatch, Witness};
 use crate::clock::now_millis;
 use crate::relay::OperatorStream;
@@ -25,28 +25,39 @@ use std::sync::Arc;
 pub(super) async fn connect(
     broker: &Arc<Broker>,
     mut connection: Connection<OperatorStream>,
-    mut ask: Ask<'_>,
+    who: Who<'_>,
+    computer: String,
+    reason: String,
+    service: Service,
 ) -> Result<(), OperatorError> {
-    if let Err(message) = validate_ask(&ask.computer, &ask.reason, &ask.service) {
+    if let Err(message) = validate_ask(&computer, &reason, &service) {
         return refuse(&mut connection, Refusal::InvalidRequest, message).await;
     }
     // An unknown computer and a forbidden one look the same, so that names
     // cannot be probed; only the audit trail tells them apart.
-    let known = broker.store.agent_key_hash(&ask.computer).await?.is_some();
-    if !known || !permitted(broker, &ask).await? {
-        if known {
-            let detail = format!("no grant for {} on this computer", ask.service.kind());
-            broker
-                .store
-                .record(&audit(&ask, AuditKind::RefusedAccess, None, Some(detail)))
-                .await?;
-        }
-        return refuse(
-            &mut connection,
-            Refusal::UnknownComputer,
-            format!("unknown computer or not permitted: {:?}", ask.computer),
-        )
-        .await;
+    let unknown = format!("unknown computer or not permitted: {computer:?}");
+    let Some(computer_id) = broker.store.computer_id(&computer).await? else {
+        return refuse(&mut connection, Refusal::UnknownComputer, unknown).await;
+    };
+    let mut ask = Ask {
+        operator: who.operator,
+        operator_id: who.operator_id,
+        via: who.via,
+        token_hash: who.token_hash,
+        ip: who.ip.to_string(),
+        computer,
+        computer_id,
+        reason,
+        service,
+        max_session_seconds: 0,
+    };
+    if !permitted(broker, &ask).await? {
+        let detail = format!("no grant for {} on this computer", ask.service.kind());
+        broker
+            .store
+            .record(&audit(&ask, AuditKind::RefusedAccess, None, Some(detail)))
+            .await?;
+        return refuse(&mut connection, Refusal::UnknownComputer, unknown).await;
     }
     if let Some(message) = check_limits(broker, &ask).await? {
         return refuse(&mut connection, Refusal::Limited, message).await;
@@ -191,7 +202,7 @@ async fn require_authorization(
     }
     // An operator never approves its own request: its own address
     // gets no email and cannot count.
-    let own = broker.store.operator_email(ask.operator).await?;
+    let own = broker.store.operator_email(ask.operator_id).await?;
     let recipients: Vec<String> = recipients
         .into_iter()
         .filter(|r| !own.as_deref().is_some_and(|own| same_mailbox(r, own)))
@@ -231,6 +242,8 @@ async fn require_authorization(
         id: request_id.clone(),
         computer: ask.computer.clone(),
         operator: ask.operator.to_string(),
+        operator_id: ask.operator_id,
+        computer_id: ask.computer_id,
         operator_ip: ask.ip.clone(),
         reason: ask.reason.clone(),
         service: ask.service.describe(),
@@ -302,7 +315,7 @@ async fn reusable(
 ) -> Result<Option<RequestRow>, OperatorError> {
     let Some(earlier) = broker
         .store
-        .reusable_approval(id, ask.operator, &ask.computer, now)
+        .reusable_approval(id, ask.operator_id, ask.computer_id, now)
         .await?
     else {
         return Ok(None);

@@ -22,11 +22,14 @@ pub(super) async fn resume(
     request_id: String,
 ) -> Result<(), OperatorError> {
     let unknown = "no such request of yours to resume";
-    let Some(row) = broker
+    // Yours: made by this operator, not by an earlier one of the same name,
+    // to a computer the server still knows by id.
+    let Some((row, computer_id)) = broker
         .store
         .request(&request_id)
         .await?
-        .filter(|row| row.operator == who.operator)
+        .filter(|row| row.operator_id == Some(who.operator_id))
+        .and_then(|row| row.computer_id.map(|computer_id| (row, computer_id)))
     else {
         return refuse(&mut connection, Refusal::InvalidRequest, unknown).await;
     };
@@ -39,10 +42,12 @@ pub(super) async fn resume(
     };
     let ask = Ask {
         operator: who.operator,
+        operator_id: who.operator_id,
         via: who.via,
         token_hash: who.token_hash,
         ip: who.ip.to_string(),
         computer: row.computer.clone(),
+        computer_id,
         reason: row.reason.clone(),
         service,
         max_session_seconds: row.max_session_seconds,

@@ -11,6 +11,7 @@ use crate::recording::Recording;
 use crate::recording::cast::Screen;
 use crate::relay::OperatorStream;
 use crate::store::StoreError;
+use crate::store::recordings::RecordingOf;
 use doorman_core::{AuditKind, Revoked};
 use doorman_proto::connection::Connection;
 use doorman_proto::message::{Refusal, ServerToOperator, Service, SessionEnd};
@@ -49,15 +50,14 @@ async fn record(
         rows: *rows,
         timestamp: now_millis() / 1000,
     };
-    let started = Recording::start(
-        broker,
-        session_id,
+    let of = RecordingOf {
         request_id,
-        &ask.computer,
-        ask.operator,
-        screen,
-    )
-    .await;
+        computer: &ask.computer,
+        computer_id: ask.computer_id,
+        operator: ask.operator,
+        operator_id: ask.operator_id,
+    };
+    let started = Recording::start(broker, session_id, &of, screen).await;
     match started {
         Ok(recording) => Some(recording),
         Err(error) => {
@@ -140,7 +140,7 @@ pub(super) async fn relay_session(
     let _grant = match &ask.service {
         Service::Forward { targets } => Some(broker.forwards.grant(
             session_key,
-            ask.operator,
+            ask.operator_id,
             &ask.computer,
             targets.clone(),
         )),

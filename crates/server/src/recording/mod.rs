@@ -9,7 +9,7 @@ pub mod cast;
 
 use crate::broker::Broker;
 use crate::clock::now_millis;
-use crate::store::recordings::RecordingEnd;
+use crate::store::recordings::{RecordingEnd, RecordingOf};
 use cast::{Cast, Direction, Screen};
 use std::pin::Pin;
 use std::sync::{Arc, Mutex};
@@ -57,15 +57,13 @@ impl Recording {
     pub async fn start(
         broker: &Arc<Broker>,
         session_id: i64,
-        request_id: Option<&str>,
-        computer: &str,
-        operator: &str,
+        of: &RecordingOf<'_>,
         screen: Screen,
     ) -> Result<Recording, crate::store::StoreError> {
         let started_at = now_millis();
         broker
             .store
-            .start_recording(session_id, request_id, computer, operator, started_at)
+            .start_recording(session_id, of, started_at)
             .await?;
         let (chunks, mut receiver) = mpsc::unbounded_channel::<Vec<u8>>();
         let store = broker.store.clone();

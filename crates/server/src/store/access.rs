@@ -1,10 +1,10 @@
 //! Access rules in the database: operators' grants (computer patterns and
-//! services), operators' own email addresses, and the notices an upgrade
-//! leaves for the server's log.
+//! services, kept by the operator's id and deleted with it), operators' own
+//! email addresses, and the notices an upgrade leaves for the server's log.
 
 use super::transitions::cancel_in;
 use super::{
-    AuditEvent, Millis, Principal, REQUEST_COLUMNS, Store, StoreError, insert_audit,
+    AuditEvent, Millis, OperatorId, Principal, REQUEST_COLUMNS, Store, StoreError, insert_audit,
     insert_principal_in, request_from_row,
 };
 use doorman_core::access::{ComputerPattern, Grant, ServiceSet, permits};
@@ -20,19 +20,26 @@ pub struct GrantRow {
     pub created_at: Millis,
 }
 
-async fn operator_exists(conn: &mut AnyConnection, operator: &str) -> Result<(), StoreError> {
-    let row = sqlx::query("SELECT 1 AS found FROM operators WHERE name = $1")
+/// The id of the operator named `operator` now; [`StoreError::NotFound`]
+/// if there is none.
+async fn operator_id_in(conn: &mut AnyConnection, operator: &str) -> Result<i64, StoreError> {
+    let row = sqlx::query("SELECT id FROM operators WHERE name = $1")
         .bind(operator)
         .fetch_optional(conn)
         .await?;
     match row {
-        Some(_) => Ok(()),
+        Some(row) => Ok(row.try_get("id")?),
         None => Err(StoreError::NotFound {
             kind: "operator",
             name: operator.to_string(),
         }),
     }
 }
+
+/// Grants with their operator's name, as [`grant_from_row`] reads them;
+/// a `WHERE` or `ORDER BY` may follow.
+const GRANT_COLUMNS: &str = "SELECT o.name AS operator, g.computers AS computers, g.services AS services, g.created_at AS created_at
+     FROM grants g JOIN operators o ON o.id = g.operator_id";
 
 fn grant_from_row(row: &sqlx::any::AnyRow) -> Result<GrantRow, StoreError> {
     let computers: String = row.try_get("computers")?;
@@ -47,20 +54,23 @@ fn grant_from_row(row: &sqlx::any::AnyRow) -> Result<GrantRow, StoreError> {
     })
 }
 
-async fn grants_in(conn: &mut AnyConnection, operator: &str) -> Result<Vec<Grant>, StoreError> {
-    let rows = sqlx::query(
-        "SELECT operator, computers, services, created_at FROM grants WHERE operator = $1",
-    )
-    .bind(operator)
-    .fetch_all(conn)
-    .await?;
+/// The grants of the operator with this id.
+async fn grants_in(conn: &mut AnyConnection, operator: i64) -> Result<Vec<Grant>, StoreError> {
+    let sql = format!("{GRANT_COLUMNS} WHERE g.operator_id = $1");
+    let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
+        .bind(operator)
+        .fetch_all(conn)
+        .await?;
     rows.iter()
         .map(|row| grant_from_row(row).map(|row| row.grant))
         .collect()
 }
 
+/// Grants `patterns` to the operator with id `operator_id`, named
+/// `operator` in the audit trail.
 async fn grant_in(
     conn: &mut AnyConnection,
+    operator_id: i64,
     operator: &str,
     patterns: &[ComputerPattern],
     services: ServiceSet,
@@ -68,10 +78,10 @@ async fn grant_in(
 ) -> Result<(), StoreError> {
     for pattern in patterns {
         sqlx::query(
-            "INSERT INTO grants (operator, computers, services, created_at) VALUES ($1, $2, $3, $4)
-             ON CONFLICT (operator, computers) DO UPDATE SET services = excluded.services",
+            "INSERT INTO grants (operator_id, computers, services, created_at) VALUES ($1, $2, $3, $4)
+             ON CONFLICT (operator_id, computers) DO UPDATE SET services = excluded.services",
         )
-        .bind(operator)
+        .bind(operator_id)
         .bind(pattern.as_str())
         .bind(services.to_string())
         .bind(now)
@@ -120,8 +130,8 @@ impl Store {
         now: Millis,
     ) -> Result<(), StoreError> {
         let mut tx = self.begin_write().await?;
-        operator_exists(&mut tx, operator).await?;
-        grant_in(&mut tx, operator, patterns, services, now).await?;
+        let id = operator_id_in(&mut tx, operator).await?;
+        grant_in(&mut tx, id, operator, patterns, services, now).await?;
         tx.commit().await?;
         Ok(())
     }
@@ -138,8 +148,8 @@ impl Store {
         now: Millis,
     ) -> Result<(), StoreError> {
         let mut tx = self.begin_write().await?;
-        insert_principal_in(&mut tx, Principal::Operator, name, token_hash, now).await?;
-        grant_in(&mut tx, name, patterns, services, now).await?;
+        let id = insert_principal_in(&mut tx, Principal::Operator, name, token_hash, now).await?;
+        grant_in(&mut tx, id, name, patterns, services, now).await?;
         if email.is_some() {
             set_email_in(&mut tx, name, email, now).await?;
         }
@@ -157,13 +167,14 @@ impl Store {
         now: Millis,
     ) -> Result<u64, StoreError> {
         let mut tx = self.begin_write().await?;
-        operator_exists(&mut tx, operator).await?;
+        let id = operator_id_in(&mut tx, operator).await?;
         for pattern in patterns {
-            let deleted = sqlx::query("DELETE FROM grants WHERE operator = $1 AND computers = $2")
-                .bind(operator)
-                .bind(pattern.as_str())
-                .execute(&mut *tx)
-                .await?;
+            let deleted =
+                sqlx::query("DELETE FROM grants WHERE operator_id = $1 AND computers = $2")
+                    .bind(id)
+                    .bind(pattern.as_str())
+                    .execute(&mut *tx)
+                    .await?;
             if deleted.rows_affected() == 0 {
                 return Err(StoreError::NotFound {
                     kind: "grant of computers",
@@ -175,13 +186,13 @@ impl Store {
                 .computer(pattern.as_str());
             insert_audit(&mut tx, &event).await?;
         }
-        super::transitions::end_reuse_in(&mut tx, "operator", operator).await?;
-        let remaining = grants_in(&mut tx, operator).await?;
+        super::transitions::end_reuse_in(&mut tx, "operator_id", id).await?;
+        let remaining = grants_in(&mut tx, id).await?;
         let sql = format!(
-            "SELECT {REQUEST_COLUMNS} FROM requests r WHERE r.operator = $1 AND r.state = 'pending'"
+            "SELECT {REQUEST_COLUMNS} FROM requests r WHERE r.operator_id = $1 AND r.state = 'pending'"
         );
         let pending = sqlx::query(sqlx::AssertSqlSafe(sql))
-            .bind(operator)
+            .bind(id)
             .fetch_all(&mut *tx)
             .await?
             .iter()
@@ -208,18 +219,30 @@ impl Store {
 
     /// Every grant, by operator and pattern.
     pub async fn grants(&self) -> Result<Vec<GrantRow>, StoreError> {
-        let rows = sqlx::query(
-            "SELECT operator, computers, services, created_at FROM grants ORDER BY operator, computers",
-        )
-        .fetch_all(&self.pool)
-        .await?;
+        let sql = format!("{GRANT_COLUMNS} ORDER BY o.name, g.computers");
+        let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
+            .fetch_all(&self.pool)
+            .await?;
         rows.iter().map(grant_from_row).collect()
     }
 
-    /// The grants of one operator.
+    /// The grants of the operator named `operator` now (none if there is no
+    /// such operator).
     pub async fn grants_of(&self, operator: &str) -> Result<Vec<Grant>, StoreError> {
+        let sql = format!("{GRANT_COLUMNS} WHERE o.name = $1");
+        let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(operator)
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter()
+            .map(|row| grant_from_row(row).map(|row| row.grant))
+            .collect()
+    }
+
+    /// The grants of the operator with this id (none once it is removed).
+    pub async fn grants_of_operator(&self, operator: OperatorId) -> Result<Vec<Grant>, StoreError> {
         let mut conn = self.pool.acquire().await?;
-        grants_in(&mut conn, operator).await
+        grants_in(&mut conn, operator.0).await
     }
 
     /// Sets (or, with `None`, clears) an operator's own email address.
@@ -236,9 +259,9 @@ impl Store {
     }
 
     /// An operator's own email address, if it has one.
-    pub async fn operator_email(&self, operator: &str) -> Result<Option<String>, StoreError> {
-        let row = sqlx::query("SELECT email FROM operators WHERE name = $1")
-            .bind(operator)
+    pub async fn operator_email(&self, operator: OperatorId) -> Result<Option<String>, StoreError> {
+        let row = sqlx::query("SELECT email FROM operators WHERE id = $1")
+            .bind(operator.0)
             .fetch_optional(&self.pool)
             .await?;
         Ok(row

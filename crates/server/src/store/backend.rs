@@ -99,6 +99,11 @@ impl Backend {
                         "passkeys",
                         include_str!(concat!("../../migrations/", $dir, "/0009_passkeys.sql")),
                     ),
+                    migration(
+                        10,
+                        "identities",
+                        include_str!(concat!("../../migrations/", $dir, "/0010_identities.sql")),
+                    ),
                 ]
             };
         }

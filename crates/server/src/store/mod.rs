@@ -1,5 +1,5 @@
 //! The database, one module for each thing it stores: operators and agents
-//! ([`principals`]), access rules ([`access`]), requests with their
+//! and their ids ([`principals`]), access rules ([`access`]), requests with their
 //! recipients ([`rows`], [`requests`]) and transitions ([`transitions`]), the outbox
 //! ([`outbox`]), sessions ([`sessions`]), the audit trail ([`audit`]) and
 //! ACME certificates ([`acme`]);
@@ -10,6 +10,11 @@
 //! one conditional `UPDATE … WHERE state = 'pending' AND approval_count = N`
 //! that also checks the expiry time, so two clicks in the same millisecond,
 //! or a click after expiry, can never both win.
+//!
+//! Operators and computers are their ids ([`OperatorId`], [`ComputerId`]),
+//! never their names: what an operator or computer had belongs to its id,
+//! so a name removed and added again inherits nothing. Names stay beside the
+//! ids where people read them (requests, recordings, the audit trail).
 
 mod access;
 pub mod acme;
@@ -27,7 +32,7 @@ pub use access::GrantRow;
 pub use audit::AuditEvent;
 pub use backend::Backend;
 pub use outbox::OutboxJob;
-pub use principals::Principal;
+pub use principals::{AgentKey, ComputerId, OperatorId, OperatorIdentity, Principal};
 pub use requests::BlockRow;
 pub use rows::{NewRequest, RequestRow};
 pub use transitions::Block;

@@ -1,5 +1,10 @@
-//! Operators and agents: their secrets' hashes, added, listed, replaced and
-//! removed; a revocation cancels what was pending with the old secret.
+//! Operators and agents: their ids, their secrets' hashes, added, listed,
+//! replaced and removed; a revocation cancels what was pending with the old
+//! secret, and a removal deletes what the operator or agent had.
+//!
+//! An operator or agent is its id, never its name: ids are never handed out
+//! twice, and grants, blocks, requests and recordings belong to the id, so
+//! that a name removed and added again is someone new who inherits nothing.
 
 use super::transitions::{cancel_in, end_reuse_in};
 use super::{
@@ -7,7 +12,34 @@ use super::{
     unique_violation,
 };
 use doorman_core::{AuditKind, CancelCause, Revoked};
+use sqlx::any::AnyRow;
 use sqlx::{AnyConnection, Row};
+
+/// An operator's id: never given to another operator, even one added later
+/// under the same name.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, serde::Serialize)]
+#[serde(transparent)]
+pub struct OperatorId(pub i64);
+
+/// A computer's (its agent's) id: never given to another computer, even one
+/// added later under the same name.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, serde::Serialize)]
+#[serde(transparent)]
+pub struct ComputerId(pub i64);
+
+/// The operator a token belongs to.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct OperatorIdentity {
+    pub id: OperatorId,
+    pub name: String,
+}
+
+/// A registered agent: its id and the hash of its key.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct AgentKey {
+    pub id: ComputerId,
+    pub key_hash: Vec<u8>,
+}
 
 /// Who holds a secret: an operator (its token) or an agent (its key).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -38,11 +70,11 @@ impl Principal {
         }
     }
 
-    /// The column of `requests` naming this principal.
-    fn request_column(self) -> &'static str {
+    /// The column of `requests` and `blocks` holding this principal's id.
+    fn id_column(self) -> &'static str {
         match self {
-            Principal::Operator => "operator",
-            Principal::Agent => "computer",
+            Principal::Operator => "operator_id",
+            Principal::Agent => "computer_id",
         }
     }
 }
@@ -99,8 +131,10 @@ impl Store {
     /// Replaces an operator's token or an agent's key with `replacement`,
     /// or removes the operator or agent (`None`). Either way the old secret
     /// is dead, and so is every request still pending with it (made by that
-    /// operator, or to that computer): they are cancelled, in the same
-    /// transaction. Returns how many were.
+    /// operator, or to that computer): they are cancelled, and the reuse
+    /// windows of its approvals end, in the same transaction. A removal also
+    /// deletes what it had: an operator's grants, and the blocks naming the
+    /// operator or computer. Returns how many requests were cancelled.
     pub async fn revoke(
         &self,
         kind: Principal,
@@ -109,45 +143,55 @@ impl Store {
         now: Millis,
     ) -> Result<u64, StoreError> {
         let mut tx = self.begin_write().await?;
-        let changed = match replacement {
+        let Some(id) = id_in(&mut tx, kind, name).await? else {
+            return Err(StoreError::NotFound {
+                kind: kind.as_str(),
+                name: name.to_string(),
+            });
+        };
+        let detail = match replacement {
             Some(hash) => {
                 let sql = format!(
-                    "UPDATE {} SET {} = $1 WHERE name = $2",
+                    "UPDATE {} SET {} = $1 WHERE id = $2",
                     kind.table(),
                     kind.hash_column()
                 );
                 sqlx::query(sqlx::AssertSqlSafe(sql))
                     .bind(hash)
-                    .bind(name)
+                    .bind(id)
                     .execute(&mut *tx)
-                    .await?
+                    .await?;
+                format!("the {} {name:?} was replaced", kind.as_str())
             }
             None => {
-                let sql = format!("DELETE FROM {} WHERE name = $1", kind.table());
+                let sql = format!("DELETE FROM {} WHERE id = $1", kind.table());
                 sqlx::query(sqlx::AssertSqlSafe(sql))
-                    .bind(name)
+                    .bind(id)
                     .execute(&mut *tx)
-                    .await?
+                    .await?;
+                let (grants, blocks) = forget_in(&mut tx, kind, id).await?;
+                match kind {
+                    Principal::Operator => format!(
+                        "the operator {name:?} was removed with its {grants} grant(s) and {blocks} block(s)"
+                    ),
+                    Principal::Agent => {
+                        format!("the agent {name:?} was removed with its {blocks} block(s)")
+                    }
+                }
             }
         };
-        if changed.rows_affected() == 0 {
-            return Err(StoreError::NotFound {
-                kind: kind.as_str(),
-                name: name.to_string(),
-            });
-        }
-        let (what, event) = match (kind, replacement) {
-            (Principal::Operator, Some(_)) => ("replaced", AuditKind::OperatorReplaced),
-            (Principal::Operator, None) => ("removed", AuditKind::OperatorRemoved),
-            (Principal::Agent, Some(_)) => ("replaced", AuditKind::AgentReplaced),
-            (Principal::Agent, None) => ("removed", AuditKind::AgentRemoved),
+        let event = match (kind, replacement) {
+            (Principal::Operator, Some(_)) => AuditKind::OperatorReplaced,
+            (Principal::Operator, None) => AuditKind::OperatorRemoved,
+            (Principal::Agent, Some(_)) => AuditKind::AgentReplaced,
+            (Principal::Agent, None) => AuditKind::AgentRemoved,
         };
         let sql = format!(
             "SELECT {REQUEST_COLUMNS} FROM requests r WHERE r.{} = $1 AND r.state = 'pending'",
-            kind.request_column()
+            kind.id_column()
         );
         let pending = sqlx::query(sqlx::AssertSqlSafe(sql))
-            .bind(name)
+            .bind(id)
             .fetch_all(&mut *tx)
             .await?
             .iter()
@@ -157,7 +201,7 @@ impl Store {
             Principal::Operator => Revoked::OperatorToken,
             Principal::Agent => Revoked::Computer,
         };
-        end_reuse_in(&mut tx, kind.request_column(), name).await?;
+        end_reuse_in(&mut tx, kind.id_column(), id).await?;
         let cancelled = cancel_in(
             &mut tx,
             pending,
@@ -165,52 +209,127 @@ impl Store {
             now,
         )
         .await?;
-        let event = AuditEvent::new(event, now)
-            .actor(name)
-            .detail(format!("the {} {name:?} was {what}", kind.as_str()));
+        let event = AuditEvent::new(event, now).actor(name).detail(detail);
         insert_audit(&mut tx, &event).await?;
         tx.commit().await?;
         Ok(cancelled)
     }
 
     /// The operator whose token has this hash.
-    pub async fn operator_by_token_hash(&self, hash: &[u8]) -> Result<Option<String>, StoreError> {
-        let row = sqlx::query("SELECT name FROM operators WHERE token_hash = $1")
+    pub async fn operator_by_token(
+        &self,
+        hash: &[u8],
+    ) -> Result<Option<OperatorIdentity>, StoreError> {
+        let row = sqlx::query("SELECT id, name FROM operators WHERE token_hash = $1")
             .bind(hash)
             .fetch_optional(&self.pool)
             .await?;
-        Ok(row.map(|row| row.try_get("name")).transpose()?)
+        row.map(|row| {
+            Ok(OperatorIdentity {
+                id: OperatorId(row.try_get("id")?),
+                name: row.try_get("name")?,
+            })
+        })
+        .transpose()
+    }
+
+    /// The name of the operator whose token has this hash.
+    pub async fn operator_by_token_hash(&self, hash: &[u8]) -> Result<Option<String>, StoreError> {
+        Ok(self.operator_by_token(hash).await?.map(|found| found.name))
+    }
+
+    /// The id of the operator named `name` now.
+    pub async fn operator_id(&self, name: &str) -> Result<Option<OperatorId>, StoreError> {
+        let mut conn = self.pool.acquire().await?;
+        Ok(id_in(&mut conn, Principal::Operator, name)
+            .await?
+            .map(OperatorId))
+    }
+
+    /// The agent named `name` now: its id and its key's hash.
+    pub async fn agent_key(&self, name: &str) -> Result<Option<AgentKey>, StoreError> {
+        let row = sqlx::query("SELECT id, key_hash FROM agents WHERE name = $1")
+            .bind(name)
+            .fetch_optional(&self.pool)
+            .await?;
+        row.map(|row| agent_key_from_row(&row)).transpose()
     }
 
     /// The stored key hash of an agent.
     pub async fn agent_key_hash(&self, name: &str) -> Result<Option<Vec<u8>>, StoreError> {
-        let row = sqlx::query("SELECT key_hash FROM agents WHERE name = $1")
-            .bind(name)
-            .fetch_optional(&self.pool)
-            .await?;
-        Ok(row.map(|row| row.try_get("key_hash")).transpose()?)
+        Ok(self.agent_key(name).await?.map(|agent| agent.key_hash))
+    }
+
+    /// The id of the computer named `name` now.
+    pub async fn computer_id(&self, name: &str) -> Result<Option<ComputerId>, StoreError> {
+        Ok(self.agent_key(name).await?.map(|agent| agent.id))
     }
 }
 
-/// Inserts a named secret's hash and audits it; a taken name is
-/// [`StoreError::AlreadyExists`].
+fn agent_key_from_row(row: &AnyRow) -> Result<AgentKey, StoreError> {
+    Ok(AgentKey {
+        id: ComputerId(row.try_get("id")?),
+        key_hash: row.try_get("key_hash")?,
+    })
+}
+
+/// The id of the operator or agent named `name` now.
+async fn id_in(
+    conn: &mut AnyConnection,
+    kind: Principal,
+    name: &str,
+) -> Result<Option<i64>, StoreError> {
+    let sql = format!("SELECT id FROM {} WHERE name = $1", kind.table());
+    let row = sqlx::query(sqlx::AssertSqlSafe(sql))
+        .bind(name)
+        .fetch_optional(&mut *conn)
+        .await?;
+    Ok(row.map(|row| row.try_get("id")).transpose()?)
+}
+
+/// Deletes what a removed operator or agent had: an operator's grants, and
+/// the blocks naming it. Returns how many grants and blocks went.
+async fn forget_in(
+    conn: &mut AnyConnection,
+    kind: Principal,
+    id: i64,
+) -> Result<(u64, u64), StoreError> {
+    let grants = match kind {
+        Principal::Operator => sqlx::query("DELETE FROM grants WHERE operator_id = $1")
+            .bind(id)
+            .execute(&mut *conn)
+            .await?
+            .rows_affected(),
+        Principal::Agent => 0,
+    };
+    let sql = format!("DELETE FROM blocks WHERE {} = $1", kind.id_column());
+    let blocks = sqlx::query(sqlx::AssertSqlSafe(sql))
+        .bind(id)
+        .execute(&mut *conn)
+        .await?
+        .rows_affected();
+    Ok((grants, blocks))
+}
+
+/// Inserts a named secret's hash and audits it; the new id (never one
+/// given before). A taken name is [`StoreError::AlreadyExists`].
 pub(super) async fn insert_principal_in(
     conn: &mut AnyConnection,
     kind: Principal,
     name: &str,
     hash: &[u8],
     now: Millis,
-) -> Result<(), StoreError> {
+) -> Result<i64, StoreError> {
     let sql = format!(
-        "INSERT INTO {} (name, {}, created_at) VALUES ($1, $2, $3)",
+        "INSERT INTO {} (name, {}, created_at) VALUES ($1, $2, $3) RETURNING id",
         kind.table(),
         kind.hash_column()
     );
-    sqlx::query(sqlx::AssertSqlSafe(sql))
+    let row = sqlx::query(sqlx::AssertSqlSafe(sql))
         .bind(name)
         .bind(hash)
         .bind(now)
-        .execute(&mut *conn)
+        .fetch_one(&mut *conn)
         .await
         .map_err(|e| {
             if unique_violation(&e) {
@@ -222,11 +341,13 @@ pub(super) async fn insert_principal_in(
                 e.into()
             }
         })?;
+    let id: i64 = row.try_get("id")?;
     let event = match kind {
         Principal::Operator => AuditKind::OperatorAdded,
         Principal::Agent => AuditKind::AgentAdded,
     };
-    insert_audit(conn, &AuditEvent::new(event, now).actor(name)).await
+    insert_audit(conn, &AuditEvent::new(event, now).actor(name)).await?;
+    Ok(id)
 }
 
 impl Store {

@@ -1,8 +1,10 @@
 //! Session recordings: one row per recorded session (keyed by the
 //! session's id) and its compressed chunks in order. In PostgreSQL, as in
-//! SQLite, they live in the database, so every replica has them.
+//! SQLite, they live in the database, so every replica has them. A
+//! recording belongs to its operator's id: an operator removed and added
+//! again under the same name sees none of the old one's.
 
-use super::{Millis, Store, StoreError};
+use super::{ComputerId, Millis, OperatorId, Store, StoreError};
 use sqlx::Row;
 use sqlx::any::AnyRow;
 
@@ -14,6 +16,10 @@ pub struct RecordingRow {
     pub request_id: Option<String>,
     pub computer: String,
     pub operator: String,
+    /// Whose session it was (unset: of an operator removed before ids
+    /// were kept).
+    pub operator_id: Option<OperatorId>,
+    pub computer_id: Option<ComputerId>,
     pub started_at: Millis,
     /// Unset while the session runs (or if the server stopped mid-way).
     pub ended_at: Option<Millis>,
@@ -28,7 +34,7 @@ pub struct RecordingRow {
 /// The columns [`recording`] reads, as a literal for `concat!`.
 macro_rules! columns {
     () => {
-        "session_id, request_id, computer, operator, started_at, ended_at, duration_ms, size, stored, sha256"
+        "session_id, request_id, computer, operator, operator_id, computer_id, started_at, ended_at, duration_ms, size, stored, sha256"
     };
 }
 
@@ -38,6 +44,12 @@ fn recording(row: &AnyRow) -> Result<RecordingRow, StoreError> {
         request_id: row.try_get("request_id")?,
         computer: row.try_get("computer")?,
         operator: row.try_get("operator")?,
+        operator_id: row
+            .try_get::<Option<i64>, _>("operator_id")?
+            .map(OperatorId),
+        computer_id: row
+            .try_get::<Option<i64>, _>("computer_id")?
+            .map(ComputerId),
         started_at: row.try_get("started_at")?,
         ended_at: row.try_get("ended_at")?,
         duration_ms: row.try_get("duration_ms")?,
@@ -45,6 +57,16 @@ fn recording(row: &AnyRow) -> Result<RecordingRow, StoreError> {
         stored: row.try_get("stored")?,
         sha256: row.try_get("sha256")?,
     })
+}
+
+/// Whose session a recording is of.
+#[derive(Clone, Debug)]
+pub struct RecordingOf<'a> {
+    pub request_id: Option<&'a str>,
+    pub computer: &'a str,
+    pub computer_id: ComputerId,
+    pub operator: &'a str,
+    pub operator_id: OperatorId,
 }
 
 /// How a recording ended.
@@ -60,18 +82,18 @@ impl Store {
     pub async fn start_recording(
         &self,
         session_id: i64,
-        request_id: Option<&str>,
-        computer: &str,
-        operator: &str,
+        of: &RecordingOf<'_>,
         started_at: Millis,
     ) -> Result<(), StoreError> {
         sqlx::query(
-            "INSERT INTO recordings (session_id, request_id, computer, operator, started_at) VALUES ($1, $2, $3, $4, $5)",
+            "INSERT INTO recordings (session_id, request_id, computer, operator, operator_id, computer_id, started_at) VALUES ($1, $2, $3, $4, $5, $6, $7)",
         )
         .bind(session_id)
-        .bind(request_id)
-        .bind(computer)
-        .bind(operator)
+        .bind(of.request_id)
+        .bind(of.computer)
+        .bind(of.operator)
+        .bind(of.operator_id.0)
+        .bind(of.computer_id.0)
         .bind(started_at)
         .execute(&self.pool)
         .await?;
@@ -119,7 +141,8 @@ impl Store {
         Ok(())
     }
 
-    /// Recordings, newest first, of one computer or all.
+    /// Recordings, newest first, of the computer or operator of that name
+    /// (whoever held it), or all: for administrators, who see everyone's.
     pub async fn recordings(
         &self,
         computer: Option<&str>,
@@ -132,6 +155,22 @@ impl Store {
         ))
         .bind(computer)
         .bind(operator)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(recording).collect()
+    }
+
+    /// The recordings of this operator's sessions, newest first.
+    pub async fn operator_recordings(
+        &self,
+        operator: OperatorId,
+    ) -> Result<Vec<RecordingRow>, StoreError> {
+        let rows = sqlx::query(concat!(
+            "SELECT ",
+            columns!(),
+            " FROM recordings WHERE operator_id = $1 ORDER BY started_at DESC, session_id DESC"
+        ))
+        .bind(operator.0)
         .fetch_all(&self.pool)
         .await?;
         rows.iter().map(recording).collect()

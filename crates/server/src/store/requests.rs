@@ -2,15 +2,15 @@
 //! them back (by id, by link, pending, reusable, counted for the limits).
 
 use super::{
-    Millis, NewRequest, REQUEST_COLUMNS, RequestRow, Store, StoreError, insert_audit,
-    request_from_row,
+    ComputerId, Millis, NewRequest, OperatorId, REQUEST_COLUMNS, RequestRow, Store, StoreError,
+    insert_audit, request_from_row,
 };
 use crate::store::AuditEvent;
 use doorman_core::AuditKind;
 use sqlx::Row;
 
 /// A block in force: "I did not expect this" keeps `operator` from asking
-/// `computer` until `until`.
+/// `computer` until `until` (by their names now; the block is their ids').
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct BlockRow {
     pub operator: String,
@@ -23,7 +23,9 @@ impl Store {
     /// The blocks in force at `now`.
     pub async fn blocks(&self, now: Millis) -> Result<Vec<BlockRow>, StoreError> {
         let rows = sqlx::query(
-            "SELECT operator, computer, until, reported_by FROM blocks WHERE until > $1 ORDER BY operator, computer",
+            "SELECT o.name AS operator, a.name AS computer, b.until AS until, b.reported_by AS reported_by
+             FROM blocks b JOIN operators o ON o.id = b.operator_id JOIN agents a ON a.id = b.computer_id
+             WHERE b.until > $1 ORDER BY o.name, a.name",
         )
         .bind(now)
         .fetch_all(&self.pool)
@@ -40,8 +42,8 @@ impl Store {
             .collect()
     }
 
-    /// Lets `operator` ask `computer` again; a block not in force is
-    /// [`StoreError::NotFound`].
+    /// Lets the operator named `operator` ask the computer named `computer`
+    /// again; a block not in force is [`StoreError::NotFound`].
     pub async fn lift_block(
         &self,
         operator: &str,
@@ -49,13 +51,15 @@ impl Store {
         now: Millis,
     ) -> Result<(), StoreError> {
         let mut tx = self.begin_write().await?;
-        let lifted =
-            sqlx::query("DELETE FROM blocks WHERE operator = $1 AND computer = $2 AND until > $3")
-                .bind(operator)
-                .bind(computer)
-                .bind(now)
-                .execute(&mut *tx)
-                .await?;
+        let lifted = sqlx::query(
+            "DELETE FROM blocks WHERE operator_id = (SELECT id FROM operators WHERE name = $1)
+             AND computer_id = (SELECT id FROM agents WHERE name = $2) AND until > $3",
+        )
+        .bind(operator)
+        .bind(computer)
+        .bind(now)
+        .execute(&mut *tx)
+        .await?;
         if lifted.rows_affected() == 0 {
             return Err(StoreError::NotFound {
                 kind: "block of operator",
@@ -75,8 +79,8 @@ impl Store {
     pub async fn create_request(&self, request: &NewRequest) -> Result<(), StoreError> {
         let mut tx = self.begin_write().await?;
         sqlx::query(
-            "INSERT INTO requests (id, computer, operator, operator_ip, reason, service, service_json, state, created_at, expires_at, required_approvals, approval_valid_for, max_session_seconds, local_consent, passkey)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, 'pending', $8, $9, $10, $11, $12, $13, $14)",
+            "INSERT INTO requests (id, computer, operator, operator_ip, reason, service, service_json, state, created_at, expires_at, required_approvals, approval_valid_for, max_session_seconds, local_consent, passkey, operator_id, computer_id)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, 'pending', $8, $9, $10, $11, $12, $13, $14, $15, $16)",
         )
         .bind(&request.id)
         .bind(&request.computer)
@@ -92,6 +96,8 @@ impl Store {
         .bind(i64::from(request.max_session_seconds))
         .bind(request.local_consent.as_str())
         .bind(request.passkey.as_deref())
+        .bind(request.operator_id.0)
+        .bind(request.computer_id.0)
         .execute(&mut *tx)
         .await?;
         insert_audit(
@@ -170,15 +176,15 @@ impl Store {
     /// started: an agent that reconnects may still be waiting to hear of them.
     pub async fn allowed_without_session(
         &self,
-        computer: &str,
+        computer: ComputerId,
         since: Millis,
     ) -> Result<Vec<RequestRow>, StoreError> {
         let sql = format!(
-            "SELECT {REQUEST_COLUMNS} FROM requests r WHERE r.computer = $1 AND r.state = 'allowed' AND r.settled_at > $2
+            "SELECT {REQUEST_COLUMNS} FROM requests r WHERE r.computer_id = $1 AND r.state = 'allowed' AND r.settled_at > $2
              AND NOT EXISTS (SELECT 1 FROM sessions s WHERE s.request_id = r.id)"
         );
         let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
-            .bind(computer)
+            .bind(computer.0)
             .bind(since)
             .fetch_all(&self.pool)
             .await?;
@@ -195,19 +201,18 @@ impl Store {
         rows.iter().map(|row| Ok(row.try_get("address")?)).collect()
     }
 
-    /// A `COUNT(*) AS n` query with a name and a time bound.
     /// Until when `operator` may not ask `computer`, if blocked at `now`.
     pub async fn blocked_until(
         &self,
-        operator: &str,
-        computer: &str,
+        operator: OperatorId,
+        computer: ComputerId,
         now: Millis,
     ) -> Result<Option<Millis>, StoreError> {
         let row = sqlx::query(
-            "SELECT until FROM blocks WHERE operator = $1 AND computer = $2 AND until > $3",
+            "SELECT until FROM blocks WHERE operator_id = $1 AND computer_id = $2 AND until > $3",
         )
-        .bind(operator)
-        .bind(computer)
+        .bind(operator.0)
+        .bind(computer.0)
         .bind(now)
         .fetch_optional(&self.pool)
         .await?;
@@ -217,13 +222,13 @@ impl Store {
     /// Pending requests to a computer.
     pub async fn pending_for_computer(
         &self,
-        computer: &str,
+        computer: ComputerId,
     ) -> Result<Vec<RequestRow>, StoreError> {
         let sql = format!(
-            "SELECT {REQUEST_COLUMNS} FROM requests r WHERE r.computer = $1 AND r.state = 'pending'"
+            "SELECT {REQUEST_COLUMNS} FROM requests r WHERE r.computer_id = $1 AND r.state = 'pending'"
         );
         let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
-            .bind(computer)
+            .bind(computer.0)
             .fetch_all(&self.pool)
             .await?;
         rows.iter().map(request_from_row).collect()
@@ -233,18 +238,18 @@ impl Store {
     pub async fn reusable_approval(
         &self,
         id: &str,
-        operator: &str,
-        computer: &str,
+        operator: OperatorId,
+        computer: ComputerId,
         now: Millis,
     ) -> Result<Option<RequestRow>, StoreError> {
         let sql = format!(
-            "SELECT {REQUEST_COLUMNS} FROM requests r WHERE r.id = $1 AND r.operator = $2 AND r.computer = $3
+            "SELECT {REQUEST_COLUMNS} FROM requests r WHERE r.id = $1 AND r.operator_id = $2 AND r.computer_id = $3
              AND r.state = 'allowed' AND r.reusable_until > $4"
         );
         let row = sqlx::query(sqlx::AssertSqlSafe(sql))
             .bind(id)
-            .bind(operator)
-            .bind(computer)
+            .bind(operator.0)
+            .bind(computer.0)
             .bind(now)
             .fetch_optional(&self.pool)
             .await?;
@@ -254,15 +259,15 @@ impl Store {
     /// Requests `operator` made to `computer` since `since`.
     pub async fn requests_by_operator_since(
         &self,
-        operator: &str,
-        computer: &str,
+        operator: OperatorId,
+        computer: ComputerId,
         since: Millis,
     ) -> Result<i64, StoreError> {
         let row = sqlx::query(
-            "SELECT COUNT(*) AS n FROM requests WHERE operator = $1 AND computer = $2 AND created_at > $3",
+            "SELECT COUNT(*) AS n FROM requests WHERE operator_id = $1 AND computer_id = $2 AND created_at > $3",
         )
-        .bind(operator)
-        .bind(computer)
+        .bind(operator.0)
+        .bind(computer.0)
         .bind(since)
         .fetch_one(&self.pool)
         .await?;
@@ -272,13 +277,13 @@ impl Store {
     /// Requests of this operator still pending at `now`.
     pub async fn pending_of_operator(
         &self,
-        operator: &str,
+        operator: OperatorId,
         now: Millis,
     ) -> Result<i64, StoreError> {
         let row = sqlx::query(
-            "SELECT COUNT(*) AS n FROM requests WHERE operator = $1 AND state = 'pending' AND expires_at > $2",
+            "SELECT COUNT(*) AS n FROM requests WHERE operator_id = $1 AND state = 'pending' AND expires_at > $2",
         )
-        .bind(operator)
+        .bind(operator.0)
         .bind(now)
         .fetch_one(&self.pool)
         .await?;

@@ -1,6 +1,6 @@
 //! A request as stored, and how a row becomes one.
 
-use super::{Millis, StoreError, seconds};
+use super::{ComputerId, Millis, OperatorId, StoreError, seconds};
 use doorman_core::authorization::{Approval, PendingRequest, SettledRequest};
 use doorman_core::{CancelCause, LocalConsent, Outcome, Request, RequestState};
 use sqlx::Row;
@@ -11,8 +11,14 @@ use std::str::FromStr;
 #[derive(Clone, Debug)]
 pub struct RequestRow {
     pub id: String,
+    /// The computer's name, for people to read; `computer_id` is who it is.
     pub computer: String,
+    /// The operator's name, for people to read; `operator_id` is who it is.
     pub operator: String,
+    /// Unset on requests of an operator removed before ids were kept.
+    pub operator_id: Option<OperatorId>,
+    /// Unset on requests to a computer removed before ids were kept.
+    pub computer_id: Option<ComputerId>,
     pub operator_ip: String,
     pub reason: String,
     pub service: String,
@@ -87,6 +93,9 @@ pub struct NewRequest {
     pub id: String,
     pub computer: String,
     pub operator: String,
+    /// Who the operator and the computer are: the request is theirs.
+    pub operator_id: OperatorId,
+    pub computer_id: ComputerId,
     pub operator_ip: String,
     pub reason: String,
     pub service: String,
@@ -103,7 +112,7 @@ pub struct NewRequest {
 }
 
 /// The columns of `requests r`, in the order `request_from_row` reads them by name.
-pub(super) const REQUEST_COLUMNS: &str = "r.id, r.computer, r.operator, r.operator_ip, r.reason, r.service, r.state, r.created_at, r.expires_at, r.settled_at, r.decided_by, r.service_json, r.required_approvals, r.approval_count, r.cancel_cause, r.approval_valid_for, r.reusable_until, r.reused_from, r.max_session_seconds, r.local_consent, r.local_approved_by, r.local_approved_at, r.passkey";
+pub(super) const REQUEST_COLUMNS: &str = "r.id, r.computer, r.operator, r.operator_id, r.computer_id, r.operator_ip, r.reason, r.service, r.state, r.created_at, r.expires_at, r.settled_at, r.decided_by, r.service_json, r.required_approvals, r.approval_count, r.cancel_cause, r.approval_valid_for, r.reusable_until, r.reused_from, r.max_session_seconds, r.local_consent, r.local_approved_by, r.local_approved_at, r.passkey";
 
 pub(super) fn request_from_row(row: &AnyRow) -> Result<RequestRow, StoreError> {
     let state: String = row.try_get("state")?;
@@ -111,6 +120,12 @@ pub(super) fn request_from_row(row: &AnyRow) -> Result<RequestRow, StoreError> {
         id: row.try_get("id")?,
         computer: row.try_get("computer")?,
         operator: row.try_get("operator")?,
+        operator_id: row
+            .try_get::<Option<i64>, _>("operator_id")?
+            .map(OperatorId),
+        computer_id: row
+            .try_get::<Option<i64>, _>("computer_id")?
+            .map(ComputerId),
         operator_ip: row.try_get("operator_ip")?,
         reason: row.try_get("reason")?,
         service: row.try_get("service")?,

@@ -4,19 +4,20 @@
 //! its approval row, the block of a report and the end of reuse windows.
 
 use super::{
-    AuditEvent, Millis, REQUEST_COLUMNS, RequestRow, Store, StoreError, insert_audit,
-    request_from_row,
+    AuditEvent, ComputerId, Millis, OperatorId, REQUEST_COLUMNS, RequestRow, Store, StoreError,
+    insert_audit, request_from_row,
 };
 use doorman_core::authorization::{Approval, Event, Step};
 use doorman_core::{AuditKind, CancelCause, Outcome, Request};
 use sqlx::{AnyConnection, Row};
 
-/// "I did not expect this": keeps `operator` from asking `computer` until
-/// `until`; written with the Deny that settles the request.
+/// "I did not expect this": keeps the operator from asking the computer
+/// until `until`; written with the Deny that settles the request. It
+/// belongs to their ids, and goes when either is removed.
 #[derive(Clone, Debug)]
 pub struct Block {
-    pub operator: String,
-    pub computer: String,
+    pub operator: OperatorId,
+    pub computer: ComputerId,
     pub until: Millis,
     pub reported_by: String,
 }
@@ -97,17 +98,17 @@ async fn approvals_in(conn: &mut AnyConnection, id: &str) -> Result<Vec<Approval
 }
 
 /// Ends the reuse windows of the allowed requests whose `column`
-/// (`operator` or `computer`) is `name`.
+/// (`operator_id` or `computer_id`) is `id`.
 pub(super) async fn end_reuse_in(
     conn: &mut AnyConnection,
     column: &'static str,
-    name: &str,
+    id: i64,
 ) -> Result<(), StoreError> {
     let sql = format!(
         "UPDATE requests SET reusable_until = NULL WHERE {column} = $1 AND reusable_until IS NOT NULL"
     );
     sqlx::query(sqlx::AssertSqlSafe(sql))
-        .bind(name)
+        .bind(id)
         .execute(conn)
         .await?;
     Ok(())
@@ -330,16 +331,18 @@ pub(super) async fn persist_in(
     {
         // A Deny (or "I did not expect this") on a computer ends every
         // earlier approval's reuse window there.
-        end_reuse_in(tx, "computer", &row.computer).await?;
+        if let Some(computer) = row.computer_id {
+            end_reuse_in(tx, "computer_id", computer.0).await?;
+        }
     }
     if let Some(block) = block {
         sqlx::query(
-            "INSERT INTO blocks (operator, computer, until, reported_by, created_at) VALUES ($1, $2, $3, $4, $5)
-             ON CONFLICT (operator, computer) DO UPDATE SET until = CASE WHEN excluded.until > blocks.until THEN excluded.until ELSE blocks.until END,
+            "INSERT INTO blocks (operator_id, computer_id, until, reported_by, created_at) VALUES ($1, $2, $3, $4, $5)
+             ON CONFLICT (operator_id, computer_id) DO UPDATE SET until = CASE WHEN excluded.until > blocks.until THEN excluded.until ELSE blocks.until END,
                  reported_by = excluded.reported_by, created_at = excluded.created_at",
         )
-        .bind(&block.operator)
-        .bind(&block.computer)
+        .bind(block.operator.0)
+        .bind(block.computer.0)
         .bind(block.until)
         .bind(&block.reported_by)
         .bind(at)
