@@ -99,6 +99,15 @@ impl Backend {
                         "passkeys",
                         include_str!(concat!("../../migrations/", $dir, "/0009_passkeys.sql")),
                     ),
+                    migration(
+                        11,
+                        "reuse with local consent",
+                        include_str!(concat!(
+                            "../../migrations/",
+                            $dir,
+                            "/0011_reuse_with_local_consent.sql"
+                        )),
+                    ),
                 ]
             };
         }
