@@ -15,6 +15,7 @@ pub(crate) fn status_of(settings: &AgentSettings) -> ComputerStatus {
         shell: settings.services.shell,
         forward: !settings.services.forward.is_empty(),
         desktop: settings.services.desktop.is_some(),
+        recipients: settings.desktop_sharing.recipients.clone(),
     }
 }
 
@@ -83,11 +84,22 @@ pub(crate) fn answer_offer(
         return OfferReply::ReasonRequired;
     }
     if sharing.require_email_authorization {
+        // While the computer requires passkeys, only an approval whose
+        // passkeys were verified here is offered for reuse.
         let reuse = (sharing.approval_valid_for > 0)
-            .then(|| memory.reusable(&visitor.operator, service, sharing.approval_valid_for))
+            .then(|| {
+                memory.reusable(
+                    &visitor.operator,
+                    service,
+                    sharing.approval_valid_for,
+                    sharing.require_passkey,
+                    std::time::Instant::now(),
+                )
+            })
             .flatten();
         // A reuse is announced when the server agrees (the outcome says
-        // "allowed"); otherwise the emails go out as usual.
+        // "allowed"); otherwise the emails go out as usual. Either way a
+        // required local Allow is still asked for.
         if reuse.is_none() {
             let event = Event::AwaitingAuthorization {
                 recipients: sharing.recipients.clone(),

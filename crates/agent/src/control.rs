@@ -9,7 +9,9 @@ use crate::memory::{AwaitedOffer, MAX_REMEMBERED_OFFERS, Memory, RememberedAppro
 use crate::notify::{self, Event, Visitor};
 use crate::session::{self, ForwardGrants};
 use crate::settings_file;
-use doorman_core::{Decision, LocalConsent, Outcome};
+use crate::verdict::{Settled, Verdict};
+use doorman_core::passkey::Assertion;
+use doorman_core::{LocalConsent, Outcome};
 use doorman_proto::connection::Connection;
 use doorman_proto::message::{AgentToServer, OfferReply, ServerToAgent, SessionEnd, silence_limit};
 use doorman_proto::{AGENT_PATH, DialError};
@@ -155,22 +157,37 @@ async fn serve_once(
     let settings = settings_file::load(config)?;
     let io = crate::dialing::dial(&settings, AGENT_PATH).await?;
     let (mut reader, mut writer) = Connection::new(io).split();
-    let (heartbeat, takes_status) = match reader.read_message::<ServerToAgent>().await {
-        Ok(Some(ServerToAgent::Welcome {
-            heartbeat_ms,
-            takes_status,
-        })) => (heartbeat_ms.map(Duration::from_millis), takes_status),
-        Ok(_) => return Err(LinkError::NoWelcome),
-        Err(e) => return Err(e.into()),
-    };
-    // What the console shows of this computer: told now, and again when a
-    // heartbeat finds the settings changed.
+    let (heartbeat, takes_status, takes_refusals) =
+        match reader.read_message::<ServerToAgent>().await {
+            Ok(Some(ServerToAgent::Welcome {
+                heartbeat_ms,
+                takes_status,
+                takes_refusals,
+            })) => (
+                heartbeat_ms.map(Duration::from_millis),
+                takes_status,
+                takes_refusals,
+            ),
+            Ok(_) => return Err(LinkError::NoWelcome),
+            Err(e) => return Err(e.into()),
+        };
+    // What the console shows of this computer (and the recipients the
+    // server may enrol): told now, and again when a heartbeat finds the
+    // settings changed.
     let mut told = None;
     if takes_status {
         let status = crate::answer::status_of(&settings);
-        writer.write_message(&AgentToServer::Status(status)).await?;
+        writer
+            .write_message(&AgentToServer::Status(status.clone()))
+            .await?;
         told = Some(status);
     }
+    let acting = Acting {
+        board,
+        grants,
+        to_server,
+        takes_refusals,
+    };
     // A connection the server stopped pinging (a NAT that forgot it, a
     // server host that vanished) is given up, so that the agent dials again
     // instead of waiting on it forever.
@@ -208,12 +225,17 @@ async fn serve_once(
             }
             ServerToAgent::Ping => {
                 writer.write_message(&AgentToServer::Pong).await?;
-                if let (Some(before), Ok(settings)) = (told, settings_file::load(config)) {
-                    let now = crate::answer::status_of(&settings);
-                    if now != before {
-                        writer.write_message(&AgentToServer::Status(now)).await?;
-                        told = Some(now);
-                    }
+                let now = told
+                    .as_ref()
+                    .and_then(|_| settings_file::load(config).ok())
+                    .map(|settings| crate::answer::status_of(&settings));
+                if let Some(now) = now
+                    && told.as_ref() != Some(&now)
+                {
+                    writer
+                        .write_message(&AgentToServer::Status(now.clone()))
+                        .await?;
+                    told = Some(now);
                 }
             }
             ServerToAgent::Offer {
@@ -255,9 +277,9 @@ async fn serve_once(
                         if memory.awaited.len() >= MAX_REMEMBERED_OFFERS {
                             memory.awaited.clear();
                         }
-                        // Also when a reuse is offered: the server may decline
-                        // it and ask the recipients, and then the person at
-                        // the computer answers too.
+                        // Also when a reuse is offered: a reused approval
+                        // still needs a required local Allow, and the server
+                        // may decline the reuse and ask the recipients.
                         if *local_consent != LocalConsent::Off {
                             board.add(&request_id, &visitor, *local_consent, *timeout_secs);
                             crate::consent::ask_on_desktop(
@@ -305,125 +327,8 @@ async fn serve_once(
                 outcome,
                 assertions,
             } => {
-                // Only a request this agent asked for can start a session,
-                // whatever the server says.
-                let Some(offer) = memory.awaited.remove(&request_id) else {
-                    tracing::warn!(request = %request_id, "ignoring an outcome for a request this agent did not ask for");
-                    continue;
-                };
-                let command = offer.settings.notify_command.clone();
-                let local_answer = board.settle(&request_id);
-                if matches!(
-                    outcome,
-                    Outcome::Allowed {
-                        reused_from: None,
-                        ..
-                    }
-                ) && offer.local_consent == LocalConsent::Required
-                    && local_answer != Some(Decision::Allow)
-                {
-                    // The person at the computer must have allowed it here.
-                    tracing::warn!(request = %request_id, "ignoring an allowed request that nobody at this computer allowed");
-                    let message =
-                        "allowed without the local consent this computer requires".to_string();
-                    notify::show(
-                        command.as_deref(),
-                        &offer.visitor,
-                        &Event::Refused { message },
-                    );
-                    continue;
-                }
-                if matches!(
-                    outcome,
-                    Outcome::Allowed {
-                        reused_from: None,
-                        ..
-                    }
-                ) && let Some(why) = crate::passkeys::refusal(
-                    &offer,
-                    &request_id,
-                    &assertions,
-                    local_answer == Some(Decision::Allow),
-                    &mut memory.passkey_counters,
-                ) {
-                    // Whatever the server says: no verified passkey
-                    // approval, no session.
-                    tracing::warn!(request = %request_id, %why, "refusing an allowed request whose passkey approvals do not verify");
-                    let message = format!("this computer refused the approval: {why}");
-                    writer
-                        .write_message(&AgentToServer::SessionEnded {
-                            session_id: request_id.clone(),
-                            end: SessionEnd::Failed {
-                                message: message.clone(),
-                            },
-                        })
-                        .await?;
-                    notify::show(
-                        command.as_deref(),
-                        &offer.visitor,
-                        &Event::Refused { message },
-                    );
-                    continue;
-                }
-                if let Outcome::Allowed {
-                    reused_from: Some(earlier),
-                    ..
-                } = &outcome
-                {
-                    // A reuse stands only if this agent offered that very
-                    // approval and its own settings still cover it.
-                    let window = offer.settings.desktop_sharing.approval_valid_for;
-                    let still = memory.reusable(&offer.visitor.operator, &offer.service, window);
-                    if offer.reuse_of.as_ref() != Some(earlier) || still.as_ref() != Some(earlier) {
-                        tracing::warn!(request = %request_id, %earlier, "ignoring the reuse of an approval this computer does not hold valid");
-                        let message =
-                            "the reuse of an earlier approval was refused by this computer"
-                                .to_string();
-                        notify::show(
-                            command.as_deref(),
-                            &offer.visitor,
-                            &Event::Refused { message },
-                        );
-                        continue;
-                    }
-                }
-                let event = match &outcome {
-                    Outcome::Allowed { by, .. } => Event::Allowed { by: by.clone() },
-                    Outcome::Denied { by, .. } => Event::Denied { by: by.clone() },
-                    Outcome::Expired { .. } => Event::Expired,
-                    Outcome::Cancelled { .. } => Event::Cancelled,
-                };
-                notify::show(command.as_deref(), &offer.visitor, &event);
-                match &outcome {
-                    // A Deny on this computer ends every reuse window.
-                    Outcome::Denied { .. } => memory.approved.clear(),
-                    Outcome::Allowed {
-                        reused_from: None, ..
-                    } => {
-                        if memory.approved.len() >= MAX_REMEMBERED_OFFERS {
-                            memory.approved.clear();
-                        }
-                        memory.approved.insert(
-                            request_id.clone(),
-                            RememberedApproval {
-                                operator: offer.visitor.operator.clone(),
-                                service: offer.service.clone(),
-                                at: std::time::Instant::now(),
-                            },
-                        );
-                    }
-                    _ => {}
-                }
-                if matches!(outcome, Outcome::Allowed { .. }) {
-                    session::spawn(
-                        offer.settings,
-                        request_id,
-                        offer.visitor,
-                        offer.service,
-                        grants.clone(),
-                        offer.limit,
-                        to_server.clone(),
-                    );
+                if let Some(message) = acting.settled(memory, request_id, outcome, &assertions) {
+                    writer.write_message(&message).await?;
                 }
             }
             ServerToAgent::OpenTunnel {
@@ -455,6 +360,113 @@ async fn serve_once(
                 }
             }
         }
+    }
+}
+
+/// What acting on an outcome needs besides the agent's memory.
+struct Acting<'a> {
+    board: &'a ConsentBoard,
+    grants: &'a ForwardGrants,
+    to_server: &'a mpsc::UnboundedSender<AgentToServer>,
+    /// The server takes [`AgentToServer::Refused`].
+    takes_refusals: bool,
+}
+
+impl Acting<'_> {
+    /// A request ended: starts its session if [`crate::verdict::decide`]
+    /// says it may, tells the owner, and returns what the server must hear
+    /// (this computer's refusal of an allowed request). Only a request this
+    /// agent asked for can start a session, whatever the server says.
+    fn settled(
+        &self,
+        memory: &mut Memory,
+        request_id: String,
+        outcome: Outcome,
+        assertions: &[Assertion],
+    ) -> Option<AgentToServer> {
+        let Some(offer) = memory.awaited.remove(&request_id) else {
+            tracing::warn!(request = %request_id, "ignoring an outcome for a request this agent did not ask for");
+            return None;
+        };
+        let command = offer.settings.notify_command.clone();
+        let settled = Settled {
+            request_id: &request_id,
+            outcome: &outcome,
+            assertions,
+            local_answer: self.board.settle(&request_id),
+        };
+        let now = std::time::Instant::now();
+        let counters = match crate::verdict::decide(&offer, &settled, memory, now) {
+            Verdict::Refuse(refusal) => {
+                tracing::warn!(request = %request_id, %refusal, "refusing an allowed request that this computer's own checks do not accept");
+                let message = format!("this computer refused the approval: {refusal}");
+                notify::show(
+                    command.as_deref(),
+                    &offer.visitor,
+                    &Event::Refused {
+                        message: message.clone(),
+                    },
+                );
+                return Some(if self.takes_refusals {
+                    AgentToServer::Refused {
+                        request_id,
+                        reason: refusal.to_string(),
+                    }
+                } else {
+                    // An older server hears of it as a session that failed
+                    // before it began, which its waiting operator reads.
+                    AgentToServer::SessionEnded {
+                        session_id: request_id,
+                        end: SessionEnd::Failed { message },
+                    }
+                });
+            }
+            Verdict::NoSession => None,
+            Verdict::Start { counters } => Some(counters),
+        };
+        let event = match &outcome {
+            Outcome::Allowed { by, .. } => Event::Allowed { by: by.clone() },
+            Outcome::Denied { by, .. } => Event::Denied { by: by.clone() },
+            Outcome::Expired { .. } => Event::Expired,
+            Outcome::Cancelled { .. } => Event::Cancelled,
+        };
+        notify::show(command.as_deref(), &offer.visitor, &event);
+        match &outcome {
+            // A Deny on this computer ends every reuse window.
+            Outcome::Denied { .. } => memory.approved.clear(),
+            Outcome::Allowed {
+                reused_from: None, ..
+            } => {
+                if memory.approved.len() >= MAX_REMEMBERED_OFFERS {
+                    memory.approved.clear();
+                }
+                memory.approved.insert(
+                    request_id.clone(),
+                    RememberedApproval {
+                        operator: offer.visitor.operator.clone(),
+                        service: offer.service.clone(),
+                        at: now,
+                        // It started, so it met the passkey requirement
+                        // the computer had when it answered.
+                        passkey_verified: offer.passkey.is_some(),
+                    },
+                );
+            }
+            _ => {}
+        }
+        if let Some(counters) = counters {
+            memory.passkey_counters.extend(counters);
+            session::spawn(
+                offer.settings,
+                request_id,
+                offer.visitor,
+                offer.service,
+                self.grants.clone(),
+                offer.limit,
+                self.to_server.clone(),
+            );
+        }
+        None
     }
 }
 

@@ -79,6 +79,21 @@ impl Enrolment {
             _ => Err(EnrollError::Closed),
         }
     }
+
+    /// Gives the enrolment up: its link stops working. Returns once the
+    /// server has forgotten it (it closes the connection then).
+    pub async fn stop(self) -> Result<(), EnrollError> {
+        let (mut reader, mut writer) = self.connection.split();
+        writer.shutdown().await?;
+        loop {
+            match reader.read_frame().await {
+                Ok(Some(_)) => {}
+                Ok(None) => return Ok(()),
+                Err(error) if error.is_hang_up() => return Ok(()),
+                Err(error) => return Err(error.into()),
+            }
+        }
+    }
 }
 
 /// Pins `passkey` in the settings file (replacing one with the same id).

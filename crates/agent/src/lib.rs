@@ -18,6 +18,7 @@ mod passkeys;
 mod session;
 pub mod settings_file;
 mod shell;
+mod verdict;
 
 use doorman_core::LocalConsent;
 use std::future::Future;

@@ -7,7 +7,7 @@ use doorman_core::{AgentSettings, LocalConsent};
 use doorman_proto::message::Service;
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 /// Most offers remembered at once; older ones are forgotten first.
 pub const MAX_REMEMBERED_OFFERS: usize = 1024;
@@ -34,7 +34,11 @@ pub struct AwaitedOffer {
 pub struct RememberedApproval {
     pub operator: String,
     pub service: Service,
-    pub at: std::time::Instant,
+    pub at: Instant,
+    /// Whether the approval met this computer's `require_passkey` when it
+    /// was made (its passkey assertions verified here): only such an
+    /// approval is reused while the computer requires passkeys.
+    pub passkey_verified: bool,
 }
 
 /// What the agent remembers across connections: the requests it asked
@@ -48,15 +52,25 @@ pub struct Memory {
 }
 
 impl Memory {
-    /// An approval that covers `service` for `operator` within `window`.
-    pub fn reusable(&self, operator: &str, service: &Service, window: u32) -> Option<String> {
+    /// The latest approval that covers `service` for `operator` within
+    /// `window` at `now`; with `needs_passkey` (the computer requires
+    /// passkeys), only one whose passkeys were verified here.
+    pub fn reusable(
+        &self,
+        operator: &str,
+        service: &Service,
+        window: u32,
+        needs_passkey: bool,
+        now: Instant,
+    ) -> Option<String> {
         let window = Duration::from_secs(u64::from(window));
         self.approved
             .iter()
             .filter(|(_, approval)| {
                 approval.operator == operator
-                    && approval.at.elapsed() < window
+                    && now.saturating_duration_since(approval.at) < window
                     && service.covered_by(&approval.service)
+                    && (approval.passkey_verified || !needs_passkey)
             })
             .max_by_key(|(_, approval)| approval.at)
             .map(|(id, _)| id.clone())

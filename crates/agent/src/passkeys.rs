@@ -46,18 +46,22 @@ fn site(server: &str) -> (String, String) {
     (origin, host.trim_matches(['[', ']']).to_string())
 }
 
-/// Why an allowed request must not start a session, if it must not: fewer
-/// distinct recipients approved with a pinned passkey that verifies (a
-/// person allowing at this computer counts as one) than the settings
-/// require. `counters` keeps each key's last signature counter.
-pub fn refusal(
+/// Whether an allowed request's passkey approvals let its session start:
+/// the signature counters to remember if they do; if they do not, why:
+/// fewer distinct recipients approved with a pinned passkey that verifies
+/// (a person allowing at this computer counts as one) than the settings
+/// require. `counters` holds each key's last signature counter. Pure: the
+/// caller keeps the counters once the session may start.
+pub fn verify(
     offer: &AwaitedOffer,
     request_id: &str,
     assertions: &[Assertion],
     allowed_here: bool,
-    counters: &mut HashMap<B64, u32>,
-) -> Option<String> {
-    let requirement = offer.passkey.as_ref()?;
+    counters: &HashMap<B64, u32>,
+) -> Result<Vec<(B64, u32)>, String> {
+    let Some(requirement) = offer.passkey.as_ref() else {
+        return Ok(Vec::new());
+    };
     let settings = &offer.settings;
     let service = serde_json::to_string(&offer.service).unwrap_or_default();
     let challenge = passkey::challenge(&ChallengeParts {
@@ -75,6 +79,7 @@ pub fn refusal(
         rp_id: &rp_id,
     };
     let mut approvers = HashSet::new();
+    let mut seen: HashMap<B64, u32> = HashMap::new();
     let mut problem = None;
     for assertion in assertions {
         let Some(key) = requirement
@@ -85,10 +90,14 @@ pub fn refusal(
             problem = Some(PasskeyError::UnknownCredential);
             continue;
         };
-        let last = counters.get(&key.id).copied().unwrap_or(0);
+        let last = seen
+            .get(&key.id)
+            .or_else(|| counters.get(&key.id))
+            .copied()
+            .unwrap_or(0);
         match passkey::verify(assertion, key, &expected, last) {
             Ok(counter) => {
-                counters.insert(key.id.clone(), counter);
+                seen.insert(key.id.clone(), counter);
                 approvers.insert(key.recipient.as_str());
             }
             Err(error) => problem = Some(error),
@@ -97,9 +106,9 @@ pub fn refusal(
     let verified = approvers.len() + usize::from(allowed_here);
     let required = settings.desktop_sharing.required_approvals as usize;
     if verified >= required {
-        return None;
+        return Ok(seen.into_iter().collect());
     }
-    Some(match problem {
+    Err(match problem {
         Some(error) => error.to_string(),
         None => format!(
             "it needs {required} approvals made with a passkey pinned on this computer, and has {verified}"

@@ -1,7 +1,8 @@
 //! What the agent enforces by itself, whatever the server says: pinned
 //! against a fake server that sends what the real one never would.
 
-use doorman_core::Outcome;
+use doorman_agent::consent::{ConsentRequest, ConsentResponse};
+use doorman_core::{Decision, Outcome};
 use doorman_proto::message::{AgentToServer, OfferReply, ServerToAgent, Service, SessionMessage};
 use doorman_proto::{Connection, Frame};
 use doorman_test_support::fake_server::{Accepted, FakeServer, next_from, offer};
@@ -159,4 +160,86 @@ async fn a_tunnel_outside_the_approved_targets_is_refused() {
     assert_eq!(tunnel_id, "t1");
     assert!(message.contains("not allowed"), "{message}");
     drop(session);
+}
+
+/// Tells the agent request `id` was allowed (reusing `reused_from`).
+async fn allowed(control: &mut Connection<TcpStream>, id: &str, reused_from: Option<&str>) {
+    control
+        .write_message(&ServerToAgent::Settled {
+            request_id: id.into(),
+            outcome: Outcome::Allowed {
+                by: "it@example.com".into(),
+                at: 1,
+                reused_from: reused_from.map(str::to_string),
+            },
+            assertions: Vec::new(),
+        })
+        .await
+        .unwrap();
+}
+
+/// The reason the agent gives the server for refusing allowed request `id`.
+async fn refusal(control: &mut Connection<TcpStream>, id: &str) -> String {
+    let refused = next_from(control, |message| match message {
+        AgentToServer::Refused { request_id, reason } if request_id == id => Some(reason),
+        _ => None,
+    });
+    tokio::time::timeout(std::time::Duration::from_secs(10), refused)
+        .await
+        .expect("the agent refuses within 10 s")
+}
+
+/// Issue 25: a reused approval (`approval_valid_for`) keeps the local
+/// consent the computer requires; a server that lets the reuse in without
+/// the local Allow is refused, with the reason for the operator.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reused_approval_without_the_required_local_allow_starts_nothing() {
+    let server = FakeServer::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let mut control = agent(
+        &server,
+        &dir,
+        "require_email_authorization = true\nrecipients = [\"it@example.com\"]\napproval_valid_for = 600\nlocal_consent = \"required\"",
+        "shell = true",
+    )
+    .await;
+    let socket = doorman_agent::consent::socket_path(&dir.path().join("agent.toml"), None);
+    let allow_here = |id: &str| {
+        let request = ConsentRequest::Allow { id: id.into() };
+        let socket = socket.clone();
+        async move { doorman_agent::consent::call(&socket, &request).await }
+    };
+    let service = Service::Command {
+        argv: vec!["true".into()],
+    };
+    // A first approval, allowed here too: its session starts.
+    offer(&mut control, "first-request", service.clone()).await;
+    assert_eq!(
+        allow_here("first-request").await.unwrap(),
+        ConsentResponse::Answered {
+            id: "first-request".into(),
+            decision: Decision::Allow
+        }
+    );
+    allowed(&mut control, "first-request", None).await;
+    assert_eq!(server.accept().await.path, "/v1/session/first-request");
+
+    // Inside the window the agent offers to reuse it…
+    let reply = offer(&mut control, "second-request", service.clone()).await;
+    let OfferReply::RequireAuthorization { reuse, .. } = reply else {
+        panic!("{reply:?}");
+    };
+    assert_eq!(reuse.as_deref(), Some("first-request"));
+    // …but a reuse let in without the local Allow starts nothing.
+    allowed(&mut control, "second-request", Some("first-request")).await;
+    assert_eq!(
+        refusal(&mut control, "second-request").await,
+        "nobody at the computer allowed it, and it requires local consent"
+    );
+
+    // With the local Allow, the reuse starts its session.
+    offer(&mut control, "third-request", service).await;
+    allow_here("third-request").await.unwrap();
+    allowed(&mut control, "third-request", Some("first-request")).await;
+    assert_eq!(server.accept().await.path, "/v1/session/third-request");
 }

@@ -55,7 +55,13 @@ impl Progress {
     }
 
     pub fn pending(&mut self, request_id: &str, expires_in: u64, recipients: &[String]) {
-        self.recipients = recipients.join(", ");
+        // No emails: an earlier approval was reused, and the computer
+        // waits for its local Allow.
+        self.recipients = if recipients.is_empty() {
+            "the person at the computer".to_string()
+        } else {
+            recipients.join(", ")
+        };
         match self.style {
             ProgressStyle::Json => self.json(json!({
                 "event": "pending",

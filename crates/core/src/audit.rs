@@ -44,7 +44,10 @@ audit_kinds! {
     Reported = "reported",
     Expired = "expired",
     Cancelled = "cancelled",
-    /// The computer refused the request (service not offered, no reason, …).
+    /// The computer refused the request (service not offered, no reason,
+    /// …), or the session of an allowed one that its own checks do not
+    /// accept (a passkey, the local consent, a reuse): that request ends
+    /// cancelled, refused by the computer.
     Refused = "refused",
     /// A limit refused the request before it was made.
     RefusedLimit = "refused_limit",
@@ -73,6 +76,12 @@ audit_kinds! {
     /// An administrator pruned the audit trail (or the server did, past
     /// its retention).
     AuditPruned = "audit_pruned",
+    /// A computer had a passkey enrolment link emailed to one of its
+    /// recipients (`doorman settings approvers enroll`).
+    EnrolmentStarted = "enrolment_started",
+    /// A computer's enrolment was refused: not one of the recipients its
+    /// agent announced, or over the enrolment limits.
+    EnrolmentRefused = "enrolment_refused",
 }
 
 impl AuditKind {
@@ -82,7 +91,10 @@ impl AuditKind {
     pub fn collapses(self) -> bool {
         matches!(
             self,
-            AuditKind::RefusedLimit | AuditKind::RefusedAccess | AuditKind::AuthFailed
+            AuditKind::RefusedLimit
+                | AuditKind::RefusedAccess
+                | AuditKind::AuthFailed
+                | AuditKind::EnrolmentRefused
         )
     }
 }

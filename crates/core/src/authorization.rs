@@ -1,10 +1,18 @@
 //! The life of one authorization request: the one place its rules live.
 //!
 //! `pending → allowed | denied | expired | cancelled`, and a settled request
-//! never changes again. A [`PendingRequest`] counts distinct approvals until
-//! its policy's `required_approvals` is reached; one Deny vetoes. The types
-//! carry the rules: only a pending request can take an [`Event`], applying
-//! one consumes it, and a [`SettledRequest`] has no method that changes it.
+//! never changes again, with one exception that only the computer can make:
+//! an `allowed` request whose session the computer refuses (its passkey
+//! check, its local consent, its reuse window) ends `cancelled`, refused by
+//! the computer ([`SettledRequest::refused_by_computer`]). A
+//! [`PendingRequest`] counts distinct approvals until its policy's
+//! `required_approvals` is reached; one Deny vetoes. An earlier approval
+//! reused (`approval_valid_for`) stands in for the recipients' approvals,
+//! never for the person at the computer: with `local_consent = "required"`
+//! the reuse still waits for the local Allow. The types carry the rules:
+//! only a pending request can take an [`Event`], applying one consumes it,
+//! and a [`SettledRequest`] has no method that changes it but the
+//! computer's refusal of an Allow, which consumes it.
 //!
 //! This is the code that runs: every part of the server that settles a
 //! request (a recipient's click, the expiry timer, the operator's Ctrl-C, an
@@ -119,6 +127,14 @@ pub struct Approval {
     pub at: Millis,
 }
 
+/// An earlier allowed request whose approval stands in for the
+/// recipients' (`approval_valid_for`), and who gave it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Reused {
+    pub request_id: String,
+    pub by: String,
+}
+
 /// A request that nobody has settled yet.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct PendingRequest {
@@ -132,6 +148,10 @@ pub struct PendingRequest {
     pub local_consent: LocalConsent,
     /// The local Allow, once given (`local_consent = "required"`).
     pub local_approval: Option<Approval>,
+    /// The earlier approval that stands in for the recipients', once
+    /// reused; with `local_consent = "required"` the request still waits
+    /// for the local Allow.
+    pub reused: Option<Reused>,
 }
 
 /// Why an event changed nothing.
@@ -168,6 +188,7 @@ impl PendingRequest {
             approvals: Vec::new(),
             local_consent: LocalConsent::Off,
             local_approval: None,
+            reused: None,
         }
     }
 
@@ -182,8 +203,12 @@ impl PendingRequest {
         seconds_left(self.expires_at, now)
     }
 
-    /// Recipients' Allows still needed.
+    /// Recipients' Allows still needed (none once an earlier approval is
+    /// reused).
     pub fn approvals_missing(&self) -> u32 {
+        if self.reused.is_some() {
+            return 0;
+        }
         let have = u32::try_from(self.approvals.len()).unwrap_or(u32::MAX);
         self.required_approvals.saturating_sub(have)
     }
@@ -194,22 +219,26 @@ impl PendingRequest {
     }
 
     /// Settles as allowed if nothing is missing any more, else counts the
-    /// step as an approval.
+    /// step as an approval. `by` names the approvers (the reused
+    /// approval's, or the recipients who allowed), then the person at the
+    /// computer.
     fn allow_if_complete(self, at: Millis) -> Step {
         if self.approvals_missing() > 0 || self.local_approval_missing() {
             return Step::Approved(self);
         }
-        let by = self
-            .approvals
-            .iter()
-            .chain(&self.local_approval)
-            .map(|a| a.by.as_str())
+        let recipients: Vec<&str> = match &self.reused {
+            Some(reused) => vec![reused.by.as_str()],
+            None => self.approvals.iter().map(|a| a.by.as_str()).collect(),
+        };
+        let by = recipients
+            .into_iter()
+            .chain(self.local_approval.iter().map(|a| a.by.as_str()))
             .collect::<Vec<_>>()
             .join(", ");
         let allowed = Outcome::Allowed {
             by,
             at,
-            reused_from: None,
+            reused_from: self.reused.as_ref().map(|r| r.request_id.clone()),
         };
         Step::Settled(SettledRequest::new(self, allowed, false))
     }
@@ -268,15 +297,15 @@ impl PendingRequest {
                 self.local_approval = Some(Approval { by, at });
                 self.allow_if_complete(at)
             }
-            Event::Reuse { request_id, by, at } => Step::Settled(SettledRequest::new(
-                self,
-                Outcome::Allowed {
-                    by,
-                    at,
-                    reused_from: Some(request_id),
-                },
-                false,
-            )),
+            // The reused approval stands in for the recipients' only: a
+            // required local Allow is still needed.
+            Event::Reuse { .. } if self.reused.is_some() => {
+                Step::Unchanged(self, Unchanged::AlreadyApproved)
+            }
+            Event::Reuse { request_id, by, at } => {
+                self.reused = Some(Reused { request_id, by });
+                self.allow_if_complete(at)
+            }
             Event::Cancel { cause, at } => Step::Settled(SettledRequest::new(
                 self,
                 Outcome::Cancelled { at, cause },
@@ -344,6 +373,24 @@ impl SettledRequest {
     /// blocked from the computer, in the same write that settles it.
     pub fn reported(&self) -> bool {
         self.reported
+    }
+
+    /// The computer refused the session this allowed request would start
+    /// (an approval its own checks do not accept: a passkey that does not
+    /// verify there, a missing local Allow, a reuse it does not hold): the
+    /// request ends cancelled, refused by the computer, for `reason`. The
+    /// computer enforces its own settings, so its word on its own sessions
+    /// is the last. Anything but an allowed request is given back
+    /// unchanged.
+    pub fn refused_by_computer(self, reason: String, at: Millis) -> Result<Self, Self> {
+        if !matches!(self.outcome, Outcome::Allowed { .. }) {
+            return Err(self);
+        }
+        let refused = Outcome::Cancelled {
+            at,
+            cause: CancelCause::RefusedByComputer { reason },
+        };
+        Ok(Self::new(self.request, refused, false))
     }
 }
 

@@ -43,6 +43,7 @@ async fn what_a_server_sends_cannot_forge_lines_in_the_agents_log() {
         .write_message(&ServerToAgent::Welcome {
             heartbeat_ms: None,
             takes_status: false,
+            takes_refusals: false,
         })
         .await
         .unwrap();

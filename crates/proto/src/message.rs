@@ -190,8 +190,9 @@ pub enum ServerToOperator {
     },
 }
 
-/// What a computer's settings say, as the console lists it.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+/// What a computer's settings say, as the console lists it and as the
+/// server holds the computer to (the recipients it may enrol).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ComputerStatus {
     /// Whether a connection needs a recipient's approval by email.
     pub email_authorization: bool,
@@ -201,6 +202,10 @@ pub struct ComputerStatus {
     pub forward: bool,
     /// A desktop (VNC server) is offered.
     pub desktop: bool,
+    /// The recipients in the settings: the only addresses the server
+    /// emails a passkey enrolment link to for this computer.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub recipients: Vec<String>,
 }
 
 /// The delivery state of one authorization email.
@@ -226,6 +231,10 @@ pub enum ServerToAgent {
         /// it only when told.
         #[serde(default, skip_serializing_if = "std::ops::Not::not")]
         takes_status: bool,
+        /// The server takes [`AgentToServer::Refused`]; an older one hears
+        /// of a refusal as a failed session.
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        takes_refusals: bool,
     },
     /// Answered with [`AgentToServer::Pong`]; the connection is alive.
     Ping,
@@ -291,6 +300,16 @@ pub enum AgentToServer {
         request_id: String,
         decision: Decision,
         user: String,
+    },
+    /// The computer will not start the session of this allowed request:
+    /// the approval does not meet its own requirements (a passkey that does
+    /// not verify here, a missing local Allow, a reuse it does not hold).
+    /// The request ends refused, for `reason`, and is never sent again.
+    /// Sent only to a server that said [`ServerToAgent::Welcome`]
+    /// `takes_refusals`.
+    Refused {
+        request_id: String,
+        reason: String,
     },
 }
 
@@ -505,7 +524,8 @@ mod tests {
             welcome,
             ServerToAgent::Welcome {
                 heartbeat_ms: None,
-                takes_status: false
+                takes_status: false,
+                takes_refusals: false,
             }
         );
         assert_eq!(

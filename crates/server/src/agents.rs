@@ -10,7 +10,7 @@ use doorman_core::authorization::Event;
 use doorman_core::limits::MAX_NAME_LEN;
 use doorman_proto::ConnectionError;
 use doorman_proto::dial::Upgraded;
-use doorman_proto::message::{AgentToServer, OfferReply, ServerToAgent, silence_limit};
+use doorman_proto::message::{AgentToServer, OfferReply, ServerToAgent, SessionEnd, silence_limit};
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
@@ -47,6 +47,7 @@ async fn serve_agent(
     let mut welcome = vec![ServerToAgent::Welcome {
         heartbeat_ms: broker.heartbeat_ms(),
         takes_status: true,
+        takes_refusals: true,
     }];
     // Allowed while this agent was away (a server restart): it may be
     // waiting. Only this computer's: not those of an earlier one of its name.
@@ -137,7 +138,8 @@ async fn serve_agent(
                     last_heard = Instant::now();
                     match message {
                         AgentToServer::Pong => {}
-                        AgentToServer::Status(status) => {
+                        AgentToServer::Status(mut status) => {
+                            status.recipients.truncate(doorman_core::limits::MAX_RECIPIENTS);
                             broker.agents.set_status(&name, link_id, status);
                         }
                         AgentToServer::OfferReply { request_id, reply } => {
@@ -152,6 +154,16 @@ async fn serve_agent(
                         }
                         AgentToServer::SessionEnded { session_id, end } => {
                             broker.sessions.report_end(&session_id, &name, end);
+                        }
+                        AgentToServer::Refused { request_id, reason } => {
+                            // Recorded beside this loop; the operator waiting
+                            // for the session hears the computer's words.
+                            let broker_for_task = Arc::clone(&broker);
+                            let name = name.clone();
+                            let id = agent.id;
+                            broker.lifecycle.spawn(async move {
+                                refused(&broker_for_task, &name, id, &request_id, &reason).await;
+                            });
                         }
                         AgentToServer::LocalDecision { request_id, decision, user } => {
                             // Applied beside this loop: settling pushes the
@@ -217,6 +229,23 @@ async fn local_decision(
         }
         Ok(_) => {}
         Err(error) => tracing::error!(%error, "cannot apply a local decision"),
+    }
+}
+
+/// Computer `name` refused the session of its allowed request: the request
+/// ends refused (never sent to the agent again), and the operator waiting
+/// for the session is told why.
+async fn refused(broker: &Broker, name: &str, id: ComputerId, request_id: &str, reason: &str) {
+    match broker.refused_by_computer(name, id, request_id, reason).await {
+        Ok(Some(reason)) => {
+            let message = format!("the computer refused the approval: {reason}");
+            let end = SessionEnd::Failed { message };
+            broker.sessions.report_end(request_id, name, end);
+        }
+        Ok(None) => {
+            tracing::info!(computer = %name, request = %request_id, "ignoring a refusal of a request that is not this computer's, not allowed, or whose session started");
+        }
+        Err(error) => tracing::error!(%error, "cannot record a computer's refusal"),
     }
 }
 

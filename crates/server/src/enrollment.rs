@@ -9,14 +9,24 @@
 //!
 //! Enrolments live in memory for ten minutes; after a restart the computer
 //! asks again.
+//!
+//! A computer's key must not become a way to flood mailboxes: the server
+//! enrols only the recipients the computer's running agent announced (its
+//! settings' `recipients`), at most [`MAX_PER_COMPUTER`] at once and
+//! [`MAX_PER_HOUR`] an hour per computer, and audits each enrolment it
+//! starts or refuses. Wrong `/e/` links count against the client's network
+//! as wrong approval links do.
 
 use crate::AppState;
+use crate::clock::now_millis;
 use crate::pages::PageError;
 use crate::secrets::random_bytes;
+use crate::store::AuditEvent;
 use askama::Template;
 use axum::extract::{Form, Path, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{Html, IntoResponse, Response};
+use doorman_core::AuditKind;
 use doorman_core::passkey::{self, B64, Expected, PinnedPasskey};
 use doorman_proto::Connection;
 use doorman_proto::message::{EnrollAsk, EnrollNews};
@@ -29,11 +39,18 @@ use tokio::sync::oneshot;
 const LIFETIME: Duration = Duration::from_secs(600);
 /// Enrolments one computer may have under way at once.
 const MAX_PER_COMPUTER: usize = 3;
+/// Enrolment links one computer may have emailed in any hour.
+const MAX_PER_HOUR: usize = 5;
+const HOUR: Duration = Duration::from_secs(3600);
 
-/// The enrolments under way, by their link token's hash.
+/// The enrolments under way, by their link token's hash, and when each
+/// computer's recent enrolments started.
 #[derive(Default)]
 pub struct Enrollments {
     pending: Mutex<HashMap<[u8; 32], Pending>>,
+    /// By computer (names the server knows: bounded by its agents), the
+    /// starts of the last hour.
+    started: Mutex<HashMap<String, Vec<Instant>>>,
 }
 
 impl std::fmt::Debug for Enrollments {
@@ -58,6 +75,25 @@ impl Enrollments {
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
+
+    /// Counts an enrolment of `computer` starting at `now`, unless it had
+    /// [`MAX_PER_HOUR`] in the hour before.
+    fn take_hourly_slot(&self, computer: &str, now: Instant) -> bool {
+        let mut started = self
+            .started
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        started.retain(|_, starts| {
+            starts.retain(|at| now.saturating_duration_since(*at) < HOUR);
+            !starts.is_empty()
+        });
+        let starts = started.entry(computer.to_string()).or_default();
+        if starts.len() >= MAX_PER_HOUR {
+            return false;
+        }
+        starts.push(now);
+        true
+    }
 }
 
 /// `GET /v1/enroll`: a computer enrols a recipient's passkey.
@@ -74,25 +110,90 @@ pub async fn upgrade(
     let for_task = state.clone();
     crate::upgrade::switch(&state, request, move |io| async move {
         let mut connection = Connection::new(io);
-        if let Err(error) = enroll(&for_task, &mut connection, &computer).await {
+        let from = Asker {
+            computer: &computer,
+            address: client,
+        };
+        if let Err(error) = enroll(&for_task, &mut connection, &from).await {
             tracing::info!(%computer, %error, "passkey enrolment ended");
         }
     })
 }
 
+/// The computer asking for an enrolment, and from where.
+struct Asker<'a> {
+    computer: &'a str,
+    address: std::net::IpAddr,
+}
+
+impl Asker<'_> {
+    fn audit(&self, kind: AuditKind, recipient: &str, detail: String) -> AuditEvent {
+        AuditEvent::new(kind, now_millis())
+            .computer(self.computer)
+            .actor(recipient)
+            .address(&self.address.to_string())
+            .detail(detail)
+    }
+}
+
+/// Why the server will not email an enrolment link, if it will not: the
+/// recipient is none the computer's agent announced, or the computer is
+/// over its enrolment limits. Takes the hourly slot when it will.
+fn refusal(state: &AppState, computer: &str, recipient: &str) -> Option<String> {
+    // The recipients the running agent announced, as its settings list them.
+    let Some(announced) = state.broker.agents.recipients(computer) else {
+        return Some(
+            "this computer's agent is not connected to the server: start `doorman agent`, which tells the server the recipients it may enrol".into(),
+        );
+    };
+    if !announced.iter().any(|r| r.eq_ignore_ascii_case(recipient)) {
+        return Some(format!(
+            "{recipient} is not one of the recipients this computer's agent announced"
+        ));
+    }
+    let under_way = state
+        .enrollments
+        .lock()
+        .values()
+        .filter(|p| p.computer == computer && p.until > Instant::now())
+        .count();
+    if under_way >= MAX_PER_COMPUTER {
+        return Some(format!(
+            "{MAX_PER_COMPUTER} enrolments of this computer are under way already: finish or stop one first"
+        ));
+    }
+    if !state.enrollments.take_hourly_slot(computer, Instant::now()) {
+        state.broker.metrics.rate_limited("enrolments");
+        return Some(format!(
+            "this computer started {MAX_PER_HOUR} enrolments in the last hour: try again later"
+        ));
+    }
+    None
+}
+
 async fn enroll<S>(
     state: &AppState,
     connection: &mut Connection<S>,
-    computer: &str,
+    from: &Asker<'_>,
 ) -> Result<(), doorman_proto::ConnectionError>
 where
     S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
 {
+    let computer = from.computer;
     let Some(ask) = connection.read_message::<EnrollAsk>().await? else {
         return Ok(());
     };
     let failed = |message: String| EnrollNews::Failed { message };
     if let Err(message) = doorman_core::settings::validate_recipient(&ask.recipient) {
+        return connection.write_message(&failed(message)).await;
+    }
+    // A computer's key must not become a way to flood mailboxes.
+    if let Some(message) = refusal(state, computer, &ask.recipient) {
+        let refused = from.audit(AuditKind::EnrolmentRefused, &ask.recipient, message.clone());
+        if let Err(error) = state.broker.store.record(&refused).await {
+            tracing::error!(%error, "cannot record a refused enrolment");
+        }
+        tracing::warn!(%computer, recipient = %ask.recipient, %message, "passkey enrolment refused");
         return connection.write_message(&failed(message)).await;
     }
     let (Some(token), Some(challenge), Some(user_id), Some(code)) = (
@@ -105,18 +206,17 @@ where
             .write_message(&failed("the server has no randomness".into()))
             .await;
     };
-    // A computer's key must not become a way to flood mailboxes.
-    let under_way = state
-        .enrollments
-        .lock()
-        .values()
-        .filter(|p| p.computer == computer && p.until > Instant::now())
-        .count();
-    if under_way >= MAX_PER_COMPUTER {
+    // Recorded before the email goes: an enrolment the trail cannot hold
+    // is not started.
+    let started = from.audit(
+        AuditKind::EnrolmentStarted,
+        &ask.recipient,
+        format!("passkey enrolment link emailed to {}", ask.recipient),
+    );
+    if let Err(error) = state.broker.store.record(&started).await {
+        tracing::error!(%error, "cannot record an enrolment");
         return connection
-            .write_message(&failed(format!(
-                "{MAX_PER_COMPUTER} enrolments of this computer are under way already: finish or stop one first"
-            )))
+            .write_message(&failed("the server cannot record the enrolment".into()))
             .await;
     }
     let code = format!(
@@ -206,17 +306,35 @@ fn render(page: &EnrollPage<'_>) -> Response {
 }
 
 /// The enrolment `token` names, while it lasts, with its page drawn by `f`.
+/// Any other token counts against `peer`'s network, as a wrong approval
+/// link does.
 fn with_pending<R>(
     state: &AppState,
     token: &str,
+    peer: std::net::IpAddr,
     f: impl FnOnce(&mut Pending, [u8; 32]) -> R,
 ) -> Result<R, PageError> {
     let hash = crate::secrets::hash(token);
-    let mut pending = state.enrollments.lock();
-    match pending.get_mut(&hash) {
-        Some(found) if found.until > Instant::now() => Ok(f(found, hash)),
-        _ => Err(PageError::NotFound),
+    {
+        let mut pending = state.enrollments.lock();
+        if let Some(found) = pending
+            .get_mut(&hash)
+            .filter(|found| found.until > Instant::now())
+        {
+            return Ok(f(found, hash));
+        }
     }
+    state.broker.metrics.authentication_failed("enrolment link");
+    if state
+        .broker
+        .link_failures
+        .record_failure(peer, now_millis())
+        .limited
+    {
+        state.broker.metrics.rate_limited("approval_links");
+        return Err(PageError::TooManyFailures);
+    }
+    Err(PageError::NotFound)
 }
 
 fn page_of<'a>(state: &'a AppState, pending: &'a Pending, hash: &[u8; 32]) -> EnrollPage<'a> {
@@ -237,8 +355,9 @@ fn page_of<'a>(state: &'a AppState, pending: &'a Pending, hash: &[u8; 32]) -> En
 pub async fn show(
     State(state): State<AppState>,
     Path(token): Path<String>,
+    crate::client_addr::ClientAddr(client): crate::client_addr::ClientAddr,
 ) -> Result<Response, PageError> {
-    with_pending(&state, &token, |pending, hash| {
+    with_pending(&state, &token, client, |pending, hash| {
         render(&page_of(&state, pending, &hash))
     })
 }
@@ -271,7 +390,7 @@ pub async fn made(
     {
         return Err(PageError::Forbidden("enrol from the enrolment page itself"));
     }
-    with_pending(&state, &token, |pending, hash| {
+    with_pending(&state, &token, client, |pending, hash| {
         if !crate::secrets::constant_time_eq(&form.nonce, &state.broker.key.page_nonce(&hash)) {
             return Err(PageError::Forbidden(
                 "this form did not come from the enrolment page",

@@ -21,10 +21,15 @@ pub const SESSION_KINDS: [&str; 4] = ["shell", "command", "forward", "desktop"];
 const OUTCOMES: [&str; 4] = ["allowed", "denied", "expired", "cancelled"];
 /// Why an email was not sent: a retry is planned, or none will be.
 const EMAIL_FAILURES: [&str; 2] = ["temporary", "permanent"];
-/// What was wrong: as [`crate::upgrade::count_wrong_credential`] and the
-/// approval pages name them.
-const AUTH_FAILURES: [&str; 3] = ["operator_token", "agent_key", "approval_link"];
-const LIMITS: [&str; 7] = [
+/// What was wrong: as [`crate::upgrade::count_wrong_credential`], the
+/// approval pages and the enrolment pages name them.
+const AUTH_FAILURES: [&str; 4] = [
+    "operator_token",
+    "agent_key",
+    "approval_link",
+    "enrolment_link",
+];
+const LIMITS: [&str; 8] = [
     "credentials",
     "approval_links",
     "pending_requests",
@@ -32,6 +37,7 @@ const LIMITS: [&str; 7] = [
     "blocked",
     "connections",
     "console_sign_ins",
+    "enrolments",
 ];
 /// Upper bounds of the decision-time buckets, in seconds: a click within
 /// seconds of the email, or minutes later, up to the longest timeout.

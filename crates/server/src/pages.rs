@@ -223,6 +223,25 @@ fn status_line(request: &RequestRow, now: i64) -> String {
             at,
             cause: CancelCause::Operator,
         }) => format!("Cancelled by the operator at {}.", format_time(at)),
+        // Allowed here, refused there: the computer's word is the last.
+        Some(Outcome::Cancelled {
+            at,
+            cause: CancelCause::RefusedByComputer { reason },
+        }) => {
+            let allowed = match &request.decided_by {
+                Some(by) => format!(" It had been allowed by {by}; no session started."),
+                None => " No session started.".to_string(),
+            };
+            let stop = if reason.ends_with(['.', '?', '!']) {
+                ""
+            } else {
+                "."
+            };
+            format!(
+                "Refused by the computer at {}: {reason}{stop}{allowed}",
+                format_time(at)
+            )
+        }
         Some(Outcome::Cancelled { at, cause }) => {
             format!("Cancelled at {}: {}.", format_time(at), cause.describe())
         }

@@ -167,6 +167,39 @@ async fn guessing_links_is_limited_per_address_and_good_links_still_work() {
     drop(connecting);
 }
 
+/// Issue 25: wrong enrolment links count with wrong approval links, so
+/// that neither is a free way to guess.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn guessing_enrolment_links_counts_like_guessing_approval_links() {
+    let world = World::start().await;
+    for i in 0..20 {
+        let (status, _) = world.page(&format!("{}/e/guess{i:040}", world.url)).await;
+        assert_eq!(status, StatusCode::NOT_FOUND);
+    }
+    // A wrong form posted to a guessed enrolment link counts too.
+    let posted = world
+        .http
+        .post(format!("{}/e/guess-posted", world.url))
+        .form(&[("nonce", "x"), ("credential", "{}")])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(posted.status(), StatusCode::NOT_FOUND);
+    for i in 0..9 {
+        let (status, _) = world.page(&format!("{}/a/guess{i:040}", world.url)).await;
+        assert_eq!(status, StatusCode::NOT_FOUND);
+    }
+    let (status, page) = world
+        .page(&format!("{}/e/guess-after-limit", world.url))
+        .await;
+    assert_eq!(status, StatusCode::TOO_MANY_REQUESTS, "{page}");
+    assert!(page.contains("Too many invalid links"), "{page}");
+    let (status, _) = world
+        .page(&format!("{}/a/guess-after-limit", world.url))
+        .await;
+    assert_eq!(status, StatusCode::TOO_MANY_REQUESTS);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_operator_may_not_flood_the_recipients() {
     let limits = Limits {

@@ -1,12 +1,16 @@
 //! Passkey approvals through the real server with a software authenticator:
 //! the page carries the request's challenge, the quorum counts only
 //! Allows with a recipient's own pinned passkey, the assertions travel to
-//! the computer with the outcome, and a Deny needs none.
+//! the computer with the outcome, a Deny needs none, and an approval the
+//! computer refuses ends refused. Enrolment reaches only the computer's
+//! announced recipients, a few times an hour, audited.
 
+use doorman_client::ConnectError;
+use doorman_core::RequestState;
 use doorman_core::passkey::soft::SoftPasskey;
 use doorman_core::passkey::{Assertion, B64};
 use doorman_test_support::World;
-use doorman_test_support::world::extract_nonce;
+use doorman_test_support::world::{COMPUTER, extract_nonce};
 use reqwest::StatusCode;
 
 /// A world whose computer requires passkeys from both recipients, each
@@ -173,4 +177,145 @@ async fn a_computer_has_at_most_three_enrolments_under_way() {
         stranger,
         Err(doorman_agent::enroll::EnrollError::NotARecipient(_))
     ));
+}
+
+/// Issue 25: a passkey approval the computer refused (the key's counter
+/// went back: a cloned key) ends refused, on the page and in the audit
+/// trail, and the outcome is never sent to the agent again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_approval_the_computer_refuses_ends_refused_on_the_page_and_stays_so() {
+    let (world, mut it, _) = world(1).await;
+    // A first approval: the computer keeps the key's signature counter.
+    let first = world.connect(&["true"], "first");
+    let mails = world.smtp.wait_for(2).await;
+    let link = to(&mails, "it@example.com").link();
+    let (challenge, nonce) = page(&world, &link).await;
+    let approved = it.assert(&challenge);
+    assert_eq!(
+        allow(&world, &link, &nonce, &approved).await.status(),
+        StatusCode::SEE_OTHER
+    );
+    assert_eq!(first.finish().await, Ok(0));
+
+    // A clone of the key: its counter went back. The server cannot tell
+    // (counters are the computer's to keep); the computer can.
+    it.counter = 0;
+    let second = world.connect(&["sh", "-c", "echo never"], "second");
+    let id = second.request_id().await;
+    let mails = world.smtp.wait_for(4).await;
+    let link = to(&mails[2..], "it@example.com").link();
+    let (challenge, nonce) = page(&world, &link).await;
+    let cloned = it.assert(&challenge);
+    assert_eq!(
+        allow(&world, &link, &nonce, &cloned).await.status(),
+        StatusCode::SEE_OTHER
+    );
+    let stdout = second.stdout.clone();
+    let result = second.finish().await;
+    let Err(ConnectError::SessionFailed(message)) = &result else {
+        panic!("not refused: {result:?}");
+    };
+    assert!(
+        message.starts_with("the computer refused the approval: the signature counter went back"),
+        "{message}"
+    );
+    assert_eq!(stdout.text(), "");
+    assert_eq!(world.state_of(&id).await, RequestState::Cancelled);
+
+    // The recipient's page says so, and no longer "Allowed by".
+    let (_, shown) = world.page(&link).await;
+    assert!(shown.contains("Refused by the computer at "), "{shown}");
+    assert!(shown.contains("the signature counter went back"), "{shown}");
+    assert!(!shown.contains("Allowed by"), "{shown}");
+    // So does the audit trail.
+    let refused = world.wait_for_audit("refused").await;
+    assert_eq!(refused.request_id.as_deref(), Some(id.as_str()));
+    assert_eq!(refused.actor.as_deref(), Some(COMPUTER));
+    assert!(
+        refused.detail.as_deref().is_some_and(
+            |d| d.starts_with("refused by the computer: the signature counter went back")
+        ),
+        "{refused:?}"
+    );
+    // Nothing allowed is left for the agent to hear of at its next
+    // connection.
+    let computer = world.broker.store.computer_id(COMPUTER).await.unwrap();
+    let waiting = world
+        .broker
+        .store
+        .allowed_without_session(computer.unwrap(), 0)
+        .await
+        .unwrap();
+    assert!(
+        waiting.iter().all(|request| request.id != id),
+        "the refused request would be sent again"
+    );
+}
+
+/// Issue 25: a computer's key cannot flood a mailbox with enrolment
+/// links. The server enrols only the recipients the computer's agent
+/// announced, five an hour, and audits each.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn enrolment_reaches_only_announced_recipients_a_few_times_an_hour_audited() {
+    let world = World::builder()
+        .localhost()
+        .recipients(&["it@example.com"])
+        .start()
+        .await;
+    let settings = doorman_agent::settings_file::load(&world.agent_config).unwrap();
+    // The computer's key asks for an address its agent never announced
+    // (skipping the agent's own check, as a stolen key would).
+    let mut forged = settings.clone();
+    forged
+        .desktop_sharing
+        .recipients
+        .push("eve@example.com".into());
+    let stranger = doorman_agent::enroll::start(&forged, "eve@example.com").await;
+    assert_eq!(
+        stranger.err().map(|e| e.to_string()).as_deref(),
+        Some(
+            "the server ended the enrolment: eve@example.com is not one of the recipients this computer's agent announced"
+        )
+    );
+    // Five an hour, each stopped before the next.
+    for _ in 0..5 {
+        let enrolment = doorman_agent::enroll::start(&settings, "it@example.com")
+            .await
+            .unwrap();
+        enrolment.stop().await.unwrap();
+    }
+    let sixth = doorman_agent::enroll::start(&settings, "it@example.com").await;
+    assert_eq!(
+        sixth.err().map(|e| e.to_string()).as_deref(),
+        Some(
+            "the server ended the enrolment: this computer started 5 enrolments in the last hour: try again later"
+        )
+    );
+    let mails = world.smtp.wait_for(5).await;
+    assert_eq!(mails.len(), 5);
+    assert!(mails.iter().all(|mail| mail.to == ["it@example.com"]));
+    let started = world.wait_for_audits("enrolment_started", 5).await;
+    assert!(
+        started
+            .iter()
+            .all(|event| event.computer.as_deref() == Some(COMPUTER)
+                && event.actor.as_deref() == Some("it@example.com")),
+        "{started:?}"
+    );
+    let refused = world.wait_for_audits("enrolment_refused", 2).await;
+    let refused_for = |who: &str| {
+        refused
+            .iter()
+            .find(|event| event.actor.as_deref() == Some(who))
+            .and_then(|event| event.detail.clone())
+            .unwrap_or_default()
+    };
+    assert!(
+        refused_for("eve@example.com").contains("not one of the recipients"),
+        "{refused:?}"
+    );
+    assert!(
+        refused_for("it@example.com").contains("5 enrolments in the last hour"),
+        "{refused:?}"
+    );
 }

@@ -372,3 +372,58 @@ async fn a_computer_without_local_consent_takes_no_local_answer() {
     );
     assert_eq!(world.state_of(&id).await, RequestState::Pending);
 }
+
+/// Issue 25: a reused approval (`approval_valid_for`) stands in for the
+/// recipients, never for the person at the computer: with
+/// `local_consent = "required"` the session waits for the local Allow,
+/// without emails.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reused_approval_still_needs_the_required_local_allow() {
+    let world = World::builder()
+        .policy("approval_valid_for", 600)
+        .policy("local_consent", "\"required\"")
+        .start()
+        .await;
+    let first = world.connect(&["echo", "one"], "");
+    let first_id = first.request_id().await;
+    let mails = world.smtp.wait_for(2).await;
+    world.click(&mails[0].link(), "allow").await;
+    consent(
+        &world,
+        ConsentRequest::Allow {
+            id: first_id.clone(),
+        },
+    )
+    .await
+    .unwrap();
+    assert_eq!(first.finish().await, Ok(0));
+
+    // Same operator, same service, inside the window: no email, but
+    // nothing runs until the person at the computer allows.
+    let second = world.connect(&["echo", "two"], "");
+    let earlier = second.event("approved_earlier").await;
+    assert_eq!(earlier["request_id"], first_id.as_str());
+    let id = second.request_id().await;
+    assert_ne!(id, first_id);
+    assert_eq!(world.state_of(&id).await, RequestState::Pending);
+    let reused = world.wait_for_audit("reused").await;
+    assert_eq!(reused.request_id.as_deref(), Some(id.as_str()));
+    assert_eq!(second.stdout.text(), "");
+    consent(&world, ConsentRequest::Allow { id: id.clone() })
+        .await
+        .unwrap();
+    let stdout = second.stdout.clone();
+    assert_eq!(second.finish().await, Ok(0));
+    assert_eq!(stdout.text(), "two\n");
+    assert_eq!(world.state_of(&id).await, RequestState::Allowed);
+    assert_eq!(world.emails_queued().await, 2, "no new emails");
+
+    // And a local Deny refuses the reuse.
+    let third = world.connect(&["echo", "three"], "");
+    let id = third.request_id().await;
+    consent(&world, ConsentRequest::Deny { id }).await.unwrap();
+    assert!(matches!(
+        third.finish().await,
+        Err(ConnectError::Denied { .. })
+    ));
+}

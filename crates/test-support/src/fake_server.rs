@@ -23,7 +23,8 @@ pub struct Accepted {
 impl FakeServer {
     /// Starts `doorman_agent::run` with `settings` (written to
     /// `dir/agent.toml`), dialing this server; its control connection,
-    /// welcomed.
+    /// welcomed as the current server welcomes it (it takes refusals, but
+    /// no status).
     pub async fn welcome_agent(
         &self,
         dir: &std::path::Path,
@@ -41,6 +42,7 @@ impl FakeServer {
             .write_message(&doorman_proto::message::ServerToAgent::Welcome {
                 heartbeat_ms: None,
                 takes_status: false,
+                takes_refusals: true,
             })
             .await
             .expect("welcome");

@@ -101,6 +101,11 @@ pub enum CancelCause {
     /// The operator's token, the computer's key or the operator's access
     /// to the computer was taken away.
     Revoked { what: Revoked },
+    /// The request was allowed, and the computer refused its session: the
+    /// approval did not meet the computer's own requirements (a passkey
+    /// that does not verify there, a missing local Allow, a reuse it does
+    /// not hold). Its words.
+    RefusedByComputer { reason: String },
 }
 
 /// What a revocation took away.
@@ -133,6 +138,9 @@ impl CancelCause {
             CancelCause::Revoked {
                 what: Revoked::Access,
             } => "the operator's access to this computer was revoked".into(),
+            CancelCause::RefusedByComputer { reason } => {
+                format!("refused by the computer: {reason}")
+            }
         }
     }
 }

@@ -139,6 +139,79 @@ fn a_reused_approval_allows_at_once_but_never_after_expiry() {
     assert_eq!(late.outcome(), &Outcome::Expired { at: 10_000 });
 }
 
+#[test]
+fn a_reused_approval_still_waits_for_a_required_local_allow() {
+    let reuse = |at| Event::Reuse {
+        request_id: "r0".into(),
+        by: "it@example.com".into(),
+        at,
+    };
+    let required = PendingRequest::new(0, 60, 2).with_local_consent(LocalConsent::Required);
+    // The reuse stands in for the recipients only.
+    let waiting = pending(required.clone().apply(reuse(1)));
+    assert_eq!(waiting.approvals_missing(), 0);
+    assert!(waiting.local_approval_missing());
+    assert!(matches!(
+        waiting.clone().apply(reuse(2)),
+        Step::Unchanged(_, Unchanged::AlreadyApproved)
+    ));
+    assert!(matches!(
+        waiting.clone().apply(allow("owner@example.com", 2)),
+        Step::Unchanged(_, Unchanged::AlreadyApproved)
+    ));
+    let done = settled(waiting.clone().apply(local(Decision::Allow, 3)));
+    assert_eq!(
+        done.outcome(),
+        &Outcome::Allowed {
+            by: "it@example.com, jane (at office-pc)".into(),
+            at: 3,
+            reused_from: Some("r0".into()),
+        }
+    );
+    // A local Deny still vetoes; a late local Allow expires.
+    let denied = settled(waiting.clone().apply(local(Decision::Deny, 3)));
+    assert_eq!(denied.outcome().state(), RequestState::Denied);
+    let late = settled(waiting.apply(local(Decision::Allow, 60_000)));
+    assert_eq!(late.outcome(), &Outcome::Expired { at: 60_000 });
+    // The person at the computer first: the reuse then settles it.
+    let allowed_here = pending(required.apply(local(Decision::Allow, 1)));
+    let done = settled(allowed_here.apply(reuse(2)));
+    assert_eq!(
+        done.outcome().decided_by(),
+        Some("it@example.com, jane (at office-pc)")
+    );
+}
+
+#[test]
+fn only_an_allowed_request_can_be_refused_by_the_computer() {
+    let allowed = settled(PendingRequest::new(0, 60, 1).apply(allow("it@example.com", 1)));
+    let refused = allowed
+        .refused_by_computer("the signature counter went back".into(), 2)
+        .expect("an allowed request is refused");
+    let cause = CancelCause::RefusedByComputer {
+        reason: "the signature counter went back".into(),
+    };
+    assert_eq!(
+        refused.outcome(),
+        &Outcome::Cancelled {
+            at: 2,
+            cause: cause.clone()
+        }
+    );
+    assert_eq!(
+        cause.describe(),
+        "refused by the computer: the signature counter went back"
+    );
+    // Refused already, denied or expired: nothing changes.
+    let again = refused.refused_by_computer("again".into(), 3).unwrap_err();
+    assert_eq!(again.outcome().state(), RequestState::Cancelled);
+    let denied =
+        settled(PendingRequest::new(0, 60, 1).apply(decide(Decision::Deny, "it@example.com", 1)));
+    assert!(denied.refused_by_computer("x".into(), 2).is_err());
+    let expired = settled(PendingRequest::new(0, 5, 1).apply(Event::Expire { at: 5_000 }));
+    assert!(expired.refused_by_computer("x".into(), 6_000).is_err());
+}
+
 fn local(decision: Decision, at: Millis) -> Event {
     Event::LocalDecide {
         decision,
@@ -262,18 +335,26 @@ fn expected_outcome(required: u32, local: LocalConsent, events: &[Event]) -> Opt
     let expires_at = 10_000;
     let mut approvers: Vec<&str> = Vec::new();
     let mut local_allow: Option<&str> = None;
-    let allowed = |approvers: &[&str], local_allow: Option<&str>, at: Millis| {
-        let quorum = approvers.len() == required as usize;
+    // An earlier approval reused while the local Allow is still needed.
+    let mut reused: Option<(&str, &str)> = None;
+    let allowed = |approvers: &[&str],
+                   reused: Option<(&str, &str)>,
+                   local_allow: Option<&str>,
+                   at: Millis| {
+        let quorum = reused.is_some() || approvers.len() == required as usize;
         let local_ok = local != LocalConsent::Required || local_allow.is_some();
+        let recipients: Vec<&str> = match reused {
+            Some((_, by)) => vec![by],
+            None => approvers.to_vec(),
+        };
         (quorum && local_ok).then(|| Outcome::Allowed {
-            by: approvers
-                .iter()
-                .copied()
+            by: recipients
+                .into_iter()
                 .chain(local_allow)
                 .collect::<Vec<_>>()
                 .join(", "),
             at,
-            reused_from: None,
+            reused_from: reused.map(|(id, _)| id.to_string()),
         })
     };
     for event in events {
@@ -296,7 +377,7 @@ fn expected_outcome(required: u32, local: LocalConsent, events: &[Event]) -> Opt
                 }
                 if local_allow.is_none() {
                     local_allow = Some(by);
-                    if let Some(outcome) = allowed(&approvers, local_allow, *at) {
+                    if let Some(outcome) = allowed(&approvers, reused, local_allow, *at) {
                         return Some(outcome);
                     }
                 }
@@ -314,12 +395,15 @@ fn expected_outcome(required: u32, local: LocalConsent, events: &[Event]) -> Opt
             {
                 return Some(Outcome::Expired { at: expires_at });
             }
+            // A reuse stands in for the recipients, never for the person at
+            // the computer.
             Event::Reuse { request_id, by, at } => {
-                return Some(Outcome::Allowed {
-                    by: by.clone(),
-                    at: *at,
-                    reused_from: Some(request_id.clone()),
-                });
+                if reused.is_none() {
+                    reused = Some((request_id.as_str(), by.as_str()));
+                    if let Some(outcome) = allowed(&approvers, reused, local_allow, *at) {
+                        return Some(outcome);
+                    }
+                }
             }
             Event::Cancel { cause, at } => {
                 return Some(Outcome::Cancelled {
@@ -332,9 +416,12 @@ fn expected_outcome(required: u32, local: LocalConsent, events: &[Event]) -> Opt
                 by,
                 at,
             } => {
-                if !approvers.contains(&by.as_str()) && approvers.len() < required as usize {
+                if reused.is_none()
+                    && !approvers.contains(&by.as_str())
+                    && approvers.len() < required as usize
+                {
                     approvers.push(by);
-                    if let Some(outcome) = allowed(&approvers, local_allow, *at) {
+                    if let Some(outcome) = allowed(&approvers, reused, local_allow, *at) {
                         return Some(outcome);
                     }
                 }

@@ -169,7 +169,18 @@ impl AgentRegistry {
 
     /// What the online agent said of its settings, if it did.
     pub fn status(&self, name: &str) -> Option<ComputerStatus> {
-        lock(&self.online).get(name).and_then(|link| link.status)
+        lock(&self.online)
+            .get(name)
+            .and_then(|link| link.status.clone())
+    }
+
+    /// The recipients the online agent announced (its settings'), if it
+    /// is online and told: the only addresses its enrolments may reach.
+    pub fn recipients(&self, name: &str) -> Option<Vec<String>> {
+        lock(&self.online)
+            .get(name)
+            .and_then(|link| link.status.as_ref())
+            .map(|status| status.recipients.clone())
     }
 
     pub fn is_online(&self, name: &str) -> bool {

@@ -21,13 +21,17 @@ pub use waiters::{RequestWatch, Waiters};
 use crate::clock::now_millis;
 use crate::secrets::ServerKey;
 use crate::store::transitions::transition_audit;
-use crate::store::{Block, ComputerId, Millis, Store, StoreError};
+use crate::store::{AuditEvent, Block, ComputerId, Millis, Store, StoreError};
 use doorman_core::authorization::{Event, Step, Unchanged};
-use doorman_core::{CancelCause, Outcome, Request};
+use doorman_core::{AuditKind, CancelCause, Outcome, Request};
 use doorman_proto::message::{DeliveryState, ServerToAgent, ServerToOperator};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 use tokio::sync::Notify;
+
+/// Longest reason a computer may give for refusing an allowed request, in
+/// characters.
+const MAX_REFUSAL_CHARS: usize = 500;
 
 fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
     // A panic while holding one of these maps leaves it consistent (each
@@ -245,21 +249,26 @@ impl Broker {
                     let approvals = u32::try_from(pending.approvals.len()).unwrap_or(u32::MAX);
                     let required = pending.required_approvals;
                     // A recipient's address is masked; a person at the
-                    // computer is named as the computer names them.
+                    // computer is named as the computer names them. A
+                    // reuse that waits for the local Allow is no
+                    // recipient's approval: its caller tells the operator.
+                    let reusing = row.reused_from.is_none() && pending.reused.is_some();
                     let by = witness.actor.as_deref().unwrap_or_default();
                     let by = if by.contains('@') {
                         doorman_core::mask::mask_address(by)
                     } else {
                         by.to_string()
                     };
-                    self.waiters.tell(
-                        request_id,
-                        ServerToOperator::Approval {
-                            approvals,
-                            required,
-                            by,
-                        },
-                    );
+                    if !reusing {
+                        self.waiters.tell(
+                            request_id,
+                            ServerToOperator::Approval {
+                                approvals,
+                                required,
+                                by,
+                            },
+                        );
+                    }
                     Applied::Approved {
                         approvals,
                         required,
@@ -275,6 +284,52 @@ impl Broker {
             });
         }
         Err(StoreError::Contended(request_id.to_string()))
+    }
+
+    /// Computer `computer` refused the session of its allowed request
+    /// `request_id`, for `reason` (an approval its own checks do not
+    /// accept: a passkey, the local consent, a reuse): the request ends
+    /// cancelled, refused by the computer, in the audit trail and on the
+    /// recipients' pages, and its outcome is never sent to the agent
+    /// again. The reason as recorded when this call recorded it; `None` for
+    /// a request of another computer, one not allowed (refused already), or
+    /// one whose session started.
+    pub async fn refused_by_computer(
+        &self,
+        computer: &str,
+        computer_id: ComputerId,
+        request_id: &str,
+        reason: &str,
+    ) -> Result<Option<String>, StoreError> {
+        // The computer's words, one visible line of bounded length.
+        let reason: String = doorman_core::display::escape_hidden(reason)
+            .chars()
+            .take(MAX_REFUSAL_CHARS)
+            .collect();
+        let Some((row, Request::Settled(settled))) = self.store.load(request_id).await? else {
+            return Ok(None);
+        };
+        // This computer's, not an earlier one's of the same name.
+        if row.computer_id != Some(computer_id) {
+            return Ok(None);
+        }
+        let at = now_millis();
+        let Ok(refused) = settled.refused_by_computer(reason.clone(), at) else {
+            return Ok(None);
+        };
+        let Outcome::Cancelled { cause, .. } = refused.outcome() else {
+            return Ok(None);
+        };
+        let audit = AuditEvent::new(AuditKind::Refused, at)
+            .request(&row.id, &row.computer)
+            .actor(computer)
+            .detail(cause.describe());
+        if !self.store.persist_refusal(&row, &refused, &audit).await? {
+            return Ok(None);
+        }
+        tracing::warn!(computer = %computer, request = %request_id, cause = %cause.describe(), "the computer refused an allowed request");
+        self.waiters.settle(&row.id, refused.outcome());
+        Ok(Some(reason))
     }
 
     async fn publish(&self, row: &crate::store::RequestRow, outcome: &Outcome) {

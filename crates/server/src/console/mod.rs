@@ -171,9 +171,9 @@ async fn reachable(state: &AppState, operator: OperatorId) -> Result<Vec<Compute
             let forwarding = permits(&grants, &name, ServiceKind::Forward);
             Computer {
                 online: state.broker.agents.is_online(&name),
-                email_authorization: status.map(|s| s.email_authorization),
+                email_authorization: status.as_ref().map(|s| s.email_authorization),
                 shell: permits(&grants, &name, ServiceKind::Shell) && offers(|s| s.shell),
-                desktop: forwarding && status.is_some_and(|s| s.desktop),
+                desktop: forwarding && status.as_ref().is_some_and(|s| s.desktop),
                 forward: forwarding && offers(|s| s.forward),
                 name,
             }

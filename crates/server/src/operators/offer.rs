@@ -330,7 +330,9 @@ async fn reusable(
 
 /// Lets the request in on an earlier approval: settles it through the state
 /// machine (audited as a reuse of that request), tells the operator, and
-/// relays the session.
+/// relays the session. Where the computer requires its local Allow, the
+/// reuse stands in for the recipients only: the request waits for the
+/// person at the computer, without emails.
 async fn reuse_approval(
     broker: &Arc<Broker>,
     mut connection: Connection<OperatorStream>,
@@ -352,8 +354,38 @@ async fn reuse_approval(
         address: Some(ask.ip.clone()),
         ..Witness::default()
     };
+    let approved_earlier = ServerToOperator::ApprovedEarlier {
+        request_id: earlier.id.clone(),
+        by,
+        valid_for: seconds_left(earlier.reusable_until.unwrap_or(now), now),
+    };
     let outcome = match broker.apply(request_id, reuse, witness).await? {
-        Applied::Settled(outcome) | Applied::AlreadySettled(outcome) => outcome,
+        Applied::Settled(outcome) | Applied::AlreadySettled(outcome) => {
+            if let Outcome::Allowed { .. } = outcome {
+                connection.write_message(&approved_earlier).await?;
+            }
+            Some(outcome)
+        }
+        // The computer requires its local Allow as well: no emails; the
+        // request waits for the person at the computer, or expires.
+        Applied::Approved { .. } => {
+            let expires_at = broker
+                .store
+                .request(request_id)
+                .await?
+                .map_or(now, |row| row.expires_at);
+            broker.schedule_expiry(request_id.to_string(), expires_at);
+            connection.write_message(&approved_earlier).await?;
+            connection
+                .write_message(&ServerToOperator::Pending {
+                    request_id: request_id.to_string(),
+                    expires_in: seconds_left(expires_at, now_millis()),
+                    recipients: Vec::new(),
+                    heartbeat_ms: broker.heartbeat_ms(),
+                })
+                .await?;
+            None
+        }
         other => {
             tracing::error!(?other, "a reuse did not settle its request");
             return refuse(
@@ -364,23 +396,8 @@ async fn reuse_approval(
             .await;
         }
     };
-    if let Outcome::Allowed { .. } = outcome {
-        connection
-            .write_message(&ServerToOperator::ApprovedEarlier {
-                request_id: earlier.id.clone(),
-                by,
-                valid_for: seconds_left(earlier.reusable_until.unwrap_or(now), now),
-            })
-            .await?;
-    }
     conclude(
-        broker,
-        connection,
-        ask,
-        request_id,
-        Some(outcome),
-        watch,
-        expected,
+        broker, connection, ask, request_id, outcome, watch, expected,
     )
     .await
 }

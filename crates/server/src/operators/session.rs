@@ -86,9 +86,9 @@ pub(super) async fn relay_session(
         tokio::select! {
             opened = tokio::time::timeout_at(deadline, &mut expected.receiver) => break opened,
             end = &mut expected.end, if reported.is_none() => match end {
-                // The computer refused before opening anything (a passkey
-                // approval that did not verify there): the operator hears
-                // its words.
+                // The computer refused before opening anything (an approval
+                // its own checks do not accept): the operator hears its
+                // words.
                 Ok(SessionEnd::Failed { message }) => {
                     // Unless the session did open (its connection is here,
                     // not yet taken): then it failed, as sessions do.
@@ -96,10 +96,17 @@ pub(super) async fn relay_session(
                         reported = Some(Ok(SessionEnd::Failed { message }));
                         break Ok(Ok(agent));
                     }
-                    broker
-                        .store
-                        .record(&audit(ask, AuditKind::Refused, request_id, Some(message.clone())))
-                        .await?;
+                    match request_id {
+                        // The request ends refused (an agent that says so
+                        // itself had it recorded already).
+                        Some(id) => {
+                            broker.refused_by_computer(&ask.computer, ask.computer_id, id, &message).await?;
+                        }
+                        None => {
+                            let refused = audit(ask, AuditKind::Refused, None, Some(message.clone()));
+                            broker.store.record(&refused).await?;
+                        }
+                    }
                     return refuse(&mut connection, Refusal::SessionFailed, message).await;
                 }
                 other => reported = Some(other),

@@ -179,6 +179,10 @@ fn cancel_refusal(cause: &CancelCause, computer: &str) -> Option<(Refusal, Strin
             Refusal::UnknownComputer,
             format!("unknown computer or not permitted: {computer:?} (your access was revoked)"),
         ),
+        CancelCause::RefusedByComputer { reason } => (
+            Refusal::SessionFailed,
+            format!("the computer refused the approval: {reason}"),
+        ),
     })
 }
 

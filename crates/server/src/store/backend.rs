@@ -104,6 +104,15 @@ impl Backend {
                         "identities",
                         include_str!(concat!("../../migrations/", $dir, "/0010_identities.sql")),
                     ),
+                    migration(
+                        11,
+                        "reuse with local consent",
+                        include_str!(concat!(
+                            "../../migrations/",
+                            $dir,
+                            "/0011_reuse_with_local_consent.sql"
+                        )),
+                    ),
                 ]
             };
         }

@@ -1,7 +1,7 @@
 //! A request as stored, and how a row becomes one.
 
 use super::{ComputerId, Millis, OperatorId, StoreError, seconds};
-use doorman_core::authorization::{Approval, PendingRequest, SettledRequest};
+use doorman_core::authorization::{Approval, PendingRequest, Reused, SettledRequest};
 use doorman_core::{CancelCause, LocalConsent, Outcome, Request, RequestState};
 use sqlx::Row;
 use sqlx::any::AnyRow;
@@ -37,8 +37,11 @@ pub struct RequestRow {
     pub approval_valid_for: u32,
     /// Until when it does (cleared by a Deny on the computer or a revocation).
     pub reusable_until: Option<Millis>,
-    /// The earlier request whose approval let this one in.
+    /// The earlier request whose approval let this one in (or, while it
+    /// waits for a required local Allow, stands in for the recipients').
     pub reused_from: Option<String>,
+    /// Who gave that earlier approval, while this request waits.
+    pub reused_by: Option<String>,
     /// The session's time limit in seconds (0: none).
     pub max_session_seconds: u32,
     /// What approvals must be made with, when the computer requires
@@ -79,6 +82,11 @@ impl RequestRow {
             approvals,
             local_consent: self.local_consent,
             local_approval: self.local_approval.clone(),
+            reused: self
+                .reused_from
+                .clone()
+                .zip(self.reused_by.clone())
+                .map(|(request_id, by)| Reused { request_id, by }),
         };
         match self.outcome() {
             None => Request::Pending(pending),
@@ -112,7 +120,7 @@ pub struct NewRequest {
 }
 
 /// The columns of `requests r`, in the order `request_from_row` reads them by name.
-pub(super) const REQUEST_COLUMNS: &str = "r.id, r.computer, r.operator, r.operator_id, r.computer_id, r.operator_ip, r.reason, r.service, r.state, r.created_at, r.expires_at, r.settled_at, r.decided_by, r.service_json, r.required_approvals, r.approval_count, r.cancel_cause, r.approval_valid_for, r.reusable_until, r.reused_from, r.max_session_seconds, r.local_consent, r.local_approved_by, r.local_approved_at, r.passkey";
+pub(super) const REQUEST_COLUMNS: &str = "r.id, r.computer, r.operator, r.operator_id, r.computer_id, r.operator_ip, r.reason, r.service, r.state, r.created_at, r.expires_at, r.settled_at, r.decided_by, r.service_json, r.required_approvals, r.approval_count, r.cancel_cause, r.approval_valid_for, r.reusable_until, r.reused_from, r.reused_by, r.max_session_seconds, r.local_consent, r.local_approved_by, r.local_approved_at, r.passkey";
 
 pub(super) fn request_from_row(row: &AnyRow) -> Result<RequestRow, StoreError> {
     let state: String = row.try_get("state")?;
@@ -140,6 +148,7 @@ pub(super) fn request_from_row(row: &AnyRow) -> Result<RequestRow, StoreError> {
         approval_valid_for: seconds(row, "approval_valid_for")?,
         reusable_until: row.try_get("reusable_until")?,
         reused_from: row.try_get("reused_from")?,
+        reused_by: row.try_get("reused_by")?,
         max_session_seconds: seconds(row, "max_session_seconds")?,
         local_consent: row
             .try_get::<String, _>("local_consent")?

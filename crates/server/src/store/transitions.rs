@@ -7,7 +7,7 @@ use super::{
     AuditEvent, ComputerId, Millis, OperatorId, REQUEST_COLUMNS, RequestRow, Store, StoreError,
     insert_audit, request_from_row,
 };
-use doorman_core::authorization::{Approval, Event, Step};
+use doorman_core::authorization::{Approval, Event, SettledRequest, Step};
 use doorman_core::{AuditKind, CancelCause, Outcome, Request};
 use sqlx::{AnyConnection, Row};
 
@@ -79,6 +79,41 @@ impl Store {
         tx.commit().await?;
         Ok(won)
     }
+
+    /// Persists the computer's refusal of the allowed request `row`
+    /// (`refused`, from `SettledRequest::refused_by_computer`), with its
+    /// audit event: the request ends cancelled and its approval can no
+    /// longer be reused. Returns false, writing nothing, when the request
+    /// is no longer allowed (refused already) or its session started.
+    pub async fn persist_refusal(
+        &self,
+        row: &RequestRow,
+        refused: &SettledRequest,
+        audit: &AuditEvent,
+    ) -> Result<bool, StoreError> {
+        let Outcome::Cancelled { at, cause } = refused.outcome() else {
+            return Ok(false);
+        };
+        let cause = serde_json::to_string(cause).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+        let mut tx = self.begin_write().await?;
+        let result = sqlx::query(
+            "UPDATE requests SET state = 'cancelled', settled_at = $2, cancel_cause = $3, reusable_until = NULL
+             WHERE id = $1 AND state = 'allowed'
+               AND NOT EXISTS (SELECT 1 FROM sessions s WHERE s.request_id = $4)",
+        )
+        .bind(&row.id)
+        .bind(*at)
+        .bind(cause)
+        .bind(&row.id)
+        .execute(&mut *tx)
+        .await?;
+        if result.rows_affected() != 1 {
+            return Ok(false);
+        }
+        insert_audit(&mut tx, audit).await?;
+        tx.commit().await?;
+        Ok(true)
+    }
 }
 
 async fn approvals_in(conn: &mut AnyConnection, id: &str) -> Result<Vec<Approval>, StoreError> {
@@ -121,17 +156,26 @@ pub fn transition_audit(row: &RequestRow, step: &Step, at: Millis) -> Option<Aud
     let event = |kind| AuditEvent::new(kind, at).request(&row.id, &row.computer);
     match step {
         Step::Unchanged(..) => None,
+        Step::Approved(pending) if row.reused_from.is_none() && pending.reused.is_some() => {
+            let reused = pending.reused.as_ref()?;
+            Some(event(AuditKind::Reused).detail(format!(
+                "the approval of request {} by {} was reused; the person at the computer must allow too",
+                reused.request_id, reused.by
+            )))
+        }
         Step::Approved(pending) => Some(event(AuditKind::Approved).detail(format!(
             "{} of {} approvals",
             pending.approvals.len(),
             pending.required_approvals
         ))),
         Step::Settled(settled) => Some(match settled.outcome() {
+            // Reused at once; one reused while the local Allow was awaited
+            // was audited as a reuse then, and is allowed now.
             Outcome::Allowed {
                 reused_from: Some(earlier),
                 by,
                 ..
-            } => event(AuditKind::Reused).detail(format!(
+            } if row.reused_from.is_none() => event(AuditKind::Reused).detail(format!(
                 "the approval of request {earlier} by {by} was reused"
             )),
             Outcome::Allowed { .. } => event(AuditKind::Allowed),
@@ -201,15 +245,34 @@ pub(super) async fn persist_in(
     assertion: Option<&str>,
 ) -> Result<bool, StoreError> {
     let seen = row.approval_count;
-    // The version a transition checks: the recipients' Allows counted, and
-    // whether the local Allow was given.
-    let version = if row.local_approval.is_some() {
-        "approval_count = $2 AND local_approved_by IS NOT NULL"
-    } else {
-        "approval_count = $2 AND local_approved_by IS NULL"
-    };
+    // The version a transition checks: the recipients' Allows counted,
+    // whether the local Allow was given, and whether an earlier approval
+    // was reused.
+    let set = |given: bool| if given { "IS NOT NULL" } else { "IS NULL" };
+    let version = format!(
+        "approval_count = $2 AND local_approved_by {} AND reused_from {}",
+        set(row.local_approval.is_some()),
+        set(row.reused_from.is_some())
+    );
     let (result, approval) = match step {
         Step::Unchanged(..) => return Ok(false),
+        // An earlier approval reused, the local Allow still to come.
+        Step::Approved(pending) if row.reused_from.is_none() && pending.reused.is_some() => {
+            let reused = pending.reused.as_ref();
+            let sql = format!(
+                "UPDATE requests SET reused_from = $3, reused_by = $4
+                 WHERE id = $1 AND state = 'pending' AND {version} AND expires_at > $5"
+            );
+            let result = sqlx::query(sqlx::AssertSqlSafe(sql))
+                .bind(&row.id)
+                .bind(seen)
+                .bind(reused.map(|r| r.request_id.as_str()))
+                .bind(reused.map(|r| r.by.as_str()))
+                .bind(at)
+                .execute(&mut *tx)
+                .await?;
+            (result, None)
+        }
         Step::Approved(pending)
             if row.local_approval.is_none() && pending.local_approval.is_some() =>
         {
