@@ -382,9 +382,9 @@ impl SettledRequest {
     /// computer enforces its own settings, so its word on its own sessions
     /// is the last. Anything but an allowed request is given back
     /// unchanged.
-    pub fn refused_by_computer(self, reason: String, at: Millis) -> Result<Self, Self> {
+    pub fn refused_by_computer(self, reason: String, at: Millis) -> Result<Self, Box<Self>> {
         if !matches!(self.outcome, Outcome::Allowed { .. }) {
-            return Err(self);
+            return Err(Box::new(self));
         }
         let refused = Outcome::Cancelled {
             at,

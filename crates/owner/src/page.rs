@@ -83,19 +83,18 @@ async fn headers(request: Request, next: Next) -> Response {
 /// exactly one, 421 for any other name or port.
 async fn only_this_window(State(state): State<Shared>, request: Request, next: Next) -> Response {
     if let Err(refused) = check_host(request.headers(), state.port) {
-        return refused;
+        return refused.into_response();
     }
     next.run(request).await
 }
 
-fn check_host(headers: &HeaderMap, port: u16) -> Result<(), Response> {
+fn check_host(headers: &HeaderMap, port: u16) -> Result<(), (StatusCode, &'static str)> {
     let mut hosts = headers.get_all(header::HOST).iter();
     let (Some(host), None) = (hosts.next(), hosts.next()) else {
         return Err((
             StatusCode::BAD_REQUEST,
             "A request must name exactly one Host.\n",
-        )
-            .into_response());
+        ));
     };
     if host
         .to_str()
@@ -106,8 +105,7 @@ fn check_host(headers: &HeaderMap, port: u16) -> Result<(), Response> {
     Err((
         StatusCode::MISDIRECTED_REQUEST,
         "This is the Doorman settings window of this computer: open it at the address `doorman settings open` gives.\n",
-    )
-        .into_response())
+    ))
 }
 
 /// Whether `host` names the window listening on 127.0.0.1 at `port`, as a
@@ -544,7 +542,7 @@ mod tests {
             for host in hosts {
                 headers.append(header::HOST, HeaderValue::from_str(host).unwrap());
             }
-            check_host(&headers, 4321).map_err(|refused| refused.status())
+            check_host(&headers, 4321).map_err(|(status, _)| status)
         };
         assert_eq!(status(&["127.0.0.1:4321"]), Ok(()));
         assert_eq!(status(&[]), Err(StatusCode::BAD_REQUEST));

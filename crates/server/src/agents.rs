@@ -236,7 +236,10 @@ async fn local_decision(
 /// ends refused (never sent to the agent again), and the operator waiting
 /// for the session is told why.
 async fn refused(broker: &Broker, name: &str, id: ComputerId, request_id: &str, reason: &str) {
-    match broker.refused_by_computer(name, id, request_id, reason).await {
+    match broker
+        .refused_by_computer(name, id, request_id, reason)
+        .await
+    {
         Ok(Some(reason)) => {
             let message = format!("the computer refused the approval: {reason}");
             let end = SessionEnd::Failed { message };
