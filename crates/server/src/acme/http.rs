@@ -16,6 +16,9 @@ use std::time::Duration;
 
 /// How long one ACME request may take, connection included.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
+/// The largest answer taken from an ACME server: a directory, an order or
+/// a certificate chain is a few kilobytes.
+const MAX_RESPONSE_BYTES: usize = 1 << 20;
 
 #[derive(Clone)]
 pub struct AcmeHttp {
@@ -99,15 +102,74 @@ async fn send(
         .send_request(request)
         .await
         .map_err(|e| other(e.to_string()))?;
-    // Read the whole body now, while the connection task runs.
+    // Read the whole body now, while the connection task runs, and no more
+    // than an ACME answer can need.
     let (parts, body) = response.into_parts();
-    let body = body
+    let body = http_body_util::Limited::new(body, MAX_RESPONSE_BYTES)
         .collect()
         .await
-        .map_err(|e| other(e.to_string()))?
+        .map_err(|e| {
+            if e.is::<http_body_util::LengthLimitError>() {
+                other(format!(
+                    "the ACME server's answer to {uri} is larger than {} KiB",
+                    MAX_RESPONSE_BYTES / 1024
+                ))
+            } else {
+                other(e.to_string())
+            }
+        })?
         .to_bytes();
     Ok(BytesResponse::from(hyper::Response::from_parts(
         parts,
         http_body_util::Full::new(body),
     )))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    /// Issue 25: a 1.5 GiB directory answer grew the server to 1.6 GB.
+    #[tokio::test]
+    async fn an_answer_past_the_limit_is_refused_without_reading_it_all() {
+        let dir = tempfile::tempdir().unwrap();
+        let certificates = doorman_test_support::tls::generate(dir.path());
+        let server =
+            doorman_proto::tls::server_config(&certificates.cert, &certificates.key).unwrap();
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let serving = tokio::spawn(async move {
+            let (tcp, _) = listener.accept().await.unwrap();
+            let mut tls = tokio_rustls::TlsAcceptor::from(server)
+                .accept(tcp)
+                .await
+                .unwrap();
+            let mut head = [0u8; 1024];
+            let _ = tls.read(&mut head).await;
+            let _ = tls
+                .write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 1073741824\r\n\r\n")
+                .await;
+            // Far more than the limit, until the client goes away.
+            let chunk = vec![b'x'; 64 * 1024];
+            let mut sent = 0usize;
+            while tls.write_all(&chunk).await.is_ok() {
+                sent += chunk.len();
+            }
+            sent
+        });
+        let client = doorman_proto::tls::client_config(Some(&certificates.ca)).unwrap();
+        let request = Request::get(format!("https://localhost:{port}/directory"))
+            .body(BodyWrapper::from(Vec::new()))
+            .unwrap();
+        let Err(error) = AcmeHttp::new(client).request(request).await else {
+            panic!("an answer of a gigabyte was taken");
+        };
+        assert!(
+            error.to_string().contains("is larger than 1024 KiB"),
+            "{error}"
+        );
+        let sent = serving.await.unwrap();
+        assert!(sent < 64 << 20, "read no more than it had to: {sent}");
+    }
 }
