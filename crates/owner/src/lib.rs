@@ -8,6 +8,7 @@
 
 mod access;
 mod browser;
+mod host;
 mod page;
 pub mod tray;
 pub mod window;

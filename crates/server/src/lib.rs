@@ -24,6 +24,9 @@ mod operators;
 mod origin;
 pub mod outbox;
 mod pages;
+mod public_url;
+use public_url::check_clear_text;
+pub use public_url::normalize_public_url;
 mod passkey_approval;
 pub mod private;
 pub mod private_ca;
@@ -188,44 +191,6 @@ pub struct AppState {
 /// The database URL for a data directory.
 pub fn default_database_url(data_dir: &std::path::Path) -> String {
     format!("sqlite://{}", data_dir.join("doorman.db").display())
-}
-
-/// Checks the public URL: scheme and host, no path, no trailing slash kept.
-pub fn normalize_public_url(url: &str) -> Result<String, ServerError> {
-    let trimmed = url.trim_end_matches('/');
-    let rest = trimmed
-        .strip_prefix("http://")
-        .or_else(|| trimmed.strip_prefix("https://"))
-        .ok_or_else(|| ServerError::PublicUrl(url.to_string()))?;
-    if rest.is_empty() || rest.contains(['/', '?', '#', ' ', '"', '<', '>']) {
-        return Err(ServerError::PublicUrl(url.to_string()));
-    }
-    Ok(trimmed.to_string())
-}
-
-/// Refuses a public URL that would send secrets in clear: `http://` to
-/// another host (unless `insecure` says so), or `http://` for a server that
-/// speaks only TLS.
-fn check_clear_text(public_url: &str, tls: bool, insecure: bool) -> Result<(), ServerError> {
-    let Some(authority) = public_url.strip_prefix("http://") else {
-        return Ok(());
-    };
-    if tls {
-        return Err(ServerError::PlainUrlForTls(public_url.to_string()));
-    }
-    let host = match authority.strip_prefix('[') {
-        Some(bracketed) => bracketed.split(']').next().unwrap_or_default(),
-        None => authority.split(':').next().unwrap_or_default(),
-    };
-    let local = host.eq_ignore_ascii_case("localhost")
-        || host
-            .parse::<std::net::IpAddr>()
-            .is_ok_and(|ip| ip.is_loopback());
-    if local || insecure {
-        Ok(())
-    } else {
-        Err(ServerError::ClearTextPublicUrl(public_url.to_string()))
-    }
 }
 
 /// The router with every page and endpoint.
