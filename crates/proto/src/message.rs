@@ -10,6 +10,9 @@ use doorman_core::display::{escape_hidden, shell_quote};
 use doorman_core::{Decision, LocalConsent};
 use serde::{Deserialize, Serialize};
 
+mod enroll;
+pub use enroll::{EnrollAsk, EnrollNews};
+
 /// How long a peer that promised a message every `heartbeat` may stay
 /// silent before its connection counts as dead: long enough for two pings
 /// to be late. A NAT that forgot the connection, a host that vanished or a
@@ -356,29 +359,6 @@ impl SessionEnd {
             code: status.code().unwrap_or(-1),
         }
     }
-}
-
-/// Computer → server on [`crate::ENROLL_PATH`]: email this recipient an
-/// enrolment link.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct EnrollAsk {
-    pub recipient: String,
-}
-
-/// Server → computer on [`crate::ENROLL_PATH`].
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
-pub enum EnrollNews {
-    /// The link is on its way; the page will show this code.
-    Started { code: String, expires_in: u64 },
-    /// The recipient made this passkey; the person at the computer decides
-    /// whether to pin it.
-    Enrolled {
-        passkey: doorman_core::passkey::PinnedPasskey,
-    },
-    /// The enrolment ended without a passkey.
-    Failed { message: String },
 }
 
 /// What a computer that requires passkey approvals tells the server: the
