@@ -156,14 +156,12 @@ async fn serve_agent(
                             broker.sessions.report_end(&session_id, &name, end);
                         }
                         AgentToServer::Refused { request_id, reason } => {
-                            // Recorded beside this loop; the operator waiting
-                            // for the session hears the computer's words.
-                            let broker_for_task = Arc::clone(&broker);
-                            let name = name.clone();
-                            let id = agent.id;
-                            broker.lifecycle.spawn(async move {
-                                refused(&broker_for_task, &name, id, &request_id, &reason).await;
-                            });
+                            // Recorded before this agent's next message is
+                            // read, so a flood of them waits on the
+                            // database instead of piling up; the operator
+                            // waiting for the session hears the computer's
+                            // words.
+                            refused(&broker, &name, agent.id, &request_id, &reason).await;
                         }
                         AgentToServer::LocalDecision { request_id, decision, user } => {
                             // Applied beside this loop: settling pushes the

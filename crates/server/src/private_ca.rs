@@ -24,6 +24,11 @@ pub enum CaError {
     Name { name: String },
     #[error("give at least one --name or --ip for the server certificate")]
     NoName,
+    #[error(
+        "{} belongs to uid {uid}: run `tls init` as that account (sudo -u doorman doorman admin …), so that the server can read what it makes",
+        path.display()
+    )]
+    NotTheOwner { path: PathBuf, uid: u32 },
     #[error("cannot write {path}: {source}")]
     Write {
         path: PathBuf,
@@ -97,6 +102,7 @@ pub fn init(data_dir: &Path, names: &[String], ips: &[IpAddr]) -> Result<Made, C
             return Err(CaError::Name { name: name.clone() });
         }
     }
+    refuse_anothers_data_dir(data_dir)?;
     let dir = data_dir.join(DIR);
     crate::private::create_dir(&dir).map_err(|source| CaError::Write {
         path: dir.clone(),
@@ -155,10 +161,6 @@ pub fn init(data_dir: &Path, names: &[String], ips: &[IpAddr]) -> Result<Made, C
     };
     write_private(&server.key, key.serialize_pem().as_bytes())?;
     write_private(&server.cert, cert.pem().as_bytes())?;
-    give_to_data_dir_owner(
-        data_dir,
-        &[&dir, &ca_key_path, &ca_pem_path, &server.key, &server.cert],
-    )?;
     Ok(Made {
         ca_fingerprint: fingerprint(&ca_pem),
         ca_file: ca_pem_path,
@@ -168,31 +170,23 @@ pub fn init(data_dir: &Path, names: &[String], ips: &[IpAddr]) -> Result<Made, C
     })
 }
 
-/// Gives `paths` to the data directory's owner when root made them there:
-/// `sudo doorman admin tls init` on the packaged service's data directory
-/// writes files its `doorman` account must read, or the server could not
-/// serve with them.
-fn give_to_data_dir_owner(data_dir: &Path, paths: &[&Path]) -> Result<(), CaError> {
+/// Refuses to work as root in a data directory another account owns (the
+/// package's `/var/lib/doorman`): the files would be root's, which the
+/// server cannot read, and giving them away afterwards would let that
+/// account point root's `chown` anywhere through a symbolic link. Run as
+/// the owner, the files are its own from the start.
+fn refuse_anothers_data_dir(data_dir: &Path) -> Result<(), CaError> {
     use std::os::unix::fs::MetadataExt;
     if !rustix::process::geteuid().is_root() {
         return Ok(());
     }
-    let owner = std::fs::metadata(data_dir).map_err(|source| CaError::Write {
-        path: data_dir.to_path_buf(),
-        source,
-    })?;
-    if owner.uid() == 0 {
-        return Ok(());
+    match std::fs::symlink_metadata(data_dir) {
+        Ok(owner) if owner.uid() != 0 => Err(CaError::NotTheOwner {
+            path: data_dir.to_path_buf(),
+            uid: owner.uid(),
+        }),
+        _ => Ok(()),
     }
-    for path in paths {
-        std::os::unix::fs::chown(path, Some(owner.uid()), Some(owner.gid())).map_err(|source| {
-            CaError::Write {
-                path: path.to_path_buf(),
-                source,
-            }
-        })?;
-    }
-    Ok(())
 }
 
 /// The CA's parameters, the same every time for the same key: the name

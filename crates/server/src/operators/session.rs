@@ -67,6 +67,25 @@ async fn record(
     }
 }
 
+/// Whether the computer's refusal ended this request (and was audited as
+/// it arrived).
+async fn refused_by_the_computer(broker: &Broker, request_id: Option<&str>) -> bool {
+    let Some(id) = request_id else {
+        return false;
+    };
+    matches!(
+        broker.store.load(id).await,
+        Ok(Some((_, doorman_core::Request::Settled(settled))))
+            if matches!(
+                settled.outcome(),
+                doorman_core::Outcome::Cancelled {
+                    cause: doorman_core::CancelCause::RefusedByComputer { .. },
+                    ..
+                }
+            )
+    )
+}
+
 /// Waits for the agent's session connection, then relays bytes both ways
 /// until either side closes.
 pub(super) async fn relay_session(
@@ -96,16 +115,12 @@ pub(super) async fn relay_session(
                         reported = Some(Ok(SessionEnd::Failed { message }));
                         break Ok(Ok(agent));
                     }
-                    match request_id {
-                        // The request ends refused (an agent that says so
-                        // itself had it recorded already).
-                        Some(id) => {
-                            broker.refused_by_computer(&ask.computer, ask.computer_id, id, &message).await?;
-                        }
-                        None => {
-                            let refused = audit(ask, AuditKind::Refused, None, Some(message.clone()));
-                            broker.store.record(&refused).await?;
-                        }
+                    // Only the computer's own refusal (`AgentToServer::Refused`,
+                    // recorded as it arrives) ends the request; a session that
+                    // failed to open (a network error, say) leaves it as it is.
+                    if !refused_by_the_computer(broker, request_id).await {
+                        let failed = audit(ask, AuditKind::Refused, request_id, Some(message.clone()));
+                        broker.store.record(&failed).await?;
                     }
                     return refuse(&mut connection, Refusal::SessionFailed, message).await;
                 }
@@ -133,6 +148,14 @@ pub(super) async fn relay_session(
                 &mut connection,
                 Refusal::SessionFailed,
                 "this approval was already used",
+            )
+            .await;
+        }
+        Err(StoreError::NoLongerAllowed) => {
+            return refuse(
+                &mut connection,
+                Refusal::SessionFailed,
+                "the approval ended before the session started",
             )
             .await;
         }

@@ -55,6 +55,8 @@ pub enum StoreError {
     NotFound { kind: &'static str, name: String },
     #[error("this request has already started its session")]
     SessionAlreadyStarted,
+    #[error("this request is no longer allowed")]
+    NoLongerAllowed,
     #[error("unsupported database URL {0:?}: use sqlite://FILE or postgres://…")]
     UnsupportedDatabase(String),
     #[error("database error: {0}")]

@@ -14,14 +14,17 @@ impl Store {
         operator: &str,
         now: Millis,
     ) -> Result<i64, StoreError> {
+        // A request's session starts only while it is allowed, in the same
+        // statement: a refusal or revocation that lands first wins.
         let row = sqlx::query(
-            "INSERT INTO sessions (request_id, computer, operator, started_at) VALUES ($1, $2, $3, $4) RETURNING id",
+            "INSERT INTO sessions (request_id, computer, operator, started_at) SELECT $1, $2, $3, $4 WHERE $5 IS NULL OR EXISTS (SELECT 1 FROM requests WHERE id = $5 AND state = 'allowed') RETURNING id",
         )
         .bind(request_id)
         .bind(computer)
         .bind(operator)
         .bind(now)
-        .fetch_one(&self.pool)
+        .bind(request_id)
+        .fetch_optional(&self.pool)
         .await
         .map_err(|e| {
             if unique_violation(&e) {
@@ -30,6 +33,7 @@ impl Store {
                 e.into()
             }
         })?;
+        let row = row.ok_or(StoreError::NoLongerAllowed)?;
         Ok(row.try_get("id")?)
     }
 
