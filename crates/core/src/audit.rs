@@ -59,6 +59,9 @@ audit_kinds! {
     SessionEnded = "session_ended",
     /// A shell session's recording ended: its id, size, duration, SHA-256.
     SessionRecorded = "session_recorded",
+    /// The oldest recordings were deleted to keep all of them within
+    /// `--recordings-max-total-bytes`: which, whose, how large.
+    RecordingsPruned = "recordings_pruned",
     OperatorAdded = "operator_added",
     OperatorReplaced = "operator_replaced",
     OperatorRemoved = "operator_removed",

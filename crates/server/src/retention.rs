@@ -76,7 +76,7 @@ pub(crate) async fn keep_recordings_within(broker: &Broker) {
     let max = broker.recordings.max_total_bytes;
     match broker
         .store
-        .prune_recordings_beyond(i64::try_from(max).unwrap_or(i64::MAX))
+        .prune_recordings_beyond(i64::try_from(max).unwrap_or(i64::MAX), clock::now_millis())
         .await
     {
         Ok(0) => {}

@@ -172,6 +172,12 @@ async fn past_the_total_limit_the_oldest_recordings_go_first() {
     let kept = world.broker.store.recordings(None, None).await.unwrap();
     assert_eq!(kept.len(), 1, "{kept:?}");
     assert_eq!(kept[0].id, ids[1], "the newest is kept");
+    let pruned = world.wait_for_audit("recordings_pruned").await;
+    let detail = pruned.detail.unwrap_or_default();
+    assert!(
+        detail.starts_with(&format!("recording {} of alice", ids[0])),
+        "{detail}"
+    );
     let alice = world.console_cookie(&world.operator_token).await;
     assert_eq!(
         get(

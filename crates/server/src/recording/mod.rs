@@ -70,10 +70,14 @@ impl Recording {
         let writer = tokio::spawn(async move {
             let mut seq = 0;
             while let Some(chunk) = receiver.recv().await {
-                if let Err(error) = store.append_recording(session_id, seq, &chunk).await {
-                    tracing::error!(%error, session = session_id, "cannot store part of a session recording");
+                // A chunk that could not be stored is lost, but leaves no gap
+                // in the numbering: playback goes on past it.
+                match store.append_recording(session_id, seq, &chunk).await {
+                    Ok(()) => seq += 1,
+                    Err(error) => {
+                        tracing::error!(%error, session = session_id, "cannot store part of a session recording")
+                    }
                 }
-                seq += 1;
             }
         });
         Ok(Recording {

@@ -4,7 +4,8 @@
 //! recording belongs to its operator's id: an operator removed and added
 //! again under the same name sees none of the old one's.
 
-use super::{ComputerId, Millis, OperatorId, Store, StoreError};
+use super::{AuditEvent, ComputerId, Millis, OperatorId, Store, StoreError, insert_audit};
+use doorman_core::AuditKind;
 use sqlx::Row;
 use sqlx::any::AnyRow;
 
@@ -227,28 +228,37 @@ impl Store {
         Ok(pruned)
     }
 
-    /// Deletes the oldest finished recordings until those left take at
-    /// most `max_total` bytes stored; how many went.
-    pub async fn prune_recordings_beyond(&self, max_total: i64) -> Result<u64, StoreError> {
-        let rows = sqlx::query(
-            "SELECT session_id, stored FROM recordings WHERE ended_at IS NOT NULL ORDER BY started_at DESC, session_id DESC",
+    /// Deletes the oldest finished recordings until all of them (those
+    /// under way too) take at most `max_total` bytes stored, and audits
+    /// each deletion; how many went.
+    pub async fn prune_recordings_beyond(
+        &self,
+        max_total: i64,
+        now: Millis,
+    ) -> Result<u64, StoreError> {
+        let total: i64 = sqlx::query("SELECT COALESCE(SUM(stored), 0) AS total FROM recordings")
+            .fetch_one(&self.pool)
+            .await?
+            .try_get("total")?;
+        if total <= max_total {
+            return Ok(0);
+        }
+        let oldest = sqlx::query(
+            "SELECT session_id, operator, computer, stored FROM recordings WHERE ended_at IS NOT NULL ORDER BY started_at, session_id",
         )
         .fetch_all(&self.pool)
         .await?;
-        let mut total: i64 = 0;
-        let mut doomed = Vec::new();
-        for row in &rows {
-            let stored: i64 = row.try_get("stored")?;
-            total = total.saturating_add(stored);
-            if total > max_total {
-                doomed.push(row.try_get::<i64, _>("session_id")?);
-            }
-        }
-        if doomed.is_empty() {
-            return Ok(0);
-        }
+        let mut excess = total - max_total;
         let mut tx = self.begin_write().await?;
-        for id in &doomed {
+        let mut pruned = 0;
+        for row in &oldest {
+            if excess <= 0 {
+                break;
+            }
+            let id: i64 = row.try_get("session_id")?;
+            let stored: i64 = row.try_get("stored")?;
+            let operator: String = row.try_get("operator")?;
+            let computer: String = row.try_get("computer")?;
             sqlx::query("DELETE FROM recording_chunks WHERE session_id = $1")
                 .bind(id)
                 .execute(&mut *tx)
@@ -257,9 +267,17 @@ impl Store {
                 .bind(id)
                 .execute(&mut *tx)
                 .await?;
+            let event = AuditEvent::new(AuditKind::RecordingsPruned, now)
+                .actor("retention")
+                .detail(format!(
+                    "recording {id} of {operator} on {computer} ({stored} bytes stored) deleted: all recordings past --recordings-max-total-bytes ({max_total})"
+                ));
+            insert_audit(&mut tx, &event).await?;
+            excess -= stored;
+            pruned += 1;
         }
         tx.commit().await?;
-        Ok(u64::try_from(doomed.len()).unwrap_or(u64::MAX))
+        Ok(pruned)
     }
 
     /// Chunk number `seq` of a recording, as stored, if there is one.
