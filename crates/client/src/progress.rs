@@ -19,8 +19,46 @@ pub enum ProgressStyle {
 pub struct Progress {
     style: ProgressStyle,
     out: Box<dyn Write + Send>,
-    recipients: String,
+    recipients: Vec<Recipient>,
     line_open: bool,
+}
+
+/// A recipient as the countdown names it (masked), and how its email is
+/// doing: nothing heard yet, `sending…`, then the relay's answer.
+#[derive(Clone, Debug, PartialEq, Eq)]
+struct Recipient {
+    name: String,
+    delivery: Option<DeliveryState>,
+}
+
+impl Recipient {
+    /// The name, with the email's state after it once there is news.
+    fn with_delivery(&self) -> String {
+        match self.delivery {
+            None => self.name.clone(),
+            Some(state) => format!("{} ({})", self.name, human_state(state)),
+        }
+    }
+}
+
+/// A delivery state as the countdown line shows it.
+fn human_state(state: DeliveryState) -> &'static str {
+    match state {
+        DeliveryState::Sending => "sending…",
+        DeliveryState::Sent => "sent",
+        DeliveryState::Retrying => "retrying",
+        DeliveryState::Failed => "failed",
+    }
+}
+
+/// A delivery state as `--json` names it (the wire's name).
+fn json_state(state: DeliveryState) -> &'static str {
+    match state {
+        DeliveryState::Sending => "sending",
+        DeliveryState::Sent => "sent",
+        DeliveryState::Retrying => "retrying",
+        DeliveryState::Failed => "failed",
+    }
 }
 
 impl Progress {
@@ -28,8 +66,36 @@ impl Progress {
         Self {
             style,
             out,
-            recipients: String::new(),
+            recipients: Vec::new(),
             line_open: false,
+        }
+    }
+
+    /// Who is waited for, for the human lines.
+    fn waiting_for(&self) -> String {
+        listed(&self.recipients, |r: &Recipient| r.name.clone())
+    }
+
+    /// Records news of the email to `name`. Two addresses may mask alike:
+    /// the news goes to one of theirs that has not settled (sent, failed)
+    /// and is not in this state already, so that the states shown are
+    /// right even if which is which cannot be told.
+    fn note_delivery(&mut self, name: &str, state: DeliveryState) {
+        let open = |r: &Recipient| {
+            r.name == name
+                && r.delivery != Some(state)
+                && !matches!(
+                    r.delivery,
+                    Some(DeliveryState::Sent | DeliveryState::Failed)
+                )
+        };
+        let index = self
+            .recipients
+            .iter()
+            .position(open)
+            .or_else(|| self.recipients.iter().position(|r| r.name == name));
+        if let Some(index) = index {
+            self.recipients[index].delivery = Some(state);
         }
     }
 
@@ -55,13 +121,22 @@ impl Progress {
     }
 
     pub fn pending(&mut self, request_id: &str, expires_in: u64, recipients: &[String]) {
-        // No emails: an earlier approval was reused, and the computer
-        // waits for its local Allow.
-        self.recipients = if recipients.is_empty() {
-            "the person at the computer".to_string()
-        } else {
-            recipients.join(", ")
-        };
+        // Told again after a reconnect: the news heard so far still holds.
+        let same = self.recipients.len() == recipients.len()
+            && self
+                .recipients
+                .iter()
+                .zip(recipients)
+                .all(|(r, n)| r.name == *n);
+        if !same {
+            self.recipients = recipients
+                .iter()
+                .map(|name| Recipient {
+                    name: name.clone(),
+                    delivery: None,
+                })
+                .collect();
+        }
         match self.style {
             ProgressStyle::Json => self.json(json!({
                 "event": "pending",
@@ -73,7 +148,7 @@ impl Progress {
             ProgressStyle::Human { live: false } => {
                 let text = format!(
                     "Waiting for email authorization from {}: expires in {expires_in} s",
-                    self.recipients
+                    self.waiting_for()
                 );
                 self.line(&text);
             }
@@ -95,11 +170,8 @@ impl Progress {
 
     /// How the email to one recipient is doing.
     pub fn delivery(&mut self, recipient: &str, state: DeliveryState, detail: Option<&str>) {
-        let name = match state {
-            DeliveryState::Sent => "sent",
-            DeliveryState::Retrying => "retrying",
-            DeliveryState::Failed => "failed",
-        };
+        self.note_delivery(recipient, state);
+        let name = json_state(state);
         match self.style {
             ProgressStyle::Json => self.json(json!({
                 "event": "delivery",
@@ -107,9 +179,10 @@ impl Progress {
                 "state": name,
                 "detail": detail,
             })),
-            // The countdown line already names the recipients; only trouble is news.
+            // The countdown line shows each email's state; only trouble
+            // gets a line of its own.
             ProgressStyle::Human { .. } => match (state, detail) {
-                (DeliveryState::Sent, _) => {}
+                (DeliveryState::Sending | DeliveryState::Sent, _) => {}
                 (_, detail) => {
                     let text = format!(
                         "Email to {recipient} {name}: {}",
@@ -245,14 +318,29 @@ impl Progress {
     }
 }
 
+/// The recipients, each as `describe` puts it.
+fn listed(recipients: &[Recipient], describe: impl Fn(&Recipient) -> String) -> String {
+    if recipients.is_empty() {
+        // No emails: an earlier approval was reused, and the computer
+        // waits for its local Allow.
+        return "the person at the computer".to_string();
+    }
+    let described: Vec<String> = recipients.iter().map(describe).collect();
+    described.join(", ")
+}
+
 /// The live countdown, fitted to a terminal `width` columns wide: a line
 /// that wrapped would be redrawn below itself on every tick. The longest
-/// form that fits wins; the last resort is cut.
-fn countdown_line(recipients: &str, secs: u64, width: usize) -> String {
+/// form that fits wins (the recipients with their emails' states, then
+/// their names alone); the last resort is cut.
+fn countdown_line(recipients: &[Recipient], secs: u64, width: usize) -> String {
+    let with_states = listed(recipients, Recipient::with_delivery);
+    let names = listed(recipients, |r: &Recipient| r.name.clone());
     let forms = [
         format!(
-            "Waiting for email authorization from {recipients}: {secs} s left (Ctrl-C cancels)"
+            "Waiting for email authorization from {with_states}: {secs} s left (Ctrl-C cancels)"
         ),
+        format!("Waiting for email authorization from {names}: {secs} s left (Ctrl-C cancels)"),
         format!("Waiting for email authorization: {secs} s left (Ctrl-C cancels)"),
         format!("Waiting for email authorization: {secs} s left"),
         format!("Waiting: {secs} s left"),
@@ -263,21 +351,72 @@ fn countdown_line(recipients: &str, secs: u64, width: usize) -> String {
         .iter()
         .find(|form| form.chars().count() <= room)
         .cloned()
-        .unwrap_or_else(|| forms[3].chars().take(room).collect())
+        .unwrap_or_else(|| forms[4].chars().take(room).collect())
 }
 
 #[cfg(test)]
 mod tests {
-    use super::countdown_line;
+    use super::{DeliveryState, Progress, ProgressStyle, countdown_line};
+
+    fn waiting_for(recipients: &[&str]) -> Progress {
+        let mut progress = Progress::new(
+            ProgressStyle::Human { live: false },
+            Box::new(std::io::sink()),
+        );
+        let names: Vec<String> = recipients.iter().map(|r| r.to_string()).collect();
+        progress.pending("r1", 180, &names);
+        progress
+    }
 
     #[test]
     fn the_countdown_fits_the_terminal() {
+        let progress = waiting_for(&["i***@example.com", "o***@example.com"]);
         let recipients = "i***@example.com, o***@example.com";
         for width in [200, 80, 60, 40, 20, 5] {
-            let line = countdown_line(recipients, 179, width);
+            let line = countdown_line(&progress.recipients, 179, width);
             assert!(line.chars().count() < width, "{width}: {line:?}");
             assert!(line.contains("179") || width < 10, "{width}: {line:?}");
         }
-        assert!(countdown_line(recipients, 179, 200).contains(recipients));
+        assert!(countdown_line(&progress.recipients, 179, 200).contains(recipients));
+    }
+
+    #[test]
+    fn the_countdown_shows_each_emails_state() {
+        let mut progress = waiting_for(&["i***@example.com", "o***@example.com"]);
+        progress.delivery("i***@example.com", DeliveryState::Sending, None);
+        progress.delivery("o***@example.com", DeliveryState::Sending, None);
+        progress.delivery("o***@example.com", DeliveryState::Sent, None);
+        let line = countdown_line(&progress.recipients, 170, 200);
+        assert_eq!(
+            line,
+            "Waiting for email authorization from i***@example.com (sending…), o***@example.com (sent): 170 s left (Ctrl-C cancels)"
+        );
+        // Too narrow for the states: the names alone.
+        let narrow = countdown_line(&progress.recipients, 170, 110);
+        assert!(
+            narrow.contains("from i***@example.com, o***@example.com:"),
+            "{narrow:?}"
+        );
+        // Told again after a reconnect: the news heard so far holds.
+        let names = [
+            "i***@example.com".to_string(),
+            "o***@example.com".to_string(),
+        ];
+        progress.pending("r1", 160, &names);
+        assert!(countdown_line(&progress.recipients, 160, 200).contains("(sending…)"));
+    }
+
+    #[test]
+    fn addresses_that_mask_alike_each_show_a_state() {
+        let mut progress = waiting_for(&["i***@example.com", "i***@example.com"]);
+        progress.delivery("i***@example.com", DeliveryState::Sending, None);
+        progress.delivery("i***@example.com", DeliveryState::Sending, None);
+        progress.delivery("i***@example.com", DeliveryState::Sent, None);
+        progress.delivery("i***@example.com", DeliveryState::Retrying, Some("451"));
+        let states: Vec<_> = progress.recipients.iter().map(|r| r.delivery).collect();
+        assert_eq!(
+            states,
+            [Some(DeliveryState::Sent), Some(DeliveryState::Retrying)]
+        );
     }
 }

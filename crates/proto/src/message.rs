@@ -187,7 +187,8 @@ pub enum ServerToOperator {
         /// Masked address.
         recipient: String,
         state: DeliveryState,
-        /// The SMTP server's reply for `retrying` and `failed`.
+        /// The SMTP server's reply for `retrying` and `failed`; none for
+        /// `sending` and `sent`.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         detail: Option<String>,
     },
@@ -212,11 +213,22 @@ pub struct ComputerStatus {
 }
 
 /// The delivery state of one authorization email.
+///
+/// `Sending` came later than the others. Client and server ship together;
+/// an older client that meets it cannot decode that one message, takes it
+/// for a broken connection, resumes the request and waits on.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum DeliveryState {
+    /// An attempt has started: the relay is being dialed or is taking
+    /// the email.
+    Sending,
+    /// The relay accepted it.
     Sent,
+    /// The relay refused it for now (or did not answer); it is tried again.
     Retrying,
+    /// The relay refused it for good, or the request expires before the
+    /// next try.
     Failed,
 }
 

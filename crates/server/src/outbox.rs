@@ -1,6 +1,12 @@
 //! The outbox worker: delivers queued emails over SMTP (or into
 //! `DATA_DIR/outbox/` when no SMTP server is configured), retrying temporary
 //! failures with jittered backoff until the request expires.
+//!
+//! Each email is delivered by a task of its own, at most
+//! [`MAX_IN_FLIGHT`] at once, so a slow relay or a recipient's slow mail
+//! server delays only its own emails: the worker starts the next due email
+//! as soon as a slot is free, not when a batch has ended. The operator hears
+//! `sending` when an attempt starts and the relay's answer when it ends.
 
 use crate::broker::{Broker, Witness};
 use crate::clock::now_millis;
@@ -12,9 +18,11 @@ use doorman_core::authorization::Event;
 use doorman_proto::message::DeliveryState;
 use lettre::message::Mailbox;
 use serde::{Deserialize, Serialize};
+use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
+use tokio::task::JoinSet;
 use tracing::Instrument;
 
 /// Where emails go.
@@ -51,50 +59,139 @@ pub struct MailSettings {
     pub message_id_host: String,
 }
 
-/// Emails sent at the same time.
-const PARALLEL_DELIVERIES: usize = 8;
+/// Emails delivered at the same time, at most. Each holds one connection
+/// to the relay (or writes one file) until the relay has answered or the
+/// relay's deadline (`smtp::SMTP_TIMEOUT`, 30 s) has passed, so this also
+/// bounds the connections open to the relay.
+const MAX_IN_FLIGHT: usize = 16;
+
+/// The longest the worker sleeps without reading the outbox.
+const IDLE_WAIT: Duration = Duration::from_secs(30);
+
+/// How long stopping waits for the deliveries under way before dropping
+/// them. A dropped one is still queued, and is sent again after the
+/// restart (with the same Message-ID and link).
+const STOP_GRACE: Duration = Duration::from_secs(5);
 
 /// Runs until shutdown.
 pub async fn run(broker: Arc<Broker>, delivery: Delivery, settings: MailSettings) {
+    let mut in_flight = InFlight::default();
+    // Enough rows to fill every free slot even when the earliest due are
+    // the ones under way.
+    let batch = i64::try_from(2 * MAX_IN_FLIGHT).unwrap_or(i64::MAX);
     loop {
         let now = now_millis();
-        match broker.store.due_emails(now, 32).await {
-            Ok(jobs) => {
-                // Several at once, so that one slow recipient's server does
-                // not hold up everyone else's approval; the batch ends before
-                // the next is read, so no email is picked up twice.
-                let mut sending = tokio::task::JoinSet::new();
-                for job in jobs {
-                    if sending.len() >= PARALLEL_DELIVERIES {
-                        let _ = sending.join_next().await;
+        if in_flight.has_room() {
+            match broker.store.due_emails(now, batch).await {
+                Ok(jobs) => {
+                    for job in jobs {
+                        if !in_flight.has_room() {
+                            break;
+                        }
+                        if !in_flight.holds(&job) {
+                            in_flight.start(job, &broker, &delivery, &settings);
+                        }
                     }
-                    let (broker, delivery, settings) =
-                        (Arc::clone(&broker), delivery.clone(), settings.clone());
-                    let span = tracing::info_span!(
-                        "email",
-                        request = %job.request.id,
-                        computer = %job.request.computer
-                    );
-                    sending.spawn(
-                        async move { deliver_one(&broker, &delivery, &settings, job).await }
-                            .instrument(span),
-                    );
                 }
-                while sending.join_next().await.is_some() {}
+                Err(error) => tracing::error!(%error, "cannot read the outbox"),
             }
-            Err(error) => tracing::error!(%error, "cannot read the outbox"),
         }
-        let wait = match broker.store.next_email_due().await {
+        // Emails due by now are under way or wait for a slot, which a
+        // delivery that ends frees: the wait is for the next one after.
+        let wait = match broker.store.next_email_due(now).await {
             Ok(Some(due)) => {
-                Duration::from_millis(u64::try_from(due - now_millis()).unwrap_or(0).min(30_000))
+                Duration::from_millis(u64::try_from(due - now_millis()).unwrap_or(0)).min(IDLE_WAIT)
             }
-            _ => Duration::from_secs(30),
+            _ => IDLE_WAIT,
         };
         tokio::select! {
             _ = broker.outbox_wakeup.notified() => {}
+            () = in_flight.next_finished() => {}
             _ = tokio::time::sleep(wait) => {}
-            _ = broker.lifecycle.stopping() => return,
+            _ = broker.lifecycle.stopping() => {
+                in_flight.stop().await;
+                return;
+            }
         }
+    }
+}
+
+/// An email's place in the outbox: its request and its recipient's position.
+type Place = (String, i64);
+
+/// The deliveries under way, a task each. Only the worker's loop starts and
+/// forgets them, and it forgets one only once its task has ended, that is
+/// after the task recorded the attempt: a read of the outbox that still
+/// finds the row queued finds it here too, so no email is picked up twice.
+/// (With PostgreSQL replicas only the server holding the leadership lock
+/// runs a worker.)
+#[derive(Default)]
+struct InFlight {
+    tasks: JoinSet<()>,
+    places: HashMap<tokio::task::Id, Place>,
+}
+
+impl InFlight {
+    fn has_room(&self) -> bool {
+        self.tasks.len() < MAX_IN_FLIGHT
+    }
+
+    /// Whether this email is being delivered.
+    fn holds(&self, job: &OutboxJob) -> bool {
+        self.places
+            .values()
+            .any(|(request, position)| *request == job.request.id && *position == job.position)
+    }
+
+    fn start(
+        &mut self,
+        job: OutboxJob,
+        broker: &Arc<Broker>,
+        delivery: &Delivery,
+        settings: &MailSettings,
+    ) {
+        let place = (job.request.id.clone(), job.position);
+        let span = tracing::info_span!(
+            "email",
+            request = %job.request.id,
+            computer = %job.request.computer
+        );
+        let (broker, delivery, settings) = (Arc::clone(broker), delivery.clone(), settings.clone());
+        let task = self.tasks.spawn(
+            async move { deliver_one(&broker, &delivery, &settings, job).await }.instrument(span),
+        );
+        self.places.insert(task.id(), place);
+    }
+
+    /// Completes when a delivery has ended (never while none is under way).
+    async fn next_finished(&mut self) {
+        match self.tasks.join_next_with_id().await {
+            Some(Ok((id, ()))) => {
+                self.places.remove(&id);
+            }
+            Some(Err(error)) => {
+                tracing::error!(%error, "an email delivery ended abnormally");
+                self.places.remove(&error.id());
+            }
+            None => std::future::pending::<()>().await,
+        }
+    }
+
+    /// Lets the deliveries under way end, for [`STOP_GRACE`] at most.
+    async fn stop(&mut self) {
+        let ended = tokio::time::timeout(STOP_GRACE, async {
+            while self.tasks.join_next().await.is_some() {}
+        })
+        .await
+        .is_ok();
+        if !ended {
+            tracing::warn!(
+                under_way = self.tasks.len(),
+                "stopping with emails still being delivered; they stay queued"
+            );
+            self.tasks.shutdown().await;
+        }
+        self.places.clear();
     }
 }
 
@@ -104,6 +201,7 @@ async fn deliver_one(
     settings: &MailSettings,
     job: OutboxJob,
 ) {
+    broker.report_delivery(&job.request.id, &job.address, DeliveryState::Sending, None);
     let token = broker.key.link_token(&job.request.id, job.position);
     let link = format!("{}/a/{token}", settings.public_url);
     let message_id = format!(

@@ -23,7 +23,9 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use tokio::net::TcpStream;
 
-/// How long one delivery (connecting included) may take.
+/// How long one delivery (connecting included) may take: a relay that
+/// stalls holds one of the outbox's delivery slots no longer than this,
+/// and the email is tried again later.
 const SMTP_TIMEOUT: Duration = Duration::from_secs(30);
 /// Idle connections kept for reuse.
 const MAX_IDLE: usize = 8;

@@ -1,11 +1,14 @@
 //! Email delivery through faults: temporary SMTP failures are retried until
 //! the request expires, permanent ones fail that recipient, the operator sees
-//! each recipient's state, and a request nobody can receive ends at once.
-//! Emails also go over TLS: implicit (`smtps://`) and STARTTLS
-//! (`?tls=required`), verified against the CA the server was given.
+//! each recipient's state (`sending` at each attempt, then the relay's
+//! answer), a request nobody can receive ends at once, and a slow recipient
+//! delays only its own emails. Emails also go over TLS: implicit
+//! (`smtps://`) and STARTTLS (`?tls=required`), verified against the CA the
+//! server was given.
 
 use doorman_client::ConnectError;
 use doorman_core::RequestState;
+use doorman_server::Limits;
 use doorman_test_support::World;
 use doorman_test_support::world::SmtpTls;
 
@@ -14,6 +17,24 @@ fn deliveries(progress: &str) -> Vec<serde_json::Value> {
         .lines()
         .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
         .filter(|e| e["event"] == "delivery")
+        .collect()
+}
+
+/// The relay's answers (`sent`, `retrying`, `failed`): the delivery news
+/// without the `sending` that precedes each attempt.
+fn answers(progress: &str) -> Vec<serde_json::Value> {
+    deliveries(progress)
+        .into_iter()
+        .filter(|e| e["state"] != "sending")
+        .collect()
+}
+
+/// The states the operator was told for one (masked) recipient, in order.
+fn states_of(progress: &str, recipient: &str) -> Vec<String> {
+    deliveries(progress)
+        .iter()
+        .filter(|e| e["recipient"] == recipient)
+        .map(|e| e["state"].as_str().unwrap_or_default().to_string())
         .collect()
 }
 
@@ -45,9 +66,13 @@ async fn a_request_nobody_can_receive_ends_at_once() {
     );
     assert_eq!(result.as_ref().unwrap_err().exit_code(), 248);
     assert_eq!(world.state_of(&id).await, RequestState::Cancelled);
-    let news = deliveries(&progress.text());
+    let news = answers(&progress.text());
     assert_eq!(news.len(), 2, "{news:?}");
     assert!(news.iter().all(|n| n["state"] == "failed"));
+    assert_eq!(
+        states_of(&progress.text(), "i***@example.com"),
+        ["sending", "failed"]
+    );
     assert!(news.iter().any(|n| n["recipient"] == "i***@example.com"
         && n["detail"].as_str().unwrap().contains("no such user")));
     let failed = world
@@ -83,7 +108,7 @@ async fn temporary_failures_are_retried_and_reported() {
                 == 2
         })
         .await;
-    let news = deliveries(&text);
+    let news = answers(&text);
     let for_it: Vec<_> = news
         .iter()
         .filter(|n| n["recipient"] == "i***@example.com")
@@ -94,6 +119,11 @@ async fn temporary_failures_are_retried_and_reported() {
         "{for_it:?}"
     );
     assert_eq!(for_it[1]["state"], "sent");
+    // Each attempt is announced as it starts.
+    assert_eq!(
+        states_of(&text, "i***@example.com"),
+        ["sending", "retrying", "sending", "sent"]
+    );
     let kinds: Vec<_> = world.audit_kinds().await;
     assert!(
         kinds.contains(&doorman_core::AuditKind::EmailRetrying),
@@ -119,7 +149,7 @@ async fn a_busy_smtp_server_is_tried_again() {
         .progress
         .wait_until(|t| deliveries(t).iter().any(|n| n["state"] == "sent"))
         .await;
-    let news = deliveries(&text);
+    let news = answers(&text);
     assert_eq!(news[0]["state"], "retrying", "{news:?}");
     world.click(&mails[0].link(), "deny").await;
     assert!(matches!(
@@ -164,7 +194,11 @@ async fn three_requests_in_turn(world: &World) -> Vec<Vec<serde_json::Value>> {
         // Reported once the send returned, so after its connection was
         // put back for the next email.
         progress
-            .wait_until(|t| deliveries(t).iter().any(|n| n["state"] != "retrying"))
+            .wait_until(|t| {
+                answers(t)
+                    .iter()
+                    .any(|n| n["state"] == "sent" || n["state"] == "failed")
+            })
             .await;
         world.click(&mails[n - 1].link(), "deny").await;
         assert!(matches!(
@@ -194,7 +228,86 @@ async fn a_relay_that_hung_up_gets_the_next_email_without_a_retry() {
         .await;
     world.smtp.hang_up_after_each_message();
     for news in three_requests_in_turn(&world).await {
-        assert!(news.iter().all(|n| n["state"] == "sent"), "{news:?}");
+        let states: Vec<_> = news.iter().map(|n| n["state"].clone()).collect();
+        assert_eq!(states, ["sending", "sent"], "{news:?}");
     }
     assert_eq!(world.smtp.connections(), 3);
+}
+
+/// Issue 26: three requests whose recipient's mail server took 25 s an
+/// email held another computer's email back by more than 20 s. Each email
+/// is now delivered on its own: the slow server delays only its own.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_slow_recipient_delays_only_its_own_emails() {
+    let limits = Limits {
+        max_pending_per_operator: 10,
+        ..Limits::default()
+    };
+    let world = World::builder()
+        .recipients(&["slow@example.com"])
+        .limits(limits)
+        .start()
+        .await;
+    world
+        .add_agent("home-pc", &World::builder().recipients(&["it@example.com"]))
+        .await;
+    let slow = world.smtp.stall_recipient("slow@example.com");
+
+    // Three requests whose emails the recipient's server holds, all at once.
+    let mut held = Vec::new();
+    for n in 1..=3 {
+        let connecting = world.connect(&["true"], "");
+        connecting.event("pending").await;
+        slow.wait_for_held(n).await;
+        held.push(connecting);
+    }
+    // Their operators see the emails being sent.
+    for connecting in &held {
+        connecting
+            .progress
+            .wait_until(|t| states_of(t, "s***@example.com") == ["sending"])
+            .await;
+    }
+
+    // Another computer's email goes out meanwhile, and its session runs.
+    let other = world.connect_to("home-pc", &world.operator_token, &["echo", "home"], "");
+    other.event("pending").await;
+    let mails = world.smtp.wait_for(1).await;
+    assert_eq!(mails[0].to, ["it@example.com"]);
+    other
+        .progress
+        .wait_until(|t| states_of(t, "i***@example.com") == ["sending", "sent"])
+        .await;
+    world.click(&mails[0].link(), "allow").await;
+    let stdout = other.stdout.clone();
+    assert_eq!(other.finish().await, Ok(0));
+    assert_eq!(stdout.text(), "home\n");
+    // The slow server still holds its three.
+    assert_eq!(world.smtp.mails().len(), 1);
+    for connecting in &held {
+        assert_eq!(
+            states_of(&connecting.progress.text(), "s***@example.com"),
+            ["sending"]
+        );
+    }
+
+    // Once it answers, they arrive and their operators hear so.
+    slow.release();
+    let mails = world.smtp.wait_for(4).await;
+    assert!(mails[1..].iter().all(|m| m.to == ["slow@example.com"]));
+    for connecting in &held {
+        connecting
+            .progress
+            .wait_until(|t| states_of(t, "s***@example.com") == ["sending", "sent"])
+            .await;
+    }
+    for mail in &mails[1..] {
+        world.click(&mail.link(), "deny").await;
+    }
+    for connecting in held {
+        assert!(matches!(
+            connecting.finish().await,
+            Err(ConnectError::Denied { .. })
+        ));
+    }
 }

@@ -52,7 +52,7 @@ async fn a_scrape_after_the_story_shows_what_happened() {
     let mails = world.smtp.wait_for(2).await;
     connecting
         .progress
-        .wait_until(|t| t.matches("\"delivery\"").count() == 2)
+        .wait_until(|t| t.matches("\"state\":\"sent\"").count() == 2)
         .await;
     assert_eq!(
         world.click(&mails[0].link(), "allow").await.status(),

@@ -35,7 +35,7 @@ async fn allow_runs_the_command_and_returns_its_exit_status() {
     // before the server records it as sent).
     connecting
         .progress
-        .wait_until(|t| t.matches("\"delivery\"").count() == 2)
+        .wait_until(|t| t.matches("\"state\":\"sent\"").count() == 2)
         .await;
     let response = world.click(&mails[0].link(), "allow").await;
     assert_eq!(response.status(), StatusCode::SEE_OTHER);
@@ -62,7 +62,9 @@ async fn allow_runs_the_command_and_returns_its_exit_status() {
         ["pending", "allowed", "session_started", "session_ended"]
     );
     assert_eq!(events[0], "pending");
-    assert_eq!(events.iter().filter(|e| *e == "delivery").count(), 2);
+    // Each email: `sending` as the attempt starts, then `sent`.
+    assert_eq!(events.iter().filter(|e| *e == "delivery").count(), 4);
+    assert_eq!(progress.text().matches("\"state\":\"sending\"").count(), 2);
     let allowed: serde_json::Value = serde_json::from_str(
         progress
             .text()

@@ -1,7 +1,9 @@
 //! An SMTP server for tests: accepts every message on loopback and lets tests
 //! await and read what arrived. It speaks plain SMTP, or TLS from the first
 //! byte (`smtps://`), or STARTTLS and then refuses mail until the client
-//! has upgraded (`?tls=required`).
+//! has upgraded (`?tls=required`). Tests script its faults: refusals per
+//! recipient or per connection, hang-ups, and a recipient whose server
+//! holds every email until the test releases it.
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -123,6 +125,48 @@ struct Script {
     /// Close each connection after the message it carried, as a relay that
     /// drops idle clients does.
     hang_up_after_message: bool,
+    /// Recipients whose RCPT TO goes unanswered until released.
+    stalls: std::collections::HashMap<String, Arc<Stall>>,
+}
+
+/// A recipient's slow mail server: each RCPT TO for it is held, unanswered,
+/// until the test releases them all.
+#[derive(Debug)]
+struct Stall {
+    /// How many RCPT TOs for the address have been held so far.
+    held: watch::Sender<usize>,
+    released: watch::Sender<bool>,
+}
+
+/// The test's handle on a recipient whose emails the sink holds.
+#[derive(Clone, Debug)]
+pub struct StalledRecipient {
+    address: String,
+    stall: Arc<Stall>,
+}
+
+impl StalledRecipient {
+    /// Waits (10 s at most) until `n` emails to the address have reached
+    /// the sink and are being held.
+    pub async fn wait_for_held(&self, n: usize) {
+        let mut held = self.stall.held.subscribe();
+        let reached = tokio::time::timeout(Duration::from_secs(10), async {
+            let _ = held.wait_for(|count| *count >= n).await;
+        })
+        .await;
+        if reached.is_err() {
+            panic!(
+                "expected {n} emails to {} held, got {}",
+                self.address,
+                *self.stall.held.borrow()
+            );
+        }
+    }
+
+    /// Answers the held RCPT TOs (250), and every later one at once.
+    pub fn release(&self) {
+        self.stall.released.send_replace(true);
+    }
 }
 
 /// The sink: address to give the server, and the mail it got.
@@ -203,6 +247,25 @@ impl SmtpSink {
             .expect("script lock")
             .greetings
             .extend(replies.iter().map(|r| r.to_string()));
+    }
+
+    /// Holds every RCPT TO for `address` unanswered until the returned
+    /// handle releases them, as a recipient's slow mail server does: the
+    /// client waits in the middle of the message.
+    pub fn stall_recipient(&self, address: &str) -> StalledRecipient {
+        let stall = Arc::new(Stall {
+            held: watch::channel(0).0,
+            released: watch::channel(false).0,
+        });
+        self.script
+            .lock()
+            .expect("script lock")
+            .stalls
+            .insert(address.to_string(), Arc::clone(&stall));
+        StalledRecipient {
+            address: address.to_string(),
+            stall,
+        }
     }
 
     /// Closes every connection once a message has been accepted on it,
@@ -349,6 +412,18 @@ impl Connection {
                 write.write_all(b"250 OK\r\n").await?;
             } else if upper.starts_with("RCPT TO:") {
                 let address = command[8..].trim().trim_matches(['<', '>']).to_string();
+                let stall = self
+                    .script
+                    .lock()
+                    .expect("script lock")
+                    .stalls
+                    .get(&address)
+                    .cloned();
+                if let Some(stall) = stall {
+                    let mut released = stall.released.subscribe();
+                    stall.held.send_modify(|count| *count += 1);
+                    let _ = released.wait_for(|released| *released).await;
+                }
                 let scripted = self
                     .script
                     .lock()

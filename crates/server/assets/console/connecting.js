@@ -44,14 +44,19 @@ function showRecipients(recipients) {
     ...recipients.map((recipient) => {
       const item = document.createElement("li");
       item.dataset.recipient = recipient;
-      item.textContent = `${recipient}: sending…`;
+      item.textContent = `${recipient}: queued`;
       return item;
     }),
   );
 }
 
 function showDelivery(message) {
-  const words = { sent: "email sent", retrying: "retrying", failed: "could not be emailed" };
+  const words = {
+    sending: "sending…",
+    sent: "email sent",
+    retrying: "retrying",
+    failed: "could not be emailed",
+  };
   for (const item of recipientList.children) {
     if (item.dataset.recipient === message.recipient) {
       const detail = message.detail ? ` (${message.detail})` : "";

@@ -55,12 +55,16 @@ impl Store {
         Ok(row.try_get("n")?)
     }
 
-    /// The earliest time a queued email is due, to sleep until then.
-    pub async fn next_email_due(&self) -> Result<Option<Millis>, StoreError> {
-        let row =
-            sqlx::query("SELECT MIN(next_attempt_at) AS due FROM outbox WHERE state = 'queued'")
-                .fetch_one(&self.pool)
-                .await?;
+    /// The earliest time after `after` a queued email is due, to sleep
+    /// until then. Emails due by `after` are left out: the worker has them
+    /// in hand already (being delivered, or waiting for a free slot).
+    pub async fn next_email_due(&self, after: Millis) -> Result<Option<Millis>, StoreError> {
+        let row = sqlx::query(
+            "SELECT MIN(next_attempt_at) AS due FROM outbox WHERE state = 'queued' AND next_attempt_at > $1",
+        )
+        .bind(after)
+        .fetch_one(&self.pool)
+        .await?;
         Ok(row.try_get("due")?)
     }
 
