@@ -13,7 +13,10 @@ use crate::verdict::{Settled, Verdict};
 use doorman_core::passkey::Assertion;
 use doorman_core::{LocalConsent, Outcome};
 use doorman_proto::connection::Connection;
-use doorman_proto::message::{AgentToServer, OfferReply, ServerToAgent, SessionEnd, silence_limit};
+use doorman_proto::message::{
+    AgentToServer, DEFAULT_WRITE_DEADLINE, OfferReply, ServerToAgent, SessionEnd, silence_limit,
+    write_deadline,
+};
 use doorman_proto::{AGENT_PATH, DialError};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -171,6 +174,11 @@ async fn serve_once(
             Ok(_) => return Err(LinkError::NoWelcome),
             Err(e) => return Err(e.into()),
         };
+    // A server that stops reading is given up, like one that falls silent,
+    // and dialed again.
+    writer.set_write_deadline(Some(
+        heartbeat.map_or(DEFAULT_WRITE_DEADLINE, write_deadline),
+    ));
     // What the console shows of this computer (and the recipients the
     // server may enrol): told now, and again when a heartbeat finds the
     // settings changed.

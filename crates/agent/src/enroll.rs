@@ -9,7 +9,7 @@ use doorman_core::passkey::PinnedPasskey;
 use doorman_core::{AgentSettings, SettingsChange};
 use doorman_proto::Connection;
 use doorman_proto::dial::Upgraded;
-use doorman_proto::message::{EnrollAsk, EnrollNews};
+use doorman_proto::message::{DEFAULT_WRITE_DEADLINE, EnrollAsk, EnrollNews};
 use std::path::Path;
 
 /// Why an enrolment did not give a passkey.
@@ -54,6 +54,7 @@ pub async fn start(settings: &AgentSettings, recipient: &str) -> Result<Enrolmen
     }
     let io = crate::dialing::dial(settings, doorman_proto::ENROLL_PATH).await?;
     let mut connection = Connection::new(io);
+    connection.set_write_deadline(Some(DEFAULT_WRITE_DEADLINE));
     connection
         .write_message(&EnrollAsk {
             recipient: recipient.to_string(),

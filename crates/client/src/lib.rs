@@ -16,7 +16,10 @@ pub use progress::{Progress, ProgressStyle};
 use doorman_core::Secret;
 use doorman_core::names::{validate_name, validate_reason};
 use doorman_proto::connection::Connection;
-use doorman_proto::message::{OperatorMessage, Refusal, ServerToOperator, Service, silence_limit};
+use doorman_proto::message::{
+    DEFAULT_WRITE_DEADLINE, OperatorMessage, Refusal, ServerToOperator, Service, silence_limit,
+    write_deadline,
+};
 use doorman_proto::{CONNECT_PATH, DialError, Dialer};
 use hyper::StatusCode;
 use hyper::header::{AUTHORIZATION, HeaderValue};
@@ -139,7 +142,7 @@ async fn resume(
         Err(ConnectError::BadToken) => return Err(ConnectError::BadToken),
         Err(_) => return Ok(None),
     };
-    let mut connection = Connection::new(io);
+    let mut connection = operator_connection(io);
     let resume = OperatorMessage::Resume {
         request_id: request_id.to_string(),
     };
@@ -148,6 +151,18 @@ async fn resume(
         .await
         .ok()
         .map(|()| connection))
+}
+
+/// The framed connection of an operator's wait: a server that takes
+/// nothing for the write deadline is given up (and dialed again, while a
+/// request is pending), not waited on. The session that may follow lifts
+/// the deadline: its bytes go at the pace of the remote program.
+fn operator_connection(
+    io: doorman_proto::dial::Upgraded,
+) -> Connection<doorman_proto::dial::Upgraded> {
+    let mut connection = Connection::new(io);
+    connection.set_write_deadline(Some(DEFAULT_WRITE_DEADLINE));
+    connection
 }
 
 /// Opens an operator connection; a token the server does not take is
@@ -260,7 +275,7 @@ pub async fn connect(
     let mut auth = HeaderValue::from_str(&format!("Bearer {}", request.token.expose()))
         .map_err(|_| ConnectError::BadToken)?;
     auth.set_sensitive(true);
-    let mut connection = Connection::new(dial_connect(&dialer, &auth).await?);
+    let mut connection = operator_connection(dial_connect(&dialer, &auth).await?);
     connection
         .write_message(&OperatorMessage::Connect {
             computer: request.computer.clone(),
@@ -360,11 +375,15 @@ pub async fn connect(
                 heartbeat_ms,
             } => {
                 progress.pending(&request_id, expires_in, &recipients);
+                let heartbeat = heartbeat_ms.map(Duration::from_millis);
+                connection.set_write_deadline(Some(
+                    heartbeat.map_or(DEFAULT_WRITE_DEADLINE, write_deadline),
+                ));
                 if !cancelling {
                     phase = Phase::Waiting {
                         request_id,
                         deadline: Instant::now() + Duration::from_secs(expires_in),
-                        silence: heartbeat_ms.map(|ms| silence_limit(Duration::from_millis(ms))),
+                        silence: heartbeat.map(silence_limit),
                     };
                 }
                 ticker.reset();
@@ -440,6 +459,7 @@ pub async fn connect(
                 }
                 let started = Instant::now();
                 let probe = (dialer.clone(), auth.clone());
+                connection.set_write_deadline(None);
                 let session = async move {
                     match request.session {
                         SessionKind::Forward(_) => {

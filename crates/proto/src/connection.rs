@@ -1,10 +1,14 @@
 //! Buffered frame I/O over any byte stream: read whole frames, write frames,
 //! and (de)serialize messages, with every size bounded by [`crate::frame`].
+//! A writer may have a write deadline: a peer that takes no frame for that
+//! long is stuck (or gone), and the connection is given up rather than
+//! waited on (see [`Connection::set_write_deadline`]).
 
 use crate::frame::{Frame, FrameError};
 use bytes::{Bytes, BytesMut};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
+use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadHalf, WriteHalf};
 
 /// Why a frame could not be read or written.
@@ -18,6 +22,11 @@ pub enum ConnectionError {
     Message(String),
     #[error("connection closed in the middle of a frame")]
     Truncated,
+    /// A frame waited longer than the write deadline for the peer to take
+    /// it: the peer stopped reading, or vanished with data unacknowledged.
+    /// Half a frame may have gone out, so the writer writes nothing more.
+    #[error("the peer took no data for {0:?}; giving the connection up")]
+    WriteStalled(Duration),
 }
 
 impl ConnectionError {
@@ -34,7 +43,9 @@ impl ConnectionError {
                     | std::io::ErrorKind::ConnectionAborted
                     | std::io::ErrorKind::BrokenPipe
             ),
-            ConnectionError::Frame(_) | ConnectionError::Message(_) => false,
+            ConnectionError::Frame(_)
+            | ConnectionError::Message(_)
+            | ConnectionError::WriteStalled(_) => false,
         }
     }
 }
@@ -108,11 +119,51 @@ pub fn decode_message<T: DeserializeOwned>(payload: &[u8]) -> Result<T, Connecti
     serde_json::from_slice(payload).map_err(|e| ConnectionError::Message(e.to_string()))
 }
 
+/// How long one frame may take to write, and whether one took longer.
+#[derive(Clone, Copy, Debug, Default)]
+struct WriteDeadline {
+    /// None: as long as it takes (a session's bytes go at the pace of the
+    /// program that reads them).
+    limit: Option<Duration>,
+    /// A write missed the deadline: the stream may end in half a frame.
+    missed: bool,
+}
+
+impl WriteDeadline {
+    /// Writes and flushes `bytes` to `io` within the deadline. Once one
+    /// write missed it, every later one fails at once.
+    async fn write<W: AsyncWrite + Unpin>(
+        &mut self,
+        io: &mut W,
+        bytes: &[u8],
+    ) -> Result<(), ConnectionError> {
+        if self.missed {
+            let limit = self.limit.unwrap_or_default();
+            return Err(ConnectionError::WriteStalled(limit));
+        }
+        let write = async {
+            io.write_all(bytes).await?;
+            io.flush().await
+        };
+        let Some(limit) = self.limit else {
+            return Ok(write.await?);
+        };
+        match tokio::time::timeout(limit, write).await {
+            Ok(written) => Ok(written?),
+            Err(_) => {
+                self.missed = true;
+                Err(ConnectionError::WriteStalled(limit))
+            }
+        }
+    }
+}
+
 /// Writes frames to a byte stream.
 #[derive(Debug)]
 pub struct FrameWriter<W> {
     io: W,
     buffer: BytesMut,
+    deadline: WriteDeadline,
 }
 
 impl<W: AsyncWrite + Unpin> FrameWriter<W> {
@@ -120,15 +171,19 @@ impl<W: AsyncWrite + Unpin> FrameWriter<W> {
         Self {
             io,
             buffer: BytesMut::new(),
+            deadline: WriteDeadline::default(),
         }
+    }
+
+    /// See [`Connection::set_write_deadline`].
+    pub fn set_write_deadline(&mut self, limit: Option<Duration>) {
+        self.deadline.limit = limit;
     }
 
     pub async fn write_frame(&mut self, frame: &Frame) -> Result<(), ConnectionError> {
         self.buffer.clear();
         frame.encode(&mut self.buffer)?;
-        self.io.write_all(&self.buffer).await?;
-        self.io.flush().await?;
-        Ok(())
+        self.deadline.write(&mut self.io, &self.buffer).await
     }
 
     pub async fn write_message<T: Serialize>(
@@ -157,6 +212,7 @@ impl<W: AsyncWrite + Unpin> FrameWriter<W> {
 pub struct Connection<T> {
     reader: FrameReader<T>,
     write_buffer: BytesMut,
+    write_deadline: WriteDeadline,
 }
 
 impl<T: AsyncRead + AsyncWrite + Unpin> Connection<T> {
@@ -169,7 +225,18 @@ impl<T: AsyncRead + AsyncWrite + Unpin> Connection<T> {
         Self {
             reader: FrameReader::with_buffered(io, buffered),
             write_buffer: BytesMut::new(),
+            write_deadline: WriteDeadline::default(),
         }
+    }
+
+    /// How long each frame may take to write (None: as long as it takes,
+    /// the default), like [`std::net::TcpStream::set_write_timeout`]. A
+    /// frame that takes longer fails with
+    /// [`ConnectionError::WriteStalled`], and so does every write after
+    /// it: the peer is stuck, and the connection is to be dropped. A
+    /// writer split off later keeps the deadline.
+    pub fn set_write_deadline(&mut self, limit: Option<Duration>) {
+        self.write_deadline.limit = limit;
     }
 
     pub async fn read_frame(&mut self) -> Result<Option<Frame>, ConnectionError> {
@@ -196,10 +263,7 @@ impl<T: AsyncRead + AsyncWrite + Unpin> Connection<T> {
         let buffer = &mut self.write_buffer;
         buffer.clear();
         frame.encode(buffer)?;
-        let io = &mut self.reader.io;
-        io.write_all(buffer).await?;
-        io.flush().await?;
-        Ok(())
+        self.write_deadline.write(&mut self.reader.io, buffer).await
     }
 
     /// The stream and the bytes already read past the last whole frame, for
@@ -209,10 +273,68 @@ impl<T: AsyncRead + AsyncWrite + Unpin> Connection<T> {
     }
 
     /// Splits into a reader and a writer that can run in separate tasks. Bytes
-    /// already buffered stay with the reader.
+    /// already buffered stay with the reader; the write deadline goes with
+    /// the writer.
     pub fn split(self) -> (FrameReader<ReadHalf<T>>, FrameWriter<WriteHalf<T>>) {
+        let deadline = self.write_deadline;
         let (io, buffer) = self.reader.into_parts();
         let (read, write) = tokio::io::split(io);
-        (FrameReader { io: read, buffer }, FrameWriter::new(write))
+        let mut writer = FrameWriter::new(write);
+        writer.deadline = deadline;
+        (FrameReader { io: read, buffer }, writer)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{Connection, ConnectionError, FrameReader};
+    use crate::frame::Frame;
+    use bytes::Bytes;
+    use std::time::Duration;
+
+    const DEADLINE: Duration = Duration::from_millis(50);
+
+    /// More than the 64-byte pipes below hold.
+    fn too_big_for_the_pipe() -> Frame {
+        Frame::Stdout(Bytes::from(vec![0; 1024]))
+    }
+
+    #[tokio::test]
+    async fn a_frame_the_peer_never_takes_misses_the_deadline_and_the_writer_writes_no_more() {
+        let (near, _far_never_read) = tokio::io::duplex(64);
+        let mut connection = Connection::new(near);
+        connection.set_write_deadline(Some(DEADLINE));
+        let stalled = connection.write_frame(&too_big_for_the_pipe()).await;
+        assert!(
+            matches!(stalled, Err(ConnectionError::WriteStalled(limit)) if limit == DEADLINE),
+            "{stalled:?}"
+        );
+        // Half a frame may have gone out: nothing may follow it.
+        let small = Frame::Stdout(Bytes::from_static(b"x"));
+        let after = connection.write_frame(&small).await;
+        assert!(
+            matches!(after, Err(ConnectionError::WriteStalled(_))),
+            "{after:?}"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_split_writer_keeps_the_deadline_and_what_it_wrote_before_arrives_whole() {
+        let (near, far) = tokio::io::duplex(64);
+        let mut connection = Connection::new(near);
+        connection.set_write_deadline(Some(DEADLINE));
+        let (_reader, mut writer) = connection.split();
+        writer
+            .write_message(&"fits")
+            .await
+            .expect("a frame that fits in the pipe is written");
+        let stalled = writer.write_frame(&too_big_for_the_pipe()).await;
+        assert!(
+            matches!(stalled, Err(ConnectionError::WriteStalled(_))),
+            "{stalled:?}"
+        );
+        let mut far = FrameReader::new(far);
+        let first: Option<String> = far.read_message().await.expect("a whole frame");
+        assert_eq!(first.as_deref(), Some("fits"));
     }
 }

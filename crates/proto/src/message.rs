@@ -21,6 +21,21 @@ pub fn silence_limit(heartbeat: std::time::Duration) -> std::time::Duration {
     heartbeat.saturating_mul(3)
 }
 
+/// How long one message to a peer that answers every `heartbeat` may wait
+/// for the peer to take it before the peer counts as stuck and its
+/// connection is dropped: as long as the peer may stay silent
+/// ([`silence_limit`]), so that one that stopped reading holds nothing up
+/// for longer than one that vanished. Set on a connection with
+/// [`crate::Connection::set_write_deadline`].
+pub fn write_deadline(heartbeat: std::time::Duration) -> std::time::Duration {
+    silence_limit(heartbeat)
+}
+
+/// [`write_deadline`] on a connection where no heartbeat was announced (an
+/// operator's before the server answered, a server too old to say, an
+/// enrolment): that of the server's default heartbeat of 20 s.
+pub const DEFAULT_WRITE_DEADLINE: std::time::Duration = std::time::Duration::from_secs(60);
+
 /// What an operator asks to reach on the remote computer.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]

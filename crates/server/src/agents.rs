@@ -1,21 +1,29 @@
 //! An agent's control connection: registers the agent as online, carries
 //! offers to it and its answers back, pushes settled outcomes, and pings it,
-//! taking it offline when it falls silent.
+//! taking it offline when it falls silent, or when it stops reading: every
+//! write has a deadline ([`write_deadline`] of the heartbeat), and the
+//! broker, which never waits on an agent, marks one whose queue is full as
+//! stuck.
 
-use crate::broker::{AgentCommand, Applied, Broker, Witness};
+use crate::broker::{AgentCommand, AgentLink, Applied, Broker, Witness};
 use crate::clock::now_millis;
 use crate::store::{AgentKey, ComputerId};
 use doorman_core::Decision;
 use doorman_core::authorization::Event;
 use doorman_core::limits::MAX_NAME_LEN;
 use doorman_proto::ConnectionError;
+use doorman_proto::connection::FrameWriter;
 use doorman_proto::dial::Upgraded;
-use doorman_proto::message::{AgentToServer, OfferReply, ServerToAgent, SessionEnd, silence_limit};
+use doorman_proto::message::{
+    AgentToServer, OfferReply, ServerToAgent, SessionEnd, silence_limit, write_deadline,
+};
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
+use tokio::io::AsyncWrite;
 use tokio::sync::oneshot;
 use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
 /// Serves one agent connection until it closes, the server stops, or the
@@ -40,8 +48,14 @@ async fn serve_agent(
     agent: AgentKey,
     address: std::net::IpAddr,
 ) {
-    let (mut reader, mut writer) = crate::relay::framed(io).split();
-    let (link_id, mut commands) = broker.agents.register(&name, &address.to_string());
+    let mut connection = crate::relay::framed(io);
+    connection.set_write_deadline(Some(write_deadline(broker.heartbeat)));
+    let (mut reader, mut writer) = connection.split();
+    let AgentLink {
+        id: link_id,
+        mut commands,
+        stuck,
+    } = broker.agents.register(&name, &address.to_string());
     tracing::info!("agent online");
     let mut offers: HashMap<String, oneshot::Sender<OfferReply>> = HashMap::new();
     let mut welcome = vec![ServerToAgent::Welcome {
@@ -73,10 +87,11 @@ async fn serve_agent(
             tracing::error!(%error, "cannot list requests allowed while the agent was away")
         }
     }
-    let mut greeted = true;
+    // Whether the connection may still take a clean close.
+    let mut writable = true;
     for message in &welcome {
-        if writer.write_message(message).await.is_err() {
-            greeted = false;
+        if !tell(&mut writer, message, &stuck).await {
+            writable = false;
             break;
         }
     }
@@ -85,7 +100,7 @@ async fn serve_agent(
     let mut heartbeat = broker.heartbeat_ticks();
     let mut key_changes = broker.agent_keys_changed.subscribe();
     key_changes.mark_unchanged();
-    if greeted {
+    if writable {
         loop {
             tokio::select! {
                 Ok(()) = key_changes.changed() => {
@@ -99,8 +114,8 @@ async fn serve_agent(
                         tracing::warn!(silent_for = ?last_heard.elapsed(), "agent fell silent; closing its connection");
                         break;
                     }
-                    if let Err(error) = writer.write_message(&ServerToAgent::Ping).await {
-                        tracing::info!(%error, "agent connection lost");
+                    if !tell(&mut writer, &ServerToAgent::Ping, &stuck).await {
+                        writable = false;
                         break;
                     }
                 }
@@ -113,8 +128,8 @@ async fn serve_agent(
                         }
                         AgentCommand::Send(message) => message,
                     };
-                    if let Err(error) = writer.write_message(&message).await {
-                        tracing::info!(%error, "agent connection lost");
+                    if !tell(&mut writer, &message, &stuck).await {
+                        writable = false;
                         break;
                     }
                 }
@@ -175,13 +190,21 @@ async fn serve_agent(
                         }
                     }
                 }
+                // Its queue is full: the broker found it stuck (and said so).
+                () = stuck.cancelled() => {
+                    writable = false;
+                    break;
+                }
                 _ = broker.lifecycle.stopping() => break,
             }
         }
     }
     // A clean end (TLS close_notify) tells the agent that the server closed
-    // the connection on purpose, e.g. when it stops, rather than losing it.
-    let _ = tokio::time::timeout(CLOSE_TIMEOUT, writer.shutdown()).await;
+    // the connection on purpose, e.g. when it stops, rather than losing it;
+    // an agent that takes nothing more is not waited on for it.
+    if writable {
+        let _ = tokio::time::timeout(CLOSE_TIMEOUT, writer.shutdown()).await;
+    }
     tracing::info!("agent offline");
     if broker.agents.unregister(&name, link_id) {
         broker.computer_went_offline(&name, agent.id).await;
@@ -191,6 +214,31 @@ async fn serve_agent(
 /// How long closing an agent's connection cleanly may take; a peer that
 /// stopped reading must not hold up the server's stop.
 const CLOSE_TIMEOUT: Duration = Duration::from_secs(1);
+
+/// Writes `message` to the agent; false, with the reason logged, when the
+/// connection is to close: it failed, the agent took nothing for the write
+/// deadline, or the broker found the agent stuck meanwhile (its queue
+/// full), which ends the write at once.
+async fn tell<W: AsyncWrite + Unpin>(
+    writer: &mut FrameWriter<W>,
+    message: &ServerToAgent,
+    stuck: &CancellationToken,
+) -> bool {
+    tokio::select! {
+        written = writer.write_message(message) => match written {
+            Ok(()) => true,
+            Err(error @ ConnectionError::WriteStalled(_)) => {
+                tracing::warn!(%error, "the agent stopped reading; closing its connection");
+                false
+            }
+            Err(error) => {
+                tracing::info!(%error, "agent connection lost");
+                false
+            }
+        },
+        () = stuck.cancelled() => false,
+    }
+}
 
 /// A person at computer `name` (whose id is `id`) answered one of its
 /// requests: applied as a local decision, audited with their login name.

@@ -29,7 +29,7 @@ use axum::response::{Html, IntoResponse, Response};
 use doorman_core::AuditKind;
 use doorman_core::passkey::{self, B64, Expected, PinnedPasskey};
 use doorman_proto::Connection;
-use doorman_proto::message::{EnrollAsk, EnrollNews};
+use doorman_proto::message::{EnrollAsk, EnrollNews, write_deadline};
 use std::collections::HashMap;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
@@ -110,6 +110,8 @@ pub async fn upgrade(
     let for_task = state.clone();
     crate::upgrade::switch(&state, request, move |io| async move {
         let mut connection = Connection::new(io);
+        // A computer that stops reading is dropped, not waited on.
+        connection.set_write_deadline(Some(write_deadline(for_task.broker.heartbeat)));
         let from = Asker {
             computer: &computer,
             address: client,

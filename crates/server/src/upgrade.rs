@@ -269,7 +269,7 @@ pub async fn tunnel(
         tunnel_id,
         target: target.clone(),
     };
-    if !state.broker.agents.send(&grant.computer, open).await {
+    if !state.broker.agents.send(&grant.computer, open) {
         return plain(StatusCode::SERVICE_UNAVAILABLE, "the computer is offline");
     }
     let agent = match tokio::time::timeout(TUNNEL_OPEN_TIMEOUT, &mut expected.receiver).await {

@@ -1,11 +1,48 @@
 //! A raw operator: dials `/v1/connect` with a token and sends whatever JSON
 //! the test writes, without the checks `doorman connect` makes first, so
-//! that the server's own checks are what a test exercises.
+//! that the server's own checks are what a test exercises. And a raw agent:
+//! dials `/v1/agent` with a computer's name and key, and then reads and
+//! writes only what the test does (so that it can stop reading).
 
+use doorman_proto::dial::Upgraded;
 use doorman_proto::message::ServerToOperator;
-use doorman_proto::{CONNECT_PATH, Connection, Dialer};
-use hyper::header::{AUTHORIZATION, HeaderValue};
+use doorman_proto::{AGENT_NAME_HEADER, AGENT_PATH, CONNECT_PATH, Connection, Dialer};
+use hyper::header::{AUTHORIZATION, HeaderName, HeaderValue};
 use std::time::Duration;
+
+fn bearer(secret: &str) -> HeaderValue {
+    let mut auth = HeaderValue::from_str(&format!("Bearer {secret}")).expect("a secret");
+    auth.set_sensitive(true);
+    auth
+}
+
+/// An operator connection with `token`, upgraded and nothing sent yet.
+pub async fn operator(server: &str, token: &str) -> Connection<Upgraded> {
+    let dialer = Dialer::new(server, None).expect("a server URL");
+    let io = dialer
+        .dial(CONNECT_PATH, &[(AUTHORIZATION, bearer(token))])
+        .await
+        .expect("the server upgrades the connection");
+    Connection::new(io)
+}
+
+/// An agent's control connection as computer `name` with `key`, upgraded;
+/// the server's welcome is the first thing to read.
+pub async fn agent(server: &str, name: &str, key: &str) -> Connection<Upgraded> {
+    let dialer = Dialer::new(server, None).expect("a server URL");
+    let headers = [
+        (
+            HeaderName::from_static(AGENT_NAME_HEADER),
+            HeaderValue::from_str(name).expect("a computer name"),
+        ),
+        (AUTHORIZATION, bearer(key)),
+    ];
+    let io = dialer
+        .dial(AGENT_PATH, &headers)
+        .await
+        .expect("the server takes the agent");
+    Connection::new(io)
+}
 
 /// Sends `message` as the first message of an operator connection and
 /// returns the server's first answer that is not a ping.
@@ -14,14 +51,7 @@ pub async fn first_answer(
     token: &str,
     message: &serde_json::Value,
 ) -> ServerToOperator {
-    let dialer = Dialer::new(server, None).expect("a server URL");
-    let mut auth = HeaderValue::from_str(&format!("Bearer {token}")).expect("a token");
-    auth.set_sensitive(true);
-    let io = dialer
-        .dial(CONNECT_PATH, &[(AUTHORIZATION, auth)])
-        .await
-        .expect("the server upgrades the connection");
-    let mut connection = Connection::new(io);
+    let mut connection = operator(server, token).await;
     connection
         .write_message(message)
         .await

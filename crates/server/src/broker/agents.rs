@@ -1,5 +1,8 @@
 //! Which agents are online: one connection per computer name, the channel
-//! to its task, offers sent to it and their answers.
+//! to its task, offers sent to it and their answers. Nothing here waits on
+//! an agent: a message that finds its agent's queue full is not sent, and
+//! the agent, which stopped reading, is dropped (it dials again and is sent
+//! what it missed).
 
 use super::lock;
 use doorman_proto::message::{ComputerStatus, OfferReply, ServerToAgent};
@@ -8,9 +11,15 @@ use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 use tokio::sync::{mpsc, oneshot, watch};
+use tokio_util::sync::CancellationToken;
 
 /// How long an agent has to answer an offer.
 pub const OFFER_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Messages that may wait for an agent's connection task. A healthy agent
+/// takes each in a moment; one whose queue is full has stopped reading, and
+/// is dropped.
+const QUEUE: usize = 64;
 
 /// What the broker asks of an agent's connection task.
 #[derive(Debug)]
@@ -35,6 +44,9 @@ struct AgentConnection {
     /// Tells this connection from a later one of the same name.
     id: u64,
     commands: mpsc::Sender<Box<AgentCommand>>,
+    /// Cancelled when the agent is found stuck: its task then closes the
+    /// connection.
+    stuck: CancellationToken,
     address: String,
     /// What its settings say, once it told.
     status: Option<ComputerStatus>,
@@ -44,6 +56,18 @@ struct AgentConnection {
 /// goes unlogged: two agents with one key make one episode, not a log line
 /// every few seconds.
 const DISPLACEMENT_LOG_QUIET: std::time::Duration = std::time::Duration::from_secs(600);
+
+/// One connection's end of the registry, for the task serving it.
+#[derive(Debug)]
+pub struct AgentLink {
+    /// Tells this connection from a later one of the same name.
+    pub id: u64,
+    /// What the broker asks of the connection.
+    pub commands: mpsc::Receiver<Box<AgentCommand>>,
+    /// Cancelled when the agent did not take its messages: close the
+    /// connection at once.
+    pub stuck: CancellationToken,
+}
 
 /// The online agents, by computer name.
 #[derive(Debug)]
@@ -74,12 +98,14 @@ impl AgentRegistry {
     /// one of the same name, which is told who took its place.
     /// Commands travel boxed: a channel allocates room for 32 of what it
     /// carries at once, and every online agent has one.
-    pub fn register(&self, name: &str, address: &str) -> (u64, mpsc::Receiver<Box<AgentCommand>>) {
+    pub fn register(&self, name: &str, address: &str) -> AgentLink {
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
-        let (commands, receiver) = mpsc::channel(64);
+        let (commands, receiver) = mpsc::channel(QUEUE);
+        let stuck = CancellationToken::new();
         let connection = AgentConnection {
             id,
             commands,
+            stuck: stuck.clone(),
             address: address.to_string(),
             status: None,
         };
@@ -109,7 +135,11 @@ impl AgentRegistry {
             }
         }
         self.changed.send_modify(|version| *version += 1);
-        (id, receiver)
+        AgentLink {
+            id,
+            commands: receiver,
+            stuck,
+        }
     }
 
     /// Removes this connection of the agent; false when a newer one had
@@ -187,10 +217,35 @@ impl AgentRegistry {
         lock(&self.online).contains_key(name)
     }
 
-    fn sender(&self, name: &str) -> Option<mpsc::Sender<Box<AgentCommand>>> {
-        lock(&self.online)
-            .get(name)
-            .map(|link| link.commands.clone())
+    /// Queues `command` for the agent's connection without waiting; false
+    /// when it is not online, or stuck: its queue is full because it
+    /// stopped reading (its connection's writes wait on it, see
+    /// `crate::agents`). A stuck agent is told to close its connection:
+    /// waiting on it would hold up whoever sends (an approval's POST, an
+    /// operator's connect), and an agent that is alive dials again and is
+    /// sent again what it missed (requests allowed meanwhile).
+    fn queue(&self, computer: &str, command: AgentCommand) -> bool {
+        let online = lock(&self.online);
+        let Some(link) = online.get(computer) else {
+            return false;
+        };
+        match link.commands.try_send(Box::new(command)) {
+            Ok(()) => true,
+            Err(mpsc::error::TrySendError::Closed(_)) => false,
+            Err(mpsc::error::TrySendError::Full(_)) => {
+                let first = !link.stuck.is_cancelled();
+                link.stuck.cancel();
+                drop(online);
+                if first {
+                    tracing::warn!(
+                        computer = %computer,
+                        waiting = QUEUE,
+                        "the agent takes none of its messages (it stopped reading); dropping its connection"
+                    );
+                }
+                false
+            }
+        }
     }
 
     /// Offers a session to an agent and waits for its answer.
@@ -200,16 +255,15 @@ impl AgentRegistry {
         request_id: &str,
         offer: ServerToAgent,
     ) -> Result<OfferReply, OfferError> {
-        let sender = self.sender(computer).ok_or(OfferError::Offline)?;
         let (reply, answer) = oneshot::channel();
-        sender
-            .send(Box::new(AgentCommand::Offer {
-                offer,
-                request_id: request_id.to_string(),
-                reply,
-            }))
-            .await
-            .map_err(|_| OfferError::Offline)?;
+        let command = AgentCommand::Offer {
+            offer,
+            request_id: request_id.to_string(),
+            reply,
+        };
+        if !self.queue(computer, command) {
+            return Err(OfferError::Offline);
+        }
         match tokio::time::timeout(OFFER_TIMEOUT, answer).await {
             Ok(Ok(reply)) => Ok(reply),
             Ok(Err(_)) => Err(OfferError::Offline),
@@ -217,14 +271,32 @@ impl AgentRegistry {
         }
     }
 
-    /// Sends a message to an online agent; false if it is not online.
-    pub async fn send(&self, computer: &str, message: ServerToAgent) -> bool {
-        match self.sender(computer) {
-            Some(sender) => sender
-                .send(Box::new(AgentCommand::Send(message)))
-                .await
-                .is_ok(),
-            None => false,
+    /// Sends a message to an online agent, without waiting on it; false if
+    /// it is not online, or was found stuck (see `queue`).
+    pub fn send(&self, computer: &str, message: ServerToAgent) -> bool {
+        self.queue(computer, AgentCommand::Send(message))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{AgentRegistry, OfferError, QUEUE};
+    use doorman_proto::message::ServerToAgent;
+
+    #[tokio::test]
+    async fn a_message_that_finds_the_queue_full_waits_for_nothing_and_drops_the_agent() {
+        let registry = AgentRegistry::counted(metrics::Gauge::noop());
+        let link = registry.register("pc", "192.0.2.1");
+        for _ in 0..QUEUE {
+            assert!(registry.send("pc", ServerToAgent::Ping));
         }
+        assert!(!link.stuck.is_cancelled());
+        // Nobody takes the queue's messages: the next is not sent, and the
+        // connection is told to close.
+        assert!(!registry.send("pc", ServerToAgent::Ping));
+        assert!(link.stuck.is_cancelled());
+        let offer = registry.offer("pc", "r1", ServerToAgent::Ping).await;
+        assert_eq!(offer, Err(OfferError::Offline));
+        assert!(!registry.send("another-pc", ServerToAgent::Ping));
     }
 }

@@ -11,7 +11,7 @@ mod lifecycle;
 mod sessions;
 mod waiters;
 
-pub use agents::{AgentCommand, AgentRegistry, OFFER_TIMEOUT, OfferError};
+pub use agents::{AgentCommand, AgentLink, AgentRegistry, OFFER_TIMEOUT, OfferError};
 pub use lifecycle::Lifecycle;
 pub use sessions::{
     AgentConnection, ExpectedSession, ForwardGrant, ForwardingGuard, Forwards, SessionSlots,
@@ -332,6 +332,10 @@ impl Broker {
         Ok(Some(reason))
     }
 
+    /// Tells the waiting operator and the agent how the request ended,
+    /// waiting on neither: an agent that does not take the news is dropped
+    /// (see [`AgentRegistry::send`]) and hears it again when it dials back,
+    /// if it was an Allow.
     async fn publish(&self, row: &crate::store::RequestRow, outcome: &Outcome) {
         self.waiters.settle(&row.id, outcome);
         let settled = ServerToAgent::Settled {
@@ -339,7 +343,7 @@ impl Broker {
             outcome: outcome.clone(),
             assertions: self.assertions_of(row, outcome).await,
         };
-        self.agents.send(&row.computer, settled).await;
+        self.agents.send(&row.computer, settled);
     }
 
     /// The passkey assertions an allowed request's approvals were made

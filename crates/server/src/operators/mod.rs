@@ -19,7 +19,7 @@ use crate::secrets;
 use crate::store::{AuditEvent, ComputerId, OperatorId, OperatorIdentity, StoreError};
 use doorman_core::AuditKind;
 use doorman_proto::connection::Connection;
-use doorman_proto::message::{OperatorMessage, Refusal, ServerToOperator, Service};
+use doorman_proto::message::{OperatorMessage, Refusal, ServerToOperator, Service, write_deadline};
 use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::Duration;
@@ -57,7 +57,10 @@ pub async fn serve(
     ip: IpAddr,
     via: Via,
 ) {
-    let connection = Connection::new(io);
+    let mut connection = Connection::new(io);
+    // An operator that stops reading is dropped, not waited on; the
+    // session's bytes, relayed raw, are not held to it.
+    connection.set_write_deadline(Some(write_deadline(broker.heartbeat)));
     let who = Who {
         operator: &operator.name,
         operator_id: operator.id,
@@ -83,6 +86,11 @@ pub async fn serve(
             }
             Err(OperatorError::Connection(error @ doorman_proto::ConnectionError::Io(_))) => {
                 tracing::info!(%error, "operator connection lost");
+            }
+            Err(OperatorError::Connection(
+                error @ doorman_proto::ConnectionError::WriteStalled(_),
+            )) => {
+                tracing::info!(%error, "operator stopped reading; its connection was dropped");
             }
             Err(error) => tracing::warn!(%error, "operator connection failed"),
         }
