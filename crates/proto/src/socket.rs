@@ -10,21 +10,15 @@ const KEEPALIVE_IDLE: Duration = Duration::from_secs(30);
 const KEEPALIVE_INTERVAL: Duration = Duration::from_secs(10);
 const KEEPALIVE_PROBES: u32 = 3;
 
-/// How long sent data may stay unacknowledged before the kernel gives the
-/// connection up (`TCP_USER_TIMEOUT`, Linux): as long as the keepalives
-/// take to find a quiet peer gone, so that a peer that vanished with data
-/// on its way is noticed as soon as one that vanished idle, instead of
-/// after the quarter of an hour of retransmissions. (Linux also counts a
-/// receive window the peer keeps shut, so a peer that takes nothing for
-/// this long is dropped too.)
-pub const UNACKNOWLEDGED_LIMIT: Duration =
-    KEEPALIVE_IDLE.saturating_add(KEEPALIVE_INTERVAL.saturating_mul(KEEPALIVE_PROBES));
-
 /// No Nagle delay (sessions are interactive; small writes must not wait),
-/// TCP keepalives, so that an idle session keeps its NAT mappings and a
-/// peer that vanished is noticed within about a minute instead of never,
-/// and [`UNACKNOWLEDGED_LIMIT`] for one that vanished while data was on
-/// its way.
+/// and TCP keepalives, so that an idle session keeps its NAT mappings and a
+/// peer that vanished is noticed within about a minute instead of never.
+///
+/// No `TCP_USER_TIMEOUT`: Linux counts a receive window the peer keeps shut
+/// against it, so it would end a session whose reader pauses (`less` on a
+/// long output) as ssh does not. A control connection's peer that vanished
+/// with data on its way is found by the heartbeats instead (its pongs stop),
+/// and one that stops reading by the write deadlines.
 pub fn tune(stream: &TcpStream) -> std::io::Result<()> {
     stream.set_nodelay(true)?;
     let socket = SockRef::from(stream);
@@ -34,15 +28,13 @@ pub fn tune(stream: &TcpStream) -> std::io::Result<()> {
             .with_interval(KEEPALIVE_INTERVAL)
             .with_retries(KEEPALIVE_PROBES),
     )?;
-    #[cfg(any(target_os = "linux", target_os = "android"))]
-    socket.set_tcp_user_timeout(Some(UNACKNOWLEDGED_LIMIT))?;
     Ok(())
 }
 
 #[cfg(test)]
 mod tests {
     #[tokio::test]
-    async fn every_connection_gets_keepalives_and_a_limit_on_unacknowledged_data() {
+    async fn every_connection_gets_keepalives_and_no_nagle_delay() {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let stream = tokio::net::TcpStream::connect(listener.local_addr().unwrap())
             .await
@@ -51,10 +43,5 @@ mod tests {
         let socket = socket2::SockRef::from(&stream);
         assert!(socket.keepalive().unwrap());
         assert!(stream.nodelay().unwrap());
-        #[cfg(any(target_os = "linux", target_os = "android"))]
-        assert_eq!(
-            socket.tcp_user_timeout().unwrap(),
-            Some(super::UNACKNOWLEDGED_LIMIT)
-        );
     }
 }
