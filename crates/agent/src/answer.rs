@@ -2,7 +2,7 @@
 //! (refused, asked of the recipients by email, or admitted, with the owner
 //! told), and the status the web console lists.
 
-use crate::memory::Memory;
+use crate::memory::{MAX_AWAITED, Memory};
 use crate::notify::{self, Event, Visitor};
 use crate::settings_file;
 use doorman_core::AgentSettings;
@@ -37,12 +37,16 @@ pub(crate) fn refuse_unreadable_settings(
     OfferReply::Refuse { message }
 }
 
-/// Decides from the settings as they were read for this offer.
+/// Decides from the settings as they were read for this offer, at `now`.
+/// Email authorization needs room in the memory of awaited requests
+/// (expired ones are forgotten to make it); when every one there is still
+/// awaited, the offer is refused rather than one of them forgotten.
 pub(crate) fn answer_offer(
     settings: &AgentSettings,
     visitor: &Visitor,
     service: &Service,
-    memory: &Memory,
+    memory: &mut Memory,
+    now: std::time::Instant,
 ) -> OfferReply {
     let command = settings.notify_command.as_deref();
     let refuse = |message: String| {
@@ -84,6 +88,15 @@ pub(crate) fn answer_offer(
         return OfferReply::ReasonRequired;
     }
     if sharing.require_email_authorization {
+        if !memory.awaited.make_room(now) {
+            tracing::warn!(
+                awaited = MAX_AWAITED,
+                "refusing an offer: this computer already awaits the most requests it remembers"
+            );
+            return refuse(format!(
+                "this computer already has {MAX_AWAITED} requests waiting for authorization; try again once some are decided or expired"
+            ));
+        }
         // While the computer requires passkeys, only an approval whose
         // passkeys were verified here is offered for reuse.
         let reuse = (sharing.approval_valid_for > 0)
@@ -93,7 +106,7 @@ pub(crate) fn answer_offer(
                     service,
                     sharing.approval_valid_for,
                     sharing.require_passkey,
-                    std::time::Instant::now(),
+                    now,
                 )
             })
             .flatten();

@@ -9,6 +9,7 @@
 
 use crate::notify::Visitor;
 use doorman_core::{Decision, LocalConsent};
+use doorman_proto::accept::AcceptBackoff;
 use doorman_proto::message::AgentToServer;
 use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
@@ -249,10 +250,10 @@ pub fn ask_on_desktop(board: &ConsentBoard, id: &str, visitor: &Visitor, timeout
             "deny" => Decision::Deny,
             _ => return,
         };
-        let uid = std::fs::metadata("/proc/self").map(|meta| meta.uid()).ok();
-        let user = uid
-            .map(user_name)
-            .unwrap_or_else(|| "the desktop's user".into());
+        let user = match std::fs::metadata("/proc/self").map(|meta| meta.uid()) {
+            Ok(uid) => user_name_of(uid).await,
+            Err(_) => "the desktop's user".into(),
+        };
         if let Err(message) = board.answer(&id, decision, &user) {
             tracing::info!(%message, "desktop answer not taken");
         }
@@ -285,12 +286,21 @@ pub fn listen(path: &Path) -> std::io::Result<UnixListener> {
     Ok(listener)
 }
 
-/// Serves consent clients on `listener` forever.
+/// Serves consent clients on `listener` forever. A failed accept (out of
+/// descriptors, most often) is waited out, not retried at once.
 pub async fn serve(listener: UnixListener, board: ConsentBoard) {
     let own_uid = own_uid().ok();
+    let mut backoff = AcceptBackoff::new("the consent socket");
     loop {
-        let Ok((stream, _)) = listener.accept().await else {
-            continue;
+        let stream = match listener.accept().await {
+            Ok((stream, _)) => {
+                backoff.succeeded();
+                stream
+            }
+            Err(error) => {
+                backoff.failed(&error).await;
+                continue;
+            }
         };
         let board = board.clone();
         tokio::spawn(async move {
@@ -322,8 +332,12 @@ async fn serve_client(
             Ok(ConsentRequest::List) => ConsentResponse::Waiting {
                 requests: board.list(),
             },
-            Ok(ConsentRequest::Allow { id }) => answer(board, &id, Decision::Allow, peer),
-            Ok(ConsentRequest::Deny { id }) => answer(board, &id, Decision::Deny, peer),
+            Ok(ConsentRequest::Allow { id }) => {
+                answer(board, &id, Decision::Allow, &user_name_of(peer).await)
+            }
+            Ok(ConsentRequest::Deny { id }) => {
+                answer(board, &id, Decision::Deny, &user_name_of(peer).await)
+            }
             Ok(ConsentRequest::Status) => ConsentResponse::Status {
                 online: board.online.load(std::sync::atomic::Ordering::Relaxed),
                 waiting: board.list().len(),
@@ -339,26 +353,29 @@ async fn serve_client(
     writer.shutdown().await
 }
 
-fn answer(board: &ConsentBoard, id: &str, decision: Decision, uid: u32) -> ConsentResponse {
-    match board.answer(id, decision, &user_name(uid)) {
+fn answer(board: &ConsentBoard, id: &str, decision: Decision, user: &str) -> ConsentResponse {
+    match board.answer(id, decision, user) {
         Ok(id) => ConsentResponse::Answered { id, decision },
         Err(message) => ConsentResponse::Error { message },
     }
 }
 
-/// The login name of `uid` from `/etc/passwd`, or `uid N`.
-fn user_name(uid: u32) -> String {
-    std::fs::read_to_string("/etc/passwd")
-        .ok()
-        .and_then(|passwd| {
-            passwd.lines().find_map(|line| {
-                let mut fields = line.split(':');
-                let name = fields.next()?;
-                let id = fields.nth(1)?;
-                (id.parse::<u32>().ok()? == uid).then(|| name.to_string())
-            })
-        })
+/// The login name of `uid` as the system's user database has it (through
+/// NSS: `/etc/passwd`, LDAP, SSSD, systemd-homed…), or `uid N` when it
+/// knows none. It may ask a directory server: call it off the runtime's
+/// threads ([`user_name_of`]).
+pub fn user_name(uid: u32) -> String {
+    uzers::get_user_by_uid(uid)
+        .map(|user| user.name().to_string_lossy().into_owned())
         .unwrap_or_else(|| format!("uid {uid}"))
+}
+
+/// [`user_name`] on a blocking thread, so that a slow directory server
+/// holds up no other task.
+async fn user_name_of(uid: u32) -> String {
+    tokio::task::spawn_blocking(move || user_name(uid))
+        .await
+        .unwrap_or_else(|_| format!("uid {uid}"))
 }
 
 /// `doorman consent`: asks the running agent over its socket, once the
@@ -449,6 +466,14 @@ mod tests {
         for (own, peer, allowed) in cases {
             assert_eq!(peer_allowed(own, peer), allowed, "own {own}, peer {peer}");
         }
+    }
+
+    /// Issue 26: names come from getpwuid_r, so that users NSS knows from
+    /// a directory (LDAP, SSSD) are named too, not only /etc/passwd's.
+    #[test]
+    fn user_names_come_from_the_systems_user_database() {
+        assert_eq!(user_name(0), "root");
+        assert_eq!(user_name(4_000_000_000), "uid 4000000000");
     }
 
     #[tokio::test]

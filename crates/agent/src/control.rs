@@ -4,18 +4,19 @@
 //! the server goes away or falls silent.
 
 use crate::consent::ConsentBoard;
+use crate::dialing::SharedDialer;
 use crate::error::LinkError;
-use crate::memory::{AwaitedOffer, MAX_REMEMBERED_OFFERS, Memory, RememberedApproval};
+use crate::memory::{AwaitedOffer, Memory, RememberedApproval};
 use crate::notify::{self, Event, Visitor};
-use crate::session::{self, ForwardGrants};
+use crate::session::{self, Shared};
 use crate::settings_file;
 use crate::verdict::{Settled, Verdict};
 use doorman_core::passkey::Assertion;
 use doorman_core::{LocalConsent, Outcome};
 use doorman_proto::connection::Connection;
 use doorman_proto::message::{
-    AgentToServer, DEFAULT_WRITE_DEADLINE, OfferReply, ServerToAgent, SessionEnd, silence_limit,
-    write_deadline,
+    AgentToServer, DEFAULT_WRITE_DEADLINE, OfferReply, ServerToAgent, Service, SessionEnd,
+    silence_limit, write_deadline,
 };
 use doorman_proto::{AGENT_PATH, DialError};
 use std::path::{Path, PathBuf};
@@ -23,12 +24,13 @@ use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::mpsc;
 
-/// Connects, serves, and reconnects, forever. Messages queued on
-/// `to_server` (local answers from `board`, sessions' ends) go to the server
-/// on whichever connection is up.
+/// Connects (through `dialer`), serves, and reconnects, forever. Messages
+/// queued on `to_server` (local answers from `board`, sessions' ends) go
+/// to the server on whichever connection is up.
 pub async fn run_forever(
     config: PathBuf,
     board: ConsentBoard,
+    dialer: SharedDialer,
     to_server: mpsc::UnboundedSender<AgentToServer>,
     mut queued: mpsc::UnboundedReceiver<AgentToServer>,
 ) {
@@ -36,7 +38,10 @@ pub async fn run_forever(
     // Requests this agent asked authorization for outlive one connection: a
     // request allowed after a server restart still starts its session.
     let mut memory = Memory::default();
-    let grants = ForwardGrants::default();
+    let shared = Shared {
+        grants: session::ForwardGrants::default(),
+        dialer,
+    };
     loop {
         let tried = current_key(&config);
         let link = Link {
@@ -44,7 +49,7 @@ pub async fn run_forever(
             to_server: &to_server,
             queued: &mut queued,
         };
-        let served = serve_once(&config, &mut memory, &grants, link).await;
+        let served = serve_once(&config, &mut memory, &shared, link).await;
         board.set_online(false);
         match served {
             Ok(()) => {
@@ -149,7 +154,7 @@ struct Link<'a> {
 async fn serve_once(
     config: &Path,
     memory: &mut Memory,
-    grants: &ForwardGrants,
+    shared: &Shared,
     link: Link<'_>,
 ) -> Result<(), LinkError> {
     let Link {
@@ -158,7 +163,7 @@ async fn serve_once(
         queued,
     } = link;
     let settings = settings_file::load(config)?;
-    let io = crate::dialing::dial(&settings, AGENT_PATH).await?;
+    let io = shared.dialer.dial(&settings, AGENT_PATH).await?;
     let (mut reader, mut writer) = Connection::new(io).split();
     let (heartbeat, takes_status, takes_refusals) =
         match reader.read_message::<ServerToAgent>().await {
@@ -192,7 +197,7 @@ async fn serve_once(
     }
     let acting = Acting {
         board,
-        grants,
+        shared,
         to_server,
         takes_refusals,
     };
@@ -259,76 +264,18 @@ async fn serve_once(
                     reason,
                     service: service.describe(),
                 };
-                let (reply, settings) = match settings_file::load(config) {
-                    Ok(settings) => {
-                        let reply =
-                            crate::answer::answer_offer(&settings, &visitor, &service, memory);
-                        (reply, Some(Arc::new(settings)))
-                    }
-                    Err(error) => (
-                        crate::answer::refuse_unreadable_settings(&error, &visitor),
-                        None,
-                    ),
+                let reply = acting.offered(config, memory, &request_id, visitor, service);
+                let answer = AgentToServer::OfferReply {
+                    request_id: request_id.clone(),
+                    reply,
                 };
-                match (&reply, settings) {
-                    (
-                        OfferReply::RequireAuthorization {
-                            reuse,
-                            max_session_seconds,
-                            local_consent,
-                            timeout_secs,
-                            passkey,
-                            ..
-                        },
-                        Some(settings),
-                    ) => {
-                        if memory.awaited.len() >= MAX_REMEMBERED_OFFERS {
-                            memory.awaited.clear();
-                        }
-                        // Also when a reuse is offered: a reused approval
-                        // still needs a required local Allow, and the server
-                        // may decline the reuse and ask the recipients.
-                        if *local_consent != LocalConsent::Off {
-                            board.add(&request_id, &visitor, *local_consent, *timeout_secs);
-                            crate::consent::ask_on_desktop(
-                                board,
-                                &request_id,
-                                &visitor,
-                                *timeout_secs,
-                            );
-                        }
-                        let offer = AwaitedOffer {
-                            visitor,
-                            service,
-                            reuse_of: reuse.clone(),
-                            limit: *max_session_seconds,
-                            local_consent: *local_consent,
-                            settings,
-                            passkey: passkey.clone(),
-                        };
-                        memory.awaited.insert(request_id.clone(), offer);
-                    }
-                    (
-                        OfferReply::Admit {
-                            max_session_seconds,
-                        },
-                        Some(settings),
-                    ) => {
-                        session::spawn(
-                            settings,
-                            request_id.clone(),
-                            visitor,
-                            service,
-                            grants.clone(),
-                            *max_session_seconds,
-                            to_server.clone(),
-                        );
-                    }
-                    _ => {}
+                if let Err(error) = writer.write_message(&answer).await {
+                    // The server never had the answer, and refuses the
+                    // operator: nothing will settle the request.
+                    memory.awaited.forget(&request_id);
+                    board.settle(&request_id);
+                    return Err(error.into());
                 }
-                writer
-                    .write_message(&AgentToServer::OfferReply { request_id, reply })
-                    .await?;
             }
             ServerToAgent::Settled {
                 request_id,
@@ -344,7 +291,8 @@ async fn serve_once(
                 tunnel_id,
                 target,
             } => {
-                let granted = grants
+                let granted = shared
+                    .grants
                     .lock()
                     .map(|grants| {
                         grants
@@ -357,7 +305,8 @@ async fn serve_once(
                     .ok()
                     .filter(|settings| settings.services.forward.contains(&target));
                 if let Some(settings) = settings.filter(|_| granted) {
-                    session::spawn_tunnel(settings, tunnel_id, target, outgoing.clone());
+                    let dialer = shared.dialer.clone();
+                    session::spawn_tunnel(settings, dialer, tunnel_id, target, outgoing.clone());
                 } else {
                     tracing::warn!(session = %session_id, %target, "refusing a tunnel that no allowed session covers");
                     let refusal = AgentToServer::TunnelRefused {
@@ -371,16 +320,91 @@ async fn serve_once(
     }
 }
 
-/// What acting on an outcome needs besides the agent's memory.
+/// What acting on an offer or an outcome needs besides the agent's memory.
 struct Acting<'a> {
     board: &'a ConsentBoard,
-    grants: &'a ForwardGrants,
+    shared: &'a Shared,
     to_server: &'a mpsc::UnboundedSender<AgentToServer>,
     /// The server takes [`AgentToServer::Refused`].
     takes_refusals: bool,
 }
 
 impl Acting<'_> {
+    /// An offer: answers it from the settings as they are now (read afresh,
+    /// so that changes apply without a restart), remembers a request it
+    /// asks authorization for until its deadline (refusing it when the
+    /// memory is full of requests still awaited), and starts an admitted
+    /// session.
+    fn offered(
+        &self,
+        config: &Path,
+        memory: &mut Memory,
+        request_id: &str,
+        visitor: Visitor,
+        service: Service,
+    ) -> OfferReply {
+        let settings = match settings_file::load(config) {
+            Ok(settings) => Arc::new(settings),
+            Err(error) => return crate::answer::refuse_unreadable_settings(&error, &visitor),
+        };
+        let now = std::time::Instant::now();
+        let reply = crate::answer::answer_offer(&settings, &visitor, &service, memory, now);
+        match &reply {
+            OfferReply::RequireAuthorization {
+                reuse,
+                max_session_seconds,
+                local_consent,
+                timeout_secs,
+                passkey,
+                ..
+            } => {
+                let offer = AwaitedOffer {
+                    visitor: visitor.clone(),
+                    service,
+                    reuse_of: reuse.clone(),
+                    limit: *max_session_seconds,
+                    local_consent: *local_consent,
+                    settings,
+                    passkey: passkey.clone(),
+                };
+                let until = crate::memory::remember_until(now, *timeout_secs);
+                let remembered = memory
+                    .awaited
+                    .remember(request_id.to_string(), offer, until, now);
+                if remembered.is_err() {
+                    // `answer_offer` made room; nothing came in between.
+                    tracing::error!(request = %request_id, "no room to remember a request; refusing it");
+                    return OfferReply::Refuse {
+                        message: "this computer cannot take another request now".into(),
+                    };
+                }
+                // Also when a reuse is offered: a reused approval still
+                // needs a required local Allow, and the server may decline
+                // the reuse and ask the recipients.
+                if *local_consent != LocalConsent::Off {
+                    self.board
+                        .add(request_id, &visitor, *local_consent, *timeout_secs);
+                    crate::consent::ask_on_desktop(self.board, request_id, &visitor, *timeout_secs);
+                }
+            }
+            OfferReply::Admit {
+                max_session_seconds,
+            } => {
+                session::spawn(
+                    settings,
+                    request_id.to_string(),
+                    visitor,
+                    service,
+                    self.shared.clone(),
+                    *max_session_seconds,
+                    self.to_server.clone(),
+                );
+            }
+            OfferReply::Refuse { .. } | OfferReply::ReasonRequired => {}
+        }
+        reply
+    }
+
     /// A request ended: starts its session if [`crate::verdict::decide`]
     /// says it may, tells the owner, and returns what the server must hear
     /// (this computer's refusal of an allowed request). Only a request this
@@ -392,8 +416,9 @@ impl Acting<'_> {
         outcome: Outcome,
         assertions: &[Assertion],
     ) -> Option<AgentToServer> {
-        let Some(offer) = memory.awaited.remove(&request_id) else {
-            tracing::warn!(request = %request_id, "ignoring an outcome for a request this agent did not ask for");
+        let now = std::time::Instant::now();
+        let Some(offer) = memory.awaited.take(&request_id, now) else {
+            tracing::warn!(request = %request_id, "ignoring an outcome for a request this agent did not ask for, or no longer awaits");
             return None;
         };
         let command = offer.settings.notify_command.clone();
@@ -403,7 +428,6 @@ impl Acting<'_> {
             assertions,
             local_answer: self.board.settle(&request_id),
         };
-        let now = std::time::Instant::now();
         let counters = match crate::verdict::decide(&offer, &settled, memory, now) {
             Verdict::Refuse(refusal) => {
                 tracing::warn!(request = %request_id, %refusal, "refusing an allowed request that this computer's own checks do not accept");
@@ -445,20 +469,20 @@ impl Acting<'_> {
             Outcome::Allowed {
                 reused_from: None, ..
             } => {
-                if memory.approved.len() >= MAX_REMEMBERED_OFFERS {
-                    memory.approved.clear();
-                }
-                memory.approved.insert(
-                    request_id.clone(),
-                    RememberedApproval {
-                        operator: offer.visitor.operator.clone(),
-                        service: offer.service.clone(),
-                        at: now,
-                        // It started, so it met the passkey requirement
-                        // the computer had when it answered.
-                        passkey_verified: offer.passkey.is_some(),
-                    },
-                );
+                let approval = RememberedApproval {
+                    operator: offer.visitor.operator.clone(),
+                    service: offer.service.clone(),
+                    at: now,
+                    // Verified here only if a passkey assertion was: an
+                    // approval the local Allow alone met is not one a
+                    // computer requiring passkeys may reuse.
+                    passkey_verified: offer.passkey.is_some()
+                        && counters
+                            .as_ref()
+                            .is_some_and(|counters| !counters.is_empty()),
+                };
+                let window = offer.settings.desktop_sharing.approval_valid_for;
+                memory.remember_approval(request_id.clone(), approval, window);
             }
             _ => {}
         }
@@ -469,7 +493,7 @@ impl Acting<'_> {
                 request_id,
                 offer.visitor,
                 offer.service,
-                self.grants.clone(),
+                self.shared.clone(),
                 offer.limit,
                 self.to_server.clone(),
             );

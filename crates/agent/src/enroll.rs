@@ -52,7 +52,9 @@ pub async fn start(settings: &AgentSettings, recipient: &str) -> Result<Enrolmen
     {
         return Err(EnrollError::NotARecipient(recipient.to_string()));
     }
-    let io = crate::dialing::dial(settings, doorman_proto::ENROLL_PATH).await?;
+    // One connection, from `doorman settings`: no dialer to share.
+    let dialer = crate::dialing::SharedDialer::default();
+    let io = dialer.dial(settings, doorman_proto::ENROLL_PATH).await?;
     let mut connection = Connection::new(io);
     connection.set_write_deadline(Some(DEFAULT_WRITE_DEADLINE));
     connection

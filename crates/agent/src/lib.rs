@@ -61,8 +61,10 @@ pub async fn run(
     shutdown: impl Future<Output = ()> + Send,
 ) -> Result<(), AgentError> {
     let settings = settings_file::load(&config)?;
-    // Checked once up front so that a wrong URL fails at start, not in a loop.
-    doorman_proto::Dialer::new(&settings.server, settings.ca.as_deref())?;
+    // Built once up front, so that a wrong URL fails at start, not in a
+    // loop; every connection after shares it.
+    let dialer = dialing::SharedDialer::default();
+    dialer.for_settings(&settings)?;
     tracing::info!(
         computer = %settings.name,
         server = %settings.server,
@@ -94,7 +96,7 @@ pub async fn run(
         .map(|task| task.abort_handle())
         .map(AbortOnDrop);
     tokio::select! {
-        () = control::run_forever(config, board, to_server, queued) => Ok(()),
+        () = control::run_forever(config, board, dialer, to_server, queued) => Ok(()),
         () = shutdown => {
             tracing::info!("doorman agent stopped");
             Ok(())

@@ -3,6 +3,7 @@
 //! shell in a pseudo-terminal, or a forward session whose tunnels each get a
 //! connection of their own — then report how it ended.
 
+use crate::dialing::SharedDialer;
 use crate::error::{LinkError, SessionError};
 use crate::notify::{self, Event, Visitor};
 use doorman_core::AgentSettings;
@@ -15,6 +16,15 @@ use std::sync::Arc;
 use tokio::io::AsyncReadExt;
 use tokio::sync::mpsc;
 
+/// What every session shares with the rest of the agent.
+#[derive(Clone, Default)]
+pub struct Shared {
+    /// The forward sessions in progress, and the targets each may reach.
+    pub grants: ForwardGrants,
+    /// The way to the server, its TLS configuration built once.
+    pub dialer: SharedDialer,
+}
+
 /// Starts the session in its own task; it ends after `limit` seconds
 /// (0: no limit) whatever the operator does, its program killed. The server
 /// cuts the session at the limit and records it; the agent's own cut, a
@@ -24,12 +34,12 @@ pub fn spawn(
     request_id: String,
     visitor: Visitor,
     service: Service,
-    grants: ForwardGrants,
+    shared: Shared,
     limit: u32,
     to_server: mpsc::UnboundedSender<AgentToServer>,
 ) {
     tokio::spawn(async move {
-        let session = run(&settings, &request_id, &visitor, service, grants);
+        let session = run(&settings, &request_id, &visitor, service, shared);
         let ran = if limit > 0 {
             let limit = std::time::Duration::from_secs(u64::from(limit) + 2);
             tokio::time::timeout(limit, session)
@@ -61,10 +71,13 @@ pub fn spawn(
 
 /// Opens `/v1/session/<id>` on the server as this agent.
 async fn dial_session(
+    dialer: &SharedDialer,
     settings: &AgentSettings,
     id: &str,
 ) -> Result<doorman_proto::dial::Upgraded, LinkError> {
-    crate::dialing::dial(settings, &format!("{SESSION_PATH_PREFIX}{id}")).await
+    dialer
+        .dial(settings, &format!("{SESSION_PATH_PREFIX}{id}"))
+        .await
 }
 
 /// Forward sessions in progress: request id → the targets their approval covers.
@@ -104,12 +117,13 @@ const SESSION_DIAL_PATIENCE: std::time::Duration = std::time::Duration::from_sec
 /// Opens the session connection, retrying while nobody waits for it yet or
 /// the server is unreachable.
 async fn dial_session_patiently(
+    dialer: &SharedDialer,
     settings: &AgentSettings,
     id: &str,
 ) -> Result<doorman_proto::dial::Upgraded, LinkError> {
     let deadline = tokio::time::Instant::now() + SESSION_DIAL_PATIENCE;
     loop {
-        match dial_session(settings, id).await {
+        match dial_session(dialer, settings, id).await {
             Ok(io) => return Ok(io),
             Err(error) if tokio::time::Instant::now() >= deadline => return Err(error),
             Err(_) => tokio::time::sleep(std::time::Duration::from_millis(250)).await,
@@ -122,8 +136,9 @@ async fn run(
     request_id: &str,
     visitor: &Visitor,
     service: Service,
-    grants: ForwardGrants,
+    shared: Shared,
 ) -> Result<SessionEnd, SessionError> {
+    let Shared { grants, dialer } = shared;
     // A forward session's tunnels are allowed before its session connection
     // opens: the operator may open one as soon as the server says the
     // session started, which it says once that connection arrives.
@@ -133,7 +148,7 @@ async fn run(
         }
         Service::Command { .. } | Service::Shell { .. } | Service::Desktop => None,
     };
-    let io = dial_session_patiently(settings, request_id).await?;
+    let io = dial_session_patiently(&dialer, settings, request_id).await?;
     notify::show(
         settings.notify_command.as_deref(),
         visitor,
@@ -173,6 +188,7 @@ async fn run(
 /// session connection, and relays bytes both ways until both sides are done.
 pub fn spawn_tunnel(
     settings: AgentSettings,
+    dialer: SharedDialer,
     tunnel_id: String,
     target: String,
     outgoing: mpsc::Sender<AgentToServer>,
@@ -193,7 +209,7 @@ pub fn spawn_tunnel(
         };
         let _ = stream.set_nodelay(true);
         let path = format!("{SESSION_PATH_PREFIX}{tunnel_id}");
-        let (tunnel, taken_over) = match crate::dialing::dial_tunnel(&settings, &path).await {
+        let (tunnel, taken_over) = match dialer.dial_tunnel(&settings, &path).await {
             Ok(dialed) => dialed,
             Err(error) => {
                 tracing::warn!(%target, %error, "cannot open a tunnel");

@@ -243,3 +243,47 @@ async fn a_reused_approval_without_the_required_local_allow_starts_nothing() {
     allowed(&mut control, "third-request", Some("first-request")).await;
     assert_eq!(server.accept().await.path, "/v1/session/third-request");
 }
+
+/// Issue 26: requests the server refused after the agent answered (it
+/// never settles them) piled up in the agent's memory, which was wiped at
+/// 1,024 entries: a request still awaited was forgotten, and its Allow
+/// ignored. Now none is forgotten before its time, and a memory full of
+/// requests still awaited refuses the next offer instead.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn requests_the_server_refused_never_push_out_one_still_awaited() {
+    let server = FakeServer::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let mut control = agent(
+        &server,
+        &dir,
+        "require_email_authorization = true\nrecipients = [\"it@example.com\"]",
+        "shell = true",
+    )
+    .await;
+    let service = Service::Command {
+        argv: vec!["true".into()],
+    };
+    let reply = offer(&mut control, "awaited", service.clone()).await;
+    assert!(
+        matches!(reply, OfferReply::RequireAuthorization { .. }),
+        "{reply:?}"
+    );
+    // 1,100 more, each refused by the server after the agent answered (the
+    // operator went away, say), which never tells the agent.
+    let mut refused_here = 0;
+    for i in 0..1100 {
+        match offer(&mut control, &format!("refused-{i}"), service.clone()).await {
+            OfferReply::RequireAuthorization { .. } => {}
+            OfferReply::Refuse { message } => {
+                assert!(message.contains("waiting for authorization"), "{message}");
+                refused_here += 1;
+            }
+            reply => panic!("{reply:?}"),
+        }
+    }
+    // The memory holds 1,024 requests; those that did not fit were refused
+    // rather than a request still awaited forgotten.
+    assert_eq!(refused_here, 1100 - 1023);
+    allowed(&mut control, "awaited", None).await;
+    assert_eq!(server.accept().await.path, "/v1/session/awaited");
+}

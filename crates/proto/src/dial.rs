@@ -129,6 +129,13 @@ impl Dialer {
         })
     }
 
+    /// The TLS client configuration of an `https://` server's dialer,
+    /// which its clones share (and with it the cache of TLS sessions to
+    /// resume).
+    pub fn tls_config(&self) -> Option<&Arc<rustls::ClientConfig>> {
+        self.tls.as_ref()
+    }
+
     /// Opens `path` on the server with the given extra headers and returns the
     /// upgraded stream.
     pub async fn dial(

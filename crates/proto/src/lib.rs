@@ -9,6 +9,7 @@
 // why.
 #![deny(unsafe_code)]
 
+pub mod accept;
 pub mod cert_problem;
 pub mod connection;
 pub mod cookie;

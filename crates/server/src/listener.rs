@@ -6,6 +6,7 @@
 
 use crate::acme::served::ACME_TLS_ALPN;
 use crate::serve::Slots;
+use doorman_proto::accept::AcceptBackoff;
 use doorman_proto::tls::MaybeTls;
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -31,7 +32,7 @@ impl DoormanListener {
     /// The next TCP connection, tuned; waits out a shortage of
     /// descriptors.
     pub async fn accept(&self) -> (TcpStream, SocketAddr) {
-        let mut backoff = AcceptBackoff::default();
+        let mut backoff = AcceptBackoff::new("the server's port");
         loop {
             match self.socket.accept().await {
                 Ok((stream, peer)) => {
@@ -92,32 +93,6 @@ impl Opening {
                 tracing::debug!(%peer, "TLS handshake timed out");
                 None
             }
-        }
-    }
-}
-
-/// Waits after a failed accept (out of descriptors, most often), longer
-/// each time up to a second, and says so once per run of failures rather
-/// than once per attempt.
-#[derive(Default)]
-pub struct AcceptBackoff {
-    failures: u32,
-}
-
-impl AcceptBackoff {
-    pub async fn failed(&mut self, error: &std::io::Error) {
-        if self.failures == 0 {
-            tracing::warn!(%error, "cannot accept connections; waiting for descriptors to free up");
-        }
-        self.failures = self.failures.saturating_add(1);
-        let wait = 50u64.saturating_mul(1 << self.failures.min(5)).min(1000);
-        tokio::time::sleep(Duration::from_millis(wait)).await;
-    }
-
-    pub fn succeeded(&mut self) {
-        if self.failures > 0 {
-            tracing::info!(failed = self.failures, "accepting connections again");
-            self.failures = 0;
         }
     }
 }

@@ -275,20 +275,9 @@ async fn consent(
 
 fn local_user() -> String {
     // Who the tests run as, as the agent names them.
-    let uid = std::fs::metadata("/proc/self").map(|m| {
-        use std::os::unix::fs::MetadataExt;
-        m.uid()
-    });
-    std::fs::read_to_string("/etc/passwd")
-        .ok()
-        .and_then(|passwd| {
-            passwd.lines().find_map(|line| {
-                let fields: Vec<&str> = line.split(':').collect();
-                (fields.get(2)?.parse::<u32>().ok()? == *uid.as_ref().ok()?)
-                    .then(|| fields[0].to_string())
-            })
-        })
-        .unwrap_or_default()
+    use std::os::unix::fs::MetadataExt;
+    let uid = std::fs::metadata("/proc/self").expect("/proc/self").uid();
+    doorman_agent::consent::user_name(uid)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
