@@ -174,6 +174,18 @@ impl Progress {
         }
     }
 
+    /// The request's deadline passed `grace_secs` ago without the server
+    /// confirming its expiry; `connect` gives up (the error says so).
+    pub fn expiry_unconfirmed(&mut self, grace_secs: u64) {
+        match self.style {
+            ProgressStyle::Json => self.json(json!({
+                "event": "expiry_unconfirmed",
+                "grace_secs": grace_secs,
+            })),
+            ProgressStyle::Human { .. } => self.clear_line(),
+        }
+    }
+
     pub fn cancelled(&mut self) {
         match self.style {
             ProgressStyle::Json => self.json(json!({"event": "cancelled"})),
@@ -247,16 +259,26 @@ impl Progress {
 
 /// The live countdown, fitted to a terminal `width` columns wide: a line
 /// that wrapped would be redrawn below itself on every tick. The longest
-/// form that fits wins; the last resort is cut.
+/// form that fits wins; the last resort is cut. At 0 the server's word on
+/// the expiry is awaited.
 fn countdown_line(recipients: &str, secs: u64, width: usize) -> String {
-    let forms = [
-        format!(
-            "Waiting for email authorization from {recipients}: {secs} s left (Ctrl-C cancels)"
-        ),
-        format!("Waiting for email authorization: {secs} s left (Ctrl-C cancels)"),
-        format!("Waiting for email authorization: {secs} s left"),
-        format!("Waiting: {secs} s left"),
-    ];
+    let forms = if secs == 0 {
+        [
+            "Time is up: waiting for the server to confirm the expiry (Ctrl-C cancels)".to_string(),
+            "Time is up: waiting for the server to confirm the expiry".to_string(),
+            "Time is up: waiting for the server".to_string(),
+            "Time is up".to_string(),
+        ]
+    } else {
+        [
+            format!(
+                "Waiting for email authorization from {recipients}: {secs} s left (Ctrl-C cancels)"
+            ),
+            format!("Waiting for email authorization: {secs} s left (Ctrl-C cancels)"),
+            format!("Waiting for email authorization: {secs} s left"),
+            format!("Waiting: {secs} s left"),
+        ]
+    };
     // One column spare: a line that fills the last column wraps on some terminals.
     let room = width.saturating_sub(1).max(1);
     forms
@@ -279,5 +301,15 @@ mod tests {
             assert!(line.contains("179") || width < 10, "{width}: {line:?}");
         }
         assert!(countdown_line(recipients, 179, 200).contains(recipients));
+    }
+
+    #[test]
+    fn at_zero_the_countdown_says_the_server_is_awaited() {
+        for width in [200, 80, 40, 20, 5] {
+            let line = countdown_line("i***@example.com", 0, width);
+            assert!(line.chars().count() < width, "{width}: {line:?}");
+            assert!(line.starts_with("Time"), "{width}: {line:?}");
+        }
+        assert!(countdown_line("i***@example.com", 0, 200).contains("confirm the expiry"));
     }
 }
