@@ -15,6 +15,8 @@ pub mod exit {
     pub const SESSION_FAILED: i32 = 246;
     pub const LIMITED: i32 = 247;
     pub const UNDELIVERABLE: i32 = 248;
+    /// Cannot reach or talk to the server, or it did not confirm a
+    /// request's expiry within the grace after its deadline.
     pub const SERVER: i32 = 255;
 }
 
@@ -26,6 +28,13 @@ pub enum ConnectError {
     Denied { by: String },
     #[error("authorization expired: nobody approved the request in time")]
     Expired,
+    /// The request's deadline passed `grace_secs` ago and the server has
+    /// not said it expired (it is unreachable, or cannot record the
+    /// expiry): `connect` stops waiting.
+    #[error(
+        "the server did not confirm the request's expiry within {grace_secs} s of its deadline"
+    )]
+    ExpiryUnconfirmed { grace_secs: u64 },
     #[error("request cancelled")]
     Cancelled,
     #[error("unknown computer or not permitted: {0:?}")]
@@ -69,7 +78,7 @@ impl ConnectError {
             ConnectError::SessionFailed(_) | ConnectError::TimeLimit(_) => exit::SESSION_FAILED,
             ConnectError::Limited(_) => exit::LIMITED,
             ConnectError::Undeliverable(_) => exit::UNDELIVERABLE,
-            ConnectError::Server(_) => exit::SERVER,
+            ConnectError::Server(_) | ConnectError::ExpiryUnconfirmed { .. } => exit::SERVER,
         }
     }
 }

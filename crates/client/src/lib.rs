@@ -7,6 +7,8 @@ mod error;
 pub mod forward;
 pub mod progress;
 mod session;
+#[cfg(test)]
+mod tests;
 pub mod tty;
 
 pub use error::{ConnectError, exit};
@@ -26,6 +28,7 @@ use hyper::header::{AUTHORIZATION, HeaderValue};
 use std::future::Future;
 use std::pin::pin;
 use std::time::{Duration, Instant};
+use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 
 /// Where a connect stands with the server before its session.
 enum Phase {
@@ -36,11 +39,14 @@ enum Phase {
     /// down, resumed over a new connection if this one is lost, cancelled
     /// on Ctrl-C. While undecided the server pings; a connection silent for
     /// `silence` is dead even if no error says so (a NAT or proxy dropped
-    /// it).
+    /// it). Undecided past `deadline` plus the grace, the server has not
+    /// confirmed the expiry: the wait ends.
     Waiting {
         request_id: String,
         deadline: Instant,
         silence: Option<Duration>,
+        /// Allowed: the session follows; the deadline no longer holds.
+        decided: bool,
     },
     /// Ctrl-C sent the cancel; the server's word is awaited a little while.
     Cancelling { since: Instant, deadline: Instant },
@@ -48,7 +54,13 @@ enum Phase {
 
 /// How long before a session's time limit the operator is warned.
 const TIME_LIMIT_WARNING: Duration = Duration::from_secs(60);
-use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
+
+/// How long past a request's deadline `connect` waits for the server to
+/// confirm that it expired (exit status 241) before it gives up on the
+/// server ([`ConnectError::ExpiryUnconfirmed`], 255). The server expires a
+/// request at its deadline, retrying every second while its database
+/// fails; this leaves room for that and for a restart.
+pub const EXPIRY_GRACE: Duration = Duration::from_secs(10);
 
 /// What the operator asks for.
 #[derive(Clone, Debug)]
@@ -60,6 +72,9 @@ pub struct ConnectRequest {
     pub computer: String,
     pub reason: String,
     pub session: SessionKind,
+    /// How long past the request's deadline to wait for the server's word
+    /// ([`EXPIRY_GRACE`]; tests shorten it).
+    pub expiry_grace: Duration,
 }
 
 /// What to do once allowed.
@@ -97,29 +112,25 @@ impl Terminal {
 }
 
 /// Dials the server again and resumes `request_id`, with growing pauses,
-/// until `deadline` (the request's expiry) or an interrupt.
+/// until `until` (`Ok(None)`) or an interrupt.
 async fn reconnect(
     dialer: &Dialer,
     auth: &HeaderValue,
     request_id: &str,
-    deadline: Instant,
+    until: Instant,
     mut interrupt: std::pin::Pin<&mut impl Future<Output = ()>>,
-) -> Result<Connection<doorman_proto::dial::Upgraded>, ConnectError> {
+) -> Result<Option<Connection<doorman_proto::dial::Upgraded>>, ConnectError> {
     let mut pause = Duration::from_millis(200);
     loop {
-        if Instant::now() >= deadline {
-            return Err(ConnectError::Server(
-                "lost the server and could not reach it again before the request expired".into(),
-            ));
-        }
         let attempt = async {
             tokio::time::sleep(pause).await;
             resume(dialer, auth, request_id).await
         };
         tokio::select! {
             resumed = attempt => if let Some(connection) = resumed? {
-                return Ok(connection);
+                return Ok(Some(connection));
             },
+            () = tokio::time::sleep_until(until.into()) => return Ok(None),
             () = interrupt.as_mut() => {
                 cancel_after_loss(dialer, auth, request_id).await;
                 return Err(ConnectError::Cancelled);
@@ -237,6 +248,22 @@ async fn cancel_after_loss(dialer: &Dialer, auth: &HeaderValue, request_id: &str
 /// How long to wait for the server to confirm a cancellation.
 const CANCEL_CONFIRM_TIMEOUT: Duration = Duration::from_secs(5);
 
+/// Completes at `deadline`; never without one.
+async fn sleep_until(deadline: Option<Instant>) {
+    match deadline {
+        Some(deadline) => tokio::time::sleep_until(deadline.into()).await,
+        None => std::future::pending().await,
+    }
+}
+
+/// The server did not confirm the expiry within `grace` of the deadline;
+/// whole seconds, rounded up, as the operator is told.
+fn expiry_unconfirmed(progress: &mut Progress, grace: Duration) -> ConnectError {
+    let grace_secs = grace.as_secs() + u64::from(grace.subsec_nanos() > 0);
+    progress.expiry_unconfirmed(grace_secs);
+    ConnectError::ExpiryUnconfirmed { grace_secs }
+}
+
 /// Asks for the connection and, once allowed, runs the session. Returns the
 /// remote command's exit status (128 + signal when killed by a signal).
 /// `interrupt` completing (Ctrl-C) cancels a pending request or ends the session.
@@ -285,6 +312,7 @@ pub async fn connect(
         .await
         .map_err(|e| ConnectError::Server(e.to_string()))?;
 
+    let grace = request.expiry_grace;
     let mut interrupt = pin!(interrupt);
     let mut ticker = tokio::time::interval(Duration::from_secs(1));
     let mut phase = Phase::Asking;
@@ -292,8 +320,19 @@ pub async fn connect(
     loop {
         let ticking = !matches!(phase, Phase::Asking);
         let cancelling = matches!(phase, Phase::Cancelling { .. });
+        // Undecided past the deadline and the grace: the server has not
+        // confirmed the expiry, and will not be waited on any longer.
+        let give_up = match &phase {
+            Phase::Waiting {
+                deadline,
+                decided: false,
+                ..
+            } => Some(*deadline + grace),
+            _ => None,
+        };
         let message = tokio::select! {
             message = connection.read_message::<ServerToOperator>() => message,
+            () = sleep_until(give_up) => return Err(expiry_unconfirmed(progress, grace)),
             _ = ticker.tick(), if ticking => match &phase {
                 Phase::Waiting { deadline, silence, .. } => {
                     progress.tick(deadline.saturating_duration_since(Instant::now()));
@@ -331,8 +370,9 @@ pub async fn connect(
             Phase::Waiting {
                 request_id,
                 deadline,
+                decided,
                 ..
-            } => Some((request_id.clone(), *deadline)),
+            } => Some((request_id.clone(), *deadline, *decided)),
             Phase::Asking | Phase::Cancelling { .. } => None,
         };
         let message = match (message, resumable) {
@@ -343,13 +383,23 @@ pub async fn connect(
             }
             // The request lives on in the server's database: reconnect and
             // pick it up (a server restart, a network blip).
-            (Ok(None) | Err(_), Some((request_id, deadline))) => {
+            (Ok(None) | Err(_), Some((request_id, deadline, decided))) => {
                 progress.reconnecting();
+                // Undecided, the server's word on the expiry is awaited
+                // for the grace.
+                let until = if decided { deadline } else { deadline + grace };
                 let resumed =
-                    reconnect(&dialer, &auth, &request_id, deadline, interrupt.as_mut()).await;
+                    reconnect(&dialer, &auth, &request_id, until, interrupt.as_mut()).await;
                 last_heard = Instant::now();
                 connection = match resumed {
-                    Ok(connection) => connection,
+                    Ok(Some(connection)) => connection,
+                    Ok(None) if decided => {
+                        return Err(ConnectError::Server(
+                            "lost the server and could not reach it again before the request expired"
+                                .into(),
+                        ));
+                    }
+                    Ok(None) => return Err(expiry_unconfirmed(progress, grace)),
                     Err(ConnectError::Cancelled) => {
                         progress.cancelled();
                         return Err(ConnectError::Cancelled);
@@ -380,10 +430,24 @@ pub async fn connect(
                     heartbeat.map_or(DEFAULT_WRITE_DEADLINE, write_deadline),
                 ));
                 if !cancelling {
+                    let mut deadline = Instant::now() + Duration::from_secs(expires_in);
+                    // Picked up again after a reconnect: the deadline is
+                    // the one first given (the server rounds up to whole
+                    // seconds), so that the grace does not start over.
+                    if let Phase::Waiting {
+                        request_id: waited,
+                        deadline: first,
+                        ..
+                    } = &phase
+                        && *waited == request_id
+                    {
+                        deadline = deadline.min(*first);
+                    }
                     phase = Phase::Waiting {
                         request_id,
-                        deadline: Instant::now() + Duration::from_secs(expires_in),
+                        deadline,
                         silence: heartbeat.map(silence_limit),
+                        decided: false,
                     };
                 }
                 ticker.reset();
@@ -407,8 +471,12 @@ pub async fn connect(
             } => progress.approved_earlier(&request_id, &by, valid_for),
             ServerToOperator::Allowed { by, at } => {
                 // The pings stop with the decision; the session follows.
-                if let Phase::Waiting { silence, .. } = &mut phase {
+                if let Phase::Waiting {
+                    silence, decided, ..
+                } = &mut phase
+                {
                     *silence = None;
+                    *decided = true;
                 }
                 progress.allowed(&by, at);
             }

@@ -247,6 +247,18 @@ impl Progress {
         }
     }
 
+    /// The request's deadline passed `grace_secs` ago without the server
+    /// confirming its expiry; `connect` gives up (the error says so).
+    pub fn expiry_unconfirmed(&mut self, grace_secs: u64) {
+        match self.style {
+            ProgressStyle::Json => self.json(json!({
+                "event": "expiry_unconfirmed",
+                "grace_secs": grace_secs,
+            })),
+            ProgressStyle::Human { .. } => self.clear_line(),
+        }
+    }
+
     pub fn cancelled(&mut self) {
         match self.style {
             ProgressStyle::Json => self.json(json!({"event": "cancelled"})),
@@ -332,19 +344,29 @@ fn listed(recipients: &[Recipient], describe: impl Fn(&Recipient) -> String) -> 
 /// The live countdown, fitted to a terminal `width` columns wide: a line
 /// that wrapped would be redrawn below itself on every tick. The longest
 /// form that fits wins (the recipients with their emails' states, then
-/// their names alone); the last resort is cut.
+/// their names alone); the last resort is cut. At 0 the server's word on
+/// the expiry is awaited.
 fn countdown_line(recipients: &[Recipient], secs: u64, width: usize) -> String {
-    let with_states = listed(recipients, Recipient::with_delivery);
-    let names = listed(recipients, |r: &Recipient| r.name.clone());
-    let forms = [
-        format!(
-            "Waiting for email authorization from {with_states}: {secs} s left (Ctrl-C cancels)"
-        ),
-        format!("Waiting for email authorization from {names}: {secs} s left (Ctrl-C cancels)"),
-        format!("Waiting for email authorization: {secs} s left (Ctrl-C cancels)"),
-        format!("Waiting for email authorization: {secs} s left"),
-        format!("Waiting: {secs} s left"),
-    ];
+    let forms = if secs == 0 {
+        vec![
+            "Time is up: waiting for the server to confirm the expiry (Ctrl-C cancels)".to_string(),
+            "Time is up: waiting for the server to confirm the expiry".to_string(),
+            "Time is up: waiting for the server".to_string(),
+            "Time is up".to_string(),
+        ]
+    } else {
+        let with_states = listed(recipients, Recipient::with_delivery);
+        let names = listed(recipients, |r: &Recipient| r.name.clone());
+        vec![
+            format!(
+                "Waiting for email authorization from {with_states}: {secs} s left (Ctrl-C cancels)"
+            ),
+            format!("Waiting for email authorization from {names}: {secs} s left (Ctrl-C cancels)"),
+            format!("Waiting for email authorization: {secs} s left (Ctrl-C cancels)"),
+            format!("Waiting for email authorization: {secs} s left"),
+            format!("Waiting: {secs} s left"),
+        ]
+    };
     // One column spare: a line that fills the last column wraps on some terminals.
     let room = width.saturating_sub(1).max(1);
     forms
@@ -418,5 +440,15 @@ mod tests {
             states,
             [Some(DeliveryState::Sent), Some(DeliveryState::Retrying)]
         );
+    }
+
+    #[test]
+    fn at_zero_the_countdown_says_the_server_is_awaited() {
+        for width in [200, 80, 40, 20, 5] {
+            let line = countdown_line(&[], 0, width);
+            assert!(line.chars().count() < width, "{width}: {line:?}");
+            assert!(line.starts_with("Time"), "{width}: {line:?}");
+        }
+        assert!(countdown_line(&[], 0, 200).contains("confirm the expiry"));
     }
 }

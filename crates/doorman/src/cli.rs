@@ -63,7 +63,7 @@ Exit status:
          no command and no terminal, a -L port that cannot be bound)
   130    cancelled (Ctrl-C) while waiting for authorization or during the session
   240    authorization denied
-  241    authorization expired: nobody decided in time
+  241    authorization expired: nobody decided in time (the server said so)
   242    unknown computer, or not permitted (an operator without a grant for
          that computer and service sees the same)
   243    computer offline, or it went offline while waiting
@@ -75,7 +75,8 @@ Exit status:
   247    refused by a limit: too many pending requests, the computer asked too
          often, or a recipient reported the last request (\"I did not expect this\")
   248    no authorization email could be delivered
-  255    cannot reach or talk to the server";
+  255    cannot reach or talk to the server, or it did not confirm the
+         request's expiry within 10 s of its deadline";
 
 #[derive(Debug, Args)]
 pub struct ServerArgs {

@@ -393,6 +393,7 @@ async fn connect(args: cli::ConnectArgs) -> i32 {
         computer: args.computer,
         reason: args.reason,
         session,
+        expiry_grace: doorman_client::EXPIRY_GRACE,
     };
     let interrupt = async {
         let _ = tokio::signal::ctrl_c().await;

@@ -1,6 +1,8 @@
 //! A server restart loses nothing: the waiting operator reconnects by itself
 //! and its session starts after the Allow click; the links keep working; a
 //! request that expired while the server was down is expired, not allowed.
+//! Nor does a database that fails for a while: an expiry it could not
+//! record at the deadline lands once it can.
 
 use doorman_client::ConnectError;
 use doorman_core::RequestState;
@@ -8,6 +10,7 @@ use doorman_server::store::NewRequest;
 use doorman_test_support::World;
 use doorman_test_support::world::COMPUTER;
 use reqwest::StatusCode;
+use std::time::Duration;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_waiting_operator_survives_a_server_restart() {
@@ -121,4 +124,49 @@ async fn a_request_that_expired_while_the_server_was_down_is_expired() {
         .unwrap();
     assert_eq!(late.status(), StatusCode::SEE_OTHER);
     assert_eq!(world.state_of("r-expired").await, RequestState::Expired);
+}
+
+/// Issue 26: the database refused every write from before the deadline
+/// until 2 s after it, longer than the expiry timer used to retry (50 × 20
+/// ms), after which it gave up and the operator waited forever.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_expiry_the_database_refused_at_the_deadline_lands_once_it_can_write() {
+    let world = World::builder().timeout_secs(5).start().await;
+    let connecting = world.connect(&["true"], "");
+    let id = connecting.request_id().await;
+    // The emails are out and recorded before the disk fills.
+    connecting
+        .progress
+        .wait_until(|t| t.matches("\"delivery\"").count() == 2)
+        .await;
+    let expires_at = world
+        .broker
+        .store
+        .request(&id)
+        .await
+        .expect("store")
+        .expect("the request")
+        .expires_at;
+
+    let faults = world.faults();
+    faults.fail_writes(true);
+    let left = expires_at - doorman_server::clock::now_millis();
+    let past = Duration::from_millis(u64::try_from(left).unwrap_or(0)) + Duration::from_secs(2);
+    tokio::time::sleep(past).await;
+    assert_eq!(
+        world.state_of(&id).await,
+        RequestState::Pending,
+        "nothing could be written"
+    );
+    assert!(faults.writes_refused() > 0, "the expiry was tried");
+
+    faults.fail_writes(false);
+    let progress = connecting.progress.clone();
+    let result = connecting.finish().await;
+    assert_eq!(result, Err(ConnectError::Expired));
+    assert_eq!(result.unwrap_err().exit_code(), 241);
+    assert!(progress.text().contains("\"event\":\"expired\""));
+    assert_eq!(world.state_of(&id).await, RequestState::Expired);
+    // Expired at its deadline, not when the disk had room again.
+    assert_eq!(world.wait_for_audit("expired").await.at, expires_at);
 }

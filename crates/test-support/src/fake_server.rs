@@ -86,21 +86,27 @@ impl FakeServer {
     }
 }
 
-/// The agent's next message that `wanted` picks, skipping others.
+/// The agent's next message that `wanted` picks, skipping others (within
+/// 20 s, or the test fails).
 pub async fn next_from<T>(
     control: &mut Connection<TcpStream>,
     wanted: impl Fn(doorman_proto::message::AgentToServer) -> Option<T>,
 ) -> T {
-    loop {
-        match control.read_message().await.expect("an agent message") {
-            Some(message) => {
-                if let Some(found) = wanted(message) {
-                    return found;
+    let found = async {
+        loop {
+            match control.read_message().await.expect("an agent message") {
+                Some(message) => {
+                    if let Some(found) = wanted(message) {
+                        return found;
+                    }
                 }
+                None => panic!("the agent closed its control connection"),
             }
-            None => panic!("the agent closed its control connection"),
         }
-    }
+    };
+    tokio::time::timeout(Duration::from_secs(20), found)
+        .await
+        .expect("the agent's message within 20 s")
 }
 
 /// Offers request `id` for `service` from operator alice; the agent's answer.

@@ -82,7 +82,12 @@ fn drain(
     })
 }
 
-/// Runs `program args…` to completion, with stdin closed and without the
+/// How long [`run`] lets a program run before the test fails (and the
+/// program is killed).
+const RUN_DEADLINE: Duration = Duration::from_secs(60);
+
+/// Runs `program args…` to completion (60 s at most, then it is killed and
+/// the test fails naming it), with stdin closed and without the
 /// environment's `DOORMAN_SERVER` and `DOORMAN_TOKEN`: (exit code, stdout,
 /// stderr).
 pub async fn run(program: &str, args: &[&str]) -> (i32, String, String) {
@@ -91,8 +96,11 @@ pub async fn run(program: &str, args: &[&str]) -> (i32, String, String) {
         .env_remove("DOORMAN_SERVER")
         .env_remove("DOORMAN_TOKEN")
         .stdin(Stdio::null())
-        .output()
+        .kill_on_drop(true)
+        .output();
+    let output = tokio::time::timeout(RUN_DEADLINE, output)
         .await
+        .unwrap_or_else(|_| panic!("{program} {args:?} did not finish within {RUN_DEADLINE:?}"))
         .unwrap_or_else(|e| panic!("cannot run {program}: {e}"));
     (
         output.status.code().unwrap_or(-1),

@@ -125,8 +125,10 @@ impl World {
             server_task: Some(server_task),
             agent_stop: Some(agent_stop),
             agent_task: Some(agent_task),
+            // A page or a click that never answers fails the test, named.
             http: reqwest::Client::builder()
                 .redirect(reqwest::redirect::Policy::none())
+                .timeout(std::time::Duration::from_secs(20))
                 .build()
                 .expect("http client"),
         }
@@ -232,6 +234,7 @@ impl World {
             computer: computer.to_string(),
             reason: reason.to_string(),
             session,
+            expiry_grace: doorman_client::EXPIRY_GRACE,
         };
         let (cancel, cancelled) = oneshot::channel::<()>();
         let terminal = Terminal {
@@ -303,6 +306,12 @@ impl World {
             .expect("store")
             .expect("request exists")
             .state
+    }
+
+    /// The server's database faults: its writes fail or stall while the
+    /// test says so (the server after a restart has its own, off).
+    pub fn faults(&self) -> &doorman_server::store::Faults {
+        self.broker.store.faults()
     }
 
     /// Waits (20 s at most, then fails naming it) until `name` is online

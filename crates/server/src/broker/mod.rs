@@ -387,27 +387,76 @@ impl Broker {
         );
     }
 
-    /// Expires the request when its time comes (or at once if it has come).
+    /// Expires the request when its time comes (or at once if it has
+    /// come), and keeps trying until the expiry lands: a database that
+    /// fails at the deadline (a full disk, a lost connection) only delays
+    /// it, by at most [`EXPIRY_RETRY_CAP`] once the database is back. Stops
+    /// once the request is settled (by this or anything else) or gone, or
+    /// when the server stops.
     pub fn schedule_expiry(self: &Arc<Self>, request_id: String, expires_at: Millis) {
         let broker = Arc::clone(self);
-        let lifecycle = self.lifecycle.clone();
-        self.lifecycle.spawn(async move {
-            let wait = u64::try_from(expires_at - now_millis()).unwrap_or(0);
-            tokio::select! {
-                _ = tokio::time::sleep(Duration::from_millis(wait)) => {}
-                _ = lifecycle.stopping() => return,
-            }
-            // A timer that fires a hair before `expires_at` changes nothing
-            // (the state machine keeps the request's full time): try again.
-            for _ in 0..50 {
-                let expire = Event::Expire { at: now_millis() };
-                match broker.apply(&request_id, expire, Witness::default()).await {
-                    Ok(Applied::Unchanged(Unchanged::NotYetExpired)) => {}
-                    Ok(_) => return,
-                    Err(e) => tracing::warn!(error = %e, "could not expire request"),
-                }
-                tokio::time::sleep(Duration::from_millis(20)).await;
-            }
-        });
+        self.lifecycle
+            .spawn(async move { broker.expire_when_due(&request_id, expires_at).await });
     }
+
+    async fn expire_when_due(&self, request_id: &str, expires_at: Millis) {
+        let mut pauses = expiry_backoff();
+        let mut failures: u64 = 0;
+        loop {
+            // Computed again on each pass: a timer that fired a hair early
+            // (the state machine keeps the request's full time) sleeps the
+            // rest.
+            let wait = u64::try_from(expires_at - now_millis()).unwrap_or(0);
+            let pause = if wait > 0 {
+                Duration::from_millis(wait)
+            } else {
+                match self.expire(request_id).await {
+                    Ok(Applied::Unchanged(Unchanged::NotYetExpired)) => EXPIRY_RETRY_MIN,
+                    Ok(_) => return,
+                    Err(error) => {
+                        failures += 1;
+                        // Once, then once a minute or so: an outage does
+                        // not flood the log with one line per request and
+                        // second.
+                        if failures % 60 == 1 {
+                            tracing::warn!(%error, request = %request_id, failures, "cannot expire the request yet; trying again until it lands");
+                        }
+                        pauses.next().unwrap_or(EXPIRY_RETRY_CAP)
+                    }
+                }
+            };
+            tokio::select! {
+                _ = tokio::time::sleep(pause) => {}
+                _ = self.lifecycle.stopping() => return,
+            }
+        }
+    }
+
+    /// Applies `Event::Expire` to the request now: `Settled(Expired)` if
+    /// this call expired it, `AlreadySettled` if something settled it
+    /// first, `Unchanged(NotYetExpired)` before its deadline. Used by the
+    /// expiry timer and, as a backstop, by the operator's wait.
+    pub async fn expire(&self, request_id: &str) -> Result<Applied, StoreError> {
+        let expire = Event::Expire { at: now_millis() };
+        self.apply(request_id, expire, Witness::default()).await
+    }
+}
+
+/// The first pause before trying a failed expiry again; it doubles up to
+/// [`EXPIRY_RETRY_CAP`].
+const EXPIRY_RETRY_MIN: Duration = Duration::from_millis(20);
+
+/// The longest pause between two tries of an expiry the database failed:
+/// how late an expiry may land once the database is back.
+pub const EXPIRY_RETRY_CAP: Duration = Duration::from_secs(1);
+
+/// The pauses between tries of an expiry the database keeps failing: 20 ms,
+/// 40 ms … up to [`EXPIRY_RETRY_CAP`], without end.
+fn expiry_backoff() -> impl Iterator<Item = Duration> {
+    use backon::BackoffBuilder;
+    backon::ExponentialBuilder::default()
+        .with_min_delay(EXPIRY_RETRY_MIN)
+        .with_max_delay(EXPIRY_RETRY_CAP)
+        .without_max_times()
+        .build()
 }

@@ -7,7 +7,7 @@ use super::admission::{
     check_limits, permitted, same_mailbox, validate_agent_answer, validate_ask,
 };
 use super::session::relay_session;
-use super::wait::conclude;
+use super::wait::{Standing, conclude};
 use super::{Ask, OperatorError, Who, audit, refuse};
 use crate::broker::{Applied, Broker, ExpectedSession, OfferError, RequestWatch, Witness};
 use crate::clock::now_millis;
@@ -302,7 +302,17 @@ async fn require_authorization(
             heartbeat_ms: broker.heartbeat_ms(),
         })
         .await?;
-    conclude(broker, connection, &ask, &request_id, None, watch, expected).await
+    let standing = Standing::Pending { expires_at };
+    conclude(
+        broker,
+        connection,
+        &ask,
+        &request_id,
+        standing,
+        watch,
+        expected,
+    )
+    .await
 }
 
 /// The earlier request `id` if its approval still lets this operator in
@@ -359,12 +369,12 @@ async fn reuse_approval(
         by,
         valid_for: seconds_left(earlier.reusable_until.unwrap_or(now), now),
     };
-    let outcome = match broker.apply(request_id, reuse, witness).await? {
+    let standing = match broker.apply(request_id, reuse, witness).await? {
         Applied::Settled(outcome) | Applied::AlreadySettled(outcome) => {
             if let Outcome::Allowed { .. } = outcome {
                 connection.write_message(&approved_earlier).await?;
             }
-            Some(outcome)
+            Standing::Settled(outcome)
         }
         // The computer requires its local Allow as well: no emails; the
         // request waits for the person at the computer, or expires.
@@ -384,7 +394,7 @@ async fn reuse_approval(
                     heartbeat_ms: broker.heartbeat_ms(),
                 })
                 .await?;
-            None
+            Standing::Pending { expires_at }
         }
         other => {
             tracing::error!(?other, "a reuse did not settle its request");
@@ -397,7 +407,7 @@ async fn reuse_approval(
         }
     };
     conclude(
-        broker, connection, ask, request_id, outcome, watch, expected,
+        broker, connection, ask, request_id, standing, watch, expected,
     )
     .await
 }

@@ -1,7 +1,7 @@
 //! An operator back on a new connection (its old one died, or the server
 //! restarted) picks up a request it made, where it is.
 
-use super::wait::conclude;
+use super::wait::{Standing, conclude};
 use super::{Ask, OperatorError, Who, refuse};
 use crate::broker::Broker;
 use crate::clock::now_millis;
@@ -92,12 +92,18 @@ pub(super) async fn resume(
                 .await?;
         }
     }
+    let standing = match known {
+        Some(outcome) => Standing::Settled(outcome),
+        None => Standing::Pending {
+            expires_at: row.expires_at,
+        },
+    };
     conclude(
         broker,
         connection,
         &ask,
         &request_id,
-        known,
+        standing,
         watch,
         expected,
     )

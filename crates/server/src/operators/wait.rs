@@ -1,20 +1,37 @@
 //! Waiting for a request's outcome: pushed news and the outcome reach the
 //! operator; its Ctrl-C or disappearance cancels the request; a revoked
-//! token or grant, or a decision made by another process, ends the wait.
-//! An allowed request goes on to its session.
+//! token or grant, or a decision made by another process, ends the wait;
+//! past the deadline the wait expires the request itself, should the
+//! expiry timer not have. An allowed request goes on to its session.
 
 use super::admission::still_permitted;
 use super::session::relay_session;
 use super::{Ask, OperatorError, refuse};
-use crate::broker::{Broker, ExpectedSession, RequestWatch, Witness};
+use crate::broker::{Applied, Broker, ExpectedSession, RequestWatch, Witness};
 use crate::clock::now_millis;
 use crate::relay::OperatorStream;
+use crate::store::Millis;
 use doorman_core::authorization::Event;
 use doorman_core::{CancelCause, Outcome, Revoked};
 use doorman_proto::connection::Connection;
 use doorman_proto::message::{OperatorMessage, Refusal, ServerToOperator};
 use std::sync::Arc;
+use std::time::Duration;
 use tokio::sync::broadcast;
+
+/// How long after the deadline the wait first applies the expiry itself
+/// (the expiry timer normally has by then), and then how often until it
+/// lands: well inside the client's grace (`doorman_client::EXPIRY_GRACE`),
+/// whatever the heartbeat.
+const OVERDUE_EVERY: Duration = Duration::from_secs(1);
+
+/// Where a request stands when its operator starts waiting on it.
+pub(super) enum Standing {
+    /// Settled: its outcome.
+    Settled(Outcome),
+    /// Pending until `expires_at`.
+    Pending { expires_at: Millis },
+}
 
 /// Waits for the request's outcome (unless it is already known), tells the
 /// operator, and on `allowed` relays the session.
@@ -23,17 +40,18 @@ pub(super) async fn conclude(
     mut connection: Connection<OperatorStream>,
     ask: &Ask<'_>,
     request_id: &str,
-    known: Option<Outcome>,
+    standing: Standing,
     mut watch: RequestWatch,
     mut expected: ExpectedSession,
 ) -> Result<(), OperatorError> {
-    let outcome = match known {
-        Some(outcome) => outcome,
-        None => match wait_for_outcome(
+    let outcome = match standing {
+        Standing::Settled(outcome) => outcome,
+        Standing::Pending { expires_at } => match wait_for_outcome(
             broker,
             &mut connection,
             ask,
             request_id,
+            expires_at,
             &mut watch,
             &mut expected.superseded,
         )
@@ -65,18 +83,21 @@ pub(super) async fn conclude(
     }
 }
 
-/// Waits for the request to settle; cancels it if the operator gives up or
-/// goes away. `None` when the server is shutting down.
+/// Waits for the request (which expires at `expires_at`) to settle;
+/// cancels it if the operator gives up or goes away, expires it if it is
+/// overdue. `None` when the server is shutting down.
 async fn wait_for_outcome(
     broker: &Arc<Broker>,
     connection: &mut Connection<OperatorStream>,
     ask: &Ask<'_>,
     request_id: &str,
+    expires_at: Millis,
     watch: &mut RequestWatch,
     superseded: &mut tokio::sync::oneshot::Receiver<()>,
 ) -> Result<Option<Outcome>, OperatorError> {
     let mut operator_gone = false;
     let mut heartbeat = broker.heartbeat_ticks();
+    let mut overdue = overdue_ticks(expires_at);
     loop {
         let outcome = watch.receiver.borrow_and_update().clone();
         if let Some(outcome) = outcome {
@@ -98,14 +119,33 @@ async fn wait_for_outcome(
                 connection.write_message(&ServerToOperator::Ping).await?;
                 // Settled where this process's watch cannot see it
                 // (`doorman admin` revoking a secret or a grant cancels in
-                // the database); the stored outcome carries its cause.
-                let stored = broker.store.request(request_id).await?;
-                if let Some(outcome) = stored.and_then(|row| row.outcome()) {
+                // the database); the stored outcome carries its cause. A
+                // database that cannot answer ends no wait.
+                let stored = match broker.store.request(request_id).await {
+                    Ok(stored) => stored.and_then(|row| row.outcome()),
+                    Err(error) => {
+                        tracing::warn!(%error, "cannot read the awaited request's state");
+                        None
+                    }
+                };
+                if let Some(outcome) = stored {
                     pass_on_news(connection, watch).await?;
                     return Ok(Some(outcome));
                 }
                 if still_permitted(broker, ask).await.is_some() {
                     return Ok(None);
+                }
+            }
+            // The expiry timer's backstop: past the deadline the wait
+            // expires the request itself, until that lands.
+            _ = overdue.tick() => {
+                match broker.expire(request_id).await {
+                    Ok(Applied::Settled(outcome) | Applied::AlreadySettled(outcome)) => {
+                        pass_on_news(connection, watch).await?;
+                        return Ok(Some(outcome));
+                    }
+                    Ok(_) => {}
+                    Err(error) => tracing::warn!(%error, "cannot expire the overdue request yet"),
                 }
             }
             message = connection.read_message::<OperatorMessage>(), if !operator_gone => {
@@ -131,6 +171,16 @@ async fn wait_for_outcome(
             _ = broker.lifecycle.stopping() => return Ok(None),
         }
     }
+}
+
+/// Ticks from [`OVERDUE_EVERY`] after `expires_at` (a wall-clock time),
+/// then every [`OVERDUE_EVERY`].
+fn overdue_ticks(expires_at: Millis) -> tokio::time::Interval {
+    let left = Duration::from_millis(u64::try_from(expires_at - now_millis()).unwrap_or(0));
+    let first = tokio::time::Instant::now() + left + OVERDUE_EVERY;
+    let mut ticks = tokio::time::interval_at(first, OVERDUE_EVERY);
+    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    ticks
 }
 
 /// News reported before the outcome (e.g. the last failed email that ended

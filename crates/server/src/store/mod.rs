@@ -3,7 +3,8 @@
 //! recipients ([`rows`], [`requests`]) and transitions ([`transitions`]), the outbox
 //! ([`outbox`]), sessions ([`sessions`]), the audit trail ([`audit`]) and
 //! ACME certificates ([`acme`]);
-//! [`backend`] knows SQLite and PostgreSQL and their migrations.
+//! [`backend`] knows SQLite and PostgreSQL and their migrations;
+//! [`faults`] lets a test make writes fail or stall.
 //!
 //! Every state change is one statement or one transaction. A request's
 //! transition (computed by `doorman_core::authorization`) is persisted with
@@ -20,6 +21,7 @@ mod access;
 pub mod acme;
 mod audit;
 mod backend;
+pub mod faults;
 mod outbox;
 mod principals;
 pub mod recordings;
@@ -31,6 +33,7 @@ pub mod transitions;
 pub use access::GrantRow;
 pub use audit::AuditEvent;
 pub use backend::Backend;
+pub use faults::Faults;
 pub use outbox::OutboxJob;
 pub use principals::{AgentKey, ComputerId, OperatorId, OperatorIdentity, Principal};
 pub use requests::BlockRow;
@@ -102,6 +105,9 @@ impl From<sqlx::Error> for StoreError {
 pub struct Store {
     pool: AnyPool,
     backend: Backend,
+    /// Off unless a test turns them on ([`Store::faults`]); shared by
+    /// every clone.
+    faults: std::sync::Arc<Faults>,
 }
 
 /// A non-negative count (seconds, approvals) stored as an integer.
@@ -156,14 +162,27 @@ impl Store {
             }
         };
         backend.migrator(version).run(&pool).await?;
-        Ok(Self { pool, backend })
+        Ok(Self {
+            pool,
+            backend,
+            faults: std::sync::Arc::default(),
+        })
+    }
+
+    /// The switches with which a test makes this store's writes fail or
+    /// stall (see [`faults`]); inert unless a test uses them.
+    pub fn faults(&self) -> &Faults {
+        &self.faults
     }
 
     /// A transaction that will write. On SQLite it takes the write lock at
     /// once (`BEGIN IMMEDIATE`): a transaction that read first and wrote
     /// after another connection's commit would fail with "database is
     /// locked" (SQLITE_BUSY_SNAPSHOT), which no busy timeout waits out.
+    /// A test's injected fault ([`Store::faults`]) fails or stalls it
+    /// before it begins.
     async fn begin_write(&self) -> Result<sqlx::Transaction<'static, sqlx::Any>, sqlx::Error> {
+        self.faults.before_write().await?;
         match self.backend {
             Backend::Sqlite => self.pool.begin_with("BEGIN IMMEDIATE").await,
             Backend::Postgres => self.pool.begin().await,
