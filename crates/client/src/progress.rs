@@ -373,7 +373,10 @@ fn countdown_line(recipients: &[Recipient], secs: u64, width: usize) -> String {
         .iter()
         .find(|form| form.chars().count() <= room)
         .cloned()
-        .unwrap_or_else(|| forms[4].chars().take(room).collect())
+        .unwrap_or_else(|| {
+            let last = forms.last().map_or("", String::as_str);
+            last.chars().take(room).collect()
+        })
 }
 
 #[cfg(test)]

@@ -5,7 +5,7 @@
 //! sends its ClientHello holds one place until then and no more.
 
 use crate::acme::served::ACME_TLS_ALPN;
-use crate::serve::Slots;
+use crate::serve::{Slot, Slots};
 use doorman_proto::accept::AcceptBackoff;
 use doorman_proto::tls::MaybeTls;
 use std::net::SocketAddr;
@@ -67,24 +67,44 @@ pub(crate) struct Opening {
 }
 
 impl Opening {
-    /// The connection, or none if its handshake found no place, failed,
-    /// missed its deadline or was an ACME validation (done once complete).
-    pub(crate) async fn open(&self, socket: TcpStream, peer: SocketAddr) -> Option<ServerStream> {
+    /// A place for a connection from `peer` among the TLS handshakes under
+    /// way, if there is one (a plain connection needs none). Taken in the
+    /// accept loop, so that places go in the order connections came.
+    pub(crate) fn admit(&self, peer: SocketAddr) -> Option<Admitted> {
+        match &self.tls {
+            None => Some(Admitted { _handshake: None }),
+            Some(_) => self.handshakes.take(peer.ip()).map(|slot| Admitted {
+                _handshake: Some(slot),
+            }),
+        }
+    }
+
+    /// The connection, or none if its handshake failed, missed its
+    /// deadline or was an ACME validation (done once complete). Its place
+    /// among the handshakes is given back when the handshake ends.
+    pub(crate) async fn open(
+        &self,
+        socket: TcpStream,
+        peer: SocketAddr,
+        admitted: Admitted,
+    ) -> Option<ServerStream> {
         let Some(config) = &self.tls else {
             return Some(MaybeTls::Plain(socket));
         };
-        let _handshaking = self.handshakes.take(peer.ip())?;
-        let handshake = doorman_proto::handover::accept(config, socket);
-        match tokio::time::timeout(self.deadline, handshake).await {
-            Ok(Ok(mut tls)) => {
-                // An ACME validation handshake has done its work once it
-                // completes (RFC 8737 §3).
-                if tls.get_ref().1.alpn_protocol() == Some(ACME_TLS_ALPN) {
-                    let _ = tokio::io::AsyncWriteExt::shutdown(&mut tls).await;
-                    return None;
-                }
-                Some(MaybeTls::Tls(Box::new(tls)))
+        let handshake = async {
+            let mut tls = doorman_proto::handover::accept(config, socket).await?;
+            // An ACME validation handshake has done its work once it
+            // completes (RFC 8737 §3).
+            if tls.get_ref().1.alpn_protocol() == Some(ACME_TLS_ALPN) {
+                let _ = tokio::io::AsyncWriteExt::shutdown(&mut tls).await;
+                return Ok(None);
             }
+            Ok::<_, std::io::Error>(Some(MaybeTls::Tls(Box::new(tls))))
+        };
+        let handshake = tokio::time::timeout(self.deadline, handshake).await;
+        drop(admitted);
+        match handshake {
+            Ok(Ok(opened)) => opened,
             Ok(Err(error)) => {
                 tracing::debug!(%peer, %error, "TLS handshake failed");
                 None
@@ -95,4 +115,10 @@ impl Opening {
             }
         }
     }
+}
+
+/// A connection's place among the TLS handshakes under way (none for a
+/// plain one).
+pub(crate) struct Admitted {
+    _handshake: Option<Slot>,
 }

@@ -273,6 +273,10 @@ pub async fn serve(
             drop(socket);
             continue;
         };
+        let Some(admitted) = opening.admit(peer) else {
+            drop(socket);
+            continue;
+        };
         let service = router
             .clone()
             .map_request(move |mut request: axum::extract::Request<_>| {
@@ -285,7 +289,7 @@ pub async fn serve(
         let opening = opening.clone();
         connections.spawn(async move {
             let stream = tokio::select! {
-                opened = opening.open(socket, peer) => opened,
+                opened = opening.open(socket, peer, admitted) => opened,
                 () = lifecycle.stopping() => None,
             };
             let Some(stream) = stream else {

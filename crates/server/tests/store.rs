@@ -260,6 +260,13 @@ async fn duplicate_names_and_second_sessions_are_named_errors(store: Store) {
     ));
 
     request(&store, "r4", 0, 10_000).await;
+    // A pending request opens no session: only an allowed one does.
+    assert!(matches!(
+        store.start_session(Some("r4"), "pc", "alice", 1).await,
+        Err(StoreError::NoLongerAllowed)
+    ));
+    let allow = step_of(&store, "r4", decide(Decision::Allow, "it@example.com", 1)).await;
+    assert!(persist(&store, &allow).await);
     store
         .start_session(Some("r4"), "pc", "alice", 1)
         .await
