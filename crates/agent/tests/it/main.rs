@@ -1,0 +1,8 @@
+//! The agent crate's integration tests, in one test binary: each module is
+//! one file of tests, and linking the stack once instead of once a file
+//! keeps the build short on two cores.
+
+mod consent;
+mod enforcement;
+mod notify;
+mod passkeys;

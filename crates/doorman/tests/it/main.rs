@@ -1,0 +1,15 @@
+//! The doorman crate's integration tests, in one test binary: each module is
+//! one file of tests, and linking the stack once instead of once a file
+//! keeps the build short on two cores.
+
+mod acme;
+mod audit;
+mod cli;
+mod docs;
+mod limits;
+mod logs;
+mod passkeys;
+mod recordings;
+mod settings;
+mod terminal;
+mod trust;

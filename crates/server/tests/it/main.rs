@@ -1,0 +1,27 @@
+//! The server crate's integration tests, in one test binary: each module is
+//! one file of tests, and linking the stack once instead of once a file
+//! keeps the build short on two cores.
+
+mod abuse;
+mod access;
+mod browser;
+mod console;
+mod console_browser;
+mod console_recordings;
+mod delivery;
+mod heartbeat;
+mod hostile;
+mod load;
+mod metrics;
+mod passkeys;
+mod policies;
+mod promises;
+mod proxy;
+mod restart;
+mod revocation;
+mod sessions;
+mod store;
+mod story;
+mod tls;
+mod vnc;
+mod wire;
