@@ -40,6 +40,7 @@ fuzz_target!(|data: &[u8]| {
         approval_valid_for: 0,
         reusable_until: None,
         reused_from: None,
+        reused_by: None,
         max_session_seconds: 0,
         local_consent: doorman_core::LocalConsent::Off,
         local_approval: None,

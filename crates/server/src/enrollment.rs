@@ -326,17 +326,7 @@ fn with_pending<R>(
             return Ok(f(found, hash));
         }
     }
-    state.broker.metrics.authentication_failed("enrolment link");
-    if state
-        .broker
-        .link_failures
-        .record_failure(peer, now_millis())
-        .limited
-    {
-        state.broker.metrics.rate_limited("approval_links");
-        return Err(PageError::TooManyFailures);
-    }
-    Err(PageError::NotFound)
+    Err(crate::pages::wrong_link(state, peer, "enrolment link"))
 }
 
 fn page_of<'a>(state: &'a AppState, pending: &'a Pending, hash: &[u8; 32]) -> EnrollPage<'a> {

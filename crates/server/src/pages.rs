@@ -284,7 +284,14 @@ async fn find(
             return Ok((request, address, hash));
         }
     }
-    state.broker.metrics.authentication_failed("approval link");
+    Err(wrong_link(state, peer, "approval link"))
+}
+
+/// A link token that matched nothing (`kind`: an approval or an enrolment
+/// link), counted against `peer`'s network: not found, or too many such
+/// from there.
+pub(crate) fn wrong_link(state: &AppState, peer: std::net::IpAddr, kind: &str) -> PageError {
+    state.broker.metrics.authentication_failed(kind);
     if state
         .broker
         .link_failures
@@ -292,9 +299,9 @@ async fn find(
         .limited
     {
         state.broker.metrics.rate_limited("approval_links");
-        return Err(PageError::TooManyFailures);
+        return PageError::TooManyFailures;
     }
-    Err(PageError::NotFound)
+    PageError::NotFound
 }
 
 /// `GET /a/{token}`: shows the request. Never changes its state.
