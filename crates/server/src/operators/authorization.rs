@@ -48,7 +48,8 @@ pub(super) async fn require_authorization(
         return refuse(&mut connection, Refusal::SessionFailed, message).await;
     }
     // The policy's own list is replaced by those who may approve.
-    let recipients = eligible(broker, &ask, std::mem::take(&mut policy.recipients)).await?;
+    let recipients =
+        eligible_recipients(broker, &ask, std::mem::take(&mut policy.recipients)).await?;
     let eligible = u32::try_from(recipients.len()).unwrap_or(u32::MAX);
     if eligible < required {
         let message = format!(
@@ -185,7 +186,7 @@ async fn tell_pending(
 /// The recipients who may approve the operator's request: an operator
 /// never approves its own request, so its own address gets no email and
 /// cannot count.
-async fn eligible(
+async fn eligible_recipients(
     broker: &Broker,
     ask: &Ask<'_>,
     recipients: Vec<String>,

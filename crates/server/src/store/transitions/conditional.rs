@@ -44,10 +44,7 @@ pub(super) async fn write_step<'s>(
 ) -> Result<Written<'s>, StoreError> {
     let version = version_of(row);
     let written = match step {
-        Step::Unchanged(..) => Written {
-            won: false,
-            counted: None,
-        },
+        Step::Unchanged(..) => Written::of(false, None),
         // An earlier approval reused, the local Allow still to come.
         Step::Approved(pending) if row.reused_from.is_none() && pending.reused.is_some() => {
             Written::of(record_reuse(tx, row, pending, &version, at).await?, None)
