@@ -4,29 +4,47 @@
 use crate::cli::DemoArgs;
 use anyhow::{Context, Result};
 use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use tokio::net::TcpListener;
 
 const DEMO_COMPUTER: &str = "demo-pc";
 const DEMO_OPERATOR: &str = "demo-operator";
 
+/// Sets the demo up in a temporary directory, says how to try it, and runs
+/// the server and the agent until Ctrl-C.
 pub async fn run(args: DemoArgs) -> Result<()> {
-    let listener = match args.listen {
-        Some(address) => tokio::net::TcpListener::bind(address)
-            .await
-            .with_context(|| format!("cannot listen on {address}"))?,
-        None => match tokio::net::TcpListener::bind("127.0.0.1:8080").await {
-            Ok(listener) => listener,
-            Err(_) => tokio::net::TcpListener::bind("127.0.0.1:0").await?,
-        },
-    };
+    let listener = bind(args.listen).await?;
     let address: SocketAddr = listener.local_addr()?;
     let url = format!("http://{address}");
     let dir = tempfile::Builder::new().prefix("doorman-demo-").tempdir()?;
     let data_dir = dir.path().join("server");
     doorman_server::private::create_dir(&data_dir)?;
+    let (token, key) = register(&data_dir).await?;
+    let agent_config = dir.path().join("agent.toml");
+    write_agent_settings(&agent_config, &url, &key)?;
+    let config = server_config(&url, &data_dir);
+    print_instructions(&url, &token, &agent_config, &data_dir);
+    serve_until_stopped(config, listener, agent_config).await
+}
 
+/// The address given, or port 8080 on loopback if it is free, else any.
+async fn bind(listen: Option<SocketAddr>) -> Result<TcpListener> {
+    Ok(match listen {
+        Some(address) => TcpListener::bind(address)
+            .await
+            .with_context(|| format!("cannot listen on {address}"))?,
+        None => match TcpListener::bind("127.0.0.1:8080").await {
+            Ok(listener) => listener,
+            Err(_) => TcpListener::bind("127.0.0.1:0").await?,
+        },
+    })
+}
+
+/// Adds the demo operator and computer to the database in `data_dir`:
+/// the operator's token and the computer's key.
+async fn register(data_dir: &Path) -> Result<(String, String)> {
     let store =
-        doorman_server::store::Store::open(&doorman_server::default_database_url(&data_dir))
-            .await?;
+        doorman_server::store::Store::open(&doorman_server::default_database_url(data_dir)).await?;
     // The demo operator may reach the demo computer, as `doorman admin
     // operator add … --computers demo-pc` would grant.
     let grant = doorman_server::admin::NewOperator {
@@ -36,9 +54,12 @@ pub async fn run(args: DemoArgs) -> Result<()> {
     };
     let token = doorman_server::admin::add_operator_with(&store, DEMO_OPERATOR, &grant).await?;
     let key = doorman_server::admin::add_agent(&store, DEMO_COMPUTER).await?;
-    drop(store);
+    Ok((token, key))
+}
 
-    let agent_config = dir.path().join("agent.toml");
+/// The demo computer's settings: email authorization on, two recipients,
+/// a shell.
+fn write_agent_settings(path: &Path, url: &str, key: &str) -> Result<()> {
     let settings = format!(
         r#"# Settings of the demo computer. Change them with `doorman settings`.
 server = "{url}"
@@ -54,11 +75,16 @@ recipients = ["owner@example.com", "it@example.com"]
 shell = true
 "#
     );
-    doorman_agent::settings_file::write_atomically(&agent_config, settings.as_bytes())?;
+    doorman_agent::settings_file::write_atomically(path, settings.as_bytes())?;
+    Ok(())
+}
 
-    let config = doorman_server::ServerConfig {
-        public_url: url.clone(),
-        data_dir: data_dir.clone(),
+/// The demo server's configuration: no mail relay (emails go to the
+/// outbox), no TLS, the defaults otherwise.
+fn server_config(url: &str, data_dir: &Path) -> doorman_server::ServerConfig {
+    doorman_server::ServerConfig {
+        public_url: url.to_string(),
+        data_dir: data_dir.to_path_buf(),
         database_url: None,
         smtp_url: None,
         smtp_ca: None,
@@ -75,7 +101,11 @@ shell = true
         metrics_listen: None,
         insecure_public_url: false,
         recordings: doorman_server::Recordings::default(),
-    };
+    }
+}
+
+/// The story to try, with the exact commands.
+fn print_instructions(url: &str, token: &str, agent_config: &Path, data_dir: &Path) {
     let exe = std::env::current_exe()
         .map(|path| path.display().to_string())
         .unwrap_or_else(|_| "doorman".into());
@@ -97,7 +127,14 @@ shell = true
         config = agent_config.display(),
         data = data_dir.display(),
     );
+}
 
+/// Runs the server and the agent until Ctrl-C stops both.
+async fn serve_until_stopped(
+    config: doorman_server::ServerConfig,
+    listener: TcpListener,
+    agent_config: PathBuf,
+) -> Result<()> {
     let (stop, stopped) = tokio::sync::watch::channel(false);
     let mut server_stop = stopped.clone();
     let server = doorman_server::run(config, listener, async move {

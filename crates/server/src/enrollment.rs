@@ -69,7 +69,67 @@ struct Pending {
     done: Option<oneshot::Sender<PinnedPasskey>>,
 }
 
+/// The random parts of an enrolment: its link token, the WebAuthn
+/// challenge and user id, and the digits of its short code.
+struct Draw {
+    token: [u8; 24],
+    challenge: [u8; 32],
+    user_id: [u8; 16],
+    code: [u8; 4],
+}
+
+impl Draw {
+    /// None when the system has no randomness to give.
+    fn new() -> Option<Self> {
+        let (Some(token), Some(challenge), Some(user_id), Some(code)) = (
+            random_bytes::<24>().ok(),
+            random_bytes::<32>().ok(),
+            random_bytes::<16>().ok(),
+            random_bytes::<4>().ok(),
+        ) else {
+            return None;
+        };
+        Some(Self {
+            token,
+            challenge,
+            user_id,
+            code,
+        })
+    }
+}
+
 impl Enrollments {
+    /// Remembers an enrolment under its link token's `hash` for its
+    /// lifetime: its short code, and where its passkey will come.
+    fn begin(
+        &self,
+        hash: [u8; 32],
+        computer: &str,
+        recipient: &str,
+        draw: Draw,
+    ) -> (String, oneshot::Receiver<PinnedPasskey>) {
+        let digits = draw.code;
+        let code = format!(
+            "{:04}-{:04}",
+            u16::from_be_bytes([digits[0], digits[1]]) % 10_000,
+            u16::from_be_bytes([digits[2], digits[3]]) % 10_000
+        );
+        let (done, finished) = oneshot::channel();
+        self.lock().insert(
+            hash,
+            Pending {
+                computer: computer.to_string(),
+                recipient: recipient.to_string(),
+                code: code.clone(),
+                challenge: draw.challenge,
+                user_id: draw.user_id,
+                until: Instant::now() + LIFETIME,
+                done: Some(done),
+            },
+        );
+        (code, finished)
+    }
+
     fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<[u8; 32], Pending>> {
         self.pending
             .lock()
@@ -173,6 +233,8 @@ fn refusal(state: &AppState, computer: &str, recipient: &str) -> Option<String> 
     None
 }
 
+/// One enrolment, as the computer asks it: started (or refused, with the
+/// reason), then the passkey when the recipient makes it.
 async fn enroll<S>(
     state: &AppState,
     connection: &mut Connection<S>,
@@ -181,89 +243,109 @@ async fn enroll<S>(
 where
     S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
 {
-    let computer = from.computer;
     let Some(ask) = connection.read_message::<EnrollAsk>().await? else {
         return Ok(());
     };
-    let failed = |message: String| EnrollNews::Failed { message };
-    if let Err(message) = doorman_core::settings::validate_recipient(&ask.recipient) {
-        return connection.write_message(&failed(message)).await;
-    }
-    // A computer's key must not become a way to flood mailboxes.
-    if let Some(message) = refusal(state, computer, &ask.recipient) {
-        let refused = from.audit(AuditKind::EnrolmentRefused, &ask.recipient, message.clone());
-        if let Err(error) = state.broker.store.record(&refused).await {
-            tracing::error!(%error, "cannot record a refused enrolment");
+    let started = match start(state, from, &ask.recipient).await {
+        Ok(started) => started,
+        Err(message) => {
+            return connection
+                .write_message(&EnrollNews::Failed { message })
+                .await;
         }
-        tracing::warn!(%computer, recipient = %ask.recipient, %message, "passkey enrolment refused");
-        return connection.write_message(&failed(message)).await;
+    };
+    connection
+        .write_message(&EnrollNews::Started {
+            code: started.code,
+            expires_in: LIFETIME.as_secs(),
+        })
+        .await?;
+    finish(state, connection, started.hash, started.finished).await
+}
+
+/// An enrolment whose link went out.
+struct Started {
+    /// The short code the computer and the recipient's page both show.
+    code: String,
+    /// Its link token's hash, under which it is remembered.
+    hash: [u8; 32],
+    /// Where the passkey comes once the recipient made it.
+    finished: oneshot::Receiver<PinnedPasskey>,
+}
+
+/// Starts the enrolment of `recipient` for the computer asking: checks
+/// that it may ([`refused`]), records it, remembers it, and emails the
+/// link. What the computer is told if it cannot.
+async fn start(state: &AppState, from: &Asker<'_>, recipient: &str) -> Result<Started, String> {
+    if let Some(message) = refused(state, from, recipient).await {
+        return Err(message);
     }
-    let (Some(token), Some(challenge), Some(user_id), Some(code)) = (
-        random_bytes::<24>().ok(),
-        random_bytes::<32>().ok(),
-        random_bytes::<16>().ok(),
-        random_bytes::<4>().ok(),
-    ) else {
-        return connection
-            .write_message(&failed("the server has no randomness".into()))
-            .await;
+    let Some(draw) = Draw::new() else {
+        return Err("the server has no randomness".into());
     };
     // Recorded before the email goes: an enrolment the trail cannot hold
     // is not started.
     let started = from.audit(
         AuditKind::EnrolmentStarted,
-        &ask.recipient,
-        format!("passkey enrolment link emailed to {}", ask.recipient),
+        recipient,
+        format!("passkey enrolment link emailed to {recipient}"),
     );
     if let Err(error) = state.broker.store.record(&started).await {
         tracing::error!(%error, "cannot record an enrolment");
-        return connection
-            .write_message(&failed("the server cannot record the enrolment".into()))
-            .await;
+        return Err("the server cannot record the enrolment".into());
     }
-    let code = format!(
-        "{:04}-{:04}",
-        u16::from_be_bytes([code[0], code[1]]) % 10_000,
-        u16::from_be_bytes([code[2], code[3]]) % 10_000
-    );
-    let token = B64(token.to_vec()).to_string();
+    let token = B64(draw.token.to_vec()).to_string();
     let hash = crate::secrets::hash(&token);
-    let (done, finished) = oneshot::channel();
-    state.enrollments.lock().insert(
-        hash,
-        Pending {
-            computer: computer.to_string(),
-            recipient: ask.recipient.clone(),
-            code: code.clone(),
-            challenge,
-            user_id,
-            until: Instant::now() + LIFETIME,
-            done: Some(done),
-        },
-    );
+    let (code, finished) = state
+        .enrollments
+        .begin(hash, from.computer, recipient, draw);
     let link = format!("{}/e/{token}", state.public.origin());
-    if let Err(message) =
-        crate::outbox::send_enrollment(state, computer, &ask.recipient, &link).await
-    {
+    let computer = from.computer;
+    if let Err(message) = crate::outbox::send_enrollment(state, computer, recipient, &link).await {
         state.enrollments.lock().remove(&hash);
-        return connection
-            .write_message(&failed(format!(
-                "cannot email {}: {message}",
-                ask.recipient
-            )))
-            .await;
+        return Err(format!("cannot email {recipient}: {message}"));
     }
-    tracing::info!(%computer, recipient = %ask.recipient, "passkey enrolment link sent");
-    connection
-        .write_message(&EnrollNews::Started {
-            code,
-            expires_in: LIFETIME.as_secs(),
-        })
-        .await?;
+    tracing::info!(%computer, %recipient, "passkey enrolment link sent");
+    Ok(Started {
+        code,
+        hash,
+        finished,
+    })
+}
+
+/// Why the enrolment of `recipient` is refused, if it is: an address that
+/// is not one, or a [`refusal`], which is audited. A computer's key must
+/// not become a way to flood mailboxes.
+async fn refused(state: &AppState, from: &Asker<'_>, recipient: &str) -> Option<String> {
+    if let Err(message) = doorman_core::settings::validate_recipient(recipient) {
+        return Some(message);
+    }
+    let computer = from.computer;
+    let message = refusal(state, computer, recipient)?;
+    let refused = from.audit(AuditKind::EnrolmentRefused, recipient, message.clone());
+    if let Err(error) = state.broker.store.record(&refused).await {
+        tracing::error!(%error, "cannot record a refused enrolment");
+    }
+    tracing::warn!(%computer, %recipient, %message, "passkey enrolment refused");
+    Some(message)
+}
+
+/// Waits for the recipient to make the passkey, or for the link to
+/// expire, and tells the computer; a computer that gave up (Ctrl-C) is
+/// told nothing. The enrolment is forgotten either way.
+async fn finish<S>(
+    state: &AppState,
+    connection: &mut Connection<S>,
+    hash: [u8; 32],
+    finished: oneshot::Receiver<PinnedPasskey>,
+) -> Result<(), doorman_proto::ConnectionError>
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+{
     let outcome = tokio::select! {
         made = tokio::time::timeout(LIFETIME, finished) => match made {
             Ok(Ok(passkey)) => EnrollNews::Enrolled { passkey },
-            _ => failed("the enrolment link expired unused".into()),
+            _ => EnrollNews::Failed { message: "the enrolment link expired unused".into() },
         },
         // The computer gave up (Ctrl-C).
         _ = connection.read_message::<EnrollAsk>() => {

@@ -45,6 +45,77 @@ const DECISION_BUCKETS: [f64; 12] = [
     1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0, 600.0, 1800.0, 3600.0, 86_400.0,
 ];
 
+/// Each series' name and help text.
+const HELP: [(&str, &str); 12] = [
+    (
+        "doorman_computers_connected",
+        "Agents connected to this server now.",
+    ),
+    (
+        "doorman_sessions_active",
+        "Sessions being relayed now, by kind.",
+    ),
+    (
+        "doorman_authorization_requests_total",
+        "Authorization requests settled, by outcome.",
+    ),
+    (
+        "doorman_decision_seconds",
+        "Time from an authorization request to its outcome.",
+    ),
+    (
+        "doorman_emails_sent_total",
+        "Authorization emails handed to the relay (or written to the outbox).",
+    ),
+    (
+        "doorman_emails_failed_total",
+        "Authorization email attempts that failed, by cause.",
+    ),
+    (
+        "doorman_authentication_failures_total",
+        "Wrong credentials and approval links, by kind.",
+    ),
+    (
+        "doorman_rate_limited_total",
+        "Requests refused by a limit, by limit.",
+    ),
+    (
+        "doorman_relay_bytes_total",
+        "Bytes relayed between operators and computers, by direction, counted as each session or tunnel ends (a tunnel handed over to its agent counts its TLS records' bytes).",
+    ),
+    (
+        "doorman_tunnels_total",
+        "Forwarded connections opened: tls=handed_over when the agent took the operator's TLS session over (the server relays records it does not open), else server.",
+    ),
+    (
+        "doorman_database_errors_total",
+        "Database operations that failed.",
+    ),
+    (
+        "doorman_leader",
+        "1 while this server serves, 0 while it waits as a standby replica.",
+    ),
+];
+
+/// The labelled counters: each one's name, its label, and every value the
+/// label takes (each registered at zero).
+const LABELLED_COUNTERS: [(&str, &str, &[&str]); 6] = [
+    ("doorman_authorization_requests_total", "outcome", &OUTCOMES),
+    ("doorman_emails_failed_total", "cause", &EMAIL_FAILURES),
+    (
+        "doorman_authentication_failures_total",
+        "kind",
+        &AUTH_FAILURES,
+    ),
+    ("doorman_rate_limited_total", "limit", &LIMITS),
+    (
+        "doorman_relay_bytes_total",
+        "direction",
+        &["to_computer", "to_operator"],
+    ),
+    ("doorman_tunnels_total", "tls", &["handed_over", "server"]),
+];
+
 static METADATA: Metadata<'static> = Metadata::new("doorman_server", Level::INFO, None);
 
 /// The server's counters, gauges and histogram; cheap to clone.
@@ -59,6 +130,28 @@ struct Registry {
     database_errors: Counter,
     decision_seconds: Histogram,
     emails_sent: Counter,
+}
+
+impl Registry {
+    /// Registers the series without labels with `recorder`.
+    fn new(recorder: PrometheusRecorder) -> Self {
+        let gauge =
+            |name: &'static str| recorder.register_gauge(&Key::from_static_name(name), &METADATA);
+        let counter =
+            |name: &'static str| recorder.register_counter(&Key::from_static_name(name), &METADATA);
+        Registry {
+            computers_connected: gauge("doorman_computers_connected"),
+            leader: gauge("doorman_leader"),
+            database_errors: counter("doorman_database_errors_total"),
+            emails_sent: counter("doorman_emails_sent_total"),
+            decision_seconds: recorder.register_histogram(
+                &Key::from_static_name("doorman_decision_seconds"),
+                &METADATA,
+            ),
+            handle: recorder.handle(),
+            recorder,
+        }
+    }
 }
 
 impl std::fmt::Debug for Metrics {
@@ -83,104 +176,16 @@ impl Metrics {
             .map(PrometheusBuilder::build_recorder)
             // The buckets are constants; the builder refuses only an empty list.
             .unwrap_or_else(|_| PrometheusBuilder::new().build_recorder());
-        let handle = recorder.handle();
-        let describe = |name: &'static str, help: &'static str| {
+        for (name, help) in HELP {
             recorder.describe_counter(KeyName::from_const_str(name), None, help.into());
-        };
-        describe(
-            "doorman_computers_connected",
-            "Agents connected to this server now.",
-        );
-        describe(
-            "doorman_sessions_active",
-            "Sessions being relayed now, by kind.",
-        );
-        describe(
-            "doorman_authorization_requests_total",
-            "Authorization requests settled, by outcome.",
-        );
-        describe(
-            "doorman_decision_seconds",
-            "Time from an authorization request to its outcome.",
-        );
-        describe(
-            "doorman_emails_sent_total",
-            "Authorization emails handed to the relay (or written to the outbox).",
-        );
-        describe(
-            "doorman_emails_failed_total",
-            "Authorization email attempts that failed, by cause.",
-        );
-        describe(
-            "doorman_authentication_failures_total",
-            "Wrong credentials and approval links, by kind.",
-        );
-        describe(
-            "doorman_rate_limited_total",
-            "Requests refused by a limit, by limit.",
-        );
-        describe(
-            "doorman_relay_bytes_total",
-            "Bytes relayed between operators and computers, by direction, counted as each session or tunnel ends (a tunnel handed over to its agent counts its TLS records' bytes).",
-        );
-        describe(
-            "doorman_tunnels_total",
-            "Forwarded connections opened: tls=handed_over when the agent took the operator's TLS session over (the server relays records it does not open), else server.",
-        );
-        describe(
-            "doorman_database_errors_total",
-            "Database operations that failed.",
-        );
-        describe(
-            "doorman_leader",
-            "1 while this server serves, 0 while it waits as a standby replica.",
-        );
-        let gauge =
-            |name: &'static str| recorder.register_gauge(&Key::from_static_name(name), &METADATA);
-        let counter =
-            |name: &'static str| recorder.register_counter(&Key::from_static_name(name), &METADATA);
-        let registry = Registry {
-            computers_connected: gauge("doorman_computers_connected"),
-            leader: gauge("doorman_leader"),
-            database_errors: counter("doorman_database_errors_total"),
-            emails_sent: counter("doorman_emails_sent_total"),
-            decision_seconds: recorder.register_histogram(
-                &Key::from_static_name("doorman_decision_seconds"),
-                &METADATA,
-            ),
-            handle,
-            recorder,
-        };
-        let metrics = Metrics(Arc::new(registry));
+        }
+        let metrics = Metrics(Arc::new(Registry::new(recorder)));
         for kind in SESSION_KINDS {
             metrics
                 .labelled_gauge("doorman_sessions_active", "kind", kind)
                 .set(0.0);
         }
-        for (name, label, values) in [
-            (
-                "doorman_authorization_requests_total",
-                "outcome",
-                &OUTCOMES[..],
-            ),
-            ("doorman_emails_failed_total", "cause", &EMAIL_FAILURES[..]),
-            (
-                "doorman_authentication_failures_total",
-                "kind",
-                &AUTH_FAILURES[..],
-            ),
-            ("doorman_rate_limited_total", "limit", &LIMITS[..]),
-            (
-                "doorman_relay_bytes_total",
-                "direction",
-                &["to_computer", "to_operator"][..],
-            ),
-            (
-                "doorman_tunnels_total",
-                "tls",
-                &["handed_over", "server"][..],
-            ),
-        ] {
+        for (name, label, values) in LABELLED_COUNTERS {
             for value in values {
                 metrics.labelled_counter(name, label, value).increment(0);
             }

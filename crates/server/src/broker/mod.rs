@@ -21,8 +21,8 @@ pub use waiters::{RequestWatch, Waiters};
 use crate::clock::now_millis;
 use crate::secrets::ServerKey;
 use crate::store::transitions::transition_audit;
-use crate::store::{AuditEvent, Block, ComputerId, Millis, Store, StoreError};
-use doorman_core::authorization::{Event, Step, Unchanged};
+use crate::store::{AuditEvent, Block, ComputerId, Millis, RequestRow, Store, StoreError};
+use doorman_core::authorization::{Event, PendingRequest, Step, Unchanged};
 use doorman_core::{AuditKind, CancelCause, Outcome, Request};
 use doorman_proto::message::{DeliveryState, ServerToAgent, ServerToOperator};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -53,6 +53,30 @@ pub struct Witness {
     /// The passkey assertion an Allow was made with (JSON), kept with the
     /// approval for the computer to verify.
     pub assertion: Option<String>,
+}
+
+impl Witness {
+    /// Puts who, from where and the note on a transition's audit event.
+    fn stamp(&self, audit: &mut AuditEvent) {
+        audit.actor = self.actor.clone();
+        audit.address = self.address.clone();
+        audit.user_agent = self.user_agent.clone();
+        if self.detail.is_some() {
+            audit.detail = self.detail.clone();
+        }
+    }
+
+    /// Who approved, as the operator is shown it: a recipient's address is
+    /// masked; a person at the computer is named as the computer names
+    /// them.
+    fn shown_name(&self) -> String {
+        let by = self.actor.as_deref().unwrap_or_default();
+        if by.contains('@') {
+            doorman_core::mask::mask_address(by)
+        } else {
+            by.to_string()
+        }
+    }
 }
 
 /// What [`Broker::apply`] did.
@@ -204,86 +228,102 @@ impl Broker {
                 }
                 continue;
             };
-            audit.actor = witness.actor.clone();
-            audit.address = witness.address.clone();
-            audit.user_agent = witness.user_agent.clone();
-            if witness.detail.is_some() {
-                audit.detail = witness.detail.clone();
-            }
-            let block = match &step {
-                Step::Settled(settled) if settled.reported() => {
-                    let minutes = self.limits.block_minutes;
-                    audit.detail = Some(format!(
-                        "recipient did not expect this request; {} blocked from {} for {minutes} minutes",
-                        row.operator, row.computer
-                    ));
-                    // A request whose operator or computer is gone (from
-                    // before ids were kept) blocks no one.
-                    row.operator_id
-                        .zip(row.computer_id)
-                        .map(|(operator, computer)| Block {
-                            operator,
-                            computer,
-                            until: at + i64::from(minutes) * 60_000,
-                            reported_by: witness.actor.clone().unwrap_or_default(),
-                        })
-                }
-                _ => None,
-            };
-            if !self
+            witness.stamp(&mut audit);
+            let block = self.report_block(&row, &step, at, &witness, &mut audit);
+            let assertion = witness.assertion.as_deref();
+            let persisted = self
                 .store
-                .persist(
-                    &row,
-                    &step,
-                    at,
-                    &audit,
-                    block.as_ref(),
-                    witness.assertion.as_deref(),
-                )
-                .await?
-            {
+                .persist(&row, &step, at, &audit, block.as_ref(), assertion);
+            if !persisted.await? {
                 continue;
             }
-            return Ok(match step {
-                Step::Approved(pending) => {
-                    let approvals = u32::try_from(pending.approvals.len()).unwrap_or(u32::MAX);
-                    let required = pending.required_approvals;
-                    // A recipient's address is masked; a person at the
-                    // computer is named as the computer names them. A
-                    // reuse that waits for the local Allow is no
-                    // recipient's approval: its caller tells the operator.
-                    let reusing = row.reused_from.is_none() && pending.reused.is_some();
-                    let by = witness.actor.as_deref().unwrap_or_default();
-                    let by = if by.contains('@') {
-                        doorman_core::mask::mask_address(by)
-                    } else {
-                        by.to_string()
-                    };
-                    if !reusing {
-                        self.waiters.tell(
-                            request_id,
-                            ServerToOperator::Approval {
-                                approvals,
-                                required,
-                                by,
-                            },
-                        );
-                    }
-                    Applied::Approved {
-                        approvals,
-                        required,
-                    }
-                }
-                Step::Settled(settled) => {
-                    let outcome = settled.outcome().state().as_str();
-                    self.metrics.request_settled(outcome, at - row.created_at);
-                    self.publish(&row, settled.outcome()).await;
-                    Applied::Settled(settled.outcome().clone())
-                }
-                Step::Unchanged(_, why) => Applied::Unchanged(why),
-            });
+            return Ok(self.announce(request_id, &row, step, &witness, at).await);
         }
         Err(StoreError::Contended(request_id.to_string()))
+    }
+
+    /// The block a report ("I did not expect this") writes with its Deny,
+    /// and its note in place of the audit event's; none for any other
+    /// step, nor for a request whose operator or computer is gone (from
+    /// before ids were kept): it blocks no one.
+    fn report_block(
+        &self,
+        row: &RequestRow,
+        step: &Step,
+        at: Millis,
+        witness: &Witness,
+        audit: &mut AuditEvent,
+    ) -> Option<Block> {
+        let Step::Settled(settled) = step else {
+            return None;
+        };
+        if !settled.reported() {
+            return None;
+        }
+        let minutes = self.limits.block_minutes;
+        audit.detail = Some(format!(
+            "recipient did not expect this request; {} blocked from {} for {minutes} minutes",
+            row.operator, row.computer
+        ));
+        row.operator_id
+            .zip(row.computer_id)
+            .map(|(operator, computer)| Block {
+                operator,
+                computer,
+                until: at + i64::from(minutes) * 60_000,
+                reported_by: witness.actor.clone().unwrap_or_default(),
+            })
+    }
+
+    /// Pushes the news of a persisted step (an approval to the waiting
+    /// operator, an outcome to the operator and the agent), and says what
+    /// [`Broker::apply`] did.
+    async fn announce(
+        &self,
+        request_id: &str,
+        row: &RequestRow,
+        step: Step,
+        witness: &Witness,
+        at: Millis,
+    ) -> Applied {
+        match step {
+            Step::Approved(pending) => self.announce_approval(request_id, row, &pending, witness),
+            Step::Settled(settled) => {
+                let outcome = settled.outcome().state().as_str();
+                self.metrics.request_settled(outcome, at - row.created_at);
+                self.publish(row, settled.outcome()).await;
+                Applied::Settled(settled.outcome().clone())
+            }
+            Step::Unchanged(_, why) => Applied::Unchanged(why),
+        }
+    }
+
+    /// An Allow counted, more still needed: the waiting operator is told
+    /// who gave it. A reuse that waits for the local Allow is no
+    /// recipient's approval: its caller tells the operator.
+    fn announce_approval(
+        &self,
+        request_id: &str,
+        row: &RequestRow,
+        pending: &PendingRequest,
+        witness: &Witness,
+    ) -> Applied {
+        let approvals = u32::try_from(pending.approvals.len()).unwrap_or(u32::MAX);
+        let required = pending.required_approvals;
+        let reusing = row.reused_from.is_none() && pending.reused.is_some();
+        if !reusing {
+            let by = witness.shown_name();
+            let news = ServerToOperator::Approval {
+                approvals,
+                required,
+                by,
+            };
+            self.waiters.tell(request_id, news);
+        }
+        Applied::Approved {
+            approvals,
+            required,
+        }
     }
 
     /// Computer `computer` refused the session of its allowed request

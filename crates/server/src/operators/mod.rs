@@ -1,12 +1,13 @@
 //! An operator's connection on `/v1/connect`, one module per step, as the
 //! flow runs: [`offer`] (a connect: checks, access rules, limits, the
-//! agent's answer, the request with its emails or a reused approval),
-//! [`wait`] (the pushed outcome, the operator's Ctrl-C, revocations),
+//! agent's answer), [`authorization`] (the request with its emails or a
+//! reused approval), [`wait`] (the pushed outcome, the operator's Ctrl-C, revocations),
 //! [`resume`] (an operator back on a new connection) and [`session`] (the
 //! byte relay between operator and agent). [`admission`] holds the checks
 //! they share.
 
 mod admission;
+mod authorization;
 mod offer;
 mod resume;
 mod session;
@@ -140,6 +141,20 @@ async fn refuse(
         .write_message(&ServerToOperator::Refused { reason, message })
         .await?;
     Ok(())
+}
+
+/// Refuses the request after the agent saw it, and records why.
+async fn refuse_audited(
+    broker: &Broker,
+    mut connection: Connection<OperatorStream>,
+    ask: &Ask<'_>,
+    request_id: &str,
+    (reason, message): (Refusal, String),
+    detail: String,
+) -> Result<(), OperatorError> {
+    let event = audit(ask, AuditKind::Refused, Some(request_id), Some(detail));
+    broker.store.record(&event).await?;
+    refuse(&mut connection, reason, message).await
 }
 
 fn audit(

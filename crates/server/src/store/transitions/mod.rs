@@ -2,6 +2,10 @@
 //! state machine (`doorman_core::authorization`) sees it, and persisting
 //! each step it computes with one conditional write, with its audit event,
 //! its approval row, the block of a report and the end of reuse windows.
+//! The conditional write itself, one UPDATE per kind of step, is
+//! `conditional`'s.
+
+mod conditional;
 
 use super::{
     AuditEvent, ComputerId, Millis, OperatorId, REQUEST_COLUMNS, RequestRow, Store, StoreError,
@@ -234,7 +238,8 @@ pub(super) async fn cancel_in(
 }
 
 /// [`Store::persist`] inside a transaction the caller owns (a revocation
-/// cancels many requests in the one that revokes).
+/// cancels many requests in the one that revokes): the conditional write,
+/// then, only if it won, what goes with it.
 pub(super) async fn persist_in(
     tx: &mut AnyConnection,
     row: &RequestRow,
@@ -244,174 +249,70 @@ pub(super) async fn persist_in(
     block: Option<&Block>,
     assertion: Option<&str>,
 ) -> Result<bool, StoreError> {
-    let seen = row.approval_count;
-    // The version a transition checks: the recipients' Allows counted,
-    // whether the local Allow was given, and whether an earlier approval
-    // was reused.
-    let set = |given: bool| if given { "IS NOT NULL" } else { "IS NULL" };
-    let version = format!(
-        "approval_count = $2 AND local_approved_by {} AND reused_from {}",
-        set(row.local_approval.is_some()),
-        set(row.reused_from.is_some())
-    );
-    let (result, approval) = match step {
-        Step::Unchanged(..) => return Ok(false),
-        // An earlier approval reused, the local Allow still to come.
-        Step::Approved(pending) if row.reused_from.is_none() && pending.reused.is_some() => {
-            let reused = pending.reused.as_ref();
-            let sql = format!(
-                "UPDATE requests SET reused_from = $3, reused_by = $4
-                 WHERE id = $1 AND state = 'pending' AND {version} AND expires_at > $5"
-            );
-            let result = sqlx::query(sqlx::AssertSqlSafe(sql))
-                .bind(&row.id)
-                .bind(seen)
-                .bind(reused.map(|r| r.request_id.as_str()))
-                .bind(reused.map(|r| r.by.as_str()))
-                .bind(at)
-                .execute(&mut *tx)
-                .await?;
-            (result, None)
-        }
-        Step::Approved(pending)
-            if row.local_approval.is_none() && pending.local_approval.is_some() =>
-        {
-            let local = pending.local_approval.as_ref();
-            let sql = format!(
-                "UPDATE requests SET local_approved_by = $3, local_approved_at = $4
-                 WHERE id = $1 AND state = 'pending' AND {version} AND expires_at > $5"
-            );
-            let result = sqlx::query(sqlx::AssertSqlSafe(sql))
-                .bind(&row.id)
-                .bind(seen)
-                .bind(local.map(|a| a.by.as_str()))
-                .bind(local.map(|a| a.at))
-                .bind(at)
-                .execute(&mut *tx)
-                .await?;
-            (result, None)
-        }
-        Step::Approved(pending) => {
-            let sql = format!(
-                "UPDATE requests SET approval_count = approval_count + 1
-                 WHERE id = $1 AND state = 'pending' AND {version} AND expires_at > $3"
-            );
-            let result = sqlx::query(sqlx::AssertSqlSafe(sql))
-                .bind(&row.id)
-                .bind(seen)
-                .bind(at)
-                .execute(&mut *tx)
-                .await?;
-            (result, pending.approvals.last())
-        }
-        Step::Settled(settled) => match settled.outcome() {
-            Outcome::Expired { .. } => {
-                let sql = format!(
-                    "UPDATE requests SET state = 'expired', settled_at = expires_at
-                     WHERE id = $1 AND state = 'pending' AND {version} AND expires_at <= $3"
-                );
-                let result = sqlx::query(sqlx::AssertSqlSafe(sql))
-                    .bind(&row.id)
-                    .bind(seen)
-                    .bind(at)
-                    .execute(&mut *tx)
-                    .await?;
-                (result, None)
-            }
-            outcome => {
-                let cause = match outcome {
-                    Outcome::Cancelled { cause, .. } => Some(
-                        serde_json::to_string(cause)
-                            .map_err(|e| StoreError::Corrupt(e.to_string()))?,
-                    ),
-                    _ => None,
-                };
-                let request = settled.request();
-                let count = i64::try_from(request.approvals.len())
-                    .map_err(|e| StoreError::Corrupt(e.to_string()))?;
-                // A fresh Allow opens the reuse window; a reused one does not
-                // stretch the window it came from.
-                let (reused_from, reusable_until) = match outcome {
-                    Outcome::Allowed {
-                        reused_from: None, ..
-                    } if row.approval_valid_for > 0 => {
-                        (None, Some(at + i64::from(row.approval_valid_for) * 1000))
-                    }
-                    Outcome::Allowed { reused_from, .. } => (reused_from.clone(), None),
-                    _ => (None, None),
-                };
-                let local = request.local_approval.as_ref();
-                let sql = format!(
-                    "UPDATE requests SET state = $3, settled_at = $4, decided_by = $5, cancel_cause = $6, approval_count = $7,
-                         reused_from = $8, reusable_until = $9, local_approved_by = $10, local_approved_at = $11
-                     WHERE id = $1 AND state = 'pending' AND {version} AND expires_at > $12"
-                );
-                let result = sqlx::query(sqlx::AssertSqlSafe(sql))
-                    .bind(&row.id)
-                    .bind(seen)
-                    .bind(outcome.state().as_str())
-                    .bind(outcome.at())
-                    .bind(outcome.decided_by())
-                    .bind(cause)
-                    .bind(count)
-                    .bind(reused_from)
-                    .bind(reusable_until)
-                    .bind(local.map(|a| a.by.as_str()))
-                    .bind(local.map(|a| a.at))
-                    .bind(at)
-                    .execute(&mut *tx)
-                    .await?;
-                let last = (count > seen).then(|| request.approvals.last()).flatten();
-                (result, last)
-            }
-        },
-    };
-    if result.rows_affected() != 1 {
+    let written = conditional::write_step(tx, row, step, at).await?;
+    if !written.won {
         return Ok(false);
     }
-    if let Some(approval) = approval {
-        sqlx::query(
-            "INSERT INTO approvals (request_id, address, at, assertion) VALUES ($1, $2, $3, $4)",
-        )
-        .bind(&row.id)
-        .bind(&approval.by)
-        .bind(approval.at)
-        .bind(assertion)
-        .execute(&mut *tx)
-        .await?;
+    if let Some(approval) = written.counted {
+        insert_approval(tx, &row.id, approval, assertion).await?;
     }
-    if matches!(step, Step::Settled(_)) {
+    if let Step::Settled(settled) = step {
         // Emails not yet sent are pointless now.
-        sqlx::query(
-            "UPDATE outbox SET state = 'dropped' WHERE request_id = $1 AND state = 'queued'",
-        )
-        .bind(&row.id)
-        .execute(&mut *tx)
-        .await?;
-    }
-    if let Step::Settled(settled) = step
-        && let Outcome::Denied { .. } = settled.outcome()
-    {
+        drop_queued_emails(tx, &row.id).await?;
         // A Deny (or "I did not expect this") on a computer ends every
         // earlier approval's reuse window there.
-        if let Some(computer) = row.computer_id {
+        if let (Outcome::Denied { .. }, Some(computer)) = (settled.outcome(), row.computer_id) {
             end_reuse_in(tx, "computer_id", computer.0).await?;
         }
     }
     if let Some(block) = block {
-        sqlx::query(
-            "INSERT INTO blocks (operator_id, computer_id, until, reported_by, created_at) VALUES ($1, $2, $3, $4, $5)
-             ON CONFLICT (operator_id, computer_id) DO UPDATE SET until = CASE WHEN excluded.until > blocks.until THEN excluded.until ELSE blocks.until END,
-                 reported_by = excluded.reported_by, created_at = excluded.created_at",
-        )
-        .bind(block.operator.0)
-        .bind(block.computer.0)
-        .bind(block.until)
-        .bind(&block.reported_by)
-        .bind(at)
-        .execute(&mut *tx)
-        .await?;
+        upsert_block(tx, block, at).await?;
     }
     insert_audit(tx, audit).await?;
     Ok(true)
+}
+
+/// The row of a recipient's Allow, with its passkey assertion if it had one.
+async fn insert_approval(
+    tx: &mut AnyConnection,
+    request_id: &str,
+    approval: &Approval,
+    assertion: Option<&str>,
+) -> Result<(), StoreError> {
+    sqlx::query(
+        "INSERT INTO approvals (request_id, address, at, assertion) VALUES ($1, $2, $3, $4)",
+    )
+    .bind(request_id)
+    .bind(&approval.by)
+    .bind(approval.at)
+    .bind(assertion)
+    .execute(&mut *tx)
+    .await?;
+    Ok(())
+}
+
+/// Drops a settled request's emails not yet sent.
+async fn drop_queued_emails(tx: &mut AnyConnection, request_id: &str) -> Result<(), StoreError> {
+    sqlx::query("UPDATE outbox SET state = 'dropped' WHERE request_id = $1 AND state = 'queued'")
+        .bind(request_id)
+        .execute(&mut *tx)
+        .await?;
+    Ok(())
+}
+
+/// Writes a report's block, or lengthens the one already there.
+async fn upsert_block(tx: &mut AnyConnection, block: &Block, at: Millis) -> Result<(), StoreError> {
+    sqlx::query(
+        "INSERT INTO blocks (operator_id, computer_id, until, reported_by, created_at) VALUES ($1, $2, $3, $4, $5)
+         ON CONFLICT (operator_id, computer_id) DO UPDATE SET until = CASE WHEN excluded.until > blocks.until THEN excluded.until ELSE blocks.until END,
+             reported_by = excluded.reported_by, created_at = excluded.created_at",
+    )
+    .bind(block.operator.0)
+    .bind(block.computer.0)
+    .bind(block.until)
+    .bind(&block.reported_by)
+    .bind(at)
+    .execute(&mut *tx)
+    .await?;
+    Ok(())
 }
