@@ -136,7 +136,7 @@ impl<W: AsyncWrite + Unpin> Served<W> {
 
     /// Agent keys changed somewhere: closes the connection if its own was
     /// replaced or removed.
-    async fn keys_changed(&self) -> ControlFlow<Close> {
+    async fn keys_changed(&mut self) -> ControlFlow<Close> {
         if key_still_current(&self.broker, &self.name, &self.agent).await {
             return Continue(());
         }
