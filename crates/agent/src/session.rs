@@ -1,7 +1,9 @@
 //! Running an agreed session: open the session connection to the server and
 //! run what was approved — a command with its output streamed back, a login
 //! shell in a pseudo-terminal, or a forward session whose tunnels each get a
-//! connection of their own — then report how it ended.
+//! connection of their own. How it ended travels on that connection (the
+//! program's exit status, or why it could not run); only a connection that
+//! could not be opened is reported on the control connection.
 
 use crate::dialing::SharedDialer;
 use crate::error::{LinkError, SessionError};
@@ -27,8 +29,11 @@ pub struct Shared {
 
 /// Starts the session in its own task; it ends after `limit` seconds
 /// (0: no limit) whatever the operator does, its program killed. The server
-/// cuts the session at the limit and records it; the agent's own cut, a
-/// moment later, holds even if the server does not.
+/// ends the session at the limit, and tells the operator; the agent's own
+/// cut, a moment later, holds even if the server does not. How the session
+/// ended travels on its own connection (the program's exit status); the
+/// server hears on `to_server` only of a session whose connection could not
+/// be opened.
 pub fn spawn(
     settings: Arc<AgentSettings>,
     request_id: String,
@@ -39,21 +44,28 @@ pub fn spawn(
     to_server: mpsc::UnboundedSender<AgentToServer>,
 ) {
     tokio::spawn(async move {
-        let session = run(&settings, &request_id, &visitor, service, shared);
-        let ran = if limit > 0 {
-            let limit = std::time::Duration::from_secs(u64::from(limit) + 2);
-            tokio::time::timeout(limit, session)
-                .await
-                .unwrap_or(Ok(SessionEnd::TimeLimit))
-        } else {
-            session.await
-        };
-        let end = ran.unwrap_or_else(|error| {
-            tracing::warn!(request = %request_id, %error, "session failed");
-            SessionEnd::Failed {
-                message: error.to_string(),
+        let Shared { grants, dialer } = shared;
+        // A forward session's tunnels are allowed before its session connection
+        // opens: the operator may open one as soon as the server says the
+        // session started, which it says once that connection arrives.
+        let _grant = match &service {
+            Service::Forward { targets } => {
+                Some(ForwardGrant::insert(grants, &request_id, targets.clone()))
             }
-        });
+            Service::Command { .. } | Service::Shell { .. } | Service::Desktop => None,
+        };
+        let end = match dial_session_patiently(&dialer, &settings, &request_id).await {
+            Ok(io) => run_limited(&settings, &request_id, &visitor, service, io, limit).await,
+            Err(error) => {
+                let end = failed(&request_id, &SessionError::from(error));
+                // The server's waiting operator hears it at once.
+                let _ = to_server.send(AgentToServer::SessionEnded {
+                    session_id: request_id,
+                    end: end.clone(),
+                });
+                end
+            }
+        };
         notify::show(
             settings.notify_command.as_deref(),
             &visitor,
@@ -61,12 +73,37 @@ pub fn spawn(
                 status: end.to_string(),
             },
         );
-        // For the audit trail; the server records it with the session's end.
-        let _ = to_server.send(AgentToServer::SessionEnded {
-            session_id: request_id,
-            end,
-        });
     });
+}
+
+/// Runs the session on its connection `io`, for `limit` seconds at most (0:
+/// no limit), and says how it ended.
+async fn run_limited(
+    settings: &AgentSettings,
+    request_id: &str,
+    visitor: &Visitor,
+    service: Service,
+    io: doorman_proto::dial::Upgraded,
+    limit: u32,
+) -> SessionEnd {
+    let session = run(settings, visitor, service, io);
+    let ran = if limit > 0 {
+        let limit = std::time::Duration::from_secs(u64::from(limit) + 2);
+        tokio::time::timeout(limit, session)
+            .await
+            .unwrap_or(Ok(SessionEnd::TimeLimit))
+    } else {
+        session.await
+    };
+    ran.unwrap_or_else(|error| failed(request_id, &error))
+}
+
+/// A session that failed, logged.
+fn failed(request_id: &str, error: &SessionError) -> SessionEnd {
+    tracing::warn!(request = %request_id, %error, "session failed");
+    SessionEnd::Failed {
+        message: error.to_string(),
+    }
 }
 
 /// Opens `/v1/session/<id>` on the server as this agent.
@@ -131,24 +168,13 @@ async fn dial_session_patiently(
     }
 }
 
+/// Runs what was approved on the session connection `io`.
 async fn run(
     settings: &AgentSettings,
-    request_id: &str,
     visitor: &Visitor,
     service: Service,
-    shared: Shared,
+    io: doorman_proto::dial::Upgraded,
 ) -> Result<SessionEnd, SessionError> {
-    let Shared { grants, dialer } = shared;
-    // A forward session's tunnels are allowed before its session connection
-    // opens: the operator may open one as soon as the server says the
-    // session started, which it says once that connection arrives.
-    let _grant = match &service {
-        Service::Forward { targets } => {
-            Some(ForwardGrant::insert(grants, request_id, targets.clone()))
-        }
-        Service::Command { .. } | Service::Shell { .. } | Service::Desktop => None,
-    };
-    let io = dial_session_patiently(&dialer, settings, request_id).await?;
     notify::show(
         settings.notify_command.as_deref(),
         visitor,

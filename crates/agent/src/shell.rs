@@ -30,6 +30,14 @@ fn sanitize_term(term: &str) -> String {
     }
 }
 
+/// A pseudo-terminal of this size.
+fn open_pty(rows: u16, cols: u16) -> Result<(pty_process::Pty, pty_process::Pts), SessionError> {
+    let (pty, pts) = pty_process::open().map_err(|e| SessionError::Pty(e.to_string()))?;
+    pty.resize(pty_process::Size::new(rows.max(1), cols.max(1)))
+        .map_err(|e| SessionError::Pty(format!("cannot size it: {e}")))?;
+    Ok((pty, pts))
+}
+
 pub async fn run<T>(
     connection: Connection<T>,
     term: String,
@@ -39,9 +47,16 @@ pub async fn run<T>(
 where
     T: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
-    let (pty, pts) = pty_process::open().map_err(|e| SessionError::Pty(e.to_string()))?;
-    pty.resize(pty_process::Size::new(rows.max(1), cols.max(1)))
-        .map_err(|e| SessionError::Pty(format!("cannot size it: {e}")))?;
+    let (mut reader, mut writer) = connection.split();
+    // The operator hears why, on the session's connection, as of a program
+    // that could not start.
+    let (pty, pts) = match open_pty(rows, cols) {
+        Ok(opened) => opened,
+        Err(error) => {
+            crate::command::report_start_failure(&mut writer, error.to_string()).await;
+            return Err(error);
+        }
+    };
     let shell = login_shell();
     let mut command = pty_process::Command::new(&shell)
         .arg("-l")
@@ -50,7 +65,6 @@ where
     if let Some(home) = std::env::var_os("HOME") {
         command = command.current_dir(home);
     }
-    let (mut reader, mut writer) = connection.split();
     let mut child = match command.spawn(pts) {
         Ok(child) => child,
         Err(error) => {

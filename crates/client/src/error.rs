@@ -1,6 +1,8 @@
 //! Why a connection did not run a session, and the exit status each cause
 //! gives `doorman connect` (listed in its `--help`).
 
+use doorman_proto::message::EndCause;
+
 /// Exit statuses of `doorman connect` for its own failures. They sit above
 /// the signal range (128 + n) so they rarely collide with a remote command's.
 pub mod exit {
@@ -56,8 +58,11 @@ pub enum ConnectError {
     SessionFailed(String),
     #[error("refused: {0}")]
     Limited(String),
-    #[error("the session reached the computer's time limit of {0} s")]
-    TimeLimit(u64),
+    /// The server ended the session, for `cause`: its time limit, a
+    /// revocation, the computer's side lost, its own stop. `message` is
+    /// the server's word, which is what the operator is told.
+    #[error("{message}")]
+    Ended { cause: EndCause, message: String },
     #[error("{0}")]
     Undeliverable(String),
     #[error("{0}")]
@@ -75,10 +80,28 @@ impl ConnectError {
             ConnectError::BadToken | ConnectError::TokenRevoked => exit::BAD_TOKEN,
             ConnectError::NotOffered(_) => exit::NOT_OFFERED,
             ConnectError::InvalidRequest(_) => exit::INVALID_REQUEST,
-            ConnectError::SessionFailed(_) | ConnectError::TimeLimit(_) => exit::SESSION_FAILED,
+            ConnectError::SessionFailed(_) => exit::SESSION_FAILED,
+            ConnectError::Ended { cause, .. } => ended(*cause),
             ConnectError::Limited(_) => exit::LIMITED,
             ConnectError::Undeliverable(_) => exit::UNDELIVERABLE,
             ConnectError::Server(_) | ConnectError::ExpiryUnconfirmed { .. } => exit::SERVER,
         }
+    }
+}
+
+/// The exit status of a session the server ended for `cause`: as for the
+/// same cause before a session (a revoked grant: not permitted; a revoked
+/// token: a bad token; a removed computer: offline), else that of a session
+/// cut off.
+fn ended(cause: EndCause) -> i32 {
+    match cause {
+        EndCause::AccessRevoked => exit::UNKNOWN_COMPUTER,
+        EndCause::TokenRevoked => exit::BAD_TOKEN,
+        EndCause::ComputerRemoved => exit::OFFLINE,
+        EndCause::TimeLimit
+        | EndCause::ComputerLost
+        | EndCause::Superseded
+        | EndCause::ServerStopping
+        | EndCause::Other => exit::SESSION_FAILED,
     }
 }

@@ -1,7 +1,7 @@
 //! Telling the operator how the connection goes: a human line with a live
 //! countdown on a terminal, or one JSON object per state change (`--json`).
 
-use doorman_proto::message::DeliveryState;
+use doorman_proto::message::{DeliveryState, EndCause};
 use serde_json::json;
 use std::io::Write;
 use std::time::Duration;
@@ -326,6 +326,19 @@ impl Progress {
     pub fn session_ended(&mut self, exit_code: i32) {
         if let ProgressStyle::Json = self.style {
             self.json(json!({"event": "session_ended", "exit_code": exit_code}));
+        }
+    }
+
+    /// The server ended the session, for `cause`, and said so in `message`
+    /// (which the error `connect` returns prints: not repeated here).
+    pub fn session_cut(&mut self, cause: EndCause, message: &str, exit_code: i32) {
+        if let ProgressStyle::Json = self.style {
+            self.json(json!({
+                "event": "session_ended",
+                "cause": cause,
+                "message": message,
+                "exit_code": exit_code,
+            }));
         }
     }
 }

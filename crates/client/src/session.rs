@@ -1,7 +1,12 @@
-//! The operator's side of a command session: the remote program's output to
-//! our stdout and stderr, our stdin to it, and its exit status back.
+//! The operator's side of a session: the remote program's output to our
+//! stdout and stderr, our stdin to it, and its exit status back; or a
+//! forward session's local listeners. A session ends with the program's
+//! exit status, or with the server's word on why it ended
+//! ([`SessionMessage::Ended`]), which is what the operator is told.
 
-use crate::{ConnectError, Terminal};
+use crate::server::Server;
+use crate::wait::Started;
+use crate::{ConnectError, Progress, SessionKind, Terminal};
 use bytes::Bytes;
 use doorman_proto::connection::{Connection, ConnectionError, FrameWriter, decode_message};
 use doorman_proto::dial::Upgraded;
@@ -10,12 +15,107 @@ use doorman_proto::message::SessionMessage;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, WriteHalf};
+use tokio::net::TcpListener;
+
+/// How long before a session's time limit the operator is warned.
+const TIME_LIMIT_WARNING: Duration = Duration::from_secs(60);
+
+/// What the operator is told of a session connection that closed without
+/// the program's exit status or the server's word.
+const CLOSED: &str = "the connection to the server closed before the session ended";
+
+/// Runs the session the server started to its end; returns the remote
+/// program's exit status (0 for a forward session stopped by `interrupt`).
+pub(crate) async fn run(
+    started: Started,
+    kind: SessionKind,
+    listeners: Vec<(TcpListener, String)>,
+    server: Server,
+    terminal: Terminal,
+    progress: &mut Progress,
+    interrupt: Pin<&mut impl Future<Output = ()>>,
+) -> Result<i32, ConnectError> {
+    let Started {
+        mut connection,
+        request_id,
+        time_limit_secs,
+    } = started;
+    progress.session_started(time_limit_secs);
+    if let SessionKind::Forward(_) = kind {
+        progress.forwarding(&listening(&listeners));
+    }
+    // The session's bytes go at the pace of the remote program.
+    connection.set_write_deadline(None);
+    let session = async move {
+        match kind {
+            SessionKind::Forward(_) => {
+                let Server { dialer, auth } = server;
+                let forwarding = Forwarding {
+                    listeners,
+                    dialer,
+                    auth,
+                    session: request_id,
+                };
+                run_forward(connection, forwarding, terminal, interrupt).await
+            }
+            SessionKind::Shell { .. } => run_stream(connection, terminal, interrupt, true).await,
+            SessionKind::Command(_) => run_stream(connection, terminal, interrupt, false).await,
+        }
+    };
+    let status = warned_of_the_time_limit(session, time_limit_secs, progress).await;
+    match &status {
+        Ok(code) => progress.session_ended(*code),
+        Err(error @ ConnectError::Ended { cause, message }) => {
+            progress.session_cut(*cause, message, error.exit_code());
+        }
+        Err(_) => {}
+    }
+    status
+}
+
+/// Each listener as `local -> target`.
+fn listening(listeners: &[(TcpListener, String)]) -> Vec<String> {
+    listeners
+        .iter()
+        .map(|(listener, target)| {
+            let local = listener
+                .local_addr()
+                .map(|a| a.to_string())
+                .unwrap_or_default();
+            format!("{local} -> {target}")
+        })
+        .collect()
+}
+
+/// Awaits `session`, warning the operator a minute before the computer's
+/// time limit of `time_limit_secs` (at once when the limit is shorter).
+/// The server ends the session at the limit, and says so.
+async fn warned_of_the_time_limit<T>(
+    session: impl Future<Output = T>,
+    time_limit_secs: Option<u64>,
+    progress: &mut Progress,
+) -> T {
+    let started = Instant::now();
+    let Some(limit) = time_limit_secs.map(Duration::from_secs) else {
+        return session.await;
+    };
+    let warn_at = started + limit.saturating_sub(TIME_LIMIT_WARNING);
+    tokio::pin!(session);
+    tokio::select! {
+        ended = &mut session => return ended,
+        () = tokio::time::sleep_until(warn_at.into()) => {
+            progress.time_warning(limit.saturating_sub(started.elapsed()));
+        }
+    }
+    session.await
+}
 
 /// Runs a command or shell session until the remote program exits; returns
 /// its status. `shell` puts the local terminal in raw mode (when it is one)
 /// and sends window-size changes.
-pub async fn run_stream(
+async fn run_stream(
     connection: Connection<Upgraded>,
     terminal: Terminal,
     interrupt: Pin<&mut impl Future<Output = ()>>,
@@ -54,16 +154,17 @@ pub async fn run_stream(
                 Ok(SessionMessage::Error { message }) => {
                     write_out(&mut stderr, format!("doorman: {message}\n").as_bytes()).await;
                 }
+                Ok(SessionMessage::Ended { cause, message }) => {
+                    break Err(ConnectError::Ended { cause, message });
+                }
                 Ok(SessionMessage::StdinEof | SessionMessage::Resize { .. }) => {}
                 Err(error) => break Err(ConnectError::SessionFailed(error.to_string())),
             },
             Ok(Some(Frame::Stdin(_))) => {}
-            // A reset says the same as an end here: relays pass a computer's
-            // crash on as a reset.
+            // Without the server's word (which says when the computer's side
+            // ended first): the server, or the way to it, is gone.
             Ok(None) | Err(ConnectionError::Io(_) | ConnectionError::Truncated) => {
-                break Err(ConnectError::SessionFailed(
-                    "the connection to the computer closed before the command finished".into(),
-                ));
+                break Err(ConnectError::SessionFailed(CLOSED.into()));
             }
             Err(error) => break Err(ConnectError::SessionFailed(error.to_string())),
         }
@@ -78,32 +179,50 @@ pub async fn run_stream(
     result
 }
 
-/// Runs a forward session until interrupted (status 0) or until the computer
-/// or server ends it.
-pub async fn run_forward(
-    connection: Connection<Upgraded>,
-    listeners: Vec<(tokio::net::TcpListener, String)>,
+/// What a forward session carries: local listeners, each to its target,
+/// whose connections go through tunnels of session `session`.
+struct Forwarding {
+    listeners: Vec<(TcpListener, String)>,
     dialer: doorman_proto::Dialer,
     auth: hyper::header::HeaderValue,
     session: String,
+}
+
+/// Runs a forward session until interrupted (status 0) or until the server
+/// ends it, and says why.
+async fn run_forward(
+    connection: Connection<Upgraded>,
+    forwarding: Forwarding,
     terminal: Terminal,
     interrupt: Pin<&mut impl Future<Output = ()>>,
 ) -> Result<i32, ConnectError> {
     let Terminal { mut stderr, .. } = terminal;
+    let Forwarding {
+        listeners,
+        dialer,
+        auth,
+        session,
+    } = forwarding;
     let (errors, mut failures) = tokio::sync::mpsc::unbounded_channel();
     let acceptors = crate::forward::serve(listeners, dialer, auth, session, errors);
-    let (mut io, _) = connection.into_parts();
+    // The session connection carries nothing but its end; it stays open
+    // (both halves) as long as the session does.
+    let (mut reader, _writer) = connection.split();
     let mut interrupt = interrupt;
-    let mut sink = [0u8; 256];
     let result = loop {
         tokio::select! {
             () = &mut interrupt => break Ok(0),
             Some(message) = failures.recv() => {
                 write_out(&mut stderr, format!("doorman: {message}\n").as_bytes()).await;
             }
-            read = io.read(&mut sink) => match read {
-                Ok(0) | Err(_) => break Err(ConnectError::SessionFailed("the computer ended the forward session".into())),
-                Ok(_) => {}
+            frame = reader.read_frame() => match frame {
+                Ok(Some(Frame::Message(payload))) => {
+                    if let Ok(SessionMessage::Ended { cause, message }) = decode_message(&payload) {
+                        break Err(ConnectError::Ended { cause, message });
+                    }
+                }
+                Ok(Some(_)) => {}
+                Ok(None) | Err(_) => break Err(ConnectError::SessionFailed(CLOSED.into())),
             },
         }
     };

@@ -65,13 +65,16 @@ Exit status:
   240    authorization denied
   241    authorization expired: nobody decided in time (the server said so)
   242    unknown computer, or not permitted (an operator without a grant for
-         that computer and service sees the same)
-  243    computer offline, or it went offline while waiting
+         that computer and service sees the same), or the grant was revoked
+         during the session
+  243    computer offline, or it went offline while waiting, or it was removed
+         from the server (waiting or in a session)
   244    bad operator token, or it was replaced or removed (waiting or in a session)
   245    refused by the computer: the service is not offered there, too few of
          its recipients may approve your requests, or its settings file is
          broken (the message says which)
   246    the session failed, was cut off, or reached the computer's time limit
+         (the server's message says which)
   247    refused by a limit: too many pending requests, the computer asked too
          often, or a recipient reported the last request (\"I did not expect this\")
   248    no authorization email could be delivered

@@ -318,8 +318,11 @@ pub enum AgentToServer {
         tunnel_id: String,
         message: String,
     },
-    /// A session (or tunnel-carrying forward session) of this agent ended,
-    /// and how, for the audit trail.
+    /// A session of this agent failed before its session connection opened
+    /// (it could not be dialed), and how. A session that opened ends on its
+    /// own connection (the program's [`SessionMessage::Exit`]), which the
+    /// server reads; older agents sent this for every end, and a report
+    /// after the session opened is ignored.
     SessionEnded {
         session_id: String,
         end: SessionEnd,
@@ -449,7 +452,10 @@ fn one() -> u32 {
     1
 }
 
-/// Operator ↔ agent, inside a relayed session connection.
+/// Operator ↔ agent, inside a session connection, which the server relays
+/// frame by frame from the agent to the operator: a session ends with the
+/// program's [`SessionMessage::Exit`], or with the server's
+/// [`SessionMessage::Ended`].
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum SessionMessage {
@@ -464,6 +470,35 @@ pub enum SessionMessage {
     },
     /// The session could not run (program not found, …).
     Error { message: String },
+    /// Server → operator only, the connection's last frame: the server
+    /// ended the session, for `cause`, and `message` says so in words for
+    /// the operator. The server never passes on one from the agent.
+    Ended { cause: EndCause, message: String },
+}
+
+/// Why the server ended a session ([`SessionMessage::Ended`]); `connect`
+/// exits with a status of its own for each.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum EndCause {
+    /// The computer's `max_session_seconds` was reached.
+    TimeLimit,
+    /// The operator's access to the computer (its grant) was revoked.
+    AccessRevoked,
+    /// The operator's token was replaced or removed.
+    TokenRevoked,
+    /// The computer was removed from the server.
+    ComputerRemoved,
+    /// The computer's side of the session closed, or broke, before the
+    /// program's exit status came.
+    ComputerLost,
+    /// The operator resumed the request on another connection.
+    Superseded,
+    /// The server is stopping.
+    ServerStopping,
+    /// A cause this side does not know (from a newer server).
+    #[serde(other)]
+    Other,
 }
 
 #[cfg(test)]
@@ -544,6 +579,34 @@ mod tests {
         )
         .unwrap();
         assert!(matches!(connect, OperatorMessage::Connect { .. }));
+    }
+
+    #[test]
+    fn the_servers_end_of_a_session_has_stable_json() {
+        let ended = SessionMessage::Ended {
+            cause: EndCause::TimeLimit,
+            message: "the session reached office-pc's time limit of 60 s".into(),
+        };
+        let json = serde_json::to_string(&ended).unwrap();
+        assert_eq!(
+            json,
+            r#"{"type":"ended","cause":"time_limit","message":"the session reached office-pc's time limit of 60 s"}"#
+        );
+        assert_eq!(
+            serde_json::from_str::<SessionMessage>(&json).unwrap(),
+            ended
+        );
+        // A cause from a newer server is still an end, in its words.
+        let newer: SessionMessage =
+            serde_json::from_str(r#"{"type":"ended","cause":"solar_flare","message":"m"}"#)
+                .unwrap();
+        assert_eq!(
+            newer,
+            SessionMessage::Ended {
+                cause: EndCause::Other,
+                message: "m".into()
+            }
+        );
     }
 
     #[test]

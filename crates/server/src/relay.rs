@@ -1,6 +1,7 @@
-//! Relaying two upgraded connections byte for byte: unwraps each down to its
-//! socket (and TLS state), so that `doorman_proto::relay` can take both off
-//! the event loop onto a relay thread.
+//! Relaying a tunnel's two upgraded connections byte for byte: unwraps each
+//! down to its socket (and TLS state), so that `doorman_proto::relay` can
+//! take both off the event loop onto a relay thread. (A session's own
+//! connection is relayed frame by frame: `operators::session`.)
 
 use crate::listener::ServerStream;
 use crate::serve::{Counted, Slot};
@@ -56,20 +57,7 @@ pub type OperatorStream = Either<Upgraded, tokio::io::DuplexStream>;
 
 /// Relays `a` ↔ `b` until both directions end; `a_early` are bytes already
 /// read from `a` that belong to `b`. Returns the bytes moved each way.
-pub async fn relay(
-    a: OperatorStream,
-    a_early: &[u8],
-    b: Upgraded,
-) -> Result<(u64, u64), RelayError> {
-    let a = match a {
-        Either::Left(upgraded) => upgraded,
-        Either::Right(pipe) => {
-            return match unwrap(b) {
-                Ok((b, _slot, b_buffered)) => copy(pipe, a_early, b, &b_buffered).await,
-                Err(b) => copy(pipe, a_early, b, &[]).await,
-            };
-        }
-    };
+async fn relay(a: Upgraded, a_early: &[u8], b: Upgraded) -> Result<(u64, u64), RelayError> {
     match (unwrap(a), unwrap(b)) {
         (Ok((a, _a_slot, a_buffered)), Ok((b, _b_slot, b_buffered))) => {
             let a_first = [a_early, &a_buffered].concat();
@@ -94,7 +82,7 @@ pub async fn relay_tunnel(
 ) -> Result<(u64, u64), RelayError> {
     if !agent.takes_over {
         metrics.tunnel_opened(false);
-        return relay(Either::Left(operator), &[], agent.io).await;
+        return relay(operator, &[], agent.io).await;
     }
     let (Ok((operator, _operator_slot, operator_early)), Ok((agent, _agent_slot, agent_early))) =
         (unwrap_keeping_secrets(operator), unwrap(agent.io))
@@ -111,20 +99,4 @@ pub async fn relay_tunnel(
         })?;
     metrics.tunnel_opened(handover.handed);
     relay_streams(handover.operator, &[], handover.agent, &[]).await
-}
-
-/// [`relay`] through taps that show each side's bytes to `recording`: tokio's
-/// buffered copies, not the relay thread, since the bytes must be seen (a
-/// shell session's pace is a person's).
-pub async fn relay_recorded(
-    a: OperatorStream,
-    a_early: &[u8],
-    b: Upgraded,
-    recording: &crate::recording::Recording,
-) -> Result<(u64, u64), RelayError> {
-    use crate::recording::cast::Direction;
-    recording.observe(Direction::ToComputer, a_early);
-    let a = recording.tap(a, Direction::ToComputer);
-    let b = recording.tap(b, Direction::ToOperator);
-    copy(a, a_early, b, &[]).await
 }

@@ -751,8 +751,7 @@ async fn the_agent_dying_mid_session_ends_it_with_a_clear_message() {
     let err = connect.stderr.text();
     let last = err.lines().last().unwrap_or_default();
     assert_eq!(
-        last,
-        "doorman: session failed: the connection to the computer closed before the command finished",
+        last, "doorman: the connection to office-pc closed before the session ended",
         "{err}"
     );
 }

@@ -139,6 +139,9 @@ export function connect(query, session) {
       case "exit":
         finish(session.ended(message));
         break;
+      case "ended": // the server ended the session, and says why
+        finish(message.message);
+        break;
       case "error":
         session.error(message.message);
         break;

@@ -31,7 +31,8 @@ struct SessionSlot {
     _current: oneshot::Sender<()>,
 }
 
-/// Where the agent's report of a session's end goes.
+/// Where the agent's report that a session failed before its connection
+/// opened goes.
 #[derive(Debug)]
 struct EndSlot {
     /// The [`SessionSlot`]'s id, for the same reason.
@@ -41,7 +42,7 @@ struct EndSlot {
 }
 
 /// The expected session connections, by request (or tunnel) id, and the
-/// agents' reports of how running sessions ended.
+/// agents' reports of sessions that failed before their connection opened.
 #[derive(Debug)]
 pub struct SessionSlots {
     slots: Mutex<HashMap<String, SessionSlot>>,
@@ -60,7 +61,9 @@ impl Default for SessionSlots {
 }
 
 impl SessionSlots {
-    /// The agent of `computer` says how `session` ended.
+    /// The agent of `computer` says how `session` ended: only a failure
+    /// before its connection opened (a refusal, a connection it could not
+    /// open) is awaited; a session's own end travels on its connection.
     pub fn report_end(&self, session: &str, computer: &str, end: SessionEnd) {
         let mut ends = lock(&self.ends);
         if ends
@@ -88,9 +91,8 @@ impl SessionSlots {
                 _current: current,
             },
         );
-        // The agent's word on how the session ends is awaited from now on:
-        // a short session admitted at once may end, and be reported, before
-        // the operator's side has started relaying.
+        // The agent's word that the session failed before its connection
+        // opened is awaited from now on: a refusal may come at once.
         let (report, end) = oneshot::channel();
         lock(&self.ends).insert(
             request_id.to_string(),
@@ -136,9 +138,10 @@ pub struct ExpectedSession {
     pub receiver: oneshot::Receiver<AgentConnection>,
     /// Completes (with an error) once a later connection took over.
     pub superseded: oneshot::Receiver<()>,
-    /// The agent's report of how the session ended (exit status, signal,
-    /// …), sent over its control connection: the relay carries bytes, not
-    /// meaning.
+    /// The agent's report, over its control connection, that the session
+    /// failed before its connection opened (a refusal, a connection it
+    /// could not open). Once open, the session's end (the program's exit
+    /// status) travels on its own connection.
     pub end: oneshot::Receiver<SessionEnd>,
 }
 

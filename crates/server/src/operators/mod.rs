@@ -3,8 +3,9 @@
 //! agent's answer), [`authorization`] (the request with its emails or a
 //! reused approval), [`wait`] (the pushed outcome, the operator's Ctrl-C, revocations),
 //! [`resume`] (an operator back on a new connection) and [`session`] (the
-//! byte relay between operator and agent). [`admission`] holds the checks
-//! they share.
+//! session relayed between operator and agent, and how it ended, which the
+//! operator is told in the server's words when the server ended it).
+//! [`admission`] holds the checks they share.
 
 mod admission;
 mod authorization;
@@ -60,7 +61,7 @@ pub async fn serve(
 ) {
     let mut connection = Connection::new(io);
     // An operator that stops reading is dropped, not waited on; the
-    // session's bytes, relayed raw, are not held to it.
+    // session's bytes, which go at its program's pace, are not held to it.
     connection.set_write_deadline(Some(write_deadline(broker.heartbeat)));
     let who = Who {
         operator: &operator.name,

@@ -322,11 +322,12 @@ async fn a_cut_connection_says_so() {
             "the session starting",
         )
         .await;
-    // The server goes away under the session.
+    // The server goes away under the session, and says so first (issue 26:
+    // the session's connection carries the server's word on its end).
     world.stop_server().await;
     browser
         .wait_until(
-            "return document.getElementById('outcome').textContent === 'The connection was cut.'",
+            "return document.getElementById('outcome').textContent === 'the server is stopping; the session ended'",
             "the cut told",
         )
         .await;

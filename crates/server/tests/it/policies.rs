@@ -4,7 +4,7 @@
 //! and emails.
 
 use doorman_agent::consent::{ConsentRequest, ConsentResponse};
-use doorman_client::ConnectError;
+use doorman_client::{ConnectError, EndCause};
 use doorman_core::{AuditKind, Decision, RequestState};
 use doorman_test_support::World;
 use doorman_test_support::smtp::ReceivedMail;
@@ -244,8 +244,11 @@ async fn an_approval_covers_nothing_after_its_window() {
     assert!(!kinds.contains(&AuditKind::Reused), "{kinds:?}");
 }
 
+/// Issue 26: the server ends the session at the computer's time limit and
+/// says so on the session's own connection; the operator is told the
+/// server's words, not a guess from the time that passed.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_session_ends_at_the_computers_time_limit() {
+async fn a_session_ends_at_the_computers_time_limit_in_the_servers_words() {
     let world = World::builder()
         .without_email_authorization()
         .policy("max_session_seconds", 2)
@@ -257,11 +260,26 @@ async fn a_session_ends_at_the_computers_time_limit() {
     // Shorter than a minute: warned at once.
     let warning = connecting.event("time_warning").await;
     assert!(warning["seconds_left"].as_u64().unwrap() <= 2, "{warning}");
+    let words = format!("the session reached {COMPUTER}'s time limit of 2 s");
+    // `--json` says why, with the exit status.
+    let ended = connecting.event("session_ended").await;
+    assert_eq!(ended["cause"], "time_limit", "{ended}");
+    assert_eq!(ended["message"], words.as_str(), "{ended}");
+    assert_eq!(ended["exit_code"], 246, "{ended}");
     let result = connecting.finish().await;
-    assert_eq!(result, Err(ConnectError::TimeLimit(2)));
-    assert_eq!(result.unwrap_err().exit_code(), 246);
-    let ended = world.wait_for_audit("session_ended").await;
-    assert_eq!(ended.detail.as_deref(), Some("ended: time limit"));
+    assert_eq!(
+        result,
+        Err(ConnectError::Ended {
+            cause: EndCause::TimeLimit,
+            message: words.clone(),
+        })
+    );
+    // What `doorman connect` prints after "doorman: ", and its status.
+    let error = result.unwrap_err();
+    assert_eq!(error.to_string(), words);
+    assert_eq!(error.exit_code(), 246);
+    let audited = world.wait_for_audit("session_ended").await;
+    assert_eq!(audited.detail.as_deref(), Some("ended: time limit"));
 }
 
 /// Answers at the computer, as `doorman consent` does.

@@ -5,11 +5,13 @@
 //! again under its name is another computer, with none of the old one's
 //! blocks.
 
-use doorman_client::{ConnectError, ForwardSpec, SessionKind};
+use doorman_client::{ConnectError, EndCause, ForwardSpec, SessionKind};
 use doorman_core::RequestState;
+use doorman_core::access::ComputerPattern;
 use doorman_server::admin;
 use doorman_server::store::Principal;
 use doorman_test_support::World;
+use doorman_test_support::front::Front;
 use doorman_test_support::world::{COMPUTER, OPERATOR};
 use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -72,7 +74,7 @@ async fn a_removed_operator_loses_its_session_and_its_token() {
     );
     // Told why, with the bad-token status, not as a lost connection (246).
     let result = connecting.finish().await;
-    assert_eq!(result, Err(ConnectError::TokenRevoked));
+    assert_eq!(result, Err(token_revoked()));
     assert_eq!(result.unwrap_err().exit_code(), 244);
     let again = world.connect(&["true"], "");
     assert_eq!(again.finish().await, Err(ConnectError::BadToken));
@@ -161,25 +163,81 @@ async fn the_open_tunnels_of_a_removed_operator_close() {
         ended.detail.as_deref(),
         Some("ended: the operator's token was replaced or removed")
     );
-    assert_eq!(connecting.finish().await, Err(ConnectError::TokenRevoked));
+    assert_eq!(connecting.finish().await, Err(token_revoked()));
 }
 
+/// How the server ends a session whose operator's token was replaced or
+/// removed.
+fn token_revoked() -> ConnectError {
+    ConnectError::Ended {
+        cause: EndCause::TokenRevoked,
+        message: "your operator token was replaced or removed".into(),
+    }
+}
+
+/// Issue 26: the session's own connection carries why it ended. The
+/// operator's network takes no new connection meanwhile, so the client
+/// could not have learnt it by dialing again with its token.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_running_command_cut_by_a_rotated_token_says_so() {
+async fn a_running_command_cut_by_a_rotated_token_says_so_without_dialing_again() {
     let world = World::builder().heartbeat(HEARTBEAT).start().await;
-    let connecting = world.connect(&["sleep", "60"], "");
+    let front = Front::start(vec![world.address]).await;
+    let connecting = world.connect_through(&front.url(), &["sleep", "60"]);
     let id = connecting.request_id().await;
     world.click(&world.link_of(&id, 0), "allow").await;
     connecting.event("session_started").await;
+    front.hold();
 
     admin::replace_secret(&world.broker.store, Principal::Operator, OPERATOR)
         .await
         .unwrap();
     let result = connecting.finish().await;
-    assert_eq!(result, Err(ConnectError::TokenRevoked));
+    assert_eq!(result, Err(token_revoked()));
+    let error = result.unwrap_err();
     assert_eq!(
-        result.unwrap_err().to_string(),
+        error.to_string(),
         "your operator token was replaced or removed"
+    );
+    assert_eq!(error.exit_code(), 244);
+}
+
+/// Issue 26: a session cut because the operator's grant was revoked says
+/// so in the server's words, on the session's own connection, while the
+/// operator's network takes no new connection (old clients dialed again to
+/// find out, and could not tell a revoked grant from a lost connection).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_session_cut_by_a_revoked_grant_is_told_so_without_dialing_again() {
+    let world = World::builder()
+        .heartbeat(HEARTBEAT)
+        .without_email_authorization()
+        .start()
+        .await;
+    let front = Front::start(vec![world.address]).await;
+    let connecting = world.connect_through(&front.url(), &["sleep", "60"]);
+    connecting.event("session_started").await;
+    front.hold();
+
+    admin::revoke_grant(&world.broker.store, OPERATOR, &[ComputerPattern::any()])
+        .await
+        .unwrap();
+    let words = format!("your access to {COMPUTER} was revoked");
+    let ended = connecting.event("session_ended").await;
+    assert_eq!(ended["cause"], "access_revoked", "{ended}");
+    assert_eq!(ended["message"], words.as_str(), "{ended}");
+    let result = connecting.finish().await;
+    assert_eq!(
+        result,
+        Err(ConnectError::Ended {
+            cause: EndCause::AccessRevoked,
+            message: words,
+        })
+    );
+    // Not permitted any more: the status of a computer without a grant.
+    assert_eq!(result.unwrap_err().exit_code(), 242);
+    let audited = world.wait_for_audit("session_ended").await;
+    assert_eq!(
+        audited.detail.as_deref(),
+        Some("ended: the operator's access to this computer was revoked")
     );
 }
 
@@ -202,11 +260,16 @@ async fn a_forward_session_ends_when_its_computer_is_removed() {
         ended.detail.as_deref(),
         Some("ended: the computer was removed")
     );
+    // Told in the server's words, with the status of a computer gone.
     let result = forwarding.finish().await;
-    assert!(
-        matches!(result, Err(ConnectError::SessionFailed(_))),
-        "{result:?}"
+    assert_eq!(
+        result,
+        Err(ConnectError::Ended {
+            cause: EndCause::ComputerRemoved,
+            message: format!("computer {COMPUTER:?} was removed from the server"),
+        })
     );
+    assert_eq!(result.unwrap_err().exit_code(), 243);
 }
 
 /// Issue 25, for computers: what a removed computer had goes with it. The

@@ -1,0 +1,248 @@
+//! A session: waits for the agent's session connection (`open`), records
+//! its start, then relays it (`relay`) until either side ends it or the
+//! server does: the time limit passes, the operator's token or grant or the
+//! computer is revoked, the operator resumes elsewhere, or the server
+//! stops. How it ended (`end`) goes to the audit trail and, when the
+//! server ended it, to the operator in words, as the session connection's
+//! last frame.
+
+mod end;
+mod open;
+mod relay;
+
+use super::admission::still_permitted;
+use super::{Ask, OperatorError, audit, refuse};
+use crate::broker::{Broker, ExpectedSession, ForwardingGuard};
+use crate::clock::now_millis;
+use crate::recording::Recording;
+use crate::recording::cast::{Direction, Screen};
+use crate::relay::OperatorStream;
+use crate::store::StoreError;
+use crate::store::recordings::RecordingOf;
+use doorman_core::AuditKind;
+use doorman_proto::connection::Connection;
+use doorman_proto::dial::Upgraded;
+use doorman_proto::message::{Refusal, ServerToOperator, Service};
+use end::{Ending, Stop};
+use relay::FrameRelay;
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::sync::oneshot;
+
+/// Waits for the agent's session connection, then relays the session to
+/// its end and records how it ended.
+pub(super) async fn relay_session(
+    broker: &Arc<Broker>,
+    mut connection: Connection<OperatorStream>,
+    ask: &Ask<'_>,
+    session_key: &str,
+    request_id: Option<&str>,
+    mut expected: ExpectedSession,
+) -> Result<(), OperatorError> {
+    let opened =
+        open::agent_connection(broker, &mut connection, ask, request_id, &mut expected).await?;
+    let Some(agent) = opened else {
+        return Ok(());
+    };
+    let Some(session_id) = begin(broker, &mut connection, ask, request_id).await? else {
+        return Ok(());
+    };
+    // Tunnels of a forward session are accepted while the session lasts,
+    // from before the operator hears that it started.
+    let _grant = forward_grant(broker, ask, session_key);
+    let limit = ask.max_session_seconds;
+    connection
+        .write_message(&ServerToOperator::SessionStarted {
+            request_id: session_key.to_string(),
+            time_limit_secs: (limit > 0).then_some(u64::from(limit)),
+        })
+        .await?;
+    let _active = broker.metrics.session_active(&ask.service);
+    let recording = record(broker, session_id, request_id, ask).await;
+    let stop = watch_for_stop(broker, ask, recording.as_ref(), &mut expected.superseded);
+    let detail = run(broker, connection, agent, ask, recording.as_ref(), stop).await;
+    finish(broker, ask, request_id, session_id, recording, detail).await
+}
+
+/// Records that the session starts; `None` when this approval may not
+/// start one, and the operator was told why.
+async fn begin(
+    broker: &Broker,
+    connection: &mut Connection<OperatorStream>,
+    ask: &Ask<'_>,
+    request_id: Option<&str>,
+) -> Result<Option<i64>, OperatorError> {
+    let started = broker
+        .store
+        .start_session(request_id, &ask.computer, ask.operator, now_millis())
+        .await;
+    let refusal = match started {
+        Ok(id) => {
+            let event = audit(ask, AuditKind::SessionStarted, request_id, None);
+            broker.store.record(&event).await?;
+            return Ok(Some(id));
+        }
+        Err(StoreError::SessionAlreadyStarted) => "this approval was already used",
+        Err(StoreError::NoLongerAllowed) => "the approval ended before the session started",
+        Err(e) => return Err(e.into()),
+    };
+    refuse(connection, Refusal::SessionFailed, refusal).await?;
+    Ok(None)
+}
+
+/// Lets the operator of a forward session open tunnels while the guard lives.
+fn forward_grant(broker: &Broker, ask: &Ask<'_>, session_key: &str) -> Option<ForwardingGuard> {
+    let Service::Forward { targets } = &ask.service else {
+        return None;
+    };
+    Some(
+        broker
+            .forwards
+            .grant(session_key, ask.operator_id, &ask.computer, targets.clone()),
+    )
+}
+
+/// Starts recording a shell session, when the server records them. A
+/// recording that cannot start is logged and the session goes on: refusing
+/// it would make the database a way to lock everyone out.
+async fn record(
+    broker: &Arc<Broker>,
+    session_id: i64,
+    request_id: Option<&str>,
+    ask: &Ask<'_>,
+) -> Option<Recording> {
+    let Service::Shell { term, rows, cols } = &ask.service else {
+        return None;
+    };
+    if !broker.recordings.enabled {
+        return None;
+    }
+    let screen = Screen {
+        term: term.clone(),
+        cols: *cols,
+        rows: *rows,
+        timestamp: now_millis() / 1000,
+    };
+    let of = RecordingOf {
+        request_id,
+        computer: &ask.computer,
+        computer_id: ask.computer_id,
+        operator: ask.operator,
+        operator_id: ask.operator_id,
+    };
+    match Recording::start(broker, session_id, &of, screen).await {
+        Ok(recording) => Some(recording),
+        Err(error) => {
+            tracing::error!(%error, "cannot record the session; it goes on unrecorded");
+            None
+        }
+    }
+}
+
+/// Completes with the server's reason to end the session: its time limit,
+/// a revocation (checked every heartbeat, when the recording is stored
+/// too), the operator resuming elsewhere (relaying to a connection it has
+/// given up for dead would keep the session running for nobody), or the
+/// server stopping.
+async fn watch_for_stop(
+    broker: &Broker,
+    ask: &Ask<'_>,
+    recording: Option<&Recording>,
+    superseded: &mut oneshot::Receiver<()>,
+) -> Stop {
+    let secs = ask.max_session_seconds;
+    let time_up = async {
+        match secs {
+            0 => std::future::pending().await,
+            secs => tokio::time::sleep(Duration::from_secs(u64::from(secs))).await,
+        }
+    };
+    tokio::pin!(time_up);
+    let mut check = broker.heartbeat_ticks();
+    loop {
+        tokio::select! {
+            _ = check.tick() => {
+                if let Some(recording) = recording {
+                    recording.flush();
+                }
+                if let Some(revoked) = still_permitted(broker, ask).await {
+                    return Stop::Revoked(revoked);
+                }
+            }
+            _ = &mut *superseded => return Stop::Superseded,
+            () = &mut time_up => return Stop::TimeLimit { secs },
+            () = broker.lifecycle.stopping() => return Stop::ServerStopping,
+        }
+    }
+}
+
+/// Relays the session, through the recording's taps when it is recorded,
+/// until it ends; returns the audit trail's detail of how.
+async fn run(
+    broker: &Broker,
+    connection: Connection<OperatorStream>,
+    agent: Upgraded,
+    ask: &Ask<'_>,
+    recording: Option<&Recording>,
+    stop: impl Future<Output = Stop>,
+) -> String {
+    // Bytes the operator sent right behind its last message belong to the agent.
+    let (operator, early) = connection.into_parts();
+    match recording {
+        Some(recording) => {
+            recording.observe(Direction::ToComputer, &early);
+            let operator = recording.tap(operator, Direction::ToComputer);
+            let agent = recording.tap(agent, Direction::ToOperator);
+            relay_to_the_end(broker, FrameRelay::new(operator, &early, agent), ask, stop).await
+        }
+        None => relay_to_the_end(broker, FrameRelay::new(operator, &early, agent), ask, stop).await,
+    }
+}
+
+/// Runs `relay` until the session ends, counts its bytes, gives the
+/// operator the server's last word if it is owed one, and closes it.
+async fn relay_to_the_end<O, A>(
+    broker: &Broker,
+    mut relay: FrameRelay<O, A>,
+    ask: &Ask<'_>,
+    stop: impl Future<Output = Stop>,
+) -> String
+where
+    O: AsyncRead + AsyncWrite + Unpin,
+    A: AsyncRead + AsyncWrite + Unpin,
+{
+    let relayed = relay.run(stop).await;
+    let moved = relay.moved();
+    broker.metrics.relayed(moved.0, moved.1);
+    let end = relay.end(end::left(&ask.service));
+    let ending = Ending::of(relayed, end, &ask.service, &ask.computer, moved);
+    relay.close(ending.last_word).await;
+    ending.detail
+}
+
+/// Records the session's end, and its recording's.
+async fn finish(
+    broker: &Arc<Broker>,
+    ask: &Ask<'_>,
+    request_id: Option<&str>,
+    session_id: i64,
+    recording: Option<Recording>,
+    detail: String,
+) -> Result<(), OperatorError> {
+    broker.store.end_session(session_id, now_millis()).await?;
+    if let Some(recording) = recording {
+        let recorded = recording.finish(broker).await?;
+        let event = audit(
+            ask,
+            AuditKind::SessionRecorded,
+            request_id,
+            Some(recorded.detail),
+        );
+        broker.store.record(&event).await?;
+    }
+    let event = audit(ask, AuditKind::SessionEnded, request_id, Some(detail));
+    broker.store.record(&event).await?;
+    Ok(())
+}
