@@ -66,7 +66,18 @@ pub(crate) struct Wait<'a> {
     phase: Phase,
     ticker: tokio::time::Interval,
     last_heard: Instant,
+    /// When this connection asked (or resumed).
+    asked_at: Instant,
+    /// When the request was allowed, if it was.
+    allowed_at: Option<Instant>,
 }
+
+/// How long the server may take to answer the ask: the computer's answer
+/// to the offer (10 s at the server) and the request written.
+const ANSWER_LIMIT: Duration = Duration::from_secs(40);
+/// How long after the Allow the session may take to start (the server
+/// waits 15 s for the computer's session connection).
+const START_LIMIT: Duration = Duration::from_secs(30);
 
 impl<'a> Wait<'a> {
     /// A wait on `connection`, which has just asked for `computer`.
@@ -84,6 +95,8 @@ impl<'a> Wait<'a> {
             phase: Phase::Asking,
             ticker: tokio::time::interval(Duration::from_secs(1)),
             last_heard: Instant::now(),
+            asked_at: Instant::now(),
+            allowed_at: None,
         }
     }
 
@@ -122,6 +135,7 @@ impl<'a> Wait<'a> {
     ) -> Result<Heard, ConnectError> {
         loop {
             let give_up = self.give_up_at();
+            let stalls_at = self.stalls_at();
             let ticking = !matches!(self.phase, Phase::Asking);
             let cancelling = matches!(self.phase, Phase::Cancelling { .. });
             tokio::select! {
@@ -133,6 +147,7 @@ impl<'a> Wait<'a> {
                     });
                 }
                 () = sleep_until(give_up) => return Err(expiry_unconfirmed(progress, self.grace)),
+                () = sleep_until(stalls_at) => return Err(self.stalled()),
                 _ = self.ticker.tick(), if ticking => {
                     if self.on_tick(progress)? {
                         // As if the connection had closed: reconnect and resume.
@@ -154,6 +169,31 @@ impl<'a> Wait<'a> {
                 ..
             } => Some(*deadline + self.grace),
             _ => None,
+        }
+    }
+
+    /// When the server, silent about what it owes this connection, is not
+    /// waited on any longer: an answer to the ask, the session after an
+    /// Allow. (While undecided, pings and the deadline bound the wait.)
+    fn stalls_at(&self) -> Option<Instant> {
+        match (&self.phase, self.allowed_at) {
+            (Phase::Asking, _) => Some(self.asked_at + ANSWER_LIMIT),
+            (Phase::Waiting { decided: true, .. }, Some(at)) => Some(at + START_LIMIT),
+            _ => None,
+        }
+    }
+
+    /// What the operator is told when [`Wait::stalls_at`] passed.
+    fn stalled(&self) -> ConnectError {
+        match self.phase {
+            Phase::Asking => ConnectError::Server(format!(
+                "the server did not answer within {} s",
+                ANSWER_LIMIT.as_secs()
+            )),
+            _ => ConnectError::SessionFailed(format!(
+                "the session did not start within {} s of the approval",
+                START_LIMIT.as_secs()
+            )),
         }
     }
 
@@ -300,6 +340,7 @@ impl<'a> Wait<'a> {
                 {
                     *silence = None;
                     *decided = true;
+                    self.allowed_at = Some(Instant::now());
                 }
                 progress.allowed(&by, at);
             }

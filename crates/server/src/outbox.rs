@@ -255,14 +255,38 @@ async fn deliver_one(
         Err((error, Some(_))) => (DeliveryState::Retrying, Some(error.clone()), false),
         Err((error, None)) => (DeliveryState::Failed, Some(error.clone()), true),
     };
-    if let Err(error) = broker.store.email_attempted(&job, result, now).await {
-        tracing::error!(%error, "cannot record an email delivery");
+    if !record_attempt(broker, &job, result, now).await {
         return;
     }
     broker.report_delivery(&job.request.id, &job.address, state, detail);
     if permanent {
         end_if_undeliverable(broker, &job).await;
     }
+}
+
+/// Records a delivery attempt, trying again for about a minute while the
+/// database refuses (a full disk): the email keeps its place among those
+/// under way meanwhile, so it is not picked up and sent again at once.
+/// Whether it was recorded.
+async fn record_attempt(
+    broker: &Broker,
+    job: &OutboxJob,
+    result: Result<(), (String, Option<Millis>)>,
+    now: Millis,
+) -> bool {
+    let mut wait = Duration::from_millis(250);
+    for _ in 0..8 {
+        match broker.store.email_attempted(job, result.clone(), now).await {
+            Ok(()) => return true,
+            Err(error) => tracing::error!(%error, "cannot record an email delivery; trying again"),
+        }
+        tokio::select! {
+            () = tokio::time::sleep(wait) => {}
+            () = broker.lifecycle.stopping() => return false,
+        }
+        wait = (wait * 2).min(Duration::from_secs(16));
+    }
+    false
 }
 
 /// Nobody can approve a request none of whose emails arrived: it ends now

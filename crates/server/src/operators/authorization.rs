@@ -12,9 +12,11 @@ use crate::secrets;
 use crate::store::{Millis, NewRequest, RequestRow};
 use doorman_core::authorization::{Event, seconds_left};
 use doorman_core::mask::mask_address;
-use doorman_core::{LocalConsent, Outcome};
+use doorman_core::{CancelCause, LocalConsent, Outcome};
 use doorman_proto::connection::Connection;
-use doorman_proto::message::{PasskeyRequirement, Refusal, ServerToOperator, Service};
+use doorman_proto::message::{
+    PasskeyRequirement, Refusal, ServerToAgent, ServerToOperator, Service,
+};
 use std::sync::Arc;
 
 /// What the agent asks for when email authorization is on.
@@ -45,6 +47,7 @@ pub(super) async fn require_authorization(
     if let Err(message) = validate_agent_answer(&policy.recipients, timeout_secs, required) {
         tracing::warn!(computer = %ask.computer, %message, "agent sent unusable settings");
         let message = format!("the computer's settings are unusable: {message}");
+        withdraw(broker, &ask, &request_id);
         return refuse(&mut connection, Refusal::SessionFailed, message).await;
     }
     // The policy's own list is replaced by those who may approve.
@@ -57,6 +60,7 @@ pub(super) async fn require_authorization(
             ask.computer
         );
         let refusal = (Refusal::NotOffered, message.clone());
+        withdraw(broker, &ask, &request_id);
         return refuse_audited(broker, connection, &ask, &request_id, refusal, message).await;
     }
     make_request(
@@ -124,6 +128,21 @@ async fn make_request(
     .await
 }
 
+/// Tells the computer that a request it answered will not be made (the
+/// server refused it after the agent's answer), so that the agent forgets
+/// it now rather than hold it in its bounded memory until it expires.
+fn withdraw(broker: &Broker, ask: &Ask<'_>, request_id: &str) {
+    let withdrawn = ServerToAgent::Settled {
+        request_id: request_id.to_string(),
+        outcome: Outcome::Cancelled {
+            at: now_millis(),
+            cause: CancelCause::Operator,
+        },
+        assertions: Vec::new(),
+    };
+    broker.agents.send(&ask.computer, withdrawn);
+}
+
 /// Writes the request with its emails (unless the limits now refuse it),
 /// tells the operator it is pending, and waits for the outcome.
 async fn ask_recipients(
@@ -136,6 +155,7 @@ async fn ask_recipients(
     expected: ExpectedSession,
 ) -> Result<(), OperatorError> {
     if !create_within_limits(broker, &mut connection, ask, &request).await? {
+        withdraw(broker, ask, &request.id);
         return Ok(());
     }
     broker.schedule_expiry(request.id.clone(), request.expires_at);
@@ -172,7 +192,10 @@ async fn tell_pending(
     );
     let pending = ServerToOperator::Pending {
         request_id: request.id.clone(),
-        expires_in: u64::from(timeout_secs),
+        // The request's own deadline, which a computer requiring passkeys
+        // set by its clock: the operator's countdown (and give-up) follows
+        // it, not the timeout.
+        expires_in: seconds_left(request.expires_at, now_millis()),
         recipients: recipients
             .iter()
             .map(|(address, _)| mask_address(address))

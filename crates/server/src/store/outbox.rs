@@ -26,6 +26,7 @@ impl Store {
              JOIN recipients rc ON rc.request_id = o.request_id AND rc.position = o.position
              JOIN requests r ON r.id = o.request_id
              WHERE o.state = 'queued' AND o.next_attempt_at <= $1
+               AND r.state = 'pending' AND r.expires_at > $1
              ORDER BY o.next_attempt_at LIMIT $2"
         );
         let rows = sqlx::query(sqlx::AssertSqlSafe(sql))

@@ -24,6 +24,8 @@ const UP_BUFFER: usize = 32 * 1024;
 /// How long the server's last word and the closes after it may take: an
 /// operator (or agent) that takes nothing more is not waited on.
 const CLOSE_TIMEOUT: Duration = Duration::from_secs(2);
+/// How long the computer's side may take to end once the operator left.
+const LINGER_AFTER_OPERATOR: Duration = Duration::from_secs(10);
 
 /// Why a relay stopped.
 #[derive(Debug)]
@@ -46,6 +48,8 @@ pub(super) struct FrameRelay<O, A> {
     /// The operator's side ended cleanly: it has left, and the agent was
     /// told so by the end of its input.
     operator_left: bool,
+    /// How long the computer's side may take to end once the operator left.
+    linger: Duration,
 }
 
 impl<O, A> FrameRelay<O, A>
@@ -74,6 +78,7 @@ where
                 moved: 0,
             },
             operator_left: false,
+            linger: LINGER_AFTER_OPERATOR,
         }
     }
 
@@ -84,20 +89,32 @@ where
             up,
             down,
             operator_left,
+            linger: linger_for,
         } = self;
         let up = up.pump();
         let down = down.pump::<S>();
         tokio::pin!(up, down, stop);
         let mut up_done = false;
+        // Once the operator left, the computer's side has a while to end
+        // (the agent stops the program and says how it ended), not for
+        // ever: a computer that vanished would hold the session open.
+        let linger = tokio::time::sleep(Duration::from_secs(3600 * 24 * 365));
+        tokio::pin!(linger);
         loop {
             tokio::select! {
                 ended = &mut down => return ended,
+                () = &mut linger, if *operator_left => return RelayEnd::ComputerClosed,
                 pumped = &mut up, if !up_done => {
                     up_done = true;
                     match pumped {
                         // The computer's side ends next, as the agent stops
                         // the program.
-                        UpEnd::OperatorClosed => *operator_left = true,
+                        UpEnd::OperatorClosed => {
+                            *operator_left = true;
+                            linger
+                                .as_mut()
+                                .reset(tokio::time::Instant::now() + *linger_for);
+                        }
                         // Its reading side went first: its frames say how.
                         UpEnd::AgentGone => {}
                         UpEnd::OperatorBroke => return RelayEnd::OperatorGone,
@@ -402,5 +419,22 @@ mod tests {
             Some(SessionEnd::OperatorLeft)
         );
         assert_eq!(relay.moved(), (15, 0));
+    }
+
+    /// A computer that says nothing more once the operator left does not
+    /// hold the session for ever.
+    #[tokio::test]
+    async fn once_the_operator_left_a_silent_computer_is_waited_for_a_while() {
+        let (mut relay, operator, _agent) = relay();
+        relay.linger = Duration::from_millis(50);
+        let (_, mut to_agent) = operator.split();
+        to_agent.shutdown().await.unwrap();
+        drop(to_agent);
+        let ended = relay.run(std::future::pending::<()>()).await;
+        assert!(matches!(ended, RelayEnd::ComputerClosed), "{ended:?}");
+        assert_eq!(
+            relay.end(SessionEnd::OperatorLeft),
+            Some(SessionEnd::OperatorLeft)
+        );
     }
 }
