@@ -225,8 +225,8 @@ pub async fn admin(args: cli::AdminArgs) -> Result<()> {
             prune: Some(AuditCommand::Prune { older_than }),
             ..
         } => {
-            use doorman_server::clock::now_millis;
-            let now = now_millis();
+            use doorman_server::clock::system_millis;
+            let now = system_millis();
             let before = now - i64::from(older_than) * 86_400_000;
             let pruned = store.prune_audit(before, "admin", now).await?;
             eprintln!("deleted {pruned} audit events older than {older_than} days");
@@ -281,10 +281,10 @@ fn tls_init(data_dir: &std::path::Path, names: &[String], ips: &[std::net::IpAdd
 
 /// `admin blocks …`: the blocks "I did not expect this" left.
 async fn blocks(store: &doorman_server::store::Store, command: BlocksCommand) -> Result<()> {
-    use doorman_server::clock::{format_time, now_millis};
+    use doorman_server::clock::{format_time, system_millis};
     match command {
         BlocksCommand::List { json } => {
-            for block in store.blocks(now_millis()).await? {
+            for block in store.blocks(system_millis()).await? {
                 if json {
                     let line = serde_json::json!({
                         "operator": block.operator,
@@ -305,7 +305,9 @@ async fn blocks(store: &doorman_server::store::Store, command: BlocksCommand) ->
             }
         }
         BlocksCommand::Lift { operator, computer } => {
-            store.lift_block(&operator, &computer, now_millis()).await?;
+            store
+                .lift_block(&operator, &computer, system_millis())
+                .await?;
             eprintln!("{operator:?} may ask {computer:?} again");
         }
     }

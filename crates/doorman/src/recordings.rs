@@ -4,7 +4,7 @@
 
 use crate::cli::RecordingsCommand;
 use anyhow::{Context, Result, bail};
-use doorman_server::clock::{format_time, now_millis};
+use doorman_server::clock::{format_time, system_millis};
 use doorman_server::recording::cast;
 use doorman_server::store::Store;
 use doorman_server::store::recordings::RecordingRow;
@@ -24,7 +24,7 @@ pub async fn manage(store: &Store, command: RecordingsCommand) -> Result<()> {
             }
         }
         RecordingsCommand::Prune { older_than } => {
-            let before = now_millis() - i64::from(older_than) * 86_400_000;
+            let before = system_millis() - i64::from(older_than) * 86_400_000;
             let pruned = store.prune_recordings(before).await?;
             eprintln!("deleted {pruned} recordings of sessions older than {older_than} days");
         }

@@ -1,8 +1,12 @@
 //! What `doorman admin` does: register operators and agents (returning their
 //! secret once), list them, replace or revoke their secrets, grant and
 //! revoke operators' access to computers, and read the audit trail.
+//!
+//! Its changes are stamped with the system's wall clock
+//! ([`crate::clock::system_millis`]): `doorman admin` is a process of its
+//! own, with no server clock, and keeps no deadline.
 
-use crate::clock::now_millis;
+use crate::clock::system_millis;
 use crate::secrets::{self, AGENT_KEY_PREFIX, OPERATOR_TOKEN_PREFIX};
 use crate::store::{AuditEvent, GrantRow, Principal, Store, StoreError};
 use doorman_core::access::{ComputerPattern, ServiceSet};
@@ -46,7 +50,7 @@ pub async fn add(store: &Store, kind: Principal, name: &str) -> Result<String, A
     check_name(name)?;
     let secret = new_secret(kind)?;
     store
-        .add_principal(kind, name, &secrets::hash(&secret), now_millis())
+        .add_principal(kind, name, &secrets::hash(&secret), system_millis())
         .await?;
     Ok(secret)
 }
@@ -91,7 +95,7 @@ pub async fn add_operator_with(
             &operator.computers,
             operator.services,
             operator.email.as_deref(),
-            now_millis(),
+            system_millis(),
         )
         .await?;
     Ok(token)
@@ -106,7 +110,9 @@ pub async fn set_operator_email(
     if let Some(email) = email {
         validate_recipient(email).map_err(AdminError::InvalidEmail)?;
     }
-    Ok(store.set_operator_email(name, email, now_millis()).await?)
+    Ok(store
+        .set_operator_email(name, email, system_millis())
+        .await?)
 }
 
 /// Lets an operator reach the computers `patterns` match, for `services`.
@@ -120,7 +126,7 @@ pub async fn grant(
         return Err(AdminError::NoPatterns);
     }
     Ok(store
-        .grant(operator, patterns, services, now_millis())
+        .grant(operator, patterns, services, system_millis())
         .await?)
 }
 
@@ -133,7 +139,9 @@ pub async fn revoke_grant(
     if patterns.is_empty() {
         return Err(AdminError::NoPatterns);
     }
-    Ok(store.revoke_grant(operator, patterns, now_millis()).await?)
+    Ok(store
+        .revoke_grant(operator, patterns, system_millis())
+        .await?)
 }
 
 /// The operators that have an email address, with it.
@@ -169,7 +177,7 @@ pub async fn replace_secret(
 ) -> Result<String, AdminError> {
     let secret = new_secret(kind)?;
     store
-        .revoke(kind, name, Some(&secrets::hash(&secret)), now_millis())
+        .revoke(kind, name, Some(&secrets::hash(&secret)), system_millis())
         .await?;
     Ok(secret)
 }
@@ -177,7 +185,7 @@ pub async fn replace_secret(
 /// Removes an operator or agent, with the same effects as replacing its
 /// secret; returns how many pending requests were cancelled.
 pub async fn remove(store: &Store, kind: Principal, name: &str) -> Result<u64, AdminError> {
-    Ok(store.revoke(kind, name, None, now_millis()).await?)
+    Ok(store.revoke(kind, name, None, system_millis()).await?)
 }
 
 /// The audit trail, oldest first.

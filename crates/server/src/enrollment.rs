@@ -18,7 +18,6 @@
 //! as wrong approval links do.
 
 use crate::AppState;
-use crate::clock::now_millis;
 use crate::pages::PageError;
 use crate::secrets::random_bytes;
 use crate::store::AuditEvent;
@@ -189,8 +188,16 @@ struct Asker<'a> {
 }
 
 impl Asker<'_> {
-    fn audit(&self, kind: AuditKind, recipient: &str, detail: String) -> AuditEvent {
-        AuditEvent::new(kind, now_millis())
+    /// The audit event of `kind` for this computer and `recipient`, now by
+    /// the server's clock.
+    fn audit(
+        &self,
+        state: &AppState,
+        kind: AuditKind,
+        recipient: &str,
+        detail: String,
+    ) -> AuditEvent {
+        AuditEvent::new(kind, state.broker.clock.now_millis())
             .computer(self.computer)
             .actor(recipient)
             .address(&self.address.to_string())
@@ -286,6 +293,7 @@ async fn start(state: &AppState, from: &Asker<'_>, recipient: &str) -> Result<St
     // Recorded before the email goes: an enrolment the trail cannot hold
     // is not started.
     let started = from.audit(
+        state,
         AuditKind::EnrolmentStarted,
         recipient,
         format!("passkey enrolment link emailed to {recipient}"),
@@ -322,7 +330,12 @@ async fn refused(state: &AppState, from: &Asker<'_>, recipient: &str) -> Option<
     }
     let computer = from.computer;
     let message = refusal(state, computer, recipient)?;
-    let refused = from.audit(AuditKind::EnrolmentRefused, recipient, message.clone());
+    let refused = from.audit(
+        state,
+        AuditKind::EnrolmentRefused,
+        recipient,
+        message.clone(),
+    );
     if let Err(error) = state.broker.store.record(&refused).await {
         tracing::error!(%error, "cannot record a refused enrolment");
     }

@@ -87,6 +87,10 @@ pub struct ServerConfig {
     /// A second port serving `/metrics` alone, to anyone who reaches it.
     pub metrics_listen: Option<std::net::SocketAddr>,
     pub recordings: Recordings,
+    /// The server's one clock ([`clock::Clock::system`]): anchored to the
+    /// wall clock when it was made, it keeps every deadline. Tests give
+    /// one they move forward, which a restarted server keeps.
+    pub clock: clock::Clock,
     /// Accept an `http://` public URL naming another host (a lab): tokens
     /// then cross the network in clear.
     pub insecure_public_url: bool,
@@ -398,6 +402,7 @@ impl Prepared {
         }
 
         let broker = Arc::new(Broker::new(
+            config.clock.clone(),
             store,
             key,
             config.limits,
@@ -494,7 +499,10 @@ impl Server {
             public: origin::PublicOrigin::new(&public_url),
             outbox_dir,
             trusted_proxies,
-            console: Arc::new(console::ConsoleSessions::new(console_idle)),
+            console: Arc::new(console::ConsoleSessions::new(
+                console_idle,
+                broker.clock.clone(),
+            )),
             delivery,
             mail_from,
             enrollments: Arc::default(),
@@ -525,7 +533,10 @@ impl Server {
         let certificates = async {
             let Some(acme) = acme else { return Ok(()) };
             let (store, key) = (broker.store.clone(), broker.key.clone());
-            let result = acme.maintain(store, key, broker.lifecycle.stopping()).await;
+            let clock = broker.clock.clone();
+            let result = acme
+                .maintain(store, key, clock, broker.lifecycle.stopping())
+                .await;
             if result.is_err() {
                 broker.lifecycle.stop();
             }

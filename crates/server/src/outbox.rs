@@ -9,7 +9,6 @@
 //! `sending` when an attempt starts and the relay's answer when it ends.
 
 use crate::broker::{Broker, Witness};
-use crate::clock::now_millis;
 use crate::mail;
 use crate::smtp::SmtpRelay;
 use crate::store::{Millis, OutboxJob};
@@ -65,8 +64,9 @@ pub struct MailSettings {
 /// bounds the connections open to the relay.
 const MAX_IN_FLIGHT: usize = 16;
 
-/// The longest the worker sleeps without reading the outbox.
-const IDLE_WAIT: Duration = Duration::from_secs(30);
+/// The longest the worker sleeps without reading the outbox, in
+/// milliseconds by the server's clock.
+const IDLE_WAIT_MS: Millis = 30_000;
 
 /// How long stopping waits for the deliveries under way before dropping
 /// them. A dropped one is still queued, and is sent again after the
@@ -80,7 +80,7 @@ pub async fn run(broker: Arc<Broker>, delivery: Delivery, settings: MailSettings
     // the ones under way.
     let batch = i64::try_from(2 * MAX_IN_FLIGHT).unwrap_or(i64::MAX);
     loop {
-        let now = now_millis();
+        let now = broker.clock.now_millis();
         if in_flight.has_room() {
             match broker.store.due_emails(now, batch).await {
                 Ok(jobs) => {
@@ -98,16 +98,17 @@ pub async fn run(broker: Arc<Broker>, delivery: Delivery, settings: MailSettings
         }
         // Emails due by now are under way or wait for a slot, which a
         // delivery that ends frees: the wait is for the next one after.
-        let wait = match broker.store.next_email_due(now).await {
-            Ok(Some(due)) => {
-                Duration::from_millis(u64::try_from(due - now_millis()).unwrap_or(0)).min(IDLE_WAIT)
-            }
-            _ => IDLE_WAIT,
+        // A retry's time is the server's clock's: a test that moves it
+        // wakes the worker.
+        let idle_until = now.saturating_add(IDLE_WAIT_MS);
+        let wake_at = match broker.store.next_email_due(now).await {
+            Ok(Some(due)) => due.min(idle_until),
+            _ => idle_until,
         };
         tokio::select! {
             _ = broker.outbox_wakeup.notified() => {}
             () = in_flight.next_finished() => {}
-            _ = tokio::time::sleep(wait) => {}
+            () = broker.clock.sleep_until(wake_at) => {}
             _ = broker.lifecycle.stopping() => {
                 in_flight.stop().await;
                 return;
@@ -215,10 +216,10 @@ async fn deliver_one(
         &link,
         message_id,
     ) {
-        Ok(message) => send(delivery, &job, message, &link).await,
+        Ok(message) => send(delivery, &job, message, &link, broker.clock.now_millis()).await,
         Err(error) => Attempt::Permanent(error.to_string()),
     };
-    let now = now_millis();
+    let now = broker.clock.now_millis();
     let result = match attempt {
         Attempt::Sent => {
             match delivery {
@@ -302,7 +303,7 @@ async fn end_if_undeliverable(broker: &Broker, job: &OutboxJob) {
     };
     let cancel = Event::Cancel {
         cause: CancelCause::Undeliverable { error },
-        at: now_millis(),
+        at: broker.clock.now_millis(),
     };
     if let Err(error) = broker
         .apply(&job.request.id, cancel, Witness::default())
@@ -329,11 +330,13 @@ fn backoff_millis(attempts: i64) -> i64 {
     i64::try_from(wait.as_millis()).unwrap_or(i64::MAX)
 }
 
+/// Sends one email (or writes it to the outbox directory, stamped `now`).
 async fn send(
     delivery: &Delivery,
     job: &OutboxJob,
     message: lettre::Message,
     link: &str,
+    now: Millis,
 ) -> Attempt {
     match delivery {
         Delivery::Smtp(relay) => match relay.send(&message).await {
@@ -342,7 +345,7 @@ async fn send(
             // 4xx replies, refused connections, timeouts: worth another try.
             Err(error) => Attempt::Temporary(error.to_string()),
         },
-        Delivery::Files(dir) => match write_file(dir, job, &message, link).await {
+        Delivery::Files(dir) => match write_file(dir, job, &message, link, now).await {
             Ok(()) => Attempt::Sent,
             Err(error) => Attempt::Temporary(format!("cannot write to {}: {error}", dir.display())),
         },
@@ -354,6 +357,7 @@ async fn write_file(
     job: &OutboxJob,
     message: &lettre::Message,
     link: &str,
+    now: Millis,
 ) -> std::io::Result<()> {
     let stem = format!(
         "{}-{}-{}",
@@ -364,7 +368,7 @@ async fn write_file(
         to: job.address.clone(),
         subject: mail::subject(&job.request),
         link: link.to_string(),
-        written_at: now_millis(),
+        written_at: now,
     };
     write_entry(dir, &stem, message, &entry).await
 }
@@ -443,7 +447,7 @@ pub async fn send_enrollment(
             .map(|_| ())
             .map_err(|e| e.to_string()),
         Delivery::Files(dir) => {
-            let now = now_millis();
+            let now = state.broker.clock.now_millis();
             let stem = format!("{now}-enroll-{computer}");
             let entry = OutboxEntry {
                 file: format!("{stem}.eml"),

@@ -8,7 +8,6 @@ use crate::AppState;
 use crate::broker::Witness;
 use crate::client_addr::{ClientAddr, Local, LocalOnly};
 use crate::clock::format_time;
-use crate::clock::now_millis;
 use crate::secrets;
 use crate::store::{AuditEvent, RequestRow};
 use askama::Template;
@@ -295,7 +294,7 @@ pub(crate) fn wrong_link(state: &AppState, peer: std::net::IpAddr, kind: &str) -
     if state
         .broker
         .link_failures
-        .record_failure(peer, now_millis())
+        .record_failure(peer, state.broker.clock.now_millis())
         .limited
     {
         state.broker.metrics.rate_limited("approval_links");
@@ -312,7 +311,7 @@ pub async fn show(
     headers: HeaderMap,
 ) -> Result<Response, PageError> {
     let (request, recipient, hash) = find(&state, &token, client).await?;
-    let now = now_millis();
+    let now = state.broker.clock.now_millis();
     let viewed = AuditEvent::new(AuditKind::PageViewed, now)
         .request(&request.id, &request.computer)
         .actor(&recipient)
@@ -429,7 +428,7 @@ pub async fn decide(
     let event = Event::Decide {
         decision,
         by: recipient.clone(),
-        at: now_millis(),
+        at: state.broker.clock.now_millis(),
     };
     let (assertion, detail) = checked.map_or((None, None), |c| (Some(c.assertion), Some(c.detail)));
     let witness = Witness {

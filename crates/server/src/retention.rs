@@ -1,9 +1,9 @@
 //! What the server deletes as it ages: audit events past their retention
 //! and session recordings past their keeping time, each at start and then
-//! daily.
+//! daily, by the server's clock (whose drift from the wall clock is
+//! reported then too).
 
 use crate::broker::Broker;
-use crate::clock;
 use std::sync::Arc;
 
 /// Whether shell sessions are recorded, and for how long recordings are kept.
@@ -38,12 +38,14 @@ pub const DEFAULT_RECORDING_MAX_BYTES: u64 = 64 << 20;
 pub const DEFAULT_RECORDINGS_MAX_TOTAL_BYTES: u64 = 10 << 30;
 
 /// Deletes audit events older than `audit_days` and recordings older than
-/// `recording_days`, at start and then daily.
+/// `recording_days`, at start and then daily; says daily if the times the
+/// server shows have drifted from the wall clock.
 pub(crate) async fn prune(broker: Arc<Broker>, audit_days: u32, recording_days: u32) {
     let day = std::time::Duration::from_secs(86_400);
     let days_ago = |now: i64, days: u32| now - i64::from(days) * 86_400_000;
     loop {
-        let now = clock::now_millis();
+        broker.clock.warn_of_drift();
+        let now = broker.clock.now_millis();
         match broker
             .store
             .prune_audit(days_ago(now, audit_days), "retention", now)
@@ -64,7 +66,7 @@ pub(crate) async fn prune(broker: Arc<Broker>, audit_days: u32, recording_days: 
         }
         keep_recordings_within(&broker).await;
         tokio::select! {
-            () = tokio::time::sleep(day) => {}
+            () = broker.clock.sleep(day) => {}
             () = broker.lifecycle.stopping() => return,
         }
     }
@@ -76,7 +78,10 @@ pub(crate) async fn keep_recordings_within(broker: &Broker) {
     let max = broker.recordings.max_total_bytes;
     match broker
         .store
-        .prune_recordings_beyond(i64::try_from(max).unwrap_or(i64::MAX), clock::now_millis())
+        .prune_recordings_beyond(
+            i64::try_from(max).unwrap_or(i64::MAX),
+            broker.clock.now_millis(),
+        )
         .await
     {
         Ok(0) => {}

@@ -102,7 +102,7 @@ pub(crate) async fn count_wrong_credential(
     client: std::net::IpAddr,
     what: &'static str,
 ) -> bool {
-    let now = crate::clock::now_millis();
+    let now = state.broker.clock.now_millis();
     let crate::failures::Failure { limited, count } =
         state.broker.credential_failures.record_failure(client, now);
     state.broker.metrics.authentication_failed(what);

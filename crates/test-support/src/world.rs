@@ -92,6 +92,7 @@ impl World {
             metrics_listen: None,
             insecure_public_url: false,
             recordings: builder.recordings,
+            clock: doorman_server::clock::Clock::system(),
         };
         let server = doorman_server::Server::bind(config.clone(), listener)
             .await
@@ -306,6 +307,13 @@ impl World {
             .expect("store")
             .expect("request exists")
             .state
+    }
+
+    /// The server's clock, which the test moves forward instead of
+    /// sleeping (`world.clock().advance(…)`): expiry, reuse windows, blocks,
+    /// retries and time limits follow it. A restarted server keeps it.
+    pub fn clock(&self) -> &doorman_server::clock::Clock {
+        &self.config.clock
     }
 
     /// The server's database faults: its writes fail or stall while the

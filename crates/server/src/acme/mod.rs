@@ -14,7 +14,7 @@ mod http;
 mod order;
 pub mod served;
 
-use crate::clock::now_millis;
+use crate::clock::Clock;
 use crate::secrets::ServerKey;
 use crate::store::acme::{StoredCertificate, domains_key};
 use crate::store::{Store, StoreError};
@@ -103,8 +103,8 @@ impl Acme {
     }
 
     /// Serves the stored certificate, if any; whether it is due for renewal
-    /// (or missing).
-    async fn load(&self, store: &Store, key: &ServerKey) -> Result<bool, AcmeError> {
+    /// (or missing) at `now`.
+    async fn load(&self, store: &Store, key: &ServerKey, now: i64) -> Result<bool, AcmeError> {
         let Some(stored) = store
             .acme_certificate(&domains_key(&self.settings.domains))
             .await?
@@ -118,23 +118,23 @@ impl Acme {
         let certified =
             served::certified_key(&stored.chain_pem, &key_pem).map_err(AcmeError::Certificate)?;
         self.served.install(certified);
-        let due = self.due(stored.not_after);
+        let due = self.due(stored.not_after, now);
         tracing::info!(
             domains = %self.settings.domains.join(","),
-            days_left = (stored.not_after - now_millis()) / 86_400_000,
+            days_left = (stored.not_after - now) / 86_400_000,
             renewing = due,
             "serving the stored ACME certificate"
         );
         Ok(due)
     }
 
-    fn due(&self, not_after: i64) -> bool {
+    fn due(&self, not_after: i64, now: i64) -> bool {
         let margin = i64::from(self.settings.renew_days) * 86_400_000;
-        not_after - now_millis() < margin
+        not_after - now < margin
     }
 
     /// Orders a certificate, stores it and serves it.
-    async fn renew(&self, store: &Store, key: &ServerKey) -> Result<(), AcmeError> {
+    async fn renew(&self, store: &Store, key: &ServerKey, clock: &Clock) -> Result<(), AcmeError> {
         tracing::info!(
             domains = %self.settings.domains.join(","),
             directory = %self.settings.directory,
@@ -158,32 +158,38 @@ impl Acme {
             not_after,
         };
         store
-            .save_acme_certificate(&domains_key(&self.settings.domains), &stored, now_millis())
+            .save_acme_certificate(
+                &domains_key(&self.settings.domains),
+                &stored,
+                clock.now_millis(),
+            )
             .await?;
         self.served.install(certified);
         tracing::info!(
             domains = %self.settings.domains.join(","),
-            days_valid = (not_after - now_millis()) / 86_400_000,
+            days_valid = (not_after - clock.now_millis()) / 86_400_000,
             "ACME certificate issued and served"
         );
         Ok(())
     }
 
-    /// Serves a certificate and keeps it fresh until the server stops. Fails
-    /// only when there is no certificate to serve at all.
+    /// Serves a certificate and keeps it fresh until the server stops,
+    /// checking it by the server's `clock`. Fails only when there is no
+    /// certificate to serve at all.
     pub async fn maintain(
         self: Arc<Self>,
         store: Store,
         key: ServerKey,
+        clock: Clock,
         stopping: impl std::future::Future<Output = ()>,
     ) -> Result<(), AcmeError> {
         let work = async {
             let mut wait = Duration::ZERO;
             loop {
-                tokio::time::sleep(wait).await;
-                let result = match self.load(&store, &key).await {
+                clock.sleep(wait).await;
+                let result = match self.load(&store, &key, clock.now_millis()).await {
                     Ok(false) => Ok(()),
-                    Ok(true) => self.renew(&store, &key).await,
+                    Ok(true) => self.renew(&store, &key, &clock).await,
                     Err(error) => Err(error),
                 };
                 wait = match result {

@@ -5,7 +5,6 @@
 
 use super::key_still_current;
 use crate::broker::{AgentCommand, Broker};
-use crate::clock::now_millis;
 use crate::store::{AgentKey, ComputerId};
 use doorman_proto::ConnectionError;
 use doorman_proto::connection::{FrameReader, FrameWriter};
@@ -188,7 +187,7 @@ impl<W: AsyncWrite + Unpin> Served<W> {
 /// without a session. Only this computer's: not those of an earlier one of
 /// its name.
 async fn allowed_while_away(broker: &Broker, id: ComputerId) -> Vec<ServerToAgent> {
-    let since = now_millis() - 10 * 60 * 1000;
+    let since = broker.clock.now_millis() - 10 * 60 * 1000;
     let requests = match broker.store.allowed_without_session(id, since).await {
         Ok(requests) => requests,
         Err(error) => {

@@ -4,7 +4,6 @@
 
 use super::connection::Served;
 use crate::broker::{Applied, Broker, Witness};
-use crate::clock::now_millis;
 use crate::store::ComputerId;
 use doorman_core::Decision;
 use doorman_core::authorization::Event;
@@ -85,7 +84,7 @@ async fn local_decision(
     let event = Event::LocalDecide {
         decision,
         by: format!("{user} (at {name})"),
-        at: now_millis(),
+        at: broker.clock.now_millis(),
     };
     let witness = Witness {
         actor: Some(format!("{user} (at {name})")),

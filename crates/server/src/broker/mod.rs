@@ -18,7 +18,7 @@ pub use sessions::{
 };
 pub use waiters::{RequestWatch, Waiters};
 
-use crate::clock::now_millis;
+use crate::clock::Clock;
 use crate::secrets::ServerKey;
 use crate::store::transitions::transition_audit;
 use crate::store::{AuditEvent, Block, ComputerId, Millis, RequestRow, Store, StoreError};
@@ -97,6 +97,9 @@ pub enum Applied {
 /// Shared live state; one per server process.
 #[derive(Debug)]
 pub struct Broker {
+    /// The server's one clock: every time the broker and its handlers
+    /// store, compare or sleep towards (see [`crate::clock`]).
+    pub clock: Clock,
     pub store: Store,
     pub key: ServerKey,
     pub lifecycle: Lifecycle,
@@ -127,6 +130,7 @@ pub struct Broker {
 
 impl Broker {
     pub fn new(
+        clock: Clock,
         store: Store,
         key: ServerKey,
         limits: crate::Limits,
@@ -135,6 +139,7 @@ impl Broker {
         recordings: crate::Recordings,
     ) -> Self {
         Self {
+            clock,
             store,
             key,
             lifecycle: Lifecycle::default(),
@@ -185,7 +190,7 @@ impl Broker {
         for request in pending {
             let cancel = Event::Cancel {
                 cause: CancelCause::ComputerGone,
-                at: now_millis(),
+                at: self.clock.now_millis(),
             };
             let witness = Witness {
                 actor: Some(computer.to_string()),
@@ -353,7 +358,7 @@ impl Broker {
         if row.computer_id != Some(computer_id) {
             return Ok(None);
         }
-        let at = now_millis();
+        let at = self.clock.now_millis();
         let Ok(refused) = settled.refused_by_computer(reason.clone(), at) else {
             return Ok(None);
         };
@@ -427,12 +432,12 @@ impl Broker {
         );
     }
 
-    /// Expires the request when its time comes (or at once if it has
-    /// come), and keeps trying until the expiry lands: a database that
-    /// fails at the deadline (a full disk, a lost connection) only delays
-    /// it, by at most [`EXPIRY_RETRY_CAP`] once the database is back. Stops
-    /// once the request is settled (by this or anything else) or gone, or
-    /// when the server stops.
+    /// Expires the request when its time comes by the server's clock (or
+    /// at once if it has come), and keeps trying until the expiry lands: a
+    /// database that fails at the deadline (a full disk, a lost
+    /// connection) only delays it, by at most [`EXPIRY_RETRY_CAP`] once the
+    /// database is back. Stops once the request is settled (by this or
+    /// anything else) or gone, or when the server stops.
     pub fn schedule_expiry(self: &Arc<Self>, request_id: String, expires_at: Millis) {
         let broker = Arc::clone(self);
         self.lifecycle
@@ -443,31 +448,30 @@ impl Broker {
         let mut pauses = expiry_backoff();
         let mut failures: u64 = 0;
         loop {
-            // Computed again on each pass: a timer that fired a hair early
-            // (the state machine keeps the request's full time) sleeps the
-            // rest.
-            let wait = u64::try_from(expires_at - now_millis()).unwrap_or(0);
-            let pause = if wait > 0 {
-                Duration::from_millis(wait)
-            } else {
-                match self.expire(request_id).await {
-                    Ok(Applied::Unchanged(Unchanged::NotYetExpired)) => EXPIRY_RETRY_MIN,
-                    Ok(_) => return,
-                    Err(error) => {
-                        failures += 1;
-                        // Once, then once a minute or so: an outage does
-                        // not flood the log with one line per request and
-                        // second.
-                        if failures % 60 == 1 {
-                            tracing::warn!(%error, request = %request_id, failures, "cannot expire the request yet; trying again until it lands");
-                        }
-                        pauses.next().unwrap_or(EXPIRY_RETRY_CAP)
+            // Monotonic: a wall-clock step neither brings the deadline
+            // nearer nor puts it off; a test that moves the clock past it
+            // wakes this at once.
+            tokio::select! {
+                () = self.clock.sleep_until(expires_at) => {}
+                () = self.lifecycle.stopping() => return,
+            }
+            let pause = match self.expire(request_id).await {
+                Ok(Applied::Unchanged(Unchanged::NotYetExpired)) => EXPIRY_RETRY_MIN,
+                Ok(_) => return,
+                Err(error) => {
+                    failures += 1;
+                    // Once, then once a minute or so: an outage does not
+                    // flood the log with one line per request and second.
+                    if failures % 60 == 1 {
+                        tracing::warn!(%error, request = %request_id, failures, "cannot expire the request yet; trying again until it lands");
                     }
+                    pauses.next().unwrap_or(EXPIRY_RETRY_CAP)
                 }
             };
+            // On the same clock: a test moves through an outage.
             tokio::select! {
-                _ = tokio::time::sleep(pause) => {}
-                _ = self.lifecycle.stopping() => return,
+                () = self.clock.sleep(pause) => {}
+                () = self.lifecycle.stopping() => return,
             }
         }
     }
@@ -477,7 +481,9 @@ impl Broker {
     /// first, `Unchanged(NotYetExpired)` before its deadline. Used by the
     /// expiry timer and, as a backstop, by the operator's wait.
     pub async fn expire(&self, request_id: &str) -> Result<Applied, StoreError> {
-        let expire = Event::Expire { at: now_millis() };
+        let expire = Event::Expire {
+            at: self.clock.now_millis(),
+        };
         self.apply(request_id, expire, Witness::default()).await
     }
 }

@@ -12,6 +12,7 @@
 //! [`SIGN_IN_WINDOW`], and when the table holds [`MAX_SESSIONS`] live
 //! sessions a sign-in is refused rather than pushing anyone out.
 
+use crate::clock::Clock;
 use crate::failures::Window;
 use crate::secrets;
 use crate::store::OperatorId;
@@ -71,6 +72,8 @@ struct Table {
 
 pub struct ConsoleSessions {
     idle: Duration,
+    /// The server's clock, which the sign-in windows are counted by.
+    clock: Clock,
     table: Mutex<Table>,
 }
 
@@ -87,9 +90,10 @@ fn sign_in_window_millis() -> i64 {
 }
 
 impl ConsoleSessions {
-    pub fn new(idle: Duration) -> Self {
+    pub fn new(idle: Duration, clock: Clock) -> Self {
         Self {
             idle,
+            clock,
             table: Mutex::new(Table::default()),
         }
     }
@@ -101,7 +105,7 @@ impl ConsoleSessions {
     /// Opens a session; returns the cookie's value.
     pub fn open(&self, who: SignedIn) -> Result<String, OpenError> {
         let now = Instant::now();
-        let now_millis = crate::clock::now_millis();
+        let now_millis = self.clock.now_millis();
         let window = sign_in_window_millis();
         let mut table = self.lock();
         let Table { sessions, sign_ins } = &mut *table;
@@ -182,7 +186,7 @@ mod tests {
 
     #[test]
     fn a_session_is_found_by_its_cookie_until_closed() {
-        let sessions = ConsoleSessions::new(Duration::from_secs(60));
+        let sessions = ConsoleSessions::new(Duration::from_secs(60), Clock::system());
         let cookie = sessions.open(alice()).unwrap();
         assert!(cookie.starts_with("dcs_"));
         assert_eq!(sessions.find(&cookie), Some(alice()));
@@ -203,7 +207,7 @@ mod tests {
 
     #[test]
     fn an_operators_sessions_past_its_cap_end_its_own_least_recently_used() {
-        let sessions = ConsoleSessions::new(Duration::from_secs(60));
+        let sessions = ConsoleSessions::new(Duration::from_secs(60), Clock::system());
         let bob = sessions.open(operator("bob")).unwrap();
         let mut alices: Vec<String> = (0..MAX_PER_OPERATOR)
             .map(|_| sessions.open(alice()).unwrap())
@@ -219,7 +223,7 @@ mod tests {
 
     #[test]
     fn a_new_operator_under_an_old_name_shares_nothing_with_it() {
-        let sessions = ConsoleSessions::new(Duration::from_secs(60));
+        let sessions = ConsoleSessions::new(Duration::from_secs(60), Clock::system());
         for _ in 0..MAX_SIGN_INS {
             sessions.open(alice()).unwrap();
         }
@@ -232,7 +236,7 @@ mod tests {
 
     #[test]
     fn sign_ins_past_the_limit_are_refused_for_that_operator_only() {
-        let sessions = ConsoleSessions::new(Duration::from_secs(60));
+        let sessions = ConsoleSessions::new(Duration::from_secs(60), Clock::system());
         for _ in 0..MAX_SIGN_INS {
             sessions.open(alice()).unwrap();
         }
@@ -245,7 +249,7 @@ mod tests {
 
     #[test]
     fn an_idle_session_ends() {
-        let sessions = ConsoleSessions::new(Duration::ZERO);
+        let sessions = ConsoleSessions::new(Duration::ZERO, Clock::system());
         let cookie = sessions.open(alice()).unwrap();
         assert_eq!(sessions.find(&cookie), None);
     }

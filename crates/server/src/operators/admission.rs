@@ -5,7 +5,6 @@
 
 use super::{Ask, OperatorError, audit};
 use crate::broker::Broker;
-use crate::clock::now_millis;
 use crate::store::StoreError;
 use doorman_core::access::permits;
 use doorman_core::display::hidden_kind;
@@ -69,6 +68,7 @@ pub(super) async fn check_limits(
         broker
             .store
             .record(&audit(
+                broker,
                 ask,
                 AuditKind::RefusedLimit,
                 None,
@@ -83,7 +83,7 @@ pub(super) async fn over_limit(
     broker: &Broker,
     ask: &Ask<'_>,
 ) -> Result<Option<String>, OperatorError> {
-    let now = now_millis();
+    let now = broker.clock.now_millis();
     let limits = broker.limits;
     if let Some(until) = broker
         .store

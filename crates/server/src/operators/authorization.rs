@@ -6,7 +6,6 @@ use super::admission::{check_limits, same_mailbox, validate_agent_answer};
 use super::wait::{Standing, conclude};
 use super::{Ask, OperatorError, refuse, refuse_audited};
 use crate::broker::{Applied, Broker, ExpectedSession, RequestWatch, Witness};
-use crate::clock::now_millis;
 use crate::relay::OperatorStream;
 use crate::secrets;
 use crate::store::{Millis, NewRequest, RequestRow};
@@ -81,7 +80,7 @@ async fn make_request(
     recipients: Vec<String>,
 ) -> Result<(), OperatorError> {
     let watch = broker.waiters.watch(&request_id);
-    let now = now_millis();
+    let now = broker.clock.now_millis();
     let expires_at = deadline(policy.passkey.as_ref(), policy.timeout_secs, now);
     // An earlier approval the agent offers to reuse, if the server's
     // records agree: then no emails.
@@ -331,7 +330,7 @@ async fn reuse_approval(
     watch: RequestWatch,
     expected: ExpectedSession,
 ) -> Result<(), OperatorError> {
-    let now = now_millis();
+    let now = broker.clock.now_millis();
     let by = earlier.decided_by.clone().unwrap_or_default();
     let reuse = Event::Reuse {
         request_id: earlier.id.clone(),
@@ -400,7 +399,7 @@ async fn await_local_allow(
     connection
         .write_message(&ServerToOperator::Pending {
             request_id: request_id.to_string(),
-            expires_in: seconds_left(expires_at, now_millis()),
+            expires_in: seconds_left(expires_at, broker.clock.now_millis()),
             recipients: Vec::new(),
             heartbeat_ms: broker.heartbeat_ms(),
         })

@@ -15,7 +15,6 @@ mod session;
 mod wait;
 
 use crate::broker::Broker;
-use crate::clock::now_millis;
 use crate::relay::OperatorStream;
 use crate::secrets;
 use crate::store::{AuditEvent, ComputerId, OperatorId, OperatorIdentity, StoreError};
@@ -153,19 +152,28 @@ async fn refuse_audited(
     (reason, message): (Refusal, String),
     detail: String,
 ) -> Result<(), OperatorError> {
-    let event = audit(ask, AuditKind::Refused, Some(request_id), Some(detail));
+    let event = audit(
+        broker,
+        ask,
+        AuditKind::Refused,
+        Some(request_id),
+        Some(detail),
+    );
     broker.store.record(&event).await?;
     refuse(&mut connection, reason, message).await
 }
 
+/// The audit event of `event` for what `ask` asks, now by the broker's
+/// clock.
 fn audit(
+    broker: &Broker,
     ask: &Ask<'_>,
     event: AuditKind,
     request_id: Option<&str>,
     detail: Option<String>,
 ) -> AuditEvent {
     AuditEvent {
-        at: now_millis(),
+        at: broker.clock.now_millis(),
         event,
         request_id: request_id.map(String::from),
         computer: Some(ask.computer.clone()),

@@ -82,7 +82,13 @@ async fn checked_ask<'a>(
         let detail = format!("no grant for {} on this computer", ask.service.kind());
         broker
             .store
-            .record(&audit(&ask, AuditKind::RefusedAccess, None, Some(detail)))
+            .record(&audit(
+                broker,
+                &ask,
+                AuditKind::RefusedAccess,
+                None,
+                Some(detail),
+            ))
             .await?;
         return refuse(connection, Refusal::UnknownComputer, unknown)
             .await
@@ -187,6 +193,7 @@ async fn admit(
     broker
         .store
         .record(&audit(
+            broker,
             &ask,
             AuditKind::Admitted,
             Some(request_id),

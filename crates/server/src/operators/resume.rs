@@ -4,7 +4,6 @@
 use super::wait::{Standing, conclude};
 use super::{Ask, OperatorError, Who, refuse};
 use crate::broker::Broker;
-use crate::clock::now_millis;
 use crate::relay::OperatorStream;
 use doorman_core::Outcome;
 use doorman_core::authorization::seconds_left;
@@ -75,7 +74,7 @@ pub(super) async fn resume(
         connection
             .write_message(&ServerToOperator::Pending {
                 request_id: request_id.clone(),
-                expires_in: seconds_left(row.expires_at, now_millis()),
+                expires_in: seconds_left(row.expires_at, broker.clock.now_millis()),
                 recipients: recipients.iter().map(|r| mask_address(r)).collect(),
                 heartbeat_ms: broker.heartbeat_ms(),
             })

@@ -8,7 +8,6 @@ use super::admission::still_permitted;
 use super::session::relay_session;
 use super::{Ask, OperatorError, refuse};
 use crate::broker::{Applied, Broker, ExpectedSession, RequestWatch, Witness};
-use crate::clock::now_millis;
 use crate::relay::OperatorStream;
 use crate::store::Millis;
 use doorman_core::authorization::Event;
@@ -16,14 +15,13 @@ use doorman_core::{CancelCause, Outcome, Revoked};
 use doorman_proto::connection::Connection;
 use doorman_proto::message::{OperatorMessage, Refusal, ServerToOperator};
 use std::sync::Arc;
-use std::time::Duration;
 use tokio::sync::broadcast;
 
 /// How long after the deadline the wait first applies the expiry itself
 /// (the expiry timer normally has by then), and then how often until it
-/// lands: well inside the client's grace (`doorman_client::EXPIRY_GRACE`),
-/// whatever the heartbeat.
-const OVERDUE_EVERY: Duration = Duration::from_secs(1);
+/// lands, in milliseconds by the server's clock: well inside the client's
+/// grace (`doorman_client::EXPIRY_GRACE`), whatever the heartbeat.
+const OVERDUE_EVERY_MS: Millis = 1_000;
 
 /// Where a request stands when its operator starts waiting on it.
 pub(super) enum Standing {
@@ -97,7 +95,7 @@ async fn wait_for_outcome(
 ) -> Result<Option<Outcome>, OperatorError> {
     let mut operator_gone = false;
     let mut heartbeat = broker.heartbeat_ticks();
-    let mut overdue = overdue_ticks(expires_at);
+    let mut overdue_at = expires_at.saturating_add(OVERDUE_EVERY_MS);
     loop {
         let outcome = watch.receiver.borrow_and_update().clone();
         if let Some(outcome) = outcome {
@@ -138,7 +136,8 @@ async fn wait_for_outcome(
             }
             // The expiry timer's backstop: past the deadline the wait
             // expires the request itself, until that lands.
-            _ = overdue.tick() => {
+            () = broker.clock.sleep_until(overdue_at) => {
+                overdue_at = broker.clock.now_millis().saturating_add(OVERDUE_EVERY_MS);
                 match broker.expire(request_id).await {
                     Ok(Applied::Settled(outcome) | Applied::AlreadySettled(outcome)) => {
                         pass_on_news(connection, watch).await?;
@@ -156,7 +155,7 @@ async fn wait_for_outcome(
                     Ok(None) | Err(_) => "operator disconnected",
                 };
                 operator_gone = true;
-                let cancel = Event::Cancel { cause: CancelCause::Operator, at: now_millis() };
+                let cancel = Event::Cancel { cause: CancelCause::Operator, at: broker.clock.now_millis() };
                 let witness = Witness {
                     assertion: None,
                     actor: Some(ask.operator.to_string()),
@@ -171,16 +170,6 @@ async fn wait_for_outcome(
             _ = broker.lifecycle.stopping() => return Ok(None),
         }
     }
-}
-
-/// Ticks from [`OVERDUE_EVERY`] after `expires_at` (a wall-clock time),
-/// then every [`OVERDUE_EVERY`].
-fn overdue_ticks(expires_at: Millis) -> tokio::time::Interval {
-    let left = Duration::from_millis(u64::try_from(expires_at - now_millis()).unwrap_or(0));
-    let first = tokio::time::Instant::now() + left + OVERDUE_EVERY;
-    let mut ticks = tokio::time::interval_at(first, OVERDUE_EVERY);
-    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    ticks
 }
 
 /// News reported before the outcome (e.g. the last failed email that ended

@@ -8,7 +8,6 @@
 pub mod cast;
 
 use crate::broker::Broker;
-use crate::clock::now_millis;
 use crate::store::recordings::{RecordingEnd, RecordingOf};
 use cast::{Cast, Direction, Screen};
 use std::pin::Pin;
@@ -60,7 +59,7 @@ impl Recording {
         of: &RecordingOf<'_>,
         screen: Screen,
     ) -> Result<Recording, crate::store::StoreError> {
-        let started_at = now_millis();
+        let started_at = broker.clock.now_millis();
         broker
             .store
             .start_recording(session_id, of, started_at)

@@ -309,7 +309,7 @@ async fn i_did_not_expect_this_denies_and_blocks_the_operator() {
     assert_eq!(world.emails_queued().await, 1, "no email while blocked");
 
     // An administrator lifts the block; the operator may ask again.
-    let now = doorman_server::clock::now_millis();
+    let now = world.clock().now_millis();
     let blocks = world.broker.store.blocks(now).await.unwrap();
     assert_eq!(blocks.len(), 1);
     assert_eq!(

@@ -279,6 +279,8 @@ async fn denial_cancellation_and_expiry_are_told_in_words() {
 
     browser.open(&terminal).await;
     ask(&browser, "expired").await;
+    // Nobody answers for five seconds of the server's clock.
+    world.clock().advance(std::time::Duration::from_secs(5));
     browser
         .wait_until(
             &outcome("Nobody answered in time: the request expired."),

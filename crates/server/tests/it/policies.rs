@@ -235,8 +235,12 @@ async fn an_approval_covers_nothing_after_its_window() {
     let mails = world.smtp.wait_for(2).await;
     world.click(&mails[0].link(), "allow").await;
     assert_eq!(first.finish().await, Ok(0));
-    // Waiting out the one-second window is what this test is about.
-    tokio::time::sleep(std::time::Duration::from_millis(1500)).await;
+    // The one-second window passes on the server's clock, which decides:
+    // the agent, whose own clock has not moved, still offers the earlier
+    // approval, and the server's records refuse it.
+    world
+        .clock()
+        .advance(std::time::Duration::from_millis(1500));
     let second = world.connect(&["true"], "");
     second.event("pending").await;
     world.smtp.wait_for(4).await;
@@ -260,6 +264,8 @@ async fn a_session_ends_at_the_computers_time_limit_in_the_servers_words() {
     // Shorter than a minute: warned at once.
     let warning = connecting.event("time_warning").await;
     assert!(warning["seconds_left"].as_u64().unwrap() <= 2, "{warning}");
+    // The two seconds pass on the server's clock, which ends the session.
+    world.clock().advance(std::time::Duration::from_secs(2));
     let words = format!("the session reached {COMPUTER}'s time limit of 2 s");
     // `--json` says why, with the exit status.
     let ended = connecting.event("session_ended").await;

@@ -298,7 +298,7 @@ async fn a_computer_removed_and_added_again_keeps_none_of_the_old_ones_blocks() 
     admin::remove(&world.broker.store, Principal::Agent, COMPUTER)
         .await
         .unwrap();
-    let now = doorman_server::clock::now_millis();
+    let now = world.clock().now_millis();
     assert!(world.broker.store.blocks(now).await.unwrap().is_empty());
     let again = World::builder().recipients(&["owner@example.com"]);
     world.add_agent(COMPUTER, &again).await;

@@ -187,6 +187,8 @@ async fn nobody_deciding_expires_the_request() {
     let pending = connecting.event("pending").await;
     assert_eq!(pending["expires_in"], 5);
     let mails = world.smtp.wait_for(2).await;
+    // Nobody decides for five seconds of the server's clock.
+    world.clock().advance(std::time::Duration::from_secs(5));
     assert_eq!(connecting.finish().await, Err(ConnectError::Expired));
     assert_eq!(
         world.state_of(&request_id(&pending)).await,

@@ -13,12 +13,11 @@ mod relay;
 use super::admission::still_permitted;
 use super::{Ask, OperatorError, audit, refuse};
 use crate::broker::{Broker, ExpectedSession, ForwardingGuard};
-use crate::clock::now_millis;
 use crate::recording::Recording;
 use crate::recording::cast::{Direction, Screen};
 use crate::relay::OperatorStream;
-use crate::store::StoreError;
 use crate::store::recordings::RecordingOf;
+use crate::store::{Millis, StoreError};
 use doorman_core::AuditKind;
 use doorman_proto::connection::Connection;
 use doorman_proto::dial::Upgraded;
@@ -27,7 +26,6 @@ use end::{Ending, Stop};
 use relay::FrameRelay;
 use std::future::Future;
 use std::sync::Arc;
-use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::sync::oneshot;
 
@@ -53,6 +51,14 @@ pub(super) async fn relay_session(
     // from before the operator hears that it started.
     let _grant = forward_grant(broker, ask, session_key);
     let limit = ask.max_session_seconds;
+    // The time limit runs from the moment the operator is told, by the
+    // server's clock.
+    let ends_at = (limit > 0).then(|| {
+        broker
+            .clock
+            .now_millis()
+            .saturating_add(i64::from(limit) * 1000)
+    });
     connection
         .write_message(&ServerToOperator::SessionStarted {
             request_id: session_key.to_string(),
@@ -61,7 +67,13 @@ pub(super) async fn relay_session(
         .await?;
     let _active = broker.metrics.session_active(&ask.service);
     let recording = record(broker, session_id, request_id, ask).await;
-    let stop = watch_for_stop(broker, ask, recording.as_ref(), &mut expected.superseded);
+    let stop = watch_for_stop(
+        broker,
+        ask,
+        ends_at,
+        recording.as_ref(),
+        &mut expected.superseded,
+    );
     let detail = run(broker, connection, agent, ask, recording.as_ref(), stop).await;
     finish(broker, ask, request_id, session_id, recording, detail).await
 }
@@ -76,11 +88,16 @@ async fn begin(
 ) -> Result<Option<i64>, OperatorError> {
     let started = broker
         .store
-        .start_session(request_id, &ask.computer, ask.operator, now_millis())
+        .start_session(
+            request_id,
+            &ask.computer,
+            ask.operator,
+            broker.clock.now_millis(),
+        )
         .await;
     let refusal = match started {
         Ok(id) => {
-            let event = audit(ask, AuditKind::SessionStarted, request_id, None);
+            let event = audit(broker, ask, AuditKind::SessionStarted, request_id, None);
             broker.store.record(&event).await?;
             return Ok(Some(id));
         }
@@ -123,7 +140,7 @@ async fn record(
         term: term.clone(),
         cols: *cols,
         rows: *rows,
-        timestamp: now_millis() / 1000,
+        timestamp: broker.clock.now_millis() / 1000,
     };
     let of = RecordingOf {
         request_id,
@@ -141,22 +158,23 @@ async fn record(
     }
 }
 
-/// Completes with the server's reason to end the session: its time limit,
-/// a revocation (checked every heartbeat, when the recording is stored
-/// too), the operator resuming elsewhere (relaying to a connection it has
-/// given up for dead would keep the session running for nobody), or the
-/// server stopping.
+/// Completes with the server's reason to end the session: its time limit
+/// (at `ends_at`, by the server's clock), a revocation (checked every
+/// heartbeat, when the recording is stored too), the operator resuming
+/// elsewhere (relaying to a connection it has given up for dead would keep
+/// the session running for nobody), or the server stopping.
 async fn watch_for_stop(
     broker: &Broker,
     ask: &Ask<'_>,
+    ends_at: Option<Millis>,
     recording: Option<&Recording>,
     superseded: &mut oneshot::Receiver<()>,
 ) -> Stop {
     let secs = ask.max_session_seconds;
     let time_up = async {
-        match secs {
-            0 => std::future::pending().await,
-            secs => tokio::time::sleep(Duration::from_secs(u64::from(secs))).await,
+        match ends_at {
+            None => std::future::pending().await,
+            Some(at) => broker.clock.sleep_until(at).await,
         }
     };
     tokio::pin!(time_up);
@@ -231,10 +249,14 @@ async fn finish(
     recording: Option<Recording>,
     detail: String,
 ) -> Result<(), OperatorError> {
-    broker.store.end_session(session_id, now_millis()).await?;
+    broker
+        .store
+        .end_session(session_id, broker.clock.now_millis())
+        .await?;
     if let Some(recording) = recording {
         let recorded = recording.finish(broker).await?;
         let event = audit(
+            broker,
             ask,
             AuditKind::SessionRecorded,
             request_id,
@@ -242,7 +264,13 @@ async fn finish(
         );
         broker.store.record(&event).await?;
     }
-    let event = audit(ask, AuditKind::SessionEnded, request_id, Some(detail));
+    let event = audit(
+        broker,
+        ask,
+        AuditKind::SessionEnded,
+        request_id,
+        Some(detail),
+    );
     broker.store.record(&event).await?;
     Ok(())
 }

@@ -70,7 +70,13 @@ async fn failed(
     message: String,
 ) -> Result<(), OperatorError> {
     if !refused_by_the_computer(broker, request_id).await {
-        let failed = audit(ask, AuditKind::Refused, request_id, Some(message.clone()));
+        let failed = audit(
+            broker,
+            ask,
+            AuditKind::Refused,
+            request_id,
+            Some(message.clone()),
+        );
         broker.store.record(&failed).await?;
     }
     refuse(connection, Refusal::SessionFailed, message).await
