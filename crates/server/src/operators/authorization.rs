@@ -134,7 +134,7 @@ fn withdraw(broker: &Broker, ask: &Ask<'_>, request_id: &str) {
     let withdrawn = ServerToAgent::Settled {
         request_id: request_id.to_string(),
         outcome: Outcome::Cancelled {
-            at: now_millis(),
+            at: broker.clock.now_millis(),
             cause: CancelCause::Operator,
         },
         assertions: Vec::new(),
@@ -194,7 +194,7 @@ async fn tell_pending(
         // The request's own deadline, which a computer requiring passkeys
         // set by its clock: the operator's countdown (and give-up) follows
         // it, not the timeout.
-        expires_in: seconds_left(request.expires_at, now_millis()),
+        expires_in: seconds_left(request.expires_at, broker.clock.now_millis()),
         recipients: recipients
             .iter()
             .map(|(address, _)| mask_address(address))
