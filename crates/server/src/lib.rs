@@ -14,6 +14,7 @@ pub mod client_addr;
 pub mod clock;
 pub mod config;
 pub mod console;
+mod data_dir;
 mod enrollment;
 pub mod failures;
 pub mod leadership;
@@ -23,6 +24,7 @@ pub mod metrics;
 mod operators;
 mod origin;
 pub mod outbox;
+use data_dir::{lock_data_dir, same_file};
 mod pages;
 mod public_url;
 use public_url::check_clear_text;
@@ -263,35 +265,6 @@ pub struct Prepared {
     key: secrets::ServerKey,
     /// Held while this server runs on a SQLite data directory.
     lock: Option<std::fs::File>,
-}
-
-/// Whether two paths name one file (the same path, or one that exists under
-/// both names).
-fn same_file(a: &std::path::Path, b: &std::path::Path) -> bool {
-    match (std::fs::canonicalize(a), std::fs::canonicalize(b)) {
-        (Ok(a), Ok(b)) => a == b,
-        _ => a == b,
-    }
-}
-
-/// Locks `DATA_DIR/server.lock` for this process: two servers on one SQLite
-/// database would each believe their in-process state (agents, waits) is
-/// the whole truth. The operating system releases it when the process ends,
-/// however it ends.
-fn lock_data_dir(dir: &std::path::Path) -> Result<std::fs::File, ServerError> {
-    let path = dir.join("server.lock");
-    let file = private::open_file(&path).map_err(|source| ServerError::DataDir {
-        path: dir.to_path_buf(),
-        source,
-    })?;
-    match file.try_lock() {
-        Ok(()) => Ok(file),
-        Err(std::fs::TryLockError::WouldBlock) => Err(ServerError::AlreadyRunning(path)),
-        Err(std::fs::TryLockError::Error(source)) => Err(ServerError::DataDir {
-            path: dir.to_path_buf(),
-            source,
-        }),
-    }
 }
 
 impl Prepared {
