@@ -78,19 +78,13 @@ async fn record_reuse(
     at: Millis,
 ) -> Result<bool, StoreError> {
     let reused = pending.reused.as_ref();
-    let sql = format!(
-        "UPDATE requests SET reused_from = $3, reused_by = $4
-         WHERE id = $1 AND state = 'pending' AND {version} AND expires_at > $5"
-    );
-    let result = sqlx::query(sqlx::AssertSqlSafe(sql))
-        .bind(&row.id)
-        .bind(row.approval_count)
-        .bind(reused.map(|r| r.request_id.as_str()))
-        .bind(reused.map(|r| r.by.as_str()))
-        .bind(at)
-        .execute(&mut *tx)
-        .await?;
-    Ok(result.rows_affected() == 1)
+    let set = "reused_from = $4, reused_by = $5";
+    while_pending(tx, row, version, at, set, |query| {
+        query
+            .bind(reused.map(|r| r.request_id.as_str()))
+            .bind(reused.map(|r| r.by.as_str()))
+    })
+    .await
 }
 
 /// Records the local Allow of a request that still needs more.
@@ -102,19 +96,13 @@ async fn record_local_allow(
     at: Millis,
 ) -> Result<bool, StoreError> {
     let local = pending.local_approval.as_ref();
-    let sql = format!(
-        "UPDATE requests SET local_approved_by = $3, local_approved_at = $4
-         WHERE id = $1 AND state = 'pending' AND {version} AND expires_at > $5"
-    );
-    let result = sqlx::query(sqlx::AssertSqlSafe(sql))
-        .bind(&row.id)
-        .bind(row.approval_count)
-        .bind(local.map(|a| a.by.as_str()))
-        .bind(local.map(|a| a.at))
-        .bind(at)
-        .execute(&mut *tx)
-        .await?;
-    Ok(result.rows_affected() == 1)
+    let set = "local_approved_by = $4, local_approved_at = $5";
+    while_pending(tx, row, version, at, set, |query| {
+        query
+            .bind(local.map(|a| a.by.as_str()))
+            .bind(local.map(|a| a.at))
+    })
+    .await
 }
 
 /// Counts one more recipient's Allow of a request that needs more.
@@ -124,18 +112,35 @@ async fn count_allow(
     version: &str,
     at: Millis,
 ) -> Result<bool, StoreError> {
+    let set = "approval_count = approval_count + 1";
+    while_pending(tx, row, version, at, set, |query| query).await
+}
+
+/// `UPDATE requests SET {set}` while the request is pending, as it was read
+/// (`version`) and before its deadline; `bind` binds `set`'s own values,
+/// from `$4` on. Whether it won.
+async fn while_pending<'q>(
+    tx: &mut AnyConnection,
+    row: &'q RequestRow,
+    version: &str,
+    at: Millis,
+    set: &str,
+    bind: impl FnOnce(AnyQuery<'q>) -> AnyQuery<'q>,
+) -> Result<bool, StoreError> {
     let sql = format!(
-        "UPDATE requests SET approval_count = approval_count + 1
+        "UPDATE requests SET {set}
          WHERE id = $1 AND state = 'pending' AND {version} AND expires_at > $3"
     );
-    let result = sqlx::query(sqlx::AssertSqlSafe(sql))
+    let query = sqlx::query(sqlx::AssertSqlSafe(sql))
         .bind(&row.id)
         .bind(row.approval_count)
-        .bind(at)
-        .execute(&mut *tx)
-        .await?;
+        .bind(at);
+    let result = bind(query).execute(&mut *tx).await?;
     Ok(result.rows_affected() == 1)
 }
+
+/// A query on the `Any` driver, as [`while_pending`] binds it.
+type AnyQuery<'q> = sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments>;
 
 /// Expires a request whose deadline has passed.
 async fn expire(
