@@ -115,6 +115,17 @@ impl Clock {
         self.sleep_until(at).await;
     }
 
+    /// Ticks every `period` by this clock, the first a period from now.
+    /// A test that moves the clock a period on fires every ticker made
+    /// before the move, whether or not its task has polled it yet.
+    pub fn ticks(&self, period: Duration) -> Ticks {
+        Ticks {
+            clock: self.clone(),
+            period: millis_of(period).max(1),
+            next: self.now_millis().saturating_add(millis_of(period).max(1)),
+        }
+    }
+
     /// For tests: moves the clock forward by `by`, as if that much time
     /// had passed at once; every sleeper whose time that passes wakes.
     /// Nothing else moves the clock but time.
@@ -152,6 +163,26 @@ impl Clock {
                 drift / 1000
             );
         }
+    }
+}
+
+/// A heartbeat on a [`Clock`] ([`Clock::ticks`]): each tick comes a
+/// period after the last one was taken (a late tick delays the next one
+/// rather than bunching up), and at once when a test moves the clock past
+/// it.
+#[derive(Debug)]
+pub struct Ticks {
+    clock: Clock,
+    period: Millis,
+    next: Millis,
+}
+
+impl Ticks {
+    /// Completes at the next tick. Cancel-safe: dropped before it
+    /// completes, it leaves the tick due for the next call.
+    pub async fn tick(&mut self) {
+        self.clock.sleep_until(self.next).await;
+        self.next = self.clock.now_millis().saturating_add(self.period);
     }
 }
 
@@ -239,6 +270,27 @@ mod tests {
             .expect("woken by the move")
             .expect("the sleeper");
         assert!(clock.now_millis() >= at);
+    }
+
+    #[tokio::test]
+    async fn a_ticker_made_before_the_clock_moves_ticks_once_for_the_move() {
+        let clock = Clock::anchored_at(1_000_000);
+        let mut ticks = clock.ticks(Duration::from_secs(3_600));
+        clock.advance(Duration::from_secs(3_600));
+        tokio::time::timeout(Duration::from_secs(5), ticks.tick())
+            .await
+            .expect("due after the move, though first polled after it");
+        let next = ticks.tick();
+        tokio::pin!(next);
+        for _ in 0..10 {
+            tokio::task::yield_now().await;
+            let early = futures_util::FutureExt::now_or_never(next.as_mut());
+            assert!(early.is_none(), "one tick a move");
+        }
+        clock.advance(Duration::from_secs(3_600));
+        tokio::time::timeout(Duration::from_secs(5), next)
+            .await
+            .expect("the next move ticks again");
     }
 
     /// Issue 26: a request made on a server whose wall clock has stepped

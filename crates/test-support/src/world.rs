@@ -316,6 +316,14 @@ impl World {
         &self.config.clock
     }
 
+    /// Moves the server's clock one heartbeat on, instead of waiting for
+    /// it: every heartbeat the server made before (its agents' pings, the
+    /// watch on agent keys, each wait's and session's checks) ticks once.
+    /// Requests' deadlines move by as much.
+    pub fn pass_a_heartbeat(&self) {
+        self.clock().advance(self.config.heartbeat);
+    }
+
     /// The server's database faults: its writes fail or stall while the
     /// test says so (the server after a restart has its own, off).
     pub fn faults(&self) -> &doorman_server::store::Faults {

@@ -5,6 +5,7 @@
 
 use super::key_still_current;
 use crate::broker::{AgentCommand, Broker};
+use crate::clock::Ticks;
 use crate::store::{AgentKey, ComputerId};
 use doorman_proto::ConnectionError;
 use doorman_proto::connection::{FrameReader, FrameWriter};
@@ -43,6 +44,7 @@ pub(super) struct Served<W> {
     writer: FrameWriter<W>,
     /// Cancelled when the agent did not take its messages.
     stuck: CancellationToken,
+    heartbeat: Ticks,
     /// Offers sent to the agent, each with the operator awaiting its reply.
     pub(super) offers: HashMap<String, oneshot::Sender<OfferReply>>,
 }
@@ -55,6 +57,7 @@ impl<W: AsyncWrite + Unpin> Served<W> {
         link_id: u64,
         writer: FrameWriter<W>,
         stuck: CancellationToken,
+        heartbeat: Ticks,
     ) -> Self {
         Self {
             broker,
@@ -63,6 +66,7 @@ impl<W: AsyncWrite + Unpin> Served<W> {
             link_id,
             writer,
             stuck,
+            heartbeat,
             offers: HashMap::new(),
         }
     }
@@ -90,13 +94,12 @@ impl<W: AsyncWrite + Unpin> Served<W> {
     ) -> Close {
         let silence = silence_limit(self.broker.heartbeat);
         let mut last_heard = Instant::now();
-        let mut heartbeat = self.broker.heartbeat_ticks();
         let mut key_changes = self.broker.agent_keys_changed.subscribe();
         key_changes.mark_unchanged();
         loop {
             let step = tokio::select! {
                 Ok(()) = key_changes.changed() => self.keys_changed().await,
-                _ = heartbeat.tick() => self.beat(last_heard, silence).await,
+                () = self.heartbeat.tick() => self.beat(last_heard, silence).await,
                 command = commands.recv() => self.command(command).await,
                 message = reader.read_message::<AgentToServer>() => match received(message) {
                     Some(message) => {

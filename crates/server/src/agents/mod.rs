@@ -48,13 +48,15 @@ async fn serve_agent(
     let mut connection = crate::relay::framed(io);
     connection.set_write_deadline(Some(write_deadline(broker.heartbeat)));
     let (mut reader, writer) = connection.split();
+    // Made before the agent is online (see heartbeat_ticks).
+    let heartbeat = broker.heartbeat_ticks();
     let AgentLink {
         id: link_id,
         mut commands,
         stuck,
     } = broker.agents.register(&name, &address.to_string());
     tracing::info!("agent online");
-    let mut served = Served::new(broker, name, agent, link_id, writer, stuck);
+    let mut served = Served::new(broker, name, agent, link_id, writer, stuck, heartbeat);
     let close = match served.welcome().await {
         ControlFlow::Continue(()) => served.serve(&mut reader, &mut commands).await,
         ControlFlow::Break(close) => close,
@@ -80,7 +82,7 @@ pub async fn watch_keys(broker: Arc<Broker>) {
             Err(error) => tracing::warn!(%error, "cannot check for replaced agent keys"),
         }
         tokio::select! {
-            _ = ticks.tick() => {}
+            () = ticks.tick() => {}
             () = broker.lifecycle.stopping() => return,
         }
     }

@@ -159,13 +159,12 @@ impl Broker {
         }
     }
 
-    /// Ticks once a heartbeat, the first a heartbeat from now; a late tick
-    /// does not bunch up the next ones.
-    pub fn heartbeat_ticks(&self) -> tokio::time::Interval {
-        let mut ticks =
-            tokio::time::interval_at(tokio::time::Instant::now() + self.heartbeat, self.heartbeat);
-        ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        ticks
+    /// Ticks once a heartbeat by the server's clock, the first a
+    /// heartbeat from now; a late tick does not bunch up the next ones.
+    /// Made before the peer is told anything, so that a test moving the
+    /// clock after an event fires it.
+    pub fn heartbeat_ticks(&self) -> crate::clock::Ticks {
+        self.clock.ticks(self.heartbeat)
     }
 
     /// The heartbeat as sent in `Welcome` and `Pending`.

@@ -3,7 +3,7 @@
 //! the server's records agree on), and the wait for the outcome.
 
 use super::admission::{check_limits, same_mailbox, validate_agent_answer};
-use super::wait::{Standing, conclude};
+use super::wait::{Standing, Waiting, conclude};
 use super::{Ask, OperatorError, refuse, refuse_audited};
 use crate::broker::{Applied, Broker, ExpectedSession, RequestWatch, Witness};
 use crate::relay::OperatorStream;
@@ -159,10 +159,12 @@ async fn ask_recipients(
     }
     broker.schedule_expiry(request.id.clone(), request.expires_at);
     broker.outbox_wakeup.notify_one();
+    let heartbeat = broker.heartbeat_ticks();
     tell_pending(broker, &mut connection, &request, timeout_secs).await?;
-    let standing = Standing::Pending {
+    let standing = Standing::Pending(Waiting {
         expires_at: request.expires_at,
-    };
+        heartbeat,
+    });
     conclude(
         broker,
         connection,
@@ -357,11 +359,13 @@ async fn reuse_approval(
         // The computer requires its local Allow as well: no emails; the
         // request waits for the person at the computer, or expires.
         Applied::Approved { .. } => {
+            let heartbeat = broker.heartbeat_ticks();
             let waiting =
                 await_local_allow(broker, &mut connection, request_id, &approved_earlier, now);
-            Standing::Pending {
+            Standing::Pending(Waiting {
                 expires_at: waiting.await?,
-            }
+                heartbeat,
+            })
         }
         other => {
             tracing::error!(?other, "a reuse did not settle its request");

@@ -1,7 +1,7 @@
 //! An operator back on a new connection (its old one died, or the server
 //! restarted) picks up a request it made, where it is.
 
-use super::wait::{Standing, conclude};
+use super::wait::{Standing, Waiting, conclude};
 use super::{Ask, OperatorError, Who, refuse};
 use crate::broker::Broker;
 use crate::relay::OperatorStream;
@@ -58,6 +58,7 @@ pub(super) async fn resume(
         return refuse(&mut connection, Refusal::InvalidRequest, unknown).await;
     };
     let known = row.outcome();
+    let heartbeat = broker.heartbeat_ticks();
     if matches!(known, Some(Outcome::Allowed { .. }))
         && broker.store.session_started(&request_id).await?
     {
@@ -93,9 +94,10 @@ pub(super) async fn resume(
     }
     let standing = match known {
         Some(outcome) => Standing::Settled(outcome),
-        None => Standing::Pending {
+        None => Standing::Pending(Waiting {
             expires_at: row.expires_at,
-        },
+            heartbeat,
+        }),
     };
     conclude(
         broker,

@@ -8,6 +8,7 @@ use super::admission::still_permitted;
 use super::session::relay_session;
 use super::{Ask, OperatorError, refuse};
 use crate::broker::{Applied, Broker, ExpectedSession, RequestWatch, Witness};
+use crate::clock::Ticks;
 use crate::relay::OperatorStream;
 use crate::store::Millis;
 use doorman_core::authorization::Event;
@@ -27,8 +28,17 @@ const OVERDUE_EVERY_MS: Millis = 1_000;
 pub(super) enum Standing {
     /// Settled: its outcome.
     Settled(Outcome),
-    /// Pending until `expires_at`.
-    Pending { expires_at: Millis },
+    /// Pending.
+    Pending(Waiting),
+}
+
+/// A pending request's wait.
+pub(super) struct Waiting {
+    /// When the request expires.
+    pub expires_at: Millis,
+    /// The wait's heartbeat, made before the operator was told the request
+    /// is pending (see `Broker::heartbeat_ticks`).
+    pub heartbeat: Ticks,
 }
 
 /// Waits for the request's outcome (unless it is already known), tells the
@@ -44,12 +54,12 @@ pub(super) async fn conclude(
 ) -> Result<(), OperatorError> {
     let outcome = match standing {
         Standing::Settled(outcome) => outcome,
-        Standing::Pending { expires_at } => match wait_for_outcome(
+        Standing::Pending(waiting) => match wait_for_outcome(
             broker,
             &mut connection,
             ask,
             request_id,
-            expires_at,
+            waiting,
             &mut watch,
             &mut expected.superseded,
         )
@@ -81,7 +91,8 @@ pub(super) async fn conclude(
     }
 }
 
-/// Waits for the request (which expires at `expires_at`) to settle;
+/// Waits for the request (which expires at `expires_at`) to settle, with a
+/// heartbeat;
 /// cancels it if the operator gives up or goes away, expires it if it is
 /// overdue. `None` when the server is shutting down.
 async fn wait_for_outcome(
@@ -89,12 +100,14 @@ async fn wait_for_outcome(
     connection: &mut Connection<OperatorStream>,
     ask: &Ask<'_>,
     request_id: &str,
-    expires_at: Millis,
+    Waiting {
+        expires_at,
+        mut heartbeat,
+    }: Waiting,
     watch: &mut RequestWatch,
     superseded: &mut tokio::sync::oneshot::Receiver<()>,
 ) -> Result<Option<Outcome>, OperatorError> {
     let mut operator_gone = false;
-    let mut heartbeat = broker.heartbeat_ticks();
     let mut overdue_at = expires_at.saturating_add(OVERDUE_EVERY_MS);
     loop {
         let outcome = watch.receiver.borrow_and_update().clone();
@@ -113,7 +126,7 @@ async fn wait_for_outcome(
             }
             // Keeps proxies and NATs from closing the quiet wait, and lets
             // the operator tell a dead connection from a slow decision.
-            _ = heartbeat.tick(), if !operator_gone => {
+            () = heartbeat.tick(), if !operator_gone => {
                 connection.write_message(&ServerToOperator::Ping).await?;
                 // Settled where this process's watch cannot see it
                 // (`doorman admin` revoking a secret or a grant cancels in

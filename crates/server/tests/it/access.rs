@@ -10,7 +10,6 @@ use doorman_server::admin::{self, NewOperator};
 use doorman_server::store::Principal;
 use doorman_test_support::World;
 use doorman_test_support::world::COMPUTER;
-use std::time::Duration;
 
 fn patterns(list: &str) -> Vec<ComputerPattern> {
     list.split(',').map(|p| p.parse().unwrap()).collect()
@@ -89,10 +88,7 @@ async fn a_grant_covers_only_its_computers_and_services() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn revoking_a_grant_cancels_the_pending_request_and_ends_the_session() {
-    let world = World::builder()
-        .heartbeat(Duration::from_millis(200))
-        .start()
-        .await;
+    let world = World::builder().start().await;
     let dave = operator(&world, "dave", Some(("office-pc,lab-*", "shell,command"))).await;
 
     // A running session…
@@ -115,6 +111,7 @@ async fn revoking_a_grant_cancels_the_pending_request_and_ends_the_session() {
         .await
         .unwrap();
     assert_eq!(cancelled, 1);
+    world.pass_a_heartbeat();
     assert_eq!(world.state_of(&id).await, RequestState::Cancelled);
     let result = waiting.finish().await;
     assert_eq!(result, Err(ConnectError::UnknownComputer(COMPUTER.into())));
@@ -148,10 +145,7 @@ async fn revoking_a_grant_cancels_the_pending_request_and_ends_the_session() {
 /// had; the new bob is someone else.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_operator_removed_and_added_again_reaches_nothing_the_old_one_did() {
-    let world = World::builder()
-        .heartbeat(Duration::from_millis(200))
-        .start()
-        .await;
+    let world = World::builder().start().await;
     let old_bob = operator(&world, "bob", Some(("*", "shell,command,forward"))).await;
     let old_console = world.console_cookie(&old_bob).await;
     // The old bob has a session running and a request pending.
@@ -166,6 +160,7 @@ async fn an_operator_removed_and_added_again_reaches_nothing_the_old_one_did() {
         .await
         .unwrap();
     assert_eq!(cancelled, 1);
+    world.pass_a_heartbeat();
     assert_eq!(world.state_of(&pending).await, RequestState::Cancelled);
     assert_eq!(waiting.finish().await, Err(ConnectError::TokenRevoked));
     assert_eq!(

@@ -17,11 +17,9 @@ use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
-const HEARTBEAT: Duration = Duration::from_millis(200);
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_replaced_agent_key_takes_the_computer_offline_and_cancels_its_requests() {
-    let world = World::builder().heartbeat(HEARTBEAT).start().await;
+    let world = World::builder().start().await;
     let connecting = world.connect(&["true"], "");
     let id = connecting.request_id().await;
     let mails = world.smtp.wait_for(2).await;
@@ -29,6 +27,7 @@ async fn a_replaced_agent_key_takes_the_computer_offline_and_cancels_its_request
     let new_key = admin::replace_secret(&world.broker.store, Principal::Agent, COMPUTER)
         .await
         .unwrap();
+    world.pass_a_heartbeat();
     assert!(new_key.starts_with("dak_"), "an agent key: {new_key}");
     assert_ne!(new_key, world.agent_key);
     world.wait_for_agent(COMPUTER, false).await;
@@ -56,7 +55,7 @@ async fn a_replaced_agent_key_takes_the_computer_offline_and_cancels_its_request
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_removed_operator_loses_its_session_and_its_token() {
-    let world = World::builder().heartbeat(HEARTBEAT).start().await;
+    let world = World::builder().start().await;
     let connecting = world.connect(&["sleep", "60"], "");
     connecting.event("pending").await;
     let mails = world.smtp.wait_for(2).await;
@@ -66,6 +65,7 @@ async fn a_removed_operator_loses_its_session_and_its_token() {
     let cancelled = admin::remove(&world.broker.store, Principal::Operator, OPERATOR)
         .await
         .unwrap();
+    world.pass_a_heartbeat();
     assert_eq!(cancelled, 0, "nothing was pending");
     let ended = world.wait_for_audit("session_ended").await;
     assert_eq!(
@@ -86,12 +86,13 @@ async fn a_removed_operator_loses_its_session_and_its_token() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_rotated_operator_token_cancels_the_wait_made_with_the_old_one() {
-    let world = World::builder().heartbeat(HEARTBEAT).start().await;
+    let world = World::builder().start().await;
     let connecting = world.connect(&["true"], "");
     let id = connecting.request_id().await;
     let token = admin::replace_secret(&world.broker.store, Principal::Operator, OPERATOR)
         .await
         .unwrap();
+    world.pass_a_heartbeat();
     // Told why, with the bad-token status rather than Ctrl-C's.
     let result = connecting.finish().await;
     assert_eq!(result, Err(ConnectError::TokenRevoked));
@@ -130,7 +131,6 @@ async fn the_open_tunnels_of_a_removed_operator_close() {
         }
     });
     let world = World::builder()
-        .heartbeat(HEARTBEAT)
         .forward(&[&target])
         .start()
         .await;
@@ -149,6 +149,7 @@ async fn the_open_tunnels_of_a_removed_operator_close() {
     admin::remove(&world.broker.store, Principal::Operator, OPERATOR)
         .await
         .unwrap();
+    world.pass_a_heartbeat();
     // The tunnel ends with its session: the operator reads its end.
     let mut rest = Vec::new();
     let closed = tokio::time::timeout(Duration::from_secs(10), tunnel.read_to_end(&mut rest))
@@ -180,7 +181,7 @@ fn token_revoked() -> ConnectError {
 /// could not have learnt it by dialing again with its token.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_running_command_cut_by_a_rotated_token_says_so_without_dialing_again() {
-    let world = World::builder().heartbeat(HEARTBEAT).start().await;
+    let world = World::builder().start().await;
     let front = Front::start(vec![world.address]).await;
     let connecting = world.connect_through(&front.url(), &["sleep", "60"]);
     let id = connecting.request_id().await;
@@ -191,6 +192,7 @@ async fn a_running_command_cut_by_a_rotated_token_says_so_without_dialing_again(
     admin::replace_secret(&world.broker.store, Principal::Operator, OPERATOR)
         .await
         .unwrap();
+    world.pass_a_heartbeat();
     let result = connecting.finish().await;
     assert_eq!(result, Err(token_revoked()));
     let error = result.unwrap_err();
@@ -208,7 +210,6 @@ async fn a_running_command_cut_by_a_rotated_token_says_so_without_dialing_again(
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_session_cut_by_a_revoked_grant_is_told_so_without_dialing_again() {
     let world = World::builder()
-        .heartbeat(HEARTBEAT)
         .without_email_authorization()
         .start()
         .await;
@@ -220,6 +221,7 @@ async fn a_session_cut_by_a_revoked_grant_is_told_so_without_dialing_again() {
     admin::revoke_grant(&world.broker.store, OPERATOR, &[ComputerPattern::any()])
         .await
         .unwrap();
+    world.pass_a_heartbeat();
     let words = format!("your access to {COMPUTER} was revoked");
     let ended = connecting.event("session_ended").await;
     assert_eq!(ended["cause"], "access_revoked", "{ended}");
@@ -244,7 +246,6 @@ async fn a_session_cut_by_a_revoked_grant_is_told_so_without_dialing_again() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_forward_session_ends_when_its_computer_is_removed() {
     let world = World::builder()
-        .heartbeat(HEARTBEAT)
         .without_email_authorization()
         .forward(&["127.0.0.1:9"])
         .start()
@@ -255,6 +256,7 @@ async fn a_forward_session_ends_when_its_computer_is_removed() {
     admin::remove(&world.broker.store, Principal::Agent, COMPUTER)
         .await
         .unwrap();
+    world.pass_a_heartbeat();
     let ended = world.wait_for_audit("session_ended").await;
     assert_eq!(
         ended.detail.as_deref(),

@@ -13,6 +13,7 @@ mod relay;
 use super::admission::still_permitted;
 use super::{Ask, OperatorError, audit, refuse};
 use crate::broker::{Broker, ExpectedSession, ForwardingGuard};
+use crate::clock::Ticks;
 use crate::recording::Recording;
 use crate::recording::cast::{Direction, Screen};
 use crate::relay::OperatorStream;
@@ -59,6 +60,8 @@ pub(super) async fn relay_session(
             .now_millis()
             .saturating_add(i64::from(limit) * 1000)
     });
+    // Made before the operator hears of the session (see heartbeat_ticks).
+    let check = broker.heartbeat_ticks();
     connection
         .write_message(&ServerToOperator::SessionStarted {
             request_id: session_key.to_string(),
@@ -71,6 +74,7 @@ pub(super) async fn relay_session(
         broker,
         ask,
         ends_at,
+        check,
         recording.as_ref(),
         &mut expected.superseded,
     );
@@ -160,13 +164,14 @@ async fn record(
 
 /// Completes with the server's reason to end the session: its time limit
 /// (at `ends_at`, by the server's clock), a revocation (checked every
-/// heartbeat, when the recording is stored too), the operator resuming
+/// `check` tick, when the recording is stored too), the operator resuming
 /// elsewhere (relaying to a connection it has given up for dead would keep
 /// the session running for nobody), or the server stopping.
 async fn watch_for_stop(
     broker: &Broker,
     ask: &Ask<'_>,
     ends_at: Option<Millis>,
+    mut check: Ticks,
     recording: Option<&Recording>,
     superseded: &mut oneshot::Receiver<()>,
 ) -> Stop {
@@ -178,10 +183,9 @@ async fn watch_for_stop(
         }
     };
     tokio::pin!(time_up);
-    let mut check = broker.heartbeat_ticks();
     loop {
         tokio::select! {
-            _ = check.tick() => {
+            () = check.tick() => {
                 if let Some(recording) = recording {
                     recording.flush();
                 }
