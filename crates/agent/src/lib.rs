@@ -12,6 +12,7 @@ mod desktop;
 mod dialing;
 pub mod enroll;
 pub mod error;
+mod files;
 mod memory;
 pub mod notify;
 mod passkeys;

@@ -130,10 +130,7 @@ async fn the_open_tunnels_of_a_removed_operator_close() {
             });
         }
     });
-    let world = World::builder()
-        .forward(&[&target])
-        .start()
-        .await;
+    let world = World::builder().forward(&[&target]).start().await;
     let spec: ForwardSpec = format!("0:{target}").parse().unwrap();
     let connecting = world.connect_for(SessionKind::Forward(vec![spec]), "");
     connecting.event("pending").await;
@@ -209,10 +206,7 @@ async fn a_running_command_cut_by_a_rotated_token_says_so_without_dialing_again(
 /// find out, and could not tell a revoked grant from a lost connection).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_session_cut_by_a_revoked_grant_is_told_so_without_dialing_again() {
-    let world = World::builder()
-        .without_email_authorization()
-        .start()
-        .await;
+    let world = World::builder().without_email_authorization().start().await;
     let front = Front::start(vec![world.address]).await;
     let connecting = world.connect_through(&front.url(), &["sleep", "60"]);
     connecting.event("session_started").await;

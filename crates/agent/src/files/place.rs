@@ -1,0 +1,382 @@
+//! Where an operator's file operations land on this computer: the roots
+//! the owner offers (`[services] files`), and a path resolved inside one of
+//! them. Every open goes through `openat2` with `RESOLVE_BENEATH` from the
+//! root's own descriptor, so no `..`, absolute symlink or symlink leading
+//! out of the root is followed, at any component, even one swapped in
+//! while a copy runs: the kernel resolves each open atomically.
+//!
+//! Files are written under a temporary name in their directory and renamed
+//! over the final name only once complete ([`NewFile::commit`]); a copy
+//! that fails or is dropped leaves nothing under the final name.
+
+use rustix::fs::{AtFlags, Mode, OFlags, ResolveFlags, Timestamps};
+use std::ffi::{OsStr, OsString};
+use std::os::fd::{AsFd, OwnedFd};
+use std::os::unix::ffi::{OsStrExt, OsStringExt};
+use std::path::{Component, Path, PathBuf};
+
+/// Why a path cannot be used.
+#[derive(Debug, thiserror::Error)]
+pub enum PlaceError {
+    #[error("{path} is outside the folders this computer shares")]
+    OutsideRoots { path: String },
+    #[error("this computer shares no folders")]
+    NoRoots,
+    #[error("{path}: {source}")]
+    Io {
+        path: String,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+impl PlaceError {
+    fn io(path: &Path, error: impl Into<std::io::Error>) -> Self {
+        PlaceError::Io {
+            path: shown(path.as_os_str()),
+            source: error.into(),
+        }
+    }
+
+    /// The system's error behind this one, if any.
+    pub fn io_kind(&self) -> Option<std::io::ErrorKind> {
+        match self {
+            PlaceError::Io { source, .. } => Some(source.kind()),
+            _ => None,
+        }
+    }
+}
+
+/// A name as people read it: every byte that is not printable UTF-8
+/// escaped, so that a newline or invalid UTF-8 shows and cannot forge a
+/// line.
+pub fn shown(name: &OsStr) -> String {
+    name.as_bytes().escape_ascii().to_string()
+}
+
+/// The folders the owner shares, as configured (`~/` expanded).
+#[derive(Clone, Debug)]
+pub struct Roots {
+    roots: Vec<PathBuf>,
+    home: PathBuf,
+}
+
+/// A path inside one of the roots: the root, and the path beneath it
+/// (empty for the root itself), which has no `..` in it.
+#[derive(Debug)]
+pub struct Place {
+    root: PathBuf,
+    beneath: PathBuf,
+}
+
+impl Roots {
+    /// The roots as the settings name them; `~/` is `home`.
+    pub fn new(configured: &[String], home: &Path) -> Self {
+        let roots = configured
+            .iter()
+            .map(|root| expand(OsStr::new(root), home))
+            .collect();
+        Self {
+            roots,
+            home: home.to_path_buf(),
+        }
+    }
+
+    /// Resolves `remote` (absolute, `~/…`, or relative to the home
+    /// directory, as scp reads it) to a place inside a root. Refused: a
+    /// `..` anywhere, and a path under no root.
+    pub fn resolve(&self, remote: &[u8]) -> Result<Place, PlaceError> {
+        if self.roots.is_empty() {
+            return Err(PlaceError::NoRoots);
+        }
+        let path = expand(OsStr::from_bytes(remote), &self.home);
+        let outside = || PlaceError::OutsideRoots {
+            path: shown(OsStr::from_bytes(remote)),
+        };
+        if path.components().any(|c| c == Component::ParentDir) {
+            return Err(outside());
+        }
+        // The longest root that holds it (roots may nest).
+        let (root, beneath) = self
+            .roots
+            .iter()
+            .filter_map(|root| Some((root, path.strip_prefix(root).ok()?)))
+            .max_by_key(|(root, _)| root.as_os_str().len())
+            .ok_or_else(outside)?;
+        let beneath: PathBuf = beneath
+            .components()
+            .filter(|c| matches!(c, Component::Normal(_)))
+            .collect();
+        Ok(Place {
+            root: root.clone(),
+            beneath,
+        })
+    }
+}
+
+/// `~` and `~/…` under `home`; anything else not absolute is relative to
+/// `home` as well.
+fn expand(path: &OsStr, home: &Path) -> PathBuf {
+    let bytes = path.as_bytes();
+    if bytes == b"~" {
+        return home.to_path_buf();
+    }
+    if let Some(rest) = bytes.strip_prefix(b"~/") {
+        return home.join(OsStr::from_bytes(rest));
+    }
+    let path = Path::new(path);
+    if path.is_absolute() {
+        path.to_path_buf()
+    } else {
+        home.join(path)
+    }
+}
+
+const BENEATH: ResolveFlags = ResolveFlags::BENEATH.union(ResolveFlags::NO_MAGICLINKS);
+
+impl Place {
+    /// The whole path, for messages and the audit trail.
+    pub fn path(&self) -> PathBuf {
+        self.root.join(&self.beneath)
+    }
+
+    /// The path as people read it.
+    pub fn shown(&self) -> String {
+        shown(self.path().as_os_str())
+    }
+
+    /// This place's last component; `None` for a root.
+    pub fn name(&self) -> Option<&OsStr> {
+        self.beneath.file_name()
+    }
+
+    /// The place `name` inside this one; `name` must be one plain
+    /// component.
+    pub fn child(&self, name: &OsStr) -> Result<Place, PlaceError> {
+        let single = Path::new(name).components().count() == 1
+            && matches!(
+                Path::new(name).components().next(),
+                Some(Component::Normal(_))
+            );
+        if !single {
+            return Err(PlaceError::OutsideRoots {
+                path: shown(self.path().join(name).as_os_str()),
+            });
+        }
+        Ok(Place {
+            root: self.root.clone(),
+            beneath: self.beneath.join(name),
+        })
+    }
+
+    /// Opens the place with `flags`, beneath its root.
+    fn open(&self, flags: OFlags) -> Result<OwnedFd, PlaceError> {
+        let root = rustix::fs::open(
+            &self.root,
+            OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC,
+            Mode::empty(),
+        )
+        .map_err(|e| PlaceError::io(&self.root, e))?;
+        let beneath: &Path = if self.beneath.as_os_str().is_empty() {
+            Path::new(".")
+        } else {
+            &self.beneath
+        };
+        // openat2 refuses O_PATH with flags O_PATH ignores, such as O_NOCTTY.
+        let flags = if flags.contains(OFlags::PATH) {
+            flags | OFlags::CLOEXEC
+        } else {
+            flags | OFlags::CLOEXEC | OFlags::NOCTTY
+        };
+        rustix::fs::openat2(&root, beneath, flags, Mode::empty(), BENEATH)
+            .map_err(|e| PlaceError::io(&self.path(), e))
+    }
+
+    /// What is there: `None` when nothing is.
+    pub fn stat(&self) -> Result<Option<rustix::fs::Stat>, PlaceError> {
+        match self.open(OFlags::PATH) {
+            Ok(fd) => rustix::fs::fstat(&fd)
+                .map(Some)
+                .map_err(|e| PlaceError::io(&self.path(), e)),
+            Err(error) if error.io_kind() == Some(std::io::ErrorKind::NotFound) => Ok(None),
+            Err(error) => Err(error),
+        }
+    }
+
+    /// Opens a file to read, with what it was when opened.
+    pub fn open_file(&self) -> Result<(std::fs::File, rustix::fs::Stat), PlaceError> {
+        let fd = self.open(OFlags::RDONLY)?;
+        let stat = rustix::fs::fstat(&fd).map_err(|e| PlaceError::io(&self.path(), e))?;
+        if rustix::fs::FileType::from_raw_mode(stat.st_mode) != rustix::fs::FileType::RegularFile {
+            return Err(PlaceError::io(
+                &self.path(),
+                std::io::Error::other("not a regular file"),
+            ));
+        }
+        Ok((std::fs::File::from(fd), stat))
+    }
+
+    /// The names in this directory, sorted, without `.` and `..`.
+    pub fn list(&self) -> Result<Vec<OsString>, PlaceError> {
+        let fd = self.open(OFlags::RDONLY | OFlags::DIRECTORY)?;
+        let dir = rustix::fs::Dir::new(fd).map_err(|e| PlaceError::io(&self.path(), e))?;
+        let mut names = Vec::new();
+        for entry in dir {
+            let entry = entry.map_err(|e| PlaceError::io(&self.path(), e))?;
+            let name = entry.file_name().to_bytes();
+            if name != b"." && name != b".." {
+                names.push(OsString::from_vec(name.to_vec()));
+            }
+        }
+        names.sort();
+        Ok(names)
+    }
+
+    /// Makes this directory (mode 0755 less the umask); one that is there
+    /// already is fine.
+    pub fn make_dir(&self) -> Result<(), PlaceError> {
+        let (parent, name) = self.parent_and_name()?;
+        match rustix::fs::mkdirat(&parent, name, Mode::from_raw_mode(0o755)) {
+            Ok(()) => Ok(()),
+            Err(rustix::io::Errno::EXIST) if self.is_dir()? => Ok(()),
+            Err(e) => Err(PlaceError::io(&self.path(), e)),
+        }
+    }
+
+    /// Whether a directory is there.
+    pub fn is_dir(&self) -> Result<bool, PlaceError> {
+        Ok(self.stat()?.is_some_and(|stat| {
+            rustix::fs::FileType::from_raw_mode(stat.st_mode) == rustix::fs::FileType::Directory
+        }))
+    }
+
+    /// The parent directory, opened beneath the root, and this place's name.
+    fn parent_and_name(&self) -> Result<(OwnedFd, &OsStr), PlaceError> {
+        let name = self.name().ok_or_else(|| {
+            PlaceError::io(
+                &self.path(),
+                std::io::Error::other("a shared folder itself cannot be replaced"),
+            )
+        })?;
+        let parent = Place {
+            root: self.root.clone(),
+            beneath: self
+                .beneath
+                .parent()
+                .map(Path::to_path_buf)
+                .unwrap_or_default(),
+        };
+        let fd = parent.open(OFlags::PATH | OFlags::DIRECTORY)?;
+        Ok((fd, name))
+    }
+
+    /// Starts writing a file to be this place: under a temporary name in
+    /// the same directory until [`NewFile::commit`].
+    pub fn create_file(&self) -> Result<NewFile, PlaceError> {
+        let (dir, name) = self.parent_and_name()?;
+        let temp = temporary_name(name);
+        let fd = rustix::fs::openat(
+            &dir,
+            &temp,
+            OFlags::WRONLY | OFlags::CREATE | OFlags::EXCL | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+            Mode::from_raw_mode(0o600),
+        )
+        .map_err(|e| PlaceError::io(&self.path(), e))?;
+        Ok(NewFile {
+            file: Some(std::fs::File::from(fd)),
+            dir,
+            temp,
+            name: name.to_os_string(),
+            path: self.path(),
+        })
+    }
+}
+
+/// `.NAME.doorman-RANDOM.part`: hidden, unique, and plainly a leftover if
+/// the computer loses power mid-copy.
+fn temporary_name(name: &OsStr) -> OsString {
+    let mut random = [0u8; 8];
+    let _ = ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), &mut random);
+    let mut temp = OsString::from(".");
+    temp.push(name);
+    temp.push(".doorman-");
+    for byte in random {
+        temp.push(format!("{byte:02x}"));
+    }
+    temp.push(".part");
+    temp
+}
+
+/// A file being written under a temporary name; dropped uncommitted, it is
+/// removed.
+#[derive(Debug)]
+pub struct NewFile {
+    file: Option<std::fs::File>,
+    dir: OwnedFd,
+    temp: OsString,
+    name: OsString,
+    path: PathBuf,
+}
+
+/// The mode and times a copy keeps (`cp -p`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Kept {
+    pub mode: u32,
+    pub mtime_secs: i64,
+}
+
+impl NewFile {
+    /// The file to write to.
+    pub fn file(&mut self) -> Option<&mut std::fs::File> {
+        self.file.as_mut()
+    }
+
+    /// Takes the file out to write it elsewhere (a blocking task); give it
+    /// back with [`NewFile::put_back`].
+    pub fn take(&mut self) -> Option<std::fs::File> {
+        self.file.take()
+    }
+
+    pub fn put_back(&mut self, file: std::fs::File) {
+        self.file = Some(file);
+    }
+
+    /// Flushes the file to disk, gives it `kept`'s mode and time (else
+    /// 0644 less the umask, as a new file), and renames it over its name.
+    pub fn commit(mut self, kept: Option<Kept>, umask: u32) -> Result<(), PlaceError> {
+        let path = self.path.clone();
+        let file = self
+            .file
+            .take()
+            .ok_or_else(|| PlaceError::io(&path, std::io::Error::other("the file was lost")))?;
+        let mode = kept.map_or(0o644 & !umask, |kept| kept.mode & 0o7777);
+        rustix::fs::fchmod(&file, Mode::from_raw_mode(mode))
+            .map_err(|e| PlaceError::io(&path, e))?;
+        if let Some(kept) = kept {
+            let time = rustix::fs::Timespec {
+                tv_sec: kept.mtime_secs,
+                tv_nsec: 0,
+            };
+            let times = Timestamps {
+                last_access: time,
+                last_modification: time,
+            };
+            rustix::fs::futimens(&file, &times).map_err(|e| PlaceError::io(&path, e))?;
+        }
+        file.sync_all().map_err(|e| PlaceError::io(&path, e))?;
+        drop(file);
+        rustix::fs::renameat(&self.dir, &self.temp, &self.dir, &self.name)
+            .map_err(|e| PlaceError::io(&path, e))?;
+        // Renamed: nothing left to remove.
+        self.temp.clear();
+        Ok(())
+    }
+}
+
+impl Drop for NewFile {
+    fn drop(&mut self) {
+        if !self.temp.is_empty() {
+            let _ = rustix::fs::unlinkat(self.dir.as_fd(), &self.temp, AtFlags::empty());
+        }
+    }
+}

@@ -1,0 +1,220 @@
+//! The confinement of file paths to the shared folders, against the ways
+//! out: `..`, absolute paths elsewhere, and symlinks at any component,
+//! including one swapped in after the path was resolved.
+
+use super::place::{Kept, PlaceError, Roots};
+use std::ffi::OsStr;
+use std::io::Write;
+use std::os::unix::ffi::OsStrExt;
+use std::path::Path;
+
+struct Folders {
+    _dir: tempfile::TempDir,
+    home: std::path::PathBuf,
+    shared: std::path::PathBuf,
+    secret: std::path::PathBuf,
+}
+
+fn folders() -> Folders {
+    let dir = tempfile::tempdir().unwrap();
+    let home = dir.path().join("home");
+    let shared = home.join("Shared");
+    let secret = dir.path().join("secret");
+    for path in [&home, &shared, &secret] {
+        std::fs::create_dir_all(path).unwrap();
+    }
+    std::fs::write(secret.join("key"), "secret").unwrap();
+    std::fs::write(shared.join("report.txt"), "report").unwrap();
+    Folders {
+        _dir: dir,
+        home,
+        shared,
+        secret,
+    }
+}
+
+fn roots(folders: &Folders) -> Roots {
+    Roots::new(&["~/Shared".to_string()], &folders.home)
+}
+
+fn refused_outside(result: Result<impl std::fmt::Debug, PlaceError>) {
+    match result {
+        Err(PlaceError::OutsideRoots { .. }) => {}
+        Err(error) if error.io_kind().is_some() => {}
+        other => panic!("not refused: {other:?}"),
+    }
+}
+
+#[test]
+fn paths_resolve_inside_the_roots_whichever_way_they_are_written() {
+    let folders = folders();
+    let roots = roots(&folders);
+    let absolute = folders.shared.join("report.txt");
+    for remote in [
+        absolute.as_os_str().as_bytes(),
+        b"~/Shared/report.txt",
+        b"Shared/report.txt",
+        b"Shared/./report.txt",
+    ] {
+        let place = roots.resolve(remote).unwrap();
+        assert_eq!(place.path(), absolute, "{remote:?}");
+        let (file, stat) = place.open_file().unwrap();
+        assert_eq!(stat.st_size, 6);
+        drop(file);
+    }
+}
+
+#[test]
+fn dot_dot_and_paths_under_no_root_are_refused() {
+    let folders = folders();
+    let roots = roots(&folders);
+    let secret = folders.secret.join("key");
+    for remote in [
+        b"~/Shared/../../secret/key".as_slice(),
+        b"~/Shared/..",
+        secret.as_os_str().as_bytes(),
+        b"/etc/passwd",
+        b"~/.bashrc",
+    ] {
+        refused_outside(roots.resolve(remote).map(|_| ()));
+    }
+    let none = Roots::new(&[], &folders.home);
+    assert!(matches!(
+        none.resolve(b"~/Shared/report.txt"),
+        Err(PlaceError::NoRoots)
+    ));
+}
+
+#[test]
+fn symlinks_that_lead_out_are_refused_at_any_component() {
+    let folders = folders();
+    let roots = roots(&folders);
+    std::os::unix::fs::symlink(&folders.secret, folders.shared.join("out")).unwrap();
+    std::os::unix::fs::symlink(folders.secret.join("key"), folders.shared.join("key")).unwrap();
+    std::os::unix::fs::symlink("../../secret", folders.shared.join("relative")).unwrap();
+    for remote in [
+        b"~/Shared/out/key".as_slice(),
+        b"~/Shared/key",
+        b"~/Shared/relative/key",
+    ] {
+        let place = roots.resolve(remote).unwrap();
+        refused_outside(place.open_file());
+        assert!(place.create_file().is_err() || remote == b"~/Shared/key");
+    }
+    // Writing through a symlinked directory is refused too.
+    let place = roots.resolve(b"~/Shared/out/new").unwrap();
+    refused_outside(place.create_file());
+    assert!(!folders.secret.join("new").exists());
+    // A symlink inside the root, to inside the root, is followed.
+    std::os::unix::fs::symlink("report.txt", folders.shared.join("alias")).unwrap();
+    let (_, stat) = roots
+        .resolve(b"~/Shared/alias")
+        .unwrap()
+        .open_file()
+        .unwrap();
+    assert_eq!(stat.st_size, 6);
+}
+
+#[test]
+fn a_directory_swapped_for_a_symlink_after_resolving_is_not_followed() {
+    let folders = folders();
+    let roots = roots(&folders);
+    std::fs::create_dir(folders.shared.join("incoming")).unwrap();
+    let place = roots.resolve(b"~/Shared/incoming/key").unwrap();
+    // Between the resolution and the open, someone swaps the folder.
+    std::fs::remove_dir(folders.shared.join("incoming")).unwrap();
+    std::os::unix::fs::symlink(&folders.secret, folders.shared.join("incoming")).unwrap();
+    refused_outside(place.open_file());
+    refused_outside(place.create_file());
+    assert_eq!(
+        std::fs::read_to_string(folders.secret.join("key")).unwrap(),
+        "secret"
+    );
+}
+
+#[test]
+fn a_file_appears_under_its_name_only_when_committed() {
+    let folders = folders();
+    let roots = roots(&folders);
+    let place = roots.resolve(b"~/Shared/new.bin").unwrap();
+    let mut new = place.create_file().unwrap();
+    new.file().unwrap().write_all(b"half").unwrap();
+    assert!(!folders.shared.join("new.bin").exists());
+    drop(new);
+    assert_eq!(
+        names(&folders.shared),
+        ["report.txt"],
+        "an abandoned copy leaves nothing"
+    );
+
+    let mut new = place.create_file().unwrap();
+    new.file().unwrap().write_all(b"whole").unwrap();
+    let kept = Kept {
+        mode: 0o640,
+        mtime_secs: 1_000_000_000,
+    };
+    new.commit(Some(kept), 0o022).unwrap();
+    let metadata = std::fs::metadata(folders.shared.join("new.bin")).unwrap();
+    assert_eq!(
+        std::os::unix::fs::PermissionsExt::mode(&metadata.permissions()) & 0o7777,
+        0o640
+    );
+    assert_eq!(
+        std::os::unix::fs::MetadataExt::mtime(&metadata),
+        1_000_000_000
+    );
+    assert_eq!(names(&folders.shared), ["new.bin", "report.txt"]);
+}
+
+#[test]
+fn names_with_newlines_and_invalid_utf8_are_kept_byte_exact_and_shown_escaped() {
+    let folders = folders();
+    let roots = roots(&folders);
+    let odd = OsStr::from_bytes(b"line\nbreak\xff.txt");
+    let shared = roots.resolve(b"~/Shared").unwrap();
+    let place = shared.child(odd).unwrap();
+    place.create_file().unwrap().commit(None, 0o022).unwrap();
+    assert!(folders.shared.join(odd).exists());
+    assert!(shared.list().unwrap().iter().any(|name| name == odd));
+    let shown = place.shown();
+    assert!(shown.ends_with("line\\nbreak\\xff.txt"), "{shown}");
+    assert!(!shown.contains('\n'));
+    for bad in [b"..".as_slice(), b"a/b", b"", b"/etc"] {
+        refused_outside(shared.child(OsStr::from_bytes(bad)).map(|_| ()));
+    }
+}
+
+#[test]
+fn directories_are_made_and_listed() {
+    let folders = folders();
+    let roots = roots(&folders);
+    let dir = roots.resolve(b"~/Shared/tree").unwrap();
+    dir.make_dir().unwrap();
+    dir.make_dir().unwrap();
+    assert!(dir.is_dir().unwrap());
+    dir.child(OsStr::new("b")).unwrap().make_dir().unwrap();
+    dir.child(OsStr::new("a"))
+        .unwrap()
+        .create_file()
+        .unwrap()
+        .commit(None, 0o022)
+        .unwrap();
+    assert_eq!(dir.list().unwrap(), ["a", "b"]);
+    assert!(
+        roots
+            .resolve(b"~/Shared/none")
+            .unwrap()
+            .stat()
+            .unwrap()
+            .is_none()
+    );
+}
+
+fn names(dir: &Path) -> Vec<String> {
+    let mut names: Vec<String> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|entry| entry.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    names
+}
