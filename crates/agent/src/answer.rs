@@ -79,6 +79,11 @@ pub(crate) fn answer_offer(
         Service::Desktop if settings.services.desktop.is_none() => {
             return refuse("the desktop is not offered on this computer".into());
         }
+        Service::Files(job) => {
+            if let Err(message) = crate::files::offered(&settings.services.files, job) {
+                return refuse(message);
+            }
+        }
         Service::Command { .. } | Service::Shell { .. } | Service::Desktop => {}
     }
     let sharing = &settings.desktop_sharing;

@@ -52,7 +52,10 @@ pub fn spawn(
             Service::Forward { targets } => {
                 Some(ForwardGrant::insert(grants, &request_id, targets.clone()))
             }
-            Service::Command { .. } | Service::Shell { .. } | Service::Desktop => None,
+            Service::Command { .. }
+            | Service::Shell { .. }
+            | Service::Desktop
+            | Service::Files(_) => None,
         };
         let end = match dial_session_patiently(&dialer, &settings, &request_id).await {
             Ok(io) => run_limited(&settings, &request_id, &visitor, service, io, limit).await,
@@ -196,6 +199,7 @@ async fn run(
             };
             crate::desktop::run(Connection::new(io), target).await
         }
+        Service::Files(job) => crate::files::run(Connection::new(io), job, settings).await,
         Service::Forward { .. } => {
             // The session lasts as long as the operator's connection.
             let mut io = io;

@@ -157,7 +157,11 @@ async fn run_stream(
                 Ok(SessionMessage::Ended { cause, message }) => {
                     break Err(ConnectError::Ended { cause, message });
                 }
-                Ok(SessionMessage::StdinEof | SessionMessage::Resize { .. }) => {}
+                Ok(
+                    SessionMessage::StdinEof
+                    | SessionMessage::Resize { .. }
+                    | SessionMessage::Copied { .. },
+                ) => {}
                 Err(error) => break Err(ConnectError::SessionFailed(error.to_string())),
             },
             Ok(Some(Frame::Stdin(_))) => {}

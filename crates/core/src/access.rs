@@ -16,13 +16,16 @@ pub enum ServiceKind {
     Command,
     /// TCP forwarding (`-L`).
     Forward,
+    /// Copying files (`doorman cp`, the console's Files view).
+    Files,
 }
 
 impl ServiceKind {
-    pub const ALL: [ServiceKind; 3] = [
+    pub const ALL: [ServiceKind; 4] = [
         ServiceKind::Shell,
         ServiceKind::Command,
         ServiceKind::Forward,
+        ServiceKind::Files,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -30,6 +33,7 @@ impl ServiceKind {
             ServiceKind::Shell => "shell",
             ServiceKind::Command => "command",
             ServiceKind::Forward => "forward",
+            ServiceKind::Files => "files",
         }
     }
 }
@@ -47,22 +51,27 @@ impl FromStr for ServiceKind {
         ServiceKind::ALL
             .into_iter()
             .find(|kind| kind.as_str() == s)
-            .ok_or_else(|| format!("unknown service {s:?}: expected shell, command or forward"))
+            .ok_or_else(|| {
+                format!("unknown service {s:?}: expected shell, command, forward or files")
+            })
     }
 }
 
-/// A set of services, written `shell,command,forward`.
+/// A set of services, written `shell,command,forward,files`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
 pub struct ServiceSet(u8);
 
 impl ServiceSet {
-    pub const ALL: ServiceSet = ServiceSet(0b111);
+    /// Every service. Grants are stored by name, so a grant made before a
+    /// service existed does not gain it.
+    pub const ALL: ServiceSet = ServiceSet(0b1111);
 
     fn bit(kind: ServiceKind) -> u8 {
         match kind {
             ServiceKind::Shell => 1,
             ServiceKind::Command => 2,
             ServiceKind::Forward => 4,
+            ServiceKind::Files => 8,
         }
     }
 
@@ -236,7 +245,7 @@ mod tests {
         assert_eq!(set.to_string(), "shell,forward");
         assert!("shell,desk".parse::<ServiceSet>().is_err());
         assert!("".parse::<ServiceSet>().is_err());
-        assert_eq!(ServiceSet::ALL.to_string(), "shell,command,forward");
+        assert_eq!(ServiceSet::ALL.to_string(), "shell,command,forward,files");
     }
 
     #[test]

@@ -57,6 +57,9 @@ audit_kinds! {
     Admitted = "admitted",
     SessionStarted = "session_started",
     SessionEnded = "session_ended",
+    /// A file a copy moved whole: its direction, path on the computer,
+    /// size and SHA-256.
+    FileCopied = "file_copied",
     /// A shell session's recording ended: its id, size, duration, SHA-256.
     SessionRecorded = "session_recorded",
     /// The oldest recordings were deleted to keep all of them within

@@ -5,10 +5,9 @@
 //! text into checked settings and text plus a change into new text.
 
 use crate::authorization::LocalConsent;
-use crate::display::{check_visible, hidden_kind};
 use crate::limits::{
-    DEFAULT_TIMEOUT_SECS, MAX_ADDRESS_LEN, MAX_APPROVAL_VALID_FOR_SECS, MAX_RECIPIENTS,
-    MAX_SESSION_SECS, MAX_TIMEOUT_SECS, MIN_TIMEOUT_SECS,
+    DEFAULT_TIMEOUT_SECS, MAX_APPROVAL_VALID_FOR_SECS, MAX_RECIPIENTS, MAX_SESSION_SECS,
+    MAX_TIMEOUT_SECS, MIN_TIMEOUT_SECS,
 };
 use crate::names::validate_name;
 use crate::secret::{AGENT_KEY_PREFIX, SECRET_CHARS, Secret, has_secret_form};
@@ -122,6 +121,10 @@ pub struct Services {
     /// console's desktop viewer reaches; no desktop when unset.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub desktop: Option<String>,
+    /// Folders an operator may copy files to and from (`doorman cp`),
+    /// absolute or under `~/`; none by default.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub files: Vec<String>,
 }
 
 fn default_true() -> bool {
@@ -134,6 +137,7 @@ impl Default for Services {
             shell: true,
             forward: Vec::new(),
             desktop: None,
+            files: Vec::new(),
         }
     }
 }
@@ -270,6 +274,12 @@ impl AgentSettings {
         {
             problems.push(SettingsProblem::new("services.desktop", message));
         }
+        for (index, root) in self.services.files.iter().enumerate() {
+            if let Err(message) = validate_file_root(root) {
+                let field = format!("services.files[{index}]");
+                problems.push(SettingsProblem::new(&field, message));
+            }
+        }
         problems
     }
 }
@@ -345,41 +355,6 @@ impl EmailAuthorization {
     }
 }
 
-/// Checks one recipient as an RFC 5322 mailbox (`a@example.com` or
-/// `Name <a@example.com>`).
-pub fn validate_recipient(recipient: &str) -> Result<(), String> {
-    if recipient.len() > MAX_ADDRESS_LEN {
-        return Err(format!(
-            "{recipient:?} is longer than {MAX_ADDRESS_LEN} bytes"
-        ));
-    }
-    if let Err(problem) = check_visible(recipient) {
-        return Err(format!("{recipient:?} {problem}"));
-    }
-    recipient
-        .parse::<lettre::message::Mailbox>()
-        .map(drop)
-        .map_err(|_| format!("{recipient:?} is not a valid email address"))
-}
-
-/// Checks a forward target: `host:port` with a port from 1 to 65535.
-pub fn validate_forward_target(target: &str) -> Result<(), String> {
-    let Some((host, port)) = target.rsplit_once(':') else {
-        return Err(format!("{target:?} must be host:port"));
-    };
-    if host.is_empty()
-        || host
-            .chars()
-            .any(|c| c.is_whitespace() || hidden_kind(c).is_some())
-    {
-        return Err(format!("{target:?} has no valid host"));
-    }
-    match port.parse::<u16>() {
-        Ok(port) if port > 0 => Ok(()),
-        _ => Err(format!("{target:?} has no valid port (1-65535)")),
-    }
-}
-
 /// A pinned passkey as the settings file writes it: one inline table.
 fn passkey_table(key: &crate::passkey::PinnedPasskey) -> toml_edit::InlineTable {
     let (alg, public) = match &key.public_key {
@@ -417,6 +392,8 @@ pub struct SettingsChange {
     pub forward: Option<Vec<String>>,
     /// `[services] desktop`: `Some(None)` takes the desktop away.
     pub desktop: Option<Option<String>>,
+    /// `[services] files`: the shared folders, all of them.
+    pub files: Option<Vec<String>>,
     pub require_passkey: Option<bool>,
     /// The pinned passkeys, all of them (`settings approvers`).
     pub passkeys: Option<Vec<crate::passkey::PinnedPasskey>>,
@@ -483,7 +460,8 @@ impl SettingsChange {
                 set_keeping_comment(table, key, i64::from(seconds).into());
             }
         }
-        if self.shell.is_some() || self.forward.is_some() || self.desktop.is_some() {
+        let services_change = [self.forward.is_some(), self.files.is_some()];
+        if self.shell.is_some() || self.desktop.is_some() || services_change.contains(&true) {
             let services = document
                 .entry("services")
                 .or_insert_with(|| toml_edit::Item::Table(toml_edit::Table::new()))
@@ -495,6 +473,10 @@ impl SettingsChange {
             if let Some(targets) = &self.forward {
                 let array: toml_edit::Array = targets.iter().map(String::as_str).collect();
                 set_keeping_comment(services, "forward", array.into());
+            }
+            if let Some(roots) = &self.files {
+                let array: toml_edit::Array = roots.iter().map(String::as_str).collect();
+                set_keeping_comment(services, "files", array.into());
             }
             match &self.desktop {
                 Some(Some(target)) => {
@@ -531,6 +513,9 @@ pub fn split_list(list: &str) -> Vec<String> {
         .map(String::from)
         .collect()
 }
+
+mod checks;
+pub use checks::{validate_file_root, validate_forward_target, validate_recipient};
 
 #[cfg(test)]
 mod tests;

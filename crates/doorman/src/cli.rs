@@ -317,6 +317,10 @@ pub enum SettingsCommand {
         /// The VNC server the web console's Desktop shows ("" for none)
         #[arg(long, value_name = "HOST:PORT")]
         desktop: Option<String>,
+        /// The folders operators may copy files to and from (`doorman cp`),
+        /// absolute or under ~/, comma-separated ("" for none)
+        #[arg(long, value_name = "DIR[,...]")]
+        files: Option<String>,
         /// Count only approvals made with a passkey pinned here, which this
         /// computer verifies itself (true/false)
         #[arg(long, value_name = "BOOL", action = clap::ArgAction::Set)]

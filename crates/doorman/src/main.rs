@@ -206,6 +206,7 @@ async fn settings(args: cli::SettingsArgs) -> Result<()> {
             shell,
             forward,
             desktop,
+            files,
             require_passkey,
         } => {
             let change = SettingsChange {
@@ -214,6 +215,7 @@ async fn settings(args: cli::SettingsArgs) -> Result<()> {
                 shell,
                 forward: forward.as_deref().map(split_list),
                 desktop: desktop.map(|target| Some(target).filter(|t| !t.trim().is_empty())),
+                files: files.as_deref().map(split_list),
                 require_email_authorization,
                 email_authorization_timeout: email_timeout,
                 recipients: recipients.as_deref().map(split_list),

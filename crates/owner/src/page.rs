@@ -199,6 +199,7 @@ impl Fields {
             shell: Some(self.shell.is_some()),
             forward: Some(lines(&self.forward)),
             desktop: Some((!desktop.is_empty()).then(|| desktop.to_string())),
+            files: None,
             // Passkeys are pinned at the command line, where enrolment
             // shows its code and fingerprint.
             require_passkey: None,

@@ -11,8 +11,10 @@ use doorman_core::{Decision, LocalConsent};
 use serde::{Deserialize, Serialize};
 
 mod enroll;
+pub mod files;
 mod session;
 pub use enroll::{EnrollAsk, EnrollNews};
+pub use files::{CopyDirection, CopyJob, FileMessage, WirePath};
 pub use session::{EndCause, SessionEnd, SessionMessage};
 
 /// How long a peer that promised a message every `heartbeat` may stay
@@ -54,6 +56,9 @@ pub enum Service {
     /// settings name (`[services] desktop`), for the web console's viewer.
     /// Access rules count it as forwarding.
     Desktop,
+    /// Copy files to or from the folders the computer shares
+    /// (`[services] files`).
+    Files(CopyJob),
 }
 
 impl Service {
@@ -63,6 +68,7 @@ impl Service {
             Service::Command { .. } => ServiceKind::Command,
             Service::Shell { .. } => ServiceKind::Shell,
             Service::Forward { .. } | Service::Desktop => ServiceKind::Forward,
+            Service::Files(_) => ServiceKind::Files,
         }
     }
 
@@ -76,6 +82,7 @@ impl Service {
             }
             (Service::Desktop, Service::Desktop) => true,
             (Service::Desktop, _) | (_, Service::Desktop) => false,
+            (Service::Files(approved), Service::Files(asked)) => asked.covered_by(approved),
             (approved, asked) => approved.kind() == asked.kind(),
         }
     }
@@ -92,6 +99,7 @@ impl Service {
                 format!("forward TCP to {}", targets.join(", "))
             }
             Service::Desktop => "view and control the desktop".to_string(),
+            Service::Files(job) => job.describe(),
         }
     }
 }

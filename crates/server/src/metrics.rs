@@ -17,7 +17,7 @@ use metrics_exporter_prometheus::{
 use std::sync::Arc;
 
 /// The kinds of session, as `doorman_sessions_active{kind}` names them.
-pub const SESSION_KINDS: [&str; 4] = ["shell", "command", "forward", "desktop"];
+pub const SESSION_KINDS: [&str; 5] = ["shell", "command", "forward", "desktop", "files"];
 const OUTCOMES: [&str; 4] = ["allowed", "denied", "expired", "cancelled"];
 /// Why an email was not sent: a retry is planned, or none will be.
 const EMAIL_FAILURES: [&str; 2] = ["temporary", "permanent"];
@@ -220,6 +220,7 @@ impl Metrics {
             Service::Command { .. } => SESSION_KINDS[1],
             Service::Forward { .. } => SESSION_KINDS[2],
             Service::Desktop => SESSION_KINDS[3],
+            Service::Files(_) => SESSION_KINDS[4],
         };
         let gauge = self.labelled_gauge("doorman_sessions_active", "kind", kind);
         gauge.increment(1.0);

@@ -63,7 +63,7 @@ pub struct Roots {
 
 /// A path inside one of the roots: the root, and the path beneath it
 /// (empty for the root itself), which has no `..` in it.
-#[derive(Debug)]
+#[derive(Clone, Debug)]
 pub struct Place {
     root: PathBuf,
     beneath: PathBuf,
@@ -148,6 +148,23 @@ impl Place {
     /// This place's last component; `None` for a root.
     pub fn name(&self) -> Option<&OsStr> {
         self.beneath.file_name()
+    }
+
+    /// The name a copy of this place takes: its last component, a root's
+    /// included.
+    pub fn base_name(&self) -> OsString {
+        self.path()
+            .file_name()
+            .map_or_else(|| OsString::from("root"), OsStr::to_os_string)
+    }
+
+    /// Gives the directory here `kept`'s mode and modification time.
+    pub fn keep(&self, kept: Kept) -> Result<(), PlaceError> {
+        let fd = self.open(OFlags::RDONLY | OFlags::DIRECTORY)?;
+        rustix::fs::fchmod(&fd, Mode::from_raw_mode(kept.mode & 0o7777))
+            .map_err(|e| PlaceError::io(&self.path(), e))?;
+        rustix::fs::futimens(&fd, &times(kept.mtime_secs))
+            .map_err(|e| PlaceError::io(&self.path(), e))
     }
 
     /// The place `name` inside this one; `name` must be one plain
@@ -292,6 +309,18 @@ impl Place {
     }
 }
 
+/// Access and modification times both `secs`.
+fn times(secs: i64) -> Timestamps {
+    let time = rustix::fs::Timespec {
+        tv_sec: secs,
+        tv_nsec: 0,
+    };
+    Timestamps {
+        last_access: time,
+        last_modification: time,
+    }
+}
+
 /// `.NAME.doorman-RANDOM.part`: hidden, unique, and plainly a leftover if
 /// the computer loses power mid-copy.
 fn temporary_name(name: &OsStr) -> OsString {
@@ -331,16 +360,6 @@ impl NewFile {
         self.file.as_mut()
     }
 
-    /// Takes the file out to write it elsewhere (a blocking task); give it
-    /// back with [`NewFile::put_back`].
-    pub fn take(&mut self) -> Option<std::fs::File> {
-        self.file.take()
-    }
-
-    pub fn put_back(&mut self, file: std::fs::File) {
-        self.file = Some(file);
-    }
-
     /// Flushes the file to disk, gives it `kept`'s mode and time (else
     /// 0644 less the umask, as a new file), and renames it over its name.
     pub fn commit(mut self, kept: Option<Kept>, umask: u32) -> Result<(), PlaceError> {
@@ -353,15 +372,8 @@ impl NewFile {
         rustix::fs::fchmod(&file, Mode::from_raw_mode(mode))
             .map_err(|e| PlaceError::io(&path, e))?;
         if let Some(kept) = kept {
-            let time = rustix::fs::Timespec {
-                tv_sec: kept.mtime_secs,
-                tv_nsec: 0,
-            };
-            let times = Timestamps {
-                last_access: time,
-                last_modification: time,
-            };
-            rustix::fs::futimens(&file, &times).map_err(|e| PlaceError::io(&path, e))?;
+            rustix::fs::futimens(&file, &times(kept.mtime_secs))
+                .map_err(|e| PlaceError::io(&path, e))?;
         }
         file.sync_all().map_err(|e| PlaceError::io(&path, e))?;
         drop(file);

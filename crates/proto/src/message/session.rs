@@ -22,6 +22,8 @@ pub enum SessionEnd {
     TimeLimit,
     /// The session could not run (program not found, no pseudo-terminal…).
     Failed { message: String },
+    /// A copy ended: this many files and bytes copied, this many failed.
+    Copied { files: u64, bytes: u64, failed: u64 },
 }
 
 impl std::fmt::Display for SessionEnd {
@@ -33,6 +35,18 @@ impl std::fmt::Display for SessionEnd {
             SessionEnd::OperatorLeft => f.write_str("the operator left; the program was stopped"),
             SessionEnd::TimeLimit => f.write_str("time limit"),
             SessionEnd::Failed { message } => write!(f, "failed: {message}"),
+            SessionEnd::Copied {
+                files,
+                bytes,
+                failed,
+            } => {
+                let copied = super::files::plural(*files, "file");
+                write!(f, "copied {copied} ({})", super::files::human_size(*bytes))?;
+                match failed {
+                    0 => Ok(()),
+                    failed => write!(f, "; {failed} failed"),
+                }
+            }
         }
     }
 }
@@ -68,6 +82,9 @@ pub enum SessionMessage {
     },
     /// The session could not run (program not found, …).
     Error { message: String },
+    /// A copy's last word from the computer: this many files and bytes
+    /// copied, this many failed.
+    Copied { files: u64, bytes: u64, failed: u64 },
     /// Server → operator only, the connection's last frame: the server
     /// ended the session, for `cause`, and `message` says so in words for
     /// the operator. The server never passes on one from the agent.

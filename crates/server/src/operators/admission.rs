@@ -15,7 +15,8 @@ use doorman_core::limits::{
 use doorman_core::names::{validate_name, validate_reason};
 use doorman_core::settings::{validate_forward_target, validate_recipient};
 use doorman_core::{AuditKind, Revoked};
-use doorman_proto::message::Service;
+use doorman_proto::message::files::MAX_COPY_PATHS;
+use doorman_proto::message::{CopyDirection, CopyJob, Service};
 
 pub(super) fn validate_ask(computer: &str, reason: &str, service: &Service) -> Result<(), String> {
     validate_name(computer).map_err(|e| format!("computer name {e}"))?;
@@ -53,8 +54,27 @@ pub(super) fn validate_ask(computer: &str, reason: &str, service: &Service) -> R
             }
         }
         Service::Desktop => {}
+        Service::Files(job) => validate_copy(job)?,
     }
     Ok(())
+}
+
+/// Checks a copy's shape: one destination to the computer, at least one
+/// source from it, and not too many.
+fn validate_copy(job: &CopyJob) -> Result<(), String> {
+    let paths = job.paths.len();
+    match job.direction {
+        CopyDirection::ToComputer if paths != 1 => {
+            Err("a copy to the computer names one destination".into())
+        }
+        CopyDirection::FromComputer if paths == 0 || paths > MAX_COPY_PATHS => Err(format!(
+            "a copy from the computer names between 1 and {MAX_COPY_PATHS} sources"
+        )),
+        _ if job.paths.iter().any(|path| path.0.is_empty()) => {
+            Err("a copy names an empty path".into())
+        }
+        _ => Ok(()),
+    }
 }
 
 /// Why this operator may not ask this computer now, if a limit says so;

@@ -134,7 +134,7 @@ impl Ending {
 pub(super) fn left(service: &Service) -> SessionEnd {
     match service {
         Service::Forward { .. } => SessionEnd::ForwardingStopped,
-        Service::Command { .. } | Service::Shell { .. } | Service::Desktop => {
+        Service::Command { .. } | Service::Shell { .. } | Service::Desktop | Service::Files(_) => {
             SessionEnd::OperatorLeft
         }
     }

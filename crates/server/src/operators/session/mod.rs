@@ -22,9 +22,10 @@ use crate::store::{Millis, StoreError};
 use doorman_core::AuditKind;
 use doorman_proto::connection::Connection;
 use doorman_proto::dial::Upgraded;
+use doorman_proto::message::CopyDirection;
 use doorman_proto::message::{Refusal, ServerToOperator, Service};
 use end::{Ending, Stop};
-use relay::FrameRelay;
+use relay::{CopiedFiles, FrameRelay};
 use std::future::Future;
 use std::sync::Arc;
 use tokio::io::{AsyncRead, AsyncWrite};
@@ -78,7 +79,16 @@ pub(super) async fn relay_session(
         recording.as_ref(),
         &mut expected.superseded,
     );
-    let detail = run(broker, connection, agent, ask, recording.as_ref(), stop).await;
+    let detail = run(
+        broker,
+        connection,
+        agent,
+        ask,
+        request_id,
+        recording.as_ref(),
+        stop,
+    )
+    .await;
     finish(broker, ask, request_id, session_id, recording, detail).await
 }
 
@@ -200,6 +210,34 @@ async fn watch_for_stop(
     }
 }
 
+/// Records each file a copy moved in the audit trail: its direction, path
+/// on the computer, size and SHA-256.
+async fn audit_files(broker: &Broker, ask: &Ask<'_>, request_id: Option<&str>, files: CopiedFiles) {
+    let Service::Files(job) = &ask.service else {
+        return;
+    };
+    let direction = match job.direction {
+        CopyDirection::ToComputer => "to the computer",
+        CopyDirection::FromComputer => "from the computer",
+    };
+    let details = files.kept.iter().map(|file| {
+        format!(
+            "{direction}: {} ({} bytes, sha256 {})",
+            file.path.shown(),
+            file.size,
+            file.sha256
+        )
+    });
+    let more =
+        (files.more > 0).then(|| format!("{direction}: {} more files, not listed", files.more));
+    for detail in details.chain(more) {
+        let event = audit(broker, ask, AuditKind::FileCopied, request_id, Some(detail));
+        if let Err(error) = broker.store.record(&event).await {
+            tracing::error!(%error, "cannot record a copied file in the audit trail");
+        }
+    }
+}
+
 /// Relays the session, through the recording's taps when it is recorded,
 /// until it ends; returns the audit trail's detail of how.
 async fn run(
@@ -207,6 +245,7 @@ async fn run(
     connection: Connection<OperatorStream>,
     agent: Upgraded,
     ask: &Ask<'_>,
+    request_id: Option<&str>,
     recording: Option<&Recording>,
     stop: impl Future<Output = Stop>,
 ) -> String {
@@ -217,9 +256,13 @@ async fn run(
             recording.observe(Direction::ToComputer, &early);
             let operator = recording.tap(operator, Direction::ToComputer);
             let agent = recording.tap(agent, Direction::ToOperator);
-            relay_to_the_end(broker, FrameRelay::new(operator, &early, agent), ask, stop).await
+            let relay = FrameRelay::new(operator, &early, agent);
+            relay_to_the_end(broker, relay, ask, request_id, stop).await
         }
-        None => relay_to_the_end(broker, FrameRelay::new(operator, &early, agent), ask, stop).await,
+        None => {
+            let relay = FrameRelay::new(operator, &early, agent);
+            relay_to_the_end(broker, relay, ask, request_id, stop).await
+        }
     }
 }
 
@@ -229,6 +272,7 @@ async fn relay_to_the_end<O, A>(
     broker: &Broker,
     mut relay: FrameRelay<O, A>,
     ask: &Ask<'_>,
+    request_id: Option<&str>,
     stop: impl Future<Output = Stop>,
 ) -> String
 where
@@ -236,6 +280,7 @@ where
     A: AsyncRead + AsyncWrite + Unpin,
 {
     let relayed = relay.run(stop).await;
+    audit_files(broker, ask, request_id, relay.take_files()).await;
     let moved = relay.moved();
     broker.metrics.relayed(moved.0, moved.1);
     let end = relay.end(end::left(&ask.service));

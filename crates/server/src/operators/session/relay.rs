@@ -13,7 +13,7 @@
 use doorman_proto::ConnectionError;
 use doorman_proto::connection::{FrameReader, FrameWriter, decode_message};
 use doorman_proto::frame::Frame;
-use doorman_proto::message::{SessionEnd, SessionMessage};
+use doorman_proto::message::{FileMessage, SessionEnd, SessionMessage, WirePath};
 use std::future::Future;
 use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadHalf, WriteHalf};
@@ -76,6 +76,7 @@ where
                 writing: false,
                 end: None,
                 moved: 0,
+                files: CopiedFiles::default(),
             },
             operator_left: false,
             linger: LINGER_AFTER_OPERATOR,
@@ -132,6 +133,11 @@ where
             .end
             .clone()
             .or_else(|| self.operator_left.then_some(left))
+    }
+
+    /// The files a copy moved, as the agent said them.
+    pub(super) fn take_files(&mut self) -> CopiedFiles {
+        std::mem::take(&mut self.down.files)
     }
 
     /// The bytes relayed to the computer and back.
@@ -224,6 +230,37 @@ struct Down<A, O> {
     /// The program's end, as the agent said it.
     end: Option<SessionEnd>,
     moved: u64,
+    /// The files a copy moved, as the agent said them.
+    files: CopiedFiles,
+}
+
+/// The files a copy moved, for the audit trail; past [`MAX_COPIED_KEPT`]
+/// only counted, so that an agent cannot fill the server's memory.
+#[derive(Debug, Default)]
+pub(super) struct CopiedFiles {
+    pub(super) kept: Vec<CopiedFile>,
+    pub(super) more: u64,
+}
+
+/// The most files of one copy the audit trail lists one by one.
+const MAX_COPIED_KEPT: usize = 100_000;
+
+/// One file a copy moved whole: its path on the computer, size and SHA-256.
+#[derive(Debug)]
+pub(super) struct CopiedFile {
+    pub(super) path: WirePath,
+    pub(super) size: u64,
+    pub(super) sha256: String,
+}
+
+impl CopiedFiles {
+    fn note(&mut self, path: WirePath, size: u64, sha256: String) {
+        if self.kept.len() < MAX_COPIED_KEPT {
+            self.kept.push(CopiedFile { path, size, sha256 });
+        } else {
+            self.more += 1;
+        }
+    }
 }
 
 impl<A, O> Down<A, O>
@@ -273,7 +310,22 @@ where
                 signal: None,
             }) => SessionEnd::Exited { code: -1 },
             Ok(SessionMessage::Error { message }) => SessionEnd::Failed { message },
-            _ => return true,
+            Ok(SessionMessage::Copied {
+                files,
+                bytes,
+                failed,
+            }) => SessionEnd::Copied {
+                files,
+                bytes,
+                failed,
+            },
+            Ok(_) => return true,
+            Err(_) => {
+                if let Ok(FileMessage::Copied { path, size, sha256 }) = decode_message(payload) {
+                    self.files.note(path, size, sha256);
+                }
+                return true;
+            }
         };
         self.end.get_or_insert(end);
         true

@@ -1,0 +1,204 @@
+//! A copy from this computer: each source inside the shared folders is
+//! sent, a directory (with `-r`) as its tree, depth first. A file that
+//! changes while it is read is given up (the operator discards it), and
+//! one that cannot be read fails alone: the copy goes on with the next.
+
+use super::place::{Place, Roots};
+use super::{Tally, hex};
+use crate::error::{LinkError, SessionError};
+use bytes::Bytes;
+use doorman_proto::connection::{ConnectionError, FrameWriter};
+use doorman_proto::frame::{Frame, MAX_PAYLOAD_LEN};
+use doorman_proto::message::{CopyJob, FileMessage, SessionEnd, WirePath};
+use std::collections::HashSet;
+use tokio::io::{AsyncReadExt, AsyncWrite};
+
+/// How deep a tree is followed; deeper is refused (a loop of symlinks
+/// inside a shared folder ends here too).
+const MAX_DEPTH: usize = 128;
+
+/// Sends the sources of `job` from the shared folders `roots`.
+pub(super) async fn run<W: AsyncWrite + Unpin>(
+    writer: &mut FrameWriter<W>,
+    job: &CopyJob,
+    roots: &Roots,
+) -> Result<SessionEnd, SessionError> {
+    let mut sender = Sender {
+        writer,
+        recursive: job.recursive,
+        tally: Tally::default(),
+        visited: HashSet::new(),
+    };
+    for source in &job.paths {
+        let place = match roots.resolve(&source.0) {
+            Ok(place) => place,
+            Err(error) => {
+                sender.fail(source, error).await?;
+                continue;
+            }
+        };
+        let name = WirePath::from_os(&place.base_name());
+        sender.send(&place, name, 0).await?;
+    }
+    let Sender { writer, tally, .. } = sender;
+    writer
+        .write_message(&FileMessage::CopyEnd)
+        .await
+        .map_err(LinkError::from)?;
+    super::finish(writer, tally).await
+}
+
+struct Sender<'a, W> {
+    writer: &'a mut FrameWriter<W>,
+    recursive: bool,
+    tally: Tally,
+    /// Directories sent, by device and inode: none is sent twice.
+    visited: HashSet<(u64, u64)>,
+}
+
+impl<W: AsyncWrite + Unpin> Sender<'_, W> {
+    async fn fail(
+        &mut self,
+        name: &WirePath,
+        error: impl std::fmt::Display,
+    ) -> Result<(), ConnectionError> {
+        self.tally.failed += 1;
+        self.writer
+            .write_message(&FileMessage::Failed {
+                name: name.clone(),
+                message: error.to_string(),
+            })
+            .await
+    }
+
+    /// Sends `place` as `name`, a directory with its tree.
+    async fn send(
+        &mut self,
+        place: &Place,
+        name: WirePath,
+        depth: usize,
+    ) -> Result<(), ConnectionError> {
+        let stat = match place.stat() {
+            Ok(Some(stat)) => stat,
+            Ok(None) => {
+                return self
+                    .fail(&name, format!("{}: not found", place.shown()))
+                    .await;
+            }
+            Err(error) => return self.fail(&name, error).await,
+        };
+        let kind = rustix::fs::FileType::from_raw_mode(stat.st_mode);
+        if kind != rustix::fs::FileType::Directory {
+            return self.send_file(place, name).await;
+        }
+        if !self.recursive {
+            let message = format!("{} is a directory (copy it with -r)", place.shown());
+            return self.fail(&name, message).await;
+        }
+        if depth >= MAX_DEPTH || !self.visited.insert((stat.st_dev, stat.st_ino)) {
+            let message = format!(
+                "{}: a loop, or deeper than {MAX_DEPTH} folders",
+                place.shown()
+            );
+            return self.fail(&name, message).await;
+        }
+        self.writer
+            .write_message(&FileMessage::Dir {
+                name: name.clone(),
+                mode: stat.st_mode & 0o7777,
+                mtime: stat.st_mtime,
+            })
+            .await?;
+        let entries = match place.list() {
+            Ok(entries) => entries,
+            Err(error) => return self.fail(&name, error).await,
+        };
+        for entry in entries {
+            let mut child_name = name.clone();
+            child_name.0.push(b'/');
+            child_name
+                .0
+                .extend_from_slice(WirePath::from_os(&entry).0.as_slice());
+            match place.child(&entry) {
+                Ok(child) => Box::pin(self.send(&child, child_name, depth + 1)).await?,
+                Err(error) => self.fail(&child_name, error).await?,
+            }
+        }
+        Ok(())
+    }
+
+    /// Sends one file whole, or gives it up if it changes meanwhile.
+    async fn send_file(&mut self, place: &Place, name: WirePath) -> Result<(), ConnectionError> {
+        let (file, before) = match place.open_file() {
+            Ok(opened) => opened,
+            Err(error) => return self.fail(&name, error).await,
+        };
+        let size = u64::try_from(before.st_size).unwrap_or(0);
+        self.writer
+            .write_message(&FileMessage::File {
+                name: name.clone(),
+                size,
+                mode: before.st_mode & 0o7777,
+                mtime: before.st_mtime,
+            })
+            .await?;
+        let mut file = tokio::fs::File::from_std(file);
+        let mut hash = ring::digest::Context::new(&ring::digest::SHA256);
+        let mut sent = 0u64;
+        let mut buffer = vec![0u8; MAX_PAYLOAD_LEN];
+        let problem = loop {
+            let want =
+                usize::try_from(size - sent).map_or(buffer.len(), |left| left.min(buffer.len()));
+            if want == 0 {
+                break None;
+            }
+            match file.read(&mut buffer[..want]).await {
+                Ok(0) => break Some("it shrank while it was read".to_string()),
+                Ok(n) => {
+                    hash.update(&buffer[..n]);
+                    sent += n as u64;
+                    let data = Bytes::copy_from_slice(&buffer[..n]);
+                    self.writer.write_frame(&Frame::Stdout(data)).await?;
+                }
+                Err(error) => break Some(error.to_string()),
+            }
+        };
+        let after = rustix::fs::fstat(&file).ok();
+        let changed = after.is_none_or(|after| {
+            (after.st_size, after.st_mtime, after.st_mtime_nsec)
+                != (before.st_size, before.st_mtime, before.st_mtime_nsec)
+        });
+        let problem =
+            problem.or_else(|| changed.then(|| "it changed while it was read".to_string()));
+        if let Some(problem) = problem {
+            let message = format!("{}: {problem}", place.shown());
+            self.writer
+                .write_message(&FileMessage::FileAbandoned {
+                    message: message.clone(),
+                })
+                .await?;
+            return self.fail(&name, message).await;
+        }
+        let sha256 = hex(hash.finish().as_ref());
+        self.writer
+            .write_message(&FileMessage::FileEnd {
+                sha256: sha256.clone(),
+            })
+            .await?;
+        self.tally.files += 1;
+        self.tally.bytes += size;
+        self.writer
+            .write_message(&FileMessage::Copied {
+                path: WirePath::from_os(place.path().as_os_str()),
+                size,
+                sha256,
+            })
+            .await
+    }
+}
+
+impl From<ConnectionError> for SessionError {
+    fn from(error: ConnectionError) -> Self {
+        SessionError::Connection(LinkError::from(error))
+    }
+}

@@ -1,0 +1,63 @@
+//! Checks of single values of the settings, shared with the server (which
+//! checks what operators ask for by the same rules).
+
+use crate::display::{check_visible, hidden_kind};
+use crate::limits::MAX_ADDRESS_LEN;
+
+/// Checks one recipient as an RFC 5322 mailbox (`a@example.com` or
+/// `Name <a@example.com>`).
+pub fn validate_recipient(recipient: &str) -> Result<(), String> {
+    if recipient.len() > MAX_ADDRESS_LEN {
+        return Err(format!(
+            "{recipient:?} is longer than {MAX_ADDRESS_LEN} bytes"
+        ));
+    }
+    if let Err(problem) = check_visible(recipient) {
+        return Err(format!("{recipient:?} {problem}"));
+    }
+    recipient
+        .parse::<lettre::message::Mailbox>()
+        .map(drop)
+        .map_err(|_| format!("{recipient:?} is not a valid email address"))
+}
+
+/// Checks a forward target: `host:port` with a port from 1 to 65535.
+pub fn validate_forward_target(target: &str) -> Result<(), String> {
+    let Some((host, port)) = target.rsplit_once(':') else {
+        return Err(format!("{target:?} must be host:port"));
+    };
+    if host.is_empty()
+        || host
+            .chars()
+            .any(|c| c.is_whitespace() || hidden_kind(c).is_some())
+    {
+        return Err(format!("{target:?} has no valid host"));
+    }
+    match port.parse::<u16>() {
+        Ok(port) if port > 0 => Ok(()),
+        _ => Err(format!("{target:?} has no valid port (1-65535)")),
+    }
+}
+
+/// The longest shared folder's path.
+const MAX_FILE_ROOT_LEN: usize = 1024;
+
+/// Checks a shared folder (`[services] files`): an absolute path or one
+/// under `~/`, without `..`, on one visible line.
+pub fn validate_file_root(root: &str) -> Result<(), String> {
+    if !(root.starts_with('/') || root == "~" || root.starts_with("~/")) {
+        return Err(format!(
+            "{root:?} must be an absolute path or start with ~/"
+        ));
+    }
+    if root.len() > MAX_FILE_ROOT_LEN {
+        return Err(format!("is longer than {MAX_FILE_ROOT_LEN} bytes"));
+    }
+    if root.split('/').any(|part| part == "..") {
+        return Err(format!("{root:?} must not contain .."));
+    }
+    if root == "/" {
+        return Err("\"/\" would share the whole computer: name the folders to share".into());
+    }
+    check_visible(root).map_err(|problem| format!("{root:?} {problem}"))
+}
