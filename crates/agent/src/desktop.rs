@@ -20,7 +20,12 @@ where
     let vnc = match tokio::net::TcpStream::connect(&target).await {
         Ok(vnc) => vnc,
         Err(error) => {
-            let message = format!("cannot reach the desktop's VNC server at {target}: {error}");
+            // The operator sees these words in the console, as `connect -L`
+            // shows a refused forward: what the computer could not reach, and why.
+            let message = format!(
+                "the computer cannot reach its VNC server at {target}: {}",
+                plain(&error)
+            );
             let message = crate::command::report_start_failure(&mut writer, message).await;
             return Err(SessionError::NotStarted(message));
         }
@@ -65,4 +70,32 @@ where
         .map_err(LinkError::from)?;
     let _ = writer.shutdown().await;
     Ok(end)
+}
+
+/// A connection's failure in plain words: "connection refused" rather than
+/// "Connection refused (os error 111)" for the common cases, the system's
+/// own words for the rest (a name that does not resolve, …).
+fn plain(error: &std::io::Error) -> String {
+    use std::io::ErrorKind;
+    match error.kind() {
+        ErrorKind::ConnectionRefused
+        | ErrorKind::TimedOut
+        | ErrorKind::HostUnreachable
+        | ErrorKind::NetworkUnreachable
+        | ErrorKind::ConnectionReset => error.kind().to_string(),
+        _ => error.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_refused_connection_is_said_in_plain_words() {
+        let refused = std::io::Error::from(std::io::ErrorKind::ConnectionRefused);
+        assert_eq!(plain(&refused), "connection refused");
+        let other = std::io::Error::other("failed to lookup address information");
+        assert_eq!(plain(&other), "failed to lookup address information");
+    }
 }

@@ -4,8 +4,8 @@
 //! against a key pinned in the computer's settings, and the reading of a
 //! new credential at enrolment. Pure: no I/O.
 //!
-//! Only what Doorman needs of WebAuthn is here (ES256 and Ed25519 keys,
-//! "none" attestation), verified with ring, the project's one crypto
+//! Only what Doorman needs of WebAuthn is here (ES256, Ed25519 and RS256
+//! keys, "none" attestation), verified with ring, the project's one crypto
 //! library: webauthn-rs would bring OpenSSL as a second one.
 
 use base64::Engine;
@@ -86,6 +86,10 @@ pub enum PublicKey {
     Es256(B64),
     /// Ed25519: the 32-byte key.
     Ed25519(B64),
+    /// RSASSA-PKCS1-v1_5 with SHA-256 (some Windows Hello authenticators
+    /// make nothing else): the DER `RSAPublicKey` of PKCS #1 (modulus and
+    /// exponent), 2048 to 8192 bits.
+    Rs256(B64),
 }
 
 impl PublicKey {
@@ -93,7 +97,7 @@ impl PublicKey {
     /// pairs.
     pub fn fingerprint(&self) -> String {
         let bytes = match self {
-            PublicKey::Es256(key) | PublicKey::Ed25519(key) => &key.0,
+            PublicKey::Es256(key) | PublicKey::Ed25519(key) | PublicKey::Rs256(key) => &key.0,
         };
         let digest = ring::digest::digest(&ring::digest::SHA256, bytes);
         digest
@@ -115,6 +119,11 @@ impl PublicKey {
             PublicKey::Ed25519(key) => UnparsedPublicKey::new(&signature::ED25519, &key.0)
                 .verify(message, signature)
                 .is_ok(),
+            PublicKey::Rs256(key) => {
+                UnparsedPublicKey::new(&signature::RSA_PKCS1_2048_8192_SHA256, &key.0)
+                    .verify(message, signature)
+                    .is_ok()
+            }
         }
     }
 }
@@ -329,11 +338,12 @@ pub fn read_registration(
         ciborium::from_reader(&data.rest[18 + id_len..]).map_err(|_| bad("the key is not CBOR"))?;
     Ok(NewCredential {
         id: B64(id.to_vec()),
-        public_key: cose_key(&cose).ok_or_else(|| bad("not an ES256 or Ed25519 key"))?,
+        public_key: cose_key(&cose)
+            .ok_or_else(|| bad("not an ES256, Ed25519 or RS256 (2048 to 8192 bits) key"))?,
     })
 }
 
-/// An ES256 or Ed25519 COSE key.
+/// An ES256, Ed25519 or RS256 COSE key (RFC 9053, RFC 8230).
 fn cose_key(cose: &ciborium::Value) -> Option<PublicKey> {
     let map = cose.as_map()?;
     let get = |label: i64| {
@@ -355,10 +365,65 @@ fn cose_key(cose: &ciborium::Value) -> Option<PublicKey> {
             let x = bytes(-2)?;
             (x.len() == 32).then_some(PublicKey::Ed25519(B64(x)))
         }
+        // RSA, RS256: the modulus and the exponent.
+        (3, -257) => rs256_key(&bytes(-1)?, &bytes(-2)?),
         _ => None,
     }
 }
 
+/// An RS256 key from its modulus `n` and exponent `e` (big-endian), if
+/// ring would verify with it: 2048 to 8192 bits, an odd exponent of at
+/// most 32 bits.
+fn rs256_key(n: &[u8], e: &[u8]) -> Option<PublicKey> {
+    let (n, e) = (without_leading_zeros(n), without_leading_zeros(e));
+    let top_zeros = usize::try_from(n.first()?.leading_zeros()).ok()?;
+    let bits = n.len().checked_mul(8)?.checked_sub(top_zeros)?;
+    let odd = e.last().is_some_and(|last| last & 1 == 1);
+    if !(2048..=8192).contains(&bits) || e.len() > 4 || !odd || e == [1] {
+        return None;
+    }
+    let mut body = Vec::with_capacity(n.len() + e.len() + 10);
+    der_unsigned_integer(n, &mut body)?;
+    der_unsigned_integer(e, &mut body)?;
+    let mut der = vec![0x30]; // SEQUENCE
+    der_length(body.len(), &mut der)?;
+    der.extend_from_slice(&body);
+    Some(PublicKey::Rs256(B64(der)))
+}
+
+fn without_leading_zeros(bytes: &[u8]) -> &[u8] {
+    let start = bytes.iter().position(|&b| b != 0).unwrap_or(bytes.len());
+    &bytes[start..]
+}
+
+/// A positive DER INTEGER of `value` (big-endian, no leading zeros): a
+/// zero byte first where the top bit is set, so it does not read negative.
+fn der_unsigned_integer(value: &[u8], out: &mut Vec<u8>) -> Option<()> {
+    let pad = value.first()? & 0x80 != 0;
+    out.push(0x02); // INTEGER
+    der_length(value.len() + usize::from(pad), out)?;
+    if pad {
+        out.push(0);
+    }
+    out.extend_from_slice(value);
+    Some(())
+}
+
+/// A DER length: one byte below 128, else the count of bytes that follow.
+fn der_length(len: usize, out: &mut Vec<u8>) -> Option<()> {
+    if len < 0x80 {
+        out.push(u8::try_from(len).ok()?);
+    } else {
+        let bytes = len.to_be_bytes();
+        let skip = bytes.iter().take_while(|&&b| b == 0).count();
+        out.push(0x80 | u8::try_from(bytes.len() - skip).ok()?);
+        out.extend_from_slice(&bytes[skip..]);
+    }
+    Some(())
+}
+
+#[cfg(test)]
+mod rs256_tests;
 #[cfg(any(test, feature = "soft-authenticator"))]
 pub mod soft;
 #[cfg(test)]

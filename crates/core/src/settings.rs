@@ -360,6 +360,7 @@ fn passkey_table(key: &crate::passkey::PinnedPasskey) -> toml_edit::InlineTable 
     let (alg, public) = match &key.public_key {
         crate::passkey::PublicKey::Es256(k) => ("es256", k),
         crate::passkey::PublicKey::Ed25519(k) => ("ed25519", k),
+        crate::passkey::PublicKey::Rs256(k) => ("rs256", k),
     };
     let mut public_key = toml_edit::InlineTable::new();
     public_key.insert("alg", alg.into());

@@ -3,10 +3,12 @@
 //! through a one-time link ([`access`]) that the browser gets from a file of
 //! the owner's, never from a process's arguments ([`browser`]), with the
 //! Desktop Sharing settings and, where local consent is on, the requests
-//! waiting for the person at the computer ([`page`]).
+//! waiting for the person at the computer ([`page`]), and the approvers'
+//! passkeys: listed, removed, enrolled ([`approvers`]).
 #![forbid(unsafe_code)]
 
 mod access;
+mod approvers;
 mod browser;
 mod host;
 mod page;

@@ -1,8 +1,10 @@
 //! The settings page: Desktop Sharing (email authorization, its timeout and
 //! recipients, the approval policies) and the services offered, saved
-//! through the same check as `doorman settings set` (bad input is shown
-//! beside its field and nothing is written; a good save is written
-//! atomically, comments kept); and, where local consent is on, the requests
+//! through the same check as `doorman settings set` (a refused save says
+//! "Not saved" at the top, shows each problem beside its field, puts the
+//! focus on the first, and writes nothing; a good save is written
+//! atomically, comments kept); the approvers' passkeys
+//! ([`crate::approvers`]); and, where local consent is on, the requests
 //! waiting for the person at the computer, with Allow and Deny. No framing,
 //! nothing cached, and no script at all: plain forms, each carrying the
 //! page's session secret in a hidden field (see [`crate::access`]), which
@@ -44,6 +46,7 @@ pub(crate) fn routes(state: Shared) -> axum::Router {
         .route("/save", post(save))
         .route("/consent/{id}/{decision}", post(answer))
         .route("/style.css", get(style))
+        .merge(crate::approvers::routes())
         .layer(DefaultBodyLimit::max(MAX_FORM_BYTES))
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),
@@ -77,7 +80,7 @@ async fn headers(request: Request, next: Next) -> Response {
     response
 }
 
-fn forbidden() -> Response {
+pub(crate) fn forbidden() -> Response {
     (
         StatusCode::FORBIDDEN,
         "Open the settings with `doorman settings open`: this window opens only from the link it gives, once.\n",
@@ -109,7 +112,7 @@ async fn open(State(state): State<Shared>, Path(secret): Path<String>) -> Respon
 
 /// The form's fields as typed, kept when a save is refused.
 #[derive(Clone, Debug, Default, Deserialize)]
-struct Fields {
+pub(crate) struct Fields {
     #[serde(default)]
     require_email_authorization: Option<String>,
     #[serde(default)]
@@ -126,6 +129,8 @@ struct Fields {
     max_session_seconds: String,
     #[serde(default)]
     local_consent: String,
+    #[serde(default)]
+    require_passkey: Option<String>,
     #[serde(default)]
     shell: Option<String>,
     #[serde(default)]
@@ -150,6 +155,7 @@ impl Fields {
             approval_valid_for: sharing.approval_valid_for.to_string(),
             max_session_seconds: sharing.max_session_seconds.to_string(),
             local_consent: sharing.local_consent.as_str().to_string(),
+            require_passkey: on(sharing.require_passkey),
             shell: on(settings.services.shell),
             forward: settings.services.forward.join("\n"),
             desktop: settings.services.desktop.clone().unwrap_or_default(),
@@ -200,19 +206,52 @@ impl Fields {
             forward: Some(lines(&self.forward)),
             desktop: Some((!desktop.is_empty()).then(|| desktop.to_string())),
             files: None,
-            // Passkeys are pinned at the command line, where enrolment
-            // shows its code and fingerprint.
-            require_passkey: None,
+            require_passkey: Some(self.require_passkey.is_some()),
+            // Passkeys are pinned and removed by the approvers' own forms.
             passkeys: None,
         })
     }
 }
 
 /// The form field a settings problem is about: `desktop_sharing.recipients[2]`
-/// is the recipients box.
+/// is the recipients box. A pinned passkey whose recipient is no longer
+/// one is about the recipients too: removing the address did it.
 fn field_of(problem_field: &str) -> String {
+    if problem_field.starts_with("desktop_sharing.passkeys[") {
+        return "recipients".to_string();
+    }
     let last = problem_field.rsplit('.').next().unwrap_or(problem_field);
     last.split('[').next().unwrap_or(last).to_string()
+}
+
+/// The fields that show their problem beside them, in the page's order.
+const PLACED: [&str; 9] = [
+    "email_authorization_timeout",
+    "recipients",
+    "required_approvals",
+    "approval_valid_for",
+    "max_session_seconds",
+    "local_consent",
+    "require_passkey",
+    "forward",
+    "desktop",
+];
+
+/// The first field in the page with a problem (it gets the focus, which
+/// scrolls it into view: the page has no script), and the problems no
+/// field shows (the file's own, such as its `key`), for the top.
+fn placing(problems: &HashMap<String, String>) -> (Option<String>, Vec<String>) {
+    let first = PLACED
+        .iter()
+        .find(|field| problems.contains_key(**field))
+        .map(|field| field.to_string());
+    let mut unplaced: Vec<String> = problems
+        .iter()
+        .filter(|(field, _)| field.as_str() != "file" && !PLACED.contains(&field.as_str()))
+        .map(|(field, message)| format!("{field}: {message}"))
+        .collect();
+    unplaced.sort();
+    (first, unplaced)
 }
 
 #[derive(Template)]
@@ -223,6 +262,10 @@ struct SettingsPage {
     /// The page's session secret, carried by each of its forms.
     session: String,
     problems: HashMap<String, String>,
+    /// The first field with a problem, which gets the focus.
+    first_problem: Option<String>,
+    /// Problems of the save that no field shows.
+    unplaced: Vec<String>,
     /// A problem no field owns (the file itself).
     general: Option<String>,
     saved: Option<String>,
@@ -233,11 +276,17 @@ struct SettingsPage {
     answered: Option<String>,
     /// Why a local answer was not taken.
     answer_problem: Option<String>,
+    approvers: crate::approvers::Approvers,
 }
 
 impl SettingsPage {
     fn problem(&self, field: &str) -> Option<&str> {
         self.problems.get(field).map(String::as_str)
+    }
+
+    /// Whether `field` is the first with a problem.
+    fn focus(&self, field: &str) -> bool {
+        self.first_problem.as_deref() == Some(field)
     }
 
     fn checked(value: &Option<String>) -> bool {
@@ -267,23 +316,29 @@ async fn waiting(state: &WindowState, settings: &AgentSettings) -> Result<Vec<Wa
 
 /// What the page shows besides the settings file's contents.
 #[derive(Default)]
-struct View {
+pub(crate) struct View {
     /// The fields as typed, when a save was refused.
-    fields: Option<Fields>,
-    problems: HashMap<String, String>,
-    saved: Option<String>,
-    answered: Option<String>,
-    answer_problem: Option<String>,
+    pub fields: Option<Fields>,
+    pub problems: HashMap<String, String>,
+    pub saved: Option<String>,
+    pub answered: Option<String>,
+    pub answer_problem: Option<String>,
+    /// What an approvers action did, or why it did not.
+    pub approvers_note: Option<String>,
+    pub approvers_problem: Option<String>,
 }
 
-async fn page(state: &WindowState, session: String, view: View) -> Response {
+pub(crate) async fn page(state: &WindowState, session: String, view: View) -> Response {
     let View {
         fields,
         problems,
         saved,
         answered,
         answer_problem,
+        approvers_note,
+        approvers_problem,
     } = view;
+    let (first_problem, unplaced) = placing(&problems);
     let settings = match settings_file::load(&state.config) {
         Ok(settings) => settings,
         Err(error) => {
@@ -292,6 +347,8 @@ async fn page(state: &WindowState, session: String, view: View) -> Response {
                 fields: fields.unwrap_or_default(),
                 session,
                 problems,
+                first_problem,
+                unplaced,
                 general: Some(error.to_string()),
                 saved: None,
                 consent: false,
@@ -299,6 +356,7 @@ async fn page(state: &WindowState, session: String, view: View) -> Response {
                 consent_problem: None,
                 answered: None,
                 answer_problem,
+                approvers: crate::approvers::Approvers::default(),
             };
             return render(&page, StatusCode::INTERNAL_SERVER_ERROR);
         }
@@ -314,16 +372,24 @@ async fn page(state: &WindowState, session: String, view: View) -> Response {
     };
     let status = if !problems.is_empty() {
         StatusCode::BAD_REQUEST
-    } else if answer_problem.is_some() {
+    } else if answer_problem.is_some() || approvers_problem.is_some() {
         StatusCode::CONFLICT
     } else {
         StatusCode::OK
     };
+    let approvers = crate::approvers::Approvers::of(
+        &settings,
+        &state.enrolment,
+        approvers_note,
+        approvers_problem,
+    );
     let page = SettingsPage {
         name: settings.name.clone(),
         fields: fields.unwrap_or_else(|| Fields::of(&settings)),
         session,
         problems,
+        first_problem,
+        unplaced,
         general: None,
         saved,
         consent,
@@ -331,6 +397,7 @@ async fn page(state: &WindowState, session: String, view: View) -> Response {
         consent_problem,
         answered,
         answer_problem,
+        approvers,
     };
     render(&page, status)
 }

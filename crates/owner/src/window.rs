@@ -65,6 +65,8 @@ pub(crate) struct WindowState {
     idle: Duration,
     /// When the page's session last asked something.
     last_used: Mutex<Instant>,
+    /// The passkey enrolment the page started, if any.
+    pub enrolment: crate::approvers::EnrolmentSlot,
 }
 
 impl WindowState {
@@ -154,6 +156,7 @@ impl SettingsWindow {
             port: address.port(),
             idle: lifetimes.idle,
             last_used: Mutex::new(now),
+            enrolment: crate::approvers::EnrolmentSlot::default(),
         });
         let url = format!("http://{address}/open/{}", state.access.link());
         let router = page::routes(state.clone());

@@ -15,9 +15,12 @@ form?.addEventListener("submit", async (event) => {
         challenge: decode(form.dataset.challenge),
         rp: { id: form.dataset.rpId, name: "Doorman" },
         user: { id: decode(form.dataset.userId), name: form.dataset.userName, displayName: form.dataset.userName },
+        // ES256, Ed25519, and RS256 (some Windows Hello authenticators
+        // make nothing else).
         pubKeyCredParams: [
           { type: "public-key", alg: -7 },
           { type: "public-key", alg: -8 },
+          { type: "public-key", alg: -257 },
         ],
         authenticatorSelection: { residentKey: "preferred", userVerification: "required" },
         attestation: "none",

@@ -422,24 +422,17 @@ pub async fn send_enrollment(
     recipient: &str,
     link: &str,
 ) -> Result<(), String> {
-    let subject = format!("Enrol a passkey for approving connections to {computer}");
-    let text = format!(
-        "The computer \"{computer}\" asks you to create a passkey for approving connections to it.\n\n\
-         Enrol: {link}\n\n\
-         The page shows a code; check that the computer shows the same one. Then create the\n\
-         passkey. Its fingerprint is shown to you and at the computer, where its owner pins it.\n\
-         If you did not expect this, ignore this email. The link works for ten minutes.\n"
-    );
-    let to: lettre::message::Mailbox = recipient
-        .parse()
-        .map_err(|_| format!("{recipient} is not an email address"))?;
-    let message = lettre::Message::builder()
-        .from(state.mail_from.clone())
-        .to(to)
-        .subject(&subject)
-        .header(lettre::message::header::ContentType::TEXT_PLAIN)
-        .body(text)
-        .map_err(|e| e.to_string())?;
+    // Unique as the authorization emails' are; random, since the link's
+    // token is a secret and its hash is how the enrolment is kept.
+    let unique =
+        crate::secrets::new_id().unwrap_or_else(|_| state.broker.clock.now_millis().to_string());
+    let message_id = format!("<enroll.{unique}@{}>", state.public.host());
+    let message = mail::build_enrollment(&state.mail_from, recipient, computer, link, message_id)
+        .map_err(|error| match error {
+        mail::MailError::Address(_) => format!("{recipient} is not an email address"),
+        other => other.to_string(),
+    })?;
+    let subject = mail::enrollment_subject(computer);
     match &state.delivery {
         Delivery::Smtp(relay) => relay
             .send(&message)

@@ -70,6 +70,14 @@ pub fn check(
     assertion: Option<&str>,
     public: &PublicOrigin,
 ) -> Result<Checked, String> {
+    // A recipient with no pinned passkey is not asked for "your passkey":
+    // it is told what it can do instead.
+    if keys_of(requirement, recipient).next().is_none() {
+        return Err(format!(
+            "no passkey of yours is pinned on {}, and it counts only approvals made with one: you may deny; to approve, ask its owner to enrol a passkey of yours",
+            request.computer
+        ));
+    }
     let text = assertion
         .filter(|a| !a.is_empty())
         .ok_or("this computer requires the approval to be made with your passkey")?;

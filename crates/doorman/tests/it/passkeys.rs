@@ -81,6 +81,13 @@ async fn a_recipient_enrols_a_passkey_and_approves_with_it() {
         )
         .await;
     let fingerprint = fingerprint.as_str().unwrap().to_string();
+    // It wraps on a phone rather than run off the screen.
+    assert_eq!(
+        browser
+            .script("return getComputedStyle(document.getElementById('fingerprint')).overflowWrap")
+            .await,
+        "anywhere"
+    );
 
     // The computer shows the same fingerprint; the person there pins it.
     let shown = line_with(&mut lines, "Fingerprint: ").await;
@@ -136,12 +143,26 @@ async fn a_recipient_enrols_a_passkey_and_approves_with_it() {
         .iter()
         .find(|m| m.to == ["owner@example.com"])
         .expect("an email to owner@");
+    // owner@ has no passkey pinned: its email does not ask for one.
+    assert!(
+        !to_owner.text().contains("with your"),
+        "{}",
+        to_owner.text()
+    );
+    assert!(
+        to_owner.text().contains("none of yours is"),
+        "{}",
+        to_owner.text()
+    );
 
     // An Allow without a passkey is not counted.
     let refused = world.click(&to_owner.link(), "allow").await;
     assert_eq!(refused.status(), reqwest::StatusCode::FORBIDDEN);
     let text = refused.text().await.unwrap();
-    assert!(text.starts_with("not counted: "), "{text}");
+    assert!(
+        text.starts_with("not counted: no passkey of yours is pinned on office-pc"),
+        "{text}"
+    );
     let (_, owners_page) = world.page(&to_owner.link()).await;
     assert!(
         owners_page.contains("No passkey of yours is pinned on this computer"),

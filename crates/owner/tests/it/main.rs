@@ -2,5 +2,6 @@
 //! one file of tests, and linking the stack once instead of once a file
 //! keeps the build short on two cores.
 
+mod approvers;
 mod tray;
 mod window;

@@ -120,6 +120,14 @@ async fn the_owner_changes_desktop_sharing_in_the_browser() {
         )
         .await;
     assert!(!problem.as_str().unwrap().is_empty(), "{problem}");
+    // Issue 31: "Not saved" at the top, and the focus (so the view) on the
+    // first problem.
+    browser
+        .wait_until(
+            "return document.getElementById('not-saved')?.textContent.startsWith('Not saved') && document.activeElement?.id === 'recipients'",
+            "Not saved at the top and the recipients box focused",
+        )
+        .await;
     assert_eq!(
         browser.script(&value("recipients")).await,
         "not-an-address",

@@ -70,14 +70,18 @@ export function onAsk(run) {
   form.addEventListener("submit", (event) => {
     event.preventDefault();
     form.querySelector("button").disabled = true;
-    run(document.getElementById("reason").value);
+    // What the approvers read is what was sent: the field no longer changes.
+    const reason = document.getElementById("reason");
+    reason.readOnly = true;
+    run(reason.value);
   });
 }
 
 /// Opens the socket for `query` (computer, reason, kind, rows, cols).
 /// `session.started(socket)` once the session runs, `session.output(data)`
 /// for each binary message, `session.ended(exit)` for the words shown when
-/// it ends, `session.error(message)` for the computer's complaints.
+/// it ends, `session.error(message)` for the computer's complaints (why
+/// the program or the desktop could not start).
 export function connect(query, session) {
   const scheme = location.protocol === "https:" ? "wss:" : "ws:";
   const socket = new WebSocket(`${scheme}//${location.host}/console/socket?${new URLSearchParams(query)}`);

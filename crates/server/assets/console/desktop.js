@@ -55,6 +55,11 @@ class DesktopChannel {
 onAsk((reason) => {
   let channel = null;
   const early = [];
+  // Why the desktop could not start, in the computer's words ("the computer
+  // cannot reach its VNC server at …"): the end of the session says it
+  // again, instead of only that it ended.
+  let failure = null;
+  const endWords = () => failure ?? "The desktop session ended.";
   connect(
     { computer, reason, kind: "desktop" },
     {
@@ -65,11 +70,15 @@ onAsk((reason) => {
         const rfb = new RFB(screen, channel, { shared: true });
         rfb.scaleViewport = true;
         rfb.addEventListener("connect", () => say("Connected to the desktop."));
-        rfb.addEventListener("disconnect", () => say("The desktop session ended."));
+        rfb.addEventListener("disconnect", () => say(endWords()));
       },
       output: (data) => (channel ? channel.deliver(data) : early.push(data)),
-      ended: () => "The desktop session ended.",
-      error: (message) => say(message),
+      ended: endWords,
+      error: (message) => {
+        failure = message;
+        screen.hidden = true;
+        say(message);
+      },
     },
   );
 });

@@ -6,12 +6,12 @@ const computer = document.getElementById("ask").dataset.computer;
 const box = document.getElementById("terminal");
 
 onAsk((reason) => {
-  box.hidden = false;
+  // The terminal shows once the session starts, so the wait shows no empty
+  // box; it starts at xterm's default size and is fitted then (the server
+  // passes the new size on to the computer).
   const term = new Terminal({ cursorBlink: true, scrollback: 5000 });
   const fit = new FitAddon.FitAddon();
   term.loadAddon(fit);
-  term.open(box);
-  fit.fit();
   const encoder = new TextEncoder();
   let live = null;
   const socket = connect(
@@ -19,6 +19,9 @@ onAsk((reason) => {
     {
       started: (open) => {
         live = open;
+        box.hidden = false;
+        term.open(box);
+        fit.fit();
         term.focus();
       },
       output: (data) => term.write(new Uint8Array(data)),

@@ -240,6 +240,44 @@ async fn the_desktop_shows_in_the_browser() {
     vnc.stop().await;
 }
 
+/// Issue 31: a desktop whose VNC server does not answer says why, as
+/// `connect -L` does, and shows no empty screen.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_desktop_that_cannot_start_says_why() {
+    let Some(browser) = Browser::start(1100, 800, false).await else {
+        return;
+    };
+    // A port nobody listens on: bound, then closed.
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let target = closed.local_addr().unwrap().to_string();
+    drop(closed);
+    let world = World::builder()
+        .without_email_authorization()
+        .desktop(&target)
+        .start()
+        .await;
+    sign_in(&browser, &world).await;
+    browser
+        .open(&format!("{}/console/desktop/office-pc", world.url))
+        .await;
+    browser.click("#ask button[type=submit]").await;
+    let words = format!("the computer cannot reach its VNC server at {target}: connection refused");
+    browser
+        .wait_until(
+            &format!("return document.getElementById('outcome').textContent === {words:?}"),
+            "the desktop's failure told in the computer's words",
+        )
+        .await;
+    assert_eq!(
+        browser
+            .script("return document.getElementById('screen').hidden")
+            .await,
+        true,
+        "no empty screen"
+    );
+    browser.quit().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn denial_cancellation_and_expiry_are_told_in_words() {
     let Some(browser) = Browser::start(1100, 800, false).await else {
@@ -258,6 +296,21 @@ async fn denial_cancellation_and_expiry_are_told_in_words() {
 
     browser.open(&terminal).await;
     ask(&browser, "denied").await;
+    // The wait shows no empty terminal, and the reason sent stays as sent.
+    assert_eq!(
+        browser
+            .script("return document.getElementById('terminal').hidden")
+            .await,
+        true,
+        "no terminal box while waiting"
+    );
+    assert_eq!(
+        browser
+            .script("return document.getElementById('reason').readOnly")
+            .await,
+        true,
+        "the reason is read-only once sent"
+    );
     let mails = world.smtp.wait_for(1).await;
     world.click(&mails[0].link(), "deny").await;
     browser

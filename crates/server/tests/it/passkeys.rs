@@ -170,7 +170,26 @@ async fn a_computer_has_at_most_three_enrolments_under_way() {
             "the server ended the enrolment: 3 enrolments of this computer are under way already: finish or stop one first"
         )
     );
-    assert_eq!(world.smtp.wait_for(3).await.len(), 3);
+    let mails = world.smtp.wait_for(3).await;
+    assert_eq!(mails.len(), 3);
+    // Issue 31: headers as the authorization emails have them, each its
+    // own Message-ID, and no line break inside a sentence.
+    assert_eq!(mails[0].header("MIME-Version").as_deref(), Some("1.0"));
+    let ids: std::collections::HashSet<_> =
+        mails.iter().map(|mail| mail.header("Message-ID")).collect();
+    assert_eq!(ids.len(), 3, "{ids:?}");
+    assert!(
+        ids.iter()
+            .all(|id| id.as_deref().is_some_and(|id| id.ends_with("@localhost>"))),
+        "{ids:?}"
+    );
+    assert!(
+        mails[0]
+            .text()
+            .contains("Then create the passkey. Its fingerprint"),
+        "{}",
+        mails[0].text()
+    );
     // Not a recipient: refused at the computer, nothing sent.
     let stranger = doorman_agent::enroll::start(&settings, "eve@example.com").await;
     assert!(matches!(
