@@ -65,6 +65,12 @@ pub enum ConsentResponse {
 /// Why `doorman consent` could not get an answer.
 #[derive(Debug, thiserror::Error)]
 pub enum ConsentError {
+    /// Nothing listens at the socket's path: no file there, or one an
+    /// agent that was killed left behind.
+    #[error(
+        "the agent is not running: nothing answers at {path} (start `doorman agent` with this settings file, as this user)"
+    )]
+    NotRunning { path: PathBuf },
     #[error(
         "cannot reach the running agent at {path}: {source} (is `doorman agent` running with this settings file, as this user?)"
     )]
@@ -255,7 +261,7 @@ pub fn ask_on_desktop(board: &ConsentBoard, id: &str, visitor: &Visitor, timeout
             Err(_) => "the desktop's user".into(),
         };
         if let Err(message) = board.answer(&id, decision, &user) {
-            tracing::info!(%message, "desktop answer not taken");
+            tracing::info!(reason = ?message, "desktop answer not taken");
         }
     });
 }
@@ -273,9 +279,9 @@ pub fn socket_path(config: &Path, configured: Option<&Path>) -> PathBuf {
     config.with_file_name(format!("{stem}.consent.sock"))
 }
 
-/// Listens on `path` (replacing a stale socket, mode 0600) and answers
-/// consent clients of this user until dropped.
-pub fn listen(path: &Path) -> std::io::Result<UnixListener> {
+/// Listens on `path` (replacing a stale socket, mode 0600) for consent
+/// clients of this user; the file goes when the [`SocketFile`] is dropped.
+pub fn listen(path: &Path) -> std::io::Result<(UnixListener, SocketFile)> {
     if let Ok(meta) = std::fs::symlink_metadata(path)
         && meta.file_type().is_socket()
     {
@@ -283,7 +289,37 @@ pub fn listen(path: &Path) -> std::io::Result<UnixListener> {
     }
     let listener = UnixListener::bind(path)?;
     std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))?;
-    Ok(listener)
+    let file = SocketFile {
+        path: path.to_path_buf(),
+        identity: socket_identity(path),
+    };
+    Ok((listener, file))
+}
+
+/// The consent socket's file, removed when dropped (the agent stopping),
+/// so that `doorman consent` then says the agent is not running. A file
+/// another agent bound at the path since is left alone.
+#[derive(Debug)]
+pub struct SocketFile {
+    path: PathBuf,
+    /// Device and inode of the socket this agent bound.
+    identity: Option<(u64, u64)>,
+}
+
+impl Drop for SocketFile {
+    fn drop(&mut self) {
+        if self.identity.is_some() && socket_identity(&self.path) == self.identity {
+            let _ = std::fs::remove_file(&self.path);
+        }
+    }
+}
+
+/// Device and inode of the socket at `path`, if a socket is there.
+fn socket_identity(path: &Path) -> Option<(u64, u64)> {
+    let meta = std::fs::symlink_metadata(path).ok()?;
+    meta.file_type()
+        .is_socket()
+        .then(|| (meta.dev(), meta.ino()))
 }
 
 /// Serves consent clients on `listener` forever. A failed accept (out of
@@ -402,7 +438,16 @@ pub async fn call_expecting(
         path: path.to_path_buf(),
         source,
     };
-    let stream = UnixStream::connect(path).await.map_err(unreachable)?;
+    let stream = UnixStream::connect(path)
+        .await
+        .map_err(|source| match source.kind() {
+            std::io::ErrorKind::NotFound | std::io::ErrorKind::ConnectionRefused => {
+                ConsentError::NotRunning {
+                    path: path.to_path_buf(),
+                }
+            }
+            _ => unreachable(source),
+        })?;
     // The credentials of whoever listens there, as the kernel recorded
     // them when it called listen().
     let peer = stream.peer_cred().map_err(unreachable)?.uid();

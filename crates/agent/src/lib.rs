@@ -78,10 +78,15 @@ pub async fn run(
     // to. With local consent on, an agent that cannot have it does not
     // start: something else may hold the path. With it off, the agent runs
     // without local answers (turning local consent on later needs a
-    // restart that can take the socket), and says so.
+    // restart that can take the socket), and says so. The socket's file
+    // goes when the agent stops (`_socket_file`, dropped once the task
+    // serving it is stopped).
     let socket = consent::socket_path(&config, settings.consent_socket.as_deref());
-    let consent_server = match consent::listen(&socket) {
-        Ok(listener) => Some(tokio::spawn(consent::serve(listener, board.clone()))),
+    let (consent_server, _socket_file) = match consent::listen(&socket) {
+        Ok((listener, file)) => (
+            Some(tokio::spawn(consent::serve(listener, board.clone()))),
+            Some(file),
+        ),
         Err(source) if settings.desktop_sharing.local_consent != LocalConsent::Off => {
             return Err(AgentError::ConsentSocket {
                 path: socket,
@@ -90,7 +95,7 @@ pub async fn run(
         }
         Err(error) => {
             tracing::warn!(path = %socket.display(), %error, "local consent unavailable: cannot listen on its socket (local consent is off; turning it on needs an agent that can)");
-            None
+            (None, None)
         }
     };
     let _stop_consent = consent_server

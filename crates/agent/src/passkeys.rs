@@ -4,6 +4,7 @@
 //! keys pinned in this computer's own settings.
 
 use crate::memory::AwaitedOffer;
+use doorman_core::display::counted;
 use doorman_core::passkey::{self, Assertion, B64, ChallengeParts, Expected, PasskeyError};
 use doorman_core::settings::EmailAuthorization;
 use doorman_proto::message::PasskeyRequirement;
@@ -111,7 +112,8 @@ pub fn verify(
     Err(match problem {
         Some(error) => error.to_string(),
         None => format!(
-            "it needs {required} approvals made with a passkey pinned on this computer, and has {verified}"
+            "it needs {} made with a passkey pinned on this computer, and has {verified}",
+            counted(required, "approval", "approvals")
         ),
     })
 }

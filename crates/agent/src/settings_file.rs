@@ -38,16 +38,11 @@ pub fn load(path: &Path) -> Result<AgentSettings, SettingsFileError> {
         path: path.to_path_buf(),
         source,
     })?;
-    let mut settings = AgentSettings::parse(&text).map_err(|error| SettingsFileError::Invalid {
+    let settings = AgentSettings::parse(&text).map_err(|error| SettingsFileError::Invalid {
         path: path.to_path_buf(),
         error,
     })?;
-    // A relative `ca` is relative to the settings file, not the working directory.
-    if let (Some(ca), Some(dir)) = (&settings.ca, path.parent())
-        && ca.is_relative()
-    {
-        settings.ca = Some(dir.join(ca));
-    }
+    let settings = resolved(path, settings);
     if let Some(ca) = &settings.ca
         && !ca.exists()
     {
@@ -59,8 +54,20 @@ pub fn load(path: &Path) -> Result<AgentSettings, SettingsFileError> {
     Ok(settings)
 }
 
+/// `settings` as the agent uses them: a relative `ca` is relative to the
+/// settings file at `path`, not to the working directory.
+fn resolved(path: &Path, mut settings: AgentSettings) -> AgentSettings {
+    if let (Some(ca), Some(dir)) = (&settings.ca, path.parent())
+        && ca.is_relative()
+    {
+        settings.ca = Some(dir.join(ca));
+    }
+    settings
+}
+
 /// Applies a change to the file, keeping its comments; an invalid change
-/// leaves the file untouched.
+/// leaves the file untouched. Returns the settings as [`load`] reads them
+/// (so that `settings set` prints `ca` as `settings show` does).
 pub fn apply(path: &Path, change: &SettingsChange) -> Result<AgentSettings, SettingsFileError> {
     if change.is_empty() {
         return Err(SettingsFileError::NoChange);
@@ -80,7 +87,7 @@ pub fn apply(path: &Path, change: &SettingsChange) -> Result<AgentSettings, Sett
         path: path.to_path_buf(),
         source,
     })?;
-    Ok(settings)
+    Ok(resolved(path, settings))
 }
 
 /// Replaces `path` with `bytes` atomically, keeping the file's permissions

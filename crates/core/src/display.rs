@@ -1,7 +1,8 @@
 //! How text that came from outside is shown to people: a command as one
 //! shell-quoted line with every invisible character spelled out, and the
 //! characters a one-line text (a reason, a name) may not hold because they
-//! change what a reader sees without being seen themselves.
+//! change what a reader sees without being seen themselves. Also a count
+//! with its noun in the right number ("1 approval", "2 approvals").
 
 use std::fmt::Write as _;
 
@@ -143,9 +144,26 @@ pub fn escape_hidden(text: &str) -> String {
     out
 }
 
+/// `n` and the noun that goes with it: `one` for 1, else `many`
+/// ("1 approval", "0 approvals", "3 approvals").
+pub fn counted<N>(n: N, one: &str, many: &str) -> String
+where
+    N: std::fmt::Display + PartialEq + From<u8>,
+{
+    let noun = if n == N::from(1) { one } else { many };
+    format!("{n} {noun}")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_count_of_one_takes_the_singular() {
+        assert_eq!(counted(1u32, "approval", "approvals"), "1 approval");
+        assert_eq!(counted(0u64, "approval", "approvals"), "0 approvals");
+        assert_eq!(counted(2usize, "session", "sessions"), "2 sessions");
+    }
 
     fn argv(words: &[&str]) -> Vec<String> {
         words.iter().map(|w| w.to_string()).collect()

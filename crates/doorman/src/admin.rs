@@ -133,10 +133,8 @@ async fn access(store: &doorman_server::store::Store, command: AccessCommand) ->
             operator,
             computers,
         } => {
-            let cancelled = admin::revoke_grant(store, &operator, &computers).await?;
-            eprintln!(
-                "revoked; {cancelled} pending request(s) cancelled; running sessions on computers {operator:?} no longer reaches end within a heartbeat"
-            );
+            let revoked = admin::revoke_grant(store, &operator, &computers).await?;
+            eprintln!("{}", admin::describe_revocation(&revoked));
         }
         AccessCommand::List { json } => {
             for row in admin::grants(store).await? {
@@ -284,7 +282,12 @@ async fn blocks(store: &doorman_server::store::Store, command: BlocksCommand) ->
     use doorman_server::clock::{format_time, system_millis};
     match command {
         BlocksCommand::List { json } => {
-            for block in store.blocks(system_millis()).await? {
+            let blocks = store.blocks(system_millis()).await?;
+            // Said on stderr, so that stdout stays empty for scripts.
+            if blocks.is_empty() && !json {
+                eprintln!("no block is in force: no operator is kept from any computer");
+            }
+            for block in blocks {
                 if json {
                     let line = serde_json::json!({
                         "operator": block.operator,

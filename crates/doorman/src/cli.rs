@@ -385,7 +385,8 @@ pub enum ConsentCommand {
 pub struct ConnectArgs {
     /// The computer's name
     pub computer: String,
-    /// The server's URL [env: DOORMAN_SERVER]
+    // clap adds `[env: DOORMAN_SERVER=]` to the help itself.
+    /// The server's URL
     #[arg(long, env = "DOORMAN_SERVER", value_name = "URL")]
     pub server: Option<String>,
     /// The operator token from `doorman admin operator add`

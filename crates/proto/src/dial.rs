@@ -6,6 +6,7 @@
 //! server's one-line message.
 
 use crate::UPGRADE_PROTOCOL;
+use crate::cert_problem::{Peer, describe};
 use crate::tls::MaybeTls;
 use bytes::Bytes;
 use http_body_util::{BodyExt, Empty, Limited};
@@ -52,8 +53,8 @@ pub enum DialError {
 }
 
 /// A failed TLS handshake; a certificate this side does not trust says
-/// what to do about it.
-fn tls_error(address: &str, error: std::io::Error) -> DialError {
+/// what to do about it, naming `ca`, the CA file trusted, if one was given.
+fn tls_error(address: &str, ca: Option<&std::path::Path>, error: std::io::Error) -> DialError {
     let certificate = error
         .get_ref()
         .and_then(|inner| inner.downcast_ref::<rustls::Error>())
@@ -64,7 +65,7 @@ fn tls_error(address: &str, error: std::io::Error) -> DialError {
     match certificate {
         Some(problem) => DialError::Untrusted {
             address: address.to_string(),
-            problem: crate::cert_problem::describe(problem),
+            problem: describe(problem, Peer::Doorman, ca),
         },
         None => DialError::Tls {
             address: address.to_string(),
@@ -81,6 +82,9 @@ pub struct Dialer {
     authority: String,
     /// Set for `https://` servers.
     tls: Option<Arc<rustls::ClientConfig>>,
+    /// The CA file trusted instead of the system's roots, if one was given
+    /// (named when the server's certificate does not match it).
+    ca: Option<std::path::PathBuf>,
 }
 
 impl std::fmt::Debug for Dialer {
@@ -126,6 +130,7 @@ impl Dialer {
             port,
             authority: authority.to_string(),
             tls,
+            ca: ca.map(std::path::Path::to_path_buf),
         })
     }
 
@@ -173,7 +178,7 @@ impl Dialer {
                 let tls = TlsConnector::from(Arc::clone(config))
                     .connect(name, stream)
                     .await
-                    .map_err(|e| tls_error(&address, e))?;
+                    .map_err(|e| tls_error(&address, self.ca.as_deref(), e))?;
                 MaybeTls::Tls(Box::new(tls))
             }
         };

@@ -8,8 +8,9 @@
 
 use crate::clock::system_millis;
 use crate::secrets::{self, AGENT_KEY_PREFIX, OPERATOR_TOKEN_PREFIX};
-use crate::store::{AuditEvent, GrantRow, Principal, Store, StoreError};
+use crate::store::{AuditEvent, GrantRow, Principal, Revocation, Store, StoreError};
 use doorman_core::access::{ComputerPattern, ServiceSet};
+use doorman_core::display::counted;
 use doorman_core::names::validate_name;
 use doorman_core::settings::validate_recipient;
 
@@ -130,18 +131,50 @@ pub async fn grant(
         .await?)
 }
 
-/// Takes grants away; returns how many pending requests that cancelled.
+/// Takes grants away; returns how many pending requests that cancelled,
+/// and the running sessions the server ends for it (within a heartbeat).
 pub async fn revoke_grant(
     store: &Store,
     operator: &str,
     patterns: &[ComputerPattern],
-) -> Result<u64, AdminError> {
+) -> Result<Revocation, AdminError> {
     if patterns.is_empty() {
         return Err(AdminError::NoPatterns);
     }
     Ok(store
         .revoke_grant(operator, patterns, system_millis())
         .await?)
+}
+
+/// What `doorman admin access revoke` says it did, in one line: the
+/// requests cancelled and each running session that ends, as `alice →
+/// office-pc (shell)`.
+pub fn describe_revocation(revocation: &Revocation) -> String {
+    let cancelled = match revocation.cancelled {
+        0 => "no pending request cancelled".to_string(),
+        n => format!(
+            "{} cancelled",
+            counted(n, "pending request", "pending requests")
+        ),
+    };
+    let sessions = &revocation.sessions;
+    if sessions.is_empty() {
+        return format!("revoked; {cancelled}; no running session is affected");
+    }
+    let listed: Vec<String> = sessions
+        .iter()
+        .map(|session| match session.service {
+            Some(service) => format!("{} → {} ({service})", session.operator, session.computer),
+            None => format!("{} → {}", session.operator, session.computer),
+        })
+        .collect();
+    let verb = if sessions.len() == 1 { "ends" } else { "end" };
+    format!(
+        "revoked; {cancelled}; {} {verb} within a heartbeat ({} s): {}",
+        counted(sessions.len(), "running session", "running sessions"),
+        crate::DEFAULT_HEARTBEAT.as_secs(),
+        listed.join(", ")
+    )
 }
 
 /// The operators that have an email address, with it.

@@ -339,7 +339,7 @@ async fn refused(state: &AppState, from: &Asker<'_>, recipient: &str) -> Option<
     if let Err(error) = state.broker.store.record(&refused).await {
         tracing::error!(%error, "cannot record a refused enrolment");
     }
-    tracing::warn!(%computer, %recipient, %message, "passkey enrolment refused");
+    tracing::warn!(%computer, %recipient, reason = ?message, "passkey enrolment refused");
     Some(message)
 }
 

@@ -118,6 +118,8 @@ struct ApprovalPage<'a> {
     approved_by_you: bool,
     nonce: String,
     status: String,
+    /// What a report ("I did not expect this") did, once one denied it.
+    report: Option<String>,
     block_minutes: u32,
     /// The ceremony's data, when the computer requires passkeys.
     passkey: Option<crate::passkey_approval::PasskeyPage>,
@@ -247,6 +249,43 @@ fn status_line(request: &RequestRow, now: i64) -> String {
     }
 }
 
+/// What the page says of a request denied through "I did not expect
+/// this" (issue 31): that the report is recorded, and the block it left,
+/// until when, or that it is over. `None` for any other request.
+async fn report_note(
+    state: &AppState,
+    request: &RequestRow,
+    now: i64,
+) -> Result<Option<String>, PageError> {
+    if request.state != RequestState::Denied
+        || !state.broker.store.was_reported(&request.id).await?
+    {
+        return Ok(None);
+    }
+    let until = match (request.operator_id, request.computer_id) {
+        (Some(operator), Some(computer)) => {
+            state
+                .broker
+                .store
+                .blocked_until(operator, computer, now)
+                .await?
+        }
+        _ => None,
+    };
+    let (operator, computer) = (&request.operator, &request.computer);
+    let block = match until {
+        Some(until) => format!(
+            "{operator} may not ask {computer} again until {} (an administrator can lift this block: doorman admin blocks lift {operator} {computer}).",
+            format_time(until)
+        ),
+        None => format!("The block that kept {operator} from asking {computer} again is over."),
+    };
+    let by = request.decided_by.as_deref().unwrap_or("A recipient");
+    Ok(Some(format!(
+        "{by} reported this request as unexpected (\"I did not expect this\"): the report is recorded in the audit trail. {block}"
+    )))
+}
+
 /// Whether a POST comes from our own page. A browser's `Sec-Fetch-Site`
 /// (which pages cannot forge) must say `same-origin` when sent, and an
 /// `Origin`, when sent, must be the public URL's (or, for a browser on this
@@ -323,6 +362,7 @@ pub async fn show(
     let counted = u32::try_from(approvals.len()).unwrap_or(u32::MAX);
     let passkey = crate::passkey_approval::page(&request, &recipient, &state.public);
     let scripted = passkey.is_some();
+    let report = report_note(&state, &request, now).await?;
     let mut response = render(
         StatusCode::OK,
         &ApprovalPage {
@@ -350,6 +390,7 @@ pub async fn show(
                 .collect(),
             nonce: state.broker.key.page_nonce(&hash),
             status: status_line(&request, now),
+            report,
             block_minutes: state.broker.limits.block_minutes,
             passkey,
         },

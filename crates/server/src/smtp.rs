@@ -12,13 +12,14 @@
 //! connections are kept for the next emails, checked with NOOP before reuse.
 
 use crate::ServerError;
+use doorman_proto::cert_problem::{self, Peer};
 use lettre::transport::smtp::authentication::{Credentials, DEFAULT_MECHANISMS};
 use lettre::transport::smtp::client::{
     AsyncSmtpConnection, AsyncTokioStream, Certificate, CertificateStore, TlsParameters,
 };
 use lettre::transport::smtp::extension::ClientId;
 use rustls::pki_types::ServerName;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use tokio::net::TcpStream;
@@ -75,6 +76,8 @@ pub struct SmtpRelay {
     host: String,
     port: u16,
     security: Security,
+    /// `--smtp-ca`, named when the relay's certificate does not match it.
+    ca: Option<PathBuf>,
     credentials: Option<Credentials>,
     hello: ClientId,
     idle: Mutex<Vec<(AsyncSmtpConnection, Instant)>>,
@@ -174,6 +177,7 @@ impl SmtpRelay {
             host,
             port: parsed.port().unwrap_or(default_port),
             security,
+            ca: ca.map(Path::to_path_buf),
             credentials,
             hello,
             idle: Mutex::new(Vec::new()),
@@ -227,7 +231,7 @@ impl SmtpRelay {
                 let tls = tokio_rustls::TlsConnector::from(config.clone())
                     .connect(name.clone(), socket)
                     .await
-                    .map_err(|e| SendError::Tls(plain_tls_error(e)))?;
+                    .map_err(|e| SendError::Tls(plain_tls_error(e, self.ca.as_deref())))?;
                 Box::new(ImplicitTls(tls))
             }
             Security::Plain | Security::StartTls { .. } => Box::new(socket),
@@ -272,14 +276,15 @@ fn starttls_parameters(host: &str, ca: Option<&Path>) -> Result<TlsParameters, S
     builder.build_rustls().map_err(|e| e.to_string())
 }
 
-/// A certificate the relay presented that we do not trust, in plain words.
-fn plain_tls_error(error: std::io::Error) -> std::io::Error {
+/// A certificate the relay presented that we do not trust, in plain words
+/// (naming `ca`, the CA file trusted, if one was given).
+fn plain_tls_error(error: std::io::Error, ca: Option<&Path>) -> std::io::Error {
     let described = error
         .get_ref()
         .and_then(|inner| inner.downcast_ref::<rustls::Error>())
         .and_then(|tls| match tls {
             rustls::Error::InvalidCertificate(problem) => {
-                Some(doorman_proto::cert_problem::describe(problem))
+                Some(cert_problem::describe(problem, Peer::Smtp, ca))
             }
             _ => None,
         });

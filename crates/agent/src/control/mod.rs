@@ -68,9 +68,11 @@ pub async fn run_forever(
                 if status == hyper::StatusCode::UNAUTHORIZED =>
             {
                 // Retrying at once cannot help; a fixed key can, so it is
-                // watched for.
+                // watched for. The server's words go in a field of their
+                // own: one named `message` would be printed unlabelled,
+                // run together with this line's.
                 tracing::error!(
-                    %message,
+                    server_said = ?message,
                     settings = %config.display(),
                     "the server refused this agent's key: put the key that `doorman admin agent add` or `agent rotate` printed in the settings file (key = ...); trying again in 5 minutes, or as soon as the key there changes"
                 );

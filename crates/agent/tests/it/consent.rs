@@ -1,7 +1,8 @@
 //! The local-consent socket is the agent's or nobody's (issue 25): a client
 //! talks only to a socket its own user serves, and sends nothing to any
 //! other; an agent whose settings ask for local consent does not start
-//! when something else holds its socket's path.
+//! when something else holds its socket's path. Without a listening agent
+//! the client says the agent is not running (issue 31).
 
 use doorman_agent::consent::{self, ConsentError, ConsentRequest, ConsentResponse};
 use std::os::unix::fs::MetadataExt;
@@ -113,4 +114,45 @@ async fn an_agent_asking_for_local_consent_does_not_start_without_its_socket() {
         "not the agent's",
         "what held the path is left alone"
     );
+}
+
+/// Issue 31: the socket's file goes with the agent, and a client finding
+/// none (or one nobody listens on) is told the agent is not running. A
+/// socket another agent bound at the path since is left alone.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_a_listening_agent_the_client_says_it_is_not_running() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("agent.consent.sock");
+    let error = consent::call(&path, &ConsentRequest::Status)
+        .await
+        .expect_err("nothing listens");
+    assert!(
+        matches!(error, ConsentError::NotRunning { .. }),
+        "{error:?}"
+    );
+    let expected = format!(
+        "the agent is not running: nothing answers at {}",
+        path.display()
+    );
+    assert!(error.to_string().starts_with(&expected), "{error}");
+
+    let (listener, file) = consent::listen(&path).unwrap();
+    assert!(path.exists());
+    drop(listener);
+    // A socket file nobody listens on: what a killed agent leaves.
+    let error = consent::call(&path, &ConsentRequest::Status)
+        .await
+        .expect_err("nothing listens");
+    assert!(
+        matches!(error, ConsentError::NotRunning { .. }),
+        "{error:?}"
+    );
+    drop(file);
+    assert!(!path.exists(), "the socket went with its agent");
+
+    let (_listener, file) = consent::listen(&path).unwrap();
+    std::fs::remove_file(&path).unwrap();
+    let _another = UnixListener::bind(&path).unwrap();
+    drop(file);
+    assert!(path.exists(), "another agent's socket stays");
 }

@@ -167,7 +167,7 @@ async fn allowed_without_an_assertion_starts_nothing() {
     agent.allowed("r1", Vec::new()).await;
     assert_eq!(
         agent.refusal("r1").await,
-        "it needs 1 approvals made with a passkey pinned on this computer, and has 0"
+        "it needs 1 approval made with a passkey pinned on this computer, and has 0"
     );
 }
 

@@ -165,7 +165,8 @@ pub enum AccessCommand {
         services: Option<ServiceSet>,
     },
     /// Take grants away: pending requests and running sessions on computers
-    /// OPERATOR no longer reaches end (sessions within a heartbeat).
+    /// OPERATOR no longer reaches end (sessions within a heartbeat); says
+    /// which running sessions end.
     Revoke {
         operator: String,
         /// The patterns granted before, comma-separated
@@ -187,7 +188,7 @@ pub enum AccessCommand {
 
 #[derive(Debug, Subcommand)]
 pub enum BlocksCommand {
-    /// The blocks in force.
+    /// The blocks in force (none: says so on stderr).
     List {
         /// One JSON object per line.
         #[arg(long)]

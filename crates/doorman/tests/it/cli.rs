@@ -1031,7 +1031,11 @@ async fn access_rules_through_the_binary() {
     ])
     .await;
     assert_eq!(code, 0, "{err}");
-    assert!(err.contains("1 pending request(s) cancelled"), "{err}");
+    // Issue 31: what the revocation did, with words in the right number.
+    assert!(
+        err.contains("revoked; 1 pending request cancelled; no running session is affected"),
+        "{err}"
+    );
     // (The waiting connect hears of it within a heartbeat, 20 s here; the
     // in-process tests pin that with a short one.)
     let (_, audit, _) = doorman(&["admin", "--data-dir", data, "audit", "--json"]).await;
@@ -1226,6 +1230,19 @@ async fn an_agent_whose_key_is_refused_says_how_to_fix_it_and_takes_the_fix_at_o
         .await;
     assert!(log.contains("ERROR"), "{log}");
     assert!(log.contains("doorman admin agent add"), "{log}");
+    // Issue 31: the server's words and the settings file are fields of
+    // their own, labelled, not run together with the message.
+    let line = log
+        .lines()
+        .find(|l| l.contains("the server refused this agent's key"))
+        .unwrap();
+    assert!(
+        line.contains(&format!(
+            "key there changes server_said=\"invalid agent name or key\" settings={}",
+            config.display()
+        )),
+        "{line}"
+    );
     // The right key is taken without waiting out the five minutes.
     std::fs::write(&config, settings(&deployment.key)).unwrap();
     agent

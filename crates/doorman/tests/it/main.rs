@@ -13,3 +13,4 @@ mod recordings;
 mod settings;
 mod terminal;
 mod trust;
+mod words;

@@ -4,12 +4,14 @@
 //! handful of requests per certificate, so nothing is pooled.
 
 use bytes::Bytes;
+use doorman_proto::cert_problem::{self, Peer};
 use http_body_util::BodyExt;
 use hyper::Request;
 use hyper_util::rt::TokioIo;
 use instant_acme::{BodyWrapper, BytesResponse, Error, HttpClient};
 use rustls::pki_types::ServerName;
 use std::future::Future;
+use std::path::{Path, PathBuf};
 use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
@@ -23,12 +25,18 @@ const MAX_RESPONSE_BYTES: usize = 1 << 20;
 #[derive(Clone)]
 pub struct AcmeHttp {
     tls: tokio_rustls::TlsConnector,
+    /// `--acme-ca`, named when the ACME server's certificate does not
+    /// match it.
+    ca: Option<PathBuf>,
 }
 
 impl AcmeHttp {
-    pub fn new(tls: Arc<rustls::ClientConfig>) -> Self {
+    /// A client with `tls`, which trusts `ca` if given (else the system's
+    /// roots).
+    pub fn new(tls: Arc<rustls::ClientConfig>, ca: Option<&Path>) -> Self {
         Self {
             tls: tokio_rustls::TlsConnector::from(tls),
+            ca: ca.map(Path::to_path_buf),
         }
     }
 }
@@ -43,8 +51,9 @@ impl HttpClient for AcmeHttp {
         request: Request<BodyWrapper<Bytes>>,
     ) -> Pin<Box<dyn Future<Output = Result<BytesResponse, Error>> + Send>> {
         let tls = self.tls.clone();
+        let ca = self.ca.clone();
         Box::pin(async move {
-            tokio::time::timeout(REQUEST_TIMEOUT, send(tls, request))
+            tokio::time::timeout(REQUEST_TIMEOUT, send(tls, ca.as_deref(), request))
                 .await
                 .map_err(|_| other("the ACME server did not answer within 30 s".into()))?
         })
@@ -53,6 +62,7 @@ impl HttpClient for AcmeHttp {
 
 async fn send(
     tls: tokio_rustls::TlsConnector,
+    ca: Option<&Path>,
     mut request: Request<BodyWrapper<Bytes>>,
 ) -> Result<BytesResponse, Error> {
     let uri = request.uri().clone();
@@ -75,11 +85,10 @@ async fn send(
             ))
         })?;
     let name = ServerName::try_from(host.clone()).map_err(|e| other(e.to_string()))?;
-    let stream = tls.connect(name, tcp).await.map_err(|e| {
-        other(format!(
-            "TLS with the ACME server at {host}:{port} failed: {e}"
-        ))
-    })?;
+    let stream = tls
+        .connect(name, tcp)
+        .await
+        .map_err(|e| other(tls_failure(&format!("{host}:{port}"), ca, &e)))?;
     let (mut sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
         .await
         .map_err(|e| other(e.to_string()))?;
@@ -125,10 +134,66 @@ async fn send(
     )))
 }
 
+/// A failed TLS handshake with the ACME server at `address`, in the plain
+/// words SECURITY.md promises: a certificate this side does not trust
+/// (against `ca`, the `--acme-ca` given, if any) says what to do about it.
+fn tls_failure(address: &str, ca: Option<&Path>, error: &std::io::Error) -> String {
+    let problem = error
+        .get_ref()
+        .and_then(|inner| inner.downcast_ref::<rustls::Error>())
+        .and_then(|tls| match tls {
+            rustls::Error::InvalidCertificate(problem) => Some(problem),
+            _ => None,
+        });
+    match problem {
+        Some(problem) => format!(
+            "the certificate of the ACME server at {address} {}",
+            cert_problem::describe(problem, Peer::Acme, ca)
+        ),
+        None => format!("TLS with the ACME server at {address} failed: {error}"),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    /// Issue 31: a TLS failure with the ACME server is told in the plain
+    /// words SECURITY.md promises, naming the `--acme-ca` that does not
+    /// match, not rustls' enum names.
+    #[tokio::test]
+    async fn an_acme_server_another_ca_signed_is_named_in_plain_words() {
+        let dir = tempfile::tempdir().unwrap();
+        let certificates = doorman_test_support::tls::generate(&dir.path().join("acme"));
+        let other = doorman_test_support::tls::generate(&dir.path().join("other"));
+        let server =
+            doorman_proto::tls::server_config(&certificates.cert, &certificates.key).unwrap();
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        tokio::spawn(async move {
+            if let Ok((tcp, _)) = listener.accept().await {
+                let _ = tokio_rustls::TlsAcceptor::from(server).accept(tcp).await;
+            }
+        });
+        let client = doorman_proto::tls::client_config(Some(&other.ca)).unwrap();
+        let request = Request::get(format!("https://localhost:{port}/directory"))
+            .body(BodyWrapper::from(Vec::new()))
+            .unwrap();
+        let acme = AcmeHttp::new(client, Some(&other.ca));
+        let Err(error) = acme.request(request).await else {
+            panic!("a server another CA signed was trusted");
+        };
+        let text = error.to_string();
+        let expected = format!(
+            "the certificate of the ACME server at localhost:{port} does not match the CA in {}",
+            other.ca.display()
+        );
+        assert!(text.starts_with(&expected), "{text}");
+        assert!(text.contains("with --acme-ca"), "{text}");
+        assert!(!text.contains("BadSignature"), "{text}");
+        assert!(!text.contains("UnknownIssuer"), "{text}");
+    }
 
     /// Issue 25: a 1.5 GiB directory answer grew the server to 1.6 GB.
     #[tokio::test]
@@ -162,7 +227,7 @@ mod tests {
         let request = Request::get(format!("https://localhost:{port}/directory"))
             .body(BodyWrapper::from(Vec::new()))
             .unwrap();
-        let Err(error) = AcmeHttp::new(client).request(request).await else {
+        let Err(error) = AcmeHttp::new(client, None).request(request).await else {
             panic!("an answer of a gigabyte was taken");
         };
         assert!(

@@ -30,7 +30,7 @@ impl<W> Served<W> {
                 }
             }
             AgentToServer::TunnelRefused { tunnel_id, message } => {
-                tracing::info!(%message, "tunnel refused by the agent");
+                tracing::info!(reason = ?message, "tunnel refused by the agent");
                 // Dropping the slot tells the waiting operator at once.
                 drop(broker.sessions.take_sender(&tunnel_id, name));
             }

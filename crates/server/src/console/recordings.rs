@@ -190,7 +190,7 @@ impl Playback {
         let text = match crate::recording::cast::chunk_text(&chunk) {
             Ok(text) => text,
             Err(message) => {
-                tracing::error!(recording = self.id, %message, "cannot play a session recording");
+                tracing::error!(recording = self.id, problem = ?message, "cannot play a session recording");
                 return Some((Err(std::io::Error::other(message)), self));
             }
         };

@@ -10,6 +10,7 @@ use crate::relay::OperatorStream;
 use crate::secrets;
 use crate::store::{Millis, NewRequest, RequestRow};
 use doorman_core::authorization::{Event, seconds_left};
+use doorman_core::display::counted;
 use doorman_core::mask::mask_address;
 use doorman_core::{CancelCause, LocalConsent, Outcome};
 use doorman_proto::connection::Connection;
@@ -44,7 +45,7 @@ pub(super) async fn require_authorization(
     ask.max_session_seconds = policy.max_session_seconds;
     let (timeout_secs, required) = (policy.timeout_secs, policy.required_approvals);
     if let Err(message) = validate_agent_answer(&policy.recipients, timeout_secs, required) {
-        tracing::warn!(computer = %ask.computer, %message, "agent sent unusable settings");
+        tracing::warn!(computer = %ask.computer, problem = ?message, "agent sent unusable settings");
         let message = format!("the computer's settings are unusable: {message}");
         withdraw(broker, &ask, &request_id);
         return refuse(&mut connection, Refusal::SessionFailed, message).await;
@@ -55,8 +56,9 @@ pub(super) async fn require_authorization(
     let eligible = u32::try_from(recipients.len()).unwrap_or(u32::MAX);
     if eligible < required {
         let message = format!(
-            "computer {:?} needs {required} approvals but only {eligible} of its recipients may approve your requests (your own address cannot)",
-            ask.computer
+            "computer {:?} needs {} but only {eligible} of its recipients may approve your requests (your own address cannot)",
+            ask.computer,
+            counted(required, "approval", "approvals")
         );
         let refusal = (Refusal::NotOffered, message.clone());
         withdraw(broker, &ask, &request_id);

@@ -7,7 +7,7 @@ use super::{
     AuditEvent, Millis, OperatorId, Principal, REQUEST_COLUMNS, Store, StoreError, insert_audit,
     insert_principal_in, request_from_row,
 };
-use doorman_core::access::{ComputerPattern, Grant, ServiceSet, permits};
+use doorman_core::access::{ComputerPattern, Grant, ServiceKind, ServiceSet, permits};
 use doorman_core::{AuditKind, CancelCause, Revoked};
 use doorman_proto::message::Service;
 use sqlx::{AnyConnection, Row};
@@ -52,6 +52,67 @@ fn grant_from_row(row: &sqlx::any::AnyRow) -> Result<GrantRow, StoreError> {
         },
         created_at: row.try_get("created_at")?,
     })
+}
+
+/// What `doorman admin access revoke` did: the pending requests it
+/// cancelled, and the running sessions the server ends for it.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Revocation {
+    pub cancelled: u64,
+    pub sessions: Vec<CutSession>,
+}
+
+/// A running session whose operator no longer reaches its computer for
+/// its service: the server ends it within a heartbeat.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CutSession {
+    pub operator: String,
+    pub computer: String,
+    /// Its service; `None` for a session no request was made for (email
+    /// authorization off), whose service is not recorded: such a session
+    /// is listed only when the computer is out of reach for every service.
+    pub service: Option<ServiceKind>,
+}
+
+/// The running sessions of the operator named `operator` that its
+/// `remaining` grants no longer cover, as the sessions table knows them
+/// (a row a server stopped by `kill -9` left open counts too).
+async fn sessions_cut_in(
+    conn: &mut AnyConnection,
+    operator: &str,
+    remaining: &[Grant],
+) -> Result<Vec<CutSession>, StoreError> {
+    let rows = sqlx::query(
+        "SELECT s.computer AS computer, r.service_json AS service_json
+         FROM sessions s LEFT JOIN requests r ON r.id = s.request_id
+         WHERE s.operator = $1 AND s.ended_at IS NULL ORDER BY s.started_at, s.id",
+    )
+    .bind(operator)
+    .fetch_all(conn)
+    .await?;
+    let mut cut = Vec::new();
+    for row in &rows {
+        let computer: String = row.try_get("computer")?;
+        let service_json: Option<String> = row.try_get("service_json")?;
+        let service = service_json
+            .as_deref()
+            .and_then(|json| serde_json::from_str::<Service>(json).ok())
+            .map(|service| service.kind());
+        let ends = match service {
+            Some(kind) => !permits(remaining, &computer, kind),
+            None => !ServiceKind::ALL
+                .into_iter()
+                .any(|kind| permits(remaining, &computer, kind)),
+        };
+        if ends {
+            cut.push(CutSession {
+                operator: operator.to_string(),
+                computer,
+                service,
+            });
+        }
+    }
+    Ok(cut)
 }
 
 /// The grants of the operator with this id.
@@ -159,13 +220,14 @@ impl Store {
 
     /// Takes grants away; the operator's pending requests to computers it no
     /// longer reaches are cancelled in the same transaction (its running
-    /// sessions there end within a heartbeat). Returns how many were.
+    /// sessions there end within a heartbeat). Returns how many were
+    /// cancelled, and the running sessions that end.
     pub async fn revoke_grant(
         &self,
         operator: &str,
         patterns: &[ComputerPattern],
         now: Millis,
-    ) -> Result<u64, StoreError> {
+    ) -> Result<Revocation, StoreError> {
         let mut tx = self.begin_write().await?;
         let id = operator_id_in(&mut tx, operator).await?;
         for pattern in patterns {
@@ -213,8 +275,12 @@ impl Store {
             what: Revoked::Access,
         };
         let cancelled = cancel_in(&mut tx, lost, cause, now).await?;
+        let sessions = sessions_cut_in(&mut tx, operator, &remaining).await?;
         tx.commit().await?;
-        Ok(cancelled)
+        Ok(Revocation {
+            cancelled,
+            sessions,
+        })
     }
 
     /// Every grant, by operator and pattern.

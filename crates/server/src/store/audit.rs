@@ -124,6 +124,19 @@ impl Store {
         Ok(())
     }
 
+    /// Whether request `request_id` was denied through "I did not expect
+    /// this", as its audit trail says (pruned with it after the retention).
+    pub async fn was_reported(&self, request_id: &str) -> Result<bool, StoreError> {
+        let row = sqlx::query(
+            "SELECT 1 AS reported FROM audit_events WHERE request_id = $1 AND event = $2 LIMIT 1",
+        )
+        .bind(request_id)
+        .bind(AuditKind::Reported.as_str())
+        .fetch_optional(&self.pool)
+        .await?;
+        Ok(row.is_some())
+    }
+
     /// Deletes the events before `before`, and records that it did (with
     /// `by`); how many were deleted.
     pub async fn prune_audit(

@@ -30,7 +30,7 @@ mod rows;
 mod sessions;
 pub mod transitions;
 
-pub use access::GrantRow;
+pub use access::{CutSession, GrantRow, Revocation};
 pub use audit::AuditEvent;
 pub use backend::Backend;
 pub use faults::Faults;

@@ -4,10 +4,10 @@
 //! removed and added again under its name has none of the old grants.
 
 use doorman_client::{ConnectError, EndCause, SessionKind};
-use doorman_core::access::{ComputerPattern, ServiceSet};
+use doorman_core::access::{ComputerPattern, ServiceKind, ServiceSet};
 use doorman_core::{AuditKind, RequestState};
 use doorman_server::admin::{self, NewOperator};
-use doorman_server::store::Principal;
+use doorman_server::store::{CutSession, Principal};
 use doorman_test_support::World;
 use doorman_test_support::world::COMPUTER;
 
@@ -101,16 +101,33 @@ async fn revoking_a_grant_cancels_the_pending_request_and_ends_the_session() {
     let waiting = world.connect_to(COMPUTER, &dave, &["true"], "");
     let id = waiting.request_id().await;
 
-    // Revoking another pattern changes nothing.
-    admin::revoke_grant(&world.broker.store, "dave", &patterns("lab-*"))
+    // Revoking another pattern changes nothing, and says so.
+    let revoked = admin::revoke_grant(&world.broker.store, "dave", &patterns("lab-*"))
         .await
         .unwrap();
     assert_eq!(world.state_of(&id).await, RequestState::Pending);
+    assert_eq!(
+        admin::describe_revocation(&revoked),
+        "revoked; no pending request cancelled; no running session is affected"
+    );
 
-    let cancelled = admin::revoke_grant(&world.broker.store, "dave", &patterns("office-pc"))
+    let revoked = admin::revoke_grant(&world.broker.store, "dave", &patterns("office-pc"))
         .await
         .unwrap();
-    assert_eq!(cancelled, 1);
+    assert_eq!(revoked.cancelled, 1);
+    // Issue 31: which running sessions end.
+    assert_eq!(
+        revoked.sessions,
+        [CutSession {
+            operator: "dave".into(),
+            computer: COMPUTER.into(),
+            service: Some(ServiceKind::Command),
+        }]
+    );
+    assert_eq!(
+        admin::describe_revocation(&revoked),
+        "revoked; 1 pending request cancelled; 1 running session ends within a heartbeat (20 s): dave → office-pc (command)"
+    );
     world.pass_a_heartbeat();
     assert_eq!(world.state_of(&id).await, RequestState::Cancelled);
     let result = waiting.finish().await;

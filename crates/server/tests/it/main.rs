@@ -25,3 +25,4 @@ mod story;
 mod tls;
 mod vnc;
 mod wire;
+mod words;

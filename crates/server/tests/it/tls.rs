@@ -103,15 +103,19 @@ async fn a_server_the_operator_does_not_trust_is_refused_with_the_reason() {
         .await;
     let other = tempfile::tempdir().unwrap();
     let stranger = doorman_test_support::tls::generate(other.path());
-    world.ca = Some(stranger.ca);
+    world.ca = Some(stranger.ca.clone());
     let result = world.connect(&["true"], "").finish().await;
     let Err(ConnectError::Server(message)) = &result else {
         panic!("expected a TLS failure, got {result:?}")
     };
+    // Issue 31: a CA was given; it is the one that does not match.
     assert!(
         message.contains("the server at 127.0.0.1:")
-            && message.contains("does not verify against the CA trusted here")
-            && message.contains("pass --ca"),
+            && message.contains(&format!(
+                "does not match the CA in {}",
+                stranger.ca.display()
+            ))
+            && !message.contains("signed by no CA trusted here"),
         "{message}"
     );
     assert!(!message.contains('\n'));
