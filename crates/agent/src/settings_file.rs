@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 /// A settings file that cannot be read, parsed or written.
 #[derive(Debug, thiserror::Error)]
 pub enum SettingsFileError {
-    #[error("cannot read settings file {path}: {source}")]
+    #[error("cannot read settings file {path}: {source} (pass --config FILE)")]
     Read {
         path: PathBuf,
         source: std::io::Error,

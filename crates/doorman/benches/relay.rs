@@ -232,6 +232,7 @@ async fn start_doorman(dir: &Path, tls: bool, sink: SocketAddr, echo: SocketAddr
     let data = data.to_str().unwrap();
     let token = doorman(&[
         "admin",
+        "--create",
         "--data-dir",
         data,
         "operator",

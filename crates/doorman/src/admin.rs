@@ -1,52 +1,16 @@
 //! `doorman admin`: operators, agents, access rules, blocks and the audit
-//! trail, on the database the server uses (created only by the commands
-//! that add someone).
+//! trail, on the database the server uses ([`place`]: where it is, made
+//! only with `--create`).
 
 use crate::cli::{
     self, AccessCommand, AdminCommand, AuditCommand, BlocksCommand, OperatorCommand,
     PrincipalCommand, TlsCommand,
 };
-use anyhow::{Context, Result, bail};
+use anyhow::Result;
 use doorman_core::access::ServiceSet;
 use doorman_server::store::Principal;
-use std::path::PathBuf;
 
-/// The database an admin command works on. Only the commands that add
-/// something (`operator add`, `agent add`) may create one, and say so; the
-/// others refuse a data directory without a Doorman database, naming it,
-/// instead of creating an empty one by accident.
-async fn open_store(
-    data_dir: Option<PathBuf>,
-    database_url: Option<String>,
-    may_create: bool,
-) -> Result<doorman_server::store::Store> {
-    let url = match database_url {
-        Some(url) => url,
-        None => {
-            let dir =
-                data_dir.unwrap_or_else(|| PathBuf::from(doorman_server::config::DEFAULT_DATA_DIR));
-            let file = dir.join("doorman.db");
-            if !file.exists() {
-                if !may_create {
-                    bail!(
-                        "no Doorman database in {} ({} does not exist): pass the server's --data-dir or --database-url",
-                        dir.display(),
-                        file.display()
-                    );
-                }
-                doorman_server::private::create_dir(&dir)
-                    .with_context(|| format!("cannot create {}", dir.display()))?;
-                eprintln!(
-                    "created a new Doorman database {}; start the server with --data-dir {}",
-                    file.display(),
-                    dir.display()
-                );
-            }
-            doorman_server::default_database_url(&dir)
-        }
-    };
-    Ok(doorman_server::store::Store::open(&url).await?)
-}
+mod place;
 
 /// `admin operator …`.
 async fn operator(store: &doorman_server::store::Store, command: OperatorCommand) -> Result<()> {
@@ -198,21 +162,16 @@ async fn principal(
 }
 
 pub async fn admin(args: cli::AdminArgs) -> Result<()> {
-    if let AdminCommand::Tls(TlsCommand::Init { names, ips }) = &args.command {
-        if args.database_url.is_some() {
-            bail!("tls init writes into a data directory: pass --data-dir, not --database-url");
-        }
-        let dir = args
-            .data_dir
-            .unwrap_or_else(|| PathBuf::from(doorman_server::config::DEFAULT_DATA_DIR));
-        return tls_init(&dir, names, ips);
+    let place = place::Place::find(&args)?;
+    if let AdminCommand::Tls(TlsCommand::Init {
+        names,
+        ips,
+        replace,
+    }) = &args.command
+    {
+        return tls_init(place.data_dir()?, names, ips, *replace);
     }
-    let may_create = matches!(
-        args.command,
-        AdminCommand::Operator(OperatorCommand::Add { .. })
-            | AdminCommand::Agent(PrincipalCommand::Add { .. })
-    );
-    let store = open_store(args.data_dir, args.database_url, may_create).await?;
+    let store = place.open(args.create).await?;
     match args.command {
         AdminCommand::Operator(command) => operator(&store, command).await?,
         AdminCommand::Access(command) => access(&store, command).await?,
@@ -245,15 +204,15 @@ pub async fn admin(args: cli::AdminArgs) -> Result<()> {
 }
 
 /// `admin tls init`: the CA and server certificate, and what to do with them.
-fn tls_init(data_dir: &std::path::Path, names: &[String], ips: &[std::net::IpAddr]) -> Result<()> {
-    let made = doorman_server::private_ca::init(data_dir, names, ips)?;
+fn tls_init(
+    data_dir: &std::path::Path,
+    names: &[String],
+    ips: &[std::net::IpAddr],
+    replace: bool,
+) -> Result<()> {
+    let made = doorman_server::private_ca::init(data_dir, names, ips, replace)?;
     let absolute = |path: &std::path::Path| std::path::absolute(path).unwrap_or(path.to_path_buf());
     let ca = absolute(&made.ca_file);
-    let for_names: Vec<String> = names
-        .iter()
-        .cloned()
-        .chain(ips.iter().map(ToString::to_string))
-        .collect();
     println!(
         "CA certificate:      {} ({})",
         ca.display(),
@@ -263,7 +222,7 @@ fn tls_init(data_dir: &std::path::Path, names: &[String], ips: &[std::net::IpAdd
     println!(
         "Server certificate:  {} for {}, valid until the end of {}",
         absolute(&made.server.cert).display(),
-        for_names.join(", "),
+        made.names.join(", "),
         made.valid_until_year
     );
     println!();
@@ -274,6 +233,12 @@ fn tls_init(data_dir: &std::path::Path, names: &[String], ips: &[std::net::IpAdd
     println!("Copy the CA certificate to each computer and operator, and check its fingerprint:");
     println!("  agents:    ca = \"/path/to/ca.pem\" in the agent's settings");
     println!("  operators: doorman connect --ca /path/to/ca.pem …");
+    if made.kept_ca {
+        println!("Those that trust this CA already need nothing new.");
+    }
+    println!(
+        "Run this again with --name or --ip to add a name; --replace starts over with a new CA."
+    );
     Ok(())
 }
 

@@ -32,6 +32,7 @@ pub enum Command {
     /// Run the broker: agents, operators, emails, approval pages, relay, audit.
     Server(Box<ServerArgs>),
     /// Add operators and agents, read the audit trail.
+    #[command(after_help = ADMIN_FINDS)]
     Admin(AdminArgs),
     /// Run the agent on the remote computer.
     Agent(AgentArgs),
@@ -238,14 +239,10 @@ impl ServerArgs {
 
 #[derive(Debug, Args)]
 pub struct AgentArgs {
-    /// The agent's settings file
-    #[arg(
-        long,
-        value_name = "FILE",
-        env = "DOORMAN_AGENT_CONFIG",
-        default_value = "/etc/doorman/agent.toml"
-    )]
-    pub config: PathBuf,
+    /// The agent's settings file [default: $XDG_CONFIG_HOME/doorman/agent.toml,
+    /// else ~/.config/doorman/agent.toml]
+    #[arg(long, value_name = "FILE", env = "DOORMAN_AGENT_CONFIG")]
+    pub config: Option<PathBuf>,
     /// How log lines are written: text, or one JSON object a line
     #[arg(long, value_enum, value_name = "FORMAT", default_value = "text")]
     pub log_format: LogFormat,
@@ -253,14 +250,10 @@ pub struct AgentArgs {
 
 #[derive(Debug, Args)]
 pub struct SettingsArgs {
-    /// The agent's settings file
-    #[arg(
-        long,
-        value_name = "FILE",
-        env = "DOORMAN_AGENT_CONFIG",
-        default_value = "/etc/doorman/agent.toml"
-    )]
-    pub config: PathBuf,
+    /// The agent's settings file [default: $XDG_CONFIG_HOME/doorman/agent.toml,
+    /// else ~/.config/doorman/agent.toml]
+    #[arg(long, value_name = "FILE", env = "DOORMAN_AGENT_CONFIG")]
+    pub config: Option<PathBuf>,
     #[command(subcommand)]
     pub command: SettingsCommand,
 }
@@ -353,14 +346,10 @@ pub enum ApproversCommand {
 #[derive(Debug, Args)]
 pub struct ConsentArgs {
     /// The agent's settings file (its consent socket is beside it, or at
-    /// `consent_socket`)
-    #[arg(
-        long,
-        value_name = "FILE",
-        env = "DOORMAN_AGENT_CONFIG",
-        default_value = "/etc/doorman/agent.toml"
-    )]
-    pub config: PathBuf,
+    /// `consent_socket`) [default: $XDG_CONFIG_HOME/doorman/agent.toml,
+    /// else ~/.config/doorman/agent.toml]
+    #[arg(long, value_name = "FILE", env = "DOORMAN_AGENT_CONFIG")]
+    pub config: Option<PathBuf>,
     #[command(subcommand)]
     pub command: ConsentCommand,
 }

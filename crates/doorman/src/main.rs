@@ -3,6 +3,7 @@
 //! else lives here.
 
 mod admin;
+mod agent_config;
 mod cli;
 mod demo;
 mod docs;
@@ -126,10 +127,11 @@ async fn server(args: cli::ServerArgs) -> Result<()> {
 }
 
 async fn agent(args: cli::AgentArgs) -> Result<()> {
+    let config = agent_config::agent_config(args.config)?;
     // The owner's tray icon, where the agent runs on a desktop that has a
     // tray; it ends with the agent.
-    let tray = tokio::spawn(doorman_owner::tray::show(args.config.clone()));
-    let ran = doorman_agent::run(args.config, shutdown_signal()).await;
+    let tray = tokio::spawn(doorman_owner::tray::show(config.clone()));
+    let ran = doorman_agent::run(config, shutdown_signal()).await;
     tray.abort();
     ran?;
     Ok(())
@@ -138,8 +140,9 @@ async fn agent(args: cli::AgentArgs) -> Result<()> {
 /// `doorman consent`: talks to the running agent over its socket.
 async fn consent(args: cli::ConsentArgs) -> Result<()> {
     use doorman_agent::consent::{self, ConsentRequest, ConsentResponse};
-    let settings = doorman_agent::settings_file::load(&args.config)?;
-    let socket = consent::socket_path(&args.config, settings.consent_socket.as_deref());
+    let config = agent_config::agent_config(args.config)?;
+    let settings = doorman_agent::settings_file::load(&config)?;
+    let socket = consent::socket_path(&config, settings.consent_socket.as_deref());
     let (request, json) = match args.command {
         ConsentCommand::List { json } => (ConsentRequest::List, json),
         ConsentCommand::Allow { id } => (ConsentRequest::Allow { id }, false),
@@ -188,11 +191,12 @@ async fn consent(args: cli::ConsentArgs) -> Result<()> {
 }
 
 async fn settings(args: cli::SettingsArgs) -> Result<()> {
+    let config = agent_config::agent_config(args.config)?;
     match args.command {
-        SettingsCommand::Open { no_browser } => open_settings(&args.config, no_browser).await?,
+        SettingsCommand::Open { no_browser } => open_settings(&config, no_browser).await?,
         SettingsCommand::Show => {
-            let settings = doorman_agent::settings_file::load(&args.config)?;
-            print!("{}", show_settings(&args.config, settings)?);
+            let settings = doorman_agent::settings_file::load(&config)?;
+            print!("{}", show_settings(&config, settings)?);
         }
         SettingsCommand::Set {
             require_email_authorization,
@@ -225,14 +229,14 @@ async fn settings(args: cli::SettingsArgs) -> Result<()> {
                 max_session_seconds,
                 local_consent,
             };
-            let settings = doorman_agent::settings_file::apply(&args.config, &change)?;
+            let settings = doorman_agent::settings_file::apply(&config, &change)?;
             println!(
                 "saved {}; the agent uses it for the next connection",
-                args.config.display()
+                config.display()
             );
-            print!("{}", show_settings(&args.config, settings)?);
+            print!("{}", show_settings(&config, settings)?);
         }
-        SettingsCommand::Approvers(command) => approvers(&args.config, command).await?,
+        SettingsCommand::Approvers(command) => approvers(&config, command).await?,
     }
     Ok(())
 }

@@ -40,15 +40,13 @@ pub fn write_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
 /// and the URL lets SQLite create it: SQLite would create it 0644 under the
 /// usual umask, and gives its `-wal` and `-shm` files the database's mode.
 pub fn create_sqlite_file(database_url: &str) -> std::io::Result<()> {
-    let Some(rest) = database_url.strip_prefix("sqlite:") else {
+    let Some(file) = crate::store::sqlite_file(database_url) else {
         return Ok(());
     };
-    let (file, options) = rest.split_once('?').unwrap_or((rest, ""));
-    let file = file.strip_prefix("//").unwrap_or(file);
-    if file.is_empty() || file == ":memory:" || options.contains("mode=") {
+    if database_url.contains("mode=") {
         return Ok(());
     }
-    match open_file(Path::new(file)) {
+    match open_file(&file) {
         Ok(_) => Ok(()),
         // A missing directory: SQLite will name the problem itself.
         Err(error) if error.kind() == std::io::ErrorKind::NotFound => Ok(()),

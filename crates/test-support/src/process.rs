@@ -88,16 +88,38 @@ const RUN_DEADLINE: Duration = Duration::from_secs(60);
 
 /// Runs `program args…` to completion (60 s at most, then it is killed and
 /// the test fails naming it), with stdin closed and without the
-/// environment's `DOORMAN_SERVER` and `DOORMAN_TOKEN`: (exit code, stdout,
+/// environment's `DOORMAN_*` variables that stand in for options
+/// (`DOORMAN_SERVER`, `DOORMAN_TOKEN`, `DOORMAN_DATA_DIR`,
+/// `DOORMAN_DATABASE_URL`, `DOORMAN_AGENT_CONFIG`): (exit code, stdout,
 /// stderr).
 pub async fn run(program: &str, args: &[&str]) -> (i32, String, String) {
-    let output = Command::new(program)
-        .args(args)
-        .env_remove("DOORMAN_SERVER")
-        .env_remove("DOORMAN_TOKEN")
-        .stdin(Stdio::null())
-        .kill_on_drop(true)
-        .output();
+    run_in(program, args, &[], None).await
+}
+
+/// [`run`] with these environment variables set, in `dir` (else the
+/// test's working directory).
+pub async fn run_in(
+    program: &str,
+    args: &[&str],
+    env: &[(&str, &str)],
+    dir: Option<&std::path::Path>,
+) -> (i32, String, String) {
+    let mut command = Command::new(program);
+    command.args(args);
+    for name in [
+        "DOORMAN_SERVER",
+        "DOORMAN_TOKEN",
+        "DOORMAN_DATA_DIR",
+        "DOORMAN_DATABASE_URL",
+        "DOORMAN_AGENT_CONFIG",
+    ] {
+        command.env_remove(name);
+    }
+    command.envs(env.iter().copied());
+    if let Some(dir) = dir {
+        command.current_dir(dir);
+    }
+    let output = command.stdin(Stdio::null()).kill_on_drop(true).output();
     let output = tokio::time::timeout(RUN_DEADLINE, output)
         .await
         .unwrap_or_else(|_| panic!("{program} {args:?} did not finish within {RUN_DEADLINE:?}"))
@@ -107,6 +129,15 @@ pub async fn run(program: &str, args: &[&str]) -> (i32, String, String) {
         String::from_utf8_lossy(&output.stdout).to_string(),
         String::from_utf8_lossy(&output.stderr).to_string(),
     )
+}
+
+/// What `doorman admin` wrote on stderr after the line that names the
+/// database it used (`doorman admin: using …`), which must be its first.
+pub fn after_using_line(stderr: &str) -> &str {
+    match stderr.split_once('\n') {
+        Some((first, rest)) if first.starts_with("doorman admin: using ") => rest,
+        _ => panic!("no `doorman admin: using …` line first: {stderr}"),
+    }
 }
 
 /// [`run`], which must succeed: what it printed, trimmed.

@@ -1,6 +1,7 @@
 //! Certificates made at test time: a CA and a server certificate it signed,
 //! valid for `localhost` and `127.0.0.1`; a TLS connection on loopback
-//! made with them; and a plain HTTPS request.
+//! made with them; a plain HTTPS request; and a handshake that checks
+//! which names a server's certificate is for.
 
 use std::future::Future;
 use std::path::{Path, PathBuf};
@@ -140,4 +141,22 @@ pub async fn https_get(address: std::net::SocketAddr, ca: Option<&Path>, path: &
     let mut response = String::new();
     tls.read_to_string(&mut response).await.expect("response");
     response
+}
+
+/// A TLS handshake with the server at `address` that verifies its
+/// certificate for `name` (a DNS name or an IP address) against `ca`:
+/// whether the certificate is for that name, from that CA.
+pub async fn handshake(
+    address: std::net::SocketAddr,
+    ca: &Path,
+    name: &str,
+) -> std::io::Result<()> {
+    let config = doorman_proto::tls::client_config(Some(ca)).map_err(std::io::Error::other)?;
+    let name = tokio_rustls::rustls::pki_types::ServerName::try_from(name.to_string())
+        .map_err(std::io::Error::other)?;
+    let tcp = tokio::net::TcpStream::connect(address).await?;
+    tokio_rustls::TlsConnector::from(config)
+        .connect(name, tcp)
+        .await
+        .map(drop)
 }

@@ -7,7 +7,7 @@ use std::path::PathBuf;
 
 #[derive(Debug, Args)]
 pub struct AdminArgs {
-    /// The server's data directory [default: ./doorman-data]
+    /// The server's data directory [env: DOORMAN_DATA_DIR]
     #[arg(
         long,
         value_name = "DIR",
@@ -15,12 +15,30 @@ pub struct AdminArgs {
         conflicts_with = "database_url"
     )]
     pub data_dir: Option<PathBuf>,
-    /// The server's database URL
+    /// The server's database URL [env: DOORMAN_DATABASE_URL]
     #[arg(long, value_name = "URL", global = true)]
     pub database_url: Option<String>,
+    /// The server's settings file (e.g. /etc/doorman/server.toml): its
+    /// data_dir and database_url, unless an option or the environment
+    /// names one
+    #[arg(long, value_name = "FILE", global = true)]
+    pub config: Option<PathBuf>,
+    /// Make a new database (and the data directory) if there is none there;
+    /// without it, a missing database is an error
+    #[arg(long, global = true)]
+    pub create: bool,
     #[command(subcommand)]
     pub command: AdminCommand,
 }
+
+pub const ADMIN_FINDS: &str = "\
+Where the database is, first found first:
+  --data-dir DIR or --database-url URL
+  DOORMAN_DATA_DIR or DOORMAN_DATABASE_URL
+  data_dir and database_url in --config FILE (the server's settings file)
+  the default data directory, ./doorman-data
+Each command that uses the database names it first, on stderr. A SQLite
+database that does not exist is an error unless --create is given.";
 
 #[derive(Debug, Subcommand)]
 pub enum AdminCommand {
@@ -106,8 +124,9 @@ pub enum AuditCommand {
 pub enum TlsCommand {
     /// Make a private CA (kept if there is one) and a server certificate it
     /// signs, in DATA_DIR/tls/; the server serves with it when given no
-    /// --tls-cert. Prints the CA file for agents and operators, and its
-    /// SHA-256 fingerprint.
+    /// --tls-cert. Run again, it adds names: the certificate is for every
+    /// name given so far. Prints the CA file for agents and operators, and
+    /// its SHA-256 fingerprint.
     Init {
         /// A DNS name the server is reached by; repeatable
         #[arg(long = "name", value_name = "DNS-NAME")]
@@ -115,6 +134,10 @@ pub enum TlsCommand {
         /// An IP address the server is reached by; repeatable
         #[arg(long = "ip", value_name = "ADDRESS")]
         ips: Vec<std::net::IpAddr>,
+        /// Start over: a new CA (every agent and operator then needs the
+        /// new ca.pem) and a certificate for the names given now only
+        #[arg(long)]
+        replace: bool,
     },
 }
 

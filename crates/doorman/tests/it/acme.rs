@@ -64,6 +64,7 @@ async fn a_certificate_is_issued_kept_across_restarts_and_renewed_when_due() {
         DOORMAN,
         &[
             "admin",
+            "--create",
             "--data-dir",
             path(&data),
             "operator",

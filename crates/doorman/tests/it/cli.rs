@@ -4,7 +4,7 @@
 
 use doorman_test_support::SmtpSink;
 use doorman_test_support::postgres::Postgres;
-use doorman_test_support::process::{Process, listening_address, logged_address};
+use doorman_test_support::process::{Process, after_using_line, listening_address, logged_address};
 use doorman_test_support::world::extract_nonce;
 use std::path::{Path, PathBuf};
 use tokio::process::Command;
@@ -75,10 +75,16 @@ async fn operator_and_agent(place: &[&str]) -> (String, String) {
     (token, key)
 }
 
-/// `doorman admin PLACE… WHAT…`, which must succeed and print one line (a
-/// token or a key): that line.
+/// `doorman admin --create PLACE… WHAT…` (the first one makes the
+/// database), which must succeed and print one line (a token or a key):
+/// that line.
 async fn admin_add(place: &[&str], what: &[&str]) -> String {
-    let args: Vec<&str> = ["admin"].iter().chain(place).chain(what).copied().collect();
+    let args: Vec<&str> = ["admin", "--create"]
+        .iter()
+        .chain(place)
+        .chain(what)
+        .copied()
+        .collect();
     let (code, out, err) = doorman(&args).await;
     assert_eq!(code, 0, "{err}");
     assert_eq!(out.lines().count(), 1, "one line: {out}");
@@ -554,6 +560,7 @@ async fn settings_are_validated_and_written_atomically() {
         err.contains("cannot read settings file /nonexistent/agent.toml"),
         "{err}"
     );
+    assert!(err.trim().ends_with("(pass --config FILE)"), "{err}");
 }
 
 #[tokio::test]
@@ -561,12 +568,21 @@ async fn admin_and_server_refuse_bad_input_with_one_line() {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
     let data = path(&data);
-    let (code, _, _) = doorman(&["admin", "--data-dir", data, "operator", "add", "alice"]).await;
+    let (code, _, _) = doorman(&[
+        "admin",
+        "--create",
+        "--data-dir",
+        data,
+        "operator",
+        "add",
+        "alice",
+    ])
+    .await;
     assert_eq!(code, 0);
     let (code, out, err) =
         doorman(&["admin", "--data-dir", data, "operator", "add", "alice"]).await;
     assert_eq!(
-        (code, out.as_str(), err.trim()),
+        (code, out.as_str(), after_using_line(&err).trim()),
         (1, "", "doorman: operator \"alice\" already exists")
     );
     let (code, out, err) = doorman(&["admin", "--data-dir", data, "operator", "list"]).await;
@@ -583,14 +599,14 @@ async fn admin_and_server_refuse_bad_input_with_one_line() {
         let (code, out, err) =
             doorman(&["admin", "--data-dir", data, "agent", command, "nobody"]).await;
         assert_eq!(
-            (code, out.as_str(), err.trim()),
+            (code, out.as_str(), after_using_line(&err).trim()),
             (1, "", "doorman: no agent named \"nobody\"")
         );
     }
     let (code, _, err) =
         doorman(&["admin", "--data-dir", data, "operator", "remove", "alice"]).await;
     assert_eq!(
-        (code, err.trim()),
+        (code, after_using_line(&err).trim()),
         (
             0,
             "removed operator \"alice\" with its grants and blocks; 0 pending request(s) cancelled; its sessions end within a heartbeat"
@@ -601,7 +617,7 @@ async fn admin_and_server_refuse_bad_input_with_one_line() {
     let (code, _, err) = doorman(&["admin", "--data-dir", data, "agent", "add", "bad name"]).await;
     assert_eq!(code, 1);
     assert!(
-        err.starts_with("doorman: invalid name \"bad name\""),
+        after_using_line(&err).starts_with("doorman: invalid name \"bad name\""),
         "{err}"
     );
 
@@ -1147,29 +1163,67 @@ async fn local_consent_through_the_binary() {
 async fn admin_never_creates_a_database_by_accident_and_one_server_holds_a_data_directory() {
     let dir = tempfile::tempdir().unwrap();
     let typo = dir.path().join("dat");
-    // Read-only commands refuse a directory without a database, and create nothing.
+    // Without --create every command refuses a directory without a
+    // database, in one line naming it, and creates nothing.
     for command in [
         vec!["audit"],
         vec!["operator", "list"],
         vec!["blocks", "list"],
+        vec!["operator", "add", "alice"],
+        vec!["agent", "add", "pc"],
     ] {
         let mut args = vec!["admin", "--data-dir", path(&typo)];
         args.extend(command.iter().copied());
         let (code, out, err) = doorman(&args).await;
         assert_eq!((code, out.as_str()), (1, ""), "{command:?}");
-        assert!(err.contains("no Doorman database in"), "{command:?}: {err}");
+        assert!(
+            err.contains(&format!(
+                "no Doorman database at {}",
+                typo.join("doorman.db").display()
+            )),
+            "{command:?}: {err}"
+        );
+        assert!(err.contains("pass --create"), "{command:?}: {err}");
+        assert_eq!(err.trim().lines().count(), 1, "{command:?}: {err}");
         assert!(!typo.exists(), "{command:?} created {}", typo.display());
     }
-    // Adding says which database it created.
+    // Asked to, it says which database it made and how the server finds it.
     let data = dir.path().join("data");
-    let (code, _, err) = doorman(&["admin", "--data-dir", path(&data), "agent", "add", "pc"]).await;
+    let (code, _, err) = doorman(&[
+        "admin",
+        "--data-dir",
+        path(&data),
+        "agent",
+        "add",
+        "pc",
+        "--create",
+    ])
+    .await;
     assert_eq!(code, 0, "{err}");
-    assert!(err.contains("created a new Doorman database"), "{err}");
-    assert!(
-        err.contains(&format!("--data-dir {}", data.display())),
+    let database = data.join("doorman.db");
+    assert_eq!(
+        err.lines().next(),
+        Some(format!("doorman admin: using {}", database.display()).as_str()),
         "{err}"
     );
-    let (_, _, err) = doorman(&["admin", "--data-dir", path(&data), "agent", "add", "pc2"]).await;
+    assert!(
+        after_using_line(&err).contains(&format!(
+            "created a new Doorman database {}; start the server with --data-dir {}",
+            database.display(),
+            data.display()
+        )),
+        "{err}"
+    );
+    let (_, _, err) = doorman(&[
+        "admin",
+        "--create",
+        "--data-dir",
+        path(&data),
+        "agent",
+        "add",
+        "pc2",
+    ])
+    .await;
     assert!(!err.contains("created"), "{err}");
     let (code, _, err) = doorman(&[
         "admin",

@@ -27,7 +27,7 @@ async fn the_json_log_carries_request_computer_and_operator_as_span_fields() {
     let data = dir.path().join("data");
     let data = data.to_str().unwrap();
     let admin = |what: &'static [&'static str]| async move {
-        let mut args = vec!["admin", "--data-dir", data];
+        let mut args = vec!["admin", "--create", "--data-dir", data];
         args.extend_from_slice(what);
         let (code, out, err) = run(DOORMAN, &args).await;
         assert_eq!(code, 0, "{err}");

@@ -4,7 +4,7 @@
 //! other kinds of session record nothing.
 
 use doorman_test_support::World;
-use doorman_test_support::process::run;
+use doorman_test_support::process::{after_using_line, run};
 
 const DOORMAN: &str = env!("CARGO_BIN_EXE_doorman");
 
@@ -65,13 +65,13 @@ async fn a_recorded_shell_session_plays_back_the_same_text() {
     let (code, _, err) = admin(&world, &["recordings", "prune", "--older-than", "1"]).await;
     assert_eq!(code, 0, "{err}");
     assert_eq!(
-        err.trim(),
+        after_using_line(&err).trim(),
         "deleted 0 recordings of sessions older than 1 days"
     );
     let (code, _, err) = admin(&world, &["recordings", "prune", "--older-than", "0"]).await;
     assert_eq!(code, 0, "{err}");
     assert_eq!(
-        err.trim(),
+        after_using_line(&err).trim(),
         "deleted 1 recordings of sessions older than 0 days"
     );
     let (code, text, _) = admin(&world, &["recordings", "list"]).await;
@@ -79,7 +79,7 @@ async fn a_recorded_shell_session_plays_back_the_same_text() {
     let (code, _, err) = admin(&world, &["play", &id]).await;
     assert_eq!(code, 1);
     assert_eq!(
-        err.trim(),
+        after_using_line(&err).trim(),
         format!(
             "doorman: no recording {id}: `doorman admin recordings list` shows those there are"
         )

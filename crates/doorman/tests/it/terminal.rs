@@ -108,6 +108,7 @@ async fn a_resized_window_reaches_the_remote_shell_and_the_terminal_is_restored(
     let data = path(&data);
     let token = doorman(&[
         "admin",
+        "--create",
         "--data-dir",
         data,
         "operator",

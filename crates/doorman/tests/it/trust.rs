@@ -267,7 +267,7 @@ async fn tls_init_makes_a_private_ca_the_server_serves_with_and_clients_trust() 
     assert!(out.contains("ca = "), "{out}");
     assert!(out.contains("--ca"), "{out}");
 
-    let (code, _, err) = admin(&["operator", "add", "alice", "--computers", "*"]).await;
+    let (code, _, err) = admin(&["operator", "add", "alice", "--computers", "*", "--create"]).await;
     assert_eq!(code, 0, "{err}");
     let server = start_server("127.0.0.1", &data, &[]);
     let url = format!("https://{}", listening_address(&server).await);

@@ -22,8 +22,8 @@ pub fn not_after_millis(der: &[u8]) -> Option<i64> {
 }
 
 /// The contents of the element at the start of `input` if it has `tag`,
-/// and what follows it.
-fn element(input: &[u8], tag: u8) -> Option<(&[u8], &[u8])> {
+/// and what follows it. (`private_ca`'s names read certificates with it too.)
+pub(crate) fn element(input: &[u8], tag: u8) -> Option<(&[u8], &[u8])> {
     if *input.first()? != tag {
         return None;
     }

@@ -129,6 +129,34 @@ impl Backend {
     }
 }
 
+/// The file a `sqlite:` URL names (`sqlite://FILE` or `sqlite:FILE`, any
+/// options after `?`); `None` for another database or SQLite's `:memory:`.
+pub fn sqlite_file(database_url: &str) -> Option<std::path::PathBuf> {
+    let rest = database_url.strip_prefix("sqlite:")?;
+    let file = rest.split_once('?').map_or(rest, |(file, _)| file);
+    let file = file.strip_prefix("//").unwrap_or(file);
+    (!file.is_empty() && file != ":memory:").then(|| std::path::PathBuf::from(file))
+}
+
+/// A database URL as it may be shown to people: a SQLite database's file,
+/// or the URL with its password masked (`postgres://doorman:***@db/doorman`).
+pub fn shown_url(database_url: &str) -> String {
+    if let Some(file) = sqlite_file(database_url) {
+        return file.display().to_string();
+    }
+    match url::Url::parse(database_url) {
+        Ok(mut url) => {
+            if url.password().is_some() {
+                // A URL with a password has a host: this cannot fail.
+                let _ = url.set_password(Some("***"));
+            }
+            url.to_string()
+        }
+        // It may hold a password where a parser cannot find it.
+        Err(_) => "the database URL given (unreadable as a URL)".to_string(),
+    }
+}
+
 /// SQLite's URL with `mode=rwc` (create the file if missing) unless it says
 /// otherwise.
 pub(super) fn sqlite_url_creating(database_url: &str) -> String {
@@ -138,5 +166,42 @@ pub(super) fn sqlite_url_creating(database_url: &str) -> String {
         format!("{database_url}&mode=rwc")
     } else {
         format!("{database_url}?mode=rwc")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_sqlite_url_names_its_file_and_a_shown_url_no_password() {
+        for (url, file) in [
+            (
+                "sqlite:///var/lib/doorman/doorman.db",
+                Some("/var/lib/doorman/doorman.db"),
+            ),
+            ("sqlite://data/doorman.db?mode=rwc", Some("data/doorman.db")),
+            ("sqlite:doorman.db", Some("doorman.db")),
+            ("sqlite::memory:", None),
+            ("postgres://u:p@db/doorman", None),
+        ] {
+            assert_eq!(
+                sqlite_file(url).as_deref(),
+                file.map(std::path::Path::new),
+                "{url}"
+            );
+        }
+        assert_eq!(
+            shown_url("sqlite:///var/lib/doorman/doorman.db"),
+            "/var/lib/doorman/doorman.db"
+        );
+        assert_eq!(
+            shown_url("postgres://doorman:s3cret@db.example.com/doorman?sslmode=require"),
+            "postgres://doorman:***@db.example.com/doorman?sslmode=require"
+        );
+        assert_eq!(
+            shown_url("postgres://doorman@db.example.com/doorman"),
+            "postgres://doorman@db.example.com/doorman"
+        );
     }
 }

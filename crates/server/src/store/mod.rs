@@ -32,7 +32,7 @@ pub mod transitions;
 
 pub use access::{CutSession, GrantRow, Revocation};
 pub use audit::AuditEvent;
-pub use backend::Backend;
+pub use backend::{Backend, shown_url, sqlite_file};
 pub use faults::Faults;
 pub use outbox::OutboxJob;
 pub use principals::{AgentKey, ComputerId, OperatorId, OperatorIdentity, Principal};
