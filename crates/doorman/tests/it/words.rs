@@ -30,7 +30,7 @@ async fn blocks_list_with_none_says_so() {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
     let place = ["admin", "--data-dir", path(&data)];
-    let add = [&place[..], &["operator", "add", "alice"][..]].concat();
+    let add = [&place[..], &["--create", "operator", "add", "alice"][..]].concat();
     output_of(DOORMAN, &add).await;
     let list = [&place[..], &["blocks", "list"][..]].concat();
     let (code, out, err) = run(DOORMAN, &list).await;
@@ -74,6 +74,7 @@ async fn consent_says_the_agent_is_not_running_once_it_stopped_or_died() {
             "admin",
             "--data-dir",
             path(&data),
+            "--create",
             "agent",
             "add",
             "office-pc",

@@ -286,7 +286,10 @@ async fn grants_are_listed_and_revoking_an_unknown_one_is_a_named_error() {
     assert_eq!(
         listed,
         [
-            ("db-1".to_string(), "shell,command,forward".to_string()),
+            (
+                "db-1".to_string(),
+                "shell,command,forward,files".to_string()
+            ),
             ("web-*".to_string(), "shell".to_string())
         ]
     );

@@ -872,7 +872,9 @@ async fn operators_from_before_access_rules_keep_reaching_everything(url: &str) 
     let grants = store.grants_of("alice").await.unwrap();
     assert_eq!(grants.len(), 1);
     assert_eq!(grants[0].computers.as_str(), "*");
-    assert_eq!(grants[0].services, doorman_core::access::ServiceSet::ALL);
+    // Everything there was then: a grant gains no service added later.
+    let then: doorman_core::access::ServiceSet = "shell,command,forward".parse().unwrap();
+    assert_eq!(grants[0].services, then);
     let notices = store.take_upgrade_notices().await.unwrap();
     assert_eq!(notices.len(), 1, "{notices:?}");
     assert!(
