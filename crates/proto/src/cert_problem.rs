@@ -40,6 +40,11 @@ pub fn describe(error: &CertificateError) -> String {
                 .to_string()
         }
         CertificateError::BadEncoding => "is damaged: replace it".to_string(),
+        CertificateError::Other(rustls::OtherError(inner))
+            if inner.downcast_ref::<crate::pinned::PinProblem>().is_some() =>
+        {
+            inner.to_string()
+        }
         other => {
             // webpki's own reasons come wrapped in `Other`, with no type
             // of theirs in rustls' API to match on.

@@ -60,9 +60,11 @@ pub struct Made {
 /// serving plain HTTP instead would send every secret in clear.
 pub fn server_files(data_dir: &Path) -> Result<Option<TlsFiles>, (PathBuf, std::io::Error)> {
     let dir = data_dir.join(DIR);
+    let ca = dir.join("ca.pem");
     let files = TlsFiles {
         cert: dir.join("server.pem"),
         key: dir.join("server.key"),
+        ca: ca.is_file().then_some(ca),
     };
     let mut found = 0;
     for path in [&files.cert, &files.key] {
@@ -158,6 +160,7 @@ pub fn init(data_dir: &Path, names: &[String], ips: &[IpAddr]) -> Result<Made, C
     let server = TlsFiles {
         cert: dir.join("server.pem"),
         key: dir.join("server.key"),
+        ca: Some(ca_pem_path.clone()),
     };
     write_private(&server.key, key.serialize_pem().as_bytes())?;
     write_private(&server.cert, cert.pem().as_bytes())?;

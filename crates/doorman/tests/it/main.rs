@@ -6,6 +6,7 @@ mod acme;
 mod audit;
 mod cli;
 mod docs;
+mod join;
 mod limits;
 mod logs;
 mod passkeys;
