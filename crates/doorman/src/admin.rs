@@ -270,7 +270,8 @@ async fn invite(
         "computer {name:?} is invited until {} (the code works once{pinned}). Run this on the computer:",
         doorman_server::clock::format_time(invitation.expires_at)
     );
-    println!("doorman agent join {}", invitation.url.expose());
+    // Quoted for every shell: a `#` is a pattern to zsh's extended glob.
+    println!("doorman agent join '{}'", invitation.url.expose());
     Ok(())
 }
 

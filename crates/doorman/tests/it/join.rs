@@ -59,7 +59,8 @@ async fn invite(data: &Path, name: &str) -> String {
     assert_eq!(out.lines().count(), 1, "{out}");
     assert!(err.contains("the code works once"), "{err}");
     out.trim()
-        .strip_prefix("doorman agent join ")
+        .strip_prefix("doorman agent join '")
+        .and_then(|quoted| quoted.strip_suffix('\''))
         .expect("the line to run on the computer")
         .to_string()
 }
