@@ -1,7 +1,8 @@
 //! Doorman's agent: runs on the remote computer, keeps an outbound connection
 //! to the server, answers offers from its own settings file (read afresh for
 //! every offer, so changes apply without a restart), enforces email
-//! authorization itself, and runs the sessions it has agreed to.
+//! authorization itself, and runs the sessions it has agreed to. Before
+//! all that, [`join`] turns an invitation into its settings file.
 #![forbid(unsafe_code)]
 
 mod answer;
@@ -13,6 +14,7 @@ mod dialing;
 pub mod enroll;
 pub mod error;
 mod files;
+pub mod join;
 mod memory;
 pub mod notify;
 mod passkeys;

@@ -1,7 +1,8 @@
 //! The agent's settings file on disk: loading it with every problem named,
 //! and changing it atomically (a temporary file in the same directory, synced,
 //! then renamed over the old one), so a crash leaves the old or the new file,
-//! never half of one.
+//! never half of one; and writing a new one ([`NewFile`]), which never
+//! replaces what is there.
 
 use doorman_core::settings::{AgentSettings, SettingsChange, SettingsError};
 use std::io::Write;
@@ -30,6 +31,10 @@ pub enum SettingsFileError {
         "nothing to change: give at least one of the settings (see `doorman settings set --help`)"
     )]
     NoChange,
+    #[error(
+        "{path} already exists: nothing was written; pass --config for another file, or move it away first"
+    )]
+    Exists { path: PathBuf },
 }
 
 /// Reads and validates the settings file.
@@ -94,10 +99,7 @@ pub fn apply(path: &Path, change: &SettingsChange) -> Result<AgentSettings, Sett
 /// (it holds the agent key; a new file is 0600): written to a temporary file
 /// beside it, synced, renamed over it, and the rename synced too.
 pub fn write_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
-    let dir = match path.parent() {
-        Some(dir) if !dir.as_os_str().is_empty() => dir.to_path_buf(),
-        _ => PathBuf::from("."),
-    };
+    let dir = directory_of(path);
     let mut file = tempfile::NamedTempFile::new_in(&dir)?;
     file.write_all(bytes)?;
     if let Ok(metadata) = std::fs::metadata(path) {
@@ -106,6 +108,89 @@ pub fn write_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     file.as_file().sync_all()?;
     file.persist(path).map_err(|error| error.error)?;
     std::fs::File::open(&dir)?.sync_all()
+}
+
+/// The directory `path` is in (`.` for a bare file name).
+fn directory_of(path: &Path) -> PathBuf {
+    match path.parent() {
+        Some(dir) if !dir.as_os_str().is_empty() => dir.to_path_buf(),
+        _ => PathBuf::from("."),
+    }
+}
+
+/// A file that must not exist yet, being written: reserved by a temporary
+/// file beside it (so that a directory that cannot be written is found out
+/// before anything else happens), then written, synced, given mode 0600
+/// and put in place only if its path is still free. Dropped unwritten, it
+/// leaves nothing behind.
+#[derive(Debug)]
+pub struct NewFile {
+    path: PathBuf,
+    temporary: tempfile::NamedTempFile,
+}
+
+impl NewFile {
+    /// Reserves `path`, which must not exist; its directory is made (0700)
+    /// if need be.
+    pub fn reserve(path: &Path) -> Result<Self, SettingsFileError> {
+        let error = |source| SettingsFileError::Write {
+            path: path.to_path_buf(),
+            source,
+        };
+        // A dangling symbolic link is something there too.
+        if std::fs::symlink_metadata(path).is_ok() {
+            return Err(SettingsFileError::Exists {
+                path: path.to_path_buf(),
+            });
+        }
+        let dir = directory_of(path);
+        let mut builder = std::fs::DirBuilder::new();
+        builder.recursive(true);
+        #[cfg(unix)]
+        std::os::unix::fs::DirBuilderExt::mode(&mut builder, 0o700);
+        builder.create(&dir).map_err(error)?;
+        let temporary = tempfile::NamedTempFile::new_in(&dir).map_err(error)?;
+        Ok(Self {
+            path: path.to_path_buf(),
+            temporary,
+        })
+    }
+
+    /// Where the file goes.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Writes `bytes` and puts the file in place (mode 0600), unless
+    /// something took its path meanwhile.
+    pub fn write(mut self, bytes: &[u8]) -> Result<(), SettingsFileError> {
+        let path = self.path;
+        let error = |source| SettingsFileError::Write {
+            path: path.clone(),
+            source,
+        };
+        self.temporary.write_all(bytes).map_err(error)?;
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let private = std::fs::Permissions::from_mode(0o600);
+            self.temporary
+                .as_file()
+                .set_permissions(private)
+                .map_err(error)?;
+        }
+        self.temporary.as_file().sync_all().map_err(error)?;
+        match self.temporary.persist_noclobber(&path) {
+            Ok(_) => {}
+            Err(persist) if persist.error.kind() == std::io::ErrorKind::AlreadyExists => {
+                return Err(SettingsFileError::Exists { path: path.clone() });
+            }
+            Err(persist) => return Err(error(persist.error)),
+        }
+        std::fs::File::open(directory_of(&path))
+            .and_then(|dir| dir.sync_all())
+            .map_err(error)
+    }
 }
 
 #[cfg(test)]
@@ -131,6 +216,36 @@ mod tests {
             1,
             "no temporary file left"
         );
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn a_new_file_is_private_and_never_replaces_one() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("sub/agent.toml");
+        let unwritten = NewFile::reserve(&path).unwrap();
+        drop(unwritten);
+        assert_eq!(
+            std::fs::read_dir(dir.path().join("sub")).unwrap().count(),
+            0
+        );
+        NewFile::reserve(&path)
+            .unwrap()
+            .write(TEXT.as_bytes())
+            .unwrap();
+        assert_eq!(std::fs::read_to_string(&path).unwrap(), TEXT);
+        let mode = std::fs::metadata(&path).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600);
+        let error = NewFile::reserve(&path).unwrap_err();
+        assert!(matches!(error, SettingsFileError::Exists { .. }), "{error}");
+        // Taken between the reservation and the write: left as it is.
+        let other = dir.path().join("other.toml");
+        let late = NewFile::reserve(&other).unwrap();
+        std::fs::write(&other, "mine").unwrap();
+        let error = late.write(TEXT.as_bytes()).unwrap_err();
+        assert!(error.to_string().contains("already exists"), "{error}");
+        assert_eq!(std::fs::read_to_string(&other).unwrap(), "mine");
     }
 
     #[cfg(unix)]

@@ -88,6 +88,15 @@ audit_kinds! {
     /// A computer's enrolment was refused: not one of the recipients its
     /// agent announced, or over the enrolment limits.
     EnrolmentRefused = "enrolment_refused",
+    /// `doorman admin agent invite`: a computer may join under this name
+    /// with the invitation's code until it expires.
+    InvitationCreated = "invitation_created",
+    /// A computer joined with its invitation (`doorman agent join`) and was
+    /// added with a key of its own.
+    InvitationRedeemed = "invitation_redeemed",
+    /// An invitation code was refused: unknown, used already, expired, or
+    /// its name taken since.
+    InvitationRefused = "invitation_refused",
 }
 
 impl AuditKind {
@@ -101,6 +110,7 @@ impl AuditKind {
                 | AuditKind::RefusedAccess
                 | AuditKind::AuthFailed
                 | AuditKind::EnrolmentRefused
+                | AuditKind::InvitationRefused
         )
     }
 }

@@ -1,5 +1,6 @@
 //! Doorman's authorization domain: the life of an authorization request, the
-//! decisions recipients make, the agent's settings and their validation.
+//! decisions recipients make, the agent's settings and their validation,
+//! and the invitation a computer joins with ([`join`]).
 //!
 //! Pure: nothing here touches the network, the disk or the clock. Callers pass
 //! the time in, which keeps every rule testable with plain values.
@@ -9,6 +10,7 @@ pub mod access;
 pub mod audit;
 pub mod authorization;
 pub mod display;
+pub mod join;
 pub mod limits;
 pub mod mask;
 pub mod names;

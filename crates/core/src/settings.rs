@@ -285,7 +285,7 @@ impl AgentSettings {
 }
 
 impl EmailAuthorization {
-    fn validate(&self) -> Vec<SettingsProblem> {
+    pub(crate) fn validate(&self) -> Vec<SettingsProblem> {
         let mut problems = Vec::new();
         let timeout = self.email_authorization_timeout;
         if !(MIN_TIMEOUT_SECS..=MAX_TIMEOUT_SECS).contains(&timeout) {

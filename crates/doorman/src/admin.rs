@@ -134,6 +134,7 @@ async fn principal(
     use doorman_server::admin;
     match command {
         PrincipalCommand::Add { name } => println!("{}", admin::add(store, kind, &name).await?),
+        PrincipalCommand::Invite { .. } => unreachable!("dispatched by admin()"),
         PrincipalCommand::List => {
             for (name, added) in admin::list(store, kind).await? {
                 println!(
@@ -175,6 +176,11 @@ pub async fn admin(args: cli::AdminArgs) -> Result<()> {
     match args.command {
         AdminCommand::Operator(command) => operator(&store, command).await?,
         AdminCommand::Access(command) => access(&store, command).await?,
+        AdminCommand::Agent(PrincipalCommand::Invite {
+            name,
+            expires,
+            public_url,
+        }) => invite(&store, &name, expires, public_url.as_deref()).await?,
         AdminCommand::Agent(command) => principal(&store, Principal::Agent, command).await?,
         AdminCommand::Blocks(command) => blocks(&store, command).await?,
         AdminCommand::Tls(_) => unreachable!("handled before opening the database"),
@@ -200,6 +206,29 @@ pub async fn admin(args: cli::AdminArgs) -> Result<()> {
             }
         }
     }
+    Ok(())
+}
+
+/// `admin agent invite`: the line to run on the computer (stdout), and
+/// what it is (stderr).
+async fn invite(
+    store: &doorman_server::store::Store,
+    name: &str,
+    expires: std::time::Duration,
+    public_url: Option<&str>,
+) -> Result<()> {
+    let invitation = doorman_server::admin::invite(store, name, expires, public_url).await?;
+    let pinned = if invitation.url.ca_sha256().is_some() {
+        "; the URL pins the server's CA by its SHA-256"
+    } else {
+        ""
+    };
+    eprintln!(
+        "computer {name:?} is invited until {} (the code works once{pinned}). Run this on the computer:",
+        doorman_server::clock::format_time(invitation.expires_at)
+    );
+    // Quoted for every shell: a `#` is a pattern to zsh's extended glob.
+    println!("doorman agent join '{}'", invitation.url.expose());
     Ok(())
 }
 
@@ -232,6 +261,7 @@ fn tls_init(
     );
     println!("Copy the CA certificate to each computer and operator, and check its fingerprint:");
     println!("  agents:    ca = \"/path/to/ca.pem\" in the agent's settings");
+    println!("             (or `doorman admin agent invite NAME`: its join URL pins this CA)");
     println!("  operators: doorman connect --ca /path/to/ca.pem …");
     if made.kept_ca {
         println!("Those that trust this CA already need nothing new.");

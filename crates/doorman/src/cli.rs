@@ -238,6 +238,7 @@ impl ServerArgs {
 }
 
 #[derive(Debug, Args)]
+#[command(args_conflicts_with_subcommands = true)]
 pub struct AgentArgs {
     /// The agent's settings file [default: $XDG_CONFIG_HOME/doorman/agent.toml,
     /// else ~/.config/doorman/agent.toml]
@@ -246,6 +247,39 @@ pub struct AgentArgs {
     /// How log lines are written: text, or one JSON object a line
     #[arg(long, value_enum, value_name = "FORMAT", default_value = "text")]
     pub log_format: LogFormat,
+    #[command(subcommand)]
+    pub command: Option<AgentCommand>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum AgentCommand {
+    /// Join this computer to a server with the line `doorman admin agent
+    /// invite` printed: redeem the invitation (once) for this computer's
+    /// key over TLS verified as the URL says, and write the settings file
+    /// (0600) and, when the URL pins the server's CA, the CA beside it. On
+    /// a terminal it asks for the recipients and the timeout first.
+    Join(JoinArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct JoinArgs {
+    /// The invitation: https://SERVER/join/CODE, with #ca=sha256:HEX when
+    /// the server's certificate is from a private CA
+    #[arg(value_name = "URL")]
+    pub url: String,
+    /// The settings file to write; it must not exist yet
+    #[arg(
+        long,
+        value_name = "FILE",
+        env = "DOORMAN_AGENT_CONFIG",
+        default_value = "/etc/doorman/agent.toml"
+    )]
+    pub config: PathBuf,
+    /// Then enable and start the agent's user service (systemctl --user
+    /// enable --now doorman-agent), which reads
+    /// ~/.config/doorman/agent.toml
+    #[arg(long)]
+    pub start: bool,
 }
 
 #[derive(Debug, Args)]

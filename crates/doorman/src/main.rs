@@ -1,12 +1,13 @@
 //! The `doorman` binary: parses the command line, sets up logging, and calls
-//! the library crates; `admin` and `demo` are commands of their own. Nothing
-//! else lives here.
+//! the library crates; `admin`, `agent join` and `demo` are commands of
+//! their own. Nothing else lives here.
 
 mod admin;
 mod agent_config;
 mod cli;
 mod demo;
 mod docs;
+mod join;
 mod logging;
 mod recordings;
 
@@ -44,10 +45,13 @@ async fn dispatch(cli: Cli) -> i32 {
             logging::init("info", args.log_format);
             server(*args).await
         }
-        Command::Agent(args) => {
-            logging::init("info", args.log_format);
-            agent(args).await
-        }
+        Command::Agent(mut args) => match args.command.take() {
+            Some(cli::AgentCommand::Join(join)) => join::run(join).await,
+            None => {
+                logging::init("info", args.log_format);
+                agent(args).await
+            }
+        },
         Command::Admin(args) => admin::admin(args).await,
         Command::Consent(args) => consent(args).await,
         Command::Settings(args) => settings(args).await,

@@ -116,6 +116,11 @@ fn describe_other(error: &CertificateError, peer: Peer) -> String {
         }
         CertificateError::Revoked => "has been revoked by its CA: make a new one".to_string(),
         CertificateError::BadEncoding => "is damaged: replace it".to_string(),
+        CertificateError::Other(rustls::OtherError(inner))
+            if inner.downcast_ref::<crate::pinned::PinProblem>().is_some() =>
+        {
+            inner.to_string()
+        }
         other => describe_webpki(other, ours),
     }
 }

@@ -3,14 +3,15 @@
 //!
 //! Used by the agent and the operator's client alike. A refusal before the
 //! upgrade (bad token, unknown computer) comes back as the status and the
-//! server's one-line message.
+//! server's one-line message. One plain request besides ([`Dialer::post`]):
+//! a computer redeeming its invitation to join.
 
 use crate::UPGRADE_PROTOCOL;
 use crate::cert_problem::{Peer, describe};
 use crate::tls::MaybeTls;
 use bytes::Bytes;
 use http_body_util::{BodyExt, Empty, Limited};
-use hyper::header::{CONNECTION, HOST, HeaderName, HeaderValue, UPGRADE};
+use hyper::header::{CONNECTION, CONTENT_LENGTH, HOST, HeaderName, HeaderValue, UPGRADE};
 use hyper::{Request, StatusCode, Uri};
 use hyper_util::rt::TokioIo;
 use rustls::pki_types::ServerName;
@@ -100,6 +101,15 @@ impl Dialer {
     /// Parses `http://host[:port]` or `https://host[:port]`; an `https://`
     /// server is verified against `ca` if given, else the system's roots.
     pub fn new(url: &str, ca: Option<&std::path::Path>) -> Result<Self, DialError> {
+        Self::with_tls(url, || crate::tls::client_config(ca))
+    }
+
+    /// [`Dialer::new`], an `https://` server verified as the configuration
+    /// `tls` makes says (e.g. through a pinned CA, [`crate::pinned`]).
+    pub fn with_tls(
+        url: &str,
+        tls: impl FnOnce() -> Result<Arc<rustls::ClientConfig>, crate::tls::TlsError>,
+    ) -> Result<Self, DialError> {
         let bad = |reason: &str| DialError::BadUrl {
             url: url.to_string(),
             reason: reason.to_string(),
@@ -107,7 +117,7 @@ impl Dialer {
         let uri: Uri = url.parse().map_err(|_| bad("not a URL"))?;
         let tls = match uri.scheme_str() {
             Some("http") => None,
-            Some("https") => Some(crate::tls::client_config(ca)?),
+            Some("https") => Some(tls()?),
             _ => return Err(bad("must start with http:// or https://")),
         };
         let authority = uri.authority().ok_or_else(|| bad("no host"))?;
@@ -151,12 +161,11 @@ impl Dialer {
         Ok(self.dial_answered(path, headers).await?.0)
     }
 
-    /// [`Dialer::dial`], with the headers of the server's `101`.
-    pub async fn dial_answered(
+    /// The TCP connection to the server, with TLS over it for an
+    /// `https://` server; and the `host:port` it reached, for messages.
+    async fn open(
         &self,
-        path: &str,
-        headers: &[(HeaderName, HeaderValue)],
-    ) -> Result<(Upgraded, hyper::HeaderMap), DialError> {
+    ) -> Result<(MaybeTls<tokio_rustls::client::TlsStream<TcpStream>>, String), DialError> {
         let address = format!("{}:{}", self.host, self.port);
         let stream = TcpStream::connect((self.host.as_str(), self.port))
             .await
@@ -182,6 +191,59 @@ impl Dialer {
                 MaybeTls::Tls(Box::new(tls))
             }
         };
+        Ok((stream, address))
+    }
+
+    /// A request the server did not answer with HTTP: a TLS server answers
+    /// a plain request with a TLS record, which does not parse as HTTP.
+    fn unanswered(&self, error: &hyper::Error, address: &str) -> DialError {
+        if self.tls.is_none() && error.is_parse() {
+            DialError::SpeaksTls {
+                address: address.to_string(),
+            }
+        } else {
+            DialError::Http(error.to_string())
+        }
+    }
+
+    /// `POST path` with an empty body, as a plain request (not an
+    /// upgrade): the status and at most `limit` bytes of the answer.
+    pub async fn post(&self, path: &str, limit: usize) -> Result<(StatusCode, Bytes), DialError> {
+        let (stream, address) = self.open().await?;
+        let (mut sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+            .await
+            .map_err(|e| DialError::Http(e.to_string()))?;
+        tokio::spawn(async move {
+            // Ends with the exchange; errors surface on the request.
+            let _ = connection.await;
+        });
+        let request = Request::builder()
+            .method("POST")
+            .uri(path)
+            .header(HOST, &self.authority)
+            .header(CONTENT_LENGTH, "0")
+            .body(Empty::<Bytes>::new())
+            .map_err(|e| DialError::Http(e.to_string()))?;
+        let response = sender
+            .send_request(request)
+            .await
+            .map_err(|e| self.unanswered(&e, &address))?;
+        let status = response.status();
+        let body = Limited::new(response.into_body(), limit)
+            .collect()
+            .await
+            .map_err(|e| DialError::Http(e.to_string()))?
+            .to_bytes();
+        Ok((status, body))
+    }
+
+    /// [`Dialer::dial`], with the headers of the server's `101`.
+    pub async fn dial_answered(
+        &self,
+        path: &str,
+        headers: &[(HeaderName, HeaderValue)],
+    ) -> Result<(Upgraded, hyper::HeaderMap), DialError> {
+        let (stream, address) = self.open().await?;
         let (mut sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
             .await
             .map_err(|e| DialError::Http(e.to_string()))?;
@@ -201,17 +263,10 @@ impl Dialer {
         let request = request
             .body(Empty::<Bytes>::new())
             .map_err(|e| DialError::Http(e.to_string()))?;
-        let response = sender.send_request(request).await.map_err(|e| {
-            // A TLS server answers a plain request with a TLS record, which
-            // does not parse as HTTP.
-            if self.tls.is_none() && e.is_parse() {
-                DialError::SpeaksTls {
-                    address: address.clone(),
-                }
-            } else {
-                DialError::Http(e.to_string())
-            }
-        })?;
+        let response = sender
+            .send_request(request)
+            .await
+            .map_err(|e| self.unanswered(&e, &address))?;
         let status = response.status();
         if status != StatusCode::SWITCHING_PROTOCOLS {
             let body = Limited::new(response.into_body(), 4096)

@@ -17,6 +17,7 @@ pub mod dial;
 pub mod frame;
 pub mod handover;
 pub mod message;
+pub mod pinned;
 pub mod record;
 pub mod relay;
 pub mod socket;

@@ -26,7 +26,7 @@ pub enum TlsError {
     Config(String),
 }
 
-fn provider() -> Arc<rustls::crypto::CryptoProvider> {
+pub(crate) fn provider() -> Arc<rustls::crypto::CryptoProvider> {
     Arc::new(rustls::crypto::ring::default_provider())
 }
 
@@ -80,7 +80,27 @@ pub fn client_config(ca: Option<&Path>) -> Result<Arc<rustls::ClientConfig>, Tls
 
 /// The server configuration from a PEM certificate chain and key.
 pub fn server_config(cert: &Path, key: &Path) -> Result<Arc<rustls::ServerConfig>, TlsError> {
-    let chain = load_certificates(cert)?;
+    server_config_with_ca(cert, None, key)
+}
+
+/// [`server_config`], presenting after the chain the certificates of the
+/// CA file `ca` that it does not hold already: a private CA, so that a
+/// computer joining with a URL that pins that CA's SHA-256 finds it in the
+/// handshake (see [`crate::pinned`]). Clients that trust the CA already
+/// build the same path as without it.
+pub fn server_config_with_ca(
+    cert: &Path,
+    ca: Option<&Path>,
+    key: &Path,
+) -> Result<Arc<rustls::ServerConfig>, TlsError> {
+    let mut chain = load_certificates(cert)?;
+    if let Some(ca) = ca {
+        for certificate in load_certificates(ca)? {
+            if !chain.contains(&certificate) {
+                chain.push(certificate);
+            }
+        }
+    }
     let key = PrivateKeyDer::from_pem_file(key).map_err(|e| TlsError::Key {
         path: key.display().to_string(),
         message: e.to_string(),

@@ -1,6 +1,7 @@
 //! What `doorman admin` does: register operators and agents (returning their
-//! secret once), list them, replace or revoke their secrets, grant and
-//! revoke operators' access to computers, and read the audit trail.
+//! secret once), invite computers to join, list them, replace or revoke
+//! their secrets, grant and revoke operators' access to computers, and read
+//! the audit trail.
 //!
 //! Its changes are stamped with the system's wall clock
 //! ([`crate::clock::system_millis`]): `doorman admin` is a process of its
@@ -8,11 +9,13 @@
 
 use crate::clock::system_millis;
 use crate::secrets::{self, AGENT_KEY_PREFIX, OPERATOR_TOKEN_PREFIX};
-use crate::store::{AuditEvent, GrantRow, Principal, Revocation, Store, StoreError};
+use crate::store::{AuditEvent, GrantRow, Millis, Principal, Revocation, Store, StoreError};
 use doorman_core::access::{ComputerPattern, ServiceSet};
 use doorman_core::display::counted;
+use doorman_core::join::{INVITATION_PREFIX, JoinUrl, JoinUrlError};
 use doorman_core::names::validate_name;
 use doorman_core::settings::validate_recipient;
+use std::time::Duration;
 
 /// Why an admin command failed.
 #[derive(Debug, thiserror::Error)]
@@ -23,6 +26,16 @@ pub enum AdminError {
     InvalidEmail(String),
     #[error("name at least one computer pattern")]
     NoPatterns,
+    #[error(
+        "this database holds no public URL yet (the server records its own when it starts): start the server once, or pass --public-url"
+    )]
+    NoPublicUrl,
+    #[error("invalid --public-url {0:?}: must be an http:// or https:// URL without a path")]
+    PublicUrl(String),
+    #[error("an invitation is valid for 1 minute to 30 days")]
+    Lifetime,
+    #[error("cannot make an invitation for {url}: {error}")]
+    JoinUrl { url: String, error: JoinUrlError },
     #[error(transparent)]
     Store(#[from] StoreError),
     #[error(transparent)]
@@ -187,6 +200,61 @@ pub async fn operator_emails(
 /// Every grant, by operator and pattern.
 pub async fn grants(store: &Store) -> Result<Vec<GrantRow>, AdminError> {
     Ok(store.grants().await?)
+}
+
+/// The shortest and longest an invitation may stay valid.
+pub const INVITATION_LIFETIMES: std::ops::RangeInclusive<Duration> =
+    Duration::from_secs(60)..=Duration::from_secs(30 * 86_400);
+
+/// An invitation for a computer to join: the URL `doorman agent join`
+/// takes (its code shown this once; only its hash is stored), and when it
+/// stops working.
+#[derive(Debug)]
+pub struct Invitation {
+    pub url: JoinUrl,
+    pub expires_at: Millis,
+}
+
+/// Invites a computer to join as `name` for `valid_for`: a single-use code
+/// in a URL of the server's public URL (`public_url`, or the one the server
+/// recorded when it started) that pins the private CA the server presents,
+/// if it does. A name an agent has already is refused.
+pub async fn invite(
+    store: &Store,
+    name: &str,
+    valid_for: Duration,
+    public_url: Option<&str>,
+) -> Result<Invitation, AdminError> {
+    check_name(name)?;
+    if !INVITATION_LIFETIMES.contains(&valid_for) {
+        return Err(AdminError::Lifetime);
+    }
+    let recorded = store.join_details().await?;
+    let (origin, ca_sha256) = match (public_url, recorded) {
+        (Some(url), recorded) => {
+            let url = crate::normalize_public_url(url)
+                .map_err(|_| AdminError::PublicUrl(url.to_string()))?;
+            (url, recorded.and_then(|(_, ca)| ca))
+        }
+        (None, Some((url, ca))) => (url, ca),
+        (None, None) => return Err(AdminError::NoPublicUrl),
+    };
+    // A CA pin means nothing to plain http://.
+    let ca_sha256 = ca_sha256
+        .filter(|_| origin.starts_with("https://"))
+        .and_then(|hex| doorman_core::join::parse_sha256(&hex));
+    let code = secrets::new_token(INVITATION_PREFIX)?;
+    let url = JoinUrl::new(&origin, &code, ca_sha256).map_err(|error| AdminError::JoinUrl {
+        url: origin.clone(),
+        error,
+    })?;
+    let now = system_millis();
+    let lifetime = i64::try_from(valid_for.as_millis()).unwrap_or(i64::MAX);
+    let expires_at = now.saturating_add(lifetime);
+    store
+        .add_invitation(name, &secrets::hash(&code), expires_at, now)
+        .await?;
+    Ok(Invitation { url, expires_at })
 }
 
 /// Registers an agent; returns its key.

@@ -219,7 +219,11 @@ impl ServerSettings {
             .unwrap_or_else(|| PathBuf::from(DEFAULT_DATA_DIR));
         let tls = match (self.tls_cert, self.tls_key) {
             (Some(_), Some(_)) if acme.is_some() => return Err(ConfigError::AcmeAndTlsFiles),
-            (Some(cert), Some(key)) => Some(TlsFiles { cert, key }),
+            (Some(cert), Some(key)) => Some(TlsFiles {
+                cert,
+                key,
+                ca: None,
+            }),
             (None, None) if acme.is_some() => None,
             // What `doorman admin tls init` made, when nothing else is given.
             (None, None) => crate::private_ca::server_files(&data_dir)

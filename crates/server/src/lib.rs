@@ -17,6 +17,7 @@ pub mod console;
 mod data_dir;
 mod enrollment;
 pub mod failures;
+mod join;
 pub mod leadership;
 mod listener;
 pub mod mail;
@@ -131,6 +132,10 @@ impl Default for Limits {
 pub struct TlsFiles {
     pub cert: PathBuf,
     pub key: PathBuf,
+    /// The private CA that signed `cert` (`tls init`'s): presented after
+    /// the chain, so that a computer joining with a URL that pins its
+    /// SHA-256 finds it, and pinned in the invitations' URLs.
+    pub ca: Option<PathBuf>,
 }
 
 /// Why the server could not start or stopped with an error.
@@ -216,6 +221,7 @@ pub fn app(state: AppState) -> axum::Router {
         .route("/v1/tunnel/{session}", get(upgrade::tunnel))
         .route(doorman_proto::ENROLL_PATH, get(enrollment::upgrade))
         .route("/e/{token}", get(enrollment::show).post(enrollment::made))
+        .route("/join/{code}", get(join::show).post(join::redeem))
         .merge(console::routes())
         .layer(axum::extract::DefaultBodyLimit::max(pages::MAX_FORM_BYTES))
         .layer(axum::middleware::from_fn_with_state(
@@ -263,6 +269,8 @@ pub struct Prepared {
     from: Mailbox,
     delivery: outbox::Delivery,
     key: secrets::ServerKey,
+    /// The SHA-256 of the private CA it presents, for invitations' URLs.
+    ca_sha256: Option<String>,
     /// Held while this server runs on a SQLite data directory.
     lock: Option<std::fs::File>,
 }
@@ -282,11 +290,16 @@ impl Prepared {
             None => None,
         };
         let tls = match (&config.tls, &acme) {
-            (Some(files), _) => Some(doorman_proto::tls::server_config(&files.cert, &files.key)?),
+            (Some(files), _) => Some(doorman_proto::tls::server_config_with_ca(
+                &files.cert,
+                files.ca.as_deref(),
+                &files.key,
+            )?),
             (None, Some(acme)) => Some(acme.tls_config()),
             (None, None) => None,
         };
         check_clear_text(&public_url, tls.is_some(), config.insecure_public_url)?;
+        let ca_sha256 = join::pinned_ca(&config)?;
         let from: Mailbox = config
             .mail_from
             .parse()
@@ -320,6 +333,7 @@ impl Prepared {
             from,
             delivery,
             key,
+            ca_sha256,
             lock,
         })
     }
@@ -358,10 +372,14 @@ impl Prepared {
             from,
             delivery,
             key,
+            ca_sha256,
             lock,
         } = self;
         let store = Store::open(&database_url(&config)).await?;
         store.claim_key(&key.fingerprint()).await?;
+        store
+            .record_join_details(&public_url, ca_sha256.as_deref())
+            .await?;
         let open_files = serve::raise_open_file_limit();
         let connections = config.connections.within(open_files);
         tracing::info!(

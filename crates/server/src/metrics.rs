@@ -22,12 +22,13 @@ const OUTCOMES: [&str; 4] = ["allowed", "denied", "expired", "cancelled"];
 /// Why an email was not sent: a retry is planned, or none will be.
 const EMAIL_FAILURES: [&str; 2] = ["temporary", "permanent"];
 /// What was wrong: as [`crate::upgrade::count_wrong_credential`], the
-/// approval pages and the enrolment pages name them.
-const AUTH_FAILURES: [&str; 4] = [
+/// approval pages, the enrolment pages and the join endpoint name them.
+const AUTH_FAILURES: [&str; 5] = [
     "operator_token",
     "agent_key",
     "approval_link",
     "enrolment_link",
+    "invitation",
 ];
 const LIMITS: [&str; 8] = [
     "credentials",

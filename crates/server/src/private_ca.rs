@@ -85,9 +85,11 @@ pub struct Made {
 /// serving plain HTTP instead would send every secret in clear.
 pub fn server_files(data_dir: &Path) -> Result<Option<TlsFiles>, (PathBuf, std::io::Error)> {
     let dir = data_dir.join(DIR);
+    let ca = dir.join("ca.pem");
     let files = TlsFiles {
         cert: dir.join(CERT),
         key: current_key(&dir),
+        ca: ca.is_file().then_some(ca),
     };
     let mut found = 0;
     for path in [&files.cert, &files.key] {
@@ -187,6 +189,7 @@ pub fn init(
     let server = TlsFiles {
         cert: cert_path,
         key: dir.join(KEY),
+        ca: Some(ca.file.clone()),
     };
     write_private(&server.key, key.as_bytes())?;
     write_private(&server.cert, cert.as_bytes())?;

@@ -75,9 +75,11 @@ impl World {
             mail_from: "Doorman <doorman@example.com>".into(),
             limits: builder.limits,
             acme: None,
+            // The CA is presented after the chain, as with `tls init`'s.
             tls: certificates.as_ref().map(|c| doorman_server::TlsFiles {
                 cert: c.cert.clone(),
                 key: c.key.clone(),
+                ca: Some(c.ca.clone()),
             }),
             trusted_proxies: builder
                 .trusted_proxies

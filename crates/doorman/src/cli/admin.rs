@@ -110,6 +110,29 @@ fn speed(text: &str) -> Result<f64, String> {
     }
 }
 
+/// A duration: a whole number and a unit, s, m, h or d (`30m`, `24h`, `7d`).
+fn duration(text: &str) -> Result<std::time::Duration, String> {
+    let bad =
+        || format!("{text:?} is not a duration: give a number and a unit, such as 30m, 24h or 7d");
+    let unit = text.chars().last().ok_or_else(bad)?;
+    let seconds: u64 = match unit {
+        's' => 1,
+        'm' => 60,
+        'h' => 3600,
+        'd' => 86_400,
+        _ => return Err(bad()),
+    };
+    let digits = &text[..text.len() - 1];
+    if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
+        return Err(bad());
+    }
+    let count: u64 = digits.parse().map_err(|_| bad())?;
+    count
+        .checked_mul(seconds)
+        .map(std::time::Duration::from_secs)
+        .ok_or_else(bad)
+}
+
 #[derive(Debug, Subcommand)]
 pub enum AuditCommand {
     /// Delete the events older than DAYS (the server itself deletes those
@@ -225,6 +248,19 @@ pub enum BlocksCommand {
 pub enum PrincipalCommand {
     /// Register NAME and print its secret, once, on one line.
     Add { name: String },
+    /// Invite a computer to join as NAME: print the one line to run on it,
+    /// `doorman agent join URL`. The URL holds a single-use code and, when
+    /// the server presents a private CA (`tls init`), that CA's SHA-256.
+    Invite {
+        name: String,
+        /// How long the invitation works: 30m, 24h, 7d (1 minute to 30 days)
+        #[arg(long, value_name = "DURATION", default_value = "24h", value_parser = duration)]
+        expires: std::time::Duration,
+        /// The server's public URL [default: the one the server recorded
+        /// in the database when it started]
+        #[arg(long, value_name = "URL")]
+        public_url: Option<String>,
+    },
     /// List the names, with when each was added.
     List,
     /// Print a new secret for NAME, once, on one line. The old one stops

@@ -164,10 +164,12 @@ fn every_manual_page_renders_without_a_warning() {
         &["connect"],
         &["server"],
         &["agent"],
+        &["agent", "join"],
         &["settings"],
         &["settings", "open"],
         &["consent"],
         &["admin", "operator"],
+        &["admin", "agent"],
         &["demo"],
     ] {
         let mut args = vec!["man"];

@@ -7,6 +7,7 @@ mod audit;
 mod cli;
 mod docs;
 mod finding;
+mod join;
 mod limits;
 mod logs;
 mod packaging;

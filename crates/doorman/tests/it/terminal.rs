@@ -1,7 +1,8 @@
 //! `doorman connect` in a real terminal: tmux gives it a pseudo-terminal,
 //! as a user's terminal emulator would. A window resized during the shell
 //! session reaches the remote shell, and the local terminal's modes are
-//! exactly what they were once the session ends (raw mode undone).
+//! exactly what they were once the session ends (raw mode undone). And
+//! `doorman agent join` asks its questions on a terminal.
 //!
 //! Needs `tmux` (`.ci/run` installs it). Without it the test says so and
 //! passes, except under CI where it fails.
@@ -174,4 +175,53 @@ async fn a_resized_window_reaches_the_remote_shell_and_the_terminal_is_restored(
     tmux.type_line("exit").await;
     // Back in the local shell once the session ended.
     assert_eq!(line_in(&file("after")).await, before);
+}
+
+/// Issue 31: on a terminal, `doorman agent join` asks for the recipients
+/// and the timeout before it uses the invitation, asks again after an
+/// answer it cannot take, and writes what it was told.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn join_on_a_terminal_asks_for_the_recipients_and_the_timeout() {
+    if which("tmux").is_none() {
+        skip_without("tmux", "apt-get install tmux");
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let data = path(&data);
+    let server = Process::start(
+        DOORMAN,
+        &["server", "--listen", "127.0.0.1:0", "--data-dir", data],
+    );
+    listening_address(&server).await;
+    let line = doorman(&["admin", "--data-dir", data, "agent", "invite", "lab-pc"]).await;
+    let line = line.replacen("doorman", DOORMAN, 1);
+    let config = dir.path().join("agent.toml");
+    let status = dir.path().join("status");
+
+    let tmux = Tmux::start(dir.path(), 100, 30).await;
+    tmux.type_line(&format!(
+        "{line} --config {}; echo $? > {}",
+        path(&config),
+        path(&status)
+    ))
+    .await;
+    // Typed ahead: the terminal holds the lines until join reads them.
+    tmux.type_line("not an address").await;
+    tmux.type_line("it@example.com, owner@example.com").await;
+    tmux.type_line("60").await;
+    assert_eq!(line_in(&status).await, "0");
+    let settings = std::fs::read_to_string(&config).unwrap();
+    assert!(
+        settings.contains("recipients = [\"it@example.com\", \"owner@example.com\"]"),
+        "{settings}"
+    );
+    assert!(
+        settings.contains("email_authorization_timeout = 60"),
+        "{settings}"
+    );
+    assert!(
+        settings.contains("require_email_authorization = true"),
+        "{settings}"
+    );
 }

@@ -113,6 +113,11 @@ impl Backend {
                             "/0011_reuse_with_local_consent.sql"
                         )),
                     ),
+                    migration(
+                        12,
+                        "invitations",
+                        include_str!(concat!("../../migrations/", $dir, "/0012_invitations.sql")),
+                    ),
                 ]
             };
         }

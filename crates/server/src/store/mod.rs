@@ -1,8 +1,9 @@
 //! The database, one module for each thing it stores: operators and agents
 //! and their ids ([`principals`]), access rules ([`access`]), requests with their
 //! recipients ([`rows`], [`requests`]) and transitions ([`transitions`]), the outbox
-//! ([`outbox`]), sessions ([`sessions`]), the audit trail ([`audit`]) and
-//! ACME certificates ([`acme`]);
+//! ([`outbox`]), sessions ([`sessions`]), the audit trail ([`audit`]),
+//! ACME certificates ([`acme`]) and computers' invitations to join
+//! ([`invitations`]);
 //! [`backend`] knows SQLite and PostgreSQL and their migrations;
 //! [`faults`] lets a test make writes fail or stall.
 //!
@@ -22,6 +23,7 @@ pub mod acme;
 mod audit;
 mod backend;
 pub mod faults;
+mod invitations;
 mod outbox;
 mod principals;
 pub mod recordings;
@@ -34,6 +36,7 @@ pub use access::{CutSession, GrantRow, Revocation};
 pub use audit::AuditEvent;
 pub use backend::{Backend, shown_url, sqlite_file};
 pub use faults::Faults;
+pub use invitations::{JoinedFrom, Redemption};
 pub use outbox::OutboxJob;
 pub use principals::{AgentKey, ComputerId, OperatorId, OperatorIdentity, Principal};
 pub use requests::BlockRow;

@@ -11,6 +11,7 @@ mod console_recordings;
 mod delivery;
 mod heartbeat;
 mod hostile;
+mod join;
 mod load;
 mod metrics;
 mod passkeys;
