@@ -101,7 +101,9 @@ impl Dialer {
     /// Parses `http://host[:port]` or `https://host[:port]`; an `https://`
     /// server is verified against `ca` if given, else the system's roots.
     pub fn new(url: &str, ca: Option<&std::path::Path>) -> Result<Self, DialError> {
-        Self::with_tls(url, || crate::tls::client_config(ca))
+        let mut dialer = Self::with_tls(url, || crate::tls::client_config(ca))?;
+        dialer.ca = ca.map(std::path::Path::to_path_buf);
+        Ok(dialer)
     }
 
     /// [`Dialer::new`], an `https://` server verified as the configuration
@@ -140,7 +142,7 @@ impl Dialer {
             port,
             authority: authority.to_string(),
             tls,
-            ca: ca.map(std::path::Path::to_path_buf),
+            ca: None,
         })
     }
 
