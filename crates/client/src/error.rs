@@ -17,6 +17,8 @@ pub mod exit {
     pub const SESSION_FAILED: i32 = 246;
     pub const LIMITED: i32 = 247;
     pub const UNDELIVERABLE: i32 = 248;
+    /// `doorman cp`: some files went, some did not (each said why).
+    pub const PARTLY_COPIED: i32 = 250;
     /// Cannot reach or talk to the server, or it did not confirm a
     /// request's expiry within the grace after its deadline.
     pub const SERVER: i32 = 255;

@@ -7,6 +7,7 @@
 //! server's word on why it ended.
 #![forbid(unsafe_code)]
 
+pub mod copy;
 mod error;
 pub mod forward;
 pub mod progress;
@@ -63,6 +64,8 @@ pub enum SessionKind {
     Shell { term: String, rows: u16, cols: u16 },
     /// Carry local connections to targets on the computer's side.
     Forward(Vec<ForwardSpec>),
+    /// Copy files to or from the computer (`doorman cp`).
+    Copy(copy::plan::CopyPlan),
 }
 
 /// Where the session's streams go: the process's own in the binary, buffers
@@ -144,5 +147,6 @@ fn service_of(request: &ConnectRequest) -> Result<Service, ConnectError> {
         SessionKind::Forward(specs) => Service::Forward {
             targets: specs.iter().map(|spec| spec.target.clone()).collect(),
         },
+        SessionKind::Copy(plan) => Service::Files(plan.job.clone()),
     })
 }

@@ -99,6 +99,26 @@ impl Progress {
         }
     }
 
+    /// Whether progress goes out as JSON lines.
+    pub(crate) fn is_json(&self) -> bool {
+        self.style == ProgressStyle::Json
+    }
+
+    /// Whether a live line (a countdown, a progress bar) may be drawn.
+    pub(crate) fn is_live(&self) -> bool {
+        self.style == ProgressStyle::Human { live: true }
+    }
+
+    /// One JSON event, for the session's own news (`doorman cp`).
+    pub(crate) fn event(&mut self, value: serde_json::Value) {
+        self.json(value);
+    }
+
+    /// One human line, for the session's own news.
+    pub(crate) fn say(&mut self, text: &str) {
+        self.line(text);
+    }
+
     fn json(&mut self, value: serde_json::Value) {
         // One write per line, so a reader never sees half an object.
         let _ = self.out.write_all(format!("{value}\n").as_bytes());

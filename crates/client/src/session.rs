@@ -48,23 +48,26 @@ pub(crate) async fn run(
     }
     // The session's bytes go at the pace of the remote program.
     connection.set_write_deadline(None);
-    let session = async move {
-        match kind {
-            SessionKind::Forward(_) => {
-                let Server { dialer, auth } = server;
-                let forwarding = Forwarding {
-                    listeners,
-                    dialer,
-                    auth,
-                    session: request_id,
-                };
-                run_forward(connection, forwarding, terminal, interrupt).await
-            }
-            SessionKind::Shell { .. } => run_stream(connection, terminal, interrupt, true).await,
-            SessionKind::Command(_) => run_stream(connection, terminal, interrupt, false).await,
+    let status = match kind {
+        // A copy shows its own progress.
+        SessionKind::Copy(plan) => crate::copy::run(connection, plan, progress, interrupt).await,
+        SessionKind::Forward(_) => {
+            let Server { dialer, auth } = server;
+            let forwarding = Forwarding {
+                listeners,
+                dialer,
+                auth,
+                session: request_id,
+            };
+            let session = run_forward(connection, forwarding, terminal, interrupt);
+            warned_of_the_time_limit(session, time_limit_secs, progress).await
+        }
+        SessionKind::Shell { .. } | SessionKind::Command(_) => {
+            let shell = matches!(kind, SessionKind::Shell { .. });
+            let session = run_stream(connection, terminal, interrupt, shell);
+            warned_of_the_time_limit(session, time_limit_secs, progress).await
         }
     };
-    let status = warned_of_the_time_limit(session, time_limit_secs, progress).await;
     match &status {
         Ok(code) => progress.session_ended(*code),
         Err(error @ ConnectError::Ended { cause, message }) => {

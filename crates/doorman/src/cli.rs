@@ -43,6 +43,10 @@ pub enum Command {
     /// Connect to a computer (waits for email authorization when it requires it).
     #[command(after_help = CONNECT_EXIT_STATUSES)]
     Connect(ConnectArgs),
+    /// Copy files to or from a computer's shared folders, approved like any
+    /// connection (`doorman cp report.pdf office-pc:~/Shared/`).
+    #[command(after_help = CP_EXIT_STATUSES, override_usage = "doorman cp [OPTIONS] SOURCE... DEST")]
+    Cp(CpArgs),
     /// Run a server and an agent on loopback and print how to connect.
     Demo(DemoArgs),
     /// Print a shell completion script (e.g. `doorman completions bash >
@@ -81,6 +85,13 @@ Exit status:
   248    no authorization email could be delivered
   255    cannot reach or talk to the server, or it did not confirm the
          request's expiry within 10 s of its deadline";
+
+pub const CP_EXIT_STATUSES: &str = "\
+Exit status:
+  0      every file was copied
+  250    partly copied: some files were, others not (each one's reason is said)
+  2-255  as `doorman connect --help` lists (2 also for arguments that name
+         both sides, or neither, as COMPUTER:PATH)";
 
 #[derive(Debug, Args)]
 pub struct ServerArgs {
@@ -408,6 +419,40 @@ pub enum ConsentCommand {
 pub struct ConnectArgs {
     /// The computer's name
     pub computer: String,
+    #[command(flatten)]
+    pub operator: OperatorOptions,
+    /// Forward local connections to HOST:PORT as seen from the computer, like
+    /// `ssh -L`; BIND defaults to loopback. Repeatable. Runs until Ctrl-C.
+    #[arg(short = 'L', value_name = "[BIND:]PORT:HOST:PORT")]
+    pub forward: Vec<doorman_client::ForwardSpec>,
+    /// The command to run on the computer (executed directly, not by a shell;
+    /// use `sh -c '…'` for shell syntax). Without a command or -L, and on a
+    /// terminal: an interactive login shell.
+    #[arg(last = true, value_name = "COMMAND")]
+    pub command: Vec<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct CpArgs {
+    /// Files to copy, then where to: one side is COMPUTER:PATH, as in scp
+    /// (PATH inside the folders the computer shares); one direction per
+    /// command
+    #[arg(value_name = "PATH", num_args = 2.., required = true)]
+    pub paths: Vec<std::ffi::OsString>,
+    /// Copy directories with their contents
+    #[arg(short = 'r')]
+    pub recursive: bool,
+    /// Keep mode bits and modification times
+    #[arg(short = 'p')]
+    pub keep: bool,
+    #[command(flatten)]
+    pub operator: OperatorOptions,
+}
+
+/// What every command an operator runs takes: where the server is, who
+/// the operator is, why, and how progress is shown.
+#[derive(Debug, Args)]
+pub struct OperatorOptions {
     // clap adds `[env: DOORMAN_SERVER=]` to the help itself.
     /// The server's URL
     #[arg(long, env = "DOORMAN_SERVER", value_name = "URL")]
@@ -429,15 +474,6 @@ pub struct ConnectArgs {
     /// Report each state change as one JSON object per line on stderr
     #[arg(long)]
     pub json: bool,
-    /// Forward local connections to HOST:PORT as seen from the computer, like
-    /// `ssh -L`; BIND defaults to loopback. Repeatable. Runs until Ctrl-C.
-    #[arg(short = 'L', value_name = "[BIND:]PORT:HOST:PORT")]
-    pub forward: Vec<doorman_client::ForwardSpec>,
-    /// The command to run on the computer (executed directly, not by a shell;
-    /// use `sh -c '…'` for shell syntax). Without a command or -L, and on a
-    /// terminal: an interactive login shell.
-    #[arg(last = true, value_name = "COMMAND")]
-    pub command: Vec<String>,
 }
 
 #[derive(Debug, Args)]

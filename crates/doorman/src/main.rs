@@ -41,6 +41,7 @@ fn main() -> ExitCode {
 async fn dispatch(cli: Cli) -> i32 {
     let result = match cli.command {
         Command::Connect(args) => return connect(args).await,
+        Command::Cp(args) => return cp(args).await,
         Command::Server(args) => {
             logging::init("info", args.log_format);
             server(*args).await
@@ -355,25 +356,6 @@ fn show_settings(path: &Path, mut settings: doorman_core::AgentSettings) -> Resu
 }
 
 async fn connect(args: cli::ConnectArgs) -> i32 {
-    logging::init("warn", logging::LogFormat::Text);
-    let Some(server) = args.server else {
-        eprintln!("doorman: no server: pass --server URL or set DOORMAN_SERVER");
-        return doorman_client::exit::INVALID_REQUEST;
-    };
-    let Some(token) = args.token else {
-        eprintln!(
-            "doorman: no operator token: pass --token TOKEN or set DOORMAN_TOKEN (from `doorman admin operator add`)"
-        );
-        return doorman_client::exit::INVALID_REQUEST;
-    };
-    let style = if args.json {
-        doorman_client::ProgressStyle::Json
-    } else {
-        doorman_client::ProgressStyle::Human {
-            live: std::io::stderr().is_terminal(),
-        }
-    };
-    let mut progress = doorman_client::Progress::new(style, Box::new(std::io::stderr()));
     let session = match (args.command.is_empty(), args.forward.is_empty()) {
         (false, false) => {
             eprintln!("doorman: give either a command or -L forwards, not both");
@@ -396,12 +378,60 @@ async fn connect(args: cli::ConnectArgs) -> i32 {
             return doorman_client::exit::INVALID_REQUEST;
         }
     };
+    operate(args.operator, args.computer, session).await
+}
+
+/// `doorman cp`.
+async fn cp(args: cli::CpArgs) -> i32 {
+    let plan =
+        match doorman_client::copy::plan::CopyPlan::new(&args.paths, args.recursive, args.keep) {
+            Ok(plan) => plan,
+            Err(error) => {
+                eprintln!("doorman: {error}");
+                return error.exit_code();
+            }
+        };
+    let computer = plan.computer.clone();
+    operate(
+        args.operator,
+        computer,
+        doorman_client::SessionKind::Copy(plan),
+    )
+    .await
+}
+
+/// Asks for `session` on `computer` and runs it, as `options` say; the
+/// exit status.
+async fn operate(
+    options: cli::OperatorOptions,
+    computer: String,
+    session: doorman_client::SessionKind,
+) -> i32 {
+    logging::init("warn", logging::LogFormat::Text);
+    let Some(server) = options.server else {
+        eprintln!("doorman: no server: pass --server URL or set DOORMAN_SERVER");
+        return doorman_client::exit::INVALID_REQUEST;
+    };
+    let Some(token) = options.token else {
+        eprintln!(
+            "doorman: no operator token: pass --token TOKEN or set DOORMAN_TOKEN (from `doorman admin operator add`)"
+        );
+        return doorman_client::exit::INVALID_REQUEST;
+    };
+    let style = if options.json {
+        doorman_client::ProgressStyle::Json
+    } else {
+        doorman_client::ProgressStyle::Human {
+            live: std::io::stderr().is_terminal(),
+        }
+    };
+    let mut progress = doorman_client::Progress::new(style, Box::new(std::io::stderr()));
     let request = doorman_client::ConnectRequest {
         server,
-        ca: args.ca,
+        ca: options.ca,
         token: doorman_core::Secret::new(token),
-        computer: args.computer,
-        reason: args.reason,
+        computer,
+        reason: options.reason,
         session,
         expiry_grace: doorman_client::EXPIRY_GRACE,
     };

@@ -9,6 +9,7 @@ mod console;
 mod console_browser;
 mod console_recordings;
 mod delivery;
+mod files;
 mod heartbeat;
 mod hostile;
 mod join;

@@ -138,7 +138,7 @@ async fn an_expiry_the_database_refused_at_the_deadline_lands_once_it_can_write(
     // The emails are out and recorded before the disk fills.
     connecting
         .progress
-        .wait_until(|t| t.matches("\"delivery\"").count() == 2)
+        .wait_until(|t| t.matches("\"state\":\"sent\"").count() == 2)
         .await;
     let expires_at = world
         .broker

@@ -14,6 +14,8 @@ pub struct WorldBuilder {
     pub forward: Vec<String>,
     /// The VNC server of `[services] desktop`.
     pub desktop: Option<String>,
+    /// The folders of `[services] files`.
+    pub files: Vec<String>,
     pub notify_command: Option<String>,
     pub tls: bool,
     pub limits: doorman_server::Limits,
@@ -41,6 +43,7 @@ impl Default for WorldBuilder {
             shell: true,
             forward: Vec::new(),
             desktop: None,
+            files: Vec::new(),
             notify_command: None,
             tls: false,
             limits: doorman_server::Limits::default(),
@@ -69,6 +72,12 @@ impl WorldBuilder {
 
     pub fn without_email_authorization(mut self) -> Self {
         self.require_email_authorization = false;
+        self
+    }
+
+    /// Shares these folders for copies (`[services] files`).
+    pub fn files(mut self, roots: &[&str]) -> Self {
+        self.files = roots.iter().map(|r| r.to_string()).collect();
         self
     }
 
@@ -181,7 +190,7 @@ impl WorldBuilder {
         format!(
             "server = \"{server}\"\nname = \"{name}\"\nkey = \"{key}\"\n{notify}\n\
              [desktop_sharing]\nrequire_email_authorization = {}\nemail_authorization_timeout = {}\nrecipients = [{recipients}]\n{}\n\
-             [services]\nshell = {}\nforward = [{}]\n{}",
+             [services]\nshell = {}\nforward = [{}]\nfiles = [{}]\n{}",
             self.require_email_authorization,
             self.timeout_secs,
             self.policies
@@ -190,6 +199,11 @@ impl WorldBuilder {
                 .collect::<String>(),
             self.shell,
             self.forward
+                .iter()
+                .map(|t| format!("{t:?}"))
+                .collect::<Vec<_>>()
+                .join(", "),
+            self.files
                 .iter()
                 .map(|t| format!("{t:?}"))
                 .collect::<Vec<_>>()
