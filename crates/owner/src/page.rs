@@ -137,6 +137,8 @@ pub(crate) struct Fields {
     forward: String,
     #[serde(default)]
     desktop: String,
+    #[serde(default)]
+    files: String,
     /// The page's session secret.
     #[serde(default)]
     session: String,
@@ -159,6 +161,7 @@ impl Fields {
             shell: on(settings.services.shell),
             forward: settings.services.forward.join("\n"),
             desktop: settings.services.desktop.clone().unwrap_or_default(),
+            files: settings.services.files.join("\n"),
             session: String::new(),
         }
     }
@@ -205,7 +208,7 @@ impl Fields {
             shell: Some(self.shell.is_some()),
             forward: Some(lines(&self.forward)),
             desktop: Some((!desktop.is_empty()).then(|| desktop.to_string())),
-            files: None,
+            files: Some(lines(&self.files)),
             require_passkey: Some(self.require_passkey.is_some()),
             // Passkeys are pinned and removed by the approvers' own forms.
             passkeys: None,
@@ -225,7 +228,7 @@ fn field_of(problem_field: &str) -> String {
 }
 
 /// The fields that show their problem beside them, in the page's order.
-const PLACED: [&str; 9] = [
+const PLACED: [&str; 10] = [
     "email_authorization_timeout",
     "recipients",
     "required_approvals",
@@ -235,6 +238,7 @@ const PLACED: [&str; 9] = [
     "require_passkey",
     "forward",
     "desktop",
+    "files",
 ];
 
 /// The first field in the page with a problem (it gets the focus, which

@@ -360,8 +360,8 @@ impl NewFile {
         self.file.as_mut()
     }
 
-    /// Flushes the file to disk, gives it `kept`'s mode and time (else
-    /// 0644 less the umask, as a new file), and renames it over its name.
+    /// Gives the file `kept`'s mode and time (else 0644 less the umask,
+    /// as a new file), and renames it over its name.
     pub fn commit(mut self, kept: Option<Kept>, umask: u32) -> Result<(), PlaceError> {
         let path = self.path.clone();
         let file = self
@@ -375,7 +375,9 @@ impl NewFile {
             rustix::fs::futimens(&file, &times(kept.mtime_secs))
                 .map_err(|e| PlaceError::io(&path, e))?;
         }
-        file.sync_all().map_err(|e| PlaceError::io(&path, e))?;
+        // No fsync, as cp, scp, rsync and tar do not: a tree of small files
+        // would wait on the disk for each. The rename still shows the file
+        // whole or not at all to anyone reading while the computer runs.
         drop(file);
         rustix::fs::renameat(&self.dir, &self.temp, &self.dir, &self.name)
             .map_err(|e| PlaceError::io(&path, e))?;

@@ -312,3 +312,30 @@ async fn approvers_forms_without_the_pages_session_change_nothing() {
     }
     assert_eq!(std::fs::read(&config).unwrap(), before, "nothing written");
 }
+
+/// Issue 27: the shared folders `doorman cp` reaches are set in the window
+/// too, checked as `settings set --files` checks them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shared_folders_are_saved_and_a_bad_one_is_refused() {
+    let (_dir, config) = settings_file();
+    let (_window, origin, session) = opened(config.clone()).await;
+    let session = session.as_str();
+    let bad = form(session, "it@example.com", &[("files", "~/Shared\n../up")]);
+    let (status, page) = post(&origin, "/save", &bad).await;
+    assert_eq!(status, 400, "{page}");
+    assert!(page.contains("id=\"files-problem\""), "{page}");
+    assert!(
+        page.contains("must be an absolute path or start with ~/"),
+        "{page}"
+    );
+    let good = form(
+        session,
+        "it@example.com",
+        &[("files", "~/Shared\n/srv/drop")],
+    );
+    let (status, page) = post(&origin, "/save", &good).await;
+    assert_eq!(status, 200, "{page}");
+    let settings = doorman_agent::settings_file::load(&config).unwrap();
+    assert_eq!(settings.services.files, ["~/Shared", "/srv/drop"]);
+    assert!(page.contains("~/Shared\n/srv/drop</textarea>"), "{page}");
+}
