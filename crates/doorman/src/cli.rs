@@ -445,6 +445,11 @@ pub struct CpArgs {
     /// Keep mode bits and modification times
     #[arg(short = 'p')]
     pub keep: bool,
+    /// Continue files a copy cut short (their start is kept beside them
+    /// as .NAME.doorman.part) where their start matches, checked by
+    /// SHA-256
+    #[arg(long)]
+    pub resume: bool,
     #[command(flatten)]
     pub operator: OperatorOptions,
 }

@@ -383,14 +383,18 @@ async fn connect(args: cli::ConnectArgs) -> i32 {
 
 /// `doorman cp`.
 async fn cp(args: cli::CpArgs) -> i32 {
-    let plan =
-        match doorman_client::copy::plan::CopyPlan::new(&args.paths, args.recursive, args.keep) {
-            Ok(plan) => plan,
-            Err(error) => {
-                eprintln!("doorman: {error}");
-                return error.exit_code();
-            }
-        };
+    let options = doorman_client::copy::plan::CopyOptions {
+        recursive: args.recursive,
+        keep: args.keep,
+        resume: args.resume,
+    };
+    let plan = match doorman_client::copy::plan::CopyPlan::new(&args.paths, options) {
+        Ok(plan) => plan,
+        Err(error) => {
+            eprintln!("doorman: {error}");
+            return error.exit_code();
+        }
+    };
     let computer = plan.computer.clone();
     operate(
         args.operator,

@@ -13,6 +13,7 @@ pub mod accept;
 pub mod cert_problem;
 pub mod connection;
 pub mod cookie;
+pub mod copying;
 pub mod dial;
 pub mod frame;
 pub mod handover;

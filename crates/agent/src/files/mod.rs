@@ -38,7 +38,7 @@ where
         CopyDirection::FromComputer => {
             // The operator sends nothing; its leaving ends the copy, when a
             // write fails.
-            send::run(&mut writer, &job, &roots).await
+            send::run(&mut reader, &mut writer, &job, &roots).await
         }
     }
 }
@@ -124,9 +124,4 @@ fn umask() -> u32 {
     let old = rustix::process::umask(rustix::fs::Mode::from_raw_mode(0o022));
     rustix::process::umask(old);
     old.bits()
-}
-
-/// Lower-case hex, as SHA-256 sums are written.
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }

@@ -305,7 +305,40 @@ impl Place {
             temp,
             name: name.to_os_string(),
             path: self.path(),
+            kept_if_cut: false,
         })
+    }
+
+    /// [`Place::create_file`] for a copy with `--resume`: under
+    /// `.NAME.doorman.part`, continuing what a copy cut short left there
+    /// (its length is the file's), and left there again if this one is cut
+    /// short too.
+    pub fn resume_file(&self) -> Result<(NewFile, u64), PlaceError> {
+        let (dir, name) = self.parent_and_name()?;
+        let mut temp = OsString::from(".");
+        temp.push(name);
+        temp.push(".doorman.part");
+        let fd = rustix::fs::openat(
+            &dir,
+            &temp,
+            OFlags::RDWR | OFlags::CREATE | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+            Mode::from_raw_mode(0o600),
+        )
+        .map_err(|e| PlaceError::io(&self.path(), e))?;
+        let stat = rustix::fs::fstat(&fd).map_err(|e| PlaceError::io(&self.path(), e))?;
+        if rustix::fs::FileType::from_raw_mode(stat.st_mode) != rustix::fs::FileType::RegularFile {
+            let error = std::io::Error::other("its .doorman.part is not a regular file");
+            return Err(PlaceError::io(&self.path(), error));
+        }
+        let file = NewFile {
+            file: Some(std::fs::File::from(fd)),
+            dir,
+            temp,
+            name: name.to_os_string(),
+            path: self.path(),
+            kept_if_cut: true,
+        };
+        Ok((file, u64::try_from(stat.st_size).unwrap_or(0)))
     }
 }
 
@@ -345,6 +378,8 @@ pub struct NewFile {
     temp: OsString,
     name: OsString,
     path: PathBuf,
+    /// Left where it is when dropped (a copy with `--resume` cut short).
+    kept_if_cut: bool,
 }
 
 /// The mode and times a copy keeps (`cp -p`).
@@ -387,9 +422,16 @@ impl NewFile {
     }
 }
 
+impl NewFile {
+    /// Removes the file: what it holds is not to be resumed.
+    pub fn discard(mut self) {
+        self.kept_if_cut = false;
+    }
+}
+
 impl Drop for NewFile {
     fn drop(&mut self) {
-        if !self.temp.is_empty() {
+        if !self.temp.is_empty() && !self.kept_if_cut {
             let _ = rustix::fs::unlinkat(self.dir.as_fd(), &self.temp, AtFlags::empty());
         }
     }

@@ -4,10 +4,11 @@
 //! A file that cannot be written (a full disk, a permission) fails alone:
 //! the copy goes on with the next, and ends "partly copied".
 
+use super::Tally;
 use super::place::{Kept, Place, PlaceError, Roots};
-use super::{Tally, hex};
 use crate::error::{LinkError, SessionError};
 use doorman_proto::connection::{FrameReader, FrameWriter, decode_message};
+use doorman_proto::copying::{hash_all, hex};
 use doorman_proto::frame::Frame;
 use doorman_proto::message::{CopyJob, FileMessage, SessionEnd, WirePath};
 use std::io::Write;
@@ -28,6 +29,9 @@ struct Incoming {
     received: u64,
     hash: ring::digest::Context,
     kept: Option<Kept>,
+    /// With `--resume`: the length of what was here, until the sender says
+    /// where its data starts.
+    had: Option<u64>,
 }
 
 /// Where the copy's names land: inside `dest` when it is a directory,
@@ -117,10 +121,10 @@ where
                     mode,
                     mtime_secs: mtime,
                 });
-                match start(&target, name, size, kept) {
-                    Ok(incoming) => {
+                match start(&target, name, size, kept, job.resume) {
+                    Ok((incoming, have)) => {
                         current = Current::Writing(Box::new(incoming));
-                        None
+                        have
                     }
                     Err(failed) => {
                         current = Current::Skipping;
@@ -135,18 +139,42 @@ where
                     Current::Skipping => None,
                 }
             }
+            FileMessage::Resume { offset } => {
+                if let Current::Writing(incoming) = &mut current
+                    && let Err(error) = resume(incoming, offset)
+                {
+                    let message = failed(&incoming.name, error);
+                    current = Current::Skipping;
+                    Some(message)
+                } else {
+                    None
+                }
+            }
             FileMessage::FileAbandoned { .. } => {
-                // The operator counts its own failure.
-                current = Current::Skipping;
+                // The operator counts its own failure; what arrived is no
+                // start of anything.
+                if let Current::Writing(incoming) =
+                    std::mem::replace(&mut current, Current::Skipping)
+                {
+                    incoming.file.discard();
+                }
                 None
             }
             FileMessage::CopyEnd => break,
-            FileMessage::Copied { .. } | FileMessage::Failed { .. } => None,
+            FileMessage::Copied { .. } | FileMessage::Failed { .. } | FileMessage::Have { .. } => {
+                None
+            }
         };
         match said {
             Some(message @ FileMessage::Copied { size, .. }) => {
                 tally.files += 1;
                 tally.bytes += size;
+                writer
+                    .write_message(&message)
+                    .await
+                    .map_err(LinkError::from)?;
+            }
+            Some(message @ FileMessage::Have { .. }) => {
                 writer
                     .write_message(&message)
                     .await
@@ -196,26 +224,68 @@ fn make_dir(target: &Target, name: &WirePath, kept: Option<Kept>) -> Option<File
     made.err().map(|error| failed(name, error))
 }
 
+/// Starts receiving a file; with `resume`, also what is here of it
+/// already, to tell the sender.
 fn start(
     target: &Target,
     name: WirePath,
     size: u64,
     kept: Option<Kept>,
-) -> Result<Incoming, FileMessage> {
+    resume: bool,
+) -> Result<(Incoming, Option<FileMessage>), FileMessage> {
     let place = target.place_of(&name).map_err(|e| failed(&name, e))?;
     if place.is_dir().map_err(|e| failed(&name, e))? {
         return Err(failed(&name, format!("{} is a directory", place.shown())));
     }
-    let file = place.create_file().map_err(|e| failed(&name, e))?;
-    Ok(Incoming {
+    let mut hash = ring::digest::Context::new(&ring::digest::SHA256);
+    let (mut file, had) = if resume {
+        let (file, had) = place.resume_file().map_err(|e| failed(&name, e))?;
+        (file, Some(had))
+    } else {
+        (place.create_file().map_err(|e| failed(&name, e))?, None)
+    };
+    if had.is_some() {
+        let shown = place.shown();
+        let read = file
+            .file()
+            .ok_or_else(|| std::io::Error::other("the file was lost"));
+        read.and_then(|file| hash_all(file, &mut hash))
+            .map_err(|e| failed(&name, format!("{shown}: {e}")))?;
+    }
+    let have = had.map(|offset| FileMessage::Have {
+        offset,
+        sha256: hex(hash.clone().finish().as_ref()),
+    });
+    let incoming = Incoming {
         name,
         place,
         file,
         size,
         received: 0,
-        hash: ring::digest::Context::new(&ring::digest::SHA256),
+        hash,
         kept,
-    })
+        had,
+    };
+    Ok((incoming, have))
+}
+
+/// The sender's data starts at `offset`: after what is here when that is
+/// what was here, else afresh.
+fn resume(incoming: &mut Incoming, offset: u64) -> std::io::Result<()> {
+    let had = incoming.had.take().unwrap_or(0);
+    if offset > 0 && offset == had {
+        incoming.received = offset;
+        return Ok(());
+    }
+    let file = incoming
+        .file
+        .file()
+        .ok_or_else(|| std::io::Error::other("the file was lost"))?;
+    file.set_len(0)?;
+    std::io::Seek::seek(file, std::io::SeekFrom::Start(0))?;
+    incoming.hash = ring::digest::Context::new(&ring::digest::SHA256);
+    incoming.received = 0;
+    Ok(())
 }
 
 /// Writes `data` to the current file; a failure gives the file up (its
@@ -265,8 +335,10 @@ fn finish(incoming: Incoming, sha256: &str, umask: u32) -> FileMessage {
         received,
         hash,
         kept,
+        ..
     } = incoming;
     if received != size {
+        file.discard();
         return failed(
             &name,
             format!("{}: {received} of {size} bytes arrived", place.shown()),
@@ -274,6 +346,7 @@ fn finish(incoming: Incoming, sha256: &str, umask: u32) -> FileMessage {
     }
     let ours = hex(hash.finish().as_ref());
     if !ours.eq_ignore_ascii_case(sha256) {
+        file.discard();
         return failed(
             &name,
             format!(

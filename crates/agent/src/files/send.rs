@@ -3,28 +3,31 @@
 //! changes while it is read is given up (the operator discards it), and
 //! one that cannot be read fails alone: the copy goes on with the next.
 
+use super::Tally;
 use super::place::{Place, Roots};
-use super::{Tally, hex};
 use crate::error::{LinkError, SessionError};
 use bytes::Bytes;
-use doorman_proto::connection::{ConnectionError, FrameWriter};
+use doorman_proto::connection::{ConnectionError, FrameReader, FrameWriter};
+use doorman_proto::copying::{hex, resume_from};
 use doorman_proto::frame::{Frame, MAX_PAYLOAD_LEN};
 use doorman_proto::message::{CopyJob, FileMessage, SessionEnd, WirePath};
 use std::collections::HashSet;
-use tokio::io::{AsyncReadExt, AsyncWrite};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite};
 
 /// How deep a tree is followed; deeper is refused (a loop of symlinks
 /// inside a shared folder ends here too).
 const MAX_DEPTH: usize = 128;
 
 /// Sends the sources of `job` from the shared folders `roots`.
-pub(super) async fn run<W: AsyncWrite + Unpin>(
+pub(super) async fn run<R: AsyncRead + Unpin, W: AsyncWrite + Unpin>(
+    reader: &mut FrameReader<R>,
     writer: &mut FrameWriter<W>,
     job: &CopyJob,
     roots: &Roots,
 ) -> Result<SessionEnd, SessionError> {
     let mut sender = Sender {
         writer,
+        answers: job.resume.then_some(reader),
         recursive: job.recursive,
         tally: Tally::default(),
         visited: HashSet::new(),
@@ -48,15 +51,18 @@ pub(super) async fn run<W: AsyncWrite + Unpin>(
     super::finish(writer, tally).await
 }
 
-struct Sender<'a, W> {
+struct Sender<'a, R, W> {
     writer: &'a mut FrameWriter<W>,
+    /// With `--resume`: the operator's side, which says what it has of
+    /// each file.
+    answers: Option<&'a mut FrameReader<R>>,
     recursive: bool,
     tally: Tally,
     /// Directories sent, by device and inode: none is sent twice.
     visited: HashSet<(u64, u64)>,
 }
 
-impl<W: AsyncWrite + Unpin> Sender<'_, W> {
+impl<R: AsyncRead + Unpin, W: AsyncWrite + Unpin> Sender<'_, R, W> {
     async fn fail(
         &mut self,
         name: &WirePath,
@@ -145,6 +151,16 @@ impl<W: AsyncWrite + Unpin> Sender<'_, W> {
         let mut file = tokio::fs::File::from_std(file);
         let mut hash = ring::digest::Context::new(&ring::digest::SHA256);
         let mut sent = 0u64;
+        if let Some(answers) = self.answers.as_mut() {
+            let have = match answers.read_message::<FileMessage>().await? {
+                Some(FileMessage::Have { offset, sha256 }) => Some((offset, sha256)),
+                _ => None,
+            };
+            sent = resume_from(&mut file, size, have, &mut hash).await;
+            self.writer
+                .write_message(&FileMessage::Resume { offset: sent })
+                .await?;
+        }
         let mut buffer = vec![0u8; MAX_PAYLOAD_LEN];
         let problem = loop {
             let want =

@@ -4,6 +4,7 @@
 //! back, [`report`] shows it. A copy ends with how many files went and how
 //! many failed: some failed is "partly copied", its own exit status.
 
+mod part;
 pub mod plan;
 mod receive;
 mod report;
@@ -44,14 +45,21 @@ pub(crate) async fn run(
         LocalSide::Receive { .. } => None,
     };
     let mut report = CopyReport::new(progress, total);
-    let (mut reader, mut writer) = connection.split();
+    let (mut reader, writer) = connection.split();
     let (news, mut sent) = tokio::sync::mpsc::unbounded_channel();
-    let mut receiver = Receiver::new(&plan.local, plan.job.keep);
-    let sender = match plan.local {
-        LocalSide::Send(entries) => Some(tokio::spawn(async move {
-            send::send_all(&mut writer, entries, news).await
-        })),
-        LocalSide::Receive { .. } => None,
+    let (haves, have) = tokio::sync::mpsc::unbounded_channel();
+    let mut receiver = Receiver::new(&plan.local, plan.job.keep, plan.job.resume);
+    // Copying to the computer, the writer is the sender's; from it, the
+    // loop's, which answers `--resume`'s questions.
+    let (sender, mut writer) = match plan.local {
+        LocalSide::Send(entries) => {
+            let have = plan.job.resume.then_some(have);
+            let mut writer = writer;
+            let task =
+                tokio::spawn(async move { send::send_all(&mut writer, entries, news, have).await });
+            (Some(task), None)
+        }
+        LocalSide::Receive { .. } => (None, Some(writer)),
     };
     let _abort = sender.as_ref().map(|task| AbortOnDrop(task.abort_handle()));
     let mut tally = Tally::default();
@@ -62,6 +70,7 @@ pub(crate) async fn run(
             Some(news) = sent.recv() => {
                 match news {
                     Sent::Moved(n) => report.moved(n),
+                    Sent::Resumed(name, offset) => report.resumed(&name.shown(), offset),
                     Sent::Failed(name, why) => {
                         tally.failed_here += 1;
                         report.failed(&name.shown(), &why);
@@ -117,9 +126,21 @@ pub(crate) async fn run(
                 tally.bytes += size;
                 report.copied(&path.shown(), size, &sha256);
             }
+            (FileMessage::Have { offset, sha256 }, None) => {
+                let _ = haves.send((offset, sha256));
+            }
             (FileMessage::Failed { name, message }, _) => report.failed(&name.shown(), &message),
             (message, Some(receiver)) => match receiver.message(message) {
-                Received::Expecting(name, size) => report.expecting(&name, size),
+                Received::Expecting(name, size, have) => {
+                    report.expecting(&name, size);
+                    if let (Some(have), Some(writer)) = (have, writer.as_mut()) {
+                        writer
+                            .write_message(&have)
+                            .await
+                            .map_err(|e| ConnectError::SessionFailed(e.to_string()))?;
+                    }
+                }
+                Received::Resumed(name, offset) => report.resumed(&name, offset),
                 Received::Stored(path, size, sha256) => {
                     tally.files += 1;
                     tally.bytes += size;
@@ -151,9 +172,4 @@ fn umask() -> u32 {
     let old = rustix::process::umask(rustix::fs::Mode::from_raw_mode(0o022));
     rustix::process::umask(old);
     old.bits()
-}
-
-/// Lower-case hex, as SHA-256 sums are written.
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }

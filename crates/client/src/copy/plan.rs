@@ -84,9 +84,25 @@ fn invalid(message: impl Into<String>) -> ConnectError {
     ConnectError::InvalidRequest(message.into())
 }
 
+/// `doorman cp`'s switches.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct CopyOptions {
+    /// `-r`: directories with their contents.
+    pub recursive: bool,
+    /// `-p`: modes and modification times kept.
+    pub keep: bool,
+    /// `--resume`: files cut short continue where they stopped.
+    pub resume: bool,
+}
+
 impl CopyPlan {
-    /// The plan for `args` (SOURCE... DEST), with `-r` and `-p`.
-    pub fn new(args: &[OsString], recursive: bool, keep: bool) -> Result<CopyPlan, ConnectError> {
+    /// The plan for `args` (SOURCE... DEST).
+    pub fn new(args: &[OsString], options: CopyOptions) -> Result<CopyPlan, ConnectError> {
+        let CopyOptions {
+            recursive,
+            keep,
+            resume,
+        } = options;
         let Some((dest, sources)) = args.split_last().filter(|(_, s)| !s.is_empty()) else {
             return Err(invalid(
                 "give at least one SOURCE and a DEST, e.g. `doorman cp report.pdf office-pc:~/Shared/`",
@@ -102,6 +118,7 @@ impl CopyPlan {
             sources: u32::try_from(sources.len()).unwrap_or(u32::MAX),
             recursive,
             keep,
+            resume,
         };
         match dest {
             CopyArg::Remote { computer, path } => {
@@ -286,7 +303,7 @@ mod tests {
         let a = dir.path().join("a");
         std::fs::write(&a, "12345").unwrap();
         let a = a.to_str().unwrap();
-        let plan = CopyPlan::new(&os(&[a, a, "pc:~/Shared"]), false, false).unwrap();
+        let plan = CopyPlan::new(&os(&[a, a, "pc:~/Shared"]), CopyOptions::default()).unwrap();
         assert_eq!(plan.computer, "pc");
         assert_eq!(
             (plan.job.files, plan.job.bytes, plan.job.sources),
@@ -303,14 +320,17 @@ mod tests {
         ] {
             assert!(
                 matches!(
-                    CopyPlan::new(&os(&bad), false, false),
+                    CopyPlan::new(&os(&bad), CopyOptions::default()),
                     Err(ConnectError::InvalidRequest(_))
                 ),
                 "{bad:?}"
             );
         }
         let dest = dir.path().join("none");
-        let error = CopyPlan::new(&os(&["pc:a", "pc:b", dest.to_str().unwrap()]), false, false);
+        let error = CopyPlan::new(
+            &os(&["pc:a", "pc:b", dest.to_str().unwrap()]),
+            CopyOptions::default(),
+        );
         assert!(
             matches!(error, Err(ConnectError::InvalidRequest(m)) if m.contains("not a directory"))
         );

@@ -4,8 +4,9 @@
 //! computer's names are checked: each must be a plain relative path, so
 //! that no name lands outside the destination.
 
-use super::hex;
+use super::part::PartFile;
 use super::plan::LocalSide;
+use doorman_proto::copying::{hash_all, hex};
 use doorman_proto::message::{FileMessage, WirePath};
 use std::io::Write;
 use std::path::{Component, Path, PathBuf};
@@ -15,25 +16,32 @@ pub(super) struct Receiver {
     dest: PathBuf,
     into_dir: bool,
     keep: bool,
+    resume: bool,
     current: Option<Incoming>,
 }
 
 struct Incoming {
     name: WirePath,
     path: PathBuf,
-    file: tempfile::NamedTempFile,
+    file: PartFile,
     size: u64,
     received: u64,
     hash: ring::digest::Context,
     mode: u32,
     mtime: i64,
+    /// With `--resume`: the length of what was here, until the computer
+    /// says where its data starts.
+    had: Option<u64>,
 }
 
 /// What became of a message.
 pub(super) enum Received {
     Nothing,
-    /// A file is expected: its name as shown, and size.
-    Expecting(String, u64),
+    /// A file is expected: its name as shown, and size; with `--resume`,
+    /// the answer to send the computer.
+    Expecting(String, u64, Option<FileMessage>),
+    /// The computer resumes the file (shown) at this offset.
+    Resumed(String, u64),
     /// A file was stored whole, at this path: its size and SHA-256.
     Stored(PathBuf, u64, String),
     /// This could not be stored here, for this reason.
@@ -41,12 +49,13 @@ pub(super) enum Received {
 }
 
 impl Receiver {
-    pub(super) fn new(local: &LocalSide, keep: bool) -> Option<Self> {
+    pub(super) fn new(local: &LocalSide, keep: bool, resume: bool) -> Option<Self> {
         match local {
             LocalSide::Receive { dest, into_dir } => Some(Self {
                 dest: dest.clone(),
                 into_dir: *into_dir,
                 keep,
+                resume,
                 current: None,
             }),
             LocalSide::Send(_) => None,
@@ -83,10 +92,10 @@ impl Receiver {
                 mode,
                 mtime,
             } => match self.start(&name, size, mode, mtime) {
-                Ok(incoming) => {
+                Ok((incoming, have)) => {
                     let shown = incoming.path.display().to_string();
                     self.current = Some(incoming);
-                    Received::Expecting(shown, size)
+                    Received::Expecting(shown, size, have)
                 }
                 Err(why) => {
                     self.current = None;
@@ -97,14 +106,30 @@ impl Receiver {
                 Some(incoming) => self.finish(incoming, &sha256),
                 None => Received::Nothing,
             },
-            // The computer counts (and says) its own failure.
+            FileMessage::Resume { offset } => match self.current.as_mut() {
+                Some(incoming) => match resume(incoming, offset) {
+                    Ok(0) => Received::Nothing,
+                    Ok(offset) => Received::Resumed(incoming.path.display().to_string(), offset),
+                    Err(error) => {
+                        let incoming = self.current.take().map(|i| (i.name, i.path));
+                        let (name, path) = incoming.unwrap_or_default();
+                        Received::Failed(name, format!("{}: {error}", path.display()))
+                    }
+                },
+                None => Received::Nothing,
+            },
+            // The computer counts (and says) its own failure; what arrived
+            // is no start of anything.
             FileMessage::FileAbandoned { .. } => {
-                self.current = None;
+                if let Some(incoming) = self.current.take() {
+                    incoming.file.discard();
+                }
                 Received::Nothing
             }
-            FileMessage::Copied { .. } | FileMessage::Failed { .. } | FileMessage::CopyEnd => {
-                Received::Nothing
-            }
+            FileMessage::Copied { .. }
+            | FileMessage::Failed { .. }
+            | FileMessage::CopyEnd
+            | FileMessage::Have { .. } => Received::Nothing,
         }
     }
 
@@ -118,7 +143,7 @@ impl Receiver {
                 incoming.size
             )))
         } else {
-            incoming.file.write_all(data)
+            incoming.file.file().write_all(data)
         };
         match written {
             Ok(()) => {
@@ -162,7 +187,13 @@ impl Receiver {
         }
     }
 
-    fn start(&self, name: &WirePath, size: u64, mode: u32, mtime: i64) -> Result<Incoming, String> {
+    fn start(
+        &self,
+        name: &WirePath,
+        size: u64,
+        mode: u32,
+        mtime: i64,
+    ) -> Result<(Incoming, Option<FileMessage>), String> {
         let path = self.path_of(name).ok_or_else(|| {
             format!(
                 "the computer sent a name that is not a relative path: {}",
@@ -172,28 +203,28 @@ impl Receiver {
         if path.is_dir() {
             return Err(format!("{} is a directory", path.display()));
         }
-        let dir = path
-            .parent()
-            .filter(|p| !p.as_os_str().is_empty())
-            .unwrap_or(Path::new("."));
-        let mut prefix = std::ffi::OsString::from(".");
-        prefix.push(path.file_name().unwrap_or_default());
-        prefix.push(".doorman-");
-        let file = tempfile::Builder::new()
-            .prefix(&prefix)
-            .suffix(".part")
-            .tempfile_in(dir)
+        let (mut file, had) = PartFile::open(&path, self.resume)
             .map_err(|error| format!("{}: {error}", path.display()))?;
-        Ok(Incoming {
+        let mut hash = ring::digest::Context::new(&ring::digest::SHA256);
+        if self.resume {
+            hash_all(file.file(), &mut hash).map_err(|e| format!("{}: {e}", path.display()))?;
+        }
+        let have = self.resume.then(|| FileMessage::Have {
+            offset: had,
+            sha256: hex(hash.clone().finish().as_ref()),
+        });
+        let incoming = Incoming {
             name: name.clone(),
             path,
             file,
             size,
             received: 0,
-            hash: ring::digest::Context::new(&ring::digest::SHA256),
+            hash,
             mode,
             mtime,
-        })
+            had: self.resume.then_some(had),
+        };
+        Ok((incoming, have))
     }
 
     fn finish(&self, incoming: Incoming, sha256: &str) -> Received {
@@ -206,13 +237,17 @@ impl Receiver {
             hash,
             mode,
             mtime,
+            ..
         } = incoming;
+        let mut file = file;
         let shown = path.display();
         if received != size {
+            file.discard();
             return Received::Failed(name, format!("{shown}: {received} of {size} bytes arrived"));
         }
         let ours = hex(hash.finish().as_ref());
         if !ours.eq_ignore_ascii_case(sha256) {
+            file.discard();
             let why = format!("{shown}: the bytes that arrived do not match their SHA-256");
             return Received::Failed(name, why);
         }
@@ -223,13 +258,13 @@ impl Receiver {
         };
         let stored = (|| {
             use std::os::unix::fs::PermissionsExt;
-            file.as_file()
+            file.file()
                 .set_permissions(std::fs::Permissions::from_mode(mode))?;
             if self.keep {
-                set_mtime(file.as_file(), mtime)?;
+                set_mtime(file.file(), mtime)?;
             }
             // No fsync, as the computer's side (files::place) explains.
-            file.persist(&path).map_err(|e| e.error)?;
+            file.persist(&path)?;
             Ok::<(), std::io::Error>(())
         })();
         match stored {
@@ -237,6 +272,22 @@ impl Receiver {
             Err(error) => Received::Failed(name, format!("{shown}: {error}")),
         }
     }
+}
+
+/// The computer's data starts at `offset`: after what is here when that
+/// is what was here, else afresh. Where it starts.
+fn resume(incoming: &mut Incoming, offset: u64) -> std::io::Result<u64> {
+    let had = incoming.had.take().unwrap_or(0);
+    if offset > 0 && offset == had {
+        incoming.received = offset;
+        return Ok(offset);
+    }
+    let file = incoming.file.file();
+    file.set_len(0)?;
+    std::io::Seek::seek(file, std::io::SeekFrom::Start(0))?;
+    incoming.hash = ring::digest::Context::new(&ring::digest::SHA256);
+    incoming.received = 0;
+    Ok(0)
 }
 
 /// Sets a file's access and modification times to `secs`.

@@ -45,6 +45,18 @@ impl<'a> CopyReport<'a> {
         }
     }
 
+    /// A file continues at `offset` (`--resume`): those bytes were there.
+    pub(crate) fn resumed(&mut self, name: &str, offset: u64) {
+        self.moved(offset);
+        if self.progress.is_json() {
+            self.progress.event(json!({
+                "event": "file_resumed",
+                "name": name,
+                "offset": offset,
+            }));
+        }
+    }
+
     /// The file at `path` went whole.
     pub(crate) fn copied(&mut self, path: &str, size: u64, sha256: &str) {
         if self.progress.is_json() {

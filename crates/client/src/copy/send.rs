@@ -2,21 +2,23 @@
 //! as its bytes and their SHA-256. A file that changes while it is read,
 //! or cannot be read, is given up alone and counted as failed here.
 
-use super::hex;
 use super::plan::{Entry, EntryKind};
 use bytes::Bytes;
 use doorman_proto::connection::{ConnectionError, FrameWriter};
+use doorman_proto::copying::{hex, resume_from};
 use doorman_proto::frame::{Frame, MAX_PAYLOAD_LEN};
 use doorman_proto::message::{FileMessage, WirePath};
 use std::os::unix::fs::MetadataExt;
 use tokio::io::{AsyncReadExt, AsyncWrite};
-use tokio::sync::mpsc::UnboundedSender;
+use tokio::sync::mpsc::{UnboundedReceiver, UnboundedSender};
 
 /// What the sender tells the copy's loop.
 #[derive(Debug)]
 pub(super) enum Sent {
     /// This many more bytes went.
     Moved(u64),
+    /// This file continues at this offset (`--resume`).
+    Resumed(WirePath, u64),
     /// This entry could not go, for this reason.
     Failed(WirePath, String),
 }
@@ -26,6 +28,7 @@ pub(super) async fn send_all<W: AsyncWrite + Unpin>(
     writer: &mut FrameWriter<W>,
     entries: Vec<Entry>,
     news: UnboundedSender<Sent>,
+    mut haves: Option<UnboundedReceiver<(u64, String)>>,
 ) -> Result<(), ConnectionError> {
     for entry in entries {
         match entry.kind {
@@ -40,7 +43,7 @@ pub(super) async fn send_all<W: AsyncWrite + Unpin>(
                     .await?;
             }
             EntryKind::File { .. } => {
-                if let Err(why) = send_file(writer, &entry, &news).await? {
+                if let Err(why) = send_file(writer, &entry, &news, haves.as_mut()).await? {
                     let _ = news.send(Sent::Failed(entry.name, why));
                 }
             }
@@ -57,6 +60,7 @@ async fn send_file<W: AsyncWrite + Unpin>(
     writer: &mut FrameWriter<W>,
     entry: &Entry,
     news: &UnboundedSender<Sent>,
+    haves: Option<&mut UnboundedReceiver<(u64, String)>>,
 ) -> Result<Result<(), String>, ConnectionError> {
     let shown = entry.path.display();
     let opened = match tokio::fs::File::open(&entry.path).await {
@@ -79,6 +83,17 @@ async fn send_file<W: AsyncWrite + Unpin>(
     let mut hash = ring::digest::Context::new(&ring::digest::SHA256);
     let mut buffer = vec![0u8; MAX_PAYLOAD_LEN];
     let mut sent = 0u64;
+    if let Some(haves) = haves {
+        // The computer says what it has of the file.
+        let have = haves.recv().await;
+        sent = resume_from(&mut file, size, have, &mut hash).await;
+        writer
+            .write_message(&FileMessage::Resume { offset: sent })
+            .await?;
+        if sent > 0 {
+            let _ = news.send(Sent::Resumed(entry.name.clone(), sent));
+        }
+    }
     let problem = loop {
         let left = size - sent;
         let want = usize::try_from(left).map_or(buffer.len(), |left| left.min(buffer.len()));

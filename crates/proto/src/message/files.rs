@@ -102,6 +102,11 @@ pub struct CopyJob {
     /// Mode bits and modification times kept (`-p`).
     #[serde(default)]
     pub keep: bool,
+    /// Files the receiver has a start of continue from there, when that
+    /// start matches (`--resume`): the receiver answers each `File` with
+    /// `Have`, the sender with `Resume`.
+    #[serde(default)]
+    pub resume: bool,
 }
 
 impl CopyJob {
@@ -187,6 +192,14 @@ pub enum FileMessage {
         mode: u32,
         mtime: i64,
     },
+    /// Receiver → sender, in a copy with `resume`, in answer to `File`:
+    /// the first `offset` bytes of the file are here already (a copy cut
+    /// short left them), and their SHA-256.
+    Have { offset: u64, sha256: String },
+    /// Sender → receiver, in answer to `Have`: the data that follows starts
+    /// at `offset`, which is the receiver's when its bytes match the
+    /// sender's start, else 0 (the receiver starts the file afresh).
+    Resume { offset: u64 },
     /// The file's bytes are all sent; their SHA-256, in hex.
     FileEnd { sha256: String },
     /// The sender gives the file up (it changed while read, or could not
@@ -237,6 +250,7 @@ mod tests {
             sources: 3,
             recursive: false,
             keep: false,
+            resume: false,
         };
         assert_eq!(
             to.describe(),
@@ -250,6 +264,7 @@ mod tests {
             sources: 1,
             recursive: true,
             keep: false,
+            resume: false,
         };
         assert_eq!(from.describe(), "copy from ~/Shared/a\\nb (with folders)");
         assert_eq!(human_size(512), "512 B");
@@ -270,6 +285,7 @@ mod tests {
             sources: 1,
             recursive: false,
             keep: false,
+            resume: false,
         };
         use CopyDirection::*;
         let from_ab = job(FromComputer, &["/s/a", "/s/b"]);

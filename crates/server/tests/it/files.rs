@@ -4,7 +4,7 @@
 //! SHA-256, and paths outside the shared folders are refused before
 //! anyone is asked.
 
-use doorman_client::copy::plan::CopyPlan;
+use doorman_client::copy::plan::{CopyOptions, CopyPlan};
 use doorman_client::{ConnectError, SessionKind};
 use doorman_test_support::World;
 use doorman_test_support::world::COMPUTER;
@@ -48,8 +48,17 @@ fn remote(path: &Path) -> OsString {
 }
 
 fn plan(args: &[&OsStr], recursive: bool, keep: bool) -> SessionKind {
+    let options = CopyOptions {
+        recursive,
+        keep,
+        resume: false,
+    };
+    plan_with(args, options)
+}
+
+fn plan_with(args: &[&OsStr], options: CopyOptions) -> SessionKind {
     let args: Vec<OsString> = args.iter().map(|a| a.to_os_string()).collect();
-    SessionKind::Copy(CopyPlan::new(&args, recursive, keep).unwrap())
+    SessionKind::Copy(CopyPlan::new(&args, options).unwrap())
 }
 
 /// Every file's name in `dir`, sorted: what a copy left there.
@@ -352,4 +361,73 @@ async fn one_file_that_cannot_be_written_leaves_the_others_copied() {
     assert!(text.contains("is a directory"), "{text}");
     assert!(text.contains("\"failed\":1"), "{text}");
     assert_eq!(names(&shared), ["a", "b", "c"], "no temporary file left");
+}
+
+/// `--resume`: a file whose start is already there (left by a copy cut
+/// short as `.NAME.doorman.part`) continues from there when that start is
+/// the file's own, checked by SHA-256, either way; otherwise it starts
+/// afresh.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn resume_continues_a_file_whose_start_matches_and_restarts_one_that_does_not() {
+    let Setup {
+        world,
+        shared,
+        local,
+        _dirs,
+    } = setup(false).await;
+    let big: Vec<u8> = (0..700_000u32).map(|i| (i % 253) as u8).collect();
+    std::fs::write(local.join("big.bin"), &big).unwrap();
+    let resume = CopyOptions {
+        resume: true,
+        ..CopyOptions::default()
+    };
+
+    // To the computer: half of it is there.
+    std::fs::write(shared.join(".big.bin.doorman.part"), &big[..300_000]).unwrap();
+    let args = [local.join("big.bin").into_os_string(), remote(&shared)];
+    let args: Vec<&OsStr> = args.iter().map(|a| a.as_os_str()).collect();
+    let copying = world.connect_for(plan_with(&args, resume), "");
+    let progress = copying.progress.clone();
+    assert_eq!(copying.finish().await, Ok(0));
+    assert!(
+        progress.text().contains("\"event\":\"file_resumed\"")
+            && progress.text().contains("\"offset\":300000"),
+        "{}",
+        progress.text()
+    );
+    assert_eq!(std::fs::read(shared.join("big.bin")).unwrap(), big);
+    assert_eq!(names(&shared), ["big.bin"], "the part is gone");
+
+    // A start that is not the file's: sent whole.
+    std::fs::remove_file(shared.join("big.bin")).unwrap();
+    std::fs::write(shared.join(".big.bin.doorman.part"), b"something else").unwrap();
+    let copying = world.connect_for(plan_with(&args, resume), "");
+    let progress = copying.progress.clone();
+    assert_eq!(copying.finish().await, Ok(0));
+    assert!(
+        !progress.text().contains("file_resumed"),
+        "{}",
+        progress.text()
+    );
+    assert_eq!(std::fs::read(shared.join("big.bin")).unwrap(), big);
+
+    // From the computer: a third of it is here.
+    let back = local.join("back");
+    std::fs::create_dir(&back).unwrap();
+    std::fs::write(back.join(".big.bin.doorman.part"), &big[..200_000]).unwrap();
+    let args = [
+        remote(&shared.join("big.bin")),
+        back.clone().into_os_string(),
+    ];
+    let args: Vec<&OsStr> = args.iter().map(|a| a.as_os_str()).collect();
+    let copying = world.connect_for(plan_with(&args, resume), "");
+    let progress = copying.progress.clone();
+    assert_eq!(copying.finish().await, Ok(0));
+    assert!(
+        progress.text().contains("\"offset\":200000"),
+        "{}",
+        progress.text()
+    );
+    assert_eq!(std::fs::read(back.join("big.bin")).unwrap(), big);
+    assert_eq!(names(&back), ["big.bin"]);
 }
