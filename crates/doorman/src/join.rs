@@ -22,7 +22,9 @@ const USER_SERVICE: &str = "doorman-agent";
 
 pub async fn run(args: JoinArgs) -> Result<()> {
     let url = JoinUrl::parse(&args.url)?;
-    let config = std::path::absolute(&args.config).unwrap_or_else(|_| args.config.clone());
+    // The default every other command reads (issue 31: one per install).
+    let given = crate::agent_config::agent_config(args.config)?;
+    let config = std::path::absolute(&given).unwrap_or(given);
     if args.start {
         check_start(&config)?;
     }
@@ -69,15 +71,11 @@ pub async fn run(args: JoinArgs) -> Result<()> {
     Ok(())
 }
 
-/// Where the packaged user service reads its settings:
-/// `$XDG_CONFIG_HOME/doorman/agent.toml` (systemd's `%E`), by default under
-/// `~/.config`.
+/// Where the packaged user service reads its settings: the default
+/// settings file, `$XDG_CONFIG_HOME/doorman/agent.toml` (systemd's `%E`),
+/// else under `~/.config`.
 fn user_service_config() -> Option<PathBuf> {
-    let base = std::env::var_os("XDG_CONFIG_HOME")
-        .map(PathBuf::from)
-        .filter(|dir| dir.is_absolute())
-        .or_else(|| std::env::var_os("HOME").map(|home| PathBuf::from(home).join(".config")))?;
-    Some(base.join("doorman").join("agent.toml"))
+    crate::agent_config::agent_config(None).ok()
 }
 
 /// What `--start` needs, checked before the invitation is used: settings

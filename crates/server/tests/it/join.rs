@@ -101,7 +101,7 @@ async fn an_invited_computer_joins_once_and_comes_online() {
     assert_eq!(status, 410, "{message}");
     assert!(message.contains("this invitation was used at"), "{message}");
     assert!(
-        message.contains("doorman admin agent invite lab-pc"),
+        message.contains("doorman admin agent rotate lab-pc"),
         "{message}"
     );
     nothing_written(&again);
@@ -199,6 +199,34 @@ async fn guessing_invitation_codes_counts_like_guessing_links_and_get_redeems_no
     // before it used nothing.
     let (_, joined) = join(&world, &url, "lab").await;
     assert_eq!(joined.unwrap(), "lab-pc");
+}
+
+/// The server redeemed the invitation, but the settings could not be
+/// written (here: a file appeared at their path meanwhile): the computer
+/// is added and its key lost, and the error says so and what to do, not
+/// "nothing was written".
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn settings_unwritten_after_the_join_say_the_key_is_lost_and_what_to_do() {
+    let world = World::builder().without_email_authorization().start().await;
+    let url = invite(&world, "lab-pc", DAY).await;
+    let config = world.dir.path().join("late").join("agent.toml");
+    let reservation = reserve(&url, &config).expect("reserved");
+    std::fs::write(&config, "mine").unwrap();
+    let error = reservation
+        .redeem(&url, &JoinAnswers::default())
+        .await
+        .expect_err("the settings cannot be written");
+    assert!(
+        matches!(&error, JoinError::Unsaved { name, .. } if name == "lab-pc"),
+        "{error:?}"
+    );
+    let said = error.to_string();
+    assert!(said.contains("was created meanwhile"), "{said}");
+    assert!(said.contains("doorman admin agent rotate lab-pc"), "{said}");
+    assert!(!said.contains("nothing was written"), "{said}");
+    assert_eq!(std::fs::read_to_string(&config).unwrap(), "mine");
+    let stored = world.broker.store.agent_key("lab-pc").await.unwrap();
+    assert!(stored.is_some(), "the server added the computer");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
