@@ -229,6 +229,28 @@ async fn settings_unwritten_after_the_join_say_the_key_is_lost_and_what_to_do() 
     assert!(stored.is_some(), "the server added the computer");
 }
 
+/// Invited twice (the first line thought lost), the computer joins with
+/// one: the other expires then, so that once the computer is removed
+/// nobody joins under its name (and its grants) with the old line.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_join_ends_the_other_invitations_for_its_name() {
+    let world = World::builder().without_email_authorization().start().await;
+    let lost = invite(&world, "lab-pc", DAY).await;
+    let url = invite(&world, "lab-pc", DAY).await;
+    let (_, joined) = join(&world, &url, "lab").await;
+    assert_eq!(joined.unwrap(), "lab-pc");
+    let store = &world.broker.store;
+    admin::remove(store, doorman_server::store::Principal::Agent, "lab-pc")
+        .await
+        .unwrap();
+    let (config, refused) = join(&world, &lost, "lost").await;
+    let (status, message) = refusal(refused);
+    assert_eq!(status, 410, "{message}");
+    assert!(message.contains("this invitation expired at"), "{message}");
+    nothing_written(&config);
+    assert!(store.agent_key("lab-pc").await.unwrap().is_none());
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_computers_with_one_invitation_at_once_get_one_key() {
     let world = World::builder().without_email_authorization().start().await;
