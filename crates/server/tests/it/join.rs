@@ -251,6 +251,38 @@ async fn a_join_ends_the_other_invitations_for_its_name() {
     assert!(store.agent_key("lab-pc").await.unwrap().is_none());
 }
 
+/// `invite --public-url` names the server as the computers reach it,
+/// which may not be the public URL's name: the join is redeemed under it,
+/// while a browser naming it (DNS rebinding) is still misdirected.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_invitation_for_another_name_of_the_server_is_redeemed_under_it() {
+    let world = World::builder().without_email_authorization().start().await;
+    let other = "https://doorman.internal:8443";
+    let url = admin::invite(&world.broker.store, "lab-pc", DAY, Some(other))
+        .await
+        .expect("invited")
+        .url;
+    assert_eq!(url.origin(), other);
+    let redeem = |origin: Option<&str>| {
+        let mut request = world
+            .http
+            .post(format!("{}{}", world.url, url.path()))
+            .header("host", "doorman.internal:8443");
+        if let Some(origin) = origin {
+            request = request.header("origin", origin);
+        }
+        request.send()
+    };
+    let browser = redeem(Some(other)).await.unwrap();
+    assert_eq!(browser.status(), 421);
+    let joined = redeem(None).await.unwrap();
+    assert_eq!(joined.status(), 200);
+    let joined: doorman_core::join::Joined =
+        serde_json::from_str(&joined.text().await.unwrap()).unwrap();
+    assert_eq!(joined.name, "lab-pc");
+    assert!(world.broker.store.agent_key("lab-pc").await.unwrap().is_some());
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_computers_with_one_invitation_at_once_get_one_key() {
     let world = World::builder().without_email_authorization().start().await;
