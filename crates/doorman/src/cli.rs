@@ -264,7 +264,9 @@ pub enum AgentCommand {
 #[derive(Debug, Args)]
 pub struct JoinArgs {
     /// The invitation: https://SERVER/join/CODE, with #ca=sha256:HEX when
-    /// the server's certificate is from a private CA
+    /// the server's certificate is from a private CA; - reads it from
+    /// standard input, where other users of the computer cannot see it as
+    /// they can a command's arguments
     #[arg(value_name = "URL")]
     pub url: String,
     /// The settings file to write; it must not exist yet [default:
