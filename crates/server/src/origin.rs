@@ -145,7 +145,7 @@ fn is_loopback_name(name: &str) -> bool {
 /// by another name or address than the public URL's, each of them proves
 /// itself with a key or token, and no page can open them (a browser cannot
 /// send `Upgrade: doorman/1`). So is a computer redeeming its invitation
-/// (`POST /join/CODE`, see [`joining`]), which may name the server as
+/// (`POST /join/CODE` from a client that is no browser), which may name the server as
 /// `admin agent invite --public-url` did.
 pub async fn check_host(State(state): State<AppState>, request: Request, next: Next) -> Response {
     // Two `Host` headers: a proxy in front and this server could each read
