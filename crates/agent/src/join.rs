@@ -37,6 +37,13 @@ pub enum JoinError {
     Settings(#[from] SettingsError),
     #[error("the server presented no CA certificate with the pinned SHA-256")]
     NoCa,
+    /// The server redeemed the invitation and added the computer, but its
+    /// settings could not be written: the key in the answer, which the
+    /// server keeps only as a hash, is lost with them.
+    #[error(
+        "the invitation is used and the server added this computer as {name:?}, but its settings were not written ({problem}), and its key is lost with them: ask the administrator for a new key (doorman admin agent rotate {name}) and write the settings by hand, or to remove {name} (doorman admin agent remove {name}) and invite it again"
+    )]
+    Unsaved { name: String, problem: String },
 }
 
 /// The CA file written beside the settings file `config`: `agent.toml`
@@ -80,8 +87,11 @@ impl Reservation {
     }
 
     /// Redeems the invitation and writes the settings (with `answers`)
-    /// and the CA's certificate; what the server answered.
+    /// and the CA's certificate; what the server answered. Once the server
+    /// has redeemed it, a failure to write is [`JoinError::Unsaved`].
     pub async fn redeem(self, url: &JoinUrl, answers: &JoinAnswers) -> Result<Joined, JoinError> {
+        // Checked before the code is sent: after, a refusal costs the key.
+        answers.check()?;
         let pinned = url.ca_sha256().map(PinnedCa::new);
         let dialer = match &pinned {
             Some(pin) => Dialer::with_tls(url.origin(), || pin.client_config())?,
@@ -97,15 +107,33 @@ impl Reservation {
         let joined: Joined =
             serde_json::from_slice(&body).map_err(|e| JoinError::Answer(e.to_string()))?;
         joined.check().map_err(JoinError::Answer)?;
+        if let Err(error) = self.write(url, &joined, answers, pinned.as_ref()) {
+            return Err(JoinError::Unsaved {
+                name: joined.name.clone(),
+                problem: unsaved_problem(error),
+            });
+        }
+        Ok(joined)
+    }
+
+    /// Writes the settings for `joined` and the pinned CA's certificate,
+    /// both or neither.
+    fn write(
+        self,
+        url: &JoinUrl,
+        joined: &Joined,
+        answers: &JoinAnswers,
+        pinned: Option<&Arc<PinnedCa>>,
+    ) -> Result<(), JoinError> {
         // Relative: the agent finds it beside its settings wherever both go.
         let ca_name = self
             .ca()
             .and_then(Path::file_name)
             .and_then(|name| name.to_str())
             .map(str::to_string);
-        let text = settings_text(url.origin(), &joined, ca_name.as_deref(), answers)?;
+        let text = settings_text(url.origin(), joined, ca_name.as_deref(), answers)?;
         let Reservation { settings, ca } = self;
-        let written_ca = match (ca, &pinned) {
+        let written_ca = match (ca, pinned) {
             (Some(file), Some(pin)) => Some(write_ca(file, pin)?),
             _ => None,
         };
@@ -115,7 +143,19 @@ impl Reservation {
             }
             return Err(error.into());
         }
-        Ok(joined)
+        Ok(())
+    }
+}
+
+/// Why the settings were not written, once the invitation is used: a file
+/// that appeared at their path since it was reserved is left alone, and
+/// "pass --config for another file" would no longer help.
+fn unsaved_problem(error: JoinError) -> String {
+    match error {
+        JoinError::File(SettingsFileError::Exists { path }) => {
+            format!("{} was created meanwhile, and is left as it is", path.display())
+        }
+        other => other.to_string(),
     }
 }
 

@@ -1,8 +1,8 @@
 //! Where the agent's settings file is when neither `--config` nor
 //! `DOORMAN_AGENT_CONFIG` says: `$XDG_CONFIG_HOME/doorman/agent.toml`, else
-//! `~/.config/doorman/agent.toml`. One default for `agent`, `settings`
-//! (and its window) and `consent`, and the file the packaged user service
-//! reads; an agent run as a system service passes `--config`.
+//! `~/.config/doorman/agent.toml`. One default for `agent`, `agent join`,
+//! `settings` (and its window) and `consent`, and the file the packaged
+//! user service reads; an agent run as a system service passes `--config`.
 
 use anyhow::{Result, anyhow};
 use std::ffi::OsString;

@@ -275,20 +275,18 @@ pub enum AgentCommand {
 #[derive(Debug, Args)]
 pub struct JoinArgs {
     /// The invitation: https://SERVER/join/CODE, with #ca=sha256:HEX when
-    /// the server's certificate is from a private CA
+    /// the server's certificate is from a private CA; - reads it from
+    /// standard input, where other users of the computer cannot see it as
+    /// they can a command's arguments
     #[arg(value_name = "URL")]
     pub url: String,
-    /// The settings file to write; it must not exist yet
-    #[arg(
-        long,
-        value_name = "FILE",
-        env = "DOORMAN_AGENT_CONFIG",
-        default_value = "/etc/doorman/agent.toml"
-    )]
-    pub config: PathBuf,
+    /// The settings file to write; it must not exist yet [default:
+    /// $XDG_CONFIG_HOME/doorman/agent.toml, else ~/.config/doorman/agent.toml,
+    /// the file every command and the packaged user service read]
+    #[arg(long, value_name = "FILE", env = "DOORMAN_AGENT_CONFIG")]
+    pub config: Option<PathBuf>,
     /// Then enable and start the agent's user service (systemctl --user
-    /// enable --now doorman-agent), which reads
-    /// ~/.config/doorman/agent.toml
+    /// enable --now doorman-agent), which reads the default settings file
     #[arg(long)]
     pub start: bool,
 }

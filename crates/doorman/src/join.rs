@@ -6,6 +6,10 @@
 //! checked first, in this order: the URL, `--start`'s needs, the files
 //! (that they do not exist and can be written), the answers. The code is
 //! sent last, so that a refusal leaves the invitation as it was.
+//!
+//! A command's arguments are visible to every user of the computer (`ps`,
+//! `/proc/PID/cmdline`) for as long as it runs, questions included: with
+//! `-` for the URL, it is read from standard input instead ([`join_url`]).
 
 use crate::cli::JoinArgs;
 use anyhow::{Context, Result, bail};
@@ -21,8 +25,10 @@ use std::path::{Path, PathBuf};
 const USER_SERVICE: &str = "doorman-agent";
 
 pub async fn run(args: JoinArgs) -> Result<()> {
-    let url = JoinUrl::parse(&args.url)?;
-    let config = std::path::absolute(&args.config).unwrap_or_else(|_| args.config.clone());
+    let url = join_url(&args.url)?;
+    // The default every other command reads (issue 31: one per install).
+    let given = crate::agent_config::agent_config(args.config)?;
+    let config = std::path::absolute(&given).unwrap_or(given);
     if args.start {
         check_start(&config)?;
     }
@@ -69,15 +75,33 @@ pub async fn run(args: JoinArgs) -> Result<()> {
     Ok(())
 }
 
-/// Where the packaged user service reads its settings:
-/// `$XDG_CONFIG_HOME/doorman/agent.toml` (systemd's `%E`), by default under
-/// `~/.config`.
+/// The join URL: `argument`, or with `-` the first line of standard input
+/// (asked for on a terminal), where no other user of the computer can
+/// read it. The whole line `invite` printed is taken as well.
+fn join_url(argument: &str) -> Result<JoinUrl> {
+    if argument != "-" {
+        return Ok(JoinUrl::parse(argument)?);
+    }
+    if std::io::stdin().is_terminal() {
+        eprint!("Join URL (what `doorman admin agent invite` printed): ");
+        std::io::stderr().flush()?;
+    }
+    let mut line = String::new();
+    std::io::stdin()
+        .read_line(&mut line)
+        .context("cannot read the join URL from standard input")?;
+    let text = line.trim();
+    let text = text
+        .strip_prefix("doorman agent join ")
+        .map_or(text, str::trim);
+    Ok(JoinUrl::parse(text.trim_matches('\''))?)
+}
+
+/// Where the packaged user service reads its settings: the default
+/// settings file, `$XDG_CONFIG_HOME/doorman/agent.toml` (systemd's `%E`),
+/// else under `~/.config`.
 fn user_service_config() -> Option<PathBuf> {
-    let base = std::env::var_os("XDG_CONFIG_HOME")
-        .map(PathBuf::from)
-        .filter(|dir| dir.is_absolute())
-        .or_else(|| std::env::var_os("HOME").map(|home| PathBuf::from(home).join(".config")))?;
-    Some(base.join("doorman").join("agent.toml"))
+    crate::agent_config::agent_config(None).ok()
 }
 
 /// What `--start` needs, checked before the invitation is used: settings

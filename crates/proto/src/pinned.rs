@@ -156,3 +156,89 @@ impl ServerCertVerifier for PinnedCa {
             .supported_schemes()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::tls::load_certificates;
+
+    fn sha256(certificate: &CertificateDer<'_>) -> [u8; 32] {
+        let digest = ring::digest::digest(&ring::digest::SHA256, certificate.as_ref());
+        let mut hash = [0u8; 32];
+        hash.copy_from_slice(digest.as_ref());
+        hash
+    }
+
+    /// What the verifier said of a refused chain, in its own words.
+    fn pin_problem(result: Result<ServerCertVerified, Error>) -> String {
+        match result {
+            Err(Error::InvalidCertificate(CertificateError::Other(OtherError(inner)))) => {
+                inner.to_string()
+            }
+            Err(other) => panic!("not a pin problem: {other:?}"),
+            Ok(_) => panic!("trusted"),
+        }
+    }
+
+    /// A server may present the pinned CA's certificate (it is public);
+    /// only a server certificate that CA signed is trusted through it.
+    #[test]
+    fn the_pinned_ca_must_be_the_issuer_not_merely_presented() {
+        let dir = tempfile::tempdir().unwrap();
+        let ours = doorman_test_support::tls::generate(&dir.path().join("ours"));
+        let theirs = doorman_test_support::tls::generate(&dir.path().join("theirs"));
+        let first = |path: &std::path::Path| load_certificates(path).unwrap().remove(0);
+        let (our_ca, our_leaf) = (first(&ours.ca), first(&ours.cert));
+        let (their_ca, their_leaf) = (first(&theirs.ca), first(&theirs.cert));
+        let name = ServerName::try_from("localhost").unwrap();
+        let now = UnixTime::now();
+        let pin = PinnedCa::new(sha256(&our_ca));
+
+        // Another CA's certificate beside ours: both CAs have the same
+        // subject, so only the signatures tell them apart.
+        let said = pin_problem(pin.verify_server_cert(
+            &their_leaf,
+            std::slice::from_ref(&our_ca),
+            &name,
+            &[],
+            now,
+        ));
+        assert!(said.contains("is not signed by the CA the join URL pins"), "{said}");
+        for intermediates in [
+            vec![their_ca.clone(), our_ca.clone()],
+            vec![our_ca.clone(), their_ca.clone()],
+        ] {
+            let verified = pin.verify_server_cert(&their_leaf, &intermediates, &name, &[], now);
+            assert!(verified.is_err(), "a chain through another CA is trusted");
+        }
+        assert!(pin.certificate().is_none(), "nothing was accepted");
+
+        // Without the pinned CA at all.
+        let absent = pin.verify_server_cert(
+            &their_leaf,
+            std::slice::from_ref(&their_ca),
+            &name,
+            &[],
+            now,
+        );
+        let said = pin_problem(absent);
+        assert!(said.contains("does not come with the CA"), "{said}");
+
+        // Ours, for another name: the pin does not stand in for the name.
+        let other = ServerName::try_from("doorman.example.com").unwrap();
+        let wrong_name = pin.verify_server_cert(
+            &our_leaf,
+            std::slice::from_ref(&our_ca),
+            &other,
+            &[],
+            now,
+        );
+        assert!(wrong_name.is_err(), "another name is trusted");
+        assert!(pin.certificate().is_none());
+
+        // Ours: trusted, and the CA it verified with is what gets written.
+        pin.verify_server_cert(&our_leaf, std::slice::from_ref(&our_ca), &name, &[], now)
+            .expect("our own chain verifies");
+        assert_eq!(pin.certificate(), Some(our_ca));
+    }
+}

@@ -74,8 +74,11 @@ pub async fn redeem(
         }
         Ok(Redemption::Unknown) => return unknown(&state, client, &from, now).await,
         Ok(Redemption::Used { name, at }) => {
+            // The computer it added has the name now: a new invitation for
+            // it would be refused, while a new key for it is what a join
+            // that lost its answer needs.
             let message = format!(
-                "this invitation was used at {}: an invitation works once; ask for a new one (doorman admin agent invite {name})",
+                "this invitation was used at {}: an invitation works once, and {name:?} was added with it; ask for an invitation under another name, or for {name}'s key (doorman admin agent rotate {name})",
                 format_time(at)
             );
             (name, StatusCode::GONE, message)

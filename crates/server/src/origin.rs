@@ -144,7 +144,9 @@ fn is_loopback_name(name: &str) -> bool {
 /// `/v1/` endpoints are left out: agents and operators may dial the server
 /// by another name or address than the public URL's, each of them proves
 /// itself with a key or token, and no page can open them (a browser cannot
-/// send `Upgrade: doorman/1`).
+/// send `Upgrade: doorman/1`). So is a computer redeeming its invitation
+/// (`POST /join/CODE` from a client that is no browser), which may name the server as
+/// `admin agent invite --public-url` did.
 pub async fn check_host(State(state): State<AppState>, request: Request, next: Next) -> Response {
     // Two `Host` headers: a proxy in front and this server could each read
     // another one. Refused on every path.
@@ -157,7 +159,7 @@ pub async fn check_host(State(state): State<AppState>, request: Request, next: N
     {
         return (StatusCode::BAD_REQUEST, "a request names one Host\n").into_response();
     }
-    if request.uri().path().starts_with("/v1/") {
+    if request.uri().path().starts_with("/v1/") || joining(&request) {
         return next.run(request).await;
     }
     let host = match request.uri().authority() {
@@ -176,6 +178,22 @@ pub async fn check_host(State(state): State<AppState>, request: Request, next: N
         )
             .into_response(),
     }
+}
+
+/// Whether `request` is a computer redeeming an invitation: a `POST
+/// /join/CODE` from a client that is no browser. The code proves itself,
+/// but a browser's answer would be readable by a page on a name that
+/// resolves here (DNS rebinding): a browser, which sends `Origin` or
+/// `Sec-Fetch-Site` with every POST, gets the name check.
+fn joining(request: &Request) -> bool {
+    let headers = request.headers();
+    request.method() == axum::http::Method::POST
+        && request
+            .uri()
+            .path()
+            .starts_with(doorman_core::join::JOIN_PATH_PREFIX)
+        && !headers.contains_key(header::ORIGIN)
+        && !headers.contains_key("sec-fetch-site")
 }
 
 #[cfg(test)]

@@ -330,3 +330,38 @@ async fn join_start_checks_what_it_needs_before_the_invitation_is_used() {
     );
     assert_eq!(mode(&service_config), 0o600);
 }
+
+/// `-` reads the URL from standard input, where other users of the
+/// computer cannot read it as they can a command's arguments (`ps`); the
+/// whole line `invite` printed is taken too.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn join_reads_the_url_from_standard_input_with_a_dash() {
+    use tokio::io::AsyncWriteExt;
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let (_server, _) = start_server(&data).await;
+    let url = invite(&data, "lab-pc").await;
+    let config = dir.path().join("lab/agent.toml");
+    let mut child = tokio::process::Command::new(DOORMAN)
+        .args(["agent", "join", "-", "--config", path(&config)])
+        .env_remove("DOORMAN_AGENT_CONFIG")
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("doorman runs");
+    let mut stdin = child.stdin.take().expect("its standard input");
+    let line = format!("doorman agent join '{url}'\n");
+    stdin.write_all(line.as_bytes()).await.unwrap();
+    drop(stdin);
+    let output = tokio::time::timeout(Duration::from_secs(60), child.wait_with_output())
+        .await
+        .expect("doorman agent join finished within 60 s")
+        .expect("doorman agent join ran");
+    let err = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(0), "{err}");
+    let text = std::fs::read_to_string(&config).unwrap();
+    assert!(text.contains("name = \"lab-pc\""), "{text}");
+    assert_eq!(mode(&config), 0o600);
+}

@@ -1,8 +1,8 @@
 //! Issue 31, "The packaged services": the server unit's port-443 lines
 //! work once uncommented as its comment says (read with systemd's rules
 //! for capability sets), and the agent's user service, `settings` (and its
-//! window) and `consent` all read one default settings file; an error
-//! about it names `--config`.
+//! window), `consent` and `agent join` all use one default settings file;
+//! an error about it names `--config`.
 
 use doorman_test_support::process::run_in;
 use std::collections::BTreeSet;
@@ -200,4 +200,24 @@ async fn every_command_reads_one_default_settings_file_and_errors_name_config() 
     assert_eq!(code, 1, "{err}");
     assert!(err.contains("pass --config FILE"), "{err}");
     assert_eq!(err.trim().lines().count(), 1, "{err}");
+}
+
+/// `agent join` writes the file every other command reads by default: it
+/// refuses to write over the one there (before anything is sent), naming it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn join_writes_the_default_settings_file_of_every_command() {
+    let dir = tempfile::tempdir().unwrap();
+    let xdg = dir.path().join("xdg");
+    let in_xdg = xdg.join("doorman/agent.toml");
+    settings_at(&in_xdg);
+    // Nothing listens there: the file is checked before the code is sent.
+    let url = "http://127.0.0.1:9/join/dji_AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA";
+    let env = [("XDG_CONFIG_HOME", text(&xdg)), ("HOME", text(dir.path()))];
+    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let (code, _, err) = run_in(DOORMAN, &["agent", "join", url], &env, None).await;
+    assert_eq!(code, 1, "{err}");
+    assert!(
+        err.contains(&format!("{} already exists", in_xdg.display())),
+        "{err}"
+    );
 }

@@ -144,7 +144,8 @@ pub fn sqlite_file(database_url: &str) -> Option<std::path::PathBuf> {
 }
 
 /// A database URL as it may be shown to people: a SQLite database's file,
-/// or the URL with its password masked (`postgres://doorman:***@db/doorman`).
+/// or the URL with its password masked (`postgres://doorman:***@db/doorman`),
+/// given before the host or as a `password` option (`?password=…`).
 pub fn shown_url(database_url: &str) -> String {
     if let Some(file) = sqlite_file(database_url) {
         return file.display().to_string();
@@ -154,6 +155,21 @@ pub fn shown_url(database_url: &str) -> String {
             if url.password().is_some() {
                 // A URL with a password has a host: this cannot fail.
                 let _ = url.set_password(Some("***"));
+            }
+            let secret = |key: &str| {
+                key.eq_ignore_ascii_case("password") || key.eq_ignore_ascii_case("sslpassword")
+            };
+            if url.query_pairs().any(|(key, _)| secret(&key)) {
+                let pairs: Vec<(String, String)> = url
+                    .query_pairs()
+                    .map(|(key, value)| (key.into_owned(), value.into_owned()))
+                    .collect();
+                let mut query = url.query_pairs_mut();
+                query.clear();
+                for (key, value) in &pairs {
+                    let shown = if secret(key) { "***" } else { value.as_str() };
+                    query.append_pair(key, shown);
+                }
             }
             url.to_string()
         }
@@ -207,6 +223,10 @@ mod tests {
         assert_eq!(
             shown_url("postgres://doorman@db.example.com/doorman"),
             "postgres://doorman@db.example.com/doorman"
+        );
+        assert_eq!(
+            shown_url("postgres://doorman@db/doorman?sslmode=require&password=s3cret"),
+            "postgres://doorman@db/doorman?sslmode=require&password=***"
         );
     }
 }

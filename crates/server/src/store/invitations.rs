@@ -6,7 +6,8 @@
 //!
 //! Redeeming is one conditional `UPDATE … WHERE used_at IS NULL AND
 //! expires_at > now`: of two computers using the same code at once, one
-//! claims it and the other finds it used.
+//! claims it and the other finds it used. The name's other invitations
+//! expire with it.
 
 use super::{AuditEvent, Millis, Principal, Store, StoreError, insert_audit, insert_principal_in};
 use doorman_core::AuditKind;
@@ -132,6 +133,17 @@ impl Store {
             }
             Err(error) => return Err(error),
         }
+        // The name's other invitations (a line thought lost, made again)
+        // end here: removed one day, the computer must not come back
+        // through one of them.
+        sqlx::query(
+            "UPDATE invitations SET expires_at = $1
+             WHERE name = $2 AND used_at IS NULL AND expires_at > $1",
+        )
+        .bind(now)
+        .bind(&name)
+        .execute(&mut *tx)
+        .await?;
         let event = AuditEvent::new(AuditKind::InvitationRedeemed, now)
             .computer(&name)
             .address(&from.address)

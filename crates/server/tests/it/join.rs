@@ -101,7 +101,7 @@ async fn an_invited_computer_joins_once_and_comes_online() {
     assert_eq!(status, 410, "{message}");
     assert!(message.contains("this invitation was used at"), "{message}");
     assert!(
-        message.contains("doorman admin agent invite lab-pc"),
+        message.contains("doorman admin agent rotate lab-pc"),
         "{message}"
     );
     nothing_written(&again);
@@ -199,6 +199,88 @@ async fn guessing_invitation_codes_counts_like_guessing_links_and_get_redeems_no
     // before it used nothing.
     let (_, joined) = join(&world, &url, "lab").await;
     assert_eq!(joined.unwrap(), "lab-pc");
+}
+
+/// The server redeemed the invitation, but the settings could not be
+/// written (here: a file appeared at their path meanwhile): the computer
+/// is added and its key lost, and the error says so and what to do, not
+/// "nothing was written".
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn settings_unwritten_after_the_join_say_the_key_is_lost_and_what_to_do() {
+    let world = World::builder().without_email_authorization().start().await;
+    let url = invite(&world, "lab-pc", DAY).await;
+    let config = world.dir.path().join("late").join("agent.toml");
+    let reservation = reserve(&url, &config).expect("reserved");
+    std::fs::write(&config, "mine").unwrap();
+    let error = reservation
+        .redeem(&url, &JoinAnswers::default())
+        .await
+        .expect_err("the settings cannot be written");
+    assert!(
+        matches!(&error, JoinError::Unsaved { name, .. } if name == "lab-pc"),
+        "{error:?}"
+    );
+    let said = error.to_string();
+    assert!(said.contains("was created meanwhile"), "{said}");
+    assert!(said.contains("doorman admin agent rotate lab-pc"), "{said}");
+    assert!(!said.contains("nothing was written"), "{said}");
+    assert_eq!(std::fs::read_to_string(&config).unwrap(), "mine");
+    let stored = world.broker.store.agent_key("lab-pc").await.unwrap();
+    assert!(stored.is_some(), "the server added the computer");
+}
+
+/// Invited twice (the first line thought lost), the computer joins with
+/// one: the other expires then, so that once the computer is removed
+/// nobody joins under its name (and its grants) with the old line.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_join_ends_the_other_invitations_for_its_name() {
+    let world = World::builder().without_email_authorization().start().await;
+    let lost = invite(&world, "lab-pc", DAY).await;
+    let url = invite(&world, "lab-pc", DAY).await;
+    let (_, joined) = join(&world, &url, "lab").await;
+    assert_eq!(joined.unwrap(), "lab-pc");
+    let store = &world.broker.store;
+    admin::remove(store, doorman_server::store::Principal::Agent, "lab-pc")
+        .await
+        .unwrap();
+    let (config, refused) = join(&world, &lost, "lost").await;
+    let (status, message) = refusal(refused);
+    assert_eq!(status, 410, "{message}");
+    assert!(message.contains("this invitation expired at"), "{message}");
+    nothing_written(&config);
+    assert!(store.agent_key("lab-pc").await.unwrap().is_none());
+}
+
+/// `invite --public-url` names the server as the computers reach it,
+/// which may not be the public URL's name: the join is redeemed under it,
+/// while a browser naming it (DNS rebinding) is still misdirected.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_invitation_for_another_name_of_the_server_is_redeemed_under_it() {
+    let world = World::builder().without_email_authorization().start().await;
+    let other = "https://doorman.internal:8443";
+    let url = admin::invite(&world.broker.store, "lab-pc", DAY, Some(other))
+        .await
+        .expect("invited")
+        .url;
+    assert_eq!(url.origin(), other);
+    let redeem = |origin: Option<&str>| {
+        let mut request = world
+            .http
+            .post(format!("{}{}", world.url, url.path()))
+            .header("host", "doorman.internal:8443");
+        if let Some(origin) = origin {
+            request = request.header("origin", origin);
+        }
+        request.send()
+    };
+    let browser = redeem(Some(other)).await.unwrap();
+    assert_eq!(browser.status(), 421);
+    let joined = redeem(None).await.unwrap();
+    assert_eq!(joined.status(), 200);
+    let joined: doorman_core::join::Joined =
+        serde_json::from_str(&joined.text().await.unwrap()).unwrap();
+    assert_eq!(joined.name, "lab-pc");
+    assert!(world.broker.store.agent_key("lab-pc").await.unwrap().is_some());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
