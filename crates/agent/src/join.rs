@@ -153,7 +153,10 @@ impl Reservation {
 fn unsaved_problem(error: JoinError) -> String {
     match error {
         JoinError::File(SettingsFileError::Exists { path }) => {
-            format!("{} was created meanwhile, and is left as it is", path.display())
+            format!(
+                "{} was created meanwhile, and is left as it is",
+                path.display()
+            )
         }
         other => other.to_string(),
     }

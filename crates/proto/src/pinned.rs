@@ -203,7 +203,10 @@ mod tests {
             &[],
             now,
         ));
-        assert!(said.contains("is not signed by the CA the join URL pins"), "{said}");
+        assert!(
+            said.contains("is not signed by the CA the join URL pins"),
+            "{said}"
+        );
         for intermediates in [
             vec![their_ca.clone(), our_ca.clone()],
             vec![our_ca.clone(), their_ca.clone()],
@@ -226,13 +229,8 @@ mod tests {
 
         // Ours, for another name: the pin does not stand in for the name.
         let other = ServerName::try_from("doorman.example.com").unwrap();
-        let wrong_name = pin.verify_server_cert(
-            &our_leaf,
-            std::slice::from_ref(&our_ca),
-            &other,
-            &[],
-            now,
-        );
+        let wrong_name =
+            pin.verify_server_cert(&our_leaf, std::slice::from_ref(&our_ca), &other, &[], now);
         assert!(wrong_name.is_err(), "another name is trusted");
         assert!(pin.certificate().is_none());
 

@@ -280,7 +280,15 @@ async fn an_invitation_for_another_name_of_the_server_is_redeemed_under_it() {
     let joined: doorman_core::join::Joined =
         serde_json::from_str(&joined.text().await.unwrap()).unwrap();
     assert_eq!(joined.name, "lab-pc");
-    assert!(world.broker.store.agent_key("lab-pc").await.unwrap().is_some());
+    assert!(
+        world
+            .broker
+            .store
+            .agent_key("lab-pc")
+            .await
+            .unwrap()
+            .is_some()
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
