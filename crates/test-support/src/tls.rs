@@ -1,7 +1,7 @@
 //! Certificates made at test time: a CA and a server certificate it signed,
 //! valid for `localhost` and `127.0.0.1`; a TLS connection on loopback
-//! made with them; a plain HTTPS request; and a handshake that checks
-//! which names a server's certificate is for.
+//! made with them; plain HTTPS requests (a GET, a form's POST); and a
+//! handshake that checks which names a server's certificate is for.
 
 use std::future::Future;
 use std::path::{Path, PathBuf};
@@ -126,6 +126,31 @@ where
 /// `GET path` from the server at `address` over TLS (as `localhost`),
 /// trusting `ca` (else the system's roots); the raw response.
 pub async fn https_get(address: std::net::SocketAddr, ca: Option<&Path>, path: &str) -> String {
+    let request = format!("GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n");
+    https_exchange(address, ca, &request).await
+}
+
+/// `POST path` of `form` (already URL-encoded, `a=1&b=2`) to the server at
+/// `address` over TLS (as `localhost`), trusting `ca` (else the system's
+/// roots), as a browser sends a form; the raw response. For a client
+/// outside the server's process, such as a benchmark's recipient clicking
+/// Allow on a TLS server's approval page.
+pub async fn https_post_form(
+    address: std::net::SocketAddr,
+    ca: Option<&Path>,
+    path: &str,
+    form: &str,
+) -> String {
+    let request = format!(
+        "POST {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\nContent-Type: application/x-www-form-urlencoded\r\nContent-Length: {}\r\n\r\n{form}",
+        form.len()
+    );
+    https_exchange(address, ca, &request).await
+}
+
+/// Sends `request` (a whole HTTP/1.1 request that asks to close) to the
+/// server at `address` over TLS, and reads the response to its end.
+async fn https_exchange(address: std::net::SocketAddr, ca: Option<&Path>, request: &str) -> String {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let config = doorman_proto::tls::client_config(ca).expect("client config");
     let tcp = tokio::net::TcpStream::connect(address)
@@ -136,7 +161,6 @@ pub async fn https_get(address: std::net::SocketAddr, ca: Option<&Path>, path: &
         .connect(name, tcp)
         .await
         .expect("TLS client");
-    let request = format!("GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n");
     tls.write_all(request.as_bytes()).await.expect("request");
     let mut response = String::new();
     tls.read_to_string(&mut response).await.expect("response");
