@@ -173,7 +173,7 @@ pub enum OperatorCommand {
         /// Computers it may reach: name patterns (`*`, `office-*`), comma-separated
         #[arg(long, value_name = "PATTERN[,PATTERN...]", value_delimiter = ',')]
         computers: Vec<ComputerPattern>,
-        /// Services granted with --computers [default: shell,command,forward]
+        /// Services granted with --computers [default: shell,command,forward,files]
         #[arg(long, value_name = "SERVICE[,SERVICE...]", requires = "computers")]
         services: Option<ServiceSet>,
         /// The operator's own address: never an approver of its requests
@@ -206,7 +206,7 @@ pub enum AccessCommand {
             value_delimiter = ','
         )]
         computers: Vec<ComputerPattern>,
-        /// [default: shell,command,forward]
+        /// [default: shell,command,forward,files]
         #[arg(long, value_name = "SERVICE[,SERVICE...]")]
         services: Option<ServiceSet>,
     },
