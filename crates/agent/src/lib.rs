@@ -57,6 +57,15 @@ pub enum AgentError {
     },
 }
 
+/// A copy that meets the file size limit (`ulimit -f`) fails that file
+/// ("File too large"), as a full disk does; by default the signal the
+/// kernel sends then (SIGXFSZ) would end the whole agent. Handled, it is
+/// not; the handle keeps it so while the agent runs.
+fn keep_running_past_file_size_limits() -> Option<tokio::signal::unix::Signal> {
+    let xfsz = tokio::signal::unix::SignalKind::from_raw(rustix::process::Signal::XFSZ.as_raw());
+    tokio::signal::unix::signal(xfsz).ok()
+}
+
 /// Runs the agent with the settings file at `config` until `shutdown`
 /// completes. Reconnects whenever the server goes away.
 pub async fn run(
@@ -64,6 +73,7 @@ pub async fn run(
     shutdown: impl Future<Output = ()> + Send,
 ) -> Result<(), AgentError> {
     let settings = settings_file::load(&config)?;
+    let _file_size_limit = keep_running_past_file_size_limits();
     // Built once up front, so that a wrong URL fails at start, not in a
     // loop; every connection after shares it.
     let dialer = dialing::SharedDialer::default();

@@ -218,3 +218,115 @@ fn names(dir: &Path) -> Vec<String> {
     names.sort();
     names
 }
+
+/// A writer that appends to `file` once `after` bytes went through it: the
+/// file changes while the copy reads it.
+struct Meddler {
+    out: Vec<u8>,
+    file: std::path::PathBuf,
+    after: usize,
+}
+
+impl tokio::io::AsyncWrite for Meddler {
+    fn poll_write(
+        mut self: std::pin::Pin<&mut Self>,
+        _: &mut std::task::Context<'_>,
+        buf: &[u8],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        self.out.extend_from_slice(buf);
+        if self.out.len() > self.after {
+            self.after = usize::MAX;
+            let mut file = std::fs::OpenOptions::new().append(true).open(&self.file)?;
+            file.write_all(b"more")?;
+        }
+        std::task::Poll::Ready(Ok(buf.len()))
+    }
+
+    fn poll_flush(
+        self: std::pin::Pin<&mut Self>,
+        _: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::task::Poll::Ready(Ok(()))
+    }
+
+    fn poll_shutdown(
+        self: std::pin::Pin<&mut Self>,
+        _: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::task::Poll::Ready(Ok(()))
+    }
+}
+
+/// Issue 27: a file that changes while it is read is given up (the
+/// operator discards what it got) and counted as failed; the copy goes on.
+#[tokio::test]
+async fn a_file_that_changes_while_it_is_read_is_given_up_alone() {
+    use doorman_proto::connection::{FrameReader, FrameWriter, decode_message};
+    use doorman_proto::frame::Frame;
+    use doorman_proto::message::{CopyDirection, CopyJob, FileMessage, SessionMessage, WirePath};
+    let folders = folders();
+    let roots = roots(&folders);
+    let big = folders.shared.join("growing.log");
+    std::fs::write(&big, vec![b'x'; 600_000]).unwrap();
+    let job = CopyJob {
+        direction: CopyDirection::FromComputer,
+        paths: vec![
+            WirePath(b"~/Shared/growing.log".to_vec()),
+            WirePath(b"~/Shared/report.txt".to_vec()),
+        ],
+        files: 0,
+        bytes: 0,
+        sources: 2,
+        recursive: false,
+        keep: false,
+        resume: false,
+    };
+    let mut reader = FrameReader::new(tokio::io::empty());
+    let mut writer = FrameWriter::new(Meddler {
+        out: Vec::new(),
+        file: big.clone(),
+        after: 100_000,
+    });
+    let end = super::send::run(&mut reader, &mut writer, &job, &roots)
+        .await
+        .unwrap();
+    assert_eq!(
+        end,
+        doorman_proto::message::SessionEnd::Copied {
+            files: 1,
+            bytes: 6,
+            failed: 1
+        }
+    );
+    let mut out = bytes::BytesMut::from(writer.into_inner().out.as_slice());
+    let mut said = Vec::new();
+    while let Some(frame) = Frame::decode(&mut out).unwrap() {
+        if let Frame::Message(payload) = frame {
+            said.push(String::from_utf8(payload.to_vec()).unwrap());
+        }
+    }
+    let abandoned = said
+        .iter()
+        .position(|m| {
+            matches!(
+                decode_message::<FileMessage>(m.as_bytes()),
+                Ok(FileMessage::FileAbandoned { .. })
+            )
+        })
+        .expect("the file given up");
+    assert!(
+        said[abandoned].contains("changed while it was read"),
+        "{said:?}"
+    );
+    assert!(
+        said.iter().any(|m| matches!(
+            decode_message::<FileMessage>(m.as_bytes()),
+            Ok(FileMessage::Copied { size: 6, .. })
+        )),
+        "the next file went: {said:?}"
+    );
+    assert!(matches!(
+        decode_message::<SessionMessage>(said.last().unwrap().as_bytes()),
+        Ok(SessionMessage::Copied { failed: 1, .. })
+    ));
+}

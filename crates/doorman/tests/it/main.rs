@@ -6,6 +6,7 @@ mod acme;
 mod audit;
 mod cli;
 mod docs;
+mod files;
 mod finding;
 mod join;
 mod limits;
