@@ -337,6 +337,21 @@ mod tests {
     }
 
     #[test]
+    fn files_over_4_gib_are_counted_whole() {
+        let dir = tempfile::tempdir().unwrap();
+        let big = dir.path().join("disk.img");
+        // Sparse: nothing is written.
+        std::fs::File::create(&big)
+            .unwrap()
+            .set_len(5 << 30)
+            .unwrap();
+        let args = os(&[big.to_str().unwrap(), "pc:~/Shared"]);
+        let plan = CopyPlan::new(&args, CopyOptions::default()).unwrap();
+        assert_eq!((plan.job.files, plan.job.bytes), (1, 5 << 30));
+        assert_eq!(plan.job.describe(), "copy 1 file (5.0 GiB) to ~/Shared");
+    }
+
+    #[test]
     fn a_tree_is_walked_depth_first_with_its_names() {
         let dir = tempfile::tempdir().unwrap();
         let top = dir.path().join("top");
