@@ -21,9 +21,11 @@ pub async fn run(args: DemoArgs) -> Result<()> {
     doorman_server::private::create_dir(&data_dir)?;
     let (token, key) = register(&data_dir).await?;
     let agent_config = dir.path().join("agent.toml");
-    write_agent_settings(&agent_config, &url, &key)?;
+    let shared = dir.path().join("shared");
+    std::fs::create_dir(&shared)?;
+    write_agent_settings(&agent_config, &url, &key, &shared)?;
     let config = server_config(&url, &data_dir);
-    print_instructions(&url, &token, &agent_config, &data_dir);
+    print_instructions(&url, &token, &agent_config, &data_dir, &shared);
     serve_until_stopped(config, listener, agent_config).await
 }
 
@@ -58,8 +60,9 @@ async fn register(data_dir: &Path) -> Result<(String, String)> {
 }
 
 /// The demo computer's settings: email authorization on, two recipients,
-/// a shell.
-fn write_agent_settings(path: &Path, url: &str, key: &str) -> Result<()> {
+/// a shell, one shared folder.
+fn write_agent_settings(path: &Path, url: &str, key: &str, shared: &Path) -> Result<()> {
+    let shared = shared.display();
     let settings = format!(
         r#"# Settings of the demo computer. Change them with `doorman settings`.
 server = "{url}"
@@ -73,6 +76,7 @@ recipients = ["owner@example.com", "it@example.com"]
 
 [services]
 shell = true
+files = ["{shared}"]
 "#
     );
     doorman_agent::settings_file::write_atomically(path, settings.as_bytes())?;
@@ -106,7 +110,7 @@ fn server_config(url: &str, data_dir: &Path) -> doorman_server::ServerConfig {
 }
 
 /// The story to try, with the exact commands.
-fn print_instructions(url: &str, token: &str, agent_config: &Path, data_dir: &Path) {
+fn print_instructions(url: &str, token: &str, agent_config: &Path, data_dir: &Path, shared: &Path) {
     let exe = std::env::current_exe()
         .map(|path| path.display().to_string())
         .unwrap_or_else(|_| "doorman".into());
@@ -121,12 +125,15 @@ fn print_instructions(url: &str, token: &str, agent_config: &Path, data_dir: &Pa
             Deny instead, or let the {timeout} s pass, or press Ctrl-C in the second terminal.\n\n\
          Or from a browser: {url}/console, sign in with the token above, and open\n   \
             the Terminal of {DEMO_COMPUTER:?}; allow it from the outbox the same way.\n\n\
+         Copy a file to its shared folder, approved the same way:\n   \
+            {exe} cp --server {url} --token {token} README.md {DEMO_COMPUTER}:{shared}/\n\n\
          Settings: {exe} settings --config {config} set --email-timeout 60\n\
          Audit:    {exe} admin --data-dir {data} audit\n\n\
          Press Ctrl-C here to stop the demo.\n",
         timeout = 180,
         config = agent_config.display(),
         data = data_dir.display(),
+        shared = shared.display(),
     );
 }
 
