@@ -59,32 +59,8 @@ pub(crate) fn answer_offer(
         );
         OfferReply::Refuse { message }
     };
-    match service {
-        Service::Command { .. } if !settings.services.shell => {
-            return refuse("remote commands are not offered on this computer".into());
-        }
-        Service::Shell { .. } if !settings.services.shell => {
-            return refuse("interactive shells are not offered on this computer".into());
-        }
-        Service::Forward { targets } => {
-            if let Some(target) = targets
-                .iter()
-                .find(|t| !settings.services.forward.contains(t))
-            {
-                return refuse(format!(
-                    "forwarding to {target} is not offered on this computer"
-                ));
-            }
-        }
-        Service::Desktop if settings.services.desktop.is_none() => {
-            return refuse("the desktop is not offered on this computer".into());
-        }
-        Service::Files(job) => {
-            if let Err(message) = crate::files::offered(&settings.services.files, job) {
-                return refuse(message);
-            }
-        }
-        Service::Command { .. } | Service::Shell { .. } | Service::Desktop => {}
+    if let Some(message) = not_offered(settings, service) {
+        return refuse(message);
     }
     let sharing = &settings.desktop_sharing;
     if sharing.require_reason && visitor.reason.trim().is_empty() {
@@ -142,5 +118,28 @@ pub(crate) fn answer_offer(
         OfferReply::Admit {
             max_session_seconds: sharing.max_session_seconds,
         }
+    }
+}
+
+/// Why this computer does not offer `service`, if it does not: the
+/// service is off, or the forward target, desktop or folder not shared.
+fn not_offered(settings: &AgentSettings, service: &Service) -> Option<String> {
+    let services = &settings.services;
+    match service {
+        Service::Command { .. } if !services.shell => {
+            Some("remote commands are not offered on this computer".into())
+        }
+        Service::Shell { .. } if !services.shell => {
+            Some("interactive shells are not offered on this computer".into())
+        }
+        Service::Forward { targets } => targets
+            .iter()
+            .find(|t| !services.forward.contains(t))
+            .map(|target| format!("forwarding to {target} is not offered on this computer")),
+        Service::Desktop if services.desktop.is_none() => {
+            Some("the desktop is not offered on this computer".into())
+        }
+        Service::Files(job) => crate::files::offered(&services.files, job).err(),
+        Service::Command { .. } | Service::Shell { .. } | Service::Desktop => None,
     }
 }

@@ -73,43 +73,56 @@ where
         Ok(target) => target,
         Err(message) => return super::cannot_start(writer, message).await,
     };
-    let umask = super::umask();
+    let mut receiving = Receiving {
+        target,
+        job,
+        umask: super::umask(),
+        current: Current::Skipping,
+    };
     let mut tally = Tally::default();
-    let mut current = Current::Skipping;
     loop {
-        let frame = match reader.read_frame().await {
-            Ok(Some(frame)) => frame,
-            // The operator left: an unfinished file is removed with `current`.
+        let said = match reader.read_frame().await {
+            Ok(Some(Frame::Stdin(data))) => write(&mut receiving.current, &data),
+            Ok(Some(Frame::Message(payload))) => match decode_message::<FileMessage>(&payload) {
+                Ok(FileMessage::CopyEnd) => break,
+                Ok(message) => receiving.on(message),
+                Err(_) => None,
+            },
+            Ok(Some(_)) => None,
+            // The operator left: an unfinished file is removed with
+            // `current` (or kept to resume).
             Ok(None) | Err(_) => return Ok(SessionEnd::OperatorLeft),
         };
-        let message = match frame {
-            Frame::Stdin(data) => {
-                if let Some(failed) = write(&mut current, &data) {
-                    tally.failed += 1;
-                    writer
-                        .write_message(&failed)
-                        .await
-                        .map_err(LinkError::from)?;
-                }
-                continue;
+        let Some(said) = said else { continue };
+        match &said {
+            FileMessage::Copied { size, .. } => {
+                tally.files += 1;
+                tally.bytes += size;
             }
-            Frame::Message(payload) => match decode_message::<FileMessage>(&payload) {
-                Ok(message) => message,
-                Err(_) => continue,
-            },
-            _ => continue,
-        };
-        let said = match message {
+            FileMessage::Have { .. } => {}
+            _ => tally.failed += 1,
+        }
+        writer.write_message(&said).await.map_err(LinkError::from)?;
+    }
+    super::finish(writer, tally).await
+}
+
+/// A copy being received: where it goes, and the file on its way.
+struct Receiving<'a> {
+    target: Target,
+    job: &'a CopyJob,
+    umask: u32,
+    current: Current,
+}
+
+impl Receiving<'_> {
+    /// Acts on one of the operator's messages; what to answer, if anything.
+    fn on(&mut self, message: FileMessage) -> Option<FileMessage> {
+        let keep = |mode, mtime_secs| self.job.keep.then_some(Kept { mode, mtime_secs });
+        match message {
             FileMessage::Dir { name, mode, mtime } => {
-                current = Current::Skipping;
-                make_dir(
-                    &target,
-                    &name,
-                    job.keep.then_some(Kept {
-                        mode,
-                        mtime_secs: mtime,
-                    }),
-                )
+                self.current = Current::Skipping;
+                make_dir(&self.target, &name, keep(mode, mtime))
             }
             FileMessage::File {
                 name,
@@ -117,80 +130,49 @@ where
                 mode,
                 mtime,
             } => {
-                let kept = job.keep.then_some(Kept {
-                    mode,
-                    mtime_secs: mtime,
-                });
-                match start(&target, name, size, kept, job.resume) {
+                let kept = keep(mode, mtime);
+                match start(&self.target, name, size, kept, self.job.resume) {
                     Ok((incoming, have)) => {
-                        current = Current::Writing(Box::new(incoming));
+                        self.current = Current::Writing(Box::new(incoming));
                         have
                     }
                     Err(failed) => {
-                        current = Current::Skipping;
+                        self.current = Current::Skipping;
                         Some(failed)
                     }
                 }
             }
             FileMessage::FileEnd { sha256 } => {
-                let done = std::mem::replace(&mut current, Current::Skipping);
-                match done {
-                    Current::Writing(incoming) => Some(finish(*incoming, &sha256, umask)),
+                match std::mem::replace(&mut self.current, Current::Skipping) {
+                    Current::Writing(incoming) => Some(finish(*incoming, &sha256, self.umask)),
                     Current::Skipping => None,
                 }
             }
             FileMessage::Resume { offset } => {
-                if let Current::Writing(incoming) = &mut current
-                    && let Err(error) = resume(incoming, offset)
-                {
-                    let message = failed(&incoming.name, error);
-                    current = Current::Skipping;
-                    Some(message)
-                } else {
-                    None
-                }
+                let Current::Writing(incoming) = &mut self.current else {
+                    return None;
+                };
+                let error = resume(incoming, offset).err()?;
+                let message = failed(&incoming.name, error);
+                self.current = Current::Skipping;
+                Some(message)
             }
             FileMessage::FileAbandoned { .. } => {
                 // The operator counts its own failure; what arrived is no
                 // start of anything.
                 if let Current::Writing(incoming) =
-                    std::mem::replace(&mut current, Current::Skipping)
+                    std::mem::replace(&mut self.current, Current::Skipping)
                 {
                     incoming.file.discard();
                 }
                 None
             }
-            FileMessage::CopyEnd => break,
-            FileMessage::Copied { .. } | FileMessage::Failed { .. } | FileMessage::Have { .. } => {
-                None
-            }
-        };
-        match said {
-            Some(message @ FileMessage::Copied { size, .. }) => {
-                tally.files += 1;
-                tally.bytes += size;
-                writer
-                    .write_message(&message)
-                    .await
-                    .map_err(LinkError::from)?;
-            }
-            Some(message @ FileMessage::Have { .. }) => {
-                writer
-                    .write_message(&message)
-                    .await
-                    .map_err(LinkError::from)?;
-            }
-            Some(message) => {
-                tally.failed += 1;
-                writer
-                    .write_message(&message)
-                    .await
-                    .map_err(LinkError::from)?;
-            }
-            None => {}
+            FileMessage::CopyEnd
+            | FileMessage::Copied { .. }
+            | FileMessage::Failed { .. }
+            | FileMessage::Have { .. } => None,
         }
     }
-    super::finish(writer, tally).await
 }
 
 /// Where the copy goes; why it cannot go there.

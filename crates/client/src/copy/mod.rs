@@ -12,16 +12,19 @@ mod send;
 
 use crate::error::exit;
 use crate::{ConnectError, Progress};
-use doorman_proto::connection::{Connection, ConnectionError, decode_message};
+use doorman_proto::connection::{Connection, ConnectionError, FrameWriter, decode_message};
 use doorman_proto::dial::Upgraded;
 use doorman_proto::frame::Frame;
-use doorman_proto::message::{FileMessage, SessionMessage};
+use doorman_proto::message::{FileMessage, SessionMessage, WirePath};
 use plan::{CopyPlan, LocalSide};
 use receive::{Received, Receiver};
 use report::CopyReport;
 use send::Sent;
 use std::future::Future;
+use std::path::PathBuf;
 use std::pin::Pin;
+use tokio::io::WriteHalf;
+use tokio::sync::mpsc::UnboundedSender;
 
 /// What the copy moved.
 #[derive(Debug, Default)]
@@ -44,14 +47,13 @@ pub(crate) async fn run(
         LocalSide::Send(_) => Some(plan.job.bytes),
         LocalSide::Receive { .. } => None,
     };
-    let mut report = CopyReport::new(progress, total);
     let (mut reader, writer) = connection.split();
     let (news, mut sent) = tokio::sync::mpsc::unbounded_channel();
     let (haves, have) = tokio::sync::mpsc::unbounded_channel();
-    let mut receiver = Receiver::new(&plan.local, plan.job.keep, plan.job.resume);
+    let receiver = Receiver::new(&plan.local, plan.job.keep, plan.job.resume);
     // Copying to the computer, the writer is the sender's; from it, the
     // loop's, which answers `--resume`'s questions.
-    let (sender, mut writer) = match plan.local {
+    let (sender, writer) = match plan.local {
         LocalSide::Send(entries) => {
             let have = plan.job.resume.then_some(have);
             let mut writer = writer;
@@ -62,98 +64,145 @@ pub(crate) async fn run(
         LocalSide::Receive { .. } => (None, Some(writer)),
     };
     let _abort = sender.as_ref().map(|task| AbortOnDrop(task.abort_handle()));
-    let mut tally = Tally::default();
+    let mut copying = Copying {
+        report: CopyReport::new(progress, total),
+        tally: Tally::default(),
+        receiver,
+        haves,
+        writer,
+    };
     let mut interrupt = interrupt;
     loop {
         let frame = tokio::select! {
             frame = reader.read_frame() => frame,
             Some(news) = sent.recv() => {
-                match news {
-                    Sent::Moved(n) => report.moved(n),
-                    Sent::Resumed(name, offset) => report.resumed(&name.shown(), offset),
-                    Sent::Failed(name, why) => {
-                        tally.failed_here += 1;
-                        report.failed(&name.shown(), &why);
-                    }
-                }
+                copying.on_sent(news);
                 continue;
             }
             () = &mut interrupt => return Err(ConnectError::Cancelled),
         };
-        let payload = match frame {
-            Ok(Some(Frame::Stdout(data))) => {
-                report.moved(data.len() as u64);
-                if let Some(Received::Failed(name, why)) =
-                    receiver.as_mut().and_then(|r| r.data(&data))
-                {
-                    tally.failed_here += 1;
-                    report.failed(&name.shown(), &why);
+        match frame {
+            Ok(Some(Frame::Stdout(data))) => copying.on_data(&data),
+            Ok(Some(Frame::Message(payload))) => {
+                if let Some(status) = copying.on_message(&payload).await? {
+                    return Ok(status);
                 }
-                continue;
             }
-            Ok(Some(Frame::Message(payload))) => payload,
-            Ok(Some(_)) => continue,
+            Ok(Some(_)) => {}
             Ok(None) | Err(ConnectionError::Io(_) | ConnectionError::Truncated) => {
                 return Err(ConnectError::SessionFailed(
                     "the connection to the server closed before the copy ended".into(),
                 ));
             }
             Err(error) => return Err(ConnectError::SessionFailed(error.to_string())),
-        };
-        if let Ok(message) = decode_message::<SessionMessage>(&payload) {
-            match message {
-                SessionMessage::Copied { failed, .. } => {
-                    let failed = failed + tally.failed_here;
-                    report.ended(tally.files, tally.bytes, failed);
-                    return Ok(if failed == 0 { 0 } else { exit::PARTLY_COPIED });
-                }
-                SessionMessage::Error { message } => {
-                    return Err(ConnectError::SessionFailed(message));
-                }
-                SessionMessage::Ended { cause, message } => {
-                    return Err(ConnectError::Ended { cause, message });
-                }
-                _ => continue,
-            }
         }
-        let Ok(message) = decode_message::<FileMessage>(&payload) else {
-            continue;
+    }
+}
+
+/// A copy under way, as this side follows it.
+struct Copying<'a> {
+    report: CopyReport<'a>,
+    tally: Tally,
+    /// Copying from the computer: where its files land.
+    receiver: Option<Receiver>,
+    /// Copying to the computer with `--resume`: the computer's `Have`s,
+    /// for the sender.
+    haves: UnboundedSender<(u64, String)>,
+    /// Copying from the computer: the way to answer it.
+    writer: Option<FrameWriter<WriteHalf<Upgraded>>>,
+}
+
+impl Copying<'_> {
+    /// News from this side's sender.
+    fn on_sent(&mut self, news: Sent) {
+        match news {
+            Sent::Moved(n) => self.report.moved(n),
+            Sent::Resumed(name, offset) => self.report.resumed(&name.shown(), offset),
+            Sent::Failed(name, why) => self.failed_here(&name, &why),
+        }
+    }
+
+    /// A file's bytes from the computer.
+    fn on_data(&mut self, data: &[u8]) {
+        self.report.moved(data.len() as u64);
+        if let Some(Received::Failed(name, why)) = self.receiver.as_mut().and_then(|r| r.data(data))
+        {
+            self.failed_here(&name, &why);
+        }
+    }
+
+    fn failed_here(&mut self, name: &WirePath, why: &str) {
+        self.tally.failed_here += 1;
+        self.report.failed(&name.shown(), why);
+    }
+
+    /// A message from the computer (or the server); the exit status once
+    /// the copy ended.
+    async fn on_message(&mut self, payload: &[u8]) -> Result<Option<i32>, ConnectError> {
+        if let Ok(message) = decode_message::<SessionMessage>(payload) {
+            return match message {
+                SessionMessage::Copied { failed, .. } => {
+                    let Tally {
+                        files,
+                        bytes,
+                        failed_here,
+                    } = self.tally;
+                    let failed = failed + failed_here;
+                    self.report.ended(files, bytes, failed);
+                    Ok(Some(if failed == 0 { 0 } else { exit::PARTLY_COPIED }))
+                }
+                SessionMessage::Error { message } => Err(ConnectError::SessionFailed(message)),
+                SessionMessage::Ended { cause, message } => {
+                    Err(ConnectError::Ended { cause, message })
+                }
+                _ => Ok(None),
+            };
+        }
+        let Ok(message) = decode_message::<FileMessage>(payload) else {
+            return Ok(None);
         };
-        match (message, receiver.as_mut()) {
+        let received = match (message, self.receiver.as_mut()) {
             // Copying to the computer: its word on each file.
             (FileMessage::Copied { path, size, sha256 }, None) => {
-                tally.files += 1;
-                tally.bytes += size;
-                report.copied(&path.shown(), size, &sha256);
+                Received::Stored(PathBuf::from(path.shown()), size, sha256)
             }
             (FileMessage::Have { offset, sha256 }, None) => {
-                let _ = haves.send((offset, sha256));
+                let _ = self.haves.send((offset, sha256));
+                Received::Nothing
             }
-            (FileMessage::Failed { name, message }, _) => report.failed(&name.shown(), &message),
-            (message, Some(receiver)) => match receiver.message(message) {
-                Received::Expecting(name, size, have) => {
-                    report.expecting(&name, size);
-                    if let (Some(have), Some(writer)) = (have, writer.as_mut()) {
-                        writer
-                            .write_message(&have)
-                            .await
-                            .map_err(|e| ConnectError::SessionFailed(e.to_string()))?;
-                    }
+            (FileMessage::Failed { name, message }, _) => {
+                self.report.failed(&name.shown(), &message);
+                Received::Nothing
+            }
+            (message, Some(receiver)) => receiver.message(message),
+            (_, None) => Received::Nothing,
+        };
+        self.on_received(received).await?;
+        Ok(None)
+    }
+
+    async fn on_received(&mut self, received: Received) -> Result<(), ConnectError> {
+        match received {
+            Received::Expecting(name, size, have) => {
+                self.report.expecting(&name, size);
+                if let (Some(have), Some(writer)) = (have, self.writer.as_mut()) {
+                    writer
+                        .write_message(&have)
+                        .await
+                        .map_err(|e| ConnectError::SessionFailed(e.to_string()))?;
                 }
-                Received::Resumed(name, offset) => report.resumed(&name, offset),
-                Received::Stored(path, size, sha256) => {
-                    tally.files += 1;
-                    tally.bytes += size;
-                    report.copied(&path.display().to_string(), size, &sha256);
-                }
-                Received::Failed(name, why) => {
-                    tally.failed_here += 1;
-                    report.failed(&name.shown(), &why);
-                }
-                Received::Nothing => {}
-            },
-            (_, None) => {}
+            }
+            Received::Resumed(name, offset) => self.report.resumed(&name, offset),
+            Received::Stored(path, size, sha256) => {
+                self.tally.files += 1;
+                self.tally.bytes += size;
+                self.report
+                    .copied(&path.display().to_string(), size, &sha256);
+            }
+            Received::Failed(name, why) => self.failed_here(&name, &why),
+            Received::Nothing => {}
         }
+        Ok(())
     }
 }
 

@@ -13,6 +13,90 @@ pub enum Backend {
     Postgres,
 }
 
+/// The migrations, numbered, the same versions for both backends, each
+/// from its own directory: (version, description, SQL).
+macro_rules! migrations_in {
+    ($dir:literal) => {
+        [
+            (
+                1,
+                "initial",
+                include_str!(concat!("../../migrations/", $dir, "/0001_initial.sql")),
+            ),
+            (
+                2,
+                "blocks",
+                include_str!(concat!("../../migrations/", $dir, "/0002_blocks.sql")),
+            ),
+            (
+                3,
+                "request service",
+                include_str!(concat!(
+                    "../../migrations/",
+                    $dir,
+                    "/0003_request_service.sql"
+                )),
+            ),
+            (
+                4,
+                "server identity",
+                include_str!(concat!(
+                    "../../migrations/",
+                    $dir,
+                    "/0004_server_identity.sql"
+                )),
+            ),
+            (
+                5,
+                "access and policies",
+                include_str!(concat!(
+                    "../../migrations/",
+                    $dir,
+                    "/0005_access_and_policies.sql"
+                )),
+            ),
+            (
+                6,
+                "acme",
+                include_str!(concat!("../../migrations/", $dir, "/0006_acme.sql")),
+            ),
+            (
+                7,
+                "audit counts",
+                include_str!(concat!("../../migrations/", $dir, "/0007_audit_counts.sql")),
+            ),
+            (
+                8,
+                "recordings",
+                include_str!(concat!("../../migrations/", $dir, "/0008_recordings.sql")),
+            ),
+            (
+                9,
+                "passkeys",
+                include_str!(concat!("../../migrations/", $dir, "/0009_passkeys.sql")),
+            ),
+            (
+                10,
+                "identities",
+                include_str!(concat!("../../migrations/", $dir, "/0010_identities.sql")),
+            ),
+            (
+                11,
+                "reuse with local consent",
+                include_str!(concat!(
+                    "../../migrations/",
+                    $dir,
+                    "/0011_reuse_with_local_consent.sql"
+                )),
+            ),
+            (
+                12,
+                "invitations",
+                include_str!(concat!("../../migrations/", $dir, "/0012_invitations.sql")),
+            ),
+        ]
+    };
+}
 impl Backend {
     /// The backend a `--database-url` names.
     pub fn of(database_url: &str) -> Result<Self, StoreError> {
@@ -29,106 +113,23 @@ impl Backend {
 
     /// The migrations up to `version` (all with `i64::MAX`).
     pub(super) fn migrator(self, version: i64) -> Migrator {
-        let migration = |version, description: &'static str, sql: &'static str| {
-            Migration::new(
-                version,
-                description.into(),
-                MigrationType::Simple,
-                sqlx::SqlSafeStr::into_sql_str(sql),
-                false,
-            )
-        };
-        // The same versions for both backends, each from its own directory.
-        macro_rules! versions {
-            ($dir:literal) => {
-                vec![
-                    migration(
-                        1,
-                        "initial",
-                        include_str!(concat!("../../migrations/", $dir, "/0001_initial.sql")),
-                    ),
-                    migration(
-                        2,
-                        "blocks",
-                        include_str!(concat!("../../migrations/", $dir, "/0002_blocks.sql")),
-                    ),
-                    migration(
-                        3,
-                        "request service",
-                        include_str!(concat!(
-                            "../../migrations/",
-                            $dir,
-                            "/0003_request_service.sql"
-                        )),
-                    ),
-                    migration(
-                        4,
-                        "server identity",
-                        include_str!(concat!(
-                            "../../migrations/",
-                            $dir,
-                            "/0004_server_identity.sql"
-                        )),
-                    ),
-                    migration(
-                        5,
-                        "access and policies",
-                        include_str!(concat!(
-                            "../../migrations/",
-                            $dir,
-                            "/0005_access_and_policies.sql"
-                        )),
-                    ),
-                    migration(
-                        6,
-                        "acme",
-                        include_str!(concat!("../../migrations/", $dir, "/0006_acme.sql")),
-                    ),
-                    migration(
-                        7,
-                        "audit counts",
-                        include_str!(concat!("../../migrations/", $dir, "/0007_audit_counts.sql")),
-                    ),
-                    migration(
-                        8,
-                        "recordings",
-                        include_str!(concat!("../../migrations/", $dir, "/0008_recordings.sql")),
-                    ),
-                    migration(
-                        9,
-                        "passkeys",
-                        include_str!(concat!("../../migrations/", $dir, "/0009_passkeys.sql")),
-                    ),
-                    migration(
-                        10,
-                        "identities",
-                        include_str!(concat!("../../migrations/", $dir, "/0010_identities.sql")),
-                    ),
-                    migration(
-                        11,
-                        "reuse with local consent",
-                        include_str!(concat!(
-                            "../../migrations/",
-                            $dir,
-                            "/0011_reuse_with_local_consent.sql"
-                        )),
-                    ),
-                    migration(
-                        12,
-                        "invitations",
-                        include_str!(concat!("../../migrations/", $dir, "/0012_invitations.sql")),
-                    ),
-                ]
-            };
-        }
         let migrations = match self {
-            Backend::Sqlite => versions!("sqlite"),
-            Backend::Postgres => versions!("postgres"),
+            Backend::Sqlite => migrations_in!("sqlite"),
+            Backend::Postgres => migrations_in!("postgres"),
         };
         Migrator::with_migrations(
             migrations
                 .into_iter()
-                .filter(|m| m.version <= version)
+                .filter(|(number, _, _)| *number <= version)
+                .map(|(number, description, sql)| {
+                    Migration::new(
+                        number,
+                        description.into(),
+                        MigrationType::Simple,
+                        sqlx::SqlSafeStr::into_sql_str(sql),
+                        false,
+                    )
+                })
                 .collect(),
         )
     }
