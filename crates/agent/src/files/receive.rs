@@ -15,13 +15,13 @@ use std::io::Write;
 use tokio::io::{AsyncRead, AsyncWrite};
 
 /// The file being received.
-enum Current {
+pub(super) enum Current {
     /// None, or one given up: its bytes are read and dropped.
     Skipping,
     Writing(Box<Incoming>),
 }
 
-struct Incoming {
+pub(super) struct Incoming {
     name: WirePath,
     place: Place,
     file: super::place::NewFile,
@@ -32,6 +32,13 @@ struct Incoming {
     /// With `--resume`: the length of what was here, until the sender says
     /// where its data starts.
     had: Option<u64>,
+}
+
+impl Incoming {
+    /// The file's name, as the sender gave it.
+    pub(super) fn name(&self) -> &WirePath {
+        &self.name
+    }
 }
 
 /// Where the copy's names land: inside `dest` when it is a directory,
@@ -161,9 +168,15 @@ where
                 None
             }
             FileMessage::CopyEnd => break,
-            FileMessage::Copied { .. } | FileMessage::Failed { .. } | FileMessage::Have { .. } => {
-                None
-            }
+            // Answers, and a browsing session's requests, have no place
+            // in a copy.
+            FileMessage::Copied { .. }
+            | FileMessage::Failed { .. }
+            | FileMessage::Have { .. }
+            | FileMessage::List { .. }
+            | FileMessage::Listing { .. }
+            | FileMessage::Get { .. }
+            | FileMessage::Put { .. } => None,
         };
         match said {
             Some(message @ FileMessage::Copied { size, .. }) => {
@@ -206,7 +219,7 @@ fn target(job: &CopyJob, roots: &Roots) -> Result<Target, String> {
     Ok(Target { dest, into_dir })
 }
 
-fn failed(name: &WirePath, error: impl std::fmt::Display) -> FileMessage {
+pub(super) fn failed(name: &WirePath, error: impl std::fmt::Display) -> FileMessage {
     FileMessage::Failed {
         name: name.clone(),
         message: error.to_string(),
@@ -234,6 +247,18 @@ fn start(
     resume: bool,
 ) -> Result<(Incoming, Option<FileMessage>), FileMessage> {
     let place = target.place_of(&name).map_err(|e| failed(&name, e))?;
+    start_at(place, name, size, kept, resume)
+}
+
+/// Starts receiving the file `name` into `place`; with `resume`, also
+/// what is here of it already.
+pub(super) fn start_at(
+    place: Place,
+    name: WirePath,
+    size: u64,
+    kept: Option<Kept>,
+    resume: bool,
+) -> Result<(Incoming, Option<FileMessage>), FileMessage> {
     if place.is_dir().map_err(|e| failed(&name, e))? {
         return Err(failed(&name, format!("{} is a directory", place.shown())));
     }
@@ -290,7 +315,7 @@ fn resume(incoming: &mut Incoming, offset: u64) -> std::io::Result<()> {
 
 /// Writes `data` to the current file; a failure gives the file up (its
 /// temporary file goes) and says so.
-fn write(current: &mut Current, data: &[u8]) -> Option<FileMessage> {
+pub(super) fn write(current: &mut Current, data: &[u8]) -> Option<FileMessage> {
     let Current::Writing(incoming) = current else {
         return None;
     };
@@ -326,7 +351,7 @@ fn write(current: &mut Current, data: &[u8]) -> Option<FileMessage> {
 
 /// The file's bytes are all sent: stored under its name if they are all
 /// there and match `sha256`.
-fn finish(incoming: Incoming, sha256: &str, umask: u32) -> FileMessage {
+pub(super) fn finish(incoming: Incoming, sha256: &str, umask: u32) -> FileMessage {
     let Incoming {
         name,
         place,
@@ -360,6 +385,7 @@ fn finish(incoming: Incoming, sha256: &str, umask: u32) -> FileMessage {
             path: WirePath::from_os(place.path().as_os_str()),
             size,
             sha256: ours,
+            direction: None,
         },
         Err(error) => failed(&name, error),
     }

@@ -121,7 +121,12 @@ pub(crate) async fn run(
         };
         match (message, receiver.as_mut()) {
             // Copying to the computer: its word on each file.
-            (FileMessage::Copied { path, size, sha256 }, None) => {
+            (
+                FileMessage::Copied {
+                    path, size, sha256, ..
+                },
+                None,
+            ) => {
                 tally.files += 1;
                 tally.bytes += size;
                 report.copied(&path.shown(), size, &sha256);
