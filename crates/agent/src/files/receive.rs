@@ -106,78 +106,10 @@ where
             },
             _ => continue,
         };
-        let said = match message {
-            FileMessage::Dir { name, mode, mtime } => {
-                current = Current::Skipping;
-                make_dir(
-                    &target,
-                    &name,
-                    job.keep.then_some(Kept {
-                        mode,
-                        mtime_secs: mtime,
-                    }),
-                )
-            }
-            FileMessage::File {
-                name,
-                size,
-                mode,
-                mtime,
-            } => {
-                let kept = job.keep.then_some(Kept {
-                    mode,
-                    mtime_secs: mtime,
-                });
-                match start(&target, name, size, kept, job.resume) {
-                    Ok((incoming, have)) => {
-                        current = Current::Writing(Box::new(incoming));
-                        have
-                    }
-                    Err(failed) => {
-                        current = Current::Skipping;
-                        Some(failed)
-                    }
-                }
-            }
-            FileMessage::FileEnd { sha256 } => {
-                let done = std::mem::replace(&mut current, Current::Skipping);
-                match done {
-                    Current::Writing(incoming) => Some(finish(*incoming, &sha256, umask)),
-                    Current::Skipping => None,
-                }
-            }
-            FileMessage::Resume { offset } => {
-                if let Current::Writing(incoming) = &mut current
-                    && let Err(error) = resume(incoming, offset)
-                {
-                    let message = failed(&incoming.name, error);
-                    current = Current::Skipping;
-                    Some(message)
-                } else {
-                    None
-                }
-            }
-            FileMessage::FileAbandoned { .. } => {
-                // The operator counts its own failure; what arrived is no
-                // start of anything.
-                if let Current::Writing(incoming) =
-                    std::mem::replace(&mut current, Current::Skipping)
-                {
-                    incoming.file.discard();
-                }
-                None
-            }
-            FileMessage::CopyEnd => break,
-            // Answers, and a browsing session's requests, have no place
-            // in a copy.
-            FileMessage::Copied { .. }
-            | FileMessage::Failed { .. }
-            | FileMessage::Have { .. }
-            | FileMessage::List { .. }
-            | FileMessage::Listing { .. }
-            | FileMessage::Get { .. }
-            | FileMessage::Put { .. } => None,
-        };
+        if matches!(message, FileMessage::CopyEnd) {
+            break;
+        }
+        let said = answer(message, &mut current, &target, job, umask);
         match said {
             Some(message @ FileMessage::Copied { size, .. }) => {
                 tally.files += 1;
@@ -204,6 +136,88 @@ where
         }
     }
     super::finish(writer, tally).await
+}
+
+/// What the receiver makes of one message of the sender's (all but the
+/// end of the copy): the file or directory it starts, ends or gives up,
+/// and what it answers, if anything.
+fn answer(
+    message: FileMessage,
+    current: &mut Current,
+    target: &Target,
+    job: &CopyJob,
+    umask: u32,
+) -> Option<FileMessage> {
+    match message {
+        FileMessage::Dir { name, mode, mtime } => {
+            *current = Current::Skipping;
+            make_dir(
+                target,
+                &name,
+                job.keep.then_some(Kept {
+                    mode,
+                    mtime_secs: mtime,
+                }),
+            )
+        }
+        FileMessage::File {
+            name,
+            size,
+            mode,
+            mtime,
+        } => {
+            let kept = job.keep.then_some(Kept {
+                mode,
+                mtime_secs: mtime,
+            });
+            match start(target, name, size, kept, job.resume) {
+                Ok((incoming, have)) => {
+                    *current = Current::Writing(Box::new(incoming));
+                    have
+                }
+                Err(failed) => {
+                    *current = Current::Skipping;
+                    Some(failed)
+                }
+            }
+        }
+        FileMessage::FileEnd { sha256 } => {
+            let done = std::mem::replace(current, Current::Skipping);
+            match done {
+                Current::Writing(incoming) => Some(finish(*incoming, &sha256, umask)),
+                Current::Skipping => None,
+            }
+        }
+        FileMessage::Resume { offset } => {
+            if let Current::Writing(incoming) = current
+                && let Err(error) = resume(incoming, offset)
+            {
+                let message = failed(&incoming.name, error);
+                *current = Current::Skipping;
+                Some(message)
+            } else {
+                None
+            }
+        }
+        FileMessage::FileAbandoned { .. } => {
+            // The operator counts its own failure; what arrived is no
+            // start of anything.
+            if let Current::Writing(incoming) = std::mem::replace(current, Current::Skipping) {
+                incoming.file.discard();
+            }
+            None
+        }
+        // Answers, a browsing session's requests, and the end (which
+        // the caller takes), have no answer.
+        FileMessage::CopyEnd
+        | FileMessage::Copied { .. }
+        | FileMessage::Failed { .. }
+        | FileMessage::Have { .. }
+        | FileMessage::List { .. }
+        | FileMessage::Listing { .. }
+        | FileMessage::Get { .. }
+        | FileMessage::Put { .. } => None,
+    }
 }
 
 /// Where the copy goes; why it cannot go there.

@@ -48,11 +48,11 @@ async fn setup() -> Setup {
         .await;
     // The console asks for the folders the computer said it shares: it
     // says so right after it comes online.
-    let said = world
+    let told = world
         .broker
         .agents
         .wait_for_status(COMPUTER, |status| !status.files.is_empty());
-    tokio::time::timeout(std::time::Duration::from_secs(10), said)
+    tokio::time::timeout(std::time::Duration::from_secs(10), told)
         .await
         .expect("the computer tells its shared folders");
     Setup {
@@ -276,8 +276,8 @@ async fn browsing_a_folder_inside_a_shared_one_is_refused_before_any_email() {
     std::fs::create_dir(shared.join("inner")).unwrap();
     let inner = b64(shared.join("inner").to_str().unwrap().as_bytes());
     let service = json!({"kind": "files", "direction": "browse", "paths": [inner]});
-    let ask = connect(COMPUTER, "", service);
-    match first_answer(&world.url, &world.operator_token, &ask).await {
+    let asked = connect(COMPUTER, "", service);
+    match first_answer(&world.url, &world.operator_token, &asked).await {
         ServerToOperator::Refused {
             reason: Refusal::NotOffered,
             message,
