@@ -15,6 +15,7 @@ pub(crate) fn status_of(settings: &AgentSettings) -> ComputerStatus {
         shell: settings.services.shell,
         forward: !settings.services.forward.is_empty(),
         desktop: settings.services.desktop.is_some(),
+        files: settings.services.files.clone(),
         recipients: settings.desktop_sharing.recipients.clone(),
     }
 }

@@ -14,7 +14,7 @@ mod enroll;
 pub mod files;
 mod session;
 pub use enroll::{EnrollAsk, EnrollNews};
-pub use files::{CopyDirection, CopyJob, FileMessage, WirePath};
+pub use files::{CopyDirection, CopyJob, FileMessage, ListEntry, WirePath};
 pub use session::{EndCause, SessionEnd, SessionMessage};
 
 /// How long a peer that promised a message every `heartbeat` may stay
@@ -231,6 +231,10 @@ pub struct ComputerStatus {
     pub forward: bool,
     /// A desktop (VNC server) is offered.
     pub desktop: bool,
+    /// The folders it shares for copies (`[services] files`), as its
+    /// settings name them: what the console's Files view browses.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub files: Vec<String>,
     /// The recipients in the settings: the only addresses the server
     /// emails a passkey enrolment link to for this computer.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]

@@ -1,9 +1,11 @@
 //! File transfer on this computer (`doorman cp`, the console's Files
 //! view): [`place`] confines every path to the folders the owner shares
 //! and writes files whole or not at all; [`receive`] takes a copy to the
-//! computer, [`send`] sends one from it. A copy's last word is how many
-//! files and bytes went, and how many failed.
+//! computer, [`send`] sends one from it, and [`browse`] serves the Files
+//! view (listings, and single files either way, with their logic). A
+//! copy's last word is how many files and bytes went, and how many failed.
 
+mod browse;
 pub mod place;
 mod receive;
 mod send;
@@ -40,18 +42,23 @@ where
             // write fails.
             send::run(&mut reader, &mut writer, &job, &roots).await
         }
+        CopyDirection::Browse => browse::run(&mut reader, &mut writer, &job, &roots).await,
     }
 }
 
 /// Whether this computer offers the copy `job`: it shares folders, and
 /// the copy's paths are inside them (checked again, against the file
-/// system, when the copy runs).
+/// system, when the copy runs); browsing, each path is a shared folder.
 pub(crate) fn offered(shared: &[String], job: &CopyJob) -> Result<(), String> {
     if shared.is_empty() {
         return Err("file copies are not offered on this computer".into());
     }
     let home = home_dir().unwrap_or_default();
     let roots = Roots::new(shared, &home);
+    if job.direction == CopyDirection::Browse {
+        let paths = job.paths.iter().map(|path| path.0.as_slice());
+        return roots.only(paths).map(|_| ()).map_err(|e| e.to_string());
+    }
     for path in &job.paths {
         roots.resolve(&path.0).map_err(|error| error.to_string())?;
     }

@@ -22,6 +22,8 @@ pub enum PlaceError {
     OutsideRoots { path: String },
     #[error("this computer shares no folders")]
     NoRoots,
+    #[error("{path} is not one of the folders this computer shares")]
+    NotShared { path: String },
     #[error("{path}: {source}")]
     Io {
         path: String,
@@ -110,6 +112,31 @@ impl Roots {
         Ok(Place {
             root: root.clone(),
             beneath,
+        })
+    }
+
+    /// The roots among these that `paths` name, each exactly: what a
+    /// browsing session (the console's Files view) may reach. A path
+    /// inside a root is refused as well as one outside: a root is opened
+    /// by its path, which a folder inside one (perhaps a symbolic link,
+    /// swapped in at any time) must never be.
+    pub fn only<'a>(&self, paths: impl IntoIterator<Item = &'a [u8]>) -> Result<Roots, PlaceError> {
+        let mut roots = Vec::new();
+        for path in paths {
+            let place = self.resolve(path)?;
+            if place.name().is_some() {
+                return Err(PlaceError::NotShared {
+                    path: shown(OsStr::from_bytes(path)),
+                });
+            }
+            roots.push(place.root);
+        }
+        if roots.is_empty() {
+            return Err(PlaceError::NoRoots);
+        }
+        Ok(Roots {
+            roots,
+            home: self.home.clone(),
         })
     }
 }
@@ -249,6 +276,39 @@ impl Place {
         Ok(names)
     }
 
+    /// What this directory holds, directories first, then by name, for
+    /// a listing. A symbolic link shows as what it leads to when that is
+    /// inside the root (the way [`Place::open`] would follow it), else as
+    /// itself; a name gone since it was read is left out.
+    pub fn entries(&self) -> Result<Vec<Entry>, PlaceError> {
+        use rustix::fs::FileType;
+        let names = self.list()?;
+        let dir = self.open(OFlags::PATH | OFlags::DIRECTORY)?;
+        let mut entries = Vec::with_capacity(names.len());
+        for name in names {
+            let Ok(stat) = rustix::fs::statat(&dir, name.as_os_str(), AtFlags::SYMLINK_NOFOLLOW)
+            else {
+                continue;
+            };
+            let stat = if FileType::from_raw_mode(stat.st_mode) == FileType::Symlink {
+                match self.child(&name).and_then(|child| child.stat()) {
+                    Ok(Some(target)) => target,
+                    _ => stat,
+                }
+            } else {
+                stat
+            };
+            entries.push(Entry {
+                dir: FileType::from_raw_mode(stat.st_mode) == FileType::Directory,
+                size: u64::try_from(stat.st_size).unwrap_or(0),
+                mtime: stat.st_mtime,
+                name,
+            });
+        }
+        entries.sort_by(|a, b| b.dir.cmp(&a.dir).then_with(|| a.name.cmp(&b.name)));
+        Ok(entries)
+    }
+
     /// Makes this directory (mode 0755 less the umask); one that is there
     /// already is fine.
     pub fn make_dir(&self) -> Result<(), PlaceError> {
@@ -380,6 +440,16 @@ pub struct NewFile {
     path: PathBuf,
     /// Left where it is when dropped (a copy with `--resume` cut short).
     kept_if_cut: bool,
+}
+
+/// One name in a directory, as a listing shows it ([`Place::entries`]).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Entry {
+    pub name: OsString,
+    pub dir: bool,
+    pub size: u64,
+    /// Modification time, seconds since the epoch.
+    pub mtime: i64,
 }
 
 /// The mode and times a copy keeps (`cp -p`).

@@ -15,13 +15,13 @@ use std::io::Write;
 use tokio::io::{AsyncRead, AsyncWrite};
 
 /// The file being received.
-enum Current {
+pub(super) enum Current {
     /// None, or one given up: its bytes are read and dropped.
     Skipping,
     Writing(Box<Incoming>),
 }
 
-struct Incoming {
+pub(super) struct Incoming {
     name: WirePath,
     place: Place,
     file: super::place::NewFile,
@@ -32,6 +32,13 @@ struct Incoming {
     /// With `--resume`: the length of what was here, until the sender says
     /// where its data starts.
     had: Option<u64>,
+}
+
+impl Incoming {
+    /// The file's name, as the sender gave it.
+    pub(super) fn name(&self) -> &WirePath {
+        &self.name
+    }
 }
 
 /// Where the copy's names land: inside `dest` when it is a directory,
@@ -73,105 +80,143 @@ where
         Ok(target) => target,
         Err(message) => return super::cannot_start(writer, message).await,
     };
-    let mut receiving = Receiving {
-        target,
-        job,
-        umask: super::umask(),
-        current: Current::Skipping,
-    };
+    let umask = super::umask();
     let mut tally = Tally::default();
+    let mut current = Current::Skipping;
     loop {
-        let said = match reader.read_frame().await {
-            Ok(Some(Frame::Stdin(data))) => write(&mut receiving.current, &data),
-            Ok(Some(Frame::Message(payload))) => match decode_message::<FileMessage>(&payload) {
-                Ok(FileMessage::CopyEnd) => break,
-                Ok(message) => receiving.on(message),
-                Err(_) => None,
-            },
-            Ok(Some(_)) => None,
-            // The operator left: an unfinished file is removed with
-            // `current` (or kept to resume).
+        let frame = match reader.read_frame().await {
+            Ok(Some(frame)) => frame,
+            // The operator left: an unfinished file is removed with `current`.
             Ok(None) | Err(_) => return Ok(SessionEnd::OperatorLeft),
         };
-        let Some(said) = said else { continue };
-        match &said {
-            FileMessage::Copied { size, .. } => {
+        let message = match frame {
+            Frame::Stdin(data) => {
+                if let Some(failed) = write(&mut current, &data) {
+                    tally.failed += 1;
+                    writer
+                        .write_message(&failed)
+                        .await
+                        .map_err(LinkError::from)?;
+                }
+                continue;
+            }
+            Frame::Message(payload) => match decode_message::<FileMessage>(&payload) {
+                Ok(message) => message,
+                Err(_) => continue,
+            },
+            _ => continue,
+        };
+        if matches!(message, FileMessage::CopyEnd) {
+            break;
+        }
+        let said = answer(message, &mut current, &target, job, umask);
+        match said {
+            Some(message @ FileMessage::Copied { size, .. }) => {
                 tally.files += 1;
                 tally.bytes += size;
+                writer
+                    .write_message(&message)
+                    .await
+                    .map_err(LinkError::from)?;
             }
-            FileMessage::Have { .. } => {}
-            _ => tally.failed += 1,
+            Some(message @ FileMessage::Have { .. }) => {
+                writer
+                    .write_message(&message)
+                    .await
+                    .map_err(LinkError::from)?;
+            }
+            Some(message) => {
+                tally.failed += 1;
+                writer
+                    .write_message(&message)
+                    .await
+                    .map_err(LinkError::from)?;
+            }
+            None => {}
         }
-        writer.write_message(&said).await.map_err(LinkError::from)?;
     }
     super::finish(writer, tally).await
 }
 
-/// A copy being received: where it goes, and the file on its way.
-struct Receiving<'a> {
-    target: Target,
-    job: &'a CopyJob,
+/// What the receiver makes of one message of the sender's (all but the
+/// end of the copy): the file or directory it starts, ends or gives up,
+/// and what it answers, if anything.
+fn answer(
+    message: FileMessage,
+    current: &mut Current,
+    target: &Target,
+    job: &CopyJob,
     umask: u32,
-    current: Current,
-}
-
-impl Receiving<'_> {
-    /// Acts on one of the operator's messages; what to answer, if anything.
-    fn on(&mut self, message: FileMessage) -> Option<FileMessage> {
-        let keep = |mode, mtime_secs| self.job.keep.then_some(Kept { mode, mtime_secs });
-        match message {
-            FileMessage::Dir { name, mode, mtime } => {
-                self.current = Current::Skipping;
-                make_dir(&self.target, &name, keep(mode, mtime))
-            }
-            FileMessage::File {
-                name,
-                size,
+) -> Option<FileMessage> {
+    match message {
+        FileMessage::Dir { name, mode, mtime } => {
+            *current = Current::Skipping;
+            make_dir(
+                target,
+                &name,
+                job.keep.then_some(Kept {
+                    mode,
+                    mtime_secs: mtime,
+                }),
+            )
+        }
+        FileMessage::File {
+            name,
+            size,
+            mode,
+            mtime,
+        } => {
+            let kept = job.keep.then_some(Kept {
                 mode,
-                mtime,
-            } => {
-                let kept = keep(mode, mtime);
-                match start(&self.target, name, size, kept, self.job.resume) {
-                    Ok((incoming, have)) => {
-                        self.current = Current::Writing(Box::new(incoming));
-                        have
-                    }
-                    Err(failed) => {
-                        self.current = Current::Skipping;
-                        Some(failed)
-                    }
+                mtime_secs: mtime,
+            });
+            match start(target, name, size, kept, job.resume) {
+                Ok((incoming, have)) => {
+                    *current = Current::Writing(Box::new(incoming));
+                    have
+                }
+                Err(failed) => {
+                    *current = Current::Skipping;
+                    Some(failed)
                 }
             }
-            FileMessage::FileEnd { sha256 } => {
-                match std::mem::replace(&mut self.current, Current::Skipping) {
-                    Current::Writing(incoming) => Some(finish(*incoming, &sha256, self.umask)),
-                    Current::Skipping => None,
-                }
+        }
+        FileMessage::FileEnd { sha256 } => {
+            let done = std::mem::replace(current, Current::Skipping);
+            match done {
+                Current::Writing(incoming) => Some(finish(*incoming, &sha256, umask)),
+                Current::Skipping => None,
             }
-            FileMessage::Resume { offset } => {
-                let Current::Writing(incoming) = &mut self.current else {
-                    return None;
-                };
-                let error = resume(incoming, offset).err()?;
+        }
+        FileMessage::Resume { offset } => {
+            if let Current::Writing(incoming) = current
+                && let Err(error) = resume(incoming, offset)
+            {
                 let message = failed(&incoming.name, error);
-                self.current = Current::Skipping;
+                *current = Current::Skipping;
                 Some(message)
-            }
-            FileMessage::FileAbandoned { .. } => {
-                // The operator counts its own failure; what arrived is no
-                // start of anything.
-                if let Current::Writing(incoming) =
-                    std::mem::replace(&mut self.current, Current::Skipping)
-                {
-                    incoming.file.discard();
-                }
+            } else {
                 None
             }
-            FileMessage::CopyEnd
-            | FileMessage::Copied { .. }
-            | FileMessage::Failed { .. }
-            | FileMessage::Have { .. } => None,
         }
+        FileMessage::FileAbandoned { .. } => {
+            // The operator counts its own failure; what arrived is no
+            // start of anything.
+            if let Current::Writing(incoming) = std::mem::replace(current, Current::Skipping) {
+                incoming.file.discard();
+            }
+            None
+        }
+        // Answers, a browsing session's requests, and the end (which
+        // the caller takes), have no answer.
+        FileMessage::CopyEnd
+        | FileMessage::Copied { .. }
+        | FileMessage::Failed { .. }
+        | FileMessage::Have { .. }
+        | FileMessage::List { .. }
+        | FileMessage::Listing { .. }
+        | FileMessage::Get { .. }
+        | FileMessage::Put { .. } => None,
     }
 }
 
@@ -188,7 +233,7 @@ fn target(job: &CopyJob, roots: &Roots) -> Result<Target, String> {
     Ok(Target { dest, into_dir })
 }
 
-fn failed(name: &WirePath, error: impl std::fmt::Display) -> FileMessage {
+pub(super) fn failed(name: &WirePath, error: impl std::fmt::Display) -> FileMessage {
     FileMessage::Failed {
         name: name.clone(),
         message: error.to_string(),
@@ -216,6 +261,18 @@ fn start(
     resume: bool,
 ) -> Result<(Incoming, Option<FileMessage>), FileMessage> {
     let place = target.place_of(&name).map_err(|e| failed(&name, e))?;
+    start_at(place, name, size, kept, resume)
+}
+
+/// Starts receiving the file `name` into `place`; with `resume`, also
+/// what is here of it already.
+pub(super) fn start_at(
+    place: Place,
+    name: WirePath,
+    size: u64,
+    kept: Option<Kept>,
+    resume: bool,
+) -> Result<(Incoming, Option<FileMessage>), FileMessage> {
     if place.is_dir().map_err(|e| failed(&name, e))? {
         return Err(failed(&name, format!("{} is a directory", place.shown())));
     }
@@ -272,7 +329,7 @@ fn resume(incoming: &mut Incoming, offset: u64) -> std::io::Result<()> {
 
 /// Writes `data` to the current file; a failure gives the file up (its
 /// temporary file goes) and says so.
-fn write(current: &mut Current, data: &[u8]) -> Option<FileMessage> {
+pub(super) fn write(current: &mut Current, data: &[u8]) -> Option<FileMessage> {
     let Current::Writing(incoming) = current else {
         return None;
     };
@@ -308,7 +365,7 @@ fn write(current: &mut Current, data: &[u8]) -> Option<FileMessage> {
 
 /// The file's bytes are all sent: stored under its name if they are all
 /// there and match `sha256`.
-fn finish(incoming: Incoming, sha256: &str, umask: u32) -> FileMessage {
+pub(super) fn finish(incoming: Incoming, sha256: &str, umask: u32) -> FileMessage {
     let Incoming {
         name,
         place,
@@ -342,6 +399,7 @@ fn finish(incoming: Incoming, sha256: &str, umask: u32) -> FileMessage {
             path: WirePath::from_os(place.path().as_os_str()),
             size,
             sha256: ours,
+            direction: None,
         },
         Err(error) => failed(&name, error),
     }

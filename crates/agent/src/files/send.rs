@@ -10,7 +10,7 @@ use bytes::Bytes;
 use doorman_proto::connection::{ConnectionError, FrameReader, FrameWriter};
 use doorman_proto::copying::{hex, resume_from};
 use doorman_proto::frame::{Frame, MAX_PAYLOAD_LEN};
-use doorman_proto::message::{CopyJob, FileMessage, SessionEnd, WirePath};
+use doorman_proto::message::{CopyDirection, CopyJob, FileMessage, SessionEnd, WirePath};
 use std::collections::HashSet;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite};
 
@@ -25,13 +25,7 @@ pub(super) async fn run<R: AsyncRead + Unpin, W: AsyncWrite + Unpin>(
     job: &CopyJob,
     roots: &Roots,
 ) -> Result<SessionEnd, SessionError> {
-    let mut sender = Sender {
-        writer,
-        answers: job.resume.then_some(reader),
-        recursive: job.recursive,
-        tally: Tally::default(),
-        visited: HashSet::new(),
-    };
+    let mut sender = Sender::new(writer, job.resume.then_some(reader), job.recursive);
     for source in &job.paths {
         let place = match roots.resolve(&source.0) {
             Ok(place) => place,
@@ -51,15 +45,44 @@ pub(super) async fn run<R: AsyncRead + Unpin, W: AsyncWrite + Unpin>(
     super::finish(writer, tally).await
 }
 
-struct Sender<'a, R, W> {
+/// Sends files and trees, and counts what went.
+pub(super) struct Sender<'a, R, W> {
     writer: &'a mut FrameWriter<W>,
     /// With `--resume`: the operator's side, which says what it has of
     /// each file.
     answers: Option<&'a mut FrameReader<R>>,
     recursive: bool,
-    tally: Tally,
+    pub(super) tally: Tally,
     /// Directories sent, by device and inode: none is sent twice.
     visited: HashSet<(u64, u64)>,
+    /// What each `Copied` says of its direction: nothing in a copy (the
+    /// copy's own says it), "from the computer" when browsing.
+    direction: Option<CopyDirection>,
+}
+
+impl<'a, R, W> Sender<'a, R, W> {
+    fn new(
+        writer: &'a mut FrameWriter<W>,
+        answers: Option<&'a mut FrameReader<R>>,
+        recursive: bool,
+    ) -> Self {
+        Sender {
+            writer,
+            answers,
+            recursive,
+            tally: Tally::default(),
+            visited: HashSet::new(),
+            direction: None,
+        }
+    }
+
+    /// A sender of single files for a browsing session.
+    pub(super) fn browsing(writer: &'a mut FrameWriter<W>) -> Self {
+        Self {
+            direction: Some(CopyDirection::FromComputer),
+            ..Self::new(writer, None, false)
+        }
+    }
 }
 
 impl<R: AsyncRead + Unpin, W: AsyncWrite + Unpin> Sender<'_, R, W> {
@@ -134,7 +157,11 @@ impl<R: AsyncRead + Unpin, W: AsyncWrite + Unpin> Sender<'_, R, W> {
     }
 
     /// Sends one file whole, or gives it up if it changes meanwhile.
-    async fn send_file(&mut self, place: &Place, name: WirePath) -> Result<(), ConnectionError> {
+    pub(super) async fn send_file(
+        &mut self,
+        place: &Place,
+        name: WirePath,
+    ) -> Result<(), ConnectionError> {
         let (file, before) = match place.open_file() {
             Ok(opened) => opened,
             Err(error) => return self.fail(&name, error).await,
@@ -208,6 +235,7 @@ impl<R: AsyncRead + Unpin, W: AsyncWrite + Unpin> Sender<'_, R, W> {
                 path: WirePath::from_os(place.path().as_os_str()),
                 size,
                 sha256,
+                direction: self.direction,
             })
             .await
     }

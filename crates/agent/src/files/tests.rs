@@ -210,6 +210,60 @@ fn directories_are_made_and_listed() {
     );
 }
 
+/// The console's Files view browses whole shared folders, and nothing
+/// else: not a folder inside one (which could be a symlink, swapped in at
+/// any time), nor one outside.
+#[test]
+fn browsing_reaches_whole_shared_folders_only() {
+    let folders = folders();
+    let roots = roots(&folders);
+    let only = roots.only([b"~/Shared".as_slice()]).unwrap();
+    let report = only.resolve(b"~/Shared/report.txt").unwrap();
+    assert_eq!(report.path(), folders.shared.join("report.txt"));
+    let absolute = folders.shared.as_os_str().as_bytes();
+    assert!(roots.only([absolute]).is_ok());
+    std::fs::create_dir(folders.shared.join("sub")).unwrap();
+    for asked in [b"~/Shared/sub".as_slice(), b"~", b"/etc", b"~/Shared/.."] {
+        assert!(roots.only([asked]).is_err(), "{asked:?}");
+    }
+    assert!(matches!(
+        roots.only([b"~/Shared/sub".as_slice()]),
+        Err(PlaceError::NotShared { .. })
+    ));
+    assert!(matches!(
+        roots.only(std::iter::empty::<&[u8]>()),
+        Err(PlaceError::NoRoots)
+    ));
+}
+
+#[test]
+fn a_listing_shows_folders_first_and_a_link_out_as_no_folder() {
+    let folders = folders();
+    std::fs::create_dir(folders.shared.join("zeta")).unwrap();
+    std::fs::write(folders.shared.join("alpha.txt"), "a").unwrap();
+    std::os::unix::fs::symlink(&folders.secret, folders.shared.join("out")).unwrap();
+    std::os::unix::fs::symlink("zeta", folders.shared.join("inside")).unwrap();
+    let place = roots(&folders).resolve(b"~/Shared").unwrap();
+    let entries = place.entries().unwrap();
+    let listed: Vec<(&str, bool)> = entries
+        .iter()
+        .map(|entry| (entry.name.to_str().unwrap(), entry.dir))
+        .collect();
+    assert_eq!(
+        listed,
+        [
+            ("inside", true),
+            ("zeta", true),
+            ("alpha.txt", false),
+            ("out", false),
+            ("report.txt", false),
+        ]
+    );
+    let report = entries.iter().find(|e| e.name == "report.txt").unwrap();
+    assert_eq!(report.size, 6);
+    assert!(report.mtime > 0);
+}
+
 fn names(dir: &Path) -> Vec<String> {
     let mut names: Vec<String> = std::fs::read_dir(dir)
         .unwrap()

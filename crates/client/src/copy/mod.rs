@@ -163,9 +163,12 @@ impl Copying<'_> {
         };
         let received = match (message, self.receiver.as_mut()) {
             // Copying to the computer: its word on each file.
-            (FileMessage::Copied { path, size, sha256 }, None) => {
-                Received::Stored(PathBuf::from(path.shown()), size, sha256)
-            }
+            (
+                FileMessage::Copied {
+                    path, size, sha256, ..
+                },
+                None,
+            ) => Received::Stored(PathBuf::from(path.shown()), size, sha256),
             (FileMessage::Have { offset, sha256 }, None) => {
                 let _ = self.haves.send((offset, sha256));
                 Received::Nothing

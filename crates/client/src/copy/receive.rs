@@ -126,10 +126,15 @@ impl Receiver {
                 }
                 Received::Nothing
             }
+            // Answers, and a browsing session's words, have no place here.
             FileMessage::Copied { .. }
             | FileMessage::Failed { .. }
             | FileMessage::CopyEnd
-            | FileMessage::Have { .. } => Received::Nothing,
+            | FileMessage::Have { .. }
+            | FileMessage::List { .. }
+            | FileMessage::Listing { .. }
+            | FileMessage::Get { .. }
+            | FileMessage::Put { .. } => Received::Nothing,
         }
     }
 

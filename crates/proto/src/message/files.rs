@@ -69,6 +69,10 @@ pub const MAX_PATH_LEN: usize = 4096;
 /// The most paths one copy names (its sources from the computer).
 pub const MAX_COPY_PATHS: usize = 256;
 
+/// The most entries one listing of a directory holds (the console's Files
+/// view); the rest are counted, not sent.
+pub const MAX_LISTED: usize = 10_000;
+
 /// Which way a copy goes.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -77,6 +81,11 @@ pub enum CopyDirection {
     ToComputer,
     /// From the computer to the operator.
     FromComputer,
+    /// Both ways, one file at a time, as the operator browses the shared
+    /// folders named (the console's Files view): [`FileMessage::List`],
+    /// [`FileMessage::Get`] and [`FileMessage::Put`] until the operator
+    /// leaves.
+    Browse,
 }
 
 /// What an operator asks to copy: the service recipients approve.
@@ -85,6 +94,7 @@ pub enum CopyDirection {
 pub struct CopyJob {
     pub direction: CopyDirection,
     /// To the computer: the one destination. From it: the sources.
+    /// Browsing: the shared folders browsed, each one whole.
     pub paths: Vec<WirePath>,
     /// To the computer: how many files, and bytes, the operator sends (as
     /// it counted them when asking; what arrives is audited file by file).
@@ -129,16 +139,18 @@ impl CopyJob {
             CopyDirection::FromComputer => {
                 format!("copy from {}{recursive}", paths.join(", "))
             }
+            CopyDirection::Browse => format!("browse and copy files in {}", paths.join(", ")),
         }
     }
 
     /// Whether an approval of `approved` covers this copy: the same
-    /// direction, and to the same destination, or from sources it covered.
+    /// direction, and to the same destination, or from sources it covered;
+    /// browsing, the same folders.
     pub fn covered_by(&self, approved: &CopyJob) -> bool {
         self.direction == approved.direction
             && self.recursive <= approved.recursive
             && match self.direction {
-                CopyDirection::ToComputer => self.paths == approved.paths,
+                CopyDirection::ToComputer | CopyDirection::Browse => self.paths == approved.paths,
                 CopyDirection::FromComputer => {
                     self.paths.iter().all(|path| approved.paths.contains(path))
                 }
@@ -206,18 +218,63 @@ pub enum FileMessage {
     /// be read on): the receiver discards what it has of it.
     FileAbandoned { message: String },
     /// Computer → operator: the file at `path` on the computer was stored
-    /// (or sent) whole.
+    /// (or sent) whole. Browsing, `direction` says which (a copy's own
+    /// direction says it otherwise, and it is left out).
     #[serde(rename = "file_copied")]
     Copied {
         path: WirePath,
         size: u64,
         sha256: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        direction: Option<CopyDirection>,
     },
     /// A file or directory that could not be copied, and why.
     #[serde(rename = "file_failed")]
     Failed { name: WirePath, message: String },
     /// The sender has sent everything.
     CopyEnd,
+    /// Operator → computer, browsing: what is in the directory at `path`.
+    /// Answered with [`FileMessage::Listing`] parts, or `Failed`.
+    List { path: WirePath },
+    /// Computer → operator, browsing: the entries of the directory at
+    /// `path` (as the operator named it), directories first, then by
+    /// name; in parts that each fit a frame, the last one `last`. Past
+    /// [`MAX_LISTED`] entries, the rest are only counted (`omitted`).
+    Listing {
+        path: WirePath,
+        entries: Vec<ListEntry>,
+        #[serde(default)]
+        last: bool,
+        #[serde(default)]
+        omitted: u64,
+    },
+    /// Operator → computer, browsing: send the file at `path`. Answered
+    /// as a copy of that one file from the computer: `File`, its data
+    /// frames, `FileEnd` and `Copied`; or `Failed` (after
+    /// `FileAbandoned`, when it changed while it was read).
+    Get { path: WirePath },
+    /// Operator → computer, browsing: a file `name` (one plain name) for
+    /// the directory `dir`; its `size` bytes follow as data frames, then
+    /// `FileEnd`. Answered with `Copied` once it is stored whole under
+    /// that name, or `Failed` (at once, when it cannot even start).
+    Put {
+        dir: WirePath,
+        name: WirePath,
+        size: u64,
+    },
+}
+
+/// One entry of a [`FileMessage::Listing`].
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ListEntry {
+    pub name: WirePath,
+    /// A directory (a symbolic link that leads to one inside the shared
+    /// folder counts as one).
+    pub dir: bool,
+    pub size: u64,
+    /// Modification time, seconds since the epoch.
+    pub mtime: i64,
 }
 
 #[cfg(test)]
@@ -294,5 +351,73 @@ mod tests {
         assert!(!job(ToComputer, &["/s/a"]).covered_by(&from_ab));
         assert!(job(ToComputer, &["/s"]).covered_by(&job(ToComputer, &["/s"])));
         assert!(!job(ToComputer, &["/t"]).covered_by(&job(ToComputer, &["/s"])));
+        let browse = job(Browse, &["/s", "/t"]);
+        assert!(job(Browse, &["/s", "/t"]).covered_by(&browse));
+        assert!(
+            !job(Browse, &["/s"]).covered_by(&browse),
+            "the same folders only"
+        );
+        assert!(!job(FromComputer, &["/s"]).covered_by(&browse));
+        assert!(!browse.covered_by(&job(FromComputer, &["/s", "/t"])));
+        assert_eq!(browse.describe(), "browse and copy files in /s, /t");
+    }
+
+    /// A browsing session's messages keep tags of their own: none is taken
+    /// for a session's message (`exit`, `error`, `copied`, …) by the relay.
+    #[test]
+    fn browsing_messages_have_stable_json() {
+        let get = FileMessage::Get {
+            path: WirePath(b"~/Shared/a".to_vec()),
+        };
+        let json = serde_json::to_string(&get).unwrap();
+        assert_eq!(json, r#"{"type":"get","path":"fi9TaGFyZWQvYQ=="}"#);
+        let put: FileMessage =
+            serde_json::from_str(r#"{"type":"put","dir":"fg==","name":"YQ==","size":3}"#).unwrap();
+        assert_eq!(
+            put,
+            FileMessage::Put {
+                dir: WirePath(b"~".to_vec()),
+                name: WirePath(b"a".to_vec()),
+                size: 3,
+            }
+        );
+        let listing = FileMessage::Listing {
+            path: WirePath(b"~".to_vec()),
+            entries: vec![ListEntry {
+                name: WirePath(b"d".to_vec()),
+                dir: true,
+                size: 4096,
+                mtime: 1,
+            }],
+            last: true,
+            omitted: 0,
+        };
+        let json = serde_json::to_string(&listing).unwrap();
+        assert!(json.starts_with(r#"{"type":"listing","#), "{json}");
+        assert_eq!(serde_json::from_str::<FileMessage>(&json).unwrap(), listing);
+        for message in [get, put, listing] {
+            let json = serde_json::to_string(&message).unwrap();
+            assert!(serde_json::from_str::<super::super::SessionMessage>(&json).is_err());
+        }
+        // A copy's `Copied` says no direction; a browsing one's does.
+        let copied = FileMessage::Copied {
+            path: WirePath(b"/s/a".to_vec()),
+            size: 1,
+            sha256: "00".into(),
+            direction: None,
+        };
+        let json = serde_json::to_string(&copied).unwrap();
+        assert!(!json.contains("direction"), "{json}");
+        let browsed: FileMessage = serde_json::from_str(
+            r#"{"type":"file_copied","path":"L3MvYQ==","size":1,"sha256":"00","direction":"to_computer"}"#,
+        )
+        .unwrap();
+        assert!(matches!(
+            browsed,
+            FileMessage::Copied {
+                direction: Some(CopyDirection::ToComputer),
+                ..
+            }
+        ));
     }
 }

@@ -32,6 +32,7 @@ function draw(computer) {
   const path = encodeURIComponent(computer.name);
   if (computer.shell) item.append(" ", link(`/console/terminal/${path}`, "terminal-link", "Terminal"));
   if (computer.desktop) item.append(" ", link(`/console/desktop/${path}`, "desktop-link", "Desktop"));
+  if (computer.files) item.append(" ", link(`/console/files/${path}`, "files-link", "Files"));
   return item;
 }
 
@@ -44,7 +45,7 @@ function asks(computer) {
 // list is redrawn only when they differ, so that a click is never lost to
 // a redraw.
 function shown(computer) {
-  return [computer.name, computer.online ? "online" : "offline", asks(computer), computer.shell, computer.desktop].join("|");
+  return [computer.name, computer.online ? "online" : "offline", asks(computer), computer.shell, computer.desktop, computer.files].join("|");
 }
 
 function showing(item) {
@@ -54,6 +55,7 @@ function showing(item) {
     item.querySelector(".asks")?.textContent ?? "",
     item.querySelector(".terminal-link") !== null,
     item.querySelector(".desktop-link") !== null,
+    item.querySelector(".files-link") !== null,
   ].join("|");
 }
 

@@ -1,7 +1,8 @@
 // Asking for a connection from the console: opens the console's WebSocket,
 // shows the wait for email authorization (countdown, recipients, approvals,
 // Cancel) and its outcome in words, then hands the session to the page (the
-// terminal or the desktop). The server decides everything; this only shows.
+// terminal, the desktop or the Files view). The server decides everything;
+// this only shows.
 
 const waiting = document.getElementById("waiting");
 const statusLine = document.getElementById("status");
@@ -80,8 +81,10 @@ export function onAsk(run) {
 /// Opens the socket for `query` (computer, reason, kind, rows, cols).
 /// `session.started(socket)` once the session runs, `session.output(data)`
 /// for each binary message, `session.ended(exit)` for the words shown when
-/// it ends, `session.error(message)` for the computer's complaints (why
-/// the program or the desktop could not start).
+/// it ends (the program's `exit`, or a copy's `copied`),
+/// `session.error(message)` for the computer's complaints (why the program
+/// or the desktop could not start), and `session.message(message)`, if
+/// given, for every other message (the Files view's own).
 export function connect(query, session) {
   const scheme = location.protocol === "https:" ? "wss:" : "ws:";
   const socket = new WebSocket(`${scheme}//${location.host}/console/socket?${new URLSearchParams(query)}`);
@@ -141,6 +144,7 @@ export function connect(query, session) {
         session.started(socket);
         break;
       case "exit":
+      case "copied": // the Files view's last word: what it copied
         finish(session.ended(message));
         break;
       case "ended": // the server ended the session, and says why
@@ -149,8 +153,9 @@ export function connect(query, session) {
       case "error":
         session.error(message.message);
         break;
-      default:
-        break; // pings and anything newer
+      default: // pings, anything newer, and the session's own words
+        if (session.message) session.message(message);
+        break;
     }
   });
   socket.addEventListener("close", () => {

@@ -22,6 +22,10 @@ impl<W> Served<W> {
                 status
                     .recipients
                     .truncate(doorman_core::limits::MAX_RECIPIENTS);
+                // As many as one browsing session may name.
+                status
+                    .files
+                    .truncate(doorman_proto::message::files::MAX_COPY_PATHS);
                 broker.agents.set_status(name, self.link_id, status);
             }
             AgentToServer::OfferReply { request_id, reply } => {

@@ -1,10 +1,12 @@
 //! The operator's web console at `/console`: sign-in with the operator token
 //! (a cookie session, [`sessions`]), the computers this operator may reach
-//! with their online state, the recordings of their shell sessions
-//! ([`recordings`]), and the browser's own scripts and styles,
+//! with their online state, their terminal, desktop and Files view pages
+//! (one WebSocket, `socket` and `files_socket`), the recordings of their
+//! shell sessions ([`recordings`]), and the browser's own scripts and styles,
 //! embedded in the binary. Pages keep the approval page's headers; scripts
 //! come only from this server (`script-src 'self'`, no inline script).
 
+mod files_socket;
 mod recordings;
 pub mod sessions;
 mod socket;
@@ -43,6 +45,7 @@ pub fn routes() -> axum::Router<AppState> {
         .route("/console/socket", get(socket::socket))
         .route("/console/terminal/{computer}", get(terminal))
         .route("/console/desktop/{computer}", get(desktop))
+        .route("/console/files/{computer}", get(files))
         .route("/console/recordings", get(recordings::list))
         .route("/console/recordings/{id}", get(recordings::replay))
         .route("/console/recordings/{id}/events", get(recordings::events))
@@ -117,6 +120,15 @@ struct SessionPage {
     heading: &'static str,
 }
 
+/// The Files view's page: the reason, the wait for approval, then the
+/// shared folders to browse, upload to and download from.
+#[derive(Template)]
+#[template(path = "console_files.html")]
+struct FilesPage {
+    operator: String,
+    computer: String,
+}
+
 #[derive(Template)]
 #[template(path = "console_computers.html")]
 struct ComputersPage {
@@ -140,6 +152,9 @@ pub struct Computer {
     pub desktop: bool,
     /// Whether it offers TCP forwarding (`connect -L`) to this operator.
     pub forward: bool,
+    /// Whether this operator may browse its shared folders: its access
+    /// rules allow copies, and the computer said it shares some.
+    pub files: bool,
 }
 
 /// The computers `operator` may reach for any service, by name.
@@ -157,13 +172,9 @@ async fn reachable(state: &AppState, operator: OperatorId) -> Result<Vec<Compute
     let mut computers: Vec<Computer> = agents
         .into_iter()
         .filter(|(name, _)| {
-            [
-                ServiceKind::Shell,
-                ServiceKind::Command,
-                ServiceKind::Forward,
-            ]
-            .into_iter()
-            .any(|kind| permits(&grants, name, kind))
+            ServiceKind::ALL
+                .into_iter()
+                .any(|kind| permits(&grants, name, kind))
         })
         .map(|(name, _)| {
             let status = state.broker.agents.status(&name);
@@ -175,6 +186,8 @@ async fn reachable(state: &AppState, operator: OperatorId) -> Result<Vec<Compute
                 shell: permits(&grants, &name, ServiceKind::Shell) && offers(|s| s.shell),
                 desktop: forwarding && status.as_ref().is_some_and(|s| s.desktop),
                 forward: forwarding && offers(|s| s.forward),
+                files: permits(&grants, &name, ServiceKind::Files)
+                    && status.as_ref().is_some_and(|s| !s.files.is_empty()),
                 name,
             }
         })
@@ -216,6 +229,22 @@ async fn desktop(
     headers: HeaderMap,
 ) -> Response {
     session_page(&state, &headers, computer, true).await
+}
+
+/// `GET /console/files/{computer}`.
+async fn files(
+    State(state): State<AppState>,
+    Path(computer): Path<String>,
+    headers: HeaderMap,
+) -> Response {
+    let Some(who) = signed_in(&state, &headers).await else {
+        return Redirect::to("/console").into_response();
+    };
+    let page = FilesPage {
+        operator: who.operator,
+        computer,
+    };
+    self::page(StatusCode::OK, &page)
 }
 
 async fn session_page(

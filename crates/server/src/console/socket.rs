@@ -7,8 +7,10 @@
 //! `delivery`, `allowed`, …, then the session's `exit`) as text, the remote
 //! terminal's output as binary; from the browser, keystrokes as binary and
 //! `{"type":"resize","rows":R,"cols":C}` or `{"type":"cancel"}` as text.
+//! The Files view (`kind=files`) adds its own words both ways
+//! (`files_socket`).
 
-use super::{SignedIn, signed_in};
+use super::{SignedIn, files_socket, signed_in};
 use crate::AppState;
 use crate::client_addr::ClientAddr;
 use crate::operators::{self, Via};
@@ -54,7 +56,7 @@ fn default_cols() -> u16 {
     80
 }
 
-/// The console's two kinds of session.
+/// The console's kinds of session.
 #[derive(Clone, Copy, Debug, Default, Deserialize)]
 #[serde(rename_all = "snake_case")]
 enum SessionKind {
@@ -63,6 +65,8 @@ enum SessionKind {
     Terminal,
     /// The computer's VNC server, for noVNC.
     Desktop,
+    /// The computer's shared folders, for the Files view.
+    Files,
 }
 
 /// What the browser may say once the socket is open.
@@ -73,7 +77,7 @@ enum BrowserMessage {
     Cancel,
 }
 
-/// `GET /console/socket?computer=…&reason=…&kind=terminal|desktop&rows=…&cols=…`.
+/// `GET /console/socket?computer=…&reason=…&kind=terminal|desktop|files&rows=…&cols=…`.
 pub async fn socket(
     State(state): State<AppState>,
     ClientAddr(client): ClientAddr,
@@ -123,6 +127,20 @@ async fn bridge(
     client: IpAddr,
     ask: SessionAsk,
 ) {
+    let service = match ask.kind {
+        SessionKind::Terminal => Service::Shell {
+            term: "xterm-256color".into(),
+            rows: ask.rows,
+            cols: ask.cols,
+        },
+        SessionKind::Desktop => Service::Desktop,
+        SessionKind::Files => Service::Files(files_socket::browse_job(&broker, &ask.computer)),
+    };
+    // Browsing, the page is told which folders once the session starts.
+    let roots = match &service {
+        Service::Files(job) => Some(files_socket::roots_message(job)),
+        _ => None,
+    };
     let (flow_end, bridge_end) = tokio::io::duplex(PIPE_BUFFER);
     let operator = crate::store::OperatorIdentity {
         id: who.operator_id,
@@ -140,17 +158,10 @@ async fn bridge(
     let connect = OperatorMessage::Connect {
         computer: ask.computer,
         reason: ask.reason,
-        service: match ask.kind {
-            SessionKind::Terminal => Service::Shell {
-                term: "xterm-256color".into(),
-                rows: ask.rows,
-                cols: ask.cols,
-            },
-            SessionKind::Desktop => Service::Desktop,
-        },
+        service,
     };
     if connection.write_message(&connect).await.is_ok() {
-        let _ = relay(connection, socket).await;
+        let _ = relay(connection, socket, roots).await;
     }
     // The pipe is closed now: the flow sees the operator hang up.
     let _ = flow.await;
@@ -163,9 +174,12 @@ enum Ended {
     BrowserBroke,
 }
 
+/// Carries the session's messages both ways; `roots`, browsing, is what
+/// the page is told when the session starts.
 async fn relay(
     connection: Connection<tokio::io::DuplexStream>,
     socket: WebSocket,
+    roots: Option<String>,
 ) -> Result<Ended, axum::Error> {
     let (mut reader, mut writer) = connection.split();
     let (mut to_browser, mut from_browser) = socket.split();
@@ -178,13 +192,17 @@ async fn relay(
             frame = reader.read_frame() => match frame {
                 Ok(Some(Frame::Message(payload))) => {
                     let Ok(text) = String::from_utf8(payload.to_vec()) else { continue };
-                    if !in_session && is_session_start(&text) {
+                    let starts = !in_session && is_session_start(&text);
+                    if starts {
                         in_session = true;
                         if let Some((rows, cols)) = pending_size.take() {
                             let _ = writer.write_message(&SessionMessage::Resize { rows, cols }).await;
                         }
                     }
                     to_browser.send(Message::Text(text.into())).await?;
+                    if let Some(roots) = roots.as_ref().filter(|_| starts) {
+                        to_browser.send(Message::Text(roots.as_str().into())).await?;
+                    }
                 }
                 Ok(Some(Frame::Stdout(data) | Frame::Stderr(data))) => {
                     to_browser.send(Message::Binary(data)).await?;
@@ -212,6 +230,13 @@ async fn relay(
                             writer.write_message(&OperatorMessage::Cancel).await
                         }
                         Ok(BrowserMessage::Cancel) => break Ended::BrowserClosed,
+                        // Browsing: the Files view's requests.
+                        Err(_) if roots.is_some() && in_session => {
+                            match files_socket::request(&text) {
+                                Some(request) => writer.write_message(&request).await,
+                                None => break Ended::BrowserBroke,
+                            }
+                        }
                         Err(_) => break Ended::BrowserBroke,
                     };
                     if written.is_err() {

@@ -70,6 +70,9 @@ fn validate_copy(job: &CopyJob) -> Result<(), String> {
         CopyDirection::FromComputer if paths == 0 || paths > MAX_COPY_PATHS => Err(format!(
             "a copy from the computer names between 1 and {MAX_COPY_PATHS} sources"
         )),
+        CopyDirection::Browse if paths == 0 || paths > MAX_COPY_PATHS => Err(format!(
+            "browsing names between 1 and {MAX_COPY_PATHS} shared folders"
+        )),
         _ if job.paths.iter().any(|path| path.0.is_empty()) => {
             Err("a copy names an empty path".into())
         }

@@ -244,7 +244,7 @@ async fn over_tls_the_cookie_is_secure_and_host_only() {
     assert!(set.contains("; Secure"), "{set}");
 }
 
-type Socket =
+pub(crate) type Socket =
     tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
 
 /// Opens the console's terminal socket as a page of `origin` would.
@@ -272,7 +272,7 @@ async fn open_socket(
 }
 
 /// Signs in and opens the terminal socket from the console's own page.
-async fn console_socket(world: &World, query: &str) -> Socket {
+pub(crate) async fn console_socket(world: &World, query: &str) -> Socket {
     let cookie = session_cookie(&sign_in(world, &world.operator_token).await);
     open_socket(world, &cookie, &world.url, query)
         .await

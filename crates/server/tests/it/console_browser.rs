@@ -39,7 +39,7 @@ async fn sizes(browser: &Browser) -> Vec<String> {
 
 /// Signs in on the console's page and waits for the computer to be listed
 /// online.
-async fn sign_in(browser: &Browser, world: &World) {
+pub(crate) async fn sign_in(browser: &Browser, world: &World) {
     browser
         .sign_in_to_console(&world.url, &world.operator_token)
         .await;
@@ -52,7 +52,7 @@ async fn sign_in(browser: &Browser, world: &World) {
 }
 
 /// Gives a reason, asks, and waits for the wait for email authorization.
-async fn ask(browser: &Browser, reason: &str) {
+pub(crate) async fn ask(browser: &Browser, reason: &str) {
     browser.type_into("#reason", reason).await;
     browser.click("#ask button[type=submit]").await;
     browser

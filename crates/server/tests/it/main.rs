@@ -7,6 +7,7 @@ mod access;
 mod browser;
 mod console;
 mod console_browser;
+mod console_files;
 mod console_recordings;
 mod delivery;
 mod files;

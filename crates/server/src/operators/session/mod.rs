@@ -216,11 +216,14 @@ async fn audit_files(broker: &Broker, ask: &Ask<'_>, request_id: Option<&str>, f
     let Service::Files(job) = &ask.service else {
         return;
     };
-    let direction = match job.direction {
+    let words = |direction: CopyDirection| match direction {
         CopyDirection::ToComputer => "to the computer",
         CopyDirection::FromComputer => "from the computer",
+        CopyDirection::Browse => "browsing",
     };
     let details = files.kept.iter().map(|file| {
+        // Browsing, each file says which way it went.
+        let direction = words(file.direction.unwrap_or(job.direction));
         format!(
             "{direction}: {} ({} bytes, sha256 {})",
             file.path.shown(),
@@ -228,6 +231,7 @@ async fn audit_files(broker: &Broker, ask: &Ask<'_>, request_id: Option<&str>, f
             file.sha256
         )
     });
+    let direction = words(job.direction);
     let more =
         (files.more > 0).then(|| format!("{direction}: {} more files, not listed", files.more));
     for detail in details.chain(more) {

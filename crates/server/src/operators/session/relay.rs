@@ -13,7 +13,7 @@
 use doorman_proto::ConnectionError;
 use doorman_proto::connection::{FrameReader, FrameWriter, decode_message};
 use doorman_proto::frame::Frame;
-use doorman_proto::message::{FileMessage, SessionEnd, SessionMessage, WirePath};
+use doorman_proto::message::{CopyDirection, FileMessage, SessionEnd, SessionMessage, WirePath};
 use std::future::Future;
 use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadHalf, WriteHalf};
@@ -245,18 +245,20 @@ pub(super) struct CopiedFiles {
 /// The most files of one copy the audit trail lists one by one.
 const MAX_COPIED_KEPT: usize = 100_000;
 
-/// One file a copy moved whole: its path on the computer, size and SHA-256.
+/// One file a copy moved whole: its path on the computer, size and
+/// SHA-256, and which way it went when the agent said (browsing).
 #[derive(Debug)]
 pub(super) struct CopiedFile {
     pub(super) path: WirePath,
     pub(super) size: u64,
     pub(super) sha256: String,
+    pub(super) direction: Option<CopyDirection>,
 }
 
 impl CopiedFiles {
-    fn note(&mut self, path: WirePath, size: u64, sha256: String) {
+    fn note(&mut self, file: CopiedFile) {
         if self.kept.len() < MAX_COPIED_KEPT {
-            self.kept.push(CopiedFile { path, size, sha256 });
+            self.kept.push(file);
         } else {
             self.more += 1;
         }
@@ -321,8 +323,19 @@ where
             },
             Ok(_) => return true,
             Err(_) => {
-                if let Ok(FileMessage::Copied { path, size, sha256 }) = decode_message(payload) {
-                    self.files.note(path, size, sha256);
+                if let Ok(FileMessage::Copied {
+                    path,
+                    size,
+                    sha256,
+                    direction,
+                }) = decode_message(payload)
+                {
+                    self.files.note(CopiedFile {
+                        path,
+                        size,
+                        sha256,
+                        direction,
+                    });
                 }
                 return true;
             }
