@@ -135,16 +135,17 @@ async fn the_files_view_browses_uploads_and_downloads_over_the_console_socket() 
         ..
     } = setup().await;
     let cookie = world.console_cookie(&world.operator_token).await;
-    let listed: Value = world
+    let listed = world
         .http
         .get(format!("{}/console/computers", world.url))
         .header(reqwest::header::COOKIE, cookie)
         .send()
         .await
         .unwrap()
-        .json()
+        .text()
         .await
         .unwrap();
+    let listed: Value = serde_json::from_str(&listed).unwrap();
     assert_eq!(listed[0]["files"], true, "{listed}");
 
     let mut socket = console_socket(&world, "computer=office-pc&kind=files&reason=contract").await;
