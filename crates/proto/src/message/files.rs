@@ -87,11 +87,16 @@ pub struct CopyJob {
     /// To the computer: the one destination. From it: the sources.
     pub paths: Vec<WirePath>,
     /// To the computer: how many files, and bytes, the operator sends (as
-    /// it counted them when asking; what arrives is audited file by file).
+    /// it counted them when asking; the email says them, and the computer
+    /// takes no more).
     #[serde(default)]
     pub files: u64,
     #[serde(default)]
     pub bytes: u64,
+    /// To the computer, with `-r`: how many directories the operator
+    /// makes; no more are made.
+    #[serde(default)]
+    pub dirs: u64,
     /// To the computer: how many sources were named (more than one needs
     /// a destination that is a directory).
     #[serde(default)]
@@ -192,9 +197,11 @@ pub enum FileMessage {
         mode: u32,
         mtime: i64,
     },
-    /// Receiver → sender, in a copy with `resume`, in answer to `File`:
-    /// the first `offset` bytes of the file are here already (a copy cut
-    /// short left them), and their SHA-256.
+    /// Receiver → sender, in a copy with `resume`, in answer to every
+    /// `File` (the sender waits for it): the first `offset` bytes of the
+    /// file are here already (a copy cut short left them), and their
+    /// SHA-256. A file the receiver cannot store (it said `Failed`) is
+    /// answered with offset 0 too, so that the copy goes on.
     Have { offset: u64, sha256: String },
     /// Sender → receiver, in answer to `Have`: the data that follows starts
     /// at `offset`, which is the receiver's when its bytes match the
@@ -247,6 +254,7 @@ mod tests {
             paths: vec![WirePath(b"/home/owner/Shared/incoming".to_vec())],
             files: 3,
             bytes: 64 << 20,
+            dirs: 0,
             sources: 3,
             recursive: false,
             keep: false,
@@ -261,6 +269,7 @@ mod tests {
             paths: vec![WirePath(b"~/Shared/a\nb".to_vec())],
             files: 0,
             bytes: 0,
+            dirs: 0,
             sources: 1,
             recursive: true,
             keep: false,
@@ -282,6 +291,7 @@ mod tests {
                 .collect(),
             files: 1,
             bytes: 1,
+            dirs: 0,
             sources: 1,
             recursive: false,
             keep: false,
