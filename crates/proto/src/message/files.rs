@@ -138,12 +138,19 @@ impl CopyJob {
     }
 
     /// Whether an approval of `approved` covers this copy: the same
-    /// direction, and to the same destination, or from sources it covered.
+    /// direction, and to the same destination with no more files, bytes
+    /// or directories than it counted (what its email said), or from
+    /// sources it covered.
     pub fn covered_by(&self, approved: &CopyJob) -> bool {
         self.direction == approved.direction
             && self.recursive <= approved.recursive
             && match self.direction {
-                CopyDirection::ToComputer => self.paths == approved.paths,
+                CopyDirection::ToComputer => {
+                    self.paths == approved.paths
+                        && self.files <= approved.files
+                        && self.bytes <= approved.bytes
+                        && self.dirs <= approved.dirs
+                }
                 CopyDirection::FromComputer => {
                     self.paths.iter().all(|path| approved.paths.contains(path))
                 }
@@ -304,5 +311,12 @@ mod tests {
         assert!(!job(ToComputer, &["/s/a"]).covered_by(&from_ab));
         assert!(job(ToComputer, &["/s"]).covered_by(&job(ToComputer, &["/s"])));
         assert!(!job(ToComputer, &["/t"]).covered_by(&job(ToComputer, &["/s"])));
+        // "copy 1 file (1 B)" approved covers no bigger copy to that place.
+        let more = CopyJob {
+            bytes: 2,
+            ..job(ToComputer, &["/s"])
+        };
+        assert!(!more.covered_by(&job(ToComputer, &["/s"])));
+        assert!(job(ToComputer, &["/s"]).covered_by(&more));
     }
 }
