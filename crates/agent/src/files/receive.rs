@@ -146,9 +146,9 @@ where
     let mut tally = Tally::default();
     loop {
         let said: Vec<FileMessage> = match reader.read_frame().await {
-            Ok(Some(Frame::Stdin(data))) => write(&mut receiving.current, &data)
-                .into_iter()
-                .collect(),
+            Ok(Some(Frame::Stdin(data))) => {
+                write(&mut receiving.current, &data).into_iter().collect()
+            }
             Ok(Some(Frame::Message(payload))) => match decode_message::<FileMessage>(&payload) {
                 Ok(FileMessage::CopyEnd) => break,
                 Ok(message) => receiving.on(message),

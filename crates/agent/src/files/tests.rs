@@ -383,7 +383,11 @@ fn kept_modes_lose_set_user_id_and_set_group_id() {
         mtime_secs: 1_000_000_000,
     };
     let place = roots.resolve(b"~/Shared/tool").unwrap();
-    place.create_file().unwrap().commit(Some(kept), 0o022).unwrap();
+    place
+        .create_file()
+        .unwrap()
+        .commit(Some(kept), 0o022)
+        .unwrap();
     let metadata = std::fs::metadata(folders.shared.join("tool")).unwrap();
     assert_eq!(
         std::os::unix::fs::PermissionsExt::mode(&metadata.permissions()) & 0o7777,

@@ -74,11 +74,9 @@ fn validate_copy(job: &CopyJob) -> Result<(), String> {
         _ if job.paths.iter().any(|path| path.0.is_empty()) => {
             Err("a copy names an empty path".into())
         }
-        _ if job.paths.iter().map(|path| path.0.len()).sum::<usize>() > MAX_COMMAND_BYTES => {
-            Err(format!(
-                "a copy's paths are longer than {MAX_COMMAND_BYTES} bytes in all"
-            ))
-        }
+        _ if job.paths.iter().map(|path| path.0.len()).sum::<usize>() > MAX_COMMAND_BYTES => Err(
+            format!("a copy's paths are longer than {MAX_COMMAND_BYTES} bytes in all"),
+        ),
         _ => Ok(()),
     }
 }

@@ -514,6 +514,9 @@ async fn a_file_that_grew_since_the_copy_was_asked_for_is_not_taken() {
         Ok(doorman_client::exit::PARTLY_COPIED)
     );
     let text = progress.text();
-    assert!(text.contains("more than the 2 files (10 B) approved"), "{text}");
+    assert!(
+        text.contains("more than the 2 files (10 B) approved"),
+        "{text}"
+    );
     assert_eq!(names(&shared), ["a.txt"], "no temporary file left");
 }

@@ -59,13 +59,10 @@ fn file(name: &[u8], bytes: &[u8]) -> Vec<Frame> {
 
 /// Runs the receiving side of `job` on `sent` (then `CopyEnd`): how it
 /// ended, and what it answered.
-async fn receive(
-    job: &CopyJob,
-    roots: &Roots,
-    sent: Vec<Frame>,
-) -> (SessionEnd, Vec<FileMessage>) {
+async fn receive(job: &CopyJob, roots: &Roots, sent: Vec<Frame>) -> (SessionEnd, Vec<FileMessage>) {
     let mut input = FrameWriter::new(Vec::new());
-    for frame in sent.iter().chain([&message(&FileMessage::CopyEnd)]) {
+    let end = message(&FileMessage::CopyEnd);
+    for frame in sent.iter().chain([&end]) {
         input.write_frame(frame).await.unwrap();
     }
     let input = input.into_inner();
