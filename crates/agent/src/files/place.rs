@@ -24,6 +24,8 @@ pub enum PlaceError {
     NoRoots,
     #[error("{path} is not one of the folders this computer shares")]
     NotShared { path: String },
+    #[error("\"{name}\" is not a plain relative path")]
+    NotRelative { name: String },
     #[error("{path}: {source}")]
     Io {
         path: String,
@@ -161,6 +163,11 @@ fn expand(path: &OsStr, home: &Path) -> PathBuf {
 
 const BENEATH: ResolveFlags = ResolveFlags::BENEATH.union(ResolveFlags::NO_MAGICLINKS);
 
+/// The mode bits a copy keeps (`-p`): the permissions and the sticky bit,
+/// not set-user-ID or set-group-ID: a file from elsewhere does not become
+/// a program that runs as this computer's user (the agent may run as root).
+const KEPT_BITS: u32 = 0o1777;
+
 impl Place {
     /// The whole path, for messages and the audit trail.
     pub fn path(&self) -> PathBuf {
@@ -188,7 +195,7 @@ impl Place {
     /// Gives the directory here `kept`'s mode and modification time.
     pub fn keep(&self, kept: Kept) -> Result<(), PlaceError> {
         let fd = self.open(OFlags::RDONLY | OFlags::DIRECTORY)?;
-        rustix::fs::fchmod(&fd, Mode::from_raw_mode(kept.mode & 0o7777))
+        rustix::fs::fchmod(&fd, Mode::from_raw_mode(kept.mode & KEPT_BITS))
             .map_err(|e| PlaceError::io(&self.path(), e))?;
         rustix::fs::futimens(&fd, &times(kept.mtime_secs))
             .map_err(|e| PlaceError::io(&self.path(), e))
@@ -249,7 +256,11 @@ impl Place {
 
     /// Opens a file to read, with what it was when opened.
     pub fn open_file(&self) -> Result<(std::fs::File, rustix::fs::Stat), PlaceError> {
-        let fd = self.open(OFlags::RDONLY)?;
+        // Without waiting: a FIFO in a shared folder would otherwise hold
+        // the open (and the thread it runs on) until some writer came. It,
+        // or a device, is refused below; a regular file then reads as
+        // usual, without the flag.
+        let fd = self.open(OFlags::RDONLY | OFlags::NONBLOCK)?;
         let stat = rustix::fs::fstat(&fd).map_err(|e| PlaceError::io(&self.path(), e))?;
         if rustix::fs::FileType::from_raw_mode(stat.st_mode) != rustix::fs::FileType::RegularFile {
             return Err(PlaceError::io(
@@ -257,6 +268,8 @@ impl Place {
                 std::io::Error::other("not a regular file"),
             ));
         }
+        rustix::fs::fcntl_setfl(&fd, OFlags::empty())
+            .map_err(|e| PlaceError::io(&self.path(), e))?;
         Ok((std::fs::File::from(fd), stat))
     }
 
@@ -381,13 +394,20 @@ impl Place {
         let fd = rustix::fs::openat(
             &dir,
             &temp,
-            OFlags::RDWR | OFlags::CREATE | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+            OFlags::RDWR | OFlags::CREATE | OFlags::NOFOLLOW | OFlags::NOCTTY | OFlags::CLOEXEC,
             Mode::from_raw_mode(0o600),
         )
         .map_err(|e| PlaceError::io(&self.path(), e))?;
         let stat = rustix::fs::fstat(&fd).map_err(|e| PlaceError::io(&self.path(), e))?;
         if rustix::fs::FileType::from_raw_mode(stat.st_mode) != rustix::fs::FileType::RegularFile {
             let error = std::io::Error::other("its .doorman.part is not a regular file");
+            return Err(PlaceError::io(&self.path(), error));
+        }
+        // A part with another name (a hard link) is some other file: its
+        // SHA-256 would tell the operator of that file, and resuming would
+        // truncate and write it.
+        if stat.st_nlink != 1 {
+            let error = std::io::Error::other("its .doorman.part has other names (hard links)");
             return Err(PlaceError::io(&self.path(), error));
         }
         let file = NewFile {
@@ -473,7 +493,7 @@ impl NewFile {
             .file
             .take()
             .ok_or_else(|| PlaceError::io(&path, std::io::Error::other("the file was lost")))?;
-        let mode = kept.map_or(0o644 & !umask, |kept| kept.mode & 0o7777);
+        let mode = kept.map_or(0o644 & !umask, |kept| kept.mode & KEPT_BITS);
         rustix::fs::fchmod(&file, Mode::from_raw_mode(mode))
             .map_err(|e| PlaceError::io(&path, e))?;
         if let Some(kept) = kept {

@@ -2,7 +2,10 @@
 //! each lands inside the shared folders under a temporary name, renamed
 //! into place only once its bytes are all there and their SHA-256 matches.
 //! A file that cannot be written (a full disk, a permission) fails alone:
-//! the copy goes on with the next, and ends "partly copied".
+//! the copy goes on with the next, and ends "partly copied". No more
+//! files, bytes or directories are taken than the approval counted
+//! ([`Allowance`]): what the recipients read in the email is what may
+//! arrive.
 
 use super::Tally;
 use super::place::{Kept, Place, PlaceError, Roots};
@@ -10,8 +13,10 @@ use crate::error::{LinkError, SessionError};
 use doorman_proto::connection::{FrameReader, FrameWriter, decode_message};
 use doorman_proto::copying::{hash_all, hex};
 use doorman_proto::frame::Frame;
+use doorman_proto::message::files::{human_size, plural};
 use doorman_proto::message::{CopyJob, FileMessage, SessionEnd, WirePath};
 use std::io::Write;
+use std::path::Component;
 use tokio::io::{AsyncRead, AsyncWrite};
 
 /// The file being received.
@@ -49,19 +54,77 @@ struct Target {
 }
 
 impl Target {
+    /// Where `name` lands; refused unless it is a plain relative path (not
+    /// empty, no `/` first, no `.` or `..`), as the operator's side sends.
     fn place_of(&self, name: &WirePath) -> Result<Place, PlaceError> {
-        let mut components = std::path::Path::new(name.as_os()).components();
-        let mut place = if self.into_dir {
-            self.dest.clone()
-        } else {
+        let path = std::path::Path::new(name.as_os());
+        let plain = !path.as_os_str().is_empty()
+            && path.components().all(|c| matches!(c, Component::Normal(_)));
+        if !plain {
+            return Err(PlaceError::NotRelative { name: name.shown() });
+        }
+        let mut components = path.components();
+        if !self.into_dir {
             // The source's own name is replaced by the destination's.
             components.next();
-            self.dest.clone()
-        };
+        }
+        let mut place = self.dest.clone();
         for component in components {
             place = place.child(component.as_os_str())?;
         }
         Ok(place)
+    }
+}
+
+/// What the approval lets the operator send: no more files, bytes or
+/// directories than the copy it asked for counted, which the email told
+/// the recipients of; an operator that sends more has each one past the
+/// allowance refused (it cannot fill the disk, or the audit trail, on an
+/// approval of one small file).
+struct Allowance {
+    files: u64,
+    bytes: u64,
+    dirs: u64,
+    /// What was approved, as the email said it (`3 files (64.0 MiB)`).
+    approved: String,
+}
+
+impl Allowance {
+    fn of(job: &CopyJob) -> Self {
+        Allowance {
+            files: job.files,
+            bytes: job.bytes,
+            dirs: if job.recursive { job.dirs } else { 0 },
+            approved: format!("{} ({})", plural(job.files, "file"), human_size(job.bytes)),
+        }
+    }
+
+    /// Takes a file of `size` bytes from the allowance.
+    fn file(&mut self, name: &WirePath, size: u64) -> Result<(), FileMessage> {
+        if self.files == 0 || size > self.bytes {
+            let why = format!(
+                "{}: more than the {} approved (it may have grown since the copy was asked for)",
+                name.shown(),
+                self.approved
+            );
+            return Err(failed(name, why));
+        }
+        self.files -= 1;
+        self.bytes -= size;
+        Ok(())
+    }
+
+    /// Takes a directory from the allowance.
+    fn dir(&mut self, name: &WirePath) -> Result<(), FileMessage> {
+        if self.dirs == 0 {
+            let why = format!(
+                "{}: a directory the copy did not count (or one without -r)",
+                name.shown()
+            );
+            return Err(failed(name, why));
+        }
+        self.dirs -= 1;
+        Ok(())
     }
 }
 
@@ -80,143 +143,137 @@ where
         Ok(target) => target,
         Err(message) => return super::cannot_start(writer, message).await,
     };
-    let umask = super::umask();
+    let mut receiving = Receiving {
+        target,
+        job,
+        allowance: Allowance::of(job),
+        umask: super::umask(),
+        current: Current::Skipping,
+    };
     let mut tally = Tally::default();
-    let mut current = Current::Skipping;
     loop {
-        let frame = match reader.read_frame().await {
-            Ok(Some(frame)) => frame,
-            // The operator left: an unfinished file is removed with `current`.
+        let said: Vec<FileMessage> = match reader.read_frame().await {
+            Ok(Some(Frame::Stdin(data))) => {
+                write(&mut receiving.current, &data).into_iter().collect()
+            }
+            Ok(Some(Frame::Message(payload))) => match decode_message::<FileMessage>(&payload) {
+                Ok(FileMessage::CopyEnd) => break,
+                Ok(message) => receiving.on(message),
+                Err(_) => Vec::new(),
+            },
+            Ok(Some(_)) => Vec::new(),
+            // The operator left: an unfinished file is removed with
+            // `current` (or kept to resume).
             Ok(None) | Err(_) => return Ok(SessionEnd::OperatorLeft),
         };
-        let message = match frame {
-            Frame::Stdin(data) => {
-                if let Some(failed) = write(&mut current, &data) {
-                    tally.failed += 1;
-                    writer
-                        .write_message(&failed)
-                        .await
-                        .map_err(LinkError::from)?;
+        for said in said {
+            match &said {
+                FileMessage::Copied { size, .. } => {
+                    tally.files += 1;
+                    tally.bytes += size;
                 }
-                continue;
+                FileMessage::Have { .. } => {}
+                _ => tally.failed += 1,
             }
-            Frame::Message(payload) => match decode_message::<FileMessage>(&payload) {
-                Ok(message) => message,
-                Err(_) => continue,
-            },
-            _ => continue,
-        };
-        if matches!(message, FileMessage::CopyEnd) {
-            break;
-        }
-        let said = answer(message, &mut current, &target, job, umask);
-        match said {
-            Some(message @ FileMessage::Copied { size, .. }) => {
-                tally.files += 1;
-                tally.bytes += size;
-                writer
-                    .write_message(&message)
-                    .await
-                    .map_err(LinkError::from)?;
-            }
-            Some(message @ FileMessage::Have { .. }) => {
-                writer
-                    .write_message(&message)
-                    .await
-                    .map_err(LinkError::from)?;
-            }
-            Some(message) => {
-                tally.failed += 1;
-                writer
-                    .write_message(&message)
-                    .await
-                    .map_err(LinkError::from)?;
-            }
-            None => {}
+            writer.write_message(&said).await.map_err(LinkError::from)?;
         }
     }
     super::finish(writer, tally).await
 }
 
-/// What the receiver makes of one message of the sender's (all but the
-/// end of the copy): the file or directory it starts, ends or gives up,
-/// and what it answers, if anything.
-fn answer(
-    message: FileMessage,
-    current: &mut Current,
-    target: &Target,
-    job: &CopyJob,
+/// A copy being received: where it goes, what may still come, and the
+/// file on its way.
+struct Receiving<'a> {
+    target: Target,
+    job: &'a CopyJob,
+    allowance: Allowance,
     umask: u32,
-) -> Option<FileMessage> {
-    match message {
-        FileMessage::Dir { name, mode, mtime } => {
-            *current = Current::Skipping;
-            make_dir(
-                target,
-                &name,
-                job.keep.then_some(Kept {
-                    mode,
-                    mtime_secs: mtime,
-                }),
-            )
-        }
-        FileMessage::File {
-            name,
-            size,
-            mode,
-            mtime,
-        } => {
-            let kept = job.keep.then_some(Kept {
+    current: Current,
+}
+
+impl Receiving<'_> {
+    /// Acts on one of the operator's messages; what to answer.
+    fn on(&mut self, message: FileMessage) -> Vec<FileMessage> {
+        let keep = self.job.keep;
+        let keep = move |mode, mtime_secs| keep.then_some(Kept { mode, mtime_secs });
+        match message {
+            FileMessage::Dir { name, mode, mtime } => {
+                self.current = Current::Skipping;
+                let made = self
+                    .allowance
+                    .dir(&name)
+                    .and_then(|()| make_dir(&self.target, &name, keep(mode, mtime)));
+                made.err().into_iter().collect()
+            }
+            FileMessage::File {
+                name,
+                size,
                 mode,
-                mtime_secs: mtime,
-            });
-            match start(target, name, size, kept, job.resume) {
-                Ok((incoming, have)) => {
-                    *current = Current::Writing(Box::new(incoming));
-                    have
-                }
-                Err(failed) => {
-                    *current = Current::Skipping;
-                    Some(failed)
+                mtime,
+            } => {
+                let kept = keep(mode, mtime);
+                let started = self
+                    .allowance
+                    .file(&name, size)
+                    .and_then(|()| start(&self.target, name, size, kept, self.job.resume));
+                match started {
+                    Ok((incoming, have)) => {
+                        self.current = Current::Writing(Box::new(incoming));
+                        have.into_iter().collect()
+                    }
+                    Err(failed) => {
+                        self.current = Current::Skipping;
+                        // With `--resume` the sender waits for an answer to
+                        // each file: nothing is here, so it sends the file
+                        // from its start, and its bytes are dropped.
+                        let nothing = FileMessage::Have {
+                            offset: 0,
+                            sha256: String::new(),
+                        };
+                        std::iter::once(failed)
+                            .chain(self.job.resume.then_some(nothing))
+                            .collect()
+                    }
                 }
             }
-        }
-        FileMessage::FileEnd { sha256 } => {
-            let done = std::mem::replace(current, Current::Skipping);
-            match done {
-                Current::Writing(incoming) => Some(finish(*incoming, &sha256, umask)),
-                Current::Skipping => None,
+            FileMessage::FileEnd { sha256 } => {
+                match std::mem::replace(&mut self.current, Current::Skipping) {
+                    Current::Writing(incoming) => vec![finish(*incoming, &sha256, self.umask)],
+                    Current::Skipping => Vec::new(),
+                }
             }
-        }
-        FileMessage::Resume { offset } => {
-            if let Current::Writing(incoming) = current
-                && let Err(error) = resume(incoming, offset)
-            {
+            FileMessage::Resume { offset } => {
+                let Current::Writing(incoming) = &mut self.current else {
+                    return Vec::new();
+                };
+                let Err(error) = resume(incoming, offset) else {
+                    return Vec::new();
+                };
                 let message = failed(&incoming.name, error);
-                *current = Current::Skipping;
-                Some(message)
-            } else {
-                None
+                self.current = Current::Skipping;
+                vec![message]
             }
-        }
-        FileMessage::FileAbandoned { .. } => {
-            // The operator counts its own failure; what arrived is no
-            // start of anything.
-            if let Current::Writing(incoming) = std::mem::replace(current, Current::Skipping) {
-                incoming.file.discard();
+            FileMessage::FileAbandoned { .. } => {
+                // The operator counts its own failure; what arrived is no
+                // start of anything.
+                if let Current::Writing(incoming) =
+                    std::mem::replace(&mut self.current, Current::Skipping)
+                {
+                    incoming.file.discard();
+                }
+                Vec::new()
             }
-            None
+            // Answers, a browsing session's requests, and the end (which
+            // the caller takes), have no answer.
+            FileMessage::CopyEnd
+            | FileMessage::Copied { .. }
+            | FileMessage::Failed { .. }
+            | FileMessage::Have { .. }
+            | FileMessage::List { .. }
+            | FileMessage::Listing { .. }
+            | FileMessage::Get { .. }
+            | FileMessage::Put { .. } => Vec::new(),
         }
-        // Answers, a browsing session's requests, and the end (which
-        // the caller takes), have no answer.
-        FileMessage::CopyEnd
-        | FileMessage::Copied { .. }
-        | FileMessage::Failed { .. }
-        | FileMessage::Have { .. }
-        | FileMessage::List { .. }
-        | FileMessage::Listing { .. }
-        | FileMessage::Get { .. }
-        | FileMessage::Put { .. } => None,
     }
 }
 
@@ -240,7 +297,7 @@ pub(super) fn failed(name: &WirePath, error: impl std::fmt::Display) -> FileMess
     }
 }
 
-fn make_dir(target: &Target, name: &WirePath, kept: Option<Kept>) -> Option<FileMessage> {
+fn make_dir(target: &Target, name: &WirePath, kept: Option<Kept>) -> Result<(), FileMessage> {
     let made = target.place_of(name).and_then(|place| {
         place.make_dir()?;
         if let Some(kept) = kept {
@@ -248,7 +305,7 @@ fn make_dir(target: &Target, name: &WirePath, kept: Option<Kept>) -> Option<File
         }
         Ok(())
     });
-    made.err().map(|error| failed(name, error))
+    made.map_err(|error| failed(name, error))
 }
 
 /// Starts receiving a file; with `resume`, also what is here of it

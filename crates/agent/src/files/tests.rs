@@ -330,6 +330,7 @@ async fn a_file_that_changes_while_it_is_read_is_given_up_alone() {
         ],
         files: 0,
         bytes: 0,
+        dirs: 0,
         sources: 2,
         recursive: false,
         keep: false,
@@ -384,3 +385,68 @@ async fn a_file_that_changes_while_it_is_read_is_given_up_alone() {
         Ok(SessionMessage::Copied { failed: 1, .. })
     ));
 }
+
+#[test]
+fn a_fifo_in_a_shared_folder_is_refused_without_waiting_for_a_writer() {
+    let folders = folders();
+    let roots = roots(&folders);
+    let pipe = folders.shared.join("pipe");
+    rustix::fs::mkfifoat(
+        rustix::fs::CWD,
+        pipe.as_path(),
+        rustix::fs::Mode::from_raw_mode(0o600),
+    )
+    .unwrap();
+    // Were the open to wait for a writer, this would never return.
+    let error = roots
+        .resolve(b"~/Shared/pipe")
+        .unwrap()
+        .open_file()
+        .unwrap_err();
+    assert!(error.to_string().contains("not a regular file"), "{error}");
+}
+
+#[test]
+fn a_part_file_with_other_names_is_not_resumed() {
+    let folders = folders();
+    let roots = roots(&folders);
+    // Someone links a file from outside as the start of `key`.
+    std::fs::hard_link(
+        folders.secret.join("key"),
+        folders.shared.join(".key.doorman.part"),
+    )
+    .unwrap();
+    let error = roots
+        .resolve(b"~/Shared/key")
+        .unwrap()
+        .resume_file()
+        .unwrap_err();
+    assert!(error.to_string().contains("hard links"), "{error}");
+    assert_eq!(
+        std::fs::read_to_string(folders.secret.join("key")).unwrap(),
+        "secret"
+    );
+}
+
+#[test]
+fn kept_modes_lose_set_user_id_and_set_group_id() {
+    let folders = folders();
+    let roots = roots(&folders);
+    let kept = Kept {
+        mode: 0o6755,
+        mtime_secs: 1_000_000_000,
+    };
+    let place = roots.resolve(b"~/Shared/tool").unwrap();
+    place
+        .create_file()
+        .unwrap()
+        .commit(Some(kept), 0o022)
+        .unwrap();
+    let metadata = std::fs::metadata(folders.shared.join("tool")).unwrap();
+    assert_eq!(
+        std::os::unix::fs::PermissionsExt::mode(&metadata.permissions()) & 0o7777,
+        0o755
+    );
+}
+
+mod receiving;

@@ -24,7 +24,8 @@ use std::future::Future;
 use std::path::PathBuf;
 use std::pin::Pin;
 use tokio::io::WriteHalf;
-use tokio::sync::mpsc::UnboundedSender;
+use tokio::sync::mpsc::Sender;
+use tokio::sync::mpsc::error::TrySendError;
 
 /// What the copy moved.
 #[derive(Debug, Default)]
@@ -49,8 +50,11 @@ pub(crate) async fn run(
     };
     let (mut reader, writer) = connection.split();
     let (news, mut sent) = tokio::sync::mpsc::unbounded_channel();
-    let (haves, have) = tokio::sync::mpsc::unbounded_channel();
-    let receiver = Receiver::new(&plan.local, plan.job.keep, plan.job.resume);
+    // One `Have` answers each file, and the sender awaits it before it
+    // sends the next: room for one is enough, and a computer that sends
+    // more cannot fill this side's memory.
+    let (haves, have) = tokio::sync::mpsc::channel(1);
+    let receiver = Receiver::new(&plan.local, &plan.job);
     // Copying to the computer, the writer is the sender's; from it, the
     // loop's, which answers `--resume`'s questions.
     let (sender, writer) = match plan.local {
@@ -107,7 +111,7 @@ struct Copying<'a> {
     receiver: Option<Receiver>,
     /// Copying to the computer with `--resume`: the computer's `Have`s,
     /// for the sender.
-    haves: UnboundedSender<(u64, String)>,
+    haves: Sender<(u64, String)>,
     /// Copying from the computer: the way to answer it.
     writer: Option<FrameWriter<WriteHalf<Upgraded>>>,
 }
@@ -170,7 +174,12 @@ impl Copying<'_> {
                 None,
             ) => Received::Stored(PathBuf::from(path.shown()), size, sha256),
             (FileMessage::Have { offset, sha256 }, None) => {
-                let _ = self.haves.send((offset, sha256));
+                // Closed: this copy does not resume, and the answer is moot.
+                if let Err(TrySendError::Full(_)) = self.haves.try_send((offset, sha256)) {
+                    return Err(ConnectError::SessionFailed(
+                        "the computer answered a file it was not sent".into(),
+                    ));
+                }
                 Received::Nothing
             }
             (FileMessage::Failed { name, message }, _) => {
@@ -188,22 +197,33 @@ impl Copying<'_> {
         match received {
             Received::Expecting(name, size, have) => {
                 self.report.expecting(&name, size);
-                if let (Some(have), Some(writer)) = (have, self.writer.as_mut()) {
-                    writer
-                        .write_message(&have)
-                        .await
-                        .map_err(|e| ConnectError::SessionFailed(e.to_string()))?;
-                }
+                self.answer(have).await?;
+            }
+            Received::Refused(name, why, have) => {
+                self.failed_here(&name, &why);
+                self.answer(have).await?;
             }
             Received::Resumed(name, offset) => self.report.resumed(&name, offset),
             Received::Stored(path, size, sha256) => {
+                // Sizes the computer states: no overflow, whatever it says.
                 self.tally.files += 1;
-                self.tally.bytes += size;
+                self.tally.bytes = self.tally.bytes.saturating_add(size);
                 self.report
                     .copied(&path.display().to_string(), size, &sha256);
             }
             Received::Failed(name, why) => self.failed_here(&name, &why),
             Received::Nothing => {}
+        }
+        Ok(())
+    }
+
+    /// Answers the computer's `File` (`--resume`: what is here of it).
+    async fn answer(&mut self, have: Option<FileMessage>) -> Result<(), ConnectError> {
+        if let (Some(have), Some(writer)) = (have, self.writer.as_mut()) {
+            writer
+                .write_message(&have)
+                .await
+                .map_err(|e| ConnectError::SessionFailed(e.to_string()))?;
         }
         Ok(())
     }

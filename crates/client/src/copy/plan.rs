@@ -115,6 +115,7 @@ impl CopyPlan {
             paths: Vec::new(),
             files: 0,
             bytes: 0,
+            dirs: 0,
             sources: u32::try_from(sources.len()).unwrap_or(u32::MAX),
             recursive,
             keep,
@@ -133,10 +134,16 @@ impl CopyPlan {
                     invalid("copy one way at a time: every SOURCE on this side when DEST is on the computer")
                 })?;
                 let entries = walk(&local, recursive);
+                // The computer takes no more than these (what the email
+                // says), so every entry that goes is counted.
                 for entry in &entries {
-                    if let EntryKind::File { size } = entry.kind {
-                        job.files += 1;
-                        job.bytes = job.bytes.saturating_add(size);
+                    match entry.kind {
+                        EntryKind::File { size } => {
+                            job.files += 1;
+                            job.bytes = job.bytes.saturating_add(size);
+                        }
+                        EntryKind::Dir => job.dirs += 1,
+                        EntryKind::Unsendable(_) => {}
                     }
                 }
                 job.paths = vec![path];
@@ -362,6 +369,13 @@ mod tests {
             |entries: &[Entry]| -> Vec<String> { entries.iter().map(|e| e.name.shown()).collect() };
         let entries = walk(std::slice::from_ref(&top), true);
         assert_eq!(names(&entries), ["top", "top/a", "top/b", "top/b/c"]);
+        let args = os(&[top.to_str().unwrap(), "pc:~/Shared"]);
+        let options = CopyOptions {
+            recursive: true,
+            ..CopyOptions::default()
+        };
+        let job = CopyPlan::new(&args, options).unwrap().job;
+        assert_eq!((job.files, job.bytes, job.dirs), (2, 3, 2));
         let flat = walk(&[top], false);
         assert!(matches!(&flat[0].kind, EntryKind::Unsendable(why) if why.contains("-r")));
     }

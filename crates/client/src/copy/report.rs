@@ -3,6 +3,7 @@
 //! (`--json`).
 
 use crate::Progress;
+use doorman_core::display::hidden_kind;
 use doorman_proto::message::files::{human_size, plural};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use serde_json::json;
@@ -41,7 +42,7 @@ impl<'a> CopyReport<'a> {
     /// A file arrives, of `size` bytes (copying from the computer).
     pub(crate) fn expecting(&self, name: &str, size: u64) {
         if let Some(bar) = &self.bar {
-            bar.set_message(format!("{name} ({})", human_size(size)));
+            bar.set_message(format!("{} ({})", visible(name), human_size(size)));
         }
     }
 
@@ -79,7 +80,8 @@ impl<'a> CopyReport<'a> {
             }));
             return;
         }
-        let line = format!("doorman: {message}");
+        // The computer's words, and names it chose: shown, not obeyed.
+        let line = format!("doorman: {}", visible(message));
         match &self.bar {
             Some(bar) => bar.suspend(|| eprintln!("{line}")),
             None => self.progress.say(&line),
@@ -115,5 +117,31 @@ impl Drop for CopyReport<'_> {
         if let Some(bar) = self.bar.take() {
             bar.finish_and_clear();
         }
+    }
+}
+
+/// `text` with every hidden character spelled out (`\u{1b}`), so that
+/// what the computer says cannot move this terminal's cursor or forge a
+/// line; backslashes stay as they are (names come escaped already).
+fn visible(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        if hidden_kind(c).is_some() {
+            out.extend(c.escape_default());
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn what_the_computer_says_cannot_drive_the_terminal() {
+        assert_eq!(
+            super::visible("a\u{1b}]0;owned\u{7}\nb \\xff é"),
+            "a\\u{1b}]0;owned\\u{7}\\nb \\xff é"
+        );
     }
 }

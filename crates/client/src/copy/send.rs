@@ -10,7 +10,7 @@ use doorman_proto::frame::{Frame, MAX_PAYLOAD_LEN};
 use doorman_proto::message::{FileMessage, WirePath};
 use std::os::unix::fs::MetadataExt;
 use tokio::io::{AsyncReadExt, AsyncWrite};
-use tokio::sync::mpsc::{UnboundedReceiver, UnboundedSender};
+use tokio::sync::mpsc::{Receiver, UnboundedSender};
 
 /// What the sender tells the copy's loop.
 #[derive(Debug)]
@@ -28,7 +28,7 @@ pub(super) async fn send_all<W: AsyncWrite + Unpin>(
     writer: &mut FrameWriter<W>,
     entries: Vec<Entry>,
     news: UnboundedSender<Sent>,
-    mut haves: Option<UnboundedReceiver<(u64, String)>>,
+    mut haves: Option<Receiver<(u64, String)>>,
 ) -> Result<(), ConnectionError> {
     for entry in entries {
         match entry.kind {
@@ -60,7 +60,7 @@ async fn send_file<W: AsyncWrite + Unpin>(
     writer: &mut FrameWriter<W>,
     entry: &Entry,
     news: &UnboundedSender<Sent>,
-    haves: Option<&mut UnboundedReceiver<(u64, String)>>,
+    haves: Option<&mut Receiver<(u64, String)>>,
 ) -> Result<Result<(), String>, ConnectionError> {
     let shown = entry.path.display();
     let opened = match tokio::fs::File::open(&entry.path).await {

@@ -97,11 +97,16 @@ pub struct CopyJob {
     /// Browsing: the shared folders browsed, each one whole.
     pub paths: Vec<WirePath>,
     /// To the computer: how many files, and bytes, the operator sends (as
-    /// it counted them when asking; what arrives is audited file by file).
+    /// it counted them when asking; the email says them, and the computer
+    /// takes no more).
     #[serde(default)]
     pub files: u64,
     #[serde(default)]
     pub bytes: u64,
+    /// To the computer, with `-r`: how many directories the operator
+    /// makes; no more are made.
+    #[serde(default)]
+    pub dirs: u64,
     /// To the computer: how many sources were named (more than one needs
     /// a destination that is a directory).
     #[serde(default)]
@@ -144,13 +149,20 @@ impl CopyJob {
     }
 
     /// Whether an approval of `approved` covers this copy: the same
-    /// direction, and to the same destination, or from sources it covered;
-    /// browsing, the same folders.
+    /// direction, and to the same destination with no more files, bytes
+    /// or directories than it counted (what its email said), or from
+    /// sources it covered; browsing, the same folders.
     pub fn covered_by(&self, approved: &CopyJob) -> bool {
         self.direction == approved.direction
             && self.recursive <= approved.recursive
             && match self.direction {
-                CopyDirection::ToComputer | CopyDirection::Browse => self.paths == approved.paths,
+                CopyDirection::ToComputer => {
+                    self.paths == approved.paths
+                        && self.files <= approved.files
+                        && self.bytes <= approved.bytes
+                        && self.dirs <= approved.dirs
+                }
+                CopyDirection::Browse => self.paths == approved.paths,
                 CopyDirection::FromComputer => {
                     self.paths.iter().all(|path| approved.paths.contains(path))
                 }
@@ -204,9 +216,11 @@ pub enum FileMessage {
         mode: u32,
         mtime: i64,
     },
-    /// Receiver → sender, in a copy with `resume`, in answer to `File`:
-    /// the first `offset` bytes of the file are here already (a copy cut
-    /// short left them), and their SHA-256.
+    /// Receiver → sender, in a copy with `resume`, in answer to every
+    /// `File` (the sender waits for it): the first `offset` bytes of the
+    /// file are here already (a copy cut short left them), and their
+    /// SHA-256. A file the receiver cannot store (it said `Failed`) is
+    /// answered with offset 0 too, so that the copy goes on.
     Have { offset: u64, sha256: String },
     /// Sender → receiver, in answer to `Have`: the data that follows starts
     /// at `offset`, which is the receiver's when its bytes match the
@@ -304,6 +318,7 @@ mod tests {
             paths: vec![WirePath(b"/home/owner/Shared/incoming".to_vec())],
             files: 3,
             bytes: 64 << 20,
+            dirs: 0,
             sources: 3,
             recursive: false,
             keep: false,
@@ -318,6 +333,7 @@ mod tests {
             paths: vec![WirePath(b"~/Shared/a\nb".to_vec())],
             files: 0,
             bytes: 0,
+            dirs: 0,
             sources: 1,
             recursive: true,
             keep: false,
@@ -339,6 +355,7 @@ mod tests {
                 .collect(),
             files: 1,
             bytes: 1,
+            dirs: 0,
             sources: 1,
             recursive: false,
             keep: false,
@@ -360,6 +377,13 @@ mod tests {
         assert!(!job(FromComputer, &["/s"]).covered_by(&browse));
         assert!(!browse.covered_by(&job(FromComputer, &["/s", "/t"])));
         assert_eq!(browse.describe(), "browse and copy files in /s, /t");
+        // "copy 1 file (1 B)" approved covers no bigger copy to that place.
+        let more = CopyJob {
+            bytes: 2,
+            ..job(ToComputer, &["/s"])
+        };
+        assert!(!more.covered_by(&job(ToComputer, &["/s"])));
+        assert!(job(ToComputer, &["/s"]).covered_by(&more));
     }
 
     /// A browsing session's messages keep tags of their own: none is taken

@@ -60,7 +60,8 @@ pub(super) fn validate_ask(computer: &str, reason: &str, service: &Service) -> R
 }
 
 /// Checks a copy's shape: one destination to the computer, at least one
-/// source from it, and not too many.
+/// source from it, and not too many, nor too long in all (they go into
+/// the email, the page and the notification, as a command's words do).
 fn validate_copy(job: &CopyJob) -> Result<(), String> {
     let paths = job.paths.len();
     match job.direction {
@@ -76,6 +77,9 @@ fn validate_copy(job: &CopyJob) -> Result<(), String> {
         _ if job.paths.iter().any(|path| path.0.is_empty()) => {
             Err("a copy names an empty path".into())
         }
+        _ if job.paths.iter().map(|path| path.0.len()).sum::<usize>() > MAX_COMMAND_BYTES => Err(
+            format!("a copy's paths are longer than {MAX_COMMAND_BYTES} bytes in all"),
+        ),
         _ => Ok(()),
     }
 }
@@ -216,7 +220,27 @@ pub(super) async fn still_permitted(broker: &Broker, ask: &Ask<'_>) -> Option<Re
 
 #[cfg(test)]
 mod tests {
-    use super::validate_agent_answer;
+    use super::{validate_agent_answer, validate_copy};
+    use doorman_core::limits::MAX_COMMAND_BYTES;
+    use doorman_proto::message::{CopyDirection, CopyJob, WirePath};
+
+    #[test]
+    fn a_copy_names_no_more_than_a_commands_worth_of_paths() {
+        let job = |paths: usize| CopyJob {
+            direction: CopyDirection::FromComputer,
+            paths: vec![WirePath(vec![b'a'; 4096]); paths],
+            files: 0,
+            bytes: 0,
+            dirs: 0,
+            sources: 1,
+            recursive: false,
+            keep: false,
+            resume: false,
+        };
+        assert!(validate_copy(&job(MAX_COMMAND_BYTES / 4096)).is_ok());
+        let error = validate_copy(&job(MAX_COMMAND_BYTES / 4096 + 1)).unwrap_err();
+        assert!(error.contains("longer than"), "{error}");
+    }
 
     fn recipients(n: usize) -> Vec<String> {
         (0..n).map(|i| format!("r{i}@example.com")).collect()

@@ -431,3 +431,92 @@ async fn resume_continues_a_file_whose_start_matches_and_restarts_one_that_does_
     assert_eq!(std::fs::read(back.join("big.bin")).unwrap(), big);
     assert_eq!(names(&back), ["big.bin"]);
 }
+
+/// `--resume`: the side that receives answers each file with what it has
+/// of it, and the sender waits for that answer. A file that cannot land
+/// (a directory in its way) is answered too, so it fails alone, either
+/// way, instead of both sides waiting for each other for ever.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_resume_a_file_that_cannot_land_fails_alone() {
+    let Setup {
+        world,
+        shared,
+        local,
+        _dirs,
+    } = setup(false).await;
+    let resume = CopyOptions {
+        resume: true,
+        ..CopyOptions::default()
+    };
+    std::fs::create_dir(shared.join("b")).unwrap();
+    for name in ["a", "b"] {
+        std::fs::write(local.join(name), name).unwrap();
+    }
+    let args = [
+        local.join("b").into_os_string(),
+        local.join("a").into_os_string(),
+        remote(&shared),
+    ];
+    let args: Vec<&OsStr> = args.iter().map(|a| a.as_os_str()).collect();
+    let copying = world.connect_for(plan_with(&args, resume), "");
+    assert_eq!(
+        copying.finish().await,
+        Ok(doorman_client::exit::PARTLY_COPIED)
+    );
+    assert_eq!(std::fs::read_to_string(shared.join("a")).unwrap(), "a");
+
+    // Back: here, `c` is a directory.
+    std::fs::write(shared.join("c"), "c").unwrap();
+    let back = local.join("back");
+    std::fs::create_dir_all(back.join("c")).unwrap();
+    let args = [
+        remote(&shared.join("c")),
+        remote(&shared.join("a")),
+        back.clone().into_os_string(),
+    ];
+    let args: Vec<&OsStr> = args.iter().map(|a| a.as_os_str()).collect();
+    let copying = world.connect_for(plan_with(&args, resume), "");
+    assert_eq!(
+        copying.finish().await,
+        Ok(doorman_client::exit::PARTLY_COPIED)
+    );
+    assert_eq!(std::fs::read_to_string(back.join("a")).unwrap(), "a");
+}
+
+/// The email says what will arrive, and the computer takes no more: a file
+/// that grew between the asking and the approval fails alone.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_file_that_grew_since_the_copy_was_asked_for_is_not_taken() {
+    let Setup {
+        world,
+        shared,
+        local,
+        _dirs,
+    } = setup(true).await;
+    let (a, b) = (local.join("a.txt"), local.join("b.log"));
+    std::fs::write(&a, "alpha").unwrap();
+    std::fs::write(&b, "12345").unwrap();
+    let session = plan(
+        &[a.as_os_str(), b.as_os_str(), &remote(&shared)],
+        false,
+        false,
+    );
+    let copying = world.connect_for(session, "the logs");
+    let _id = copying.request_id().await;
+    let mails = world.smtp.wait_for(2).await;
+    let says = format!("copy 2 files (10 B) to {}", shared.display());
+    assert!(mails[0].text().contains(&says), "{}", mails[0].text());
+    std::fs::write(&b, "1234567890").unwrap();
+    world.click(&mails[0].link(), "allow").await;
+    let progress = copying.progress.clone();
+    assert_eq!(
+        copying.finish().await,
+        Ok(doorman_client::exit::PARTLY_COPIED)
+    );
+    let text = progress.text();
+    assert!(
+        text.contains("more than the 2 files (10 B) approved"),
+        "{text}"
+    );
+    assert_eq!(names(&shared), ["a.txt"], "no temporary file left");
+}
