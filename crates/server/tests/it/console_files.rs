@@ -186,6 +186,20 @@ async fn the_files_view_browses_uploads_and_downloads_over_the_console_socket() 
     assert_eq!(stored["type"], "file_copied", "{stored}");
     assert_eq!(stored["direction"], "to_computer");
     assert_eq!(std::fs::read(shared.join("upload.bin")).unwrap(), upload);
+    // Recorded while the session goes on: a server that stopped now would
+    // have it in its audit trail.
+    let recorded = world.wait_for_audit("file_copied").await;
+    assert!(
+        recorded.detail.unwrap_or_default().contains("upload.bin"),
+        "the upload, recorded before the session ended"
+    );
+    assert!(
+        !world
+            .audit_events()
+            .await
+            .iter()
+            .any(|e| e.event == "session_ended")
+    );
 
     // A download: the file, its bytes, their SHA-256.
     let report = b64(shared.join("report.txt").to_str().unwrap().as_bytes());

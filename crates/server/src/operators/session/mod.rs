@@ -6,6 +6,7 @@
 //! server ended it, to the operator in words, as the session connection's
 //! last frame.
 
+mod copied;
 mod end;
 mod open;
 mod relay;
@@ -22,10 +23,9 @@ use crate::store::{Millis, StoreError};
 use doorman_core::AuditKind;
 use doorman_proto::connection::Connection;
 use doorman_proto::dial::Upgraded;
-use doorman_proto::message::CopyDirection;
 use doorman_proto::message::{Refusal, ServerToOperator, Service};
 use end::{Ending, Stop};
-use relay::{CopiedFiles, FrameRelay};
+use relay::FrameRelay;
 use std::future::Future;
 use std::sync::Arc;
 use tokio::io::{AsyncRead, AsyncWrite};
@@ -210,38 +210,6 @@ async fn watch_for_stop(
     }
 }
 
-/// Records each file a copy moved in the audit trail: its direction, path
-/// on the computer, size and SHA-256.
-async fn audit_files(broker: &Broker, ask: &Ask<'_>, request_id: Option<&str>, files: CopiedFiles) {
-    let Service::Files(job) = &ask.service else {
-        return;
-    };
-    let words = |direction: CopyDirection| match direction {
-        CopyDirection::ToComputer => "to the computer",
-        CopyDirection::FromComputer => "from the computer",
-        CopyDirection::Browse => "browsing",
-    };
-    let details = files.kept.iter().map(|file| {
-        // Browsing, each file says which way it went.
-        let direction = words(file.direction.unwrap_or(job.direction));
-        format!(
-            "{direction}: {} ({} bytes, sha256 {})",
-            file.path.shown(),
-            file.size,
-            file.sha256
-        )
-    });
-    let direction = words(job.direction);
-    let more =
-        (files.more > 0).then(|| format!("{direction}: {} more files, not listed", files.more));
-    for detail in details.chain(more) {
-        let event = audit(broker, ask, AuditKind::FileCopied, request_id, Some(detail));
-        if let Err(error) = broker.store.record(&event).await {
-            tracing::error!(%error, "cannot record a copied file in the audit trail");
-        }
-    }
-}
-
 /// Relays the session, through the recording's taps when it is recorded,
 /// until it ends; returns the audit trail's detail of how.
 async fn run(
@@ -283,8 +251,18 @@ where
     O: AsyncRead + AsyncWrite + Unpin,
     A: AsyncRead + AsyncWrite + Unpin,
 {
-    let relayed = relay.run(stop).await;
-    audit_files(broker, ask, request_id, relay.take_files()).await;
+    // The files a copy moved are recorded as they come, and all of them
+    // before the session's end is.
+    let copied = relay.copied();
+    let relaying = async {
+        let relayed = relay.run(stop).await;
+        copied.close();
+        relayed
+    };
+    let (relayed, ()) = tokio::join!(
+        relaying,
+        copied::record_as_they_come(broker, ask, request_id, &copied)
+    );
     let moved = relay.moved();
     broker.metrics.relayed(moved.0, moved.1);
     let end = relay.end(end::left(&ask.service));

@@ -10,11 +10,13 @@
 //! buffered I/O carries them; the bulk of forwarding goes through tunnels,
 //! which `crate::relay` carries byte for byte.
 
+use super::copied::{CopiedFile, CopiedLog};
 use doorman_proto::ConnectionError;
 use doorman_proto::connection::{FrameReader, FrameWriter, decode_message};
 use doorman_proto::frame::Frame;
-use doorman_proto::message::{CopyDirection, FileMessage, SessionEnd, SessionMessage, WirePath};
+use doorman_proto::message::{FileMessage, SessionEnd, SessionMessage};
 use std::future::Future;
+use std::sync::Arc;
 use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadHalf, WriteHalf};
 
@@ -76,7 +78,7 @@ where
                 writing: false,
                 end: None,
                 moved: 0,
-                files: CopiedFiles::default(),
+                files: Arc::new(CopiedLog::default()),
             },
             operator_left: false,
             linger: LINGER_AFTER_OPERATOR,
@@ -135,9 +137,9 @@ where
             .or_else(|| self.operator_left.then_some(left))
     }
 
-    /// The files a copy moved, as the agent said them.
-    pub(super) fn take_files(&mut self) -> CopiedFiles {
-        std::mem::take(&mut self.down.files)
+    /// The files a copy moved, as the agent says them.
+    pub(super) fn copied(&self) -> Arc<CopiedLog> {
+        Arc::clone(&self.down.files)
     }
 
     /// The bytes relayed to the computer and back.
@@ -231,53 +233,7 @@ struct Down<A, O> {
     end: Option<SessionEnd>,
     moved: u64,
     /// The files a copy moved, as the agent said them.
-    files: CopiedFiles,
-}
-
-/// The files a copy moved, for the audit trail; past [`MAX_COPIED_KEPT`]
-/// files or [`MAX_COPIED_BYTES`] of paths only counted, so that an agent
-/// cannot fill the server's memory, or its audit trail.
-#[derive(Debug, Default)]
-pub(super) struct CopiedFiles {
-    pub(super) kept: Vec<CopiedFile>,
-    pub(super) more: u64,
-    /// The bytes of the paths kept.
-    bytes: usize,
-}
-
-/// The most files of one copy the audit trail lists one by one.
-const MAX_COPIED_KEPT: usize = 100_000;
-/// The most bytes of paths one copy's list holds (a path is up to 4 KiB).
-const MAX_COPIED_BYTES: usize = 16 << 20;
-
-/// One file a copy moved whole: its path on the computer, size and
-/// SHA-256, and which way it went when the agent said (browsing).
-#[derive(Debug)]
-pub(super) struct CopiedFile {
-    pub(super) path: WirePath,
-    pub(super) size: u64,
-    pub(super) sha256: String,
-    pub(super) direction: Option<CopyDirection>,
-}
-
-impl CopiedFiles {
-    fn note(&mut self, file: CopiedFile) {
-        let bytes = self.bytes.saturating_add(file.path.0.len());
-        if self.kept.len() >= MAX_COPIED_KEPT || bytes > MAX_COPIED_BYTES {
-            self.more += 1;
-            return;
-        }
-        // A SHA-256 is 64 hex digits; anything else an agent says (up to a
-        // frame's worth) is not kept.
-        let sha256 = &file.sha256;
-        let sha256 = if sha256.len() == 64 && sha256.bytes().all(|b| b.is_ascii_hexdigit()) {
-            file.sha256
-        } else {
-            "(not a SHA-256)".to_string()
-        };
-        self.bytes = bytes;
-        self.kept.push(CopiedFile { sha256, ..file });
-    }
+    files: Arc<CopiedLog>,
 }
 
 impl<A, O> Down<A, O>
@@ -499,23 +455,6 @@ mod tests {
             Some(SessionEnd::OperatorLeft)
         );
         assert_eq!(relay.moved(), (15, 0));
-    }
-
-    #[test]
-    fn an_agent_cannot_fill_memory_or_the_audit_trail_with_what_it_copied() {
-        let mut files = CopiedFiles::default();
-        let long = WirePath(vec![b'a'; 4096]);
-        for _ in 0..(MAX_COPIED_BYTES / 4096 + 10) {
-            files.note(CopiedFile {
-                path: long.clone(),
-                size: 1,
-                sha256: "z".repeat(1_000),
-                direction: None,
-            });
-        }
-        assert_eq!(files.kept.len(), MAX_COPIED_BYTES / 4096);
-        assert_eq!(files.more, 10);
-        assert_eq!(files.kept[0].sha256, "(not a SHA-256)");
     }
 
     /// A computer that says nothing more once the operator left does not
