@@ -10,6 +10,10 @@
 // Names travel as bytes (base64 in JSON): a name that is not UTF-8 is shown
 // escaped, and still fetched as it is.
 import { connect, onAsk, say } from "./connecting.js";
+// SHA-256 a piece at a time (js-sha256, vendor/): neither an upload nor a
+// download is held whole to be hashed, and it works over plain HTTP too,
+// where the browser's own crypto.subtle is not offered.
+import { sha256 } from "./vendor/sha256.js";
 
 const computer = document.getElementById("ask").dataset.computer;
 const view = document.getElementById("files");
@@ -101,11 +105,6 @@ function humanSize(bytes) {
     unit += 1;
   }
   return `${value.toFixed(1)} ${units[unit]}`;
-}
-
-async function sha256(buffer) {
-  const hash = await crypto.subtle.digest("SHA-256", buffer);
-  return Array.from(new Uint8Array(hash), (byte) => byte.toString(16).padStart(2, "0")).join("");
 }
 
 const pause = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
@@ -305,6 +304,7 @@ function transfer(direction, name) {
 function download(path, name) {
   const line = transfer("down", shown(name));
   let chunks = [];
+  let hash = sha256.create();
   let size = 0;
   let received = 0;
   let expected = null;
@@ -316,6 +316,7 @@ function download(path, name) {
     },
     data(data) {
       chunks.push(data);
+      hash.update(data);
       received += data.byteLength;
       line.progress(received, size);
     },
@@ -330,10 +331,11 @@ function download(path, name) {
           break;
         case "file_abandoned": // it changed while read: its failure follows
           chunks = [];
+          hash = sha256.create();
           break;
         case "file_copied":
           finished();
-          save(line, name, chunks, expected);
+          save(line, name, chunks, hash.hex(), expected);
           break;
         case "file_failed":
           line.failed(message.message);
@@ -349,24 +351,15 @@ function download(path, name) {
   });
 }
 
-/// Saves a downloaded file once its bytes match the computer's SHA-256
-/// (checked where the browser computes one: over HTTPS, or on this host).
-async function save(line, name, chunks, expected) {
-  const blob = new Blob(chunks);
-  if (crypto.subtle) {
-    let ours;
-    try {
-      ours = await sha256(await blob.arrayBuffer());
-    } catch (error) {
-      line.failed(`cannot check it: ${error.message}`);
-      return;
-    }
-    line.item.dataset.sha256 = ours;
-    if (ours !== expected) {
-      line.failed("the bytes that arrived do not match their SHA-256");
-      return;
-    }
+/// Saves a downloaded file once its bytes (whose SHA-256 is `ours`) match
+/// the computer's SHA-256. The browser keeps a large Blob on disk.
+function save(line, name, chunks, ours, expected) {
+  line.item.dataset.sha256 = ours;
+  if (ours !== expected) {
+    line.failed("the bytes that arrived do not match their SHA-256");
+    return;
   }
+  const blob = new Blob(chunks);
   const url = URL.createObjectURL(blob);
   const link = document.createElement("a");
   link.href = url;
@@ -396,17 +389,9 @@ function uploadFile(file) {
     name,
     async start() {
       line.progress(0, file.size);
-      let digest;
-      try {
-        // Whole, before sending: the computer checks the bytes against it.
-        if (!crypto.subtle) throw new Error("uploads need the console over HTTPS");
-        digest = await sha256(await file.arrayBuffer());
-      } catch (error) {
-        line.failed(`cannot read it: ${error.message}`);
-        finished();
-        return;
-      }
       if (closed) return;
+      // Hashed as it is sent: the computer checks the bytes against it.
+      const hash = sha256.create();
       send({ type: "put", dir: toBase64(dir), name, size: file.size });
       let sent = 0;
       while (sent < file.size) {
@@ -425,11 +410,12 @@ function uploadFile(file) {
           abandon("it shrank while it was read");
           return;
         }
+        hash.update(chunk);
         socket.send(chunk);
         sent += chunk.byteLength;
         line.progress(sent, file.size);
       }
-      if (!failed && !closed) send({ type: "file_end", sha256: digest });
+      if (!failed && !closed) send({ type: "file_end", sha256: hash.hex() });
     },
     answer(message) {
       if (message.type === "file_copied") {
