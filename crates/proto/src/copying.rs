@@ -36,6 +36,41 @@ pub async fn resume_from(
     0
 }
 
+/// Sends `file`'s bytes from `sent` up to `size`, as frames `frame` makes
+/// (the sender's data frames), each added to `hash` and counted by
+/// `moved`; a problem reading it (it shrank, or cannot be read on) is
+/// `Ok(Some(why))`, and the connection's own failure an error.
+pub async fn send_bytes<W: tokio::io::AsyncWrite + Unpin>(
+    file: &mut tokio::fs::File,
+    (mut sent, size): (u64, u64),
+    hash: &mut ring::digest::Context,
+    writer: &mut crate::connection::FrameWriter<W>,
+    frame: fn(bytes::Bytes) -> crate::frame::Frame,
+    mut moved: impl FnMut(u64),
+) -> Result<Option<String>, crate::ConnectionError> {
+    use tokio::io::AsyncReadExt;
+    let mut buffer = vec![0u8; crate::frame::MAX_PAYLOAD_LEN];
+    loop {
+        let want = usize::try_from(size.saturating_sub(sent))
+            .map_or(buffer.len(), |left| left.min(buffer.len()));
+        if want == 0 {
+            return Ok(None);
+        }
+        match file.read(&mut buffer[..want]).await {
+            Ok(0) => return Ok(Some("it shrank while it was read".to_string())),
+            Ok(n) => {
+                hash.update(&buffer[..n]);
+                sent += n as u64;
+                writer
+                    .write_frame(&frame(bytes::Bytes::copy_from_slice(&buffer[..n])))
+                    .await?;
+                moved(n as u64);
+            }
+            Err(error) => return Ok(Some(error.to_string())),
+        }
+    }
+}
+
 /// Adds everything `file` holds, from the start, to `hash`; leaves the
 /// file at its end.
 pub fn hash_all(file: &mut std::fs::File, hash: &mut ring::digest::Context) -> std::io::Result<()> {

@@ -6,13 +6,12 @@
 use super::Tally;
 use super::place::{Place, Roots};
 use crate::error::{LinkError, SessionError};
-use bytes::Bytes;
 use doorman_proto::connection::{ConnectionError, FrameReader, FrameWriter};
-use doorman_proto::copying::{hex, resume_from};
-use doorman_proto::frame::{Frame, MAX_PAYLOAD_LEN};
+use doorman_proto::copying::{hex, resume_from, send_bytes};
+use doorman_proto::frame::Frame;
 use doorman_proto::message::{CopyDirection, CopyJob, FileMessage, SessionEnd, WirePath};
 use std::collections::HashSet;
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite};
+use tokio::io::{AsyncRead, AsyncWrite};
 
 /// How deep a tree is followed; deeper is refused (a loop of symlinks
 /// inside a shared folder ends here too).
@@ -188,24 +187,15 @@ impl<R: AsyncRead + Unpin, W: AsyncWrite + Unpin> Sender<'_, R, W> {
                 .write_message(&FileMessage::Resume { offset: sent })
                 .await?;
         }
-        let mut buffer = vec![0u8; MAX_PAYLOAD_LEN];
-        let problem = loop {
-            let want =
-                usize::try_from(size - sent).map_or(buffer.len(), |left| left.min(buffer.len()));
-            if want == 0 {
-                break None;
-            }
-            match file.read(&mut buffer[..want]).await {
-                Ok(0) => break Some("it shrank while it was read".to_string()),
-                Ok(n) => {
-                    hash.update(&buffer[..n]);
-                    sent += n as u64;
-                    let data = Bytes::copy_from_slice(&buffer[..n]);
-                    self.writer.write_frame(&Frame::Stdout(data)).await?;
-                }
-                Err(error) => break Some(error.to_string()),
-            }
-        };
+        let problem = send_bytes(
+            &mut file,
+            (sent, size),
+            &mut hash,
+            self.writer,
+            Frame::Stdout,
+            |_| {},
+        )
+        .await?;
         let after = rustix::fs::fstat(&file).ok();
         let changed = after.is_none_or(|after| {
             (after.st_size, after.st_mtime, after.st_mtime_nsec)

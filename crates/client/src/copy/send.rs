@@ -3,13 +3,12 @@
 //! or cannot be read, is given up alone and counted as failed here.
 
 use super::plan::{Entry, EntryKind};
-use bytes::Bytes;
 use doorman_proto::connection::{ConnectionError, FrameWriter};
-use doorman_proto::copying::{hex, resume_from};
-use doorman_proto::frame::{Frame, MAX_PAYLOAD_LEN};
+use doorman_proto::copying::{hex, resume_from, send_bytes};
+use doorman_proto::frame::Frame;
 use doorman_proto::message::{FileMessage, WirePath};
 use std::os::unix::fs::MetadataExt;
-use tokio::io::{AsyncReadExt, AsyncWrite};
+use tokio::io::AsyncWrite;
 use tokio::sync::mpsc::{Receiver, UnboundedSender};
 
 /// What the sender tells the copy's loop.
@@ -81,7 +80,6 @@ async fn send_file<W: AsyncWrite + Unpin>(
         })
         .await?;
     let mut hash = ring::digest::Context::new(&ring::digest::SHA256);
-    let mut buffer = vec![0u8; MAX_PAYLOAD_LEN];
     let mut sent = 0u64;
     if let Some(haves) = haves {
         // The computer says what it has of the file.
@@ -94,24 +92,18 @@ async fn send_file<W: AsyncWrite + Unpin>(
             let _ = news.send(Sent::Resumed(entry.name.clone(), sent));
         }
     }
-    let problem = loop {
-        let left = size - sent;
-        let want = usize::try_from(left).map_or(buffer.len(), |left| left.min(buffer.len()));
-        if want == 0 {
-            break None;
-        }
-        match file.read(&mut buffer[..want]).await {
-            Ok(0) => break Some("it shrank while it was read".to_string()),
-            Ok(n) => {
-                hash.update(&buffer[..n]);
-                sent += n as u64;
-                let data = Bytes::copy_from_slice(&buffer[..n]);
-                writer.write_frame(&Frame::Stdin(data)).await?;
-                let _ = news.send(Sent::Moved(n as u64));
-            }
-            Err(error) => break Some(error.to_string()),
-        }
+    let moved = |n| {
+        let _ = news.send(Sent::Moved(n));
     };
+    let problem = send_bytes(
+        &mut file,
+        (sent, size),
+        &mut hash,
+        writer,
+        Frame::Stdin,
+        moved,
+    )
+    .await?;
     let after = file.metadata().await.ok();
     let changed = after.is_none_or(|after| {
         (after.len(), after.mtime(), after.mtime_nsec())
