@@ -55,9 +55,15 @@ impl AcceptBackoff {
 
     /// Counts a failure; the wait it calls for.
     fn next_wait(&mut self) -> Duration {
+        use backon::BackoffBuilder;
         self.failures = self.failures.saturating_add(1);
-        let doublings = self.failures.saturating_sub(1).min(4);
-        FIRST_WAIT.saturating_mul(1 << doublings).min(LONGEST_WAIT)
+        backon::ExponentialBuilder::default()
+            .with_min_delay(FIRST_WAIT)
+            .with_max_delay(LONGEST_WAIT)
+            .without_max_times()
+            .build()
+            .nth(usize::try_from(self.failures - 1).unwrap_or(usize::MAX))
+            .unwrap_or(LONGEST_WAIT)
     }
 }
 

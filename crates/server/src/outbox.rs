@@ -275,19 +275,26 @@ async fn record_attempt(
     result: Result<(), (String, Option<Millis>)>,
     now: Millis,
 ) -> bool {
-    let mut wait = Duration::from_millis(250);
-    for _ in 0..8 {
+    use backon::BackoffBuilder;
+    // Nine tries, 250 ms, 500 ms … 16 s apart: about 48 s in all.
+    let mut waits = backon::ExponentialBuilder::default()
+        .with_min_delay(Duration::from_millis(250))
+        .with_max_delay(Duration::from_secs(16))
+        .with_max_times(8)
+        .build();
+    loop {
         match broker.store.email_attempted(job, result.clone(), now).await {
             Ok(()) => return true,
             Err(error) => tracing::error!(%error, "cannot record an email delivery; trying again"),
         }
+        let Some(wait) = waits.next() else {
+            return false;
+        };
         tokio::select! {
             () = tokio::time::sleep(wait) => {}
             () = broker.lifecycle.stopping() => return false,
         }
-        wait = (wait * 2).min(Duration::from_secs(16));
     }
-    false
 }
 
 /// Nobody can approve a request none of whose emails arrived: it ends now

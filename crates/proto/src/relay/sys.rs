@@ -1,11 +1,13 @@
-//! The system calls of relaying, and the crate's only `unsafe`: a pipe and
-//! splice(2) so that bulk bytes between two plain sockets never enter user
-//! space (Linux), and the socket's TCP state, which tells a reset from an
-//! end. Waiting (poll(2), eventfd) goes through rustix, which is safe.
+//! The system calls of relaying: a pipe and splice(2) so that bulk bytes
+//! between two plain sockets never enter user space (Linux), through
+//! rustix, which is safe; and the crate's only `unsafe`, the socket's TCP
+//! state, which tells a reset from an end, and the event loop's
+//! registration of a socket. Waiting (poll(2), eventfd) goes through
+//! rustix too.
 #![allow(unsafe_code)]
 
 use std::io;
-use std::os::fd::{AsRawFd, OwnedFd};
+use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 
 /// Most bytes one splice moves.
 const CHUNK: usize = 1 << 20;
@@ -20,17 +22,10 @@ impl Pipe {
     /// A non-blocking pipe as large as the system allows up to 1 MiB.
     #[cfg(target_os = "linux")]
     pub(super) fn new() -> io::Result<Self> {
-        use std::os::fd::FromRawFd;
-        let mut fds = [0i32; 2];
-        // SAFETY: `fds` has room for the two descriptors pipe2(2) writes.
-        if unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_NONBLOCK | libc::O_CLOEXEC) } != 0 {
-            return Err(io::Error::last_os_error());
-        }
-        // SAFETY: pipe2 succeeded, so both descriptors are open and ours alone.
-        let (read, write) = unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) };
+        use rustix::pipe::PipeFlags;
+        let (read, write) = rustix::pipe::pipe_with(PipeFlags::NONBLOCK | PipeFlags::CLOEXEC)?;
         // A larger pipe moves more per call; failure only costs speed.
-        // SAFETY: a plain fcntl on a descriptor we own.
-        unsafe { libc::fcntl(write.as_raw_fd(), libc::F_SETPIPE_SZ, CHUNK as libc::c_int) };
+        let _ = rustix::pipe::fcntl_setpipe_size(&write, CHUNK);
         Ok(Self { read, write })
     }
 
@@ -41,38 +36,27 @@ impl Pipe {
     }
 
     /// Moves what `from` has (up to 1 MiB) into the pipe.
-    pub(super) fn fill(&self, from: &impl AsRawFd) -> io::Result<usize> {
-        splice(from.as_raw_fd(), self.write.as_raw_fd(), CHUNK)
+    pub(super) fn fill(&self, from: &impl AsFd) -> io::Result<usize> {
+        splice(from, &self.write, CHUNK)
     }
 
     /// Moves up to `len` bytes from the pipe into `to`.
-    pub(super) fn drain(&self, to: &impl AsRawFd, len: usize) -> io::Result<usize> {
-        splice(self.read.as_raw_fd(), to.as_raw_fd(), len)
+    pub(super) fn drain(&self, to: &impl AsFd, len: usize) -> io::Result<usize> {
+        splice(&self.read, to, len)
     }
 }
 
 /// One non-blocking splice(2) of at most `len` bytes.
 #[cfg(target_os = "linux")]
-fn splice(from: i32, to: i32, len: usize) -> io::Result<usize> {
+fn splice(from: &impl AsFd, to: &impl AsFd, len: usize) -> io::Result<usize> {
+    use rustix::pipe::SpliceFlags;
     // No SPLICE_F_MORE: it corks small writes, which would stall round trips.
-    let flags = libc::SPLICE_F_MOVE | libc::SPLICE_F_NONBLOCK;
-    // SAFETY: both descriptors are open for the duration of the call; null
-    // offsets are required for sockets and pipes.
-    let n = unsafe {
-        libc::splice(
-            from,
-            std::ptr::null_mut(),
-            to,
-            std::ptr::null_mut(),
-            len,
-            flags,
-        )
-    };
-    usize::try_from(n).map_err(|_| io::Error::last_os_error())
+    let flags = SpliceFlags::MOVE | SpliceFlags::NONBLOCK;
+    Ok(rustix::pipe::splice(from, None, to, None, len, flags)?)
 }
 
 #[cfg(not(target_os = "linux"))]
-fn splice(_from: i32, _to: i32, _len: usize) -> io::Result<usize> {
+fn splice(_from: &impl AsFd, _to: &impl AsFd, _len: usize) -> io::Result<usize> {
     Err(io::ErrorKind::Unsupported.into())
 }
 
