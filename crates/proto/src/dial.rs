@@ -51,7 +51,17 @@ pub enum DialError {
     /// The server answered without upgrading; `message` is its explanation.
     #[error("server refused ({status}): {message}")]
     Refused { status: StatusCode, message: String },
+    /// The server took the connection but gave no whole answer in time.
+    #[error("the server at {address} did not answer within {} s", .after.as_secs())]
+    Unanswered {
+        address: String,
+        after: std::time::Duration,
+    },
 }
+
+/// How long [`Dialer::post`] waits for the whole answer: a server that
+/// stalls (or a path that swallows packets) holds nothing for ever.
+pub const POST_DEADLINE: std::time::Duration = std::time::Duration::from_secs(30);
 
 /// A failed TLS handshake; a certificate this side does not trust says
 /// what to do about it, naming `ca`, the CA file trusted, if one was given.
@@ -211,6 +221,31 @@ impl Dialer {
     /// `POST path` with an empty body, as a plain request (not an
     /// upgrade): the status and at most `limit` bytes of the answer.
     pub async fn post(&self, path: &str, limit: usize) -> Result<(StatusCode, Bytes), DialError> {
+        self.post_within(path, limit, POST_DEADLINE).await
+    }
+
+    /// [`Dialer::post`], the whole exchange within `deadline`.
+    pub async fn post_within(
+        &self,
+        path: &str,
+        limit: usize,
+        deadline: std::time::Duration,
+    ) -> Result<(StatusCode, Bytes), DialError> {
+        tokio::time::timeout(deadline, self.post_unbounded(path, limit))
+            .await
+            .unwrap_or_else(|_| {
+                Err(DialError::Unanswered {
+                    address: format!("{}:{}", self.host, self.port),
+                    after: deadline,
+                })
+            })
+    }
+
+    async fn post_unbounded(
+        &self,
+        path: &str,
+        limit: usize,
+    ) -> Result<(StatusCode, Bytes), DialError> {
         let (stream, address) = self.open().await?;
         let (mut sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
             .await
@@ -298,6 +333,31 @@ fn is_loopback(host: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::{DialError, Dialer};
+
+    /// A server that takes the connection and never answers holds a
+    /// `post` (a computer joining) no longer than its deadline.
+    #[tokio::test]
+    async fn a_post_to_a_server_that_never_answers_gives_up() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let address = listener.local_addr().unwrap();
+        let held = tokio::spawn(async move {
+            let (stream, _) = listener.accept().await.unwrap();
+            std::future::pending::<()>().await;
+            drop(stream);
+        });
+        let dialer = Dialer::new(&format!("http://{address}"), None).unwrap();
+        let deadline = std::time::Duration::from_millis(200);
+        let error = dialer
+            .post_within("/join/x", 1024, deadline)
+            .await
+            .unwrap_err();
+        assert!(matches!(error, DialError::Unanswered { .. }), "{error:?}");
+        assert!(
+            error.to_string().contains("did not answer within"),
+            "{error}"
+        );
+        held.abort();
+    }
 
     #[test]
     fn parses_http_urls_and_refuses_others() {
