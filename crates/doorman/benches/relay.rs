@@ -16,6 +16,7 @@
 #![allow(unsafe_code)] // splice(2) and pipe(2) for the yardstick relay chain.
 
 use doorman_test_support::process::{Process, listening_address};
+use doorman_test_support::sshd::{free_port, wait_listening};
 use std::net::{SocketAddr, TcpListener as StdListener, TcpStream as StdStream};
 use std::os::fd::AsRawFd;
 use std::path::Path;
@@ -173,25 +174,6 @@ async fn round_trips(echoes: &[SocketAddr]) -> Vec<(Duration, Duration)> {
 
 fn rss_kib(pid: Option<u32>) -> u64 {
     pid.map_or(0, doorman_test_support::process::rss_kib)
-}
-
-fn free_port() -> u16 {
-    StdListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-async fn wait_listening(address: SocketAddr) -> bool {
-    let deadline = Instant::now() + Duration::from_secs(15);
-    while Instant::now() < deadline {
-        if TcpStream::connect(address).await.is_ok() {
-            return true;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    false
 }
 
 async fn doorman(args: &[&str]) -> String {
@@ -417,53 +399,9 @@ async fn ssh(
     sink: SocketAddr,
     echo: SocketAddr,
 ) -> Option<(Vec<Process>, SocketAddr, SocketAddr)> {
-    if !Path::new("/usr/sbin/sshd").exists() {
-        return None;
-    }
-    std::fs::create_dir_all(dir).ok()?;
-    std::fs::create_dir_all("/run/sshd").ok()?;
-    let keygen = |path: &Path| {
-        std::process::Command::new("ssh-keygen")
-            .args([
-                "-q",
-                "-t",
-                "ed25519",
-                "-N",
-                "",
-                "-f",
-                path.to_str().unwrap(),
-            ])
-            .status()
-            .map(|s| s.success())
-            .unwrap_or(false)
-    };
-    let host_key = dir.join("host_key");
-    let user_key = dir.join("user_key");
-    if !keygen(&host_key) || !keygen(&user_key) {
-        return None;
-    }
-    std::fs::copy(dir.join("user_key.pub"), dir.join("authorized_keys")).ok()?;
-    let port = free_port();
-    let config = dir.join("sshd_config");
-    std::fs::write(
-        &config,
-        format!(
-            "Port {port}\nListenAddress 127.0.0.1\nHostKey {}\nAuthorizedKeysFile {}\nPermitRootLogin prohibit-password\nPasswordAuthentication no\nKbdInteractiveAuthentication no\nStrictModes no\nUsePAM no\nPidFile {}\n",
-            host_key.display(),
-            dir.join("authorized_keys").display(),
-            dir.join("sshd.pid").display()
-        ),
-    )
-    .ok()?;
-    let sshd = Process::start(
-        "/usr/sbin/sshd",
-        &["-D", "-e", "-f", config.to_str().unwrap()],
-    );
-    if !wait_listening(format!("127.0.0.1:{port}").parse().unwrap()).await {
-        return None;
-    }
+    let sshd = doorman_test_support::sshd::start(dir).await?;
     let (sink_port, echo_port) = (free_port(), free_port());
-    let user = std::env::var("USER").unwrap_or_else(|_| "root".into());
+    let (port, user) = (sshd.port, sshd.user.clone());
     let client = Process::start(
         "ssh",
         &[
@@ -477,7 +415,7 @@ async fn ssh(
             "-c",
             cipher,
             "-i",
-            user_key.to_str().unwrap(),
+            sshd.user_key.to_str()?,
             "-p",
             &port.to_string(),
             "-L",
@@ -490,7 +428,7 @@ async fn ssh(
     let sink_local: SocketAddr = format!("127.0.0.1:{sink_port}").parse().unwrap();
     let echo_local: SocketAddr = format!("127.0.0.1:{echo_port}").parse().unwrap();
     (wait_listening(sink_local).await && wait_listening(echo_local).await).then_some((
-        vec![sshd, client],
+        vec![sshd.into_process(), client],
         sink_local,
         echo_local,
     ))

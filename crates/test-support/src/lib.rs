@@ -13,6 +13,7 @@ pub mod postgres;
 pub mod process;
 pub mod raw;
 pub mod smtp;
+pub mod sshd;
 pub mod streams;
 pub mod tls;
 pub mod vnc;

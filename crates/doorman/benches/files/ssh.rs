@@ -3,8 +3,6 @@
 //! AES-256-GCM, each timed as a whole process from spawn to exit.
 
 use crate::{CIPHER, RUN_DEADLINE};
-use doorman_test_support::process::Process;
-use std::net::{SocketAddr, TcpListener as StdListener};
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::{Duration, Instant};
@@ -39,28 +37,9 @@ fn quote(text: &str) -> String {
     format!("'{}'", text.replace('\'', r"'\''"))
 }
 
-fn free_port() -> u16 {
-    StdListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-async fn wait_listening(address: SocketAddr) -> bool {
-    let deadline = Instant::now() + Duration::from_secs(15);
-    while Instant::now() < deadline {
-        if tokio::net::TcpStream::connect(address).await.is_ok() {
-            return true;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    false
-}
-
 /// sshd on loopback with a throwaway key, for `scp` and `ssh`.
 pub struct Ssh {
-    _sshd: Process,
+    _sshd: doorman_test_support::sshd::Sshd,
     port: u16,
     key: PathBuf,
     user: String,
@@ -118,49 +97,11 @@ impl Ssh {
 /// sshd with a host key and a user key made now, listening on loopback
 /// only; `None` when OpenSSH's server is not installed (or cannot run).
 pub async fn start_sshd(dir: &Path) -> Option<Ssh> {
-    if !Path::new("/usr/sbin/sshd").exists() {
-        return None;
-    }
-    std::fs::create_dir_all(dir).ok()?;
-    std::fs::create_dir_all("/run/sshd").ok()?;
-    let keygen = |path: &Path| {
-        std::process::Command::new("ssh-keygen")
-            .args(["-q", "-t", "ed25519", "-N", "", "-f"])
-            .arg(path)
-            .status()
-            .map(|s| s.success())
-            .unwrap_or(false)
-    };
-    let host_key = dir.join("host_key");
-    let user_key = dir.join("user_key");
-    if !keygen(&host_key) || !keygen(&user_key) {
-        return None;
-    }
-    std::fs::copy(dir.join("user_key.pub"), dir.join("authorized_keys")).ok()?;
-    let port = free_port();
-    let config = dir.join("sshd_config");
-    // scp speaks SFTP by default since OpenSSH 9.0: the subsystem is needed.
-    std::fs::write(
-        &config,
-        format!(
-            "Port {port}\nListenAddress 127.0.0.1\nHostKey {}\nAuthorizedKeysFile {}\nPermitRootLogin prohibit-password\nPasswordAuthentication no\nKbdInteractiveAuthentication no\nStrictModes no\nUsePAM no\nPidFile {}\nSubsystem sftp internal-sftp\n",
-            host_key.display(),
-            dir.join("authorized_keys").display(),
-            dir.join("sshd.pid").display()
-        ),
-    )
-    .ok()?;
-    let sshd = Process::start(
-        "/usr/sbin/sshd",
-        &["-D", "-e", "-f", config.to_str().unwrap()],
-    );
-    if !wait_listening(format!("127.0.0.1:{port}").parse().unwrap()).await {
-        return None;
-    }
+    let sshd = doorman_test_support::sshd::start(dir).await?;
     Some(Ssh {
+        port: sshd.port,
+        key: sshd.user_key.clone(),
+        user: sshd.user.clone(),
         _sshd: sshd,
-        port,
-        key: user_key,
-        user: std::env::var("USER").unwrap_or_else(|_| "root".into()),
     })
 }
