@@ -4,9 +4,9 @@
 #![no_main]
 
 use bytes::BytesMut;
-use doorman_proto::connection::decode_message;
-use doorman_proto::frame::Frame;
-use doorman_proto::message::{AgentToServer, OperatorMessage, ServerToAgent, ServerToOperator, SessionMessage};
+use doorman_wire::connection::decode_message;
+use doorman_wire::frame::Frame;
+use doorman_wire::message::{AgentToServer, OperatorMessage, ServerToAgent, ServerToOperator, SessionMessage};
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {

@@ -3,8 +3,8 @@
 //! sealed opens again to the same bytes.
 #![no_main]
 
-use doorman_proto::handover::Message;
-use doorman_proto::record::{MAX_PLAINTEXT, Suite, TrafficKeys, content, record_len};
+use doorman_relay::handover::Message;
+use doorman_relay::record::{MAX_PLAINTEXT, Suite, TrafficKeys, content, record_len};
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {

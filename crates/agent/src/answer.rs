@@ -6,7 +6,7 @@ use crate::memory::{MAX_AWAITED, Memory};
 use crate::notify::{self, Event, Visitor};
 use crate::settings_file;
 use doorman_core::AgentSettings;
-use doorman_proto::message::{ComputerStatus, OfferReply, Service};
+use doorman_wire::message::{ComputerStatus, OfferReply, Service};
 
 /// What the settings say, as the web console lists the computer.
 pub(crate) fn status_of(settings: &AgentSettings) -> ComputerStatus {

@@ -3,9 +3,9 @@
 
 use crate::error::{LinkError, SessionError};
 use bytes::Bytes;
-use doorman_proto::connection::{Connection, FrameWriter, decode_message};
-use doorman_proto::frame::Frame;
-use doorman_proto::message::{SessionEnd, SessionMessage};
+use doorman_wire::connection::{Connection, FrameWriter, decode_message};
+use doorman_wire::frame::Frame;
+use doorman_wire::message::{SessionEnd, SessionMessage};
 use std::process::Stdio;
 use std::sync::Arc;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};

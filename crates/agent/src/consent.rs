@@ -9,8 +9,8 @@
 
 use crate::notify::Visitor;
 use doorman_core::{Decision, LocalConsent};
-use doorman_proto::accept::AcceptBackoff;
-use doorman_proto::message::AgentToServer;
+use doorman_wire::accept::AcceptBackoff;
+use doorman_wire::message::AgentToServer;
 use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
 use std::os::unix::fs::{FileTypeExt, MetadataExt, PermissionsExt};

@@ -6,9 +6,9 @@
 
 use crate::error::{LinkError, SessionError};
 use bytes::Bytes;
-use doorman_proto::connection::{Connection, decode_message};
-use doorman_proto::frame::Frame;
-use doorman_proto::message::{SessionEnd, SessionMessage};
+use doorman_wire::connection::{Connection, decode_message};
+use doorman_wire::frame::Frame;
+use doorman_wire::message::{SessionEnd, SessionMessage};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
 /// Carries the desktop session to its end.

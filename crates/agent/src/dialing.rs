@@ -4,9 +4,9 @@
 
 use crate::error::LinkError;
 use doorman_core::AgentSettings;
-use doorman_proto::dial::Upgraded;
-use doorman_proto::handover::HANDOVER_HEADER;
-use doorman_proto::{AGENT_NAME_HEADER, DialError, Dialer};
+use doorman_relay::handover::HANDOVER_HEADER;
+use doorman_wire::dial::Upgraded;
+use doorman_wire::{AGENT_NAME_HEADER, DialError, Dialer};
 use hyper::header::{AUTHORIZATION, HeaderName, HeaderValue};
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex, PoisonError};
@@ -148,7 +148,7 @@ Q2SjIVBwf4zbocp+R6CrhNQUZd8jPawYItXF8gIgMg0qXocbcX1SLLiEQ+Mhj09n
         let dir = tempfile::tempdir().unwrap();
         let ca = dir.path().join("ca.pem");
         std::fs::write(&ca, CA).unwrap();
-        let tls = |dialer: &doorman_proto::Dialer| Arc::clone(dialer.tls_config().expect("TLS"));
+        let tls = |dialer: &doorman_wire::Dialer| Arc::clone(dialer.tls_config().expect("TLS"));
         let dialer = SharedDialer::default();
         let server = "https://localhost:8443";
         let first = tls(&dialer.for_settings(&settings(server, &ca)).unwrap());

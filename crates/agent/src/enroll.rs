@@ -7,9 +7,9 @@ use crate::error::LinkError;
 use crate::settings_file::{self, SettingsFileError};
 use doorman_core::passkey::PinnedPasskey;
 use doorman_core::{AgentSettings, SettingsChange};
-use doorman_proto::Connection;
-use doorman_proto::dial::Upgraded;
-use doorman_proto::message::{DEFAULT_WRITE_DEADLINE, EnrollAsk, EnrollNews};
+use doorman_wire::Connection;
+use doorman_wire::dial::Upgraded;
+use doorman_wire::message::{DEFAULT_WRITE_DEADLINE, EnrollAsk, EnrollNews};
 use std::path::Path;
 
 /// Why an enrolment did not give a passkey.
@@ -27,8 +27,8 @@ pub enum EnrollError {
     Closed,
 }
 
-impl From<doorman_proto::ConnectionError> for EnrollError {
-    fn from(error: doorman_proto::ConnectionError) -> Self {
+impl From<doorman_wire::ConnectionError> for EnrollError {
+    fn from(error: doorman_wire::ConnectionError) -> Self {
         EnrollError::Link(LinkError::Wire(error))
     }
 }
@@ -54,7 +54,7 @@ pub async fn start(settings: &AgentSettings, recipient: &str) -> Result<Enrolmen
     }
     // One connection, from `doorman settings`: no dialer to share.
     let dialer = crate::dialing::SharedDialer::default();
-    let io = dialer.dial(settings, doorman_proto::ENROLL_PATH).await?;
+    let io = dialer.dial(settings, doorman_wire::ENROLL_PATH).await?;
     let mut connection = Connection::new(io);
     connection.set_write_deadline(Some(DEFAULT_WRITE_DEADLINE));
     connection

@@ -2,7 +2,7 @@
 //! error types, which its log lines and notifications print.
 
 use crate::settings_file::SettingsFileError;
-use doorman_proto::{ConnectionError, DialError};
+use doorman_wire::{ConnectionError, DialError};
 use std::time::Duration;
 
 /// Why the control connection (or a session connection) could not be kept.

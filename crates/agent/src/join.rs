@@ -5,15 +5,15 @@
 //! sent before the files are reserved: both must not exist and their
 //! directory must take a file ([`reserve`]). The code then goes over TLS
 //! verified as the URL says (through the CA it pins, see
-//! `doorman_proto::pinned`, else the system's roots; plain `http://` only
+//! `doorman_wire::pinned`, else the system's roots; plain `http://` only
 //! to this machine), and the answer is written (0600) and put in place
 //! ([`Reservation::redeem`]).
 
 use crate::settings_file::{NewFile, SettingsFileError};
 use doorman_core::join::{JoinAnswers, JoinUrl, Joined, settings_text};
 use doorman_core::settings::SettingsError;
-use doorman_proto::pinned::PinnedCa;
-use doorman_proto::{DialError, Dialer};
+use doorman_wire::pinned::PinnedCa;
+use doorman_wire::{DialError, Dialer};
 use hyper::StatusCode;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;

@@ -45,7 +45,7 @@ pub enum AgentError {
     #[error(transparent)]
     Settings(#[from] SettingsFileError),
     #[error("{0}")]
-    Server(#[from] doorman_proto::DialError),
+    Server(#[from] doorman_wire::DialError),
     /// Local consent is on, and its socket cannot be had: whatever holds
     /// the path would otherwise stand where the agent should.
     #[error(

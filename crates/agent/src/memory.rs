@@ -11,7 +11,7 @@
 
 use crate::notify::Visitor;
 use doorman_core::{AgentSettings, LocalConsent};
-use doorman_proto::message::Service;
+use doorman_wire::message::Service;
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -40,7 +40,7 @@ pub struct AwaitedOffer {
     pub settings: Arc<AgentSettings>,
     /// What approvals must be made with, when the computer requires
     /// passkeys: its nonce and deadline are part of the challenge.
-    pub passkey: Option<doorman_proto::message::PasskeyRequirement>,
+    pub passkey: Option<doorman_wire::message::PasskeyRequirement>,
 }
 
 /// An allowed request whose approval may let the same operator in again

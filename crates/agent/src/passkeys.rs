@@ -7,7 +7,7 @@ use crate::memory::AwaitedOffer;
 use doorman_core::display::counted;
 use doorman_core::passkey::{self, Assertion, B64, ChallengeParts, Expected, PasskeyError};
 use doorman_core::settings::EmailAuthorization;
-use doorman_proto::message::PasskeyRequirement;
+use doorman_wire::message::PasskeyRequirement;
 use std::collections::{HashMap, HashSet};
 
 /// What this computer asks approvals to be made with, for one offer.

@@ -9,10 +9,10 @@ use crate::dialing::SharedDialer;
 use crate::error::{LinkError, SessionError};
 use crate::notify::{self, Event, Visitor};
 use doorman_core::AgentSettings;
-use doorman_proto::SESSION_PATH_PREFIX;
-use doorman_proto::connection::Connection;
-use doorman_proto::message::AgentToServer;
-use doorman_proto::message::{Service, SessionEnd};
+use doorman_wire::SESSION_PATH_PREFIX;
+use doorman_wire::connection::Connection;
+use doorman_wire::message::AgentToServer;
+use doorman_wire::message::{Service, SessionEnd};
 use std::collections::HashMap;
 use std::sync::Arc;
 use tokio::io::AsyncReadExt;
@@ -86,7 +86,7 @@ async fn run_limited(
     request_id: &str,
     visitor: &Visitor,
     service: Service,
-    io: doorman_proto::dial::Upgraded,
+    io: doorman_wire::dial::Upgraded,
     limit: u32,
 ) -> SessionEnd {
     let session = run(settings, visitor, service, io);
@@ -114,7 +114,7 @@ async fn dial_session(
     dialer: &SharedDialer,
     settings: &AgentSettings,
     id: &str,
-) -> Result<doorman_proto::dial::Upgraded, LinkError> {
+) -> Result<doorman_wire::dial::Upgraded, LinkError> {
     dialer
         .dial(settings, &format!("{SESSION_PATH_PREFIX}{id}"))
         .await
@@ -160,7 +160,7 @@ async fn dial_session_patiently(
     dialer: &SharedDialer,
     settings: &AgentSettings,
     id: &str,
-) -> Result<doorman_proto::dial::Upgraded, LinkError> {
+) -> Result<doorman_wire::dial::Upgraded, LinkError> {
     let deadline = tokio::time::Instant::now() + SESSION_DIAL_PATIENCE;
     loop {
         match dial_session(dialer, settings, id).await {
@@ -176,7 +176,7 @@ async fn run(
     settings: &AgentSettings,
     visitor: &Visitor,
     service: Service,
-    io: doorman_proto::dial::Upgraded,
+    io: doorman_wire::dial::Upgraded,
 ) -> Result<SessionEnd, SessionError> {
     notify::show(
         settings.notify_command.as_deref(),
@@ -247,9 +247,9 @@ pub fn spawn_tunnel(
             }
         };
         let relayed = if taken_over {
-            doorman_proto::relay::relay_taken_over(tunnel, stream).await
+            doorman_relay::relay_taken_over(tunnel, stream).await
         } else {
-            doorman_proto::relay::relay_dialed(tunnel, stream).await
+            doorman_relay::relay_dialed(tunnel, stream).await
         };
         if let Err(error) = relayed {
             tracing::debug!(%target, %error, "a forwarded connection failed");

@@ -133,7 +133,7 @@ mod tests {
     use doorman_core::passkey::soft::SoftPasskey;
     use doorman_core::passkey::{ChallengeParts, PinnedPasskey};
     use doorman_core::{AgentSettings, CancelCause};
-    use doorman_proto::message::{PasskeyRequirement, Service};
+    use doorman_wire::message::{PasskeyRequirement, Service};
     use std::sync::Arc;
     use std::time::Duration;
 

@@ -1,7 +1,7 @@
 //! Why a connection did not run a session, and the exit status each cause
 //! gives `doorman connect` (listed in its `--help`).
 
-use doorman_proto::message::EndCause;
+use doorman_wire::message::EndCause;
 
 /// Exit statuses of `doorman connect` for its own failures. They sit above
 /// the signal range (128 + n) so they rarely collide with a remote command's.

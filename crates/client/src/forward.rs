@@ -4,7 +4,7 @@
 
 use crate::ConnectError;
 use doorman_core::settings::validate_forward_target;
-use doorman_proto::{Dialer, TARGET_HEADER, TUNNEL_PATH_PREFIX};
+use doorman_wire::{Dialer, TARGET_HEADER, TUNNEL_PATH_PREFIX};
 use hyper::header::{AUTHORIZATION, HeaderName, HeaderValue};
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use tokio::net::TcpListener;
@@ -119,7 +119,7 @@ pub fn serve(
                     tokio::spawn(async move {
                         match dialer.dial(&path, &headers).await {
                             Ok(tunnel) => {
-                                let _ = doorman_proto::relay::relay_dialed(tunnel, local).await;
+                                let _ = doorman_relay::relay_dialed(tunnel, local).await;
                             }
                             Err(error) => {
                                 let _ =

@@ -18,14 +18,14 @@ mod tests;
 pub mod tty;
 mod wait;
 
-pub use doorman_proto::message::EndCause;
+pub use doorman_wire::message::EndCause;
 pub use error::{ConnectError, exit};
 pub use forward::ForwardSpec;
 pub use progress::{Progress, ProgressStyle};
 
 use doorman_core::Secret;
 use doorman_core::names::{validate_name, validate_reason};
-use doorman_proto::message::Service;
+use doorman_wire::message::Service;
 use server::Server;
 use std::future::Future;
 use std::pin::pin;

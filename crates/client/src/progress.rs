@@ -1,7 +1,7 @@
 //! Telling the operator how the connection goes: a human line with a live
 //! countdown on a terminal, or one JSON object per state change (`--json`).
 
-use doorman_proto::message::{DeliveryState, EndCause};
+use doorman_wire::message::{DeliveryState, EndCause};
 use serde_json::json;
 use std::io::Write;
 use std::time::Duration;

@@ -5,10 +5,10 @@
 
 use crate::ConnectError;
 use doorman_core::Secret;
-use doorman_proto::connection::Connection;
-use doorman_proto::dial::Upgraded;
-use doorman_proto::message::{DEFAULT_WRITE_DEADLINE, OperatorMessage, ServerToOperator, Service};
-use doorman_proto::{CONNECT_PATH, DialError, Dialer};
+use doorman_wire::connection::Connection;
+use doorman_wire::dial::Upgraded;
+use doorman_wire::message::{DEFAULT_WRITE_DEADLINE, OperatorMessage, ServerToOperator, Service};
+use doorman_wire::{CONNECT_PATH, DialError, Dialer};
 use hyper::StatusCode;
 use hyper::header::{AUTHORIZATION, HeaderValue};
 use std::future::Future;

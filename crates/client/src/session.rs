@@ -8,10 +8,10 @@ use crate::server::Server;
 use crate::wait::Started;
 use crate::{ConnectError, Progress, SessionKind, Terminal};
 use bytes::Bytes;
-use doorman_proto::connection::{Connection, ConnectionError, FrameWriter, decode_message};
-use doorman_proto::dial::Upgraded;
-use doorman_proto::frame::{Frame, MAX_PAYLOAD_LEN};
-use doorman_proto::message::SessionMessage;
+use doorman_wire::connection::{Connection, ConnectionError, FrameWriter, decode_message};
+use doorman_wire::dial::Upgraded;
+use doorman_wire::frame::{Frame, MAX_PAYLOAD_LEN};
+use doorman_wire::message::SessionMessage;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
@@ -190,7 +190,7 @@ async fn run_stream(
 /// whose connections go through tunnels of session `session`.
 struct Forwarding {
     listeners: Vec<(TcpListener, String)>,
-    dialer: doorman_proto::Dialer,
+    dialer: doorman_wire::Dialer,
     auth: hyper::header::HeaderValue,
     session: String,
 }

@@ -6,8 +6,8 @@
 use super::{
     ConnectError, ConnectRequest, Progress, ProgressStyle, SessionKind, Terminal, connect, exit,
 };
-use doorman_proto::connection::Connection;
-use doorman_proto::message::{OperatorMessage, ServerToOperator};
+use doorman_wire::connection::Connection;
+use doorman_wire::message::{OperatorMessage, ServerToOperator};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};

@@ -5,9 +5,9 @@
 
 use crate::server::{CANCEL_CONFIRM_TIMEOUT, Server};
 use crate::{ConnectError, Progress};
-use doorman_proto::connection::Connection;
-use doorman_proto::dial::Upgraded;
-use doorman_proto::message::{
+use doorman_wire::connection::Connection;
+use doorman_wire::dial::Upgraded;
+use doorman_wire::message::{
     DEFAULT_WRITE_DEADLINE, OperatorMessage, Refusal, ServerToOperator, silence_limit,
     write_deadline,
 };

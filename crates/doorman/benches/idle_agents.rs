@@ -10,11 +10,11 @@
 //! Run: `cargo bench -p doorman --bench idle_agents` (N=10000; set
 //! DOORMAN_BENCH_AGENTS for another N).
 
-use doorman_proto::Connection;
-use doorman_proto::message::{AgentToServer, ServerToAgent};
 use doorman_test_support::process::{
     Process, cpu_seconds, listening_address, private_kib, rss_kib, start_agent,
 };
+use doorman_wire::Connection;
+use doorman_wire::message::{AgentToServer, ServerToAgent};
 use std::net::SocketAddr;
 use std::path::Path;
 use std::sync::Arc;

@@ -1,5 +1,5 @@
 //! Passkey enrolment, started at the computer (`doorman settings approvers
-//! enroll ADDRESS`, on [`doorman_proto::ENROLL_PATH`] with the agent's
+//! enroll ADDRESS`, on [`doorman_wire::ENROLL_PATH`] with the agent's
 //! key): the server emails the recipient a link and tells the computer a
 //! short code; the recipient's page shows the same code and creates a
 //! passkey for this server's domain; the computer gets the credential and
@@ -27,8 +27,8 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{Html, IntoResponse, Response};
 use doorman_core::AuditKind;
 use doorman_core::passkey::{self, B64, Expected, PinnedPasskey};
-use doorman_proto::Connection;
-use doorman_proto::message::{EnrollAsk, EnrollNews, write_deadline};
+use doorman_wire::Connection;
+use doorman_wire::message::{EnrollAsk, EnrollNews, write_deadline};
 use std::collections::HashMap;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
@@ -246,7 +246,7 @@ async fn enroll<S>(
     state: &AppState,
     connection: &mut Connection<S>,
     from: &Asker<'_>,
-) -> Result<(), doorman_proto::ConnectionError>
+) -> Result<(), doorman_wire::ConnectionError>
 where
     S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
 {
@@ -351,7 +351,7 @@ async fn finish<S>(
     connection: &mut Connection<S>,
     hash: [u8; 32],
     finished: oneshot::Receiver<PinnedPasskey>,
-) -> Result<(), doorman_proto::ConnectionError>
+) -> Result<(), doorman_wire::ConnectionError>
 where
     S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
 {

@@ -153,7 +153,7 @@ pub(crate) fn pinned_ca(config: &ServerConfig) -> Result<Option<String>, ServerE
     let Some(ca) = config.tls.as_ref().and_then(|files| files.ca.as_deref()) else {
         return Ok(None);
     };
-    let certificates = doorman_proto::tls::load_certificates(ca)?;
+    let certificates = doorman_wire::tls::load_certificates(ca)?;
     Ok(certificates.first().map(|certificate| {
         let digest = ring::digest::digest(&ring::digest::SHA256, certificate.as_ref());
         doorman_core::join::hex(digest.as_ref())

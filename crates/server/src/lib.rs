@@ -172,7 +172,7 @@ pub enum ServerError {
         source: std::io::Error,
     },
     #[error(transparent)]
-    Tls(#[from] doorman_proto::tls::TlsError),
+    Tls(#[from] doorman_wire::tls::TlsError),
     #[error(transparent)]
     Acme(#[from] acme::AcmeError),
     #[error(transparent)]
@@ -215,11 +215,11 @@ pub fn app(state: AppState) -> axum::Router {
         .route("/outbox", get(pages::outbox))
         .route("/outbox/{file}", get(pages::outbox_file))
         .route("/metrics", get(metrics::scrape))
-        .route(doorman_proto::AGENT_PATH, get(upgrade::agent))
-        .route(doorman_proto::CONNECT_PATH, get(upgrade::operator))
+        .route(doorman_wire::AGENT_PATH, get(upgrade::agent))
+        .route(doorman_wire::CONNECT_PATH, get(upgrade::operator))
         .route("/v1/session/{request_id}", get(upgrade::session))
         .route("/v1/tunnel/{session}", get(upgrade::tunnel))
-        .route(doorman_proto::ENROLL_PATH, get(enrollment::upgrade))
+        .route(doorman_wire::ENROLL_PATH, get(enrollment::upgrade))
         .route("/e/{token}", get(enrollment::show).post(enrollment::made))
         .route("/join/{code}", get(join::show).post(join::redeem))
         .merge(console::routes())
@@ -290,7 +290,7 @@ impl Prepared {
             None => None,
         };
         let tls = match (&config.tls, &acme) {
-            (Some(files), _) => Some(doorman_proto::tls::server_config_with_ca(
+            (Some(files), _) => Some(doorman_certificates::server_config_with_ca(
                 &files.cert,
                 files.ca.as_deref(),
                 &files.key,

@@ -6,8 +6,8 @@
 
 use crate::acme::served::ACME_TLS_ALPN;
 use crate::serve::{Slot, Slots};
-use doorman_proto::accept::AcceptBackoff;
-use doorman_proto::tls::MaybeTls;
+use doorman_wire::accept::AcceptBackoff;
+use doorman_wire::tls::MaybeTls;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
@@ -15,8 +15,8 @@ use tokio::net::{TcpListener, TcpStream};
 
 /// A connection as accepted; TLS over a socket that follows its records,
 /// so that a forwarded connection's session can be handed to the agent
-/// (`doorman_proto::handover`).
-pub type ServerStream = doorman_proto::handover::ServerSide;
+/// (`doorman_relay::handover`).
+pub type ServerStream = doorman_relay::handover::ServerSide;
 
 /// Accepts connections, plain or TLS.
 pub struct DoormanListener {
@@ -37,7 +37,7 @@ impl DoormanListener {
             match self.socket.accept().await {
                 Ok((stream, peer)) => {
                     backoff.succeeded();
-                    let _ = doorman_proto::socket::tune(&stream);
+                    let _ = doorman_wire::socket::tune(&stream);
                     return (stream, peer);
                 }
                 Err(error) => backoff.failed(&error).await,
@@ -92,7 +92,7 @@ impl Opening {
             return Some(MaybeTls::Plain(socket));
         };
         let handshake = async {
-            let mut tls = doorman_proto::handover::accept(config, socket).await?;
+            let mut tls = doorman_relay::handover::accept(config, socket).await?;
             // An ACME validation handshake has done its work once it
             // completes (RFC 8737 §3).
             if tls.get_ref().1.alpn_protocol() == Some(ACME_TLS_ALPN) {

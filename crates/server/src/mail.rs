@@ -216,7 +216,7 @@ mod tests {
 
     fn requiring_passkeys(mut request: RequestRow) -> RequestRow {
         use doorman_core::passkey::{B64, PinnedPasskey, PublicKey};
-        request.passkey = Some(doorman_proto::message::PasskeyRequirement {
+        request.passkey = Some(doorman_wire::message::PasskeyRequirement {
             nonce: B64(vec![0; 16]),
             expires_at: request.expires_at,
             passkeys: vec![PinnedPasskey {

@@ -14,7 +14,7 @@ use crate::smtp::SmtpRelay;
 use crate::store::{Millis, OutboxJob};
 use doorman_core::CancelCause;
 use doorman_core::authorization::Event;
-use doorman_proto::message::DeliveryState;
+use doorman_wire::message::DeliveryState;
 use lettre::message::Mailbox;
 use serde::{Deserialize, Serialize};
 use std::collections::HashMap;

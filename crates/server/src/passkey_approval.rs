@@ -7,7 +7,7 @@
 use crate::origin::PublicOrigin;
 use crate::store::RequestRow;
 use doorman_core::passkey::{self, Assertion, ChallengeParts, Expected, PinnedPasskey};
-use doorman_proto::message::PasskeyRequirement;
+use doorman_wire::message::PasskeyRequirement;
 
 /// The script's data for one recipient's page.
 pub struct PasskeyPage {

@@ -1,15 +1,15 @@
 //! Relaying a tunnel's two upgraded connections byte for byte: unwraps each
-//! down to its socket (and TLS state), so that `doorman_proto::relay` can
+//! down to its socket (and TLS state), so that `doorman_relay` can
 //! take both off the event loop onto a relay thread. (A session's own
 //! connection is relayed frame by frame: `operators::session`.)
 
 use crate::listener::ServerStream;
 use crate::serve::{Counted, Slot};
 use bytes::Bytes;
-use doorman_proto::dial::Upgraded;
-use doorman_proto::handover::hand_over;
-use doorman_proto::relay::{RelayError, copy, relay as relay_streams};
-use doorman_proto::tls::MaybeTls;
+use doorman_relay::handover::hand_over;
+use doorman_relay::{RelayError, copy, relay as relay_streams};
+use doorman_wire::dial::Upgraded;
+use doorman_wire::tls::MaybeTls;
 use hyper_util::rt::TokioIo;
 use tokio_util::either::Either;
 
@@ -41,13 +41,13 @@ fn unwrap_keeping_secrets(io: Upgraded) -> Result<(ServerStream, Slot, Bytes), U
 /// A framed connection over an upgraded one, holding only the socket and
 /// the bytes read past the upgrade, not the HTTP layer's read buffer (8 KiB
 /// that an idle agent would otherwise keep for as long as it is connected).
-pub fn framed(io: Upgraded) -> doorman_proto::Connection<Either<Counted, Upgraded>> {
+pub fn framed(io: Upgraded) -> doorman_wire::Connection<Either<Counted, Upgraded>> {
     match unwrap(io) {
-        Ok((stream, slot, buffered)) => doorman_proto::Connection::with_buffered(
+        Ok((stream, slot, buffered)) => doorman_wire::Connection::with_buffered(
             Either::Left(Counted { stream, slot }),
             &buffered,
         ),
-        Err(io) => doorman_proto::Connection::new(Either::Right(io)),
+        Err(io) => doorman_wire::Connection::new(Either::Right(io)),
     }
 }
 
@@ -73,7 +73,7 @@ async fn relay(a: Upgraded, a_early: &[u8], b: Upgraded) -> Result<(u64, u64), R
 
 /// A forwarded connection's tunnel: when the agent takes the operator's
 /// TLS session over, the server hands it over first and then relays the
-/// two sockets, ciphertext and all (`doorman_proto::handover`); else
+/// two sockets, ciphertext and all (`doorman_relay::handover`); else
 /// [`relay`]. Bytes counted are then the records' bytes.
 pub async fn relay_tunnel(
     operator: Upgraded,

@@ -12,7 +12,7 @@
 //! connections are kept for the next emails, checked with NOOP before reuse.
 
 use crate::ServerError;
-use doorman_proto::cert_problem::{self, Peer};
+use doorman_wire::cert_problem::{self, Peer};
 use lettre::transport::smtp::authentication::{Credentials, DEFAULT_MECHANISMS};
 use lettre::transport::smtp::client::{
     AsyncSmtpConnection, AsyncTokioStream, Certificate, CertificateStore, TlsParameters,
@@ -133,8 +133,8 @@ impl SmtpRelay {
             ("smtps", _) => (
                 465,
                 Security::Implicit {
-                    config: doorman_proto::tls::client_config(ca).map_err(|e| match e {
-                        doorman_proto::tls::TlsError::NoRoots(_) => {
+                    config: doorman_wire::tls::client_config(ca).map_err(|e| match e {
+                        doorman_wire::tls::TlsError::NoRoots(_) => {
                             bad_ca("the system has none".into())
                         }
                         other => bad_ca(other.to_string()),
@@ -261,7 +261,7 @@ impl SmtpRelay {
 /// `ca` alone, or the system's.
 fn starttls_parameters(host: &str, ca: Option<&Path>) -> Result<TlsParameters, String> {
     let certificates = match ca {
-        Some(path) => doorman_proto::tls::load_certificates(path).map_err(|e| e.to_string())?,
+        Some(path) => doorman_wire::tls::load_certificates(path).map_err(|e| e.to_string())?,
         None => rustls_native_certs::load_native_certs().certs,
     };
     if certificates.is_empty() {

@@ -8,8 +8,8 @@ use crate::secrets;
 use axum::extract::{Path, Request, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use doorman_proto::handover::HANDOVER_HEADER;
-use doorman_proto::{AGENT_NAME_HEADER, UPGRADE_PROTOCOL};
+use doorman_relay::handover::HANDOVER_HEADER;
+use doorman_wire::{AGENT_NAME_HEADER, UPGRADE_PROTOCOL};
 use hyper_util::rt::TokioIo;
 use tokio_util::either::Either;
 
@@ -40,7 +40,7 @@ fn plain(status: StatusCode, message: &str) -> Response {
 /// Answers `101 Switching Protocols` and hands the upgraded stream to `serve`.
 pub(crate) fn switch<F, Fut>(state: &AppState, request: Request, serve: F) -> Response
 where
-    F: FnOnce(doorman_proto::dial::Upgraded) -> Fut + Send + 'static,
+    F: FnOnce(doorman_wire::dial::Upgraded) -> Fut + Send + 'static,
     Fut: std::future::Future<Output = ()> + Send + 'static,
 {
     switch_with(state, request, &[], serve)
@@ -54,7 +54,7 @@ fn switch_with<F, Fut>(
     serve: F,
 ) -> Response
 where
-    F: FnOnce(doorman_proto::dial::Upgraded) -> Fut + Send + 'static,
+    F: FnOnce(doorman_wire::dial::Upgraded) -> Fut + Send + 'static,
     Fut: std::future::Future<Output = ()> + Send + 'static,
 {
     let on_upgrade = hyper::upgrade::on(&mut request);
@@ -239,7 +239,7 @@ pub async fn tunnel(
         Err(response) => return response,
     };
     let target = headers
-        .get(doorman_proto::TARGET_HEADER)
+        .get(doorman_wire::TARGET_HEADER)
         .and_then(|v| v.to_str().ok())
         .unwrap_or_default()
         .to_string();
@@ -264,7 +264,7 @@ pub async fn tunnel(
         return plain(StatusCode::INTERNAL_SERVER_ERROR, "internal error");
     };
     let mut expected = state.broker.sessions.expect(&tunnel_id, &grant.computer);
-    let open = doorman_proto::message::ServerToAgent::OpenTunnel {
+    let open = doorman_wire::message::ServerToAgent::OpenTunnel {
         session_id: session,
         tunnel_id,
         target: target.clone(),

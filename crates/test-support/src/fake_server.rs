@@ -3,7 +3,7 @@
 //! asked for, and lets a test send whatever the real server never would, to
 //! pin what the agent enforces by itself.
 
-use doorman_proto::Connection;
+use doorman_wire::Connection;
 use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
@@ -39,7 +39,7 @@ impl FakeServer {
         } = self.accept().await;
         assert_eq!(path, "/v1/agent");
         connection
-            .write_message(&doorman_proto::message::ServerToAgent::Welcome {
+            .write_message(&doorman_wire::message::ServerToAgent::Welcome {
                 heartbeat_ms: None,
                 takes_status: false,
                 takes_refusals: true,
@@ -90,7 +90,7 @@ impl FakeServer {
 /// 20 s, or the test fails).
 pub async fn next_from<T>(
     control: &mut Connection<TcpStream>,
-    wanted: impl Fn(doorman_proto::message::AgentToServer) -> Option<T>,
+    wanted: impl Fn(doorman_wire::message::AgentToServer) -> Option<T>,
 ) -> T {
     let found = async {
         loop {
@@ -113,9 +113,9 @@ pub async fn next_from<T>(
 pub async fn offer(
     control: &mut Connection<TcpStream>,
     id: &str,
-    service: doorman_proto::message::Service,
-) -> doorman_proto::message::OfferReply {
-    use doorman_proto::message::{AgentToServer, ServerToAgent};
+    service: doorman_wire::message::Service,
+) -> doorman_wire::message::OfferReply {
+    use doorman_wire::message::{AgentToServer, ServerToAgent};
     control
         .write_message(&ServerToAgent::Offer {
             request_id: id.into(),

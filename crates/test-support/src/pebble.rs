@@ -97,7 +97,7 @@ impl Pebble {
     /// The body of `GET https://127.0.0.1:PORT/PATH`.
     async fn get(&self, port: u16, path: &str) -> String {
         let config =
-            doorman_proto::tls::client_config(Some(&self.certificates.ca)).expect("client config");
+            doorman_wire::tls::client_config(Some(&self.certificates.ca)).expect("client config");
         let tcp = tokio::net::TcpStream::connect(("127.0.0.1", port))
             .await
             .expect("reach pebble");

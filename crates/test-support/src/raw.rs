@@ -4,9 +4,9 @@
 //! dials `/v1/agent` with a computer's name and key, and then reads and
 //! writes only what the test does (so that it can stop reading).
 
-use doorman_proto::dial::Upgraded;
-use doorman_proto::message::ServerToOperator;
-use doorman_proto::{AGENT_NAME_HEADER, AGENT_PATH, CONNECT_PATH, Connection, Dialer};
+use doorman_wire::dial::Upgraded;
+use doorman_wire::message::ServerToOperator;
+use doorman_wire::{AGENT_NAME_HEADER, AGENT_PATH, CONNECT_PATH, Connection, Dialer};
 use hyper::header::{AUTHORIZATION, HeaderName, HeaderValue};
 use std::time::Duration;
 

@@ -34,7 +34,7 @@ pub enum SinkTls {
 impl SinkTls {
     /// `mode`, with the server certificate of `certs` (for `localhost`).
     pub fn new(mode: SmtpTls, certs: &crate::tls::TestCertificates) -> SinkTls {
-        let config = doorman_proto::tls::server_config(&certs.cert, &certs.key)
+        let config = doorman_certificates::server_config(&certs.cert, &certs.key)
             .expect("the sink's certificate");
         let acceptor = TlsAcceptor::from(config);
         match mode {

@@ -95,7 +95,8 @@ pub async fn loopback_pair_with<IO, A>(
 where
     A: Future<Output = std::io::Result<tokio_rustls::server::TlsStream<IO>>>,
 {
-    use doorman_proto::tls::{client_config, server_config};
+    use doorman_certificates::server_config;
+    use doorman_wire::tls::client_config;
     std::fs::create_dir_all(dir).expect("certificate directory");
     let certificates = generate(dir);
     let server = server_config(&certificates.cert, &certificates.key).expect("server config");
@@ -152,7 +153,7 @@ pub async fn https_post_form(
 /// server at `address` over TLS, and reads the response to its end.
 async fn https_exchange(address: std::net::SocketAddr, ca: Option<&Path>, request: &str) -> String {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let config = doorman_proto::tls::client_config(ca).expect("client config");
+    let config = doorman_wire::tls::client_config(ca).expect("client config");
     let tcp = tokio::net::TcpStream::connect(address)
         .await
         .expect("connect");
@@ -175,7 +176,7 @@ pub async fn handshake(
     ca: &Path,
     name: &str,
 ) -> std::io::Result<()> {
-    let config = doorman_proto::tls::client_config(Some(ca)).map_err(std::io::Error::other)?;
+    let config = doorman_wire::tls::client_config(Some(ca)).map_err(std::io::Error::other)?;
     let name = tokio_rustls::rustls::pki_types::ServerName::try_from(name.to_string())
         .map_err(std::io::Error::other)?;
     let tcp = tokio::net::TcpStream::connect(address).await?;

@@ -10,9 +10,9 @@ use crate::session;
 use crate::settings_file;
 use doorman_core::Outcome;
 use doorman_core::passkey::Assertion;
-use doorman_proto::connection::{FrameReader, FrameWriter};
-use doorman_proto::dial::Upgraded;
-use doorman_proto::message::{
+use doorman_wire::connection::{FrameReader, FrameWriter};
+use doorman_wire::dial::Upgraded;
+use doorman_wire::message::{
     AgentToServer, ComputerStatus, DEFAULT_WRITE_DEADLINE, ServerToAgent, Service, silence_limit,
     write_deadline,
 };

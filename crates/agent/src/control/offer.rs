@@ -8,7 +8,7 @@ use crate::memory::{AwaitedOffer, Full, Memory};
 use crate::notify::Visitor;
 use crate::settings_file;
 use doorman_core::LocalConsent;
-use doorman_proto::message::{OfferReply, Service};
+use doorman_wire::message::{OfferReply, Service};
 use std::path::Path;
 use std::sync::Arc;
 use std::time::Instant;

@@ -9,7 +9,7 @@ use crate::notify::{self, Event};
 use crate::verdict::{Refusal, Settled, Verdict};
 use doorman_core::Outcome;
 use doorman_core::passkey::Assertion;
-use doorman_proto::message::{AgentToServer, SessionEnd};
+use doorman_wire::message::{AgentToServer, SessionEnd};
 use std::time::Instant;
 
 impl Acting<'_> {

@@ -13,13 +13,11 @@ use super::place::Roots;
 use super::receive::{self, Current};
 use super::send::Sender;
 use crate::error::SessionError;
-use doorman_proto::ConnectionError;
-use doorman_proto::connection::{FrameReader, FrameWriter, decode_message};
-use doorman_proto::frame::Frame;
-use doorman_proto::message::files::MAX_LISTED;
-use doorman_proto::message::{
-    CopyDirection, CopyJob, FileMessage, ListEntry, SessionEnd, WirePath,
-};
+use doorman_wire::ConnectionError;
+use doorman_wire::connection::{FrameReader, FrameWriter, decode_message};
+use doorman_wire::frame::Frame;
+use doorman_wire::message::files::MAX_LISTED;
+use doorman_wire::message::{CopyDirection, CopyJob, FileMessage, ListEntry, SessionEnd, WirePath};
 use tokio::io::{AsyncRead, AsyncWrite};
 
 /// How much of a frame one part of a listing fills at most, by its own

@@ -15,8 +15,8 @@ mod tests;
 
 use crate::error::{LinkError, SessionError};
 use doorman_core::AgentSettings;
-use doorman_proto::connection::{Connection, FrameWriter};
-use doorman_proto::message::{CopyDirection, CopyJob, SessionEnd, SessionMessage};
+use doorman_wire::connection::{Connection, FrameWriter};
+use doorman_wire::message::{CopyDirection, CopyJob, SessionEnd, SessionMessage};
 use place::Roots;
 use tokio::io::{AsyncRead, AsyncWrite};
 

@@ -10,11 +10,11 @@
 use super::Tally;
 use super::place::{Kept, Place, PlaceError, Roots};
 use crate::error::{LinkError, SessionError};
-use doorman_proto::connection::{FrameReader, FrameWriter, decode_message};
-use doorman_proto::copying::{hash_all, hex};
-use doorman_proto::frame::Frame;
-use doorman_proto::message::files::{human_size, plural};
-use doorman_proto::message::{CopyJob, FileMessage, SessionEnd, WirePath};
+use doorman_wire::connection::{FrameReader, FrameWriter, decode_message};
+use doorman_wire::copying::{hash_all, hex};
+use doorman_wire::frame::Frame;
+use doorman_wire::message::files::{human_size, plural};
+use doorman_wire::message::{CopyJob, FileMessage, SessionEnd, WirePath};
 use std::io::Write;
 use std::path::Component;
 use tokio::io::{AsyncRead, AsyncWrite};

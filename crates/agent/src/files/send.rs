@@ -6,10 +6,10 @@
 use super::Tally;
 use super::place::{Place, Roots};
 use crate::error::{LinkError, SessionError};
-use doorman_proto::connection::{ConnectionError, FrameReader, FrameWriter};
-use doorman_proto::copying::{hex, resume_from, send_bytes};
-use doorman_proto::frame::Frame;
-use doorman_proto::message::{CopyDirection, CopyJob, FileMessage, SessionEnd, WirePath};
+use doorman_wire::connection::{ConnectionError, FrameReader, FrameWriter};
+use doorman_wire::copying::{hex, resume_from, send_bytes};
+use doorman_wire::frame::Frame;
+use doorman_wire::message::{CopyDirection, CopyJob, FileMessage, SessionEnd, WirePath};
 use std::collections::HashSet;
 use tokio::io::{AsyncRead, AsyncWrite};
 

@@ -315,9 +315,9 @@ impl tokio::io::AsyncWrite for Meddler {
 /// operator discards what it got) and counted as failed; the copy goes on.
 #[tokio::test]
 async fn a_file_that_changes_while_it_is_read_is_given_up_alone() {
-    use doorman_proto::connection::{FrameReader, FrameWriter, decode_message};
-    use doorman_proto::frame::Frame;
-    use doorman_proto::message::{CopyDirection, CopyJob, FileMessage, SessionMessage, WirePath};
+    use doorman_wire::connection::{FrameReader, FrameWriter, decode_message};
+    use doorman_wire::frame::Frame;
+    use doorman_wire::message::{CopyDirection, CopyJob, FileMessage, SessionMessage, WirePath};
     let folders = folders();
     let roots = roots(&folders);
     let big = folders.shared.join("growing.log");
@@ -347,7 +347,7 @@ async fn a_file_that_changes_while_it_is_read_is_given_up_alone() {
         .unwrap();
     assert_eq!(
         end,
-        doorman_proto::message::SessionEnd::Copied {
+        doorman_wire::message::SessionEnd::Copied {
             files: 1,
             bytes: 6,
             failed: 1

@@ -3,9 +3,9 @@
 
 use doorman_agent::consent::{ConsentRequest, ConsentResponse};
 use doorman_core::{Decision, Outcome};
-use doorman_proto::message::{AgentToServer, OfferReply, ServerToAgent, Service, SessionMessage};
-use doorman_proto::{Connection, Frame};
 use doorman_test_support::fake_server::{Accepted, FakeServer, next_from, offer};
+use doorman_wire::message::{AgentToServer, OfferReply, ServerToAgent, Service, SessionMessage};
+use doorman_wire::{Connection, Frame};
 use tokio::net::TcpStream;
 
 const KEY: &str = "dak_AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA";
@@ -101,7 +101,7 @@ async fn an_empty_command_is_refused_without_a_panic() {
     while let Ok(Some(frame)) = connection.read_frame().await {
         if let Frame::Message(payload) = frame {
             said.push(
-                doorman_proto::connection::decode_message::<SessionMessage>(&payload).unwrap(),
+                doorman_wire::connection::decode_message::<SessionMessage>(&payload).unwrap(),
             );
         }
     }

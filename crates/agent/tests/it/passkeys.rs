@@ -7,11 +7,11 @@
 use doorman_core::Outcome;
 use doorman_core::passkey::soft::SoftPasskey;
 use doorman_core::passkey::{Assertion, ChallengeParts};
-use doorman_proto::Connection;
-use doorman_proto::message::{
+use doorman_test_support::fake_server::{FakeServer, next_from, offer};
+use doorman_wire::Connection;
+use doorman_wire::message::{
     AgentToServer, OfferReply, PasskeyRequirement, ServerToAgent, Service,
 };
-use doorman_test_support::fake_server::{FakeServer, next_from, offer};
 use tokio::net::TcpStream;
 
 const KEY: &str = "dak_AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA";

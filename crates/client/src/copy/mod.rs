@@ -12,10 +12,10 @@ mod send;
 
 use crate::error::exit;
 use crate::{ConnectError, Progress};
-use doorman_proto::connection::{Connection, ConnectionError, FrameWriter, decode_message};
-use doorman_proto::dial::Upgraded;
-use doorman_proto::frame::Frame;
-use doorman_proto::message::{FileMessage, SessionMessage, WirePath};
+use doorman_wire::connection::{Connection, ConnectionError, FrameWriter, decode_message};
+use doorman_wire::dial::Upgraded;
+use doorman_wire::frame::Frame;
+use doorman_wire::message::{FileMessage, SessionMessage, WirePath};
 use plan::{CopyPlan, LocalSide};
 use receive::{Received, Receiver};
 use report::CopyReport;

@@ -6,8 +6,8 @@
 
 use crate::ConnectError;
 use doorman_core::names::validate_name;
-use doorman_proto::message::files::MAX_COPY_PATHS;
-use doorman_proto::message::{CopyDirection, CopyJob, WirePath};
+use doorman_wire::message::files::MAX_COPY_PATHS;
+use doorman_wire::message::{CopyDirection, CopyJob, WirePath};
 use std::ffi::{OsStr, OsString};
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};

@@ -8,8 +8,8 @@
 
 use super::part::PartFile;
 use super::plan::LocalSide;
-use doorman_proto::copying::{hash_all, hex};
-use doorman_proto::message::{CopyJob, FileMessage, WirePath};
+use doorman_wire::copying::{hash_all, hex};
+use doorman_wire::message::{CopyJob, FileMessage, WirePath};
 use std::ffi::{OsStr, OsString};
 use std::io::Write;
 use std::path::{Component, Path, PathBuf};
@@ -391,7 +391,7 @@ fn set_mtime(file: &std::fs::File, secs: i64) -> std::io::Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use doorman_proto::message::CopyDirection;
+    use doorman_wire::message::CopyDirection;
 
     fn receiving(dest: &Path, sources: &[&str], recursive: bool) -> Receiver {
         let job = CopyJob {

@@ -4,7 +4,7 @@
 
 use crate::Progress;
 use doorman_core::display::hidden_kind;
-use doorman_proto::message::files::{human_size, plural};
+use doorman_wire::message::files::{human_size, plural};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use serde_json::json;
 

@@ -3,10 +3,10 @@
 //! or cannot be read, is given up alone and counted as failed here.
 
 use super::plan::{Entry, EntryKind};
-use doorman_proto::connection::{ConnectionError, FrameWriter};
-use doorman_proto::copying::{hex, resume_from, send_bytes};
-use doorman_proto::frame::Frame;
-use doorman_proto::message::{FileMessage, WirePath};
+use doorman_wire::connection::{ConnectionError, FrameWriter};
+use doorman_wire::copying::{hex, resume_from, send_bytes};
+use doorman_wire::frame::Frame;
+use doorman_wire::message::{FileMessage, WirePath};
 use std::os::unix::fs::MetadataExt;
 use tokio::io::AsyncWrite;
 use tokio::sync::mpsc::{Receiver, UnboundedSender};

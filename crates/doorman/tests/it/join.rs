@@ -252,7 +252,7 @@ async fn over_tls_the_join_url_pins_the_private_ca_of_tls_init() {
     let ca = dir.path().join("lab/agent.ca.pem");
     assert!(out.contains(&ca.display().to_string()), "{out}");
     assert_eq!((mode(&config), mode(&ca)), (0o600, 0o600));
-    let load = doorman_proto::tls::load_certificates;
+    let load = doorman_wire::tls::load_certificates;
     assert_eq!(load(&ca).unwrap(), load(&data.join("tls/ca.pem")).unwrap());
     let text = std::fs::read_to_string(&config).unwrap();
     assert!(text.contains("ca = \"agent.ca.pem\""), "{text}");

@@ -3,9 +3,9 @@
 //! server and agent write stays theirs whatever the umask.
 
 use doorman_core::Outcome;
-use doorman_proto::message::ServerToAgent;
 use doorman_test_support::fake_server::FakeServer;
 use doorman_test_support::process::{Process, listening_address};
+use doorman_wire::message::ServerToAgent;
 use reqwest::StatusCode;
 use std::path::Path;
 

@@ -4,7 +4,7 @@
 //! handful of requests per certificate, so nothing is pooled.
 
 use bytes::Bytes;
-use doorman_proto::cert_problem::{self, Peer};
+use doorman_wire::cert_problem::{self, Peer};
 use http_body_util::BodyExt;
 use hyper::Request;
 use hyper_util::rt::TokioIo;
@@ -168,7 +168,7 @@ mod tests {
         let certificates = doorman_test_support::tls::generate(&dir.path().join("acme"));
         let other = doorman_test_support::tls::generate(&dir.path().join("other"));
         let server =
-            doorman_proto::tls::server_config(&certificates.cert, &certificates.key).unwrap();
+            doorman_certificates::server_config(&certificates.cert, &certificates.key).unwrap();
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let port = listener.local_addr().unwrap().port();
         tokio::spawn(async move {
@@ -176,7 +176,7 @@ mod tests {
                 let _ = tokio_rustls::TlsAcceptor::from(server).accept(tcp).await;
             }
         });
-        let client = doorman_proto::tls::client_config(Some(&other.ca)).unwrap();
+        let client = doorman_wire::tls::client_config(Some(&other.ca)).unwrap();
         let request = Request::get(format!("https://localhost:{port}/directory"))
             .body(BodyWrapper::from(Vec::new()))
             .unwrap();
@@ -201,7 +201,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let certificates = doorman_test_support::tls::generate(dir.path());
         let server =
-            doorman_proto::tls::server_config(&certificates.cert, &certificates.key).unwrap();
+            doorman_certificates::server_config(&certificates.cert, &certificates.key).unwrap();
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let port = listener.local_addr().unwrap().port();
         let serving = tokio::spawn(async move {
@@ -223,7 +223,7 @@ mod tests {
             }
             sent
         });
-        let client = doorman_proto::tls::client_config(Some(&certificates.ca)).unwrap();
+        let client = doorman_wire::tls::client_config(Some(&certificates.ca)).unwrap();
         let request = Request::get(format!("https://localhost:{port}/directory"))
             .body(BodyWrapper::from(Vec::new()))
             .unwrap();

@@ -84,12 +84,12 @@ pub struct Acme {
 }
 
 impl Acme {
-    pub fn new(settings: AcmeSettings) -> Result<Self, doorman_proto::tls::TlsError> {
-        let client = doorman_proto::tls::client_config(settings.ca.as_deref())?;
+    pub fn new(settings: AcmeSettings) -> Result<Self, doorman_wire::tls::TlsError> {
+        let client = doorman_wire::tls::client_config(settings.ca.as_deref())?;
         let http = http::AcmeHttp::new(client, settings.ca.as_deref());
         let served = Arc::new(ServedCertificate::default());
         let tls = served::server_config(Arc::clone(&served))
-            .map_err(|e| doorman_proto::tls::TlsError::Config(e.to_string()))?;
+            .map_err(|e| doorman_wire::tls::TlsError::Config(e.to_string()))?;
         Ok(Self {
             settings,
             served,

@@ -75,7 +75,7 @@ pub fn server_config(
         .with_no_client_auth()
         .with_cert_resolver(served);
     config.alpn_protocols = vec![b"http/1.1".to_vec(), ACME_TLS_ALPN.to_vec()];
-    doorman_proto::handover::keep_secrets(&mut config);
+    doorman_relay::handover::keep_secrets(&mut config);
     Ok(Arc::new(config))
 }
 

@@ -8,7 +8,7 @@ use crate::store::ComputerId;
 use doorman_core::Decision;
 use doorman_core::authorization::Event;
 use doorman_core::limits::MAX_NAME_LEN;
-use doorman_proto::message::{AgentToServer, SessionEnd};
+use doorman_wire::message::{AgentToServer, SessionEnd};
 use std::sync::Arc;
 
 impl<W> Served<W> {
@@ -25,7 +25,7 @@ impl<W> Served<W> {
                 // As many as one browsing session may name.
                 status
                     .files
-                    .truncate(doorman_proto::message::files::MAX_COPY_PATHS);
+                    .truncate(doorman_wire::message::files::MAX_COPY_PATHS);
                 broker.agents.set_status(name, self.link_id, status);
             }
             AgentToServer::OfferReply { request_id, reply } => {

@@ -5,7 +5,7 @@
 //! what it missed).
 
 use super::lock;
-use doorman_proto::message::{ComputerStatus, OfferReply, ServerToAgent};
+use doorman_wire::message::{ComputerStatus, OfferReply, ServerToAgent};
 use std::collections::HashMap;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -281,7 +281,7 @@ impl AgentRegistry {
 #[cfg(test)]
 mod tests {
     use super::{AgentRegistry, OfferError, QUEUE};
-    use doorman_proto::message::ServerToAgent;
+    use doorman_wire::message::ServerToAgent;
 
     #[tokio::test]
     async fn a_message_that_finds_the_queue_full_waits_for_nothing_and_drops_the_agent() {

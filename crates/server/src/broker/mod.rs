@@ -24,7 +24,7 @@ use crate::store::transitions::transition_audit;
 use crate::store::{AuditEvent, Block, ComputerId, Millis, RequestRow, Store, StoreError};
 use doorman_core::authorization::{Event, PendingRequest, Step, Unchanged};
 use doorman_core::{AuditKind, CancelCause, Outcome, Request};
-use doorman_proto::message::{DeliveryState, ServerToAgent, ServerToOperator};
+use doorman_wire::message::{DeliveryState, ServerToAgent, ServerToOperator};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 use tokio::sync::Notify;

@@ -3,8 +3,8 @@
 //! operators may open tunnels.
 
 use super::lock;
-use doorman_proto::dial::Upgraded;
-use doorman_proto::message::SessionEnd;
+use doorman_wire::dial::Upgraded;
+use doorman_wire::message::SessionEnd;
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -15,7 +15,7 @@ use tokio::sync::{oneshot, watch};
 pub struct AgentConnection {
     pub io: Upgraded,
     /// The agent offered to take a forwarded connection's TLS session over
-    /// and was told yes (`doorman_proto::handover`).
+    /// and was told yes (`doorman_relay::handover`).
     pub takes_over: bool,
 }
 

@@ -3,7 +3,7 @@
 
 use super::lock;
 use doorman_core::Outcome;
-use doorman_proto::message::ServerToOperator;
+use doorman_wire::message::ServerToOperator;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use tokio::sync::{broadcast, watch};

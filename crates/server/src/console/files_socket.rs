@@ -13,7 +13,7 @@
 //! `file_failed`.
 
 use crate::broker::Broker;
-use doorman_proto::message::{CopyDirection, CopyJob, FileMessage, WirePath};
+use doorman_wire::message::{CopyDirection, CopyJob, FileMessage, WirePath};
 
 /// The longest request the browser may make: a path of 4096 bytes in
 /// base64, with room to spare. A longer text is no request of the Files

@@ -20,7 +20,7 @@ use axum::extract::{Form, Path, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{Html, IntoResponse, Redirect, Response};
 use doorman_core::access::{ServiceKind, permits};
-use doorman_proto::message::ComputerStatus;
+use doorman_wire::message::ComputerStatus;
 use serde::{Deserialize, Serialize};
 pub use sessions::{ConsoleSessions, SignedIn};
 
@@ -63,7 +63,7 @@ fn cookie_name(state: &AppState) -> &'static str {
 }
 
 fn cookie_value<'h>(state: &AppState, headers: &'h HeaderMap) -> Option<&'h str> {
-    doorman_proto::cookie::value(headers, cookie_name(state))
+    doorman_wire::cookie::value(headers, cookie_name(state))
 }
 
 /// The operator signed in with this request's cookie, while its token is

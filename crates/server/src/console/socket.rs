@@ -19,9 +19,9 @@ use axum::extract::{Query, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
-use doorman_proto::connection::Connection;
-use doorman_proto::frame::{Frame, MAX_PAYLOAD_LEN};
-use doorman_proto::message::{OperatorMessage, Service, SessionMessage};
+use doorman_wire::connection::Connection;
+use doorman_wire::frame::{Frame, MAX_PAYLOAD_LEN};
+use doorman_wire::message::{OperatorMessage, Service, SessionMessage};
 use futures_util::{SinkExt, StreamExt};
 use serde::Deserialize;
 use std::net::IpAddr;
@@ -261,11 +261,11 @@ fn is_session_start(message: &str) -> bool {
 }
 
 async fn send_input(
-    writer: &mut doorman_proto::connection::FrameWriter<
+    writer: &mut doorman_wire::connection::FrameWriter<
         tokio::io::WriteHalf<tokio::io::DuplexStream>,
     >,
     bytes: Bytes,
-) -> Result<(), doorman_proto::ConnectionError> {
+) -> Result<(), doorman_wire::ConnectionError> {
     for chunk in bytes.chunks(MAX_PAYLOAD_LEN) {
         writer
             .write_frame(&Frame::Stdin(Bytes::copy_from_slice(chunk)))

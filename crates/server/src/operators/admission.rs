@@ -15,8 +15,8 @@ use doorman_core::limits::{
 use doorman_core::names::{validate_name, validate_reason};
 use doorman_core::settings::{validate_forward_target, validate_recipient};
 use doorman_core::{AuditKind, Revoked};
-use doorman_proto::message::files::MAX_COPY_PATHS;
-use doorman_proto::message::{CopyDirection, CopyJob, Service};
+use doorman_wire::message::files::MAX_COPY_PATHS;
+use doorman_wire::message::{CopyDirection, CopyJob, Service};
 
 pub(super) fn validate_ask(computer: &str, reason: &str, service: &Service) -> Result<(), String> {
     validate_name(computer).map_err(|e| format!("computer name {e}"))?;
@@ -222,7 +222,7 @@ pub(super) async fn still_permitted(broker: &Broker, ask: &Ask<'_>) -> Option<Re
 mod tests {
     use super::{validate_agent_answer, validate_copy};
     use doorman_core::limits::MAX_COMMAND_BYTES;
-    use doorman_proto::message::{CopyDirection, CopyJob, WirePath};
+    use doorman_wire::message::{CopyDirection, CopyJob, WirePath};
 
     #[test]
     fn a_copy_names_no_more_than_a_commands_worth_of_paths() {

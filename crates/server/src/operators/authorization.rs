@@ -13,8 +13,8 @@ use doorman_core::authorization::{Event, seconds_left};
 use doorman_core::display::counted;
 use doorman_core::mask::mask_address;
 use doorman_core::{CancelCause, LocalConsent, Outcome};
-use doorman_proto::connection::Connection;
-use doorman_proto::message::{
+use doorman_wire::connection::Connection;
+use doorman_wire::message::{
     PasskeyRequirement, Refusal, ServerToAgent, ServerToOperator, Service,
 };
 use std::sync::Arc;

@@ -19,8 +19,8 @@ use crate::relay::OperatorStream;
 use crate::secrets;
 use crate::store::{AuditEvent, ComputerId, OperatorId, OperatorIdentity, StoreError};
 use doorman_core::AuditKind;
-use doorman_proto::connection::Connection;
-use doorman_proto::message::{OperatorMessage, Refusal, ServerToOperator, Service, write_deadline};
+use doorman_wire::connection::Connection;
+use doorman_wire::message::{OperatorMessage, Refusal, ServerToOperator, Service, write_deadline};
 use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::Duration;
@@ -32,7 +32,7 @@ const CONNECT_MESSAGE_TIMEOUT: Duration = Duration::from_secs(30);
 #[derive(Debug, thiserror::Error)]
 enum OperatorError {
     #[error(transparent)]
-    Connection(#[from] doorman_proto::ConnectionError),
+    Connection(#[from] doorman_wire::ConnectionError),
     #[error(transparent)]
     Store(#[from] StoreError),
     #[error(transparent)]
@@ -85,11 +85,11 @@ pub async fn serve(
             Err(OperatorError::Connection(error)) if error.is_hang_up() => {
                 tracing::info!("operator hung up (Ctrl-C, or its network went away)");
             }
-            Err(OperatorError::Connection(error @ doorman_proto::ConnectionError::Io(_))) => {
+            Err(OperatorError::Connection(error @ doorman_wire::ConnectionError::Io(_))) => {
                 tracing::info!(%error, "operator connection lost");
             }
             Err(OperatorError::Connection(
-                error @ doorman_proto::ConnectionError::WriteStalled(_),
+                error @ doorman_wire::ConnectionError::WriteStalled(_),
             )) => {
                 tracing::info!(%error, "operator stopped reading; its connection was dropped");
             }

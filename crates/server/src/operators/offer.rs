@@ -11,8 +11,8 @@ use crate::broker::{Broker, ExpectedSession, OfferError};
 use crate::relay::OperatorStream;
 use crate::secrets;
 use doorman_core::AuditKind;
-use doorman_proto::connection::Connection;
-use doorman_proto::message::{OfferReply, Refusal, ServerToAgent, ServerToOperator, Service};
+use doorman_wire::connection::Connection;
+use doorman_wire::message::{OfferReply, Refusal, ServerToAgent, ServerToOperator, Service};
 use std::sync::Arc;
 
 /// A connect: checks it, asks the agent, and goes on as the agent answers.

@@ -8,8 +8,8 @@ use crate::relay::OperatorStream;
 use doorman_core::Outcome;
 use doorman_core::authorization::seconds_left;
 use doorman_core::mask::mask_address;
-use doorman_proto::connection::Connection;
-use doorman_proto::message::{Refusal, ServerToOperator, Service};
+use doorman_wire::connection::Connection;
+use doorman_wire::message::{Refusal, ServerToOperator, Service};
 use std::sync::Arc;
 
 /// An operator reconnecting (after losing its connection, e.g. to a server

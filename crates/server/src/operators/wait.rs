@@ -13,8 +13,8 @@ use crate::relay::OperatorStream;
 use crate::store::Millis;
 use doorman_core::authorization::Event;
 use doorman_core::{CancelCause, Outcome, Revoked};
-use doorman_proto::connection::Connection;
-use doorman_proto::message::{OperatorMessage, Refusal, ServerToOperator};
+use doorman_wire::connection::Connection;
+use doorman_wire::message::{OperatorMessage, Refusal, ServerToOperator};
 use std::sync::Arc;
 use tokio::sync::broadcast;
 

@@ -7,8 +7,8 @@
 //! a recording cut short after any chunk is still readable. Pure: no I/O.
 
 use bytes::BytesMut;
-use doorman_proto::frame::Frame;
-use doorman_proto::message::SessionMessage;
+use doorman_wire::frame::Frame;
+use doorman_wire::message::SessionMessage;
 use flate2::Compression;
 use flate2::write::GzEncoder;
 use std::io::Write;

@@ -9,7 +9,7 @@ use super::{
 };
 use doorman_core::access::{ComputerPattern, Grant, ServiceKind, ServiceSet, permits};
 use doorman_core::{AuditKind, CancelCause, Revoked};
-use doorman_proto::message::Service;
+use doorman_wire::message::Service;
 use sqlx::{AnyConnection, Row};
 
 /// One grant, with its operator, as `doorman admin access list` shows it.

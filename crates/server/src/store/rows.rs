@@ -46,7 +46,7 @@ pub struct RequestRow {
     pub max_session_seconds: u32,
     /// What approvals must be made with, when the computer requires
     /// passkeys.
-    pub passkey: Option<doorman_proto::message::PasskeyRequirement>,
+    pub passkey: Option<doorman_wire::message::PasskeyRequirement>,
     pub local_consent: LocalConsent,
     /// The local Allow, once given.
     pub local_approval: Option<Approval>,

@@ -129,7 +129,7 @@ async fn raw_get(world: &World, path: &str, headers: &str) -> String {
 async fn a_request_with_two_host_headers_is_refused() {
     let world = World::start().await;
     let public = world.address.to_string();
-    for path in ["/outbox", "/console", doorman_proto::CONNECT_PATH] {
+    for path in ["/outbox", "/console", doorman_wire::CONNECT_PATH] {
         for hosts in [
             format!("Host: {public}\r\nHost: evil.example\r\n"),
             format!("Host: {public}\r\nHost: {public}\r\n"),

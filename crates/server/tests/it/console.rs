@@ -219,7 +219,7 @@ async fn another_site_cannot_sign_anyone_in_or_out() {
 async fn over_tls_the_cookie_is_secure_and_host_only() {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let world = World::builder().tls().start().await;
-    let config = doorman_proto::tls::client_config(world.ca.as_deref()).unwrap();
+    let config = doorman_wire::tls::client_config(world.ca.as_deref()).unwrap();
     let tcp = tokio::net::TcpStream::connect(world.address).await.unwrap();
     let name = rustls::pki_types::ServerName::try_from("localhost").unwrap();
     let mut tls = tokio_rustls::TlsConnector::from(config)

@@ -6,11 +6,11 @@
 //! that stops reading while still alive (issue 26): it is dropped within
 //! the write deadline, and nothing waits on it meanwhile.
 
-use doorman_proto::message::{AgentToServer, Refusal, ServerToAgent, ServerToOperator};
 use doorman_test_support::World;
 use doorman_test_support::front::Front;
 use doorman_test_support::raw;
 use doorman_test_support::world::extract_nonce;
+use doorman_wire::message::{AgentToServer, Refusal, ServerToAgent, ServerToOperator};
 use std::sync::Arc;
 use std::time::Duration;
 

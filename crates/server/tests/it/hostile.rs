@@ -99,7 +99,7 @@ async fn over_tls_a_head_never_finished_after_the_handshake_is_closed_too() {
         .connections(limits(1000, 1000, Duration::from_millis(300)))
         .start()
         .await;
-    let config = doorman_proto::tls::client_config(world.ca.as_deref()).unwrap();
+    let config = doorman_wire::tls::client_config(world.ca.as_deref()).unwrap();
     let tcp = from(1, world.address).await;
     let name = rustls::pki_types::ServerName::try_from("127.0.0.1").unwrap();
     let mut tls = tokio_rustls::TlsConnector::from(config)
@@ -114,7 +114,7 @@ async fn over_tls_a_head_never_finished_after_the_handshake_is_closed_too() {
 /// Makes a TLS session over `tcp` and sends a whole request: whether an
 /// HTTP response came back.
 async fn tls_request(world: &World, tcp: TcpStream) -> bool {
-    let config = doorman_proto::tls::client_config(world.ca.as_deref()).unwrap();
+    let config = doorman_wire::tls::client_config(world.ca.as_deref()).unwrap();
     let name = rustls::pki_types::ServerName::try_from("127.0.0.1").unwrap();
     let Ok(mut tls) = tokio_rustls::TlsConnector::from(config)
         .connect(name, tcp)
@@ -237,20 +237,20 @@ async fn the_server_holds_at_most_its_limit_of_connections() {
 /// (and agent name): the refusal's status, or 101.
 async fn dial_status(world: &World, path: &str, credential: &str, agent: Option<&str>) -> u16 {
     use hyper::header::{AUTHORIZATION, HeaderName, HeaderValue};
-    let dialer = doorman_proto::Dialer::new(&world.url, None).unwrap();
+    let dialer = doorman_wire::Dialer::new(&world.url, None).unwrap();
     let mut headers = vec![(
         AUTHORIZATION,
         HeaderValue::from_str(&format!("Bearer {credential}")).unwrap(),
     )];
     if let Some(name) = agent {
         headers.push((
-            HeaderName::from_static(doorman_proto::AGENT_NAME_HEADER),
+            HeaderName::from_static(doorman_wire::AGENT_NAME_HEADER),
             HeaderValue::from_str(name).unwrap(),
         ));
     }
     match dialer.dial(path, &headers).await {
         Ok(_) => 101,
-        Err(doorman_proto::DialError::Refused { status, .. }) => status.as_u16(),
+        Err(doorman_wire::DialError::Refused { status, .. }) => status.as_u16(),
         Err(other) => panic!("{other}"),
     }
 }
@@ -261,13 +261,13 @@ async fn wrong_tokens_and_keys_are_limited_and_audited_per_minute_and_right_ones
     let wrong = format!("dop_{}", "A".repeat(43));
     let mut statuses = Vec::new();
     for _ in 0..30 {
-        statuses.push(dial_status(&world, doorman_proto::CONNECT_PATH, &wrong, None).await);
+        statuses.push(dial_status(&world, doorman_wire::CONNECT_PATH, &wrong, None).await);
     }
     assert!(statuses[..20].iter().all(|s| *s == 401), "{statuses:?}");
     assert!(statuses[20..].iter().all(|s| *s == 429), "{statuses:?}");
     let key = format!("dak_{}", "B".repeat(43));
     assert_eq!(
-        dial_status(&world, doorman_proto::AGENT_PATH, &key, Some("pc")).await,
+        dial_status(&world, doorman_wire::AGENT_PATH, &key, Some("pc")).await,
         429
     );
     // The right token from the same address still gets in.

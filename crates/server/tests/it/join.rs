@@ -310,9 +310,7 @@ async fn over_tls_the_computer_trusts_the_server_through_the_pinned_ca_alone() {
         .await;
     let url = invite(&world, "lab-pc", DAY).await;
     let ca = world.ca.clone().expect("a TLS world's CA");
-    let der = doorman_proto::tls::load_certificates(&ca)
-        .unwrap()
-        .remove(0);
+    let der = doorman_wire::tls::load_certificates(&ca).unwrap().remove(0);
     let digest = ring::digest::digest(&ring::digest::SHA256, der.as_ref());
     assert_eq!(
         url.ca_sha256().expect("the URL pins the CA").as_slice(),
@@ -343,7 +341,7 @@ async fn over_tls_the_computer_trusts_the_server_through_the_pinned_ca_alone() {
     assert_eq!(joined.unwrap(), "lab-pc");
     let written_ca = config.with_file_name("agent.ca.pem");
     assert_eq!(
-        doorman_proto::tls::load_certificates(&written_ca).unwrap(),
+        doorman_wire::tls::load_certificates(&written_ca).unwrap(),
         vec![der]
     );
     assert_eq!((mode(&config), mode(&written_ca)), (0o600, 0o600));

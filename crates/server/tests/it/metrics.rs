@@ -62,10 +62,10 @@ async fn a_scrape_after_the_story_shows_what_happened() {
     // A wrong operator token.
     let wrong = world
         .http
-        .get(format!("{}{}", world.url, doorman_proto::CONNECT_PATH))
+        .get(format!("{}{}", world.url, doorman_wire::CONNECT_PATH))
         .header("authorization", "Bearer dop_wrong")
         .header("connection", "upgrade")
-        .header("upgrade", doorman_proto::UPGRADE_PROTOCOL)
+        .header("upgrade", doorman_wire::UPGRADE_PROTOCOL)
         .send()
         .await
         .unwrap();

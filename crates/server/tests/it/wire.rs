@@ -5,10 +5,10 @@
 //! past it.
 
 use doorman_core::AuditKind;
-use doorman_proto::message::{Refusal, ServerToOperator};
 use doorman_test_support::World;
 use doorman_test_support::raw::{connect, first_answer};
 use doorman_test_support::world::COMPUTER;
+use doorman_wire::message::{Refusal, ServerToOperator};
 use serde_json::json;
 
 fn command(argv: Vec<String>) -> serde_json::Value {

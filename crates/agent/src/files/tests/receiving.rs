@@ -4,9 +4,9 @@
 use super::super::place::Roots;
 use super::{folders, names, roots};
 use bytes::Bytes;
-use doorman_proto::connection::{FrameReader, FrameWriter, decode_message};
-use doorman_proto::frame::Frame;
-use doorman_proto::message::{CopyDirection, CopyJob, FileMessage, SessionEnd, WirePath};
+use doorman_wire::connection::{FrameReader, FrameWriter, decode_message};
+use doorman_wire::frame::Frame;
+use doorman_wire::message::{CopyDirection, CopyJob, FileMessage, SessionEnd, WirePath};
 
 fn job(files: u64, bytes: u64, recursive: bool, resume: bool) -> CopyJob {
     CopyJob {
@@ -27,7 +27,7 @@ fn message(message: &FileMessage) -> Frame {
 }
 
 fn sha256(bytes: &[u8]) -> String {
-    doorman_proto::copying::hex(ring::digest::digest(&ring::digest::SHA256, bytes).as_ref())
+    doorman_wire::copying::hex(ring::digest::digest(&ring::digest::SHA256, bytes).as_ref())
 }
 
 fn announce(name: &[u8], size: u64) -> Frame {

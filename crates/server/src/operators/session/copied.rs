@@ -10,7 +10,7 @@
 use super::super::{Ask, audit};
 use crate::broker::Broker;
 use doorman_core::AuditKind;
-use doorman_proto::message::{CopyDirection, Service, WirePath};
+use doorman_wire::message::{CopyDirection, Service, WirePath};
 use std::sync::Mutex;
 use tokio::sync::Notify;
 

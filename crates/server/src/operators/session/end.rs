@@ -6,7 +6,7 @@
 
 use super::relay::RelayEnd;
 use doorman_core::Revoked;
-use doorman_proto::message::{EndCause, Service, SessionEnd, SessionMessage};
+use doorman_wire::message::{EndCause, Service, SessionEnd, SessionMessage};
 
 /// Why the server ends a session that neither side ended.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -6,9 +6,9 @@ use super::super::{Ask, OperatorError, audit, refuse};
 use crate::broker::{AgentConnection, Broker, ExpectedSession};
 use crate::relay::OperatorStream;
 use doorman_core::AuditKind;
-use doorman_proto::connection::Connection;
-use doorman_proto::dial::Upgraded;
-use doorman_proto::message::{Refusal, SessionEnd};
+use doorman_wire::connection::Connection;
+use doorman_wire::dial::Upgraded;
+use doorman_wire::message::{Refusal, SessionEnd};
 use std::time::Duration;
 
 /// How long the agent has to open the session connection once allowed.

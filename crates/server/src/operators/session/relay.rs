@@ -11,10 +11,10 @@
 //! which `crate::relay` carries byte for byte.
 
 use super::copied::{CopiedFile, CopiedLog};
-use doorman_proto::ConnectionError;
-use doorman_proto::connection::{FrameReader, FrameWriter, decode_message};
-use doorman_proto::frame::Frame;
-use doorman_proto::message::{FileMessage, SessionEnd, SessionMessage};
+use doorman_wire::ConnectionError;
+use doorman_wire::connection::{FrameReader, FrameWriter, decode_message};
+use doorman_wire::frame::Frame;
+use doorman_wire::message::{FileMessage, SessionEnd, SessionMessage};
 use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
@@ -330,8 +330,8 @@ fn frame_len(frame: &Frame) -> u64 {
 mod tests {
     use super::*;
     use bytes::Bytes;
-    use doorman_proto::connection::Connection;
-    use doorman_proto::message::EndCause;
+    use doorman_wire::connection::Connection;
+    use doorman_wire::message::EndCause;
 
     /// A relay between two pipes, and the far ends: the operator's and the
     /// agent's.

@@ -1,4 +1,4 @@
-//! The proto crate's integration tests, in one test binary: each module is
+//! The relay crate's integration tests, in one test binary: each module is
 //! one file of tests, and linking the stack once instead of once a file
 //! keeps the build short on two cores.
 

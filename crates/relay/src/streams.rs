@@ -1,30 +1,16 @@
-//! Relaying two byte streams both ways until both directions end, whatever
-//! each is (plain TCP or TLS): one [`engine`] moves the bytes and holds the
-//! half-close and reset policy, [`side`] does one side's non-blocking I/O
-//! (rustls for TLS; splice(2) between two plain sockets, so that bulk bytes
-//! stay in the kernel), [`sys`] holds the system calls, and [`drive`] waits
-//! for the sockets: on a thread of its own while the process has fewer than
-//! [`MAX_THREADED`] such relays, else on the event loop. Streams hyper keeps
-//! wrapped, which cannot give up their socket, are copied by tokio instead
-//! ([`copy`]).
+//! The two ends of a relayed stream: [`relay`] and [`copy`] join them both
+//! ways until both directions end, whatever each is (plain TCP or TLS), and
+//! [`relay_taken_over_tls`] a TLS session the server handed over.
 
-mod drive;
-mod engine;
-mod sealed;
-mod side;
-mod sys;
-#[cfg(test)]
-mod tests;
-
-pub use drive::{MAX_THREADED, Slot};
-
-use crate::dial::Upgraded;
+use crate::drive::{self, Slot};
+use crate::engine::Engine;
 use crate::handover::{TakenKeys, take_over};
-use crate::tls::{MaybeTls, TlsParts};
-use engine::Engine;
+use crate::sealed::Sealed;
+use crate::side::{Incoming, Side};
+use crate::tls_parts::TlsParts;
+use doorman_wire::dial::Upgraded;
+use doorman_wire::tls::MaybeTls;
 use hyper_util::rt::TokioIo;
-use sealed::Sealed;
-use side::{Incoming, Side};
 use std::io;
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;

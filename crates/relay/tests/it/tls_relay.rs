@@ -4,9 +4,9 @@
 //! server's hop), and an end without close_notify, which is a truncation and
 //! resets the other side.
 
-use doorman_proto::relay::relay;
-use doorman_proto::tls::MaybeTls;
+use doorman_relay::relay;
 use doorman_test_support::streams::{exchange, tcp_pair};
+use doorman_wire::tls::MaybeTls;
 use std::io::ErrorKind;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
@@ -115,8 +115,8 @@ async fn past_the_thread_budget_tls_is_relayed_on_the_event_loop_alike() {
     // other tests hold for a moment (they give them back as they end).
     let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(20);
     let mut taken = Vec::new();
-    while taken.len() < doorman_proto::relay::MAX_THREADED {
-        match doorman_proto::relay::Slot::take() {
+    while taken.len() < doorman_relay::MAX_THREADED {
+        match doorman_relay::Slot::take() {
             Some(slot) => taken.push(slot),
             None => {
                 assert!(tokio::time::Instant::now() < deadline, "places come back");

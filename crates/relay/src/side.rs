@@ -2,8 +2,10 @@
 //! with its rustls state. Plaintext goes in and out; what a TLS side owes
 //! its peer (records, alerts, close_notify) is sent as the socket takes it.
 
-use super::sealed::Sealed;
-use crate::tls::{MaybeTls, TlsParts};
+use crate::nonblocking::{Got, would_block};
+use crate::sealed::Sealed;
+use crate::tls_parts::TlsParts;
+use doorman_wire::tls::MaybeTls;
 use std::io::{self, Read, Write};
 use std::net::{Shutdown, TcpStream as StdStream};
 use std::time::Duration;
@@ -67,20 +69,6 @@ impl Incoming {
         self.start += n;
         Ok(true)
     }
-}
-
-/// What a read found.
-pub(super) enum Got {
-    Data(usize),
-    End,
-    WouldBlock,
-}
-
-pub(super) fn would_block(error: &io::Error) -> bool {
-    matches!(
-        error.kind(),
-        io::ErrorKind::WouldBlock | io::ErrorKind::Interrupted
-    )
 }
 
 impl Side {

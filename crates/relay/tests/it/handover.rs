@@ -3,10 +3,10 @@
 //! operator's rustls client goes on as if nothing happened while the
 //! server relays sockets and the agent seals and opens the records.
 
-use doorman_proto::handover::{ServerSide, hand_over};
-use doorman_proto::relay::{relay, relay_taken_over_tls};
-use doorman_proto::tls::MaybeTls;
+use doorman_relay::handover::{ServerSide, hand_over};
+use doorman_relay::{relay, relay_taken_over_tls};
 use doorman_test_support::streams::{exchange, tcp_pair};
+use doorman_wire::tls::MaybeTls;
 use std::path::Path;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
@@ -27,7 +27,7 @@ async fn tls_pair_with(
 ) -> (ClientTls, ServerSide) {
     let (client, server) =
         doorman_test_support::tls::loopback_pair_with(dir, client, |config, socket| async move {
-            doorman_proto::handover::accept(&config, socket).await
+            doorman_relay::handover::accept(&config, socket).await
         })
         .await;
     (client, MaybeTls::Tls(Box::new(server)))

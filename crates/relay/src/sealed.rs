@@ -4,8 +4,8 @@
 //! outgoing buffer, so the only copies are into and out of the kernel and
 //! one between the record and the other side.
 
-use super::side::{Got, would_block};
 use crate::handover::invalid;
+use crate::nonblocking::{Got, would_block};
 use crate::record::{
     HEADER, MAX_CIPHERTEXT, MAX_PLAINTEXT, OVERHEAD, RecordError, TrafficKeys, content, key_update,
     record_len,

@@ -5,9 +5,7 @@
 //! is upgraded (`Upgrade: doorman/1`); from then on both ends speak frames
 //! (see [`frame`]). Session connections are relayed byte for byte by the
 //! server, so the operator and the agent speak frames to each other directly.
-// Only `relay::sys` (the system calls of relaying) needs `unsafe`; it says
-// why.
-#![deny(unsafe_code)]
+#![forbid(unsafe_code)]
 
 pub mod accept;
 pub mod cert_problem;
@@ -16,11 +14,8 @@ pub mod cookie;
 pub mod copying;
 pub mod dial;
 pub mod frame;
-pub mod handover;
 pub mod message;
 pub mod pinned;
-pub mod record;
-pub mod relay;
 pub mod socket;
 pub mod tls;
 

@@ -11,8 +11,9 @@
 //! - an engine dropped before both directions ended (nobody awaits the
 //!   relay any more) shuts both sockets down: both peers see the end.
 
-use super::side::{Got, Side};
 use super::sys::{Pipe, tcp_closed};
+use crate::nonblocking::Got;
+use crate::side::Side;
 use std::io;
 
 /// Plaintext moved per read, and held per direction at most.

@@ -4,7 +4,7 @@
 
 use super::{HandedKeys, Message, READY, Tracked, TrafficSecrets, drain, invalid, suite_of};
 use crate::record::{Suite, TrafficKeys};
-use crate::tls::MaybeTls;
+use doorman_wire::tls::MaybeTls;
 use rustls::ConnectionTrafficSecrets;
 use std::io;
 use std::time::Duration;

@@ -51,7 +51,7 @@ fn handed_over(
 ) -> (ClientConnection, TrafficKeys, TrafficKeys) {
     let dir = tempfile::tempdir().unwrap();
     let certificates = doorman_test_support::tls::generate(dir.path());
-    let chain = crate::tls::load_certificates(&certificates.cert).unwrap();
+    let chain = doorman_wire::tls::load_certificates(&certificates.cert).unwrap();
     let key = PrivateKeyDer::from_pem_file(&certificates.key).unwrap();
     let provider = Arc::new(rustls::crypto::CryptoProvider {
         cipher_suites: vec![suite],
@@ -67,7 +67,7 @@ fn handed_over(
     server_config.key_log = capture.clone();
     server_config.enable_secret_extraction = true;
     let mut roots = rustls::RootCertStore::empty();
-    for ca in crate::tls::load_certificates(&certificates.ca).unwrap() {
+    for ca in doorman_wire::tls::load_certificates(&certificates.ca).unwrap() {
         roots.add(ca).unwrap();
     }
     let client_config = rustls::ClientConfig::builder_with_provider(provider)

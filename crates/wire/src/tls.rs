@@ -3,8 +3,8 @@
 //! way to turn verification off — and a stream that is either plain TCP or
 //! TLS over it.
 
+use rustls::pki_types::CertificateDer;
 use rustls::pki_types::pem::PemObject;
-use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use std::io;
 use std::path::Path;
 use std::pin::Pin;
@@ -26,7 +26,7 @@ pub enum TlsError {
     Config(String),
 }
 
-pub(crate) fn provider() -> Arc<rustls::crypto::CryptoProvider> {
+pub fn provider() -> Arc<rustls::crypto::CryptoProvider> {
     Arc::new(rustls::crypto::ring::default_provider())
 }
 
@@ -78,76 +78,11 @@ pub fn client_config(ca: Option<&Path>) -> Result<Arc<rustls::ClientConfig>, Tls
     Ok(Arc::new(config))
 }
 
-/// The server configuration from a PEM certificate chain and key.
-pub fn server_config(cert: &Path, key: &Path) -> Result<Arc<rustls::ServerConfig>, TlsError> {
-    server_config_with_ca(cert, None, key)
-}
-
-/// [`server_config`], presenting after the chain the certificates of the
-/// CA file `ca` that it does not hold already: a private CA, so that a
-/// computer joining with a URL that pins that CA's SHA-256 finds it in the
-/// handshake (see [`crate::pinned`]). Clients that trust the CA already
-/// build the same path as without it.
-pub fn server_config_with_ca(
-    cert: &Path,
-    ca: Option<&Path>,
-    key: &Path,
-) -> Result<Arc<rustls::ServerConfig>, TlsError> {
-    let mut chain = load_certificates(cert)?;
-    if let Some(ca) = ca {
-        for certificate in load_certificates(ca)? {
-            if !chain.contains(&certificate) {
-                chain.push(certificate);
-            }
-        }
-    }
-    let key = PrivateKeyDer::from_pem_file(key).map_err(|e| TlsError::Key {
-        path: key.display().to_string(),
-        message: e.to_string(),
-    })?;
-    let mut config = rustls::ServerConfig::builder_with_provider(provider())
-        .with_safe_default_protocol_versions()
-        .map_err(|e| TlsError::Config(e.to_string()))?
-        .with_no_client_auth()
-        .with_single_cert(chain, key)
-        .map_err(|e| TlsError::Config(e.to_string()))?;
-    config.alpn_protocols = vec![b"http/1.1".to_vec()];
-    crate::handover::keep_secrets(&mut config);
-    Ok(Arc::new(config))
-}
-
 /// Plain TCP or TLS over TCP.
 #[derive(Debug)]
 pub enum MaybeTls<T> {
     Plain(TcpStream),
     Tls(Box<T>),
-}
-
-/// A TLS stream that can give up its socket and TLS state (to a relay
-/// thread).
-pub trait TlsParts {
-    fn into_parts(self) -> (TcpStream, rustls::Connection);
-}
-
-impl TlsParts for tokio_rustls::client::TlsStream<TcpStream> {
-    fn into_parts(self) -> (TcpStream, rustls::Connection) {
-        let (socket, tls) = self.into_inner();
-        (socket, tls.into())
-    }
-}
-
-impl TlsParts for tokio_rustls::server::TlsStream<TcpStream> {
-    fn into_parts(self) -> (TcpStream, rustls::Connection) {
-        let (socket, tls) = self.into_inner();
-        (socket, tls.into())
-    }
-}
-
-impl TlsParts for tokio_rustls::server::TlsStream<crate::handover::Tracked> {
-    fn into_parts(self) -> (TcpStream, rustls::Connection) {
-        let (tracked, tls) = self.into_inner();
-        (tracked.into_parts().0, tls.into())
-    }
 }
 
 impl<T> MaybeTls<T> {

@@ -2,8 +2,8 @@
 //! half-close, resets and teardown, on a relay thread and on the event loop.
 
 use super::{MAX_THREADED, Slot};
-use crate::tls::MaybeTls;
 use doorman_test_support::streams;
+use doorman_wire::tls::MaybeTls;
 use std::io::ErrorKind;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
@@ -19,7 +19,7 @@ async fn relayed(threads: bool, a_early: &'static [u8], b_early: &'static [u8]) 
     let (left, left_inner) = streams::tcp_pair().await;
     let (right_inner, right) = streams::tcp_pair().await;
     let taken = if threads { Vec::new() } else { take_all() };
-    let relaying = tokio::spawn(crate::relay::relay(
+    let relaying = tokio::spawn(crate::relay(
         MaybeTls::<tokio_rustls::client::TlsStream<TcpStream>>::Plain(left_inner),
         a_early,
         MaybeTls::<tokio_rustls::client::TlsStream<TcpStream>>::Plain(right_inner),
@@ -33,7 +33,7 @@ async fn relayed(threads: bool, a_early: &'static [u8], b_early: &'static [u8]) 
 type Relayed = (
     TcpStream,
     TcpStream,
-    JoinHandle<Result<(u64, u64), crate::relay::RelayError>>,
+    JoinHandle<Result<(u64, u64), crate::RelayError>>,
     Vec<Slot>,
 );
 
@@ -115,7 +115,7 @@ async fn dropping_the_relay_closes_both_connections() {
 #[test]
 fn a_worn_sealing_key_is_updated_and_the_peer_follows() {
     use super::sealed::Sealed;
-    use super::side::Got;
+    use crate::nonblocking::Got;
     use crate::record::{Suite, TrafficKeys};
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let a_socket = std::net::TcpStream::connect(listener.local_addr().unwrap()).unwrap();

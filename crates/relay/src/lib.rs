@@ -1,0 +1,39 @@
+//! Doorman's relay: the bytes of a session moved between two connections,
+//! whatever each is (plain TCP or TLS), and the TLS records of a session the
+//! server handed over to the agent.
+//!
+//! The map:
+//!
+//! - [`streams`]: [`relay`], [`relay_taken_over_tls`] and [`copy`], the
+//!   entry points, and [`RelayError`];
+//! - `engine`: moves the bytes, and holds the half-close and reset policy;
+//! - `side`: one side's non-blocking I/O (rustls for TLS; splice(2) between
+//!   two plain sockets, so that bulk bytes stay in the kernel);
+//! - `nonblocking`: what a non-blocking read found;
+//! - `sealed`: the side of a handed-over session, whose records it seals and
+//!   opens itself;
+//! - `sys`: the system calls, and the crate's only `unsafe`;
+//! - `drive`: waits for the sockets, on a thread of its own while the process
+//!   has fewer than [`MAX_THREADED`] relays, else on the event loop;
+//! - [`record`]: the TLS 1.3 record layer of a handed-over session;
+//! - [`handover`]: how the server hands a TLS session over, and the agent
+//!   takes it;
+//! - [`tls_parts`]: a TLS stream that gives up its socket and TLS state.
+// Only `sys` (the system calls of relaying) needs `unsafe`; it says why.
+#![deny(unsafe_code)]
+
+mod drive;
+mod engine;
+pub mod handover;
+mod nonblocking;
+pub mod record;
+mod sealed;
+mod side;
+pub mod streams;
+mod sys;
+#[cfg(test)]
+mod tests;
+pub mod tls_parts;
+
+pub use drive::{MAX_THREADED, Slot};
+pub use streams::{RelayError, copy, relay, relay_dialed, relay_taken_over, relay_taken_over_tls};
