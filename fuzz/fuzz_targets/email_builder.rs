@@ -7,7 +7,7 @@
 use doorman_core::RequestState;
 use doorman_core::names::{validate_name, validate_reason};
 use doorman_server::mail;
-use doorman_server::store::RequestRow;
+use doorman_store::RequestRow;
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {

@@ -2,7 +2,8 @@
 //! shell-quoted line with every invisible character spelled out, and the
 //! characters a one-line text (a reason, a name) may not hold because they
 //! change what a reader sees without being seen themselves. Also a count
-//! with its noun in the right number ("1 approval", "2 approvals").
+//! with its noun in the right number ("1 approval", "2 approvals"), and a
+//! time in UTC.
 
 use std::fmt::Write as _;
 
@@ -152,6 +153,16 @@ where
 {
     let noun = if n == N::from(1) { one } else { many };
     format!("{n} {noun}")
+}
+
+/// A human-readable UTC time, e.g. `2026-11-28 21:07:33 UTC`.
+pub fn format_time(millis: crate::authorization::Millis) -> String {
+    let secs = u64::try_from(millis / 1000).unwrap_or(0);
+    let time = std::time::UNIX_EPOCH + std::time::Duration::from_secs(secs);
+    humantime::format_rfc3339_seconds(time)
+        .to_string()
+        .replace('T', " ")
+        .replace('Z', " UTC")
 }
 
 #[cfg(test)]

@@ -51,6 +51,12 @@ impl fmt::Display for Secret {
     }
 }
 
+/// Constant-time string equality.
+pub fn constant_time_eq(a: &str, b: &str) -> bool {
+    use subtle::ConstantTimeEq;
+    bool::from(a.as_bytes().ct_eq(b.as_bytes()))
+}
+
 #[cfg(test)]
 mod tests {
     use super::Secret;

@@ -145,9 +145,9 @@ async fn main() {
     );
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
-    doorman_server::private::create_dir(&data).unwrap();
+    doorman_store::private::create_dir(&data).unwrap();
     // N agents registered straight into the database.
-    let store = doorman_server::store::Store::open(&doorman_server::default_database_url(&data))
+    let store = doorman_store::Store::open(&doorman_server::default_database_url(&data))
         .await
         .unwrap();
     let mut keys = Vec::with_capacity(n);

@@ -8,12 +8,12 @@ use crate::cli::{
 };
 use anyhow::Result;
 use doorman_core::access::ServiceSet;
-use doorman_server::store::Principal;
+use doorman_store::Principal;
 
 mod place;
 
 /// `admin operator …`.
-async fn operator(store: &doorman_server::store::Store, command: OperatorCommand) -> Result<()> {
+async fn operator(store: &doorman_store::Store, command: OperatorCommand) -> Result<()> {
     use doorman_server::admin;
     match command {
         OperatorCommand::Add {
@@ -43,7 +43,7 @@ async fn operator(store: &doorman_server::store::Store, command: OperatorCommand
                     .unwrap_or_default();
                 println!(
                     "{name}  added {}{email}",
-                    doorman_server::clock::format_time(added)
+                    doorman_core::display::format_time(added)
                 );
             }
         }
@@ -77,7 +77,7 @@ async fn operator(store: &doorman_server::store::Store, command: OperatorCommand
 }
 
 /// `admin access …`.
-async fn access(store: &doorman_server::store::Store, command: AccessCommand) -> Result<()> {
+async fn access(store: &doorman_store::Store, command: AccessCommand) -> Result<()> {
     use doorman_server::admin;
     match command {
         AccessCommand::Grant {
@@ -116,7 +116,7 @@ async fn access(store: &doorman_server::store::Store, command: AccessCommand) ->
                         row.operator,
                         row.grant.computers,
                         row.grant.services,
-                        doorman_server::clock::format_time(row.created_at)
+                        doorman_core::display::format_time(row.created_at)
                     );
                 }
             }
@@ -127,7 +127,7 @@ async fn access(store: &doorman_server::store::Store, command: AccessCommand) ->
 
 /// `admin agent …`, and what operators share with agents.
 async fn principal(
-    store: &doorman_server::store::Store,
+    store: &doorman_store::Store,
     kind: Principal,
     command: PrincipalCommand,
 ) -> Result<()> {
@@ -139,7 +139,7 @@ async fn principal(
             for (name, added) in admin::list(store, kind).await? {
                 println!(
                     "{name}  added {}",
-                    doorman_server::clock::format_time(added)
+                    doorman_core::display::format_time(added)
                 );
             }
         }
@@ -212,7 +212,7 @@ pub async fn admin(args: cli::AdminArgs) -> Result<()> {
 /// `admin agent invite`: the line to run on the computer (stdout), and
 /// what it is (stderr).
 async fn invite(
-    store: &doorman_server::store::Store,
+    store: &doorman_store::Store,
     name: &str,
     expires: std::time::Duration,
     public_url: Option<&str>,
@@ -225,7 +225,7 @@ async fn invite(
     };
     eprintln!(
         "computer {name:?} is invited until {} (the code works once{pinned}). Run this on the computer:",
-        doorman_server::clock::format_time(invitation.expires_at)
+        doorman_core::display::format_time(invitation.expires_at)
     );
     // Quoted for every shell: a `#` is a pattern to zsh's extended glob.
     println!("doorman agent join '{}'", invitation.url.expose());
@@ -273,8 +273,9 @@ fn tls_init(
 }
 
 /// `admin blocks …`: the blocks "I did not expect this" left.
-async fn blocks(store: &doorman_server::store::Store, command: BlocksCommand) -> Result<()> {
-    use doorman_server::clock::{format_time, system_millis};
+async fn blocks(store: &doorman_store::Store, command: BlocksCommand) -> Result<()> {
+    use doorman_core::display::format_time;
+    use doorman_server::clock::system_millis;
     match command {
         BlocksCommand::List { json } => {
             let blocks = store.blocks(system_millis()).await?;

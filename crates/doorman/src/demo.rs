@@ -18,7 +18,7 @@ pub async fn run(args: DemoArgs) -> Result<()> {
     let url = format!("http://{address}");
     let dir = tempfile::Builder::new().prefix("doorman-demo-").tempdir()?;
     let data_dir = dir.path().join("server");
-    doorman_server::private::create_dir(&data_dir)?;
+    doorman_store::private::create_dir(&data_dir)?;
     let (token, key) = register(&data_dir).await?;
     let agent_config = dir.path().join("agent.toml");
     let shared = dir.path().join("shared");
@@ -45,8 +45,7 @@ async fn bind(listen: Option<SocketAddr>) -> Result<TcpListener> {
 /// Adds the demo operator and computer to the database in `data_dir`:
 /// the operator's token and the computer's key.
 async fn register(data_dir: &Path) -> Result<(String, String)> {
-    let store =
-        doorman_server::store::Store::open(&doorman_server::default_database_url(data_dir)).await?;
+    let store = doorman_store::Store::open(&doorman_server::default_database_url(data_dir)).await?;
     // The demo operator may reach the demo computer, as `doorman admin
     // operator add … --computers demo-pc` would grant.
     let grant = doorman_server::admin::NewOperator {

@@ -4,10 +4,11 @@
 
 use crate::cli::RecordingsCommand;
 use anyhow::{Context, Result, bail};
-use doorman_server::clock::{format_time, system_millis};
+use doorman_core::display::format_time;
+use doorman_server::clock::system_millis;
 use doorman_server::recording::cast;
-use doorman_server::store::Store;
-use doorman_server::store::recordings::RecordingRow;
+use doorman_store::Store;
+use doorman_store::recordings::RecordingRow;
 use std::io::Write;
 use std::time::{Duration, Instant};
 

@@ -9,12 +9,12 @@
 
 use crate::clock::system_millis;
 use crate::secrets::{self, AGENT_KEY_PREFIX, OPERATOR_TOKEN_PREFIX};
-use crate::store::{AuditEvent, GrantRow, Millis, Principal, Revocation, Store, StoreError};
 use doorman_core::access::{ComputerPattern, ServiceSet};
 use doorman_core::display::counted;
 use doorman_core::join::{INVITATION_PREFIX, JoinUrl, JoinUrlError};
 use doorman_core::names::validate_name;
 use doorman_core::settings::validate_recipient;
+use doorman_store::{AuditEvent, GrantRow, Millis, Principal, Revocation, Store, StoreError};
 use std::time::Duration;
 
 /// Why an admin command failed.
@@ -298,7 +298,7 @@ pub async fn audit(store: &Store) -> Result<Vec<AuditEvent>, AdminError> {
 pub fn format_audit_line(event: &AuditEvent) -> String {
     let mut line = format!(
         "{}  {:<15}",
-        crate::clock::format_time(event.at),
+        doorman_core::display::format_time(event.at),
         event.event
     );
     for (label, value) in [

@@ -50,7 +50,10 @@ struct Inner {
 impl std::fmt::Debug for Clock {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Clock")
-            .field("anchor", &format_time(self.inner.anchor))
+            .field(
+                "anchor",
+                &doorman_core::display::format_time(self.inner.anchor),
+            )
             .field("moved_ms", &*self.inner.moved.borrow())
             .finish()
     }
@@ -199,16 +202,6 @@ pub fn system_millis() -> Millis {
 /// A duration in whole milliseconds, saturating.
 fn millis_of(duration: Duration) -> Millis {
     i64::try_from(duration.as_millis()).unwrap_or(i64::MAX)
-}
-
-/// A human-readable UTC time, e.g. `2026-11-28 21:07:33 UTC`.
-pub fn format_time(millis: Millis) -> String {
-    let secs = u64::try_from(millis / 1000).unwrap_or(0);
-    let time = UNIX_EPOCH + std::time::Duration::from_secs(secs);
-    humantime::format_rfc3339_seconds(time)
-        .to_string()
-        .replace('T', " ")
-        .replace('Z', " UTC")
 }
 
 #[cfg(test)]

@@ -1,7 +1,8 @@
 //! The data directory: one server process a SQLite data directory (its
 //! lock), and whether a file given is one of its own.
 
-use crate::{ServerError, private};
+use crate::ServerError;
+use doorman_store::private;
 
 /// Whether two paths name one file (the same path, or one that exists under
 /// both names).

@@ -20,13 +20,13 @@
 use crate::AppState;
 use crate::pages::PageError;
 use crate::secrets::random_bytes;
-use crate::store::AuditEvent;
 use askama::Template;
 use axum::extract::{Form, Path, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{Html, IntoResponse, Response};
 use doorman_core::AuditKind;
 use doorman_core::passkey::{self, B64, Expected, PinnedPasskey};
+use doorman_store::AuditEvent;
 use doorman_wire::Connection;
 use doorman_wire::message::{EnrollAsk, EnrollNews, write_deadline};
 use std::collections::HashMap;
@@ -478,7 +478,8 @@ pub async fn made(
         return Err(PageError::Forbidden("enrol from the enrolment page itself"));
     }
     with_pending(&state, &token, client, |pending, hash| {
-        if !crate::secrets::constant_time_eq(&form.nonce, &state.broker.key.page_nonce(&hash)) {
+        if !doorman_core::secret::constant_time_eq(&form.nonce, &state.broker.key.page_nonce(&hash))
+        {
             return Err(PageError::Forbidden(
                 "this form did not come from the enrolment page",
             ));

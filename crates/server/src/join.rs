@@ -13,17 +13,17 @@
 //! (`invitation_refused`) and answered with one line saying why.
 
 use crate::client_addr::ClientAddr;
-use crate::clock::format_time;
 use crate::pages::{PageError, user_agent};
-use crate::store::{AuditEvent, JoinedFrom, Redemption};
 use crate::{AppState, ServerConfig, ServerError, secrets};
 use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
+use doorman_core::display::format_time;
 use doorman_core::join::{INVITATION_PREFIX, Joined};
 use doorman_core::secret::{AGENT_KEY_PREFIX, has_secret_form};
 use doorman_core::{AuditKind, Secret};
+use doorman_store::{AuditEvent, JoinedFrom, Redemption};
 
 fn plain(status: StatusCode, message: &str) -> Response {
     (status, format!("{message}\n")).into_response()

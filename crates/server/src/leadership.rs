@@ -9,7 +9,7 @@
 //! A server that loses its lock's connection must stop serving at once:
 //! a standby may already have taken over.
 
-use crate::store::{Backend, StoreError};
+use doorman_store::{Backend, StoreError};
 use sqlx::postgres::PgConnectOptions;
 use sqlx::{ConnectOptions, Connection, PgConnection};
 use std::time::Duration;

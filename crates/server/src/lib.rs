@@ -31,7 +31,7 @@ mod public_url;
 use public_url::check_clear_text;
 pub use public_url::normalize_public_url;
 mod passkey_approval;
-pub mod private;
+
 pub mod private_ca;
 pub mod recording;
 mod retention;
@@ -43,15 +43,15 @@ mod relay;
 pub mod secrets;
 pub mod serve;
 mod smtp;
-pub mod store;
+
 mod upgrade;
 
 use broker::Broker;
+use doorman_store::{self as store, Store, StoreError, private};
 use lettre::message::Mailbox;
 use std::future::Future;
 use std::path::PathBuf;
 use std::sync::Arc;
-use store::{Store, StoreError};
 use tokio::net::TcpListener;
 
 /// What `doorman server` is started with.

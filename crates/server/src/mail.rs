@@ -2,9 +2,9 @@
 //! bodies) and the passkey enrolment email, each with the headers that make
 //! it a well-formed message (Date, Message-ID, MIME-Version).
 
-use crate::clock::format_time;
-use crate::store::RequestRow;
 use askama::Template;
+use doorman_core::display::format_time;
+use doorman_store::RequestRow;
 use lettre::Message;
 use lettre::message::{Mailbox, MultiPart, header::ContentType};
 

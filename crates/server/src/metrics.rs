@@ -288,7 +288,7 @@ impl Metrics {
     pub fn render(&self) -> String {
         self.0
             .database_errors
-            .absolute(crate::store::database_errors());
+            .absolute(doorman_store::database_errors());
         self.0.handle.render()
     }
 }

@@ -11,9 +11,9 @@
 use crate::broker::{Broker, Witness};
 use crate::mail;
 use crate::smtp::SmtpRelay;
-use crate::store::{Millis, OutboxJob};
 use doorman_core::CancelCause;
 use doorman_core::authorization::Event;
+use doorman_store::{Millis, OutboxJob};
 use doorman_wire::message::DeliveryState;
 use lettre::message::Mailbox;
 use serde::{Deserialize, Serialize};
@@ -387,17 +387,17 @@ async fn write_entry(
     message: &lettre::Message,
     entry: &OutboxEntry,
 ) -> std::io::Result<()> {
-    crate::private::create_dir(dir)?;
+    doorman_store::private::create_dir(dir)?;
     let summary = serde_json::to_vec_pretty(entry).map_err(std::io::Error::other)?;
     write_atomically(&dir.join(format!("{stem}.eml")), &message.formatted()).await?;
     write_atomically(&dir.join(format!("{stem}.json")), &summary).await
 }
 
-/// [`crate::private::write_atomically`] off the event loop: the outbox page
+/// [`doorman_store::private::write_atomically`] off the event loop: the outbox page
 /// never lists half an email.
 async fn write_atomically(path: &std::path::Path, bytes: &[u8]) -> std::io::Result<()> {
     let (path, bytes) = (path.to_path_buf(), bytes.to_vec());
-    tokio::task::spawn_blocking(move || crate::private::write_atomically(&path, &bytes))
+    tokio::task::spawn_blocking(move || doorman_store::private::write_atomically(&path, &bytes))
         .await
         .map_err(std::io::Error::other)?
 }

@@ -7,9 +7,7 @@
 use crate::AppState;
 use crate::broker::Witness;
 use crate::client_addr::{ClientAddr, Local, LocalOnly};
-use crate::clock::format_time;
 use crate::secrets;
-use crate::store::{AuditEvent, RequestRow};
 use askama::Template;
 use axum::extract::rejection::FormRejection;
 use axum::extract::{Form, Path, Request, State};
@@ -17,8 +15,10 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::middleware::Next;
 use axum::response::{Html, IntoResponse, Redirect, Response};
 use doorman_core::authorization::{Approval, Event, seconds_left};
+use doorman_core::display::format_time;
 use doorman_core::{AuditKind, CancelCause};
 use doorman_core::{Decision, Outcome, RequestState};
+use doorman_store::{AuditEvent, RequestRow};
 use serde::Deserialize;
 
 /// Adds the security headers to every response.
@@ -158,8 +158,8 @@ pub enum PageError {
     Internal(String),
 }
 
-impl From<crate::store::StoreError> for PageError {
-    fn from(error: crate::store::StoreError) -> Self {
+impl From<doorman_store::StoreError> for PageError {
+    fn from(error: doorman_store::StoreError) -> Self {
         PageError::Internal(error.to_string())
     }
 }
@@ -446,7 +446,7 @@ pub async fn decide(
         ));
     };
     same_origin(&headers, &state.public, local).map_err(PageError::Forbidden)?;
-    if !secrets::constant_time_eq(&form.nonce, &state.broker.key.page_nonce(&hash)) {
+    if !doorman_core::secret::constant_time_eq(&form.nonce, &state.broker.key.page_nonce(&hash)) {
         return Err(PageError::Forbidden(
             "this form did not come from the approval page; open the link again",
         ));

@@ -5,8 +5,8 @@
 //! itself; the server's check keeps a bad Allow from settling the request.
 
 use crate::origin::PublicOrigin;
-use crate::store::RequestRow;
 use doorman_core::passkey::{self, Assertion, ChallengeParts, Expected, PinnedPasskey};
+use doorman_store::RequestRow;
 use doorman_wire::message::PasskeyRequirement;
 
 /// The script's data for one recipient's page.

@@ -174,7 +174,7 @@ pub fn init(
     if names.is_empty() && ips.is_empty() {
         return Err(CaError::NoName);
     }
-    crate::private::create_dir(&dir).map_err(|source| CaError::Write {
+    doorman_store::private::create_dir(&dir).map_err(|source| CaError::Write {
         path: dir.clone(),
         source,
     })?;
@@ -400,7 +400,7 @@ pub fn fingerprint(pem: &[u8]) -> String {
 }
 
 fn write_private(path: &Path, bytes: &[u8]) -> Result<(), CaError> {
-    crate::private::write_atomically(path, bytes).map_err(|source| CaError::Write {
+    doorman_store::private::write_atomically(path, bytes).map_err(|source| CaError::Write {
         path: path.to_path_buf(),
         source,
     })

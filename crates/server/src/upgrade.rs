@@ -112,7 +112,7 @@ pub(crate) async fn count_wrong_credential(
     if count == 1 || count.is_power_of_two() && count >= 16 {
         tracing::warn!(source = %client, failures = count, "wrong {what} (failures from this address in 10 minutes)");
     }
-    let event = crate::store::AuditEvent::new(doorman_core::AuditKind::AuthFailed, now)
+    let event = doorman_store::AuditEvent::new(doorman_core::AuditKind::AuthFailed, now)
         .actor(what)
         .address(&client.to_string())
         .detail(format!("wrong {what}"));
@@ -128,7 +128,7 @@ pub(crate) async fn authenticate_agent(
     state: &AppState,
     client: std::net::IpAddr,
     headers: &HeaderMap,
-) -> Result<(String, crate::store::AgentKey), Response> {
+) -> Result<(String, doorman_store::AgentKey), Response> {
     if !wants_upgrade(headers) {
         return Err(not_an_upgrade());
     }
@@ -161,7 +161,7 @@ async fn authenticate_operator(
     state: &AppState,
     client: std::net::IpAddr,
     headers: &HeaderMap,
-) -> Result<(crate::store::OperatorIdentity, [u8; 32]), Response> {
+) -> Result<(doorman_store::OperatorIdentity, [u8; 32]), Response> {
     if !wants_upgrade(headers) {
         return Err(not_an_upgrade());
     }

@@ -328,7 +328,7 @@ impl World {
 
     /// The server's database faults: its writes fail or stall while the
     /// test says so (the server after a restart has its own, off).
-    pub fn faults(&self) -> &doorman_server::store::Faults {
+    pub fn faults(&self) -> &doorman_store::Faults {
         self.broker.store.faults()
     }
 
@@ -345,7 +345,7 @@ impl World {
         self.broker.store.emails_queued().await.expect("outbox")
     }
 
-    pub async fn audit_events(&self) -> Vec<doorman_server::store::AuditEvent> {
+    pub async fn audit_events(&self) -> Vec<doorman_store::AuditEvent> {
         self.broker.store.audit_events().await.expect("audit")
     }
 
@@ -381,7 +381,7 @@ impl World {
     /// Waits for the first audit event of this kind. The audit trail is a
     /// table written by the server's tasks, with nothing to await, so it is
     /// read every 20 ms.
-    pub async fn wait_for_audit(&self, event: &str) -> doorman_server::store::AuditEvent {
+    pub async fn wait_for_audit(&self, event: &str) -> doorman_store::AuditEvent {
         self.wait_for_audits(event, 1).await.remove(0)
     }
 
@@ -391,7 +391,7 @@ impl World {
         &self,
         event: &str,
         count: usize,
-    ) -> Vec<doorman_server::store::AuditEvent> {
+    ) -> Vec<doorman_store::AuditEvent> {
         let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(20);
         loop {
             assert!(

@@ -10,7 +10,7 @@
 use crate::cli::AdminArgs;
 use anyhow::{Context, Result, anyhow, bail};
 use doorman_server::config::{DEFAULT_DATA_DIR, ServerSettings};
-use doorman_server::store::Store;
+use doorman_store::Store;
 use std::path::{Path, PathBuf};
 
 /// The environment variables that stand in for `--data-dir` and
@@ -74,7 +74,7 @@ impl Place {
     /// Opens the database, and says on stderr which one it is. A SQLite file
     /// that is not there is made (with its directory) only if `create`.
     pub async fn open(&self, create: bool) -> Result<Store> {
-        let file = doorman_server::store::sqlite_file(&self.database_url).map(absolute);
+        let file = doorman_store::sqlite_file(&self.database_url).map(absolute);
         let missing = file.as_deref().filter(|file| !file.exists());
         if let Some(file) = missing {
             if !create {
@@ -85,13 +85,13 @@ impl Place {
                 );
             }
             if let Some(dir) = file.parent() {
-                doorman_server::private::create_dir(dir)
+                doorman_store::private::create_dir(dir)
                     .with_context(|| format!("cannot create {}", dir.display()))?;
             }
         }
         let shown = match &file {
             Some(file) => file.display().to_string(),
-            None => doorman_server::store::shown_url(&self.database_url),
+            None => doorman_store::shown_url(&self.database_url),
         };
         eprintln!("doorman admin: using {shown}{}", self.noted());
         let store = Store::open(&self.database_url).await?;

@@ -5,7 +5,7 @@
 
 use doorman_client::copy::plan::{CopyOptions, CopyPlan};
 use doorman_client::{SessionKind, exit};
-use doorman_server::store::Principal;
+use doorman_store::Principal;
 use doorman_test_support::World;
 use doorman_test_support::process::Process;
 

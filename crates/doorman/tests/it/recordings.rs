@@ -160,7 +160,7 @@ async fn with_postgresql_recordings_live_in_the_database() {
     assert_eq!(connecting.finish().await, Ok(0));
     world.wait_for_audit("session_recorded").await;
     // Another replica reads it from the database alone.
-    let store = doorman_server::store::Store::open(&database).await.unwrap();
+    let store = doorman_store::Store::open(&database).await.unwrap();
     let rows = store.recordings(Some("office-pc"), None).await.unwrap();
     assert_eq!(rows.len(), 1);
     assert!(rows[0].stored > 0);

@@ -16,8 +16,8 @@ pub mod served;
 
 use crate::clock::Clock;
 use crate::secrets::ServerKey;
-use crate::store::acme::{StoredCertificate, domains_key};
-use crate::store::{Store, StoreError};
+use doorman_store::acme::{StoredCertificate, domains_key};
+use doorman_store::{Store, StoreError};
 use served::ServedCertificate;
 use std::path::PathBuf;
 use std::sync::Arc;

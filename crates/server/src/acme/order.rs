@@ -6,7 +6,7 @@
 use super::served::{ServedCertificate, challenge_certificate};
 use super::{AcmeError, AcmeSettings};
 use crate::secrets::ServerKey;
-use crate::store::Store;
+use doorman_store::Store;
 use instant_acme::{
     Account, AccountCredentials, AuthorizationStatus, ChallengeType, Identifier, NewAccount,
     NewOrder, OrderStatus, RetryPolicy,

@@ -6,7 +6,7 @@
 use super::key_still_current;
 use crate::broker::{AgentCommand, Broker};
 use crate::clock::Ticks;
-use crate::store::{AgentKey, ComputerId};
+use doorman_store::{AgentKey, ComputerId};
 use doorman_wire::ConnectionError;
 use doorman_wire::connection::{FrameReader, FrameWriter};
 use doorman_wire::message::{AgentToServer, OfferReply, ServerToAgent, silence_limit};

@@ -13,8 +13,8 @@ mod connection;
 mod replies;
 
 use crate::broker::{AgentLink, Broker};
-use crate::store::AgentKey;
 use connection::Served;
+use doorman_store::AgentKey;
 use doorman_wire::dial::Upgraded;
 use doorman_wire::message::write_deadline;
 use std::ops::ControlFlow;

@@ -4,10 +4,10 @@
 
 use super::connection::Served;
 use crate::broker::{Applied, Broker, Witness};
-use crate::store::ComputerId;
 use doorman_core::Decision;
 use doorman_core::authorization::Event;
 use doorman_core::limits::MAX_NAME_LEN;
+use doorman_store::ComputerId;
 use doorman_wire::message::{AgentToServer, SessionEnd};
 use std::sync::Arc;
 

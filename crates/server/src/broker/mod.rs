@@ -20,10 +20,10 @@ pub use waiters::{RequestWatch, Waiters};
 
 use crate::clock::Clock;
 use crate::secrets::ServerKey;
-use crate::store::transitions::transition_audit;
-use crate::store::{AuditEvent, Block, ComputerId, Millis, RequestRow, Store, StoreError};
 use doorman_core::authorization::{Event, PendingRequest, Step, Unchanged};
 use doorman_core::{AuditKind, CancelCause, Outcome, Request};
+use doorman_store::transitions::transition_audit;
+use doorman_store::{AuditEvent, Block, ComputerId, Millis, RequestRow, Store, StoreError};
 use doorman_wire::message::{DeliveryState, ServerToAgent, ServerToOperator};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
@@ -380,7 +380,7 @@ impl Broker {
     /// waiting on neither: an agent that does not take the news is dropped
     /// (see [`AgentRegistry::send`]) and hears it again when it dials back,
     /// if it was an Allow.
-    async fn publish(&self, row: &crate::store::RequestRow, outcome: &Outcome) {
+    async fn publish(&self, row: &doorman_store::RequestRow, outcome: &Outcome) {
         self.waiters.settle(&row.id, outcome);
         let settled = ServerToAgent::Settled {
             request_id: row.id.clone(),
@@ -395,7 +395,7 @@ impl Broker {
     /// cannot be read is left out: the computer then refuses for too few.
     pub async fn assertions_of(
         &self,
-        request: &crate::store::RequestRow,
+        request: &doorman_store::RequestRow,
         outcome: &Outcome,
     ) -> Vec<doorman_core::passkey::Assertion> {
         if request.passkey.is_none() || !matches!(outcome, Outcome::Allowed { .. }) {

@@ -169,7 +169,7 @@ impl Drop for ExpectedSession {
 /// A forward session in progress: who may open tunnels, to where.
 #[derive(Clone, Debug)]
 pub struct ForwardGrant {
-    pub operator: crate::store::OperatorId,
+    pub operator: doorman_store::OperatorId,
     pub computer: String,
     pub targets: Vec<String>,
     /// Closes (`changed()` fails) when the forward session ends: its
@@ -189,7 +189,7 @@ impl Forwards {
     pub fn grant(
         self: &Arc<Self>,
         session: &str,
-        operator: crate::store::OperatorId,
+        operator: doorman_store::OperatorId,
         computer: &str,
         targets: Vec<String>,
     ) -> ForwardingGuard {

@@ -13,13 +13,13 @@ mod socket;
 
 use crate::AppState;
 use crate::client_addr::{ClientAddr, Local};
-use crate::store::{OperatorId, Principal};
 use askama::Template;
 use axum::Json;
 use axum::extract::{Form, Path, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{Html, IntoResponse, Redirect, Response};
 use doorman_core::access::{ServiceKind, permits};
+use doorman_store::{OperatorId, Principal};
 use doorman_wire::message::ComputerStatus;
 use serde::{Deserialize, Serialize};
 pub use sessions::{ConsoleSessions, SignedIn};
@@ -163,7 +163,7 @@ async fn reachable(state: &AppState, operator: OperatorId) -> Result<Vec<Compute
     let loaded = async {
         let agents = store.principals(Principal::Agent).await?;
         let grants = store.grants_of_operator(operator).await?;
-        Ok::<_, crate::store::StoreError>((agents, grants))
+        Ok::<_, doorman_store::StoreError>((agents, grants))
     };
     let (agents, grants) = loaded.await.map_err(|error| {
         tracing::error!(%error, "cannot list the console's computers");

@@ -6,11 +6,11 @@
 
 use super::{TERMINAL_POLICY, page, signed_in};
 use crate::AppState;
-use crate::clock::format_time;
 use askama::Template;
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Redirect, Response};
+use doorman_core::display::format_time;
 use futures_util::StreamExt;
 
 #[derive(Template)]
@@ -36,7 +36,7 @@ struct ReplayPage {
     started: String,
 }
 
-fn internal(error: &crate::store::StoreError) -> Response {
+fn internal(error: &doorman_store::StoreError) -> Response {
     tracing::error!(%error, "cannot read session recordings");
     (StatusCode::INTERNAL_SERVER_ERROR, "internal error").into_response()
 }
@@ -81,7 +81,7 @@ async fn own(
     state: &AppState,
     headers: &HeaderMap,
     id: &str,
-) -> Result<(String, crate::store::recordings::RecordingRow), Response> {
+) -> Result<(String, doorman_store::recordings::RecordingRow), Response> {
     let Some(who) = signed_in(state, headers).await else {
         return Err((StatusCode::UNAUTHORIZED, "signed out").into_response());
     };
@@ -164,7 +164,7 @@ pub async fn events(
 
 /// A recording's events being sent, one stored chunk at a time.
 struct Playback {
-    store: crate::store::Store,
+    store: doorman_store::Store,
     id: i64,
     /// The chunk to send next; none once the end is sent.
     next: Option<i64>,

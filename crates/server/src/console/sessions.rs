@@ -15,7 +15,7 @@
 use crate::clock::Clock;
 use crate::failures::Window;
 use crate::secrets;
-use crate::store::OperatorId;
+use doorman_store::OperatorId;
 use std::collections::HashMap;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};

@@ -142,7 +142,7 @@ async fn bridge(
         _ => None,
     };
     let (flow_end, bridge_end) = tokio::io::duplex(PIPE_BUFFER);
-    let operator = crate::store::OperatorIdentity {
+    let operator = doorman_store::OperatorIdentity {
         id: who.operator_id,
         name: who.operator,
     };

@@ -5,7 +5,6 @@
 
 use super::{Ask, OperatorError, audit};
 use crate::broker::Broker;
-use crate::store::StoreError;
 use doorman_core::access::permits;
 use doorman_core::display::hidden_kind;
 use doorman_core::limits::{
@@ -15,6 +14,7 @@ use doorman_core::limits::{
 use doorman_core::names::{validate_name, validate_reason};
 use doorman_core::settings::{validate_forward_target, validate_recipient};
 use doorman_core::{AuditKind, Revoked};
+use doorman_store::StoreError;
 use doorman_wire::message::files::MAX_COPY_PATHS;
 use doorman_wire::message::{CopyDirection, CopyJob, Service};
 
@@ -121,7 +121,7 @@ pub(super) async fn over_limit(
         return Ok(Some(format!(
             "a recipient of {:?} did not expect your last request; you may ask again after {}",
             ask.computer,
-            crate::clock::format_time(until)
+            doorman_core::display::format_time(until)
         )));
     }
     let pending = broker

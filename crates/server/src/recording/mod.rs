@@ -8,8 +8,8 @@
 pub mod cast;
 
 use crate::broker::Broker;
-use crate::store::recordings::{RecordingEnd, RecordingOf};
 use cast::{Cast, Direction, Screen};
+use doorman_store::recordings::{RecordingEnd, RecordingOf};
 use std::pin::Pin;
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
@@ -58,7 +58,7 @@ impl Recording {
         session_id: i64,
         of: &RecordingOf<'_>,
         screen: Screen,
-    ) -> Result<Recording, crate::store::StoreError> {
+    ) -> Result<Recording, doorman_store::StoreError> {
         let started_at = broker.clock.now_millis();
         broker
             .store
@@ -114,7 +114,7 @@ impl Recording {
     }
 
     /// Ends the recording: stores its last chunk and what it measured.
-    pub async fn finish(self, broker: &Broker) -> Result<Recorded, crate::store::StoreError> {
+    pub async fn finish(self, broker: &Broker) -> Result<Recorded, doorman_store::StoreError> {
         let elapsed = self.started.elapsed();
         let summary = {
             let mut shared = lock(&self.shared);

@@ -7,7 +7,7 @@ use doorman_client::{ConnectError, EndCause, SessionKind};
 use doorman_core::access::{ComputerPattern, ServiceKind, ServiceSet};
 use doorman_core::{AuditKind, RequestState};
 use doorman_server::admin::{self, NewOperator};
-use doorman_server::store::{CutSession, Principal};
+use doorman_store::{CutSession, Principal};
 use doorman_test_support::World;
 use doorman_test_support::world::COMPUTER;
 
@@ -253,10 +253,9 @@ async fn one_operators_requests_never_lock_another_out_of_a_computer() {
 #[tokio::test]
 async fn grants_are_listed_and_revoking_an_unknown_one_is_a_named_error() {
     let dir = tempfile::tempdir().unwrap();
-    let store =
-        doorman_server::store::Store::open(&doorman_server::default_database_url(dir.path()))
-            .await
-            .unwrap();
+    let store = doorman_store::Store::open(&doorman_server::default_database_url(dir.path()))
+        .await
+        .unwrap();
     admin::add_operator_with(&store, "erin", &NewOperator::default())
         .await
         .unwrap();

@@ -4,7 +4,7 @@
 //! tokens counted like any other, and a session that ends on sign-out or at
 //! once when the token is rotated.
 
-use doorman_server::store::Principal;
+use doorman_store::Principal;
 use doorman_test_support::World;
 use doorman_test_support::world::COMPUTER;
 use reqwest::StatusCode;

@@ -3,7 +3,7 @@
 //! even those of an earlier operator of the same name.
 
 use doorman_server::admin;
-use doorman_server::store::Principal;
+use doorman_store::Principal;
 use doorman_test_support::World;
 use doorman_test_support::world::OPERATOR;
 use reqwest::StatusCode;

@@ -240,7 +240,7 @@ async fn a_join_ends_the_other_invitations_for_its_name() {
     let (_, joined) = join(&world, &url, "lab").await;
     assert_eq!(joined.unwrap(), "lab-pc");
     let store = &world.broker.store;
-    admin::remove(store, doorman_server::store::Principal::Agent, "lab-pc")
+    admin::remove(store, doorman_store::Principal::Agent, "lab-pc")
         .await
         .unwrap();
     let (config, refused) = join(&world, &lost, "lost").await;

@@ -12,7 +12,7 @@ use reqwest::StatusCode;
 const OPERATOR_IP: &str = "198.51.100.7";
 const RECIPIENT_IP: &str = "203.0.113.9";
 
-fn audited_addresses(events: &[doorman_server::store::AuditEvent], kind: &str) -> Vec<String> {
+fn audited_addresses(events: &[doorman_store::AuditEvent], kind: &str) -> Vec<String> {
     events
         .iter()
         .filter(|e| e.event == kind)

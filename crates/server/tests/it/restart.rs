@@ -6,7 +6,7 @@
 
 use doorman_client::ConnectError;
 use doorman_core::RequestState;
-use doorman_server::store::NewRequest;
+use doorman_store::NewRequest;
 use doorman_test_support::World;
 use doorman_test_support::world::COMPUTER;
 use reqwest::StatusCode;
@@ -179,7 +179,7 @@ async fn an_expiry_the_database_refused_at_the_deadline_lands_once_it_can_write(
 /// Waits (20 s at most, then fails) until the database refused a write
 /// after the first `refused`: a count with nothing to await, read every
 /// 10 ms.
-async fn tried_again(faults: &doorman_server::store::Faults, refused: u64) {
+async fn tried_again(faults: &doorman_store::Faults, refused: u64) {
     let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
     while faults.writes_refused() <= refused {
         assert!(

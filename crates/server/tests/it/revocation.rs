@@ -9,7 +9,7 @@ use doorman_client::{ConnectError, EndCause, ForwardSpec, SessionKind};
 use doorman_core::RequestState;
 use doorman_core::access::ComputerPattern;
 use doorman_server::admin;
-use doorman_server::store::Principal;
+use doorman_store::Principal;
 use doorman_test_support::World;
 use doorman_test_support::front::Front;
 use doorman_test_support::world::{COMPUTER, OPERATOR};

@@ -7,9 +7,9 @@
 use doorman_core::access::{ComputerPattern, ServiceSet};
 use doorman_core::authorization::{Event, Step};
 use doorman_core::{AuditKind, CancelCause, Decision, Outcome, Request, RequestState, Revoked};
-use doorman_server::store::recordings::RecordingOf;
-use doorman_server::store::transitions::transition_audit;
-use doorman_server::store::{
+use doorman_store::recordings::RecordingOf;
+use doorman_store::transitions::transition_audit;
+use doorman_store::{
     Block, ComputerId, NewRequest, OperatorId, Principal, RequestRow, Store, StoreError,
 };
 use doorman_test_support::postgres::Postgres;
@@ -369,8 +369,8 @@ async fn reopening_applies_no_migration_twice_and_keeps_data(url: &str) {
 /// once per recipient and request; pruning deletes by age and says so; ACME
 /// rows replace each other.
 async fn the_trail_collapses_repeats_prunes_by_age_and_acme_rows_replace(store: Store) {
-    use doorman_server::store::AuditEvent;
-    use doorman_server::store::acme::StoredCertificate;
+    use doorman_store::AuditEvent;
+    use doorman_store::acme::StoredCertificate;
     let refused = |at| {
         AuditEvent::new(AuditKind::RefusedLimit, at)
             .actor("alice")

@@ -6,7 +6,7 @@
 use doorman_client::{ConnectError, EndCause, ForwardSpec, SessionKind};
 use doorman_core::access::ComputerPattern;
 use doorman_server::admin;
-use doorman_server::store::CutSession;
+use doorman_store::CutSession;
 use doorman_test_support::World;
 use doorman_test_support::world::{COMPUTER, OPERATOR};
 use std::time::Duration;

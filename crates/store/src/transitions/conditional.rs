@@ -2,7 +2,7 @@
 //! only if the request is still as it was read (its version: the Allows
 //! counted, the local Allow, the reuse), one function per kind of step.
 
-use crate::store::{Millis, RequestRow, StoreError};
+use crate::{Millis, RequestRow, StoreError};
 use doorman_core::Outcome;
 use doorman_core::authorization::{Approval, PendingRequest, SettledRequest, Step};
 use sqlx::AnyConnection;

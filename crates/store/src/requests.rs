@@ -5,7 +5,7 @@ use super::{
     ComputerId, Millis, NewRequest, OperatorId, REQUEST_COLUMNS, RequestRow, Store, StoreError,
     insert_audit, request_from_row,
 };
-use crate::store::AuditEvent;
+use crate::AuditEvent;
 use doorman_core::AuditKind;
 use sqlx::Row;
 

@@ -40,7 +40,7 @@ pub fn write_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
 /// and the URL lets SQLite create it: SQLite would create it 0644 under the
 /// usual umask, and gives its `-wal` and `-shm` files the database's mode.
 pub fn create_sqlite_file(database_url: &str) -> std::io::Result<()> {
-    let Some(file) = crate::store::sqlite_file(database_url) else {
+    let Some(file) = crate::sqlite_file(database_url) else {
         return Ok(());
     };
     if database_url.contains("mode=") {

@@ -21,36 +21,28 @@ macro_rules! migrations_in {
             (
                 1,
                 "initial",
-                include_str!(concat!("../../migrations/", $dir, "/0001_initial.sql")),
+                include_str!(concat!("../migrations/", $dir, "/0001_initial.sql")),
             ),
             (
                 2,
                 "blocks",
-                include_str!(concat!("../../migrations/", $dir, "/0002_blocks.sql")),
+                include_str!(concat!("../migrations/", $dir, "/0002_blocks.sql")),
             ),
             (
                 3,
                 "request service",
-                include_str!(concat!(
-                    "../../migrations/",
-                    $dir,
-                    "/0003_request_service.sql"
-                )),
+                include_str!(concat!("../migrations/", $dir, "/0003_request_service.sql")),
             ),
             (
                 4,
                 "server identity",
-                include_str!(concat!(
-                    "../../migrations/",
-                    $dir,
-                    "/0004_server_identity.sql"
-                )),
+                include_str!(concat!("../migrations/", $dir, "/0004_server_identity.sql")),
             ),
             (
                 5,
                 "access and policies",
                 include_str!(concat!(
-                    "../../migrations/",
+                    "../migrations/",
                     $dir,
                     "/0005_access_and_policies.sql"
                 )),
@@ -58,33 +50,33 @@ macro_rules! migrations_in {
             (
                 6,
                 "acme",
-                include_str!(concat!("../../migrations/", $dir, "/0006_acme.sql")),
+                include_str!(concat!("../migrations/", $dir, "/0006_acme.sql")),
             ),
             (
                 7,
                 "audit counts",
-                include_str!(concat!("../../migrations/", $dir, "/0007_audit_counts.sql")),
+                include_str!(concat!("../migrations/", $dir, "/0007_audit_counts.sql")),
             ),
             (
                 8,
                 "recordings",
-                include_str!(concat!("../../migrations/", $dir, "/0008_recordings.sql")),
+                include_str!(concat!("../migrations/", $dir, "/0008_recordings.sql")),
             ),
             (
                 9,
                 "passkeys",
-                include_str!(concat!("../../migrations/", $dir, "/0009_passkeys.sql")),
+                include_str!(concat!("../migrations/", $dir, "/0009_passkeys.sql")),
             ),
             (
                 10,
                 "identities",
-                include_str!(concat!("../../migrations/", $dir, "/0010_identities.sql")),
+                include_str!(concat!("../migrations/", $dir, "/0010_identities.sql")),
             ),
             (
                 11,
                 "reuse with local consent",
                 include_str!(concat!(
-                    "../../migrations/",
+                    "../migrations/",
                     $dir,
                     "/0011_reuse_with_local_consent.sql"
                 )),
@@ -92,7 +84,7 @@ macro_rules! migrations_in {
             (
                 12,
                 "invitations",
-                include_str!(concat!("../../migrations/", $dir, "/0012_invitations.sql")),
+                include_str!(concat!("../migrations/", $dir, "/0012_invitations.sql")),
             ),
         ]
     };

@@ -74,7 +74,7 @@ impl Store {
             .computer(name)
             .detail(format!(
                 "single use, valid until {}",
-                crate::clock::format_time(expires_at)
+                doorman_core::display::format_time(expires_at)
             ));
         insert_audit(&mut tx, &event).await?;
         tx.commit().await?;

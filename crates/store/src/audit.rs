@@ -156,7 +156,7 @@ impl Store {
                 .actor(by)
                 .detail(format!(
                     "{pruned} events before {}",
-                    crate::clock::format_time(before)
+                    doorman_core::display::format_time(before)
                 ));
             insert_audit(&mut tx, &event).await?;
         }

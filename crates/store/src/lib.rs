@@ -1,0 +1,72 @@
+//! The database, one module for each thing it stores: operators and agents
+//! and their ids ([`principals`]), access rules ([`access`]), requests with their
+//! recipients ([`rows`], [`requests`]) and transitions ([`transitions`]), the outbox
+//! ([`outbox`]), sessions ([`sessions`]), the audit trail ([`audit`]),
+//! ACME certificates ([`acme`]) and computers' invitations to join
+//! ([`invitations`]);
+//! [`backend`] knows SQLite and PostgreSQL and their migrations;
+//! [`faults`] lets a test make writes fail or stall; [`database`] is the
+//! handle on it all, [`error`] what goes wrong, and [`private`] the files
+//! the server creates (0700 and 0600).
+//!
+//! Every state change is one statement or one transaction. A request's
+//! transition (computed by `doorman_core::authorization`) is persisted with
+//! one conditional `UPDATE … WHERE state = 'pending' AND approval_count = N`
+//! that also checks the expiry time, so two clicks in the same millisecond,
+//! or a click after expiry, can never both win.
+//!
+//! Operators and computers are their ids ([`OperatorId`], [`ComputerId`]),
+//! never their names: what an operator or computer had belongs to its id,
+//! so a name removed and added again inherits nothing. Names stay beside the
+//! ids where people read them (requests, recordings, the audit trail).
+
+#![forbid(unsafe_code)]
+
+mod access;
+pub mod acme;
+mod audit;
+mod backend;
+mod database;
+mod error;
+pub mod faults;
+mod invitations;
+mod outbox;
+mod principals;
+pub mod private;
+pub mod recordings;
+mod requests;
+mod rows;
+mod sessions;
+pub mod transitions;
+
+pub use access::{CutSession, GrantRow, Revocation};
+pub use audit::AuditEvent;
+pub use backend::{Backend, shown_url, sqlite_file};
+pub use faults::Faults;
+pub use invitations::{JoinedFrom, Redemption};
+pub use outbox::OutboxJob;
+pub use principals::{AgentKey, ComputerId, OperatorId, OperatorIdentity, Principal};
+pub use requests::BlockRow;
+pub use rows::{NewRequest, RequestRow};
+pub use transitions::Block;
+
+pub use database::Store;
+pub use error::{StoreError, database_errors};
+
+use audit::insert_audit;
+use principals::insert_principal_in;
+use rows::{REQUEST_COLUMNS, request_from_row};
+use sqlx::Row;
+use sqlx::any::AnyRow;
+
+pub use doorman_core::authorization::Millis;
+
+/// A non-negative count (seconds, approvals) stored as an integer.
+fn seconds(row: &AnyRow, column: &str) -> Result<u32, StoreError> {
+    u32::try_from(row.try_get::<i64, _>(column)?)
+        .map_err(|e| StoreError::Corrupt(format!("{column}: {e}")))
+}
+
+fn unique_violation(error: &sqlx::Error) -> bool {
+    matches!(error, sqlx::Error::Database(db) if db.is_unique_violation())
+}
