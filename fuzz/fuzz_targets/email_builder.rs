@@ -6,7 +6,7 @@
 
 use doorman_core::RequestState;
 use doorman_core::names::{validate_name, validate_reason};
-use doorman_server::mail;
+use doorman_mail::message as mail;
 use doorman_store::RequestRow;
 use libfuzzer_sys::fuzz_target;
 

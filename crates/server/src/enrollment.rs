@@ -309,7 +309,22 @@ async fn start(state: &AppState, from: &Asker<'_>, recipient: &str) -> Result<St
         .begin(hash, from.computer, recipient, draw);
     let link = format!("{}/e/{token}", state.public.origin());
     let computer = from.computer;
-    if let Err(message) = crate::outbox::send_enrollment(state, computer, recipient, &link).await {
+    // Unique as the authorization emails' are; random, since the link's
+    // token is a secret and its hash is how the enrolment is kept.
+    let now = state.broker.clock.now_millis();
+    let unique = crate::secrets::new_id().unwrap_or_else(|_| now.to_string());
+    let message_id = format!("<enroll.{unique}@{}>", state.public.host());
+    let sent = doorman_mail::send_enrollment(
+        &state.delivery,
+        &state.mail_from,
+        message_id,
+        now,
+        computer,
+        recipient,
+        &link,
+    )
+    .await;
+    if let Err(message) = sent {
         state.enrollments.lock().remove(&hash);
         return Err(format!("cannot email {recipient}: {message}"));
     }

@@ -20,17 +20,16 @@ pub mod failures;
 mod join;
 pub mod leadership;
 mod listener;
-pub mod mail;
 pub mod metrics;
 mod operators;
 mod origin;
-pub mod outbox;
 use data_dir::{lock_data_dir, same_file};
 mod pages;
 mod public_url;
 use public_url::check_clear_text;
 pub use public_url::normalize_public_url;
 mod passkey_approval;
+mod post_office;
 
 pub mod private_ca;
 pub mod recording;
@@ -42,7 +41,6 @@ pub use retention::{
 mod relay;
 pub mod secrets;
 pub mod serve;
-mod smtp;
 
 mod upgrade;
 
@@ -154,10 +152,8 @@ pub enum ServerError {
     PlainUrlForTls(String),
     #[error("invalid --mail-from {0:?}: not an email address")]
     MailFrom(String),
-    #[error("invalid --smtp-url: {0}")]
-    SmtpUrl(String),
-    #[error("--smtp-ca {}: {message}", path.display())]
-    SmtpCa { path: PathBuf, message: String },
+    #[error(transparent)]
+    Smtp(#[from] doorman_mail::SmtpSetupError),
     #[error(
         "another doorman server is running on this data directory ({0} is locked): stop it first, or give this one a --data-dir of its own"
     )]
@@ -193,7 +189,7 @@ pub struct AppState {
     /// Who is signed in to the web console.
     pub console: Arc<console::ConsoleSessions>,
     /// How emails leave (the enrolment links go out at once).
-    pub delivery: outbox::Delivery,
+    pub delivery: doorman_mail::Delivery,
     pub mail_from: Mailbox,
     /// Passkey enrolments under way.
     pub enrollments: Arc<enrollment::Enrollments>,
@@ -247,8 +243,8 @@ pub async fn run(
 pub struct Server {
     broker: Arc<Broker>,
     listener: TcpListener,
-    delivery: outbox::Delivery,
-    mail_settings: outbox::MailSettings,
+    delivery: doorman_mail::Delivery,
+    mail_settings: doorman_mail::MailSettings,
     tls: Option<Arc<rustls::ServerConfig>>,
     acme: Option<Arc<acme::Acme>>,
     trusted_proxies: client_addr::TrustedProxies,
@@ -267,7 +263,7 @@ pub struct Prepared {
     tls: Option<Arc<rustls::ServerConfig>>,
     acme: Option<Arc<acme::Acme>>,
     from: Mailbox,
-    delivery: outbox::Delivery,
+    delivery: doorman_mail::Delivery,
     key: secrets::ServerKey,
     /// The SHA-256 of the private CA it presents, for invitations' URLs.
     ca_sha256: Option<String>,
@@ -305,11 +301,11 @@ impl Prepared {
             .parse()
             .map_err(|_| ServerError::MailFrom(config.mail_from.clone()))?;
         let delivery = match &config.smtp_url {
-            Some(url) => outbox::Delivery::Smtp(Arc::new(smtp::SmtpRelay::new(
+            Some(url) => doorman_mail::Delivery::Smtp(Arc::new(doorman_mail::SmtpRelay::new(
                 url,
                 config.smtp_ca.as_deref(),
             )?)),
-            None => outbox::Delivery::Files(config.data_dir.join("outbox")),
+            None => doorman_mail::Delivery::Files(config.data_dir.join("outbox")),
         };
         private::create_dir(&config.data_dir).map_err(|source| ServerError::DataDir {
             path: config.data_dir.clone(),
@@ -423,7 +419,7 @@ impl Prepared {
             broker,
             listener,
             delivery,
-            mail_settings: outbox::MailSettings {
+            mail_settings: doorman_mail::MailSettings {
                 from,
                 public_url,
                 message_id_host,
@@ -475,12 +471,12 @@ impl Server {
             lock,
         } = self;
         let outbox_dir = match &delivery {
-            outbox::Delivery::Files(dir) => Some(dir.clone()),
-            outbox::Delivery::Smtp(_) => None,
+            doorman_mail::Delivery::Files(dir) => Some(dir.clone()),
+            doorman_mail::Delivery::Smtp(_) => None,
         };
         let public_url = mail_settings.public_url.clone();
         let mail_from = mail_settings.from.clone();
-        broker.lifecycle.spawn(outbox::run(
+        broker.lifecycle.spawn(doorman_mail::outbox::run(
             Arc::clone(&broker),
             delivery.clone(),
             mail_settings,

@@ -486,7 +486,7 @@ pub async fn decide(
 #[derive(Template)]
 #[template(path = "outbox.html")]
 struct OutboxPage {
-    entries: Vec<crate::outbox::OutboxEntry>,
+    entries: Vec<doorman_mail::OutboxEntry>,
     times: Vec<String>,
     smtp: bool,
 }
@@ -495,7 +495,7 @@ struct OutboxPage {
 /// this machine may see them.
 pub async fn outbox(State(state): State<AppState>, _: LocalOnly) -> Response {
     let entries = match &state.outbox_dir {
-        Some(dir) => crate::outbox::list_files(dir).await,
+        Some(dir) => doorman_mail::list_files(dir).await,
         None => Vec::new(),
     };
     let times = entries.iter().map(|e| format_time(e.written_at)).collect();

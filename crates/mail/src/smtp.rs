@@ -11,7 +11,6 @@
 //! #1159, not yet released). Our sockets set `TCP_NODELAY`. A few idle
 //! connections are kept for the next emails, checked with NOOP before reuse.
 
-use crate::ServerError;
 use doorman_wire::cert_problem::{self, Peer};
 use lettre::transport::smtp::authentication::{Credentials, DEFAULT_MECHANISMS};
 use lettre::transport::smtp::client::{
@@ -83,6 +82,15 @@ pub struct SmtpRelay {
     idle: Mutex<Vec<(AsyncSmtpConnection, Instant)>>,
 }
 
+/// Why the relay named on the command line cannot be used.
+#[derive(Debug, thiserror::Error)]
+pub enum SmtpSetupError {
+    #[error("invalid --smtp-url: {0}")]
+    Url(String),
+    #[error("--smtp-ca {}: {message}", path.display())]
+    Ca { path: PathBuf, message: String },
+}
+
 impl std::fmt::Debug for SmtpRelay {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(f, "SmtpRelay({}:{})", self.host, self.port)
@@ -91,8 +99,8 @@ impl std::fmt::Debug for SmtpRelay {
 
 impl SmtpRelay {
     /// The relay `url` names, verified against `ca` when given.
-    pub fn new(url: &str, ca: Option<&Path>) -> Result<SmtpRelay, ServerError> {
-        let bad_url = |message: &str| ServerError::SmtpUrl(message.to_string());
+    pub fn new(url: &str, ca: Option<&Path>) -> Result<SmtpRelay, SmtpSetupError> {
+        let bad_url = |message: &str| SmtpSetupError::Url(message.to_string());
         let parsed = url::Url::parse(url).map_err(|e| bad_url(&e.to_string()))?;
         let host = parsed
             .host_str()
@@ -105,11 +113,11 @@ impl SmtpRelay {
             .map(|(_, value)| value.into_owned());
         // Without --smtp-ca, the system's roots were at fault.
         let bad_ca = |message: String| match ca {
-            Some(path) => ServerError::SmtpCa {
+            Some(path) => SmtpSetupError::Ca {
                 path: path.to_path_buf(),
                 message,
             },
-            None => ServerError::SmtpUrl(format!(
+            None => SmtpSetupError::Url(format!(
                 "no trusted root certificates for TLS with the relay ({message}): install ca-certificates or give --smtp-ca"
             )),
         };

@@ -8,48 +8,59 @@
 //! as soon as a slot is free, not when a batch has ended. The operator hears
 //! `sending` when an attempt starts and the relay's answer when it ends.
 
-use crate::broker::{Broker, Witness};
-use crate::mail;
-use crate::smtp::SmtpRelay;
-use doorman_core::CancelCause;
-use doorman_core::authorization::Event;
-use doorman_store::{Millis, OutboxJob};
+use crate::delivery::{Attempt, Delivery, send};
+use crate::message;
+use doorman_store::{Millis, OutboxJob, Store};
 use doorman_wire::message::DeliveryState;
 use lettre::message::Mailbox;
-use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
-use std::path::PathBuf;
+use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::task::JoinSet;
 use tracing::Instrument;
 
-/// Where emails go.
-#[derive(Clone, Debug)]
-pub enum Delivery {
-    Smtp(Arc<SmtpRelay>),
-    /// `.eml` files (and a `.json` summary each) in this directory.
-    Files(PathBuf),
+/// What the worker needs of the server it runs in: its store, its clock,
+/// its links, and who hears how a delivery went.
+pub trait PostOffice: Send + Sync + 'static {
+    fn store(&self) -> &Store;
+    /// Now, by the server's clock.
+    fn now_millis(&self) -> Millis;
+    /// Completes at `at` by the server's clock (at once when a test moves
+    /// the clock past it).
+    fn sleep_until(&self, at: Millis) -> impl Future<Output = ()> + Send + '_;
+    /// Completes when the server begins to stop.
+    fn stopping(&self) -> impl Future<Output = ()> + Send + '_;
+    /// Completes when an email has been queued.
+    fn queued(&self) -> impl Future<Output = ()> + Send + '_;
+    /// The approval link's token of one recipient of a request.
+    fn link_token(&self, request_id: &str, position: i64) -> String;
+    /// Tells the waiting operator how the email to `address` is doing.
+    fn report_delivery(
+        &self,
+        request_id: &str,
+        address: &str,
+        state: DeliveryState,
+        detail: Option<String>,
+    );
+    /// Counts an email sent, or one that failed (for good or not).
+    fn count(&self, sent: Result<(), Permanence>);
+    /// Ends a request none of whose emails could be delivered.
+    fn end_undeliverable<'a>(
+        &'a self,
+        request_id: &'a str,
+        error: String,
+    ) -> impl Future<Output = ()> + Send + 'a;
 }
 
-/// What `/outbox` lists for each email written to a file.
-#[derive(Clone, Debug, Serialize, Deserialize)]
-pub struct OutboxEntry {
-    pub file: String,
-    pub to: String,
-    pub subject: String,
-    pub link: String,
-    pub written_at: Millis,
+/// Whether a failed email will be tried again.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Permanence {
+    WillRetry,
+    GivenUp,
 }
 
-/// The outcome of one delivery attempt.
-enum Attempt {
-    Sent,
-    Temporary(String),
-    Permanent(String),
-}
-
-/// Settings the worker needs besides the broker.
+/// Settings the worker needs besides its [`PostOffice`].
 #[derive(Clone, Debug)]
 pub struct MailSettings {
     pub from: Mailbox,
@@ -74,22 +85,22 @@ const IDLE_WAIT_MS: Millis = 30_000;
 const STOP_GRACE: Duration = Duration::from_secs(5);
 
 /// Runs until shutdown.
-pub async fn run(broker: Arc<Broker>, delivery: Delivery, settings: MailSettings) {
+pub async fn run<P: PostOffice>(post: Arc<P>, delivery: Delivery, settings: MailSettings) {
     let mut in_flight = InFlight::default();
     // Enough rows to fill every free slot even when the earliest due are
     // the ones under way.
     let batch = i64::try_from(2 * MAX_IN_FLIGHT).unwrap_or(i64::MAX);
     loop {
-        let now = broker.clock.now_millis();
+        let now = post.now_millis();
         if in_flight.has_room() {
-            match broker.store.due_emails(now, batch).await {
+            match post.store().due_emails(now, batch).await {
                 Ok(jobs) => {
                     for job in jobs {
                         if !in_flight.has_room() {
                             break;
                         }
                         if !in_flight.holds(&job) {
-                            in_flight.start(job, &broker, &delivery, &settings);
+                            in_flight.start(job, &post, &delivery, &settings);
                         }
                     }
                 }
@@ -101,15 +112,15 @@ pub async fn run(broker: Arc<Broker>, delivery: Delivery, settings: MailSettings
         // A retry's time is the server's clock's: a test that moves it
         // wakes the worker.
         let idle_until = now.saturating_add(IDLE_WAIT_MS);
-        let wake_at = match broker.store.next_email_due(now).await {
+        let wake_at = match post.store().next_email_due(now).await {
             Ok(Some(due)) => due.min(idle_until),
             _ => idle_until,
         };
         tokio::select! {
-            _ = broker.outbox_wakeup.notified() => {}
+            () = post.queued() => {}
             () = in_flight.next_finished() => {}
-            () = broker.clock.sleep_until(wake_at) => {}
-            _ = broker.lifecycle.stopping() => {
+            () = post.sleep_until(wake_at) => {}
+            () = post.stopping() => {
                 in_flight.stop().await;
                 return;
             }
@@ -144,10 +155,10 @@ impl InFlight {
             .any(|(request, position)| *request == job.request.id && *position == job.position)
     }
 
-    fn start(
+    fn start<P: PostOffice>(
         &mut self,
         job: OutboxJob,
-        broker: &Arc<Broker>,
+        post: &Arc<P>,
         delivery: &Delivery,
         settings: &MailSettings,
     ) {
@@ -157,9 +168,9 @@ impl InFlight {
             request = %job.request.id,
             computer = %job.request.computer
         );
-        let (broker, delivery, settings) = (Arc::clone(broker), delivery.clone(), settings.clone());
+        let (post, delivery, settings) = (Arc::clone(post), delivery.clone(), settings.clone());
         let task = self.tasks.spawn(
-            async move { deliver_one(&broker, &delivery, &settings, job).await }.instrument(span),
+            async move { deliver_one(&*post, &delivery, &settings, job).await }.instrument(span),
         );
         self.places.insert(task.id(), place);
     }
@@ -196,30 +207,30 @@ impl InFlight {
     }
 }
 
-async fn deliver_one(
-    broker: &Broker,
+async fn deliver_one<P: PostOffice>(
+    post: &P,
     delivery: &Delivery,
     settings: &MailSettings,
     job: OutboxJob,
 ) {
-    broker.report_delivery(&job.request.id, &job.address, DeliveryState::Sending, None);
-    let token = broker.key.link_token(&job.request.id, job.position);
+    post.report_delivery(&job.request.id, &job.address, DeliveryState::Sending, None);
+    let token = post.link_token(&job.request.id, job.position);
     let link = format!("{}/a/{token}", settings.public_url);
     let message_id = format!(
         "<{}.{}@{}>",
         job.request.id, job.position, settings.message_id_host
     );
-    let attempt = match mail::build(
+    let attempt = match message::build(
         &job.request,
         &settings.from,
         &job.address,
         &link,
         message_id,
     ) {
-        Ok(message) => send(delivery, &job, message, &link, broker.clock.now_millis()).await,
+        Ok(message) => send(delivery, &job, message, &link, post.now_millis()).await,
         Err(error) => Attempt::Permanent(error.to_string()),
     };
-    let now = broker.clock.now_millis();
+    let now = post.now_millis();
     let result = match attempt {
         Attempt::Sent => {
             match delivery {
@@ -248,20 +259,21 @@ async fn deliver_one(
         }
     };
     match &result {
-        Ok(()) => broker.metrics.email_sent(),
-        Err((_, retry)) => broker.metrics.email_failed(retry.is_none()),
+        Ok(()) => post.count(Ok(())),
+        Err((_, Some(_))) => post.count(Err(Permanence::WillRetry)),
+        Err((_, None)) => post.count(Err(Permanence::GivenUp)),
     }
     let (state, detail, permanent) = match &result {
         Ok(()) => (DeliveryState::Sent, None, false),
         Err((error, Some(_))) => (DeliveryState::Retrying, Some(error.clone()), false),
         Err((error, None)) => (DeliveryState::Failed, Some(error.clone()), true),
     };
-    if !record_attempt(broker, &job, result, now).await {
+    if !record_attempt(post, &job, result, now).await {
         return;
     }
-    broker.report_delivery(&job.request.id, &job.address, state, detail);
+    post.report_delivery(&job.request.id, &job.address, state, detail);
     if permanent {
-        end_if_undeliverable(broker, &job).await;
+        end_if_undeliverable(post, &job).await;
     }
 }
 
@@ -269,8 +281,8 @@ async fn deliver_one(
 /// database refuses (a full disk): the email keeps its place among those
 /// under way meanwhile, so it is not picked up and sent again at once.
 /// Whether it was recorded.
-async fn record_attempt(
-    broker: &Broker,
+async fn record_attempt<P: PostOffice>(
+    post: &P,
     job: &OutboxJob,
     result: Result<(), (String, Option<Millis>)>,
     now: Millis,
@@ -283,7 +295,7 @@ async fn record_attempt(
         .with_max_times(8)
         .build();
     loop {
-        match broker.store.email_attempted(job, result.clone(), now).await {
+        match post.store().email_attempted(job, result.clone(), now).await {
             Ok(()) => return true,
             Err(error) => tracing::error!(%error, "cannot record an email delivery; trying again"),
         }
@@ -292,15 +304,15 @@ async fn record_attempt(
         };
         tokio::select! {
             () = tokio::time::sleep(wait) => {}
-            () = broker.lifecycle.stopping() => return false,
+            () = post.stopping() => return false,
         }
     }
 }
 
 /// Nobody can approve a request none of whose emails arrived: it ends now
 /// rather than at its timeout.
-async fn end_if_undeliverable(broker: &Broker, job: &OutboxJob) {
-    let error = match broker.store.all_emails_failed(&job.request.id).await {
+async fn end_if_undeliverable<P: PostOffice>(post: &P, job: &OutboxJob) {
+    let error = match post.store().all_emails_failed(&job.request.id).await {
         Ok(Some(error)) => error,
         Ok(None) => return,
         Err(error) => {
@@ -308,16 +320,7 @@ async fn end_if_undeliverable(broker: &Broker, job: &OutboxJob) {
             return;
         }
     };
-    let cancel = Event::Cancel {
-        cause: CancelCause::Undeliverable { error },
-        at: broker.clock.now_millis(),
-    };
-    if let Err(error) = broker
-        .apply(&job.request.id, cancel, Witness::default())
-        .await
-    {
-        tracing::error!(%error, "cannot end an undeliverable request");
-    }
+    post.end_undeliverable(&job.request.id, error).await;
 }
 
 /// The wait before retry number `attempts + 1`: 1 s, 2 s, 4 s … up to 60 s,
@@ -335,132 +338,6 @@ fn backoff_millis(attempts: i64) -> i64 {
         .nth(usize::try_from(attempts).unwrap_or(0))
         .unwrap_or(cap);
     i64::try_from(wait.as_millis()).unwrap_or(i64::MAX)
-}
-
-/// Sends one email (or writes it to the outbox directory, stamped `now`).
-async fn send(
-    delivery: &Delivery,
-    job: &OutboxJob,
-    message: lettre::Message,
-    link: &str,
-    now: Millis,
-) -> Attempt {
-    match delivery {
-        Delivery::Smtp(relay) => match relay.send(&message).await {
-            Ok(_) => Attempt::Sent,
-            Err(error) if error.is_permanent() => Attempt::Permanent(error.to_string()),
-            // 4xx replies, refused connections, timeouts: worth another try.
-            Err(error) => Attempt::Temporary(error.to_string()),
-        },
-        Delivery::Files(dir) => match write_file(dir, job, &message, link, now).await {
-            Ok(()) => Attempt::Sent,
-            Err(error) => Attempt::Temporary(format!("cannot write to {}: {error}", dir.display())),
-        },
-    }
-}
-
-async fn write_file(
-    dir: &std::path::Path,
-    job: &OutboxJob,
-    message: &lettre::Message,
-    link: &str,
-    now: Millis,
-) -> std::io::Result<()> {
-    let stem = format!(
-        "{}-{}-{}",
-        job.request.created_at, job.request.id, job.position
-    );
-    let entry = OutboxEntry {
-        file: format!("{stem}.eml"),
-        to: job.address.clone(),
-        subject: mail::subject(&job.request),
-        link: link.to_string(),
-        written_at: now,
-    };
-    write_entry(dir, &stem, message, &entry).await
-}
-
-/// Writes an email and its summary into the outbox directory.
-async fn write_entry(
-    dir: &std::path::Path,
-    stem: &str,
-    message: &lettre::Message,
-    entry: &OutboxEntry,
-) -> std::io::Result<()> {
-    doorman_store::private::create_dir(dir)?;
-    let summary = serde_json::to_vec_pretty(entry).map_err(std::io::Error::other)?;
-    write_atomically(&dir.join(format!("{stem}.eml")), &message.formatted()).await?;
-    write_atomically(&dir.join(format!("{stem}.json")), &summary).await
-}
-
-/// [`doorman_store::private::write_atomically`] off the event loop: the outbox page
-/// never lists half an email.
-async fn write_atomically(path: &std::path::Path, bytes: &[u8]) -> std::io::Result<()> {
-    let (path, bytes) = (path.to_path_buf(), bytes.to_vec());
-    tokio::task::spawn_blocking(move || doorman_store::private::write_atomically(&path, &bytes))
-        .await
-        .map_err(std::io::Error::other)?
-}
-
-/// The emails written to `dir`, newest first.
-pub async fn list_files(dir: &std::path::Path) -> Vec<OutboxEntry> {
-    let mut entries = Vec::new();
-    let Ok(mut read_dir) = tokio::fs::read_dir(dir).await else {
-        return entries;
-    };
-    while let Ok(Some(item)) = read_dir.next_entry().await {
-        let path = item.path();
-        if path.extension().is_some_and(|ext| ext == "json")
-            && let Ok(bytes) = tokio::fs::read(&path).await
-            && let Ok(entry) = serde_json::from_slice::<OutboxEntry>(&bytes)
-        {
-            entries.push(entry);
-        }
-    }
-    entries.sort_by(|a, b| b.written_at.cmp(&a.written_at).then(b.file.cmp(&a.file)));
-    entries
-}
-
-/// Sends a passkey enrolment link at once (no retries: the person at the
-/// computer is waiting and sees the failure).
-pub async fn send_enrollment(
-    state: &crate::AppState,
-    computer: &str,
-    recipient: &str,
-    link: &str,
-) -> Result<(), String> {
-    // Unique as the authorization emails' are; random, since the link's
-    // token is a secret and its hash is how the enrolment is kept.
-    let unique =
-        crate::secrets::new_id().unwrap_or_else(|_| state.broker.clock.now_millis().to_string());
-    let message_id = format!("<enroll.{unique}@{}>", state.public.host());
-    let message = mail::build_enrollment(&state.mail_from, recipient, computer, link, message_id)
-        .map_err(|error| match error {
-        mail::MailError::Address(_) => format!("{recipient} is not an email address"),
-        other => other.to_string(),
-    })?;
-    let subject = mail::enrollment_subject(computer);
-    match &state.delivery {
-        Delivery::Smtp(relay) => relay
-            .send(&message)
-            .await
-            .map(|_| ())
-            .map_err(|e| e.to_string()),
-        Delivery::Files(dir) => {
-            let now = state.broker.clock.now_millis();
-            let stem = format!("{now}-enroll-{computer}");
-            let entry = OutboxEntry {
-                file: format!("{stem}.eml"),
-                to: recipient.to_string(),
-                subject,
-                link: link.to_string(),
-                written_at: now,
-            };
-            write_entry(dir, &stem, &message, &entry)
-                .await
-                .map_err(|e| e.to_string())
-        }
-    }
 }
 
 #[cfg(test)]
