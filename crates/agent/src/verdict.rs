@@ -4,9 +4,10 @@
 //! assertions, the answer of the person at the computer, and what the agent
 //! remembers. Every requirement the computer had when it answered holds for
 //! a reused approval (`approval_valid_for`) as for a fresh one: a required
-//! local Allow, and passkeys it verified itself. [`crate::control`] acts on
+//! local Allow, and passkeys it verified itself. The control loop acts on
 //! the verdict: it starts the session, or tells the server and the owner
-//! why not.
+//! why not. This module knows nothing of that loop: the dependency runs one
+//! way, from the control loop to here.
 
 use crate::memory::{AwaitedOffer, Memory};
 use doorman_core::passkey::{Assertion, B64};

@@ -3,7 +3,7 @@
 //! exactly once. A page of another site that DNS pointed at 127.0.0.1
 //! reaches nothing.
 
-use crate::page::Shared;
+use crate::state::Shared;
 use axum::extract::{Request, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::middleware::Next;

@@ -4,7 +4,10 @@
 //! the owner's, never from a process's arguments ([`browser`]), with the
 //! Desktop Sharing settings and, where local consent is on, the requests
 //! waiting for the person at the computer ([`page`]), and the approvers'
-//! passkeys: listed, removed, enrolled ([`approvers`]).
+//! passkeys: listed, removed, enrolled ([`approvers`], the forms;
+//! [`passkeys`], what they act on). [`state`] is what the handlers share,
+//! [`router`] puts them together behind the `Host` check ([`host`]) and the
+//! page's headers.
 #![forbid(unsafe_code)]
 
 mod access;
@@ -12,6 +15,9 @@ mod approvers;
 mod browser;
 mod host;
 mod page;
+mod passkeys;
+mod router;
+mod state;
 pub mod tray;
 pub mod window;
 

@@ -4,9 +4,10 @@
 //! "Not saved" at the top, shows each problem beside its field, puts the
 //! focus on the first, and writes nothing; a good save is written
 //! atomically, comments kept); the approvers' passkeys
-//! ([`crate::approvers`]); and, where local consent is on, the requests
-//! waiting for the person at the computer, with Allow and Deny. No framing,
-//! nothing cached, and no script at all: plain forms, each carrying the
+//! ([`crate::passkeys`], acted on by the `approvers` forms); and, where
+//! local consent is on, the requests waiting for the person at the
+//! computer, with Allow and Deny. No framing, nothing cached, and no
+//! script at all: plain forms, each carrying the
 //! page's session secret in a hidden field (see [`crate::access`]), which
 //! is what every answer but the first needs. A same-origin script sending
 //! it in a header would be as strong; a form field keeps the page working
@@ -15,14 +16,15 @@
 //! `GET /` holds nothing), so the list of waiting requests has its own
 //! Refresh button.
 //!
-//! Every request must name the window itself in `Host` ([`crate::host`]).
+//! Every request must name the window itself in `Host` ([`crate::host`]);
+//! that check and the page's headers are the router's, around this page.
 
 use crate::access::Refused;
-use crate::window::WindowState;
+use crate::passkeys::Approvers;
+use crate::state::{Shared, WindowState};
 use askama::Template;
-use axum::extract::{DefaultBodyLimit, Form, Path, Request, State};
-use axum::http::{HeaderValue, StatusCode, header};
-use axum::middleware::Next;
+use axum::extract::{Form, Path, State};
+use axum::http::{StatusCode, header};
 use axum::response::{Html, IntoResponse, Response};
 use doorman_agent::consent::{self, ConsentRequest, ConsentResponse, Waiting};
 use doorman_agent::settings_file::{self, SettingsFileError};
@@ -30,15 +32,9 @@ use doorman_core::settings::{SettingsChange, SettingsError, split_list};
 use doorman_core::{AgentSettings, Decision, LocalConsent};
 use serde::Deserialize;
 use std::collections::HashMap;
-use std::sync::Arc;
 use std::time::Instant;
 
-pub(crate) type Shared = Arc<WindowState>;
-
-/// The largest form the page takes.
-const MAX_FORM_BYTES: usize = 64 * 1024;
-
-pub(crate) fn routes(state: Shared) -> axum::Router {
+pub(crate) fn routes() -> axum::Router<Shared> {
     use axum::routing::{get, post};
     axum::Router::new()
         .route("/open/{secret}", get(open))
@@ -46,38 +42,6 @@ pub(crate) fn routes(state: Shared) -> axum::Router {
         .route("/save", post(save))
         .route("/consent/{id}/{decision}", post(answer))
         .route("/style.css", get(style))
-        .merge(crate::approvers::routes())
-        .layer(DefaultBodyLimit::max(MAX_FORM_BYTES))
-        .layer(axum::middleware::from_fn_with_state(
-            state.clone(),
-            crate::host::only_this_window,
-        ))
-        .layer(axum::middleware::from_fn(headers))
-        .with_state(state)
-}
-
-/// The page's headers: no framing, no caching, nothing but this page's own
-/// forms and style.
-async fn headers(request: Request, next: Next) -> Response {
-    let mut response = next.run(request).await;
-    let headers = response.headers_mut();
-    headers.insert(
-        header::CONTENT_SECURITY_POLICY,
-        HeaderValue::from_static(
-            "default-src 'none'; style-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'",
-        ),
-    );
-    headers.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
-    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
-    headers.insert(
-        header::REFERRER_POLICY,
-        HeaderValue::from_static("no-referrer"),
-    );
-    headers.insert(
-        header::X_CONTENT_TYPE_OPTIONS,
-        HeaderValue::from_static("nosniff"),
-    );
-    response
 }
 
 pub(crate) fn forbidden() -> Response {
@@ -280,7 +244,7 @@ struct SettingsPage {
     answered: Option<String>,
     /// Why a local answer was not taken.
     answer_problem: Option<String>,
-    approvers: crate::approvers::Approvers,
+    approvers: Approvers,
 }
 
 impl SettingsPage {
@@ -360,7 +324,7 @@ pub(crate) async fn page(state: &WindowState, session: String, view: View) -> Re
                 consent_problem: None,
                 answered: None,
                 answer_problem,
-                approvers: crate::approvers::Approvers::default(),
+                approvers: Approvers::default(),
             };
             return render(&page, StatusCode::INTERNAL_SERVER_ERROR);
         }
@@ -381,7 +345,7 @@ pub(crate) async fn page(state: &WindowState, session: String, view: View) -> Re
     } else {
         StatusCode::OK
     };
-    let approvers = crate::approvers::Approvers::of(
+    let approvers = Approvers::of(
         &settings,
         &state.enrolment,
         approvers_note,

@@ -6,11 +6,11 @@
 
 use crate::access::{Access, DEFAULT_LINK_LIFETIME};
 use crate::browser::RedirectFile;
-use crate::page;
+use crate::state::WindowState;
 use std::ffi::OsStr;
 use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 /// How long the window waits for the page before it stops.
@@ -56,60 +56,29 @@ pub enum Stopped {
     Failed,
 }
 
-/// What the page's handlers share.
-pub(crate) struct WindowState {
-    pub config: PathBuf,
-    pub access: Access,
-    /// The port the window listens on: the only one its `Host` may name.
-    pub port: u16,
-    idle: Duration,
-    /// When the page's session last asked something.
-    last_used: Mutex<Instant>,
-    /// The passkey enrolment the page started, if any.
-    pub enrolment: crate::approvers::EnrolmentSlot,
-}
-
-impl WindowState {
-    /// Whether `presented` is the page's session secret; when it is, the
-    /// window stays open a while longer. Nothing else keeps it open.
-    pub fn authorized(&self, presented: &str) -> bool {
-        let ok = self.access.session_ok(presented);
-        if ok {
-            self.touch();
-        }
-        ok
+/// Why the window should stop at `now`, or when to look again.
+fn stop_or_wake(state: &WindowState, now: Instant) -> Result<Instant, Stopped> {
+    let idle_ends = state.idle_ends();
+    if idle_ends.is_some_and(|end| now >= end) {
+        return Err(Stopped::Unused);
     }
-
-    /// The page's session was just opened or used.
-    pub fn touch(&self) {
-        *self.last_used.lock().unwrap_or_else(|e| e.into_inner()) = Instant::now();
+    let link_expires = state.access.unused_link_expires();
+    if link_expires.is_some_and(|end| now >= end) {
+        return Err(Stopped::LinkExpired);
     }
-
-    /// Why the window should stop at `now`, or when to look again.
-    fn stop_or_wake(&self, now: Instant) -> Result<Instant, Stopped> {
-        let last_used = *self.last_used.lock().unwrap_or_else(|e| e.into_inner());
-        let idle_ends = last_used.checked_add(self.idle);
-        if idle_ends.is_some_and(|end| now >= end) {
-            return Err(Stopped::Unused);
-        }
-        let link_expires = self.access.unused_link_expires();
-        if link_expires.is_some_and(|end| now >= end) {
-            return Err(Stopped::LinkExpired);
-        }
-        let much_later = now + Duration::from_secs(3600);
-        let wake = [idle_ends, link_expires]
-            .into_iter()
-            .flatten()
-            .min()
-            .unwrap_or(much_later);
-        Ok(wake)
-    }
+    let much_later = now + Duration::from_secs(3600);
+    let wake = [idle_ends, link_expires]
+        .into_iter()
+        .flatten()
+        .min()
+        .unwrap_or(much_later);
+    Ok(wake)
 }
 
 /// Resolves when the window should stop, and says why.
 async fn until_stopped(state: &WindowState) -> Stopped {
     loop {
-        match state.stop_or_wake(Instant::now()) {
+        match stop_or_wake(state, Instant::now()) {
             Err(stopped) => return stopped,
             Ok(wake) => tokio::time::sleep_until(tokio::time::Instant::from_std(wake)).await,
         }
@@ -150,16 +119,15 @@ impl SettingsWindow {
             .map_err(WindowError::Listen)?;
         let address: SocketAddr = listener.local_addr().map_err(WindowError::Listen)?;
         let now = Instant::now();
-        let state = Arc::new(WindowState {
+        let state = Arc::new(WindowState::new(
             config,
-            access: Access::new(now, lifetimes.link),
-            port: address.port(),
-            idle: lifetimes.idle,
-            last_used: Mutex::new(now),
-            enrolment: crate::approvers::EnrolmentSlot::default(),
-        });
+            Access::new(now, lifetimes.link),
+            address.port(),
+            lifetimes.idle,
+            now,
+        ));
         let url = format!("http://{address}/open/{}", state.access.link());
-        let router = page::routes(state.clone());
+        let router = crate::router::routes(state.clone());
         let server = tokio::spawn(async move {
             let (said, why) = tokio::sync::oneshot::channel();
             let signal = async move {

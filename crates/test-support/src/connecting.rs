@@ -1,5 +1,6 @@
-//! An operator's `connect` running in a test: its progress, output and
-//! result, and the shared buffers a test awaits what was written to.
+//! An operator's `connect` running in a test: its progress (and the request
+//! id its `pending` event names), output and result, and the shared buffers
+//! a test awaits what was written to.
 
 use doorman_client::ConnectError;
 use std::io::Write;
@@ -45,7 +46,7 @@ impl Connecting {
 
     /// The request id of the `pending` event.
     pub async fn request_id(&self) -> String {
-        crate::world::request_id(&self.event("pending").await)
+        request_id(&self.event("pending").await)
     }
 
     /// The local address of the first `-L` listener, once forwarding.
@@ -65,6 +66,14 @@ impl Connecting {
             .expect("connect finishes in time")
             .expect("connect task")
     }
+}
+
+/// The request id in a `pending` event.
+pub fn request_id(pending: &serde_json::Value) -> String {
+    pending["request_id"]
+        .as_str()
+        .expect("request_id")
+        .to_string()
 }
 
 /// A byte buffer shared between a writer under test and the test, which can

@@ -7,7 +7,7 @@
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
-use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncWrite, AsyncWriteExt, BufReader};
+use tokio::io::{AsyncBufRead, AsyncBufReadExt, AsyncRead, AsyncWrite, AsyncWriteExt, BufReader};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio_rustls::TlsAcceptor;
@@ -388,12 +388,7 @@ impl Connection {
             let command = line.trim_end().to_string();
             let upper = command.to_ascii_uppercase();
             if upper.starts_with("EHLO") {
-                let extensions: &[u8] = if stage == Stage::BeforeStartTls {
-                    b"250-sink.test\r\n250-8BITMIME\r\n250-SMTPUTF8\r\n250 STARTTLS\r\n"
-                } else {
-                    b"250-sink.test\r\n250-8BITMIME\r\n250 SMTPUTF8\r\n"
-                };
-                write.write_all(extensions).await?;
+                write.write_all(stage.extensions()).await?;
             } else if upper.starts_with("HELO") {
                 write.write_all(b"250 sink.test\r\n").await?;
             } else if upper == "STARTTLS" && stage == Stage::BeforeStartTls {
@@ -412,26 +407,7 @@ impl Connection {
                 write.write_all(b"250 OK\r\n").await?;
             } else if upper.starts_with("RCPT TO:") {
                 let address = command[8..].trim().trim_matches(['<', '>']).to_string();
-                let stall = self
-                    .script
-                    .lock()
-                    .expect("script lock")
-                    .stalls
-                    .get(&address)
-                    .cloned();
-                if let Some(stall) = stall {
-                    let mut released = stall.released.subscribe();
-                    stall.held.send_modify(|count| *count += 1);
-                    let _ = released.wait_for(|released| *released).await;
-                }
-                let scripted = self
-                    .script
-                    .lock()
-                    .expect("script lock")
-                    .rcpt
-                    .get_mut(&address)
-                    .and_then(|replies| replies.pop_front());
-                match scripted {
+                match self.recipient_reply(&address).await {
                     Some(reply) => write.write_all(format!("{reply}\r\n").as_bytes()).await?,
                     None => {
                         to.push(address);
@@ -441,25 +417,15 @@ impl Connection {
             } else if upper == "DATA" && !from.is_empty() {
                 write.write_all(b"354 go ahead\r\n").await?;
                 write.flush().await?;
-                let mut data = Vec::new();
-                loop {
-                    line.clear();
-                    if lines.read_line(&mut line).await? == 0 {
-                        return Ok(Ended::Closed);
-                    }
-                    if line == ".\r\n" || line == ".\n" {
-                        break;
-                    }
-                    let content = line.strip_prefix('.').unwrap_or(&line);
-                    data.extend_from_slice(content.as_bytes());
-                }
-                self.store.lock().expect("sink lock").push(ReceivedMail {
+                let Some(data) = read_data(&mut lines).await? else {
+                    return Ok(Ended::Closed);
+                };
+                self.keep(ReceivedMail {
                     from: from.clone(),
                     to: to.clone(),
                     data,
                     encrypted,
                 });
-                self.counter.send_modify(|c| *c += 1);
                 write.write_all(b"250 OK queued\r\n").await?;
                 if self
                     .script
@@ -481,6 +447,54 @@ impl Connection {
             }
         }
     }
+
+    /// The reply to `RCPT TO:<address>`, once a stall the test put on that
+    /// recipient is released: the next one scripted for it, or none (250,
+    /// and the address is a recipient).
+    async fn recipient_reply(&self, address: &str) -> Option<String> {
+        let stall = self
+            .script
+            .lock()
+            .expect("script lock")
+            .stalls
+            .get(address)
+            .cloned();
+        if let Some(stall) = stall {
+            let mut released = stall.released.subscribe();
+            stall.held.send_modify(|count| *count += 1);
+            let _ = released.wait_for(|released| *released).await;
+        }
+        self.script
+            .lock()
+            .expect("script lock")
+            .rcpt
+            .get_mut(address)
+            .and_then(|replies| replies.pop_front())
+    }
+
+    /// Keeps a message received in full, for the tests that await it.
+    fn keep(&self, mail: ReceivedMail) {
+        self.store.lock().expect("sink lock").push(mail);
+        self.counter.send_modify(|c| *c += 1);
+    }
+}
+
+/// The message after DATA, up to the line with a lone dot, with the dots
+/// that escape a leading dot removed; none if the client hung up first.
+async fn read_data<R: AsyncBufRead + Unpin>(lines: &mut R) -> std::io::Result<Option<Vec<u8>>> {
+    let mut data = Vec::new();
+    let mut line = String::new();
+    loop {
+        line.clear();
+        if lines.read_line(&mut line).await? == 0 {
+            return Ok(None);
+        }
+        if line == ".\r\n" || line == ".\n" {
+            return Ok(Some(data));
+        }
+        let content = line.strip_prefix('.').unwrap_or(&line);
+        data.extend_from_slice(content.as_bytes());
+    }
 }
 
 /// Where a connection's dialogue stands with regard to encryption.
@@ -490,4 +504,15 @@ enum Stage {
     Encrypted,
     BeforeStartTls,
     AfterStartTls,
+}
+
+impl Stage {
+    /// The reply to EHLO: STARTTLS is offered until it has been used.
+    fn extensions(self) -> &'static [u8] {
+        if self == Stage::BeforeStartTls {
+            b"250-sink.test\r\n250-8BITMIME\r\n250-SMTPUTF8\r\n250 STARTTLS\r\n"
+        } else {
+            b"250-sink.test\r\n250-8BITMIME\r\n250 SMTPUTF8\r\n"
+        }
+    }
 }

@@ -5,7 +5,7 @@
 
 mod builder;
 
-pub use crate::connecting::{Connecting, SharedBuf};
+pub use crate::connecting::{Connecting, SharedBuf, request_id};
 pub use crate::smtp::SmtpTls;
 use crate::smtp::{SinkTls, SmtpSink};
 pub use builder::WorldBuilder;
@@ -519,14 +519,6 @@ async fn wait_for_agent(broker: &Broker, name: &str, online: bool) {
     tokio::time::timeout(std::time::Duration::from_secs(20), changed)
         .await
         .unwrap_or_else(|_| panic!("agent {name} did not go {state} within 20 s"));
-}
-
-/// The request id in a `pending` event.
-pub fn request_id(pending: &serde_json::Value) -> String {
-    pending["request_id"]
-        .as_str()
-        .expect("request_id")
-        .to_string()
 }
 
 /// The nonce of the approval page's form.

@@ -5,6 +5,11 @@
 mod acme;
 mod audit;
 mod cli;
+mod cli_agents;
+mod cli_errors;
+mod cli_servers;
+mod cli_settings;
+mod cli_story;
 mod docs;
 mod files;
 mod finding;

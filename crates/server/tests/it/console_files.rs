@@ -11,8 +11,8 @@
 //! The browser test needs Debian's `chromium` and `chromium-driver`
 //! (`.ci/run` installs them).
 
-use crate::console::{Socket, console_socket};
 use crate::console_browser::{ask, sign_in};
+use crate::console_terminal::{Socket, console_socket};
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
 use doorman_test_support::World;
