@@ -152,10 +152,10 @@ async fn main() {
         .unwrap();
     let mut keys = Vec::with_capacity(n);
     for i in 0..n {
-        let key =
-            doorman_server::secrets::new_token(doorman_server::secrets::AGENT_KEY_PREFIX).unwrap();
+        let key = doorman_runtime::secrets::new_token(doorman_runtime::secrets::AGENT_KEY_PREFIX)
+            .unwrap();
         store
-            .add_agent(&format!("pc{i}"), &doorman_server::secrets::hash(&key), 0)
+            .add_agent(&format!("pc{i}"), &doorman_runtime::secrets::hash(&key), 0)
             .await
             .unwrap();
         keys.push(key);

@@ -188,7 +188,7 @@ pub async fn admin(args: cli::AdminArgs) -> Result<()> {
             prune: Some(AuditCommand::Prune { older_than }),
             ..
         } => {
-            use doorman_server::clock::system_millis;
+            use doorman_runtime::clock::system_millis;
             let now = system_millis();
             let before = now - i64::from(older_than) * 86_400_000;
             let pruned = store.prune_audit(before, "admin", now).await?;
@@ -275,7 +275,7 @@ fn tls_init(
 /// `admin blocks …`: the blocks "I did not expect this" left.
 async fn blocks(store: &doorman_store::Store, command: BlocksCommand) -> Result<()> {
     use doorman_core::display::format_time;
-    use doorman_server::clock::system_millis;
+    use doorman_runtime::clock::system_millis;
     match command {
         BlocksCommand::List { json } => {
             let blocks = store.blocks(system_millis()).await?;

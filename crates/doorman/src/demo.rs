@@ -104,7 +104,7 @@ fn server_config(url: &str, data_dir: &Path) -> doorman_server::ServerConfig {
         metrics_listen: None,
         insecure_public_url: false,
         recordings: doorman_server::Recordings::default(),
-        clock: doorman_server::clock::Clock::system(),
+        clock: doorman_runtime::clock::Clock::system(),
     }
 }
 

@@ -4,16 +4,16 @@
 //! the audit trail.
 //!
 //! Its changes are stamped with the system's wall clock
-//! ([`crate::clock::system_millis`]): `doorman admin` is a process of its
+//! ([`doorman_runtime::clock::system_millis`]): `doorman admin` is a process of its
 //! own, with no server clock, and keeps no deadline.
 
-use crate::clock::system_millis;
-use crate::secrets::{self, AGENT_KEY_PREFIX, OPERATOR_TOKEN_PREFIX};
 use doorman_core::access::{ComputerPattern, ServiceSet};
 use doorman_core::display::counted;
 use doorman_core::join::{INVITATION_PREFIX, JoinUrl, JoinUrlError};
 use doorman_core::names::validate_name;
 use doorman_core::settings::validate_recipient;
+use doorman_runtime::clock::system_millis;
+use doorman_runtime::secrets::{self, AGENT_KEY_PREFIX, OPERATOR_TOKEN_PREFIX};
 use doorman_store::{AuditEvent, GrantRow, Millis, Principal, Revocation, Store, StoreError};
 use std::time::Duration;
 

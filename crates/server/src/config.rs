@@ -289,7 +289,7 @@ impl ServerSettings {
                     .map_or(crate::DEFAULT_RECORDINGS_MAX_TOTAL_BYTES, |size| size.0),
             },
             insecure_public_url: self.insecure_public_url.unwrap_or(false),
-            clock: crate::clock::Clock::system(),
+            clock: doorman_runtime::clock::Clock::system(),
         })
     }
 }

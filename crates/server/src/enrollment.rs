@@ -19,13 +19,13 @@
 
 use crate::AppState;
 use crate::pages::PageError;
-use crate::secrets::random_bytes;
 use askama::Template;
 use axum::extract::{Form, Path, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{Html, IntoResponse, Response};
 use doorman_core::AuditKind;
 use doorman_core::passkey::{self, B64, Expected, PinnedPasskey};
+use doorman_runtime::secrets::random_bytes;
 use doorman_store::AuditEvent;
 use doorman_wire::Connection;
 use doorman_wire::message::{EnrollAsk, EnrollNews, write_deadline};
@@ -303,7 +303,7 @@ async fn start(state: &AppState, from: &Asker<'_>, recipient: &str) -> Result<St
         return Err("the server cannot record the enrolment".into());
     }
     let token = B64(draw.token.to_vec()).to_string();
-    let hash = crate::secrets::hash(&token);
+    let hash = doorman_runtime::secrets::hash(&token);
     let (code, finished) = state
         .enrollments
         .begin(hash, from.computer, recipient, draw);
@@ -312,7 +312,7 @@ async fn start(state: &AppState, from: &Asker<'_>, recipient: &str) -> Result<St
     // Unique as the authorization emails' are; random, since the link's
     // token is a secret and its hash is how the enrolment is kept.
     let now = state.broker.clock.now_millis();
-    let unique = crate::secrets::new_id().unwrap_or_else(|_| now.to_string());
+    let unique = doorman_runtime::secrets::new_id().unwrap_or_else(|_| now.to_string());
     let message_id = format!("<enroll.{unique}@{}>", state.public.host());
     let sent = doorman_mail::send_enrollment(
         &state.delivery,
@@ -426,7 +426,7 @@ fn with_pending<R>(
     peer: std::net::IpAddr,
     f: impl FnOnce(&mut Pending, [u8; 32]) -> R,
 ) -> Result<R, PageError> {
-    let hash = crate::secrets::hash(token);
+    let hash = doorman_runtime::secrets::hash(token);
     {
         let mut pending = state.enrollments.lock();
         if let Some(found) = pending

@@ -14,7 +14,7 @@
 
 use crate::client_addr::ClientAddr;
 use crate::pages::{PageError, user_agent};
-use crate::{AppState, ServerConfig, ServerError, secrets};
+use crate::{AppState, ServerConfig, ServerError};
 use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode};
@@ -23,6 +23,7 @@ use doorman_core::display::format_time;
 use doorman_core::join::{INVITATION_PREFIX, Joined};
 use doorman_core::secret::{AGENT_KEY_PREFIX, has_secret_form};
 use doorman_core::{AuditKind, Secret};
+use doorman_runtime::secrets;
 use doorman_store::{AuditEvent, JoinedFrom, Redemption};
 
 fn plain(status: StatusCode, message: &str) -> Response {

@@ -11,7 +11,7 @@ pub mod admin;
 mod agents;
 pub mod broker;
 pub mod client_addr;
-pub mod clock;
+
 pub mod config;
 pub mod console;
 mod data_dir;
@@ -39,12 +39,13 @@ pub use retention::{
     Recordings,
 };
 mod relay;
-pub mod secrets;
+
 pub mod serve;
 
 mod upgrade;
 
 use broker::Broker;
+use doorman_runtime::{clock, secrets};
 use doorman_store::{self as store, Store, StoreError, private};
 use lettre::message::Mailbox;
 use std::future::Future;

@@ -7,7 +7,6 @@
 use crate::AppState;
 use crate::broker::Witness;
 use crate::client_addr::{ClientAddr, Local, LocalOnly};
-use crate::secrets;
 use askama::Template;
 use axum::extract::rejection::FormRejection;
 use axum::extract::{Form, Path, Request, State};
@@ -18,6 +17,7 @@ use doorman_core::authorization::{Approval, Event, seconds_left};
 use doorman_core::display::format_time;
 use doorman_core::{AuditKind, CancelCause};
 use doorman_core::{Decision, Outcome, RequestState};
+use doorman_runtime::secrets;
 use doorman_store::{AuditEvent, RequestRow};
 use serde::Deserialize;
 

@@ -4,11 +4,11 @@
 use crate::AppState;
 use crate::broker::AgentConnection;
 use crate::client_addr::ClientAddr;
-use crate::secrets;
 use axum::extract::{Path, Request, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use doorman_relay::handover::HANDOVER_HEADER;
+use doorman_runtime::secrets;
 use doorman_wire::{AGENT_NAME_HEADER, UPGRADE_PROTOCOL};
 use hyper_util::rt::TokioIo;
 use tokio_util::either::Either;

@@ -94,7 +94,7 @@ impl World {
             metrics_listen: None,
             insecure_public_url: false,
             recordings: builder.recordings,
-            clock: doorman_server::clock::Clock::system(),
+            clock: doorman_runtime::clock::Clock::system(),
         };
         let server = doorman_server::Server::bind(config.clone(), listener)
             .await
@@ -314,7 +314,7 @@ impl World {
     /// The server's clock, which the test moves forward instead of
     /// sleeping (`world.clock().advance(…)`): expiry, reuse windows, blocks,
     /// retries and time limits follow it. A restarted server keeps it.
-    pub fn clock(&self) -> &doorman_server::clock::Clock {
+    pub fn clock(&self) -> &doorman_runtime::clock::Clock {
         &self.config.clock
     }
 

@@ -14,8 +14,8 @@ mod http;
 mod order;
 pub mod served;
 
-use crate::clock::Clock;
-use crate::secrets::ServerKey;
+use doorman_runtime::clock::Clock;
+use doorman_runtime::secrets::ServerKey;
 use doorman_store::acme::{StoredCertificate, domains_key};
 use doorman_store::{Store, StoreError};
 use served::ServedCertificate;

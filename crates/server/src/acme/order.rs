@@ -5,7 +5,7 @@
 
 use super::served::{ServedCertificate, challenge_certificate};
 use super::{AcmeError, AcmeSettings};
-use crate::secrets::ServerKey;
+use doorman_runtime::secrets::ServerKey;
 use doorman_store::Store;
 use instant_acme::{
     Account, AccountCredentials, AuthorizationStatus, ChallengeType, Identifier, NewAccount,

@@ -5,7 +5,7 @@
 
 use super::key_still_current;
 use crate::broker::{AgentCommand, Broker};
-use crate::clock::Ticks;
+use doorman_runtime::clock::Ticks;
 use doorman_store::{AgentKey, ComputerId};
 use doorman_wire::ConnectionError;
 use doorman_wire::connection::{FrameReader, FrameWriter};

@@ -18,10 +18,10 @@ pub use sessions::{
 };
 pub use waiters::{RequestWatch, Waiters};
 
-use crate::clock::Clock;
-use crate::secrets::ServerKey;
 use doorman_core::authorization::{Event, PendingRequest, Step, Unchanged};
 use doorman_core::{AuditKind, CancelCause, Outcome, Request};
+use doorman_runtime::clock::Clock;
+use doorman_runtime::secrets::ServerKey;
 use doorman_store::transitions::transition_audit;
 use doorman_store::{AuditEvent, Block, ComputerId, Millis, RequestRow, Store, StoreError};
 use doorman_wire::message::{DeliveryState, ServerToAgent, ServerToOperator};
@@ -98,7 +98,7 @@ pub enum Applied {
 #[derive(Debug)]
 pub struct Broker {
     /// The server's one clock: every time the broker and its handlers
-    /// store, compare or sleep towards (see [`crate::clock`]).
+    /// store, compare or sleep towards (see [`doorman_runtime::clock`]).
     pub clock: Clock,
     pub store: Store,
     pub key: ServerKey,
@@ -163,7 +163,7 @@ impl Broker {
     /// heartbeat from now; a late tick does not bunch up the next ones.
     /// Made before the peer is told anything, so that a test moving the
     /// clock after an event fires it.
-    pub fn heartbeat_ticks(&self) -> crate::clock::Ticks {
+    pub fn heartbeat_ticks(&self) -> doorman_runtime::clock::Ticks {
         self.clock.ticks(self.heartbeat)
     }
 

@@ -301,8 +301,8 @@ async fn sign_in(
     if !from_this_site(&state, &headers, local) {
         return (StatusCode::FORBIDDEN, "sign in from the console's own page").into_response();
     }
-    let found = if crate::secrets::plausible_token(token) {
-        let hash = crate::secrets::hash(token);
+    let found = if doorman_runtime::secrets::plausible_token(token) {
+        let hash = doorman_runtime::secrets::hash(token);
         match state.broker.store.operator_by_token(&hash).await {
             Ok(found) => found.map(|operator| SignedIn {
                 operator: operator.name,

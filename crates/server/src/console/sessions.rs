@@ -12,9 +12,9 @@
 //! [`SIGN_IN_WINDOW`], and when the table holds [`MAX_SESSIONS`] live
 //! sessions a sign-in is refused rather than pushing anyone out.
 
-use crate::clock::Clock;
 use crate::failures::Window;
-use crate::secrets;
+use doorman_runtime::clock::Clock;
+use doorman_runtime::secrets;
 use doorman_store::OperatorId;
 use std::collections::HashMap;
 use std::sync::Mutex;

@@ -7,11 +7,11 @@ use super::wait::{Standing, Waiting, conclude};
 use super::{Ask, OperatorError, refuse, refuse_audited};
 use crate::broker::{Applied, Broker, ExpectedSession, RequestWatch, Witness};
 use crate::relay::OperatorStream;
-use crate::secrets;
 use doorman_core::authorization::{Event, seconds_left};
 use doorman_core::display::counted;
 use doorman_core::mask::mask_address;
 use doorman_core::{CancelCause, LocalConsent, Outcome};
+use doorman_runtime::secrets;
 use doorman_store::{Millis, NewRequest, RequestRow};
 use doorman_wire::connection::Connection;
 use doorman_wire::message::{

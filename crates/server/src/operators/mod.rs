@@ -16,8 +16,8 @@ mod wait;
 
 use crate::broker::Broker;
 use crate::relay::OperatorStream;
-use crate::secrets;
 use doorman_core::AuditKind;
+use doorman_runtime::secrets;
 use doorman_store::{AuditEvent, ComputerId, OperatorId, OperatorIdentity, StoreError};
 use doorman_wire::connection::Connection;
 use doorman_wire::message::{OperatorMessage, Refusal, ServerToOperator, Service, write_deadline};

@@ -91,7 +91,7 @@ async fn an_invited_computer_joins_once_and_comes_online() {
     assert_eq!(settings.ca, None);
     assert!(!settings.desktop_sharing.require_email_authorization);
     let stored = world.broker.store.agent_key("lab-pc").await.unwrap();
-    let key_hash = doorman_server::secrets::hash(settings.key.expose());
+    let key_hash = doorman_runtime::secrets::hash(settings.key.expose());
     assert_eq!(stored.expect("added").key_hash, key_hash.to_vec());
     run_agent(&world, config, "lab-pc").await;
 

@@ -92,7 +92,7 @@ async fn a_request_that_expired_while_the_server_was_down_is_expired() {
             local_consent: doorman_core::LocalConsent::Off,
             recipients: vec![(
                 "it@example.com".into(),
-                doorman_server::secrets::hash(&token),
+                doorman_runtime::secrets::hash(&token),
             )],
             passkey: None,
         })
@@ -115,7 +115,7 @@ async fn a_request_that_expired_while_the_server_was_down_is_expired() {
                 world
                     .broker
                     .key
-                    .page_nonce(&doorman_server::secrets::hash(&token))
+                    .page_nonce(&doorman_runtime::secrets::hash(&token))
                     .as_str(),
             ),
         ])

@@ -207,7 +207,7 @@ async fn nobody_deciding_expires_the_request() {
     let nonce = world
         .broker
         .key
-        .page_nonce(&doorman_server::secrets::hash(token));
+        .page_nonce(&doorman_runtime::secrets::hash(token));
     let late = world
         .http
         .post(&link)

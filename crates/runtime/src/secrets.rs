@@ -25,7 +25,7 @@ pub const MAX_TOKEN_LEN: usize = 128;
 #[error("the operating system's random source failed")]
 pub struct RandomError;
 
-pub(crate) fn random_bytes<const N: usize>() -> Result<[u8; N], RandomError> {
+pub fn random_bytes<const N: usize>() -> Result<[u8; N], RandomError> {
     let mut bytes = [0u8; N];
     SystemRandom::new()
         .fill(&mut bytes)
