@@ -5,7 +5,7 @@
 use doorman_wire::tls::{TlsError, load_certificates, provider};
 use rustls::pki_types::PrivateKeyDer;
 use rustls::pki_types::pem::PemObject;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 /// The server configuration from a PEM certificate chain and key.
@@ -44,4 +44,15 @@ pub fn server_config_with_ca(
     config.alpn_protocols = vec![b"http/1.1".to_vec()];
     doorman_relay::handover::keep_secrets(&mut config);
     Ok(Arc::new(config))
+}
+
+/// Where the server's certificate and key are.
+#[derive(Clone, Debug)]
+pub struct TlsFiles {
+    pub cert: PathBuf,
+    pub key: PathBuf,
+    /// The private CA that signed `cert` (`tls init`'s): presented after
+    /// the chain, so that a computer joining with a URL that pins its
+    /// SHA-256 finds it, and pinned in the invitations' URLs.
+    pub ca: Option<PathBuf>,
 }

@@ -239,7 +239,7 @@ fn tls_init(
     ips: &[std::net::IpAddr],
     replace: bool,
 ) -> Result<()> {
-    let made = doorman_server::private_ca::init(data_dir, names, ips, replace)?;
+    let made = doorman_certificates::private_ca::init(data_dir, names, ips, replace)?;
     let absolute = |path: &std::path::Path| std::path::absolute(path).unwrap_or(path.to_path_buf());
     let ca = absolute(&made.ca_file);
     println!(

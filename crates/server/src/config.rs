@@ -4,11 +4,11 @@
 //! make together. Also [`run_replica`]: serving as the active server or
 //! waiting as a standby on a shared database.
 
-use crate::acme::AcmeSettings;
 use crate::client_addr::TrustedProxy;
 use crate::leadership::Leadership;
 use crate::serve::ConnectionLimits;
 use crate::{DEFAULT_HEARTBEAT, Limits, Prepared, ServerConfig, ServerError, TlsFiles};
+use doorman_certificates::acme::AcmeSettings;
 use serde::Deserialize;
 use std::future::Future;
 use std::net::SocketAddr;
@@ -226,7 +226,7 @@ impl ServerSettings {
             }),
             (None, None) if acme.is_some() => None,
             // What `doorman admin tls init` made, when nothing else is given.
-            (None, None) => crate::private_ca::server_files(&data_dir)
+            (None, None) => doorman_certificates::private_ca::server_files(&data_dir)
                 .map_err(|(path, source)| ConfigError::TlsFiles { path, source })?,
             _ => return Err(ConfigError::TlsPair),
         };
@@ -321,13 +321,16 @@ impl ServerSettings {
                 Ok(None)
             };
         }
-        if let Some(domain) = domains.iter().find(|d| !crate::private_ca::is_dns_name(d)) {
+        if let Some(domain) = domains
+            .iter()
+            .find(|d| !doorman_certificates::private_ca::is_dns_name(d))
+        {
             return Err(ConfigError::AcmeDomain(domain.clone()));
         }
         let directory = self
             .acme_directory
             .clone()
-            .unwrap_or_else(|| crate::acme::LETS_ENCRYPT.to_string());
+            .unwrap_or_else(|| doorman_certificates::acme::LETS_ENCRYPT.to_string());
         if !directory.starts_with("https://") {
             return Err(ConfigError::AcmeDirectory(directory));
         }
@@ -338,7 +341,7 @@ impl ServerSettings {
             ca: self.acme_ca.clone(),
             renew_days: self
                 .acme_renew_days
-                .unwrap_or(crate::acme::DEFAULT_RENEW_DAYS),
+                .unwrap_or(doorman_certificates::acme::DEFAULT_RENEW_DAYS),
         }))
     }
 }

@@ -6,7 +6,7 @@
 //! and stop it for real.
 #![forbid(unsafe_code)]
 
-pub mod acme;
+use doorman_certificates::acme;
 pub mod admin;
 mod agents;
 pub mod broker;
@@ -31,7 +31,6 @@ pub use public_url::normalize_public_url;
 mod passkey_approval;
 mod post_office;
 
-pub mod private_ca;
 pub mod recording;
 mod retention;
 pub use retention::{
@@ -126,16 +125,7 @@ impl Default for Limits {
     }
 }
 
-/// Where the server's certificate and key are.
-#[derive(Clone, Debug)]
-pub struct TlsFiles {
-    pub cert: PathBuf,
-    pub key: PathBuf,
-    /// The private CA that signed `cert` (`tls init`'s): presented after
-    /// the chain, so that a computer joining with a URL that pins its
-    /// SHA-256 finds it, and pinned in the invitations' URLs.
-    pub ca: Option<PathBuf>,
-}
+pub use doorman_certificates::TlsFiles;
 
 /// Why the server could not start or stopped with an error.
 #[derive(Debug, thiserror::Error)]

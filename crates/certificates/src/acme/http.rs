@@ -167,8 +167,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let certificates = doorman_test_support::tls::generate(&dir.path().join("acme"));
         let other = doorman_test_support::tls::generate(&dir.path().join("other"));
-        let server =
-            doorman_certificates::server_config(&certificates.cert, &certificates.key).unwrap();
+        let server = crate::server_config(&certificates.cert, &certificates.key).unwrap();
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let port = listener.local_addr().unwrap().port();
         tokio::spawn(async move {
@@ -200,8 +199,7 @@ mod tests {
     async fn an_answer_past_the_limit_is_refused_without_reading_it_all() {
         let dir = tempfile::tempdir().unwrap();
         let certificates = doorman_test_support::tls::generate(dir.path());
-        let server =
-            doorman_certificates::server_config(&certificates.cert, &certificates.key).unwrap();
+        let server = crate::server_config(&certificates.cert, &certificates.key).unwrap();
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let port = listener.local_addr().unwrap().port();
         let serving = tokio::spawn(async move {
