@@ -138,7 +138,7 @@ async fn main() {
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(10_000);
-    let own_files = doorman_server::serve::raise_open_file_limit();
+    let own_files = doorman_http::serve::raise_open_file_limit();
     assert!(
         own_files as usize > n + 100,
         "this process may open only {own_files} files"

@@ -182,7 +182,7 @@ pub struct ServerArgs {
     /// names the client shown to recipients and kept in the audit trail;
     /// repeatable
     #[arg(long = "trusted-proxy", value_name = "ADDR[/PREFIX]")]
-    pub trusted_proxies: Vec<doorman_server::client_addr::TrustedProxy>,
+    pub trusted_proxies: Vec<doorman_http::client_addr::TrustedProxy>,
     /// Also serve /metrics (Prometheus) on this address, to anyone who
     /// reaches it; the main port serves it to clients on this host only
     /// (a trusted proxy's forwarded clients are not on this host)

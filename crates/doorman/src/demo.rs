@@ -97,7 +97,7 @@ fn server_config(url: &str, data_dir: &Path) -> doorman_server::ServerConfig {
         limits: doorman_server::Limits::default(),
         trusted_proxies: Vec::new(),
         heartbeat: doorman_server::DEFAULT_HEARTBEAT,
-        connections: doorman_server::serve::ConnectionLimits::default(),
+        connections: doorman_http::serve::ConnectionLimits::default(),
         audit_retention_days: doorman_server::DEFAULT_AUDIT_RETENTION_DAYS,
         console_idle_minutes: doorman_server::console::DEFAULT_IDLE_MINUTES,
         metrics: doorman_server::metrics::Metrics::new(),

@@ -31,7 +31,7 @@ const TARGET_P99: Duration = Duration::from_millis(50);
 
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() {
-    doorman_server::serve::raise_open_file_limit();
+    doorman_http::serve::raise_open_file_limit();
     let requests: usize = std::env::var("DOORMAN_BENCH_REQUESTS")
         .ok()
         .and_then(|n| n.parse().ok())

@@ -4,11 +4,11 @@
 //! make together. Also [`run_replica`]: serving as the active server or
 //! waiting as a standby on a shared database.
 
-use crate::client_addr::TrustedProxy;
 use crate::leadership::Leadership;
-use crate::serve::ConnectionLimits;
 use crate::{DEFAULT_HEARTBEAT, Limits, Prepared, ServerConfig, ServerError, TlsFiles};
 use doorman_certificates::acme::AcmeSettings;
+use doorman_http::client_addr::TrustedProxy;
+use doorman_http::serve::ConnectionLimits;
 use serde::Deserialize;
 use std::future::Future;
 use std::net::SocketAddr;

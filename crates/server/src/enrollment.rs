@@ -158,7 +158,7 @@ impl Enrollments {
 /// `GET /v1/enroll`: a computer enrols a recipient's passkey.
 pub async fn upgrade(
     State(state): State<AppState>,
-    crate::client_addr::ClientAddr(client): crate::client_addr::ClientAddr,
+    doorman_http::client_addr::ClientAddr(client): doorman_http::client_addr::ClientAddr,
     headers: HeaderMap,
     request: axum::extract::Request,
 ) -> Response {
@@ -457,7 +457,7 @@ fn page_of<'a>(state: &'a AppState, pending: &'a Pending, hash: &[u8; 32]) -> En
 pub async fn show(
     State(state): State<AppState>,
     Path(token): Path<String>,
-    crate::client_addr::ClientAddr(client): crate::client_addr::ClientAddr,
+    doorman_http::client_addr::ClientAddr(client): doorman_http::client_addr::ClientAddr,
 ) -> Result<Response, PageError> {
     with_pending(&state, &token, client, |pending, hash| {
         render(&page_of(&state, pending, &hash))
@@ -481,7 +481,7 @@ struct Credential {
 pub async fn made(
     State(state): State<AppState>,
     Path(token): Path<String>,
-    crate::client_addr::ClientAddr(client): crate::client_addr::ClientAddr,
+    doorman_http::client_addr::ClientAddr(client): doorman_http::client_addr::ClientAddr,
     headers: HeaderMap,
     Form(form): Form<Made>,
 ) -> Result<Response, PageError> {

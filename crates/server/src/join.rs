@@ -12,7 +12,6 @@
 //! link does ([`crate::pages::wrong_link`]); every refusal is audited
 //! (`invitation_refused`) and answered with one line saying why.
 
-use crate::client_addr::ClientAddr;
 use crate::pages::{PageError, user_agent};
 use crate::{AppState, ServerConfig, ServerError};
 use axum::Json;
@@ -23,6 +22,7 @@ use doorman_core::display::format_time;
 use doorman_core::join::{INVITATION_PREFIX, Joined};
 use doorman_core::secret::{AGENT_KEY_PREFIX, has_secret_form};
 use doorman_core::{AuditKind, Secret};
+use doorman_http::client_addr::ClientAddr;
 use doorman_runtime::secrets;
 use doorman_store::{AuditEvent, JoinedFrom, Redemption};
 

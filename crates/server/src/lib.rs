@@ -10,19 +10,15 @@ use doorman_certificates::acme;
 pub mod admin;
 mod agents;
 pub mod broker;
-pub mod client_addr;
 
 pub mod config;
 pub mod console;
 mod data_dir;
 mod enrollment;
-pub mod failures;
 mod join;
 pub mod leadership;
-mod listener;
 pub mod metrics;
 mod operators;
-mod origin;
 use data_dir::{lock_data_dir, same_file};
 mod pages;
 mod public_url;
@@ -39,11 +35,10 @@ pub use retention::{
 };
 mod relay;
 
-pub mod serve;
-
 mod upgrade;
 
 use broker::Broker;
+use doorman_http::{client_addr, listener, origin, serve};
 use doorman_runtime::{clock, secrets};
 use doorman_store::{self as store, Store, StoreError, private};
 use lettre::message::Mailbox;
@@ -186,6 +181,12 @@ pub struct AppState {
     pub enrollments: Arc<enrollment::Enrollments>,
 }
 
+impl axum::extract::FromRef<AppState> for client_addr::TrustedProxies {
+    fn from_ref(state: &AppState) -> Self {
+        state.trusted_proxies.clone()
+    }
+}
+
 /// The database URL for a data directory.
 pub fn default_database_url(data_dir: &std::path::Path) -> String {
     format!("sqlite://{}", data_dir.join("doorman.db").display())
@@ -212,7 +213,7 @@ pub fn app(state: AppState) -> axum::Router {
         .merge(console::routes())
         .layer(axum::extract::DefaultBodyLimit::max(pages::MAX_FORM_BYTES))
         .layer(axum::middleware::from_fn_with_state(
-            state.clone(),
+            state.public.clone(),
             origin::check_host,
         ))
         .layer(axum::middleware::from_fn(pages::security_headers))

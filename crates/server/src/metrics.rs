@@ -312,12 +312,12 @@ pub fn exposition(metrics: &Metrics) -> Response {
 }
 
 /// `GET /metrics` on the main port: for this host only, by the rule
-/// `/outbox` follows too ([`crate::client_addr::Local`]), so a visitor that
+/// `/outbox` follows too ([`doorman_http::client_addr::Local`]), so a visitor that
 /// a proxy forwards, trusted or not, is refused; others get 404, as if
 /// there were nothing here. Scrapers elsewhere use `--metrics-listen`.
 pub async fn scrape(
     State(state): State<crate::AppState>,
-    crate::client_addr::Local(local): crate::client_addr::Local,
+    doorman_http::client_addr::Local(local): doorman_http::client_addr::Local,
 ) -> Response {
     if local {
         exposition(&state.broker.metrics)

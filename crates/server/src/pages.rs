@@ -6,7 +6,6 @@
 
 use crate::AppState;
 use crate::broker::Witness;
-use crate::client_addr::{ClientAddr, Local, LocalOnly};
 use askama::Template;
 use axum::extract::rejection::FormRejection;
 use axum::extract::{Form, Path, Request, State};
@@ -17,6 +16,7 @@ use doorman_core::authorization::{Approval, Event, seconds_left};
 use doorman_core::display::format_time;
 use doorman_core::{AuditKind, CancelCause};
 use doorman_core::{Decision, Outcome, RequestState};
+use doorman_http::client_addr::{ClientAddr, Local, LocalOnly};
 use doorman_runtime::secrets;
 use doorman_store::{AuditEvent, RequestRow};
 use serde::Deserialize;
@@ -294,15 +294,15 @@ async fn report_note(
 /// that send neither still need the page's nonce.
 fn same_origin(
     headers: &HeaderMap,
-    public: &crate::origin::PublicOrigin,
+    public: &doorman_http::origin::PublicOrigin,
     client_is_local: bool,
 ) -> Result<(), &'static str> {
     match public.cross_site(headers, client_is_local) {
         None => Ok(()),
-        Some(crate::origin::CrossSite::FetchSite) => {
+        Some(doorman_http::origin::CrossSite::FetchSite) => {
             Err("cross-site requests cannot decide; open the link from the email")
         }
-        Some(crate::origin::CrossSite::Origin) => {
+        Some(doorman_http::origin::CrossSite::Origin) => {
             Err("requests from another origin cannot decide; open the link from the email")
         }
     }

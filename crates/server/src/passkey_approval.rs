@@ -4,8 +4,8 @@
 //! assertion an Allow brings before it counts. The computer checks it again
 //! itself; the server's check keeps a bad Allow from settling the request.
 
-use crate::origin::PublicOrigin;
 use doorman_core::passkey::{self, Assertion, ChallengeParts, Expected, PinnedPasskey};
+use doorman_http::origin::PublicOrigin;
 use doorman_store::RequestRow;
 use doorman_wire::message::PasskeyRequirement;
 

@@ -3,9 +3,10 @@
 //! take both off the event loop onto a relay thread. (A session's own
 //! connection is relayed frame by frame: `operators::session`.)
 
-use crate::listener::ServerStream;
-use crate::serve::{Counted, Slot};
 use bytes::Bytes;
+use doorman_http::listener::ServerStream;
+use doorman_http::serve::Counted;
+use doorman_http::slots::Slot;
 use doorman_relay::handover::hand_over;
 use doorman_relay::{RelayError, copy, relay as relay_streams};
 use doorman_wire::dial::Upgraded;

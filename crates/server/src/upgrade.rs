@@ -3,10 +3,10 @@
 
 use crate::AppState;
 use crate::broker::AgentConnection;
-use crate::client_addr::ClientAddr;
 use axum::extract::{Path, Request, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
+use doorman_http::client_addr::ClientAddr;
 use doorman_relay::handover::HANDOVER_HEADER;
 use doorman_runtime::secrets;
 use doorman_wire::{AGENT_NAME_HEADER, UPGRADE_PROTOCOL};
@@ -103,7 +103,7 @@ pub(crate) async fn count_wrong_credential(
     what: &'static str,
 ) -> bool {
     let now = state.broker.clock.now_millis();
-    let crate::failures::Failure { limited, count } =
+    let doorman_http::failures::Failure { limited, count } =
         state.broker.credential_failures.record_failure(client, now);
     state.broker.metrics.authentication_failed(what);
     if limited {

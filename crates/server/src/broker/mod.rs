@@ -7,12 +7,12 @@
 //! and pushes the news to the waiting operator and to the agent at once.
 
 mod agents;
-mod lifecycle;
+
 mod sessions;
 mod waiters;
 
 pub use agents::{AgentCommand, AgentLink, AgentRegistry, OFFER_TIMEOUT, OfferError};
-pub use lifecycle::Lifecycle;
+pub use doorman_runtime::lifecycle::Lifecycle;
 pub use sessions::{
     AgentConnection, ExpectedSession, ForwardGrant, ForwardingGuard, Forwards, SessionSlots,
 };
@@ -116,9 +116,9 @@ pub struct Broker {
     /// simultaneous connects cannot both slip under a limit.
     pub admission: tokio::sync::Mutex<()>,
     /// Invalid link tokens per client address.
-    pub link_failures: crate::failures::FailureLimiter,
+    pub link_failures: doorman_http::failures::FailureLimiter,
     /// Wrong operator tokens and agent keys, per client network.
-    pub credential_failures: crate::failures::FailureLimiter,
+    pub credential_failures: doorman_http::failures::FailureLimiter,
     /// The last replacement or removal of an agent key the database
     /// records (see `agents::watch_keys`); agent loops check their key
     /// when it changes.
@@ -151,8 +151,8 @@ impl Broker {
             heartbeat,
             outbox_wakeup: Notify::new(),
             admission: tokio::sync::Mutex::new(()),
-            link_failures: crate::failures::FailureLimiter::for_links(),
-            credential_failures: crate::failures::FailureLimiter::for_credentials(),
+            link_failures: doorman_http::failures::FailureLimiter::for_links(),
+            credential_failures: doorman_http::failures::FailureLimiter::for_credentials(),
             agent_keys_changed: tokio::sync::watch::Sender::new(0),
             metrics,
             recordings,

@@ -12,13 +12,13 @@ pub mod sessions;
 mod socket;
 
 use crate::AppState;
-use crate::client_addr::{ClientAddr, Local};
 use askama::Template;
 use axum::Json;
 use axum::extract::{Form, Path, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{Html, IntoResponse, Redirect, Response};
 use doorman_core::access::{ServiceKind, permits};
+use doorman_http::client_addr::{ClientAddr, Local};
 use doorman_store::{OperatorId, Principal};
 use doorman_wire::message::ComputerStatus;
 use serde::{Deserialize, Serialize};

@@ -12,7 +12,7 @@
 //! [`SIGN_IN_WINDOW`], and when the table holds [`MAX_SESSIONS`] live
 //! sessions a sign-in is refused rather than pushing anyone out.
 
-use crate::failures::Window;
+use doorman_http::failures::Window;
 use doorman_runtime::clock::Clock;
 use doorman_runtime::secrets;
 use doorman_store::OperatorId;

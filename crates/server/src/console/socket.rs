@@ -12,13 +12,13 @@
 
 use super::{SignedIn, files_socket, signed_in};
 use crate::AppState;
-use crate::client_addr::ClientAddr;
 use crate::operators::{self, Via};
 use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
 use axum::extract::{Query, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
+use doorman_http::client_addr::ClientAddr;
 use doorman_wire::connection::Connection;
 use doorman_wire::frame::{Frame, MAX_PAYLOAD_LEN};
 use doorman_wire::message::{OperatorMessage, Service, SessionMessage};

@@ -4,7 +4,7 @@
 //! capped per source address and overall from the moment they are
 //! accepted, so that one source cannot take every descriptor.
 
-use doorman_server::serve::ConnectionLimits;
+use doorman_http::serve::ConnectionLimits;
 use doorman_test_support::World;
 use std::net::SocketAddr;
 use std::time::Duration;

@@ -21,7 +21,7 @@ pub struct WorldBuilder {
     pub limits: doorman_server::Limits,
     pub trusted_proxies: Vec<String>,
     pub heartbeat: std::time::Duration,
-    pub connections: doorman_server::serve::ConnectionLimits,
+    pub connections: doorman_http::serve::ConnectionLimits,
     pub recordings: doorman_server::Recordings,
     /// The public URL names `localhost`, not the address.
     pub localhost: bool,
@@ -49,7 +49,7 @@ impl Default for WorldBuilder {
             limits: doorman_server::Limits::default(),
             trusted_proxies: Vec::new(),
             heartbeat: doorman_server::DEFAULT_HEARTBEAT,
-            connections: doorman_server::serve::ConnectionLimits::default(),
+            connections: doorman_http::serve::ConnectionLimits::default(),
             recordings: doorman_server::Recordings::default(),
             localhost: false,
             policies: Vec::new(),
@@ -111,7 +111,7 @@ impl WorldBuilder {
     }
 
     /// The server's connection limits and request-head deadline.
-    pub fn connections(mut self, limits: doorman_server::serve::ConnectionLimits) -> Self {
+    pub fn connections(mut self, limits: doorman_http::serve::ConnectionLimits) -> Self {
         self.connections = limits;
         self
     }

@@ -6,18 +6,16 @@
 //! wait alike), so a client that never finishes one is closed; and a stop
 //! lets every connection finish its request.
 
-use crate::broker::Lifecycle;
-use crate::failures::Network;
 use crate::listener::{DoormanListener, ServerStream};
+use crate::slots::{Slot, Slots};
 use axum::extract::ConnectInfo;
+use doorman_runtime::lifecycle::Lifecycle;
 use hyper_util::rt::{TokioIo, TokioTimer};
-use std::collections::HashMap;
 use std::io;
-use std::net::{IpAddr, SocketAddr};
+use std::net::SocketAddr;
 use std::pin::Pin;
-use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tower::ServiceExt;
 
@@ -101,100 +99,6 @@ pub fn raise_open_file_limit() -> u64 {
         }
     }
     limit.current.unwrap_or(u64::MAX)
-}
-
-/// Places held now, per network and overall: the connections, or the TLS
-/// handshakes under way.
-pub(crate) struct Slots {
-    what: &'static str,
-    total: usize,
-    per_network: usize,
-    held: Mutex<Held>,
-    /// `doorman_rate_limited_total{limit="connections"}`.
-    refusals: metrics::Counter,
-}
-
-#[derive(Default)]
-struct Held {
-    total: usize,
-    per_network: HashMap<Network, usize>,
-    refused: u64,
-    last_said: Option<Instant>,
-}
-
-impl Slots {
-    pub(crate) fn new(
-        what: &'static str,
-        total: usize,
-        per_network: usize,
-        refusals: metrics::Counter,
-    ) -> Arc<Self> {
-        Arc::new(Self {
-            what,
-            total,
-            per_network,
-            held: Mutex::new(Held::default()),
-            refusals,
-        })
-    }
-
-    fn lock(&self) -> std::sync::MutexGuard<'_, Held> {
-        self.held.lock().unwrap_or_else(|e| e.into_inner())
-    }
-
-    /// A slot for a connection from `ip`, if the limits leave one.
-    pub(crate) fn take(self: &Arc<Self>, ip: IpAddr) -> Option<Slot> {
-        let network = Network::of(ip);
-        let mut held = self.lock();
-        let mine = held.per_network.get(&network).copied().unwrap_or(0);
-        if held.total >= self.total || mine >= self.per_network {
-            held.refused += 1;
-            self.refusals.increment(1);
-            // Said at most once a minute, with how many since.
-            if held
-                .last_said
-                .is_none_or(|at| at.elapsed() >= Duration::from_secs(60))
-            {
-                let over_all = held.total >= self.total;
-                tracing::warn!(
-                    source = %ip,
-                    refused = held.refused,
-                    limit = if over_all { self.total } else { self.per_network },
-                    "connection refused: {} holds its most {}",
-                    if over_all { "the server" } else { "this source" },
-                    self.what,
-                );
-                held.last_said = Some(Instant::now());
-                held.refused = 0;
-            }
-            return None;
-        }
-        held.total += 1;
-        *held.per_network.entry(network).or_insert(0) += 1;
-        Some(Slot {
-            slots: Arc::clone(self),
-            network,
-        })
-    }
-}
-
-/// One connection's place in the limits, given back when it closes.
-pub struct Slot {
-    slots: Arc<Slots>,
-    network: Network,
-}
-
-impl Drop for Slot {
-    fn drop(&mut self) {
-        let mut held = self.slots.lock();
-        held.total = held.total.saturating_sub(1);
-        if let Some(count) = held.per_network.get_mut(&self.network) {
-            *count -= 1;
-            if *count == 0 {
-                held.per_network.remove(&self.network);
-            }
-        }
-    }
 }
 
 /// An accepted connection with its slot: the slot goes with the stream

@@ -4,7 +4,7 @@
 //! a cap on handshakes under way and a deadline, so a client that never
 //! sends its ClientHello holds one place until then and no more.
 
-use crate::serve::{Slot, Slots};
+use crate::slots::{Slot, Slots};
 use doorman_certificates::acme::served::ACME_TLS_ALPN;
 use doorman_wire::accept::AcceptBackoff;
 use doorman_wire::tls::MaybeTls;

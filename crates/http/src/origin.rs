@@ -5,7 +5,6 @@
 //! names two hosts gets `400`. The console's socket is stricter: only the
 //! public URL's own origin, port included, opens it ([`PublicOrigin::is_exactly`]).
 
-use crate::AppState;
 use axum::extract::{Request, State};
 use axum::http::HeaderMap;
 use axum::http::{StatusCode, header};
@@ -30,7 +29,7 @@ pub struct PublicOrigin {
 }
 
 impl PublicOrigin {
-    /// From a URL [`crate::normalize_public_url`] accepted.
+    /// From a URL `doorman_server::normalize_public_url` accepted.
     pub fn new(public_url: &str) -> Self {
         let authority = public_url.split_once("://").map_or(public_url, |(_, a)| a);
         PublicOrigin {
@@ -147,7 +146,11 @@ fn is_loopback_name(name: &str) -> bool {
 /// send `Upgrade: doorman/1`). So is a computer redeeming its invitation
 /// (`POST /join/CODE` from a client that is no browser), which may name the server as
 /// `admin agent invite --public-url` did.
-pub async fn check_host(State(state): State<AppState>, request: Request, next: Next) -> Response {
+pub async fn check_host(
+    State(public): State<PublicOrigin>,
+    request: Request,
+    next: Next,
+) -> Response {
     // Two `Host` headers: a proxy in front and this server could each read
     // another one. Refused on every path.
     if request
@@ -171,7 +174,7 @@ pub async fn check_host(State(state): State<AppState>, request: Request, next: N
     };
     let loopback = crate::client_addr::peer_of(&request).is_loopback();
     match host {
-        Some(host) if state.public.serves(host, loopback) => next.run(request).await,
+        Some(host) if public.serves(host, loopback) => next.run(request).await,
         _ => (
             StatusCode::MISDIRECTED_REQUEST,
             "this server answers only to the name in its public URL\n",

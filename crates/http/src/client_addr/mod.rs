@@ -6,8 +6,7 @@
 //! trail records, and what the per-client limit on bad links counts; behind a
 //! proxy that is not trusted, every client would be the proxy.
 
-use crate::AppState;
-use axum::extract::{ConnectInfo, FromRequestParts};
+use axum::extract::{ConnectInfo, FromRef, FromRequestParts};
 use axum::http::request::Parts;
 use axum::http::{HeaderMap, StatusCode};
 use hops::canonical;
@@ -53,7 +52,8 @@ impl<'de> serde::Deserialize<'de> for TrustedProxy {
 /// The proxies whose word is taken; empty means none.
 #[derive(Clone, Debug, Default)]
 pub struct TrustedProxies {
-    proxies: Vec<TrustedProxy>,
+    /// Shared: every request's extractor takes a copy of the handle.
+    proxies: Arc<Vec<TrustedProxy>>,
     /// Set once a trusted proxy has sent a request that names no client,
     /// so the log says it once rather than on every request.
     said_unnamed: Arc<AtomicBool>,
@@ -85,7 +85,7 @@ impl Client {
 impl TrustedProxies {
     pub fn new(proxies: Vec<TrustedProxy>) -> Self {
         Self {
-            proxies,
+            proxies: Arc::new(proxies),
             said_unnamed: Arc::default(),
         }
     }
@@ -161,19 +161,16 @@ impl TrustedProxies {
 #[derive(Clone, Copy, Debug)]
 pub struct ClientAddr(pub IpAddr);
 
-impl FromRequestParts<AppState> for ClientAddr {
+impl<S> FromRequestParts<S> for ClientAddr
+where
+    S: Send + Sync,
+    TrustedProxies: FromRef<S>,
+{
     type Rejection = Infallible;
 
-    async fn from_request_parts(
-        parts: &mut Parts,
-        state: &AppState,
-    ) -> Result<Self, Self::Rejection> {
-        Ok(ClientAddr(
-            state
-                .trusted_proxies
-                .client(peer(parts), &parts.headers)
-                .ip(),
-        ))
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        let proxies = TrustedProxies::from_ref(state);
+        Ok(ClientAddr(proxies.client(peer(parts), &parts.headers).ip()))
     }
 }
 
@@ -183,19 +180,23 @@ impl FromRequestParts<AppState> for ClientAddr {
 #[derive(Clone, Copy, Debug)]
 pub struct Local(pub bool);
 
-impl FromRequestParts<AppState> for Local {
+impl<S> FromRequestParts<S> for Local
+where
+    S: Send + Sync,
+    TrustedProxies: FromRef<S>,
+{
     type Rejection = Infallible;
 
-    async fn from_request_parts(
-        parts: &mut Parts,
-        state: &AppState,
-    ) -> Result<Self, Self::Rejection> {
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
         Ok(Local(is_local(parts, state)))
     }
 }
 
-fn is_local(parts: &Parts, state: &AppState) -> bool {
-    state.trusted_proxies.is_local(peer(parts), &parts.headers)
+fn is_local<S>(parts: &Parts, state: &S) -> bool
+where
+    TrustedProxies: FromRef<S>,
+{
+    TrustedProxies::from_ref(state).is_local(peer(parts), &parts.headers)
 }
 
 /// Admits only requests from this host, as [`Local`] finds them; any other
@@ -203,13 +204,14 @@ fn is_local(parts: &Parts, state: &AppState) -> bool {
 #[derive(Clone, Copy, Debug)]
 pub struct LocalOnly;
 
-impl FromRequestParts<AppState> for LocalOnly {
+impl<S> FromRequestParts<S> for LocalOnly
+where
+    S: Send + Sync,
+    TrustedProxies: FromRef<S>,
+{
     type Rejection = (StatusCode, &'static str);
 
-    async fn from_request_parts(
-        parts: &mut Parts,
-        state: &AppState,
-    ) -> Result<Self, Self::Rejection> {
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
         if is_local(parts, state) {
             Ok(LocalOnly)
         } else {
