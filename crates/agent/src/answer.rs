@@ -140,7 +140,7 @@ fn not_offered(settings: &AgentSettings, service: &Service) -> Option<String> {
         Service::Desktop if services.desktop.is_none() => {
             Some("the desktop is not offered on this computer".into())
         }
-        Service::Files(job) => crate::files::offered(&services.files, job).err(),
+        Service::Files(job) => doorman_files::offered(&services.files, job).err(),
         Service::Command { .. } | Service::Shell { .. } | Service::Desktop => None,
     }
 }

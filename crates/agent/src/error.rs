@@ -36,4 +36,14 @@ pub enum SessionError {
     Pty(String),
     #[error("the program could not be waited for: {0}")]
     Wait(std::io::Error),
+    /// A copy failed: its own words, unchanged (the connection's error, or
+    /// why it could not start, which the operator was told).
+    #[error(transparent)]
+    Files(#[from] doorman_files::FilesError),
+}
+
+impl From<ConnectionError> for SessionError {
+    fn from(error: ConnectionError) -> Self {
+        SessionError::Connection(LinkError::from(error))
+    }
 }

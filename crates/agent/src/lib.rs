@@ -13,7 +13,6 @@ mod desktop;
 mod dialing;
 pub mod enroll;
 pub mod error;
-mod files;
 pub mod join;
 mod memory;
 pub mod notify;

@@ -199,7 +199,11 @@ async fn run(
             };
             crate::desktop::run(Connection::new(io), target).await
         }
-        Service::Files(job) => crate::files::run(Connection::new(io), job, settings).await,
+        Service::Files(job) => {
+            doorman_files::run(Connection::new(io), job, &settings.services.files)
+                .await
+                .map_err(SessionError::from)
+        }
         Service::Forward { .. } => {
             // The session lasts as long as the operator's connection.
             let mut io = io;

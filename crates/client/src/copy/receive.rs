@@ -348,7 +348,7 @@ impl Receiver {
             if self.keep {
                 set_mtime(file.file(), mtime)?;
             }
-            // No fsync, as the computer's side (files::place) explains.
+            // No fsync, as the computer's side (the files crate's `place`) explains.
             file.persist(&path)?;
             Ok::<(), std::io::Error>(())
         })();

@@ -7,9 +7,9 @@
 //! ([`Allowance`]): what the recipients read in the email is what may
 //! arrive.
 
-use super::Tally;
-use super::place::{Kept, Place, PlaceError, Roots};
-use crate::error::{LinkError, SessionError};
+use crate::ending::Tally;
+use crate::error::FilesError;
+use crate::place::{Kept, Place, PlaceError, Roots};
 use doorman_wire::connection::{FrameReader, FrameWriter, decode_message};
 use doorman_wire::copying::{hash_all, hex};
 use doorman_wire::frame::Frame;
@@ -29,7 +29,7 @@ pub(super) enum Current {
 pub(super) struct Incoming {
     name: WirePath,
     place: Place,
-    file: super::place::NewFile,
+    file: crate::place::NewFile,
     size: u64,
     received: u64,
     hash: ring::digest::Context,
@@ -134,20 +134,20 @@ pub(super) async fn run<R, W>(
     writer: &mut FrameWriter<W>,
     job: &CopyJob,
     roots: &Roots,
-) -> Result<SessionEnd, SessionError>
+) -> Result<SessionEnd, FilesError>
 where
     R: AsyncRead + Unpin,
     W: AsyncWrite + Unpin,
 {
     let target = match target(job, roots) {
         Ok(target) => target,
-        Err(message) => return super::cannot_start(writer, message).await,
+        Err(message) => return crate::ending::cannot_start(writer, message).await,
     };
     let mut receiving = Receiving {
         target,
         job,
         allowance: Allowance::of(job),
-        umask: super::umask(),
+        umask: crate::host::umask(),
         current: Current::Skipping,
     };
     let mut tally = Tally::default();
@@ -175,10 +175,10 @@ where
                 FileMessage::Have { .. } => {}
                 _ => tally.failed += 1,
             }
-            writer.write_message(&said).await.map_err(LinkError::from)?;
+            writer.write_message(&said).await?;
         }
     }
-    super::finish(writer, tally).await
+    crate::ending::finish(writer, tally).await
 }
 
 /// A copy being received: where it goes, what may still come, and the

@@ -3,9 +3,9 @@
 //! changes while it is read is given up (the operator discards it), and
 //! one that cannot be read fails alone: the copy goes on with the next.
 
-use super::Tally;
-use super::place::{Place, Roots};
-use crate::error::{LinkError, SessionError};
+use crate::ending::Tally;
+use crate::error::FilesError;
+use crate::place::{Place, Roots};
 use doorman_wire::connection::{ConnectionError, FrameReader, FrameWriter};
 use doorman_wire::copying::{hex, resume_from, send_bytes};
 use doorman_wire::frame::Frame;
@@ -23,7 +23,7 @@ pub(super) async fn run<R: AsyncRead + Unpin, W: AsyncWrite + Unpin>(
     writer: &mut FrameWriter<W>,
     job: &CopyJob,
     roots: &Roots,
-) -> Result<SessionEnd, SessionError> {
+) -> Result<SessionEnd, FilesError> {
     let mut sender = Sender::new(writer, job.resume.then_some(reader), job.recursive);
     for source in &job.paths {
         let place = match roots.resolve(&source.0) {
@@ -37,11 +37,8 @@ pub(super) async fn run<R: AsyncRead + Unpin, W: AsyncWrite + Unpin>(
         sender.send(&place, name, 0).await?;
     }
     let Sender { writer, tally, .. } = sender;
-    writer
-        .write_message(&FileMessage::CopyEnd)
-        .await
-        .map_err(LinkError::from)?;
-    super::finish(writer, tally).await
+    writer.write_message(&FileMessage::CopyEnd).await?;
+    crate::ending::finish(writer, tally).await
 }
 
 /// Sends files and trees, and counts what went.
@@ -228,11 +225,5 @@ impl<R: AsyncRead + Unpin, W: AsyncWrite + Unpin> Sender<'_, R, W> {
                 direction: self.direction,
             })
             .await
-    }
-}
-
-impl From<ConnectionError> for SessionError {
-    fn from(error: ConnectionError) -> Self {
-        SessionError::Connection(LinkError::from(error))
     }
 }

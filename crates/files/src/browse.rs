@@ -2,17 +2,17 @@
 //! shared folders it was approved for, serving the operator's requests one
 //! at a time until the operator leaves. A directory's listing
 //! ([`FileMessage::List`]); a file sent as a copy of one file from the
-//! computer is ([`FileMessage::Get`], by [`super::send`]); a file stored as
+//! computer is ([`FileMessage::Get`], by [`crate::send`]); a file stored as
 //! a copy to the computer stores it ([`FileMessage::Put`], by
-//! [`super::receive`]: under a temporary name until its SHA-256 matches).
+//! [`crate::receive`]: under a temporary name until its SHA-256 matches).
 //! Each request has one answer, and every file stored or sent whole is
 //! announced with `Copied`, with its direction, for the audit trail.
 
-use super::Tally;
-use super::place::Roots;
-use super::receive::{self, Current};
-use super::send::Sender;
-use crate::error::SessionError;
+use crate::ending::Tally;
+use crate::error::FilesError;
+use crate::place::Roots;
+use crate::receive::{self, Current};
+use crate::send::Sender;
 use doorman_wire::ConnectionError;
 use doorman_wire::connection::{FrameReader, FrameWriter, decode_message};
 use doorman_wire::frame::Frame;
@@ -32,19 +32,19 @@ pub(super) async fn run<R, W>(
     writer: &mut FrameWriter<W>,
     job: &CopyJob,
     roots: &Roots,
-) -> Result<SessionEnd, SessionError>
+) -> Result<SessionEnd, FilesError>
 where
     R: AsyncRead + Unpin,
     W: AsyncWrite + Unpin,
 {
     let roots = match roots.only(job.paths.iter().map(|path| path.0.as_slice())) {
         Ok(roots) => roots,
-        Err(error) => return super::cannot_start(writer, error.to_string()).await,
+        Err(error) => return crate::ending::cannot_start(writer, error.to_string()).await,
     };
     let mut browser = Browser {
         writer,
         roots,
-        umask: super::umask(),
+        umask: crate::host::umask(),
         tally: Tally::default(),
         current: Current::Skipping,
     };
@@ -74,7 +74,7 @@ where
         failed,
     } = tally;
     // Said for the server's record; the operator may be gone already.
-    let said = super::finish(writer, tally).await;
+    let said = crate::ending::finish(writer, tally).await;
     Ok(said.unwrap_or(SessionEnd::Copied {
         files,
         bytes,
