@@ -5,8 +5,8 @@
 use crate::cli::RecordingsCommand;
 use anyhow::{Context, Result, bail};
 use doorman_core::display::format_time;
+use doorman_recordings::cast;
 use doorman_runtime::clock::system_millis;
-use doorman_server::recording::cast;
 use doorman_store::Store;
 use doorman_store::recordings::RecordingRow;
 use std::io::Write;

@@ -27,9 +27,8 @@ pub use public_url::normalize_public_url;
 mod passkey_approval;
 mod post_office;
 
-pub mod recording;
 mod retention;
-pub use retention::{
+pub use doorman_recordings::{
     DEFAULT_RECORDING_MAX_BYTES, DEFAULT_RECORDINGS_KEEP_DAYS, DEFAULT_RECORDINGS_MAX_TOTAL_BYTES,
     Recordings,
 };

@@ -165,7 +165,7 @@ async fn with_postgresql_recordings_live_in_the_database() {
     assert_eq!(rows.len(), 1);
     assert!(rows[0].stored > 0);
     let (_, stored) = store.recording(rows[0].id).await.unwrap().unwrap();
-    let (_, events) = doorman_server::recording::cast::decode(&stored).unwrap();
+    let (_, events) = doorman_recordings::cast::decode(&stored).unwrap();
     let text: String = events.iter().map(|e| e.text.as_str()).collect();
     assert_eq!(text, stdout.text());
     assert_eq!(store.prune_recordings(i64::MAX).await.unwrap(), 1);

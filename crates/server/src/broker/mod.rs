@@ -124,8 +124,8 @@ pub struct Broker {
     /// when it changes.
     pub agent_keys_changed: tokio::sync::watch::Sender<i64>,
     pub metrics: crate::metrics::Metrics,
-    /// Whether shell sessions are recorded.
-    pub recordings: crate::Recordings,
+    /// Whether shell sessions are recorded, and where.
+    pub recorder: doorman_recordings::Recorder,
 }
 
 impl Broker {
@@ -136,8 +136,13 @@ impl Broker {
         limits: crate::Limits,
         heartbeat: Duration,
         metrics: crate::metrics::Metrics,
-        recordings: crate::Recordings,
+        recordings: doorman_recordings::Recordings,
     ) -> Self {
+        let recorder = doorman_recordings::Recorder {
+            store: store.clone(),
+            clock: clock.clone(),
+            settings: recordings,
+        };
         Self {
             clock,
             store,
@@ -155,7 +160,7 @@ impl Broker {
             credential_failures: doorman_http::failures::FailureLimiter::for_credentials(),
             agent_keys_changed: tokio::sync::watch::Sender::new(0),
             metrics,
-            recordings,
+            recorder,
         }
     }
 

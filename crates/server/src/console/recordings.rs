@@ -137,8 +137,8 @@ pub async fn events(
         Ok(first) => first.unwrap_or_default(),
         Err(error) => return internal(&error),
     };
-    let opened = crate::recording::cast::chunk_text(&first).and_then(|text| {
-        let (header, rest) = crate::recording::cast::header(&text)?;
+    let opened = doorman_recordings::cast::chunk_text(&first).and_then(|text| {
+        let (header, rest) = doorman_recordings::cast::header(&text)?;
         Ok((header, events_json(rest)))
     });
     let (header, events) = match opened {
@@ -187,7 +187,7 @@ impl Playback {
                 ));
             }
         };
-        let text = match crate::recording::cast::chunk_text(&chunk) {
+        let text = match doorman_recordings::cast::chunk_text(&chunk) {
             Ok(text) => text,
             Err(message) => {
                 tracing::error!(recording = self.id, problem = ?message, "cannot play a session recording");
@@ -211,7 +211,7 @@ impl Playback {
 /// The events in asciicast `text` as JSON array elements joined by commas
 /// (empty if there are none).
 fn events_json(text: &str) -> String {
-    crate::recording::cast::events(text)
+    doorman_recordings::cast::events(text)
         .map(|e| serde_json::json!([e.at, e.code, e.text]).to_string())
         .collect::<Vec<_>>()
         .join(",")

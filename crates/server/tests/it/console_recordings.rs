@@ -128,10 +128,7 @@ async fn a_recording_stops_at_its_limit_and_the_trail_and_the_player_say_truncat
     let last = events.last().unwrap();
     assert_eq!(
         (&last[1], &last[2]),
-        (
-            &"m".into(),
-            &doorman_server::recording::cast::TRUNCATED.into()
-        )
+        (&"m".into(), &doorman_recordings::cast::TRUNCATED.into())
     );
     let shown: String = events
         .iter()

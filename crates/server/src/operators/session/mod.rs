@@ -14,10 +14,10 @@ mod relay;
 use super::admission::still_permitted;
 use super::{Ask, OperatorError, audit, refuse};
 use crate::broker::{Broker, ExpectedSession, ForwardingGuard};
-use crate::recording::Recording;
-use crate::recording::cast::{Direction, Screen};
 use crate::relay::OperatorStream;
 use doorman_core::AuditKind;
+use doorman_recordings::Recording;
+use doorman_recordings::cast::{Direction, Screen};
 use doorman_runtime::clock::Ticks;
 use doorman_store::recordings::RecordingOf;
 use doorman_store::{Millis, StoreError};
@@ -147,7 +147,7 @@ async fn record(
     let Service::Shell { term, rows, cols } = &ask.service else {
         return None;
     };
-    if !broker.recordings.enabled {
+    if !broker.recorder.settings.enabled {
         return None;
     }
     let screen = Screen {
@@ -163,7 +163,7 @@ async fn record(
         operator: ask.operator,
         operator_id: ask.operator_id,
     };
-    match Recording::start(broker, session_id, &of, screen).await {
+    match Recording::start(&broker.recorder, session_id, &of, screen).await {
         Ok(recording) => Some(recording),
         Err(error) => {
             tracing::error!(%error, "cannot record the session; it goes on unrecorded");
@@ -285,7 +285,7 @@ async fn finish(
         .end_session(session_id, broker.clock.now_millis())
         .await?;
     if let Some(recording) = recording {
-        let recorded = recording.finish(broker).await?;
+        let recorded = recording.finish(&broker.recorder).await?;
         let event = audit(
             broker,
             ask,

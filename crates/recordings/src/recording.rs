@@ -5,10 +5,10 @@
 //! until then. When the session ends, the recording's size, duration and
 //! SHA-256 go to its row and the audit trail.
 
-pub mod cast;
-
-use crate::broker::Broker;
-use cast::{Cast, Direction, Screen};
+use crate::Recordings;
+use crate::cast::{self, Cast, Direction, Screen};
+use doorman_runtime::clock::Clock;
+use doorman_store::Store;
 use doorman_store::recordings::{RecordingEnd, RecordingOf};
 use std::pin::Pin;
 use std::sync::{Arc, Mutex};
@@ -20,6 +20,39 @@ use tokio::sync::mpsc;
 /// Uncompressed bytes after which a chunk is stored without waiting for the
 /// heartbeat.
 const CHUNK_SIZE: usize = 256 * 1024;
+
+/// What recording needs of the server: where recordings are stored, its
+/// clock, and the limits they keep to. Cheap to clone.
+#[derive(Clone, Debug)]
+pub struct Recorder {
+    pub store: Store,
+    pub clock: Clock,
+    pub settings: Recordings,
+}
+
+impl Recorder {
+    /// Deletes the oldest finished recordings until all of them together
+    /// fit within `--recordings-max-total-bytes`.
+    pub async fn keep_within_total(&self) {
+        let max = self.settings.max_total_bytes;
+        match self
+            .store
+            .prune_recordings_beyond(
+                i64::try_from(max).unwrap_or(i64::MAX),
+                self.clock.now_millis(),
+            )
+            .await
+        {
+            Ok(0) => {}
+            Ok(pruned) => tracing::info!(
+                pruned,
+                max_total_bytes = max,
+                "oldest session recordings deleted to stay within their total size"
+            ),
+            Err(error) => tracing::warn!(%error, "cannot prune session recordings"),
+        }
+    }
+}
 
 /// A recording in progress.
 pub struct Recording {
@@ -54,18 +87,18 @@ pub struct Recorded {
 impl Recording {
     /// Starts recording session `session_id`, whose screen is `screen`.
     pub async fn start(
-        broker: &Arc<Broker>,
+        recorder: &Recorder,
         session_id: i64,
         of: &RecordingOf<'_>,
         screen: Screen,
     ) -> Result<Recording, doorman_store::StoreError> {
-        let started_at = broker.clock.now_millis();
-        broker
+        let started_at = recorder.clock.now_millis();
+        recorder
             .store
             .start_recording(session_id, of, started_at)
             .await?;
         let (chunks, mut receiver) = mpsc::unbounded_channel::<Vec<u8>>();
-        let store = broker.store.clone();
+        let store = recorder.store.clone();
         let writer = tokio::spawn(async move {
             let mut seq = 0;
             while let Some(chunk) = receiver.recv().await {
@@ -84,7 +117,7 @@ impl Recording {
             started: Instant::now(),
             started_at,
             shared: Arc::new(Mutex::new(Shared {
-                cast: Some(Cast::new(&screen, broker.recordings.max_bytes)),
+                cast: Some(Cast::new(&screen, recorder.settings.max_bytes)),
                 chunks: Some(chunks),
             })),
             writer,
@@ -114,7 +147,7 @@ impl Recording {
     }
 
     /// Ends the recording: stores its last chunk and what it measured.
-    pub async fn finish(self, broker: &Broker) -> Result<Recorded, doorman_store::StoreError> {
+    pub async fn finish(self, recorder: &Recorder) -> Result<Recorded, doorman_store::StoreError> {
         let elapsed = self.started.elapsed();
         let summary = {
             let mut shared = lock(&self.shared);
@@ -134,7 +167,7 @@ impl Recording {
         });
         let _ = self.writer.await;
         let duration_ms = i64::try_from(elapsed.as_millis()).unwrap_or(i64::MAX);
-        broker
+        recorder
             .store
             .finish_recording(
                 self.session_id,
@@ -146,7 +179,7 @@ impl Recording {
                 },
             )
             .await?;
-        crate::retention::keep_recordings_within(broker).await;
+        recorder.keep_within_total().await;
         Ok(Recorded {
             detail: format!(
                 "recording {}: {} bytes, {:.1} s, sha256 {}{}",
