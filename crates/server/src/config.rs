@@ -273,8 +273,8 @@ impl ServerSettings {
                 .unwrap_or(crate::DEFAULT_AUDIT_RETENTION_DAYS),
             console_idle_minutes: self
                 .console_idle_minutes
-                .unwrap_or(crate::console::DEFAULT_IDLE_MINUTES),
-            metrics: crate::metrics::Metrics::new(),
+                .unwrap_or(doorman_web::console::DEFAULT_IDLE_MINUTES),
+            metrics: doorman_broker::metrics::Metrics::new(),
             metrics_listen: self.metrics_listen,
             recordings: crate::Recordings {
                 enabled: self.record_sessions.unwrap_or(true),
@@ -415,7 +415,7 @@ pub async fn run_replica(
 /// Serves `/metrics` alone on `address` until the returned guard is dropped.
 async fn serve_metrics(
     address: SocketAddr,
-    metrics: crate::metrics::Metrics,
+    metrics: doorman_broker::metrics::Metrics,
 ) -> Result<tokio_util::task::AbortOnDropHandle<()>, ReplicaError> {
     let listener = tokio::net::TcpListener::bind(address)
         .await
@@ -424,7 +424,7 @@ async fn serve_metrics(
         .local_addr()
         .map_err(|source| ReplicaError::Listen { address, source })?;
     tracing::info!(%address, "serving /metrics");
-    let router = crate::metrics::router(metrics);
+    let router = doorman_broker::metrics::router(metrics);
     Ok(tokio_util::task::AbortOnDropHandle::new(tokio::spawn(
         async move {
             if let Err(error) = axum::serve(listener, router).await {

@@ -8,38 +8,26 @@
 
 use doorman_certificates::acme;
 pub mod admin;
-mod agents;
-pub mod broker;
 
 pub mod config;
-pub mod console;
 mod data_dir;
-mod enrollment;
-mod join;
 pub mod leadership;
-pub mod metrics;
-mod operators;
 use data_dir::{lock_data_dir, same_file};
-mod pages;
 mod public_url;
 use public_url::check_clear_text;
 pub use public_url::normalize_public_url;
-mod passkey_approval;
-mod post_office;
 
 mod retention;
 pub use doorman_recordings::{
     DEFAULT_RECORDING_MAX_BYTES, DEFAULT_RECORDINGS_KEEP_DAYS, DEFAULT_RECORDINGS_MAX_TOTAL_BYTES,
     Recordings,
 };
-mod relay;
 
-mod upgrade;
-
-use broker::Broker;
+use doorman_broker::{Broker, agents, metrics};
 use doorman_http::{client_addr, listener, origin, serve};
 use doorman_runtime::{clock, secrets};
 use doorman_store::{self as store, Store, StoreError, private};
+use doorman_web::{console, pages};
 use lettre::message::Mailbox;
 use std::future::Future;
 use std::path::PathBuf;
@@ -98,27 +86,7 @@ pub const DEFAULT_AUDIT_RETENTION_DAYS: u32 = 365;
 /// a quiet connection; a peer silent for three of these is gone.
 pub const DEFAULT_HEARTBEAT: std::time::Duration = std::time::Duration::from_secs(20);
 
-/// Limits that keep recipients from being flooded (approval fatigue).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Limits {
-    /// Requests one operator may have pending at once.
-    pub max_pending_per_operator: u32,
-    /// Requests one operator may make to one computer in any hour.
-    pub max_requests_per_hour: u32,
-    /// How long "I did not expect this" blocks that operator from that computer.
-    pub block_minutes: u32,
-}
-
-impl Default for Limits {
-    fn default() -> Self {
-        Self {
-            max_pending_per_operator: 3,
-            max_requests_per_hour: 30,
-            block_minutes: 20,
-        }
-    }
-}
-
+pub use doorman_broker::Limits;
 pub use doorman_certificates::TlsFiles;
 
 /// Why the server could not start or stopped with an error.
@@ -162,62 +130,12 @@ pub enum ServerError {
     Io(#[from] std::io::Error),
 }
 
-/// The state every handler shares.
-#[derive(Clone, Debug)]
-pub struct AppState {
-    pub broker: Arc<Broker>,
-    /// `scheme://host[:port]` of the public URL, for same-origin checks.
-    pub public: origin::PublicOrigin,
-    /// Where file-delivered emails are, when there is no SMTP server.
-    pub outbox_dir: Option<PathBuf>,
-    pub trusted_proxies: client_addr::TrustedProxies,
-    /// Who is signed in to the web console.
-    pub console: Arc<console::ConsoleSessions>,
-    /// How emails leave (the enrolment links go out at once).
-    pub delivery: doorman_mail::Delivery,
-    pub mail_from: Mailbox,
-    /// Passkey enrolments under way.
-    pub enrollments: Arc<enrollment::Enrollments>,
-}
-
-impl axum::extract::FromRef<AppState> for client_addr::TrustedProxies {
-    fn from_ref(state: &AppState) -> Self {
-        state.trusted_proxies.clone()
-    }
-}
-
 /// The database URL for a data directory.
 pub fn default_database_url(data_dir: &std::path::Path) -> String {
     format!("sqlite://{}", data_dir.join("doorman.db").display())
 }
 
-/// The router with every page and endpoint.
-pub fn app(state: AppState) -> axum::Router {
-    use axum::routing::get;
-    axum::Router::new()
-        .route("/", get(pages::home))
-        .route("/assets/doorman.css", get(pages::stylesheet))
-        .route("/assets/{script}", get(pages::script))
-        .route("/a/{token}", get(pages::show).post(pages::decide))
-        .route("/outbox", get(pages::outbox))
-        .route("/outbox/{file}", get(pages::outbox_file))
-        .route("/metrics", get(metrics::scrape))
-        .route(doorman_wire::AGENT_PATH, get(upgrade::agent))
-        .route(doorman_wire::CONNECT_PATH, get(upgrade::operator))
-        .route("/v1/session/{request_id}", get(upgrade::session))
-        .route("/v1/tunnel/{session}", get(upgrade::tunnel))
-        .route(doorman_wire::ENROLL_PATH, get(enrollment::upgrade))
-        .route("/e/{token}", get(enrollment::show).post(enrollment::made))
-        .route("/join/{code}", get(join::show).post(join::redeem))
-        .merge(console::routes())
-        .layer(axum::extract::DefaultBodyLimit::max(pages::MAX_FORM_BYTES))
-        .layer(axum::middleware::from_fn_with_state(
-            state.public.clone(),
-            origin::check_host,
-        ))
-        .layer(axum::middleware::from_fn(pages::security_headers))
-        .with_state(state)
-}
+pub use doorman_web::{AppState, app};
 
 /// Runs the server on `listener` until `shutdown` completes, then waits for
 /// every connection and worker to finish.
@@ -286,7 +204,7 @@ impl Prepared {
             (None, None) => None,
         };
         check_clear_text(&public_url, tls.is_some(), config.insecure_public_url)?;
-        let ca_sha256 = join::pinned_ca(&config)?;
+        let ca_sha256 = pinned_ca(&config)?;
         let from: Mailbox = config
             .mail_from
             .parse()
@@ -425,6 +343,20 @@ impl Prepared {
             lock,
         })
     }
+}
+
+/// The SHA-256 (hex) of the private CA the server presents (the first
+/// certificate of its file): what invitations' URLs pin. `None` without
+/// one (ACME, or a certificate given with --tls-cert).
+fn pinned_ca(config: &ServerConfig) -> Result<Option<String>, ServerError> {
+    let Some(ca) = config.tls.as_ref().and_then(|files| files.ca.as_deref()) else {
+        return Ok(None);
+    };
+    let certificates = doorman_wire::tls::load_certificates(ca)?;
+    Ok(certificates.first().map(|certificate| {
+        let digest = ring::digest::digest(&ring::digest::SHA256, certificate.as_ref());
+        doorman_core::join::hex(digest.as_ref())
+    }))
 }
 
 fn database_url(config: &ServerConfig) -> String {

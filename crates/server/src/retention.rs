@@ -3,7 +3,7 @@
 //! daily, by the server's clock (whose drift from the wall clock is
 //! reported then too).
 
-use crate::broker::Broker;
+use doorman_broker::broker::Broker;
 use std::sync::Arc;
 
 /// Deletes audit events older than `audit_days` and recordings older than

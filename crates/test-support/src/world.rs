@@ -9,10 +9,10 @@ pub use crate::connecting::{Connecting, SharedBuf, request_id};
 pub use crate::smtp::SmtpTls;
 use crate::smtp::{SinkTls, SmtpSink};
 pub use builder::WorldBuilder;
+use doorman_broker::broker::Broker;
 use doorman_client::{ConnectRequest, Progress, ProgressStyle, Terminal};
 use doorman_core::Secret;
 use doorman_server::ServerConfig;
-use doorman_server::broker::Broker;
 use std::path::PathBuf;
 use std::sync::Arc;
 use tokio::sync::oneshot;
@@ -89,8 +89,8 @@ impl World {
             heartbeat: builder.heartbeat,
             connections: builder.connections,
             audit_retention_days: doorman_server::DEFAULT_AUDIT_RETENTION_DAYS,
-            console_idle_minutes: doorman_server::console::DEFAULT_IDLE_MINUTES,
-            metrics: doorman_server::metrics::Metrics::new(),
+            console_idle_minutes: doorman_web::console::DEFAULT_IDLE_MINUTES,
+            metrics: doorman_broker::metrics::Metrics::new(),
             metrics_listen: None,
             insecure_public_url: false,
             recordings: builder.recordings,

@@ -250,7 +250,7 @@ async fn over_tls_the_cookie_is_secure_and_host_only() {
 /// another operator's, and is soon refused for a while.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_operator_signing_in_again_and_again_pushes_out_only_its_own_sessions() {
-    use doorman_server::console::sessions::{MAX_PER_OPERATOR, MAX_SIGN_INS};
+    use doorman_web::console::sessions::{MAX_PER_OPERATOR, MAX_SIGN_INS};
     let world = World::start().await;
     let bob_token = doorman_server::admin::add_operator(&world.broker.store, "bob")
         .await

@@ -12,12 +12,12 @@
 
 use super::{SignedIn, files_socket, signed_in};
 use crate::AppState;
-use crate::operators::{self, Via};
 use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
 use axum::extract::{Query, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
+use doorman_broker::operators::{self, Via};
 use doorman_http::client_addr::ClientAddr;
 use doorman_wire::connection::Connection;
 use doorman_wire::frame::{Frame, MAX_PAYLOAD_LEN};
@@ -121,7 +121,7 @@ pub async fn socket(
 
 /// Carries one socket to its end.
 async fn bridge(
-    broker: std::sync::Arc<crate::broker::Broker>,
+    broker: std::sync::Arc<doorman_broker::broker::Broker>,
     socket: WebSocket,
     who: SignedIn,
     client: IpAddr,

@@ -12,7 +12,7 @@
 //! `file_end` and `file_copied` with its bytes as binary messages, or
 //! `file_failed`.
 
-use crate::broker::Broker;
+use doorman_broker::broker::Broker;
 use doorman_wire::message::{CopyDirection, CopyJob, FileMessage, WirePath};
 
 /// The longest request the browser may make: a path of 4096 bytes in

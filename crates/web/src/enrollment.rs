@@ -162,12 +162,13 @@ pub async fn upgrade(
     headers: HeaderMap,
     request: axum::extract::Request,
 ) -> Response {
-    let (computer, _) = match crate::upgrade::authenticate_agent(&state, client, &headers).await {
-        Ok(authenticated) => authenticated,
-        Err(response) => return response,
-    };
+    let (computer, _) =
+        match doorman_broker::upgrade::authenticate_agent(&state.broker, client, &headers).await {
+            Ok(authenticated) => authenticated,
+            Err(response) => return response,
+        };
     let for_task = state.clone();
-    crate::upgrade::switch(&state, request, move |io| async move {
+    doorman_broker::upgrade::switch(&state.broker, request, move |io| async move {
         let mut connection = Connection::new(io);
         // A computer that stops reading is dropped, not waited on.
         connection.set_write_deadline(Some(write_deadline(for_task.broker.heartbeat)));

@@ -12,8 +12,8 @@
 //! link does ([`crate::pages::wrong_link`]); every refusal is audited
 //! (`invitation_refused`) and answered with one line saying why.
 
+use crate::AppState;
 use crate::pages::{PageError, user_agent};
-use crate::{AppState, ServerConfig, ServerError};
 use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode};
@@ -145,18 +145,4 @@ fn internal(error: &str) -> Response {
         StatusCode::INTERNAL_SERVER_ERROR,
         "the server could not redeem the invitation; try again in a moment",
     )
-}
-
-/// The SHA-256 (hex) of the private CA the server presents (the first
-/// certificate of its file): what invitations' URLs pin. `None` without
-/// one (ACME, or a certificate given with --tls-cert).
-pub(crate) fn pinned_ca(config: &ServerConfig) -> Result<Option<String>, ServerError> {
-    let Some(ca) = config.tls.as_ref().and_then(|files| files.ca.as_deref()) else {
-        return Ok(None);
-    };
-    let certificates = doorman_wire::tls::load_certificates(ca)?;
-    Ok(certificates.first().map(|certificate| {
-        let digest = ring::digest::digest(&ring::digest::SHA256, certificate.as_ref());
-        doorman_core::join::hex(digest.as_ref())
-    }))
 }

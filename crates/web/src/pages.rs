@@ -5,13 +5,13 @@
 //! malformed and oversized tokens all get the same 404 page.
 
 use crate::AppState;
-use crate::broker::Witness;
 use askama::Template;
 use axum::extract::rejection::FormRejection;
 use axum::extract::{Form, Path, Request, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::middleware::Next;
 use axum::response::{Html, IntoResponse, Redirect, Response};
+use doorman_broker::broker::Witness;
 use doorman_core::authorization::{Approval, Event, seconds_left};
 use doorman_core::display::format_time;
 use doorman_core::{AuditKind, CancelCause};

@@ -316,11 +316,11 @@ pub fn exposition(metrics: &Metrics) -> Response {
 /// a proxy forwards, trusted or not, is refused; others get 404, as if
 /// there were nothing here. Scrapers elsewhere use `--metrics-listen`.
 pub async fn scrape(
-    State(state): State<crate::AppState>,
+    State(broker): State<std::sync::Arc<crate::broker::Broker>>,
     doorman_http::client_addr::Local(local): doorman_http::client_addr::Local,
 ) -> Response {
     if local {
-        exposition(&state.broker.metrics)
+        exposition(&broker.metrics)
     } else {
         StatusCode::NOT_FOUND.into_response()
     }

@@ -318,8 +318,12 @@ async fn sign_in(
         None
     };
     let Some(who) = found else {
-        let limited =
-            crate::upgrade::count_wrong_credential(&state, client, "operator token").await;
+        let limited = doorman_broker::upgrade::count_wrong_credential(
+            &state.broker,
+            client,
+            "operator token",
+        )
+        .await;
         let (status, problem) = if limited {
             (
                 StatusCode::TOO_MANY_REQUESTS,

@@ -1,8 +1,7 @@
 //! The three upgrade endpoints (agent control, operator, session) and the
 //! authentication each performs before switching protocols.
 
-use crate::AppState;
-use crate::broker::AgentConnection;
+use crate::broker::{AgentConnection, Broker};
 use axum::extract::{Path, Request, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
@@ -11,6 +10,7 @@ use doorman_relay::handover::HANDOVER_HEADER;
 use doorman_runtime::secrets;
 use doorman_wire::{AGENT_NAME_HEADER, UPGRADE_PROTOCOL};
 use hyper_util::rt::TokioIo;
+use std::sync::Arc;
 use tokio_util::either::Either;
 
 fn bearer(headers: &HeaderMap) -> Option<&str> {
@@ -38,17 +38,17 @@ fn plain(status: StatusCode, message: &str) -> Response {
 }
 
 /// Answers `101 Switching Protocols` and hands the upgraded stream to `serve`.
-pub(crate) fn switch<F, Fut>(state: &AppState, request: Request, serve: F) -> Response
+pub fn switch<F, Fut>(broker: &Broker, request: Request, serve: F) -> Response
 where
     F: FnOnce(doorman_wire::dial::Upgraded) -> Fut + Send + 'static,
     Fut: std::future::Future<Output = ()> + Send + 'static,
 {
-    switch_with(state, request, &[], serve)
+    switch_with(broker, request, &[], serve)
 }
 
 /// [`switch`], with `headers` on the `101`.
 fn switch_with<F, Fut>(
-    state: &AppState,
+    broker: &Broker,
     mut request: Request,
     headers: &[(&'static str, &'static str)],
     serve: F,
@@ -58,7 +58,7 @@ where
     Fut: std::future::Future<Output = ()> + Send + 'static,
 {
     let on_upgrade = hyper::upgrade::on(&mut request);
-    state.broker.lifecycle.spawn(async move {
+    broker.lifecycle.spawn(async move {
         match on_upgrade.await {
             Ok(upgraded) => serve(TokioIo::new(upgraded)).await,
             Err(error) => tracing::warn!(%error, "upgrade failed"),
@@ -80,12 +80,12 @@ where
 /// is 429 instead of 401. A right credential is never refused for what
 /// others on its network got wrong.
 async fn wrong_credential(
-    state: &AppState,
+    broker: &Broker,
     client: std::net::IpAddr,
     what: &'static str,
     answer: &'static str,
 ) -> Response {
-    if count_wrong_credential(state, client, what).await {
+    if count_wrong_credential(broker, client, what).await {
         plain(
             StatusCode::TOO_MANY_REQUESTS,
             "too many wrong tokens or keys from this address: wait 10 minutes",
@@ -97,17 +97,17 @@ async fn wrong_credential(
 
 /// Counts, logs and audits a wrong token or key from `client`; whether the
 /// address is now limited.
-pub(crate) async fn count_wrong_credential(
-    state: &AppState,
+pub async fn count_wrong_credential(
+    broker: &Broker,
     client: std::net::IpAddr,
     what: &'static str,
 ) -> bool {
-    let now = state.broker.clock.now_millis();
+    let now = broker.clock.now_millis();
     let doorman_http::failures::Failure { limited, count } =
-        state.broker.credential_failures.record_failure(client, now);
-    state.broker.metrics.authentication_failed(what);
+        broker.credential_failures.record_failure(client, now);
+    broker.metrics.authentication_failed(what);
     if limited {
-        state.broker.metrics.rate_limited("credentials");
+        broker.metrics.rate_limited("credentials");
     }
     if count == 1 || count.is_power_of_two() && count >= 16 {
         tracing::warn!(source = %client, failures = count, "wrong {what} (failures from this address in 10 minutes)");
@@ -116,7 +116,7 @@ pub(crate) async fn count_wrong_credential(
         .actor(what)
         .address(&client.to_string())
         .detail(format!("wrong {what}"));
-    if let Err(error) = state.broker.store.record(&event).await {
+    if let Err(error) = broker.store.record(&event).await {
         tracing::error!(%error, "cannot audit a failed login");
     }
     limited
@@ -124,8 +124,8 @@ pub(crate) async fn count_wrong_credential(
 
 /// Checks an agent's upgrade request and key; the agent's name, and its id
 /// with the stored hash of the key it used, on success.
-pub(crate) async fn authenticate_agent(
-    state: &AppState,
+pub async fn authenticate_agent(
+    broker: &Broker,
     client: std::net::IpAddr,
     headers: &HeaderMap,
 ) -> Result<(String, doorman_store::AgentKey), Response> {
@@ -137,13 +137,13 @@ pub(crate) async fn authenticate_agent(
         .and_then(|v| v.to_str().ok())
         .unwrap_or_default();
     let key = bearer(headers).unwrap_or_default();
-    let denied = || wrong_credential(state, client, "agent key", "invalid agent name or key");
+    let denied = || wrong_credential(broker, client, "agent key", "invalid agent name or key");
     if name.is_empty()
         || !secrets::plausible_token(key.trim_start_matches(secrets::AGENT_KEY_PREFIX))
     {
         return Err(denied().await);
     }
-    match state.broker.store.agent_key(name).await {
+    match broker.store.agent_key(name).await {
         Ok(Some(stored)) if secrets::verify(key, &stored.key_hash) => {
             Ok((name.to_string(), stored))
         }
@@ -158,7 +158,7 @@ pub(crate) async fn authenticate_agent(
 /// Checks an operator's upgrade request and token; who the operator is, and
 /// the token's hash, on success.
 async fn authenticate_operator(
-    state: &AppState,
+    broker: &Broker,
     client: std::net::IpAddr,
     headers: &HeaderMap,
 ) -> Result<(doorman_store::OperatorIdentity, [u8; 32]), Response> {
@@ -166,12 +166,12 @@ async fn authenticate_operator(
         return Err(not_an_upgrade());
     }
     let token = bearer(headers).unwrap_or_default();
-    let denied = || wrong_credential(state, client, "operator token", "invalid operator token");
+    let denied = || wrong_credential(broker, client, "operator token", "invalid operator token");
     if !secrets::plausible_token(token) {
         return Err(denied().await);
     }
     let hash = secrets::hash(token);
-    match state.broker.store.operator_by_token(&hash).await {
+    match broker.store.operator_by_token(&hash).await {
         Ok(Some(operator)) => Ok((operator, hash)),
         Ok(None) => Err(denied().await),
         Err(error) => {
@@ -183,36 +183,36 @@ async fn authenticate_operator(
 
 /// `GET /v1/agent`: an agent's control connection.
 pub async fn agent(
-    State(state): State<AppState>,
+    State(broker): State<Arc<Broker>>,
     ClientAddr(client): ClientAddr,
     headers: HeaderMap,
     request: Request,
 ) -> Response {
-    let (name, agent) = match authenticate_agent(&state, client, &headers).await {
+    let (name, agent) = match authenticate_agent(&broker, client, &headers).await {
         Ok(authenticated) => authenticated,
         Err(response) => return response,
     };
-    let broker = state.broker.clone();
-    switch(&state, request, move |io| {
-        crate::agents::serve(broker, io, name, agent, client)
+    let serving = Arc::clone(&broker);
+    switch(&broker, request, move |io| {
+        crate::agents::serve(serving, io, name, agent, client)
     })
 }
 
 /// `GET /v1/connect`: an operator's connection.
 pub async fn operator(
-    State(state): State<AppState>,
+    State(broker): State<Arc<Broker>>,
     ClientAddr(client): ClientAddr,
     headers: HeaderMap,
     request: Request,
 ) -> Response {
-    let (operator, token_hash) = match authenticate_operator(&state, client, &headers).await {
+    let (operator, token_hash) = match authenticate_operator(&broker, client, &headers).await {
         Ok(authenticated) => authenticated,
         Err(response) => return response,
     };
-    let broker = state.broker.clone();
-    switch(&state, request, move |io| {
+    let serving = Arc::clone(&broker);
+    switch(&broker, request, move |io| {
         crate::operators::serve(
-            broker,
+            serving,
             Either::Left(io),
             operator,
             token_hash,
@@ -228,13 +228,13 @@ const TUNNEL_OPEN_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(
 /// `GET /v1/tunnel/{session}`: one forwarded connection of an operator's
 /// forward session, carried to the agent on a connection of its own.
 pub async fn tunnel(
-    State(state): State<AppState>,
+    State(broker): State<Arc<Broker>>,
     ClientAddr(client): ClientAddr,
     Path(session): Path<String>,
     headers: HeaderMap,
     request: Request,
 ) -> Response {
-    let operator = match authenticate_operator(&state, client, &headers).await {
+    let operator = match authenticate_operator(&broker, client, &headers).await {
         Ok((operator, _)) => operator.id,
         Err(response) => return response,
     };
@@ -243,8 +243,7 @@ pub async fn tunnel(
         .and_then(|v| v.to_str().ok())
         .unwrap_or_default()
         .to_string();
-    let Some(grant) = state
-        .broker
+    let Some(grant) = broker
         .forwards
         .get(&session)
         .filter(|grant| grant.operator == operator)
@@ -263,13 +262,13 @@ pub async fn tunnel(
     let Ok(tunnel_id) = secrets::new_id() else {
         return plain(StatusCode::INTERNAL_SERVER_ERROR, "internal error");
     };
-    let mut expected = state.broker.sessions.expect(&tunnel_id, &grant.computer);
+    let mut expected = broker.sessions.expect(&tunnel_id, &grant.computer);
     let open = doorman_wire::message::ServerToAgent::OpenTunnel {
         session_id: session,
         tunnel_id,
         target: target.clone(),
     };
-    if !state.broker.agents.send(&grant.computer, open) {
+    if !broker.agents.send(&grant.computer, open) {
         return plain(StatusCode::SERVICE_UNAVAILABLE, "the computer is offline");
     }
     let agent = match tokio::time::timeout(TUNNEL_OPEN_TIMEOUT, &mut expected.receiver).await {
@@ -283,8 +282,8 @@ pub async fn tunnel(
     };
     drop(expected);
     let mut ended = grant.ended;
-    let metrics = state.broker.metrics.clone();
-    switch(&state, request, move |operator_io| async move {
+    let metrics = broker.metrics.clone();
+    switch(&broker, request, move |operator_io| async move {
         tokio::select! {
             relayed = crate::relay::relay_tunnel(operator_io, agent, &metrics) => {
                 let (up, down) = match relayed {
@@ -302,17 +301,17 @@ pub async fn tunnel(
 
 /// `GET /v1/session/{request_id}`: the agent's side of a session.
 pub async fn session(
-    State(state): State<AppState>,
+    State(broker): State<Arc<Broker>>,
     ClientAddr(client): ClientAddr,
     Path(request_id): Path<String>,
     headers: HeaderMap,
     request: Request,
 ) -> Response {
-    let name = match authenticate_agent(&state, client, &headers).await {
+    let name = match authenticate_agent(&broker, client, &headers).await {
         Ok((name, _)) => name,
         Err(response) => return response,
     };
-    let Some(deliver) = state.broker.sessions.take_sender(&request_id, &name) else {
+    let Some(deliver) = broker.sessions.take_sender(&request_id, &name) else {
         return plain(
             StatusCode::NOT_FOUND,
             "no session is waiting for this request",
@@ -325,7 +324,7 @@ pub async fn session(
     } else {
         &[]
     };
-    switch_with(&state, request, echo, move |io| async move {
+    switch_with(&broker, request, echo, move |io| async move {
         let _ = deliver.send(AgentConnection { io, takes_over });
     })
 }
