@@ -10,7 +10,7 @@
 //! - [`agents`]: an agent's control connection, and the watch on agent keys;
 //! - [`upgrade`]: the upgrade endpoints and the authentication each performs;
 //! - [`relay`]: a tunnel's two connections relayed byte for byte;
-//! - [`metrics`]: what the server counts, for `GET /metrics`;
+//! - [`metrics`]: what the server counts; `scrape`: `GET /metrics`;
 //! - `post_office`: the outbox worker's view of the broker;
 //! - [`limits`]: what keeps recipients from being flooded.
 #![forbid(unsafe_code)]
@@ -22,6 +22,7 @@ pub mod metrics;
 pub mod operators;
 mod post_office;
 pub mod relay;
+mod scrape;
 pub mod upgrade;
 
 pub use broker::Broker;
@@ -42,7 +43,7 @@ where
 {
     use axum::routing::get;
     axum::Router::new()
-        .route("/metrics", get(metrics::scrape))
+        .route("/metrics", get(scrape::scrape))
         .route(doorman_wire::AGENT_PATH, get(upgrade::agent))
         .route(doorman_wire::CONNECT_PATH, get(upgrade::operator))
         .route("/v1/session/{request_id}", get(upgrade::session))

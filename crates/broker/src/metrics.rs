@@ -6,8 +6,7 @@
 //! Every labelled series is registered when the registry is made, so a
 //! scrape shows zeros rather than missing series before the first event.
 
-use axum::extract::State;
-use axum::http::{StatusCode, header};
+use axum::http::header;
 use axum::response::{IntoResponse, Response};
 use doorman_wire::message::Service;
 use metrics::{Counter, Gauge, Histogram, Key, KeyName, Label, Level, Metadata, Recorder};
@@ -309,21 +308,6 @@ const CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
 /// Answers a scrape.
 pub fn exposition(metrics: &Metrics) -> Response {
     ([(header::CONTENT_TYPE, CONTENT_TYPE)], metrics.render()).into_response()
-}
-
-/// `GET /metrics` on the main port: for this host only, by the rule
-/// `/outbox` follows too ([`doorman_http::client_addr::Local`]), so a visitor that
-/// a proxy forwards, trusted or not, is refused; others get 404, as if
-/// there were nothing here. Scrapers elsewhere use `--metrics-listen`.
-pub async fn scrape(
-    State(broker): State<std::sync::Arc<crate::broker::Broker>>,
-    doorman_http::client_addr::Local(local): doorman_http::client_addr::Local,
-) -> Response {
-    if local {
-        exposition(&broker.metrics)
-    } else {
-        StatusCode::NOT_FOUND.into_response()
-    }
 }
 
 /// The router for `--metrics-listen`: `/metrics` and nothing else.

@@ -1,6 +1,7 @@
 //! The `doorman` binary: parses the command line, sets up logging, and calls
 //! the library crates; `admin`, `agent join` and `demo` are commands of
 //! their own. Nothing else lives here.
+#![forbid(unsafe_code)]
 
 mod admin;
 mod agent_config;
