@@ -12,27 +12,27 @@ use std::future::Future;
 
 impl PostOffice for Broker {
     fn store(&self) -> &Store {
-        &self.store
+        Broker::store(self)
     }
 
     fn now_millis(&self) -> Millis {
-        self.clock.now_millis()
+        Broker::now_millis(self)
     }
 
     fn sleep_until(&self, at: Millis) -> impl Future<Output = ()> + Send + '_ {
-        self.clock.sleep_until(at)
+        self.clock().sleep_until(at)
     }
 
     fn stopping(&self) -> impl Future<Output = ()> + Send + '_ {
-        self.lifecycle.stopping()
+        self.lifecycle().stopping()
     }
 
     fn queued(&self) -> impl Future<Output = ()> + Send + '_ {
-        self.outbox_wakeup.notified()
+        self.outbox_queued()
     }
 
     fn link_token(&self, request_id: &str, position: i64) -> String {
-        self.key.link_token(request_id, position)
+        self.key().link_token(request_id, position)
     }
 
     fn report_delivery(
@@ -47,15 +47,17 @@ impl PostOffice for Broker {
 
     fn count(&self, sent: Result<(), Permanence>) {
         match sent {
-            Ok(()) => self.metrics.email_sent(),
-            Err(permanence) => self.metrics.email_failed(permanence == Permanence::GivenUp),
+            Ok(()) => self.metrics().email_sent(),
+            Err(permanence) => self
+                .metrics()
+                .email_failed(permanence == Permanence::GivenUp),
         }
     }
 
     async fn end_undeliverable(&self, request_id: &str, error: String) {
         let cancel = Event::Cancel {
             cause: CancelCause::Undeliverable { error },
-            at: self.clock.now_millis(),
+            at: self.clock().now_millis(),
         };
         if let Err(error) = self.apply(request_id, cancel, Witness::default()).await {
             tracing::error!(%error, "cannot end an undeliverable request");

@@ -14,7 +14,7 @@ use std::sync::Arc;
 /// there were nothing here. Scrapers elsewhere use `--metrics-listen`.
 pub async fn scrape(State(broker): State<Arc<Broker>>, Local(local): Local) -> Response {
     if local {
-        exposition(&broker.metrics)
+        exposition(broker.metrics())
     } else {
         StatusCode::NOT_FOUND.into_response()
     }

@@ -58,7 +58,7 @@ where
     Fut: std::future::Future<Output = ()> + Send + 'static,
 {
     let on_upgrade = hyper::upgrade::on(&mut request);
-    broker.lifecycle.spawn(async move {
+    broker.lifecycle().spawn(async move {
         match on_upgrade.await {
             Ok(upgraded) => serve(TokioIo::new(upgraded)).await,
             Err(error) => tracing::warn!(%error, "upgrade failed"),
@@ -102,12 +102,12 @@ pub async fn count_wrong_credential(
     client: std::net::IpAddr,
     what: &'static str,
 ) -> bool {
-    let now = broker.clock.now_millis();
+    let now = broker.now_millis();
     let doorman_http::failures::Failure { limited, count } =
-        broker.credential_failures.record_failure(client, now);
-    broker.metrics.authentication_failed(what);
+        broker.credential_failures().record_failure(client, now);
+    broker.metrics().authentication_failed(what);
     if limited {
-        broker.metrics.rate_limited("credentials");
+        broker.metrics().rate_limited("credentials");
     }
     if count == 1 || count.is_power_of_two() && count >= 16 {
         tracing::warn!(source = %client, failures = count, "wrong {what} (failures from this address in 10 minutes)");
@@ -116,7 +116,7 @@ pub async fn count_wrong_credential(
         .actor(what)
         .address(&client.to_string())
         .detail(format!("wrong {what}"));
-    if let Err(error) = broker.store.record(&event).await {
+    if let Err(error) = broker.store().record(&event).await {
         tracing::error!(%error, "cannot audit a failed login");
     }
     limited
@@ -143,7 +143,7 @@ pub async fn authenticate_agent(
     {
         return Err(denied().await);
     }
-    match broker.store.agent_key(name).await {
+    match broker.store().agent_key(name).await {
         Ok(Some(stored)) if secrets::verify(key, &stored.key_hash) => {
             Ok((name.to_string(), stored))
         }
@@ -171,7 +171,7 @@ async fn authenticate_operator(
         return Err(denied().await);
     }
     let hash = secrets::hash(token);
-    match broker.store.operator_by_token(&hash).await {
+    match broker.store().operator_by_token(&hash).await {
         Ok(Some(operator)) => Ok((operator, hash)),
         Ok(None) => Err(denied().await),
         Err(error) => {
@@ -244,7 +244,7 @@ pub async fn tunnel(
         .unwrap_or_default()
         .to_string();
     let Some(grant) = broker
-        .forwards
+        .forwards()
         .get(&session)
         .filter(|grant| grant.operator == operator)
     else {
@@ -262,13 +262,13 @@ pub async fn tunnel(
     let Ok(tunnel_id) = secrets::new_id() else {
         return plain(StatusCode::INTERNAL_SERVER_ERROR, "internal error");
     };
-    let mut expected = broker.sessions.expect(&tunnel_id, &grant.computer);
+    let mut expected = broker.sessions().expect(&tunnel_id, &grant.computer);
     let open = doorman_wire::message::ServerToAgent::OpenTunnel {
         session_id: session,
         tunnel_id,
         target: target.clone(),
     };
-    if !broker.agents.send(&grant.computer, open) {
+    if !broker.agents().send(&grant.computer, open) {
         return plain(StatusCode::SERVICE_UNAVAILABLE, "the computer is offline");
     }
     let agent = match tokio::time::timeout(TUNNEL_OPEN_TIMEOUT, &mut expected.receiver).await {
@@ -282,7 +282,7 @@ pub async fn tunnel(
     };
     drop(expected);
     let mut ended = grant.ended;
-    let metrics = broker.metrics.clone();
+    let metrics = broker.metrics().clone();
     switch(&broker, request, move |operator_io| async move {
         tokio::select! {
             relayed = crate::relay::relay_tunnel(operator_io, agent, &metrics) => {
@@ -311,7 +311,7 @@ pub async fn session(
         Ok((name, _)) => name,
         Err(response) => return response,
     };
-    let Some(deliver) = broker.sessions.take_sender(&request_id, &name) else {
+    let Some(deliver) = broker.sessions().take_sender(&request_id, &name) else {
         return plain(
             StatusCode::NOT_FOUND,
             "no session is waiting for this request",

@@ -27,7 +27,7 @@ use doorman_broker::{Broker, agents, metrics};
 use doorman_http::{client_addr, listener, origin, serve};
 use doorman_runtime::{clock, secrets};
 use doorman_store::{self as store, Store, StoreError, private};
-use doorman_web::{console, pages};
+use doorman_web::pages;
 use lettre::message::Mailbox;
 use std::future::Future;
 use std::path::PathBuf;
@@ -306,16 +306,16 @@ impl Prepared {
             config.metrics.clone(),
             config.recordings,
         ));
-        broker.metrics.set_leader(true);
-        broker.lifecycle.spawn(retention::prune(
+        broker.metrics().set_leader(true);
+        broker.lifecycle().spawn(retention::prune(
             Arc::clone(&broker),
             config.audit_retention_days,
             config.recordings.keep_days,
         ));
         broker
-            .lifecycle
+            .lifecycle()
             .spawn(agents::watch_keys(Arc::clone(&broker)));
-        for request in broker.store.pending_requests().await? {
+        for request in broker.store().pending_requests().await? {
             broker.schedule_expiry(request.id, request.expires_at);
         }
         let message_id_host = public_url
@@ -393,30 +393,21 @@ impl Server {
             console_idle,
             lock,
         } = self;
-        let outbox_dir = match &delivery {
-            doorman_mail::Delivery::Files(dir) => Some(dir.clone()),
-            doorman_mail::Delivery::Smtp(_) => None,
-        };
         let public_url = mail_settings.public_url.clone();
         let mail_from = mail_settings.from.clone();
-        broker.lifecycle.spawn(doorman_mail::outbox::run(
+        broker.lifecycle().spawn(doorman_mail::outbox::run(
             Arc::clone(&broker),
             delivery.clone(),
             mail_settings,
         ));
-        let state = AppState {
-            broker: Arc::clone(&broker),
-            public: origin::PublicOrigin::new(&public_url),
-            outbox_dir,
+        let state = AppState::new(
+            Arc::clone(&broker),
+            origin::PublicOrigin::new(&public_url),
             trusted_proxies,
-            console: Arc::new(console::ConsoleSessions::new(
-                console_idle,
-                broker.clock.clone(),
-            )),
             delivery,
             mail_from,
-            enrollments: Arc::default(),
-        };
+            console_idle,
+        );
         let address = listener.local_addr()?;
         let with_tls = tls.is_some();
         tracing::info!(%address, %public_url, tls = with_tls, "doorman server listening");
@@ -429,31 +420,31 @@ impl Server {
             listener,
             router,
             connections,
-            broker.lifecycle.clone(),
-            broker.metrics.connection_refusals(),
+            broker.lifecycle().clone(),
+            broker.metrics().connection_refusals(),
         );
         let signal = async {
             tokio::select! {
-                () = shutdown => broker.lifecycle.stop(),
-                () = broker.lifecycle.stopping() => {}
+                () = shutdown => broker.lifecycle().stop(),
+                () = broker.lifecycle().stopping() => {}
             }
         };
         // A first certificate the CA refuses stops the server: it has
         // nothing to serve with.
         let certificates = async {
             let Some(acme) = acme else { return Ok(()) };
-            let (store, key) = (broker.store.clone(), broker.key.clone());
-            let clock = broker.clock.clone();
+            let (store, key) = (broker.store().clone(), broker.key().clone());
+            let clock = broker.clock().clone();
             let result = acme
-                .maintain(store, key, clock, broker.lifecycle.stopping())
+                .maintain(store, key, clock, broker.lifecycle().stopping())
                 .await;
             if result.is_err() {
-                broker.lifecycle.stop();
+                broker.lifecycle().stop();
             }
             result
         };
         let ((), (), certificates) = tokio::join!(served, signal, certificates);
-        broker.lifecycle.wait_for_tasks().await;
+        broker.lifecycle().wait_for_tasks().await;
         certificates?;
         tracing::info!("doorman server stopped");
         drop(lock);

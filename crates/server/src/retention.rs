@@ -13,10 +13,10 @@ pub(crate) async fn prune(broker: Arc<Broker>, audit_days: u32, recording_days: 
     let day = std::time::Duration::from_secs(86_400);
     let days_ago = |now: i64, days: u32| now - i64::from(days) * 86_400_000;
     loop {
-        broker.clock.warn_of_drift();
-        let now = broker.clock.now_millis();
+        broker.clock().warn_of_drift();
+        let now = broker.now_millis();
         match broker
-            .store
+            .store()
             .prune_audit(days_ago(now, audit_days), "retention", now)
             .await
         {
@@ -25,7 +25,7 @@ pub(crate) async fn prune(broker: Arc<Broker>, audit_days: u32, recording_days: 
             Err(error) => tracing::warn!(%error, "cannot prune the audit trail"),
         }
         match broker
-            .store
+            .store()
             .prune_recordings(days_ago(now, recording_days))
             .await
         {
@@ -33,10 +33,10 @@ pub(crate) async fn prune(broker: Arc<Broker>, audit_days: u32, recording_days: 
             Ok(pruned) => tracing::info!(pruned, recording_days, "old session recordings deleted"),
             Err(error) => tracing::warn!(%error, "cannot prune session recordings"),
         }
-        broker.recorder.keep_within_total().await;
+        broker.recorder().keep_within_total().await;
         tokio::select! {
-            () = broker.clock.sleep(day) => {}
-            () = broker.lifecycle.stopping() => return,
+            () = broker.clock().sleep(day) => {}
+            () = broker.lifecycle().stopping() => return,
         }
     }
 }

@@ -100,10 +100,10 @@ impl World {
             .await
             .expect("server starts");
         let broker = server.broker();
-        let operator_token = doorman_server::admin::add_operator(&broker.store, OPERATOR)
+        let operator_token = doorman_server::admin::add_operator(broker.store(), OPERATOR)
             .await
             .expect("operator added");
-        let agent_key = doorman_server::admin::add_agent(&broker.store, COMPUTER)
+        let agent_key = doorman_server::admin::add_agent(broker.store(), COMPUTER)
             .await
             .expect("agent added");
         let (server_stop, server_task) = stoppable(|stopped| server.run(stopped));
@@ -289,7 +289,7 @@ impl World {
     /// carries, derived as the server derives it: for tests in which that
     /// email may never be sent (the request ended first).
     pub fn link_of(&self, request_id: &str, position: i64) -> String {
-        let token = self.broker.key.link_token(request_id, position);
+        let token = self.broker.key().link_token(request_id, position);
         format!("{}/a/{token}", self.url)
     }
 
@@ -303,7 +303,7 @@ impl World {
     /// The request's state as stored.
     pub async fn state_of(&self, request_id: &str) -> doorman_core::RequestState {
         self.broker
-            .store
+            .store()
             .request(request_id)
             .await
             .expect("store")
@@ -329,7 +329,7 @@ impl World {
     /// The server's database faults: its writes fail or stall while the
     /// test says so (the server after a restart has its own, off).
     pub fn faults(&self) -> &doorman_store::Faults {
-        self.broker.store.faults()
+        self.broker.store().faults()
     }
 
     /// Waits (20 s at most, then fails naming it) until `name` is online
@@ -342,11 +342,11 @@ impl World {
     /// "no email" checked right after a connect ends cannot miss one still
     /// on its way.
     pub async fn emails_queued(&self) -> i64 {
-        self.broker.store.emails_queued().await.expect("outbox")
+        self.broker.store().emails_queued().await.expect("outbox")
     }
 
     pub async fn audit_events(&self) -> Vec<doorman_store::AuditEvent> {
-        self.broker.store.audit_events().await.expect("audit")
+        self.broker.store().audit_events().await.expect("audit")
     }
 
     /// The kinds of the audit trail's events, oldest first.
@@ -458,7 +458,7 @@ impl World {
     /// [`World::add_agent`], with the agent dialing `server` (e.g. a front
     /// to the world's server).
     pub async fn add_agent_via(&self, name: &str, builder: &WorldBuilder, server: &str) {
-        let key = doorman_server::admin::add_agent(&self.broker.store, name)
+        let key = doorman_server::admin::add_agent(self.broker.store(), name)
             .await
             .expect("agent added");
         let config = self.dir.path().join(format!("{name}.toml"));
@@ -511,9 +511,9 @@ where
 async fn wait_for_agent(broker: &Broker, name: &str, online: bool) {
     let state = if online { "online" } else { "offline" };
     let changed = async {
-        broker.agents.wait_for(name, online).await;
+        broker.agents().wait_for(name, online).await;
         if online {
-            broker.agents.wait_for_status(name, |_| true).await;
+            broker.agents().wait_for_status(name, |_| true).await;
         }
     };
     tokio::time::timeout(std::time::Duration::from_secs(20), changed)

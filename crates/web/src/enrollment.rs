@@ -171,7 +171,7 @@ pub async fn upgrade(
     doorman_broker::upgrade::switch(&state.broker, request, move |io| async move {
         let mut connection = Connection::new(io);
         // A computer that stops reading is dropped, not waited on.
-        connection.set_write_deadline(Some(write_deadline(for_task.broker.heartbeat)));
+        connection.set_write_deadline(Some(write_deadline(for_task.broker.heartbeat())));
         let from = Asker {
             computer: &computer,
             address: client,
@@ -198,7 +198,7 @@ impl Asker<'_> {
         recipient: &str,
         detail: String,
     ) -> AuditEvent {
-        AuditEvent::new(kind, state.broker.clock.now_millis())
+        AuditEvent::new(kind, state.broker.now_millis())
             .computer(self.computer)
             .actor(recipient)
             .address(&self.address.to_string())
@@ -211,7 +211,7 @@ impl Asker<'_> {
 /// over its enrolment limits. Takes the hourly slot when it will.
 fn refusal(state: &AppState, computer: &str, recipient: &str) -> Option<String> {
     // The recipients the running agent announced, as its settings list them.
-    let Some(announced) = state.broker.agents.recipients(computer) else {
+    let Some(announced) = state.broker.agents().recipients(computer) else {
         return Some(
             "this computer's agent is not connected to the server: start `doorman agent`, which tells the server the recipients it may enrol".into(),
         );
@@ -233,7 +233,7 @@ fn refusal(state: &AppState, computer: &str, recipient: &str) -> Option<String> 
         ));
     }
     if !state.enrollments.take_hourly_slot(computer, Instant::now()) {
-        state.broker.metrics.rate_limited("enrolments");
+        state.broker.metrics().rate_limited("enrolments");
         return Some(format!(
             "this computer started {MAX_PER_HOUR} enrolments in the last hour: try again later"
         ));
@@ -299,7 +299,7 @@ async fn start(state: &AppState, from: &Asker<'_>, recipient: &str) -> Result<St
         recipient,
         format!("passkey enrolment link emailed to {recipient}"),
     );
-    if let Err(error) = state.broker.store.record(&started).await {
+    if let Err(error) = state.broker.store().record(&started).await {
         tracing::error!(%error, "cannot record an enrolment");
         return Err("the server cannot record the enrolment".into());
     }
@@ -312,7 +312,7 @@ async fn start(state: &AppState, from: &Asker<'_>, recipient: &str) -> Result<St
     let computer = from.computer;
     // Unique as the authorization emails' are; random, since the link's
     // token is a secret and its hash is how the enrolment is kept.
-    let now = state.broker.clock.now_millis();
+    let now = state.broker.now_millis();
     let unique = doorman_runtime::secrets::new_id().unwrap_or_else(|_| now.to_string());
     let message_id = format!("<enroll.{unique}@{}>", state.public.host());
     let sent = doorman_mail::send_enrollment(
@@ -352,7 +352,7 @@ async fn refused(state: &AppState, from: &Asker<'_>, recipient: &str) -> Option<
         recipient,
         message.clone(),
     );
-    if let Err(error) = state.broker.store.record(&refused).await {
+    if let Err(error) = state.broker.store().record(&refused).await {
         tracing::error!(%error, "cannot record a refused enrolment");
     }
     tracing::warn!(%computer, %recipient, reason = ?message, "passkey enrolment refused");
@@ -448,7 +448,7 @@ fn page_of<'a>(state: &'a AppState, pending: &'a Pending, hash: &[u8; 32]) -> En
         challenge: B64(pending.challenge.to_vec()).to_string(),
         rp_id: state.public.host(),
         user_id: B64(pending.user_id.to_vec()).to_string(),
-        nonce: state.broker.key.page_nonce(hash),
+        nonce: state.broker.key().page_nonce(hash),
         made: None,
         problem: None,
     }
@@ -494,8 +494,10 @@ pub async fn made(
         return Err(PageError::Forbidden("enrol from the enrolment page itself"));
     }
     with_pending(&state, &token, client, |pending, hash| {
-        if !doorman_core::secret::constant_time_eq(&form.nonce, &state.broker.key.page_nonce(&hash))
-        {
+        if !doorman_core::secret::constant_time_eq(
+            &form.nonce,
+            &state.broker.key().page_nonce(&hash),
+        ) {
             return Err(PageError::Forbidden(
                 "this form did not come from the enrolment page",
             ));

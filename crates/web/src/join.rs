@@ -46,7 +46,7 @@ pub async fn redeem(
     ClientAddr(client): ClientAddr,
     headers: HeaderMap,
 ) -> Response {
-    let now = state.broker.clock.now_millis();
+    let now = state.broker.now_millis();
     let from = JoinedFrom {
         address: client.to_string(),
         user_agent: user_agent(&headers),
@@ -60,7 +60,7 @@ pub async fn redeem(
     };
     let redeemed = state
         .broker
-        .store
+        .store()
         .redeem_invitation(&secrets::hash(&code), &secrets::hash(&key), &from, now)
         .await;
     let (name, status, message) = match redeemed {
@@ -134,7 +134,7 @@ async fn unknown(
 }
 
 async fn record(state: &AppState, event: &AuditEvent) {
-    if let Err(error) = state.broker.store.record(event).await {
+    if let Err(error) = state.broker.store().record(event).await {
         tracing::error!(%error, "cannot audit a refused invitation");
     }
 }

@@ -34,19 +34,51 @@ use std::sync::Arc;
 /// The state every handler shares.
 #[derive(Clone, Debug)]
 pub struct AppState {
-    pub broker: Arc<Broker>,
+    broker: Arc<Broker>,
     /// `scheme://host[:port]` of the public URL, for same-origin checks.
-    pub public: PublicOrigin,
+    public: PublicOrigin,
     /// Where file-delivered emails are, when there is no SMTP server.
-    pub outbox_dir: Option<PathBuf>,
-    pub trusted_proxies: TrustedProxies,
+    outbox_dir: Option<PathBuf>,
+    trusted_proxies: TrustedProxies,
     /// Who is signed in to the web console.
-    pub console: Arc<console::ConsoleSessions>,
+    console: Arc<console::ConsoleSessions>,
     /// How emails leave (the enrolment links go out at once).
-    pub delivery: doorman_mail::Delivery,
-    pub mail_from: Mailbox,
+    delivery: doorman_mail::Delivery,
+    mail_from: Mailbox,
     /// Passkey enrolments under way.
-    pub enrollments: Arc<enrollment::Enrollments>,
+    enrollments: Arc<enrollment::Enrollments>,
+}
+
+impl AppState {
+    /// The state of a server whose public URL's origin is `public`; its
+    /// console closes sessions unused for `console_idle`.
+    pub fn new(
+        broker: Arc<Broker>,
+        public: PublicOrigin,
+        trusted_proxies: TrustedProxies,
+        delivery: doorman_mail::Delivery,
+        mail_from: Mailbox,
+        console_idle: std::time::Duration,
+    ) -> Self {
+        let outbox_dir = match &delivery {
+            doorman_mail::Delivery::Files(dir) => Some(dir.clone()),
+            doorman_mail::Delivery::Smtp(_) => None,
+        };
+        let console = Arc::new(console::ConsoleSessions::new(
+            console_idle,
+            broker.clock().clone(),
+        ));
+        Self {
+            broker,
+            public,
+            outbox_dir,
+            trusted_proxies,
+            console,
+            delivery,
+            mail_from,
+            enrollments: Arc::default(),
+        }
+    }
 }
 
 impl FromRef<AppState> for TrustedProxies {

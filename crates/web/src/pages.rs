@@ -258,7 +258,7 @@ async fn report_note(
     now: i64,
 ) -> Result<Option<String>, PageError> {
     if request.state != RequestState::Denied
-        || !state.broker.store.was_reported(&request.id).await?
+        || !state.broker.store().was_reported(&request.id).await?
     {
         return Ok(None);
     }
@@ -266,7 +266,7 @@ async fn report_note(
         (Some(operator), Some(computer)) => {
             state
                 .broker
-                .store
+                .store()
                 .blocked_until(operator, computer, now)
                 .await?
         }
@@ -318,7 +318,7 @@ async fn find(
 ) -> Result<(RequestRow, String, [u8; 32]), PageError> {
     if secrets::plausible_token(token) {
         let hash = secrets::hash(token);
-        if let Some((request, address)) = state.broker.store.request_by_link(&hash).await? {
+        if let Some((request, address)) = state.broker.store().request_by_link(&hash).await? {
             return Ok((request, address, hash));
         }
     }
@@ -329,14 +329,14 @@ async fn find(
 /// link), counted against `peer`'s network: not found, or too many such
 /// from there.
 pub(crate) fn wrong_link(state: &AppState, peer: std::net::IpAddr, kind: &str) -> PageError {
-    state.broker.metrics.authentication_failed(kind);
+    state.broker.metrics().authentication_failed(kind);
     if state
         .broker
-        .link_failures
-        .record_failure(peer, state.broker.clock.now_millis())
+        .link_failures()
+        .record_failure(peer, state.broker.now_millis())
         .limited
     {
-        state.broker.metrics.rate_limited("approval_links");
+        state.broker.metrics().rate_limited("approval_links");
         return PageError::TooManyFailures;
     }
     PageError::NotFound
@@ -350,14 +350,14 @@ pub async fn show(
     headers: HeaderMap,
 ) -> Result<Response, PageError> {
     let (request, recipient, hash) = find(&state, &token, client).await?;
-    let now = state.broker.clock.now_millis();
+    let now = state.broker.now_millis();
     let viewed = AuditEvent::new(AuditKind::PageViewed, now)
         .request(&request.id, &request.computer)
         .actor(&recipient)
         .address(&client.to_string())
         .user_agent(user_agent(&headers));
-    state.broker.store.record_once(&viewed).await?;
-    let approvals: Vec<Approval> = state.broker.store.approvals_of(&request.id).await?;
+    state.broker.store().record_once(&viewed).await?;
+    let approvals: Vec<Approval> = state.broker.store().approvals_of(&request.id).await?;
     let live = request.state == RequestState::Pending && request.expires_at > now;
     let counted = u32::try_from(approvals.len()).unwrap_or(u32::MAX);
     let passkey = crate::passkey_approval::page(&request, &recipient, &state.public);
@@ -388,10 +388,10 @@ pub async fn show(
                     at: format_time(a.at),
                 })
                 .collect(),
-            nonce: state.broker.key.page_nonce(&hash),
+            nonce: state.broker.key().page_nonce(&hash),
             status: status_line(&request, now),
             report,
-            block_minutes: state.broker.limits.block_minutes,
+            block_minutes: state.broker.limits().block_minutes,
             passkey,
         },
     );
@@ -446,7 +446,7 @@ pub async fn decide(
         ));
     };
     same_origin(&headers, &state.public, local).map_err(PageError::Forbidden)?;
-    if !doorman_core::secret::constant_time_eq(&form.nonce, &state.broker.key.page_nonce(&hash)) {
+    if !doorman_core::secret::constant_time_eq(&form.nonce, &state.broker.key().page_nonce(&hash)) {
         return Err(PageError::Forbidden(
             "this form did not come from the approval page; open the link again",
         ));
@@ -469,7 +469,7 @@ pub async fn decide(
     let event = Event::Decide {
         decision,
         by: recipient.clone(),
-        at: state.broker.clock.now_millis(),
+        at: state.broker.now_millis(),
     };
     let (assertion, detail) = checked.map_or((None, None), |c| (Some(c.assertion), Some(c.detail)));
     let witness = Witness {

@@ -92,9 +92,9 @@ impl<W: AsyncWrite + Unpin> Served<W> {
         reader: &mut FrameReader<R>,
         commands: &mut mpsc::Receiver<Box<AgentCommand>>,
     ) -> Close {
-        let silence = silence_limit(self.broker.heartbeat);
+        let silence = silence_limit(self.broker.heartbeat());
         let mut last_heard = Instant::now();
-        let mut key_changes = self.broker.agent_keys_changed.subscribe();
+        let mut key_changes = self.broker.agent_keys_changed().subscribe();
         key_changes.mark_unchanged();
         loop {
             let step = tokio::select! {
@@ -111,7 +111,7 @@ impl<W: AsyncWrite + Unpin> Served<W> {
                 },
                 // Its queue is full: the broker found it stuck (and said so).
                 () = self.stuck.cancelled() => Break(Close::Abandon),
-                _ = self.broker.lifecycle.stopping() => Break(Close::Clean),
+                _ = self.broker.lifecycle().stopping() => Break(Close::Clean),
             };
             if let Break(close) = step {
                 return close;
@@ -129,7 +129,7 @@ impl<W: AsyncWrite + Unpin> Served<W> {
             let _ = tokio::time::timeout(CLOSE_TIMEOUT, self.writer.shutdown()).await;
         }
         tracing::info!("agent offline");
-        if self.broker.agents.unregister(&self.name, self.link_id) {
+        if self.broker.agents().unregister(&self.name, self.link_id) {
             self.broker
                 .computer_went_offline(&self.name, self.agent.id)
                 .await;
@@ -190,8 +190,8 @@ impl<W: AsyncWrite + Unpin> Served<W> {
 /// without a session. Only this computer's: not those of an earlier one of
 /// its name.
 async fn allowed_while_away(broker: &Broker, id: ComputerId) -> Vec<ServerToAgent> {
-    let since = broker.clock.now_millis() - 10 * 60 * 1000;
-    let requests = match broker.store.allowed_without_session(id, since).await {
+    let since = broker.now_millis() - 10 * 60 * 1000;
+    let requests = match broker.store().allowed_without_session(id, since).await {
         Ok(requests) => requests,
         Err(error) => {
             tracing::error!(%error, "cannot list requests allowed while the agent was away");

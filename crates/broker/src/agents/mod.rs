@@ -46,7 +46,7 @@ async fn serve_agent(
     address: std::net::IpAddr,
 ) {
     let mut connection = crate::relay::framed(io);
-    connection.set_write_deadline(Some(write_deadline(broker.heartbeat)));
+    connection.set_write_deadline(Some(write_deadline(broker.heartbeat())));
     let (mut reader, writer) = connection.split();
     // Made before the agent is online (see heartbeat_ticks).
     let heartbeat = broker.heartbeat_ticks();
@@ -54,7 +54,7 @@ async fn serve_agent(
         id: link_id,
         mut commands,
         stuck,
-    } = broker.agents.register(&name, &address.to_string());
+    } = broker.agents().register(&name, &address.to_string());
     tracing::info!("agent online");
     let mut served = Served::new(broker, name, agent, link_id, writer, stuck, heartbeat);
     let close = match served.welcome().await {
@@ -71,9 +71,9 @@ async fn serve_agent(
 pub async fn watch_keys(broker: Arc<Broker>) {
     let mut ticks = broker.heartbeat_ticks();
     loop {
-        match broker.store.last_agent_key_change().await {
+        match broker.store().last_agent_key_change().await {
             Ok(last) => {
-                broker.agent_keys_changed.send_if_modified(|known| {
+                broker.agent_keys_changed().send_if_modified(|known| {
                     let changed = *known != last;
                     *known = last;
                     changed
@@ -83,7 +83,7 @@ pub async fn watch_keys(broker: Arc<Broker>) {
         }
         tokio::select! {
             () = ticks.tick() => {}
-            () = broker.lifecycle.stopping() => return,
+            () = broker.lifecycle().stopping() => return,
         }
     }
 }
@@ -93,7 +93,7 @@ pub async fn watch_keys(broker: Arc<Broker>) {
 /// added again under the name is another one). A database that cannot
 /// answer revokes nothing.
 async fn key_still_current(broker: &Broker, name: &str, agent: &AgentKey) -> bool {
-    match broker.store.agent_key(name).await {
+    match broker.store().agent_key(name).await {
         Ok(stored) => stored.as_ref() == Some(agent),
         Err(error) => {
             tracing::error!(%error, "cannot check an agent's key");

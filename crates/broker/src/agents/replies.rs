@@ -26,7 +26,7 @@ impl<W> Served<W> {
                 status
                     .files
                     .truncate(doorman_wire::message::files::MAX_COPY_PATHS);
-                broker.agents.set_status(name, self.link_id, status);
+                broker.agents().set_status(name, self.link_id, status);
             }
             AgentToServer::OfferReply { request_id, reply } => {
                 if let Some(waiting) = self.offers.remove(&request_id) {
@@ -36,10 +36,10 @@ impl<W> Served<W> {
             AgentToServer::TunnelRefused { tunnel_id, message } => {
                 tracing::info!(reason = ?message, "tunnel refused by the agent");
                 // Dropping the slot tells the waiting operator at once.
-                drop(broker.sessions.take_sender(&tunnel_id, name));
+                drop(broker.sessions().take_sender(&tunnel_id, name));
             }
             AgentToServer::SessionEnded { session_id, end } => {
-                broker.sessions.report_end(&session_id, name, end);
+                broker.sessions().report_end(&session_id, name, end);
             }
             AgentToServer::Refused { request_id, reason } => {
                 // Recorded before this agent's next message is read, so a
@@ -58,7 +58,7 @@ impl<W> Served<W> {
                 let broker_for_task = Arc::clone(broker);
                 let name = name.clone();
                 let id = self.agent.id;
-                broker.lifecycle.spawn(async move {
+                broker.lifecycle().spawn(async move {
                     local_decision(&broker_for_task, &name, id, &request_id, decision, &user).await;
                 });
             }
@@ -80,7 +80,7 @@ async fn local_decision(
         && user.len() <= MAX_NAME_LEN
         && !user.chars().any(|c| c.is_control() || c == ',');
     // Only the computer a request was made to answers it locally.
-    let ours = matches!(broker.store.request(request_id).await, Ok(Some(row)) if row.computer_id == Some(id));
+    let ours = matches!(broker.store().request(request_id).await, Ok(Some(row)) if row.computer_id == Some(id));
     if !user_ok || !ours {
         tracing::warn!(computer = %name, request = %request_id, "ignoring a local decision for another computer's request or with a bad user name");
         return;
@@ -88,7 +88,7 @@ async fn local_decision(
     let event = Event::LocalDecide {
         decision,
         by: format!("{user} (at {name})"),
-        at: broker.clock.now_millis(),
+        at: broker.now_millis(),
     };
     let witness = Witness {
         actor: Some(format!("{user} (at {name})")),
@@ -115,7 +115,7 @@ async fn refused(broker: &Broker, name: &str, id: ComputerId, request_id: &str, 
         Ok(Some(reason)) => {
             let message = format!("the computer refused the approval: {reason}");
             let end = SessionEnd::Failed { message };
-            broker.sessions.report_end(request_id, name, end);
+            broker.sessions().report_end(request_id, name, end);
         }
         Ok(None) => {
             tracing::info!(computer = %name, request = %request_id, "ignoring a refusal of a request that is not this computer's, not allowed, or whose session started");

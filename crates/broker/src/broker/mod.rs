@@ -8,6 +8,7 @@
 
 mod agents;
 
+mod handles;
 mod sessions;
 mod waiters;
 
@@ -99,33 +100,33 @@ pub enum Applied {
 pub struct Broker {
     /// The server's one clock: every time the broker and its handlers
     /// store, compare or sleep towards (see [`doorman_runtime::clock`]).
-    pub clock: Clock,
-    pub store: Store,
-    pub key: ServerKey,
-    pub lifecycle: Lifecycle,
-    pub agents: AgentRegistry,
-    pub waiters: Arc<Waiters>,
-    pub sessions: Arc<SessionSlots>,
-    pub forwards: Arc<Forwards>,
-    pub limits: crate::Limits,
+    clock: Clock,
+    store: Store,
+    key: ServerKey,
+    lifecycle: Lifecycle,
+    agents: AgentRegistry,
+    waiters: Arc<Waiters>,
+    sessions: Arc<SessionSlots>,
+    forwards: Arc<Forwards>,
+    limits: crate::Limits,
     /// How often agents and waiting operators are pinged.
-    pub heartbeat: Duration,
+    heartbeat: Duration,
     /// Wakes the outbox worker when new emails are queued.
-    pub outbox_wakeup: Notify,
+    outbox_wakeup: Notify,
     /// Serialises "check the limits, then create the request", so that two
     /// simultaneous connects cannot both slip under a limit.
-    pub admission: tokio::sync::Mutex<()>,
+    admission: tokio::sync::Mutex<()>,
     /// Invalid link tokens per client address.
-    pub link_failures: doorman_http::failures::FailureLimiter,
+    link_failures: doorman_http::failures::FailureLimiter,
     /// Wrong operator tokens and agent keys, per client network.
-    pub credential_failures: doorman_http::failures::FailureLimiter,
+    credential_failures: doorman_http::failures::FailureLimiter,
     /// The last replacement or removal of an agent key the database
     /// records (see `agents::watch_keys`); agent loops check their key
     /// when it changes.
-    pub agent_keys_changed: tokio::sync::watch::Sender<i64>,
-    pub metrics: crate::metrics::Metrics,
+    agent_keys_changed: tokio::sync::watch::Sender<i64>,
+    metrics: crate::metrics::Metrics,
     /// Whether shell sessions are recorded, and where.
-    pub recorder: doorman_recordings::Recorder,
+    recorder: doorman_recordings::Recorder,
 }
 
 impl Broker {

@@ -93,7 +93,7 @@ pub(super) async fn check_limits(
     let refusal = over_limit(broker, ask).await?;
     if let Some(message) = &refusal {
         broker
-            .store
+            .store()
             .record(&audit(
                 broker,
                 ask,
@@ -110,14 +110,14 @@ pub(super) async fn over_limit(
     broker: &Broker,
     ask: &Ask<'_>,
 ) -> Result<Option<String>, OperatorError> {
-    let now = broker.clock.now_millis();
-    let limits = broker.limits;
+    let now = broker.now_millis();
+    let limits = broker.limits();
     if let Some(until) = broker
-        .store
+        .store()
         .blocked_until(ask.operator_id, ask.computer_id, now)
         .await?
     {
-        broker.metrics.rate_limited("blocked");
+        broker.metrics().rate_limited("blocked");
         return Ok(Some(format!(
             "a recipient of {:?} did not expect your last request; you may ask again after {}",
             ask.computer,
@@ -125,11 +125,11 @@ pub(super) async fn over_limit(
         )));
     }
     let pending = broker
-        .store
+        .store()
         .pending_of_operator(ask.operator_id, now)
         .await?;
     if pending >= i64::from(limits.max_pending_per_operator) {
-        broker.metrics.rate_limited("pending_requests");
+        broker.metrics().rate_limited("pending_requests");
         return Ok(Some(format!(
             "you already have {pending} requests waiting for authorization (limit {})",
             limits.max_pending_per_operator
@@ -138,11 +138,11 @@ pub(super) async fn over_limit(
     // Counted per operator: one operator's requests (cancelled at once,
     // say) never lock the others out of the computer.
     let recent = broker
-        .store
+        .store()
         .requests_by_operator_since(ask.operator_id, ask.computer_id, now - 3_600_000)
         .await?;
     if recent >= i64::from(limits.max_requests_per_hour) {
-        broker.metrics.rate_limited("requests_per_hour");
+        broker.metrics().rate_limited("requests_per_hour");
         return Ok(Some(format!(
             "you asked computer {:?} {recent} times in the last hour (limit {}); try again later",
             ask.computer, limits.max_requests_per_hour
@@ -188,7 +188,7 @@ pub(super) fn same_mailbox(a: &str, b: &str) -> bool {
 
 /// Whether the operator's grants let it reach this computer for this service.
 pub(super) async fn permitted(broker: &Broker, ask: &Ask<'_>) -> Result<bool, StoreError> {
-    let grants = broker.store.grants_of_operator(ask.operator_id).await?;
+    let grants = broker.store().grants_of_operator(ask.operator_id).await?;
     Ok(permits(&grants, &ask.computer, ask.service.kind()))
 }
 
@@ -200,11 +200,11 @@ pub(super) async fn permitted(broker: &Broker, ask: &Ask<'_>) -> Result<bool, St
 /// A database that cannot answer revokes nothing.
 pub(super) async fn still_permitted(broker: &Broker, ask: &Ask<'_>) -> Option<Revoked> {
     let checked = async {
-        let operator = broker.store.operator_by_token(&ask.token_hash).await?;
+        let operator = broker.store().operator_by_token(&ask.token_hash).await?;
         if operator.map(|operator| operator.id) != Some(ask.operator_id) {
             return Ok(Some(Revoked::OperatorToken));
         }
-        if broker.store.computer_id(&ask.computer).await? != Some(ask.computer_id) {
+        if broker.store().computer_id(&ask.computer).await? != Some(ask.computer_id) {
             return Ok(Some(Revoked::Computer));
         }
         Ok::<_, StoreError>((!permitted(broker, ask).await?).then_some(Revoked::Access))

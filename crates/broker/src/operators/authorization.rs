@@ -81,8 +81,8 @@ async fn make_request(
     policy: Policy,
     recipients: Vec<String>,
 ) -> Result<(), OperatorError> {
-    let watch = broker.waiters.watch(&request_id);
-    let now = broker.clock.now_millis();
+    let watch = broker.waiters().watch(&request_id);
+    let now = broker.now_millis();
     let expires_at = deadline(policy.passkey.as_ref(), policy.timeout_secs, now);
     // An earlier approval the agent offers to reuse, if the server's
     // records agree: then no emails.
@@ -105,7 +105,7 @@ async fn make_request(
         expires_at,
     );
     if let Some(earlier) = earlier {
-        broker.store.create_request(&request).await?;
+        broker.store().create_request(&request).await?;
         return reuse_approval(
             broker,
             connection,
@@ -136,12 +136,12 @@ fn withdraw(broker: &Broker, ask: &Ask<'_>, request_id: &str) {
     let withdrawn = ServerToAgent::Settled {
         request_id: request_id.to_string(),
         outcome: Outcome::Cancelled {
-            at: broker.clock.now_millis(),
+            at: broker.now_millis(),
             cause: CancelCause::Operator,
         },
         assertions: Vec::new(),
     };
-    broker.agents.send(&ask.computer, withdrawn);
+    broker.agents().send(&ask.computer, withdrawn);
 }
 
 /// Writes the request with its emails (unless the limits now refuse it),
@@ -160,7 +160,7 @@ async fn ask_recipients(
         return Ok(());
     }
     broker.schedule_expiry(request.id.clone(), request.expires_at);
-    broker.outbox_wakeup.notify_one();
+    broker.wake_outbox();
     let heartbeat = broker.heartbeat_ticks();
     tell_pending(broker, &mut connection, &request, timeout_secs).await?;
     let standing = Standing::Pending(Waiting {
@@ -198,7 +198,7 @@ async fn tell_pending(
         // The request's own deadline, which a computer requiring passkeys
         // set by its clock: the operator's countdown (and give-up) follows
         // it, not the timeout.
-        expires_in: seconds_left(request.expires_at, broker.clock.now_millis()),
+        expires_in: seconds_left(request.expires_at, broker.now_millis()),
         recipients: recipients
             .iter()
             .map(|(address, _)| mask_address(address))
@@ -217,7 +217,7 @@ async fn eligible_recipients(
     ask: &Ask<'_>,
     recipients: Vec<String>,
 ) -> Result<Vec<String>, OperatorError> {
-    let own = broker.store.operator_email(ask.operator_id).await?;
+    let own = broker.store().operator_email(ask.operator_id).await?;
     Ok(recipients
         .into_iter()
         .filter(|r| !own.as_deref().is_some_and(|own| same_mailbox(r, own)))
@@ -268,7 +268,7 @@ fn new_request(
             .enumerate()
             .map(|(position, address)| {
                 let position = i64::try_from(position).unwrap_or(i64::MAX);
-                let token = broker.key.link_token(request_id, position);
+                let token = broker.key().link_token(request_id, position);
                 (address.clone(), secrets::hash(&token))
             })
             .collect(),
@@ -288,12 +288,12 @@ async fn create_within_limits(
     ask: &Ask<'_>,
     request: &NewRequest,
 ) -> Result<bool, OperatorError> {
-    let _admission = broker.admission.lock().await;
+    let _admission = broker.admission().await;
     if let Some(message) = check_limits(broker, ask).await? {
         refuse(connection, Refusal::Limited, message).await?;
         return Ok(false);
     }
-    broker.store.create_request(request).await?;
+    broker.store().create_request(request).await?;
     Ok(true)
 }
 
@@ -306,7 +306,7 @@ async fn reusable(
     now: i64,
 ) -> Result<Option<RequestRow>, OperatorError> {
     let Some(earlier) = broker
-        .store
+        .store()
         .reusable_approval(id, ask.operator_id, ask.computer_id, now)
         .await?
     else {
@@ -334,7 +334,7 @@ async fn reuse_approval(
     watch: RequestWatch,
     expected: ExpectedSession,
 ) -> Result<(), OperatorError> {
-    let now = broker.clock.now_millis();
+    let now = broker.now_millis();
     let by = earlier.decided_by.clone().unwrap_or_default();
     let reuse = Event::Reuse {
         request_id: earlier.id.clone(),
@@ -396,7 +396,7 @@ async fn await_local_allow(
     now: Millis,
 ) -> Result<Millis, OperatorError> {
     let expires_at = broker
-        .store
+        .store()
         .request(request_id)
         .await?
         .map_or(now, |row| row.expires_at);
@@ -405,7 +405,7 @@ async fn await_local_allow(
     connection
         .write_message(&ServerToOperator::Pending {
             request_id: request_id.to_string(),
-            expires_in: seconds_left(expires_at, broker.clock.now_millis()),
+            expires_in: seconds_left(expires_at, broker.now_millis()),
             recipients: Vec::new(),
             heartbeat_ms: broker.heartbeat_ms(),
         })

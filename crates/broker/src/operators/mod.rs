@@ -61,7 +61,7 @@ pub async fn serve(
     let mut connection = Connection::new(io);
     // An operator that stops reading is dropped, not waited on; the
     // session's bytes, which go at its program's pace, are not held to it.
-    connection.set_write_deadline(Some(write_deadline(broker.heartbeat)));
+    connection.set_write_deadline(Some(write_deadline(broker.heartbeat())));
     let who = Who {
         operator: &operator.name,
         operator_id: operator.id,
@@ -159,7 +159,7 @@ async fn refuse_audited(
         Some(request_id),
         Some(detail),
     );
-    broker.store.record(&event).await?;
+    broker.store().record(&event).await?;
     refuse(&mut connection, reason, message).await
 }
 
@@ -173,7 +173,7 @@ fn audit(
     detail: Option<String>,
 ) -> AuditEvent {
     AuditEvent {
-        at: broker.clock.now_millis(),
+        at: broker.now_millis(),
         event,
         request_id: request_id.map(String::from),
         computer: Some(ask.computer.clone()),

@@ -32,7 +32,7 @@ pub(super) async fn connect(
     tracing::Span::current().record("request", request_id.as_str());
     // Registered before the agent hears of the request, so that its session
     // connection always finds the slot.
-    let expected = broker.sessions.expect(&request_id, &ask.computer);
+    let expected = broker.sessions().expect(&request_id, &ask.computer);
     let reply = match offer(broker, &ask, &request_id).await {
         Ok(reply) => reply,
         Err(OfferError::Offline | OfferError::NoAnswer) => {
@@ -61,7 +61,7 @@ async fn checked_ask<'a>(
     // An unknown computer and a forbidden one look the same, so that names
     // cannot be probed; only the audit trail tells them apart.
     let unknown = format!("unknown computer or not permitted: {computer:?}");
-    let Some(computer_id) = broker.store.computer_id(&computer).await? else {
+    let Some(computer_id) = broker.store().computer_id(&computer).await? else {
         return refuse(connection, Refusal::UnknownComputer, unknown)
             .await
             .map(|()| None);
@@ -81,7 +81,7 @@ async fn checked_ask<'a>(
     if !permitted(broker, &ask).await? {
         let detail = format!("no grant for {} on this computer", ask.service.kind());
         broker
-            .store
+            .store()
             .record(&audit(
                 broker,
                 &ask,
@@ -112,7 +112,10 @@ async fn offer(broker: &Broker, ask: &Ask<'_>, request_id: &str) -> Result<Offer
         reason: ask.reason.clone(),
         service: ask.service.clone(),
     };
-    broker.agents.offer(&ask.computer, request_id, offer).await
+    broker
+        .agents()
+        .offer(&ask.computer, request_id, offer)
+        .await
 }
 
 /// Goes on as the agent answered: refused, admitted at once, or email
@@ -191,7 +194,7 @@ async fn admit(
     ask.max_session_seconds = max_session_seconds;
     let detail = "email authorization is off on this computer".into();
     broker
-        .store
+        .store()
         .record(&audit(
             broker,
             &ask,

@@ -24,7 +24,7 @@ pub(super) async fn resume(
     // Yours: made by this operator, not by an earlier one of the same name,
     // to a computer the server still knows by id.
     let Some((row, computer_id)) = broker
-        .store
+        .store()
         .request(&request_id)
         .await?
         .filter(|row| row.operator_id == Some(who.operator_id))
@@ -51,16 +51,16 @@ pub(super) async fn resume(
         service,
         max_session_seconds: row.max_session_seconds,
     };
-    let expected = broker.sessions.expect(&request_id, &ask.computer);
-    let watch = broker.waiters.watch(&request_id);
+    let expected = broker.sessions().expect(&request_id, &ask.computer);
+    let watch = broker.waiters().watch(&request_id);
     // Read again now that the watch is registered: nothing can slip between.
-    let Some(row) = broker.store.request(&request_id).await? else {
+    let Some(row) = broker.store().request(&request_id).await? else {
         return refuse(&mut connection, Refusal::InvalidRequest, unknown).await;
     };
     let known = row.outcome();
     let heartbeat = broker.heartbeat_ticks();
     if matches!(known, Some(Outcome::Allowed { .. }))
-        && broker.store.session_started(&request_id).await?
+        && broker.store().session_started(&request_id).await?
     {
         // Its one session began on the connection the operator lost.
         return refuse(
@@ -71,17 +71,17 @@ pub(super) async fn resume(
         .await;
     }
     if known.is_none() {
-        let recipients = broker.store.recipients_of(&request_id).await?;
+        let recipients = broker.store().recipients_of(&request_id).await?;
         connection
             .write_message(&ServerToOperator::Pending {
                 request_id: request_id.clone(),
-                expires_in: seconds_left(row.expires_at, broker.clock.now_millis()),
+                expires_in: seconds_left(row.expires_at, broker.now_millis()),
                 recipients: recipients.iter().map(|r| mask_address(r)).collect(),
                 heartbeat_ms: broker.heartbeat_ms(),
             })
             .await?;
         // The approvals counted while it was away.
-        let approvals = broker.store.approvals_of(&request_id).await?;
+        let approvals = broker.store().approvals_of(&request_id).await?;
         for (count, approval) in approvals.iter().enumerate() {
             connection
                 .write_message(&ServerToOperator::Approval {

@@ -132,7 +132,7 @@ async fn wait_for_outcome(
                 // (`doorman admin` revoking a secret or a grant cancels in
                 // the database); the stored outcome carries its cause. A
                 // database that cannot answer ends no wait.
-                let stored = match broker.store.request(request_id).await {
+                let stored = match broker.store().request(request_id).await {
                     Ok(stored) => stored.and_then(|row| row.outcome()),
                     Err(error) => {
                         tracing::warn!(%error, "cannot read the awaited request's state");
@@ -149,8 +149,8 @@ async fn wait_for_outcome(
             }
             // The expiry timer's backstop: past the deadline the wait
             // expires the request itself, until that lands.
-            () = broker.clock.sleep_until(overdue_at) => {
-                overdue_at = broker.clock.now_millis().saturating_add(OVERDUE_EVERY_MS);
+            () = broker.clock().sleep_until(overdue_at) => {
+                overdue_at = broker.now_millis().saturating_add(OVERDUE_EVERY_MS);
                 match broker.expire(request_id).await {
                     Ok(Applied::Settled(outcome) | Applied::AlreadySettled(outcome)) => {
                         pass_on_news(connection, watch).await?;
@@ -168,7 +168,7 @@ async fn wait_for_outcome(
                     Ok(None) | Err(_) => "operator disconnected",
                 };
                 operator_gone = true;
-                let cancel = Event::Cancel { cause: CancelCause::Operator, at: broker.clock.now_millis() };
+                let cancel = Event::Cancel { cause: CancelCause::Operator, at: broker.now_millis() };
                 let witness = Witness {
                     assertion: None,
                     actor: Some(ask.operator.to_string()),
@@ -180,7 +180,7 @@ async fn wait_for_outcome(
             }
             // The operator resumed on another connection: this one is dead.
             _ = &mut *superseded => return Ok(None),
-            _ = broker.lifecycle.stopping() => return Ok(None),
+            _ = broker.lifecycle().stopping() => return Ok(None),
         }
     }
 }

@@ -27,7 +27,7 @@ async fn a_file_the_computer_cannot_write_whole_fails_alone_and_leaves_nothing()
     let local = dir.path().join("local");
     std::fs::create_dir_all(&shared).unwrap();
     std::fs::create_dir_all(&local).unwrap();
-    let key = doorman_server::admin::add(&world.broker.store, Principal::Agent, "lab-pc")
+    let key = doorman_server::admin::add(world.broker.store(), Principal::Agent, "lab-pc")
         .await
         .unwrap();
     let config = dir.path().join("agent.toml");

@@ -137,7 +137,7 @@ async fn nothing_is_recorded_when_recording_is_off_or_the_session_is_a_command()
     assert!(
         world
             .broker
-            .store
+            .store()
             .recordings(None, None)
             .await
             .unwrap()

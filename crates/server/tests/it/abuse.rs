@@ -310,7 +310,7 @@ async fn i_did_not_expect_this_denies_and_blocks_the_operator() {
 
     // An administrator lifts the block; the operator may ask again.
     let now = world.clock().now_millis();
-    let blocks = world.broker.store.blocks(now).await.unwrap();
+    let blocks = world.broker.store().blocks(now).await.unwrap();
     assert_eq!(blocks.len(), 1);
     assert_eq!(
         (blocks[0].operator.as_str(), blocks[0].computer.as_str()),
@@ -319,11 +319,11 @@ async fn i_did_not_expect_this_denies_and_blocks_the_operator() {
     assert_eq!(blocks[0].reported_by, "owner@example.com");
     world
         .broker
-        .store
+        .store()
         .lift_block("alice", "office-pc", now)
         .await
         .unwrap();
-    assert!(world.broker.store.blocks(now).await.unwrap().is_empty());
+    assert!(world.broker.store().blocks(now).await.unwrap().is_empty());
     let asking = world.connect(&["true"], "after the lift");
     asking.event("pending").await;
     world.wait_for_audit("block_lifted").await;
@@ -491,7 +491,7 @@ async fn an_operator_vanishing_cancels_its_request_and_the_links_say_so() {
     let id = connecting.request_id().await;
     let mails = world.smtp.wait_for(2).await;
     // From here on this test is the only one waiting for the outcome.
-    let mut watch = world.broker.waiters.watch(&id);
+    let mut watch = world.broker.waiters().watch(&id);
     connecting.kill();
     let settled = async {
         while world.state_of(&id).await == RequestState::Pending {

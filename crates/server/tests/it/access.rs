@@ -25,7 +25,7 @@ async fn operator(world: &World, name: &str, grants: Option<(&str, &str)>) -> St
         },
         None => NewOperator::default(),
     };
-    admin::add_operator_with(&world.broker.store, name, &new)
+    admin::add_operator_with(world.broker.store(), name, &new)
         .await
         .unwrap()
 }
@@ -102,7 +102,7 @@ async fn revoking_a_grant_cancels_the_pending_request_and_ends_the_session() {
     let id = waiting.request_id().await;
 
     // Revoking another pattern changes nothing, and says so.
-    let revoked = admin::revoke_grant(&world.broker.store, "dave", &patterns("lab-*"))
+    let revoked = admin::revoke_grant(world.broker.store(), "dave", &patterns("lab-*"))
         .await
         .unwrap();
     assert_eq!(world.state_of(&id).await, RequestState::Pending);
@@ -111,7 +111,7 @@ async fn revoking_a_grant_cancels_the_pending_request_and_ends_the_session() {
         "revoked; no pending request cancelled; no running session is affected"
     );
 
-    let revoked = admin::revoke_grant(&world.broker.store, "dave", &patterns("office-pc"))
+    let revoked = admin::revoke_grant(world.broker.store(), "dave", &patterns("office-pc"))
         .await
         .unwrap();
     assert_eq!(revoked.cancelled, 1);
@@ -173,7 +173,7 @@ async fn an_operator_removed_and_added_again_reaches_nothing_the_old_one_did() {
     let waiting = world.connect_to(COMPUTER, &old_bob, &["true"], "");
     let pending = waiting.request_id().await;
 
-    let cancelled = admin::remove(&world.broker.store, Principal::Operator, "bob")
+    let cancelled = admin::remove(world.broker.store(), Principal::Operator, "bob")
         .await
         .unwrap();
     assert_eq!(cancelled, 1);
@@ -195,7 +195,7 @@ async fn an_operator_removed_and_added_again_reaches_nothing_the_old_one_did() {
 
     let emails = world.emails_queued().await;
     let new_bob = operator(&world, "bob", None).await;
-    let grants = admin::grants(&world.broker.store).await.unwrap();
+    let grants = admin::grants(world.broker.store()).await.unwrap();
     assert!(grants.iter().all(|row| row.operator != "bob"), "{grants:?}");
     let refused = world
         .connect_to(COMPUTER, &new_bob, &["true"], "")

@@ -143,7 +143,7 @@ async fn signing_out_or_rotating_the_token_ends_the_session() {
     assert_eq!(status, StatusCode::OK, "the other session goes on");
 
     let new_token =
-        doorman_server::admin::replace_secret(&world.broker.store, Principal::Operator, "alice")
+        doorman_server::admin::replace_secret(world.broker.store(), Principal::Operator, "alice")
             .await
             .unwrap();
     let (status, _) = computers(&world, &second).await;
@@ -252,7 +252,7 @@ async fn over_tls_the_cookie_is_secure_and_host_only() {
 async fn an_operator_signing_in_again_and_again_pushes_out_only_its_own_sessions() {
     use doorman_web::console::sessions::{MAX_PER_OPERATOR, MAX_SIGN_INS};
     let world = World::start().await;
-    let bob_token = doorman_server::admin::add_operator(&world.broker.store, "bob")
+    let bob_token = doorman_server::admin::add_operator(world.broker.store(), "bob")
         .await
         .unwrap();
     let bob = session_cookie(&sign_in(&world, &bob_token).await);
@@ -306,7 +306,7 @@ async fn the_list_follows_the_computers_settings() {
     std::fs::write(&world.agent_config, text).unwrap();
     let wait = world
         .broker
-        .agents
+        .agents()
         .wait_for_status(COMPUTER, |status| !status.email_authorization);
     // The computer reads its settings again when the server pings it.
     world.pass_a_heartbeat();

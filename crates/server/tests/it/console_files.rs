@@ -50,7 +50,7 @@ async fn setup() -> Setup {
     // says so right after it comes online.
     let told = world
         .broker
-        .agents
+        .agents()
         .wait_for_status(COMPUTER, |status| !status.files.is_empty());
     tokio::time::timeout(std::time::Duration::from_secs(10), told)
         .await

@@ -27,7 +27,7 @@ async fn an_operator_replays_their_own_recordings_and_no_one_elses() {
     let stdout = connecting.stdout.clone();
     assert_eq!(connecting.finish().await, Ok(0));
     world.wait_for_audit("session_recorded").await;
-    let id = world.broker.store.recordings(None, None).await.unwrap()[0].id;
+    let id = world.broker.store().recordings(None, None).await.unwrap()[0].id;
 
     let alice = world.console_cookie(&world.operator_token).await;
     let list = get(&world, "/console/recordings", &alice).await;
@@ -55,7 +55,7 @@ async fn an_operator_replays_their_own_recordings_and_no_one_elses() {
     assert_eq!(shown, stdout.text());
 
     // Another operator sees none of it.
-    let bob_token = doorman_server::admin::add_operator(&world.broker.store, "bob")
+    let bob_token = doorman_server::admin::add_operator(world.broker.store(), "bob")
         .await
         .unwrap();
     let bob = world.console_cookie(&bob_token).await;
@@ -116,7 +116,7 @@ async fn a_recording_stops_at_its_limit_and_the_trail_and_the_player_say_truncat
     let recorded = world.wait_for_audit("session_recorded").await;
     let detail = recorded.detail.unwrap_or_default();
     assert!(detail.contains("truncated at the size limit"), "{detail}");
-    let row = &world.broker.store.recordings(None, None).await.unwrap()[0];
+    let row = &world.broker.store().recordings(None, None).await.unwrap()[0];
     let size = u64::try_from(row.size.unwrap()).unwrap();
     assert!(size <= max_bytes, "{size} bytes recorded");
     assert!(size > max_bytes / 2, "recorded up to the limit: {size}");
@@ -159,14 +159,14 @@ async fn past_the_total_limit_the_oldest_recordings_go_first() {
         let connecting = world.connect_shell(Box::new(input));
         assert_eq!(connecting.finish().await, Ok(0));
         world.wait_for_audits("session_recorded", count).await;
-        let newest = &world.broker.store.recordings(None, None).await.unwrap()[0];
+        let newest = &world.broker.store().recordings(None, None).await.unwrap()[0];
         assert!(
             newest.stored > 20_000 && newest.stored <= 50_000,
             "{newest:?}"
         );
         ids.push(newest.id);
     }
-    let kept = world.broker.store.recordings(None, None).await.unwrap();
+    let kept = world.broker.store().recordings(None, None).await.unwrap();
     assert_eq!(kept.len(), 1, "{kept:?}");
     assert_eq!(kept[0].id, ids[1], "the newest is kept");
     let pruned = world.wait_for_audit("recordings_pruned").await;
@@ -199,15 +199,15 @@ async fn an_operator_added_again_under_an_old_name_sees_none_of_its_recordings()
     let input: &[u8] = b"echo the-old-one; exit 0\n";
     assert_eq!(world.connect_shell(Box::new(input)).finish().await, Ok(0));
     world.wait_for_audit("session_recorded").await;
-    let id = world.broker.store.recordings(None, None).await.unwrap()[0].id;
+    let id = world.broker.store().recordings(None, None).await.unwrap()[0].id;
     let old = world.console_cookie(&world.operator_token).await;
     let replay = format!("/console/recordings/{id}");
     assert_eq!(get(&world, &replay, &old).await.status(), StatusCode::OK);
 
-    admin::remove(&world.broker.store, Principal::Operator, OPERATOR)
+    admin::remove(world.broker.store(), Principal::Operator, OPERATOR)
         .await
         .unwrap();
-    let token = admin::add_operator(&world.broker.store, OPERATOR)
+    let token = admin::add_operator(world.broker.store(), OPERATOR)
         .await
         .unwrap();
     let events = format!("/console/recordings/{id}/events");
@@ -230,5 +230,5 @@ async fn an_operator_added_again_under_an_old_name_sees_none_of_its_recordings()
             "{path}"
         );
     }
-    assert!(world.broker.store.recording(id).await.unwrap().is_some());
+    assert!(world.broker.store().recording(id).await.unwrap().is_some());
 }

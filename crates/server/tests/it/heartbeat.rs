@@ -143,7 +143,7 @@ async fn ask(
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_agent_that_stops_reading_is_dropped_and_holds_up_no_approval() {
     let world = World::builder().heartbeat(HEARTBEAT).start().await;
-    let key = doorman_server::admin::add_agent(&world.broker.store, STUCK)
+    let key = doorman_server::admin::add_agent(world.broker.store(), STUCK)
         .await
         .expect("agent added");
     let (mut reader, writer) = raw::agent(&world.url, STUCK, &key).await.split();
@@ -218,7 +218,7 @@ async fn an_agent_that_stops_reading_is_dropped_and_holds_up_no_approval() {
     ));
     let mut askers = Vec::new();
     let mut approval = None;
-    while world.broker.agents.is_online(STUCK) {
+    while world.broker.agents().is_online(STUCK) {
         assert!(
             askers.len() < MAX_ASKERS,
             "the server still counts on an agent that took nothing of {} offers",
@@ -241,7 +241,7 @@ async fn an_agent_that_stops_reading_is_dropped_and_holds_up_no_approval() {
                 post,
             )));
         }
-        let offline = world.broker.agents.wait_for(STUCK, false);
+        let offline = world.broker.agents().wait_for(STUCK, false);
         let _ = tokio::time::timeout(Duration::from_secs(2), offline).await;
     }
 

@@ -20,7 +20,7 @@ const UNKNOWN: &str = "dji_AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA";
 
 /// Invites `name` to the world's server for `valid_for`; the URL.
 async fn invite(world: &World, name: &str, valid_for: Duration) -> JoinUrl {
-    admin::invite(&world.broker.store, name, valid_for, None)
+    admin::invite(world.broker.store(), name, valid_for, None)
         .await
         .expect("invited")
         .url
@@ -90,7 +90,7 @@ async fn an_invited_computer_joins_once_and_comes_online() {
     );
     assert_eq!(settings.ca, None);
     assert!(!settings.desktop_sharing.require_email_authorization);
-    let stored = world.broker.store.agent_key("lab-pc").await.unwrap();
+    let stored = world.broker.store().agent_key("lab-pc").await.unwrap();
     let key_hash = doorman_runtime::secrets::hash(settings.key.expose());
     assert_eq!(stored.expect("added").key_hash, key_hash.to_vec());
     run_agent(&world, config, "lab-pc").await;
@@ -131,7 +131,7 @@ async fn an_invited_computer_joins_once_and_comes_online() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn expired_unknown_and_taken_invitations_are_refused_and_write_nothing() {
     let world = World::builder().without_email_authorization().start().await;
-    let store = &world.broker.store;
+    let store = &world.broker.store();
 
     let late = invite(&world, "late-pc", Duration::from_secs(60)).await;
     world.clock().advance(Duration::from_secs(120));
@@ -225,7 +225,7 @@ async fn settings_unwritten_after_the_join_say_the_key_is_lost_and_what_to_do() 
     assert!(said.contains("doorman admin agent rotate lab-pc"), "{said}");
     assert!(!said.contains("nothing was written"), "{said}");
     assert_eq!(std::fs::read_to_string(&config).unwrap(), "mine");
-    let stored = world.broker.store.agent_key("lab-pc").await.unwrap();
+    let stored = world.broker.store().agent_key("lab-pc").await.unwrap();
     assert!(stored.is_some(), "the server added the computer");
 }
 
@@ -239,7 +239,7 @@ async fn a_join_ends_the_other_invitations_for_its_name() {
     let url = invite(&world, "lab-pc", DAY).await;
     let (_, joined) = join(&world, &url, "lab").await;
     assert_eq!(joined.unwrap(), "lab-pc");
-    let store = &world.broker.store;
+    let store = &world.broker.store();
     admin::remove(store, doorman_store::Principal::Agent, "lab-pc")
         .await
         .unwrap();
@@ -258,7 +258,7 @@ async fn a_join_ends_the_other_invitations_for_its_name() {
 async fn an_invitation_for_another_name_of_the_server_is_redeemed_under_it() {
     let world = World::builder().without_email_authorization().start().await;
     let other = "https://doorman.internal:8443";
-    let url = admin::invite(&world.broker.store, "lab-pc", DAY, Some(other))
+    let url = admin::invite(world.broker.store(), "lab-pc", DAY, Some(other))
         .await
         .expect("invited")
         .url;
@@ -283,7 +283,7 @@ async fn an_invitation_for_another_name_of_the_server_is_redeemed_under_it() {
     assert!(
         world
             .broker
-            .store
+            .store()
             .agent_key("lab-pc")
             .await
             .unwrap()

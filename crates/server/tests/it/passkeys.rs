@@ -258,10 +258,10 @@ async fn an_approval_the_computer_refuses_ends_refused_on_the_page_and_stays_so(
     );
     // Nothing allowed is left for the agent to hear of at its next
     // connection.
-    let computer = world.broker.store.computer_id(COMPUTER).await.unwrap();
+    let computer = world.broker.store().computer_id(COMPUTER).await.unwrap();
     let waiting = world
         .broker
-        .store
+        .store()
         .allowed_without_session(computer.unwrap(), 0)
         .await
         .unwrap();

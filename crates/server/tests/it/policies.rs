@@ -105,7 +105,7 @@ async fn the_operators_own_address_gets_no_email_and_cannot_approve() {
     let world = World::start().await;
     world
         .broker
-        .store
+        .store()
         .set_operator_email(OPERATOR, Some("IT@example.com"), 0)
         .await
         .unwrap();
@@ -138,7 +138,7 @@ async fn too_few_other_approvers_refuses_at_once() {
         .await;
     world
         .broker
-        .store
+        .store()
         .set_operator_email(OPERATOR, Some("owner@example.com"), 0)
         .await
         .unwrap();
@@ -208,7 +208,7 @@ async fn an_approval_covers_further_sessions_inside_its_window() {
     assert_eq!(world.emails_queued().await, 2, "no new emails");
 
     // A Deny on the computer (of another operator's request) ends the window.
-    let bob = doorman_server::admin::add_operator(&world.broker.store, "bob")
+    let bob = doorman_server::admin::add_operator(world.broker.store(), "bob")
         .await
         .unwrap();
     let denied = world.connect_to(COMPUTER, &bob, &["true"], "");

@@ -67,13 +67,13 @@ async fn a_request_that_expired_while_the_server_was_down_is_expired() {
     world.stop_server().await;
     // Asked just before the server went down; its time ran out meanwhile.
     let now = world.clock().now_millis();
-    let token = world.broker.key.link_token("r-expired", 0);
-    let store = &world.broker.store;
+    let token = world.broker.key().link_token("r-expired", 0);
+    let store = &world.broker.store();
     let operator_id = store.operator_id("alice").await.unwrap().unwrap();
     let computer_id = store.computer_id(COMPUTER).await.unwrap().unwrap();
     world
         .broker
-        .store
+        .store()
         .create_request(&NewRequest {
             id: "r-expired".into(),
             computer: COMPUTER.into(),
@@ -114,7 +114,7 @@ async fn a_request_that_expired_while_the_server_was_down_is_expired() {
                 "nonce",
                 world
                     .broker
-                    .key
+                    .key()
                     .page_nonce(&doorman_runtime::secrets::hash(&token))
                     .as_str(),
             ),
@@ -142,7 +142,7 @@ async fn an_expiry_the_database_refused_at_the_deadline_lands_once_it_can_write(
         .await;
     let expires_at = world
         .broker
-        .store
+        .store()
         .request(&id)
         .await
         .expect("store")

@@ -24,7 +24,7 @@ async fn a_replaced_agent_key_takes_the_computer_offline_and_cancels_its_request
     let id = connecting.request_id().await;
     let mails = world.smtp.wait_for(2).await;
 
-    let new_key = admin::replace_secret(&world.broker.store, Principal::Agent, COMPUTER)
+    let new_key = admin::replace_secret(world.broker.store(), Principal::Agent, COMPUTER)
         .await
         .unwrap();
     world.pass_a_heartbeat();
@@ -62,7 +62,7 @@ async fn a_removed_operator_loses_its_session_and_its_token() {
     world.click(&mails[0].link(), "allow").await;
     connecting.event("session_started").await;
 
-    let cancelled = admin::remove(&world.broker.store, Principal::Operator, OPERATOR)
+    let cancelled = admin::remove(world.broker.store(), Principal::Operator, OPERATOR)
         .await
         .unwrap();
     world.pass_a_heartbeat();
@@ -78,7 +78,7 @@ async fn a_removed_operator_loses_its_session_and_its_token() {
     assert_eq!(result.unwrap_err().exit_code(), 244);
     let again = world.connect(&["true"], "");
     assert_eq!(again.finish().await, Err(ConnectError::BadToken));
-    let error = admin::remove(&world.broker.store, Principal::Operator, OPERATOR)
+    let error = admin::remove(world.broker.store(), Principal::Operator, OPERATOR)
         .await
         .unwrap_err();
     assert_eq!(error.to_string(), "no operator named \"alice\"");
@@ -89,7 +89,7 @@ async fn a_rotated_operator_token_cancels_the_wait_made_with_the_old_one() {
     let world = World::builder().start().await;
     let connecting = world.connect(&["true"], "");
     let id = connecting.request_id().await;
-    let token = admin::replace_secret(&world.broker.store, Principal::Operator, OPERATOR)
+    let token = admin::replace_secret(world.broker.store(), Principal::Operator, OPERATOR)
         .await
         .unwrap();
     world.pass_a_heartbeat();
@@ -106,7 +106,7 @@ async fn a_rotated_operator_token_cancels_the_wait_made_with_the_old_one() {
     let stdout = connecting.stdout.clone();
     assert_eq!(connecting.finish().await, Ok(0));
     assert_eq!(stdout.text(), "new\n");
-    let names = admin::list(&world.broker.store, Principal::Operator)
+    let names = admin::list(world.broker.store(), Principal::Operator)
         .await
         .unwrap();
     assert_eq!(
@@ -143,7 +143,7 @@ async fn the_open_tunnels_of_a_removed_operator_close() {
     tunnel.read_exact(&mut answer).await.unwrap();
     assert_eq!(&answer, b"ping");
 
-    admin::remove(&world.broker.store, Principal::Operator, OPERATOR)
+    admin::remove(world.broker.store(), Principal::Operator, OPERATOR)
         .await
         .unwrap();
     world.pass_a_heartbeat();
@@ -186,7 +186,7 @@ async fn a_running_command_cut_by_a_rotated_token_says_so_without_dialing_again(
     connecting.event("session_started").await;
     front.hold();
 
-    admin::replace_secret(&world.broker.store, Principal::Operator, OPERATOR)
+    admin::replace_secret(world.broker.store(), Principal::Operator, OPERATOR)
         .await
         .unwrap();
     world.pass_a_heartbeat();
@@ -212,7 +212,7 @@ async fn a_session_cut_by_a_revoked_grant_is_told_so_without_dialing_again() {
     connecting.event("session_started").await;
     front.hold();
 
-    admin::revoke_grant(&world.broker.store, OPERATOR, &[ComputerPattern::any()])
+    admin::revoke_grant(world.broker.store(), OPERATOR, &[ComputerPattern::any()])
         .await
         .unwrap();
     world.pass_a_heartbeat();
@@ -247,7 +247,7 @@ async fn a_forward_session_ends_when_its_computer_is_removed() {
     let spec: ForwardSpec = "0:127.0.0.1:9".parse().unwrap();
     let forwarding = world.connect_for(SessionKind::Forward(vec![spec]), "");
     forwarding.forwarding_address().await;
-    admin::remove(&world.broker.store, Principal::Agent, COMPUTER)
+    admin::remove(world.broker.store(), Principal::Agent, COMPUTER)
         .await
         .unwrap();
     world.pass_a_heartbeat();
@@ -291,11 +291,11 @@ async fn a_computer_removed_and_added_again_keeps_none_of_the_old_ones_blocks() 
     );
 
     world.stop_agent().await;
-    admin::remove(&world.broker.store, Principal::Agent, COMPUTER)
+    admin::remove(world.broker.store(), Principal::Agent, COMPUTER)
         .await
         .unwrap();
     let now = world.clock().now_millis();
-    assert!(world.broker.store.blocks(now).await.unwrap().is_empty());
+    assert!(world.broker.store().blocks(now).await.unwrap().is_empty());
     let again = World::builder().recipients(&["owner@example.com"]);
     world.add_agent(COMPUTER, &again).await;
     let asking = world.connect(&["true"], "");

@@ -206,7 +206,7 @@ async fn nobody_deciding_expires_the_request() {
     let token = link.rsplit('/').next().unwrap();
     let nonce = world
         .broker
-        .key
+        .key()
         .page_nonce(&doorman_runtime::secrets::hash(token));
     let late = world
         .http

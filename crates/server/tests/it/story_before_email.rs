@@ -72,7 +72,7 @@ async fn a_service_the_computer_does_not_offer_is_refused_before_any_email() {
     assert!(
         world
             .broker
-            .store
+            .store()
             .pending_requests()
             .await
             .unwrap()

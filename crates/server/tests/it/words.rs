@@ -20,7 +20,7 @@ async fn a_computer_that_needs_one_approval_says_approval() {
     // The only recipient is the operator's own address, which never counts.
     world
         .broker
-        .store
+        .store()
         .set_operator_email(OPERATOR, Some("owner@example.com"), 0)
         .await
         .unwrap();
@@ -65,7 +65,7 @@ async fn the_page_after_i_did_not_expect_this_tells_of_the_report_and_the_block(
     let now = world.clock().now_millis();
     world
         .broker
-        .store
+        .store()
         .lift_block(OPERATOR, COMPUTER, now)
         .await
         .unwrap();
@@ -107,7 +107,7 @@ async fn a_forward_session_cut_by_a_revoked_grant_is_told_why() {
     let forwarding = world.connect_for(SessionKind::Forward(vec![spec]), "");
     forwarding.forwarding_address().await;
 
-    let revoked = admin::revoke_grant(&world.broker.store, OPERATOR, &[ComputerPattern::any()])
+    let revoked = admin::revoke_grant(world.broker.store(), OPERATOR, &[ComputerPattern::any()])
         .await
         .unwrap();
     // Without email authorization no request recorded the service; the

@@ -26,7 +26,7 @@ const MAX_REQUEST: usize = 16 * 1024;
 /// the answer says why nothing can be browsed.
 pub(super) fn browse_job(broker: &Broker, computer: &str) -> CopyJob {
     let shared = broker
-        .agents
+        .agents()
         .status(computer)
         .map(|status| status.files)
         .unwrap_or_default();

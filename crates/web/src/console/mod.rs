@@ -72,7 +72,12 @@ fn cookie_value<'h>(state: &AppState, headers: &'h HeaderMap) -> Option<&'h str>
 pub async fn signed_in(state: &AppState, headers: &HeaderMap) -> Option<SignedIn> {
     let cookie = cookie_value(state, headers)?;
     let who = state.console.find(cookie)?;
-    match state.broker.store.operator_by_token(&who.token_hash).await {
+    match state
+        .broker
+        .store()
+        .operator_by_token(&who.token_hash)
+        .await
+    {
         Ok(Some(operator)) if operator.id == who.operator_id => Some(who),
         Ok(_) => {
             state.console.close(cookie);
@@ -159,7 +164,7 @@ pub struct Computer {
 
 /// The computers `operator` may reach for any service, by name.
 async fn reachable(state: &AppState, operator: OperatorId) -> Result<Vec<Computer>, Response> {
-    let store = &state.broker.store;
+    let store = &state.broker.store();
     let loaded = async {
         let agents = store.principals(Principal::Agent).await?;
         let grants = store.grants_of_operator(operator).await?;
@@ -177,11 +182,11 @@ async fn reachable(state: &AppState, operator: OperatorId) -> Result<Vec<Compute
                 .any(|kind| permits(&grants, name, kind))
         })
         .map(|(name, _)| {
-            let status = state.broker.agents.status(&name);
+            let status = state.broker.agents().status(&name);
             let offers = |offered: fn(&ComputerStatus) -> bool| status.as_ref().is_none_or(offered);
             let forwarding = permits(&grants, &name, ServiceKind::Forward);
             Computer {
-                online: state.broker.agents.is_online(&name),
+                online: state.broker.agents().is_online(&name),
                 email_authorization: status.as_ref().map(|s| s.email_authorization),
                 shell: permits(&grants, &name, ServiceKind::Shell) && offers(|s| s.shell),
                 desktop: forwarding && status.as_ref().is_some_and(|s| s.desktop),
@@ -303,7 +308,7 @@ async fn sign_in(
     }
     let found = if doorman_runtime::secrets::plausible_token(token) {
         let hash = doorman_runtime::secrets::hash(token);
-        match state.broker.store.operator_by_token(&hash).await {
+        match state.broker.store().operator_by_token(&hash).await {
             Ok(found) => found.map(|operator| SignedIn {
                 operator: operator.name,
                 operator_id: operator.id,
@@ -347,7 +352,7 @@ async fn sign_in(
         Ok(cookie) => cookie,
         Err(sessions::OpenError::TooManySignIns) => {
             // Counted, not logged at each refusal: a flood would fill the log.
-            state.broker.metrics.rate_limited("console_sign_ins");
+            state.broker.metrics().rate_limited("console_sign_ins");
             tracing::debug!(%operator, source = %client, "console sign-in refused: too many sign-ins");
             return page(
                 StatusCode::TOO_MANY_REQUESTS,

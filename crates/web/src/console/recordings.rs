@@ -48,7 +48,7 @@ pub async fn list(State(state): State<AppState>, headers: HeaderMap) -> Response
     };
     let rows = match state
         .broker
-        .store
+        .store()
         .operator_recordings(who.operator_id)
         .await
     {
@@ -87,7 +87,7 @@ async fn own(
     };
     let not_found = || (StatusCode::NOT_FOUND, "no such recording").into_response();
     let id: i64 = id.parse().map_err(|_| not_found())?;
-    match state.broker.store.recording_row(id).await {
+    match state.broker.store().recording_row(id).await {
         Ok(Some(row)) if row.operator_id == Some(who.operator_id) => Ok((who.operator, row)),
         Ok(_) => Err(not_found()),
         Err(error) => Err(internal(&error)),
@@ -133,7 +133,7 @@ pub async fn events(
         Ok(found) => found,
         Err(response) => return response,
     };
-    let first = match state.broker.store.recording_chunk(row.id, 0).await {
+    let first = match state.broker.store().recording_chunk(row.id, 0).await {
         Ok(first) => first.unwrap_or_default(),
         Err(error) => return internal(&error),
     };
@@ -147,7 +147,7 @@ pub async fn events(
     };
     let start = format!("{{\"header\":{header},\"events\":[{events}");
     let playback = Playback {
-        store: state.broker.store.clone(),
+        store: state.broker.store().clone(),
         id: row.id,
         next: Some(1),
         written: !events.is_empty(),

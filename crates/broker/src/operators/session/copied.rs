@@ -129,7 +129,7 @@ pub(super) async fn record_as_they_come(
         let more = (more > 0).then(|| format!("{direction}: {more} more files, not listed"));
         for detail in details.chain(more) {
             let event = audit(broker, ask, AuditKind::FileCopied, request_id, Some(detail));
-            if let Err(error) = broker.store.record(&event).await {
+            if let Err(error) = broker.store().record(&event).await {
                 tracing::error!(%error, "cannot record a copied file in the audit trail");
             }
         }

@@ -57,7 +57,7 @@ pub(super) async fn relay_session(
     // server's clock.
     let ends_at = (limit > 0).then(|| {
         broker
-            .clock
+            .clock()
             .now_millis()
             .saturating_add(i64::from(limit) * 1000)
     });
@@ -69,7 +69,7 @@ pub(super) async fn relay_session(
             time_limit_secs: (limit > 0).then_some(u64::from(limit)),
         })
         .await?;
-    let _active = broker.metrics.session_active(&ask.service);
+    let _active = broker.metrics().session_active(&ask.service);
     let recording = record(broker, session_id, request_id, ask).await;
     let stop = watch_for_stop(
         broker,
@@ -101,18 +101,13 @@ async fn begin(
     request_id: Option<&str>,
 ) -> Result<Option<i64>, OperatorError> {
     let started = broker
-        .store
-        .start_session(
-            request_id,
-            &ask.computer,
-            ask.operator,
-            broker.clock.now_millis(),
-        )
+        .store()
+        .start_session(request_id, &ask.computer, ask.operator, broker.now_millis())
         .await;
     let refusal = match started {
         Ok(id) => {
             let event = audit(broker, ask, AuditKind::SessionStarted, request_id, None);
-            broker.store.record(&event).await?;
+            broker.store().record(&event).await?;
             return Ok(Some(id));
         }
         Err(StoreError::SessionAlreadyStarted) => "this approval was already used",
@@ -130,7 +125,7 @@ fn forward_grant(broker: &Broker, ask: &Ask<'_>, session_key: &str) -> Option<Fo
     };
     Some(
         broker
-            .forwards
+            .forwards()
             .grant(session_key, ask.operator_id, &ask.computer, targets.clone()),
     )
 }
@@ -147,14 +142,14 @@ async fn record(
     let Service::Shell { term, rows, cols } = &ask.service else {
         return None;
     };
-    if !broker.recorder.settings.enabled {
+    if !broker.recorder().settings.enabled {
         return None;
     }
     let screen = Screen {
         term: term.clone(),
         cols: *cols,
         rows: *rows,
-        timestamp: broker.clock.now_millis() / 1000,
+        timestamp: broker.now_millis() / 1000,
     };
     let of = RecordingOf {
         request_id,
@@ -163,7 +158,7 @@ async fn record(
         operator: ask.operator,
         operator_id: ask.operator_id,
     };
-    match Recording::start(&broker.recorder, session_id, &of, screen).await {
+    match Recording::start(broker.recorder(), session_id, &of, screen).await {
         Ok(recording) => Some(recording),
         Err(error) => {
             tracing::error!(%error, "cannot record the session; it goes on unrecorded");
@@ -189,7 +184,7 @@ async fn watch_for_stop(
     let time_up = async {
         match ends_at {
             None => std::future::pending().await,
-            Some(at) => broker.clock.sleep_until(at).await,
+            Some(at) => broker.clock().sleep_until(at).await,
         }
     };
     tokio::pin!(time_up);
@@ -205,7 +200,7 @@ async fn watch_for_stop(
             }
             _ = &mut *superseded => return Stop::Superseded,
             () = &mut time_up => return Stop::TimeLimit { secs },
-            () = broker.lifecycle.stopping() => return Stop::ServerStopping,
+            () = broker.lifecycle().stopping() => return Stop::ServerStopping,
         }
     }
 }
@@ -264,7 +259,7 @@ where
         copied::record_as_they_come(broker, ask, request_id, &copied)
     );
     let moved = relay.moved();
-    broker.metrics.relayed(moved.0, moved.1);
+    broker.metrics().relayed(moved.0, moved.1);
     let end = relay.end(end::left(&ask.service));
     let ending = Ending::of(relayed, end, &ask.service, &ask.computer, moved);
     relay.close(ending.last_word).await;
@@ -281,11 +276,11 @@ async fn finish(
     detail: String,
 ) -> Result<(), OperatorError> {
     broker
-        .store
-        .end_session(session_id, broker.clock.now_millis())
+        .store()
+        .end_session(session_id, broker.now_millis())
         .await?;
     if let Some(recording) = recording {
-        let recorded = recording.finish(&broker.recorder).await?;
+        let recorded = recording.finish(broker.recorder()).await?;
         let event = audit(
             broker,
             ask,
@@ -293,7 +288,7 @@ async fn finish(
             request_id,
             Some(recorded.detail),
         );
-        broker.store.record(&event).await?;
+        broker.store().record(&event).await?;
     }
     let event = audit(
         broker,
@@ -302,6 +297,6 @@ async fn finish(
         request_id,
         Some(detail),
     );
-    broker.store.record(&event).await?;
+    broker.store().record(&event).await?;
     Ok(())
 }

@@ -77,7 +77,7 @@ async fn failed(
             request_id,
             Some(message.clone()),
         );
-        broker.store.record(&failed).await?;
+        broker.store().record(&failed).await?;
     }
     refuse(connection, Refusal::SessionFailed, message).await
 }
@@ -89,7 +89,7 @@ async fn refused_by_the_computer(broker: &Broker, request_id: Option<&str>) -> b
         return false;
     };
     matches!(
-        broker.store.load(id).await,
+        broker.store().load(id).await,
         Ok(Some((_, doorman_core::Request::Settled(settled))))
             if matches!(
                 settled.outcome(),
