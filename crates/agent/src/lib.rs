@@ -3,6 +3,44 @@
 //! every offer, so changes apply without a restart), enforces email
 //! authorization itself, and runs the sessions it has agreed to. Before
 //! all that, [`join`] turns an invitation into its settings file.
+//!
+//! The map:
+//!
+//! - `control`: the control connection: dials out, answers offers, acts on
+//!   settled outcomes, answers pings, and reconnects whenever the server
+//!   goes away or falls silent;
+//! - `answer`: what this computer's settings answer, read afresh each
+//!   time: an offer (refused, asked of the recipients, or admitted) and the
+//!   status the web console lists;
+//! - `verdict`: whether an allowed session may start: one pure function of
+//!   the offer as answered, the outcome, the local answer and the memory;
+//! - `memory`: what the agent remembers across connections: the requests
+//!   it asked authorization for and the approvals it may reuse, bounded;
+//! - `passkeys`: passkey approvals checked here, against the keys pinned
+//!   in this computer's settings, whatever the server says;
+//! - [`consent`]: local consent: the requests waiting for the person at the
+//!   computer, served on a Unix socket only this user may open;
+//! - `session`: an agreed session on its own connection to the server: a
+//!   command, a shell, the desktop, a forward session's tunnels, or a copy
+//!   (`doorman_files`);
+//! - `command`: one command, its standard streams carried as frames and
+//!   its exit status reported at the end;
+//! - `shell`: the login shell in a pseudo-terminal;
+//! - `desktop`: the bytes of the VNC server the settings name, for the
+//!   web console's viewer;
+//! - `dialing`: how the agent reaches the server: one dialer shared by the
+//!   control connection, sessions and tunnels, and the headers that
+//!   authenticate it;
+//! - [`notify`]: telling the owner: a log line, a desktop notification, and
+//!   the owner's `notify_command`;
+//! - [`enroll`]: `doorman settings approvers`: recipients' passkeys
+//!   enrolled from this computer, listed and removed;
+//! - [`join`]: `doorman agent join`: an invitation redeemed for this
+//!   computer's key and settings file;
+//! - [`settings_file`]: the settings file on disk: loaded with every
+//!   problem named, changed atomically, and written new without replacing
+//!   one;
+//! - [`error`]: why a connection to the server or a session failed.
 #![forbid(unsafe_code)]
 
 mod answer;

@@ -5,6 +5,26 @@
 //! connection), `wait` counts down until the session starts or there is
 //! none, and `session` runs it to the program's exit status or the
 //! server's word on why it ended.
+//!
+//! The map:
+//!
+//! - `server`: the way to the server: `/v1/connect` dialed with the
+//!   operator's token, the ask, and a request picked up again on a new
+//!   connection;
+//! - `wait`: before the session: the server's answer, the live countdown,
+//!   and a Ctrl-C that cancels the request;
+//! - `session`: the operator's side of a session: the program's streams
+//!   and exit status, or a forward session's listeners, and the server's
+//!   word when it ended the session;
+//! - [`forward`]: port forwarding like `ssh -L`: `[BIND:]PORT:HOST:PORT`
+//!   parsed, and each local connection carried through a tunnel of its own;
+//! - [`copy`]: `doorman cp`: the plan, the files sent or received, and the
+//!   report;
+//! - [`progress`]: telling the operator how the connection goes: a human
+//!   line with a live countdown, or JSON lines (`--json`);
+//! - [`tty`]: the terminal during a shell: raw mode and its window size;
+//! - `error`: why no session ran, and the exit status each cause gives
+//!   ([`ConnectError`], [`exit`]).
 #![forbid(unsafe_code)]
 
 pub mod copy;

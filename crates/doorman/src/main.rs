@@ -1,6 +1,24 @@
 //! The `doorman` binary: parses the command line, sets up logging, and calls
 //! the library crates; `admin`, `agent join` and `demo` are commands of
 //! their own. Nothing else lives here.
+//!
+//! The map:
+//!
+//! - `cli`: the command line as the user types it (step one of two: `main`
+//!   turns it into validated configurations for the library crates);
+//! - `logging`: the log on standard error, as text or JSON lines;
+//! - `admin`: `doorman admin`: operators, agents, access rules, blocks and
+//!   the audit trail, on the database the server uses;
+//! - `recordings`: `doorman admin recordings list|prune` and `doorman admin
+//!   play`;
+//! - `join`: `doorman agent join`: the terminal's side of a computer
+//!   joining;
+//! - `agent_config`: where the agent's settings file is when neither
+//!   `--config` nor `DOORMAN_AGENT_CONFIG` says;
+//! - `demo`: `doorman demo`: a server and an agent in one process on
+//!   loopback;
+//! - `docs`: shell completions and manual pages, generated from the
+//!   command line's own definitions.
 #![forbid(unsafe_code)]
 
 mod admin;

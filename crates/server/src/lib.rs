@@ -1,9 +1,24 @@
-//! Doorman's server: the broker that holds agents' connections and
-//! authorization requests, sends the emails, serves the approval pages,
-//! relays sessions and keeps the audit trail — all on one port.
+//! Doorman's server: the map that wires the store, the mail, the
+//! certificates, the one port, the broker and the web (each a crate of its
+//! own) into one server: a [`ServerConfig`] checked into a [`Prepared`]
+//! server, bound into a [`Server`] and run until shutdown.
 //!
 //! [`run`] takes a bound listener and a shutdown future, so tests bind port 0
 //! and stop it for real.
+//!
+//! The map:
+//!
+//! - [`config`]: the configuration as an administrator writes it (the
+//!   settings file and the command line over it), and serving as the
+//!   active server or waiting as a standby ([`config::run_replica`]);
+//! - [`leadership`]: which of several servers sharing one PostgreSQL
+//!   database serves;
+//! - [`admin`]: what `doorman admin` does, on the database the server uses;
+//! - `retention`: what the server deletes as it ages, at start and daily;
+//! - `data_dir`: the data directory's lock, and whether a file given is one
+//!   of its own;
+//! - `public_url`: the public URL's form, and that it sends no secret in
+//!   clear.
 #![forbid(unsafe_code)]
 
 use doorman_certificates::acme;

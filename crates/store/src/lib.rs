@@ -1,13 +1,27 @@
-//! The database, one module for each thing it stores: operators and agents
-//! and their ids ([`principals`]), access rules ([`access`]), requests with their
-//! recipients ([`rows`], [`requests`]) and transitions ([`transitions`]), the outbox
-//! ([`outbox`]), sessions ([`sessions`]), the audit trail ([`audit`]),
-//! ACME certificates ([`acme`]) and computers' invitations to join
-//! ([`invitations`]);
-//! [`backend`] knows SQLite and PostgreSQL and their migrations;
-//! [`faults`] lets a test make writes fail or stall; [`database`] is the
-//! handle on it all, [`error`] what goes wrong, and [`private`] the files
-//! the server creates (0700 and 0600).
+//! The database, one module for each thing it stores, on SQLite or
+//! PostgreSQL.
+//!
+//! The map:
+//!
+//! - `database`: the handle on it all ([`Store`]): opening it, write
+//!   transactions, the server key's claim;
+//! - `backend`: SQLite and PostgreSQL, and their migrations;
+//! - `principals`: operators and agents, their ids and their secrets'
+//!   hashes;
+//! - `access`: access rules: operators' grants, and their own addresses;
+//! - `rows`, `requests`: a request as stored, created with its recipients
+//!   and emails, and read back;
+//! - [`transitions`]: a request's transitions, each persisted with one
+//!   conditional write;
+//! - `outbox`: one row per email, and each delivery attempt's result;
+//! - `sessions`: one per allowed request, when it started and ended;
+//! - [`recordings`]: session recordings and their compressed chunks;
+//! - `audit`: the audit trail, repeats collapsed, pruned by age;
+//! - [`acme`]: ACME accounts and certificates;
+//! - `invitations`: computers' invitations to join, redeemed once;
+//! - [`faults`]: lets a test make writes fail or stall;
+//! - [`private`]: the files the server creates (0700 and 0600);
+//! - `error`: what goes wrong ([`StoreError`]).
 //!
 //! Every state change is one statement or one transaction. A request's
 //! transition (computed by `doorman_core::authorization`) is persisted with

@@ -2,6 +2,30 @@
 //! [`World`] of server, agent and operator wired together in one process,
 //! and a raw operator that speaks the wire protocol without the client's
 //! own checks.
+//!
+//! The map:
+//!
+//! - [`world`]: a whole Doorman on loopback in one test process: SMTP
+//!   sink, server, operator, agent, and a recipient that clicks;
+//! - [`connecting`]: an operator's `connect` running in a test, its
+//!   progress, output and result;
+//! - [`smtp`]: the SMTP sink, with the faults tests script;
+//! - [`raw`]: a raw operator and a raw agent, which send whatever the test
+//!   writes;
+//! - [`fake_server`]: a fake server that speaks the agent's side of the
+//!   protocol, to pin what the agent enforces by itself;
+//! - [`front`]: fronts for servers: a TCP front for replicas, a reverse
+//!   proxy, and connections made to go dead without closing;
+//! - [`process`]: real `doorman` processes, their output captured;
+//! - [`tls`]: certificates made at test time, and TLS and HTTPS on
+//!   loopback with them;
+//! - [`streams`]: one exchange through a relay of byte streams;
+//! - [`figures`]: a benchmark's latency sample, summarised;
+//! - [`postgres`]: a throwaway PostgreSQL server;
+//! - [`pebble`]: Pebble, the ACME test CA;
+//! - [`sshd`]: a throwaway OpenSSH server, for the benchmarks beside ssh;
+//! - [`vnc`]: a real VNC server (TigerVNC);
+//! - [`webdriver`]: headless Chromium over W3C WebDriver.
 #![forbid(unsafe_code)]
 
 pub mod connecting;

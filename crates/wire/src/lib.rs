@@ -5,6 +5,28 @@
 //! is upgraded (`Upgrade: doorman/1`); from then on both ends speak frames
 //! (see [`frame`]). Session connections are relayed byte for byte by the
 //! server, so the operator and the agent speak frames to each other directly.
+//!
+//! The map:
+//!
+//! - [`message`]: the messages, as JSON: operator ↔ server, agent ↔
+//!   server, and operator ↔ agent over a session;
+//! - [`frame`]: frames, pure encoding and decoding, no I/O;
+//! - [`connection`]: buffered frame I/O over any byte stream, with a write
+//!   deadline;
+//! - [`dial`]: dialing the server: one TCP connection, one upgrade request,
+//!   and the byte stream after it;
+//! - [`socket`]: the TCP options every connection to or from the server
+//!   gets;
+//! - [`tls`]: the client's TLS (rustls, ring only), verified against the
+//!   system's roots or given CA certificates;
+//! - [`pinned`]: a server trusted through the SHA-256 of its CA
+//!   certificate, as a join URL pins it;
+//! - [`cert_problem`]: what is wrong with a certificate a server presented,
+//!   in plain words;
+//! - [`accept`]: waiting out failed accepts on a listening socket;
+//! - [`cookie`]: one cookie read from a request's headers;
+//! - [`copying`]: what both ends of a copy compute alike: SHA-256 sums, and
+//!   where a resumed file's data starts.
 #![forbid(unsafe_code)]
 
 pub mod accept;
