@@ -399,7 +399,7 @@ fn answer(board: &ConsentBoard, id: &str, decision: Decision, user: &str) -> Con
 /// The login name of `uid` as the system's user database has it (through
 /// NSS: `/etc/passwd`, LDAP, SSSD, systemd-homed…), or `uid N` when it
 /// knows none. It may ask a directory server: call it off the runtime's
-/// threads ([`user_name_of`]).
+/// threads (`user_name_of`).
 pub fn user_name(uid: u32) -> String {
     uzers::get_user_by_uid(uid)
         .map(|user| user.name().to_string_lossy().into_owned())

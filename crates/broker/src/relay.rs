@@ -75,7 +75,7 @@ async fn relay(a: Upgraded, a_early: &[u8], b: Upgraded) -> Result<(u64, u64), R
 /// A forwarded connection's tunnel: when the agent takes the operator's
 /// TLS session over, the server hands it over first and then relays the
 /// two sockets, ciphertext and all (`doorman_relay::handover`); else
-/// [`relay`]. Bytes counted are then the records' bytes.
+/// `relay`. Bytes counted are then the records' bytes.
 pub async fn relay_tunnel(
     operator: Upgraded,
     agent: crate::broker::AgentConnection,

@@ -5,7 +5,7 @@
 //!
 //! Running it again keeps the CA (agents and operators already trust it)
 //! and issues a new server certificate for every name given so far: this
-//! run's and those of the certificate there ([`names`] reads them).
+//! run's and those of the certificate there (`names` reads them).
 //! `--replace` starts over: a new CA, and this run's names only.
 //!
 //! The certificate's key was once `tls/server.key`, the name the links'

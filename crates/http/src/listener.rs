@@ -1,6 +1,6 @@
 //! The server's one listening socket, plain or TLS. The accept loop
 //! (`serve`) takes each connection's place in the limits first; the TLS
-//! handshake then runs in the connection's own task ([`Opening`]), within
+//! handshake then runs in the connection's own task (`Opening`), within
 //! a cap on handshakes under way and a deadline, so a client that never
 //! sends its ClientHello holds one place until then and no more.
 

@@ -3,7 +3,7 @@
 //! failures with jittered backoff until the request expires.
 //!
 //! Each email is delivered by a task of its own, at most
-//! [`MAX_IN_FLIGHT`] at once, so a slow relay or a recipient's slow mail
+//! `MAX_IN_FLIGHT` at once, so a slow relay or a recipient's slow mail
 //! server delays only its own emails: the worker starts the next due email
 //! as soon as a slot is free, not when a batch has ended. The operator hears
 //! `sending` when an attempt starts and the relay's answer when it ends.

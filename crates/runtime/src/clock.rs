@@ -1,7 +1,6 @@
 //! The server's clock: one [`Clock`] per server, from which every time it
 //! stores, compares and sleeps towards is read, in milliseconds since the
-//! Unix epoch as the database and the state machine count time; and how a
-//! time is shown to people ([`format_time`]).
+//! Unix epoch as the database and the state machine count time.
 //!
 //! The clock reads the system's wall clock once, when it starts, and from
 //! then on advances with the monotonic clock. A wall-clock step (a

@@ -78,7 +78,7 @@ pub struct ServerConfig {
     /// Audit events older than this are deleted, once a day.
     pub audit_retention_days: u32,
     /// A web console session unused this long ends
-    /// ([`console::DEFAULT_IDLE_MINUTES`]).
+    /// ([`doorman_web::console::DEFAULT_IDLE_MINUTES`]).
     pub console_idle_minutes: u32,
     /// Where the server counts what it does (`GET /metrics`).
     pub metrics: metrics::Metrics,

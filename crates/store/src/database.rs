@@ -66,7 +66,7 @@ impl Store {
     }
 
     /// The switches with which a test makes this store's writes fail or
-    /// stall (see [`faults`]); inert unless a test uses them.
+    /// stall (see `faults`); inert unless a test uses them.
     pub fn faults(&self) -> &Faults {
         &self.faults
     }

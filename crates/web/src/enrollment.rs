@@ -12,8 +12,8 @@
 //!
 //! A computer's key must not become a way to flood mailboxes: the server
 //! enrols only the recipients the computer's running agent announced (its
-//! settings' `recipients`), at most [`MAX_PER_COMPUTER`] at once and
-//! [`MAX_PER_HOUR`] an hour per computer, and audits each enrolment it
+//! settings' `recipients`), at most `MAX_PER_COMPUTER` at once and
+//! `MAX_PER_HOUR` an hour per computer, and audits each enrolment it
 //! starts or refuses. Wrong `/e/` links count against the client's network
 //! as wrong approval links do.
 

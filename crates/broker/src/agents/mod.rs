@@ -6,8 +6,8 @@
 //! stuck.
 //!
 //! This module owns the connection's start and the watch on agent keys;
-//! [`connection`] serves one connection (welcome, heartbeat, the broker's
-//! commands, the clean close), and [`replies`] acts on what the agent says.
+//! `connection` serves one connection (welcome, heartbeat, the broker's
+//! commands, the clean close), and `replies` acts on what the agent says.
 
 mod connection;
 mod replies;

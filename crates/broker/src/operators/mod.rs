@@ -1,11 +1,11 @@
 //! An operator's connection on `/v1/connect`, one module per step, as the
-//! flow runs: [`offer`] (a connect: checks, access rules, limits, the
-//! agent's answer), [`authorization`] (the request with its emails or a
-//! reused approval), [`wait`] (the pushed outcome, the operator's Ctrl-C, revocations),
-//! [`resume`] (an operator back on a new connection) and [`session`] (the
+//! flow runs: `offer` (a connect: checks, access rules, limits, the
+//! agent's answer), `authorization` (the request with its emails or a
+//! reused approval), `wait` (the pushed outcome, the operator's Ctrl-C, revocations),
+//! `resume` (an operator back on a new connection) and `session` (the
 //! session relayed between operator and agent, and how it ended, which the
 //! operator is told in the server's words when the server ended it).
-//! [`admission`] holds the checks they share.
+//! `admission` holds the checks they share.
 
 mod admission;
 mod authorization;

@@ -1,7 +1,7 @@
 //! `doorman cp`: copying files to or from a computer, approved like any
 //! session. [`plan`] reads the arguments (one direction per command),
-//! [`send`] sends files to the computer, [`receive`] stores what comes
-//! back, [`report`] shows it. A copy ends with how many files went and how
+//! `send` sends files to the computer, `receive` stores what comes
+//! back, `report` shows it. A copy ends with how many files went and how
 //! many failed: some failed is "partly copied", its own exit status.
 
 mod part;

@@ -2,7 +2,7 @@
 //! (a cookie session, [`sessions`]), the computers this operator may reach
 //! with their online state, their terminal, desktop and Files view pages
 //! (one WebSocket, `socket` and `files_socket`), the recordings of their
-//! shell sessions ([`recordings`]), and the browser's own scripts and styles,
+//! shell sessions (`recordings`), and the browser's own scripts and styles,
 //! embedded in the binary. Pages keep the approval page's headers; scripts
 //! come only from this server (`script-src 'self'`, no inline script).
 
