@@ -1,9 +1,9 @@
-//! Names in the database, on SQLite (PostgreSQL: `store_postgres`): a name
+//! Names in the database, on SQLite (PostgreSQL: `postgres`): a name
 //! removed and added again inherits nothing, not even across the upgrade
 //! that dropped what removed names left, and operators from before access
 //! rules keep reaching everything.
 
-use crate::store::{decide, persist, step_of, store};
+use crate::decisions::{decide, persist, step_of, store};
 use doorman_core::access::{ComputerPattern, ServiceSet};
 use doorman_core::{AuditKind, Decision};
 use doorman_store::recordings::RecordingOf;
@@ -351,7 +351,7 @@ async fn on_sqlite_a_name_removed_and_added_again_inherits_nothing() {
 async fn on_sqlite_leftovers_of_removed_names_are_not_inherited_across_the_upgrade() {
     let dir = tempfile::tempdir().unwrap();
     leftovers_of_removed_names_are_not_inherited_across_the_upgrade(
-        &doorman_server::default_database_url(dir.path()),
+        &crate::database_url(dir.path()),
     )
     .await;
 }
@@ -360,7 +360,7 @@ async fn on_sqlite_leftovers_of_removed_names_are_not_inherited_across_the_upgra
 async fn on_sqlite_operators_from_before_access_rules_keep_reaching_everything() {
     let dir = tempfile::tempdir().unwrap();
     operators_from_before_access_rules_keep_reaching_everything(
-        &doorman_server::default_database_url(dir.path()),
+        &crate::database_url(dir.path()),
     )
     .await;
 }

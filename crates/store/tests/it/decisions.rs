@@ -1,4 +1,4 @@
-//! The database's own guarantees, on SQLite (PostgreSQL: `store_postgres`):
+//! The database's own guarantees, on SQLite (PostgreSQL: `postgres`):
 //! one winner per request, a quorum reached once, no decision after expiry,
 //! a step computed from a stale read never written, named errors for
 //! duplicates, one session per approval, a revoked secret's requests
@@ -12,7 +12,7 @@ use doorman_store::{ComputerId, NewRequest, OperatorId, Principal, RequestRow, S
 
 pub(crate) async fn store() -> (tempfile::TempDir, Store) {
     let dir = tempfile::tempdir().unwrap();
-    let url = doorman_server::default_database_url(dir.path());
+    let url = crate::database_url(dir.path());
     let store = Store::open(&url).await.unwrap();
     (dir, store)
 }

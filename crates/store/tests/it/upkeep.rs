@@ -1,9 +1,9 @@
-//! The database's upkeep, on SQLite (PostgreSQL: `store_postgres`):
+//! The database's upkeep, on SQLite (PostgreSQL: `postgres`):
 //! reopening applies no migration twice and keeps the data, and the audit
 //! trail collapses repeats, is pruned by age, and keeps one row per ACME
 //! event.
 
-use crate::store::{event_kinds, store};
+use crate::decisions::{event_kinds, store};
 use doorman_core::AuditKind;
 use doorman_store::Store;
 
@@ -121,7 +121,7 @@ pub(crate) async fn the_trail_collapses_repeats_prunes_by_age_and_acme_rows_repl
 #[tokio::test]
 async fn on_sqlite_reopening_applies_no_migration_twice_and_keeps_data() {
     let dir = tempfile::tempdir().unwrap();
-    reopening_applies_no_migration_twice_and_keeps_data(&doorman_server::default_database_url(
+    reopening_applies_no_migration_twice_and_keeps_data(&crate::database_url(
         dir.path(),
     ))
     .await;
