@@ -106,8 +106,9 @@ impl Server {
         until: Instant,
         mut interrupt: Pin<&mut impl Future<Output = ()>>,
     ) -> Result<Option<Connection<Upgraded>>, ConnectError> {
-        let mut pause = Duration::from_millis(200);
+        let mut pauses = doubling(Duration::from_millis(200), Duration::from_secs(2));
         loop {
+            let pause = pauses.next().unwrap_or(Duration::from_secs(2));
             let attempt = async {
                 tokio::time::sleep(pause).await;
                 self.resume(request_id).await
@@ -122,7 +123,6 @@ impl Server {
                     return Err(ConnectError::Cancelled);
                 }
             }
-            pause = (pause * 2).min(Duration::from_secs(2));
         }
     }
 
@@ -131,7 +131,7 @@ impl Server {
     /// request waiting out its timeout.
     async fn cancel_after_loss(&self, request_id: &str) {
         let tell = async {
-            let mut pause = Duration::from_millis(100);
+            let mut pauses = doubling(Duration::from_millis(100), Duration::from_secs(1));
             loop {
                 if let Ok(Some(mut connection)) = self.resume(request_id).await
                     && connection
@@ -142,12 +142,21 @@ impl Server {
                     until_settled(&mut connection).await;
                     return;
                 }
-                tokio::time::sleep(pause).await;
-                pause = (pause * 2).min(Duration::from_secs(1));
+                tokio::time::sleep(pauses.next().unwrap_or(Duration::from_secs(1))).await;
             }
         };
         let _ = tokio::time::timeout(CANCEL_CONFIRM_TIMEOUT, tell).await;
     }
+}
+
+/// Pauses that double from `first` up to `cap`, for ever.
+fn doubling(first: Duration, cap: Duration) -> impl Iterator<Item = Duration> {
+    use backon::BackoffBuilder;
+    backon::ExponentialBuilder::default()
+        .with_min_delay(first)
+        .with_max_delay(cap)
+        .without_max_times()
+        .build()
 }
 
 /// Reads until the server confirms a cancellation, or says how the request

@@ -350,17 +350,15 @@ async fn on_sqlite_a_name_removed_and_added_again_inherits_nothing() {
 #[tokio::test]
 async fn on_sqlite_leftovers_of_removed_names_are_not_inherited_across_the_upgrade() {
     let dir = tempfile::tempdir().unwrap();
-    leftovers_of_removed_names_are_not_inherited_across_the_upgrade(
-        &crate::database_url(dir.path()),
-    )
+    leftovers_of_removed_names_are_not_inherited_across_the_upgrade(&crate::database_url(
+        dir.path(),
+    ))
     .await;
 }
 
 #[tokio::test]
 async fn on_sqlite_operators_from_before_access_rules_keep_reaching_everything() {
     let dir = tempfile::tempdir().unwrap();
-    operators_from_before_access_rules_keep_reaching_everything(
-        &crate::database_url(dir.path()),
-    )
-    .await;
+    operators_from_before_access_rules_keep_reaching_everything(&crate::database_url(dir.path()))
+        .await;
 }

@@ -121,10 +121,7 @@ pub(crate) async fn the_trail_collapses_repeats_prunes_by_age_and_acme_rows_repl
 #[tokio::test]
 async fn on_sqlite_reopening_applies_no_migration_twice_and_keeps_data() {
     let dir = tempfile::tempdir().unwrap();
-    reopening_applies_no_migration_twice_and_keeps_data(&crate::database_url(
-        dir.path(),
-    ))
-    .await;
+    reopening_applies_no_migration_twice_and_keeps_data(&crate::database_url(dir.path())).await;
 }
 
 #[tokio::test]
