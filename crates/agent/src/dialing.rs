@@ -93,7 +93,8 @@ impl SharedDialer {
     ) -> Result<(Upgraded, bool), LinkError> {
         let dialer = self.for_settings(settings)?;
         let mut headers = agent_headers(settings)?;
-        let offer = settings.server.starts_with("https://");
+        // Taking a session over needs the relay's engine, which is Unix's.
+        let offer = cfg!(unix) && settings.server.starts_with("https://");
         if offer {
             headers.push((
                 HeaderName::from_static(HANDOVER_HEADER),

@@ -57,6 +57,12 @@ pub mod notify;
 mod passkeys;
 mod session;
 pub mod settings_file;
+// Interactive shells: a pseudo-terminal on Unix; elsewhere (Windows'
+// ConPTY is to come) a shell is refused with the reason.
+#[cfg(unix)]
+mod shell;
+#[cfg(not(unix))]
+#[path = "shell_elsewhere.rs"]
 mod shell;
 mod verdict;
 
@@ -98,9 +104,16 @@ pub enum AgentError {
 /// ("File too large"), as a full disk does; by default the signal the
 /// kernel sends then (SIGXFSZ) would end the whole agent. Handled, it is
 /// not; the handle keeps it so while the agent runs.
+#[cfg(unix)]
 fn keep_running_past_file_size_limits() -> Option<tokio::signal::unix::Signal> {
     let xfsz = tokio::signal::unix::SignalKind::from_raw(rustix::process::Signal::XFSZ.as_raw());
     tokio::signal::unix::signal(xfsz).ok()
+}
+
+/// Elsewhere no signal ends the agent for a file too large.
+#[cfg(not(unix))]
+fn keep_running_past_file_size_limits() -> Option<()> {
+    None
 }
 
 /// Runs the agent with the settings file at `config` until `shutdown`

@@ -4,13 +4,17 @@
 //! `send` from it, `browse` for the Files view.
 
 use crate::error::FilesError;
+#[cfg(unix)]
 use crate::place::Roots;
 use doorman_wire::connection::Connection;
-use doorman_wire::message::{CopyDirection, CopyJob, SessionEnd};
+#[cfg(unix)]
+use doorman_wire::message::CopyDirection;
+use doorman_wire::message::{CopyJob, SessionEnd};
 use tokio::io::{AsyncRead, AsyncWrite};
 
 /// Runs the copy `job` on its session connection, over the folders
 /// `shared` (the agent's `[services] files`).
+#[cfg(unix)]
 pub async fn run<T>(
     connection: Connection<T>,
     job: CopyJob,
@@ -38,9 +42,35 @@ where
     }
 }
 
+/// Where file copies are not offered yet: the job is refused before any
+/// email, as [`offered`] says.
+#[cfg(not(unix))]
+pub async fn run<T>(
+    connection: Connection<T>,
+    _job: CopyJob,
+    _shared: &[String],
+) -> Result<SessionEnd, FilesError>
+where
+    T: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let (_, mut writer) = connection.split();
+    crate::ending::cannot_start(&mut writer, NOT_HERE.to_string()).await
+}
+
+/// Why a computer that is not Unix offers no copies.
+#[cfg(not(unix))]
+const NOT_HERE: &str = "file copies are not offered on this computer (not yet on this system)";
+
+/// Where file copies are not offered yet.
+#[cfg(not(unix))]
+pub fn offered(_shared: &[String], _job: &CopyJob) -> Result<(), String> {
+    Err(NOT_HERE.into())
+}
+
 /// Whether this computer offers the copy `job`: it shares folders, and
 /// the copy's paths are inside them (checked again, against the file
 /// system, when the copy runs); browsing, each path is a shared folder.
+#[cfg(unix)]
 pub fn offered(shared: &[String], job: &CopyJob) -> Result<(), String> {
     if shared.is_empty() {
         return Err("file copies are not offered on this computer".into());

@@ -15,18 +15,26 @@
 //! - `host`: what a copy takes from the agent's process: the home
 //!   directory `~/` stands for, and the umask new files honour;
 //! - `error`: why a copy failed ([`FilesError`]).
+//!
+//! Confinement rests on Linux's `openat2(RESOLVE_BENEATH)`; on other
+//! systems this computer offers no file copies yet, and says so (`job`).
 #![forbid(unsafe_code)]
 
+#[cfg(unix)]
 mod browse;
 mod ending;
 mod error;
+#[cfg(unix)]
 mod host;
 mod job;
+#[cfg(unix)]
 mod place;
+#[cfg(unix)]
 mod receive;
+#[cfg(unix)]
 mod send;
 
-#[cfg(test)]
+#[cfg(all(test, unix))]
 mod tests;
 
 pub use error::FilesError;

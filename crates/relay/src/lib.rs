@@ -20,20 +20,31 @@
 //!   takes it;
 //! - [`tls_parts`]: a TLS stream that gives up its socket and TLS state.
 // Only `sys` (the system calls of relaying) needs `unsafe`; it says why.
+// The engine is Unix's (splice, pipes, poll); elsewhere streams are copied
+// by tokio (`streams`), and the agent asks for no handover.
 #![deny(unsafe_code)]
 
+#[cfg(unix)]
 mod drive;
+#[cfg(unix)]
 mod engine;
 pub mod handover;
+#[cfg(unix)]
 mod nonblocking;
 pub mod record;
+#[cfg(unix)]
 mod sealed;
+#[cfg(unix)]
 mod side;
 pub mod streams;
+#[cfg(unix)]
 mod sys;
-#[cfg(test)]
+#[cfg(all(test, unix))]
 mod tests;
 pub mod tls_parts;
 
+#[cfg(unix)]
 pub use drive::{MAX_THREADED, Slot};
-pub use streams::{RelayError, copy, relay, relay_dialed, relay_taken_over, relay_taken_over_tls};
+#[cfg(unix)]
+pub use streams::relay_taken_over_tls;
+pub use streams::{RelayError, copy, relay, relay_dialed, relay_taken_over};

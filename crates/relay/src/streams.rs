@@ -2,10 +2,15 @@
 //! ways until both directions end, whatever each is (plain TCP or TLS), and
 //! [`relay_taken_over_tls`] a TLS session the server handed over.
 
+#[cfg(unix)]
 use crate::drive::{self, Slot};
+#[cfg(unix)]
 use crate::engine::Engine;
+#[cfg(unix)]
 use crate::handover::{TakenKeys, take_over};
+#[cfg(unix)]
 use crate::sealed::Sealed;
+#[cfg(unix)]
 use crate::side::{Incoming, Side};
 use crate::tls_parts::TlsParts;
 use doorman_wire::dial::Upgraded;
@@ -53,6 +58,7 @@ impl From<RelayError> for io::Error {
     }
 }
 
+#[cfg(unix)]
 /// Relays `a` ↔ `b`. `a_early` are bytes already read from `a` that belong
 /// to `b` (sent first), and likewise `b_early`. Returns the bytes moved each
 /// way; an error either way resets both connections, and a TLS side that
@@ -78,6 +84,22 @@ where
     Ok((up + a_early.len() as u64, down + b_early.len() as u64))
 }
 
+/// [`relay`] where the engine's system calls are missing: tokio's copies.
+#[cfg(not(unix))]
+pub async fn relay<S, T>(
+    a: MaybeTls<S>,
+    a_early: &[u8],
+    b: MaybeTls<T>,
+    b_early: &[u8],
+) -> Result<(u64, u64), RelayError>
+where
+    S: AsyncRead + AsyncWrite + Unpin + TlsParts,
+    T: AsyncRead + AsyncWrite + Unpin + TlsParts,
+{
+    copy(a, a_early, b, b_early).await
+}
+
+#[cfg(unix)]
 async fn relay_sides(a: Side, b: Side) -> Result<(u64, u64), RelayError> {
     let engine = Engine::new(a, b);
     match Slot::take() {
@@ -138,6 +160,7 @@ pub async fn relay_dialed(tunnel: Upgraded, local: TcpStream) -> io::Result<(u64
     }
 }
 
+#[cfg(unix)]
 /// [`relay_dialed`] for a tunnel whose server answered the agent's
 /// [`crate::handover::HANDOVER_HEADER`]: takes the operator's TLS session
 /// over when the server hands it, else goes on with its own.
@@ -152,6 +175,16 @@ pub async fn relay_taken_over(tunnel: Upgraded, local: TcpStream) -> io::Result<
     relay_taken_over_tls(*stream, &parts.read_buf, local).await
 }
 
+/// Where the engine is missing the agent asks for no handover (see
+/// `doorman_relay::handover`), so no tunnel is handed over to it.
+#[cfg(not(unix))]
+pub async fn relay_taken_over(_tunnel: Upgraded, _local: TcpStream) -> io::Result<(u64, u64)> {
+    Err(io::Error::other(
+        "a tunnel was handed over, which this platform's relay does not take",
+    ))
+}
+
+#[cfg(unix)]
 /// [`relay_taken_over`] on the tunnel's TLS stream; `buffered` is what was
 /// read past its upgrade.
 pub async fn relay_taken_over_tls(
