@@ -17,24 +17,34 @@
 //!   `--config` nor `DOORMAN_AGENT_CONFIG` says;
 //! - `demo`: `doorman demo`: a server and an agent in one process on
 //!   loopback;
+//! - `server`: `doorman server`;
+//! - `operator`: `doorman connect` and `doorman cp`;
 //! - `docs`: shell completions and manual pages, generated from the
 //!   command line's own definitions.
 #![forbid(unsafe_code)]
 
+// The server's side and the operator's are Unix's; a Windows build is the
+// computer's side (agent, settings, consent).
+#[cfg(unix)]
 mod admin;
 mod agent_config;
 mod cli;
+#[cfg(unix)]
 mod demo;
 mod docs;
 mod join;
 mod logging;
+#[cfg(unix)]
+mod operator;
+#[cfg(unix)]
 mod recordings;
+#[cfg(unix)]
+mod server;
 
-use anyhow::{Context, Result};
+use anyhow::Result;
 use clap::Parser;
 use cli::{Cli, Command, ConsentCommand, SettingsCommand};
 use doorman_core::settings::{SettingsChange, split_list};
-use std::io::IsTerminal;
 use std::path::Path;
 use std::process::ExitCode;
 
@@ -59,11 +69,14 @@ fn main() -> ExitCode {
 
 async fn dispatch(cli: Cli) -> i32 {
     let result = match cli.command {
-        Command::Connect(args) => return connect(args).await,
-        Command::Cp(args) => return cp(args).await,
+        #[cfg(unix)]
+        Command::Connect(args) => return operator::connect(args).await,
+        #[cfg(unix)]
+        Command::Cp(args) => return operator::cp(args).await,
+        #[cfg(unix)]
         Command::Server(args) => {
             logging::init("info", args.log_format);
-            server(*args).await
+            server::server(*args).await
         }
         Command::Agent(mut args) => match args.command.take() {
             Some(cli::AgentCommand::Join(join)) => join::run(join).await,
@@ -72,9 +85,11 @@ async fn dispatch(cli: Cli) -> i32 {
                 agent(args).await
             }
         },
+        #[cfg(unix)]
         Command::Admin(args) => admin::admin(args).await,
         Command::Consent(args) => consent(args).await,
         Command::Settings(args) => settings(args).await,
+        #[cfg(unix)]
         Command::Demo(args) => {
             logging::init("info", args.log_format);
             demo::run(args).await
@@ -130,24 +145,6 @@ pub async fn shutdown_signal() {
         () = ctrl_c => {}
         () = term => {}
     }
-}
-
-async fn server(args: cli::ServerArgs) -> Result<()> {
-    use doorman_server::config::{self, ServerSettings};
-    let file = match &args.config {
-        Some(path) => ServerSettings::read(path)?,
-        None => ServerSettings::default(),
-    };
-    let settings = args.settings().over(file);
-    let listen = settings.listen();
-    // Bound now (a taken port is reported at once; with port 0 the links
-    // must name the port bound), listening only once this server is active.
-    let socket =
-        config::bind_socket(listen).with_context(|| format!("cannot listen on {listen}"))?;
-    let bound = socket.local_addr()?;
-    let prepared = doorman_server::Prepared::new(settings.into_config(bound)?)?;
-    config::run_replica(prepared, socket, shutdown_signal()).await?;
-    Ok(())
 }
 
 async fn agent(args: cli::AgentArgs) -> Result<()> {
@@ -372,107 +369,4 @@ fn show_settings(path: &Path, mut settings: doorman_core::AgentSettings) -> Resu
         path.display(),
         toml::to_string(&settings)?
     ))
-}
-
-async fn connect(args: cli::ConnectArgs) -> i32 {
-    let session = match (args.command.is_empty(), args.forward.is_empty()) {
-        (false, false) => {
-            eprintln!("doorman: give either a command or -L forwards, not both");
-            return doorman_client::exit::INVALID_REQUEST;
-        }
-        (false, true) => doorman_client::SessionKind::Command(args.command),
-        (true, false) => doorman_client::SessionKind::Forward(args.forward),
-        (true, true) if doorman_client::tty::interactive() => {
-            let (rows, cols) = doorman_client::tty::size();
-            doorman_client::SessionKind::Shell {
-                term: std::env::var("TERM").unwrap_or_else(|_| "xterm-256color".into()),
-                rows,
-                cols,
-            }
-        }
-        (true, true) => {
-            eprintln!(
-                "doorman: no command and no terminal: give a command after --, or -L forwards"
-            );
-            return doorman_client::exit::INVALID_REQUEST;
-        }
-    };
-    operate(args.operator, args.computer, session).await
-}
-
-/// `doorman cp`.
-async fn cp(args: cli::CpArgs) -> i32 {
-    let options = doorman_client::copy::plan::CopyOptions {
-        recursive: args.recursive,
-        keep: args.keep,
-        resume: args.resume,
-    };
-    let plan = match doorman_client::copy::plan::CopyPlan::new(&args.paths, options) {
-        Ok(plan) => plan,
-        Err(error) => {
-            eprintln!("doorman: {error}");
-            return error.exit_code();
-        }
-    };
-    let computer = plan.computer.clone();
-    operate(
-        args.operator,
-        computer,
-        doorman_client::SessionKind::Copy(plan),
-    )
-    .await
-}
-
-/// Asks for `session` on `computer` and runs it, as `options` say; the
-/// exit status.
-async fn operate(
-    options: cli::OperatorOptions,
-    computer: String,
-    session: doorman_client::SessionKind,
-) -> i32 {
-    logging::init("warn", logging::LogFormat::Text);
-    let Some(server) = options.server else {
-        eprintln!("doorman: no server: pass --server URL or set DOORMAN_SERVER");
-        return doorman_client::exit::INVALID_REQUEST;
-    };
-    let Some(token) = options.token else {
-        eprintln!(
-            "doorman: no operator token: pass --token TOKEN or set DOORMAN_TOKEN (from `doorman admin operator add`)"
-        );
-        return doorman_client::exit::INVALID_REQUEST;
-    };
-    let style = if options.json {
-        doorman_client::ProgressStyle::Json
-    } else {
-        doorman_client::ProgressStyle::Human {
-            live: std::io::stderr().is_terminal(),
-        }
-    };
-    let mut progress = doorman_client::Progress::new(style, Box::new(std::io::stderr()));
-    let request = doorman_client::ConnectRequest {
-        server,
-        ca: options.ca,
-        token: doorman_core::Secret::new(token),
-        computer,
-        reason: options.reason,
-        session,
-        expiry_grace: doorman_client::EXPIRY_GRACE,
-    };
-    let interrupt = async {
-        let _ = tokio::signal::ctrl_c().await;
-    };
-    match doorman_client::connect(
-        request,
-        &mut progress,
-        doorman_client::Terminal::stdio(),
-        interrupt,
-    )
-    .await
-    {
-        Ok(code) => code,
-        Err(error) => {
-            eprintln!("doorman: {error}");
-            error.exit_code()
-        }
-    }
 }

@@ -8,9 +8,8 @@
 //! directory, `$XDG_RUNTIME_DIR`, or the system's temporary directory where
 //! there is none; it is removed with the window.
 
-use std::fs::{OpenOptions, Permissions};
+use std::fs::OpenOptions;
 use std::io::Write;
-use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
 /// A 0600 file that redirects the browser to the settings window.
@@ -28,16 +27,18 @@ impl RedirectFile {
 
     /// Writes the file for `url` in a fresh private directory under `base`.
     pub fn create_in(base: &Path, url: &str) -> std::io::Result<RedirectFile> {
-        let dir = tempfile::Builder::new()
-            .prefix("doorman-settings-")
-            .permissions(Permissions::from_mode(0o700))
-            .tempdir_in(base)?;
+        let mut builder = tempfile::Builder::new();
+        builder.prefix("doorman-settings-");
+        // Windows: the user's temporary directory is theirs alone already.
+        #[cfg(unix)]
+        builder.permissions(std::os::unix::fs::PermissionsExt::from_mode(0o700));
+        let dir = builder.tempdir_in(base)?;
         let path = dir.path().join("open.html");
-        let mut file = OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .mode(0o600)
-            .open(&path)?;
+        let mut options = OpenOptions::new();
+        options.write(true).create_new(true);
+        #[cfg(unix)]
+        std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+        let mut file = options.open(&path)?;
         file.write_all(redirect_page(url).as_bytes())?;
         file.sync_all()?;
         Ok(RedirectFile { path, _dir: dir })
@@ -88,9 +89,10 @@ fn escape(text: &str) -> String {
     escaped
 }
 
-#[cfg(test)]
+#[cfg(all(test, unix))]
 mod tests {
     use super::*;
+    use std::os::unix::fs::PermissionsExt;
 
     #[test]
     fn the_file_is_the_owners_alone_and_leads_to_the_url() {
