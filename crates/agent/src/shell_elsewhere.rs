@@ -7,6 +7,12 @@ use doorman_wire::connection::Connection;
 use doorman_wire::message::SessionEnd;
 use tokio::io::{AsyncRead, AsyncWrite};
 
+/// Why this build offers no interactive shells: a request for one is
+/// refused before any email (`answer`).
+pub fn not_offered() -> Option<&'static str> {
+    Some(NOT_HERE)
+}
+
 const NOT_HERE: &str = "interactive shells are not offered on this computer yet (no terminal on this system); run a command instead";
 
 pub async fn run<T>(

@@ -26,8 +26,16 @@ pub use server::*;
     version,
     about = "Self-hosted remote access that an emailed link must approve",
     long_about = "Doorman lets an operator into an unattended computer only after one of the \
+computer's recipients approves the connection from an emailed link."
+)]
+// Windows builds are the computer's side: no demo to point to.
+#[cfg_attr(
+    unix,
+    command(
+        long_about = "Doorman lets an operator into an unattended computer only after one of the \
 computer's recipients approves the connection from an emailed link.\n\n\
 Start with `doorman demo` to see the whole story on this machine."
+    )
 )]
 pub struct Cli {
     #[command(subcommand)]

@@ -25,7 +25,8 @@
 //! - [`pebble`]: Pebble, the ACME test CA;
 //! - [`sshd`]: a throwaway OpenSSH server, for the benchmarks beside ssh;
 //! - [`vnc`]: a real VNC server (TigerVNC);
-//! - [`webdriver`]: headless Chromium over W3C WebDriver.
+//! - [`webdriver`]: headless Chromium over W3C WebDriver;
+//! - [`wine`]: the cross-built Windows agent under Wine.
 #![forbid(unsafe_code)]
 
 pub mod connecting;
@@ -42,6 +43,7 @@ pub mod streams;
 pub mod tls;
 pub mod vnc;
 pub mod webdriver;
+pub mod wine;
 pub mod world;
 
 pub use smtp::{ReceivedMail, SmtpSink};

@@ -22,13 +22,17 @@ const KEEPALIVE_PROBES: u32 = 3;
 pub fn tune(stream: &TcpStream) -> std::io::Result<()> {
     stream.set_nodelay(true)?;
     let socket = SockRef::from(stream);
-    socket.set_tcp_keepalive(
-        &TcpKeepalive::new()
-            .with_time(KEEPALIVE_IDLE)
-            .with_interval(KEEPALIVE_INTERVAL)
-            .with_retries(KEEPALIVE_PROBES),
-    )?;
-    Ok(())
+    let keepalive = TcpKeepalive::new()
+        .with_time(KEEPALIVE_IDLE)
+        .with_interval(KEEPALIVE_INTERVAL);
+    let counted = keepalive.clone().with_retries(KEEPALIVE_PROBES);
+    match socket.set_tcp_keepalive(&counted) {
+        Ok(()) => Ok(()),
+        // Windows takes a probe count since 10 (1703), Wine not at all: a
+        // system that refuses it keeps its own count (Windows: 10 probes).
+        Err(_) if cfg!(windows) => socket.set_tcp_keepalive(&keepalive),
+        Err(error) => Err(error),
+    }
 }
 
 #[cfg(test)]

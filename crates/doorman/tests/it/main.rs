@@ -22,4 +22,5 @@ mod recordings;
 mod settings;
 mod terminal;
 mod trust;
+mod windows;
 mod words;
