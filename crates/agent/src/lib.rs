@@ -98,6 +98,13 @@ pub enum AgentError {
         path: PathBuf,
         source: std::io::Error,
     },
+    /// Local consent is on where the agent has no way yet for a person at
+    /// the computer to answer (Windows): it starts no session rather than
+    /// one nobody there allowed.
+    #[error(
+        "local consent is on, but this agent cannot ask the person at the computer yet (no consent transport on this system): set local_consent = \"off\", or run the agent on Linux"
+    )]
+    ConsentUnavailable,
 }
 
 /// A copy that meets the file size limit (`ulimit -f`) fails that file
@@ -149,6 +156,12 @@ pub async fn run(
             Some(tokio::spawn(consent::serve(listener, board.clone()))),
             Some(file),
         ),
+        Err(source)
+            if settings.desktop_sharing.local_consent != LocalConsent::Off
+                && source.kind() == std::io::ErrorKind::Unsupported =>
+        {
+            return Err(AgentError::ConsentUnavailable);
+        }
         Err(source) if settings.desktop_sharing.local_consent != LocalConsent::Off => {
             return Err(AgentError::ConsentSocket {
                 path: socket,

@@ -107,7 +107,18 @@ pub fn write_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     }
     file.as_file().sync_all()?;
     file.persist(path).map_err(|error| error.error)?;
-    std::fs::File::open(&dir)?.sync_all()
+    sync_directory(&dir)
+}
+
+/// Makes a rename in `dir` durable. Windows opens no directory as a file
+/// (it needs `FILE_FLAG_BACKUP_SEMANTICS`), and its rename needs no sync
+/// of the directory: there, nothing to do.
+fn sync_directory(dir: &Path) -> std::io::Result<()> {
+    #[cfg(unix)]
+    std::fs::File::open(dir)?.sync_all()?;
+    #[cfg(not(unix))]
+    let _ = dir;
+    Ok(())
 }
 
 /// The directory `path` is in (`.` for a bare file name).
@@ -187,9 +198,7 @@ impl NewFile {
             }
             Err(persist) => return Err(error(persist.error)),
         }
-        std::fs::File::open(directory_of(&path))
-            .and_then(|dir| dir.sync_all())
-            .map_err(error)
+        sync_directory(&directory_of(&path)).map_err(error)
     }
 }
 

@@ -87,16 +87,22 @@ where
 /// [`relay`] where the engine's system calls are missing: tokio's copies.
 #[cfg(not(unix))]
 pub async fn relay<S, T>(
-    a: MaybeTls<S>,
+    mut a: MaybeTls<S>,
     a_early: &[u8],
-    b: MaybeTls<T>,
+    mut b: MaybeTls<T>,
     b_early: &[u8],
 ) -> Result<(u64, u64), RelayError>
 where
     S: AsyncRead + AsyncWrite + Unpin + TlsParts,
     T: AsyncRead + AsyncWrite + Unpin + TlsParts,
 {
-    copy(a, a_early, b, b_early).await
+    let relayed = copy(&mut a, a_early, &mut b, b_early).await;
+    if relayed.is_err() {
+        // As the engine does: an error either way resets both.
+        a.reset_when_closed();
+        b.reset_when_closed();
+    }
+    relayed
 }
 
 #[cfg(unix)]

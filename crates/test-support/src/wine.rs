@@ -9,6 +9,7 @@
 use crate::world::{World, WorldBuilder};
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
+use std::time::Duration;
 use tokio::process::{Child, Command};
 
 const SHIM_SOURCE: &str = include_str!("../wine/bcryptprimitives.c");
@@ -28,17 +29,23 @@ fn wine() -> PathBuf {
     }
 }
 
-/// A Windows agent running under Wine; killed when dropped.
+/// A Windows agent running under Wine; killed, and its Wine server with
+/// it, when dropped.
 pub struct WindowsAgent {
-    _process: Child,
-    /// The exe, its shim, its settings and its Wine prefix.
+    process: Child,
+    /// The exe, its shim, its settings (`agent.toml`), its log
+    /// (`agent.log`) and its Wine prefix.
     pub dir: tempfile::TempDir,
 }
+
+/// How long a Windows agent may take to come online: a fresh Wine prefix
+/// takes some seconds before the exe starts, more on a busy machine.
+const ONLINE_WITHIN: Duration = Duration::from_secs(90);
 
 impl WindowsAgent {
     /// Registers computer `name` with the world's server, and runs `exe`
     /// as its agent with the settings `builder` gives; returns once the
-    /// computer is online.
+    /// computer is online (or panics with the agent's log).
     pub async fn start(world: &World, name: &str, builder: &WorldBuilder, exe: &Path) -> Self {
         let key = doorman_server::admin::add_agent(world.broker.store(), name)
             .await
@@ -48,23 +55,85 @@ impl WindowsAgent {
         build_shim(dir.path());
         let settings = builder.settings_text_for(name, &world.url, &key);
         std::fs::write(dir.path().join("agent.toml"), settings).expect("settings");
-        let process = Command::new(wine())
+        let log = std::fs::File::create(dir.path().join("agent.log")).expect("log file");
+        let process = wine_in(dir.path())
             .args(["doorman.exe", "agent", "--config", "agent.toml"])
-            .current_dir(dir.path())
-            .env("WINEPREFIX", dir.path().join("prefix"))
-            .env("WINEDEBUG", "-all")
-            .stdin(Stdio::null())
             .stdout(Stdio::null())
-            .stderr(Stdio::null())
+            .stderr(log)
             .kill_on_drop(true)
             .spawn()
             .expect("wine64 runs (Debian: wine64)");
-        // A fresh Wine prefix takes some seconds before the agent starts.
-        world.wait_for_agent(name, true).await;
-        WindowsAgent {
-            _process: process,
-            dir,
+        let agent = WindowsAgent { process, dir };
+        let online = async {
+            world.broker.agents().wait_for(name, true).await;
+            world.broker.agents().wait_for_status(name, |_| true).await;
+        };
+        if tokio::time::timeout(ONLINE_WITHIN, online).await.is_err() {
+            panic!(
+                "the Windows agent {name} did not come online within {ONLINE_WITHIN:?}; its log:\n{}",
+                agent.log()
+            );
         }
+        agent
+    }
+
+    /// Runs `doorman.exe ARGS` beside the agent (same directory and Wine
+    /// prefix); its exit status, standard output and standard error.
+    pub async fn run(&self, args: &[&str]) -> (Option<i32>, String, String) {
+        let output = wine_in(self.dir.path())
+            .arg("doorman.exe")
+            .args(args)
+            .stdin(Stdio::null())
+            .kill_on_drop(true)
+            .output()
+            .await
+            .expect("wine64 runs");
+        (
+            output.status.code(),
+            String::from_utf8_lossy(&output.stdout).into_owned(),
+            String::from_utf8_lossy(&output.stderr).into_owned(),
+        )
+    }
+
+    /// What the agent has logged so far.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("agent.log")).unwrap_or_default()
+    }
+}
+
+impl Drop for WindowsAgent {
+    fn drop(&mut self) {
+        let _ = self.process.start_kill();
+        // Wine's server outlives the exe for a while and writes into the
+        // prefix: stopped and waited for before the directory goes.
+        let _ = std::process::Command::new(wineserver())
+            .arg("-k")
+            .env("WINEPREFIX", self.dir.path().join("prefix"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status();
+    }
+}
+
+/// Wine in `dir`, with a prefix of its own there, quiet, and without
+/// what a test needs none of (Mono, Gecko, menu entries in `$HOME`).
+fn wine_in(dir: &Path) -> Command {
+    let mut command = Command::new(wine());
+    command
+        .current_dir(dir)
+        .env("WINEPREFIX", dir.join("prefix"))
+        .env("WINEDEBUG", "-all")
+        .env("WINEDLLOVERRIDES", "mscoree,mshtml,winemenubuilder.exe=d");
+    command
+}
+
+/// Wine's server program, beside its loader on Debian.
+fn wineserver() -> PathBuf {
+    let debian = Path::new("/usr/lib/wine/wineserver");
+    if debian.exists() {
+        debian.to_path_buf()
+    } else {
+        PathBuf::from("wineserver")
     }
 }
 

@@ -1,13 +1,16 @@
 //! The Windows agent (issue 28): `doorman.exe`, cross-built, run under
 //! Wine against the Linux server. Commands run with their output and exit
-//! status, a shell (no terminal there yet) is refused with the reason, and
-//! forwards carry bytes both ways. Runs where `.ci/run` built
+//! status, a shell (no terminal there yet) and a copy (no confinement there
+//! yet) are refused with the reason, `settings set|show` work on its file,
+//! and forwards carry bytes both ways. Runs where `.ci/run` built
 //! the exe (`DOORMAN_WINDOWS_EXE`); elsewhere each test says it was
 //! skipped (and fails under CI).
 
+use doorman_client::copy::plan::{CopyOptions, CopyPlan};
 use doorman_client::{ForwardSpec, SessionKind};
 use doorman_test_support::wine::{WindowsAgent, windows_exe};
 use doorman_test_support::world::World;
+use std::ffi::OsString;
 use std::path::PathBuf;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
@@ -66,9 +69,74 @@ async fn a_windows_computer_runs_commands_with_their_output_and_exit_status() {
     );
     let error = refused.finish().await.expect_err("a shell is refused");
     assert!(
-        error
-            .to_string()
-            .contains("interactive shells are not offered"),
+        error.to_string().contains("no terminal on this system"),
+        "{error}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_windows_computer_changes_its_settings_and_refuses_copies_with_the_reason() {
+    let Some(exe) = exe_or_skip() else { return };
+    let builder = World::builder().without_email_authorization();
+    let world = builder.clone().start().await;
+    let agent = WindowsAgent::start(&world, COMPUTER, &builder, &exe).await;
+
+    let (status, _, stderr) = agent
+        .run(&[
+            "settings",
+            "--config",
+            "agent.toml",
+            "set",
+            "--email-timeout",
+            "240",
+        ])
+        .await;
+    assert_eq!(status, Some(0), "{stderr}");
+    let written = std::fs::read_to_string(agent.dir.path().join("agent.toml")).unwrap();
+    assert!(
+        written.contains("email_authorization_timeout = 240"),
+        "{written}"
+    );
+    let (status, shown, stderr) = agent
+        .run(&["settings", "--config", "agent.toml", "show"])
+        .await;
+    assert_eq!(status, Some(0), "{stderr}");
+    assert!(
+        shown.contains("email_authorization_timeout = 240"),
+        "{shown}"
+    );
+    let (status, _, stderr) = agent
+        .run(&[
+            "settings",
+            "--config",
+            "agent.toml",
+            "set",
+            "--email-timeout",
+            "0",
+        ])
+        .await;
+    assert_ne!(status, Some(0), "a bad value is refused");
+    assert!(stderr.contains("email"), "{stderr}");
+
+    let into = tempfile::tempdir().unwrap();
+    let copy = CopyPlan::new(
+        &[
+            OsString::from(format!("{COMPUTER}:Shared/notes.txt")),
+            into.path().as_os_str().to_owned(),
+        ],
+        CopyOptions::default(),
+    )
+    .expect("a copy plan");
+    let refused = world.connect_with(
+        COMPUTER,
+        &world.operator_token,
+        SessionKind::Copy(copy),
+        "",
+        Box::new(tokio::io::empty()),
+    );
+    let error = refused.finish().await.expect_err("a copy is refused");
+    assert!(
+        error.to_string().contains("not yet on this system"),
         "{error}"
     );
 }
@@ -101,10 +169,12 @@ async fn a_windows_computer_forwards_to_a_local_service() {
         Box::new(tokio::io::empty()),
     );
     let local = forwarding.forwarding_address().await;
-    let mut tunnel = TcpStream::connect(local).await.unwrap();
+    let tunnel = TcpStream::connect(local).await.unwrap();
+    let (mut reader, mut writer) = tunnel.into_split();
     let sent: Vec<u8> = (0..200_000u32).map(|i| (i % 251) as u8).collect();
-    tunnel.write_all(&sent).await.unwrap();
     let mut back = vec![0u8; sent.len()];
-    tunnel.read_exact(&mut back).await.unwrap();
+    let (written, read) = tokio::join!(writer.write_all(&sent), reader.read_exact(&mut back));
+    written.unwrap();
+    read.unwrap();
     assert_eq!(back, sent, "the bytes came back through the Windows agent");
 }
