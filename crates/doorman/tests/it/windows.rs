@@ -2,7 +2,8 @@
 //! Wine against the Linux server. Commands run with their output and exit
 //! status, a shell (no terminal there yet) and a copy (no confinement there
 //! yet) are refused with the reason, `settings set|show` work on its file,
-//! and forwards carry bytes both ways. Runs where `.ci/run` built
+//! local consent keeps the agent from starting (no transport yet), and
+//! forwards carry bytes both ways. Runs where `.ci/run` built
 //! the exe (`DOORMAN_WINDOWS_EXE`); elsewhere each test says it was
 //! skipped (and fails under CI).
 
@@ -117,6 +118,30 @@ async fn a_windows_computer_changes_its_settings_and_refuses_copies_with_the_rea
         .await;
     assert_ne!(status, Some(0), "a bad value is refused");
     assert!(stderr.contains("email"), "{stderr}");
+
+    // No one at the computer could answer yet: with local consent on, the
+    // agent will not start, and says why.
+    let (status, _, stderr) = agent
+        .run(&[
+            "settings",
+            "--config",
+            "agent.toml",
+            "set",
+            "--require-email-authorization",
+            "true",
+            "--recipients",
+            "it@example.com",
+            "--local-consent",
+            "required",
+        ])
+        .await;
+    assert_eq!(status, Some(0), "{stderr}");
+    let (status, _, stderr) = agent.run(&["agent", "--config", "agent.toml"]).await;
+    assert_ne!(status, Some(0), "the agent does not start");
+    assert!(
+        stderr.contains("cannot ask the person at the computer yet"),
+        "{stderr}"
+    );
 
     let into = tempfile::tempdir().unwrap();
     let copy = CopyPlan::new(
