@@ -29,6 +29,27 @@ fn exe_or_skip() -> Option<PathBuf> {
     exe
 }
 
+/// `doorman.exe settings --config agent.toml ARGS` beside the agent.
+async fn settings(agent: &WindowsAgent, args: &[&str]) -> (Option<i32>, String, String) {
+    let mut all = vec!["settings", "--config", "agent.toml"];
+    all.extend_from_slice(args);
+    agent.run(&all).await
+}
+
+/// Asks the Windows computer for `session`, which it refuses with a
+/// reason that says `why`.
+async fn assert_refused(world: &World, session: SessionKind, why: &str) {
+    let refused = world.connect_with(
+        COMPUTER,
+        &world.operator_token,
+        session,
+        "",
+        Box::new(tokio::io::empty()),
+    );
+    let error = refused.finish().await.expect_err("refused");
+    assert!(error.to_string().contains(why), "{error}");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_windows_computer_runs_commands_with_their_output_and_exit_status() {
     let Some(exe) = exe_or_skip() else { return };
@@ -61,18 +82,7 @@ async fn a_windows_computer_runs_commands_with_their_output_and_exit_status() {
         rows: 24,
         cols: 80,
     };
-    let refused = world.connect_with(
-        COMPUTER,
-        &world.operator_token,
-        shell,
-        "",
-        Box::new(tokio::io::empty()),
-    );
-    let error = refused.finish().await.expect_err("a shell is refused");
-    assert!(
-        error.to_string().contains("no terminal on this system"),
-        "{error}"
-    );
+    assert_refused(&world, shell, "no terminal on this system").await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -82,50 +92,28 @@ async fn a_windows_computer_changes_its_settings_and_refuses_copies_with_the_rea
     let world = builder.clone().start().await;
     let agent = WindowsAgent::start(&world, COMPUTER, &builder, &exe).await;
 
-    let (status, _, stderr) = agent
-        .run(&[
-            "settings",
-            "--config",
-            "agent.toml",
-            "set",
-            "--email-timeout",
-            "240",
-        ])
-        .await;
+    let (status, _, stderr) = settings(&agent, &["set", "--email-timeout", "240"]).await;
     assert_eq!(status, Some(0), "{stderr}");
     let written = std::fs::read_to_string(agent.dir.path().join("agent.toml")).unwrap();
     assert!(
         written.contains("email_authorization_timeout = 240"),
         "{written}"
     );
-    let (status, shown, stderr) = agent
-        .run(&["settings", "--config", "agent.toml", "show"])
-        .await;
+    let (status, shown, stderr) = settings(&agent, &["show"]).await;
     assert_eq!(status, Some(0), "{stderr}");
     assert!(
         shown.contains("email_authorization_timeout = 240"),
         "{shown}"
     );
-    let (status, _, stderr) = agent
-        .run(&[
-            "settings",
-            "--config",
-            "agent.toml",
-            "set",
-            "--email-timeout",
-            "0",
-        ])
-        .await;
+    let (status, _, stderr) = settings(&agent, &["set", "--email-timeout", "0"]).await;
     assert_ne!(status, Some(0), "a bad value is refused");
     assert!(stderr.contains("email"), "{stderr}");
 
     // No one at the computer could answer yet: with local consent on, the
     // agent will not start, and says why.
-    let (status, _, stderr) = agent
-        .run(&[
-            "settings",
-            "--config",
-            "agent.toml",
+    let (status, _, stderr) = settings(
+        &agent,
+        &[
             "set",
             "--require-email-authorization",
             "true",
@@ -133,8 +121,9 @@ async fn a_windows_computer_changes_its_settings_and_refuses_copies_with_the_rea
             "it@example.com",
             "--local-consent",
             "required",
-        ])
-        .await;
+        ],
+    )
+    .await;
     assert_eq!(status, Some(0), "{stderr}");
     let (status, _, stderr) = agent.run(&["agent", "--config", "agent.toml"]).await;
     assert_ne!(status, Some(0), "the agent does not start");
@@ -152,18 +141,7 @@ async fn a_windows_computer_changes_its_settings_and_refuses_copies_with_the_rea
         CopyOptions::default(),
     )
     .expect("a copy plan");
-    let refused = world.connect_with(
-        COMPUTER,
-        &world.operator_token,
-        SessionKind::Copy(copy),
-        "",
-        Box::new(tokio::io::empty()),
-    );
-    let error = refused.finish().await.expect_err("a copy is refused");
-    assert!(
-        error.to_string().contains("not yet on this system"),
-        "{error}"
-    );
+    assert_refused(&world, SessionKind::Copy(copy), "not yet on this system").await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
