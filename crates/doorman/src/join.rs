@@ -64,6 +64,7 @@ pub async fn run(args: JoinArgs) -> Result<()> {
     if args.start {
         return start(&config).await;
     }
+    #[cfg(unix)]
     println!(
         "Start the agent:\n  doorman agent --config {}\nor, installed from the package, as your user service (it reads {}):\n  systemctl --user enable --now {USER_SERVICE}",
         config.display(),
@@ -71,6 +72,12 @@ pub async fn run(args: JoinArgs) -> Result<()> {
             || String::from("~/.config/doorman/agent.toml"),
             |path| path.display().to_string()
         )
+    );
+    // No package and no service there yet.
+    #[cfg(not(unix))]
+    println!(
+        "Start the agent:\n  doorman agent --config {}",
+        config.display()
     );
     Ok(())
 }

@@ -1,7 +1,8 @@
 //! The Windows agent (issue 28): `doorman.exe`, cross-built, run under
 //! Wine against the Linux server. Commands run with their output and exit
 //! status, a shell (no terminal there yet) and a copy (no confinement there
-//! yet) are refused with the reason, `settings set|show` work on its file,
+//! yet) are refused with the reason, `settings set|show` and `agent join`
+//! work on its files,
 //! local consent keeps the agent from starting (no transport yet), and
 //! forwards carry bytes both ways. Runs where `.ci/run` built
 //! the exe (`DOORMAN_WINDOWS_EXE`); elsewhere each test says it was
@@ -13,6 +14,7 @@ use doorman_test_support::wine::{WindowsAgent, windows_exe};
 use doorman_test_support::world::World;
 use std::ffi::OsString;
 use std::path::PathBuf;
+use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
@@ -131,6 +133,31 @@ async fn a_windows_computer_changes_its_settings_and_refuses_copies_with_the_rea
         stderr.contains("cannot ask the person at the computer yet"),
         "{stderr}"
     );
+
+    // A second computer joins from an invitation: its key is written
+    // beside the first's, and the hint names no Linux service.
+    let invitation = doorman_server::admin::invite(
+        world.broker.store(),
+        "win-joined",
+        Duration::from_secs(86_400),
+        None,
+    )
+    .await
+    .expect("an invitation");
+    let url = invitation.url.expose();
+    let (status, said, stderr) = agent
+        .run(&["agent", "join", &url, "--config", "joined.toml"])
+        .await;
+    assert_eq!(status, Some(0), "{stderr}");
+    assert!(
+        said.contains("Start the agent:\n  doorman agent --config ")
+            && said.contains("joined.toml"),
+        "{said}"
+    );
+    assert!(!said.contains("systemctl"), "{said}");
+    let joined = std::fs::read_to_string(agent.dir.path().join("joined.toml")).unwrap();
+    assert!(joined.contains("name = \"win-joined\""), "{joined}");
+    assert!(joined.contains("key = \"dak_"), "the key is written");
 
     let into = tempfile::tempdir().unwrap();
     let copy = CopyPlan::new(
