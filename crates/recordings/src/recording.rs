@@ -22,15 +22,15 @@ use tokio::sync::mpsc;
 const CHUNK_SIZE: usize = 256 * 1024;
 
 /// What recording needs of the server: where recordings are stored, its
-/// clock, and the limits they keep to. Cheap to clone.
-#[derive(Clone, Debug)]
-pub struct Recorder {
-    pub store: Store,
-    pub clock: Clock,
+/// clock, and the limits they keep to; lent by whoever holds them.
+#[derive(Clone, Copy, Debug)]
+pub struct Recorder<'a> {
+    pub store: &'a Store,
+    pub clock: &'a Clock,
     pub settings: Recordings,
 }
 
-impl Recorder {
+impl Recorder<'_> {
     /// Deletes the oldest finished recordings until all of them together
     /// fit within `--recordings-max-total-bytes`.
     pub async fn keep_within_total(&self) {
@@ -87,7 +87,7 @@ pub struct Recorded {
 impl Recording {
     /// Starts recording session `session_id`, whose screen is `screen`.
     pub async fn start(
-        recorder: &Recorder,
+        recorder: &Recorder<'_>,
         session_id: i64,
         of: &RecordingOf<'_>,
         screen: Screen,
@@ -147,7 +147,10 @@ impl Recording {
     }
 
     /// Ends the recording: stores its last chunk and what it measured.
-    pub async fn finish(self, recorder: &Recorder) -> Result<Recorded, doorman_store::StoreError> {
+    pub async fn finish(
+        self,
+        recorder: &Recorder<'_>,
+    ) -> Result<Recorded, doorman_store::StoreError> {
         let elapsed = self.started.elapsed();
         let summary = {
             let mut shared = lock(&self.shared);

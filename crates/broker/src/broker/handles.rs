@@ -76,8 +76,12 @@ impl Broker {
     }
 
     /// Whether shell sessions are recorded, and where.
-    pub fn recorder(&self) -> &Recorder {
-        &self.recorder
+    pub fn recorder(&self) -> Recorder<'_> {
+        Recorder {
+            store: &self.store,
+            clock: &self.clock,
+            settings: self.recordings,
+        }
     }
 
     /// Invalid link tokens, per client address.

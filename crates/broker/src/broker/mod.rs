@@ -126,7 +126,7 @@ pub struct Broker {
     agent_keys_changed: tokio::sync::watch::Sender<i64>,
     metrics: crate::metrics::Metrics,
     /// Whether shell sessions are recorded, and where.
-    recorder: doorman_recordings::Recorder,
+    recordings: doorman_recordings::Recordings,
 }
 
 impl Broker {
@@ -139,11 +139,6 @@ impl Broker {
         metrics: crate::metrics::Metrics,
         recordings: doorman_recordings::Recordings,
     ) -> Self {
-        let recorder = doorman_recordings::Recorder {
-            store: store.clone(),
-            clock: clock.clone(),
-            settings: recordings,
-        };
         Self {
             clock,
             store,
@@ -161,7 +156,7 @@ impl Broker {
             credential_failures: doorman_http::failures::FailureLimiter::for_credentials(),
             agent_keys_changed: tokio::sync::watch::Sender::new(0),
             metrics,
-            recorder,
+            recordings,
         }
     }
 

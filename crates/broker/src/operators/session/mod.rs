@@ -158,7 +158,7 @@ async fn record(
         operator: ask.operator,
         operator_id: ask.operator_id,
     };
-    match Recording::start(broker.recorder(), session_id, &of, screen).await {
+    match Recording::start(&broker.recorder(), session_id, &of, screen).await {
         Ok(recording) => Some(recording),
         Err(error) => {
             tracing::error!(%error, "cannot record the session; it goes on unrecorded");
@@ -280,7 +280,7 @@ async fn finish(
         .end_session(session_id, broker.now_millis())
         .await?;
     if let Some(recording) = recording {
-        let recorded = recording.finish(broker.recorder()).await?;
+        let recorded = recording.finish(&broker.recorder()).await?;
         let event = audit(
             broker,
             ask,
