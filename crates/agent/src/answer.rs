@@ -113,6 +113,8 @@ pub(crate) fn answer_offer(
             passkey: sharing
                 .require_passkey
                 .then(|| crate::passkeys::requirement(sharing)),
+            // Said by the caller, which holds the identity.
+            identity: None,
         }
     } else {
         notify::show(command, visitor, &Event::Connecting);

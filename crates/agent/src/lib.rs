@@ -51,10 +51,13 @@ mod desktop;
 mod dialing;
 pub mod enroll;
 pub mod error;
+pub mod identity_file;
 pub mod join;
 mod memory;
 pub mod notify;
 mod passkeys;
+#[cfg(unix)]
+mod recording;
 mod session;
 pub mod settings_file;
 // Interactive shells: a pseudo-terminal on Unix; elsewhere (Windows'
@@ -89,6 +92,8 @@ pub enum AgentError {
     Settings(#[from] SettingsFileError),
     #[error("{0}")]
     Server(#[from] doorman_wire::DialError),
+    #[error(transparent)]
+    Identity(#[from] identity_file::IdentityFileError),
     /// Local consent is on, and its socket cannot be had: whatever holds
     /// the path would otherwise stand where the agent should.
     #[error(
@@ -130,6 +135,8 @@ pub async fn run(
     shutdown: impl Future<Output = ()> + Send,
 ) -> Result<(), AgentError> {
     let settings = settings_file::load(&config)?;
+    let identity = identity_file::path(&config, settings.identity_key.as_deref());
+    let identity = std::sync::Arc::new(identity_file::load_or_create(&identity)?);
     let _file_size_limit = keep_running_past_file_size_limits();
     // Built once up front, so that a wrong URL fails at start, not in a
     // loop; every connection after shares it.
@@ -139,6 +146,7 @@ pub async fn run(
         computer = %settings.name,
         server = %settings.server,
         email_authorization = settings.desktop_sharing.require_email_authorization,
+        identity = %identity.public().fingerprint(),
         "doorman agent starting"
     );
     let (to_server, queued) = tokio::sync::mpsc::unbounded_channel();
@@ -177,7 +185,7 @@ pub async fn run(
         .map(|task| task.abort_handle())
         .map(AbortOnDrop);
     tokio::select! {
-        () = control::run_forever(config, board, dialer, to_server, queued) => Ok(()),
+        () = control::run_forever(config, board, dialer, identity, to_server, queued) => Ok(()),
         () = shutdown => {
             tracing::info!("doorman agent stopped");
             Ok(())

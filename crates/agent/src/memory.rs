@@ -41,6 +41,8 @@ pub struct AwaitedOffer {
     /// What approvals must be made with, when the computer requires
     /// passkeys: its nonce and deadline are part of the challenge.
     pub passkey: Option<doorman_wire::message::PasskeyRequirement>,
+    /// The operator's end-to-end hello, answered when the session opens.
+    pub hello: Option<doorman_e2e::OperatorHello>,
 }
 
 /// An allowed request whose approval may let the same operator in again

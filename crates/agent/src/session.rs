@@ -9,22 +9,37 @@ use crate::dialing::SharedDialer;
 use crate::error::{LinkError, SessionError};
 use crate::notify::{self, Event, Visitor};
 use doorman_core::AgentSettings;
+use doorman_e2e::{Identity, OperatorHello};
 use doorman_wire::SESSION_PATH_PREFIX;
 use doorman_wire::connection::Connection;
+use doorman_wire::dial::Upgraded;
 use doorman_wire::message::AgentToServer;
 use doorman_wire::message::{Service, SessionEnd};
 use std::collections::HashMap;
 use std::sync::Arc;
-use tokio::io::AsyncReadExt;
 use tokio::sync::mpsc;
 
 /// What every session shares with the rest of the agent.
-#[derive(Clone, Default)]
+#[derive(Clone)]
 pub struct Shared {
     /// The forward sessions in progress, and the targets each may reach.
     pub grants: ForwardGrants,
     /// The way to the server, its TLS configuration built once.
     pub dialer: SharedDialer,
+    /// The computer's end-to-end identity, which signs each sealed
+    /// session's keys.
+    pub identity: Arc<Identity>,
+}
+
+/// A session this computer allows: the request, who asked, for what, its
+/// time limit in seconds (0: none), and the operator's end-to-end hello
+/// when the session is to be sealed (none from the web console).
+pub struct Allowed {
+    pub request_id: String,
+    pub visitor: Visitor,
+    pub service: Service,
+    pub limit: u32,
+    pub hello: Option<OperatorHello>,
 }
 
 /// Starts the session in its own task; it ends after `limit` seconds
@@ -36,15 +51,23 @@ pub struct Shared {
 /// be opened.
 pub fn spawn(
     settings: Arc<AgentSettings>,
-    request_id: String,
-    visitor: Visitor,
-    service: Service,
+    allowed: Allowed,
     shared: Shared,
-    limit: u32,
     to_server: mpsc::UnboundedSender<AgentToServer>,
 ) {
     tokio::spawn(async move {
-        let Shared { grants, dialer } = shared;
+        let Shared {
+            grants,
+            dialer,
+            identity,
+        } = shared;
+        let Allowed {
+            request_id,
+            visitor,
+            service,
+            limit,
+            hello,
+        } = allowed;
         // A forward session's tunnels are allowed before its session connection
         // opens: the operator may open one as soon as the server says the
         // session started, which it says once that connection arrives.
@@ -58,7 +81,17 @@ pub fn spawn(
             | Service::Files(_) => None,
         };
         let end = match dial_session_patiently(&dialer, &settings, &request_id).await {
-            Ok(io) => run_limited(&settings, &request_id, &visitor, service, io, limit).await,
+            Ok(io) => {
+                let connection = Connection::new(io);
+                let sealed = seal(connection, &identity, &request_id, hello.as_ref()).await;
+                match sealed {
+                    Ok(connection) => {
+                        let session = (service, connection);
+                        run_limited(&settings, &request_id, &visitor, session, limit).await
+                    }
+                    Err(error) => failed(&request_id, &error),
+                }
+            }
             Err(error) => {
                 let end = failed(&request_id, &SessionError::from(error));
                 // The server's waiting operator hears it at once.
@@ -79,17 +112,35 @@ pub fn spawn(
     });
 }
 
-/// Runs the session on its connection `io`, for `limit` seconds at most (0:
+/// Answers the operator's `hello` as the session connection's first frame
+/// and seals the connection with the keys agreed; a session without one
+/// (the web console's) stays plain.
+async fn seal(
+    mut connection: Connection<Upgraded>,
+    identity: &Identity,
+    request_id: &str,
+    hello: Option<&OperatorHello>,
+) -> Result<Connection<Upgraded>, SessionError> {
+    let Some(hello) = hello else {
+        return Ok(connection);
+    };
+    let (reply, keys) = doorman_e2e::handshake::respond(identity, request_id, hello)
+        .map_err(|e| SessionError::NotStarted(e.to_string()))?;
+    connection.write_message(&reply).await?;
+    connection.seal(keys.sealer, keys.opener);
+    Ok(connection)
+}
+
+/// Runs the session on its connection, for `limit` seconds at most (0:
 /// no limit), and says how it ended.
 async fn run_limited(
     settings: &AgentSettings,
     request_id: &str,
     visitor: &Visitor,
-    service: Service,
-    io: doorman_wire::dial::Upgraded,
+    (service, connection): (Service, Connection<Upgraded>),
     limit: u32,
 ) -> SessionEnd {
-    let session = run(settings, visitor, service, io);
+    let session = run(settings, visitor, service, connection);
     let ran = if limit > 0 {
         let limit = std::time::Duration::from_secs(u64::from(limit) + 2);
         tokio::time::timeout(limit, session)
@@ -171,48 +222,49 @@ async fn dial_session_patiently(
     }
 }
 
-/// Runs what was approved on the session connection `io`.
+/// Runs what was approved on the session connection.
 async fn run(
     settings: &AgentSettings,
     visitor: &Visitor,
     service: Service,
-    io: doorman_wire::dial::Upgraded,
+    connection: Connection<Upgraded>,
 ) -> Result<SessionEnd, SessionError> {
+    let sealed = connection.is_sealed();
     notify::show(
         settings.notify_command.as_deref(),
         visitor,
         &Event::SessionStarted,
     );
     match service {
-        Service::Command { argv } => crate::command::run(Connection::new(io), argv).await,
+        Service::Command { argv } => crate::command::run(connection, argv).await,
         Service::Shell { term, rows, cols } => {
-            crate::shell::run(Connection::new(io), term, rows, cols).await
+            // Only the computer sees a sealed session's screen: it records
+            // it, if its owner named whom to seal recordings to.
+            let recordings_to = if sealed {
+                settings.recordings_to.as_slice()
+            } else {
+                &[]
+            };
+            crate::shell::run(connection, term, rows, cols, recordings_to).await
         }
         Service::Desktop => {
             // The offer was checked against these same settings; this only
             // keeps a missing desktop from being a panic.
             let Some(target) = settings.services.desktop.clone() else {
-                let (_, mut writer) = Connection::new(io).split();
+                let (_, mut writer) = connection.split();
                 let message = "the desktop is not offered on this computer".to_string();
                 crate::command::report_start_failure(&mut writer, message.clone()).await;
                 return Err(SessionError::NotStarted(message));
             };
-            crate::desktop::run(Connection::new(io), target).await
+            crate::desktop::run(connection, target).await
         }
-        Service::Files(job) => {
-            doorman_files::run(Connection::new(io), job, &settings.services.files)
-                .await
-                .map_err(SessionError::from)
-        }
+        Service::Files(job) => doorman_files::run(connection, job, &settings.services.files)
+            .await
+            .map_err(SessionError::from),
         Service::Forward { .. } => {
             // The session lasts as long as the operator's connection.
-            let mut io = io;
-            let mut sink = [0u8; 1024];
-            while let Ok(n) = io.read(&mut sink).await {
-                if n == 0 {
-                    break;
-                }
-            }
+            let mut connection = connection;
+            while let Ok(Some(_)) = connection.read_frame().await {}
             Ok(SessionEnd::ForwardingStopped)
         }
     }

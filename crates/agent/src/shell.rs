@@ -2,7 +2,9 @@
 //! the operator's keystrokes in, the screen out, window-size changes applied.
 
 use crate::error::SessionError;
+use crate::recording::SealedRecording;
 use bytes::Bytes;
+use doorman_cast::Screen;
 use doorman_wire::connection::{Connection, decode_message};
 use doorman_wire::frame::Frame;
 use doorman_wire::message::{SessionEnd, SessionMessage};
@@ -35,6 +37,12 @@ fn sanitize_term(term: &str) -> String {
     }
 }
 
+fn unix_seconds() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
+}
+
 /// A pseudo-terminal of this size.
 fn open_pty(rows: u16, cols: u16) -> Result<(pty_process::Pty, pty_process::Pts), SessionError> {
     let (pty, pts) = pty_process::open().map_err(|e| SessionError::Pty(e.to_string()))?;
@@ -43,16 +51,35 @@ fn open_pty(rows: u16, cols: u16) -> Result<(pty_process::Pty, pty_process::Pts)
     Ok((pty, pts))
 }
 
+/// Runs the shell on `connection`; a session sealed end to end is
+/// recorded here, sealed to `recordings_to` (none: not recorded).
 pub async fn run<T>(
     connection: Connection<T>,
     term: String,
     rows: u16,
     cols: u16,
+    recordings_to: &[String],
 ) -> Result<SessionEnd, SessionError>
 where
     T: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
     let (mut reader, mut writer) = connection.split();
+    let screen = Screen {
+        term: term.clone(),
+        cols,
+        rows,
+        timestamp: unix_seconds(),
+    };
+    // A recording the owner asked for that cannot be made: no session,
+    // rather than one unrecorded.
+    let mut recording = match SealedRecording::start(recordings_to, &screen) {
+        Ok(recording) => recording,
+        Err(error) => {
+            let message =
+                crate::command::report_start_failure(&mut writer, error.to_string()).await;
+            return Err(SessionError::NotStarted(message));
+        }
+    };
     // The operator hears why, on the session's connection, as of a program
     // that could not start.
     let (pty, pts) = match open_pty(rows, cols) {
@@ -90,6 +117,12 @@ where
                     if writer.write_frame(&frame).await.is_err() {
                         let _ = child.start_kill();
                     }
+                    if let Some(recording) = &mut recording {
+                        recording.output(&buffer[..n]);
+                        if let Some(sealed) = recording.ready() {
+                            let _ = writer.write_frame(&sealed).await;
+                        }
+                    }
                 }
                 // EIO once the shell and its children have closed the terminal.
                 _ => output_done = true,
@@ -101,6 +134,9 @@ where
                 Ok(Some(Frame::Message(payload))) => match decode_message(&payload) {
                     Ok(SessionMessage::Resize { rows, cols }) => {
                         let _ = pty_in.resize(pty_process::Size::new(rows.max(1), cols.max(1)));
+                        if let Some(recording) = &mut recording {
+                            recording.resized(rows, cols);
+                        }
                     }
                     Ok(SessionMessage::StdinEof) => {
                         // Ctrl-D as a terminal would send it.
@@ -129,9 +165,17 @@ where
                 let _ = writer
                     .write_frame(&Frame::Stdout(Bytes::copy_from_slice(&buffer[..n])))
                     .await;
+                if let Some(recording) = &mut recording {
+                    recording.output(&buffer[..n]);
+                }
             }
             _ => output_done = true,
         }
+    }
+    // The recording's end goes first: the server keeps the session's
+    // record once the exit status ends it.
+    for frame in recording.map(SealedRecording::finish).unwrap_or_default() {
+        let _ = writer.write_frame(&frame).await;
     }
     let signal = std::os::unix::process::ExitStatusExt::signal(&status);
     let _ = writer

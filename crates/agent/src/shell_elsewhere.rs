@@ -20,6 +20,7 @@ pub async fn run<T>(
     _term: String,
     _rows: u16,
     _cols: u16,
+    _recordings_to: &[String],
 ) -> Result<SessionEnd, SessionError>
 where
     T: AsyncRead + AsyncWrite + Unpin + Send + 'static,

@@ -177,6 +177,7 @@ mod tests {
                 expires_at: 1_000_000,
                 passkeys: vec![key.clone()],
             }),
+            hello: None,
         }
     }
 

@@ -17,6 +17,9 @@ pub mod exit {
     pub const SESSION_FAILED: i32 = 246;
     pub const LIMITED: i32 = 247;
     pub const UNDELIVERABLE: i32 = 248;
+    /// The computer's identity is not the one remembered for it, or it
+    /// could not prove one (someone between changed the session's keys).
+    pub const IDENTITY: i32 = 249;
     /// `doorman cp`: some files went, some did not (each said why).
     pub const PARTLY_COPIED: i32 = 250;
     /// Cannot reach or talk to the server, or it did not confirm a
@@ -67,6 +70,19 @@ pub enum ConnectError {
     Ended { cause: EndCause, message: String },
     #[error("{0}")]
     Undeliverable(String),
+    #[error(
+        "the identity of {computer} has changed: it proved {presented}, but {file} remembers {known} for it. Someone may be intercepting the session (the server, or whoever controls it), or the computer's identity key was replaced (its agent reinstalled). If you know the key was replaced, run `doorman known remove {computer}` and connect again"
+    )]
+    IdentityChanged {
+        computer: String,
+        presented: String,
+        known: String,
+        file: String,
+    },
+    #[error(
+        "{computer} did not prove its identity for this session ({problem}): someone between you and the computer, such as the server, may have changed the session's keys; no session was started"
+    )]
+    IdentityUnproven { computer: String, problem: String },
     #[error("{0}")]
     Server(String),
 }
@@ -86,6 +102,9 @@ impl ConnectError {
             ConnectError::Ended { cause, .. } => ended(*cause),
             ConnectError::Limited(_) => exit::LIMITED,
             ConnectError::Undeliverable(_) => exit::UNDELIVERABLE,
+            ConnectError::IdentityChanged { .. } | ConnectError::IdentityUnproven { .. } => {
+                exit::IDENTITY
+            }
             ConnectError::Server(_) | ConnectError::ExpiryUnconfirmed { .. } => exit::SERVER,
         }
     }

@@ -23,6 +23,8 @@
 //! - [`progress`]: telling the operator how the connection goes: a human
 //!   line with a live countdown, or JSON lines (`--json`);
 //! - [`tty`]: the terminal during a shell: raw mode and its window size;
+//! - [`known`]: the computers met before and their identities, which
+//!   every end-to-end session must prove again (`known_computers`);
 //! - `error`: why no session ran, and the exit status each cause gives
 //!   ([`ConnectError`], [`exit`]).
 #![forbid(unsafe_code)]
@@ -30,6 +32,7 @@
 pub mod copy;
 mod error;
 pub mod forward;
+pub mod known;
 pub mod progress;
 mod server;
 mod session;
@@ -73,6 +76,12 @@ pub struct ConnectRequest {
     /// How long past the request's deadline to wait for the server's word
     /// ([`EXPIRY_GRACE`]; tests shorten it).
     pub expiry_grace: Duration,
+    /// The computers met before, and their identities.
+    pub known_computers: known::KnownComputers,
+    /// Seal the session end to end (`doorman connect` always does). Unset,
+    /// the operator stands where the web console does, whose sessions the
+    /// server reads and records: for tests of the server's own recordings.
+    pub end_to_end: bool,
 }
 
 /// What to do once allowed.
@@ -126,13 +135,34 @@ pub async fn connect(
         _ => Vec::new(),
     };
     let server = Server::new(&request.server, request.ca.as_deref(), &request.token)?;
+    let (initiator, hello) = match request.end_to_end {
+        true => {
+            let (initiator, hello) = doorman_e2e::Initiator::start()
+                .map_err(|e| ConnectError::SessionFailed(e.to_string()))?;
+            (Some(initiator), Some(hello))
+        }
+        false => (None, None),
+    };
+    let server = Server {
+        sealed: hello.is_some(),
+        ..server
+    };
     let asked = server
-        .ask(&request.computer, &request.reason, service)
+        .ask(&request.computer, &request.reason, service, hello)
         .await?;
     let mut interrupt = pin!(interrupt);
-    let started = Wait::new(&server, &request.computer, request.expiry_grace, asked)
+    let mut started = Wait::new(&server, &request.computer, request.expiry_grace, asked)
         .run(progress, interrupt.as_mut())
         .await?;
+    if let Some(initiator) = initiator {
+        let sealing = session::Sealing {
+            initiator,
+            computer: &request.computer,
+            known: &request.known_computers,
+        };
+        let (connection, id) = (&mut started.connection, &started.request_id);
+        started.tunnels = Some(session::seal(connection, id, sealing, progress).await?);
+    }
     session::run(
         started,
         request.session,

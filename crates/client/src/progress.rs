@@ -4,6 +4,7 @@
 use doorman_wire::message::{DeliveryState, EndCause};
 use serde_json::json;
 use std::io::Write;
+use std::path::Path;
 use std::time::Duration;
 
 /// How progress is shown.
@@ -283,6 +284,34 @@ impl Progress {
         match self.style {
             ProgressStyle::Json => self.json(json!({"event": "cancelled"})),
             ProgressStyle::Human { .. } => self.clear_line(),
+        }
+    }
+
+    /// The computer proved its identity: one remembered (`known`), or one
+    /// met for the first time and remembered in `file` (trusted on first
+    /// use, as ssh does).
+    pub fn identity(&mut self, computer: &str, fingerprint: &str, known: bool, file: &Path) {
+        match self.style {
+            ProgressStyle::Json => self.json(json!({
+                "event": "identity",
+                "computer": computer,
+                "fingerprint": fingerprint,
+                "known": known,
+            })),
+            ProgressStyle::Human { .. } if known => {}
+            ProgressStyle::Human { .. } => self.line(&format!(
+                "First session with {computer}: its identity is {fingerprint}; remembered in {}.",
+                file.display()
+            )),
+        }
+    }
+
+    /// The known-computers file could not be written: the session goes
+    /// on, and the next one meets the computer as new again.
+    pub fn identity_not_remembered(&mut self, problem: &str) {
+        match self.style {
+            ProgressStyle::Json => self.json(json!({"event": "warning", "message": problem})),
+            ProgressStyle::Human { .. } => self.line(&format!("doorman: warning: {problem}")),
         }
     }
 

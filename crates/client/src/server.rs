@@ -5,6 +5,7 @@
 
 use crate::ConnectError;
 use doorman_core::Secret;
+use doorman_e2e::OperatorHello;
 use doorman_wire::connection::Connection;
 use doorman_wire::dial::Upgraded;
 use doorman_wire::message::{DEFAULT_WRITE_DEADLINE, OperatorMessage, ServerToOperator, Service};
@@ -23,6 +24,8 @@ pub(crate) const CANCEL_CONFIRM_TIMEOUT: Duration = Duration::from_secs(5);
 pub(crate) struct Server {
     pub(crate) dialer: Dialer,
     pub(crate) auth: HeaderValue,
+    /// The session is to be sealed end to end (said again on a resume).
+    pub(crate) sealed: bool,
 }
 
 impl Server {
@@ -37,7 +40,11 @@ impl Server {
         let mut auth = HeaderValue::from_str(&format!("Bearer {}", token.expose()))
             .map_err(|_| ConnectError::BadToken)?;
         auth.set_sensitive(true);
-        Ok(Server { dialer, auth })
+        Ok(Server {
+            dialer,
+            auth,
+            sealed: true,
+        })
     }
 
     /// Opens an operator connection; a token the server does not take is
@@ -62,6 +69,7 @@ impl Server {
         computer: &str,
         reason: &str,
         service: Service,
+        hello: Option<OperatorHello>,
     ) -> Result<Connection<Upgraded>, ConnectError> {
         let mut connection = operator_connection(self.dial().await?);
         connection
@@ -69,6 +77,7 @@ impl Server {
                 computer: computer.to_string(),
                 reason: reason.to_string(),
                 service,
+                e2e: hello,
             })
             .await
             .map_err(|e| ConnectError::Server(e.to_string()))?;
@@ -90,6 +99,7 @@ impl Server {
         let mut connection = operator_connection(io);
         let resume = OperatorMessage::Resume {
             request_id: request_id.to_string(),
+            sealed: self.sealed,
         };
         Ok(connection
             .write_message(&resume)

@@ -4,10 +4,13 @@
 //! exit status, or with the server's word on why it ended
 //! ([`SessionMessage::Ended`]), which is what the operator is told.
 
+use crate::known::{KnownComputers, Recognition};
 use crate::server::Server;
 use crate::wait::Started;
 use crate::{ConnectError, Progress, SessionKind, Terminal};
 use bytes::Bytes;
+use doorman_e2e::tunnel::TunnelSecret;
+use doorman_e2e::{ComputerReply, Initiator};
 use doorman_wire::connection::{Connection, ConnectionError, FrameWriter, decode_message};
 use doorman_wire::dial::Upgraded;
 use doorman_wire::frame::{Frame, MAX_PAYLOAD_LEN};
@@ -26,6 +29,14 @@ const TIME_LIMIT_WARNING: Duration = Duration::from_secs(60);
 /// the program's exit status or the server's word.
 const CLOSED: &str = "the connection to the server closed before the session ended";
 
+/// What seals a session end to end: `connect`'s half of the key exchange,
+/// and what the computer's proven identity is checked against.
+pub(crate) struct Sealing<'a> {
+    pub(crate) initiator: Initiator,
+    pub(crate) computer: &'a str,
+    pub(crate) known: &'a KnownComputers,
+}
+
 /// Runs the session the server started to its end; returns the remote
 /// program's exit status (0 for a forward session stopped by `interrupt`).
 pub(crate) async fn run(
@@ -41,6 +52,7 @@ pub(crate) async fn run(
         mut connection,
         request_id,
         time_limit_secs,
+        tunnels: _,
     } = started;
     progress.session_started(time_limit_secs);
     if let SessionKind::Forward(_) = kind {
@@ -52,7 +64,7 @@ pub(crate) async fn run(
         // A copy shows its own progress.
         SessionKind::Copy(plan) => crate::copy::run(connection, plan, progress, interrupt).await,
         SessionKind::Forward(_) => {
-            let Server { dialer, auth } = server;
+            let Server { dialer, auth, .. } = server;
             let forwarding = Forwarding {
                 listeners,
                 dialer,
@@ -76,6 +88,68 @@ pub(crate) async fn run(
         Err(_) => {}
     }
     status
+}
+
+/// Reads the computer's reply to the hello sent with the ask, checks the
+/// identity it proves against the one remembered (remembering it on first
+/// use), and seals the connection with the keys agreed. Returns the secret
+/// of the session's tunnels.
+pub(crate) async fn seal(
+    connection: &mut Connection<Upgraded>,
+    request_id: &str,
+    sealing: Sealing<'_>,
+    progress: &mut Progress,
+) -> Result<TunnelSecret, ConnectError> {
+    let Sealing {
+        initiator,
+        computer,
+        known,
+    } = sealing;
+    let unproven = |problem: String| ConnectError::IdentityUnproven {
+        computer: computer.to_string(),
+        problem,
+    };
+    let reply = match connection.read_frame().await {
+        Ok(Some(Frame::Message(payload))) => {
+            if let Ok(SessionMessage::Ended { cause, message }) = decode_message(&payload) {
+                return Err(ConnectError::Ended { cause, message });
+            }
+            decode_message::<ComputerReply>(&payload)
+                .map_err(|_| unproven("its first word was not an end-to-end reply".into()))?
+        }
+        Ok(Some(_)) => {
+            return Err(unproven(
+                "its first word was not an end-to-end reply".into(),
+            ));
+        }
+        Ok(None) | Err(_) => return Err(ConnectError::SessionFailed(CLOSED.into())),
+    };
+    let (identity, keys) = initiator
+        .finish(request_id, &reply)
+        .map_err(|error| unproven(error.to_string()))?;
+    let fingerprint = identity.fingerprint().to_string();
+    let file = known.path();
+    match known.recognise(computer, &identity) {
+        Ok(Recognition::Known) => progress.identity(computer, &fingerprint, true, file),
+        Ok(Recognition::Changed { known }) => {
+            return Err(ConnectError::IdentityChanged {
+                computer: computer.to_string(),
+                presented: fingerprint,
+                known: known.fingerprint().to_string(),
+                file: file.display().to_string(),
+            });
+        }
+        Ok(Recognition::New) => match known.remember(computer, &identity) {
+            Ok(()) => progress.identity(computer, &fingerprint, false, file),
+            Err(error) => progress.identity_not_remembered(&format!(
+                "{computer}'s identity {fingerprint} was not remembered: {error}"
+            )),
+        },
+        // A file that cannot be read cannot vouch for the computer.
+        Err(error) => return Err(unproven(error.to_string())),
+    }
+    connection.seal(keys.sealer, keys.opener);
+    Ok(keys.tunnels)
 }
 
 /// Each listener as `local -> target`.
@@ -163,11 +237,12 @@ async fn run_stream(
                 Ok(
                     SessionMessage::StdinEof
                     | SessionMessage::Resize { .. }
-                    | SessionMessage::Copied { .. },
+                    | SessionMessage::Copied { .. }
+                    | SessionMessage::Recorded { .. },
                 ) => {}
                 Err(error) => break Err(ConnectError::SessionFailed(error.to_string())),
             },
-            Ok(Some(Frame::Stdin(_))) => {}
+            Ok(Some(Frame::Stdin(_) | Frame::Sealed(_) | Frame::Recording(_))) => {}
             // Without the server's word (which says when the computer's side
             // ended first): the server, or the way to it, is gone.
             Ok(None) | Err(ConnectionError::Io(_) | ConnectionError::Truncated) => {

@@ -45,6 +45,8 @@ pub(crate) struct Started {
     pub(crate) request_id: String,
     /// The computer's time limit, if it has one.
     pub(crate) time_limit_secs: Option<u64>,
+    /// The secret of the session's tunnels, once it is sealed end to end.
+    pub(crate) tunnels: Option<doorman_e2e::tunnel::TunnelSecret>,
 }
 
 /// What the wait heard next.
@@ -118,6 +120,7 @@ impl<'a> Wait<'a> {
                             connection: self.connection,
                             request_id,
                             time_limit_secs,
+                            tunnels: None,
                         });
                     }
                 }

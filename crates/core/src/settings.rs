@@ -36,6 +36,16 @@ pub struct AgentSettings {
     /// beside this file when not set.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub consent_socket: Option<PathBuf>,
+    /// The computer's end-to-end identity key (PEM, made at the agent's
+    /// first start, 0600); `identity.key` beside this file when not set,
+    /// relative paths from this file's folder.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub identity_key: Option<PathBuf>,
+    /// The age recipients (`age1…`) this computer seals its recordings of
+    /// end-to-end shell sessions to; without any, it records only what the
+    /// audit trail keeps of them, not what they showed.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub recordings_to: Vec<String>,
     #[serde(default)]
     pub desktop_sharing: EmailAuthorization,
     #[serde(default)]
@@ -178,6 +188,17 @@ impl EmailAuthorization {
     }
 }
 
+/// The most age recipients a computer's recordings may be sealed to.
+pub const MAX_RECORDING_RECIPIENTS: usize = 16;
+
+/// Whether `text` has the shape of an age X25519 recipient: `age1` and 58
+/// bech32 characters (the agent checks its checksum when it seals).
+fn is_age_recipient(text: &str) -> bool {
+    const BECH32: &str = "qpzry9x8gf2tvdw0s3jn54khce6mua7l";
+    text.strip_prefix("age1")
+        .is_some_and(|data| data.len() == 58 && data.chars().all(|c| BECH32.contains(c)))
+}
+
 /// One thing wrong with a settings file, named by its field.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct SettingsProblem {
@@ -258,6 +279,23 @@ impl AgentSettings {
             ));
         }
         problems.extend(self.desktop_sharing.validate());
+        if self.recordings_to.len() > MAX_RECORDING_RECIPIENTS {
+            problems.push(SettingsProblem::new(
+                "recordings_to",
+                format!("at most {MAX_RECORDING_RECIPIENTS} recipients"),
+            ));
+        }
+        for (index, recipient) in self.recordings_to.iter().enumerate() {
+            if !is_age_recipient(recipient) {
+                problems.push(SettingsProblem::new(
+                    &format!("recordings_to[{index}]"),
+                    format!(
+                        "{:?} is not an age recipient: give the age1… public key that `age-keygen` printed",
+                        crate::display::escape_hidden(&recipient.chars().take(80).collect::<String>())
+                    ),
+                ));
+            }
+        }
         for (index, target) in self.services.forward.iter().enumerate() {
             if let Err(message) = validate_forward_target(target) {
                 problems.push(SettingsProblem::new(

@@ -195,7 +195,11 @@ pub async fn admin(args: cli::AdminArgs) -> Result<()> {
             eprintln!("deleted {pruned} audit events older than {older_than} days");
         }
         AdminCommand::Recordings(command) => crate::recordings::manage(&store, command).await?,
-        AdminCommand::Play { id, speed } => crate::recordings::play(&store, id, speed).await?,
+        AdminCommand::Play {
+            id,
+            identity,
+            speed,
+        } => crate::recordings::play(&store, id, identity.as_deref(), speed).await?,
         AdminCommand::Audit { json, prune: None } => {
             for event in doorman_server::admin::audit(&store).await? {
                 if json {

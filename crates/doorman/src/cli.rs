@@ -67,6 +67,10 @@ pub enum Command {
     #[command(after_help = CP_EXIT_STATUSES, override_usage = "doorman cp [OPTIONS] SOURCE... DEST")]
     Cp(CpArgs),
     #[cfg(unix)]
+    /// The computers met before, whose identities each session must prove
+    /// again (`doorman known remove COMPUTER`).
+    Known(KnownArgs),
+    #[cfg(unix)]
     /// Run a server and an agent on loopback and print how to connect.
     Demo(DemoArgs),
     /// Print a shell completion script (e.g. `doorman completions bash >

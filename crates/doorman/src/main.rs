@@ -74,6 +74,8 @@ async fn dispatch(cli: Cli) -> i32 {
         #[cfg(unix)]
         Command::Cp(args) => return operator::cp(args).await,
         #[cfg(unix)]
+        Command::Known(args) => return operator::known(args),
+        #[cfg(unix)]
         Command::Server(args) => {
             logging::init("info", args.log_format);
             server::server(*args).await

@@ -1,8 +1,11 @@
 //! The operator's commands: `doorman connect` and `doorman cp`, each a
-//! request for a session on a computer, run as the client library says.
+//! request for a session on a computer, run as the client library says;
+//! and `doorman known`, the computers met before.
 
 use crate::{cli, logging};
+use doorman_client::known::KnownComputers;
 use std::io::IsTerminal;
+use std::path::PathBuf;
 
 pub async fn connect(args: cli::ConnectArgs) -> i32 {
     let session = match (args.command.is_empty(), args.forward.is_empty()) {
@@ -78,6 +81,9 @@ async fn operate(
             live: std::io::stderr().is_terminal(),
         }
     };
+    let Some(known_computers) = known_computers(options.known_computers) else {
+        return doorman_client::exit::INVALID_REQUEST;
+    };
     let mut progress = doorman_client::Progress::new(style, Box::new(std::io::stderr()));
     let request = doorman_client::ConnectRequest {
         server,
@@ -87,6 +93,8 @@ async fn operate(
         reason: options.reason,
         session,
         expiry_grace: doorman_client::EXPIRY_GRACE,
+        known_computers,
+        end_to_end: true,
     };
     let interrupt = async {
         let _ = tokio::signal::ctrl_c().await;
@@ -104,5 +112,47 @@ async fn operate(
             eprintln!("doorman: {error}");
             error.exit_code()
         }
+    }
+}
+
+/// The known-computers file: `given`, else the default; none (said why)
+/// when there is no default either.
+fn known_computers(given: Option<PathBuf>) -> Option<KnownComputers> {
+    match given.or_else(KnownComputers::default_path) {
+        Some(path) => Some(KnownComputers::at(path)),
+        None => {
+            eprintln!(
+                "doorman: no known-computers file: pass --known-computers FILE or set DOORMAN_KNOWN_COMPUTERS (neither XDG_CONFIG_HOME nor HOME is set)"
+            );
+            None
+        }
+    }
+}
+
+/// `doorman known remove`.
+pub fn known(args: cli::KnownArgs) -> i32 {
+    let Some(known) = known_computers(args.known_computers) else {
+        return doorman_client::exit::INVALID_REQUEST;
+    };
+    match args.command {
+        cli::KnownCommand::Remove { computer } => match known.remove(&computer) {
+            Ok(true) => {
+                println!(
+                    "Forgot {computer}'s identity; the next session learns it anew (compare its fingerprint with the one the computer's owner sees)."
+                );
+                0
+            }
+            Ok(false) => {
+                eprintln!(
+                    "doorman: no identity of {computer} is remembered in {}",
+                    known.path().display()
+                );
+                1
+            }
+            Err(error) => {
+                eprintln!("doorman: {error}");
+                1
+            }
+        },
     }
 }

@@ -1,6 +1,7 @@
-//! `doorman admin recordings list|prune` and `doorman admin play`: the
-//! session recordings the server stored, listed and played back in this
-//! terminal at the pace they happened.
+//! `doorman admin recordings list|export|prune` and `doorman admin play`:
+//! the session recordings the server stored, listed, written out as
+//! stored, and played back in this terminal at the pace they happened
+//! (one the computer sealed, with an age identity that opens it).
 
 use crate::cli::RecordingsCommand;
 use anyhow::{Context, Result, bail};
@@ -9,7 +10,8 @@ use doorman_recordings::cast;
 use doorman_runtime::clock::system_millis;
 use doorman_store::Store;
 use doorman_store::recordings::RecordingRow;
-use std::io::Write;
+use std::io::{Read, Write};
+use std::path::Path;
 use std::time::{Duration, Instant};
 
 /// `admin recordings …`.
@@ -23,6 +25,15 @@ pub async fn manage(store: &Store, command: RecordingsCommand) -> Result<()> {
                     println!("{}", line(&row));
                 }
             }
+        }
+        RecordingsCommand::Export { id } => {
+            let Some((_, stored)) = store.recording(id).await? else {
+                bail!("no recording {id}: `doorman admin recordings list` shows those there are");
+            };
+            let mut out = std::io::stdout();
+            out.write_all(&stored)
+                .and_then(|()| out.flush())
+                .context("cannot write to standard output")?;
         }
         RecordingsCommand::Prune { older_than } => {
             let before = system_millis() - i64::from(older_than) * 86_400_000;
@@ -44,22 +55,34 @@ fn line(row: &RecordingRow) -> String {
         .size
         .map_or_else(|| "?".to_string(), |size| format!("{size} bytes"));
     format!(
-        "{}  {}  {}  {}  {}  {}  sha256 {}",
+        "{}  {}  {}  {}  {}  {}  sha256 {}{}",
         row.id,
         format_time(row.started_at),
         row.computer,
         row.operator,
         duration,
         size,
-        row.sha256.as_deref().unwrap_or("-")
+        row.sha256.as_deref().unwrap_or("-"),
+        if row.sealed {
+            "  sealed on the computer"
+        } else {
+            ""
+        }
     )
 }
 
 /// `admin play ID`: writes what the session displayed to standard output,
 /// each output at its time (divided by `speed`).
-pub async fn play(store: &Store, id: i64, speed: f64) -> Result<()> {
-    let Some((_, stored)) = store.recording(id).await? else {
+pub async fn play(store: &Store, id: i64, identity: Option<&Path>, speed: f64) -> Result<()> {
+    let Some((row, stored)) = store.recording(id).await? else {
         bail!("no recording {id}: `doorman admin recordings list` shows those there are");
+    };
+    let stored = match (row.sealed, identity) {
+        (true, Some(identity)) => open_sealed(id, &stored, identity)?,
+        (true, None) => bail!(
+            "recording {id} was sealed on the computer, to its recordings_to: give --identity FILE with a key that opens it"
+        ),
+        (false, _) => stored,
     };
     let (_, events) = cast::decode(&stored).map_err(anyhow::Error::msg)?;
     let start = Instant::now();
@@ -75,4 +98,33 @@ pub async fn play(store: &Store, id: i64, speed: f64) -> Result<()> {
     }
     out.flush()?;
     Ok(())
+}
+
+/// The compressed text of recording `id`, sealed with age, opened with the
+/// keys in the age identity file `identity`.
+fn open_sealed(id: i64, sealed: &[u8], identity: &Path) -> Result<Vec<u8>> {
+    let file = age::IdentityFile::from_file(identity.display().to_string())
+        .with_context(|| format!("cannot read the age identity file {}", identity.display()))?;
+    let keys = file
+        .into_identities()
+        .map_err(|e| anyhow::anyhow!("{}: {e}", identity.display()))?;
+    let decryptor = age::Decryptor::new_buffered(sealed)
+        .map_err(|e| anyhow::anyhow!("recording {id} is not an age file: {e}"))?;
+    let mut reader = decryptor
+        .decrypt(keys.iter().map(|key| key.as_ref() as &dyn age::Identity))
+        .map_err(|e| {
+            anyhow::anyhow!(
+                "cannot open recording {id} with {}: {e}",
+                identity.display()
+            )
+        })?;
+    let mut opened = Vec::new();
+    // A recording cut short opens up to its last whole piece.
+    if let Err(error) = reader.read_to_end(&mut opened) {
+        if opened.is_empty() {
+            bail!("cannot open recording {id}: {error}");
+        }
+        eprintln!("doorman: recording {id} ends early: {error}");
+    }
+    Ok(opened)
 }

@@ -60,7 +60,7 @@ where
                 Ok(message) => browser.serve(message).await,
                 Err(_) => Ok(()),
             },
-            Frame::Stdout(_) | Frame::Stderr(_) => Ok(()),
+            Frame::Stdout(_) | Frame::Stderr(_) | Frame::Sealed(_) | Frame::Recording(_) => Ok(()),
         };
         if served.is_err() {
             // The operator's side takes nothing more: it has left.

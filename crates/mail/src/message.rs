@@ -21,6 +21,8 @@ struct EmailText<'a> {
     /// Whether this recipient has a passkey pinned on a computer that
     /// requires them: one who has none is not asked for "your passkey".
     passkey_pinned: bool,
+    /// The short form of the computer's identity fingerprint.
+    identity: Option<String>,
 }
 
 #[derive(Template)]
@@ -34,6 +36,17 @@ struct EmailHtml<'a> {
     /// Whether this recipient has a passkey pinned on a computer that
     /// requires them: one who has none is not asked for "your passkey".
     passkey_pinned: bool,
+    identity: Option<String>,
+}
+
+/// The short form of the computer's identity fingerprint, which the email
+/// and the approval page show for approvers and the operator to compare.
+pub fn short_identity(request: &RequestRow) -> Option<String> {
+    request
+        .computer_identity
+        .as_deref()
+        .and_then(doorman_e2e::Fingerprint::parse)
+        .map(|fingerprint| fingerprint.short())
 }
 
 /// Why an email could not be built.
@@ -80,6 +93,7 @@ pub fn build(
         expires_at: expires_at.clone(),
         timeout_secs,
         passkey_pinned,
+        identity: short_identity(request),
     }
     .render()?;
     let html = EmailHtml {
@@ -89,6 +103,7 @@ pub fn build(
         expires_at,
         timeout_secs,
         passkey_pinned,
+        identity: short_identity(request),
     }
     .render()?;
     let message = Message::builder()
@@ -186,6 +201,7 @@ mod tests {
             local_consent: doorman_core::LocalConsent::Off,
             local_approval: None,
             passkey: None,
+            computer_identity: None,
         }
     }
 
@@ -241,6 +257,7 @@ mod tests {
                 expires_at: String::new(),
                 timeout_secs: 180,
                 passkey_pinned,
+                identity: None,
             }
             .render()
             .unwrap()
@@ -253,6 +270,7 @@ mod tests {
                 expires_at: String::new(),
                 timeout_secs: 180,
                 passkey_pinned,
+                identity: None,
             }
             .render()
             .unwrap()

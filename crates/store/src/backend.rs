@@ -86,6 +86,11 @@ macro_rules! migrations_in {
                 "invitations",
                 include_str!(concat!("../migrations/", $dir, "/0012_invitations.sql")),
             ),
+            (
+                13,
+                "end to end",
+                include_str!(concat!("../migrations/", $dir, "/0013_end_to_end.sql")),
+            ),
         ]
     };
 }

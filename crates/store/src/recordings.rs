@@ -30,12 +30,15 @@ pub struct RecordingRow {
     /// Bytes stored (compressed).
     pub stored: i64,
     pub sha256: Option<String>,
+    /// Sealed on the computer with age: the chunks are one age file, which
+    /// only the holders of its recipients' keys open.
+    pub sealed: bool,
 }
 
 /// The columns [`recording`] reads, as a literal for `concat!`.
 macro_rules! columns {
     () => {
-        "session_id, request_id, computer, operator, operator_id, computer_id, started_at, ended_at, duration_ms, size, stored, sha256"
+        "session_id, request_id, computer, operator, operator_id, computer_id, started_at, ended_at, duration_ms, size, stored, sha256, sealed"
     };
 }
 
@@ -57,6 +60,7 @@ fn recording(row: &AnyRow) -> Result<RecordingRow, StoreError> {
         size: row.try_get("size")?,
         stored: row.try_get("stored")?,
         sha256: row.try_get("sha256")?,
+        sealed: row.try_get::<i64, _>("sealed")? != 0,
     })
 }
 
@@ -68,6 +72,8 @@ pub struct RecordingOf<'a> {
     pub computer_id: ComputerId,
     pub operator: &'a str,
     pub operator_id: OperatorId,
+    /// The computer sealed it (see [`RecordingRow::sealed`]).
+    pub sealed: bool,
 }
 
 /// How a recording ended.
@@ -87,7 +93,7 @@ impl Store {
         started_at: Millis,
     ) -> Result<(), StoreError> {
         sqlx::query(
-            "INSERT INTO recordings (session_id, request_id, computer, operator, operator_id, computer_id, started_at) VALUES ($1, $2, $3, $4, $5, $6, $7)",
+            "INSERT INTO recordings (session_id, request_id, computer, operator, operator_id, computer_id, started_at, sealed) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
         )
         .bind(session_id)
         .bind(of.request_id)
@@ -96,6 +102,7 @@ impl Store {
         .bind(of.operator_id.0)
         .bind(of.computer_id.0)
         .bind(started_at)
+        .bind(i64::from(of.sealed))
         .execute(&self.pool)
         .await?;
         Ok(())

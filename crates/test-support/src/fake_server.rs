@@ -123,6 +123,7 @@ pub async fn offer(
             operator_ip: "127.0.0.1".into(),
             reason: String::new(),
             service,
+            e2e: None,
         })
         .await
         .expect("an offer sent");

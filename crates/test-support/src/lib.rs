@@ -16,6 +16,8 @@
 //!   protocol, to pin what the agent enforces by itself;
 //! - [`front`]: fronts for servers: a TCP front for replicas, a reverse
 //!   proxy, and connections made to go dead without closing;
+//! - [`mitm`]: a man in the middle of end-to-end sessions, as a server
+//!   that wants to read them would be;
 //! - [`process`]: real `doorman` processes, their output captured;
 //! - [`tls`]: certificates made at test time, and TLS and HTTPS on
 //!   loopback with them;
@@ -33,6 +35,7 @@ pub mod connecting;
 pub mod fake_server;
 pub mod figures;
 pub mod front;
+pub mod mitm;
 pub mod pebble;
 pub mod postgres;
 pub mod process;
@@ -63,6 +66,23 @@ pub fn skip_without(program: &str, install: &str) {
         std::io::stderr(),
         "SKIPPED: {program} is not installed ({install}); the test passes without running"
     );
+}
+
+/// An age key made for a test: its identity file written to `path` as
+/// `age-keygen` writes one; returns its recipient (`age1…`).
+pub fn age_key(path: &std::path::Path) -> String {
+    use age::secrecy::ExposeSecret;
+    // Classic X25519, as the age tools of Debian make and open (see the
+    // agent's recording).
+    #[allow(deprecated)]
+    let key = age::x25519::Identity::generate();
+    let recipient = key.to_public().to_string();
+    let text = format!(
+        "# public key: {recipient}\n{}\n",
+        key.to_string().expose_secret()
+    );
+    std::fs::write(path, text).expect("write the age key");
+    recipient
 }
 
 /// The program's path if it is on `PATH`.

@@ -26,6 +26,7 @@ impl Process {
     pub fn start_with_env(program: &str, args: &[&str], env: &[(&str, &str)]) -> Self {
         let mut child = Command::new(program)
             .args(args)
+            .env("DOORMAN_KNOWN_COMPUTERS", known_computers())
             .envs(env.iter().copied())
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
@@ -82,6 +83,18 @@ fn drain(
     })
 }
 
+/// A known-computers file of its own for one process (under a folder
+/// that lives as long as the test binary), unless the test gives one: the
+/// operator's default file is not the tests' to write, and computers of
+/// two tests met on one port must not look like one computer changed.
+fn known_computers() -> std::path::PathBuf {
+    static DIR: std::sync::OnceLock<tempfile::TempDir> = std::sync::OnceLock::new();
+    static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let dir = DIR.get_or_init(|| tempfile::tempdir().expect("temp dir"));
+    let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    dir.path().join(format!("known_computers.{n}"))
+}
+
 /// How long [`run`] lets a program run before the test fails (and the
 /// program is killed).
 const RUN_DEADLINE: Duration = Duration::from_secs(60);
@@ -106,6 +119,7 @@ pub async fn run_in(
 ) -> (i32, String, String) {
     let mut command = Command::new(program);
     command.args(args);
+    command.env("DOORMAN_KNOWN_COMPUTERS", known_computers());
     for name in [
         "DOORMAN_SERVER",
         "DOORMAN_TOKEN",

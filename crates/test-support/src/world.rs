@@ -189,7 +189,23 @@ impl World {
         reason: &str,
         stdin: Box<dyn tokio::io::AsyncRead + Send + Unpin>,
     ) -> Connecting {
-        self.connect_via(&self.url, computer, token, session, reason, stdin)
+        self.connect_via(&self.url, (computer, token), session, reason, stdin, true)
+    }
+
+    /// [`World::connect_shell`] without sealing the session end to end:
+    /// the operator stands where the web console does, and the server
+    /// records the session itself.
+    pub fn connect_shell_unsealed(
+        &self,
+        stdin: Box<dyn tokio::io::AsyncRead + Send + Unpin>,
+    ) -> Connecting {
+        let shell = doorman_client::SessionKind::Shell {
+            term: "xterm-256color".into(),
+            rows: 24,
+            cols: 80,
+        };
+        let who = (COMPUTER, self.operator_token.as_str());
+        self.connect_via(&self.url, who, shell, "", stdin, false)
     }
 
     /// Opens an interactive shell (xterm-256color, 24×80) on the world's
@@ -208,11 +224,11 @@ impl World {
     pub fn connect_through(&self, server: &str, command: &[&str]) -> Connecting {
         self.connect_via(
             server,
-            COMPUTER,
-            &self.operator_token,
+            (COMPUTER, &self.operator_token),
             doorman_client::SessionKind::Command(command.iter().map(|s| s.to_string()).collect()),
             "",
             Box::new(tokio::io::empty()),
+            true,
         )
     }
 
@@ -221,11 +237,11 @@ impl World {
     fn connect_via(
         &self,
         server: &str,
-        computer: &str,
-        token: &str,
+        (computer, token): (&str, &str),
         session: doorman_client::SessionKind,
         reason: &str,
         stdin: Box<dyn tokio::io::AsyncRead + Send + Unpin>,
+        end_to_end: bool,
     ) -> Connecting {
         let progress_buf = SharedBuf::default();
         let stdout = SharedBuf::default();
@@ -238,6 +254,10 @@ impl World {
             reason: reason.to_string(),
             session,
             expiry_grace: doorman_client::EXPIRY_GRACE,
+            known_computers: doorman_client::known::KnownComputers::at(
+                self.dir.path().join("known_computers"),
+            ),
+            end_to_end,
         };
         let (cancel, cancelled) = oneshot::channel::<()>();
         let terminal = Terminal {

@@ -123,6 +123,8 @@ struct ApprovalPage<'a> {
     block_minutes: u32,
     /// The ceremony's data, when the computer requires passkeys.
     passkey: Option<crate::passkey_approval::PasskeyPage>,
+    /// The short form of the computer's identity fingerprint.
+    identity: Option<String>,
 }
 
 struct ApprovalLine {
@@ -366,6 +368,7 @@ pub async fn show(
     let mut response = render(
         StatusCode::OK,
         &ApprovalPage {
+            identity: doorman_mail::message::short_identity(&request),
             request: &request,
             recipient: &recipient,
             requested_at: format_time(request.created_at),

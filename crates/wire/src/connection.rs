@@ -5,7 +5,9 @@
 //! waited on (see [`Connection::set_write_deadline`]).
 
 use crate::frame::{Frame, FrameError};
+use crate::sealing;
 use bytes::{Bytes, BytesMut};
+use doorman_e2e::{FrameOpener, FrameSealer};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use std::time::Duration;
@@ -22,6 +24,9 @@ pub enum ConnectionError {
     Message(String),
     #[error("connection closed in the middle of a frame")]
     Truncated,
+    /// A frame sealed end to end that did not open, or could not be sealed.
+    #[error("end-to-end seal: {0}")]
+    Sealed(String),
     /// A frame waited longer than the write deadline for the peer to take
     /// it: the peer stopped reading, or vanished with data unacknowledged.
     /// Half a frame may have gone out, so the writer writes nothing more.
@@ -44,6 +49,7 @@ impl ConnectionError {
                     | std::io::ErrorKind::BrokenPipe
             ),
             ConnectionError::Frame(_)
+            | ConnectionError::Sealed(_)
             | ConnectionError::Message(_)
             | ConnectionError::WriteStalled(_) => false,
         }
@@ -55,6 +61,8 @@ impl ConnectionError {
 pub struct FrameReader<R> {
     io: R,
     buffer: BytesMut,
+    /// Set once the session is sealed end to end (`crate::sealing`).
+    opener: Option<FrameOpener>,
 }
 
 /// What an idle reader holds while it waits: enough for the messages of a
@@ -74,6 +82,7 @@ impl<R: AsyncRead + Unpin> FrameReader<R> {
         Self {
             io,
             buffer: BytesMut::from(buffered),
+            opener: None,
         }
     }
 
@@ -81,7 +90,14 @@ impl<R: AsyncRead + Unpin> FrameReader<R> {
     pub async fn read_frame(&mut self) -> Result<Option<Frame>, ConnectionError> {
         loop {
             if let Some(frame) = Frame::decode(&mut self.buffer)? {
-                return Ok(Some(frame));
+                let Some(opener) = &mut self.opener else {
+                    return Ok(Some(frame));
+                };
+                match frame {
+                    Frame::Sealed(payload) => return sealing::open(opener, &payload).map(Some),
+                    frame if sealing::from_the_server(&frame) => return Ok(Some(frame)),
+                    _ => continue,
+                }
             }
             // (A partial frame's decode reserved room for all of it.)
             self.buffer.reserve(IDLE_READ);
@@ -109,6 +125,12 @@ impl<R: AsyncRead + Unpin> FrameReader<R> {
     }
 
     /// The stream and whatever was read past the last whole frame.
+    /// From now on, opens the other end's sealed frames and skips the
+    /// plain ones but the server's last word.
+    pub fn open_with(&mut self, opener: FrameOpener) {
+        self.opener = Some(opener);
+    }
+
     pub fn into_parts(self) -> (R, BytesMut) {
         (self.io, self.buffer)
     }
@@ -164,6 +186,8 @@ pub struct FrameWriter<W> {
     io: W,
     buffer: BytesMut,
     deadline: WriteDeadline,
+    /// Set once the session is sealed end to end (`crate::sealing`).
+    sealer: Option<FrameSealer>,
 }
 
 impl<W: AsyncWrite + Unpin> FrameWriter<W> {
@@ -172,6 +196,7 @@ impl<W: AsyncWrite + Unpin> FrameWriter<W> {
             io,
             buffer: BytesMut::new(),
             deadline: WriteDeadline::default(),
+            sealer: None,
         }
     }
 
@@ -181,9 +206,13 @@ impl<W: AsyncWrite + Unpin> FrameWriter<W> {
     }
 
     pub async fn write_frame(&mut self, frame: &Frame) -> Result<(), ConnectionError> {
-        self.buffer.clear();
-        frame.encode(&mut self.buffer)?;
+        encode(&mut self.buffer, &mut self.sealer, frame)?;
         self.deadline.write(&mut self.io, &self.buffer).await
+    }
+
+    /// From now on, seals every frame (see `crate::sealing`).
+    pub fn seal_with(&mut self, sealer: FrameSealer) {
+        self.sealer = Some(sealer);
     }
 
     pub async fn write_message<T: Serialize>(
@@ -208,11 +237,35 @@ impl<W: AsyncWrite + Unpin> FrameWriter<W> {
 
 /// A framed connection used one step at a time; split it for concurrent
 /// reading and writing.
+/// Puts `frame` in `buffer` as it goes on the wire: sealed when `sealer`
+/// is set, after a plain copy when the server must hear it too, plain
+/// when it is for the server alone (see `sealing::audience`).
+fn encode(
+    buffer: &mut BytesMut,
+    sealer: &mut Option<FrameSealer>,
+    frame: &Frame,
+) -> Result<(), ConnectionError> {
+    buffer.clear();
+    let Some(sealer) = sealer else {
+        frame.encode(buffer)?;
+        return Ok(());
+    };
+    let audience = sealing::audience(frame);
+    if audience != sealing::Audience::Peer {
+        frame.encode(buffer)?;
+    }
+    if audience != sealing::Audience::Server {
+        sealing::seal(sealer, frame)?.encode(buffer)?;
+    }
+    Ok(())
+}
+
 #[derive(Debug)]
 pub struct Connection<T> {
     reader: FrameReader<T>,
     write_buffer: BytesMut,
     write_deadline: WriteDeadline,
+    sealer: Option<FrameSealer>,
 }
 
 impl<T: AsyncRead + AsyncWrite + Unpin> Connection<T> {
@@ -226,6 +279,7 @@ impl<T: AsyncRead + AsyncWrite + Unpin> Connection<T> {
             reader: FrameReader::with_buffered(io, buffered),
             write_buffer: BytesMut::new(),
             write_deadline: WriteDeadline::default(),
+            sealer: None,
         }
     }
 
@@ -260,10 +314,21 @@ impl<T: AsyncRead + AsyncWrite + Unpin> Connection<T> {
     }
 
     pub async fn write_frame(&mut self, frame: &Frame) -> Result<(), ConnectionError> {
-        let buffer = &mut self.write_buffer;
-        buffer.clear();
-        frame.encode(buffer)?;
+        encode(&mut self.write_buffer, &mut self.sealer, frame)?;
+        let buffer = &self.write_buffer;
         self.write_deadline.write(&mut self.reader.io, buffer).await
+    }
+
+    /// Whether the connection is sealed end to end.
+    pub fn is_sealed(&self) -> bool {
+        self.sealer.is_some()
+    }
+
+    /// From now on, the connection is sealed end to end with `sealer` and
+    /// `opener` (see `crate::sealing`).
+    pub fn seal(&mut self, sealer: FrameSealer, opener: FrameOpener) {
+        self.sealer = Some(sealer);
+        self.reader.open_with(opener);
     }
 
     /// The stream and the bytes already read past the last whole frame, for
@@ -277,11 +342,19 @@ impl<T: AsyncRead + AsyncWrite + Unpin> Connection<T> {
     /// the writer.
     pub fn split(self) -> (FrameReader<ReadHalf<T>>, FrameWriter<WriteHalf<T>>) {
         let deadline = self.write_deadline;
-        let (io, buffer) = self.reader.into_parts();
+        let FrameReader { io, buffer, opener } = self.reader;
         let (read, write) = tokio::io::split(io);
         let mut writer = FrameWriter::new(write);
         writer.deadline = deadline;
-        (FrameReader { io: read, buffer }, writer)
+        writer.sealer = self.sealer;
+        (
+            FrameReader {
+                io: read,
+                buffer,
+                opener,
+            },
+            writer,
+        )
     }
 }
 

@@ -49,7 +49,7 @@ pub async fn send_bytes<W: tokio::io::AsyncWrite + Unpin>(
     mut moved: impl FnMut(u64),
 ) -> Result<Option<String>, crate::ConnectionError> {
     use tokio::io::AsyncReadExt;
-    let mut buffer = vec![0u8; crate::frame::MAX_PAYLOAD_LEN];
+    let mut buffer = vec![0u8; crate::frame::MAX_DATA_LEN];
     loop {
         let want = usize::try_from(size.saturating_sub(sent))
             .map_or(buffer.len(), |left| left.min(buffer.len()));

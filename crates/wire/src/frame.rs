@@ -9,6 +9,9 @@ use bytes::{Buf, BufMut, Bytes, BytesMut};
 pub const MAX_FRAME_LEN: usize = 256 * 1024;
 /// Largest payload of one frame.
 pub const MAX_PAYLOAD_LEN: usize = MAX_FRAME_LEN - 1;
+/// Largest data a frame may carry to be sealed end to end: what fits in a
+/// [`Frame::Sealed`] with its own frame header and the seal's tag.
+pub const MAX_DATA_LEN: usize = MAX_PAYLOAD_LEN - 5 - doorman_e2e::seal::OVERHEAD;
 
 /// One frame.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -21,12 +24,20 @@ pub enum Frame {
     Stderr(Bytes),
     /// Bytes for the remote program's standard input.
     Stdin(Bytes),
+    /// Another frame, sealed end to end between `connect` and the agent
+    /// (see [`crate::sealing`]): the server relays it unopened.
+    Sealed(Bytes),
+    /// A piece of the session's recording, sealed on the computer with age
+    /// to the owner's recipients: for the server to keep, not to pass on.
+    Recording(Bytes),
 }
 
 const KIND_MESSAGE: u8 = 1;
 const KIND_STDOUT: u8 = 2;
 const KIND_STDERR: u8 = 3;
 const KIND_STDIN: u8 = 4;
+const KIND_SEALED: u8 = 5;
+const KIND_RECORDING: u8 = 6;
 
 /// A byte sequence that is not a frame.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -46,6 +57,8 @@ impl Frame {
             Frame::Stdout(payload) => (KIND_STDOUT, payload),
             Frame::Stderr(payload) => (KIND_STDERR, payload),
             Frame::Stdin(payload) => (KIND_STDIN, payload),
+            Frame::Sealed(payload) => (KIND_SEALED, payload),
+            Frame::Recording(payload) => (KIND_RECORDING, payload),
         }
     }
 
@@ -85,14 +98,17 @@ impl Frame {
         }
         let kind = src[4];
         let frame = match kind {
-            KIND_MESSAGE | KIND_STDOUT | KIND_STDERR | KIND_STDIN => {
+            KIND_MESSAGE | KIND_STDOUT | KIND_STDERR | KIND_STDIN | KIND_SEALED
+            | KIND_RECORDING => {
                 src.advance(5);
                 let payload = src.split_to(len - 1).freeze();
                 match kind {
                     KIND_MESSAGE => Frame::Message(payload),
                     KIND_STDOUT => Frame::Stdout(payload),
                     KIND_STDERR => Frame::Stderr(payload),
-                    _ => Frame::Stdin(payload),
+                    KIND_STDIN => Frame::Stdin(payload),
+                    KIND_SEALED => Frame::Sealed(payload),
+                    _ => Frame::Recording(payload),
                 }
             }
             other => return Err(FrameError::UnknownKind(other)),
@@ -133,13 +149,15 @@ mod tests {
     }
 
     fn frame() -> impl Strategy<Value = Frame> {
-        (0u8..4, proptest::collection::vec(any::<u8>(), 0..600)).prop_map(|(kind, data)| {
+        (0u8..6, proptest::collection::vec(any::<u8>(), 0..600)).prop_map(|(kind, data)| {
             let data = Bytes::from(data);
             match kind {
                 0 => Frame::Message(data),
                 1 => Frame::Stdout(data),
                 2 => Frame::Stderr(data),
-                _ => Frame::Stdin(data),
+                3 => Frame::Stdin(data),
+                4 => Frame::Sealed(data),
+                _ => Frame::Recording(data),
             }
         })
     }

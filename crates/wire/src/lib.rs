@@ -12,7 +12,8 @@
 //!   server, and operator ↔ agent over a session;
 //! - [`frame`]: frames, pure encoding and decoding, no I/O;
 //! - [`connection`]: buffered frame I/O over any byte stream, with a write
-//!   deadline;
+//!   deadline, sealed end to end once a session's keys are agreed
+//!   (`sealing`);
 //! - [`dial`]: dialing the server: one TCP connection, one upgrade request,
 //!   and the byte stream after it;
 //! - [`socket`]: the TCP options every connection to or from the server
@@ -38,6 +39,7 @@ pub mod dial;
 pub mod frame;
 pub mod message;
 pub mod pinned;
+mod sealing;
 pub mod socket;
 pub mod tls;
 

@@ -113,12 +113,22 @@ pub enum OperatorMessage {
         #[serde(default)]
         reason: String,
         service: Service,
+        /// The operator's half of the end-to-end key exchange; absent from
+        /// the web console, whose sessions the server can read.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        e2e: Option<doorman_e2e::OperatorHello>,
     },
     /// The operator gives up while the request is pending.
     Cancel,
     /// Picks up a request this operator made, after losing the connection
     /// (e.g. to a server restart).
-    Resume { request_id: String },
+    Resume {
+        request_id: String,
+        /// The session is to be sealed end to end (the hello went with
+        /// the connect).
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        sealed: bool,
+    },
 }
 
 /// Why the server will not go on with a connection.
@@ -292,6 +302,9 @@ pub enum ServerToAgent {
         operator_ip: String,
         reason: String,
         service: Service,
+        /// The operator's hello, passed on as it came.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        e2e: Option<doorman_e2e::OperatorHello>,
     },
     /// A request the agent asked authorization for has ended.
     Settled {
@@ -406,6 +419,10 @@ pub enum OfferReply {
         /// (`require_passkey`); the computer checks them itself.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         passkey: Option<PasskeyRequirement>,
+        /// The computer's identity fingerprint, which the email and the
+        /// approval page show.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        identity: Option<String>,
     },
     /// This computer requires a reason and the operator gave none.
     ReasonRequired,

@@ -10,6 +10,7 @@ use crate::session;
 use crate::settings_file;
 use doorman_core::Outcome;
 use doorman_core::passkey::Assertion;
+use doorman_e2e::OperatorHello;
 use doorman_wire::connection::{FrameReader, FrameWriter};
 use doorman_wire::dial::Upgraded;
 use doorman_wire::message::{
@@ -142,6 +143,7 @@ impl<'a> Served<'a> {
                 operator_ip,
                 reason,
                 service,
+                e2e,
             } => {
                 let visitor = Visitor {
                     operator,
@@ -149,7 +151,7 @@ impl<'a> Served<'a> {
                     reason,
                     service: service.describe(),
                 };
-                self.on_offer(request_id, visitor, service).await
+                self.on_offer(request_id, visitor, service, e2e).await
             }
             ServerToAgent::Settled {
                 request_id,
@@ -196,10 +198,16 @@ impl<'a> Served<'a> {
         request_id: String,
         visitor: Visitor,
         service: Service,
+        hello: Option<OperatorHello>,
     ) -> Result<(), LinkError> {
-        let reply = self
-            .acting
-            .offered(self.config, self.memory, &request_id, visitor, service);
+        let reply = self.acting.offered(
+            self.config,
+            self.memory,
+            &request_id,
+            visitor,
+            service,
+            hello,
+        );
         let answer = AgentToServer::OfferReply {
             request_id: request_id.clone(),
             reply,

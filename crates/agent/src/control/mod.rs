@@ -16,13 +16,12 @@ use crate::consent::ConsentBoard;
 use crate::dialing::SharedDialer;
 use crate::error::LinkError;
 use crate::memory::Memory;
-use crate::notify::Visitor;
 use crate::session::{self, Shared};
 use crate::settings_file;
 use connection::Served;
 use doorman_core::AgentSettings;
 use doorman_wire::connection::Connection;
-use doorman_wire::message::{AgentToServer, Service};
+use doorman_wire::message::AgentToServer;
 use doorman_wire::{AGENT_PATH, DialError};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -36,6 +35,7 @@ pub async fn run_forever(
     config: PathBuf,
     board: ConsentBoard,
     dialer: SharedDialer,
+    identity: Arc<doorman_e2e::Identity>,
     to_server: mpsc::UnboundedSender<AgentToServer>,
     mut queued: mpsc::UnboundedReceiver<AgentToServer>,
 ) {
@@ -46,6 +46,7 @@ pub async fn run_forever(
     let shared = Shared {
         grants: session::ForwardGrants::default(),
         dialer,
+        identity,
     };
     loop {
         let tried = current_key(&config);
@@ -194,21 +195,11 @@ struct Acting<'a> {
 
 impl Acting<'_> {
     /// Starts the session of request `request_id` in its own task.
-    fn start(
-        &self,
-        settings: Arc<AgentSettings>,
-        request_id: String,
-        visitor: Visitor,
-        service: Service,
-        limit: u32,
-    ) {
+    fn start(&self, settings: Arc<AgentSettings>, allowed: session::Allowed) {
         session::spawn(
             settings,
-            request_id,
-            visitor,
-            service,
+            allowed,
             self.shared.clone(),
-            limit,
             self.to_server.clone(),
         );
     }

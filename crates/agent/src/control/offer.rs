@@ -6,8 +6,10 @@
 use super::Acting;
 use crate::memory::{AwaitedOffer, Full, Memory};
 use crate::notify::Visitor;
+use crate::session::Allowed;
 use crate::settings_file;
 use doorman_core::LocalConsent;
+use doorman_e2e::OperatorHello;
 use doorman_wire::message::{OfferReply, Service};
 use std::path::Path;
 use std::sync::Arc;
@@ -25,13 +27,22 @@ impl Acting<'_> {
         request_id: &str,
         visitor: Visitor,
         service: Service,
+        hello: Option<OperatorHello>,
     ) -> OfferReply {
         let settings = match settings_file::load(config) {
             Ok(settings) => Arc::new(settings),
             Err(error) => return crate::answer::refuse_unreadable_settings(&error, &visitor),
         };
+        if let Some(Err(error)) = hello.as_ref().map(doorman_e2e::handshake::check_hello) {
+            return OfferReply::Refuse {
+                message: format!("the connection's end-to-end hello is not one: {error}"),
+            };
+        }
         let now = Instant::now();
-        let reply = crate::answer::answer_offer(&settings, &visitor, &service, memory, now);
+        let mut reply = crate::answer::answer_offer(&settings, &visitor, &service, memory, now);
+        if let OfferReply::RequireAuthorization { identity, .. } = &mut reply {
+            *identity = Some(self.shared.identity.public().fingerprint().to_string());
+        }
         match &reply {
             OfferReply::RequireAuthorization {
                 reuse,
@@ -49,6 +60,7 @@ impl Acting<'_> {
                     local_consent: *local_consent,
                     settings,
                     passkey: passkey.clone(),
+                    hello,
                 };
                 let awaited = self.await_authorization(
                     memory,
@@ -67,10 +79,13 @@ impl Acting<'_> {
             } => {
                 self.start(
                     settings,
-                    request_id.to_string(),
-                    visitor,
-                    service,
-                    *max_session_seconds,
+                    Allowed {
+                        request_id: request_id.to_string(),
+                        visitor,
+                        service,
+                        limit: *max_session_seconds,
+                        hello,
+                    },
                 );
             }
             OfferReply::Refuse { .. } | OfferReply::ReasonRequired => {}

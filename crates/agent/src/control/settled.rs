@@ -6,6 +6,7 @@
 use super::Acting;
 use crate::memory::{AwaitedOffer, Memory, RememberedApproval};
 use crate::notify::{self, Event};
+use crate::session::Allowed;
 use crate::verdict::{Refusal, Settled, Verdict};
 use doorman_core::Outcome;
 use doorman_core::passkey::Assertion;
@@ -54,10 +55,13 @@ impl Acting<'_> {
             memory.passkey_counters.extend(counters);
             self.start(
                 offer.settings,
-                request_id,
-                offer.visitor,
-                offer.service,
-                offer.limit,
+                Allowed {
+                    request_id,
+                    visitor: offer.visitor,
+                    service: offer.service,
+                    limit: offer.limit,
+                    hello: offer.hello,
+                },
             );
         }
         None

@@ -29,6 +29,8 @@ pub(super) struct Policy {
     pub(super) reuse: Option<String>,
     pub(super) local_consent: LocalConsent,
     pub(super) passkey: Option<PasskeyRequirement>,
+    /// The computer's identity fingerprint, when it said a well-formed one.
+    pub(super) identity: Option<doorman_e2e::Fingerprint>,
 }
 
 /// Email authorization: drops the operator's own address from the
@@ -276,6 +278,7 @@ fn new_request(
             .passkey
             .as_ref()
             .and_then(|p| serde_json::to_string(p).ok()),
+        computer_identity: policy.identity.as_ref().map(ToString::to_string),
     }
 }
 

@@ -129,6 +129,9 @@ struct Ask<'a> {
     service: Service,
     /// The computer's session time limit in seconds (0: none), once it said.
     max_session_seconds: u32,
+    /// The operator asked for a session sealed end to end: the server
+    /// records none of it.
+    sealed: bool,
 }
 
 async fn refuse(
@@ -208,13 +211,14 @@ async fn serve_connection(
             computer,
             reason,
             service,
+            e2e,
         } => {
             tracing::Span::current().record("computer", computer.as_str());
-            offer::connect(broker, connection, who, computer, reason, service).await
+            offer::connect(broker, connection, who, computer, reason, service, e2e).await
         }
-        OperatorMessage::Resume { request_id } => {
+        OperatorMessage::Resume { request_id, sealed } => {
             tracing::Span::current().record("request", request_id.as_str());
-            resume::resume(broker, connection, who, request_id).await
+            resume::resume(broker, connection, who, request_id, sealed).await
         }
         OperatorMessage::Cancel => {
             refuse(

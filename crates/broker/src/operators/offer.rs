@@ -10,6 +10,7 @@ use super::{Ask, OperatorError, Who, audit, refuse, refuse_audited};
 use crate::broker::{Broker, ExpectedSession, OfferError};
 use crate::relay::OperatorStream;
 use doorman_core::AuditKind;
+use doorman_e2e::OperatorHello;
 use doorman_runtime::secrets;
 use doorman_wire::connection::Connection;
 use doorman_wire::message::{OfferReply, Refusal, ServerToAgent, ServerToOperator, Service};
@@ -23,17 +24,19 @@ pub(super) async fn connect(
     computer: String,
     reason: String,
     service: Service,
+    e2e: Option<OperatorHello>,
 ) -> Result<(), OperatorError> {
     let checked = checked_ask(broker, &mut connection, who, computer, reason, service).await?;
-    let Some(ask) = checked else {
+    let Some(mut ask) = checked else {
         return Ok(());
     };
     let request_id = secrets::new_id()?;
     tracing::Span::current().record("request", request_id.as_str());
+    ask.sealed = e2e.is_some();
     // Registered before the agent hears of the request, so that its session
     // connection always finds the slot.
     let expected = broker.sessions().expect(&request_id, &ask.computer);
-    let reply = match offer(broker, &ask, &request_id).await {
+    let reply = match offer(broker, &ask, &request_id, e2e).await {
         Ok(reply) => reply,
         Err(OfferError::Offline | OfferError::NoAnswer) => {
             let message = format!("computer {:?} is offline", ask.computer);
@@ -77,6 +80,7 @@ async fn checked_ask<'a>(
         reason,
         service,
         max_session_seconds: 0,
+        sealed: false,
     };
     if !permitted(broker, &ask).await? {
         let detail = format!("no grant for {} on this computer", ask.service.kind());
@@ -104,13 +108,19 @@ async fn checked_ask<'a>(
 
 /// Offers the request to the computer's agent: its answer, or why there
 /// is none.
-async fn offer(broker: &Broker, ask: &Ask<'_>, request_id: &str) -> Result<OfferReply, OfferError> {
+async fn offer(
+    broker: &Broker,
+    ask: &Ask<'_>,
+    request_id: &str,
+    e2e: Option<OperatorHello>,
+) -> Result<OfferReply, OfferError> {
     let offer = ServerToAgent::Offer {
         request_id: request_id.to_string(),
         operator: ask.operator.to_string(),
         operator_ip: ask.ip.clone(),
         reason: ask.reason.clone(),
         service: ask.service.clone(),
+        e2e,
     };
     broker
         .agents()
@@ -165,6 +175,7 @@ async fn answered(
             reuse,
             local_consent,
             passkey,
+            identity,
         } => {
             let policy = Policy {
                 recipients,
@@ -175,6 +186,9 @@ async fn answered(
                 reuse,
                 local_consent,
                 passkey,
+                identity: identity
+                    .as_deref()
+                    .and_then(doorman_e2e::Fingerprint::parse),
             };
             require_authorization(broker, connection, ask, request_id, expected, policy).await
         }

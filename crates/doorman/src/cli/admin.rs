@@ -65,6 +65,10 @@ pub enum AdminCommand {
     Play {
         /// The recording's id, as `recordings list` shows it
         id: i64,
+        /// An age identity file (`age-keygen` made it) whose key opens a
+        /// recording the computer sealed
+        #[arg(long, value_name = "FILE")]
+        identity: Option<std::path::PathBuf>,
         /// Faster (2) or slower (0.5) than it happened
         #[arg(long, value_name = "N", default_value_t = 1.0, value_parser = speed)]
         speed: f64,
@@ -91,6 +95,12 @@ pub enum RecordingsCommand {
         /// One JSON object per line.
         #[arg(long)]
         json: bool,
+    },
+    /// Write a recording as stored to standard output: a sealed one as the
+    /// age file it is (`age -d -i KEY`), else gzip-compressed asciicast
+    Export {
+        /// The recording's id, as `recordings list` shows it
+        id: i64,
     },
     /// Delete the recordings of sessions started more than DAYS ago (the
     /// server itself deletes those older than its --recordings-keep-days).

@@ -1,7 +1,7 @@
-//! The operator's command lines: `doorman connect` and `doorman cp`, and
-//! the exit statuses they document.
+//! The operator's command lines: `doorman connect`, `doorman cp` and
+//! `doorman known`, and the exit statuses they document.
 
-use clap::Args;
+use clap::{Args, Subcommand};
 use std::path::PathBuf;
 
 pub const CONNECT_EXIT_STATUSES: &str = "\
@@ -27,6 +27,10 @@ Exit status:
   247    refused by a limit: too many pending requests, the computer asked too
          often, or a recipient reported the last request (\"I did not expect this\")
   248    no authorization email could be delivered
+  249    the computer's identity is not the one remembered for it (see
+         --known-computers; `doorman known remove COMPUTER` accepts a
+         legitimate change), or it could not prove its identity for the
+         session: someone between, such as the server, changed its keys
   255    cannot reach or talk to the server, or it did not confirm the
          request's expiry within 10 s of its deadline";
 
@@ -101,4 +105,34 @@ pub struct OperatorOptions {
     /// Report each state change as one JSON object per line on stderr
     #[arg(long)]
     pub json: bool,
+    /// The computers met before and their identities, which each session
+    /// must prove again (like ssh's known_hosts)
+    /// [default: $XDG_CONFIG_HOME/doorman/known_computers]
+    #[arg(long, env = "DOORMAN_KNOWN_COMPUTERS", value_name = "FILE")]
+    pub known_computers: Option<PathBuf>,
+}
+
+/// `doorman known`: the computers met before.
+#[derive(Debug, Args)]
+pub struct KnownArgs {
+    #[command(subcommand)]
+    pub command: KnownCommand,
+    /// The known-computers file [default: $XDG_CONFIG_HOME/doorman/known_computers]
+    #[arg(
+        long,
+        global = true,
+        env = "DOORMAN_KNOWN_COMPUTERS",
+        value_name = "FILE"
+    )]
+    pub known_computers: Option<PathBuf>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum KnownCommand {
+    /// Forget a computer's identity, so that the next session learns it
+    /// anew (after its agent was reinstalled, or its key replaced)
+    Remove {
+        /// The computer's name
+        computer: String,
+    },
 }

@@ -73,8 +73,29 @@ async fn the_whole_story_through_the_binary() {
         .collect();
     assert_eq!(
         events,
-        ["pending", "allowed", "session_started", "session_ended"]
+        [
+            "pending",
+            "allowed",
+            "identity",
+            "session_started",
+            "session_ended"
+        ]
     );
+    // The email shows the start of the fingerprint the computer proved to
+    // the operator, for both to compare.
+    let stderr = connect.stderr.text();
+    let identity = stderr.lines().find(|l| l.contains("\"identity\"")).unwrap();
+    let identity: serde_json::Value = serde_json::from_str(identity).unwrap();
+    assert_eq!(identity["known"], false, "{identity}");
+    let fingerprint = identity["fingerprint"].as_str().unwrap();
+    let text = mails[0].text();
+    let shown = text
+        .lines()
+        .find_map(|l| l.strip_prefix("Identity:   "))
+        .and_then(|l| l.split(' ').next())
+        .unwrap_or_else(|| panic!("no identity in the email: {text}"));
+    assert!(shown.len() > "SHA256:".len() + 8, "{shown}");
+    assert!(fingerprint.starts_with(shown), "{fingerprint} vs {shown}");
 
     let (code, audit, _) = doorman(&[
         "admin",

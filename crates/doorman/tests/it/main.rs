@@ -19,6 +19,7 @@ mod logs;
 mod packaging;
 mod passkeys;
 mod recordings;
+mod sealed;
 mod settings;
 mod terminal;
 mod trust;

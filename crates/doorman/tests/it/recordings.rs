@@ -1,7 +1,10 @@
-//! Session recordings: a shell session's screen is recorded as the server
-//! relays it, listed and played back by `doorman admin`, pruned, and left
-//! readable when the session is cut short; `--record-sessions false` and
-//! other kinds of session record nothing.
+//! Session recordings the server makes: the screen of a shell session it
+//! can read (the web console's: here an operator that does not seal its
+//! session) is recorded as the server relays it, listed and played back
+//! by `doorman admin`, pruned, and left readable when the session is cut
+//! short; `--record-sessions false` and other kinds of session record
+//! nothing. Sessions sealed end to end are recorded by the computer
+//! (`sealed.rs`).
 
 use doorman_test_support::World;
 use doorman_test_support::process::{after_using_line, run};
@@ -20,7 +23,7 @@ async fn admin(world: &World, args: &[&str]) -> (i32, String, String) {
 async fn a_recorded_shell_session_plays_back_the_same_text() {
     let world = World::builder().without_email_authorization().start().await;
     let input: &[u8] = b"stty -echo; echo recorded-$((6*7)); printf 'caf\\303\\251\\n'; exit 0\n";
-    let connecting = world.connect_shell(Box::new(input));
+    let connecting = world.connect_shell_unsealed(Box::new(input));
     let stdout = connecting.stdout.clone();
     assert_eq!(connecting.finish().await, Ok(0));
     let screen = stdout.text();
@@ -94,7 +97,7 @@ async fn a_session_cut_short_leaves_a_readable_recording() {
     let mut world = World::builder().without_email_authorization().start().await;
     // The shell waits on input that never ends.
     let (input, mut typing) = tokio::io::duplex(64);
-    let connecting = world.connect_shell(Box::new(input));
+    let connecting = world.connect_shell_unsealed(Box::new(input));
     let stdout = connecting.stdout.clone();
     tokio::io::AsyncWriteExt::write_all(&mut typing, b"echo before-the-cut\n")
         .await
@@ -155,7 +158,7 @@ async fn with_postgresql_recordings_live_in_the_database() {
         .start()
         .await;
     let input: &[u8] = b"echo in-postgres; exit 0\n";
-    let connecting = world.connect_shell(Box::new(input));
+    let connecting = world.connect_shell_unsealed(Box::new(input));
     let stdout = connecting.stdout.clone();
     assert_eq!(connecting.finish().await, Ok(0));
     world.wait_for_audit("session_recorded").await;

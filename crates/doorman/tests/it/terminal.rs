@@ -145,7 +145,8 @@ async fn a_resized_window_reaches_the_remote_shell_and_the_terminal_is_restored(
         .await;
     let before = line_in(&file("before")).await;
     tmux.type_line(&format!(
-        "{DOORMAN} connect office-pc --server {url} --token {token}; stty -g > {}",
+        "{DOORMAN} connect office-pc --server {url} --token {token} --known-computers {}; stty -g > {}",
+        path(&file("known_computers")),
         path(&file("after"))
     ))
     .await;

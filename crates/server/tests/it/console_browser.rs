@@ -396,7 +396,7 @@ async fn a_recorded_session_plays_back_in_the_browser() {
     };
     let world = World::builder().without_email_authorization().start().await;
     let input: &[u8] = b"echo played-back-$((6*7)); exit 0\n";
-    let connecting = world.connect_shell(Box::new(input));
+    let connecting = world.connect_shell_unsealed(Box::new(input));
     assert_eq!(connecting.finish().await, Ok(0));
     world.wait_for_audit("session_recorded").await;
 

@@ -23,7 +23,7 @@ async fn get(world: &World, path: &str, cookie: &str) -> reqwest::Response {
 async fn an_operator_replays_their_own_recordings_and_no_one_elses() {
     let world = World::builder().without_email_authorization().start().await;
     let input: &[u8] = b"echo shown-in-the-console; exit 0\n";
-    let connecting = world.connect_shell(Box::new(input));
+    let connecting = world.connect_shell_unsealed(Box::new(input));
     let stdout = connecting.stdout.clone();
     assert_eq!(connecting.finish().await, Ok(0));
     world.wait_for_audit("session_recorded").await;
@@ -110,7 +110,7 @@ async fn a_recording_stops_at_its_limit_and_the_trail_and_the_player_say_truncat
         .start()
         .await;
     let input: &[u8] = b"yes 0123456789abcdef | head -c 2000000; exit 0\n";
-    let connecting = world.connect_shell(Box::new(input));
+    let connecting = world.connect_shell_unsealed(Box::new(input));
     let stdout = connecting.stdout.clone();
     assert_eq!(connecting.finish().await, Ok(0));
     let recorded = world.wait_for_audit("session_recorded").await;
@@ -156,7 +156,7 @@ async fn past_the_total_limit_the_oldest_recordings_go_first() {
     let input: &[u8] = b"head -c 30000 /dev/urandom | base64; exit 0\n";
     let mut ids = Vec::new();
     for count in 1..=2 {
-        let connecting = world.connect_shell(Box::new(input));
+        let connecting = world.connect_shell_unsealed(Box::new(input));
         assert_eq!(connecting.finish().await, Ok(0));
         world.wait_for_audits("session_recorded", count).await;
         let newest = &world.broker.store().recordings(None, None).await.unwrap()[0];
@@ -197,7 +197,10 @@ async fn past_the_total_limit_the_oldest_recordings_go_first() {
 async fn an_operator_added_again_under_an_old_name_sees_none_of_its_recordings() {
     let world = World::builder().without_email_authorization().start().await;
     let input: &[u8] = b"echo the-old-one; exit 0\n";
-    assert_eq!(world.connect_shell(Box::new(input)).finish().await, Ok(0));
+    assert_eq!(
+        world.connect_shell_unsealed(Box::new(input)).finish().await,
+        Ok(0)
+    );
     world.wait_for_audit("session_recorded").await;
     let id = world.broker.store().recordings(None, None).await.unwrap()[0].id;
     let old = world.console_cookie(&world.operator_token).await;

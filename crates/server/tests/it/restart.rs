@@ -95,6 +95,7 @@ async fn a_request_that_expired_while_the_server_was_down_is_expired() {
                 doorman_runtime::secrets::hash(&token),
             )],
             passkey: None,
+            computer_identity: None,
         })
         .await
         .unwrap();

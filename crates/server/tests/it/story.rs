@@ -62,7 +62,13 @@ async fn allow_runs_the_command_and_returns_its_exit_status() {
     let states: Vec<&String> = events.iter().filter(|e| *e != "delivery").collect();
     assert_eq!(
         states,
-        ["pending", "allowed", "session_started", "session_ended"]
+        [
+            "pending",
+            "allowed",
+            "identity",
+            "session_started",
+            "session_ended"
+        ]
     );
     assert_eq!(events[0], "pending");
     // Each email: `sending` as the attempt starts, then `sent`.

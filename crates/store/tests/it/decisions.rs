@@ -64,6 +64,7 @@ async fn request_needing(
                 })
                 .collect(),
             passkey: None,
+            computer_identity: None,
         })
         .await
         .unwrap();

@@ -37,6 +37,7 @@ async fn request_of(store: &Store, id: &str, operator: &str, computer: &str, val
                 })
                 .collect(),
             passkey: None,
+            computer_identity: None,
         })
         .await
         .unwrap();
@@ -91,6 +92,7 @@ pub(crate) async fn a_name_removed_and_added_again_inherits_nothing(store: Store
         computer_id: pc,
         operator: "bob",
         operator_id: bob,
+        sealed: false,
     };
     store.start_recording(1, &of, 3).await.unwrap();
     assert_eq!(

@@ -32,6 +32,8 @@ pub struct WorldBuilder {
     pub smtp_tls: Option<SmtpTls>,
     /// The server's database; SQLite in its data directory when `None`.
     pub database_url: Option<String>,
+    /// `recordings_to`: the age recipients of the computer's recordings.
+    pub recordings_to: Vec<String>,
 }
 
 impl Default for WorldBuilder {
@@ -55,6 +57,7 @@ impl Default for WorldBuilder {
             policies: Vec::new(),
             smtp_tls: None,
             database_url: None,
+            recordings_to: Vec::new(),
         }
     }
 }
@@ -159,6 +162,12 @@ impl WorldBuilder {
         self
     }
 
+    /// The computer seals its recordings of sealed shells to `recipient`.
+    pub fn recordings_to(mut self, recipient: &str) -> Self {
+        self.recordings_to.push(recipient.to_string());
+        self
+    }
+
     pub fn without_shell(mut self) -> Self {
         self.shell = false;
         self
@@ -186,6 +195,11 @@ impl WorldBuilder {
             format!("{notify}ca = \"ca.pem\"\n")
         } else {
             notify
+        };
+        let notify = if self.recordings_to.is_empty() {
+            notify
+        } else {
+            format!("{notify}recordings_to = {:?}\n", self.recordings_to)
         };
         format!(
             "server = \"{server}\"\nname = \"{name}\"\nkey = \"{key}\"\n{notify}\n\

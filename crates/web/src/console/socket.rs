@@ -159,6 +159,9 @@ async fn bridge(
         computer: ask.computer,
         reason: ask.reason,
         service,
+        // The browser runs what the server serves: its sessions trust the
+        // server by nature, and are not sealed end to end.
+        e2e: None,
     };
     if connection.write_message(&connect).await.is_ok() {
         let _ = relay(connection, socket, roots).await;
@@ -207,7 +210,7 @@ async fn relay(
                 Ok(Some(Frame::Stdout(data) | Frame::Stderr(data))) => {
                     to_browser.send(Message::Binary(data)).await?;
                 }
-                Ok(Some(Frame::Stdin(_))) => {}
+                Ok(Some(Frame::Stdin(_) | Frame::Sealed(_) | Frame::Recording(_))) => {}
                 Ok(None) | Err(_) => break Ended::FlowClosed,
             },
             message = from_browser.next() => match message {

@@ -89,6 +89,15 @@ pub enum SessionMessage {
     /// ended the session, for `cause`, and `message` says so in words for
     /// the operator. The server never passes on one from the agent.
     Ended { cause: EndCause, message: String },
+    /// What the computer recorded of a session it sealed (its recording
+    /// went to the server in [`crate::Frame::Recording`] frames): the
+    /// asciicast text's size, SHA-256 and whether it was cut at its limit.
+    /// For the server's audit trail only.
+    Recorded {
+        size: u64,
+        sha256: String,
+        truncated: bool,
+    },
 }
 
 /// Why the server ended a session ([`SessionMessage::Ended`]); `connect`

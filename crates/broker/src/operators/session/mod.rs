@@ -16,8 +16,8 @@ use super::{Ask, OperatorError, audit, refuse};
 use crate::broker::{Broker, ExpectedSession, ForwardingGuard};
 use crate::relay::OperatorStream;
 use doorman_core::AuditKind;
-use doorman_recordings::Recording;
 use doorman_recordings::cast::{Direction, Screen};
+use doorman_recordings::{Recorded, Recording};
 use doorman_runtime::clock::Ticks;
 use doorman_store::recordings::RecordingOf;
 use doorman_store::{Millis, StoreError};
@@ -79,17 +79,31 @@ pub(super) async fn relay_session(
         recording.as_ref(),
         &mut expected.superseded,
     );
-    let detail = run(
+    let recorder = match &recording {
+        Some(recording) => Recorder::Server(recording),
+        None if ask.sealed && broker.recorder().settings.enabled => Recorder::Computer(session_id),
+        None => Recorder::Nobody,
+    };
+    let (detail, sealed) = run(broker, connection, agent, ask, request_id, recorder, stop).await;
+    finish(
         broker,
-        connection,
-        agent,
         ask,
         request_id,
-        recording.as_ref(),
-        stop,
+        session_id,
+        (recording, sealed),
+        detail,
     )
-    .await;
-    finish(broker, ask, request_id, session_id, recording, detail).await
+    .await
+}
+
+/// Who records a session: the server, through taps on its relay (a
+/// session it can read: the web console's); the computer, which records a
+/// session sealed end to end itself and sends it sealed for the server to
+/// keep (recording `session_id`); or nobody (recording is off).
+enum Recorder<'r> {
+    Server(&'r Recording),
+    Computer(i64),
+    Nobody,
 }
 
 /// Records that the session starts; `None` when this approval may not
@@ -142,7 +156,9 @@ async fn record(
     let Service::Shell { term, rows, cols } = &ask.service else {
         return None;
     };
-    if !broker.recorder().settings.enabled {
+    // A session sealed end to end is not the server's to read: only the
+    // computer may record it.
+    if !broker.recorder().settings.enabled || ask.sealed {
         return None;
     }
     let screen = Screen {
@@ -151,19 +167,25 @@ async fn record(
         rows: *rows,
         timestamp: broker.now_millis() / 1000,
     };
-    let of = RecordingOf {
-        request_id,
-        computer: &ask.computer,
-        computer_id: ask.computer_id,
-        operator: ask.operator,
-        operator_id: ask.operator_id,
-    };
+    let of = recording_of(ask, request_id);
     match Recording::start(&broker.recorder(), session_id, &of, screen).await {
         Ok(recording) => Some(recording),
         Err(error) => {
             tracing::error!(%error, "cannot record the session; it goes on unrecorded");
             None
         }
+    }
+}
+
+/// Whose session a recording is of.
+fn recording_of<'a>(ask: &'a Ask<'_>, request_id: Option<&'a str>) -> RecordingOf<'a> {
+    RecordingOf {
+        request_id,
+        computer: &ask.computer,
+        computer_id: ask.computer_id,
+        operator: ask.operator,
+        operator_id: ask.operator_id,
+        sealed: false,
     }
 }
 
@@ -205,30 +227,46 @@ async fn watch_for_stop(
     }
 }
 
-/// Relays the session, through the recording's taps when it is recorded,
-/// until it ends; returns the audit trail's detail of how.
+/// Relays the session, through the recording's taps when the server
+/// records it, until it ends; returns the audit trail's detail of how,
+/// and of the computer's recording if it sent one.
 async fn run(
     broker: &Broker,
     connection: Connection<OperatorStream>,
     agent: Upgraded,
     ask: &Ask<'_>,
     request_id: Option<&str>,
-    recording: Option<&Recording>,
+    recorder: Recorder<'_>,
     stop: impl Future<Output = Stop>,
-) -> String {
+) -> (String, Option<Recorded>) {
     // Bytes the operator sent right behind its last message belong to the agent.
     let (operator, early) = connection.into_parts();
-    match recording {
-        Some(recording) => {
+    match recorder {
+        Recorder::Server(recording) => {
             recording.observe(Direction::ToComputer, &early);
             let operator = recording.tap(operator, Direction::ToComputer);
             let agent = recording.tap(agent, Direction::ToOperator);
             let relay = FrameRelay::new(operator, &early, agent);
-            relay_to_the_end(broker, relay, ask, request_id, stop).await
+            let detail = relay_to_the_end(broker, relay, ask, request_id, stop).await;
+            (detail, None)
         }
-        None => {
+        Recorder::Computer(session_id) => {
+            let mut relay = FrameRelay::new(operator, &early, agent);
+            let log = relay.keep_sealed_recording(broker.recorder().settings.max_bytes);
+            let relaying = async {
+                let detail = relay_to_the_end(broker, relay, ask, request_id, stop).await;
+                log.close();
+                detail
+            };
+            let of = recording_of(ask, request_id);
+            let recorder = broker.recorder();
+            let storing = log.store(&recorder, session_id, &of);
+            tokio::join!(relaying, storing)
+        }
+        Recorder::Nobody => {
             let relay = FrameRelay::new(operator, &early, agent);
-            relay_to_the_end(broker, relay, ask, request_id, stop).await
+            let detail = relay_to_the_end(broker, relay, ask, request_id, stop).await;
+            (detail, None)
         }
     }
 }
@@ -272,15 +310,18 @@ async fn finish(
     ask: &Ask<'_>,
     request_id: Option<&str>,
     session_id: i64,
-    recording: Option<Recording>,
+    (recording, sealed): (Option<Recording>, Option<Recorded>),
     detail: String,
 ) -> Result<(), OperatorError> {
     broker
         .store()
         .end_session(session_id, broker.now_millis())
         .await?;
-    if let Some(recording) = recording {
-        let recorded = recording.finish(&broker.recorder()).await?;
+    let recorded = match recording {
+        Some(recording) => Some(recording.finish(&broker.recorder()).await?),
+        None => sealed,
+    };
+    if let Some(recorded) = recorded {
         let event = audit(
             broker,
             ask,

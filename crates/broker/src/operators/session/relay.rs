@@ -11,6 +11,7 @@
 //! which `crate::relay` carries byte for byte.
 
 use super::copied::{CopiedFile, CopiedLog};
+use doorman_recordings::{Measured, SealedLog};
 use doorman_wire::ConnectionError;
 use doorman_wire::connection::{FrameReader, FrameWriter, decode_message};
 use doorman_wire::frame::Frame;
@@ -79,6 +80,7 @@ where
                 end: None,
                 moved: 0,
                 files: Arc::new(CopiedLog::default()),
+                sealed: None,
             },
             operator_left: false,
             linger: LINGER_AFTER_OPERATOR,
@@ -140,6 +142,14 @@ where
     /// The files a copy moved, as the agent says them.
     pub(super) fn copied(&self) -> Arc<CopiedLog> {
         Arc::clone(&self.down.files)
+    }
+
+    /// Keeps the recording the computer sealed, at most `max_bytes` of it;
+    /// without this its pieces are dropped.
+    pub(super) fn keep_sealed_recording(&mut self, max_bytes: u64) -> Arc<SealedLog> {
+        let log = Arc::new(SealedLog::new(max_bytes));
+        self.down.sealed = Some(Arc::clone(&log));
+        log
     }
 
     /// The bytes relayed to the computer and back.
@@ -234,6 +244,8 @@ struct Down<A, O> {
     moved: u64,
     /// The files a copy moved, as the agent said them.
     files: Arc<CopiedLog>,
+    /// Where the computer's sealed recording goes, if the server keeps it.
+    sealed: Option<Arc<SealedLog>>,
 }
 
 impl<A, O> Down<A, O>
@@ -264,13 +276,35 @@ where
 
     /// Keeps the program's end as the agent states it (its exit status, or
     /// why it could not run); whether the frame goes on to the operator: an
-    /// end in the server's name never does when the agent sends it.
+    /// end in the server's name never does when the agent sends it, nor
+    /// the computer's recording, which is the server's to keep.
     fn note(&mut self, frame: &Frame) -> bool {
-        let Frame::Message(payload) = frame else {
-            return true;
+        let payload = match frame {
+            Frame::Message(payload) => payload,
+            Frame::Recording(piece) => {
+                if let Some(log) = &self.sealed {
+                    log.piece(piece.clone());
+                }
+                return false;
+            }
+            _ => return true,
         };
         let end = match decode_message::<SessionMessage>(payload) {
             Ok(SessionMessage::Ended { .. }) => return false,
+            Ok(SessionMessage::Recorded {
+                size,
+                sha256,
+                truncated,
+            }) => {
+                if let Some(log) = &self.sealed {
+                    log.measured(Measured {
+                        size,
+                        sha256,
+                        truncated,
+                    });
+                }
+                return false;
+            }
             Ok(SessionMessage::Exit {
                 code: Some(code), ..
             }) => SessionEnd::Exited { code },
@@ -321,7 +355,9 @@ fn frame_len(frame: &Frame) -> u64 {
     let (Frame::Message(payload)
     | Frame::Stdout(payload)
     | Frame::Stderr(payload)
-    | Frame::Stdin(payload)) = frame;
+    | Frame::Stdin(payload)
+    | Frame::Sealed(payload)
+    | Frame::Recording(payload)) = frame;
     // The length prefix and the kind byte.
     payload.len() as u64 + 5
 }

@@ -1,10 +1,14 @@
 //! A shell session's screen as asciicast v2: the header line, then one
 //! `[seconds, "o", text]` line per output and `[seconds, "r", "COLSxROWS"]`
-//! per resize, read off the session's frames as they pass the server.
+//! per resize, read off the session's frames where it is recorded: as
+//! they pass the server (a web console session), or on the computer (a
+//! session sealed end to end, whose recording the agent seals with age).
 //! What the operator typed (stdin frames) is never written. The text is
 //! gzip-compressed in members that [`Cast::take_chunk`] hands out: each is
 //! a whole gzip stream, and their concatenation is one valid gzip file, so
 //! a recording cut short after any chunk is still readable. Pure: no I/O.
+
+#![forbid(unsafe_code)]
 
 use bytes::BytesMut;
 use doorman_wire::frame::Frame;
@@ -99,7 +103,8 @@ impl Cast {
         cast
     }
 
-    /// Takes bytes that passed the server `at` into the session.
+    /// Takes bytes that passed `at` into the session (encoded frames, as
+    /// they go on the wire).
     pub fn observe(&mut self, direction: Direction, bytes: &[u8], at: Duration) {
         if self.truncated {
             return;
@@ -132,7 +137,7 @@ impl Cast {
                 (Direction::ToComputer, Frame::Message(json)) => {
                     if let Ok(SessionMessage::Resize { rows, cols }) = serde_json::from_slice(&json)
                     {
-                        self.event(at, "r", &format!("{cols}x{rows}"));
+                        self.resized(rows, cols, at);
                     }
                 }
                 _ => {}
@@ -140,10 +145,18 @@ impl Cast {
         }
     }
 
+    /// The screen resized to `cols` × `rows`, `at` into the session.
+    pub fn resized(&mut self, rows: u16, cols: u16, at: Duration) {
+        self.event(at, "r", &format!("{cols}x{rows}"));
+    }
+
     /// Writes output as text: whole characters only, a character split
     /// between two outputs waits for its end, bytes that are not UTF-8
     /// become U+FFFD.
-    fn output(&mut self, data: &[u8], at: Duration) {
+    pub fn output(&mut self, data: &[u8], at: Duration) {
+        if self.truncated {
+            return;
+        }
         let mut bytes = std::mem::take(&mut self.partial_char);
         bytes.extend_from_slice(data);
         let cut = match std::str::from_utf8(&bytes) {
@@ -233,9 +246,9 @@ pub struct Event {
     pub text: String,
 }
 
-/// The most text one stored chunk may open to: a chunk holds about
-/// [`super::CHUNK_SIZE`] bytes and one event past it (a frame of output,
-/// escaped).
+/// The most text one stored chunk may open to: a chunk holds about 256
+/// KiB (what the recorders store at a time) and one event past it (a
+/// frame of output, escaped).
 const MAX_CHUNK_TEXT: u64 = 16 << 20;
 
 /// The asciicast text of one stored chunk (a gzip member, or several).
