@@ -45,6 +45,7 @@ fuzz_target!(|data: &[u8]| {
         local_consent: doorman_core::LocalConsent::Off,
         local_approval: None,
         passkey: None,
+        computer_identity: None,
     };
     let from = "Doorman <doorman@example.com>".parse().expect("sender");
     let message = mail::build(&request, &from, "it@example.com", "https://doorman.example/a/TOKEN", "<id@doorman.example>".into())

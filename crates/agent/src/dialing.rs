@@ -84,17 +84,19 @@ impl SharedDialer {
     }
 
     /// Opens a forwarded connection's tunnel (`path`), offering to take
-    /// the operator's TLS session over when the server is `https://`;
-    /// whether the server said yes.
+    /// the operator's TLS session over when the server is `https://` and
+    /// `handover` allows (a sealed tunnel does not); whether the server
+    /// said yes.
     pub async fn dial_tunnel(
         &self,
         settings: &AgentSettings,
         path: &str,
+        handover: bool,
     ) -> Result<(Upgraded, bool), LinkError> {
         let dialer = self.for_settings(settings)?;
         let mut headers = agent_headers(settings)?;
         // Taking a session over needs the relay's engine, which is Unix's.
-        let offer = cfg!(unix) && settings.server.starts_with("https://");
+        let offer = handover && cfg!(unix) && settings.server.starts_with("https://");
         if offer {
             headers.push((
                 HeaderName::from_static(HANDOVER_HEADER),

@@ -9,7 +9,8 @@ use crate::dialing::SharedDialer;
 use crate::error::{LinkError, SessionError};
 use crate::notify::{self, Event, Visitor};
 use doorman_core::AgentSettings;
-use doorman_e2e::{Identity, OperatorHello};
+use doorman_e2e::tunnel::TunnelSecret;
+use doorman_e2e::{ComputerReply, Identity, OperatorHello, SessionKeys};
 use doorman_wire::SESSION_PATH_PREFIX;
 use doorman_wire::connection::Connection;
 use doorman_wire::dial::Upgraded;
@@ -68,12 +69,31 @@ pub fn spawn(
             limit,
             hello,
         } = allowed;
+        // The session's keys, when the operator sealed it: its tunnels
+        // need them from the start.
+        let handshake = hello
+            .as_ref()
+            .map(|hello| doorman_e2e::handshake::respond(&identity, &request_id, hello))
+            .transpose();
+        let handshake = match handshake {
+            Ok(handshake) => handshake,
+            Err(error) => {
+                failed(&request_id, &SessionError::NotStarted(error.to_string()));
+                return;
+            }
+        };
         // A forward session's tunnels are allowed before its session connection
         // opens: the operator may open one as soon as the server says the
         // session started, which it says once that connection arrives.
         let _grant = match &service {
             Service::Forward { targets } => {
-                Some(ForwardGrant::insert(grants, &request_id, targets.clone()))
+                let tunnels = handshake.as_ref().map(|(_, keys)| keys.tunnels.clone());
+                Some(ForwardGrant::insert(
+                    grants,
+                    &request_id,
+                    targets.clone(),
+                    tunnels,
+                ))
             }
             Service::Command { .. }
             | Service::Shell { .. }
@@ -81,17 +101,13 @@ pub fn spawn(
             | Service::Files(_) => None,
         };
         let end = match dial_session_patiently(&dialer, &settings, &request_id).await {
-            Ok(io) => {
-                let connection = Connection::new(io);
-                let sealed = seal(connection, &identity, &request_id, hello.as_ref()).await;
-                match sealed {
-                    Ok(connection) => {
-                        let session = (service, connection);
-                        run_limited(&settings, &request_id, &visitor, session, limit).await
-                    }
-                    Err(error) => failed(&request_id, &error),
+            Ok(io) => match seal(Connection::new(io), handshake).await {
+                Ok(connection) => {
+                    let session = (service, connection);
+                    run_limited(&settings, &request_id, &visitor, session, limit).await
                 }
-            }
+                Err(error) => failed(&request_id, &error),
+            },
             Err(error) => {
                 let end = failed(&request_id, &SessionError::from(error));
                 // The server's waiting operator hears it at once.
@@ -112,20 +128,16 @@ pub fn spawn(
     });
 }
 
-/// Answers the operator's `hello` as the session connection's first frame
-/// and seals the connection with the keys agreed; a session without one
-/// (the web console's) stays plain.
+/// Sends the reply to the operator's hello as the session connection's
+/// first frame and seals the connection with the keys agreed; a session
+/// without a hello (the web console's) stays plain.
 async fn seal(
     mut connection: Connection<Upgraded>,
-    identity: &Identity,
-    request_id: &str,
-    hello: Option<&OperatorHello>,
+    handshake: Option<(ComputerReply, SessionKeys)>,
 ) -> Result<Connection<Upgraded>, SessionError> {
-    let Some(hello) = hello else {
+    let Some((reply, keys)) = handshake else {
         return Ok(connection);
     };
-    let (reply, keys) = doorman_e2e::handshake::respond(identity, request_id, hello)
-        .map_err(|e| SessionError::NotStarted(e.to_string()))?;
     connection.write_message(&reply).await?;
     connection.seal(keys.sealer, keys.opener);
     Ok(connection)
@@ -171,8 +183,15 @@ async fn dial_session(
         .await
 }
 
-/// Forward sessions in progress: request id → the targets their approval covers.
-pub type ForwardGrants = Arc<std::sync::Mutex<HashMap<String, Vec<String>>>>;
+/// Forward sessions in progress, by request id.
+pub type ForwardGrants = Arc<std::sync::Mutex<HashMap<String, Grant>>>;
+
+/// What a forward session's tunnels may do: reach the targets its
+/// approval covers, sealed with its tunnel secret when it is sealed.
+pub struct Grant {
+    pub targets: Vec<String>,
+    pub tunnels: Option<TunnelSecret>,
+}
 
 /// The tunnels a forward session may open, for as long as it lives: the
 /// entry goes with the guard, also when a time limit drops the session.
@@ -182,9 +201,14 @@ struct ForwardGrant {
 }
 
 impl ForwardGrant {
-    fn insert(grants: ForwardGrants, request_id: &str, targets: Vec<String>) -> Self {
+    fn insert(
+        grants: ForwardGrants,
+        request_id: &str,
+        targets: Vec<String>,
+        tunnels: Option<TunnelSecret>,
+    ) -> Self {
         if let Ok(mut map) = grants.lock() {
-            map.insert(request_id.to_string(), targets);
+            map.insert(request_id.to_string(), Grant { targets, tunnels });
         }
         Self {
             grants,
@@ -270,15 +294,28 @@ async fn run(
     }
 }
 
-/// Carries one forwarded connection: connects to `target`, opens the tunnel's
-/// session connection, and relays bytes both ways until both sides are done.
+/// One forwarded connection the server asked for: its id, its target, and
+/// its session's tunnel secret when the session is sealed end to end.
+pub struct Tunnel {
+    pub id: String,
+    pub target: String,
+    pub secret: Option<TunnelSecret>,
+}
+
+/// Carries one forwarded connection: connects to its target, opens the
+/// tunnel's session connection, and relays bytes both ways until both
+/// sides are done; sealed end to end when its session is.
 pub fn spawn_tunnel(
     settings: AgentSettings,
     dialer: SharedDialer,
-    tunnel_id: String,
-    target: String,
+    tunnel: Tunnel,
     outgoing: mpsc::Sender<AgentToServer>,
 ) {
+    let Tunnel {
+        id: tunnel_id,
+        target,
+        secret,
+    } = tunnel;
     tokio::spawn(async move {
         let stream = match tokio::net::TcpStream::connect(&target).await {
             Ok(stream) => stream,
@@ -295,20 +332,34 @@ pub fn spawn_tunnel(
         };
         let _ = stream.set_nodelay(true);
         let path = format!("{SESSION_PATH_PREFIX}{tunnel_id}");
-        let (tunnel, taken_over) = match dialer.dial_tunnel(&settings, &path).await {
+        // A sealed tunnel is not the server's to hand over.
+        let handover = secret.is_none();
+        let (tunnel, taken_over) = match dialer.dial_tunnel(&settings, &path, handover).await {
             Ok(dialed) => dialed,
             Err(error) => {
                 tracing::warn!(%target, %error, "cannot open a tunnel");
                 return;
             }
         };
-        let relayed = if taken_over {
-            doorman_relay::relay_taken_over(tunnel, stream).await
-        } else {
-            doorman_relay::relay_dialed(tunnel, stream).await
+        let relayed = match secret {
+            Some(secret) => relay_sealed(tunnel, &secret, stream).await,
+            None if taken_over => doorman_relay::relay_taken_over(tunnel, stream).await,
+            None => doorman_relay::relay_dialed(tunnel, stream).await,
         };
         if let Err(error) = relayed {
             tracing::debug!(%target, %error, "a forwarded connection failed");
         }
     });
+}
+
+/// A tunnel sealed end to end: out of TLS once the server switches it,
+/// then the computer's end of its records.
+async fn relay_sealed(
+    tunnel: Upgraded,
+    secret: &TunnelSecret,
+    local: tokio::net::TcpStream,
+) -> std::io::Result<(u64, u64)> {
+    use doorman_relay::end_to_end::{End, relay_sealed, switched};
+    let socket = switched(tunnel).await?;
+    relay_sealed(socket, End::Computer, secret, local).await
 }

@@ -85,7 +85,7 @@ const HELP: [(&str, &str); 12] = [
     ),
     (
         "doorman_tunnels_total",
-        "Forwarded connections opened: tls=handed_over when the agent took the operator's TLS session over (the server relays records it does not open), else server.",
+        "Forwarded connections opened: tls=end_to_end when the tunnel is sealed between connect and the agent (the server relays records it cannot open), handed_over when the agent took the operator's TLS session over (the server relays records it does not open), else server.",
     ),
     (
         "doorman_database_errors_total",
@@ -113,7 +113,11 @@ const LABELLED_COUNTERS: [(&str, &str, &[&str]); 6] = [
         "direction",
         &["to_computer", "to_operator"],
     ),
-    ("doorman_tunnels_total", "tls", &["handed_over", "server"]),
+    (
+        "doorman_tunnels_total",
+        "tls",
+        &["end_to_end", "handed_over", "server"],
+    ),
 ];
 
 static METADATA: Metadata<'static> = Metadata::new("doorman_server", Level::INFO, None);
@@ -164,6 +168,18 @@ impl Default for Metrics {
     fn default() -> Self {
         Self::new()
     }
+}
+
+/// Whose keys a tunnel's bytes travel with between the server and its
+/// ends.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum TunnelKeys {
+    /// `connect`'s and the agent's own: sealed end to end.
+    EndToEnd,
+    /// The operator's TLS session, taken over by the agent.
+    HandedOver,
+    /// The server's: it opens and seals them.
+    Server,
 }
 
 impl Metrics {
@@ -275,10 +291,14 @@ impl Metrics {
             .increment(to_operator);
     }
 
-    /// A forwarded connection's tunnel opened; `handed_over` when the
-    /// agent took the operator's TLS session over.
-    pub fn tunnel_opened(&self, handed_over: bool) {
-        let tls = if handed_over { "handed_over" } else { "server" };
+    /// A forwarded connection's tunnel opened, with whose keys its bytes
+    /// travel.
+    pub fn tunnel_opened(&self, keys: TunnelKeys) {
+        let tls = match keys {
+            TunnelKeys::EndToEnd => "end_to_end",
+            TunnelKeys::HandedOver => "handed_over",
+            TunnelKeys::Server => "server",
+        };
         self.labelled_counter("doorman_tunnels_total", "tls", tls)
             .increment(1);
     }

@@ -3,10 +3,12 @@
 //! take both off the event loop onto a relay thread. (A session's own
 //! connection is relayed frame by frame: `operators::session`.)
 
+use crate::metrics::TunnelKeys;
 use bytes::Bytes;
 use doorman_http::listener::ServerStream;
 use doorman_http::serve::Counted;
 use doorman_http::slots::Slot;
+use doorman_relay::end_to_end::{salts, switch_to_raw};
 use doorman_relay::handover::hand_over;
 use doorman_relay::{RelayError, copy, relay as relay_streams};
 use doorman_wire::dial::Upgraded;
@@ -72,17 +74,24 @@ async fn relay(a: Upgraded, a_early: &[u8], b: Upgraded) -> Result<(u64, u64), R
     }
 }
 
-/// A forwarded connection's tunnel: when the agent takes the operator's
-/// TLS session over, the server hands it over first and then relays the
-/// two sockets, ciphertext and all (`doorman_relay::handover`); else
-/// `relay`. Bytes counted are then the records' bytes.
+/// A forwarded connection's tunnel: sealed end to end (`sealed`), both
+/// connections leave TLS and the server relays the two sockets, records it
+/// cannot open (`doorman_relay::end_to_end`); when the agent takes the
+/// operator's TLS session over, the server hands it over first and then
+/// relays the two sockets, ciphertext and all (`doorman_relay::handover`);
+/// else `relay`. Bytes counted are then the records' bytes.
 pub async fn relay_tunnel(
     operator: Upgraded,
     agent: crate::broker::AgentConnection,
+    sealed: bool,
     metrics: &crate::metrics::Metrics,
 ) -> Result<(u64, u64), RelayError> {
+    if sealed {
+        metrics.tunnel_opened(TunnelKeys::EndToEnd);
+        return relay_sealed(operator, agent.io).await;
+    }
     if !agent.takes_over {
-        metrics.tunnel_opened(false);
+        metrics.tunnel_opened(TunnelKeys::Server);
         return relay(operator, &[], agent.io).await;
     }
     let (Ok((operator, _operator_slot, operator_early)), Ok((agent, _agent_slot, agent_early))) =
@@ -98,6 +107,40 @@ pub async fn relay_tunnel(
             tracing::warn!(%error, "a tunnel could not be handed to its agent");
             RelayError::before_any(error)
         })?;
-    metrics.tunnel_opened(handover.handed);
+    metrics.tunnel_opened(if handover.handed {
+        TunnelKeys::HandedOver
+    } else {
+        TunnelKeys::Server
+    });
     relay_streams(handover.operator, &[], handover.agent, &[]).await
+}
+
+/// A tunnel sealed end to end: both connections switched out of TLS, each
+/// end's salt read, then the two sockets relayed byte for byte, the salts
+/// first.
+async fn relay_sealed(operator: Upgraded, agent: Upgraded) -> Result<(u64, u64), RelayError> {
+    let (Ok((operator, _operator_slot, operator_early)), Ok((agent, _agent_slot, agent_early))) =
+        (unwrap(operator), unwrap(agent))
+    else {
+        return Err(RelayError::before_any(std::io::Error::other(
+            "a sealed tunnel must be the server's own connections",
+        )));
+    };
+    let switched = async {
+        let mut operator = switch_to_raw(operator, &operator_early).await?;
+        let mut agent = switch_to_raw(agent, &agent_early).await?;
+        let (operator_salt, agent_salt) = salts(&mut operator, &mut agent).await?;
+        Ok::<_, std::io::Error>((operator, operator_salt, agent, agent_salt))
+    };
+    let (operator, operator_salt, agent, agent_salt) = switched.await.map_err(|error| {
+        tracing::warn!(%error, "a sealed tunnel could not be switched");
+        RelayError::before_any(error)
+    })?;
+    relay_streams(
+        ServerStream::Plain(operator),
+        &operator_salt,
+        ServerStream::Plain(agent),
+        &agent_salt,
+    )
+    .await
 }

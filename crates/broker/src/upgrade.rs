@@ -243,6 +243,7 @@ pub async fn tunnel(
         .and_then(|v| v.to_str().ok())
         .unwrap_or_default()
         .to_string();
+    let sealed = headers.contains_key(doorman_wire::SEALED_HEADER);
     let Some(grant) = broker
         .forwards()
         .get(&session)
@@ -267,6 +268,7 @@ pub async fn tunnel(
         session_id: session,
         tunnel_id,
         target: target.clone(),
+        sealed,
     };
     if !broker.agents().send(&grant.computer, open) {
         return plain(StatusCode::SERVICE_UNAVAILABLE, "the computer is offline");
@@ -285,7 +287,7 @@ pub async fn tunnel(
     let metrics = broker.metrics().clone();
     switch(&broker, request, move |operator_io| async move {
         tokio::select! {
-            relayed = crate::relay::relay_tunnel(operator_io, agent, &metrics) => {
+            relayed = crate::relay::relay_tunnel(operator_io, agent, sealed, &metrics) => {
                 let (up, down) = match relayed {
                     Ok(moved) => moved,
                     Err(error) => error.moved,

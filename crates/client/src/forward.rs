@@ -4,7 +4,8 @@
 
 use crate::ConnectError;
 use doorman_core::settings::validate_forward_target;
-use doorman_wire::{Dialer, TARGET_HEADER, TUNNEL_PATH_PREFIX};
+use doorman_e2e::tunnel::TunnelSecret;
+use doorman_wire::{Dialer, SEALED_HEADER, TARGET_HEADER, TUNNEL_PATH_PREFIX};
 use hyper::header::{AUTHORIZATION, HeaderName, HeaderValue};
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use tokio::net::TcpListener;
@@ -87,12 +88,14 @@ pub async fn bind_all(specs: &[ForwardSpec]) -> Result<Vec<(TcpListener, String)
     Ok(listeners)
 }
 
-/// Accepts local connections and carries each through its own tunnel.
+/// Accepts local connections and carries each through its own tunnel,
+/// sealed end to end with `secret` when the session is.
 pub fn serve(
     listeners: Vec<(TcpListener, String)>,
     dialer: Dialer,
     auth: HeaderValue,
     session: String,
+    secret: Option<TunnelSecret>,
     errors: tokio::sync::mpsc::UnboundedSender<String>,
 ) -> Vec<tokio::task::JoinHandle<()>> {
     listeners
@@ -101,25 +104,36 @@ pub fn serve(
             let dialer = dialer.clone();
             let auth = auth.clone();
             let session = session.clone();
+            let secret = secret.clone();
             let errors = errors.clone();
             tokio::spawn(async move {
                 while let Ok((local, _)) = listener.accept().await {
                     let _ = local.set_nodelay(true);
                     let dialer = dialer.clone();
-                    let headers = vec![
+                    let mut headers = vec![
                         (AUTHORIZATION, auth.clone()),
                         (
                             HeaderName::from_static(TARGET_HEADER),
                             HeaderValue::from_str(&target).unwrap_or(HeaderValue::from_static("")),
                         ),
                     ];
+                    if secret.is_some() {
+                        headers.push((
+                            HeaderName::from_static(SEALED_HEADER),
+                            HeaderValue::from_static("1"),
+                        ));
+                    }
+                    let secret = secret.clone();
                     let path = format!("{TUNNEL_PATH_PREFIX}{session}");
                     let errors = errors.clone();
                     let target = target.clone();
                     tokio::spawn(async move {
                         match dialer.dial(&path, &headers).await {
                             Ok(tunnel) => {
-                                let _ = doorman_relay::relay_dialed(tunnel, local).await;
+                                let _ = match secret {
+                                    Some(secret) => relay_sealed(tunnel, &secret, local).await,
+                                    None => doorman_relay::relay_dialed(tunnel, local).await,
+                                };
                             }
                             Err(error) => {
                                 let _ =
@@ -131,6 +145,18 @@ pub fn serve(
             })
         })
         .collect()
+}
+
+/// A tunnel sealed end to end: out of TLS once the server switches it,
+/// then the operator's end of its records.
+async fn relay_sealed(
+    tunnel: doorman_wire::dial::Upgraded,
+    secret: &TunnelSecret,
+    local: tokio::net::TcpStream,
+) -> std::io::Result<(u64, u64)> {
+    use doorman_relay::end_to_end::{End, relay_sealed, switched};
+    let socket = switched(tunnel).await?;
+    relay_sealed(socket, End::Operator, secret, local).await
 }
 
 #[cfg(test)]

@@ -52,7 +52,7 @@ pub(crate) async fn run(
         mut connection,
         request_id,
         time_limit_secs,
-        tunnels: _,
+        tunnels,
     } = started;
     progress.session_started(time_limit_secs);
     if let SessionKind::Forward(_) = kind {
@@ -70,6 +70,7 @@ pub(crate) async fn run(
                 dialer,
                 auth,
                 session: request_id,
+                tunnels,
             };
             let session = run_forward(connection, forwarding, terminal, interrupt);
             warned_of_the_time_limit(session, time_limit_secs, progress).await
@@ -268,6 +269,8 @@ struct Forwarding {
     dialer: doorman_wire::Dialer,
     auth: hyper::header::HeaderValue,
     session: String,
+    /// The session's tunnel secret, when it is sealed end to end.
+    tunnels: Option<TunnelSecret>,
 }
 
 /// Runs a forward session until interrupted (status 0) or until the server
@@ -284,9 +287,10 @@ async fn run_forward(
         dialer,
         auth,
         session,
+        tunnels,
     } = forwarding;
     let (errors, mut failures) = tokio::sync::mpsc::unbounded_channel();
-    let acceptors = crate::forward::serve(listeners, dialer, auth, session, errors);
+    let acceptors = crate::forward::serve(listeners, dialer, auth, session, tunnels, errors);
     // The session connection carries nothing but its end; it stays open
     // (both halves) as long as the session does.
     let (mut reader, _writer) = connection.split();

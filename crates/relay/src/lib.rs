@@ -18,7 +18,10 @@
 //! - [`record`]: the TLS 1.3 record layer of a handed-over session;
 //! - [`handover`]: how the server hands a TLS session over, and the agent
 //!   takes it;
-//! - [`tls_parts`]: a TLS stream that gives up its socket and TLS state.
+//! - [`tls_parts`]: a TLS stream that gives up its socket and TLS state;
+//! - [`end_to_end`]: a forwarded connection sealed end to end: the
+//!   tunnel's connections leaving TLS, the salts, the ends' records
+//!   (`sealed_copy` where the engine is missing).
 // Only `sys` (the system calls of relaying) needs `unsafe`; it says why.
 // The engine is Unix's (splice, pipes, poll); elsewhere streams are copied
 // by tokio (`streams`), and the agent asks for no handover.
@@ -26,6 +29,7 @@
 
 #[cfg(unix)]
 mod drive;
+pub mod end_to_end;
 #[cfg(unix)]
 mod engine;
 pub mod handover;
@@ -34,6 +38,8 @@ mod nonblocking;
 pub mod record;
 #[cfg(unix)]
 mod sealed;
+#[cfg(not(unix))]
+mod sealed_copy;
 #[cfg(unix)]
 mod side;
 pub mod streams;

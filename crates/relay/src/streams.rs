@@ -21,7 +21,7 @@ use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
 
 /// A dialed connection's stream, under hyper's upgrade wrapper.
-type DialedStream = MaybeTls<tokio_rustls::client::TlsStream<TcpStream>>;
+pub(crate) type DialedStream = MaybeTls<tokio_rustls::client::TlsStream<TcpStream>>;
 
 /// Buffer size of each direction of [`copy`].
 const COPY_BUFFER: usize = 64 * 1024;
@@ -106,7 +106,7 @@ where
 }
 
 #[cfg(unix)]
-async fn relay_sides(a: Side, b: Side) -> Result<(u64, u64), RelayError> {
+pub(crate) async fn relay_sides(a: Side, b: Side) -> Result<(u64, u64), RelayError> {
     let engine = Engine::new(a, b);
     match Slot::take() {
         Some(slot) => drive::on_thread(slot, engine).await,

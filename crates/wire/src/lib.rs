@@ -60,3 +60,6 @@ pub const SESSION_PATH_PREFIX: &str = "/v1/session/";
 pub const TUNNEL_PATH_PREFIX: &str = "/v1/tunnel/";
 /// Header naming a tunnel's `host:port` target on `/v1/tunnel/…`.
 pub const TARGET_HEADER: &str = "x-doorman-target";
+/// Header of an operator's tunnel request whose session is sealed end to
+/// end: the tunnel is too (`doorman_relay::end_to_end`).
+pub const SEALED_HEADER: &str = "x-doorman-sealed";

@@ -324,6 +324,9 @@ pub enum ServerToAgent {
         session_id: String,
         tunnel_id: String,
         target: String,
+        /// The tunnel is sealed end to end, as its session is.
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        sealed: bool,
     },
 }
 

@@ -162,7 +162,11 @@ impl<'a> Served<'a> {
                 session_id,
                 tunnel_id,
                 target,
-            } => self.on_open_tunnel(session_id, tunnel_id, target).await,
+                sealed,
+            } => {
+                self.on_open_tunnel(session_id, tunnel_id, target, sealed)
+                    .await
+            }
         }
     }
 
@@ -246,11 +250,18 @@ impl<'a> Served<'a> {
         session_id: String,
         tunnel_id: String,
         target: String,
+        sealed: bool,
     ) -> Result<(), LinkError> {
         let shared = self.acting.shared;
-        if let Some(settings) = tunnel::permitted(self.config, shared, &session_id, &target) {
+        let permitted = tunnel::permitted(self.config, shared, &session_id, &target, sealed);
+        if let Some((settings, secret)) = permitted {
             let dialer = shared.dialer.clone();
-            session::spawn_tunnel(settings, dialer, tunnel_id, target, self.outgoing.clone());
+            let tunnel = session::Tunnel {
+                id: tunnel_id,
+                target,
+                secret,
+            };
+            session::spawn_tunnel(settings, dialer, tunnel, self.outgoing.clone());
             return Ok(());
         }
         tracing::warn!(session = %session_id, %target, "refusing a tunnel that no allowed session covers");

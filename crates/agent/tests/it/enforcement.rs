@@ -149,6 +149,7 @@ async fn a_tunnel_outside_the_approved_targets_is_refused() {
             session_id: "fwd".into(),
             tunnel_id: "t1".into(),
             target: "127.0.0.1:22".into(),
+            sealed: false,
         })
         .await
         .unwrap();
@@ -160,6 +161,65 @@ async fn a_tunnel_outside_the_approved_targets_is_refused() {
     assert_eq!(tunnel_id, "t1");
     assert!(message.contains("not allowed"), "{message}");
     drop(session);
+}
+
+/// Issue 29: the server holds no key of a sealed forward session, and
+/// cannot have the agent open one of its tunnels for it in plain.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sealed_sessions_tunnel_is_refused_in_plain() {
+    let server = FakeServer::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let target_listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let target = target_listener.local_addr().unwrap().to_string();
+    let mut control = agent(
+        &server,
+        &dir,
+        "require_email_authorization = false",
+        &format!("forward = [{target:?}]"),
+    )
+    .await;
+    let (_initiator, hello) = doorman_e2e::Initiator::start().unwrap();
+    control
+        .write_message(&ServerToAgent::Offer {
+            request_id: "fwd".into(),
+            operator: "alice".into(),
+            operator_ip: "127.0.0.1".into(),
+            reason: String::new(),
+            service: Service::Forward {
+                targets: vec![target.clone()],
+            },
+            e2e: Some(hello),
+        })
+        .await
+        .unwrap();
+    let mut session = server.accept().await;
+    // The session connection opens with the computer's reply.
+    let reply = session.connection.read_message::<serde_json::Value>().await;
+    assert_eq!(reply.unwrap().unwrap()["type"], "e2e_reply");
+    for sealed in [false, true] {
+        control
+            .write_message(&ServerToAgent::OpenTunnel {
+                session_id: "fwd".into(),
+                tunnel_id: format!("t-{sealed}"),
+                target: target.clone(),
+                sealed,
+            })
+            .await
+            .unwrap();
+        if sealed {
+            // Asked as the session is: the agent opens it.
+            let tunnel = server.accept().await;
+            assert_eq!(tunnel.path, "/v1/session/t-true");
+            continue;
+        }
+        let (tunnel_id, message) = next_from(&mut control, |message| match message {
+            AgentToServer::TunnelRefused { tunnel_id, message } => Some((tunnel_id, message)),
+            _ => None,
+        })
+        .await;
+        assert_eq!(tunnel_id, "t-false");
+        assert!(message.contains("not allowed"), "{message}");
+    }
 }
 
 /// Tells the agent request `id` was allowed (reusing `reused_from`).

@@ -59,7 +59,7 @@ fn suite_of(session: &rustls::CommonState) -> Option<Suite> {
 }
 
 /// Everything rustls has opened and not yet given out, appended to `into`.
-fn drain(mut reader: rustls::Reader<'_>, into: &mut Vec<u8>) -> io::Result<()> {
+pub(crate) fn drain(mut reader: rustls::Reader<'_>, into: &mut Vec<u8>) -> io::Result<()> {
     let mut chunk = [0u8; 4096];
     loop {
         match reader.read(&mut chunk) {

@@ -43,8 +43,9 @@ async fn commands_and_tunnels_run_over_tls() {
     let mut answer = [0u8; 11];
     stream.read_exact(&mut answer).await.unwrap();
     assert_eq!(&answer, b"through tls");
-    // The agent took the operator's TLS session over: the server relayed
-    // records it no longer opens, and the bytes came through all the same.
+    // The tunnel was sealed end to end: both its connections left TLS, the
+    // server relayed records it cannot open, and the bytes came through all
+    // the same.
     let bulk: Vec<u8> = (0..2_000_000u32).map(|i| (i % 253) as u8).collect();
     let (mut reading, mut writing) = stream.into_split();
     let sent = bulk.clone();
@@ -58,10 +59,29 @@ async fn commands_and_tunnels_run_over_tls() {
     assert!(echoed == bulk, "the bulk echoed whole and in order");
     let metrics = https_get(&world, "/metrics").await;
     assert!(
+        metrics.contains("doorman_tunnels_total{tls=\"end_to_end\"} 1\n"),
+        "{metrics}"
+    );
+    assert!(metrics.contains("doorman_tunnels_total{tls=\"handed_over\"} 0\n"));
+    assert!(metrics.contains("doorman_tunnels_total{tls=\"server\"} 0\n"));
+    forward.interrupt();
+    assert_eq!(forward.finish().await, Ok(0));
+
+    // An operator that does not seal its session (as the web console does
+    // not): the agent takes its TLS session over.
+    let spec: ForwardSpec = format!("0:{target}").parse().unwrap();
+    let mut forward = world.connect_for_unsealed(SessionKind::Forward(vec![spec]));
+    let local = forward.forwarding_address().await;
+    let mut stream = tokio::net::TcpStream::connect(local).await.unwrap();
+    stream.write_all(b"handed over").await.unwrap();
+    let mut answer = [0u8; 11];
+    stream.read_exact(&mut answer).await.unwrap();
+    assert_eq!(&answer, b"handed over");
+    let metrics = https_get(&world, "/metrics").await;
+    assert!(
         metrics.contains("doorman_tunnels_total{tls=\"handed_over\"} 1\n"),
         "{metrics}"
     );
-    assert!(metrics.contains("doorman_tunnels_total{tls=\"server\"} 0\n"));
     forward.interrupt();
     assert_eq!(forward.finish().await, Ok(0));
 }
