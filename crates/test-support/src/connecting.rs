@@ -20,6 +20,42 @@ pub struct Connecting {
 }
 
 impl Connecting {
+    /// Runs `connect` for `request` in a task of its own, typing what
+    /// `stdin` gives, its progress as JSON lines.
+    pub fn start(
+        request: doorman_client::ConnectRequest,
+        stdin: Box<dyn tokio::io::AsyncRead + Send + Unpin>,
+    ) -> Connecting {
+        use doorman_client::{Progress, ProgressStyle, Terminal};
+        let progress_buf = SharedBuf::default();
+        let stdout = SharedBuf::default();
+        let stderr = SharedBuf::default();
+        let (cancel, cancelled) = oneshot::channel::<()>();
+        let terminal = Terminal {
+            stdin,
+            stdout: Box::new(stdout.clone()),
+            stderr: Box::new(stderr.clone()),
+            is_tty: false,
+        };
+        let mut progress = Progress::new(ProgressStyle::Json, Box::new(progress_buf.clone()));
+        let task = tokio::spawn(async move {
+            doorman_client::connect(request, &mut progress, terminal, async move {
+                // A dropped sender is no interrupt.
+                if cancelled.await.is_err() {
+                    std::future::pending::<()>().await;
+                }
+            })
+            .await
+        });
+        Connecting {
+            task,
+            cancel: Some(cancel),
+            progress: progress_buf,
+            stdout,
+            stderr,
+        }
+    }
+
     /// The operator's process dies: its connection closes without a word.
     pub fn kill(self) {
         self.task.abort();

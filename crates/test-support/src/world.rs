@@ -10,7 +10,7 @@ pub use crate::smtp::SmtpTls;
 use crate::smtp::{SinkTls, SmtpSink};
 pub use builder::WorldBuilder;
 use doorman_broker::broker::Broker;
-use doorman_client::{ConnectRequest, Progress, ProgressStyle, Terminal};
+use doorman_client::ConnectRequest;
 use doorman_core::Secret;
 use doorman_server::ServerConfig;
 use std::path::PathBuf;
@@ -250,9 +250,6 @@ impl World {
         stdin: Box<dyn tokio::io::AsyncRead + Send + Unpin>,
         end_to_end: bool,
     ) -> Connecting {
-        let progress_buf = SharedBuf::default();
-        let stdout = SharedBuf::default();
-        let stderr = SharedBuf::default();
         let request = ConnectRequest {
             server: server.to_string(),
             ca: self.ca.clone(),
@@ -266,30 +263,7 @@ impl World {
             ),
             end_to_end,
         };
-        let (cancel, cancelled) = oneshot::channel::<()>();
-        let terminal = Terminal {
-            stdin,
-            stdout: Box::new(stdout.clone()),
-            stderr: Box::new(stderr.clone()),
-            is_tty: false,
-        };
-        let mut progress = Progress::new(ProgressStyle::Json, Box::new(progress_buf.clone()));
-        let task = tokio::spawn(async move {
-            doorman_client::connect(request, &mut progress, terminal, async move {
-                // A dropped sender is no interrupt.
-                if cancelled.await.is_err() {
-                    std::future::pending::<()>().await;
-                }
-            })
-            .await
-        });
-        Connecting {
-            task,
-            cancel: Some(cancel),
-            progress: progress_buf,
-            stdout,
-            stderr,
-        }
+        Connecting::start(request, stdin)
     }
 
     /// Opens the approval page like a browser does and clicks a button.

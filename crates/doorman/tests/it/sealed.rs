@@ -2,10 +2,12 @@
 //! computer's identity and refuses a changed one (249) until told with
 //! `doorman known remove`; a server in the middle that uses keys of its
 //! own is refused; a sealed shell is recorded on the computer, sealed
-//! with age, and plays only with the key.
+//! with age, and plays only with the key; and the server, a process of its
+//! own, holds none of a sealed session's text, in memory or on disk.
 
-use doorman_client::ConnectError;
+use doorman_client::{ConnectError, ForwardSpec, SessionKind};
 use doorman_test_support::World;
+use doorman_test_support::connecting::Connecting;
 use doorman_test_support::mitm::{Forgery, ManInTheMiddle};
 use doorman_test_support::process::{after_using_line, run};
 
@@ -210,4 +212,179 @@ async fn a_sealed_shell_is_recorded_on_the_computer_and_plays_with_the_key_only(
     let (_, events) = doorman_recordings::cast::decode(&opened.stdout).unwrap();
     let text: String = events.iter().map(|e| e.text.as_str()).collect();
     assert_eq!(text, screen);
+}
+
+/// Issue 29: "after a command session, a core dump of the server process
+/// held the command's output in clear". Now, after a command, a shell and
+/// a forward, neither the server's memory nor its database files hold any
+/// of their text: the server (a process of its own) relayed, and stored,
+/// only what it cannot open.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn neither_the_servers_memory_nor_its_files_hold_a_sealed_sessions_text() {
+    let Some(gcore) = doorman_test_support::which("gcore") else {
+        doorman_test_support::skip_without("gcore", "apt-get install gdb");
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    // The sessions' text, made where only the computer reads it: it never
+    // appears in what the operator asks for.
+    let marker = |what: &str| format!("{what}-{}", hex(&rand_bytes()));
+    let (command_text, shell_text, forward_text) =
+        (marker("command"), marker("shell"), marker("forward"));
+    let secrets = dir.path().join("secrets");
+    std::fs::create_dir(&secrets).unwrap();
+    std::fs::write(secrets.join("command"), &command_text).unwrap();
+    std::fs::write(secrets.join("shell"), &shell_text).unwrap();
+    // A forward target that says its text to whoever connects.
+    let target = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let target_address = target.local_addr().unwrap().to_string();
+    let said = forward_text.clone();
+    tokio::spawn(async move {
+        while let Ok((mut stream, _)) = target.accept().await {
+            let said = said.clone();
+            tokio::spawn(async move {
+                use tokio::io::AsyncWriteExt;
+                let _ = stream.write_all(said.as_bytes()).await;
+                let _ = stream.shutdown().await;
+            });
+        }
+    });
+
+    let data = dir.path().join("data");
+    let data_arg = data.to_str().unwrap();
+    let add = |what: &'static [&'static str]| {
+        let mut args = vec!["admin", "--data-dir", data_arg];
+        args.extend_from_slice(what);
+        args.into_iter().map(String::from).collect::<Vec<_>>()
+    };
+    let args = add(&[
+        "--create",
+        "operator",
+        "add",
+        "alice",
+        "--computers",
+        "office-*",
+    ]);
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let (code, token, err) = run(DOORMAN, &args).await;
+    assert_eq!(code, 0, "{err}");
+    let token = token.trim().to_string();
+    let args = add(&["agent", "add", "office-pc"]);
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let (code, key, err) = run(DOORMAN, &args).await;
+    assert_eq!(code, 0, "{err}");
+    let server = doorman_test_support::process::Process::start(
+        DOORMAN,
+        &["server", "--listen", "127.0.0.1:0", "--data-dir", data_arg],
+    );
+    let url = format!(
+        "http://{}",
+        doorman_test_support::process::listening_address(&server).await
+    );
+    let recipient = doorman_test_support::age_key(&dir.path().join("key.txt"));
+    let agent_config = dir.path().join("agent.toml");
+    let _agent = doorman_test_support::process::start_agent(
+        DOORMAN,
+        &agent_config,
+        &format!(
+            "server = \"{url}\"\nname = \"office-pc\"\nkey = \"{}\"\nrecordings_to = [\"{recipient}\"]\n\n[services]\nshell = true\nforward = [\"{target_address}\"]\n",
+            key.trim()
+        ),
+    )
+    .await;
+
+    let request = |session| doorman_client::ConnectRequest {
+        server: url.clone(),
+        ca: None,
+        token: doorman_core::Secret::new(&token),
+        computer: "office-pc".into(),
+        reason: String::new(),
+        session,
+        expiry_grace: doorman_client::EXPIRY_GRACE,
+        known_computers: doorman_client::known::KnownComputers::at(
+            dir.path().join("known_computers"),
+        ),
+        end_to_end: true,
+    };
+    let path = |name: &str| secrets.join(name).to_str().unwrap().to_string();
+    let command = Connecting::start(
+        request(SessionKind::Command(vec!["cat".into(), path("command")])),
+        Box::new(tokio::io::empty()),
+    );
+    let stdout = command.stdout.clone();
+    assert_eq!(command.finish().await, Ok(0));
+    assert_eq!(stdout.text(), command_text);
+    let typed = format!("stty -echo; cat {}; echo; exit 0\n", path("shell"));
+    let shell = Connecting::start(
+        request(SessionKind::Shell {
+            term: "xterm".into(),
+            rows: 24,
+            cols: 80,
+        }),
+        Box::new(std::io::Cursor::new(typed.into_bytes())),
+    );
+    let stdout = shell.stdout.clone();
+    assert_eq!(shell.finish().await, Ok(0));
+    assert!(stdout.text().contains(&shell_text), "{}", stdout.text());
+    let spec: ForwardSpec = format!("0:{target_address}").parse().unwrap();
+    let mut forward = Connecting::start(
+        request(SessionKind::Forward(vec![spec])),
+        Box::new(tokio::io::empty()),
+    );
+    let local = forward.forwarding_address().await;
+    let mut stream = tokio::net::TcpStream::connect(local).await.unwrap();
+    let mut got = String::new();
+    tokio::io::AsyncReadExt::read_to_string(&mut stream, &mut got)
+        .await
+        .unwrap();
+    assert_eq!(got, forward_text);
+    forward.interrupt();
+    assert_eq!(forward.finish().await, Ok(0));
+
+    // The server's memory, as it is now.
+    let pid = server.child.id().expect("the server runs").to_string();
+    let core = dir.path().join("core");
+    let dumped = tokio::process::Command::new(gcore)
+        .args(["-o", core.to_str().unwrap(), &pid])
+        .output()
+        .await
+        .unwrap();
+    assert!(dumped.status.success(), "{dumped:?}");
+    let memory = dir.path().join(format!("core.{pid}"));
+    // What the server may know, it holds: the search can find things.
+    assert!(
+        holds(&memory, "office-pc"),
+        "the dump holds the computer's name"
+    );
+    for text in [&command_text, &shell_text, &forward_text] {
+        assert!(!holds(&memory, text), "the server's memory holds {text}");
+        for entry in std::fs::read_dir(&data).unwrap() {
+            let file = entry.unwrap().path();
+            if file.is_file() {
+                assert!(!holds(&file, text), "{} holds {text}", file.display());
+            }
+        }
+    }
+    drop(server);
+}
+
+/// Whether `file` holds `text` (grep: a dump is hundreds of megabytes).
+fn holds(file: &std::path::Path, text: &str) -> bool {
+    let status = std::process::Command::new("grep")
+        .args(["-q", "-a", "-F", "--", text])
+        .arg(file)
+        .status()
+        .unwrap();
+    assert!(status.code().is_some_and(|code| code <= 1), "grep failed");
+    status.success()
+}
+
+fn rand_bytes() -> [u8; 12] {
+    let mut bytes = [0u8; 12];
+    ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), &mut bytes).unwrap();
+    bytes
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
