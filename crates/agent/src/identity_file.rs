@@ -60,6 +60,14 @@ pub fn load_or_create(path: &Path) -> Result<Identity, IdentityFileError> {
     }
 }
 
+/// The fingerprint of the key at `path`, if there is one that reads (the
+/// settings window shows it; it makes none).
+pub fn fingerprint(path: &Path) -> Option<String> {
+    read(path)
+        .ok()
+        .map(|identity| identity.public().fingerprint().to_string())
+}
+
 fn read(path: &Path) -> Result<Identity, IdentityFileError> {
     let text = std::fs::read_to_string(path).map_err(|source| IdentityFileError::Read {
         path: path.to_path_buf(),

@@ -245,6 +245,11 @@ struct SettingsPage {
     /// Why a local answer was not taken.
     answer_problem: Option<String>,
     approvers: Approvers,
+    /// This computer's end-to-end identity fingerprint, once its agent
+    /// made the key.
+    identity: Option<String>,
+    /// How many age recipients its recordings of sealed shells go to.
+    recording_recipients: usize,
 }
 
 impl SettingsPage {
@@ -325,6 +330,8 @@ pub(crate) async fn page(state: &WindowState, session: String, view: View) -> Re
                 answered: None,
                 answer_problem,
                 approvers: Approvers::default(),
+                identity: None,
+                recording_recipients: 0,
             };
             return render(&page, StatusCode::INTERNAL_SERVER_ERROR);
         }
@@ -366,6 +373,11 @@ pub(crate) async fn page(state: &WindowState, session: String, view: View) -> Re
         answered,
         answer_problem,
         approvers,
+        identity: doorman_agent::identity_file::fingerprint(&doorman_agent::identity_file::path(
+            &state.config,
+            settings.identity_key.as_deref(),
+        )),
+        recording_recipients: settings.recordings_to.len(),
     };
     render(&page, status)
 }

@@ -29,6 +29,36 @@ fn design_example_parses() {
     assert_eq!(settings.services.forward, vec!["127.0.0.1:5900"]);
 }
 
+/// Issue 29: the keys the newest issues add, in the same file.
+#[test]
+fn the_identity_key_and_recording_recipients_are_read_and_checked() {
+    let recipient = "age1ql3z7hjy54pw3hyww5ayyfg7zqgvc7w3j2elw8zmrj2kg5sfn9aqmcac8p";
+    let text = EXAMPLE.replace(
+        "[desktop_sharing]",
+        &format!("identity_key = \"keys/identity.key\"\nrecordings_to = [\"{recipient}\"]\n\n[desktop_sharing]"),
+    );
+    let settings = AgentSettings::parse(&text).expect("valid");
+    assert_eq!(settings.recordings_to, [recipient]);
+    assert_eq!(
+        settings.identity_key.as_deref(),
+        Some(std::path::Path::new("keys/identity.key"))
+    );
+    for bad in [
+        "age1",
+        "ssh-ed25519 AAAA",
+        &recipient.to_uppercase(),
+        &format!("{recipient}x"),
+    ] {
+        let text = EXAMPLE.replace(
+            "[desktop_sharing]",
+            &format!("recordings_to = [{bad:?}]\n\n[desktop_sharing]"),
+        );
+        let err = AgentSettings::parse(&text).unwrap_err().to_string();
+        assert!(err.contains("recordings_to[0]"), "{bad}: {err}");
+        assert!(err.contains("age-keygen"), "{bad}: {err}");
+    }
+}
+
 #[test]
 fn unknown_field_is_named() {
     let text = EXAMPLE.replace("shell = true", "shel = true");

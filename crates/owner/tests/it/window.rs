@@ -67,6 +67,15 @@ async fn the_owner_changes_desktop_sharing_in_the_browser() {
         browser.script(&value("recipients")).await,
         "it@example.com\nowner@example.com"
     );
+    // Issue 29: the computer's identity, and that sealed shells go
+    // unrecorded without recordings_to.
+    let identity = browser
+        .script("return document.getElementById('identity').textContent")
+        .await;
+    let own = doorman_agent::identity_file::fingerprint(&world.dir.path().join("identity.key"));
+    assert_eq!(identity.as_str(), own.as_deref());
+    let metadata_only = "return document.getElementById('recordings-metadata-only') !== null";
+    assert_eq!(browser.script(metadata_only).await, true);
     // The URL worked once: opening it again is refused.
     let again = http.get(&window.url).send().await.unwrap();
     assert_eq!(again.status(), 403);

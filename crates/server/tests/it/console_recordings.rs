@@ -87,6 +87,47 @@ async fn an_operator_replays_their_own_recordings_and_no_one_elses() {
     assert_eq!(events.status(), StatusCode::UNAUTHORIZED);
 }
 
+/// Issue 29: a session started with `connect` is recorded by the computer,
+/// sealed; the console lists it, says how its key holders play it, and
+/// does not try to.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_recording_sealed_on_the_computer_is_listed_not_played() {
+    let dir = tempfile::tempdir().unwrap();
+    let recipient = doorman_test_support::age_key(&dir.path().join("key.txt"));
+    let world = World::builder()
+        .without_email_authorization()
+        .recordings_to(&recipient)
+        .start()
+        .await;
+    let input: &[u8] = b"echo sealed; exit 0\n";
+    assert_eq!(world.connect_shell(Box::new(input)).finish().await, Ok(0));
+    world.wait_for_audit("session_recorded").await;
+    let id = world.broker.store().recordings(None, None).await.unwrap()[0].id;
+    let alice = world.console_cookie(&world.operator_token).await;
+    let text = get(&world, "/console/recordings", &alice)
+        .await
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        text.contains(&format!("sealed on the computer (recording {id})")),
+        "{text}"
+    );
+    assert!(
+        !text.contains(&format!("href=\"/console/recordings/{id}\"")),
+        "{text}"
+    );
+    for path in [
+        format!("/console/recordings/{id}"),
+        format!("/console/recordings/{id}/events"),
+    ] {
+        let refused = get(&world, &path, &alice).await;
+        assert_eq!(refused.status(), StatusCode::CONFLICT, "{path}");
+        let said = refused.text().await.unwrap();
+        assert!(said.contains("--identity"), "{said}");
+    }
+}
+
 /// The player's events of recording `id`, as the console streams them.
 async fn played(world: &World, cookie: &str, id: i64) -> Vec<serde_json::Value> {
     let events = get(world, &format!("/console/recordings/{id}/events"), cookie).await;

@@ -1,6 +1,9 @@
 //! The console's session recordings: an operator sees the recordings of
-//! their own shell sessions and plays them back in xterm.js at the pace
-//! they happened. Administrators see everyone's with `doorman admin
+//! their own shell sessions and plays back in xterm.js, at the pace they
+//! happened, those the server recorded. One the computer sealed is listed,
+//! not played: the server cannot open it, and the console runs the
+//! server's code (its key holders play it with `doorman admin play
+//! --identity` or age). Administrators see everyone's with `doorman admin
 //! recordings`; an operator reaches no one else's (another's id is 404),
 //! nor those of an earlier operator of the same name.
 
@@ -25,6 +28,8 @@ struct Listed {
     computer: String,
     started: String,
     duration: String,
+    /// Sealed on the computer: listed, not played.
+    sealed: bool,
 }
 
 #[derive(Template)]
@@ -65,6 +70,7 @@ pub async fn list(State(state): State<AppState>, headers: HeaderMap) -> Response
                 || "unfinished".to_string(),
                 |ms| format!("{} s", (ms + 500) / 1000),
             ),
+            sealed: row.sealed,
         })
         .collect();
     page(
@@ -88,6 +94,11 @@ async fn own(
     let not_found = || (StatusCode::NOT_FOUND, "no such recording").into_response();
     let id: i64 = id.parse().map_err(|_| not_found())?;
     match state.broker.store().recording_row(id).await {
+        Ok(Some(row)) if row.operator_id == Some(who.operator_id) && row.sealed => Err((
+            StatusCode::CONFLICT,
+            "this recording was sealed on the computer: the server cannot play it; its key holders can, with `doorman admin play ID --identity FILE`",
+        )
+            .into_response()),
         Ok(Some(row)) if row.operator_id == Some(who.operator_id) => Ok((who.operator, row)),
         Ok(_) => Err(not_found()),
         Err(error) => Err(internal(&error)),
