@@ -9,6 +9,8 @@ use doorman_e2e::identity::Identity;
 use libfuzzer_sys::fuzz_target;
 use std::sync::OnceLock;
 
+const SERVICE: &[u8] = br#"{"kind":"command","argv":["ls"]}"#;
+
 fn identity() -> &'static Identity {
     static IDENTITY: OnceLock<Identity> = OnceLock::new();
     IDENTITY.get_or_init(|| Identity::generate().unwrap())
@@ -17,17 +19,17 @@ fn identity() -> &'static Identity {
 fuzz_target!(|data: &[u8]| {
     if let Ok(reply) = serde_json::from_slice::<ComputerReply>(data) {
         let (initiator, _) = Initiator::start().unwrap();
-        let _ = initiator.finish("r1", &reply);
+        let _ = initiator.finish("r1", SERVICE, &reply);
     }
     if let Ok(hello) = serde_json::from_slice::<OperatorHello>(data) {
         if check_hello(&hello).is_ok() {
-            respond(identity(), "r1", &hello).unwrap();
+            respond(identity(), "r1", data, &hello).unwrap();
         }
     }
 
     let (initiator, hello) = Initiator::start().unwrap();
-    let (reply, mut computer) = respond(identity(), "r1", &hello).unwrap();
-    let (signer, mut operator) = initiator.finish("r1", &reply).unwrap();
+    let (reply, mut computer) = respond(identity(), "r1", data, &hello).unwrap();
+    let (signer, mut operator) = initiator.finish("r1", data, &reply).unwrap();
     assert_eq!(signer, identity().public());
     let sealed = computer.sealer.seal(data).unwrap();
     assert_eq!(operator.opener.open(&sealed).unwrap(), data);

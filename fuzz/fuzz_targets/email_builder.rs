@@ -46,6 +46,7 @@ fuzz_target!(|data: &[u8]| {
         local_approval: None,
         passkey: None,
         computer_identity: None,
+        sealed: false,
     };
     let from = "Doorman <doorman@example.com>".parse().expect("sender");
     let message = mail::build(&request, &from, "it@example.com", "https://doorman.example/a/TOKEN", "<id@doorman.example>".into())

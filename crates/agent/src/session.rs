@@ -73,7 +73,12 @@ pub fn spawn(
         // need them from the start.
         let handshake = hello
             .as_ref()
-            .map(|hello| doorman_e2e::handshake::respond(&identity, &request_id, hello))
+            .map(|hello| {
+                // What the computer runs, as the operator's ask said it:
+                // the computer signs it, and `connect` checks it.
+                let service = serde_json::to_vec(&service).unwrap_or_default();
+                doorman_e2e::handshake::respond(&identity, &request_id, &service, hello)
+            })
             .transpose();
         let handshake = match handshake {
             Ok(handshake) => handshake,
@@ -342,7 +347,7 @@ pub fn spawn_tunnel(
             }
         };
         let relayed = match secret {
-            Some(secret) => relay_sealed(tunnel, &secret, stream).await,
+            Some(secret) => relay_sealed(tunnel, (&secret, &target), stream).await,
             None if taken_over => doorman_relay::relay_taken_over(tunnel, stream).await,
             None => doorman_relay::relay_dialed(tunnel, stream).await,
         };
@@ -356,7 +361,7 @@ pub fn spawn_tunnel(
 /// then the computer's end of its records.
 async fn relay_sealed(
     tunnel: Upgraded,
-    secret: &TunnelSecret,
+    secret: (&TunnelSecret, &str),
     local: tokio::net::TcpStream,
 ) -> std::io::Result<(u64, u64)> {
     use doorman_relay::end_to_end::{End, relay_sealed, switched};

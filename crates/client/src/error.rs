@@ -88,6 +88,17 @@ pub enum ConnectError {
 }
 
 impl ConnectError {
+    /// The server ended the session, for `cause`, in its own `message`:
+    /// what the operator is shown, with any hidden character (a terminal's
+    /// escape, a line break) spelled out, since only the server vouches
+    /// for it.
+    pub fn ended(cause: EndCause, message: &str) -> Self {
+        ConnectError::Ended {
+            cause,
+            message: doorman_core::display::escape_hidden(message),
+        }
+    }
+
     pub fn exit_code(&self) -> i32 {
         match self {
             ConnectError::Denied { .. } => exit::DENIED,

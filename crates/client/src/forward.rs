@@ -131,7 +131,9 @@ pub fn serve(
                         match dialer.dial(&path, &headers).await {
                             Ok(tunnel) => {
                                 let _ = match secret {
-                                    Some(secret) => relay_sealed(tunnel, &secret, local).await,
+                                    Some(secret) => {
+                                        relay_sealed(tunnel, (&secret, &target), local).await
+                                    }
                                     None => doorman_relay::relay_dialed(tunnel, local).await,
                                 };
                             }
@@ -151,7 +153,7 @@ pub fn serve(
 /// then the operator's end of its records.
 async fn relay_sealed(
     tunnel: doorman_wire::dial::Upgraded,
-    secret: &TunnelSecret,
+    secret: (&TunnelSecret, &str),
     local: tokio::net::TcpStream,
 ) -> std::io::Result<(u64, u64)> {
     use doorman_relay::end_to_end::{End, relay_sealed, switched};

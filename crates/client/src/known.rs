@@ -10,8 +10,11 @@
 //! has to prove the same identity. (An operator of two servers that each
 //! have a computer of one name keeps a file per server:
 //! `--known-computers`.) Lines starting with `#` and lines this version
-//! does not read are kept as they are. The file is written whole to a
-//! temporary file beside it and renamed into place.
+//! does not read are kept as they are, but a line that names a computer
+//! and does not read is an error for that computer, never a first use.
+//! The file is written whole to a temporary file beside it (beside the
+//! file a symbolic link points to) and renamed into place, under a lock
+//! (`FILE.lock`), so that two `connect`s at once lose neither's computer.
 
 use doorman_e2e::PublicIdentity;
 use std::io::Write as _;
@@ -110,6 +113,21 @@ impl KnownComputers {
         identity: &PublicIdentity,
     ) -> Result<Recognition, KnownError> {
         let text = self.read()?;
+        for (number, line) in text.lines().enumerate() {
+            let names = line
+                .split_whitespace()
+                .next()
+                .is_some_and(|first| first.eq_ignore_ascii_case(computer));
+            if names && entry(line).is_none() {
+                return Err(self.error(std::io::Error::new(
+                    std::io::ErrorKind::InvalidData,
+                    format!(
+                        "line {} names {computer} but is not `{computer} {KIND} KEY`: mend or remove it",
+                        number + 1
+                    ),
+                )));
+            }
+        }
         let remembered = text
             .lines()
             .filter_map(entry)
@@ -125,6 +143,7 @@ impl KnownComputers {
 
     /// Remembers `identity` for `computer`, in place of any other.
     pub fn remember(&self, computer: &str, identity: &PublicIdentity) -> Result<(), KnownError> {
+        let _lock = self.lock()?;
         let text = self.read()?;
         let mut lines: Vec<String> = text
             .lines()
@@ -137,6 +156,7 @@ impl KnownComputers {
 
     /// Forgets `computer`'s identity; whether one was remembered.
     pub fn remove(&self, computer: &str) -> Result<bool, KnownError> {
+        let _lock = self.lock()?;
         let text = self.read()?;
         let forgets = |line: &str| entry(line).is_some_and(|entry| is(&entry, computer));
         let kept: Vec<String> = text
@@ -151,18 +171,39 @@ impl KnownComputers {
         Ok(removed)
     }
 
-    fn write(&self, lines: &[String]) -> Result<(), KnownError> {
-        let dir = match self.path.parent() {
+    fn directory(path: &Path) -> PathBuf {
+        match path.parent() {
             Some(dir) if !dir.as_os_str().is_empty() => dir.to_path_buf(),
             _ => PathBuf::from("."),
-        };
+        }
+    }
+
+    /// Holds `FILE.lock` while the file is read, changed and written.
+    fn lock(&self) -> Result<std::fs::File, KnownError> {
+        std::fs::create_dir_all(Self::directory(&self.path)).map_err(|e| self.error(e))?;
+        let mut name = self.path.as_os_str().to_owned();
+        name.push(".lock");
+        let lock = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(PathBuf::from(name))
+            .map_err(|e| self.error(e))?;
+        lock.lock().map_err(|e| self.error(e))?;
+        Ok(lock)
+    }
+
+    fn write(&self, lines: &[String]) -> Result<(), KnownError> {
+        // A symbolic link stays one: the file it points to is replaced.
+        let path = std::fs::canonicalize(&self.path).unwrap_or_else(|_| self.path.clone());
+        let dir = Self::directory(&path);
         std::fs::create_dir_all(&dir).map_err(|e| self.error(e))?;
         let mut file = tempfile::NamedTempFile::new_in(&dir).map_err(|e| self.error(e))?;
         for line in lines {
             writeln!(file, "{line}").map_err(|e| self.error(e))?;
         }
         file.as_file().sync_all().map_err(|e| self.error(e))?;
-        file.persist(&self.path).map_err(|e| self.error(e.error))?;
+        file.persist(&path).map_err(|e| self.error(e.error))?;
         Ok(())
     }
 }
@@ -193,6 +234,44 @@ mod tests {
             Recognition::Known
         );
         assert!(!known.remove("pc").unwrap());
+    }
+
+    /// A damaged line for a computer is not a first use of it.
+    #[test]
+    fn a_line_that_names_the_computer_but_does_not_read_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("known_computers");
+        std::fs::write(&path, "pc ed25519 not-a-key\n").unwrap();
+        let known = KnownComputers::at(&path);
+        let one = Identity::generate().unwrap().public();
+        let error = known.recognise("pc", &one).unwrap_err().to_string();
+        assert!(error.contains("line 1 names pc"), "{error}");
+        assert_eq!(known.recognise("laptop", &one).unwrap(), Recognition::New);
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn a_file_behind_a_symbolic_link_stays_behind_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let real = dir.path().join("real");
+        std::fs::write(&real, "").unwrap();
+        let link = dir.path().join("known_computers");
+        std::os::unix::fs::symlink(&real, &link).unwrap();
+        let known = KnownComputers::at(&link);
+        known
+            .remember("pc", &Identity::generate().unwrap().public())
+            .unwrap();
+        assert!(
+            std::fs::symlink_metadata(&link)
+                .unwrap()
+                .file_type()
+                .is_symlink()
+        );
+        assert!(
+            std::fs::read_to_string(&real)
+                .unwrap()
+                .starts_with("pc ed25519 ")
+        );
     }
 
     #[test]

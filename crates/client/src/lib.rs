@@ -143,10 +143,8 @@ pub async fn connect(
         }
         false => (None, None),
     };
-    let server = Server {
-        sealed: hello.is_some(),
-        ..server
-    };
+    // The computer signs what it runs; this is what was asked.
+    let asked_service = serde_json::to_vec(&service).unwrap_or_default();
     let asked = server
         .ask(&request.computer, &request.reason, service, hello)
         .await?;
@@ -157,6 +155,7 @@ pub async fn connect(
     if let Some(initiator) = initiator {
         let sealing = session::Sealing {
             initiator,
+            service: asked_service,
             computer: &request.computer,
             known: &request.known_computers,
         };

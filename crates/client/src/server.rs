@@ -24,8 +24,6 @@ pub(crate) const CANCEL_CONFIRM_TIMEOUT: Duration = Duration::from_secs(5);
 pub(crate) struct Server {
     pub(crate) dialer: Dialer,
     pub(crate) auth: HeaderValue,
-    /// The session is to be sealed end to end (said again on a resume).
-    pub(crate) sealed: bool,
 }
 
 impl Server {
@@ -40,11 +38,7 @@ impl Server {
         let mut auth = HeaderValue::from_str(&format!("Bearer {}", token.expose()))
             .map_err(|_| ConnectError::BadToken)?;
         auth.set_sensitive(true);
-        Ok(Server {
-            dialer,
-            auth,
-            sealed: true,
-        })
+        Ok(Server { dialer, auth })
     }
 
     /// Opens an operator connection; a token the server does not take is
@@ -99,7 +93,6 @@ impl Server {
         let mut connection = operator_connection(io);
         let resume = OperatorMessage::Resume {
             request_id: request_id.to_string(),
-            sealed: self.sealed,
         };
         Ok(connection
             .write_message(&resume)

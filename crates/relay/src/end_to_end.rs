@@ -130,12 +130,13 @@ pub async fn switched(tunnel: Upgraded) -> io::Result<TcpStream> {
 }
 
 /// An end's side of steps 2 and 3: sends its salt, reads the other end's,
-/// and relays `local` through the sealed tunnel `socket` until both
-/// directions end; the bytes moved each way.
+/// and relays `local` through the sealed tunnel `socket` to `target` (as
+/// the operator named it) until both directions end; the bytes moved each
+/// way.
 pub async fn relay_sealed(
     mut socket: TcpStream,
     end: End,
-    secret: &TunnelSecret,
+    (secret, target): (&TunnelSecret, &str),
     local: TcpStream,
 ) -> io::Result<(u64, u64)> {
     let ours = salt().map_err(|_| io::Error::other("the system's random source failed"))?;
@@ -148,7 +149,7 @@ pub async fn relay_sealed(
         End::Operator => (&ours, &theirs),
         End::Computer => (&theirs, &ours),
     };
-    let secrets = secret.tunnel(operator_salt, computer_salt);
+    let secrets = secret.tunnel(operator_salt, computer_salt, target);
     let keys = |secret: &[u8]| TrafficKeys::new(SUITE, secret, 0).map_err(invalid);
     let up = keys(&secrets.operator_to_computer)?;
     let down = keys(&secrets.computer_to_operator)?;

@@ -79,8 +79,8 @@ impl Store {
     pub async fn create_request(&self, request: &NewRequest) -> Result<(), StoreError> {
         let mut tx = self.begin_write().await?;
         sqlx::query(
-            "INSERT INTO requests (id, computer, operator, operator_ip, reason, service, service_json, state, created_at, expires_at, required_approvals, approval_valid_for, max_session_seconds, local_consent, passkey, operator_id, computer_id, computer_identity)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, 'pending', $8, $9, $10, $11, $12, $13, $14, $15, $16, $17)",
+            "INSERT INTO requests (id, computer, operator, operator_ip, reason, service, service_json, state, created_at, expires_at, required_approvals, approval_valid_for, max_session_seconds, local_consent, passkey, operator_id, computer_id, computer_identity, sealed)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, 'pending', $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18)",
         )
         .bind(&request.id)
         .bind(&request.computer)
@@ -99,6 +99,7 @@ impl Store {
         .bind(request.operator_id.0)
         .bind(request.computer_id.0)
         .bind(request.computer_identity.as_deref())
+        .bind(i64::from(request.sealed))
         .execute(&mut *tx)
         .await?;
         insert_audit(

@@ -49,6 +49,8 @@ pub struct RequestRow {
     pub passkey: Option<doorman_wire::message::PasskeyRequirement>,
     /// The computer's identity fingerprint when the request was made.
     pub computer_identity: Option<String>,
+    /// The operator asked for the session sealed end to end.
+    pub sealed: bool,
     pub local_consent: LocalConsent,
     /// The local Allow, once given.
     pub local_approval: Option<Approval>,
@@ -121,10 +123,12 @@ pub struct NewRequest {
     pub passkey: Option<String>,
     /// The computer's identity fingerprint, as its agent said it.
     pub computer_identity: Option<String>,
+    /// The operator asked for the session sealed end to end.
+    pub sealed: bool,
 }
 
 /// The columns of `requests r`, in the order `request_from_row` reads them by name.
-pub(super) const REQUEST_COLUMNS: &str = "r.id, r.computer, r.operator, r.operator_id, r.computer_id, r.operator_ip, r.reason, r.service, r.state, r.created_at, r.expires_at, r.settled_at, r.decided_by, r.service_json, r.required_approvals, r.approval_count, r.cancel_cause, r.approval_valid_for, r.reusable_until, r.reused_from, r.reused_by, r.max_session_seconds, r.local_consent, r.local_approved_by, r.local_approved_at, r.passkey, r.computer_identity";
+pub(super) const REQUEST_COLUMNS: &str = "r.id, r.computer, r.operator, r.operator_id, r.computer_id, r.operator_ip, r.reason, r.service, r.state, r.created_at, r.expires_at, r.settled_at, r.decided_by, r.service_json, r.required_approvals, r.approval_count, r.cancel_cause, r.approval_valid_for, r.reusable_until, r.reused_from, r.reused_by, r.max_session_seconds, r.local_consent, r.local_approved_by, r.local_approved_at, r.passkey, r.computer_identity, r.sealed";
 
 pub(super) fn request_from_row(row: &AnyRow) -> Result<RequestRow, StoreError> {
     let state: String = row.try_get("state")?;
@@ -176,5 +180,6 @@ pub(super) fn request_from_row(row: &AnyRow) -> Result<RequestRow, StoreError> {
             .transpose()
             .map_err(|e| StoreError::Corrupt(format!("passkey: {e}")))?,
         computer_identity: row.try_get("computer_identity")?,
+        sealed: row.try_get::<i64, _>("sealed")? != 0,
     })
 }

@@ -4,7 +4,9 @@
 //! the computer, and answers the operator in the computer's place: with a
 //! reply signed by a key of its own ([`Forgery::OwnKey`]), or with the
 //! computer's identity and signature taken from the computer's real reply
-//! ([`Forgery::ComputersSignature`]). `connect` must refuse both.
+//! ([`Forgery::ComputersSignature`]); or it leaves the keys alone and has
+//! the computer run another command, to be fed the operator's input
+//! ([`Forgery::OtherCommand`]). `connect` must refuse all three.
 //!
 //! It speaks plain HTTP on loopback, reads each connection's upgrade
 //! request and answer as text and then frames, and passes everything else
@@ -28,6 +30,8 @@ pub enum Forgery {
     OwnKey,
     /// Its own ephemeral key, with the computer's identity and signature.
     ComputersSignature,
+    /// The operator's keys, and another command for the computer.
+    OtherCommand,
 }
 
 /// The man in the middle; it stops on drop.
@@ -61,10 +65,12 @@ impl ManInTheMiddle {
 }
 
 /// What one connection's two directions share: the operator's hello (its
-/// ephemeral key) and the request's id.
+/// ephemeral key), what it asked the computer to run (as the client sends
+/// it) and the request's id.
 #[derive(Default)]
 struct Seen {
     hello: Option<OperatorHello>,
+    service: Vec<u8>,
     request_id: Option<String>,
 }
 
@@ -75,7 +81,12 @@ async fn intercept(operator: TcpStream, server: SocketAddr, forgery: Forgery) {
     let seen = Arc::new(Mutex::new(Seen::default()));
     let (from_operator, to_operator) = operator.into_split();
     let (from_server, to_server) = server.into_split();
-    let up = tokio::spawn(upstream(from_operator, to_server, Arc::clone(&seen)));
+    let up = tokio::spawn(upstream(
+        from_operator,
+        to_server,
+        Arc::clone(&seen),
+        forgery,
+    ));
     downstream(from_server, to_operator, seen, forgery).await;
     up.abort();
 }
@@ -127,6 +138,7 @@ async fn upstream(
     mut from: impl AsyncRead + Unpin,
     mut to: impl AsyncWrite + Unpin,
     seen: Arc<Mutex<Seen>>,
+    forgery: Forgery,
 ) -> Option<()> {
     let mut buffer = pass_head(&mut from, &mut to).await?;
     let Frame::Message(ask) = next_frame(&mut from, &mut buffer).await? else {
@@ -134,9 +146,19 @@ async fn upstream(
     };
     let mut ask: serde_json::Value = serde_json::from_slice(&ask).ok()?;
     if let Some(hello) = ask.get("e2e").cloned() {
-        seen.lock().await.hello = serde_json::from_value(hello).ok();
-        let (_, own) = Initiator::start().ok()?;
-        ask["e2e"] = serde_json::to_value(own).ok()?;
+        let service: doorman_wire::message::Service =
+            serde_json::from_value(ask["service"].clone()).ok()?;
+        let mut seen = seen.lock().await;
+        seen.hello = serde_json::from_value(hello).ok();
+        seen.service = serde_json::to_vec(&service).ok()?;
+        drop(seen);
+        if forgery == Forgery::OtherCommand {
+            ask["service"] =
+                serde_json::json!({"kind": "command", "argv": ["sh", "-c", "cat > /dev/null"]});
+        } else {
+            let (_, own) = Initiator::start().ok()?;
+            ask["e2e"] = serde_json::to_value(own).ok()?;
+        }
     }
     write_frame(&mut to, &message(&ask)).await?;
     to.write_all(&buffer).await.ok()?;
@@ -168,7 +190,7 @@ async fn downstream(
                 started |= value["type"] == "session_started";
                 write_frame(&mut to, &frame).await?;
             }
-            Some("e2e_reply") if started => {
+            Some("e2e_reply") if started && forgery != Forgery::OtherCommand => {
                 let real: ComputerReply = serde_json::from_value(value).ok()?;
                 let forged = forge(&*seen.lock().await, &real, forgery)?;
                 write_frame(&mut to, &message(&serde_json::to_value(forged).ok()?)).await?;
@@ -186,9 +208,9 @@ fn forge(seen: &Seen, real: &ComputerReply, forgery: Forgery) -> Option<Computer
     let hello = seen.hello.as_ref()?;
     let request_id = seen.request_id.as_deref()?;
     let own = Identity::generate().ok()?;
-    let (reply, _keys) = respond(&own, request_id, hello).ok()?;
+    let (reply, _keys) = respond(&own, request_id, &seen.service, hello).ok()?;
     Some(match forgery {
-        Forgery::OwnKey => reply,
+        Forgery::OwnKey | Forgery::OtherCommand => reply,
         Forgery::ComputersSignature => ComputerReply {
             identity: real.identity.clone(),
             signature: real.signature.clone(),

@@ -122,13 +122,7 @@ pub enum OperatorMessage {
     Cancel,
     /// Picks up a request this operator made, after losing the connection
     /// (e.g. to a server restart).
-    Resume {
-        request_id: String,
-        /// The session is to be sealed end to end (the hello went with
-        /// the connect).
-        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
-        sealed: bool,
-    },
+    Resume { request_id: String },
 }
 
 /// Why the server will not go on with a connection.

@@ -29,6 +29,12 @@ use doorman_e2e::{FrameOpener, FrameSealer};
 pub(crate) fn seal(sealer: &mut FrameSealer, frame: &Frame) -> Result<Frame, ConnectionError> {
     let mut inner = BytesMut::new();
     frame.encode(&mut inner)?;
+    // Checked before sealing: a frame sealed and then not sent would leave
+    // a gap in the count, and the session could not go on.
+    let sealed_len = inner.len() + doorman_e2e::seal::OVERHEAD;
+    if sealed_len > crate::frame::MAX_PAYLOAD_LEN {
+        return Err(crate::FrameError::TooLong(sealed_len + 1).into());
+    }
     let sealed = sealer
         .seal(&inner)
         .map_err(|e| ConnectionError::Sealed(e.to_string()))?;
@@ -110,8 +116,8 @@ mod tests {
     async fn sealed_frames_pass_whole_and_the_server_sees_only_what_the_audit_keeps() {
         let identity = Identity::generate().unwrap();
         let (initiator, hello) = Initiator::start().unwrap();
-        let (reply, computer) = respond(&identity, "r1", &hello).unwrap();
-        let (_, operator) = initiator.finish("r1", &reply).unwrap();
+        let (reply, computer) = respond(&identity, "r1", b"ls", &hello).unwrap();
+        let (_, operator) = initiator.finish("r1", b"ls", &reply).unwrap();
         let (agent_io, server_io) = tokio::io::duplex(1 << 20);
         let mut agent = Connection::new(agent_io);
         agent.seal(computer.sealer, computer.opener);
@@ -179,8 +185,8 @@ mod tests {
     async fn a_sealed_frame_the_server_changed_ends_the_session() {
         let identity = Identity::generate().unwrap();
         let (initiator, hello) = Initiator::start().unwrap();
-        let (reply, computer) = respond(&identity, "r1", &hello).unwrap();
-        let (_, operator) = initiator.finish("r1", &reply).unwrap();
+        let (reply, computer) = respond(&identity, "r1", b"ls", &hello).unwrap();
+        let (_, operator) = initiator.finish("r1", b"ls", &reply).unwrap();
         let mut sealer = computer.sealer;
         let Frame::Sealed(sealed) =
             super::seal(&mut sealer, &Frame::Stdout(Bytes::from_static(b"rm -rf"))).unwrap()

@@ -279,6 +279,7 @@ fn new_request(
             .as_ref()
             .and_then(|p| serde_json::to_string(p).ok()),
         computer_identity: policy.identity.as_ref().map(ToString::to_string),
+        sealed: ask.sealed,
     }
 }
 

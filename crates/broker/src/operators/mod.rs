@@ -216,9 +216,9 @@ async fn serve_connection(
             tracing::Span::current().record("computer", computer.as_str());
             offer::connect(broker, connection, who, computer, reason, service, e2e).await
         }
-        OperatorMessage::Resume { request_id, sealed } => {
+        OperatorMessage::Resume { request_id } => {
             tracing::Span::current().record("request", request_id.as_str());
-            resume::resume(broker, connection, who, request_id, sealed).await
+            resume::resume(broker, connection, who, request_id).await
         }
         OperatorMessage::Cancel => {
             refuse(

@@ -26,6 +26,12 @@ pub(super) async fn connect(
     service: Service,
     e2e: Option<OperatorHello>,
 ) -> Result<(), OperatorError> {
+    // A hello of the wrong shape (or size) goes no further: the agent
+    // would refuse it, and an oversized one would not fit in the offer.
+    if let Some(Err(error)) = e2e.as_ref().map(doorman_e2e::handshake::check_hello) {
+        let message = format!("the end-to-end hello is not one: {error}");
+        return refuse(&mut connection, Refusal::InvalidRequest, message).await;
+    }
     let checked = checked_ask(broker, &mut connection, who, computer, reason, service).await?;
     let Some(mut ask) = checked else {
         return Ok(());

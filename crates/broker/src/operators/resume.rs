@@ -19,7 +19,6 @@ pub(super) async fn resume(
     mut connection: Connection<OperatorStream>,
     who: Who<'_>,
     request_id: String,
-    sealed: bool,
 ) -> Result<(), OperatorError> {
     let unknown = "no such request of yours to resume";
     // Yours: made by this operator, not by an earlier one of the same name,
@@ -51,7 +50,8 @@ pub(super) async fn resume(
         reason: row.reason.clone(),
         service,
         max_session_seconds: row.max_session_seconds,
-        sealed,
+        // As asked when the request was made, whatever this connection says.
+        sealed: row.sealed,
     };
     let expected = broker.sessions().expect(&request_id, &ask.computer);
     let watch = broker.waiters().watch(&request_id);

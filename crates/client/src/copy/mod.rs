@@ -157,7 +157,7 @@ impl Copying<'_> {
                 }
                 SessionMessage::Error { message } => Err(ConnectError::SessionFailed(message)),
                 SessionMessage::Ended { cause, message } => {
-                    Err(ConnectError::Ended { cause, message })
+                    Err(ConnectError::ended(cause, &message))
                 }
                 _ => Ok(None),
             };

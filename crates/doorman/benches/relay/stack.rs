@@ -1,8 +1,14 @@
 //! The Doorman side of the benchmark: `doorman server` (plain or TLS),
 //! `doorman agent` forwarding to the bulk and echo targets, and `doorman
-//! connect -L` for both, as real processes.
+//! connect -L` for both, as real processes: its sessions are sealed end to
+//! end. Beside it, the same forwards by an operator that does not seal its
+//! session (as the web console does not), run in this process by the
+//! client library: the relay without end-to-end records (the engine's own
+//! speed, plain) and the agent taking the operator's TLS session over
+//! (TLS), which is what `connect` did before sessions were sealed.
 
 use crate::DOORMAN;
+use doorman_test_support::connecting::Connecting;
 use doorman_test_support::process::{Process, listening_address};
 use std::net::SocketAddr;
 use std::path::Path;
@@ -18,6 +24,8 @@ pub struct Doorman {
     pub connect: Process,
     pub sink: SocketAddr,
     pub echo: SocketAddr,
+    /// The unsealed operator's forwards of the same targets.
+    pub unsealed: Unsealed,
     /// The server's URL, and its CA's file for TLS.
     url: String,
     ca: Option<String>,
@@ -101,7 +109,22 @@ pub async fn start_doorman(dir: &Path, tls: bool, sink: SocketAddr, echo: Socket
         .wait_until(|t| t.contains("\"forwarding\"") && t.ends_with('\n'))
         .await;
     let line = text.lines().find(|l| l.contains("\"forwarding\"")).unwrap();
-    let event: serde_json::Value = serde_json::from_str(line).unwrap();
+    let (sink_local, echo_local) = listening(&serde_json::from_str(line).unwrap());
+    let unsealed = Unsealed::start(dir, &url, ca_path.as_deref(), &token, (sink, echo)).await;
+    Doorman {
+        server,
+        agent,
+        sink: sink_local,
+        echo: echo_local,
+        connect,
+        unsealed,
+        url,
+        ca: ca_path,
+    }
+}
+
+/// The local ends of a `forwarding` event's two forwards.
+fn listening(event: &serde_json::Value) -> (SocketAddr, SocketAddr) {
     let local = |i: usize| -> SocketAddr {
         event["listen"][i]
             .as_str()
@@ -112,13 +135,44 @@ pub async fn start_doorman(dir: &Path, tls: bool, sink: SocketAddr, echo: Socket
             .parse()
             .unwrap()
     };
-    Doorman {
-        server,
-        agent,
-        sink: local(0),
-        echo: local(1),
-        connect,
-        url,
-        ca: ca_path,
+    (local(0), local(1))
+}
+
+/// An operator's forwards that are not sealed end to end, run in this
+/// process by the client library.
+pub struct Unsealed {
+    _connecting: Connecting,
+    pub sink: SocketAddr,
+    pub echo: SocketAddr,
+}
+
+impl Unsealed {
+    async fn start(
+        dir: &Path,
+        url: &str,
+        ca: Option<&str>,
+        token: &str,
+        (sink, echo): (SocketAddr, SocketAddr),
+    ) -> Unsealed {
+        let spec = |target: SocketAddr| format!("0:{target}").parse().unwrap();
+        let request = doorman_client::ConnectRequest {
+            server: url.to_string(),
+            ca: ca.map(Into::into),
+            token: doorman_core::Secret::new(token),
+            computer: "bench-pc".into(),
+            reason: String::new(),
+            session: doorman_client::SessionKind::Forward(vec![spec(sink), spec(echo)]),
+            expiry_grace: doorman_client::EXPIRY_GRACE,
+            known_computers: doorman_client::known::KnownComputers::at(dir.join("known")),
+            end_to_end: false,
+        };
+        let connecting = Connecting::start(request, Box::new(tokio::io::empty()));
+        let event = connecting.event("forwarding").await;
+        let (sink, echo) = listening(&event);
+        Unsealed {
+            _connecting: connecting,
+            sink,
+            echo,
+        }
     }
 }

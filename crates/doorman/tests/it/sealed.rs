@@ -89,7 +89,11 @@ async fn a_man_in_the_middle_is_refused() {
     let world = World::builder().without_email_authorization().start().await;
     // The operator has met the computer before.
     assert_eq!(world.connect(&["true"], "").finish().await, Ok(0));
-    for forgery in [Forgery::OwnKey, Forgery::ComputersSignature] {
+    for forgery in [
+        Forgery::OwnKey,
+        Forgery::ComputersSignature,
+        Forgery::OtherCommand,
+    ] {
         let middle = ManInTheMiddle::start(world.address, forgery).await;
         let connecting = world.connect_through(&middle.url(), &["echo", "secret"]);
         let stdout = connecting.stdout.clone();
@@ -102,7 +106,7 @@ async fn a_man_in_the_middle_is_refused() {
                     "{refused:?}"
                 );
             }
-            Forgery::ComputersSignature => {
+            Forgery::ComputersSignature | Forgery::OtherCommand => {
                 assert!(
                     matches!(refused, ConnectError::IdentityUnproven { .. }),
                     "{refused:?}"

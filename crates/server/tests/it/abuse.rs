@@ -506,3 +506,27 @@ async fn an_operator_vanishing_cancels_its_request_and_the_links_say_so() {
     assert!(page.contains("Cancelled by the operator"), "{page}");
     assert!(!page.contains("<form"));
 }
+
+/// Issue 29: an end-to-end hello the size of a frame would make an offer
+/// too large for the agent's connection (and drop the computer); the
+/// server refuses it before any offer, and the computer stays.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_oversized_end_to_end_hello_is_refused_before_the_offer() {
+    use doorman_test_support::raw;
+    use doorman_wire::message::{Refusal, ServerToOperator};
+    let world = World::builder().without_email_authorization().start().await;
+    let mut ask = raw::connect(
+        "office-pc",
+        "",
+        serde_json::json!({"kind": "command", "argv": ["true"]}),
+    );
+    ask["e2e"] = serde_json::json!({"version": 1, "ephemeral": "A".repeat(250_000)});
+    let answer = raw::first_answer(&world.url, &world.operator_token, &ask).await;
+    let ServerToOperator::Refused { reason, message } = answer else {
+        panic!("{answer:?}");
+    };
+    assert_eq!(reason, Refusal::InvalidRequest);
+    assert!(message.contains("end-to-end hello"), "{message}");
+    // The computer is still there.
+    assert_eq!(world.connect(&["true"], "").finish().await, Ok(0));
+}

@@ -96,6 +96,7 @@ async fn a_request_that_expired_while_the_server_was_down_is_expired() {
             )],
             passkey: None,
             computer_identity: None,
+            sealed: false,
         })
         .await
         .unwrap();

@@ -65,6 +65,7 @@ async fn request_needing(
                 .collect(),
             passkey: None,
             computer_identity: None,
+            sealed: false,
         })
         .await
         .unwrap();

@@ -38,6 +38,7 @@ async fn request_of(store: &Store, id: &str, operator: &str, computer: &str, val
                 .collect(),
             passkey: None,
             computer_identity: None,
+            sealed: false,
         })
         .await
         .unwrap();

@@ -81,7 +81,13 @@ pub(super) async fn relay_session(
     );
     let recorder = match &recording {
         Some(recording) => Recorder::Server(recording),
-        None if ask.sealed && broker.recorder().settings.enabled => Recorder::Computer(session_id),
+        // Only a shell's screen is recorded, by the server or the computer.
+        None if ask.sealed
+            && broker.recorder().settings.enabled
+            && matches!(ask.service, Service::Shell { .. }) =>
+        {
+            Recorder::Computer(session_id)
+        }
         None => Recorder::Nobody,
     };
     let (detail, sealed) = run(broker, connection, agent, ask, request_id, recorder, stop).await;

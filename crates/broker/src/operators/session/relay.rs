@@ -283,7 +283,7 @@ where
             Frame::Message(payload) => payload,
             Frame::Recording(piece) => {
                 if let Some(log) = &self.sealed {
-                    log.piece(piece.clone());
+                    log.piece(piece);
                 }
                 return false;
             }
