@@ -117,6 +117,10 @@ async fn a_recording_sealed_on_the_computer_is_listed_not_played() {
         !text.contains(&format!("href=\"/console/recordings/{id}\"")),
         "{text}"
     );
+    // Where the console starts a session, it says it is not end to end.
+    let terminal = get(&world, "/console/terminal/office-pc", &alice).await;
+    let terminal = terminal.text().await.unwrap();
+    assert!(terminal.contains("id=\"not-end-to-end\""), "{terminal}");
     for path in [
         format!("/console/recordings/{id}"),
         format!("/console/recordings/{id}/events"),

@@ -40,6 +40,14 @@ async fn allow_runs_the_command_and_returns_its_exit_status() {
         .progress
         .wait_until(|t| t.matches("\"state\":\"sent\"").count() == 2)
         .await;
+    // The page shows the start of the computer's fingerprint.
+    let (_, page) = world.page(&mails[0].link()).await;
+    let shown = page
+        .split("<dt>Identity</dt><dd><code>")
+        .nth(1)
+        .and_then(|rest| rest.split("</code>").next())
+        .unwrap_or_else(|| panic!("no identity on the page: {page}"))
+        .to_string();
     let response = world.click(&mails[0].link(), "allow").await;
     assert_eq!(response.status(), StatusCode::SEE_OTHER);
     let status = connecting.stdout.wait_until(|t| t.contains("hi")).await;
@@ -71,6 +79,23 @@ async fn allow_runs_the_command_and_returns_its_exit_status() {
         ]
     );
     assert_eq!(events[0], "pending");
+    // The operator's `connect` showed the same computer.
+    let identity: serde_json::Value = serde_json::from_str(
+        progress
+            .text()
+            .lines()
+            .find(|l| l.contains("\"identity\""))
+            .unwrap(),
+    )
+    .unwrap();
+    assert!(shown.starts_with("SHA256:"), "{shown}");
+    assert!(
+        identity["fingerprint"]
+            .as_str()
+            .unwrap()
+            .starts_with(&shown),
+        "{identity} vs {shown}"
+    );
     // Each email: `sending` as the attempt starts, then `sent`.
     assert_eq!(events.iter().filter(|e| *e == "delivery").count(), 4);
     assert_eq!(progress.text().matches("\"state\":\"sending\"").count(), 2);
