@@ -113,11 +113,14 @@ fn print_instructions(url: &str, token: &str, agent_config: &Path, data_dir: &Pa
     let exe = std::env::current_exe()
         .map(|path| path.display().to_string())
         .unwrap_or_else(|_| "doorman".into());
+    // Each demo's computer has a new identity: its own known-computers
+    // file keeps the one of an earlier demo from looking like a change.
+    let known = agent_config.with_file_name("known_computers");
     println!(
         "\nDoorman demo: a server and the computer {DEMO_COMPUTER:?} are running on {url}.\n\
          Email authorization is on; the emails go to the outbox instead of being sent.\n\n\
          1. In a second terminal, connect as the operator:\n\n   \
-            {exe} connect {DEMO_COMPUTER} --server {url} --token {token} --reason \"demo\" -- sh -c 'echo hello from $(hostname); exit 7'\n\n\
+            {exe} connect {DEMO_COMPUTER} --server {url} --token {token} --known-computers {known} --reason \"demo\" -- sh -c 'echo hello from $(hostname); exit 7'\n\n\
          2. Open the outbox in a browser, click Check Request, then Allow Session:\n\n   \
             {url}/outbox\n\n\
          3. The command runs at once and `connect` exits with its status (7).\n   \
@@ -125,7 +128,7 @@ fn print_instructions(url: &str, token: &str, agent_config: &Path, data_dir: &Pa
          Or from a browser: {url}/console, sign in with the token above, and open\n   \
             the Terminal of {DEMO_COMPUTER:?}; allow it from the outbox the same way.\n\n\
          Copy a file to its shared folder, approved the same way:\n   \
-            {exe} cp --server {url} --token {token} README.md {DEMO_COMPUTER}:{shared}/\n\n\
+            {exe} cp --server {url} --token {token} --known-computers {known} README.md {DEMO_COMPUTER}:{shared}/\n\n\
          Settings: {exe} settings --config {config} set --email-timeout 60\n\
          Audit:    {exe} admin --data-dir {data} audit\n\n\
          Press Ctrl-C here to stop the demo.\n",
@@ -133,6 +136,7 @@ fn print_instructions(url: &str, token: &str, agent_config: &Path, data_dir: &Pa
         config = agent_config.display(),
         data = data_dir.display(),
         shared = shared.display(),
+        known = known.display(),
     );
 }
 

@@ -223,6 +223,17 @@ mod tests {
             .unwrap()
     }
 
+    fn recorder<'a>(store: &'a Store, clock: &'a Clock, max_bytes: u64) -> Recorder<'a> {
+        Recorder {
+            store,
+            clock,
+            settings: crate::Recordings {
+                max_bytes,
+                ..Default::default()
+            },
+        }
+    }
+
     fn of() -> RecordingOf<'static> {
         RecordingOf {
             request_id: None,
@@ -242,14 +253,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let store = store(dir.path()).await;
         let clock = Clock::system();
-        let recorder = Recorder {
-            store: &store,
-            clock: &clock,
-            settings: crate::Recordings {
-                max_bytes: 1000,
-                ..Default::default()
-            },
-        };
+        let recorder = recorder(&store, &clock, 1000);
         let log = SealedLog::new(recorder.settings.max_bytes);
         for _ in 0..100_000 {
             log.piece(&Bytes::new());
@@ -289,11 +293,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let store = store(dir.path()).await;
         let clock = Clock::system();
-        let recorder = Recorder {
-            store: &store,
-            clock: &clock,
-            settings: crate::Recordings::default(),
-        };
+        let recorder = recorder(&store, &clock, 1 << 20);
         let log = SealedLog::new(recorder.settings.max_bytes);
         log.close();
         assert!(log.store(&recorder, 8, &of()).await.is_none());

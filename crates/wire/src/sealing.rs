@@ -106,18 +106,25 @@ mod tests {
     use crate::frame::Frame;
     use crate::message::{EndCause, SessionMessage};
     use bytes::Bytes;
+    use doorman_e2e::SessionKeys;
     use doorman_e2e::handshake::{Initiator, respond};
     use doorman_e2e::identity::Identity;
+
+    /// A session's keys, as the computer and the operator hold them.
+    fn keys() -> (SessionKeys, SessionKeys) {
+        let identity = Identity::generate().unwrap();
+        let (initiator, hello) = Initiator::start().unwrap();
+        let (reply, computer) = respond(&identity, "r1", b"ls", &hello).unwrap();
+        let (_, operator) = initiator.finish("r1", b"ls", &reply).unwrap();
+        (computer, operator)
+    }
 
     /// An operator's and an agent's sealed connections, the server's plain
     /// view of what the agent sends, and the server's own pipe to the
     /// operator.
     #[tokio::test]
     async fn sealed_frames_pass_whole_and_the_server_sees_only_what_the_audit_keeps() {
-        let identity = Identity::generate().unwrap();
-        let (initiator, hello) = Initiator::start().unwrap();
-        let (reply, computer) = respond(&identity, "r1", b"ls", &hello).unwrap();
-        let (_, operator) = initiator.finish("r1", b"ls", &reply).unwrap();
+        let (computer, operator) = keys();
         let (agent_io, server_io) = tokio::io::duplex(1 << 20);
         let mut agent = Connection::new(agent_io);
         agent.seal(computer.sealer, computer.opener);
@@ -183,10 +190,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_sealed_frame_the_server_changed_ends_the_session() {
-        let identity = Identity::generate().unwrap();
-        let (initiator, hello) = Initiator::start().unwrap();
-        let (reply, computer) = respond(&identity, "r1", b"ls", &hello).unwrap();
-        let (_, operator) = initiator.finish("r1", b"ls", &reply).unwrap();
+        let (computer, operator) = keys();
         let mut sealer = computer.sealer;
         let Frame::Sealed(sealed) =
             super::seal(&mut sealer, &Frame::Stdout(Bytes::from_static(b"rm -rf"))).unwrap()

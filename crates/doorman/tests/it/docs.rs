@@ -170,6 +170,7 @@ fn every_manual_page_renders_without_a_warning() {
         &["consent"],
         &["admin", "operator"],
         &["admin", "agent"],
+        &["known"],
         &["demo"],
     ] {
         let mut args = vec!["man"];
