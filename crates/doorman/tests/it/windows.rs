@@ -159,6 +159,29 @@ async fn a_windows_computer_changes_its_settings_and_refuses_copies_with_the_rea
     assert!(joined.contains("name = \"win-joined\""), "{joined}");
     assert!(joined.contains("key = \"dak_"), "the key is written");
 
+    // Without --config, the machine's file: %ProgramData%\Doorman\agent.toml.
+    let invitation = doorman_server::admin::invite(
+        world.broker.store(),
+        "win-machine",
+        Duration::from_secs(86_400),
+        None,
+    )
+    .await
+    .expect("an invitation");
+    let url = invitation.url.expose();
+    let (status, _, stderr) = agent.run(&["agent", "join", &url]).await;
+    assert_eq!(status, Some(0), "{stderr}");
+    let machine = agent
+        .dir
+        .path()
+        .join("prefix/drive_c/ProgramData/Doorman/agent.toml");
+    let written =
+        std::fs::read_to_string(&machine).unwrap_or_else(|e| panic!("{}: {e}", machine.display()));
+    assert!(written.contains("name = \"win-machine\""), "{written}");
+    let (status, shown, stderr) = agent.run(&["settings", "show"]).await;
+    assert_eq!(status, Some(0), "{stderr}");
+    assert!(shown.contains("win-machine"), "{shown}");
+
     let into = tempfile::tempdir().unwrap();
     let copy = CopyPlan::new(
         &[
