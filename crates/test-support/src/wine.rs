@@ -104,14 +104,72 @@ impl WindowsAgent {
 impl Drop for WindowsAgent {
     fn drop(&mut self) {
         let _ = self.process.start_kill();
-        // Wine's server outlives the exe for a while and writes into the
-        // prefix: stopped and waited for before the directory goes.
-        let _ = std::process::Command::new(wineserver())
-            .arg("-k")
-            .env("WINEPREFIX", self.dir.path().join("prefix"))
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .status();
+        stop_wine(self.dir.path());
+    }
+}
+
+/// Wine's server outlives a program for a while and writes into the
+/// prefix in `dir`: stopped and waited for before the directory goes.
+fn stop_wine(dir: &Path) {
+    let _ = std::process::Command::new(wineserver())
+        .arg("-k")
+        .env("WINEPREFIX", dir.join("prefix"))
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status();
+}
+
+/// A Wine prefix of its own, for an installer and what it installs; its
+/// Wine server stopped when dropped.
+pub struct WinePrefix {
+    pub dir: tempfile::TempDir,
+}
+
+impl WinePrefix {
+    pub fn new() -> Self {
+        WinePrefix {
+            dir: tempfile::tempdir().expect("temp dir"),
+        }
+    }
+
+    /// The prefix's `C:` drive.
+    pub fn drive_c(&self) -> PathBuf {
+        self.dir.path().join("prefix").join("drive_c")
+    }
+
+    /// Puts the `ProcessPrng` shim in `folder` (beside an installed exe).
+    pub fn add_shim(&self, folder: &Path) {
+        build_shim(folder);
+    }
+
+    /// Runs `program args` in the prefix; its exit status, standard output
+    /// and standard error.
+    pub async fn run(&self, program: &str, args: &[&str]) -> (Option<i32>, String, String) {
+        let output = wine_in(self.dir.path())
+            .arg(program)
+            .args(args)
+            .stdin(Stdio::null())
+            .kill_on_drop(true)
+            .output()
+            .await
+            .expect("wine64 runs");
+        (
+            output.status.code(),
+            String::from_utf8_lossy(&output.stdout).into_owned(),
+            String::from_utf8_lossy(&output.stderr).into_owned(),
+        )
+    }
+}
+
+impl Default for WinePrefix {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Drop for WinePrefix {
+    fn drop(&mut self) {
+        stop_wine(self.dir.path());
     }
 }
 

@@ -3,10 +3,11 @@
 //! status, a shell (no terminal there yet) and a copy (no confinement there
 //! yet) are refused with the reason, `settings set|show` and `agent join`
 //! work on its files,
-//! local consent keeps the agent from starting (no transport yet), and
-//! forwards carry bytes both ways. Runs where `.ci/run` built
-//! the exe (`DOORMAN_WINDOWS_EXE`); elsewhere each test says it was
-//! skipped (and fails under CI).
+//! local consent keeps the agent from starting (no transport yet),
+//! forwards carry bytes both ways, and the MSI installs the exe. Runs where
+//! `.ci/run` built the exe (`DOORMAN_WINDOWS_EXE`) and the installer
+//! (`DOORMAN_WINDOWS_MSI`); elsewhere each test says it was skipped (and
+//! fails under CI).
 
 use doorman_client::copy::plan::{CopyOptions, CopyPlan};
 use doorman_client::{ForwardSpec, SessionKind};
@@ -230,4 +231,34 @@ async fn a_windows_computer_forwards_to_a_local_service() {
     written.unwrap();
     read.unwrap();
     assert_eq!(back, sent, "the bytes came back through the Windows agent");
+}
+
+/// The installer (`contrib/windows/msi`, which `.ci/run` makes as
+/// `DOORMAN_WINDOWS_MSI`) installs `doorman.exe` under Program Files,
+/// and it runs from there.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_msi_installs_doorman_under_program_files() {
+    let Some(msi) = std::env::var_os("DOORMAN_WINDOWS_MSI").map(PathBuf::from) else {
+        doorman_test_support::skip_without(
+            "the Windows installer (DOORMAN_WINDOWS_MSI)",
+            ".ci/run makes it: contrib/windows/msi --debug",
+        );
+        return;
+    };
+    let prefix = doorman_test_support::wine::WinePrefix::new();
+    std::fs::copy(&msi, prefix.dir.path().join("doorman.msi")).unwrap();
+    let (status, _, stderr) = prefix.run("msiexec", &["/i", "doorman.msi", "/qn"]).await;
+    assert_eq!(status, Some(0), "{stderr}");
+    let installed = prefix.drive_c().join("Program Files").join("Doorman");
+    assert!(
+        installed.join("doorman.exe").is_file(),
+        "{}",
+        installed.display()
+    );
+    prefix.add_shim(&installed);
+    let (status, said, stderr) = prefix
+        .run("C:\\Program Files\\Doorman\\doorman.exe", &["--version"])
+        .await;
+    assert_eq!(status, Some(0), "{stderr}");
+    assert!(said.starts_with("doorman "), "{said}");
 }
