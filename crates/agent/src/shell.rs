@@ -5,7 +5,7 @@ use crate::error::SessionError;
 use crate::recording::SealedRecording;
 use bytes::Bytes;
 use doorman_cast::Screen;
-use doorman_wire::connection::{Connection, decode_message};
+use doorman_wire::connection::{Connection, FrameWriter, decode_message};
 use doorman_wire::frame::Frame;
 use doorman_wire::message::{SessionEnd, SessionMessage};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
@@ -64,47 +64,8 @@ where
     T: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
     let (mut reader, mut writer) = connection.split();
-    let screen = Screen {
-        term: term.clone(),
-        cols,
-        rows,
-        timestamp: unix_seconds(),
-    };
-    // A recording the owner asked for that cannot be made: no session,
-    // rather than one unrecorded.
-    let mut recording = match SealedRecording::start(recordings_to, &screen) {
-        Ok(recording) => recording,
-        Err(error) => {
-            let message =
-                crate::command::report_start_failure(&mut writer, error.to_string()).await;
-            return Err(SessionError::NotStarted(message));
-        }
-    };
-    // The operator hears why, on the session's connection, as of a program
-    // that could not start.
-    let (pty, pts) = match open_pty(rows, cols) {
-        Ok(opened) => opened,
-        Err(error) => {
-            crate::command::report_start_failure(&mut writer, error.to_string()).await;
-            return Err(error);
-        }
-    };
-    let shell = login_shell();
-    let mut command = pty_process::Command::new(&shell)
-        .arg("-l")
-        .env("TERM", sanitize_term(&term))
-        .kill_on_drop(true);
-    if let Some(home) = std::env::var_os("HOME") {
-        command = command.current_dir(home);
-    }
-    let mut child = match command.spawn(pts) {
-        Ok(child) => child,
-        Err(error) => {
-            let message = format!("cannot start {shell}: {error}");
-            let message = crate::command::report_start_failure(&mut writer, message).await;
-            return Err(SessionError::NotStarted(message));
-        }
-    };
+    let mut recording = start_recording(&mut writer, recordings_to, (&term, rows, cols)).await?;
+    let (pty, mut child) = spawn_shell(&mut writer, &term, rows, cols).await?;
     let (mut pty_out, mut pty_in) = pty.into_split();
     let mut buffer = vec![0u8; 32 * 1024];
     let mut output_done = false;
@@ -153,24 +114,8 @@ where
             status = child.wait() => break status.map_err(SessionError::Wait)?,
         }
     };
-    // Drain what the shell printed last.
-    while !output_done {
-        match tokio::time::timeout(
-            std::time::Duration::from_millis(200),
-            pty_out.read(&mut buffer),
-        )
-        .await
-        {
-            Ok(Ok(n)) if n > 0 => {
-                let _ = writer
-                    .write_frame(&Frame::Stdout(Bytes::copy_from_slice(&buffer[..n])))
-                    .await;
-                if let Some(recording) = &mut recording {
-                    recording.output(&buffer[..n]);
-                }
-            }
-            _ => output_done = true,
-        }
+    if !output_done {
+        drain(&mut pty_out, &mut writer, &mut recording).await;
     }
     // The recording's end goes first: the server keeps the session's
     // record once the exit status ends it.
@@ -186,6 +131,88 @@ where
         .await;
     let _ = writer.shutdown().await;
     Ok(SessionEnd::of(status))
+}
+
+/// The login shell in a new pseudo-terminal of `rows` × `cols`: the
+/// terminal and the shell's process. The operator hears why, on the
+/// session's connection, as of a program that could not start.
+async fn spawn_shell<W: AsyncWrite + Unpin>(
+    writer: &mut FrameWriter<W>,
+    term: &str,
+    rows: u16,
+    cols: u16,
+) -> Result<(pty_process::Pty, tokio::process::Child), SessionError> {
+    let (pty, pts) = match open_pty(rows, cols) {
+        Ok(opened) => opened,
+        Err(error) => {
+            crate::command::report_start_failure(writer, error.to_string()).await;
+            return Err(error);
+        }
+    };
+    let shell = login_shell();
+    let mut command = pty_process::Command::new(&shell)
+        .arg("-l")
+        .env("TERM", sanitize_term(term))
+        .kill_on_drop(true);
+    if let Some(home) = std::env::var_os("HOME") {
+        command = command.current_dir(home);
+    }
+    match command.spawn(pts) {
+        Ok(child) => Ok((pty, child)),
+        Err(error) => {
+            let message = format!("cannot start {shell}: {error}");
+            let message = crate::command::report_start_failure(writer, message).await;
+            Err(SessionError::NotStarted(message))
+        }
+    }
+}
+
+/// Starts recording a screen of `term`, `rows` × `cols`, sealed to
+/// `recordings_to` (none: no recording). A recording the owner asked for
+/// that cannot be made: no session, rather than one unrecorded (the
+/// operator hears why).
+async fn start_recording<W: AsyncWrite + Unpin>(
+    writer: &mut FrameWriter<W>,
+    recordings_to: &[String],
+    (term, rows, cols): (&str, u16, u16),
+) -> Result<Option<SealedRecording>, SessionError> {
+    let screen = Screen {
+        term: term.to_string(),
+        cols,
+        rows,
+        timestamp: unix_seconds(),
+    };
+    match SealedRecording::start(recordings_to, &screen) {
+        Ok(recording) => Ok(recording),
+        Err(error) => {
+            let message = crate::command::report_start_failure(writer, error.to_string()).await;
+            Err(SessionError::NotStarted(message))
+        }
+    }
+}
+
+/// Sends (and records) what the shell printed last, once it exited.
+async fn drain<R, W>(
+    pty_out: &mut R,
+    writer: &mut FrameWriter<W>,
+    recording: &mut Option<SealedRecording>,
+) where
+    R: AsyncRead + Unpin,
+    W: AsyncWrite + Unpin,
+{
+    let mut buffer = vec![0u8; 32 * 1024];
+    let pause = std::time::Duration::from_millis(200);
+    while let Ok(Ok(n)) = tokio::time::timeout(pause, pty_out.read(&mut buffer)).await {
+        if n == 0 {
+            return;
+        }
+        let _ = writer
+            .write_frame(&Frame::Stdout(Bytes::copy_from_slice(&buffer[..n])))
+            .await;
+        if let Some(recording) = recording {
+            recording.output(&buffer[..n]);
+        }
+    }
 }
 
 #[cfg(test)]

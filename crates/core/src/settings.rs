@@ -188,17 +188,6 @@ impl EmailAuthorization {
     }
 }
 
-/// The most age recipients a computer's recordings may be sealed to.
-pub const MAX_RECORDING_RECIPIENTS: usize = 16;
-
-/// Whether `text` has the shape of an age X25519 recipient: `age1` and 58
-/// bech32 characters (the agent checks its checksum when it seals).
-fn is_age_recipient(text: &str) -> bool {
-    const BECH32: &str = "qpzry9x8gf2tvdw0s3jn54khce6mua7l";
-    text.strip_prefix("age1")
-        .is_some_and(|data| data.len() == 58 && data.chars().all(|c| BECH32.contains(c)))
-}
-
 /// One thing wrong with a settings file, named by its field.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct SettingsProblem {
@@ -279,23 +268,7 @@ impl AgentSettings {
             ));
         }
         problems.extend(self.desktop_sharing.validate());
-        if self.recordings_to.len() > MAX_RECORDING_RECIPIENTS {
-            problems.push(SettingsProblem::new(
-                "recordings_to",
-                format!("at most {MAX_RECORDING_RECIPIENTS} recipients"),
-            ));
-        }
-        for (index, recipient) in self.recordings_to.iter().enumerate() {
-            if !is_age_recipient(recipient) {
-                problems.push(SettingsProblem::new(
-                    &format!("recordings_to[{index}]"),
-                    format!(
-                        "{:?} is not an age recipient: give the age1… public key that `age-keygen` printed",
-                        crate::display::escape_hidden(&recipient.chars().take(80).collect::<String>())
-                    ),
-                ));
-            }
-        }
+        problems.extend(checks::recording_problems(&self.recordings_to));
         for (index, target) in self.services.forward.iter().enumerate() {
             if let Err(message) = validate_forward_target(target) {
                 problems.push(SettingsProblem::new(
@@ -554,7 +527,9 @@ pub fn split_list(list: &str) -> Vec<String> {
 }
 
 mod checks;
-pub use checks::{validate_file_root, validate_forward_target, validate_recipient};
+pub use checks::{
+    MAX_RECORDING_RECIPIENTS, validate_file_root, validate_forward_target, validate_recipient,
+};
 
 #[cfg(test)]
 mod tests;

@@ -35,6 +35,33 @@ pub struct Measured {
     pub truncated: bool,
 }
 
+/// Stores `piece` as chunk `seq` of recording `session_id` (of `of`,
+/// started at `started_at`), making its row first if there is none yet
+/// (`row`).
+async fn write(
+    recorder: &Recorder<'_>,
+    (session_id, of, started_at): (i64, &RecordingOf<'_>, i64),
+    row: &mut bool,
+    seq: i64,
+    piece: &[u8],
+) -> Result<(), doorman_store::StoreError> {
+    if !*row {
+        let sealed = RecordingOf {
+            sealed: true,
+            ..of.clone()
+        };
+        recorder
+            .store
+            .start_recording(session_id, &sealed, started_at)
+            .await?;
+        *row = true;
+    }
+    recorder
+        .store
+        .append_recording(session_id, seq, piece)
+        .await
+}
+
 /// What the relay noted of a sealed recording, and the store has not yet.
 #[derive(Debug)]
 pub struct SealedLog {
@@ -128,23 +155,8 @@ impl SealedLog {
                 deadline = Some(tokio::time::Instant::now() + FINISH_WITHIN);
             }
             if !pending.is_empty() {
-                let write = async {
-                    if !row {
-                        let sealed = RecordingOf {
-                            sealed: true,
-                            ..of.clone()
-                        };
-                        recorder
-                            .store
-                            .start_recording(session_id, &sealed, started_at)
-                            .await?;
-                        row = true;
-                    }
-                    recorder
-                        .store
-                        .append_recording(session_id, seq, &pending)
-                        .await
-                };
+                let place = (session_id, of, started_at);
+                let write = write(recorder, place, &mut row, seq, &pending);
                 let written = match deadline {
                     Some(at) => tokio::time::timeout_at(at, write).await,
                     None => Ok(write.await),

@@ -80,19 +80,7 @@ impl WindowsAgent {
     /// Runs `doorman.exe ARGS` beside the agent (same directory and Wine
     /// prefix); its exit status, standard output and standard error.
     pub async fn run(&self, args: &[&str]) -> (Option<i32>, String, String) {
-        let output = wine_in(self.dir.path())
-            .arg("doorman.exe")
-            .args(args)
-            .stdin(Stdio::null())
-            .kill_on_drop(true)
-            .output()
-            .await
-            .expect("wine64 runs");
-        (
-            output.status.code(),
-            String::from_utf8_lossy(&output.stdout).into_owned(),
-            String::from_utf8_lossy(&output.stderr).into_owned(),
-        )
+        run_in(self.dir.path(), "doorman.exe", args).await
     }
 
     /// What the agent has logged so far.
@@ -145,19 +133,7 @@ impl WinePrefix {
     /// Runs `program args` in the prefix; its exit status, standard output
     /// and standard error.
     pub async fn run(&self, program: &str, args: &[&str]) -> (Option<i32>, String, String) {
-        let output = wine_in(self.dir.path())
-            .arg(program)
-            .args(args)
-            .stdin(Stdio::null())
-            .kill_on_drop(true)
-            .output()
-            .await
-            .expect("wine64 runs");
-        (
-            output.status.code(),
-            String::from_utf8_lossy(&output.stdout).into_owned(),
-            String::from_utf8_lossy(&output.stderr).into_owned(),
-        )
+        run_in(self.dir.path(), program, args).await
     }
 }
 
@@ -171,6 +147,24 @@ impl Drop for WinePrefix {
     fn drop(&mut self) {
         stop_wine(self.dir.path());
     }
+}
+
+/// Runs `program args` under Wine in `dir`; its exit status, standard
+/// output and standard error.
+async fn run_in(dir: &Path, program: &str, args: &[&str]) -> (Option<i32>, String, String) {
+    let output = wine_in(dir)
+        .arg(program)
+        .args(args)
+        .stdin(Stdio::null())
+        .kill_on_drop(true)
+        .output()
+        .await
+        .expect("wine64 runs");
+    (
+        output.status.code(),
+        String::from_utf8_lossy(&output.stdout).into_owned(),
+        String::from_utf8_lossy(&output.stderr).into_owned(),
+    )
 }
 
 /// Wine in `dir`, with a prefix of its own there, quiet, and without

@@ -61,3 +61,38 @@ pub fn validate_file_root(root: &str) -> Result<(), String> {
     }
     check_visible(root).map_err(|problem| format!("{root:?} {problem}"))
 }
+
+/// The most age recipients a computer's recordings may be sealed to.
+pub const MAX_RECORDING_RECIPIENTS: usize = 16;
+
+/// What is wrong with `recordings_to`, each problem with its field.
+pub(super) fn recording_problems(recipients: &[String]) -> Vec<super::SettingsProblem> {
+    let mut problems = Vec::new();
+    if recipients.len() > MAX_RECORDING_RECIPIENTS {
+        problems.push(super::SettingsProblem::new(
+            "recordings_to",
+            format!("at most {MAX_RECORDING_RECIPIENTS} recipients"),
+        ));
+    }
+    for (index, recipient) in recipients.iter().enumerate() {
+        if !is_age_recipient(recipient) {
+            let shown: String = recipient.chars().take(80).collect();
+            problems.push(super::SettingsProblem::new(
+                &format!("recordings_to[{index}]"),
+                format!(
+                    "{:?} is not an age recipient: give the age1… public key that `age-keygen` printed",
+                    crate::display::escape_hidden(&shown)
+                ),
+            ));
+        }
+    }
+    problems
+}
+
+/// Whether `text` has the shape of an age X25519 recipient: `age1` and 58
+/// bech32 characters (the agent checks its checksum when it seals).
+fn is_age_recipient(text: &str) -> bool {
+    const BECH32: &str = "qpzry9x8gf2tvdw0s3jn54khce6mua7l";
+    text.strip_prefix("age1")
+        .is_some_and(|data| data.len() == 58 && data.chars().all(|c| BECH32.contains(c)))
+}
