@@ -5,9 +5,9 @@
 //! keeps the ciphertext; `doorman admin play --identity` and standard age
 //! tools open it.
 //!
-//! age seals 64 KiB of text at a time, so the server holds the recording
-//! up to its last whole 64 KiB while the session goes on, and all of it
-//! once the session ends.
+//! age seals 64 KiB of (compressed) text at a time, so the server holds
+//! the recording up to its last whole 64 KiB while the session goes on,
+//! and all of it once the session ends.
 
 use bytes::Bytes;
 use doorman_cast::{Cast, Screen};
