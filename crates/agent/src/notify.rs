@@ -141,9 +141,7 @@ fn enqueue(job: Job) {
     let (sender, mut receiver) = mpsc::unbounded_channel::<Job>();
     tokio::spawn(async move {
         while let Some((command, env)) = receiver.recv().await {
-            let spawned = tokio::process::Command::new("/bin/sh")
-                .arg("-c")
-                .arg(&command)
+            let spawned = shell(&command)
                 .envs(env)
                 .stdin(Stdio::null())
                 .stdout(Stdio::null())
@@ -169,6 +167,23 @@ fn enqueue(job: Job) {
 }
 
 const NOTIFY_COMMAND_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
+
+/// `command` run by the system's shell: `/bin/sh -c`.
+#[cfg(not(windows))]
+fn shell(command: &str) -> tokio::process::Command {
+    let mut shell = tokio::process::Command::new("/bin/sh");
+    shell.arg("-c").arg(command);
+    shell
+}
+
+/// `command` run by the system's shell: `cmd.exe /C`, the line passed as
+/// written (cmd parses its own quotes).
+#[cfg(windows)]
+fn shell(command: &str) -> tokio::process::Command {
+    let mut shell = tokio::process::Command::new("cmd.exe");
+    shell.arg("/C").raw_arg(command);
+    shell
+}
 
 fn run_command(command: &str, visitor: &Visitor, event: &Event) {
     enqueue((command.to_string(), environment(visitor, event)));

@@ -56,9 +56,11 @@ async fn assert_refused(world: &World, session: SessionKind, why: &str) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_windows_computer_runs_commands_with_their_output_and_exit_status() {
     let Some(exe) = exe_or_skip() else { return };
-    let builder = World::builder().without_email_authorization();
+    let builder = World::builder()
+        .without_email_authorization()
+        .notify_command("echo %DOORMAN_EVENT% %DOORMAN_OPERATOR%>> notified.txt");
     let world = builder.clone().start().await;
-    let _agent = WindowsAgent::start(&world, COMPUTER, &builder, &exe).await;
+    let agent = WindowsAgent::start(&world, COMPUTER, &builder, &exe).await;
 
     let echo = world.connect_to(
         COMPUTER,
@@ -77,6 +79,20 @@ async fn a_windows_computer_runs_commands_with_their_output_and_exit_status() {
         "",
     );
     assert_eq!(failing.finish().await, Ok(7));
+
+    // The owner's notify_command runs there too, by cmd.exe, for each
+    // event in turn.
+    let notified = agent.dir.path().join("notified.txt");
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    let said = loop {
+        let said = std::fs::read_to_string(&notified).unwrap_or_default();
+        if said.matches("session_ended").count() >= 2 || tokio::time::Instant::now() > deadline {
+            break said;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert!(said.contains("session_started alice"), "{said:?}");
+    assert_eq!(said.matches("session_ended").count(), 2, "{said:?}");
 
     // No terminal there yet: a shell is refused before anything starts,
     // with the reason.
