@@ -135,9 +135,6 @@ fn not_offered(settings: &AgentSettings, service: &Service) -> Option<String> {
         Service::Shell { .. } if !services.shell => {
             Some("interactive shells are not offered on this computer".into())
         }
-        Service::Shell { .. } if crate::shell::not_offered().is_some() => {
-            crate::shell::not_offered().map(String::from)
-        }
         Service::Forward { targets } => targets
             .iter()
             .find(|t| !services.forward.contains(t))

@@ -88,10 +88,7 @@ where
     for pump in [stdout, stderr].into_iter().flatten() {
         let _ = pump.await;
     }
-    #[cfg(unix)]
-    let signal = std::os::unix::process::ExitStatusExt::signal(&exit);
-    #[cfg(not(unix))]
-    let signal = None;
+    let signal = signal_of(&exit);
     let mut writer = writer.lock().await;
     writer
         .write_message(&SessionMessage::Exit {
@@ -102,6 +99,17 @@ where
         .map_err(LinkError::from)?;
     let _ = writer.shutdown().await;
     Ok(SessionEnd::of(exit))
+}
+
+/// The signal that ended a process, where the system has signals.
+pub fn signal_of(status: &std::process::ExitStatus) -> Option<i32> {
+    #[cfg(unix)]
+    return std::os::unix::process::ExitStatusExt::signal(status);
+    #[cfg(not(unix))]
+    return {
+        let _ = status;
+        None
+    };
 }
 
 /// Tells the operator the program could not start (status 127, as a shell

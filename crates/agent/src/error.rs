@@ -32,8 +32,6 @@ pub enum SessionError {
     /// The program could not start; the operator was told.
     #[error("{0}")]
     NotStarted(String),
-    #[error("cannot open a pseudo-terminal: {0}")]
-    Pty(String),
     #[error("the program could not be waited for: {0}")]
     Wait(std::io::Error),
     /// A copy failed: its own words, unchanged (the connection's error, or

@@ -19,13 +19,17 @@
 //! - `passkeys`: passkey approvals checked here, against the keys pinned
 //!   in this computer's settings, whatever the server says;
 //! - [`consent`]: local consent: the requests waiting for the person at the
-//!   computer, served on a Unix socket only this user may open;
+//!   computer, served on a Unix socket only this user may open (a named
+//!   pipe on Windows);
 //! - `session`: an agreed session on its own connection to the server: a
 //!   command, a shell, the desktop, a forward session's tunnels, or a copy
 //!   (`doorman_files`);
 //! - `command`: one command, its standard streams carried as frames and
 //!   its exit status reported at the end;
-//! - `shell`: the login shell in a pseudo-terminal;
+//! - `shell`: an interactive shell: keystrokes in, the screen out,
+//!   resizes, and a sealed session's recording;
+//! - `terminal`: the shell in this system's terminal: a pseudo-terminal
+//!   on Unix, a pseudo-console (ConPTY) on Windows;
 //! - `desktop`: the bytes of the VNC server the settings name, for the
 //!   web console's viewer;
 //! - `dialing`: how the agent reaches the server: one dialer shared by the
@@ -56,17 +60,11 @@ pub mod join;
 mod memory;
 pub mod notify;
 mod passkeys;
-#[cfg(unix)]
 mod recording;
 mod session;
 pub mod settings_file;
-// Interactive shells: a pseudo-terminal on Unix; elsewhere (Windows'
-// ConPTY is to come) a shell is refused with the reason.
-#[cfg(unix)]
 mod shell;
-#[cfg(not(unix))]
-#[path = "shell_elsewhere.rs"]
-mod shell;
+mod terminal;
 mod verdict;
 
 use doorman_core::LocalConsent;
@@ -103,13 +101,6 @@ pub enum AgentError {
         path: PathBuf,
         source: std::io::Error,
     },
-    /// Local consent is on where the agent has no way yet for a person at
-    /// the computer to answer (Windows): it starts no session rather than
-    /// one nobody there allowed.
-    #[error(
-        "local consent is on, but this agent cannot ask the person at the computer yet (no consent transport on this system): set local_consent = \"off\", or run the agent on Linux"
-    )]
-    ConsentUnavailable,
 }
 
 /// A copy that meets the file size limit (`ulimit -f`) fails that file
@@ -164,12 +155,6 @@ pub async fn run(
             Some(tokio::spawn(consent::serve(listener, board.clone()))),
             Some(file),
         ),
-        Err(source)
-            if settings.desktop_sharing.local_consent != LocalConsent::Off
-                && source.kind() == std::io::ErrorKind::Unsupported =>
-        {
-            return Err(AgentError::ConsentUnavailable);
-        }
         Err(source) if settings.desktop_sharing.local_consent != LocalConsent::Off => {
             return Err(AgentError::ConsentSocket {
                 path: socket,

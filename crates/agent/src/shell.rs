@@ -1,27 +1,16 @@
-//! An interactive shell session: the user's login shell in a pseudo-terminal,
-//! the operator's keystrokes in, the screen out, window-size changes applied.
+//! An interactive shell session: the shell in this system's terminal
+//! (`terminal`), the operator's keystrokes in, the screen out, window-size
+//! changes applied, and a sealed session's screen recorded.
 
 use crate::error::SessionError;
 use crate::recording::SealedRecording;
+use crate::terminal::{ShellProcess, TerminalInput, TerminalOutput};
 use bytes::Bytes;
 use doorman_cast::Screen;
 use doorman_wire::connection::{Connection, FrameWriter, decode_message};
 use doorman_wire::frame::Frame;
 use doorman_wire::message::{SessionEnd, SessionMessage};
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
-
-/// Why this build offers no interactive shells: it does, here.
-pub fn not_offered() -> Option<&'static str> {
-    None
-}
-
-/// The shell to start: `$SHELL`, else `/bin/sh`.
-fn login_shell() -> String {
-    std::env::var("SHELL")
-        .ok()
-        .filter(|shell| !shell.is_empty())
-        .unwrap_or_else(|| "/bin/sh".into())
-}
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite};
 
 /// A terminal name that is safe to put in the environment.
 fn sanitize_term(term: &str) -> String {
@@ -43,14 +32,6 @@ fn unix_seconds() -> i64 {
         .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
 }
 
-/// A pseudo-terminal of this size.
-fn open_pty(rows: u16, cols: u16) -> Result<(pty_process::Pty, pty_process::Pts), SessionError> {
-    let (pty, pts) = pty_process::open().map_err(|e| SessionError::Pty(e.to_string()))?;
-    pty.resize(pty_process::Size::new(rows.max(1), cols.max(1)))
-        .map_err(|e| SessionError::Pty(format!("cannot size it: {e}")))?;
-    Ok((pty, pts))
-}
-
 /// Runs the shell on `connection`; a session sealed end to end is
 /// recorded here, sealed to `recordings_to` (none: not recorded).
 pub async fn run<T>(
@@ -65,8 +46,7 @@ where
 {
     let (mut reader, mut writer) = connection.split();
     let mut recording = start_recording(&mut writer, recordings_to, (&term, rows, cols)).await?;
-    let (pty, mut child) = spawn_shell(&mut writer, &term, rows, cols).await?;
-    let (mut pty_out, mut pty_in) = pty.into_split();
+    let (mut pty_out, mut pty_in, mut child) = spawn_shell(&mut writer, &term, rows, cols).await?;
     let mut buffer = vec![0u8; 32 * 1024];
     let mut output_done = false;
     let mut input_open = true;
@@ -76,7 +56,7 @@ where
                 Ok(n) if n > 0 => {
                     let frame = Frame::Stdout(Bytes::copy_from_slice(&buffer[..n]));
                     if writer.write_frame(&frame).await.is_err() {
-                        let _ = child.start_kill();
+                        child.kill();
                     }
                     if let Some(recording) = &mut recording {
                         recording.output(&buffer[..n]);
@@ -90,25 +70,22 @@ where
             },
             frame = reader.read_frame(), if input_open => match frame {
                 Ok(Some(Frame::Stdin(data))) => {
-                    let _ = pty_in.write_all(&data).await;
+                    let _ = pty_in.write(&data).await;
                 }
                 Ok(Some(Frame::Message(payload))) => match decode_message(&payload) {
                     Ok(SessionMessage::Resize { rows, cols }) => {
-                        let _ = pty_in.resize(pty_process::Size::new(rows.max(1), cols.max(1)));
+                        pty_in.resize(rows, cols);
                         if let Some(recording) = &mut recording {
                             recording.resized(rows, cols);
                         }
                     }
-                    Ok(SessionMessage::StdinEof) => {
-                        // Ctrl-D as a terminal would send it.
-                        let _ = pty_in.write_all(&[4]).await;
-                    }
+                    Ok(SessionMessage::StdinEof) => pty_in.end_input().await,
                     _ => {}
                 },
                 Ok(Some(_)) => {}
                 Ok(None) | Err(_) => {
                     input_open = false;
-                    let _ = child.start_kill();
+                    child.kill();
                 }
             },
             status = child.wait() => break status.map_err(SessionError::Wait)?,
@@ -122,7 +99,7 @@ where
     for frame in recording.map(SealedRecording::finish).unwrap_or_default() {
         let _ = writer.write_frame(&frame).await;
     }
-    let signal = std::os::unix::process::ExitStatusExt::signal(&status);
+    let signal = crate::command::signal_of(&status);
     let _ = writer
         .write_message(&SessionMessage::Exit {
             code: status.code(),
@@ -133,35 +110,18 @@ where
     Ok(SessionEnd::of(status))
 }
 
-/// The login shell in a new pseudo-terminal of `rows` × `cols`: the
-/// terminal and the shell's process. The operator hears why, on the
-/// session's connection, as of a program that could not start.
+/// The shell in a new terminal of `rows` × `cols`. The operator hears
+/// why, on the session's connection, as of a program that could not start.
 async fn spawn_shell<W: AsyncWrite + Unpin>(
     writer: &mut FrameWriter<W>,
     term: &str,
     rows: u16,
     cols: u16,
-) -> Result<(pty_process::Pty, tokio::process::Child), SessionError> {
-    let (pty, pts) = match open_pty(rows, cols) {
-        Ok(opened) => opened,
-        Err(error) => {
-            crate::command::report_start_failure(writer, error.to_string()).await;
-            return Err(error);
-        }
-    };
-    let shell = login_shell();
-    let mut command = pty_process::Command::new(&shell)
-        .arg("-l")
-        .env("TERM", sanitize_term(term))
-        .kill_on_drop(true);
-    if let Some(home) = std::env::var_os("HOME") {
-        command = command.current_dir(home);
-    }
-    match command.spawn(pts) {
-        Ok(child) => Ok((pty, child)),
-        Err(error) => {
-            let message = format!("cannot start {shell}: {error}");
-            let message = crate::command::report_start_failure(writer, message).await;
+) -> Result<(TerminalOutput, TerminalInput, ShellProcess), SessionError> {
+    match crate::terminal::spawn(&sanitize_term(term), rows, cols) {
+        Ok(spawned) => Ok(spawned),
+        Err(why) => {
+            let message = crate::command::report_start_failure(writer, why).await;
             Err(SessionError::NotStarted(message))
         }
     }

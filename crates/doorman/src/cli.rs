@@ -73,6 +73,15 @@ pub enum Command {
     #[cfg(unix)]
     /// Run a server and an agent on loopback and print how to connect.
     Demo(DemoArgs),
+    #[cfg(windows)]
+    /// The first process in a shell's pseudo-console: runs PROGRAM with the
+    /// console as its standard streams (the agent starts it).
+    #[command(name = "console-host", hide = true)]
+    ConsoleHost {
+        program: std::ffi::OsString,
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        args: Vec<std::ffi::OsString>,
+    },
     /// Print a shell completion script (e.g. `doorman completions bash >
     /// /etc/bash_completion.d/doorman`).
     Completions { shell: clap_complete::Shell },
@@ -94,6 +103,11 @@ pub struct AgentArgs {
     /// How log lines are written: text, or one JSON object a line
     #[arg(long, value_enum, value_name = "FORMAT", default_value = "text")]
     pub log_format: LogFormat,
+    /// Run as the Windows service (the service control manager passes
+    /// it; `agent install-service` installs the service)
+    #[cfg(windows)]
+    #[arg(long, hide = true)]
+    pub service: bool,
     #[command(subcommand)]
     pub command: Option<AgentCommand>,
 }
@@ -106,6 +120,26 @@ pub enum AgentCommand {
     /// (0600) and, when the URL pins the server's CA, the CA beside it. On
     /// a terminal it asks for the recipients and the timeout first.
     Join(JoinArgs),
+    #[cfg(windows)]
+    /// Install the agent as the Windows service DoormanAgent: started with
+    /// Windows, as LocalSystem, reading the settings file (checked first),
+    /// whose folder %ProgramData%\Doorman is closed to all but SYSTEM and
+    /// Administrators. Run as an administrator.
+    InstallService(InstallServiceArgs),
+    #[cfg(windows)]
+    /// Stop and remove the Windows service DoormanAgent. Run as an administrator.
+    UninstallService,
+}
+
+#[cfg(windows)]
+#[derive(Debug, Args)]
+pub struct InstallServiceArgs {
+    /// The settings file the service reads [default: %ProgramData%\Doorman\agent.toml]
+    #[arg(long, value_name = "FILE", env = "DOORMAN_AGENT_CONFIG")]
+    pub config: Option<PathBuf>,
+    /// Install only; the service starts with Windows, or with `sc start DoormanAgent`
+    #[arg(long)]
+    pub no_start: bool,
 }
 
 #[derive(Debug, Args)]

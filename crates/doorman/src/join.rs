@@ -33,6 +33,9 @@ pub async fn run(args: JoinArgs) -> Result<()> {
         check_start(&config)?;
     }
     let reservation = doorman_agent::join::reserve(&url, &config)?;
+    // The key is written next: its folder is closed first.
+    #[cfg(windows)]
+    crate::on_windows::protect_settings_folder(&config)?;
     let answers = if std::io::stdin().is_terminal() {
         ask()?
     } else {
@@ -73,10 +76,10 @@ pub async fn run(args: JoinArgs) -> Result<()> {
             |path| path.display().to_string()
         )
     );
-    // No package and no service there yet.
     #[cfg(not(unix))]
     println!(
-        "Start the agent:\n  doorman agent --config {}",
+        "Start the agent as a Windows service (as an administrator):\n  doorman agent install-service --config {}\nor in this window:\n  doorman agent --config {}",
+        config.display(),
         config.display()
     );
     Ok(())

@@ -19,14 +19,33 @@ pub enum LogFormat {
     Json,
 }
 
-/// Starts logging; `default` is the filter when neither variable is set.
+/// Starts logging on standard error; `default` is the filter when
+/// neither variable is set.
 pub fn init(default: &str, format: LogFormat) {
+    init_with(
+        default,
+        format,
+        std::io::stderr,
+        std::io::stderr().is_terminal(),
+    );
+}
+
+/// Starts logging to `file` (a service has no standard error).
+#[cfg(windows)]
+pub fn init_file(default: &str, format: LogFormat, file: std::fs::File) {
+    init_with(default, format, std::sync::Mutex::new(file), false);
+}
+
+fn init_with<W>(default: &str, format: LogFormat, writer: W, ansi: bool)
+where
+    W: for<'a> tracing_subscriber::fmt::MakeWriter<'a> + Send + Sync + 'static,
+{
     let filter = tracing_subscriber::EnvFilter::try_from_env("DOORMAN_LOG")
         .or_else(|_| tracing_subscriber::EnvFilter::try_from_default_env())
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr);
+        .with_writer(writer);
     match format {
         LogFormat::Json => builder.json().with_current_span(false).init(),
         LogFormat::Text => {
@@ -39,10 +58,7 @@ pub fn init(default: &str, format: LogFormat) {
                 }
             })
             .delimited(" ");
-            builder
-                .fmt_fields(fields)
-                .with_ansi(std::io::stderr().is_terminal())
-                .init();
+            builder.fmt_fields(fields).with_ansi(ansi).init();
         }
     }
 }

@@ -19,6 +19,8 @@
 //!   loopback;
 //! - `server`: `doorman server`;
 //! - `operator`: `doorman connect` and `doorman cp`;
+//! - `on_windows`: the Windows service, the settings folder's access
+//!   list, and the shell's console host;
 //! - `docs`: shell completions and manual pages, generated from the
 //!   command line's own definitions.
 #![forbid(unsafe_code)]
@@ -34,6 +36,8 @@ mod demo;
 mod docs;
 mod join;
 mod logging;
+#[cfg(windows)]
+mod on_windows;
 #[cfg(unix)]
 mod operator;
 #[cfg(unix)]
@@ -50,6 +54,21 @@ use std::process::ExitCode;
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    // Before any runtime: these run on the main thread as they are.
+    #[cfg(windows)]
+    match &cli.command {
+        Command::ConsoleHost { program, args } => {
+            std::process::exit(on_windows::console_host(program, args))
+        }
+        Command::Agent(agent) if agent.service && agent.command.is_none() => {
+            if let Err(error) = on_windows::run_service(agent.config.clone(), agent.log_format) {
+                eprintln!("doorman: {}", one_line(&error));
+                return ExitCode::FAILURE;
+            }
+            return ExitCode::SUCCESS;
+        }
+        _ => {}
+    }
     // Multi-threaded everywhere: a single-threaded agent and `connect` saved
     // a little round-trip latency but cost bulk throughput (bench/relay.sh).
     let runtime = match tokio::runtime::Builder::new_multi_thread()
@@ -82,6 +101,12 @@ async fn dispatch(cli: Cli) -> i32 {
         }
         Command::Agent(mut args) => match args.command.take() {
             Some(cli::AgentCommand::Join(join)) => join::run(join).await,
+            #[cfg(windows)]
+            Some(cli::AgentCommand::InstallService(install)) => {
+                on_windows::install_service(install.config, !install.no_start)
+            }
+            #[cfg(windows)]
+            Some(cli::AgentCommand::UninstallService) => on_windows::uninstall_service(),
             None => {
                 logging::init("info", args.log_format);
                 agent(args).await
@@ -101,6 +126,9 @@ async fn dispatch(cli: Cli) -> i32 {
             Ok(())
         }
         Command::Man { command } => docs::man(&command),
+        // Run in `main`, before the runtime.
+        #[cfg(windows)]
+        Command::ConsoleHost { .. } => Ok(()),
     };
     match result {
         Ok(()) => 0,

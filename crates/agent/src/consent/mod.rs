@@ -1,7 +1,7 @@
 //! Local consent: a person at the computer answers requests there
 //! (`local_consent` in the settings). The running agent keeps a board of
 //! the requests waiting for a local answer and serves it on a Unix socket
-//! that only its own user may open; `doorman consent list|allow|deny` and
+//! that only its own user may open (a named pipe on Windows); `doorman consent list|allow|deny` and
 //! the desktop notification's actions talk to it. Answers go to the server
 //! as local decisions, and the agent remembers them, so that with
 //! `local_consent = "required"` it starts no session the person at the
@@ -17,18 +17,20 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use tokio::sync::mpsc;
 
-// The transport: a Unix socket only the agent's own user may open; where
-// there is none yet, local consent cannot be answered and says so.
+// The transport: a Unix socket only the agent's own user may open, or a
+// named pipe on Windows that answers its own user and administrators.
 #[cfg(unix)]
 #[path = "socket.rs"]
 mod transport;
-#[cfg(not(unix))]
-#[path = "elsewhere.rs"]
+#[cfg(windows)]
+#[path = "pipe.rs"]
 mod transport;
+mod who;
 
+pub use transport::{SocketFile, call, listen, serve};
 #[cfg(unix)]
-pub use transport::peer_allowed;
-pub use transport::{SocketFile, call, call_expecting, listen, serve, user_name};
+pub use transport::{call_expecting, peer_allowed, user_name};
+pub use who::{LOCAL_SYSTEM, pipe_client_allowed, pipe_server_allowed};
 
 /// What `doorman consent` asks the agent.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -88,15 +90,16 @@ pub enum ConsentError {
         "refusing the consent socket at {path}: it is served by uid {peer}, not by this user (uid {own}), and the agent runs as its owner; something else holds that path (remove it, or set consent_socket to a path of this user's, such as $XDG_RUNTIME_DIR/doorman.sock)"
     )]
     NotTheAgent { path: PathBuf, peer: u32, own: u32 },
+    #[error(
+        "refusing the consent pipe {path}: it is served by {server}, neither this user nor the agent's service (LocalSystem); something else holds that name (stop it, or set consent_socket to another \\\\.\\pipe\\ name)"
+    )]
+    NotTheAgentsPipe { path: PathBuf, server: String },
     #[error("the agent's answer was not understood: {0}")]
     BadAnswer(String),
     #[error("{0}")]
     Refused(String),
 }
 
-// Read by the transport that serves `doorman consent` (the Unix socket;
-// elsewhere none yet).
-#[cfg_attr(not(unix), allow(dead_code))]
 struct Item {
     visitor: Visitor,
     mode: LocalConsent,
@@ -161,7 +164,6 @@ impl ConsentBoard {
         self.lock().remove(id).and_then(|item| item.answer)
     }
 
-    #[cfg_attr(not(unix), allow(dead_code))]
     fn list(&self) -> Vec<Waiting> {
         let now = Instant::now();
         let mut waiting: Vec<Waiting> = self
@@ -274,10 +276,14 @@ pub fn ask_on_desktop(board: &ConsentBoard, id: &str, visitor: &Visitor, timeout
 }
 
 /// Where the consent socket is: `consent_socket` from the settings, or
-/// beside the settings file (`agent.toml` → `agent.consent.sock`).
+/// beside the settings file (`agent.toml` → `agent.consent.sock`); on
+/// Windows the pipe `\\.\pipe\doorman-consent`.
 pub fn socket_path(config: &Path, configured: Option<&Path>) -> PathBuf {
     if let Some(path) = configured {
         return path.to_path_buf();
+    }
+    if cfg!(windows) {
+        return PathBuf::from(r"\\.\pipe\doorman-consent");
     }
     let stem = config
         .file_stem()
@@ -286,11 +292,29 @@ pub fn socket_path(config: &Path, configured: Option<&Path>) -> PathBuf {
     config.with_file_name(format!("{stem}.consent.sock"))
 }
 
-#[cfg_attr(not(unix), allow(dead_code))]
-fn answer(board: &ConsentBoard, id: &str, decision: Decision, user: &str) -> ConsentResponse {
-    match board.answer(id, decision, user) {
+/// The answer to one request `line` from a client allowed to answer;
+/// `who` names that client, asked only when it answers.
+async fn respond<F>(board: &ConsentBoard, line: &str, who: F) -> ConsentResponse
+where
+    F: std::future::Future<Output = String>,
+{
+    let answer = |id: &str, decision, user: &str| match board.answer(id, decision, user) {
         Ok(id) => ConsentResponse::Answered { id, decision },
         Err(message) => ConsentResponse::Error { message },
+    };
+    match serde_json::from_str::<ConsentRequest>(line) {
+        Ok(ConsentRequest::List) => ConsentResponse::Waiting {
+            requests: board.list(),
+        },
+        Ok(ConsentRequest::Allow { id }) => answer(&id, Decision::Allow, &who.await),
+        Ok(ConsentRequest::Deny { id }) => answer(&id, Decision::Deny, &who.await),
+        Ok(ConsentRequest::Status) => ConsentResponse::Status {
+            online: board.online.load(std::sync::atomic::Ordering::Relaxed),
+            waiting: board.list().len(),
+        },
+        Err(error) => ConsentResponse::Error {
+            message: format!("bad consent request: {error}"),
+        },
     }
 }
 

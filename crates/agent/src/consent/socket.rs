@@ -2,8 +2,7 @@
 //! user may open; its peer's credentials name who answers, and
 //! `doorman consent` talks only to a socket the agent's user serves.
 
-use super::{ConsentBoard, ConsentError, ConsentRequest, ConsentResponse, answer};
-use doorman_core::Decision;
+use super::{ConsentBoard, ConsentError, ConsentRequest, ConsentResponse, respond};
 use doorman_wire::accept::AcceptBackoff;
 use std::os::unix::fs::{FileTypeExt, MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
@@ -98,24 +97,7 @@ async fn serve_client(
         let mut line = String::new();
         let mut reader = BufReader::new(reader).take(MAX_LINE as u64);
         reader.read_line(&mut line).await?;
-        match serde_json::from_str::<ConsentRequest>(&line) {
-            Ok(ConsentRequest::List) => ConsentResponse::Waiting {
-                requests: board.list(),
-            },
-            Ok(ConsentRequest::Allow { id }) => {
-                answer(board, &id, Decision::Allow, &user_name_of(peer).await)
-            }
-            Ok(ConsentRequest::Deny { id }) => {
-                answer(board, &id, Decision::Deny, &user_name_of(peer).await)
-            }
-            Ok(ConsentRequest::Status) => ConsentResponse::Status {
-                online: board.online.load(std::sync::atomic::Ordering::Relaxed),
-                waiting: board.list().len(),
-            },
-            Err(error) => ConsentResponse::Error {
-                message: format!("bad consent request: {error}"),
-            },
-        }
+        respond(board, &line, user_name_of(peer)).await
     };
     let mut text = serde_json::to_string(&response).unwrap_or_default();
     text.push('\n');

@@ -3,7 +3,7 @@
 //! status, a shell (no terminal there yet) and a copy (no confinement there
 //! yet) are refused with the reason, `settings set|show` and `agent join`
 //! work on its files,
-//! local consent keeps the agent from starting (no transport yet),
+//! the person at the computer answers local consent through its pipe,
 //! forwards carry bytes both ways, and the MSI installs the exe. Runs where
 //! `.ci/run` built the exe (`DOORMAN_WINDOWS_EXE`) and the installer
 //! (`DOORMAN_WINDOWS_MSI`); elsewhere each test says it was skipped (and
@@ -93,15 +93,80 @@ async fn a_windows_computer_runs_commands_with_their_output_and_exit_status() {
     };
     assert!(said.contains("session_started alice"), "{said:?}");
     assert_eq!(said.matches("session_ended").count(), 2, "{said:?}");
+}
 
-    // No terminal there yet: a shell is refused before anything starts,
-    // with the reason.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_windows_computer_opens_a_shell_in_a_pseudo_console() {
+    let Some(exe) = exe_or_skip() else { return };
+    let builder = World::builder().without_email_authorization();
+    let world = builder.clone().start().await;
+    let _agent = WindowsAgent::start(&world, COMPUTER, &builder, &exe).await;
+
+    // Typed ahead, as keys: Enter is a carriage return on a console.
+    let typed: &[u8] =
+        b"set /a 6*7 > nul & echo shell-%PROCESSOR_ARCHITECTURE%-%CD:~1,1%\rexit 5\r";
     let shell = SessionKind::Shell {
         term: "xterm-256color".into(),
         rows: 24,
         cols: 80,
     };
-    assert_refused(&world, shell, "no terminal on this system").await;
+    let connecting =
+        world.connect_with(COMPUTER, &world.operator_token, shell, "", Box::new(typed));
+    let stdout = connecting.stdout.clone();
+    assert_eq!(connecting.finish().await, Ok(5), "{}", stdout.text());
+    // The console's screen, as terminal text: the command echoed at the
+    // prompt, then its output, in the user's profile folder (C:\...).
+    let screen = stdout.text();
+    assert!(screen.contains("shell-AMD64-:"), "{screen:?}");
+    assert!(screen.contains("\x1b["), "terminal text: {screen:?}");
+}
+
+/// Local consent through the named pipe: `doorman consent list` shows
+/// the request waiting at the computer, `allow` lets it in, and the audit
+/// names the Windows account that answered.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_person_at_a_windows_computer_answers_through_the_consent_pipe() {
+    let Some(exe) = exe_or_skip() else { return };
+    let builder = World::builder().policy("local_consent", "\"alternative\"");
+    let world = builder.clone().start().await;
+    let agent = WindowsAgent::start(&world, COMPUTER, &builder, &exe).await;
+    let consent = |args: &'static [&'static str]| {
+        let mut all = vec!["consent", "--config", "agent.toml"];
+        all.extend_from_slice(args);
+        let agent = &agent;
+        async move { agent.run(&all).await }
+    };
+
+    let connecting = world.connect_to(
+        COMPUTER,
+        &world.operator_token,
+        &["cmd", "/c", "echo local"],
+        "at the desk",
+    );
+    let id = connecting.request_id().await;
+    let (status, listed, stderr) = consent(&["list"]).await;
+    assert_eq!(status, Some(0), "{stderr}");
+    assert!(listed.starts_with(&id), "{listed}");
+    assert!(listed.contains("\"at the desk\""), "{listed}");
+
+    let allow = id[..8].to_string();
+    let mut all = vec!["consent", "--config", "agent.toml", "allow"];
+    all.push(&allow);
+    let (status, _, said) = agent.run(&all).await;
+    assert_eq!(status, Some(0), "{said}");
+    assert!(said.contains(&format!("allowed request {id}")), "{said}");
+    let stdout = connecting.stdout.clone();
+    assert_eq!(connecting.finish().await, Ok(0));
+    assert_eq!(stdout.text(), "local\r\n");
+    let allowed = world.wait_for_audit("allowed").await;
+    let actor = allowed.actor.unwrap_or_default();
+    assert!(actor.ends_with(&format!(" (at {COMPUTER})")), "{actor}");
+    assert!(!actor.starts_with("S-1-"), "named by account: {actor}");
+
+    // Nothing waits now.
+    let (status, _, stderr) = consent(&["list"]).await;
+    assert_eq!(status, Some(0), "{stderr}");
+    assert!(stderr.contains("no request is waiting"), "{stderr}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -128,29 +193,6 @@ async fn a_windows_computer_changes_its_settings_and_refuses_copies_with_the_rea
     assert_ne!(status, Some(0), "a bad value is refused");
     assert!(stderr.contains("email"), "{stderr}");
 
-    // No one at the computer could answer yet: with local consent on, the
-    // agent will not start, and says why.
-    let (status, _, stderr) = settings(
-        &agent,
-        &[
-            "set",
-            "--require-email-authorization",
-            "true",
-            "--recipients",
-            "it@example.com",
-            "--local-consent",
-            "required",
-        ],
-    )
-    .await;
-    assert_eq!(status, Some(0), "{stderr}");
-    let (status, _, stderr) = agent.run(&["agent", "--config", "agent.toml"]).await;
-    assert_ne!(status, Some(0), "the agent does not start");
-    assert!(
-        stderr.contains("cannot ask the person at the computer yet"),
-        "{stderr}"
-    );
-
     // A second computer joins from an invitation: its key is written
     // beside the first's, and the hint names no Linux service.
     let invitation = doorman_server::admin::invite(
@@ -167,8 +209,7 @@ async fn a_windows_computer_changes_its_settings_and_refuses_copies_with_the_rea
         .await;
     assert_eq!(status, Some(0), "{stderr}");
     assert!(
-        said.contains("Start the agent:\n  doorman agent --config ")
-            && said.contains("joined.toml"),
+        said.contains("doorman agent install-service --config ") && said.contains("joined.toml"),
         "{said}"
     );
     assert!(!said.contains("systemctl"), "{said}");

@@ -1,0 +1,160 @@
+//! The consent pipe (Windows): a named pipe, `\\.\pipe\doorman-consent`
+//! unless `consent_socket` names another, local clients only. The agent
+//! answers only its own user and administrators (the client's process
+//! token says who), and `doorman consent` talks only to a pipe served by
+//! its own user or by the agent's service (LocalSystem).
+
+use super::who::{pipe_client_allowed, pipe_server_allowed};
+use super::{ConsentBoard, ConsentError, ConsentRequest, ConsentResponse, respond};
+use doorman_windows::pipe_user::{self, PipeUser};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
+use tokio::net::windows::named_pipe::{ClientOptions, NamedPipeServer, ServerOptions};
+
+/// Longest request line a consent client may send.
+const MAX_LINE: usize = 4096;
+
+/// ERROR_PIPE_BUSY: every instance is serving a client.
+const PIPE_BUSY: i32 = 231;
+
+/// The listening pipe: its name and the instance waiting for a client.
+#[derive(Debug)]
+pub struct Listener {
+    name: PathBuf,
+    next: NamedPipeServer,
+}
+
+/// A pipe leaves no file behind.
+#[derive(Debug)]
+pub struct SocketFile;
+
+/// Creates the pipe `path`; fails if something else created it first.
+pub fn listen(path: &Path) -> std::io::Result<(Listener, SocketFile)> {
+    let next = ServerOptions::new()
+        .first_pipe_instance(true)
+        .reject_remote_clients(true)
+        .create(path)?;
+    let listener = Listener {
+        name: path.to_path_buf(),
+        next,
+    };
+    Ok((listener, SocketFile))
+}
+
+/// Serves consent clients forever, one pipe instance each.
+pub async fn serve(mut listener: Listener, board: ConsentBoard) {
+    let agent = match pipe_user::current() {
+        Ok(agent) => agent,
+        Err(error) => {
+            tracing::warn!(%error, "local consent unavailable: this process's user is unknown");
+            return;
+        }
+    };
+    loop {
+        if let Err(error) = listener.next.connect().await {
+            tracing::debug!(%error, "consent client failed to connect");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        let next = match ServerOptions::new()
+            .reject_remote_clients(true)
+            .create(&listener.name)
+        {
+            Ok(next) => next,
+            Err(error) => {
+                tracing::warn!(%error, "the consent pipe cannot take another client");
+                tokio::time::sleep(Duration::from_secs(1)).await;
+                continue;
+            }
+        };
+        let client = std::mem::replace(&mut listener.next, next);
+        let board = board.clone();
+        let agent = agent.clone();
+        tokio::spawn(async move {
+            if let Err(error) = serve_client(client, &board, &agent).await {
+                tracing::debug!(%error, "consent client failed");
+            }
+        });
+    }
+}
+
+async fn serve_client(
+    pipe: NamedPipeServer,
+    board: &ConsentBoard,
+    agent: &PipeUser,
+) -> std::io::Result<()> {
+    let client = pipe_user::client(&pipe)?;
+    let (reader, mut writer) = tokio::io::split(pipe);
+    let response = if !pipe_client_allowed(&agent.sid, &client.sid, client.administrator) {
+        ConsentResponse::Error {
+            message: "only the agent's own user or an administrator may answer its requests".into(),
+        }
+    } else {
+        let mut line = String::new();
+        let mut reader = BufReader::new(reader).take(MAX_LINE as u64);
+        reader.read_line(&mut line).await?;
+        let who = client.name.clone().unwrap_or_else(|| client.sid.clone());
+        respond(board, &line, std::future::ready(who)).await
+    };
+    let mut text = serde_json::to_string(&response).unwrap_or_default();
+    text.push('\n');
+    writer.write_all(text.as_bytes()).await?;
+    writer.flush().await
+}
+
+/// `doorman consent`: asks the running agent over its pipe, once the
+/// pipe has shown that this user's agent, or the service, serves it.
+pub async fn call(path: &Path, request: &ConsentRequest) -> Result<ConsentResponse, ConsentError> {
+    let unreachable = |source| ConsentError::Unreachable {
+        path: path.to_path_buf(),
+        source,
+    };
+    let own = pipe_user::current().map_err(unreachable)?;
+    let mut busy = 0;
+    let pipe = loop {
+        match ClientOptions::new().open(path) {
+            Ok(pipe) => break pipe,
+            Err(error) if error.raw_os_error() == Some(PIPE_BUSY) && busy < 50 => {
+                busy += 1;
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+            Err(error) if error.kind() == std::io::ErrorKind::NotFound => {
+                return Err(ConsentError::NotRunning {
+                    path: path.to_path_buf(),
+                });
+            }
+            Err(error) => return Err(unreachable(error)),
+        }
+    };
+    let server = pipe_user::server(&pipe).map_err(unreachable)?;
+    if !pipe_server_allowed(&own.sid, &server.sid) {
+        return Err(ConsentError::NotTheAgentsPipe {
+            path: path.to_path_buf(),
+            server: server.name.unwrap_or(server.sid),
+        });
+    }
+    let (reader, mut writer) = tokio::io::split(pipe);
+    let mut text =
+        serde_json::to_string(request).map_err(|e| ConsentError::BadAnswer(e.to_string()))?;
+    text.push('\n');
+    writer
+        .write_all(text.as_bytes())
+        .await
+        .map_err(unreachable)?;
+    let mut line = String::new();
+    BufReader::new(reader)
+        .take(1 << 20)
+        .read_line(&mut line)
+        .await
+        .map_err(unreachable)?;
+    match serde_json::from_str(&line) {
+        Ok(ConsentResponse::Error { message }) => Err(ConsentError::Refused(message)),
+        Ok(response) => Ok(response),
+        Err(error) => Err(ConsentError::BadAnswer(error.to_string())),
+    }
+}
+
+/// Who answers from the desktop: the user the agent runs as.
+pub(super) async fn desktop_user() -> String {
+    std::env::var("USERNAME").unwrap_or_else(|_| "the desktop's user".into())
+}

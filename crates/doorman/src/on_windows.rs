@@ -1,0 +1,130 @@
+//! What only a Windows build does: the agent as a Windows service
+//! (`agent install-service`, `uninstall-service`, and `agent --service`,
+//! which the service control manager runs), the machine's settings folder
+//! closed to all but SYSTEM and Administrators, and `console-host`, the
+//! first process in a shell's pseudo-console.
+
+use crate::logging::LogFormat;
+use anyhow::{Context, Result, anyhow};
+use doorman_windows::access_list;
+use doorman_windows::service;
+use std::ffi::OsString;
+use std::path::{Path, PathBuf};
+
+/// `doorman console-host PROGRAM [ARG...]`: runs the shell on this
+/// process's console (see `doorman_windows::console_host`).
+pub fn console_host(program: &OsString, args: &[OsString]) -> i32 {
+    match doorman_windows::console_host::run(program, args) {
+        Ok(code) => code,
+        Err(error) => {
+            eprintln!(
+                "doorman: cannot start {}: {error}",
+                program.to_string_lossy()
+            );
+            127
+        }
+    }
+}
+
+/// Closes the folder of `config` to all but SYSTEM and Administrators
+/// when it is the machine's (`%ProgramData%\Doorman`): the key and the
+/// identity live there, and `%ProgramData%` lets every user read. A
+/// folder named with `--config` is its owner's to protect.
+pub fn protect_settings_folder(config: &Path) -> Result<()> {
+    let default = crate::agent_config::agent_config(None)?;
+    let (Some(folder), Some(machines)) = (config.parent(), default.parent()) else {
+        return Ok(());
+    };
+    if !folder
+        .as_os_str()
+        .eq_ignore_ascii_case(machines.as_os_str())
+    {
+        return Ok(());
+    }
+    std::fs::create_dir_all(folder)
+        .with_context(|| format!("cannot create {}", folder.display()))?;
+    access_list::set(folder, access_list::ADMINISTRATORS_ONLY).with_context(|| {
+        format!(
+            "cannot restrict {} to SYSTEM and Administrators (run this as an administrator)",
+            folder.display()
+        )
+    })
+}
+
+/// `doorman agent install-service`: checks the settings, closes their
+/// folder, and installs (and starts) the service that runs the agent.
+pub fn install_service(config: Option<PathBuf>, start: bool) -> Result<()> {
+    let config = crate::agent_config::agent_config(config)?;
+    let config = std::path::absolute(&config).unwrap_or(config);
+    doorman_agent::settings_file::load(&config)?;
+    protect_settings_folder(&config)?;
+    let exe = std::env::current_exe().context("cannot find doorman.exe")?;
+    let arguments: Vec<OsString> = vec![
+        "agent".into(),
+        "--service".into(),
+        "--config".into(),
+        config.clone().into_os_string(),
+    ];
+    service::install(exe, arguments, start)
+        .map_err(service_error)
+        .context("cannot install the service (run this as an administrator)")?;
+    println!(
+        "Installed the service {} (starts with Windows, as LocalSystem), reading {}{}.",
+        service::NAME,
+        config.display(),
+        if start { "; started" } else { "" }
+    );
+    Ok(())
+}
+
+/// `doorman agent uninstall-service`.
+pub fn uninstall_service() -> Result<()> {
+    if service::state().map_err(service_error)?.is_none() {
+        return Err(anyhow!("the service {} is not installed", service::NAME));
+    }
+    service::uninstall()
+        .map_err(service_error)
+        .context("cannot remove the service (run this as an administrator)")?;
+    println!("Removed the service {}.", service::NAME);
+    Ok(())
+}
+
+/// `doorman agent --service`: the agent, run by the service control
+/// manager until it asks the service to stop. It logs to `agent.log`
+/// beside the settings (a service has no standard error).
+pub fn run_service(config: Option<PathBuf>, format: LogFormat) -> Result<()> {
+    let config = crate::agent_config::agent_config(config)?;
+    if let Some(folder) = config.parent() {
+        let log = folder.join("agent.log");
+        let file = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&log)
+            .with_context(|| format!("cannot open the log {}", log.display()))?;
+        crate::logging::init_file("info", format, file);
+    }
+    service::run(move |stop| {
+        let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+            Ok(runtime) => runtime,
+            Err(error) => {
+                tracing::error!(%error, "cannot start the async runtime");
+                return;
+            }
+        };
+        let stopping = async {
+            let _ = tokio::task::spawn_blocking(move || stop.recv()).await;
+        };
+        if let Err(error) = runtime.block_on(doorman_agent::run(config.clone(), stopping)) {
+            tracing::error!(error = %error, "the agent stopped");
+        }
+    })
+    .map_err(service_error)
+    .context("not started by the service control manager (`doorman agent --service` is the service's own; run `doorman agent` instead)")
+}
+
+fn service_error(error: service::Error) -> anyhow::Error {
+    match error {
+        service::Error::Winapi(error) => anyhow::Error::new(error),
+        other => anyhow!("{other}"),
+    }
+}

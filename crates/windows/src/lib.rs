@@ -1,0 +1,25 @@
+//! Doorman's calls into Windows, each behind a safe type, so that the
+//! crates above keep `#![forbid(unsafe_code)]`. Empty on other systems.
+//!
+//! The map:
+//!
+//! - [`pseudo_console`]: a ConPTY and the one process started in it,
+//!   in a job that ends the process's whole tree with it;
+//! - [`console_host`]: the first process in a pseudo-console, which gives
+//!   the shell the console as its standard streams;
+//! - [`pipe_user`]: who is at the other end of a named pipe (the user SID
+//!   of the client's process), and who this process runs as;
+//! - [`access_list`]: a folder readable only by SYSTEM and Administrators;
+//! - [`service`]: installing and removing the agent's Windows service,
+//!   and running as one.
+//!
+//! Every `unsafe` block here says why it is sound; nothing else in
+//! Doorman calls Windows directly.
+#![cfg(windows)]
+#![deny(unsafe_op_in_unsafe_fn)]
+
+pub mod access_list;
+pub mod console_host;
+pub mod pipe_user;
+pub mod pseudo_console;
+pub mod service;
