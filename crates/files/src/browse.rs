@@ -267,7 +267,7 @@ impl<W: AsyncWrite + Unpin> Browser<'_, W> {
         let place = self
             .roots
             .resolve(&dir.0)
-            .and_then(|dir| dir.child(name.as_os()));
+            .and_then(|dir| dir.child(crate::place::os_str(&name.0)?));
         let started = match place {
             Ok(place) => receive::start_at(place, name, size, None, false),
             Err(error) => Err(receive::failed(&name, error)),

@@ -7,7 +7,6 @@ use doorman_wire::message::{SessionEnd, SessionMessage};
 use tokio::io::AsyncWrite;
 
 /// What a copy moved.
-#[cfg(unix)]
 #[derive(Clone, Copy, Debug, Default)]
 pub(crate) struct Tally {
     pub(crate) files: u64,
@@ -16,7 +15,6 @@ pub(crate) struct Tally {
 }
 
 /// Says the copy's last word, and closes.
-#[cfg(unix)]
 pub(crate) async fn finish<W: AsyncWrite + Unpin>(
     writer: &mut FrameWriter<W>,
     tally: Tally,

@@ -1,11 +1,20 @@
 //! What a copy takes from the agent's process: the home directory `~/`
-//! stands for, and the umask new files and directories honour.
+//! stands for (`HOME` on Unix, else the user's entry; `USERPROFILE` on
+//! Windows), and the umask new files and directories honour (on Unix;
+//! Windows has none: a new file takes its folder's access list).
 
 use std::path::PathBuf;
 
+/// The variable that names the home directory.
+#[cfg(unix)]
+pub(crate) const HOME_VARIABLE: &str = "HOME";
+#[cfg(windows)]
+pub(crate) const HOME_VARIABLE: &str = "USERPROFILE";
+
 /// The home directory `~/` stands for: the agent's user's.
+#[cfg(unix)]
 pub(crate) fn home_dir() -> Option<PathBuf> {
-    std::env::var_os("HOME")
+    std::env::var_os(HOME_VARIABLE)
         .filter(|home| !home.is_empty())
         .map(PathBuf::from)
         .or_else(|| {
@@ -14,7 +23,17 @@ pub(crate) fn home_dir() -> Option<PathBuf> {
         })
 }
 
+/// The home directory `~/` stands for: the agent's user's profile folder
+/// (`C:\Users\NAME`; a service's is under `C:\Windows`).
+#[cfg(windows)]
+pub(crate) fn home_dir() -> Option<PathBuf> {
+    std::env::var_os(HOME_VARIABLE)
+        .filter(|home| !home.is_empty())
+        .map(PathBuf::from)
+}
+
 /// The process's umask, which new files and directories honour.
+#[cfg(unix)]
 pub(crate) fn umask() -> u32 {
     // Linux says it in /proc (since 4.7) without changing it. Setting it
     // to read it would change it, for a moment, for every thread of the
@@ -31,4 +50,11 @@ pub(crate) fn umask() -> u32 {
     let old = rustix::process::umask(rustix::fs::Mode::from_raw_mode(0o022));
     rustix::process::umask(old);
     old.bits()
+}
+
+/// No umask on Windows: none is taken from new files' modes (which
+/// Windows has none of either).
+#[cfg(windows)]
+pub(crate) fn umask() -> u32 {
+    0
 }

@@ -1,20 +1,17 @@
 //! A copy job from start to end: whether this computer offers it (its
 //! paths inside the shared folders), and running it on its session
 //! connection, by its direction: `receive` to the computer,
-//! `send` from it, `browse` for the Files view.
+//! `send` from it, `browse` for the Files view. The same on Unix and
+//! Windows: only `place` differs.
 
 use crate::error::FilesError;
-#[cfg(unix)]
 use crate::place::Roots;
 use doorman_wire::connection::Connection;
-#[cfg(unix)]
-use doorman_wire::message::CopyDirection;
-use doorman_wire::message::{CopyJob, SessionEnd};
+use doorman_wire::message::{CopyDirection, CopyJob, SessionEnd};
 use tokio::io::{AsyncRead, AsyncWrite};
 
 /// Runs the copy `job` on its session connection, over the folders
 /// `shared` (the agent's `[services] files`).
-#[cfg(unix)]
 pub async fn run<T>(
     connection: Connection<T>,
     job: CopyJob,
@@ -25,7 +22,10 @@ where
 {
     let (mut reader, mut writer) = connection.split();
     let Some(home) = crate::host::home_dir() else {
-        let message = "the agent's home directory is unknown (HOME is not set)".to_string();
+        let message = format!(
+            "the agent's home directory is unknown ({} is not set)",
+            crate::host::HOME_VARIABLE
+        );
         return crate::ending::cannot_start(&mut writer, message).await;
     };
     let roots = Roots::new(shared, &home);
@@ -42,35 +42,9 @@ where
     }
 }
 
-/// Where file copies are not offered yet: the job is refused before any
-/// email, as [`offered`] says.
-#[cfg(not(unix))]
-pub async fn run<T>(
-    connection: Connection<T>,
-    _job: CopyJob,
-    _shared: &[String],
-) -> Result<SessionEnd, FilesError>
-where
-    T: AsyncRead + AsyncWrite + Unpin + Send + 'static,
-{
-    let (_, mut writer) = connection.split();
-    crate::ending::cannot_start(&mut writer, NOT_HERE.to_string()).await
-}
-
-/// Why a computer that is not Unix offers no copies.
-#[cfg(not(unix))]
-const NOT_HERE: &str = "file copies are not offered on this computer (not yet on this system)";
-
-/// Where file copies are not offered yet.
-#[cfg(not(unix))]
-pub fn offered(_shared: &[String], _job: &CopyJob) -> Result<(), String> {
-    Err(NOT_HERE.into())
-}
-
 /// Whether this computer offers the copy `job`: it shares folders, and
 /// the copy's paths are inside them (checked again, against the file
 /// system, when the copy runs); browsing, each path is a shared folder.
-#[cfg(unix)]
 pub fn offered(shared: &[String], job: &CopyJob) -> Result<(), String> {
     if shared.is_empty() {
         return Err("file copies are not offered on this computer".into());

@@ -8,7 +8,10 @@
 //! Files are written under a temporary name in their directory and renamed
 //! over the final name only once complete ([`NewFile::commit`]); a copy
 //! that fails or is dropped leaves nothing under the final name.
+//!
+//! This is Unix's; Windows has `place_windows.rs`, with the same interface.
 
+pub use crate::metadata::{Entry, Kept, Metadata};
 use rustix::fs::{AtFlags, Mode, OFlags, ResolveFlags, Timestamps};
 use std::ffi::{OsStr, OsString};
 use std::os::fd::{AsFd, OwnedFd};
@@ -56,6 +59,29 @@ impl PlaceError {
 /// line.
 pub fn shown(name: &OsStr) -> String {
     name.as_bytes().escape_ascii().to_string()
+}
+
+/// A name or path as the wire carries it (bytes), as this system's: on
+/// Unix, any bytes are.
+pub fn os_str(bytes: &[u8]) -> Result<&OsStr, PlaceError> {
+    Ok(OsStr::from_bytes(bytes))
+}
+
+/// What an open file is now (to tell whether it changed while read).
+pub fn file_metadata(file: &std::fs::File) -> std::io::Result<Metadata> {
+    Ok(metadata(&rustix::fs::fstat(file)?))
+}
+
+/// What a copy tells of `stat`.
+fn metadata(stat: &rustix::fs::Stat) -> Metadata {
+    Metadata {
+        dir: rustix::fs::FileType::from_raw_mode(stat.st_mode) == rustix::fs::FileType::Directory,
+        len: u64::try_from(stat.st_size).unwrap_or(0),
+        mode: stat.st_mode & 0o7777,
+        mtime_secs: stat.st_mtime,
+        mtime_nanos: i64::try_from(stat.st_mtime_nsec).unwrap_or(0),
+        id: Some((stat.st_dev, stat.st_ino)),
+    }
 }
 
 /// The folders the owner shares, as configured (`~/` expanded).
@@ -244,7 +270,12 @@ impl Place {
     }
 
     /// What is there: `None` when nothing is.
-    pub fn stat(&self) -> Result<Option<rustix::fs::Stat>, PlaceError> {
+    pub fn stat(&self) -> Result<Option<Metadata>, PlaceError> {
+        Ok(self.raw_stat()?.as_ref().map(metadata))
+    }
+
+    /// What is there, as the system says it: `None` when nothing is.
+    fn raw_stat(&self) -> Result<Option<rustix::fs::Stat>, PlaceError> {
         match self.open(OFlags::PATH) {
             Ok(fd) => rustix::fs::fstat(&fd)
                 .map(Some)
@@ -255,7 +286,7 @@ impl Place {
     }
 
     /// Opens a file to read, with what it was when opened.
-    pub fn open_file(&self) -> Result<(std::fs::File, rustix::fs::Stat), PlaceError> {
+    pub fn open_file(&self) -> Result<(std::fs::File, Metadata), PlaceError> {
         // Without waiting: a FIFO in a shared folder would otherwise hold
         // the open (and the thread it runs on) until some writer came. It,
         // or a device, is refused below; a regular file then reads as
@@ -270,7 +301,7 @@ impl Place {
         }
         rustix::fs::fcntl_setfl(&fd, OFlags::empty())
             .map_err(|e| PlaceError::io(&self.path(), e))?;
-        Ok((std::fs::File::from(fd), stat))
+        Ok((std::fs::File::from(fd), metadata(&stat)))
     }
 
     /// The names in this directory, sorted, without `.` and `..`.
@@ -304,7 +335,7 @@ impl Place {
                 continue;
             };
             let stat = if FileType::from_raw_mode(stat.st_mode) == FileType::Symlink {
-                match self.child(&name).and_then(|child| child.stat()) {
+                match self.child(&name).and_then(|child| child.raw_stat()) {
                     Ok(Some(target)) => target,
                     _ => stat,
                 }
@@ -335,9 +366,7 @@ impl Place {
 
     /// Whether a directory is there.
     pub fn is_dir(&self) -> Result<bool, PlaceError> {
-        Ok(self.stat()?.is_some_and(|stat| {
-            rustix::fs::FileType::from_raw_mode(stat.st_mode) == rustix::fs::FileType::Directory
-        }))
+        Ok(self.stat()?.is_some_and(|stat| stat.dir))
     }
 
     /// The parent directory, opened beneath the root, and this place's name.
@@ -364,7 +393,7 @@ impl Place {
     /// the same directory until [`NewFile::commit`].
     pub fn create_file(&self) -> Result<NewFile, PlaceError> {
         let (dir, name) = self.parent_and_name()?;
-        let temp = temporary_name(name);
+        let temp = crate::temporary::name(name);
         let fd = rustix::fs::openat(
             &dir,
             &temp,
@@ -434,21 +463,6 @@ fn times(secs: i64) -> Timestamps {
     }
 }
 
-/// `.NAME.doorman-RANDOM.part`: hidden, unique, and plainly a leftover if
-/// the computer loses power mid-copy.
-fn temporary_name(name: &OsStr) -> OsString {
-    let mut random = [0u8; 8];
-    let _ = ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), &mut random);
-    let mut temp = OsString::from(".");
-    temp.push(name);
-    temp.push(".doorman-");
-    for byte in random {
-        temp.push(format!("{byte:02x}"));
-    }
-    temp.push(".part");
-    temp
-}
-
 /// A file being written under a temporary name; dropped uncommitted, it is
 /// removed.
 #[derive(Debug)]
@@ -460,23 +474,6 @@ pub struct NewFile {
     path: PathBuf,
     /// Left where it is when dropped (a copy with `--resume` cut short).
     kept_if_cut: bool,
-}
-
-/// One name in a directory, as a listing shows it ([`Place::entries`]).
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Entry {
-    pub name: OsString,
-    pub dir: bool,
-    pub size: u64,
-    /// Modification time, seconds since the epoch.
-    pub mtime: i64,
-}
-
-/// The mode and times a copy keeps (`cp -p`).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Kept {
-    pub mode: u32,
-    pub mtime_secs: i64,
 }
 
 impl NewFile {

@@ -57,7 +57,7 @@ impl Target {
     /// Where `name` lands; refused unless it is a plain relative path (not
     /// empty, no `/` first, no `.` or `..`), as the operator's side sends.
     fn place_of(&self, name: &WirePath) -> Result<Place, PlaceError> {
-        let path = std::path::Path::new(name.as_os());
+        let path = std::path::Path::new(crate::place::os_str(&name.0)?);
         let plain = !path.as_os_str().is_empty()
             && path.components().all(|c| matches!(c, Component::Normal(_)));
         if !plain {

@@ -49,7 +49,8 @@ pub(super) struct Sender<'a, R, W> {
     answers: Option<&'a mut FrameReader<R>>,
     recursive: bool,
     pub(super) tally: Tally,
-    /// Directories sent, by device and inode: none is sent twice.
+    /// Directories sent, by device and inode: none is sent twice (where
+    /// the system says them; see [`crate::metadata::Metadata::id`]).
     visited: HashSet<(u64, u64)>,
     /// What each `Copied` says of its direction: nothing in a copy (the
     /// copy's own says it), "from the computer" when browsing.
@@ -112,15 +113,14 @@ impl<R: AsyncRead + Unpin, W: AsyncWrite + Unpin> Sender<'_, R, W> {
             }
             Err(error) => return self.fail(&name, error).await,
         };
-        let kind = rustix::fs::FileType::from_raw_mode(stat.st_mode);
-        if kind != rustix::fs::FileType::Directory {
+        if !stat.dir {
             return self.send_file(place, name).await;
         }
         if !self.recursive {
             let message = format!("{} is a directory (copy it with -r)", place.shown());
             return self.fail(&name, message).await;
         }
-        if depth >= MAX_DEPTH || !self.visited.insert((stat.st_dev, stat.st_ino)) {
+        if depth >= MAX_DEPTH || stat.id.is_some_and(|id| !self.visited.insert(id)) {
             let message = format!(
                 "{}: a loop, or deeper than {MAX_DEPTH} folders",
                 place.shown()
@@ -130,8 +130,8 @@ impl<R: AsyncRead + Unpin, W: AsyncWrite + Unpin> Sender<'_, R, W> {
         self.writer
             .write_message(&FileMessage::Dir {
                 name: name.clone(),
-                mode: stat.st_mode & 0o7777,
-                mtime: stat.st_mtime,
+                mode: stat.mode,
+                mtime: stat.mtime_secs,
             })
             .await?;
         let entries = match place.list() {
@@ -162,13 +162,13 @@ impl<R: AsyncRead + Unpin, W: AsyncWrite + Unpin> Sender<'_, R, W> {
             Ok(opened) => opened,
             Err(error) => return self.fail(&name, error).await,
         };
-        let size = u64::try_from(before.st_size).unwrap_or(0);
+        let size = before.len;
         self.writer
             .write_message(&FileMessage::File {
                 name: name.clone(),
                 size,
-                mode: before.st_mode & 0o7777,
-                mtime: before.st_mtime,
+                mode: before.mode,
+                mtime: before.mtime_secs,
             })
             .await?;
         let mut file = tokio::fs::File::from_std(file);
@@ -193,11 +193,9 @@ impl<R: AsyncRead + Unpin, W: AsyncWrite + Unpin> Sender<'_, R, W> {
             |_| {},
         )
         .await?;
-        let after = rustix::fs::fstat(&file).ok();
-        let changed = after.is_none_or(|after| {
-            (after.st_size, after.st_mtime, after.st_mtime_nsec)
-                != (before.st_size, before.st_mtime, before.st_mtime_nsec)
-        });
+        let file = file.into_std().await;
+        let after = crate::place::file_metadata(&file).ok();
+        let changed = after.is_none_or(|after| before.changed(&after));
         let problem =
             problem.or_else(|| changed.then(|| "it changed while it was read".to_string()));
         if let Some(problem) = problem {

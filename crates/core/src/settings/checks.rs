@@ -43,23 +43,57 @@ pub fn validate_forward_target(target: &str) -> Result<(), String> {
 const MAX_FILE_ROOT_LEN: usize = 1024;
 
 /// Checks a shared folder (`[services] files`): an absolute path or one
-/// under `~/`, without `..`, on one visible line.
+/// under `~/`, without `..`, on one visible line. On Windows, absolute
+/// means with its drive (`C:\Users\Owner\Shared`, `/` or `\` between
+/// names), and `~\` is the home as well as `~/`.
 pub fn validate_file_root(root: &str) -> Result<(), String> {
-    if !(root.starts_with('/') || root == "~" || root.starts_with("~/")) {
-        return Err(format!(
-            "{root:?} must be an absolute path or start with ~/"
-        ));
+    check_file_root(root, cfg!(windows))
+}
+
+/// [`validate_file_root`] for a Windows computer (`windows`) or a Unix
+/// one, whichever this is: both are tested everywhere.
+pub(super) fn check_file_root(root: &str, windows: bool) -> Result<(), String> {
+    let separators: &[char] = if windows { &['/', '\\'] } else { &['/'] };
+    let home = root == "~"
+        || root
+            .strip_prefix('~')
+            .is_some_and(|rest| rest.starts_with(separators));
+    let absolute = if windows {
+        with_drive(root)
+    } else {
+        root.starts_with('/')
+    };
+    if !(absolute || home) {
+        return Err(if windows {
+            format!("{root:?} must be an absolute path with its drive (C:\\...) or start with ~/")
+        } else {
+            format!("{root:?} must be an absolute path or start with ~/")
+        });
     }
     if root.len() > MAX_FILE_ROOT_LEN {
         return Err(format!("is longer than {MAX_FILE_ROOT_LEN} bytes"));
     }
-    if root.split('/').any(|part| part == "..") {
+    if root.split(separators).any(|part| part == "..") {
         return Err(format!("{root:?} must not contain .."));
     }
     if root == "/" {
         return Err("\"/\" would share the whole computer: name the folders to share".into());
     }
+    if windows && with_drive(root) && root.len() == 3 {
+        return Err(format!(
+            "{root:?} would share the whole drive: name the folders to share"
+        ));
+    }
     check_visible(root).map_err(|problem| format!("{root:?} {problem}"))
+}
+
+/// Whether `root` starts with a drive and its root folder (`C:\`, `C:/`).
+fn with_drive(root: &str) -> bool {
+    let bytes = root.as_bytes();
+    bytes.len() >= 3
+        && bytes[0].is_ascii_alphabetic()
+        && bytes[1] == b':'
+        && (bytes[2] == b'\\' || bytes[2] == b'/')
 }
 
 /// The most age recipients a computer's recordings may be sealed to.

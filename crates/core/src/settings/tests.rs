@@ -216,6 +216,48 @@ fn forward_targets_need_host_and_port() {
     assert!(validate_forward_target(":80").is_err());
 }
 
+/// A shared folder is absolute or under the home: on Unix from `/`, on
+/// Windows with its drive (either separator); `..`, a whole disk and the
+/// other system's form are refused.
+#[test]
+fn shared_folders_are_absolute_or_under_the_home_on_each_system() {
+    let cases: &[(&str, bool, bool)] = &[
+        // (root, on Unix, on Windows)
+        ("/srv/drop", true, false),
+        ("~/Shared", true, true),
+        ("~", true, true),
+        ("~\\Shared", false, true),
+        ("C:\\Users\\Owner\\Shared", false, true),
+        ("d:/drop", false, true),
+        ("Z:\\tmp\\shared", false, true),
+        ("Shared", false, false),
+        ("C:Shared", false, false),
+        ("\\Shared", false, false),
+        ("/", false, false),
+        ("C:\\", false, false),
+        ("C:/", false, false),
+        ("/srv/../etc", false, false),
+        ("C:\\Users\\..\\Admin", false, false),
+        ("~\\..", false, false),
+    ];
+    for (root, unix, windows) in cases {
+        assert_eq!(
+            checks::check_file_root(root, false).is_ok(),
+            *unix,
+            "{root:?} on Unix"
+        );
+        assert_eq!(
+            checks::check_file_root(root, true).is_ok(),
+            *windows,
+            "{root:?} on Windows"
+        );
+    }
+    let said = checks::check_file_root("Shared", true).unwrap_err();
+    assert!(said.contains("with its drive"), "{said}");
+    let said = checks::check_file_root("D:\\", true).unwrap_err();
+    assert!(said.contains("whole drive"), "{said}");
+}
+
 #[test]
 fn the_services_change_too_and_a_bad_target_is_named() {
     let change = SettingsChange {

@@ -33,6 +33,15 @@ impl WirePath {
     pub fn as_os(&self) -> &std::ffi::OsStr {
         std::os::unix::ffi::OsStrExt::from_bytes(&self.0)
     }
+
+    /// Elsewhere (Windows), a name's UTF-8: its bytes as the system keeps
+    /// them in an `OsStr` (WTF-8, which is UTF-8 for every name that is
+    /// Unicode). The other way, the computer takes only UTF-8
+    /// (`files::place::os_str`).
+    #[cfg(not(unix))]
+    pub fn from_os(path: &std::ffi::OsStr) -> Self {
+        WirePath(path.as_encoded_bytes().to_vec())
+    }
 }
 
 impl std::fmt::Debug for WirePath {
