@@ -44,20 +44,6 @@ async fn settings(agent: &WindowsAgent, args: &[&str]) -> (Option<i32>, String, 
     agent.run(&all).await
 }
 
-/// Asks the Windows computer for `session`, which it refuses with a
-/// reason that says `why`.
-async fn assert_refused(world: &World, session: SessionKind, why: &str) {
-    let refused = world.connect_with(
-        COMPUTER,
-        &world.operator_token,
-        session,
-        "",
-        Box::new(tokio::io::empty()),
-    );
-    let error = refused.finish().await.expect_err("refused");
-    assert!(error.to_string().contains(why), "{error}");
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_windows_computer_runs_commands_with_their_output_and_exit_status() {
     let Some(exe) = exe_or_skip() else { return };
