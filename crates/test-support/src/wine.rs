@@ -83,6 +83,21 @@ impl WindowsAgent {
         run_in(self.dir.path(), "doorman.exe", args).await
     }
 
+    /// Starts `program args` beside the agent, its standard input open and
+    /// never written (`cmd.exe` then waits): a process that keeps Wine's
+    /// session, and the services in it, up until dropped.
+    pub fn start_program(&self, program: &str, args: &[&str]) -> Child {
+        wine_in(self.dir.path())
+            .arg(program)
+            .args(args)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .kill_on_drop(true)
+            .spawn()
+            .expect("wine64 runs")
+    }
+
     /// What the agent has logged so far.
     pub fn log(&self) -> String {
         std::fs::read_to_string(self.dir.path().join("agent.log")).unwrap_or_default()

@@ -230,6 +230,79 @@ async fn a_windows_computer_changes_its_settings_and_joins_from_invitations() {
     let (status, shown, stderr) = agent.run(&["settings", "show"]).await;
     assert_eq!(status, Some(0), "{stderr}");
     assert!(shown.contains("win-machine"), "{shown}");
+    assert_closed_to_others(&machine);
+}
+
+/// The machine's settings folder is closed to all but SYSTEM and
+/// Administrators. Wine keeps no access lists: it renders one as the
+/// folder's Unix mode, which then gives other users nothing.
+fn assert_closed_to_others(settings: &Path) {
+    use std::os::unix::fs::PermissionsExt;
+    let folder = settings.parent().unwrap();
+    let mode = std::fs::metadata(folder).unwrap().permissions().mode();
+    assert_eq!(mode & 0o007, 0, "{} is {mode:o}", folder.display());
+}
+
+/// `agent install-service` installs and starts the service, which runs
+/// the agent of the machine's settings (online at the server), and
+/// `uninstall-service` stops and removes it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_windows_computer_runs_its_agent_as_a_service() {
+    let Some(exe) = exe_or_skip() else { return };
+    let builder = World::builder().without_email_authorization();
+    let world = builder.clone().start().await;
+    let agent = WindowsAgent::start(&world, COMPUTER, &builder, &exe).await;
+    let invitation = doorman_server::admin::invite(
+        world.broker.store(),
+        "win-service",
+        Duration::from_secs(86_400),
+        None,
+    )
+    .await
+    .expect("an invitation");
+    let (status, _, stderr) = agent
+        .run(&["agent", "join", &invitation.url.expose()])
+        .await;
+    assert_eq!(status, Some(0), "{stderr}");
+
+    // Wine stops its services once no other program runs: one waits.
+    let _session = agent.start_program("cmd.exe", &[]);
+    let (status, said, stderr) = agent.run(&["agent", "install-service"]).await;
+    assert_eq!(status, Some(0), "{stderr}");
+    assert!(
+        said.contains("Installed the service DoormanAgent"),
+        "{said}"
+    );
+    let online = world.broker.agents().wait_for("win-service", true);
+    if tokio::time::timeout(Duration::from_secs(60), online)
+        .await
+        .is_err()
+    {
+        let log = agent
+            .dir
+            .path()
+            .join("prefix/drive_c/ProgramData/Doorman/agent.log");
+        panic!(
+            "the service did not come online: {:?}",
+            std::fs::read_to_string(log)
+        );
+    }
+    let settings = agent
+        .dir
+        .path()
+        .join("prefix/drive_c/ProgramData/Doorman/agent.toml");
+    assert_closed_to_others(&settings);
+    let (status, _, stderr) = agent.run(&["agent", "install-service"]).await;
+    assert_ne!(status, Some(0), "installed twice");
+    assert!(stderr.contains("cannot install the service"), "{stderr}");
+
+    let (status, said, stderr) = agent.run(&["agent", "uninstall-service"]).await;
+    assert_eq!(status, Some(0), "{stderr}");
+    assert!(said.contains("Removed the service DoormanAgent"), "{said}");
+    world.broker.agents().wait_for("win-service", false).await;
+    let (status, _, stderr) = agent.run(&["agent", "uninstall-service"]).await;
+    assert_ne!(status, Some(0));
+    assert!(stderr.contains("is not installed"), "{stderr}");
 }
 
 /// `path`, a folder of this side's, as Wine reaches it: its `Z:` drive is
