@@ -191,6 +191,7 @@ fn run_command(command: &str, visitor: &Visitor, event: &Event) {
 
 /// A desktop notification through `notify-send` when a session bus is
 /// reachable; silently nothing otherwise.
+#[cfg(not(windows))]
 fn desktop(text: &str) {
     if std::env::var_os("DBUS_SESSION_BUS_ADDRESS").is_none() {
         return;
@@ -206,4 +207,23 @@ fn desktop(text: &str) {
             let _ = child.wait().await;
         });
     }
+}
+
+/// On Windows the tray icon shows notifications, where one runs in this
+/// process (`doorman_owner::tray`); silently nothing otherwise.
+#[cfg(windows)]
+fn desktop(text: &str) {
+    let _ = desktop_sender().send(text.to_string());
+}
+
+fn desktop_sender() -> &'static tokio::sync::broadcast::Sender<String> {
+    static NOTES: std::sync::OnceLock<tokio::sync::broadcast::Sender<String>> =
+        std::sync::OnceLock::new();
+    NOTES.get_or_init(|| tokio::sync::broadcast::channel(16).0)
+}
+
+/// The notifications of this process from now on, for a tray icon that
+/// shows them (Windows).
+pub fn desktop_notes() -> tokio::sync::broadcast::Receiver<String> {
+    desktop_sender().subscribe()
 }

@@ -74,6 +74,16 @@ pub enum Command {
     /// Run a server and an agent on loopback and print how to connect.
     Demo(DemoArgs),
     #[cfg(windows)]
+    /// Show the agent's icon in the notification area: its state, the
+    /// requests waiting here, Settings…. For an agent run as the Windows
+    /// service (`doorman agent` shows its own); the installer starts it at
+    /// every sign-in.
+    Tray {
+        /// The agent's settings file [default: %ProgramData%\Doorman\agent.toml]
+        #[arg(long, value_name = "FILE", env = "DOORMAN_AGENT_CONFIG")]
+        config: Option<PathBuf>,
+    },
+    #[cfg(windows)]
     /// The first process in a shell's pseudo-console: runs PROGRAM with the
     /// console as its standard streams (the agent starts it).
     #[command(name = "console-host", hide = true)]

@@ -126,6 +126,19 @@ async fn dispatch(cli: Cli) -> i32 {
             Ok(())
         }
         Command::Man { command } => docs::man(&command),
+        #[cfg(windows)]
+        Command::Tray { config } => {
+            logging::init("info", logging::LogFormat::Text);
+            match agent_config::agent_config(config) {
+                Ok(config) => {
+                    doorman_owner::tray::show(config).await;
+                    Err(anyhow::anyhow!(
+                        "no notification area to show the icon in (no desktop in this session), or no settings file"
+                    ))
+                }
+                Err(error) => Err(error),
+            }
+        }
         // Run in `main`, before the runtime.
         #[cfg(windows)]
         Command::ConsoleHost { .. } => Ok(()),
@@ -361,7 +374,7 @@ async fn open_settings(config: &Path, no_browser: bool) -> Result<()> {
     .await?;
     let link_minutes = doorman_owner::DEFAULT_LINK_LIFETIME.as_secs() / 60;
     let opened = !no_browser
-        && match window.browser_command("xdg-open") {
+        && match window.default_browser_command() {
             Ok(mut command) => command.status().is_ok_and(|status| status.success()),
             Err(error) => {
                 eprintln!("doorman: cannot write the file that opens the browser: {error}");

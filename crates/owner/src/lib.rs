@@ -24,7 +24,9 @@
 //! - `passkeys`: what those forms act on: the pinned passkeys and the one
 //!   enrolment under way;
 //! - [`tray`]: the tray icon: the computer's state and the requests waiting
-//!   here, from the agent's consent socket.
+//!   here, from the agent's consent socket (a StatusNotifierItem, or the
+//!   Windows notification area, which also shows the agent's
+//!   notifications).
 #![forbid(unsafe_code)]
 
 mod access;

@@ -157,9 +157,29 @@ impl SettingsWindow {
         &mut self,
         program: impl AsRef<OsStr>,
     ) -> std::io::Result<std::process::Command> {
+        self.browser_command_with(program, &[])
+    }
+
+    /// [`SettingsWindow::browser_command`] with the desktop's own opener:
+    /// `xdg-open`, or on Windows the default browser through
+    /// `rundll32 url.dll,FileProtocolHandler`.
+    pub fn default_browser_command(&mut self) -> std::io::Result<std::process::Command> {
+        if cfg!(windows) {
+            self.browser_command_with("rundll32", &["url.dll,FileProtocolHandler"])
+        } else {
+            self.browser_command_with("xdg-open", &[])
+        }
+    }
+
+    fn browser_command_with(
+        &mut self,
+        program: impl AsRef<OsStr>,
+        leading: &[&str],
+    ) -> std::io::Result<std::process::Command> {
         let redirect = RedirectFile::create(&self.url)?;
         let mut command = std::process::Command::new(program);
         command
+            .args(leading)
             .arg(redirect.path())
             .stdin(std::process::Stdio::null())
             .stdout(std::process::Stdio::null())

@@ -32,6 +32,7 @@
 #![forbid(unsafe_code)]
 
 pub mod connecting;
+pub mod display;
 pub mod fake_server;
 pub mod figures;
 pub mod front;

@@ -47,6 +47,17 @@ impl WindowsAgent {
     /// as its agent with the settings `builder` gives; returns once the
     /// computer is online (or panics with the agent's log).
     pub async fn start(world: &World, name: &str, builder: &WorldBuilder, exe: &Path) -> Self {
+        Self::start_with(world, name, builder, exe, &[]).await
+    }
+
+    /// [`WindowsAgent::start`] with more environment, such as `DISPLAY`.
+    pub async fn start_with(
+        world: &World,
+        name: &str,
+        builder: &WorldBuilder,
+        exe: &Path,
+        environment: &[(&str, &str)],
+    ) -> Self {
         let key = doorman_server::admin::add_agent(world.broker.store(), name)
             .await
             .expect("agent added");
@@ -58,6 +69,7 @@ impl WindowsAgent {
         let log = std::fs::File::create(dir.path().join("agent.log")).expect("log file");
         let process = wine_in(dir.path())
             .args(["doorman.exe", "agent", "--config", "agent.toml"])
+            .envs(environment.iter().copied())
             .stdout(Stdio::null())
             .stderr(log)
             .kill_on_drop(true)
@@ -96,6 +108,23 @@ impl WindowsAgent {
             .kill_on_drop(true)
             .spawn()
             .expect("wine64 runs")
+    }
+
+    /// Waits until the agent has logged `text` (within a minute: a log
+    /// line of another process has no event to await); its log.
+    pub async fn wait_for_log(&self, text: &str) -> String {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+        loop {
+            let log = self.log();
+            if log.contains(text) {
+                return log;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "the agent did not log {text:?} within a minute; its log:\n{log}"
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
     }
 
     /// What the agent has logged so far.

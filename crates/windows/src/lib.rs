@@ -11,7 +11,9 @@
 //!   of the client's process), and who this process runs as;
 //! - [`access_list`]: a folder readable only by SYSTEM and Administrators;
 //! - [`service`]: installing and removing the agent's Windows service,
-//!   and running as one.
+//!   and running as one;
+//! - [`tray`]: an icon in the notification area, its menu, and its
+//!   notifications.
 //!
 //! Every `unsafe` block here says why it is sound; nothing else in
 //! Doorman calls Windows directly.
@@ -23,3 +25,4 @@ pub mod console_host;
 pub mod pipe_user;
 pub mod pseudo_console;
 pub mod service;
+pub mod tray;

@@ -468,7 +468,7 @@ async fn a_windows_computer_forwards_to_a_local_service() {
 
 /// The installer (`contrib/windows/msi`, which `.ci/run` makes as
 /// `DOORMAN_WINDOWS_MSI`) installs `doorman.exe` under Program Files,
-/// and it runs from there.
+/// and it runs from there; the tray icon starts at every sign-in.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_msi_installs_doorman_under_program_files() {
     let Some(msi) = std::env::var_os("DOORMAN_WINDOWS_MSI").map(PathBuf::from) else {
@@ -494,4 +494,37 @@ async fn the_msi_installs_doorman_under_program_files() {
         .await;
     assert_eq!(status, Some(0), "{stderr}");
     assert!(said.starts_with("doorman "), "{said}");
+    let startup = prefix
+        .drive_c()
+        .join("ProgramData/Microsoft/Windows/Start Menu/Programs/StartUp/Doorman.lnk");
+    assert!(startup.is_file(), "{}", startup.display());
+}
+
+/// On a desktop (an X display, under Wine), the agent shows its icon in
+/// the notification area, and its notifications go there while sessions
+/// run as before.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_windows_computer_shows_its_tray_icon_on_a_desktop() {
+    let Some(exe) = exe_or_skip() else { return };
+    let Some(display) = doorman_test_support::display::Display::start().await else {
+        return;
+    };
+    let builder = World::builder().without_email_authorization();
+    let world = builder.clone().start().await;
+    let desktop = [("DISPLAY", display.name.as_str())];
+    let agent = WindowsAgent::start_with(&world, COMPUTER, &builder, &exe, &desktop).await;
+    agent
+        .wait_for_log("tray icon shown in the notification area")
+        .await;
+    let echo = world.connect_to(
+        COMPUTER,
+        &world.operator_token,
+        &["cmd", "/c", "echo shown"],
+        "",
+    );
+    let stdout = echo.stdout.clone();
+    assert_eq!(echo.finish().await, Ok(0));
+    assert_eq!(stdout.text(), "shown\r\n");
+    let log = agent.wait_for_log("session of alice").await;
+    assert!(!log.contains("panicked"), "{log}");
 }

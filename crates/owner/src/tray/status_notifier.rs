@@ -1,19 +1,12 @@
-//! The tray icon of the agent run as the desktop's user, where the desktop
-//! has a StatusNotifierItem host (KDE, GNOME with the AppIndicator
-//! extension, most others): the computer's online state and the requests
-//! waiting for an answer here, from the agent's consent socket, and
-//! **Settings…**, which opens the settings window. Spoken over D-Bus by
-//! ksni (zbus, pure Rust, no GTK). Where there is no session bus or no
+//! The tray icon where the desktop has a StatusNotifierItem host (KDE,
+//! GNOME with the AppIndicator extension, most others), spoken over D-Bus
+//! by ksni (zbus, pure Rust, no GTK). Where there is no session bus or no
 //! host, there is no icon and nothing fails.
 
-use crate::window::{DEFAULT_IDLE, SettingsWindow};
-use doorman_agent::consent::{self, ConsentRequest, ConsentResponse};
+use super::{REFRESH, open_settings, state_line, status};
+use doorman_agent::consent;
 use ksni::TrayMethods;
 use std::path::PathBuf;
-use std::time::Duration;
-
-/// How often the icon asks the agent how it is.
-const REFRESH: Duration = Duration::from_secs(2);
 
 /// What the icon shows.
 #[derive(Debug)]
@@ -52,7 +45,7 @@ impl ksni::Tray for DoormanTray {
     fn tool_tip(&self) -> ksni::ToolTip {
         ksni::ToolTip {
             title: self.title(),
-            description: self.state_line(),
+            description: state_line(self.online, self.waiting),
             ..Default::default()
         }
     }
@@ -67,54 +60,13 @@ impl ksni::Tray for DoormanTray {
             }
             .into(),
             StandardItem {
-                label: self.state_line(),
+                label: state_line(self.online, self.waiting),
                 enabled: false,
                 ..Default::default()
             }
             .into(),
         ]
     }
-}
-
-impl DoormanTray {
-    fn state_line(&self) -> String {
-        let state = if self.online { "Online" } else { "Offline" };
-        match self.waiting {
-            0 => state.to_string(),
-            1 => format!("{state} · 1 request waiting"),
-            n => format!("{state} · {n} requests waiting"),
-        }
-    }
-}
-
-/// Opens the settings window in the desktop's browser, as `doorman
-/// settings open` does: `xdg-open` gets the path of the owner's redirect
-/// file, never the one-time URL.
-fn open_settings(config: PathBuf) {
-    tokio::spawn(async move {
-        match SettingsWindow::open(config, DEFAULT_IDLE).await {
-            Ok(mut window) => {
-                let opened = match window.browser_command("xdg-open") {
-                    Ok(command) => tokio::process::Command::from(command)
-                        .status()
-                        .await
-                        .is_ok_and(|status| status.success()),
-                    Err(error) => {
-                        tracing::warn!(%error, "cannot write the settings window's redirect file");
-                        false
-                    }
-                };
-                if !opened {
-                    tracing::warn!(
-                        "cannot open a browser for the settings (xdg-open failed); run `doorman settings open`"
-                    );
-                    return;
-                }
-                window.closed().await;
-            }
-            Err(error) => tracing::warn!(%error, "cannot open the settings window"),
-        }
-    });
 }
 
 /// Shows the icon for the agent whose settings file is `config` and keeps
@@ -142,10 +94,7 @@ pub async fn show(config: PathBuf) {
         }
     };
     loop {
-        let (online, waiting) = match consent::call(&socket, &ConsentRequest::Status).await {
-            Ok(ConsentResponse::Status { online, waiting }) => (online, waiting),
-            _ => (false, 0),
-        };
+        let (online, waiting) = status(&socket).await;
         let shown = handle
             .update(|tray| {
                 tray.online = online;
