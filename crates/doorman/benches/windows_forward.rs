@@ -59,7 +59,11 @@ async fn round(address: &str, sink: &mut mpsc::UnboundedReceiver<usize>) -> f64 
 /// Median, minimum and maximum.
 fn spread(mut samples: Vec<f64>) -> (f64, f64, f64) {
     samples.sort_by(f64::total_cmp);
-    (samples[samples.len() / 2], samples[0], samples[samples.len() - 1])
+    (
+        samples[samples.len() / 2],
+        samples[0],
+        samples[samples.len() - 1],
+    )
 }
 
 /// A forward session to `target` through `computer`: its local address.
@@ -93,7 +97,10 @@ async fn main() {
     let paths = [
         ("direct TCP", sink.to_string()),
         ("Linux agent", forward(&world, "office-pc", sink).await),
-        ("Windows agent (Wine)", forward(&world, "win-pc", sink).await),
+        (
+            "Windows agent (Wine)",
+            forward(&world, "win-pc", sink).await,
+        ),
     ];
     let mut samples = vec![Vec::new(); paths.len()];
     // Rounds interleave the paths, so that the machine's moods spread.
@@ -102,13 +109,19 @@ async fn main() {
             samples[index].push(round(address, &mut received).await);
         }
     }
-    println!("forward throughput, one connection, {ROUNDS} rounds of {} MiB, MiB/s", ROUND >> 20);
+    println!(
+        "forward throughput, one connection, {ROUNDS} rounds of {} MiB, MiB/s",
+        ROUND >> 20
+    );
     println!("{:<22} {:>8} {:>17}", "path", "median", "range");
     let mut medians = Vec::new();
     for ((name, _), samples) in paths.iter().zip(samples) {
         let (median, min, max) = spread(samples);
         medians.push(median);
-        println!("{name:<22} {median:>8.0} {:>17}", format!("{min:.0}–{max:.0}"));
+        println!(
+            "{name:<22} {median:>8.0} {:>17}",
+            format!("{min:.0}–{max:.0}")
+        );
     }
     println!(
         "Windows agent / Linux agent: {:.2}; Windows agent / direct: {:.2}",

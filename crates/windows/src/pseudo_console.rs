@@ -122,7 +122,9 @@ impl PseudoConsole {
         args: &[&OsStr],
         directory: Option<&Path>,
     ) -> io::Result<ConsoleProcess> {
-        let mut line = command_line(program, args);
+        let args: Vec<Vec<u16>> = args.iter().map(|arg| arg.encode_wide().collect()).collect();
+        let program: Vec<u16> = program.as_os_str().encode_wide().collect();
+        let mut line = crate::command_line::command_line(&program, &args);
         let directory: Option<Vec<u16>> = directory.map(|d| wide(d.as_os_str()));
         let attributes = AttributeList::with_console(self.console)?;
         let mut startup = STARTUPINFOEXW::default();
@@ -301,77 +303,4 @@ impl Drop for AttributeList {
 /// `s` as a NUL-terminated UTF-16 string.
 fn wide(s: &OsStr) -> Vec<u16> {
     s.encode_wide().chain(Some(0)).collect()
-}
-
-/// A command line Windows programs split back into `program` and `args`
-/// (the C runtime's quoting rules).
-fn command_line(program: &Path, args: &[&OsStr]) -> Vec<u16> {
-    let mut line = Vec::new();
-    quote(program.as_os_str(), &mut line);
-    for arg in args {
-        line.push(u16::from(b' '));
-        quote(arg, &mut line);
-    }
-    line.push(0);
-    line
-}
-
-/// Appends `arg` quoted so that `CommandLineToArgvW` reads it back whole.
-fn quote(arg: &OsStr, line: &mut Vec<u16>) {
-    let units: Vec<u16> = arg.encode_wide().collect();
-    let plain = !units.is_empty()
-        && !units
-            .iter()
-            .any(|&u| u == u16::from(b' ') || u == u16::from(b'\t') || u == u16::from(b'"'));
-    if plain {
-        line.extend_from_slice(&units);
-        return;
-    }
-    line.push(u16::from(b'"'));
-    let mut backslashes = 0usize;
-    for &unit in &units {
-        if unit == u16::from(b'\\') {
-            backslashes += 1;
-            continue;
-        }
-        let doubled = if unit == u16::from(b'"') {
-            backslashes * 2 + 1
-        } else {
-            backslashes
-        };
-        line.extend(std::iter::repeat_n(u16::from(b'\\'), doubled));
-        backslashes = 0;
-        line.push(unit);
-    }
-    line.extend(std::iter::repeat_n(u16::from(b'\\'), backslashes * 2));
-    line.push(u16::from(b'"'));
-}
-
-#[cfg(test)]
-mod tests {
-    use super::command_line;
-    use std::ffi::OsStr;
-    use std::path::Path;
-
-    fn line(program: &str, args: &[&str]) -> String {
-        let args: Vec<&OsStr> = args.iter().map(OsStr::new).collect();
-        let mut units = command_line(Path::new(program), &args);
-        units.pop();
-        String::from_utf16(&units).unwrap()
-    }
-
-    #[test]
-    fn arguments_are_quoted_as_the_c_runtime_reads_them() {
-        assert_eq!(line("cmd.exe", &[]), "cmd.exe");
-        assert_eq!(
-            line(
-                r"C:\Program Files\Doorman\doorman.exe",
-                &["console-host", "cmd.exe"]
-            ),
-            r#""C:\Program Files\Doorman\doorman.exe" console-host cmd.exe"#
-        );
-        assert_eq!(line("a", &[r#"say "hi""#]), r#"a "say \"hi\"""#);
-        assert_eq!(line("a", &[r"dir\ x\"]), r#"a "dir\ x\\""#);
-        assert_eq!(line("a", &[""]), r#"a """#);
-    }
 }

@@ -137,4 +137,3 @@ async fn a_windows_computer_copies_files_both_ways() {
     );
     assert_eq!(std::fs::read(back.join("figures.bin")).unwrap(), sent);
 }
-

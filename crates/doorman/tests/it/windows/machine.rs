@@ -9,7 +9,6 @@ use doorman_test_support::world::World;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-
 /// Local consent through the named pipe: `doorman consent list` shows
 /// the request waiting at the computer, `allow` lets it in, and the audit
 /// names the Windows account that answered.
@@ -203,7 +202,6 @@ async fn a_windows_computer_runs_its_agent_as_a_service() {
     assert!(stderr.contains("is not installed"), "{stderr}");
 }
 
-
 /// The installer (`contrib/windows/msi`, which `.ci/run` makes as
 /// `DOORMAN_WINDOWS_MSI`) installs `doorman.exe` under Program Files,
 /// and it runs from there; the tray icon starts at every sign-in.
@@ -266,4 +264,3 @@ async fn a_windows_computer_shows_its_tray_icon_on_a_desktop() {
     let log = agent.wait_for_log("session of alice").await;
     assert!(!log.contains("panicked"), "{log}");
 }
-

@@ -118,7 +118,6 @@ async fn a_windows_computer_forwards_to_a_local_service() {
     assert_eq!(back, sent, "the bytes came back through the Windows agent");
 }
 
-
 /// The desktop: the web console's viewer reaches the VNC server the
 /// Windows computer's settings name (`[services] desktop`), after the
 /// email's Allow; the server's greeting comes back through its socket.
@@ -151,8 +150,12 @@ async fn a_windows_computer_shows_its_desktop_in_the_console() {
         world.url.replace("http://", "ws://")
     );
     let mut request = url.into_client_request().unwrap();
-    request.headers_mut().insert("Cookie", cookie.parse().unwrap());
-    request.headers_mut().insert("Origin", world.url.parse().unwrap());
+    request
+        .headers_mut()
+        .insert("Cookie", cookie.parse().unwrap());
+    request
+        .headers_mut()
+        .insert("Origin", world.url.parse().unwrap());
     let (mut socket, _) = tokio_tungstenite::connect_async(request).await.unwrap();
 
     let mails = world.smtp.wait_for(1).await;
