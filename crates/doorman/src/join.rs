@@ -32,10 +32,10 @@ pub async fn run(args: JoinArgs) -> Result<()> {
     if args.start {
         check_start(&config)?;
     }
-    let reservation = doorman_agent::join::reserve(&url, &config)?;
-    // The key is written next: its folder is closed first.
+    // The key is written into the folder next: it is closed first.
     #[cfg(windows)]
     crate::on_windows::protect_settings_folder(&config)?;
+    let reservation = doorman_agent::join::reserve(&url, &config)?;
     let answers = if std::io::stdin().is_terminal() {
         ask()?
     } else {

@@ -5,7 +5,7 @@
 //! first process in a shell's pseudo-console.
 
 use crate::logging::LogFormat;
-use anyhow::{Context, Result, anyhow};
+use anyhow::{Context, Result, anyhow, bail};
 use doorman_windows::access_list;
 use doorman_windows::service;
 use std::ffi::OsString;
@@ -26,26 +26,53 @@ pub fn console_host(program: &OsString, args: &[OsString]) -> i32 {
     }
 }
 
-/// Closes the folder of `config` to all but SYSTEM and Administrators
-/// when it is the machine's (`%ProgramData%\Doorman`): the key and the
-/// identity live there, and `%ProgramData%` lets every user read. A
-/// folder named with `--config` is its owner's to protect.
-pub fn protect_settings_folder(config: &Path) -> Result<()> {
+/// The machine's settings folder, `%ProgramData%\Doorman`.
+fn machines_folder() -> Result<PathBuf> {
     let default = crate::agent_config::agent_config(None)?;
-    let (Some(folder), Some(machines)) = (config.parent(), default.parent()) else {
+    default
+        .parent()
+        .map(Path::to_path_buf)
+        .ok_or_else(|| anyhow!("no folder for the machine's settings"))
+}
+
+/// Whether `folder` (which exists) is the machine's settings folder, by
+/// the paths Windows resolves (8.3 names, `\\?\` prefixes and case).
+fn is_machines_folder(folder: &Path) -> Result<bool> {
+    let machines = machines_folder()?;
+    let (Ok(folder), Ok(machines)) = (
+        std::fs::canonicalize(folder),
+        std::fs::canonicalize(&machines),
+    ) else {
+        return Ok(false);
+    };
+    Ok(folder
+        .as_os_str()
+        .eq_ignore_ascii_case(machines.as_os_str()))
+}
+
+/// Closes the folder of `config`, when it is the machine's
+/// (`%ProgramData%\Doorman`), to all but SYSTEM and Administrators, made
+/// its owner, and what it holds already with it: the key and the identity
+/// live there, and `%ProgramData%` lets every user read and make folders.
+/// A folder named with `--config` elsewhere is its owner's to protect.
+pub fn protect_settings_folder(config: &Path) -> Result<()> {
+    let Some(folder) = config.parent() else {
         return Ok(());
     };
-    if !folder
+    let machines = machines_folder()?;
+    if folder
         .as_os_str()
         .eq_ignore_ascii_case(machines.as_os_str())
     {
+        std::fs::create_dir_all(folder)
+            .with_context(|| format!("cannot create {}", folder.display()))?;
+    }
+    if !folder.is_dir() || !is_machines_folder(folder)? {
         return Ok(());
     }
-    std::fs::create_dir_all(folder)
-        .with_context(|| format!("cannot create {}", folder.display()))?;
-    access_list::set(folder, access_list::ADMINISTRATORS_ONLY).with_context(|| {
+    access_list::protect_folder(folder, access_list::ADMINISTRATORS_ONLY).with_context(|| {
         format!(
-            "cannot restrict {} to SYSTEM and Administrators (run this as an administrator)",
+            "cannot close {} to all but SYSTEM and Administrators (run this as an administrator)",
             folder.display()
         )
     })
@@ -57,6 +84,19 @@ pub fn install_service(config: Option<PathBuf>, start: bool) -> Result<()> {
     let config = crate::agent_config::agent_config(config)?;
     let config = std::path::absolute(&config).unwrap_or(config);
     doorman_agent::settings_file::load(&config)?;
+    // The service runs as LocalSystem: what it reads must be a folder no
+    // other user can write, so only the machine's.
+    let machines = machines_folder()?;
+    if !config
+        .parent()
+        .is_some_and(|folder| is_machines_folder(folder).unwrap_or(false))
+    {
+        bail!(
+            "the service reads its settings from {} only (closed to all but SYSTEM and Administrators); put {} there, or leave --config out",
+            machines.display(),
+            config.display()
+        );
+    }
     protect_settings_folder(&config)?;
     let exe = std::env::current_exe().context("cannot find doorman.exe")?;
     let arguments: Vec<OsString> = vec![
@@ -104,18 +144,35 @@ pub fn run_service(config: Option<PathBuf>, format: LogFormat) -> Result<()> {
         crate::logging::init_file("info", format, file);
     }
     service::run(move |stop| {
-        let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        let runtime = match tokio::runtime::Builder::new_multi_thread()
+            .enable_all()
+            .build()
+        {
             Ok(runtime) => runtime,
             Err(error) => {
                 tracing::error!(%error, "cannot start the async runtime");
-                return;
+                return false;
             }
         };
-        let stopping = async {
-            let _ = tokio::task::spawn_blocking(move || stop.recv()).await;
+        // A thread of its own, not the runtime's: the runtime stops
+        // without waiting for it.
+        let (stopping, stop_asked) = tokio::sync::oneshot::channel::<()>();
+        std::thread::spawn(move || {
+            if stop.recv().is_ok() {
+                let _ = stopping.send(());
+            }
+        });
+        let stop_asked = async {
+            let _ = stop_asked.await;
         };
-        if let Err(error) = runtime.block_on(doorman_agent::run(config.clone(), stopping)) {
-            tracing::error!(error = %error, "the agent stopped");
+        let ran = runtime.block_on(doorman_agent::run(config.clone(), stop_asked));
+        runtime.shutdown_timeout(std::time::Duration::from_secs(5));
+        match ran {
+            Ok(()) => true,
+            Err(error) => {
+                tracing::error!(error = %error, "the agent stopped");
+                false
+            }
         }
     })
     .map_err(service_error)

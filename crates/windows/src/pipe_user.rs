@@ -1,22 +1,20 @@
-//! Who is at the other end of a named pipe: the process at its client
-//! end (or its server end), its user (a SID, `S-1-5-21-…`, and the
-//! account's name) and whether it is an administrator; and who this
-//! process runs as. The consent pipe answers only its own user and
-//! administrators, and its clients talk only to their own user's agent
-//! or the service's.
+//! Who is at the other end of the consent pipe: the client's user (a SID,
+//! `S-1-5-21-…`) and whether it is an administrator, read from the
+//! client's own token by impersonating it for a moment; who this process
+//! runs as; and an account's name.
 
 use std::io;
 use std::os::windows::io::{AsRawHandle, FromRawHandle, OwnedHandle};
 use windows_sys::Win32::Foundation::{HANDLE, HLOCAL, LocalFree};
-use windows_sys::Win32::Security::Authorization::ConvertSidToStringSidW;
+use windows_sys::Win32::Security::Authorization::{ConvertSidToStringSidW, ConvertStringSidToSidW};
 use windows_sys::Win32::Security::{
     CheckTokenMembership, CreateWellKnownSid, DuplicateToken, GetTokenInformation,
-    LookupAccountSidW, PSID, SECURITY_MAX_SID_SIZE, SecurityIdentification, TOKEN_DUPLICATE,
-    TOKEN_QUERY, TOKEN_USER, TokenUser, WinBuiltinAdministratorsSid,
+    LookupAccountSidW, PSID, RevertToSelf, SECURITY_MAX_SID_SIZE, SecurityIdentification,
+    TOKEN_DUPLICATE, TOKEN_QUERY, TOKEN_USER, TokenUser, WinBuiltinAdministratorsSid,
 };
-use windows_sys::Win32::System::Pipes::{GetNamedPipeClientProcessId, GetNamedPipeServerProcessId};
+use windows_sys::Win32::System::Pipes::ImpersonateNamedPipeClient;
 use windows_sys::Win32::System::Threading::{
-    GetCurrentProcess, OpenProcess, OpenProcessToken, PROCESS_QUERY_LIMITED_INFORMATION,
+    GetCurrentProcess, GetCurrentThread, OpenProcessToken, OpenThreadToken,
 };
 
 /// A process's user.
@@ -24,71 +22,80 @@ use windows_sys::Win32::System::Threading::{
 pub struct PipeUser {
     /// The user's SID, as text.
     pub sid: String,
-    /// `DOMAIN\name`, where Windows knows the account.
-    pub name: Option<String>,
-    /// Whether the process runs with the Administrators group enabled
-    /// (elevated, where User Account Control splits the token).
+    /// Whether its token has the Administrators group enabled (elevated,
+    /// where User Account Control splits the token).
     pub administrator: bool,
 }
 
-/// The user of the process at the client end of `pipe` (a server end).
-///
-/// The process is found by the id Windows recorded when it connected;
-/// it holds the pipe open while the agent answers, so the id names it.
+/// The user of the client at the other end of `pipe`, a server end that
+/// has read from it (Windows lets a server impersonate its client only
+/// then). The client's token says it, as of the client's own choosing of
+/// how far it may be impersonated: an anonymous client is nobody.
 pub fn client(pipe: &impl AsRawHandle) -> io::Result<PipeUser> {
-    let mut id = 0u32;
-    // SAFETY: the handle is a pipe's server end, open for the call.
-    if unsafe { GetNamedPipeClientProcessId(pipe.as_raw_handle(), &mut id) } == 0 {
-        return Err(io::Error::last_os_error());
+    let mut token: HANDLE = std::ptr::null_mut();
+    // SAFETY: the pipe is open. Between impersonating and reverting
+    // nothing else runs on this thread (no await); a thread that cannot
+    // revert would act as the client, so the process stops instead.
+    unsafe {
+        if ImpersonateNamedPipeClient(pipe.as_raw_handle()) == 0 {
+            return Err(io::Error::last_os_error());
+        }
+        let opened = OpenThreadToken(GetCurrentThread(), TOKEN_QUERY, 1, &mut token);
+        let error = io::Error::last_os_error();
+        if RevertToSelf() == 0 {
+            std::process::abort();
+        }
+        if opened == 0 {
+            return Err(error);
+        }
     }
-    user_of_process(id)
-}
-
-/// The user of the process serving `pipe` (a client end).
-pub fn server(pipe: &impl AsRawHandle) -> io::Result<PipeUser> {
-    let mut id = 0u32;
-    // SAFETY: the handle is a pipe's client end, open for the call.
-    if unsafe { GetNamedPipeServerProcessId(pipe.as_raw_handle(), &mut id) } == 0 {
-        return Err(io::Error::last_os_error());
-    }
-    user_of_process(id)
-}
-
-fn user_of_process(id: u32) -> io::Result<PipeUser> {
-    // SAFETY: a query-only open; a null result is an error.
-    let process = unsafe { OpenProcess(PROCESS_QUERY_LIMITED_INFORMATION, 0, id) };
-    if process.is_null() {
-        return Err(io::Error::last_os_error());
-    }
-    // SAFETY: the handle is new and ours.
-    let process = unsafe { OwnedHandle::from_raw_handle(process) };
-    user_of(process.as_raw_handle())
+    // SAFETY: the handle is new and ours; an impersonation token already.
+    let token = unsafe { OwnedHandle::from_raw_handle(token) };
+    Ok(PipeUser {
+        sid: user_sid(&token)?,
+        administrator: is_member_of_administrators(&token)?,
+    })
 }
 
 /// This process's user.
 pub fn current() -> io::Result<PipeUser> {
-    // SAFETY: a pseudo-handle, valid in this process, never closed.
-    user_of(unsafe { GetCurrentProcess() })
-}
-
-fn user_of(process: HANDLE) -> io::Result<PipeUser> {
     let mut token: HANDLE = std::ptr::null_mut();
-    // SAFETY: `process` is open; the out-pointer is valid.
-    if unsafe { OpenProcessToken(process, TOKEN_QUERY | TOKEN_DUPLICATE, &mut token) } == 0 {
+    // SAFETY: the current process's pseudo-handle; the out-pointer is valid.
+    if unsafe {
+        OpenProcessToken(
+            GetCurrentProcess(),
+            TOKEN_QUERY | TOKEN_DUPLICATE,
+            &mut token,
+        )
+    } == 0
+    {
         return Err(io::Error::last_os_error());
     }
     // SAFETY: the handle is new and ours.
     let token = unsafe { OwnedHandle::from_raw_handle(token) };
-    let (sid, name) = user_sid(&token)?;
+    let mut duplicate: HANDLE = std::ptr::null_mut();
+    // CheckTokenMembership takes an impersonation token: a copy as one.
+    // SAFETY: the token is open; the copy is new and ours.
+    if unsafe {
+        DuplicateToken(
+            token.as_raw_handle(),
+            SecurityIdentification,
+            &mut duplicate,
+        )
+    } == 0
+    {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: as above.
+    let duplicate = unsafe { OwnedHandle::from_raw_handle(duplicate) };
     Ok(PipeUser {
-        sid,
-        name,
-        administrator: is_administrator(&token)?,
+        sid: user_sid(&token)?,
+        administrator: is_member_of_administrators(&duplicate)?,
     })
 }
 
-/// The token's user SID, as text, and the account's name.
-fn user_sid(token: &OwnedHandle) -> io::Result<(String, Option<String>)> {
+/// The token's user SID, as text.
+fn user_sid(token: &OwnedHandle) -> io::Result<String> {
     let mut needed = 0u32;
     // SAFETY: asking the size only, with a null buffer of length 0.
     unsafe {
@@ -117,29 +124,54 @@ fn user_sid(token: &OwnedHandle) -> io::Result<(String, Option<String>)> {
     {
         return Err(io::Error::last_os_error());
     }
-    // SAFETY: GetTokenInformation filled a TOKEN_USER at the buffer's start;
-    // its SID points inside the buffer, alive for this function.
+    // SAFETY: GetTokenInformation filled a TOKEN_USER at the buffer's
+    // start; its SID points inside the buffer, alive for this function.
     let sid = unsafe { (*buffer.as_ptr().cast::<TOKEN_USER>()).User.Sid };
-    Ok((sid_text(sid)?, account_name(sid)))
+    sid_text(sid)
 }
 
-/// `DOMAIN\name` of the account `sid` names, if Windows knows one.
-fn account_name(sid: PSID) -> Option<String> {
+/// A SID as text (`S-1-5-…`).
+pub(crate) fn sid_text(sid: PSID) -> io::Result<String> {
+    let mut text: *mut u16 = std::ptr::null_mut();
+    // SAFETY: `sid` is a valid SID; on success `text` is a NUL-terminated
+    // string Windows allocated, freed below with LocalFree.
+    unsafe {
+        if ConvertSidToStringSidW(sid, &mut text) == 0 {
+            return Err(io::Error::last_os_error());
+        }
+        let length = (0..).take_while(|&i| *text.add(i) != 0).count();
+        let sid = String::from_utf16_lossy(std::slice::from_raw_parts(text, length));
+        LocalFree(text as HLOCAL);
+        Ok(sid)
+    }
+}
+
+/// `DOMAIN\name` of the account `sid` names, if Windows knows one. It
+/// may ask a domain controller: call it off the runtime's threads.
+pub fn account_name(sid: &str) -> Option<String> {
+    let text: Vec<u16> = sid.encode_utf16().chain(Some(0)).collect();
+    let mut binary: PSID = std::ptr::null_mut();
     let mut name = [0u16; 256];
     let mut domain = [0u16; 256];
     let (mut name_length, mut domain_length) = (256u32, 256u32);
     let mut kind = 0;
-    // SAFETY: both buffers hold the lengths given; `sid` is valid.
+    // SAFETY: `text` is NUL-terminated; `binary` is Windows' allocation,
+    // freed below; both buffers hold the lengths given.
     let found = unsafe {
-        LookupAccountSidW(
+        if ConvertStringSidToSidW(text.as_ptr(), &mut binary) == 0 {
+            return None;
+        }
+        let found = LookupAccountSidW(
             std::ptr::null(),
-            sid,
+            binary,
             name.as_mut_ptr(),
             &mut name_length,
             domain.as_mut_ptr(),
             &mut domain_length,
             &mut kind,
-        )
+        );
+        LocalFree(binary as HLOCAL);
+        found
     };
     if found == 0 {
         return None;
@@ -155,29 +187,12 @@ fn account_name(sid: PSID) -> Option<String> {
     })
 }
 
-fn sid_text(sid: PSID) -> io::Result<String> {
-    let mut text: *mut u16 = std::ptr::null_mut();
-    // SAFETY: `sid` is a valid SID; on success `text` is a NUL-terminated
-    // string Windows allocated, freed below with LocalFree.
-    unsafe {
-        if ConvertSidToStringSidW(sid, &mut text) == 0 {
-            return Err(io::Error::last_os_error());
-        }
-        let length = (0..).take_while(|&i| *text.add(i) != 0).count();
-        let sid = String::from_utf16_lossy(std::slice::from_raw_parts(text, length));
-        LocalFree(text as HLOCAL);
-        Ok(sid)
-    }
-}
-
-/// Whether the token has the Administrators group enabled.
-fn is_administrator(token: &OwnedHandle) -> io::Result<bool> {
+/// Whether the (impersonation) token has the Administrators group enabled.
+fn is_member_of_administrators(token: &OwnedHandle) -> io::Result<bool> {
     let mut administrators = [0u8; SECURITY_MAX_SID_SIZE as usize];
     let mut length = SECURITY_MAX_SID_SIZE;
-    let mut duplicate: HANDLE = std::ptr::null_mut();
     // SAFETY: the SID buffer is SECURITY_MAX_SID_SIZE bytes, as documented;
-    // CheckTokenMembership needs an impersonation token, hence the copy,
-    // which is new and ours.
+    // the token is open.
     unsafe {
         let sid: PSID = administrators.as_mut_ptr().cast();
         if CreateWellKnownSid(
@@ -186,17 +201,11 @@ fn is_administrator(token: &OwnedHandle) -> io::Result<bool> {
             sid,
             &mut length,
         ) == 0
-            || DuplicateToken(
-                token.as_raw_handle(),
-                SecurityIdentification,
-                &mut duplicate,
-            ) == 0
         {
             return Err(io::Error::last_os_error());
         }
-        let duplicate = OwnedHandle::from_raw_handle(duplicate);
         let mut member = 0;
-        if CheckTokenMembership(duplicate.as_raw_handle(), sid, &mut member) == 0 {
+        if CheckTokenMembership(token.as_raw_handle(), sid, &mut member) == 0 {
             return Err(io::Error::last_os_error());
         }
         Ok(member != 0)

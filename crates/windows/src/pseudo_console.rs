@@ -33,11 +33,6 @@ pub struct PseudoConsole {
     console: HPCON,
 }
 
-// SAFETY: an HPCON is a handle to a kernel object; Windows lets any
-// thread resize or close it.
-unsafe impl Send for PseudoConsole {}
-unsafe impl Sync for PseudoConsole {}
-
 /// The pseudo-console's two ends: keystrokes go into `input`, the screen
 /// (terminal text) comes out of `output`.
 pub struct ConsolePipes {
@@ -74,7 +69,11 @@ fn pipe() -> io::Result<(OwnedHandle, OwnedHandle)> {
 /// An `HRESULT` as an error, when it is one.
 fn checked(result: i32) -> io::Result<()> {
     if result < 0 {
-        Err(io::Error::from_raw_os_error(result))
+        // Its bits, as Windows documents them (0x80004001: not implemented).
+        Err(io::Error::other(format!(
+            "HRESULT {:#010x}",
+            result.cast_unsigned()
+        )))
     } else {
         Ok(())
     }
@@ -249,8 +248,9 @@ impl ConsoleProcess {
 }
 
 /// A process-thread attribute list holding one attribute: the console.
+/// Words, not bytes, so that the list is aligned as Windows expects.
 struct AttributeList {
-    buffer: Vec<u8>,
+    buffer: Vec<usize>,
 }
 
 impl AttributeList {
@@ -260,7 +260,7 @@ impl AttributeList {
         // call "fails" with the size written.
         unsafe { InitializeProcThreadAttributeList(std::ptr::null_mut(), 1, 0, &mut length) };
         let mut list = Self {
-            buffer: vec![0u8; length],
+            buffer: vec![0usize; length.div_ceil(std::mem::size_of::<usize>())],
         };
         // SAFETY: the buffer has the size Windows asked for; the console
         // value is the handle itself, passed by value as documented for

@@ -83,8 +83,10 @@ pub fn state() -> Result<Option<ServiceState>, Error> {
 const SERVICE_DOES_NOT_EXIST: i32 = 1060;
 
 /// What the service runs: given a receiver that yields once the service
-/// control manager asks it to stop; returns when the agent has stopped.
-type ServiceMain = Box<dyn Fn(mpsc::Receiver<()>) + Send + Sync>;
+/// control manager asks it to stop; returns when the agent has stopped,
+/// whether it stopped as asked (an agent that failed is reported so, and
+/// Windows' recovery settings may restart it).
+type ServiceMain = Box<dyn Fn(mpsc::Receiver<()>) -> bool + Send + Sync>;
 
 static SERVICE_MAIN: OnceLock<ServiceMain> = OnceLock::new();
 
@@ -93,7 +95,7 @@ windows_service::define_windows_service!(ffi_service_main, service_main);
 /// Hands this thread to the service control manager, which runs `main`
 /// on a thread of its own; returns once the service has stopped. Fails
 /// when this process was not started as a service.
-pub fn run(main: impl Fn(mpsc::Receiver<()>) + Send + Sync + 'static) -> Result<(), Error> {
+pub fn run(main: impl Fn(mpsc::Receiver<()>) -> bool + Send + Sync + 'static) -> Result<(), Error> {
     let _ = SERVICE_MAIN.set(Box::new(main));
     windows_service::service_dispatcher::start(NAME, ffi_service_main)
 }
@@ -111,12 +113,12 @@ fn service_main(_arguments: Vec<OsString>) {
     let Ok(status) = service_control_handler::register(NAME, handler) else {
         return;
     };
-    let report = |state, controls_accepted| {
+    let report = |state, controls_accepted, exit_code| {
         let _ = status.set_service_status(ServiceStatus {
             service_type: ServiceType::OWN_PROCESS,
             current_state: state,
             controls_accepted,
-            exit_code: ServiceExitCode::Win32(0),
+            exit_code,
             checkpoint: 0,
             wait_hint: Duration::from_secs(10),
             process_id: None,
@@ -125,9 +127,17 @@ fn service_main(_arguments: Vec<OsString>) {
     report(
         ServiceState::Running,
         ServiceControlAccept::STOP | ServiceControlAccept::SHUTDOWN,
+        ServiceExitCode::Win32(0),
     );
-    if let Some(main) = SERVICE_MAIN.get() {
-        main(stopped);
-    }
-    report(ServiceState::Stopped, ServiceControlAccept::empty());
+    let stopped_well = SERVICE_MAIN.get().is_some_and(|main| main(stopped));
+    let exit_code = if stopped_well {
+        ServiceExitCode::Win32(0)
+    } else {
+        ServiceExitCode::ServiceSpecific(1)
+    };
+    report(
+        ServiceState::Stopped,
+        ServiceControlAccept::empty(),
+        exit_code,
+    );
 }

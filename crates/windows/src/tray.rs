@@ -195,7 +195,9 @@ unsafe extern "system" fn window_procedure(
     lparam: LPARAM,
 ) -> LRESULT {
     // SAFETY: the user data is the `Arc<Mutex<Shown>>` set at creation,
-    // alive until WM_DESTROY takes it back.
+    // alive until WM_DESTROY takes it back; and `run` holds a clone of its
+    // own while the window lives, so even a WM_DESTROY dispatched inside
+    // the menu's loop leaves what `show_menu` borrows alive.
     let shown = unsafe { GetWindowLongPtrW(window, GWLP_USERDATA) } as *const Mutex<Shown>;
     match message {
         ICON_EVENT if !shown.is_null() => {
@@ -287,6 +289,16 @@ unsafe fn show_menu(window: HWND, shown: &Mutex<Shown>) {
     if let Some(index) = usize::try_from(chosen).ok().and_then(|c| c.checked_sub(1))
         && let Ok(shown) = shown.lock()
     {
-        (shown.chosen)(index);
+        // A panic must not unwind into Windows' caller of the window
+        // procedure.
+        let chosen = std::panic::AssertUnwindSafe(|| (shown.chosen)(index));
+        if std::panic::catch_unwind(chosen).is_err() {
+            handler_failed();
+        }
     }
+}
+
+/// A menu item's handler panicked: it is dropped, the icon stays.
+fn handler_failed() {
+    eprintln!("doorman: the tray menu's handler failed");
 }

@@ -1,11 +1,13 @@
 //! The consent pipe (Windows): a named pipe, `\\.\pipe\doorman-consent`
 //! unless `consent_socket` names another, local clients only. The agent
-//! answers only its own user and administrators (the client's process
-//! token says who), and `doorman consent` talks only to a pipe served by
-//! its own user or by the agent's service (LocalSystem).
+//! answers its own user and administrators (the client's token, read by
+//! impersonating it, says who) and tells anyone else only its status (what
+//! a standard user's tray shows of the service); `doorman consent` talks
+//! only to a pipe its own user or the agent's service created.
 
 use super::who::{pipe_client_allowed, pipe_server_allowed};
 use super::{ConsentBoard, ConsentError, ConsentRequest, ConsentResponse, respond};
+use doorman_windows::access_list;
 use doorman_windows::pipe_user::{self, PipeUser};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -14,6 +16,9 @@ use tokio::net::windows::named_pipe::{ClientOptions, NamedPipeServer, ServerOpti
 
 /// Longest request line a consent client may send.
 const MAX_LINE: usize = 4096;
+
+/// How long a client may take to send its request line.
+const REQUEST_WITHIN: Duration = Duration::from_secs(5);
 
 /// ERROR_PIPE_BUSY: every instance is serving a client.
 const PIPE_BUSY: i32 = 231;
@@ -83,23 +88,36 @@ async fn serve_client(
     board: &ConsentBoard,
     agent: &PipeUser,
 ) -> std::io::Result<()> {
+    let mut line = String::new();
+    let mut reader = BufReader::new(pipe).take(MAX_LINE as u64);
+    tokio::time::timeout(REQUEST_WITHIN, reader.read_line(&mut line))
+        .await
+        .map_err(|_| std::io::Error::from(std::io::ErrorKind::TimedOut))??;
+    let mut pipe = reader.into_inner().into_inner();
+    // After the read, as Windows requires, and before any await.
     let client = pipe_user::client(&pipe)?;
-    let (reader, mut writer) = tokio::io::split(pipe);
-    let response = if !pipe_client_allowed(&agent.sid, &client.sid, client.administrator) {
+    let allowed = pipe_client_allowed(&agent.sid, &client.sid, client.administrator);
+    let response = if allowed {
+        let sid = client.sid.clone();
+        let who = async move {
+            tokio::task::spawn_blocking(move || pipe_user::account_name(&sid).unwrap_or(sid))
+                .await
+                .unwrap_or(client.sid)
+        };
+        respond(board, &line, who).await
+    } else if serde_json::from_str::<ConsentRequest>(&line)
+        .is_ok_and(|request| request == ConsentRequest::Status)
+    {
+        respond(board, &line, std::future::ready(String::new())).await
+    } else {
         ConsentResponse::Error {
             message: "only the agent's own user or an administrator may answer its requests".into(),
         }
-    } else {
-        let mut line = String::new();
-        let mut reader = BufReader::new(reader).take(MAX_LINE as u64);
-        reader.read_line(&mut line).await?;
-        let who = client.name.clone().unwrap_or_else(|| client.sid.clone());
-        respond(board, &line, std::future::ready(who)).await
     };
     let mut text = serde_json::to_string(&response).unwrap_or_default();
     text.push('\n');
-    writer.write_all(text.as_bytes()).await?;
-    writer.flush().await
+    pipe.write_all(text.as_bytes()).await?;
+    pipe.flush().await
 }
 
 /// `doorman consent`: asks the running agent over its pipe, once the
@@ -126,11 +144,12 @@ pub async fn call(path: &Path, request: &ConsentRequest) -> Result<ConsentRespon
             Err(error) => return Err(unreachable(error)),
         }
     };
-    let server = pipe_user::server(&pipe).map_err(unreachable)?;
-    if !pipe_server_allowed(&own.sid, &server.sid) {
+    let owner = access_list::owner_of(&pipe).map_err(unreachable)?;
+    if !pipe_server_allowed(&own.sid, &owner) {
+        let server = pipe_user::account_name(&owner).unwrap_or(owner);
         return Err(ConsentError::NotTheAgentsPipe {
             path: path.to_path_buf(),
-            server: server.name.unwrap_or(server.sid),
+            server,
         });
     }
     let (reader, mut writer) = tokio::io::split(pipe);

@@ -5,6 +5,10 @@
 /// The SID of LocalSystem, which the agent's Windows service runs as.
 pub const LOCAL_SYSTEM: &str = "S-1-5-18";
 
+/// The SID of the Administrators group, the owner of what LocalSystem and
+/// elevated administrators create.
+pub const ADMINISTRATORS: &str = "S-1-5-32-544";
+
 /// Whether a pipe client may answer the agent's requests: the agent's own
 /// user, or an administrator (elevated), who could read the agent's key
 /// anyway. With the agent a service, only administrators answer.
@@ -13,11 +17,13 @@ pub fn pipe_client_allowed(agent_sid: &str, client_sid: &str, client_administrat
 }
 
 /// Whether `doorman consent` (and the settings window, and the tray),
-/// running as `own_sid`, may talk to a pipe served as `server_sid`: its
-/// own user's agent, or the agent's service. Whoever else created the
-/// pipe first would read the answers and choose what `list` shows.
-pub fn pipe_server_allowed(own_sid: &str, server_sid: &str) -> bool {
-    server_sid == own_sid || server_sid == LOCAL_SYSTEM
+/// running as `own_sid`, may talk to a pipe owned by `owner_sid` (whoever
+/// created it): its own user's agent, or the agent's service (LocalSystem,
+/// whose objects Administrators own), which only administrators can be.
+/// Whoever else created the pipe first would read the answers and choose
+/// what `list` shows.
+pub fn pipe_server_allowed(own_sid: &str, owner_sid: &str) -> bool {
+    owner_sid == own_sid || owner_sid == LOCAL_SYSTEM || owner_sid == ADMINISTRATORS
 }
 
 #[cfg(test)]
@@ -51,6 +57,7 @@ mod tests {
         let cases = [
             (OWNER, OWNER, true),
             (OWNER, LOCAL_SYSTEM, true),
+            (OWNER, ADMINISTRATORS, true),
             (OWNER, OTHER, false),
             (OTHER, OWNER, false),
             (LOCAL_SYSTEM, OWNER, false),

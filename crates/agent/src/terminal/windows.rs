@@ -1,24 +1,35 @@
 //! The shell in a pseudo-console (Windows ConPTY): `%ComSpec%` (else
 //! `cmd.exe`), started through `doorman console-host`, which gives it the
 //! console as its standard streams, in the user's profile folder. The
-//! shell and all it starts live in one job, ended with the session.
+//! shell and all it starts live in one job, ended with the session. The
+//! console's pipes block: a thread of its own reads each, and one waits
+//! for the shell, so that no session holds the runtime's blocking threads.
 
 use doorman_windows::pseudo_console::{ConsoleProcess, PseudoConsole};
 use std::ffi::OsStr;
 use std::io;
+use std::io::{Read, Write};
 use std::os::windows::process::ExitStatusExt;
 use std::path::PathBuf;
+use std::pin::Pin;
 use std::process::ExitStatus;
 use std::sync::{Arc, Weak};
-use tokio::io::AsyncWriteExt;
-use tokio::task::JoinHandle;
+use std::task::{Context, Poll, ready};
+use tokio::io::{AsyncRead, ReadBuf};
+use tokio::sync::{mpsc, oneshot};
 
-/// What the shell prints, as terminal text.
-pub type TerminalOutput = tokio::fs::File;
+/// What the shell prints, as terminal text: what the console's reading
+/// thread hands over.
+pub struct TerminalOutput {
+    chunks: mpsc::Receiver<Vec<u8>>,
+    chunk: Vec<u8>,
+    taken: usize,
+}
 
-/// The operator's keystrokes, and the console's size.
+/// The operator's keystrokes (to the console's writing thread), and the
+/// console's size.
 pub struct TerminalInput {
-    input: tokio::fs::File,
+    keys: mpsc::Sender<Vec<u8>>,
     console: Weak<PseudoConsole>,
 }
 
@@ -27,7 +38,7 @@ pub struct TerminalInput {
 pub struct ShellProcess {
     process: Arc<ConsoleProcess>,
     console: Option<Arc<PseudoConsole>>,
-    waiting: Option<JoinHandle<io::Result<u32>>>,
+    exit: oneshot::Receiver<io::Result<u32>>,
     exited: bool,
 }
 
@@ -56,23 +67,85 @@ pub fn spawn(
         .spawn(&host, &args, profile.as_deref().filter(|p| p.is_dir()))
         .map_err(|error| format!("cannot start {}: {error}", shell.to_string_lossy()))?;
     let console = Arc::new(console);
+    let process = Arc::new(process);
+    let (keys, mut typed) = mpsc::channel::<Vec<u8>>(64);
+    let (printed, chunks) = mpsc::channel(8);
+    let (exited, exit) = oneshot::channel();
+    let (mut input, mut output) = (pipes.input, pipes.output);
+    let waited = process.clone();
+    let threads = [
+        std::thread::Builder::new().spawn(move || {
+            while let Some(keys) = typed.blocking_recv() {
+                if input.write_all(&keys).is_err() {
+                    break;
+                }
+            }
+        }),
+        // Ends when the console closes its side, at the session's end.
+        std::thread::Builder::new().spawn(move || {
+            let mut buffer = vec![0u8; 32 * 1024];
+            while let Ok(n) = output.read(&mut buffer) {
+                if n == 0 || printed.blocking_send(buffer[..n].to_vec()).is_err() {
+                    break;
+                }
+            }
+        }),
+        std::thread::Builder::new().spawn(move || {
+            let _ = exited.send(waited.wait());
+        }),
+    ];
+    if let Some(Err(error)) = threads.into_iter().find(Result::is_err) {
+        let _ = process.kill();
+        return Err(format!("cannot start the console's threads: {error}"));
+    }
     let input = TerminalInput {
-        input: tokio::fs::File::from_std(pipes.input),
+        keys,
         console: Arc::downgrade(&console),
     };
+    let output = TerminalOutput {
+        chunks,
+        chunk: Vec::new(),
+        taken: 0,
+    };
     let process = ShellProcess {
-        process: Arc::new(process),
+        process,
         console: Some(console),
-        waiting: None,
+        exit,
         exited: false,
     };
-    Ok((tokio::fs::File::from_std(pipes.output), input, process))
+    Ok((output, input, process))
+}
+
+impl AsyncRead for TerminalOutput {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        context: &mut Context<'_>,
+        buffer: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        if self.taken == self.chunk.len() {
+            match ready!(self.chunks.poll_recv(context)) {
+                Some(chunk) => {
+                    self.chunk = chunk;
+                    self.taken = 0;
+                }
+                // The console closed: end of output.
+                None => return Poll::Ready(Ok(())),
+            }
+        }
+        let this = &mut *self;
+        let n = buffer.remaining().min(this.chunk.len() - this.taken);
+        buffer.put_slice(&this.chunk[this.taken..this.taken + n]);
+        this.taken += n;
+        Poll::Ready(Ok(()))
+    }
 }
 
 impl TerminalInput {
     pub async fn write(&mut self, bytes: &[u8]) -> io::Result<()> {
-        self.input.write_all(bytes).await?;
-        self.input.flush().await
+        self.keys
+            .send(bytes.to_vec())
+            .await
+            .map_err(|_| io::Error::from(io::ErrorKind::BrokenPipe))
     }
 
     pub fn resize(&self, rows: u16, cols: u16) {
@@ -96,12 +169,9 @@ impl ShellProcess {
     /// Waits for the console host, which exits with the shell's status.
     /// Cancel-safe: the wait goes on in its thread.
     pub async fn wait(&mut self) -> io::Result<ExitStatus> {
-        let process = self.process.clone();
-        let waiting = self
-            .waiting
-            .get_or_insert_with(|| tokio::task::spawn_blocking(move || process.wait()));
-        let code = waiting.await.map_err(io::Error::other)??;
-        self.waiting = None;
+        let code = (&mut self.exit)
+            .await
+            .map_err(|_| io::Error::other("the shell's waiting thread ended"))??;
         self.exited = true;
         Ok(ExitStatus::from_raw(code))
     }

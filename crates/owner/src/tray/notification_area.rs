@@ -12,11 +12,15 @@ use std::path::PathBuf;
 /// it current until the process ends; returns at once, quietly, where
 /// there is no notification area.
 pub async fn show(config: PathBuf) {
-    let Ok(settings) = doorman_agent::settings_file::load(&config) else {
-        return;
+    // A standard user cannot read the service's settings (their folder is
+    // the administrators'): the default pipe then, and no name.
+    let (socket, title) = match doorman_agent::settings_file::load(&config) {
+        Ok(settings) => (
+            consent::socket_path(&config, settings.consent_socket.as_deref()),
+            format!("Doorman: {}", settings.name),
+        ),
+        Err(_) => (consent::socket_path(&config, None), "Doorman".to_string()),
     };
-    let socket = consent::socket_path(&config, settings.consent_socket.as_deref());
-    let title = format!("Doorman: {}", settings.name);
     let (choose, mut chosen) = tokio::sync::mpsc::unbounded_channel();
     let menu = vec!["Settings…".to_string()];
     let icon = match doorman_windows::tray::show(&title, menu, move |item| {
@@ -28,7 +32,7 @@ pub async fn show(config: PathBuf) {
             return;
         }
     };
-    tracing::info!(computer = %settings.name, "tray icon shown in the notification area");
+    tracing::info!(%title, "tray icon shown in the notification area");
     let mut notes = doorman_agent::notify::desktop_notes();
     let mut waited = 0;
     let mut refresh = tokio::time::interval(REFRESH);
