@@ -63,6 +63,15 @@ impl Process {
         status.code().unwrap_or(-1)
     }
 
+    /// Kills the process and waits until it is gone (20 s at most), so
+    /// that what it held (a data directory's lock, a port) is free.
+    pub async fn stop(mut self) {
+        let _ = self.child.start_kill();
+        let _ = tokio::time::timeout(Duration::from_secs(20), self.child.wait())
+            .await
+            .expect("the process ends once killed");
+    }
+
     pub fn pid(&self) -> Option<u32> {
         self.child.id()
     }

@@ -1,8 +1,8 @@
 //! A folder only SYSTEM and Administrators may open (the settings
 //! folder, `%ProgramData%\Doorman`: the agent's key and identity live
-//! there), owned by Administrators, its list inherited by every file in
-//! it (those already there too), none from above; and the owner of a
-//! kernel object (the consent pipe's server, as its clients check it).
+//! there), owned by Administrators, its list given to every file in it
+//! (those already there too), none from above; and the owner of a kernel
+//! object (the consent pipe, as its clients check who created it).
 
 use std::ffi::c_void;
 use std::io;
@@ -13,16 +13,23 @@ use std::path::Path;
 use windows_sys::Win32::Foundation::{HLOCAL, LocalFree};
 use windows_sys::Win32::Security::Authorization::{
     ConvertStringSecurityDescriptorToSecurityDescriptorW, GetSecurityInfo, SDDL_REVISION_1,
-    SE_FILE_OBJECT, SE_KERNEL_OBJECT, SetNamedSecurityInfoW,
+    SE_KERNEL_OBJECT,
 };
 use windows_sys::Win32::Security::{
-    ACL, DACL_SECURITY_INFORMATION, GetSecurityDescriptorDacl, GetSecurityDescriptorOwner,
-    OWNER_SECURITY_INFORMATION, PROTECTED_DACL_SECURITY_INFORMATION, PSID,
+    DACL_SECURITY_INFORMATION, OWNER_SECURITY_INFORMATION, PROTECTED_DACL_SECURITY_INFORMATION,
+    PSID, SetFileSecurityW,
 };
 
-/// Owned by Administrators; full control for SYSTEM and Administrators,
-/// on the folder and all it holds; nothing inherited from above.
-pub const ADMINISTRATORS_ONLY: &str = "O:BAD:P(A;OICI;FA;;;SY)(A;OICI;FA;;;BA)";
+/// Full control for SYSTEM and Administrators, on the folder and all it
+/// comes to hold; nothing inherited from above.
+pub const ADMINISTRATORS_ONLY: &str = "D:P(A;OICI;FA;;;SY)(A;OICI;FA;;;BA)";
+
+/// The same for a file already in the folder.
+const FILE_ADMINISTRATORS_ONLY: &str = "D:P(A;;FA;;;SY)(A;;FA;;;BA)";
+
+/// Administrators as the owner: a user who made the folder first would
+/// otherwise stay its owner, and an owner may always rewrite the list.
+const OWNED_BY_ADMINISTRATORS: &str = "O:BA";
 
 const REPARSE_POINT: u32 = 0x400;
 
@@ -40,16 +47,42 @@ impl Drop for Descriptor {
     }
 }
 
-/// Gives the folder `path` the owner and access list `sddl` (in Windows'
-/// SDDL form), and passes the list on to what the folder holds already.
+/// Gives the folder `path` the access list `sddl` (in Windows' SDDL
+/// form) and Administrators as its owner, and each file it holds already
+/// the same list (Windows passes a folder's list on to new files only).
 /// A folder that is a reparse point (a junction someone made so that the
-/// list lands elsewhere) is refused.
+/// list lands elsewhere) is refused, and so is such an entry in it.
 pub fn protect_folder(path: &Path, sddl: &str) -> io::Result<()> {
-    if std::fs::symlink_metadata(path)?.file_attributes() & REPARSE_POINT != 0 {
-        return Err(io::Error::other(
-            "it is a link or junction, not a folder of its own",
-        ));
+    refuse_reparse_point(path)?;
+    set(
+        path,
+        DACL_SECURITY_INFORMATION | PROTECTED_DACL_SECURITY_INFORMATION,
+        sddl,
+    )?;
+    set(path, OWNER_SECURITY_INFORMATION, OWNED_BY_ADMINISTRATORS)?;
+    for entry in std::fs::read_dir(path)? {
+        let entry = entry?.path();
+        refuse_reparse_point(&entry)?;
+        if entry.is_file() {
+            let parts = DACL_SECURITY_INFORMATION | PROTECTED_DACL_SECURITY_INFORMATION;
+            set(&entry, parts, FILE_ADMINISTRATORS_ONLY)?;
+        }
     }
+    Ok(())
+}
+
+fn refuse_reparse_point(path: &Path) -> io::Result<()> {
+    if std::fs::symlink_metadata(path)?.file_attributes() & REPARSE_POINT != 0 {
+        return Err(io::Error::other(format!(
+            "{} is a link or junction, not a file or folder of its own",
+            path.display()
+        )));
+    }
+    Ok(())
+}
+
+/// Sets the `parts` of `path`'s security that `sddl` gives.
+fn set(path: &Path, parts: u32, sddl: &str) -> io::Result<()> {
     let sddl: Vec<u16> = sddl.encode_utf16().chain(Some(0)).collect();
     let mut raw: *mut c_void = std::ptr::null_mut();
     // SAFETY: `sddl` is NUL-terminated; on success `raw` is Windows'
@@ -66,32 +99,11 @@ pub fn protect_folder(path: &Path, sddl: &str) -> io::Result<()> {
         return Err(io::Error::last_os_error());
     }
     let descriptor = Descriptor(raw);
-    let (mut owner, mut dacl): (PSID, *mut ACL) = (std::ptr::null_mut(), std::ptr::null_mut());
-    let (mut present, mut defaulted) = (0, 0);
-    // SAFETY: the descriptor is valid; the owner and list point into it
-    // and are used while it lives. SetNamedSecurityInfoW (unlike
-    // SetFileSecurityW) passes inheritable entries on to existing children.
-    let error = unsafe {
-        GetSecurityDescriptorOwner(descriptor.0, &mut owner, &mut defaulted);
-        GetSecurityDescriptorDacl(descriptor.0, &mut present, &mut dacl, &mut defaulted);
-        SetNamedSecurityInfoW(
-            wide(path).as_ptr(),
-            SE_FILE_OBJECT,
-            OWNER_SECURITY_INFORMATION
-                | DACL_SECURITY_INFORMATION
-                | PROTECTED_DACL_SECURITY_INFORMATION,
-            owner,
-            std::ptr::null_mut(),
-            dacl,
-            std::ptr::null(),
-        )
-    };
-    match error {
-        0 => Ok(()),
-        code => Err(io::Error::from_raw_os_error(
-            i32::try_from(code).unwrap_or(-1),
-        )),
+    // SAFETY: the name is NUL-terminated, the descriptor valid.
+    if unsafe { SetFileSecurityW(wide(path).as_ptr(), parts, descriptor.0) } == 0 {
+        return Err(io::Error::last_os_error());
     }
+    Ok(())
 }
 
 /// The SID of the owner of the kernel object `handle` (a pipe), as text.

@@ -12,9 +12,10 @@ use windows_sys::Win32::Security::{
     LookupAccountSidW, PSID, RevertToSelf, SECURITY_MAX_SID_SIZE, SecurityIdentification,
     TOKEN_DUPLICATE, TOKEN_QUERY, TOKEN_USER, TokenUser, WinBuiltinAdministratorsSid,
 };
-use windows_sys::Win32::System::Pipes::ImpersonateNamedPipeClient;
+use windows_sys::Win32::System::Pipes::{GetNamedPipeServerProcessId, ImpersonateNamedPipeClient};
 use windows_sys::Win32::System::Threading::{
-    GetCurrentProcess, GetCurrentThread, OpenProcessToken, OpenThreadToken,
+    GetCurrentProcess, GetCurrentThread, OpenProcess, OpenProcessToken, OpenThreadToken,
+    PROCESS_QUERY_LIMITED_INFORMATION,
 };
 
 /// A process's user.
@@ -55,6 +56,33 @@ pub fn client(pipe: &impl AsRawHandle) -> io::Result<PipeUser> {
         sid: user_sid(&token)?,
         administrator: is_member_of_administrators(&token)?,
     })
+}
+
+/// The user SID of the process serving `pipe` (a client end), from its
+/// token: where Windows cannot say who owns the pipe (Wine), a second
+/// way to know the server. A standard user may not read a service's
+/// token; the pipe's owner answers there.
+pub fn server_process_user(pipe: &impl AsRawHandle) -> io::Result<String> {
+    let mut id = 0u32;
+    // SAFETY: the handle is a pipe's client end, open for the call.
+    if unsafe { GetNamedPipeServerProcessId(pipe.as_raw_handle(), &mut id) } == 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: a query-only open; a null result is an error.
+    let process = unsafe { OpenProcess(PROCESS_QUERY_LIMITED_INFORMATION, 0, id) };
+    if process.is_null() {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: the handle is new and ours.
+    let process = unsafe { OwnedHandle::from_raw_handle(process) };
+    let mut token: HANDLE = std::ptr::null_mut();
+    // SAFETY: the process handle is open; the out-pointer is valid.
+    if unsafe { OpenProcessToken(process.as_raw_handle(), TOKEN_QUERY, &mut token) } == 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: the handle is new and ours.
+    let token = unsafe { OwnedHandle::from_raw_handle(token) };
+    user_sid(&token)
 }
 
 /// This process's user.

@@ -144,7 +144,11 @@ pub async fn call(path: &Path, request: &ConsentRequest) -> Result<ConsentRespon
             Err(error) => return Err(unreachable(error)),
         }
     };
-    let owner = access_list::owner_of(&pipe).map_err(unreachable)?;
+    // Who created the pipe; where Windows cannot say (Wine), whose
+    // process serves it.
+    let owner = access_list::owner_of(&pipe)
+        .or_else(|_| pipe_user::server_process_user(&pipe))
+        .map_err(unreachable)?;
     if !pipe_server_allowed(&own.sid, &owner) {
         let server = pipe_user::account_name(&owner).unwrap_or(owner);
         return Err(ConsentError::NotTheAgentsPipe {

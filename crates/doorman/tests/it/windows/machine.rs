@@ -189,6 +189,11 @@ async fn a_windows_computer_runs_its_agent_as_a_service() {
         .path()
         .join("prefix/drive_c/ProgramData/Doorman/agent.toml");
     assert_closed_to_others(&settings);
+    // The file `join` wrote before, with the folder: Wine passes no list
+    // on to new files, so this is `install-service` closing what was there.
+    use std::os::unix::fs::PermissionsExt;
+    let mode = std::fs::metadata(&settings).unwrap().permissions().mode();
+    assert_eq!(mode & 0o007, 0, "agent.toml is {mode:o}");
     let (status, _, stderr) = agent.run(&["agent", "install-service"]).await;
     assert_ne!(status, Some(0), "installed twice");
     assert!(stderr.contains("cannot install the service"), "{stderr}");
