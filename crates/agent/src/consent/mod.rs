@@ -292,6 +292,42 @@ pub fn socket_path(config: &Path, configured: Option<&Path>) -> PathBuf {
     config.with_file_name(format!("{stem}.consent.sock"))
 }
 
+/// Sends `request` on `connection` (to the agent at `path`, whom the
+/// transport has checked) and reads its one-line answer (1 MiB at most).
+async fn exchange<C>(
+    connection: C,
+    request: &ConsentRequest,
+    path: &Path,
+) -> Result<ConsentResponse, ConsentError>
+where
+    C: tokio::io::AsyncRead + tokio::io::AsyncWrite,
+{
+    use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
+    let unreachable = |source| ConsentError::Unreachable {
+        path: path.to_path_buf(),
+        source,
+    };
+    let (reader, mut writer) = tokio::io::split(connection);
+    let mut text =
+        serde_json::to_string(request).map_err(|e| ConsentError::BadAnswer(e.to_string()))?;
+    text.push('\n');
+    writer
+        .write_all(text.as_bytes())
+        .await
+        .map_err(unreachable)?;
+    let mut line = String::new();
+    BufReader::new(reader)
+        .take(1 << 20)
+        .read_line(&mut line)
+        .await
+        .map_err(unreachable)?;
+    match serde_json::from_str(&line) {
+        Ok(ConsentResponse::Error { message }) => Err(ConsentError::Refused(message)),
+        Ok(response) => Ok(response),
+        Err(error) => Err(ConsentError::BadAnswer(error.to_string())),
+    }
+}
+
 /// The answer to one request `line` from a client allowed to answer;
 /// `who` names that client, asked only when it answers.
 async fn respond<F>(board: &ConsentBoard, line: &str, who: F) -> ConsentResponse

@@ -167,25 +167,7 @@ pub async fn call_expecting(
             own: expected_uid,
         });
     }
-    let (reader, mut writer) = stream.into_split();
-    let mut text =
-        serde_json::to_string(request).map_err(|e| ConsentError::BadAnswer(e.to_string()))?;
-    text.push('\n');
-    writer
-        .write_all(text.as_bytes())
-        .await
-        .map_err(unreachable)?;
-    let mut line = String::new();
-    BufReader::new(reader)
-        .take(1 << 20)
-        .read_line(&mut line)
-        .await
-        .map_err(unreachable)?;
-    match serde_json::from_str(&line) {
-        Ok(ConsentResponse::Error { message }) => Err(ConsentError::Refused(message)),
-        Ok(response) => Ok(response),
-        Err(error) => Err(ConsentError::BadAnswer(error.to_string())),
-    }
+    super::exchange(stream, request, path).await
 }
 
 /// Whether a consent client running as `own` may talk to a socket served
