@@ -96,14 +96,15 @@ impl WindowsAgent {
     }
 
     /// Starts `program args` beside the agent, its standard input open and
-    /// never written (`cmd.exe` then waits): a process that keeps Wine's
-    /// session, and the services in it, up until dropped.
+    /// never written (`cmd.exe` then waits), its standard output piped:
+    /// a process that keeps Wine's session, and the services in it, up
+    /// until dropped, or one whose output the test reads as it comes.
     pub fn start_program(&self, program: &str, args: &[&str]) -> Child {
         wine_in(self.dir.path())
             .arg(program)
             .args(args)
             .stdin(Stdio::piped())
-            .stdout(Stdio::null())
+            .stdout(Stdio::piped())
             .stderr(Stdio::null())
             .kill_on_drop(true)
             .spawn()

@@ -1,5 +1,6 @@
 //! What the owner of a Windows computer does there: answers local consent
-//! through the named pipe, changes settings, joins from invitations into
+//! through the named pipe, changes settings (and opens the settings
+//! window), joins from invitations into
 //! the machine's folder (closed to others), runs the agent as a service,
 //! installs the MSI, and sees the tray icon on a desktop.
 
@@ -138,6 +139,45 @@ fn assert_closed_to_others(settings: &Path) {
     let folder = settings.parent().unwrap();
     let mode = std::fs::metadata(folder).unwrap().permissions().mode();
     assert_eq!(mode & 0o007, 0, "{} is {mode:o}", folder.display());
+}
+
+/// The settings window there: `settings open --no-browser` prints its
+/// one-time address on loopback, and the page opens once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_windows_computer_opens_its_settings_window() {
+    use tokio::io::AsyncBufReadExt;
+    let Some(exe) = exe_or_skip() else { return };
+    let builder = World::builder().without_email_authorization();
+    let world = builder.clone().start().await;
+    let agent = WindowsAgent::start(&world, COMPUTER, &builder, &exe).await;
+    let mut window = agent.start_program(
+        "doorman.exe",
+        &["settings", "--config", "agent.toml", "open", "--no-browser"],
+    );
+    let output = window.stdout.take().unwrap();
+    let mut lines = tokio::io::BufReader::new(output).lines();
+    let find = async {
+        while let Ok(Some(line)) = lines.next_line().await {
+            if let Some(url) = line.trim().strip_prefix("http://") {
+                return format!("http://{url}");
+            }
+        }
+        panic!("no address printed");
+    };
+    let url = tokio::time::timeout(Duration::from_secs(60), find)
+        .await
+        .expect("the address within 60 s");
+    assert!(url.starts_with("http://127.0.0.1:"), "{url}");
+    let page = world.http.get(&url).send().await.unwrap();
+    assert_eq!(page.status(), 200);
+    let text = page.text().await.unwrap();
+    assert!(text.contains("Require email authorization for incoming connections"));
+    assert!(text.contains(COMPUTER), "the computer's name");
+    assert_eq!(
+        world.http.get(&url).send().await.unwrap().status(),
+        403,
+        "once"
+    );
 }
 
 /// `agent install-service` installs and starts the service, which runs
