@@ -292,8 +292,14 @@ pub fn socket_path(config: &Path, configured: Option<&Path>) -> PathBuf {
     config.with_file_name(format!("{stem}.consent.sock"))
 }
 
+/// How long `doorman consent` (the window, the tray) waits for the agent
+/// to answer: it answers from memory, so a wait longer than this is an
+/// agent stuck, said as such rather than waited on forever.
+const ANSWER_WITHIN: std::time::Duration = std::time::Duration::from_secs(10);
+
 /// Sends `request` on `connection` (to the agent at `path`, whom the
-/// transport has checked) and reads its one-line answer (1 MiB at most).
+/// transport has checked) and reads its one-line answer (1 MiB at most,
+/// within [`ANSWER_WITHIN`]).
 async fn exchange<C>(
     connection: C,
     request: &ConsentRequest,
@@ -307,19 +313,26 @@ where
         path: path.to_path_buf(),
         source,
     };
-    let (reader, mut writer) = tokio::io::split(connection);
-    let mut text =
+    let text =
         serde_json::to_string(request).map_err(|e| ConsentError::BadAnswer(e.to_string()))?;
-    text.push('\n');
-    writer
-        .write_all(text.as_bytes())
+    let asked = async {
+        let (reader, mut writer) = tokio::io::split(connection);
+        writer.write_all(format!("{text}\n").as_bytes()).await?;
+        let mut line = String::new();
+        BufReader::new(reader)
+            .take(1 << 20)
+            .read_line(&mut line)
+            .await?;
+        Ok(line)
+    };
+    let line = tokio::time::timeout(ANSWER_WITHIN, asked)
         .await
-        .map_err(unreachable)?;
-    let mut line = String::new();
-    BufReader::new(reader)
-        .take(1 << 20)
-        .read_line(&mut line)
-        .await
+        .map_err(|_| {
+            unreachable(std::io::Error::new(
+                std::io::ErrorKind::TimedOut,
+                format!("no answer within {} s", ANSWER_WITHIN.as_secs()),
+            ))
+        })?
         .map_err(unreachable)?;
     match serde_json::from_str(&line) {
         Ok(ConsentResponse::Error { message }) => Err(ConsentError::Refused(message)),

@@ -20,6 +20,14 @@ const MAX_LINE: usize = 4096;
 /// How long a client may take to send its request line.
 const REQUEST_WITHIN: Duration = Duration::from_secs(5);
 
+/// How long one client may hold its pipe instance in all (its answer's
+/// account lookup and write included).
+const CLIENT_WITHIN: Duration = Duration::from_secs(15);
+
+/// Clients served at once: any local user may connect (for the status),
+/// so the instances and tasks they can hold are bounded; the next waits.
+const CLIENTS_AT_ONCE: usize = 16;
+
 /// ERROR_PIPE_BUSY: every instance is serving a client.
 const PIPE_BUSY: i32 = 231;
 
@@ -56,7 +64,11 @@ pub async fn serve(mut listener: Listener, board: ConsentBoard) {
             return;
         }
     };
+    let slots = std::sync::Arc::new(tokio::sync::Semaphore::new(CLIENTS_AT_ONCE));
     loop {
+        let Ok(slot) = slots.clone().acquire_owned().await else {
+            return;
+        };
         if let Err(error) = listener.next.connect().await {
             tracing::debug!(%error, "consent client failed to connect");
             tokio::time::sleep(Duration::from_millis(100)).await;
@@ -76,9 +88,13 @@ pub async fn serve(mut listener: Listener, board: ConsentBoard) {
         let board = board.clone();
         let agent = agent.clone();
         tokio::spawn(async move {
-            if let Err(error) = serve_client(client, &board, &agent).await {
-                tracing::debug!(%error, "consent client failed");
+            let served = tokio::time::timeout(CLIENT_WITHIN, serve_client(client, &board, &agent));
+            match served.await {
+                Ok(Ok(())) => {}
+                Ok(Err(error)) => tracing::debug!(%error, "consent client failed"),
+                Err(_) => tracing::debug!("consent client too slow; dropped"),
             }
+            drop(slot);
         });
     }
 }

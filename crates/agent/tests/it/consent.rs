@@ -156,3 +156,31 @@ async fn without_a_listening_agent_the_client_says_it_is_not_running() {
     drop(file);
     assert!(path.exists(), "another agent's socket stays");
 }
+
+/// An agent that takes a request and never answers (stuck, or something
+/// that only looks like it) does not hold `doorman consent`, the settings
+/// window or the tray forever: the client gives up after its deadline and
+/// says so.
+#[tokio::test(start_paused = true)]
+async fn a_consent_socket_that_never_answers_is_given_up_on() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("agent.consent.sock");
+    let listener = UnixListener::bind(&path).unwrap();
+    tokio::spawn(async move {
+        let mut held = Vec::new();
+        while let Ok((stream, _)) = listener.accept().await {
+            held.push(stream);
+        }
+    });
+    let error = consent::call(&path, &ConsentRequest::List)
+        .await
+        .expect_err("no answer");
+    let ConsentError::Unreachable { source, .. } = &error else {
+        panic!("{error}");
+    };
+    assert_eq!(source.kind(), std::io::ErrorKind::TimedOut, "{error}");
+    assert!(
+        error.to_string().contains("no answer within 10 s"),
+        "{error}"
+    );
+}
