@@ -41,10 +41,14 @@ fn unwrap_keeping_secrets(io: Upgraded) -> Result<(ServerStream, Slot, Bytes), U
         .map_err(TokioIo::new)
 }
 
+/// An upgraded connection unwrapped to its socket, or as it came when it
+/// could not be.
+pub type AgentStream = Either<Counted, Upgraded>;
+
 /// A framed connection over an upgraded one, holding only the socket and
 /// the bytes read past the upgrade, not the HTTP layer's read buffer (8 KiB
 /// that an idle agent would otherwise keep for as long as it is connected).
-pub fn framed(io: Upgraded) -> doorman_wire::Connection<Either<Counted, Upgraded>> {
+pub fn framed(io: Upgraded) -> doorman_wire::Connection<AgentStream> {
     match unwrap(io) {
         Ok((stream, slot, buffered)) => doorman_wire::Connection::with_buffered(
             Either::Left(Counted { stream, slot }),

@@ -60,7 +60,10 @@ where
     let on_upgrade = hyper::upgrade::on(&mut request);
     broker.lifecycle().spawn(async move {
         match on_upgrade.await {
-            Ok(upgraded) => serve(TokioIo::new(upgraded)).await,
+            // Boxed: the task then holds the connection's future once, at
+            // its own size; awaited in place, the task kept room for it
+            // beside `serve` itself for the connection's whole life.
+            Ok(upgraded) => Box::pin(serve(TokioIo::new(upgraded))).await,
             Err(error) => tracing::warn!(%error, "upgrade failed"),
         }
     });

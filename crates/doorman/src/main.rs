@@ -45,6 +45,12 @@ mod recordings;
 #[cfg(unix)]
 mod server;
 
+/// mimalloc, not glibc's malloc, on Unix: after a burst of connections it
+/// gives back what the burst used (docs/BENCHMARKS.md, "Idle computers").
+#[cfg(unix)]
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 use anyhow::Result;
 use clap::Parser;
 use cli::{Cli, Command, ConsentCommand, SettingsCommand};

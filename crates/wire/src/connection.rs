@@ -61,8 +61,9 @@ impl ConnectionError {
 pub struct FrameReader<R> {
     io: R,
     buffer: BytesMut,
-    /// Set once the session is sealed end to end (`crate::sealing`).
-    opener: Option<FrameOpener>,
+    /// Set once the session is sealed end to end (`crate::sealing`);
+    /// boxed, as the keys are large and most connections never hold them.
+    opener: Option<Box<FrameOpener>>,
 }
 
 /// What an idle reader holds while it waits: enough for the messages of a
@@ -128,7 +129,7 @@ impl<R: AsyncRead + Unpin> FrameReader<R> {
     /// From now on, opens the other end's sealed frames and skips the
     /// plain ones but the server's last word.
     pub fn open_with(&mut self, opener: FrameOpener) {
-        self.opener = Some(opener);
+        self.opener = Some(Box::new(opener));
     }
 
     pub fn into_parts(self) -> (R, BytesMut) {
@@ -187,7 +188,7 @@ pub struct FrameWriter<W> {
     buffer: BytesMut,
     deadline: WriteDeadline,
     /// Set once the session is sealed end to end (`crate::sealing`).
-    sealer: Option<FrameSealer>,
+    sealer: Option<Box<FrameSealer>>,
 }
 
 impl<W: AsyncWrite + Unpin> FrameWriter<W> {
@@ -212,7 +213,7 @@ impl<W: AsyncWrite + Unpin> FrameWriter<W> {
 
     /// From now on, seals every frame (see `crate::sealing`).
     pub fn seal_with(&mut self, sealer: FrameSealer) {
-        self.sealer = Some(sealer);
+        self.sealer = Some(Box::new(sealer));
     }
 
     pub async fn write_message<T: Serialize>(
@@ -242,7 +243,7 @@ impl<W: AsyncWrite + Unpin> FrameWriter<W> {
 /// when it is for the server alone (see `sealing::audience`).
 fn encode(
     buffer: &mut BytesMut,
-    sealer: &mut Option<FrameSealer>,
+    sealer: &mut Option<Box<FrameSealer>>,
     frame: &Frame,
 ) -> Result<(), ConnectionError> {
     buffer.clear();
@@ -265,7 +266,7 @@ pub struct Connection<T> {
     reader: FrameReader<T>,
     write_buffer: BytesMut,
     write_deadline: WriteDeadline,
-    sealer: Option<FrameSealer>,
+    sealer: Option<Box<FrameSealer>>,
 }
 
 impl<T: AsyncRead + AsyncWrite + Unpin> Connection<T> {
@@ -327,7 +328,7 @@ impl<T: AsyncRead + AsyncWrite + Unpin> Connection<T> {
     /// From now on, the connection is sealed end to end with `sealer` and
     /// `opener` (see `crate::sealing`).
     pub fn seal(&mut self, sealer: FrameSealer, opener: FrameOpener) {
-        self.sealer = Some(sealer);
+        self.sealer = Some(Box::new(sealer));
         self.reader.open_with(opener);
     }
 

@@ -2,6 +2,12 @@
 //! while away), the loop that selects between the heartbeat, key changes,
 //! the broker's commands and the agent's messages, and the close, clean
 //! when the agent still takes writes.
+//!
+//! The steps that read or write the database are boxed where they are
+//! awaited: a future is as large as the largest step it may await, and a
+//! query's is kilobytes, which every idle computer's connection would
+//! otherwise hold while it waits for a ping (docs/BENCHMARKS.md, "Idle
+//! computers").
 
 use super::key_still_current;
 use crate::broker::{AgentCommand, Broker};
@@ -79,7 +85,7 @@ impl<W: AsyncWrite + Unpin> Served<W> {
             takes_status: true,
             takes_refusals: true,
         }];
-        welcome.extend(allowed_while_away(&self.broker, self.agent.id).await);
+        welcome.extend(Box::pin(allowed_while_away(&self.broker, self.agent.id)).await);
         for message in &welcome {
             self.send(message).await?;
         }
@@ -121,7 +127,7 @@ impl<W: AsyncWrite + Unpin> Served<W> {
 
     /// Ends the connection, cleanly if it may still take that, and takes
     /// the agent offline unless a later connection took its place.
-    pub(super) async fn close(mut self, close: Close) {
+    pub(super) async fn close(&mut self, close: Close) {
         // A clean end (TLS close_notify) tells the agent that the server
         // closed the connection on purpose, e.g. when it stops, rather than
         // losing it; an agent that takes nothing more is not waited on for it.
@@ -130,16 +136,14 @@ impl<W: AsyncWrite + Unpin> Served<W> {
         }
         tracing::info!("agent offline");
         if self.broker.agents().unregister(&self.name, self.link_id) {
-            self.broker
-                .computer_went_offline(&self.name, self.agent.id)
-                .await;
+            Box::pin(self.broker.computer_went_offline(&self.name, self.agent.id)).await;
         }
     }
 
     /// Agent keys changed somewhere: closes the connection if its own was
     /// replaced or removed.
     async fn keys_changed(&mut self) -> ControlFlow<Close> {
-        if key_still_current(&self.broker, &self.name, &self.agent).await {
+        if Box::pin(key_still_current(&self.broker, &self.name, &self.agent)).await {
             return Continue(());
         }
         tracing::warn!("agent's key was replaced or removed; closing its connection");

@@ -46,7 +46,7 @@ impl<W> Served<W> {
                 // flood of them waits on the database instead of piling
                 // up; the operator waiting for the session hears the
                 // computer's words.
-                refused(broker, name, self.agent.id, &request_id, &reason).await;
+                Box::pin(refused(broker, name, self.agent.id, &request_id, &reason)).await;
             }
             AgentToServer::LocalDecision {
                 request_id,
