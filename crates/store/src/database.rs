@@ -4,7 +4,9 @@
 use crate::backend::{Backend, sqlite_url_creating};
 use crate::{Faults, StoreError};
 use sqlx::any::AnyPoolOptions;
-use sqlx::{AnyPool, Executor, Row};
+use sqlx::{AnyConnection, AnyPool, Executor, Row};
+use std::sync::Arc;
+use tokio::sync::{Mutex, OwnedMutexGuard};
 
 /// A cheap-to-clone handle on the database.
 #[derive(Clone, Debug)]
@@ -14,6 +16,39 @@ pub struct Store {
     /// Off unless a test turns them on ([`Store::faults`]); shared by
     /// every clone.
     pub(crate) faults: std::sync::Arc<Faults>,
+    /// SQLite's writers, one at a time in this process (see
+    /// [`Store::write_turn`]); none for PostgreSQL.
+    writers: Option<Arc<Mutex<()>>>,
+}
+
+/// A write transaction ([`Store::begin_write`]), holding this process's
+/// turn to write on SQLite until it commits or is dropped.
+pub(crate) struct WriteTransaction {
+    tx: sqlx::Transaction<'static, sqlx::Any>,
+    _turn: Option<OwnedMutexGuard<()>>,
+}
+
+impl WriteTransaction {
+    pub(crate) async fn commit(self) -> Result<(), sqlx::Error> {
+        self.tx.commit().await
+    }
+
+    pub(crate) async fn rollback(self) -> Result<(), sqlx::Error> {
+        self.tx.rollback().await
+    }
+}
+
+impl std::ops::Deref for WriteTransaction {
+    type Target = AnyConnection;
+    fn deref(&self) -> &AnyConnection {
+        &self.tx
+    }
+}
+
+impl std::ops::DerefMut for WriteTransaction {
+    fn deref_mut(&mut self) -> &mut AnyConnection {
+        &mut self.tx
+    }
 }
 
 impl Store {
@@ -33,6 +68,11 @@ impl Store {
                 crate::private::create_sqlite_file(database_url).map_err(sqlx::Error::Io)?;
                 AnyPoolOptions::new()
                     .max_connections(4)
+                    // A connection to a file cannot be lost as a network's
+                    // can: no ping before each use (each one a round trip
+                    // to the connection's thread, and a statement or more
+                    // of them for every request).
+                    .test_before_acquire(false)
                     .after_connect(|conn, _| {
                         Box::pin(async move {
                             // WAL with NORMAL never corrupts the database; a power
@@ -58,10 +98,12 @@ impl Store {
             }
         };
         backend.migrator(version).run(&pool).await?;
+        let writers = (backend == Backend::Sqlite).then(Arc::default);
         Ok(Self {
             pool,
             backend,
             faults: std::sync::Arc::default(),
+            writers,
         })
     }
 
@@ -77,13 +119,27 @@ impl Store {
     /// locked" (SQLITE_BUSY_SNAPSHOT), which no busy timeout waits out.
     /// A test's injected fault ([`Store::faults`]) fails or stalls it
     /// before it begins.
-    pub(crate) async fn begin_write(
-        &self,
-    ) -> Result<sqlx::Transaction<'static, sqlx::Any>, sqlx::Error> {
+    pub(crate) async fn begin_write(&self) -> Result<WriteTransaction, sqlx::Error> {
         self.faults.before_write().await?;
-        match self.backend {
-            Backend::Sqlite => self.pool.begin_with("BEGIN IMMEDIATE").await,
-            Backend::Postgres => self.pool.begin().await,
+        let turn = self.write_turn().await;
+        let tx = match self.backend {
+            Backend::Sqlite => self.pool.begin_with("BEGIN IMMEDIATE").await?,
+            Backend::Postgres => self.pool.begin().await?,
+        };
+        Ok(WriteTransaction { tx, _turn: turn })
+    }
+
+    /// This process's turn to write, on SQLite, which takes one writer at
+    /// a time: held by every write, writers queue here and each is woken
+    /// the moment the one before commits. Without it they met in SQLite's
+    /// busy handler, which sleeps 1 to 100 ms between tries: most of the
+    /// time a request took under load (issue 32). Another process (`doorman
+    /// admin`) still meets the busy handler, as before. No writes nest: a
+    /// write awaits no other while it holds its turn.
+    pub(crate) async fn write_turn(&self) -> Option<OwnedMutexGuard<()>> {
+        match &self.writers {
+            Some(writers) => Some(Arc::clone(writers).lock_owned().await),
+            None => None,
         }
     }
 

@@ -60,7 +60,7 @@ pub use faults::Faults;
 pub use invitations::{JoinedFrom, Redemption};
 pub use outbox::OutboxJob;
 pub use principals::{AgentKey, ComputerId, OperatorId, OperatorIdentity, Principal};
-pub use requests::BlockRow;
+pub use requests::{AdmissionCounts, BlockRow};
 pub use rows::{NewRequest, RequestRow};
 pub use transitions::Block;
 

@@ -19,6 +19,17 @@ pub struct BlockRow {
     pub reported_by: String,
 }
 
+/// What the limits on asking count (see [`Store::admission_counts`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct AdmissionCounts {
+    /// Until when the operator may not ask the computer, if blocked.
+    pub blocked_until: Option<Millis>,
+    /// The operator's requests still pending.
+    pub pending: i64,
+    /// The operator's requests to the computer in the window.
+    pub recent: i64,
+}
+
 impl Store {
     /// The blocks in force at `now`.
     pub async fn blocks(&self, now: Millis) -> Result<Vec<BlockRow>, StoreError> {
@@ -258,37 +269,36 @@ impl Store {
         row.as_ref().map(request_from_row).transpose()
     }
 
-    /// Requests `operator` made to `computer` since `since`.
-    pub async fn requests_by_operator_since(
+    /// What the limits on asking count for `operator` asking `computer`
+    /// at `now`, in one read: until when it is blocked, how many of its
+    /// requests are pending, how many it made to the computer since
+    /// `since`.
+    pub async fn admission_counts(
         &self,
         operator: OperatorId,
         computer: ComputerId,
+        now: Millis,
         since: Millis,
-    ) -> Result<i64, StoreError> {
+    ) -> Result<AdmissionCounts, StoreError> {
         let row = sqlx::query(
-            "SELECT COUNT(*) AS n FROM requests WHERE operator_id = $1 AND computer_id = $2 AND created_at > $3",
+            "SELECT
+               (SELECT MAX(until) FROM blocks
+                 WHERE operator_id = $1 AND computer_id = $2 AND until > $3) AS blocked_until,
+               (SELECT COUNT(*) FROM requests
+                 WHERE operator_id = $1 AND state = 'pending' AND expires_at > $3) AS pending,
+               (SELECT COUNT(*) FROM requests
+                 WHERE operator_id = $1 AND computer_id = $2 AND created_at > $4) AS recent",
         )
         .bind(operator.0)
         .bind(computer.0)
+        .bind(now)
         .bind(since)
         .fetch_one(&self.pool)
         .await?;
-        Ok(row.try_get("n")?)
-    }
-
-    /// Requests of this operator still pending at `now`.
-    pub async fn pending_of_operator(
-        &self,
-        operator: OperatorId,
-        now: Millis,
-    ) -> Result<i64, StoreError> {
-        let row = sqlx::query(
-            "SELECT COUNT(*) AS n FROM requests WHERE operator_id = $1 AND state = 'pending' AND expires_at > $2",
-        )
-        .bind(operator.0)
-        .bind(now)
-        .fetch_one(&self.pool)
-        .await?;
-        Ok(row.try_get("n")?)
+        Ok(AdmissionCounts {
+            blocked_until: row.try_get("blocked_until")?,
+            pending: row.try_get("pending")?,
+            recent: row.try_get("recent")?,
+        })
     }
 }

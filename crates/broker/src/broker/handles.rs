@@ -3,7 +3,7 @@
 //! fields stay private, so every reach into the broker reads as one of
 //! these.
 
-use super::{AgentRegistry, Broker, Forwards, Lifecycle, SessionSlots, Waiters};
+use super::{AgentRegistry, Broker, ExpiryTimers, Forwards, Lifecycle, SessionSlots, Waiters};
 use crate::metrics::Metrics;
 use doorman_http::failures::FailureLimiter;
 use doorman_recordings::Recorder;
@@ -48,6 +48,11 @@ impl Broker {
     /// Who waits on which request.
     pub fn waiters(&self) -> &Arc<Waiters> {
         &self.waiters
+    }
+
+    /// The expiry timers of the pending requests.
+    pub fn expiries(&self) -> &ExpiryTimers {
+        &self.expiries
     }
 
     /// The session connections expected from agents.

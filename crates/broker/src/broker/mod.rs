@@ -8,12 +8,14 @@
 
 mod agents;
 
+mod expiries;
 mod handles;
 mod sessions;
 mod waiters;
 
 pub use agents::{AgentCommand, AgentLink, AgentRegistry, OFFER_TIMEOUT, OfferError};
 pub use doorman_runtime::lifecycle::Lifecycle;
+pub use expiries::ExpiryTimers;
 pub use sessions::{
     AgentConnection, ExpectedSession, ForwardGrant, ForwardingGuard, Forwards, SessionSlots,
 };
@@ -106,6 +108,7 @@ pub struct Broker {
     lifecycle: Lifecycle,
     agents: AgentRegistry,
     waiters: Arc<Waiters>,
+    expiries: ExpiryTimers,
     sessions: Arc<SessionSlots>,
     forwards: Arc<Forwards>,
     limits: crate::Limits,
@@ -146,6 +149,7 @@ impl Broker {
             lifecycle: Lifecycle::default(),
             agents: AgentRegistry::counted(metrics.computers_connected()),
             waiters: Arc::default(),
+            expiries: ExpiryTimers::default(),
             sessions: Arc::default(),
             forwards: Arc::default(),
             limits,
@@ -294,6 +298,7 @@ impl Broker {
         match step {
             Step::Approved(pending) => self.announce_approval(request_id, row, &pending, witness),
             Step::Settled(settled) => {
+                self.expiries.settled(request_id);
                 let outcome = settled.outcome().state().as_str();
                 self.metrics.request_settled(outcome, at - row.created_at);
                 self.publish(row, settled.outcome()).await;
@@ -437,14 +442,25 @@ impl Broker {
     /// database that fails at the deadline (a full disk, a lost
     /// connection) only delays it, by at most [`EXPIRY_RETRY_CAP`] once the
     /// database is back. Stops once the request is settled (by this or
-    /// anything else) or gone, or when the server stops.
+    /// anything else) or gone, or when the server stops: settled by this
+    /// server, at once ([`ExpiryTimers`]).
     pub fn schedule_expiry(self: &Arc<Self>, request_id: String, expires_at: Millis) {
         let broker = Arc::clone(self);
-        self.lifecycle
-            .spawn(async move { broker.expire_when_due(&request_id, expires_at).await });
+        let timer = self.expiries.start(&request_id);
+        self.lifecycle.spawn(async move {
+            broker
+                .expire_when_due(&request_id, expires_at, &timer.settled)
+                .await;
+            broker.expiries.finished(&request_id, &timer);
+        });
     }
 
-    async fn expire_when_due(&self, request_id: &str, expires_at: Millis) {
+    async fn expire_when_due(
+        &self,
+        request_id: &str,
+        expires_at: Millis,
+        settled: &tokio_util::sync::CancellationToken,
+    ) {
         let mut pauses = expiry_backoff();
         let mut failures: u64 = 0;
         loop {
@@ -453,6 +469,7 @@ impl Broker {
             // wakes this at once.
             tokio::select! {
                 () = self.clock.sleep_until(expires_at) => {}
+                () = settled.cancelled() => return,
                 () = self.lifecycle.stopping() => return,
             }
             let pause = match self.expire(request_id).await {

@@ -112,11 +112,13 @@ pub(super) async fn over_limit(
 ) -> Result<Option<String>, OperatorError> {
     let now = broker.now_millis();
     let limits = broker.limits();
-    if let Some(until) = broker
+    // Counted per operator and computer: one operator's requests
+    // (cancelled at once, say) never lock the others out of the computer.
+    let counts = broker
         .store()
-        .blocked_until(ask.operator_id, ask.computer_id, now)
-        .await?
-    {
+        .admission_counts(ask.operator_id, ask.computer_id, now, now - 3_600_000)
+        .await?;
+    if let Some(until) = counts.blocked_until {
         broker.metrics().rate_limited("blocked");
         return Ok(Some(format!(
             "a recipient of {:?} did not expect your last request; you may ask again after {}",
@@ -124,10 +126,7 @@ pub(super) async fn over_limit(
             doorman_core::display::format_time(until)
         )));
     }
-    let pending = broker
-        .store()
-        .pending_of_operator(ask.operator_id, now)
-        .await?;
+    let pending = counts.pending;
     if pending >= i64::from(limits.max_pending_per_operator) {
         broker.metrics().rate_limited("pending_requests");
         return Ok(Some(format!(
@@ -135,12 +134,7 @@ pub(super) async fn over_limit(
             limits.max_pending_per_operator
         )));
     }
-    // Counted per operator: one operator's requests (cancelled at once,
-    // say) never lock the others out of the computer.
-    let recent = broker
-        .store()
-        .requests_by_operator_since(ask.operator_id, ask.computer_id, now - 3_600_000)
-        .await?;
+    let recent = counts.recent;
     if recent >= i64::from(limits.max_requests_per_hour) {
         broker.metrics().rate_limited("requests_per_hour");
         return Ok(Some(format!(

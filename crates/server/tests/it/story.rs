@@ -181,8 +181,11 @@ async fn deny_ends_the_request_without_a_session() {
     let world = World::start().await;
     let connecting = world.connect(&["sh", "-c", "echo should-not-run"], "");
     let pending = connecting.event("pending").await;
+    assert_eq!(world.broker.expiries().running(), 1, "its expiry timer");
     let mails = world.smtp.wait_for(2).await;
     world.click(&mails[1].link(), "deny").await;
+    // Settled long before its deadline: its timer is not kept to the end.
+    assert_eq!(world.broker.expiries().running(), 0);
     let stdout = connecting.stdout.clone();
     let result = connecting.finish().await;
     assert_eq!(

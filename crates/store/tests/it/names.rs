@@ -146,9 +146,10 @@ pub(crate) async fn a_name_removed_and_added_again_inherits_nothing(store: Store
     assert!(store.operator_recordings(new_bob).await.unwrap().is_empty());
     assert_eq!(
         store
-            .requests_by_operator_since(new_bob, pc, -1)
+            .admission_counts(new_bob, pc, 0, -1)
             .await
-            .unwrap(),
+            .unwrap()
+            .recent,
         0
     );
     // Administrators keep the history, under the name it had.
@@ -200,9 +201,10 @@ pub(crate) async fn a_name_removed_and_added_again_inherits_nothing(store: Store
     );
     assert_eq!(
         store
-            .requests_by_operator_since(carol, new_pc, -1)
+            .admission_counts(carol, new_pc, 0, -1)
             .await
-            .unwrap(),
+            .unwrap()
+            .recent,
         0
     );
     // Grants name computers by pattern: carol's "pc" is carol's, and
