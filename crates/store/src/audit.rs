@@ -87,7 +87,7 @@ impl Store {
     /// Records `event`; one of a kind that collapses adds to the count of
     /// its row for the same minute, actor, computer and address, if any.
     pub async fn record(&self, event: &AuditEvent) -> Result<(), StoreError> {
-        let _turn = self.write_turn().await;
+        let _turn = self.write_turn().await?;
         let mut conn = self.pool.acquire().await?;
         if event.event.collapses() {
             let minute = event.at - event.at.rem_euclid(60_000);
@@ -121,7 +121,7 @@ impl Store {
              WHERE NOT EXISTS (SELECT 1 FROM audit_events
                                WHERE request_id = $3 AND event = $2 AND actor = $5)",
         );
-        let _turn = self.write_turn().await;
+        let _turn = self.write_turn().await?;
         bind_columns(query, event).execute(&self.pool).await?;
         Ok(())
     }

@@ -91,6 +91,11 @@ macro_rules! migrations_in {
                 "end to end",
                 include_str!(concat!("../migrations/", $dir, "/0013_end_to_end.sql")),
             ),
+            (
+                14,
+                "operator limits",
+                include_str!(concat!("../migrations/", $dir, "/0014_operator_limits.sql")),
+            ),
         ]
     };
 }
@@ -226,5 +231,41 @@ mod tests {
             shown_url("postgres://doorman@db/doorman?sslmode=require&password=s3cret"),
             "postgres://doorman@db/doorman?sslmode=require&password=***"
         );
+    }
+
+    /// A migration file not in the list would never run (0014 once went
+    /// unapplied so): every file of each backend's folder is listed, in
+    /// order, and both backends have the same versions.
+    #[test]
+    fn every_migration_file_is_applied() {
+        for (dir, listed) in [
+            ("sqlite", migrations_in!("sqlite")),
+            ("postgres", migrations_in!("postgres")),
+        ] {
+            let folder = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+                .join("migrations")
+                .join(dir);
+            let mut files: Vec<String> = std::fs::read_dir(&folder)
+                .expect("the migrations folder")
+                .map(|entry| {
+                    entry
+                        .expect("an entry")
+                        .file_name()
+                        .to_string_lossy()
+                        .into_owned()
+                })
+                .collect();
+            files.sort();
+            let versions: Vec<i64> = listed.iter().map(|(version, _, _)| *version).collect();
+            let numbered: Vec<i64> = files
+                .iter()
+                .map(|file| file[..4].parse().expect("a numbered file"))
+                .collect();
+            assert_eq!(versions, numbered, "{dir}: {files:?}");
+            for ((_, _, sql), file) in listed.iter().zip(&files) {
+                let on_disk = std::fs::read_to_string(folder.join(file)).expect("the file");
+                assert_eq!(*sql, on_disk, "{dir}/{file}");
+            }
+        }
     }
 }

@@ -8,6 +8,10 @@ use sqlx::{AnyConnection, AnyPool, Executor, Row};
 use std::sync::Arc;
 use tokio::sync::{Mutex, OwnedMutexGuard};
 
+/// How long a writer waits for SQLite's lock (the `busy_timeout` below)
+/// and for its turn in this process ([`Store::write_turn`]).
+const BUSY_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+
 /// A cheap-to-clone handle on the database.
 #[derive(Clone, Debug)]
 pub struct Store {
@@ -121,7 +125,7 @@ impl Store {
     /// before it begins.
     pub(crate) async fn begin_write(&self) -> Result<WriteTransaction, sqlx::Error> {
         self.faults.before_write().await?;
-        let turn = self.write_turn().await;
+        let turn = self.write_turn().await?;
         let tx = match self.backend {
             Backend::Sqlite => self.pool.begin_with("BEGIN IMMEDIATE").await?,
             Backend::Postgres => self.pool.begin().await?,
@@ -130,16 +134,25 @@ impl Store {
     }
 
     /// This process's turn to write, on SQLite, which takes one writer at
-    /// a time: held by every write, writers queue here and each is woken
-    /// the moment the one before commits. Without it they met in SQLite's
-    /// busy handler, which sleeps 1 to 100 ms between tries: most of the
-    /// time a request took under load (issue 32). Another process (`doorman
-    /// admin`) still meets the busy handler, as before. No writes nest: a
-    /// write awaits no other while it holds its turn.
-    pub(crate) async fn write_turn(&self) -> Option<OwnedMutexGuard<()>> {
-        match &self.writers {
-            Some(writers) => Some(Arc::clone(writers).lock_owned().await),
-            None => None,
+    /// a time: held by the server's writes, writers queue here and each is
+    /// woken the moment the one before commits. Without it they met in
+    /// SQLite's busy handler, which sleeps 1 to 100 ms between tries: most
+    /// of the time a request took under load (issue 32). A writer waits as
+    /// long as the busy handler would have ([`BUSY_TIMEOUT`]) and then
+    /// fails as it would have, "database is locked": a stalled disk stops
+    /// writes with an error, not forever. Another process (`doorman
+    /// admin`) still meets the busy handler, as before. No write awaits
+    /// another while it holds its turn.
+    pub(crate) async fn write_turn(&self) -> Result<Option<OwnedMutexGuard<()>>, sqlx::Error> {
+        let Some(writers) = &self.writers else {
+            return Ok(None);
+        };
+        match tokio::time::timeout(BUSY_TIMEOUT, Arc::clone(writers).lock_owned()).await {
+            Ok(turn) => Ok(Some(turn)),
+            Err(_) => Err(sqlx::Error::Io(std::io::Error::new(
+                std::io::ErrorKind::TimedOut,
+                "database is locked: another write held it for 10 s",
+            ))),
         }
     }
 
@@ -162,5 +175,25 @@ impl Store {
         } else {
             Err(StoreError::KeyMismatch)
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_writer_waits_its_turn_as_long_as_the_busy_timeout_then_fails() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let url = format!("sqlite://{}", dir.path().join("doorman.db").display());
+        let store = Store::open(&url).await.expect("store");
+        let stalled = store.write_turn().await.expect("the first turn");
+        tokio::time::pause();
+        let error = store.begin_write().await.err().expect("no turn while held");
+        assert!(error.to_string().contains("database is locked"), "{error}");
+        drop(stalled);
+        tokio::time::resume();
+        let tx = store.begin_write().await.expect("the turn, once free");
+        tx.commit().await.expect("commit");
     }
 }

@@ -92,7 +92,7 @@ impl Store {
         of: &RecordingOf<'_>,
         started_at: Millis,
     ) -> Result<(), StoreError> {
-        let _turn = self.write_turn().await;
+        let _turn = self.write_turn().await?;
         sqlx::query(
             "INSERT INTO recordings (session_id, request_id, computer, operator, operator_id, computer_id, started_at, sealed) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
         )
@@ -137,7 +137,7 @@ impl Store {
         session_id: i64,
         end: &RecordingEnd<'_>,
     ) -> Result<(), StoreError> {
-        let _turn = self.write_turn().await;
+        let _turn = self.write_turn().await?;
         sqlx::query(
             "UPDATE recordings SET ended_at = $1, duration_ms = $2, size = $3, sha256 = $4 WHERE session_id = $5",
         )

@@ -16,7 +16,7 @@ impl Store {
     ) -> Result<i64, StoreError> {
         // A request's session starts only while it is allowed, in the same
         // statement: a refusal or revocation that lands first wins.
-        let _turn = self.write_turn().await;
+        let _turn = self.write_turn().await?;
         let row = sqlx::query(
             "INSERT INTO sessions (request_id, computer, operator, started_at) SELECT $1, $2, $3, $4 WHERE $5 IS NULL OR EXISTS (SELECT 1 FROM requests WHERE id = $5 AND state = 'allowed') RETURNING id",
         )
@@ -48,7 +48,7 @@ impl Store {
     }
 
     pub async fn end_session(&self, id: i64, now: Millis) -> Result<(), StoreError> {
-        let _turn = self.write_turn().await;
+        let _turn = self.write_turn().await?;
         sqlx::query("UPDATE sessions SET ended_at = $1 WHERE id = $2 AND ended_at IS NULL")
             .bind(now)
             .bind(id)
