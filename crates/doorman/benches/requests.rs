@@ -16,15 +16,14 @@
 //! Run: `cargo bench -p doorman --bench requests` (`DOORMAN_BENCH_REQUESTS=N`
 //! per run, default 3000; `DOORMAN_BENCH_COMPUTERS=N`, default 32).
 
+use doorman_test_support::mailroom::Mailroom;
 use doorman_test_support::process::{Process, cpu_seconds, listening_address, start_agent};
-use doorman_test_support::smtp::{ReceivedMail, SmtpSink};
+use doorman_test_support::smtp::SmtpSink;
 use doorman_test_support::world::{Connecting, WorldBuilder, extract_nonce, request_id};
-use std::collections::HashMap;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
-use tokio::sync::mpsc;
 
 const DOORMAN: &str = env!("CARGO_BIN_EXE_doorman");
 const OPERATOR: &str = "load";
@@ -88,7 +87,7 @@ struct Bench {
     dir: tempfile::TempDir,
     url: String,
     token: String,
-    smtp: Arc<SmtpSink>,
+    smtp: SmtpSink,
     server: Process,
     agents: Vec<(String, Process)>,
     http: reqwest::Client,
@@ -115,7 +114,7 @@ impl Bench {
         }
         drop(store);
 
-        let smtp = Arc::new(SmtpSink::start().await);
+        let smtp = SmtpSink::start().await;
         let settings = dir.path().join("server.toml");
         // Far above what the run asks of one operator and one computer.
         std::fs::write(
@@ -164,12 +163,7 @@ impl Bench {
     /// `requests` requests, one operator per computer looping until all
     /// are done; the CPU each side spent on them.
     async fn run(&self, requests: usize) -> Figures {
-        let mailroom = Arc::new(Mailroom::default());
-        let sorting = tokio::spawn(sort_mail(
-            Arc::clone(&self.smtp),
-            self.smtp.mails().len(),
-            Arc::clone(&mailroom),
-        ));
+        let (mailroom, sorting) = Mailroom::open(self.smtp.clone());
         let next = Arc::new(AtomicUsize::new(0));
         let cpu = self.cpu();
         let started = Instant::now();
@@ -317,64 +311,6 @@ impl Operator {
             clicked: clicked_at,
             session: latency,
             done: begun.elapsed(),
-        }
-    }
-}
-
-/// Hands each email to the operator whose request it is about, whichever
-/// of the two comes first.
-#[derive(Default)]
-struct Mailroom {
-    boxes: Mutex<HashMap<String, Mailbox>>,
-}
-
-struct Mailbox {
-    sender: mpsc::UnboundedSender<ReceivedMail>,
-    receiver: Option<mpsc::UnboundedReceiver<ReceivedMail>>,
-}
-
-impl Mailroom {
-    fn with_box<T>(&self, id: &str, f: impl FnOnce(&mut Mailbox) -> T) -> T {
-        let mut boxes = self.boxes.lock().expect("mailroom lock");
-        let mailbox = boxes.entry(id.to_string()).or_insert_with(|| {
-            let (sender, receiver) = mpsc::unbounded_channel();
-            Mailbox {
-                sender,
-                receiver: Some(receiver),
-            }
-        });
-        f(mailbox)
-    }
-
-    fn claim(&self, id: &str) -> mpsc::UnboundedReceiver<ReceivedMail> {
-        self.with_box(id, |mailbox| mailbox.receiver.take())
-            .expect("one operator per request")
-    }
-
-    fn deliver(&self, id: &str, mail: ReceivedMail) {
-        let _ = self.with_box(id, |mailbox| mailbox.sender.send(mail));
-    }
-
-    fn forget(&self, id: &str) {
-        self.boxes.lock().expect("mailroom lock").remove(id);
-    }
-}
-
-/// Reads the sink from message `seen` on and sorts each message by the
-/// request id in its Message-ID (`<REQUEST.POSITION@host>`).
-async fn sort_mail(smtp: Arc<SmtpSink>, mut seen: usize, mailroom: Arc<Mailroom>) {
-    loop {
-        let mails = smtp.wait_for_more(seen).await;
-        seen += mails.len();
-        for mail in mails {
-            let message_id = mail.header("Message-ID").expect("a Message-ID");
-            let id = message_id
-                .trim_start_matches('<')
-                .split('.')
-                .next()
-                .expect("a request id")
-                .to_string();
-            mailroom.deliver(&id, mail);
         }
     }
 }

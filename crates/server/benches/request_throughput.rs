@@ -13,12 +13,11 @@
 //! Run: `cargo bench -p doorman-server --bench request_throughput`
 //! (`DOORMAN_BENCH_REQUESTS=N` per run, default 3000).
 
+use doorman_test_support::mailroom::Mailroom;
 use doorman_test_support::postgres::Postgres;
-use doorman_test_support::smtp::ReceivedMail;
 use doorman_test_support::world::{World, extract_nonce, request_id};
-use std::collections::HashMap;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::sync::mpsc;
@@ -150,12 +149,7 @@ impl Bench {
     /// `requests` requests, one operator per computer looping until all
     /// are done.
     async fn run(&self, requests: usize) -> Figures {
-        let mailroom = Arc::new(Mailroom::default());
-        let sorting = tokio::spawn(sort_mail(
-            self.world.clone(),
-            self.world.smtp.mails().len(),
-            mailroom.clone(),
-        ));
+        let (mailroom, sorting) = Mailroom::open(self.world.smtp.clone());
         let next = Arc::new(AtomicUsize::new(0));
         let started = Instant::now();
         let operators: Vec<_> = self
@@ -229,64 +223,6 @@ async fn one_request(world: &World, computer: &str, mailroom: &Mailroom) -> Dura
     }
     assert_eq!(connecting.finish().await, Ok(0), "the command ran");
     latency
-}
-
-/// Hands each email to the operator whose request it is about, whichever
-/// of the two comes first.
-#[derive(Default)]
-struct Mailroom {
-    boxes: Mutex<HashMap<String, Mailbox>>,
-}
-
-struct Mailbox {
-    sender: mpsc::UnboundedSender<ReceivedMail>,
-    receiver: Option<mpsc::UnboundedReceiver<ReceivedMail>>,
-}
-
-impl Mailroom {
-    fn with_box<T>(&self, id: &str, f: impl FnOnce(&mut Mailbox) -> T) -> T {
-        let mut boxes = self.boxes.lock().expect("mailroom lock");
-        let mailbox = boxes.entry(id.to_string()).or_insert_with(|| {
-            let (sender, receiver) = mpsc::unbounded_channel();
-            Mailbox {
-                sender,
-                receiver: Some(receiver),
-            }
-        });
-        f(mailbox)
-    }
-
-    fn claim(&self, id: &str) -> mpsc::UnboundedReceiver<ReceivedMail> {
-        self.with_box(id, |mailbox| mailbox.receiver.take())
-            .expect("one operator per request")
-    }
-
-    fn deliver(&self, id: &str, mail: ReceivedMail) {
-        let _ = self.with_box(id, |mailbox| mailbox.sender.send(mail));
-    }
-
-    fn forget(&self, id: &str) {
-        self.boxes.lock().expect("mailroom lock").remove(id);
-    }
-}
-
-/// Reads the sink from message `seen` on and sorts each message by the
-/// request id in its Message-ID (`<REQUEST.POSITION@host>`).
-async fn sort_mail(world: Arc<World>, mut seen: usize, mailroom: Arc<Mailroom>) {
-    loop {
-        let mails = world.smtp.wait_for_more(seen).await;
-        seen += mails.len();
-        for mail in mails {
-            let message_id = mail.header("Message-ID").expect("a Message-ID");
-            let id = message_id
-                .trim_start_matches('<')
-                .split('.')
-                .next()
-                .expect("a request id")
-                .to_string();
-            mailroom.deliver(&id, mail);
-        }
-    }
 }
 
 struct Figures {

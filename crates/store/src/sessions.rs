@@ -1,22 +1,24 @@
 //! Sessions: one per allowed request (the unique `request_id` is the
 //! guarantee), with when each started and ended.
 
-use super::{Millis, Store, StoreError, unique_violation};
+use super::{AuditEvent, Millis, Store, StoreError, insert_audit, unique_violation};
 use sqlx::Row;
 
 impl Store {
     /// Starts the session of a request (or of an unauthorised connection when
-    /// `request_id` is `None`). A request starts at most one session.
+    /// `request_id` is `None`), with its audit event `started` in the same
+    /// transaction. A request starts at most one session.
     pub async fn start_session(
         &self,
         request_id: Option<&str>,
         computer: &str,
         operator: &str,
         now: Millis,
+        started: Option<&AuditEvent>,
     ) -> Result<i64, StoreError> {
         // A request's session starts only while it is allowed, in the same
         // statement: a refusal or revocation that lands first wins.
-        let _turn = self.write_turn().await?;
+        let mut tx = self.begin_write().await?;
         let row = sqlx::query(
             "INSERT INTO sessions (request_id, computer, operator, started_at) SELECT $1, $2, $3, $4 WHERE $5 IS NULL OR EXISTS (SELECT 1 FROM requests WHERE id = $5 AND state = 'allowed') RETURNING id",
         )
@@ -25,7 +27,7 @@ impl Store {
         .bind(operator)
         .bind(now)
         .bind(request_id)
-        .fetch_optional(&self.pool)
+        .fetch_optional(&mut *tx)
         .await
         .map_err(|e| {
             if unique_violation(&e) {
@@ -35,7 +37,12 @@ impl Store {
             }
         })?;
         let row = row.ok_or(StoreError::NoLongerAllowed)?;
-        Ok(row.try_get("id")?)
+        let id = row.try_get("id")?;
+        if let Some(started) = started {
+            insert_audit(&mut tx, started).await?;
+        }
+        tx.commit().await?;
+        Ok(id)
     }
 
     /// Whether the session of this request has started (it may have ended).
@@ -47,13 +54,24 @@ impl Store {
         Ok(row.is_some())
     }
 
-    pub async fn end_session(&self, id: i64, now: Millis) -> Result<(), StoreError> {
-        let _turn = self.write_turn().await?;
+    /// Ends session `id` at `now`, with its audit events in the same
+    /// transaction.
+    pub async fn end_session(
+        &self,
+        id: i64,
+        now: Millis,
+        events: &[AuditEvent],
+    ) -> Result<(), StoreError> {
+        let mut tx = self.begin_write().await?;
         sqlx::query("UPDATE sessions SET ended_at = $1 WHERE id = $2 AND ended_at IS NULL")
             .bind(now)
             .bind(id)
-            .execute(&self.pool)
+            .execute(&mut *tx)
             .await?;
+        for event in events {
+            insert_audit(&mut tx, event).await?;
+        }
+        tx.commit().await?;
         Ok(())
     }
 }

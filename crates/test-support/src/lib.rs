@@ -23,6 +23,7 @@
 //!   loopback with them;
 //! - [`streams`]: one exchange through a relay of byte streams;
 //! - [`figures`]: a benchmark's latency sample, summarised;
+//! - [`mailroom`]: the sink's emails sorted by request, for benchmarks;
 //! - [`postgres`]: a throwaway PostgreSQL server;
 //! - [`pebble`]: Pebble, the ACME test CA;
 //! - [`sshd`]: a throwaway OpenSSH server, for the benchmarks beside ssh;
@@ -36,6 +37,7 @@ pub mod display;
 pub mod fake_server;
 pub mod figures;
 pub mod front;
+pub mod mailroom;
 pub mod mitm;
 pub mod pebble;
 pub mod postgres;

@@ -260,22 +260,32 @@ pub(crate) async fn duplicate_names_and_second_sessions_are_named_errors(store: 
     request(&store, "r4", 0, 10_000).await;
     // A pending request opens no session: only an allowed one does.
     assert!(matches!(
-        store.start_session(Some("r4"), "pc", "alice", 1).await,
+        store
+            .start_session(Some("r4"), "pc", "alice", 1, None)
+            .await,
         Err(StoreError::NoLongerAllowed)
     ));
     let allow = step_of(&store, "r4", decide(Decision::Allow, "it@example.com", 1)).await;
     assert!(persist(&store, &allow).await);
     store
-        .start_session(Some("r4"), "pc", "alice", 1)
+        .start_session(Some("r4"), "pc", "alice", 1, None)
         .await
         .unwrap();
     assert!(matches!(
-        store.start_session(Some("r4"), "pc", "alice", 2).await,
+        store
+            .start_session(Some("r4"), "pc", "alice", 2, None)
+            .await,
         Err(StoreError::SessionAlreadyStarted)
     ));
     // Sessions without a request (authorization off) are not limited.
-    store.start_session(None, "pc", "alice", 3).await.unwrap();
-    store.start_session(None, "pc", "alice", 4).await.unwrap();
+    store
+        .start_session(None, "pc", "alice", 3, None)
+        .await
+        .unwrap();
+    store
+        .start_session(None, "pc", "alice", 4, None)
+        .await
+        .unwrap();
 }
 
 pub(crate) async fn revoking_a_secret_cancels_what_is_pending_with_it(store: Store) {

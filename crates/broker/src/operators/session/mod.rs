@@ -120,16 +120,19 @@ async fn begin(
     ask: &Ask<'_>,
     request_id: Option<&str>,
 ) -> Result<Option<i64>, OperatorError> {
+    let event = audit(broker, ask, AuditKind::SessionStarted, request_id, None);
     let started = broker
         .store()
-        .start_session(request_id, &ask.computer, ask.operator, broker.now_millis())
+        .start_session(
+            request_id,
+            &ask.computer,
+            ask.operator,
+            event.at,
+            Some(&event),
+        )
         .await;
     let refusal = match started {
-        Ok(id) => {
-            let event = audit(broker, ask, AuditKind::SessionStarted, request_id, None);
-            broker.store().record(&event).await?;
-            return Ok(Some(id));
-        }
+        Ok(id) => return Ok(Some(id)),
         Err(StoreError::SessionAlreadyStarted) => "this approval was already used",
         Err(StoreError::NoLongerAllowed) => "the approval ended before the session started",
         Err(e) => return Err(e.into()),
@@ -319,31 +322,33 @@ async fn finish(
     (recording, sealed): (Option<Recording>, Option<Recorded>),
     detail: String,
 ) -> Result<(), OperatorError> {
-    broker
-        .store()
-        .end_session(session_id, broker.now_millis())
-        .await?;
+    let ended_at = broker.now_millis();
     let recorded = match recording {
         Some(recording) => Some(recording.finish(&broker.recorder()).await?),
         None => sealed,
     };
+    // The end and its audit events in one write: the recording's first,
+    // as it was made during the session.
+    let mut events = Vec::with_capacity(2);
     if let Some(recorded) = recorded {
-        let event = audit(
+        events.push(audit(
             broker,
             ask,
             AuditKind::SessionRecorded,
             request_id,
             Some(recorded.detail),
-        );
-        broker.store().record(&event).await?;
+        ));
     }
-    let event = audit(
+    events.push(audit(
         broker,
         ask,
         AuditKind::SessionEnded,
         request_id,
         Some(detail),
-    );
-    broker.store().record(&event).await?;
+    ));
+    broker
+        .store()
+        .end_session(session_id, ended_at, &events)
+        .await?;
     Ok(())
 }
