@@ -1,17 +1,18 @@
 //! Who waits for a relay's sockets: a thread of its own in poll(2) (a
 //! message crossing the relay costs one thread wake-up, not a pass through
-//! the event loop), or, past the process's budget of relay threads, the
-//! event loop's readiness. Either way the [`Engine`] does the moving.
+//! the event loop, and none when it comes within [`SPIN`] of the last),
+//! or, past the process's budget of relay threads, the event loop's
+//! readiness. Either way the [`Engine`] does the moving.
 
 use super::RelayError;
 use super::engine::Engine;
 use super::sys::readiness;
 use rustix::event::{EventfdFlags, PollFd, PollFlags, Timespec, eventfd, poll};
 use std::io;
-use std::time::{Duration, Instant};
 use std::os::fd::OwnedFd;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
 use tokio::sync::oneshot;
 
 /// Most relays a process runs on threads at once.
