@@ -122,9 +122,20 @@ pub fn uninstall_service() -> Result<()> {
     if service::state().map_err(service_error)?.is_none() {
         return Err(anyhow!("the service {} is not installed", service::NAME));
     }
-    service::uninstall()
-        .map_err(service_error)
-        .context("cannot remove the service (run this as an administrator)")?;
+    match service::uninstall() {
+        Ok(()) => {}
+        // Removed a moment ago, its process still stopping: not installed.
+        Err(error) if service::is_being_removed(&error) => {
+            return Err(anyhow!(
+                "the service {} is not installed (its removal is under way)",
+                service::NAME
+            ));
+        }
+        Err(error) => {
+            return Err(service_error(error))
+                .context("cannot remove the service (run this as an administrator)");
+        }
+    }
     println!("Removed the service {}.", service::NAME);
     Ok(())
 }

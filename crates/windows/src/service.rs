@@ -82,6 +82,15 @@ pub fn state() -> Result<Option<ServiceState>, Error> {
 /// ERROR_SERVICE_DOES_NOT_EXIST.
 const SERVICE_DOES_NOT_EXIST: i32 = 1060;
 
+/// ERROR_SERVICE_MARKED_FOR_DELETE: removed already, and gone once its
+/// process has stopped and every handle on it is closed.
+const SERVICE_MARKED_FOR_DELETE: i32 = 1072;
+
+/// Whether `error` says the service was removed already and is going.
+pub fn is_being_removed(error: &Error) -> bool {
+    matches!(error, Error::Winapi(error) if error.raw_os_error() == Some(SERVICE_MARKED_FOR_DELETE))
+}
+
 /// What the service runs: given a receiver that yields once the service
 /// control manager asks it to stop; returns when the agent has stopped,
 /// whether it stopped as asked (an agent that failed is reported so, and
