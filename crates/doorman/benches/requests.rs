@@ -16,10 +16,10 @@
 //! Run: `cargo bench -p doorman --bench requests` (`DOORMAN_BENCH_REQUESTS=N`
 //! per run, default 3000; `DOORMAN_BENCH_COMPUTERS=N`, default 32).
 
-use doorman_test_support::mailroom::Mailroom;
+use doorman_test_support::mailroom::{self, Mailroom};
 use doorman_test_support::process::{Process, cpu_seconds, listening_address, start_agent};
 use doorman_test_support::smtp::SmtpSink;
-use doorman_test_support::world::{Connecting, WorldBuilder, extract_nonce, request_id};
+use doorman_test_support::world::{Connecting, WorldBuilder, request_id};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -267,43 +267,11 @@ impl Operator {
         let begun = Instant::now();
         let id = request_id(&connecting.event("pending").await);
         let pending_at = begun.elapsed();
-        let mut mailbox = self.mailroom.claim(&id);
-        let mut links = Vec::with_capacity(2);
-        for _ in 0..2 {
-            let mail = tokio::time::timeout(Duration::from_secs(10), mailbox.recv())
-                .await
-                .unwrap_or_else(|_| panic!("request {id}: two emails within 10 s"))
-                .expect("the mailroom runs");
-            links.push(mail.link());
-        }
-        self.mailroom.forget(&id);
+        let links = self.mailroom.links(&id, 2).await;
         let mailed_at = begun.elapsed();
-        let mut nonces = Vec::with_capacity(2);
-        for link in &links {
-            let page = self.http.get(link).send().await.expect("GET page");
-            let page = page.text().await.expect("page");
-            nonces.push(extract_nonce(&page).expect("the page has a form"));
-        }
+        let nonces = mailroom::open_pages(&self.http, &links).await;
         let clicked_at = begun.elapsed();
-        let start = Instant::now();
-        let click = |i: usize| {
-            self.http
-                .post(&links[i])
-                .form(&[("decision", "allow"), ("nonce", nonces[i].as_str())])
-                .send()
-        };
-        let session = async {
-            connecting.event("session_started").await;
-            start.elapsed()
-        };
-        let (a, b, latency) = tokio::join!(click(0), click(1), session);
-        for response in [a, b] {
-            assert_eq!(
-                response.expect("POST").status(),
-                reqwest::StatusCode::SEE_OTHER,
-                "an Allow click is taken"
-            );
-        }
+        let latency = mailroom::allow_at_once(&self.http, &links, &nonces, &connecting).await;
         assert_eq!(connecting.finish().await, Ok(0), "the command ran");
         Phases {
             pending: pending_at,

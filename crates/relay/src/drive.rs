@@ -119,13 +119,13 @@ fn run(engine: &mut Engine, stop: &OwnedFd) -> io::Result<()> {
 /// Polls `fds` without sleeping for up to [`SPIN`], giving the CPU to
 /// others between polls; whether one became ready.
 fn spin(fds: &mut [PollFd<'_>]) -> io::Result<bool> {
-    let now = Timespec {
+    let at_once = Timespec {
         tv_sec: 0,
         tv_nsec: 0,
     };
     let until = Instant::now() + SPIN;
     loop {
-        match poll(fds, Some(&now)) {
+        match poll(fds, Some(&at_once)) {
             Ok(0) => {}
             Ok(_) => return Ok(true),
             Err(rustix::io::Errno::INTR) => {}

@@ -13,9 +13,9 @@
 //! Run: `cargo bench -p doorman-server --bench request_throughput`
 //! (`DOORMAN_BENCH_REQUESTS=N` per run, default 3000).
 
-use doorman_test_support::mailroom::Mailroom;
+use doorman_test_support::mailroom::{self, Mailroom};
 use doorman_test_support::postgres::Postgres;
-use doorman_test_support::world::{World, extract_nonce, request_id};
+use doorman_test_support::world::{World, request_id};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
@@ -185,42 +185,9 @@ impl Bench {
 async fn one_request(world: &World, computer: &str, mailroom: &Mailroom) -> Duration {
     let connecting = world.connect_to(computer, &world.operator_token, &["true"], "load");
     let id = request_id(&connecting.event("pending").await);
-    let mut mailbox = mailroom.claim(&id);
-    let mut links = Vec::with_capacity(2);
-    for _ in 0..2 {
-        let mail = tokio::time::timeout(Duration::from_secs(10), mailbox.recv())
-            .await
-            .unwrap_or_else(|_| panic!("request {id}: two emails within 10 s"))
-            .expect("the mailroom runs");
-        links.push(mail.link());
-    }
-    mailroom.forget(&id);
-    let mut forms = Vec::with_capacity(2);
-    for link in &links {
-        let page = world.http.get(link).send().await.expect("GET page");
-        let page = page.text().await.expect("page");
-        forms.push(extract_nonce(&page).expect("the page has a form"));
-    }
-    let start = Instant::now();
-    let click = |i: usize| {
-        world
-            .http
-            .post(&links[i])
-            .form(&[("decision", "allow"), ("nonce", forms[i].as_str())])
-            .send()
-    };
-    let session = async {
-        connecting.event("session_started").await;
-        start.elapsed()
-    };
-    let (a, b, latency) = tokio::join!(click(0), click(1), session);
-    for response in [a, b] {
-        assert_eq!(
-            response.expect("POST").status(),
-            reqwest::StatusCode::SEE_OTHER,
-            "an Allow click is taken"
-        );
-    }
+    let links = mailroom.links(&id, 2).await;
+    let nonces = mailroom::open_pages(&world.http, &links).await;
+    let latency = mailroom::allow_at_once(&world.http, &links, &nonces, &connecting).await;
     assert_eq!(connecting.finish().await, Ok(0), "the command ran");
     latency
 }

@@ -1,6 +1,7 @@
 //! The sink's emails sorted by request, for benchmarks that run many
 //! requests at once: each operator claims its request's mailbox and gets
-//! that request's emails, whichever arrives first.
+//! that request's emails, whichever arrives first; and the recipients
+//! opening their pages and clicking Allow together.
 
 use crate::smtp::{ReceivedMail, SmtpSink};
 use std::collections::HashMap;
@@ -74,4 +75,65 @@ async fn sort(smtp: SmtpSink, mut seen: usize, mailroom: Arc<Mailroom>) {
             mailroom.deliver(&id, mail);
         }
     }
+}
+
+impl Mailroom {
+    /// The links of request `id`'s first `n` emails (10 s at most for
+    /// each); the request's mailbox then goes.
+    pub async fn links(&self, id: &str, n: usize) -> Vec<String> {
+        let mut mailbox = self.claim(id);
+        let mut links = Vec::with_capacity(n);
+        for _ in 0..n {
+            let mail = tokio::time::timeout(std::time::Duration::from_secs(10), mailbox.recv())
+                .await
+                .unwrap_or_else(|_| panic!("request {id}: {n} emails within 10 s"))
+                .expect("the mailroom runs");
+            links.push(mail.link());
+        }
+        self.forget(id);
+        links
+    }
+}
+
+/// Each recipient opens their approval page: the nonce of each page's form.
+pub async fn open_pages(http: &reqwest::Client, links: &[String]) -> Vec<String> {
+    let mut nonces = Vec::with_capacity(links.len());
+    for link in links {
+        let page = http.get(link).send().await.expect("GET page");
+        let page = page.text().await.expect("page");
+        nonces.push(crate::world::extract_nonce(&page).expect("the page has a form"));
+    }
+    nonces
+}
+
+/// Every recipient clicks Allow at once (each click must be taken: 303);
+/// the time from the clicks to the operator's `session_started`.
+pub async fn allow_at_once(
+    http: &reqwest::Client,
+    links: &[String],
+    nonces: &[String],
+    connecting: &crate::connecting::Connecting,
+) -> std::time::Duration {
+    let start = std::time::Instant::now();
+    let clicks: Vec<_> = links
+        .iter()
+        .zip(nonces)
+        .map(|(link, nonce)| {
+            tokio::spawn(
+                http.post(link)
+                    .form(&[("decision", "allow"), ("nonce", nonce.as_str())])
+                    .send(),
+            )
+        })
+        .collect();
+    connecting.event("session_started").await;
+    let latency = start.elapsed();
+    for click in clicks {
+        assert_eq!(
+            click.await.expect("a click").expect("POST").status(),
+            reqwest::StatusCode::SEE_OTHER,
+            "an Allow click is taken"
+        );
+    }
+    latency
 }
