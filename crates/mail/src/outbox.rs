@@ -85,47 +85,88 @@ const IDLE_WAIT_MS: Millis = 30_000;
 const STOP_GRACE: Duration = Duration::from_secs(5);
 
 /// Runs until shutdown.
+///
+/// The outbox is read when there may be something new in it: at the start,
+/// when an email is queued, when a retry falls due, and when a delivery
+/// ends while due emails waited for a slot. A delivery that ends otherwise
+/// changes nothing the worker does not know (its retry time, if any), so
+/// under load each email costs no read of its own.
 pub async fn run<P: PostOffice>(post: Arc<P>, delivery: Delivery, settings: MailSettings) {
     let mut in_flight = InFlight::default();
     // Enough rows to fill every free slot even when the earliest due are
     // the ones under way.
-    let batch = i64::try_from(2 * MAX_IN_FLIGHT).unwrap_or(i64::MAX);
+    let batch = 2 * MAX_IN_FLIGHT;
+    let mut read = true;
+    // Due emails were left for want of a slot (or more may be due than one
+    // read returns).
+    let mut waiting = false;
+    let mut wake_at = post.now_millis();
     loop {
-        let now = post.now_millis();
-        if in_flight.has_room() {
-            match post.store().due_emails(now, batch).await {
+        if read && !in_flight.has_room() {
+            waiting = true;
+        } else if read {
+            let now = post.now_millis();
+            match post
+                .store()
+                .due_emails(now, i64::try_from(batch).unwrap_or(i64::MAX))
+                .await
+            {
                 Ok(jobs) => {
+                    waiting = jobs.len() >= batch;
                     for job in jobs {
+                        if in_flight.holds(&job) {
+                            continue;
+                        }
                         if !in_flight.has_room() {
+                            waiting = true;
                             break;
                         }
-                        if !in_flight.holds(&job) {
-                            in_flight.start(job, &post, &delivery, &settings);
-                        }
+                        in_flight.start(job, &post, &delivery, &settings);
                     }
                 }
-                Err(error) => tracing::error!(%error, "cannot read the outbox"),
+                Err(error) => {
+                    tracing::error!(%error, "cannot read the outbox");
+                    waiting = true;
+                }
             }
+            // Emails due by now are under way or wait for a slot, which a
+            // delivery that ends frees: the wait is for the next one after.
+            // A retry's time is the server's clock's: a test that moves it
+            // wakes the worker.
+            let idle_until = now.saturating_add(IDLE_WAIT_MS);
+            wake_at = match post.store().next_email_due(now).await {
+                Ok(Some(due)) => due.min(idle_until),
+                _ => idle_until,
+            };
         }
-        // Emails due by now are under way or wait for a slot, which a
-        // delivery that ends frees: the wait is for the next one after.
-        // A retry's time is the server's clock's: a test that moves it
-        // wakes the worker.
-        let idle_until = now.saturating_add(IDLE_WAIT_MS);
-        let wake_at = match post.store().next_email_due(now).await {
-            Ok(Some(due)) => due.min(idle_until),
-            _ => idle_until,
-        };
-        tokio::select! {
-            () = post.queued() => {}
-            () = in_flight.next_finished() => {}
-            () = post.sleep_until(wake_at) => {}
+        read = tokio::select! {
+            () = post.queued() => true,
+            ended = in_flight.next_finished() => match ended {
+                Ended::Recorded { retry_at } => {
+                    if let Some(retry_at) = retry_at {
+                        wake_at = wake_at.min(retry_at);
+                    }
+                    waiting
+                }
+                Ended::Unrecorded => true,
+            },
+            () = post.sleep_until(wake_at) => true,
             () = post.stopping() => {
                 in_flight.stop().await;
                 return;
             }
-        }
+        };
     }
+}
+
+/// How a delivery's task ended.
+enum Ended {
+    /// Its attempt is in the outbox, with the time of the next one if the
+    /// email will be tried again.
+    Recorded { retry_at: Option<Millis> },
+    /// Not recorded (the database refused, or the task ended abnormally):
+    /// the email may still be due.
+    Unrecorded,
 }
 
 /// An email's place in the outbox: its request and its recipient's position.
@@ -139,7 +180,7 @@ type Place = (String, i64);
 /// runs a worker.)
 #[derive(Default)]
 struct InFlight {
-    tasks: JoinSet<()>,
+    tasks: JoinSet<Ended>,
     places: HashMap<tokio::task::Id, Place>,
 }
 
@@ -176,16 +217,18 @@ impl InFlight {
     }
 
     /// Completes when a delivery has ended (never while none is under way).
-    async fn next_finished(&mut self) {
+    async fn next_finished(&mut self) -> Ended {
         match self.tasks.join_next_with_id().await {
-            Some(Ok((id, ()))) => {
+            Some(Ok((id, ended))) => {
                 self.places.remove(&id);
+                ended
             }
             Some(Err(error)) => {
                 tracing::error!(%error, "an email delivery ended abnormally");
                 self.places.remove(&error.id());
+                Ended::Unrecorded
             }
-            None => std::future::pending::<()>().await,
+            None => std::future::pending().await,
         }
     }
 
@@ -212,7 +255,7 @@ async fn deliver_one<P: PostOffice>(
     delivery: &Delivery,
     settings: &MailSettings,
     job: OutboxJob,
-) {
+) -> Ended {
     post.report_delivery(&job.request.id, &job.address, DeliveryState::Sending, None);
     let token = post.link_token(&job.request.id, job.position);
     let link = format!("{}/a/{token}", settings.public_url);
@@ -263,18 +306,24 @@ async fn deliver_one<P: PostOffice>(
         Err((_, Some(_))) => post.count(Err(Permanence::WillRetry)),
         Err((_, None)) => post.count(Err(Permanence::GivenUp)),
     }
-    let (state, detail, permanent) = match &result {
-        Ok(()) => (DeliveryState::Sent, None, false),
-        Err((error, Some(_))) => (DeliveryState::Retrying, Some(error.clone()), false),
-        Err((error, None)) => (DeliveryState::Failed, Some(error.clone()), true),
+    let (state, detail, permanent, retry_at) = match &result {
+        Ok(()) => (DeliveryState::Sent, None, false, None),
+        Err((error, Some(at))) => (
+            DeliveryState::Retrying,
+            Some(error.clone()),
+            false,
+            Some(*at),
+        ),
+        Err((error, None)) => (DeliveryState::Failed, Some(error.clone()), true, None),
     };
     if !record_attempt(post, &job, result, now).await {
-        return;
+        return Ended::Unrecorded;
     }
     post.report_delivery(&job.request.id, &job.address, state, detail);
     if permanent {
         end_if_undeliverable(post, &job).await;
     }
+    Ended::Recorded { retry_at }
 }
 
 /// Records a delivery attempt, trying again for about a minute while the

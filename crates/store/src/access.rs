@@ -287,7 +287,7 @@ impl Store {
     pub async fn grants(&self) -> Result<Vec<GrantRow>, StoreError> {
         let sql = format!("{GRANT_COLUMNS} ORDER BY o.name, g.computers");
         let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
-            .fetch_all(&self.pool)
+            .fetch_all(&mut *self.reader().await?)
             .await?;
         rows.iter().map(grant_from_row).collect()
     }
@@ -298,7 +298,7 @@ impl Store {
         let sql = format!("{GRANT_COLUMNS} WHERE o.name = $1");
         let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
             .bind(operator)
-            .fetch_all(&self.pool)
+            .fetch_all(&mut *self.reader().await?)
             .await?;
         rows.iter()
             .map(|row| grant_from_row(row).map(|row| row.grant))
@@ -307,7 +307,7 @@ impl Store {
 
     /// The grants of the operator with this id (none once it is removed).
     pub async fn grants_of_operator(&self, operator: OperatorId) -> Result<Vec<Grant>, StoreError> {
-        let mut conn = self.pool.acquire().await?;
+        let mut conn = self.reader().await?;
         grants_in(&mut conn, operator.0).await
     }
 
@@ -328,7 +328,7 @@ impl Store {
     pub async fn operator_email(&self, operator: OperatorId) -> Result<Option<String>, StoreError> {
         let row = sqlx::query("SELECT email FROM operators WHERE id = $1")
             .bind(operator.0)
-            .fetch_optional(&self.pool)
+            .fetch_optional(&mut *self.reader().await?)
             .await?;
         Ok(row
             .map(|row| row.try_get::<Option<String>, _>("email"))
@@ -341,7 +341,7 @@ impl Store {
         &self,
     ) -> Result<std::collections::HashMap<String, String>, StoreError> {
         let rows = sqlx::query("SELECT name, email FROM operators WHERE email IS NOT NULL")
-            .fetch_all(&self.pool)
+            .fetch_all(&mut *self.reader().await?)
             .await?;
         rows.iter()
             .map(|row| Ok((row.try_get("name")?, row.try_get("email")?)))

@@ -17,7 +17,7 @@ impl Store {
     pub async fn acme_account(&self, directory: &str) -> Result<Option<String>, StoreError> {
         let row = sqlx::query("SELECT sealed_account FROM acme_accounts WHERE directory = $1")
             .bind(directory)
-            .fetch_optional(&self.pool)
+            .fetch_optional(&mut *self.reader().await?)
             .await?;
         Ok(row.map(|row| row.try_get("sealed_account")).transpose()?)
     }
@@ -29,7 +29,7 @@ impl Store {
         )
         .bind(directory)
         .bind(sealed)
-        .execute(&self.pool)
+        .execute(&mut *self.write_turn().await?)
         .await?;
         Ok(())
     }
@@ -43,7 +43,7 @@ impl Store {
             "SELECT chain_pem, sealed_key, not_after FROM acme_certificates WHERE domains = $1",
         )
         .bind(domains)
-        .fetch_optional(&self.pool)
+        .fetch_optional(&mut *self.reader().await?)
         .await?;
         row.map(|row| {
             Ok(StoredCertificate {
@@ -74,7 +74,7 @@ impl Store {
         .bind(&certificate.sealed_key)
         .bind(certificate.not_after)
         .bind(issued_at)
-        .execute(&self.pool)
+        .execute(&mut *self.write_turn().await?)
         .await?;
         Ok(())
     }

@@ -87,8 +87,7 @@ impl Store {
     /// Records `event`; one of a kind that collapses adds to the count of
     /// its row for the same minute, actor, computer and address, if any.
     pub async fn record(&self, event: &AuditEvent) -> Result<(), StoreError> {
-        let _turn = self.write_turn().await?;
-        let mut conn = self.pool.acquire().await?;
+        let mut conn = self.write_turn().await?;
         if event.event.collapses() {
             let minute = event.at - event.at.rem_euclid(60_000);
             let counted = sqlx::query(
@@ -121,8 +120,9 @@ impl Store {
              WHERE NOT EXISTS (SELECT 1 FROM audit_events
                                WHERE request_id = $3 AND event = $2 AND actor = $5)",
         );
-        let _turn = self.write_turn().await?;
-        bind_columns(query, event).execute(&self.pool).await?;
+        bind_columns(query, event)
+            .execute(&mut *self.write_turn().await?)
+            .await?;
         Ok(())
     }
 
@@ -134,7 +134,7 @@ impl Store {
         )
         .bind(request_id)
         .bind(AuditKind::Reported.as_str())
-        .fetch_optional(&self.pool)
+        .fetch_optional(&mut *self.reader().await?)
         .await?;
         Ok(row.is_some())
     }
@@ -171,7 +171,7 @@ impl Store {
             "SELECT at, event, request_id, computer, actor, address, user_agent, detail, count
              FROM audit_events ORDER BY id",
         )
-        .fetch_all(&self.pool)
+        .fetch_all(&mut *self.reader().await?)
         .await?;
         rows.iter()
             .map(|row| {

@@ -1,57 +1,71 @@
 //! The handle on the database: opening it (SQLite made private first,
 //! migrations applied), write transactions, and the server key's claim.
 
-use crate::backend::{Backend, sqlite_url_creating};
+use crate::backend::Backend;
+use crate::connections::{Connections, Reader, Writer};
 use crate::{Faults, StoreError};
-use sqlx::any::AnyPoolOptions;
-use sqlx::{AnyConnection, AnyPool, Executor, Row};
+use sqlx::any::{AnyPoolOptions, AnyTransactionManager};
+use sqlx::{AnyConnection, Row};
+use sqlx_core::transaction::TransactionManager;
 use std::sync::Arc;
-use tokio::sync::{Mutex, OwnedMutexGuard};
 
-/// How long a writer waits for SQLite's lock (the `busy_timeout` below)
-/// and for its turn in this process ([`Store::write_turn`]).
+/// How long a writer waits for SQLite's lock (the `busy_timeout`, for
+/// other processes) and for its turn in this process ([`Store::write_turn`]).
 const BUSY_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
 
 /// A cheap-to-clone handle on the database.
 #[derive(Clone, Debug)]
 pub struct Store {
-    pub(crate) pool: AnyPool,
+    pub(crate) connections: Connections,
     pub(crate) backend: Backend,
     /// Off unless a test turns them on ([`Store::faults`]); shared by
     /// every clone.
-    pub(crate) faults: std::sync::Arc<Faults>,
-    /// SQLite's writers, one at a time in this process (see
-    /// [`Store::write_turn`]); none for PostgreSQL.
-    writers: Option<Arc<Mutex<()>>>,
+    pub(crate) faults: Arc<Faults>,
 }
 
 /// A write transaction ([`Store::begin_write`]), holding this process's
-/// turn to write on SQLite until it commits or is dropped.
+/// turn to write until it commits or is dropped; dropped, it rolls back.
 pub(crate) struct WriteTransaction {
-    tx: sqlx::Transaction<'static, sqlx::Any>,
-    _turn: Option<OwnedMutexGuard<()>>,
+    writer: Writer,
+    /// Begun and neither committed nor rolled back.
+    open: bool,
 }
 
 impl WriteTransaction {
-    pub(crate) async fn commit(self) -> Result<(), sqlx::Error> {
-        self.tx.commit().await
+    pub(crate) async fn commit(mut self) -> Result<(), sqlx::Error> {
+        AnyTransactionManager::commit(&mut self.writer).await?;
+        self.open = false;
+        Ok(())
     }
 
-    pub(crate) async fn rollback(self) -> Result<(), sqlx::Error> {
-        self.tx.rollback().await
+    pub(crate) async fn rollback(mut self) -> Result<(), sqlx::Error> {
+        AnyTransactionManager::rollback(&mut self.writer).await?;
+        self.open = false;
+        Ok(())
+    }
+}
+
+impl Drop for WriteTransaction {
+    fn drop(&mut self) {
+        // As sqlx's own transactions do: the rollback is queued on the
+        // connection, ahead of whatever it runs next (a commit that was
+        // cancelled after it ran has the connection ignore it).
+        if self.open {
+            AnyTransactionManager::start_rollback(&mut self.writer);
+        }
     }
 }
 
 impl std::ops::Deref for WriteTransaction {
     type Target = AnyConnection;
     fn deref(&self) -> &AnyConnection {
-        &self.tx
+        &self.writer
     }
 }
 
 impl std::ops::DerefMut for WriteTransaction {
     fn deref_mut(&mut self) -> &mut AnyConnection {
-        &mut self.tx
+        &mut self.writer
     }
 }
 
@@ -67,48 +81,27 @@ impl Store {
     pub async fn open_migrated_to(database_url: &str, version: i64) -> Result<Self, StoreError> {
         sqlx::any::install_default_drivers();
         let backend = Backend::of(database_url)?;
-        let pool = match backend {
+        let connections = match backend {
             Backend::Sqlite => {
                 crate::private::create_sqlite_file(database_url).map_err(sqlx::Error::Io)?;
-                AnyPoolOptions::new()
-                    .max_connections(4)
-                    // A connection to a file cannot be lost as a network's
-                    // can: no ping before each use (each one a round trip
-                    // to the connection's thread, and a statement or more
-                    // of them for every request).
-                    .test_before_acquire(false)
-                    .after_connect(|conn, _| {
-                        Box::pin(async move {
-                            // WAL with NORMAL never corrupts the database; a power
-                            // cut may lose the last commits, which the expiry check
-                            // makes harmless (a lost decision leaves the request
-                            // pending, never allowed).
-                            conn.execute(
-                                "PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL;
-                                 PRAGMA busy_timeout = 10000; PRAGMA foreign_keys = ON;",
-                            )
-                            .await?;
-                            Ok(())
-                        })
-                    })
-                    .connect(&sqlite_url_creating(database_url))
-                    .await?
+                Connections::sqlite(database_url).await?
             }
-            Backend::Postgres => {
+            Backend::Postgres => Connections::Postgres(
                 AnyPoolOptions::new()
                     .max_connections(8)
                     .connect(database_url)
-                    .await?
-            }
+                    .await?,
+            ),
         };
-        backend.migrator(version).run(&pool).await?;
-        let writers = (backend == Backend::Sqlite).then(Arc::default);
-        Ok(Self {
-            pool,
+        let store = Self {
+            connections,
             backend,
-            faults: std::sync::Arc::default(),
-            writers,
-        })
+            faults: Arc::default(),
+        };
+        let mut writer = store.write_turn().await?;
+        backend.migrator(version).run(&mut *writer).await?;
+        drop(writer);
+        Ok(store)
     }
 
     /// The switches with which a test makes this store's writes fail or
@@ -125,35 +118,41 @@ impl Store {
     /// before it begins.
     pub(crate) async fn begin_write(&self) -> Result<WriteTransaction, sqlx::Error> {
         self.faults.before_write().await?;
-        let turn = self.write_turn().await?;
-        let tx = match self.backend {
-            Backend::Sqlite => self.pool.begin_with("BEGIN IMMEDIATE").await?,
-            Backend::Postgres => self.pool.begin().await?,
+        let mut writer = self.write_turn().await?;
+        let begin = match self.backend {
+            Backend::Sqlite => Some(sqlx::SqlSafeStr::into_sql_str("BEGIN IMMEDIATE")),
+            Backend::Postgres => None,
         };
-        Ok(WriteTransaction { tx, _turn: turn })
+        // Cancelled before it is acknowledged, a begun transaction is rolled
+        // back by the connection itself.
+        AnyTransactionManager::begin(&mut writer, begin).await?;
+        Ok(WriteTransaction { writer, open: true })
     }
 
-    /// This process's turn to write, on SQLite, which takes one writer at
-    /// a time: held by the server's writes, writers queue here and each is
-    /// woken the moment the one before commits. Without it they met in
-    /// SQLite's busy handler, which sleeps 1 to 100 ms between tries: most
-    /// of the time a request took under load (issue 32). A writer waits as
-    /// long as the busy handler would have ([`BUSY_TIMEOUT`]) and then
-    /// fails as it would have, "database is locked": a stalled disk stops
-    /// writes with an error, not forever. Another process (`doorman
-    /// admin`) still meets the busy handler, as before. No write awaits
-    /// another while it holds its turn.
-    pub(crate) async fn write_turn(&self) -> Result<Option<OwnedMutexGuard<()>>, sqlx::Error> {
-        let Some(writers) = &self.writers else {
-            return Ok(None);
-        };
-        match tokio::time::timeout(BUSY_TIMEOUT, Arc::clone(writers).lock_owned()).await {
-            Ok(turn) => Ok(Some(turn)),
-            Err(_) => Err(sqlx::Error::Io(std::io::Error::new(
+    /// This process's turn to write and the connection to write on. SQLite
+    /// takes one writer at a time, and the server's writes all go through
+    /// one connection: writers queue here, each woken the moment the one
+    /// before is done. Without it they met in SQLite's busy handler, which
+    /// sleeps 1 to 100 ms between tries: most of the time a request took
+    /// under load (issue 32). A writer waits as long as the busy handler
+    /// would have ([`BUSY_TIMEOUT`]) and then fails as it would have,
+    /// "database is locked": a stalled disk stops writes with an error,
+    /// not forever. Another process (`doorman admin`) still meets the busy
+    /// handler, as before. No write awaits another while it holds its
+    /// turn. On PostgreSQL, a connection from the pool.
+    pub(crate) async fn write_turn(&self) -> Result<Writer, sqlx::Error> {
+        self.connections.writer(BUSY_TIMEOUT).await?.ok_or_else(|| {
+            sqlx::Error::Io(std::io::Error::new(
                 std::io::ErrorKind::TimedOut,
                 "database is locked: another write held it for 10 s",
-            ))),
-        }
+            ))
+        })
+    }
+
+    /// A connection to read on (SQLite's readers see each write once it
+    /// commits).
+    pub(crate) async fn reader(&self) -> Result<Reader, sqlx::Error> {
+        self.connections.reader().await
     }
 
     /// Records `fingerprint` as the server key's if the database has none
@@ -164,10 +163,10 @@ impl Store {
              ON CONFLICT (id) DO NOTHING",
         )
         .bind(fingerprint)
-        .execute(&self.pool)
+        .execute(&mut *self.write_turn().await?)
         .await?;
         let row = sqlx::query("SELECT key_fingerprint FROM server_identity WHERE id = 1")
-            .fetch_one(&self.pool)
+            .fetch_one(&mut *self.reader().await?)
             .await?;
         let known: String = row.try_get("key_fingerprint")?;
         if doorman_core::secret::constant_time_eq(&known, fingerprint) {
@@ -195,5 +194,34 @@ mod tests {
         tokio::time::resume();
         let tx = store.begin_write().await.expect("the turn, once free");
         tx.commit().await.expect("commit");
+    }
+
+    #[tokio::test]
+    async fn a_write_dropped_or_cancelled_leaves_nothing_and_the_next_one_writes() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let url = format!("sqlite://{}", dir.path().join("doorman.db").display());
+        let store = Store::open(&url).await.expect("store");
+        let mut tx = store.begin_write().await.expect("a write");
+        sqlx::query("INSERT INTO server_identity (id, key_fingerprint) VALUES (1, 'dropped')")
+            .execute(&mut *tx)
+            .await
+            .expect("insert");
+        drop(tx);
+        // Polled once, so its BEGIN is on its way, then dropped (or, had
+        // the connection answered at once, begun and dropped).
+        tokio::select! {
+            biased;
+            _ = store.begin_write() => {}
+            _ = std::future::ready(()) => {}
+        }
+        store
+            .claim_key("kept")
+            .await
+            .expect("the dropped write left no key and no transaction open");
+        let reopened = Store::open(&url).await.expect("store");
+        reopened
+            .claim_key("kept")
+            .await
+            .expect("the key, committed");
     }
 }

@@ -164,7 +164,7 @@ impl Store {
         sqlx::query("UPDATE server_identity SET public_url = $1, ca_sha256 = $2 WHERE id = 1")
             .bind(public_url)
             .bind(ca_sha256)
-            .execute(&self.pool)
+            .execute(&mut *self.write_turn().await?)
             .await?;
         Ok(())
     }
@@ -173,7 +173,7 @@ impl Store {
     /// `None` before a server recorded them.
     pub async fn join_details(&self) -> Result<Option<(String, Option<String>)>, StoreError> {
         let row = sqlx::query("SELECT public_url, ca_sha256 FROM server_identity WHERE id = 1")
-            .fetch_optional(&self.pool)
+            .fetch_optional(&mut *self.reader().await?)
             .await?;
         let Some(row) = row else {
             return Ok(None);

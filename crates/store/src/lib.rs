@@ -40,6 +40,7 @@ mod access;
 pub mod acme;
 mod audit;
 mod backend;
+mod connections;
 mod database;
 mod error;
 pub mod faults;

@@ -32,7 +32,7 @@ impl Store {
         let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
             .bind(now)
             .bind(limit)
-            .fetch_all(&self.pool)
+            .fetch_all(&mut *self.reader().await?)
             .await?;
         rows.iter()
             .map(|row| {
@@ -51,7 +51,7 @@ impl Store {
     /// none shows it at once, before any delivery could have happened.
     pub async fn emails_queued(&self) -> Result<i64, StoreError> {
         let row = sqlx::query("SELECT COUNT(*) AS n FROM outbox")
-            .fetch_one(&self.pool)
+            .fetch_one(&mut *self.reader().await?)
             .await?;
         Ok(row.try_get("n")?)
     }
@@ -64,7 +64,7 @@ impl Store {
             "SELECT MIN(next_attempt_at) AS due FROM outbox WHERE state = 'queued' AND next_attempt_at > $1",
         )
         .bind(after)
-        .fetch_one(&self.pool)
+        .fetch_one(&mut *self.reader().await?)
         .await?;
         Ok(row.try_get("due")?)
     }
@@ -129,7 +129,7 @@ impl Store {
              FROM outbox WHERE request_id = $1",
         )
         .bind(request_id)
-        .fetch_one(&self.pool)
+        .fetch_one(&mut *self.reader().await?)
         .await?;
         let total: i64 = row.try_get("total")?;
         let failed: Option<i64> = row.try_get("failed")?;

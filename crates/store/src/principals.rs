@@ -121,7 +121,7 @@ impl Store {
             kind.table()
         );
         let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
-            .fetch_all(&self.pool)
+            .fetch_all(&mut *self.reader().await?)
             .await?;
         rows.iter()
             .map(|row| Ok((row.try_get("name")?, row.try_get("created_at")?)))
@@ -222,7 +222,7 @@ impl Store {
     ) -> Result<Option<OperatorIdentity>, StoreError> {
         let row = sqlx::query("SELECT id, name FROM operators WHERE token_hash = $1")
             .bind(hash)
-            .fetch_optional(&self.pool)
+            .fetch_optional(&mut *self.reader().await?)
             .await?;
         row.map(|row| {
             Ok(OperatorIdentity {
@@ -240,7 +240,7 @@ impl Store {
 
     /// The id of the operator named `name` now.
     pub async fn operator_id(&self, name: &str) -> Result<Option<OperatorId>, StoreError> {
-        let mut conn = self.pool.acquire().await?;
+        let mut conn = self.reader().await?;
         Ok(id_in(&mut conn, Principal::Operator, name)
             .await?
             .map(OperatorId))
@@ -250,7 +250,7 @@ impl Store {
     pub async fn agent_key(&self, name: &str) -> Result<Option<AgentKey>, StoreError> {
         let row = sqlx::query("SELECT id, key_hash FROM agents WHERE name = $1")
             .bind(name)
-            .fetch_optional(&self.pool)
+            .fetch_optional(&mut *self.reader().await?)
             .await?;
         row.map(|row| agent_key_from_row(&row)).transpose()
     }
@@ -359,7 +359,7 @@ impl Store {
             "SELECT COALESCE(MAX(id), 0) AS last FROM audit_events
              WHERE event IN ('agent_replaced', 'agent_removed')",
         )
-        .fetch_one(&self.pool)
+        .fetch_one(&mut *self.reader().await?)
         .await?;
         Ok(sqlx::Row::try_get(&row, "last")?)
     }

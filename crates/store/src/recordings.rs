@@ -92,7 +92,7 @@ impl Store {
         of: &RecordingOf<'_>,
         started_at: Millis,
     ) -> Result<(), StoreError> {
-        let _turn = self.write_turn().await?;
+        let mut writer = self.write_turn().await?;
         sqlx::query(
             "INSERT INTO recordings (session_id, request_id, computer, operator, operator_id, computer_id, started_at, sealed) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
         )
@@ -104,7 +104,7 @@ impl Store {
         .bind(of.computer_id.0)
         .bind(started_at)
         .bind(i64::from(of.sealed))
-        .execute(&self.pool)
+        .execute(&mut *writer)
         .await?;
         Ok(())
     }
@@ -137,7 +137,7 @@ impl Store {
         session_id: i64,
         end: &RecordingEnd<'_>,
     ) -> Result<(), StoreError> {
-        let _turn = self.write_turn().await?;
+        let mut writer = self.write_turn().await?;
         sqlx::query(
             "UPDATE recordings SET ended_at = $1, duration_ms = $2, size = $3, sha256 = $4 WHERE session_id = $5",
         )
@@ -146,7 +146,7 @@ impl Store {
         .bind(i64::try_from(end.size).unwrap_or(i64::MAX))
         .bind(end.sha256)
         .bind(session_id)
-        .execute(&self.pool)
+        .execute(&mut *writer)
         .await?;
         Ok(())
     }
@@ -165,7 +165,7 @@ impl Store {
         ))
         .bind(computer)
         .bind(operator)
-        .fetch_all(&self.pool)
+        .fetch_all(&mut *self.reader().await?)
         .await?;
         rows.iter().map(recording).collect()
     }
@@ -181,7 +181,7 @@ impl Store {
             " FROM recordings WHERE operator_id = $1 ORDER BY started_at DESC, session_id DESC"
         ))
         .bind(operator.0)
-        .fetch_all(&self.pool)
+        .fetch_all(&mut *self.reader().await?)
         .await?;
         rows.iter().map(recording).collect()
     }
@@ -194,7 +194,7 @@ impl Store {
             " FROM recordings WHERE session_id = $1"
         ))
         .bind(session_id)
-        .fetch_optional(&self.pool)
+        .fetch_optional(&mut *self.reader().await?)
         .await?;
         row.as_ref().map(recording).transpose()
     }
@@ -210,7 +210,7 @@ impl Store {
         let chunks =
             sqlx::query("SELECT data FROM recording_chunks WHERE session_id = $1 ORDER BY seq")
                 .bind(session_id)
-                .fetch_all(&self.pool)
+                .fetch_all(&mut *self.reader().await?)
                 .await?;
         let mut data = Vec::new();
         for chunk in chunks {
@@ -246,7 +246,7 @@ impl Store {
         now: Millis,
     ) -> Result<u64, StoreError> {
         let total: i64 = sqlx::query("SELECT COALESCE(SUM(stored), 0) AS total FROM recordings")
-            .fetch_one(&self.pool)
+            .fetch_one(&mut *self.reader().await?)
             .await?
             .try_get("total")?;
         if total <= max_total {
@@ -255,7 +255,7 @@ impl Store {
         let oldest = sqlx::query(
             "SELECT session_id, operator, computer, stored FROM recordings WHERE ended_at IS NOT NULL ORDER BY started_at, session_id",
         )
-        .fetch_all(&self.pool)
+        .fetch_all(&mut *self.reader().await?)
         .await?;
         let mut excess = total - max_total;
         let mut tx = self.begin_write().await?;
@@ -299,7 +299,7 @@ impl Store {
             sqlx::query("SELECT data FROM recording_chunks WHERE session_id = $1 AND seq = $2")
                 .bind(session_id)
                 .bind(seq)
-                .fetch_optional(&self.pool)
+                .fetch_optional(&mut *self.reader().await?)
                 .await?;
         Ok(match row {
             Some(row) => Some(row.try_get::<Vec<u8>, _>("data")?),

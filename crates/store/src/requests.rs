@@ -39,7 +39,7 @@ impl Store {
              WHERE b.until > $1 ORDER BY o.name, a.name",
         )
         .bind(now)
-        .fetch_all(&self.pool)
+        .fetch_all(&mut *self.reader().await?)
         .await?;
         rows.iter()
             .map(|row| {
@@ -176,7 +176,7 @@ impl Store {
         let sql = format!("SELECT {REQUEST_COLUMNS} FROM requests r WHERE r.id = $1");
         let row = sqlx::query(sqlx::AssertSqlSafe(sql))
             .bind(id)
-            .fetch_optional(&self.pool)
+            .fetch_optional(&mut *self.reader().await?)
             .await?;
         row.as_ref().map(request_from_row).transpose()
     }
@@ -193,7 +193,7 @@ impl Store {
         );
         let row = sqlx::query(sqlx::AssertSqlSafe(sql))
             .bind(token_hash)
-            .fetch_optional(&self.pool)
+            .fetch_optional(&mut *self.reader().await?)
             .await?;
         row.map(|row| Ok((request_from_row(&row)?, row.try_get("address")?)))
             .transpose()
@@ -202,7 +202,7 @@ impl Store {
     pub async fn pending_requests(&self) -> Result<Vec<RequestRow>, StoreError> {
         let sql = format!("SELECT {REQUEST_COLUMNS} FROM requests r WHERE r.state = 'pending'");
         let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
-            .fetch_all(&self.pool)
+            .fetch_all(&mut *self.reader().await?)
             .await?;
         rows.iter().map(request_from_row).collect()
     }
@@ -221,7 +221,7 @@ impl Store {
         let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
             .bind(computer.0)
             .bind(since)
-            .fetch_all(&self.pool)
+            .fetch_all(&mut *self.reader().await?)
             .await?;
         rows.iter().map(request_from_row).collect()
     }
@@ -231,7 +231,7 @@ impl Store {
         let rows =
             sqlx::query("SELECT address FROM recipients WHERE request_id = $1 ORDER BY position")
                 .bind(request_id)
-                .fetch_all(&self.pool)
+                .fetch_all(&mut *self.reader().await?)
                 .await?;
         rows.iter().map(|row| Ok(row.try_get("address")?)).collect()
     }
@@ -249,7 +249,7 @@ impl Store {
         .bind(operator.0)
         .bind(computer.0)
         .bind(now)
-        .fetch_optional(&self.pool)
+        .fetch_optional(&mut *self.reader().await?)
         .await?;
         Ok(row.map(|row| row.try_get("until")).transpose()?)
     }
@@ -264,7 +264,7 @@ impl Store {
         );
         let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
             .bind(computer.0)
-            .fetch_all(&self.pool)
+            .fetch_all(&mut *self.reader().await?)
             .await?;
         rows.iter().map(request_from_row).collect()
     }
@@ -286,7 +286,7 @@ impl Store {
             .bind(operator.0)
             .bind(computer.0)
             .bind(now)
-            .fetch_optional(&self.pool)
+            .fetch_optional(&mut *self.reader().await?)
             .await?;
         row.as_ref().map(request_from_row).transpose()
     }
@@ -315,7 +315,7 @@ impl Store {
         .bind(computer.0)
         .bind(now)
         .bind(since)
-        .fetch_one(&self.pool)
+        .fetch_one(&mut *self.reader().await?)
         .await?;
         Ok(AdmissionCounts {
             blocked_until: row.try_get("blocked_until")?,

@@ -49,7 +49,7 @@ impl Store {
     pub async fn session_started(&self, request_id: &str) -> Result<bool, StoreError> {
         let row = sqlx::query("SELECT 1 AS started FROM sessions WHERE request_id = $1")
             .bind(request_id)
-            .fetch_optional(&self.pool)
+            .fetch_optional(&mut *self.reader().await?)
             .await?;
         Ok(row.is_some())
     }

@@ -359,7 +359,12 @@ pub async fn show(
         .address(&client.to_string())
         .user_agent(user_agent(&headers));
     state.broker.store().record_once(&viewed).await?;
-    let approvals: Vec<Approval> = state.broker.store().approvals_of(&request.id).await?;
+    // None counted, none to read (they are written with the count).
+    let approvals: Vec<Approval> = if request.approval_count == 0 {
+        Vec::new()
+    } else {
+        state.broker.store().approvals_of(&request.id).await?
+    };
     let live = request.state == RequestState::Pending && request.expires_at > now;
     let counted = u32::try_from(approvals.len()).unwrap_or(u32::MAX);
     let passkey = crate::passkey_approval::page(&request, &recipient, &state.public);

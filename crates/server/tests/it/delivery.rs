@@ -311,3 +311,56 @@ async fn a_slow_recipient_delays_only_its_own_emails() {
         ));
     }
 }
+
+/// Emails beyond the sixteen under way wait for a slot: each goes out as
+/// soon as one frees, with no new email queued to wake the worker.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn emails_beyond_those_under_way_go_out_as_slots_free() {
+    const UNDER_WAY: usize = 16;
+    const REQUESTS: usize = UNDER_WAY + 3;
+    let limits = Limits {
+        max_pending_per_operator: 32,
+        ..Limits::default()
+    };
+    let world = World::builder()
+        .recipients(&["slow@example.com"])
+        .limits(limits)
+        .start()
+        .await;
+    let slow = world.smtp.stall_recipient("slow@example.com");
+    let mut waiting = Vec::new();
+    for n in 1..=REQUESTS {
+        let connecting = world.connect(&["true"], "");
+        connecting.event("pending").await;
+        if n <= UNDER_WAY {
+            slow.wait_for_held(n).await;
+        }
+        waiting.push(connecting);
+    }
+    // The three beyond the slots are queued, not yet being sent.
+    for connecting in &waiting[UNDER_WAY..] {
+        assert_eq!(
+            states_of(&connecting.progress.text(), "s***@example.com"),
+            Vec::<String>::new()
+        );
+    }
+
+    slow.release();
+    let mails = world.smtp.wait_for(REQUESTS).await;
+    assert!(mails.iter().all(|m| m.to == ["slow@example.com"]));
+    for connecting in &waiting {
+        connecting
+            .progress
+            .wait_until(|t| states_of(t, "s***@example.com") == ["sending", "sent"])
+            .await;
+    }
+    for mail in &mails {
+        world.click(&mail.link(), "deny").await;
+    }
+    for connecting in waiting {
+        assert!(matches!(
+            connecting.finish().await,
+            Err(ConnectError::Denied { .. })
+        ));
+    }
+}

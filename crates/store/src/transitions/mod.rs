@@ -57,7 +57,7 @@ impl Store {
             "SELECT assertion FROM approvals WHERE request_id = $1 AND assertion IS NOT NULL ORDER BY at, address",
         )
         .bind(id)
-        .fetch_all(&self.pool)
+        .fetch_all(&mut *self.reader().await?)
         .await?;
         rows.iter()
             .map(|row| Ok(row.try_get("assertion")?))
@@ -66,7 +66,7 @@ impl Store {
 
     /// The counted Allows of a request, in the order they came.
     pub async fn approvals_of(&self, id: &str) -> Result<Vec<Approval>, StoreError> {
-        let mut conn = self.pool.acquire().await?;
+        let mut conn = self.reader().await?;
         approvals_in(&mut conn, id).await
     }
 
