@@ -4,18 +4,18 @@
 //! TLS, sealed end to end), the same forwards unsealed (the relay's own
 //! speed; the agent taking the operator's TLS session over), a chain of
 //! three minimal splice(2) relays (the yardstick for a three-hop relay),
-//! socat, and `ssh -L` with AES-256-GCM and with ChaCha20-Poly1305.
+//! socat, rathole, and `ssh -L` with AES-256-GCM and with ChaCha20-Poly1305.
 //!
 //! Bulk transfers are iperf3's: its client and server are processes of
 //! their own, as in an outside measurement. Each round runs every path in
 //! turn, so that the load of this shared machine weighs on every path
 //! alike; the figures are the median of the rounds and their range.
 //!
-//! Run: `bench/relay.sh` (installs iperf3, socat and openssh-server, then
-//! `cargo bench -p doorman --bench relay`).
+//! Run: `bench/relay.sh` (installs iperf3, socat, openssh-server and
+//! rathole, then `cargo bench -p doorman --bench relay`).
 //!
 //! The Doorman stack is [`stack`]; the other relays are [`splice`] (the
-//! yardstick chain) and [`peers`] (socat, ssh); the measurements are
+//! yardstick chain) and [`peers`] (socat, rathole, ssh); the measurements are
 //! [`traffic`] (bulk and round trips) and [`resources`] (CPU and memory).
 
 mod peers;
@@ -25,7 +25,7 @@ mod stack;
 mod traffic;
 
 use doorman_test_support::process::Process;
-use peers::{socat, ssh};
+use peers::{rathole, socat, ssh};
 use resources::{CpuUse, IdleMemory, PeakSampler};
 use splice::splice_chain;
 use stack::{Doorman, start_doorman};
@@ -39,6 +39,7 @@ const PLAIN_UNSEALED: &str = "doorman -L (plain, unsealed)";
 const PLAIN_SEALED: &str = "doorman -L (plain, end to end)";
 const TLS_HANDED_OVER: &str = "doorman -L (TLS, unsealed: handed over)";
 const TLS_SEALED: &str = "doorman -L (TLS, end to end)";
+const RATHOLE: &str = "rathole";
 /// Bulk rounds: each path runs once per round, in turn.
 const ROUNDS: usize = 5;
 /// Seconds of each iperf3 run.
@@ -138,7 +139,7 @@ async fn main() {
 }
 
 /// Every path, in the order of the table: direct TCP, doorman's two, the
-/// splice chain, then socat and ssh where installed (else a row that says
+/// splice chain, then socat, rathole and ssh where installed (else a row that says
 /// why not); and the peers' processes, which must outlive the measurements.
 async fn routes(
     dir: &Path,
@@ -167,6 +168,13 @@ async fn routes(
             peers.extend([bulk_process, echo_process]);
         }
         _ => paths.push(Route::not_run("socat", 0, "socat is not installed")),
+    }
+    match rathole(&dir.join("rathole"), bulk, echo).await {
+        Some((processes, bulk_rathole, echo_rathole)) => {
+            paths.push(Route::new(RATHOLE, 0, bulk_rathole, echo_rathole));
+            peers.extend(processes);
+        }
+        None => paths.push(Route::not_run(RATHOLE, 0, "rathole is not installed")),
     }
     for (name, cipher, sub) in [
         ("ssh -L (aes256-gcm)", "aes256-gcm@openssh.com", "ssh-aes"),
@@ -280,10 +288,25 @@ fn print_comparisons(paths: &[Route]) {
     };
     ratio(PLAIN_UNSEALED, "3 x splice(2) relay chain", "target ≥ 1");
     ratio(PLAIN_UNSEALED, "socat", "target ≥ 1.2");
+    ratio(PLAIN_SEALED, RATHOLE, "target ≥ 1.3: issue 32");
+    ratio(PLAIN_UNSEALED, RATHOLE, "for reference");
     ratio(TLS_SEALED, TLS_HANDED_OVER, "target ≥ 1: issue 29");
     ratio(PLAIN_SEALED, TLS_SEALED, "for reference: the same records");
-    ratio(TLS_SEALED, "ssh -L (aes256-gcm)", "target ≥ 1");
+    ratio(TLS_SEALED, "ssh -L (aes256-gcm)", "target ≥ 1.5: issue 32");
     ratio(TLS_SEALED, "ssh -L (chacha20-poly1305)", "for reference");
+    let rtt = |name: &str| paths.iter().find(|p| p.name == name).and_then(|p| p.rtt);
+    for doorman in [PLAIN_SEALED, PLAIN_UNSEALED] {
+        if let (Some((p50, p99)), Some((rathole_p50, rathole_p99))) = (rtt(doorman), rtt(RATHOLE)) {
+            let us = |d: Duration| d.as_secs_f64() * 1e6;
+            println!(
+                "{doorman} RTT p50 / p99 against rathole's: {:.0} / {:.0} µs against {:.0} / {:.0} (target: no worse)",
+                us(p50),
+                us(p99),
+                us(rathole_p50),
+                us(rathole_p99)
+            );
+        }
+    }
     if let (Some((direct, _)), Some((plain, _))) = (paths[0].rtt, paths[1].rtt) {
         println!(
             "doorman plain (unsealed) RTT p50 − direct: {:.0} µs (target ≤ 100)",
