@@ -196,6 +196,12 @@ pub(super) async fn insert_audit(
     conn: &mut AnyConnection,
     event: &AuditEvent,
 ) -> Result<(), StoreError> {
+    audit_statement(event).execute(conn).await?;
+    Ok(())
+}
+
+/// The INSERT of `event`.
+pub(super) fn audit_statement(event: &AuditEvent) -> AnyQuery<'_> {
     // A count of one is the column's default: left out, the statement also
     // suits a database migrated only as far as an older release went.
     let sql = if event.count == 1 {
@@ -205,12 +211,12 @@ pub(super) async fn insert_audit(
         "INSERT INTO audit_events (at, event, request_id, computer, actor, address, user_agent, detail, count)
          VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)"
     };
-    let mut query = bind_columns(sqlx::query(sql), event);
-    if event.count != 1 {
-        query = query.bind(event.count);
+    let query = bind_columns(sqlx::query(sql), event);
+    if event.count == 1 {
+        query
+    } else {
+        query.bind(event.count)
     }
-    query.execute(conn).await?;
-    Ok(())
 }
 
 type AnyQuery<'q> = sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments>;

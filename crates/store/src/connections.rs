@@ -43,10 +43,34 @@ impl std::fmt::Debug for Connections {
 pub(crate) struct SqliteConnections {
     url: String,
     /// Every write of this process, one at a time.
-    writer: Arc<Mutex<AnyConnection>>,
+    writer: Arc<Mutex<SqliteWriter>>,
     /// Readers opened when first needed, kept once opened.
     idle: SyncMutex<Vec<AnyConnection>>,
     readers: Arc<Semaphore>,
+}
+
+/// SQLite's writing connection.
+pub(crate) struct SqliteWriter {
+    pub(crate) conn: AnyConnection,
+    /// A transaction of a [`crate::script::Script`] may be open on it: one
+    /// that failed or was dropped before its COMMIT came back.
+    pub(crate) unfinished: bool,
+}
+
+impl SqliteWriter {
+    /// Rolls back what a script left unfinished (nothing if its COMMIT
+    /// went through after all: SQLite then has no transaction to roll
+    /// back, and says so).
+    pub(crate) async fn finish(&mut self) {
+        if self.unfinished {
+            if let Err(error) = self.conn.execute("ROLLBACK").await
+                && !error.to_string().contains("no transaction is active")
+            {
+                tracing::warn!(%error, "cannot roll back an unfinished write");
+            }
+            self.unfinished = false;
+        }
+    }
 }
 
 /// Opens a connection to a SQLite file with the settings every connection
@@ -74,7 +98,10 @@ impl Connections {
         let writer = connect_sqlite(&url).await?;
         Ok(Connections::Sqlite(Arc::new(SqliteConnections {
             url,
-            writer: Arc::new(Mutex::new(writer)),
+            writer: Arc::new(Mutex::new(SqliteWriter {
+                conn: writer,
+                unfinished: false,
+            })),
             idle: SyncMutex::default(),
             readers: Arc::new(Semaphore::new(SQLITE_READERS)),
         })))
@@ -89,10 +116,11 @@ impl Connections {
         match self {
             Connections::Sqlite(sqlite) => {
                 let writer = Arc::clone(&sqlite.writer).lock_owned();
-                Ok(tokio::time::timeout(patience, writer)
-                    .await
-                    .ok()
-                    .map(Writer::Sqlite))
+                let Ok(mut writer) = tokio::time::timeout(patience, writer).await else {
+                    return Ok(None);
+                };
+                writer.finish().await;
+                Ok(Some(Writer::Sqlite(writer)))
             }
             Connections::Postgres(pool) => Ok(Some(Writer::Pooled(pool.acquire().await?))),
         }
@@ -125,7 +153,7 @@ impl Connections {
 /// This process's turn to write and the connection it writes on: SQLite's
 /// one writer until dropped, or a pooled PostgreSQL connection.
 pub(crate) enum Writer {
-    Sqlite(OwnedMutexGuard<AnyConnection>),
+    Sqlite(OwnedMutexGuard<SqliteWriter>),
     Pooled(PoolConnection<Any>),
 }
 
@@ -133,7 +161,7 @@ impl std::ops::Deref for Writer {
     type Target = AnyConnection;
     fn deref(&self) -> &AnyConnection {
         match self {
-            Writer::Sqlite(conn) => conn,
+            Writer::Sqlite(writer) => &writer.conn,
             Writer::Pooled(conn) => conn,
         }
     }
@@ -142,7 +170,7 @@ impl std::ops::Deref for Writer {
 impl std::ops::DerefMut for Writer {
     fn deref_mut(&mut self) -> &mut AnyConnection {
         match self {
-            Writer::Sqlite(conn) => conn,
+            Writer::Sqlite(writer) => &mut writer.conn,
             Writer::Pooled(conn) => conn,
         }
     }

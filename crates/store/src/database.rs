@@ -129,6 +129,14 @@ impl Store {
         Ok(WriteTransaction { writer, open: true })
     }
 
+    /// A write transaction whose statements travel together (see
+    /// [`crate::script`]); like [`Store::begin_write`], a test's injected
+    /// fault fails or stalls it before it begins.
+    pub(crate) async fn begin_script(&self) -> Result<crate::script::Script, sqlx::Error> {
+        self.faults.before_write().await?;
+        crate::script::Script::begin(self.write_turn().await?).await
+    }
+
     /// This process's turn to write and the connection to write on. SQLite
     /// takes one writer at a time, and the server's writes all go through
     /// one connection: writers queue here, each woken the moment the one

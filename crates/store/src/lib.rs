@@ -51,6 +51,7 @@ pub mod private;
 pub mod recordings;
 mod requests;
 mod rows;
+mod script;
 mod sessions;
 pub mod transitions;
 
@@ -68,7 +69,7 @@ pub use transitions::Block;
 pub use database::Store;
 pub use error::{StoreError, database_errors};
 
-use audit::insert_audit;
+use audit::{audit_statement, insert_audit};
 use principals::insert_principal_in;
 use rows::{REQUEST_COLUMNS, request_from_row};
 use sqlx::Row;

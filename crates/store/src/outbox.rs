@@ -2,7 +2,7 @@
 //! delivery attempt's result with its audit event.
 
 use super::{
-    AuditEvent, Millis, REQUEST_COLUMNS, RequestRow, Store, StoreError, insert_audit,
+    AuditEvent, Millis, REQUEST_COLUMNS, RequestRow, Store, StoreError, audit_statement,
     request_from_row,
 };
 use doorman_core::AuditKind;
@@ -77,48 +77,43 @@ impl Store {
         result: Result<(), (String, Option<Millis>)>,
         now: Millis,
     ) -> Result<(), StoreError> {
-        let mut tx = self.begin_write().await?;
-        let (event, detail) = match &result {
-            Ok(()) => {
+        let (update, event, detail) = match &result {
+            Ok(()) => (
                 sqlx::query("UPDATE outbox SET state = 'sent', attempts = attempts + 1, sent_at = $1, last_error = NULL WHERE request_id = $2 AND position = $3")
                     .bind(now)
                     .bind(&job.request.id)
-                    .bind(job.position)
-                    .execute(&mut *tx)
-                    .await?;
-                (AuditKind::EmailSent, None)
-            }
-            Err((error, Some(retry_at))) => {
+                    .bind(job.position),
+                AuditKind::EmailSent,
+                None,
+            ),
+            Err((error, Some(retry_at))) => (
                 sqlx::query("UPDATE outbox SET attempts = attempts + 1, next_attempt_at = $1, last_error = $2 WHERE request_id = $3 AND position = $4")
-                    .bind(retry_at)
+                    .bind(*retry_at)
                     .bind(error)
                     .bind(&job.request.id)
-                    .bind(job.position)
-                    .execute(&mut *tx)
-                    .await?;
-                (AuditKind::EmailRetrying, Some(error.clone()))
-            }
-            Err((error, None)) => {
+                    .bind(job.position),
+                AuditKind::EmailRetrying,
+                Some(error.clone()),
+            ),
+            Err((error, None)) => (
                 sqlx::query("UPDATE outbox SET state = 'failed', attempts = attempts + 1, last_error = $1 WHERE request_id = $2 AND position = $3")
                     .bind(error)
                     .bind(&job.request.id)
-                    .bind(job.position)
-                    .execute(&mut *tx)
-                    .await?;
-                (AuditKind::EmailFailed, Some(error.clone()))
-            }
+                    .bind(job.position),
+                AuditKind::EmailFailed,
+                Some(error.clone()),
+            ),
         };
-        insert_audit(
-            &mut tx,
-            &AuditEvent {
-                detail,
-                ..AuditEvent::new(event, now)
-                    .request(&job.request.id, &job.request.computer)
-                    .actor(&job.address)
-            },
-        )
-        .await?;
-        tx.commit().await?;
+        let attempted = AuditEvent {
+            detail,
+            ..AuditEvent::new(event, now)
+                .request(&job.request.id, &job.request.computer)
+                .actor(&job.address)
+        };
+        self.begin_script()
+            .await?
+            .commit(vec![update, audit_statement(&attempted)])
+            .await?;
         Ok(())
     }
 

@@ -3,7 +3,7 @@
 
 use super::{
     ComputerId, Millis, NewRequest, OperatorId, REQUEST_COLUMNS, RequestRow, Store, StoreError,
-    insert_audit, request_from_row,
+    audit_statement, insert_audit, request_from_row,
 };
 use crate::AuditEvent;
 use doorman_core::AuditKind;
@@ -88,8 +88,8 @@ impl Store {
     /// Writes a request, its recipients, their queued emails and the audit
     /// events, all or nothing.
     pub async fn create_request(&self, request: &NewRequest) -> Result<(), StoreError> {
-        let mut tx = self.begin_write().await?;
-        sqlx::query(
+        let mut statements = Vec::with_capacity(5);
+        statements.push(sqlx::query(
             "INSERT INTO requests (id, computer, operator, operator_ip, reason, service, service_json, state, created_at, expires_at, required_approvals, approval_valid_for, max_session_seconds, local_consent, passkey, operator_id, computer_id, computer_identity, sealed)
              VALUES ($1, $2, $3, $4, $5, $6, $7, 'pending', $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18)",
         )
@@ -110,22 +110,17 @@ impl Store {
         .bind(request.operator_id.0)
         .bind(request.computer_id.0)
         .bind(request.computer_identity.as_deref())
-        .bind(i64::from(request.sealed))
-        .execute(&mut *tx)
-        .await?;
-        insert_audit(
-            &mut tx,
-            &AuditEvent::new(AuditKind::Requested, request.created_at)
-                .request(&request.id, &request.computer)
-                .actor(&request.operator)
-                .address(&request.operator_ip)
-                .detail(&request.service),
-        )
-        .await?;
+        .bind(i64::from(request.sealed)));
+        let requested = AuditEvent::new(AuditKind::Requested, request.created_at)
+            .request(&request.id, &request.computer)
+            .actor(&request.operator)
+            .address(&request.operator_ip)
+            .detail(&request.service);
+        statements.push(audit_statement(&requested));
         // The recipients in one statement, then their emails and those
         // emails' audit events from them: three statements however many
-        // recipients (each statement is a round trip to the database's
-        // thread, inside the one writer's turn).
+        // recipients; all of them sent with the BEGIN and COMMIT at once on
+        // SQLite (see `script`).
         if !request.recipients.is_empty() {
             let rows: Vec<String> = (0..request.recipients.len())
                 .map(|i| {
@@ -147,28 +142,28 @@ impl Store {
                     .bind(address)
                     .bind(&token_hash[..]);
             }
-            insert.execute(&mut *tx).await?;
+            statements.push(insert);
         }
-        sqlx::query(
-            "INSERT INTO outbox (request_id, position, state, next_attempt_at)
+        statements.push(
+            sqlx::query(
+                "INSERT INTO outbox (request_id, position, state, next_attempt_at)
              SELECT request_id, position, 'queued', $2 FROM recipients WHERE request_id = $1",
-        )
-        .bind(&request.id)
-        .bind(request.created_at)
-        .execute(&mut *tx)
-        .await?;
-        sqlx::query(
-            "INSERT INTO audit_events (at, event, request_id, computer, actor)
+            )
+            .bind(&request.id)
+            .bind(request.created_at),
+        );
+        statements.push(
+            sqlx::query(
+                "INSERT INTO audit_events (at, event, request_id, computer, actor)
              SELECT $1, $2, request_id, $3, address FROM recipients WHERE request_id = $4
              ORDER BY position",
-        )
-        .bind(request.created_at)
-        .bind(AuditKind::EmailQueued.as_str())
-        .bind(&request.computer)
-        .bind(&request.id)
-        .execute(&mut *tx)
-        .await?;
-        tx.commit().await?;
+            )
+            .bind(request.created_at)
+            .bind(AuditKind::EmailQueued.as_str())
+            .bind(&request.computer)
+            .bind(&request.id),
+        );
+        self.begin_script().await?.commit(statements).await?;
         Ok(())
     }
 

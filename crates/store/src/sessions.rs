@@ -1,7 +1,7 @@
 //! Sessions: one per allowed request (the unique `request_id` is the
 //! guarantee), with when each started and ended.
 
-use super::{AuditEvent, Millis, Store, StoreError, insert_audit, unique_violation};
+use super::{AuditEvent, Millis, Store, StoreError, audit_statement, unique_violation};
 use sqlx::Row;
 
 impl Store {
@@ -18,30 +18,27 @@ impl Store {
     ) -> Result<i64, StoreError> {
         // A request's session starts only while it is allowed, in the same
         // statement: a refusal or revocation that lands first wins.
-        let mut tx = self.begin_write().await?;
-        let row = sqlx::query(
+        let mut script = self.begin_script().await?;
+        let insert = sqlx::query(
             "INSERT INTO sessions (request_id, computer, operator, started_at) SELECT $1, $2, $3, $4 WHERE $5 IS NULL OR EXISTS (SELECT 1 FROM requests WHERE id = $5 AND state = 'allowed') RETURNING id",
         )
         .bind(request_id)
         .bind(computer)
         .bind(operator)
         .bind(now)
-        .bind(request_id)
-        .fetch_optional(&mut *tx)
-        .await
-        .map_err(|e| {
+        .bind(request_id);
+        let inserted = script.first(insert).await.map_err(|e| {
             if unique_violation(&e) {
                 StoreError::SessionAlreadyStarted
             } else {
                 e.into()
             }
         })?;
-        let row = row.ok_or(StoreError::NoLongerAllowed)?;
+        let row = inserted.rows.first().ok_or(StoreError::NoLongerAllowed)?;
         let id = row.try_get("id")?;
-        if let Some(started) = started {
-            insert_audit(&mut tx, started).await?;
-        }
-        tx.commit().await?;
+        script
+            .commit(started.map(audit_statement).into_iter().collect())
+            .await?;
         Ok(id)
     }
 
@@ -62,16 +59,14 @@ impl Store {
         now: Millis,
         events: &[AuditEvent],
     ) -> Result<(), StoreError> {
-        let mut tx = self.begin_write().await?;
-        sqlx::query("UPDATE sessions SET ended_at = $1 WHERE id = $2 AND ended_at IS NULL")
-            .bind(now)
-            .bind(id)
-            .execute(&mut *tx)
-            .await?;
-        for event in events {
-            insert_audit(&mut tx, event).await?;
-        }
-        tx.commit().await?;
+        let mut statements = Vec::with_capacity(1 + events.len());
+        statements.push(
+            sqlx::query("UPDATE sessions SET ended_at = $1 WHERE id = $2 AND ended_at IS NULL")
+                .bind(now)
+                .bind(id),
+        );
+        statements.extend(events.iter().map(audit_statement));
+        self.begin_script().await?.commit(statements).await?;
         Ok(())
     }
 }

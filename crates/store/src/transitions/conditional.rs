@@ -2,22 +2,25 @@
 //! only if the request is still as it was read (its version: the Allows
 //! counted, the local Allow, the reuse), one function per kind of step.
 
+use crate::script::Statement as AnyQuery;
 use crate::{Millis, RequestRow, StoreError};
 use doorman_core::Outcome;
 use doorman_core::authorization::{Approval, PendingRequest, SettledRequest, Step};
-use sqlx::AnyConnection;
 
-/// What the conditional write of a step did.
-pub(super) struct Written<'s> {
-    /// The request was as read, and changed: one row updated.
-    pub(super) won: bool,
-    /// The recipient's Allow it counted, whose row is still to insert.
-    pub(super) counted: Option<&'s Approval>,
+/// The conditional write of a step: the UPDATE (none for a step that
+/// changes nothing), which wins if it changes one row.
+pub(super) struct Written<'q> {
+    pub(super) update: Option<AnyQuery<'q>>,
+    /// The recipient's Allow it counts, whose row is still to insert.
+    pub(super) counted: Option<&'q Approval>,
 }
 
-impl<'s> Written<'s> {
-    fn of(won: bool, counted: Option<&'s Approval>) -> Self {
-        Self { won, counted }
+impl<'q> Written<'q> {
+    fn of(update: AnyQuery<'q>, counted: Option<&'q Approval>) -> Self {
+        Self {
+            update: Some(update),
+            counted,
+        }
     }
 }
 
@@ -33,144 +36,107 @@ fn version_of(row: &RequestRow) -> String {
     )
 }
 
-/// The one conditional UPDATE of the request that `step` makes, written
-/// only if the request is still as `row` was read. Each UPDATE below says
-/// whether it won.
-pub(super) async fn write_step<'s>(
-    tx: &mut AnyConnection,
-    row: &RequestRow,
-    step: &'s Step,
+/// The one conditional UPDATE of the request that `step` makes, which
+/// writes only if the request is still as `row` was read: it won if it
+/// changed one row.
+pub(super) fn step_update<'q>(
+    row: &'q RequestRow,
+    step: &'q Step,
     at: Millis,
-) -> Result<Written<'s>, StoreError> {
+) -> Result<Written<'q>, StoreError> {
     let version = version_of(row);
     let written = match step {
-        Step::Unchanged(..) => Written::of(false, None),
+        Step::Unchanged(..) => Written {
+            update: None,
+            counted: None,
+        },
         // An earlier approval reused, the local Allow still to come.
         Step::Approved(pending) if row.reused_from.is_none() && pending.reused.is_some() => {
-            Written::of(record_reuse(tx, row, pending, &version, at).await?, None)
+            Written::of(record_reuse(row, pending, &version, at), None)
         }
         Step::Approved(pending)
             if row.local_approval.is_none() && pending.local_approval.is_some() =>
         {
-            Written::of(
-                record_local_allow(tx, row, pending, &version, at).await?,
-                None,
-            )
+            Written::of(record_local_allow(row, pending, &version, at), None)
         }
-        Step::Approved(pending) => Written::of(
-            count_allow(tx, row, &version, at).await?,
-            pending.approvals.last(),
-        ),
+        Step::Approved(pending) => {
+            Written::of(count_allow(row, &version, at), pending.approvals.last())
+        }
         Step::Settled(settled) => match settled.outcome() {
-            Outcome::Expired { .. } => Written::of(expire(tx, row, &version, at).await?, None),
-            _ => settle(tx, row, settled, &version, at).await?,
+            Outcome::Expired { .. } => Written::of(expire(row, &version, at), None),
+            _ => settle(row, settled, &version, at)?,
         },
     };
     Ok(written)
 }
 
 /// Records the earlier approval a pending request reuses.
-async fn record_reuse(
-    tx: &mut AnyConnection,
-    row: &RequestRow,
-    pending: &PendingRequest,
+fn record_reuse<'q>(
+    row: &'q RequestRow,
+    pending: &'q PendingRequest,
     version: &str,
     at: Millis,
-) -> Result<bool, StoreError> {
+) -> AnyQuery<'q> {
     let reused = pending.reused.as_ref();
     let set = "reused_from = $4, reused_by = $5";
-    while_pending(tx, row, version, at, set, |query| {
-        query
-            .bind(reused.map(|r| r.request_id.as_str()))
-            .bind(reused.map(|r| r.by.as_str()))
-    })
-    .await
+    while_pending(row, version, at, set)
+        .bind(reused.map(|r| r.request_id.as_str()))
+        .bind(reused.map(|r| r.by.as_str()))
 }
 
 /// Records the local Allow of a request that still needs more.
-async fn record_local_allow(
-    tx: &mut AnyConnection,
-    row: &RequestRow,
-    pending: &PendingRequest,
+fn record_local_allow<'q>(
+    row: &'q RequestRow,
+    pending: &'q PendingRequest,
     version: &str,
     at: Millis,
-) -> Result<bool, StoreError> {
+) -> AnyQuery<'q> {
     let local = pending.local_approval.as_ref();
     let set = "local_approved_by = $4, local_approved_at = $5";
-    while_pending(tx, row, version, at, set, |query| {
-        query
-            .bind(local.map(|a| a.by.as_str()))
-            .bind(local.map(|a| a.at))
-    })
-    .await
+    while_pending(row, version, at, set)
+        .bind(local.map(|a| a.by.as_str()))
+        .bind(local.map(|a| a.at))
 }
 
 /// Counts one more recipient's Allow of a request that needs more.
-async fn count_allow(
-    tx: &mut AnyConnection,
-    row: &RequestRow,
-    version: &str,
-    at: Millis,
-) -> Result<bool, StoreError> {
-    let set = "approval_count = approval_count + 1";
-    while_pending(tx, row, version, at, set, |query| query).await
+fn count_allow<'q>(row: &'q RequestRow, version: &str, at: Millis) -> AnyQuery<'q> {
+    while_pending(row, version, at, "approval_count = approval_count + 1")
 }
 
 /// `UPDATE requests SET {set}` while the request is pending, as it was read
-/// (`version`) and before its deadline; `bind` binds `set`'s own values,
-/// from `$4` on. Whether it won.
-async fn while_pending<'q>(
-    tx: &mut AnyConnection,
-    row: &'q RequestRow,
-    version: &str,
-    at: Millis,
-    set: &str,
-    bind: impl FnOnce(AnyQuery<'q>) -> AnyQuery<'q>,
-) -> Result<bool, StoreError> {
+/// (`version`) and before its deadline; the caller binds `set`'s own
+/// values, from `$4` on.
+fn while_pending<'q>(row: &'q RequestRow, version: &str, at: Millis, set: &str) -> AnyQuery<'q> {
     let sql = format!(
         "UPDATE requests SET {set}
          WHERE id = $1 AND state = 'pending' AND {version} AND expires_at > $3"
     );
-    let query = sqlx::query(sqlx::AssertSqlSafe(sql))
+    sqlx::query(sqlx::AssertSqlSafe(sql))
         .bind(&row.id)
         .bind(row.approval_count)
-        .bind(at);
-    let result = bind(query).execute(&mut *tx).await?;
-    Ok(result.rows_affected() == 1)
+        .bind(at)
 }
 
-/// A query on the `Any` driver, as [`while_pending`] binds it.
-type AnyQuery<'q> = sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments>;
-
 /// Expires a request whose deadline has passed.
-async fn expire(
-    tx: &mut AnyConnection,
-    row: &RequestRow,
-    version: &str,
-    at: Millis,
-) -> Result<bool, StoreError> {
+fn expire<'q>(row: &'q RequestRow, version: &str, at: Millis) -> AnyQuery<'q> {
     let sql = format!(
         "UPDATE requests SET state = 'expired', settled_at = expires_at
          WHERE id = $1 AND state = 'pending' AND {version} AND expires_at <= $3"
     );
-    let result = sqlx::query(sqlx::AssertSqlSafe(sql))
+    sqlx::query(sqlx::AssertSqlSafe(sql))
         .bind(&row.id)
         .bind(row.approval_count)
         .bind(at)
-        .execute(&mut *tx)
-        .await?;
-    Ok(result.rows_affected() == 1)
 }
 
 /// Settles a request before its deadline (allowed, denied or cancelled):
 /// its outcome, the Allows counted, the local Allow, and the reuse window.
-async fn settle<'s>(
-    tx: &mut AnyConnection,
-    row: &RequestRow,
-    settled: &'s SettledRequest,
+fn settle<'q>(
+    row: &'q RequestRow,
+    settled: &'q SettledRequest,
     version: &str,
     at: Millis,
-) -> Result<Written<'s>, StoreError> {
+) -> Result<Written<'q>, StoreError> {
     let outcome = settled.outcome();
     let cause = match outcome {
         Outcome::Cancelled { cause, .. } => {
@@ -188,7 +154,7 @@ async fn settle<'s>(
              reused_from = $8, reusable_until = $9, local_approved_by = $10, local_approved_at = $11
          WHERE id = $1 AND state = 'pending' AND {version} AND expires_at > $12"
     );
-    let result = sqlx::query(sqlx::AssertSqlSafe(sql))
+    let update = sqlx::query(sqlx::AssertSqlSafe(sql))
         .bind(&row.id)
         .bind(row.approval_count)
         .bind(outcome.state().as_str())
@@ -200,13 +166,11 @@ async fn settle<'s>(
         .bind(reusable_until)
         .bind(local.map(|a| a.by.as_str()))
         .bind(local.map(|a| a.at))
-        .bind(at)
-        .execute(&mut *tx)
-        .await?;
+        .bind(at);
     let counted = (count > row.approval_count)
         .then(|| request.approvals.last())
         .flatten();
-    Ok(Written::of(result.rows_affected() == 1, counted))
+    Ok(Written::of(update, counted))
 }
 
 /// A settled request's `reused_from` and `reusable_until`: a fresh Allow

@@ -9,8 +9,9 @@ mod conditional;
 
 use super::{
     AuditEvent, ComputerId, Millis, OperatorId, REQUEST_COLUMNS, RequestRow, Store, StoreError,
-    insert_audit, request_from_row,
+    audit_statement, insert_audit, request_from_row,
 };
+use crate::script::Statement;
 use doorman_core::authorization::{Approval, Event, SettledRequest, Step};
 use doorman_core::{AuditKind, CancelCause, Outcome, Request};
 use sqlx::{AnyConnection, Row};
@@ -83,10 +84,19 @@ impl Store {
         block: Option<&Block>,
         assertion: Option<&str>,
     ) -> Result<bool, StoreError> {
-        let mut tx = self.begin_write().await?;
-        let won = persist_in(&mut tx, row, step, at, audit, block, assertion).await?;
-        tx.commit().await?;
-        Ok(won)
+        let written = conditional::step_update(row, step, at)?;
+        let Some(update) = written.update else {
+            return Ok(false);
+        };
+        // The UPDATE goes with the BEGIN, the rest with the COMMIT: two
+        // hand-offs on SQLite (see `script`).
+        let mut script = self.begin_script().await?;
+        if script.first(update).await?.rows_affected != 1 {
+            return Ok(false);
+        }
+        let after = after_step(row, step, written.counted, at, audit, block, assertion);
+        script.commit(after).await?;
+        Ok(true)
     }
 
     /// Persists the computer's refusal of the allowed request `row`
@@ -148,14 +158,15 @@ pub(super) async fn end_reuse_in(
     column: &'static str,
     id: i64,
 ) -> Result<(), StoreError> {
+    end_reuse(column, id).execute(conn).await?;
+    Ok(())
+}
+
+fn end_reuse(column: &'static str, id: i64) -> Statement<'static> {
     let sql = format!(
         "UPDATE requests SET reusable_until = NULL WHERE {column} = $1 AND reusable_until IS NOT NULL"
     );
-    sqlx::query(sqlx::AssertSqlSafe(sql))
-        .bind(id)
-        .execute(conn)
-        .await?;
-    Ok(())
+    sqlx::query(sqlx::AssertSqlSafe(sql)).bind(id)
 }
 
 /// The audit event of a transition (its kind, request and computer, and
@@ -254,59 +265,67 @@ pub(super) async fn persist_in(
     block: Option<&Block>,
     assertion: Option<&str>,
 ) -> Result<bool, StoreError> {
-    let written = conditional::write_step(tx, row, step, at).await?;
-    if !written.won {
+    let written = conditional::step_update(row, step, at)?;
+    let Some(update) = written.update else {
+        return Ok(false);
+    };
+    if update.execute(&mut *tx).await?.rows_affected() != 1 {
         return Ok(false);
     }
-    if let Some(approval) = written.counted {
-        insert_approval(tx, &row.id, approval, assertion).await?;
+    let after = after_step(row, step, written.counted, at, audit, block, assertion);
+    for statement in after {
+        statement.execute(&mut *tx).await?;
     }
-    if let Step::Settled(settled) = step {
-        // Emails not yet sent are pointless now.
-        drop_queued_emails(tx, &row.id).await?;
-        // A Deny (or "I did not expect this") on a computer ends every
-        // earlier approval's reuse window there.
-        if let (Outcome::Denied { .. }, Some(computer)) = (settled.outcome(), row.computer_id) {
-            end_reuse_in(tx, "computer_id", computer.0).await?;
-        }
-    }
-    if let Some(block) = block {
-        upsert_block(tx, block, at).await?;
-    }
-    insert_audit(tx, audit).await?;
     Ok(true)
 }
 
-/// The row of a recipient's Allow, with its passkey assertion if it had one.
-async fn insert_approval(
-    tx: &mut AnyConnection,
-    request_id: &str,
-    approval: &Approval,
-    assertion: Option<&str>,
-) -> Result<(), StoreError> {
-    sqlx::query(
-        "INSERT INTO approvals (request_id, address, at, assertion) VALUES ($1, $2, $3, $4)",
-    )
-    .bind(request_id)
-    .bind(&approval.by)
-    .bind(approval.at)
-    .bind(assertion)
-    .execute(&mut *tx)
-    .await?;
-    Ok(())
-}
-
-/// Drops a settled request's emails not yet sent.
-async fn drop_queued_emails(tx: &mut AnyConnection, request_id: &str) -> Result<(), StoreError> {
-    sqlx::query("UPDATE outbox SET state = 'dropped' WHERE request_id = $1 AND state = 'queued'")
-        .bind(request_id)
-        .execute(&mut *tx)
-        .await?;
-    Ok(())
+/// What a step writes once its UPDATE won: the Allow it counted, the
+/// emails a settled request no longer needs, the reuse windows a Deny
+/// ends, a report's block, and its audit event.
+fn after_step<'q>(
+    row: &'q RequestRow,
+    step: &'q Step,
+    counted: Option<&'q Approval>,
+    at: Millis,
+    audit: &'q AuditEvent,
+    block: Option<&'q Block>,
+    assertion: Option<&'q str>,
+) -> Vec<Statement<'q>> {
+    let mut statements = Vec::with_capacity(5);
+    if let Some(approval) = counted {
+        statements.push(
+            sqlx::query(
+                "INSERT INTO approvals (request_id, address, at, assertion) VALUES ($1, $2, $3, $4)",
+            )
+            .bind(&row.id)
+            .bind(&approval.by)
+            .bind(approval.at)
+            .bind(assertion),
+        );
+    }
+    if let Step::Settled(settled) = step {
+        // Emails not yet sent are pointless now.
+        statements.push(
+            sqlx::query(
+                "UPDATE outbox SET state = 'dropped' WHERE request_id = $1 AND state = 'queued'",
+            )
+            .bind(&row.id),
+        );
+        // A Deny (or "I did not expect this") on a computer ends every
+        // earlier approval's reuse window there.
+        if let (Outcome::Denied { .. }, Some(computer)) = (settled.outcome(), row.computer_id) {
+            statements.push(end_reuse("computer_id", computer.0));
+        }
+    }
+    if let Some(block) = block {
+        statements.push(upsert_block(block, at));
+    }
+    statements.push(audit_statement(audit));
+    statements
 }
 
 /// Writes a report's block, or lengthens the one already there.
-async fn upsert_block(tx: &mut AnyConnection, block: &Block, at: Millis) -> Result<(), StoreError> {
+fn upsert_block(block: &Block, at: Millis) -> Statement<'_> {
     sqlx::query(
         "INSERT INTO blocks (operator_id, computer_id, until, reported_by, created_at) VALUES ($1, $2, $3, $4, $5)
          ON CONFLICT (operator_id, computer_id) DO UPDATE SET until = CASE WHEN excluded.until > blocks.until THEN excluded.until ELSE blocks.until END,
@@ -317,7 +336,4 @@ async fn upsert_block(tx: &mut AnyConnection, block: &Block, at: Millis) -> Resu
     .bind(block.until)
     .bind(&block.reported_by)
     .bind(at)
-    .execute(&mut *tx)
-    .await?;
-    Ok(())
 }
