@@ -150,7 +150,10 @@ pub async fn run<P: PostOffice>(post: Arc<P>, delivery: Delivery, settings: Mail
                 }
                 Ended::Unrecorded => true,
             },
-            () = post.sleep_until(wake_at) => true,
+            // With every slot taken there is nothing to start when a retry
+            // falls due (and `wake_at`, not read again, may be past): a
+            // slot freed wakes the worker first.
+            () = post.sleep_until(wake_at), if in_flight.has_room() => true,
             () = post.stopping() => {
                 in_flight.stop().await;
                 return;

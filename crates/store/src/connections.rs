@@ -13,13 +13,20 @@
 //! turns ([`crate::Store::write_turn`]).
 
 use crate::backend::sqlite_url_creating;
+use sqlx::any::AnyTransactionManager;
 use sqlx::pool::PoolConnection;
 use sqlx::{Any, AnyConnection, AnyPool, Connection, Executor};
+use sqlx_core::transaction::TransactionManager;
 use std::sync::{Arc, Mutex as SyncMutex};
 use tokio::sync::{Mutex, OwnedMutexGuard, OwnedSemaphorePermit, Semaphore};
 
 /// Reading connections SQLite may have open at once, beside the writer.
+/// They begin no transaction: nothing that ends a connection's thread in
+/// sqlx (a BEGIN it cannot answer, a ROLLBACK that fails) happens on them.
 const SQLITE_READERS: usize = 3;
+
+/// How long a read waits for a connection.
+const READ_PATIENCE: std::time::Duration = std::time::Duration::from_secs(30);
 
 /// Where statements run.
 #[derive(Clone)]
@@ -55,21 +62,32 @@ pub(crate) struct SqliteWriter {
     /// A transaction of a [`crate::script::Script`] may be open on it: one
     /// that failed or was dropped before its COMMIT came back.
     pub(crate) unfinished: bool,
+    /// To open it again.
+    url: String,
 }
 
 impl SqliteWriter {
-    /// Rolls back what a script left unfinished (nothing if its COMMIT
-    /// went through after all: SQLite then has no transaction to roll
-    /// back, and says so).
-    pub(crate) async fn finish(&mut self) {
+    /// Makes the writer ready for a write: rolls back what a script left
+    /// unfinished (nothing if its COMMIT went through after all: SQLite
+    /// then has no transaction to roll back, and says so), and replaces a
+    /// connection sqlx still counts a transaction on, which nothing of
+    /// ours holds now: one whose ROLLBACK failed after SQLite had rolled
+    /// back by itself (a full disk), which would refuse every BEGIN.
+    pub(crate) async fn finish(&mut self) -> Result<(), sqlx::Error> {
         if self.unfinished {
-            if let Err(error) = self.conn.execute("ROLLBACK").await
-                && !error.to_string().contains("no transaction is active")
-            {
-                tracing::warn!(%error, "cannot roll back an unfinished write");
+            match self.conn.execute("ROLLBACK").await {
+                Ok(_) => {}
+                Err(error) if error.to_string().contains("no transaction is active") => {}
+                // Still unfinished: no write joins what may be open.
+                Err(error) => return Err(error),
             }
             self.unfinished = false;
         }
+        if AnyTransactionManager::get_transaction_depth(&self.conn) > 0 {
+            tracing::warn!("reopening the database's writing connection, left in a transaction");
+            self.conn = connect_sqlite(&self.url).await?;
+        }
+        Ok(())
     }
 }
 
@@ -97,11 +115,12 @@ impl Connections {
         let url = sqlite_url_creating(database_url);
         let writer = connect_sqlite(&url).await?;
         Ok(Connections::Sqlite(Arc::new(SqliteConnections {
-            url,
             writer: Arc::new(Mutex::new(SqliteWriter {
                 conn: writer,
                 unfinished: false,
+                url: url.clone(),
             })),
+            url,
             idle: SyncMutex::default(),
             readers: Arc::new(Semaphore::new(SQLITE_READERS)),
         })))
@@ -119,21 +138,25 @@ impl Connections {
                 let Ok(mut writer) = tokio::time::timeout(patience, writer).await else {
                     return Ok(None);
                 };
-                writer.finish().await;
+                writer.finish().await?;
                 Ok(Some(Writer::Sqlite(writer)))
             }
             Connections::Postgres(pool) => Ok(Some(Writer::Pooled(pool.acquire().await?))),
         }
     }
 
-    /// A connection to read on.
+    /// A connection to read on, waiting at most [`READ_PATIENCE`] for one
+    /// (as sqlx's pool would have) when all are busy, as on a stalled disk.
     pub(crate) async fn reader(&self) -> Result<Reader, sqlx::Error> {
         match self {
             Connections::Sqlite(sqlite) => {
-                let permit = Arc::clone(&sqlite.readers)
-                    .acquire_owned()
-                    .await
-                    .map_err(|_| sqlx::Error::PoolClosed)?;
+                let permit = tokio::time::timeout(
+                    READ_PATIENCE,
+                    Arc::clone(&sqlite.readers).acquire_owned(),
+                )
+                .await
+                .map_err(|_| sqlx::Error::PoolTimedOut)?
+                .map_err(|_| sqlx::Error::PoolClosed)?;
                 let idle = sqlite.idle.lock().map(|mut idle| idle.pop()).ok().flatten();
                 let conn = match idle {
                     Some(conn) => conn,

@@ -133,7 +133,11 @@ impl Drop for Script {
             Writer::Sqlite(writer) => {
                 let writer = std::sync::Arc::clone(tokio::sync::OwnedMutexGuard::mutex(writer));
                 if let Ok(runtime) = tokio::runtime::Handle::try_current() {
-                    runtime.spawn(async move { writer.lock_owned().await.finish().await });
+                    runtime.spawn(async move {
+                        if let Err(error) = writer.lock_owned().await.finish().await {
+                            tracing::warn!(%error, "cannot roll back an unfinished write");
+                        }
+                    });
                 }
             }
             Writer::Pooled(conn) => AnyTransactionManager::start_rollback(conn),
@@ -163,7 +167,8 @@ fn joined(statements: Vec<Statement<'_>>) -> Result<Statement<'static>, sqlx::Er
     Ok(sqlx::query_with(sqlx::AssertSqlSafe(sql), arguments))
 }
 
-/// `sql` with every placeholder `$N` outside quotes made `$(N + by)`.
+/// `sql` with every placeholder `$N` outside quotes made `$(N + by)`. The
+/// store's statements have no comments, whose quotes this would misread.
 fn shifted(sql: &str, by: usize) -> String {
     if by == 0 {
         return sql.to_string();

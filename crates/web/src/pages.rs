@@ -487,7 +487,7 @@ pub async fn decide(
         user_agent: user_agent(&headers),
         detail,
     };
-    state.broker.apply(&request.id, event, witness).await?;
+    state.broker.apply_to(request, event, witness).await?;
     Ok(Redirect::to(&format!("/a/{token}")).into_response())
 }
 

@@ -217,10 +217,41 @@ impl Broker {
         event: Event,
         witness: Witness,
     ) -> Result<Applied, StoreError> {
+        self.apply_from(request_id, None, event, witness).await
+    }
+
+    /// [`Broker::apply`] to the request as the caller has just read it
+    /// (a recipient's link finds it): when it counted no approvals, there
+    /// is nothing more to read before the conditional write, which a row
+    /// gone stale meanwhile loses, to be read again as in any race.
+    pub async fn apply_to(
+        &self,
+        row: RequestRow,
+        event: Event,
+        witness: Witness,
+    ) -> Result<Applied, StoreError> {
+        let id = row.id.clone();
+        self.apply_from(&id, Some(row), event, witness).await
+    }
+
+    async fn apply_from(
+        &self,
+        request_id: &str,
+        mut read: Option<RequestRow>,
+        event: Event,
+        witness: Witness,
+    ) -> Result<Applied, StoreError> {
         // Each retry means another transition won in between; a request
         // has at most a few dozen recipients.
         for _ in 0..64 {
-            let Some((row, machine)) = self.store.load(request_id).await? else {
+            let loaded = match read.take() {
+                Some(row) if row.approval_count == 0 => {
+                    let machine = row.machine(Vec::new());
+                    Some((row, machine))
+                }
+                _ => self.store.load(request_id).await?,
+            };
+            let Some((row, machine)) = loaded else {
                 return Ok(Applied::Unknown);
             };
             let pending = match machine {
