@@ -70,9 +70,10 @@ impl SqliteWriter {
     /// Makes the writer ready for a write: rolls back what a script left
     /// unfinished (nothing if its COMMIT went through after all: SQLite
     /// then has no transaction to roll back, and says so), and replaces a
-    /// connection sqlx still counts a transaction on, which nothing of
-    /// ours holds now: one whose ROLLBACK failed after SQLite had rolled
-    /// back by itself (a full disk), which would refuse every BEGIN.
+    /// connection sqlx still counts a transaction on that no rollback
+    /// ends, which nothing of ours holds now: one whose ROLLBACK failed
+    /// after SQLite had rolled back by itself (a full disk), which would
+    /// refuse every BEGIN.
     pub(crate) async fn finish(&mut self) -> Result<(), sqlx::Error> {
         if self.unfinished {
             match self.conn.execute("ROLLBACK").await {
@@ -83,7 +84,13 @@ impl SqliteWriter {
             }
             self.unfinished = false;
         }
-        if AnyTransactionManager::get_transaction_depth(&self.conn) > 0 {
+        // A transaction dropped a moment ago has its rollback queued, ahead
+        // of this one, which then has nothing left to do.
+        if AnyTransactionManager::get_transaction_depth(&self.conn) > 0
+            && AnyTransactionManager::rollback(&mut self.conn)
+                .await
+                .is_err()
+        {
             tracing::warn!("reopening the database's writing connection, left in a transaction");
             self.conn = connect_sqlite(&self.url).await?;
         }
