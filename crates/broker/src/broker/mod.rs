@@ -221,9 +221,10 @@ impl Broker {
     }
 
     /// [`Broker::apply`] to the request as the caller has just read it
-    /// (a recipient's link finds it): when it counted no approvals, there
-    /// is nothing more to read before the conditional write, which a row
-    /// gone stale meanwhile loses, to be read again as in any race.
+    /// (a recipient's link finds it): settled, or pending with no approval
+    /// counted, there is nothing more to read before the conditional
+    /// write, which a row gone stale meanwhile loses, to be read again as
+    /// in any race.
     pub async fn apply_to(
         &self,
         row: RequestRow,
@@ -245,11 +246,17 @@ impl Broker {
         // has at most a few dozen recipients.
         for _ in 0..64 {
             let loaded = match read.take() {
-                Some(row) if row.approval_count == 0 => {
-                    let machine = row.machine(Vec::new());
-                    Some((row, machine))
-                }
-                _ => self.store.load(request_id).await?,
+                Some(row) => match row.outcome() {
+                    // Settled stays settled: nothing more to read (the
+                    // caller shows the request as stored next).
+                    Some(outcome) => return Ok(Applied::AlreadySettled(outcome)),
+                    None if row.approval_count == 0 => {
+                        let machine = row.machine(Vec::new());
+                        Some((row, machine))
+                    }
+                    None => self.store.load(request_id).await?,
+                },
+                None => self.store.load(request_id).await?,
             };
             let Some((row, machine)) = loaded else {
                 return Ok(Applied::Unknown);
