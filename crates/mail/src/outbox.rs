@@ -106,12 +106,21 @@ pub async fn run<P: PostOffice>(post: Arc<P>, delivery: Delivery, settings: Mail
             waiting = true;
         } else if read {
             let now = post.now_millis();
+            // Emails due by now are under way or wait for a slot, which a
+            // delivery that ends frees: the wait is for the next one after.
+            // A retry's time is the server's clock's: a test that moves it
+            // wakes the worker.
+            let idle_until = now.saturating_add(IDLE_WAIT_MS);
+            wake_at = idle_until;
             match post
                 .store()
                 .due_emails(now, i64::try_from(batch).unwrap_or(i64::MAX))
                 .await
             {
-                Ok(jobs) => {
+                Ok((jobs, next_due)) => {
+                    if let Some(due) = next_due {
+                        wake_at = due.min(idle_until);
+                    }
                     waiting = jobs.len() >= batch;
                     for job in jobs {
                         if in_flight.holds(&job) {
@@ -129,15 +138,6 @@ pub async fn run<P: PostOffice>(post: Arc<P>, delivery: Delivery, settings: Mail
                     waiting = true;
                 }
             }
-            // Emails due by now are under way or wait for a slot, which a
-            // delivery that ends frees: the wait is for the next one after.
-            // A retry's time is the server's clock's: a test that moves it
-            // wakes the worker.
-            let idle_until = now.saturating_add(IDLE_WAIT_MS);
-            wake_at = match post.store().next_email_due(now).await {
-                Ok(Some(due)) => due.min(idle_until),
-                _ => idle_until,
-            };
         }
         read = tokio::select! {
             () = post.queued() => true,

@@ -18,10 +18,18 @@ pub struct OutboxJob {
 }
 
 impl Store {
-    /// Emails due now whose request is still pending.
-    pub async fn due_emails(&self, now: Millis, limit: i64) -> Result<Vec<OutboxJob>, StoreError> {
+    /// Emails due now whose request is still pending, and the earliest
+    /// time after `now` another queued email falls due (to sleep until
+    /// then): one read when any are due, the time coming with them.
+    pub async fn due_emails(
+        &self,
+        now: Millis,
+        limit: i64,
+    ) -> Result<(Vec<OutboxJob>, Option<Millis>), StoreError> {
         let sql = format!(
-            "SELECT {REQUEST_COLUMNS}, o.position, o.attempts, rc.address
+            "SELECT {REQUEST_COLUMNS}, o.position, o.attempts, rc.address,
+                    (SELECT MIN(next_attempt_at) FROM outbox
+                      WHERE state = 'queued' AND next_attempt_at > $1) AS next_due
              FROM outbox o
              JOIN recipients rc ON rc.request_id = o.request_id AND rc.position = o.position
              JOIN requests r ON r.id = o.request_id
@@ -34,7 +42,12 @@ impl Store {
             .bind(limit)
             .fetch_all(&mut *self.reader().await?)
             .await?;
-        rows.iter()
+        let next_due = match rows.first() {
+            Some(row) => row.try_get("next_due")?,
+            None => self.next_email_due(now).await?,
+        };
+        let jobs = rows
+            .iter()
             .map(|row| {
                 Ok(OutboxJob {
                     request: request_from_row(row)?,
@@ -43,7 +56,8 @@ impl Store {
                     attempts: row.try_get("attempts")?,
                 })
             })
-            .collect()
+            .collect::<Result<_, StoreError>>()?;
+        Ok((jobs, next_due))
     }
 
     /// How many emails were ever queued, whatever became of them: written
@@ -59,7 +73,7 @@ impl Store {
     /// The earliest time after `after` a queued email is due, to sleep
     /// until then. Emails due by `after` are left out: the worker has them
     /// in hand already (being delivered, or waiting for a free slot).
-    pub async fn next_email_due(&self, after: Millis) -> Result<Option<Millis>, StoreError> {
+    async fn next_email_due(&self, after: Millis) -> Result<Option<Millis>, StoreError> {
         let row = sqlx::query(
             "SELECT MIN(next_attempt_at) AS due FROM outbox WHERE state = 'queued' AND next_attempt_at > $1",
         )
