@@ -7,10 +7,11 @@ use super::{
     AuditEvent, Millis, OperatorId, Principal, REQUEST_COLUMNS, Store, StoreError, insert_audit,
     insert_principal_in, request_from_row,
 };
+use crate::lite::Conn;
 use doorman_core::access::{ComputerPattern, Grant, ServiceKind, ServiceSet, permits};
 use doorman_core::{AuditKind, CancelCause, Revoked};
 use doorman_wire::message::Service;
-use sqlx::{AnyConnection, Row};
+use sqlx::Row;
 
 /// One grant, with its operator, as `doorman admin access list` shows it.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -22,7 +23,7 @@ pub struct GrantRow {
 
 /// The id of the operator named `operator` now; [`StoreError::NotFound`]
 /// if there is none.
-async fn operator_id_in(conn: &mut AnyConnection, operator: &str) -> Result<i64, StoreError> {
+async fn operator_id_in(conn: &mut Conn, operator: &str) -> Result<i64, StoreError> {
     let row = sqlx::query("SELECT id FROM operators WHERE name = $1")
         .bind(operator)
         .fetch_optional(conn)
@@ -78,7 +79,7 @@ pub struct CutSession {
 /// `remaining` grants no longer cover, as the sessions table knows them
 /// (a row a server stopped by `kill -9` left open counts too).
 async fn sessions_cut_in(
-    conn: &mut AnyConnection,
+    conn: &mut Conn,
     operator: &str,
     remaining: &[Grant],
 ) -> Result<Vec<CutSession>, StoreError> {
@@ -116,7 +117,7 @@ async fn sessions_cut_in(
 }
 
 /// The grants of the operator with this id.
-async fn grants_in(conn: &mut AnyConnection, operator: i64) -> Result<Vec<Grant>, StoreError> {
+async fn grants_in(conn: &mut Conn, operator: i64) -> Result<Vec<Grant>, StoreError> {
     let sql = format!("{GRANT_COLUMNS} WHERE g.operator_id = $1");
     let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
         .bind(operator)
@@ -130,7 +131,7 @@ async fn grants_in(conn: &mut AnyConnection, operator: i64) -> Result<Vec<Grant>
 /// Grants `patterns` to the operator with id `operator_id`, named
 /// `operator` in the audit trail.
 async fn grant_in(
-    conn: &mut AnyConnection,
+    conn: &mut Conn,
     operator_id: i64,
     operator: &str,
     patterns: &[ComputerPattern],
@@ -158,7 +159,7 @@ async fn grant_in(
 }
 
 async fn set_email_in(
-    conn: &mut AnyConnection,
+    conn: &mut Conn,
     operator: &str,
     email: Option<&str>,
     now: Millis,

@@ -3,9 +3,10 @@
 //! minute are one row with a count, and old rows are pruned by age.
 
 use super::{Millis, Store, StoreError};
+use crate::lite::Conn;
 use doorman_core::AuditKind;
 use serde::Serialize;
-use sqlx::{AnyConnection, Row};
+use sqlx::Row;
 
 /// One audit trail entry.
 #[derive(Clone, Debug, Serialize, PartialEq, Eq)]
@@ -192,10 +193,7 @@ impl Store {
     }
 }
 
-pub(super) async fn insert_audit(
-    conn: &mut AnyConnection,
-    event: &AuditEvent,
-) -> Result<(), StoreError> {
+pub(super) async fn insert_audit(conn: &mut Conn, event: &AuditEvent) -> Result<(), StoreError> {
     audit_statement(event).execute(conn).await?;
     Ok(())
 }

@@ -1,28 +1,19 @@
-//! The connections the store's statements run on: on SQLite its own, one
-//! writer and a few readers, each given back without a round trip; on
+//! The connections the store's statements run on: on SQLite its own
+//! ([`crate::lite`]), one writer and a few readers, kept once opened; on
 //! PostgreSQL sqlx's pool.
 //!
-//! Why SQLite has its own (issue 32): sqlx runs each SQLite connection on a
-//! thread of its own, so every statement is a hand-off to that thread and
-//! back, and its pool pings every connection it takes back (one more, and
-//! a task spawned to do it). A request made, mailed, viewed, approved and
-//! served was about ninety such round trips, a third of them pings; on a
-//! machine where waking a thread is dear they were most of the server's
-//! CPU. A connection to a file cannot be lost as a network's can, so it is
-//! simply kept, and the one writer also makes the process's writes take
-//! turns ([`crate::Store::write_turn`]).
+//! A connection to a file cannot be lost as a network's can, so SQLite's
+//! are simply kept (sqlx's pool also pinged each it took back), and the
+//! one writer makes the process's writes take turns
+//! ([`crate::Store::write_turn`]).
 
 use crate::backend::sqlite_url_creating;
-use sqlx::any::AnyTransactionManager;
-use sqlx::pool::PoolConnection;
-use sqlx::{Any, AnyConnection, AnyPool, Connection, Executor};
-use sqlx_core::transaction::TransactionManager;
+use crate::lite::{Checkpoints, Conn, Lite};
+use sqlx::{AnyConnection, AnyPool, Connection, Executor};
 use std::sync::{Arc, Mutex as SyncMutex};
 use tokio::sync::{Mutex, OwnedMutexGuard, OwnedSemaphorePermit, Semaphore};
 
 /// Reading connections SQLite may have open at once, beside the writer.
-/// They begin no transaction: nothing that ends a connection's thread in
-/// sqlx (a BEGIN it cannot answer, a ROLLBACK that fails) happens on them.
 const SQLITE_READERS: usize = 3;
 
 /// How long a read waits for a connection.
@@ -46,34 +37,29 @@ impl std::fmt::Debug for Connections {
     }
 }
 
-/// One SQLite database's connections.
+/// One SQLite database's connections ([`crate::lite`]).
 pub(crate) struct SqliteConnections {
-    url: String,
+    file: std::path::PathBuf,
     /// Every write of this process, one at a time.
     writer: Arc<Mutex<SqliteWriter>>,
     /// Readers opened when first needed, kept once opened.
-    idle: SyncMutex<Vec<AnyConnection>>,
+    idle: SyncMutex<Vec<Lite>>,
+    _checkpoints: Checkpoints,
     readers: Arc<Semaphore>,
 }
 
 /// SQLite's writing connection.
 pub(crate) struct SqliteWriter {
-    pub(crate) conn: AnyConnection,
-    /// A transaction of a [`crate::script::Script`] may be open on it: one
-    /// that failed or was dropped before its COMMIT came back.
+    pub(crate) conn: Conn,
+    /// A transaction may be open on it: one that failed, or was dropped,
+    /// before its COMMIT came back.
     pub(crate) unfinished: bool,
-    /// To open it again.
-    url: String,
 }
 
 impl SqliteWriter {
-    /// Makes the writer ready for a write: rolls back what a script left
-    /// unfinished (nothing if its COMMIT went through after all: SQLite
-    /// then has no transaction to roll back, and says so), and replaces a
-    /// connection sqlx still counts a transaction on that no rollback
-    /// ends, which nothing of ours holds now: one whose ROLLBACK failed
-    /// after SQLite had rolled back by itself (a full disk), which would
-    /// refuse every BEGIN.
+    /// Makes the writer ready for a write: rolls back what a transaction
+    /// left unfinished (nothing if its COMMIT went through after all:
+    /// SQLite then has no transaction to roll back, and says so).
     pub(crate) async fn finish(&mut self) -> Result<(), sqlx::Error> {
         if self.unfinished {
             match self.conn.execute("ROLLBACK").await {
@@ -84,32 +70,29 @@ impl SqliteWriter {
             }
             self.unfinished = false;
         }
-        // A transaction dropped a moment ago has its rollback queued, ahead
-        // of this one, which then has nothing left to do.
-        if AnyTransactionManager::get_transaction_depth(&self.conn) > 0
-            && AnyTransactionManager::rollback(&mut self.conn)
-                .await
-                .is_err()
-        {
-            tracing::warn!("reopening the database's writing connection, left in a transaction");
-            self.conn = connect_sqlite(&self.url).await?;
-        }
         Ok(())
     }
 }
 
-/// Opens a connection to a SQLite file with the settings every connection
-/// of the store has.
-async fn connect_sqlite(url: &str) -> Result<AnyConnection, sqlx::Error> {
-    let mut conn = AnyConnection::connect(url).await?;
-    // WAL with NORMAL never corrupts the database; a power cut may lose the
-    // last commits, which the expiry check makes harmless (a lost decision
-    // leaves the request pending, never allowed). (Mapping the file in,
-    // `mmap_size`, cost more CPU per request than it saved: each remap as
-    // the file grows interrupts every core.)
+/// Rolls back what `writer` has unfinished as soon as its turn comes back,
+/// rather than at the next write: until then SQLite's write lock is held,
+/// which another process (`doorman admin`) would wait for.
+pub(crate) fn finish_soon(writer: &OwnedMutexGuard<SqliteWriter>) {
+    let writer = Arc::clone(OwnedMutexGuard::mutex(writer));
+    if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+        runtime.spawn(async move {
+            if let Err(error) = writer.lock_owned().await.finish().await {
+                tracing::warn!(%error, "cannot roll back an unfinished write");
+            }
+        });
+    }
+}
+
+/// Opens an sqlx connection to a SQLite file, for the migrations.
+pub(crate) async fn connect_sqlite(url: &str) -> Result<AnyConnection, sqlx::Error> {
+    let mut conn = AnyConnection::connect(&sqlite_url_creating(url)).await?;
     conn.execute(
-        "PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL;
-         PRAGMA busy_timeout = 10000; PRAGMA foreign_keys = ON;",
+        "PRAGMA journal_mode = WAL; PRAGMA busy_timeout = 10000; PRAGMA foreign_keys = ON;",
     )
     .await?;
     Ok(conn)
@@ -117,18 +100,23 @@ async fn connect_sqlite(url: &str) -> Result<AnyConnection, sqlx::Error> {
 
 impl Connections {
     /// SQLite's connections to the file `database_url` names (created
-    /// private by the caller); the writer opened at once.
+    /// private and migrated by the caller); the writer opened at once.
     pub(crate) async fn sqlite(database_url: &str) -> Result<Self, sqlx::Error> {
-        let url = sqlite_url_creating(database_url);
-        let writer = connect_sqlite(&url).await?;
+        let file = crate::backend::sqlite_file(database_url).ok_or_else(|| {
+            sqlx::Error::Configuration(
+                format!("not a SQLite file: {}", crate::shown_url(database_url)).into(),
+            )
+        })?;
+        let checkpoints = Checkpoints::start(&file)?;
+        let writer = Lite::open_writer(&file, &checkpoints)?;
         Ok(Connections::Sqlite(Arc::new(SqliteConnections {
             writer: Arc::new(Mutex::new(SqliteWriter {
-                conn: writer,
+                conn: Conn::Lite(writer),
                 unfinished: false,
-                url: url.clone(),
             })),
-            url,
+            file,
             idle: SyncMutex::default(),
+            _checkpoints: checkpoints,
             readers: Arc::new(Semaphore::new(SQLITE_READERS)),
         })))
     }
@@ -148,7 +136,9 @@ impl Connections {
                 writer.finish().await?;
                 Ok(Some(Writer::Sqlite(writer)))
             }
-            Connections::Postgres(pool) => Ok(Some(Writer::Pooled(pool.acquire().await?))),
+            Connections::Postgres(pool) => {
+                Ok(Some(Writer::Pooled(Conn::Pooled(pool.acquire().await?))))
+            }
         }
     }
 
@@ -167,15 +157,15 @@ impl Connections {
                 let idle = sqlite.idle.lock().map(|mut idle| idle.pop()).ok().flatten();
                 let conn = match idle {
                     Some(conn) => conn,
-                    None => connect_sqlite(&sqlite.url).await?,
+                    None => Lite::open(&sqlite.file)?,
                 };
                 Ok(Reader::Sqlite {
-                    conn: Some(conn),
+                    conn: Some(Conn::Lite(conn)),
                     home: Arc::clone(sqlite),
                     _permit: permit,
                 })
             }
-            Connections::Postgres(pool) => Ok(Reader::Pooled(pool.acquire().await?)),
+            Connections::Postgres(pool) => Ok(Reader::Pooled(Conn::Pooled(pool.acquire().await?))),
         }
     }
 }
@@ -184,12 +174,12 @@ impl Connections {
 /// one writer until dropped, or a pooled PostgreSQL connection.
 pub(crate) enum Writer {
     Sqlite(OwnedMutexGuard<SqliteWriter>),
-    Pooled(PoolConnection<Any>),
+    Pooled(Conn),
 }
 
 impl std::ops::Deref for Writer {
-    type Target = AnyConnection;
-    fn deref(&self) -> &AnyConnection {
+    type Target = Conn;
+    fn deref(&self) -> &Conn {
         match self {
             Writer::Sqlite(writer) => &writer.conn,
             Writer::Pooled(conn) => conn,
@@ -198,7 +188,7 @@ impl std::ops::Deref for Writer {
 }
 
 impl std::ops::DerefMut for Writer {
-    fn deref_mut(&mut self) -> &mut AnyConnection {
+    fn deref_mut(&mut self) -> &mut Conn {
         match self {
             Writer::Sqlite(writer) => &mut writer.conn,
             Writer::Pooled(conn) => conn,
@@ -210,16 +200,16 @@ impl std::ops::DerefMut for Writer {
 pub(crate) enum Reader {
     Sqlite {
         /// Always there until dropped.
-        conn: Option<AnyConnection>,
+        conn: Option<Conn>,
         home: Arc<SqliteConnections>,
         _permit: OwnedSemaphorePermit,
     },
-    Pooled(PoolConnection<Any>),
+    Pooled(Conn),
 }
 
 impl std::ops::Deref for Reader {
-    type Target = AnyConnection;
-    fn deref(&self) -> &AnyConnection {
+    type Target = Conn;
+    fn deref(&self) -> &Conn {
         match self {
             Reader::Sqlite {
                 conn: Some(conn), ..
@@ -233,7 +223,7 @@ impl std::ops::Deref for Reader {
 }
 
 impl std::ops::DerefMut for Reader {
-    fn deref_mut(&mut self) -> &mut AnyConnection {
+    fn deref_mut(&mut self) -> &mut Conn {
         match self {
             Reader::Sqlite {
                 conn: Some(conn), ..
@@ -252,7 +242,7 @@ impl Drop for Reader {
         // connection: its thread takes commands in order, and resets a
         // statement before it runs it again.
         if let Reader::Sqlite { conn, home, .. } = self
-            && let Some(conn) = conn.take()
+            && let Some(Conn::Lite(conn)) = conn.take()
             && let Ok(mut idle) = home.idle.lock()
         {
             idle.push(conn);

@@ -3,21 +3,21 @@
 
 use crate::backend::Backend;
 use crate::connections::{Connections, Reader, Writer};
+use crate::lite::Conn;
 use crate::{Faults, StoreError};
 use sqlx::any::{AnyPoolOptions, AnyTransactionManager};
-use sqlx::{AnyConnection, Row};
+use sqlx::{Connection, Executor, Row};
 use sqlx_core::transaction::TransactionManager;
 use std::sync::Arc;
 
 /// How long a writer waits for SQLite's lock (the `busy_timeout`, for
 /// other processes) and for its turn in this process ([`Store::write_turn`]).
-const BUSY_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+pub(crate) const BUSY_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
 
 /// A cheap-to-clone handle on the database.
 #[derive(Clone, Debug)]
 pub struct Store {
     pub(crate) connections: Connections,
-    pub(crate) backend: Backend,
     /// Off unless a test turns them on ([`Store::faults`]); shared by
     /// every clone.
     pub(crate) faults: Arc<Faults>,
@@ -33,13 +33,31 @@ pub(crate) struct WriteTransaction {
 
 impl WriteTransaction {
     pub(crate) async fn commit(mut self) -> Result<(), sqlx::Error> {
-        AnyTransactionManager::commit(&mut self.writer).await?;
+        match &mut self.writer {
+            Writer::Sqlite(writer) => {
+                writer.conn.execute("COMMIT").await?;
+                writer.unfinished = false;
+            }
+            Writer::Pooled(conn) => {
+                if let Some(conn) = conn.pooled() {
+                    AnyTransactionManager::commit(conn).await?;
+                }
+            }
+        }
         self.open = false;
         Ok(())
     }
 
     pub(crate) async fn rollback(mut self) -> Result<(), sqlx::Error> {
-        AnyTransactionManager::rollback(&mut self.writer).await?;
+        match &mut self.writer {
+            // Left unfinished: rolled back before the writer's next use.
+            Writer::Sqlite(writer) => writer.finish().await?,
+            Writer::Pooled(conn) => {
+                if let Some(conn) = conn.pooled() {
+                    AnyTransactionManager::rollback(conn).await?;
+                }
+            }
+        }
         self.open = false;
         Ok(())
     }
@@ -47,24 +65,32 @@ impl WriteTransaction {
 
 impl Drop for WriteTransaction {
     fn drop(&mut self) {
-        // As sqlx's own transactions do: the rollback is queued on the
-        // connection, ahead of whatever it runs next (a commit that was
-        // cancelled after it ran has the connection ignore it).
-        if self.open {
-            AnyTransactionManager::start_rollback(&mut self.writer);
+        // SQLite's writer was marked unfinished when it began; sqlx's own
+        // transactions queue the rollback on the connection, ahead of
+        // whatever it runs next.
+        if !self.open {
+            return;
+        }
+        match &mut self.writer {
+            Writer::Sqlite(writer) => crate::connections::finish_soon(writer),
+            Writer::Pooled(conn) => {
+                if let Some(conn) = conn.pooled() {
+                    AnyTransactionManager::start_rollback(conn);
+                }
+            }
         }
     }
 }
 
 impl std::ops::Deref for WriteTransaction {
-    type Target = AnyConnection;
-    fn deref(&self) -> &AnyConnection {
+    type Target = Conn;
+    fn deref(&self) -> &Conn {
         &self.writer
     }
 }
 
 impl std::ops::DerefMut for WriteTransaction {
-    fn deref_mut(&mut self) -> &mut AnyConnection {
+    fn deref_mut(&mut self) -> &mut Conn {
         &mut self.writer
     }
 }
@@ -81,26 +107,29 @@ impl Store {
     pub async fn open_migrated_to(database_url: &str, version: i64) -> Result<Self, StoreError> {
         sqlx::any::install_default_drivers();
         let backend = Backend::of(database_url)?;
+        let migrator = backend.migrator(version);
         let connections = match backend {
             Backend::Sqlite => {
                 crate::private::create_sqlite_file(database_url).map_err(sqlx::Error::Io)?;
+                let mut conn = crate::connections::connect_sqlite(database_url).await?;
+                migrator.run(&mut conn).await?;
+                conn.close().await?;
                 Connections::sqlite(database_url).await?
             }
-            Backend::Postgres => Connections::Postgres(
-                AnyPoolOptions::new()
+            Backend::Postgres => {
+                let pool = AnyPoolOptions::new()
                     .max_connections(8)
                     .connect(database_url)
-                    .await?,
-            ),
+                    .await?;
+                migrator.run(&mut *pool.acquire().await?).await?;
+                Connections::Postgres(pool)
+            }
         };
         let store = Self {
             connections,
-            backend,
+
             faults: Arc::default(),
         };
-        let mut writer = store.write_turn().await?;
-        backend.migrator(version).run(&mut *writer).await?;
-        drop(writer);
         Ok(store)
     }
 
@@ -119,13 +148,19 @@ impl Store {
     pub(crate) async fn begin_write(&self) -> Result<WriteTransaction, sqlx::Error> {
         self.faults.before_write().await?;
         let mut writer = self.write_turn().await?;
-        let begin = match self.backend {
-            Backend::Sqlite => Some(sqlx::SqlSafeStr::into_sql_str("BEGIN IMMEDIATE")),
-            Backend::Postgres => None,
-        };
-        // Cancelled before it is acknowledged, a begun transaction is rolled
-        // back by the connection itself.
-        AnyTransactionManager::begin(&mut writer, begin).await?;
+        match &mut writer {
+            // Unfinished from before its BEGIN leaves: a transaction
+            // cancelled at any point is rolled back before the next write.
+            Writer::Sqlite(sqlite) => {
+                sqlite.unfinished = true;
+                sqlite.conn.execute("BEGIN IMMEDIATE").await?;
+            }
+            Writer::Pooled(conn) => {
+                if let Some(conn) = conn.pooled() {
+                    AnyTransactionManager::begin(conn, None).await?;
+                }
+            }
+        }
         Ok(WriteTransaction { writer, open: true })
     }
 
@@ -202,6 +237,44 @@ mod tests {
         tokio::time::resume();
         let tx = store.begin_write().await.expect("the turn, once free");
         tx.commit().await.expect("commit");
+    }
+
+    #[tokio::test]
+    async fn a_write_meeting_another_process_lock_waits_for_it_as_long_as_the_busy_timeout() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let file = dir.path().join("doorman.db");
+        let store = Store::open(&format!("sqlite://{}", file.display()))
+            .await
+            .expect("store");
+        // Another process's write (`doorman admin`), held open.
+        let other = rusqlite::Connection::open(&file).expect("a second connection");
+        other
+            .execute_batch(
+                "BEGIN IMMEDIATE; INSERT INTO server_identity (id, key_fingerprint) VALUES (1, 'other');",
+            )
+            .expect("the other write");
+        store
+            .audit_events()
+            .await
+            .expect("a read goes on beside another's write");
+        tokio::time::pause();
+        let asked = tokio::time::Instant::now();
+        let error = store
+            .claim_key("ours")
+            .await
+            .expect_err("locked for all of the busy timeout");
+        assert!(error.to_string().contains("database is locked"), "{error}");
+        assert!(
+            asked.elapsed() >= BUSY_TIMEOUT,
+            "waited (on the paused clock) {:?}",
+            asked.elapsed()
+        );
+        tokio::time::resume();
+        other.execute_batch("ROLLBACK").expect("the other gives up");
+        store
+            .claim_key("ours")
+            .await
+            .expect("the write, once the other is done, and nothing of the other's");
     }
 
     #[tokio::test]

@@ -45,6 +45,7 @@ mod database;
 mod error;
 pub mod faults;
 mod invitations;
+mod lite;
 mod outbox;
 mod principals;
 pub mod private;

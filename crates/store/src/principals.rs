@@ -11,9 +11,10 @@ use super::{
     AuditEvent, Millis, REQUEST_COLUMNS, Store, StoreError, insert_audit, request_from_row,
     unique_violation,
 };
+use crate::lite::Conn;
 use doorman_core::{AuditKind, CancelCause, Revoked};
+use sqlx::Row;
 use sqlx::any::AnyRow;
-use sqlx::{AnyConnection, Row};
 
 /// An operator's id: never given to another operator, even one added later
 /// under the same name.
@@ -274,11 +275,7 @@ fn agent_key_from_row(row: &AnyRow) -> Result<AgentKey, StoreError> {
 }
 
 /// The id of the operator or agent named `name` now.
-async fn id_in(
-    conn: &mut AnyConnection,
-    kind: Principal,
-    name: &str,
-) -> Result<Option<i64>, StoreError> {
+async fn id_in(conn: &mut Conn, kind: Principal, name: &str) -> Result<Option<i64>, StoreError> {
     let sql = format!("SELECT id FROM {} WHERE name = $1", kind.table());
     let row = sqlx::query(sqlx::AssertSqlSafe(sql))
         .bind(name)
@@ -289,11 +286,7 @@ async fn id_in(
 
 /// Deletes what a removed operator or agent had: an operator's grants, and
 /// the blocks naming it. Returns how many grants and blocks went.
-async fn forget_in(
-    conn: &mut AnyConnection,
-    kind: Principal,
-    id: i64,
-) -> Result<(u64, u64), StoreError> {
+async fn forget_in(conn: &mut Conn, kind: Principal, id: i64) -> Result<(u64, u64), StoreError> {
     let grants = match kind {
         Principal::Operator => sqlx::query("DELETE FROM grants WHERE operator_id = $1")
             .bind(id)
@@ -314,7 +307,7 @@ async fn forget_in(
 /// Inserts a named secret's hash and audits it; the new id (never one
 /// given before). A taken name is [`StoreError::AlreadyExists`].
 pub(super) async fn insert_principal_in(
-    conn: &mut AnyConnection,
+    conn: &mut Conn,
     kind: Principal,
     name: &str,
     hash: &[u8],

@@ -1,11 +1,12 @@
 //! Write transactions whose statements travel together ([`Script`]).
 //!
-//! sqlx hands each SQLite statement to the connection's thread and waits
-//! for the answer: a transaction of four statements was six hand-offs
-//! (with its BEGIN and COMMIT), each waking two threads, all inside the one
-//! writer's turn, which every write of the server waits for (issue 32). A
-//! script sends its BEGIN with its first statement and its COMMIT with its
-//! last ones, each group as one query of several statements: SQLite runs
+//! Every write of the server waits for the one writer's turn (issue 32),
+//! so a transaction takes as few steps in it as it can. (With sqlx's
+//! SQLite connections each query was a hand-off to the connection's
+//! thread: a transaction of four statements was six, with its BEGIN and
+//! COMMIT; see `crate::lite` for what runs them now.) A script sends its
+//! BEGIN with its first statement and its COMMIT with its last ones, each
+//! group as one query of several statements: SQLite runs
 //! them in order and binds `$N` to the N-th argument of the whole query, so
 //! each statement's numbers are shifted past those of the statements
 //! before it. On PostgreSQL, whose prepared statements are one each, a
@@ -18,6 +19,7 @@
 //! back before anything else runs on it ([`crate::connections`]).
 
 use crate::connections::Writer;
+use crate::lite::Conn;
 use futures_util::TryStreamExt;
 use sqlx::any::{AnyArguments, AnyRow, AnyTransactionManager};
 use sqlx::{Either, Execute, Executor};
@@ -48,7 +50,9 @@ impl Script {
         let begun = match &writer {
             Writer::Sqlite(_) => false,
             Writer::Pooled(_) => {
-                AnyTransactionManager::begin(&mut writer, None).await?;
+                if let Some(conn) = writer.pooled() {
+                    AnyTransactionManager::begin(conn, None).await?;
+                }
                 true
             }
         };
@@ -73,7 +77,7 @@ impl Script {
             }
             _ => statement,
         };
-        let conn: &mut sqlx::AnyConnection = &mut self.writer;
+        let conn: &mut Conn = &mut self.writer;
         let mut results = conn.fetch_many(statement);
         // The last statement's own count: SQLite reports, for a BEGIN, the
         // count of whatever statement changed rows before it.
@@ -113,7 +117,9 @@ impl Script {
                 for statement in statements {
                     conn.execute(statement).await?;
                 }
-                AnyTransactionManager::commit(conn).await?;
+                if let Some(conn) = conn.pooled() {
+                    AnyTransactionManager::commit(conn).await?;
+                }
             }
         }
         self.committed = true;
@@ -130,17 +136,12 @@ impl Drop for Script {
             // Marked unfinished: rolled back now, or else before the
             // writer's next use, whichever comes first (the rollback waits
             // for the writer, which this script holds until it is dropped).
-            Writer::Sqlite(writer) => {
-                let writer = std::sync::Arc::clone(tokio::sync::OwnedMutexGuard::mutex(writer));
-                if let Ok(runtime) = tokio::runtime::Handle::try_current() {
-                    runtime.spawn(async move {
-                        if let Err(error) = writer.lock_owned().await.finish().await {
-                            tracing::warn!(%error, "cannot roll back an unfinished write");
-                        }
-                    });
+            Writer::Sqlite(writer) => crate::connections::finish_soon(writer),
+            Writer::Pooled(conn) => {
+                if let Some(conn) = conn.pooled() {
+                    AnyTransactionManager::start_rollback(conn);
                 }
             }
-            Writer::Pooled(conn) => AnyTransactionManager::start_rollback(conn),
         }
     }
 }

@@ -11,10 +11,11 @@ use super::{
     AuditEvent, ComputerId, Millis, OperatorId, REQUEST_COLUMNS, RequestRow, Store, StoreError,
     audit_statement, insert_audit, request_from_row,
 };
+use crate::lite::Conn;
 use crate::script::Statement;
 use doorman_core::authorization::{Approval, Event, SettledRequest, Step};
 use doorman_core::{AuditKind, CancelCause, Outcome, Request};
-use sqlx::{AnyConnection, Row};
+use sqlx::Row;
 
 /// "I did not expect this": keeps the operator from asking the computer
 /// until `until`; written with the Deny that settles the request. It
@@ -135,7 +136,7 @@ impl Store {
     }
 }
 
-async fn approvals_in(conn: &mut AnyConnection, id: &str) -> Result<Vec<Approval>, StoreError> {
+async fn approvals_in(conn: &mut Conn, id: &str) -> Result<Vec<Approval>, StoreError> {
     let rows =
         sqlx::query("SELECT address, at FROM approvals WHERE request_id = $1 ORDER BY at, address")
             .bind(id)
@@ -154,7 +155,7 @@ async fn approvals_in(conn: &mut AnyConnection, id: &str) -> Result<Vec<Approval
 /// Ends the reuse windows of the allowed requests whose `column`
 /// (`operator_id` or `computer_id`) is `id`.
 pub(super) async fn end_reuse_in(
-    conn: &mut AnyConnection,
+    conn: &mut Conn,
     column: &'static str,
     id: i64,
 ) -> Result<(), StoreError> {
@@ -214,7 +215,7 @@ pub fn transition_audit(row: &RequestRow, step: &Step, at: Millis) -> Option<Aud
 /// Cancels these pending requests for `cause`, inside the caller's
 /// transaction; returns how many it cancelled.
 pub(super) async fn cancel_in(
-    tx: &mut AnyConnection,
+    tx: &mut Conn,
     rows: Vec<RequestRow>,
     cause: CancelCause,
     now: Millis,
@@ -257,7 +258,7 @@ pub(super) async fn cancel_in(
 /// cancels many requests in the one that revokes): the conditional write,
 /// then, only if it won, what goes with it.
 pub(super) async fn persist_in(
-    tx: &mut AnyConnection,
+    tx: &mut Conn,
     row: &RequestRow,
     step: &Step,
     at: Millis,
