@@ -181,18 +181,6 @@ pub fn shown_url(database_url: &str) -> String {
     }
 }
 
-/// SQLite's URL with `mode=rwc` (create the file if missing) unless it says
-/// otherwise.
-pub(super) fn sqlite_url_creating(database_url: &str) -> String {
-    if database_url.contains("mode=") {
-        database_url.to_string()
-    } else if database_url.contains('?') {
-        format!("{database_url}&mode=rwc")
-    } else {
-        format!("{database_url}?mode=rwc")
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -7,9 +7,9 @@
 //! one writer makes the process's writes take turns
 //! ([`crate::Store::write_turn`]).
 
-use crate::backend::sqlite_url_creating;
-use crate::lite::{Checkpoints, Conn, Lite};
-use sqlx::{AnyConnection, AnyPool, Connection, Executor};
+use crate::checkpoints::Checkpoints;
+use crate::lite::{Conn, Lite};
+use sqlx::{AnyPool, Connection, Executor};
 use std::sync::{Arc, Mutex as SyncMutex};
 use tokio::sync::{Mutex, OwnedMutexGuard, OwnedSemaphorePermit, Semaphore};
 
@@ -58,15 +58,15 @@ pub(crate) struct SqliteWriter {
 
 impl SqliteWriter {
     /// Makes the writer ready for a write: rolls back what a transaction
-    /// left unfinished (nothing if its COMMIT went through after all:
-    /// SQLite then has no transaction to roll back, and says so).
+    /// left unfinished (nothing if its COMMIT went through after all).
     pub(crate) async fn finish(&mut self) -> Result<(), sqlx::Error> {
         if self.unfinished {
-            match self.conn.execute("ROLLBACK").await {
-                Ok(_) => {}
-                Err(error) if error.to_string().contains("no transaction is active") => {}
+            if self.conn.in_transaction()
+                && let Err(error) = self.conn.execute("ROLLBACK").await
+                && self.conn.in_transaction()
+            {
                 // Still unfinished: no write joins what may be open.
-                Err(error) => return Err(error),
+                return Err(error);
             }
             self.unfinished = false;
         }
@@ -88,25 +88,34 @@ pub(crate) fn finish_soon(writer: &OwnedMutexGuard<SqliteWriter>) {
     }
 }
 
-/// Opens an sqlx connection to a SQLite file, for the migrations.
-pub(crate) async fn connect_sqlite(url: &str) -> Result<AnyConnection, sqlx::Error> {
-    let mut conn = AnyConnection::connect(&sqlite_url_creating(url)).await?;
-    conn.execute(
-        "PRAGMA journal_mode = WAL; PRAGMA busy_timeout = 10000; PRAGMA foreign_keys = ON;",
-    )
-    .await?;
-    Ok(conn)
+/// Opens an sqlx connection to the SQLite file `file`, for the migrations:
+/// the file the store's own connections open, named the same way.
+pub(crate) async fn connect_sqlite(
+    file: &std::path::Path,
+) -> Result<sqlx::SqliteConnection, sqlx::Error> {
+    let options = sqlx::sqlite::SqliteConnectOptions::new()
+        .filename(file)
+        .create_if_missing(true)
+        .journal_mode(sqlx::sqlite::SqliteJournalMode::Wal)
+        .busy_timeout(crate::database::BUSY_TIMEOUT)
+        .foreign_keys(true);
+    sqlx::SqliteConnection::connect_with(&options).await
+}
+
+/// The file a SQLite database URL names.
+pub(crate) fn sqlite_file(database_url: &str) -> Result<std::path::PathBuf, sqlx::Error> {
+    crate::backend::sqlite_file(database_url).ok_or_else(|| {
+        sqlx::Error::Configuration(
+            format!("not a SQLite file: {}", crate::shown_url(database_url)).into(),
+        )
+    })
 }
 
 impl Connections {
     /// SQLite's connections to the file `database_url` names (created
     /// private and migrated by the caller); the writer opened at once.
     pub(crate) async fn sqlite(database_url: &str) -> Result<Self, sqlx::Error> {
-        let file = crate::backend::sqlite_file(database_url).ok_or_else(|| {
-            sqlx::Error::Configuration(
-                format!("not a SQLite file: {}", crate::shown_url(database_url)).into(),
-            )
-        })?;
+        let file = sqlite_file(database_url)?;
         let checkpoints = Checkpoints::start(&file)?;
         let writer = Lite::open_writer(&file, &checkpoints)?;
         Ok(Connections::Sqlite(Arc::new(SqliteConnections {
@@ -238,9 +247,9 @@ impl std::ops::DerefMut for Reader {
 
 impl Drop for Reader {
     fn drop(&mut self) {
-        // A statement cancelled half-way is safe to follow on the same
-        // connection: its thread takes commands in order, and resets a
-        // statement before it runs it again.
+        // A query runs whole or not at all (it has nothing to await but
+        // another process's lock, before it begins): nothing is left
+        // half-way on a reader given back.
         if let Reader::Sqlite { conn, home, .. } = self
             && let Some(Conn::Lite(conn)) = conn.take()
             && let Ok(mut idle) = home.idle.lock()

@@ -111,7 +111,8 @@ impl Store {
         let connections = match backend {
             Backend::Sqlite => {
                 crate::private::create_sqlite_file(database_url).map_err(sqlx::Error::Io)?;
-                let mut conn = crate::connections::connect_sqlite(database_url).await?;
+                let file = crate::connections::sqlite_file(database_url)?;
+                let mut conn = crate::connections::connect_sqlite(&file).await?;
                 migrator.run(&mut conn).await?;
                 conn.close().await?;
                 Connections::sqlite(database_url).await?
@@ -179,10 +180,11 @@ impl Store {
     /// sleeps 1 to 100 ms between tries: most of the time a request took
     /// under load (issue 32). A writer waits as long as the busy handler
     /// would have ([`BUSY_TIMEOUT`]) and then fails as it would have,
-    /// "database is locked": a stalled disk stops writes with an error,
-    /// not forever. Another process (`doorman admin`) still meets the busy
-    /// handler, as before. No write awaits another while it holds its
-    /// turn. On PostgreSQL, a connection from the pool.
+    /// "database is locked": writes queued behind one a stalled disk holds
+    /// stop with an error, not forever. A lock another process (`doorman
+    /// admin`) holds is waited for as long ([`crate::lite`]). No write
+    /// awaits another while it holds its turn. On PostgreSQL, a connection
+    /// from the pool.
     pub(crate) async fn write_turn(&self) -> Result<Writer, sqlx::Error> {
         self.connections.writer(BUSY_TIMEOUT).await?.ok_or_else(|| {
             sqlx::Error::Io(std::io::Error::new(

@@ -6,6 +6,9 @@
 //! - `database`: the handle on it all ([`Store`]): opening it, write
 //!   transactions, the server key's claim;
 //! - `backend`: SQLite and PostgreSQL, and their migrations;
+//! - `connections`, `lite`, `checkpoints`, `script`: the connections
+//!   statements run on (SQLite's the store's own), the checkpoints of
+//!   SQLite's log, and write transactions sent whole;
 //! - `principals`: operators and agents, their ids and their secrets'
 //!   hashes;
 //! - `access`: access rules: operators' grants, and their own addresses;
@@ -40,6 +43,7 @@ mod access;
 pub mod acme;
 mod audit;
 mod backend;
+mod checkpoints;
 mod connections;
 mod database;
 mod error;

@@ -1,6 +1,6 @@
 //! SQLite connections of the store's own ([`Lite`]), run on the task that
 //! uses them, and the checkpoints of their write-ahead log
-//! ([`Checkpoints`]), on a thread of their own.
+//! ([`crate::checkpoints`]), on a thread of their own.
 //!
 //! Why (issue 32): sqlx runs each SQLite connection on a thread of its
 //! own, so that every query is a hand-off to that thread and back. A
@@ -8,8 +8,9 @@
 //! them, each waking two threads; on a machine where waking an idle CPU
 //! goes out to the hypervisor, those wake-ups were a third of the server's
 //! CPU. The store's queries take microseconds: SQLite in WAL mode with
-//! `synchronous = NORMAL` syncs nothing on commit, and a read waits for no
-//! writer. What could take long is kept off the runtime's threads: a
+//! `synchronous = NORMAL` syncs on commit only when the log starts over
+//! after a checkpoint (its header), and a read waits for no writer. What
+//! could take long is kept off the runtime's threads: a
 //! statement that finds the database locked by another process (`doorman
 //! admin`) waits in pauses the runtime goes on between, as long as
 //! SQLite's busy handler would have; the checkpoints, which write pages
@@ -24,6 +25,7 @@
 //! values have the types SQLite stored them with. Migrations still run on
 //! an sqlx connection, before these are opened.
 
+use crate::checkpoints::{Checkpoints, Writes};
 use crate::database::BUSY_TIMEOUT;
 use futures_util::future::BoxFuture;
 use futures_util::stream::BoxStream;
@@ -57,6 +59,14 @@ impl std::fmt::Debug for Conn {
 }
 
 impl Conn {
+    /// Whether a transaction is open on it (SQLite's; sqlx tracks its own).
+    pub(crate) fn in_transaction(&self) -> bool {
+        match self {
+            Conn::Lite(lite) => !lite.conn.is_autocommit(),
+            Conn::Pooled(_) => false,
+        }
+    }
+
     /// sqlx's connection, which PostgreSQL's transactions and the
     /// migrations need.
     pub(crate) fn pooled(&mut self) -> Option<&mut AnyConnection> {
@@ -70,8 +80,8 @@ impl Conn {
 /// One SQLite connection, run on the task that uses it.
 pub(crate) struct Lite {
     conn: rusqlite::Connection,
-    /// The writer's: set after each of its queries, for [`Checkpoints`].
-    written: Option<Arc<std::sync::atomic::AtomicBool>>,
+    /// The writer's: counts each of its queries, for [`Checkpoints`].
+    writes: Option<Arc<Writes>>,
 }
 
 impl Lite {
@@ -80,7 +90,7 @@ impl Lite {
     pub(crate) fn open(path: &std::path::Path) -> Result<Self, sqlx::Error> {
         Ok(Lite {
             conn: connect(path)?,
-            written: None,
+            writes: None,
         })
     }
 
@@ -92,7 +102,7 @@ impl Lite {
     ) -> Result<Self, sqlx::Error> {
         Ok(Lite {
             conn: connect(path)?,
-            written: Some(Arc::clone(&checkpoints.written)),
+            writes: Some(Arc::clone(&checkpoints.writes)),
         })
     }
 
@@ -118,8 +128,8 @@ impl Lite {
                 Ok(results) => break Ok(results),
             }
         };
-        if let Some(written) = &self.written {
-            written.store(true, std::sync::atomic::Ordering::Relaxed);
+        if let Some(writes) = &self.writes {
+            writes.made();
         }
         answer
     }
@@ -140,6 +150,8 @@ impl From<sqlx::Error> for Failed {
 
 fn connect(path: &std::path::Path) -> Result<rusqlite::Connection, sqlx::Error> {
     let conn = rusqlite::Connection::open(path).map_err(error)?;
+    conn.busy_timeout(std::time::Duration::ZERO)
+        .map_err(error)?;
     conn.set_prepared_statement_cache_capacity(PREPARED_STATEMENTS);
     // As the store's sqlx connections were: WAL with NORMAL never corrupts
     // the database; a power cut may lose the last commits, which the
@@ -151,59 +163,9 @@ fn connect(path: &std::path::Path) -> Result<rusqlite::Connection, sqlx::Error> 
         .map_err(error)?;
     conn.query_row("PRAGMA wal_autocheckpoint = 0", [], |_| Ok(()))
         .map_err(error)?;
-    conn.busy_timeout(std::time::Duration::ZERO)
-        .map_err(error)?;
     conn.execute_batch("PRAGMA synchronous = NORMAL; PRAGMA foreign_keys = ON;")
         .map_err(error)?;
     Ok(conn)
-}
-
-/// How often the WAL is checkpointed while something writes.
-const CHECKPOINT_EVERY: std::time::Duration = std::time::Duration::from_millis(250);
-
-/// The checkpoints of a SQLite file's write-ahead log, on a thread of
-/// their own with a connection of their own: a checkpoint writes pages
-/// into the database file and syncs it, which is not work for the
-/// runtime's threads, where the store's connections run (they make no
-/// checkpoints of their own). Every [`CHECKPOINT_EVERY`] after something
-/// was written, a passive one, which waits for nobody; a last one when the
-/// store is closed.
-pub(crate) struct Checkpoints {
-    written: Arc<std::sync::atomic::AtomicBool>,
-    _closed: std::sync::mpsc::Sender<()>,
-}
-
-impl Checkpoints {
-    pub(crate) fn start(path: &std::path::Path) -> Result<Self, sqlx::Error> {
-        let conn = rusqlite::Connection::open(path).map_err(error)?;
-        conn.busy_timeout(BUSY_TIMEOUT).map_err(error)?;
-        let written = Arc::new(std::sync::atomic::AtomicBool::new(false));
-        let (closed, closing) = std::sync::mpsc::channel::<()>();
-        let dirty = Arc::clone(&written);
-        std::thread::Builder::new()
-            .name("doorman-checkpoints".into())
-            .spawn(move || {
-                let checkpoint = || {
-                    let made = conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(()));
-                    if let Err(error) = made {
-                        tracing::warn!(%error, "cannot checkpoint the database's write-ahead log");
-                    }
-                };
-                while let Err(std::sync::mpsc::RecvTimeoutError::Timeout) =
-                    closing.recv_timeout(CHECKPOINT_EVERY)
-                {
-                    if dirty.swap(false, std::sync::atomic::Ordering::Relaxed) {
-                        checkpoint();
-                    }
-                }
-                checkpoint();
-            })
-            .map_err(sqlx::Error::Io)?;
-        Ok(Checkpoints {
-            written,
-            _closed: closed,
-        })
-    }
 }
 
 /// Runs each statement of `sql` in turn, as sqlx's SQLite driver does: its
@@ -405,7 +367,7 @@ impl sqlx::error::DatabaseError for LiteError {
     }
 }
 
-fn error(error: rusqlite::Error) -> sqlx::Error {
+pub(crate) fn error(error: rusqlite::Error) -> sqlx::Error {
     match error {
         rusqlite::Error::SqliteFailure(failure, message) => {
             let message = message.unwrap_or_else(|| failure.to_string());
@@ -464,6 +426,8 @@ impl<'c> Executor<'c> for &'c mut Conn {
     {
         match self {
             Conn::Pooled(conn) => (&mut **conn).fetch_optional(query),
+            // The whole query runs, as its writes must; a listing asked
+            // for one row (none of the store's) would still be read whole.
             Conn::Lite(lite) => Box::pin(async move {
                 let (sql, values) = parts(query)?;
                 let results = lite.query(sql, values).await?;
