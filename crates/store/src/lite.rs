@@ -117,8 +117,15 @@ impl Lite {
     ) -> Result<Vec<Either<AnyQueryResult, AnyRow>>, sqlx::Error> {
         let mut waited = std::time::Duration::ZERO;
         let mut pause = std::time::Duration::from_millis(1);
+        let mut tries = 0;
         let answer = loop {
             match run(&mut self.conn, &sql, &values) {
+                // This process's checkpoints lock the log for moments:
+                // tried again at once, a few times, before pausing.
+                Err(Failed::Busy(_)) if tries < 3 => {
+                    tries += 1;
+                    tokio::task::yield_now().await;
+                }
                 Err(Failed::Busy(_)) if waited < BUSY_TIMEOUT => {
                     tokio::time::sleep(pause).await;
                     waited += pause;
