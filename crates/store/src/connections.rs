@@ -9,7 +9,9 @@
 
 use crate::checkpoints::Checkpoints;
 use crate::lite::{Conn, Lite};
+use sqlx::any::AnyTransactionManager;
 use sqlx::{AnyPool, Connection, Executor};
+use sqlx_core::transaction::TransactionManager;
 use std::sync::{Arc, Mutex as SyncMutex};
 use tokio::sync::{Mutex, OwnedMutexGuard, OwnedSemaphorePermit, Semaphore};
 
@@ -77,7 +79,7 @@ impl SqliteWriter {
 /// Rolls back what `writer` has unfinished as soon as its turn comes back,
 /// rather than at the next write: until then SQLite's write lock is held,
 /// which another process (`doorman admin`) would wait for.
-pub(crate) fn finish_soon(writer: &OwnedMutexGuard<SqliteWriter>) {
+fn finish_soon(writer: &OwnedMutexGuard<SqliteWriter>) {
     let writer = Arc::clone(OwnedMutexGuard::mutex(writer));
     if let Ok(runtime) = tokio::runtime::Handle::try_current() {
         runtime.spawn(async move {
@@ -184,6 +186,23 @@ impl Connections {
 pub(crate) enum Writer {
     Sqlite(OwnedMutexGuard<SqliteWriter>),
     Pooled(Conn),
+}
+
+impl Writer {
+    /// Rolls back the transaction left open on it: SQLite's writer (marked
+    /// unfinished) as soon as its turn comes back, or else before its next
+    /// use; PostgreSQL's queued on the connection, ahead of what it runs
+    /// next.
+    pub(crate) fn abandon(&mut self) {
+        match self {
+            Writer::Sqlite(writer) => finish_soon(writer),
+            Writer::Pooled(conn) => {
+                if let Some(conn) = conn.pooled() {
+                    AnyTransactionManager::start_rollback(conn);
+                }
+            }
+        }
+    }
 }
 
 impl std::ops::Deref for Writer {

@@ -68,16 +68,8 @@ impl Drop for WriteTransaction {
         // SQLite's writer was marked unfinished when it began; sqlx's own
         // transactions queue the rollback on the connection, ahead of
         // whatever it runs next.
-        if !self.open {
-            return;
-        }
-        match &mut self.writer {
-            Writer::Sqlite(writer) => crate::connections::finish_soon(writer),
-            Writer::Pooled(conn) => {
-                if let Some(conn) = conn.pooled() {
-                    AnyTransactionManager::start_rollback(conn);
-                }
-            }
+        if self.open {
+            self.writer.abandon();
         }
     }
 }

@@ -132,17 +132,7 @@ impl Drop for Script {
         if self.committed || !self.begun {
             return;
         }
-        match &mut self.writer {
-            // Marked unfinished: rolled back now, or else before the
-            // writer's next use, whichever comes first (the rollback waits
-            // for the writer, which this script holds until it is dropped).
-            Writer::Sqlite(writer) => crate::connections::finish_soon(writer),
-            Writer::Pooled(conn) => {
-                if let Some(conn) = conn.pooled() {
-                    AnyTransactionManager::start_rollback(conn);
-                }
-            }
-        }
+        self.writer.abandon();
     }
 }
 
