@@ -2,8 +2,9 @@
 //! on a thread of their own, for the store's connections, which make none
 //! ([`crate::lite`]).
 
-use crate::database::BUSY_TIMEOUT;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::mpsc::RecvTimeoutError;
 
 /// How long the log waits for writes to stop before its checkpoint.
 const CHECKPOINT_QUIET: std::time::Duration = std::time::Duration::from_millis(250);
@@ -29,19 +30,16 @@ pub(crate) struct Checkpoints {
 }
 
 /// The writer's writes since the last checkpoint, and how it wakes the
-/// checkpoints' thread (dropped with the writer: the thread ends).
+/// checkpoints' thread. The thread ends once every holder of this (the
+/// writer and the store's connections) is dropped: it holds only the count.
 pub(crate) struct Writes {
-    count: std::sync::atomic::AtomicU64,
+    count: Arc<AtomicU64>,
     wake: std::sync::mpsc::Sender<()>,
 }
 
 impl Writes {
     pub(crate) fn made(&self) {
-        if self
-            .count
-            .fetch_add(1, std::sync::atomic::Ordering::Relaxed)
-            == 0
-        {
+        if self.count.fetch_add(1, Relaxed) == 0 {
             let _ = self.wake.send(());
         }
     }
@@ -50,36 +48,35 @@ impl Writes {
 impl Checkpoints {
     pub(crate) fn start(path: &std::path::Path) -> Result<Self, sqlx::Error> {
         let conn = rusqlite::Connection::open(path).map_err(crate::lite::error)?;
-        conn.busy_timeout(BUSY_TIMEOUT)
+        // A restarting checkpoint that finds a reader in the way gives up
+        // at once (and tries again next round), rather than hold the write
+        // lock while it waits, which this process's writes would wait for.
+        conn.busy_timeout(std::time::Duration::ZERO)
             .map_err(crate::lite::error)?;
         let (wake, woken) = std::sync::mpsc::channel::<()>();
-        let writes = Arc::new(Writes {
-            count: std::sync::atomic::AtomicU64::new(0),
-            wake,
-        });
-        let counted = Arc::clone(&writes);
+        let count = Arc::new(AtomicU64::new(0));
+        let counted = Arc::clone(&count);
         std::thread::Builder::new()
             .name("doorman-checkpoints".into())
             .spawn(move || {
-                use std::sync::atomic::Ordering::Relaxed;
-                use std::sync::mpsc::RecvTimeoutError;
-                // Woken by a first write; then until writes pause or
-                // enough were made.
-                while woken.recv().is_ok() {
+                let mut owed = false;
+                // Woken by a first write (or owing one that did not finish);
+                // then until writes pause or enough were made.
+                while owed || woken.recv().is_ok() {
                     let mut seen = 0;
                     let closed = loop {
                         match woken.recv_timeout(CHECKPOINT_QUIET) {
                             Err(RecvTimeoutError::Disconnected) => break true,
                             Ok(()) | Err(RecvTimeoutError::Timeout) => {}
                         }
-                        let now = counted.count.load(Relaxed);
+                        let now = counted.load(Relaxed);
                         if now == seen || now >= CHECKPOINT_WRITES {
                             break false;
                         }
                         seen = now;
                     };
-                    counted.count.store(0, Relaxed);
-                    checkpoint(&conn);
+                    counted.store(0, Relaxed);
+                    owed = checkpoint(&conn) == Checkpoint::Partial;
                     if closed {
                         return;
                     }
@@ -87,24 +84,45 @@ impl Checkpoints {
                 checkpoint(&conn);
             })
             .map_err(sqlx::Error::Io)?;
-        Ok(Checkpoints { writes })
+        Ok(Checkpoints {
+            writes: Arc::new(Writes { count, wake }),
+        })
     }
 }
 
+/// How far a checkpoint went.
+#[derive(PartialEq, Eq)]
+enum Checkpoint {
+    /// The log is in the database file (or the checkpoint failed, which is
+    /// logged; the next write tries again).
+    Done,
+    /// A reader kept some of it: the next round tries again.
+    Partial,
+}
+
 /// A passive checkpoint, and a restarting one if the log has grown long.
-fn checkpoint(conn: &rusqlite::Connection) {
-    let pages = |mode: &str| {
+fn checkpoint(conn: &rusqlite::Connection) -> Checkpoint {
+    let run = |mode: &str| {
         conn.query_row(&format!("PRAGMA wal_checkpoint({mode})"), [], |row| {
-            row.get::<_, i64>(1)
+            Ok((
+                row.get::<_, i64>(0)?,
+                row.get::<_, i64>(1)?,
+                row.get::<_, i64>(2)?,
+            ))
         })
     };
-    let made = pages("PASSIVE").and_then(|log| {
+    let made = run("PASSIVE").and_then(|(busy, log, done)| {
         if log > LOG_RESTART_PAGES {
-            pages("RESTART")?;
+            return run("RESTART");
         }
-        Ok(())
+        Ok((busy, log, done))
     });
-    if let Err(error) = made {
-        tracing::warn!(%error, "cannot checkpoint the database's write-ahead log");
+    match made {
+        Ok((0, log, done)) if done >= log => Checkpoint::Done,
+        Ok(_) => Checkpoint::Partial,
+        Err(error) => {
+            tracing::warn!(%error, "cannot checkpoint the database's write-ahead log");
+            Checkpoint::Done
+        }
     }
 }

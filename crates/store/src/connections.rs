@@ -104,8 +104,22 @@ pub(crate) async fn connect_sqlite(
     sqlx::SqliteConnection::connect_with(&options).await
 }
 
-/// The file a SQLite database URL names.
+/// The file a SQLite database URL names. Its options are not SQLite's to
+/// choose: the store creates the file itself, private, and writes to it.
 pub(crate) fn sqlite_file(database_url: &str) -> Result<std::path::PathBuf, sqlx::Error> {
+    // `mode=rwc` is what the store does anyway.
+    if database_url
+        .split_once('?')
+        .is_some_and(|(_, options)| options != "mode=rwc")
+    {
+        return Err(sqlx::Error::Configuration(
+            format!(
+                "a SQLite database URL takes no options but mode=rwc: {}",
+                crate::shown_url(database_url)
+            )
+            .into(),
+        ));
+    }
     crate::backend::sqlite_file(database_url).ok_or_else(|| {
         sqlx::Error::Configuration(
             format!("not a SQLite file: {}", crate::shown_url(database_url)).into(),
@@ -266,9 +280,9 @@ impl std::ops::DerefMut for Reader {
 
 impl Drop for Reader {
     fn drop(&mut self) {
-        // A query runs whole or not at all (it has nothing to await but
-        // another process's lock, before it begins): nothing is left
-        // half-way on a reader given back.
+        // A query runs whole or not at all (it awaits nothing but a lock
+        // held elsewhere, before it begins): nothing is left half-way on a
+        // reader given back.
         if let Reader::Sqlite { conn, home, .. } = self
             && let Some(Conn::Lite(conn)) = conn.take()
             && let Ok(mut idle) = home.idle.lock()

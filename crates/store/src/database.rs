@@ -102,8 +102,8 @@ impl Store {
         let migrator = backend.migrator(version);
         let connections = match backend {
             Backend::Sqlite => {
-                crate::private::create_sqlite_file(database_url).map_err(sqlx::Error::Io)?;
                 let file = crate::connections::sqlite_file(database_url)?;
+                crate::private::create_sqlite_file(database_url).map_err(sqlx::Error::Io)?;
                 let mut conn = crate::connections::connect_sqlite(&file).await?;
                 migrator.run(&mut conn).await?;
                 conn.close().await?;
@@ -269,6 +269,20 @@ mod tests {
             .claim_key("ours")
             .await
             .expect("the write, once the other is done, and nothing of the other's");
+    }
+
+    #[tokio::test]
+    async fn a_sqlite_url_with_options_is_refused_by_name_and_creates_nothing() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let file = dir.path().join("doorman.db");
+        let error = Store::open(&format!("sqlite://{}?cache=shared", file.display()))
+            .await
+            .expect_err("an option the store does not take");
+        assert!(error.to_string().contains("takes no options"), "{error}");
+        assert!(!file.exists(), "nothing created");
+        Store::open(&format!("sqlite://{}?mode=rwc", file.display()))
+            .await
+            .expect("mode=rwc, what the store does anyway");
     }
 
     #[tokio::test]

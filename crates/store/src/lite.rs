@@ -120,8 +120,9 @@ impl Lite {
         let mut tries = 0;
         let answer = loop {
             match run(&mut self.conn, &sql, &values) {
-                // This process's checkpoints lock the log for moments:
-                // tried again at once, a few times, before pausing.
+                // A lock held a moment (a checkpoint restarting the log,
+                // another process's write): tried again at once, a few
+                // times, before pausing.
                 Err(Failed::Busy(_)) if tries < 3 => {
                     tries += 1;
                     tokio::task::yield_now().await;
