@@ -157,12 +157,10 @@ impl Store {
         Ok(WriteTransaction { writer, open: true })
     }
 
-    /// A write transaction whose statements travel together (see
-    /// [`crate::script`]); like [`Store::begin_write`], a test's injected
-    /// fault fails or stalls it before it begins.
+    /// A write transaction whose first statement decides (see
+    /// [`crate::script`]).
     pub(crate) async fn begin_script(&self) -> Result<crate::script::Script, sqlx::Error> {
-        self.faults.before_write().await?;
-        crate::script::Script::begin(self.write_turn().await?).await
+        Ok(crate::script::Script::new(self.begin_write().await?))
     }
 
     /// This process's turn to write and the connection to write on. SQLite

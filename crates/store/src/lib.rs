@@ -8,7 +8,7 @@
 //! - `backend`: SQLite and PostgreSQL, and their migrations;
 //! - `connections`, `lite`, `checkpoints`, `script`: the connections
 //!   statements run on (SQLite's the store's own), the checkpoints of
-//!   SQLite's log, and write transactions sent whole;
+//!   SQLite's log, and write transactions whose first statement decides;
 //! - `principals`: operators and agents, their ids and their secrets'
 //!   hashes;
 //! - `access`: access rules: operators' grants, and their own addresses;

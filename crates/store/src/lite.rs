@@ -106,10 +106,8 @@ impl Lite {
         })
     }
 
-    /// Runs `sql` (one statement or several, `;` between them) with
-    /// `values` bound: each statement's rows, then its count. A first
-    /// statement that finds the database locked waits for it (a later
-    /// one cannot: the first of a transaction is its BEGIN IMMEDIATE).
+    /// Runs the statement `sql` with `values` bound: its rows, then its
+    /// count. One that finds the database locked waits for it.
     async fn query(
         &mut self,
         sql: String,
@@ -143,8 +141,7 @@ impl Lite {
     }
 }
 
-/// Why a query failed: the database locked before anything ran, or
-/// otherwise.
+/// Why a statement failed: the database locked, or otherwise.
 enum Failed {
     Busy(sqlx::Error),
     Other(sqlx::Error),
@@ -176,74 +173,51 @@ fn connect(path: &std::path::Path) -> Result<rusqlite::Connection, sqlx::Error> 
     Ok(conn)
 }
 
-/// Runs each statement of `sql` in turn, as sqlx's SQLite driver does: its
-/// rows, then its count (SQLite's `changes()`, which a statement that
-/// changes nothing leaves as the one before it set it).
+/// Runs the statement `sql` (one: the store sends no others), as sqlx's
+/// SQLite driver does: its rows, then its count (SQLite's `changes()`,
+/// which a statement that changes nothing leaves as the one before it set
+/// it). `$N` binds the N-th of `values`.
 fn run(
     conn: &mut rusqlite::Connection,
     sql: &str,
     values: &[AnyValueKind],
 ) -> Result<Vec<Either<AnyQueryResult, AnyRow>>, Failed> {
+    // Locked, the statement did nothing: a write takes its lock first.
+    let failed = |error: rusqlite::Error| {
+        if error.sqlite_error_code() == Some(rusqlite::ErrorCode::DatabaseBusy) {
+            Failed::Busy(self::error(error))
+        } else {
+            Failed::Other(self::error(error))
+        }
+    };
     let mut results = Vec::new();
-    for (position, text) in statements(sql).enumerate() {
-        let failed = |error: rusqlite::Error| {
-            let busy = error.sqlite_error_code() == Some(rusqlite::ErrorCode::DatabaseBusy);
-            match self::error(error) {
-                error if busy && position == 0 => Failed::Busy(error),
-                error => Failed::Other(error),
-            }
-        };
-        let mut statement = conn.prepare_cached(text).map_err(failed)?;
-        for index in 1..=statement.parameter_count() {
-            let n = statement
-                .parameter_name(index)
-                .and_then(|name| name.strip_prefix('$').or_else(|| name.strip_prefix('?')))
-                .and_then(|n| n.parse::<usize>().ok())
-                .ok_or_else(|| {
-                    sqlx::Error::Protocol(format!("a parameter not of the form $N in: {text}"))
-                })?;
-            // Unbound, as sqlx leaves it: NULL.
-            if let Some(value) = n.checked_sub(1).and_then(|i| values.get(i)) {
-                statement
-                    .raw_bind_parameter(index, bound(value)?)
-                    .map_err(failed)?;
-            }
+    let mut statement = conn.prepare_cached(sql).map_err(failed)?;
+    for index in 1..=statement.parameter_count() {
+        let n = statement
+            .parameter_name(index)
+            .and_then(|name| name.strip_prefix('$').or_else(|| name.strip_prefix('?')))
+            .and_then(|n| n.parse::<usize>().ok())
+            .ok_or_else(|| {
+                sqlx::Error::Protocol(format!("a parameter not of the form $N in: {sql}"))
+            })?;
+        // Unbound, as sqlx leaves it: NULL.
+        if let Some(value) = n.checked_sub(1).and_then(|i| values.get(i)) {
+            statement
+                .raw_bind_parameter(index, bound(value)?)
+                .map_err(failed)?;
         }
-        let columns = Columns::of(&statement);
-        let mut rows = statement.raw_query();
-        while let Some(row) = rows.next().map_err(failed)? {
-            results.push(Either::Right(columns.row(row)?));
-        }
-        drop(rows);
-        results.push(Either::Left(AnyQueryResult {
-            rows_affected: conn.changes(),
-            last_insert_id: Some(conn.last_insert_rowid()),
-        }));
     }
+    let columns = Columns::of(&statement);
+    let mut rows = statement.raw_query();
+    while let Some(row) = rows.next().map_err(failed)? {
+        results.push(Either::Right(columns.row(row)?));
+    }
+    drop(rows);
+    results.push(Either::Left(AnyQueryResult {
+        rows_affected: conn.changes(),
+        last_insert_id: Some(conn.last_insert_rowid()),
+    }));
     Ok(results)
-}
-
-/// The statements of `sql`, split at each `;` outside quotes. The store's
-/// statements have no comments, whose quotes this would misread, and no
-/// triggers (the migrations, which have, run on sqlx's connection).
-fn statements(sql: &str) -> impl Iterator<Item = &str> {
-    let mut pieces = Vec::new();
-    let mut quote: Option<char> = None;
-    let mut start = 0;
-    for (at, c) in sql.char_indices() {
-        match quote {
-            Some(q) if c == q => quote = None,
-            Some(_) => {}
-            None if c == '\'' || c == '"' => quote = Some(c),
-            None if c == ';' => {
-                pieces.push(&sql[start..at]);
-                start = at + 1;
-            }
-            None => {}
-        }
-    }
-    pieces.push(&sql[start..]);
-    pieces.into_iter().filter(|piece| !piece.trim().is_empty())
 }
 
 fn bound(value: &AnyValueKind) -> Result<ToSqlOutput<'_>, sqlx::Error> {
@@ -460,23 +434,5 @@ impl<'c> Executor<'c> for &'c mut Conn {
                 ))
             }),
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::statements;
-
-    #[test]
-    fn a_query_splits_at_semicolons_outside_quotes() {
-        let sql = "BEGIN IMMEDIATE;\nINSERT INTO t VALUES ('a;b', \"c;\");\n  ;COMMIT;";
-        assert_eq!(
-            statements(sql).collect::<Vec<_>>(),
-            [
-                "BEGIN IMMEDIATE",
-                "\nINSERT INTO t VALUES ('a;b', \"c;\")",
-                "COMMIT"
-            ]
-        );
     }
 }
